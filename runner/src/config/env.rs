@@ -1,0 +1,111 @@
+//! `${VAR}` in string values is replaced from the environment while the YAML is read, so an
+//! unset variable is reported at the line and column where it is used. `$${` is a literal `${`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+
+/// Replaces every `${NAME}` in `text`; `lookup` returns the variable's value.
+pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        if let Some(escaped) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = escaped;
+        } else if let Some(body) = after.strip_prefix("${") {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unterminated `${{` in `{text}`"))?;
+            let name = &body[..end];
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(format!(
+                    "`${{{name}}}` is not a valid environment variable reference"
+                ));
+            }
+            match lookup(name) {
+                Some(value) => out.push_str(&value),
+                None => {
+                    return Err(format!(
+                        "environment variable `{name}` is not set (used as `${{{name}}}`)"
+                    ))
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn from_env(text: &str) -> Result<String, String> {
+    substitute(text, |name| std::env::var(name).ok())
+}
+
+pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let raw = String::deserialize(d)?;
+    from_env(&raw).map_err(serde::de::Error::custom)
+}
+
+pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(raw) => from_env(&raw).map(Some).map_err(serde::de::Error::custom),
+        None => Ok(None),
+    }
+}
+
+pub fn path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    string(d).map(PathBuf::from)
+}
+
+pub fn opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    opt_string(d).map(|s| s.map(PathBuf::from))
+}
+
+pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| from_env(s).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(name: &str) -> Option<String> {
+        match name {
+            "HOME" => Some("/home/me".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn replaces_set_variables_and_keeps_plain_dollars() {
+        assert_eq!(substitute("${HOME}/data", vars).unwrap(), "/home/me/data");
+        assert_eq!(substitute("a${EMPTY}b", vars).unwrap(), "ab");
+        assert_eq!(substitute("cost: $5", vars).unwrap(), "cost: $5");
+        assert_eq!(substitute("$${HOME}", vars).unwrap(), "${HOME}");
+    }
+
+    #[test]
+    fn unset_and_malformed_references_are_errors() {
+        let err = substitute("${NOPE}/x", vars).unwrap_err();
+        assert!(err.contains("`NOPE` is not set"), "{err}");
+        assert!(substitute("${HOME", vars)
+            .unwrap_err()
+            .contains("unterminated"));
+        assert!(substitute("${1X}", vars)
+            .unwrap_err()
+            .contains("not a valid"));
+    }
+}

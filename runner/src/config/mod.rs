@@ -1,0 +1,299 @@
+//! The pipeline file: its YAML model, loading, `${VAR}` and `--set`, and error reporting with
+//! file, line and column.
+//!
+//! YAML is read with serde-saphyr (pure Rust, no panics, a location and snippet for every
+//! error); serde_yaml is archived and loses locations inside `type:`-tagged blocks.
+
+pub mod env;
+pub mod overrides;
+pub mod tagged;
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::{Location, MessageFormatter, Spanned};
+
+pub use overrides::Override;
+
+use crate::error::{Error, Result};
+use crate::registry::{SinkConfig, SourceConfig, TransformConfig};
+
+/// A pipeline: one source, transforms applied in order, one or more sinks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// A short name, used in logs.
+    #[serde(deserialize_with = "env::string")]
+    pub name: String,
+    /// What the pipeline does, for people reading it.
+    #[serde(default, deserialize_with = "env::opt_string")]
+    pub description: Option<String>,
+    /// `batch` runs to the end of the input; `stream` runs micro-batches on a trigger.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Worker threads; 0 means every core. `--cores N` overrides it.
+    #[serde(default)]
+    pub cores: usize,
+    /// Where records come from.
+    pub source: Spanned<SourceConfig>,
+    /// Applied in order to every record.
+    #[serde(default)]
+    pub transforms: Vec<Spanned<TransformConfig>>,
+    /// Where the result goes; every sink gets the same result.
+    pub sinks: Vec<Spanned<SinkConfig>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Batch,
+    Stream,
+}
+
+/// A pipeline file read and parsed, not yet built into components.
+#[derive(Debug)]
+pub struct LoadedPipeline {
+    /// The file as given on the command line.
+    pub path: PathBuf,
+    /// Relative paths in the file are resolved against this directory.
+    pub base_dir: PathBuf,
+    /// How messages name the file (notes `--set` when locations refer to the overridden text).
+    pub display_name: String,
+    pub config: PipelineConfig,
+}
+
+impl LoadedPipeline {
+    /// `file:line:column` for a location in the pipeline file.
+    pub fn at(&self, location: &Location) -> String {
+        if location.line() == 0 {
+            self.display_name.clone()
+        } else {
+            format!(
+                "{}:{}:{}",
+                self.display_name,
+                location.line(),
+                location.column()
+            )
+        }
+    }
+
+    /// Resolves a path written in the pipeline file against the file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        resolve_against(&self.base_dir, path)
+    }
+}
+
+/// `path` if absolute (or `-`), otherwise `base/path`.
+pub fn resolve_against(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() || path == Path::new("-") {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+/// Reads a pipeline file, applies `--set` overrides and parses it.
+pub fn load(path: &Path, overrides: &[Override]) -> Result<LoadedPipeline> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::PipelineFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base_dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path.display().to_string();
+    let (text, display_name) = if overrides.is_empty() {
+        (text, file_name)
+    } else {
+        (
+            apply_overrides(&text, &file_name, overrides)?,
+            format!("{file_name} (with --set)"),
+        )
+    };
+    let config = parse(&text, &display_name)?;
+    if config.sinks.is_empty() {
+        return Err(Error::invalid(format!(
+            "{display_name}: `sinks` is empty; a pipeline needs at least one sink (for example `- type: stdout`)"
+        )));
+    }
+    Ok(LoadedPipeline {
+        path: path.to_path_buf(),
+        base_dir,
+        display_name,
+        config,
+    })
+}
+
+/// Parses pipeline YAML; errors name `source_name`, line and column, with a snippet.
+pub fn parse(text: &str, source_name: &str) -> Result<PipelineConfig> {
+    serde_saphyr::from_str::<PipelineConfig>(text).map_err(|e| yaml_error(&e, source_name))
+}
+
+fn apply_overrides(text: &str, file_name: &str, overrides: &[Override]) -> Result<String> {
+    let mut doc: serde_json::Value =
+        serde_saphyr::from_str(text).map_err(|e| yaml_error(&e, file_name))?;
+    for ov in overrides {
+        overrides::apply(&mut doc, ov).map_err(Error::invalid)?;
+    }
+    serde_saphyr::to_string(&doc)
+        .map_err(|e| Error::invalid(format!("{file_name}: cannot apply --set: {e}")))
+}
+
+/// Turns a YAML error into `file:line:col: message` plus the snippet serde-saphyr draws.
+fn yaml_error(err: &serde_saphyr::Error, source_name: &str) -> Error {
+    let formatter = SuggestingFormatter;
+    let message = formatter.format_message(err).into_owned();
+    let Some(location) = err.location().filter(|l| l.line() > 0) else {
+        return Error::invalid(format!("{source_name}: {message}"));
+    };
+    let rendered = err.render_with_options(serde_saphyr::render_options! {
+        formatter: &formatter,
+        source_name: Some(source_name),
+    });
+    // serde-saphyr's first line repeats the message with its own location wording.
+    let snippet: Vec<&str> = rendered.lines().skip(1).collect();
+    Error::invalid(format!(
+        "{source_name}:{}:{}: {message}\n{}",
+        location.line(),
+        location.column(),
+        snippet.join("\n")
+    ))
+}
+
+/// serde-saphyr's messages, with "did you mean ...?" added to unknown fields and variants.
+struct SuggestingFormatter;
+
+impl MessageFormatter for SuggestingFormatter {
+    fn format_message<'a>(&self, err: &'a serde_saphyr::Error) -> Cow<'a, str> {
+        let message = serde_saphyr::DefaultMessageFormatter.format_message(err);
+        match with_suggestion(&message) {
+            Some(better) => Cow::Owned(better),
+            None => message,
+        }
+    }
+}
+
+/// Rewrites serde's `unknown field `x`, expected one of a, b` as
+/// `unknown field `x`, did you mean `a`? (expected one of: a, b)`.
+fn with_suggestion(message: &str) -> Option<String> {
+    let (what, rest) = ["unknown field `", "unknown variant `"]
+        .iter()
+        .find_map(|p| message.find(p).map(|at| (*p, &message[at + p.len()..])))?;
+    let (word, tail) = rest.split_once('`')?;
+    let expected = tail.split_once("expected").map(|(_, e)| e).unwrap_or("");
+    let candidates: Vec<&str> = expected
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .filter(|w| !w.is_empty() && !matches!(*w, "one" | "of" | "or"))
+        .collect();
+    let kind = if what.contains("field") {
+        "field"
+    } else {
+        "variant"
+    };
+    let hint = match crate::error::closest(word, candidates.iter().copied()) {
+        Some(best) => format!(", did you mean `{best}`?"),
+        None => String::new(),
+    };
+    let list = if candidates.is_empty() {
+        String::from("no fields are allowed here")
+    } else {
+        format!("expected one of: {}", candidates.join(", "))
+    };
+    Some(format!("unknown {kind} `{word}`{hint} ({list})"))
+}
+
+/// `, did you mean `x`?` when a candidate is close to `word`, else nothing.
+pub fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    match crate::error::closest(word, candidates) {
+        Some(best) => format!(", did you mean `{best}`?"),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str =
+        "name: t\nsource:\n  type: file\n  path: in.txt\nsinks:\n  - type: stdout\n";
+
+    fn err(text: &str) -> String {
+        parse(text, "p.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_pipeline_parses_with_defaults() {
+        let p = parse(MINIMAL, "p.yaml").unwrap();
+        assert_eq!(p.name, "t");
+        assert_eq!(p.mode, Mode::Batch);
+        assert_eq!(p.cores, 0);
+        assert!(p.transforms.is_empty());
+        assert_eq!(p.source.referenced.line(), 3);
+    }
+
+    #[test]
+    fn unknown_top_level_key_names_line_and_suggests() {
+        let e = err(&format!("{MINIMAL}tranforms: []\n"));
+        assert!(
+            e.starts_with("p.yaml:7:1: unknown field `tranforms`, did you mean `transforms`?"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_inside_a_typed_block_points_at_the_key() {
+        let text = "name: t\nsource:\n  type: file\n  path: in.txt\n  encodng_errors: skip\nsinks:\n  - type: stdout\n";
+        let e = err(text);
+        assert!(
+            e.starts_with(
+                "p.yaml:5:3: unknown field `encodng_errors`, did you mean `encoding_errors`?"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_type_suggests_the_closest() {
+        let e = err(&format!("{MINIMAL}transforms:\n  - type: tokenise\n"));
+        assert!(e.starts_with("p.yaml:8:5: "), "{e}");
+        assert!(
+            e.contains("unknown transform type `tokenise`, did you mean `tokenize`?"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn plain_scalars_are_strings_where_strings_are_expected() {
+        let p = parse(
+            "name: 2024\nsource:\n  type: file\n  path: 12\nsinks:\n  - type: stdout\n",
+            "p",
+        )
+        .unwrap();
+        assert_eq!(p.name, "2024");
+    }
+
+    #[test]
+    fn type_key_need_not_come_first() {
+        let text = "name: t\nsource:\n  path: in.txt\n  type: file\nsinks:\n  - type: stdout\n";
+        parse(text, "p.yaml").unwrap();
+    }
+
+    #[test]
+    fn unset_environment_variable_is_located() {
+        let text = "name: t\nsource:\n  type: file\n  path: ${RUNNER_TEST_SURELY_UNSET}/x\nsinks:\n  - type: stdout\n";
+        let e = err(text);
+        assert!(e.starts_with("p.yaml:4:"), "{e}");
+        assert!(e.contains("`RUNNER_TEST_SURELY_UNSET` is not set"), "{e}");
+    }
+
+    #[test]
+    fn suggestion_rewrites_serde_messages() {
+        let m = with_suggestion("unknown field `lowercas`, expected one of `column`, `lowercase`")
+            .unwrap();
+        assert_eq!(m, "unknown field `lowercas`, did you mean `lowercase`? (expected one of: column, lowercase)");
+        assert_eq!(with_suggestion("invalid type: integer"), None);
+    }
+}

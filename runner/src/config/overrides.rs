@@ -1,0 +1,151 @@
+//! `--set PATH=VALUE`: change or add any value of the pipeline before it is validated.
+
+use serde_json::Value;
+
+/// One `--set` argument, parsed.
+#[derive(Debug, Clone)]
+pub struct Override {
+    pub path: Vec<String>,
+    pub value: Value,
+    pub raw: String,
+}
+
+impl std::str::FromStr for Override {
+    type Err = String;
+
+    /// `transforms.3.where=count >= 100`: a dotted path, `=`, then a YAML scalar or flow value.
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let (path, value) = raw
+            .split_once('=')
+            .ok_or_else(|| format!("`{raw}` is not PATH=VALUE (example: --set cores=2)"))?;
+        let path: Vec<String> = path.trim().split('.').map(str::to_owned).collect();
+        if path.iter().any(String::is_empty) {
+            return Err(format!("`{raw}`: the path has an empty segment"));
+        }
+        let value = if value.trim().is_empty() {
+            Value::String(String::new())
+        } else {
+            serde_saphyr::from_str::<Value>(value)
+                .map_err(|e| format!("`{raw}`: the value is not valid YAML: {}", first_line(&e)))?
+        };
+        Ok(Override {
+            path,
+            value,
+            raw: raw.to_owned(),
+        })
+    }
+}
+
+fn first_line(e: &serde_saphyr::Error) -> String {
+    let rendered = e.to_string();
+    rendered
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_owned()
+}
+
+/// Applies `ov` to `doc`, creating maps along the way; a number indexes a list, and the index
+/// just past the end appends.
+pub fn apply(doc: &mut Value, ov: &Override) -> Result<(), String> {
+    let mut node = doc;
+    for (depth, segment) in ov.path.iter().enumerate() {
+        let last = depth + 1 == ov.path.len();
+        let here = ov.path[..depth].join(".");
+        node = match node {
+            Value::Array(items) => {
+                let index: usize = segment.parse().map_err(|_| {
+                    format!(
+                        "--set {}: `{here}` is a list; use a number, not `{segment}`",
+                        ov.raw
+                    )
+                })?;
+                if index == items.len() {
+                    items.push(Value::Object(Default::default()));
+                }
+                let len = items.len();
+                items.get_mut(index).ok_or_else(|| {
+                    format!(
+                        "--set {}: `{here}` has {len} items (indices 0 to {}), there is no {index}",
+                        ov.raw,
+                        len.saturating_sub(1)
+                    )
+                })?
+            }
+            Value::Object(map) => map
+                .entry(segment.clone())
+                .or_insert(Value::Object(Default::default())),
+            Value::Null => {
+                *node = Value::Object(Default::default());
+                match node {
+                    Value::Object(map) => map.entry(segment.clone()).or_insert(Value::Null),
+                    _ => unreachable!("just assigned an object"),
+                }
+            }
+            other => {
+                return Err(format!(
+                    "--set {}: `{here}` is a value ({other}), it has no `{segment}`",
+                    ov.raw
+                ))
+            }
+        };
+        if last {
+            *node = ov.value.clone();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn set(doc: &mut Value, raw: &str) -> Result<(), String> {
+        apply(doc, &raw.parse()?)
+    }
+
+    #[test]
+    fn values_are_read_as_yaml() {
+        let o: Override = "cores=2".parse().unwrap();
+        assert_eq!(o.value, json!(2));
+        let o: Override = "transforms.3.where=count >= 100".parse().unwrap();
+        assert_eq!(o.path, ["transforms", "3", "where"]);
+        assert_eq!(o.value, json!("count >= 100"));
+        let o: Override = "sort.by=[count desc, word]".parse().unwrap();
+        assert_eq!(o.value, json!(["count desc", "word"]));
+    }
+
+    #[test]
+    fn overrides_replace_index_and_append() {
+        let mut doc = json!({"cores": 0, "transforms": [{"type": "a"}, {"type": "b"}]});
+        set(&mut doc, "cores=4").unwrap();
+        set(&mut doc, "transforms.1.n=5").unwrap();
+        set(&mut doc, "transforms.2.type=limit").unwrap();
+        set(&mut doc, "source.path=x.txt").unwrap();
+        assert_eq!(
+            doc,
+            json!({"cores": 4, "transforms": [{"type": "a"}, {"type": "b", "n": 5},
+                   {"type": "limit"}], "source": {"path": "x.txt"}})
+        );
+    }
+
+    #[test]
+    fn bad_paths_are_explained() {
+        let mut doc = json!({"transforms": [{"type": "a"}], "cores": 1});
+        assert!(set(&mut doc, "transforms.7.x=1")
+            .unwrap_err()
+            .contains("has 1 items"));
+        assert!(set(&mut doc, "transforms.x.y=1")
+            .unwrap_err()
+            .contains("is a list"));
+        assert!(set(&mut doc, "cores.x=1")
+            .unwrap_err()
+            .contains("is a value"));
+        assert!("novalue"
+            .parse::<Override>()
+            .unwrap_err()
+            .contains("PATH=VALUE"));
+    }
+}

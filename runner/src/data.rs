@@ -1,0 +1,176 @@
+//! The record-batch model: Arrow `RecordBatch`es with named, typed columns, and the few helpers
+//! every component needs to look columns up and read cells.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+pub use arrow_array;
+pub use arrow_schema;
+
+/// Rows per batch handed between transforms: small enough to stay in cache.
+pub const BATCH_ROWS: usize = 8192;
+
+/// A schema with one non-null UTF-8 column.
+pub fn text_schema(column: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]))
+}
+
+/// The index of column `name`, or an error listing the columns there are.
+pub fn column_index(schema: &Schema, name: &str) -> Result<usize, String> {
+    schema.index_of(name).map_err(|_| {
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        format!(
+            "there is no column `{name}`{} (columns here: {})",
+            crate::config::suggestion(name, names.iter().copied()),
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        )
+    })
+}
+
+/// The index of column `name`, which must hold text.
+pub fn text_column_index(schema: &Schema, name: &str) -> Result<usize, String> {
+    let index = column_index(schema, name)?;
+    match schema.field(index).data_type() {
+        DataType::Utf8 => Ok(index),
+        other => Err(format!(
+            "column `{name}` holds {}, but text is needed here",
+            type_label(other)
+        )),
+    }
+}
+
+/// How a column type is called in messages.
+pub fn type_label(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 => "text".into(),
+        DataType::Int64 | DataType::UInt64 | DataType::Int32 => "integers".into(),
+        DataType::Float64 => "numbers".into(),
+        DataType::Boolean => "booleans".into(),
+        DataType::List(inner) => format!("lists of {}", type_label(inner.data_type())),
+        other => format!("{other}"),
+    }
+}
+
+/// Column `index` of `batch` as text. Only call with an index checked by `text_column_index`.
+pub fn text(batch: &RecordBatch, index: usize) -> &StringArray {
+    batch.column(index).as_string::<i32>()
+}
+
+/// One cell, borrowed from a batch, for sinks and sorting.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    Text(&'a str),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    List(Vec<Cell<'a>>),
+}
+
+impl Cell<'_> {
+    /// The cell as plain text (lists joined with spaces, null as empty).
+    pub fn to_text(&self) -> String {
+        match self {
+            Cell::Null => String::new(),
+            Cell::Text(s) => (*s).to_owned(),
+            Cell::Int(i) => i.to_string(),
+            Cell::Float(f) => f.to_string(),
+            Cell::Bool(b) => b.to_string(),
+            Cell::List(items) => items
+                .iter()
+                .map(Cell::to_text)
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Cell::Null => serde_json::Value::Null,
+            Cell::Text(s) => (*s).into(),
+            Cell::Int(i) => (*i).into(),
+            Cell::Float(f) => (*f).into(),
+            Cell::Bool(b) => (*b).into(),
+            Cell::List(items) => items.iter().map(Cell::to_json).collect(),
+        }
+    }
+}
+
+/// Reads row `row` of `array`.
+pub fn cell(array: &dyn Array, row: usize) -> Cell<'_> {
+    if array.is_null(row) {
+        return Cell::Null;
+    }
+    match array.data_type() {
+        DataType::Utf8 => Cell::Text(array.as_string::<i32>().value(row)),
+        DataType::Int64 => Cell::Int(array.as_primitive::<Int64Type>().value(row)),
+        DataType::Float64 => Cell::Float(array.as_primitive::<Float64Type>().value(row)),
+        DataType::Boolean => Cell::Bool(array.as_boolean().value(row)),
+        DataType::List(_) => {
+            let list = array.as_list::<i32>();
+            let offsets = list.value_offsets();
+            let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+            let values: &dyn Array = list.values().as_ref();
+            Cell::List((start..end).map(|i| cell(values, i)).collect())
+        }
+        _ => Cell::Null,
+    }
+}
+
+/// A batch with one text column, for tests and sources.
+pub fn text_batch(column: &str, values: impl IntoIterator<Item = impl AsRef<str>>) -> RecordBatch {
+    let array: ArrayRef = Arc::new(StringArray::from_iter_values(values));
+    RecordBatch::try_new(text_schema(column), vec![array])
+        .expect("one text column matches its schema")
+}
+
+/// Concatenates batches of one schema (an empty list gives an empty batch).
+pub fn concat(schema: &SchemaRef, batches: &[RecordBatch]) -> RecordBatch {
+    match batches {
+        [] => RecordBatch::new_empty(schema.clone()),
+        [one] => one.clone(),
+        many => arrow_select::concat::concat_batches(schema, many)
+            .expect("batches of one pipeline stage share its schema"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_lookup_suggests_close_names() {
+        let schema = Schema::new(vec![
+            Field::new("word", DataType::Utf8, false),
+            Field::new("count", DataType::Int64, false),
+        ]);
+        assert_eq!(column_index(&schema, "count").unwrap(), 1);
+        let err = column_index(&schema, "cuont").unwrap_err();
+        assert!(
+            err.contains("did you mean `count`?") && err.contains("word, count"),
+            "{err}"
+        );
+        assert!(text_column_index(&schema, "count")
+            .unwrap_err()
+            .contains("holds integers"));
+    }
+
+    #[test]
+    fn cells_read_back_as_text_and_json() {
+        let batch = text_batch("w", ["a", "b"]);
+        assert_eq!(cell(batch.column(0).as_ref(), 1), Cell::Text("b"));
+        assert_eq!(Cell::Int(3).to_json(), serde_json::json!(3));
+        assert_eq!(
+            concat(&batch.schema(), &[batch.clone(), batch.clone()]).num_rows(),
+            4
+        );
+    }
+}

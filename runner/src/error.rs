@@ -1,0 +1,84 @@
+//! The error type the CLI turns into one message and an exit code.
+
+use std::path::PathBuf;
+
+/// Exit code for a runtime failure (missing input, failed download, unwritable output).
+pub const EXIT_RUNTIME: i32 = 1;
+/// Exit code for an invalid pipeline file or invalid command-line usage.
+pub const EXIT_INVALID: i32 = 2;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The pipeline file is not valid: YAML syntax, unknown keys, wrong types, bad expressions.
+    /// The message already carries file, line and column.
+    #[error("{0}")]
+    InvalidPipeline(String),
+
+    /// The pipeline file itself could not be read.
+    #[error("cannot read pipeline file {}: {source}", path.display())]
+    PipelineFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// An input could not be read.
+    #[error("cannot read input {}: {source}", path.display())]
+    Input {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// An output could not be written.
+    #[error("cannot write output {}: {source}", path.display())]
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// Any other failure while running, with a complete sentence as message.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl Error {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::InvalidPipeline(message.into())
+    }
+
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Error::Runtime(message.into())
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::InvalidPipeline(_) => EXIT_INVALID,
+            Error::PipelineFile { .. } => EXIT_INVALID,
+            Error::Input { .. } | Error::Output { .. } | Error::Runtime(_) => EXIT_RUNTIME,
+        }
+    }
+}
+
+/// The closest candidate to `word` by edit distance, if it is close enough to be a likely typo.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_finds_typos_and_ignores_unrelated_words() {
+        let keys = ["name", "source", "transforms", "sinks"];
+        assert_eq!(closest("tranforms", keys), Some("transforms"));
+        assert_eq!(closest("sink", keys), Some("sinks"));
+        assert_eq!(closest("zzzzzzzz", keys), None);
+    }
+}

@@ -1,0 +1,595 @@
+//! The `where:` expression language of `filter`: comparisons (`== != < <= > >=`), `in [..]`,
+//! `and`, `or`, `not`, parentheses, string/number/boolean literals and column names (bare, or
+//! in backticks when they contain other characters). Type-checked against the input schema
+//! when the pipeline is validated, so a mistake is reported before any data is read.
+
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::{DataType, Schema};
+
+use crate::data::{cell, column_index, type_label, Cell};
+
+/// A compiled, type-checked predicate.
+#[derive(Debug, Clone)]
+pub struct Predicate {
+    root: Node,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Type {
+    Text,
+    Number,
+    Bool,
+}
+
+impl Type {
+    fn of(data_type: &DataType) -> Option<Type> {
+        match data_type {
+            DataType::Utf8 => Some(Type::Text),
+            DataType::Int64 | DataType::Float64 => Some(Type::Number),
+            DataType::Boolean => Some(Type::Bool),
+            _ => None,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Type::Text => "text",
+            Type::Number => "a number",
+            Type::Bool => "a boolean",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Literal {
+    Text(String),
+    Number(f64),
+    Bool(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Column(usize),
+    Literal(Literal),
+    Compare(CmpOp, Box<Node>, Box<Node>),
+    In(Box<Node>, Vec<Literal>, bool),
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    Not(Box<Node>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Ident(String),
+    Text(String),
+    Number(f64),
+    Op(CmpOp),
+    LParen,
+    RParen,
+    LBracket,
+    RBracket,
+    Comma,
+}
+
+/// Parses and type-checks `source` against `schema`.
+pub fn compile(source: &str, schema: &Schema) -> Result<Predicate, String> {
+    let tokens = lex(source).map_err(|(at, msg)| at_column(source, at, &msg))?;
+    let mut parser = Parser {
+        tokens,
+        pos: 0,
+        schema,
+        source,
+    };
+    let (root, ty) = parser.or()?;
+    if let Some((at, token)) = parser.tokens.get(parser.pos) {
+        return Err(at_column(
+            source,
+            *at,
+            &format!("unexpected {} after a complete expression", describe(token)),
+        ));
+    }
+    if ty != Type::Bool {
+        return Err(format!(
+            "`{source}` is {}, not a condition; compare it, e.g. `{source} > 0`",
+            ty.label()
+        ));
+    }
+    Ok(Predicate { root })
+}
+
+fn at_column(source: &str, at: usize, message: &str) -> String {
+    let column = source[..at.min(source.len())].chars().count() + 1;
+    format!("in `{source}` at character {column}: {message}")
+}
+
+fn describe(token: &Token) -> String {
+    match token {
+        Token::Ident(name) => format!("`{name}`"),
+        Token::Text(s) => format!("string \"{s}\""),
+        Token::Number(n) => format!("number {n}"),
+        Token::Op(_) => "a comparison".into(),
+        Token::LParen => "`(`".into(),
+        Token::RParen => "`)`".into(),
+        Token::LBracket => "`[`".into(),
+        Token::RBracket => "`]`".into(),
+        Token::Comma => "`,`".into(),
+    }
+}
+
+fn lex(src: &str) -> Result<Vec<(usize, Token)>, (usize, String)> {
+    let bytes = src.as_bytes();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let start = i;
+        let token = match c {
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                i += 1;
+                continue;
+            }
+            b'(' => Token::LParen,
+            b')' => Token::RParen,
+            b'[' => Token::LBracket,
+            b']' => Token::RBracket,
+            b',' => Token::Comma,
+            b'=' if bytes.get(i + 1) == Some(&b'=') => {
+                i += 1;
+                Token::Op(CmpOp::Eq)
+            }
+            b'=' => return Err((i, "`=` is not a comparison; use `==`".into())),
+            b'!' if bytes.get(i + 1) == Some(&b'=') => {
+                i += 1;
+                Token::Op(CmpOp::Ne)
+            }
+            b'<' | b'>' => {
+                let or_equal = bytes.get(i + 1) == Some(&b'=');
+                if or_equal {
+                    i += 1;
+                }
+                Token::Op(match (c, or_equal) {
+                    (b'<', false) => CmpOp::Lt,
+                    (b'<', true) => CmpOp::Le,
+                    (_, false) => CmpOp::Gt,
+                    (_, true) => CmpOp::Ge,
+                })
+            }
+            b'"' | b'\'' => {
+                let mut value = String::new();
+                let mut chars = src[i + 1..].char_indices();
+                loop {
+                    match chars.next() {
+                        None => return Err((start, "this string has no closing quote".into())),
+                        Some((_, '\\')) => match chars.next() {
+                            Some((_, 'n')) => value.push('\n'),
+                            Some((_, 't')) => value.push('\t'),
+                            Some((_, other)) => value.push(other),
+                            None => return Err((start, "this string has no closing quote".into())),
+                        },
+                        Some((offset, q)) if q as u32 == c as u32 => {
+                            i += offset + 1;
+                            break;
+                        }
+                        Some((_, other)) => value.push(other),
+                    }
+                }
+                Token::Text(value)
+            }
+            b'`' => {
+                let end = src[i + 1..]
+                    .find('`')
+                    .ok_or((start, "this column name has no closing backtick".to_owned()))?;
+                let name = src[i + 1..i + 1 + end].to_owned();
+                i += end + 1;
+                Token::Ident(name)
+            }
+            b'0'..=b'9' | b'-' | b'.' => {
+                let mut end = i + 1;
+                while end < bytes.len()
+                    && (bytes[end].is_ascii_digit()
+                        || matches!(bytes[end], b'.' | b'e' | b'E' | b'_'))
+                {
+                    end += 1;
+                }
+                let text = src[i..end].replace('_', "");
+                let value: f64 = text
+                    .parse()
+                    .map_err(|_| (start, format!("`{}` is not a number", &src[i..end])))?;
+                i = end - 1;
+                Token::Number(value)
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
+                let rest = &src[i..];
+                let len = rest
+                    .char_indices()
+                    .find(|(_, ch)| !(ch.is_alphanumeric() || *ch == '_'))
+                    .map_or(rest.len(), |(at, _)| at);
+                i += len - 1;
+                Token::Ident(rest[..len].to_owned())
+            }
+            _ => {
+                let ch = src[i..].chars().next().unwrap_or('?');
+                return Err((i, format!("unexpected character `{ch}`")));
+            }
+        };
+        tokens.push((start, token));
+        i += 1;
+    }
+    Ok(tokens)
+}
+
+struct Parser<'a> {
+    tokens: Vec<(usize, Token)>,
+    pos: usize,
+    schema: &'a Schema,
+    source: &'a str,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.pos).map(|(_, t)| t)
+    }
+
+    fn here(&self) -> usize {
+        self.tokens
+            .get(self.pos)
+            .map_or(self.source.len(), |(at, _)| *at)
+    }
+
+    fn error(&self, message: &str) -> String {
+        at_column(self.source, self.here(), message)
+    }
+
+    fn keyword(&mut self, word: &str) -> bool {
+        if matches!(self.peek(), Some(Token::Ident(w)) if w == word) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_bool(&self, ty: Type, at: usize, what: &str) -> Result<(), String> {
+        if ty == Type::Bool {
+            Ok(())
+        } else {
+            Err(at_column(
+                self.source,
+                at,
+                &format!("`{what}` needs a condition, found {}", ty.label()),
+            ))
+        }
+    }
+
+    fn or(&mut self) -> Result<(Node, Type), String> {
+        let at = self.here();
+        let (mut left, mut ty) = self.and()?;
+        while self.keyword("or") {
+            self.expect_bool(ty, at, "or")?;
+            let right_at = self.here();
+            let (right, right_ty) = self.and()?;
+            self.expect_bool(right_ty, right_at, "or")?;
+            left = Node::Or(Box::new(left), Box::new(right));
+            ty = Type::Bool;
+        }
+        Ok((left, ty))
+    }
+
+    fn and(&mut self) -> Result<(Node, Type), String> {
+        let at = self.here();
+        let (mut left, mut ty) = self.not()?;
+        while self.keyword("and") {
+            self.expect_bool(ty, at, "and")?;
+            let right_at = self.here();
+            let (right, right_ty) = self.not()?;
+            self.expect_bool(right_ty, right_at, "and")?;
+            left = Node::And(Box::new(left), Box::new(right));
+            ty = Type::Bool;
+        }
+        Ok((left, ty))
+    }
+
+    fn not(&mut self) -> Result<(Node, Type), String> {
+        if self.keyword("not") {
+            let at = self.here();
+            let (inner, ty) = self.not()?;
+            self.expect_bool(ty, at, "not")?;
+            return Ok((Node::Not(Box::new(inner)), Type::Bool));
+        }
+        self.comparison()
+    }
+
+    fn comparison(&mut self) -> Result<(Node, Type), String> {
+        let left_at = self.here();
+        let (left, left_ty) = self.primary()?;
+        if let Some(Token::Op(op)) = self.peek().cloned() {
+            let op_at = self.here();
+            self.pos += 1;
+            let (right, right_ty) = self.primary()?;
+            if left_ty != right_ty {
+                return Err(at_column(
+                    self.source,
+                    op_at,
+                    &format!(
+                        "cannot compare {} with {}",
+                        left_ty.label(),
+                        right_ty.label()
+                    ),
+                ));
+            }
+            if left_ty == Type::Bool && !matches!(op, CmpOp::Eq | CmpOp::Ne) {
+                return Err(at_column(
+                    self.source,
+                    op_at,
+                    "booleans can only be compared with == and !=",
+                ));
+            }
+            return Ok((
+                Node::Compare(op, Box::new(left), Box::new(right)),
+                Type::Bool,
+            ));
+        }
+        let negated = if matches!(self.peek(), Some(Token::Ident(w)) if w == "not")
+            && matches!(self.tokens.get(self.pos + 1), Some((_, Token::Ident(w))) if w == "in")
+        {
+            self.pos += 1;
+            true
+        } else {
+            false
+        };
+        if self.keyword("in") {
+            let items = self.list(left_ty)?;
+            return Ok((Node::In(Box::new(left), items, negated), Type::Bool));
+        }
+        let _ = left_at;
+        Ok((left, left_ty))
+    }
+
+    fn list(&mut self, item_ty: Type) -> Result<Vec<Literal>, String> {
+        if self.peek() != Some(&Token::LBracket) {
+            return Err(self.error("`in` needs a list, like `in [\"a\", \"b\"]`"));
+        }
+        self.pos += 1;
+        let mut items = Vec::new();
+        loop {
+            if self.peek() == Some(&Token::RBracket) {
+                self.pos += 1;
+                return Ok(items);
+            }
+            let at = self.here();
+            let literal = match self.tokens.get(self.pos).map(|(_, t)| t.clone()) {
+                Some(Token::Text(s)) => Literal::Text(s),
+                Some(Token::Number(n)) => Literal::Number(n),
+                Some(Token::Ident(w)) if w == "true" || w == "false" => Literal::Bool(w == "true"),
+                _ => return Err(self.error("expected a literal value in the list")),
+            };
+            if literal_type(&literal) != item_ty {
+                return Err(at_column(
+                    self.source,
+                    at,
+                    &format!(
+                        "this list holds {} but is matched against {}",
+                        literal_type(&literal).label(),
+                        item_ty.label()
+                    ),
+                ));
+            }
+            items.push(literal);
+            self.pos += 1;
+            match self.peek() {
+                Some(Token::Comma) => self.pos += 1,
+                Some(Token::RBracket) => {}
+                _ => return Err(self.error("expected `,` or `]` in the list")),
+            }
+        }
+    }
+
+    fn primary(&mut self) -> Result<(Node, Type), String> {
+        let Some((at, token)) = self.tokens.get(self.pos).cloned() else {
+            return Err(self.error("the expression ends too early"));
+        };
+        self.pos += 1;
+        match token {
+            Token::Number(n) => Ok((Node::Literal(Literal::Number(n)), Type::Number)),
+            Token::Text(s) => Ok((Node::Literal(Literal::Text(s)), Type::Text)),
+            Token::Ident(w) if w == "true" || w == "false" => {
+                Ok((Node::Literal(Literal::Bool(w == "true")), Type::Bool))
+            }
+            Token::Ident(name) => {
+                let index =
+                    column_index(self.schema, &name).map_err(|e| at_column(self.source, at, &e))?;
+                let data_type = self.schema.field(index).data_type();
+                let ty = Type::of(data_type).ok_or_else(|| {
+                    at_column(
+                        self.source,
+                        at,
+                        &format!(
+                            "column `{name}` holds {}, which filter cannot compare",
+                            type_label(data_type)
+                        ),
+                    )
+                })?;
+                Ok((Node::Column(index), ty))
+            }
+            Token::LParen => {
+                let inner = self.or()?;
+                if self.peek() != Some(&Token::RParen) {
+                    return Err(self.error("expected `)`"));
+                }
+                self.pos += 1;
+                Ok(inner)
+            }
+            other => Err(at_column(
+                self.source,
+                at,
+                &format!("unexpected {}", describe(&other)),
+            )),
+        }
+    }
+}
+
+fn literal_type(literal: &Literal) -> Type {
+    match literal {
+        Literal::Text(_) => Type::Text,
+        Literal::Number(_) => Type::Number,
+        Literal::Bool(_) => Type::Bool,
+    }
+}
+
+/// A value while evaluating one row.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+enum Value<'a> {
+    Null,
+    Text(&'a str),
+    Number(f64),
+    Bool(bool),
+}
+
+impl<'a> From<&'a Literal> for Value<'a> {
+    fn from(literal: &'a Literal) -> Self {
+        match literal {
+            Literal::Text(s) => Value::Text(s),
+            Literal::Number(n) => Value::Number(*n),
+            Literal::Bool(b) => Value::Bool(*b),
+        }
+    }
+}
+
+impl Predicate {
+    /// Evaluates the predicate on every row; a comparison involving null is false.
+    pub fn evaluate(&self, batch: &RecordBatch) -> BooleanArray {
+        let columns = batch.columns();
+        (0..batch.num_rows())
+            .map(|row| Some(eval(&self.root, columns, row) == Value::Bool(true)))
+            .collect()
+    }
+}
+
+fn eval<'a>(node: &'a Node, columns: &'a [ArrayRef], row: usize) -> Value<'a> {
+    match node {
+        Node::Column(index) => match cell(columns[*index].as_ref() as &dyn Array, row) {
+            Cell::Text(s) => Value::Text(s),
+            Cell::Int(i) => Value::Number(i as f64),
+            Cell::Float(f) => Value::Number(f),
+            Cell::Bool(b) => Value::Bool(b),
+            _ => Value::Null,
+        },
+        Node::Literal(literal) => literal.into(),
+        Node::Compare(op, left, right) => {
+            let (l, r) = (eval(left, columns, row), eval(right, columns, row));
+            if l == Value::Null || r == Value::Null {
+                return Value::Bool(false);
+            }
+            Value::Bool(match op {
+                CmpOp::Eq => l == r,
+                CmpOp::Ne => l != r,
+                CmpOp::Lt => l < r,
+                CmpOp::Le => l <= r,
+                CmpOp::Gt => l > r,
+                CmpOp::Ge => l >= r,
+            })
+        }
+        Node::In(value, items, negated) => {
+            let v = eval(value, columns, row);
+            if v == Value::Null {
+                return Value::Bool(false);
+            }
+            Value::Bool(items.iter().any(|item| Value::from(item) == v) != *negated)
+        }
+        Node::And(l, r) => {
+            Value::Bool(truthy(eval(l, columns, row)) && truthy(eval(r, columns, row)))
+        }
+        Node::Or(l, r) => {
+            Value::Bool(truthy(eval(l, columns, row)) || truthy(eval(r, columns, row)))
+        }
+        Node::Not(inner) => match eval(inner, columns, row) {
+            Value::Null => Value::Bool(false),
+            v => Value::Bool(!truthy(v)),
+        },
+    }
+}
+
+fn truthy(value: Value) -> bool {
+    value == Value::Bool(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Int64Array, StringArray};
+    use arrow_schema::Field;
+    use std::sync::Arc;
+
+    fn batch() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("word", DataType::Utf8, false),
+            Field::new("count", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["romeo", "thou", "i’ll", "one"])),
+                Arc::new(Int64Array::from(vec![298, 277, 59, 60])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn keep(expr: &str) -> Vec<bool> {
+        let b = batch();
+        let p = compile(expr, &b.schema()).unwrap_or_else(|e| panic!("{e}"));
+        p.evaluate(&b).iter().map(|v| v.unwrap()).collect()
+    }
+
+    fn error(expr: &str) -> String {
+        compile(expr, &batch().schema()).unwrap_err()
+    }
+
+    #[test]
+    fn comparisons_and_logic() {
+        assert_eq!(keep("count >= 60"), [true, true, false, true]);
+        assert_eq!(
+            keep("count < 100 and not (word == 'one')"),
+            [false, false, true, false]
+        );
+        assert_eq!(
+            keep("word == \"romeo\" or count == 60"),
+            [true, false, false, true]
+        );
+        assert_eq!(
+            keep("word in [\"thou\", 'one']"),
+            [false, true, false, true]
+        );
+        assert_eq!(keep("word not in ['thou']"), [true, false, true, true]);
+        assert_eq!(
+            keep("word != 'i’ll' and count > 1e2"),
+            [true, true, false, false]
+        );
+        assert_eq!(keep("`count` <= -1"), [false, false, false, false]);
+    }
+
+    #[test]
+    fn type_errors_are_found_before_data() {
+        assert!(error("count >= 'a'").contains("cannot compare a number with text"));
+        assert!(error("cuont > 1").contains("did you mean `count`?"));
+        assert!(error("count").contains("not a condition"));
+        assert!(error("count > 1 and word").contains("`and` needs a condition"));
+        assert!(error("word in [1, 2]").contains("list holds a number"));
+        assert!(error("count = 5").contains("use `==`"));
+        assert!(error("(count > 1").contains("expected `)`"));
+        assert!(error("count > ").contains("ends too early"));
+        assert!(error("word == 'x").contains("no closing quote"));
+        assert!(error("count > 1 2").contains("unexpected number"));
+        assert!(error("count ~ 1").contains("character 7"));
+    }
+}

@@ -1,0 +1,16 @@
+//! runner: data pipelines declared in YAML, run as batch jobs or triggered micro-batch streams.
+//!
+//! Layout: `config` reads and validates pipeline files, `registry` maps YAML `type:` names to
+//! components, `sources`/`transforms`/`sinks` hold one component per file, `exec` wires them.
+
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod exec;
+pub mod expr;
+pub mod registry;
+pub mod sinks;
+pub mod sources;
+pub mod transforms;
+
+pub use error::{Error, Result};

@@ -1,0 +1,128 @@
+//! The one place that maps YAML `type:` names to components. `runner list` (and the docs) are
+//! generated from these tables, and the YAML loader dispatches through them.
+
+use crate::sinks::{self, BuildSink};
+use crate::sources::{self, BuildSource};
+use crate::transforms::{self, BuildTransform};
+
+/// One row of `runner list`.
+#[derive(Debug, Clone, Copy)]
+pub struct ComponentInfo {
+    pub kind: &'static str,
+    pub name: &'static str,
+    pub summary: &'static str,
+}
+
+/// Declares an enum of component configs selected by `type:`, its deserializer (through
+/// `config::tagged`, which keeps YAML error locations) and its table of names.
+macro_rules! component_enum {
+    ($enum:ident, $kind:literal, $builder:path, [
+        $( $tag:literal => $variant:ident($config:ty) : $summary:literal ),+ $(,)?
+    ]) => {
+        #[derive(Debug, Clone)]
+        pub enum $enum {
+            $( $variant($config) ),+
+        }
+
+        impl $enum {
+            /// Every component of this kind, in the order `runner list` shows them.
+            pub const ALL: &'static [ComponentInfo] = &[
+                $( ComponentInfo { kind: $kind, name: $tag, summary: $summary } ),+
+            ];
+
+            /// The YAML `type:` name of this config.
+            pub fn type_name(&self) -> &'static str {
+                match self { $( Self::$variant(_) => $tag ),+ }
+            }
+
+            /// The config as its builder.
+            pub fn builder(&self) -> &dyn $builder {
+                match self { $( Self::$variant(c) => c ),+ }
+            }
+        }
+
+        impl crate::config::tagged::TaggedConfig for $enum {
+            const KIND: &'static str = $kind;
+            const TAGS: &'static [&'static str] = &[ $( $tag ),+ ];
+
+            fn from_tag<'de, A: serde::de::MapAccess<'de>>(
+                tag: &str,
+                rest: serde::de::value::MapAccessDeserializer<A>,
+            ) -> Result<Self, A::Error> {
+                match tag {
+                    $( $tag => <$config as serde::Deserialize>::deserialize(rest).map(Self::$variant), )+
+                    _ => Err(serde::de::Error::unknown_variant(tag, Self::TAGS)),
+                }
+            }
+
+            fn from_tag_buffered(tag: &str, rest: serde_json::Value) -> Result<Self, serde_json::Error> {
+                match tag {
+                    $( $tag => serde_json::from_value::<$config>(rest).map(Self::$variant), )+
+                    _ => Err(serde::de::Error::unknown_variant(tag, Self::TAGS)),
+                }
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $enum {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                crate::config::tagged::deserialize(d)
+            }
+        }
+    };
+}
+
+component_enum!(SourceConfig, "source", BuildSource, [
+    "file" => File(sources::file::FileSourceConfig)
+        : "Lines of text files, a directory, a glob or standard input (column `line`)",
+]);
+
+component_enum!(TransformConfig, "transform", BuildTransform, [
+    "tokenize" => Tokenize(transforms::tokenize::TokenizeConfig)
+        : "Split a text column into one row per word (Python str.split), lowercased, punctuation stripped",
+    "stopwords" => Stopwords(transforms::stopwords::StopwordsConfig)
+        : "Drop rows whose word is a stop word (NLTK English built in, or your own list)",
+    "explode" => Explode(transforms::explode::ExplodeConfig)
+        : "One row per piece of a string column split on a separator, or per element of a list column",
+    "lowercase" => Lowercase(transforms::lowercase::LowercaseConfig)
+        : "Lowercase a text column (Unicode-aware)",
+    "group_count" => GroupCount(transforms::group_count::GroupCountConfig)
+        : "Count rows per distinct value of one or more columns (column `count`)",
+    "filter" => Filter(transforms::filter::FilterConfig)
+        : "Keep rows matching an expression such as `count >= 60 and word != \"thou\"`",
+    "sort" => Sort(transforms::sort::SortConfig)
+        : "Order rows by columns, ascending or descending; ties broken by the other columns",
+    "limit" => Limit(transforms::limit::LimitConfig)
+        : "Keep the first N rows",
+]);
+
+component_enum!(SinkConfig, "sink", BuildSink, [
+    "stdout" => Stdout(sinks::stdout::StdoutSinkConfig)
+        : "Print the result: aligned (the chapter's `word: count`), table, tsv or jsonl",
+    "csv" => Csv(sinks::csv::CsvSinkConfig)
+        : "Write the result to a CSV file, replaced atomically",
+]);
+
+/// Every component, sources first, then transforms, then sinks.
+pub fn all() -> impl Iterator<Item = &'static ComponentInfo> {
+    SourceConfig::ALL
+        .iter()
+        .chain(TransformConfig::ALL)
+        .chain(SinkConfig::ALL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_within_a_kind_and_documented() {
+        for table in [SourceConfig::ALL, TransformConfig::ALL, SinkConfig::ALL] {
+            let mut names: Vec<_> = table.iter().map(|c| c.name).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), table.len());
+            assert!(table.iter().all(|c| !c.summary.is_empty()));
+        }
+        assert!(all().any(|c| c.kind == "transform" && c.name == "group_count"));
+    }
+}

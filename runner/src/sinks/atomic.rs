@@ -1,0 +1,92 @@
+//! Replacing a file atomically: write a temporary file in the same directory, flush it to disk,
+//! rename it over the target, then flush the directory. A reader (or a run killed half-way)
+//! sees the old file or the new one, never a mix.
+
+use std::io::Write;
+use std::path::Path;
+
+use tempfile::NamedTempFile;
+
+use crate::error::{Error, Result};
+
+/// Creates a temporary file beside `target` (creating the directory if needed).
+pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(|source| Error::Output {
+        path: target.to_path_buf(),
+        source,
+    })?;
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|source| Error::Output {
+            path: target.to_path_buf(),
+            source,
+        })
+}
+
+/// Flushes `temp` and renames it to `target`.
+pub fn persist(mut temp: NamedTempFile, target: &Path) -> Result<()> {
+    let fail = |source| Error::Output {
+        path: target.to_path_buf(),
+        source,
+    };
+    temp.flush().map_err(fail)?;
+    temp.as_file().sync_all().map_err(fail)?;
+    temp.persist(target).map_err(|e| fail(e.error))?;
+    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Makes the rename itself durable; not every filesystem supports it, so ignore errors.
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `target` atomically.
+pub fn write(target: &Path, bytes: &[u8]) -> Result<()> {
+    let mut temp = temp_beside(target)?;
+    temp.write_all(bytes).map_err(|source| Error::Output {
+        path: target.to_path_buf(),
+        source,
+    })?;
+    persist(temp, target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("sub/out.csv");
+        write(&target, b"old").unwrap();
+        write(&target, b"new").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        assert_eq!(
+            std::fs::read_dir(target.parent().unwrap()).unwrap().count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_dropped_temp_file_leaves_the_old_file_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.csv");
+        write(&target, b"old").unwrap();
+        let mut temp = temp_beside(&target).unwrap();
+        temp.write_all(b"half").unwrap();
+        drop(temp);
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

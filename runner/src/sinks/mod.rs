@@ -1,0 +1,31 @@
+//! Sinks: one file per component. A sink receives the pipeline's result (once in batch mode,
+//! once per epoch when streaming).
+
+pub mod atomic;
+pub mod csv;
+pub mod stdout;
+
+use std::path::Path;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use crate::error::Result;
+
+/// What a sink config needs to build its runtime.
+pub struct SinkContext<'a> {
+    /// The schema of the result the sink will receive.
+    pub input: &'a SchemaRef,
+    /// The pipeline file's directory, for relative paths.
+    pub base_dir: &'a Path,
+}
+
+/// Implemented by every sink config.
+pub trait BuildSink: Send + Sync {
+    fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, String>;
+}
+
+pub trait Sink: Send {
+    /// Writes the result. Files are replaced atomically: a reader sees the old or the new one.
+    fn write(&mut self, result: &RecordBatch) -> Result<()>;
+}

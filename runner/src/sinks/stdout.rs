@@ -1,0 +1,232 @@
+//! `stdout`: print the result. `aligned` is the chapter's `f'{word:>{max_len}}: {count}'`.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use arrow_array::RecordBatch;
+use arrow_schema::DataType;
+use serde::Deserialize;
+
+use super::{BuildSink, Sink, SinkContext};
+use crate::data::cell;
+use crate::error::{Error, Result};
+
+/// Print to standard output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {
+    /// `aligned` (first column right-aligned, `: `, the rest), `table`, `tsv` or `jsonl`.
+    #[serde(default)]
+    pub format: StdoutFormat,
+    /// Print at most this many rows.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StdoutFormat {
+    Aligned,
+    #[default]
+    Table,
+    Tsv,
+    Jsonl,
+}
+
+impl BuildSink for StdoutSinkConfig {
+    fn build(&self, _ctx: &SinkContext) -> Result<Box<dyn Sink>, String> {
+        Ok(Box::new(StdoutSink {
+            config: self.clone(),
+            out: Output::Stdout,
+        }))
+    }
+}
+
+/// Where the text goes: the process's stdout, or a buffer in tests.
+enum Output {
+    Stdout,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Buffer(Arc<Mutex<Vec<u8>>>),
+}
+
+pub struct StdoutSink {
+    config: StdoutSinkConfig,
+    out: Output,
+}
+
+/// Renders `batch` (at most `limit` rows) in `format`.
+pub fn render(batch: &RecordBatch, format: StdoutFormat, limit: Option<usize>) -> String {
+    let rows = limit.map_or(batch.num_rows(), |n| n.min(batch.num_rows()));
+    let text_row = |row: usize| -> Vec<String> {
+        batch
+            .columns()
+            .iter()
+            .map(|c| cell(c.as_ref(), row).to_text())
+            .collect()
+    };
+    let mut out = String::new();
+    match format {
+        StdoutFormat::Aligned => {
+            let cells: Vec<Vec<String>> = (0..rows).map(text_row).collect();
+            // Python's str formatting pads by characters, and so do we.
+            let width = cells
+                .iter()
+                .map(|r| r.first().map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0);
+            for row in cells {
+                let (first, rest) = row
+                    .split_first()
+                    .map_or(("", &[][..]), |(f, r)| (f.as_str(), r));
+                if rest.is_empty() {
+                    out.push_str(&format!("{first:>width$}\n"));
+                } else {
+                    out.push_str(&format!("{first:>width$}: {}\n", rest.join(": ")));
+                }
+            }
+        }
+        StdoutFormat::Table => {
+            let mut table = comfy_table::Table::new();
+            table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            table.set_header(batch.schema().fields().iter().map(|f| f.name().clone()));
+            for row in 0..rows {
+                table.add_row(text_row(row));
+            }
+            for (i, field) in batch.schema().fields().iter().enumerate() {
+                if matches!(field.data_type(), DataType::Int64 | DataType::Float64) {
+                    if let Some(column) = table.column_mut(i) {
+                        column.set_cell_alignment(comfy_table::CellAlignment::Right);
+                    }
+                }
+            }
+            out.push_str(&table.to_string());
+            out.push('\n');
+        }
+        StdoutFormat::Tsv => {
+            let escape = |s: String| {
+                s.replace('\\', "\\\\")
+                    .replace('\t', "\\t")
+                    .replace('\n', "\\n")
+                    .replace('\r', "\\r")
+            };
+            let header: Vec<String> = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| escape(f.name().clone()))
+                .collect();
+            out.push_str(&header.join("\t"));
+            out.push('\n');
+            for row in 0..rows {
+                let cells: Vec<String> = text_row(row).into_iter().map(escape).collect();
+                out.push_str(&cells.join("\t"));
+                out.push('\n');
+            }
+        }
+        StdoutFormat::Jsonl => {
+            let schema = batch.schema();
+            for row in 0..rows {
+                let object: serde_json::Map<String, serde_json::Value> = schema
+                    .fields()
+                    .iter()
+                    .zip(batch.columns())
+                    .map(|(f, c)| (f.name().clone(), cell(c.as_ref(), row).to_json()))
+                    .collect();
+                out.push_str(&serde_json::Value::Object(object).to_string());
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+impl Sink for StdoutSink {
+    fn write(&mut self, result: &RecordBatch) -> Result<()> {
+        let text = render(result, self.config.format, self.config.limit);
+        match &self.out {
+            Output::Stdout => {
+                let mut stdout = std::io::stdout().lock();
+                match stdout
+                    .write_all(text.as_bytes())
+                    .and_then(|_| stdout.flush())
+                {
+                    // `runner run ... | head` closes the pipe early; that is not a failure.
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                    Err(e) => Err(Error::runtime(format!(
+                        "cannot write to standard output: {e}"
+                    ))),
+                    Ok(()) => Ok(()),
+                }
+            }
+            Output::Buffer(buffer) => {
+                buffer
+                    .lock()
+                    .expect("test buffer")
+                    .extend_from_slice(text.as_bytes());
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Int64Array, StringArray};
+    use arrow_schema::{Field, Schema};
+
+    fn counts() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("word", DataType::Utf8, false),
+            Field::new("count", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["romeo", "thou", "i’ll", "a\tb"])),
+                Arc::new(Int64Array::from(vec![298, 277, 61, 60])),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn aligned_matches_the_chapter() {
+        assert_eq!(
+            render(&counts(), StdoutFormat::Aligned, Some(3)),
+            "romeo: 298\n thou: 277\n i’ll: 61\n"
+        );
+    }
+
+    #[test]
+    fn tsv_escapes_and_jsonl_types() {
+        let tsv = render(&counts(), StdoutFormat::Tsv, None);
+        assert!(tsv.starts_with("word\tcount\nromeo\t298\n"));
+        assert!(tsv.ends_with("a\\tb\t60\n"));
+        let jsonl = render(&counts(), StdoutFormat::Jsonl, Some(1));
+        assert_eq!(jsonl, "{\"word\":\"romeo\",\"count\":298}\n");
+    }
+
+    #[test]
+    fn table_has_header_and_rows() {
+        let table = render(&counts(), StdoutFormat::Table, Some(2));
+        assert!(table.contains("word") && table.contains("romeo") && table.contains("277"));
+        assert!(!table.contains("i’ll"));
+    }
+
+    #[test]
+    fn sink_writes_what_render_gives() {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let config: StdoutSinkConfig =
+            serde_saphyr::from_str("{format: aligned, limit: 1}").unwrap();
+        let mut sink = StdoutSink {
+            config,
+            out: Output::Buffer(buffer.clone()),
+        };
+        sink.write(&counts()).unwrap();
+        assert_eq!(
+            String::from_utf8(buffer.lock().unwrap().clone()).unwrap(),
+            "romeo: 298\n"
+        );
+    }
+}

@@ -1,0 +1,442 @@
+//! `file`: lines of text. `path` is a file, a directory (its files, by name), a glob, or `-` for
+//! standard input; several files are read as one input. FIFOs and pipes are read sequentially.
+//! CRLF and LF both end a line and are not part of the value.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use serde::Deserialize;
+
+use super::fetch::{fetch, FetchConfig};
+use super::{BatchSource, BuildSource, Morsel, SourceContext};
+use crate::data::{text_schema, BATCH_ROWS};
+use crate::error::{Error, Result};
+
+/// Read lines from files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// A file, directory, glob (`logs/*.txt`) or `-` (standard input), relative to the pipeline file.
+    #[serde(deserialize_with = "crate::config::env::path")]
+    pub path: PathBuf,
+    /// The output column.
+    #[serde(
+        default = "default_column",
+        deserialize_with = "crate::config::env::string"
+    )]
+    pub column: String,
+    /// What to do with bytes that are not UTF-8: `replace` them with U+FFFD, `skip` the line,
+    /// or `fail` the run.
+    #[serde(default)]
+    pub encoding_errors: EncodingErrors,
+    /// Download the file once when `path` does not exist.
+    #[serde(default)]
+    pub fetch: Option<FetchConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncodingErrors {
+    #[default]
+    Replace,
+    Skip,
+    Fail,
+}
+
+fn default_column() -> String {
+    "line".into()
+}
+
+/// Bytes per morsel: large enough to amortise scheduling, small enough to spread over cores.
+const MORSEL_BYTES: usize = 1 << 20;
+
+impl BuildSource for FileSourceConfig {
+    fn build(&self, ctx: &SourceContext) -> Result<Box<dyn BatchSource>, String> {
+        if self.path.as_os_str().is_empty() {
+            return Err("`path` is empty".into());
+        }
+        if let Some(fetch) = &self.fetch {
+            fetch.validate()?;
+            if is_pattern(&self.path) || self.path == Path::new("-") {
+                return Err("`fetch` needs `path` to be a single file".into());
+            }
+        }
+        Ok(Box::new(FileSource {
+            path: crate::config::resolve_against(ctx.base_dir, &self.path),
+            schema: text_schema(&self.column),
+            encoding_errors: self.encoding_errors,
+            fetch: self.fetch.clone(),
+            replaced: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+        }))
+    }
+}
+
+fn is_pattern(path: &Path) -> bool {
+    path.to_string_lossy().contains(['*', '?', '['])
+}
+
+pub struct FileSource {
+    path: PathBuf,
+    schema: SchemaRef,
+    encoding_errors: EncodingErrors,
+    fetch: Option<FetchConfig>,
+    replaced: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl FileSource {
+    /// The files to read, in order.
+    fn files(&self) -> Result<Vec<PathBuf>> {
+        if self.path == Path::new("-") {
+            return Ok(vec![self.path.clone()]);
+        }
+        if is_pattern(&self.path) {
+            let pattern = self.path.to_string_lossy();
+            let mut files: Vec<PathBuf> = glob::glob(&pattern)
+                .map_err(|e| Error::runtime(format!("bad glob pattern `{pattern}`: {e}")))?
+                .filter_map(|entry| entry.ok())
+                .filter(|p| !p.is_dir())
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(Error::runtime(format!("no files match `{pattern}`")));
+            }
+            return Ok(files);
+        }
+        if !self.path.exists() {
+            if let Some(fetch_config) = &self.fetch {
+                fetch(fetch_config, &self.path)?;
+            } else {
+                return Err(Error::Input {
+                    path: self.path.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no such file or directory",
+                    ),
+                });
+            }
+        }
+        if self.path.is_dir() {
+            let read = std::fs::read_dir(&self.path).map_err(|source| Error::Input {
+                path: self.path.clone(),
+                source,
+            })?;
+            let mut files: Vec<PathBuf> = read
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| {
+                    !p.is_dir()
+                        && !p
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
+                .collect();
+            files.sort();
+            return Ok(files);
+        }
+        Ok(vec![self.path.clone()])
+    }
+}
+
+impl BatchSource for FileSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn open(&self) -> Result<Box<dyn Iterator<Item = Result<Morsel>> + Send + '_>> {
+        let files = self.files()?;
+        Ok(Box::new(files.into_iter().flat_map(
+            |path| -> Box<dyn Iterator<Item = Result<Morsel>> + Send> {
+                let origin: Arc<str> = if path == Path::new("-") {
+                    "standard input".into()
+                } else {
+                    path.display().to_string().into()
+                };
+                let reader: std::io::Result<Box<dyn Read + Send>> = if path == Path::new("-") {
+                    Ok(Box::new(std::io::stdin()))
+                } else {
+                    std::fs::File::open(&path).map(|f| Box::new(f) as Box<dyn Read + Send>)
+                };
+                match reader {
+                    Ok(reader) => Box::new(LineMorsels {
+                        reader,
+                        origin,
+                        path,
+                        carry: Vec::new(),
+                        next_line: 1,
+                        done: false,
+                    }),
+                    Err(source) => Box::new(std::iter::once(Err(Error::Input { path, source }))),
+                }
+            },
+        )))
+    }
+
+    fn decode(&self, morsel: Morsel) -> Result<Vec<RecordBatch>> {
+        let mut batches = Vec::new();
+        let mut builder =
+            StringBuilder::with_capacity(BATCH_ROWS, morsel.bytes.len().min(BATCH_ROWS * 128));
+        let mut rows = 0;
+        let body = morsel.bytes.strip_suffix(b"\n").unwrap_or(&morsel.bytes);
+        if morsel.bytes.is_empty() {
+            return Ok(batches);
+        }
+        for (offset, raw) in body.split(|&b| b == b'\n').enumerate() {
+            let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+            match std::str::from_utf8(line) {
+                Ok(text) => builder.append_value(text),
+                Err(e) => match self.encoding_errors {
+                    EncodingErrors::Replace => {
+                        self.replaced.fetch_add(1, Ordering::Relaxed);
+                        builder.append_value(String::from_utf8_lossy(line));
+                    }
+                    EncodingErrors::Skip => {
+                        self.skipped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    EncodingErrors::Fail => {
+                        return Err(Error::runtime(format!(
+                            "{} line {}: invalid UTF-8 at byte {} of the line; use `encoding_errors: replace` or `skip` to read it anyway",
+                            morsel.origin,
+                            morsel.first_line + offset as u64,
+                            e.valid_up_to() + 1
+                        )))
+                    }
+                },
+            }
+            rows += 1;
+            if rows == BATCH_ROWS {
+                batches.push(self.finish_batch(&mut builder));
+                rows = 0;
+            }
+        }
+        if rows > 0 {
+            batches.push(self.finish_batch(&mut builder));
+        }
+        Ok(batches)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let replaced = self.replaced.load(Ordering::Relaxed);
+        if replaced > 0 {
+            warnings.push(format!(
+                "{replaced} line(s) had invalid UTF-8; bad bytes were replaced with U+FFFD"
+            ));
+        }
+        let skipped = self.skipped.load(Ordering::Relaxed);
+        if skipped > 0 {
+            warnings.push(format!(
+                "{skipped} line(s) had invalid UTF-8 and were skipped"
+            ));
+        }
+        warnings
+    }
+}
+
+impl FileSource {
+    fn finish_batch(&self, builder: &mut StringBuilder) -> RecordBatch {
+        RecordBatch::try_new(self.schema.clone(), vec![Arc::new(builder.finish())])
+            .expect("one text column")
+    }
+}
+
+/// Reads a stream in morsels of about `MORSEL_BYTES`, each ending at a newline (except the last).
+struct LineMorsels {
+    reader: Box<dyn Read + Send>,
+    origin: Arc<str>,
+    path: PathBuf,
+    carry: Vec<u8>,
+    next_line: u64,
+    done: bool,
+}
+
+impl Iterator for LineMorsels {
+    type Item = Result<Morsel>;
+
+    fn next(&mut self) -> Option<Result<Morsel>> {
+        if self.done {
+            return None;
+        }
+        // `carry` holds the unfinished last line of the previous read: it has no newline.
+        let mut buffer = std::mem::take(&mut self.carry);
+        loop {
+            let start = buffer.len();
+            buffer.resize(start + MORSEL_BYTES, 0);
+            let (filled, eof) = match fill(&mut self.reader, &mut buffer[start..]) {
+                Ok(result) => result,
+                Err(source) => {
+                    self.done = true;
+                    return Some(Err(Error::Input {
+                        path: self.path.clone(),
+                        source,
+                    }));
+                }
+            };
+            buffer.truncate(start + filled);
+            if eof {
+                self.done = true;
+                return (!buffer.is_empty()).then(|| Ok(self.morsel(buffer)));
+            }
+            if let Some(at) = memchr::memrchr(b'\n', &buffer[start..]) {
+                let cut = start + at + 1;
+                self.carry = buffer[cut..].to_vec();
+                buffer.truncate(cut);
+                return Some(Ok(self.morsel(buffer)));
+            }
+            // A line longer than a morsel: keep reading until it ends.
+        }
+    }
+}
+
+/// Reads until `buffer` is full or the input ends; returns the bytes read and whether it ended.
+fn fill(reader: &mut dyn Read, buffer: &mut [u8]) -> std::io::Result<(usize, bool)> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..]) {
+            Ok(0) => return Ok((filled, true)),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((filled, false))
+}
+
+impl LineMorsels {
+    fn morsel(&mut self, bytes: Vec<u8>) -> Morsel {
+        let first_line = self.next_line;
+        self.next_line += memchr::memchr_iter(b'\n', &bytes).count() as u64;
+        Morsel {
+            bytes,
+            origin: self.origin.clone(),
+            first_line,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transforms::compliance::texts;
+
+    fn source(path: &Path, yaml_extra: &str) -> Box<dyn BatchSource> {
+        let yaml = format!("{{path: '{}' {yaml_extra}}}", path.display());
+        let config: FileSourceConfig = serde_saphyr::from_str(&yaml).unwrap();
+        config
+            .build(&SourceContext {
+                base_dir: Path::new("."),
+            })
+            .unwrap()
+    }
+
+    fn read_all(src: &dyn BatchSource) -> Result<Vec<String>> {
+        let mut lines = Vec::new();
+        for morsel in src.open()? {
+            for batch in src.decode(morsel?)? {
+                lines.extend(texts(&batch, "line"));
+            }
+        }
+        Ok(lines)
+    }
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn crlf_lf_and_missing_final_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "a.txt", b"one\r\ntwo\n\nthree");
+        assert_eq!(
+            read_all(source(&path, "").as_ref()).unwrap(),
+            ["one", "two", "", "three"]
+        );
+        let empty = write(dir.path(), "empty.txt", b"");
+        assert!(read_all(source(&empty, "").as_ref()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn invalid_utf8_under_each_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "bad.txt", b"ok\nbad \xff here\nfine\n");
+        let replace = source(&path, "");
+        assert_eq!(
+            read_all(replace.as_ref()).unwrap(),
+            ["ok", "bad \u{fffd} here", "fine"]
+        );
+        assert!(replace.warnings()[0].contains("1 line(s) had invalid UTF-8"));
+        let skip = source(&path, ", encoding_errors: skip");
+        assert_eq!(read_all(skip.as_ref()).unwrap(), ["ok", "fine"]);
+        assert!(skip.warnings()[0].contains("skipped"));
+        let err = read_all(source(&path, ", encoding_errors: fail").as_ref())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bad.txt line 2: invalid UTF-8 at byte 5"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn directories_and_globs_read_files_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "b.txt", b"b1\nb2");
+        write(dir.path(), "a.txt", b"a1\n");
+        write(dir.path(), "c.log", b"c1\n");
+        assert_eq!(
+            read_all(source(dir.path(), "").as_ref()).unwrap(),
+            ["a1", "b1", "b2", "c1"]
+        );
+        let glob = dir.path().join("*.txt");
+        assert_eq!(
+            read_all(source(&glob, "").as_ref()).unwrap(),
+            ["a1", "b1", "b2"]
+        );
+        let none = dir.path().join("*.csv");
+        assert!(read_all(source(&none, "").as_ref())
+            .unwrap_err()
+            .to_string()
+            .contains("no files match"));
+    }
+
+    #[test]
+    fn large_input_is_cut_into_morsels_at_line_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = Vec::new();
+        for i in 0..300_000 {
+            text.extend_from_slice(format!("line number {i}\n").as_bytes());
+        }
+        let path = write(dir.path(), "big.txt", &text);
+        let src = source(&path, "");
+        let morsels: Vec<Morsel> = src.open().unwrap().map(|m| m.unwrap()).collect();
+        assert!(
+            morsels.len() > 2,
+            "expected several morsels, got {}",
+            morsels.len()
+        );
+        assert!(morsels.iter().all(|m| m.bytes.ends_with(b"\n")));
+        assert_eq!(
+            morsels[1].first_line,
+            1 + memchr::memchr_iter(b'\n', &morsels[0].bytes).count() as u64
+        );
+        let lines = read_all(src.as_ref()).unwrap();
+        assert_eq!(lines.len(), 300_000);
+        assert_eq!(lines[299_999], "line number 299999");
+    }
+
+    #[test]
+    fn missing_file_is_an_input_error() {
+        let err = read_all(source(Path::new("/no/such/file.txt"), "").as_ref()).unwrap_err();
+        assert_eq!(err.exit_code(), 1);
+        assert!(err.to_string().contains("/no/such/file.txt"));
+    }
+}

@@ -1,0 +1,194 @@
+//! `explode`: one row per piece of a string column split on a separator (`"rust spark ai"`), or
+//! per element of a list column (Mastodon's tags). Other columns repeat on every row.
+
+use std::sync::Arc;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use serde::Deserialize;
+
+use super::{
+    replace_column, schema_replacing, BuildContext, BuildTransform, MapTransform, Stage, StageKind,
+};
+use crate::data::{column_index, type_label};
+use crate::error::Result;
+
+/// Split a column into rows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplodeConfig {
+    /// The column to explode: text (with `separator`) or a list of text.
+    #[serde(deserialize_with = "crate::config::env::string")]
+    pub column: String,
+    /// For a text column: the separator between pieces (for example `" "`).
+    #[serde(default, deserialize_with = "crate::config::env::opt_string")]
+    pub separator: Option<String>,
+    /// The output column name; defaults to `column`.
+    #[serde(
+        default,
+        rename = "as",
+        deserialize_with = "crate::config::env::opt_string"
+    )]
+    pub output: Option<String>,
+    /// Drop empty pieces (two separators in a row, a trailing separator).
+    #[serde(default = "yes")]
+    pub drop_empty: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl BuildTransform for ExplodeConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
+        let index = column_index(ctx.input, &self.column)?;
+        let data_type = ctx.input.field(index).data_type().clone();
+        match (&data_type, &self.separator) {
+            (DataType::Utf8, Some(sep)) if sep.is_empty() => {
+                return Err("`separator` must not be empty".into())
+            }
+            (DataType::Utf8, Some(_)) => {}
+            (DataType::Utf8, None) => {
+                return Err(format!(
+                    "column `{}` is text: give a `separator` to split it on (for example \" \")",
+                    self.column
+                ))
+            }
+            (DataType::List(item), None) if item.data_type() == &DataType::Utf8 => {}
+            (DataType::List(_), Some(_)) => {
+                return Err(format!(
+                    "column `{}` is already a list; remove `separator`",
+                    self.column
+                ))
+            }
+            (other, _) => {
+                return Err(format!(
+                    "column `{}` holds {}; explode needs text or a list of text",
+                    self.column,
+                    type_label(other)
+                ))
+            }
+        }
+        let name = self.output.clone().unwrap_or_else(|| self.column.clone());
+        let output = schema_replacing(ctx.input, index, &name, DataType::Utf8)?;
+        Ok(Stage {
+            output: output.clone(),
+            kind: StageKind::Map(Box::new(Explode {
+                config: self.clone(),
+                index,
+                output,
+            })),
+        })
+    }
+}
+
+pub struct Explode {
+    config: ExplodeConfig,
+    index: usize,
+    output: arrow_schema::SchemaRef,
+}
+
+impl MapTransform for Explode {
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let column = batch.column(self.index);
+        let mut pieces = StringBuilder::new();
+        let mut parents = Vec::new();
+        let mut push = |row: usize, piece: &str| {
+            if !(self.config.drop_empty && piece.is_empty()) {
+                pieces.append_value(piece);
+                parents.push(row as u32);
+            }
+        };
+        match &self.config.separator {
+            Some(separator) => {
+                for (row, value) in column.as_string::<i32>().iter().enumerate() {
+                    for piece in value.into_iter().flat_map(|v| v.split(separator.as_str())) {
+                        push(row, piece);
+                    }
+                }
+            }
+            None => {
+                let lists = column.as_list::<i32>();
+                let items = lists.values().as_string::<i32>();
+                for row in 0..lists.len() {
+                    if lists.is_null(row) {
+                        continue;
+                    }
+                    let offsets = lists.value_offsets();
+                    for i in offsets[row] as usize..offsets[row + 1] as usize {
+                        if !items.is_null(i) {
+                            push(row, items.value(i));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(replace_column(
+            &self.output,
+            batch,
+            self.index,
+            parents,
+            Arc::new(pieces.finish()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{text_batch, text_schema};
+    use crate::transforms::compliance::{run, texts};
+    use arrow_array::builder::ListBuilder;
+    use arrow_schema::{Field, Schema};
+
+    fn build(yaml: &str, schema: &arrow_schema::SchemaRef) -> Result<Stage, String> {
+        let config: ExplodeConfig = serde_saphyr::from_str(yaml).unwrap();
+        config.build(&BuildContext {
+            input: schema,
+            base_dir: std::path::Path::new("."),
+        })
+    }
+
+    #[test]
+    fn splits_text_on_the_separator() {
+        let stage = build(
+            "{column: line, separator: ' ', as: hashtag}",
+            &text_schema("line"),
+        )
+        .unwrap();
+        let out = run(&stage, text_batch("line", ["rust spark  ai", "", "solo"]));
+        assert_eq!(texts(&out, "hashtag"), ["rust", "spark", "ai", "solo"]);
+    }
+
+    #[test]
+    fn explodes_lists_and_repeats_other_columns() {
+        let mut tags = ListBuilder::new(StringBuilder::new());
+        tags.values().append_value("rust");
+        tags.values().append_value("ai");
+        tags.append(true);
+        tags.append(true);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new(
+                "tags",
+                DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+                true,
+            ),
+        ]));
+        let ids = Arc::new(arrow_array::StringArray::from(vec!["1", "2"]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![ids, Arc::new(tags.finish())]).unwrap();
+        let stage = build("{column: tags, as: hashtag}", &schema).unwrap();
+        let out = run(&stage, batch);
+        assert_eq!(texts(&out, "hashtag"), ["rust", "ai"]);
+        assert_eq!(texts(&out, "id"), ["1", "1"]);
+    }
+
+    #[test]
+    fn text_without_separator_is_an_error() {
+        let err = build("column: line", &text_schema("line")).err().unwrap();
+        assert!(err.contains("give a `separator`"), "{err}");
+    }
+}

@@ -1,0 +1,64 @@
+//! `filter`: keep the rows where a `where:` expression holds (see `crate::expr`).
+
+use arrow_array::RecordBatch;
+use serde::Deserialize;
+
+use super::{BuildContext, BuildTransform, MapTransform, Stage, StageKind};
+use crate::error::Result;
+use crate::expr::{compile, Predicate};
+
+/// Keep matching rows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// The condition, e.g. `count >= 60 and word not in ["thou", "thy"]`.
+    #[serde(rename = "where", deserialize_with = "crate::config::env::string")]
+    pub condition: String,
+}
+
+impl BuildTransform for FilterConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
+        let predicate = compile(&self.condition, ctx.input).map_err(|e| format!("where: {e}"))?;
+        Ok(Stage {
+            output: ctx.input.clone(),
+            kind: StageKind::Map(Box::new(Filter { predicate })),
+        })
+    }
+}
+
+pub struct Filter {
+    predicate: Predicate,
+}
+
+impl MapTransform for Filter {
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let keep = self.predicate.evaluate(batch);
+        Ok(arrow_select::filter::filter_record_batch(batch, &keep)
+            .expect("mask has one entry per row"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{text_batch, text_schema};
+    use crate::transforms::compliance::{run, texts};
+
+    #[test]
+    fn keeps_matching_rows_and_rejects_bad_expressions() {
+        let schema = text_schema("word");
+        let ctx = BuildContext {
+            input: &schema,
+            base_dir: std::path::Path::new("."),
+        };
+        let config: FilterConfig = serde_saphyr::from_str("where: word != 'b'").unwrap();
+        let out = run(
+            &config.build(&ctx).unwrap(),
+            text_batch("word", ["a", "b", "c"]),
+        );
+        assert_eq!(texts(&out, "word"), ["a", "c"]);
+        let bad: FilterConfig = serde_saphyr::from_str("where: count >= 60").unwrap();
+        let err = bad.build(&ctx).err().unwrap();
+        assert!(err.contains("no column `count`"), "{err}");
+    }
+}

@@ -1,0 +1,370 @@
+//! `group_count`: count rows per distinct value of one or more columns. Each worker counts into
+//! its own table; tables are merged once at the end (Spark's combiner), and the result is sorted
+//! by key so it never depends on the number of cores.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use arrow_array::builder::{BooleanBuilder, Int64Builder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use hashbrown::HashMap;
+use serde::Deserialize;
+
+use super::{AggregateState, Aggregation, BuildContext, BuildTransform, Stage, StageKind};
+use crate::data::{column_index, type_label};
+use crate::error::Result;
+
+/// Count rows per group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupCountConfig {
+    /// The column (or list of columns) to group by.
+    pub by: OneOrMany,
+    /// The name of the count column.
+    #[serde(
+        default = "default_as",
+        rename = "as",
+        deserialize_with = "crate::config::env::string"
+    )]
+    pub output: String,
+}
+
+/// `by: word` or `by: [word, lang]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one.clone()],
+            OneOrMany::Many(many) => many.clone(),
+        }
+    }
+}
+
+fn default_as() -> String {
+    "count".into()
+}
+
+impl BuildTransform for GroupCountConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
+        let names = self.by.to_vec();
+        if names.is_empty() {
+            return Err("`by` needs at least one column".into());
+        }
+        let mut keys = Vec::new();
+        let mut fields = Vec::new();
+        for name in &names {
+            let index = column_index(ctx.input, name)?;
+            let data_type = ctx.input.field(index).data_type();
+            if !matches!(
+                data_type,
+                DataType::Utf8 | DataType::Int64 | DataType::Boolean
+            ) {
+                return Err(format!(
+                    "cannot group by `{name}`: it holds {}",
+                    type_label(data_type)
+                ));
+            }
+            if keys.contains(&index) {
+                return Err(format!("`{name}` is listed twice in `by`"));
+            }
+            keys.push(index);
+            fields.push(Field::new(name, data_type.clone(), true));
+        }
+        if names.contains(&self.output) {
+            return Err(format!(
+                "the count column `{}` clashes with a `by` column; rename it with `as`",
+                self.output
+            ));
+        }
+        fields.push(Field::new(&self.output, DataType::Int64, false));
+        let output: SchemaRef = Arc::new(Schema::new(fields));
+        Ok(Stage {
+            output: output.clone(),
+            kind: StageKind::Aggregate(Box::new(GroupCount { keys, output })),
+        })
+    }
+}
+
+pub struct GroupCount {
+    keys: Vec<usize>,
+    output: SchemaRef,
+}
+
+impl Aggregation for GroupCount {
+    fn new_state(&self) -> Box<dyn AggregateState> {
+        let single_text =
+            self.keys.len() == 1 && self.output.field(0).data_type() == &DataType::Utf8;
+        Box::new(GroupCountState {
+            keys: self.keys.clone(),
+            output: self.output.clone(),
+            table: if single_text {
+                Table::Text(HashMap::new(), 0)
+            } else {
+                Table::Keys(HashMap::new())
+            },
+        })
+    }
+}
+
+/// One part of a group key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Key {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Text(Box<str>),
+}
+
+enum Table {
+    /// The common case, one text column: look up by `&str`, allocate only for new words.
+    /// The second field counts nulls.
+    Text(HashMap<Box<str>, i64>, i64),
+    Keys(HashMap<Vec<Key>, i64>),
+}
+
+pub struct GroupCountState {
+    keys: Vec<usize>,
+    output: SchemaRef,
+    table: Table,
+}
+
+fn key_at(array: &dyn Array, row: usize) -> Key {
+    if array.is_null(row) {
+        return Key::Null;
+    }
+    match array.data_type() {
+        DataType::Utf8 => Key::Text(array.as_string::<i32>().value(row).into()),
+        DataType::Int64 => Key::Int(array.as_primitive::<Int64Type>().value(row)),
+        DataType::Boolean => Key::Bool(array.as_boolean().value(row)),
+        _ => Key::Null,
+    }
+}
+
+impl GroupCountState {
+    /// Adds `count` occurrences of `word` (used by fused fast paths that count themselves).
+    pub fn add_text(&mut self, word: &str, count: i64) {
+        if let Table::Text(map, _) = &mut self.table {
+            *map.entry_ref(word).or_insert(0) += count;
+        }
+    }
+
+    /// Rows (groups) held so far.
+    pub fn len(&self) -> usize {
+        match &self.table {
+            Table::Text(map, nulls) => map.len() + usize::from(*nulls > 0),
+            Table::Keys(map) => map.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn sorted_keys(&self) -> Vec<(Vec<Key>, i64)> {
+        let mut rows: Vec<(Vec<Key>, i64)> = match &self.table {
+            Table::Text(map, nulls) => {
+                let mut rows: Vec<_> = map
+                    .iter()
+                    .map(|(k, v)| (vec![Key::Text(k.clone())], *v))
+                    .collect();
+                if *nulls > 0 {
+                    rows.push((vec![Key::Null], *nulls));
+                }
+                rows
+            }
+            Table::Keys(map) => map.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        };
+        rows.sort_unstable();
+        rows
+    }
+}
+
+impl AggregateState for GroupCountState {
+    fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        match &mut self.table {
+            Table::Text(map, nulls) => {
+                let column = batch.column(self.keys[0]).as_string::<i32>();
+                for word in column.iter() {
+                    match word {
+                        Some(word) => *map.entry_ref(word).or_insert(0) += 1,
+                        None => *nulls += 1,
+                    }
+                }
+            }
+            Table::Keys(map) => {
+                let columns: Vec<&ArrayRef> = self.keys.iter().map(|&k| batch.column(k)).collect();
+                for row in 0..batch.num_rows() {
+                    let key: Vec<Key> = columns.iter().map(|c| key_at(c.as_ref(), row)).collect();
+                    *map.entry(key).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Box<dyn AggregateState>) {
+        let other = other
+            .into_any()
+            .downcast::<GroupCountState>()
+            .expect("merging states of one aggregation");
+        match (&mut self.table, other.table) {
+            (Table::Text(mine, my_nulls), Table::Text(theirs, nulls)) => {
+                *my_nulls += nulls;
+                if mine.len() < theirs.len() {
+                    let small = std::mem::replace(mine, theirs);
+                    for (k, v) in small {
+                        *mine.entry(k).or_insert(0) += v;
+                    }
+                } else {
+                    for (k, v) in theirs {
+                        *mine.entry(k).or_insert(0) += v;
+                    }
+                }
+            }
+            (Table::Keys(mine), Table::Keys(theirs)) => {
+                for (k, v) in theirs {
+                    *mine.entry(k).or_insert(0) += v;
+                }
+            }
+            _ => unreachable!("states of one aggregation have one table kind"),
+        }
+    }
+
+    fn result(&self) -> RecordBatch {
+        let rows = self.sorted_keys();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for (position, field) in self
+            .output
+            .fields()
+            .iter()
+            .enumerate()
+            .take(self.keys.len())
+        {
+            let column: ArrayRef = match field.data_type() {
+                DataType::Utf8 => {
+                    let mut b = StringBuilder::new();
+                    for (key, _) in &rows {
+                        match &key[position] {
+                            Key::Text(s) => b.append_value(s),
+                            _ => b.append_null(),
+                        }
+                    }
+                    Arc::new(b.finish())
+                }
+                DataType::Int64 => {
+                    let mut b = Int64Builder::new();
+                    for (key, _) in &rows {
+                        b.append_option(match key[position] {
+                            Key::Int(i) => Some(i),
+                            _ => None,
+                        });
+                    }
+                    Arc::new(b.finish())
+                }
+                _ => {
+                    let mut b = BooleanBuilder::new();
+                    for (key, _) in &rows {
+                        b.append_option(match key[position] {
+                            Key::Bool(v) => Some(v),
+                            _ => None,
+                        });
+                    }
+                    Arc::new(b.finish())
+                }
+            };
+            columns.push(column);
+        }
+        columns.push(Arc::new(arrow_array::Int64Array::from_iter_values(
+            rows.iter().map(|(_, c)| *c),
+        )));
+        RecordBatch::try_new(self.output.clone(), columns)
+            .expect("columns built from the output schema")
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{text_batch, text_schema};
+    use crate::transforms::compliance::{run, texts};
+
+    fn build(yaml: &str, schema: &SchemaRef) -> Result<Stage, String> {
+        let config: GroupCountConfig = serde_saphyr::from_str(yaml).unwrap();
+        config.build(&BuildContext {
+            input: schema,
+            base_dir: std::path::Path::new("."),
+        })
+    }
+
+    #[test]
+    fn counts_words_sorted_by_key() {
+        let stage = build("by: word", &text_schema("word")).unwrap();
+        let out = run(&stage, text_batch("word", ["b", "a", "b", "c", "b"]));
+        assert_eq!(texts(&out, "word"), ["a", "b", "c"]);
+        assert_eq!(texts(&out, "count"), ["1", "3", "1"]);
+    }
+
+    #[test]
+    fn partial_states_merge_to_the_same_result() {
+        let stage = build("{by: [word], as: n}", &text_schema("word")).unwrap();
+        let StageKind::Aggregate(agg) = &stage.kind else {
+            panic!("aggregate")
+        };
+        let mut left = agg.new_state();
+        let mut right = agg.new_state();
+        left.update(&text_batch("word", ["x", "y"])).unwrap();
+        right.update(&text_batch("word", ["y", "z", "y"])).unwrap();
+        left.merge(right);
+        let out = left.result();
+        assert_eq!(texts(&out, "word"), ["x", "y", "z"]);
+        assert_eq!(texts(&out, "n"), ["1", "3", "1"]);
+    }
+
+    #[test]
+    fn groups_by_several_columns() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Utf8, false),
+            Field::new("b", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(arrow_array::StringArray::from(vec!["x", "x", "y"])),
+                Arc::new(arrow_array::StringArray::from(vec!["1", "1", "1"])),
+            ],
+        )
+        .unwrap();
+        let out = run(&build("by: [a, b]", &schema).unwrap(), batch);
+        assert_eq!(texts(&out, "a"), ["x", "y"]);
+        assert_eq!(texts(&out, "count"), ["2", "1"]);
+    }
+
+    #[test]
+    fn bad_columns_are_build_errors() {
+        assert!(build("by: wrd", &text_schema("word"))
+            .err()
+            .unwrap()
+            .contains("did you mean `word`?"));
+        assert!(build("{by: word, as: word}", &text_schema("word"))
+            .err()
+            .unwrap()
+            .contains("clashes"));
+        assert!(build("by: []", &text_schema("word"))
+            .err()
+            .unwrap()
+            .contains("at least one"));
+    }
+}

@@ -1,0 +1,152 @@
+//! Transforms: one file per component. A config's `build` checks it against the input schema
+//! (so mistakes surface at validation, before data is read) and returns the runtime stage.
+
+pub mod explode;
+pub mod filter;
+pub mod group_count;
+pub mod limit;
+pub mod lowercase;
+pub mod sort;
+pub mod stopwords;
+pub mod tokenize;
+
+use std::any::Any;
+use std::path::Path;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use crate::error::Result;
+
+/// What a transform config needs to build its runtime stage.
+pub struct BuildContext<'a> {
+    /// The schema of the batches the stage will receive.
+    pub input: &'a SchemaRef,
+    /// The pipeline file's directory, for relative paths.
+    pub base_dir: &'a Path,
+}
+
+/// Implemented by every transform config.
+pub trait BuildTransform: Send + Sync {
+    /// Validates the config against the input schema and returns the stage.
+    fn build(&self, ctx: &BuildContext) -> Result<Stage, String>;
+}
+
+/// A built transform and the schema it produces.
+pub struct Stage {
+    pub output: SchemaRef,
+    pub kind: StageKind,
+}
+
+/// How a stage is executed, which decides how it can be parallelised.
+pub enum StageKind {
+    /// Batch in, batch out, no state: runs on every worker independently.
+    Map(Box<dyn MapTransform>),
+    /// Keeps per-worker partial state, merged once (Spark's combiner / reduceByKey).
+    Aggregate(Box<dyn Aggregation>),
+    /// Needs the whole input at once, in input order (sort, limit).
+    Global(Box<dyn GlobalTransform>),
+}
+
+pub trait MapTransform: Send + Sync {
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch>;
+}
+
+pub trait Aggregation: Send + Sync {
+    fn new_state(&self) -> Box<dyn AggregateState>;
+}
+
+pub trait AggregateState: Send {
+    fn update(&mut self, batch: &RecordBatch) -> Result<()>;
+    /// Folds another partial state of the same aggregation into this one.
+    fn merge(&mut self, other: Box<dyn AggregateState>);
+    /// The aggregate so far, in a deterministic row order.
+    fn result(&self) -> RecordBatch;
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+}
+
+pub trait GlobalTransform: Send + Sync {
+    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch>;
+}
+
+/// Keeps every other column of `batch`, repeated for each output row, and puts `new_column`
+/// (one value per entry of `parents`) where `replaced` was.
+pub(crate) fn replace_column(
+    output: &SchemaRef,
+    batch: &RecordBatch,
+    replaced: usize,
+    parents: Vec<u32>,
+    new_column: arrow_array::ArrayRef,
+) -> RecordBatch {
+    let columns = if batch.num_columns() == 1 {
+        vec![new_column]
+    } else {
+        let indices = arrow_array::UInt32Array::from(parents);
+        let mut columns: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| {
+                arrow_select::take::take(c.as_ref(), &indices, None).expect("indices are in bounds")
+            })
+            .collect();
+        columns[replaced] = new_column;
+        columns
+    };
+    RecordBatch::try_new(output.clone(), columns).expect("columns match the stage's output schema")
+}
+
+/// The input schema with column `index` renamed to `name` and given `data_type`.
+pub(crate) fn schema_replacing(
+    input: &SchemaRef,
+    index: usize,
+    name: &str,
+    data_type: arrow_schema::DataType,
+) -> Result<SchemaRef, String> {
+    let mut fields: Vec<arrow_schema::Field> =
+        input.fields().iter().map(|f| f.as_ref().clone()).collect();
+    if let Some(clash) = fields
+        .iter()
+        .enumerate()
+        .find(|(i, f)| *i != index && f.name() == name)
+    {
+        return Err(format!(
+            "the output column `{}` already exists; pick another name with `as`",
+            clash.1.name()
+        ));
+    }
+    fields[index] = arrow_schema::Field::new(name, data_type, false);
+    Ok(std::sync::Arc::new(arrow_schema::Schema::new(fields)))
+}
+
+#[cfg(test)]
+pub(crate) mod compliance {
+    //! Assertions every transform must pass.
+    use super::*;
+
+    /// Runs `stage` on `input` (whatever its kind) and checks the output matches the declared
+    /// schema; returns the output.
+    pub fn run(stage: &Stage, input: RecordBatch) -> RecordBatch {
+        let out = match &stage.kind {
+            StageKind::Map(m) => m.apply(&input).unwrap(),
+            StageKind::Aggregate(a) => {
+                let mut state = a.new_state();
+                state.update(&input).unwrap();
+                state.result()
+            }
+            StageKind::Global(g) => g.apply(input).unwrap(),
+        };
+        assert_eq!(
+            out.schema(),
+            stage.output,
+            "output schema differs from the declared one"
+        );
+        out
+    }
+
+    pub fn texts(batch: &RecordBatch, column: &str) -> Vec<String> {
+        let index = batch.schema().index_of(column).unwrap();
+        (0..batch.num_rows())
+            .map(|r| crate::data::cell(batch.column(index).as_ref(), r).to_text())
+            .collect()
+    }
+}

@@ -1,0 +1,195 @@
+//! `sort`: order rows by `column [asc|desc]` keys. Ties are broken by every remaining column in
+//! ascending order, so the output is the same whatever the input order or number of cores.
+
+use std::cmp::Ordering;
+
+use arrow_array::{RecordBatch, UInt32Array};
+use arrow_schema::DataType;
+use serde::Deserialize;
+
+use super::group_count::OneOrMany;
+use super::{BuildContext, BuildTransform, GlobalTransform, Stage, StageKind};
+use crate::data::{cell, column_index, type_label, Cell};
+use crate::error::Result;
+
+/// Order rows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SortConfig {
+    /// Sort keys, most significant first: `count desc`, `word` (ascending by default).
+    pub by: OneOrMany,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SortKey {
+    column: usize,
+    descending: bool,
+}
+
+fn parse_key(spec: &str, ctx: &BuildContext) -> Result<SortKey, String> {
+    let mut parts = spec.split_whitespace();
+    let name = parts.next().ok_or("an empty sort key")?;
+    let descending = match parts.next().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(format!(
+                "`{spec}`: the direction must be `asc` or `desc`, not `{other}`"
+            ))
+        }
+    };
+    if parts.next().is_some() {
+        return Err(format!(
+            "`{spec}`: a sort key is `column` or `column asc|desc`"
+        ));
+    }
+    let column = column_index(ctx.input, name)?;
+    let data_type = ctx.input.field(column).data_type();
+    if !matches!(
+        data_type,
+        DataType::Utf8 | DataType::Int64 | DataType::Float64 | DataType::Boolean
+    ) {
+        return Err(format!(
+            "cannot sort by `{name}`: it holds {}",
+            type_label(data_type)
+        ));
+    }
+    Ok(SortKey { column, descending })
+}
+
+impl BuildTransform for SortConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
+        let mut keys = Vec::new();
+        for spec in self.by.to_vec() {
+            let key = parse_key(&spec, ctx)?;
+            if keys.iter().any(|k: &SortKey| k.column == key.column) {
+                return Err(format!("`{spec}`: this column is already a sort key"));
+            }
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            return Err("`by` needs at least one column".into());
+        }
+        // Deterministic tie-breaking: every other sortable column, ascending.
+        for (column, field) in ctx.input.fields().iter().enumerate() {
+            let sortable = matches!(
+                field.data_type(),
+                DataType::Utf8 | DataType::Int64 | DataType::Float64 | DataType::Boolean
+            );
+            if sortable && !keys.iter().any(|k| k.column == column) {
+                keys.push(SortKey {
+                    column,
+                    descending: false,
+                });
+            }
+        }
+        Ok(Stage {
+            output: ctx.input.clone(),
+            kind: StageKind::Global(Box::new(Sort { keys })),
+        })
+    }
+}
+
+pub struct Sort {
+    keys: Vec<SortKey>,
+}
+
+fn compare(a: &Cell, b: &Cell) -> Ordering {
+    match (a, b) {
+        (Cell::Text(x), Cell::Text(y)) => x.cmp(y),
+        (Cell::Int(x), Cell::Int(y)) => x.cmp(y),
+        (Cell::Float(x), Cell::Float(y)) => x.total_cmp(y),
+        (Cell::Bool(x), Cell::Bool(y)) => x.cmp(y),
+        // Nulls sort last in either direction is handled by the caller; here they are smallest.
+        (Cell::Null, Cell::Null) => Ordering::Equal,
+        (Cell::Null, _) => Ordering::Less,
+        (_, Cell::Null) => Ordering::Greater,
+        _ => Ordering::Equal,
+    }
+}
+
+impl GlobalTransform for Sort {
+    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+        order.sort_by(|&a, &b| {
+            for key in &self.keys {
+                let column = batch.column(key.column).as_ref();
+                let ordering = compare(&cell(column, a as usize), &cell(column, b as usize));
+                let ordering = if key.descending {
+                    ordering.reverse()
+                } else {
+                    ordering
+                };
+                if ordering != Ordering::Equal {
+                    return ordering;
+                }
+            }
+            Ordering::Equal
+        });
+        Ok(
+            arrow_select::take::take_record_batch(&batch, &UInt32Array::from(order))
+                .expect("indices are in bounds"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transforms::compliance::{run, texts};
+    use arrow_array::{Int64Array, StringArray};
+    use arrow_schema::{Field, Schema};
+    use std::sync::Arc;
+
+    fn counts() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("word", DataType::Utf8, false),
+            Field::new("count", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![
+                    "thy", "romeo", "art", "one", "thou",
+                ])),
+                Arc::new(Int64Array::from(vec![170, 298, 60, 60, 277])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn build(yaml: &str) -> Result<Stage, String> {
+        let config: SortConfig = serde_saphyr::from_str(yaml).unwrap();
+        config.build(&BuildContext {
+            input: &counts().schema(),
+            base_dir: std::path::Path::new("."),
+        })
+    }
+
+    #[test]
+    fn sorts_descending_with_ties_broken_by_the_rest() {
+        let out = run(&build("by: [count desc, word asc]").unwrap(), counts());
+        assert_eq!(texts(&out, "word"), ["romeo", "thou", "thy", "art", "one"]);
+        // Without an explicit word key, ties are still broken by `word` ascending.
+        let out = run(&build("by: count desc").unwrap(), counts());
+        assert_eq!(texts(&out, "word"), ["romeo", "thou", "thy", "art", "one"]);
+        let out = run(&build("by: word").unwrap(), counts());
+        assert_eq!(texts(&out, "word"), ["art", "one", "romeo", "thou", "thy"]);
+    }
+
+    #[test]
+    fn bad_keys_are_explained() {
+        assert!(build("by: [count down]")
+            .err()
+            .unwrap()
+            .contains("`asc` or `desc`"));
+        assert!(build("by: [cont desc]")
+            .err()
+            .unwrap()
+            .contains("did you mean `count`?"));
+        assert!(build("by: [count, count desc]")
+            .err()
+            .unwrap()
+            .contains("already a sort key"));
+    }
+}

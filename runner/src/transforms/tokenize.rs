@@ -1,0 +1,240 @@
+//! `tokenize`: one row per word of a text column, the way the chapter's PySpark job does it:
+//! `line.lower().split()` then TextBlob's `strip_punc`.
+
+use std::sync::Arc;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use serde::Deserialize;
+
+use super::{
+    replace_column, schema_replacing, BuildContext, BuildTransform, MapTransform, Stage, StageKind,
+};
+use crate::data::{text, text_column_index};
+use crate::error::Result;
+
+/// Split a text column into words.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizeConfig {
+    /// The text column to split.
+    #[serde(
+        default = "default_column",
+        deserialize_with = "crate::config::env::string"
+    )]
+    pub column: String,
+    /// The output column, one word per row; it replaces `column`.
+    #[serde(
+        default = "default_as",
+        rename = "as",
+        deserialize_with = "crate::config::env::string"
+    )]
+    pub output: String,
+    /// Lowercase words, Unicode-aware like Python's `str.lower`.
+    #[serde(default = "yes")]
+    pub lowercase: bool,
+    /// Remove ASCII punctuation (Python's `string.punctuation`): anywhere in the word, at its
+    /// edges, or not at all. Non-ASCII marks such as the curly apostrophe in `i’ll` stay.
+    #[serde(default)]
+    pub strip_punctuation: StripPunctuation,
+    /// Drop words that end up empty (a token that was only punctuation).
+    #[serde(default = "yes")]
+    pub drop_empty: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StripPunctuation {
+    #[default]
+    All,
+    Edges,
+    None,
+}
+
+fn default_column() -> String {
+    "line".into()
+}
+fn default_as() -> String {
+    "word".into()
+}
+fn yes() -> bool {
+    true
+}
+
+impl BuildTransform for TokenizeConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
+        let index = text_column_index(ctx.input, &self.column)?;
+        let output = schema_replacing(ctx.input, index, &self.output, DataType::Utf8)?;
+        Ok(Stage {
+            output: output.clone(),
+            kind: StageKind::Map(Box::new(Tokenize {
+                config: self.clone(),
+                index,
+                output,
+            })),
+        })
+    }
+}
+
+pub struct Tokenize {
+    config: TokenizeConfig,
+    index: usize,
+    output: arrow_schema::SchemaRef,
+}
+
+/// Python's `str.isspace`: Unicode White_Space plus the ASCII separators U+001C..U+001F.
+#[inline]
+pub fn is_python_whitespace(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+impl Tokenize {
+    /// Appends the normalised form of `token` to `word`.
+    fn normalise(&self, token: &str, word: &mut String) {
+        word.clear();
+        let stripped = match self.config.strip_punctuation {
+            StripPunctuation::Edges => token.trim_matches(|c: char| c.is_ascii_punctuation()),
+            _ => token,
+        };
+        let all = self.config.strip_punctuation == StripPunctuation::All;
+        if stripped.is_ascii() {
+            for b in stripped.bytes() {
+                if all && b.is_ascii_punctuation() {
+                    continue;
+                }
+                word.push(if self.config.lowercase {
+                    b.to_ascii_lowercase()
+                } else {
+                    b
+                } as char);
+            }
+        } else {
+            // Lowercase the whole token at once: final-sigma rules look at the neighbours.
+            let lowered;
+            let source = if self.config.lowercase {
+                lowered = stripped.to_lowercase();
+                lowered.as_str()
+            } else {
+                stripped
+            };
+            word.extend(
+                source
+                    .chars()
+                    .filter(|c| !(all && c.is_ascii_punctuation())),
+            );
+        }
+    }
+}
+
+impl MapTransform for Tokenize {
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let lines = text(batch, self.index);
+        let mut words = StringBuilder::with_capacity(lines.len() * 8, lines.value_data().len());
+        let mut parents = Vec::new();
+        let mut word = String::new();
+        for (row, line) in lines.iter().enumerate() {
+            let Some(line) = line else { continue };
+            for token in line.split(is_python_whitespace).filter(|t| !t.is_empty()) {
+                self.normalise(token, &mut word);
+                if self.config.drop_empty && word.is_empty() {
+                    continue;
+                }
+                words.append_value(&word);
+                parents.push(row as u32);
+            }
+        }
+        Ok(replace_column(
+            &self.output,
+            batch,
+            self.index,
+            parents,
+            Arc::new(words.finish()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{text_batch, text_schema};
+    use crate::transforms::compliance::{run, texts};
+
+    fn tokenize(yaml: &str, lines: &[&str]) -> Vec<String> {
+        let config: TokenizeConfig = serde_saphyr::from_str(yaml).unwrap();
+        let schema = text_schema("line");
+        let stage = config
+            .build(&BuildContext {
+                input: &schema,
+                base_dir: std::path::Path::new("."),
+            })
+            .unwrap();
+        texts(&run(&stage, text_batch("line", lines)), "word")
+    }
+
+    #[test]
+    fn matches_python_lower_split_strip_punc() {
+        let words = tokenize(
+            "{}",
+            &[
+                "  Romeo, Romeo! wherefore art\tthou\u{3000}ROMEO?\r",
+                "--",
+                "I’ll o'er",
+            ],
+        );
+        assert_eq!(
+            words,
+            [
+                "romeo",
+                "romeo",
+                "wherefore",
+                "art",
+                "thou",
+                "romeo",
+                "i’ll",
+                "oer"
+            ]
+        );
+    }
+
+    #[test]
+    fn unicode_lowercase_and_python_whitespace() {
+        assert_eq!(
+            tokenize("{}", &["ÉTÉ ΟΔΟΣ a\u{1c}b"]),
+            ["été", "οδος", "a", "b"]
+        );
+    }
+
+    #[test]
+    fn edges_none_and_keep_empty() {
+        assert_eq!(
+            tokenize("strip_punctuation: edges", &["'tis o'er--"]),
+            ["tis", "o'er"]
+        );
+        assert_eq!(
+            tokenize("{strip_punctuation: none, lowercase: false}", &["A-b, C"]),
+            ["A-b,", "C"]
+        );
+        assert_eq!(tokenize("drop_empty: false", &["a -- b"]), ["a", "", "b"]);
+    }
+
+    #[test]
+    fn empty_input_gives_no_rows_and_other_columns_repeat() {
+        assert!(tokenize("{}", &[]).is_empty());
+        assert!(tokenize("{}", &["", "   "]).is_empty());
+    }
+
+    #[test]
+    fn missing_or_non_text_column_is_a_build_error() {
+        let config: TokenizeConfig = serde_saphyr::from_str("column: text").unwrap();
+        let schema = text_schema("line");
+        let err = config
+            .build(&BuildContext {
+                input: &schema,
+                base_dir: std::path::Path::new("."),
+            })
+            .err()
+            .unwrap();
+        assert!(err.contains("no column `text`"), "{err}");
+    }
+}
