@@ -105,15 +105,21 @@ pub fn load(path: &Path, overrides: &[Override]) -> Result<LoadedPipeline> {
         _ => PathBuf::from("."),
     };
     let file_name = path.display().to_string();
-    let (text, display_name) = if overrides.is_empty() {
-        (text, file_name)
+    if text.trim().is_empty() {
+        return Err(Error::invalid(format!(
+            "{file_name} is empty; a pipeline needs at least `name`, `source` and `sinks`"
+        )));
+    }
+    let config = if overrides.is_empty() {
+        parse(&text, &file_name)?
     } else {
-        (
-            apply_overrides(&text, &file_name, overrides)?,
-            format!("{file_name} (with --set)"),
-        )
+        let changed = apply_overrides(&text, &file_name, overrides)?;
+        // YAML errors in the changed text can only be located in that text.
+        let mut config = parse(&changed, &format!("{file_name} (with --set)"))?;
+        relocate(&mut config, &text);
+        config
     };
-    let config = parse(&text, &display_name)?;
+    let display_name = file_name;
     if config.sinks.is_empty() {
         return Err(Error::invalid(format!(
             "{display_name}: `sinks` is empty; a pipeline needs at least one sink (for example `- type: stdout`)"
@@ -140,6 +146,27 @@ fn apply_overrides(text: &str, file_name: &str, overrides: &[Override]) -> Resul
     }
     serde_saphyr::to_string(&doc)
         .map_err(|e| Error::invalid(format!("{file_name}: cannot apply --set: {e}")))
+}
+
+/// Points the step locations of a config parsed from `--set`-changed text back at the original
+/// file (a step added by `--set` gets no location).
+fn relocate(config: &mut PipelineConfig, original: &str) {
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Steps {
+        source: Option<Spanned<serde::de::IgnoredAny>>,
+        transforms: Vec<Spanned<serde::de::IgnoredAny>>,
+        sinks: Vec<Spanned<serde::de::IgnoredAny>>,
+    }
+    let steps: Steps = serde_saphyr::from_str(original).unwrap_or_default();
+    let unknown = Location::UNKNOWN;
+    config.source.referenced = steps.source.map_or(unknown, |s| s.referenced);
+    for (i, step) in config.transforms.iter_mut().enumerate() {
+        step.referenced = steps.transforms.get(i).map_or(unknown, |s| s.referenced);
+    }
+    for (i, sink) in config.sinks.iter_mut().enumerate() {
+        sink.referenced = steps.sinks.get(i).map_or(unknown, |s| s.referenced);
+    }
 }
 
 /// Turns a YAML error into `file:line:col: message` plus the snippet serde-saphyr draws.
@@ -169,9 +196,17 @@ struct SuggestingFormatter;
 impl MessageFormatter for SuggestingFormatter {
     fn format_message<'a>(&self, err: &'a serde_saphyr::Error) -> Cow<'a, str> {
         let message = serde_saphyr::DefaultMessageFormatter.format_message(err);
-        match with_suggestion(&message) {
-            Some(better) => Cow::Owned(better),
-            None => message,
+        if let Some(better) = with_suggestion(&message) {
+            return Cow::Owned(better);
+        }
+        // Number parse failures name Rust types; say what a user should write instead.
+        match message.as_ref() {
+            "invalid u64" | "invalid usize" | "invalid u32" | "invalid u16" => {
+                Cow::Borrowed("expected a whole number (0 or more)")
+            }
+            "invalid i64" => Cow::Borrowed("expected a whole number"),
+            "invalid f64" => Cow::Borrowed("expected a number"),
+            _ => message,
         }
     }
 }

@@ -1,0 +1,387 @@
+//! The binary on small inputs written by the tests: commands, sources, sinks, exit codes.
+
+mod common;
+use common::*;
+use predicates::prelude::*;
+
+const WORDS: &str = "The cat and the hat.\r\nA cat, a CAT!\nhat";
+
+fn pipeline(dir: &std::path::Path, source: &str, rest: &str) -> std::path::PathBuf {
+    write(
+        dir,
+        "p.yaml",
+        &format!("name: t\nsource:\n{source}\n{rest}"),
+    )
+}
+
+const COUNT: &str = "transforms:
+  - type: tokenize
+  - type: stopwords
+  - type: group_count
+    by: word
+  - type: sort
+    by: [count desc]
+sinks:
+  - type: stdout
+    format: tsv
+  - type: csv
+    path: out/counts.csv
+";
+
+#[test]
+fn counts_words_of_a_small_file_relative_to_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", WORDS);
+    let p = pipeline(dir.path(), "  type: file\n  path: in.txt", COUNT);
+    // Run from another directory: paths resolve against the pipeline file.
+    runner()
+        .args(["run"])
+        .arg(&p)
+        .current_dir(std::env::temp_dir())
+        .assert()
+        .success()
+        .stdout("word\tcount\ncat\t3\nhat\t2\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out/counts.csv")).unwrap(),
+        "word,count\ncat,3\nhat,2\n"
+    );
+}
+
+#[test]
+fn reads_standard_input_with_dash() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "  type: file\n  path: '-'", COUNT);
+    runner()
+        .arg("run")
+        .arg(&p)
+        .write_stdin(WORDS)
+        .assert()
+        .success()
+        .stdout("word\tcount\ncat\t3\nhat\t2\n");
+}
+
+#[test]
+fn formats_jsonl_and_table_and_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", WORDS);
+    let p = pipeline(
+        dir.path(),
+        "  type: file\n  path: in.txt",
+        "transforms:\n  - type: tokenize\n  - type: group_count\n    by: word\n  - type: sort\n    by: count desc\n  - type: limit\n    n: 2\nsinks:\n  - type: stdout\n    format: jsonl\n  - type: stdout\n    limit: 1\n",
+    );
+    let out = runner().arg("run").arg(&p).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("{\"word\":\"cat\",\"count\":3}\n{\"word\":\"a\",\"count\":2}\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("│ cat  ┆     3 │") || stdout.contains("cat"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout[stdout.find('┌').unwrap_or(0)..].contains("│ a "),
+        "table limit 1: {stdout}"
+    );
+}
+
+#[test]
+fn explode_and_filter_without_aggregation_keep_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "tags.txt", "rust spark ai\nai\n\nrust  go\n");
+    let p = pipeline(
+        dir.path(),
+        "  type: file\n  path: tags.txt",
+        "transforms:\n  - type: explode\n    column: line\n    separator: ' '\n    as: hashtag\n  - type: filter\n    where: hashtag != 'spark'\nsinks:\n  - type: stdout\n    format: tsv\n",
+    );
+    runner()
+        .arg("run")
+        .arg(&p)
+        .args(["--cores", "2"])
+        .assert()
+        .success()
+        .stdout("hashtag\nrust\nai\nai\nrust\ngo\n");
+}
+
+#[test]
+fn missing_input_is_a_runtime_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "  type: file\n  path: nowhere.txt", COUNT);
+    runner().arg("run").arg(&p).assert().code(1).stderr(
+        predicate::str::contains("cannot read input").and(predicate::str::contains("nowhere.txt")),
+    );
+}
+
+#[test]
+fn invalid_utf8_is_replaced_and_reported_or_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.txt"), b"caf\xe9 ok\n").unwrap();
+    let rest = "transforms:\n  - type: tokenize\nsinks:\n  - type: stdout\n    format: tsv\n";
+    let p = pipeline(dir.path(), "  type: file\n  path: bad.txt", rest);
+    runner()
+        .arg("run")
+        .arg(&p)
+        .assert()
+        .success()
+        .stdout("word\ncaf\u{fffd}\nok\n")
+        .stderr(predicate::str::contains(
+            "warning: 1 line(s) had invalid UTF-8",
+        ));
+    runner()
+        .arg("run")
+        .arg(&p)
+        .arg("--quiet")
+        .assert()
+        .success()
+        .stderr("");
+    let p = pipeline(
+        dir.path(),
+        "  type: file\n  path: bad.txt\n  encoding_errors: fail",
+        rest,
+    );
+    runner()
+        .arg("run")
+        .arg(&p)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("bad.txt line 1: invalid UTF-8"));
+}
+
+#[test]
+fn unwritable_output_fails_and_keeps_the_previous_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", "a b\n");
+    write(dir.path(), "out/counts.csv", "previous\n");
+    let p = pipeline(dir.path(), "  type: file\n  path: in.txt", COUNT);
+    let out_dir = dir.path().join("out");
+    let mut perms = std::fs::metadata(&out_dir).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o555);
+    std::fs::set_permissions(&out_dir, perms.clone()).unwrap();
+    let probe = std::fs::File::create(out_dir.join("probe"));
+    if probe.is_ok() {
+        eprintln!("SKIPPED: running as a user who can write to a read-only directory");
+        return;
+    }
+    runner()
+        .arg("run")
+        .arg(&p)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot write output"));
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&out_dir, perms).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("counts.csv")).unwrap(),
+        "previous\n"
+    );
+}
+
+#[test]
+fn validate_checks_many_files_and_reads_no_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = pipeline(
+        dir.path(),
+        "  type: file\n  path: does-not-exist-yet.txt",
+        COUNT,
+    );
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "name: t\nsource:\n  type: fil\n  path: x\nsinks:\n  - type: stdout\n",
+    );
+    runner()
+        .arg("validate")
+        .arg(&good)
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("ok: "));
+    runner()
+        .arg("validate")
+        .arg(&good)
+        .arg(&bad)
+        .assert()
+        .code(2)
+        .stdout(predicate::str::contains("ok: "))
+        .stderr(
+            predicate::str::contains("bad.yaml:3:").and(predicate::str::contains(
+                "1 of 2 pipeline files are not valid",
+            )),
+        );
+}
+
+#[test]
+fn validate_accepts_the_shipped_pipelines() {
+    for entry in std::fs::read_dir(repo_root().join("pipelines")).unwrap() {
+        let path = entry.unwrap().path();
+        runner().arg("validate").arg(&path).assert().success();
+    }
+}
+
+#[test]
+fn list_shows_every_component() {
+    let assert = runner().arg("list").assert().success();
+    let stdout = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+    for name in [
+        "file",
+        "tokenize",
+        "stopwords",
+        "explode",
+        "lowercase",
+        "group_count",
+        "filter",
+        "sort",
+        "limit",
+        "stdout",
+        "csv",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.trim_start().starts_with(name)),
+            "{name} missing from:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn environment_variables_fill_string_values() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", "x z x\n");
+    let p = pipeline(
+        dir.path(),
+        "  type: file\n  path: ${RUNNER_TEST_INPUT}",
+        COUNT,
+    );
+    runner()
+        .arg("run")
+        .arg(&p)
+        .env("RUNNER_TEST_INPUT", "in.txt")
+        .assert()
+        .success()
+        .stdout("word\tcount\nx\t2\nz\t1\n");
+    runner()
+        .arg("run")
+        .arg(&p)
+        .env_remove("RUNNER_TEST_INPUT")
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("p.yaml:4:")
+                .and(predicate::str::contains("`RUNNER_TEST_INPUT` is not set")),
+        );
+}
+
+#[test]
+fn set_adds_values_and_rejects_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", "b a b\n");
+    let p = pipeline(dir.path(), "  type: file\n  path: in.txt", COUNT);
+    runner()
+        .arg("run")
+        .arg(&p)
+        .args([
+            "--set",
+            "transforms.4.type=limit",
+            "--set",
+            "transforms.4.n=1",
+            "--set",
+            "sinks.0.format=jsonl",
+        ])
+        .assert()
+        .success()
+        .stdout("{\"word\":\"b\",\"count\":2}\n");
+    runner()
+        .arg("run")
+        .arg(&p)
+        .args(["--set", "transforms.9.n=1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("has 4 items"));
+    runner()
+        .arg("run")
+        .arg(&p)
+        .args(["--set", "nonsense"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("PATH=VALUE"));
+    runner()
+        .arg("run")
+        .arg(&p)
+        .args(["--set", "cores=many"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("with --set").and(predicate::str::contains("cores")));
+}
+
+#[test]
+fn fetch_downloads_a_missing_input_once_and_verifies_it() {
+    let body = b"Romeo romeo juliet\n".to_vec();
+    let sha = "6b83b19d1a8b2d4b7f3f8a4c1b1cf5e2a3c5e0a0f1b2c3d4e5f60718293a4b5c"; // wrong on purpose
+    let good_sha: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = http_server("200 OK", body.clone(), 1);
+    let source = format!("  type: file\n  path: data/play.txt\n  fetch:\n    url: {url}/play.txt\n    sha256: {good_sha}");
+    let p = pipeline(dir.path(), &source, COUNT);
+    runner()
+        .arg("run")
+        .arg(&p)
+        .assert()
+        .success()
+        .stdout("word\tcount\nromeo\t2\njuliet\t1\n");
+    assert_eq!(
+        std::fs::read(dir.path().join("data/play.txt")).unwrap(),
+        body
+    );
+    // The file is there now: no second request (the server would refuse it).
+    runner().arg("run").arg(&p).assert().success();
+
+    // A checksum mismatch is an error and leaves nothing behind.
+    let dir = tempfile::tempdir().unwrap();
+    let url = http_server("200 OK", body.clone(), 1);
+    let source = format!(
+        "  type: file\n  path: data/play.txt\n  fetch:\n    url: {url}/play.txt\n    sha256: {sha}"
+    );
+    let p = pipeline(dir.path(), &source, COUNT);
+    runner()
+        .arg("run")
+        .arg(&p)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("nothing was saved"));
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("data")).unwrap().count(),
+        0,
+        "no file, no temp file"
+    );
+
+    // An HTTP error status.
+    let url = http_server("404 Not Found", b"gone".to_vec(), 1);
+    let source = format!(
+        "  type: file\n  path: data/play.txt\n  fetch:\n    url: {url}/play.txt\n    sha256: {sha}"
+    );
+    let p = pipeline(dir.path(), &source, COUNT);
+    runner()
+        .arg("run")
+        .arg(&p)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("404"));
+}
+
+#[test]
+fn fetch_without_network_says_where_to_put_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 1 on loopback: nothing listens there, the connection is refused at once.
+    let source = format!("  type: file\n  path: data/play.txt\n  fetch:\n    url: http://127.0.0.1:1/play.txt\n    sha256: {}", "a".repeat(64));
+    let p = pipeline(dir.path(), &source, COUNT);
+    runner().arg("run").arg(&p).assert().code(1).stderr(
+        predicate::str::contains(
+            "Without network, download http://127.0.0.1:1/play.txt yourself and save it as",
+        )
+        .and(predicate::str::contains("play.txt")),
+    );
+}

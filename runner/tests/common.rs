@@ -1,0 +1,70 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+pub fn runner() -> Command {
+    let mut cmd = Command::cargo_bin("runner").expect("the runner binary is built");
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+/// The repository root (the workspace).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("runner/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// Romeo and Juliet from `data/` or `../shared/data/`, or `None` (the caller says it skipped).
+pub fn romeo_text() -> Option<PathBuf> {
+    let root = repo_root();
+    [
+        root.join("data/RomeoAndJuliet.txt"),
+        root.join("../shared/data/RomeoAndJuliet.txt"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+/// Writes `text` as `name` in `dir` and returns its path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A one-shot HTTP/1.1 server on 127.0.0.1 answering every request with `status` and `body`.
+/// Returns its base URL; the server thread serves up to `requests` connections.
+pub fn http_server(status: &'static str, body: Vec<u8>, requests: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    format!("http://{address}")
+}

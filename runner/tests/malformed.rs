@@ -1,0 +1,128 @@
+//! Malformed pipeline files: each gets exit code 2 and a message that says where and what.
+
+mod common;
+use common::*;
+
+const SOURCE: &str = "source:\n  type: file\n  path: in.txt\n";
+const SINKS: &str = "sinks:\n  - type: stdout\n";
+
+/// (what is wrong, the file, substrings the error must contain)
+fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
+    vec![
+        ("misspelled top-level key", format!("name: t\n{SOURCE}tranforms: []\n{SINKS}"),
+            vec!["p.yaml:5:1:", "unknown field `tranforms`, did you mean `transforms`?"]),
+        ("misspelled key in a transform", format!("name: t\n{SOURCE}transforms:\n  - type: tokenize\n    lowercas: true\n{SINKS}"),
+            vec!["p.yaml:7:5:", "did you mean `lowercase`?"]),
+        ("unknown transform type", format!("name: t\n{SOURCE}transforms:\n  - type: tokenise\n{SINKS}"),
+            vec!["p.yaml:6:5:", "unknown transform type `tokenise`, did you mean `tokenize`?"]),
+        ("unknown source type", "name: t\nsource:\n  type: files\n  path: x\nsinks:\n  - type: stdout\n".into(),
+            vec!["p.yaml:3:", "unknown source type `files`, did you mean `file`?"]),
+        ("unknown sink type", format!("name: t\n{SOURCE}sinks:\n  - type: cvs\n    path: x.csv\n"),
+            vec!["p.yaml:6:", "unknown sink type `cvs`, did you mean `csv`?"]),
+        ("missing source", format!("name: t\n{SINKS}"),
+            vec!["p.yaml:", "missing field `source`"]),
+        ("missing name", format!("{SOURCE}{SINKS}"),
+            vec!["missing field `name`"]),
+        ("missing type", format!("name: t\nsource:\n  path: in.txt\n{SINKS}"),
+            vec!["p.yaml:", "missing `type`"]),
+        ("empty sinks", format!("name: t\n{SOURCE}sinks: []\n"),
+            vec!["`sinks` is empty"]),
+        ("wrong type for cores", format!("name: t\ncores: lots\n{SOURCE}{SINKS}"),
+            vec!["p.yaml:2:", "cores"]),
+        ("wrong type for a bool", format!("name: t\n{SOURCE}transforms:\n  - type: tokenize\n    lowercase: maybe\n{SINKS}"),
+            vec!["p.yaml:7:", "maybe"]),
+        ("bad enum value", format!("name: t\n{SOURCE}transforms:\n  - type: tokenize\n    strip_punctuation: some\n{SINKS}"),
+            vec!["p.yaml:7:", "`some`", "all"]),
+        ("bad mode", format!("name: t\nmode: batchy\n{SOURCE}{SINKS}"),
+            vec!["p.yaml:2:", "did you mean `batch`?"]),
+        ("where on a missing column", format!("name: t\n{SOURCE}transforms:\n  - type: filter\n    where: cuont > 1\n{SINKS}"),
+            vec!["p.yaml:6:5:", "transforms.0 (filter)", "no column `cuont`"]),
+        ("where with a type error", format!("name: t\n{SOURCE}transforms:\n  - type: tokenize\n  - type: group_count\n    by: word\n  - type: filter\n    where: count >= 'many'\n{SINKS}"),
+            vec!["transforms.2 (filter)", "cannot compare a number with text"]),
+        ("where with a syntax error", format!("name: t\n{SOURCE}transforms:\n  - type: tokenize\n  - type: filter\n    where: word = 'x'\n{SINKS}"),
+            vec!["transforms.1 (filter)", "use `==`"]),
+        ("group by a missing column", format!("name: t\n{SOURCE}transforms:\n  - type: group_count\n    by: word\n{SINKS}"),
+            vec!["transforms.0 (group_count)", "no column `word`", "columns here: line"]),
+        ("sort direction", format!("name: t\n{SOURCE}transforms:\n  - type: sort\n    by: [line downward]\n{SINKS}"),
+            vec!["transforms.0 (sort)", "`asc` or `desc`"]),
+        ("tokenize a missing column", format!("name: t\n{SOURCE}transforms:\n  - type: tokenize\n    column: text\n{SINKS}"),
+            vec!["transforms.0 (tokenize)", "no column `text`"]),
+        ("YAML syntax error", format!("name: t\n{SOURCE}transforms: [\n{SINKS}"),
+            vec!["p.yaml:"]),
+        ("tab indentation", "name: t\nsource:\n\ttype: file\n\tpath: x\nsinks:\n  - type: stdout\n".into(),
+            vec!["p.yaml:3:", "tab"]),
+        ("duplicate key", format!("name: t\nname: u\n{SOURCE}{SINKS}"),
+            vec!["p.yaml:2:", "duplicate"]),
+        ("bad fetch checksum", "name: t\nsource:\n  type: file\n  path: x.txt\n  fetch:\n    url: https://example.org/x\n    sha256: abc\nsinks:\n  - type: stdout\n".into(),
+            vec!["p.yaml:3:", "64 hex digits"]),
+        ("bad fetch url", format!("name: t\nsource:\n  type: file\n  path: x.txt\n  fetch:\n    url: ftp://example.org/x\n    sha256: {}\nsinks:\n  - type: stdout\n", "a".repeat(64)),
+            vec!["must start with https://"]),
+        ("unknown stop-word language", format!("name: t\n{SOURCE}transforms:\n  - type: tokenize\n  - type: stopwords\n    language: englsh\n{SINKS}"),
+            vec!["transforms.1 (stopwords)", "did you mean `english`?"]),
+        ("stream mode not yet available", format!("name: t\nmode: stream\n{SOURCE}{SINKS}"),
+            vec!["mode: stream"]),
+        ("explode text without separator", format!("name: t\n{SOURCE}transforms:\n  - type: explode\n    column: line\n{SINKS}"),
+            vec!["transforms.0 (explode)", "separator"]),
+        ("limit without n", format!("name: t\n{SOURCE}transforms:\n  - type: limit\n{SINKS}"),
+            vec!["p.yaml:6:", "missing field `n`"]),
+        ("not a map", "- just\n- a list\n".into(),
+            vec!["p.yaml:1:"]),
+        ("empty file", String::new(),
+            vec!["p.yaml"]),
+    ]
+}
+
+#[test]
+fn every_malformed_pipeline_gets_exit_2_and_a_located_message() {
+    assert!(cases().len() >= 20);
+    let dir = tempfile::tempdir().unwrap();
+    for (what, text, expected) in cases() {
+        let path = write(dir.path(), "p.yaml", &text);
+        for command in ["validate", "run"] {
+            let output = runner()
+                .arg(command)
+                .arg(&path)
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "{what} ({command}): exit code; stderr:\n{stderr}"
+            );
+            assert!(stderr.starts_with("error: "), "{what}: {stderr}");
+            for needle in &expected {
+                assert!(
+                    stderr.contains(needle),
+                    "{what}: expected `{needle}` in:\n{stderr}"
+                );
+            }
+            assert!(
+                !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+                "{what}: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_missing_pipeline_file_is_a_usage_error() {
+    runner()
+        .args(["run", "/no/such/pipeline.yaml"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "cannot read pipeline file /no/such/pipeline.yaml",
+        ));
+}
+
+#[test]
+fn bad_command_line_usage_exits_2() {
+    runner().args(["run"]).assert().code(2);
+    runner().args(["frobnicate"]).assert().code(2);
+    runner()
+        .args(["run", "x.yaml", "--cores", "two"])
+        .assert()
+        .code(2);
+}
