@@ -146,8 +146,11 @@ fn hex(bytes: &[u8]) -> String {
 
 /// reqwest's errors hide the cause (DNS, refused, TLS) in their source chain.
 fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
+    // The top level only repeats the URL ("error sending request for url (...)").
+    let (mut text, mut source) = match error.source() {
+        Some(cause) => (cause.to_string(), cause.source()),
+        None => (error.to_string(), None),
+    };
     while let Some(cause) = source {
         let cause_text = cause.to_string();
         if !text.contains(&cause_text) {
