@@ -85,13 +85,32 @@ impl LoadedPipeline {
     }
 }
 
-/// `path` if absolute (or `-`), otherwise `base/path`.
+/// `path` if absolute (or `-`), otherwise `base/path` with `x/..` pairs folded away, so
+/// messages say `data/x.txt` rather than `pipelines/../data/x.txt`.
 pub fn resolve_against(base: &Path, path: &Path) -> PathBuf {
+    use std::path::Component;
     if path.is_absolute() || path == Path::new("-") {
-        path.to_path_buf()
-    } else {
-        base.join(path)
+        return path.to_path_buf();
     }
+    let mut resolved = PathBuf::new();
+    for component in base.join(path).components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(
+                    resolved.components().next_back(),
+                    Some(Component::Normal(_))
+                ) =>
+            {
+                resolved.pop();
+            }
+            other => resolved.push(other),
+        }
+    }
+    if resolved.as_os_str().is_empty() {
+        resolved.push(".");
+    }
+    resolved
 }
 
 /// Reads a pipeline file, applies `--set` overrides and parses it.
@@ -322,6 +341,28 @@ mod tests {
         let e = err(text);
         assert!(e.starts_with("p.yaml:4:"), "{e}");
         assert!(e.contains("`RUNNER_TEST_SURELY_UNSET` is not set"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_pipeline_directory() {
+        let base = Path::new("pipelines");
+        assert_eq!(
+            resolve_against(base, Path::new("../data/x.txt")),
+            Path::new("data/x.txt")
+        );
+        assert_eq!(
+            resolve_against(Path::new("."), Path::new("../x")),
+            Path::new("../x")
+        );
+        assert_eq!(
+            resolve_against(Path::new("/srv/p"), Path::new("./o/x.csv")),
+            Path::new("/srv/p/o/x.csv")
+        );
+        assert_eq!(
+            resolve_against(base, Path::new("/abs/x")),
+            Path::new("/abs/x")
+        );
+        assert_eq!(resolve_against(base, Path::new("-")), Path::new("-"));
     }
 
     #[test]
