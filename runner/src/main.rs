@@ -59,11 +59,16 @@ fn init_logging(quiet: bool, verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if verbose == 0 {
+        // Warnings read as plain sentences; timestamps and module paths come with -v.
+        logs.without_time().with_target(false).init();
+    } else {
+        logs.init();
+    }
 }
 
 fn main() -> ExitCode {

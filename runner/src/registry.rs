@@ -100,6 +100,8 @@ component_enum!(SinkConfig, "sink", BuildSink, [
         : "Print the result: aligned (the chapter's `word: count`), table, tsv or jsonl",
     "csv" => Csv(sinks::csv::CsvSinkConfig)
         : "Write the result to a CSV file, replaced atomically",
+    "chart" => Chart(sinks::chart::ChartSinkConfig)
+        : "Draw the top rows as a PNG bar chart (embedded font, no system fonts needed)",
 ]);
 
 /// Every component, sources first, then transforms, then sinks.

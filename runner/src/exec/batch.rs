@@ -43,7 +43,7 @@ pub fn run(pipeline: &mut BuiltPipeline) -> Result<RunReport> {
         "computed result"
     );
     for sink in &mut pipeline.sinks {
-        sink.write(&result)?;
+        sink.write(&result, 0)?;
     }
     Ok(RunReport {
         rows_out: result.num_rows(),

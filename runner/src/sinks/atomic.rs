@@ -23,9 +23,15 @@ pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // Temporary files are private (0600); an output keeps the mode of the file it replaces,
+    // or gets the usual 0644.
+    let mode = std::fs::metadata(target).map_or(0o644, |m| {
+        std::os::unix::fs::PermissionsExt::mode(&m.permissions())
+    });
     tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))
         .tempfile_in(dir)
         .map_err(|source| Error::Output {
             path: target.to_path_buf(),

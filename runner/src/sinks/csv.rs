@@ -46,7 +46,7 @@ pub struct CsvSink {
 }
 
 impl Sink for CsvSink {
-    fn write(&mut self, result: &RecordBatch) -> Result<()> {
+    fn write(&mut self, result: &RecordBatch, _epoch: u64) -> Result<()> {
         let temp = atomic::temp_beside(&self.path)?;
         let fail = |e: csv::Error| Error::Output {
             path: self.path.clone(),
@@ -97,7 +97,7 @@ mod tests {
                 base_dir: dir.path(),
             })
             .unwrap();
-        sink.write(&batch).unwrap();
+        sink.write(&batch, 0).unwrap();
         let text = std::fs::read_to_string(dir.path().join("out/x.csv")).unwrap();
         assert_eq!(
             text,
@@ -121,7 +121,7 @@ mod tests {
                 base_dir: std::path::Path::new("."),
             })
             .unwrap();
-        let err = sink.write(&batch).unwrap_err();
+        let err = sink.write(&batch, 0).unwrap_err();
         assert_eq!(err.exit_code(), 1);
         assert!(
             err.to_string()

@@ -2,6 +2,7 @@
 //! once per epoch when streaming).
 
 pub mod atomic;
+pub mod chart;
 pub mod csv;
 pub mod stdout;
 
@@ -26,6 +27,7 @@ pub trait BuildSink: Send + Sync {
 }
 
 pub trait Sink: Send {
-    /// Writes the result. Files are replaced atomically: a reader sees the old or the new one.
-    fn write(&mut self, result: &RecordBatch) -> Result<()>;
+    /// Writes the result of epoch `epoch` (always 0 in batch mode). Files are replaced
+    /// atomically: a reader sees the old or the new one.
+    fn write(&mut self, result: &RecordBatch, epoch: u64) -> Result<()>;
 }

@@ -141,7 +141,7 @@ pub fn render(batch: &RecordBatch, format: StdoutFormat, limit: Option<usize>) -
 }
 
 impl Sink for StdoutSink {
-    fn write(&mut self, result: &RecordBatch) -> Result<()> {
+    fn write(&mut self, result: &RecordBatch, _epoch: u64) -> Result<()> {
         let text = render(result, self.config.format, self.config.limit);
         match &self.out {
             Output::Stdout => {
@@ -223,7 +223,7 @@ mod tests {
             config,
             out: Output::Buffer(buffer.clone()),
         };
-        sink.write(&counts()).unwrap();
+        sink.write(&counts(), 0).unwrap();
         assert_eq!(
             String::from_utf8(buffer.lock().unwrap().clone()).unwrap(),
             "romeo: 298\n"

@@ -1,0 +1,939 @@
+//! `chart`: the top rows as a PNG bar chart, like the chapter's seaborn chart (palette `cool`,
+//! rotated category labels) with value labels and a y axis from 0.
+//!
+//! All text is drawn with Noto Sans embedded in the binary (the notosans crate, SIL OFL 1.1), so
+//! the chart looks the same on a server with no fonts. The image is rendered into memory and
+//! written atomically, so a viewer never reads half a PNG. Labels are drawn one by one at each
+//! bar's pixel position: plotters' own rotated axis labels overlap the bars (plotters #551).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use ab_glyph::{Font, ScaleFont};
+use arrow_array::RecordBatch;
+use arrow_schema::DataType;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::FontTransform;
+use serde::Deserialize;
+
+use super::{atomic, BuildSink, Sink, SinkContext};
+use crate::data::{cell, column_index, type_label, Cell};
+use crate::error::{Error, Result};
+
+/// Draw a bar chart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChartSinkConfig {
+    /// The PNG file to write, relative to the pipeline file; its directory is created if needed.
+    #[serde(deserialize_with = "crate::config::env::path")]
+    pub path: PathBuf,
+    /// The category column (one bar per row).
+    #[serde(deserialize_with = "crate::config::env::string")]
+    pub x: String,
+    /// The numeric column (bar length).
+    #[serde(deserialize_with = "crate::config::env::string")]
+    pub y: String,
+    /// How many bars: the rows with the largest `y`.
+    #[serde(default = "default_top")]
+    pub top: usize,
+    /// The caption; `{epoch}` and `{time}` are replaced when it is drawn.
+    #[serde(default, deserialize_with = "crate::config::env::opt_string")]
+    pub title: Option<String>,
+    /// Width and height in pixels.
+    #[serde(default = "default_size")]
+    pub size: [u32; 2],
+    /// `vertical` bars (labels rotated below) or `horizontal` bars (labels on the left).
+    #[serde(default)]
+    pub orientation: Orientation,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Orientation {
+    #[default]
+    Vertical,
+    Horizontal,
+}
+
+fn default_top() -> usize {
+    20
+}
+fn default_size() -> [u32; 2] {
+    [1280, 720]
+}
+
+/// Labels longer than this are cut and end with `…`.
+const MAX_LABEL_CHARS: usize = 20;
+const TEXT: RGBColor = RGBColor(40, 40, 40);
+const AXIS: RGBColor = RGBColor(90, 90, 90);
+const GRID: RGBColor = RGBColor(228, 228, 228);
+
+impl BuildSink for ChartSinkConfig {
+    fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, String> {
+        let x = column_index(ctx.input, &self.x).map_err(|e| format!("x: {e}"))?;
+        let y = column_index(ctx.input, &self.y).map_err(|e| format!("y: {e}"))?;
+        let y_type = ctx.input.field(y).data_type();
+        if !matches!(y_type, DataType::Int64 | DataType::Float64) {
+            return Err(format!(
+                "y: column `{}` holds {}, but the bar length must be a number",
+                self.y,
+                type_label(y_type)
+            ));
+        }
+        if self.top == 0 {
+            return Err("top must be at least 1".into());
+        }
+        let [width, height] = self.size;
+        if !(200..=8000).contains(&width) || !(150..=8000).contains(&height) {
+            return Err(format!("size [{width}, {height}] is out of range: width 200..8000, height 150..8000 pixels"));
+        }
+        if self.path.as_os_str().is_empty() {
+            return Err("`path` must name a file".into());
+        }
+        Ok(Box::new(ChartSink {
+            spec: ChartSpec {
+                title: self
+                    .title
+                    .clone()
+                    .unwrap_or_else(|| format!("{} by {}", self.y, self.x)),
+                x_name: self.x.clone(),
+                y_name: self.y.clone(),
+                width,
+                height,
+                orientation: self.orientation,
+            },
+            path: crate::config::resolve_against(ctx.base_dir, &self.path),
+            x,
+            y,
+            top: self.top,
+        }))
+    }
+}
+
+/// What to draw, apart from the bars.
+#[derive(Debug, Clone)]
+pub struct ChartSpec {
+    /// The caption, placeholders already replaced.
+    pub title: String,
+    pub x_name: String,
+    pub y_name: String,
+    pub width: u32,
+    pub height: u32,
+    pub orientation: Orientation,
+}
+
+/// One bar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bar {
+    pub label: String,
+    pub value: f64,
+}
+
+pub struct ChartSink {
+    spec: ChartSpec,
+    path: PathBuf,
+    x: usize,
+    y: usize,
+    top: usize,
+}
+
+/// The `top` rows with the largest values, largest first, ties by label; rows without a value
+/// are left out.
+pub fn top_bars(batch: &RecordBatch, x: usize, y: usize, top: usize) -> Vec<Bar> {
+    let mut bars: Vec<Bar> = (0..batch.num_rows())
+        .filter_map(|row| {
+            let value = match cell(batch.column(y).as_ref(), row) {
+                Cell::Int(i) => i as f64,
+                Cell::Float(f) if f.is_finite() => f,
+                _ => return None,
+            };
+            Some(Bar {
+                label: cell(batch.column(x).as_ref(), row).to_text(),
+                value,
+            })
+        })
+        .collect();
+    bars.sort_by(|a, b| {
+        b.value
+            .total_cmp(&a.value)
+            .then_with(|| a.label.cmp(&b.label))
+    });
+    bars.truncate(top);
+    bars
+}
+
+/// Replaces `{epoch}` and `{time}` (UTC, to the second) in a caption.
+pub fn caption(template: &str, epoch: u64) -> String {
+    template.replace("{epoch}", &epoch.to_string()).replace(
+        "{time}",
+        &humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    )
+}
+
+impl Sink for ChartSink {
+    fn write(&mut self, result: &RecordBatch, epoch: u64) -> Result<()> {
+        let bars = top_bars(result, self.x, self.y, self.top);
+        let spec = ChartSpec {
+            title: caption(&self.spec.title, epoch),
+            ..self.spec.clone()
+        };
+        let (png, drawn) = render_png(&bars, &spec).map_err(|e| {
+            Error::runtime(format!(
+                "cannot draw the chart {}: {e}",
+                self.path.display()
+            ))
+        })?;
+        if drawn.missing_glyphs > 0 {
+            tracing::warn!(
+                chart = %self.path.display(),
+                "{} character(s) in the chart have no glyph in the embedded font and are drawn as `?`",
+                drawn.missing_glyphs
+            );
+        }
+        atomic::write(&self.path, &png)
+    }
+}
+
+/// The parts of the layout both orientations share.
+struct Frame<'a> {
+    spec: &'a ChartSpec,
+    /// Text and margins grow with the image height (720 pixels = 1).
+    scale: f64,
+    /// Where the plot area starts, below the title.
+    top: i32,
+}
+
+/// Where things ended up, for tests and warnings.
+#[derive(Debug, Clone, Default)]
+pub struct Drawn {
+    /// The plot area: left, top, right, bottom, in pixels.
+    pub plot: (i32, i32, i32, i32),
+    pub bars: usize,
+    /// Characters replaced by `?` because the font has no glyph for them.
+    pub missing_glyphs: usize,
+}
+
+/// The seaborn/matplotlib `cool` colour map: cyan to magenta.
+pub fn cool(t: f64) -> RGBColor {
+    let t = t.clamp(0.0, 1.0);
+    RGBColor(
+        (255.0 * t).round() as u8,
+        (255.0 * (1.0 - t)).round() as u8,
+        255,
+    )
+}
+
+/// The colour of bar `index` of `count`.
+pub fn bar_colour(index: usize, count: usize) -> RGBColor {
+    cool(if count <= 1 {
+        0.0
+    } else {
+        index as f64 / (count - 1) as f64
+    })
+}
+
+fn glyph_font() -> Option<&'static ab_glyph::FontRef<'static>> {
+    static FONT: OnceLock<Option<ab_glyph::FontRef<'static>>> = OnceLock::new();
+    FONT.get_or_init(|| ab_glyph::FontRef::try_from_slice(notosans::REGULAR_TTF).ok())
+        .as_ref()
+}
+
+/// `text` with characters the font cannot draw replaced by `?` (counted in `missing`), and cut
+/// to `MAX_LABEL_CHARS` with `…`.
+fn drawable(text: &str, missing: &mut usize) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| {
+            let has_glyph = glyph_font().is_none_or(|f| c.is_whitespace() || f.glyph_id(c).0 != 0);
+            if c.is_control() {
+                ' '
+            } else if has_glyph {
+                c
+            } else {
+                *missing += 1;
+                '?'
+            }
+        })
+        .collect();
+    if out.chars().count() > MAX_LABEL_CHARS {
+        out = out.chars().take(MAX_LABEL_CHARS - 1).collect::<String>() + "…";
+    }
+    out
+}
+
+/// The axis top for the largest value `max` (with room for value labels) and its ticks from 0:
+/// steps of 1, 2 or 5 times a power of ten, none above the axis top.
+fn axis(max: f64, headroom: f64) -> (f64, Vec<f64>) {
+    let top = if max > 0.0 { max * headroom } else { 1.0 };
+    let rough = top / 5.0;
+    let magnitude = 10f64.powf(rough.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= rough)
+        .unwrap_or(10.0 * magnitude);
+    let count = (top / step).floor() as usize;
+    (top, (0..=count).map(|i| i as f64 * step).collect())
+}
+
+fn format_value(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// How one piece of text is drawn.
+#[derive(Clone, Copy)]
+struct TextSpec {
+    px: f32,
+    colour: RGBColor,
+    anchor: (HPos, VPos),
+    /// Turned 90° counter-clockwise, reading bottom to top.
+    rotated: bool,
+}
+
+fn style(px: f64, colour: &'static RGBColor, anchor: Pos, transform: FontTransform) -> TextSpec {
+    TextSpec {
+        px: px.max(7.0) as f32,
+        colour: *colour,
+        anchor: (anchor.h_pos, anchor.v_pos),
+        rotated: matches!(transform, FontTransform::Rotate270),
+    }
+}
+
+fn push(texts: &mut Vec<TextItem>, text: &str, spec: &TextSpec, at: (i32, i32)) {
+    texts.push(TextItem {
+        text: text.to_owned(),
+        spec: *spec,
+        at,
+    });
+}
+
+/// Text waiting to be painted once the shapes are drawn.
+struct TextItem {
+    text: String,
+    spec: TextSpec,
+    at: (i32, i32),
+}
+
+fn text_width(text: &str, px: f64) -> i32 {
+    let Some(font) = glyph_font() else { return 0 };
+    let scaled = font.as_scaled(px.max(7.0) as f32);
+    let mut width = 0.0f32;
+    let mut previous = None;
+    for c in text.chars() {
+        let id = scaled.glyph_id(c);
+        if let Some(p) = previous {
+            width += scaled.kern(p, id);
+        }
+        width += scaled.h_advance(id);
+        previous = Some(id);
+    }
+    width.ceil() as i32
+}
+
+/// Paints text into RGB pixels with ab_glyph: each glyph at its own advance, bearing and
+/// baseline (plotters' ab_glyph path drops the left bearing, so letters wobble).
+fn paint_text(pixels: &mut [u8], (w, h): (u32, u32), item: &TextItem) {
+    let Some(font) = glyph_font() else { return };
+    let scaled = font.as_scaled(item.spec.px);
+    let (ascent, descent) = (scaled.ascent(), scaled.descent());
+    let width = text_width(&item.text, item.spec.px as f64) as f32;
+    let height = ascent - descent;
+    let dx = match item.spec.anchor.0 {
+        HPos::Left => 0.0,
+        HPos::Center => -width / 2.0,
+        HPos::Right => -width,
+    };
+    let dy = match item.spec.anchor.1 {
+        VPos::Top => 0.0,
+        VPos::Center => -height / 2.0,
+        VPos::Bottom => -height,
+    };
+    let RGBColor(r, g, b) = item.spec.colour;
+    let mut caret = 0.0;
+    let mut previous = None;
+    for c in item.text.chars() {
+        let id = scaled.glyph_id(c);
+        if let Some(p) = previous {
+            caret += scaled.kern(p, id);
+        }
+        previous = Some(id);
+        let glyph = id.with_scale_and_position(item.spec.px, ab_glyph::point(caret, ascent));
+        caret += scaled.h_advance(id);
+        let Some(outline) = font.outline_glyph(glyph) else {
+            continue;
+        };
+        let bounds = outline.px_bounds();
+        outline.draw(|gx, gy, coverage| {
+            let lx = bounds.min.x + gx as f32 + dx;
+            let ly = bounds.min.y + gy as f32 + dy;
+            let (x, y) = if item.spec.rotated {
+                (item.at.0 as f32 + ly, item.at.1 as f32 - lx)
+            } else {
+                (item.at.0 as f32 + lx, item.at.1 as f32 + ly)
+            };
+            let (x, y) = (x.round() as i64, y.round() as i64);
+            if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
+                return;
+            }
+            let i = ((y as usize) * w as usize + x as usize) * 3;
+            let a = coverage.clamp(0.0, 1.0);
+            for (channel, ink) in pixels[i..i + 3].iter_mut().zip([r, g, b]) {
+                *channel = (*channel as f32 * (1.0 - a) + ink as f32 * a).round() as u8;
+            }
+        });
+    }
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+/// Renders the chart to RGB pixels.
+pub fn render_rgb(bars: &[Bar], spec: &ChartSpec) -> Result<(Vec<u8>, Drawn), String> {
+    let (w, h) = (spec.width, spec.height);
+    let mut pixels = vec![255u8; (w * h * 3) as usize];
+    let mut drawn = Drawn {
+        bars: bars.len(),
+        ..Drawn::default()
+    };
+    let mut texts: Vec<TextItem> = Vec::new();
+    let texts_ref = &mut texts;
+    {
+        let texts = texts_ref;
+        let area = BitMapBackend::with_buffer(&mut pixels, (w, h)).into_drawing_area();
+        area.fill(&WHITE).map_err(err)?;
+        let scale = (h as f64 / 720.0).clamp(0.75, 3.0);
+        let title_px = 26.0 * scale;
+        let title = drawable(&spec.title, &mut drawn.missing_glyphs);
+        // The title is not cut at MAX_LABEL_CHARS: use the raw text with only glyph fallback.
+        let title = if title.ends_with('…') {
+            spec.title
+                .chars()
+                .map(|c| {
+                    if glyph_font().is_some_and(|f| f.glyph_id(c).0 == 0 && !c.is_whitespace()) {
+                        '?'
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        } else {
+            title
+        };
+        push(
+            texts,
+            &title,
+            &style(
+                title_px,
+                &TEXT,
+                Pos::new(HPos::Center, VPos::Top),
+                FontTransform::None,
+            ),
+            (w as i32 / 2, (10.0 * scale) as i32),
+        );
+        let top = (10.0 * scale + title_px * 1.6) as i32;
+
+        if bars.is_empty() {
+            let (left, right, bottom) = (
+                (40.0 * scale) as i32,
+                w as i32 - (40.0 * scale) as i32,
+                h as i32 - (40.0 * scale) as i32,
+            );
+            area.draw(&Rectangle::new(
+                [(left, top), (right, bottom)],
+                ShapeStyle::from(&GRID).stroke_width(2),
+            ))
+            .map_err(err)?;
+            push(
+                texts,
+                "no data yet",
+                &style(
+                    30.0 * scale,
+                    &AXIS,
+                    Pos::new(HPos::Center, VPos::Center),
+                    FontTransform::None,
+                ),
+                ((left + right) / 2, (top + bottom) / 2),
+            );
+            drawn.plot = (left, top, right, bottom);
+        } else {
+            let labels: Vec<String> = bars
+                .iter()
+                .map(|b| drawable(&b.label, &mut drawn.missing_glyphs))
+                .collect();
+            match spec.orientation {
+                Orientation::Vertical => draw_vertical(
+                    &area,
+                    texts,
+                    bars,
+                    &labels,
+                    &Frame { spec, scale, top },
+                    &mut drawn,
+                )?,
+                Orientation::Horizontal => draw_horizontal(
+                    &area,
+                    texts,
+                    bars,
+                    &labels,
+                    &Frame { spec, scale, top },
+                    &mut drawn,
+                )?,
+            }
+        }
+        area.present().map_err(err)?;
+    }
+    for item in &texts {
+        paint_text(&mut pixels, (w, h), item);
+    }
+    Ok((pixels, drawn))
+}
+
+fn draw_vertical(
+    area: &Area,
+    texts: &mut Vec<TextItem>,
+    bars: &[Bar],
+    labels: &[String],
+    frame: &Frame,
+    drawn: &mut Drawn,
+) -> Result<(), String> {
+    let (spec, scale, top) = (frame.spec, frame.scale, frame.top);
+    let (w, h) = (spec.width as i32, spec.height as i32);
+    let max = bars.iter().map(|b| b.value).fold(0.0, f64::max);
+    let (axis_max, ticks) = axis(max, 1.08);
+    let tick_px = 14.0 * scale;
+    let axis_title_px = 16.0 * scale;
+    let tick_labels: Vec<String> = ticks.iter().map(|t| format_value(*t)).collect();
+    let tick_w = tick_labels
+        .iter()
+        .map(|t| text_width(t, tick_px))
+        .max()
+        .unwrap_or(0);
+    let left = (14.0 * scale + axis_title_px * 1.5) as i32 + tick_w + 8;
+    let right = w - (24.0 * scale) as i32;
+
+    // Rotated labels: their length decides the bottom margin (capped at 30% of the height);
+    // their thickness must fit the slot, so many bars get a smaller font rather than overlap.
+    let slot = (right - left) as f64 / bars.len() as f64;
+    let label_px = (15.0 * scale).min(slot * 0.8).max(6.0);
+    let max_label_len = (h as f64 * 0.30) as i32;
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|l| fit(l, label_px, max_label_len))
+        .collect();
+    let label_len = labels
+        .iter()
+        .map(|l| text_width(l, label_px))
+        .max()
+        .unwrap_or(0);
+    let bottom = h - (label_len + 14 + (axis_title_px * 1.8) as i32);
+    let plot_h = (bottom - top) as f64;
+    let y_of = |v: f64| bottom - (v / axis_max * plot_h).round() as i32;
+
+    for (tick, text) in ticks.iter().zip(&tick_labels) {
+        let y = y_of(*tick);
+        area.draw(&PathElement::new(
+            vec![(left, y), (right, y)],
+            ShapeStyle::from(&GRID).stroke_width(1),
+        ))
+        .map_err(err)?;
+        area.draw(&PathElement::new(
+            vec![(left - 5, y), (left, y)],
+            ShapeStyle::from(&AXIS).stroke_width(1),
+        ))
+        .map_err(err)?;
+        push(
+            texts,
+            text,
+            &style(
+                tick_px,
+                &TEXT,
+                Pos::new(HPos::Right, VPos::Center),
+                FontTransform::None,
+            ),
+            (left - 8, y),
+        );
+    }
+
+    let bar_w = (slot * 0.78).max(1.0);
+    let value_px_base = 13.0 * scale;
+    for (i, (bar, label)) in bars.iter().zip(&labels).enumerate() {
+        let centre = left as f64 + slot * (i as f64 + 0.5);
+        let (x0, x1) = (
+            (centre - bar_w / 2.0).round() as i32,
+            (centre + bar_w / 2.0).round() as i32,
+        );
+        let y_top = y_of(bar.value.max(0.0));
+        area.draw(&Rectangle::new(
+            [(x0, y_top), (x1.max(x0 + 1), bottom)],
+            bar_colour(i, bars.len()).filled(),
+        ))
+        .map_err(err)?;
+        let value = format_value(bar.value);
+        let fits = text_width(&value, value_px_base) as f64 <= slot * 0.95;
+        let value_px = if fits {
+            value_px_base
+        } else {
+            value_px_base * slot * 0.95 / text_width(&value, value_px_base).max(1) as f64
+        };
+        push(
+            texts,
+            &value,
+            &style(
+                value_px,
+                &TEXT,
+                Pos::new(HPos::Center, VPos::Bottom),
+                FontTransform::None,
+            ),
+            (centre as i32, y_top - 3),
+        );
+        // Rotate270 turns the text to read bottom-to-top; anchoring its end at the axis keeps
+        // every label hanging below its own bar.
+        push(
+            texts,
+            label,
+            &style(
+                label_px,
+                &TEXT,
+                Pos::new(HPos::Right, VPos::Center),
+                FontTransform::Rotate270,
+            ),
+            (centre as i32, bottom + 8),
+        );
+    }
+    area.draw(&PathElement::new(
+        vec![(left, top), (left, bottom), (right, bottom)],
+        ShapeStyle::from(&AXIS).stroke_width(1),
+    ))
+    .map_err(err)?;
+    push(
+        texts,
+        &spec.x_name,
+        &style(
+            axis_title_px,
+            &TEXT,
+            Pos::new(HPos::Center, VPos::Bottom),
+            FontTransform::None,
+        ),
+        ((left + right) / 2, h - (6.0 * scale) as i32),
+    );
+    push(
+        texts,
+        &spec.y_name,
+        &style(
+            axis_title_px,
+            &TEXT,
+            Pos::new(HPos::Center, VPos::Top),
+            FontTransform::Rotate270,
+        ),
+        ((8.0 * scale) as i32, (top + bottom) / 2),
+    );
+    drawn.plot = (left, top, right, bottom);
+    Ok(())
+}
+
+fn draw_horizontal(
+    area: &Area,
+    texts: &mut Vec<TextItem>,
+    bars: &[Bar],
+    labels: &[String],
+    frame: &Frame,
+    drawn: &mut Drawn,
+) -> Result<(), String> {
+    let (spec, scale, top) = (frame.spec, frame.scale, frame.top);
+    let (w, h) = (spec.width as i32, spec.height as i32);
+    let max = bars.iter().map(|b| b.value).fold(0.0, f64::max);
+    let (axis_max, ticks) = axis(max, 1.12);
+    let tick_px = 14.0 * scale;
+    let axis_title_px = 16.0 * scale;
+    let bottom = h - (tick_px * 1.6 + axis_title_px * 1.8) as i32;
+    let slot = (bottom - top) as f64 / bars.len() as f64;
+    let label_px = (15.0 * scale).min(slot * 0.8).max(6.0);
+    let max_label_len = (w as f64 * 0.30) as i32;
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|l| fit(l, label_px, max_label_len))
+        .collect();
+    let label_len = labels
+        .iter()
+        .map(|l| text_width(l, label_px))
+        .max()
+        .unwrap_or(0);
+    let left = (14.0 * scale + axis_title_px * 1.5) as i32 + label_len + 10;
+    let right = w - (24.0 * scale) as i32;
+    let x_of = |v: f64| left + (v / axis_max * (right - left) as f64).round() as i32;
+
+    for tick in &ticks {
+        let x = x_of(*tick);
+        area.draw(&PathElement::new(
+            vec![(x, top), (x, bottom)],
+            ShapeStyle::from(&GRID).stroke_width(1),
+        ))
+        .map_err(err)?;
+        push(
+            texts,
+            &format_value(*tick),
+            &style(
+                tick_px,
+                &TEXT,
+                Pos::new(HPos::Center, VPos::Top),
+                FontTransform::None,
+            ),
+            (x, bottom + 6),
+        );
+    }
+    let bar_h = (slot * 0.78).max(1.0);
+    for (i, (bar, label)) in bars.iter().zip(&labels).enumerate() {
+        let centre = top as f64 + slot * (i as f64 + 0.5);
+        let (y0, y1) = (
+            (centre - bar_h / 2.0).round() as i32,
+            (centre + bar_h / 2.0).round() as i32,
+        );
+        let x_end = x_of(bar.value.max(0.0));
+        area.draw(&Rectangle::new(
+            [(left, y0), (x_end, y1.max(y0 + 1))],
+            bar_colour(i, bars.len()).filled(),
+        ))
+        .map_err(err)?;
+        push(
+            texts,
+            &format_value(bar.value),
+            &style(
+                label_px.min(13.0 * scale),
+                &TEXT,
+                Pos::new(HPos::Left, VPos::Center),
+                FontTransform::None,
+            ),
+            (x_end + 4, centre as i32),
+        );
+        push(
+            texts,
+            label,
+            &style(
+                label_px,
+                &TEXT,
+                Pos::new(HPos::Right, VPos::Center),
+                FontTransform::None,
+            ),
+            (left - 8, centre as i32),
+        );
+    }
+    area.draw(&PathElement::new(
+        vec![(left, top), (left, bottom), (right, bottom)],
+        ShapeStyle::from(&AXIS).stroke_width(1),
+    ))
+    .map_err(err)?;
+    push(
+        texts,
+        &spec.y_name,
+        &style(
+            axis_title_px,
+            &TEXT,
+            Pos::new(HPos::Center, VPos::Bottom),
+            FontTransform::None,
+        ),
+        ((left + right) / 2, h - (6.0 * scale) as i32),
+    );
+    push(
+        texts,
+        &spec.x_name,
+        &style(
+            axis_title_px,
+            &TEXT,
+            Pos::new(HPos::Center, VPos::Top),
+            FontTransform::Rotate270,
+        ),
+        ((8.0 * scale) as i32, (top + bottom) / 2),
+    );
+    drawn.plot = (left, top, right, bottom);
+    Ok(())
+}
+
+/// Cuts `label` (ending it with `…`) until it is at most `max_px` wide.
+fn fit(label: &str, px: f64, max_px: i32) -> String {
+    let mut text = label.to_owned();
+    while text_width(&text, px) > max_px && text.chars().count() > 2 {
+        let kept: String = text
+            .trim_end_matches('…')
+            .chars()
+            .collect::<Vec<_>>()
+            .split_last()
+            .map(|(_, rest)| rest.iter().collect())
+            .unwrap_or_default();
+        text = kept + "…";
+    }
+    text
+}
+
+/// Renders the chart as PNG bytes.
+pub fn render_png(bars: &[Bar], spec: &ChartSpec) -> Result<(Vec<u8>, Drawn), String> {
+    let (pixels, drawn) = render_rgb(bars, spec)?;
+    let mut png = Vec::with_capacity(pixels.len() / 8);
+    {
+        let mut encoder = png::Encoder::new(&mut png, spec.width, spec.height);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        // Fast compression: a chart is mostly flat colour, so it still compresses well.
+        encoder.set_compression(png::Compression::Fast);
+        let mut writer = encoder.write_header().map_err(err)?;
+        writer.write_image_data(&pixels).map_err(err)?;
+    }
+    Ok((png, drawn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Int64Array, StringArray};
+    use arrow_schema::{Field, Schema};
+    use std::sync::Arc;
+
+    pub(crate) fn spec(orientation: Orientation) -> ChartSpec {
+        ChartSpec {
+            title: "Top words".into(),
+            x_name: "word".into(),
+            y_name: "count".into(),
+            width: 1280,
+            height: 720,
+            orientation,
+        }
+    }
+
+    fn bars(n: usize) -> Vec<Bar> {
+        (0..n)
+            .map(|i| Bar {
+                label: format!("word{i:02}"),
+                value: (300 - i * 10) as f64,
+            })
+            .collect()
+    }
+
+    fn decode(png_bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+        let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+        let mut reader = decoder.read_info().unwrap();
+        let mut pixels = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut pixels).unwrap();
+        (info.width, info.height, pixels)
+    }
+
+    /// Runs of bar-coloured pixels along row `y`.
+    fn bar_runs(pixels: &[u8], width: u32, y: i32) -> usize {
+        let row =
+            &pixels[(y as usize * width as usize * 3)..((y as usize + 1) * width as usize * 3)];
+        let mut runs = 0;
+        let mut inside = false;
+        for px in row.chunks(3) {
+            let is_bar = px[2] == 255 && (px[0] as u16 + px[1] as u16) == 255;
+            if is_bar && !inside {
+                runs += 1;
+            }
+            inside = is_bar;
+        }
+        runs
+    }
+
+    #[test]
+    fn png_has_the_size_and_one_coloured_region_per_bar() {
+        for orientation in [Orientation::Vertical, Orientation::Horizontal] {
+            let (png, drawn) = render_png(&bars(20), &spec(orientation)).unwrap();
+            let (w, h, pixels) = decode(&png);
+            assert_eq!((w, h), (1280, 720));
+            assert!(pixels.iter().any(|&b| b < 200), "not blank");
+            if orientation == Orientation::Vertical {
+                assert_eq!(bar_runs(&pixels, w, drawn.plot.3 - 2), 20);
+            } else {
+                // Count bars down a column just right of the axis.
+                let x = drawn.plot.0 as usize + 3;
+                let column: Vec<u8> = (0..h as usize)
+                    .flat_map(|y| {
+                        pixels[(y * w as usize + x) * 3..(y * w as usize + x) * 3 + 3].to_vec()
+                    })
+                    .collect();
+                assert_eq!(bar_runs(&column, h, 0), 20);
+            }
+        }
+    }
+
+    #[test]
+    fn top_bars_sorts_by_value_then_label_and_cuts() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("word", DataType::Utf8, false),
+            Field::new("count", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["b", "a", "c", "d"])),
+                Arc::new(Int64Array::from(vec![5, 5, 9, 1])),
+            ],
+        )
+        .unwrap();
+        let top = top_bars(&batch, 0, 1, 3);
+        let labels: Vec<&str> = top.iter().map(|b| b.label.as_str()).collect();
+        assert_eq!(labels, ["c", "a", "b"]);
+    }
+
+    #[test]
+    fn empty_result_says_no_data_yet() {
+        let (png, drawn) = render_png(&[], &spec(Orientation::Vertical)).unwrap();
+        let (w, _, pixels) = decode(&png);
+        assert_eq!(drawn.bars, 0);
+        assert!(pixels.iter().any(|&b| b < 200), "the message is drawn");
+        assert_eq!(bar_runs(&pixels, w, 400), 0);
+    }
+
+    #[test]
+    fn long_and_non_ascii_labels_draw_with_visible_fallback() {
+        let mut missing = 0;
+        assert_eq!(
+            drawable("a_very_long_label_that_goes_on", &mut missing),
+            "a_very_long_label_t…"
+        );
+        assert_eq!(drawable("café i’ll", &mut missing), "café i’ll");
+        assert_eq!(missing, 0);
+        assert_eq!(drawable("日本", &mut missing), "??");
+        assert_eq!(missing, 2);
+        let bars = vec![
+            Bar {
+                label: "日本".into(),
+                value: 3.0,
+            },
+            Bar {
+                label: "café".into(),
+                value: 2.0,
+            },
+        ];
+        let (_, drawn) = render_png(&bars, &spec(Orientation::Vertical)).unwrap();
+        assert_eq!(drawn.missing_glyphs, 2);
+    }
+
+    #[test]
+    fn ticks_are_round_and_stay_below_the_axis_top() {
+        let (top, ticks) = axis(298.0, 1.08);
+        assert!((top - 321.84).abs() < 1e-9);
+        assert_eq!(ticks, [0.0, 100.0, 200.0, 300.0]);
+        assert_eq!(axis(0.0, 1.1).0, 1.0);
+        let (top, ticks) = axis(12345.0, 1.08);
+        assert!(*ticks.last().unwrap() <= top && ticks.len() >= 3);
+    }
+
+    #[test]
+    fn captions_fill_placeholders() {
+        assert_eq!(caption("epoch {epoch}", 7), "epoch 7");
+        assert!(caption("{time}", 0).ends_with('Z'));
+    }
+
+    #[test]
+    fn palette_runs_from_cyan_to_magenta() {
+        assert_eq!(bar_colour(0, 20), RGBColor(0, 255, 255));
+        assert_eq!(bar_colour(19, 20), RGBColor(255, 0, 255));
+    }
+}
