@@ -36,6 +36,10 @@ enum Command {
         /// Override or add a value before validation, e.g. --set transforms.3.where="count >= 100".
         #[arg(long = "set", value_name = "PATH=VALUE")]
         overrides: Vec<Override>,
+        /// Run every transform on its own (the reference path), even where a fused loop could
+        /// replace them. Same result, slower; for checking and measuring.
+        #[arg(long)]
+        no_fusion: bool,
     },
     /// Check pipeline files without reading any data.
     Validate {
@@ -79,7 +83,8 @@ fn main() -> ExitCode {
             pipeline,
             cores,
             overrides,
-        } => run(&pipeline, cores, &overrides, cli.quiet),
+            no_fusion,
+        } => run(&pipeline, cores, &overrides, no_fusion, cli.quiet),
         Command::Validate {
             pipelines,
             overrides,
@@ -102,6 +107,7 @@ fn run(
     path: &std::path::Path,
     cores: Option<usize>,
     overrides: &[Override],
+    no_fusion: bool,
     quiet: bool,
 ) -> Result<(), Error> {
     if cores == Some(0) {
@@ -109,6 +115,12 @@ fn run(
     }
     let loaded = config::load(path, overrides)?;
     let mut pipeline = exec::build(&loaded, cores)?;
+    if no_fusion {
+        pipeline.fusion = None;
+    }
+    if let Some(fusion) = &pipeline.fusion {
+        tracing::info!(?fusion, "fused word count");
+    }
     tracing::info!(pipeline = %pipeline.name, cores = pipeline.cores, "running");
     let report = exec::batch::run(&mut pipeline)?;
     if !quiet {

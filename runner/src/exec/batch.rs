@@ -10,9 +10,12 @@ use rayon::prelude::*;
 
 use super::{BuiltPipeline, BuiltStage};
 use crate::data::concat;
+use crate::data::text;
 use crate::error::{Error, Result};
 use crate::sources::BatchSource;
 use crate::transforms::{AggregateState, StageKind};
+
+use super::fused::{Fusion, WordCount, WordCounts, WordHasher};
 
 /// What a finished run did.
 #[derive(Debug)]
@@ -36,7 +39,8 @@ pub fn run(pipeline: &mut BuiltPipeline) -> Result<RunReport> {
             ))
         })?;
     let (source, stages) = (pipeline.source.as_ref(), pipeline.stages.as_slice());
-    let result = pool.install(|| compute(source, stages))?;
+    let fusion = pipeline.fusion.as_ref();
+    let result = pool.install(|| compute(source, stages, fusion))?;
     tracing::info!(
         rows = result.num_rows(),
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -53,7 +57,17 @@ pub fn run(pipeline: &mut BuiltPipeline) -> Result<RunReport> {
 }
 
 /// Computes the pipeline's result (on the current rayon pool) without writing sinks.
-pub fn compute(source: &dyn BatchSource, stages: &[BuiltStage]) -> Result<RecordBatch> {
+pub fn compute(
+    source: &dyn BatchSource,
+    stages: &[BuiltStage],
+    fusion: Option<&Fusion>,
+) -> Result<RecordBatch> {
+    if let Some(fusion) = fusion {
+        if let Some(word_count) = WordCount::new(fusion, stages) {
+            let result = fused_word_count(source, &word_count)?;
+            return finish(result, &stages[fusion.group_count + 1..]);
+        }
+    }
     let parallel = stages
         .iter()
         .take_while(|s| matches!(s.stage.kind, StageKind::Map(_)))
@@ -77,7 +91,7 @@ pub fn compute(source: &dyn BatchSource, stages: &[BuiltStage]) -> Result<Record
         Ok(batches)
     };
 
-    let (mut result, rest) = match rest.split_first() {
+    let (result, rest) = match rest.split_first() {
         Some((first, after)) if matches!(first.stage.kind, StageKind::Aggregate(_)) => {
             let StageKind::Aggregate(aggregation) = &first.stage.kind else {
                 unreachable!("matched above")
@@ -116,6 +130,11 @@ pub fn compute(source: &dyn BatchSource, stages: &[BuiltStage]) -> Result<Record
         }
     };
 
+    finish(result, rest)
+}
+
+/// Runs the stages after the parallel part on the (small) result.
+fn finish(mut result: RecordBatch, rest: &[BuiltStage]) -> Result<RecordBatch> {
     for BuiltStage { label, stage } in rest {
         result = match &stage.kind {
             StageKind::Map(map) => map.apply(&result),
@@ -128,4 +147,31 @@ pub fn compute(source: &dyn BatchSource, stages: &[BuiltStage]) -> Result<Record
         .map_err(|e| Error::runtime(format!("{label}: {e}")))?;
     }
     Ok(result)
+}
+
+/// The fused loop: bytes of each morsel straight into a per-worker count table. Morsels that
+/// are not valid UTF-8 go through the source's decoder first, which applies `encoding_errors`.
+fn fused_word_count(source: &dyn BatchSource, word_count: &WordCount) -> Result<RecordBatch> {
+    let hasher = WordHasher::default();
+    let counts = source
+        .open()?
+        .par_bridge()
+        .try_fold(
+            || WordCounts::new(hasher.clone()),
+            |mut counts, morsel| -> Result<WordCounts> {
+                let morsel = morsel?;
+                if let Ok(valid) = std::str::from_utf8(&morsel.bytes) {
+                    counts.count_tokens(valid);
+                } else {
+                    for batch in source.decode(morsel)? {
+                        for line in text(&batch, 0).iter().flatten() {
+                            counts.count_tokens(line);
+                        }
+                    }
+                }
+                Ok(counts)
+            },
+        )
+        .try_reduce(|| WordCounts::new(hasher.clone()), |a, b| Ok(a.merge(b)))?;
+    Ok(word_count.result(counts))
 }

@@ -2,6 +2,7 @@
 //! the schema flowing into it) and runs them. Only this module knows how the parts connect.
 
 pub mod batch;
+pub mod fused;
 
 use arrow_schema::SchemaRef;
 
@@ -28,6 +29,8 @@ pub struct BuiltPipeline {
     pub sinks: Vec<Box<dyn Sink>>,
     /// Worker threads (already resolved: never 0).
     pub cores: usize,
+    /// Leading stages that run as one fused loop, when the pipeline has that shape.
+    pub fusion: Option<fused::Fusion>,
 }
 
 /// Resolves `cores: 0` to the number of CPUs.
@@ -99,7 +102,9 @@ pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipel
         sinks.push(built);
     }
 
+    let fusion = fused::detect(&stages, &source.schema());
     Ok(BuiltPipeline {
+        fusion,
         name: config.name.clone(),
         source,
         stages,

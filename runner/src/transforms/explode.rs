@@ -133,6 +133,10 @@ impl MapTransform for Explode {
             Arc::new(pieces.finish()),
         ))
     }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

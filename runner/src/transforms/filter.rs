@@ -36,6 +36,10 @@ impl MapTransform for Filter {
         Ok(arrow_select::filter::filter_record_batch(batch, &keep)
             .expect("mask has one entry per row"))
     }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

@@ -99,6 +99,17 @@ pub struct GroupCount {
     output: SchemaRef,
 }
 
+impl GroupCount {
+    /// The input columns it groups by.
+    pub fn keys(&self) -> &[usize] {
+        &self.keys
+    }
+
+    pub fn output(&self) -> &SchemaRef {
+        &self.output
+    }
+}
+
 impl Aggregation for GroupCount {
     fn new_state(&self) -> Box<dyn AggregateState> {
         let single_text =
@@ -112,6 +123,10 @@ impl Aggregation for GroupCount {
                 Table::Keys(HashMap::new())
             },
         })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 

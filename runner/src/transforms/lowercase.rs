@@ -42,6 +42,10 @@ impl MapTransform for Lowercase {
         columns[self.index] = Arc::new(lowered);
         Ok(RecordBatch::try_new(batch.schema(), columns).expect("same schema, same column type"))
     }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

@@ -50,10 +50,14 @@ pub enum StageKind {
 
 pub trait MapTransform: Send + Sync {
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch>;
+    /// For the executor to recognise stages it can fuse.
+    fn as_any(&self) -> &dyn Any;
 }
 
 pub trait Aggregation: Send + Sync {
     fn new_state(&self) -> Box<dyn AggregateState>;
+    /// For the executor to recognise stages it can fuse.
+    fn as_any(&self) -> &dyn Any;
 }
 
 pub trait AggregateState: Send {

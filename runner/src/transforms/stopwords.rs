@@ -148,6 +148,11 @@ pub struct Stopwords {
 }
 
 impl Stopwords {
+    /// The column it tests.
+    pub fn column(&self) -> usize {
+        self.index
+    }
+
     pub fn contains(&self, word: &str) -> bool {
         self.words.contains(word)
     }
@@ -161,6 +166,10 @@ impl MapTransform for Stopwords {
             .collect();
         Ok(arrow_select::filter::filter_record_batch(batch, &keep)
             .expect("mask has one entry per row"))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -69,7 +69,7 @@ impl BuildTransform for TokenizeConfig {
         Ok(Stage {
             output: output.clone(),
             kind: StageKind::Map(Box::new(Tokenize {
-                config: self.clone(),
+                tokenizer: Tokenizer::new(self),
                 index,
                 output,
             })),
@@ -78,9 +78,20 @@ impl BuildTransform for TokenizeConfig {
 }
 
 pub struct Tokenize {
-    config: TokenizeConfig,
+    tokenizer: Tokenizer,
     index: usize,
     output: arrow_schema::SchemaRef,
+}
+
+impl Tokenize {
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The column it reads.
+    pub fn input_column(&self) -> usize {
+        self.index
+    }
 }
 
 /// Python's `str.isspace`: Unicode White_Space plus the ASCII separators U+001C..U+001F.
@@ -89,41 +100,306 @@ pub fn is_python_whitespace(c: char) -> bool {
     c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
 
-impl Tokenize {
-    /// Appends the normalised form of `token` to `word`.
-    fn normalise(&self, token: &str, word: &mut String) {
-        word.clear();
-        let stripped = match self.config.strip_punctuation {
-            StripPunctuation::Edges => token.trim_matches(|c: char| c.is_ascii_punctuation()),
-            _ => token,
-        };
-        let all = self.config.strip_punctuation == StripPunctuation::All;
-        if stripped.is_ascii() {
-            for b in stripped.bytes() {
-                if all && b.is_ascii_punctuation() {
-                    continue;
-                }
-                word.push(if self.config.lowercase {
-                    b.to_ascii_lowercase()
+/// What to do with one ASCII byte; any other value is the byte to keep (already lowercased).
+const SKIP: u16 = 0x100;
+const SPACE: u16 = 0x200;
+const NON_ASCII: u16 = 0x300;
+
+/// The word splitter shared by the `tokenize` transform and the fused word-count path, so the
+/// two cannot disagree. Works on bytes: one table lookup per ASCII byte, with a slow path for
+/// tokens containing non-ASCII characters that follows Python exactly.
+#[derive(Clone)]
+pub struct Tokenizer {
+    /// Per byte: the byte to keep, or SKIP / SPACE / NON_ASCII.
+    map: [u16; 256],
+    lowercase: bool,
+    strip: StripPunctuation,
+    drop_empty: bool,
+}
+
+impl Tokenizer {
+    pub fn new(config: &TokenizeConfig) -> Self {
+        let mut map = [0u16; 256];
+        for (b, slot) in map.iter_mut().enumerate() {
+            let byte = b as u8;
+            *slot = if byte >= 0x80 {
+                NON_ASCII
+            } else if is_python_whitespace(byte as char) {
+                SPACE
+            } else if byte.is_ascii_punctuation()
+                && config.strip_punctuation == StripPunctuation::All
+            {
+                SKIP
+            } else if config.lowercase {
+                byte.to_ascii_lowercase() as u16
+            } else {
+                byte as u16
+            };
+        }
+        Tokenizer {
+            map,
+            lowercase: config.lowercase,
+            strip: config.strip_punctuation,
+            drop_empty: config.drop_empty,
+        }
+    }
+
+    /// Calls `emit` with every word of `text`, normalised. `scratch` is reused between calls.
+    #[inline]
+    pub fn words(&self, text: &str, scratch: &mut Vec<u8>, mut emit: impl FnMut(&[u8])) {
+        let bytes = text.as_bytes();
+        let n = bytes.len();
+        // Short ASCII words are normalised into this buffer: no capacity checks, no heap.
+        let mut short = [0u8; SHORT];
+        let mut i = 0;
+        while i < n {
+            let space = self.space_len(text, i);
+            if space > 0 {
+                i += space;
+                continue;
+            }
+            let start = i;
+            let mut len = 0;
+            let mut slow = false;
+            while i < n {
+                let action = self.map[bytes[i] as usize];
+                if action < SKIP {
+                    if len < SHORT {
+                        short[len] = action as u8;
+                    }
+                    len += 1;
+                    i += 1;
+                } else if action == SKIP {
+                    i += 1;
+                } else if action == SPACE || self.space_len(text, i) > 0 {
+                    break;
                 } else {
-                    b
-                } as char);
+                    slow = true;
+                    i += utf8_len(bytes[i]);
+                }
+            }
+            if !slow && len <= SHORT {
+                self.emit_word(&short[..len], &mut emit);
+            } else {
+                self.slow_word(&text[start..i], scratch);
+                self.emit_word(scratch, &mut emit);
+            }
+        }
+    }
+
+    /// The length in bytes of the whitespace character at `i`, or 0 if it is not whitespace.
+    #[inline(always)]
+    fn space_len(&self, text: &str, i: usize) -> usize {
+        let action = self.map[text.as_bytes()[i] as usize];
+        if action == SPACE {
+            1
+        } else if action == NON_ASCII {
+            match text[i..].chars().next() {
+                Some(c) if is_python_whitespace(c) => c.len_utf8(),
+                _ => 0,
             }
         } else {
-            // Lowercase the whole token at once: final-sigma rules look at the neighbours.
-            let lowered;
-            let source = if self.config.lowercase {
-                lowered = stripped.to_lowercase();
-                lowered.as_str()
-            } else {
-                stripped
-            };
-            word.extend(
-                source
-                    .chars()
-                    .filter(|c| !(all && c.is_ascii_punctuation())),
-            );
+            0
         }
+    }
+
+    /// Applies edge stripping and `drop_empty`, then emits.
+    #[inline(always)]
+    fn emit_word(&self, word: &[u8], emit: &mut impl FnMut(&[u8])) {
+        let word = if self.strip == StripPunctuation::Edges {
+            let first = word
+                .iter()
+                .position(|b| !b.is_ascii_punctuation())
+                .unwrap_or(word.len());
+            let last = word
+                .iter()
+                .rposition(|b| !b.is_ascii_punctuation())
+                .map_or(first, |p| p + 1);
+            &word[first..last]
+        } else {
+            word
+        };
+        if !(self.drop_empty && word.is_empty()) {
+            emit(word);
+        }
+    }
+
+    /// Normalises a token with non-ASCII characters (or a long one) into `scratch`, exactly as
+    /// Python does: lowercase first, then strip ASCII punctuation. Lowercasing is per character
+    /// except for capital sigma, whose lowercase depends on its neighbours (final sigma).
+    #[cold]
+    fn slow_word(&self, raw: &str, scratch: &mut Vec<u8>) {
+        scratch.clear();
+        let mut utf8 = [0u8; 4];
+        let mut push = |c: char, scratch: &mut Vec<u8>| {
+            if !(self.strip == StripPunctuation::All && c.is_ascii_punctuation()) {
+                scratch.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            }
+        };
+        if self.lowercase && raw.contains('Σ') {
+            for c in raw.to_lowercase().chars() {
+                push(c, scratch);
+            }
+        } else if self.lowercase {
+            for c in raw.chars().flat_map(char::to_lowercase) {
+                push(c, scratch);
+            }
+        } else {
+            for c in raw.chars() {
+                push(c, scratch);
+            }
+        }
+    }
+}
+
+/// Calls `emit` with every maximal run of non-whitespace characters of `text` (Python's
+/// `str.split()` with no argument), fast: 64 bytes at a time are turned into a whitespace
+/// bit mask, and tokens are read off the mask, so there is no branch per byte.
+#[inline]
+pub fn split_whitespace(text: &str, mut emit: impl FnMut(&str)) {
+    let bytes = text.as_bytes();
+    let n = bytes.len();
+    let mut token_start: Option<usize> = None;
+    // Non-ASCII whitespace may run past the end of a block; bytes before this are whitespace.
+    let mut space_until = 0usize;
+    let mut base = 0usize;
+    while base < n {
+        let mut block = [b' '; 64];
+        let len = (n - base).min(64);
+        block[..len].copy_from_slice(&bytes[base..base + len]);
+        let (mut space, high) = block_masks(&block);
+        if space_until > base {
+            let covered = (space_until - base).min(64);
+            space |= if covered == 64 {
+                u64::MAX
+            } else {
+                (1u64 << covered) - 1
+            };
+        }
+        let mut high = high
+            & if len == 64 {
+                u64::MAX
+            } else {
+                (1u64 << len) - 1
+            };
+        while high != 0 {
+            let j = high.trailing_zeros() as usize;
+            high &= high - 1;
+            let at = base + j;
+            // Only lead bytes start a character; continuation bytes are skipped by `chars`.
+            if (bytes[at] & 0xC0) != 0x80 {
+                if let Some(c) = text[at..]
+                    .chars()
+                    .next()
+                    .filter(|c| is_python_whitespace(*c))
+                {
+                    let end = at + c.len_utf8();
+                    space_until = space_until.max(end);
+                    let last = (end - base).min(64);
+                    space |= (if last == 64 {
+                        u64::MAX
+                    } else {
+                        (1u64 << last) - 1
+                    }) & !((1u64 << j) - 1);
+                }
+            }
+        }
+        let mut j = 0usize;
+        while j < 64 {
+            let from_j = if j == 0 { u64::MAX } else { !((1u64 << j) - 1) };
+            match token_start {
+                None => {
+                    let words = !space & from_j;
+                    if words == 0 {
+                        break;
+                    }
+                    j = words.trailing_zeros() as usize;
+                    token_start = Some(base + j);
+                }
+                Some(start) => {
+                    let spaces = space & from_j;
+                    if spaces == 0 {
+                        break;
+                    }
+                    j = spaces.trailing_zeros() as usize;
+                    emit(&text[start..(base + j).min(n)]);
+                    token_start = None;
+                }
+            }
+        }
+        base += 64;
+    }
+    if let Some(start) = token_start {
+        emit(&text[start..]);
+    }
+}
+
+/// Bit j of the first mask: byte j is ASCII whitespace (Python's: \t..\r, \x1c..\x1f, space);
+/// of the second: byte j is not ASCII.
+#[inline(always)]
+fn block_masks(block: &[u8; 64]) -> (u64, u64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        sse2_masks(block)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        scalar_masks(block)
+    }
+}
+
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[inline(always)]
+fn scalar_masks(block: &[u8; 64]) -> (u64, u64) {
+    let mut space = 0u64;
+    let mut high = 0u64;
+    for (j, &b) in block.iter().enumerate() {
+        let is_space = (b == b' ') | (b.wrapping_sub(9) < 5) | (b.wrapping_sub(0x1c) < 4);
+        space |= (is_space as u64) << j;
+        high |= ((b >= 0x80) as u64) << j;
+    }
+    (space, high)
+}
+
+/// The same with SSE2, which every x86-64 CPU has: 16 bytes per compare, one movemask each.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn sse2_masks(block: &[u8; 64]) -> (u64, u64) {
+    use std::arch::x86_64::*;
+    let mut space = 0u64;
+    let mut high = 0u64;
+    for part in 0..4 {
+        // SAFETY: SSE2 is part of the x86-64 baseline; the load reads 16 bytes inside `block`.
+        let (s, h) = unsafe {
+            let v = _mm_loadu_si128(block.as_ptr().add(part * 16) as *const __m128i);
+            let blank = _mm_cmpeq_epi8(v, _mm_set1_epi8(b' ' as i8));
+            let controls = _mm_sub_epi8(v, _mm_set1_epi8(9));
+            let is_control = _mm_cmpeq_epi8(_mm_min_epu8(controls, _mm_set1_epi8(4)), controls);
+            let separators = _mm_sub_epi8(v, _mm_set1_epi8(0x1c));
+            let is_separator =
+                _mm_cmpeq_epi8(_mm_min_epu8(separators, _mm_set1_epi8(3)), separators);
+            let any = _mm_or_si128(blank, _mm_or_si128(is_control, is_separator));
+            (
+                _mm_movemask_epi8(any) as u16 as u64,
+                _mm_movemask_epi8(v) as u16 as u64,
+            )
+        };
+        space |= s << (part * 16);
+        high |= h << (part * 16);
+    }
+    (space, high)
+}
+
+/// Words up to this many bytes take the fast path.
+const SHORT: usize = 64;
+
+/// The length of the UTF-8 sequence that starts with `lead`.
+#[inline(always)]
+fn utf8_len(lead: u8) -> usize {
+    match lead {
+        0xF0..=0xFF => 4,
+        0xE0..=0xEF => 3,
+        _ => 2,
     }
 }
 
@@ -132,17 +408,14 @@ impl MapTransform for Tokenize {
         let lines = text(batch, self.index);
         let mut words = StringBuilder::with_capacity(lines.len() * 8, lines.value_data().len());
         let mut parents = Vec::new();
-        let mut word = String::new();
+        let mut scratch = Vec::new();
         for (row, line) in lines.iter().enumerate() {
             let Some(line) = line else { continue };
-            for token in line.split(is_python_whitespace).filter(|t| !t.is_empty()) {
-                self.normalise(token, &mut word);
-                if self.config.drop_empty && word.is_empty() {
-                    continue;
-                }
-                words.append_value(&word);
+            self.tokenizer.words(line, &mut scratch, |word| {
+                // Words are cut at character boundaries of valid UTF-8 and only lose ASCII bytes.
+                words.append_value(std::str::from_utf8(word).unwrap_or("\u{fffd}"));
                 parents.push(row as u32);
-            }
+            });
         }
         Ok(replace_column(
             &self.output,
@@ -151,6 +424,10 @@ impl MapTransform for Tokenize {
             parents,
             Arc::new(words.finish()),
         ))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
@@ -222,6 +499,98 @@ mod tests {
     fn empty_input_gives_no_rows_and_other_columns_repeat() {
         assert!(tokenize("{}", &[]).is_empty());
         assert!(tokenize("{}", &["", "   "]).is_empty());
+    }
+
+    /// Python's `line.lower().split()` then strip_punc, written the obvious way.
+    fn reference(line: &str, config: &TokenizeConfig) -> Vec<String> {
+        let lowered = if config.lowercase {
+            line.to_lowercase()
+        } else {
+            line.to_owned()
+        };
+        lowered
+            .split(is_python_whitespace)
+            .filter(|t| !t.is_empty())
+            .map(|t| match config.strip_punctuation {
+                StripPunctuation::All => t.chars().filter(|c| !c.is_ascii_punctuation()).collect(),
+                StripPunctuation::Edges => t
+                    .trim_matches(|c: char| c.is_ascii_punctuation())
+                    .to_owned(),
+                StripPunctuation::None => t.to_owned(),
+            })
+            .filter(|w| !(config.drop_empty && w.is_empty()))
+            .collect()
+    }
+
+    fn fast(line: &str, config: &TokenizeConfig) -> Vec<String> {
+        let mut words = Vec::new();
+        Tokenizer::new(config).words(line, &mut Vec::new(), |w| {
+            words.push(String::from_utf8(w.to_vec()).unwrap())
+        });
+        words
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        #[test]
+        fn fast_path_agrees_with_python_semantics(
+            line in "([a-zA-Z0-9'’,.;:!?()\\-_ \t\r\n\u{1c}\u{85}\u{a0}\u{2003}\u{3000}]|ΣΟΔΑσςİÉé日本K\u{212a}){0,40}",
+            lowercase: bool,
+            drop_empty: bool,
+            strip in 0..3u8,
+        ) {
+            let config = TokenizeConfig {
+                column: "line".into(),
+                output: "word".into(),
+                lowercase,
+                strip_punctuation: [StripPunctuation::All, StripPunctuation::Edges, StripPunctuation::None][strip as usize],
+                drop_empty,
+            };
+            proptest::prop_assert_eq!(fast(&line, &config), reference(&line, &config));
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        #[test]
+        fn block_splitter_agrees_with_str_split(
+            text in "([a-z.'’ \t\r\n\u{1c}\u{85}\u{a0}\u{2003}\u{3000}日é]){0,200}",
+        ) {
+            let mut fast = Vec::new();
+            split_whitespace(&text, |t| fast.push(t.to_owned()));
+            let reference: Vec<String> = text.split(is_python_whitespace).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+            proptest::prop_assert_eq!(fast, reference);
+        }
+    }
+
+    #[test]
+    fn vector_and_scalar_masks_agree() {
+        let mut block = [0u8; 64];
+        for start in (0..=255u16).step_by(64) {
+            for (j, b) in block.iter_mut().enumerate() {
+                *b = (start as usize + j) as u8;
+            }
+            assert_eq!(block_masks(&block), scalar_masks(&block));
+        }
+    }
+
+    #[test]
+    fn block_splitter_handles_block_edges() {
+        for pad in 0..70 {
+            let text = format!(
+                "{}ab\u{3000}cd{}\u{a0}",
+                "x".repeat(pad),
+                " ".repeat(pad % 7)
+            );
+            let mut fast = Vec::new();
+            split_whitespace(&text, |t| fast.push(t.to_owned()));
+            let reference: Vec<String> = text
+                .split(is_python_whitespace)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(fast, reference, "pad {pad}");
+        }
     }
 
     #[test]
