@@ -153,25 +153,27 @@ fn finish(mut result: RecordBatch, rest: &[BuiltStage]) -> Result<RecordBatch> {
 /// are not valid UTF-8 go through the source's decoder first, which applies `encoding_errors`.
 fn fused_word_count(source: &dyn BatchSource, word_count: &WordCount) -> Result<RecordBatch> {
     let hasher = WordHasher::default();
+    let tokenizer = word_count.tokenizer;
     let counts = source
         .open()?
         .par_bridge()
         .try_fold(
-            || WordCounts::new(hasher.clone()),
-            |mut counts, morsel| -> Result<WordCounts> {
+            || (WordCounts::new(hasher.clone()), Vec::new()),
+            |(mut counts, mut scratch), morsel| -> Result<(WordCounts, Vec<u8>)> {
                 let morsel = morsel?;
                 if let Ok(valid) = std::str::from_utf8(&morsel.bytes) {
-                    counts.count_tokens(valid);
+                    counts.count_text(tokenizer, valid, &mut scratch);
                 } else {
                     for batch in source.decode(morsel)? {
                         for line in text(&batch, 0).iter().flatten() {
-                            counts.count_tokens(line);
+                            counts.count_text(tokenizer, line, &mut scratch);
                         }
                     }
                 }
-                Ok(counts)
+                Ok((counts, scratch))
             },
         )
+        .map(|partial| partial.map(|(counts, _)| counts))
         .try_reduce(|| WordCounts::new(hasher.clone()), |a, b| Ok(a.merge(b)))?;
     Ok(word_count.result(counts))
 }

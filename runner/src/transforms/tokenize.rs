@@ -147,59 +147,50 @@ impl Tokenizer {
     /// Calls `emit` with every word of `text`, normalised. `scratch` is reused between calls.
     #[inline]
     pub fn words(&self, text: &str, scratch: &mut Vec<u8>, mut emit: impl FnMut(&[u8])) {
-        let bytes = text.as_bytes();
-        let n = bytes.len();
-        // Short ASCII words are normalised into this buffer: no capacity checks, no heap.
-        let mut short = [0u8; SHORT];
-        let mut i = 0;
-        while i < n {
-            let space = self.space_len(text, i);
-            if space > 0 {
-                i += space;
-                continue;
-            }
-            let start = i;
-            let mut len = 0;
-            let mut slow = false;
-            while i < n {
-                let action = self.map[bytes[i] as usize];
-                if action < SKIP {
-                    if len < SHORT {
-                        short[len] = action as u8;
-                    }
-                    len += 1;
-                    i += 1;
-                } else if action == SKIP {
-                    i += 1;
-                } else if action == SPACE || self.space_len(text, i) > 0 {
-                    break;
-                } else {
-                    slow = true;
-                    i += utf8_len(bytes[i]);
-                }
-            }
-            if !slow && len <= SHORT {
-                self.emit_word(&short[..len], &mut emit);
-            } else {
-                self.slow_word(&text[start..i], scratch);
-                self.emit_word(scratch, &mut emit);
-            }
-        }
+        split_whitespace(text, |token, flags| {
+            self.token(token, flags, scratch, &mut emit)
+        });
     }
 
-    /// The length in bytes of the whitespace character at `i`, or 0 if it is not whitespace.
+    /// Normalises one whitespace-free token (with the flags `split_whitespace` gave it) and
+    /// emits it unless it ends up dropped.
     #[inline(always)]
-    fn space_len(&self, text: &str, i: usize) -> usize {
-        let action = self.map[text.as_bytes()[i] as usize];
-        if action == SPACE {
-            1
-        } else if action == NON_ASCII {
-            match text[i..].chars().next() {
-                Some(c) if is_python_whitespace(c) => c.len_utf8(),
-                _ => 0,
+    pub fn token(
+        &self,
+        token: &str,
+        flags: u8,
+        scratch: &mut Vec<u8>,
+        emit: &mut impl FnMut(&[u8]),
+    ) {
+        let bytes = token.as_bytes();
+        let punct_matters = flags & HAS_PUNCT != 0 && self.strip != StripPunctuation::None;
+        let lower_matters = flags & HAS_UPPER != 0 && self.lowercase;
+        if flags & HAS_NON_ASCII == 0 && !punct_matters && bytes.len() <= SHORT {
+            if !lower_matters {
+                // Already normalised, the common case: no copy at all.
+                return emit(bytes);
             }
+            let mut short = [0u8; SHORT];
+            for (out, &b) in short.iter_mut().zip(bytes) {
+                *out = b | ((b.is_ascii_uppercase() as u8) << 5);
+            }
+            return emit(&short[..bytes.len()]);
+        }
+        if bytes.len() <= SHORT && flags & HAS_NON_ASCII == 0 {
+            // Short ASCII words are normalised into a stack buffer: no capacity checks, no heap.
+            let mut short = [0u8; SHORT];
+            let mut len = 0;
+            for &b in bytes {
+                let action = self.map[b as usize];
+                if action < SKIP {
+                    short[len] = action as u8;
+                    len += 1;
+                }
+            }
+            self.emit_word(&short[..len], emit);
         } else {
-            0
+            self.slow_word(token, scratch);
+            self.emit_word(scratch, emit);
         }
     }
 
@@ -252,14 +243,21 @@ impl Tokenizer {
     }
 }
 
+/// Token flags passed by `split_whitespace`: the token has an ASCII capital letter, ASCII
+/// punctuation, or a non-ASCII byte. A token with none of them is already normalised.
+pub const HAS_UPPER: u8 = 1;
+pub const HAS_PUNCT: u8 = 2;
+pub const HAS_NON_ASCII: u8 = 4;
+
 /// Calls `emit` with every maximal run of non-whitespace characters of `text` (Python's
-/// `str.split()` with no argument), fast: 64 bytes at a time are turned into a whitespace
-/// bit mask, and tokens are read off the mask, so there is no branch per byte.
+/// `str.split()` with no argument) and its flags, fast: 64 bytes at a time are turned into bit
+/// masks, and tokens are read off the masks, so there is no branch per byte.
 #[inline]
-pub fn split_whitespace(text: &str, mut emit: impl FnMut(&str)) {
+pub fn split_whitespace(text: &str, mut emit: impl FnMut(&str, u8)) {
     let bytes = text.as_bytes();
     let n = bytes.len();
     let mut token_start: Option<usize> = None;
+    let mut flags = 0u8;
     // Non-ASCII whitespace may run past the end of a block; bytes before this are whitespace.
     let mut space_until = 0usize;
     let mut base = 0usize;
@@ -267,21 +265,11 @@ pub fn split_whitespace(text: &str, mut emit: impl FnMut(&str)) {
         let mut block = [b' '; 64];
         let len = (n - base).min(64);
         block[..len].copy_from_slice(&bytes[base..base + len]);
-        let (mut space, high) = block_masks(&block);
+        let mut masks = block_masks(&block);
         if space_until > base {
-            let covered = (space_until - base).min(64);
-            space |= if covered == 64 {
-                u64::MAX
-            } else {
-                (1u64 << covered) - 1
-            };
+            masks.space |= low_bits((space_until - base).min(64));
         }
-        let mut high = high
-            & if len == 64 {
-                u64::MAX
-            } else {
-                (1u64 << len) - 1
-            };
+        let mut high = masks.high & low_bits(len);
         while high != 0 {
             let j = high.trailing_zeros() as usize;
             high &= high - 1;
@@ -295,34 +283,32 @@ pub fn split_whitespace(text: &str, mut emit: impl FnMut(&str)) {
                 {
                     let end = at + c.len_utf8();
                     space_until = space_until.max(end);
-                    let last = (end - base).min(64);
-                    space |= (if last == 64 {
-                        u64::MAX
-                    } else {
-                        (1u64 << last) - 1
-                    }) & !((1u64 << j) - 1);
+                    masks.space |= low_bits((end - base).min(64)) & !low_bits(j);
                 }
             }
         }
         let mut j = 0usize;
         while j < 64 {
-            let from_j = if j == 0 { u64::MAX } else { !((1u64 << j) - 1) };
             match token_start {
                 None => {
-                    let words = !space & from_j;
+                    let words = !masks.space & !low_bits(j);
                     if words == 0 {
                         break;
                     }
                     j = words.trailing_zeros() as usize;
                     token_start = Some(base + j);
+                    flags = 0;
                 }
                 Some(start) => {
-                    let spaces = space & from_j;
+                    let from = if start > base { start - base } else { 0 };
+                    let spaces = masks.space & !low_bits(j);
                     if spaces == 0 {
+                        flags |= masks.flags(!low_bits(from));
                         break;
                     }
                     j = spaces.trailing_zeros() as usize;
-                    emit(&text[start..(base + j).min(n)]);
+                    flags |= masks.flags(low_bits(j) & !low_bits(from));
+                    emit(&text[start..(base + j).min(n)], flags);
                     token_start = None;
                 }
             }
@@ -330,14 +316,43 @@ pub fn split_whitespace(text: &str, mut emit: impl FnMut(&str)) {
         base += 64;
     }
     if let Some(start) = token_start {
-        emit(&text[start..]);
+        emit(&text[start..], flags);
     }
 }
 
-/// Bit j of the first mask: byte j is ASCII whitespace (Python's: \t..\r, \x1c..\x1f, space);
-/// of the second: byte j is not ASCII.
+/// A mask of the lowest `n` bits (`n` up to 64).
 #[inline(always)]
-fn block_masks(block: &[u8; 64]) -> (u64, u64) {
+fn low_bits(n: usize) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
+/// Per-byte classes of a 64-byte block, one bit per byte.
+#[derive(Debug, PartialEq, Eq)]
+struct Masks {
+    /// ASCII whitespace as Python sees it: \t..\r, \x1c..\x1f, space.
+    space: u64,
+    /// Not ASCII.
+    high: u64,
+    upper: u64,
+    punct: u64,
+}
+
+impl Masks {
+    /// The token flags for the bytes in `range`.
+    #[inline(always)]
+    fn flags(&self, range: u64) -> u8 {
+        (((self.upper & range) != 0) as u8 * HAS_UPPER)
+            | (((self.punct & range) != 0) as u8 * HAS_PUNCT)
+            | (((self.high & range) != 0) as u8 * HAS_NON_ASCII)
+    }
+}
+
+#[inline(always)]
+fn block_masks(block: &[u8; 64]) -> Masks {
     #[cfg(target_arch = "x86_64")]
     {
         sse2_masks(block)
@@ -350,58 +365,72 @@ fn block_masks(block: &[u8; 64]) -> (u64, u64) {
 
 #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 #[inline(always)]
-fn scalar_masks(block: &[u8; 64]) -> (u64, u64) {
-    let mut space = 0u64;
-    let mut high = 0u64;
+fn scalar_masks(block: &[u8; 64]) -> Masks {
+    let mut m = Masks {
+        space: 0,
+        high: 0,
+        upper: 0,
+        punct: 0,
+    };
     for (j, &b) in block.iter().enumerate() {
         let is_space = (b == b' ') | (b.wrapping_sub(9) < 5) | (b.wrapping_sub(0x1c) < 4);
-        space |= (is_space as u64) << j;
-        high |= ((b >= 0x80) as u64) << j;
+        m.space |= (is_space as u64) << j;
+        m.high |= ((b >= 0x80) as u64) << j;
+        m.upper |= (b.is_ascii_uppercase() as u64) << j;
+        m.punct |= (b.is_ascii_punctuation() as u64) << j;
     }
-    (space, high)
+    m
 }
 
 /// The same with SSE2, which every x86-64 CPU has: 16 bytes per compare, one movemask each.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn sse2_masks(block: &[u8; 64]) -> (u64, u64) {
+fn sse2_masks(block: &[u8; 64]) -> Masks {
     use std::arch::x86_64::*;
-    let mut space = 0u64;
-    let mut high = 0u64;
+    let mut m = Masks {
+        space: 0,
+        high: 0,
+        upper: 0,
+        punct: 0,
+    };
     for part in 0..4 {
         // SAFETY: SSE2 is part of the x86-64 baseline; the load reads 16 bytes inside `block`.
-        let (s, h) = unsafe {
+        let (space, high, upper, punct) = unsafe {
             let v = _mm_loadu_si128(block.as_ptr().add(part * 16) as *const __m128i);
-            let blank = _mm_cmpeq_epi8(v, _mm_set1_epi8(b' ' as i8));
-            let controls = _mm_sub_epi8(v, _mm_set1_epi8(9));
-            let is_control = _mm_cmpeq_epi8(_mm_min_epu8(controls, _mm_set1_epi8(4)), controls);
-            let separators = _mm_sub_epi8(v, _mm_set1_epi8(0x1c));
-            let is_separator =
-                _mm_cmpeq_epi8(_mm_min_epu8(separators, _mm_set1_epi8(3)), separators);
-            let any = _mm_or_si128(blank, _mm_or_si128(is_control, is_separator));
+            // `lo <= byte <= hi` as `min(byte - lo, hi - lo) == byte - lo`, unsigned.
+            let within = |lo: u8, hi: u8| {
+                let shifted = _mm_sub_epi8(v, _mm_set1_epi8(lo as i8));
+                _mm_cmpeq_epi8(
+                    _mm_min_epu8(shifted, _mm_set1_epi8((hi - lo) as i8)),
+                    shifted,
+                )
+            };
+            let space = _mm_or_si128(
+                _mm_cmpeq_epi8(v, _mm_set1_epi8(b' ' as i8)),
+                _mm_or_si128(within(9, 13), within(0x1c, 0x1f)),
+            );
+            let punct = _mm_or_si128(
+                _mm_or_si128(within(0x21, 0x2f), within(0x3a, 0x40)),
+                _mm_or_si128(within(0x5b, 0x60), within(0x7b, 0x7e)),
+            );
             (
-                _mm_movemask_epi8(any) as u16 as u64,
+                _mm_movemask_epi8(space) as u16 as u64,
                 _mm_movemask_epi8(v) as u16 as u64,
+                _mm_movemask_epi8(within(b'A', b'Z')) as u16 as u64,
+                _mm_movemask_epi8(punct) as u16 as u64,
             )
         };
-        space |= s << (part * 16);
-        high |= h << (part * 16);
+        let shift = part * 16;
+        m.space |= space << shift;
+        m.high |= high << shift;
+        m.upper |= upper << shift;
+        m.punct |= punct << shift;
     }
-    (space, high)
+    m
 }
 
 /// Words up to this many bytes take the fast path.
 const SHORT: usize = 64;
-
-/// The length of the UTF-8 sequence that starts with `lead`.
-#[inline(always)]
-fn utf8_len(lead: u8) -> usize {
-    match lead {
-        0xF0..=0xFF => 4,
-        0xE0..=0xEF => 3,
-        _ => 2,
-    }
-}
 
 impl MapTransform for Tokenize {
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
@@ -557,7 +586,7 @@ mod tests {
             text in "([a-z.'’ \t\r\n\u{1c}\u{85}\u{a0}\u{2003}\u{3000}日é]){0,200}",
         ) {
             let mut fast = Vec::new();
-            split_whitespace(&text, |t| fast.push(t.to_owned()));
+            split_whitespace(&text, |t, _| fast.push(t.to_owned()));
             let reference: Vec<String> = text.split(is_python_whitespace).filter(|t| !t.is_empty()).map(str::to_owned).collect();
             proptest::prop_assert_eq!(fast, reference);
         }
@@ -575,6 +604,21 @@ mod tests {
     }
 
     #[test]
+    fn token_flags_cover_the_whole_token_across_blocks() {
+        let text = format!("{}Ab, {}x,y {}z", "a".repeat(62), "b".repeat(70), "é");
+        let mut seen = Vec::new();
+        split_whitespace(&text, |t, flags| seen.push((t.len(), flags)));
+        assert_eq!(
+            seen,
+            [
+                (65, HAS_UPPER | HAS_PUNCT),
+                (73, HAS_PUNCT),
+                (3, HAS_NON_ASCII)
+            ]
+        );
+    }
+
+    #[test]
     fn block_splitter_handles_block_edges() {
         for pad in 0..70 {
             let text = format!(
@@ -583,7 +627,7 @@ mod tests {
                 " ".repeat(pad % 7)
             );
             let mut fast = Vec::new();
-            split_whitespace(&text, |t| fast.push(t.to_owned()));
+            split_whitespace(&text, |t, _| fast.push(t.to_owned()));
             let reference: Vec<String> = text
                 .split(is_python_whitespace)
                 .filter(|t| !t.is_empty())
