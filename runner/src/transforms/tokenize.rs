@@ -300,7 +300,7 @@ pub fn split_whitespace(text: &str, mut emit: impl FnMut(&str, u8)) {
                     flags = 0;
                 }
                 Some(start) => {
-                    let from = if start > base { start - base } else { 0 };
+                    let from = start.saturating_sub(base);
                     let spaces = masks.space & !low_bits(j);
                     if spaces == 0 {
                         flags |= masks.flags(!low_bits(from));
