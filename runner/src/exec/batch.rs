@@ -13,7 +13,7 @@ use crate::data::concat;
 use crate::data::text;
 use crate::error::{Error, Result};
 use crate::sources::BatchSource;
-use crate::transforms::{AggregateState, StageKind};
+use crate::transforms::StageKind;
 
 use super::fused::{Fusion, WordCount, WordCounts, WordHasher};
 
@@ -96,32 +96,30 @@ pub fn compute(
             let StageKind::Aggregate(aggregation) = &first.stage.kind else {
                 unreachable!("matched above")
             };
-            let state = source
+            let states = PerWorker::new();
+            source
                 .open()?
-                .par_bridge()
-                .try_fold(
-                    || aggregation.new_state(),
-                    |mut state, morsel| -> Result<Box<dyn AggregateState>> {
-                        for batch in through_prefix(morsel?)? {
-                            state.update(&batch)?;
-                        }
-                        Ok(state)
-                    },
-                )
-                .try_reduce(
-                    || aggregation.new_state(),
-                    |mut left, right| {
-                        left.merge(right);
-                        Ok(left)
-                    },
-                )?;
+                .into_par_iter()
+                .try_for_each(|(_, morsel)| -> Result<()> {
+                    let batches = through_prefix(morsel?)?;
+                    states.with(
+                        || aggregation.new_state(),
+                        |state| batches.iter().try_for_each(|batch| state.update(batch)),
+                    )
+                })?;
+            let state = states
+                .into_iter()
+                .reduce(|mut left, right| {
+                    left.merge(right);
+                    left
+                })
+                .unwrap_or_else(|| aggregation.new_state());
             (state.result(), after)
         }
         _ => {
             let mut pieces: Vec<(usize, Vec<RecordBatch>)> = source
                 .open()?
-                .enumerate()
-                .par_bridge()
+                .into_par_iter()
                 .map(|(position, morsel)| Ok((position, through_prefix(morsel?)?)))
                 .collect::<Result<_>>()?;
             pieces.sort_unstable_by_key(|(position, _)| *position);
@@ -154,26 +152,73 @@ fn finish(mut result: RecordBatch, rest: &[BuiltStage]) -> Result<RecordBatch> {
 fn fused_word_count(source: &dyn BatchSource, word_count: &WordCount) -> Result<RecordBatch> {
     let hasher = WordHasher::default();
     let tokenizer = word_count.tokenizer;
-    let counts = source
+    let tables = PerWorker::new();
+    source
         .open()?
-        .par_bridge()
-        .try_fold(
-            || (WordCounts::new(hasher.clone()), Vec::new()),
-            |(mut counts, mut scratch), morsel| -> Result<(WordCounts, Vec<u8>)> {
-                let morsel = morsel?;
-                if let Ok(valid) = std::str::from_utf8(&morsel.bytes) {
-                    counts.count_text(tokenizer, valid, &mut scratch);
-                } else {
-                    for batch in source.decode(morsel)? {
-                        for line in text(&batch, 0).iter().flatten() {
-                            counts.count_text(tokenizer, line, &mut scratch);
+        .into_par_iter()
+        .try_for_each(|(_, morsel)| -> Result<()> {
+            let morsel = morsel?;
+            let new_table = || (WordCounts::new(hasher.clone()), Vec::new());
+            if let Ok(valid) = std::str::from_utf8(&morsel.bytes) {
+                tables.with(new_table, |(counts, scratch)| {
+                    counts.count_text(tokenizer, valid, scratch)
+                });
+                source.recycle(morsel.bytes);
+            } else {
+                let batches = source.decode(morsel)?;
+                tables.with(new_table, |(counts, scratch)| {
+                    for batch in &batches {
+                        for line in text(batch, 0).iter().flatten() {
+                            counts.count_text(tokenizer, line, scratch);
                         }
                     }
-                }
-                Ok((counts, scratch))
-            },
-        )
-        .map(|partial| partial.map(|(counts, _)| counts))
-        .try_reduce(|| WordCounts::new(hasher.clone()), |a, b| Ok(a.merge(b)))?;
+                });
+            }
+            Ok(())
+        })?;
+    let counts = tables
+        .into_iter()
+        .map(|(counts, _)| counts)
+        .reduce(WordCounts::merge)
+        .unwrap_or_else(|| WordCounts::new(hasher.clone()));
     Ok(word_count.result(counts))
+}
+
+/// One accumulator per worker thread. rayon's `fold` makes one per split of the work, which
+/// can be many more than threads; with large aggregation tables that multiplies memory.
+struct PerWorker<T> {
+    slots: Vec<Padded<std::sync::Mutex<Option<T>>>>,
+}
+
+/// Keeps each worker's accumulator on its own cache lines: a hash table's header is read on
+/// every lookup, and two headers sharing a line would bounce it between cores.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> PerWorker<T> {
+    /// Slots for the threads of the current rayon pool.
+    fn new() -> Self {
+        PerWorker {
+            slots: (0..rayon::current_num_threads())
+                .map(|_| Padded(std::sync::Mutex::new(None)))
+                .collect(),
+        }
+    }
+
+    /// Runs `f` on this thread's accumulator, creating it with `init` on first use. Each slot
+    /// is only ever locked by its own thread, so the lock is never contended.
+    fn with<R>(&self, init: impl FnOnce() -> T, f: impl FnOnce(&mut T) -> R) -> R {
+        let index = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
+        let mut slot = self.slots[index]
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(slot.get_or_insert_with(init))
+    }
+
+    fn into_iter(self) -> impl Iterator<Item = T> {
+        self.slots
+            .into_iter()
+            .filter_map(|slot| slot.0.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
 }

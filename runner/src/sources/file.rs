@@ -13,7 +13,7 @@ use arrow_schema::SchemaRef;
 use serde::Deserialize;
 
 use super::fetch::{fetch, FetchConfig};
-use super::{BatchSource, BuildSource, Morsel, SourceContext};
+use super::{BatchSource, BuildSource, Morsel, Morsels, Position, SourceContext};
 use crate::data::{text_schema, BATCH_ROWS};
 use crate::error::{Error, Result};
 
@@ -73,6 +73,7 @@ impl BuildSource for FileSourceConfig {
             fetch: self.fetch.clone(),
             replaced: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            buffers: std::sync::Mutex::new(Vec::new()),
         }))
     }
 }
@@ -88,6 +89,8 @@ pub struct FileSource {
     fetch: Option<FetchConfig>,
     replaced: AtomicU64,
     skipped: AtomicU64,
+    /// Morsel buffers handed back by `recycle`, reused to avoid page faults on fresh memory.
+    buffers: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
 impl FileSource {
@@ -149,9 +152,15 @@ impl BatchSource for FileSource {
         self.schema.clone()
     }
 
-    fn open(&self) -> Result<Box<dyn Iterator<Item = Result<Morsel>> + Send + '_>> {
+    fn open(&self) -> Result<Morsels<'_>> {
         let files = self.files()?;
-        Ok(Box::new(files.into_iter().flat_map(
+        let all_regular = files
+            .iter()
+            .all(|p| p != Path::new("-") && std::fs::metadata(p).is_ok_and(|m| m.is_file()));
+        if all_regular {
+            return self.open_indexed(files);
+        }
+        Ok(Morsels::Sequential(Box::new(files.into_iter().flat_map(
             |path| -> Box<dyn Iterator<Item = Result<Morsel>> + Send> {
                 let origin: Arc<str> = if path == Path::new("-") {
                     "standard input".into()
@@ -175,7 +184,16 @@ impl BatchSource for FileSource {
                     Err(source) => Box::new(std::iter::once(Err(Error::Input { path, source }))),
                 }
             },
-        )))
+        ))))
+    }
+
+    fn recycle(&self, mut bytes: Vec<u8>) {
+        bytes.clear();
+        if let Ok(mut pool) = self.buffers.lock() {
+            if pool.len() < 64 {
+                pool.push(bytes);
+            }
+        }
     }
 
     fn decode(&self, morsel: Morsel) -> Result<Vec<RecordBatch>> {
@@ -204,7 +222,7 @@ impl BatchSource for FileSource {
                         return Err(Error::runtime(format!(
                             "{} line {}: invalid UTF-8 at byte {} of the line; use `encoding_errors: replace` or `skip` to read it anyway",
                             morsel.origin,
-                            morsel.first_line + offset as u64,
+                            self.line_number(&morsel, offset as u64),
                             e.valid_up_to() + 1
                         )))
                     }
@@ -219,6 +237,7 @@ impl BatchSource for FileSource {
         if rows > 0 {
             batches.push(self.finish_batch(&mut builder));
         }
+        self.recycle(morsel.bytes);
         Ok(batches)
     }
 
@@ -240,7 +259,153 @@ impl BatchSource for FileSource {
     }
 }
 
+/// One morsel of a regular file: the lines that start in `start..end`.
+struct Piece {
+    file: Arc<std::fs::File>,
+    origin: Arc<str>,
+    path: Arc<Path>,
+    start: u64,
+    end: u64,
+}
+
 impl FileSource {
+    /// Regular files are cut into fixed byte ranges that workers read themselves with
+    /// positional reads, so reading scales with the cores instead of queueing on one reader.
+    fn open_indexed(&self, files: Vec<PathBuf>) -> Result<Morsels<'_>> {
+        let mut pieces = Vec::new();
+        for path in files {
+            let file = std::fs::File::open(&path).map_err(|source| Error::Input {
+                path: path.clone(),
+                source,
+            })?;
+            let len = file
+                .metadata()
+                .map_err(|source| Error::Input {
+                    path: path.clone(),
+                    source,
+                })?
+                .len();
+            let (file, origin, path): (Arc<std::fs::File>, Arc<str>, Arc<Path>) = (
+                Arc::new(file),
+                path.display().to_string().into(),
+                path.into(),
+            );
+            let mut start = 0;
+            while start < len {
+                let end = (start + MORSEL_BYTES as u64).min(len);
+                pieces.push(Piece {
+                    file: file.clone(),
+                    origin: origin.clone(),
+                    path: path.clone(),
+                    start,
+                    end,
+                });
+                start = end;
+            }
+        }
+        Ok(Morsels::Indexed {
+            count: pieces.len(),
+            read: Box::new(move |i| self.read_piece(&pieces[i])),
+        })
+    }
+
+    fn buffer(&self) -> Vec<u8> {
+        self.buffers
+            .lock()
+            .ok()
+            .and_then(|mut pool| pool.pop())
+            .unwrap_or_default()
+    }
+
+    /// Reads the lines that start inside `piece`: from just after the first newline at or after
+    /// `start - 1` (the start itself for the first piece) to the newline that ends the line
+    /// holding byte `end - 1` (or the end of the file).
+    fn read_piece(&self, piece: &Piece) -> Result<Morsel> {
+        use std::os::unix::fs::FileExt;
+        let fail = |source| Error::Input {
+            path: piece.path.to_path_buf(),
+            source,
+        };
+        let from = piece.start.saturating_sub(1);
+        let mut bytes = self.buffer();
+        let mut filled = 0usize;
+        let mut wanted = (piece.end - from) as usize;
+        let mut eof = false;
+        loop {
+            if bytes.len() < wanted {
+                bytes.resize(wanted, 0);
+            }
+            while filled < wanted {
+                match piece
+                    .file
+                    .read_at(&mut bytes[filled..wanted], from + filled as u64)
+                {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(fail(e)),
+                }
+            }
+            // The line holding byte end - 1 ends at the first newline from there on.
+            let last_owned = (piece.end - 1 - from) as usize;
+            if let Some(at) = memchr::memchr(b'\n', &bytes[last_owned.min(filled)..filled]) {
+                filled = last_owned.min(filled) + at + 1;
+                break;
+            }
+            if eof {
+                break;
+            }
+            wanted = filled + 64 * 1024;
+        }
+        bytes.truncate(filled);
+        let first = if piece.start == 0 {
+            0
+        } else {
+            // Skip the line that started in an earlier piece (byte 0 here is byte start - 1).
+            match memchr::memchr(b'\n', &bytes[..(piece.end - from) as usize]) {
+                Some(at) => at + 1,
+                None => bytes.len(),
+            }
+        };
+        bytes.drain(..first);
+        Ok(Morsel {
+            bytes,
+            origin: piece.origin.clone(),
+            position: Position::Offset(from + first as u64),
+        })
+    }
+
+    /// The 1-based line number of line `index` of `morsel`; counts newlines in the file up to
+    /// the morsel when the morsel was read by position (only on this error path).
+    fn line_number(&self, morsel: &Morsel, index: u64) -> String {
+        match morsel.position {
+            Position::Line(first) => (first + index).to_string(),
+            Position::Offset(offset) => {
+                let counted = std::fs::File::open(&*morsel.origin).ok().and_then(|f| {
+                    let mut reader = std::io::BufReader::new(f).take(offset);
+                    let mut newlines = 0u64;
+                    let mut chunk = vec![0u8; 1 << 16];
+                    loop {
+                        match reader.read(&mut chunk) {
+                            Ok(0) => return Some(newlines),
+                            Ok(n) => {
+                                newlines += memchr::memchr_iter(b'\n', &chunk[..n]).count() as u64
+                            }
+                            Err(_) => return None,
+                        }
+                    }
+                });
+                match counted {
+                    Some(before) => (before + 1 + index).to_string(),
+                    None => format!("at byte {offset}+"),
+                }
+            }
+        }
+    }
+
     fn finish_batch(&self, builder: &mut StringBuilder) -> RecordBatch {
         RecordBatch::try_new(self.schema.clone(), vec![Arc::new(builder.finish())])
             .expect("one text column")
@@ -316,7 +481,7 @@ impl LineMorsels {
         Morsel {
             bytes,
             origin: self.origin.clone(),
-            first_line,
+            position: Position::Line(first_line),
         }
     }
 }
@@ -338,7 +503,7 @@ mod tests {
 
     fn read_all(src: &dyn BatchSource) -> Result<Vec<String>> {
         let mut lines = Vec::new();
-        for morsel in src.open()? {
+        for morsel in src.open()?.into_seq_iter() {
             for batch in src.decode(morsel?)? {
                 lines.extend(texts(&batch, "line"));
             }
@@ -417,7 +582,12 @@ mod tests {
         }
         let path = write(dir.path(), "big.txt", &text);
         let src = source(&path, "");
-        let morsels: Vec<Morsel> = src.open().unwrap().map(|m| m.unwrap()).collect();
+        let morsels: Vec<Morsel> = src
+            .open()
+            .unwrap()
+            .into_seq_iter()
+            .map(|m| m.unwrap())
+            .collect();
         assert!(
             morsels.len() > 2,
             "expected several morsels, got {}",
@@ -425,12 +595,58 @@ mod tests {
         );
         assert!(morsels.iter().all(|m| m.bytes.ends_with(b"\n")));
         assert_eq!(
-            morsels[1].first_line,
-            1 + memchr::memchr_iter(b'\n', &morsels[0].bytes).count() as u64
+            morsels[1].position,
+            Position::Offset(morsels[0].bytes.len() as u64)
         );
         let lines = read_all(src.as_ref()).unwrap();
         assert_eq!(lines.len(), 300_000);
         assert_eq!(lines[299_999], "line number 299999");
+    }
+
+    #[test]
+    fn positional_morsels_cover_the_file_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = Vec::new();
+        let mut i = 0u64;
+        while text.len() < 5 * MORSEL_BYTES {
+            // Lines of every length, one of them longer than two morsels.
+            let len = if i == 40 {
+                2 * MORSEL_BYTES + 17
+            } else {
+                (i * 7919 % 3000) as usize
+            };
+            text.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, len));
+            text.extend_from_slice(if i % 3 == 0 { b"\r\n" } else { b"\n" });
+            i += 1;
+        }
+        // A newline exactly at a morsel boundary, and no final newline.
+        text[MORSEL_BYTES - 1] = b'\n';
+        text.extend_from_slice(b"tail");
+        let path = write(dir.path(), "big.txt", &text);
+        let src = source(&path, "");
+        let Morsels::Indexed { count, read } = src.open().unwrap() else {
+            panic!("a regular file is read by position")
+        };
+        let mut joined = Vec::new();
+        for i in 0..count {
+            let morsel = read(i).unwrap();
+            assert!(i + 1 == count || morsel.bytes.is_empty() || morsel.bytes.ends_with(b"\n"));
+            joined.extend_from_slice(&morsel.bytes);
+        }
+        assert_eq!(joined.len(), text.len());
+        assert!(joined == text);
+    }
+
+    #[test]
+    fn line_numbers_are_found_for_positional_morsels() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = "good line\n".repeat(200_000).into_bytes();
+        text.extend_from_slice(b"bad \xff\n");
+        let path = write(dir.path(), "late.txt", &text);
+        let err = read_all(source(&path, ", encoding_errors: fail").as_ref())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("late.txt line 200001: invalid UTF-8"), "{err}");
     }
 
     #[test]

@@ -27,17 +27,59 @@ pub struct Morsel {
     pub bytes: Vec<u8>,
     /// Where it came from, for error messages.
     pub origin: std::sync::Arc<str>,
-    /// The 1-based number of its first line in `origin`.
-    pub first_line: u64,
+    /// Where it starts in `origin`: the 1-based number of its first line when known (sequential
+    /// reads count them), else its byte offset (parallel reads; the line is found on demand).
+    pub position: Position,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    Line(u64),
+    Offset(u64),
+}
+
+/// The morsels of an input: read one after another (pipes, standard input), or independently
+/// by index (regular files, read with positional reads by whichever worker takes the index).
+pub enum Morsels<'a> {
+    Sequential(Box<dyn Iterator<Item = Result<Morsel>> + Send + 'a>),
+    Indexed {
+        count: usize,
+        read: Box<dyn Fn(usize) -> Result<Morsel> + Send + Sync + 'a>,
+    },
+}
+
+impl<'a> Morsels<'a> {
+    /// Every morsel with its position in input order, as a parallel iterator.
+    pub fn into_par_iter(
+        self,
+    ) -> impl rayon::iter::ParallelIterator<Item = (usize, Result<Morsel>)> + 'a {
+        use rayon::prelude::*;
+        match self {
+            Morsels::Sequential(iter) => rayon::iter::Either::Left(iter.enumerate().par_bridge()),
+            Morsels::Indexed { count, read } => {
+                rayon::iter::Either::Right((0..count).into_par_iter().map(move |i| (i, read(i))))
+            }
+        }
+    }
+
+    /// Every morsel in input order, one after another.
+    pub fn into_seq_iter(self) -> Box<dyn Iterator<Item = Result<Morsel>> + Send + 'a> {
+        match self {
+            Morsels::Sequential(iter) => iter,
+            Morsels::Indexed { count, read } => Box::new((0..count).map(move |i| read(i))),
+        }
+    }
 }
 
 pub trait BatchSource: Send + Sync {
     /// The columns every batch from this source has.
     fn schema(&self) -> SchemaRef;
-    /// Opens the input (fetching it first if configured) and yields morsels in input order.
-    fn open(&self) -> Result<Box<dyn Iterator<Item = Result<Morsel>> + Send + '_>>;
+    /// Opens the input (fetching it first if configured).
+    fn open(&self) -> Result<Morsels<'_>>;
     /// Turns one morsel into record batches; called from any worker thread.
     fn decode(&self, morsel: Morsel) -> Result<Vec<RecordBatch>>;
+    /// Takes back a morsel's buffer for reuse (fresh buffers cost page faults).
+    fn recycle(&self, _bytes: Vec<u8>) {}
     /// Things worth telling the user at the end (replaced or skipped bad lines, ...).
     fn warnings(&self) -> Vec<String>;
 }
