@@ -66,7 +66,7 @@ impl<'a> Morsels<'a> {
     pub fn into_seq_iter(self) -> Box<dyn Iterator<Item = Result<Morsel>> + Send + 'a> {
         match self {
             Morsels::Sequential(iter) => iter,
-            Morsels::Indexed { count, read } => Box::new((0..count).map(move |i| read(i))),
+            Morsels::Indexed { count, read } => Box::new((0..count).map(read)),
         }
     }
 }
