@@ -40,6 +40,9 @@ enum Command {
         /// replace them. Same result, slower; for checking and measuring.
         #[arg(long)]
         no_fusion: bool,
+        /// How stream epochs are reported on stderr.
+        #[arg(long, value_enum, default_value = "text")]
+        progress: exec::stream::Progress,
     },
     /// Check pipeline files without reading any data.
     Validate {
@@ -84,7 +87,15 @@ fn main() -> ExitCode {
             cores,
             overrides,
             no_fusion,
-        } => run(&pipeline, cores, &overrides, no_fusion, cli.quiet),
+            progress,
+        } => {
+            let progress = if cli.quiet {
+                exec::stream::Progress::Off
+            } else {
+                progress
+            };
+            run(&pipeline, cores, &overrides, no_fusion, progress, cli.quiet)
+        }
         Command::Validate {
             pipelines,
             overrides,
@@ -108,6 +119,7 @@ fn run(
     cores: Option<usize>,
     overrides: &[Override],
     no_fusion: bool,
+    progress: exec::stream::Progress,
     quiet: bool,
 ) -> Result<(), Error> {
     if cores == Some(0) {
@@ -122,17 +134,32 @@ fn run(
         tracing::info!(?fusion, "fused word count");
     }
     tracing::info!(pipeline = %pipeline.name, cores = pipeline.cores, "running");
-    let report = exec::batch::run(&mut pipeline)?;
+    let warnings = if pipeline.stream.is_some() {
+        let report = exec::stream::run(&mut pipeline, progress)?;
+        if !quiet {
+            eprintln!(
+                "stopped ({}): {} epoch(s), {} rows in, {:.1} s",
+                report.reason,
+                report.epochs,
+                report.rows_in,
+                report.elapsed.as_secs_f64()
+            );
+        }
+        report.warnings
+    } else {
+        let report = exec::batch::run(&mut pipeline)?;
+        tracing::info!(
+            rows = report.rows_out,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "done"
+        );
+        report.warnings
+    };
     if !quiet {
-        for warning in &report.warnings {
+        for warning in &warnings {
             eprintln!("warning: {warning}");
         }
     }
-    tracing::info!(
-        rows = report.rows_out,
-        elapsed_ms = report.elapsed.as_millis() as u64,
-        "done"
-    );
     Ok(())
 }
 

@@ -74,6 +74,8 @@ macro_rules! component_enum {
 component_enum!(SourceConfig, "source", BuildSource, [
     "file" => File(sources::file::FileSourceConfig)
         : "Lines of text files, a directory, a glob or standard input (column `line`)",
+    "socket" => Socket(sources::socket::SocketSourceConfig)
+        : "Lines from TCP: connect to a server (like Spark's socket source) or listen for clients (stream mode)",
 ]);
 
 component_enum!(TransformConfig, "transform", BuildTransform, [

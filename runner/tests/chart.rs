@@ -175,6 +175,7 @@ fn the_image_is_replaced_atomically_under_a_reader() {
         .build(&SinkContext {
             input: &schema,
             base_dir: dir.path(),
+            streaming: false,
         })
         .unwrap();
     let target = dir.path().join("live.png");

@@ -42,6 +42,68 @@ pub struct PipelineConfig {
     pub transforms: Vec<Spanned<TransformConfig>>,
     /// Where the result goes; every sink gets the same result.
     pub sinks: Vec<Spanned<SinkConfig>>,
+    /// Streaming: when a micro-batch (epoch) runs. Omitted: as soon as the previous one ends.
+    #[serde(default)]
+    pub trigger: Option<Spanned<TriggerConfig>>,
+    /// Streaming: what sinks receive each epoch (`complete`, `update` or `append`). Default:
+    /// `complete` with an aggregation, else `append`.
+    #[serde(default)]
+    pub output_mode: Option<Spanned<OutputMode>>,
+    /// Streaming: stop after this long (like `awaitTermination(timeout)`), e.g. `600s`, `10m`.
+    #[serde(default, deserialize_with = "duration::opt")]
+    pub stop_after: Option<std::time::Duration>,
+    /// Streaming: stop after this many epochs.
+    #[serde(default)]
+    pub max_epochs: Option<u64>,
+    /// Streaming: run an epoch even when no new rows arrived.
+    #[serde(default)]
+    pub emit_empty: bool,
+}
+
+/// When epochs run.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// One epoch per interval, aligned to multiples of it (`10s`, `500ms`).
+    #[serde(default, deserialize_with = "duration::opt")]
+    pub processing_time: Option<std::time::Duration>,
+    /// Process what the source has until it ends, in as many epochs as needed, then stop.
+    #[serde(default)]
+    pub available_now: bool,
+}
+
+/// What sinks receive each epoch, as in Spark Structured Streaming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputMode {
+    /// The whole result table (needs an aggregation).
+    Complete,
+    /// Only the rows that changed in this epoch.
+    Update,
+    /// Only new rows (not allowed after an aggregation: counts change after being emitted).
+    Append,
+}
+
+/// Durations written as `10s`, `500ms`, `2m`, `1h 30m`.
+pub mod duration {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn parse(text: &str) -> Result<std::time::Duration, String> {
+        let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
+            format!("`{text}` is not a duration ({e}); write it like `10s`, `500ms` or `2m`")
+        })?;
+        if parsed.is_zero() {
+            return Err(format!("`{text}`: the duration must be more than zero"));
+        }
+        Ok(parsed)
+    }
+
+    pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(text) => parse(&text).map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -38,7 +38,15 @@ pub fn run(pipeline: &mut BuiltPipeline) -> Result<RunReport> {
                 pipeline.cores
             ))
         })?;
-    let (source, stages) = (pipeline.source.as_ref(), pipeline.stages.as_slice());
+    let source = match &pipeline.source {
+        crate::sources::BuiltSource::Batch(source) => source.as_ref(),
+        crate::sources::BuiltSource::Stream(_) => {
+            return Err(Error::runtime(
+                "a streaming source cannot run as a batch job",
+            ))
+        }
+    };
+    let stages = pipeline.stages.as_slice();
     let fusion = pipeline.fusion.as_ref();
     let result = pool.install(|| compute(source, stages, fusion))?;
     tracing::info!(
@@ -52,7 +60,7 @@ pub fn run(pipeline: &mut BuiltPipeline) -> Result<RunReport> {
     Ok(RunReport {
         rows_out: result.num_rows(),
         elapsed: started.elapsed(),
-        warnings: pipeline.source.warnings(),
+        warnings: source.warnings(),
     })
 }
 
@@ -132,7 +140,7 @@ pub fn compute(
 }
 
 /// Runs the stages after the parallel part on the (small) result.
-fn finish(mut result: RecordBatch, rest: &[BuiltStage]) -> Result<RecordBatch> {
+pub(crate) fn finish(mut result: RecordBatch, rest: &[BuiltStage]) -> Result<RecordBatch> {
     for BuiltStage { label, stage } in rest {
         result = match &stage.kind {
             StageKind::Map(map) => map.apply(&result),

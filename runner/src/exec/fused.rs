@@ -25,8 +25,8 @@ pub struct Fusion {
     pub tokenize: usize,
     pub stopwords: Option<usize>,
     pub group_count: usize,
-    /// Whether the counts must come out ordered by word (no sort follows to order them).
-    pub sort_by_key: bool,
+    /// Whether the counts must come out in group_count's order (no sort follows to order them).
+    pub order_rows: bool,
 }
 
 /// Recognises `tokenize → [stopwords] → group_count by the word` at the start of `stages`,
@@ -56,7 +56,7 @@ pub fn detect(stages: &[BuiltStage], source: &SchemaRef) -> Option<Fusion> {
         return None;
     }
     // Row-wise stages keep order; the first stage that cares about order decides.
-    let sort_by_key = !matches!(
+    let order_rows = !matches!(
         stages[next + 1..].iter().find(|s| !matches!(s.stage.kind, StageKind::Map(_))),
         Some(s) if s.label.ends_with("(sort)")
     );
@@ -64,7 +64,7 @@ pub fn detect(stages: &[BuiltStage], source: &SchemaRef) -> Option<Fusion> {
         tokenize: 0,
         stopwords,
         group_count: next,
-        sort_by_key,
+        order_rows,
     })
 }
 
@@ -73,7 +73,7 @@ pub struct WordCount<'a> {
     pub tokenizer: &'a Tokenizer,
     pub stopwords: Option<&'a Stopwords>,
     pub output: SchemaRef,
-    pub sort_by_key: bool,
+    pub order_rows: bool,
 }
 
 impl<'a> WordCount<'a> {
@@ -91,7 +91,7 @@ impl<'a> WordCount<'a> {
             tokenizer: tokenize.tokenizer(),
             stopwords,
             output: stages[fusion.group_count].stage.output.clone(),
-            sort_by_key: fusion.sort_by_key,
+            order_rows: fusion.order_rows,
         })
     }
 
@@ -109,8 +109,9 @@ impl<'a> WordCount<'a> {
             })
             .filter(|(word, _)| self.stopwords.is_none_or(|stop| !stop.contains(word)))
             .collect();
-        if self.sort_by_key {
-            rows.sort_unstable();
+        if self.order_rows {
+            // As group_count orders them: most frequent first, ties by word.
+            rows.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         }
         let words = StringArray::from_iter_values(rows.iter().map(|(w, _)| w));
         let counts = Int64Array::from_iter_values(rows.iter().map(|(_, c)| *c as i64));

@@ -3,13 +3,14 @@
 
 pub mod batch;
 pub mod fused;
+pub mod stream;
 
 use arrow_schema::SchemaRef;
 
-use crate::config::{LoadedPipeline, Mode};
+use crate::config::{LoadedPipeline, Mode, OutputMode};
 use crate::error::{Error, Result};
 use crate::sinks::{Sink, SinkContext};
-use crate::sources::{BatchSource, SourceContext};
+use crate::sources::{BuiltSource, SourceContext};
 use crate::transforms::{BuildContext, Stage};
 
 /// A transform ready to run, with what messages need to name it.
@@ -22,7 +23,7 @@ pub struct BuiltStage {
 /// A validated pipeline, ready to run.
 pub struct BuiltPipeline {
     pub name: String,
-    pub source: Box<dyn BatchSource>,
+    pub source: BuiltSource,
     pub stages: Vec<BuiltStage>,
     /// The schema the sinks receive.
     pub output: SchemaRef,
@@ -31,6 +32,8 @@ pub struct BuiltPipeline {
     pub cores: usize,
     /// Leading stages that run as one fused loop, when the pipeline has that shape.
     pub fusion: Option<fused::Fusion>,
+    /// How epochs run, in stream mode.
+    pub stream: Option<stream::StreamSettings>,
 }
 
 /// Resolves `cores: 0` to the number of CPUs.
@@ -45,12 +48,6 @@ pub fn resolve_cores(requested: usize) -> usize {
 /// Builds every component, checking each step against the columns it receives. Reads no data.
 pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipeline> {
     let config = &loaded.config;
-    if config.mode == Mode::Stream {
-        return Err(Error::invalid(format!(
-            "{}: `mode: stream` is not available in this version of runner; use `mode: batch`",
-            loaded.display_name
-        )));
-    }
     let base_dir = loaded.base_dir.as_path();
     let source = config
         .source
@@ -83,6 +80,8 @@ pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipel
         stages.push(BuiltStage { label, stage });
     }
 
+    let streaming = config.mode == Mode::Stream;
+    let stream = stream_settings(loaded, &source, &stages)?;
     let mut sinks = Vec::new();
     for (index, sink) in config.sinks.iter().enumerate() {
         let built = sink
@@ -91,6 +90,7 @@ pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipel
             .build(&SinkContext {
                 input: &schema,
                 base_dir,
+                streaming,
             })
             .map_err(|e| {
                 Error::invalid(format!(
@@ -105,6 +105,7 @@ pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipel
     let fusion = fused::detect(&stages, &source.schema());
     Ok(BuiltPipeline {
         fusion,
+        stream,
         name: config.name.clone(),
         source,
         stages,
@@ -112,4 +113,93 @@ pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipel
         sinks,
         cores: resolve_cores(cores.unwrap_or(config.cores)),
     })
+}
+
+/// Checks the streaming settings against the mode, the source and the transforms, as Spark
+/// does when a query starts: an illegal combination never runs.
+fn stream_settings(
+    loaded: &LoadedPipeline,
+    source: &BuiltSource,
+    stages: &[BuiltStage],
+) -> Result<Option<stream::StreamSettings>> {
+    let config = &loaded.config;
+    let file = &loaded.display_name;
+    let source_at = loaded.at(&config.source.referenced);
+    let source_type = config.source.value.type_name();
+    if config.mode == Mode::Batch {
+        if let BuiltSource::Stream(_) = source {
+            return Err(Error::invalid(format!(
+                "{source_at}: the `{source_type}` source never ends, so it needs `mode: stream` (with a `trigger`), not `mode: batch`"
+            )));
+        }
+        let stream_only = [
+            ("trigger", config.trigger.is_some()),
+            ("output_mode", config.output_mode.is_some()),
+            ("stop_after", config.stop_after.is_some()),
+            ("max_epochs", config.max_epochs.is_some()),
+            ("emit_empty", config.emit_empty),
+        ];
+        if let Some((key, _)) = stream_only.iter().find(|(_, set)| *set) {
+            return Err(Error::invalid(format!(
+                "{file}: `{key}` only applies to `mode: stream`"
+            )));
+        }
+        return Ok(None);
+    }
+    if let BuiltSource::Batch(_) = source {
+        return Err(Error::invalid(format!(
+            "{source_at}: the `{source_type}` source reads a bounded input: use `mode: batch`, or a streaming source such as `socket`"
+        )));
+    }
+    let aggregation = stages
+        .iter()
+        .find(|s| matches!(s.stage.kind, crate::transforms::StageKind::Aggregate(_)));
+    let output_mode = match (&config.output_mode, aggregation) {
+        (None, Some(_)) => OutputMode::Complete,
+        (None, None) => OutputMode::Append,
+        (Some(mode), Some(aggregation)) if mode.value == OutputMode::Append => {
+            return Err(Error::invalid(format!(
+                "{}: `output_mode: append` cannot follow {}: its counts keep changing after they are emitted, so no row is ever final. Use `complete` (the whole table each epoch) or `update` (changed rows). Spark rejects this too, without a watermark.",
+                loaded.at(&mode.referenced),
+                aggregation.label
+            )));
+        }
+        (Some(mode), None) if mode.value == OutputMode::Complete => {
+            return Err(Error::invalid(format!(
+                "{}: `output_mode: complete` needs an aggregation (such as group_count) to have a table to emit; use `append`",
+                loaded.at(&mode.referenced)
+            )));
+        }
+        (Some(mode), _) => mode.value,
+    };
+    if aggregation.is_some() {
+        let aggregations = stages
+            .iter()
+            .filter(|s| matches!(s.stage.kind, crate::transforms::StageKind::Aggregate(_)))
+            .count();
+        if aggregations > 1 {
+            return Err(Error::invalid(format!("{file}: a stream can have one aggregation (group_count), this one has {aggregations}")));
+        }
+    }
+    let trigger = match &config.trigger {
+        None => stream::Trigger::Continuous,
+        Some(t) => match (t.value.processing_time, t.value.available_now) {
+            (Some(_), true) => {
+                return Err(Error::invalid(format!(
+                    "{}: give either `processing_time` or `available_now`, not both",
+                    loaded.at(&t.referenced)
+                )))
+            }
+            (Some(interval), false) => stream::Trigger::ProcessingTime(interval),
+            (None, true) => stream::Trigger::AvailableNow,
+            (None, false) => stream::Trigger::Continuous,
+        },
+    };
+    Ok(Some(stream::StreamSettings {
+        trigger,
+        output_mode,
+        stop_after: config.stop_after,
+        max_epochs: config.max_epochs,
+        emit_empty: config.emit_empty,
+    }))
 }

@@ -95,6 +95,7 @@ mod tests {
             .build(&SinkContext {
                 input: &batch.schema(),
                 base_dir: dir.path(),
+                streaming: false,
             })
             .unwrap();
         sink.write(&batch, 0).unwrap();
@@ -119,6 +120,7 @@ mod tests {
             .build(&SinkContext {
                 input: &batch.schema(),
                 base_dir: std::path::Path::new("."),
+                streaming: false,
             })
             .unwrap();
         let err = sink.write(&batch, 0).unwrap_err();

@@ -19,6 +19,8 @@ pub struct SinkContext<'a> {
     pub input: &'a SchemaRef,
     /// The pipeline file's directory, for relative paths.
     pub base_dir: &'a Path,
+    /// Whether the sink will receive one result per epoch (stream mode).
+    pub streaming: bool,
 }
 
 /// Implemented by every sink config.

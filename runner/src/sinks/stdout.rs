@@ -34,10 +34,11 @@ pub enum StdoutFormat {
 }
 
 impl BuildSink for StdoutSinkConfig {
-    fn build(&self, _ctx: &SinkContext) -> Result<Box<dyn Sink>, String> {
+    fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, String> {
         Ok(Box::new(StdoutSink {
             config: self.clone(),
             out: Output::Stdout,
+            streaming: ctx.streaming,
         }))
     }
 }
@@ -52,6 +53,8 @@ enum Output {
 pub struct StdoutSink {
     config: StdoutSinkConfig,
     out: Output,
+    /// Each result is an epoch: print a header, and on a terminal redraw in place.
+    streaming: bool,
 }
 
 /// Renders `batch` (at most `limit` rows) in `format`.
@@ -141,8 +144,19 @@ pub fn render(batch: &RecordBatch, format: StdoutFormat, limit: Option<usize>) -
 }
 
 impl Sink for StdoutSink {
-    fn write(&mut self, result: &RecordBatch, _epoch: u64) -> Result<()> {
-        let text = render(result, self.config.format, self.config.limit);
+    fn write(&mut self, result: &RecordBatch, epoch: u64) -> Result<()> {
+        let mut text = render(result, self.config.format, self.config.limit);
+        if self.streaming {
+            let redraw = matches!(self.out, Output::Stdout)
+                && std::io::IsTerminal::is_terminal(&std::io::stdout());
+            // On a terminal, clear and draw from the top so the table updates in place.
+            let clear = if redraw { "\x1b[2J\x1b[H" } else { "" };
+            let rows = result.num_rows();
+            text = format!(
+                "{clear}EPOCH {epoch} ({rows} row{})\n{text}",
+                if rows == 1 { "" } else { "s" }
+            );
+        }
         match &self.out {
             Output::Stdout => {
                 let mut stdout = std::io::stdout().lock();
@@ -222,6 +236,7 @@ mod tests {
         let mut sink = StdoutSink {
             config,
             out: Output::Buffer(buffer.clone()),
+            streaming: false,
         };
         sink.write(&counts(), 0).unwrap();
         assert_eq!(

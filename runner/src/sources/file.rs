@@ -13,7 +13,7 @@ use arrow_schema::SchemaRef;
 use serde::Deserialize;
 
 use super::fetch::{fetch, FetchConfig};
-use super::{BatchSource, BuildSource, Morsel, Morsels, Position, SourceContext};
+use super::{BatchSource, BuildSource, BuiltSource, Morsel, Morsels, Position, SourceContext};
 use crate::data::{text_schema, BATCH_ROWS};
 use crate::error::{Error, Result};
 
@@ -56,7 +56,7 @@ fn default_column() -> String {
 const MORSEL_BYTES: usize = 1 << 20;
 
 impl BuildSource for FileSourceConfig {
-    fn build(&self, ctx: &SourceContext) -> Result<Box<dyn BatchSource>, String> {
+    fn build(&self, ctx: &SourceContext) -> Result<BuiltSource, String> {
         if self.path.as_os_str().is_empty() {
             return Err("`path` is empty".into());
         }
@@ -66,7 +66,7 @@ impl BuildSource for FileSourceConfig {
                 return Err("`fetch` needs `path` to be a single file".into());
             }
         }
-        Ok(Box::new(FileSource {
+        Ok(BuiltSource::Batch(Box::new(FileSource {
             path: crate::config::resolve_against(ctx.base_dir, &self.path),
             schema: text_schema(&self.column),
             encoding_errors: self.encoding_errors,
@@ -74,7 +74,7 @@ impl BuildSource for FileSourceConfig {
             replaced: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             buffers: std::sync::Mutex::new(Vec::new()),
-        }))
+        })))
     }
 }
 
@@ -494,11 +494,15 @@ mod tests {
     fn source(path: &Path, yaml_extra: &str) -> Box<dyn BatchSource> {
         let yaml = format!("{{path: '{}' {yaml_extra}}}", path.display());
         let config: FileSourceConfig = serde_saphyr::from_str(&yaml).unwrap();
-        config
+        match config
             .build(&SourceContext {
                 base_dir: Path::new("."),
             })
             .unwrap()
+        {
+            BuiltSource::Batch(source) => source,
+            BuiltSource::Stream(_) => panic!("the file source is a batch source"),
+        }
     }
 
     fn read_all(src: &dyn BatchSource) -> Result<Vec<String>> {

@@ -3,6 +3,7 @@
 
 pub mod fetch;
 pub mod file;
+pub mod socket;
 
 use std::path::Path;
 
@@ -19,7 +20,38 @@ pub struct SourceContext<'a> {
 
 /// Implemented by every source config.
 pub trait BuildSource: Send + Sync {
-    fn build(&self, ctx: &SourceContext) -> Result<Box<dyn BatchSource>, String>;
+    fn build(&self, ctx: &SourceContext) -> Result<BuiltSource, String>;
+}
+
+/// A bounded input read to its end (batch mode), or an unbounded one read as it arrives
+/// (stream mode).
+pub enum BuiltSource {
+    Batch(Box<dyn BatchSource>),
+    Stream(Box<dyn StreamSource>),
+}
+
+impl BuiltSource {
+    pub fn schema(&self) -> SchemaRef {
+        match self {
+            BuiltSource::Batch(s) => s.schema(),
+            BuiltSource::Stream(s) => s.schema(),
+        }
+    }
+}
+
+/// Bytes of whole lines (each ending in `\n`) handed from a streaming source to the engine.
+pub type Chunk = Vec<u8>;
+
+/// A source that runs as a tokio task and pushes chunks into a bounded channel: when the
+/// engine falls behind, `send` waits and the source stops reading (backpressure).
+pub trait StreamSource: Send + Sync {
+    fn schema(&self) -> SchemaRef;
+    /// Starts reading; the source ends (for good) when it drops `tx`.
+    fn start(&self, tx: tokio::sync::mpsc::Sender<Chunk>) -> tokio::task::JoinHandle<()>;
+    /// Turns chunks into a batch of rows.
+    fn decode(&self, chunks: &[Chunk]) -> RecordBatch;
+    /// Things worth telling the user at the end (skipped long lines, ...).
+    fn warnings(&self) -> Vec<String>;
 }
 
 /// A raw piece of input, cut at a record boundary.

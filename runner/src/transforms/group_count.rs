@@ -198,7 +198,8 @@ impl GroupCountState {
             }
             Table::Keys(map) => map.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         };
-        rows.sort_unstable();
+        // Most frequent first, ties by key: deterministic, and what a `limit` or a reader wants.
+        rows.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         rows
     }
 }
@@ -305,6 +306,10 @@ impl AggregateState for GroupCountState {
             .expect("columns built from the output schema")
     }
 
+    fn rows(&self) -> usize {
+        self.len()
+    }
+
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
     }
@@ -325,11 +330,11 @@ mod tests {
     }
 
     #[test]
-    fn counts_words_sorted_by_key() {
+    fn counts_words_most_frequent_first() {
         let stage = build("by: word", &text_schema("word")).unwrap();
         let out = run(&stage, text_batch("word", ["b", "a", "b", "c", "b"]));
-        assert_eq!(texts(&out, "word"), ["a", "b", "c"]);
-        assert_eq!(texts(&out, "count"), ["1", "3", "1"]);
+        assert_eq!(texts(&out, "word"), ["b", "a", "c"]);
+        assert_eq!(texts(&out, "count"), ["3", "1", "1"]);
     }
 
     #[test]
@@ -344,8 +349,8 @@ mod tests {
         right.update(&text_batch("word", ["y", "z", "y"])).unwrap();
         left.merge(right);
         let out = left.result();
-        assert_eq!(texts(&out, "word"), ["x", "y", "z"]);
-        assert_eq!(texts(&out, "n"), ["1", "3", "1"]);
+        assert_eq!(texts(&out, "word"), ["y", "x", "z"]);
+        assert_eq!(texts(&out, "n"), ["3", "1", "1"]);
     }
 
     #[test]

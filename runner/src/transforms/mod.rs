@@ -66,6 +66,8 @@ pub trait AggregateState: Send {
     fn merge(&mut self, other: Box<dyn AggregateState>);
     /// The aggregate so far, in a deterministic row order.
     fn result(&self) -> RecordBatch;
+    /// How many rows (groups) the state holds.
+    fn rows(&self) -> usize;
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
 }
 

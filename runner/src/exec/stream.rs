@@ -1,0 +1,394 @@
+//! The streaming executor: triggered micro-batches, as in Spark Structured Streaming.
+//!
+//! The source runs as tokio tasks pushing chunks of whole lines into a bounded channel (when
+//! the engine falls behind, the source simply stops reading: backpressure, not buffering).
+//! On each trigger the engine drains the channel, runs the transform chain over the new rows
+//! (the aggregation's state persists across epochs), and hands every sink the epoch's result
+//! according to the output mode. Epoch ids start at 0; an epoch with no new rows does not fire
+//! unless `emit_empty` is set.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::{BooleanArray, RecordBatch};
+use rayon::prelude::*;
+use tokio::sync::mpsc::error::TryRecvError;
+
+use super::{BuiltPipeline, BuiltStage};
+use crate::config::OutputMode;
+use crate::data::{cell, concat, BATCH_ROWS};
+use crate::error::{Error, Result};
+use crate::sources::{BuiltSource, Chunk, StreamSource};
+use crate::transforms::{AggregateState, StageKind};
+
+/// When epochs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The next epoch as soon as the previous one ends and new rows are there.
+    Continuous,
+    /// One epoch per interval, aligned to multiples of the interval since the start.
+    ProcessingTime(Duration),
+    /// Everything the source produces until it ends, then stop.
+    AvailableNow,
+}
+
+/// The stream settings of a validated pipeline.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    pub trigger: Trigger,
+    pub output_mode: OutputMode,
+    pub stop_after: Option<Duration>,
+    pub max_epochs: Option<u64>,
+    pub emit_empty: bool,
+}
+
+/// How epochs are reported on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Progress {
+    /// One short line per epoch.
+    Text,
+    /// One Spark-like progress object per epoch (JSON lines).
+    Json,
+    /// Nothing.
+    Off,
+}
+
+/// What a finished stream did.
+#[derive(Debug)]
+pub struct StreamReport {
+    pub epochs: u64,
+    pub rows_in: u64,
+    pub elapsed: Duration,
+    pub warnings: Vec<String>,
+    /// Why it stopped, for the log.
+    pub reason: &'static str,
+}
+
+/// Chunks (of up to 64 KiB) the channel holds: the most input buffered between the source
+/// and the engine, whatever the source sends.
+const CHANNEL_CHUNKS: usize = 64;
+/// The most input one epoch takes, so a burst is processed in bounded pieces.
+const EPOCH_MAX_BYTES: usize = 32 << 20;
+
+/// Runs the stream until the source ends, `stop_after`, `max_epochs`, or SIGINT/SIGTERM.
+pub fn run(pipeline: &mut BuiltPipeline, progress: Progress) -> Result<StreamReport> {
+    let settings = pipeline
+        .stream
+        .clone()
+        .ok_or_else(|| Error::runtime("this pipeline is not a stream"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("runner-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::runtime(format!("cannot start the I/O runtime: {e}")))?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(pipeline.cores)
+        .thread_name(|i| format!("runner-worker-{i}"))
+        .build()
+        .map_err(|e| {
+            Error::runtime(format!(
+                "cannot start {} worker threads: {e}",
+                pipeline.cores
+            ))
+        })?;
+    runtime.block_on(run_epochs(pipeline, &settings, &pool, progress))
+}
+
+/// SIGINT/SIGTERM set the flag (finish the epoch, flush, exit 0); a second SIGINT exits now.
+fn watch_signals(stop: Arc<AtomicBool>, wake: Arc<tokio::sync::Notify>) {
+    tokio::spawn(async move {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => Some(signal),
+                Err(e) => {
+                    tracing::warn!("cannot watch SIGTERM: {e}");
+                    None
+                }
+            };
+        loop {
+            let interrupted = tokio::select! {
+                result = tokio::signal::ctrl_c() => result.is_ok(),
+                Some(()) = async { match terminate.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => false,
+            };
+            if interrupted && stop.load(Ordering::SeqCst) {
+                eprintln!("interrupted again: exiting without finishing the epoch");
+                std::process::exit(130);
+            }
+            tracing::info!("stopping: finishing the current epoch");
+            stop.store(true, Ordering::SeqCst);
+            wake.notify_one();
+        }
+    });
+}
+
+async fn run_epochs(
+    pipeline: &mut BuiltPipeline,
+    settings: &StreamSettings,
+    pool: &rayon::ThreadPool,
+    progress: Progress,
+) -> Result<StreamReport> {
+    let BuiltSource::Stream(source) = &pipeline.source else {
+        return Err(Error::runtime("a batch source cannot run as a stream"));
+    };
+    let source: &dyn StreamSource = source.as_ref();
+    let started = Instant::now();
+    let deadline = settings.stop_after.map(|d| started + d);
+    let stop = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    watch_signals(stop.clone(), wake.clone());
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
+    let reader = source.start(tx);
+
+    let stages = pipeline.stages.as_slice();
+    let split = stages
+        .iter()
+        .position(|s| !matches!(s.stage.kind, StageKind::Map(_)))
+        .unwrap_or(stages.len());
+    let (prefix, rest) = stages.split_at(split);
+    let aggregation = match rest.first().map(|s| &s.stage.kind) {
+        Some(StageKind::Aggregate(a)) => Some(a.as_ref()),
+        _ => None,
+    };
+    let suffix = if aggregation.is_some() {
+        &rest[1..]
+    } else {
+        rest
+    };
+    let mut state = aggregation.map(|a| a.new_state());
+
+    let mut epoch = 0u64;
+    let mut rows_in = 0u64;
+    let mut source_ended = false;
+    let mut next_fire = started;
+    let reason;
+    loop {
+        // 1. Wait for the trigger.
+        let deadline_sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut chunks: Vec<Chunk> = Vec::new();
+        match settings.trigger {
+            Trigger::ProcessingTime(interval) => {
+                let now = Instant::now();
+                if next_fire <= now && epoch > 0 {
+                    tracing::warn!(
+                        "falling behind: epoch {} took longer than the {:?} trigger interval",
+                        epoch - 1,
+                        interval
+                    );
+                } else {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(next_fire.into()) => {}
+                        _ = wake.notified() => {}
+                        _ = deadline_sleep => {}
+                    }
+                }
+            }
+            Trigger::Continuous | Trigger::AvailableNow => {
+                if !source_ended {
+                    tokio::select! {
+                        chunk = rx.recv() => match chunk {
+                            Some(chunk) => chunks.push(chunk),
+                            None => source_ended = true,
+                        },
+                        _ = wake.notified() => {}
+                        _ = deadline_sleep => {}
+                    }
+                }
+            }
+        }
+        let fired_at = Instant::now();
+        if let Trigger::ProcessingTime(interval) = settings.trigger {
+            // The next boundary after now: aligned to the start, skipping missed ones.
+            let periods = (fired_at - started).as_nanos() / interval.as_nanos().max(1) + 1;
+            next_fire = started + interval.mul_f64(periods as f64);
+        }
+
+        // 2. Take what has arrived (bounded per epoch).
+        let mut bytes: usize = chunks.iter().map(Vec::len).sum();
+        while bytes < EPOCH_MAX_BYTES {
+            match rx.try_recv() {
+                Ok(chunk) => {
+                    bytes += chunk.len();
+                    chunks.push(chunk);
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    source_ended = true;
+                    break;
+                }
+            }
+        }
+        let stopping = stop.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d);
+
+        // 3. Run the epoch (unless there is nothing new).
+        if !chunks.is_empty() || settings.emit_empty {
+            let epoch_started = Instant::now();
+            let input = source.decode(&chunks);
+            let input_rows = input.num_rows() as u64;
+            rows_in += input_rows;
+            let result = pool.install(|| {
+                epoch_result(
+                    input,
+                    prefix,
+                    aggregation,
+                    state.as_mut(),
+                    suffix,
+                    settings.output_mode,
+                )
+            })?;
+            for sink in &mut pipeline.sinks {
+                sink.write(&result, epoch)?;
+            }
+            let took = epoch_started.elapsed();
+            let state_rows = state.as_ref().map_or(0, |s| s.rows());
+            report_progress(
+                progress,
+                epoch,
+                input_rows,
+                fired_at,
+                took,
+                state_rows,
+                result.num_rows(),
+            );
+            epoch += 1;
+        }
+
+        // 4. Stop?
+        if stopping {
+            reason = if stop.load(Ordering::SeqCst) {
+                "interrupted"
+            } else {
+                "stop_after reached"
+            };
+            break;
+        }
+        if settings.max_epochs.is_some_and(|max| epoch >= max) {
+            reason = "max_epochs reached";
+            break;
+        }
+        if source_ended && rx.is_empty() {
+            reason = "the source ended";
+            break;
+        }
+    }
+    drop(rx);
+    reader.abort();
+    Ok(StreamReport {
+        epochs: epoch,
+        rows_in,
+        elapsed: started.elapsed(),
+        warnings: source.warnings(),
+        reason,
+    })
+}
+
+/// Runs one epoch's rows through the chain and returns what the sinks receive.
+fn epoch_result(
+    input: RecordBatch,
+    prefix: &[BuiltStage],
+    aggregation: Option<&dyn crate::transforms::Aggregation>,
+    state: Option<&mut Box<dyn AggregateState>>,
+    suffix: &[BuiltStage],
+    mode: OutputMode,
+) -> Result<RecordBatch> {
+    // Row-wise stages, in parallel over slices when the epoch is large.
+    let slices: Vec<RecordBatch> = (0..input.num_rows())
+        .step_by(BATCH_ROWS)
+        .map(|start| input.slice(start, BATCH_ROWS.min(input.num_rows() - start)))
+        .collect();
+    let run_prefix = |batch: &RecordBatch| -> Result<RecordBatch> {
+        let mut batch = batch.clone();
+        for stage in prefix {
+            if let StageKind::Map(map) = &stage.stage.kind {
+                batch = map
+                    .apply(&batch)
+                    .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
+            }
+        }
+        Ok(batch)
+    };
+    let mapped: Vec<RecordBatch> = if slices.len() > 4 {
+        slices.par_iter().map(run_prefix).collect::<Result<_>>()?
+    } else {
+        slices.iter().map(run_prefix).collect::<Result<_>>()?
+    };
+    let schema = prefix
+        .last()
+        .map_or_else(|| input.schema(), |s| s.stage.output.clone());
+
+    let result = match (aggregation, state) {
+        (Some(aggregation), Some(state)) => {
+            let mut changed = (mode == OutputMode::Update).then(|| aggregation.new_state());
+            for batch in &mapped {
+                state.update(batch)?;
+                if let Some(changed) = changed.as_mut() {
+                    changed.update(batch)?;
+                }
+            }
+            let table = state.result();
+            match changed {
+                Some(changed) => rows_with_keys(&table, &changed.result()),
+                None => table,
+            }
+        }
+        _ => concat(&schema, &mapped),
+    };
+    super::batch::finish(result, suffix)
+}
+
+/// The rows of `table` whose key (every column but the last, the count) appears in `keys`.
+fn rows_with_keys(table: &RecordBatch, keys: &RecordBatch) -> RecordBatch {
+    let key_columns = table.num_columns().saturating_sub(1);
+    let key_of = |batch: &RecordBatch, row: usize| -> Vec<String> {
+        (0..key_columns)
+            .map(|c| cell(batch.column(c).as_ref(), row).to_text())
+            .collect()
+    };
+    let wanted: HashSet<Vec<String>> = (0..keys.num_rows()).map(|r| key_of(keys, r)).collect();
+    let mask: BooleanArray = (0..table.num_rows())
+        .map(|r| Some(wanted.contains(&key_of(table, r))))
+        .collect();
+    arrow_select::filter::filter_record_batch(table, &mask).expect("mask has one entry per row")
+}
+
+fn report_progress(
+    progress: Progress,
+    epoch: u64,
+    rows: u64,
+    fired_at: Instant,
+    took: Duration,
+    state_rows: usize,
+    out_rows: usize,
+) {
+    let seconds = took.as_secs_f64().max(1e-9);
+    match progress {
+        Progress::Off => {}
+        Progress::Text => eprintln!(
+            "epoch {epoch}: {rows} rows in, {:.0} rows/s, {:.1} ms, {state_rows} state rows, {out_rows} rows out",
+            rows as f64 / seconds,
+            took.as_secs_f64() * 1000.0
+        ),
+        Progress::Json => {
+            let since_trigger = fired_at.elapsed().as_secs_f64().max(1e-9);
+            let object = serde_json::json!({
+                "batchId": epoch,
+                "timestamp": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                "numInputRows": rows,
+                "inputRowsPerSecond": rows as f64 / since_trigger,
+                "processedRowsPerSecond": rows as f64 / seconds,
+                "durationMs": { "triggerExecution": (took.as_secs_f64() * 1000.0).round() as u64 },
+                "stateRows": state_rows,
+                "sink": { "numOutputRows": out_rows },
+            });
+            eprintln!("{object}");
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! `socket`: lines of text from TCP, the chapter's `readStream.format('socket')`. `connect` is a
+//! client like Spark's (it waits for the server, retrying with backoff, and can reconnect);
+//! `listen` accepts any number of clients and reads lines from all of them. Lines longer than
+//! `max_line_bytes` are skipped and counted, never buffered whole.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc::Sender;
+
+use super::{BuildSource, BuiltSource, Chunk, SourceContext, StreamSource};
+use crate::data::text_schema;
+
+/// Read lines from a TCP socket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketSourceConfig {
+    /// The host to connect to, or the address to listen on (default 127.0.0.1 when listening).
+    #[serde(default, deserialize_with = "crate::config::env::opt_string")]
+    pub host: Option<String>,
+    /// The TCP port.
+    pub port: u16,
+    /// `connect` to a server (default) or `listen` for clients.
+    #[serde(default)]
+    pub mode: SocketMode,
+    /// In `connect` mode: connect again when the server closes the connection, instead of
+    /// ending the source.
+    #[serde(default)]
+    pub reconnect: bool,
+    /// Longer lines are skipped (and counted) rather than held in memory.
+    #[serde(default = "default_max_line")]
+    pub max_line_bytes: usize,
+    /// The output column.
+    #[serde(
+        default = "default_column",
+        deserialize_with = "crate::config::env::string"
+    )]
+    pub column: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketMode {
+    #[default]
+    Connect,
+    Listen,
+}
+
+fn default_max_line() -> usize {
+    1 << 20
+}
+fn default_column() -> String {
+    "line".into()
+}
+
+impl BuildSource for SocketSourceConfig {
+    fn build(&self, _ctx: &SourceContext) -> Result<BuiltSource, String> {
+        if self.max_line_bytes == 0 {
+            return Err("max_line_bytes must be at least 1".into());
+        }
+        let host = self.host.clone().unwrap_or_else(|| match self.mode {
+            SocketMode::Connect => "localhost".into(),
+            SocketMode::Listen => "127.0.0.1".into(),
+        });
+        if host.is_empty() {
+            return Err("`host` is empty".into());
+        }
+        Ok(BuiltSource::Stream(Box::new(SocketSource {
+            config: self.clone(),
+            address: format!("{host}:{}", self.port),
+            schema: text_schema(&self.column),
+            stats: Arc::new(Stats::default()),
+        })))
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    long_lines: AtomicU64,
+    bad_utf8: AtomicU64,
+}
+
+pub struct SocketSource {
+    config: SocketSourceConfig,
+    address: String,
+    schema: SchemaRef,
+    stats: Arc<Stats>,
+}
+
+/// Bytes read from the socket at a time, and the most handed to the engine in one chunk.
+const READ_BYTES: usize = 64 * 1024;
+
+impl StreamSource for SocketSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn start(&self, tx: Sender<Chunk>) -> tokio::task::JoinHandle<()> {
+        let (address, config, stats) = (
+            self.address.clone(),
+            self.config.clone(),
+            self.stats.clone(),
+        );
+        tokio::spawn(async move {
+            match config.mode {
+                SocketMode::Connect => connect_loop(&address, &config, &stats, tx).await,
+                SocketMode::Listen => listen_loop(&address, &config, &stats, tx).await,
+            }
+        })
+    }
+
+    fn decode(&self, chunks: &[Chunk]) -> RecordBatch {
+        let bytes: usize = chunks.iter().map(Vec::len).sum();
+        let mut lines = StringBuilder::with_capacity(bytes / 16 + 1, bytes);
+        for chunk in chunks {
+            let body = chunk.strip_suffix(b"\n").unwrap_or(chunk);
+            if chunk.is_empty() {
+                continue;
+            }
+            for raw in body.split(|&b| b == b'\n') {
+                let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+                match std::str::from_utf8(line) {
+                    Ok(text) => lines.append_value(text),
+                    Err(_) => {
+                        self.stats.bad_utf8.fetch_add(1, Ordering::Relaxed);
+                        lines.append_value(String::from_utf8_lossy(line));
+                    }
+                }
+            }
+        }
+        RecordBatch::try_new(self.schema.clone(), vec![Arc::new(lines.finish())])
+            .expect("one text column")
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let long = self.stats.long_lines.load(Ordering::Relaxed);
+        if long > 0 {
+            warnings.push(format!(
+                "{long} line(s) longer than max_line_bytes ({}) were skipped",
+                self.config.max_line_bytes
+            ));
+        }
+        let bad = self.stats.bad_utf8.load(Ordering::Relaxed);
+        if bad > 0 {
+            warnings.push(format!(
+                "{bad} line(s) had invalid UTF-8; bad bytes were replaced with U+FFFD"
+            ));
+        }
+        warnings
+    }
+}
+
+async fn connect_loop(
+    address: &str,
+    config: &SocketSourceConfig,
+    stats: &Stats,
+    tx: Sender<Chunk>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    let mut announced = false;
+    loop {
+        match tokio::net::TcpStream::connect(address).await {
+            Ok(stream) => {
+                tracing::info!(%address, "connected");
+                backoff = Duration::from_millis(50);
+                announced = false;
+                if read_lines(stream, config, stats, &tx).await.is_err() || !config.reconnect {
+                    return;
+                }
+                tracing::info!(%address, "the server closed the connection; reconnecting");
+            }
+            Err(e) => {
+                if !announced {
+                    tracing::warn!(
+                        "waiting for {address} ({e}); retrying until it accepts connections"
+                    );
+                    announced = true;
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+async fn listen_loop(
+    address: &str,
+    config: &SocketSourceConfig,
+    stats: &Arc<Stats>,
+    tx: Sender<Chunk>,
+) {
+    let listener = match tokio::net::TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!("cannot listen on {address}: {e}");
+            return;
+        }
+    };
+    tracing::info!(%address, "listening for clients");
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tracing::info!(%peer, "client connected");
+                    let (config, stats, tx) = (config.clone(), stats.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let _ = read_lines(stream, &config, &stats, &tx).await;
+                        tracing::info!(%peer, "client disconnected");
+                    });
+                }
+                Err(e) => tracing::warn!("accepting a client failed: {e}"),
+            },
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+/// Reads one connection to its end, sending chunks of whole lines. `Err` means the engine is
+/// gone (the channel closed), so reading should stop for good.
+async fn read_lines(
+    mut stream: tokio::net::TcpStream,
+    config: &SocketSourceConfig,
+    stats: &Stats,
+    tx: &Sender<Chunk>,
+) -> Result<(), ()> {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut skipping = false;
+    let mut buffer = vec![0u8; READ_BYTES];
+    loop {
+        let n = match stream.read(&mut buffer).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("reading the socket failed: {e}");
+                break;
+            }
+        };
+        let mut data = &buffer[..n];
+        // `chunk` starts with the unfinished line of the previous read; the current line
+        // starts at `line_start`.
+        let mut chunk = std::mem::take(&mut pending);
+        let mut line_start = 0;
+        while !data.is_empty() {
+            match memchr::memchr(b'\n', data) {
+                Some(at) => {
+                    if skipping {
+                        skipping = false;
+                    } else if chunk.len() - line_start + at > config.max_line_bytes {
+                        stats.long_lines.fetch_add(1, Ordering::Relaxed);
+                        chunk.truncate(line_start);
+                    } else {
+                        chunk.extend_from_slice(&data[..=at]);
+                    }
+                    line_start = chunk.len();
+                    data = &data[at + 1..];
+                }
+                None => {
+                    if !skipping {
+                        if chunk.len() - line_start + data.len() > config.max_line_bytes {
+                            // Too long already: drop it and everything up to its newline.
+                            stats.long_lines.fetch_add(1, Ordering::Relaxed);
+                            chunk.truncate(line_start);
+                            skipping = true;
+                        } else {
+                            chunk.extend_from_slice(data);
+                        }
+                    }
+                    data = &[];
+                }
+            }
+        }
+        pending = chunk.split_off(line_start);
+        if !chunk.is_empty() && tx.send(chunk).await.is_err() {
+            return Err(());
+        }
+    }
+    if !pending.is_empty() && !skipping {
+        // A final line without a newline is kept.
+        pending.push(b'\n');
+        tx.send(pending).await.map_err(|_| ())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(yaml: &str) -> Box<dyn StreamSource> {
+        let config: SocketSourceConfig = serde_saphyr::from_str(yaml).unwrap();
+        match config
+            .build(&SourceContext {
+                base_dir: std::path::Path::new("."),
+            })
+            .unwrap()
+        {
+            BuiltSource::Stream(s) => s,
+            BuiltSource::Batch(_) => panic!("socket is a stream source"),
+        }
+    }
+
+    #[test]
+    fn decodes_lines_with_crlf_and_bad_bytes() {
+        let src = source("port: 1");
+        let batch = src.decode(&[b"a b\r\nc\n".to_vec(), b"d\xff\n".to_vec()]);
+        let lines: Vec<_> = (0..batch.num_rows())
+            .map(|r| crate::data::cell(batch.column(0).as_ref(), r).to_text())
+            .collect();
+        assert_eq!(lines, ["a b", "c", "d\u{fffd}"]);
+        assert!(src.warnings()[0].contains("invalid UTF-8"));
+    }
+
+    #[test]
+    fn reads_a_server_skipping_long_lines_and_keeping_the_last() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let (mut s, _) = listener.accept().await.unwrap();
+                s.write_all(b"one\ntwo\n").await.unwrap();
+                s.write_all(&vec![b'x'; 300]).await.unwrap();
+                s.write_all(b"\nthree\nlast").await.unwrap();
+            });
+            let src = source(&format!(
+                "{{host: 127.0.0.1, port: {port}, max_line_bytes: 100}}"
+            ));
+            let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+            src.start(tx);
+            let mut chunks = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                chunks.push(chunk);
+            }
+            let batch = src.decode(&chunks);
+            let lines: Vec<_> = (0..batch.num_rows())
+                .map(|r| crate::data::cell(batch.column(0).as_ref(), r).to_text())
+                .collect();
+            assert_eq!(lines, ["one", "two", "three", "last"]);
+            assert!(src.warnings()[0].contains("1 line(s) longer than max_line_bytes"));
+        });
+    }
+}

@@ -1,0 +1,289 @@
+//! Streaming through the binary, with real TCP servers and clients on 127.0.0.1.
+
+mod common;
+use common::*;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn spawn_runner(pipeline: &std::path::Path, extra: &[&str]) -> Child {
+    Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(pipeline)
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child) -> (i32, String, String) {
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn counts(csv: &std::path::Path) -> Vec<(String, i64)> {
+    let text = std::fs::read_to_string(csv).unwrap_or_default();
+    let mut rows: Vec<(String, i64)> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            l.rsplit_once(',')
+                .map(|(w, c)| (w.to_owned(), c.parse().unwrap()))
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn hashtag_pipeline(dir: &std::path::Path, source: &str, extra: &str) -> std::path::PathBuf {
+    write(
+        dir,
+        "p.yaml",
+        &format!(
+            "name: t\nmode: stream\nsource:\n{source}\ntransforms:\n  - {{type: explode, column: line, separator: ' ', as: hashtag}}\n  - {{type: group_count, by: hashtag}}\n{extra}sinks:\n  - {{type: stdout, format: jsonl}}\n  - {{type: csv, path: counts.csv}}\n"
+        ),
+    )
+}
+
+/// A line server: accepts one client and sends `batches` with `pause` between them, then closes.
+fn line_server(batches: Vec<Vec<u8>>, pause: Duration) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        for batch in batches {
+            client.write_all(&batch).unwrap();
+            std::thread::sleep(pause);
+        }
+    });
+    port
+}
+
+#[test]
+fn complete_mode_counts_exactly_across_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let batches: Vec<Vec<u8>> = (0..5)
+        .map(|_| b"rust spark ai\nrust go\n".repeat(2_000))
+        .collect();
+    let port = line_server(batches, Duration::from_millis(300));
+    let p = hashtag_pipeline(
+        dir.path(),
+        &format!("  type: socket\n  host: 127.0.0.1\n  port: {port}"),
+        "trigger:\n  processing_time: 200ms\noutput_mode: complete\n",
+    );
+    let (code, stdout, stderr) = finish(spawn_runner(&p, &[]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        counts(&dir.path().join("counts.csv")),
+        [
+            ("ai".into(), 10_000),
+            ("go".into(), 10_000),
+            ("rust".into(), 20_000),
+            ("spark".into(), 10_000)
+        ]
+    );
+    let epochs = stdout.lines().filter(|l| l.starts_with("EPOCH ")).count();
+    assert!(epochs >= 3, "several epochs expected:\n{stdout}");
+    assert!(stdout.starts_with("EPOCH 0 ("), "{stdout}");
+    // Complete mode: every epoch carries the whole table, most frequent first.
+    assert!(stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .contains("\"hashtag\":\"rust\""));
+    assert!(
+        stderr.contains("epoch 0: ") && stderr.contains("stopped (the source ended)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn update_mode_emits_only_changed_rows_and_append_emits_new_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = line_server(
+        vec![b"a b\n".to_vec(), b"b\n".to_vec()],
+        Duration::from_millis(600),
+    );
+    let p = hashtag_pipeline(
+        dir.path(),
+        &format!("  type: socket\n  host: 127.0.0.1\n  port: {port}"),
+        "trigger:\n  processing_time: 250ms\noutput_mode: update\n",
+    );
+    let (code, stdout, stderr) = finish(spawn_runner(&p, &[]));
+    assert_eq!(code, 0, "{stderr}");
+    let epochs: Vec<&str> = stdout.split("EPOCH ").skip(1).collect();
+    assert_eq!(epochs.len(), 2, "{stdout}");
+    assert!(
+        epochs[0].contains("\"a\"") && epochs[0].contains("\"b\""),
+        "{stdout}"
+    );
+    assert!(
+        epochs[1].contains("{\"hashtag\":\"b\",\"count\":2}") && !epochs[1].contains("\"a\""),
+        "{stdout}"
+    );
+
+    // Append without an aggregation: each epoch has only its new rows.
+    let port = line_server(
+        vec![b"x y\n".to_vec(), b"z\n".to_vec()],
+        Duration::from_millis(600),
+    );
+    let p = write(
+        dir.path(),
+        "append.yaml",
+        &format!("name: t\nmode: stream\nsource:\n  type: socket\n  host: 127.0.0.1\n  port: {port}\ntransforms:\n  - {{type: explode, column: line, separator: ' ', as: tag}}\ntrigger:\n  processing_time: 250ms\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+    );
+    let (code, stdout, stderr) = finish(spawn_runner(&p, &[]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        "EPOCH 0 (2 rows)\ntag\nx\ny\nEPOCH 1 (1 row)\ntag\nz\n"
+    );
+}
+
+#[test]
+fn reconnects_after_the_server_closes_and_waits_for_it_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // Reserve a port, then start the server only after runner is already trying it.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = hashtag_pipeline(
+        dir.path(),
+        &format!("  type: socket\n  host: 127.0.0.1\n  port: {port}\n  reconnect: true"),
+        "trigger:\n  processing_time: 100ms\nstop_after: 3s\n",
+    );
+    let child = spawn_runner(&p, &[]);
+    std::thread::sleep(Duration::from_millis(400));
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    for round in 0..2 {
+        let (mut client, _) = listener.accept().unwrap();
+        client
+            .write_all(format!("r{round} shared\n").repeat(100).as_bytes())
+            .unwrap();
+        drop(client);
+    }
+    let (code, _, stderr) = finish(child);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        counts(&dir.path().join("counts.csv")),
+        [
+            ("r0".into(), 100),
+            ("r1".into(), 100),
+            ("shared".into(), 200)
+        ]
+    );
+    assert!(stderr.contains("stopped (stop_after reached)"), "{stderr}");
+}
+
+#[test]
+fn a_huge_line_without_newline_is_skipped_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut huge = b"before\n".to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 10 << 20));
+    huge.extend_from_slice(b"\nafter\n");
+    let port = line_server(vec![huge], Duration::from_millis(10));
+    let p = hashtag_pipeline(
+        dir.path(),
+        &format!("  type: socket\n  host: 127.0.0.1\n  port: {port}"),
+        "",
+    );
+    let (code, _, stderr) = finish(spawn_runner(&p, &[]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        counts(&dir.path().join("counts.csv")),
+        [("after".into(), 1), ("before".into(), 1)]
+    );
+    assert!(
+        stderr.contains("1 line(s) longer than max_line_bytes (1048576) were skipped"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigterm_finishes_the_epoch_and_flushes_the_sinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = hashtag_pipeline(
+        dir.path(),
+        &format!("  type: socket\n  mode: listen\n  port: {port}"),
+        "trigger:\n  processing_time: 60s\n",
+    );
+    let child = spawn_runner(&p, &[]);
+    // Two clients at once: listen mode reads from all of them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut clients = Vec::new();
+    while clients.len() < 2 {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(c) => clients.push(c),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("runner never listened: {e}"),
+        }
+    }
+    clients[0]
+        .write_all(b"alpha beta\n".repeat(500).as_slice())
+        .unwrap();
+    clients[1]
+        .write_all(b"beta\n".repeat(250).as_slice())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // The 60 s trigger has not fired yet: SIGTERM must still process and write what arrived.
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let (code, _, stderr) = finish(child);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        counts(&dir.path().join("counts.csv")),
+        [("alpha".into(), 500), ("beta".into(), 750)]
+    );
+    assert!(stderr.contains("stopped (interrupted)"), "{stderr}");
+}
+
+#[test]
+fn available_now_drains_the_source_then_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = line_server(vec![b"q w e\n".repeat(50_000)], Duration::from_millis(10));
+    let p = hashtag_pipeline(
+        dir.path(),
+        &format!("  type: socket\n  host: 127.0.0.1\n  port: {port}"),
+        "trigger:\n  available_now: true\n",
+    );
+    let (code, _, stderr) = finish(spawn_runner(&p, &["--progress", "json"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        counts(&dir.path().join("counts.csv")),
+        [
+            ("e".into(), 50_000),
+            ("q".into(), 50_000),
+            ("w".into(), 50_000)
+        ]
+    );
+    let progress: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!progress.is_empty());
+    assert_eq!(progress[0]["batchId"], 0);
+    let total: u64 = progress
+        .iter()
+        .map(|p| p["numInputRows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 50_000);
+}
