@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use arrow_array::{BooleanArray, RecordBatch};
 use rayon::prelude::*;
-use tokio::sync::mpsc::error::TryRecvError;
 
 use super::{BuiltPipeline, BuiltStage};
 use crate::config::OutputMode;
@@ -158,7 +157,18 @@ async fn run_epochs(
     } else {
         rest
     };
+    let engine = Engine {
+        source,
+        prefix,
+        aggregation,
+        suffix,
+        mode: settings.output_mode,
+    };
     let mut state = aggregation.map(|a| a.new_state());
+    let processing_time = match settings.trigger {
+        Trigger::ProcessingTime(interval) => Some(interval),
+        _ => None,
+    };
 
     let mut epoch = 0u64;
     let mut rows_in = 0u64;
@@ -166,84 +176,74 @@ async fn run_epochs(
     let mut next_fire = started;
     let reason;
     loop {
-        // 1. Wait for the trigger.
-        let deadline_sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
+        // Rows are processed as they arrive (so memory stays bounded and the source is never
+        // held back waiting for a trigger); the trigger decides when sinks see a result.
+        let mut pending = Pending::new(aggregation, settings.output_mode);
         let mut chunks: Vec<Chunk> = Vec::new();
-        match settings.trigger {
-            Trigger::ProcessingTime(interval) => {
-                let now = Instant::now();
-                if next_fire <= now && epoch > 0 {
-                    tracing::warn!(
-                        "falling behind: epoch {} took longer than the {:?} trigger interval",
-                        epoch - 1,
-                        interval
-                    );
-                } else {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(next_fire.into()) => {}
-                        _ = wake.notified() => {}
-                        _ = deadline_sleep => {}
-                    }
+        let mut bytes = 0usize;
+        if processing_time.is_some() && next_fire <= Instant::now() && epoch > 0 {
+            tracing::warn!(
+                "falling behind: epoch {} ended after the next trigger time",
+                epoch - 1
+            );
+        }
+        loop {
+            let deadline_sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
                 }
+            };
+            let fire = async {
+                match processing_time {
+                    Some(_) => tokio::time::sleep_until(next_fire.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // Appended rows wait for the trigger in memory: past a bound, stop reading.
+            let room = pending.buffered_bytes < EPOCH_MAX_BYTES;
+            let fired = tokio::select! {
+                chunk = rx.recv(), if !source_ended && room => {
+                    match chunk {
+                        Some(chunk) => {
+                            bytes += chunk.len();
+                            chunks.push(chunk);
+                        }
+                        None => source_ended = true,
+                    }
+                    false
+                }
+                _ = fire => true,
+                _ = wake.notified() => true,
+                _ = deadline_sleep => true,
+            };
+            let quiet = processing_time.is_none() && rx.is_empty();
+            if !chunks.is_empty() && (bytes >= PROCESS_BYTES || fired || source_ended || quiet) {
+                let batch = std::mem::take(&mut chunks);
+                bytes = 0;
+                pool.install(|| engine.absorb(&batch, state.as_mut(), &mut pending))?;
             }
-            Trigger::Continuous | Trigger::AvailableNow => {
-                if !source_ended {
-                    tokio::select! {
-                        chunk = rx.recv() => match chunk {
-                            Some(chunk) => chunks.push(chunk),
-                            None => source_ended = true,
-                        },
-                        _ = wake.notified() => {}
-                        _ = deadline_sleep => {}
-                    }
-                }
+            if fired || source_ended || stop.load(Ordering::SeqCst) {
+                break;
+            }
+            // Continuous and available-now triggers: an epoch as soon as the data there is in.
+            if processing_time.is_none() && (pending.rows > 0 && quiet || !room) {
+                break;
             }
         }
         let fired_at = Instant::now();
-        if let Trigger::ProcessingTime(interval) = settings.trigger {
+        if let Some(interval) = processing_time {
             // The next boundary after now: aligned to the start, skipping missed ones.
             let periods = (fired_at - started).as_nanos() / interval.as_nanos().max(1) + 1;
             next_fire = started + interval.mul_f64(periods as f64);
         }
-
-        // 2. Take what has arrived (bounded per epoch).
-        let mut bytes: usize = chunks.iter().map(Vec::len).sum();
-        while bytes < EPOCH_MAX_BYTES {
-            match rx.try_recv() {
-                Ok(chunk) => {
-                    bytes += chunk.len();
-                    chunks.push(chunk);
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    source_ended = true;
-                    break;
-                }
-            }
-        }
         let stopping = stop.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d);
 
-        // 3. Run the epoch (unless there is nothing new).
-        if !chunks.is_empty() || settings.emit_empty {
+        if pending.rows > 0 || settings.emit_empty {
             let epoch_started = Instant::now();
-            let input = source.decode(&chunks);
-            let input_rows = input.num_rows() as u64;
+            let input_rows = pending.rows;
             rows_in += input_rows;
-            let result = pool.install(|| {
-                epoch_result(
-                    input,
-                    prefix,
-                    aggregation,
-                    state.as_mut(),
-                    suffix,
-                    settings.output_mode,
-                )
-            })?;
+            let result = engine.result(state.as_ref(), pending)?;
             for sink in &mut pipeline.sinks {
                 sink.write(&result, epoch)?;
             }
@@ -261,7 +261,6 @@ async fn run_epochs(
             epoch += 1;
         }
 
-        // 4. Stop?
         if stopping {
             reason = if stop.load(Ordering::SeqCst) {
                 "interrupted"
@@ -290,58 +289,118 @@ async fn run_epochs(
     })
 }
 
-/// Runs one epoch's rows through the chain and returns what the sinks receive.
-fn epoch_result(
-    input: RecordBatch,
-    prefix: &[BuiltStage],
-    aggregation: Option<&dyn crate::transforms::Aggregation>,
-    state: Option<&mut Box<dyn AggregateState>>,
-    suffix: &[BuiltStage],
-    mode: OutputMode,
-) -> Result<RecordBatch> {
-    // Row-wise stages, in parallel over slices when the epoch is large.
-    let slices: Vec<RecordBatch> = (0..input.num_rows())
-        .step_by(BATCH_ROWS)
-        .map(|start| input.slice(start, BATCH_ROWS.min(input.num_rows() - start)))
-        .collect();
-    let run_prefix = |batch: &RecordBatch| -> Result<RecordBatch> {
-        let mut batch = batch.clone();
-        for stage in prefix {
-            if let StageKind::Map(map) = &stage.stage.kind {
-                batch = map
-                    .apply(&batch)
-                    .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
-            }
-        }
-        Ok(batch)
-    };
-    let mapped: Vec<RecordBatch> = if slices.len() > 4 {
-        slices.par_iter().map(run_prefix).collect::<Result<_>>()?
-    } else {
-        slices.iter().map(run_prefix).collect::<Result<_>>()?
-    };
-    let schema = prefix
-        .last()
-        .map_or_else(|| input.schema(), |s| s.stage.output.clone());
+/// Input bytes gathered before they are processed, between triggers.
+const PROCESS_BYTES: usize = 1 << 20;
 
-    let result = match (aggregation, state) {
-        (Some(aggregation), Some(state)) => {
-            let mut changed = (mode == OutputMode::Update).then(|| aggregation.new_state());
-            for batch in &mapped {
-                state.update(batch)?;
-                if let Some(changed) = changed.as_mut() {
-                    changed.update(batch)?;
+/// What an epoch has gathered so far.
+struct Pending {
+    rows: u64,
+    /// Update mode: the groups this epoch touched.
+    changed: Option<Box<dyn AggregateState>>,
+    /// Without an aggregation: the epoch's transformed rows, waiting for the trigger.
+    appended: Vec<RecordBatch>,
+    buffered_bytes: usize,
+}
+
+impl Pending {
+    fn new(aggregation: Option<&dyn crate::transforms::Aggregation>, mode: OutputMode) -> Self {
+        Pending {
+            rows: 0,
+            changed: aggregation
+                .filter(|_| mode == OutputMode::Update)
+                .map(|a| a.new_state()),
+            appended: Vec::new(),
+            buffered_bytes: 0,
+        }
+    }
+}
+
+/// The transform chain of a stream, split around its aggregation.
+struct Engine<'a> {
+    source: &'a dyn StreamSource,
+    prefix: &'a [BuiltStage],
+    aggregation: Option<&'a dyn crate::transforms::Aggregation>,
+    suffix: &'a [BuiltStage],
+    mode: OutputMode,
+}
+
+impl Engine<'_> {
+    /// Runs newly arrived chunks through the row-wise stages (in parallel over slices when
+    /// there are many rows) into the aggregation state, or keeps them for the epoch.
+    fn absorb(
+        &self,
+        chunks: &[Chunk],
+        state: Option<&mut Box<dyn AggregateState>>,
+        pending: &mut Pending,
+    ) -> Result<()> {
+        let input = self.source.decode(chunks);
+        pending.rows += input.num_rows() as u64;
+        let slices: Vec<RecordBatch> = (0..input.num_rows())
+            .step_by(BATCH_ROWS)
+            .map(|start| input.slice(start, BATCH_ROWS.min(input.num_rows() - start)))
+            .collect();
+        let run_prefix = |batch: &RecordBatch| -> Result<RecordBatch> {
+            let mut batch = batch.clone();
+            for stage in self.prefix {
+                if let StageKind::Map(map) = &stage.stage.kind {
+                    batch = map
+                        .apply(&batch)
+                        .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
                 }
             }
-            let table = state.result();
-            match changed {
-                Some(changed) => rows_with_keys(&table, &changed.result()),
-                None => table,
+            Ok(batch)
+        };
+        let mapped: Vec<RecordBatch> = if slices.len() > 4 {
+            slices.par_iter().map(run_prefix).collect::<Result<_>>()?
+        } else {
+            slices.iter().map(run_prefix).collect::<Result<_>>()?
+        };
+        match state {
+            Some(state) => {
+                for batch in &mapped {
+                    state.update(batch)?;
+                    if let Some(changed) = pending.changed.as_mut() {
+                        changed.update(batch)?;
+                    }
+                }
+            }
+            None => {
+                pending.buffered_bytes += mapped
+                    .iter()
+                    .map(|b| b.get_array_memory_size())
+                    .sum::<usize>();
+                pending.appended.extend(mapped);
             }
         }
-        _ => concat(&schema, &mapped),
-    };
-    super::batch::finish(result, suffix)
+        Ok(())
+    }
+
+    /// What the sinks receive for the epoch.
+    fn result(
+        &self,
+        state: Option<&Box<dyn AggregateState>>,
+        pending: Pending,
+    ) -> Result<RecordBatch> {
+        let result = match (self.aggregation, state) {
+            (Some(_), Some(state)) => {
+                let table = state.result();
+                match (self.mode, pending.changed) {
+                    (OutputMode::Update, Some(changed)) => {
+                        rows_with_keys(&table, &changed.result())
+                    }
+                    _ => table,
+                }
+            }
+            _ => {
+                let schema = self
+                    .prefix
+                    .last()
+                    .map_or_else(|| self.source.schema(), |s| s.stage.output.clone());
+                concat(&schema, &pending.appended)
+            }
+        };
+        super::batch::finish(result, self.suffix)
+    }
 }
 
 /// The rows of `table` whose key (every column but the last, the count) appears in `keys`.
