@@ -243,7 +243,7 @@ async fn run_epochs(
             let epoch_started = Instant::now();
             let input_rows = pending.rows;
             rows_in += input_rows;
-            let result = engine.result(state.as_ref(), pending)?;
+            let result = engine.result(state.as_deref(), pending)?;
             for sink in &mut pipeline.sinks {
                 sink.write(&result, epoch)?;
             }
@@ -376,11 +376,7 @@ impl Engine<'_> {
     }
 
     /// What the sinks receive for the epoch.
-    fn result(
-        &self,
-        state: Option<&Box<dyn AggregateState>>,
-        pending: Pending,
-    ) -> Result<RecordBatch> {
+    fn result(&self, state: Option<&dyn AggregateState>, pending: Pending) -> Result<RecordBatch> {
         let result = match (self.aggregation, state) {
             (Some(_), Some(state)) => {
                 let table = state.result();
