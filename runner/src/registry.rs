@@ -104,6 +104,8 @@ component_enum!(SinkConfig, "sink", BuildSink, [
         : "Write the result to a CSV file, replaced atomically",
     "chart" => Chart(sinks::chart::ChartSinkConfig)
         : "Draw the top rows as a PNG bar chart (embedded font, no system fonts needed)",
+    "socket" => Socket(sinks::socket::SocketSinkConfig)
+        : "Serve rows as lines to a TCP client (listens, waits for it), like the chapter's forwarder",
 ]);
 
 /// Every component, sources first, then transforms, then sinks.

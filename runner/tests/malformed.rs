@@ -71,6 +71,8 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             vec!["p.yaml:7:", "either `processing_time` or `available_now`"]),
         ("bad duration", format!("name: t\nmode: stream\nsource:\n  type: socket\n  port: 9876\ntrigger:\n  processing_time: soon\n{SINKS}"),
             vec!["p.yaml:7:20:", "`soon` is not a duration"]),
+        ("bars without numbers", format!("name: t\n{SOURCE}sinks:\n  - type: stdout\n    format: bars\n"),
+            vec!["sinks.0 (stdout)", "`format: bars` needs a numeric column"]),
         ("trigger in batch mode", format!("name: t\n{SOURCE}trigger:\n  processing_time: 1s\n{SINKS}"),
             vec!["`trigger` only applies to `mode: stream`"]),
         ("explode text without separator", format!("name: t\n{SOURCE}transforms:\n  - type: explode\n    column: line\n{SINKS}"),

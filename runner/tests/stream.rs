@@ -287,3 +287,37 @@ fn available_now_drains_the_source_then_stops() {
         .sum();
     assert_eq!(total, 50_000);
 }
+
+#[test]
+fn one_runner_serves_lines_to_another_over_the_socket_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "tags.txt", &"rust ai\nrust\n".repeat(1000));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = write(
+        dir.path(),
+        "serve.yaml",
+        &format!("name: serve\nsource:\n  type: file\n  path: tags.txt\nsinks:\n  - type: socket\n    listen: 127.0.0.1:{port}\n"),
+    );
+    let serving = spawn_runner(&server, &[]);
+    let p = hashtag_pipeline(
+        dir.path(),
+        &format!("  type: socket\n  host: 127.0.0.1\n  port: {port}"),
+        "trigger:\n  processing_time: 100ms\n",
+    );
+    let (code, _, stderr) = finish(spawn_runner(&p, &["--progress", "off"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (served, _, serve_err) = finish(serving);
+    assert_eq!(served, 0, "{serve_err}");
+    assert!(
+        serve_err.contains(&format!("waiting for a connection on 127.0.0.1:{port}")),
+        "{serve_err}"
+    );
+    assert_eq!(
+        counts(&dir.path().join("counts.csv")),
+        [("ai".into(), 1000), ("rust".into(), 2000)]
+    );
+}

@@ -4,6 +4,7 @@
 pub mod atomic;
 pub mod chart;
 pub mod csv;
+pub mod socket;
 pub mod stdout;
 
 use std::path::Path;

@@ -31,10 +31,18 @@ pub enum StdoutFormat {
     Table,
     Tsv,
     Jsonl,
+    /// A horizontal bar chart in Unicode blocks, scaled to the terminal width.
+    Bars,
 }
 
 impl BuildSink for StdoutSinkConfig {
     fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, String> {
+        if self.format == StdoutFormat::Bars && bar_value_column(ctx.input).is_none() {
+            return Err(
+                "`format: bars` needs a numeric column for the bar lengths (for example `count`)"
+                    .into(),
+            );
+        }
         Ok(Box::new(StdoutSink {
             config: self.clone(),
             out: Output::Stdout,
@@ -126,6 +134,7 @@ pub fn render(batch: &RecordBatch, format: StdoutFormat, limit: Option<usize>) -
                 out.push('\n');
             }
         }
+        StdoutFormat::Bars => out.push_str(&bars(batch, rows, terminal_width())),
         StdoutFormat::Jsonl => {
             let schema = batch.schema();
             for row in 0..rows {
@@ -139,6 +148,72 @@ pub fn render(batch: &RecordBatch, format: StdoutFormat, limit: Option<usize>) -
                 out.push('\n');
             }
         }
+    }
+    out
+}
+
+/// The last numeric column: the bar length.
+fn bar_value_column(schema: &arrow_schema::Schema) -> Option<usize> {
+    schema
+        .fields()
+        .iter()
+        .rposition(|f| matches!(f.data_type(), DataType::Int64 | DataType::Float64))
+}
+
+/// The terminal's width, or `COLUMNS`, or 80.
+fn terminal_width() -> usize {
+    terminal_size::terminal_size()
+        .map(|(w, _)| w.0 as usize)
+        .or_else(|| std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()))
+        .unwrap_or(80)
+}
+
+/// Rows as `label ████▍ value` lines: labels aligned, the longest bar filling the width.
+pub fn bars(batch: &RecordBatch, rows: usize, width: usize) -> String {
+    const EIGHTHS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
+    let Some(value_column) = bar_value_column(&batch.schema()) else {
+        return String::new();
+    };
+    let entries: Vec<(String, f64, String)> = (0..rows)
+        .map(|row| {
+            let label: String = cell(batch.column(0).as_ref(), row)
+                .to_text()
+                .chars()
+                .take(30)
+                .collect();
+            let value = match cell(batch.column(value_column).as_ref(), row) {
+                crate::data::Cell::Int(i) => i as f64,
+                crate::data::Cell::Float(f) => f,
+                _ => 0.0,
+            };
+            (
+                label,
+                value,
+                cell(batch.column(value_column).as_ref(), row).to_text(),
+            )
+        })
+        .collect();
+    let label_width = entries
+        .iter()
+        .map(|e| e.0.chars().count())
+        .max()
+        .unwrap_or(0);
+    let value_width = entries.iter().map(|e| e.2.len()).max().unwrap_or(0);
+    let bar_width = width.saturating_sub(label_width + value_width + 3).max(10);
+    let max = entries.iter().map(|e| e.1).fold(0.0, f64::max);
+    let mut out = String::new();
+    for (label, value, text) in &entries {
+        let eighths = if max > 0.0 {
+            (value.max(0.0) / max * bar_width as f64 * 8.0).round() as usize
+        } else {
+            0
+        };
+        let bar = "█".repeat(eighths / 8) + EIGHTHS[eighths % 8];
+        let pad = bar_width - bar.chars().count().min(bar_width);
+        out.push_str(&format!(
+            "{label:>label_width$} {bar}{} {text:>value_width$}\n",
+            " ".repeat(pad)
+        ));
     }
     out
 }
@@ -219,6 +294,24 @@ mod tests {
         assert!(tsv.ends_with("a\\tb\t60\n"));
         let jsonl = render(&counts(), StdoutFormat::Jsonl, Some(1));
         assert_eq!(jsonl, "{\"word\":\"romeo\",\"count\":298}\n");
+    }
+
+    #[test]
+    fn bars_scale_to_the_width_and_align() {
+        let text = bars(&counts(), 2, 40);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].chars().count(), lines[1].chars().count());
+        assert!(
+            lines[0].starts_with("romeo █") && lines[0].ends_with(" 298"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with(" thou █") && lines[1].ends_with(" 277"),
+            "{text}"
+        );
+        let full = lines[0].chars().filter(|c| *c == '█').count();
+        assert_eq!(full, 40 - 5 - 3 - 3);
     }
 
     #[test]
