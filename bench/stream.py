@@ -19,7 +19,12 @@ def main():
     parser.add_argument('--lines', type=int, default=4_000_000)
     parser.add_argument('--trigger', default='1s')
     parser.add_argument('--no-build', action='store_true')
+    parser.add_argument('--steady', action='store_true',
+                        help='instead of a burst: 10,000 lines every 100 ms for 5 s with a 100 ms trigger; '
+                             'reports per-epoch engine time and trigger delay')
     args = parser.parse_args()
+    if args.steady:
+        args.lines, args.trigger = 500_000, '100ms'
     if not args.no_build:
         subprocess.run(['cargo', 'build', '--release', '-q', '-p', 'runner'], cwd=ROOT, check=True)
 
@@ -42,7 +47,15 @@ def main():
 
     def serve():
         client, _ = server.accept()
-        client.sendall(burst)
+        if args.steady:
+            step = ('\n'.join(pattern) + '\n').encode()  # 10,000 lines
+            next_send = time.perf_counter()
+            for _ in range(repeats):
+                client.sendall(step)
+                next_send += 0.1
+                time.sleep(max(0, next_send - time.perf_counter()))
+        else:
+            client.sendall(burst)
         client.close()
     threading.Thread(target=serve, daemon=True).start()
 
@@ -79,6 +92,14 @@ sinks:
         sys.exit('counts differ from what was sent')
     rows = sum(e['numInputRows'] for e in epochs)
     busy = [e['durationMs']['triggerExecution'] for e in epochs]
+    if args.steady:
+        engine = sorted(e['durationMs']['engine'] for e in epochs[1:-1])
+        delays = sorted(e['durationMs'].get('triggerDelay', 0) for e in epochs)
+        per_epoch = sorted(e['numInputRows'] for e in epochs[1:-1])
+        print('| epochs | rows/epoch (median) | engine ms median | engine ms max | trigger delay ms median | trigger delay ms max |')
+        print('|---|---|---|---|---|---|')
+        print(f'| {len(epochs)} | {per_epoch[len(per_epoch)//2]:,} | {engine[len(engine)//2]:.3f} | {engine[-1]:.3f} | {delays[len(delays)//2]:.3f} | {delays[-1]:.3f} |')
+        return
     print(f'| lines | MB | wall s | lines/s | epochs | max epoch ms | peak RSS MB |')
     print(f'|---|---|---|---|---|---|---|')
     print(f'| {total_lines:,} | {len(burst)/1e6:.0f} | {elapsed:.2f} | {total_lines/elapsed:,.0f} | {len(epochs)} | {max(busy)} | {usage.ru_maxrss/1024:.0f} |')

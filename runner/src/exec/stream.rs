@@ -174,6 +174,7 @@ async fn run_epochs(
     let mut rows_in = 0u64;
     let mut source_ended = false;
     let mut next_fire = started;
+    let mut previous_fire = started;
     let reason;
     loop {
         // Rows are processed as they arrive (so memory stays bounded and the source is never
@@ -221,7 +222,9 @@ async fn run_epochs(
             if !chunks.is_empty() && (bytes >= PROCESS_BYTES || fired || source_ended || quiet) {
                 let batch = std::mem::take(&mut chunks);
                 bytes = 0;
+                let absorbing = Instant::now();
                 pool.install(|| engine.absorb(&batch, state.as_mut(), &mut pending))?;
+                pending.busy += absorbing.elapsed();
             }
             if fired || source_ended || stop.load(Ordering::SeqCst) {
                 break;
@@ -232,6 +235,8 @@ async fn run_epochs(
             }
         }
         let fired_at = Instant::now();
+        // How late the trigger fired against its schedule (processing-time triggers).
+        let delay = processing_time.map(|_| fired_at.saturating_duration_since(next_fire));
         if let Some(interval) = processing_time {
             // The next boundary after now: aligned to the start, skipping missed ones.
             let periods = (fired_at - started).as_nanos() / interval.as_nanos().max(1) + 1;
@@ -240,24 +245,28 @@ async fn run_epochs(
         let stopping = stop.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d);
 
         if pending.rows > 0 || settings.emit_empty {
-            let epoch_started = Instant::now();
+            let computing = Instant::now();
             let input_rows = pending.rows;
+            let absorbed = pending.busy;
             rows_in += input_rows;
             let result = engine.result(state.as_deref(), pending)?;
+            let engine_time = absorbed + computing.elapsed();
+            let writing = Instant::now();
             for sink in &mut pipeline.sinks {
                 sink.write(&result, epoch)?;
             }
-            let took = epoch_started.elapsed();
-            let state_rows = state.as_ref().map_or(0, |s| s.rows());
-            report_progress(
-                progress,
+            let stats = EpochStats {
                 epoch,
-                input_rows,
-                fired_at,
-                took,
-                state_rows,
-                result.num_rows(),
-            );
+                rows: input_rows,
+                since_previous: fired_at.saturating_duration_since(previous_fire),
+                engine: engine_time,
+                sinks: writing.elapsed(),
+                delay,
+                state_rows: state.as_ref().map_or(0, |s| s.rows()),
+                out_rows: result.num_rows(),
+            };
+            stats.report(progress);
+            previous_fire = fired_at;
             epoch += 1;
         }
 
@@ -295,6 +304,8 @@ const PROCESS_BYTES: usize = 1 << 20;
 /// What an epoch has gathered so far.
 struct Pending {
     rows: u64,
+    /// Time spent processing this epoch's rows as they arrived.
+    busy: Duration,
     /// Update mode: the groups this epoch touched.
     changed: Option<Box<dyn AggregateState>>,
     /// Without an aggregation: the epoch's transformed rows, waiting for the trigger.
@@ -306,6 +317,7 @@ impl Pending {
     fn new(aggregation: Option<&dyn crate::transforms::Aggregation>, mode: OutputMode) -> Self {
         Pending {
             rows: 0,
+            busy: Duration::ZERO,
             changed: aggregation
                 .filter(|_| mode == OutputMode::Update)
                 .map(|a| a.new_state()),
@@ -414,36 +426,58 @@ fn rows_with_keys(table: &RecordBatch, keys: &RecordBatch) -> RecordBatch {
     arrow_select::filter::filter_record_batch(table, &mask).expect("mask has one entry per row")
 }
 
-fn report_progress(
-    progress: Progress,
+/// What one epoch did, for the progress report.
+struct EpochStats {
     epoch: u64,
     rows: u64,
-    fired_at: Instant,
-    took: Duration,
+    /// Time since the previous epoch's trigger (or the start).
+    since_previous: Duration,
+    /// Processing the rows and computing the result, without the sinks.
+    engine: Duration,
+    sinks: Duration,
+    delay: Option<Duration>,
     state_rows: usize,
     out_rows: usize,
-) {
-    let seconds = took.as_secs_f64().max(1e-9);
-    match progress {
-        Progress::Off => {}
-        Progress::Text => eprintln!(
-            "epoch {epoch}: {rows} rows in, {:.0} rows/s, {:.1} ms, {state_rows} state rows, {out_rows} rows out",
-            rows as f64 / seconds,
-            took.as_secs_f64() * 1000.0
-        ),
-        Progress::Json => {
-            let since_trigger = fired_at.elapsed().as_secs_f64().max(1e-9);
-            let object = serde_json::json!({
-                "batchId": epoch,
-                "timestamp": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-                "numInputRows": rows,
-                "inputRowsPerSecond": rows as f64 / since_trigger,
-                "processedRowsPerSecond": rows as f64 / seconds,
-                "durationMs": { "triggerExecution": (took.as_secs_f64() * 1000.0).round() as u64 },
-                "stateRows": state_rows,
-                "sink": { "numOutputRows": out_rows },
-            });
-            eprintln!("{object}");
+}
+
+impl EpochStats {
+    fn report(&self, progress: Progress) {
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        let total = self.engine + self.sinks;
+        let processed_per_second = self.rows as f64 / self.engine.as_secs_f64().max(1e-9);
+        match progress {
+            Progress::Off => {}
+            Progress::Text => eprintln!(
+                "epoch {}: {} rows in, {:.0} rows/s, {} ms ({} ms in sinks), {} state rows, {} rows out",
+                self.epoch,
+                self.rows,
+                processed_per_second,
+                ms(total),
+                ms(self.sinks),
+                self.state_rows,
+                self.out_rows
+            ),
+            Progress::Json => {
+                let mut duration = serde_json::json!({
+                    "triggerExecution": ms(total),
+                    "addBatch": ms(self.sinks),
+                    "engine": ms(self.engine),
+                });
+                if let Some(delay) = self.delay {
+                    duration["triggerDelay"] = ms(delay).into();
+                }
+                let object = serde_json::json!({
+                    "batchId": self.epoch,
+                    "timestamp": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                    "numInputRows": self.rows,
+                    "inputRowsPerSecond": self.rows as f64 / self.since_previous.as_secs_f64().max(1e-9),
+                    "processedRowsPerSecond": processed_per_second,
+                    "durationMs": duration,
+                    "stateRows": self.state_rows,
+                    "sink": { "numOutputRows": self.out_rows },
+                });
+                eprintln!("{object}");
+            }
         }
     }
 }
