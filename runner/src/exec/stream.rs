@@ -345,6 +345,18 @@ impl Engine<'_> {
         state: Option<&mut Box<dyn AggregateState>>,
         pending: &mut Pending,
     ) -> Result<()> {
+        let mut state = state;
+        if let (Some(separator), Some(state)) = (self.fused_split(), state.as_deref_mut()) {
+            if chunks.iter().all(|c| std::str::from_utf8(c).is_ok()) {
+                return absorb_split_count(
+                    chunks,
+                    separator,
+                    self.drop_empty(),
+                    state.as_mut(),
+                    pending,
+                );
+            }
+        }
         let input = self.source.decode(chunks);
         pending.rows += input.num_rows() as u64;
         let slices: Vec<RecordBatch> = (0..input.num_rows())
@@ -387,6 +399,31 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// `explode(separator)` of the source's line column straight into a group_count of the
+    /// pieces: the stream's hashtag count. Returns the separator when the chain has that shape.
+    fn fused_split(&self) -> Option<&str> {
+        let [only] = self.prefix else { return None };
+        let StageKind::Map(map) = &only.stage.kind else {
+            return None;
+        };
+        let explode = map
+            .as_any()
+            .downcast_ref::<crate::transforms::explode::Explode>()?;
+        let group_count = self
+            .aggregation?
+            .as_any()
+            .downcast_ref::<crate::transforms::group_count::GroupCount>()?;
+        let single_column = self.source.schema().fields().len() == 1 && explode.input_column() == 0;
+        (single_column && group_count.keys() == [0])
+            .then(|| explode.separator())
+            .flatten()
+    }
+
+    fn drop_empty(&self) -> bool {
+        matches!(self.prefix, [only] if matches!(&only.stage.kind, StageKind::Map(m)
+            if m.as_any().downcast_ref::<crate::transforms::explode::Explode>().is_some_and(|e| e.drop_empty())))
+    }
+
     /// What the sinks receive for the epoch.
     fn result(&self, state: Option<&dyn AggregateState>, pending: Pending) -> Result<RecordBatch> {
         let result = match (self.aggregation, state) {
@@ -409,6 +446,49 @@ impl Engine<'_> {
         };
         super::batch::finish(result, self.suffix)
     }
+}
+
+/// Counts the pieces of every line of `chunks` (valid UTF-8, lines ending in `\n`, CRLF
+/// allowed) into `state`, as decode → explode → group_count would, without building batches.
+fn absorb_split_count(
+    chunks: &[Chunk],
+    separator: &str,
+    drop_empty: bool,
+    state: &mut dyn AggregateState,
+    pending: &mut Pending,
+) -> Result<()> {
+    use crate::transforms::group_count::GroupCountState;
+    let Some(counts) = state.as_any_mut().downcast_mut::<GroupCountState>() else {
+        return Err(Error::runtime(
+            "the fused stream count expected a group_count state",
+        ));
+    };
+    let mut changed = pending
+        .changed
+        .as_mut()
+        .and_then(|c| c.as_any_mut().downcast_mut::<GroupCountState>());
+    for chunk in chunks {
+        let text =
+            std::str::from_utf8(chunk).map_err(|e| Error::runtime(format!("internal: {e}")))?;
+        let body = text.strip_suffix('\n').unwrap_or(text);
+        if text.is_empty() {
+            continue;
+        }
+        for line in body.split('\n') {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            pending.rows += 1;
+            for piece in line.split(separator) {
+                if drop_empty && piece.is_empty() {
+                    continue;
+                }
+                counts.add_text(piece, 1);
+                if let Some(changed) = changed.as_deref_mut() {
+                    changed.add_text(piece, 1);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The rows of `table` whose key (every column but the last, the count) appears in `keys`.

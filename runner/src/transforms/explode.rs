@@ -84,6 +84,22 @@ impl BuildTransform for ExplodeConfig {
     }
 }
 
+impl Explode {
+    /// The separator, when it splits a text column (rather than exploding a list).
+    pub fn separator(&self) -> Option<&str> {
+        self.config.separator.as_deref()
+    }
+
+    pub fn drop_empty(&self) -> bool {
+        self.config.drop_empty
+    }
+
+    /// The column it reads.
+    pub fn input_column(&self) -> usize {
+        self.index
+    }
+}
+
 pub struct Explode {
     config: ExplodeConfig,
     index: usize,

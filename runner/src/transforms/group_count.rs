@@ -166,9 +166,15 @@ fn key_at(array: &dyn Array, row: usize) -> Key {
 
 impl GroupCountState {
     /// Adds `count` occurrences of `word` (used by fused fast paths that count themselves).
-    pub fn add_text(&mut self, word: &str, count: i64) {
-        if let Table::Text(map, _) = &mut self.table {
-            *map.entry_ref(word).or_insert(0) += count;
+    /// Returns false when the state is not keyed by one text column.
+    #[inline]
+    pub fn add_text(&mut self, word: &str, count: i64) -> bool {
+        match &mut self.table {
+            Table::Text(map, _) => {
+                *map.entry_ref(word).or_insert(0) += count;
+                true
+            }
+            Table::Keys(_) => false,
         }
     }
 
@@ -256,6 +262,18 @@ impl AggregateState for GroupCountState {
     }
 
     fn result(&self) -> RecordBatch {
+        if let Table::Text(map, 0) = &self.table {
+            // The common case, without copying keys: sort references, build the arrays once.
+            let mut rows: Vec<(&str, i64)> = map.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
+            rows.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+            let keys = arrow_array::StringArray::from_iter_values(rows.iter().map(|(k, _)| *k));
+            let counts = arrow_array::Int64Array::from_iter_values(rows.iter().map(|(_, c)| *c));
+            return RecordBatch::try_new(
+                self.output.clone(),
+                vec![Arc::new(keys), Arc::new(counts)],
+            )
+            .expect("columns built from the output schema");
+        }
         let rows = self.sorted_keys();
         let mut columns: Vec<ArrayRef> = Vec::new();
         for (position, field) in self
@@ -308,6 +326,10 @@ impl AggregateState for GroupCountState {
 
     fn rows(&self) -> usize {
         self.len()
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any> {

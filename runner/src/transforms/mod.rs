@@ -69,6 +69,8 @@ pub trait AggregateState: Send {
     /// How many rows (groups) the state holds.
     fn rows(&self) -> usize;
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    /// For fused paths that feed the state directly.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
 pub trait GlobalTransform: Send + Sync {
