@@ -144,6 +144,9 @@ fn run(
                 report.rows_in,
                 report.elapsed.as_secs_f64()
             );
+            if let Some(summary) = &report.source_summary {
+                eprintln!("source: {summary}");
+            }
         }
         report.warnings
     } else {

@@ -76,6 +76,10 @@ component_enum!(SourceConfig, "source", BuildSource, [
         : "Lines of text files, a directory, a glob or standard input (column `line`)",
     "socket" => Socket(sources::socket::SocketSourceConfig)
         : "Lines from TCP: connect to a server (like Spark's socket source) or listen for clients (stream mode)",
+    "mastodon" => Mastodon(sources::mastodon::MastodonSourceConfig)
+        : "Statuses from a Mastodon live stream over HTTPS (SSE), one row per status with its tags (stream mode)",
+    "replay" => Replay(sources::replay::ReplaySourceConfig)
+        : "Replay a recorded Mastodon stream (a tape from `record_to`) at any speed, offline (stream mode)",
 ]);
 
 component_enum!(TransformConfig, "transform", BuildTransform, [

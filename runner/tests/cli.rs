@@ -213,6 +213,9 @@ fn validate_checks_many_files_and_reads_no_data() {
 fn validate_accepts_the_shipped_pipelines() {
     for entry in std::fs::read_dir(repo_root().join("pipelines")).unwrap() {
         let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
         runner().arg("validate").arg(&path).assert().success();
     }
 }

@@ -61,6 +61,8 @@ pub struct StreamReport {
     pub rows_in: u64,
     pub elapsed: Duration,
     pub warnings: Vec<String>,
+    /// What the source read, in a line.
+    pub source_summary: Option<String>,
     /// Why it stopped, for the log.
     pub reason: &'static str,
 }
@@ -288,12 +290,20 @@ async fn run_epochs(
         }
     }
     drop(rx);
-    reader.abort();
+    if source_ended {
+        // The source stopped by itself: was it a fatal error?
+        if let Ok(Err(message)) = reader.await {
+            return Err(Error::runtime(message));
+        }
+    } else {
+        reader.abort();
+    }
     Ok(StreamReport {
         epochs: epoch,
         rows_in,
         elapsed: started.elapsed(),
         warnings: source.warnings(),
+        source_summary: source.summary(),
         reason,
     })
 }

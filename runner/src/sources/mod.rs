@@ -3,6 +3,8 @@
 
 pub mod fetch;
 pub mod file;
+pub mod mastodon;
+pub mod replay;
 pub mod socket;
 
 use std::path::Path;
@@ -46,12 +48,20 @@ pub type Chunk = Vec<u8>;
 /// engine falls behind, `send` waits and the source stops reading (backpressure).
 pub trait StreamSource: Send + Sync {
     fn schema(&self) -> SchemaRef;
-    /// Starts reading; the source ends (for good) when it drops `tx`.
-    fn start(&self, tx: tokio::sync::mpsc::Sender<Chunk>) -> tokio::task::JoinHandle<()>;
+    /// Starts reading; the source ends (for good) when it drops `tx`. An `Err` is a fatal
+    /// problem (a rejected token, say) that ends the run with exit code 1.
+    fn start(
+        &self,
+        tx: tokio::sync::mpsc::Sender<Chunk>,
+    ) -> tokio::task::JoinHandle<Result<(), String>>;
     /// Turns chunks into a batch of rows.
     fn decode(&self, chunks: &[Chunk]) -> RecordBatch;
     /// Things worth telling the user at the end (skipped long lines, ...).
     fn warnings(&self) -> Vec<String>;
+    /// A one-line account of what the source read, for the end of the run.
+    fn summary(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A raw piece of input, cut at a record boundary.

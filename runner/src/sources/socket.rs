@@ -101,7 +101,7 @@ impl StreamSource for SocketSource {
         self.schema.clone()
     }
 
-    fn start(&self, tx: Sender<Chunk>) -> tokio::task::JoinHandle<()> {
+    fn start(&self, tx: Sender<Chunk>) -> tokio::task::JoinHandle<Result<(), String>> {
         let (address, config, stats) = (
             self.address.clone(),
             self.config.clone(),
@@ -112,6 +112,7 @@ impl StreamSource for SocketSource {
                 SocketMode::Connect => connect_loop(&address, &config, &stats, tx).await,
                 SocketMode::Listen => listen_loop(&address, &config, &stats, tx).await,
             }
+            Ok(())
         })
     }
 

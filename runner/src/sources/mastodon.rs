@@ -1,0 +1,730 @@
+//! `mastodon`: statuses from a Mastodon live stream (Server-Sent Events over HTTPS, rustls),
+//! one row per `update` event. The protocol facts it follows: the streaming host is discovered
+//! through `/api/v2/instance`; every stream needs a user token (`Authorization: Bearer`);
+//! the body is SSE with `:)` and `:thump` comments; `update` carries a Status JSON, `delete` a
+//! bare id, `status.update` an edit (both counted, otherwise ignored); unknown events are
+//! skipped; one malformed payload is counted and skipped. 4xx answers (but 429) are fatal with
+//! the server's message; 429, 5xx, stalls and dropped connections reconnect with exponential
+//! backoff and jitter. The token never appears in any log line, error or file.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc::Sender;
+
+use super::{BuildSource, BuiltSource, Chunk, SourceContext, StreamSource};
+
+/// Read a Mastodon live stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MastodonSourceConfig {
+    /// The instance, e.g. `https://mastodon.social` (`http://` for local servers).
+    #[serde(deserialize_with = "crate::config::env::string")]
+    pub instance: String,
+    /// `public`, `public:local`, `public:remote` or `hashtag:<tag>`.
+    #[serde(
+        default = "default_stream",
+        deserialize_with = "crate::config::env::string"
+    )]
+    pub stream: String,
+    /// The environment variable holding the access token (never the token itself).
+    #[serde(
+        default = "default_token_env",
+        deserialize_with = "crate::config::env::string"
+    )]
+    pub token_env: String,
+    /// Stop after this many statuses.
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// Only statuses with at least one hashtag.
+    #[serde(default)]
+    pub only_with_tags: bool,
+    /// Only statuses in these languages (ISO 639-1 codes).
+    #[serde(default, deserialize_with = "crate::config::env::strings")]
+    pub languages: Vec<String>,
+    /// Give up connecting after this long (e.g. `10s`).
+    #[serde(default, deserialize_with = "crate::config::duration::opt")]
+    pub connect_timeout: Option<Duration>,
+    /// Reconnect when no byte (heartbeats included) arrives for this long; default 60 s.
+    #[serde(default, deserialize_with = "crate::config::duration::opt")]
+    pub idle_timeout: Option<Duration>,
+    /// Give up after this many failed connection attempts in a row (default: never).
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// Also write every received event (type, payload, receive time) to this JSONL file.
+    #[serde(default, deserialize_with = "crate::config::env::opt_path")]
+    pub record_to: Option<PathBuf>,
+}
+
+fn default_stream() -> String {
+    "public".into()
+}
+fn default_token_env() -> String {
+    "MASTODON_ACCESS_TOKEN".into()
+}
+
+/// The columns of a status row.
+pub fn status_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("created_at", DataType::Utf8, true),
+        Field::new("username", DataType::Utf8, true),
+        Field::new("acct", DataType::Utf8, true),
+        Field::new("language", DataType::Utf8, true),
+        Field::new("content", DataType::Utf8, true),
+        Field::new(
+            "tags",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+            false,
+        ),
+        Field::new("url", DataType::Utf8, true),
+    ]))
+}
+
+/// The streaming endpoint path and query for a `stream:` value.
+pub fn stream_endpoint(stream: &str) -> Result<(String, Vec<(String, String)>), String> {
+    let path = |p: &str| format!("/api/v1/streaming/{p}");
+    match stream {
+        "public" => Ok((path("public"), vec![])),
+        "public:local" => Ok((path("public/local"), vec![])),
+        "public:remote" => Ok((path("public/remote"), vec![])),
+        other => match other.strip_prefix("hashtag:") {
+            Some(tag) if !tag.trim().is_empty() => {
+                let (tag, local) = match tag.strip_suffix(":local") {
+                    Some(t) => (t, true),
+                    None => (tag, false),
+                };
+                let tag = tag.trim_start_matches('#').to_owned();
+                Ok((path(if local { "hashtag/local" } else { "hashtag" }), vec![("tag".into(), tag)]))
+            }
+            Some(_) => Err("`hashtag:` needs a tag name, e.g. `hashtag:rust`".into()),
+            None => Err(format!(
+                "unknown stream `{other}`{}; use public, public:local, public:remote or hashtag:<tag>",
+                crate::config::suggestion(other, ["public", "public:local", "public:remote"])
+            )),
+        },
+    }
+}
+
+impl BuildSource for MastodonSourceConfig {
+    fn build(&self, ctx: &SourceContext) -> Result<BuiltSource, String> {
+        let instance = self.instance.trim_end_matches('/').to_owned();
+        if !(instance.starts_with("https://") || instance.starts_with("http://")) {
+            return Err(format!(
+                "instance must be an https:// URL (got `{instance}`)"
+            ));
+        }
+        stream_endpoint(&self.stream)?;
+        if self.token_env.is_empty() {
+            return Err("`token_env` is empty".into());
+        }
+        Ok(BuiltSource::Stream(Box::new(MastodonSource {
+            config: self.clone(),
+            instance,
+            record_to: self
+                .record_to
+                .as_ref()
+                .map(|p| crate::config::resolve_against(ctx.base_dir, p)),
+            stats: Arc::new(EventStats::default()),
+        })))
+    }
+}
+
+/// What the event handling saw, for the end-of-run summary.
+#[derive(Default)]
+pub struct EventStats {
+    pub updates: AtomicU64,
+    pub deletes: AtomicU64,
+    pub edits: AtomicU64,
+    pub unknown: AtomicU64,
+    pub malformed: AtomicU64,
+    pub filtered: AtomicU64,
+}
+
+impl EventStats {
+    pub fn summary(&self) -> String {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "{} statuses; {} deletes and {} edits ignored, {} unknown events skipped, {} statuses filtered out",
+            load(&self.updates),
+            load(&self.deletes),
+            load(&self.edits),
+            load(&self.unknown),
+            load(&self.filtered)
+        )
+    }
+
+    pub fn warnings(&self) -> Vec<String> {
+        let malformed = self.malformed.load(Ordering::Relaxed);
+        if malformed > 0 {
+            vec![format!(
+                "{malformed} event(s) had malformed JSON and were skipped"
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// The status fields a row needs; everything else in the payload is ignored.
+#[derive(Debug, Deserialize)]
+struct Status {
+    id: String,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    language: Option<String>,
+    #[serde(default)]
+    account: Option<Account>,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    #[serde(default)]
+    url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Account {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    acct: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Tag {
+    name: String,
+}
+
+/// One row, as handed from the source task to the engine (one JSON line each).
+#[derive(Debug, Serialize, Deserialize)]
+struct Row {
+    id: String,
+    created_at: Option<String>,
+    username: Option<String>,
+    acct: Option<String>,
+    language: Option<String>,
+    content: Option<String>,
+    tags: Vec<String>,
+    url: Option<String>,
+}
+
+/// Filters applied to statuses before they become rows.
+#[derive(Clone)]
+pub struct Filters {
+    pub only_with_tags: bool,
+    pub languages: Vec<String>,
+}
+
+/// Turns one SSE event into a row line (JSON + `\n`), or nothing (counted in `stats`).
+pub fn event_to_line(
+    event: &str,
+    data: &str,
+    filters: &Filters,
+    stats: &EventStats,
+) -> Option<Vec<u8>> {
+    match event {
+        "update" => {}
+        "delete" => {
+            stats.deletes.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        "status.update" => {
+            stats.edits.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        _ => {
+            stats.unknown.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+    }
+    let status: Status = match serde_json::from_str(data) {
+        Ok(status) => status,
+        Err(e) => {
+            if stats.malformed.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!("skipping an update event with malformed JSON ({e}); further ones are only counted");
+            }
+            return None;
+        }
+    };
+    let language_ok = filters.languages.is_empty()
+        || status
+            .language
+            .as_deref()
+            .is_some_and(|l| filters.languages.iter().any(|want| want == l));
+    if (filters.only_with_tags && status.tags.is_empty()) || !language_ok {
+        stats.filtered.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    stats.updates.fetch_add(1, Ordering::Relaxed);
+    let account = status.account.unwrap_or(Account {
+        username: None,
+        acct: None,
+    });
+    let row = Row {
+        id: status.id,
+        created_at: status.created_at,
+        username: account.username,
+        acct: account.acct,
+        language: status.language,
+        content: status.content.as_deref().map(html_to_text),
+        tags: status.tags.into_iter().map(|t| t.name).collect(),
+        url: status.url,
+    };
+    let mut line = serde_json::to_vec(&row).ok()?;
+    line.push(b'\n');
+    Some(line)
+}
+
+/// Status HTML as plain text: paragraphs and line breaks become newlines, tags go, entities are
+/// decoded.
+pub fn html_to_text(html: &str) -> String {
+    let mut text = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        text.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('>') else {
+            text.push_str(&rest[open..]);
+            rest = "";
+            break;
+        };
+        let tag = rest[open + 1..open + close].trim().to_ascii_lowercase();
+        if tag.starts_with("br") || tag == "/p" {
+            text.push('\n');
+        }
+        rest = &rest[open + close + 1..];
+    }
+    text.push_str(rest);
+    html_escape::decode_html_entities(text.trim_end()).into_owned()
+}
+
+/// Decodes row lines into a batch with the status columns.
+pub fn decode_rows(schema: &SchemaRef, chunks: &[Chunk], malformed: &AtomicU64) -> RecordBatch {
+    let mut text_columns: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
+    let mut tags = ListBuilder::new(StringBuilder::new());
+    for line in chunks
+        .iter()
+        .flat_map(|c| c.split(|&b| b == b'\n'))
+        .filter(|l| !l.is_empty())
+    {
+        let Ok(row) = serde_json::from_slice::<Row>(line) else {
+            malformed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let values = [
+            Some(row.id),
+            row.created_at,
+            row.username,
+            row.acct,
+            row.language,
+            row.content,
+            row.url,
+        ];
+        for (builder, value) in text_columns.iter_mut().zip(values) {
+            builder.append_option(value);
+        }
+        for tag in row.tags {
+            tags.values().append_value(tag);
+        }
+        tags.append(true);
+    }
+    let mut columns: Vec<ArrayRef> = text_columns
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish()) as ArrayRef)
+        .collect();
+    let url = columns.pop().expect("seven text columns");
+    columns.push(Arc::new(tags.finish()));
+    columns.push(url);
+    RecordBatch::try_new(schema.clone(), columns).expect("columns follow the status schema")
+}
+
+pub struct MastodonSource {
+    config: MastodonSourceConfig,
+    instance: String,
+    record_to: Option<PathBuf>,
+    stats: Arc<EventStats>,
+}
+
+/// Replaces the token wherever it could appear.
+fn redact(text: &str, token: &str) -> String {
+    if token.len() < 4 {
+        return text.to_owned();
+    }
+    text.replace(token, "[redacted]")
+}
+
+/// Why a connection attempt ended.
+enum Ended {
+    /// The stream should be retried (drop, stall, 429, 5xx).
+    Retry(String),
+    /// Nothing more to do (limit reached, or the engine is gone).
+    Done,
+}
+
+impl StreamSource for MastodonSource {
+    fn schema(&self) -> SchemaRef {
+        status_schema()
+    }
+
+    fn start(&self, tx: Sender<Chunk>) -> tokio::task::JoinHandle<Result<(), String>> {
+        let (config, instance, record_to, stats) = (
+            self.config.clone(),
+            self.instance.clone(),
+            self.record_to.clone(),
+            self.stats.clone(),
+        );
+        tokio::spawn(async move {
+            let token = std::env::var(&config.token_env).map_err(|_| {
+                format!(
+                    "the environment variable {} is not set: create an access token with the `read:statuses` scope (Preferences → Development → New application) and export it",
+                    config.token_env
+                )
+            })?;
+            run_stream(&config, &instance, record_to, &stats, &token, tx)
+                .await
+                .map_err(|e| redact(&e, &token))
+        })
+    }
+
+    fn decode(&self, chunks: &[Chunk]) -> RecordBatch {
+        decode_rows(&status_schema(), chunks, &self.stats.malformed)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.stats.warnings()
+    }
+
+    fn summary(&self) -> Option<String> {
+        Some(self.stats.summary())
+    }
+}
+
+async fn run_stream(
+    config: &MastodonSourceConfig,
+    instance: &str,
+    record_to: Option<PathBuf>,
+    stats: &EventStats,
+    token: &str,
+    tx: Sender<Chunk>,
+) -> Result<(), String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("runner/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(config.connect_timeout.unwrap_or(Duration::from_secs(20)))
+        .build()
+        .map_err(|e| format!("cannot set up HTTPS: {e}"))?;
+    let mut recorder = match &record_to {
+        Some(path) => Some(
+            tokio::fs::File::create(path)
+                .await
+                .map_err(|e| format!("cannot write the recording {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let streaming = discover_streaming_host(&client, instance).await;
+    let (path, query) = stream_endpoint(&config.stream)?;
+    let url = format!("{streaming}{path}");
+    let filters = Filters {
+        only_with_tags: config.only_with_tags,
+        languages: config.languages.clone(),
+    };
+    let idle = config.idle_timeout.unwrap_or(Duration::from_secs(60));
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut failures = 0u32;
+    loop {
+        let attempt = connect_once(
+            &client,
+            &url,
+            &query,
+            token,
+            idle,
+            &filters,
+            stats,
+            config.limit,
+            &mut sent,
+            &tx,
+            &mut recorder,
+            started,
+        )
+        .await?;
+        match attempt {
+            Ended::Done => return Ok(()),
+            Ended::Retry(why) => {
+                failures += 1;
+                if config.max_retries.is_some_and(|max| failures > max) {
+                    return Err(format!(
+                        "giving up on {url} after {} attempts: {why}",
+                        failures
+                    ));
+                }
+                // Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... up to 60 s, ±25 %.
+                let base = Duration::from_millis(500)
+                    * 2u32.saturating_pow(failures.saturating_sub(1).min(7));
+                let base = base.min(Duration::from_secs(60));
+                let jitter = 0.75 + (started.elapsed().subsec_nanos() % 1000) as f64 / 2000.0;
+                let wait = base.mul_f64(jitter);
+                tracing::warn!(
+                    "stream interrupted ({why}); reconnecting in {:.1} s (attempt {})",
+                    wait.as_secs_f64(),
+                    failures + 1
+                );
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// The streaming base URL from `/api/v2/instance` (`wss://` → `https://`), or the instance.
+async fn discover_streaming_host(client: &reqwest::Client, instance: &str) -> String {
+    let found = async {
+        let response = client
+            .get(format!("{instance}/api/v2/instance"))
+            .send()
+            .await
+            .ok()?;
+        let text = response.error_for_status().ok()?.text().await.ok()?;
+        let body: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let url = body
+            .pointer("/configuration/urls/streaming")?
+            .as_str()?
+            .trim_end_matches('/')
+            .to_owned();
+        let url = if let Some(rest) = url.strip_prefix("wss://") {
+            format!("https://{rest}")
+        } else if let Some(rest) = url.strip_prefix("ws://") {
+            format!("http://{rest}")
+        } else {
+            url
+        };
+        Some(url)
+    }
+    .await;
+    match found {
+        Some(url) => {
+            tracing::info!(streaming = %url, "streaming host from /api/v2/instance");
+            url
+        }
+        None => instance.to_owned(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connect_once(
+    client: &reqwest::Client,
+    url: &str,
+    query: &[(String, String)],
+    token: &str,
+    idle: Duration,
+    filters: &Filters,
+    stats: &EventStats,
+    limit: Option<u64>,
+    sent: &mut u64,
+    tx: &Sender<Chunk>,
+    recorder: &mut Option<tokio::fs::File>,
+    started: Instant,
+) -> Result<Ended, String> {
+    let response = match client
+        .get(url)
+        .query(query)
+        .bearer_auth(token)
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+    {
+        Ok(response) => response,
+        Err(e) => {
+            return Ok(Ended::Retry(format!(
+                "cannot connect to {url}: {}",
+                error_chain(&e)
+            )))
+        }
+    };
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| body.chars().take(200).collect());
+        if status.as_u16() == 429 || status.is_server_error() {
+            return Ok(Ended::Retry(format!("{url} answered {status}: {message}")));
+        }
+        let hint = match status.as_u16() {
+            401 => " Check the token in the environment variable: it must be a user token with the `read` or `read:statuses` scope.",
+            400 => " Check `stream:` (for hashtag streams, `hashtag:<tag>`).",
+            _ => "",
+        };
+        return Err(format!("{url} answered {status}: {message}.{hint}"));
+    }
+    tracing::info!(%url, "streaming");
+    let last_byte = Arc::new(AtomicU64::new(0));
+    let clock = Instant::now();
+    let seen = last_byte.clone();
+    let bytes = response.bytes_stream().inspect(move |_| {
+        seen.store(clock.elapsed().as_millis() as u64, Ordering::Relaxed);
+    });
+    let mut events = eventsource_stream::Eventsource::eventsource(bytes);
+    let mut check = tokio::time::interval(Duration::from_millis(250).min(idle));
+    loop {
+        tokio::select! {
+            next = events.next() => match next {
+                None => return Ok(Ended::Retry("the server closed the stream".into())),
+                Some(Err(e)) => return Ok(Ended::Retry(format!("the stream broke: {e}"))),
+                Some(Ok(event)) => {
+                    if let Some(file) = recorder.as_mut() {
+                        let record = serde_json::json!({
+                            "event": event.event,
+                            "data": event.data,
+                            "t": started.elapsed().as_secs_f64(),
+                        });
+                        let mut line = record.to_string();
+                        line.push('\n');
+                        file.write_all(line.as_bytes()).await.map_err(|e| format!("cannot write the recording: {e}"))?;
+                    }
+                    if let Some(line) = event_to_line(&event.event, &event.data, filters, stats) {
+                        if tx.send(line).await.is_err() {
+                            return Ok(Ended::Done);
+                        }
+                        *sent += 1;
+                        if limit.is_some_and(|l| *sent >= l) {
+                            tracing::info!("limit of {sent} statuses reached");
+                            if let Some(file) = recorder.as_mut() {
+                                let _ = file.flush().await;
+                            }
+                            return Ok(Ended::Done);
+                        }
+                    }
+                }
+            },
+            _ = check.tick() => {
+                let quiet = clock.elapsed().saturating_sub(Duration::from_millis(last_byte.load(Ordering::Relaxed)));
+                if quiet >= idle {
+                    return Ok(Ended::Retry(format!("no data or heartbeat for {} s", idle.as_secs())));
+                }
+            }
+            _ = tx.closed() => return Ok(Ended::Done),
+        }
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UPDATE: &str = r#"{"id":"113245678901234567","created_at":"2025-01-15T12:34:56.789Z","language":"en","url":"https://mastodon.example/@alice/1","content":"<p>Streaming &amp; counts in <a href=\"https://mastodon.example/tags/Rust\" class=\"mention hashtag\" rel=\"tag\">#<span>Rust</span></a></p>","reblog":null,"account":{"id":"1","username":"alice","acct":"alice"},"tags":[{"name":"Rust","url":"https://mastodon.example/tags/rust"}],"quote":null}"#;
+
+    #[test]
+    fn update_events_become_rows_and_others_are_counted() {
+        let stats = EventStats::default();
+        let filters = Filters {
+            only_with_tags: false,
+            languages: vec![],
+        };
+        let line = event_to_line("update", UPDATE, &filters, &stats).unwrap();
+        assert!(event_to_line("delete", "107214471804101576", &filters, &stats).is_none());
+        assert!(event_to_line("status.update", UPDATE, &filters, &stats).is_none());
+        assert!(event_to_line("announcement", "{}", &filters, &stats).is_none());
+        assert!(event_to_line("update", "{not json", &filters, &stats).is_none());
+        let batch = decode_rows(&status_schema(), &[line], &stats.malformed);
+        assert_eq!(batch.num_rows(), 1);
+        let cell = |name: &str| {
+            crate::data::cell(
+                batch
+                    .column(batch.schema().index_of(name).unwrap())
+                    .as_ref(),
+                0,
+            )
+            .to_text()
+        };
+        assert_eq!(cell("username"), "alice");
+        assert_eq!(cell("tags"), "Rust");
+        assert_eq!(cell("content"), "Streaming & counts in #Rust");
+        let summary = stats.summary();
+        assert!(
+            summary.contains("1 statuses; 1 deletes and 1 edits ignored, 1 unknown"),
+            "{summary}"
+        );
+        assert!(stats.warnings()[0].contains("1 event(s) had malformed JSON"));
+    }
+
+    #[test]
+    fn filters_drop_untagged_and_other_languages() {
+        let stats = EventStats::default();
+        let untagged = UPDATE.replace(
+            r#""tags":[{"name":"Rust","url":"https://mastodon.example/tags/rust"}]"#,
+            r#""tags":[]"#,
+        );
+        let tagged_only = Filters {
+            only_with_tags: true,
+            languages: vec![],
+        };
+        assert!(event_to_line("update", &untagged, &tagged_only, &stats).is_none());
+        let german = Filters {
+            only_with_tags: false,
+            languages: vec!["de".into()],
+        };
+        assert!(event_to_line("update", UPDATE, &german, &stats).is_none());
+        assert_eq!(stats.filtered.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn streams_map_to_endpoints() {
+        assert_eq!(
+            stream_endpoint("public").unwrap().0,
+            "/api/v1/streaming/public"
+        );
+        assert_eq!(
+            stream_endpoint("public:local").unwrap().0,
+            "/api/v1/streaming/public/local"
+        );
+        let (path, query) = stream_endpoint("hashtag:#Rust Lang").unwrap();
+        assert_eq!(path, "/api/v1/streaming/hashtag");
+        assert_eq!(query, [("tag".to_owned(), "Rust Lang".to_owned())]);
+        assert!(stream_endpoint("hashtag:")
+            .unwrap_err()
+            .contains("needs a tag"));
+        assert!(stream_endpoint("publc")
+            .unwrap_err()
+            .contains("did you mean `public`?"));
+    }
+
+    #[test]
+    fn html_becomes_text() {
+        assert_eq!(
+            html_to_text("<p>a<br>b</p><p>c &lt;3 &#39;x&#39;</p>"),
+            "a\nb\nc <3 'x'"
+        );
+    }
+
+    #[test]
+    fn tokens_are_redacted() {
+        assert_eq!(
+            redact("GET /x?access_token=sekrit-123", "sekrit-123"),
+            "GET /x?access_token=[redacted]"
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! `replay`: replays a tape recorded by the mastodon source's `record_to` (JSONL of
+//! `{"event", "data", "t"}`), with the original timing scaled by `speed` (or as fast as
+//! possible with `max`), through the same event handling as the live stream. Demos and tests
+//! run offline with it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use serde::Deserialize;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc::Sender;
+
+use super::mastodon::{decode_rows, event_to_line, status_schema, EventStats, Filters};
+use super::{BuildSource, BuiltSource, Chunk, SourceContext, StreamSource};
+
+/// Replay a recorded Mastodon stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaySourceConfig {
+    /// The tape (JSONL written by the mastodon source's `record_to`), relative to the pipeline.
+    #[serde(deserialize_with = "crate::config::env::path")]
+    pub path: PathBuf,
+    /// `1` replays in real time, `10` ten times faster, `max` without waiting.
+    #[serde(default)]
+    pub speed: Speed,
+    /// Only statuses with at least one hashtag.
+    #[serde(default)]
+    pub only_with_tags: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Speed {
+    Factor(f64),
+    Max,
+}
+
+impl Default for Speed {
+    fn default() -> Self {
+        Speed::Factor(1.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Speed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) if n > 0.0 && n.is_finite() => Ok(Speed::Factor(n)),
+            Raw::Text(t) if t == "max" => Ok(Speed::Max),
+            Raw::Text(t) => match t.parse::<f64>() {
+                Ok(n) if n > 0.0 && n.is_finite() => Ok(Speed::Factor(n)),
+                _ => Err(serde::de::Error::custom(format!(
+                    "speed must be a number above 0 or `max`, not `{t}`"
+                ))),
+            },
+            Raw::Number(n) => Err(serde::de::Error::custom(format!(
+                "speed must be above 0, not {n}"
+            ))),
+        }
+    }
+}
+
+impl BuildSource for ReplaySourceConfig {
+    fn build(&self, ctx: &SourceContext) -> Result<BuiltSource, String> {
+        Ok(BuiltSource::Stream(Box::new(ReplaySource {
+            config: self.clone(),
+            path: crate::config::resolve_against(ctx.base_dir, &self.path),
+            stats: Arc::new(EventStats::default()),
+        })))
+    }
+}
+
+pub struct ReplaySource {
+    config: ReplaySourceConfig,
+    path: PathBuf,
+    stats: Arc<EventStats>,
+}
+
+#[derive(Deserialize)]
+struct Recorded {
+    event: String,
+    data: String,
+    #[serde(default)]
+    t: f64,
+}
+
+impl StreamSource for ReplaySource {
+    fn schema(&self) -> SchemaRef {
+        status_schema()
+    }
+
+    fn start(&self, tx: Sender<Chunk>) -> tokio::task::JoinHandle<Result<(), String>> {
+        let (path, speed, stats) = (self.path.clone(), self.config.speed, self.stats.clone());
+        let filters = Filters {
+            only_with_tags: self.config.only_with_tags,
+            languages: vec![],
+        };
+        tokio::spawn(async move {
+            let file = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| format!("cannot read the tape {}: {e}", path.display()))?;
+            let mut lines = tokio::io::BufReader::new(file).lines();
+            let started = Instant::now();
+            let mut number = 0u64;
+            while let Some(line) = lines
+                .next_line()
+                .await
+                .map_err(|e| format!("cannot read the tape {}: {e}", path.display()))?
+            {
+                number += 1;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let recorded: Recorded = serde_json::from_str(&line).map_err(|e| {
+                    format!(
+                        "{} line {number} is not a recorded event: {e}",
+                        path.display()
+                    )
+                })?;
+                if let Speed::Factor(factor) = speed {
+                    let due = started + Duration::from_secs_f64((recorded.t / factor).max(0.0));
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                if let Some(row) = event_to_line(&recorded.event, &recorded.data, &filters, &stats)
+                {
+                    if tx.send(row).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn decode(&self, chunks: &[Chunk]) -> RecordBatch {
+        decode_rows(&status_schema(), chunks, &self.stats.malformed)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.stats.warnings()
+    }
+
+    fn summary(&self) -> Option<String> {
+        Some(self.stats.summary())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn speed_accepts_numbers_and_max() {
+        let parse = |y: &str| serde_saphyr::from_str::<ReplaySourceConfig>(y);
+        assert_eq!(
+            parse("{path: t, speed: 10}").unwrap().speed,
+            Speed::Factor(10.0)
+        );
+        assert_eq!(parse("{path: t, speed: max}").unwrap().speed, Speed::Max);
+        assert_eq!(parse("{path: t}").unwrap().speed, Speed::Factor(1.0));
+        assert!(parse("{path: t, speed: 0}").is_err());
+        assert!(parse("{path: t, speed: fast}").is_err());
+    }
+}

@@ -1,0 +1,432 @@
+//! The mastodon and replay sources against a fake Mastodon server that speaks the streaming
+//! protocol as the real one does (`../shared/reference/mastodon-streaming.md`): instance
+//! discovery with a `ws://` streaming URL, bearer tokens, SSE over chunked HTTP with the `:)`
+//! preamble and `:thump` heartbeats, events cut at arbitrary bytes (inside UTF-8 characters
+//! too), deletes, edits, unknown events, malformed JSON, JSON errors, and a dropped connection.
+
+mod common;
+use common::*;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const TOKEN: &str = "good-token-5f2b9c";
+const TAGS: [&str; 6] = ["Rust", "rust", "Café", "AI", "Fediverse", "日本"];
+
+fn status(i: usize) -> (String, Vec<&'static str>) {
+    let tags: Vec<&str> = (0..i % 4).map(|k| TAGS[(i + k * 5) % TAGS.len()]).collect();
+    let tag_json: Vec<String> = tags
+        .iter()
+        .map(|t| {
+            format!(
+                r#"{{"name":"{t}","url":"https://mastodon.example/tags/{}"}}"#,
+                t.to_lowercase()
+            )
+        })
+        .collect();
+    let json = format!(
+        r#"{{"id":"{}","created_at":"2025-01-15T12:34:56.789Z","in_reply_to_id":null,"sensitive":false,"spoiler_text":"","visibility":"public","language":"en","uri":"https://mastodon.example/users/alice/statuses/{i}","url":"https://mastodon.example/@alice/{i}","content":"<p>status {i} — ünïcödé</p>","reblog":null,"account":{{"id":"1","username":"alice","acct":"alice@mastodon.example","display_name":"Alice","bot":false}},"media_attachments":[],"mentions":[],"tags":[{}],"emojis":[],"card":null,"poll":null,"filtered":[],"quote":null}}"#,
+        113245678901234567u64 + i as u64,
+        tag_json.join(",")
+    );
+    (json, tags)
+}
+
+/// The SSE body: statuses interleaved with the other kinds of event.
+fn events(statuses: usize) -> Vec<String> {
+    let mut events = vec![":)\n".to_owned()];
+    for i in 0..statuses {
+        events.push(format!("event: update\ndata: {}\n\n", status(i).0));
+        match i % 7 {
+            1 => events.push(format!(
+                "event: delete\ndata: {}\n\n",
+                107214471804101576u64 + i as u64
+            )),
+            2 => events.push(":thump\n".to_owned()),
+            3 => events.push(format!("event: status.update\ndata: {}\n\n", status(i).0)),
+            4 => events.push("event: announcement\ndata: {\"id\":\"1\"}\n\n".to_owned()),
+            _ => {}
+        }
+        if i == 9 {
+            events.push("event: update\ndata: {\"id\": \"broken\n\n".to_owned());
+        }
+    }
+    events
+}
+
+/// What the fake server saw.
+#[derive(Default)]
+struct Seen {
+    requests: Vec<String>,
+    authorizations: Vec<String>,
+}
+
+struct FakeMastodon {
+    port: u16,
+    seen: Arc<Mutex<Seen>>,
+}
+
+fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &str) {
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// Writes `bytes` as HTTP chunks cut at pseudo-random places (any byte, mid-character too).
+fn write_chunked(stream: &mut TcpStream, bytes: &[u8], seed: &mut u64) -> std::io::Result<()> {
+    let mut at = 0;
+    while at < bytes.len() {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let len = (1 + (*seed >> 33) as usize % 97).min(bytes.len() - at);
+        write!(stream, "{len:x}\r\n")?;
+        stream.write_all(&bytes[at..at + len])?;
+        stream.write_all(b"\r\n")?;
+        stream.flush()?;
+        at += len;
+    }
+    Ok(())
+}
+
+impl FakeMastodon {
+    /// Serves `statuses` statuses on the public stream; the first streaming connection drops
+    /// in the middle of the event at `drop_at` (the source must reconnect; the server then
+    /// resumes from that event, as if it had been published after the reconnection).
+    fn start(statuses: usize, drop_at: usize) -> FakeMastodon {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let state = seen.clone();
+        std::thread::spawn(move || {
+            let body = events(statuses);
+            let mut streams_served = 0;
+            let mut seed = 42u64;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let mut authorization = String::new();
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).is_err()
+                        || header == "\r\n"
+                        || header.is_empty()
+                    {
+                        break;
+                    }
+                    if let Some(value) = header
+                        .strip_prefix("authorization: ")
+                        .or_else(|| header.strip_prefix("Authorization: "))
+                    {
+                        authorization = value.trim().to_owned();
+                    }
+                }
+                let target = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_owned();
+                {
+                    let mut seen = state.lock().unwrap();
+                    seen.requests.push(target.clone());
+                    seen.authorizations.push(authorization.clone());
+                }
+                let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+                match path {
+                    "/api/v2/instance" => respond(
+                        &mut stream,
+                        "200 OK",
+                        "application/json",
+                        &format!(
+                            r#"{{"domain":"mastodon.example","configuration":{{"urls":{{"streaming":"ws://127.0.0.1:{port}"}}}}}}"#
+                        ),
+                    ),
+                    "/api/v1/streaming/health" => {
+                        respond(&mut stream, "200 OK", "text/plain", "OK")
+                    }
+                    _ if path.starts_with("/api/v1/streaming") => {
+                        if authorization.is_empty() {
+                            respond(
+                                &mut stream,
+                                "401 Unauthorized",
+                                "application/json",
+                                r#"{"error":"Missing access token"}"#,
+                            );
+                            continue;
+                        }
+                        if authorization != format!("Bearer {TOKEN}") {
+                            respond(
+                                &mut stream,
+                                "401 Unauthorized",
+                                "application/json",
+                                r#"{"error":"Invalid access token"}"#,
+                            );
+                            continue;
+                        }
+                        let stream_body: Vec<u8> = match path {
+                            "/api/v1/streaming/public" => {
+                                let events = if streams_served == 0 {
+                                    &body[..]
+                                } else {
+                                    &body[drop_at..]
+                                };
+                                events.concat().into_bytes()
+                            }
+                            "/api/v1/streaming/hashtag" if query.starts_with("tag=") => {
+                                format!(":)\nevent: update\ndata: {}\n\n", status(3).0).into_bytes()
+                            }
+                            "/api/v1/streaming/hashtag" => {
+                                respond(
+                                    &mut stream,
+                                    "400 Bad Request",
+                                    "application/json",
+                                    r#"{"error":"Missing tag name parameter"}"#,
+                                );
+                                continue;
+                            }
+                            _ => {
+                                respond(
+                                    &mut stream,
+                                    "400 Bad Request",
+                                    "application/json",
+                                    r#"{"error":"Unknown channel requested"}"#,
+                                );
+                                continue;
+                            }
+                        };
+                        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nTransfer-Encoding: chunked\r\n\r\n");
+                        let cut = if streams_served == 0 && path == "/api/v1/streaming/public" {
+                            // Drop in the middle of event `drop_at`.
+                            let before: usize = body[..drop_at].iter().map(String::len).sum();
+                            before + body[drop_at].len() / 2
+                        } else {
+                            stream_body.len()
+                        };
+                        streams_served += 1;
+                        if write_chunked(&mut stream, &stream_body[..cut], &mut seed).is_err() {
+                            continue;
+                        }
+                        if cut < stream_body.len() {
+                            drop(stream);
+                            continue;
+                        }
+                        // Keep the stream open with heartbeats, as a real server does.
+                        for _ in 0..200 {
+                            std::thread::sleep(Duration::from_millis(50));
+                            if write_chunked(&mut stream, b":thump\n", &mut seed).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    _ => respond(
+                        &mut stream,
+                        "404 Not Found",
+                        "application/json",
+                        r#"{"error":"Not found"}"#,
+                    ),
+                }
+                let mut rest = Vec::new();
+                let _ = reader.read_to_end(&mut rest);
+            }
+        });
+        FakeMastodon { port, seen }
+    }
+}
+
+fn pipeline(dir: &std::path::Path, source_extra: &str, port: u16) -> std::path::PathBuf {
+    write(
+        dir,
+        "p.yaml",
+        &format!(
+            "name: t\nmode: stream\nsource:\n  type: mastodon\n  instance: http://127.0.0.1:{port}\n{source_extra}transforms:\n  - {{type: explode, column: tags, as: hashtag}}\n  - {{type: lowercase, column: hashtag}}\n  - {{type: group_count, by: hashtag}}\ntrigger:\n  processing_time: 200ms\nsinks:\n  - {{type: csv, path: counts.csv}}\n"
+        ),
+    )
+}
+
+fn counts(path: &std::path::Path) -> BTreeMap<String, i64> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    reader
+        .records()
+        .map(|r| r.unwrap())
+        .map(|r| (r[0].to_owned(), r[1].parse().unwrap()))
+        .collect()
+}
+
+fn expected(statuses: usize) -> BTreeMap<String, i64> {
+    let mut want = BTreeMap::new();
+    for i in 0..statuses {
+        for tag in status(i).1 {
+            *want.entry(tag.to_lowercase()).or_insert(0) += 1;
+        }
+    }
+    want
+}
+
+fn run(pipeline: &std::path::Path, token: Option<&str>) -> (i32, String) {
+    let mut cmd = runner();
+    cmd.arg("run")
+        .arg(pipeline)
+        .env_remove("MASTODON_ACCESS_TOKEN")
+        .timeout(Duration::from_secs(60));
+    if let Some(token) = token {
+        cmd.env("MASTODON_ACCESS_TOKEN", token);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn counts_hashtags_exactly_through_drops_splits_and_noise_then_replays_the_recording() {
+    let server = FakeMastodon::start(60, 25);
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "  limit: 50\n  record_to: tape.jsonl\n",
+        server.port,
+    );
+    let (code, stderr) = run(&p, Some(TOKEN));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(counts(&dir.path().join("counts.csv")), expected(50));
+    assert!(
+        stderr.contains("reconnecting"),
+        "the dropped connection is retried:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("1 event(s) had malformed JSON and were skipped"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("source: 50 statuses;"), "{stderr}");
+    assert!(
+        !stderr.contains(TOKEN),
+        "the token leaked into stderr:\n{stderr}"
+    );
+    let seen = server.seen.lock().unwrap();
+    assert_eq!(seen.requests[0], "/api/v2/instance");
+    assert!(
+        seen.requests[1..]
+            .iter()
+            .all(|r| r == "/api/v1/streaming/public"),
+        "{:?}",
+        seen.requests
+    );
+    assert!(seen.authorizations[1..]
+        .iter()
+        .all(|a| a == &format!("Bearer {TOKEN}")));
+    drop(seen);
+
+    let tape = std::fs::read_to_string(dir.path().join("tape.jsonl")).unwrap();
+    assert!(!tape.contains(TOKEN));
+    let replay = write(
+        dir.path(),
+        "replay.yaml",
+        "name: r\nmode: stream\nsource:\n  type: replay\n  path: tape.jsonl\n  speed: max\ntransforms:\n  - {type: explode, column: tags, as: hashtag}\n  - {type: lowercase, column: hashtag}\n  - {type: group_count, by: hashtag}\nsinks:\n  - {type: csv, path: replayed.csv}\n",
+    );
+    let (code, stderr) = run(&replay, None);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(counts(&dir.path().join("replayed.csv")), expected(50));
+}
+
+#[test]
+fn a_wrong_or_missing_token_fails_with_the_servers_message_and_no_token_in_sight() {
+    let server = FakeMastodon::start(5, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "", server.port);
+    let (code, stderr) = run(&p, Some("wrong-token-0000"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("401 Unauthorized: Invalid access token")
+            && stderr.contains("read:statuses"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wrong-token-0000"), "{stderr}");
+    let (code, stderr) = run(&p, None);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("MASTODON_ACCESS_TOKEN is not set"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn hashtag_streams_send_the_tag_and_unknown_channels_fail() {
+    let server = FakeMastodon::start(5, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "  stream: \"hashtag:#Café au lait\"\n  limit: 1\n",
+        server.port,
+    );
+    let (code, stderr) = run(&p, Some(TOKEN));
+    assert_eq!(code, 0, "{stderr}");
+    let seen = server.seen.lock().unwrap();
+    assert!(
+        seen.requests
+            .iter()
+            .any(|r| r == "/api/v1/streaming/hashtag?tag=Caf%C3%A9+au+lait"),
+        "{:?}",
+        seen.requests
+    );
+    drop(seen);
+    let p = pipeline(dir.path(), "  stream: public:remote\n", server.port);
+    let (code, stderr) = run(&p, Some(TOKEN));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("400 Bad Request: Unknown channel requested"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_shipped_replay_pipeline_runs_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = {
+        let out = runner()
+            .args([
+                "run",
+                "pipelines/hashtags_replay.yaml",
+                "--set",
+                "source.speed=max",
+                "--set",
+                "trigger.processing_time=100ms",
+            ])
+            .arg("--set")
+            .arg(format!(
+                "sinks.1.path={}",
+                dir.path().join("c.png").display()
+            ))
+            .arg("--set")
+            .arg(format!(
+                "sinks.2.path={}",
+                dir.path().join("c.csv").display()
+            ))
+            .current_dir(repo_root())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, 0, "{stderr}");
+    let counts = counts(&dir.path().join("c.csv"));
+    assert!(
+        counts.len() >= 20 && counts.contains_key("rust"),
+        "{counts:?}"
+    );
+    let _ = std::fs::File::open(dir.path().join("c.png"))
+        .unwrap()
+        .read(&mut [0u8; 8])
+        .unwrap();
+}
