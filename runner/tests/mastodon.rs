@@ -430,3 +430,92 @@ fn the_shipped_replay_pipeline_runs_offline() {
         .read(&mut [0u8; 8])
         .unwrap();
 }
+
+#[test]
+fn update_mode_ends_with_every_count_exact() {
+    let server = FakeMastodon::start(40, 12);
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: t\nmode: stream\nsource:\n  type: mastodon\n  instance: http://127.0.0.1:{}\n  limit: 40\ntransforms:\n  - {{type: explode, column: tags, as: hashtag}}\n  - {{type: lowercase, column: hashtag}}\n  - {{type: group_count, by: hashtag}}\ntrigger:\n  processing_time: 100ms\noutput_mode: update\nsinks:\n  - {{type: stdout, format: jsonl}}\n",
+            server.port
+        ),
+    );
+    let out = runner()
+        .arg("run")
+        .arg(&p)
+        .env("MASTODON_ACCESS_TOKEN", TOKEN)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Each epoch emits only the tags it changed, with their running totals: the last value
+    // seen for every tag is its final count.
+    let mut last = BTreeMap::new();
+    for line in String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+    {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        last.insert(
+            row["hashtag"].as_str().unwrap().to_owned(),
+            row["count"].as_i64().unwrap(),
+        );
+    }
+    assert_eq!(last, expected(40));
+}
+
+#[test]
+fn the_forwarder_feeds_the_socket_pipeline_end_to_end() {
+    let server = FakeMastodon::start(30, 10);
+    let tagged = (0..30).filter(|i| !status(*i).1.is_empty()).count();
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let forwarder = write(
+        dir.path(),
+        "forward.yaml",
+        &format!(
+            "name: forward\nmode: stream\nsource:\n  type: mastodon\n  instance: http://127.0.0.1:{}\n  only_with_tags: true\n  limit: {tagged}\ntransforms:\n  - {{type: lowercase, column: tags}}\nsinks:\n  - {{type: socket, listen: 127.0.0.1:{port}, column: tags, format: joined}}\n",
+            server.port,
+            tagged = tagged
+        ),
+    );
+    let counter = write(
+        dir.path(),
+        "count.yaml",
+        &format!("name: count\nmode: stream\nsource:\n  type: socket\n  host: 127.0.0.1\n  port: {port}\ntransforms:\n  - {{type: explode, column: line, separator: ' ', as: hashtag}}\n  - {{type: group_count, by: hashtag}}\ntrigger:\n  processing_time: 100ms\nsinks:\n  - {{type: csv, path: counts.csv}}\n"),
+    );
+    let mut forwarding = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(&forwarder)
+        .env("MASTODON_ACCESS_TOKEN", TOKEN)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = runner()
+        .arg("run")
+        .arg(&counter)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(forwarding.wait().unwrap().success());
+    // Statuses without tags were left out by the forwarder; every tag arrived lowercased.
+    let want: BTreeMap<String, i64> = expected(30);
+    assert_eq!(counts(&dir.path().join("counts.csv")), want);
+}
