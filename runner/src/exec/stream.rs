@@ -487,18 +487,30 @@ fn absorb_split_count(
         for line in body.split('\n') {
             let line = line.strip_suffix('\r').unwrap_or(line);
             pending.rows += 1;
-            for piece in line.split(separator) {
-                if drop_empty && piece.is_empty() {
-                    continue;
+            let mut count = |piece: &str| {
+                if !(drop_empty && piece.is_empty()) {
+                    counts.add_text(piece, 1);
+                    if let Some(changed) = changed.as_deref_mut() {
+                        changed.add_text(piece, 1);
+                    }
                 }
-                counts.add_text(piece, 1);
-                if let Some(changed) = changed.as_deref_mut() {
-                    changed.add_text(piece, 1);
-                }
+            };
+            // A one-character separator (the usual space) splits without a substring searcher.
+            match single_char(separator) {
+                Some(c) => line.split(c).for_each(&mut count),
+                None => line.split(separator).for_each(&mut count),
             }
         }
     }
     Ok(())
+}
+
+fn single_char(text: &str) -> Option<char> {
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => Some(c),
+        _ => None,
+    }
 }
 
 /// The rows of `table` whose key (every column but the last, the count) appears in `keys`.
