@@ -60,6 +60,25 @@ impl Error {
     }
 }
 
+/// An error with its causes, for libraries (reqwest) that keep the useful part (DNS, refused,
+/// TLS) in the source chain. The top level is skipped when it only wraps a cause, as reqwest's
+/// "error sending request for url (...)" does.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let (mut text, mut source) = match error.source() {
+        Some(cause) => (cause.to_string(), cause.source()),
+        None => (error.to_string(), None),
+    };
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The closest candidate to `word` by edit distance, if it is close enough to be a likely typo.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates

@@ -28,16 +28,7 @@ pub struct RunReport {
 /// Runs the pipeline to the end of its input and writes every sink.
 pub fn run(pipeline: &mut BuiltPipeline) -> Result<RunReport> {
     let started = Instant::now();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(pipeline.cores)
-        .thread_name(|i| format!("runner-worker-{i}"))
-        .build()
-        .map_err(|e| {
-            Error::runtime(format!(
-                "cannot start {} worker threads: {e}",
-                pipeline.cores
-            ))
-        })?;
+    let pool = super::worker_pool(pipeline.cores)?;
     let source = match &pipeline.source {
         crate::sources::BuiltSource::Batch(source) => source.as_ref(),
         crate::sources::BuiltSource::Stream(_) => {

@@ -36,6 +36,15 @@ pub struct BuiltPipeline {
     pub stream: Option<stream::StreamSettings>,
 }
 
+/// The rayon pool of `cores` worker threads a run computes on.
+pub(crate) fn worker_pool(cores: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(cores)
+        .thread_name(|i| format!("runner-worker-{i}"))
+        .build()
+        .map_err(|e| Error::runtime(format!("cannot start {cores} worker threads: {e}")))
+}
+
 /// Resolves `cores: 0` to the number of CPUs.
 pub fn resolve_cores(requested: usize) -> usize {
     if requested > 0 {

@@ -85,16 +85,7 @@ pub fn run(pipeline: &mut BuiltPipeline, progress: Progress) -> Result<StreamRep
         .enable_all()
         .build()
         .map_err(|e| Error::runtime(format!("cannot start the I/O runtime: {e}")))?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(pipeline.cores)
-        .thread_name(|i| format!("runner-worker-{i}"))
-        .build()
-        .map_err(|e| {
-            Error::runtime(format!(
-                "cannot start {} worker threads: {e}",
-                pipeline.cores
-            ))
-        })?;
+    let pool = super::worker_pool(pipeline.cores)?;
     runtime.block_on(run_epochs(pipeline, &settings, &pool, progress))
 }
 

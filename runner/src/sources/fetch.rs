@@ -80,7 +80,7 @@ pub fn fetch(config: &FetchConfig, dest: &Path) -> Result<()> {
         fail(format!(
             "cannot download {}: {}",
             config.url,
-            error_chain(&e)
+            crate::error::error_chain(&e)
         ))
     })?;
     if !response.status().is_success() {
@@ -142,24 +142,6 @@ pub fn fetch(config: &FetchConfig, dest: &Path) -> Result<()> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// reqwest's errors hide the cause (DNS, refused, TLS) in their source chain.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    // The top level only repeats the URL ("error sending request for url (...)").
-    let (mut text, mut source) = match error.source() {
-        Some(cause) => (cause.to_string(), cause.source()),
-        None => (error.to_string(), None),
-    };
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -545,7 +545,7 @@ async fn connect_once(
         Err(e) => {
             return Ok(Ended::Retry(format!(
                 "cannot connect to {url}: {}",
-                error_chain(&e)
+                crate::error::error_chain(&e)
             )))
         }
     };
@@ -615,20 +615,6 @@ async fn connect_once(
             _ = tx.closed() => return Ok(Ended::Done),
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
