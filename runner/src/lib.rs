@@ -8,6 +8,7 @@ pub mod data;
 pub mod error;
 pub mod exec;
 pub mod expr;
+pub mod plugin;
 pub mod registry;
 pub mod sinks;
 pub mod sources;

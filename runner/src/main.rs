@@ -55,6 +55,21 @@ enum Command {
     },
     /// List every source, transform and sink.
     List,
+    /// Work with transform plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Write a new plugin crate (Cargo.toml, src/lib.rs with a test, README) that builds as is.
+    New {
+        /// The plugin's name: lowercase letters, digits and _.
+        name: String,
+        /// The folder to create it in.
+        #[arg(long, default_value = "plugins")]
+        dir: PathBuf,
+    },
 }
 
 fn init_logging(quiet: bool, verbose: u8) {
@@ -103,6 +118,12 @@ fn main() -> ExitCode {
         Command::List => {
             list();
             Ok(())
+        }
+        Command::Plugin(PluginCommand::New { name, dir }) => {
+            runner::plugin::new::create(&name, &dir).map(|path| {
+                println!("wrote {}", path.display());
+                println!("next: cargo test -p {name} && cargo build --release -p {name}");
+            })
         }
     };
     match outcome {

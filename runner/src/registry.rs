@@ -99,6 +99,8 @@ component_enum!(TransformConfig, "transform", BuildTransform, [
         : "Order rows by columns, ascending or descending; ties broken by the other columns",
     "limit" => Limit(transforms::limit::LimitConfig)
         : "Keep the first N rows",
+    "plugin" => Plugin(transforms::plugin::PluginConfig)
+        : "A custom transform from a shared library built with the runner-plugin SDK",
 ]);
 
 component_enum!(SinkConfig, "sink", BuildSink, [

@@ -6,6 +6,7 @@ pub mod filter;
 pub mod group_count;
 pub mod limit;
 pub mod lowercase;
+pub mod plugin;
 pub mod sort;
 pub mod stopwords;
 pub mod tokenize;

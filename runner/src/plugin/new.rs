@@ -1,0 +1,117 @@
+//! `runner plugin new NAME`: writes a plugin crate that builds and passes its test as is.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+const CARGO_TOML: &str = include_str!("../templates/plugin_Cargo.toml");
+const LIB_RS: &str = include_str!("../templates/plugin_lib.rs");
+const README: &str = include_str!("../templates/plugin_README.md");
+
+/// Where the SDK is: `plugins/sdk` above `dir`, else beside the sources runner was built from.
+fn find_sdk(dir: &Path) -> Option<PathBuf> {
+    let absolute = std::env::current_dir().ok()?.join(dir);
+    for ancestor in absolute.ancestors() {
+        let candidate = ancestor.join("plugins/sdk");
+        if candidate.join("Cargo.toml").is_file() {
+            return Some(candidate);
+        }
+        let candidate = ancestor.join("sdk");
+        if ancestor.file_name().is_some_and(|n| n == "plugins")
+            && candidate.join("Cargo.toml").is_file()
+        {
+            return Some(candidate);
+        }
+    }
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
+    built_from
+        .join("Cargo.toml")
+        .is_file()
+        .then_some(built_from)
+}
+
+/// The shortest way to write `to` from `from` (both absolute).
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut path = PathBuf::new();
+    for _ in common..from.len() {
+        path.push("..");
+    }
+    for part in &to[common..] {
+        path.push(part.as_os_str());
+    }
+    path
+}
+
+/// Writes `dir/name/` and returns its path.
+pub fn create(name: &str, dir: &Path) -> Result<PathBuf> {
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Err(Error::invalid(format!("`{name}` is not a plugin name: use lowercase letters, digits and _, starting with a letter")));
+    }
+    let crate_dir = dir.join(name);
+    if crate_dir.exists() {
+        return Err(Error::invalid(format!(
+            "{} already exists",
+            crate_dir.display()
+        )));
+    }
+    let sdk = find_sdk(dir).ok_or_else(|| {
+        Error::invalid(
+            "cannot find the runner-plugin SDK (plugins/sdk): run this from a runner checkout"
+                .to_owned(),
+        )
+    })?;
+    let sdk = sdk.canonicalize().unwrap_or(sdk);
+    let fail = |source| Error::Output {
+        path: crate_dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(crate_dir.join("src")).map_err(fail)?;
+    let absolute_crate = crate_dir.canonicalize().map_err(fail)?;
+    let sdk_path = relative(&absolute_crate, &sdk);
+    let fill = |template: &str| {
+        template
+            .replace("{name}", name)
+            .replace("{sdk}", &sdk_path.display().to_string())
+    };
+    for (file, template) in [
+        ("Cargo.toml", CARGO_TOML),
+        ("src/lib.rs", LIB_RS),
+        ("README.md", README),
+    ] {
+        std::fs::write(crate_dir.join(file), fill(template)).map_err(fail)?;
+    }
+    Ok(crate_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_climb_and_descend() {
+        assert_eq!(
+            relative(Path::new("/r/plugins/x"), Path::new("/r/plugins/sdk")),
+            Path::new("../sdk")
+        );
+        assert_eq!(
+            relative(Path::new("/tmp/a/b"), Path::new("/r/plugins/sdk")),
+            Path::new("../../../r/plugins/sdk")
+        );
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(create("Bad-Name", dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("not a plugin name"));
+    }
+}

@@ -1,0 +1,237 @@
+//! Plugins through the binary: real shared libraries, built here with their own `cargo build`
+//! (into a separate target directory, so it never waits on the build running these tests).
+
+mod common;
+use common::*;
+
+use predicates::prelude::*;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// Builds the example and fault-test plugins once; returns the folder holding the libraries.
+fn plugin_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = repo_root().join("target").join("plugin-tests");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "min_length",
+                "-p",
+                "faulty",
+                "-p",
+                "abi_v2",
+                "--target-dir",
+            ])
+            .arg(&target)
+            .current_dir(repo_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the test plugins failed");
+        target.join("debug")
+    })
+}
+
+fn lib(name: &str) -> String {
+    plugin_dir()
+        .join(format!("lib{name}.so"))
+        .display()
+        .to_string()
+}
+
+fn pipeline(dir: &std::path::Path, plugin: &str, config: &str) -> PathBuf {
+    write(
+        dir,
+        "in.txt",
+        &"Romeo wherefore art thou Romeo a an the balcony\n".repeat(3000),
+    );
+    write(
+        dir,
+        "p.yaml",
+        &format!(
+            "name: t\nsource:\n  type: file\n  path: in.txt\ntransforms:\n  - type: tokenize\n  - type: plugin\n    path: {plugin}\n    config: {config}\n  - type: group_count\n    by: word\n  - type: sort\n    by: [count desc, word]\nsinks:\n  - type: stdout\n    format: tsv\n"
+        ),
+    )
+}
+
+#[test]
+fn a_plugin_filters_rows_identically_on_every_core_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &lib("min_length"), "{column: word, min: 5}");
+    let expected = "word\tcount\nromeo\t6000\nbalcony\t3000\nwherefore\t3000\n";
+    for cores in ["1", "2", "4"] {
+        runner()
+            .arg("run")
+            .arg(&p)
+            .args(["--cores", cores])
+            .assert()
+            .success()
+            .stdout(expected);
+    }
+}
+
+#[test]
+fn bad_config_and_create_failures_are_reported_at_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &lib("min_length"), "{column: word, min: many}");
+    runner()
+        .arg("validate")
+        .arg(&p)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "transforms.1 (plugin): plugin min_length: `min` must be a whole number",
+        ));
+    let p = pipeline(dir.path(), &lib("faulty"), "{fault: create-error}");
+    runner()
+        .arg("validate")
+        .arg(&p)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "plugin faulty: this plugin refuses to start",
+        ));
+    let p = pipeline(dir.path(), &lib("faulty"), "{fault: create-panic}");
+    runner().arg("validate").arg(&p).assert().code(2).stderr(
+        predicate::str::contains("plugin faulty: the plugin panicked: boom in create")
+            .and(predicate::str::contains("RUST_BACKTRACE").not()),
+    );
+}
+
+#[test]
+fn errors_and_panics_while_transforming_fail_the_run_not_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fault, message) in [
+        (
+            "transform-error",
+            "plugin faulty: cannot transform this batch",
+        ),
+        (
+            "transform-panic",
+            "plugin faulty: the plugin panicked: boom in transform",
+        ),
+        ("wrong-schema", "columns here: n"),
+        (
+            "sometimes-wrong-schema",
+            "plugin faulty returned columns (n Int64) but announced (word Utf8)",
+        ),
+    ] {
+        let p = pipeline(dir.path(), &lib("faulty"), &format!("{{fault: {fault}}}"));
+        let expected_code = if fault == "wrong-schema" { 2 } else { 1 };
+        runner()
+            .arg("run")
+            .arg(&p)
+            .assert()
+            .code(expected_code)
+            .stderr(predicate::str::contains(message));
+    }
+    // Without a fault the same library passes rows through.
+    let p = pipeline(dir.path(), &lib("faulty"), "{}");
+    runner()
+        .arg("run")
+        .arg(&p)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("romeo\t6000"));
+}
+
+#[test]
+fn libraries_that_are_not_plugins_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), &lib("abi_v2"), "{}");
+    runner()
+        .arg("validate")
+        .arg(&p)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "speaks plugin ABI version 2, but this runner speaks version 1",
+        ));
+    let not_a_library = write(dir.path(), "fake.so", "this is text");
+    let p = pipeline(dir.path(), &not_a_library.display().to_string(), "{}");
+    runner()
+        .arg("validate")
+        .arg(&p)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not a loadable shared library"));
+    let p = pipeline(dir.path(), "missing.so", "{}");
+    runner()
+        .arg("validate")
+        .arg(&p)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot open plugin"));
+    // A real shared library without the plugin symbols.
+    if let Some(libm) = [
+        "/lib/x86_64-linux-gnu/libm.so.6",
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        "/lib64/libm.so.6",
+    ]
+    .iter()
+    .find(|p| std::path::Path::new(p).exists())
+    {
+        let p = pipeline(dir.path(), libm, "{}");
+        runner()
+            .arg("validate")
+            .arg(&p)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "has no `runner_plugin_abi_version` symbol",
+            ));
+    }
+}
+
+#[test]
+fn plugin_new_writes_a_crate_that_tests_builds_and_loads_from_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    runner()
+        .args(["plugin", "new", "shout"])
+        .arg("--dir")
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("wrote"));
+    runner()
+        .args(["plugin", "new", "shout"])
+        .arg("--dir")
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists"));
+    let manifest = dir.path().join("shout/Cargo.toml");
+    let target = repo_root().join("target").join("plugin-tests");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Its own cargo build, outside the runner workspace: the template's test passes as is.
+    let tested = std::process::Command::new(&cargo)
+        .args(["test", "-q", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(tested.success(), "the template's own test fails");
+    let built = std::process::Command::new(&cargo)
+        .args(["build", "-q", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let p = pipeline(
+        dir.path(),
+        &target.join("debug/libshout.so").display().to_string(),
+        "{suffix: '!'}",
+    );
+    runner()
+        .arg("run")
+        .arg(&p)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("romeo!\t6000"));
+}
