@@ -13,26 +13,40 @@ fn plugin_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let target = repo_root().join("target").join("plugin-tests");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "min_length",
-                "-p",
-                "faulty",
-                "-p",
-                "abi_v2",
-                "--target-dir",
-            ])
-            .arg(&target)
-            .current_dir(repo_root())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the test plugins failed");
-        target.join("debug")
+        let names = ["min_length", "faulty", "abi_v2", "stemmer"];
+        let mut build = cargo();
+        build.arg("build").arg("--target-dir").arg(&target);
+        for name in names {
+            build.args(["-p", name]);
+        }
+        let out = build.current_dir(repo_root()).output().expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building the test plugins failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = target.join("debug");
+        for name in names {
+            assert!(
+                dir.join(format!("lib{name}.so")).exists(),
+                "lib{name}.so was not built"
+            );
+        }
+        dir
     })
+}
+
+/// A nested `cargo`, without the variables cargo set for this test binary (they describe the
+/// runner package and must not leak into another build).
+fn cargo() -> std::process::Command {
+    let mut command =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in
+        std::env::vars().filter(|(k, _)| k.starts_with("CARGO_") || k.starts_with("RUSTC"))
+    {
+        command.env_remove(key);
+    }
+    command
 }
 
 fn lib(name: &str) -> String {
@@ -205,9 +219,8 @@ fn plugin_new_writes_a_crate_that_tests_builds_and_loads_from_elsewhere() {
         .stderr(predicate::str::contains("already exists"));
     let manifest = dir.path().join("shout/Cargo.toml");
     let target = repo_root().join("target").join("plugin-tests");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // Its own cargo build, outside the runner workspace: the template's test passes as is.
-    let tested = std::process::Command::new(&cargo)
+    let tested = cargo()
         .args(["test", "-q", "--manifest-path"])
         .arg(&manifest)
         .arg("--target-dir")
@@ -215,7 +228,7 @@ fn plugin_new_writes_a_crate_that_tests_builds_and_loads_from_elsewhere() {
         .status()
         .unwrap();
     assert!(tested.success(), "the template's own test fails");
-    let built = std::process::Command::new(&cargo)
+    let built = cargo()
         .args(["build", "-q", "--manifest-path"])
         .arg(&manifest)
         .arg("--target-dir")
@@ -234,4 +247,36 @@ fn plugin_new_writes_a_crate_that_tests_builds_and_loads_from_elsewhere() {
         .assert()
         .success()
         .stdout(predicate::str::contains("romeo!\t6000"));
+}
+
+#[test]
+fn the_stemmed_romeo_pipeline_counts_word_forms_together() {
+    let Some(play) = romeo_text() else {
+        eprintln!("SKIPPED: RomeoAndJuliet.txt not found");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = runner()
+        .args(["run", "pipelines/romeo_stemmed.yaml", "--cores", "2"])
+        .arg("--set")
+        .arg(format!("source.path={}", play.display()))
+        .arg("--set")
+        .arg(format!("transforms.2.path={}", lib("stemmer")))
+        .arg("--set")
+        .arg(format!(
+            "sinks.1.path={}",
+            dir.path().join("s.csv").display()
+        ))
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = std::fs::read_to_string(dir.path().join("s.csv")).unwrap();
+    // "love" alone counts 136; with loved, loves, loving... it counts more.
+    assert!(csv.contains("\nlove,147\n"), "{csv}");
+    assert!(csv.contains("\nthi,170\n"), "{csv}");
 }
