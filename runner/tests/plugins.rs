@@ -280,3 +280,49 @@ fn the_stemmed_romeo_pipeline_counts_word_forms_together() {
     assert!(csv.contains("\nlove,147\n"), "{csv}");
     assert!(csv.contains("\nthi,170\n"), "{csv}");
 }
+
+#[test]
+fn a_plugin_written_in_c_works_through_the_same_abi() {
+    let dir = tempfile::tempdir().unwrap();
+    let library = dir.path().join("libc_passthrough.so");
+    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let compiled = std::process::Command::new(&compiler)
+        .args([
+            "-shared",
+            "-fPIC",
+            "-O2",
+            "-D_GNU_SOURCE",
+            "-Wall",
+            "-Werror",
+            "-I",
+        ])
+        .arg(repo_root().join("plugins/sdk/include"))
+        .arg("-o")
+        .arg(&library)
+        .arg(repo_root().join("plugins/c_passthrough/passthrough.c"))
+        .status();
+    match compiled {
+        Ok(status) => assert!(status.success(), "the C plugin does not compile"),
+        Err(e) => {
+            eprintln!("SKIPPED: no C compiler ({compiler}: {e})");
+            return;
+        }
+    }
+    let p = pipeline(dir.path(), &library.display().to_string(), "{}");
+    runner()
+        .arg("run")
+        .arg(&p)
+        .args(["--cores", "2"])
+        .assert()
+        .success()
+        .stdout("word\tcount\nromeo\t6000\na\t3000\nan\t3000\nart\t3000\nbalcony\t3000\nthe\t3000\nthou\t3000\nwherefore\t3000\n");
+    let p = pipeline(dir.path(), &library.display().to_string(), "{fail: true}");
+    runner()
+        .arg("validate")
+        .arg(&p)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "plugin c_passthrough: asked to fail by its config",
+        ));
+}
