@@ -13,7 +13,13 @@ fn plugin_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let target = repo_root().join("target").join("plugin-tests");
-        let names = ["min_length", "faulty", "abi_v2", "stemmer"];
+        let names = [
+            "min_length",
+            "faulty",
+            "abi_v2",
+            "stemmer",
+            "distinct_count",
+        ];
         let mut build = cargo();
         build.arg("build").arg("--target-dir").arg(&target);
         for name in names {
@@ -325,4 +331,25 @@ fn a_plugin_written_in_c_works_through_the_same_abi() {
         .stderr(predicate::str::contains(
             "plugin c_passthrough: asked to fail by its config",
         ));
+}
+
+#[test]
+fn a_stateful_plugin_reports_through_finish_on_any_core_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let words: String = (0..200_000).map(|i| format!("w{} ", i % 7919)).collect();
+    write(dir.path(), "in.txt", &words);
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &format!("name: t\nsource:\n  type: file\n  path: in.txt\ntransforms:\n  - type: tokenize\n  - type: plugin\n    path: {}\n    config: {{column: word}}\nsinks:\n  - type: stdout\n    format: tsv\n", lib("distinct_count")),
+    );
+    for cores in ["1", "3"] {
+        runner()
+            .arg("run")
+            .arg(&p)
+            .args(["--cores", cores])
+            .assert()
+            .success()
+            .stdout("column\tdistinct\nword\t7919\n");
+    }
 }

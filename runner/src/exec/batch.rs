@@ -113,6 +113,10 @@ pub fn compute(
                     left
                 })
                 .unwrap_or_else(|| aggregation.new_state());
+            let mut state = state;
+            for batch in finished_batches(prefix)? {
+                state.update(&batch)?;
+            }
             (state.result(), after)
         }
         _ => {
@@ -122,12 +126,34 @@ pub fn compute(
                 .map(|(position, morsel)| Ok((position, through_prefix(morsel?)?)))
                 .collect::<Result<_>>()?;
             pieces.sort_unstable_by_key(|(position, _)| *position);
-            let batches: Vec<RecordBatch> = pieces.into_iter().flat_map(|(_, b)| b).collect();
+            let mut batches: Vec<RecordBatch> = pieces.into_iter().flat_map(|(_, b)| b).collect();
+            batches.extend(finished_batches(prefix)?);
             (concat(&schema_after_prefix, &batches), rest)
         }
     };
 
     finish(result, rest)
+}
+
+/// After the input: the last batches of stateful row-wise stages (their `finish`), each sent
+/// through the row-wise stages after it.
+fn finished_batches(prefix: &[BuiltStage]) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    for (i, stage) in prefix.iter().enumerate() {
+        let StageKind::Map(map) = &stage.stage.kind else {
+            continue;
+        };
+        let Some(mut batch) = map.finish()? else {
+            continue;
+        };
+        for later in &prefix[i + 1..] {
+            if let StageKind::Map(map) = &later.stage.kind {
+                batch = map.apply(&batch)?;
+            }
+        }
+        out.push(batch);
+    }
+    Ok(out)
 }
 
 /// Runs the stages after the parallel part on the (small) result.

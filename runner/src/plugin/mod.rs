@@ -181,6 +181,30 @@ impl Instance {
     }
 }
 
+impl Instance {
+    /// Runs the plugin's `finish`, if it has one: its last batch, or nothing.
+    pub fn finish(&self) -> Result<Option<RecordBatch>, String> {
+        let Some(finish) = self.plugin.table.finish else {
+            return Ok(None);
+        };
+        let mut output = FFI_ArrowArray::empty();
+        let mut output_schema = FFI_ArrowSchema::empty();
+        let mut err = RunnerError::empty();
+        // SAFETY: the ABI's finish; an output left empty (released) means "no batch".
+        let status = unsafe { finish(self.state, &mut output, &mut output_schema, &mut err) };
+        if status != OK {
+            return Err(take_message(&mut err, status));
+        }
+        if output.is_released() {
+            return Ok(None);
+        }
+        // SAFETY: the plugin filled both structs with a struct array.
+        let data = unsafe { from_ffi(output, &output_schema) }
+            .map_err(|e| format!("the plugin returned an invalid batch: {e}"))?;
+        Ok(Some(RecordBatch::from(StructArray::from(data))))
+    }
+}
+
 impl Drop for Instance {
     fn drop(&mut self) {
         if !self.state.is_null() {

@@ -51,6 +51,11 @@ pub enum StageKind {
 
 pub trait MapTransform: Send + Sync {
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch>;
+    /// Called once after the last batch (batch mode); stateful transforms (plugins with
+    /// `finish`) may return a last batch, which flows on like any other.
+    fn finish(&self) -> Result<Option<RecordBatch>> {
+        Ok(None)
+    }
     /// For the executor to recognise stages it can fuse.
     fn as_any(&self) -> &dyn Any;
 }

@@ -59,12 +59,9 @@ pub struct PluginTransform {
     output: SchemaRef,
 }
 
-impl MapTransform for PluginTransform {
-    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let out = self
-            .instance
-            .transform(batch)
-            .map_err(|e| Error::runtime(format!("plugin {}: {e}", self.name)))?;
+impl PluginTransform {
+    /// Every batch must have the columns the plugin announced when it was built.
+    fn check(&self, out: RecordBatch) -> Result<RecordBatch> {
         if out.schema().fields() != self.output.fields() {
             let names = |s: &arrow_schema::Schema| {
                 s.fields()
@@ -81,6 +78,27 @@ impl MapTransform for PluginTransform {
             )));
         }
         Ok(out)
+    }
+}
+
+impl MapTransform for PluginTransform {
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let out = self
+            .instance
+            .transform(batch)
+            .map_err(|e| Error::runtime(format!("plugin {}: {e}", self.name)))?;
+        self.check(out)
+    }
+
+    fn finish(&self) -> Result<Option<RecordBatch>> {
+        match self
+            .instance
+            .finish()
+            .map_err(|e| Error::runtime(format!("plugin {} (finish): {e}", self.name)))?
+        {
+            Some(out) => self.check(out).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn as_any(&self) -> &dyn std::any::Any {
