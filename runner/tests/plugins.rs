@@ -353,3 +353,29 @@ fn a_stateful_plugin_reports_through_finish_on_any_core_count() {
             .stdout("column\tdistinct\nword\t7919\n");
     }
 }
+
+#[test]
+fn a_library_built_for_another_architecture_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(lib("min_length")).unwrap();
+    // ELF e_machine (offset 18): claim AArch64 (183) or, on an AArch64 host, x86-64 (62).
+    let other: u16 = if cfg!(target_arch = "aarch64") {
+        62
+    } else {
+        183
+    };
+    bytes[18..20].copy_from_slice(&other.to_le_bytes());
+    let foreign = dir.path().join("libforeign.so");
+    std::fs::write(&foreign, bytes).unwrap();
+    let p = pipeline(
+        dir.path(),
+        &foreign.display().to_string(),
+        "{column: word, min: 2}",
+    );
+    runner()
+        .arg("validate")
+        .arg(&p)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not a loadable shared library"));
+}
