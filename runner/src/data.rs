@@ -132,6 +132,18 @@ pub fn text_batch(column: &str, values: impl IntoIterator<Item = impl AsRef<str>
         .expect("one text column matches its schema")
 }
 
+/// A `word`, `count` batch, the shape of a word count's result (for tests).
+#[cfg(test)]
+pub(crate) fn word_counts(words: &[&str], counts: &[i64]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("word", DataType::Utf8, false),
+        Field::new("count", DataType::Int64, false),
+    ]));
+    let words: ArrayRef = Arc::new(StringArray::from(words.to_vec()));
+    let counts: ArrayRef = Arc::new(arrow_array::Int64Array::from(counts.to_vec()));
+    RecordBatch::try_new(schema, vec![words, counts]).expect("two columns matching the schema")
+}
+
 /// Concatenates batches of one schema (an empty list gives an empty batch).
 pub fn concat(schema: &SchemaRef, batches: &[RecordBatch]) -> RecordBatch {
     match batches {

@@ -526,23 +526,9 @@ fn truthy(value: Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::{Int64Array, StringArray};
-    use arrow_schema::Field;
-    use std::sync::Arc;
 
     fn batch() -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("word", DataType::Utf8, false),
-            Field::new("count", DataType::Int64, false),
-        ]));
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from(vec!["romeo", "thou", "i’ll", "one"])),
-                Arc::new(Int64Array::from(vec![298, 277, 59, 60])),
-            ],
-        )
-        .unwrap()
+        crate::data::word_counts(&["romeo", "thou", "i’ll", "one"], &[298, 277, 59, 60])
     }
 
     fn keep(expr: &str) -> Vec<bool> {

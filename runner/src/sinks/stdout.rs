@@ -261,22 +261,9 @@ impl Sink for StdoutSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::{Int64Array, StringArray};
-    use arrow_schema::{Field, Schema};
 
     fn counts() -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("word", DataType::Utf8, false),
-            Field::new("count", DataType::Int64, false),
-        ]));
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from(vec!["romeo", "thou", "i’ll", "a\tb"])),
-                Arc::new(Int64Array::from(vec![298, 277, 61, 60])),
-            ],
-        )
-        .unwrap()
+        crate::data::word_counts(&["romeo", "thou", "i’ll", "a\tb"], &[298, 277, 61, 60])
     }
 
     #[test]

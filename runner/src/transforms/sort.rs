@@ -137,25 +137,12 @@ impl GlobalTransform for Sort {
 mod tests {
     use super::*;
     use crate::transforms::compliance::{run, texts};
-    use arrow_array::{Int64Array, StringArray};
-    use arrow_schema::{Field, Schema};
-    use std::sync::Arc;
 
     fn counts() -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("word", DataType::Utf8, false),
-            Field::new("count", DataType::Int64, false),
-        ]));
-        RecordBatch::try_new(
-            schema,
-            vec![
-                Arc::new(StringArray::from(vec![
-                    "thy", "romeo", "art", "one", "thou",
-                ])),
-                Arc::new(Int64Array::from(vec![170, 298, 60, 60, 277])),
-            ],
+        crate::data::word_counts(
+            &["thy", "romeo", "art", "one", "thou"],
+            &[170, 298, 60, 60, 277],
         )
-        .unwrap()
     }
 
     fn build(yaml: &str) -> Result<Stage, String> {
