@@ -51,7 +51,7 @@ fn benches(c: &mut Criterion) {
         let mut scratch = Vec::new();
         b.iter(|| {
             let mut counts = WordCounts::new(hasher.clone());
-            counts.count_text(&tokenizer, &text, &mut scratch);
+            runner::exec::fused::count_text(&mut counts, &tokenizer, &text, &mut scratch);
             counts.len()
         })
     });

@@ -4,6 +4,7 @@
 //! components, `sources`/`transforms`/`sinks` hold one component per file, `exec` wires them.
 
 pub mod config;
+pub mod counts;
 pub mod data;
 pub mod error;
 pub mod exec;

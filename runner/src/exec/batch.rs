@@ -186,7 +186,7 @@ fn fused_word_count(source: &dyn BatchSource, word_count: &WordCount) -> Result<
             let new_table = || (WordCounts::new(hasher.clone()), Vec::new());
             if let Ok(valid) = std::str::from_utf8(&morsel.bytes) {
                 tables.with(new_table, |(counts, scratch)| {
-                    counts.count_text(tokenizer, valid, scratch)
+                    super::fused::count_text(counts, tokenizer, valid, scratch)
                 });
                 source.recycle(morsel.bytes);
             } else {
@@ -194,7 +194,7 @@ fn fused_word_count(source: &dyn BatchSource, word_count: &WordCount) -> Result<
                 tables.with(new_table, |(counts, scratch)| {
                     for batch in &batches {
                         for line in text(batch, 0).iter().flatten() {
-                            counts.count_text(tokenizer, line, scratch);
+                            super::fused::count_text(counts, tokenizer, line, scratch);
                         }
                     }
                 });
