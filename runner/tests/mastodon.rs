@@ -519,3 +519,60 @@ fn the_forwarder_feeds_the_socket_pipeline_end_to_end() {
     let want: BTreeMap<String, i64> = expected(30);
     assert_eq!(counts(&dir.path().join("counts.csv")), want);
 }
+
+#[test]
+fn a_429_is_retried_after_the_servers_retry_after() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut streams = 0;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).is_err() || header == "\r\n" || header.is_empty() {
+                    break;
+                }
+            }
+            if !request.contains("/api/v1/streaming/public") {
+                respond(
+                    &mut stream,
+                    "404 Not Found",
+                    "application/json",
+                    r#"{"error":"Not found"}"#,
+                );
+                continue;
+            }
+            streams += 1;
+            if streams == 1 {
+                let body = r#"{"error":"Too many requests"}"#;
+                let _ = write!(stream, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                continue;
+            }
+            let mut seed = 7;
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
+            let body = format!(
+                ":)\nevent: update\ndata: {}\n\nevent: update\ndata: {}\n\n",
+                status(1).0,
+                status(2).0
+            );
+            let _ = write_chunked(&mut stream, body.as_bytes(), &mut seed);
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "  limit: 2\n", port);
+    let (code, stderr) = run(&p, Some(TOKEN));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(
+            "429 Too Many Requests: Too many requests); reconnecting in 1.0 s (attempt 2)"
+        ),
+        "{stderr}"
+    );
+    // Statuses 1 and 2 were sent; status 0 has no tags, so this is what 0..3 count.
+    assert_eq!(counts(&dir.path().join("counts.csv")), expected(3));
+}

@@ -364,8 +364,9 @@ fn redact(text: &str, token: &str) -> String {
 
 /// Why a connection attempt ended.
 enum Ended {
-    /// The stream should be retried (drop, stall, 429, 5xx).
-    Retry(String),
+    /// The stream should be retried (drop, stall, 429, 5xx): why, the server's Retry-After,
+    /// and whether events had arrived on this connection (then the backoff starts over).
+    Retry(String, Option<Duration>, bool),
     /// Nothing more to do (limit reached, or the engine is gone).
     Done,
 }
@@ -459,7 +460,10 @@ async fn run_stream(
         .await?;
         match attempt {
             Ended::Done => return Ok(()),
-            Ended::Retry(why) => {
+            Ended::Retry(why, retry_after, streamed) => {
+                if streamed {
+                    failures = 0;
+                }
                 failures += 1;
                 if config.max_retries.is_some_and(|max| failures > max) {
                     return Err(format!(
@@ -472,7 +476,8 @@ async fn run_stream(
                     * 2u32.saturating_pow(failures.saturating_sub(1).min(7));
                 let base = base.min(Duration::from_secs(60));
                 let jitter = 0.75 + (started.elapsed().subsec_nanos() % 1000) as f64 / 2000.0;
-                let wait = base.mul_f64(jitter);
+                // A server that says when to come back (429 Retry-After) is listened to.
+                let wait = base.mul_f64(jitter).max(retry_after.unwrap_or_default());
                 tracing::warn!(
                     "stream interrupted ({why}); reconnecting in {:.1} s (attempt {})",
                     wait.as_secs_f64(),
@@ -543,13 +548,20 @@ async fn connect_once(
     {
         Ok(response) => response,
         Err(e) => {
-            return Ok(Ended::Retry(format!(
-                "cannot connect to {url}: {}",
-                crate::error::error_chain(&e)
-            )))
+            return Ok(Ended::Retry(
+                format!("cannot connect to {url}: {}", crate::error::error_chain(&e)),
+                None,
+                false,
+            ))
         }
     };
     let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|seconds| Duration::from_secs(seconds.min(3600)));
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
         let message = serde_json::from_str::<serde_json::Value>(&body)
@@ -557,7 +569,11 @@ async fn connect_once(
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
             .unwrap_or_else(|| body.chars().take(200).collect());
         if status.as_u16() == 429 || status.is_server_error() {
-            return Ok(Ended::Retry(format!("{url} answered {status}: {message}")));
+            return Ok(Ended::Retry(
+                format!("{url} answered {status}: {message}"),
+                retry_after,
+                false,
+            ));
         }
         let hint = match status.as_u16() {
             401 => " Check the token in the environment variable: it must be a user token with the `read` or `read:statuses` scope.",
@@ -575,12 +591,14 @@ async fn connect_once(
     });
     let mut events = eventsource_stream::Eventsource::eventsource(bytes);
     let mut check = tokio::time::interval(Duration::from_millis(250).min(idle));
+    let mut streamed = false;
     loop {
         tokio::select! {
             next = events.next() => match next {
-                None => return Ok(Ended::Retry("the server closed the stream".into())),
-                Some(Err(e)) => return Ok(Ended::Retry(format!("the stream broke: {e}"))),
+                None => return Ok(Ended::Retry("the server closed the stream".into(), None, streamed)),
+                Some(Err(e)) => return Ok(Ended::Retry(format!("the stream broke: {e}"), None, streamed)),
                 Some(Ok(event)) => {
+                    streamed = true;
                     if let Some(file) = recorder.as_mut() {
                         let record = serde_json::json!({
                             "event": event.event,
@@ -609,7 +627,7 @@ async fn connect_once(
             _ = check.tick() => {
                 let quiet = clock.elapsed().saturating_sub(Duration::from_millis(last_byte.load(Ordering::Relaxed)));
                 if quiet >= idle {
-                    return Ok(Ended::Retry(format!("no data or heartbeat for {} s", idle.as_secs())));
+                    return Ok(Ended::Retry(format!("no data or heartbeat for {} s", idle.as_secs()), None, streamed));
                 }
             }
             _ = tx.closed() => return Ok(Ended::Done),
