@@ -6,6 +6,8 @@ use std::path::PathBuf;
 pub const EXIT_RUNTIME: i32 = 1;
 /// Exit code for an invalid pipeline file or invalid command-line usage.
 pub const EXIT_INVALID: i32 = 2;
+/// Exit code when another run of the same pipeline holds its lock.
+pub const EXIT_LOCKED: i32 = 3;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -40,6 +42,10 @@ pub enum Error {
     /// Any other failure while running, with a complete sentence as message.
     #[error("{0}")]
     Runtime(String),
+
+    /// Another run of the same pipeline is in progress.
+    #[error("{0}")]
+    Locked(String),
 }
 
 impl Error {
@@ -56,6 +62,7 @@ impl Error {
             Error::InvalidPipeline(_) => EXIT_INVALID,
             Error::PipelineFile { .. } => EXIT_INVALID,
             Error::Input { .. } | Error::Output { .. } | Error::Runtime(_) => EXIT_RUNTIME,
+            Error::Locked(_) => EXIT_LOCKED,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod data;
 pub mod error;
 pub mod exec;
 pub mod expr;
+pub mod lock;
 pub mod plugin;
 pub mod registry;
 pub mod sinks;

@@ -43,6 +43,13 @@ enum Command {
         /// How stream epochs are reported on stderr.
         #[arg(long, value_enum, default_value = "text")]
         progress: exec::stream::Progress,
+        /// If another run of this pipeline is in progress, wait this long (e.g. 5m) instead of
+        /// exiting with code 3.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        wait: Option<std::time::Duration>,
+        /// Where lock files go (default: the system's temporary directory).
+        #[arg(long, value_name = "DIR", env = "RUNNER_LOCK_DIR")]
+        lock_dir: Option<PathBuf>,
     },
     /// Check pipeline files without reading any data.
     Validate {
@@ -70,6 +77,10 @@ enum PluginCommand {
         #[arg(long, default_value = "plugins")]
         dir: PathBuf,
     },
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    runner::config::duration::parse(text)
 }
 
 fn init_logging(quiet: bool, verbose: u8) {
@@ -103,13 +114,17 @@ fn main() -> ExitCode {
             overrides,
             no_fusion,
             progress,
+            wait,
+            lock_dir,
         } => {
             let progress = if cli.quiet {
                 exec::stream::Progress::Off
             } else {
                 progress
             };
-            run(&pipeline, cores, &overrides, no_fusion, progress, cli.quiet)
+            // Held until the run ends; the kernel releases it if the process dies.
+            runner::lock::acquire(&pipeline, lock_dir.as_deref(), wait)
+                .and_then(|_lock| run(&pipeline, cores, &overrides, no_fusion, progress, cli.quiet))
         }
         Command::Validate {
             pipelines,

@@ -10,7 +10,20 @@ use assert_cmd::Command;
 pub fn runner() -> Command {
     let mut cmd = Command::cargo_bin("runner").expect("the runner binary is built");
     cmd.env_remove("RUST_LOG");
+    // Tests run shared pipeline files at the same time; each run gets its own lock folder
+    // (tests/locking.rs checks the lock itself).
+    cmd.env("RUNNER_LOCK_DIR", unique_lock_dir());
     cmd
+}
+
+/// A fresh folder under target/ for one run's lock file.
+pub fn unique_lock_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    repo_root()
+        .join("target")
+        .join("test-locks")
+        .join(format!("{}-{n}", std::process::id()))
 }
 
 /// The repository root (the workspace).

@@ -620,7 +620,7 @@ mod tests {
                 (i * 7919 % 3000) as usize
             };
             text.extend(std::iter::repeat_n(b'a' + (i % 26) as u8, len));
-            text.extend_from_slice(if i % 3 == 0 { b"\r\n" } else { b"\n" });
+            text.extend_from_slice(if i.is_multiple_of(3) { b"\r\n" } else { b"\n" });
             i += 1;
         }
         // A newline exactly at a morsel boundary, and no final newline.
