@@ -609,35 +609,14 @@ fn draw_vertical(
             (centre as i32, bottom + 8),
         );
     }
-    area.draw(&PathElement::new(
-        vec![(left, top), (left, bottom), (right, bottom)],
-        ShapeStyle::from(&AXIS).stroke_width(1),
-    ))
-    .map_err(err)?;
-    push(
+    finish_axes(
+        area,
         texts,
-        &spec.x_name,
-        &style(
-            axis_title_px,
-            &TEXT,
-            Pos::new(HPos::Center, VPos::Bottom),
-            FontTransform::None,
-        ),
-        ((left + right) / 2, h - (6.0 * scale) as i32),
-    );
-    push(
-        texts,
-        &spec.y_name,
-        &style(
-            axis_title_px,
-            &TEXT,
-            Pos::new(HPos::Center, VPos::Top),
-            FontTransform::Rotate270,
-        ),
-        ((8.0 * scale) as i32, (top + bottom) / 2),
-    );
-    drawn.plot = (left, top, right, bottom);
-    Ok(())
+        frame,
+        (left, top, right, bottom),
+        (&spec.x_name, &spec.y_name),
+        drawn,
+    )
 }
 
 fn draw_horizontal(
@@ -726,31 +705,55 @@ fn draw_horizontal(
             (left - 8, centre as i32),
         );
     }
+    finish_axes(
+        area,
+        texts,
+        frame,
+        (left, top, right, bottom),
+        (&spec.y_name, &spec.x_name),
+        drawn,
+    )
+}
+
+/// The axis lines and titles both orientations draw: `titles` are the one under the plot and
+/// the one beside it (rotated).
+fn finish_axes(
+    area: &Area,
+    texts: &mut Vec<TextItem>,
+    frame: &Frame,
+    (left, top, right, bottom): (i32, i32, i32, i32),
+    (below, beside): (&str, &str),
+    drawn: &mut Drawn,
+) -> Result<(), String> {
+    let (h, scale) = (frame.spec.height as i32, frame.scale);
+    let axis_title_px = 16.0 * scale;
     area.draw(&PathElement::new(
         vec![(left, top), (left, bottom), (right, bottom)],
         ShapeStyle::from(&AXIS).stroke_width(1),
     ))
     .map_err(err)?;
-    push(
-        texts,
-        &spec.y_name,
-        &style(
-            axis_title_px,
-            &TEXT,
-            Pos::new(HPos::Center, VPos::Bottom),
-            FontTransform::None,
-        ),
-        ((left + right) / 2, h - (6.0 * scale) as i32),
+    let under = style(
+        axis_title_px,
+        &TEXT,
+        Pos::new(HPos::Center, VPos::Bottom),
+        FontTransform::None,
     );
     push(
         texts,
-        &spec.x_name,
-        &style(
-            axis_title_px,
-            &TEXT,
-            Pos::new(HPos::Center, VPos::Top),
-            FontTransform::Rotate270,
-        ),
+        below,
+        &under,
+        ((left + right) / 2, h - (6.0 * scale) as i32),
+    );
+    let side = style(
+        axis_title_px,
+        &TEXT,
+        Pos::new(HPos::Center, VPos::Top),
+        FontTransform::Rotate270,
+    );
+    push(
+        texts,
+        beside,
+        &side,
         ((8.0 * scale) as i32, (top + bottom) / 2),
     );
     drawn.plot = (left, top, right, bottom);
