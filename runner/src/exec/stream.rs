@@ -70,7 +70,8 @@ pub struct StreamReport {
 /// Chunks (of up to 64 KiB) the channel holds: the most input buffered between the source
 /// and the engine, whatever the source sends.
 const CHANNEL_CHUNKS: usize = 64;
-/// The most input one epoch takes, so a burst is processed in bounded pieces.
+/// The most input a continuous or available-now epoch takes, and the most appended rows an
+/// epoch buffers before the source is held back.
 const EPOCH_MAX_BYTES: usize = 32 << 20;
 
 /// Runs the stream until the source ends, `stop_after`, `max_epochs`, or SIGINT/SIGTERM.
@@ -214,6 +215,7 @@ async fn run_epochs(
             let quiet = processing_time.is_none() && rx.is_empty();
             if !chunks.is_empty() && (bytes >= PROCESS_BYTES || fired || source_ended || quiet) {
                 let batch = std::mem::take(&mut chunks);
+                pending.bytes += bytes;
                 bytes = 0;
                 let absorbing = Instant::now();
                 pool.install(|| engine.absorb(&batch, state.as_mut(), &mut pending))?;
@@ -222,8 +224,11 @@ async fn run_epochs(
             if fired || source_ended || stop.load(Ordering::SeqCst) {
                 break;
             }
-            // Continuous and available-now triggers: an epoch as soon as the data there is in.
-            if processing_time.is_none() && (pending.rows > 0 && quiet || !room) {
+            // Continuous and available-now triggers: an epoch as soon as the data there is in,
+            // or once it has taken a bounded amount of input (a source that never pauses would
+            // otherwise keep one epoch open for ever).
+            let full = pending.bytes >= EPOCH_MAX_BYTES;
+            if processing_time.is_none() && (pending.rows > 0 && quiet || !room || full) {
                 break;
             }
         }
@@ -305,6 +310,8 @@ const PROCESS_BYTES: usize = 1 << 20;
 /// What an epoch has gathered so far.
 struct Pending {
     rows: u64,
+    /// Input bytes taken into this epoch.
+    bytes: usize,
     /// Time spent processing this epoch's rows as they arrived.
     busy: Duration,
     /// Update mode: the groups this epoch touched.
@@ -318,6 +325,7 @@ impl Pending {
     fn new(aggregation: Option<&dyn crate::transforms::Aggregation>, mode: OutputMode) -> Self {
         Pending {
             rows: 0,
+            bytes: 0,
             busy: Duration::ZERO,
             changed: aggregation
                 .filter(|_| mode == OutputMode::Update)
