@@ -356,9 +356,12 @@ impl Engine<'_> {
     ) -> Result<()> {
         let mut state = state;
         if let (Some(separator), Some(state)) = (self.fused_split(), state.as_deref_mut()) {
-            if chunks.iter().all(|c| std::str::from_utf8(c).is_ok()) {
+            // Validated once here; invalid UTF-8 takes the decoding path, which replaces it.
+            let texts: Option<Vec<&str>> =
+                chunks.iter().map(|c| std::str::from_utf8(c).ok()).collect();
+            if let Some(texts) = texts {
                 return absorb_split_count(
-                    chunks,
+                    &texts,
                     separator,
                     self.drop_empty(),
                     state.as_mut(),
@@ -460,7 +463,7 @@ impl Engine<'_> {
 /// Counts the pieces of every line of `chunks` (valid UTF-8, lines ending in `\n`, CRLF
 /// allowed) into `state`, as decode → explode → group_count would, without building batches.
 fn absorb_split_count(
-    chunks: &[Chunk],
+    chunks: &[&str],
     separator: &str,
     drop_empty: bool,
     state: &mut dyn AggregateState,
@@ -476,9 +479,7 @@ fn absorb_split_count(
         .changed
         .as_mut()
         .and_then(|c| c.as_any_mut().downcast_mut::<GroupCountState>());
-    for chunk in chunks {
-        let text =
-            std::str::from_utf8(chunk).map_err(|e| Error::runtime(format!("internal: {e}")))?;
+    for &text in chunks {
         let body = text.strip_suffix('\n').unwrap_or(text);
         if text.is_empty() {
             continue;
