@@ -158,7 +158,7 @@ fn finished_batches(prefix: &[BuiltStage]) -> Result<Vec<RecordBatch>> {
 
 /// Runs the stages after the parallel part on the (small) result.
 pub(crate) fn finish(mut result: RecordBatch, rest: &[BuiltStage]) -> Result<RecordBatch> {
-    for BuiltStage { label, stage } in rest {
+    for BuiltStage { label, stage, .. } in rest {
         result = match &stage.kind {
             StageKind::Map(map) => map.apply(&result),
             StageKind::Aggregate(aggregation) => {

@@ -57,7 +57,7 @@ pub fn detect(stages: &[BuiltStage], source: &SchemaRef) -> Option<Fusion> {
     // Row-wise stages keep order; the first stage that cares about order decides.
     let order_rows = !matches!(
         stages[next + 1..].iter().find(|s| !matches!(s.stage.kind, StageKind::Map(_))),
-        Some(s) if s.label.ends_with("(sort)")
+        Some(s) if s.type_name == "sort"
     );
     Some(Fusion {
         tokenize: 0,

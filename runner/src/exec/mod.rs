@@ -17,6 +17,8 @@ use crate::transforms::{BuildContext, Stage};
 pub struct BuiltStage {
     /// `transforms.N (type)`, for messages.
     pub label: String,
+    /// The YAML `type:` name.
+    pub type_name: &'static str,
     pub stage: Stage,
 }
 
@@ -86,7 +88,11 @@ pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipel
                 Error::invalid(format!("{}: {label}: {e}", loaded.at(&step.referenced)))
             })?;
         schema = stage.output.clone();
-        stages.push(BuiltStage { label, stage });
+        stages.push(BuiltStage {
+            label,
+            type_name: step.value.type_name(),
+            stage,
+        });
     }
 
     let streaming = config.mode == Mode::Stream;
