@@ -1,28 +1,43 @@
-//! Counting byte strings fast: a hash table whose entries hold words of up to 16 bytes inline
-//! (comparing a word is two 8-byte compares, no pointer to follow), hashed from those same two
-//! words with per-run random seeds. Used by the fused word count (`exec::fused`).
+//! Counting byte strings fast: an open-addressing hash table (linear probing) whose 32-byte
+//! slots hold words of up to 16 bytes inline, so finding a short word is one hash, usually one
+//! cache line and two 8-byte compares, with no pointer to follow. Words are hashed from those
+//! same two words with per-run random seeds. Used by the fused word count (`exec::fused`).
 
 use foldhash::fast::RandomState;
-use hashbrown::HashTable;
 
-/// Bytes of a word kept in the table entry itself; longer words keep the rest in the arena.
-const INLINE: usize = 16;
+/// Bytes of a word kept in the slot itself; longer words keep the rest in `long_tails`.
+pub const INLINE: usize = 16;
 
-/// One entry. Comparing a short word is two 8-byte compares, with no pointer to follow.
+/// `len` of a slot that holds no word.
+const EMPTY: u32 = u32::MAX;
+
+/// One slot: two per cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
 struct Slot {
-    hash: u64,
-    count: u64,
     /// The first `INLINE` bytes, zero-padded, as two little-endian words.
-    head: (u64, u64),
+    head: [u64; 2],
+    count: u64,
+    /// The word's length (capped below `EMPTY`; long words compare their whole tail too).
     len: u32,
-    /// Where bytes `INLINE..len` start in the arena (long words only).
-    tail: usize,
+    /// For words over `INLINE` bytes: index of bytes `INLINE..` in `long_tails`.
+    tail: u32,
 }
+
+const VACANT: Slot = Slot {
+    head: [0; 2],
+    count: 0,
+    len: EMPTY,
+    tail: 0,
+};
 
 /// A per-worker count table: words are looked up by bytes and copied only when first seen.
 pub struct WordCounts {
-    table: HashTable<Slot>,
-    arena: Vec<u8>,
+    slots: Vec<Slot>,
+    /// `slots.len() - 1`; the length is a power of two.
+    mask: usize,
+    used: usize,
+    long_tails: Vec<Box<[u8]>>,
     hasher: WordHasher,
 }
 
@@ -55,13 +70,18 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
 
 impl WordHasher {
     #[inline(always)]
-    fn hash(&self, head: (u64, u64), word: &[u8]) -> u64 {
+    fn hash_short(&self, head: [u64; 2], len: usize) -> u64 {
+        let mixed = folded_multiply(
+            head[0] ^ self.seeds[0],
+            head[1] ^ self.seeds[1] ^ len as u64,
+        );
+        folded_multiply(mixed, self.seeds[2])
+    }
+
+    #[inline(always)]
+    fn hash(&self, head: [u64; 2], word: &[u8]) -> u64 {
         if word.len() <= INLINE {
-            let mixed = folded_multiply(
-                head.0 ^ self.seeds[0],
-                head.1 ^ self.seeds[1] ^ word.len() as u64,
-            );
-            folded_multiply(mixed, self.seeds[2])
+            self.hash_short(head, word.len())
         } else {
             std::hash::BuildHasher::hash_one(&self.long, word)
         }
@@ -71,114 +91,206 @@ impl WordHasher {
 /// The first `INLINE` bytes of `word`, zero-padded, as two little-endian words, read with
 /// overlapping loads rather than a byte copy (a copy followed by a wide load stalls the CPU).
 #[inline(always)]
-fn head_of(word: &[u8]) -> (u64, u64) {
+pub fn head_of(word: &[u8]) -> [u64; 2] {
     let n = word.len();
     let u64_at = |at: usize| u64::from_le_bytes(word[at..at + 8].try_into().unwrap_or([0; 8]));
     let u32_at =
         |at: usize| u32::from_le_bytes(word[at..at + 4].try_into().unwrap_or([0; 4])) as u64;
     if n >= 16 {
-        (u64_at(0), u64_at(8))
+        [u64_at(0), u64_at(8)]
     } else if n > 8 {
-        (u64_at(0), u64_at(n - 8) >> ((16 - n) * 8))
+        [u64_at(0), u64_at(n - 8) >> ((16 - n) * 8)]
     } else if n == 8 {
-        (u64_at(0), 0)
+        [u64_at(0), 0]
     } else if n >= 4 {
-        (u32_at(0) | ((u32_at(n - 4) >> ((8 - n) * 8)) << 32), 0)
+        [u32_at(0) | ((u32_at(n - 4) >> ((8 - n) * 8)) << 32), 0]
     } else {
-        (
+        [
             word.iter()
                 .rev()
                 .fold(0u64, |acc, &b| (acc << 8) | b as u64),
             0,
-        )
+        ]
     }
 }
 
 impl WordCounts {
     /// All tables of one run must share `hasher` so they can be merged without rehashing.
     pub fn new(hasher: WordHasher) -> Self {
+        let capacity = 4096;
         WordCounts {
-            table: HashTable::with_capacity(4096),
-            arena: Vec::new(),
+            slots: vec![VACANT; capacity],
+            mask: capacity - 1,
+            used: 0,
+            long_tails: Vec::new(),
             hasher,
         }
     }
 
+    /// Counts a word of up to `INLINE` bytes given as its zero-padded head (see `head_of`).
     #[inline(always)]
-    fn tail<'t>(arena: &'t [u8], slot: &Slot) -> &'t [u8] {
-        if slot.len as usize > INLINE {
-            &arena[slot.tail..slot.tail + slot.len as usize - INLINE]
-        } else {
-            &[]
-        }
+    pub fn add_short(&mut self, head: [u64; 2], len: usize, count: u64) {
+        let hash = self.hash_short(head, len);
+        self.add_short_hashed(hash, head, len, count);
     }
 
+    /// The hash `add_short_hashed` wants for this word.
     #[inline(always)]
-    fn add_hashed(&mut self, hash: u64, head: (u64, u64), word: &[u8], count: u64) {
-        let len = word.len() as u32;
-        let arena = &self.arena;
-        let found = self.table.find_mut(hash, |s| {
-            s.hash == hash
-                && s.len == len
-                && s.head == head
-                && (len as usize <= INLINE || Self::tail(arena, s) == &word[INLINE..])
-        });
-        match found {
-            Some(slot) => slot.count += count,
-            None => {
-                let tail = self.arena.len();
-                if word.len() > INLINE {
-                    self.arena.extend_from_slice(&word[INLINE..]);
-                }
-                self.table.insert_unique(
-                    hash,
-                    Slot {
-                        hash,
-                        count,
-                        head,
-                        len,
-                        tail,
-                    },
-                    |s| s.hash,
-                );
+    pub fn hash_short(&self, head: [u64; 2], len: usize) -> u64 {
+        self.hasher.hash_short(head, len)
+    }
+
+    /// Asks the CPU to start loading the slot where a word with this hash is looked for, so a
+    /// lookup a little later finds it in cache (large tables do not fit in any cache).
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let slot = &self.slots[hash as usize & self.mask];
+            // SAFETY: a prefetch is only a hint; the address is a valid slot.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    (slot as *const Slot).cast(),
+                )
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = hash;
+    }
+
+    /// `add_short` with the hash `hash_short` gave.
+    #[inline(always)]
+    pub fn add_short_hashed(&mut self, hash: u64, head: [u64; 2], len: usize, count: u64) {
+        debug_assert!(len <= INLINE);
+        let len = len as u32;
+        let mut at = hash as usize & self.mask;
+        loop {
+            let slot = &mut self.slots[at];
+            if slot.head == head && slot.len == len {
+                slot.count += count;
+                return;
             }
+            if slot.len == EMPTY {
+                *slot = Slot {
+                    head,
+                    count,
+                    len,
+                    tail: 0,
+                };
+                self.inserted();
+                return;
+            }
+            at = (at + 1) & self.mask;
         }
     }
 
-    #[inline(always)]
+    /// Counts any word.
+    #[inline]
     pub fn add(&mut self, word: &[u8], count: u64) {
         let head = head_of(word);
+        if word.len() <= INLINE {
+            return self.add_short(head, word.len(), count);
+        }
+        self.add_long(head, word, count);
+    }
+
+    #[cold]
+    fn add_long(&mut self, head: [u64; 2], word: &[u8], count: u64) {
         let hash = self.hasher.hash(head, word);
-        self.add_hashed(hash, head, word, count);
+        let len = word.len().min(EMPTY as usize - 1) as u32;
+        let tail = &word[INLINE..];
+        let mut at = hash as usize & self.mask;
+        loop {
+            let slot = &mut self.slots[at];
+            if slot.head == head && slot.len == len && *self.long_tails[slot.tail as usize] == *tail
+            {
+                slot.count += count;
+                return;
+            }
+            if slot.len == EMPTY {
+                let index = self.long_tails.len() as u32;
+                self.long_tails.push(tail.into());
+                self.slots[at] = Slot {
+                    head,
+                    count,
+                    len,
+                    tail: index,
+                };
+                self.inserted();
+                return;
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+
+    /// Keeps the table at most 5/8 full, where linear probing stays short.
+    #[inline(always)]
+    fn inserted(&mut self) {
+        self.used += 1;
+        if self.used * 8 > self.slots.len() * 5 {
+            self.grow();
+        }
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let doubled = vec![VACANT; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        self.mask = self.slots.len() - 1;
+        for slot in old.into_iter().filter(|s| s.len != EMPTY) {
+            let hash = if slot.len as usize <= INLINE {
+                self.hasher.hash_short(slot.head, slot.len as usize)
+            } else {
+                let word = Self::word_of(&slot, &self.long_tails);
+                self.hasher.hash(slot.head, &word)
+            };
+            let mut at = hash as usize & self.mask;
+            while self.slots[at].len != EMPTY {
+                at = (at + 1) & self.mask;
+            }
+            self.slots[at] = slot;
+        }
+    }
+
+    fn word_of(slot: &Slot, long_tails: &[Box<[u8]>]) -> Vec<u8> {
+        let mut head = [0u8; INLINE];
+        head[..8].copy_from_slice(&slot.head[0].to_le_bytes());
+        head[8..].copy_from_slice(&slot.head[1].to_le_bytes());
+        let mut word = head[..(slot.len as usize).min(INLINE)].to_vec();
+        if slot.len as usize > INLINE {
+            word.extend_from_slice(&long_tails[slot.tail as usize]);
+        }
+        word
     }
 
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.used
     }
 
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.used == 0
     }
 
     /// Every word and its count, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = (Vec<u8>, u64)> + '_ {
-        self.table.iter().map(|slot| {
-            let mut head = [0u8; INLINE];
-            head[..8].copy_from_slice(&slot.head.0.to_le_bytes());
-            head[8..].copy_from_slice(&slot.head.1.to_le_bytes());
-            let mut word = head[..(slot.len as usize).min(INLINE)].to_vec();
-            word.extend_from_slice(Self::tail(&self.arena, slot));
-            (word, slot.count)
-        })
+        self.slots
+            .iter()
+            .filter(|s| s.len != EMPTY)
+            .map(|slot| (Self::word_of(slot, &self.long_tails), slot.count))
     }
 
     /// Folds `other` into `self` (the larger table absorbs the smaller one).
     pub fn merge(mut self, mut other: WordCounts) -> WordCounts {
-        if other.table.len() > self.table.len() {
+        if other.used > self.used {
             std::mem::swap(&mut self, &mut other);
         }
-        for (word, count) in other.entries() {
-            self.add(&word, count);
+        for slot in other.slots.iter().filter(|s| s.len != EMPTY) {
+            if slot.len as usize <= INLINE {
+                self.add_short(slot.head, slot.len as usize, slot.count);
+            } else {
+                let word = Self::word_of(slot, &other.long_tails);
+                self.add_long(slot.head, &word, slot.count);
+            }
         }
         self
     }
@@ -220,7 +332,31 @@ mod tests {
                 u64::from_le_bytes(padded[..8].try_into().unwrap()),
                 u64::from_le_bytes(padded[8..].try_into().unwrap()),
             );
-            assert_eq!(head_of(word), expected, "length {n}");
+            assert_eq!(head_of(word), [expected.0, expected.1], "length {n}");
+        }
+    }
+
+    #[test]
+    fn grows_and_keeps_every_count() {
+        let mut counts = WordCounts::new(WordHasher::default());
+        let word = |i: u32| {
+            if i.is_multiple_of(7) {
+                format!("a-rather-long-word-number-{i}")
+            } else {
+                format!("w{i}")
+            }
+        };
+        for round in 0..3u32 {
+            for i in 0..50_000u32 {
+                if i % 3 <= round {
+                    counts.add(word(i).as_bytes(), 1);
+                }
+            }
+        }
+        assert_eq!(counts.len(), 50_000);
+        let found: std::collections::HashMap<Vec<u8>, u64> = counts.entries().collect();
+        for i in 0..50_000u32 {
+            assert_eq!(found[word(i).as_bytes()], 3 - (i % 3) as u64, "word {i}");
         }
     }
 

@@ -144,6 +144,18 @@ impl Tokenizer {
         }
     }
 
+    pub fn lowercase(&self) -> bool {
+        self.lowercase
+    }
+
+    pub fn strip(&self) -> StripPunctuation {
+        self.strip
+    }
+
+    pub fn drop_empty(&self) -> bool {
+        self.drop_empty
+    }
+
     /// Calls `emit` with every word of `text`, normalised. `scratch` is reused between calls.
     #[inline]
     pub fn words(&self, text: &str, scratch: &mut Vec<u8>, mut emit: impl FnMut(&[u8])) {
@@ -253,7 +265,41 @@ pub const HAS_NON_ASCII: u8 = 4;
 /// `str.split()` with no argument) and its flags, fast: 64 bytes at a time are turned into bit
 /// masks, and tokens are read off the masks, so there is no branch per byte.
 #[inline]
-pub fn split_whitespace(text: &str, mut emit: impl FnMut(&str, u8)) {
+pub fn split_whitespace(text: &str, emit: impl FnMut(&str, u8)) {
+    struct Emit<'t, F>(&'t str, F);
+    impl<F: FnMut(&str, u8)> TokenSink for Emit<'_, F> {
+        #[inline(always)]
+        fn token(&mut self, start: usize, end: usize, flags: u8) {
+            (self.1)(&self.0[start..end], flags)
+        }
+    }
+    split_tokens(text, &mut Emit(text, emit));
+}
+
+/// Receives the tokens `split_tokens` finds, as byte ranges of its text. A trait rather than a
+/// closure so the hot loops that implement it are inlined into the splitter.
+pub trait TokenSink {
+    /// Whether `token` reads its flags; when false they are not computed (always 0), which
+    /// saves work per block.
+    const FLAGS: bool = true;
+
+    /// `text[start..end]` is a token (never empty, cut at character boundaries).
+    fn token(&mut self, start: usize, end: usize, flags: u8);
+}
+
+/// The flags `split_tokens` gives a token, computed from its bytes.
+pub fn flags_of(token: &[u8]) -> u8 {
+    token.iter().fold(0, |flags, &b| {
+        flags
+            | (b.is_ascii_uppercase() as u8 * HAS_UPPER)
+            | (b.is_ascii_punctuation() as u8 * HAS_PUNCT)
+            | ((b >= 0x80) as u8 * HAS_NON_ASCII)
+    })
+}
+
+/// `split_whitespace` for a `TokenSink`.
+#[inline(always)]
+pub fn split_tokens<S: TokenSink>(text: &str, sink: &mut S) {
     let bytes = text.as_bytes();
     let n = bytes.len();
     let mut token_start: Option<usize> = None;
@@ -262,10 +308,16 @@ pub fn split_whitespace(text: &str, mut emit: impl FnMut(&str, u8)) {
     let mut space_until = 0usize;
     let mut base = 0usize;
     while base < n {
-        let mut block = [b' '; 64];
         let len = (n - base).min(64);
-        block[..len].copy_from_slice(&bytes[base..base + len]);
-        let mut masks = block_masks(&block);
+        let mut masks = match bytes[base..].first_chunk::<64>() {
+            Some(block) => block_masks(block),
+            None => {
+                // The last, partial block: padded with spaces, which end any token.
+                let mut block = [b' '; 64];
+                block[..len].copy_from_slice(&bytes[base..]);
+                block_masks(&block)
+            }
+        };
         if space_until > base {
             masks.space |= low_bits((space_until - base).min(64));
         }
@@ -303,12 +355,16 @@ pub fn split_whitespace(text: &str, mut emit: impl FnMut(&str, u8)) {
                     let from = start.saturating_sub(base);
                     let spaces = masks.space & !low_bits(j);
                     if spaces == 0 {
-                        flags |= masks.flags(!low_bits(from));
+                        if S::FLAGS {
+                            flags |= masks.flags(!low_bits(from));
+                        }
                         break;
                     }
                     j = spaces.trailing_zeros() as usize;
-                    flags |= masks.flags(low_bits(j) & !low_bits(from));
-                    emit(&text[start..(base + j).min(n)], flags);
+                    if S::FLAGS {
+                        flags |= masks.flags(low_bits(j) & !low_bits(from));
+                    }
+                    sink.token(start, (base + j).min(n), flags);
                     token_start = None;
                 }
             }
@@ -316,7 +372,7 @@ pub fn split_whitespace(text: &str, mut emit: impl FnMut(&str, u8)) {
         base += 64;
     }
     if let Some(start) = token_start {
-        emit(&text[start..], flags);
+        sink.token(start, n, flags);
     }
 }
 
@@ -413,6 +469,8 @@ fn sse2_masks(block: &[u8; 64]) -> Masks {
                 _mm_or_si128(within(0x21, 0x2f), within(0x3a, 0x40)),
                 _mm_or_si128(within(0x5b, 0x60), within(0x7b, 0x7e)),
             );
+            // Callers that never read `upper` and `punct` (see `TokenSink::FLAGS`) have them
+            // removed by the compiler: all of this is inlined.
             (
                 _mm_movemask_epi8(space) as u16 as u64,
                 _mm_movemask_epi8(v) as u16 as u64,
