@@ -10,10 +10,15 @@ pub mod error;
 pub mod exec;
 pub mod expr;
 pub mod lock;
+pub mod plan;
 pub mod plugin;
+pub mod progress;
 pub mod registry;
+pub mod schedule;
+pub mod schema;
 pub mod sinks;
 pub mod sources;
+pub mod summary;
 pub mod transforms;
 
 pub use error::{Error, Result};

@@ -1,4 +1,4 @@
-//! The `runner` command line: `run`, `validate`, `list`.
+//! The `runner` command line: `run`, `validate`, `plan`, `schedule`, `schema`, `list`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +20,10 @@ struct Cli {
     /// More log output (-v info, -vv debug). `RUST_LOG` overrides it.
     #[arg(short, long, global = true, action = ArgAction::Count)]
     verbose: u8,
+    /// How logs, warnings and errors are written on stderr: plain text or one JSON object a
+    /// line (for log collectors).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,7 +54,40 @@ enum Command {
         /// Where lock files go (default: the system's temporary directory).
         #[arg(long, value_name = "DIR", env = "RUNNER_LOCK_DIR")]
         lock_dir: Option<PathBuf>,
+        /// Write a JSON summary of the run to this file (replaces `summary:` in the pipeline).
+        #[arg(long, value_name = "FILE")]
+        summary: Option<PathBuf>,
     },
+    /// Show how a pipeline will run (paths, columns per step, fused stages, sinks, trigger,
+    /// schedule) without reading any data.
+    Plan {
+        /// The pipeline file.
+        pipeline: PathBuf,
+        /// Worker threads, as `runner run --cores`.
+        #[arg(long, value_name = "N")]
+        cores: Option<usize>,
+        /// Override or add a value before validation.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        overrides: Vec<Override>,
+        /// Text for people or JSON for programs.
+        #[arg(long, value_enum, default_value = "text")]
+        format: PlanFormat,
+    },
+    /// Run pipelines on their `schedule:` until SIGTERM or Ctrl-C; a pipeline never overlaps
+    /// itself.
+    Schedule {
+        /// Pipeline files, each with a `schedule:`.
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+        /// Print the next 5 run times of each pipeline and exit.
+        #[arg(long)]
+        next: bool,
+        /// Where the runs' lock files go (passed to `runner run`).
+        #[arg(long, value_name = "DIR", env = "RUNNER_LOCK_DIR")]
+        lock_dir: Option<PathBuf>,
+    },
+    /// Print a JSON Schema of the pipeline format, for editors.
+    Schema,
     /// Check pipeline files without reading any data.
     Validate {
         /// Pipeline files.
@@ -79,13 +116,28 @@ enum PluginCommand {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PlanFormat {
+    Text,
+    Json,
+}
+
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     runner::config::duration::parse(text)
 }
 
-fn init_logging(quiet: bool, verbose: u8) {
+/// Logs go to stderr, without colours unless stderr is a terminal. A long-running command
+/// (`schedule`) logs at info level with timestamps by default.
+fn init_logging(quiet: bool, verbose: u8, format: LogFormat, daemon: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
+        (false, 0) if daemon || format == LogFormat::Json => "info",
         (false, 0) => "warn",
         (false, 1) => "info",
         (false, _) => "debug",
@@ -94,19 +146,66 @@ fn init_logging(quiet: bool, verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if verbose == 0 {
+        .with_writer(std::io::stderr);
+    if format == LogFormat::Json {
+        logs.json().with_current_span(false).init();
+        return;
+    }
+    let logs = logs.with_ansi(
+        std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    );
+    if verbose == 0 && !daemon {
         // Warnings read as plain sentences; timestamps and module paths come with -v.
         logs.without_time().with_target(false).init();
     } else {
-        logs.init();
+        logs.with_target(false).init();
+    }
+}
+
+/// Messages for the person or program reading stderr: plain lines, or JSON log events.
+#[derive(Clone, Copy)]
+struct Say {
+    json: bool,
+    quiet: bool,
+}
+
+impl Say {
+    fn error(self, message: &str) {
+        if self.json {
+            tracing::error!("{message}");
+        } else {
+            eprintln!("error: {message}");
+        }
+    }
+
+    fn warning(self, message: &str) {
+        if self.quiet {
+        } else if self.json {
+            tracing::warn!("{message}");
+        } else {
+            eprintln!("warning: {message}");
+        }
+    }
+
+    fn note(self, message: &str) {
+        if self.quiet {
+        } else if self.json {
+            tracing::info!("{message}");
+        } else {
+            eprintln!("{message}");
+        }
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.quiet, cli.verbose);
+    let daemon = matches!(&cli.command, Command::Schedule { next: false, .. });
+    init_logging(cli.quiet, cli.verbose, cli.log_format, daemon);
+    let say = Say {
+        json: cli.log_format == LogFormat::Json,
+        quiet: cli.quiet,
+    };
     let outcome = match cli.command {
         Command::Run {
             pipeline,
@@ -116,20 +215,74 @@ fn main() -> ExitCode {
             progress,
             wait,
             lock_dir,
+            summary,
         } => {
             let progress = if cli.quiet {
                 exec::stream::Progress::Off
             } else {
                 progress
             };
-            // Held until the run ends; the kernel releases it if the process dies.
+            let options = RunOptions {
+                cores,
+                overrides,
+                no_fusion,
+                progress,
+                summary,
+                say,
+            };
+            // Held until the run ends; the kernel releases it if the process dies. A run that
+            // never got the lock writes no summary: the summary file belongs to the holder.
             runner::lock::acquire(&pipeline, lock_dir.as_deref(), wait)
-                .and_then(|_lock| run(&pipeline, cores, &overrides, no_fusion, progress, cli.quiet))
+                .and_then(|_lock| run(&pipeline, &options))
+        }
+        Command::Plan {
+            pipeline,
+            cores,
+            overrides,
+            format,
+        } => config::load(&pipeline, &overrides).and_then(|loaded| {
+            let built = exec::build(&loaded, cores)?;
+            let plan = runner::plan::plan(&loaded, &built);
+            match format {
+                PlanFormat::Text => print!("{}", plan.to_text()),
+                PlanFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan).unwrap_or_default()
+                ),
+            }
+            Ok(())
+        }),
+        Command::Schedule {
+            pipelines,
+            next,
+            lock_dir,
+        } => {
+            if next {
+                runner::schedule::print_next(&pipelines, 5)
+            } else {
+                let mut run_args = Vec::new();
+                if cli.quiet {
+                    run_args.push("--quiet".to_owned());
+                }
+                if say.json {
+                    run_args.extend(["--log-format".to_owned(), "json".to_owned()]);
+                }
+                let options = runner::schedule::Options { lock_dir, run_args };
+                runner::schedule::run(&pipelines, &options)
+            }
+        }
+        Command::Schema => {
+            let schema = runner::schema::pipeline_schema();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
+            Ok(())
         }
         Command::Validate {
             pipelines,
             overrides,
-        } => validate(&pipelines, &overrides, cli.quiet),
+        } => validate(&pipelines, &overrides, cli.quiet, say),
         Command::List => {
             list();
             Ok(())
@@ -144,65 +297,123 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            say.error(&error.to_string());
             ExitCode::from(error.exit_code() as u8)
         }
     }
 }
 
-fn run(
-    path: &std::path::Path,
+struct RunOptions {
     cores: Option<usize>,
-    overrides: &[Override],
+    overrides: Vec<Override>,
     no_fusion: bool,
     progress: exec::stream::Progress,
-    quiet: bool,
-) -> Result<(), Error> {
-    if cores == Some(0) {
+    summary: Option<PathBuf>,
+    say: Say,
+}
+
+/// Runs a pipeline, then writes its summary (also when it failed) and, for a batch run,
+/// prints the summary's one-line form.
+fn run(path: &std::path::Path, options: &RunOptions) -> Result<(), Error> {
+    let mut recorder = runner::summary::Recorder::start(path, options.summary.clone());
+    let outcome = execute(path, options, &mut recorder);
+    let summary = recorder.finish(outcome.as_ref().err());
+    if let Some(target) = recorder.target() {
+        if let Err(error) = summary.write(target) {
+            match outcome {
+                // The summary is part of what was asked: not writing it fails the run.
+                Ok(_) => return Err(error),
+                Err(_) => options
+                    .say
+                    .warning(&format!("the run summary was not written: {error}")),
+            }
+        }
+    }
+    let batch = outcome?;
+    if batch {
+        options.say.note(&summary.one_line());
+    }
+    Ok(())
+}
+
+/// Loads, builds and runs the pipeline, telling `recorder` what happens. Returns whether it
+/// was a batch run.
+fn execute(
+    path: &std::path::Path,
+    options: &RunOptions,
+    recorder: &mut runner::summary::Recorder,
+) -> Result<bool, Error> {
+    let say = options.say;
+    if options.cores == Some(0) {
         tracing::debug!("--cores 0: using every core");
     }
-    let loaded = config::load(path, overrides)?;
-    let mut pipeline = exec::build(&loaded, cores)?;
-    if no_fusion {
+    let loaded = config::load(path, &options.overrides)?;
+    recorder.loaded(&loaded);
+    let mut pipeline = exec::build(&loaded, options.cores)?;
+    if options.no_fusion {
         pipeline.fusion = None;
     }
     if let Some(fusion) = &pipeline.fusion {
         tracing::info!(?fusion, "fused word count");
     }
+    recorder.built(&mut pipeline);
+    let bar = (!say.quiet && !say.json && runner::progress::enabled())
+        .then(|| runner::progress::attach(&mut pipeline))
+        .flatten();
     tracing::info!(pipeline = %pipeline.name, cores = pipeline.cores, "running");
-    let warnings = if pipeline.stream.is_some() {
-        let report = exec::stream::run(&mut pipeline, progress)?;
-        if !quiet {
-            eprintln!(
+    let ran = if pipeline.stream.is_some() {
+        exec::stream::run(&mut pipeline, options.progress).map(|report| {
+            say.note(&format!(
                 "stopped ({}): {} epoch(s), {} rows in, {:.1} s",
                 report.reason,
                 report.epochs,
                 report.rows_in,
                 report.elapsed.as_secs_f64()
-            );
+            ));
             if let Some(summary) = &report.source_summary {
-                eprintln!("source: {summary}");
+                say.note(&format!("source: {summary}"));
             }
-        }
-        report.warnings
+            runner::summary::RunFacts {
+                source_rows: Some(report.rows_in),
+                rows_out: report.rows_out,
+                epochs: Some(report.epochs),
+                warnings: report.warnings,
+            }
+        })
     } else {
-        let report = exec::batch::run(&mut pipeline)?;
-        tracing::info!(
-            rows = report.rows_out,
-            elapsed_ms = report.elapsed.as_millis() as u64,
-            "done"
-        );
-        report.warnings
+        exec::batch::run(&mut pipeline).map(|report| {
+            tracing::info!(
+                rows = report.rows_out,
+                elapsed_ms = report.elapsed.as_millis() as u64,
+                "done"
+            );
+            runner::summary::RunFacts {
+                source_rows: None,
+                rows_out: report.rows_out as u64,
+                epochs: None,
+                warnings: report.warnings,
+            }
+        })
     };
-    if !quiet {
-        for warning in &warnings {
-            eprintln!("warning: {warning}");
-        }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
-    Ok(())
+    let facts = match ran {
+        Ok(facts) => facts,
+        Err(error) => {
+            recorder.ran(&pipeline, None);
+            return Err(error);
+        }
+    };
+    for warning in &facts.warnings {
+        say.warning(warning);
+    }
+    let batch = pipeline.stream.is_none();
+    recorder.ran(&pipeline, Some(facts));
+    Ok(batch)
 }
 
-fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool) -> Result<(), Error> {
+fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool, say: Say) -> Result<(), Error> {
     let mut failures = 0;
     for path in paths {
         let checked = config::load(path, overrides).and_then(|loaded| {
@@ -222,7 +433,7 @@ fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool) -> Result<()
             // One file: its error is the command's error.
             Err(error) if paths.len() == 1 => return Err(error),
             Err(error) => {
-                eprintln!("error: {error}");
+                say.error(&error.to_string());
                 failures += 1;
             }
         }

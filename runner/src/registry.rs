@@ -63,6 +63,27 @@ macro_rules! component_enum {
             }
         }
 
+        /// A `oneOf` of the components' configs, each with its `type` as a constant, so editors
+        /// complete the keys of the chosen type.
+        impl schemars::JsonSchema for $enum {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($enum).into()
+            }
+
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                let variants = vec![ $( {
+                    let schema = <$config as schemars::JsonSchema>::json_schema(generator);
+                    crate::schema::tagged_variant(schema, $tag, $summary)
+                } ),+ ];
+                schemars::json_schema!({
+                    "description": concat!("A ", $kind, ", chosen by its `type`."),
+                    "type": "object",
+                    "required": ["type"],
+                    "oneOf": variants,
+                })
+            }
+        }
+
         impl<'de> serde::Deserialize<'de> for $enum {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 crate::config::tagged::deserialize(d)

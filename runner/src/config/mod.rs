@@ -20,8 +20,9 @@ use crate::error::{Error, Result};
 use crate::registry::{SinkConfig, SourceConfig, TransformConfig};
 
 /// A pipeline: one source, transforms applied in order, one or more sinks.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "runner pipeline")]
 pub struct PipelineConfig {
     /// A short name, used in logs.
     #[serde(deserialize_with = "env::string")]
@@ -36,21 +37,27 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub cores: usize,
     /// Where records come from.
+    #[schemars(with = "SourceConfig")]
     pub source: Spanned<SourceConfig>,
     /// Applied in order to every record.
     #[serde(default)]
+    #[schemars(with = "Vec<TransformConfig>")]
     pub transforms: Vec<Spanned<TransformConfig>>,
     /// Where the result goes; every sink gets the same result.
+    #[schemars(with = "Vec<SinkConfig>")]
     pub sinks: Vec<Spanned<SinkConfig>>,
     /// Streaming: when a micro-batch (epoch) runs. Omitted: as soon as the previous one ends.
     #[serde(default)]
+    #[schemars(with = "Option<TriggerConfig>")]
     pub trigger: Option<Spanned<TriggerConfig>>,
     /// Streaming: what sinks receive each epoch (`complete`, `update` or `append`). Default:
     /// `complete` with an aggregation, else `append`.
     #[serde(default)]
+    #[schemars(with = "Option<OutputMode>")]
     pub output_mode: Option<Spanned<OutputMode>>,
     /// Streaming: stop after this long (like `awaitTermination(timeout)`), e.g. `600s`, `10m`.
     #[serde(default, deserialize_with = "duration::opt")]
+    #[schemars(with = "Option<String>")]
     pub stop_after: Option<std::time::Duration>,
     /// Streaming: stop after this many epochs.
     #[serde(default)]
@@ -58,14 +65,24 @@ pub struct PipelineConfig {
     /// Streaming: run an epoch even when no new rows arrived.
     #[serde(default)]
     pub emit_empty: bool,
+    /// When `runner schedule` runs this pipeline: a cron expression such as `0 3 * * *`
+    /// (minute hour day-of-month month day-of-week; six fields put seconds first), in local
+    /// time or after a time zone: `CRON_TZ=Europe/Paris 0 3 * * *`.
+    #[serde(default)]
+    pub schedule: Option<crate::schedule::Schedule>,
+    /// Write a JSON summary of every run (status, times, rows per stage, outputs, warnings)
+    /// to this file, relative to the pipeline file. `--summary` overrides it.
+    #[serde(default, deserialize_with = "env::opt_path")]
+    pub summary: Option<PathBuf>,
 }
 
 /// When epochs run.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerConfig {
     /// One epoch per interval, aligned to multiples of it (`10s`, `500ms`).
     #[serde(default, deserialize_with = "duration::opt")]
+    #[schemars(with = "Option<String>")]
     pub processing_time: Option<std::time::Duration>,
     /// Process what the source has until it ends, in as many epochs as needed, then stop.
     #[serde(default)]
@@ -73,7 +90,7 @@ pub struct TriggerConfig {
 }
 
 /// What sinks receive each epoch, as in Spark Structured Streaming.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputMode {
     /// The whole result table (needs an aggregation).
@@ -106,7 +123,7 @@ pub mod duration {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]

@@ -2,6 +2,7 @@
 //! the schema flowing into it) and runs them. Only this module knows how the parts connect.
 
 pub mod batch;
+pub mod counted;
 pub mod fused;
 pub mod stream;
 

@@ -59,6 +59,8 @@ pub enum Progress {
 pub struct StreamReport {
     pub epochs: u64,
     pub rows_in: u64,
+    /// Rows handed to the sinks, summed over epochs.
+    pub rows_out: u64,
     pub elapsed: Duration,
     pub warnings: Vec<String>,
     /// What the source read, in a line.
@@ -166,6 +168,7 @@ async fn run_epochs(
 
     let mut epoch = 0u64;
     let mut rows_in = 0u64;
+    let mut rows_out = 0u64;
     let mut source_ended = false;
     let mut next_fire = started;
     let mut previous_fire = started;
@@ -249,6 +252,7 @@ async fn run_epochs(
             rows_in += input_rows;
             let result = engine.result(state.as_deref(), pending)?;
             let engine_time = absorbed + computing.elapsed();
+            rows_out += result.num_rows() as u64;
             let writing = Instant::now();
             for sink in &mut pipeline.sinks {
                 sink.write(&result, epoch)?;
@@ -297,6 +301,7 @@ async fn run_epochs(
     Ok(StreamReport {
         epochs: epoch,
         rows_in,
+        rows_out,
         elapsed: started.elapsed(),
         warnings: source.warnings(),
         source_summary: source.summary(),

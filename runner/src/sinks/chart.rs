@@ -6,7 +6,7 @@
 //! written atomically, so a viewer never reads half a PNG. Labels are drawn one by one at each
 //! bar's pixel position: plotters' own rotated axis labels overlap the bars (plotters #551).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ab_glyph::{Font, ScaleFont};
@@ -22,7 +22,7 @@ use crate::data::{cell, column_index, type_label, Cell};
 use crate::error::{Error, Result};
 
 /// Draw a bar chart.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChartSinkConfig {
     /// The PNG file to write, relative to the pipeline file; its directory is created if needed.
@@ -48,7 +48,7 @@ pub struct ChartSinkConfig {
     pub orientation: Orientation,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Orientation {
     #[default]
@@ -70,6 +70,10 @@ const AXIS: RGBColor = RGBColor(90, 90, 90);
 const GRID: RGBColor = RGBColor(228, 228, 228);
 
 impl BuildSink for ChartSinkConfig {
+    fn output_path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
     fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, String> {
         let x = column_index(ctx.input, &self.x).map_err(|e| format!("x: {e}"))?;
         let y = column_index(ctx.input, &self.y).map_err(|e| format!("y: {e}"))?;

@@ -1,6 +1,6 @@
 //! `csv`: the result as a CSV file (quoting by the csv crate), replaced atomically.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use serde::Deserialize;
@@ -10,7 +10,7 @@ use crate::data::cell;
 use crate::error::{Error, Result};
 
 /// Write a CSV file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CsvSinkConfig {
     /// The file to write, relative to the pipeline file; its directory is created if needed.
@@ -26,6 +26,10 @@ fn yes() -> bool {
 }
 
 impl BuildSink for CsvSinkConfig {
+    fn output_path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
     fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, String> {
         if self.path.as_os_str().is_empty() || self.path.to_string_lossy().ends_with('/') {
             return Err(format!(

@@ -27,6 +27,11 @@ pub struct SinkContext<'a> {
 /// Implemented by every sink config.
 pub trait BuildSink: Send + Sync {
     fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, String>;
+    /// The file the sink writes, as written in the pipeline (relative to its directory), for
+    /// plans and run summaries; `None` for sinks that write no file.
+    fn output_path(&self) -> Option<&Path> {
+        None
+    }
 }
 
 pub trait Sink: Send {

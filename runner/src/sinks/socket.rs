@@ -14,7 +14,7 @@ use crate::data::{cell, column_index, type_label};
 use crate::error::{Error, Result};
 
 /// Write rows as lines to a TCP client.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SocketSinkConfig {
     /// The address to listen on, e.g. `127.0.0.1:9876`.
@@ -28,7 +28,7 @@ pub struct SocketSinkConfig {
     pub format: SocketFormat,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SocketFormat {
     #[default]

@@ -12,7 +12,7 @@ use crate::data::cell;
 use crate::error::{Error, Result};
 
 /// Print to standard output.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutSinkConfig {
     /// `aligned` (first column right-aligned, `: `, the rest), `table`, `tsv` or `jsonl`.
@@ -23,7 +23,7 @@ pub struct StdoutSinkConfig {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StdoutFormat {
     Aligned,

@@ -18,7 +18,7 @@ use crate::data::{text_schema, BATCH_ROWS};
 use crate::error::{Error, Result};
 
 /// Read lines from files.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSourceConfig {
     /// A file, directory, glob (`logs/*.txt`) or `-` (standard input), relative to the pipeline file.
@@ -39,7 +39,7 @@ pub struct FileSourceConfig {
     pub fetch: Option<FetchConfig>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EncodingErrors {
     #[default]
@@ -256,6 +256,30 @@ impl BatchSource for FileSource {
             ));
         }
         warnings
+    }
+
+    fn counters(&self) -> super::SourceCounters {
+        let replaced = self.replaced.load(Ordering::Relaxed);
+        let skipped = self.skipped.load(Ordering::Relaxed);
+        super::SourceCounters {
+            bad_utf8_lines: replaced + skipped,
+            skipped_lines: skipped,
+            malformed_events: 0,
+        }
+    }
+
+    fn input_bytes(&self) -> Option<u64> {
+        // Listed again after the run; a pipe or standard input has no size.
+        let files = self.files().ok()?;
+        files
+            .iter()
+            .map(|p| {
+                std::fs::metadata(p)
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+            })
+            .sum()
     }
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::mpsc::Sender;
 use super::{BuildSource, BuiltSource, Chunk, SourceContext, StreamSource};
 
 /// Read a Mastodon live stream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MastodonSourceConfig {
     /// The instance, e.g. `https://mastodon.social` (`http://` for local servers).
@@ -52,9 +52,11 @@ pub struct MastodonSourceConfig {
     pub languages: Vec<String>,
     /// Give up connecting after this long (e.g. `10s`).
     #[serde(default, deserialize_with = "crate::config::duration::opt")]
+    #[schemars(with = "Option<String>")]
     pub connect_timeout: Option<Duration>,
     /// Reconnect when no byte (heartbeats included) arrives for this long; default 60 s.
     #[serde(default, deserialize_with = "crate::config::duration::opt")]
+    #[schemars(with = "Option<String>")]
     pub idle_timeout: Option<Duration>,
     /// Give up after this many failed connection attempts in a row (default: never).
     #[serde(default)]
@@ -160,6 +162,13 @@ impl EventStats {
             load(&self.unknown),
             load(&self.filtered)
         )
+    }
+
+    pub fn counters(&self) -> super::SourceCounters {
+        super::SourceCounters {
+            malformed_events: self.malformed.load(Ordering::Relaxed),
+            ..Default::default()
+        }
     }
 
     pub fn warnings(&self) -> Vec<String> {
@@ -406,6 +415,10 @@ impl StreamSource for MastodonSource {
 
     fn summary(&self) -> Option<String> {
         Some(self.stats.summary())
+    }
+
+    fn counters(&self) -> super::SourceCounters {
+        self.stats.counters()
     }
 }
 

@@ -62,6 +62,21 @@ pub trait StreamSource: Send + Sync {
     fn summary(&self) -> Option<String> {
         None
     }
+    /// What the source dropped or repaired so far, for the run summary.
+    fn counters(&self) -> SourceCounters {
+        SourceCounters::default()
+    }
+}
+
+/// Input a source repaired or dropped, by cause: the warnings of a run summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceCounters {
+    /// Lines with invalid UTF-8 (replaced or skipped).
+    pub bad_utf8_lines: u64,
+    /// Lines left out: invalid UTF-8 under `encoding_errors: skip`, or over `max_line_bytes`.
+    pub skipped_lines: u64,
+    /// Events whose JSON could not be read (Mastodon, replay).
+    pub malformed_events: u64,
 }
 
 /// A raw piece of input, cut at a record boundary.
@@ -124,4 +139,12 @@ pub trait BatchSource: Send + Sync {
     fn recycle(&self, _bytes: Vec<u8>) {}
     /// Things worth telling the user at the end (replaced or skipped bad lines, ...).
     fn warnings(&self) -> Vec<String>;
+    /// What the source dropped or repaired so far, for the run summary.
+    fn counters(&self) -> SourceCounters {
+        SourceCounters::default()
+    }
+    /// The size of the whole input when it is known without reading it (regular files).
+    fn input_bytes(&self) -> Option<u64> {
+        None
+    }
 }

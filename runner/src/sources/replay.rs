@@ -17,7 +17,7 @@ use super::mastodon::{decode_rows, event_to_line, status_schema, EventStats, Fil
 use super::{BuildSource, BuiltSource, Chunk, SourceContext, StreamSource};
 
 /// Replay a recorded Mastodon stream.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaySourceConfig {
     /// The tape (JSONL written by the mastodon source's `record_to`), relative to the pipeline.
@@ -40,6 +40,22 @@ pub enum Speed {
 impl Default for Speed {
     fn default() -> Self {
         Speed::Factor(1.0)
+    }
+}
+
+impl schemars::JsonSchema for Speed {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Speed".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`1` replays in real time, `10` ten times faster, `max` without waiting.",
+            "anyOf": [
+                { "type": "number", "exclusiveMinimum": 0 },
+                { "const": "max" }
+            ]
+        })
     }
 }
 
@@ -149,6 +165,10 @@ impl StreamSource for ReplaySource {
 
     fn summary(&self) -> Option<String> {
         Some(self.stats.summary())
+    }
+
+    fn counters(&self) -> super::SourceCounters {
+        self.stats.counters()
     }
 }
 

@@ -18,7 +18,7 @@ use super::{BuildSource, BuiltSource, Chunk, SourceContext, StreamSource};
 use crate::data::text_schema;
 
 /// Read lines from a TCP socket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SocketSourceConfig {
     /// The host to connect to, or the address to listen on (default 127.0.0.1 when listening).
@@ -44,7 +44,7 @@ pub struct SocketSourceConfig {
     pub column: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SocketMode {
     #[default]
@@ -155,6 +155,14 @@ impl StreamSource for SocketSource {
             ));
         }
         warnings
+    }
+
+    fn counters(&self) -> super::SourceCounters {
+        super::SourceCounters {
+            bad_utf8_lines: self.stats.bad_utf8.load(Ordering::Relaxed),
+            skipped_lines: self.stats.long_lines.load(Ordering::Relaxed),
+            malformed_events: 0,
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::data::{column_index, type_label};
 use crate::error::Result;
 
 /// Split a column into rows.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExplodeConfig {
     /// The column to explode: text (with `separator`) or a list of text.

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::expr::{compile, Predicate};
 
 /// Keep matching rows.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     /// The condition, e.g. `count >= 60 and word not in ["thou", "thy"]`.

@@ -18,7 +18,7 @@ use crate::data::{column_index, type_label};
 use crate::error::Result;
 
 /// Count rows per group.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupCountConfig {
     /// The column (or list of columns) to group by.
@@ -33,7 +33,7 @@ pub struct GroupCountConfig {
 }
 
 /// `by: word` or `by: [word, lang]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),

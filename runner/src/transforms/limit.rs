@@ -7,7 +7,7 @@ use super::{BuildContext, BuildTransform, GlobalTransform, Stage, StageKind};
 use crate::error::Result;
 
 /// Keep the first rows.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitConfig {
     /// How many rows to keep.

@@ -14,7 +14,7 @@ use crate::data::{column_index, type_label};
 use crate::error::Result;
 
 /// Lowercase a column.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LowercaseConfig {
     /// The column to lowercase: text, or a list of text (each element).

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::plugin::Instance;
 
 /// Run a plugin.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// The shared library (`.so`), relative to the pipeline file.

@@ -13,7 +13,7 @@ use crate::data::{cell, column_index, type_label, Cell};
 use crate::error::Result;
 
 /// Order rows.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SortConfig {
     /// Sort keys, most significant first: `count desc`, `word` (ascending by default).

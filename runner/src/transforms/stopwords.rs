@@ -12,7 +12,7 @@ use crate::data::{text, text_column_index};
 use crate::error::Result;
 
 /// Drop stop words.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StopwordsConfig {
     /// The text column holding one word per row.
@@ -38,7 +38,7 @@ pub struct StopwordsConfig {
     pub mode: StopwordsMode,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StopwordsMode {
     #[default]

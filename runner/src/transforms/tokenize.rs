@@ -15,7 +15,7 @@ use crate::data::{text, text_column_index};
 use crate::error::Result;
 
 /// Split a text column into words.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenizeConfig {
     /// The text column to split.
@@ -43,7 +43,7 @@ pub struct TokenizeConfig {
     pub drop_empty: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StripPunctuation {
     #[default]

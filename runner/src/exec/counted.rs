@@ -1,0 +1,177 @@
+//! Rows in and out of each stage, for the run summary. Stages are wrapped rather than counted
+//! inside the executors, so the executors stay as they are: a wrapper adds two atomic additions
+//! per batch (thousands of rows), never per row. Wrappers hand the wrapped stage out through
+//! `as_any`, so fused loops still recognise it; a stage a fused loop replaces is never called
+//! and reports no rows.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+
+use super::BuiltPipeline;
+use crate::error::Result;
+use crate::transforms::{AggregateState, Aggregation, GlobalTransform, MapTransform, StageKind};
+
+/// Rows one stage received and emitted (summed over epochs in a stream).
+#[derive(Debug, Default)]
+pub struct StageRows {
+    rows_in: AtomicU64,
+    rows_out: AtomicU64,
+    /// Whether the stage was called at all.
+    called: AtomicU64,
+}
+
+impl StageRows {
+    fn add_in(&self, rows: usize) {
+        self.called.store(1, Ordering::Relaxed);
+        self.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+
+    fn add_out(&self, rows: usize) {
+        self.rows_out.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+
+    pub fn was_called(&self) -> bool {
+        self.called.load(Ordering::Relaxed) == 1
+    }
+
+    pub fn rows_in(&self) -> u64 {
+        self.rows_in.load(Ordering::Relaxed)
+    }
+
+    pub fn rows_out(&self) -> u64 {
+        self.rows_out.load(Ordering::Relaxed)
+    }
+}
+
+/// Wraps every stage of `pipeline` in a counter; returns the counters in stage order.
+/// Aggregations count the rows they take in; what they emit is counted by the stage after
+/// them (or the result), because a stream asks for their result once per epoch.
+pub fn count_rows(pipeline: &mut BuiltPipeline) -> Vec<Arc<StageRows>> {
+    pipeline
+        .stages
+        .iter_mut()
+        .map(|built| {
+            let rows = Arc::new(StageRows::default());
+            let placeholder = StageKind::Global(Box::new(Nothing));
+            built.stage.kind = match std::mem::replace(&mut built.stage.kind, placeholder) {
+                StageKind::Map(inner) => StageKind::Map(Box::new(CountedMap {
+                    inner,
+                    rows: rows.clone(),
+                })),
+                StageKind::Aggregate(inner) => StageKind::Aggregate(Box::new(CountedAggregation {
+                    inner,
+                    rows: rows.clone(),
+                })),
+                StageKind::Global(inner) => StageKind::Global(Box::new(CountedGlobal {
+                    inner,
+                    rows: rows.clone(),
+                })),
+            };
+            rows
+        })
+        .collect()
+}
+
+/// Stands in for a stage for the instant it is being wrapped.
+struct Nothing;
+
+impl GlobalTransform for Nothing {
+    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        Ok(batch)
+    }
+}
+
+struct CountedMap {
+    inner: Box<dyn MapTransform>,
+    rows: Arc<StageRows>,
+}
+
+impl MapTransform for CountedMap {
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        self.rows.add_in(batch.num_rows());
+        let out = self.inner.apply(batch)?;
+        self.rows.add_out(out.num_rows());
+        Ok(out)
+    }
+
+    fn finish(&self) -> Result<Option<RecordBatch>> {
+        let last = self.inner.finish()?;
+        if let Some(batch) = &last {
+            self.rows.add_out(batch.num_rows());
+        }
+        Ok(last)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self.inner.as_any()
+    }
+}
+
+struct CountedGlobal {
+    inner: Box<dyn GlobalTransform>,
+    rows: Arc<StageRows>,
+}
+
+impl GlobalTransform for CountedGlobal {
+    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        self.rows.add_in(batch.num_rows());
+        let out = self.inner.apply(batch)?;
+        self.rows.add_out(out.num_rows());
+        Ok(out)
+    }
+}
+
+struct CountedAggregation {
+    inner: Box<dyn Aggregation>,
+    rows: Arc<StageRows>,
+}
+
+impl Aggregation for CountedAggregation {
+    fn new_state(&self) -> Box<dyn AggregateState> {
+        Box::new(CountedState {
+            inner: self.inner.new_state(),
+            rows: self.rows.clone(),
+        })
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self.inner.as_any()
+    }
+}
+
+struct CountedState {
+    inner: Box<dyn AggregateState>,
+    rows: Arc<StageRows>,
+}
+
+impl AggregateState for CountedState {
+    fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.rows.add_in(batch.num_rows());
+        self.inner.update(batch)
+    }
+
+    fn merge(&mut self, other: Box<dyn AggregateState>) {
+        // `other` is a CountedState too; its `into_any` hands over the wrapped state, which is
+        // what the inner merge expects.
+        self.inner.merge(other)
+    }
+
+    fn result(&self) -> RecordBatch {
+        self.inner.result()
+    }
+
+    fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self.inner.into_any()
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self.inner.as_any_mut()
+    }
+}

@@ -1,0 +1,337 @@
+//! `runner plan FILE`: the pipeline as it will run — resolved paths, the source, each
+//! transform with the columns it takes and gives, which stages run fused, the sinks, cores,
+//! trigger and schedule — built exactly as `runner run` builds it, without reading any data.
+
+use arrow_schema::{DataType, SchemaRef};
+use serde::Serialize;
+
+use crate::config::{LoadedPipeline, Mode, OutputMode};
+use crate::exec::stream::Trigger;
+use crate::exec::BuiltPipeline;
+use crate::registry::SourceConfig;
+use crate::transforms::StageKind;
+
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub pipeline: String,
+    pub file: String,
+    pub mode: &'static str,
+    pub cores: usize,
+    pub source: PlanSource,
+    pub transforms: Vec<PlanStage>,
+    pub sinks: Vec<PlanSink>,
+    /// Stream mode: when epochs run, and what sinks receive.
+    pub trigger: Option<String>,
+    pub output_mode: Option<&'static str>,
+    pub schedule: Option<PlanSchedule>,
+    pub summary: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanSource {
+    #[serde(rename = "type")]
+    pub type_name: &'static str,
+    /// Where it reads, with paths resolved.
+    pub reads: String,
+    pub columns: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanStage {
+    pub step: String,
+    #[serde(rename = "type")]
+    pub type_name: &'static str,
+    pub input: Vec<String>,
+    pub output: Vec<String>,
+    /// How the stage is executed: per batch on every worker, per worker then merged, or once
+    /// on the whole result.
+    pub runs: &'static str,
+    /// Set when a fused loop replaces the stage.
+    pub fused: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanSink {
+    pub step: String,
+    #[serde(rename = "type")]
+    pub type_name: &'static str,
+    pub writes: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanSchedule {
+    pub expression: String,
+    pub zone: String,
+    /// The next five run times.
+    pub next: Vec<String>,
+}
+
+/// The plan of a built pipeline.
+pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline) -> Plan {
+    let config = &loaded.config;
+    let source_schema = pipeline.source.schema();
+    let fused: Vec<usize> = pipeline.fusion.as_ref().map_or_else(Vec::new, |f| {
+        [Some(f.tokenize), f.stopwords, Some(f.group_count)]
+            .into_iter()
+            .flatten()
+            .collect()
+    });
+    let mut input = source_schema.clone();
+    // After the first aggregation or global step, every step runs once on the merged result.
+    let mut merged = false;
+    let transforms = pipeline
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, built)| {
+            let stage = PlanStage {
+                step: format!("transforms.{i}"),
+                type_name: built.type_name,
+                input: columns(&input),
+                output: columns(&built.stage.output),
+                runs: match built.stage.kind {
+                    StageKind::Map(_) if merged => "row-wise, on the merged result",
+                    StageKind::Map(_) => "row-wise, on every worker",
+                    StageKind::Aggregate(_) => "aggregate, per worker then merged",
+                    StageKind::Global(_) => "on the whole result",
+                },
+                fused: fused.contains(&i).then_some("word count loop"),
+            };
+            input = built.stage.output.clone();
+            merged |= !matches!(built.stage.kind, StageKind::Map(_));
+            stage
+        })
+        .collect();
+    let sinks = config
+        .sinks
+        .iter()
+        .enumerate()
+        .map(|(i, sink)| PlanSink {
+            step: format!("sinks.{i}"),
+            type_name: sink.value.type_name(),
+            writes: sink
+                .value
+                .builder()
+                .output_path()
+                .map(|p| loaded.resolve(p).display().to_string()),
+        })
+        .collect();
+    let (trigger, output_mode) = match &pipeline.stream {
+        Some(stream) => (
+            Some(match stream.trigger {
+                Trigger::Continuous => "continuous (an epoch as soon as rows arrive)".to_owned(),
+                Trigger::ProcessingTime(every) => {
+                    format!("processing_time {}", humantime::format_duration(every))
+                }
+                Trigger::AvailableNow => "available_now (until the source ends)".to_owned(),
+            }),
+            Some(match stream.output_mode {
+                OutputMode::Complete => "complete",
+                OutputMode::Update => "update",
+                OutputMode::Append => "append",
+            }),
+        ),
+        None => (None, None),
+    };
+    let schedule = config.schedule.as_ref().map(|s| PlanSchedule {
+        expression: s.as_str().to_owned(),
+        zone: s.zone_name(),
+        next: s
+            .upcoming(chrono::Utc::now(), 5)
+            .iter()
+            .map(|t| t.to_rfc3339())
+            .collect(),
+    });
+    Plan {
+        pipeline: pipeline.name.clone(),
+        file: loaded.display_name.clone(),
+        mode: match config.mode {
+            Mode::Batch => "batch",
+            Mode::Stream => "stream",
+        },
+        cores: pipeline.cores,
+        source: PlanSource {
+            type_name: config.source.value.type_name(),
+            reads: reads(loaded),
+            columns: columns(&source_schema),
+        },
+        transforms,
+        sinks,
+        trigger,
+        output_mode,
+        schedule,
+        summary: config
+            .summary
+            .as_deref()
+            .map(|p| loaded.resolve(p).display().to_string()),
+    }
+}
+
+/// What the source reads, with paths resolved against the pipeline file.
+fn reads(loaded: &LoadedPipeline) -> String {
+    match &loaded.config.source.value {
+        SourceConfig::File(file) => {
+            let path = loaded.resolve(&file.path);
+            let state = match std::fs::metadata(&path) {
+                _ if path.as_os_str() == "-" => "standard input".to_owned(),
+                Ok(meta) if meta.is_dir() => "a directory".to_owned(),
+                Ok(meta) => format!("{} bytes", meta.len()),
+                Err(_) if path.to_string_lossy().contains(['*', '?', '[']) => "a glob".to_owned(),
+                Err(_) => match &file.fetch {
+                    Some(fetch) => format!("missing; downloaded from {} first", fetch.url),
+                    None => "missing".to_owned(),
+                },
+            };
+            format!("{} ({state})", path.display())
+        }
+        SourceConfig::Socket(socket) => format!(
+            "{:?} {}:{}",
+            socket.mode,
+            socket.host.as_deref().unwrap_or("localhost"),
+            socket.port
+        )
+        .to_lowercase(),
+        SourceConfig::Mastodon(mastodon) => {
+            format!("{} stream `{}`", mastodon.instance, mastodon.stream)
+        }
+        SourceConfig::Replay(replay) => {
+            format!(
+                "{} (a recorded stream)",
+                loaded.resolve(&replay.path).display()
+            )
+        }
+    }
+}
+
+fn columns(schema: &SchemaRef) -> Vec<String> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), type_name(f.data_type())))
+        .collect()
+}
+
+fn type_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".into(),
+        DataType::Int64 => "integer".into(),
+        DataType::Float64 => "number".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::List(item) | DataType::LargeList(item) => {
+            format!("list of {}", type_name(item.data_type()))
+        }
+        other => other.to_string(),
+    }
+}
+
+impl Plan {
+    /// The plan as text for people.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let mut line = |text: String| {
+            out.push_str(&text);
+            out.push('\n');
+        };
+        line(format!("pipeline  {} ({})", self.pipeline, self.file));
+        line(format!("mode      {}, {} core(s)", self.mode, self.cores));
+        if let Some(trigger) = &self.trigger {
+            line(format!(
+                "trigger   {trigger}, output mode {}",
+                self.output_mode.unwrap_or("?")
+            ));
+        }
+        if let Some(schedule) = &self.schedule {
+            line(format!(
+                "schedule  `{}` ({}), next {}",
+                schedule.expression,
+                schedule.zone,
+                schedule.next.first().map_or("never", String::as_str)
+            ));
+        }
+        if let Some(summary) = &self.summary {
+            line(format!("summary   {summary}"));
+        }
+        line(format!(
+            "source    {}: {}",
+            self.source.type_name, self.source.reads
+        ));
+        line(format!("          -> {}", self.source.columns.join(", ")));
+        let fused: Vec<&str> = self
+            .transforms
+            .iter()
+            .filter(|t| t.fused.is_some())
+            .map(|t| t.step.as_str())
+            .collect();
+        for stage in &self.transforms {
+            line(format!(
+                "{:<16}{} [{}{}]",
+                stage.step,
+                stage.type_name,
+                stage.runs,
+                stage
+                    .fused
+                    .map_or(String::new(), |f| format!("; fused: {f}"))
+            ));
+            line(format!(
+                "                {} -> {}",
+                stage.input.join(", "),
+                stage.output.join(", ")
+            ));
+        }
+        if !fused.is_empty() {
+            line(format!(
+                "fused     {} run as one loop from input bytes into per-worker counts (--no-fusion runs them one by one)",
+                fused.join(", ")
+            ));
+        }
+        for sink in &self.sinks {
+            line(format!(
+                "{:<16}{}{}",
+                sink.step,
+                sink.type_name,
+                sink.writes
+                    .as_ref()
+                    .map_or(String::new(), |w| format!(" -> {w}"))
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shows_columns_fusion_and_resolved_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(
+            &path,
+            "name: t\nsource:\n  type: file\n  path: in.txt\ntransforms:\n  - type: tokenize\n  - type: group_count\n    by: word\n  - type: sort\n    by: count desc\nsinks:\n  - type: csv\n    path: out/c.csv\n",
+        )
+        .unwrap();
+        let loaded = crate::config::load(&path, &[]).unwrap();
+        let built = crate::exec::build(&loaded, Some(2)).unwrap();
+        let plan = plan(&loaded, &built);
+        assert_eq!(plan.cores, 2);
+        assert_eq!(plan.transforms[0].input, ["line: text"]);
+        assert_eq!(plan.transforms[1].output, ["word: text", "count: integer"]);
+        assert!(plan.transforms[0].fused.is_some() && plan.transforms[1].fused.is_some());
+        assert!(plan.transforms[2].fused.is_none());
+        assert!(
+            plan.source.reads.ends_with("in.txt (missing)"),
+            "{}",
+            plan.source.reads
+        );
+        assert_eq!(
+            plan.sinks[0].writes.as_deref(),
+            Some(dir.path().join("out/c.csv").to_str().unwrap())
+        );
+        let text = plan.to_text();
+        assert!(
+            text.contains("fused     transforms.0, transforms.1 run as one loop"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,471 @@
+//! The run summary: a JSON record of what one `runner run` did (`--summary path.json` or
+//! `summary:` in the pipeline), written atomically, for success and failure alike, so a cron
+//! job leaves a trace a script or a person can read. Facts are gathered as the run goes, so a
+//! run that fails half-way still says what it knew.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{LoadedPipeline, Mode};
+use crate::error::{Error, Result};
+use crate::exec::counted::StageRows;
+use crate::exec::BuiltPipeline;
+use crate::sources::{BuiltSource, SourceCounters};
+
+/// The JSON document.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// The pipeline's `name` (absent when the file could not be read).
+    pub pipeline: Option<String>,
+    /// The pipeline file as given.
+    pub file: String,
+    /// SHA-256 of the pipeline file's bytes, to tell which version ran.
+    pub file_sha256: Option<String>,
+    pub mode: Option<&'static str>,
+    /// Start and end, RFC 3339 in UTC.
+    pub started: String,
+    pub ended: String,
+    pub duration_seconds: f64,
+    /// `ok`, `failed` (exit 1) or `invalid` (exit 2).
+    pub status: &'static str,
+    pub exit_code: i32,
+    /// The error message when the run failed.
+    pub error: Option<String>,
+    pub cores: Option<usize>,
+    /// Input bytes (the input files' sizes; absent for pipes and network sources).
+    pub bytes_read: Option<u64>,
+    /// Rows the source produced; absent where a fused loop reads bytes without making rows.
+    pub rows_in: Option<u64>,
+    /// Rows the sinks received (summed over epochs in a stream).
+    pub rows_out: Option<u64>,
+    /// Epochs run (streams only).
+    pub epochs: Option<u64>,
+    /// The source, each transform and each sink in order.
+    pub stages: Vec<StageSummary>,
+    /// Files the sinks wrote in this run.
+    pub outputs: Vec<OutputSummary>,
+    pub warnings: WarningsSummary,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageSummary {
+    /// `source`, `transforms.N` or `sinks.N`, as in error messages.
+    pub step: String,
+    #[serde(rename = "type")]
+    pub type_name: &'static str,
+    pub rows_in: Option<u64>,
+    pub rows_out: Option<u64>,
+    /// Set when the stage ran inside a fused loop (its own rows are not materialised).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fused: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputSummary {
+    pub path: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WarningsSummary {
+    #[serde(flatten)]
+    pub counts: SourceCounters,
+    /// The warnings as printed at the end of the run.
+    pub messages: Vec<String>,
+}
+
+/// What the executors report back, for the summary.
+#[derive(Debug, Default)]
+pub struct RunFacts {
+    pub source_rows: Option<u64>,
+    pub rows_out: u64,
+    pub epochs: Option<u64>,
+    pub warnings: Vec<String>,
+}
+
+/// Collects a run's facts as they become known.
+pub struct Recorder {
+    file: PathBuf,
+    started: SystemTime,
+    /// From `--summary`, else from `summary:` once the pipeline is loaded.
+    target: Option<PathBuf>,
+    summary: RunSummary,
+    sink_outputs: Vec<PathBuf>,
+    counters: Vec<Arc<StageRows>>,
+}
+
+impl Recorder {
+    /// Starts the clock for a run of `file`.
+    pub fn start(file: &Path, target: Option<PathBuf>) -> Self {
+        let started = SystemTime::now();
+        let file_sha256 = std::fs::read(file)
+            .ok()
+            .map(|bytes| hex(&Sha256::digest(&bytes)));
+        Recorder {
+            file: file.to_path_buf(),
+            started,
+            target,
+            sink_outputs: Vec::new(),
+            counters: Vec::new(),
+            summary: RunSummary {
+                pipeline: None,
+                file: file.display().to_string(),
+                file_sha256,
+                mode: None,
+                started: rfc3339(started),
+                ended: String::new(),
+                duration_seconds: 0.0,
+                status: "ok",
+                exit_code: 0,
+                error: None,
+                cores: None,
+                bytes_read: None,
+                rows_in: None,
+                rows_out: None,
+                epochs: None,
+                stages: Vec::new(),
+                outputs: Vec::new(),
+                warnings: WarningsSummary::default(),
+            },
+        }
+    }
+
+    /// Where the summary goes, if anywhere.
+    pub fn target(&self) -> Option<&Path> {
+        self.target.as_deref()
+    }
+
+    /// Notes the parsed pipeline: its name, mode, steps, outputs and `summary:` path.
+    pub fn loaded(&mut self, loaded: &LoadedPipeline) {
+        let config = &loaded.config;
+        self.summary.pipeline = Some(config.name.clone());
+        self.summary.mode = Some(match config.mode {
+            Mode::Batch => "batch",
+            Mode::Stream => "stream",
+        });
+        if self.target.is_none() {
+            self.target = config.summary.as_deref().map(|p| loaded.resolve(p));
+        }
+        let step = |step: String, type_name| StageSummary {
+            step,
+            type_name,
+            rows_in: None,
+            rows_out: None,
+            fused: None,
+        };
+        let mut stages = vec![step("source".into(), config.source.value.type_name())];
+        stages.extend(
+            config
+                .transforms
+                .iter()
+                .enumerate()
+                .map(|(i, t)| step(format!("transforms.{i}"), t.value.type_name())),
+        );
+        stages.extend(
+            config
+                .sinks
+                .iter()
+                .enumerate()
+                .map(|(i, s)| step(format!("sinks.{i}"), s.value.type_name())),
+        );
+        self.summary.stages = stages;
+        self.sink_outputs = config
+            .sinks
+            .iter()
+            .filter_map(|s| s.value.builder().output_path().map(|p| loaded.resolve(p)))
+            .collect();
+    }
+
+    /// Wraps the built pipeline's stages in row counters.
+    pub fn built(&mut self, pipeline: &mut BuiltPipeline) {
+        self.summary.cores = Some(pipeline.cores);
+        self.counters = crate::exec::counted::count_rows(pipeline);
+    }
+
+    /// Reads the counters and the source's statistics once the run is over (or failed).
+    pub fn ran(&mut self, pipeline: &BuiltPipeline, facts: Option<RunFacts>) {
+        let (counters, bytes) = match &pipeline.source {
+            BuiltSource::Batch(source) => (source.counters(), source.input_bytes()),
+            BuiltSource::Stream(source) => (source.counters(), None),
+        };
+        self.summary.warnings.counts = counters;
+        self.summary.bytes_read = bytes;
+        let fused: Vec<usize> = match &pipeline.fusion {
+            Some(f) => [Some(f.tokenize), f.stopwords, Some(f.group_count)]
+                .into_iter()
+                .flatten()
+                .collect(),
+            None => Vec::new(),
+        };
+        let transforms = self.counters.len();
+        // Stages counted by their wrappers; the rest (fused, or never reached) stay unknown
+        // until filled in from their neighbours below.
+        for (i, rows) in self.counters.iter().enumerate() {
+            let stage = &mut self.summary.stages[1 + i];
+            if fused.contains(&i) {
+                stage.fused = Some("word count");
+            } else if rows.was_called() {
+                stage.rows_in = Some(rows.rows_in());
+                // An aggregation's output is counted by whatever takes it next.
+                let aggregate = matches!(
+                    pipeline.stages[i].stage.kind,
+                    crate::transforms::StageKind::Aggregate(_)
+                );
+                stage.rows_out = (!aggregate).then(|| rows.rows_out());
+            }
+        }
+        // A failed run keeps what its stages counted, and claims nothing more.
+        let Some(facts) = facts else { return };
+        let source_rows = facts.source_rows.or_else(|| match transforms {
+            0 => Some(facts.rows_out),
+            _ if fused.is_empty() => self.summary.stages[1].rows_in,
+            _ => None,
+        });
+        self.summary.stages[0].rows_out = source_rows;
+        // An aggregation emits what the next stage takes in; the last stage, the result.
+        for i in 1..=transforms {
+            let next_in = if i == transforms {
+                Some(facts.rows_out)
+            } else {
+                self.summary.stages[i + 1].rows_in
+            };
+            let stage_fused = self.summary.stages[i].fused.is_some();
+            let last_of_fusion = pipeline
+                .fusion
+                .as_ref()
+                .is_some_and(|f| f.group_count + 1 == i);
+            if self.summary.stages[i].rows_out.is_none() && (!stage_fused || last_of_fusion) {
+                self.summary.stages[i].rows_out = next_in;
+            }
+            let previous_out = self.summary.stages[i - 1].rows_out;
+            if !stage_fused && self.summary.stages[i].rows_in.is_none() {
+                self.summary.stages[i].rows_in = previous_out;
+            }
+        }
+        // Streams in update mode feed two states per aggregation: take what was handed in.
+        for i in 1..=transforms {
+            let is_aggregate = matches!(
+                pipeline.stages[i - 1].stage.kind,
+                crate::transforms::StageKind::Aggregate(_)
+            );
+            if is_aggregate && self.summary.stages[i].fused.is_none() {
+                if let Some(previous_out) = self.summary.stages[i - 1].rows_out {
+                    self.summary.stages[i].rows_in = Some(previous_out);
+                }
+            }
+        }
+        let sinks = self.summary.stages.len() - 1 - transforms;
+        for sink in 0..sinks {
+            self.summary.stages[1 + transforms + sink].rows_in = Some(facts.rows_out);
+        }
+        self.summary.rows_in = source_rows;
+        self.summary.rows_out = Some(facts.rows_out);
+        self.summary.epochs = facts.epochs;
+        self.summary.warnings.messages = facts.warnings;
+    }
+
+    /// The finished record of a run that ended with `error` (or succeeded).
+    pub fn finish(&mut self, error: Option<&Error>) -> RunSummary {
+        let ended = SystemTime::now();
+        self.summary.ended = rfc3339(ended);
+        self.summary.duration_seconds = ended
+            .duration_since(self.started)
+            .map_or(0.0, |d| (d.as_secs_f64() * 1e6).round() / 1e6);
+        if let Some(error) = error {
+            self.summary.exit_code = error.exit_code();
+            self.summary.status = match error.exit_code() {
+                crate::error::EXIT_INVALID => "invalid",
+                _ => "failed",
+            };
+            self.summary.error = Some(error.to_string());
+        }
+        // A file counts as written in this run if it changed after the start (second
+        // resolution: some filesystems keep no finer times).
+        let since = self
+            .started
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.summary.outputs = self
+            .sink_outputs
+            .iter()
+            .filter_map(|path| {
+                let meta = std::fs::metadata(path).ok()?;
+                let modified = meta.modified().ok()?.duration_since(SystemTime::UNIX_EPOCH);
+                (modified.ok()?.as_secs() >= since).then(|| OutputSummary {
+                    path: path.display().to_string(),
+                    bytes: meta.len(),
+                })
+            })
+            .collect();
+        self.summary.clone()
+    }
+
+    /// The pipeline file this recorder is about.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+}
+
+impl RunSummary {
+    /// Writes the summary as pretty JSON to `path`, atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let mut json = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::runtime(format!("cannot encode the run summary: {e}")))?;
+        json.push(b'\n');
+        crate::sinks::atomic::write(path, &json)
+    }
+
+    /// The line a batch run prints on stderr when it ends.
+    pub fn one_line(&self) -> String {
+        let mut line = format!(
+            "{}: {} in {:.3} s",
+            self.pipeline.as_deref().unwrap_or(&self.file),
+            self.status,
+            self.duration_seconds
+        );
+        if let Some(bytes) = self.bytes_read {
+            line.push_str(&format!(", {} read", human_bytes(bytes)));
+        }
+        if let Some(rows) = self.rows_in {
+            line.push_str(&format!(", {rows} rows in"));
+        }
+        if let Some(rows) = self.rows_out {
+            line.push_str(&format!(", {rows} rows out"));
+        }
+        if !self.outputs.is_empty() {
+            let paths: Vec<&str> = self.outputs.iter().map(|o| o.path.as_str()).collect();
+            line.push_str(&format!("; wrote {}", paths.join(", ")));
+        }
+        let warnings = self.warnings.messages.len();
+        if warnings > 0 {
+            line.push_str(&format!("; {warnings} warning(s)"));
+        }
+        line
+    }
+}
+
+fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KB", b as f64 / (1u64 << 10) as f64),
+        b => format!("{b} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(dir: &Path, transforms: &str) -> PathBuf {
+        std::fs::write(dir.join("in.txt"), "a b a\nc a\n").unwrap();
+        let path = dir.join("p.yaml");
+        std::fs::write(
+            &path,
+            format!("name: t\nsource:\n  type: file\n  path: in.txt\n{transforms}sinks:\n  - type: csv\n    path: out.csv\n"),
+        )
+        .unwrap();
+        path
+    }
+
+    fn record(path: &Path, fusion: bool) -> RunSummary {
+        let mut recorder = Recorder::start(path, None);
+        let loaded = crate::config::load(path, &[]).unwrap();
+        recorder.loaded(&loaded);
+        let mut built = crate::exec::build(&loaded, Some(1)).unwrap();
+        if !fusion {
+            built.fusion = None;
+        }
+        recorder.built(&mut built);
+        let report = crate::exec::batch::run(&mut built).unwrap();
+        recorder.ran(
+            &built,
+            Some(RunFacts {
+                source_rows: None,
+                rows_out: report.rows_out as u64,
+                epochs: None,
+                warnings: report.warnings,
+            }),
+        );
+        recorder.finish(None)
+    }
+
+    fn rows(summary: &RunSummary) -> Vec<(Option<u64>, Option<u64>)> {
+        summary
+            .stages
+            .iter()
+            .map(|s| (s.rows_in, s.rows_out))
+            .collect()
+    }
+
+    #[test]
+    fn counts_rows_through_every_stage_of_the_generic_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(
+            dir.path(),
+            "transforms:\n  - type: tokenize\n  - type: group_count\n    by: word\n  - type: limit\n    n: 2\n",
+        );
+        let summary = record(&p, false);
+        assert_eq!(
+            rows(&summary),
+            [
+                (None, Some(2)),
+                (Some(2), Some(5)),
+                (Some(5), Some(3)),
+                (Some(3), Some(2)),
+                (Some(2), None)
+            ]
+        );
+        assert_eq!(summary.bytes_read, Some(10));
+        assert_eq!(summary.rows_in, Some(2));
+        assert_eq!(summary.outputs.len(), 1);
+        assert_eq!(summary.file_sha256.as_deref().map(str::len), Some(64));
+    }
+
+    #[test]
+    fn fused_stages_are_marked_and_the_count_reports_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(
+            dir.path(),
+            "transforms:\n  - type: tokenize\n  - type: group_count\n    by: word\n  - type: limit\n    n: 2\n",
+        );
+        let summary = record(&p, true);
+        assert_eq!(summary.stages[1].fused, Some("word count"));
+        assert_eq!(summary.stages[2].fused, Some("word count"));
+        assert_eq!(
+            rows(&summary),
+            [
+                (None, None),
+                (None, None),
+                (None, Some(3)),
+                (Some(3), Some(2)),
+                (Some(2), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failure_records_its_exit_code_and_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pipeline(dir.path(), "");
+        let mut recorder = Recorder::start(&p, None);
+        let summary = recorder.finish(Some(&Error::runtime("it broke")));
+        assert_eq!(
+            (summary.status, summary.exit_code),
+            ("failed", crate::error::EXIT_RUNTIME)
+        );
+        assert_eq!(summary.error.as_deref(), Some("it broke"));
+    }
+}
