@@ -94,7 +94,8 @@ pub struct Recorder {
     /// From `--summary`, else from `summary:` once the pipeline is loaded.
     target: Option<PathBuf>,
     summary: RunSummary,
-    sink_outputs: Vec<PathBuf>,
+    /// Each sink's file and its modification time before the run (`None`: it did not exist).
+    sink_outputs: Vec<(PathBuf, Option<SystemTime>)>,
     counters: Vec<Arc<StageRows>>,
 }
 
@@ -177,6 +178,10 @@ impl Recorder {
             .sinks
             .iter()
             .filter_map(|s| s.value.builder().output_path().map(|p| loaded.resolve(p)))
+            .map(|path| {
+                let before = modified(&path);
+                (path, before)
+            })
             .collect();
     }
 
@@ -283,19 +288,15 @@ impl Recorder {
             };
             self.summary.error = Some(error.to_string());
         }
-        // A file counts as written in this run if it changed after the start (second
-        // resolution: some filesystems keep no finer times).
-        let since = self
-            .started
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        // A file counts as written in this run if its modification time changed (sinks replace
+        // files by rename, so a rewrite is a new file). Not "newer than the start": file times
+        // come from a coarse kernel clock and can read a few milliseconds earlier than that.
         self.summary.outputs = self
             .sink_outputs
             .iter()
-            .filter_map(|path| {
+            .filter_map(|(path, before)| {
                 let meta = std::fs::metadata(path).ok()?;
-                let modified = meta.modified().ok()?.duration_since(SystemTime::UNIX_EPOCH);
-                (modified.ok()?.as_secs() >= since).then(|| OutputSummary {
+                (meta.modified().ok() != *before).then(|| OutputSummary {
                     path: path.display().to_string(),
                     bytes: meta.len(),
                 })
@@ -346,6 +347,10 @@ impl RunSummary {
         }
         line
     }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).ok()?.modified().ok()
 }
 
 fn rfc3339(time: SystemTime) -> String {

@@ -158,6 +158,9 @@ fn romeo_summary_records_the_run() {
     assert_eq!(stage(&summary, "transforms.2")["rows_in"], kept);
     assert_eq!(&stage(&summary, "transforms.2")["rows_out"], distinct);
     assert_eq!(summary["rows_out"], 25);
+    // The second run replaced files written moments before (often within the same second):
+    // they are still this run's outputs.
+    assert_eq!(summary["outputs"].as_array().unwrap().len(), 2, "{summary}");
 }
 
 #[test]
