@@ -303,6 +303,7 @@ pub fn split_tokens<S: TokenSink>(text: &str, sink: &mut S) {
     let bytes = text.as_bytes();
     let n = bytes.len();
     let mut token_start: Option<usize> = None;
+    let mut open = false;
     let mut flags = 0u8;
     // Non-ASCII whitespace may run past the end of a block; bytes before this are whitespace.
     let mut space_until = 0usize;
@@ -339,36 +340,49 @@ pub fn split_tokens<S: TokenSink>(text: &str, sink: &mut S) {
                 }
             }
         }
-        let mut j = 0usize;
-        while j < 64 {
-            match token_start {
-                None => {
-                    let words = !masks.space & !low_bits(j);
-                    if words == 0 {
-                        break;
-                    }
-                    j = words.trailing_zeros() as usize;
-                    token_start = Some(base + j);
-                    flags = 0;
+        // Tokens start at a word byte after a space and end (exclusively) at a space after a
+        // word byte; `open` carries a token across the block edge. Starts and ends alternate,
+        // so each token costs two bit scans.
+        let word = !masks.space;
+        let after_word = (word << 1) | open as u64;
+        let mut starts = word & !after_word;
+        let mut ends = masks.space & after_word;
+        if let Some(start) = token_start {
+            if ends == 0 {
+                if S::FLAGS {
+                    flags |= masks.flags(u64::MAX);
                 }
-                Some(start) => {
-                    let from = start.saturating_sub(base);
-                    let spaces = masks.space & !low_bits(j);
-                    if spaces == 0 {
-                        if S::FLAGS {
-                            flags |= masks.flags(!low_bits(from));
-                        }
-                        break;
-                    }
-                    j = spaces.trailing_zeros() as usize;
-                    if S::FLAGS {
-                        flags |= masks.flags(low_bits(j) & !low_bits(from));
-                    }
-                    sink.token(start, (base + j).min(n), flags);
-                    token_start = None;
-                }
+                base += 64;
+                continue;
             }
+            let end = ends.trailing_zeros() as usize;
+            ends &= ends - 1;
+            if S::FLAGS {
+                flags |= masks.flags(low_bits(end));
+            }
+            sink.token(start, base + end, flags);
+            token_start = None;
         }
+        while starts != 0 {
+            let start = starts.trailing_zeros() as usize;
+            starts &= starts - 1;
+            if ends == 0 {
+                token_start = Some(base + start);
+                if S::FLAGS {
+                    flags = masks.flags(!low_bits(start));
+                }
+                break;
+            }
+            let end = ends.trailing_zeros() as usize;
+            ends &= ends - 1;
+            let flags = if S::FLAGS {
+                masks.flags(low_bits(end) & !low_bits(start))
+            } else {
+                0
+            };
+            sink.token(base + start, base + end, flags);
+        }
+        open = word >> 63 != 0;
         base += 64;
     }
     if let Some(start) = token_start {
