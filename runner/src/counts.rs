@@ -162,25 +162,8 @@ impl WordCounts {
     #[inline(always)]
     pub fn add_short_hashed(&mut self, hash: u64, head: [u64; 2], len: usize, count: u64) {
         debug_assert!(len <= INLINE);
-        let len = len as u32;
-        let mut at = hash as usize & self.mask;
-        loop {
-            let slot = &mut self.slots[at];
-            if slot.head == head && slot.len == len {
-                slot.count += count;
-                return;
-            }
-            if slot.len == EMPTY {
-                *slot = Slot {
-                    head,
-                    count,
-                    len,
-                    tail: 0,
-                };
-                self.inserted();
-                return;
-            }
-            at = (at + 1) & self.mask;
+        if let Some(at) = self.find_or_insert(hash, head, len, false, &[], count) {
+            self.slots[at].count += count;
         }
     }
 
@@ -197,27 +180,81 @@ impl WordCounts {
     #[cold]
     fn add_long(&mut self, head: [u64; 2], word: &[u8], count: u64) {
         let hash = self.hasher.hash(head, word);
-        let len = word.len().min(EMPTY as usize - 1) as u32;
-        let tail = &word[INLINE..];
+        if let Some(at) = self.find_or_insert(hash, head, word.len(), true, &word[INLINE..], count)
+        {
+            self.slots[at].count += count;
+        }
+    }
+
+    /// The value held for `word`, or `value` stored as its value if the word is new (then
+    /// the flag is true). Gives words stable ids (see `TextCounts`).
+    #[inline]
+    pub fn get_or_insert(&mut self, word: &[u8], value: u64) -> (u64, bool) {
+        let (hash, head) = self.hash_of(word);
+        self.get_or_insert_hashed(hash, head, word, value)
+    }
+
+    /// The hash and head of any word, for `prefetch` and `get_or_insert_hashed`.
+    #[inline(always)]
+    pub fn hash_of(&self, word: &[u8]) -> (u64, [u64; 2]) {
+        let head = head_of(word);
+        (self.hasher.hash(head, word), head)
+    }
+
+    /// `get_or_insert` with what `hash_of` gave.
+    #[inline(always)]
+    pub fn get_or_insert_hashed(
+        &mut self,
+        hash: u64,
+        head: [u64; 2],
+        word: &[u8],
+        value: u64,
+    ) -> (u64, bool) {
+        let long = word.len() > INLINE;
+        let tail = if long { &word[INLINE..] } else { &[][..] };
+        match self.find_or_insert(hash, head, word.len(), long, tail, value) {
+            Some(at) => (self.slots[at].count, false),
+            None => (value, true),
+        }
+    }
+
+    /// The slot holding the word (head, length and, for `long` words, the bytes after the
+    /// head), or `None` after storing it in an empty slot with `value`.
+    #[inline(always)]
+    fn find_or_insert(
+        &mut self,
+        hash: u64,
+        head: [u64; 2],
+        word_len: usize,
+        long: bool,
+        tail: &[u8],
+        value: u64,
+    ) -> Option<usize> {
+        let len = word_len.min(EMPTY as usize - 1) as u32;
         let mut at = hash as usize & self.mask;
         loop {
-            let slot = &mut self.slots[at];
-            if slot.head == head && slot.len == len && *self.long_tails[slot.tail as usize] == *tail
+            let slot = &self.slots[at];
+            if slot.head == head
+                && slot.len == len
+                && (!long || *self.long_tails[slot.tail as usize] == *tail)
             {
-                slot.count += count;
-                return;
+                return Some(at);
             }
             if slot.len == EMPTY {
-                let index = self.long_tails.len() as u32;
-                self.long_tails.push(tail.into());
+                let tail = if long {
+                    self.long_tails.push(tail.into());
+                    (self.long_tails.len() - 1) as u32
+                } else {
+                    0
+                };
                 self.slots[at] = Slot {
                     head,
-                    count,
+                    count: value,
                     len,
-                    tail: index,
+                    tail,
                 };
                 self.inserted();
-                return;
+                return None;
             }
             at = (at + 1) & self.mask;
         }
@@ -293,6 +330,132 @@ impl WordCounts {
             }
         }
         self
+    }
+}
+
+/// Counts per text key with stable ids, for `group_count`: each word is stored once (the
+/// inline-key table maps it to its id), counts live in a plain vector, and results come out
+/// most frequent first, ties by word, sorted on integers: the words' lexical ranks are kept
+/// between results and recomputed only when new words arrived. A stream's every epoch sorts
+/// its whole state, so this keeps per-epoch work close to the new rows' own.
+pub struct TextCounts {
+    ids: WordCounts,
+    words: Vec<Box<str>>,
+    counts: Vec<i64>,
+    /// `ranks[id]`: the position of `words[id]` in byte order; covers the first `ranks.len()`
+    /// words. Behind a lock because results are made through `&self`.
+    ranks: std::sync::Mutex<Vec<u32>>,
+}
+
+impl Default for TextCounts {
+    fn default() -> Self {
+        TextCounts {
+            ids: WordCounts::new(WordHasher::default()),
+            words: Vec::new(),
+            counts: Vec::new(),
+            ranks: Default::default(),
+        }
+    }
+}
+
+impl TextCounts {
+    #[inline]
+    pub fn add(&mut self, word: &str, count: i64) {
+        self.add_bytes(word.as_bytes(), count);
+    }
+
+    /// `add` for a word cut from valid UTF-8 at ASCII bytes (so it is valid UTF-8 itself; it
+    /// is checked only when the word is new).
+    #[inline]
+    pub fn add_bytes(&mut self, word: &[u8], count: i64) {
+        let (hash, head) = self.ids.hash_of(word);
+        self.add_hashed(hash, head, word, count);
+    }
+
+    /// Adds one of each word, looking words up in groups whose table slots are prefetched
+    /// together: a stream's table is cold at each epoch (sinks and the rest of the machine ran
+    /// since the last), and overlapped cache misses cost a fraction of one-by-one ones.
+    pub fn add_each(&mut self, words: &[&[u8]]) {
+        const GROUP: usize = 16;
+        let mut hashed = [(0u64, [0u64; 2]); GROUP];
+        for group in words.chunks(GROUP) {
+            for (word, slot) in group.iter().zip(hashed.iter_mut()) {
+                *slot = self.ids.hash_of(word);
+                self.ids.prefetch(slot.0);
+            }
+            for (word, &(hash, head)) in group.iter().zip(hashed.iter()) {
+                self.add_hashed(hash, head, word, 1);
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn add_hashed(&mut self, hash: u64, head: [u64; 2], word: &[u8], count: i64) {
+        let (id, new) = self
+            .ids
+            .get_or_insert_hashed(hash, head, word, self.words.len() as u64);
+        if new {
+            self.words.push(String::from_utf8_lossy(word).into());
+            self.counts.push(count);
+        } else {
+            self.counts[id as usize] += count;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// Every word and its count, in the order the words first came.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.words
+            .iter()
+            .map(|w| &**w)
+            .zip(self.counts.iter().copied())
+    }
+
+    /// Every word and its count, most frequent first, ties by word (byte order).
+    pub fn sorted(&self) -> Vec<(&str, i64)> {
+        let mut ranks = self.ranks.lock().unwrap_or_else(|p| p.into_inner());
+        if ranks.len() != self.words.len() {
+            let mut by_word: Vec<u32> = (0..self.words.len() as u32).collect();
+            by_word.sort_unstable_by(|&a, &b| self.words[a as usize].cmp(&self.words[b as usize]));
+            ranks.resize(self.words.len(), 0);
+            for (rank, &id) in by_word.iter().enumerate() {
+                ranks[id as usize] = rank as u32;
+            }
+        }
+        let fits_u32 = self
+            .counts
+            .iter()
+            .all(|&c| (0..=u32::MAX as i64).contains(&c));
+        let ids: Vec<u32> = if fits_u32 {
+            // The usual case: one integer per row, (count descending, rank) packed in a u64.
+            let mut by_rank = vec![0u32; ranks.len()];
+            for (id, &rank) in ranks.iter().enumerate() {
+                by_rank[rank as usize] = id as u32;
+            }
+            let mut keys: Vec<u64> = (0..self.words.len())
+                .map(|id| (u64::from(u32::MAX - self.counts[id] as u32) << 32) | ranks[id] as u64)
+                .collect();
+            keys.sort_unstable();
+            keys.iter()
+                .map(|&key| by_rank[key as u32 as usize])
+                .collect()
+        } else {
+            let mut keyed: Vec<(std::cmp::Reverse<i64>, u32, u32)> = (0..self.words.len())
+                .map(|id| (std::cmp::Reverse(self.counts[id]), ranks[id], id as u32))
+                .collect();
+            keyed.sort_unstable();
+            keyed.into_iter().map(|(_, _, id)| id).collect()
+        };
+        ids.into_iter()
+            .map(|id| (&*self.words[id as usize], self.counts[id as usize]))
+            .collect()
     }
 }
 
@@ -382,5 +545,40 @@ mod tests {
                 ("short".into(), 1)
             ]
         );
+    }
+
+    #[test]
+    fn text_counts_sort_by_count_then_word_as_words_arrive() {
+        let mut counts = TextCounts::default();
+        for w in ["b", "a", "b", "c", "a-long-word-over-sixteen-bytes"] {
+            counts.add(w, 1);
+        }
+        assert_eq!(
+            counts.sorted(),
+            [
+                ("b", 2),
+                ("a", 1),
+                ("a-long-word-over-sixteen-bytes", 1),
+                ("c", 1)
+            ]
+        );
+        // New words after a result: the cached ranks are recomputed.
+        counts.add("aa", 5);
+        counts.add("c", 1);
+        assert_eq!(
+            counts.sorted(),
+            [
+                ("aa", 5),
+                ("b", 2),
+                ("c", 2),
+                ("a", 1),
+                ("a-long-word-over-sixteen-bytes", 1)
+            ]
+        );
+        assert_eq!(counts.len(), 5);
+        assert_eq!(counts.iter().next(), Some(("b", 2)));
+        // Counts past 32 bits take the general sort.
+        counts.add("c", 1 << 40);
+        assert_eq!(counts.sorted()[..2], [("c", (1 << 40) + 2), ("aa", 5)]);
     }
 }
