@@ -221,7 +221,13 @@ async fn run_epochs(
                 pending.bytes += bytes;
                 bytes = 0;
                 let absorbing = Instant::now();
-                pool.install(|| engine.absorb(&batch, state.as_mut(), &mut pending))?;
+                if engine.fused_split().is_some() {
+                    // One sequential loop: run it here, on the thread that owns the state,
+                    // rather than pay a hand-over to a worker (and its colder cache).
+                    engine.absorb(&batch, state.as_mut(), &mut pending)?;
+                } else {
+                    pool.install(|| engine.absorb(&batch, state.as_mut(), &mut pending))?;
+                }
                 pending.busy += absorbing.elapsed();
             }
             if fired || source_ended || stop.load(Ordering::SeqCst) {
