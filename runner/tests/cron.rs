@@ -320,6 +320,62 @@ fn schedule_runs_a_pipeline_each_second_and_stops_on_sigterm() {
 }
 
 #[test]
+fn schedule_never_overlaps_a_pipeline_with_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Each run listens for 2.5 s, so the next two due times find it still going.
+    let p = write(
+        dir.path(),
+        "slow.yaml",
+        &format!("name: slow\nmode: stream\nschedule: '* * * * * *'\nstop_after: 2500ms\nsource:\n  type: socket\n  mode: listen\n  host: 127.0.0.1\n  port: {port}\nsinks:\n  - type: stdout\n"),
+    );
+    let locks = dir.path().join("locks");
+    let mut child = spawn_runner(&[
+        "schedule".as_ref(),
+        p.as_os_str(),
+        "--lock-dir".as_ref(),
+        locks.as_os_str(),
+    ]);
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let (mut started, mut skipped, mut finished) = (0, 0, 0);
+    while finished < 1 || skipped < 1 {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no skip seen; log so far:\n{}", log.join("\n")));
+        if line.contains("run started") {
+            started += 1;
+            // A second start before the first run finished would be an overlap.
+            assert_eq!(started, finished + 1, "{}\n{line}", log.join("\n"));
+        }
+        if line.contains("still going; skipping") {
+            skipped += 1;
+        }
+        if line.contains("run finished") {
+            finished += 1;
+        }
+        log.push(line);
+    }
+    signal(&child, "-TERM");
+    let status = wait_at_most(&mut child, Duration::from_secs(30));
+    log.extend(lines.try_iter());
+    assert!(status.success(), "{}", log.join("\n"));
+}
+
+#[test]
 fn schedule_refuses_pipelines_without_or_with_a_bad_schedule() {
     let dir = tempfile::tempdir().unwrap();
     let plain = write(
