@@ -303,7 +303,11 @@ fn schedule_runs_a_pipeline_each_second_and_stops_on_sigterm() {
     }
     signal(&child, "-TERM");
     let status = wait_at_most(&mut child, Duration::from_secs(30));
-    log.extend(lines.try_iter());
+    // The reader thread ends at the pipe's end: take every line up to there, not only those
+    // already forwarded.
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) {
+        log.push(line);
+    }
     let log = log.join("\n");
     assert!(status.success(), "{log}");
     assert!(log.contains("SIGTERM: starting no more runs"), "{log}");
@@ -371,7 +375,11 @@ fn schedule_never_overlaps_a_pipeline_with_itself() {
     }
     signal(&child, "-TERM");
     let status = wait_at_most(&mut child, Duration::from_secs(30));
-    log.extend(lines.try_iter());
+    // The reader thread ends at the pipe's end: take every line up to there, not only those
+    // already forwarded.
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) {
+        log.push(line);
+    }
     assert!(status.success(), "{}", log.join("\n"));
 }
 
