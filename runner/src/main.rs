@@ -199,6 +199,7 @@ impl Say {
 }
 
 fn main() -> ExitCode {
+    ignore_file_size_signal();
     let cli = Cli::parse();
     let daemon = matches!(&cli.command, Command::Schedule { next: false, .. });
     init_logging(cli.quiet, cli.verbose, cli.log_format, daemon);
@@ -457,5 +458,16 @@ fn list() {
             println!("{}s:", kind);
         }
         println!("  {:width$}  {}", component.name, component.summary);
+    }
+}
+
+/// Past a file-size limit (`ulimit -f`), the kernel kills a writing process with SIGXFSZ by
+/// default, mid-write and without a message. Ignored, the write fails with EFBIG instead: the
+/// sink reports it, removes its temporary file and the previous output stays (exit 1).
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: sets a signal disposition to "ignore" before any thread starts; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }

@@ -23,6 +23,7 @@ pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    remove_leftovers(dir, &name);
     // Temporary files are private (0600); an output keeps the mode of the file it replaces,
     // or gets the usual 0644.
     let mode = std::fs::metadata(target).map_or(0o644, |m| {
@@ -37,6 +38,29 @@ pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
             path: target.to_path_buf(),
             source,
         })
+}
+
+/// Removes temporary files of `name` that a killed run left behind (`kill -9` gives it no
+/// chance to clean up). A run holds its pipeline's lock, so no other run of it is writing them.
+fn remove_leftovers(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(middle) = file_name
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|f| f.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        // Exactly the random part `temp_beside` makes: 6 letters or digits.
+        if middle.len() == 6 && middle.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Flushes `temp` and renames it to `target`.
@@ -94,5 +118,28 @@ mod tests {
         drop(temp);
         assert_eq!(std::fs::read(&target).unwrap(), b"old");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temp_files_left_by_a_killed_run_are_removed_on_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.csv");
+        for name in [
+            ".out.csv.Ab3xY9.tmp",
+            ".other.csv.Ab3xY9.tmp",
+            ".out.csv.notes.tmp",
+        ] {
+            std::fs::write(dir.path().join(name), b"half").unwrap();
+        }
+        write(&target, b"new").unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [".other.csv.Ab3xY9.tmp", ".out.csv.notes.tmp", "out.csv"]
+        );
     }
 }
