@@ -99,6 +99,16 @@ impl FakeMastodon {
     /// in the middle of the event at `drop_at` (the source must reconnect; the server then
     /// resumes from that event, as if it had been published after the reconnection).
     fn start(statuses: usize, drop_at: usize) -> FakeMastodon {
+        Self::serve(statuses, drop_at, false)
+    }
+
+    /// Like `start`, but the first streaming connection stops sending anything (no events, no
+    /// heartbeats) after the events before `stall_at`, and stays open until the client leaves.
+    fn start_stalling(statuses: usize, stall_at: usize) -> FakeMastodon {
+        Self::serve(statuses, stall_at, true)
+    }
+
+    fn serve(statuses: usize, drop_at: usize, stall: bool) -> FakeMastodon {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -204,6 +214,17 @@ impl FakeMastodon {
                             }
                         };
                         let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nTransfer-Encoding: chunked\r\n\r\n");
+                        if stall && streams_served == 0 && path == "/api/v1/streaming/public" {
+                            let before: usize = body[..drop_at].iter().map(String::len).sum();
+                            streams_served += 1;
+                            if write_chunked(&mut stream, &stream_body[..before], &mut seed).is_ok()
+                            {
+                                // Silence until the client gives up on this connection.
+                                let mut rest = Vec::new();
+                                let _ = reader.read_to_end(&mut rest);
+                            }
+                            continue;
+                        }
                         let cut = if streams_served == 0 && path == "/api/v1/streaming/public" {
                             // Drop in the middle of event `drop_at`.
                             let before: usize = body[..drop_at].iter().map(String::len).sum();
@@ -336,6 +357,28 @@ fn counts_hashtags_exactly_through_drops_splits_and_noise_then_replays_the_recor
     let (code, stderr) = run(&replay, None);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(counts(&dir.path().join("replayed.csv")), expected(50));
+}
+
+#[test]
+fn a_stalled_stream_is_dropped_after_the_idle_timeout_and_resumed() {
+    let server = FakeMastodon::start_stalling(30, 12);
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "  limit: 30\n  idle_timeout: 1s\n", server.port);
+    let (code, stderr) = run(&p, Some(TOKEN));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("no data or heartbeat for 1 s"),
+        "the silent connection is given up:\n{stderr}"
+    );
+    assert!(stderr.contains("reconnecting"), "{stderr}");
+    assert_eq!(counts(&dir.path().join("counts.csv")), expected(30));
+    let seen = server.seen.lock().unwrap();
+    let streams = seen
+        .requests
+        .iter()
+        .filter(|r| *r == "/api/v1/streaming/public")
+        .count();
+    assert_eq!(streams, 2, "{:?}", seen.requests);
 }
 
 #[test]
