@@ -214,6 +214,12 @@ fn lex(src: &str) -> Result<Vec<(usize, Token)>, (usize, String)> {
                     .char_indices()
                     .find(|(_, ch)| !(ch.is_alphanumeric() || *ch == '_'))
                     .map_or(rest.len(), |(at, _)| at);
+                if len == 0 {
+                    // A non-ASCII character that cannot start a name (a combining mark, a
+                    // symbol): without this check the lexer stood still, pushing empty names.
+                    let ch = rest.chars().next().unwrap_or('?');
+                    return Err((i, format!("unexpected character `{ch}`")));
+                }
                 i += len - 1;
                 Token::Ident(rest[..len].to_owned())
             }
@@ -577,5 +583,13 @@ mod tests {
         assert!(error("word == 'x").contains("no closing quote"));
         assert!(error("count > 1 2").contains("unexpected number"));
         assert!(error("count ~ 1").contains("character 7"));
+    }
+
+    /// Found by the `where_expr` fuzz target: a non-ASCII character that is not alphanumeric
+    /// (here the combining mark U+0596) after a name made the lexer loop forever.
+    #[test]
+    fn a_non_alphanumeric_character_is_an_error_not_a_hang() {
+        assert!(error("word\u{596}n in [1, 2]").contains("unexpected character `\u{596}`"));
+        assert!(error("\u{2603} == 'x'").contains("at character 1: unexpected character"));
     }
 }

@@ -198,6 +198,12 @@ pub fn load(path: &Path, overrides: &[Override]) -> Result<LoadedPipeline> {
         path: path.to_path_buf(),
         source,
     })?;
+    load_text(&text, path, overrides)
+}
+
+/// [`load`] for text already read from `path`: applies `--set` overrides, parses and checks
+/// what parsing cannot (an empty file, no sinks). Reads no file; the fuzz target's entry point.
+pub fn load_text(text: &str, path: &Path, overrides: &[Override]) -> Result<LoadedPipeline> {
     let base_dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
@@ -209,12 +215,12 @@ pub fn load(path: &Path, overrides: &[Override]) -> Result<LoadedPipeline> {
         )));
     }
     let config = if overrides.is_empty() {
-        parse(&text, &file_name)?
+        parse(text, &file_name)?
     } else {
-        let changed = apply_overrides(&text, &file_name, overrides)?;
+        let changed = apply_overrides(text, &file_name, overrides)?;
         // YAML errors in the changed text can only be located in that text.
         let mut config = parse(&changed, &format!("{file_name} (with --set)"))?;
-        relocate(&mut config, &text);
+        relocate(&mut config, text);
         config
     };
     let display_name = file_name;

@@ -144,6 +144,20 @@ pub fn count_text(
     count_text_with::<false>(counts, tokenizer, text, scratch)
 }
 
+/// [`count_text`] with the portable compaction, as it runs on CPUs without BMI2; public so the
+/// fuzz target can compare both kernels with the tokenizer's reference path on one machine.
+pub fn count_text_portable(
+    counts: &mut WordCounts,
+    tokenizer: &Tokenizer,
+    text: &str,
+    scratch: &mut Vec<u8>,
+) {
+    if tokenizer.strip() == StripPunctuation::Edges {
+        return tokenizer.words(text, scratch, |word| counts.add(word, 1));
+    }
+    count_text_with::<false>(counts, tokenizer, text, scratch)
+}
+
 /// The kernel compiled with BMI2, whose `pext` removes punctuation bytes from a word held in
 /// two registers in a few cycles.
 #[cfg(target_arch = "x86_64")]

@@ -294,6 +294,36 @@ pub fn event_to_line(
     Some(line)
 }
 
+/// What a connection does with a response body that arrives in `pieces` (cut anywhere, as the
+/// network delivers it): SSE parsing, then [`event_to_line`] for each event. Returns the row
+/// lines and, if the SSE stream broke (invalid UTF-8), why; a connection would reconnect there.
+/// The entry point of the tests and the fuzz target, which feed bodies without a server.
+pub fn body_to_lines(
+    pieces: &[&[u8]],
+    filters: &Filters,
+    stats: &EventStats,
+) -> (Vec<Chunk>, Option<String>) {
+    use std::task::{Context, Poll};
+    let bytes = futures_util::stream::iter(
+        pieces
+            .iter()
+            .map(|piece| Ok::<_, std::convert::Infallible>(piece.to_vec())),
+    );
+    let mut events = std::pin::pin!(eventsource_stream::Eventsource::eventsource(bytes));
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut lines = Vec::new();
+    loop {
+        // Every piece is ready, so the stream never waits.
+        match futures_util::Stream::poll_next(events.as_mut(), &mut cx) {
+            Poll::Ready(Some(Ok(event))) => {
+                lines.extend(event_to_line(&event.event, &event.data, filters, stats));
+            }
+            Poll::Ready(Some(Err(e))) => return (lines, Some(e.to_string())),
+            Poll::Ready(None) | Poll::Pending => return (lines, None),
+        }
+    }
+}
+
 /// Status HTML as plain text: paragraphs and line breaks become newlines, tags go, entities are
 /// decoded.
 pub fn html_to_text(html: &str) -> String {

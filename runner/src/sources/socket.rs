@@ -242,8 +242,7 @@ async fn read_lines(
     stats: &Stats,
     tx: &Sender<Chunk>,
 ) -> Result<(), ()> {
-    let mut pending: Vec<u8> = Vec::new();
-    let mut skipping = false;
+    let mut lines = LineReader::new(config.max_line_bytes);
     let mut buffer = vec![0u8; READ_BYTES];
     loop {
         let n = match stream.read(&mut buffer).await {
@@ -254,18 +253,51 @@ async fn read_lines(
                 break;
             }
         };
-        let mut data = &buffer[..n];
+        let chunk = lines.push(&buffer[..n], &stats.long_lines);
+        if !chunk.is_empty() && tx.send(chunk).await.is_err() {
+            return Err(());
+        }
+    }
+    if let Some(last) = lines.finish() {
+        tx.send(last).await.map_err(|_| ())?;
+    }
+    Ok(())
+}
+
+/// Cuts the bytes of one connection, read in pieces of any size, into chunks of whole lines
+/// (each ending in `\n`). Lines longer than `max_line_bytes` (not counting the `\n`) are
+/// skipped and counted, and never held whole.
+pub struct LineReader {
+    max_line_bytes: usize,
+    /// The unfinished line of the previous read.
+    pending: Vec<u8>,
+    /// Inside a line already found too long: drop everything up to its newline.
+    skipping: bool,
+}
+
+impl LineReader {
+    pub fn new(max_line_bytes: usize) -> Self {
+        LineReader {
+            max_line_bytes,
+            pending: Vec::new(),
+            skipping: false,
+        }
+    }
+
+    /// Takes the next bytes read and returns the whole lines they complete (maybe none);
+    /// every skipped line adds one to `long_lines`.
+    pub fn push(&mut self, mut data: &[u8], long_lines: &AtomicU64) -> Chunk {
         // `chunk` starts with the unfinished line of the previous read; the current line
         // starts at `line_start`.
-        let mut chunk = std::mem::take(&mut pending);
+        let mut chunk = std::mem::take(&mut self.pending);
         let mut line_start = 0;
         while !data.is_empty() {
             match memchr::memchr(b'\n', data) {
                 Some(at) => {
-                    if skipping {
-                        skipping = false;
-                    } else if chunk.len() - line_start + at > config.max_line_bytes {
-                        stats.long_lines.fetch_add(1, Ordering::Relaxed);
+                    if self.skipping {
+                        self.skipping = false;
+                    } else if chunk.len() - line_start + at > self.max_line_bytes {
+                        long_lines.fetch_add(1, Ordering::Relaxed);
                         chunk.truncate(line_start);
                     } else {
                         chunk.extend_from_slice(&data[..=at]);
@@ -274,12 +306,12 @@ async fn read_lines(
                     data = &data[at + 1..];
                 }
                 None => {
-                    if !skipping {
-                        if chunk.len() - line_start + data.len() > config.max_line_bytes {
+                    if !self.skipping {
+                        if chunk.len() - line_start + data.len() > self.max_line_bytes {
                             // Too long already: drop it and everything up to its newline.
-                            stats.long_lines.fetch_add(1, Ordering::Relaxed);
+                            long_lines.fetch_add(1, Ordering::Relaxed);
                             chunk.truncate(line_start);
-                            skipping = true;
+                            self.skipping = true;
                         } else {
                             chunk.extend_from_slice(data);
                         }
@@ -288,17 +320,19 @@ async fn read_lines(
                 }
             }
         }
-        pending = chunk.split_off(line_start);
-        if !chunk.is_empty() && tx.send(chunk).await.is_err() {
-            return Err(());
+        self.pending = chunk.split_off(line_start);
+        chunk
+    }
+
+    /// The connection ended: a final line without a newline is kept (with one added).
+    pub fn finish(self) -> Option<Chunk> {
+        let mut last = self.pending;
+        if last.is_empty() || self.skipping {
+            return None;
         }
+        last.push(b'\n');
+        Some(last)
     }
-    if !pending.is_empty() && !skipping {
-        // A final line without a newline is kept.
-        pending.push(b'\n');
-        tx.send(pending).await.map_err(|_| ())?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
