@@ -263,19 +263,12 @@ fn kill_9_leaves_no_lock_and_the_previous_output_intact() {
         .success();
 }
 
-#[test]
-fn schedule_runs_a_pipeline_each_second_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "in.txt", "a b a\n");
-    let p = write(
-        dir.path(),
-        "p.yaml",
-        "name: every-second\nschedule: '* * * * * *'\nsummary: summary.json\nsource:\n  type: file\n  path: in.txt\ntransforms:\n  - type: tokenize\n  - type: group_count\n    by: word\nsinks:\n  - type: csv\n    path: out.csv\n",
-    );
-    let locks = dir.path().join("locks");
+/// Starts `runner schedule` on `pipeline`; its stderr comes line by line through the receiver
+/// (which disconnects at the end of the pipe).
+fn spawn_schedule(pipeline: &Path, locks: &Path) -> (Child, std::sync::mpsc::Receiver<String>) {
     let mut child = spawn_runner(&[
         "schedule".as_ref(),
-        p.as_os_str(),
+        pipeline.as_os_str(),
         "--lock-dir".as_ref(),
         locks.as_os_str(),
     ]);
@@ -289,6 +282,19 @@ fn schedule_runs_a_pipeline_each_second_and_stops_on_sigterm() {
             }
         }
     });
+    (child, lines)
+}
+
+#[test]
+fn schedule_runs_a_pipeline_each_second_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", "a b a\n");
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: every-second\nschedule: '* * * * * *'\nsummary: summary.json\nsource:\n  type: file\n  path: in.txt\ntransforms:\n  - type: tokenize\n  - type: group_count\n    by: word\nsinks:\n  - type: csv\n    path: out.csv\n",
+    );
+    let (mut child, lines) = spawn_schedule(&p, &dir.path().join("locks"));
     let mut log = Vec::new();
     let mut finished = 0;
     while finished < 2 {
@@ -326,34 +332,14 @@ fn schedule_runs_a_pipeline_each_second_and_stops_on_sigterm() {
 #[test]
 fn schedule_never_overlaps_a_pipeline_with_itself() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     // Each run listens for 2.5 s, so the next two due times find it still going.
     let p = write(
         dir.path(),
         "slow.yaml",
         &format!("name: slow\nmode: stream\nschedule: '* * * * * *'\nstop_after: 2500ms\nsource:\n  type: socket\n  mode: listen\n  host: 127.0.0.1\n  port: {port}\nsinks:\n  - type: stdout\n"),
     );
-    let locks = dir.path().join("locks");
-    let mut child = spawn_runner(&[
-        "schedule".as_ref(),
-        p.as_os_str(),
-        "--lock-dir".as_ref(),
-        locks.as_os_str(),
-    ]);
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, lines) = spawn_schedule(&p, &dir.path().join("locks"));
     let mut log = Vec::new();
     let (mut started, mut skipped, mut finished) = (0, 0, 0);
     while finished < 1 || skipped < 1 {

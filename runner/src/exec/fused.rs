@@ -320,19 +320,8 @@ fn classify(head: [u64; 2]) -> ([u64; 2], [u64; 2]) {
         // SAFETY: SSE2 is part of the x86-64 baseline; no memory is touched.
         unsafe {
             let v = _mm_set_epi64x(head[1] as i64, head[0] as i64);
-            // `lo <= byte <= hi` as `min(byte - lo, hi - lo) == byte - lo`, unsigned.
-            let within = |lo: u8, hi: u8| {
-                let shifted = _mm_sub_epi8(v, _mm_set1_epi8(lo as i8));
-                _mm_cmpeq_epi8(
-                    _mm_min_epu8(shifted, _mm_set1_epi8((hi - lo) as i8)),
-                    shifted,
-                )
-            };
-            let punct = _mm_or_si128(
-                _mm_or_si128(within(0x21, 0x2f), within(0x3a, 0x40)),
-                _mm_or_si128(within(0x5b, 0x60), within(0x7b, 0x7e)),
-            );
-            let upper = within(b'A', b'Z');
+            let punct = crate::transforms::tokenize::sse2_ascii_punctuation(v);
+            let upper = crate::transforms::tokenize::sse2_within(v, b'A', b'Z');
             let halves = |x: __m128i| {
                 [
                     _mm_cvtsi128_si64(x) as u64,

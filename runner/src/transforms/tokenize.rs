@@ -452,6 +452,40 @@ fn scalar_masks(block: &[u8; 64]) -> Masks {
     m
 }
 
+/// 0xFF in every byte of `v` within `lo..=hi` (unsigned), else 0: `lo <= byte <= hi` as
+/// `min(byte - lo, hi - lo) == byte - lo`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn sse2_within(
+    v: std::arch::x86_64::__m128i,
+    lo: u8,
+    hi: u8,
+) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of the x86-64 baseline; no memory is touched.
+    unsafe {
+        let shifted = _mm_sub_epi8(v, _mm_set1_epi8(lo as i8));
+        _mm_cmpeq_epi8(
+            _mm_min_epu8(shifted, _mm_set1_epi8((hi - lo) as i8)),
+            shifted,
+        )
+    }
+}
+
+/// 0xFF in every byte of `v` that is ASCII punctuation (Python's `string.punctuation`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn sse2_ascii_punctuation(v: std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of the x86-64 baseline; no memory is touched.
+    unsafe {
+        _mm_or_si128(
+            _mm_or_si128(sse2_within(v, 0x21, 0x2f), sse2_within(v, 0x3a, 0x40)),
+            _mm_or_si128(sse2_within(v, 0x5b, 0x60), sse2_within(v, 0x7b, 0x7e)),
+        )
+    }
+}
+
 /// The same with SSE2, which every x86-64 CPU has: 16 bytes per compare, one movemask each.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -467,22 +501,12 @@ fn sse2_masks(block: &[u8; 64]) -> Masks {
         // SAFETY: SSE2 is part of the x86-64 baseline; the load reads 16 bytes inside `block`.
         let (space, high, upper, punct) = unsafe {
             let v = _mm_loadu_si128(block.as_ptr().add(part * 16) as *const __m128i);
-            // `lo <= byte <= hi` as `min(byte - lo, hi - lo) == byte - lo`, unsigned.
-            let within = |lo: u8, hi: u8| {
-                let shifted = _mm_sub_epi8(v, _mm_set1_epi8(lo as i8));
-                _mm_cmpeq_epi8(
-                    _mm_min_epu8(shifted, _mm_set1_epi8((hi - lo) as i8)),
-                    shifted,
-                )
-            };
+            let within = |lo, hi| sse2_within(v, lo, hi);
             let space = _mm_or_si128(
                 _mm_cmpeq_epi8(v, _mm_set1_epi8(b' ' as i8)),
                 _mm_or_si128(within(9, 13), within(0x1c, 0x1f)),
             );
-            let punct = _mm_or_si128(
-                _mm_or_si128(within(0x21, 0x2f), within(0x3a, 0x40)),
-                _mm_or_si128(within(0x5b, 0x60), within(0x7b, 0x7e)),
-            );
+            let punct = sse2_ascii_punctuation(v);
             // Callers that never read `upper` and `punct` (see `TokenSink::FLAGS`) have them
             // removed by the compiler: all of this is inlined.
             (
