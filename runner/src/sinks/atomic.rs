@@ -30,7 +30,8 @@ pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
         std::os::unix::fs::PermissionsExt::mode(&m.permissions())
     });
     tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
+        // The process id in the name tells a dead run's leftover from a live writer's file.
+        .prefix(&format!(".{name}.{}.", std::process::id()))
         .suffix(".tmp")
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))
         .tempfile_in(dir)
@@ -41,7 +42,8 @@ pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
 }
 
 /// Removes temporary files of `name` that a killed run left behind (`kill -9` gives it no
-/// chance to clean up). A run holds its pipeline's lock, so no other run of it is writing them.
+/// chance to clean up): those whose process no longer exists. Files of live processes (another
+/// run writing the same output at the same moment) are left alone.
 fn remove_leftovers(dir: &Path, name: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -49,18 +51,40 @@ fn remove_leftovers(dir: &Path, name: &str) {
     let prefix = format!(".{name}.");
     for entry in entries.flatten() {
         let file_name = entry.file_name();
-        let Some(middle) = file_name
+        let Some((pid, random)) = file_name
             .to_str()
             .and_then(|f| f.strip_prefix(&prefix))
             .and_then(|f| f.strip_suffix(".tmp"))
+            .and_then(|f| f.split_once('.'))
         else {
             continue;
         };
-        // Exactly the random part `temp_beside` makes: 6 letters or digits.
-        if middle.len() == 6 && middle.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        // Exactly what `temp_beside` makes: a process id, then 6 random letters or digits.
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if random.len() == 6
+            && random.bytes().all(|b| b.is_ascii_alphanumeric())
+            && !process_exists(pid)
+        {
             let _ = std::fs::remove_file(entry.path());
         }
     }
+}
+
+#[cfg(unix)]
+fn process_exists(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    alive || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(not(unix))]
+fn process_exists(_pid: u32) -> bool {
+    true
 }
 
 /// Flushes `temp` and renames it to `target`.
@@ -121,13 +145,16 @@ mod tests {
     }
 
     #[test]
-    fn temp_files_left_by_a_killed_run_are_removed_on_the_next_write() {
+    fn temp_files_of_dead_processes_are_removed_on_the_next_write() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("out.csv");
+        // A process id above Linux's maximum stands for a process that died.
+        let live = format!(".out.csv.{}.Zz9zZ9.tmp", std::process::id());
         for name in [
-            ".out.csv.Ab3xY9.tmp",
-            ".other.csv.Ab3xY9.tmp",
+            ".out.csv.999999999.Ab3xY9.tmp",
+            ".other.csv.999999999.Ab3xY9.tmp",
             ".out.csv.notes.tmp",
+            &live,
         ] {
             std::fs::write(dir.path().join(name), b"half").unwrap();
         }
@@ -137,9 +164,13 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         left.sort();
-        assert_eq!(
-            left,
-            [".other.csv.Ab3xY9.tmp", ".out.csv.notes.tmp", "out.csv"]
-        );
+        let mut expected = vec![
+            ".other.csv.999999999.Ab3xY9.tmp".to_owned(),
+            ".out.csv.notes.tmp".to_owned(),
+            live,
+            "out.csv".to_owned(),
+        ];
+        expected.sort();
+        assert_eq!(left, expected);
     }
 }
