@@ -132,16 +132,12 @@ pub fn count_text(
     text: &str,
     scratch: &mut Vec<u8>,
 ) {
-    if tokenizer.strip() == StripPunctuation::Edges {
-        // Rare; the register kernel below only knows "strip all" and "strip none".
-        return tokenizer.words(text, scratch, |word| counts.add(word, 1));
-    }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("bmi2") {
+    if tokenizer.strip() != StripPunctuation::Edges && std::arch::is_x86_feature_detected!("bmi2") {
         // SAFETY: the CPU has BMI2, checked just above.
         return unsafe { count_text_bmi2(counts, tokenizer, text, scratch) };
     }
-    count_text_with::<false>(counts, tokenizer, text, scratch)
+    count_text_portable(counts, tokenizer, text, scratch)
 }
 
 /// [`count_text`] with the portable compaction, as it runs on CPUs without BMI2; public so the
@@ -153,6 +149,7 @@ pub fn count_text_portable(
     scratch: &mut Vec<u8>,
 ) {
     if tokenizer.strip() == StripPunctuation::Edges {
+        // Rare; the register kernel only knows "strip all" and "strip none".
         return tokenizer.words(text, scratch, |word| counts.add(word, 1));
     }
     count_text_with::<false>(counts, tokenizer, text, scratch)
