@@ -226,14 +226,13 @@ impl<const PEXT: bool> TokenSink for Kernel<'_, PEXT> {
         let bytes = self.text.as_bytes();
         let len = end - start;
         if len <= INLINE {
-            let head = if start + INLINE <= bytes.len() {
+            let head = match bytes.get(start..).and_then(|b| b.first_chunk::<INLINE>()) {
                 // One 16-byte load, masked to the token: cheaper than assembling it.
-                let mut wide = [0u8; 16];
-                wide.copy_from_slice(&bytes[start..start + INLINE]);
-                let wide = u128::from_le_bytes(wide) & (u128::MAX >> (128 - 8 * len));
-                [wide as u64, (wide >> 64) as u64]
-            } else {
-                head_of(&bytes[start..end])
+                Some(wide) => {
+                    let wide = u128::from_le_bytes(*wide) & (u128::MAX >> (128 - 8 * len));
+                    [wide as u64, (wide >> 64) as u64]
+                }
+                None => head_of(&bytes[start..end]),
             };
             if (head[0] | head[1]) & HIGH_BITS == 0 || only_general_punctuation(&bytes[start..end])
             {
@@ -241,7 +240,8 @@ impl<const PEXT: bool> TokenSink for Kernel<'_, PEXT> {
                 if len > 0 || !self.drop_empty {
                     let hash = self.counts.hash_short(head, len);
                     self.counts.prefetch(hash);
-                    self.pending[self.pending_len] = Pending { hash, head, len };
+                    // `% PENDING` (always below it) lets the compiler drop the bounds check.
+                    self.pending[self.pending_len % PENDING] = Pending { hash, head, len };
                     self.pending_len += 1;
                     if self.pending_len == PENDING {
                         self.flush();
