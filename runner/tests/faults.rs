@@ -58,3 +58,80 @@ fn a_file_size_limit_fails_the_write_cleanly_and_keeps_the_previous_output() {
     assert_ne!(std::fs::read(&chart).unwrap(), before);
     assert!(temp_files(&dir.path().join("out")).is_empty());
 }
+
+/// A server on 127.0.0.1 that sends hashtag lines to every client as fast as it reads them.
+fn flooding_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            std::thread::spawn(move || {
+                let lines = "rust spark ai\nrust data\n".repeat(500);
+                while std::io::Write::write_all(&mut client, lines.as_bytes()).is_ok() {}
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn kill_9_during_streaming_epochs_leaves_whole_outputs_and_the_next_run_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = flooding_server();
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: t\nmode: stream\nsource:\n  type: socket\n  host: 127.0.0.1\n  port: {port}\ntransforms:\n  - {{type: explode, column: line, separator: ' ', as: hashtag}}\n  - {{type: group_count, by: hashtag}}\ntrigger:\n  processing_time: 20ms\nsinks:\n  - {{type: csv, path: out/counts.csv}}\n  - {{type: chart, path: out/top.png, x: hashtag, y: count}}\n"
+        ),
+    );
+    let out = dir.path().join("out");
+    // Kill at varied moments: every output present must be whole, whatever the moment.
+    for (round, wait_ms) in [130u64, 210, 290, 370, 450].into_iter().enumerate() {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+            .arg("run")
+            .arg(&pipeline)
+            .arg("-q")
+            .env("RUNNER_LOCK_DIR", unique_lock_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        if let Ok(csv) = std::fs::read_to_string(out.join("counts.csv")) {
+            let mut lines = csv.lines();
+            assert_eq!(lines.next(), Some("hashtag,count"), "round {round}: {csv}");
+            let rows: Vec<(String, u64)> = lines
+                .map(|l| {
+                    let (tag, count) = l.split_once(',').expect("whole row");
+                    (tag.to_owned(), count.parse().expect("whole count"))
+                })
+                .collect();
+            assert_eq!(rows.len(), 4, "round {round}: {csv}");
+        }
+        if let Ok(png) = std::fs::File::open(out.join("top.png")) {
+            let mut reader = png::Decoder::new(std::io::BufReader::new(png))
+                .read_info()
+                .expect("a whole PNG header");
+            let mut pixels = vec![0; reader.output_buffer_size()];
+            reader.next_frame(&mut pixels).expect("a whole PNG");
+        }
+    }
+    assert!(
+        out.join("counts.csv").exists(),
+        "no epoch finished in five runs"
+    );
+    // The next run succeeds and leaves no temporary file of the killed ones behind (one is
+    // planted, as a kill in the middle of a write leaves it, in case no kill hit a write).
+    std::fs::write(out.join(".top.png.999999999.Ab3xY9.tmp"), b"half a png").unwrap();
+    runner()
+        .arg("run")
+        .arg(&pipeline)
+        .args(["-q", "--set", "stop_after=300ms"])
+        .assert()
+        .success();
+    assert!(temp_files(&out).is_empty(), "{:?}", temp_files(&out));
+}
