@@ -4,6 +4,9 @@
 mod common;
 use common::*;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 /// The files in `dir` whose names end in `.tmp`.
 fn temp_files(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -59,26 +62,42 @@ fn a_file_size_limit_fails_the_write_cleanly_and_keeps_the_previous_output() {
     assert!(temp_files(&dir.path().join("out")).is_empty());
 }
 
-/// A server on 127.0.0.1 that sends hashtag lines to every client as fast as it reads them.
-fn flooding_server() -> u16 {
+/// A server on 127.0.0.1 that sends hashtag lines to every client as fast as it reads them;
+/// the counter tells how many clients it has accepted.
+fn flooding_server() -> (u16, Arc<AtomicUsize>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
     std::thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(mut client) = client else { continue };
+            counter.fetch_add(1, Ordering::SeqCst);
             std::thread::spawn(move || {
                 let lines = "rust spark ai\nrust data\n".repeat(500);
                 while std::io::Write::write_all(&mut client, lines.as_bytes()).is_ok() {}
             });
         }
     });
-    port
+    (port, accepted)
+}
+
+/// Waits until the server has accepted `n` clients (a slow machine may take a while to start).
+fn wait_for_clients(accepted: &AtomicUsize, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while accepted.load(Ordering::SeqCst) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runner never connected"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 #[test]
 fn kill_9_during_streaming_epochs_leaves_whole_outputs_and_the_next_run_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
-    let port = flooding_server();
+    let (port, _) = flooding_server();
     let pipeline = write(
         dir.path(),
         "p.yaml",
@@ -134,4 +153,57 @@ fn kill_9_during_streaming_epochs_leaves_whole_outputs_and_the_next_run_cleans_u
         .assert()
         .success();
     assert!(temp_files(&out).is_empty(), "{:?}", temp_files(&out));
+}
+
+#[test]
+fn sigterm_or_sigint_at_any_moment_of_a_stream_exits_0_with_the_last_epoch_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, accepted) = flooding_server();
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: t\nmode: stream\nsource:\n  type: socket\n  host: 127.0.0.1\n  port: {port}\ntransforms:\n  - {{type: explode, column: line, separator: ' ', as: hashtag}}\n  - {{type: group_count, by: hashtag}}\ntrigger:\n  processing_time: 1s\nsinks:\n  - {{type: csv, path: counts.csv}}\n"
+        ),
+    );
+    let csv = dir.path().join("counts.csv");
+    let signals = [
+        ("-TERM", 50u64),
+        ("-INT", 330),
+        ("-TERM", 620),
+        ("-INT", 1240),
+    ];
+    for (round, (signal, wait_ms)) in signals.into_iter().enumerate() {
+        let _ = std::fs::remove_file(&csv);
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+            .arg("run")
+            .arg(&pipeline)
+            .arg("-q")
+            .env("RUNNER_LOCK_DIR", unique_lock_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The moments count from the connection, after which rows keep arriving.
+        wait_for_clients(&accepted, round + 1);
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        let sent = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{signal} after {wait_ms} ms");
+        // Rows had arrived (the server floods), so the interrupted epoch was written, whole.
+        let text = std::fs::read_to_string(&csv)
+            .unwrap_or_else(|e| panic!("{signal} after {wait_ms} ms: no last epoch: {e}"));
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("hashtag,count"));
+        let counts: Vec<u64> = lines
+            .map(|l| l.split_once(',').unwrap().1.parse().unwrap())
+            .collect();
+        assert_eq!(counts.len(), 4, "{text}");
+        assert!(counts.iter().all(|&c| c > 0), "{text}");
+    }
 }
