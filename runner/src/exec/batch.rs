@@ -184,7 +184,8 @@ fn fused_word_count(source: &dyn BatchSource, word_count: &WordCount) -> Result<
         .try_for_each(|(_, morsel)| -> Result<()> {
             let morsel = morsel?;
             let new_table = || (WordCounts::new(hasher.clone()), Vec::new());
-            if let Ok(valid) = std::str::from_utf8(&morsel.bytes) {
+            // SIMD validation: several times faster than `std::str::from_utf8` on text.
+            if let Ok(valid) = simdutf8::basic::from_utf8(&morsel.bytes) {
                 tables.with(new_table, |(counts, scratch)| {
                     super::fused::count_text(counts, tokenizer, valid, scratch)
                 });

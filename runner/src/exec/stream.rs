@@ -368,8 +368,10 @@ impl Engine<'_> {
         let mut state = state;
         if let (Some(separator), Some(state)) = (self.fused_split(), state.as_deref_mut()) {
             // Validated once here; invalid UTF-8 takes the decoding path, which replaces it.
-            let texts: Option<Vec<&str>> =
-                chunks.iter().map(|c| std::str::from_utf8(c).ok()).collect();
+            let texts: Option<Vec<&str>> = chunks
+                .iter()
+                .map(|c| simdutf8::basic::from_utf8(c).ok())
+                .collect();
             if let Some(texts) = texts {
                 return absorb_split_count(
                     &texts,
