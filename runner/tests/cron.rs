@@ -285,6 +285,22 @@ fn spawn_schedule(pipeline: &Path, locks: &Path) -> (Child, std::sync::mpsc::Rec
     (child, lines)
 }
 
+/// Sends SIGTERM to a `runner schedule`, waits for it, and adds the rest of its log to `log`.
+fn stop_schedule(
+    child: &mut Child,
+    lines: &std::sync::mpsc::Receiver<String>,
+    log: &mut Vec<String>,
+) -> std::process::ExitStatus {
+    signal(child, "-TERM");
+    let status = wait_at_most(child, Duration::from_secs(30));
+    // The reader thread ends at the pipe's end: take every line up to there, not only those
+    // already forwarded.
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) {
+        log.push(line);
+    }
+    status
+}
+
 #[test]
 fn schedule_runs_a_pipeline_each_second_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -307,13 +323,7 @@ fn schedule_runs_a_pipeline_each_second_and_stops_on_sigterm() {
         }
         log.push(line);
     }
-    signal(&child, "-TERM");
-    let status = wait_at_most(&mut child, Duration::from_secs(30));
-    // The reader thread ends at the pipe's end: take every line up to there, not only those
-    // already forwarded.
-    while let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) {
-        log.push(line);
-    }
+    let status = stop_schedule(&mut child, &lines, &mut log);
     let log = log.join("\n");
     assert!(status.success(), "{log}");
     assert!(log.contains("SIGTERM: starting no more runs"), "{log}");
@@ -359,13 +369,7 @@ fn schedule_never_overlaps_a_pipeline_with_itself() {
         }
         log.push(line);
     }
-    signal(&child, "-TERM");
-    let status = wait_at_most(&mut child, Duration::from_secs(30));
-    // The reader thread ends at the pipe's end: take every line up to there, not only those
-    // already forwarded.
-    while let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) {
-        log.push(line);
-    }
+    let status = stop_schedule(&mut child, &lines, &mut log);
     assert!(status.success(), "{}", log.join("\n"));
 }
 

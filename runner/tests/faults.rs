@@ -94,29 +94,45 @@ fn wait_for_clients(accepted: &AtomicUsize, n: usize) {
     }
 }
 
+/// A stream pipeline counting the hashtags of the lines from `port`, with the given trigger
+/// interval and `sinks:` entries.
+fn hashtag_stream(
+    dir: &std::path::Path,
+    port: u16,
+    trigger: &str,
+    sinks: &str,
+) -> std::path::PathBuf {
+    write(
+        dir,
+        "p.yaml",
+        &format!(
+            "name: t\nmode: stream\nsource:\n  type: socket\n  host: 127.0.0.1\n  port: {port}\ntransforms:\n  - {{type: explode, column: line, separator: ' ', as: hashtag}}\n  - {{type: group_count, by: hashtag}}\ntrigger:\n  processing_time: {trigger}\nsinks:\n{sinks}"
+        ),
+    )
+}
+
+/// Starts `runner run -q pipeline` with its output discarded.
+fn spawn_quiet(pipeline: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(pipeline)
+        .arg("-q")
+        .env("RUNNER_LOCK_DIR", unique_lock_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn kill_9_during_streaming_epochs_leaves_whole_outputs_and_the_next_run_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let (port, _) = flooding_server();
-    let pipeline = write(
-        dir.path(),
-        "p.yaml",
-        &format!(
-            "name: t\nmode: stream\nsource:\n  type: socket\n  host: 127.0.0.1\n  port: {port}\ntransforms:\n  - {{type: explode, column: line, separator: ' ', as: hashtag}}\n  - {{type: group_count, by: hashtag}}\ntrigger:\n  processing_time: 20ms\nsinks:\n  - {{type: csv, path: out/counts.csv}}\n  - {{type: chart, path: out/top.png, x: hashtag, y: count}}\n"
-        ),
-    );
+    let pipeline = hashtag_stream(dir.path(), port, "20ms", "  - {type: csv, path: out/counts.csv}\n  - {type: chart, path: out/top.png, x: hashtag, y: count}\n");
     let out = dir.path().join("out");
     // Kill at varied moments: every output present must be whole, whatever the moment.
     for (round, wait_ms) in [130u64, 210, 290, 370, 450].into_iter().enumerate() {
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
-            .arg("run")
-            .arg(&pipeline)
-            .arg("-q")
-            .env("RUNNER_LOCK_DIR", unique_lock_dir())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_quiet(&pipeline);
         std::thread::sleep(std::time::Duration::from_millis(wait_ms));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -159,12 +175,11 @@ fn kill_9_during_streaming_epochs_leaves_whole_outputs_and_the_next_run_cleans_u
 fn sigterm_or_sigint_at_any_moment_of_a_stream_exits_0_with_the_last_epoch_written() {
     let dir = tempfile::tempdir().unwrap();
     let (port, accepted) = flooding_server();
-    let pipeline = write(
+    let pipeline = hashtag_stream(
         dir.path(),
-        "p.yaml",
-        &format!(
-            "name: t\nmode: stream\nsource:\n  type: socket\n  host: 127.0.0.1\n  port: {port}\ntransforms:\n  - {{type: explode, column: line, separator: ' ', as: hashtag}}\n  - {{type: group_count, by: hashtag}}\ntrigger:\n  processing_time: 1s\nsinks:\n  - {{type: csv, path: counts.csv}}\n"
-        ),
+        port,
+        "1s",
+        "  - {type: csv, path: counts.csv}\n",
     );
     let csv = dir.path().join("counts.csv");
     let signals = [
@@ -175,15 +190,7 @@ fn sigterm_or_sigint_at_any_moment_of_a_stream_exits_0_with_the_last_epoch_writt
     ];
     for (round, (signal, wait_ms)) in signals.into_iter().enumerate() {
         let _ = std::fs::remove_file(&csv);
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
-            .arg("run")
-            .arg(&pipeline)
-            .arg("-q")
-            .env("RUNNER_LOCK_DIR", unique_lock_dir())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_quiet(&pipeline);
         // The moments count from the connection, after which rows keep arriving.
         wait_for_clients(&accepted, round + 1);
         std::thread::sleep(std::time::Duration::from_millis(wait_ms));
