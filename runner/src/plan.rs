@@ -203,7 +203,8 @@ fn reads(loaded: &LoadedPipeline) -> String {
     }
 }
 
-fn columns(schema: &SchemaRef) -> Vec<String> {
+/// `name: type` for each column, as plans and checkpoints show them.
+pub(crate) fn columns(schema: &SchemaRef) -> Vec<String> {
     schema
         .fields()
         .iter()

@@ -65,6 +65,10 @@ pub struct PipelineConfig {
     /// Streaming: run an epoch even when no new rows arrived.
     #[serde(default)]
     pub emit_empty: bool,
+    /// Streaming: save the epoch id, the aggregation's state and the source position after
+    /// epochs, so that a restarted run continues (`{dir: ../state/hashtags, every: 1}`).
+    #[serde(default)]
+    pub checkpoint: Option<crate::exec::checkpoint::CheckpointConfig>,
     /// When `runner schedule` runs this pipeline: a cron expression such as `0 3 * * *`
     /// (minute hour day-of-month month day-of-week; six fields put seconds first), in local
     /// time or after a time zone: `CRON_TZ=Europe/Paris 0 3 * * *`.

@@ -167,6 +167,10 @@ impl AggregateState for CountedState {
         self.inner.rows()
     }
 
+    fn restore(&mut self, table: &RecordBatch) -> Result<()> {
+        self.inner.restore(table)
+    }
+
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self.inner.into_any()
     }

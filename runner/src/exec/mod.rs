@@ -2,6 +2,7 @@
 //! the schema flowing into it) and runs them. Only this module knows how the parts connect.
 
 pub mod batch;
+pub mod checkpoint;
 pub mod counted;
 pub mod fused;
 pub mod stream;
@@ -154,6 +155,7 @@ fn stream_settings(
             ("stop_after", config.stop_after.is_some()),
             ("max_epochs", config.max_epochs.is_some()),
             ("emit_empty", config.emit_empty),
+            ("checkpoint", config.checkpoint.is_some()),
         ];
         if let Some((key, _)) = stream_only.iter().find(|(_, set)| *set) {
             return Err(Error::invalid(format!(
@@ -211,11 +213,55 @@ fn stream_settings(
             (None, false) => stream::Trigger::Continuous,
         },
     };
+    let checkpoint = config
+        .checkpoint
+        .as_ref()
+        .map(|c| stream::CheckpointSettings {
+            dir: loaded.resolve(&c.dir),
+            every: c.every,
+            identity: checkpoint_identity(loaded, source, stages),
+        });
     Ok(Some(stream::StreamSettings {
         trigger,
         output_mode,
         stop_after: config.stop_after,
         max_epochs: config.max_epochs,
         emit_empty: config.emit_empty,
+        checkpoint,
     }))
+}
+
+/// What a stream's checkpoint must match to be continued: the source, and the stages up to and
+/// including the aggregation, with their settings and columns.
+fn checkpoint_identity(
+    loaded: &LoadedPipeline,
+    source: &BuiltSource,
+    stages: &[BuiltStage],
+) -> checkpoint::Identity {
+    let config = &loaded.config;
+    let mut source_identity = format!(
+        "`{}` with columns [{}]",
+        config.source.value.type_name(),
+        crate::plan::columns(&source.schema()).join(", ")
+    );
+    if let crate::registry::SourceConfig::Replay(replay) = &config.source.value {
+        // Its position is an offset into this tape.
+        source_identity.push_str(&format!(" reading {}", replay.path.display()));
+    }
+    let through_aggregation = stages
+        .iter()
+        .position(|s| matches!(s.stage.kind, crate::transforms::StageKind::Aggregate(_)))
+        .map_or(stages.len(), |i| i + 1);
+    checkpoint::Identity {
+        source: source_identity,
+        stages: stages[..through_aggregation]
+            .iter()
+            .zip(&config.transforms)
+            .map(|(built, step)| checkpoint::StageIdentity {
+                step: built.label.clone(),
+                settings: format!("{:?}", step.value),
+                output: crate::plan::columns(&built.stage.output),
+            })
+            .collect(),
+    }
 }

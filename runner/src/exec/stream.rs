@@ -7,7 +7,7 @@
 //! according to the output mode. Epoch ids start at 0; an epoch with no new rows does not fire
 //! unless `emit_empty` is set.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use arrow_array::{BooleanArray, RecordBatch};
 use rayon::prelude::*;
 
+use super::checkpoint::{Checkpoint, EpochEnd};
 use super::{BuiltPipeline, BuiltStage};
 use crate::config::OutputMode;
 use crate::data::{cell, concat, BATCH_ROWS};
 use crate::error::{Error, Result};
-use crate::sources::{BuiltSource, Chunk, StreamSource};
+use crate::sources::{BuiltSource, Chunk, Delivery, SourcePosition, StreamSource};
 use crate::transforms::{AggregateState, StageKind};
 
 /// When epochs run.
@@ -41,6 +42,15 @@ pub struct StreamSettings {
     pub stop_after: Option<Duration>,
     pub max_epochs: Option<u64>,
     pub emit_empty: bool,
+    pub checkpoint: Option<CheckpointSettings>,
+}
+
+/// `checkpoint:` with its directory resolved and the pipeline's identity.
+#[derive(Debug, Clone)]
+pub struct CheckpointSettings {
+    pub dir: std::path::PathBuf,
+    pub every: std::num::NonZeroU64,
+    pub identity: super::checkpoint::Identity,
 }
 
 /// How epochs are reported on stderr.
@@ -135,8 +145,7 @@ async fn run_epochs(
     let wake = Arc::new(tokio::sync::Notify::new());
     watch_signals(stop.clone(), wake.clone());
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
-    let reader = source.start(tx);
+    let name = pipeline.name.clone();
 
     let stages = pipeline.stages.as_slice();
     let split = stages
@@ -161,12 +170,62 @@ async fn run_epochs(
         mode: settings.output_mode,
     };
     let mut state = aggregation.map(|a| a.new_state());
+
+    // A checkpoint from an earlier run: restore its state, continue its epoch ids, read the
+    // source from its position, and first redo the epochs it recorded but did not commit.
+    let positioned = source.positioned();
+    let mut checkpoint = settings
+        .checkpoint
+        .as_ref()
+        .map(|c| Checkpoint::new(c.dir.clone(), c.every, &name, c.identity.clone()));
+    let resume = match checkpoint.as_mut() {
+        Some(checkpoint) => checkpoint.load()?,
+        None => None,
+    };
+    let mut epoch = 0u64;
+    let mut rows_before = 0u64;
+    let mut position = positioned.then_some(SourcePosition {
+        offset: 0,
+        time: 0.0,
+    });
+    let mut redo: VecDeque<EpochEnd> = VecDeque::new();
+    let mut committed: Option<u64> = None;
+    if let (Some(resume), Some(checkpoint)) = (resume, checkpoint.as_ref()) {
+        if let (Some(state), Some(table)) = (state.as_mut(), &resume.state) {
+            state.restore(table)?;
+        }
+        epoch = resume.next_epoch;
+        committed = epoch.checked_sub(1);
+        rows_before = resume.rows_in;
+        if positioned {
+            position = resume.position.or(position);
+            redo = resume.redo.into();
+        }
+        if progress != Progress::Off {
+            let at = match position {
+                Some(p) if positioned => format!(", reading from byte {} of the source", p.offset),
+                _ => String::new(),
+            };
+            let redoing = match redo.len() {
+                0 => String::new(),
+                n => format!(", redoing {n} uncommitted epoch(s) first"),
+            };
+            eprintln!(
+                "resuming from the checkpoint in {}: next epoch {epoch}, {} state rows{at}{redoing}",
+                checkpoint.dir().display(),
+                state.as_ref().map_or(0, |s| s.rows()),
+            );
+        }
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Delivery>(CHANNEL_CHUNKS);
+    let reader = source.start(tx, position.filter(|_| positioned));
     let processing_time = match settings.trigger {
         Trigger::ProcessingTime(interval) => Some(interval),
         _ => None,
     };
 
-    let mut epoch = 0u64;
+    // Epochs this run; `epoch` is the next epoch's id.
+    let mut ran = 0u64;
     let mut rows_in = 0u64;
     let mut rows_out = 0u64;
     let mut source_ended = false;
@@ -179,7 +238,12 @@ async fn run_epochs(
         let mut pending = Pending::new(aggregation, settings.output_mode);
         let mut chunks: Vec<Chunk> = Vec::new();
         let mut bytes = 0usize;
-        if processing_time.is_some() && next_fire <= Instant::now() && epoch > 0 {
+        // A recorded epoch being redone takes exactly its recorded input, then fires.
+        let redo_target = redo.front().copied();
+        let mut received_at = position;
+        let mut redo_reached =
+            redo_target.is_some_and(|t| position.is_some_and(|p| p.offset >= t.end.offset));
+        if processing_time.is_some() && next_fire <= Instant::now() && ran > 0 {
             tracing::warn!(
                 "falling behind: epoch {} ended after the next trigger time",
                 epoch - 1
@@ -194,29 +258,40 @@ async fn run_epochs(
             };
             let fire = async {
                 match processing_time {
-                    Some(_) => tokio::time::sleep_until(next_fire.into()).await,
-                    None => std::future::pending().await,
+                    Some(_) if redo_target.is_none() => {
+                        tokio::time::sleep_until(next_fire.into()).await
+                    }
+                    _ => std::future::pending().await,
                 }
             };
             // Appended rows wait for the trigger in memory: past a bound, stop reading.
-            let room = pending.buffered_bytes < EPOCH_MAX_BYTES;
-            let fired = tokio::select! {
-                chunk = rx.recv(), if !source_ended && room => {
-                    match chunk {
-                        Some(chunk) => {
-                            bytes += chunk.len();
-                            chunks.push(chunk);
+            let room = pending.buffered_bytes < EPOCH_MAX_BYTES || redo_target.is_some();
+            let fired = redo_reached
+                || tokio::select! {
+                    delivery = rx.recv(), if !source_ended && room => {
+                        match delivery {
+                            Some(delivery) => {
+                                bytes += delivery.chunk.len();
+                                chunks.push(delivery.chunk);
+                                if delivery.resume_at.is_some() {
+                                    received_at = delivery.resume_at;
+                                }
+                                redo_reached = redo_target.is_some_and(|t| {
+                                    received_at.is_some_and(|p| p.offset >= t.end.offset)
+                                });
+                            }
+                            None => source_ended = true,
                         }
-                        None => source_ended = true,
+                        redo_reached
                     }
-                    false
-                }
-                _ = fire => true,
-                _ = wake.notified() => true,
-                _ = deadline_sleep => true,
-            };
-            let quiet = processing_time.is_none() && rx.is_empty();
-            if !chunks.is_empty() && (bytes >= PROCESS_BYTES || fired || source_ended || quiet) {
+                    _ = fire => true,
+                    _ = wake.notified() => true,
+                    _ = deadline_sleep => true,
+                };
+            let stopping = stop.load(Ordering::SeqCst);
+            let quiet = processing_time.is_none() && rx.is_empty() && redo_target.is_none();
+            let take = bytes >= PROCESS_BYTES || fired || source_ended || quiet || stopping;
+            if !chunks.is_empty() && take {
                 let batch = std::mem::take(&mut chunks);
                 pending.bytes += bytes;
                 bytes = 0;
@@ -229,15 +304,18 @@ async fn run_epochs(
                     pool.install(|| engine.absorb(&batch, state.as_mut(), &mut pending))?;
                 }
                 pending.busy += absorbing.elapsed();
+                position = received_at;
             }
-            if fired || source_ended || stop.load(Ordering::SeqCst) {
+            if fired || source_ended || stopping {
                 break;
             }
             // Continuous and available-now triggers: an epoch as soon as the data there is in,
             // or once it has taken a bounded amount of input (a source that never pauses would
             // otherwise keep one epoch open for ever).
-            let full = pending.bytes >= EPOCH_MAX_BYTES;
-            if processing_time.is_none() && (pending.rows > 0 && quiet || !room || full) {
+            let full =
+                pending.bytes >= EPOCH_MAX_BYTES || pending.buffered_bytes >= EPOCH_MAX_BYTES;
+            let free_running = processing_time.is_none() && redo_target.is_none();
+            if free_running && (pending.rows > 0 && quiet || full) {
                 break;
             }
         }
@@ -250,12 +328,32 @@ async fn run_epochs(
             next_fire = started + interval.mul_f64(periods as f64);
         }
         let stopping = stop.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d);
+        if let Some(target) = redo_target.filter(|_| !redo_reached) {
+            if !source_ended {
+                // Stopped before the recorded input was in: emitting now would give the epoch
+                // other rows than its first run did. The next start redoes it.
+                tracing::info!("stopped while redoing epoch {}", target.epoch);
+                reason = "interrupted";
+                break;
+            }
+            tracing::warn!(
+                "the source ended before epoch {}'s recorded end (byte {}): it was shortened",
+                target.epoch,
+                target.end.offset
+            );
+        }
 
-        if pending.rows > 0 || settings.emit_empty {
+        if pending.rows > 0 || settings.emit_empty || redo_target.is_some() {
             let computing = Instant::now();
             let input_rows = pending.rows;
             let absorbed = pending.busy;
             rows_in += input_rows;
+            if let (Some(checkpoint), Some(end), None) =
+                (checkpoint.as_mut(), position, redo_target)
+            {
+                // Where this epoch's input ends, before any sink sees it (Spark's offset log).
+                checkpoint.record_end(EpochEnd { epoch, end })?;
+            }
             let result = engine.result(state.as_deref(), pending)?;
             let engine_time = absorbed + computing.elapsed();
             rows_out += result.num_rows() as u64;
@@ -275,7 +373,15 @@ async fn run_epochs(
             };
             stats.report(progress);
             previous_fire = fired_at;
+            if redo_target.is_some() {
+                redo.pop_front();
+            }
+            if let Some(checkpoint) = checkpoint.as_mut().filter(|c| c.due(epoch)) {
+                checkpoint.commit(epoch, rows_before + rows_in, position, state.as_deref())?;
+                committed = Some(epoch);
+            }
             epoch += 1;
+            ran += 1;
         }
 
         if stopping {
@@ -286,7 +392,7 @@ async fn run_epochs(
             };
             break;
         }
-        if settings.max_epochs.is_some_and(|max| epoch >= max) {
+        if settings.max_epochs.is_some_and(|max| ran >= max) {
             reason = "max_epochs reached";
             break;
         }
@@ -296,6 +402,13 @@ async fn run_epochs(
         }
     }
     drop(rx);
+    if let Some(checkpoint) = checkpoint.as_mut() {
+        // A stop is a commit point whatever `every` says.
+        let last = epoch.checked_sub(1);
+        if last.is_some() && last != committed && redo.is_empty() {
+            checkpoint.commit(epoch - 1, rows_before + rows_in, position, state.as_deref())?;
+        }
+    }
     if source_ended {
         // The source stopped by itself: was it a fatal error?
         if let Ok(Err(message)) = reader.await {
@@ -305,7 +418,7 @@ async fn run_epochs(
         reader.abort();
     }
     Ok(StreamReport {
-        epochs: epoch,
+        epochs: ran,
         rows_in,
         rows_out,
         elapsed: started.elapsed(),

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::Sender;
 
-use super::{BuildSource, BuiltSource, Chunk, SourceContext, StreamSource};
+use super::{BuildSource, BuiltSource, Chunk, Delivery, SourceContext, StreamSource};
 
 /// Read a Mastodon live stream.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -415,7 +415,11 @@ impl StreamSource for MastodonSource {
         status_schema()
     }
 
-    fn start(&self, tx: Sender<Chunk>) -> tokio::task::JoinHandle<Result<(), String>> {
+    fn start(
+        &self,
+        tx: Sender<Delivery>,
+        _from: Option<super::SourcePosition>,
+    ) -> tokio::task::JoinHandle<Result<(), String>> {
         let (config, instance, record_to, stats) = (
             self.config.clone(),
             self.instance.clone(),
@@ -458,7 +462,7 @@ async fn run_stream(
     record_to: Option<PathBuf>,
     stats: &EventStats,
     token: &str,
-    tx: Sender<Chunk>,
+    tx: Sender<Delivery>,
 ) -> Result<(), String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
@@ -577,7 +581,7 @@ async fn connect_once(
     stats: &EventStats,
     limit: Option<u64>,
     sent: &mut u64,
-    tx: &Sender<Chunk>,
+    tx: &Sender<Delivery>,
     recorder: &mut Option<tokio::fs::File>,
     started: Instant,
 ) -> Result<Ended, String> {
@@ -653,7 +657,7 @@ async fn connect_once(
                         file.write_all(line.as_bytes()).await.map_err(|e| format!("cannot write the recording: {e}"))?;
                     }
                     if let Some(line) = event_to_line(&event.event, &event.data, filters, stats) {
-                        if tx.send(line).await.is_err() {
+                        if tx.send(line.into()).await.is_err() {
                             return Ok(Ended::Done);
                         }
                         *sent += 1;

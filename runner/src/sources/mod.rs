@@ -44,16 +44,49 @@ impl BuiltSource {
 /// Bytes of whole lines (each ending in `\n`) handed from a streaming source to the engine.
 pub type Chunk = Vec<u8>;
 
+/// Where a positioned source (a replay tape) resumes after a chunk: a checkpoint stores the
+/// position of the last chunk an epoch took, and a restarted run starts reading there.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SourcePosition {
+    /// Bytes of the input consumed.
+    pub offset: u64,
+    /// The recorded time at that point (seconds since the tape's start), so pacing resumes.
+    pub time: f64,
+}
+
+/// A chunk on its way from a source to the engine, with the position after it when the
+/// source has positions.
+pub struct Delivery {
+    pub chunk: Chunk,
+    pub resume_at: Option<SourcePosition>,
+}
+
+impl From<Chunk> for Delivery {
+    fn from(chunk: Chunk) -> Self {
+        Delivery {
+            chunk,
+            resume_at: None,
+        }
+    }
+}
+
 /// A source that runs as a tokio task and pushes chunks into a bounded channel: when the
 /// engine falls behind, `send` waits and the source stops reading (backpressure).
 pub trait StreamSource: Send + Sync {
     fn schema(&self) -> SchemaRef;
-    /// Starts reading; the source ends (for good) when it drops `tx`. An `Err` is a fatal
-    /// problem (a rejected token, say) that ends the run with exit code 1.
+    /// Starts reading (a positioned source from `from` when given); the source ends (for
+    /// good) when it drops `tx`. An `Err` is a fatal problem (a rejected token, say) that ends
+    /// the run with exit code 1.
     fn start(
         &self,
-        tx: tokio::sync::mpsc::Sender<Chunk>,
+        tx: tokio::sync::mpsc::Sender<Delivery>,
+        from: Option<SourcePosition>,
     ) -> tokio::task::JoinHandle<Result<(), String>>;
+    /// Whether deliveries carry positions a restarted run can resume from (a replay tape can
+    /// be re-read; a socket or a live stream cannot).
+    fn positioned(&self) -> bool {
+        false
+    }
     /// Turns chunks into a batch of rows.
     fn decode(&self, chunks: &[Chunk]) -> RecordBatch;
     /// Things worth telling the user at the end (skipped long lines, ...).

@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use serde::Deserialize;
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncSeekExt};
 use tokio::sync::mpsc::Sender;
 
 use super::mastodon::{decode_rows, event_to_line, status_schema, EventStats, Filters};
-use super::{BuildSource, BuiltSource, Chunk, SourceContext, StreamSource};
+use super::{
+    BuildSource, BuiltSource, Chunk, Delivery, SourceContext, SourcePosition, StreamSource,
+};
 
 /// Replay a recorded Mastodon stream.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -112,47 +114,86 @@ impl StreamSource for ReplaySource {
         status_schema()
     }
 
-    fn start(&self, tx: Sender<Chunk>) -> tokio::task::JoinHandle<Result<(), String>> {
+    fn start(
+        &self,
+        tx: Sender<Delivery>,
+        from: Option<SourcePosition>,
+    ) -> tokio::task::JoinHandle<Result<(), String>> {
         let (path, speed, stats) = (self.path.clone(), self.config.speed, self.stats.clone());
         let filters = Filters {
             only_with_tags: self.config.only_with_tags,
             languages: vec![],
         };
         tokio::spawn(async move {
-            let file = tokio::fs::File::open(&path)
-                .await
-                .map_err(|e| format!("cannot read the tape {}: {e}", path.display()))?;
-            let mut lines = tokio::io::BufReader::new(file).lines();
+            let cannot_read =
+                |e: std::io::Error| format!("cannot read the tape {}: {e}", path.display());
+            let mut file = tokio::fs::File::open(&path).await.map_err(cannot_read)?;
+            // A restarted run goes on where its checkpoint says, with the recorded time there
+            // as the new zero, so the pacing carries on rather than catching up.
+            let start = from.unwrap_or(SourcePosition {
+                offset: 0,
+                time: 0.0,
+            });
+            if start.offset > 0 {
+                let length = file.metadata().await.map_err(cannot_read)?.len();
+                if length < start.offset {
+                    return Err(format!(
+                        "the tape {} is shorter ({length} bytes) than the checkpoint's position ({} bytes): it was replaced; remove the checkpoint directory to start over",
+                        path.display(),
+                        start.offset
+                    ));
+                }
+                file.seek(std::io::SeekFrom::Start(start.offset))
+                    .await
+                    .map_err(cannot_read)?;
+            }
+            let mut reader = tokio::io::BufReader::new(file);
+            let mut position = start;
             let started = Instant::now();
             let mut number = 0u64;
-            while let Some(line) = lines
-                .next_line()
-                .await
-                .map_err(|e| format!("cannot read the tape {}: {e}", path.display()))?
-            {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                let read = reader.read_line(&mut line).await.map_err(cannot_read)?;
+                if read == 0 {
+                    break;
+                }
                 number += 1;
+                position.offset += read as u64;
                 if line.trim().is_empty() {
                     continue;
                 }
                 let recorded: Recorded = serde_json::from_str(&line).map_err(|e| {
-                    format!(
-                        "{} line {number} is not a recorded event: {e}",
-                        path.display()
-                    )
+                    let at = if start.offset > 0 {
+                        format!("line {number} after byte {}", start.offset)
+                    } else {
+                        format!("line {number}")
+                    };
+                    format!("{} {at} is not a recorded event: {e}", path.display())
                 })?;
                 if let Speed::Factor(factor) = speed {
-                    let due = started + Duration::from_secs_f64((recorded.t / factor).max(0.0));
+                    let wait = ((recorded.t - start.time) / factor).max(0.0);
+                    let due = started + Duration::from_secs_f64(wait);
                     tokio::time::sleep_until(due.into()).await;
                 }
+                position.time = recorded.t;
                 if let Some(row) = event_to_line(&recorded.event, &recorded.data, &filters, &stats)
                 {
-                    if tx.send(row).await.is_err() {
+                    let delivery = Delivery {
+                        chunk: row,
+                        resume_at: Some(position),
+                    };
+                    if tx.send(delivery).await.is_err() {
                         return Ok(());
                     }
                 }
             }
             Ok(())
         })
+    }
+
+    fn positioned(&self) -> bool {
+        true
     }
 
     fn decode(&self, chunks: &[Chunk]) -> RecordBatch {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::Sender;
 
-use super::{BuildSource, BuiltSource, Chunk, SourceContext, StreamSource};
+use super::{BuildSource, BuiltSource, Chunk, Delivery, SourceContext, StreamSource};
 use crate::data::text_schema;
 
 /// Read lines from a TCP socket.
@@ -101,7 +101,11 @@ impl StreamSource for SocketSource {
         self.schema.clone()
     }
 
-    fn start(&self, tx: Sender<Chunk>) -> tokio::task::JoinHandle<Result<(), String>> {
+    fn start(
+        &self,
+        tx: Sender<Delivery>,
+        _from: Option<super::SourcePosition>,
+    ) -> tokio::task::JoinHandle<Result<(), String>> {
         let (address, config, stats) = (
             self.address.clone(),
             self.config.clone(),
@@ -170,7 +174,7 @@ async fn connect_loop(
     address: &str,
     config: &SocketSourceConfig,
     stats: &Stats,
-    tx: Sender<Chunk>,
+    tx: Sender<Delivery>,
 ) {
     let mut backoff = Duration::from_millis(50);
     let mut announced = false;
@@ -206,7 +210,7 @@ async fn listen_loop(
     address: &str,
     config: &SocketSourceConfig,
     stats: &Arc<Stats>,
-    tx: Sender<Chunk>,
+    tx: Sender<Delivery>,
 ) {
     let listener = match tokio::net::TcpListener::bind(address).await {
         Ok(listener) => listener,
@@ -240,7 +244,7 @@ async fn read_lines(
     mut stream: tokio::net::TcpStream,
     config: &SocketSourceConfig,
     stats: &Stats,
-    tx: &Sender<Chunk>,
+    tx: &Sender<Delivery>,
 ) -> Result<(), ()> {
     let mut lines = LineReader::new(config.max_line_bytes);
     let mut buffer = vec![0u8; READ_BYTES];
@@ -254,12 +258,12 @@ async fn read_lines(
             }
         };
         let chunk = lines.push(&buffer[..n], &stats.long_lines);
-        if !chunk.is_empty() && tx.send(chunk).await.is_err() {
+        if !chunk.is_empty() && tx.send(chunk.into()).await.is_err() {
             return Err(());
         }
     }
     if let Some(last) = lines.finish() {
-        tx.send(last).await.map_err(|_| ())?;
+        tx.send(last.into()).await.map_err(|_| ())?;
     }
     Ok(())
 }
@@ -383,10 +387,11 @@ mod tests {
                 "{{host: 127.0.0.1, port: {port}, max_line_bytes: 100}}"
             ));
             let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-            src.start(tx);
+            src.start(tx, None);
             let mut chunks = Vec::new();
-            while let Some(chunk) = rx.recv().await {
-                chunks.push(chunk);
+            while let Some(delivery) = rx.recv().await {
+                assert!(delivery.resume_at.is_none(), "a socket has no positions");
+                chunks.push(delivery.chunk);
             }
             let batch = src.decode(&chunks);
             let lines: Vec<_> = (0..batch.num_rows())

@@ -335,6 +335,38 @@ impl AggregateState for GroupCountState {
         self.len()
     }
 
+    fn restore(&mut self, table: &RecordBatch) -> Result<()> {
+        if table.schema().fields() != self.output.fields() {
+            return Err(crate::error::Error::runtime(format!(
+                "the saved state has columns {:?}, group_count gives {:?}",
+                crate::plan::columns(&table.schema()),
+                crate::plan::columns(&self.output)
+            )));
+        }
+        let key_count = self.keys.len();
+        let counts = table.column(key_count).as_primitive::<Int64Type>();
+        match &mut self.table {
+            Table::Text(map, nulls) => {
+                let words = table.column(0).as_string::<i32>();
+                for (word, count) in words.iter().zip(counts.values()) {
+                    match word {
+                        Some(word) => map.add(word, *count),
+                        None => *nulls += count,
+                    }
+                }
+            }
+            Table::Keys(map) => {
+                for (row, count) in counts.values().iter().enumerate() {
+                    let key: Vec<Key> = (0..key_count)
+                        .map(|c| key_at(table.column(c).as_ref(), row))
+                        .collect();
+                    *map.entry(key).or_insert(0) += count;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
@@ -399,6 +431,64 @@ mod tests {
         let out = run(&build("by: [a, b]", &schema).unwrap(), batch);
         assert_eq!(texts(&out, "a"), ["x", "y"]);
         assert_eq!(texts(&out, "count"), ["2", "1"]);
+    }
+
+    #[test]
+    fn a_state_restored_from_its_result_continues_counting() {
+        let text = build("by: word", &text_schema("word")).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Utf8, true),
+            Field::new("b", DataType::Utf8, false),
+        ]));
+        let pairs = build("by: [a, b]", &schema).unwrap();
+        let pair_batch = |a: Vec<Option<&str>>, b: Vec<&str>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(arrow_array::StringArray::from(a)),
+                    Arc::new(arrow_array::StringArray::from(b)),
+                ],
+            )
+            .unwrap()
+        };
+        let cases = [
+            (
+                &text,
+                text_batch("word", ["b", "a", "b"]),
+                text_batch("word", ["c", "a", "b"]),
+            ),
+            (
+                &pairs,
+                pair_batch(vec![Some("x"), None, Some("x")], vec!["1", "2", "1"]),
+                pair_batch(vec![None, Some("y")], vec!["2", "1"]),
+            ),
+        ];
+        for (stage, first, second) in cases {
+            let StageKind::Aggregate(agg) = &stage.kind else {
+                panic!("aggregate")
+            };
+            let mut uninterrupted = agg.new_state();
+            uninterrupted.update(&first).unwrap();
+            uninterrupted.update(&second).unwrap();
+            let mut before = agg.new_state();
+            before.update(&first).unwrap();
+            let mut after = agg.new_state();
+            after.restore(&before.result()).unwrap();
+            after.update(&second).unwrap();
+            assert_eq!(after.result(), uninterrupted.result());
+        }
+        // A table of other columns is refused, not mixed in.
+        let StageKind::Aggregate(agg) = &text.kind else {
+            panic!("aggregate")
+        };
+        let error = agg
+            .new_state()
+            .restore(&pair_batch(vec![], vec![]))
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("the saved state has columns"),
+            "{error}"
+        );
     }
 
     #[test]

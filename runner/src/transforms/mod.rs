@@ -74,6 +74,8 @@ pub trait AggregateState: Send {
     fn result(&self) -> RecordBatch;
     /// How many rows (groups) the state holds.
     fn rows(&self) -> usize;
+    /// Adds the groups of a `result()` table (a checkpoint's state) to this state.
+    fn restore(&mut self, table: &RecordBatch) -> Result<()>;
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
     /// For fused paths that feed the state directly.
     fn as_any_mut(&mut self) -> &mut dyn Any;

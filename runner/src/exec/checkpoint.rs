@@ -1,0 +1,508 @@
+//! Checkpointed stream state, as Spark's `checkpointLocation`: after an epoch's sinks are
+//! written, the epoch id, the aggregation's state and the source's position are saved, so a
+//! restarted run continues where the last one committed instead of starting from nothing.
+//!
+//! The directory holds:
+//! - `commit.json`: the last committed epoch, the rows taken in so far, the source position
+//!   (positioned sources only), the name of the state file and the pipeline's identity;
+//! - `state-<epoch>.arrow`: the aggregation's table at that epoch (Arrow IPC file);
+//! - `offsets.json`: for positioned sources, where each epoch since the last commit ended,
+//!   written before its sinks run (Spark's offset log): a run killed between its sinks and its
+//!   commit redoes those epochs over exactly the same input, so a sink sees the same rows for
+//!   the same epoch id.
+//!
+//! Every file is replaced atomically (temporary file, fsync, rename), the state file before the
+//! commit that names it, so a run killed at any point leaves the previous complete checkpoint.
+
+use std::num::NonZeroU64;
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sinks::atomic;
+use crate::sources::SourcePosition;
+use crate::transforms::AggregateState;
+
+/// `checkpoint:` of a stream pipeline.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// The directory holding the checkpoint, relative to the pipeline file (created when
+    /// missing). One directory per pipeline.
+    #[serde(deserialize_with = "crate::config::env::path")]
+    #[schemars(with = "String")]
+    pub dir: PathBuf,
+    /// Save after every this many epochs (and always when the stream stops). Default 1.
+    #[serde(default = "every_epoch")]
+    #[schemars(with = "u64", range(min = 1))]
+    pub every: NonZeroU64,
+}
+
+fn every_epoch() -> NonZeroU64 {
+    NonZeroU64::MIN
+}
+
+/// What a checkpoint must match to be continued: the source and every stage up to and including
+/// the aggregation (a change after it, or of the sinks, is fine: it does not change the state).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The source's type and columns, and for a positioned source what it reads.
+    pub source: String,
+    pub stages: Vec<StageIdentity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageIdentity {
+    pub step: String,
+    /// The stage's settings as the loader read them.
+    pub settings: String,
+    /// Its output columns with their types.
+    pub output: Vec<String>,
+}
+
+/// The file format's version, checked on load.
+const FORMAT: u32 = 1;
+const COMMIT: &str = "commit.json";
+const OFFSETS: &str = "offsets.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Commit {
+    format: u32,
+    pipeline: String,
+    /// The last epoch whose sinks were written and whose state this is.
+    epoch: u64,
+    /// Rows taken in by every run so far.
+    rows_in: u64,
+    position: Option<SourcePosition>,
+    /// The state file in the directory, when the stream has an aggregation.
+    state: Option<String>,
+    state_rows: usize,
+    written: String,
+    identity: Identity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochEnd {
+    pub epoch: u64,
+    pub end: SourcePosition,
+}
+
+/// Where a restarted stream continues.
+#[derive(Debug)]
+pub struct Resume {
+    /// The id of the next epoch.
+    pub next_epoch: u64,
+    pub rows_in: u64,
+    pub position: Option<SourcePosition>,
+    /// The aggregation's table, to restore the state from.
+    pub state: Option<RecordBatch>,
+    /// Epochs after the commit whose sinks may have run: redo them over the same input.
+    pub redo: Vec<EpochEnd>,
+}
+
+/// A stream's checkpoint directory.
+pub struct Checkpoint {
+    dir: PathBuf,
+    every: u64,
+    pipeline: String,
+    identity: Identity,
+    /// Epoch ends recorded since the last commit.
+    pending: Vec<EpochEnd>,
+    /// The state file of the last commit, removed once a newer one is committed.
+    last_state: Option<String>,
+}
+
+impl Checkpoint {
+    pub fn new(dir: PathBuf, every: NonZeroU64, pipeline: &str, identity: Identity) -> Self {
+        Checkpoint {
+            dir,
+            every: every.get(),
+            pipeline: pipeline.to_owned(),
+            identity,
+            pending: Vec::new(),
+            last_state: None,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads the last complete checkpoint, if there is one, and checks that it belongs to this
+    /// pipeline.
+    pub fn load(&mut self) -> Result<Option<Resume>> {
+        let path = self.dir.join(COMMIT);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(Error::Input { path, source }),
+        };
+        let damaged = |what: String| {
+            Error::runtime(format!(
+                "the checkpoint {} is damaged ({what}); move the directory away to start over",
+                path.display()
+            ))
+        };
+        let commit: Commit = serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
+        if commit.format != FORMAT {
+            return Err(Error::invalid(format!(
+                "the checkpoint {} has format {}, this runner reads format {FORMAT}",
+                path.display(),
+                commit.format
+            )));
+        }
+        if let Some(difference) = describe_difference(&commit.identity, &self.identity) {
+            return Err(Error::invalid(format!(
+                "the checkpoint in {} belongs to a different pipeline (`{}`): {difference}. Its state cannot continue under this one; point `checkpoint.dir` at another directory, or remove {} to start over",
+                self.dir.display(),
+                commit.pipeline,
+                self.dir.display()
+            )));
+        }
+        let state = match &commit.state {
+            Some(name) => {
+                let table = read_table(&self.dir.join(name)).map_err(damaged)?;
+                if table.num_rows() != commit.state_rows {
+                    return Err(damaged(format!(
+                        "{name} holds {} rows, the commit says {}",
+                        table.num_rows(),
+                        commit.state_rows
+                    )));
+                }
+                Some(table)
+            }
+            None => None,
+        };
+        self.last_state = commit.state.clone();
+        let offsets = self.dir.join(OFFSETS);
+        let redo: Vec<EpochEnd> = match std::fs::read_to_string(&offsets) {
+            Ok(text) => serde_json::from_str::<Vec<EpochEnd>>(&text)
+                .map_err(|e| damaged(format!("{OFFSETS}: {e}")))?
+                .into_iter()
+                // Ends recorded before the commit are covered by it.
+                .filter(|e| e.epoch > commit.epoch)
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => {
+                return Err(Error::Input {
+                    path: offsets,
+                    source,
+                })
+            }
+        };
+        self.pending = redo.clone();
+        Ok(Some(Resume {
+            next_epoch: commit.epoch + 1,
+            rows_in: commit.rows_in,
+            position: commit.position,
+            state,
+            redo,
+        }))
+    }
+
+    /// Records where `epoch` ended, before its sinks run (positioned sources).
+    pub fn record_end(&mut self, end: EpochEnd) -> Result<()> {
+        self.pending.retain(|e| e.epoch < end.epoch);
+        self.pending.push(end);
+        let json = serde_json::to_vec(&self.pending).expect("epoch ends serialise");
+        atomic::write(&self.dir.join(OFFSETS), &json)
+    }
+
+    /// Whether `epoch` should be committed (every `every` epochs).
+    pub fn due(&self, epoch: u64) -> bool {
+        (epoch + 1).is_multiple_of(self.every)
+    }
+
+    /// Saves the state after `epoch` (its sinks written): state file, then the commit naming
+    /// it, then the older state file and the epoch ends it covers go.
+    pub fn commit(
+        &mut self,
+        epoch: u64,
+        rows_in: u64,
+        position: Option<SourcePosition>,
+        state: Option<&dyn AggregateState>,
+    ) -> Result<()> {
+        let (state_file, state_rows) = match state {
+            Some(state) => {
+                let table = state.result();
+                let name = format!("state-{epoch}.arrow");
+                write_table(&self.dir.join(&name), &table)?;
+                (Some(name), table.num_rows())
+            }
+            None => (None, 0),
+        };
+        let commit = Commit {
+            format: FORMAT,
+            pipeline: self.pipeline.clone(),
+            epoch,
+            rows_in,
+            position,
+            state: state_file.clone(),
+            state_rows,
+            written: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            identity: self.identity.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&commit).expect("a commit serialises");
+        atomic::write(&self.dir.join(COMMIT), &json)?;
+        self.pending.retain(|e| e.epoch > epoch);
+        if self.pending.is_empty() {
+            let _ = std::fs::remove_file(self.dir.join(OFFSETS));
+        }
+        if let Some(old) = std::mem::replace(&mut self.last_state, state_file.clone()) {
+            if Some(&old) != state_file.as_ref() {
+                let _ = std::fs::remove_file(self.dir.join(old));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first difference between a checkpoint's identity and the pipeline's, in words.
+fn describe_difference(saved: &Identity, now: &Identity) -> Option<String> {
+    if saved.source != now.source {
+        return Some(format!(
+            "its source was {}, this one's is {}",
+            saved.source, now.source
+        ));
+    }
+    for index in 0..saved.stages.len().max(now.stages.len()) {
+        match (saved.stages.get(index), now.stages.get(index)) {
+            (Some(a), Some(b)) if a == b => {}
+            (Some(a), Some(b)) if a.settings != b.settings => {
+                return Some(format!(
+                    "{} was `{}`, it is now `{}`",
+                    a.step, a.settings, b.settings
+                ))
+            }
+            (Some(a), Some(b)) => {
+                return Some(format!(
+                    "{} gave columns [{}], it now gives [{}]",
+                    a.step,
+                    a.output.join(", "),
+                    b.output.join(", ")
+                ))
+            }
+            (Some(a), None) => {
+                return Some(format!(
+                    "it had {} `{}`, this one has no such step",
+                    a.step, a.settings
+                ))
+            }
+            (None, Some(b)) => {
+                return Some(format!(
+                    "this one has {} `{}`, it had no such step",
+                    b.step, b.settings
+                ))
+            }
+            (None, None) => {}
+        }
+    }
+    None
+}
+
+fn write_table(path: &Path, table: &RecordBatch) -> Result<()> {
+    let mut temp = atomic::temp_beside(path)?;
+    let fail = |e: arrow_schema::ArrowError| Error::Output {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e),
+    };
+    let mut writer = arrow_ipc::writer::FileWriter::try_new(temp.as_file_mut(), &table.schema())
+        .map_err(fail)?;
+    writer.write(table).map_err(fail)?;
+    writer.finish().map_err(fail)?;
+    drop(writer);
+    atomic::persist(temp, path)
+}
+
+fn read_table(path: &Path) -> Result<RecordBatch, String> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let file = std::fs::File::open(path).map_err(|e| format!("{name}: {e}"))?;
+    let reader =
+        arrow_ipc::reader::FileReader::try_new(file, None).map_err(|e| format!("{name}: {e}"))?;
+    let schema = reader.schema();
+    let batches: Vec<RecordBatch> = reader
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{name}: {e}"))?;
+    Ok(crate::data::concat(&schema, &batches))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(lowercase: bool) -> Identity {
+        let mut stages = vec![StageIdentity {
+            step: "transforms.0 (explode)".into(),
+            settings: "Explode { column: \"tags\" }".into(),
+            output: vec!["hashtag: text".into()],
+        }];
+        if lowercase {
+            stages.push(StageIdentity {
+                step: "transforms.1 (lowercase)".into(),
+                settings: "Lowercase { column: \"hashtag\" }".into(),
+                output: vec!["hashtag: text".into()],
+            });
+        }
+        Identity {
+            source: "replay tapes/a.jsonl (text)".into(),
+            stages,
+        }
+    }
+
+    fn counts(words: &[(&str, i64)]) -> RecordBatch {
+        let (w, c): (Vec<&str>, Vec<i64>) = words.iter().copied().unzip();
+        crate::data::word_counts(&w, &c)
+    }
+
+    struct Fixed(RecordBatch);
+
+    impl AggregateState for Fixed {
+        fn update(&mut self, _: &RecordBatch) -> Result<()> {
+            Ok(())
+        }
+        fn merge(&mut self, _: Box<dyn AggregateState>) {}
+        fn result(&self) -> RecordBatch {
+            self.0.clone()
+        }
+        fn rows(&self) -> usize {
+            self.0.num_rows()
+        }
+        fn restore(&mut self, table: &RecordBatch) -> Result<()> {
+            self.0 = table.clone();
+            Ok(())
+        }
+        fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+            self
+        }
+        fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+            self
+        }
+    }
+
+    fn position(offset: u64) -> SourcePosition {
+        SourcePosition {
+            offset,
+            time: offset as f64 / 10.0,
+        }
+    }
+
+    #[test]
+    fn commits_round_trip_and_replace_the_previous_state_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoint =
+            Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(true));
+        assert!(checkpoint.load().unwrap().is_none());
+        let first = Fixed(counts(&[("a", 2), ("b", 1)]));
+        checkpoint
+            .record_end(EpochEnd {
+                epoch: 0,
+                end: position(100),
+            })
+            .unwrap();
+        checkpoint
+            .commit(0, 3, Some(position(100)), Some(&first))
+            .unwrap();
+        let second = Fixed(counts(&[("a", 5), ("b", 1), ("c", 1)]));
+        checkpoint
+            .commit(1, 7, Some(position(250)), Some(&second))
+            .unwrap();
+        let mut files: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files, ["commit.json", "state-1.arrow"]);
+
+        let mut again = Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(true));
+        let resume = again.load().unwrap().unwrap();
+        assert_eq!(resume.next_epoch, 2);
+        assert_eq!(resume.rows_in, 7);
+        assert_eq!(resume.position, Some(position(250)));
+        assert_eq!(resume.state.unwrap(), second.0);
+        assert!(resume.redo.is_empty());
+    }
+
+    #[test]
+    fn epoch_ends_after_the_commit_are_redone() {
+        let dir = tempfile::tempdir().unwrap();
+        let every_three = NonZeroU64::new(3).unwrap();
+        let mut checkpoint = Checkpoint::new(dir.path().into(), every_three, "p", identity(false));
+        let state = Fixed(counts(&[("a", 1)]));
+        for epoch in 0..5 {
+            let end = EpochEnd {
+                epoch,
+                end: position(10 * (epoch + 1)),
+            };
+            checkpoint.record_end(end).unwrap();
+            if checkpoint.due(epoch) {
+                checkpoint
+                    .commit(epoch, epoch, Some(end.end), Some(&state))
+                    .unwrap();
+            }
+        }
+        // Killed after epoch 4's sinks: epochs 3 and 4 ran after the commit of epoch 2.
+        let mut again = Checkpoint::new(dir.path().into(), every_three, "p", identity(false));
+        let resume = again.load().unwrap().unwrap();
+        assert_eq!(resume.next_epoch, 3);
+        assert_eq!(resume.position, Some(position(30)));
+        assert_eq!(
+            resume.redo,
+            [
+                EpochEnd {
+                    epoch: 3,
+                    end: position(40)
+                },
+                EpochEnd {
+                    epoch: 4,
+                    end: position(50)
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_pipeline_is_refused_with_the_difference() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoint =
+            Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "tags", identity(true));
+        checkpoint.commit(0, 1, None, None).unwrap();
+        let mut other =
+            Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "tags", identity(false));
+        let error = other.load().unwrap_err().to_string();
+        assert!(
+            error.contains("belongs to a different pipeline (`tags`)"),
+            "{error}"
+        );
+        assert!(
+            error.contains("it had transforms.1 (lowercase) `Lowercase { column: \"hashtag\" }`, this one has no such step"),
+            "{error}"
+        );
+        assert!(error.contains("remove"), "{error}");
+
+        let mut renamed = identity(true);
+        renamed.stages[1].output = vec!["tag: text".into()];
+        renamed.stages[1].settings = "Lowercase { column: \"tag\" }".into();
+        let error = Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "tags", renamed)
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("transforms.1 (lowercase) was `Lowercase { column: \"hashtag\" }`, it is now `Lowercase { column: \"tag\" }`"), "{error}");
+    }
+
+    #[test]
+    fn damaged_files_are_reported_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoint =
+            Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(true));
+        let state = Fixed(counts(&[("a", 1)]));
+        checkpoint.commit(0, 1, None, Some(&state)).unwrap();
+        std::fs::write(dir.path().join("state-0.arrow"), b"not arrow").unwrap();
+        let error = checkpoint.load().unwrap_err().to_string();
+        assert!(error.contains("is damaged (state-0.arrow:"), "{error}");
+        std::fs::write(dir.path().join("commit.json"), b"{\"format\": 1").unwrap();
+        let error = checkpoint.load().unwrap_err().to_string();
+        assert!(error.contains("commit.json is damaged"), "{error}");
+    }
+}
