@@ -1,5 +1,5 @@
-//! Faults from outside, with the real binary: a full disk (a file-size limit) while writing
-//! outputs. The previous outputs must stay whole and no temporary file may stay behind.
+//! Faults from outside, with the real binary: a full disk (a file-size limit) or a read-only
+//! directory while writing outputs. The previous outputs must stay whole and no temporary file may stay behind.
 
 mod common;
 use common::*;
@@ -60,6 +60,68 @@ fn a_file_size_limit_fails_the_write_cleanly_and_keeps_the_previous_output() {
     runner().arg("run").arg(&pipeline).assert().success();
     assert_ne!(std::fs::read(&chart).unwrap(), before);
     assert!(temp_files(&dir.path().join("out")).is_empty());
+}
+
+#[test]
+fn a_read_only_output_directory_fails_clearly_and_keeps_the_previous_output() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    // Everything the run needs sits in one folder another user can read: the binary too, as
+    // the build folder may not be reachable for them.
+    chmod(dir.path(), 0o755);
+    let binary = dir.path().join("runner");
+    std::fs::copy(assert_cmd::cargo::cargo_bin("runner"), &binary).unwrap();
+    write(dir.path(), "in.txt", "one two two\n");
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: in.txt}\ntransforms:\n  - type: tokenize\n  - {type: group_count, by: word}\nsinks:\n  - {type: csv, path: out/counts.csv}\n",
+    );
+    let locks = dir.path().join("locks");
+    std::fs::create_dir(&locks).unwrap();
+    chmod(&locks, 0o777);
+    let run = || {
+        let mut command = std::process::Command::new(&binary);
+        command
+            .arg("run")
+            .arg(&pipeline)
+            .env("RUNNER_LOCK_DIR", &locks);
+        // Root writes through any permission: run as `nobody` then (tests often run as root).
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            command.uid(65534).gid(65534);
+        }
+        command.output().unwrap()
+    };
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    chmod(&out, 0o777);
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let before = std::fs::read(out.join("counts.csv")).unwrap();
+    assert_eq!(before, b"word,count\ntwo,2\none,1\n");
+
+    chmod(&out, 0o555);
+    write(dir.path(), "in.txt", "three\n");
+    let denied = run();
+    chmod(&out, 0o755);
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert_eq!(denied.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot write output")
+            && stderr.contains("out/counts.csv: Permission denied"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(out.join("counts.csv")).unwrap(), before);
+    assert!(temp_files(&out).is_empty());
 }
 
 /// A server on 127.0.0.1 that sends hashtag lines to every client as fast as it reads them;

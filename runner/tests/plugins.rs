@@ -379,3 +379,50 @@ fn a_library_built_for_another_architecture_is_refused() {
         .code(2)
         .stderr(predicate::str::contains("is not a loadable shared library"));
 }
+
+#[test]
+fn a_slow_plugin_is_reported_and_its_timeout_stops_the_run_with_outputs_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", "a b\nb\nc b\n");
+    let slow = |seconds: f64, limits: &str| {
+        write(
+            dir.path(),
+            "slow.yaml",
+            &format!(
+                "name: slow\nsource: {{type: file, path: in.txt}}\ntransforms:\n  - type: plugin\n    path: {}\n    config: {{fault: slow, seconds: {seconds}}}\n{limits}  - type: tokenize\n    column: line\n  - type: group_count\n    by: word\nsinks:\n  - {{type: csv, path: out.csv}}\n",
+                lib("faulty")
+            ),
+        )
+    };
+    // Slower than `warn_after`: a warning while it works, then the run finishes normally.
+    runner()
+        .arg("run")
+        .arg(slow(1.5, "    warn_after: 300ms\n"))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("plugin faulty has spent 0."))
+        .stderr(predicate::str::contains(
+            "s on one batch of 3 rows and is still working",
+        ));
+    let counts = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    assert_eq!(counts, "word,count\nb,3\na,1\nc,1\n");
+    // Past `timeout`: the run fails with exit 1, the previous output stays as it was.
+    runner()
+        .arg("run")
+        .arg(slow(30.0, "    timeout: 300ms\n"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "plugin faulty has spent longer than its timeout (300ms) on one batch of 3 rows: stopping the run",
+        ));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.csv")).unwrap(),
+        counts
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -1,6 +1,7 @@
 //! Misbehaves as `config: {fault: ...}` says, so the host's tests can check it survives:
 //! `create-error`, `create-panic`, `transform-error`, `transform-panic`, `wrong-schema`,
-//! `sometimes-wrong-schema` (the empty probe batch passes, data does not), or none (pass-through).
+//! `sometimes-wrong-schema` (the empty probe batch passes, data does not), `slow` (sleeps
+//! `seconds` on every batch with rows, then passes it through), or none (pass-through).
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use runner_plugin::{export_transform, serde_json, Transform};
 
 pub struct Faulty {
     fault: String,
+    seconds: f64,
 }
 
 impl Transform for Faulty {
@@ -22,7 +24,13 @@ impl Transform for Faulty {
         match fault.as_str() {
             "create-error" => Err("this plugin refuses to start".into()),
             "create-panic" => panic!("boom in create"),
-            _ => Ok(Faulty { fault }),
+            _ => Ok(Faulty {
+                fault,
+                seconds: config
+                    .get("seconds")
+                    .and_then(|s| s.as_f64())
+                    .unwrap_or(10.0),
+            }),
         }
     }
 
@@ -41,6 +49,10 @@ impl Transform for Faulty {
             "transform-panic" if input.num_rows() > 0 => panic!("boom in transform"),
             "wrong-schema" => numbers(),
             "sometimes-wrong-schema" if input.num_rows() > 0 => numbers(),
+            "slow" if input.num_rows() > 0 => {
+                std::thread::sleep(std::time::Duration::from_secs_f64(self.seconds));
+                Ok(input)
+            }
             _ => Ok(input),
         }
     }

@@ -4,6 +4,9 @@
 //! sending the plugin an empty batch of the input schema; every later batch must have them.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -23,7 +26,20 @@ pub struct PluginConfig {
     /// Passed to the plugin's `create` as JSON.
     #[serde(default)]
     pub config: serde_json::Value,
+    /// Log a warning when the plugin spends longer than this on one batch (default `10s`).
+    #[serde(default, deserialize_with = "crate::config::duration::opt")]
+    #[schemars(with = "Option<String>")]
+    pub warn_after: Option<Duration>,
+    /// Fail the run (exit 1) when the plugin spends longer than this on one batch. A call into
+    /// a plugin cannot be cancelled, so the process ends there; outputs keep their previous
+    /// contents. Default: no limit.
+    #[serde(default, deserialize_with = "crate::config::duration::opt")]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
 }
+
+/// A batch taking this long is worth telling the user about.
+const DEFAULT_WARN_AFTER: Duration = Duration::from_secs(10);
 
 impl BuildTransform for PluginConfig {
     fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
@@ -48,6 +64,11 @@ impl BuildTransform for PluginConfig {
                 instance,
                 name: plugin.name,
                 output,
+                watchdog: Watchdog::start(
+                    plugin.name,
+                    self.warn_after.unwrap_or(DEFAULT_WARN_AFTER),
+                    self.timeout,
+                ),
             })),
         })
     }
@@ -57,6 +78,106 @@ pub struct PluginTransform {
     instance: Instance,
     name: &'static str,
     output: SchemaRef,
+    watchdog: Arc<Watchdog>,
+}
+
+/// Watches the batches a plugin is working on, from a thread of its own: a warning when one
+/// takes longer than `warn_after`, and past `timeout` the run fails. A plugin stuck in a call
+/// cannot be interrupted (it is foreign code on a worker thread), so that failure ends the
+/// process; every output is written atomically, so none is left half-written.
+struct Watchdog {
+    name: &'static str,
+    warn_after: Duration,
+    timeout: Option<Duration>,
+    calls: Mutex<Vec<Call>>,
+    next_id: AtomicU64,
+}
+
+struct Call {
+    id: u64,
+    started: Instant,
+    rows: usize,
+    warned: bool,
+}
+
+/// Removes its call from the watch list when the call returns or unwinds.
+struct Watched<'a> {
+    watchdog: &'a Watchdog,
+    id: u64,
+}
+
+impl Drop for Watched<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut calls) = self.watchdog.calls.lock() {
+            calls.retain(|c| c.id != self.id);
+        }
+    }
+}
+
+impl Watchdog {
+    fn start(name: &'static str, warn_after: Duration, timeout: Option<Duration>) -> Arc<Self> {
+        let watchdog = Arc::new(Watchdog {
+            name,
+            warn_after,
+            timeout,
+            calls: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+        });
+        let shortest = timeout.map_or(warn_after, |t| t.min(warn_after));
+        let tick = (shortest / 10).clamp(Duration::from_millis(5), Duration::from_secs(1));
+        let weak = Arc::downgrade(&watchdog);
+        // The thread ends with the stage: it holds only a weak reference.
+        let _ = std::thread::Builder::new()
+            .name("runner-plugin-watchdog".into())
+            .spawn(move || loop {
+                std::thread::sleep(tick);
+                match weak.upgrade() {
+                    Some(watchdog) => watchdog.check(),
+                    None => return,
+                }
+            });
+        watchdog
+    }
+
+    fn watch(&self, rows: usize) -> Watched<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(Call {
+                id,
+                started: Instant::now(),
+                rows,
+                warned: false,
+            });
+        }
+        Watched { watchdog: self, id }
+    }
+
+    fn check(&self) {
+        let Ok(mut calls) = self.calls.lock() else {
+            return;
+        };
+        for call in calls.iter_mut() {
+            let spent = call.started.elapsed();
+            if self.timeout.is_some_and(|limit| spent >= limit) {
+                let limit = humantime::format_duration(self.timeout.unwrap_or_default());
+                tracing::error!(
+                    "plugin {} has spent longer than its timeout ({limit}) on one batch of {} rows: stopping the run (outputs keep their previous contents)",
+                    self.name,
+                    call.rows
+                );
+                std::process::exit(crate::error::EXIT_RUNTIME);
+            }
+            if spent >= self.warn_after && !call.warned {
+                call.warned = true;
+                tracing::warn!(
+                    "plugin {} has spent {:.1} s on one batch of {} rows and is still working",
+                    self.name,
+                    spent.as_secs_f64(),
+                    call.rows
+                );
+            }
+        }
+    }
 }
 
 impl PluginTransform {
@@ -83,11 +204,13 @@ impl PluginTransform {
 
 impl MapTransform for PluginTransform {
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let watched = self.watchdog.watch(batch.num_rows());
         let out = self
             .instance
             .transform(batch)
-            .map_err(|e| Error::runtime(format!("plugin {}: {e}", self.name)))?;
-        self.check(out)
+            .map_err(|e| Error::runtime(format!("plugin {}: {e}", self.name)));
+        drop(watched);
+        self.check(out?)
     }
 
     fn finish(&self) -> Result<Option<RecordBatch>> {
