@@ -563,8 +563,9 @@ fn the_forwarder_feeds_the_socket_pipeline_end_to_end() {
     assert_eq!(counts(&dir.path().join("counts.csv")), want);
 }
 
-#[test]
-fn a_429_is_retried_after_the_servers_retry_after() {
+/// A server whose first stream request gets `refusal` (a whole HTTP response) and the next
+/// ones two statuses; runs the pipeline to `limit: 2` and returns its exit code and stderr.
+fn refused_once_then_streaming(refusal: &'static str, dir: &std::path::Path) -> (i32, String) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -591,8 +592,7 @@ fn a_429_is_retried_after_the_servers_retry_after() {
             }
             streams += 1;
             if streams == 1 {
-                let body = r#"{"error":"Too many requests"}"#;
-                let _ = write!(stream, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let _ = stream.write_all(refusal.as_bytes());
                 continue;
             }
             let mut seed = 7;
@@ -606,9 +606,15 @@ fn a_429_is_retried_after_the_servers_retry_after() {
             std::thread::sleep(Duration::from_secs(2));
         }
     });
+    run(&pipeline(dir, "  limit: 2\n", port), Some(TOKEN))
+}
+
+#[test]
+fn a_429_is_retried_after_the_servers_retry_after() {
     let dir = tempfile::tempdir().unwrap();
-    let p = pipeline(dir.path(), "  limit: 2\n", port);
-    let (code, stderr) = run(&p, Some(TOKEN));
+    let body = r#"{"error":"Too many requests"}"#;
+    let refusal = format!("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let (code, stderr) = refused_once_then_streaming(refusal.leak(), dir.path());
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stderr.contains(
@@ -617,5 +623,18 @@ fn a_429_is_retried_after_the_servers_retry_after() {
         "{stderr}"
     );
     // Statuses 1 and 2 were sent; status 0 has no tags, so this is what 0..3 count.
+    assert_eq!(counts(&dir.path().join("counts.csv")), expected(3));
+}
+
+#[test]
+fn a_500_is_retried_with_backoff_then_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let refusal = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: 21\r\nConnection: close\r\n\r\n<h1>We're sorry</h1>\n";
+    let (code, stderr) = refused_once_then_streaming(refusal, dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("answered 500 Internal Server Error: We're sorry); reconnecting in "),
+        "{stderr}"
+    );
     assert_eq!(counts(&dir.path().join("counts.csv")), expected(3));
 }

@@ -186,30 +186,6 @@ fn reconnects_after_the_server_closes_and_waits_for_it_to_start() {
 }
 
 #[test]
-fn a_huge_line_without_newline_is_skipped_with_bounded_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut huge = b"before\n".to_vec();
-    huge.extend(std::iter::repeat_n(b'x', 10 << 20));
-    huge.extend_from_slice(b"\nafter\n");
-    let port = line_server(vec![huge], Duration::from_millis(10));
-    let p = hashtag_pipeline(
-        dir.path(),
-        &format!("  type: socket\n  host: 127.0.0.1\n  port: {port}"),
-        "",
-    );
-    let (code, _, stderr) = finish(spawn_runner(&p, &[]));
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(
-        counts(&dir.path().join("counts.csv")),
-        [("after".into(), 1), ("before".into(), 1)]
-    );
-    assert!(
-        stderr.contains("1 line(s) longer than max_line_bytes (1048576) were skipped"),
-        "{stderr}"
-    );
-}
-
-#[test]
 fn sigterm_finishes_the_epoch_and_flushes_the_sinks() {
     let dir = tempfile::tempdir().unwrap();
     let port = TcpListener::bind("127.0.0.1:0")

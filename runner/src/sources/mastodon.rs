@@ -614,7 +614,16 @@ async fn connect_once(
         let message = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| body.chars().take(200).collect());
+            // An HTML error page: its text on one line, shortened.
+            .unwrap_or_else(|| {
+                let text = html_to_text(&body);
+                text.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .chars()
+                    .take(200)
+                    .collect()
+            });
         if status.as_u16() == 429 || status.is_server_error() {
             return Ok(Ended::Retry(
                 format!("{url} answered {status}: {message}"),

@@ -106,7 +106,8 @@ pub trait StreamSource: Send + Sync {
 pub struct SourceCounters {
     /// Lines with invalid UTF-8 (replaced or skipped).
     pub bad_utf8_lines: u64,
-    /// Lines left out: invalid UTF-8 under `encoding_errors: skip`, or over `max_line_bytes`.
+    /// Lines left out: invalid UTF-8 under `encoding_errors: skip`, over `max_line_bytes`, or cut
+    /// off by a broken connection.
     pub skipped_lines: u64,
     /// Events whose JSON could not be read (Mastodon, replay).
     pub malformed_events: u64,

@@ -84,6 +84,8 @@ impl BuildSource for SocketSourceConfig {
 struct Stats {
     long_lines: AtomicU64,
     bad_utf8: AtomicU64,
+    /// Unfinished lines of connections that broke (reset, timeout): dropped, not counted.
+    cut_lines: AtomicU64,
 }
 
 pub struct SocketSource {
@@ -158,13 +160,20 @@ impl StreamSource for SocketSource {
                 "{bad} line(s) had invalid UTF-8; bad bytes were replaced with U+FFFD"
             ));
         }
+        let cut = self.stats.cut_lines.load(Ordering::Relaxed);
+        if cut > 0 {
+            warnings.push(format!(
+                "{cut} unfinished line(s) of broken connections were dropped"
+            ));
+        }
         warnings
     }
 
     fn counters(&self) -> super::SourceCounters {
         super::SourceCounters {
             bad_utf8_lines: self.stats.bad_utf8.load(Ordering::Relaxed),
-            skipped_lines: self.stats.long_lines.load(Ordering::Relaxed),
+            skipped_lines: self.stats.long_lines.load(Ordering::Relaxed)
+                + self.stats.cut_lines.load(Ordering::Relaxed),
             malformed_events: 0,
         }
     }
@@ -253,8 +262,13 @@ async fn read_lines(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
+                // A line cut by a broken connection is likely a fragment: a closed connection's
+                // last line counts (as a file's does), a broken one's does not.
                 tracing::warn!("reading the socket failed: {e}");
-                break;
+                if lines.finish().is_some() {
+                    stats.cut_lines.fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(());
             }
         };
         let chunk = lines.push(&buffer[..n], &stats.long_lines);

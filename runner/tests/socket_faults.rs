@@ -1,0 +1,169 @@
+//! A socket source facing a misbehaving server, with the real binary and real TCP: a connection
+//! reset mid-line, invalid UTF-8, 100 MB without a newline, and a flood faster than the
+//! pipeline drains. Memory is checked as the kernel measured it (peak RSS from `wait4`).
+
+mod common;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{unique_lock_dir, write};
+
+/// A pipeline counting the space-separated words of the lines from `port` into `counts.csv`.
+fn pipeline(dir: &Path, port: u16, extra: &str) -> std::path::PathBuf {
+    write(
+        dir,
+        "p.yaml",
+        &format!(
+            "name: t\nmode: stream\nsource: {{type: socket, host: 127.0.0.1, port: {port}}}\ntransforms:\n  - {{type: explode, column: line, separator: ' ', as: word}}\n  - {{type: group_count, by: word}}\n{extra}sinks:\n  - {{type: csv, path: counts.csv}}\n"
+        ),
+    )
+}
+
+/// Runs the pipeline to its end: exit code, stderr, and the peak resident memory in MB.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
+fn run(pipeline: &Path) -> (i32, String, f64) {
+    let log = pipeline.with_extension("log");
+    let child = Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(pipeline)
+        .env("RUNNER_LOCK_DIR", unique_lock_dir())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: plain structs filled by the kernel for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(waited, child.id() as i32);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    let peak_mb = usage.ru_maxrss as f64 / 1024.0; // kilobytes on Linux
+    (code, std::fs::read_to_string(log).unwrap(), peak_mb)
+}
+
+fn once(bytes: &[u8]) -> std::iter::Once<Vec<u8>> {
+    std::iter::once(bytes.to_vec())
+}
+
+fn counts(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("counts.csv")).unwrap()
+}
+
+/// Serves one client `pieces`, then closes the connection, or resets it (RST) with `reset`.
+/// The pieces are made as they are sent: the peak RSS the kernel reports for a child includes
+/// this (parent) process's at the moment it was spawned, so the test must stay small.
+fn serve(pieces: impl Iterator<Item = Vec<u8>> + Send + 'static, reset: bool) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        for piece in pieces {
+            client.write_all(&piece).unwrap();
+        }
+        if reset {
+            // Linger 0: close sends RST instead of FIN.
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: a valid socket and a correctly sized option value.
+            let set = unsafe {
+                libc::setsockopt(
+                    client.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    &linger as *const libc::linger as *const libc::c_void,
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(set, 0);
+            // Let the reader take the bytes first, so the reset cuts the unfinished line.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        drop(client);
+    });
+    port
+}
+
+#[test]
+fn a_line_cut_by_a_reset_is_dropped_and_one_ended_by_a_close_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr, _) = run(&pipeline(dir.path(), serve(once(b"a b\nc d"), true), ""));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(counts(dir.path()), "word,count\na,1\nb,1\n");
+    assert!(
+        stderr.contains("1 unfinished line(s) of broken connections were dropped"),
+        "{stderr}"
+    );
+
+    let (code, stderr, _) = run(&pipeline(dir.path(), serve(once(b"a b\nc d"), false), ""));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(counts(dir.path()), "word,count\na,1\nb,1\nc,1\nd,1\n");
+}
+
+#[test]
+fn invalid_utf8_is_replaced_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = serve(once(b"caf\xe9 ok\nok\n"), false);
+    let (code, stderr, _) = run(&pipeline(dir.path(), port, ""));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(counts(dir.path()), "word,count\nok,2\ncaf\u{FFFD},1\n");
+    assert!(
+        stderr.contains("1 line(s) had invalid UTF-8; bad bytes were replaced with U+FFFD"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_100_mb_line_without_newline_is_skipped_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = (0..100).map(|_| vec![b'x'; 1 << 20]);
+    let pieces = once(b"before\n").chain(line).chain(once(b"\nafter\n"));
+    let (code, stderr, peak_mb) = run(&pipeline(dir.path(), serve(pieces, false), ""));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(counts(dir.path()), "word,count\nafter,1\nbefore,1\n");
+    assert!(
+        stderr.contains("1 line(s) longer than max_line_bytes (1048576) were skipped"),
+        "{stderr}"
+    );
+    assert!(peak_mb < 64.0, "peak RSS {peak_mb:.1} MB for a 100 MB line");
+    eprintln!("100 MB line: peak RSS {peak_mb:.1} MB");
+}
+
+#[test]
+fn a_flood_faster_than_the_pipeline_drains_stays_in_bounded_memory() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let (mut client, _): (TcpStream, _) = listener.accept().unwrap();
+        // 10,000 distinct words over and over, as fast as the socket takes them.
+        let block: String = (0..10_000)
+            .map(|i| format!("w{i} #t{} x\n", i % 7))
+            .collect();
+        while client.write_all(block.as_bytes()).is_ok() {}
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        port,
+        "trigger: {processing_time: 500ms}\nstop_after: 3s\n",
+    );
+    let (code, stderr, peak_mb) = run(&p);
+    assert_eq!(code, 0, "{stderr}");
+    let csv = counts(dir.path());
+    assert_eq!(
+        csv.lines().count(),
+        1 + 10_000 + 7 + 1,
+        "every word counted"
+    );
+    assert!(peak_mb < 200.0, "peak RSS {peak_mb:.1} MB under a flood");
+    eprintln!("flood: peak RSS {peak_mb:.1} MB");
+}
