@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use runner::exec::fused::{count_text, count_text_portable, WordCounts, WordHasher};
+use runner::exec::fused::{count_text_using, CountKernel, WordCounts, WordHasher};
 use runner::transforms::tokenize::{
     is_python_whitespace, StripPunctuation, TokenizeConfig, Tokenizer,
 };
@@ -66,15 +66,10 @@ fuzz_target!(|data: &[u8]| {
     });
     let reference: Counts = reference.into_iter().collect();
 
-    for (name, kernel) in [
-        (
-            "count_text",
-            count_text as fn(&mut WordCounts, &Tokenizer, &str, &mut Vec<u8>),
-        ),
-        ("count_text_portable", count_text_portable),
-    ] {
+    for kernel in CountKernel::available() {
+        let name = format!("{kernel:?} kernel");
         let mut counts = WordCounts::new(WordHasher::default());
-        kernel(&mut counts, &tokenizer, &text, &mut Vec::new());
+        count_text_using(kernel, &mut counts, &tokenizer, &text, &mut Vec::new());
         let mut fused: Counts = counts.entries().collect();
         fused.sort();
         assert_eq!(

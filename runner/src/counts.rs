@@ -146,12 +146,11 @@ impl WordCounts {
     pub fn prefetch(&self, hash: u64) {
         #[cfg(target_arch = "x86_64")]
         {
-            let slot = &self.slots[hash as usize & self.mask];
-            // SAFETY: a prefetch is only a hint; the address is a valid slot.
+            // No bounds check: a prefetch is only a hint, and the masked index is a slot anyway.
+            let slot = self.slots.as_ptr().wrapping_add(hash as usize & self.mask);
+            // SAFETY: prefetching reads nothing the program sees; any address is allowed.
             unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    (slot as *const Slot).cast(),
-                )
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(slot.cast())
             };
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -162,8 +161,26 @@ impl WordCounts {
     #[inline(always)]
     pub fn add_short_hashed(&mut self, hash: u64, head: [u64; 2], len: usize, count: u64) {
         debug_assert!(len <= INLINE);
-        if let Some(at) = self.find_or_insert(hash, head, len, false, &[], count) {
-            self.slots[at].count += count;
+        let len = len as u32;
+        let mut at = hash as usize & self.mask;
+        loop {
+            // SAFETY: `mask` is `slots.len() - 1` (a power of two), so `at` is in bounds.
+            let slot = unsafe { self.slots.get_unchecked_mut(at) };
+            if slot.head == head && slot.len == len {
+                slot.count += count;
+                return;
+            }
+            if slot.len == EMPTY {
+                *slot = Slot {
+                    head,
+                    count,
+                    len,
+                    tail: 0,
+                };
+                self.inserted();
+                return;
+            }
+            at = (at + 1) & self.mask;
         }
     }
 

@@ -124,6 +124,51 @@ impl<'a> WordCount<'a> {
     }
 }
 
+/// The kernels `count_text` chooses from, fastest first. They count the same; the tests and
+/// the fuzz target compare every one this CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountKernel {
+    /// AVX-512 BW/VL/VBMI2 (`fused_avx512`).
+    Avx512,
+    /// The register kernel with BMI2's `pext`.
+    Bmi2,
+    /// The register kernel with a portable compaction.
+    Portable,
+}
+
+impl CountKernel {
+    /// The kernels this CPU can run, fastest first.
+    pub fn available() -> Vec<CountKernel> {
+        let mut kernels = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if super::fused_avx512::available() {
+                kernels.push(CountKernel::Avx512);
+            }
+            if std::arch::is_x86_feature_detected!("bmi2") {
+                kernels.push(CountKernel::Bmi2);
+            }
+        }
+        kernels.push(CountKernel::Portable);
+        kernels
+    }
+
+    /// The fastest kernel this CPU runs.
+    #[inline]
+    pub fn best() -> CountKernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if super::fused_avx512::available() {
+                return CountKernel::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("bmi2") {
+                return CountKernel::Bmi2;
+            }
+        }
+        CountKernel::Portable
+    }
+}
+
 /// Counts every word of `text`, normalised by `tokenizer`, into `counts`.
 #[inline]
 pub fn count_text(
@@ -132,25 +177,40 @@ pub fn count_text(
     text: &str,
     scratch: &mut Vec<u8>,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if tokenizer.strip() != StripPunctuation::Edges && std::arch::is_x86_feature_detected!("bmi2") {
-        // SAFETY: the CPU has BMI2, checked just above.
-        return unsafe { count_text_bmi2(counts, tokenizer, text, scratch) };
-    }
-    count_text_portable(counts, tokenizer, text, scratch)
+    count_text_using(CountKernel::best(), counts, tokenizer, text, scratch)
 }
 
-/// [`count_text`] with the portable compaction, as it runs on CPUs without BMI2; public so the
-/// fuzz target can compare both kernels with the tokenizer's reference path on one machine.
-pub fn count_text_portable(
+/// [`count_text`] with a given kernel; one the CPU cannot run falls back to the portable one.
+pub fn count_text_using(
+    kernel: CountKernel,
     counts: &mut WordCounts,
     tokenizer: &Tokenizer,
     text: &str,
     scratch: &mut Vec<u8>,
 ) {
-    if tokenizer.strip() == StripPunctuation::Edges {
-        // Rare; the register kernel only knows "strip all" and "strip none".
+    let strip = tokenizer.strip();
+    if strip == StripPunctuation::Edges {
+        // Rare; the kernels only know "strip all" and "strip none".
         return tokenizer.words(text, scratch, |word| counts.add(word, 1));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if kernel == CountKernel::Avx512 && super::fused_avx512::available() {
+        use super::fused_avx512::count_text as avx512;
+        let all = strip == StripPunctuation::All;
+        // SAFETY: the CPU has the kernel's features, checked just above.
+        unsafe {
+            return match (tokenizer.lowercase(), all) {
+                (true, true) => avx512::<true, true>(counts, tokenizer, text, scratch),
+                (true, false) => avx512::<true, false>(counts, tokenizer, text, scratch),
+                (false, true) => avx512::<false, true>(counts, tokenizer, text, scratch),
+                (false, false) => avx512::<false, false>(counts, tokenizer, text, scratch),
+            };
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if kernel != CountKernel::Portable && std::arch::is_x86_feature_detected!("bmi2") {
+        // SAFETY: the CPU has BMI2, checked just above.
+        return unsafe { count_text_bmi2(counts, tokenizer, text, scratch) };
     }
     count_text_with::<false>(counts, tokenizer, text, scratch)
 }
@@ -395,7 +455,7 @@ fn compact_scalar(word: u64, keep: u64) -> u64 {
 /// spaces, none of which has a case): then ASCII rules normalise the token exactly, as Python
 /// would. That covers the curly apostrophes and dashes of English text.
 #[inline(always)]
-fn only_general_punctuation(token: &[u8]) -> bool {
+pub(crate) fn only_general_punctuation(token: &[u8]) -> bool {
     let mut at = 0;
     while let Some(offset) = token[at..].iter().position(|&b| b >= 0x80) {
         at += offset;
@@ -440,23 +500,23 @@ mod tests {
         counts.into_iter().collect()
     }
 
-    fn kernel_counts<const PEXT: bool>(tokenizer: &Tokenizer, text: &str) -> Vec<(Vec<u8>, u64)> {
+    fn kernel_counts(
+        kernel: CountKernel,
+        tokenizer: &Tokenizer,
+        text: &str,
+    ) -> Vec<(Vec<u8>, u64)> {
         let mut counts = WordCounts::new(WordHasher::default());
-        if PEXT {
-            count_text(&mut counts, tokenizer, text, &mut Vec::new());
-        } else {
-            count_text_with::<false>(&mut counts, tokenizer, text, &mut Vec::new());
-        }
+        count_text_using(kernel, &mut counts, tokenizer, text, &mut Vec::new());
         sorted(&counts)
     }
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
-        /// The register kernel (with `pext` where the CPU has it, and the portable compaction)
-        /// counts exactly what the tokenizer's reference path gives.
+        /// Every kernel this CPU runs (AVX-512, `pext`, portable) counts exactly what the
+        /// tokenizer's reference path gives.
         #[test]
         fn kernel_agrees_with_the_tokenizer(
-            text in "([a-zA-Z0-9'’—“,.;:!?()\\-_ \t\r\n\u{85}\u{a0}\u{2003}\u{2028}]|ΣΟΔΑσςİÉé日K\u{212a}|[a-z]{10,20}){0,60}",
+            text in "([a-zA-Z0-9'’—“,.;:!?()\\-_ \t\r\n\u{b}\u{c}\u{1c}\u{1f}\u{85}\u{a0}\u{2003}\u{2028}]|ΣΟΔΑσςİÉé日K\u{212a}|[a-z]{10,20}){0,60}",
             lowercase: bool,
             drop_empty: bool,
             strip_all: bool,
@@ -464,8 +524,9 @@ mod tests {
             let strip = if strip_all { StripPunctuation::All } else { StripPunctuation::None };
             let tokenizer = tokenizer(lowercase, strip, drop_empty);
             let expected = reference(&tokenizer, &text);
-            proptest::prop_assert_eq!(&kernel_counts::<true>(&tokenizer, &text), &expected);
-            proptest::prop_assert_eq!(&kernel_counts::<false>(&tokenizer, &text), &expected);
+            for kernel in CountKernel::available() {
+                proptest::prop_assert_eq!(&kernel_counts(kernel, &tokenizer, &text), &expected, "{:?}", kernel);
+            }
         }
     }
 
@@ -476,16 +537,13 @@ mod tests {
         for n in 1..=40 {
             let word: String = "Ab,c’d".chars().cycle().take(n).collect();
             let text = format!("x {word}");
-            assert_eq!(
-                kernel_counts::<true>(&tokenizer, &text),
-                reference(&tokenizer, &text),
-                "{text:?}"
-            );
-            assert_eq!(
-                kernel_counts::<false>(&tokenizer, &text),
-                reference(&tokenizer, &text),
-                "{text:?}"
-            );
+            for kernel in CountKernel::available() {
+                assert_eq!(
+                    kernel_counts(kernel, &tokenizer, &text),
+                    reference(&tokenizer, &text),
+                    "{kernel:?} {text:?}"
+                );
+            }
         }
     }
 

@@ -5,6 +5,8 @@ pub mod batch;
 pub mod checkpoint;
 pub mod counted;
 pub mod fused;
+#[cfg(target_arch = "x86_64")]
+pub mod fused_avx512;
 pub mod stream;
 
 use arrow_schema::SchemaRef;
