@@ -23,6 +23,8 @@ pub struct Plan {
     /// Stream mode: when epochs run, and what sinks receive.
     pub trigger: Option<String>,
     pub output_mode: Option<&'static str>,
+    /// Stream mode: where the checkpoint is kept and how often it is saved.
+    pub checkpoint: Option<String>,
     pub schedule: Option<PlanSchedule>,
     pub summary: Option<String>,
 }
@@ -159,6 +161,18 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline) -> Plan {
         sinks,
         trigger,
         output_mode,
+        checkpoint: pipeline
+            .stream
+            .as_ref()
+            .and_then(|s| s.checkpoint.as_ref())
+            .map(|c| {
+                let resumes = if c.dir.join("commit.json").exists() {
+                    "a run resumes from it"
+                } else {
+                    "none saved yet"
+                };
+                format!("{} every {} epoch(s); {resumes}", c.dir.display(), c.every)
+            }),
         schedule,
         summary: config
             .summary
@@ -240,6 +254,9 @@ impl Plan {
                 "trigger   {trigger}, output mode {}",
                 self.output_mode.unwrap_or("?")
             ));
+        }
+        if let Some(checkpoint) = &self.checkpoint {
+            line(format!("checkpoint {checkpoint}"));
         }
         if let Some(schedule) = &self.schedule {
             line(format!(
