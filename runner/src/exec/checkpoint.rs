@@ -136,7 +136,22 @@ impl Checkpoint {
         let path = self.dir.join(COMMIT);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Killed before its first commit: epochs whose sinks may have run are redone
+                // from the start of the source.
+                let redo = self.recorded_ends(0, &path)?;
+                if redo.is_empty() {
+                    return Ok(None);
+                }
+                self.pending = redo.clone();
+                return Ok(Some(Resume {
+                    next_epoch: 0,
+                    rows_in: 0,
+                    position: None,
+                    state: None,
+                    redo,
+                }));
+            }
             Err(source) => return Err(Error::Input { path, source }),
         };
         let damaged = |what: String| {
@@ -176,22 +191,7 @@ impl Checkpoint {
             None => None,
         };
         self.last_state = commit.state.clone();
-        let offsets = self.dir.join(OFFSETS);
-        let redo: Vec<EpochEnd> = match std::fs::read_to_string(&offsets) {
-            Ok(text) => serde_json::from_str::<Vec<EpochEnd>>(&text)
-                .map_err(|e| damaged(format!("{OFFSETS}: {e}")))?
-                .into_iter()
-                // Ends recorded before the commit are covered by it.
-                .filter(|e| e.epoch > commit.epoch)
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(source) => {
-                return Err(Error::Input {
-                    path: offsets,
-                    source,
-                })
-            }
-        };
+        let redo = self.recorded_ends(commit.epoch + 1, &path)?;
         self.pending = redo.clone();
         Ok(Some(Resume {
             next_epoch: commit.epoch + 1,
@@ -200,6 +200,28 @@ impl Checkpoint {
             state,
             redo,
         }))
+    }
+
+    /// The epoch ends recorded from epoch `from` on (earlier ones are covered by the commit).
+    fn recorded_ends(&self, from: u64, commit: &Path) -> Result<Vec<EpochEnd>> {
+        let offsets = self.dir.join(OFFSETS);
+        match std::fs::read_to_string(&offsets) {
+            Ok(text) => Ok(serde_json::from_str::<Vec<EpochEnd>>(&text)
+                .map_err(|e| {
+                    Error::runtime(format!(
+                        "the checkpoint {} is damaged ({OFFSETS}: {e}); move the directory away to start over",
+                        commit.display()
+                    ))
+                })?
+                .into_iter()
+                .filter(|e| e.epoch >= from)
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(source) => Err(Error::Input {
+                path: offsets,
+                source,
+            }),
+        }
     }
 
     /// Records where `epoch` ended, before its sinks run (positioned sources).
@@ -460,6 +482,26 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn epochs_recorded_before_the_first_commit_are_redone_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let every_three = NonZeroU64::new(3).unwrap();
+        let mut checkpoint = Checkpoint::new(dir.path().into(), every_three, "p", identity(false));
+        let end = EpochEnd {
+            epoch: 0,
+            end: position(10),
+        };
+        checkpoint.record_end(end).unwrap();
+        // Killed after epoch 0's sinks, before any commit.
+        let resume = Checkpoint::new(dir.path().into(), every_three, "p", identity(false))
+            .load()
+            .unwrap()
+            .unwrap();
+        assert_eq!(resume.next_epoch, 0);
+        assert_eq!(resume.position, None);
+        assert_eq!(resume.redo, [end]);
     }
 
     #[test]
