@@ -12,7 +12,7 @@ use std::arch::x86_64::*;
 
 use super::fused::only_general_punctuation;
 use crate::counts::{WordCounts, INLINE};
-use crate::transforms::tokenize::{flags_of, is_python_whitespace, Tokenizer};
+use crate::transforms::tokenize::{flags_of, non_ascii_space, Tokenizer};
 
 /// Whether this CPU runs the kernel (checked once; the answer cannot change).
 pub fn available() -> bool {
@@ -135,28 +135,7 @@ pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
                 _mm512_set1_epi8(3),
             )
             | !valid;
-        if space_until > base {
-            space |= _bzhi_u64(u64::MAX, (space_until - base).min(64) as u32);
-        }
-        let mut high = _mm512_movepi8_mask(block);
-        while high != 0 {
-            let j = high.trailing_zeros() as usize;
-            high &= high - 1;
-            let at = base + j;
-            // Only lead bytes start a character; a whitespace character marks all its bytes.
-            if bytes[at] & 0xC0 != 0x80 {
-                if let Some(c) = text[at..]
-                    .chars()
-                    .next()
-                    .filter(|c| is_python_whitespace(*c))
-                {
-                    let end = at + c.len_utf8();
-                    space_until = space_until.max(end);
-                    space |= _bzhi_u64(u64::MAX, (end - base).min(64) as u32)
-                        & !_bzhi_u64(u64::MAX, j as u32);
-                }
-            }
-        }
+        space |= non_ascii_space(text, base, _mm512_movepi8_mask(block), &mut space_until);
         let word = !space;
         let after_word = (word << 1) | open as u64;
         let mut starts = word & !after_word;

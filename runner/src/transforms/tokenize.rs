@@ -319,27 +319,7 @@ pub fn split_tokens<S: TokenSink>(text: &str, sink: &mut S) {
                 block_masks(&block)
             }
         };
-        if space_until > base {
-            masks.space |= low_bits((space_until - base).min(64));
-        }
-        let mut high = masks.high & low_bits(len);
-        while high != 0 {
-            let j = high.trailing_zeros() as usize;
-            high &= high - 1;
-            let at = base + j;
-            // Only lead bytes start a character; continuation bytes are skipped by `chars`.
-            if (bytes[at] & 0xC0) != 0x80 {
-                if let Some(c) = text[at..]
-                    .chars()
-                    .next()
-                    .filter(|c| is_python_whitespace(*c))
-                {
-                    let end = at + c.len_utf8();
-                    space_until = space_until.max(end);
-                    masks.space |= low_bits((end - base).min(64)) & !low_bits(j);
-                }
-            }
-        }
+        masks.space |= non_ascii_space(text, base, masks.high & low_bits(len), &mut space_until);
         // Tokens start at a word byte after a space and end (exclusively) at a space after a
         // word byte; `open` carries a token across the block edge. Starts and ends alternate,
         // so each token costs two bit scans.
@@ -388,6 +368,42 @@ pub fn split_tokens<S: TokenSink>(text: &str, sink: &mut S) {
     if let Some(start) = token_start {
         sink.token(start, n, flags);
     }
+}
+
+/// The bits of the 64-byte block at `base` that belong to non-ASCII whitespace characters
+/// (`\u{85}`, `\u{a0}`, `\u{2003}`, ...), given the block's bytes of 0x80 and above in `high`.
+/// A character may run past the block: `space_until` carries where the last one ends.
+#[inline(always)]
+pub(crate) fn non_ascii_space(
+    text: &str,
+    base: usize,
+    mut high: u64,
+    space_until: &mut usize,
+) -> u64 {
+    let bytes = text.as_bytes();
+    let mut space = if *space_until > base {
+        low_bits((*space_until - base).min(64))
+    } else {
+        0
+    };
+    while high != 0 {
+        let j = high.trailing_zeros() as usize;
+        high &= high - 1;
+        let at = base + j;
+        // Only lead bytes start a character; continuation bytes are skipped by `chars`.
+        if (bytes[at] & 0xC0) != 0x80 {
+            if let Some(c) = text[at..]
+                .chars()
+                .next()
+                .filter(|c| is_python_whitespace(*c))
+            {
+                let end = at + c.len_utf8();
+                *space_until = (*space_until).max(end);
+                space |= low_bits((end - base).min(64)) & !low_bits(j);
+            }
+        }
+    }
+    space
 }
 
 /// A mask of the lowest `n` bits (`n` up to 64).
