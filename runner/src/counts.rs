@@ -8,6 +8,9 @@ use foldhash::fast::RandomState;
 /// Bytes of a word kept in the slot itself; longer words keep the rest in `long_tails`.
 pub const INLINE: usize = 16;
 
+/// Tables larger than this are looked up with prefetching (half of a typical L2 cache).
+const LARGE_TABLE_BYTES: usize = 1 << 20;
+
 /// `len` of a slot that holds no word.
 const EMPTY: u32 = u32::MAX;
 
@@ -43,11 +46,11 @@ pub struct WordCounts {
 
 /// Hashes words with per-run random seeds (the words may come from the internet, so the table
 /// must not be predictable). Words up to 16 bytes, almost all of them, are hashed from the two
-/// words already loaded for comparison with two folded multiplies, as foldhash does for short
+/// words already loaded for comparison with one folded multiply, as foldhash does for short
 /// input; longer words go through foldhash itself.
 #[derive(Clone)]
 pub struct WordHasher {
-    seeds: [u64; 3],
+    seeds: [u64; 2],
     long: RandomState,
 }
 
@@ -56,7 +59,7 @@ impl Default for WordHasher {
         let long = RandomState::default();
         let seed = |i: u64| std::hash::BuildHasher::hash_one(&long, i) | 1;
         WordHasher {
-            seeds: [seed(1), seed(2), seed(3)],
+            seeds: [seed(1), seed(2)],
             long,
         }
     }
@@ -69,13 +72,14 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
 }
 
 impl WordHasher {
+    /// One folded multiply of the seeded halves, as foldhash finishes short input: its low
+    /// bits (the table index) depend on every input bit through the product's high half.
     #[inline(always)]
     fn hash_short(&self, head: [u64; 2], len: usize) -> u64 {
-        let mixed = folded_multiply(
+        folded_multiply(
             head[0] ^ self.seeds[0],
             head[1] ^ self.seeds[1] ^ len as u64,
-        );
-        folded_multiply(mixed, self.seeds[2])
+        )
     }
 
     #[inline(always)]
@@ -317,6 +321,13 @@ impl WordCounts {
         word
     }
 
+    /// Whether the slots no longer fit in a core's L2 cache, so that lookups miss unless
+    /// their slots are prefetched well ahead.
+    #[inline]
+    pub fn is_large(&self) -> bool {
+        self.slots.len() * std::mem::size_of::<Slot>() > LARGE_TABLE_BYTES
+    }
+
     pub fn len(&self) -> usize {
         self.used
     }
@@ -333,18 +344,116 @@ impl WordCounts {
             .map(|slot| (Self::word_of(slot, &self.long_tails), slot.count))
     }
 
-    /// Folds `other` into `self` (the larger table absorbs the smaller one).
+    /// Calls `f` with each word held in the `part`th of `parts` equal ranges of slots, its
+    /// count, and its count in `other` (0 if absent; a table of the same run), without
+    /// allocating for words of up to `INLINE` bytes: results are built from several ranges at
+    /// once, and two tables are joined without merging one into the other. The lookups in
+    /// `other` go in prefetched groups (tables can be far larger than the caches).
+    pub fn for_each_in_part(
+        &self,
+        part: usize,
+        parts: usize,
+        other: Option<&WordCounts>,
+        mut f: impl FnMut(&[u8], u64, u64),
+    ) {
+        const GROUP: usize = 16;
+        let n = self.slots.len();
+        let mut group: [(&Slot, u64); GROUP] = [(&VACANT, 0); GROUP];
+        let mut pending = 0;
+        let mut long = Vec::new();
+        let mut emit = |slot: &Slot, hash: u64| {
+            let mut head = [0u8; INLINE];
+            head[..8].copy_from_slice(&slot.head[0].to_le_bytes());
+            head[8..].copy_from_slice(&slot.head[1].to_le_bytes());
+            let word = if slot.len as usize <= INLINE {
+                &head[..slot.len as usize]
+            } else {
+                long.clear();
+                long.extend_from_slice(&head);
+                long.extend_from_slice(&self.long_tails[slot.tail as usize]);
+                &long[..]
+            };
+            let elsewhere = other.map_or(0, |other| other.get_hashed(hash, slot.head, word));
+            f(word, slot.count, elsewhere);
+        };
+        for slot in &self.slots[part * n / parts..(part + 1) * n / parts] {
+            if slot.len == EMPTY {
+                continue;
+            }
+            let Some(other) = other else {
+                emit(slot, 0);
+                continue;
+            };
+            let hash = if slot.len as usize <= INLINE {
+                self.hasher.hash_short(slot.head, slot.len as usize)
+            } else {
+                let word = Self::word_of(slot, &self.long_tails);
+                self.hasher.hash(slot.head, &word)
+            };
+            other.prefetch(hash);
+            group[pending] = (slot, hash);
+            pending += 1;
+            if pending == GROUP {
+                for &(slot, hash) in &group {
+                    emit(slot, hash);
+                }
+                pending = 0;
+            }
+        }
+        for &(slot, hash) in &group[..pending] {
+            emit(slot, hash);
+        }
+    }
+
+    /// The count of `word`, whose hash and head `hash_of` gave, or 0.
+    fn get_hashed(&self, hash: u64, head: [u64; 2], word: &[u8]) -> u64 {
+        let len = word.len().min(EMPTY as usize - 1) as u32;
+        let long = word.len() > INLINE;
+        let mut at = hash as usize & self.mask;
+        loop {
+            let slot = &self.slots[at];
+            if slot.head == head
+                && slot.len == len
+                && (!long || *self.long_tails[slot.tail as usize] == word[INLINE..])
+            {
+                return slot.count;
+            }
+            if slot.len == EMPTY {
+                return 0;
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+
+    /// Folds `other` into `self` (the larger table absorbs the smaller one). Lookups go in
+    /// groups whose slots are prefetched together: both tables can be far larger than the
+    /// caches, and overlapped misses cost a fraction of one-by-one ones.
     pub fn merge(mut self, mut other: WordCounts) -> WordCounts {
         if other.used > self.used {
             std::mem::swap(&mut self, &mut other);
         }
+        const GROUP: usize = 16;
+        let mut group = [(0u64, [0u64; 2], 0usize, 0u64); GROUP];
+        let mut pending = 0;
         for slot in other.slots.iter().filter(|s| s.len != EMPTY) {
-            if slot.len as usize <= INLINE {
-                self.add_short(slot.head, slot.len as usize, slot.count);
-            } else {
+            if slot.len as usize > INLINE {
                 let word = Self::word_of(slot, &other.long_tails);
                 self.add_long(slot.head, &word, slot.count);
+                continue;
             }
+            let hash = self.hash_short(slot.head, slot.len as usize);
+            self.prefetch(hash);
+            group[pending] = (hash, slot.head, slot.len as usize, slot.count);
+            pending += 1;
+            if pending == GROUP {
+                for &(hash, head, len, count) in &group {
+                    self.add_short_hashed(hash, head, len, count);
+                }
+                pending = 0;
+            }
+        }
+        for &(hash, head, len, count) in &group[..pending] {
+            self.add_short_hashed(hash, head, len, count);
         }
         self
     }

@@ -3,7 +3,10 @@
 //! in backticks when they contain other characters). Type-checked against the input schema
 //! when the pipeline is validated, so a mistake is reported before any data is read.
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_buffer::BooleanBuffer;
 use arrow_schema::{DataType, Schema};
 
 use crate::data::{cell, column_index, type_label, Cell};
@@ -55,6 +58,19 @@ enum CmpOp {
     Le,
     Gt,
     Ge,
+}
+
+impl CmpOp {
+    /// The operator with its operands swapped: `a < b` is `b > a`.
+    fn flipped(self) -> CmpOp {
+        match self {
+            CmpOp::Lt => CmpOp::Gt,
+            CmpOp::Le => CmpOp::Ge,
+            CmpOp::Gt => CmpOp::Lt,
+            CmpOp::Ge => CmpOp::Le,
+            same => same,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -498,9 +514,72 @@ impl Predicate {
     /// Evaluates the predicate on every row; a comparison involving null is false.
     pub fn evaluate(&self, batch: &RecordBatch) -> BooleanArray {
         let columns = batch.columns();
+        if let Some(mask) = mask(&self.root, columns) {
+            return BooleanArray::new(mask, None);
+        }
         (0..batch.num_rows())
             .map(|row| Some(eval(&self.root, columns, row) == Value::Bool(true)))
             .collect()
+    }
+}
+
+/// The predicate over whole columns where it has that shape: comparisons of a number or text
+/// column with a literal, and `and`/`or`/`not` of those (one tight loop per comparison instead
+/// of a tree walk per row: a word count's `count >= 60` meets a million rows). `None`: evaluate
+/// row by row. Same results as `eval`, nulls included (they compare false).
+fn mask(node: &Node, columns: &[ArrayRef]) -> Option<BooleanBuffer> {
+    match node {
+        Node::Compare(op, left, right) => match (&**left, &**right) {
+            (Node::Column(index), Node::Literal(literal)) => {
+                compare_column(columns[*index].as_ref(), *op, literal)
+            }
+            (Node::Literal(literal), Node::Column(index)) => {
+                compare_column(columns[*index].as_ref(), op.flipped(), literal)
+            }
+            _ => None,
+        },
+        Node::And(left, right) => Some(&mask(left, columns)? & &mask(right, columns)?),
+        Node::Or(left, right) => Some(&mask(left, columns)? | &mask(right, columns)?),
+        // The inner node is a comparison or a combination of them: never null, so `not` is
+        // plain negation.
+        Node::Not(inner) => Some(!&mask(inner, columns)?),
+        _ => None,
+    }
+}
+
+fn compare_column(array: &dyn Array, op: CmpOp, literal: &Literal) -> Option<BooleanBuffer> {
+    fn holds<T: PartialOrd + ?Sized>(op: CmpOp, l: &T, r: &T) -> bool {
+        match op {
+            CmpOp::Eq => l == r,
+            CmpOp::Ne => l != r,
+            CmpOp::Lt => l < r,
+            CmpOp::Le => l <= r,
+            CmpOp::Gt => l > r,
+            CmpOp::Ge => l >= r,
+        }
+    }
+    let valid = |row: usize| array.is_valid(row);
+    let rows = array.len();
+    match (array.data_type(), literal) {
+        (DataType::Int64, Literal::Number(n)) => {
+            let values = array.as_primitive::<Int64Type>().values();
+            Some(BooleanBuffer::collect_bool(rows, |row| {
+                holds(op, &(values[row] as f64), n) && valid(row)
+            }))
+        }
+        (DataType::Float64, Literal::Number(n)) => {
+            let values = array.as_primitive::<Float64Type>().values();
+            Some(BooleanBuffer::collect_bool(rows, |row| {
+                holds(op, &values[row], n) && valid(row)
+            }))
+        }
+        (DataType::Utf8, Literal::Text(text)) => {
+            let strings = array.as_string::<i32>();
+            Some(BooleanBuffer::collect_bool(rows, |row| {
+                holds(op, strings.value(row), text.as_str()) && valid(row)
+            }))
+        }
+        _ => None,
     }
 }
 
@@ -555,9 +634,49 @@ fn truthy(value: Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn batch() -> RecordBatch {
         crate::data::word_counts(&["romeo", "thou", "i’ll", "one"], &[298, 277, 59, 60])
+    }
+
+    /// Row by row, as `evaluate` does for shapes `mask` does not take.
+    fn row_by_row(predicate: &Predicate, batch: &RecordBatch) -> Vec<bool> {
+        (0..batch.num_rows())
+            .map(|row| eval(&predicate.root, batch.columns(), row) == Value::Bool(true))
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// The whole-column path gives what the row-by-row path gives, nulls and NaN included.
+        #[test]
+        fn columns_and_rows_agree(
+            rows in proptest::collection::vec(
+                (proptest::option::of("[a-c]{0,2}"), proptest::option::of(-3i64..4),
+                 proptest::option::of(proptest::sample::select(vec![-1.5, 0.0, 2.0, f64::NAN]))),
+                0..40,
+            ),
+            expr in proptest::sample::select(vec![
+                "count >= 1", "1 < count", "count != 2 and word == 'b'", "not (word < 'b') or x > 0",
+                "x == 2", "not x != 2", "2 >= x and not (count <= -1)", "word >= 'ab' or count == 0",
+            ]),
+        ) {
+            use arrow_array::{Float64Array, Int64Array, StringArray};
+            let schema = Arc::new(Schema::new(vec![
+                arrow_schema::Field::new("word", DataType::Utf8, true),
+                arrow_schema::Field::new("count", DataType::Int64, true),
+                arrow_schema::Field::new("x", DataType::Float64, true),
+            ]));
+            let batch = RecordBatch::try_new(schema.clone(), vec![
+                Arc::new(rows.iter().map(|r| r.0.clone()).collect::<StringArray>()),
+                Arc::new(rows.iter().map(|r| r.1).collect::<Int64Array>()),
+                Arc::new(rows.iter().map(|r| r.2).collect::<Float64Array>()),
+            ]).unwrap();
+            let predicate = compile(expr, &schema).unwrap();
+            proptest::prop_assert!(mask(&predicate.root, batch.columns()).is_some());
+            let evaluated: Vec<bool> = predicate.evaluate(&batch).iter().map(|v| v.unwrap()).collect();
+            proptest::prop_assert_eq!(evaluated, row_by_row(&predicate, &batch), "{}", expr);
+        }
     }
 
     fn keep(expr: &str) -> Vec<bool> {

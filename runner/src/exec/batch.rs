@@ -158,14 +158,21 @@ fn finished_batches(prefix: &[BuiltStage]) -> Result<Vec<RecordBatch>> {
 
 /// Runs the stages after the parallel part on the (small) result.
 pub(crate) fn finish(mut result: RecordBatch, rest: &[BuiltStage]) -> Result<RecordBatch> {
-    for BuiltStage { label, stage, .. } in rest {
+    for (i, BuiltStage { label, stage, .. }) in rest.iter().enumerate() {
+        let first_rows = match rest.get(i + 1).map(|next| &next.stage.kind) {
+            Some(StageKind::Global(next)) => next.first_rows(),
+            _ => None,
+        };
         result = match &stage.kind {
             StageKind::Map(map) => map.apply(&result),
             StageKind::Aggregate(aggregation) => {
                 let mut state = aggregation.new_state();
                 state.update(&result).map(|_| state.result())
             }
-            StageKind::Global(global) => global.apply(result),
+            StageKind::Global(global) => match first_rows {
+                Some(rows) => global.apply_first(result, rows),
+                None => global.apply(result),
+            },
         }
         .map_err(|e| Error::runtime(format!("{label}: {e}")))?;
     }
@@ -202,12 +209,8 @@ fn fused_word_count(source: &dyn BatchSource, word_count: &WordCount) -> Result<
             }
             Ok(())
         })?;
-    let counts = tables
-        .into_iter()
-        .map(|(counts, _)| counts)
-        .reduce(WordCounts::merge)
-        .unwrap_or_else(|| WordCounts::new(hasher.clone()));
-    Ok(word_count.result(counts))
+    let tables: Vec<WordCounts> = tables.into_iter().map(|(counts, _)| counts).collect();
+    Ok(word_count.result(tables))
 }
 
 /// One accumulator per worker thread. rayon's `fold` makes one per split of the work, which

@@ -122,6 +122,17 @@ impl GlobalTransform for CountedGlobal {
         self.rows.add_out(out.num_rows());
         Ok(out)
     }
+
+    fn apply_first(&self, batch: RecordBatch, rows: usize) -> Result<RecordBatch> {
+        self.rows.add_in(batch.num_rows());
+        let out = self.inner.apply_first(batch, rows)?;
+        self.rows.add_out(out.num_rows());
+        Ok(out)
+    }
+
+    fn first_rows(&self) -> Option<usize> {
+        self.inner.first_rows()
+    }
 }
 
 struct CountedAggregation {

@@ -10,7 +10,10 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Int64Array, RecordBatch, StringArray};
+use arrow_array::builder::StringBuilder;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::SchemaRef;
 
 use super::BuiltStage;
@@ -99,27 +102,87 @@ impl<'a> WordCount<'a> {
         })
     }
 
-    /// The counts as the group_count stage would emit them (stop words removed).
-    pub fn result(&self, counts: WordCounts) -> RecordBatch {
-        let mut rows: Vec<(String, u64)> = counts
-            .entries()
-            // Words are valid UTF-8: cut from valid text at ASCII bytes or whole characters.
-            .map(|(word, count)| {
-                (
-                    String::from_utf8(word)
-                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-                    count,
-                )
-            })
-            .filter(|(word, _)| self.stopwords.is_none_or(|stop| !stop.contains(word)))
+    /// The counts of all `tables` (one per worker, same hasher) as the group_count stage would
+    /// emit them (stop words removed). Built from several ranges of the tables at once, each
+    /// word copied straight into the Arrow column; the last two tables are joined rather than
+    /// merged (each word is emitted from the first table that has it, with both counts).
+    pub fn result(&self, mut tables: Vec<WordCounts>) -> RecordBatch {
+        use rayon::prelude::*;
+        while tables.len() > 2 {
+            // Pairwise, in parallel.
+            let mut pairs = Vec::new();
+            while tables.len() >= 2 {
+                let (a, b) = (tables.pop(), tables.pop());
+                pairs.extend(a.zip(b));
+            }
+            tables.extend(
+                pairs
+                    .into_par_iter()
+                    .map(|(a, b)| a.merge(b))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let words: usize = tables.iter().map(WordCounts::len).sum();
+        let parts = if words < 1 << 14 {
+            1
+        } else {
+            4 * rayon::current_num_threads()
+        };
+        let tasks: Vec<(usize, usize)> = (0..tables.len())
+            .flat_map(|table| (0..parts).map(move |part| (table, part)))
             .collect();
+        let pieces: Vec<(ArrayRef, ArrayRef)> = tasks
+            .into_par_iter()
+            .map(|(table, part)| {
+                let mut words = StringBuilder::new();
+                let mut values = Vec::new();
+                let (own, other) = (&tables[table], tables.get(1 - table.min(1)));
+                let other = other.filter(|_| tables.len() == 2);
+                own.for_each_in_part(part, parts, other, |word, count, elsewhere| {
+                    if table == 1 && elsewhere > 0 {
+                        return; // emitted with table 0's
+                    }
+                    let total = if table == 0 { count + elsewhere } else { count };
+                    // Words are valid UTF-8: cut from valid text at ASCII bytes or whole
+                    // characters (checked anyway: a wrong word must not become a wrong string).
+                    let word = match std::str::from_utf8(word) {
+                        Ok(word) => std::borrow::Cow::Borrowed(word),
+                        Err(_) => String::from_utf8_lossy(word),
+                    };
+                    if self.stopwords.is_none_or(|stop| !stop.contains(&word)) {
+                        words.append_value(word);
+                        values.push(total as i64);
+                    }
+                });
+                let words: ArrayRef = Arc::new(words.finish());
+                let values: ArrayRef = Arc::new(Int64Array::from(values));
+                (words, values)
+            })
+            .collect();
+        let column = |pick: fn(&(ArrayRef, ArrayRef)) -> &ArrayRef| {
+            let arrays: Vec<&dyn Array> = pieces.iter().map(|p| pick(p).as_ref()).collect();
+            arrow_select::concat::concat(&arrays).expect("pieces of one column share a type")
+        };
+        let (mut words, mut values) = (column(|p| &p.0), column(|p| &p.1));
         if self.order_rows {
             // As group_count orders them: most frequent first, ties by word.
-            rows.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            let (text, number) = (words.as_string::<i32>(), values.as_primitive::<Int64Type>());
+            let mut order: Vec<u32> = (0..text.len() as u32).collect();
+            order.sort_unstable_by(|&a, &b| {
+                let (a, b) = (a as usize, b as usize);
+                number
+                    .value(b)
+                    .cmp(&number.value(a))
+                    .then_with(|| text.value(a).cmp(text.value(b)))
+            });
+            let order = arrow_array::UInt32Array::from(order);
+            let take = |array: &ArrayRef| {
+                arrow_select::take::take(array.as_ref(), &order, None)
+                    .expect("indices are in bounds")
+            };
+            (words, values) = (take(&words), take(&values));
         }
-        let words = StringArray::from_iter_values(rows.iter().map(|(w, _)| w));
-        let counts = Int64Array::from_iter_values(rows.iter().map(|(_, c)| *c as i64));
-        RecordBatch::try_new(self.output.clone(), vec![Arc::new(words), Arc::new(counts)])
+        RecordBatch::try_new(self.output.clone(), vec![words, values])
             .expect("word and count columns match group_count's output")
     }
 }
@@ -128,8 +191,11 @@ impl<'a> WordCount<'a> {
 /// the fuzz target compare every one this CPU runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CountKernel {
-    /// AVX-512 BW/VL/VBMI2 (`fused_avx512`).
-    Avx512,
+    /// AVX-512 BW/VL/VBMI2 normalising whole blocks (`fused_avx512_blocks`), with `Avx512Words`
+    /// for the segments it hands on.
+    Avx512Blocks,
+    /// AVX-512 BW/VL/VBMI2 word by word (`fused_avx512`).
+    Avx512Words,
     /// The register kernel with BMI2's `pext`.
     Bmi2,
     /// The register kernel with a portable compaction.
@@ -143,7 +209,8 @@ impl CountKernel {
         #[cfg(target_arch = "x86_64")]
         {
             if super::fused_avx512::available() {
-                kernels.push(CountKernel::Avx512);
+                kernels.push(CountKernel::Avx512Blocks);
+                kernels.push(CountKernel::Avx512Words);
             }
             if std::arch::is_x86_feature_detected!("bmi2") {
                 kernels.push(CountKernel::Bmi2);
@@ -159,7 +226,7 @@ impl CountKernel {
         #[cfg(target_arch = "x86_64")]
         {
             if super::fused_avx512::available() {
-                return CountKernel::Avx512;
+                return CountKernel::Avx512Blocks;
             }
             if std::arch::is_x86_feature_detected!("bmi2") {
                 return CountKernel::Bmi2;
@@ -194,16 +261,31 @@ pub fn count_text_using(
         return tokenizer.words(text, scratch, |word| counts.add(word, 1));
     }
     #[cfg(target_arch = "x86_64")]
-    if kernel == CountKernel::Avx512 && super::fused_avx512::available() {
-        use super::fused_avx512::count_text as avx512;
+    if matches!(kernel, CountKernel::Avx512Blocks | CountKernel::Avx512Words)
+        && super::fused_avx512::available()
+    {
+        use super::fused_avx512::count_text as words;
+        use super::fused_avx512_blocks::count_text as blocks;
         let all = strip == StripPunctuation::All;
-        // SAFETY: the CPU has the kernel's features, checked just above.
+        // SAFETY: the CPU has the kernels' features, checked just above.
         unsafe {
-            return match (tokenizer.lowercase(), all) {
-                (true, true) => avx512::<true, true>(counts, tokenizer, text, scratch),
-                (true, false) => avx512::<true, false>(counts, tokenizer, text, scratch),
-                (false, true) => avx512::<false, true>(counts, tokenizer, text, scratch),
-                (false, false) => avx512::<false, false>(counts, tokenizer, text, scratch),
+            return match (kernel, tokenizer.lowercase(), all) {
+                (CountKernel::Avx512Blocks, true, true) => {
+                    blocks::<true, true>(counts, tokenizer, text, scratch)
+                }
+                (CountKernel::Avx512Blocks, true, false) => {
+                    blocks::<true, false>(counts, tokenizer, text, scratch)
+                }
+                (CountKernel::Avx512Blocks, false, true) => {
+                    blocks::<false, true>(counts, tokenizer, text, scratch)
+                }
+                (CountKernel::Avx512Blocks, false, false) => {
+                    blocks::<false, false>(counts, tokenizer, text, scratch)
+                }
+                (_, true, true) => words::<true, true>(counts, tokenizer, text, scratch),
+                (_, true, false) => words::<true, false>(counts, tokenizer, text, scratch),
+                (_, false, true) => words::<false, true>(counts, tokenizer, text, scratch),
+                (_, false, false) => words::<false, false>(counts, tokenizer, text, scratch),
             };
         }
     }
@@ -527,6 +609,78 @@ mod tests {
             for kernel in CountKernel::available() {
                 proptest::prop_assert_eq!(&kernel_counts(kernel, &tokenizer, &text), &expected, "{:?}", kernel);
             }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        /// Texts of several segments (4 KiB each, cut after ASCII whitespace): words with
+        /// Unicode characters across 64-byte blocks, long words, runs without whitespace
+        /// longer than a segment, non-ASCII whitespace, NUL bytes.
+        #[test]
+        fn kernels_agree_with_the_tokenizer_on_long_texts(
+            pieces in proptest::collection::vec(
+                "([a-zA-Z'’—,.!\\-]{1,12}|[ \n]|ÆsΣ\\.|\u{a0}|\u{2009}|\u{0}|é[a-z]{60,70}|[a-z]{17,40})",
+                0..1500,
+            ),
+            long_run in proptest::option::of(5000usize..9000),
+            lowercase: bool,
+            drop_empty: bool,
+            strip_all: bool,
+        ) {
+            let mut text = pieces.concat();
+            if let Some(n) = long_run {
+                let at = (0..=text.len() / 2).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+                text.insert_str(at, &"Ab,c".repeat(n / 4));
+            }
+            let strip = if strip_all { StripPunctuation::All } else { StripPunctuation::None };
+            let tokenizer = tokenizer(lowercase, strip, drop_empty);
+            let expected = reference(&tokenizer, &text);
+            for kernel in CountKernel::available() {
+                proptest::prop_assert_eq!(&kernel_counts(kernel, &tokenizer, &text), &expected, "{:?}", kernel);
+            }
+        }
+    }
+
+    #[test]
+    fn results_of_several_tables_are_those_of_their_merge() {
+        let tokenizer = tokenizer(true, StripPunctuation::All, true);
+        let word_count = WordCount {
+            tokenizer: &tokenizer,
+            stopwords: None,
+            output: crate::data::word_counts(&[], &[]).schema(),
+            order_rows: true,
+        };
+        let hasher = WordHasher::default();
+        // Enough distinct words for several parts per table; some only in one table.
+        let texts: Vec<String> = (0..3)
+            .map(|t| {
+                (0..30_000)
+                    .map(|i| {
+                        format!(
+                            "w{} shared a-word-longer-than-sixteen-bytes{} ",
+                            i * (t + 1),
+                            i % 7
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let table = |text: &String| {
+            let mut counts = WordCounts::new(hasher.clone());
+            count_text(&mut counts, &tokenizer, text, &mut Vec::new());
+            counts
+        };
+        for tables in 1..=3 {
+            let result = word_count.result(texts[..tables].iter().map(table).collect());
+            let merged = texts[..tables]
+                .iter()
+                .map(table)
+                .reduce(WordCounts::merge)
+                .unwrap();
+            let expected = word_count.result(vec![merged]);
+            assert!(expected.num_rows() > 30_000);
+            assert_eq!(result, expected, "{tables} tables");
         }
     }
 

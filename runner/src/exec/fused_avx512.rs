@@ -1,5 +1,7 @@
-//! The fused word count's kernel for x86-64 CPUs with AVX-512 (BW, VL and VBMI2: Ice Lake and
-//! later, Zen 4 and later), chosen at run time; other CPUs run `fused::count_text`'s kernels.
+//! The fused word count's word-by-word kernel for x86-64 CPUs with AVX-512 (BW, VL and VBMI2:
+//! Ice Lake and later, Zen 4 and later). `fused_avx512_blocks`, which normalises whole blocks,
+//! runs first and hands it the segments it cannot take; other CPUs run `fused::count_text`'s
+//! kernels.
 //!
 //! Same semantics as the others (the property test and the fuzz target compare them), fewer
 //! instructions per word: a 64-byte block is one load and three compares into a whitespace bit
@@ -174,45 +176,48 @@ pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
     }
 }
 
-/// The bytes of `word` that are ASCII punctuation (Python's `string.punctuation`), from two
-/// 16-entry tables: one bit per high nibble (2 to 7), and for each low nibble the high
-/// nibbles whose row has punctuation there. Zero padding and non-ASCII bytes are not.
+/// Python's `string.punctuation` as two 16-entry tables: for each low nibble the rows (high
+/// nibbles) that have punctuation there, and one bit per row. Rows: 0x21-0x2F (bit 0),
+/// 0x3A-0x3F (bit 1), 0x40 (bit 2), 0x5B-0x5F (bit 3), 0x60 (bit 4), 0x7B-0x7E (bit 5).
+pub(super) const PUNCTUATION_NIBBLES: ([u8; 16], [u8; 16]) = {
+    let mut low = [0u8; 16];
+    let mut l = 0;
+    while l < 16 {
+        let mut bits = 0;
+        if l >= 1 {
+            bits |= 1;
+        }
+        if l >= 0xA {
+            bits |= 2;
+        }
+        if l == 0 {
+            bits |= 4 | 16;
+        }
+        if l >= 0xB {
+            bits |= 8;
+        }
+        if l >= 0xB && l <= 0xE {
+            bits |= 32;
+        }
+        low[l] = bits;
+        l += 1;
+    }
+    let high = [0, 0, 1, 2, 4, 8, 16, 32, 0, 0, 0, 0, 0, 0, 0, 0];
+    (low, high)
+};
+
+/// The bytes of `word` that are ASCII punctuation, from `PUNCTUATION_NIBBLES` (a byte is
+/// punctuation when its low nibble's entry has its row's bit). Zero padding and non-ASCII
+/// bytes are not.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,ssse3")]
 fn punctuation(word: __m128i) -> __mmask16 {
-    // Rows: 0x21-0x2F (bit 0), 0x3A-0x3F (bit 1), 0x40 (bit 2), 0x5B-0x5F (bit 3), 0x60
-    // (bit 4), 0x7B-0x7E (bit 5).
-    const HIGH: [u8; 16] = [0, 0, 1, 2, 4, 8, 16, 32, 0, 0, 0, 0, 0, 0, 0, 0];
-    const LOW: [u8; 16] = {
-        let mut low = [0u8; 16];
-        let mut l = 0;
-        while l < 16 {
-            let mut bits = 0;
-            if l >= 1 {
-                bits |= 1;
-            }
-            if l >= 0xA {
-                bits |= 2;
-            }
-            if l == 0 {
-                bits |= 4 | 16;
-            }
-            if l >= 0xB {
-                bits |= 8;
-            }
-            if l >= 0xB && l <= 0xE {
-                bits |= 32;
-            }
-            low[l] = bits;
-            l += 1;
-        }
-        low
-    };
+    let (low_table, high_table) = PUNCTUATION_NIBBLES;
     // SAFETY: the loads read 16 bytes of 16-byte arrays.
     let (low_table, high_table) = unsafe {
         (
-            _mm_loadu_si128(LOW.as_ptr().cast()),
-            _mm_loadu_si128(HIGH.as_ptr().cast()),
+            _mm_loadu_si128(low_table.as_ptr().cast()),
+            _mm_loadu_si128(high_table.as_ptr().cast()),
         )
     };
     let nibble = _mm_set1_epi8(0x0F);

@@ -7,6 +7,8 @@ pub mod counted;
 pub mod fused;
 #[cfg(target_arch = "x86_64")]
 pub mod fused_avx512;
+#[cfg(target_arch = "x86_64")]
+pub mod fused_avx512_blocks;
 pub mod stream;
 
 use arrow_schema::SchemaRef;

@@ -31,6 +31,10 @@ impl GlobalTransform for Limit {
     fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
         Ok(batch.slice(0, self.n.min(batch.num_rows())))
     }
+
+    fn first_rows(&self) -> Option<usize> {
+        Some(self.n)
+    }
 }
 
 #[cfg(test)]

@@ -83,6 +83,18 @@ pub trait AggregateState: Send {
 
 pub trait GlobalTransform: Send + Sync {
     fn apply(&self, batch: RecordBatch) -> Result<RecordBatch>;
+
+    /// `apply` where only the first `rows` rows of the output are used (a `limit` follows):
+    /// may return only those. A sort then selects them instead of ordering every row.
+    fn apply_first(&self, batch: RecordBatch, rows: usize) -> Result<RecordBatch> {
+        let _ = rows;
+        self.apply(batch)
+    }
+
+    /// `Some(n)` for a stage that keeps the first `n` rows and drops the rest (`limit`).
+    fn first_rows(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Keeps every other column of `batch`, repeated for each output row, and puts `new_column`

@@ -3,7 +3,9 @@
 
 use std::cmp::Ordering;
 
-use arrow_array::{RecordBatch, UInt32Array};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, RecordBatch, StringArray, UInt32Array};
 use arrow_schema::DataType;
 use serde::Deserialize;
 
@@ -108,14 +110,55 @@ fn compare(a: &Cell, b: &Cell) -> Ordering {
     }
 }
 
-impl GlobalTransform for Sort {
-    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
-        let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
-        order.sort_by(|&a, &b| {
-            for key in &self.keys {
-                let column = batch.column(key.column).as_ref();
-                let ordering = compare(&cell(column, a as usize), &cell(column, b as usize));
-                let ordering = if key.descending {
+/// A sort key's column, read without a type dispatch per comparison.
+enum KeyColumn<'a> {
+    Text(&'a StringArray),
+    Int(&'a [i64]),
+    Float(&'a [f64]),
+    Other(&'a dyn Array),
+}
+
+impl KeyColumn<'_> {
+    /// As `compare(cell(a), cell(b))`.
+    fn compare(&self, array: &dyn Array, a: usize, b: usize) -> Ordering {
+        match (array.is_null(a), array.is_null(b)) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Less,
+            (false, true) => return Ordering::Greater,
+            (false, false) => {}
+        }
+        match self {
+            KeyColumn::Text(strings) => strings.value(a).cmp(strings.value(b)),
+            KeyColumn::Int(values) => values[a].cmp(&values[b]),
+            KeyColumn::Float(values) => values[a].total_cmp(&values[b]),
+            KeyColumn::Other(array) => compare(&cell(*array, a), &cell(*array, b)),
+        }
+    }
+}
+
+impl Sort {
+    /// The batch in key order; with `first`, possibly only its first `first` rows.
+    fn sorted(&self, batch: RecordBatch, first: Option<usize>) -> RecordBatch {
+        let keys: Vec<(&dyn Array, KeyColumn, bool)> = self
+            .keys
+            .iter()
+            .map(|key| {
+                let array = batch.column(key.column).as_ref();
+                let column = match array.data_type() {
+                    DataType::Utf8 => KeyColumn::Text(array.as_string::<i32>()),
+                    DataType::Int64 => KeyColumn::Int(array.as_primitive::<Int64Type>().values()),
+                    DataType::Float64 => {
+                        KeyColumn::Float(array.as_primitive::<Float64Type>().values())
+                    }
+                    _ => KeyColumn::Other(array),
+                };
+                (array, column, key.descending)
+            })
+            .collect();
+        let compare = |&a: &u32, &b: &u32| {
+            for (array, column, descending) in &keys {
+                let ordering = column.compare(*array, a as usize, b as usize);
+                let ordering = if *descending {
                     ordering.reverse()
                 } else {
                     ordering
@@ -125,11 +168,29 @@ impl GlobalTransform for Sort {
                 }
             }
             Ordering::Equal
-        });
-        Ok(
-            arrow_select::take::take_record_batch(&batch, &UInt32Array::from(order))
-                .expect("indices are in bounds"),
-        )
+        };
+        let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+        if let Some(first) = first.filter(|&first| first < order.len()) {
+            // Only when every column is a key: rows that compare equal are then identical, so
+            // selecting (not stable) gives the rows a stable sort would.
+            if self.keys.len() == batch.num_columns() {
+                order.select_nth_unstable_by(first, compare);
+                order.truncate(first);
+            }
+        }
+        order.sort_by(compare);
+        arrow_select::take::take_record_batch(&batch, &UInt32Array::from(order))
+            .expect("indices are in bounds")
+    }
+}
+
+impl GlobalTransform for Sort {
+    fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        Ok(self.sorted(batch, None))
+    }
+
+    fn apply_first(&self, batch: RecordBatch, rows: usize) -> Result<RecordBatch> {
+        Ok(self.sorted(batch, Some(rows)))
     }
 }
 
@@ -151,6 +212,26 @@ mod tests {
             input: &counts().schema(),
             base_dir: std::path::Path::new("."),
         })
+    }
+
+    #[test]
+    fn the_first_rows_are_those_of_the_full_sort() {
+        // Many ties on count: selection must break them by word as the full sort does.
+        let words: Vec<String> = (0..500)
+            .map(|i| format!("w{:03}", (i * 7919) % 500))
+            .collect();
+        let counts: Vec<i64> = (0..500).map(|i| (i * 31) % 9).collect();
+        let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+        let batch = crate::data::word_counts(&refs, &counts);
+        let StageKind::Global(sort) = build("by: count desc").unwrap().kind else {
+            panic!("sort is a global stage")
+        };
+        let full = sort.apply(batch.clone()).unwrap();
+        for rows in [0, 1, 30, 499, 500, 600] {
+            let first = sort.apply_first(batch.clone(), rows).unwrap();
+            let first = first.slice(0, rows.min(first.num_rows()));
+            assert_eq!(first, full.slice(0, rows.min(500)), "first {rows}");
+        }
     }
 
     #[test]

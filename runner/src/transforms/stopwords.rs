@@ -2,6 +2,9 @@
 //! crate); `words:` and `file:` add to them or replace them.
 
 use std::collections::HashSet;
+
+/// The stop list: looked up once per row (or per distinct word), so with a fast hasher.
+type WordSet = HashSet<Box<str>, foldhash::fast::RandomState>;
 use std::path::PathBuf;
 
 use arrow_array::{BooleanArray, RecordBatch};
@@ -105,8 +108,8 @@ fn builtin(language: &str) -> Result<&'static [&'static str], String> {
 }
 
 impl StopwordsConfig {
-    fn word_set(&self, ctx: &BuildContext) -> Result<HashSet<Box<str>>, String> {
-        let mut set: HashSet<Box<str>> = HashSet::new();
+    fn word_set(&self, ctx: &BuildContext) -> Result<WordSet, String> {
+        let mut set = WordSet::default();
         if self.mode == StopwordsMode::Add {
             set.extend(builtin(&self.language)?.iter().map(|w| Box::from(*w)));
         } else if self.words.is_empty() && self.file.is_none() {
@@ -144,7 +147,7 @@ impl BuildTransform for StopwordsConfig {
 
 pub struct Stopwords {
     index: usize,
-    words: HashSet<Box<str>>,
+    words: WordSet,
 }
 
 impl Stopwords {
