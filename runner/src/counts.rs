@@ -34,6 +34,25 @@ const VACANT: Slot = Slot {
     tail: 0,
 };
 
+/// Short words hashed, their slots prefetched, waiting to be counted `PENDING_WORDS` at a time
+/// (`WordCounts::add_short_soon`): a large table does not fit in any cache, and lookups that
+/// start together overlap their misses instead of waiting for each in turn.
+pub struct PendingWords {
+    words: [([u64; 2], usize, u64); PENDING_WORDS],
+    len: usize,
+}
+
+const PENDING_WORDS: usize = 16;
+
+impl Default for PendingWords {
+    fn default() -> Self {
+        PendingWords {
+            words: [([0; 2], 0, 0); PENDING_WORDS],
+            len: 0,
+        }
+    }
+}
+
 /// A per-worker count table: words are looked up by bytes and copied only when first seen.
 pub struct WordCounts {
     slots: Vec<Slot>,
@@ -159,6 +178,30 @@ impl WordCounts {
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = hash;
+    }
+
+    /// Counts one of a word of up to `INLINE` bytes (head as for `add_short`) once the words
+    /// pending before it are counted: its slot is prefetched now. `count_pending` counts the
+    /// rest at the end.
+    #[inline(always)]
+    pub fn add_short_soon(&mut self, pending: &mut PendingWords, head: [u64; 2], len: usize) {
+        let hash = self.hash_short(head, len);
+        self.prefetch(hash);
+        // `% PENDING_WORDS` (always below it) lets the compiler drop the bounds check.
+        pending.words[pending.len % PENDING_WORDS] = (head, len, hash);
+        pending.len += 1;
+        if pending.len == PENDING_WORDS {
+            self.count_pending(pending);
+        }
+    }
+
+    /// Counts the words `add_short_soon` left pending.
+    #[inline(always)]
+    pub fn count_pending(&mut self, pending: &mut PendingWords) {
+        for &(head, len, hash) in &pending.words[..pending.len] {
+            self.add_short_hashed(hash, head, len, 1);
+        }
+        pending.len = 0;
     }
 
     /// `add_short` with the hash `hash_short` gave.

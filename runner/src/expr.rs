@@ -61,6 +61,18 @@ enum CmpOp {
 }
 
 impl CmpOp {
+    /// Whether `l op r` holds (false where `PartialOrd` cannot order them, as for NaN).
+    fn holds<T: PartialOrd + ?Sized>(self, l: &T, r: &T) -> bool {
+        match self {
+            CmpOp::Eq => l == r,
+            CmpOp::Ne => l != r,
+            CmpOp::Lt => l < r,
+            CmpOp::Le => l <= r,
+            CmpOp::Gt => l > r,
+            CmpOp::Ge => l >= r,
+        }
+    }
+
     /// The operator with its operands swapped: `a < b` is `b > a`.
     fn flipped(self) -> CmpOp {
         match self {
@@ -548,35 +560,25 @@ fn mask(node: &Node, columns: &[ArrayRef]) -> Option<BooleanBuffer> {
 }
 
 fn compare_column(array: &dyn Array, op: CmpOp, literal: &Literal) -> Option<BooleanBuffer> {
-    fn holds<T: PartialOrd + ?Sized>(op: CmpOp, l: &T, r: &T) -> bool {
-        match op {
-            CmpOp::Eq => l == r,
-            CmpOp::Ne => l != r,
-            CmpOp::Lt => l < r,
-            CmpOp::Le => l <= r,
-            CmpOp::Gt => l > r,
-            CmpOp::Ge => l >= r,
-        }
-    }
     let valid = |row: usize| array.is_valid(row);
     let rows = array.len();
     match (array.data_type(), literal) {
         (DataType::Int64, Literal::Number(n)) => {
             let values = array.as_primitive::<Int64Type>().values();
             Some(BooleanBuffer::collect_bool(rows, |row| {
-                holds(op, &(values[row] as f64), n) && valid(row)
+                op.holds(&(values[row] as f64), n) && valid(row)
             }))
         }
         (DataType::Float64, Literal::Number(n)) => {
             let values = array.as_primitive::<Float64Type>().values();
             Some(BooleanBuffer::collect_bool(rows, |row| {
-                holds(op, &values[row], n) && valid(row)
+                op.holds(&values[row], n) && valid(row)
             }))
         }
         (DataType::Utf8, Literal::Text(text)) => {
             let strings = array.as_string::<i32>();
             Some(BooleanBuffer::collect_bool(rows, |row| {
-                holds(op, strings.value(row), text.as_str()) && valid(row)
+                op.holds(strings.value(row), text.as_str()) && valid(row)
             }))
         }
         _ => None,
@@ -598,14 +600,7 @@ fn eval<'a>(node: &'a Node, columns: &'a [ArrayRef], row: usize) -> Value<'a> {
             if l == Value::Null || r == Value::Null {
                 return Value::Bool(false);
             }
-            Value::Bool(match op {
-                CmpOp::Eq => l == r,
-                CmpOp::Ne => l != r,
-                CmpOp::Lt => l < r,
-                CmpOp::Le => l <= r,
-                CmpOp::Gt => l > r,
-                CmpOp::Ge => l >= r,
-            })
+            Value::Bool(op.holds(&l, &r))
         }
         Node::In(value, items, negated) => {
             let v = eval(value, columns, row);

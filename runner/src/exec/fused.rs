@@ -2,8 +2,8 @@
 //! loop from input bytes into a per-worker hash table, with no batch, string or row in between.
 //! Each token of up to 16 bytes is normalised in two registers (lowercase by arithmetic,
 //! punctuation removed with `pext` where the CPU has BMI2), hashed, and its table slot
-//! prefetched; lookups run in groups of `PENDING` so their cache misses overlap. Longer tokens
-//! and tokens with case-changing non-ASCII take the tokenizer's own path. The stop-word filter
+//! prefetched; lookups run in groups (`counts::PendingWords`) so their cache misses overlap.
+//! Longer tokens and tokens with case-changing non-ASCII take the tokenizer's own path. The stop-word filter
 //! runs once per distinct word after counting (a membership filter gives the same result either
 //! way, and the table is far smaller than the input). Everything else uses the generic path;
 //! `runner run --no-fusion` forces the generic path, and the tests compare the two.
@@ -17,7 +17,7 @@ use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::SchemaRef;
 
 use super::BuiltStage;
-use crate::counts::{head_of, INLINE};
+use crate::counts::{head_of, PendingWords, INLINE};
 pub use crate::counts::{WordCounts, WordHasher};
 use crate::transforms::group_count::GroupCount;
 use crate::transforms::stopwords::Stopwords;
@@ -325,22 +325,10 @@ fn count_text_with<const PEXT: bool>(
         lowercase: tokenizer.lowercase(),
         strip: tokenizer.strip() == StripPunctuation::All,
         drop_empty: tokenizer.drop_empty(),
-        pending: [Pending::default(); PENDING],
-        pending_len: 0,
+        pending: PendingWords::default(),
     };
     split_tokens(text, &mut kernel);
-    kernel.flush();
-}
-
-/// Words normalised and hashed but not yet counted: their slots are being prefetched, so that
-/// the lookups overlap their cache misses instead of waiting for each in turn.
-const PENDING: usize = 16;
-
-#[derive(Clone, Copy, Default)]
-struct Pending {
-    hash: u64,
-    head: [u64; 2],
-    len: usize,
+    kernel.counts.count_pending(&mut kernel.pending);
 }
 
 /// Normalises each token of up to 16 bytes in two registers (lowercase by arithmetic,
@@ -355,8 +343,7 @@ struct Kernel<'a, const PEXT: bool> {
     lowercase: bool,
     strip: bool,
     drop_empty: bool,
-    pending: [Pending; PENDING],
-    pending_len: usize,
+    pending: PendingWords,
 }
 
 impl<const PEXT: bool> TokenSink for Kernel<'_, PEXT> {
@@ -380,14 +367,7 @@ impl<const PEXT: bool> TokenSink for Kernel<'_, PEXT> {
             {
                 let (head, len) = self.normalise(head, len);
                 if len > 0 || !self.drop_empty {
-                    let hash = self.counts.hash_short(head, len);
-                    self.counts.prefetch(hash);
-                    // `% PENDING` (always below it) lets the compiler drop the bounds check.
-                    self.pending[self.pending_len % PENDING] = Pending { hash, head, len };
-                    self.pending_len += 1;
-                    if self.pending_len == PENDING {
-                        self.flush();
-                    }
+                    self.counts.add_short_soon(&mut self.pending, head, len);
                 }
                 return;
             }
@@ -405,15 +385,6 @@ impl<const PEXT: bool> TokenSink for Kernel<'_, PEXT> {
 }
 
 impl<const PEXT: bool> Kernel<'_, PEXT> {
-    #[inline(always)]
-    fn flush(&mut self) {
-        for word in &self.pending[..self.pending_len] {
-            self.counts
-                .add_short_hashed(word.hash, word.head, word.len, 1);
-        }
-        self.pending_len = 0;
-    }
-
     /// The word as the tokenizer would make it, for a token without case-changing non-ASCII.
     /// Both steps run on every word: they cost less than a mispredicted branch would.
     #[inline(always)]

@@ -13,7 +13,7 @@
 use std::arch::x86_64::*;
 
 use super::fused::only_general_punctuation;
-use crate::counts::{WordCounts, INLINE};
+use crate::counts::{PendingWords, WordCounts, INLINE};
 use crate::transforms::tokenize::{flags_of, non_ascii_space, Tokenizer};
 
 /// Whether this CPU runs the kernel (checked once; the answer cannot change).
@@ -31,9 +31,6 @@ pub fn available() -> bool {
     })
 }
 
-/// Words hashed and waiting for their table slot to arrive in cache.
-const PENDING: usize = 16;
-
 /// Counts every word of `text` as `tokenizer` makes them (which must lowercase or not, strip
 /// all punctuation or none, and must not be the `Edges` variant: the caller checks).
 ///
@@ -49,10 +46,7 @@ pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
     let bytes = text.as_bytes();
     let n = bytes.len();
     let drop_empty = tokenizer.drop_empty();
-    let mut words = [_mm_setzero_si128(); PENDING];
-    let mut hashes = [0u64; PENDING];
-    let mut lens = [0u32; PENDING];
-    let mut pending = 0usize;
+    let mut pending = PendingWords::default();
 
     let mut token = |start: usize, end: usize| {
         let len = end - start;
@@ -84,23 +78,7 @@ pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
                     _mm_cvtsi128_si64(word) as u64,
                     _mm_extract_epi64::<1>(word) as u64,
                 ];
-                let hash = counts.hash_short(head, word_len as usize);
-                counts.prefetch(hash);
-                let at = pending % PENDING;
-                words[at] = word;
-                hashes[at] = hash;
-                lens[at] = word_len;
-                pending += 1;
-                if pending == PENDING {
-                    for at in 0..PENDING {
-                        let head = [
-                            _mm_cvtsi128_si64(words[at]) as u64,
-                            _mm_extract_epi64::<1>(words[at]) as u64,
-                        ];
-                        counts.add_short_hashed(hashes[at], head, lens[at] as usize, 1);
-                    }
-                    pending = 0;
-                }
+                counts.add_short_soon(&mut pending, head, word_len as usize);
                 return;
             }
         }
@@ -125,18 +103,8 @@ pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
         };
         // SAFETY: the mask covers only bytes of `text`.
         let block = unsafe { _mm512_maskz_loadu_epi8(valid, bytes.as_ptr().add(base).cast()) };
-        // Python's ASCII whitespace: space, \t \n \v \f \r, and \x1c..\x1f. Past the end counts
-        // as whitespace, so the last token ends there.
-        let mut space = _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8(b' ' as i8))
-            | _mm512_cmple_epu8_mask(
-                _mm512_sub_epi8(block, _mm512_set1_epi8(0x09)),
-                _mm512_set1_epi8(4),
-            )
-            | _mm512_cmple_epu8_mask(
-                _mm512_sub_epi8(block, _mm512_set1_epi8(0x1c)),
-                _mm512_set1_epi8(3),
-            )
-            | !valid;
+        // Past the end counts as whitespace, so the last token ends there.
+        let mut space = ascii_space(block) | !valid;
         space |= non_ascii_space(text, base, _mm512_movepi8_mask(block), &mut space_until);
         let word = !space;
         let after_word = (word << 1) | open as u64;
@@ -167,13 +135,23 @@ pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
     if let Some(start) = carried {
         token(start, n);
     }
-    for at in 0..pending {
-        let head = [
-            _mm_cvtsi128_si64(words[at]) as u64,
-            _mm_extract_epi64::<1>(words[at]) as u64,
-        ];
-        counts.add_short_hashed(hashes[at], head, lens[at] as usize, 1);
-    }
+    counts.count_pending(&mut pending);
+}
+
+/// The bytes of `block` that are Python's ASCII whitespace: space, \t \n \v \f \r, and
+/// \x1c..\x1f.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(super) fn ascii_space(block: __m512i) -> __mmask64 {
+    _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8(b' ' as i8))
+        | _mm512_cmple_epu8_mask(
+            _mm512_sub_epi8(block, _mm512_set1_epi8(0x09)),
+            _mm512_set1_epi8(4),
+        )
+        | _mm512_cmple_epu8_mask(
+            _mm512_sub_epi8(block, _mm512_set1_epi8(0x1c)),
+            _mm512_set1_epi8(3),
+        )
 }
 
 /// Python's `string.punctuation` as two 16-entry tables: for each low nibble the rows (high

@@ -17,7 +17,7 @@ use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
 use super::fused_avx512;
-use crate::counts::{WordCounts, INLINE};
+use crate::counts::{PendingWords, WordCounts, INLINE};
 use crate::transforms::tokenize::{flags_of, is_python_whitespace, Tokenizer};
 
 /// Bytes per segment: its buffers stay in L1 between the two passes.
@@ -29,9 +29,6 @@ const SEGMENT_MAX: usize = 8192;
 
 /// Words with Unicode characters one segment may set aside; more go word by word.
 const ODD_WORDS: usize = 64;
-
-/// Hashed words waiting for their prefetched slot (large tables only).
-const PENDING: usize = 16;
 
 /// Python's ASCII whitespace: space, \t \n \v \f \r and \x1c..\x1f.
 #[inline(always)]
@@ -130,15 +127,7 @@ unsafe fn count_segment<const LOWER: bool, const STRIP: bool>(
         };
         // SAFETY: the mask covers only bytes of `text`; masked-off bytes are not read.
         let block = _mm512_maskz_loadu_epi8(valid, bytes.as_ptr().add(base).cast());
-        let mut space = _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8(b' ' as i8))
-            | _mm512_cmple_epu8_mask(
-                _mm512_sub_epi8(block, _mm512_set1_epi8(0x09)),
-                _mm512_set1_epi8(4),
-            )
-            | _mm512_cmple_epu8_mask(
-                _mm512_sub_epi8(block, _mm512_set1_epi8(0x1c)),
-                _mm512_set1_epi8(3),
-            );
+        let mut space = fused_avx512::ascii_space(block);
         let lowered = if LOWER {
             let upper = _mm512_cmple_epu8_mask(
                 _mm512_sub_epi8(block, _mm512_set1_epi8(b'A' as i8)),
@@ -240,49 +229,16 @@ unsafe fn count_segment<const LOWER: bool, const STRIP: bool>(
         n_ends += 1;
     }
 
+    let words = (
+        kept.cast_const(),
+        starts.cast_const(),
+        ends.cast_const(),
+        n_ends,
+    );
     if counts.is_large() {
-        // Slots are far away in memory: prefetch a group's, then look them up.
-        let mut heads = [[0u64; 2]; PENDING];
-        let mut hashes = [0u64; PENDING];
-        let mut lens = [0usize; PENDING];
-        let mut pending = 0;
-        for i in 0..n_ends {
-            let (start, end) = (*starts.add(i) as usize, *ends.add(i) as usize);
-            let len = end - start;
-            if len > INLINE {
-                counts.add(std::slice::from_raw_parts(kept.add(start), len), 1);
-                continue;
-            }
-            let head = head_at(kept.add(start), len);
-            let hash = counts.hash_short(head, len);
-            counts.prefetch(hash);
-            let at = pending % PENDING;
-            heads[at] = head;
-            hashes[at] = hash;
-            lens[at] = len;
-            pending += 1;
-            if pending == PENDING {
-                for at in 0..PENDING {
-                    counts.add_short_hashed(hashes[at], heads[at], lens[at], 1);
-                }
-                pending = 0;
-            }
-        }
-        for at in 0..pending {
-            counts.add_short_hashed(hashes[at], heads[at], lens[at], 1);
-        }
+        count_words::<true>(counts, words);
     } else {
-        // The table is in cache: out-of-order execution overlaps the lookups by itself.
-        for i in 0..n_ends {
-            let (start, end) = (*starts.add(i) as usize, *ends.add(i) as usize);
-            let len = end - start;
-            if len > INLINE {
-                counts.add(std::slice::from_raw_parts(kept.add(start), len), 1);
-                continue;
-            }
-            let head = head_at(kept.add(start), len);
-            counts.add_short(head, len, 1);
-        }
+        count_words::<false>(counts, words);
     }
     for &(from, to) in &odd[..n_odd] {
         let word = &text[from..to];
@@ -291,6 +247,32 @@ unsafe fn count_segment<const LOWER: bool, const STRIP: bool>(
         });
     }
     true
+}
+
+/// Counts the `n` words at `kept[starts[i]..ends[i]]`. With `PREFETCH` (the table is larger
+/// than the caches) slots are prefetched and looked up several at a time so that misses
+/// overlap; without, out-of-order execution overlaps the (cached) lookups by itself.
+///
+/// # Safety
+/// Positions must be in order within `kept`, with 16 initialised bytes after each start.
+#[inline(always)]
+unsafe fn count_words<const PREFETCH: bool>(
+    counts: &mut WordCounts,
+    (kept, starts, ends, n): (*const u8, *const u16, *const u16, usize),
+) {
+    let mut pending = PendingWords::default();
+    for i in 0..n {
+        let (start, end) = (*starts.add(i) as usize, *ends.add(i) as usize);
+        let len = end - start;
+        if len > INLINE {
+            counts.add(std::slice::from_raw_parts(kept.add(start), len), 1);
+        } else if PREFETCH {
+            counts.add_short_soon(&mut pending, head_at(kept.add(start), len), len);
+        } else {
+            counts.add_short(head_at(kept.add(start), len), len, 1);
+        }
+    }
+    counts.count_pending(&mut pending);
 }
 
 /// 0, 1, ..., 63: the byte indices `store_positions` compresses.
