@@ -614,6 +614,46 @@ mod tests {
     }
 
     #[test]
+    fn kernels_agree_on_block_and_segment_edges() {
+        let pad = |n: usize| "a".repeat(n);
+        let texts = [
+            // A word with a Unicode letter whose first kept bytes are in the block before.
+            format!("{} bcdÆf x y", pad(60)),
+            format!("{} Bc,dÆ x", pad(58)),
+            // ... whose bytes before the block edge are all punctuation.
+            format!("{} ,,,Æf x", pad(60)),
+            // Two such words in one block, and one running into the next block.
+            format!("Æa bÆ {} cdÆ{} e", pad(50), pad(70)),
+            // Non-ASCII whitespace inside a word with a Unicode letter, and at block edges.
+            format!("Æ\u{a0}b {}\u{2028}c{}\u{2009}d", pad(61), pad(62)),
+            format!("{}\u{85}x", pad(63)),
+            // Words of 15 to 17 bytes, NUL bytes, a word ending the text.
+            format!("{} {} {} a\0b \0 {}", pad(15), pad(16), pad(17), pad(16)),
+            // A run without whitespace longer than a segment, then more words.
+            format!("x {} y z", "Ab,c".repeat(2500)),
+            // Segments cut exactly after whitespace at the segment size.
+            format!("{} {}", pad(4095), pad(4096)),
+        ];
+        for text in &texts {
+            for (lowercase, strip, drop_empty) in [
+                (true, StripPunctuation::All, true),
+                (false, StripPunctuation::None, true),
+                (true, StripPunctuation::All, false),
+            ] {
+                let tokenizer = tokenizer(lowercase, strip, drop_empty);
+                let expected = reference(&tokenizer, text);
+                for kernel in CountKernel::available() {
+                    assert_eq!(
+                        kernel_counts(kernel, &tokenizer, text),
+                        expected,
+                        "{kernel:?} on {text:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn results_of_several_tables_are_those_of_their_merge() {
         let tokenizer = tokenizer(true, StripPunctuation::All, true);
         let word_count = WordCount {
