@@ -109,3 +109,19 @@ fn fused_path_reports_encoding_failures_like_the_reference() {
         );
     }
 }
+
+#[test]
+fn an_empty_file_counts_no_words_on_either_path() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), b"").unwrap();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource:\n  type: file\n  path: in.txt\ntransforms:\n  - {type: tokenize}\n  - {type: stopwords}\n  - {type: group_count, by: word}\n  - {type: sort, by: count desc}\n  - {type: limit, n: 5}\nsinks:\n  - {type: stdout, format: tsv}\n",
+    );
+    for extra in [&[][..], &["--no-fusion"], &["--cores", "3"]] {
+        let (code, stdout, stderr) = run(&p, extra);
+        assert_eq!(code, 0, "{extra:?}: {stderr}");
+        assert_eq!(stdout.trim(), "word\tcount", "{extra:?}");
+    }
+}

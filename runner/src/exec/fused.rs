@@ -108,6 +108,10 @@ impl<'a> WordCount<'a> {
     /// merged (each word is emitted from the first table that has it, with both counts).
     pub fn result(&self, mut tables: Vec<WordCounts>) -> RecordBatch {
         use rayon::prelude::*;
+        if tables.is_empty() {
+            // No input at all (an empty file): one empty table gives the empty result.
+            tables.push(WordCounts::new(WordHasher::default()));
+        }
         while tables.len() > 2 {
             // Pairwise, in parallel.
             let mut pairs = Vec::new();
