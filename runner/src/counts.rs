@@ -38,7 +38,7 @@ const VACANT: Slot = Slot {
 /// (`WordCounts::add_short_soon`): a large table does not fit in any cache, and lookups that
 /// start together overlap their misses instead of waiting for each in turn.
 pub struct PendingWords {
-    words: [([u64; 2], usize, u64); PENDING_WORDS],
+    words: [([u64; 2], usize, u64, u64); PENDING_WORDS],
     len: usize,
 }
 
@@ -47,7 +47,7 @@ const PENDING_WORDS: usize = 16;
 impl Default for PendingWords {
     fn default() -> Self {
         PendingWords {
-            words: [([0; 2], 0, 0); PENDING_WORDS],
+            words: [([0; 2], 0, 0, 0); PENDING_WORDS],
             len: 0,
         }
     }
@@ -180,15 +180,20 @@ impl WordCounts {
         let _ = hash;
     }
 
-    /// Counts one of a word of up to `INLINE` bytes (head as for `add_short`) once the words
-    /// pending before it are counted: its slot is prefetched now. `count_pending` counts the
-    /// rest at the end.
+    /// `add_short`, done once the words pending before it are counted: its slot is prefetched
+    /// now. `count_pending` counts the rest at the end.
     #[inline(always)]
-    pub fn add_short_soon(&mut self, pending: &mut PendingWords, head: [u64; 2], len: usize) {
+    pub fn add_short_soon(
+        &mut self,
+        pending: &mut PendingWords,
+        head: [u64; 2],
+        len: usize,
+        count: u64,
+    ) {
         let hash = self.hash_short(head, len);
         self.prefetch(hash);
         // `% PENDING_WORDS` (always below it) lets the compiler drop the bounds check.
-        pending.words[pending.len % PENDING_WORDS] = (head, len, hash);
+        pending.words[pending.len % PENDING_WORDS] = (head, len, hash, count);
         pending.len += 1;
         if pending.len == PENDING_WORDS {
             self.count_pending(pending);
@@ -198,8 +203,8 @@ impl WordCounts {
     /// Counts the words `add_short_soon` left pending.
     #[inline(always)]
     pub fn count_pending(&mut self, pending: &mut PendingWords) {
-        for &(head, len, hash) in &pending.words[..pending.len] {
-            self.add_short_hashed(hash, head, len, 1);
+        for &(head, len, hash, count) in &pending.words[..pending.len] {
+            self.add_short_hashed(hash, head, len, count);
         }
         pending.len = 0;
     }
@@ -468,36 +473,22 @@ impl WordCounts {
         }
     }
 
-    /// Folds `other` into `self` (the larger table absorbs the smaller one). Lookups go in
-    /// groups whose slots are prefetched together: both tables can be far larger than the
-    /// caches, and overlapped misses cost a fraction of one-by-one ones.
+    /// Folds `other` into `self` (the larger table absorbs the smaller one), with prefetched
+    /// lookups: both tables can be far larger than the caches.
     pub fn merge(mut self, mut other: WordCounts) -> WordCounts {
         if other.used > self.used {
             std::mem::swap(&mut self, &mut other);
         }
-        const GROUP: usize = 16;
-        let mut group = [(0u64, [0u64; 2], 0usize, 0u64); GROUP];
-        let mut pending = 0;
+        let mut pending = PendingWords::default();
         for slot in other.slots.iter().filter(|s| s.len != EMPTY) {
-            if slot.len as usize > INLINE {
+            if slot.len as usize <= INLINE {
+                self.add_short_soon(&mut pending, slot.head, slot.len as usize, slot.count);
+            } else {
                 let word = Self::word_of(slot, &other.long_tails);
                 self.add_long(slot.head, &word, slot.count);
-                continue;
-            }
-            let hash = self.hash_short(slot.head, slot.len as usize);
-            self.prefetch(hash);
-            group[pending] = (hash, slot.head, slot.len as usize, slot.count);
-            pending += 1;
-            if pending == GROUP {
-                for &(hash, head, len, count) in &group {
-                    self.add_short_hashed(hash, head, len, count);
-                }
-                pending = 0;
             }
         }
-        for &(hash, head, len, count) in &group[..pending] {
-            self.add_short_hashed(hash, head, len, count);
-        }
+        self.count_pending(&mut pending);
         self
     }
 }

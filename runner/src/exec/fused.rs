@@ -3,9 +3,10 @@
 //! Each token of up to 16 bytes is normalised in two registers (lowercase by arithmetic,
 //! punctuation removed with `pext` where the CPU has BMI2), hashed, and its table slot
 //! prefetched; lookups run in groups (`counts::PendingWords`) so their cache misses overlap.
-//! Longer tokens and tokens with case-changing non-ASCII take the tokenizer's own path. The stop-word filter
-//! runs once per distinct word after counting (a membership filter gives the same result either
-//! way, and the table is far smaller than the input). Everything else uses the generic path;
+//! Longer tokens and tokens with case-changing non-ASCII take the tokenizer's own path. On
+//! AVX-512 CPUs `fused_avx512_blocks` normalises whole blocks instead. The stop-word filter runs
+//! once per distinct word after counting (a membership filter gives the same result either way,
+//! and the table is far smaller than the input). Everything else uses the generic path;
 //! `runner run --no-fusion` forces the generic path, and the tests compare the two.
 
 use std::sync::Arc;
@@ -140,8 +141,11 @@ impl<'a> WordCount<'a> {
             .map(|(table, part)| {
                 let mut words = StringBuilder::new();
                 let mut values = Vec::new();
-                let (own, other) = (&tables[table], tables.get(1 - table.min(1)));
-                let other = other.filter(|_| tables.len() == 2);
+                let own = &tables[table];
+                let other = match tables.len() {
+                    2 => Some(&tables[1 - table]),
+                    _ => None,
+                };
                 own.for_each_in_part(part, parts, other, |word, count, elsewhere| {
                     if table == 1 && elsewhere > 0 {
                         return; // emitted with table 0's
@@ -371,7 +375,7 @@ impl<const PEXT: bool> TokenSink for Kernel<'_, PEXT> {
             {
                 let (head, len) = self.normalise(head, len);
                 if len > 0 || !self.drop_empty {
-                    self.counts.add_short_soon(&mut self.pending, head, len);
+                    self.counts.add_short_soon(&mut self.pending, head, len, 1);
                 }
                 return;
             }

@@ -78,7 +78,7 @@ pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
                     _mm_cvtsi128_si64(word) as u64,
                     _mm_extract_epi64::<1>(word) as u64,
                 ];
-                counts.add_short_soon(&mut pending, head, word_len as usize);
+                counts.add_short_soon(&mut pending, head, word_len as usize, 1);
                 return;
             }
         }

@@ -30,10 +30,10 @@ const SEGMENT_MAX: usize = 8192;
 /// Words with Unicode characters one segment may set aside; more go word by word.
 const ODD_WORDS: usize = 64;
 
-/// Python's ASCII whitespace: space, \t \n \v \f \r and \x1c..\x1f.
+/// An ASCII byte that Python splits on (the tokenizer's own definition).
 #[inline(always)]
 fn is_ascii_space(byte: u8) -> bool {
-    byte == b' ' || (0x09..=0x0d).contains(&byte) || (0x1c..=0x1f).contains(&byte)
+    byte < 0x80 && is_python_whitespace(byte as char)
 }
 
 /// Counts every word of `text` as `tokenizer` makes them (which must lowercase or not, strip
@@ -267,7 +267,7 @@ unsafe fn count_words<const PREFETCH: bool>(
         if len > INLINE {
             counts.add(std::slice::from_raw_parts(kept.add(start), len), 1);
         } else if PREFETCH {
-            counts.add_short_soon(&mut pending, head_at(kept.add(start), len), len);
+            counts.add_short_soon(&mut pending, head_at(kept.add(start), len), len, 1);
         } else {
             counts.add_short(head_at(kept.add(start), len), len, 1);
         }
