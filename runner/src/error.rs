@@ -11,6 +11,28 @@ pub const EXIT_LOCKED: i32 = 3;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// `text` with control characters (C0 but newline and tab, DEL, C1) written as `\u{..}`
+/// escapes, so text from data, servers or plugins never reaches a terminal as a control
+/// sequence.
+pub fn escape_controls(text: &str) -> String {
+    if !text.chars().any(is_escaped) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_escaped(c) {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn is_escaped(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The pipeline file is not valid: YAML syntax, unknown keys, wrong types, bad expressions.

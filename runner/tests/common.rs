@@ -35,14 +35,27 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Romeo and Juliet from `data/` or `../shared/data/`, or `None` (the caller says it skipped).
+/// Under `CI=true` a missing play fails the test instead: CI must never pass by skipping.
 pub fn romeo_text() -> Option<PathBuf> {
     let root = repo_root();
-    [
+    let found = [
         root.join("data/RomeoAndJuliet.txt"),
         root.join("../shared/data/RomeoAndJuliet.txt"),
     ]
     .into_iter()
-    .find(|p| p.is_file())
+    .find(|p| p.is_file());
+    if found.is_none() {
+        missing_input("RomeoAndJuliet.txt is not in data/ or ../shared/data/");
+    }
+    found
+}
+
+/// Says a test's input is missing: a failure under `CI=true`, else a note (the caller returns).
+pub fn missing_input(what: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what} (under CI=true a missing input fails the test instead of skipping it)");
+    }
+    eprintln!("SKIPPED: {what}");
 }
 
 /// Writes `text` as `name` in `dir` and returns its path.

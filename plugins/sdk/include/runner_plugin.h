@@ -7,7 +7,14 @@
  * Batches cross as Arrow C Data Interface struct arrays whose children are the columns.
  * transform: the input array moves to the plugin (take it and set in->release = NULL, or
  * release it when done); the output array and schema move to the host.
- * Status codes: 0 ok, 1 error (message in *err), 2 panic/abort caught (instance poisoned). */
+ * Status codes: 0 ok, 1 error (message in *err), 2 panic/abort caught (instance poisoned: the
+ * host never calls that instance again, not even destroy, and the run fails).
+ * Threads: transform may be called from several threads at once on the same state; create,
+ * finish and destroy are never called concurrently with any other call on that state.
+ * The host checks what it gets back (NULL table entries, counts, buffer lengths, unmapped
+ * pointers; error messages are read up to 16 KiB) and fails the run with "plugin NAME returned
+ * an invalid batch: ..." rather than crash; it cannot detect a pointer into memory that is
+ * mapped but not the plugin's own, so such a plugin reads garbage rather than fails. */
 #ifndef RUNNER_PLUGIN_H
 #define RUNNER_PLUGIN_H
 

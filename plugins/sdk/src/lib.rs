@@ -57,9 +57,14 @@ impl RunnerError {
     }
 
     /// Releases the message through the plugin's callback (once).
-    pub fn release(&mut self) {
+    ///
+    /// # Safety
+    /// `release`, if set, must be the callback of the side that filled this error, for this
+    /// struct (as [`set_error`] and the C header's contract make it): the fields are public for
+    /// the C layout, so nothing else guarantees it.
+    pub unsafe fn release(&mut self) {
         if let Some(release) = self.release.take() {
-            // SAFETY: the callback was set by the side that owns the message, for this struct.
+            // SAFETY: the caller's promise.
             unsafe { release(self) };
         }
     }
@@ -145,7 +150,8 @@ pub struct RunnerPluginV1 {
 // SAFETY: the table is immutable static data (function pointers and static strings).
 unsafe impl Sync for RunnerPluginV1 {}
 
-/// What a plugin implements. `transform` may be called from several threads at once.
+/// What a plugin implements. `transform` may be called from several threads at once (hence
+/// `Sync`). After a call panics, the host never calls that instance again, not even `destroy`.
 pub trait Transform: Send + Sync + Sized + 'static {
     /// Builds the transform from the pipeline's `config:` map (as JSON); an `Err` is reported
     /// when the pipeline is validated, before any data is read.

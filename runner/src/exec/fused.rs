@@ -220,7 +220,7 @@ impl CountKernel {
                 kernels.push(CountKernel::Avx512Blocks);
                 kernels.push(CountKernel::Avx512Words);
             }
-            if std::arch::is_x86_feature_detected!("bmi2") {
+            if bmi2_available() {
                 kernels.push(CountKernel::Bmi2);
             }
         }
@@ -236,7 +236,7 @@ impl CountKernel {
             if super::fused_avx512::available() {
                 return CountKernel::Avx512Blocks;
             }
-            if std::arch::is_x86_feature_detected!("bmi2") {
+            if bmi2_available() {
                 return CountKernel::Bmi2;
             }
         }
@@ -298,15 +298,25 @@ pub fn count_text_using(
         }
     }
     #[cfg(target_arch = "x86_64")]
-    if kernel != CountKernel::Portable && std::arch::is_x86_feature_detected!("bmi2") {
-        // SAFETY: the CPU has BMI2, checked just above.
+    if kernel != CountKernel::Portable && bmi2_available() {
+        // SAFETY: the CPU has every feature the kernel enables, checked just above.
         return unsafe { count_text_bmi2(counts, tokenizer, text, scratch) };
     }
-    count_text_with::<false>(counts, tokenizer, text, scratch)
+    // SAFETY: without PEXT the kernel needs no CPU feature.
+    unsafe { count_text_with::<false>(counts, tokenizer, text, scratch) }
+}
+
+/// Whether this CPU has every feature `count_text_bmi2` enables.
+#[cfg(target_arch = "x86_64")]
+fn bmi2_available() -> bool {
+    std::arch::is_x86_feature_detected!("bmi2") && std::arch::is_x86_feature_detected!("popcnt")
 }
 
 /// The kernel compiled with BMI2, whose `pext` removes punctuation bytes from a word held in
 /// two registers in a few cycles.
+///
+/// # Safety
+/// The CPU must have BMI2 and POPCNT (`bmi2_available`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "bmi2,popcnt")]
 unsafe fn count_text_bmi2(
@@ -315,11 +325,14 @@ unsafe fn count_text_bmi2(
     text: &str,
     scratch: &mut Vec<u8>,
 ) {
-    count_text_with::<true>(counts, tokenizer, text, scratch)
+    // SAFETY: the caller guarantees BMI2.
+    unsafe { count_text_with::<true>(counts, tokenizer, text, scratch) }
 }
 
+/// # Safety
+/// With `PEXT`, the CPU must have BMI2 (the kernel it builds calls `pext`).
 #[inline(always)]
-fn count_text_with<const PEXT: bool>(
+unsafe fn count_text_with<const PEXT: bool>(
     counts: &mut WordCounts,
     tokenizer: &Tokenizer,
     text: &str,
@@ -409,10 +422,14 @@ impl<const PEXT: bool> Kernel<'_, PEXT> {
             // 0xFF for every byte to keep (the zero padding included: it stays zero).
             let keep = [!punct[0], !punct[1]];
             let (low, high) = if PEXT {
-                (
-                    compact_pext(head[0], keep[0]),
-                    compact_pext(head[1], keep[1]),
-                )
+                // SAFETY: a `Kernel::<true>` is only made by `count_text_with::<true>`, whose
+                // caller guarantees BMI2.
+                unsafe {
+                    (
+                        compact_pext(head[0], keep[0]),
+                        compact_pext(head[1], keep[1]),
+                    )
+                }
             } else {
                 (
                     compact_scalar(head[0], keep[0]),
@@ -486,17 +503,24 @@ mod swar {
 }
 
 /// The bytes of `word` where `keep` is 0xFF, moved down to the low end, zeros above.
+///
+/// # Safety
+/// The CPU must have BMI2.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "bmi2")]
+unsafe fn compact_pext(word: u64, keep: u64) -> u64 {
+    std::arch::x86_64::_pext_u64(word, keep)
+}
+
+/// Without `pext` (other architectures) the scalar compaction does the same.
+///
+/// # Safety
+/// None: `unsafe` only to match the x86-64 signature.
+#[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-fn compact_pext(word: u64, keep: u64) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: only reached through `count_text_bmi2`, which runs after BMI2 was detected.
-        unsafe { std::arch::x86_64::_pext_u64(word, keep) }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        compact_scalar(word, keep)
-    }
+unsafe fn compact_pext(word: u64, keep: u64) -> u64 {
+    compact_scalar(word, keep)
 }
 
 #[inline(always)]
@@ -623,6 +647,8 @@ mod tests {
 
     #[test]
     fn kernels_agree_on_block_and_segment_edges() {
+        #[cfg(target_arch = "x86_64")]
+        let _ = super::super::fused_avx512::tests::cpu_has_the_kernel_or_skip();
         let pad = |n: usize| "a".repeat(n);
         let texts = [
             // A word with a Unicode letter whose first kept bytes are in the block before.
@@ -641,6 +667,11 @@ mod tests {
             format!("x {} y z", "Ab,c".repeat(2500)),
             // Segments cut exactly after whitespace at the segment size.
             format!("{} {}", pad(4095), pad(4096)),
+            // Short words in the last 15 kept bytes of a segment's final block: their 16-byte
+            // loads reach past the block's store (the kernel's debug assertion checks it).
+            format!("{} hello", "x".repeat(55)),
+            format!("{} hi", pad(60)),
+            format!("{} abcdefghijklmno", pad(110)),
         ];
         for text in &texts {
             for (lowercase, strip, drop_empty) in [
@@ -729,8 +760,12 @@ mod tests {
             u64::from_le_bytes(*b"abcde\0\0\0")
         );
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("bmi2") {
-            assert_eq!(compact_pext(word, keep), compact_scalar(word, keep));
+        if bmi2_available() {
+            // SAFETY: the CPU has BMI2, checked just above.
+            assert_eq!(
+                unsafe { compact_pext(word, keep) },
+                compact_scalar(word, keep)
+            );
         }
     }
 

@@ -228,13 +228,20 @@ unsafe fn count_segment<const LOWER: bool, const STRIP: bool>(
         *ends.add(n_ends) = kept_len as u16;
         n_ends += 1;
     }
+    // `head_at` reads 16 bytes from each short word's start: a word in the last 15 kept bytes
+    // reads past them, beyond what the last block's store may have written (it wrote 64 bytes
+    // from its own start). Zeros there make every such read initialised.
+    // SAFETY: kept_len <= n <= SEGMENT_MAX, and `kept` has 64 bytes past SEGMENT_MAX.
+    _mm_storeu_si128(kept.add(kept_len).cast(), _mm_setzero_si128());
+    let initialised = kept_len + 16;
 
-    let words = (
-        kept.cast_const(),
-        starts.cast_const(),
-        ends.cast_const(),
-        n_ends,
-    );
+    let words = Words {
+        kept: kept.cast_const(),
+        initialised,
+        starts: starts.cast_const(),
+        ends: ends.cast_const(),
+        n: n_ends,
+    };
     if counts.is_large() {
         count_words::<true>(counts, words);
     } else {
@@ -254,15 +261,27 @@ unsafe fn count_segment<const LOWER: bool, const STRIP: bool>(
 /// overlap; without, out-of-order execution overlaps the (cached) lookups by itself.
 ///
 /// # Safety
-/// Positions must be in order within `kept`, with 16 initialised bytes after each start.
+/// `n` positions must be initialised in `starts` and `ends`, in order within `kept`, whose
+/// first `initialised` bytes are initialised, 16 of them from each start.
 #[inline(always)]
 unsafe fn count_words<const PREFETCH: bool>(
     counts: &mut WordCounts,
-    (kept, starts, ends, n): (*const u8, *const u16, *const u16, usize),
+    Words {
+        kept,
+        initialised,
+        starts,
+        ends,
+        n,
+    }: Words,
 ) {
     let mut pending = PendingWords::default();
     for i in 0..n {
-        let (start, end) = (*starts.add(i) as usize, *ends.add(i) as usize);
+        // SAFETY: the caller initialised `n` positions.
+        let (start, end) = unsafe { (*starts.add(i) as usize, *ends.add(i) as usize) };
+        debug_assert!(
+            start + 16 <= initialised,
+            "head_at would read uninitialised bytes"
+        );
         let len = end - start;
         if len > INLINE {
             counts.add(std::slice::from_raw_parts(kept.add(start), len), 1);
@@ -273,6 +292,16 @@ unsafe fn count_words<const PREFETCH: bool>(
         }
     }
     counts.count_pending(&mut pending);
+}
+
+/// One segment's words as `count_words` reads them.
+struct Words {
+    kept: *const u8,
+    /// How many bytes of `kept` are initialised.
+    initialised: usize,
+    starts: *const u16,
+    ends: *const u16,
+    n: usize,
 }
 
 /// 0, 1, ..., 63: the byte indices `store_positions` compresses.
@@ -357,8 +386,7 @@ mod tests {
 
     #[test]
     fn positions_cover_the_densest_block() {
-        if !fused_avx512::available() {
-            eprintln!("skipped: this CPU has no AVX-512 VBMI2");
+        if !fused_avx512::tests::cpu_has_the_kernel_or_skip() {
             return;
         }
         let mut out = [0u16; 64 + 32];
@@ -376,8 +404,7 @@ mod tests {
 
     #[test]
     fn punctuation_is_pythons_string_punctuation() {
-        if !fused_avx512::available() {
-            eprintln!("skipped: this CPU has no AVX-512 VBMI2");
+        if !fused_avx512::tests::cpu_has_the_kernel_or_skip() {
             return;
         }
         let bytes: Vec<u8> = (0..=255u8).collect();

@@ -6,24 +6,69 @@
 //! symbol is looked up. Every failure (not a library, missing symbol, other ABI version, an
 //! error or a panic inside the plugin) is an error message naming the plugin, never an abort.
 
+mod import;
 pub mod new;
 
 use std::collections::HashMap;
-use std::ffi::{c_void, CStr};
+use std::ffi::{c_char, c_void, CStr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use arrow_array::ffi::{from_ffi, FFI_ArrowArray, FFI_ArrowSchema};
+use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use arrow_array::{Array, RecordBatch, StructArray};
-use runner_plugin::{RunnerError, RunnerPluginV1, ABI_VERSION, OK, PANICKED};
+use runner_plugin::{RunnerError, ABI_VERSION, OK, PANICKED};
 
-/// A loaded plugin library and its function table.
+type CreateFn =
+    unsafe extern "C" fn(*const u8, usize, u32, *mut *mut c_void, *mut RunnerError) -> i32;
+type TransformFn = unsafe extern "C" fn(
+    *mut c_void,
+    *mut FFI_ArrowArray,
+    *const FFI_ArrowSchema,
+    *mut FFI_ArrowArray,
+    *mut FFI_ArrowSchema,
+    *mut RunnerError,
+) -> i32;
+type FinishFn = unsafe extern "C" fn(
+    *mut c_void,
+    *mut FFI_ArrowArray,
+    *mut FFI_ArrowSchema,
+    *mut RunnerError,
+) -> i32;
+type DestroyFn = unsafe extern "C" fn(*mut c_void);
+
+/// `RunnerPluginV1` as the C header declares it, every pointer nullable: a plugin's table is
+/// read this way so that a NULL entry is an error (a Rust `fn` pointer is never null, so the
+/// SDK's own struct cannot hold one without undefined behaviour).
+#[repr(C)]
+struct RawTable {
+    abi_version: u32,
+    struct_size: u32,
+    name: *const c_char,
+    version: *const c_char,
+    create: Option<CreateFn>,
+    transform: Option<TransformFn>,
+    finish: Option<FinishFn>,
+    destroy: Option<DestroyFn>,
+}
+
+const _: () = assert!(
+    std::mem::size_of::<RawTable>() == std::mem::size_of::<runner_plugin::RunnerPluginV1>()
+);
+
+/// A loaded plugin library and its (checked) function table.
 #[derive(Clone, Copy)]
 pub struct Plugin {
-    table: &'static RunnerPluginV1,
+    create: CreateFn,
+    transform: TransformFn,
+    finish: Option<FinishFn>,
+    destroy: DestroyFn,
     /// For messages: the plugin's name, else its file name.
     pub name: &'static str,
 }
+
+/// Longest error message taken from a plugin; the rest is cut (a plugin's `len` is not trusted).
+const MAX_MESSAGE: usize = 16 << 10;
 
 fn loaded() -> &'static Mutex<HashMap<PathBuf, Plugin>> {
     static LOADED: OnceLock<Mutex<HashMap<PathBuf, Plugin>>> = OnceLock::new();
@@ -59,22 +104,31 @@ pub fn load(path: &Path) -> Result<Plugin, String> {
             "{shown} speaks plugin ABI version {reported}, but this runner speaks version {ABI_VERSION}: rebuild the plugin against the runner-plugin crate of this runner"
         ));
     }
-    // SAFETY: version 1 promises `const RunnerPluginV1 *(void)`.
-    let table_fn = unsafe {
-        library.get::<unsafe extern "C" fn() -> *const RunnerPluginV1>(b"runner_plugin_v1\0")
+    // SAFETY: version 1 promises `const RunnerPluginV1 *(void)`; read as `RawTable`, the same
+    // layout with nullable entries.
+    let table_fn =
+        unsafe { library.get::<unsafe extern "C" fn() -> *const RawTable>(b"runner_plugin_v1\0") }
+            .map_err(|_| {
+                format!("{shown} reports ABI version 1 but has no `runner_plugin_v1` symbol")
+            })?;
+    let invalid = |why: String| format!("{shown} returned an invalid function table: {why}");
+    // SAFETY: the ABI's function, no arguments.
+    let table = unsafe { table_fn() };
+    if table.is_null() || !table.is_aligned() {
+        return Err(invalid(format!("a pointer {table:p}")));
     }
-    .map_err(|_| format!("{shown} reports ABI version 1 but has no `runner_plugin_v1` symbol"))?;
-    // SAFETY: the table is static data in the library, which is never unloaded.
-    let table = unsafe { table_fn().as_ref() }
-        .ok_or_else(|| format!("{shown} returned no function table"))?;
-    if table.abi_version != ABI_VERSION
-        || (table.struct_size as usize) < std::mem::size_of::<RunnerPluginV1>()
-    {
-        return Err(format!(
-            "{shown} has a malformed function table (version {}, size {})",
-            table.abi_version, table.struct_size
-        ));
+    // SAFETY: the first two fields are read before `struct_size` says the rest exists; the
+    // table is static data in the library, which is never unloaded.
+    let (abi_version, struct_size) = unsafe { ((*table).abi_version, (*table).struct_size) };
+    if abi_version != ABI_VERSION || (struct_size as usize) < std::mem::size_of::<RawTable>() {
+        return Err(invalid(format!(
+            "version {abi_version} and size {struct_size} (expected {ABI_VERSION} and at least {})",
+            std::mem::size_of::<RawTable>()
+        )));
     }
+    // SAFETY: `struct_size` covers the whole table.
+    let table = unsafe { &*table };
+    let missing = |entry: &str| invalid(format!("its `{entry}` entry is NULL"));
     let name = if table.name.is_null() {
         canonical
             .file_name()
@@ -82,23 +136,25 @@ pub fn load(path: &Path) -> Result<Plugin, String> {
             .unwrap_or_default()
     } else {
         // SAFETY: a NUL-terminated static string in the library.
-        unsafe { CStr::from_ptr(table.name) }
-            .to_string_lossy()
-            .into_owned()
+        crate::error::escape_controls(&unsafe { CStr::from_ptr(table.name) }.to_string_lossy())
     };
     let plugin = Plugin {
-        table,
+        create: table.create.ok_or_else(|| missing("create"))?,
+        transform: table.transform.ok_or_else(|| missing("transform"))?,
+        finish: table.finish,
+        destroy: table.destroy.ok_or_else(|| missing("destroy"))?,
         name: Box::leak(name.into_boxed_str()),
     };
     loaded.insert(canonical, plugin);
     Ok(plugin)
 }
 
-/// Takes the message out of a plugin error and releases it through the plugin's callback.
+/// Takes the message out of a plugin error (at most `MAX_MESSAGE` bytes of it, checked mapped,
+/// control characters escaped) and releases it through the plugin's callback.
 fn take_message(err: &mut RunnerError, status: i32) -> String {
-    // SAFETY: the SDK sets `msg`/`len` to a live UTF-8 buffer it owns until released.
-    let message = unsafe { err.message() }.unwrap_or_else(|| "no message".into());
-    err.release();
+    let message = import::message(err.msg, err.len).unwrap_or_else(|| "no message".into());
+    // SAFETY: the callback, if any, was set by the plugin for this struct.
+    unsafe { err.release() };
     if status == PANICKED {
         message
     } else {
@@ -110,11 +166,15 @@ fn take_message(err: &mut RunnerError, status: i32) -> String {
 pub struct Instance {
     plugin: Plugin,
     state: *mut c_void,
+    /// Set when a call panicked: its state may be broken, so it is never called again (not
+    /// even `destroy`; the state is leaked).
+    poisoned: AtomicBool,
 }
 
 // SAFETY: the ABI requires plugin state to be usable from several threads at once
 // (`transform` may run concurrently); create/destroy are never concurrent with other calls.
 unsafe impl Send for Instance {}
+// SAFETY: as above.
 unsafe impl Sync for Instance {}
 
 impl Plugin {
@@ -125,27 +185,57 @@ impl Plugin {
         let mut err = RunnerError::empty();
         // SAFETY: the ABI's create: JSON bytes borrowed for the call, an out-pointer for state.
         let status = unsafe {
-            (self.table.create)(
+            (self.create)(
                 json.as_ptr(),
                 json.len(),
-                threads as u32,
+                u32::try_from(threads).unwrap_or(u32::MAX),
                 &mut state,
                 &mut err,
             )
         };
         if status != OK {
-            return Err(take_message(&mut err, status));
+            return Err(format!(
+                "plugin {}: {}",
+                self.name,
+                take_message(&mut err, status)
+            ));
         }
         Ok(Instance {
             plugin: *self,
             state,
+            poisoned: AtomicBool::new(false),
         })
     }
 }
 
 impl Instance {
+    /// The plugin's name, for messages.
+    pub fn name(&self) -> &'static str {
+        self.plugin.name
+    }
+
+    /// Fails when an earlier call panicked.
+    fn usable(&self) -> Result<(), String> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(format!(
+                "plugin {} panicked earlier and is not called again",
+                self.plugin.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// A failed call's message; a panic poisons the instance.
+    fn failed(&self, err: &mut RunnerError, status: i32) -> String {
+        if status == PANICKED {
+            self.poisoned.store(true, Ordering::Release);
+        }
+        format!("plugin {}: {}", self.plugin.name, take_message(err, status))
+    }
+
     /// Sends `batch` through the plugin.
     pub fn transform(&self, batch: &RecordBatch) -> Result<RecordBatch, String> {
+        self.usable()?;
         let data = StructArray::from(batch.clone()).into_data();
         let mut input = FFI_ArrowArray::new(&data);
         let input_schema =
@@ -154,9 +244,9 @@ impl Instance {
         let mut output_schema = FFI_ArrowSchema::empty();
         let mut err = RunnerError::empty();
         // SAFETY: the ABI's transform. The input array moves to the plugin (which leaves a
-        // released struct behind); the output moves to us and is released by arrow-rs.
+        // released struct behind); the output moves to us and is checked before it is read.
         let status = unsafe {
-            (self.plugin.table.transform)(
+            (self.plugin.transform)(
                 self.state,
                 &mut input,
                 &input_schema,
@@ -166,25 +256,16 @@ impl Instance {
             )
         };
         if status != OK {
-            return Err(take_message(&mut err, status));
+            return Err(self.failed(&mut err, status));
         }
-        // SAFETY: on success the plugin filled both structs with a struct array.
-        let data = unsafe { from_ffi(output, &output_schema) }
-            .map_err(|e| format!("the plugin returned an invalid batch: {e}"))?;
-        if !matches!(data.data_type(), arrow_schema::DataType::Struct(_)) {
-            return Err(format!(
-                "the plugin returned {} instead of a batch (a struct array)",
-                data.data_type()
-            ));
-        }
-        Ok(RecordBatch::from(StructArray::from(data)))
+        import::import_batch(output, &output_schema)
+            .map_err(|e| format!("plugin {} returned an invalid batch: {e}", self.plugin.name))
     }
-}
 
-impl Instance {
     /// Runs the plugin's `finish`, if it has one: its last batch, or nothing.
     pub fn finish(&self) -> Result<Option<RecordBatch>, String> {
-        let Some(finish) = self.plugin.table.finish else {
+        self.usable()?;
+        let Some(finish) = self.plugin.finish else {
             return Ok(None);
         };
         let mut output = FFI_ArrowArray::empty();
@@ -193,23 +274,27 @@ impl Instance {
         // SAFETY: the ABI's finish; an output left empty (released) means "no batch".
         let status = unsafe { finish(self.state, &mut output, &mut output_schema, &mut err) };
         if status != OK {
-            return Err(take_message(&mut err, status));
+            return Err(self.failed(&mut err, status));
         }
         if output.is_released() {
             return Ok(None);
         }
-        // SAFETY: the plugin filled both structs with a struct array.
-        let data = unsafe { from_ffi(output, &output_schema) }
-            .map_err(|e| format!("the plugin returned an invalid batch: {e}"))?;
-        Ok(Some(RecordBatch::from(StructArray::from(data))))
+        import::import_batch(output, &output_schema)
+            .map(Some)
+            .map_err(|e| {
+                format!(
+                    "plugin {} returned an invalid batch from finish: {e}",
+                    self.plugin.name
+                )
+            })
     }
 }
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        if !self.state.is_null() {
+        if !self.state.is_null() && !*self.poisoned.get_mut() {
             // SAFETY: made by this plugin's create, destroyed exactly once.
-            unsafe { (self.plugin.table.destroy)(self.state) };
+            unsafe { (self.plugin.destroy)(self.state) };
         }
     }
 }

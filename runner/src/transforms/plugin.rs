@@ -51,12 +51,8 @@ impl BuildTransform for PluginConfig {
             self.config.clone()
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let instance = plugin
-            .create(&config, threads)
-            .map_err(|e| format!("plugin {}: {e}", plugin.name))?;
-        let probe = instance
-            .transform(&RecordBatch::new_empty(ctx.input.clone()))
-            .map_err(|e| format!("plugin {}: {e}", plugin.name))?;
+        let instance = plugin.create(&config, threads)?;
+        let probe = instance.transform(&RecordBatch::new_empty(ctx.input.clone()))?;
         let output = probe.schema();
         Ok(Stage {
             output: output.clone(),
@@ -205,20 +201,13 @@ impl PluginTransform {
 impl MapTransform for PluginTransform {
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let watched = self.watchdog.watch(batch.num_rows());
-        let out = self
-            .instance
-            .transform(batch)
-            .map_err(|e| Error::runtime(format!("plugin {}: {e}", self.name)));
+        let out = self.instance.transform(batch).map_err(Error::runtime);
         drop(watched);
         self.check(out?)
     }
 
     fn finish(&self) -> Result<Option<RecordBatch>> {
-        match self
-            .instance
-            .finish()
-            .map_err(|e| Error::runtime(format!("plugin {} (finish): {e}", self.name)))?
-        {
+        match self.instance.finish().map_err(Error::runtime)? {
             Some(out) => self.check(out).map(Some),
             None => Ok(None),
         }
