@@ -11,6 +11,58 @@ pub const EXIT_LOCKED: i32 = 3;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Where and why the last panic happened, as the panic hook saw it.
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Replaces the default panic report (a message and backtrace hint on stderr) with a record
+/// `from_panic` turns into an ordinary error: a panic is a bug, reported as one failed run.
+pub fn record_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = payload_text(info.payload());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current()
+            .name()
+            .map(|n| format!(" in thread {n}"))
+            .unwrap_or_default();
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(format!("{what}{at}{thread}"));
+        }
+    }));
+}
+
+fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// The error for a caught panic (`payload`, and where the hook saw it happen).
+pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Error {
+    let recorded = LAST_PANIC.lock().ok().and_then(|mut last| last.take());
+    let what = recorded.unwrap_or_else(|| payload_text(payload));
+    Error::runtime(format!(
+        "internal error: runner panicked: {} (this is a bug in runner; please report it with the pipeline file)",
+        escape_controls(&what)
+    ))
+}
+
+/// A test hook, in debug builds only: panics when `RUNNER_FAILPOINT` names this point, so the
+/// tests can check that a panic anywhere ends the run as one clean error with a summary.
+#[inline]
+pub fn failpoint(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("RUNNER_FAILPOINT").is_ok_and(|v| v == name) {
+        panic!("failpoint {name}");
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
 /// `text` with control characters (C0 but newline and tab, DEL, C1) written as `\u{..}`
 /// escapes, so text from data, servers or plugins never reaches a terminal as a control
 /// sequence.

@@ -43,10 +43,71 @@ impl Type {
     }
 }
 
+/// A number as written or stored: integers stay exact (an i64 above 2^53 has no f64 twin),
+/// and an integer compares with a float by value, exactly.
+#[derive(Debug, Clone, Copy)]
+enum Num {
+    Int(i64),
+    Float(f64),
+}
+
+impl Num {
+    fn cmp_exact(self, other: Num) -> Option<std::cmp::Ordering> {
+        use std::cmp::Ordering;
+        match (self, other) {
+            (Num::Int(a), Num::Int(b)) => Some(a.cmp(&b)),
+            (Num::Float(a), Num::Float(b)) => a.partial_cmp(&b),
+            (Num::Int(a), Num::Float(b)) => int_cmp_float(a, b),
+            (Num::Float(a), Num::Int(b)) => int_cmp_float(b, a).map(Ordering::reverse),
+        }
+    }
+}
+
+/// `int` against `float` by their exact values (`None` for NaN).
+fn int_cmp_float(int: i64, float: f64) -> Option<std::cmp::Ordering> {
+    use std::cmp::Ordering;
+    if float.is_nan() {
+        return None;
+    }
+    // 2^63 is exact as f64; every f64 in [-2^63, 2^63) truncates to an i64 exactly.
+    if float >= 9_223_372_036_854_775_808.0 {
+        return Some(Ordering::Less);
+    }
+    if float < -9_223_372_036_854_775_808.0 {
+        return Some(Ordering::Greater);
+    }
+    let whole = float.trunc();
+    Some(int.cmp(&(whole as i64)).then_with(|| {
+        let fraction = float - whole;
+        0.0f64.partial_cmp(&fraction).unwrap_or(Ordering::Equal)
+    }))
+}
+
+impl PartialEq for Num {
+    fn eq(&self, other: &Num) -> bool {
+        self.cmp_exact(*other) == Some(std::cmp::Ordering::Equal)
+    }
+}
+
+impl PartialOrd for Num {
+    fn partial_cmp(&self, other: &Num) -> Option<std::cmp::Ordering> {
+        self.cmp_exact(*other)
+    }
+}
+
+impl std::fmt::Display for Num {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Num::Int(i) => write!(f, "{i}"),
+            Num::Float(x) => write!(f, "{x}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Literal {
     Text(String),
-    Number(f64),
+    Number(Num),
     Bool(bool),
 }
 
@@ -100,7 +161,7 @@ enum Node {
 enum Token {
     Ident(String),
     Text(String),
-    Number(f64),
+    Number(Num),
     Op(CmpOp),
     LParen,
     RParen,
@@ -118,6 +179,7 @@ pub fn compile(source: &str, schema: &Schema) -> Result<Predicate, String> {
         schema,
         source,
         depth: 0,
+        operators: 0,
     };
     let (root, ty) = parser.or()?;
     if let Some((at, token)) = parser.tokens.get(parser.pos) {
@@ -231,9 +293,13 @@ fn lex(src: &str) -> Result<Vec<(usize, Token)>, (usize, String)> {
                     end += 1;
                 }
                 let text = src[i..end].replace('_', "");
-                let value: f64 = text
-                    .parse()
-                    .map_err(|_| (start, format!("`{}` is not a number", &src[i..end])))?;
+                let value = match text.parse::<i64>() {
+                    Ok(int) => Num::Int(int),
+                    Err(_) => Num::Float(
+                        text.parse()
+                            .map_err(|_| (start, format!("`{}` is not a number", &src[i..end])))?,
+                    ),
+                };
                 i = end - 1;
                 Token::Number(value)
             }
@@ -270,11 +336,17 @@ struct Parser<'a> {
     source: &'a str,
     /// Parentheses and `not`s open around the current position (see `MAX_DEPTH`).
     depth: usize,
+    /// `and`s and `or`s so far (see `MAX_OPERATORS`).
+    operators: usize,
 }
 
 /// How deeply parentheses and `not` may nest. The parser, the evaluator and dropping the tree
 /// all recurse once per level, so without a bound a long run of `(` overflows the stack.
 const MAX_DEPTH: usize = 64;
+
+/// How many `and`/`or` an expression may have: a chain of them is a tree as deep as it is
+/// long, which evaluating (on a worker's stack) and dropping recurse through.
+const MAX_OPERATORS: usize = 256;
 
 impl Parser<'_> {
     /// Runs `parse` one nesting level deeper, refusing to go past `MAX_DEPTH`.
@@ -291,6 +363,18 @@ impl Parser<'_> {
         let parsed = parse(self);
         self.depth -= 1;
         parsed
+    }
+
+    /// Counts one more `and`/`or`, refusing to go past `MAX_OPERATORS`.
+    fn count_operator(&mut self) -> Result<(), String> {
+        self.operators += 1;
+        if self.operators > MAX_OPERATORS {
+            self.pos -= 1;
+            return Err(self.error(&format!(
+                "the expression has more than {MAX_OPERATORS} `and`/`or` operators; split it into several filter steps"
+            )));
+        }
+        Ok(())
     }
 
     fn peek(&self) -> Option<&Token> {
@@ -332,6 +416,7 @@ impl Parser<'_> {
         let at = self.here();
         let (mut left, mut ty) = self.and()?;
         while self.keyword("or") {
+            self.count_operator()?;
             self.expect_bool(ty, at, "or")?;
             let right_at = self.here();
             let (right, right_ty) = self.and()?;
@@ -346,6 +431,7 @@ impl Parser<'_> {
         let at = self.here();
         let (mut left, mut ty) = self.not()?;
         while self.keyword("and") {
+            self.count_operator()?;
             self.expect_bool(ty, at, "and")?;
             let right_at = self.here();
             let (right, right_ty) = self.not()?;
@@ -508,7 +594,7 @@ fn literal_type(literal: &Literal) -> Type {
 enum Value<'a> {
     Null,
     Text(&'a str),
-    Number(f64),
+    Number(Num),
     Bool(bool),
 }
 
@@ -563,16 +649,28 @@ fn compare_column(array: &dyn Array, op: CmpOp, literal: &Literal) -> Option<Boo
     let valid = |row: usize| array.is_valid(row);
     let rows = array.len();
     match (array.data_type(), literal) {
+        (DataType::Int64, Literal::Number(Num::Int(n))) => {
+            let values = array.as_primitive::<Int64Type>().values();
+            Some(BooleanBuffer::collect_bool(rows, |row| {
+                op.holds(&values[row], n) && valid(row)
+            }))
+        }
         (DataType::Int64, Literal::Number(n)) => {
             let values = array.as_primitive::<Int64Type>().values();
             Some(BooleanBuffer::collect_bool(rows, |row| {
-                op.holds(&(values[row] as f64), n) && valid(row)
+                op.holds(&Num::Int(values[row]), n) && valid(row)
+            }))
+        }
+        (DataType::Float64, Literal::Number(Num::Float(n))) => {
+            let values = array.as_primitive::<Float64Type>().values();
+            Some(BooleanBuffer::collect_bool(rows, |row| {
+                op.holds(&values[row], n) && valid(row)
             }))
         }
         (DataType::Float64, Literal::Number(n)) => {
             let values = array.as_primitive::<Float64Type>().values();
             Some(BooleanBuffer::collect_bool(rows, |row| {
-                op.holds(&values[row], n) && valid(row)
+                op.holds(&Num::Float(values[row]), n) && valid(row)
             }))
         }
         (DataType::Utf8, Literal::Text(text)) => {
@@ -589,8 +687,8 @@ fn eval<'a>(node: &'a Node, columns: &'a [ArrayRef], row: usize) -> Value<'a> {
     match node {
         Node::Column(index) => match cell(columns[*index].as_ref() as &dyn Array, row) {
             Cell::Text(s) => Value::Text(s),
-            Cell::Int(i) => Value::Number(i as f64),
-            Cell::Float(f) => Value::Number(f),
+            Cell::Int(i) => Value::Number(Num::Int(i)),
+            Cell::Float(f) => Value::Number(Num::Float(f)),
             Cell::Bool(b) => Value::Bool(b),
             _ => Value::Null,
         },
@@ -732,8 +830,55 @@ mod tests {
             error(&deep)
         );
         assert!(error(&"not ".repeat(5000)).contains("nests more than 64 levels"));
+        // 10,000 comparisons in a chain overflowed a worker's stack when evaluated.
+        let chain = vec!["count > 1"; 10_000].join(" and ");
+        assert!(error(&chain).contains("more than 256 `and`/`or` operators"));
+        let chain = vec!["count > 1"; 257].join(" or ");
+        assert!(compile(&chain, &batch().schema()).is_ok());
         let fine = format!("{}count > 1{}", "(".repeat(60), ")".repeat(60));
         assert_eq!(keep(&fine), [true, true, true, true]);
+    }
+
+    #[test]
+    fn integers_compare_exactly_above_2_pow_53() {
+        use arrow_array::Int64Array;
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "n",
+            DataType::Int64,
+            false,
+        )]));
+        let big = 9_007_199_254_740_993i64; // 2^53 + 1: as f64 it would be 2^53
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(vec![
+                big - 1,
+                big,
+                big + 1,
+                i64::MAX,
+            ]))],
+        )
+        .unwrap();
+        let keep = |expr: &str| -> Vec<bool> {
+            let predicate = compile(expr, &schema).unwrap();
+            let by_column = predicate.evaluate(&batch);
+            // The row-by-row path (a comparison of two expressions) agrees.
+            let rows: Vec<bool> = (0..batch.num_rows())
+                .map(|row| eval(&predicate.root, batch.columns(), row) == Value::Bool(true))
+                .collect();
+            let by_column: Vec<bool> = by_column.iter().map(|v| v == Some(true)).collect();
+            assert_eq!(by_column, rows, "{expr}");
+            rows
+        };
+        assert_eq!(keep("n == 9007199254740993"), [false, true, false, false]);
+        assert_eq!(keep("n > 9007199254740992"), [false, true, true, true]);
+        assert_eq!(keep("n < 9007199254740994.0"), [true, true, false, false]);
+        assert_eq!(keep("n < 0.5"), [false, false, false, false]);
+        assert_eq!(
+            keep("n >= 9223372036854775807"),
+            [false, false, false, true]
+        );
+        assert_eq!(keep("n < 1e30"), [true, true, true, true]);
+        assert_eq!(keep("n in [9007199254740994]"), [false, false, true, false]);
     }
 
     /// Found by the `where_expr` fuzz target: a non-ASCII character that is not alphanumeric

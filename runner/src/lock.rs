@@ -62,12 +62,14 @@ pub fn acquire(
             path: path.clone(),
             source,
         })?;
-    let deadline = wait.map(|w| Instant::now() + w);
+    // A wait too long to represent is a wait without end.
+    let deadline = wait.and_then(|w| Instant::now().checked_add(w));
+    let forever = wait.is_some() && deadline.is_none();
     loop {
         match file.try_lock() {
             Ok(()) => break,
             Err(TryLockError::WouldBlock) => {
-                if deadline.is_some_and(|d| Instant::now() < d) {
+                if forever || deadline.is_some_and(|d| Instant::now() < d) {
                     std::thread::sleep(Duration::from_millis(100));
                     continue;
                 }

@@ -200,6 +200,7 @@ impl Say {
 
 fn main() -> ExitCode {
     ignore_file_size_signal();
+    runner::error::record_panics();
     let cli = Cli::parse();
     let daemon = matches!(&cli.command, Command::Schedule { next: false, .. });
     init_logging(cli.quiet, cli.verbose, cli.log_format, daemon);
@@ -231,10 +232,7 @@ fn main() -> ExitCode {
                 summary,
                 say,
             };
-            // Held until the run ends; the kernel releases it if the process dies. A run that
-            // never got the lock writes no summary: the summary file belongs to the holder.
-            runner::lock::acquire(&pipeline, lock_dir.as_deref(), wait)
-                .and_then(|_lock| run(&pipeline, &options))
+            run(&pipeline, lock_dir.as_deref(), wait, &options)
         }
         Command::Plan {
             pipeline,
@@ -313,11 +311,35 @@ struct RunOptions {
     say: Say,
 }
 
-/// Runs a pipeline, then writes its summary (also when it failed) and, for a batch run,
-/// prints the summary's one-line form.
-fn run(path: &std::path::Path, options: &RunOptions) -> Result<(), Error> {
+/// Takes the pipeline's lock, runs it, then writes its summary (also when it failed, and when
+/// it panicked) and, for a batch run, prints the summary's one-line form. A run that never got
+/// the lock because another holds it writes no summary: the summary file is the holder's.
+fn run(
+    path: &std::path::Path,
+    lock_dir: Option<&std::path::Path>,
+    wait: Option<std::time::Duration>,
+    options: &RunOptions,
+) -> Result<(), Error> {
     let mut recorder = runner::summary::Recorder::start(path, options.summary.clone());
-    let outcome = execute(path, options, &mut recorder);
+    // Held until the run ends; the kernel releases it if the process dies.
+    let outcome = match runner::lock::acquire(path, lock_dir, wait) {
+        Err(locked @ Error::Locked(_)) => return Err(locked),
+        Err(error) => {
+            // The summary's path may be in the pipeline file: read it for that alone.
+            if let Ok(loaded) = config::load(path, &options.overrides) {
+                recorder.loaded(&loaded);
+            }
+            Err(error)
+        }
+        Ok(lock) => {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                execute(path, options, &mut recorder)
+            }))
+            .unwrap_or_else(|payload| Err(runner::error::from_panic(payload.as_ref())));
+            drop(lock);
+            outcome
+        }
+    };
     let summary = recorder.finish(outcome.as_ref().err());
     if let Some(target) = recorder.target() {
         if let Err(error) = summary.write(target) {
@@ -353,6 +375,7 @@ fn execute(
     let mut pipeline = exec::build(&loaded, options.cores)?;
     if options.no_fusion {
         pipeline.fusion = None;
+        pipeline.fuse = false;
     }
     if let Some(fusion) = &pipeline.fusion {
         tracing::info!(?fusion, "fused word count");

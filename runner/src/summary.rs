@@ -87,7 +87,27 @@ pub struct RunFacts {
     pub warnings: Vec<String>,
 }
 
+/// The running recorder's last published copy, for `abort_run`.
+static PUBLISHED: std::sync::Mutex<Option<Recorder>> = std::sync::Mutex::new(None);
+
+/// Ends the process now with `error`'s exit code, writing the summary first, from whatever
+/// thread: for failures the main thread cannot return from (a plugin call past its timeout
+/// cannot be interrupted). Outputs are replaced atomically, so none is left half-written.
+pub fn abort_run(error: Error) -> ! {
+    let recorder = PUBLISHED.lock().ok().and_then(|mut p| p.take());
+    if let Some(mut recorder) = recorder {
+        let summary = recorder.finish(Some(&error));
+        if let Some(target) = recorder.target() {
+            if let Err(written) = summary.write(target) {
+                tracing::warn!("the run summary was not written: {written}");
+            }
+        }
+    }
+    std::process::exit(error.exit_code())
+}
+
 /// Collects a run's facts as they become known.
+#[derive(Clone)]
 pub struct Recorder {
     file: PathBuf,
     started: SystemTime,
@@ -174,6 +194,7 @@ impl Recorder {
                 .map(|(i, s)| step(format!("sinks.{i}"), s.value.type_name())),
         );
         self.summary.stages = stages;
+        self.publish();
         self.sink_outputs = config
             .sinks
             .iter()
@@ -189,6 +210,15 @@ impl Recorder {
     pub fn built(&mut self, pipeline: &mut BuiltPipeline) {
         self.summary.cores = Some(pipeline.cores);
         self.counters = crate::exec::counted::count_rows(pipeline);
+        self.publish();
+    }
+
+    /// Leaves a copy of what is known so far for `abort_run`, which may be called from any
+    /// thread while this recorder is busy on the main one.
+    fn publish(&self) {
+        if let Ok(mut published) = PUBLISHED.lock() {
+            *published = Some(self.clone());
+        }
     }
 
     /// Reads the counters and the source's statistics once the run is over (or failed).

@@ -176,6 +176,7 @@ fn the_image_is_replaced_atomically_under_a_reader() {
             input: &schema,
             base_dir: dir.path(),
             streaming: false,
+            appending: false,
         })
         .unwrap();
     let target = dir.path().join("live.png");

@@ -352,6 +352,29 @@ fn a_stateful_plugin_reports_through_finish_on_any_core_count() {
             .success()
             .stdout("column\tdistinct\nword\t7919\n");
     }
+    // After a global stage (and after an aggregation) its finish runs too: it printed an
+    // empty table there, exit 0.
+    for before in [
+        "  - {type: sort, by: word}\n",
+        "  - {type: group_count, by: word}\n  - {type: limit, n: 5000}\n",
+    ] {
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: t\nsource:\n  type: file\n  path: in.txt\ntransforms:\n  - type: tokenize\n{before}  - type: plugin\n    path: {}\n    config: {{column: word}}\nsinks:\n  - type: stdout\n    format: tsv\n", lib("distinct_count")),
+        );
+        let expected = if before.contains("limit") {
+            "5000"
+        } else {
+            "7919"
+        };
+        runner()
+            .arg("run")
+            .arg(&p)
+            .assert()
+            .success()
+            .stdout(format!("column\tdistinct\nword\t{expected}\n"));
+    }
 }
 
 #[test]

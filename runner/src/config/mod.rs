@@ -33,7 +33,7 @@ pub struct PipelineConfig {
     /// `batch` runs to the end of the input; `stream` runs micro-batches on a trigger.
     #[serde(default)]
     pub mode: Mode,
-    /// Worker threads; 0 means every core. `--cores N` overrides it.
+    /// Worker threads; 0 means every core, at most 1024. `--cores N` overrides it.
     #[serde(default)]
     pub cores: usize,
     /// Where records come from.
@@ -109,12 +109,19 @@ pub enum OutputMode {
 pub mod duration {
     use serde::{Deserialize, Deserializer};
 
+    /// The longest duration any setting takes (`stop_after`, triggers, timeouts, `--wait`):
+    /// longer ones are mistakes, and instants that far ahead cannot be represented.
+    pub const MAX: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
     pub fn parse(text: &str) -> Result<std::time::Duration, String> {
         let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
             format!("`{text}` is not a duration ({e}); write it like `10s`, `500ms` or `2m`")
         })?;
         if parsed.is_zero() {
             return Err(format!("`{text}`: the duration must be more than zero"));
+        }
+        if parsed > MAX {
+            return Err(format!("`{text}`: durations are limited to 100 years"));
         }
         Ok(parsed)
     }

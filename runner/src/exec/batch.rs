@@ -39,7 +39,10 @@ pub fn run(pipeline: &mut BuiltPipeline) -> Result<RunReport> {
     };
     let stages = pipeline.stages.as_slice();
     let fusion = pipeline.fusion.as_ref();
-    let result = pool.install(|| compute(source, stages, fusion))?;
+    let result = pool.install(|| {
+        crate::error::failpoint("batch-worker");
+        compute(source, stages, fusion)
+    })?;
     tracing::info!(
         rows = result.num_rows(),
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -156,14 +159,31 @@ fn finished_batches(prefix: &[BuiltStage]) -> Result<Vec<RecordBatch>> {
     Ok(out)
 }
 
-/// Runs the stages after the parallel part on the (small) result.
-pub(crate) fn finish(mut result: RecordBatch, rest: &[BuiltStage]) -> Result<RecordBatch> {
+/// Runs the stages after the parallel part on the (small) result, the whole input of each:
+/// a row-wise stage's own last batch (its `finish`) follows its output, wherever it stands.
+pub(crate) fn finish(result: RecordBatch, rest: &[BuiltStage]) -> Result<RecordBatch> {
+    run_after_aggregation(result, rest, true)
+}
+
+/// The stages after the parallel part; `last_input` says the result is the last they see (a
+/// batch run), so row-wise stages' `finish` runs. A stream's epochs are not.
+pub(crate) fn run_after_aggregation(
+    mut result: RecordBatch,
+    rest: &[BuiltStage],
+    last_input: bool,
+) -> Result<RecordBatch> {
     for (i, BuiltStage { label, stage, .. }) in rest.iter().enumerate() {
         let first_rows = match rest.get(i + 1).map(|next| &next.stage.kind) {
             Some(StageKind::Global(next)) => next.first_rows(),
             _ => None,
         };
         result = match &stage.kind {
+            StageKind::Map(map) if last_input => map.apply(&result).and_then(|out| {
+                Ok(match map.finish()? {
+                    Some(last) => crate::data::concat(&stage.output, &[out, last]),
+                    None => out,
+                })
+            }),
             StageKind::Map(map) => map.apply(&result),
             StageKind::Aggregate(aggregation) => {
                 let mut state = aggregation.new_state();

@@ -140,6 +140,7 @@ impl Checkpoint {
                 // Killed before its first commit: epochs whose sinks may have run are redone
                 // from the start of the source.
                 let redo = self.recorded_ends(0, &path)?;
+                self.check_no_lost_commit(&redo)?;
                 if redo.is_empty() {
                     return Ok(None);
                 }
@@ -190,16 +191,68 @@ impl Checkpoint {
             }
             None => None,
         };
+        let next_epoch = commit.epoch.checked_add(1).ok_or_else(|| {
+            damaged(format!(
+                "its epoch {} is the last one there is",
+                commit.epoch
+            ))
+        })?;
+        if let Some(position) = &commit.position {
+            if !(position.time.is_finite() && position.time >= 0.0) {
+                return Err(damaged(format!(
+                    "its position's time is {}, not a time on the tape",
+                    position.time
+                )));
+            }
+        }
         self.last_state = commit.state.clone();
-        let redo = self.recorded_ends(commit.epoch + 1, &path)?;
+        let redo = self.recorded_ends(next_epoch, &path)?;
         self.pending = redo.clone();
         Ok(Some(Resume {
-            next_epoch: commit.epoch + 1,
+            next_epoch,
             rows_in: commit.rows_in,
             position: commit.position,
             state,
             redo,
         }))
+    }
+
+    /// Without `commit.json`, the directory may only hold what a run killed before its first
+    /// commit leaves: epoch ends from epoch 0, and the state file of that first commit (at an
+    /// epoch before `every`), which is removed. Anything later means a commit existed and was
+    /// lost: starting over from epoch 0 would silently recount, so it is refused.
+    fn check_no_lost_commit(&self, recorded: &[EpochEnd]) -> Result<()> {
+        let lost = |what: String| {
+            Error::runtime(format!(
+                "the checkpoint in {} has no {COMMIT} but {what}, so a commit was lost; move the directory away to start over",
+                self.dir.display()
+            ))
+        };
+        if let Some(first) = recorded.first().filter(|e| e.epoch > 0) {
+            return Err(lost(format!("{OFFSETS} starts at epoch {}", first.epoch)));
+        }
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(epoch) = name
+                .strip_prefix("state-")
+                .and_then(|rest| rest.strip_suffix(".arrow"))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if epoch >= self.every {
+                return Err(lost(format!("it holds {name}")));
+            }
+            tracing::warn!(
+                "removing {name} from {}: the state of a first commit that did not complete",
+                self.dir.display()
+            );
+            let _ = std::fs::remove_file(entry.path());
+        }
+        Ok(())
     }
 
     /// The epoch ends recorded from epoch `from` on (earlier ones are covered by the commit).
@@ -531,6 +584,72 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("transforms.1 (lowercase) was `Lowercase { column: \"hashtag\" }`, it is now `Lowercase { column: \"tag\" }`"), "{error}");
+    }
+
+    #[test]
+    fn a_lost_commit_is_refused_not_restarted_from_epoch_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = Fixed(counts(&[("a", 1)]));
+        let mut checkpoint =
+            Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(true));
+        checkpoint.commit(0, 1, None, Some(&state)).unwrap();
+        checkpoint.commit(1, 2, None, Some(&state)).unwrap();
+        std::fs::remove_file(dir.path().join("commit.json")).unwrap();
+        let error = Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(true))
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("has no commit.json but it holds state-1.arrow, so a commit was lost"),
+            "{error}"
+        );
+
+        // Offsets recorded after a commit, the commit gone.
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoint =
+            Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(false));
+        checkpoint.commit(4, 1, Some(position(40)), None).unwrap();
+        checkpoint
+            .record_end(EpochEnd {
+                epoch: 5,
+                end: position(50),
+            })
+            .unwrap();
+        std::fs::remove_file(dir.path().join("commit.json")).unwrap();
+        let error = Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(false))
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("offsets.json starts at epoch 5"), "{error}");
+    }
+
+    #[test]
+    fn the_state_of_an_unfinished_first_commit_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let every_three = NonZeroU64::new(3).unwrap();
+        std::fs::write(dir.path().join("state-2.arrow"), b"half written").unwrap();
+        let resume = Checkpoint::new(dir.path().into(), every_three, "p", identity(true))
+            .load()
+            .unwrap();
+        assert!(resume.is_none());
+        assert!(!dir.path().join("state-2.arrow").exists());
+    }
+
+    #[test]
+    fn the_last_epoch_and_a_time_off_the_tape_are_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoint =
+            Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(false));
+        checkpoint.commit(u64::MAX, 1, None, None).unwrap();
+        let error = checkpoint.load().unwrap_err().to_string();
+        assert!(error.contains("the last one there is"), "{error}");
+        let bad_time = SourcePosition {
+            offset: 10,
+            time: -1e300,
+        };
+        checkpoint.commit(3, 1, Some(bad_time), None).unwrap();
+        let error = checkpoint.load().unwrap_err().to_string();
+        assert!(error.contains("not a time on the tape"), "{error}");
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct BuiltPipeline {
     pub cores: usize,
     /// Leading stages that run as one fused loop, when the pipeline has that shape.
     pub fusion: Option<fused::Fusion>,
+    /// Whether fused loops may replace stages at all (`--no-fusion` clears it, for batch and
+    /// stream runs alike).
+    pub fuse: bool,
     /// How epochs run, in stream mode.
     pub stream: Option<stream::StreamSettings>,
 }
@@ -52,6 +55,10 @@ pub(crate) fn worker_pool(cores: usize) -> Result<rayon::ThreadPool> {
         .build()
         .map_err(|e| Error::runtime(format!("cannot start {cores} worker threads: {e}")))
 }
+
+/// The most worker threads a run starts (`cores:` and `--cores`): more than any machine has,
+/// fewer than would exhaust the process's threads.
+pub const MAX_CORES: usize = 1024;
 
 /// Resolves `cores: 0` to the number of CPUs.
 pub fn resolve_cores(requested: usize) -> usize {
@@ -112,6 +119,9 @@ pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipel
                 input: &schema,
                 base_dir,
                 streaming,
+                appending: stream
+                    .as_ref()
+                    .is_some_and(|s| s.output_mode == OutputMode::Append),
             })
             .map_err(|e| {
                 Error::invalid(format!(
@@ -123,16 +133,24 @@ pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipel
         sinks.push(built);
     }
 
+    let requested_cores = cores.unwrap_or(config.cores);
+    if requested_cores > MAX_CORES {
+        return Err(Error::invalid(format!(
+            "{}: cores: {requested_cores} is more than runner runs on ({MAX_CORES} at most; 0 means every core)",
+            loaded.display_name
+        )));
+    }
     let fusion = fused::detect(&stages, &source.schema());
     Ok(BuiltPipeline {
         fusion,
+        fuse: true,
         stream,
         name: config.name.clone(),
         source,
         stages,
         output: schema,
         sinks,
-        cores: resolve_cores(cores.unwrap_or(config.cores)),
+        cores: resolve_cores(requested_cores),
     })
 }
 

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use super::checkpoint::{Checkpoint, EpochEnd};
 use super::{BuiltPipeline, BuiltStage};
 use crate::config::OutputMode;
-use crate::data::{cell, concat, BATCH_ROWS};
+use crate::data::{concat, BATCH_ROWS};
 use crate::error::{Error, Result};
 use crate::sources::{BuiltSource, Chunk, Delivery, SourcePosition, StreamSource};
 use crate::transforms::{AggregateState, StageKind};
@@ -140,35 +140,20 @@ async fn run_epochs(
     };
     let source: &dyn StreamSource = source.as_ref();
     let started = Instant::now();
-    let deadline = settings.stop_after.map(|d| started + d);
+    let deadline = settings.stop_after.and_then(|d| started.checked_add(d));
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(tokio::sync::Notify::new());
     watch_signals(stop.clone(), wake.clone());
 
     let name = pipeline.name.clone();
 
-    let stages = pipeline.stages.as_slice();
-    let split = stages
-        .iter()
-        .position(|s| !matches!(s.stage.kind, StageKind::Map(_)))
-        .unwrap_or(stages.len());
-    let (prefix, rest) = stages.split_at(split);
-    let aggregation = match rest.first().map(|s| &s.stage.kind) {
-        Some(StageKind::Aggregate(a)) => Some(a.as_ref()),
-        _ => None,
-    };
-    let suffix = if aggregation.is_some() {
-        &rest[1..]
-    } else {
-        rest
-    };
-    let engine = Engine {
+    let engine = Engine::new(
+        &pipeline.stages,
+        pipeline.fuse,
         source,
-        prefix,
-        aggregation,
-        suffix,
-        mode: settings.output_mode,
-    };
+        settings.output_mode,
+    );
+    let aggregation = engine.aggregation;
     let mut state = aggregation.map(|a| a.new_state());
 
     // A checkpoint from an earlier run: restore its state, continue its epoch ids, read the
@@ -410,19 +395,37 @@ async fn run_epochs(
         }
     }
     if source_ended {
-        // The source stopped by itself: was it a fatal error?
-        if let Ok(Err(message)) = reader.await {
-            return Err(Error::runtime(message));
+        // The source stopped by itself: was it a fatal error, or a panic?
+        match reader.await {
+            Ok(Err(message)) => return Err(Error::runtime(message)),
+            Err(failed) if failed.is_panic() => {
+                return Err(crate::error::from_panic(failed.into_panic().as_ref()))
+            }
+            _ => {}
         }
     } else {
         reader.abort();
+    }
+    let mut warnings = source.warnings();
+    // A row-wise stage's last rows (a stateful plugin's `finish`) have no epoch to go in yet:
+    // say so rather than drop them silently.
+    for stage in &pipeline.stages {
+        if let StageKind::Map(map) = &stage.stage.kind {
+            if let Some(last) = map.finish()?.filter(|b| b.num_rows() > 0) {
+                warnings.push(format!(
+                    "{}: its finish returned {} row(s) when the stream stopped, which stream mode does not deliver to the sinks yet",
+                    stage.label,
+                    last.num_rows()
+                ));
+            }
+        }
     }
     Ok(StreamReport {
         epochs: ran,
         rows_in,
         rows_out,
         elapsed: started.elapsed(),
-        warnings: source.warnings(),
+        warnings,
         source_summary: source.summary(),
         reason,
     })
@@ -467,9 +470,41 @@ struct Engine<'a> {
     aggregation: Option<&'a dyn crate::transforms::Aggregation>,
     suffix: &'a [BuiltStage],
     mode: OutputMode,
+    /// Whether the fused split-count may replace explode → group_count (`--no-fusion`).
+    fuse: bool,
 }
 
-impl Engine<'_> {
+impl<'a> Engine<'a> {
+    /// Splits the pipeline's stages at its aggregation.
+    fn new(
+        stages: &'a [BuiltStage],
+        fuse: bool,
+        source: &'a dyn StreamSource,
+        mode: OutputMode,
+    ) -> Self {
+        let split = stages
+            .iter()
+            .position(|s| !matches!(s.stage.kind, StageKind::Map(_)))
+            .unwrap_or(stages.len());
+        let (prefix, rest) = stages.split_at(split);
+        let aggregation = match rest.first().map(|s| &s.stage.kind) {
+            Some(StageKind::Aggregate(a)) => Some(a.as_ref()),
+            _ => None,
+        };
+        let suffix = if aggregation.is_some() {
+            &rest[1..]
+        } else {
+            rest
+        };
+        Engine {
+            source,
+            prefix,
+            aggregation,
+            suffix,
+            mode,
+            fuse,
+        }
+    }
     /// Runs newly arrived chunks through the row-wise stages (in parallel over slices when
     /// there are many rows) into the aggregation state, or keeps them for the epoch.
     fn absorb(
@@ -540,6 +575,9 @@ impl Engine<'_> {
     /// `explode(separator)` of the source's line column straight into a group_count of the
     /// pieces: the stream's hashtag count. Returns the separator when the chain has that shape.
     fn fused_split(&self) -> Option<&str> {
+        if !self.fuse {
+            return None;
+        }
         let [only] = self.prefix else { return None };
         let StageKind::Map(map) = &only.stage.kind else {
             return None;
@@ -569,7 +607,7 @@ impl Engine<'_> {
                 let table = state.result();
                 match (self.mode, pending.changed) {
                     (OutputMode::Update, Some(changed)) => {
-                        rows_with_keys(&table, &changed.result())
+                        rows_with_keys(&table, &changed.result())?
                     }
                     _ => table,
                 }
@@ -582,7 +620,7 @@ impl Engine<'_> {
                 concat(&schema, &pending.appended)
             }
         };
-        super::batch::finish(result, self.suffix)
+        super::batch::run_after_aggregation(result, self.suffix, false)
     }
 }
 
@@ -737,18 +775,28 @@ fn single_char(text: &str) -> Option<char> {
 }
 
 /// The rows of `table` whose key (every column but the last, the count) appears in `keys`.
-fn rows_with_keys(table: &RecordBatch, keys: &RecordBatch) -> RecordBatch {
+fn rows_with_keys(table: &RecordBatch, keys: &RecordBatch) -> Result<RecordBatch> {
     let key_columns = table.num_columns().saturating_sub(1);
-    let key_of = |batch: &RecordBatch, row: usize| -> Vec<String> {
-        (0..key_columns)
-            .map(|c| cell(batch.column(c).as_ref(), row).to_text())
-            .collect()
-    };
-    let wanted: HashSet<Vec<String>> = (0..keys.num_rows()).map(|r| key_of(keys, r)).collect();
-    let mask: BooleanArray = (0..table.num_rows())
-        .map(|r| Some(wanted.contains(&key_of(table, r))))
+    let fields = table.schema().fields()[..key_columns]
+        .iter()
+        .map(|f| arrow_row::SortField::new(f.data_type().clone()))
         .collect();
-    arrow_select::filter::filter_record_batch(table, &mask).expect("mask has one entry per row")
+    // Keys compare by their Arrow row encoding: exact per type, a null apart from every value
+    // (as text, a null group and "" looked the same).
+    let failed = |e: arrow_schema::ArrowError| Error::runtime(format!("update mode keys: {e}"));
+    let converter = arrow_row::RowConverter::new(fields).map_err(failed)?;
+    let wanted_rows = converter
+        .convert_columns(&keys.columns()[..key_columns])
+        .map_err(failed)?;
+    let wanted: HashSet<arrow_row::Row<'_>> = wanted_rows.iter().collect();
+    let table_rows = converter
+        .convert_columns(&table.columns()[..key_columns])
+        .map_err(failed)?;
+    let mask: BooleanArray = table_rows
+        .iter()
+        .map(|row| Some(wanted.contains(&row)))
+        .collect();
+    arrow_select::filter::filter_record_batch(table, &mask).map_err(failed)
 }
 
 /// What one epoch did, for the progress report.
@@ -810,6 +858,59 @@ impl EpochStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_fusion_reaches_the_stream_split_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(
+            &path,
+            "name: t\nmode: stream\nsource: {type: socket, host: 127.0.0.1, port: 9}\ntransforms:\n  - {type: explode, column: line, separator: ' ', as: word}\n  - {type: group_count, by: word}\nsinks:\n  - {type: stdout}\n",
+        )
+        .unwrap();
+        let loaded = crate::config::load(&path, &[]).unwrap();
+        let mut pipeline = crate::exec::build(&loaded, Some(1)).unwrap();
+        let BuiltSource::Stream(source) = &pipeline.source else {
+            panic!("a stream source")
+        };
+        let engine = Engine::new(
+            &pipeline.stages,
+            true,
+            source.as_ref(),
+            OutputMode::Complete,
+        );
+        assert_eq!(engine.fused_split(), Some(" "));
+        // `runner run --no-fusion` clears `fuse`; the engine reads it.
+        pipeline.fuse = false;
+        let BuiltSource::Stream(source) = &pipeline.source else {
+            panic!("a stream source")
+        };
+        let engine = Engine::new(
+            &pipeline.stages,
+            pipeline.fuse,
+            source.as_ref(),
+            OutputMode::Complete,
+        );
+        assert_eq!(engine.fused_split(), None);
+    }
+
+    #[test]
+    fn update_mode_tells_a_null_group_from_an_empty_one() {
+        use arrow_array::{Int64Array, StringArray};
+        let table = RecordBatch::try_from_iter([
+            (
+                "tag",
+                Arc::new(StringArray::from(vec![None, Some(""), Some("a")])) as _,
+            ),
+            ("count", Arc::new(Int64Array::from(vec![1, 2, 3])) as _),
+        ])
+        .unwrap();
+        let changed = table.slice(1, 1);
+        let rows = rows_with_keys(&table, &changed).unwrap();
+        assert_eq!(rows, changed);
+        let rows = rows_with_keys(&table, &table.slice(0, 1)).unwrap();
+        assert_eq!(rows, table.slice(0, 1));
+    }
 
     /// What decode → explode would give: one `None` per line, then its pieces.
     fn reference(text: &str, separator: char) -> Vec<Option<String>> {

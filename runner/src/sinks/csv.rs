@@ -1,4 +1,6 @@
-//! `csv`: the result as a CSV file (quoting by the csv crate), replaced atomically.
+//! `csv`: the result as a CSV file (quoting by the csv crate), replaced atomically. In a
+//! stream's `append` output mode each epoch's new rows are added to the file instead (the
+//! header once, when the file is new), as Spark's file sink adds files.
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +42,8 @@ impl BuildSink for CsvSinkConfig {
         Ok(Box::new(CsvSink {
             path: crate::config::resolve_against(ctx.base_dir, &self.path),
             header: self.header,
+            appending: ctx.appending,
+            repaired: false,
         }))
     }
 }
@@ -47,10 +51,85 @@ impl BuildSink for CsvSinkConfig {
 pub struct CsvSink {
     path: PathBuf,
     header: bool,
+    /// Add each epoch's rows to the file rather than replace it.
+    appending: bool,
+    /// Whether this run has checked the file's end (see `append`).
+    repaired: bool,
+}
+
+impl CsvSink {
+    /// Adds `result`'s rows to the end of the file in one write (after the header when the
+    /// file is new or empty). A write that fails is cut back off, so the file holds whole
+    /// epochs; the first append of a run also removes a partial last line left by a process
+    /// killed mid-write.
+    fn append(&mut self, result: &RecordBatch) -> Result<()> {
+        use std::io::Write;
+        let output = |source: std::io::Error| Error::Output {
+            path: self.path.clone(),
+            source,
+        };
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(output)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .map_err(output)?;
+        let mut length = file.metadata().map_err(output)?.len();
+        if !self.repaired {
+            self.repaired = true;
+            let whole = whole_lines_length(&mut file).map_err(output)?;
+            if whole < length {
+                tracing::warn!(
+                    "{}: removing a partial last line ({} bytes) left by an epoch that was cut off",
+                    self.path.display(),
+                    length - whole
+                );
+                file.set_len(whole).map_err(output)?;
+                length = whole;
+            }
+        }
+        let mut bytes = csv::Writer::from_writer(Vec::new());
+        write_records(&mut bytes, result, self.header && length == 0)
+            .map_err(|e| output(std::io::Error::other(e)))?;
+        let bytes = bytes
+            .into_inner()
+            .map_err(|e| output(std::io::Error::other(e.to_string())))?;
+        let written = file.write_all(&bytes).and_then(|_| file.sync_data());
+        if let Err(error) = written {
+            let _ = file.set_len(length);
+            return Err(output(error));
+        }
+        Ok(())
+    }
+}
+
+/// The length of `file` up to and including its last newline.
+fn whole_lines_length(file: &mut std::fs::File) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let length = file.metadata()?.len();
+    let mut end = length;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let piece = &mut chunk[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(piece)?;
+        if let Some(at) = memchr::memrchr(b'\n', piece) {
+            return Ok(start + at as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 impl Sink for CsvSink {
     fn write(&mut self, result: &RecordBatch, _epoch: u64) -> Result<()> {
+        if self.appending {
+            return self.append(result);
+        }
         let temp = atomic::temp_beside(&self.path)?;
         let fail = |e: csv::Error| Error::Output {
             path: self.path.clone(),
@@ -98,6 +177,39 @@ mod tests {
     use crate::data::text_batch;
 
     #[test]
+    fn append_mode_adds_every_epoch_and_repairs_a_cut_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CsvSinkConfig {
+            path: "out/tags.csv".into(),
+            header: true,
+        };
+        let build = || {
+            config
+                .build(&SinkContext {
+                    input: &text_batch("tag", ["x"]).schema(),
+                    base_dir: dir.path(),
+                    streaming: true,
+                    appending: true,
+                })
+                .unwrap()
+        };
+        let path = dir.path().join("out/tags.csv");
+        let mut sink = build();
+        sink.write(&text_batch("tag", ["a", "b"]), 0).unwrap();
+        sink.write(&text_batch("tag", ["c"]), 1).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "tag\na\nb\nc\n");
+        // A run killed in the middle of an epoch's write; the next run cuts the partial line.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"d,partial").unwrap();
+        let mut sink = build();
+        sink.write(&text_batch("tag", ["d"]), 2).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "tag\na\nb\nc\nd\n");
+    }
+
+    #[test]
     fn quotes_fields_and_writes_a_header() {
         let dir = tempfile::tempdir().unwrap();
         let batch = text_batch("word", ["plain", "with,comma", "say \"hi\"", "i’ll"]);
@@ -110,6 +222,7 @@ mod tests {
                 input: &batch.schema(),
                 base_dir: dir.path(),
                 streaming: false,
+                appending: false,
             })
             .unwrap();
         sink.write(&batch, 0).unwrap();
@@ -135,6 +248,7 @@ mod tests {
                 input: &batch.schema(),
                 base_dir: std::path::Path::new("."),
                 streaming: false,
+                appending: false,
             })
             .unwrap();
         let err = sink.write(&batch, 0).unwrap_err();

@@ -22,6 +22,9 @@ pub struct SinkContext<'a> {
     pub base_dir: &'a Path,
     /// Whether the sink will receive one result per epoch (stream mode).
     pub streaming: bool,
+    /// Whether each epoch's result holds only its new rows (a stream in `append` output
+    /// mode): file sinks add them to what earlier epochs wrote instead of replacing it.
+    pub appending: bool,
 }
 
 /// Implemented by every sink config.

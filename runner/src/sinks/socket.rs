@@ -154,6 +154,7 @@ mod tests {
                 input: &batch.schema(),
                 base_dir: std::path::Path::new("."),
                 streaming: true,
+                appending: false,
             })
             .unwrap();
         let reader = std::thread::spawn(move || {
@@ -180,6 +181,7 @@ mod tests {
             input: &batch.schema(),
             base_dir: std::path::Path::new("."),
             streaming: false,
+            appending: false,
         };
         let config: SocketSinkConfig = serde_saphyr::from_str("{listen: 'localhost'}").unwrap();
         assert!(config.build(&ctx).err().unwrap().contains("not an address"));

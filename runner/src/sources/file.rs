@@ -355,6 +355,10 @@ impl FileSource {
         let mut filled = 0usize;
         let mut wanted = (piece.end - from) as usize;
         let mut eof = false;
+        // Where the search for the newline ending the last owned line goes on from: each
+        // round searches only the bytes it added (a long line is read in linear time).
+        let last_owned = (piece.end - 1 - from) as usize;
+        let mut searched = last_owned;
         loop {
             if bytes.len() < wanted {
                 bytes.resize(wanted, 0);
@@ -373,16 +377,26 @@ impl FileSource {
                     Err(e) => return Err(fail(e)),
                 }
             }
+            if eof && filled <= last_owned {
+                // The piece was cut from the file's length when the run started.
+                return Err(Error::runtime(format!(
+                    "input {} shrank while it was read: byte {} was in the file when the run started, the file now ends at byte {}",
+                    piece.path.display(),
+                    piece.end - 1,
+                    from + filled as u64
+                )));
+            }
             // The line holding byte end - 1 ends at the first newline from there on.
-            let last_owned = (piece.end - 1 - from) as usize;
-            if let Some(at) = memchr::memchr(b'\n', &bytes[last_owned.min(filled)..filled]) {
-                filled = last_owned.min(filled) + at + 1;
+            if let Some(at) = memchr::memchr(b'\n', &bytes[searched.min(filled)..filled]) {
+                filled = searched.min(filled) + at + 1;
                 break;
             }
+            searched = filled.max(searched);
             if eof {
                 break;
             }
-            wanted = filled + 64 * 1024;
+            // Grow geometrically: a line of n bytes costs O(n) reads and copies in all.
+            wanted = filled + (filled / 2).max(64 * 1024);
         }
         bytes.truncate(filled);
         let first = if piece.start == 0 {
@@ -629,6 +643,32 @@ mod tests {
         let lines = read_all(src.as_ref()).unwrap();
         assert_eq!(lines.len(), 300_000);
         assert_eq!(lines[299_999], "line number 299999");
+    }
+
+    #[test]
+    fn a_file_that_shrinks_while_it_is_read_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = "a line of text\n".repeat(1000);
+        let text = line.repeat(3 * MORSEL_BYTES / line.len() + 1);
+        let path = write(dir.path(), "shrinking.txt", text.as_bytes());
+        let src = source(&path, "");
+        let mut morsels = src.open().unwrap().into_seq_iter();
+        morsels.next().unwrap().unwrap();
+        // The pieces were cut from the length at open; the file loses its last two thirds.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(MORSEL_BYTES as u64 + 10)
+            .unwrap();
+        let error = morsels
+            .find_map(|m| m.err())
+            .expect("reading past the new end fails")
+            .to_string();
+        assert!(
+            error.contains("shrinking.txt shrank while it was read"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -125,6 +125,7 @@ impl StreamSource for ReplaySource {
             languages: vec![],
         };
         tokio::spawn(async move {
+            crate::error::failpoint("replay-source");
             let cannot_read =
                 |e: std::io::Error| format!("cannot read the tape {}: {e}", path.display());
             let mut file = tokio::fs::File::open(&path).await.map_err(cannot_read)?;
@@ -173,7 +174,16 @@ impl StreamSource for ReplaySource {
                 })?;
                 if let Speed::Factor(factor) = speed {
                     let wait = ((recorded.t - start.time) / factor).max(0.0);
-                    let due = started + Duration::from_secs_f64(wait);
+                    let due = Duration::try_from_secs_f64(wait)
+                        .ok()
+                        .and_then(|wait| started.checked_add(wait))
+                        .ok_or_else(|| {
+                            format!(
+                                "{} line {number}: its time t = {:e} is {wait:e} s away at speed {factor}, too far to wait for",
+                                path.display(),
+                                recorded.t
+                            )
+                        })?;
                     tokio::time::sleep_until(due.into()).await;
                 }
                 position.time = recorded.t;

@@ -156,12 +156,13 @@ impl Watchdog {
             let spent = call.started.elapsed();
             if self.timeout.is_some_and(|limit| spent >= limit) {
                 let limit = humantime::format_duration(self.timeout.unwrap_or_default());
-                tracing::error!(
+                let message = format!(
                     "plugin {} has spent longer than its timeout ({limit}) on one batch of {} rows: stopping the run (outputs keep their previous contents)",
                     self.name,
                     call.rows
                 );
-                std::process::exit(crate::error::EXIT_RUNTIME);
+                tracing::error!("{message}");
+                crate::summary::abort_run(Error::runtime(message));
             }
             if spent >= self.warn_after && !call.warned {
                 call.warned = true;

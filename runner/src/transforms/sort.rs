@@ -1,5 +1,7 @@
 //! `sort`: order rows by `column [asc|desc]` keys. Ties are broken by every remaining column in
 //! ascending order, so the output is the same whatever the input order or number of cores.
+//! Nulls order as in Spark: first when ascending, last when descending (a null is smaller than
+//! every value); NaN is larger than every number.
 
 use std::cmp::Ordering;
 
@@ -102,7 +104,7 @@ fn compare(a: &Cell, b: &Cell) -> Ordering {
         (Cell::Int(x), Cell::Int(y)) => x.cmp(y),
         (Cell::Float(x), Cell::Float(y)) => x.total_cmp(y),
         (Cell::Bool(x), Cell::Bool(y)) => x.cmp(y),
-        // Nulls sort last in either direction is handled by the caller; here they are smallest.
+        // A null is smallest: first ascending, last descending (Spark's default order).
         (Cell::Null, Cell::Null) => Ordering::Equal,
         (Cell::Null, _) => Ordering::Less,
         (_, Cell::Null) => Ordering::Greater,
@@ -232,6 +234,42 @@ mod tests {
             let first = first.slice(0, rows.min(first.num_rows()));
             assert_eq!(first, full.slice(0, rows.min(500)), "first {rows}");
         }
+    }
+
+    #[test]
+    fn nulls_come_first_ascending_and_last_descending_as_in_spark() {
+        use arrow_array::{Int64Array, StringArray};
+        let batch = RecordBatch::try_from_iter([
+            (
+                "word",
+                std::sync::Arc::new(StringArray::from(vec![Some("b"), None, Some("a")])) as _,
+            ),
+            (
+                "count",
+                std::sync::Arc::new(Int64Array::from(vec![Some(2), Some(1), None])) as _,
+            ),
+        ])
+        .unwrap();
+        let sort = |yaml: &str| {
+            let config: SortConfig = serde_saphyr::from_str(yaml).unwrap();
+            let stage = config
+                .build(&BuildContext {
+                    input: &batch.schema(),
+                    base_dir: std::path::Path::new("."),
+                })
+                .unwrap();
+            let out = run(&stage, batch.clone());
+            let words = out.column(0).as_string::<i32>();
+            (0..out.num_rows())
+                .map(|i| words.is_valid(i).then(|| words.value(i).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let s = |w: &str| Some(w.to_owned());
+        assert_eq!(sort("by: word"), [None, s("a"), s("b")]);
+        assert_eq!(sort("by: word desc"), [s("b"), s("a"), None]);
+        // By count: a (null count) first ascending, last descending.
+        assert_eq!(sort("by: count"), [s("a"), None, s("b")]);
+        assert_eq!(sort("by: count desc"), [s("b"), None, s("a")]);
     }
 
     #[test]

@@ -120,7 +120,7 @@ impl StopwordsConfig {
         set.extend(self.words.iter().map(|w| Box::from(w.as_str())));
         if let Some(file) = &self.file {
             let path = crate::config::resolve_against(ctx.base_dir, file);
-            let contents = std::fs::read_to_string(&path)
+            let contents = read_capped(&path)
                 .map_err(|e| format!("cannot read stop-word file {}: {e}", path.display()))?;
             set.extend(
                 contents
@@ -174,6 +174,25 @@ impl MapTransform for Stopwords {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+}
+
+/// A stop-word file is a list people write: past this it is a mistake (`/dev/zero`, a log).
+const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Reads `path` as UTF-8 text, refusing more than `MAX_FILE_BYTES` without reading them.
+fn read_capped(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let read = std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if read as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it is longer than {} MiB, the most a stop-word list may be",
+            MAX_FILE_BYTES >> 20
+        )));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -231,6 +250,8 @@ mod tests {
             .err()
             .unwrap()
             .contains("needs `words` or `file`"));
+        let endless = build("file: /dev/zero", here).err().unwrap();
+        assert!(endless.contains("longer than 64 MiB"), "{endless}");
         assert!(build("file: /no/such/file", here)
             .err()
             .unwrap()
