@@ -669,16 +669,18 @@ mod tests {
                 format!("w{i}")
             }
         };
+        // Under Miri (about 1000 times slower) fewer words still make the table grow.
+        let words = if cfg!(miri) { 3_000 } else { 50_000 };
         for round in 0..3u32 {
-            for i in 0..50_000u32 {
+            for i in 0..words {
                 if i % 3 <= round {
                     counts.add(word(i).as_bytes(), 1);
                 }
             }
         }
-        assert_eq!(counts.len(), 50_000);
+        assert_eq!(counts.len(), words as usize);
         let found: std::collections::HashMap<Vec<u8>, u64> = counts.entries().collect();
-        for i in 0..50_000u32 {
+        for i in 0..words {
             assert_eq!(found[word(i).as_bytes()], 3 - (i % 3) as u64, "word {i}");
         }
     }

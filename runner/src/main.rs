@@ -10,9 +10,34 @@ use runner::error::Error;
 use runner::exec;
 use runner::registry;
 
+const AFTER_HELP: &str = "\
+Examples:
+  runner run pipelines/romeo.yaml                  run a pipeline
+  runner run pipelines/romeo.yaml --input notes.txt --cores 2
+  cat notes.txt | runner run pipelines/romeo.yaml --input -
+  runner validate pipelines/*.yaml                 check files without reading data
+  runner plan pipelines/romeo.yaml --format json   how it will run
+  runner schedule pipelines/*.yaml                 run the ones with a `schedule:`
+
+Exit codes:
+  0  success (a stream stopped by SIGTERM/SIGINT included)
+  1  the run failed (input, output, network, plugin, internal error)
+  2  invalid pipeline file or command line
+  3  another run of the same pipeline holds its lock (see --wait)
+  130  a second Ctrl-C stopped a stream at once
+
+Security: a pipeline file is code. A `plugin` step loads and runs a shared library, on
+`run`, `validate` and `plan` alike; run only pipeline files you trust.";
+
 /// Run data pipelines declared in YAML: a source, transforms, sinks; as a batch job or a stream.
 #[derive(Parser)]
-#[command(name = "runner", version, about, propagate_version = true)]
+#[command(
+    name = "runner",
+    version,
+    about,
+    propagate_version = true,
+    after_help = AFTER_HELP
+)]
 struct Cli {
     /// Print only errors.
     #[arg(short, long, global = true)]
@@ -40,6 +65,10 @@ enum Command {
         /// Override or add a value before validation, e.g. --set transforms.3.where="count >= 100".
         #[arg(long = "set", value_name = "PATH=VALUE")]
         overrides: Vec<Override>,
+        /// Read this input instead of the source's `path` (`-` for standard input); the same as
+        /// --set source.path=PATH.
+        #[arg(long, value_name = "PATH")]
+        input: Option<PathBuf>,
         /// Run every transform on its own (the reference path), even where a fused loop could
         /// replace them. Same result, slower; for checking and measuring.
         #[arg(long)]
@@ -137,7 +166,10 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 fn init_logging(quiet: bool, verbose: u8, format: LogFormat, daemon: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) if daemon || format == LogFormat::Json => "info",
+        // JSON logs say what text logs say: warnings and errors, plus the notes `Say` prints
+        // (the run's one-line result) under their own target.
+        (false, 0) if daemon => "info",
+        (false, 0) if format == LogFormat::Json => "warn,runner_note=info",
         (false, 0) => "warn",
         (false, 1) => "info",
         (false, _) => "debug",
@@ -191,7 +223,7 @@ impl Say {
     fn note(self, message: &str) {
         if self.quiet {
         } else if self.json {
-            tracing::info!("{message}");
+            tracing::info!(target: "runner_note", "{message}");
         } else {
             eprintln!("{message}");
         }
@@ -212,13 +244,20 @@ fn main() -> ExitCode {
         Command::Run {
             pipeline,
             cores,
-            overrides,
+            mut overrides,
+            input,
             no_fusion,
             progress,
             wait,
             lock_dir,
             summary,
         } => {
+            if let Some(input) = input {
+                overrides.push(Override::text(
+                    &["source", "path"],
+                    &input.to_string_lossy(),
+                ));
+            }
             let progress = if cli.quiet {
                 exec::stream::Progress::Off
             } else {
@@ -378,7 +417,16 @@ fn execute(
         pipeline.fuse = false;
     }
     if let Some(fusion) = &pipeline.fusion {
-        tracing::info!(?fusion, "fused word count");
+        let fused: Vec<String> = [
+            Some(fusion.tokenize),
+            fusion.stopwords,
+            Some(fusion.group_count),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|i| format!("transforms.{i}"))
+        .collect();
+        tracing::info!("{} run as one fused word-count loop", fused.join(", "));
     }
     recorder.built(&mut pipeline);
     let bar = (!say.quiet && !say.json && runner::progress::enabled())
@@ -442,6 +490,15 @@ fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool, say: Say) ->
     for path in paths {
         let checked = config::load(path, overrides).and_then(|loaded| {
             let pipeline = exec::build(&loaded, None)?;
+            if let runner::sources::BuiltSource::Batch(source) = &pipeline.source {
+                match source.check_inputs() {
+                    Ok(Some(note)) => say.warning(&format!("{}: {note}", path.display())),
+                    Ok(None) => {}
+                    Err(missing) => {
+                        return Err(Error::invalid(format!("{}: {missing}", path.display())))
+                    }
+                }
+            }
             Ok((loaded, pipeline))
         });
         match checked {

@@ -25,6 +25,8 @@ pub struct Plan {
     pub output_mode: Option<&'static str>,
     /// Stream mode: where the checkpoint is kept and how often it is saved.
     pub checkpoint: Option<String>,
+    /// Stream mode: when the stream stops by itself (`stop_after`, `max_epochs`).
+    pub stops: Option<String>,
     pub schedule: Option<PlanSchedule>,
     pub summary: Option<String>,
 }
@@ -161,6 +163,16 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline) -> Plan {
         sinks,
         trigger,
         output_mode,
+        stops: pipeline.stream.as_ref().and_then(|s| {
+            let mut stops = Vec::new();
+            if let Some(after) = s.stop_after {
+                stops.push(format!("after {}", humantime::format_duration(after)));
+            }
+            if let Some(epochs) = s.max_epochs {
+                stops.push(format!("after {epochs} epoch(s)"));
+            }
+            (!stops.is_empty()).then(|| stops.join(" or "))
+        }),
         checkpoint: pipeline
             .stream
             .as_ref()
@@ -253,6 +265,11 @@ impl Plan {
             line(format!(
                 "trigger   {trigger}, output mode {}",
                 self.output_mode.unwrap_or("?")
+            ));
+        }
+        if let Some(stops) = &self.stops {
+            line(format!(
+                "stops     {stops}, at the end of the source, or on SIGTERM"
             ));
         }
         if let Some(checkpoint) = &self.checkpoint {

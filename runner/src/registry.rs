@@ -126,7 +126,7 @@ component_enum!(TransformConfig, "transform", BuildTransform, [
 
 component_enum!(SinkConfig, "sink", BuildSink, [
     "stdout" => Stdout(sinks::stdout::StdoutSinkConfig)
-        : "Print the result: aligned (the chapter's `word: count`), table, tsv or jsonl",
+        : "Print the result: aligned (the chapter's `word: count`), table, bars, tsv or jsonl",
     "csv" => Csv(sinks::csv::CsvSinkConfig)
         : "Write the result to a CSV file, replaced atomically",
     "chart" => Chart(sinks::chart::ChartSinkConfig)

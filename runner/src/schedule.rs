@@ -145,34 +145,51 @@ struct Job {
     running: Arc<AtomicBool>,
 }
 
-/// Loads every pipeline and checks it has a schedule; the first problem is the error.
-fn load_jobs(paths: &[PathBuf]) -> Result<Vec<Job>> {
-    paths
-        .iter()
-        .map(|path| {
-            let loaded = crate::config::load(path, &[])?;
+/// Loads every pipeline; the first invalid one is the error. Files without a `schedule:` are
+/// skipped with a note (as cron users pass `pipelines/*.yaml`); none with one is an error.
+/// With `build`, scheduled pipelines are also built (validated), which loads their plugins;
+/// `--next` only reads the files.
+fn load_jobs(paths: &[PathBuf], build: bool) -> Result<Vec<Job>> {
+    let mut jobs = Vec::new();
+    let mut unscheduled = Vec::new();
+    for path in paths {
+        let loaded = crate::config::load(path, &[])?;
+        let Some(schedule) = loaded.config.schedule.clone() else {
+            unscheduled.push(path.display().to_string());
+            continue;
+        };
+        if build {
             crate::exec::build(&loaded, None)?;
-            let Some(schedule) = loaded.config.schedule.clone() else {
-                return Err(Error::invalid(format!(
-                    "{}: no `schedule:` in this pipeline; add one such as `schedule: \"0 3 * * *\"` to run it with `runner schedule`",
-                    path.display()
-                )));
-            };
-            Ok(Job {
-                path: path.clone(),
-                name: loaded.config.name.clone(),
-                summary: loaded.config.summary.as_deref().map(|p| loaded.resolve(p)),
-                next: schedule.next_after(Utc::now()),
-                schedule,
-                running: Arc::new(AtomicBool::new(false)),
-            })
-        })
-        .collect()
+        }
+        jobs.push(Job {
+            path: path.clone(),
+            name: loaded.config.name.clone(),
+            summary: loaded.config.summary.as_deref().map(|p| loaded.resolve(p)),
+            next: schedule.next_after(Utc::now()),
+            schedule,
+            running: Arc::new(AtomicBool::new(false)),
+        });
+    }
+    if jobs.is_empty() {
+        return Err(Error::invalid(format!(
+            "{}: no `schedule:` in {}; add one such as `schedule: \"0 3 * * *\"` to run a pipeline with `runner schedule`",
+            unscheduled.join(", "),
+            if unscheduled.len() == 1 { "this pipeline" } else { "any of these pipelines" }
+        )));
+    }
+    if !unscheduled.is_empty() {
+        tracing::warn!(
+            "skipping {} pipeline(s) without a `schedule:`: {}",
+            unscheduled.len(),
+            unscheduled.join(", ")
+        );
+    }
+    Ok(jobs)
 }
 
 /// `runner schedule --next`: the next `count` times of each pipeline, one per line.
 pub fn print_next(paths: &[PathBuf], count: usize) -> Result<()> {
-    let jobs = load_jobs(paths)?;
+    let jobs = load_jobs(paths, false)?;
     let now = Utc::now();
     for job in &jobs {
         println!(
@@ -192,7 +209,7 @@ pub fn print_next(paths: &[PathBuf], count: usize) -> Result<()> {
 /// Runs every pipeline on its schedule until SIGTERM or SIGINT, then waits for the runs in
 /// progress and returns.
 pub fn run(paths: &[PathBuf], options: &Options) -> Result<()> {
-    let jobs = load_jobs(paths)?;
+    let jobs = load_jobs(paths, true)?;
     let executable = std::env::current_exe()
         .map_err(|e| Error::runtime(format!("cannot find the runner executable: {e}")))?;
     let runtime = tokio::runtime::Builder::new_current_thread()

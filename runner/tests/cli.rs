@@ -179,11 +179,8 @@ fn unwritable_output_fails_and_keeps_the_previous_file() {
 #[test]
 fn validate_checks_many_files_and_reads_no_data() {
     let dir = tempfile::tempdir().unwrap();
-    let good = pipeline(
-        dir.path(),
-        "  type: file\n  path: does-not-exist-yet.txt",
-        COUNT,
-    );
+    write(dir.path(), "in.txt", WORDS);
+    let good = pipeline(dir.path(), "  type: file\n  path: in.txt", COUNT);
     let bad = write(
         dir.path(),
         "bad.yaml",
@@ -207,6 +204,64 @@ fn validate_checks_many_files_and_reads_no_data() {
                 "1 of 2 pipeline files are not valid",
             )),
         );
+}
+
+#[test]
+fn validate_reports_a_missing_input_and_notes_one_fetch_will_bring() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = pipeline(dir.path(), "  type: file\n  path: nowhere.txt", COUNT);
+    runner()
+        .arg("validate")
+        .arg(&missing)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "nowhere.txt does not exist (no such file or directory)",
+        ));
+    let fetched = pipeline(
+        dir.path(),
+        "  type: file\n  path: later.txt\n  fetch:\n    url: http://127.0.0.1:9/later.txt\n    sha256: bf8e99f2edb49e1692038870eae947dfbd9547c2dc91fcbb7d1c71fe96d91589",
+        COUNT,
+    );
+    runner()
+        .arg("validate")
+        .arg(&fetched)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "later.txt does not exist yet: the first run downloads it from http://127.0.0.1:9/later.txt",
+        ));
+    let stdin = pipeline(dir.path(), "  type: file\n  path: '-'", COUNT);
+    runner().arg("validate").arg(&stdin).assert().success();
+}
+
+#[test]
+fn standard_input_replaces_a_fetched_file_with_set_or_input() {
+    // romeo.yaml's shape: a file with `fetch`. `-` must read standard input, not fetch.
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "  type: file\n  path: play.txt\n  fetch:\n    url: http://127.0.0.1:9/play.txt\n    sha256: bf8e99f2edb49e1692038870eae947dfbd9547c2dc91fcbb7d1c71fe96d91589",
+        COUNT,
+    );
+    for args in [&["--set", "source.path=-"][..], &["--input", "-"][..]] {
+        runner()
+            .arg("run")
+            .arg(&p)
+            .args(args)
+            .write_stdin(WORDS)
+            .assert()
+            .success()
+            .stdout("word\tcount\ncat\t3\nhat\t2\n");
+    }
+    write(dir.path(), "other.txt", "hat hat cat\n");
+    runner()
+        .arg("run")
+        .arg(&p)
+        .args(["--input", dir.path().join("other.txt").to_str().unwrap()])
+        .assert()
+        .success()
+        .stdout("word\tcount\nhat\t2\ncat\t1\n");
 }
 
 #[test]
@@ -250,6 +305,46 @@ fn list_shows_every_component() {
             "{name} missing from:\n{stdout}"
         );
     }
+    // Every stdout format is named, `bars` included.
+    for format in ["aligned", "table", "bars", "tsv", "jsonl"] {
+        assert!(stdout.contains(format), "{format} missing from:\n{stdout}");
+    }
+}
+
+#[test]
+fn help_has_examples_exit_codes_and_the_trust_boundary() {
+    let assert = runner().arg("--help").assert().success();
+    let stdout = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+    for expected in [
+        "Examples:",
+        "runner run pipelines/romeo.yaml",
+        "Exit codes:",
+        "3  another run of the same pipeline holds its lock",
+        "a pipeline file is code",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing from:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn plan_shows_when_a_stream_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "s.yaml",
+        "name: s\nmode: stream\nstop_after: 10m\nmax_epochs: 5\nsource: {type: socket, host: 127.0.0.1, port: 9}\nsinks:\n  - {type: stdout}\n",
+    );
+    runner()
+        .arg("plan")
+        .arg(&p)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "stops     after 10m or after 5 epoch(s)",
+        ));
 }
 
 #[test]

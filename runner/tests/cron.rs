@@ -70,7 +70,6 @@ fn stage<'a>(summary: &'a Value, step: &str) -> &'a Value {
 #[test]
 fn romeo_summary_records_the_run() {
     let Some(play) = romeo_text() else {
-        eprintln!("SKIPPED: the play is not in data/ or ../shared/data/");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -401,6 +400,35 @@ fn schedule_refuses_pipelines_without_or_with_a_bad_schedule() {
 }
 
 #[test]
+fn schedule_of_every_pipeline_file_skips_those_without_a_schedule() {
+    // `runner schedule pipelines/*.yaml`, as the README shows it: only romeo.yaml has one
+    // (and --next loads no plugin, so pipelines whose plugin is not built are fine too).
+    let mut files: Vec<String> = std::fs::read_dir(repo_root().join("pipelines"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .map(|p| p.strip_prefix(repo_root()).unwrap().display().to_string())
+        .collect();
+    files.sort();
+    let output = runner()
+        .args(["schedule", "--next"])
+        .args(&files)
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("skipping"), "{stderr}");
+    assert!(stderr.contains("without a `schedule:`"), "{stderr}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        stdout.starts_with("pipelines/romeo.yaml (romeo-word-count)"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn schedule_next_prints_the_next_five_times() {
     let output = runner()
         .args(["schedule", "--next", "pipelines/romeo.yaml"])
@@ -459,6 +487,10 @@ fn no_escape_codes_when_output_is_not_a_terminal() {
     assert!(events.iter().any(|e| e["fields"]["message"]
         .as_str()
         .is_some_and(|m| m.starts_with("t: ok in "))));
+    // As many lines as text mode prints: the warning and the result, no INFO chatter (the
+    // engine's "running" and fused-loop lines, once a Rust Debug dump, are for -v).
+    assert_eq!(events.len(), 2, "{stderr}");
+    assert!(!stderr.contains("Fusion {"), "{stderr}");
     // Errors too.
     let output = runner()
         .args(["run", "missing.yaml", "--log-format", "json"])

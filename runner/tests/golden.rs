@@ -40,6 +40,12 @@ fn run_romeo(cores: &str, out_dir: &std::path::Path) -> (String, String) {
         .arg(format!("source.path={}", play.display()))
         .arg("--set")
         .arg(format!("sinks.1.path={}", csv.display()))
+        // Every output into the temporary directory: tests never touch output/.
+        .arg("--set")
+        .arg(format!(
+            "sinks.2.path={}",
+            out_dir.join(format!("romeo_{cores}.png")).display()
+        ))
         .current_dir(repo_root())
         .output()
         .unwrap();
@@ -54,16 +60,34 @@ fn run_romeo(cores: &str, out_dir: &std::path::Path) -> (String, String) {
     )
 }
 
+/// Every file in the repository's output/ and data/ with its modification time.
+fn user_files() -> Vec<(std::path::PathBuf, Option<std::time::SystemTime>)> {
+    let mut files = Vec::new();
+    for dir in ["output", "data"] {
+        let Ok(entries) = std::fs::read_dir(repo_root().join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let modified = entry.metadata().ok().and_then(|m| m.modified().ok());
+            files.push((entry.path(), modified));
+        }
+    }
+    files.sort();
+    files
+}
+
 #[test]
 fn romeo_word_count_matches_the_chapter_for_every_core_count() {
     if romeo_text().is_none() {
-        eprintln!("SKIPPED: RomeoAndJuliet.txt is neither in data/ nor in ../shared/data/ (run .ci/run, or the main command once to download it)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let before = user_files();
     let (stdout_1, csv_1) = run_romeo("1", dir.path());
     let (stdout_2, csv_2) = run_romeo("2", dir.path());
     let (stdout_8, csv_8) = run_romeo("8", dir.path());
+    // The user's outputs stay theirs: the chart in output/ was rewritten here once.
+    assert_eq!(user_files(), before, "a test wrote into output/ or data/");
     assert_eq!(csv_1, EXPECTED);
     assert_eq!(csv_2, EXPECTED);
     assert_eq!(csv_8, EXPECTED);
@@ -80,7 +104,6 @@ fn romeo_word_count_matches_the_chapter_for_every_core_count() {
 #[test]
 fn set_overrides_the_filter_threshold() {
     let Some(play) = romeo_text() else {
-        eprintln!("SKIPPED: RomeoAndJuliet.txt not found");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -99,6 +122,11 @@ fn set_overrides_the_filter_threshold() {
         .arg(format!(
             "sinks.1.path={}",
             dir.path().join("x.csv").display()
+        ))
+        .arg("--set")
+        .arg(format!(
+            "sinks.2.path={}",
+            dir.path().join("x.png").display()
         ))
         .current_dir(repo_root())
         .output()

@@ -258,7 +258,6 @@ fn plugin_new_writes_a_crate_that_tests_builds_and_loads_from_elsewhere() {
 #[test]
 fn the_stemmed_romeo_pipeline_counts_word_forms_together() {
     let Some(play) = romeo_text() else {
-        eprintln!("SKIPPED: RomeoAndJuliet.txt not found");
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -38,6 +38,7 @@ fn run(pipeline: &Path) -> (i32, String, f64) {
     let mut status = 0;
     // SAFETY: plain structs filled by the kernel for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the two locals above.
     let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(waited, child.id() as i32);
     let code = if libc::WIFEXITED(status) {

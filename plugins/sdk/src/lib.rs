@@ -52,6 +52,7 @@ impl RunnerError {
         if self.msg.is_null() {
             return None;
         }
+        // SAFETY: the caller's promise: `len` live bytes at `msg`.
         let bytes = unsafe { std::slice::from_raw_parts(self.msg, self.len) };
         Some(String::from_utf8_lossy(bytes).into_owned())
     }
@@ -256,10 +257,10 @@ pub mod entry {
     ) -> i32 {
         // SAFETY: the host passes, for every call, null or its own writable RunnerError.
         guard(unsafe { err.as_mut() }, || {
-            // SAFETY: the host passes a buffer of `len` bytes of JSON, borrowed for the call.
             let bytes = if config.is_null() {
                 &[][..]
             } else {
+                // SAFETY: the host passes a buffer of `len` bytes of JSON, borrowed for the call.
                 unsafe { std::slice::from_raw_parts(config, len) }
             };
             let config: serde_json::Value = if bytes.is_empty() {
@@ -291,7 +292,9 @@ pub mod entry {
             if input.is_null() || input_schema.is_null() {
                 return Err("the host passed no batch".into());
             }
+            // SAFETY: checked non-null; the host passes its own live input struct.
             let array = unsafe { std::ptr::replace(input, FFI_ArrowArray::empty()) };
+            // SAFETY: the host's batch and schema are valid C Data Interface structs.
             let batch = unsafe { import_batch(array, &*input_schema) }?;
             let result = instance.transform(batch)?;
             let (array, schema) = export_batch(result)?;
@@ -318,6 +321,7 @@ pub mod entry {
                 Some(batch) => export_batch(batch)?,
                 None => (FFI_ArrowArray::empty(), FFI_ArrowSchema::empty()),
             };
+            // SAFETY: out-pointers from the host; ownership moves to it.
             unsafe {
                 std::ptr::write(output, array);
                 std::ptr::write(output_schema, schema);

@@ -24,6 +24,9 @@ impl std::str::FromStr for Override {
         }
         let value = if value.trim().is_empty() {
             Value::String(String::new())
+        } else if value.trim() == "-" {
+            // YAML reads a lone `-` as a list of one null; here it is standard input's name.
+            Value::String("-".into())
         } else {
             serde_saphyr::from_str::<Value>(value)
                 .map_err(|e| format!("`{raw}`: the value is not valid YAML: {}", first_line(&e)))?
@@ -33,6 +36,17 @@ impl std::str::FromStr for Override {
             value,
             raw: raw.to_owned(),
         })
+    }
+}
+
+impl Override {
+    /// `PATH=VALUE` with VALUE taken as text as it is (no YAML), for options such as `--input`.
+    pub fn text(path: &[&str], value: &str) -> Override {
+        Override {
+            path: path.iter().map(|s| (*s).to_owned()).collect(),
+            value: Value::String(value.to_owned()),
+            raw: format!("{}={value}", path.join(".")),
+        }
     }
 }
 

@@ -762,10 +762,8 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         if bmi2_available() {
             // SAFETY: the CPU has BMI2, checked just above.
-            assert_eq!(
-                unsafe { compact_pext(word, keep) },
-                compact_scalar(word, keep)
-            );
+            let pext = unsafe { compact_pext(word, keep) };
+            assert_eq!(pext, compact_scalar(word, keep));
         }
     }
 

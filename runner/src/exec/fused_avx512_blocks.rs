@@ -50,7 +50,10 @@ pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
 ) {
     if STRIP && !tokenizer.drop_empty() {
         // Words of punctuation alone vanish from the blocks; here they count as "".
-        return fused_avx512::count_text::<LOWER, STRIP>(counts, tokenizer, text, scratch);
+        // SAFETY: the caller guarantees the features both kernels need.
+        return unsafe {
+            fused_avx512::count_text::<LOWER, STRIP>(counts, tokenizer, text, scratch)
+        };
     }
     let mut buffers = Buffers {
         kept: [MaybeUninit::uninit(); SEGMENT_MAX + 64],
@@ -70,10 +73,14 @@ pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
         }
         // Cut just after ASCII whitespace: both ends are character boundaries.
         let segment = &text[start..end];
-        if segment.len() > SEGMENT_MAX
-            || !count_segment::<LOWER, STRIP>(counts, tokenizer, segment, scratch, &mut buffers)
-        {
-            fused_avx512::count_text::<LOWER, STRIP>(counts, tokenizer, segment, scratch);
+        // SAFETY: the CPU's features are the caller's promise; `count_segment` is only given
+        // segments of at most SEGMENT_MAX bytes.
+        unsafe {
+            if segment.len() > SEGMENT_MAX
+                || !count_segment::<LOWER, STRIP>(counts, tokenizer, segment, scratch, &mut buffers)
+            {
+                fused_avx512::count_text::<LOWER, STRIP>(counts, tokenizer, segment, scratch);
+            }
         }
         start = end;
     }
@@ -88,6 +95,10 @@ struct Buffers {
 
 /// Counts the words of one segment (at most `SEGMENT_MAX` bytes), or returns false having
 /// counted nothing when it has non-ASCII whitespace or too many words with Unicode characters.
+///
+/// # Safety
+/// The CPU must have the features `fused_avx512::available` checks; `text` must be at most
+/// `SEGMENT_MAX` bytes (the buffers' size).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,bmi1,bmi2,popcnt,ssse3")]
 unsafe fn count_segment<const LOWER: bool, const STRIP: bool>(
     counts: &mut WordCounts,
@@ -116,7 +127,8 @@ unsafe fn count_segment<const LOWER: bool, const STRIP: bool>(
     // whitespace characters (xx in 80..8A, A8, A9, AF), sends the segment word by word.
     let mut e2_other = 0u64;
     let mut e2_carry = (0u64, 0u64);
-    let iota = _mm512_loadu_si512(IOTA.as_ptr().cast());
+    // SAFETY: IOTA is 64 bytes.
+    let iota = unsafe { _mm512_loadu_si512(IOTA.as_ptr().cast()) };
 
     let mut base = 0usize;
     while base < n {
@@ -126,7 +138,7 @@ unsafe fn count_segment<const LOWER: bool, const STRIP: bool>(
             _bzhi_u64(u64::MAX, (n - base) as u32)
         };
         // SAFETY: the mask covers only bytes of `text`; masked-off bytes are not read.
-        let block = _mm512_maskz_loadu_epi8(valid, bytes.as_ptr().add(base).cast());
+        let block = unsafe { _mm512_maskz_loadu_epi8(valid, bytes.as_ptr().add(base).cast()) };
         let mut space = fused_avx512::ascii_space(block);
         let lowered = if LOWER {
             let upper = _mm512_cmple_epu8_mask(
@@ -143,10 +155,12 @@ unsafe fn count_segment<const LOWER: bool, const STRIP: bool>(
             valid
         };
         // SAFETY: `kept_len + 64` is within `kept` (kept_len <= base < SEGMENT_MAX).
-        _mm512_storeu_si512(
-            kept.add(kept_len).cast(),
-            _mm512_maskz_compress_epi8(keep, lowered),
-        );
+        unsafe {
+            _mm512_storeu_si512(
+                kept.add(kept_len).cast(),
+                _mm512_maskz_compress_epi8(keep, lowered),
+            )
+        };
 
         let leads = _mm512_cmpge_epu8_mask(block, _mm512_set1_epi8(0xC0u8 as i8));
         let e2 = _mm512_cmpeq_epi8_mask(block, _mm512_set1_epi8(0xE2u8 as i8));
@@ -212,8 +226,12 @@ unsafe fn count_segment<const LOWER: bool, const STRIP: bool>(
         let after_word = (kept_word << 1) | open;
         let word_starts = kept_word & !after_word;
         let word_ends = kept_space & after_word;
-        n_starts += store_positions(word_starts, kept_len as u16, iota, starts.add(n_starts));
-        n_ends += store_positions(word_ends, kept_len as u16, iota, ends.add(n_ends));
+        // SAFETY: at most 32 positions per block are counted into buffers of SEGMENT_MAX + 64
+        // entries, and a segment's positions are fewer than its bytes.
+        unsafe {
+            n_starts += store_positions(word_starts, kept_len as u16, iota, starts.add(n_starts));
+            n_ends += store_positions(word_ends, kept_len as u16, iota, ends.add(n_ends));
+        }
         if kept_bits > 0 {
             open = (kept_word >> (kept_bits - 1)) & 1;
         }
@@ -225,14 +243,15 @@ unsafe fn count_segment<const LOWER: bool, const STRIP: bool>(
     }
     if n_starts > n_ends {
         // The text ends inside a word.
-        *ends.add(n_ends) = kept_len as u16;
+        // SAFETY: n_ends < n_starts <= SEGMENT_MAX: within `ends`.
+        unsafe { *ends.add(n_ends) = kept_len as u16 };
         n_ends += 1;
     }
     // `head_at` reads 16 bytes from each short word's start: a word in the last 15 kept bytes
     // reads past them, beyond what the last block's store may have written (it wrote 64 bytes
     // from its own start). Zeros there make every such read initialised.
     // SAFETY: kept_len <= n <= SEGMENT_MAX, and `kept` has 64 bytes past SEGMENT_MAX.
-    _mm_storeu_si128(kept.add(kept_len).cast(), _mm_setzero_si128());
+    unsafe { _mm_storeu_si128(kept.add(kept_len).cast(), _mm_setzero_si128()) };
     let initialised = kept_len + 16;
 
     let words = Words {
@@ -242,10 +261,14 @@ unsafe fn count_segment<const LOWER: bool, const STRIP: bool>(
         ends: ends.cast_const(),
         n: n_ends,
     };
-    if counts.is_large() {
-        count_words::<true>(counts, words);
-    } else {
-        count_words::<false>(counts, words);
+    // SAFETY: n_ends positions were stored in order, each word within the kept_len bytes,
+    // and `initialised` covers kept_len + 16.
+    unsafe {
+        if counts.is_large() {
+            count_words::<true>(counts, words);
+        } else {
+            count_words::<false>(counts, words);
+        }
     }
     for &(from, to) in &odd[..n_odd] {
         let word = &text[from..to];
@@ -283,12 +306,16 @@ unsafe fn count_words<const PREFETCH: bool>(
             "head_at would read uninitialised bytes"
         );
         let len = end - start;
-        if len > INLINE {
-            counts.add(std::slice::from_raw_parts(kept.add(start), len), 1);
-        } else if PREFETCH {
-            counts.add_short_soon(&mut pending, head_at(kept.add(start), len), len, 1);
-        } else {
-            counts.add_short(head_at(kept.add(start), len), len, 1);
+        // SAFETY: the word lies within `kept`'s initialised bytes, and so do the 16 bytes
+        // from its start that `head_at` reads (the caller's promise).
+        unsafe {
+            if len > INLINE {
+                counts.add(std::slice::from_raw_parts(kept.add(start), len), 1);
+            } else if PREFETCH {
+                counts.add_short_soon(&mut pending, head_at(kept.add(start), len), len, 1);
+            } else {
+                counts.add_short(head_at(kept.add(start), len), len, 1);
+            }
         }
     }
     counts.count_pending(&mut pending);
@@ -318,6 +345,9 @@ static IOTA: [u8; 64] = {
 /// Writes `base +` the index of each set bit of `mask` to `out` and returns how many there
 /// are. At most 32 (a word start follows a non-word byte, a word end a word byte), so one
 /// store of 32 positions covers them.
+///
+/// # Safety
+/// The CPU must have the enabled features; `out` must have room for 32 entries.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,popcnt")]
 unsafe fn store_positions(mask: u64, base: u16, iota: __m512i, out: *mut u16) -> usize {
@@ -326,8 +356,8 @@ unsafe fn store_positions(mask: u64, base: u16, iota: __m512i, out: *mut u16) ->
         _mm512_cvtepu8_epi16(_mm512_castsi512_si256(indices)),
         _mm512_set1_epi16(base as i16),
     );
-    // SAFETY: the caller's buffers have 64 spare entries past any count of positions.
-    _mm512_storeu_si512(out.cast(), positions);
+    // SAFETY: 32 u16 positions are 64 bytes, for which the caller has room.
+    unsafe { _mm512_storeu_si512(out.cast(), positions) };
     mask.count_ones() as usize
 }
 
@@ -335,17 +365,20 @@ unsafe fn store_positions(mask: u64, base: u16, iota: __m512i, out: *mut u16) ->
 /// two loads, the bytes past the word cleared by `bzhi`.
 ///
 /// # Safety
-/// 16 bytes from `word` must be initialised (the last block's store wrote 64).
+/// 16 bytes from `word` must be initialised, and the CPU must have BMI1 (`bzhi`).
 #[inline(always)]
 unsafe fn head_at(word: *const u8, len: usize) -> [u64; 2] {
     let bits = (len * 8) as u32;
-    [
-        _bzhi_u64(word.cast::<u64>().read_unaligned(), bits),
-        _bzhi_u64(
-            word.add(8).cast::<u64>().read_unaligned(),
-            bits.saturating_sub(64),
-        ),
-    ]
+    // SAFETY: the caller's promises: 16 readable bytes, and the instruction.
+    unsafe {
+        [
+            _bzhi_u64(word.cast::<u64>().read_unaligned(), bits),
+            _bzhi_u64(
+                word.add(8).cast::<u64>().read_unaligned(),
+                bits.saturating_sub(64),
+            ),
+        ]
+    }
 }
 
 /// The bytes of `block` that are ASCII punctuation (Python's `string.punctuation`), from the

@@ -6,7 +6,7 @@
 //! symbol is looked up. Every failure (not a library, missing symbol, other ABI version, an
 //! error or a panic inside the plugin) is an error message naming the plugin, never an abort.
 
-mod import;
+pub mod import;
 pub mod new;
 
 use std::collections::HashMap;

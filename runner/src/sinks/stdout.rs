@@ -47,6 +47,7 @@ impl BuildSink for StdoutSinkConfig {
             config: self.clone(),
             out: Output::Stdout,
             streaming: ctx.streaming,
+            wrote: false,
         }))
     }
 }
@@ -63,16 +64,26 @@ pub struct StdoutSink {
     out: Output,
     /// Each result is an epoch: print a header, and on a terminal redraw in place.
     streaming: bool,
+    /// Whether a result was written already (a stream's tsv has one header line).
+    wrote: bool,
 }
 
-/// Renders `batch` (at most `limit` rows) in `format`.
-pub fn render(batch: &RecordBatch, format: StdoutFormat, limit: Option<usize>) -> String {
+/// Renders `batch` (at most `limit` rows) in `format`. With `epoch` (a stream), the machine
+/// formats carry it as data: a leading `epoch` column in tsv, an `"epoch"` field in jsonl.
+/// Text from the data never reaches a terminal as control sequences: the human formats escape
+/// control characters, tsv escapes them as `\u{..}`, jsonl as JSON does.
+pub fn render(
+    batch: &RecordBatch,
+    format: StdoutFormat,
+    limit: Option<usize>,
+    epoch: Option<u64>,
+) -> String {
     let rows = limit.map_or(batch.num_rows(), |n| n.min(batch.num_rows()));
     let text_row = |row: usize| -> Vec<String> {
         batch
             .columns()
             .iter()
-            .map(|c| cell(c.as_ref(), row).to_text())
+            .map(|c| crate::error::escape_controls(&cell(c.as_ref(), row).to_text()))
             .collect()
     };
     let mut out = String::new();
@@ -120,16 +131,22 @@ pub fn render(batch: &RecordBatch, format: StdoutFormat, limit: Option<usize>) -
                     .replace('\n', "\\n")
                     .replace('\r', "\\r")
             };
-            let header: Vec<String> = batch
+            let mut header: Vec<String> = batch
                 .schema()
                 .fields()
                 .iter()
-                .map(|f| escape(f.name().clone()))
+                .map(|f| escape(crate::error::escape_controls(f.name())))
                 .collect();
+            if epoch.is_some() {
+                header.insert(0, "epoch".into());
+            }
             out.push_str(&header.join("\t"));
             out.push('\n');
             for row in 0..rows {
-                let cells: Vec<String> = text_row(row).into_iter().map(escape).collect();
+                let mut cells: Vec<String> = text_row(row).into_iter().map(escape).collect();
+                if let Some(epoch) = epoch {
+                    cells.insert(0, epoch.to_string());
+                }
                 out.push_str(&cells.join("\t"));
                 out.push('\n');
             }
@@ -138,11 +155,16 @@ pub fn render(batch: &RecordBatch, format: StdoutFormat, limit: Option<usize>) -
         StdoutFormat::Jsonl => {
             let schema = batch.schema();
             for row in 0..rows {
-                let object: serde_json::Map<String, serde_json::Value> = schema
-                    .fields()
-                    .iter()
-                    .zip(batch.columns())
-                    .map(|(f, c)| (f.name().clone(), cell(c.as_ref(), row).to_json()))
+                let object: serde_json::Map<String, serde_json::Value> = epoch
+                    .map(|epoch| ("epoch".to_owned(), serde_json::Value::from(epoch)))
+                    .into_iter()
+                    .chain(
+                        schema
+                            .fields()
+                            .iter()
+                            .zip(batch.columns())
+                            .map(|(f, c)| (f.name().clone(), cell(c.as_ref(), row).to_json())),
+                    )
                     .collect();
                 out.push_str(&serde_json::Value::Object(object).to_string());
                 out.push('\n');
@@ -176,11 +198,11 @@ pub fn bars(batch: &RecordBatch, rows: usize, width: usize) -> String {
     };
     let entries: Vec<(String, f64, String)> = (0..rows)
         .map(|row| {
-            let label: String = cell(batch.column(0).as_ref(), row)
-                .to_text()
-                .chars()
-                .take(30)
-                .collect();
+            let label: String =
+                crate::error::escape_controls(&cell(batch.column(0).as_ref(), row).to_text())
+                    .chars()
+                    .take(30)
+                    .collect();
             let value = match cell(batch.column(value_column).as_ref(), row) {
                 crate::data::Cell::Int(i) => i as f64,
                 crate::data::Cell::Float(f) => f,
@@ -220,16 +242,31 @@ pub fn bars(batch: &RecordBatch, rows: usize, width: usize) -> String {
 
 impl Sink for StdoutSink {
     fn write(&mut self, result: &RecordBatch, epoch: u64) -> Result<()> {
-        let mut text = render(result, self.config.format, self.config.limit);
-        if self.streaming {
+        let machine = matches!(self.config.format, StdoutFormat::Jsonl | StdoutFormat::Tsv);
+        let mut text = render(
+            result,
+            self.config.format,
+            self.config.limit,
+            (self.streaming && machine).then_some(epoch),
+        );
+        if self.streaming && self.config.format == StdoutFormat::Tsv && self.wrote {
+            // One table over the whole stream: the column names once, the epoch a column.
+            text = text
+                .split_once('\n')
+                .map_or(String::new(), |(_, rows)| rows.to_owned());
+        }
+        self.wrote = true;
+        if self.streaming && !machine {
             let redraw = matches!(self.out, Output::Stdout)
                 && std::io::IsTerminal::is_terminal(&std::io::stdout());
             // On a terminal, clear and draw from the top so the table updates in place.
             let clear = if redraw { "\x1b[2J\x1b[H" } else { "" };
             let rows = result.num_rows();
+            let shown = self.config.limit.filter(|&limit| limit < rows);
             text = format!(
-                "{clear}EPOCH {epoch} ({rows} row{})\n{text}",
-                if rows == 1 { "" } else { "s" }
+                "{clear}EPOCH {epoch} ({rows} row{}{})\n{text}",
+                if rows == 1 { "" } else { "s" },
+                shown.map_or(String::new(), |n| format!(", first {n} shown"))
             );
         }
         match &self.out {
@@ -269,17 +306,36 @@ mod tests {
     #[test]
     fn aligned_matches_the_chapter() {
         assert_eq!(
-            render(&counts(), StdoutFormat::Aligned, Some(3)),
+            render(&counts(), StdoutFormat::Aligned, Some(3), None),
             "romeo: 298\n thou: 277\n i’ll: 61\n"
         );
     }
 
     #[test]
+    fn a_stream_epoch_is_data_in_machine_formats_and_controls_are_escaped() {
+        let jsonl = render(&counts(), StdoutFormat::Jsonl, Some(1), Some(7));
+        assert_eq!(jsonl, "{\"epoch\":7,\"word\":\"romeo\",\"count\":298}\n");
+        let tsv = render(&counts(), StdoutFormat::Tsv, Some(1), Some(7));
+        assert_eq!(tsv, "epoch\tword\tcount\n7\tromeo\t298\n");
+        let red = crate::data::word_counts(&["\x1b[31mred"], &[1]);
+        for format in [
+            StdoutFormat::Aligned,
+            StdoutFormat::Table,
+            StdoutFormat::Tsv,
+            StdoutFormat::Bars,
+            StdoutFormat::Jsonl,
+        ] {
+            let text = render(&red, format, None, None);
+            assert!(!text.contains('\x1b'), "{format:?}: {text:?}");
+        }
+    }
+
+    #[test]
     fn tsv_escapes_and_jsonl_types() {
-        let tsv = render(&counts(), StdoutFormat::Tsv, None);
+        let tsv = render(&counts(), StdoutFormat::Tsv, None, None);
         assert!(tsv.starts_with("word\tcount\nromeo\t298\n"));
         assert!(tsv.ends_with("a\\tb\t60\n"));
-        let jsonl = render(&counts(), StdoutFormat::Jsonl, Some(1));
+        let jsonl = render(&counts(), StdoutFormat::Jsonl, Some(1), None);
         assert_eq!(jsonl, "{\"word\":\"romeo\",\"count\":298}\n");
     }
 
@@ -303,7 +359,7 @@ mod tests {
 
     #[test]
     fn table_has_header_and_rows() {
-        let table = render(&counts(), StdoutFormat::Table, Some(2));
+        let table = render(&counts(), StdoutFormat::Table, Some(2), None);
         assert!(table.contains("word") && table.contains("romeo") && table.contains("277"));
         assert!(!table.contains("i’ll"));
     }
@@ -317,11 +373,20 @@ mod tests {
             config,
             out: Output::Buffer(buffer.clone()),
             streaming: false,
+            wrote: false,
         };
         sink.write(&counts(), 0).unwrap();
         assert_eq!(
             String::from_utf8(buffer.lock().unwrap().clone()).unwrap(),
             "romeo: 298\n"
+        );
+        // A stream in a human format says when the limit hides rows.
+        buffer.lock().unwrap().clear();
+        sink.streaming = true;
+        sink.write(&counts(), 3).unwrap();
+        assert_eq!(
+            String::from_utf8(buffer.lock().unwrap().clone()).unwrap(),
+            "EPOCH 3 (4 rows, first 1 shown)\nromeo: 298\n"
         );
     }
 }

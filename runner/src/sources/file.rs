@@ -62,7 +62,8 @@ impl BuildSource for FileSourceConfig {
         }
         if let Some(fetch) = &self.fetch {
             fetch.validate()?;
-            if is_pattern(&self.path) || self.path == Path::new("-") {
+            // `-` (standard input, e.g. `--input -`) has nothing to download: fetch is ignored.
+            if is_pattern(&self.path) {
                 return Err("`fetch` needs `path` to be a single file".into());
             }
         }
@@ -150,6 +151,29 @@ impl FileSource {
 impl BatchSource for FileSource {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    fn check_inputs(&self) -> std::result::Result<Option<String>, String> {
+        if self.path == Path::new("-") {
+            return Ok(None);
+        }
+        if is_pattern(&self.path) {
+            return self.files().map(|_| None).map_err(|e| e.to_string());
+        }
+        if self.path.exists() {
+            return Ok(None);
+        }
+        match &self.fetch {
+            Some(fetch) => Ok(Some(format!(
+                "input {} does not exist yet: the first run downloads it from {}",
+                self.path.display(),
+                fetch.url
+            ))),
+            None => Err(format!(
+                "input {} does not exist (no such file or directory)",
+                self.path.display()
+            )),
+        }
     }
 
     fn open(&self) -> Result<Morsels<'_>> {

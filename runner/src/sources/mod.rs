@@ -181,4 +181,9 @@ pub trait BatchSource: Send + Sync {
     fn input_bytes(&self) -> Option<u64> {
         None
     }
+    /// For `runner validate`: whether the input is there, without reading it. `Err` when it is
+    /// missing; `Ok(Some(note))` when something is worth saying (a download on first run).
+    fn check_inputs(&self) -> Result<Option<String>, String> {
+        Ok(None)
+    }
 }
