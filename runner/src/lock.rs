@@ -33,10 +33,62 @@ pub fn lock_path(pipeline: &Path, lock_dir: Option<&Path>) -> PathBuf {
         .fold(0xcbf29ce484222325u64, |h, b| {
             (h ^ b as u64).wrapping_mul(0x100000001b3)
         });
-    let dir = lock_dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| std::env::temp_dir().join("runner-locks"));
+    let dir = lock_dir.map(Path::to_path_buf).unwrap_or_else(default_dir);
     dir.join(format!("{stem}-{hash:016x}.lock"))
+}
+
+/// This user's own lock directory: `$XDG_RUNTIME_DIR/runner-locks` where the session has one,
+/// else `runner-<uid>` in the system's temporary directory. Never a directory shared between
+/// users: there a local user could plant a link where a root cron run writes its lock.
+fn default_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(runtime) if runtime.is_absolute() && runtime.is_dir() => runtime.join("runner-locks"),
+        // SAFETY: getuid cannot fail and has no preconditions.
+        _ => std::env::temp_dir().join(format!("runner-{}", unsafe { libc::getuid() })),
+    }
+}
+
+/// Creates `dir` (mode 0700) if missing, and checks that it is a real directory owned by this
+/// user that nobody else can write to.
+fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let fail = |why: String| Error::Output {
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(why),
+    };
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(source) => {
+            return Err(Error::Output {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|source| Error::Output {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    // SAFETY: getuid cannot fail and has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    if !meta.file_type().is_dir() {
+        return Err(fail(
+            "the lock directory is not a directory (a link?): refusing to use it".into(),
+        ));
+    }
+    if meta.uid() != uid || meta.mode() & 0o022 != 0 {
+        return Err(fail(format!(
+            "the lock directory belongs to uid {} with mode {:o}, not to this user (uid {uid}) alone: refusing to use it (remove it, or pass --lock-dir)",
+            meta.uid(),
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 /// Takes the lock, waiting up to `wait` for another run to finish.
@@ -45,23 +97,50 @@ pub fn acquire(
     lock_dir: Option<&Path>,
     wait: Option<Duration>,
 ) -> Result<RunLock> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let path = lock_path(pipeline, lock_dir);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Output {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        match lock_dir {
+            // The default directory is made private and checked.
+            None => private_dir(dir)?,
+            Some(_) => std::fs::create_dir_all(dir).map_err(|source| Error::Output {
+                path: dir.to_path_buf(),
+                source,
+            })?,
+        }
     }
+    // Never through a link (a planted one would make this run write where it points), and
+    // not inherited by the processes a run starts.
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(&path)
         .map_err(|source| Error::Output {
             path: path.clone(),
-            source,
+            source: if source.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::other("the lock file is a symbolic link: refusing to follow it")
+            } else {
+                source
+            },
         })?;
+    let meta = file.metadata().map_err(|source| Error::Output {
+        path: path.clone(),
+        source,
+    })?;
+    // SAFETY: getuid cannot fail and has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    if !meta.is_file() || meta.uid() != uid {
+        return Err(Error::Output {
+            path: path.clone(),
+            source: std::io::Error::other(format!(
+                "the lock file is not a regular file of this user (uid {uid}): refusing to use it"
+            )),
+        });
+    }
     // A wait too long to represent is a wait without end.
     let deadline = wait.and_then(|w| Instant::now().checked_add(w));
     let forever = wait.is_some() && deadline.is_none();
@@ -119,6 +198,63 @@ mod tests {
         );
         drop(first);
         acquire(&pipeline, Some(dir.path()), Some(Duration::from_secs(1))).unwrap();
+    }
+
+    #[test]
+    fn a_planted_link_or_someone_elses_file_is_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = dir.path().join("p.yaml");
+        std::fs::write(&pipeline, "name: t").unwrap();
+        let locks = dir.path().join("locks");
+        std::fs::create_dir(&locks).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let path = lock_path(&pipeline, Some(&locks));
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let error = acquire(&pipeline, Some(&locks), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("symbolic link"), "{error}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        // A FIFO planted there is refused too, without blocking on it.
+        std::fs::remove_file(&path).unwrap();
+        let name = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let error = acquire(&pipeline, Some(&locks), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+    }
+
+    #[test]
+    fn the_default_directory_is_private_to_the_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("mine");
+        private_dir(&private).unwrap();
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let error = private_dir(&shared).unwrap_err().to_string();
+        assert!(error.contains("refusing to use it"), "{error}");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&private, &link).unwrap();
+        let error = private_dir(&link).unwrap_err().to_string();
+        assert!(error.contains("not a directory"), "{error}");
+        // Outside tests the default is per user.
+        let default = default_dir();
+        assert!(
+            default.ends_with("runner-locks")
+                // SAFETY: getuid has no preconditions.
+                || default.ends_with(format!("runner-{}", unsafe { libc::getuid() })),
+            "{}",
+            default.display()
+        );
     }
 
     #[test]

@@ -484,10 +484,72 @@ fn fetch_without_network_says_where_to_put_the_file() {
     // Port 1 on loopback: nothing listens there, the connection is refused at once.
     let source = format!("  type: file\n  path: data/play.txt\n  fetch:\n    url: http://127.0.0.1:1/play.txt\n    sha256: {}", "a".repeat(64));
     let p = pipeline(dir.path(), &source, COUNT);
-    runner().arg("run").arg(&p).assert().code(1).stderr(
-        predicate::str::contains(
-            "Without network, download http://127.0.0.1:1/play.txt yourself and save it as",
-        )
-        .and(predicate::str::contains("play.txt")),
+    let out = runner().arg("run").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // A short error, then the hint on a line of its own; the URL once.
+    assert!(
+        stderr.contains("error: cannot download http://127.0.0.1:1/play.txt: "),
+        "{stderr}"
     );
+    assert!(
+        stderr.contains("\nhelp: without network, download it yourself and save it as "),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("http://127.0.0.1:1/play.txt").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+/// An HTTP server whose one answer never ends (no Content-Length), or that announces
+/// `announced` bytes; it serves until the client goes away.
+fn endless_server(announced: Option<u64>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let length =
+                    announced.map_or(String::new(), |n| format!("Content-Length: {n}\r\n"));
+                let head = format!("HTTP/1.1 200 OK\r\n{length}Connection: close\r\n\r\n");
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 64 * 1024];
+                while stream.write_all(&chunk).is_ok() {}
+            });
+        }
+    });
+    format!("http://{address}")
+}
+
+#[test]
+fn fetch_stops_at_max_bytes_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    for (announced, expected) in [
+        (None, "the body went on past 1000000 bytes"),
+        (Some(5_000_000_000), "the server announced 5000000000 bytes"),
+    ] {
+        let url = endless_server(announced);
+        let source = format!("  type: file\n  path: data/play.txt\n  fetch:\n    url: {url}/play.txt\n    sha256: {}\n    max_bytes: 1000000", "a".repeat(64));
+        let p = pipeline(dir.path(), &source, COUNT);
+        runner()
+            .arg("run")
+            .arg(&p)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(expected));
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("data"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
 }

@@ -1,6 +1,11 @@
 //! Replacing a file atomically: write a temporary file in the same directory, flush it to disk,
 //! rename it over the target, then flush the directory. A reader (or a run killed half-way)
 //! sees the old file or the new one, never a mix.
+//!
+//! Atomic replacement is for regular files only. A path that exists and is something else —
+//! a device such as `/dev/null`, a FIFO, `/dev/stdout` — is written through (opened and
+//! written, as a shell redirection would), never renamed over: renaming would turn the device
+//! node into a regular file. A directory is an error.
 
 use std::io::Write;
 use std::path::Path;
@@ -9,8 +14,32 @@ use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
 
-/// Creates a temporary file beside `target` (creating the directory if needed).
+/// Whether `target` exists and is not a regular file (following symbolic links): such a
+/// target is written through, not replaced. A directory is an error.
+fn written_through(target: &Path) -> Result<bool> {
+    match std::fs::metadata(target) {
+        Ok(meta) if meta.is_dir() => Err(Error::Output {
+            path: target.to_path_buf(),
+            source: std::io::Error::other("it is a directory; name a file"),
+        }),
+        Ok(meta) => Ok(!meta.is_file()),
+        Err(_) => Ok(false),
+    }
+}
+
+/// Creates a temporary file beside `target` (creating the directory if needed). For a target
+/// that is written through (a device, a FIFO), the temporary file is in the system's
+/// temporary directory instead, and `persist` copies it.
 pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
+    if written_through(target)? {
+        return tempfile::Builder::new()
+            .prefix(".runner-output.")
+            .tempfile()
+            .map_err(|source| Error::Output {
+                path: target.to_path_buf(),
+                source,
+            });
+    }
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -94,6 +123,9 @@ pub fn persist(mut temp: NamedTempFile, target: &Path) -> Result<()> {
         source,
     };
     temp.flush().map_err(fail)?;
+    if written_through(target)? {
+        return write_through(temp, target).map_err(fail);
+    }
     temp.as_file().sync_all().map_err(fail)?;
     temp.persist(target).map_err(|e| fail(e.error))?;
     if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -101,6 +133,46 @@ pub fn persist(mut temp: NamedTempFile, target: &Path) -> Result<()> {
         if let Ok(dir) = std::fs::File::open(dir) {
             let _ = dir.sync_all();
         }
+    }
+    Ok(())
+}
+
+/// Copies `temp` into `target`, a device or FIFO, opened for writing without creating or
+/// truncating anything. A FIFO without a reader is an error, not a wait without end.
+fn write_through(temp: NamedTempFile, target: &Path) -> std::io::Result<()> {
+    use std::io::Seek;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(target)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                std::io::Error::other("it is a FIFO and nothing is reading it")
+            } else {
+                e
+            }
+        })?;
+    // Blocking writes from here on: the reader is there.
+    set_blocking(&out)?;
+    let mut file = temp.into_file();
+    file.rewind()?;
+    std::io::copy(&mut file, &mut out)?;
+    out.flush()
+}
+
+/// Clears `O_NONBLOCK` on `file`.
+fn set_blocking(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this function borrows open; F_GETFL/F_SETFL touch flags only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }
@@ -130,6 +202,58 @@ mod tests {
             std::fs::read_dir(target.parent().unwrap()).unwrap().count(),
             1
         );
+    }
+
+    #[test]
+    fn devices_and_fifos_are_written_through_never_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        // A character device (a null device of our own, made where root may; never the
+        // host's /dev/null): it stays one.
+        let device = dir.path().join("null");
+        let name = std::ffi::CString::new(device.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path; makedev(1, 3) is the null device.
+        let made =
+            unsafe { libc::mknod(name.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+        if made == 0 {
+            write(&device, b"gone").unwrap();
+            assert!(std::fs::metadata(&device)
+                .unwrap()
+                .file_type()
+                .is_char_device());
+            std::fs::remove_file(&device).unwrap();
+        }
+        // A FIFO with a reader gets the bytes and stays a FIFO.
+        let fifo = dir.path().join("out.fifo");
+        let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path; mkfifo creates the node.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        // The reader may not have opened it yet: retry until it has (an event, not a guess).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match write(&fifo, b"through the pipe") {
+                Ok(()) => break,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    assert!(e.to_string().contains("nothing is reading"), "{e}");
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(reader.join().unwrap(), b"through the pipe");
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        // Without a reader: an error, not a hang.
+        let error = write(&fifo, b"x").unwrap_err().to_string();
+        assert!(error.contains("nothing is reading it"), "{error}");
+        // A directory is not an output.
+        let error = write(dir.path(), b"x").unwrap_err().to_string();
+        assert!(error.contains("it is a directory"), "{error}");
+        // No temporary file left beside any of them.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -20,6 +20,14 @@ pub struct FetchConfig {
     /// The expected SHA-256 of the file, as 64 hex digits.
     #[serde(deserialize_with = "crate::config::env::string")]
     pub sha256: String,
+    /// The most bytes to download (default 1 GiB): a larger `Content-Length`, or a body that
+    /// goes on past it, stops the download with an error and leaves nothing behind.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+}
+
+fn default_max_bytes() -> u64 {
+    1 << 30
 }
 
 impl FetchConfig {
@@ -55,15 +63,14 @@ fn http_client() -> std::result::Result<reqwest::blocking::Client, reqwest::Erro
 
 /// Downloads `config.url` to `dest`, verifying its checksum.
 pub fn fetch(config: &FetchConfig, dest: &Path) -> Result<()> {
-    let by_hand = || {
-        format!(
-            "Without network, download {} yourself and save it as {} (sha256 {}).",
-            config.url,
+    // A short error, then what to do on a line of its own (as cargo writes its hints).
+    let fail = |what: String| {
+        Error::runtime(format!(
+            "{what}\nhelp: without network, download it yourself and save it as {} (sha256 {})",
             dest.display(),
             config.sha256
-        )
+        ))
     };
-    let fail = |what: String| Error::runtime(format!("{what}. {}", by_hand()));
     tracing::info!(url = %config.url, dest = %dest.display(), "downloading missing input");
 
     let dir = match dest.parent() {
@@ -90,6 +97,19 @@ pub fn fetch(config: &FetchConfig, dest: &Path) -> Result<()> {
             response.status()
         )));
     }
+    let too_large = |size: String| {
+        Error::runtime(format!(
+            "the download from {} is larger than fetch.max_bytes ({} bytes): {size}; nothing was saved",
+            config.url, config.max_bytes
+        ))
+    };
+    if let Some(length) = response.content_length().filter(|&l| l > config.max_bytes) {
+        return Err(too_large(format!("the server announced {length} bytes")));
+    }
+    // Never more than announced either: a body running past its Content-Length is broken.
+    let limit = response
+        .content_length()
+        .map_or(config.max_bytes, |l| l.min(config.max_bytes));
 
     let progress = indicatif::ProgressBar::with_draw_target(
         response.content_length(),
@@ -106,18 +126,22 @@ pub fn fetch(config: &FetchConfig, dest: &Path) -> Result<()> {
         dest.file_name().unwrap_or_default().to_string_lossy()
     ));
 
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|source| Error::Output {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    // Named after this process, so a run killed mid-download leaves a file the next run
+    // recognises as a dead process's and removes; dropped (deleted) on every error here.
+    let mut temp = crate::sinks::atomic::temp_beside(dest)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
     loop {
         let n = response
             .read(&mut buffer)
             .map_err(|e| fail(format!("the download of {} broke off: {e}", config.url)))?;
         if n == 0 {
             break;
+        }
+        total += n as u64;
+        if total > limit {
+            return Err(too_large(format!("the body went on past {limit} bytes")));
         }
         hasher.update(&buffer[..n]);
         temp.write_all(&buffer[..n])
@@ -152,11 +176,13 @@ mod tests {
     fn validation_checks_url_and_checksum_shape() {
         let ok = FetchConfig {
             url: "https://x/y".into(),
+            max_bytes: default_max_bytes(),
             sha256: "ab".repeat(32),
         };
         ok.validate().unwrap();
         let bad_url = FetchConfig {
             url: "ftp://x".into(),
+            max_bytes: default_max_bytes(),
             ..ok.clone()
         };
         assert!(bad_url.validate().unwrap_err().contains("https://"));

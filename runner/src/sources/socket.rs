@@ -36,6 +36,9 @@ pub struct SocketSourceConfig {
     /// Longer lines are skipped (and counted) rather than held in memory.
     #[serde(default = "default_max_line")]
     pub max_line_bytes: usize,
+    /// In `listen` mode: the most clients read at once (default 64); more wait to be accepted.
+    #[serde(default = "default_max_clients")]
+    pub max_clients: usize,
     /// The output column.
     #[serde(
         default = "default_column",
@@ -55,6 +58,9 @@ pub enum SocketMode {
 fn default_max_line() -> usize {
     1 << 20
 }
+fn default_max_clients() -> usize {
+    64
+}
 fn default_column() -> String {
     "line".into()
 }
@@ -63,6 +69,9 @@ impl BuildSource for SocketSourceConfig {
     fn build(&self, _ctx: &SourceContext) -> Result<BuiltSource, String> {
         if self.max_line_bytes == 0 {
             return Err("max_line_bytes must be at least 1".into());
+        }
+        if self.max_clients == 0 {
+            return Err("max_clients must be at least 1".into());
         }
         let host = self.host.clone().unwrap_or_else(|| match self.mode {
             SocketMode::Connect => "localhost".into(),
@@ -191,12 +200,21 @@ async fn connect_loop(
         match tokio::net::TcpStream::connect(address).await {
             Ok(stream) => {
                 tracing::info!(%address, "connected");
-                backoff = Duration::from_millis(50);
                 announced = false;
+                let connected = tokio::time::Instant::now();
                 if read_lines(stream, config, stats, &tx).await.is_err() || !config.reconnect {
                     return;
                 }
-                tracing::info!(%address, "the server closed the connection; reconnecting");
+                // A server that accepts and closes at once gets the same backoff as one that
+                // refuses: no storm of connections.
+                if connected.elapsed() < Duration::from_secs(1) {
+                    tracing::debug!(%address, "the server closed the connection at once; reconnecting in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                } else {
+                    backoff = Duration::from_millis(50);
+                    tracing::info!(%address, "the server closed the connection; reconnecting");
+                }
             }
             Err(e) => {
                 if !announced {
@@ -229,18 +247,50 @@ async fn listen_loop(
         }
     };
     tracing::info!(%address, "listening for clients");
+    let clients = Arc::new(tokio::sync::Semaphore::new(config.max_clients));
+    let mut backoff = Duration::from_millis(10);
+    let mut last_warning: Option<tokio::time::Instant> = None;
+    let mut failures_since_warning = 0u64;
     loop {
+        // At most max_clients at once: the next accept waits for a free place.
+        let permit = tokio::select! {
+            permit = clients.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = tx.closed() => return,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    backoff = Duration::from_millis(10);
                     tracing::info!(%peer, "client connected");
                     let (config, stats, tx) = (config.clone(), stats.clone(), tx.clone());
                     tokio::spawn(async move {
                         let _ = read_lines(stream, &config, &stats, &tx).await;
                         tracing::info!(%peer, "client disconnected");
+                        drop(permit);
                     });
                 }
-                Err(e) => tracing::warn!("accepting a client failed: {e}"),
+                Err(e) => {
+                    // Out of descriptors (EMFILE) and the like: the pending connection stays
+                    // queued, so accepting again at once would spin. Back off, and warn at
+                    // most every 10 s with the count.
+                    failures_since_warning += 1;
+                    let now = tokio::time::Instant::now();
+                    if last_warning.is_none_or(|at| now - at >= Duration::from_secs(10)) {
+                        tracing::warn!(
+                            "accepting a client failed: {e} ({failures_since_warning} time(s) since the last warning); retrying in {backoff:?}"
+                        );
+                        last_warning = Some(now);
+                        failures_since_warning = 0;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tx.closed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
             },
             _ = tx.closed() => return,
         }
