@@ -3,6 +3,7 @@
 //! Layout: `config` reads and validates pipeline files, `registry` maps YAML `type:` names to
 //! components, `sources`/`transforms`/`sinks` hold one component per file, `exec` wires them.
 
+pub mod cancel;
 pub mod config;
 pub mod counts;
 pub mod data;

@@ -90,3 +90,111 @@ fn listen_mode_out_of_descriptors_backs_off_and_rate_limits_its_warning() {
     assert_eq!(warnings, 1, "EMFILE once, warned once:\n{stderr}");
     assert!(stderr.len() < 100_000, "{} bytes of stderr", stderr.len());
 }
+
+/// Reads `child`'s stderr until a line contains `wanted`; returns what it read.
+fn read_until(stderr: &mut impl std::io::BufRead, wanted: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(wanted) {
+        let mut line = String::new();
+        let read = stderr.read_line(&mut line).unwrap();
+        assert!(read > 0, "runner ended before saying {wanted:?}:\n{seen}");
+        seen.push_str(&line);
+    }
+    seen
+}
+
+#[test]
+fn sigterm_ends_a_socket_sink_waiting_for_a_client_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: forward\nmode: stream\nsource:\n  type: replay\n  path: {}\n  speed: max\ntransforms:\n  - {{type: explode, column: tags, as: tag}}\nsinks:\n  - {{type: socket, listen: '127.0.0.1:{port}'}}\n",
+            repo_root().join("pipelines/tapes/sample.jsonl").display()
+        ),
+    );
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(&p)
+        .env("RUNNER_LOCK_DIR", unique_lock_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    read_until(&mut stderr, "waiting for a connection on");
+    let signalled = std::time::Instant::now();
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    let took = signalled.elapsed();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(0), "{rest}");
+    assert!(rest.contains("stopping: no client took"), "{rest}");
+    // It used to run on 27 s after SIGTERM; the wait polls every 100 ms.
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+}
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_after_write_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (source_port, sink_port) = (free(), free());
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &format!("name: relay\nmode: stream\nstop_after: 20s\nsource:\n  type: socket\n  mode: listen\n  port: {source_port}\nsinks:\n  - {{type: socket, listen: '127.0.0.1:{sink_port}', write_timeout: 1s}}\n"),
+    );
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(&p)
+        .env("RUNNER_LOCK_DIR", unique_lock_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    // 64 MB of lines into the source: far more than the socket buffers hold.
+    let feeder = std::thread::spawn(move || {
+        let mut source = loop {
+            if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", source_port)) {
+                break c;
+            }
+            std::thread::yield_now();
+        };
+        let line = "a line for a client that never reads\n".repeat(1000);
+        for _ in 0..1800 {
+            if source.write_all(line.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    // A client of the sink (which listens from its first epoch on) that never reads.
+    let silent = loop {
+        if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", sink_port)) {
+            break c;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "runner ended early");
+        std::thread::yield_now();
+    };
+    let seen = read_until(&mut stderr, "dropping the client (it read nothing for 1s");
+    assert!(seen.contains("line(s) were not delivered"), "{seen}");
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    drop(silent);
+    let _ = feeder.join();
+}

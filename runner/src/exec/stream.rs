@@ -124,6 +124,7 @@ fn watch_signals(stop: Arc<AtomicBool>, wake: Arc<tokio::sync::Notify>) {
             }
             tracing::info!("stopping: finishing the current epoch");
             stop.store(true, Ordering::SeqCst);
+            crate::cancel::request();
             wake.notify_one();
         }
     });

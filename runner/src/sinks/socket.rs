@@ -26,6 +26,11 @@ pub struct SocketSinkConfig {
     /// `lines`: the value as text; `joined`: a list column's elements joined with spaces.
     #[serde(default)]
     pub format: SocketFormat,
+    /// A client that takes longer than this to accept an epoch's lines (it stopped reading) is
+    /// dropped and logged, and the next one awaited (default `30s`).
+    #[serde(default, deserialize_with = "crate::config::duration::opt")]
+    #[schemars(with = "Option<String>")]
+    pub write_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -64,23 +69,31 @@ impl BuildSink for SocketSinkConfig {
             column,
             listener: None,
             client: None,
+            write_timeout: self.write_timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT),
         }))
     }
 }
+
+const DEFAULT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct SocketSink {
     address: String,
     column: usize,
     listener: Option<TcpListener>,
     client: Option<TcpStream>,
+    write_timeout: std::time::Duration,
 }
 
 impl SocketSink {
-    /// The connected client, waiting for one if there is none.
-    fn client(&mut self) -> Result<&mut TcpStream> {
+    /// The connected client, waiting for one if there is none; `None` when the run is asked to
+    /// stop while waiting (the wait polls the request, so SIGTERM ends it).
+    fn client(&mut self) -> Result<Option<&mut TcpStream>> {
         if self.client.is_none() {
             if self.listener.is_none() {
                 let listener = TcpListener::bind(&self.address).map_err(|e| {
+                    Error::runtime(format!("cannot listen on {}: {e}", self.address))
+                })?;
+                listener.set_nonblocking(true).map_err(|e| {
                     Error::runtime(format!("cannot listen on {}: {e}", self.address))
                 })?;
                 self.listener = Some(listener);
@@ -90,19 +103,88 @@ impl SocketSink {
                 .listener
                 .as_ref()
                 .ok_or_else(|| Error::runtime("no listener"))?;
-            let (stream, peer) = listener.accept().map_err(|e| {
-                Error::runtime(format!(
-                    "accepting a client on {} failed: {e}",
-                    self.address
-                ))
-            })?;
+            let (stream, peer) = loop {
+                match listener.accept() {
+                    Ok(accepted) => break accepted,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if crate::cancel::requested() {
+                            return Ok(None);
+                        }
+                        wait_readable(listener, crate::cancel::POLL);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return Err(Error::runtime(format!(
+                            "accepting a client on {} failed: {e}",
+                            self.address
+                        )))
+                    }
+                }
+            };
             tracing::info!(%peer, "client connected");
+            // Blocking writes, each at most one poll interval, so a stop request is seen.
+            stream
+                .set_nonblocking(false)
+                .and_then(|_| stream.set_write_timeout(Some(crate::cancel::POLL)))
+                .map_err(|e| Error::runtime(format!("client {peer}: {e}")))?;
             self.client = Some(stream);
         }
-        self.client
-            .as_mut()
-            .ok_or_else(|| Error::runtime("no client"))
+        Ok(self.client.as_mut())
     }
+}
+
+/// Waits until `listener` has a connection to accept, or `timeout` passes.
+fn wait_readable(listener: &TcpListener, timeout: std::time::Duration) {
+    use std::os::fd::AsRawFd;
+    let mut poll = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd for a descriptor the listener keeps open during the call.
+    unsafe { libc::poll(&mut poll, 1, timeout.as_millis() as libc::c_int) };
+}
+
+/// Writes `bytes` to `client`, giving up after `timeout` without progress, or when a stop is
+/// requested (`Ok(false)`).
+fn write_all_or_give_up(
+    client: &mut TcpStream,
+    mut bytes: &[u8],
+    timeout: std::time::Duration,
+) -> std::io::Result<bool> {
+    let mut last_progress = std::time::Instant::now();
+    while !bytes.is_empty() {
+        match client.write(bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                bytes = &bytes[n..];
+                last_progress = std::time::Instant::now();
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                if crate::cancel::requested() {
+                    return Ok(false);
+                }
+                if last_progress.elapsed() >= timeout {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "it read nothing for {} (write_timeout)",
+                            humantime::format_duration(timeout)
+                        ),
+                    ));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 impl Sink for SocketSink {
@@ -117,17 +199,28 @@ impl Sink for SocketSink {
             );
             text.push('\n');
         }
-        let client = self.client()?;
-        if let Err(e) = client
-            .write_all(text.as_bytes())
-            .and_then(|_| client.flush())
-        {
-            // Like Spark's socket source on the other end, delivery is at most once.
+        let timeout = self.write_timeout;
+        let Some(client) = self.client()? else {
             tracing::warn!(
-                "the client went away ({e}); {} line(s) were not delivered",
-                result.num_rows()
+                "stopping: no client took these {} line(s) on {}",
+                result.num_rows(),
+                self.address
             );
-            self.client = None;
+            return Ok(());
+        };
+        match write_all_or_give_up(client, text.as_bytes(), timeout) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("stopping: the client had not taken all lines of the epoch")
+            }
+            Err(e) => {
+                // Like Spark's socket source on the other end, delivery is at most once.
+                tracing::warn!(
+                    "dropping the client ({e}); {} line(s) were not delivered",
+                    result.num_rows()
+                );
+                self.client = None;
+            }
         }
         Ok(())
     }
