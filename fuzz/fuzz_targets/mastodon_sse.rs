@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     };
 
     let whole_stats = EventStats::default();
-    let (whole, whole_error) = body_to_lines(&[body], &filters, &whole_stats);
+    let (whole, whole_error) = body_to_lines(&[body], &filters, &whole_stats, 1 << 20);
 
     let mut pieces = Vec::new();
     let mut state = u64::from(options >> 2) | 1;
@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[n..];
     }
     let cut_stats = EventStats::default();
-    let (cut, cut_error) = body_to_lines(&pieces, &filters, &cut_stats);
+    let (cut, cut_error) = body_to_lines(&pieces, &filters, &cut_stats, 1 << 20);
     if whole_error.is_none() && cut_error.is_none() {
         assert_eq!(whole, cut, "the cuts changed the events");
     }

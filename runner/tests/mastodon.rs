@@ -610,6 +610,28 @@ fn refused_once_then_streaming(refusal: &'static str, dir: &std::path::Path) -> 
 }
 
 #[test]
+fn a_50_mb_error_page_is_summarised_not_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    // A JSON error whose message is 50 MB long.
+    let page = format!(
+        "{{\"error\":\"We're sorry{}\"}}",
+        " and sorry".repeat(5_000_000)
+    );
+    let refusal = format!("HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}", page.len());
+    let (code, stderr) = refused_once_then_streaming(refusal.leak(), dir.path());
+    assert_eq!(code, 0, "{}", &stderr[..stderr.len().min(2000)]);
+    assert!(
+        stderr.contains("answered 500 Internal Server Error: ")
+            && stderr.contains("We're sorry and sorry"),
+        "{}",
+        &stderr[..stderr.len().min(2000)]
+    );
+    // It went whole into the message: 50 MB of stderr. Now one line of at most 200 characters.
+    assert!(stderr.len() < 10_000, "{} bytes of stderr", stderr.len());
+    assert_eq!(counts(&dir.path().join("counts.csv")), expected(3));
+}
+
+#[test]
 fn a_429_is_retried_after_the_servers_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let body = r#"{"error":"Too many requests"}"#;

@@ -64,6 +64,88 @@ pub struct MastodonSourceConfig {
     /// Also write every received event (type, payload, receive time) to this JSONL file.
     #[serde(default, deserialize_with = "crate::config::env::opt_path")]
     pub record_to: Option<PathBuf>,
+    /// A larger event (a status is a few KiB) is skipped and counted instead of held in
+    /// memory. Default 1 MiB.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
+}
+
+fn default_max_event_bytes() -> usize {
+    1 << 20
+}
+
+/// Bytes of an error response read for its message; the rest is not read.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// Cuts an SSE body into whole events (each chunk ends at an event's blank line) so the parser
+/// never holds more than one event, and drops an event longer than `cap` as its bytes arrive,
+/// counting it. Memory stays at most `cap` whatever the server sends.
+pub struct EventFramer {
+    event: Vec<u8>,
+    cap: usize,
+    skipping: bool,
+    after_line_end: bool,
+}
+
+impl EventFramer {
+    pub fn new(cap: usize) -> Self {
+        EventFramer {
+            event: Vec::new(),
+            cap,
+            skipping: false,
+            after_line_end: false,
+        }
+    }
+
+    /// The whole events `bytes` completes (their bytes, boundaries included).
+    pub fn feed(&mut self, bytes: &[u8], oversized: &AtomicU64) -> Vec<u8> {
+        let mut complete = Vec::new();
+        for &byte in bytes {
+            if !self.skipping {
+                self.event.push(byte);
+            }
+            // A blank line ends an event: a line end right after another (`\r` is part of one).
+            let boundary = match byte {
+                b'\n' => std::mem::replace(&mut self.after_line_end, true),
+                b'\r' => false,
+                _ => {
+                    self.after_line_end = false;
+                    false
+                }
+            };
+            if boundary {
+                if !std::mem::take(&mut self.skipping) {
+                    complete.extend_from_slice(&self.event);
+                }
+                self.event.clear();
+            } else if !self.skipping && self.event.len() > self.cap {
+                self.skipping = true;
+                self.event = Vec::new();
+                oversized.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        complete
+    }
+}
+
+/// The access token from `var`, or why it cannot be one: a header value cannot hold a newline
+/// or another control character, so such a token would only fail on every retry.
+fn read_token(var: &str) -> Result<String, String> {
+    let token = std::env::var(var).map_err(|_| {
+        format!(
+            "the environment variable {var} is not set: create an access token with the `read:statuses` scope (Preferences → Development → New application) and export it"
+        )
+    })?;
+    if token.trim().is_empty() {
+        return Err(format!("the environment variable {var} is empty"));
+    }
+    if let Some(at) = token.chars().position(|c| c.is_control()) {
+        return Err(format!(
+            "the token in {var} has a control character (a newline?) at character {}; export the token alone",
+            at + 1
+        ));
+    }
+    Ok(token)
 }
 
 fn default_stream() -> String {
@@ -149,6 +231,8 @@ pub struct EventStats {
     pub unknown: AtomicU64,
     pub malformed: AtomicU64,
     pub filtered: AtomicU64,
+    /// Events longer than `max_event_bytes`, skipped.
+    pub oversized: AtomicU64,
 }
 
 impl EventStats {
@@ -166,20 +250,27 @@ impl EventStats {
 
     pub fn counters(&self) -> super::SourceCounters {
         super::SourceCounters {
-            malformed_events: self.malformed.load(Ordering::Relaxed),
+            malformed_events: self.malformed.load(Ordering::Relaxed)
+                + self.oversized.load(Ordering::Relaxed),
             ..Default::default()
         }
     }
 
     pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
         let malformed = self.malformed.load(Ordering::Relaxed);
         if malformed > 0 {
-            vec![format!(
+            warnings.push(format!(
                 "{malformed} event(s) had malformed JSON and were skipped"
-            )]
-        } else {
-            Vec::new()
+            ));
         }
+        let oversized = self.oversized.load(Ordering::Relaxed);
+        if oversized > 0 {
+            warnings.push(format!(
+                "{oversized} event(s) longer than max_event_bytes were skipped"
+            ));
+        }
+        warnings
     }
 }
 
@@ -302,12 +393,14 @@ pub fn body_to_lines(
     pieces: &[&[u8]],
     filters: &Filters,
     stats: &EventStats,
+    max_event_bytes: usize,
 ) -> (Vec<Chunk>, Option<String>) {
     use std::task::{Context, Poll};
+    let mut framer = EventFramer::new(max_event_bytes);
     let bytes = futures_util::stream::iter(
         pieces
             .iter()
-            .map(|piece| Ok::<_, std::convert::Infallible>(piece.to_vec())),
+            .map(|piece| Ok::<_, std::convert::Infallible>(framer.feed(piece, &stats.oversized))),
     );
     let mut events = std::pin::pin!(eventsource_stream::Eventsource::eventsource(bytes));
     let mut cx = Context::from_waker(std::task::Waker::noop());
@@ -427,12 +520,7 @@ impl StreamSource for MastodonSource {
             self.stats.clone(),
         );
         tokio::spawn(async move {
-            let token = std::env::var(&config.token_env).map_err(|_| {
-                format!(
-                    "the environment variable {} is not set: create an access token with the `read:statuses` scope (Preferences → Development → New application) and export it",
-                    config.token_env
-                )
-            })?;
+            let token = read_token(&config.token_env)?;
             run_stream(&config, &instance, record_to, &stats, &token, tx)
                 .await
                 .map_err(|e| redact(&e, &token))
@@ -499,6 +587,7 @@ async fn run_stream(
             &filters,
             stats,
             config.limit,
+            config.max_event_bytes,
             &mut sent,
             &tx,
             &mut recorder,
@@ -580,6 +669,7 @@ async fn connect_once(
     filters: &Filters,
     stats: &EventStats,
     limit: Option<u64>,
+    max_event_bytes: usize,
     sent: &mut u64,
     tx: &Sender<Delivery>,
     recorder: &mut Option<tokio::fs::File>,
@@ -610,10 +700,26 @@ async fn connect_once(
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|seconds| Duration::from_secs(seconds.min(3600)));
     if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
+        // The start of the body only: an error page of any size costs at most MAX_ERROR_BODY.
+        let mut response = response;
+        let mut head = Vec::new();
+        while head.len() < MAX_ERROR_BODY {
+            match response.chunk().await {
+                Ok(Some(chunk)) => head.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        head.truncate(MAX_ERROR_BODY);
+        let body = String::from_utf8_lossy(&head).into_owned();
         let message = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .map(|m| {
+                crate::error::escape_controls(&m)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            })
             // An HTML error page: its text on one line, shortened.
             .unwrap_or_else(|| {
                 let text = html_to_text(&body);
@@ -642,9 +748,14 @@ async fn connect_once(
     let last_byte = Arc::new(AtomicU64::new(0));
     let clock = Instant::now();
     let seen = last_byte.clone();
-    let bytes = response.bytes_stream().inspect(move |_| {
-        seen.store(clock.elapsed().as_millis() as u64, Ordering::Relaxed);
-    });
+    let mut framer = EventFramer::new(max_event_bytes);
+    let oversized = &stats.oversized;
+    let bytes = response
+        .bytes_stream()
+        .inspect(move |_| {
+            seen.store(clock.elapsed().as_millis() as u64, Ordering::Relaxed);
+        })
+        .map(move |piece| piece.map(|bytes| framer.feed(&bytes, oversized)));
     let mut events = eventsource_stream::Eventsource::eventsource(bytes);
     let mut check = tokio::time::interval(Duration::from_millis(250).min(idle));
     let mut streamed = false;
@@ -778,6 +889,50 @@ mod tests {
             html_to_text("<p>a<br>b</p><p>c &lt;3 &#39;x&#39;</p>"),
             "a\nb\nc <3 'x'"
         );
+    }
+
+    #[test]
+    fn an_event_longer_than_the_cap_is_skipped_and_counted_in_bounded_memory() {
+        let stats = EventStats::default();
+        let filters = Filters {
+            only_with_tags: false,
+            languages: vec![],
+        };
+        let update = format!("event: update\ndata: {UPDATE}\n\n");
+        let huge = format!("event: update\ndata: {}\n\n", "x".repeat(5000));
+        let body = format!("{update}{huge}:thump\n{update}");
+        // Cut anywhere, with a 4 KiB cap: the two statuses come through, the huge one is
+        // skipped and counted.
+        let pieces: Vec<&[u8]> = body.as_bytes().chunks(7).collect();
+        let (lines, error) = body_to_lines(&pieces, &filters, &stats, 4096);
+        assert_eq!(error, None);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(stats.oversized.load(Ordering::Relaxed), 1);
+        assert!(stats.warnings()[0].contains("1 event(s) longer than max_event_bytes"));
+        // The framer itself never holds more than the cap.
+        let mut framer = EventFramer::new(4096);
+        let oversized = AtomicU64::new(0);
+        for _ in 0..1000 {
+            assert!(framer.feed(&[b'x'; 1000], &oversized).is_empty());
+            assert!(framer.event.capacity() <= 8192);
+        }
+        assert_eq!(oversized.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_token_with_a_control_character_is_refused_before_any_connection() {
+        std::env::set_var("RUNNER_TEST_TOKEN_NL", "abc\ndef");
+        let error = read_token("RUNNER_TEST_TOKEN_NL").unwrap_err();
+        assert!(
+            error.contains("control character (a newline?) at character 4"),
+            "{error}"
+        );
+        assert!(
+            !error.contains("abc"),
+            "the token is never printed: {error}"
+        );
+        std::env::set_var("RUNNER_TEST_TOKEN_OK", "abc-def");
+        assert_eq!(read_token("RUNNER_TEST_TOKEN_OK").unwrap(), "abc-def");
     }
 
     #[test]
