@@ -14,6 +14,7 @@ pub mod lock;
 pub mod plan;
 pub mod plugin;
 pub mod progress;
+pub mod redact;
 pub mod registry;
 pub mod schedule;
 pub mod schema;

@@ -178,7 +178,7 @@ fn init_logging(quiet: bool, verbose: u8, format: LogFormat, daemon: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| runner::redact::RedactingStderr);
     if format == LogFormat::Json {
         logs.json().with_current_span(false).init();
         return;
@@ -204,6 +204,7 @@ struct Say {
 
 impl Say {
     fn error(self, message: &str) {
+        let message = runner::error::escape_controls(&runner::redact::redact(message));
         if self.json {
             tracing::error!("{message}");
         } else {
@@ -212,6 +213,7 @@ impl Say {
     }
 
     fn warning(self, message: &str) {
+        let message = runner::error::escape_controls(&runner::redact::redact(message));
         if self.quiet {
         } else if self.json {
             tracing::warn!("{message}");
@@ -221,6 +223,7 @@ impl Say {
     }
 
     fn note(self, message: &str) {
+        let message = runner::error::escape_controls(&runner::redact::redact(message));
         if self.quiet {
         } else if self.json {
             tracing::info!(target: "runner_note", "{message}");
@@ -282,10 +285,12 @@ fn main() -> ExitCode {
             let built = exec::build(&loaded, cores)?;
             let plan = runner::plan::plan(&loaded, &built);
             match format {
-                PlanFormat::Text => print!("{}", plan.to_text()),
+                PlanFormat::Text => print!("{}", runner::redact::redact(&plan.to_text())),
                 PlanFormat::Json => println!(
                     "{}",
-                    serde_json::to_string_pretty(&plan).unwrap_or_default()
+                    runner::redact::redact(
+                        &serde_json::to_string_pretty(&plan).unwrap_or_default()
+                    )
                 ),
             }
             Ok(())

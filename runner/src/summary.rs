@@ -344,10 +344,10 @@ impl Recorder {
 impl RunSummary {
     /// Writes the summary as pretty JSON to `path`, atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let mut json = serde_json::to_vec_pretty(self)
+        let json = serde_json::to_string_pretty(self)
             .map_err(|e| Error::runtime(format!("cannot encode the run summary: {e}")))?;
-        json.push(b'\n');
-        crate::sinks::atomic::write(path, &json)
+        let json = format!("{}\n", crate::redact::redact(&json));
+        crate::sinks::atomic::write(path, json.as_bytes())
     }
 
     /// The line a batch run prints on stderr when it ends.

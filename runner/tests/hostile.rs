@@ -198,3 +198,61 @@ fn a_client_that_stops_reading_is_dropped_after_write_timeout() {
     drop(silent);
     let _ = feeder.join();
 }
+
+#[test]
+fn secrets_in_variables_and_url_credentials_never_reach_any_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "hunter2-topsecret-9f8e";
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: s\nsource:\n  type: file\n  path: ${MY_SECRET}/in.txt\n  fetch:\n    url: http://user:pa55word-xyz@127.0.0.1:1/in.txt\n    sha256: bf8e99f2edb49e1692038870eae947dfbd9547c2dc91fcbb7d1c71fe96d91589\nsummary: summary.json\nsinks:\n  - {type: stdout}\n",
+    );
+    let outputs = [
+        runner()
+            .args(["plan"])
+            .arg(&p)
+            .env("MY_SECRET", secret)
+            .output()
+            .unwrap(),
+        runner()
+            .args(["plan", "--format", "json"])
+            .arg(&p)
+            .env("MY_SECRET", secret)
+            .output()
+            .unwrap(),
+        runner()
+            .args(["run"])
+            .arg(&p)
+            .env("MY_SECRET", secret)
+            .output()
+            .unwrap(),
+        runner()
+            .args(["run", "--log-format", "json", "-v"])
+            .arg(&p)
+            .env("MY_SECRET", secret)
+            .output()
+            .unwrap(),
+    ];
+    let summary = std::fs::read_to_string(dir.path().join("summary.json")).unwrap();
+    let mut all = summary.clone();
+    for out in &outputs {
+        all.push_str(&String::from_utf8_lossy(&out.stdout));
+        all.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(
+        !all.contains(secret),
+        "the ${{MY_SECRET}} value leaked:\n{all}"
+    );
+    assert!(
+        !all.contains("pa55word-xyz"),
+        "URL credentials leaked:\n{all}"
+    );
+    // What is shown instead.
+    assert!(
+        all.contains("http://[redacted]@127.0.0.1:1/in.txt"),
+        "{all}"
+    );
+    assert!(all.contains("[redacted]/in.txt"), "{all}");
+    assert!(summary.contains("[redacted]"), "{summary}");
+}

@@ -47,7 +47,14 @@ pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
 }
 
 fn from_env(text: &str) -> Result<String, String> {
-    substitute(text, |name| std::env::var(name).ok())
+    substitute(text, |name| {
+        let value = std::env::var(name).ok()?;
+        // A secret put into another field (a path, a host, a `where:`) is still a secret.
+        if crate::redact::is_secret_name(name) {
+            crate::redact::register(&value);
+        }
+        Some(value)
+    })
 }
 
 pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

@@ -200,6 +200,10 @@ pub fn stream_endpoint(stream: &str) -> Result<(String, Vec<(String, String)>), 
 
 impl BuildSource for MastodonSourceConfig {
     fn build(&self, ctx: &SourceContext) -> Result<BuiltSource, String> {
+        // The token is a secret for every output, not only this source's errors.
+        if let Ok(token) = std::env::var(&self.token_env) {
+            crate::redact::register(&token);
+        }
         let instance = self.instance.trim_end_matches('/').to_owned();
         if !(instance.starts_with("https://") || instance.starts_with("http://")) {
             return Err(format!(
