@@ -256,3 +256,73 @@ fn secrets_in_variables_and_url_credentials_never_reach_any_output() {
     assert!(all.contains("[redacted]/in.txt"), "{all}");
     assert!(summary.contains("[redacted]"), "{summary}");
 }
+
+/// Runs `runner run pipeline` with `stdin` as standard input: exit code, stderr, peak RSS in MB.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
+fn run_measured(pipeline: &std::path::Path, stdin: std::process::Stdio) -> (i32, String, f64) {
+    let log = pipeline.with_extension("log");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(pipeline)
+        .env("RUNNER_LOCK_DIR", unique_lock_dir())
+        .stdin(stdin)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: plain structs filled by the kernel for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the two locals above.
+    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(waited, child.id() as i32);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (
+        code,
+        std::fs::read_to_string(log).unwrap(),
+        usage.ru_maxrss as f64 / 1024.0,
+    )
+}
+
+#[test]
+fn a_file_without_newlines_is_read_in_bounded_memory_and_its_line_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    // 400 MB of zeros and no newline between two real lines: a sparse file (read by position,
+    // in parallel) and the same bytes through a pipe (read in sequence).
+    let path = dir.path().join("zeros.txt");
+    {
+        use std::io::{Seek, SeekFrom};
+        let mut file = std::fs::File::create(&path).unwrap();
+        file.write_all(b"first line\n").unwrap();
+        file.seek(SeekFrom::Start(400 << 20)).unwrap();
+        file.write_all(b"\nlast line\n").unwrap();
+    }
+    let pipeline = |name: &str, source_path: &str| {
+        write(
+            dir.path(),
+            name,
+            &format!("name: z\nsource:\n  type: file\n  path: {source_path}\n  max_line_bytes: 8388608\ntransforms:\n  - {{type: tokenize}}\n  - {{type: group_count, by: word}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+        )
+    };
+    let indexed = pipeline("indexed.yaml", path.to_str().unwrap());
+    let (code, stderr, peak_mb) = run_measured(&indexed, std::process::Stdio::null());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("1 line(s) longer than max_line_bytes (8388608) were skipped"),
+        "{stderr}"
+    );
+    assert!(peak_mb < 150.0, "peak RSS {peak_mb:.0} MB");
+
+    let piped = pipeline("piped.yaml", "'-'");
+    let (code, stderr, peak_mb) = run_measured(&piped, std::fs::File::open(&path).unwrap().into());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("1 line(s) longer than max_line_bytes (8388608) were skipped"),
+        "{stderr}"
+    );
+    assert!(peak_mb < 150.0, "peak RSS {peak_mb:.0} MB");
+}

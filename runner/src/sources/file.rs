@@ -37,6 +37,14 @@ pub struct FileSourceConfig {
     /// Download the file once when `path` does not exist.
     #[serde(default)]
     pub fetch: Option<FetchConfig>,
+    /// A longer line is skipped and counted rather than held in memory (at least 1 MiB;
+    /// default 64 MiB): a file without newlines, such as `/dev/zero`, is read in bounded memory.
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+}
+
+fn default_max_line_bytes() -> usize {
+    64 << 20
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -60,6 +68,12 @@ impl BuildSource for FileSourceConfig {
         if self.path.as_os_str().is_empty() {
             return Err("`path` is empty".into());
         }
+        if self.max_line_bytes < MORSEL_BYTES {
+            return Err(format!(
+                "max_line_bytes must be at least {MORSEL_BYTES} (1 MiB), not {}",
+                self.max_line_bytes
+            ));
+        }
         if let Some(fetch) = &self.fetch {
             fetch.validate()?;
             // `-` (standard input, e.g. `--input -`) has nothing to download: fetch is ignored.
@@ -74,6 +88,8 @@ impl BuildSource for FileSourceConfig {
             fetch: self.fetch.clone(),
             replaced: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            long_lines: Arc::new(AtomicU64::new(0)),
+            max_line_bytes: self.max_line_bytes,
             buffers: std::sync::Mutex::new(Vec::new()),
         })))
     }
@@ -90,6 +106,9 @@ pub struct FileSource {
     fetch: Option<FetchConfig>,
     replaced: AtomicU64,
     skipped: AtomicU64,
+    /// Lines longer than `max_line_bytes`, skipped while reading.
+    long_lines: Arc<AtomicU64>,
+    max_line_bytes: usize,
     /// Morsel buffers handed back by `recycle`, reused to avoid page faults on fresh memory.
     buffers: std::sync::Mutex<Vec<Vec<u8>>>,
 }
@@ -204,6 +223,9 @@ impl BatchSource for FileSource {
                         carry: Vec::new(),
                         next_line: 1,
                         done: false,
+                        max_line_bytes: self.max_line_bytes,
+                        skipping: false,
+                        long_lines: self.long_lines.clone(),
                     }),
                     Err(source) => Box::new(std::iter::once(Err(Error::Input { path, source }))),
                 }
@@ -279,6 +301,13 @@ impl BatchSource for FileSource {
                 "{skipped} line(s) had invalid UTF-8 and were skipped"
             ));
         }
+        let long = self.long_lines.load(Ordering::Relaxed);
+        if long > 0 {
+            warnings.push(format!(
+                "{long} line(s) longer than max_line_bytes ({}) were skipped",
+                self.max_line_bytes
+            ));
+        }
         warnings
     }
 
@@ -287,7 +316,7 @@ impl BatchSource for FileSource {
         let skipped = self.skipped.load(Ordering::Relaxed);
         super::SourceCounters {
             bad_utf8_lines: replaced + skipped,
-            skipped_lines: skipped,
+            skipped_lines: skipped + self.long_lines.load(Ordering::Relaxed),
             malformed_events: 0,
         }
     }
@@ -382,7 +411,9 @@ impl FileSource {
         // Where the search for the newline ending the last owned line goes on from: each
         // round searches only the bytes it added (a long line is read in linear time).
         let last_owned = (piece.end - 1 - from) as usize;
+        let owned = last_owned + 1;
         let mut searched = last_owned;
+        let mut first_read = true;
         loop {
             if bytes.len() < wanted {
                 bytes.resize(wanted, 0);
@@ -410,6 +441,15 @@ impl FileSource {
                     from + filled as u64
                 )));
             }
+            if std::mem::take(&mut first_read)
+                && piece.start > 0
+                && memchr::memchr(b'\n', &bytes[..last_owned.min(filled)]).is_none()
+            {
+                // No line starts in this piece: it is the middle of a line an earlier piece
+                // owns (and reads, or skips). Nothing to read further.
+                filled = 0;
+                break;
+            }
             // The line holding byte end - 1 ends at the first newline from there on.
             if let Some(at) = memchr::memchr(b'\n', &bytes[searched.min(filled)..filled]) {
                 filled = searched.min(filled) + at + 1;
@@ -417,6 +457,15 @@ impl FileSource {
             }
             searched = filled.max(searched);
             if eof {
+                break;
+            }
+            let line_start =
+                memchr::memrchr(b'\n', &bytes[..owned.min(filled)]).map_or(0, |p| p + 1);
+            if filled - line_start > self.max_line_bytes {
+                // The last line is too long to hold: drop it (its owner is this piece, the
+                // check above makes sure), and count it once.
+                self.long_lines.fetch_add(1, Ordering::Relaxed);
+                filled = line_start;
                 break;
             }
             // Grow geometrically: a line of n bytes costs O(n) reads and copies in all.
@@ -427,7 +476,7 @@ impl FileSource {
             0
         } else {
             // Skip the line that started in an earlier piece (byte 0 here is byte start - 1).
-            match memchr::memchr(b'\n', &bytes[..(piece.end - from) as usize]) {
+            match memchr::memchr(b'\n', &bytes[..owned.min(bytes.len())]) {
                 Some(at) => at + 1,
                 None => bytes.len(),
             }
@@ -482,6 +531,10 @@ struct LineMorsels {
     carry: Vec<u8>,
     next_line: u64,
     done: bool,
+    max_line_bytes: usize,
+    /// Inside a line longer than `max_line_bytes`: its bytes are dropped until its newline.
+    skipping: bool,
+    long_lines: Arc<AtomicU64>,
 }
 
 impl Iterator for LineMorsels {
@@ -494,7 +547,7 @@ impl Iterator for LineMorsels {
         // `carry` holds the unfinished last line of the previous read: it has no newline.
         let mut buffer = std::mem::take(&mut self.carry);
         loop {
-            let start = buffer.len();
+            let mut start = buffer.len();
             buffer.resize(start + MORSEL_BYTES, 0);
             let (filled, eof) = match fill(&mut self.reader, &mut buffer[start..]) {
                 Ok(result) => result,
@@ -507,17 +560,43 @@ impl Iterator for LineMorsels {
                 }
             };
             buffer.truncate(start + filled);
+            if self.skipping {
+                // The rest of a long line: drop bytes up to its newline.
+                match memchr::memchr(b'\n', &buffer) {
+                    Some(at) => {
+                        buffer.drain(..=at);
+                        start = 0;
+                        self.skipping = false;
+                        // The skipped line still has a number.
+                        self.next_line += 1;
+                    }
+                    None => {
+                        buffer.clear();
+                        if eof {
+                            self.done = true;
+                            return None;
+                        }
+                        continue;
+                    }
+                }
+            }
             if eof {
                 self.done = true;
                 return (!buffer.is_empty()).then(|| Ok(self.morsel(buffer)));
             }
+            // `carry` (before `start`) has no newline: only the new bytes are searched.
             if let Some(at) = memchr::memrchr(b'\n', &buffer[start..]) {
                 let cut = start + at + 1;
                 self.carry = buffer[cut..].to_vec();
                 buffer.truncate(cut);
                 return Some(Ok(self.morsel(buffer)));
             }
-            // A line longer than a morsel: keep reading until it ends.
+            // A line longer than a morsel: keep reading until it ends, up to max_line_bytes.
+            if buffer.len() > self.max_line_bytes {
+                self.long_lines.fetch_add(1, Ordering::Relaxed);
+                self.skipping = true;
+                buffer.clear();
+            }
         }
     }
 }
@@ -693,6 +772,58 @@ mod tests {
             error.contains("shrinking.txt shrank while it was read"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_line_longer_than_max_line_bytes_is_skipped_on_both_read_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "x".repeat(3 * MORSEL_BYTES + 5);
+        let text = format!("a b\n{long}\nc d\n");
+        let path = write(dir.path(), "long.txt", text.as_bytes());
+        for yaml in [format!(
+            "{{path: '{}', max_line_bytes: {MORSEL_BYTES}}}",
+            path.display()
+        )] {
+            let config: FileSourceConfig = serde_saphyr::from_str(&yaml).unwrap();
+            let BuiltSource::Batch(src) = config
+                .build(&SourceContext {
+                    base_dir: Path::new("."),
+                })
+                .unwrap()
+            else {
+                panic!("a batch source")
+            };
+            assert_eq!(read_all(src.as_ref()).unwrap(), ["a b", "c d"]);
+            assert_eq!(src.counters().skipped_lines, 1);
+            assert!(src.warnings()[0].contains("1 line(s) longer than max_line_bytes"));
+        }
+        // The sequential reader (pipes, standard input) on the same bytes.
+        let long_lines = Arc::new(AtomicU64::new(0));
+        let morsels = LineMorsels {
+            reader: Box::new(std::io::Cursor::new(text.into_bytes())),
+            origin: "pipe".into(),
+            path: "pipe".into(),
+            carry: Vec::new(),
+            next_line: 1,
+            done: false,
+            max_line_bytes: MORSEL_BYTES,
+            skipping: false,
+            long_lines: long_lines.clone(),
+        };
+        let bytes: Vec<u8> = morsels.flat_map(|m| m.unwrap().bytes).collect();
+        assert_eq!(bytes, b"a b\nc d\n");
+        assert_eq!(long_lines.load(Ordering::Relaxed), 1);
+        let small = FileSourceConfig {
+            max_line_bytes: 100,
+            ..serde_saphyr::from_str(&format!("{{path: '{}'}}", path.display())).unwrap()
+        };
+        let error = small
+            .build(&SourceContext {
+                base_dir: Path::new("."),
+            })
+            .err()
+            .unwrap();
+        assert!(error.contains("at least 1048576"), "{error}");
     }
 
     #[test]
