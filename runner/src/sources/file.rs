@@ -780,23 +780,22 @@ mod tests {
         let long = "x".repeat(3 * MORSEL_BYTES + 5);
         let text = format!("a b\n{long}\nc d\n");
         let path = write(dir.path(), "long.txt", text.as_bytes());
-        for yaml in [format!(
+        let yaml = format!(
             "{{path: '{}', max_line_bytes: {MORSEL_BYTES}}}",
             path.display()
-        )] {
-            let config: FileSourceConfig = serde_saphyr::from_str(&yaml).unwrap();
-            let BuiltSource::Batch(src) = config
-                .build(&SourceContext {
-                    base_dir: Path::new("."),
-                })
-                .unwrap()
-            else {
-                panic!("a batch source")
-            };
-            assert_eq!(read_all(src.as_ref()).unwrap(), ["a b", "c d"]);
-            assert_eq!(src.counters().skipped_lines, 1);
-            assert!(src.warnings()[0].contains("1 line(s) longer than max_line_bytes"));
-        }
+        );
+        let config: FileSourceConfig = serde_saphyr::from_str(&yaml).unwrap();
+        let BuiltSource::Batch(src) = config
+            .build(&SourceContext {
+                base_dir: Path::new("."),
+            })
+            .unwrap()
+        else {
+            panic!("a batch source")
+        };
+        assert_eq!(read_all(src.as_ref()).unwrap(), ["a b", "c d"]);
+        assert_eq!(src.counters().skipped_lines, 1);
+        assert!(src.warnings()[0].contains("1 line(s) longer than max_line_bytes"));
         // The sequential reader (pipes, standard input) on the same bytes.
         let long_lines = Arc::new(AtomicU64::new(0));
         let morsels = LineMorsels {
