@@ -549,6 +549,15 @@ impl Parser<'_> {
                 Ok((Node::Literal(Literal::Bool(w == "true")), Type::Bool))
             }
             Token::Ident(name) => {
+                if self.peek() == Some(&Token::LParen) {
+                    return Err(at_column(
+                        self.source,
+                        at,
+                        &format!(
+                            "`{name}(...)`: functions are not supported in `where:`; compare columns with values, e.g. `word != \"x\" and count >= 60`"
+                        ),
+                    ));
+                }
                 let index =
                     column_index(self.schema, &name).map_err(|e| at_column(self.source, at, &e))?;
                 let data_type = self.schema.field(index).data_type();
@@ -818,6 +827,8 @@ mod tests {
         assert!(error("word == 'x").contains("no closing quote"));
         assert!(error("count > 1 2").contains("unexpected number"));
         assert!(error("count ~ 1").contains("character 7"));
+        assert!(error("length(word) > 5")
+            .contains("at character 1: `length(...)`: functions are not supported"));
     }
 
     /// Found by the `where_expr` fuzz target (10-minute run): 3,600 `(` overflowed the stack.

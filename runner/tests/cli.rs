@@ -553,3 +553,39 @@ fn fetch_stops_at_max_bytes_and_leaves_nothing_behind() {
         assert!(left.is_empty(), "left behind: {left:?}");
     }
 }
+
+#[test]
+fn a_where_error_points_at_the_character_in_the_expression_with_the_line_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", WORDS);
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: in.txt}\ntransforms:\n  - type: tokenize\n  - type: filter\n    where: \"word != 'x' and lenght > 5\"\nsinks:\n  - {type: stdout}\n",
+    );
+    let out = runner().arg("validate").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Line 6, column 29: `lenght` inside the quoted value, not the step's `type:` line.
+    assert!(
+        stderr.contains("p.yaml:6:29: transforms.1 (filter)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("6 |     where: \"word != 'x' and lenght > 5\"\n  |                             ^ there is no column `lenght`"),
+        "{stderr}"
+    );
+    let p = write(
+        dir.path(),
+        "q.yaml",
+        "name: t\nsource: {type: file, path: in.txt}\ntransforms:\n  - type: tokenize\n  - {type: filter, where: length(word) > 5}\nsinks:\n  - {type: stdout}\n",
+    );
+    runner()
+        .arg("validate")
+        .arg(&p)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "q.yaml:5:27: transforms.1 (filter): where: in `length(word) > 5` at character 1: `length(...)`: functions are not supported",
+        ));
+}

@@ -69,6 +69,15 @@ pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
     }
 }
 
+/// [`string`] that keeps where the value is in the file.
+pub fn spanned_string<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<serde_saphyr::Spanned<String>, D::Error> {
+    let mut spanned = serde_saphyr::Spanned::<String>::deserialize(d)?;
+    spanned.value = from_env(&spanned.value).map_err(serde::de::Error::custom)?;
+    Ok(spanned)
+}
+
 pub fn path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     string(d).map(PathBuf::from)
 }

@@ -169,6 +169,44 @@ impl LoadedPipeline {
         }
     }
 
+    /// The lines of the pipeline file around `location`, framed as the parser's errors are,
+    /// with a caret `offset` characters to the right of it; empty when the file cannot be
+    /// read again or the location is unknown.
+    pub fn snippet(&self, location: &Location, offset: usize, message: &str) -> String {
+        let Ok(text) = std::fs::read_to_string(&self.path) else {
+            return String::new();
+        };
+        let line = location.line() as usize;
+        let lines: Vec<&str> = text.lines().collect();
+        if line == 0 || line > lines.len() {
+            return String::new();
+        }
+        let first = line.saturating_sub(2).max(1);
+        let last = (line + 2).min(lines.len());
+        let width = last.to_string().len();
+        let mut out = format!(
+            "{:width$}--> {}:{}:{}\n{:width$} |\n",
+            "",
+            self.display_name,
+            line,
+            location.column() as usize + offset,
+            ""
+        );
+        for number in first..=last {
+            out.push_str(&format!("{number:>width$} | {}\n", lines[number - 1]));
+            if number == line {
+                let caret = location.column() as usize - 1 + offset;
+                out.push_str(&format!(
+                    "{:width$} | {}^ {message}\n",
+                    "",
+                    " ".repeat(caret)
+                ));
+            }
+        }
+        out.push_str(&format!("{:width$} |", ""));
+        out
+    }
+
     /// Resolves a path written in the pipeline file against the file's directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         resolve_against(&self.base_dir, path)

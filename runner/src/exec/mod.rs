@@ -90,16 +90,13 @@ pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipel
     let mut stages = Vec::new();
     for (index, step) in config.transforms.iter().enumerate() {
         let label = format!("transforms.{index} ({})", step.value.type_name());
-        let stage = step
-            .value
-            .builder()
+        let builder = step.value.builder();
+        let stage = builder
             .build(&BuildContext {
                 input: &schema,
                 base_dir,
             })
-            .map_err(|e| {
-                Error::invalid(format!("{}: {label}: {e}", loaded.at(&step.referenced)))
-            })?;
+            .map_err(|e| located_error(loaded, builder, &step.referenced, &label, &e))?;
         schema = stage.output.clone();
         stages.push(BuiltStage {
             label,
@@ -152,6 +149,51 @@ pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipel
         sinks,
         cores: resolve_cores(requested_cores),
     })
+}
+
+/// A step's build error, located at the value it is about (a `where:` expression, at the
+/// character the expression's error names) or at the step, with the file's lines around it.
+fn located_error(
+    loaded: &LoadedPipeline,
+    builder: &dyn crate::transforms::BuildTransform,
+    step: &serde_saphyr::Location,
+    label: &str,
+    message: &str,
+) -> Error {
+    let Some(value) = builder.error_location().filter(|l| l.line() > 0) else {
+        return Error::invalid(format!("{}: {label}: {message}", loaded.at(step)));
+    };
+    // "in `EXPR` at character N: why" gives the offset inside the value.
+    let at_character = message
+        .split_once(" at character ")
+        .and_then(|(_, rest)| rest.split_once(':'))
+        .and_then(|(n, _)| n.trim().parse::<usize>().ok())
+        .map_or(0, |n| n.saturating_sub(1));
+    // A quoted value starts one character after its location.
+    let quoted = std::fs::read_to_string(&loaded.path)
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().nth(value.line() as usize - 1)?.to_owned();
+            line.chars().nth(value.column() as usize - 1)
+        })
+        .is_some_and(|c| c == '"' || c == '\'');
+    let offset = at_character + usize::from(quoted);
+    let why = message
+        .split_once(" at character ")
+        .and_then(|(_, rest)| rest.split_once(": "))
+        .map_or(message, |(_, why)| why);
+    let snippet = loaded.snippet(&value, offset, why);
+    let at = format!(
+        "{}:{}:{}",
+        loaded.display_name,
+        value.line(),
+        value.column() as usize + offset
+    );
+    if snippet.is_empty() {
+        Error::invalid(format!("{at}: {label}: {message}"))
+    } else {
+        Error::invalid(format!("{at}: {label}: {message}\n{snippet}"))
+    }
 }
 
 /// Checks the streaming settings against the mode, the source and the transforms, as Spark

@@ -12,17 +12,26 @@ use crate::expr::{compile, Predicate};
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
     /// The condition, e.g. `count >= 60 and word not in ["thou", "thy"]`.
-    #[serde(rename = "where", deserialize_with = "crate::config::env::string")]
-    pub condition: String,
+    #[serde(
+        rename = "where",
+        deserialize_with = "crate::config::env::spanned_string"
+    )]
+    #[schemars(with = "String")]
+    pub condition: serde_saphyr::Spanned<String>,
 }
 
 impl BuildTransform for FilterConfig {
     fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
-        let predicate = compile(&self.condition, ctx.input).map_err(|e| format!("where: {e}"))?;
+        let predicate =
+            compile(&self.condition.value, ctx.input).map_err(|e| format!("where: {e}"))?;
         Ok(Stage {
             output: ctx.input.clone(),
             kind: StageKind::Map(Box::new(Filter { predicate })),
         })
+    }
+
+    fn error_location(&self) -> Option<serde_saphyr::Location> {
+        Some(self.condition.referenced)
     }
 }
 
