@@ -60,6 +60,7 @@ fuzz_target!(|data: &[u8]| {
         mode: SocketMode::Connect,
         reconnect: false,
         max_line_bytes,
+        max_clients: 64,
         column: "line".into(),
     };
     let context = SourceContext {
