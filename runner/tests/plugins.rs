@@ -178,13 +178,12 @@ fn libraries_that_are_not_plugins_are_refused_clearly() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("is not a loadable shared library"));
-    let p = pipeline(dir.path(), "missing.so", "{}");
-    runner()
-        .arg("validate")
-        .arg(&p)
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("cannot open plugin"));
+    let p = pipeline(dir.path(), "libmissing.so", "{}");
+    runner().arg("validate").arg(&p).assert().code(2).stderr(
+        predicate::str::contains("cannot open plugin").and(predicate::str::contains(
+            "help: build it first: `cargo build --release -p missing`",
+        )),
+    );
     // A real shared library without the plugin symbols.
     if let Some(libm) = [
         "/lib/x86_64-linux-gnu/libm.so.6",

@@ -78,8 +78,15 @@ fn loaded() -> &'static Mutex<HashMap<PathBuf, Plugin>> {
 /// Loads the plugin at `path` (once per canonical path).
 pub fn load(path: &Path) -> Result<Plugin, String> {
     let canonical = path.canonicalize().map_err(|e| {
+        // `libstemmer.so` is built by the package `stemmer`.
+        let package = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .map(|s| s.strip_prefix("lib").map(str::to_owned).unwrap_or(s))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "NAME".into());
         format!(
-            "cannot open plugin {}: {e} (build it first, e.g. `cargo build --release -p NAME`)",
+            "cannot open plugin {}: {e}\nhelp: build it first: `cargo build --release -p {package}`",
             path.display()
         )
     })?;
