@@ -331,9 +331,21 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Plugin(PluginCommand::New { name, dir }) => {
-            runner::plugin::new::create(&name, &dir).map(|path| {
-                println!("wrote {}", path.display());
-                println!("next: cargo test -p {name} && cargo build --release -p {name}");
+            runner::plugin::new::create(&name, &dir).map(|new| {
+                println!("wrote {}", new.path.display());
+                if new.in_workspace {
+                    println!("next: cargo test -p {name} && cargo build --release -p {name}");
+                    println!("      (the library: target/release/lib{name}.so)");
+                } else {
+                    println!(
+                        "next: cd {} && cargo test && cargo build --release",
+                        new.path.display()
+                    );
+                    println!(
+                        "      (the library: {}/target/release/lib{name}.so)",
+                        new.path.display()
+                    );
+                }
             })
         }
     };

@@ -214,7 +214,12 @@ fn plugin_new_writes_a_crate_that_tests_builds_and_loads_from_elsewhere() {
         .arg(dir.path())
         .assert()
         .success()
-        .stdout(predicate::str::contains("wrote"));
+        .stdout(
+            predicate::str::contains("wrote").and(predicate::str::contains(format!(
+                "next: cd {} && cargo test && cargo build --release",
+                dir.path().join("shout").display()
+            ))),
+        );
     runner()
         .args(["plugin", "new", "shout"])
         .arg("--dir")
@@ -233,6 +238,22 @@ fn plugin_new_writes_a_crate_that_tests_builds_and_loads_from_elsewhere() {
         .status()
         .unwrap();
     assert!(tested.success(), "the template's own test fails");
+    // As the project's own code: formatted, and clean under clippy -D warnings.
+    let formatted = cargo()
+        .args(["fmt", "--check", "--manifest-path"])
+        .arg(&manifest)
+        .status()
+        .unwrap();
+    assert!(formatted.success(), "the generated crate is not formatted");
+    let linted = cargo()
+        .args(["clippy", "-q", "--all-targets", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        .args(["--", "-D", "warnings"])
+        .status()
+        .unwrap();
+    assert!(linted.success(), "the generated crate has clippy warnings");
     let built = cargo()
         .args(["build", "-q", "--manifest-path"])
         .arg(&manifest)

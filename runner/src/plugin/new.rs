@@ -8,26 +8,39 @@ const CARGO_TOML: &str = include_str!("../templates/plugin_Cargo.toml");
 const LIB_RS: &str = include_str!("../templates/plugin_lib.rs");
 const README: &str = include_str!("../templates/plugin_README.md");
 
-/// Where the SDK is: `plugins/sdk` above `dir`, else beside the sources runner was built from.
-fn find_sdk(dir: &Path) -> Option<PathBuf> {
+/// What `create` wrote.
+#[derive(Debug)]
+pub struct NewPlugin {
+    pub path: PathBuf,
+    /// Whether the crate is a member of a runner checkout's workspace (`plugins/NAME`), so
+    /// cargo builds it with `-p NAME` from there; else it is a workspace of its own.
+    pub in_workspace: bool,
+}
+
+/// Where the SDK is: `plugins/sdk` above `dir` (with whether `dir` is that checkout's
+/// `plugins/`, a member of its workspace), else beside the sources runner was built from.
+fn find_sdk(dir: &Path) -> Option<(PathBuf, bool)> {
     let absolute = std::env::current_dir().ok()?.join(dir);
     for ancestor in absolute.ancestors() {
         let candidate = ancestor.join("plugins/sdk");
         if candidate.join("Cargo.toml").is_file() {
-            return Some(candidate);
+            let member =
+                absolute.canonicalize().ok() == ancestor.join("plugins").canonicalize().ok();
+            return Some((candidate, member));
         }
         let candidate = ancestor.join("sdk");
         if ancestor.file_name().is_some_and(|n| n == "plugins")
             && candidate.join("Cargo.toml").is_file()
         {
-            return Some(candidate);
+            let member = absolute.canonicalize().ok() == ancestor.canonicalize().ok();
+            return Some((candidate, member));
         }
     }
     let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
     built_from
         .join("Cargo.toml")
         .is_file()
-        .then_some(built_from)
+        .then_some((built_from, false))
 }
 
 /// The shortest way to write `to` from `from` (both absolute).
@@ -45,8 +58,8 @@ fn relative(from: &Path, to: &Path) -> PathBuf {
     path
 }
 
-/// Writes `dir/name/` and returns its path.
-pub fn create(name: &str, dir: &Path) -> Result<PathBuf> {
+/// Writes `dir/name/`.
+pub fn create(name: &str, dir: &Path) -> Result<NewPlugin> {
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name
             .chars()
@@ -61,7 +74,7 @@ pub fn create(name: &str, dir: &Path) -> Result<PathBuf> {
             crate_dir.display()
         )));
     }
-    let sdk = find_sdk(dir).ok_or_else(|| {
+    let (sdk, in_workspace) = find_sdk(dir).ok_or_else(|| {
         Error::invalid(
             "cannot find the runner-plugin SDK (plugins/sdk): run this from a runner checkout"
                 .to_owned(),
@@ -75,10 +88,18 @@ pub fn create(name: &str, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(crate_dir.join("src")).map_err(fail)?;
     let absolute_crate = crate_dir.canonicalize().map_err(fail)?;
     let sdk_path = relative(&absolute_crate, &sdk);
+    // Outside a runner checkout's plugins/, the crate is its own workspace (so that a cargo
+    // workspace it happens to sit in does not claim it).
+    let workspace = if in_workspace {
+        String::new()
+    } else {
+        "\n# A workspace of its own, not a member of any other.\n[workspace]\n".to_owned()
+    };
     let fill = |template: &str| {
         template
             .replace("{name}", name)
             .replace("{sdk}", &sdk_path.display().to_string())
+            .replace("{workspace}", &workspace)
     };
     for (file, template) in [
         ("Cargo.toml", CARGO_TOML),
@@ -87,7 +108,10 @@ pub fn create(name: &str, dir: &Path) -> Result<PathBuf> {
     ] {
         std::fs::write(crate_dir.join(file), fill(template)).map_err(fail)?;
     }
-    Ok(crate_dir)
+    Ok(NewPlugin {
+        path: crate_dir,
+        in_workspace,
+    })
 }
 
 #[cfg(test)]
@@ -103,6 +127,24 @@ mod tests {
         assert_eq!(
             relative(Path::new("/tmp/a/b"), Path::new("/r/plugins/sdk")),
             Path::new("../../../r/plugins/sdk")
+        );
+    }
+
+    #[test]
+    fn a_crate_in_a_checkouts_plugins_is_a_member_and_elsewhere_its_own_workspace() {
+        let checkout = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(checkout.path().join("plugins/sdk")).unwrap();
+        std::fs::write(checkout.path().join("plugins/sdk/Cargo.toml"), "[package]").unwrap();
+        let member = create("inside", &checkout.path().join("plugins")).unwrap();
+        assert!(member.in_workspace);
+        let manifest = std::fs::read_to_string(member.path.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("path = \"../sdk\"") && !manifest.contains("[workspace]"));
+        std::fs::create_dir_all(checkout.path().join("elsewhere")).unwrap();
+        let alone = create("outside", &checkout.path().join("elsewhere")).unwrap();
+        assert!(!alone.in_workspace);
+        let manifest = std::fs::read_to_string(alone.path.join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains("path = \"../../plugins/sdk\"") && manifest.contains("[workspace]")
         );
     }
 
