@@ -65,8 +65,8 @@ enum Command {
         /// Override or add a value before validation, e.g. --set transforms.3.where="count >= 100".
         #[arg(long = "set", value_name = "PATH=VALUE")]
         overrides: Vec<Override>,
-        /// Read this input instead of the source's `path` (`-` for standard input); the same as
-        /// --set source.path=PATH.
+        /// Read this input instead of the source's `path` (`-` for standard input), relative to
+        /// the current directory.
         #[arg(long, value_name = "PATH")]
         input: Option<PathBuf>,
         /// Run every transform on its own (the reference path), even where a fused loop could
@@ -256,6 +256,13 @@ fn main() -> ExitCode {
             summary,
         } => {
             if let Some(input) = input {
+                // A command-line path is relative to where the command runs (a `path:` in the
+                // file, to the file).
+                let input = if input == std::path::Path::new("-") || input.is_absolute() {
+                    input
+                } else {
+                    std::env::current_dir().map_or(input.clone(), |cwd| cwd.join(&input))
+                };
                 overrides.push(Override::text(
                     &["source", "path"],
                     &input.to_string_lossy(),

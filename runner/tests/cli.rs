@@ -262,6 +262,16 @@ fn standard_input_replaces_a_fetched_file_with_set_or_input() {
         .assert()
         .success()
         .stdout("word\tcount\nhat\t2\ncat\t1\n");
+    // A relative --input is relative to the current directory, not to the pipeline file.
+    write(&dir.path().join("here"), "mine.txt", "cat cat\n");
+    runner()
+        .arg("run")
+        .arg(&p)
+        .args(["--input", "mine.txt"])
+        .current_dir(dir.path().join("here"))
+        .assert()
+        .success()
+        .stdout("word\tcount\ncat\t2\n");
 }
 
 #[test]
