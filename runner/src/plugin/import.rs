@@ -302,9 +302,15 @@ unsafe fn check_schema(
     if node.release.is_none() {
         return Err("its schema contains a released node".into());
     }
-    c_string(memory, node.format, "a schema's format")?;
+    // arrow-rs panics on a format or name that is not UTF-8 (found by the plugin_import
+    // fuzz target within 81 runs).
+    c_string(memory, node.format, "a schema's format")?
+        .to_str()
+        .map_err(|_| "a schema's format is not UTF-8".to_owned())?;
     if !node.name.is_null() {
-        c_string(memory, node.name, "a column name")?;
+        c_string(memory, node.name, "a column name")?
+            .to_str()
+            .map_err(|_| "a column name is not UTF-8".to_owned())?;
     }
     if !node.metadata.is_null() {
         check_metadata(memory, node.metadata.cast())?;
@@ -607,6 +613,30 @@ mod tests {
             unsafe { *child.buffers.cast_mut().add(1) = 4096 as *const c_void };
         });
         assert!(message.contains("not readable"), "{message}");
+    }
+
+    /// Found by the `plugin_import` fuzz target: a format of bytes that are not UTF-8 made
+    /// arrow-rs panic while reading the schema.
+    #[test]
+    fn a_format_or_name_that_is_not_utf8_is_an_error() {
+        for (format, name) in [
+            (&b"\xff\0"[..], &b"c\0"[..]),
+            (&b"+s\0"[..], &b"\xc3\0"[..]),
+        ] {
+            let (array, mut schema) = exported(sample());
+            // SAFETY: same layout; the pointers are to static bytes that outlive the call.
+            let raw = unsafe { &mut *std::ptr::from_mut(&mut schema).cast::<RawSchema>() };
+            let (saved_format, saved_name) = (raw.format, raw.name);
+            raw.format = format.as_ptr().cast();
+            raw.name = name.as_ptr().cast();
+            let message = import_batch(array, &schema).unwrap_err();
+            assert!(message.contains("is not UTF-8"), "{message}");
+            // Give the exporter's release callback its own strings back.
+            // SAFETY: as above.
+            let raw = unsafe { &mut *std::ptr::from_mut(&mut schema).cast::<RawSchema>() };
+            raw.format = saved_format;
+            raw.name = saved_name;
+        }
     }
 
     #[test]
