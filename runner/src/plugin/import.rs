@@ -304,9 +304,25 @@ unsafe fn check_schema(
     }
     // arrow-rs panics on a format or name that is not UTF-8 (found by the plugin_import
     // fuzz target within 81 runs).
-    c_string(memory, node.format, "a schema's format")?
+    let format = c_string(memory, node.format, "a schema's format")?
         .to_str()
         .map_err(|_| "a schema's format is not UTF-8".to_owned())?;
+    // ... and on a nested format without the children it names (found next, within 523):
+    // lists have one child, a struct any number, every other accepted type none.
+    let children = match format {
+        "+l" | "+L" => Some(1),
+        "+s" => None,
+        nested if nested.starts_with('+') => return Err(format!(
+            "it returned a column of format `{nested}`, which runner does not accept from plugins"
+        )),
+        _ => Some(0),
+    };
+    if let Some(expected) = children.filter(|&n| n != node.n_children) {
+        return Err(format!(
+            "its schema has format `{format}` with {} children (it takes {expected})",
+            node.n_children
+        ));
+    }
     if !node.name.is_null() {
         c_string(memory, node.name, "a column name")?
             .to_str()
@@ -637,6 +653,26 @@ mod tests {
             raw.format = saved_format;
             raw.name = saved_name;
         }
+    }
+
+    /// Found by the `plugin_import` fuzz target: a list format without its child schema made
+    /// arrow-rs panic on an assertion.
+    #[test]
+    fn a_nested_format_without_its_children_is_an_error() {
+        let (array, mut schema) = exported(sample());
+        // SAFETY: same layout; only the count changes, and is put back before the release.
+        let raw = unsafe { &mut *std::ptr::from_mut(&mut schema).cast::<RawSchema>() };
+        let saved = (raw.format, raw.n_children);
+        raw.format = b"+l\0".as_ptr().cast();
+        raw.n_children = 0;
+        let message = import_batch(array, &schema).unwrap_err();
+        assert!(
+            message.contains("format `+l` with 0 children (it takes 1)"),
+            "{message}"
+        );
+        // SAFETY: as above.
+        let raw = unsafe { &mut *std::ptr::from_mut(&mut schema).cast::<RawSchema>() };
+        (raw.format, raw.n_children) = saved;
     }
 
     #[test]
