@@ -663,7 +663,7 @@ mod tests {
         // SAFETY: same layout; only the count changes, and is put back before the release.
         let raw = unsafe { &mut *std::ptr::from_mut(&mut schema).cast::<RawSchema>() };
         let saved = (raw.format, raw.n_children);
-        raw.format = b"+l\0".as_ptr().cast();
+        raw.format = c"+l".as_ptr();
         raw.n_children = 0;
         let message = import_batch(array, &schema).unwrap_err();
         assert!(
