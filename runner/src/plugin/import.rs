@@ -312,9 +312,11 @@ unsafe fn check_schema(
     let children = match format {
         "+l" | "+L" => Some(1),
         "+s" => None,
-        nested if nested.starts_with('+') => return Err(format!(
+        nested if nested.starts_with('+') => {
+            return Err(format!(
             "it returned a column of format `{nested}`, which runner does not accept from plugins"
-        )),
+        ))
+        }
         _ => Some(0),
     };
     if let Some(expected) = children.filter(|&n| n != node.n_children) {
