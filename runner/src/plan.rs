@@ -52,6 +52,9 @@ pub struct PlanStage {
     pub runs: &'static str,
     /// Set when a fused loop replaces the stage.
     pub fused: Option<&'static str>,
+    /// What the stage says of itself beyond its type (a plugin: its name and file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -100,6 +103,10 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline) -> Plan {
                     StageKind::Global(_) => "on the whole result",
                 },
                 fused: fused.contains(&i).then_some("word count loop"),
+                detail: match &built.stage.kind {
+                    StageKind::Map(map) => map.describe(),
+                    _ => None,
+                },
             };
             input = built.stage.output.clone();
             merged |= !matches!(built.stage.kind, StageKind::Map(_));
@@ -307,6 +314,9 @@ impl Plan {
                     .fused
                     .map_or(String::new(), |f| format!("; fused: {f}"))
             ));
+            if let Some(detail) = &stage.detail {
+                line(format!("                {detail}"));
+            }
             line(format!(
                 "                {} -> {}",
                 stage.input.join(", "),

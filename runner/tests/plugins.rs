@@ -468,3 +468,28 @@ fn a_slow_plugin_is_reported_and_its_timeout_stops_the_run_with_outputs_intact()
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn plan_names_the_plugin_and_its_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let library = lib("min_length");
+    let p = pipeline(dir.path(), &library, "{column: word, min: 5}");
+    runner()
+        .arg("plan")
+        .arg(&p)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "plugin min_length from {library}"
+        )));
+    let out = runner()
+        .args(["plan", "--format", "json"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        plan["transforms"][1]["detail"],
+        format!("plugin min_length from {library}")
+    );
+}

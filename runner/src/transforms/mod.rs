@@ -63,6 +63,10 @@ pub trait MapTransform: Send + Sync {
     }
     /// For the executor to recognise stages it can fuse.
     fn as_any(&self) -> &dyn Any;
+    /// What `runner plan` says about the stage beyond its type (a plugin: its name and file).
+    fn describe(&self) -> Option<String> {
+        None
+    }
 }
 
 pub trait Aggregation: Send + Sync {

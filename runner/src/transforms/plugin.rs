@@ -59,6 +59,7 @@ impl BuildTransform for PluginConfig {
             kind: StageKind::Map(Box::new(PluginTransform {
                 instance,
                 name: plugin.name,
+                path: path.clone(),
                 output,
                 watchdog: Watchdog::start(
                     plugin.name,
@@ -73,6 +74,8 @@ impl BuildTransform for PluginConfig {
 pub struct PluginTransform {
     instance: Instance,
     name: &'static str,
+    /// The library, as resolved from the pipeline file.
+    path: PathBuf,
     output: SchemaRef,
     watchdog: Arc<Watchdog>,
 }
@@ -216,5 +219,9 @@ impl MapTransform for PluginTransform {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+
+    fn describe(&self) -> Option<String> {
+        Some(format!("plugin {} from {}", self.name, self.path.display()))
     }
 }
