@@ -326,3 +326,83 @@ fn a_file_without_newlines_is_read_in_bounded_memory_and_its_line_skipped() {
     );
     assert!(peak_mb < 150.0, "peak RSS {peak_mb:.0} MB");
 }
+
+/// Bytes `pid` has read so far (`rchar` of /proc/PID/io).
+fn bytes_read(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("rchar: ").map(|n| n.trim().parse().ok()))
+                .flatten()
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `runner run pipeline`, sends SIGTERM once it has read `enough` bytes (an event: its
+/// own read counter), and returns its peak RSS in MB.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
+fn peak_rss_until_sigterm(pipeline: &std::path::Path, enough: u64) -> f64 {
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(pipeline)
+        .env("RUNNER_LOCK_DIR", unique_lock_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    while bytes_read(pid) < enough {
+        let mut status = 0;
+        // SAFETY: a non-blocking check on our own child.
+        let ended = unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+        assert_eq!(ended, 0, "runner ended before reading {enough} bytes");
+        std::thread::yield_now();
+    }
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    let mut status = 0;
+    // SAFETY: plain structs filled by the kernel for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the two locals above.
+    let waited = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid as i32);
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+#[test]
+fn dev_zero_and_an_endless_fifo_are_read_in_bounded_memory_until_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = |name: &str, path: &str| {
+        write(
+            dir.path(),
+            name,
+            &format!("name: z\nsource:\n  type: file\n  path: {path}\ntransforms:\n  - {{type: tokenize}}\n  - {{type: group_count, by: word}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+        )
+    };
+    // Newline-free: one endless line, skipped past max_line_bytes (64 MiB) as it is read.
+    let peak = peak_rss_until_sigterm(&count("zero.yaml", "/dev/zero"), 300 << 20);
+    assert!(
+        peak < 200.0,
+        "/dev/zero: peak RSS {peak:.0} MB after 300 MB read"
+    );
+    // An endless FIFO of lines into a count: state is bounded by the distinct words.
+    let fifo = dir.path().join("endless.fifo");
+    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut out = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            let lines = "romeo and juliet and the nurse\n".repeat(10_000);
+            while out.write_all(lines.as_bytes()).is_ok() {}
+        })
+    };
+    let peak = peak_rss_until_sigterm(&count("fifo.yaml", fifo.to_str().unwrap()), 300 << 20);
+    assert!(
+        peak < 200.0,
+        "endless FIFO: peak RSS {peak:.0} MB after 300 MB read"
+    );
+    writer.join().unwrap();
+}
