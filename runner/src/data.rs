@@ -144,6 +144,19 @@ pub(crate) fn word_counts(words: &[&str], counts: &[i64]) -> RecordBatch {
     RecordBatch::try_new(schema, vec![words, counts]).expect("two columns matching the schema")
 }
 
+/// `17452585` as `17,452,585`.
+pub fn group_digits(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 /// Concatenates batches of one schema (an empty list gives an empty batch).
 pub fn concat(schema: &SchemaRef, batches: &[RecordBatch]) -> RecordBatch {
     match batches {

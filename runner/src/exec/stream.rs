@@ -820,18 +820,18 @@ impl EpochStats {
     fn text_line(&self) -> String {
         let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
         let per_second = |rows: u64, time: Duration| {
-            group_digits((rows as f64 / time.as_secs_f64().max(1e-9)).round() as u64)
+            crate::data::group_digits((rows as f64 / time.as_secs_f64().max(1e-9)).round() as u64)
         };
         format!(
             "epoch {}: {} rows in, {} rows/s arriving, {} rows/s processed, {} ms ({} ms in sinks), {} state rows, {} rows out",
             self.epoch,
-            group_digits(self.rows),
+            crate::data::group_digits(self.rows),
             per_second(self.rows, self.since_previous),
             per_second(self.rows, self.engine),
             ms(self.engine + self.sinks),
             ms(self.sinks),
-            group_digits(self.state_rows as u64),
-            group_digits(self.out_rows as u64)
+            crate::data::group_digits(self.state_rows as u64),
+            crate::data::group_digits(self.out_rows as u64)
         )
     }
 
@@ -867,19 +867,6 @@ impl EpochStats {
     }
 }
 
-/// `17452585` as `17,452,585`.
-pub fn group_digits(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -900,9 +887,9 @@ mod tests {
             stats.text_line(),
             "epoch 3: 17,452,585 rows in, 1,745,259 rows/s arriving, 17,452,585 rows/s processed, 1020 ms (20 ms in sinks), 1,234 state rows, 20 rows out"
         );
-        assert_eq!(group_digits(0), "0");
-        assert_eq!(group_digits(999), "999");
-        assert_eq!(group_digits(1000), "1,000");
+        assert_eq!(crate::data::group_digits(0), "0");
+        assert_eq!(crate::data::group_digits(999), "999");
+        assert_eq!(crate::data::group_digits(1000), "1,000");
     }
 
     #[test]

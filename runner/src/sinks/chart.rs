@@ -46,6 +46,18 @@ pub struct ChartSinkConfig {
     /// `vertical` bars (labels rotated below) or `horizontal` bars (labels on the left).
     #[serde(default)]
     pub orientation: Orientation,
+    /// `value`: the `top` largest, largest first (default); `input`: the first `top` rows in
+    /// the order they come (a histogram keeps its bins in order).
+    #[serde(default)]
+    pub sort: BarOrder,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BarOrder {
+    #[default]
+    Value,
+    Input,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -68,6 +80,16 @@ const MAX_LABEL_CHARS: usize = 20;
 const TEXT: RGBColor = RGBColor(40, 40, 40);
 const AXIS: RGBColor = RGBColor(90, 90, 90);
 const GRID: RGBColor = RGBColor(228, 228, 228);
+
+impl ChartSinkConfig {
+    /// The caption: `title:`, else a phrase a reader takes in (not `count by hashtag`).
+    fn title(&self) -> String {
+        self.title.clone().unwrap_or_else(|| match self.sort {
+            BarOrder::Value => format!("Top {} {} values by {}", self.top, self.x, self.y),
+            BarOrder::Input => format!("{} by {}", self.y, self.x),
+        })
+    }
+}
 
 impl BuildSink for ChartSinkConfig {
     fn output_path(&self) -> Option<&Path> {
@@ -97,10 +119,7 @@ impl BuildSink for ChartSinkConfig {
         }
         Ok(Box::new(ChartSink {
             spec: ChartSpec {
-                title: self
-                    .title
-                    .clone()
-                    .unwrap_or_else(|| format!("{} by {}", self.y, self.x)),
+                title: self.title(),
                 x_name: self.x.clone(),
                 y_name: self.y.clone(),
                 width,
@@ -111,6 +130,7 @@ impl BuildSink for ChartSinkConfig {
             x,
             y,
             top: self.top,
+            order: self.sort,
         }))
     }
 }
@@ -140,12 +160,25 @@ pub struct ChartSink {
     x: usize,
     y: usize,
     top: usize,
+    order: BarOrder,
 }
 
 /// The `top` rows with the largest values, largest first, ties by label; rows without a value
 /// are left out.
 pub fn top_bars(batch: &RecordBatch, x: usize, y: usize, top: usize) -> Vec<Bar> {
-    let mut bars: Vec<Bar> = (0..batch.num_rows())
+    let mut bars = first_bars(batch, x, y, usize::MAX);
+    bars.sort_by(|a, b| {
+        b.value
+            .total_cmp(&a.value)
+            .then_with(|| a.label.cmp(&b.label))
+    });
+    bars.truncate(top);
+    bars
+}
+
+/// The first `top` rows with a value, in input order.
+pub fn first_bars(batch: &RecordBatch, x: usize, y: usize, top: usize) -> Vec<Bar> {
+    (0..batch.num_rows())
         .filter_map(|row| {
             let value = match cell(batch.column(y).as_ref(), row) {
                 Cell::Int(i) => i as f64,
@@ -157,14 +190,8 @@ pub fn top_bars(batch: &RecordBatch, x: usize, y: usize, top: usize) -> Vec<Bar>
                 value,
             })
         })
-        .collect();
-    bars.sort_by(|a, b| {
-        b.value
-            .total_cmp(&a.value)
-            .then_with(|| a.label.cmp(&b.label))
-    });
-    bars.truncate(top);
-    bars
+        .take(top)
+        .collect()
 }
 
 /// Replaces `{epoch}` and `{time}` (UTC, to the second) in a caption.
@@ -177,7 +204,10 @@ pub fn caption(template: &str, epoch: u64) -> String {
 
 impl Sink for ChartSink {
     fn write(&mut self, result: &RecordBatch, epoch: u64) -> Result<()> {
-        let bars = top_bars(result, self.x, self.y, self.top);
+        let bars = match self.order {
+            BarOrder::Value => top_bars(result, self.x, self.y, self.top),
+            BarOrder::Input => first_bars(result, self.x, self.y, self.top),
+        };
         let spec = ChartSpec {
             title: caption(&self.spec.title, epoch),
             ..self.spec.clone()
@@ -281,11 +311,19 @@ fn axis(max: f64, headroom: f64) -> (f64, Vec<f64>) {
     (top, (0..=count).map(|i| i as f64 * step).collect())
 }
 
+/// A value label or tick: digits grouped (`298,000`), two decimals below 100.
 fn format_value(v: f64) -> String {
+    let grouped = |whole: f64| {
+        let sign = if whole < 0.0 { "-" } else { "" };
+        format!(
+            "{sign}{}",
+            crate::data::group_digits(whole.abs().round() as u64)
+        )
+    };
     if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else if v.abs() >= 100.0 {
-        format!("{v:.0}")
+        grouped(v)
+    } else if v.abs() >= 100.0 && v.abs() < 1e15 {
+        grouped(v.round())
     } else {
         format!("{v:.2}")
     }
@@ -886,6 +924,40 @@ mod tests {
         let top = top_bars(&batch, 0, 1, 3);
         let labels: Vec<&str> = top.iter().map(|b| b.label.as_str()).collect();
         assert_eq!(labels, ["c", "a", "b"]);
+        // `sort: input` keeps a histogram's order.
+        let first = first_bars(&batch, 0, 1, 3);
+        let labels: Vec<&str> = first.iter().map(|b| b.label.as_str()).collect();
+        assert_eq!(labels, ["b", "a", "c"]);
+    }
+
+    #[test]
+    fn values_have_grouped_digits_and_the_default_title_is_a_sentence() {
+        assert_eq!(format_value(298_000.0), "298,000");
+        assert_eq!(format_value(1_234_567.4), "1,234,567");
+        assert_eq!(format_value(-4_500.0), "-4,500");
+        assert_eq!(format_value(298.0), "298");
+        assert_eq!(format_value(0.126), "0.13");
+        let config: ChartSinkConfig =
+            serde_saphyr::from_str("{path: c.png, x: hashtag, y: count, sort: input}").unwrap();
+        assert_eq!(config.sort, BarOrder::Input);
+        let schema = Schema::new(vec![
+            Field::new("hashtag", DataType::Utf8, false),
+            Field::new("count", DataType::Int64, false),
+        ]);
+        let sink = config.build(&SinkContext {
+            input: &Arc::new(schema),
+            base_dir: Path::new("."),
+            streaming: false,
+            appending: false,
+        });
+        assert!(sink.is_ok());
+        assert_eq!(config.title(), "count by hashtag");
+        let config: ChartSinkConfig =
+            serde_saphyr::from_str("{path: c.png, x: hashtag, y: count}").unwrap();
+        assert_eq!(config.title(), "Top 20 hashtag values by count");
+        let config: ChartSinkConfig =
+            serde_saphyr::from_str("{path: c.png, x: w, y: n, title: Mine}").unwrap();
+        assert_eq!(config.title(), "Mine");
     }
 
     #[test]
