@@ -183,10 +183,10 @@ fn init_logging(quiet: bool, verbose: u8, format: LogFormat, daemon: bool) {
         logs.json().with_current_span(false).init();
         return;
     }
-    let logs = logs.with_ansi(
-        std::io::IsTerminal::is_terminal(&std::io::stderr())
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-    );
+    let coloured = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    runner::redact::set_coloured_logs(coloured);
+    let logs = logs.with_ansi(coloured);
     if verbose == 0 && !daemon {
         // Warnings read as plain sentences; timestamps and module paths come with -v.
         logs.without_time().with_target(false).init();

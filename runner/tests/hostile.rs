@@ -406,3 +406,28 @@ fn dev_zero_and_an_endless_fifo_are_read_in_bounded_memory_until_sigterm() {
     );
     writer.join().unwrap();
 }
+
+#[test]
+fn control_sequences_in_logged_text_never_reach_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    // A host name carrying a terminal title change and a screen clear: the retry warning
+    // quotes it.
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: c\nmode: stream\nstop_after: 1s\nsource:\n  type: socket\n  host: \"bad\\e]0;pwned\\a\\e[2Jhost\"\n  port: 9\n  reconnect: true\nsinks:\n  - {type: stdout, format: tsv}\n",
+    );
+    for format in ["text", "json"] {
+        let out = runner()
+            .args(["run", "--log-format", format])
+            .arg(&p)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("waiting for bad"), "{stderr}");
+        assert!(
+            !stderr.contains('\x1b') && !stderr.contains('\x07'),
+            "{stderr:?}"
+        );
+    }
+}
