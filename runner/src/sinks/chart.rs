@@ -551,8 +551,8 @@ fn draw_vertical(
     let (w, h) = (spec.width as i32, spec.height as i32);
     let max = bars.iter().map(|b| b.value).fold(0.0, f64::max);
     let (axis_max, ticks) = axis(max, 1.08);
-    let tick_px = 14.0 * scale;
-    let axis_title_px = 16.0 * scale;
+    let tick_px = 17.0 * scale;
+    let axis_title_px = 18.0 * scale;
     let tick_labels: Vec<String> = ticks.iter().map(|t| format_value(*t)).collect();
     let tick_w = tick_labels
         .iter()
@@ -565,7 +565,7 @@ fn draw_vertical(
     // Rotated labels: their length decides the bottom margin (capped at 30% of the height);
     // their thickness must fit the slot, so many bars get a smaller font rather than overlap.
     let slot = (right - left) as f64 / bars.len() as f64;
-    let label_px = (15.0 * scale).min(slot * 0.8).max(6.0);
+    let label_px = (18.0 * scale).min(slot * 0.8).max(6.0);
     let max_label_len = (h as f64 * 0.30) as i32;
     let labels: Vec<String> = labels
         .iter()
@@ -606,7 +606,7 @@ fn draw_vertical(
     }
 
     let bar_w = (slot * 0.78).max(1.0);
-    let value_px_base = 13.0 * scale;
+    let value_px_base = 16.0 * scale;
     for (i, (bar, label)) in bars.iter().zip(&labels).enumerate() {
         let centre = left as f64 + slot * (i as f64 + 0.5);
         let (x0, x1) = (
@@ -673,11 +673,11 @@ fn draw_horizontal(
     let (w, h) = (spec.width as i32, spec.height as i32);
     let max = bars.iter().map(|b| b.value).fold(0.0, f64::max);
     let (axis_max, ticks) = axis(max, 1.12);
-    let tick_px = 14.0 * scale;
-    let axis_title_px = 16.0 * scale;
+    let tick_px = 17.0 * scale;
+    let axis_title_px = 18.0 * scale;
     let bottom = h - (tick_px * 1.6 + axis_title_px * 1.8) as i32;
     let slot = (bottom - top) as f64 / bars.len() as f64;
-    let label_px = (15.0 * scale).min(slot * 0.8).max(6.0);
+    let label_px = (18.0 * scale).min(slot * 0.8).max(6.0);
     let max_label_len = (w as f64 * 0.30) as i32;
     let labels: Vec<String> = labels
         .iter()
@@ -728,7 +728,7 @@ fn draw_horizontal(
             texts,
             &format_value(bar.value),
             &style(
-                label_px.min(13.0 * scale),
+                label_px.min(16.0 * scale),
                 &TEXT,
                 Pos::new(HPos::Left, VPos::Center),
                 FontTransform::None,
