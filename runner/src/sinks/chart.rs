@@ -50,6 +50,64 @@ pub struct ChartSinkConfig {
     /// the order they come (a histogram keeps its bins in order).
     #[serde(default)]
     pub sort: BarOrder,
+    /// Bar colours: `cool` (seaborn's cyan-to-magenta gradient, the chapter's; default),
+    /// `tab10` (matplotlib's ten categorical colours) or one colour for every bar (`"#4c72b0"`).
+    #[serde(default, deserialize_with = "palette")]
+    #[schemars(with = "Option<String>")]
+    pub palette: Palette,
+}
+
+/// How bars are coloured.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum Palette {
+    #[default]
+    Cool,
+    Tab10,
+    Single(RGBColor),
+}
+
+fn palette<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Palette, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.as_str() {
+        "cool" => Ok(Palette::Cool),
+        "tab10" => Ok(Palette::Tab10),
+        hex => {
+            let digits = hex.strip_prefix('#').filter(|h| h.len() == 6);
+            let channel =
+                |i: usize| digits.and_then(|h| u8::from_str_radix(h.get(i..i + 2)?, 16).ok());
+            match (channel(0), channel(2), channel(4)) {
+                (Some(r), Some(g), Some(b)) => Ok(Palette::Single(RGBColor(r, g, b))),
+                _ => Err(serde::de::Error::custom(format!(
+                    "palette `{hex}` is not `cool`, `tab10` or a colour like \"#4c72b0\""
+                ))),
+            }
+        }
+    }
+}
+
+/// matplotlib's `tab10`.
+const TAB10: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+impl Palette {
+    /// The colour of bar `index` of `count`.
+    pub fn colour(self, index: usize, count: usize) -> RGBColor {
+        match self {
+            Palette::Cool => bar_colour(index, count),
+            Palette::Tab10 => TAB10[index % TAB10.len()],
+            Palette::Single(colour) => colour,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -125,6 +183,7 @@ impl BuildSink for ChartSinkConfig {
                 width,
                 height,
                 orientation: self.orientation,
+                palette: self.palette,
             },
             path: crate::config::resolve_against(ctx.base_dir, &self.path),
             x,
@@ -145,6 +204,7 @@ pub struct ChartSpec {
     pub width: u32,
     pub height: u32,
     pub orientation: Orientation,
+    pub palette: Palette,
 }
 
 /// One bar.
@@ -616,7 +676,7 @@ fn draw_vertical(
         let y_top = y_of(bar.value.max(0.0));
         area.draw(&Rectangle::new(
             [(x0, y_top), (x1.max(x0 + 1), bottom)],
-            bar_colour(i, bars.len()).filled(),
+            spec.palette.colour(i, bars.len()).filled(),
         ))
         .map_err(err)?;
         let value = format_value(bar.value);
@@ -721,7 +781,7 @@ fn draw_horizontal(
         let x_end = x_of(bar.value.max(0.0));
         area.draw(&Rectangle::new(
             [(left, y0), (x_end, y1.max(y0 + 1))],
-            bar_colour(i, bars.len()).filled(),
+            spec.palette.colour(i, bars.len()).filled(),
         ))
         .map_err(err)?;
         push(
@@ -849,6 +909,7 @@ mod tests {
             width: 1280,
             height: 720,
             orientation,
+            palette: Palette::Cool,
         }
     }
 
@@ -1014,5 +1075,17 @@ mod tests {
     fn palette_runs_from_cyan_to_magenta() {
         assert_eq!(bar_colour(0, 20), RGBColor(0, 255, 255));
         assert_eq!(bar_colour(19, 20), RGBColor(255, 0, 255));
+        let parse = |yaml: &str| serde_saphyr::from_str::<ChartSinkConfig>(yaml);
+        let config = parse("{path: c.png, x: w, y: n, palette: tab10}").unwrap();
+        assert_eq!(config.palette.colour(11, 20), RGBColor(255, 127, 14));
+        let config = parse("{path: c.png, x: w, y: n, palette: '#4c72b0'}").unwrap();
+        assert_eq!(config.palette.colour(5, 20), RGBColor(0x4c, 0x72, 0xb0));
+        let error = parse("{path: c.png, x: w, y: n, palette: viridis}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("is not `cool`, `tab10` or a colour"),
+            "{error}"
+        );
     }
 }
