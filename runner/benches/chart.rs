@@ -2,7 +2,7 @@
 //! `cargo bench -p runner --bench chart`
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use runner::sinks::chart::{render_png, Bar, ChartSpec, Orientation};
+use runner::sinks::chart::{render_png, Bar, ChartSpec, Orientation, Palette};
 
 fn bars() -> Vec<Bar> {
     let words = [
@@ -27,6 +27,7 @@ fn spec(orientation: Orientation) -> ChartSpec {
         width: 1280,
         height: 720,
         orientation,
+        palette: Palette::Cool,
     }
 }
 
