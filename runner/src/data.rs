@@ -144,6 +144,29 @@ pub(crate) fn word_counts(words: &[&str], counts: &[i64]) -> RecordBatch {
     RecordBatch::try_new(schema, vec![words, counts]).expect("two columns matching the schema")
 }
 
+/// `name: type` for each column, as plans and checkpoints show them.
+pub fn columns(schema: &SchemaRef) -> Vec<String> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), type_name(f.data_type())))
+        .collect()
+}
+
+/// A column type in the words plans use (`text`, `integer`, `list of text`).
+fn type_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".into(),
+        DataType::Int64 => "integer".into(),
+        DataType::Float64 => "number".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::List(item) | DataType::LargeList(item) => {
+            format!("list of {}", type_name(item.data_type()))
+        }
+        other => other.to_string(),
+    }
+}
+
 /// `17452585` as `17,452,585`.
 pub fn group_digits(n: u64) -> String {
     let digits = n.to_string();

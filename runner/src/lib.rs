@@ -10,6 +10,7 @@ pub mod data;
 pub mod error;
 pub mod exec;
 pub mod expr;
+pub mod io;
 pub mod lock;
 pub mod plan;
 pub mod plugin;

@@ -2,7 +2,6 @@
 //! transform with the columns it takes and gives, which stages run fused, the sinks, cores,
 //! trigger and schedule — built exactly as `runner run` builds it, without reading any data.
 
-use arrow_schema::{DataType, SchemaRef};
 use serde::Serialize;
 
 use crate::config::{LoadedPipeline, Mode, OutputMode};
@@ -94,8 +93,8 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline) -> Plan {
             let stage = PlanStage {
                 step: format!("transforms.{i}"),
                 type_name: built.type_name,
-                input: columns(&input),
-                output: columns(&built.stage.output),
+                input: crate::data::columns(&input),
+                output: crate::data::columns(&built.stage.output),
                 runs: match built.stage.kind {
                     StageKind::Map(_) if merged => "row-wise, on the merged result",
                     StageKind::Map(_) => "row-wise, on every worker",
@@ -164,7 +163,7 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline) -> Plan {
         source: PlanSource {
             type_name: config.source.value.type_name(),
             reads: reads(loaded),
-            columns: columns(&source_schema),
+            columns: crate::data::columns(&source_schema),
         },
         transforms,
         sinks,
@@ -233,28 +232,6 @@ fn reads(loaded: &LoadedPipeline) -> String {
                 loaded.resolve(&replay.path).display()
             )
         }
-    }
-}
-
-/// `name: type` for each column, as plans and checkpoints show them.
-pub(crate) fn columns(schema: &SchemaRef) -> Vec<String> {
-    schema
-        .fields()
-        .iter()
-        .map(|f| format!("{}: {}", f.name(), type_name(f.data_type())))
-        .collect()
-}
-
-fn type_name(data_type: &DataType) -> String {
-    match data_type {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".into(),
-        DataType::Int64 => "integer".into(),
-        DataType::Float64 => "number".into(),
-        DataType::Boolean => "boolean".into(),
-        DataType::List(item) | DataType::LargeList(item) => {
-            format!("list of {}", type_name(item.data_type()))
-        }
-        other => other.to_string(),
     }
 }
 

@@ -347,7 +347,7 @@ impl RunSummary {
         let json = serde_json::to_string_pretty(self)
             .map_err(|e| Error::runtime(format!("cannot encode the run summary: {e}")))?;
         let json = format!("{}\n", crate::redact::redact(&json));
-        crate::sinks::atomic::write(path, json.as_bytes())
+        crate::io::atomic::write(path, json.as_bytes())
     }
 
     /// The line a batch run prints on stderr when it ends.

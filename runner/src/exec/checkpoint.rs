@@ -21,7 +21,7 @@ use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::sinks::atomic;
+use crate::io::atomic;
 use crate::sources::SourcePosition;
 use crate::transforms::AggregateState;
 

@@ -306,7 +306,7 @@ fn checkpoint_identity(
     let mut source_identity = format!(
         "`{}` with columns [{}]",
         config.source.value.type_name(),
-        crate::plan::columns(&source.schema()).join(", ")
+        crate::data::columns(&source.schema()).join(", ")
     );
     if let crate::registry::SourceConfig::Replay(replay) = &config.source.value {
         // Its position is an offset into this tape.
@@ -324,7 +324,7 @@ fn checkpoint_identity(
             .map(|(built, step)| checkpoint::StageIdentity {
                 step: built.label.clone(),
                 settings: format!("{:?}", step.value),
-                output: crate::plan::columns(&built.stage.output),
+                output: crate::data::columns(&built.stage.output),
             })
             .collect(),
     }

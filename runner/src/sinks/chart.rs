@@ -17,9 +17,10 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontTransform;
 use serde::Deserialize;
 
-use super::{atomic, BuildSink, Sink, SinkContext};
+use super::{BuildSink, Sink, SinkContext};
 use crate::data::{cell, column_index, type_label, Cell};
 use crate::error::{Error, Result};
+use crate::io::atomic;
 
 /// Draw a bar chart.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 use serde::Deserialize;
 
-use super::{atomic, BuildSink, Sink, SinkContext};
+use super::{BuildSink, Sink, SinkContext};
 use crate::data::cell;
 use crate::error::{Error, Result};
+use crate::io::atomic;
 
 /// Write a CSV file.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]

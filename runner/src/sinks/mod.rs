@@ -1,7 +1,6 @@
 //! Sinks: one file per component. A sink receives the pipeline's result (once in batch mode,
 //! once per epoch when streaming).
 
-pub mod atomic;
 pub mod chart;
 pub mod csv;
 pub mod socket;

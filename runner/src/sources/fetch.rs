@@ -128,7 +128,7 @@ pub fn fetch(config: &FetchConfig, dest: &Path) -> Result<()> {
 
     // Named after this process, so a run killed mid-download leaves a file the next run
     // recognises as a dead process's and removes; dropped (deleted) on every error here.
-    let mut temp = crate::sinks::atomic::temp_beside(dest)?;
+    let mut temp = crate::io::atomic::temp_beside(dest)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 64 * 1024];
     let mut total = 0u64;
@@ -161,7 +161,7 @@ pub fn fetch(config: &FetchConfig, dest: &Path) -> Result<()> {
             config.url, config.sha256
         )));
     }
-    crate::sinks::atomic::persist(temp, dest)
+    crate::io::atomic::persist(temp, dest)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -339,8 +339,8 @@ impl AggregateState for GroupCountState {
         if table.schema().fields() != self.output.fields() {
             return Err(crate::error::Error::runtime(format!(
                 "the saved state has columns {:?}, group_count gives {:?}",
-                crate::plan::columns(&table.schema()),
-                crate::plan::columns(&self.output)
+                crate::data::columns(&table.schema()),
+                crate::data::columns(&self.output)
             )));
         }
         let key_count = self.keys.len();

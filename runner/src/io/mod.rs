@@ -1,0 +1,4 @@
+//! Input and output helpers every layer shares: replacing files atomically (sinks, fetch,
+//! checkpoints and run summaries all write through it).
+
+pub mod atomic;
