@@ -243,7 +243,32 @@ fn sigterm_finishes_the_epoch_and_flushes_the_sinks() {
     clients[1]
         .write_all(b"beta\n".repeat(250).as_slice())
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Wait until runner has taken the bytes off its sockets (the kernel's receive queues of
+    // its connections on the port are empty), not a guessed delay. On loopback a write has
+    // put its bytes in that queue by the time it returns.
+    let unread = || -> u64 {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let local_port =
+                    u16::from_str_radix(fields.get(1)?.rsplit(':').next()?, 16).ok()?;
+                let queues = fields.get(4)?;
+                let rx = u64::from_str_radix(queues.split(':').nth(1)?, 16).ok()?;
+                (local_port == port && fields.get(3) == Some(&"01")).then_some(rx)
+            })
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while unread() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "runner never read the clients' lines"
+        );
+        std::thread::yield_now();
+    }
     // The 60 s trigger has not fired yet: SIGTERM must still process and write what arrived.
     Command::new("kill")
         .arg("-TERM")
