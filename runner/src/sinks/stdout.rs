@@ -48,6 +48,7 @@ impl BuildSink for StdoutSinkConfig {
             out: Output::Stdout,
             streaming: ctx.streaming,
             wrote: false,
+            last_lines: None,
         }))
     }
 }
@@ -66,6 +67,25 @@ pub struct StdoutSink {
     streaming: bool,
     /// Whether a result was written already (a stream's tsv has one header line).
     wrote: bool,
+    /// On a terminal: the lines of the table drawn last, to redraw its region only.
+    last_lines: Option<usize>,
+}
+
+/// What goes before an epoch's table on a terminal so that it replaces the last one in place:
+/// the first time, clear the screen once and remember the table's start (`ESC 7`); then go
+/// back there and clear below it (`ESC 8`, `ESC [J`), leaving the rest of the screen alone.
+/// A table too tall for the screen (it scrolls, and the remembered start with it) clears the
+/// screen each time instead.
+fn redraw_prefix(
+    last_lines: Option<usize>,
+    lines: usize,
+    terminal_rows: Option<usize>,
+) -> &'static str {
+    let fits = |n: usize| terminal_rows.is_none_or(|rows| n + 2 < rows);
+    match last_lines {
+        Some(last) if fits(last) && fits(lines) => "\x1b8\x1b[J",
+        _ => "\x1b[2J\x1b[H\x1b7",
+    }
 }
 
 /// Renders `batch` (at most `limit` rows) in `format`. With `epoch` (a stream), the machine
@@ -259,8 +279,15 @@ impl Sink for StdoutSink {
         if self.streaming && !machine {
             let redraw = matches!(self.out, Output::Stdout)
                 && std::io::IsTerminal::is_terminal(&std::io::stdout());
-            // On a terminal, clear and draw from the top so the table updates in place.
-            let clear = if redraw { "\x1b[2J\x1b[H" } else { "" };
+            let lines = text.lines().count() + 1;
+            let clear = if redraw {
+                let terminal_rows = terminal_size::terminal_size().map(|(_, h)| h.0 as usize);
+                let prefix = redraw_prefix(self.last_lines, lines, terminal_rows);
+                self.last_lines = Some(lines);
+                prefix
+            } else {
+                ""
+            };
             let rows = result.num_rows();
             let shown = self.config.limit.filter(|&limit| limit < rows);
             text = format!(
@@ -331,6 +358,17 @@ mod tests {
     }
 
     #[test]
+    fn a_terminal_redraws_only_the_tables_region_once_it_is_drawn() {
+        // First epoch: clear once and remember where the table starts.
+        assert_eq!(redraw_prefix(None, 22, Some(40)), "\x1b[2J\x1b[H\x1b7");
+        // Then back to that start, clearing only what is below it.
+        assert_eq!(redraw_prefix(Some(22), 22, Some(40)), "\x1b8\x1b[J");
+        // A table as tall as the screen scrolls it: clear the screen each time.
+        assert_eq!(redraw_prefix(Some(22), 60, Some(40)), "\x1b[2J\x1b[H\x1b7");
+        assert_eq!(redraw_prefix(Some(60), 22, Some(40)), "\x1b[2J\x1b[H\x1b7");
+    }
+
+    #[test]
     fn tsv_escapes_and_jsonl_types() {
         let tsv = render(&counts(), StdoutFormat::Tsv, None, None);
         assert!(tsv.starts_with("word\tcount\nromeo\t298\n"));
@@ -374,6 +412,7 @@ mod tests {
             out: Output::Buffer(buffer.clone()),
             streaming: false,
             wrote: false,
+            last_lines: None,
         };
         sink.write(&counts(), 0).unwrap();
         assert_eq!(
