@@ -398,8 +398,8 @@ struct TextSpec {
     px: f32,
     colour: RGBColor,
     anchor: (HPos, VPos),
-    /// Turned 90° counter-clockwise, reading bottom to top.
-    rotated: bool,
+    /// Turned this many degrees counter-clockwise (90: reading bottom to top).
+    angle: f32,
 }
 
 fn style(px: f64, colour: &'static RGBColor, anchor: Pos, transform: FontTransform) -> TextSpec {
@@ -407,7 +407,11 @@ fn style(px: f64, colour: &'static RGBColor, anchor: Pos, transform: FontTransfo
         px: px.max(7.0) as f32,
         colour: *colour,
         anchor: (anchor.h_pos, anchor.v_pos),
-        rotated: matches!(transform, FontTransform::Rotate270),
+        angle: if matches!(transform, FontTransform::Rotate270) {
+            90.0
+        } else {
+            0.0
+        },
     }
 }
 
@@ -478,19 +482,38 @@ fn paint_text(pixels: &mut [u8], (w, h): (u32, u32), item: &TextItem) {
         outline.draw(|gx, gy, coverage| {
             let lx = bounds.min.x + gx as f32 + dx;
             let ly = bounds.min.y + gy as f32 + dy;
-            let (x, y) = if item.spec.rotated {
-                (item.at.0 as f32 + ly, item.at.1 as f32 - lx)
-            } else {
-                (item.at.0 as f32 + lx, item.at.1 as f32 + ly)
+            let mut blend = |x: i64, y: i64, a: f32| {
+                if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 || a <= 0.0 {
+                    return;
+                }
+                let i = ((y as usize) * w as usize + x as usize) * 3;
+                let a = a.clamp(0.0, 1.0);
+                for (channel, ink) in pixels[i..i + 3].iter_mut().zip([r, g, b]) {
+                    *channel = (*channel as f32 * (1.0 - a) + ink as f32 * a).round() as u8;
+                }
             };
-            let (x, y) = (x.round() as i64, y.round() as i64);
-            if x < 0 || y < 0 || x >= w as i64 || y >= h as i64 {
-                return;
-            }
-            let i = ((y as usize) * w as usize + x as usize) * 3;
-            let a = coverage.clamp(0.0, 1.0);
-            for (channel, ink) in pixels[i..i + 3].iter_mut().zip([r, g, b]) {
-                *channel = (*channel as f32 * (1.0 - a) + ink as f32 * a).round() as u8;
+            let angle = item.spec.angle;
+            if angle == 0.0 || angle == 90.0 {
+                // Whole pixels map to whole pixels.
+                let (x, y) = if angle == 90.0 {
+                    (item.at.0 as f32 + ly, item.at.1 as f32 - lx)
+                } else {
+                    (item.at.0 as f32 + lx, item.at.1 as f32 + ly)
+                };
+                blend(x.round() as i64, y.round() as i64, coverage);
+            } else {
+                // Any other angle lands between pixels: spread the coverage over the four
+                // around it (bilinear), so the turned glyph has no holes.
+                let (sin, cos) = angle.to_radians().sin_cos();
+                let x = item.at.0 as f32 + lx * cos + ly * sin;
+                let y = item.at.1 as f32 - lx * sin + ly * cos;
+                let (x0, y0) = (x.floor(), y.floor());
+                let (fx, fy) = (x - x0, y - y0);
+                let (x0, y0) = (x0 as i64, y0 as i64);
+                blend(x0, y0, coverage * (1.0 - fx) * (1.0 - fy));
+                blend(x0 + 1, y0, coverage * fx * (1.0 - fy));
+                blend(x0, y0 + 1, coverage * (1.0 - fx) * fy);
+                blend(x0 + 1, y0 + 1, coverage * fx * fy);
             }
         });
     }
@@ -623,11 +646,31 @@ fn draw_vertical(
     let left = (14.0 * scale + axis_title_px * 1.5) as i32 + tick_w + 8;
     let right = w - (24.0 * scale) as i32;
 
-    // Rotated labels: their length decides the bottom margin (capped at 30% of the height);
-    // their thickness must fit the slot, so many bars get a smaller font rather than overlap.
+    // Category labels: horizontal where they fit their slot, else turned 45° where their
+    // thickness fits it (as matplotlib's rotation=45, ha='right'), else 90°. The turned
+    // labels' length decides the bottom margin (at most 30% of the height); at 90° a crowded
+    // chart gets a smaller font rather than overlapping labels.
     let slot = (right - left) as f64 / bars.len() as f64;
-    let label_px = (18.0 * scale).min(slot * 0.8).max(6.0);
-    let max_label_len = (h as f64 * 0.30) as i32;
+    let full_px = 18.0 * scale;
+    let max_extent = h as f64 * 0.30;
+    let widest = labels
+        .iter()
+        .map(|l| text_width(l, full_px))
+        .max()
+        .unwrap_or(0) as f64;
+    let angle = label_angle(widest, full_px, slot);
+    let label_px = if angle == 90.0 {
+        full_px.min(slot * 0.8).max(6.0)
+    } else {
+        full_px
+    };
+    let (sin, cos) = (angle as f64).to_radians().sin_cos();
+    // At 45° a label also reaches left of its bar: never past the plot's left edge.
+    let max_label_len = match angle {
+        0.0 => slot * 0.92,
+        90.0 => max_extent,
+        _ => ((max_extent - label_px) / sin).min((slot * 0.5 + left as f64 - 8.0) / cos),
+    } as i32;
     let labels: Vec<String> = labels
         .iter()
         .map(|l| fit(l, label_px, max_label_len))
@@ -636,8 +679,9 @@ fn draw_vertical(
         .iter()
         .map(|l| text_width(l, label_px))
         .max()
-        .unwrap_or(0);
-    let bottom = h - (label_len + 14 + (axis_title_px * 1.8) as i32);
+        .unwrap_or(0) as f64;
+    let extent = (label_len * sin + label_px * 1.2 * cos).ceil() as i32;
+    let bottom = h - (extent + 14 + (axis_title_px * 1.8) as i32);
     let plot_h = (bottom - top) as f64;
     let y_of = |v: f64| bottom - (v / axis_max * plot_h).round() as i32;
 
@@ -698,19 +742,20 @@ fn draw_vertical(
             ),
             (centre as i32, y_top - 3),
         );
-        // Rotate270 turns the text to read bottom-to-top; anchoring its end at the axis keeps
-        // every label hanging below its own bar.
-        push(
-            texts,
-            label,
-            &style(
-                label_px,
-                &TEXT,
-                Pos::new(HPos::Right, VPos::Center),
-                FontTransform::Rotate270,
-            ),
-            (centre as i32, bottom + 8),
+        // Turned labels are anchored by their end at the axis, so each hangs below its own
+        // bar; a horizontal one is centred under it.
+        let mut label_style = style(
+            label_px,
+            &TEXT,
+            if angle == 0.0 {
+                Pos::new(HPos::Center, VPos::Top)
+            } else {
+                Pos::new(HPos::Right, VPos::Center)
+            },
+            FontTransform::None,
         );
+        label_style.angle = angle;
+        push(texts, label, &label_style, (centre as i32, bottom + 8));
     }
     finish_axes(
         area,
@@ -720,6 +765,18 @@ fn draw_vertical(
         (&spec.x_name, &spec.y_name),
         drawn,
     )
+}
+
+/// The angle of the category labels under vertical bars: 0 when the widest fits its slot,
+/// 45 when a label's thickness fits it turned that way, else 90.
+fn label_angle(widest: f64, px: f64, slot: f64) -> f32 {
+    if widest <= slot * 0.92 {
+        0.0
+    } else if px * 1.2 * std::f64::consts::SQRT_2 <= slot {
+        45.0
+    } else {
+        90.0
+    }
 }
 
 fn draw_horizontal(
@@ -1064,6 +1121,13 @@ mod tests {
         assert_eq!(axis(0.0, 1.1).0, 1.0);
         let (top, ticks) = axis(12345.0, 1.08);
         assert!(*ticks.last().unwrap() <= top && ticks.len() >= 3);
+    }
+
+    #[test]
+    fn labels_lie_flat_when_they_fit_then_turn_45_then_90() {
+        assert_eq!(label_angle(40.0, 18.0, 60.0), 0.0);
+        assert_eq!(label_angle(75.0, 18.0, 58.0), 45.0);
+        assert_eq!(label_angle(75.0, 18.0, 20.0), 90.0);
     }
 
     #[test]
