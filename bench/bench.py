@@ -6,7 +6,7 @@
     python3 bench/bench.py --with-peers --with-spark   # and PySpark (needs Java 17)
     python3 bench/bench.py --runs 5 --inputs romeo romeo1000 zipf512 --cores 1 2
 
-Corpora come from ../shared/bench/make_corpus.py (deterministic) and are written to
+Corpora come from bench/make_corpus.py (deterministic) and are written to
 bench/corpora/ (not committed). Every tool must print the same top words; the script stops if
 one disagrees. Prints a Markdown table: median wall time of the whole process, MB/s, peak RSS,
 and time relative to runner.
@@ -14,11 +14,10 @@ and time relative to runner.
 import argparse, os, statistics, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.normpath(os.path.join(ROOT, '..', 'shared'))
 CORPORA = os.path.join(ROOT, 'bench', 'corpora')
 VENV = os.path.join(ROOT, 'bench', '.venv')
 RUNNER = os.path.join(ROOT, 'target', 'release', 'runner')
-PLAY = os.path.join(SHARED, 'data', 'RomeoAndJuliet.txt')
+PLAY = os.path.join(ROOT, 'data', 'RomeoAndJuliet.txt')
 
 # name -> (how to make it, threshold for `count >= N`)
 INPUTS = {
@@ -38,7 +37,7 @@ def corpus(name):
     path = os.path.join(CORPORA, name + '.txt')
     if not os.path.exists(path):
         print(f'generating {path} ...', file=sys.stderr)
-        subprocess.run([sys.executable, os.path.join(SHARED, 'bench', 'make_corpus.py'), make[0], make[1], path], check=True)
+        subprocess.run([sys.executable, os.path.join(ROOT, 'bench', 'make_corpus.py'), make[0], make[1], path], check=True)
     return path
 
 
@@ -75,7 +74,7 @@ def tools(args):
             '--set', f'source.path={path}', '--set', f'transforms.3.where=count >= {thr}']
     if args.with_peers:
         python = os.path.join(VENV, 'bin', 'python')
-        peers = os.path.join(SHARED, 'bench', 'peers')
+        peers = os.path.join(ROOT, 'bench', 'peers')
         found['DuckDB'] = lambda path, thr: [python, os.path.join(peers, 'duckdb_wc.py'), path, str(thr)]
         found['Polars'] = lambda path, thr: [python, os.path.join(peers, 'polars_wc.py'), path, str(thr)]
         if args.with_spark:

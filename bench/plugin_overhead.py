@@ -10,7 +10,6 @@ prints medians.
 import argparse, os, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.normpath(os.path.join(ROOT, '..', 'shared'))
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -20,7 +19,7 @@ def main():
     corpus = os.path.join(ROOT, 'bench', 'corpora', 'romeo1000.txt')
     if not os.path.exists(corpus):
         os.makedirs(os.path.dirname(corpus), exist_ok=True)
-        subprocess.run([sys.executable, os.path.join(SHARED, 'bench', 'make_corpus.py'), 'romeo', '1000', corpus], check=True)
+        subprocess.run([sys.executable, os.path.join(ROOT, 'bench', 'make_corpus.py'), 'romeo', '1000', corpus], check=True)
     with tempfile.TemporaryDirectory() as tmp:
         c_lib = os.path.join(tmp, 'libc_passthrough.so')
         subprocess.run(['cc', '-shared', '-fPIC', '-O2', '-D_GNU_SOURCE', '-I', os.path.join(ROOT, 'plugins/sdk/include'),

@@ -1,0 +1,21 @@
+# Copied from the project's shared material (shared/bench/peers/polars_wc.py), unchanged below this line but for the stop-word list's path (beside this file).
+import os
+STOPWORDS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'stopwords-english-nltk.txt')
+import sys, time, polars as pl
+path, thr = sys.argv[1], int(sys.argv[2])
+t0 = time.time()
+sw = open(STOPWORDS).read().split()
+lines = pl.read_csv(path, has_header=False, separator='\x01', quote_char=None, new_columns=['line'], schema={'line': pl.Utf8})
+out = (lines.lazy()
+  .select(pl.col('line').str.to_lowercase().str.split_exact(' ', 0).alias('x')) if False else lines.lazy()
+  .select(pl.col('line').str.to_lowercase().str.extract_all(r'\S+').alias('w'))
+  .explode('w')
+  .select(pl.col('w').str.replace_all(r'[!"#$%&\'()*+,\-./:;<=>?@\[\\\]^_`{|}~]', ''))
+  .filter(~pl.col('w').is_in(sw) & (pl.col('w') != ''))
+  .group_by('w').agg(pl.len().alias('c'))
+  .filter(pl.col('c') >= thr)
+  .sort(['c', 'w'], descending=[True, False])
+  .collect())
+t1 = time.time()
+for w, c in out.head(30).iter_rows(): print(f'{w}\t{c}')
+print(f'# rows {out.height} time {t1-t0:.2f}s', file=sys.stderr)
