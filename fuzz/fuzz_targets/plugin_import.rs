@@ -13,33 +13,7 @@ use std::ffi::c_void;
 
 use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
 use libfuzzer_sys::fuzz_target;
-
-#[repr(C)]
-struct RawSchema {
-    format: *const u8,
-    name: *const u8,
-    metadata: *const u8,
-    flags: i64,
-    n_children: i64,
-    children: *const *const RawSchema,
-    dictionary: *const RawSchema,
-    release: Option<unsafe extern "C" fn(*mut RawSchema)>,
-    private_data: *mut c_void,
-}
-
-#[repr(C)]
-struct RawArray {
-    length: i64,
-    null_count: i64,
-    offset: i64,
-    n_buffers: i64,
-    n_children: i64,
-    buffers: *const *const u8,
-    children: *const *const RawArray,
-    dictionary: *const RawArray,
-    release: Option<unsafe extern "C" fn(*mut RawArray)>,
-    private_data: *mut c_void,
-}
+use runner::plugin::import::{RawArray, RawSchema};
 
 /// Nothing to free: the target owns every allocation and frees it after the import.
 unsafe extern "C" fn release_schema(schema: *mut RawSchema) {
@@ -185,8 +159,8 @@ fn schema(choices: &mut Choices, arena: &mut Arena, depth: usize) -> *const RawS
         _ => children.len() as i64,
     };
     let node = Box::into_raw(Box::new(RawSchema {
-        format,
-        name: arena.fenced(b"c\0"),
+        format: format.cast(),
+        name: arena.fenced(b"c\0").cast(),
         metadata: std::ptr::null(),
         flags: 2,
         n_children: claimed,
@@ -238,7 +212,7 @@ fn array(choices: &mut Choices, arena: &mut Arena, depth: usize) -> *const RawAr
         buffers: if buffers.is_empty() {
             std::ptr::null()
         } else {
-            arena.pointers(&buffers)
+            arena.pointers(&buffers).cast()
         },
         children: if children.is_empty() {
             std::ptr::null()

@@ -65,24 +65,42 @@ pub fn failpoint(name: &str) {
 
 /// `text` with control characters (C0 but newline and tab, DEL, C1) written as `\u{..}`
 /// escapes, so text from data, servers or plugins never reaches a terminal as a control
-/// sequence.
-pub fn escape_controls(text: &str) -> String {
-    if !text.chars().any(is_escaped) {
-        return text.to_owned();
+/// sequence. Borrowed when there is nothing to escape.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    escape_terminal(text, false)
+}
+
+/// [`escape_controls`], keeping the colour codes (`ESC [ digits;… m`) when `allow_colour`:
+/// the log formatter's own, on a terminal.
+pub fn escape_terminal(text: &str, allow_colour: bool) -> std::borrow::Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(escaped) {
+        return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if is_escaped(c) {
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if allow_colour && c == '\x1b' {
+            let sgr = rest[1..].strip_prefix('[').and_then(|tail| {
+                let len = tail
+                    .find(|ch: char| !(ch.is_ascii_digit() || ch == ';'))
+                    .unwrap_or(tail.len());
+                tail[len..].starts_with('m').then_some(len + 3)
+            });
+            if let Some(len) = sgr {
+                out.push_str(&rest[..len]);
+                rest = &rest[len..];
+                continue;
+            }
+        }
+        if escaped(c) {
             out.push_str(&c.escape_unicode().to_string());
         } else {
             out.push(c);
         }
+        rest = &rest[c.len_utf8()..];
     }
-    out
-}
-
-fn is_escaped(c: char) -> bool {
-    c.is_control() && c != '\n' && c != '\t'
+    std::borrow::Cow::Owned(out)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -204,7 +204,8 @@ struct Say {
 
 impl Say {
     fn error(self, message: &str) {
-        let message = runner::error::escape_controls(&runner::redact::redact(message));
+        let redacted = runner::redact::redact(message);
+        let message = runner::error::escape_controls(&redacted);
         if self.json {
             tracing::error!("{message}");
         } else {
@@ -213,7 +214,8 @@ impl Say {
     }
 
     fn warning(self, message: &str) {
-        let message = runner::error::escape_controls(&runner::redact::redact(message));
+        let redacted = runner::redact::redact(message);
+        let message = runner::error::escape_controls(&redacted);
         if self.quiet {
         } else if self.json {
             tracing::warn!("{message}");
@@ -223,7 +225,8 @@ impl Say {
     }
 
     fn note(self, message: &str) {
-        let message = runner::error::escape_controls(&runner::redact::redact(message));
+        let redacted = runner::redact::redact(message);
+        let message = runner::error::escape_controls(&redacted);
         if self.quiet {
         } else if self.json {
             tracing::info!(target: "runner_note", "{message}");

@@ -95,7 +95,7 @@ impl std::io::Write for RedactingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
         let coloured = COLOURED.load(std::sync::atomic::Ordering::Relaxed);
-        let safe = escape_for_log(&redact(&text), coloured);
+        let safe = crate::error::escape_terminal(&redact(&text), coloured).into_owned();
         std::io::stderr().write_all(safe.as_bytes())?;
         Ok(buf.len())
     }
@@ -103,35 +103,6 @@ impl std::io::Write for RedactingStderr {
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
     }
-}
-
-/// `text` with control characters escaped as `\u{..}`, newline and tab kept, and with
-/// `allow_colour` the SGR colour sequences (`ESC [ digits;… m`) kept.
-pub fn escape_for_log(text: &str, allow_colour: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(c) = rest.chars().next() {
-        if allow_colour && c == '\x1b' {
-            let sgr = rest[1..].strip_prefix('[').and_then(|tail| {
-                let len = tail
-                    .find(|ch: char| !(ch.is_ascii_digit() || ch == ';'))
-                    .unwrap_or(tail.len());
-                tail[len..].starts_with('m').then_some(len + 3)
-            });
-            if let Some(len) = sgr {
-                out.push_str(&rest[..len]);
-                rest = &rest[len..];
-                continue;
-            }
-        }
-        if c.is_control() && c != '\n' && c != '\t' {
-            out.push_str(&c.escape_unicode().to_string());
-        } else {
-            out.push(c);
-        }
-        rest = &rest[c.len_utf8()..];
-    }
-    out
 }
 
 #[cfg(test)]
@@ -158,10 +129,10 @@ mod tests {
         // Logs: data's control sequences escaped; the formatter's own colours kept if on.
         let line = "\x1b[33mWARN\x1b[0m tag \x1b]0;pwned\x07 and \x1b[2J\n";
         assert_eq!(
-            escape_for_log(line, true),
+            crate::error::escape_terminal(line, true),
             "\x1b[33mWARN\x1b[0m tag \\u{1b}]0;pwned\\u{7} and \\u{1b}[2J\n"
         );
-        assert!(!escape_for_log(line, false).contains('\x1b'));
+        assert!(!crate::error::escape_terminal(line, false).contains('\x1b'));
         assert!(!is_secret_name("HOME"));
     }
 }

@@ -94,3 +94,35 @@ pub fn http_server(status: &'static str, body: Vec<u8>, requests: usize) -> Stri
     });
     format!("http://{address}")
 }
+
+/// `runner` as a plain process, for tests that send it signals or watch it run: its own lock
+/// folder, no RUST_LOG from the test's environment.
+pub fn runner_process() -> std::process::Command {
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"));
+    command
+        .env_remove("RUST_LOG")
+        .env("RUNNER_LOCK_DIR", unique_lock_dir());
+    command
+}
+
+/// A loopback port nothing listens on (it was free a moment ago).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits for `child` (already started): its exit code (`None` when a signal ended it) and its
+/// peak resident memory in MB, as the kernel measured it.
+pub fn wait_with_peak_rss(child: &std::process::Child) -> (Option<i32>, f64) {
+    let mut status = 0;
+    // SAFETY: plain structs filled by the kernel for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the two locals above.
+    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(waited, child.id() as i32);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, usage.ru_maxrss as f64 / 1024.0) // kilobytes on Linux
+}

@@ -44,11 +44,7 @@ fn reconnecting_to_a_server_that_closes_at_once_backs_off() {
 #[test]
 fn listen_mode_out_of_descriptors_backs_off_and_rate_limits_its_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let p = write(
         dir.path(),
         "p.yaml",
@@ -106,11 +102,7 @@ fn read_until(stderr: &mut impl std::io::BufRead, wanted: &str) -> String {
 #[test]
 fn sigterm_ends_a_socket_sink_waiting_for_a_client_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let p = write(
         dir.path(),
         "p.yaml",
@@ -119,10 +111,9 @@ fn sigterm_ends_a_socket_sink_waiting_for_a_client_at_once() {
             repo_root().join("pipelines/tapes/sample.jsonl").display()
         ),
     );
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+    let mut child = runner_process()
         .arg("run")
         .arg(&p)
-        .env("RUNNER_LOCK_DIR", unique_lock_dir())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -145,23 +136,15 @@ fn sigterm_ends_a_socket_sink_waiting_for_a_client_at_once() {
 #[test]
 fn a_client_that_stops_reading_is_dropped_after_write_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let free = || {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let (source_port, sink_port) = (free(), free());
+    let (source_port, sink_port) = (free_port(), free_port());
     let p = write(
         dir.path(),
         "p.yaml",
         &format!("name: relay\nmode: stream\nstop_after: 20s\nsource:\n  type: socket\n  mode: listen\n  port: {source_port}\nsinks:\n  - {{type: socket, listen: '127.0.0.1:{sink_port}', write_timeout: 1s}}\n"),
     );
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+    let mut child = runner_process()
         .arg("run")
         .arg(&p)
-        .env("RUNNER_LOCK_DIR", unique_lock_dir())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -261,30 +244,19 @@ fn secrets_in_variables_and_url_credentials_never_reach_any_output() {
 #[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
 fn run_measured(pipeline: &std::path::Path, stdin: std::process::Stdio) -> (i32, String, f64) {
     let log = pipeline.with_extension("log");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+    let child = runner_process()
         .arg("run")
         .arg(pipeline)
-        .env("RUNNER_LOCK_DIR", unique_lock_dir())
         .stdin(stdin)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut status = 0;
-    // SAFETY: plain structs filled by the kernel for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, writing into the two locals above.
-    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(waited, child.id() as i32);
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
+    let (code, peak_mb) = wait_with_peak_rss(&child);
     (
-        code,
+        code.unwrap_or(-1),
         std::fs::read_to_string(log).unwrap(),
-        usage.ru_maxrss as f64 / 1024.0,
+        peak_mb,
     )
 }
 
@@ -343,10 +315,9 @@ fn bytes_read(pid: u32) -> u64 {
 /// own read counter), and returns its peak RSS in MB.
 #[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
 fn peak_rss_until_sigterm(pipeline: &std::path::Path, enough: u64) -> f64 {
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("runner"))
+    let child = runner_process()
         .arg("run")
         .arg(pipeline)
-        .env("RUNNER_LOCK_DIR", unique_lock_dir())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -361,13 +332,7 @@ fn peak_rss_until_sigterm(pipeline: &std::path::Path, enough: u64) -> f64 {
     }
     // SAFETY: a signal to our own child.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
-    let mut status = 0;
-    // SAFETY: plain structs filled by the kernel for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, writing into the two locals above.
-    let waited = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid as i32);
-    usage.ru_maxrss as f64 / 1024.0
+    wait_with_peak_rss(&child).1
 }
 
 #[test]

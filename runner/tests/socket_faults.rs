@@ -8,9 +8,9 @@ use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{unique_lock_dir, write};
+use common::{runner_process, wait_with_peak_rss, write};
 
 /// A pipeline counting the space-separated words of the lines from `port` into `counts.csv`.
 fn pipeline(dir: &Path, port: u16, extra: &str) -> std::path::PathBuf {
@@ -27,27 +27,19 @@ fn pipeline(dir: &Path, port: u16, extra: &str) -> std::path::PathBuf {
 #[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
 fn run(pipeline: &Path) -> (i32, String, f64) {
     let log = pipeline.with_extension("log");
-    let child = Command::new(assert_cmd::cargo::cargo_bin("runner"))
+    let child = runner_process()
         .arg("run")
         .arg(pipeline)
-        .env("RUNNER_LOCK_DIR", unique_lock_dir())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut status = 0;
-    // SAFETY: plain structs filled by the kernel for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, writing into the two locals above.
-    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(waited, child.id() as i32);
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    };
-    let peak_mb = usage.ru_maxrss as f64 / 1024.0; // kilobytes on Linux
-    (code, std::fs::read_to_string(log).unwrap(), peak_mb)
+    let (code, peak_mb) = wait_with_peak_rss(&child);
+    (
+        code.unwrap_or(-1),
+        std::fs::read_to_string(log).unwrap(),
+        peak_mb,
+    )
 }
 
 fn once(bytes: &[u8]) -> std::iter::Once<Vec<u8>> {

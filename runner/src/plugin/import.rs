@@ -18,33 +18,34 @@ use arrow_array::{Array, RecordBatch, StructArray};
 use arrow_schema::{DataType, Schema};
 
 /// The C Data Interface's `ArrowSchema`, every pointer nullable (arrow-rs's struct has the
-/// same layout but private fields and non-null assumptions).
+/// same layout but private fields and non-null assumptions). Public for the fuzz target, which
+/// builds the structs a misbehaving plugin would.
 #[repr(C)]
-struct RawSchema {
-    format: *const c_char,
-    name: *const c_char,
-    metadata: *const c_char,
-    flags: i64,
-    n_children: i64,
-    children: *const *const RawSchema,
-    dictionary: *const RawSchema,
-    release: Option<unsafe extern "C" fn(*mut RawSchema)>,
-    private_data: *mut c_void,
+pub struct RawSchema {
+    pub format: *const c_char,
+    pub name: *const c_char,
+    pub metadata: *const c_char,
+    pub flags: i64,
+    pub n_children: i64,
+    pub children: *const *const RawSchema,
+    pub dictionary: *const RawSchema,
+    pub release: Option<unsafe extern "C" fn(*mut RawSchema)>,
+    pub private_data: *mut c_void,
 }
 
 /// The C Data Interface's `ArrowArray`, likewise.
 #[repr(C)]
-struct RawArray {
-    length: i64,
-    null_count: i64,
-    offset: i64,
-    n_buffers: i64,
-    n_children: i64,
-    buffers: *const *const c_void,
-    children: *const *const RawArray,
-    dictionary: *const RawArray,
-    release: Option<unsafe extern "C" fn(*mut RawArray)>,
-    private_data: *mut c_void,
+pub struct RawArray {
+    pub length: i64,
+    pub null_count: i64,
+    pub offset: i64,
+    pub n_buffers: i64,
+    pub n_children: i64,
+    pub buffers: *const *const c_void,
+    pub children: *const *const RawArray,
+    pub dictionary: *const RawArray,
+    pub release: Option<unsafe extern "C" fn(*mut RawArray)>,
+    pub private_data: *mut c_void,
 }
 
 const _: () = assert!(std::mem::size_of::<RawSchema>() == std::mem::size_of::<FFI_ArrowSchema>());
@@ -121,7 +122,7 @@ pub(crate) fn message(msg: *const u8, len: usize) -> Option<String> {
     // SAFETY: `taken` bytes from `msg` are readable; the plugin owns them until released.
     let bytes = unsafe { std::slice::from_raw_parts(msg, taken) };
     let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
-    let mut text = crate::error::escape_controls(&String::from_utf8_lossy(text));
+    let mut text = crate::error::escape_controls(&String::from_utf8_lossy(text)).into_owned();
     if taken < len {
         text.push_str(&format!(" [message cut: {len} bytes claimed]"));
     }

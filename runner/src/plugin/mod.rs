@@ -144,6 +144,7 @@ pub fn load(path: &Path) -> Result<Plugin, String> {
     } else {
         // SAFETY: a NUL-terminated static string in the library.
         crate::error::escape_controls(&unsafe { CStr::from_ptr(table.name) }.to_string_lossy())
+            .into_owned()
     };
     let plugin = Plugin {
         create: table.create.ok_or_else(|| missing("create"))?,

@@ -103,7 +103,7 @@ pub fn render(
         batch
             .columns()
             .iter()
-            .map(|c| crate::error::escape_controls(&cell(c.as_ref(), row).to_text()))
+            .map(|c| crate::error::escape_controls(&cell(c.as_ref(), row).to_text()).into_owned())
             .collect()
     };
     let mut out = String::new();
@@ -155,7 +155,7 @@ pub fn render(
                 .schema()
                 .fields()
                 .iter()
-                .map(|f| escape(crate::error::escape_controls(f.name())))
+                .map(|f| escape(crate::error::escape_controls(f.name()).into_owned()))
                 .collect();
             if epoch.is_some() {
                 header.insert(0, "epoch".into());
