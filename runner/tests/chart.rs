@@ -188,7 +188,7 @@ fn the_image_is_replaced_atomically_under_a_reader() {
         ],
     )
     .unwrap();
-    sink.write(&first, 0).unwrap();
+    runner::sinks::write_result(sink.as_mut(), &first, 0).unwrap();
 
     let done = Arc::new(AtomicBool::new(false));
     let reader = {
@@ -214,7 +214,7 @@ fn the_image_is_replaced_atomically_under_a_reader() {
             ],
         )
         .unwrap();
-        sink.write(&batch, epoch).unwrap();
+        runner::sinks::write_result(sink.as_mut(), &batch, epoch).unwrap();
     }
     done.store(true, Ordering::Relaxed);
     let reads = reader.join().expect("every read decoded as a whole PNG");

@@ -39,6 +39,22 @@ pub fn run(pipeline: &mut BuiltPipeline) -> Result<RunReport> {
     };
     let stages = pipeline.stages.as_slice();
     let fusion = pipeline.fusion.as_ref();
+    if super::pipelined::applies(stages) {
+        // No aggregation or sort: rows reach the sinks as they are produced.
+        for sink in &mut pipeline.sinks {
+            sink.begin(0)?;
+        }
+        crate::error::failpoint("batch-worker");
+        let rows_out = super::pipelined::run(source, stages, &mut pipeline.sinks, pipeline.cores)?;
+        for sink in &mut pipeline.sinks {
+            sink.commit()?;
+        }
+        return Ok(RunReport {
+            rows_out: rows_out as usize,
+            elapsed: started.elapsed(),
+            warnings: source.warnings(),
+        });
+    }
     let result = pool.install(|| {
         crate::error::failpoint("batch-worker");
         compute(source, stages, fusion)
@@ -49,7 +65,7 @@ pub fn run(pipeline: &mut BuiltPipeline) -> Result<RunReport> {
         "computed result"
     );
     for sink in &mut pipeline.sinks {
-        sink.write(&result, 0)?;
+        crate::sinks::write_result(sink.as_mut(), &result, 0)?;
     }
     Ok(RunReport {
         rows_out: result.num_rows(),
@@ -140,7 +156,7 @@ pub fn compute(
 
 /// After the input: the last batches of stateful row-wise stages (their `finish`), each sent
 /// through the row-wise stages after it.
-fn finished_batches(prefix: &[BuiltStage]) -> Result<Vec<RecordBatch>> {
+pub(crate) fn finished_batches(prefix: &[BuiltStage]) -> Result<Vec<RecordBatch>> {
     let mut out = Vec::new();
     for (i, stage) in prefix.iter().enumerate() {
         let StageKind::Map(map) = &stage.stage.kind else {

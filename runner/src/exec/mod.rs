@@ -9,6 +9,7 @@ pub mod fused;
 pub mod fused_avx512;
 #[cfg(target_arch = "x86_64")]
 pub mod fused_avx512_blocks;
+pub mod pipelined;
 pub mod stream;
 
 use arrow_schema::SchemaRef;

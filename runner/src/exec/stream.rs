@@ -345,7 +345,7 @@ async fn run_epochs(
             rows_out += result.num_rows() as u64;
             let writing = Instant::now();
             for sink in &mut pipeline.sinks {
-                sink.write(&result, epoch)?;
+                crate::sinks::write_result(sink.as_mut(), &result, epoch)?;
             }
             let stats = EpochStats {
                 epoch,

@@ -17,7 +17,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontTransform;
 use serde::Deserialize;
 
-use super::{BuildSink, Sink, SinkContext};
+use super::{BuildSink, Flow, Sink, SinkContext};
 use crate::data::{cell, column_index, type_label, Cell};
 use crate::error::{Error, Result};
 use crate::io::atomic;
@@ -191,6 +191,8 @@ impl BuildSink for ChartSinkConfig {
             y,
             top: self.top,
             order: self.sort,
+            epoch: 0,
+            bars: Vec::new(),
         }))
     }
 }
@@ -222,6 +224,9 @@ pub struct ChartSink {
     y: usize,
     top: usize,
     order: BarOrder,
+    /// The epoch being drawn, and its bars so far: only `top` are kept, whatever the rows.
+    epoch: u64,
+    bars: Vec<Bar>,
 }
 
 /// The `top` rows with the largest values, largest first, ties by label; rows without a value
@@ -264,16 +269,44 @@ pub fn caption(template: &str, epoch: u64) -> String {
 }
 
 impl Sink for ChartSink {
-    fn write(&mut self, result: &RecordBatch, epoch: u64) -> Result<()> {
-        let bars = match self.order {
-            BarOrder::Value => top_bars(result, self.x, self.y, self.top),
-            BarOrder::Input => first_bars(result, self.x, self.y, self.top),
-        };
+    fn begin(&mut self, epoch: u64) -> Result<()> {
+        self.epoch = epoch;
+        self.bars.clear();
+        Ok(())
+    }
+
+    fn write(&mut self, rows: &RecordBatch) -> Result<Flow> {
+        match self.order {
+            BarOrder::Value => {
+                // The top of (the top so far + this batch's top) is the top of all rows: the
+                // order (value, then label) is total.
+                self.bars.extend(top_bars(rows, self.x, self.y, self.top));
+                self.bars.sort_by(|a, b| {
+                    b.value
+                        .total_cmp(&a.value)
+                        .then_with(|| a.label.cmp(&b.label))
+                });
+                self.bars.truncate(self.top);
+                Ok(Flow::More)
+            }
+            BarOrder::Input => {
+                let wanted = self.top.saturating_sub(self.bars.len());
+                self.bars.extend(first_bars(rows, self.x, self.y, wanted));
+                Ok(if self.bars.len() >= self.top {
+                    Flow::Enough
+                } else {
+                    Flow::More
+                })
+            }
+        }
+    }
+
+    fn commit(&mut self) -> Result<()> {
         let spec = ChartSpec {
-            title: caption(&self.spec.title, epoch),
+            title: caption(&self.spec.title, self.epoch),
             ..self.spec.clone()
         };
-        let (png, drawn) = render_png(&bars, &spec).map_err(|e| {
+        let (png, drawn) = render_png(&self.bars, &spec).map_err(|e| {
             Error::runtime(format!(
                 "cannot draw the chart {}: {e}",
                 self.path.display()

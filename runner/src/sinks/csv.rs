@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 use serde::Deserialize;
 
-use super::{BuildSink, Sink, SinkContext};
+use super::{BuildSink, Flow, Sink, SinkContext};
 use crate::data::cell;
 use crate::error::{Error, Result};
 use crate::io::atomic;
@@ -45,6 +45,8 @@ impl BuildSink for CsvSinkConfig {
             header: self.header,
             appending: ctx.appending,
             repaired: false,
+            schema: ctx.input.clone(),
+            open: None,
         }))
     }
 }
@@ -54,17 +56,37 @@ pub struct CsvSink {
     header: bool,
     /// Add each epoch's rows to the file rather than replace it.
     appending: bool,
-    /// Whether this run has checked the file's end (see `append`).
+    /// Whether this run has checked the file's end (see `open_for_append`).
     repaired: bool,
+    schema: arrow_schema::SchemaRef,
+    /// The result being written, between `begin` and `commit`.
+    open: Option<Open>,
+}
+
+/// Where a result's records go until it is committed.
+enum Open {
+    /// A temporary file beside the target, renamed over it at commit.
+    Replace(csv::Writer<std::io::BufWriter<tempfile::NamedTempFile>>),
+    /// The target itself, at its end; `length` is where this epoch's rows start, to cut them
+    /// back off if they cannot all be written.
+    Append {
+        writer: csv::Writer<std::io::BufWriter<std::fs::File>>,
+        length: u64,
+    },
 }
 
 impl CsvSink {
-    /// Adds `result`'s rows to the end of the file in one write (after the header when the
-    /// file is new or empty). A write that fails is cut back off, so the file holds whole
-    /// epochs; the first append of a run also removes a partial last line left by a process
-    /// killed mid-write.
-    fn append(&mut self, result: &RecordBatch) -> Result<()> {
-        use std::io::Write;
+    fn output_error(&self, source: std::io::Error) -> Error {
+        Error::Output {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Opens the file to add an epoch's rows at its end (creating it, with the header, when
+    /// it is new or empty). The first append of a run also removes a partial last line left
+    /// by a process killed mid-write.
+    fn open_for_append(&mut self) -> Result<Open> {
         let output = |source: std::io::Error| Error::Output {
             path: self.path.clone(),
             source,
@@ -92,18 +114,28 @@ impl CsvSink {
                 length = whole;
             }
         }
-        let mut bytes = csv::Writer::from_writer(Vec::new());
-        write_records(&mut bytes, result, self.header && length == 0)
+        let mut writer = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 16, file));
+        if self.header && length == 0 {
+            write_records(
+                &mut writer,
+                &RecordBatch::new_empty(self.schema.clone()),
+                true,
+            )
             .map_err(|e| output(std::io::Error::other(e)))?;
-        let bytes = bytes
-            .into_inner()
-            .map_err(|e| output(std::io::Error::other(e.to_string())))?;
-        let written = file.write_all(&bytes).and_then(|_| file.sync_data());
-        if let Err(error) = written {
-            let _ = file.set_len(length);
-            return Err(output(error));
         }
-        Ok(())
+        Ok(Open::Append { writer, length })
+    }
+
+    /// Gives up the result being written: a temporary file is removed, appended rows are cut
+    /// back off, so the file holds whole epochs.
+    fn abandon(&mut self) {
+        if let Some(Open::Append { writer, length }) = self.open.take() {
+            if let Ok(file) = writer.into_inner().map(|b| b.into_parts().0) {
+                let _ = file.set_len(length);
+            } else if let Ok(file) = std::fs::OpenOptions::new().write(true).open(&self.path) {
+                let _ = file.set_len(length);
+            }
+        }
     }
 }
 
@@ -127,26 +159,69 @@ fn whole_lines_length(file: &mut std::fs::File) -> std::io::Result<u64> {
 }
 
 impl Sink for CsvSink {
-    fn write(&mut self, result: &RecordBatch, _epoch: u64) -> Result<()> {
-        if self.appending {
-            return self.append(result);
-        }
-        let temp = atomic::temp_beside(&self.path)?;
-        let fail = |e: csv::Error| Error::Output {
-            path: self.path.clone(),
-            source: std::io::Error::other(e),
+    fn begin(&mut self, _epoch: u64) -> Result<()> {
+        self.abandon();
+        self.open = Some(if self.appending {
+            self.open_for_append()?
+        } else {
+            let temp = atomic::temp_beside(&self.path)?;
+            let mut writer =
+                csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 16, temp));
+            if self.header {
+                write_records(
+                    &mut writer,
+                    &RecordBatch::new_empty(self.schema.clone()),
+                    true,
+                )
+                .map_err(|e| self.output_error(std::io::Error::other(e)))?;
+            }
+            Open::Replace(writer)
+        });
+        Ok(())
+    }
+
+    fn write(&mut self, rows: &RecordBatch) -> Result<Flow> {
+        let written = match self.open.as_mut() {
+            Some(Open::Replace(writer)) => write_records(writer, rows, false),
+            Some(Open::Append { writer, .. }) => write_records(writer, rows, false),
+            None => return Err(Error::runtime("csv sink: rows written before `begin`")),
         };
-        let mut writer = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 16, temp));
-        write_records(&mut writer, result, self.header).map_err(fail)?;
-        let buffered = writer.into_inner().map_err(|e| Error::Output {
-            path: self.path.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let temp = buffered.into_inner().map_err(|e| Error::Output {
-            path: self.path.clone(),
-            source: e.into_error(),
-        })?;
-        atomic::persist(temp, &self.path)
+        if let Err(e) = written {
+            self.abandon();
+            return Err(self.output_error(std::io::Error::other(e)));
+        }
+        Ok(Flow::More)
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        match self.open.take() {
+            Some(Open::Replace(writer)) => {
+                let buffered = writer
+                    .into_inner()
+                    .map_err(|e| self.output_error(std::io::Error::other(e.to_string())))?;
+                let temp = buffered
+                    .into_inner()
+                    .map_err(|e| self.output_error(e.into_error()))?;
+                atomic::persist(temp, &self.path)
+            }
+            Some(Open::Append { writer, length }) => {
+                let synced = writer
+                    .into_inner()
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|b| b.into_inner().map_err(|e| e.into_error()))
+                    .and_then(|file| file.sync_data().map(|_| file));
+                match synced {
+                    Ok(_) => Ok(()),
+                    Err(error) => {
+                        if let Ok(file) = std::fs::OpenOptions::new().write(true).open(&self.path) {
+                            let _ = file.set_len(length);
+                        }
+                        Err(self.output_error(error))
+                    }
+                }
+            }
+            None => Err(Error::runtime("csv sink: commit before `begin`")),
+        }
     }
 }
 
@@ -176,6 +251,7 @@ pub fn write_records<W: std::io::Write>(
 mod tests {
     use super::*;
     use crate::data::text_batch;
+    use crate::sinks::write_result;
 
     #[test]
     fn append_mode_adds_every_epoch_and_repairs_a_cut_one() {
@@ -196,8 +272,8 @@ mod tests {
         };
         let path = dir.path().join("out/tags.csv");
         let mut sink = build();
-        sink.write(&text_batch("tag", ["a", "b"]), 0).unwrap();
-        sink.write(&text_batch("tag", ["c"]), 1).unwrap();
+        write_result(sink.as_mut(), &text_batch("tag", ["a", "b"]), 0).unwrap();
+        write_result(sink.as_mut(), &text_batch("tag", ["c"]), 1).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "tag\na\nb\nc\n");
         // A run killed in the middle of an epoch's write; the next run cuts the partial line.
         let mut file = std::fs::OpenOptions::new()
@@ -206,7 +282,7 @@ mod tests {
             .unwrap();
         std::io::Write::write_all(&mut file, b"d,partial").unwrap();
         let mut sink = build();
-        sink.write(&text_batch("tag", ["d"]), 2).unwrap();
+        write_result(sink.as_mut(), &text_batch("tag", ["d"]), 2).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "tag\na\nb\nc\nd\n");
     }
 
@@ -226,7 +302,7 @@ mod tests {
                 appending: false,
             })
             .unwrap();
-        sink.write(&batch, 0).unwrap();
+        write_result(sink.as_mut(), &batch, 0).unwrap();
         let text = std::fs::read_to_string(dir.path().join("out/x.csv")).unwrap();
         assert_eq!(
             text,
@@ -252,7 +328,7 @@ mod tests {
                 appending: false,
             })
             .unwrap();
-        let err = sink.write(&batch, 0).unwrap_err();
+        let err = write_result(sink.as_mut(), &batch, 0).unwrap_err();
         assert_eq!(err.exit_code(), 1);
         assert!(
             err.to_string()

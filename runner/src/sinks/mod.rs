@@ -36,8 +36,44 @@ pub trait BuildSink: Send + Sync {
     }
 }
 
+/// Whether a sink wants more rows of the current result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    More,
+    /// It has all it will use (a `limit` reached, standard output closed, a stop requested):
+    /// when every sink says so, the run stops reading its input.
+    Enough,
+}
+
+/// A sink receives each result (the one of a batch run, or each epoch's) as a sequence of
+/// batches between `begin` and `commit`, so a result larger than memory streams through.
 pub trait Sink: Send {
-    /// Writes the result of epoch `epoch` (always 0 in batch mode). Files are replaced
-    /// atomically: a reader sees the old or the new one.
-    fn write(&mut self, result: &RecordBatch, epoch: u64) -> Result<()>;
+    /// Starts the result of epoch `epoch` (always 0 in batch mode).
+    fn begin(&mut self, epoch: u64) -> Result<()>;
+    /// The next rows of the result, in order.
+    fn write(&mut self, rows: &RecordBatch) -> Result<Flow>;
+    /// The result is complete: publish it. Files are replaced atomically here, so a reader
+    /// sees the old or the new one; a result that never commits leaves the old one.
+    fn commit(&mut self) -> Result<()>;
+}
+
+/// Rows handed to a sink at a time: a large result arrives in pieces, as it would streamed.
+pub const WRITE_ROWS: usize = 1 << 16;
+
+/// Writes a whole result as epoch `epoch`, in pieces of `WRITE_ROWS`, until the sink has
+/// enough.
+pub fn write_result(sink: &mut dyn Sink, result: &RecordBatch, epoch: u64) -> Result<()> {
+    sink.begin(epoch)?;
+    let mut start = 0;
+    loop {
+        let rows = WRITE_ROWS.min(result.num_rows() - start);
+        if sink.write(&result.slice(start, rows))? == Flow::Enough {
+            break;
+        }
+        start += rows;
+        if start >= result.num_rows() {
+            break;
+        }
+    }
+    sink.commit()
 }

@@ -9,7 +9,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::DataType;
 use serde::Deserialize;
 
-use super::{BuildSink, Sink, SinkContext};
+use super::{BuildSink, Flow, Sink, SinkContext};
 use crate::data::{cell, column_index, type_label};
 use crate::error::{Error, Result};
 
@@ -188,7 +188,16 @@ fn write_all_or_give_up(
 }
 
 impl Sink for SocketSink {
-    fn write(&mut self, result: &RecordBatch, _epoch: u64) -> Result<()> {
+    fn begin(&mut self, _epoch: u64) -> Result<()> {
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Sends the rows as they come: a client reads a large result as it is produced.
+    fn write(&mut self, result: &RecordBatch) -> Result<Flow> {
         let mut text = String::new();
         let column = result.column(self.column);
         for row in 0..result.num_rows() {
@@ -206,12 +215,13 @@ impl Sink for SocketSink {
                 result.num_rows(),
                 self.address
             );
-            return Ok(());
+            return Ok(Flow::Enough);
         };
         match write_all_or_give_up(client, text.as_bytes(), timeout) {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!("stopping: the client had not taken all lines of the epoch")
+                tracing::warn!("stopping: the client had not taken all lines of the epoch");
+                return Ok(Flow::Enough);
             }
             Err(e) => {
                 // Like Spark's socket source on the other end, delivery is at most once.
@@ -222,7 +232,7 @@ impl Sink for SocketSink {
                 self.client = None;
             }
         }
-        Ok(())
+        Ok(Flow::More)
     }
 }
 
@@ -261,8 +271,8 @@ mod tests {
             stream.read_to_string(&mut text).unwrap();
             text
         });
-        sink.write(&batch, 0).unwrap();
-        sink.write(&text_batch("tags", ["last"]), 1).unwrap();
+        crate::sinks::write_result(sink.as_mut(), &batch, 0).unwrap();
+        crate::sinks::write_result(sink.as_mut(), &text_batch("tags", ["last"]), 1).unwrap();
         drop(sink);
         assert_eq!(reader.join().unwrap(), "rust ai\ngo\nlast\n");
     }

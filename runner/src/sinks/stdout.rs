@@ -7,7 +7,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::DataType;
 use serde::Deserialize;
 
-use super::{BuildSink, Sink, SinkContext};
+use super::{BuildSink, Flow, Sink, SinkContext};
 use crate::data::cell;
 use crate::error::{Error, Result};
 
@@ -43,13 +43,12 @@ impl BuildSink for StdoutSinkConfig {
                     .into(),
             );
         }
-        Ok(Box::new(StdoutSink {
-            config: self.clone(),
-            out: Output::Stdout,
-            streaming: ctx.streaming,
-            wrote: false,
-            last_lines: None,
-        }))
+        Ok(Box::new(StdoutSink::new(
+            self.clone(),
+            Output::Stdout,
+            ctx.input.clone(),
+            ctx.streaming,
+        )))
     }
 }
 
@@ -63,13 +62,29 @@ enum Output {
 pub struct StdoutSink {
     config: StdoutSinkConfig,
     out: Output,
+    schema: arrow_schema::SchemaRef,
     /// Each result is an epoch: print a header, and on a terminal redraw in place.
     streaming: bool,
-    /// Whether a result was written already (a stream's tsv has one header line).
-    wrote: bool,
+    /// Whether tsv's column names were printed (once per run, a stream's epochs included).
+    header_printed: bool,
     /// On a terminal: the lines of the table drawn last, to redraw its region only.
     last_lines: Option<usize>,
+    /// The epoch being written, and its rows so far: all offered, and those kept (`limit`).
+    epoch: u64,
+    rows_seen: usize,
+    rows_kept: usize,
+    /// Human formats: rows waiting to be laid out together (a page, or a stream's epoch).
+    page: Vec<RecordBatch>,
+    page_rows: usize,
+    pages_printed: usize,
+    /// Standard output was closed by its reader (`runner run ... | head`).
+    closed: bool,
 }
+
+/// Rows laid out together by the human formats of a batch run: column widths are those of
+/// their page, and memory stays bounded however long the result. A table is costlier per row.
+const PAGE_ROWS: usize = 65_536;
+const TABLE_PAGE_ROWS: usize = 10_000;
 
 /// What goes before an epoch's table on a terminal so that it replaces the last one in place:
 /// the first time, clear the screen once and remember the table's start (`ESC 7`); then go
@@ -146,6 +161,10 @@ pub fn render(
         }
         StdoutFormat::Tsv => {
             let escape = |s: String| {
+                // One memchr per character: no copy for the usual cell without any.
+                if !['\\', '\t', '\n', '\r'].into_iter().any(|c| s.contains(c)) {
+                    return s;
+                }
                 s.replace('\\', "\\\\")
                     .replace('\t', "\\t")
                     .replace('\n', "\\n")
@@ -260,23 +279,64 @@ pub fn bars(batch: &RecordBatch, rows: usize, width: usize) -> String {
     out
 }
 
-impl Sink for StdoutSink {
-    fn write(&mut self, result: &RecordBatch, epoch: u64) -> Result<()> {
-        let machine = matches!(self.config.format, StdoutFormat::Jsonl | StdoutFormat::Tsv);
-        let mut text = render(
-            result,
-            self.config.format,
-            self.config.limit,
-            (self.streaming && machine).then_some(epoch),
-        );
-        if self.streaming && self.config.format == StdoutFormat::Tsv && self.wrote {
-            // One table over the whole stream: the column names once, the epoch a column.
-            text = text
-                .split_once('\n')
-                .map_or(String::new(), |(_, rows)| rows.to_owned());
+impl StdoutSink {
+    fn new(
+        config: StdoutSinkConfig,
+        out: Output,
+        schema: arrow_schema::SchemaRef,
+        streaming: bool,
+    ) -> Self {
+        StdoutSink {
+            config,
+            out,
+            schema,
+            streaming,
+            header_printed: false,
+            last_lines: None,
+            epoch: 0,
+            rows_seen: 0,
+            rows_kept: 0,
+            page: Vec::new(),
+            page_rows: 0,
+            pages_printed: 0,
+            closed: false,
         }
-        self.wrote = true;
-        if self.streaming && !machine {
+    }
+
+    /// Formats whose rows are printed as they come: tsv and jsonl.
+    fn machine(&self) -> bool {
+        matches!(self.config.format, StdoutFormat::Jsonl | StdoutFormat::Tsv)
+    }
+
+    fn page_size(&self) -> usize {
+        match self.config.format {
+            StdoutFormat::Table => TABLE_PAGE_ROWS,
+            _ => PAGE_ROWS,
+        }
+    }
+
+    /// Prints tsv or jsonl rows (tsv's column names before the first rows of the run).
+    fn print_rows(&mut self, rows: &RecordBatch) -> Result<()> {
+        let epoch = self.streaming.then_some(self.epoch);
+        let mut text = render(rows, self.config.format, None, epoch);
+        if self.config.format == StdoutFormat::Tsv {
+            if self.header_printed {
+                text = text
+                    .split_once('\n')
+                    .map_or(String::new(), |(_, rows)| rows.to_owned());
+            }
+            self.header_printed = true;
+        }
+        self.emit(&text)
+    }
+
+    /// Lays out and prints the rows waiting in `page`.
+    fn print_page(&mut self) -> Result<()> {
+        let page = crate::data::concat(&self.schema, &std::mem::take(&mut self.page));
+        self.page_rows = 0;
+        self.pages_printed += 1;
+        let mut text = render(&page, self.config.format, None, None);
+        if self.streaming {
             let redraw = matches!(self.out, Output::Stdout)
                 && std::io::IsTerminal::is_terminal(&std::io::stdout());
             let lines = text.lines().count() + 1;
@@ -288,13 +348,23 @@ impl Sink for StdoutSink {
             } else {
                 ""
             };
-            let rows = result.num_rows();
+            let rows = self.rows_seen;
             let shown = self.config.limit.filter(|&limit| limit < rows);
             text = format!(
-                "{clear}EPOCH {epoch} ({rows} row{}{})\n{text}",
+                "{clear}EPOCH {} ({rows} row{}{})\n{text}",
+                self.epoch,
                 if rows == 1 { "" } else { "s" },
                 shown.map_or(String::new(), |n| format!(", first {n} shown"))
             );
+        }
+        self.emit(&text)
+    }
+
+    /// Writes `text`; a closed standard output (`runner run ... | head`) is not a failure, it
+    /// ends the output.
+    fn emit(&mut self, text: &str) -> Result<()> {
+        if self.closed || text.is_empty() {
+            return Ok(());
         }
         match &self.out {
             Output::Stdout => {
@@ -303,8 +373,10 @@ impl Sink for StdoutSink {
                     .write_all(text.as_bytes())
                     .and_then(|_| stdout.flush())
                 {
-                    // `runner run ... | head` closes the pipe early; that is not a failure.
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                        self.closed = true;
+                        Ok(())
+                    }
                     Err(e) => Err(Error::runtime(format!(
                         "cannot write to standard output: {e}"
                     ))),
@@ -322,9 +394,65 @@ impl Sink for StdoutSink {
     }
 }
 
+impl Sink for StdoutSink {
+    fn begin(&mut self, epoch: u64) -> Result<()> {
+        self.epoch = epoch;
+        self.rows_seen = 0;
+        self.rows_kept = 0;
+        self.page.clear();
+        self.page_rows = 0;
+        self.pages_printed = 0;
+        Ok(())
+    }
+
+    fn write(&mut self, rows: &RecordBatch) -> Result<Flow> {
+        let wanted = self
+            .config
+            .limit
+            .map_or(usize::MAX, |limit| limit.saturating_sub(self.rows_kept));
+        self.rows_seen += rows.num_rows();
+        let kept = rows.slice(0, rows.num_rows().min(wanted));
+        self.rows_kept += kept.num_rows();
+        if kept.num_rows() > 0 && !self.closed {
+            if self.machine() {
+                self.print_rows(&kept)?;
+            } else {
+                self.page_rows += kept.num_rows();
+                self.page.push(kept);
+                // A stream's epoch is drawn whole, under its header.
+                if !self.streaming && self.page_rows >= self.page_size() {
+                    self.print_page()?;
+                }
+            }
+        }
+        let limit_reached = self.config.limit.is_some_and(|l| self.rows_kept >= l);
+        // A stream keeps counting the epoch's rows for its header.
+        Ok(if self.closed || (limit_reached && !self.streaming) {
+            Flow::Enough
+        } else {
+            Flow::More
+        })
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        if self.machine() {
+            if self.config.format == StdoutFormat::Tsv && !self.header_printed {
+                // An empty result still has its columns.
+                self.print_rows(&RecordBatch::new_empty(self.schema.clone()))?;
+            }
+            return Ok(());
+        }
+        if self.page_rows > 0 || self.pages_printed == 0 {
+            self.print_page()?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sinks::write_result;
 
     fn counts() -> RecordBatch {
         crate::data::word_counts(&["romeo", "thou", "i’ll", "a\tb"], &[298, 277, 61, 60])
@@ -407,14 +535,13 @@ mod tests {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let config: StdoutSinkConfig =
             serde_saphyr::from_str("{format: aligned, limit: 1}").unwrap();
-        let mut sink = StdoutSink {
+        let mut sink = StdoutSink::new(
             config,
-            out: Output::Buffer(buffer.clone()),
-            streaming: false,
-            wrote: false,
-            last_lines: None,
-        };
-        sink.write(&counts(), 0).unwrap();
+            Output::Buffer(buffer.clone()),
+            counts().schema(),
+            false,
+        );
+        write_result(&mut sink, &counts(), 0).unwrap();
         assert_eq!(
             String::from_utf8(buffer.lock().unwrap().clone()).unwrap(),
             "romeo: 298\n"
@@ -422,10 +549,50 @@ mod tests {
         // A stream in a human format says when the limit hides rows.
         buffer.lock().unwrap().clear();
         sink.streaming = true;
-        sink.write(&counts(), 3).unwrap();
+        write_result(&mut sink, &counts(), 3).unwrap();
         assert_eq!(
             String::from_utf8(buffer.lock().unwrap().clone()).unwrap(),
             "EPOCH 3 (4 rows, first 1 shown)\nromeo: 298\n"
         );
+    }
+
+    #[test]
+    fn a_batch_result_is_printed_in_pages_and_a_limit_says_enough() {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let config: StdoutSinkConfig = serde_saphyr::from_str("{format: aligned}").unwrap();
+        let mut sink = StdoutSink::new(
+            config,
+            Output::Buffer(buffer.clone()),
+            counts().schema(),
+            false,
+        );
+        sink.begin(0).unwrap();
+        let words: Vec<String> = (0..PAGE_ROWS + 1).map(|i| format!("w{i}")).collect();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let big = crate::data::word_counts(&words, &vec![1; words.len()]);
+        // The first page is printed as soon as it is full, before the result ends.
+        assert_eq!(sink.write(&big).unwrap(), Flow::More);
+        let printed = buffer.lock().unwrap().len();
+        assert!(printed > 0);
+        sink.commit().unwrap();
+        let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), PAGE_ROWS + 1);
+        // The last page has its own width: `w65536: 1` needs no padding.
+        assert!(
+            text.ends_with("\nw65536: 1\n"),
+            "{}",
+            &text[text.len() - 40..]
+        );
+
+        let config: StdoutSinkConfig = serde_saphyr::from_str("{format: tsv, limit: 3}").unwrap();
+        let mut sink = StdoutSink::new(
+            config,
+            Output::Buffer(Arc::default()),
+            counts().schema(),
+            false,
+        );
+        sink.begin(0).unwrap();
+        assert_eq!(sink.write(&counts().slice(0, 2)).unwrap(), Flow::More);
+        assert_eq!(sink.write(&counts().slice(2, 2)).unwrap(), Flow::Enough);
     }
 }

@@ -1,0 +1,338 @@
+//! A batch pipeline without an aggregation or a sort streams: `cores` workers decode morsels
+//! and run the row-wise stages on them, and this thread hands the results to the sinks in
+//! input order as they complete. At most a window of morsels is between reading and writing,
+//! so memory is bounded whatever the input's size; a `limit` that is reached, or sinks that
+//! want no more (standard output closed), stop the reading.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+
+use arrow_array::RecordBatch;
+
+use super::BuiltStage;
+use crate::error::{Error, Result};
+use crate::sinks::{Flow, Sink};
+use crate::sources::{BatchSource, Morsel, Morsels};
+use crate::transforms::StageKind;
+
+/// Whether `stages` can stream: row-wise stages and limits only (a sort or an aggregation
+/// needs its whole input first).
+pub fn applies(stages: &[BuiltStage]) -> bool {
+    stages.iter().all(|s| match &s.stage.kind {
+        StageKind::Map(_) => true,
+        StageKind::Global(global) => global.first_rows().is_some(),
+        StageKind::Aggregate(_) => false,
+    })
+}
+
+/// Morsels between the one being written and the furthest one a worker may read.
+fn window(cores: usize) -> usize {
+    2 * cores + 2
+}
+
+/// Streams the source through `stages` into `sinks` (already begun); returns the rows the
+/// sinks were given.
+pub fn run(
+    source: &dyn BatchSource,
+    stages: &[BuiltStage],
+    sinks: &mut [Box<dyn Sink>],
+    cores: usize,
+) -> Result<u64> {
+    let parallel = stages
+        .iter()
+        .take_while(|s| matches!(s.stage.kind, StageKind::Map(_)))
+        .count();
+    let (prefix, rest) = stages.split_at(parallel);
+    let mut tail = Tail::new(rest);
+    let mut output = Output::new(sinks);
+    let feed = Feed::new(source.open()?, window(cores));
+    let through_prefix = |morsel: Morsel| -> Result<Vec<RecordBatch>> {
+        let mut batches = source.decode(morsel)?;
+        for stage in prefix {
+            if let StageKind::Map(map) = &stage.stage.kind {
+                batches = batches
+                    .iter()
+                    .map(|b| map.apply(b))
+                    .collect::<Result<_>>()
+                    .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
+                batches.retain(|b| b.num_rows() > 0);
+            }
+        }
+        Ok(batches)
+    };
+
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<RecordBatch>>)>();
+    let outcome = std::thread::scope(|scope| -> Result<bool> {
+        for worker in 0..cores {
+            let tx = tx.clone();
+            let (feed, through_prefix) = (&feed, &through_prefix);
+            let spawned = std::thread::Builder::new()
+                .name(format!("runner-worker-{worker}"))
+                .spawn_scoped(scope, move || {
+                    while let Some((index, morsel)) = feed.take() {
+                        // A panic is this morsel's error: the writer must not wait for it.
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            morsel.and_then(through_prefix)
+                        }))
+                        .unwrap_or_else(|payload| Err(crate::error::from_panic(payload.as_ref())));
+                        if tx.send((index, result)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                feed.stop();
+                return Err(Error::runtime(format!("cannot start a worker thread: {e}")));
+            }
+        }
+        drop(tx);
+        let written = write_in_order(&rx, &feed, &mut tail, &mut output);
+        // Whatever happened, the workers stop taking morsels.
+        feed.stop();
+        drop(rx);
+        written
+    });
+    let input_ended = outcome?;
+    // The last rows of stateful row-wise stages (a plugin's `finish`), where they are still
+    // wanted: after the whole input, or after a limit that was reached.
+    if output.wants_more() {
+        if input_ended && !tail.exhausted() {
+            for batch in super::batch::finished_batches(prefix)? {
+                if let Some(batch) = tail.push(batch)? {
+                    output.write(&batch)?;
+                }
+            }
+        }
+        for batch in tail.finish()? {
+            output.write(&batch)?;
+        }
+    }
+    Ok(output.rows)
+}
+
+/// Receives worker results and writes them in input order. Returns whether the whole input
+/// was read (`false`: stopped early by a limit or the sinks).
+fn write_in_order(
+    rx: &std::sync::mpsc::Receiver<(usize, Result<Vec<RecordBatch>>)>,
+    feed: &Feed,
+    tail: &mut Tail,
+    output: &mut Output,
+) -> Result<bool> {
+    let mut waiting: BTreeMap<usize, Result<Vec<RecordBatch>>> = BTreeMap::new();
+    let mut next = 0usize;
+    for (index, result) in rx {
+        waiting.insert(index, result);
+        while let Some(result) = waiting.remove(&next) {
+            for batch in result? {
+                if let Some(batch) = tail.push(batch)? {
+                    output.write(&batch)?;
+                }
+                if tail.exhausted() || !output.wants_more() {
+                    return Ok(false);
+                }
+            }
+            next += 1;
+            feed.written(next);
+        }
+    }
+    Ok(true)
+}
+
+/// Hands morsels to workers, at most a window ahead of the writer.
+struct Feed<'a> {
+    morsels: FeedMorsels<'a>,
+    window: usize,
+    /// Morsels written so far (the writer's position).
+    written: Mutex<usize>,
+    moved: Condvar,
+    stopped: AtomicBool,
+}
+
+type MorselIter<'a> = Box<dyn Iterator<Item = Result<Morsel>> + Send + 'a>;
+
+enum FeedMorsels<'a> {
+    /// Read one after another, under the lock, so indices follow input order.
+    Sequential(Mutex<(usize, MorselIter<'a>)>),
+    /// Read by whichever worker takes the index.
+    Indexed {
+        count: usize,
+        next: AtomicUsize,
+        read: Box<dyn Fn(usize) -> Result<Morsel> + Send + Sync + 'a>,
+    },
+}
+
+impl<'a> Feed<'a> {
+    fn new(morsels: Morsels<'a>, window: usize) -> Self {
+        Feed {
+            morsels: match morsels {
+                Morsels::Sequential(iter) => FeedMorsels::Sequential(Mutex::new((0, iter))),
+                Morsels::Indexed { count, read } => FeedMorsels::Indexed {
+                    count,
+                    next: AtomicUsize::new(0),
+                    read,
+                },
+            },
+            window,
+            written: Mutex::new(0),
+            moved: Condvar::new(),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    /// The next morsel and its index; `None` at the end of the input or once stopped.
+    fn take(&self) -> Option<(usize, Result<Morsel>)> {
+        match &self.morsels {
+            FeedMorsels::Sequential(iter) => {
+                let mut iter = iter.lock().unwrap_or_else(|p| p.into_inner());
+                let index = iter.0;
+                if !self.wait_for_room(index) {
+                    return None;
+                }
+                let morsel = iter.1.next()?;
+                iter.0 += 1;
+                Some((index, morsel))
+            }
+            FeedMorsels::Indexed { count, next, read } => {
+                let index = next.fetch_add(1, Ordering::SeqCst);
+                if index >= *count || !self.wait_for_room(index) {
+                    return None;
+                }
+                Some((index, read(index)))
+            }
+        }
+    }
+
+    /// Waits until morsel `index` is within the window of the writer; `false` when stopped.
+    fn wait_for_room(&self, index: usize) -> bool {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        while index >= *written + self.window && !self.stopped.load(Ordering::SeqCst) {
+            written = self.moved.wait(written).unwrap_or_else(|p| p.into_inner());
+        }
+        !self.stopped.load(Ordering::SeqCst)
+    }
+
+    fn written(&self, morsels: usize) {
+        *self.written.lock().unwrap_or_else(|p| p.into_inner()) = morsels;
+        self.moved.notify_all();
+    }
+
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let _guard = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        self.moved.notify_all();
+    }
+}
+
+/// The stages after the leading row-wise ones (limits, and the row-wise stages after them),
+/// run in input order on the writing thread.
+struct Tail<'a> {
+    stages: &'a [BuiltStage],
+    /// For each limit, the rows it still lets through.
+    remaining: Vec<Option<usize>>,
+}
+
+impl<'a> Tail<'a> {
+    fn new(stages: &'a [BuiltStage]) -> Self {
+        let remaining = stages
+            .iter()
+            .map(|s| match &s.stage.kind {
+                StageKind::Global(global) => global.first_rows(),
+                _ => None,
+            })
+            .collect();
+        Tail { stages, remaining }
+    }
+
+    /// Runs `batch` through the stages from `from` on.
+    fn push_from(&mut self, from: usize, mut batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        for (i, stage) in self.stages.iter().enumerate().skip(from) {
+            match (&stage.stage.kind, self.remaining[i].as_mut()) {
+                (StageKind::Map(map), _) => {
+                    batch = map
+                        .apply(&batch)
+                        .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
+                }
+                (StageKind::Global(limit), Some(remaining)) => {
+                    batch = limit
+                        .apply_first(batch, *remaining)
+                        .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
+                    let kept = batch.num_rows().min(*remaining);
+                    *remaining -= kept;
+                    batch = batch.slice(0, kept);
+                }
+                _ => return Err(Error::runtime(format!("{}: cannot stream", stage.label))),
+            }
+            if batch.num_rows() == 0 {
+                return Ok(None);
+            }
+        }
+        Ok(Some(batch))
+    }
+
+    fn push(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        self.push_from(0, batch)
+    }
+
+    /// Whether a limit has let all its rows through: nothing before it is needed any more.
+    fn exhausted(&self) -> bool {
+        self.remaining.contains(&Some(0))
+    }
+
+    /// The last rows of the row-wise stages whose output is still wanted (those after the
+    /// last exhausted limit), each through the stages after it.
+    fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        let first_live = self
+            .remaining
+            .iter()
+            .rposition(|r| *r == Some(0))
+            .map_or(0, |i| i + 1);
+        let mut out = Vec::new();
+        for i in first_live..self.stages.len() {
+            let StageKind::Map(map) = &self.stages[i].stage.kind else {
+                continue;
+            };
+            let last = map
+                .finish()
+                .map_err(|e| Error::runtime(format!("{}: {e}", self.stages[i].label)))?;
+            if let Some(batch) = last {
+                if let Some(batch) = self.push_from(i + 1, batch)? {
+                    out.push(batch);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The sinks of the run, each until it has enough.
+struct Output<'a> {
+    sinks: &'a mut [Box<dyn Sink>],
+    wanting: Vec<bool>,
+    rows: u64,
+}
+
+impl<'a> Output<'a> {
+    fn new(sinks: &'a mut [Box<dyn Sink>]) -> Self {
+        let wanting = vec![true; sinks.len()];
+        Output {
+            sinks,
+            wanting,
+            rows: 0,
+        }
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        for (sink, wanting) in self.sinks.iter_mut().zip(&mut self.wanting) {
+            if *wanting && sink.write(batch)? == Flow::Enough {
+                *wanting = false;
+            }
+        }
+        Ok(())
+    }
+
+    fn wants_more(&self) -> bool {
+        self.wanting.iter().any(|w| *w)
+    }
+}

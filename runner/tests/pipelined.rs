@@ -1,0 +1,179 @@
+//! A pipeline without an aggregation streams its rows to the sinks: memory stays bounded
+//! whatever the input's size, and a reached `limit` or a closed standard output stops the
+//! reading early.
+
+mod common;
+
+use std::io::{BufRead, Write};
+
+use common::{runner_process, wait_with_peak_rss, write};
+
+/// Lines in the generated input, and the size of each (1 KiB with its newline).
+const LINES: usize = 1 << 19;
+const LINE_BYTES: usize = 1024;
+
+/// A 512 MiB input of numbered 1 KiB lines: far more than the bound on memory, which a
+/// run that gathered its rows before writing them would pass several times over.
+fn big_input(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("big.txt");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let filler = "romeo and juliet, the most excellent and lamentable tragedy ".repeat(17);
+    for i in 0..LINES {
+        writeln!(file, "{} {i:07}", &filler[..LINE_BYTES - 9]).unwrap();
+    }
+    file.flush().unwrap();
+    path
+}
+
+fn pipeline(
+    dir: &std::path::Path,
+    name: &str,
+    input: &std::path::Path,
+    rest: &str,
+) -> std::path::PathBuf {
+    write(
+        dir,
+        name,
+        &format!(
+            "name: {name}\nsource:\n  type: file\n  path: '{}'\n{rest}",
+            input.display()
+        ),
+    )
+}
+
+/// The rows the source produced, from the run summary.
+fn source_rows(summary: &std::path::Path) -> u64 {
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
+    summary["stages"][0]["rows_out"].as_u64().unwrap()
+}
+
+#[test]
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
+fn non_aggregating_pipelines_stream_in_bounded_memory_and_stop_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = big_input(dir.path());
+
+    // file → stdout tsv: every line comes out, in order, with memory far below the input's.
+    let tsv = pipeline(
+        dir.path(),
+        "tsv",
+        &input,
+        "sinks:\n  - {type: stdout, format: tsv}\n",
+    );
+    let mut child = runner_process()
+        .arg("run")
+        .arg(&tsv)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        // Counts lines (std's memchr finds them: this test is built without optimisation) and
+        // keeps the first and the last.
+        let mut stdout = std::io::BufReader::with_capacity(1 << 20, stdout);
+        let (mut lines, mut first, mut last, mut line) =
+            (0usize, Vec::new(), Vec::new(), Vec::new());
+        while stdout.read_until(b'\n', &mut line).unwrap() > 0 {
+            if lines == 0 {
+                first = line.clone();
+            }
+            lines += 1;
+            std::mem::swap(&mut last, &mut line);
+            line.clear();
+        }
+        (lines, first, last)
+    });
+    let (code, peak_mb) = wait_with_peak_rss(&child);
+    assert_eq!(code, Some(0));
+    let (lines, first, last) = reader.join().unwrap();
+    assert_eq!(lines, LINES + 1);
+    assert_eq!(first, b"line\n");
+    assert!(last.ends_with(format!(" {:07}\n", LINES - 1).as_bytes()));
+    assert!(
+        peak_mb < 200.0,
+        "file → stdout tsv: peak RSS {peak_mb:.0} MB over 512 MiB"
+    );
+
+    // file → csv: the file is complete, memory bounded.
+    let csv = pipeline(
+        dir.path(),
+        "csv",
+        &input,
+        "sinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    let child = runner_process()
+        .arg("run")
+        .arg(&csv)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (code, peak_mb) = wait_with_peak_rss(&child);
+    assert_eq!(code, Some(0));
+    assert!(
+        peak_mb < 200.0,
+        "file → csv: peak RSS {peak_mb:.0} MB over 512 MiB"
+    );
+    let mut written =
+        std::io::BufReader::new(std::fs::File::open(dir.path().join("out.csv")).unwrap());
+    let mut first = String::new();
+    written.read_line(&mut first).unwrap();
+    assert_eq!(first, "line\n");
+    let (mut rows, mut line) = (0, Vec::new());
+    while written.read_until(b'\n', &mut line).unwrap() > 0 {
+        rows += 1;
+        line.clear();
+    }
+    assert_eq!(rows, LINES);
+    std::fs::remove_file(dir.path().join("out.csv")).unwrap();
+
+    // limit: 10 takes ten rows and reads only the first morsels (1 MiB each, a window of a
+    // few per core), not the 512 of the input.
+    let limited = pipeline(
+        dir.path(),
+        "limited",
+        &input,
+        "transforms:\n  - {type: limit, n: 10}\nsinks:\n  - {type: stdout, format: tsv}\n",
+    );
+    let summary = dir.path().join("limited.json");
+    let out = runner_process()
+        .args(["run", "--cores", "2", "--summary"])
+        .arg(&summary)
+        .arg(&limited)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 11, "{text}");
+    assert!(text.lines().last().unwrap().ends_with(" 0000009"));
+    let read = source_rows(&summary);
+    assert!(
+        read <= 16 * (1 << 20) / LINE_BYTES as u64,
+        "limit: 10 read {read} rows"
+    );
+
+    // A reader that closes standard output after two lines stops the run early; exit 0.
+    let summary = dir.path().join("head.json");
+    let mut child = runner_process()
+        .args(["run", "--summary"])
+        .arg(&summary)
+        .arg(&tsv)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut two = String::new();
+    stdout.read_line(&mut two).unwrap();
+    stdout.read_line(&mut two).unwrap();
+    drop(stdout);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let read = source_rows(&summary);
+    assert!(
+        read < LINES as u64 / 4,
+        "a closed stdout still read {read} rows"
+    );
+}
