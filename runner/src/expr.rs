@@ -618,6 +618,26 @@ impl<'a> From<&'a Literal> for Value<'a> {
 }
 
 impl Predicate {
+    /// The columns it reads, in order, each once.
+    pub fn columns(&self) -> Vec<usize> {
+        fn walk(node: &Node, out: &mut Vec<usize>) {
+            match node {
+                Node::Column(index) => out.push(*index),
+                Node::Literal(_) => {}
+                Node::Compare(_, left, right) | Node::And(left, right) | Node::Or(left, right) => {
+                    walk(left, out);
+                    walk(right, out);
+                }
+                Node::In(inner, _, _) | Node::Not(inner) => walk(inner, out),
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Evaluates the predicate on every row; a comparison involving null is false.
     pub fn evaluate(&self, batch: &RecordBatch) -> BooleanArray {
         let columns = batch.columns();

@@ -9,6 +9,7 @@ pub mod counts;
 pub mod data;
 pub mod error;
 pub mod exec;
+pub mod explain;
 pub mod expr;
 pub mod io;
 pub mod lock;

@@ -293,7 +293,7 @@ fn main() -> ExitCode {
             format,
         } => config::load(&pipeline, &overrides).and_then(|loaded| {
             let built = exec::build(&loaded, cores)?;
-            let plan = runner::plan::plan(&loaded, &built);
+            let plan = runner::explain::plan(&loaded, &built);
             match format {
                 PlanFormat::Text => print!("{}", runner::redact::redact(&plan.to_text())),
                 PlanFormat::Json => println!(
@@ -440,20 +440,10 @@ fn execute(
     recorder.loaded(&loaded);
     let mut pipeline = exec::build(&loaded, options.cores)?;
     if options.no_fusion {
-        pipeline.fusion = None;
-        pipeline.fuse = false;
+        pipeline.without_rules();
     }
-    if let Some(fusion) = &pipeline.fusion {
-        let fused: Vec<String> = [
-            Some(fusion.tokenize),
-            fusion.stopwords,
-            Some(fusion.group_count),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|i| format!("transforms.{i}"))
-        .collect();
-        tracing::info!("{} run as one fused word-count loop", fused.join(", "));
+    if !pipeline.plan.rules_applied.is_empty() {
+        tracing::info!("plan rules: {}", pipeline.plan.rules_applied.join(", "));
     }
     recorder.built(&mut pipeline);
     let bar = (!say.quiet && !say.json && runner::progress::enabled())

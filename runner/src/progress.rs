@@ -47,6 +47,10 @@ struct WithProgress {
 }
 
 impl BatchSource for WithProgress {
+    fn raw_text_lines(&self) -> bool {
+        self.inner.raw_text_lines()
+    }
+
     fn schema(&self) -> SchemaRef {
         self.inner.schema()
     }

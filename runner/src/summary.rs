@@ -229,13 +229,7 @@ impl Recorder {
         };
         self.summary.warnings.counts = counters;
         self.summary.bytes_read = bytes;
-        let fused: Vec<usize> = match &pipeline.fusion {
-            Some(f) => [Some(f.tokenize), f.stopwords, Some(f.group_count)]
-                .into_iter()
-                .flatten()
-                .collect(),
-            None => Vec::new(),
-        };
+        let fused = pipeline.plan.fused_steps();
         let transforms = self.counters.len();
         // Stages counted by their wrappers; the rest (fused, or never reached) stay unknown
         // until filled in from their neighbours below.
@@ -270,9 +264,10 @@ impl Recorder {
             };
             let stage_fused = self.summary.stages[i].fused.is_some();
             let last_of_fusion = pipeline
+                .plan
                 .fusion
                 .as_ref()
-                .is_some_and(|f| f.group_count + 1 == i);
+                .is_some_and(|f| f.count + 1 == i);
             if self.summary.stages[i].rows_out.is_none() && (!stage_fused || last_of_fusion) {
                 self.summary.stages[i].rows_out = next_in;
             }
@@ -421,7 +416,7 @@ mod tests {
         recorder.loaded(&loaded);
         let mut built = crate::exec::build(&loaded, Some(1)).unwrap();
         if !fusion {
-            built.fusion = None;
+            built.without_rules();
         }
         recorder.built(&mut built);
         let report = crate::exec::batch::run(&mut built).unwrap();

@@ -552,7 +552,7 @@ fn plan_shows_the_pipeline_as_it_will_run_without_reading_data() {
             predicate::str::contains("batch, 3 core(s)")
                 .and(predicate::str::contains("never-read.txt (missing)"))
                 .and(predicate::str::contains(
-                    "fused     transforms.0, transforms.1, transforms.2 run as one loop",
+                    "fused     transforms.0, transforms.1, transforms.2 run as one word-count kernel",
                 ))
                 .and(predicate::str::contains("word: text, count: integer"))
                 .and(predicate::str::contains(
@@ -568,9 +568,18 @@ fn plan_shows_the_pipeline_as_it_will_run_without_reading_data() {
     let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(plan["transforms"][3]["type"], "filter");
     assert_eq!(plan["transforms"][3]["fused"], Value::Null);
+    assert_eq!(plan["transforms"][3]["runs"], "on the merged result");
+    // The physical plan whole: the rule that fused, and its kernel's steps.
+    assert_eq!(plan["physical"]["rules_applied"][0], "count_split_text");
+    assert_eq!(plan["physical"]["fusion"]["kernel"], "word_count");
+    assert_eq!(plan["physical"]["fusion"]["count"], 2);
     assert_eq!(
-        plan["transforms"][3]["runs"],
-        "row-wise, on the merged result"
+        plan["physical"]["operators"][1]["name"],
+        "word_count_kernel"
+    );
+    assert_eq!(
+        plan["logical"]["source"]["capabilities"][0],
+        "raw_text_lines"
     );
     assert!(!dir.path().join("out").exists());
 }

@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 use crate::sources::BatchSource;
 use crate::transforms::StageKind;
 
-use super::fused::{Fusion, WordCount, WordCounts, WordHasher};
+use super::fused::{WordCount, WordCounts, WordHasher};
+use crate::plan::Fusion;
 
 /// What a finished run did.
 #[derive(Debug)]
@@ -38,8 +39,8 @@ pub fn run(pipeline: &mut BuiltPipeline) -> Result<RunReport> {
         }
     };
     let stages = pipeline.stages.as_slice();
-    let fusion = pipeline.fusion.as_ref();
-    if super::pipelined::applies(stages) {
+    let fusion = pipeline.plan.fusion.as_ref();
+    if pipeline.plan.streams_to_sinks {
         // No aggregation or sort: rows reach the sinks as they are produced.
         for sink in &mut pipeline.sinks {
             sink.begin(0)?;
@@ -83,7 +84,7 @@ pub fn compute(
     if let Some(fusion) = fusion {
         if let Some(word_count) = WordCount::new(fusion, stages) {
             let result = fused_word_count(source, &word_count)?;
-            return finish(result, &stages[fusion.group_count + 1..]);
+            return finish(result, &stages[fusion.count + 1..]);
         }
     }
     let parallel = stages
@@ -246,7 +247,7 @@ fn fused_word_count(source: &dyn BatchSource, word_count: &WordCount) -> Result<
             Ok(())
         })?;
     let tables: Vec<WordCounts> = tables.into_iter().map(|(counts, _)| counts).collect();
-    Ok(word_count.result(tables))
+    word_count.result(tables)
 }
 
 /// One accumulator per worker thread. rayon's `fold` makes one per split of the work, which

@@ -1,8 +1,8 @@
 //! Rows in and out of each stage, for the run summary. Stages are wrapped rather than counted
 //! inside the executors, so the executors stay as they are: a wrapper adds two atomic additions
-//! per batch (thousands of rows), never per row. Wrappers hand the wrapped stage out through
-//! `as_any`, so fused loops still recognise it; a stage a fused loop replaces is never called
-//! and reports no rows.
+//! per batch (thousands of rows), never per row. Wrappers forward what the wrapped stage
+//! declares, so the plan is the same; a stage a kernel replaces is never called and reports
+//! no rows.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -105,8 +105,20 @@ impl MapTransform for CountedMap {
         Ok(last)
     }
 
-    fn as_any(&self) -> &dyn Any {
-        self.inner.as_any()
+    fn describe(&self) -> Option<String> {
+        self.inner.describe()
+    }
+
+    fn needs_finish(&self) -> bool {
+        self.inner.needs_finish()
+    }
+
+    fn splits_text(&self) -> Option<crate::transforms::TextSplit<'_>> {
+        self.inner.splits_text()
+    }
+
+    fn per_value(&self) -> Option<crate::transforms::PerValue> {
+        self.inner.per_value()
     }
 }
 
@@ -133,6 +145,10 @@ impl GlobalTransform for CountedGlobal {
     fn first_rows(&self) -> Option<usize> {
         self.inner.first_rows()
     }
+
+    fn order_independent(&self) -> bool {
+        self.inner.order_independent()
+    }
 }
 
 struct CountedAggregation {
@@ -148,8 +164,8 @@ impl Aggregation for CountedAggregation {
         })
     }
 
-    fn as_any(&self) -> &dyn Any {
-        self.inner.as_any()
+    fn counts_by(&self) -> Option<&[usize]> {
+        self.inner.counts_by()
     }
 }
 
@@ -186,7 +202,7 @@ impl AggregateState for CountedState {
         self.inner.into_any()
     }
 
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self.inner.as_any_mut()
+    fn text_counter(&mut self) -> Option<&mut dyn crate::transforms::TextCounter> {
+        self.inner.text_counter()
     }
 }

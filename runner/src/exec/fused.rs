@@ -1,12 +1,14 @@
-//! The fused word count: `tokenize → [stopwords] → group_count` on a text source runs as one
-//! loop from input bytes into a per-worker hash table, with no batch, string or row in between.
+//! The word-count kernel: `tokenize → [steps that decide by the word] → group_count` on a
+//! source of raw text lines (the plan's `count_split_text` rule) runs as one loop from input
+//! bytes into a per-worker hash table, with no batch, string or row in between.
 //! Each token of up to 16 bytes is normalised in two registers (lowercase by arithmetic,
 //! punctuation removed with `pext` where the CPU has BMI2), hashed, and its table slot
 //! prefetched; lookups run in groups (`counts::PendingWords`) so their cache misses overlap.
 //! Longer tokens and tokens with case-changing non-ASCII take the tokenizer's own path. On
-//! AVX-512 CPUs `fused_avx512_blocks` normalises whole blocks instead. The stop-word filter runs
-//! once per distinct word after counting (a membership filter gives the same result either way,
-//! and the table is far smaller than the input). Everything else uses the generic path;
+//! AVX-512 CPUs `fused_avx512_blocks` normalises whole blocks instead. Steps that decide by the
+//! word alone (stopwords, a filter on the word, lowercase) run once per distinct word after
+//! counting (the same result either way, and the table is far smaller than the input).
+//! Everything else uses the generic path;
 //! `runner run --no-fusion` forces the generic path, and the tests compare the two.
 
 use std::sync::Arc;
@@ -20,94 +22,130 @@ use arrow_schema::SchemaRef;
 use super::BuiltStage;
 use crate::counts::{head_of, PendingWords, INLINE};
 pub use crate::counts::{WordCounts, WordHasher};
-use crate::transforms::group_count::GroupCount;
-use crate::transforms::stopwords::Stopwords;
-use crate::transforms::tokenize::{
-    flags_of, split_tokens, StripPunctuation, TokenSink, Tokenize, Tokenizer,
-};
-use crate::transforms::StageKind;
+use crate::error::{Error, Result};
+use crate::plan::Fusion;
+use crate::transforms::tokenize::{flags_of, split_tokens, StripPunctuation, TokenSink, Tokenizer};
+use crate::transforms::{PerValue, StageKind, TextSplit};
 
-/// Which stages the fused loop replaces.
-#[derive(Debug, Clone)]
-pub struct Fusion {
-    pub tokenize: usize,
-    pub stopwords: Option<usize>,
-    pub group_count: usize,
-    /// Whether the counts must come out in group_count's order (no sort follows to order them).
-    pub order_rows: bool,
-}
-
-/// Recognises `tokenize → [stopwords] → group_count by the word` at the start of `stages`,
-/// reading the source's only column.
-pub fn detect(stages: &[BuiltStage], source: &SchemaRef) -> Option<Fusion> {
-    if source.fields().len() != 1 {
-        return None;
-    }
-    let map = |i: usize| match stages.get(i).map(|s| &s.stage.kind) {
-        Some(StageKind::Map(m)) => Some(m.as_any()),
-        _ => None,
-    };
-    let tokenize = map(0)?.downcast_ref::<Tokenize>()?;
-    if tokenize.input_column() != 0 {
-        return None;
-    }
-    let (stopwords, next) = match map(1).and_then(|m| m.downcast_ref::<Stopwords>()) {
-        Some(s) if s.column() == 0 => (Some(1), 2),
-        Some(_) => return None,
-        None => (None, 1),
-    };
-    let StageKind::Aggregate(aggregation) = &stages.get(next)?.stage.kind else {
-        return None;
-    };
-    let group_count = aggregation.as_any().downcast_ref::<GroupCount>()?;
-    if group_count.keys() != [0] {
-        return None;
-    }
-    // Row-wise stages keep order; the first stage that cares about order decides.
-    let order_rows = !matches!(
-        stages[next + 1..].iter().find(|s| !matches!(s.stage.kind, StageKind::Map(_))),
-        Some(s) if s.type_name == "sort"
-    );
-    Some(Fusion {
-        tokenize: 0,
-        stopwords,
-        group_count: next,
-        order_rows,
-    })
-}
-
-/// The parts of the pipeline the fused loop needs, borrowed from the built stages.
+/// The parts of the pipeline the word-count kernel needs, read from what the fused steps
+/// declare (see `plan::rules`).
 pub struct WordCount<'a> {
     pub tokenizer: &'a Tokenizer,
-    pub stopwords: Option<&'a Stopwords>,
+    /// Steps applied to the distinct words after counting, with what each declares.
+    per_value: Vec<(&'a BuiltStage, PerValue)>,
+    /// The columns of the words (the split step's output: the word alone).
+    words_schema: SchemaRef,
     pub output: SchemaRef,
     pub order_rows: bool,
 }
 
 impl<'a> WordCount<'a> {
+    /// `None` when the steps do not declare what the plan says they do (they always do).
     pub fn new(fusion: &Fusion, stages: &'a [BuiltStage]) -> Option<Self> {
-        let as_map = |i: usize| match &stages[i].stage.kind {
-            StageKind::Map(m) => Some(m.as_any()),
+        let map = |i: usize| match &stages.get(i)?.stage.kind {
+            StageKind::Map(m) => Some(m.as_ref()),
             _ => None,
         };
-        let tokenize = as_map(fusion.tokenize)?.downcast_ref::<Tokenize>()?;
-        let stopwords = match fusion.stopwords {
-            Some(i) => Some(as_map(i)?.downcast_ref::<Stopwords>()?),
-            None => None,
+        let Some(TextSplit::Words { tokenizer, .. }) = map(fusion.split)?.splits_text() else {
+            return None;
         };
+        let per_value = fusion
+            .per_value
+            .iter()
+            .map(|&i| Some((&stages[i], map(i)?.per_value()?)))
+            .collect::<Option<Vec<_>>>()?;
         Some(WordCount {
-            tokenizer: tokenize.tokenizer(),
-            stopwords,
-            output: stages[fusion.group_count].stage.output.clone(),
+            tokenizer,
+            per_value,
+            words_schema: stages[fusion.split].stage.output.clone(),
+            output: stages[fusion.count].stage.output.clone(),
             order_rows: fusion.order_rows,
         })
+    }
+
+    /// The per-value steps applied to the distinct `words` and their `counts`: a step that
+    /// keeps rows keeps their counts; a step that maps values adds up the counts of values
+    /// that became one.
+    fn apply_per_value(
+        &self,
+        mut words: ArrayRef,
+        mut counts: ArrayRef,
+    ) -> Result<(ArrayRef, ArrayRef)> {
+        for (built, declared) in &self.per_value {
+            let StageKind::Map(map) = &built.stage.kind else {
+                continue;
+            };
+            let fail = |why: String| Error::runtime(format!("{}: {why}", built.label));
+            let batch = RecordBatch::try_new(self.words_schema.clone(), vec![words.clone()])
+                .map_err(|e| fail(e.to_string()))?;
+            let out = map.apply(&batch).map_err(|e| fail(e.to_string()))?;
+            let before = words.as_string::<i32>();
+            match *declared {
+                PerValue::Keeps { column } => {
+                    // The kept rows, in order: find each among the (distinct) words given.
+                    let kept = out.column(column).as_string::<i32>();
+                    let mut indices = Vec::with_capacity(kept.len());
+                    let mut at = 0usize;
+                    for word in kept.iter() {
+                        while at < before.len() && Some(before.value(at)) != word {
+                            at += 1;
+                        }
+                        if at == before.len() {
+                            return Err(fail("it declared that it keeps or drops rows, but returned a row it was not given".into()));
+                        }
+                        indices.push(at as u32);
+                        at += 1;
+                    }
+                    let indices = arrow_array::UInt32Array::from(indices);
+                    let take = |array: &ArrayRef| {
+                        arrow_select::take::take(array.as_ref(), &indices, None)
+                            .expect("indices are in bounds")
+                    };
+                    (words, counts) = (take(&words), take(&counts));
+                }
+                PerValue::Maps { column } => {
+                    let mapped = out.column(column).as_string::<i32>();
+                    if mapped.len() != before.len() {
+                        return Err(fail(
+                            "it declared one row out per row in, but changed the number of rows"
+                                .into(),
+                        ));
+                    }
+                    let values = counts.as_primitive::<Int64Type>();
+                    // Values that became equal: one row, counts added, first seen first.
+                    let mut index: hashbrown::HashMap<&str, usize> = hashbrown::HashMap::new();
+                    let mut merged_words: Vec<Option<&str>> = Vec::new();
+                    let mut merged_counts: Vec<i64> = Vec::new();
+                    for (row, word) in mapped.iter().enumerate() {
+                        let slot = match word {
+                            Some(word) => *index.entry(word).or_insert_with(|| {
+                                merged_words.push(Some(word));
+                                merged_counts.push(0);
+                                merged_words.len() - 1
+                            }),
+                            None => {
+                                merged_words.push(None);
+                                merged_counts.push(0);
+                                merged_words.len() - 1
+                            }
+                        };
+                        merged_counts[slot] += values.value(row);
+                    }
+                    let new_words: ArrayRef =
+                        Arc::new(arrow_array::StringArray::from(merged_words));
+                    let new_counts: ArrayRef = Arc::new(Int64Array::from(merged_counts));
+                    (words, counts) = (new_words, new_counts);
+                }
+            }
+        }
+        Ok((words, counts))
     }
 
     /// The counts of all `tables` (one per worker, same hasher) as the group_count stage would
     /// emit them (stop words removed). Built from several ranges of the tables at once, each
     /// word copied straight into the Arrow column; the last two tables are joined rather than
     /// merged (each word is emitted from the first table that has it, with both counts).
-    pub fn result(&self, mut tables: Vec<WordCounts>) -> RecordBatch {
+    pub fn result(&self, mut tables: Vec<WordCounts>) -> Result<RecordBatch> {
         use rayon::prelude::*;
         if tables.is_empty() {
             // No input at all (an empty file): one empty table gives the empty result.
@@ -157,10 +195,8 @@ impl<'a> WordCount<'a> {
                         Ok(word) => std::borrow::Cow::Borrowed(word),
                         Err(_) => String::from_utf8_lossy(word),
                     };
-                    if self.stopwords.is_none_or(|stop| !stop.contains(&word)) {
-                        words.append_value(word);
-                        values.push(total as i64);
-                    }
+                    words.append_value(word);
+                    values.push(total as i64);
                 });
                 let words: ArrayRef = Arc::new(words.finish());
                 let values: ArrayRef = Arc::new(Int64Array::from(values));
@@ -171,7 +207,7 @@ impl<'a> WordCount<'a> {
             let arrays: Vec<&dyn Array> = pieces.iter().map(|p| pick(p).as_ref()).collect();
             arrow_select::concat::concat(&arrays).expect("pieces of one column share a type")
         };
-        let (mut words, mut values) = (column(|p| &p.0), column(|p| &p.1));
+        let (mut words, mut values) = self.apply_per_value(column(|p| &p.0), column(|p| &p.1))?;
         if self.order_rows {
             // As group_count orders them: most frequent first, ties by word.
             let (text, number) = (words.as_string::<i32>(), values.as_primitive::<Int64Type>());
@@ -190,8 +226,10 @@ impl<'a> WordCount<'a> {
             };
             (words, values) = (take(&words), take(&values));
         }
-        RecordBatch::try_new(self.output.clone(), vec![words, values])
-            .expect("word and count columns match group_count's output")
+        Ok(
+            RecordBatch::try_new(self.output.clone(), vec![words, values])
+                .expect("word and count columns match group_count's output"),
+        )
     }
 }
 
@@ -697,7 +735,8 @@ mod tests {
         let tokenizer = tokenizer(true, StripPunctuation::All, true);
         let word_count = WordCount {
             tokenizer: &tokenizer,
-            stopwords: None,
+            per_value: Vec::new(),
+            words_schema: crate::data::text_schema("word"),
             output: crate::data::word_counts(&[], &[]).schema(),
             order_rows: true,
         };
@@ -722,13 +761,15 @@ mod tests {
             counts
         };
         for tables in 1..=3 {
-            let result = word_count.result(texts[..tables].iter().map(table).collect());
+            let result = word_count
+                .result(texts[..tables].iter().map(table).collect())
+                .unwrap();
             let merged = texts[..tables]
                 .iter()
                 .map(table)
                 .reduce(WordCounts::merge)
                 .unwrap();
-            let expected = word_count.result(vec![merged]);
+            let expected = word_count.result(vec![merged]).unwrap();
             assert!(expected.num_rows() > 30_000);
             assert_eq!(result, expected, "{tables} tables");
         }

@@ -16,18 +16,12 @@ use arrow_schema::SchemaRef;
 
 use crate::config::{LoadedPipeline, Mode, OutputMode};
 use crate::error::{Error, Result};
+use crate::plan::{LogicalPlan, PhysicalPlan};
 use crate::sinks::{Sink, SinkContext};
 use crate::sources::{BuiltSource, SourceContext};
-use crate::transforms::{BuildContext, Stage};
+use crate::transforms::BuildContext;
 
-/// A transform ready to run, with what messages need to name it.
-pub struct BuiltStage {
-    /// `transforms.N (type)`, for messages.
-    pub label: String,
-    /// The YAML `type:` name.
-    pub type_name: &'static str,
-    pub stage: Stage,
-}
+pub use crate::plan::BuiltStage;
 
 /// A validated pipeline, ready to run.
 pub struct BuiltPipeline {
@@ -39,13 +33,20 @@ pub struct BuiltPipeline {
     pub sinks: Vec<Box<dyn Sink>>,
     /// Worker threads (already resolved: never 0).
     pub cores: usize,
-    /// Leading stages that run as one fused loop, when the pipeline has that shape.
-    pub fusion: Option<fused::Fusion>,
-    /// Whether fused loops may replace stages at all (`--no-fusion` clears it, for batch and
-    /// stream runs alike).
-    pub fuse: bool,
+    /// The pipeline as typed nodes with their declared capabilities.
+    pub logical: LogicalPlan,
+    /// How it runs: what the executors, `runner plan` and the summary all read.
+    pub plan: PhysicalPlan,
     /// How epochs run, in stream mode.
     pub stream: Option<stream::StreamSettings>,
+}
+
+impl BuiltPipeline {
+    /// Plans every step to run as itself, without the rules' kernels (`--no-fusion`, in batch
+    /// and stream runs alike).
+    pub fn without_rules(&mut self) {
+        self.plan = crate::plan::rules::physical(&self.source, &self.stages, false);
+    }
 }
 
 /// The rayon pool of `cores` worker threads a run computes on.
@@ -138,10 +139,11 @@ pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipel
             loaded.display_name
         )));
     }
-    let fusion = fused::detect(&stages, &source.schema());
+    let logical = LogicalPlan::new(config.source.value.type_name(), &source, &stages);
+    let plan = crate::plan::rules::physical(&source, &stages, true);
     Ok(BuiltPipeline {
-        fusion,
-        fuse: true,
+        logical,
+        plan,
         stream,
         name: config.name.clone(),
         source,

@@ -1,4 +1,4 @@
-//! A batch pipeline without an aggregation or a sort streams: `cores` workers decode morsels
+//! A batch pipeline without an aggregation or a sort streams (the plan's `stream_to_sinks`): `cores` workers decode morsels
 //! and run the row-wise stages on them, and this thread hands the results to the sinks in
 //! input order as they complete. At most a window of morsels is between reading and writing,
 //! so memory is bounded whatever the input's size; a `limit` that is reached, or sinks that
@@ -15,16 +15,6 @@ use crate::error::{Error, Result};
 use crate::sinks::{Flow, Sink};
 use crate::sources::{BatchSource, Morsel, Morsels};
 use crate::transforms::StageKind;
-
-/// Whether `stages` can stream: row-wise stages and limits only (a sort or an aggregation
-/// needs its whole input first).
-pub fn applies(stages: &[BuiltStage]) -> bool {
-    stages.iter().all(|s| match &s.stage.kind {
-        StageKind::Map(_) => true,
-        StageKind::Global(global) => global.first_rows().is_some(),
-        StageKind::Aggregate(_) => false,
-    })
-}
 
 /// Morsels between the one being written and the furthest one a worker may read.
 fn window(cores: usize) -> usize {

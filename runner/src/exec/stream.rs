@@ -21,7 +21,7 @@ use crate::config::OutputMode;
 use crate::data::{concat, BATCH_ROWS};
 use crate::error::{Error, Result};
 use crate::sources::{BuiltSource, Chunk, Delivery, SourcePosition, StreamSource};
-use crate::transforms::{AggregateState, StageKind};
+use crate::transforms::{AggregateState, StageKind, TextSplit};
 
 /// When epochs run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +150,7 @@ async fn run_epochs(
 
     let engine = Engine::new(
         &pipeline.stages,
-        pipeline.fuse,
+        pipeline.plan.fusion.as_ref(),
         source,
         settings.output_mode,
     );
@@ -471,15 +471,16 @@ struct Engine<'a> {
     aggregation: Option<&'a dyn crate::transforms::Aggregation>,
     suffix: &'a [BuiltStage],
     mode: OutputMode,
-    /// Whether the fused split-count may replace explode → group_count (`--no-fusion`).
-    fuse: bool,
+    /// The split-count kernel's separator and whether it drops empty pieces, when the plan
+    /// runs the prefix and the count in it.
+    split: Option<(&'a str, bool)>,
 }
 
 impl<'a> Engine<'a> {
     /// Splits the pipeline's stages at its aggregation.
     fn new(
         stages: &'a [BuiltStage],
-        fuse: bool,
+        fusion: Option<&crate::plan::Fusion>,
         source: &'a dyn StreamSource,
         mode: OutputMode,
     ) -> Self {
@@ -497,13 +498,26 @@ impl<'a> Engine<'a> {
         } else {
             rest
         };
+        let split = fusion
+            .filter(|f| f.kernel == crate::plan::Kernel::SplitCount && f.per_value.is_empty())
+            .and_then(|f| match &stages.get(f.split)?.stage.kind {
+                StageKind::Map(map) => match map.splits_text()? {
+                    TextSplit::Separator {
+                        separator,
+                        drop_empty,
+                        ..
+                    } => Some((separator, drop_empty)),
+                    TextSplit::Words { .. } => None,
+                },
+                _ => None,
+            });
         Engine {
             source,
             prefix,
             aggregation,
             suffix,
             mode,
-            fuse,
+            split,
         }
     }
     /// Runs newly arrived chunks through the row-wise stages (in parallel over slices when
@@ -573,32 +587,13 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// `explode(separator)` of the source's line column straight into a group_count of the
-    /// pieces: the stream's hashtag count. Returns the separator when the chain has that shape.
+    /// The split-count kernel's separator, when the plan chose it.
     fn fused_split(&self) -> Option<&str> {
-        if !self.fuse {
-            return None;
-        }
-        let [only] = self.prefix else { return None };
-        let StageKind::Map(map) = &only.stage.kind else {
-            return None;
-        };
-        let explode = map
-            .as_any()
-            .downcast_ref::<crate::transforms::explode::Explode>()?;
-        let group_count = self
-            .aggregation?
-            .as_any()
-            .downcast_ref::<crate::transforms::group_count::GroupCount>()?;
-        let single_column = self.source.schema().fields().len() == 1 && explode.input_column() == 0;
-        (single_column && group_count.keys() == [0])
-            .then(|| explode.separator())
-            .flatten()
+        self.split.map(|(separator, _)| separator)
     }
 
     fn drop_empty(&self) -> bool {
-        matches!(self.prefix, [only] if matches!(&only.stage.kind, StageKind::Map(m)
-            if m.as_any().downcast_ref::<crate::transforms::explode::Explode>().is_some_and(|e| e.drop_empty())))
+        self.split.is_some_and(|(_, drop_empty)| drop_empty)
     }
 
     /// What the sinks receive for the epoch.
@@ -634,16 +629,12 @@ fn absorb_split_count(
     state: &mut dyn AggregateState,
     pending: &mut Pending,
 ) -> Result<()> {
-    use crate::transforms::group_count::GroupCountState;
-    let Some(counts) = state.as_any_mut().downcast_mut::<GroupCountState>() else {
+    let Some(counts) = state.text_counter() else {
         return Err(Error::runtime(
-            "the fused stream count expected a group_count state",
+            "the split-count kernel expected a state that counts text keys",
         ));
     };
-    let mut changed = pending
-        .changed
-        .as_mut()
-        .and_then(|c| c.as_any_mut().downcast_mut::<GroupCountState>());
+    let mut changed = pending.changed.as_mut().and_then(|c| c.text_counter());
     if let [separator] = separator.as_bytes() {
         if separator.is_ascii() && !matches!(separator, b'\n' | b'\r') {
             let mut pieces: Vec<&[u8]> = Vec::new();
@@ -908,19 +899,20 @@ mod tests {
         };
         let engine = Engine::new(
             &pipeline.stages,
-            true,
+            pipeline.plan.fusion.as_ref(),
             source.as_ref(),
             OutputMode::Complete,
         );
         assert_eq!(engine.fused_split(), Some(" "));
-        // `runner run --no-fusion` clears `fuse`; the engine reads it.
-        pipeline.fuse = false;
+        // `runner run --no-fusion` plans without the rules; the engine reads the plan.
+        pipeline.without_rules();
+        assert!(pipeline.plan.fusion.is_none());
         let BuiltSource::Stream(source) = &pipeline.source else {
             panic!("a stream source")
         };
         let engine = Engine::new(
             &pipeline.stages,
-            pipeline.fuse,
+            pipeline.plan.fusion.as_ref(),
             source.as_ref(),
             OutputMode::Complete,
         );

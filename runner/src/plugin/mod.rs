@@ -270,6 +270,11 @@ impl Instance {
             .map_err(|e| format!("plugin {} returned an invalid batch: {e}", self.plugin.name))
     }
 
+    /// Whether the plugin has a `finish` (it may keep state and return rows at the end).
+    pub fn has_finish(&self) -> bool {
+        self.plugin.finish.is_some()
+    }
+
     /// Runs the plugin's `finish`, if it has one: its last batch, or nothing.
     pub fn finish(&self) -> Result<Option<RecordBatch>, String> {
         self.usable()?;

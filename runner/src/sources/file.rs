@@ -168,6 +168,10 @@ impl FileSource {
 }
 
 impl BatchSource for FileSource {
+    fn raw_text_lines(&self) -> bool {
+        true
+    }
+
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }

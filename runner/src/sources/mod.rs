@@ -33,6 +33,14 @@ pub enum BuiltSource {
 }
 
 impl BuiltSource {
+    /// See `BatchSource::raw_text_lines`.
+    pub fn raw_text_lines(&self) -> bool {
+        match self {
+            BuiltSource::Batch(s) => s.raw_text_lines(),
+            BuiltSource::Stream(s) => s.raw_text_lines(),
+        }
+    }
+
     pub fn schema(&self) -> SchemaRef {
         match self {
             BuiltSource::Batch(s) => s.schema(),
@@ -89,6 +97,13 @@ pub trait StreamSource: Send + Sync {
     }
     /// Turns chunks into a batch of rows.
     fn decode(&self, chunks: &[Chunk]) -> RecordBatch;
+    /// Declared when every chunk's bytes are whole lines of text and each row is one line in
+    /// the only column (a trailing `\r` dropped, invalid UTF-8 handled by `decode`): a kernel
+    /// may then read the bytes without decoding them into batches.
+    fn raw_text_lines(&self) -> bool {
+        false
+    }
+
     /// Things worth telling the user at the end (skipped long lines, ...).
     fn warnings(&self) -> Vec<String>;
     /// A one-line account of what the source read, for the end of the run.
@@ -169,6 +184,13 @@ pub trait BatchSource: Send + Sync {
     fn open(&self) -> Result<Morsels<'_>>;
     /// Turns one morsel into record batches; called from any worker thread.
     fn decode(&self, morsel: Morsel) -> Result<Vec<RecordBatch>>;
+    /// Declared when every morsel's bytes are whole lines of text and each row is one line in
+    /// the only column (a trailing `\r` dropped, invalid UTF-8 handled by `decode`): a kernel
+    /// may then read the bytes without decoding them into batches.
+    fn raw_text_lines(&self) -> bool {
+        false
+    }
+
     /// Takes back a morsel's buffer for reuse (fresh buffers cost page faults).
     fn recycle(&self, _bytes: Vec<u8>) {}
     /// Things worth telling the user at the end (replaced or skipped bad lines, ...).

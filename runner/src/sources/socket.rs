@@ -108,6 +108,10 @@ pub struct SocketSource {
 const READ_BYTES: usize = 64 * 1024;
 
 impl StreamSource for SocketSource {
+    fn raw_text_lines(&self) -> bool {
+        true
+    }
+
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }

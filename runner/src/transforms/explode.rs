@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::{
     replace_column, schema_replacing, BuildContext, BuildTransform, MapTransform, Stage, StageKind,
+    TextSplit,
 };
 use crate::data::{column_index, type_label};
 use crate::error::Result;
@@ -150,8 +151,12 @@ impl MapTransform for Explode {
         ))
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
+    fn splits_text(&self) -> Option<TextSplit<'_>> {
+        Some(TextSplit::Separator {
+            column: self.index,
+            separator: self.config.separator.as_deref()?,
+            drop_empty: self.config.drop_empty,
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 use arrow_array::RecordBatch;
 use serde::Deserialize;
 
-use super::{BuildContext, BuildTransform, MapTransform, Stage, StageKind};
+use super::{BuildContext, BuildTransform, MapTransform, PerValue, Stage, StageKind};
 use crate::error::Result;
 use crate::expr::{compile, Predicate};
 
@@ -46,8 +46,12 @@ impl MapTransform for Filter {
             .expect("mask has one entry per row"))
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
+    /// An expression of one column (and literals) decides each row by that column's value.
+    fn per_value(&self) -> Option<PerValue> {
+        match self.predicate.columns().as_slice() {
+            [column] => Some(PerValue::Keeps { column: *column }),
+            _ => None,
+        }
     }
 }
 

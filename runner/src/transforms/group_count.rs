@@ -13,7 +13,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use hashbrown::HashMap;
 use serde::Deserialize;
 
-use super::{AggregateState, Aggregation, BuildContext, BuildTransform, Stage, StageKind};
+use super::{
+    AggregateState, Aggregation, BuildContext, BuildTransform, Stage, StageKind, TextCounter,
+};
 use crate::counts::TextCounts;
 use crate::data::{column_index, type_label};
 use crate::error::Result;
@@ -126,8 +128,8 @@ impl Aggregation for GroupCount {
         })
     }
 
-    fn as_any(&self) -> &dyn Any {
-        self
+    fn counts_by(&self) -> Option<&[usize]> {
+        Some(&self.keys)
     }
 }
 
@@ -162,6 +164,16 @@ fn key_at(array: &dyn Array, row: usize) -> Key {
         DataType::Int64 => Key::Int(array.as_primitive::<Int64Type>().value(row)),
         DataType::Boolean => Key::Bool(array.as_boolean().value(row)),
         _ => Key::Null,
+    }
+}
+
+impl TextCounter for GroupCountState {
+    fn add_text(&mut self, key: &str, count: i64) {
+        GroupCountState::add_text(self, key, count);
+    }
+
+    fn add_each_text(&mut self, keys: &[&[u8]]) {
+        GroupCountState::add_each_text(self, keys);
     }
 }
 
@@ -367,8 +379,11 @@ impl AggregateState for GroupCountState {
         Ok(())
     }
 
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
+    fn text_counter(&mut self) -> Option<&mut dyn TextCounter> {
+        match self.table {
+            Table::Text(..) => Some(self),
+            Table::Keys(_) => None,
+        }
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any> {

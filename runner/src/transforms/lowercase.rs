@@ -9,7 +9,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::DataType;
 use serde::Deserialize;
 
-use super::{BuildContext, BuildTransform, MapTransform, Stage, StageKind};
+use super::{BuildContext, BuildTransform, MapTransform, PerValue, Stage, StageKind};
 use crate::data::{column_index, type_label};
 use crate::error::Result;
 
@@ -87,8 +87,8 @@ impl MapTransform for Lowercase {
         Ok(RecordBatch::try_new(batch.schema(), columns).expect("same schema, same column type"))
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
+    fn per_value(&self) -> Option<PerValue> {
+        (!self.list).then_some(PerValue::Maps { column: self.index })
     }
 }
 

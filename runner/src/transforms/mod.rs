@@ -61,18 +61,69 @@ pub trait MapTransform: Send + Sync {
     fn finish(&self) -> Result<Option<RecordBatch>> {
         Ok(None)
     }
-    /// For the executor to recognise stages it can fuse.
-    fn as_any(&self) -> &dyn Any;
     /// What `runner plan` says about the stage beyond its type (a plugin: its name and file).
     fn describe(&self) -> Option<String> {
         None
     }
+    /// Whether `finish` may return rows (a stateful plugin): the plan says so.
+    fn needs_finish(&self) -> bool {
+        false
+    }
+    /// Declared when the stage splits a text column into one row per piece: a counting kernel
+    /// may then read the pieces straight from the input's bytes.
+    fn splits_text(&self) -> Option<TextSplit<'_>> {
+        None
+    }
+    /// Declared when what the stage does to a row depends only on the value in one column:
+    /// applied to the distinct values of that column it gives what it gives applied to every
+    /// row, so it commutes with counting that column.
+    fn per_value(&self) -> Option<PerValue> {
+        None
+    }
+}
+
+/// How a row-wise stage splits a text column (see `MapTransform::splits_text`).
+pub enum TextSplit<'a> {
+    /// Into words, as `tokenizer` does (tokenize).
+    Words {
+        column: usize,
+        tokenizer: &'a tokenize::Tokenizer,
+    },
+    /// At every `separator` (explode of a text column).
+    Separator {
+        column: usize,
+        separator: &'a str,
+        drop_empty: bool,
+    },
+}
+
+/// What a stage does to each row, from the value of one column alone (see
+/// `MapTransform::per_value`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PerValue {
+    /// Keeps or drops the row (filter, stopwords): its output rows are some of its input rows,
+    /// in order, unchanged.
+    Keeps { column: usize },
+    /// Replaces the value with another, one row out per row in (lowercase).
+    Maps { column: usize },
 }
 
 pub trait Aggregation: Send + Sync {
     fn new_state(&self) -> Box<dyn AggregateState>;
-    /// For the executor to recognise stages it can fuse.
-    fn as_any(&self) -> &dyn Any;
+    /// Declared when the aggregation counts rows per value of these key columns
+    /// (group_count): a counting kernel may feed its state through `text_counter`.
+    fn counts_by(&self) -> Option<&[usize]> {
+        None
+    }
+}
+
+/// A state that counts text keys, fed directly by a counting kernel.
+pub trait TextCounter {
+    /// Adds `count` occurrences of `key`.
+    fn add_text(&mut self, key: &str, count: i64);
+    /// Adds one occurrence of each of `keys` (valid UTF-8).
+    fn add_each_text(&mut self, keys: &[&[u8]]);
 }
 
 pub trait AggregateState: Send {
@@ -85,9 +136,12 @@ pub trait AggregateState: Send {
     fn rows(&self) -> usize;
     /// Adds the groups of a `result()` table (a checkpoint's state) to this state.
     fn restore(&mut self, table: &RecordBatch) -> Result<()>;
+    /// For `merge`, which receives another state of its own aggregation.
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
-    /// For fused paths that feed the state directly.
-    fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// The state as a counter of text keys, when it is one (a group_count by one text column).
+    fn text_counter(&mut self) -> Option<&mut dyn TextCounter> {
+        None
+    }
 }
 
 pub trait GlobalTransform: Send + Sync {
@@ -103,6 +157,12 @@ pub trait GlobalTransform: Send + Sync {
     /// `Some(n)` for a stage that keeps the first `n` rows and drops the rest (`limit`).
     fn first_rows(&self) -> Option<usize> {
         None
+    }
+
+    /// Declared when the output does not depend on the order of the input rows (a sort whose
+    /// ties are broken by every column): what comes before it need not keep any order.
+    fn order_independent(&self) -> bool {
+        false
     }
 }
 

@@ -217,11 +217,11 @@ impl MapTransform for PluginTransform {
         }
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
     fn describe(&self) -> Option<String> {
         Some(format!("plugin {} from {}", self.name, self.path.display()))
+    }
+
+    fn needs_finish(&self) -> bool {
+        self.instance.has_finish()
     }
 }

@@ -191,6 +191,11 @@ impl GlobalTransform for Sort {
         Ok(self.sorted(batch, None))
     }
 
+    /// Ties are broken by the other columns, so equal rows are identical.
+    fn order_independent(&self) -> bool {
+        true
+    }
+
     fn apply_first(&self, batch: RecordBatch, rows: usize) -> Result<RecordBatch> {
         Ok(self.sorted(batch, Some(rows)))
     }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use arrow_array::{BooleanArray, RecordBatch};
 use serde::Deserialize;
 
-use super::{BuildContext, BuildTransform, MapTransform, Stage, StageKind};
+use super::{BuildContext, BuildTransform, MapTransform, PerValue, Stage, StageKind};
 use crate::data::{text, text_column_index};
 use crate::error::Result;
 
@@ -171,8 +171,8 @@ impl MapTransform for Stopwords {
             .expect("mask has one entry per row"))
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
+    fn per_value(&self) -> Option<PerValue> {
+        Some(PerValue::Keeps { column: self.index })
     }
 }
 

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::{
     replace_column, schema_replacing, BuildContext, BuildTransform, MapTransform, Stage, StageKind,
+    TextSplit,
 };
 use crate::data::{text, text_column_index};
 use crate::error::Result;
@@ -567,8 +568,11 @@ impl MapTransform for Tokenize {
         ))
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
+    fn splits_text(&self) -> Option<TextSplit<'_>> {
+        Some(TextSplit::Words {
+            column: self.index,
+            tokenizer: &self.tokenizer,
+        })
     }
 }
 

@@ -1,12 +1,14 @@
 //! `runner plan FILE`: the pipeline as it will run — resolved paths, the source, each
-//! transform with the columns it takes and gives, which stages run fused, the sinks, cores,
-//! trigger and schedule — built exactly as `runner run` builds it, without reading any data.
+//! transform with the columns it takes and gives, the physical plan's operators (which steps a
+//! kernel runs), the sinks, cores, trigger and schedule — built exactly as `runner run` builds
+//! it, without reading any data. The JSON form carries the logical and physical plans whole.
 
 use serde::Serialize;
 
 use crate::config::{LoadedPipeline, Mode, OutputMode};
 use crate::exec::stream::Trigger;
 use crate::exec::BuiltPipeline;
+use crate::plan::{LogicalPlan, PhysicalPlan};
 use crate::registry::SourceConfig;
 use crate::transforms::StageKind;
 
@@ -28,6 +30,10 @@ pub struct Plan {
     pub stops: Option<String>,
     pub schedule: Option<PlanSchedule>,
     pub summary: Option<String>,
+    /// The pipeline as typed nodes with their declared capabilities.
+    pub logical: LogicalPlan,
+    /// How it runs: the operators the rules made.
+    pub physical: PhysicalPlan,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,7 +55,7 @@ pub struct PlanStage {
     /// How the stage is executed: per batch on every worker, per worker then merged, or once
     /// on the whole result.
     pub runs: &'static str,
-    /// Set when a fused loop replaces the stage.
+    /// Set when a kernel runs the stage.
     pub fused: Option<&'static str>,
     /// What the stage says of itself beyond its type (a plugin: its name and file).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,39 +82,37 @@ pub struct PlanSchedule {
 pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline) -> Plan {
     let config = &loaded.config;
     let source_schema = pipeline.source.schema();
-    let fused: Vec<usize> = pipeline.fusion.as_ref().map_or_else(Vec::new, |f| {
-        [Some(f.tokenize), f.stopwords, Some(f.group_count)]
-            .into_iter()
-            .flatten()
-            .collect()
-    });
+    let fused = pipeline.plan.fused_steps();
+    let kernel = pipeline
+        .plan
+        .operators
+        .iter()
+        .find(|o| o.name.ends_with("_kernel"))
+        .map(|o| o.name);
     let mut input = source_schema.clone();
-    // After the first aggregation or global step, every step runs once on the merged result.
-    let mut merged = false;
     let transforms = pipeline
         .stages
         .iter()
         .enumerate()
         .map(|(i, built)| {
+            let operator = pipeline
+                .plan
+                .operators
+                .iter()
+                .find(|o| o.steps.contains(&i));
             let stage = PlanStage {
                 step: format!("transforms.{i}"),
                 type_name: built.type_name,
                 input: crate::data::columns(&input),
                 output: crate::data::columns(&built.stage.output),
-                runs: match built.stage.kind {
-                    StageKind::Map(_) if merged => "row-wise, on the merged result",
-                    StageKind::Map(_) => "row-wise, on every worker",
-                    StageKind::Aggregate(_) => "aggregate, per worker then merged",
-                    StageKind::Global(_) => "on the whole result",
-                },
-                fused: fused.contains(&i).then_some("word count loop"),
+                runs: operator.map_or("", |o| o.runs),
+                fused: if fused.contains(&i) { kernel } else { None },
                 detail: match &built.stage.kind {
                     StageKind::Map(map) => map.describe(),
                     _ => None,
                 },
             };
             input = built.stage.output.clone();
-            merged |= !matches!(built.stage.kind, StageKind::Map(_));
             stage
         })
         .collect();
@@ -196,6 +200,8 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline) -> Plan {
             .summary
             .as_deref()
             .map(|p| loaded.resolve(p).display().to_string()),
+        logical: pipeline.logical.clone(),
+        physical: pipeline.plan.clone(),
     }
 }
 
@@ -275,21 +281,16 @@ impl Plan {
             self.source.type_name, self.source.reads
         ));
         line(format!("          -> {}", self.source.columns.join(", ")));
-        let fused: Vec<&str> = self
-            .transforms
-            .iter()
-            .filter(|t| t.fused.is_some())
-            .map(|t| t.step.as_str())
-            .collect();
         for stage in &self.transforms {
             line(format!(
                 "{:<16}{} [{}{}]",
                 stage.step,
                 stage.type_name,
                 stage.runs,
-                stage
-                    .fused
-                    .map_or(String::new(), |f| format!("; fused: {f}"))
+                stage.fused.map_or(String::new(), |f| format!(
+                    "; in the {}",
+                    f.replace('_', " ")
+                ))
             ));
             if let Some(detail) = &stage.detail {
                 line(format!("                {detail}"));
@@ -300,10 +301,30 @@ impl Plan {
                 stage.output.join(", ")
             ));
         }
-        if !fused.is_empty() {
+        let operators: Vec<String> = self
+            .physical
+            .operators
+            .iter()
+            .map(|o| match o.steps.as_slice() {
+                [] => o.name.to_owned(),
+                [one] => format!("{}(transforms.{one})", o.name),
+                [first, .., last] => format!("{}(transforms.{first}..{last})", o.name),
+            })
+            .collect();
+        line(format!("operators {}", operators.join(" -> ")));
+        if let Some(fusion) = &self.physical.fusion {
+            let steps: Vec<String> = fusion
+                .steps()
+                .iter()
+                .map(|i| format!("transforms.{i}"))
+                .collect();
             line(format!(
-                "fused     {} run as one loop from input bytes into per-worker counts (--no-fusion runs them one by one)",
-                fused.join(", ")
+                "fused     {} run as one {} from input bytes (--no-fusion runs them one by one)",
+                steps.join(", "),
+                match fusion.kernel {
+                    crate::plan::Kernel::WordCount => "word-count kernel",
+                    crate::plan::Kernel::SplitCount => "split-count kernel",
+                }
             ));
         }
         for sink in &self.sinks {
@@ -352,7 +373,7 @@ mod tests {
         );
         let text = plan.to_text();
         assert!(
-            text.contains("fused     transforms.0, transforms.1 run as one loop"),
+            text.contains("fused     transforms.0, transforms.1 run as one word-count kernel"),
             "{text}"
         );
     }

@@ -1,0 +1,206 @@
+//! The rules that make the physical plan. Each reads what sources and steps declare
+//! (`raw_text_lines`, `splits_text`, `per_value`, `counts_by`, `first_rows`, ...), never which
+//! component a step is.
+//!
+//! - **count split text** (the word count): a source of raw text lines, a step that splits
+//!   its line column into pieces, any steps that each decide a row by the piece alone
+//!   (stopwords, a filter on the word, lowercase), then a count by the piece → one kernel that
+//!   counts pieces straight from the input's bytes into per-worker tables, then applies the
+//!   per-piece steps once per distinct piece (a filter of a value gives the same whether it
+//!   runs before counting, on every row, or after, on the distinct values; a map of a value is
+//!   followed by re-adding the counts of values that became equal). Batch runs have the
+//!   word kernel; streams the separator kernel, without per-piece steps (a stream's state is
+//!   checkpointed, and must hold what the unfused steps would have counted).
+//! - **stream to sinks**: a batch pipeline of row-wise steps and limits (no aggregation, no
+//!   sort) hands its rows to the sinks as they are produced, in input order, with bounded
+//!   memory; a reached limit stops the reading.
+
+use serde::Serialize;
+
+use super::{BuiltStage, Operator, PhysicalPlan};
+use crate::sources::BuiltSource;
+use crate::transforms::{PerValue, StageKind, TextSplit};
+
+/// Which kernel replaces the steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernel {
+    /// Words (tokenize) counted from input bytes, per worker (batch).
+    WordCount,
+    /// Pieces between separators (explode) counted from input bytes into the state (stream).
+    SplitCount,
+}
+
+/// The steps a kernel runs in place of their own code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Fusion {
+    pub kernel: Kernel,
+    /// The step that splits the text (its settings are the kernel's).
+    pub split: usize,
+    /// Steps applied to the distinct pieces after counting, in order.
+    pub per_value: Vec<usize>,
+    /// The count.
+    pub count: usize,
+    /// Whether the counts must come out in the count's own order (no step after it orders
+    /// the rows whatever their input order).
+    pub order_rows: bool,
+}
+
+impl Fusion {
+    /// Every step the kernel covers, in order.
+    pub fn steps(&self) -> Vec<usize> {
+        let mut steps = vec![self.split];
+        steps.extend(&self.per_value);
+        steps.push(self.count);
+        steps
+    }
+}
+
+/// The physical plan of a pipeline; `rules: false` (`--no-fusion`) runs every step as itself.
+pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> PhysicalPlan {
+    let streaming = matches!(source, BuiltSource::Stream(_));
+    let fusion = if rules {
+        count_split_text(source, stages, streaming)
+    } else {
+        None
+    };
+    let streams = !streaming && rules_stream_to_sinks(stages);
+    let mut rules_applied = Vec::new();
+    if fusion.is_some() {
+        rules_applied.push("count_split_text");
+    }
+    if streams {
+        rules_applied.push("stream_to_sinks");
+    }
+    let mut operators = vec![Operator {
+        name: "scan",
+        steps: Vec::new(),
+        runs: if streaming {
+            "a source task, into a bounded channel"
+        } else {
+            "morsels of the input, on every worker"
+        },
+    }];
+    let covered = fusion.as_ref().map_or_else(Vec::new, Fusion::steps);
+    if let Some(fusion) = &fusion {
+        operators.push(Operator {
+            name: match fusion.kernel {
+                Kernel::WordCount => "word_count_kernel",
+                Kernel::SplitCount => "split_count_kernel",
+            },
+            steps: covered.clone(),
+            runs: match fusion.kernel {
+                Kernel::WordCount => "from input bytes into per-worker counts, merged once; per-piece steps on the distinct pieces",
+                Kernel::SplitCount => "from each epoch's input bytes into the kept state",
+            },
+        });
+    }
+    let mut merged = fusion.is_some();
+    for (i, built) in stages.iter().enumerate() {
+        if covered.contains(&i) {
+            continue;
+        }
+        let (name, runs) = match &built.stage.kind {
+            StageKind::Map(_) if merged && streaming => ("row_wise", "on each epoch's result"),
+            StageKind::Map(_) if merged => ("row_wise", "on the merged result"),
+            StageKind::Map(_) if streams => (
+                "row_wise",
+                "on every worker, streamed to the sinks in input order",
+            ),
+            StageKind::Map(_) if streaming => ("row_wise", "on each epoch's new rows"),
+            StageKind::Map(_) => ("row_wise", "on every worker"),
+            StageKind::Aggregate(_) if streaming => ("hash_aggregate", "state kept across epochs"),
+            StageKind::Aggregate(_) => ("hash_aggregate", "per worker, then merged"),
+            StageKind::Global(_) if streams => {
+                ("limit", "in input order; stops the reading once reached")
+            }
+            StageKind::Global(_) if streaming => ("whole_input", "on each epoch's result"),
+            StageKind::Global(_) => ("whole_input", "once, on the whole result"),
+        };
+        merged |= !matches!(built.stage.kind, StageKind::Map(_)) && !streams;
+        match operators.last_mut() {
+            // Consecutive row-wise steps run as one operator (one pass per batch).
+            Some(last) if last.name == name && name == "row_wise" && last.runs == runs => {
+                last.steps.push(i)
+            }
+            _ => operators.push(Operator {
+                name,
+                steps: vec![i],
+                runs,
+            }),
+        }
+    }
+    PhysicalPlan {
+        operators,
+        rules_applied,
+        fusion,
+        streams_to_sinks: streams,
+    }
+}
+
+/// Row-wise steps and limits only: nothing needs the whole input.
+fn rules_stream_to_sinks(stages: &[BuiltStage]) -> bool {
+    stages.iter().all(|s| match &s.stage.kind {
+        StageKind::Map(_) => true,
+        StageKind::Global(global) => global.first_rows().is_some(),
+        StageKind::Aggregate(_) => false,
+    })
+}
+
+/// The count-split-text rule (see the module's documentation).
+fn count_split_text(
+    source: &BuiltSource,
+    stages: &[BuiltStage],
+    streaming: bool,
+) -> Option<Fusion> {
+    if !source.raw_text_lines() {
+        return None;
+    }
+    let map = |i: usize| match stages.get(i).map(|s| &s.stage.kind) {
+        Some(StageKind::Map(m)) => Some(m.as_ref()),
+        _ => None,
+    };
+    // The source's rows are its lines, in its only column: column 0.
+    let (kernel, column) = match map(0)?.splits_text()? {
+        TextSplit::Words { column, .. } if !streaming => (Kernel::WordCount, column),
+        TextSplit::Separator { column, .. } if streaming => (Kernel::SplitCount, column),
+        _ => return None,
+    };
+    if column != 0 {
+        return None;
+    }
+    let mut per_value = Vec::new();
+    let mut next = 1;
+    while let Some(step) = map(next) {
+        match step.per_value() {
+            Some(PerValue::Keeps { column: c } | PerValue::Maps { column: c })
+                if c == column && kernel == Kernel::WordCount && !step.needs_finish() =>
+            {
+                per_value.push(next)
+            }
+            _ => return None,
+        }
+        next += 1;
+    }
+    let StageKind::Aggregate(aggregation) = &stages.get(next)?.stage.kind else {
+        return None;
+    };
+    if aggregation.counts_by()? != [column] {
+        return None;
+    }
+    // Row-wise steps keep order; the first step that cares about order decides.
+    let order_rows = !stages[next + 1..]
+        .iter()
+        .find(|s| !matches!(s.stage.kind, StageKind::Map(_)))
+        .is_some_and(|s| match &s.stage.kind {
+            StageKind::Global(global) => global.order_independent(),
+            _ => false,
+        });
+    Some(Fusion {
+        kernel,
+        split: 0,
+        per_value,
+        count: next,
+        order_rows,
+    })
+}
