@@ -376,6 +376,8 @@ fn a_stateful_plugin_reports_through_finish_on_any_core_count() {
     for before in [
         "  - {type: sort, by: word}\n",
         "  - {type: group_count, by: word}\n  - {type: limit, n: 5000}\n",
+        // Streamed to the sinks: the limit stops the reading, the plugin still finishes.
+        "  - {type: limit, n: 5000}\n",
     ] {
         let p = write(
             dir.path(),
@@ -393,6 +395,48 @@ fn a_stateful_plugin_reports_through_finish_on_any_core_count() {
             .assert()
             .success()
             .stdout(format!("column\tdistinct\nword\t{expected}\n"));
+    }
+}
+
+#[test]
+fn a_stateful_plugin_finishes_when_a_stream_stops_and_its_rows_are_a_last_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let words: String = (0..50_000).map(|i| format!("w{} ", i % 7919)).collect();
+    for (before, after) in [
+        // Before the aggregation (none): its last rows are the last epoch.
+        ("", ""),
+        // After the aggregation: its finish runs on the last epoch's table.
+        ("  - {type: group_count, by: word}\n", ""),
+        // Before an aggregation: its last rows are counted into the state.
+        ("", "  - {type: group_count, by: column}\n"),
+    ] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let text = words.clone();
+        let server = std::thread::spawn(move || {
+            let (mut client, _) = listener.accept().unwrap();
+            std::io::Write::write_all(&mut client, text.as_bytes()).unwrap();
+        });
+        let p = write(
+            dir.path(),
+            "s.yaml",
+            &format!("name: s\nmode: stream\ntrigger: {{available_now: true}}\nsource: {{type: socket, host: 127.0.0.1, port: {port}}}\ntransforms:\n  - type: tokenize\n{before}  - type: plugin\n    path: {}\n    config: {{column: word}}\n{after}sinks:\n  - type: stdout\n    format: tsv\n", lib("distinct_count")),
+        );
+        let out = runner().arg("run").arg(&p).output().unwrap();
+        server.join().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = stdout.lines().last().unwrap_or_default();
+        let expected = if after.is_empty() {
+            "\tword\t7919"
+        } else {
+            "\tword\t1"
+        };
+        assert!(last.ends_with(expected), "{before}{after}: {stdout}");
     }
 }
 

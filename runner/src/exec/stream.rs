@@ -340,7 +340,7 @@ async fn run_epochs(
                 // Where this epoch's input ends, before any sink sees it (Spark's offset log).
                 checkpoint.record_end(EpochEnd { epoch, end })?;
             }
-            let result = engine.result(state.as_deref(), pending)?;
+            let result = engine.result(state.as_deref(), pending, false)?;
             let engine_time = absorbed + computing.elapsed();
             rows_out += result.num_rows() as u64;
             let writing = Instant::now();
@@ -388,6 +388,35 @@ async fn run_epochs(
         }
     }
     drop(rx);
+    if engine.finishes() && redo.is_empty() {
+        // Stateful steps give their last rows now that the stream has stopped: one more
+        // epoch carries them (and what the steps after the aggregation make at their end).
+        let computing = Instant::now();
+        let mut pending = Pending::new(aggregation, settings.output_mode);
+        let last_rows = pool.install(|| engine.absorb_finished(state.as_mut(), &mut pending))?;
+        let result = engine.result(state.as_deref(), pending, true)?;
+        let engine_time = computing.elapsed();
+        if last_rows > 0 || result.num_rows() > 0 {
+            let writing = Instant::now();
+            for sink in &mut pipeline.sinks {
+                crate::sinks::write_result(sink.as_mut(), &result, epoch)?;
+            }
+            rows_out += result.num_rows() as u64;
+            EpochStats {
+                epoch,
+                rows: 0,
+                since_previous: Instant::now().saturating_duration_since(previous_fire),
+                engine: engine_time,
+                sinks: writing.elapsed(),
+                delay: None,
+                state_rows: state.as_ref().map_or(0, |s| s.rows()),
+                out_rows: result.num_rows(),
+            }
+            .report(progress);
+            epoch += 1;
+            ran += 1;
+        }
+    }
     if let Some(checkpoint) = checkpoint.as_mut() {
         // A stop is a commit point whatever `every` says.
         let last = epoch.checked_sub(1);
@@ -407,20 +436,7 @@ async fn run_epochs(
     } else {
         reader.abort();
     }
-    let mut warnings = source.warnings();
-    // A row-wise stage's last rows (a stateful plugin's `finish`) have no epoch to go in yet:
-    // say so rather than drop them silently.
-    for stage in &pipeline.stages {
-        if let StageKind::Map(map) = &stage.stage.kind {
-            if let Some(last) = map.finish()?.filter(|b| b.num_rows() > 0) {
-                warnings.push(format!(
-                    "{}: its finish returned {} row(s) when the stream stopped, which stream mode does not deliver to the sinks yet",
-                    stage.label,
-                    last.num_rows()
-                ));
-            }
-        }
-    }
+    let warnings = source.warnings();
     Ok(StreamReport {
         epochs: ran,
         rows_in,
@@ -597,7 +613,14 @@ impl<'a> Engine<'a> {
     }
 
     /// What the sinks receive for the epoch.
-    fn result(&self, state: Option<&dyn AggregateState>, pending: Pending) -> Result<RecordBatch> {
+    /// `last`: the stream has stopped, so the steps after the aggregation see their last input
+    /// (their `finish` runs).
+    fn result(
+        &self,
+        state: Option<&dyn AggregateState>,
+        pending: Pending,
+        last: bool,
+    ) -> Result<RecordBatch> {
         let result = match (self.aggregation, state) {
             (Some(_), Some(state)) => {
                 let table = state.result();
@@ -616,7 +639,58 @@ impl<'a> Engine<'a> {
                 concat(&schema, &pending.appended)
             }
         };
-        super::batch::run_after_aggregation(result, self.suffix, false)
+        super::batch::run_after_aggregation(result, self.suffix, last)
+    }
+
+    /// Whether a row-wise step may return rows from `finish` (a stateful plugin): the stream
+    /// then ends with one more epoch that carries them.
+    fn finishes(&self) -> bool {
+        self.prefix
+            .iter()
+            .chain(self.suffix)
+            .any(|s| matches!(&s.stage.kind, StageKind::Map(map) if map.needs_finish()))
+    }
+
+    /// The last rows of the row-wise steps before the aggregation (their `finish`), each sent
+    /// through the steps after it, into the state or the epoch's rows. Returns how many.
+    fn absorb_finished(
+        &self,
+        state: Option<&mut Box<dyn AggregateState>>,
+        pending: &mut Pending,
+    ) -> Result<usize> {
+        let mut batches = Vec::new();
+        for (i, stage) in self.prefix.iter().enumerate() {
+            let StageKind::Map(map) = &stage.stage.kind else {
+                continue;
+            };
+            let Some(mut batch) = map
+                .finish()
+                .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?
+            else {
+                continue;
+            };
+            for later in &self.prefix[i + 1..] {
+                if let StageKind::Map(map) = &later.stage.kind {
+                    batch = map
+                        .apply(&batch)
+                        .map_err(|e| Error::runtime(format!("{}: {e}", later.label)))?;
+                }
+            }
+            batches.push(batch);
+        }
+        let rows = batches.iter().map(RecordBatch::num_rows).sum();
+        match state {
+            Some(state) => {
+                for batch in &batches {
+                    state.update(batch)?;
+                    if let Some(changed) = pending.changed.as_mut() {
+                        changed.update(batch)?;
+                    }
+                }
+            }
+            None => pending.appended.extend(batches),
+        }
+        Ok(rows)
     }
 }
 
