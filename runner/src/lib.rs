@@ -8,6 +8,7 @@ pub mod config;
 pub mod counts;
 pub mod data;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod explain;
 pub mod expr;

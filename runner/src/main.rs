@@ -446,12 +446,20 @@ fn execute(
         tracing::info!("plan rules: {}", pipeline.plan.rules_applied.join(", "));
     }
     recorder.built(&mut pipeline);
-    let bar = (!say.quiet && !say.json && runner::progress::enabled())
-        .then(|| runner::progress::attach(&mut pipeline))
-        .flatten();
+    // Everything that watches the run subscribes to its events.
+    let bus = runner::events::Bus::new();
+    bus.subscribe(runner::events::ProgressPrinter {
+        format: options.progress,
+    });
+    let feed = runner::summary::SummaryFeed::default();
+    bus.subscribe(feed.clone());
+    if !say.quiet && !say.json && runner::progress::enabled() {
+        bus.subscribe(runner::progress::Bar::new());
+    }
+    runner::progress::meter(&mut pipeline, &bus);
     tracing::info!(pipeline = %pipeline.name, cores = pipeline.cores, "running");
     let ran = if pipeline.stream.is_some() {
-        exec::stream::run(&mut pipeline, options.progress).map(|report| {
+        exec::stream::run(&mut pipeline, &bus).map(|report| {
             say.note(&format!(
                 "stopped ({}): {} epoch(s), {} rows in, {:.1} s",
                 report.reason,
@@ -462,43 +470,30 @@ fn execute(
             if let Some(summary) = &report.source_summary {
                 say.note(&format!("source: {summary}"));
             }
-            runner::summary::RunFacts {
-                source_rows: Some(report.rows_in),
-                rows_out: report.rows_out,
-                epochs: Some(report.epochs),
-                warnings: report.warnings,
-            }
+            report.warnings
         })
     } else {
-        exec::batch::run(&mut pipeline).map(|report| {
+        exec::batch::run(&mut pipeline, &bus).map(|report| {
             tracing::info!(
                 rows = report.rows_out,
                 elapsed_ms = report.elapsed.as_millis() as u64,
                 "done"
             );
-            runner::summary::RunFacts {
-                source_rows: None,
-                rows_out: report.rows_out as u64,
-                epochs: None,
-                warnings: report.warnings,
-            }
+            report.warnings
         })
     };
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    let facts = match ran {
-        Ok(facts) => facts,
+    let warnings = match ran {
+        Ok(warnings) => warnings,
         Err(error) => {
             recorder.ran(&pipeline, None);
             return Err(error);
         }
     };
-    for warning in &facts.warnings {
+    for warning in &warnings {
         say.warning(warning);
     }
     let batch = pipeline.stream.is_none();
-    recorder.ran(&pipeline, Some(facts));
+    recorder.ran(&pipeline, feed.facts());
     Ok(batch)
 }
 

@@ -1,6 +1,7 @@
-//! A progress bar for batch input of a known size, on a terminal only: the source is wrapped so
-//! each morsel advances the bar as it is read (once per MiB, never per row), and the
-//! executors stay unaware of it. In a log file (stderr not a terminal) nothing is drawn.
+//! Input events and the progress bar. A batch source is wrapped so that each morsel read
+//! publishes an `InputRead` event (once per MiB, never per row); the bar, on a terminal only,
+//! is a subscriber that draws them for an input of known size. In a log file (stderr not a
+//! terminal) nothing is drawn.
 
 use std::io::IsTerminal;
 
@@ -9,6 +10,7 @@ use arrow_schema::SchemaRef;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::Result;
+use crate::events::{Bus, Event, Subscriber};
 use crate::exec::BuiltPipeline;
 use crate::sources::{BatchSource, BuiltSource, Morsel, Morsels, SourceCounters};
 
@@ -17,33 +19,71 @@ pub fn enabled() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
 }
 
-/// Wraps a batch pipeline's source so reading it advances a bar; returns the bar, to be
-/// cleared when the run ends. Does nothing (returns `None`) for streams.
-pub fn attach(pipeline: &mut BuiltPipeline) -> Option<ProgressBar> {
+/// Wraps a batch pipeline's source so that reading it publishes `InputSize` and `InputRead`
+/// events (once per morsel of about 1 MiB, never per row). Does nothing for streams.
+pub fn meter(pipeline: &mut BuiltPipeline, bus: &Bus) {
     if !matches!(pipeline.source, BuiltSource::Batch(_)) {
-        return None;
+        return;
     }
     let placeholder = BuiltSource::Batch(Box::new(Detached));
     let BuiltSource::Batch(inner) = std::mem::replace(&mut pipeline.source, placeholder) else {
         unreachable!("checked above")
     };
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "reading {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
     pipeline.source = BuiltSource::Batch(Box::new(WithProgress {
         inner,
-        bar: bar.clone(),
+        bus: bus.clone(),
     }));
-    Some(bar)
+}
+
+/// The bar on a terminal: a subscriber to the input events, cleared when the run ends.
+pub struct Bar {
+    bar: ProgressBar,
+}
+
+impl Bar {
+    pub fn new() -> Self {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "reading {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Bar { bar }
+    }
+}
+
+impl Default for Bar {
+    fn default() -> Self {
+        Bar::new()
+    }
+}
+
+impl Subscriber for Bar {
+    fn notify(&mut self, event: &Event) {
+        match event {
+            // Drawn only for an input of known size.
+            Event::InputSize { bytes } if *bytes > 0 => {
+                self.bar.set_length(*bytes);
+                self.bar.set_draw_target(ProgressDrawTarget::stderr());
+            }
+            Event::InputRead { bytes } => self.bar.inc(*bytes),
+            Event::RunFinished { .. } => self.bar.finish_and_clear(),
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        // A failed run publishes no end: clear the bar anyway.
+        self.bar.finish_and_clear();
+    }
 }
 
 struct WithProgress {
     inner: Box<dyn BatchSource>,
-    bar: ProgressBar,
+    bus: Bus,
 }
 
 impl BatchSource for WithProgress {
@@ -58,17 +98,15 @@ impl BatchSource for WithProgress {
     fn open(&self) -> Result<Morsels<'_>> {
         let morsels = self.inner.open()?;
         // Known only now: opening may have downloaded the input.
-        match self.inner.input_bytes() {
-            Some(total) if total > 0 => self.bar.set_length(total),
-            _ => {
-                self.bar.set_draw_target(ProgressDrawTarget::hidden());
-                return Ok(morsels);
-            }
+        if let Some(total) = self.inner.input_bytes() {
+            self.bus.publish(Event::InputSize { bytes: total });
         }
-        let bar = self.bar.clone();
+        let bus = self.bus.clone();
         let advance = move |morsel: Result<Morsel>| {
             if let Ok(m) = &morsel {
-                bar.inc(m.bytes.len() as u64);
+                bus.publish(Event::InputRead {
+                    bytes: m.bytes.len() as u64,
+                });
             }
             morsel
         };

@@ -87,6 +87,46 @@ pub struct RunFacts {
     pub warnings: Vec<String>,
 }
 
+/// The summary's subscriber to the run's events: what the drivers publish as the run ends.
+#[derive(Clone, Default)]
+pub struct SummaryFeed {
+    facts: std::sync::Arc<std::sync::Mutex<(Vec<String>, Option<RunFacts>)>>,
+}
+
+impl SummaryFeed {
+    /// What the run reported at its end; `None` when it did not end normally.
+    pub fn facts(&self) -> Option<RunFacts> {
+        self.facts.lock().ok()?.1.take()
+    }
+}
+
+impl crate::events::Subscriber for SummaryFeed {
+    fn notify(&mut self, event: &crate::events::Event) {
+        use crate::events::Event;
+        let Ok(mut facts) = self.facts.lock() else {
+            return;
+        };
+        match event {
+            Event::Warning { message } => facts.0.push(message.clone()),
+            Event::RunFinished {
+                rows_in,
+                rows_out,
+                epochs,
+                ..
+            } => {
+                let warnings = std::mem::take(&mut facts.0);
+                facts.1 = Some(RunFacts {
+                    source_rows: *rows_in,
+                    rows_out: *rows_out,
+                    epochs: *epochs,
+                    warnings,
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The running recorder's last published copy, for `abort_run`.
 static PUBLISHED: std::sync::Mutex<Option<Recorder>> = std::sync::Mutex::new(None);
 
@@ -419,16 +459,12 @@ mod tests {
             built.without_rules();
         }
         recorder.built(&mut built);
-        let report = crate::exec::batch::run(&mut built).unwrap();
-        recorder.ran(
-            &built,
-            Some(RunFacts {
-                source_rows: None,
-                rows_out: report.rows_out as u64,
-                epochs: None,
-                warnings: report.warnings,
-            }),
-        );
+        // The summary learns how the run ended from its events.
+        let bus = crate::events::Bus::new();
+        let feed = SummaryFeed::default();
+        bus.subscribe(feed.clone());
+        crate::exec::batch::run(&mut built, &bus).unwrap();
+        recorder.ran(&built, feed.facts());
         recorder.finish(None)
     }
 

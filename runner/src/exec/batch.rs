@@ -12,6 +12,7 @@ use super::{BuiltPipeline, BuiltStage};
 use crate::data::concat;
 use crate::data::text;
 use crate::error::{Error, Result};
+use crate::events::{Bus, Event};
 use crate::sources::BatchSource;
 use crate::transforms::StageKind;
 
@@ -27,7 +28,7 @@ pub struct RunReport {
 }
 
 /// Runs the pipeline to the end of its input and writes every sink.
-pub fn run(pipeline: &mut BuiltPipeline) -> Result<RunReport> {
+pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
     let started = Instant::now();
     let pool = super::worker_pool(pipeline.cores)?;
     let source = match &pipeline.source {
@@ -40,6 +41,14 @@ pub fn run(pipeline: &mut BuiltPipeline) -> Result<RunReport> {
     };
     let stages = pipeline.stages.as_slice();
     let fusion = pipeline.plan.fusion.as_ref();
+    bus.publish(Event::RunStarted {
+        pipeline: pipeline.name.clone(),
+        mode: "batch",
+        cores: pipeline.cores,
+    });
+    bus.publish(Event::Planned {
+        plan: pipeline.plan.clone(),
+    });
     if pipeline.plan.streams_to_sinks {
         // No aggregation or sort: rows reach the sinks as they are produced.
         for sink in &mut pipeline.sinks {
@@ -47,14 +56,15 @@ pub fn run(pipeline: &mut BuiltPipeline) -> Result<RunReport> {
         }
         crate::error::failpoint("batch-worker");
         let rows_out = super::pipelined::run(source, stages, &mut pipeline.sinks, pipeline.cores)?;
-        for sink in &mut pipeline.sinks {
+        for (index, sink) in pipeline.sinks.iter_mut().enumerate() {
             sink.commit()?;
+            bus.publish(Event::SinkWrote {
+                sink: index,
+                epoch: 0,
+                rows: rows_out,
+            });
         }
-        return Ok(RunReport {
-            rows_out: rows_out as usize,
-            elapsed: started.elapsed(),
-            warnings: source.warnings(),
-        });
+        return Ok(finished(bus, rows_out, started, source.warnings()));
     }
     let result = pool.install(|| {
         crate::error::failpoint("batch-worker");
@@ -65,14 +75,41 @@ pub fn run(pipeline: &mut BuiltPipeline) -> Result<RunReport> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "computed result"
     );
-    for sink in &mut pipeline.sinks {
+    for (index, sink) in pipeline.sinks.iter_mut().enumerate() {
         crate::sinks::write_result(sink.as_mut(), &result, 0)?;
+        bus.publish(Event::SinkWrote {
+            sink: index,
+            epoch: 0,
+            rows: result.num_rows() as u64,
+        });
     }
-    Ok(RunReport {
-        rows_out: result.num_rows(),
+    Ok(finished(
+        bus,
+        result.num_rows() as u64,
+        started,
+        source.warnings(),
+    ))
+}
+
+/// The report of a run that ended well, told to the bus too.
+fn finished(bus: &Bus, rows_out: u64, started: Instant, warnings: Vec<String>) -> RunReport {
+    for message in &warnings {
+        bus.publish(Event::Warning {
+            message: message.clone(),
+        });
+    }
+    bus.publish(Event::RunFinished {
+        rows_in: None,
+        rows_out,
+        epochs: None,
+        seconds: started.elapsed().as_secs_f64(),
+        reason: None,
+    });
+    RunReport {
+        rows_out: rows_out as usize,
         elapsed: started.elapsed(),
-        warnings: source.warnings(),
-    })
+        warnings,
+    }
 }
 
 /// Computes the pipeline's result (on the current rayon pool) without writing sinks.

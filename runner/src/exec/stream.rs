@@ -20,6 +20,7 @@ use super::{BuiltPipeline, BuiltStage};
 use crate::config::OutputMode;
 use crate::data::{concat, BATCH_ROWS};
 use crate::error::{Error, Result};
+use crate::events::{Bus, EpochProgress, Event};
 use crate::sources::{BuiltSource, Chunk, Delivery, SourcePosition, StreamSource};
 use crate::transforms::{AggregateState, StageKind, TextSplit};
 
@@ -53,16 +54,7 @@ pub struct CheckpointSettings {
     pub identity: super::checkpoint::Identity,
 }
 
-/// How epochs are reported on stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Progress {
-    /// One short line per epoch.
-    Text,
-    /// One Spark-like progress object per epoch (JSON lines).
-    Json,
-    /// Nothing.
-    Off,
-}
+pub use crate::events::Progress;
 
 /// What a finished stream did.
 #[derive(Debug)]
@@ -87,7 +79,7 @@ const CHANNEL_CHUNKS: usize = 64;
 const EPOCH_MAX_BYTES: usize = 32 << 20;
 
 /// Runs the stream until the source ends, `stop_after`, `max_epochs`, or SIGINT/SIGTERM.
-pub fn run(pipeline: &mut BuiltPipeline, progress: Progress) -> Result<StreamReport> {
+pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<StreamReport> {
     let settings = pipeline
         .stream
         .clone()
@@ -99,7 +91,7 @@ pub fn run(pipeline: &mut BuiltPipeline, progress: Progress) -> Result<StreamRep
         .build()
         .map_err(|e| Error::runtime(format!("cannot start the I/O runtime: {e}")))?;
     let pool = super::worker_pool(pipeline.cores)?;
-    runtime.block_on(run_epochs(pipeline, &settings, &pool, progress))
+    runtime.block_on(run_epochs(pipeline, &settings, &pool, bus))
 }
 
 /// SIGINT/SIGTERM set the flag (finish the epoch, flush, exit 0); a second SIGINT exits now.
@@ -119,7 +111,7 @@ fn watch_signals(stop: Arc<AtomicBool>, wake: Arc<tokio::sync::Notify>) {
                 Some(()) = async { match terminate.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => false,
             };
             if interrupted && stop.load(Ordering::SeqCst) {
-                eprintln!("interrupted again: exiting without finishing the epoch");
+                tracing::error!("interrupted again: exiting without finishing the epoch");
                 std::process::exit(130);
             }
             tracing::info!("stopping: finishing the current epoch");
@@ -134,7 +126,7 @@ async fn run_epochs(
     pipeline: &mut BuiltPipeline,
     settings: &StreamSettings,
     pool: &rayon::ThreadPool,
-    progress: Progress,
+    bus: &Bus,
 ) -> Result<StreamReport> {
     let BuiltSource::Stream(source) = &pipeline.source else {
         return Err(Error::runtime("a batch source cannot run as a stream"));
@@ -147,6 +139,14 @@ async fn run_epochs(
     watch_signals(stop.clone(), wake.clone());
 
     let name = pipeline.name.clone();
+    bus.publish(Event::RunStarted {
+        pipeline: name.clone(),
+        mode: "stream",
+        cores: pipeline.cores,
+    });
+    bus.publish(Event::Planned {
+        plan: pipeline.plan.clone(),
+    });
 
     let engine = Engine::new(
         &pipeline.stages,
@@ -187,21 +187,13 @@ async fn run_epochs(
             position = resume.position.or(position);
             redo = resume.redo.into();
         }
-        if progress != Progress::Off {
-            let at = match position {
-                Some(p) if positioned => format!(", reading from byte {} of the source", p.offset),
-                _ => String::new(),
-            };
-            let redoing = match redo.len() {
-                0 => String::new(),
-                n => format!(", redoing {n} uncommitted epoch(s) first"),
-            };
-            eprintln!(
-                "resuming from the checkpoint in {}: next epoch {epoch}, {} state rows{at}{redoing}",
-                checkpoint.dir().display(),
-                state.as_ref().map_or(0, |s| s.rows()),
-            );
-        }
+        bus.publish(Event::Resumed {
+            dir: checkpoint.dir().display().to_string(),
+            next_epoch: epoch,
+            state_rows: state.as_ref().map_or(0, |s| s.rows()),
+            from_byte: position.filter(|_| positioned).map(|p| p.offset),
+            redoing: redo.len(),
+        });
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Delivery>(CHANNEL_CHUNKS);
     let reader = source.start(tx, position.filter(|_| positioned));
@@ -344,10 +336,8 @@ async fn run_epochs(
             let engine_time = absorbed + computing.elapsed();
             rows_out += result.num_rows() as u64;
             let writing = Instant::now();
-            for sink in &mut pipeline.sinks {
-                crate::sinks::write_result(sink.as_mut(), &result, epoch)?;
-            }
-            let stats = EpochStats {
+            write_sinks(&mut pipeline.sinks, &result, epoch, bus)?;
+            let stats = EpochProgress {
                 epoch,
                 rows: input_rows,
                 since_previous: fired_at.saturating_duration_since(previous_fire),
@@ -357,7 +347,7 @@ async fn run_epochs(
                 state_rows: state.as_ref().map_or(0, |s| s.rows()),
                 out_rows: result.num_rows(),
             };
-            stats.report(progress);
+            bus.publish(Event::EpochFinished(stats));
             previous_fire = fired_at;
             if redo_target.is_some() {
                 redo.pop_front();
@@ -398,11 +388,9 @@ async fn run_epochs(
         let engine_time = computing.elapsed();
         if last_rows > 0 || result.num_rows() > 0 {
             let writing = Instant::now();
-            for sink in &mut pipeline.sinks {
-                crate::sinks::write_result(sink.as_mut(), &result, epoch)?;
-            }
+            write_sinks(&mut pipeline.sinks, &result, epoch, bus)?;
             rows_out += result.num_rows() as u64;
-            EpochStats {
+            bus.publish(Event::EpochFinished(EpochProgress {
                 epoch,
                 rows: 0,
                 since_previous: Instant::now().saturating_duration_since(previous_fire),
@@ -411,8 +399,7 @@ async fn run_epochs(
                 delay: None,
                 state_rows: state.as_ref().map_or(0, |s| s.rows()),
                 out_rows: result.num_rows(),
-            }
-            .report(progress);
+            }));
             epoch += 1;
             ran += 1;
         }
@@ -437,6 +424,18 @@ async fn run_epochs(
         reader.abort();
     }
     let warnings = source.warnings();
+    for message in &warnings {
+        bus.publish(Event::Warning {
+            message: message.clone(),
+        });
+    }
+    bus.publish(Event::RunFinished {
+        rows_in: Some(rows_in),
+        rows_out,
+        epochs: Some(ran),
+        seconds: started.elapsed().as_secs_f64(),
+        reason: Some(reason),
+    });
     Ok(StreamReport {
         epochs: ran,
         rows_in,
@@ -865,97 +864,27 @@ fn rows_with_keys(table: &RecordBatch, keys: &RecordBatch) -> Result<RecordBatch
     arrow_select::filter::filter_record_batch(table, &mask).map_err(failed)
 }
 
-/// What one epoch did, for the progress report.
-struct EpochStats {
+/// Hands `result` to every sink as epoch `epoch`, telling the bus.
+fn write_sinks(
+    sinks: &mut [Box<dyn crate::sinks::Sink>],
+    result: &RecordBatch,
     epoch: u64,
-    rows: u64,
-    /// Time since the previous epoch's trigger (or the start).
-    since_previous: Duration,
-    /// Processing the rows and computing the result, without the sinks.
-    engine: Duration,
-    sinks: Duration,
-    delay: Option<Duration>,
-    state_rows: usize,
-    out_rows: usize,
-}
-
-impl EpochStats {
-    /// The epoch as one line for people: Spark's two rates (arrival and processing), digits
-    /// grouped.
-    fn text_line(&self) -> String {
-        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-        let per_second = |rows: u64, time: Duration| {
-            crate::data::group_digits((rows as f64 / time.as_secs_f64().max(1e-9)).round() as u64)
-        };
-        format!(
-            "epoch {}: {} rows in, {} rows/s arriving, {} rows/s processed, {} ms ({} ms in sinks), {} state rows, {} rows out",
-            self.epoch,
-            crate::data::group_digits(self.rows),
-            per_second(self.rows, self.since_previous),
-            per_second(self.rows, self.engine),
-            ms(self.engine + self.sinks),
-            ms(self.sinks),
-            crate::data::group_digits(self.state_rows as u64),
-            crate::data::group_digits(self.out_rows as u64)
-        )
+    bus: &Bus,
+) -> Result<()> {
+    for (index, sink) in sinks.iter_mut().enumerate() {
+        crate::sinks::write_result(sink.as_mut(), result, epoch)?;
+        bus.publish(Event::SinkWrote {
+            sink: index,
+            epoch,
+            rows: result.num_rows() as u64,
+        });
     }
-
-    fn report(&self, progress: Progress) {
-        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-        let total = self.engine + self.sinks;
-        let processed_per_second = self.rows as f64 / self.engine.as_secs_f64().max(1e-9);
-        match progress {
-            Progress::Off => {}
-            Progress::Text => eprintln!("{}", self.text_line()),
-            Progress::Json => {
-                let mut duration = serde_json::json!({
-                    "triggerExecution": ms(total),
-                    "addBatch": ms(self.sinks),
-                    "engine": ms(self.engine),
-                });
-                if let Some(delay) = self.delay {
-                    duration["triggerDelay"] = ms(delay).into();
-                }
-                let object = serde_json::json!({
-                    "batchId": self.epoch,
-                    "timestamp": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-                    "numInputRows": self.rows,
-                    "inputRowsPerSecond": self.rows as f64 / self.since_previous.as_secs_f64().max(1e-9),
-                    "processedRowsPerSecond": processed_per_second,
-                    "durationMs": duration,
-                    "stateRows": self.state_rows,
-                    "sink": { "numOutputRows": self.out_rows },
-                });
-                eprintln!("{object}");
-            }
-        }
-    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_epoch_line_has_both_rates_with_grouped_digits() {
-        let stats = EpochStats {
-            epoch: 3,
-            rows: 17_452_585,
-            since_previous: Duration::from_secs(10),
-            engine: Duration::from_secs(1),
-            sinks: Duration::from_millis(20),
-            delay: None,
-            state_rows: 1_234,
-            out_rows: 20,
-        };
-        assert_eq!(
-            stats.text_line(),
-            "epoch 3: 17,452,585 rows in, 1,745,259 rows/s arriving, 17,452,585 rows/s processed, 1020 ms (20 ms in sinks), 1,234 state rows, 20 rows out"
-        );
-        assert_eq!(crate::data::group_digits(0), "0");
-        assert_eq!(crate::data::group_digits(999), "999");
-        assert_eq!(crate::data::group_digits(1000), "1,000");
-    }
 
     #[test]
     fn no_fusion_reaches_the_stream_split_count() {

@@ -1,0 +1,264 @@
+//! The run's event bus. The drivers publish typed events — the run started, its plan, input
+//! read, each epoch's progress, each sink's write, warnings, the run's end — and whatever wants
+//! to watch a run subscribes: the progress line and `--progress json` on stderr, the progress
+//! bar, the run summary. A web page or a metrics endpoint is one more subscriber.
+//!
+//! Publishing locks the subscriber list once per event; events are per morsel (1 MiB) or per
+//! epoch at most, never per row.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Something that happened in a run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        pipeline: String,
+        mode: &'static str,
+        cores: usize,
+    },
+    /// The physical plan the run executes.
+    Planned {
+        plan: crate::plan::PhysicalPlan,
+    },
+    /// A stream continues from its checkpoint.
+    Resumed {
+        dir: String,
+        next_epoch: u64,
+        state_rows: usize,
+        /// Where a positioned source resumes reading.
+        from_byte: Option<u64>,
+        /// Epochs recorded but not committed, redone first.
+        redoing: usize,
+    },
+    /// The size of a batch run's input, when known before reading it.
+    InputSize {
+        bytes: u64,
+    },
+    /// Bytes of input read (a morsel).
+    InputRead {
+        bytes: u64,
+    },
+    /// An epoch's result went to the sinks (a batch run is epoch 0).
+    EpochFinished(EpochProgress),
+    /// A sink took a result.
+    SinkWrote {
+        sink: usize,
+        epoch: u64,
+        rows: u64,
+    },
+    Warning {
+        message: String,
+    },
+    RunFinished {
+        rows_in: Option<u64>,
+        rows_out: u64,
+        epochs: Option<u64>,
+        seconds: f64,
+        /// Why it stopped (streams): `the source ended`, `interrupted`, ...
+        reason: Option<&'static str>,
+    },
+}
+
+/// What an epoch did: the fields of Spark's `StreamingQueryProgress` that runner has.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochProgress {
+    pub epoch: u64,
+    /// Input rows taken into the epoch.
+    pub rows: u64,
+    /// Time since the previous epoch's trigger (or the start).
+    pub since_previous: Duration,
+    /// Processing the rows and computing the result, without the sinks.
+    pub engine: Duration,
+    pub sinks: Duration,
+    /// How late a processing-time trigger fired.
+    pub delay: Option<Duration>,
+    pub state_rows: usize,
+    pub out_rows: usize,
+}
+
+impl EpochProgress {
+    /// The epoch as one line for people: Spark's two rates (arrival and processing), digits
+    /// grouped.
+    pub fn text_line(&self) -> String {
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        let per_second = |rows: u64, time: Duration| {
+            crate::data::group_digits((rows as f64 / time.as_secs_f64().max(1e-9)).round() as u64)
+        };
+        format!(
+            "epoch {}: {} rows in, {} rows/s arriving, {} rows/s processed, {} ms ({} ms in sinks), {} state rows, {} rows out",
+            self.epoch,
+            crate::data::group_digits(self.rows),
+            per_second(self.rows, self.since_previous),
+            per_second(self.rows, self.engine),
+            ms(self.engine + self.sinks),
+            ms(self.sinks),
+            crate::data::group_digits(self.state_rows as u64),
+            crate::data::group_digits(self.out_rows as u64)
+        )
+    }
+
+    /// The epoch as a Spark-like progress object (`--progress json`).
+    pub fn spark_json(&self) -> serde_json::Value {
+        let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        let mut duration = serde_json::json!({
+            "triggerExecution": ms(self.engine + self.sinks),
+            "addBatch": ms(self.sinks),
+            "engine": ms(self.engine),
+        });
+        if let Some(delay) = self.delay {
+            duration["triggerDelay"] = ms(delay).into();
+        }
+        serde_json::json!({
+            "batchId": self.epoch,
+            "timestamp": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            "numInputRows": self.rows,
+            "inputRowsPerSecond": self.rows as f64 / self.since_previous.as_secs_f64().max(1e-9),
+            "processedRowsPerSecond": self.rows as f64 / self.engine.as_secs_f64().max(1e-9),
+            "durationMs": duration,
+            "stateRows": self.state_rows,
+            "sink": { "numOutputRows": self.out_rows },
+        })
+    }
+}
+
+/// Receives every event of a run, in order, on the thread that published it.
+pub trait Subscriber: Send {
+    fn notify(&mut self, event: &Event);
+}
+
+/// The bus: cheap to clone (clones share subscribers).
+#[derive(Clone, Default)]
+pub struct Bus {
+    subscribers: Arc<Mutex<Vec<Box<dyn Subscriber>>>>,
+}
+
+impl Bus {
+    pub fn new() -> Self {
+        Bus::default()
+    }
+
+    pub fn subscribe(&self, subscriber: impl Subscriber + 'static) {
+        self.lock().push(Box::new(subscriber));
+    }
+
+    /// Hands `event` to every subscriber.
+    pub fn publish(&self, event: Event) {
+        for subscriber in self.lock().iter_mut() {
+            subscriber.notify(&event);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Box<dyn Subscriber>>> {
+        // A subscriber that panicked leaves the list as it was: keep publishing.
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// How epochs are reported on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Progress {
+    /// One short line per epoch.
+    Text,
+    /// One Spark-like progress object per epoch (JSON lines).
+    Json,
+    /// Nothing.
+    Off,
+}
+
+/// Prints epochs (and a stream's resumption) on stderr, as a line or a JSON object.
+pub struct ProgressPrinter {
+    pub format: Progress,
+}
+
+impl Subscriber for ProgressPrinter {
+    fn notify(&mut self, event: &Event) {
+        match (self.format, event) {
+            (Progress::Off, _) => {}
+            (Progress::Text, Event::EpochFinished(epoch)) => eprintln!("{}", epoch.text_line()),
+            (Progress::Json, Event::EpochFinished(epoch)) => eprintln!("{}", epoch.spark_json()),
+            (
+                _,
+                Event::Resumed {
+                    dir,
+                    next_epoch,
+                    state_rows,
+                    from_byte,
+                    redoing,
+                },
+            ) => {
+                let at = from_byte.map_or(String::new(), |b| {
+                    format!(", reading from byte {b} of the source")
+                });
+                let redo = match redoing {
+                    0 => String::new(),
+                    n => format!(", redoing {n} uncommitted epoch(s) first"),
+                };
+                eprintln!(
+                    "resuming from the checkpoint in {dir}: next epoch {next_epoch}, {state_rows} state rows{at}{redo}"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Keeps every event, for tests and for subscribers that read a run after it ends.
+#[derive(Clone, Default)]
+pub struct Recorded(pub Arc<Mutex<Vec<Event>>>);
+
+impl Subscriber for Recorded {
+    fn notify(&mut self, event: &Event) {
+        if let Ok(mut events) = self.0.lock() {
+            events.push(event.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_subscriber_gets_every_event_in_order() {
+        let bus = Bus::new();
+        let (first, second) = (Recorded::default(), Recorded::default());
+        bus.subscribe(first.clone());
+        bus.subscribe(second.clone());
+        bus.publish(Event::InputRead { bytes: 1 });
+        bus.publish(Event::Warning {
+            message: "w".into(),
+        });
+        for recorded in [first, second] {
+            let events = recorded.0.lock().unwrap();
+            assert!(matches!(events[0], Event::InputRead { bytes: 1 }));
+            assert!(matches!(&events[1], Event::Warning { message } if message == "w"));
+        }
+    }
+
+    #[test]
+    fn the_epoch_line_has_both_rates_with_grouped_digits() {
+        let stats = EpochProgress {
+            epoch: 3,
+            rows: 17_452_585,
+            since_previous: Duration::from_secs(10),
+            engine: Duration::from_secs(1),
+            sinks: Duration::from_millis(20),
+            delay: None,
+            state_rows: 1_234,
+            out_rows: 20,
+        };
+        assert_eq!(
+            stats.text_line(),
+            "epoch 3: 17,452,585 rows in, 1,745,259 rows/s arriving, 17,452,585 rows/s processed, 1020 ms (20 ms in sinks), 1,234 state rows, 20 rows out"
+        );
+        let json = stats.spark_json();
+        assert_eq!(json["batchId"], 3);
+        assert_eq!(json["durationMs"]["triggerExecution"], 1020.0);
+    }
+}
