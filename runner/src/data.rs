@@ -190,6 +190,11 @@ pub fn concat(schema: &SchemaRef, batches: &[RecordBatch]) -> RecordBatch {
     }
 }
 
+/// Bytes as lowercase hexadecimal (digests in summaries, checksums, checkpoints).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

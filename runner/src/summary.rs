@@ -165,7 +165,7 @@ impl Recorder {
         let started = SystemTime::now();
         let file_sha256 = std::fs::read(file)
             .ok()
-            .map(|bytes| hex(&Sha256::digest(&bytes)));
+            .map(|bytes| crate::data::hex(&Sha256::digest(&bytes)));
         Recorder {
             file: file.to_path_buf(),
             started,
@@ -420,10 +420,6 @@ fn modified(path: &Path) -> Option<SystemTime> {
 
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_millis(time).to_string()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn human_bytes(bytes: u64) -> String {

@@ -229,7 +229,7 @@ fn a_checkpoint_of_another_pipeline_is_refused_and_left_alone() {
         .clone();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("belongs to a different pipeline (`tags`): transforms.1 (lowercase) was `Lowercase(LowercaseConfig { column: \"hashtag\""),
+        stderr.contains("belongs to a different pipeline (`tags`): transforms.1 (lowercase) was `{\"column\":\"hashtag\",\"type\":\"lowercase\"}`, it is now `{\"column\":\"url\",\"type\":\"lowercase\"}`"),
         "{stderr}"
     );
     assert!(stderr.contains("remove"), "{stderr}");

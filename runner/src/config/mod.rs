@@ -152,6 +152,9 @@ pub struct LoadedPipeline {
     /// How messages name the file (notes `--set` when locations refer to the overridden text).
     pub display_name: String,
     pub config: PipelineConfig,
+    /// The document as written (after `--set`), untyped: each step's settings in a canonical
+    /// form (keys sorted, comments and layout gone), for checkpoint identity.
+    pub document: serde_json::Value,
 }
 
 impl LoadedPipeline {
@@ -263,15 +266,17 @@ pub fn load_text(text: &str, path: &Path, overrides: &[Override]) -> Result<Load
             "{file_name} is empty; a pipeline needs at least `name`, `source` and `sinks`"
         )));
     }
-    let config = if overrides.is_empty() {
-        parse(text, &file_name)?
+    let (config, document) = if overrides.is_empty() {
+        (parse(text, &file_name)?, text.to_owned())
     } else {
         let changed = apply_overrides(text, &file_name, overrides)?;
         // YAML errors in the changed text can only be located in that text.
         let mut config = parse(&changed, &format!("{file_name} (with --set)"))?;
         relocate(&mut config, text);
-        config
+        (config, changed)
     };
+    // It parsed as a pipeline, so it parses as a document.
+    let document = serde_saphyr::from_str(&document).unwrap_or(serde_json::Value::Null);
     let display_name = file_name;
     if config.sinks.is_empty() {
         return Err(Error::invalid(format!(
@@ -283,6 +288,7 @@ pub fn load_text(text: &str, path: &Path, overrides: &[Override]) -> Result<Load
         base_dir,
         display_name,
         config,
+        document,
     })
 }
 

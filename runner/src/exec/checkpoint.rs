@@ -46,6 +46,7 @@ fn every_epoch() -> NonZeroU64 {
 
 /// What a checkpoint must match to be continued: the source and every stage up to and including
 /// the aggregation (a change after it, or of the sinks, is fine: it does not change the state).
+/// Compared by its hash (`Identity::hash`); the parts say what differs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Identity {
     /// The source's type and columns, and for a positioned source what it reads.
@@ -62,8 +63,18 @@ pub struct StageIdentity {
     pub output: Vec<String>,
 }
 
-/// The file format's version, checked on load.
-const FORMAT: u32 = 1;
+impl Identity {
+    /// SHA-256 of the identity's canonical JSON: the compatibility rule in one value.
+    pub fn hash(&self) -> String {
+        use sha2::Digest;
+        let json = serde_json::to_string(self).expect("an identity serialises");
+        crate::data::hex(&sha2::Sha256::digest(json.as_bytes()))
+    }
+}
+
+/// The file format's version, checked on load. Format 1 (before the plan) identified steps
+/// by a debug rendering of their settings, which cannot be compared with today's plan.
+const FORMAT: u32 = 2;
 const COMMIT: &str = "commit.json";
 const OFFSETS: &str = "offsets.json";
 
@@ -80,6 +91,8 @@ struct Commit {
     state: Option<String>,
     state_rows: usize,
     written: String,
+    /// `identity.hash()`: what a run compares first.
+    plan_hash: String,
     identity: Identity,
 }
 
@@ -161,15 +174,30 @@ impl Checkpoint {
                 path.display()
             ))
         };
-        let commit: Commit = serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
-        if commit.format != FORMAT {
+        let format = serde_json::from_str::<serde_json::Value>(&text)
+            .map_err(|e| damaged(e.to_string()))?["format"]
+            .as_u64();
+        if format != Some(FORMAT.into()) {
+            let why = match format {
+                Some(1) => " (written before runner identified pipelines by their plan: its state cannot be matched to this pipeline's steps)".to_owned(),
+                _ => String::new(),
+            };
             return Err(Error::invalid(format!(
-                "the checkpoint {} has format {}, this runner reads format {FORMAT}",
+                "the checkpoint {} has format {}, this runner reads format {FORMAT}{why}; move the directory away to start over",
                 path.display(),
-                commit.format
+                format.map_or_else(|| "none".to_owned(), |f| f.to_string()),
             )));
         }
-        if let Some(difference) = describe_difference(&commit.identity, &self.identity) {
+        let commit: Commit = serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
+        let difference = if commit.plan_hash == self.identity.hash() {
+            None
+        } else {
+            Some(
+                describe_difference(&commit.identity, &self.identity)
+                    .unwrap_or_else(|| "its plan hash differs".to_owned()),
+            )
+        };
+        if let Some(difference) = difference {
             return Err(Error::invalid(format!(
                 "the checkpoint in {} belongs to a different pipeline (`{}`): {difference}. Its state cannot continue under this one; point `checkpoint.dir` at another directory, or remove {} to start over",
                 self.dir.display(),
@@ -317,6 +345,7 @@ impl Checkpoint {
             state: state_file.clone(),
             state_rows,
             written: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            plan_hash: self.identity.hash(),
             identity: self.identity.clone(),
         };
         let json = serde_json::to_vec_pretty(&commit).expect("a commit serialises");
@@ -581,6 +610,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("transforms.1 (lowercase) was `Lowercase { column: \"hashtag\" }`, it is now `Lowercase { column: \"tag\" }`"), "{error}");
+    }
+
+    #[test]
+    fn a_checkpoint_of_the_format_before_the_plan_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoint =
+            Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "tags", identity(true));
+        checkpoint.commit(0, 1, None, None).unwrap();
+        let commit = dir.path().join(COMMIT);
+        let mut old: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&commit).unwrap()).unwrap();
+        old["format"] = 1.into();
+        old.as_object_mut().unwrap().remove("plan_hash");
+        std::fs::write(&commit, old.to_string()).unwrap();
+        let error = Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "tags", identity(true))
+            .load()
+            .unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        let error = error.to_string();
+        assert!(error.contains("has format 1, this runner reads format 2 (written before runner identified pipelines by their plan"), "{error}");
+        // The hash is what is compared: the same identity gives the same hash.
+        assert_eq!(identity(true).hash(), identity(true).hash());
+        assert_ne!(identity(true).hash(), identity(false).hash());
     }
 
     #[test]

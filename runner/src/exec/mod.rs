@@ -298,8 +298,10 @@ fn stream_settings(
     }))
 }
 
-/// What a stream's checkpoint must match to be continued: the source, and the stages up to and
-/// including the aggregation, with their settings and columns.
+/// What a stream's checkpoint must match to be continued: the source (its type and columns;
+/// for a positioned source, whose positions are offsets into what it reads, its settings too),
+/// and every step up to and including the aggregation: its type, its settings as written
+/// (canonical: keys sorted, comments and layout ignored) and the columns it gives.
 fn checkpoint_identity(
     loaded: &LoadedPipeline,
     source: &BuiltSource,
@@ -311,9 +313,13 @@ fn checkpoint_identity(
         config.source.value.type_name(),
         crate::data::columns(&source.schema()).join(", ")
     );
-    if let crate::registry::SourceConfig::Replay(replay) = &config.source.value {
-        // Its position is an offset into this tape.
-        source_identity.push_str(&format!(" reading {}", replay.path.display()));
+    if let BuiltSource::Stream(stream) = source {
+        if stream.positioned() {
+            source_identity.push_str(&format!(
+                " reading {}",
+                canonical_json(&loaded.document["source"])
+            ));
+        }
     }
     let through_aggregation = stages
         .iter()
@@ -323,12 +329,60 @@ fn checkpoint_identity(
         source: source_identity,
         stages: stages[..through_aggregation]
             .iter()
-            .zip(&config.transforms)
-            .map(|(built, step)| checkpoint::StageIdentity {
+            .enumerate()
+            .map(|(index, built)| checkpoint::StageIdentity {
                 step: built.label.clone(),
-                settings: format!("{:?}", step.value),
+                settings: canonical_json(&loaded.document["transforms"][index]),
                 output: crate::data::columns(&built.stage.output),
             })
             .collect(),
+    }
+}
+
+/// JSON with every object's keys sorted: the same settings give the same text, whatever their
+/// order in the file.
+fn canonical_json(value: &serde_json::Value) -> String {
+    fn sorted(value: &serde_json::Value) -> serde_json::Value {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                serde_json::Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), sorted(v)))
+                        .collect(),
+                )
+            }
+            serde_json::Value::Array(items) => {
+                serde_json::Value::Array(items.iter().map(sorted).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn identity_ignores_key_order_comments_and_layout_but_not_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = |transforms: &str| {
+            let path = dir.path().join("p.yaml");
+            std::fs::write(
+                &path,
+                format!("name: t\nmode: stream\nsource: {{type: socket, port: 9}}\ntransforms:\n{transforms}\ncheckpoint: {{dir: cp}}\nsinks:\n  - type: stdout\n"),
+            )
+            .unwrap();
+            let loaded = crate::config::load(&path, &[]).unwrap();
+            let built = super::build(&loaded, Some(1)).unwrap();
+            built.stream.unwrap().checkpoint.unwrap().identity.hash()
+        };
+        let written = identity("  - {type: explode, column: line, separator: ' ', as: tag}\n  - {type: group_count, by: tag}");
+        let reordered = identity("  - as: tag   # the pieces\n    separator: ' '\n    column: line\n    type: explode\n  - {by: tag, type: group_count}");
+        assert_eq!(written, reordered);
+        let changed = identity("  - {type: explode, column: line, separator: ',', as: tag}\n  - {type: group_count, by: tag}");
+        assert_ne!(written, changed);
     }
 }

@@ -153,7 +153,7 @@ pub fn fetch(config: &FetchConfig, dest: &Path) -> Result<()> {
     }
     progress.finish_and_clear();
 
-    let actual = hex(&hasher.finalize());
+    let actual = crate::data::hex(&hasher.finalize());
     if !actual.eq_ignore_ascii_case(&config.sha256) {
         // `temp` is deleted when dropped.
         return Err(Error::runtime(format!(
@@ -162,10 +162,6 @@ pub fn fetch(config: &FetchConfig, dest: &Path) -> Result<()> {
         )));
     }
     crate::io::atomic::persist(temp, dest)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -195,6 +191,6 @@ mod tests {
 
     #[test]
     fn hex_is_lowercase() {
-        assert_eq!(hex(&[0xab, 0x01]), "ab01");
+        assert_eq!(crate::data::hex(&[0xab, 0x01]), "ab01");
     }
 }
