@@ -19,13 +19,25 @@ pub fn text_schema(column: &str) -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]))
 }
 
+/// The closest candidate to `word` by edit distance, if it is close enough to be a likely typo
+/// (a column name; the loader uses it for keys and types too).
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
 /// The index of column `name`, or an error listing the columns there are.
 pub fn column_index(schema: &Schema, name: &str) -> Result<usize, String> {
     schema.index_of(name).map_err(|_| {
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         format!(
             "there is no column `{name}`{} (columns here: {})",
-            crate::config::suggestion(name, names.iter().copied()),
+            closest(name, names.iter().copied())
+                .map_or(String::new(), |best| format!(", did you mean `{best}`?")),
             if names.is_empty() {
                 "none".to_owned()
             } else {

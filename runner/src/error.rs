@@ -178,15 +178,7 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The closest candidate to `word` by edit distance, if it is close enough to be a likely typo.
-pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
+pub use crate::data::closest;
 
 #[cfg(test)]
 mod tests {

@@ -21,6 +21,7 @@ pub mod redact;
 pub mod registry;
 pub mod schedule;
 pub mod schema;
+pub mod settings;
 pub mod sinks;
 pub mod sources;
 pub mod summary;

@@ -41,7 +41,7 @@ macro_rules! component_enum {
             }
         }
 
-        impl crate::config::tagged::TaggedConfig for $enum {
+        impl crate::settings::tagged::TaggedConfig for $enum {
             const KIND: &'static str = $kind;
             const TAGS: &'static [&'static str] = &[ $( $tag ),+ ];
 
@@ -86,7 +86,7 @@ macro_rules! component_enum {
 
         impl<'de> serde::Deserialize<'de> for $enum {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                crate::config::tagged::deserialize(d)
+                crate::settings::tagged::deserialize(d)
             }
         }
     };

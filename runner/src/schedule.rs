@@ -107,7 +107,7 @@ impl Schedule {
 
 impl<'de> serde::Deserialize<'de> for Schedule {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = crate::config::env::string(d)?;
+        let text = crate::settings::env::string(d)?;
         Schedule::parse(&text).map_err(serde::de::Error::custom)
     }
 }

@@ -127,23 +127,21 @@ impl crate::events::Subscriber for SummaryFeed {
     }
 }
 
-/// The running recorder's last published copy, for `abort_run`.
+/// The running recorder's last published copy, for `cancel::abort`.
 static PUBLISHED: std::sync::Mutex<Option<Recorder>> = std::sync::Mutex::new(None);
 
-/// Ends the process now with `error`'s exit code, writing the summary first, from whatever
-/// thread: for failures the main thread cannot return from (a plugin call past its timeout
-/// cannot be interrupted). Outputs are replaced atomically, so none is left half-written.
-pub fn abort_run(error: Error) -> ! {
+/// Writes the running recorder's summary for a run ending with `error` (`cancel::abort`'s
+/// handler, set when a recorder starts).
+fn write_on_abort(error: &Error) {
     let recorder = PUBLISHED.lock().ok().and_then(|mut p| p.take());
     if let Some(mut recorder) = recorder {
-        let summary = recorder.finish(Some(&error));
+        let summary = recorder.finish(Some(error));
         if let Some(target) = recorder.target() {
             if let Err(written) = summary.write(target) {
                 tracing::warn!("the run summary was not written: {written}");
             }
         }
     }
-    std::process::exit(error.exit_code())
 }
 
 /// Collects a run's facts as they become known.
@@ -162,6 +160,8 @@ pub struct Recorder {
 impl Recorder {
     /// Starts the clock for a run of `file`.
     pub fn start(file: &Path, target: Option<PathBuf>) -> Self {
+        // A run aborted from any thread still leaves its summary.
+        crate::cancel::on_abort(write_on_abort);
         let started = SystemTime::now();
         let file_sha256 = std::fs::read(file)
             .ok()
@@ -253,7 +253,7 @@ impl Recorder {
         self.publish();
     }
 
-    /// Leaves a copy of what is known so far for `abort_run`, which may be called from any
+    /// Leaves a copy of what is known so far for `cancel::abort`, which may be called from any
     /// thread while this recorder is busy on the main one.
     fn publish(&self) {
         if let Ok(mut published) = PUBLISHED.lock() {

@@ -4,9 +4,9 @@
 //! YAML is read with serde-saphyr (pure Rust, no panics, a location and snippet for every
 //! error); serde_yaml is archived and loses locations inside `type:`-tagged blocks.
 
-pub mod env;
 pub mod overrides;
-pub mod tagged;
+
+pub use crate::settings::{duration, env, resolve_against, suggestion, tagged};
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -68,7 +68,7 @@ pub struct PipelineConfig {
     /// Streaming: save the epoch id, the aggregation's state and the source position after
     /// epochs, so that a restarted run continues (`{dir: ../state/hashtags, every: 1}`).
     #[serde(default)]
-    pub checkpoint: Option<crate::exec::checkpoint::CheckpointConfig>,
+    pub checkpoint: Option<CheckpointConfig>,
     /// When `runner schedule` runs this pipeline: a cron expression such as `0 3 * * *`
     /// (minute hour day-of-month month day-of-week; six fields put seconds first), in local
     /// time or after a time zone: `CRON_TZ=Europe/Paris 0 3 * * *`.
@@ -105,33 +105,23 @@ pub enum OutputMode {
     Append,
 }
 
-/// Durations written as `10s`, `500ms`, `2m`, `1h 30m`.
-pub mod duration {
-    use serde::{Deserialize, Deserializer};
+/// `checkpoint:` of a stream pipeline.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// The directory holding the checkpoint, relative to the pipeline file (created when
+    /// missing). One directory per pipeline.
+    #[serde(deserialize_with = "env::path")]
+    #[schemars(with = "String")]
+    pub dir: PathBuf,
+    /// Save after every this many epochs (and always when the stream stops). Default 1.
+    #[serde(default = "every_epoch")]
+    #[schemars(with = "u64", range(min = 1))]
+    pub every: std::num::NonZeroU64,
+}
 
-    /// The longest duration any setting takes (`stop_after`, triggers, timeouts, `--wait`):
-    /// longer ones are mistakes, and instants that far ahead cannot be represented.
-    pub const MAX: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
-
-    pub fn parse(text: &str) -> Result<std::time::Duration, String> {
-        let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
-            format!("`{text}` is not a duration ({e}); write it like `10s`, `500ms` or `2m`")
-        })?;
-        if parsed.is_zero() {
-            return Err(format!("`{text}`: the duration must be more than zero"));
-        }
-        if parsed > MAX {
-            return Err(format!("`{text}`: durations are limited to 100 years"));
-        }
-        Ok(parsed)
-    }
-
-    pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
-        match Option::<String>::deserialize(d)? {
-            Some(text) => parse(&text).map(Some).map_err(serde::de::Error::custom),
-            None => Ok(None),
-        }
-    }
+fn every_epoch() -> std::num::NonZeroU64 {
+    std::num::NonZeroU64::MIN
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -214,34 +204,6 @@ impl LoadedPipeline {
     pub fn resolve(&self, path: &Path) -> PathBuf {
         resolve_against(&self.base_dir, path)
     }
-}
-
-/// `path` if absolute (or `-`), otherwise `base/path` with `x/..` pairs folded away, so
-/// messages say `data/x.txt` rather than `pipelines/../data/x.txt`.
-pub fn resolve_against(base: &Path, path: &Path) -> PathBuf {
-    use std::path::Component;
-    if path.is_absolute() || path == Path::new("-") {
-        return path.to_path_buf();
-    }
-    let mut resolved = PathBuf::new();
-    for component in base.join(path).components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir
-                if matches!(
-                    resolved.components().next_back(),
-                    Some(Component::Normal(_))
-                ) =>
-            {
-                resolved.pop();
-            }
-            other => resolved.push(other),
-        }
-    }
-    if resolved.as_os_str().is_empty() {
-        resolved.push(".");
-    }
-    resolved
 }
 
 /// Reads a pipeline file, applies `--set` overrides and parses it.
@@ -397,14 +359,6 @@ fn with_suggestion(message: &str) -> Option<String> {
         format!("expected one of: {}", candidates.join(", "))
     };
     Some(format!("unknown {kind} `{word}`{hint} ({list})"))
-}
-
-/// `, did you mean `x`?` when a candidate is close to `word`, else nothing.
-pub fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    match crate::error::closest(word, candidates) {
-        Some(best) => format!(", did you mean `{best}`?"),
-        None => String::new(),
-    }
 }
 
 #[cfg(test)]

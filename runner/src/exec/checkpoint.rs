@@ -25,25 +25,6 @@ use crate::io::atomic;
 use crate::sources::SourcePosition;
 use crate::transforms::AggregateState;
 
-/// `checkpoint:` of a stream pipeline.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CheckpointConfig {
-    /// The directory holding the checkpoint, relative to the pipeline file (created when
-    /// missing). One directory per pipeline.
-    #[serde(deserialize_with = "crate::config::env::path")]
-    #[schemars(with = "String")]
-    pub dir: PathBuf,
-    /// Save after every this many epochs (and always when the stream stops). Default 1.
-    #[serde(default = "every_epoch")]
-    #[schemars(with = "u64", range(min = 1))]
-    pub every: NonZeroU64,
-}
-
-fn every_epoch() -> NonZeroU64 {
-    NonZeroU64::MIN
-}
-
 /// What a checkpoint must match to be continued: the source and every stage up to and including
 /// the aggregation (a change after it, or of the sinks, is fine: it does not change the state).
 /// Compared by its hash (`Identity::hash`); the parts say what differs.

@@ -27,19 +27,19 @@ use crate::io::atomic;
 #[serde(deny_unknown_fields)]
 pub struct ChartSinkConfig {
     /// The PNG file to write, relative to the pipeline file; its directory is created if needed.
-    #[serde(deserialize_with = "crate::config::env::path")]
+    #[serde(deserialize_with = "crate::settings::env::path")]
     pub path: PathBuf,
     /// The category column (one bar per row).
-    #[serde(deserialize_with = "crate::config::env::string")]
+    #[serde(deserialize_with = "crate::settings::env::string")]
     pub x: String,
     /// The numeric column (bar length).
-    #[serde(deserialize_with = "crate::config::env::string")]
+    #[serde(deserialize_with = "crate::settings::env::string")]
     pub y: String,
     /// How many bars: the rows with the largest `y`.
     #[serde(default = "default_top")]
     pub top: usize,
     /// The caption; `{epoch}` and `{time}` are replaced when it is drawn.
-    #[serde(default, deserialize_with = "crate::config::env::opt_string")]
+    #[serde(default, deserialize_with = "crate::settings::env::opt_string")]
     pub title: Option<String>,
     /// Width and height in pixels.
     #[serde(default = "default_size")]
@@ -186,7 +186,7 @@ impl BuildSink for ChartSinkConfig {
                 orientation: self.orientation,
                 palette: self.palette,
             },
-            path: crate::config::resolve_against(ctx.base_dir, &self.path),
+            path: crate::settings::resolve_against(ctx.base_dir, &self.path),
             x,
             y,
             top: self.top,

@@ -17,7 +17,7 @@ use crate::io::atomic;
 #[serde(deny_unknown_fields)]
 pub struct CsvSinkConfig {
     /// The file to write, relative to the pipeline file; its directory is created if needed.
-    #[serde(deserialize_with = "crate::config::env::path")]
+    #[serde(deserialize_with = "crate::settings::env::path")]
     pub path: PathBuf,
     /// Write the column names as the first row.
     #[serde(default = "yes")]
@@ -41,7 +41,7 @@ impl BuildSink for CsvSinkConfig {
             ));
         }
         Ok(Box::new(CsvSink {
-            path: crate::config::resolve_against(ctx.base_dir, &self.path),
+            path: crate::settings::resolve_against(ctx.base_dir, &self.path),
             header: self.header,
             appending: ctx.appending,
             repaired: false,

@@ -18,17 +18,17 @@ use crate::error::{Error, Result};
 #[serde(deny_unknown_fields)]
 pub struct SocketSinkConfig {
     /// The address to listen on, e.g. `127.0.0.1:9876`.
-    #[serde(deserialize_with = "crate::config::env::string")]
+    #[serde(deserialize_with = "crate::settings::env::string")]
     pub listen: String,
     /// The column to write; defaults to the first.
-    #[serde(default, deserialize_with = "crate::config::env::opt_string")]
+    #[serde(default, deserialize_with = "crate::settings::env::opt_string")]
     pub column: Option<String>,
     /// `lines`: the value as text; `joined`: a list column's elements joined with spaces.
     #[serde(default)]
     pub format: SocketFormat,
     /// A client that takes longer than this to accept an epoch's lines (it stopped reading) is
     /// dropped and logged, and the next one awaited (default `30s`).
-    #[serde(default, deserialize_with = "crate::config::duration::opt")]
+    #[serde(default, deserialize_with = "crate::settings::duration::opt")]
     #[schemars(with = "Option<String>")]
     pub write_timeout: Option<std::time::Duration>,
 }

@@ -15,10 +15,10 @@ use crate::error::{Error, Result};
 #[serde(deny_unknown_fields)]
 pub struct FetchConfig {
     /// An `https://` URL (`http://` is accepted for local servers).
-    #[serde(deserialize_with = "crate::config::env::string")]
+    #[serde(deserialize_with = "crate::settings::env::string")]
     pub url: String,
     /// The expected SHA-256 of the file, as 64 hex digits.
-    #[serde(deserialize_with = "crate::config::env::string")]
+    #[serde(deserialize_with = "crate::settings::env::string")]
     pub sha256: String,
     /// The most bytes to download (default 1 GiB): a larger `Content-Length`, or a body that
     /// goes on past it, stops the download with an error and leaves nothing behind.

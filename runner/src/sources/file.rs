@@ -22,12 +22,12 @@ use crate::error::{Error, Result};
 #[serde(deny_unknown_fields)]
 pub struct FileSourceConfig {
     /// A file, directory, glob (`logs/*.txt`) or `-` (standard input), relative to the pipeline file.
-    #[serde(deserialize_with = "crate::config::env::path")]
+    #[serde(deserialize_with = "crate::settings::env::path")]
     pub path: PathBuf,
     /// The output column.
     #[serde(
         default = "default_column",
-        deserialize_with = "crate::config::env::string"
+        deserialize_with = "crate::settings::env::string"
     )]
     pub column: String,
     /// What to do with bytes that are not UTF-8: `replace` them with U+FFFD, `skip` the line,
@@ -82,7 +82,7 @@ impl BuildSource for FileSourceConfig {
             }
         }
         Ok(BuiltSource::Batch(Box::new(FileSource {
-            path: crate::config::resolve_against(ctx.base_dir, &self.path),
+            path: crate::settings::resolve_against(ctx.base_dir, &self.path),
             schema: text_schema(&self.column),
             encoding_errors: self.encoding_errors,
             fetch: self.fetch.clone(),

@@ -27,18 +27,18 @@ use super::{BuildSource, BuiltSource, Chunk, Delivery, SourceContext, StreamSour
 #[serde(deny_unknown_fields)]
 pub struct MastodonSourceConfig {
     /// The instance, e.g. `https://mastodon.social` (`http://` for local servers).
-    #[serde(deserialize_with = "crate::config::env::string")]
+    #[serde(deserialize_with = "crate::settings::env::string")]
     pub instance: String,
     /// `public`, `public:local`, `public:remote` or `hashtag:<tag>`.
     #[serde(
         default = "default_stream",
-        deserialize_with = "crate::config::env::string"
+        deserialize_with = "crate::settings::env::string"
     )]
     pub stream: String,
     /// The environment variable holding the access token (never the token itself).
     #[serde(
         default = "default_token_env",
-        deserialize_with = "crate::config::env::string"
+        deserialize_with = "crate::settings::env::string"
     )]
     pub token_env: String,
     /// Stop after this many statuses.
@@ -48,21 +48,21 @@ pub struct MastodonSourceConfig {
     #[serde(default)]
     pub only_with_tags: bool,
     /// Only statuses in these languages (ISO 639-1 codes).
-    #[serde(default, deserialize_with = "crate::config::env::strings")]
+    #[serde(default, deserialize_with = "crate::settings::env::strings")]
     pub languages: Vec<String>,
     /// Give up connecting after this long (e.g. `10s`).
-    #[serde(default, deserialize_with = "crate::config::duration::opt")]
+    #[serde(default, deserialize_with = "crate::settings::duration::opt")]
     #[schemars(with = "Option<String>")]
     pub connect_timeout: Option<Duration>,
     /// Reconnect when no byte (heartbeats included) arrives for this long; default 60 s.
-    #[serde(default, deserialize_with = "crate::config::duration::opt")]
+    #[serde(default, deserialize_with = "crate::settings::duration::opt")]
     #[schemars(with = "Option<String>")]
     pub idle_timeout: Option<Duration>,
     /// Give up after this many failed connection attempts in a row (default: never).
     #[serde(default)]
     pub max_retries: Option<u32>,
     /// Also write every received event (type, payload, receive time) to this JSONL file.
-    #[serde(default, deserialize_with = "crate::config::env::opt_path")]
+    #[serde(default, deserialize_with = "crate::settings::env::opt_path")]
     pub record_to: Option<PathBuf>,
     /// A larger event (a status is a few KiB) is skipped and counted instead of held in
     /// memory. Default 1 MiB.
@@ -192,7 +192,7 @@ pub fn stream_endpoint(stream: &str) -> Result<(String, Vec<(String, String)>), 
             Some(_) => Err("`hashtag:` needs a tag name, e.g. `hashtag:rust`".into()),
             None => Err(format!(
                 "unknown stream `{other}`{}; use public, public:local, public:remote or hashtag:<tag>",
-                crate::config::suggestion(other, ["public", "public:local", "public:remote"])
+                crate::settings::suggestion(other, ["public", "public:local", "public:remote"])
             )),
         },
     }
@@ -220,7 +220,7 @@ impl BuildSource for MastodonSourceConfig {
             record_to: self
                 .record_to
                 .as_ref()
-                .map(|p| crate::config::resolve_against(ctx.base_dir, p)),
+                .map(|p| crate::settings::resolve_against(ctx.base_dir, p)),
             stats: Arc::new(EventStats::default()),
         })))
     }

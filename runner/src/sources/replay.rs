@@ -23,7 +23,7 @@ use super::{
 #[serde(deny_unknown_fields)]
 pub struct ReplaySourceConfig {
     /// The tape (JSONL written by the mastodon source's `record_to`), relative to the pipeline.
-    #[serde(deserialize_with = "crate::config::env::path")]
+    #[serde(deserialize_with = "crate::settings::env::path")]
     pub path: PathBuf,
     /// `1` replays in real time, `10` ten times faster, `max` without waiting.
     #[serde(default)]
@@ -89,7 +89,7 @@ impl BuildSource for ReplaySourceConfig {
     fn build(&self, ctx: &SourceContext) -> Result<BuiltSource, String> {
         Ok(BuiltSource::Stream(Box::new(ReplaySource {
             config: self.clone(),
-            path: crate::config::resolve_against(ctx.base_dir, &self.path),
+            path: crate::settings::resolve_against(ctx.base_dir, &self.path),
             stats: Arc::new(EventStats::default()),
         })))
     }

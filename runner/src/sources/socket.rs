@@ -22,7 +22,7 @@ use crate::data::text_schema;
 #[serde(deny_unknown_fields)]
 pub struct SocketSourceConfig {
     /// The host to connect to, or the address to listen on (default 127.0.0.1 when listening).
-    #[serde(default, deserialize_with = "crate::config::env::opt_string")]
+    #[serde(default, deserialize_with = "crate::settings::env::opt_string")]
     pub host: Option<String>,
     /// The TCP port.
     pub port: u16,
@@ -42,7 +42,7 @@ pub struct SocketSourceConfig {
     /// The output column.
     #[serde(
         default = "default_column",
-        deserialize_with = "crate::config::env::string"
+        deserialize_with = "crate::settings::env::string"
     )]
     pub column: String,
 }

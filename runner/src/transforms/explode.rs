@@ -21,16 +21,16 @@ use crate::error::Result;
 #[serde(deny_unknown_fields)]
 pub struct ExplodeConfig {
     /// The column to explode: text (with `separator`) or a list of text.
-    #[serde(deserialize_with = "crate::config::env::string")]
+    #[serde(deserialize_with = "crate::settings::env::string")]
     pub column: String,
     /// For a text column: the separator between pieces (for example `" "`).
-    #[serde(default, deserialize_with = "crate::config::env::opt_string")]
+    #[serde(default, deserialize_with = "crate::settings::env::opt_string")]
     pub separator: Option<String>,
     /// The output column name; defaults to `column`.
     #[serde(
         default,
         rename = "as",
-        deserialize_with = "crate::config::env::opt_string"
+        deserialize_with = "crate::settings::env::opt_string"
     )]
     pub output: Option<String>,
     /// Drop empty pieces (two separators in a row, a trailing separator).

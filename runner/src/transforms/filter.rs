@@ -14,7 +14,7 @@ pub struct FilterConfig {
     /// The condition, e.g. `count >= 60 and word not in ["thou", "thy"]`.
     #[serde(
         rename = "where",
-        deserialize_with = "crate::config::env::spanned_string"
+        deserialize_with = "crate::settings::env::spanned_string"
     )]
     #[schemars(with = "String")]
     pub condition: serde_saphyr::Spanned<String>,

@@ -30,7 +30,7 @@ pub struct GroupCountConfig {
     #[serde(
         default = "default_as",
         rename = "as",
-        deserialize_with = "crate::config::env::string"
+        deserialize_with = "crate::settings::env::string"
     )]
     pub output: String,
 }

@@ -18,7 +18,7 @@ use crate::error::Result;
 #[serde(deny_unknown_fields)]
 pub struct LowercaseConfig {
     /// The column to lowercase: text, or a list of text (each element).
-    #[serde(deserialize_with = "crate::config::env::string")]
+    #[serde(deserialize_with = "crate::settings::env::string")]
     pub column: String,
 }
 

@@ -21,19 +21,19 @@ use crate::plugin::Instance;
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// The shared library (`.so`), relative to the pipeline file.
-    #[serde(deserialize_with = "crate::config::env::path")]
+    #[serde(deserialize_with = "crate::settings::env::path")]
     pub path: PathBuf,
     /// Passed to the plugin's `create` as JSON.
     #[serde(default)]
     pub config: serde_json::Value,
     /// Log a warning when the plugin spends longer than this on one batch (default `10s`).
-    #[serde(default, deserialize_with = "crate::config::duration::opt")]
+    #[serde(default, deserialize_with = "crate::settings::duration::opt")]
     #[schemars(with = "Option<String>")]
     pub warn_after: Option<Duration>,
     /// Fail the run (exit 1) when the plugin spends longer than this on one batch. A call into
     /// a plugin cannot be cancelled, so the process ends there; outputs keep their previous
     /// contents. Default: no limit.
-    #[serde(default, deserialize_with = "crate::config::duration::opt")]
+    #[serde(default, deserialize_with = "crate::settings::duration::opt")]
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
 }
@@ -43,7 +43,7 @@ const DEFAULT_WARN_AFTER: Duration = Duration::from_secs(10);
 
 impl BuildTransform for PluginConfig {
     fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
-        let path = crate::config::resolve_against(ctx.base_dir, &self.path);
+        let path = crate::settings::resolve_against(ctx.base_dir, &self.path);
         let plugin = crate::plugin::load(&path)?;
         let config = if self.config.is_null() {
             serde_json::json!({})
@@ -165,7 +165,7 @@ impl Watchdog {
                     call.rows
                 );
                 tracing::error!("{message}");
-                crate::summary::abort_run(Error::runtime(message));
+                crate::cancel::abort(Error::runtime(message));
             }
             if spent >= self.warn_after && !call.warned {
                 call.warned = true;

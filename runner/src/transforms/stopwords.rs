@@ -21,20 +21,20 @@ pub struct StopwordsConfig {
     /// The text column holding one word per row.
     #[serde(
         default = "default_column",
-        deserialize_with = "crate::config::env::string"
+        deserialize_with = "crate::settings::env::string"
     )]
     pub column: String,
     /// Built-in NLTK list: a language name (`english`) or ISO code (`en`).
     #[serde(
         default = "default_language",
-        deserialize_with = "crate::config::env::string"
+        deserialize_with = "crate::settings::env::string"
     )]
     pub language: String,
     /// Extra stop words.
-    #[serde(default, deserialize_with = "crate::config::env::strings")]
+    #[serde(default, deserialize_with = "crate::settings::env::strings")]
     pub words: Vec<String>,
     /// A file of stop words, one a line (`#` starts a comment), relative to the pipeline file.
-    #[serde(default, deserialize_with = "crate::config::env::opt_path")]
+    #[serde(default, deserialize_with = "crate::settings::env::opt_path")]
     pub file: Option<PathBuf>,
     /// `add` the given words to the built-in list, or `replace` it with them.
     #[serde(default)]
@@ -97,7 +97,7 @@ fn builtin(language: &str) -> Result<&'static [&'static str], String> {
     stop_words::lookup(code).ok_or_else(|| {
         format!(
             "no built-in stop words for language `{language}`{}; known: {}",
-            crate::config::suggestion(language, LANGUAGES.iter().map(|(n, _)| *n)),
+            crate::settings::suggestion(language, LANGUAGES.iter().map(|(n, _)| *n)),
             LANGUAGES
                 .iter()
                 .map(|(n, _)| *n)
@@ -119,7 +119,7 @@ impl StopwordsConfig {
         }
         set.extend(self.words.iter().map(|w| Box::from(w.as_str())));
         if let Some(file) = &self.file {
-            let path = crate::config::resolve_against(ctx.base_dir, file);
+            let path = crate::settings::resolve_against(ctx.base_dir, file);
             let contents = read_capped(&path)
                 .map_err(|e| format!("cannot read stop-word file {}: {e}", path.display()))?;
             set.extend(

@@ -22,14 +22,14 @@ pub struct TokenizeConfig {
     /// The text column to split.
     #[serde(
         default = "default_column",
-        deserialize_with = "crate::config::env::string"
+        deserialize_with = "crate::settings::env::string"
     )]
     pub column: String,
     /// The output column, one word per row; it replaces `column`.
     #[serde(
         default = "default_as",
         rename = "as",
-        deserialize_with = "crate::config::env::string"
+        deserialize_with = "crate::settings::env::string"
     )]
     pub output: String,
     /// Lowercase words, Unicode-aware like Python's `str.lower`.

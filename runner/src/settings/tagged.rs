@@ -38,7 +38,7 @@ struct TaggedVisitor<T>(PhantomData<T>);
 fn unknown_type<E: de::Error>(kind: &str, tag: &str, tags: &'static [&'static str]) -> E {
     E::custom(format!(
         "unknown {kind} type `{tag}`{} (valid types: {}; see `runner list`)",
-        crate::config::suggestion(tag, tags.iter().copied()),
+        crate::settings::suggestion(tag, tags.iter().copied()),
         tags.join(", ")
     ))
 }

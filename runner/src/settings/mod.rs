@@ -1,0 +1,74 @@
+//! How a component reads its settings: environment variables in values, durations, paths
+//! relative to the pipeline file, `type:`-tagged choices with located errors, suggestions for
+//! misspelt names. The layer under both the pipeline loader (`config`) and the components,
+//! which import it and never `config` itself: no cycle between them.
+
+pub mod env;
+pub mod tagged;
+
+use std::path::{Path, PathBuf};
+
+/// Durations written as `10s`, `500ms`, `2m`, `1h 30m`.
+pub mod duration {
+    use serde::{Deserialize, Deserializer};
+
+    /// The longest duration any setting takes (`stop_after`, triggers, timeouts, `--wait`):
+    /// longer ones are mistakes, and instants that far ahead cannot be represented.
+    pub const MAX: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
+
+    pub fn parse(text: &str) -> Result<std::time::Duration, String> {
+        let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
+            format!("`{text}` is not a duration ({e}); write it like `10s`, `500ms` or `2m`")
+        })?;
+        if parsed.is_zero() {
+            return Err(format!("`{text}`: the duration must be more than zero"));
+        }
+        if parsed > MAX {
+            return Err(format!("`{text}`: durations are limited to 100 years"));
+        }
+        Ok(parsed)
+    }
+
+    pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(text) => parse(&text).map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
+}
+
+/// `path` if absolute (or `-`), otherwise `base/path` with `x/..` pairs folded away, so
+/// messages say `data/x.txt` rather than `pipelines/../data/x.txt`.
+pub fn resolve_against(base: &Path, path: &Path) -> PathBuf {
+    use std::path::Component;
+    if path.is_absolute() || path == Path::new("-") {
+        return path.to_path_buf();
+    }
+    let mut resolved = PathBuf::new();
+    for component in base.join(path).components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(
+                    resolved.components().next_back(),
+                    Some(Component::Normal(_))
+                ) =>
+            {
+                resolved.pop();
+            }
+            other => resolved.push(other),
+        }
+    }
+    if resolved.as_os_str().is_empty() {
+        resolved.push(".");
+    }
+    resolved
+}
+
+/// `, did you mean `x`?` when a candidate is close to `word`, else nothing.
+pub fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    match crate::error::closest(word, candidates) {
+        Some(best) => format!(", did you mean `{best}`?"),
+        None => String::new(),
+    }
+}
