@@ -202,6 +202,52 @@ pub fn concat(schema: &SchemaRef, batches: &[RecordBatch]) -> RecordBatch {
     }
 }
 
+/// Builds a text column from pieces of bytes known to be UTF-8 (cut from valid text at
+/// character boundaries): the bytes are copied without a check per piece, and the whole column
+/// is validated once at the end (`finish`), far cheaper than a check per row.
+pub struct TextColumnBuilder {
+    values: Vec<u8>,
+    offsets: Vec<i32>,
+}
+
+impl TextColumnBuilder {
+    pub fn with_capacity(rows: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        TextColumnBuilder {
+            values: Vec::with_capacity(bytes),
+            offsets,
+        }
+    }
+
+    /// Appends one value.
+    #[inline]
+    pub fn push(&mut self, piece: &[u8]) {
+        self.values.extend_from_slice(piece);
+        // Past i32 offsets the column is refused by `finish` (checked there once).
+        self.offsets.push(self.values.len() as i32);
+    }
+
+    pub fn rows(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// The column; an error when the pieces were not UTF-8 or exceed 2 GiB.
+    pub fn finish(&mut self) -> Result<arrow_array::StringArray, String> {
+        if self.values.len() > i32::MAX as usize {
+            return Err("a text column of more than 2 GiB in one batch".into());
+        }
+        let values = std::mem::take(&mut self.values);
+        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        arrow_array::StringArray::try_new(
+            arrow_buffer::OffsetBuffer::new(arrow_buffer::ScalarBuffer::from(offsets)),
+            arrow_buffer::Buffer::from_vec(values),
+            None,
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
 /// Bytes as lowercase hexadecimal (digests in summaries, checksums, checkpoints).
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

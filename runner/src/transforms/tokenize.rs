@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use serde::Deserialize;
@@ -12,7 +11,7 @@ use super::{
     replace_column, schema_replacing, BuildContext, BuildTransform, MapTransform, Stage, StageKind,
     TextSplit,
 };
-use crate::data::{text, text_column_index};
+use crate::data::{text, text_column_index, TextColumnBuilder};
 use crate::error::Result;
 
 /// Split a text column into words.
@@ -548,23 +547,29 @@ const SHORT: usize = 64;
 impl MapTransform for Tokenize {
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let lines = text(batch, self.index);
-        let mut words = StringBuilder::with_capacity(lines.len() * 8, lines.value_data().len());
+        let mut words = TextColumnBuilder::with_capacity(lines.len() * 8, lines.value_data().len());
+        // Which line each word came from, to repeat the other columns (there are none when
+        // the line is the only column, as from a file).
+        let others = batch.num_columns() > 1;
         let mut parents = Vec::new();
         let mut scratch = Vec::new();
         for (row, line) in lines.iter().enumerate() {
             let Some(line) = line else { continue };
             self.tokenizer.words(line, &mut scratch, |word| {
-                // Words are cut at character boundaries of valid UTF-8 and only lose ASCII bytes.
-                words.append_value(std::str::from_utf8(word).unwrap_or("\u{fffd}"));
-                parents.push(row as u32);
+                // Cut at character boundaries of valid UTF-8: `finish` checks the column once.
+                words.push(word);
+                if others {
+                    parents.push(row as u32);
+                }
             });
         }
+        let words = words.finish().map_err(crate::error::Error::runtime)?;
         Ok(replace_column(
             &self.output,
             batch,
             self.index,
             parents,
-            Arc::new(words.finish()),
+            Arc::new(words),
         ))
     }
 
