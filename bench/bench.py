@@ -72,6 +72,15 @@ def tools(args):
         found[f'runner --cores {cores}'] = lambda path, thr, cores=cores: [
             RUNNER, 'run', os.path.join(ROOT, 'bench', 'wordcount.yaml'), '-q', '--cores', str(cores),
             '--set', f'source.path={path}', '--set', f'transforms.3.where=count >= {thr}']
+    # The plan's variants, on the most cores: a filter on the word before the count (fused by
+    # the rule), and every step run as itself (--no-fusion: the general operators).
+    cores = args.cores[-1]
+    found[f'runner + filter before count, --cores {cores}'] = lambda path, thr: [
+        RUNNER, 'run', os.path.join(ROOT, 'bench', 'wordcount_filtered.yaml'), '-q', '--cores', str(cores),
+        '--set', f'source.path={path}', '--set', f'transforms.4.where=count >= {thr}']
+    found[f'runner --no-fusion --cores {cores}'] = lambda path, thr: [
+        RUNNER, 'run', os.path.join(ROOT, 'bench', 'wordcount.yaml'), '-q', '--no-fusion', '--cores', str(cores),
+        '--set', f'source.path={path}', '--set', f'transforms.3.where=count >= {thr}']
     if args.with_peers:
         python = os.path.join(VENV, 'bin', 'python')
         peers = os.path.join(ROOT, 'bench', 'peers')
@@ -121,8 +130,8 @@ def main():
         for tool, answer in answers.items():
             if answer != reference:
                 sys.exit(f'{tool} disagrees on {name}:\n{answer[:5]}\nvs\n{reference[:5]}')
-        # Ratios are against runner with the most cores (the last runner entry).
-        base = statistics.median(times[[t for t in candidates if t.startswith('runner')][-1]])
+        # Ratios are against the fused word count with the most cores.
+        base = statistics.median(times[f'runner --cores {args.cores[-1]}'])
         for tool in candidates:
             median = statistics.median(times[tool])
             table.append(f'| {name} ({size_mb:.1f} MB) | {tool} | {median:.3f} | {size_mb / median:,.0f} | {rss[tool]:.0f} | {median / base:.1f}× |')

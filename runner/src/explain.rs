@@ -105,7 +105,12 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline) -> Plan {
                 type_name: built.type_name,
                 input: crate::data::columns(&input),
                 output: crate::data::columns(&built.stage.output),
-                runs: operator.map_or("", |o| o.runs),
+                runs: match &pipeline.plan.fusion {
+                    Some(f) if f.per_value.contains(&i) => {
+                        "once per distinct piece, after counting"
+                    }
+                    _ => operator.map_or("", |o| o.runs),
+                },
                 fused: if fused.contains(&i) { kernel } else { None },
                 detail: match &built.stage.kind {
                     StageKind::Map(map) => map.describe(),

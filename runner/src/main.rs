@@ -101,6 +101,9 @@ enum Command {
         /// Text for people or JSON for programs.
         #[arg(long, value_enum, default_value = "text")]
         format: PlanFormat,
+        /// The plan without the optimizer's rules, as `runner run --no-fusion` runs it.
+        #[arg(long)]
+        no_fusion: bool,
     },
     /// Run pipelines on their `schedule:` until SIGTERM or Ctrl-C; a pipeline never overlaps
     /// itself.
@@ -291,8 +294,12 @@ fn main() -> ExitCode {
             cores,
             overrides,
             format,
+            no_fusion,
         } => config::load(&pipeline, &overrides).and_then(|loaded| {
-            let built = exec::build(&loaded, cores)?;
+            let mut built = exec::build(&loaded, cores)?;
+            if no_fusion {
+                built.without_rules();
+            }
             let plan = runner::explain::plan(&loaded, &built);
             match format {
                 PlanFormat::Text => print!("{}", runner::redact::redact(&plan.to_text())),

@@ -90,7 +90,7 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
             },
             steps: covered.clone(),
             runs: match fusion.kernel {
-                Kernel::WordCount => "from input bytes into per-worker counts, merged once; per-piece steps on the distinct pieces",
+                Kernel::WordCount => "from input bytes into per-worker counts, merged once",
                 Kernel::SplitCount => "from each epoch's input bytes into the kept state",
             },
         });
