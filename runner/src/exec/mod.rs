@@ -10,6 +10,7 @@ pub mod fused_avx512;
 #[cfg(target_arch = "x86_64")]
 pub mod fused_avx512_blocks;
 pub mod pipelined;
+pub mod split_count;
 pub mod stream;
 
 use arrow_schema::SchemaRef;
