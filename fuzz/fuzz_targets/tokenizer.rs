@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
 use runner::exec::fused::{count_text_using, CountKernel, WordCounts, WordHasher};
-use runner::transforms::tokenize::{
-    is_python_whitespace, StripPunctuation, TokenizeConfig, Tokenizer,
-};
+use runner::transforms::tokenize::{is_python_whitespace, StripPunctuation, TokenizeConfig};
 
 type Counts = Vec<(Vec<u8>, u64)>;
 
@@ -58,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
             _ => StripPunctuation::None,
         },
     };
-    let tokenizer = Tokenizer::new(&config);
+    let tokenizer = config.tokenizer();
 
     let mut reference = BTreeMap::<Vec<u8>, u64>::new();
     tokenizer.words(&text, &mut Vec::new(), |word| {

@@ -4,7 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use runner::exec::fused::{WordCounts, WordHasher};
-use runner::transforms::tokenize::{StripPunctuation, TokenizeConfig, Tokenizer};
+use runner::tokenizer::{StripPunctuation, Tokenizer};
 
 fn play() -> String {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -21,13 +21,7 @@ fn play() -> String {
 }
 
 fn tokenizer() -> Tokenizer {
-    Tokenizer::new(&TokenizeConfig {
-        column: "line".into(),
-        output: "word".into(),
-        lowercase: true,
-        strip_punctuation: StripPunctuation::All,
-        drop_empty: true,
-    })
+    Tokenizer::new(true, StripPunctuation::All, true)
 }
 
 fn benches(c: &mut Criterion) {

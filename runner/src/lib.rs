@@ -25,6 +25,7 @@ pub mod settings;
 pub mod sinks;
 pub mod sources;
 pub mod summary;
+pub mod tokenizer;
 pub mod transforms;
 
 pub use error::{Error, Result};

@@ -24,7 +24,7 @@ use crate::counts::{head_of, PendingWords, INLINE};
 pub use crate::counts::{WordCounts, WordHasher};
 use crate::error::{Error, Result};
 use crate::plan::Fusion;
-use crate::transforms::tokenize::{flags_of, split_tokens, StripPunctuation, TokenSink, Tokenizer};
+use crate::tokenizer::{flags_of, split_tokens, StripPunctuation, TokenSink, Tokenizer};
 use crate::transforms::{PerValue, StageKind, TextSplit};
 
 /// The parts of the pipeline the word-count kernel needs, read from what the fused steps
@@ -493,8 +493,8 @@ fn classify(head: [u64; 2]) -> ([u64; 2], [u64; 2]) {
         // SAFETY: SSE2 is part of the x86-64 baseline; no memory is touched.
         unsafe {
             let v = _mm_set_epi64x(head[1] as i64, head[0] as i64);
-            let punct = crate::transforms::tokenize::sse2_ascii_punctuation(v);
-            let upper = crate::transforms::tokenize::sse2_within(v, b'A', b'Z');
+            let punct = crate::tokenizer::sse2_ascii_punctuation(v);
+            let upper = crate::tokenizer::sse2_within(v, b'A', b'Z');
             let halves = |x: __m128i| {
                 [
                     _mm_cvtsi128_si64(x) as u64,
@@ -596,16 +596,9 @@ pub(crate) fn only_general_punctuation(token: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transforms::tokenize::TokenizeConfig;
 
     fn tokenizer(lowercase: bool, strip: StripPunctuation, drop_empty: bool) -> Tokenizer {
-        Tokenizer::new(&TokenizeConfig {
-            column: "line".into(),
-            output: "word".into(),
-            lowercase,
-            strip_punctuation: strip,
-            drop_empty,
-        })
+        Tokenizer::new(lowercase, strip, drop_empty)
     }
 
     fn sorted(counts: &WordCounts) -> Vec<(Vec<u8>, u64)> {

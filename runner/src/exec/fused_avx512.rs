@@ -14,7 +14,7 @@ use std::arch::x86_64::*;
 
 use super::fused::only_general_punctuation;
 use crate::counts::{PendingWords, WordCounts, INLINE};
-use crate::transforms::tokenize::{flags_of, non_ascii_space, Tokenizer};
+use crate::tokenizer::{flags_of, non_ascii_space, Tokenizer};
 
 /// Whether this CPU runs the kernel (checked once; the answer cannot change): every feature
 /// this kernel's and the block kernel's functions enable.

@@ -18,7 +18,7 @@ use std::mem::MaybeUninit;
 
 use super::fused_avx512;
 use crate::counts::{PendingWords, WordCounts, INLINE};
-use crate::transforms::tokenize::{flags_of, is_python_whitespace, Tokenizer};
+use crate::tokenizer::{flags_of, is_python_whitespace, Tokenizer};
 
 /// Bytes per segment: its buffers stay in L1 between the two passes.
 const SEGMENT: usize = 4096;
