@@ -19,6 +19,7 @@ pub mod plugin;
 pub mod progress;
 pub mod redact;
 pub mod registry;
+pub mod render;
 pub mod schedule;
 pub mod schema;
 pub mod settings;
