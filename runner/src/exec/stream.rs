@@ -157,44 +157,26 @@ async fn run_epochs(
     let aggregation = engine.aggregation;
     let mut state = aggregation.map(|a| a.new_state());
 
-    // A checkpoint from an earlier run: restore its state, continue its epoch ids, read the
-    // source from its position, and first redo the epochs it recorded but did not commit.
     let positioned = source.positioned();
     let mut checkpoint = settings
         .checkpoint
         .as_ref()
         .map(|c| Checkpoint::new(c.dir.clone(), c.every, &name, c.identity.clone()));
-    let resume = match checkpoint.as_mut() {
-        Some(checkpoint) => checkpoint.load()?,
-        None => None,
+    let ResumePoint {
+        mut position,
+        mut redo,
+        mut committed,
+        rows_before,
+        next_epoch,
+    } = resume(checkpoint.as_mut(), state.as_mut(), positioned, bus)?;
+    let mut out = Emitter {
+        sinks: &mut pipeline.sinks,
+        bus,
+        epoch: next_epoch,
+        ran: 0,
+        rows_out: 0,
+        previous_fire: started,
     };
-    let mut epoch = 0u64;
-    let mut rows_before = 0u64;
-    let mut position = positioned.then_some(SourcePosition {
-        offset: 0,
-        time: 0.0,
-    });
-    let mut redo: VecDeque<EpochEnd> = VecDeque::new();
-    let mut committed: Option<u64> = None;
-    if let (Some(resume), Some(checkpoint)) = (resume, checkpoint.as_ref()) {
-        if let (Some(state), Some(table)) = (state.as_mut(), &resume.state) {
-            state.restore(table)?;
-        }
-        epoch = resume.next_epoch;
-        committed = epoch.checked_sub(1);
-        rows_before = resume.rows_in;
-        if positioned {
-            position = resume.position.or(position);
-            redo = resume.redo.into();
-        }
-        bus.publish(Event::Resumed {
-            dir: checkpoint.dir().display().to_string(),
-            next_epoch: epoch,
-            state_rows: state.as_ref().map_or(0, |s| s.rows()),
-            from_byte: position.filter(|_| positioned).map(|p| p.offset),
-            redoing: redo.len(),
-        });
-    }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Delivery>(CHANNEL_CHUNKS);
     let reader = source.start(tx, position.filter(|_| positioned));
     let processing_time = match settings.trigger {
@@ -202,13 +184,9 @@ async fn run_epochs(
         _ => None,
     };
 
-    // Epochs this run; `epoch` is the next epoch's id.
-    let mut ran = 0u64;
     let mut rows_in = 0u64;
-    let mut rows_out = 0u64;
     let mut source_ended = false;
     let mut next_fire = started;
-    let mut previous_fire = started;
     let reason;
     loop {
         // Rows are processed as they arrive (so memory stays bounded and the source is never
@@ -221,10 +199,10 @@ async fn run_epochs(
         let mut received_at = position;
         let mut redo_reached =
             redo_target.is_some_and(|t| position.is_some_and(|p| p.offset >= t.end.offset));
-        if processing_time.is_some() && next_fire <= Instant::now() && ran > 0 {
+        if processing_time.is_some() && next_fire <= Instant::now() && out.ran > 0 {
             tracing::warn!(
                 "falling behind: epoch {} ended after the next trigger time",
-                epoch - 1
+                out.epoch - 1
             );
         }
         loop {
@@ -330,25 +308,22 @@ async fn run_epochs(
                 (checkpoint.as_mut(), position, redo_target)
             {
                 // Where this epoch's input ends, before any sink sees it (Spark's offset log).
-                checkpoint.record_end(EpochEnd { epoch, end })?;
+                checkpoint.record_end(EpochEnd {
+                    epoch: out.epoch,
+                    end,
+                })?;
             }
             let result = engine.result(state.as_deref(), pending, false)?;
             let engine_time = absorbed + computing.elapsed();
-            rows_out += result.num_rows() as u64;
-            let writing = Instant::now();
-            write_sinks(&mut pipeline.sinks, &result, epoch, bus)?;
-            let stats = EpochProgress {
-                epoch,
-                rows: input_rows,
-                since_previous: fired_at.saturating_duration_since(previous_fire),
-                engine: engine_time,
-                sinks: writing.elapsed(),
+            let epoch = out.epoch;
+            out.emit(
+                &result,
+                input_rows,
+                engine_time,
+                fired_at,
                 delay,
-                state_rows: state.as_ref().map_or(0, |s| s.rows()),
-                out_rows: result.num_rows(),
-            };
-            bus.publish(Event::EpochFinished(stats));
-            previous_fire = fired_at;
+                state.as_ref().map_or(0, |s| s.rows()),
+            )?;
             if redo_target.is_some() {
                 redo.pop_front();
             }
@@ -356,8 +331,6 @@ async fn run_epochs(
                 checkpoint.commit(epoch, rows_before + rows_in, position, state.as_deref())?;
                 committed = Some(epoch);
             }
-            epoch += 1;
-            ran += 1;
         }
 
         if stopping {
@@ -368,7 +341,7 @@ async fn run_epochs(
             };
             break;
         }
-        if settings.max_epochs.is_some_and(|max| ran >= max) {
+        if settings.max_epochs.is_some_and(|max| out.ran >= max) {
             reason = "max_epochs reached";
             break;
         }
@@ -385,44 +358,25 @@ async fn run_epochs(
         let mut pending = Pending::new(aggregation, settings.output_mode);
         let last_rows = pool.install(|| engine.absorb_finished(state.as_mut(), &mut pending))?;
         let result = engine.result(state.as_deref(), pending, true)?;
-        let engine_time = computing.elapsed();
         if last_rows > 0 || result.num_rows() > 0 {
-            let writing = Instant::now();
-            write_sinks(&mut pipeline.sinks, &result, epoch, bus)?;
-            rows_out += result.num_rows() as u64;
-            bus.publish(Event::EpochFinished(EpochProgress {
-                epoch,
-                rows: 0,
-                since_previous: Instant::now().saturating_duration_since(previous_fire),
-                engine: engine_time,
-                sinks: writing.elapsed(),
-                delay: None,
-                state_rows: state.as_ref().map_or(0, |s| s.rows()),
-                out_rows: result.num_rows(),
-            }));
-            epoch += 1;
-            ran += 1;
+            let state_rows = state.as_ref().map_or(0, |s| s.rows());
+            let engine_time = computing.elapsed();
+            out.emit(&result, 0, engine_time, Instant::now(), None, state_rows)?;
         }
     }
     if let Some(checkpoint) = checkpoint.as_mut() {
         // A stop is a commit point whatever `every` says.
-        let last = epoch.checked_sub(1);
+        let last = out.epoch.checked_sub(1);
         if last.is_some() && last != committed && redo.is_empty() {
-            checkpoint.commit(epoch - 1, rows_before + rows_in, position, state.as_deref())?;
+            checkpoint.commit(
+                out.epoch - 1,
+                rows_before + rows_in,
+                position,
+                state.as_deref(),
+            )?;
         }
     }
-    if source_ended {
-        // The source stopped by itself: was it a fatal error, or a panic?
-        match reader.await {
-            Ok(Err(message)) => return Err(Error::runtime(message)),
-            Err(failed) if failed.is_panic() => {
-                return Err(crate::error::from_panic(failed.into_panic().as_ref()))
-            }
-            _ => {}
-        }
-    } else {
-        reader.abort();
-    }
+    source_outcome(reader, source_ended).await?;
     let warnings = source.warnings();
     for message in &warnings {
         bus.publish(Event::Warning {
@@ -431,20 +385,139 @@ async fn run_epochs(
     }
     bus.publish(Event::RunFinished {
         rows_in: Some(rows_in),
-        rows_out,
-        epochs: Some(ran),
+        rows_out: out.rows_out,
+        epochs: Some(out.ran),
         seconds: started.elapsed().as_secs_f64(),
         reason: Some(reason),
     });
     Ok(StreamReport {
-        epochs: ran,
+        epochs: out.ran,
         rows_in,
-        rows_out,
+        rows_out: out.rows_out,
         elapsed: started.elapsed(),
         warnings,
         source_summary: source.summary(),
         reason,
     })
+}
+
+/// Where a stream starts: from nothing, or from its checkpoint.
+struct ResumePoint {
+    next_epoch: u64,
+    /// Rows taken in by earlier runs.
+    rows_before: u64,
+    /// A positioned source's position to read from.
+    position: Option<SourcePosition>,
+    /// Epochs recorded but not committed, to redo first over the same input.
+    redo: VecDeque<EpochEnd>,
+    committed: Option<u64>,
+}
+
+/// A checkpoint from an earlier run: restores its state, continues its epoch ids, reads the
+/// source from its position, and first redoes the epochs it recorded but did not commit.
+fn resume(
+    checkpoint: Option<&mut Checkpoint>,
+    state: Option<&mut Box<dyn AggregateState>>,
+    positioned: bool,
+    bus: &Bus,
+) -> Result<ResumePoint> {
+    let mut point = ResumePoint {
+        next_epoch: 0,
+        rows_before: 0,
+        position: positioned.then_some(SourcePosition {
+            offset: 0,
+            time: 0.0,
+        }),
+        redo: VecDeque::new(),
+        committed: None,
+    };
+    let Some(checkpoint) = checkpoint else {
+        return Ok(point);
+    };
+    let Some(resume) = checkpoint.load()? else {
+        return Ok(point);
+    };
+    let mut state_rows = 0;
+    if let (Some(state), Some(table)) = (state, &resume.state) {
+        state.restore(table)?;
+        state_rows = state.rows();
+    }
+    point.next_epoch = resume.next_epoch;
+    point.committed = resume.next_epoch.checked_sub(1);
+    point.rows_before = resume.rows_in;
+    if positioned {
+        point.position = resume.position.or(point.position);
+        point.redo = resume.redo.into();
+    }
+    bus.publish(Event::Resumed {
+        dir: checkpoint.dir().display().to_string(),
+        next_epoch: point.next_epoch,
+        state_rows,
+        from_byte: point.position.filter(|_| positioned).map(|p| p.offset),
+        redoing: point.redo.len(),
+    });
+    Ok(point)
+}
+
+/// Hands each epoch's result to the sinks and its progress to the bus, and numbers epochs.
+struct Emitter<'p> {
+    sinks: &'p mut [Box<dyn crate::sinks::Sink>],
+    bus: &'p Bus,
+    /// The next epoch's id.
+    epoch: u64,
+    /// Epochs this run.
+    ran: u64,
+    rows_out: u64,
+    previous_fire: Instant,
+}
+
+impl Emitter<'_> {
+    fn emit(
+        &mut self,
+        result: &RecordBatch,
+        input_rows: u64,
+        engine: Duration,
+        fired_at: Instant,
+        delay: Option<Duration>,
+        state_rows: usize,
+    ) -> Result<()> {
+        let writing = Instant::now();
+        write_sinks(self.sinks, result, self.epoch, self.bus)?;
+        self.bus.publish(Event::EpochFinished(EpochProgress {
+            epoch: self.epoch,
+            rows: input_rows,
+            since_previous: fired_at.saturating_duration_since(self.previous_fire),
+            engine,
+            sinks: writing.elapsed(),
+            delay,
+            state_rows,
+            out_rows: result.num_rows(),
+        }));
+        self.previous_fire = fired_at;
+        self.rows_out += result.num_rows() as u64;
+        self.epoch += 1;
+        self.ran += 1;
+        Ok(())
+    }
+}
+
+/// When the source stopped by itself: was it a fatal error, or a panic? Otherwise it is told
+/// to stop.
+async fn source_outcome(
+    reader: tokio::task::JoinHandle<Result<(), String>>,
+    source_ended: bool,
+) -> Result<()> {
+    if !source_ended {
+        reader.abort();
+        return Ok(());
+    }
+    match reader.await {
+        Ok(Err(message)) => Err(Error::runtime(message)),
+        Err(failed) if failed.is_panic() => {
+            Err(crate::error::from_panic(failed.into_panic().as_ref()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Input bytes gathered before they are processed, between triggers.
