@@ -373,6 +373,41 @@ fn dev_zero_and_an_endless_fifo_are_read_in_bounded_memory_until_sigterm() {
 }
 
 #[test]
+fn an_endless_fifo_through_a_pipeline_without_aggregation_streams_in_bounded_memory() {
+    // No count to keep memory small: every row goes to the sink, so only streaming the rows
+    // as they are produced keeps memory bounded (collecting them grew to gigabytes).
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("endless.fifo");
+    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut out = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            // Long lines: cheap per byte to pass through, so 300 MB go by quickly.
+            let line = format!("{}\n", "romeo and juliet and the nurse ".repeat(32));
+            let lines = line.repeat(64);
+            while out.write_all(lines.as_bytes()).is_ok() {}
+        })
+    };
+    let pipeline = write(
+        dir.path(),
+        "lines.yaml",
+        &format!(
+            "name: lines\nsource:\n  type: file\n  path: {}\nsinks:\n  - {{type: stdout, format: tsv}}\n",
+            fifo.display()
+        ),
+    );
+    let peak = peak_rss_until_sigterm(&pipeline, 300 << 20);
+    assert!(
+        peak < 200.0,
+        "endless FIFO into stdout: peak RSS {peak:.0} MB after 300 MB read"
+    );
+    writer.join().unwrap();
+}
+
+#[test]
 fn control_sequences_in_logged_text_never_reach_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
     // A host name carrying a terminal title change and a screen clear: the retry warning
