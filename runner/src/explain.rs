@@ -79,7 +79,9 @@ pub struct PlanSchedule {
 }
 
 /// The plan of a built pipeline.
-pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline) -> Plan {
+/// The plan of a built pipeline; `unbuilt`: the first step left unbuilt (`exec::build_for_plan`
+/// stops before a plugin, whose library `runner plan` does not load).
+pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline, unbuilt: Option<usize>) -> Plan {
     let config = &loaded.config;
     let source_schema = pipeline.source.schema();
     let fused = pipeline.plan.fused_steps();
@@ -90,7 +92,7 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline) -> Plan {
         .find(|o| o.name.ends_with("_kernel"))
         .map(|o| o.name);
     let mut input = source_schema.clone();
-    let transforms = pipeline
+    let mut transforms: Vec<PlanStage> = pipeline
         .stages
         .iter()
         .enumerate()
@@ -121,6 +123,23 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline) -> Plan {
             stage
         })
         .collect();
+    if let Some(first) = unbuilt {
+        // Their columns come from the plugin's library, which `plan` does not load.
+        for (i, step) in config.transforms.iter().enumerate().skip(first) {
+            let builder = step.value.builder();
+            transforms.push(PlanStage {
+                step: format!("transforms.{i}"),
+                type_name: step.value.type_name(),
+                input: Vec::new(),
+                output: Vec::new(),
+                runs: "not checked: runner plan loads no plugin (runner validate does)",
+                fused: None,
+                detail: builder
+                    .loads_code()
+                    .then(|| "a plugin, not loaded".to_owned()),
+            });
+        }
+    }
     let sinks = config
         .sinks
         .iter()
@@ -145,6 +164,10 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline) -> Plan {
                 Trigger::AvailableNow => "available_now (until the source ends)".to_owned(),
             }),
             Some(match stream.output_mode {
+                // Decided by the steps after the plugin when none is written.
+                _ if unbuilt.is_some() && config.output_mode.is_none() => {
+                    "decided by the steps after the plugin"
+                }
                 OutputMode::Complete => "complete",
                 OutputMode::Update => "update",
                 OutputMode::Append => "append",
@@ -361,7 +384,7 @@ mod tests {
         .unwrap();
         let loaded = crate::config::load(&path, &[]).unwrap();
         let built = crate::exec::build(&loaded, Some(2)).unwrap();
-        let plan = plan(&loaded, &built);
+        let plan = plan(&loaded, &built, None);
         assert_eq!(plan.cores, 2);
         assert_eq!(plan.transforms[0].input, ["line: text"]);
         assert_eq!(plan.transforms[1].output, ["word: text", "count: integer"]);

@@ -27,7 +27,8 @@ Exit codes:
   130  a second Ctrl-C stopped a stream at once
 
 Security: a pipeline file is code. A `plugin` step loads and runs a shared library, on
-`run`, `validate` and `plan` alike; run only pipeline files you trust.";
+`run` and `validate` (`plan` and `schedule --next` load none); run only pipeline files you
+trust.";
 
 /// Run data pipelines declared in YAML: a source, transforms, sinks; as a batch job or a stream.
 #[derive(Parser)]
@@ -296,11 +297,12 @@ fn main() -> ExitCode {
             format,
             no_fusion,
         } => config::load(&pipeline, &overrides).and_then(|loaded| {
-            let mut built = exec::build(&loaded, cores)?;
+            // No plugin is loaded: the steps from the first plugin on are listed unchecked.
+            let (mut built, unbuilt) = exec::build_for_plan(&loaded, cores)?;
             if no_fusion {
                 built.without_rules();
             }
-            let plan = runner::explain::plan(&loaded, &built);
+            let plan = runner::explain::plan(&loaded, &built, unbuilt);
             match format {
                 PlanFormat::Text => print!("{}", runner::redact::redact(&plan.to_text())),
                 PlanFormat::Json => println!(

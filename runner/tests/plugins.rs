@@ -441,6 +441,51 @@ fn a_stateful_plugin_finishes_when_a_stream_stops_and_its_rows_are_a_last_epoch(
 }
 
 #[test]
+fn plan_loads_no_plugin_and_lists_the_steps_after_it_unchecked() {
+    let dir = tempfile::tempdir().unwrap();
+    // A plugin that fails as soon as it is created, and one whose file does not exist:
+    // `validate` loads them and fails; `plan` loads neither.
+    for (plugin, config, why) in [
+        (
+            lib("faulty"),
+            "{fault: create-panic}",
+            "the plugin panicked: boom in create",
+        ),
+        (
+            dir.path().join("libmissing.so").display().to_string(),
+            "{}",
+            "libmissing.so",
+        ),
+    ] {
+        let p = pipeline(dir.path(), &plugin, config);
+        runner()
+            .arg("validate")
+            .arg(&p)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(why));
+        let out = runner().arg("plan").arg(&p).output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("transforms.0    tokenize [")
+                && text.contains("line: text -> word: text"),
+            "{text}"
+        );
+        for step in ["transforms.1    plugin", "transforms.2    group_count"] {
+            assert!(
+                text.contains(&format!("{step} [not checked: runner plan loads no plugin")),
+                "{text}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_library_built_for_another_architecture_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut bytes = std::fs::read(lib("min_length")).unwrap();

@@ -74,6 +74,24 @@ pub fn resolve_cores(requested: usize) -> usize {
 
 /// Builds every component, checking each step against the columns it receives. Reads no data.
 pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipeline> {
+    build_until(loaded, cores, false).map(|(pipeline, _)| pipeline)
+}
+
+/// `build` for `runner plan`, which loads no code: the steps are built up to the first one
+/// that would load a shared library (a plugin), whose index is returned; that step and those
+/// after it, and the sinks, are left unbuilt (their columns depend on the plugin).
+pub fn build_for_plan(
+    loaded: &LoadedPipeline,
+    cores: Option<usize>,
+) -> Result<(BuiltPipeline, Option<usize>)> {
+    build_until(loaded, cores, true)
+}
+
+fn build_until(
+    loaded: &LoadedPipeline,
+    cores: Option<usize>,
+    stop_before_code: bool,
+) -> Result<(BuiltPipeline, Option<usize>)> {
     let config = &loaded.config;
     let base_dir = loaded.base_dir.as_path();
     let source = config
@@ -91,9 +109,14 @@ pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipel
 
     let mut schema = source.schema();
     let mut stages = Vec::new();
+    let mut unbuilt = None;
     for (index, step) in config.transforms.iter().enumerate() {
         let label = format!("transforms.{index} ({})", step.value.type_name());
         let builder = step.value.builder();
+        if stop_before_code && builder.loads_code() {
+            unbuilt = Some(index);
+            break;
+        }
         let stage = builder
             .build(&BuildContext {
                 input: &schema,
@@ -109,9 +132,14 @@ pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipel
     }
 
     let streaming = config.mode == Mode::Stream;
-    let stream = stream_settings(loaded, &source, &stages)?;
+    let stream = stream_settings(loaded, &source, &stages, unbuilt.is_some())?;
     let mut sinks = Vec::new();
-    for (index, sink) in config.sinks.iter().enumerate() {
+    let built_sinks = if unbuilt.is_some() {
+        &[][..]
+    } else {
+        &config.sinks[..]
+    };
+    for (index, sink) in built_sinks.iter().enumerate() {
         let built = sink
             .value
             .builder()
@@ -142,7 +170,7 @@ pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipel
     }
     let logical = LogicalPlan::new(config.source.value.type_name(), &source, &stages);
     let plan = crate::plan::rules::physical(&source, &stages, true);
-    Ok(BuiltPipeline {
+    let pipeline = BuiltPipeline {
         logical,
         plan,
         stream,
@@ -152,7 +180,8 @@ pub fn build(loaded: &LoadedPipeline, cores: Option<usize>) -> Result<BuiltPipel
         output: schema,
         sinks,
         cores: resolve_cores(requested_cores),
-    })
+    };
+    Ok((pipeline, unbuilt))
 }
 
 /// A step's build error, located at the value it is about (a `where:` expression, at the
@@ -202,10 +231,13 @@ fn located_error(
 
 /// Checks the streaming settings against the mode, the source and the transforms, as Spark
 /// does when a query starts: an illegal combination never runs.
+/// `partial`: the stages end early (`build_for_plan`), so the checks that need all of them
+/// are left to `runner validate` and `run`.
 fn stream_settings(
     loaded: &LoadedPipeline,
     source: &BuiltSource,
     stages: &[BuiltStage],
+    partial: bool,
 ) -> Result<Option<stream::StreamSettings>> {
     let config = &loaded.config;
     let file = &loaded.display_name;
@@ -241,6 +273,8 @@ fn stream_settings(
         .iter()
         .find(|s| matches!(s.stage.kind, crate::transforms::StageKind::Aggregate(_)));
     let output_mode = match (&config.output_mode, aggregation) {
+        (Some(mode), None) if partial => mode.value,
+        (None, None) if partial => OutputMode::Append,
         (None, Some(_)) => OutputMode::Complete,
         (None, None) => OutputMode::Append,
         (Some(mode), Some(aggregation)) if mode.value == OutputMode::Append => {

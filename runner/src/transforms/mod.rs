@@ -31,6 +31,11 @@ pub struct BuildContext<'a> {
 pub trait BuildTransform: Send + Sync {
     /// Validates the config against the input schema and returns the stage.
     fn build(&self, ctx: &BuildContext) -> Result<Stage, String>;
+    /// Whether building the step loads and runs code from outside runner (a plugin's shared
+    /// library): `runner plan` stops before such a step.
+    fn loads_code(&self) -> bool {
+        false
+    }
     /// Where in the file a build error points, when that is a value rather than the step
     /// (a `where:` expression); `None`: the step's `type:`.
     fn error_location(&self) -> Option<serde_saphyr::Location> {

@@ -42,6 +42,10 @@ pub struct PluginConfig {
 const DEFAULT_WARN_AFTER: Duration = Duration::from_secs(10);
 
 impl BuildTransform for PluginConfig {
+    fn loads_code(&self) -> bool {
+        true
+    }
+
     fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
         let path = crate::settings::resolve_against(ctx.base_dir, &self.path);
         let plugin = crate::plugin::load(&path)?;
