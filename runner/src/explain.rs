@@ -134,9 +134,12 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline, unbuilt: Option<u
                 output: Vec::new(),
                 runs: "not checked: runner plan loads no plugin (runner validate does)",
                 fused: None,
-                detail: builder
-                    .loads_code()
-                    .then(|| "a plugin, not loaded".to_owned()),
+                detail: builder.loads_code().map(|path| {
+                    format!(
+                        "plugin from {} (not loaded)",
+                        loaded.resolve(path).display()
+                    )
+                }),
             });
         }
     }
@@ -323,11 +326,13 @@ impl Plan {
             if let Some(detail) = &stage.detail {
                 line(format!("                {detail}"));
             }
-            line(format!(
-                "                {} -> {}",
-                stage.input.join(", "),
-                stage.output.join(", ")
-            ));
+            if !stage.output.is_empty() {
+                line(format!(
+                    "                {} -> {}",
+                    stage.input.join(", "),
+                    stage.output.join(", ")
+                ));
+            }
         }
         let operators: Vec<String> = self
             .physical

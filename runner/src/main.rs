@@ -89,7 +89,8 @@ enum Command {
         summary: Option<PathBuf>,
     },
     /// Show how a pipeline will run (paths, columns per step, fused stages, sinks, trigger,
-    /// schedule) without reading any data.
+    /// schedule) without reading any data or loading any plugin (steps from the first plugin
+    /// on are listed as not checked).
     Plan {
         /// The pipeline file.
         pipeline: PathBuf,
@@ -121,7 +122,8 @@ enum Command {
     },
     /// Print a JSON Schema of the pipeline format, for editors.
     Schema,
-    /// Check pipeline files without reading any data.
+    /// Check pipeline files without reading any data. A `plugin` step's library is loaded
+    /// and created to check its columns: validate only pipeline files you trust.
     Validate {
         /// Pipeline files.
         #[arg(required = true)]

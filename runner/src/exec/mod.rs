@@ -113,7 +113,7 @@ fn build_until(
     for (index, step) in config.transforms.iter().enumerate() {
         let label = format!("transforms.{index} ({})", step.value.type_name());
         let builder = step.value.builder();
-        if stop_before_code && builder.loads_code() {
+        if stop_before_code && builder.loads_code().is_some() {
             unbuilt = Some(index);
             break;
         }

@@ -31,10 +31,10 @@ pub struct BuildContext<'a> {
 pub trait BuildTransform: Send + Sync {
     /// Validates the config against the input schema and returns the stage.
     fn build(&self, ctx: &BuildContext) -> Result<Stage, String>;
-    /// Whether building the step loads and runs code from outside runner (a plugin's shared
-    /// library): `runner plan` stops before such a step.
-    fn loads_code(&self) -> bool {
-        false
+    /// The file of code from outside runner that building the step loads and runs (a
+    /// plugin's shared library), as written: `runner plan` stops before such a step.
+    fn loads_code(&self) -> Option<&Path> {
+        None
     }
     /// Where in the file a build error points, when that is a value rather than the step
     /// (a `where:` expression); `None`: the step's `type:`.

@@ -42,8 +42,8 @@ pub struct PluginConfig {
 const DEFAULT_WARN_AFTER: Duration = Duration::from_secs(10);
 
 impl BuildTransform for PluginConfig {
-    fn loads_code(&self) -> bool {
-        true
+    fn loads_code(&self) -> Option<&std::path::Path> {
+        Some(&self.path)
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
