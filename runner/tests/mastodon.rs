@@ -1,5 +1,5 @@
 //! The mastodon and replay sources against a fake Mastodon server that speaks the streaming
-//! protocol as the real one does (`../shared/reference/mastodon-streaming.md`): instance
+//! protocol as the real one does (as described in Mastodon's streaming API documentation): instance
 //! discovery with a `ws://` streaming URL, bearer tokens, SSE over chunked HTTP with the `:)`
 //! preamble and `:thump` heartbeats, events cut at arbitrary bytes (inside UTF-8 characters
 //! too), deletes, edits, unknown events, malformed JSON, JSON errors, and a dropped connection.
