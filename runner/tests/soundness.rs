@@ -141,6 +141,28 @@ fn a_panic_anywhere_is_one_error_exit_1_and_a_failed_summary() {
 }
 
 #[test]
+fn a_panic_while_a_streamed_pipeline_takes_a_morsel_ends_the_run_instead_of_hanging() {
+    // A worker that dies before it has a morsel's index must not leave the in-order writer
+    // waiting for it (and the other workers waiting for the writer).
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", &"a b c\n".repeat(1_000_000));
+    let p = write(
+        dir.path(),
+        "s.yaml",
+        "name: s\nsource: {type: file, path: in.txt}\ntransforms:\n  - {type: tokenize}\nsinks:\n  - {type: stdout, format: tsv}\n",
+    );
+    let out = runner()
+        .args(["run", "--cores", "2"])
+        .arg(&p)
+        .env("RUNNER_FAILPOINT", "morsel-take")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("failpoint morsel-take"), "{stderr}");
+}
+
+#[test]
 fn a_plugin_timeout_and_an_unwritable_lock_directory_still_write_the_summary() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "in.txt", "a b c\n");

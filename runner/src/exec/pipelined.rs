@@ -16,6 +16,9 @@ use crate::sinks::{Flow, Sink};
 use crate::sources::{BatchSource, Morsel, Morsels};
 use crate::transforms::StageKind;
 
+/// The index a worker that failed outside a morsel sends its error with.
+const FAILED: usize = usize::MAX;
+
 /// Morsels between the one being written and the furthest one a worker may read.
 fn window(cores: usize) -> usize {
     2 * cores + 2
@@ -60,15 +63,19 @@ pub fn run(
             let spawned = std::thread::Builder::new()
                 .name(format!("runner-worker-{worker}"))
                 .spawn_scoped(scope, move || {
-                    while let Some((index, morsel)) = feed.take() {
-                        // A panic is this morsel's error: the writer must not wait for it.
-                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            morsel.and_then(through_prefix)
-                        }))
-                        .unwrap_or_else(|payload| Err(crate::error::from_panic(payload.as_ref())));
-                        if tx.send((index, result)).is_err() {
-                            break;
+                    // A panic anywhere in a worker is an error the writer sees at once: it must
+                    // not wait for a morsel the worker will never send.
+                    let worked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        while let Some((index, morsel)) = feed.take() {
+                            let result = morsel.and_then(through_prefix);
+                            if tx.send((index, result)).is_err() {
+                                break;
+                            }
                         }
+                    }));
+                    if let Err(payload) = worked {
+                        feed.stop();
+                        let _ = tx.send((FAILED, Err(crate::error::from_panic(payload.as_ref()))));
                     }
                 });
             if let Err(e) = spawned {
@@ -112,6 +119,9 @@ fn write_in_order(
     let mut waiting: BTreeMap<usize, Result<Vec<RecordBatch>>> = BTreeMap::new();
     let mut next = 0usize;
     for (index, result) in rx {
+        if index == FAILED {
+            return result.map(|_| false);
+        }
         waiting.insert(index, result);
         while let Some(result) = waiting.remove(&next) {
             for batch in result? {
@@ -172,6 +182,7 @@ impl<'a> Feed<'a> {
 
     /// The next morsel and its index; `None` at the end of the input or once stopped.
     fn take(&self) -> Option<(usize, Result<Morsel>)> {
+        crate::error::failpoint("morsel-take");
         match &self.morsels {
             FeedMorsels::Sequential(iter) => {
                 let mut iter = iter.lock().unwrap_or_else(|p| p.into_inner());
