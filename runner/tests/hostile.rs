@@ -335,6 +335,26 @@ fn peak_rss_until_sigterm(pipeline: &std::path::Path, enough: u64) -> f64 {
     wait_with_peak_rss(&child).1
 }
 
+/// A FIFO in `dir` and a thread writing `line` into it until its reader goes away.
+fn endless_fifo(
+    dir: &std::path::Path,
+    line: &str,
+) -> (std::path::PathBuf, std::thread::JoinHandle<()>) {
+    let fifo = dir.join("endless.fifo");
+    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let lines = line.repeat((1 << 20) / line.len() + 1);
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut out = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            while out.write_all(lines.as_bytes()).is_ok() {}
+        })
+    };
+    (fifo, writer)
+}
+
 #[test]
 fn dev_zero_and_an_endless_fifo_are_read_in_bounded_memory_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -352,18 +372,7 @@ fn dev_zero_and_an_endless_fifo_are_read_in_bounded_memory_until_sigterm() {
         "/dev/zero: peak RSS {peak:.0} MB after 300 MB read"
     );
     // An endless FIFO of lines into a count: state is bounded by the distinct words.
-    let fifo = dir.path().join("endless.fifo");
-    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
-    let writer = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || {
-            let mut out = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
-            let lines = "romeo and juliet and the nurse\n".repeat(10_000);
-            while out.write_all(lines.as_bytes()).is_ok() {}
-        })
-    };
+    let (fifo, writer) = endless_fifo(dir.path(), "romeo and juliet and the nurse\n");
     let peak = peak_rss_until_sigterm(&count("fifo.yaml", fifo.to_str().unwrap()), 300 << 20);
     assert!(
         peak < 200.0,
@@ -377,20 +386,9 @@ fn an_endless_fifo_through_a_pipeline_without_aggregation_streams_in_bounded_mem
     // No count to keep memory small: every row goes to the sink, so only streaming the rows
     // as they are produced keeps memory bounded (collecting them grew to gigabytes).
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("endless.fifo");
-    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: a NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
-    let writer = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || {
-            let mut out = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
-            // Long lines: cheap per byte to pass through, so 300 MB go by quickly.
-            let line = format!("{}\n", "romeo and juliet and the nurse ".repeat(32));
-            let lines = line.repeat(64);
-            while out.write_all(lines.as_bytes()).is_ok() {}
-        })
-    };
+    // Long lines: cheap per byte to pass through, so 300 MB go by quickly.
+    let line = format!("{}\n", "romeo and juliet and the nurse ".repeat(32));
+    let (fifo, writer) = endless_fifo(dir.path(), &line);
     let pipeline = write(
         dir.path(),
         "lines.yaml",

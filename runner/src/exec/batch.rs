@@ -133,19 +133,7 @@ pub fn compute(
         .last()
         .map_or_else(|| source.schema(), |s| s.stage.output.clone());
 
-    let through_prefix = |morsel| -> Result<Vec<RecordBatch>> {
-        let mut batches = source.decode(morsel)?;
-        for stage in prefix {
-            if let StageKind::Map(map) = &stage.stage.kind {
-                batches = batches
-                    .iter()
-                    .map(|b| map.apply(b))
-                    .collect::<Result<_>>()?;
-                batches.retain(|b| b.num_rows() > 0);
-            }
-        }
-        Ok(batches)
-    };
+    let through_prefix = |morsel| decode_through(source, prefix, morsel);
 
     let (result, rest) = match rest.split_first() {
         Some((first, after)) if matches!(first.stage.kind, StageKind::Aggregate(_)) => {
@@ -190,6 +178,27 @@ pub fn compute(
     };
 
     finish(result, rest)
+}
+
+/// A morsel decoded into batches and run through the leading row-wise stages (on a worker);
+/// a stage's error names the stage.
+pub(crate) fn decode_through(
+    source: &dyn BatchSource,
+    prefix: &[BuiltStage],
+    morsel: crate::sources::Morsel,
+) -> Result<Vec<RecordBatch>> {
+    let mut batches = source.decode(morsel)?;
+    for stage in prefix {
+        if let StageKind::Map(map) = &stage.stage.kind {
+            batches = batches
+                .iter()
+                .map(|b| map.apply(b))
+                .collect::<Result<_>>()
+                .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
+            batches.retain(|b| b.num_rows() > 0);
+        }
+    }
+    Ok(batches)
 }
 
 /// After the input: the last batches of stateful row-wise stages (their `finish`), each sent

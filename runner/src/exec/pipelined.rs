@@ -40,20 +40,7 @@ pub fn run(
     let mut tail = Tail::new(rest);
     let mut output = Output::new(sinks);
     let feed = Feed::new(source.open()?, window(cores));
-    let through_prefix = |morsel: Morsel| -> Result<Vec<RecordBatch>> {
-        let mut batches = source.decode(morsel)?;
-        for stage in prefix {
-            if let StageKind::Map(map) = &stage.stage.kind {
-                batches = batches
-                    .iter()
-                    .map(|b| map.apply(b))
-                    .collect::<Result<_>>()
-                    .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
-                batches.retain(|b| b.num_rows() > 0);
-            }
-        }
-        Ok(batches)
-    };
+    let through_prefix = |morsel: Morsel| super::batch::decode_through(source, prefix, morsel);
 
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<RecordBatch>>)>();
     let outcome = std::thread::scope(|scope| -> Result<bool> {
