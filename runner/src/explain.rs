@@ -85,12 +85,7 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline, unbuilt: Option<u
     let config = &loaded.config;
     let source_schema = pipeline.source.schema();
     let fused = pipeline.plan.fused_steps();
-    let kernel = pipeline
-        .plan
-        .operators
-        .iter()
-        .find(|o| o.name.ends_with("_kernel"))
-        .map(|o| o.name);
+    let kernel = pipeline.plan.fusion.as_ref().map(|f| f.kernel.describe());
     let mut input = source_schema.clone();
     let mut transforms: Vec<PlanStage> = pipeline
         .stages
@@ -318,10 +313,9 @@ impl Plan {
                 stage.step,
                 stage.type_name,
                 stage.runs,
-                stage.fused.map_or(String::new(), |f| format!(
-                    "; in the {}",
-                    f.replace('_', " ")
-                ))
+                stage
+                    .fused
+                    .map_or(String::new(), |f| format!("; in the {f}"))
             ));
             if let Some(detail) = &stage.detail {
                 line(format!("                {detail}"));
@@ -354,10 +348,7 @@ impl Plan {
             line(format!(
                 "fused     {} run as one {} from input bytes (--no-fusion runs them one by one)",
                 steps.join(", "),
-                match fusion.kernel {
-                    crate::plan::Kernel::WordCount => "word-count kernel",
-                    crate::plan::Kernel::SplitCount => "split-count kernel",
-                }
+                fusion.kernel.describe()
             ));
         }
         for sink in &self.sinks {

@@ -105,6 +105,21 @@ pub fn runner_process() -> std::process::Command {
     command
 }
 
+/// `runner run pipeline extra...`: exit code (-1 when a signal ended it), stdout, stderr.
+pub fn run_pipeline(pipeline: &Path, extra: &[&str]) -> (i32, String, String) {
+    let out = runner()
+        .arg("run")
+        .arg(pipeline)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A loopback port nothing listens on (it was free a moment ago).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -4,19 +4,7 @@
 mod common;
 use common::*;
 
-fn run(pipeline: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
-    let out = runner()
-        .arg("run")
-        .arg(pipeline)
-        .args(extra)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::run_pipeline as run;
 
 /// Text with everything the tokenizer treats specially, repeated so it spans several morsels.
 fn tricky_input() -> Vec<u8> {

@@ -149,20 +149,16 @@ fn batch_pipeline(random: &mut Random) -> String {
     )
 }
 
+/// The output of a run that must succeed.
 fn run(pipeline: &std::path::Path, extra: &[&str]) -> String {
-    let out = runner()
-        .arg("run")
-        .arg(pipeline)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        std::fs::read_to_string(pipeline).unwrap(),
-        String::from_utf8_lossy(&out.stderr)
+    let (code, stdout, stderr) = run_pipeline(pipeline, extra);
+    assert_eq!(
+        code,
+        0,
+        "{}: {stderr}",
+        std::fs::read_to_string(pipeline).unwrap()
     );
-    String::from_utf8(out.stdout).unwrap()
+    stdout
 }
 
 #[test]

@@ -31,6 +31,24 @@ pub enum Kernel {
     SplitCount,
 }
 
+impl Kernel {
+    /// Its operator's name in the physical plan.
+    pub fn operator(self) -> &'static str {
+        match self {
+            Kernel::WordCount => "word_count_kernel",
+            Kernel::SplitCount => "split_count_kernel",
+        }
+    }
+
+    /// Its name for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kernel::WordCount => "word-count kernel",
+            Kernel::SplitCount => "split-count kernel",
+        }
+    }
+}
+
 /// The steps a kernel runs in place of their own code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Fusion {
@@ -84,10 +102,7 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
     let covered = fusion.as_ref().map_or_else(Vec::new, Fusion::steps);
     if let Some(fusion) = &fusion {
         operators.push(Operator {
-            name: match fusion.kernel {
-                Kernel::WordCount => "word_count_kernel",
-                Kernel::SplitCount => "split_count_kernel",
-            },
+            name: fusion.kernel.operator(),
             steps: covered.clone(),
             runs: match fusion.kernel {
                 Kernel::WordCount => "from input bytes into per-worker counts, merged once",
