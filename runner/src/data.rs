@@ -14,6 +14,247 @@ pub use arrow_schema;
 /// Rows per batch handed between transforms: small enough to stay in cache.
 pub const BATCH_ROWS: usize = 8192;
 
+/// The column types of runner's data model. Every source produces these Arrow types and every
+/// component may rely on them: other Arrow types (a Parquet file's `int32`, say) are converted
+/// when read (`normalize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueType {
+    Text,
+    Integer,
+    Float,
+    Bool,
+    /// Microseconds since the Unix epoch, UTC (Arrow `Timestamp(µs, "UTC")`).
+    Timestamp,
+    TextList,
+}
+
+impl ValueType {
+    pub const ALL: [ValueType; 6] = [
+        ValueType::Text,
+        ValueType::Integer,
+        ValueType::Float,
+        ValueType::Bool,
+        ValueType::Timestamp,
+        ValueType::TextList,
+    ];
+
+    /// The type named `name` as pipelines write it (`text`, `integer`, `float`, `bool`,
+    /// `timestamp`, `list of text`, and the usual synonyms).
+    pub fn parse(name: &str) -> Result<ValueType, String> {
+        let lower = name.trim().to_ascii_lowercase();
+        Ok(match lower.as_str() {
+            "text" | "string" | "str" | "utf8" => ValueType::Text,
+            "integer" | "int" | "long" | "bigint" | "i64" | "int64" => ValueType::Integer,
+            "float" | "double" | "number" | "f64" | "float64" => ValueType::Float,
+            "bool" | "boolean" => ValueType::Bool,
+            "timestamp" | "time" | "datetime" => ValueType::Timestamp,
+            "list of text" | "list<text>" | "text_list" | "list" => ValueType::TextList,
+            _ => {
+                let names = [
+                    "text",
+                    "integer",
+                    "float",
+                    "bool",
+                    "timestamp",
+                    "list of text",
+                ];
+                return Err(format!(
+                    "`{name}` is not a type{} (types: {})",
+                    closest(&lower, names)
+                        .map_or(String::new(), |best| format!(", did you mean `{best}`?")),
+                    names.join(", ")
+                ));
+            }
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ValueType::Text => "text",
+            ValueType::Integer => "integer",
+            ValueType::Float => "float",
+            ValueType::Bool => "bool",
+            ValueType::Timestamp => "timestamp",
+            ValueType::TextList => "list of text",
+        }
+    }
+
+    pub fn data_type(self) -> DataType {
+        match self {
+            ValueType::Text => DataType::Utf8,
+            ValueType::Integer => DataType::Int64,
+            ValueType::Float => DataType::Float64,
+            ValueType::Bool => DataType::Boolean,
+            ValueType::Timestamp => timestamp_type(),
+            ValueType::TextList => {
+                DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+            }
+        }
+    }
+
+    /// The model's type stored as `data_type`, if it is one.
+    pub fn of(data_type: &DataType) -> Option<ValueType> {
+        Some(match data_type {
+            DataType::Utf8 => ValueType::Text,
+            DataType::Int64 => ValueType::Integer,
+            DataType::Float64 => ValueType::Float,
+            DataType::Boolean => ValueType::Bool,
+            DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some(tz)) if is_utc(tz) => {
+                ValueType::Timestamp
+            }
+            DataType::List(item) if item.data_type() == &DataType::Utf8 => ValueType::TextList,
+            _ => return None,
+        })
+    }
+
+    /// The model's type for values stored as `data_type` by another program (a Parquet file):
+    /// the type they are converted to when read, if they can be.
+    pub fn convertible_from(data_type: &DataType) -> Option<ValueType> {
+        use DataType as D;
+        Some(match data_type {
+            D::Utf8 | D::LargeUtf8 | D::Utf8View => ValueType::Text,
+            D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32 => {
+                ValueType::Integer
+            }
+            D::Float16 | D::Float32 | D::Float64 | D::Decimal128(..) | D::Decimal256(..) => {
+                ValueType::Float
+            }
+            D::Boolean => ValueType::Bool,
+            D::Timestamp(..) | D::Date32 | D::Date64 => ValueType::Timestamp,
+            D::List(item) | D::LargeList(item) | D::ListView(item)
+                if ValueType::convertible_from(item.data_type()) == Some(ValueType::Text) =>
+            {
+                ValueType::TextList
+            }
+            D::Dictionary(_, value) => return ValueType::convertible_from(value),
+            _ => return None,
+        })
+    }
+}
+
+fn is_utc(tz: &str) -> bool {
+    matches!(tz, "UTC" | "+00:00" | "Z" | "utc" | "Etc/UTC")
+}
+
+/// Arrow's type for the model's timestamps.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// `batch` with every column converted to the model's types (see `ValueType::convertible_from`)
+/// and the schema `schema` (from `normalized_schema`).
+pub fn normalize(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                arrow_cast::cast(column, field.data_type())
+                    .map_err(|e| format!("column `{}`: {e}", field.name()))
+            }
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+}
+
+/// `schema` with each field's type replaced by the model's (every column nullable), or an
+/// error naming a column of a type the model has no place for.
+pub fn normalized_schema(schema: &Schema) -> Result<SchemaRef, String> {
+    let fields = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            ValueType::convertible_from(field.data_type())
+                .map(|t| Field::new(field.name(), t.data_type(), true))
+                .ok_or_else(|| {
+                    format!(
+                        "column `{}` holds {}, which runner cannot read (types: text, integer, float, bool, timestamp, list of text)",
+                        field.name(),
+                        field.data_type()
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// Microseconds since the epoch as RFC 3339 in UTC (`2024-05-01T12:00:00Z`, with a fraction
+/// only when there is one), as every sink prints timestamps.
+pub fn format_timestamp(micros: i64) -> String {
+    match chrono::DateTime::from_timestamp_micros(micros) {
+        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        None => format!("{micros}µs"),
+    }
+}
+
+/// Parses a timestamp as sources read one: RFC 3339 / ISO 8601 (`2024-05-01T12:00:00Z`,
+/// `2024-05-01 12:00:00+02:00`, a date `2024-05-01`; no offset means UTC), or a number of
+/// seconds since the epoch (milliseconds when it has more than 11 digits, microseconds past 14).
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_micros());
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+    ] {
+        if let Ok(t) = chrono::DateTime::parse_from_str(text, format) {
+            return Some(t.timestamp_micros());
+        }
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Some(t.and_utc().timestamp_micros());
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros());
+    }
+    if let Ok(n) = text.parse::<i64>() {
+        return epoch_integer_micros(n);
+    }
+    text.parse::<f64>().ok().and_then(epoch_number_micros)
+}
+
+/// `epoch_number_micros` for an integer, exactly.
+pub fn epoch_integer_micros(n: i64) -> Option<i64> {
+    let magnitude = n.unsigned_abs();
+    if magnitude < 100_000_000_000 {
+        n.checked_mul(1_000_000)
+    } else if magnitude < 100_000_000_000_000 {
+        n.checked_mul(1_000)
+    } else {
+        Some(n)
+    }
+}
+
+/// A number of seconds, milliseconds or microseconds since the epoch, told apart by size
+/// (seconds up to 11 integer digits: year 5138; milliseconds up to 14), in microseconds.
+pub fn epoch_number_micros(n: f64) -> Option<i64> {
+    if !n.is_finite() {
+        return None;
+    }
+    let magnitude = n.abs();
+    let micros = if magnitude < 1e11 {
+        n * 1e6
+    } else if magnitude < 1e14 {
+        n * 1e3
+    } else {
+        n
+    };
+    (micros.abs() < 9.2e18).then(|| micros.round() as i64)
+}
+
 /// A schema with one non-null UTF-8 column.
 pub fn text_schema(column: &str) -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]))
@@ -66,6 +307,7 @@ pub fn type_label(data_type: &DataType) -> String {
         DataType::Int64 | DataType::UInt64 | DataType::Int32 => "integers".into(),
         DataType::Float64 => "numbers".into(),
         DataType::Boolean => "booleans".into(),
+        DataType::Timestamp(..) => "timestamps".into(),
         DataType::List(inner) => format!("lists of {}", type_label(inner.data_type())),
         other => format!("{other}"),
     }
@@ -84,6 +326,8 @@ pub enum Cell<'a> {
     Int(i64),
     Float(f64),
     Bool(bool),
+    /// Microseconds since the epoch, UTC.
+    Timestamp(i64),
     List(Vec<Cell<'a>>),
 }
 
@@ -96,6 +340,7 @@ impl Cell<'_> {
             Cell::Int(i) => i.to_string(),
             Cell::Float(f) => f.to_string(),
             Cell::Bool(b) => b.to_string(),
+            Cell::Timestamp(t) => format_timestamp(*t),
             Cell::List(items) => items
                 .iter()
                 .map(Cell::to_text)
@@ -111,6 +356,7 @@ impl Cell<'_> {
             Cell::Int(i) => (*i).into(),
             Cell::Float(f) => (*f).into(),
             Cell::Bool(b) => (*b).into(),
+            Cell::Timestamp(t) => format_timestamp(*t).into(),
             Cell::List(items) => items.iter().map(Cell::to_json).collect(),
         }
     }
@@ -126,6 +372,11 @@ pub fn cell(array: &dyn Array, row: usize) -> Cell<'_> {
         DataType::Int64 => Cell::Int(array.as_primitive::<Int64Type>().value(row)),
         DataType::Float64 => Cell::Float(array.as_primitive::<Float64Type>().value(row)),
         DataType::Boolean => Cell::Bool(array.as_boolean().value(row)),
+        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => Cell::Timestamp(
+            array
+                .as_primitive::<arrow_array::types::TimestampMicrosecondType>()
+                .value(row),
+        ),
         DataType::List(_) => {
             let list = array.as_list::<i32>();
             let offsets = list.value_offsets();
@@ -170,8 +421,9 @@ fn type_name(data_type: &DataType) -> String {
     match data_type {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".into(),
         DataType::Int64 => "integer".into(),
-        DataType::Float64 => "number".into(),
-        DataType::Boolean => "boolean".into(),
+        DataType::Float64 => "float".into(),
+        DataType::Boolean => "bool".into(),
+        DataType::Timestamp(..) => "timestamp".into(),
         DataType::List(item) | DataType::LargeList(item) => {
             format!("list of {}", type_name(item.data_type()))
         }

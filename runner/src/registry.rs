@@ -116,6 +116,16 @@ component_enum!(TransformConfig, "transform", BuildTransform, [
         : "Count rows per distinct value of one or more columns (column `count`)",
     "filter" => Filter(transforms::filter::FilterConfig)
         : "Keep rows matching an expression such as `count >= 60 and word != \"thou\"`",
+    "aggregate" => Aggregate(transforms::aggregate::AggregateConfig)
+        : "Group by key expressions and compute count, sum, min, max, avg, count_distinct, first, last, collect_list",
+    "select" => Select(transforms::select::SelectConfig)
+        : "Keep, compute and reorder columns: `[word, \"length(word) as len\"]`",
+    "with_column" => WithColumn(transforms::with_column::WithColumnConfig)
+        : "Add (or replace) a column computed by an expression",
+    "rename" => Rename(transforms::rename::RenameConfig)
+        : "Rename columns: `{old: new}`",
+    "drop" => Drop(transforms::drop::DropConfig)
+        : "Remove columns",
     "sort" => Sort(transforms::sort::SortConfig)
         : "Order rows by columns, ascending or descending; ties broken by the other columns",
     "limit" => Limit(transforms::limit::LimitConfig)

@@ -588,7 +588,7 @@ fn a_where_error_points_at_the_character_in_the_expression_with_the_line_shown()
     let p = write(
         dir.path(),
         "q.yaml",
-        "name: t\nsource: {type: file, path: in.txt}\ntransforms:\n  - type: tokenize\n  - {type: filter, where: length(word) > 5}\nsinks:\n  - {type: stdout}\n",
+        "name: t\nsource: {type: file, path: in.txt}\ntransforms:\n  - type: tokenize\n  - {type: filter, where: lenght(word) > 5}\nsinks:\n  - {type: stdout}\n",
     );
     runner()
         .arg("validate")
@@ -596,6 +596,6 @@ fn a_where_error_points_at_the_character_in_the_expression_with_the_line_shown()
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "q.yaml:5:27: transforms.1 (filter): where: in `length(word) > 5` at character 1: `length(...)`: functions are not supported",
+            "q.yaml:5:27: transforms.1 (filter): where: in `lenght(word) > 5` at character 1: there is no function `lenght`, did you mean `length`?",
         ));
 }

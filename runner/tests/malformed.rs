@@ -38,7 +38,7 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         ("where on a missing column", format!("name: t\n{SOURCE}transforms:\n  - type: filter\n    where: cuont > 1\n{SINKS}"),
             vec!["p.yaml:7:12:", "transforms.0 (filter)", "no column `cuont`", "^ there is no column"]),
         ("where with a type error", format!("name: t\n{SOURCE}transforms:\n  - type: tokenize\n  - type: group_count\n    by: word\n  - type: filter\n    where: count >= 'many'\n{SINKS}"),
-            vec!["transforms.2 (filter)", "cannot compare a number with text"]),
+            vec!["transforms.2 (filter)", "cannot compare an integer with text"]),
         ("where with a syntax error", format!("name: t\n{SOURCE}transforms:\n  - type: tokenize\n  - type: filter\n    where: word = 'x'\n{SINKS}"),
             vec!["transforms.1 (filter)", "use `==`"]),
         ("group by a missing column", format!("name: t\n{SOURCE}transforms:\n  - type: group_count\n    by: word\n{SINKS}"),

@@ -144,21 +144,22 @@ pub fn compute(
             source
                 .open()?
                 .into_par_iter()
-                .try_for_each(|(_, morsel)| -> Result<()> {
+                .try_for_each(|(index, morsel)| -> Result<()> {
                     let batches = through_prefix(morsel?)?;
                     states.with(
                         || aggregation.new_state(),
-                        |state| batches.iter().try_for_each(|batch| state.update(batch)),
+                        |state| {
+                            state.begin_morsel(index as u64);
+                            batches.iter().try_for_each(|batch| state.update(batch))
+                        },
                     )
                 })?;
-            let state = states
-                .into_iter()
-                .reduce(|mut left, right| {
-                    left.merge(right);
-                    left
-                })
-                .unwrap_or_else(|| aggregation.new_state());
-            let mut state = state;
+            let mut state = aggregation.new_state();
+            for other in states.into_iter() {
+                state.merge(other)?;
+            }
+            // Rows a plugin's `finish` returns come after every morsel's.
+            state.begin_morsel(u64::MAX);
             for batch in finished_batches(prefix)? {
                 state.update(&batch)?;
             }

@@ -310,7 +310,7 @@ impl Checkpoint {
     ) -> Result<()> {
         let (state_file, state_rows) = match state {
             Some(state) => {
-                let table = state.result();
+                let table = state.snapshot();
                 let name = format!("state-{epoch}.arrow");
                 write_table(&self.dir.join(&name), &table)?;
                 (Some(name), table.num_rows())
@@ -447,7 +447,9 @@ mod tests {
         fn update(&mut self, _: &RecordBatch) -> Result<()> {
             Ok(())
         }
-        fn merge(&mut self, _: Box<dyn AggregateState>) {}
+        fn merge(&mut self, _: Box<dyn AggregateState>) -> Result<()> {
+            Ok(())
+        }
         fn result(&self) -> RecordBatch {
             self.0.clone()
         }

@@ -167,6 +167,10 @@ impl Aggregation for CountedAggregation {
     fn counts_by(&self) -> Option<&[usize]> {
         self.inner.counts_by()
     }
+
+    fn key_columns(&self) -> usize {
+        self.inner.key_columns()
+    }
 }
 
 struct CountedState {
@@ -180,14 +184,22 @@ impl AggregateState for CountedState {
         self.inner.update(batch)
     }
 
-    fn merge(&mut self, other: Box<dyn AggregateState>) {
+    fn merge(&mut self, other: Box<dyn AggregateState>) -> Result<()> {
         // `other` is a CountedState too; its `into_any` hands over the wrapped state, which is
         // what the inner merge expects.
         self.inner.merge(other)
     }
 
+    fn begin_morsel(&mut self, index: u64) {
+        self.inner.begin_morsel(index);
+    }
+
     fn result(&self) -> RecordBatch {
         self.inner.result()
+    }
+
+    fn snapshot(&self) -> RecordBatch {
+        self.inner.snapshot()
     }
 
     fn rows(&self) -> usize {

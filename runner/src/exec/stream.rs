@@ -702,11 +702,11 @@ impl<'a> Engine<'a> {
         last: bool,
     ) -> Result<RecordBatch> {
         let result = match (self.aggregation, state) {
-            (Some(_), Some(state)) => {
+            (Some(aggregation), Some(state)) => {
                 let table = state.result();
                 match (self.mode, pending.changed) {
                     (OutputMode::Update, Some(changed)) => {
-                        rows_with_keys(&table, &changed.result())?
+                        rows_with_keys(&table, &changed.result(), aggregation.key_columns())?
                     }
                     _ => table,
                 }
@@ -775,8 +775,19 @@ impl<'a> Engine<'a> {
 }
 
 /// The rows of `table` whose key (every column but the last, the count) appears in `keys`.
-fn rows_with_keys(table: &RecordBatch, keys: &RecordBatch) -> Result<RecordBatch> {
-    let key_columns = table.num_columns().saturating_sub(1);
+fn rows_with_keys(
+    table: &RecordBatch,
+    keys: &RecordBatch,
+    key_columns: usize,
+) -> Result<RecordBatch> {
+    if key_columns == 0 {
+        // One group of all rows: it changed when anything arrived.
+        return Ok(if keys.num_rows() > 0 {
+            table.clone()
+        } else {
+            table.slice(0, 0)
+        });
+    }
     let fields = table.schema().fields()[..key_columns]
         .iter()
         .map(|f| arrow_row::SortField::new(f.data_type().clone()))
@@ -869,9 +880,9 @@ mod tests {
         ])
         .unwrap();
         let changed = table.slice(1, 1);
-        let rows = rows_with_keys(&table, &changed).unwrap();
+        let rows = rows_with_keys(&table, &changed, 1).unwrap();
         assert_eq!(rows, changed);
-        let rows = rows_with_keys(&table, &table.slice(0, 1)).unwrap();
+        let rows = rows_with_keys(&table, &table.slice(0, 1), 1).unwrap();
         assert_eq!(rows, table.slice(0, 1));
     }
 }

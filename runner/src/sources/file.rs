@@ -13,6 +13,7 @@ use arrow_schema::SchemaRef;
 use serde::Deserialize;
 
 use super::fetch::{fetch, FetchConfig};
+use super::records::{infer_columns, BadRecord, ColumnSpec, Format, OnError, RecordDecoder};
 use super::{BatchSource, BuildSource, BuiltSource, Morsel, Morsels, Position, SourceContext};
 use crate::data::{text_schema, TextColumnBuilder, BATCH_ROWS};
 use crate::error::{Error, Result};
@@ -41,6 +42,25 @@ pub struct FileSourceConfig {
     /// default 64 MiB): a file without newlines, such as `/dev/zero`, is read in bounded memory.
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
+    /// How records are written: `lines` (each line one row of `column`), `csv` (with a header
+    /// line), `jsonl` (one JSON object per line) or `parquet`.
+    #[serde(default)]
+    pub format: Format,
+    /// For csv, jsonl and parquet: the fields to read and their types (`text`, `integer`,
+    /// `float`, `bool`, `timestamp`, `list of text`; `?` after the type: may be missing),
+    /// e.g. `{created_at: timestamp, tag: text, account.acct: text?}`. CSV fields by header
+    /// name, nested JSON fields by dotted path. Omitted: inferred from the first lines (from the
+    /// file's schema for Parquet).
+    #[serde(default)]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, String>>")]
+    pub columns: Option<indexmap::IndexMap<String, String>>,
+    /// A record that does not parse or lacks a required field: `fail` the run (default) or
+    /// `skip` it (counted in the warnings with the first one's line number).
+    #[serde(default)]
+    pub on_error: OnError,
+    /// The CSV field separator (one character; default `,`).
+    #[serde(default)]
+    pub delimiter: Option<char>,
 }
 
 fn default_max_line_bytes() -> usize {
@@ -81,9 +101,46 @@ impl BuildSource for FileSourceConfig {
                 return Err("`fetch` needs `path` to be a single file".into());
             }
         }
+        let path = crate::settings::resolve_against(ctx.base_dir, &self.path);
+        if self.format == Format::Parquet {
+            return super::parquet::build(self, path);
+        }
+        let delimiter = match self.delimiter {
+            None => b',',
+            Some(c) if c.is_ascii() && c != '\n' && c != '\r' && c != '"' => c as u8,
+            Some(c) => return Err(format!("delimiter: `{c}` cannot separate CSV fields (use one ASCII character other than a quote or newline)")),
+        };
+        let records = match self.format {
+            Format::Lines => {
+                if self.columns.is_some() {
+                    return Err("`columns` is for csv, jsonl and parquet; `format: lines` reads one text column named by `column`".into());
+                }
+                None
+            }
+            format => Some(Records {
+                format,
+                columns: self.column_specs(format, &path, delimiter)?,
+                delimiter,
+                decoder: std::sync::OnceLock::new(),
+                on_error: self.on_error,
+                bad: AtomicU64::new(0),
+                first_bad: std::sync::Mutex::new(None),
+            }),
+        };
+        let schema = match &records {
+            None => text_schema(&self.column),
+            Some(r) => RecordDecoder::new(Format::Jsonl, r.columns.clone(), delimiter)?.schema(),
+        };
+        if let Some(r) = &records {
+            if r.format == Format::Jsonl {
+                let decoder = RecordDecoder::new(Format::Jsonl, r.columns.clone(), delimiter)?;
+                let _ = r.decoder.set(decoder);
+            }
+        }
         Ok(BuiltSource::Batch(Box::new(FileSource {
-            path: crate::settings::resolve_against(ctx.base_dir, &self.path),
-            schema: text_schema(&self.column),
+            path,
+            records,
+            schema,
             encoding_errors: self.encoding_errors,
             fetch: self.fetch.clone(),
             replaced: AtomicU64::new(0),
@@ -95,12 +152,195 @@ impl BuildSource for FileSourceConfig {
     }
 }
 
+impl FileSourceConfig {
+    /// The columns to read: as written in `columns:`, or inferred from the first lines of the
+    /// first file.
+    fn column_specs(
+        &self,
+        format: Format,
+        path: &Path,
+        delimiter: u8,
+    ) -> Result<Vec<ColumnSpec>, String> {
+        if let Some(columns) = &self.columns {
+            if columns.is_empty() {
+                return Err("columns: name at least one field".into());
+            }
+            return columns
+                .iter()
+                .map(|(n, t)| ColumnSpec::parse(n, t))
+                .collect();
+        }
+        let first = first_file(path).ok_or_else(|| {
+            format!(
+                "cannot infer the columns of {} (it is not there yet, or is standard input): list them in `columns:`",
+                path.display()
+            )
+        })?;
+        let head = read_head(&first, 256 * 1024)
+            .map_err(|e| format!("cannot infer the columns: {}: {e}", first.display()))?;
+        infer_columns(format, &head, delimiter)
+            .map_err(|e| format!("{}: {e}; list them in `columns:`", first.display()))
+    }
+}
+
+/// The first file `path` names (itself, the first by name in a directory or of a glob).
+pub(super) fn first_file(path: &Path) -> Option<PathBuf> {
+    if path == Path::new("-") {
+        return None;
+    }
+    if is_pattern(path) {
+        let mut files: Vec<PathBuf> = glob::glob(&path.to_string_lossy())
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        return files.into_iter().next();
+    }
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_file()
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        files.sort();
+        return files.into_iter().next();
+    }
+    path.is_file().then(|| path.to_path_buf())
+}
+
+/// Up to `limit` bytes from the start of `path`, cut after the last whole line.
+fn read_head(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit)
+        .read_to_end(&mut head)?;
+    if head.len() as u64 == limit {
+        if let Some(end) = memchr::memrchr(b'\n', &head) {
+            head.truncate(end + 1);
+        }
+    }
+    Ok(head)
+}
+
+/// The first line of `reader` (without its line end), read byte by byte so that nothing after
+/// it is consumed; `None` at once at the end. Longer than `max` bytes: an error.
+fn read_header(reader: &mut dyn Read, max: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match reader.read(&mut byte) {
+            Ok(0) if line.is_empty() => return Ok(None),
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => {
+                line.push(byte[0]);
+                if line.len() > max {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the header line is too long",
+                    ));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(Some(line))
+}
+
+/// Reading CSV or JSON lines records: the columns, the decoder (for CSV made when the header
+/// is read), and what was left out.
+struct Records {
+    format: Format,
+    columns: Vec<ColumnSpec>,
+    delimiter: u8,
+    decoder: std::sync::OnceLock<RecordDecoder>,
+    on_error: OnError,
+    bad: AtomicU64,
+    /// The first record left out: where and why, for the warning.
+    first_bad: std::sync::Mutex<Option<String>>,
+}
+
+impl Records {
+    /// Takes the CSV header of `origin`: the first file's makes the decoder; every other file
+    /// must have the same.
+    fn header(&self, origin: &str, header: Option<Vec<u8>>) -> Result<()> {
+        let Some(header) = header else {
+            return Ok(());
+        };
+        let names: Vec<String> = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .delimiter(self.delimiter)
+            .from_reader(header.as_slice())
+            .records()
+            .next()
+            .and_then(|r| r.ok())
+            .map(|r| r.iter().map(str::to_owned).collect())
+            .unwrap_or_default();
+        if let Some(existing) = self.decoder.get() {
+            if existing.header() != names.as_slice() {
+                return Err(Error::runtime(format!(
+                    "{origin}: its CSV header ({}) differs from the first file's ({})",
+                    crate::error::escape_controls(&names.join(", ")),
+                    crate::error::escape_controls(&existing.header().join(", "))
+                )));
+            }
+            return Ok(());
+        }
+        let decoder = RecordDecoder::csv(names, self.columns.clone(), self.delimiter)
+            .map_err(|e| Error::runtime(format!("{origin}: {e}")))?;
+        let _ = self.decoder.set(decoder);
+        Ok(())
+    }
+
+    /// The records of a morsel as batches; bad ones fail the run or are counted.
+    fn decode(
+        &self,
+        morsel: &Morsel,
+        line_number: impl Fn(u64) -> String,
+    ) -> Result<Vec<RecordBatch>> {
+        let Some(decoder) = self.decoder.get() else {
+            // A CSV input without even a header line: no records.
+            return Ok(Vec::new());
+        };
+        let (batches, bad) = decoder.decode(&morsel.bytes).map_err(Error::runtime)?;
+        if let Some(BadRecord { line, reason }) = bad.first() {
+            let at = format!("{} line {}", morsel.origin, line_number(*line as u64));
+            if self.on_error == OnError::Fail {
+                return Err(Error::runtime(format!(
+                    "{at}: the {} record cannot be read: {reason} (`on_error: skip` leaves such records out)",
+                    self.format.name()
+                )));
+            }
+            self.bad.fetch_add(bad.len() as u64, Ordering::Relaxed);
+            if let Ok(mut first) = self.first_bad.lock() {
+                if first.is_none() {
+                    *first = Some(format!("{at}: {reason}"));
+                }
+            }
+        }
+        Ok(batches)
+    }
+}
+
 fn is_pattern(path: &Path) -> bool {
     path.to_string_lossy().contains(['*', '?', '['])
 }
 
 pub struct FileSource {
     path: PathBuf,
+    /// Set for `csv` and `jsonl`; `None` reads lines.
+    records: Option<Records>,
     schema: SchemaRef,
     encoding_errors: EncodingErrors,
     fetch: Option<FetchConfig>,
@@ -169,7 +409,7 @@ impl FileSource {
 
 impl BatchSource for FileSource {
     fn raw_text_lines(&self) -> bool {
-        true
+        self.records.is_none()
     }
 
     fn schema(&self) -> SchemaRef {
@@ -204,11 +444,27 @@ impl BatchSource for FileSource {
         let all_regular = files
             .iter()
             .all(|p| p != Path::new("-") && std::fs::metadata(p).is_ok_and(|m| m.is_file()));
+        let csv = self.records.as_ref().filter(|r| r.format == Format::Csv);
         if all_regular {
-            return self.open_indexed(files);
+            let mut starts = Vec::with_capacity(files.len());
+            for path in &files {
+                let mut start = 0;
+                if let Some(records) = csv {
+                    let fail = |source| Error::Input {
+                        path: path.clone(),
+                        source,
+                    };
+                    let mut file = std::fs::File::open(path).map_err(fail)?;
+                    let header = read_header(&mut file, self.max_line_bytes).map_err(fail)?;
+                    start = header.as_ref().map_or(0, |h| h.len() as u64 + 1);
+                    records.header(&path.display().to_string(), header)?;
+                }
+                starts.push(start);
+            }
+            return self.open_indexed(files, starts);
         }
         Ok(Morsels::Sequential(Box::new(files.into_iter().flat_map(
-            |path| -> Box<dyn Iterator<Item = Result<Morsel>> + Send> {
+            move |path| -> Box<dyn Iterator<Item = Result<Morsel>> + Send> {
                 let origin: Arc<str> = if path == Path::new("-") {
                     "standard input".into()
                 } else {
@@ -219,13 +475,27 @@ impl BatchSource for FileSource {
                 } else {
                     std::fs::File::open(&path).map(|f| Box::new(f) as Box<dyn Read + Send>)
                 };
+                let mut next_line = 1;
+                let reader = reader.and_then(|mut reader| {
+                    if let Some(records) = csv {
+                        let header = read_header(&mut reader, self.max_line_bytes)?;
+                        next_line += u64::from(header.is_some());
+                        if let Err(e) = records.header(&origin, header) {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                e.to_string(),
+                            ));
+                        }
+                    }
+                    Ok(reader)
+                });
                 match reader {
                     Ok(reader) => Box::new(LineMorsels {
                         reader,
                         origin,
                         path,
                         carry: Vec::new(),
-                        next_line: 1,
+                        next_line,
                         done: false,
                         max_line_bytes: self.max_line_bytes,
                         skipping: false,
@@ -247,6 +517,11 @@ impl BatchSource for FileSource {
     }
 
     fn decode(&self, morsel: Morsel) -> Result<Vec<RecordBatch>> {
+        if let Some(records) = &self.records {
+            let batches = records.decode(&morsel, |line| self.line_number(&morsel, line))?;
+            self.recycle(morsel.bytes);
+            return Ok(batches);
+        }
         if simdutf8::basic::from_utf8(&morsel.bytes).is_ok() {
             // Valid as a whole (the usual case): lines are copied out with no check per line.
             let batches = self.decode_valid(&morsel.bytes)?;
@@ -311,6 +586,21 @@ impl BatchSource for FileSource {
                 "{skipped} line(s) had invalid UTF-8 and were skipped"
             ));
         }
+        if let Some(records) = &self.records {
+            let bad = records.bad.load(Ordering::Relaxed);
+            if bad > 0 {
+                let first = records
+                    .first_bad
+                    .lock()
+                    .ok()
+                    .and_then(|f| f.clone())
+                    .unwrap_or_default();
+                warnings.push(format!(
+                    "{bad} {} record(s) could not be read and were skipped (the first: {first})",
+                    records.format.name()
+                ));
+            }
+        }
         let long = self.long_lines.load(Ordering::Relaxed);
         if long > 0 {
             warnings.push(format!(
@@ -327,7 +617,10 @@ impl BatchSource for FileSource {
         super::SourceCounters {
             bad_utf8_lines: replaced + skipped,
             skipped_lines: skipped + self.long_lines.load(Ordering::Relaxed),
-            malformed_events: 0,
+            malformed_events: self
+                .records
+                .as_ref()
+                .map_or(0, |r| r.bad.load(Ordering::Relaxed)),
         }
     }
 
@@ -358,9 +651,10 @@ struct Piece {
 impl FileSource {
     /// Regular files are cut into fixed byte ranges that workers read themselves with
     /// positional reads, so reading scales with the cores instead of queueing on one reader.
-    fn open_indexed(&self, files: Vec<PathBuf>) -> Result<Morsels<'_>> {
+    /// `starts`: where each file's records begin (after a CSV header).
+    fn open_indexed(&self, files: Vec<PathBuf>, starts: Vec<u64>) -> Result<Morsels<'_>> {
         let mut pieces = Vec::new();
-        for path in files {
+        for (path, first) in files.into_iter().zip(starts) {
             let file = std::fs::File::open(&path).map_err(|source| Error::Input {
                 path: path.clone(),
                 source,
@@ -377,7 +671,7 @@ impl FileSource {
                 path.display().to_string().into(),
                 path.into(),
             );
-            let mut start = 0;
+            let mut start = first;
             while start < len {
                 let end = (start + MORSEL_BYTES as u64).min(len);
                 pieces.push(Piece {

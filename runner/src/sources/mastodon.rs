@@ -159,7 +159,7 @@ fn default_token_env() -> String {
 pub fn status_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Utf8, false),
-        Field::new("created_at", DataType::Utf8, true),
+        Field::new("created_at", crate::data::timestamp_type(), true),
         Field::new("username", DataType::Utf8, true),
         Field::new("acct", DataType::Utf8, true),
         Field::new("language", DataType::Utf8, true),
@@ -478,6 +478,13 @@ pub fn decode_rows(schema: &SchemaRef, chunks: &[Chunk], malformed: &AtomicU64) 
         .map(|mut b| Arc::new(b.finish()) as ArrayRef)
         .collect();
     let url = columns.pop().expect("seven text columns");
+    // `created_at` is a timestamp (RFC 3339 in the stream; one that does not parse is null).
+    let created_at: arrow_array::TimestampMicrosecondArray =
+        arrow_array::cast::AsArray::as_string::<i32>(columns[1].as_ref())
+            .iter()
+            .map(|v| v.and_then(crate::data::parse_timestamp))
+            .collect();
+    columns[1] = Arc::new(created_at.with_timezone("UTC"));
     columns.push(Arc::new(tags.finish()));
     columns.push(url);
     RecordBatch::try_new(schema.clone(), columns).expect("columns follow the status schema")

@@ -4,6 +4,8 @@
 pub mod fetch;
 pub mod file;
 pub mod mastodon;
+pub mod parquet;
+pub mod records;
 pub mod replay;
 pub mod socket;
 
@@ -124,7 +126,8 @@ pub struct SourceCounters {
     /// Lines left out: invalid UTF-8 under `encoding_errors: skip`, over `max_line_bytes`, or cut
     /// off by a broken connection.
     pub skipped_lines: u64,
-    /// Events whose JSON could not be read (Mastodon, replay).
+    /// Records that could not be read: events of a Mastodon stream or tape, CSV or JSON lines
+    /// records (skipped under `on_error: skip`).
     pub malformed_events: u64,
 }
 

@@ -41,7 +41,10 @@ pub struct Filter {
 
 impl MapTransform for Filter {
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let keep = self.predicate.evaluate(batch);
+        let keep = self
+            .predicate
+            .evaluate(batch)
+            .map_err(|e| crate::error::Error::runtime(format!("filter: {e}")))?;
         Ok(arrow_select::filter::filter_record_batch(batch, &keep)
             .expect("mask has one entry per row"))
     }

@@ -131,6 +131,10 @@ impl Aggregation for GroupCount {
     fn counts_by(&self) -> Option<&[usize]> {
         Some(&self.keys)
     }
+
+    fn key_columns(&self) -> usize {
+        self.keys.len()
+    }
 }
 
 /// One part of a group key.
@@ -257,7 +261,7 @@ impl AggregateState for GroupCountState {
         Ok(())
     }
 
-    fn merge(&mut self, other: Box<dyn AggregateState>) {
+    fn merge(&mut self, other: Box<dyn AggregateState>) -> Result<()> {
         let other = other
             .into_any()
             .downcast::<GroupCountState>()
@@ -279,6 +283,7 @@ impl AggregateState for GroupCountState {
             }
             _ => unreachable!("states of one aggregation have one table kind"),
         }
+        Ok(())
     }
 
     fn result(&self) -> RecordBatch {
@@ -423,7 +428,7 @@ mod tests {
         let mut right = agg.new_state();
         left.update(&text_batch("word", ["x", "y"])).unwrap();
         right.update(&text_batch("word", ["y", "z", "y"])).unwrap();
-        left.merge(right);
+        left.merge(right).unwrap();
         let out = left.result();
         assert_eq!(texts(&out, "word"), ["y", "x", "z"]);
         assert_eq!(texts(&out, "n"), ["3", "1", "1"]);

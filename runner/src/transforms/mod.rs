@@ -1,15 +1,20 @@
 //! Transforms: one file per component. A config's `build` checks it against the input schema
 //! (so mistakes surface at validation, before data is read) and returns the runtime stage.
 
+pub mod aggregate;
+pub mod drop;
 pub mod explode;
 pub mod filter;
 pub mod group_count;
 pub mod limit;
 pub mod lowercase;
 pub mod plugin;
+pub mod rename;
+pub mod select;
 pub mod sort;
 pub mod stopwords;
 pub mod tokenize;
+pub mod with_column;
 
 use std::any::Any;
 use std::path::Path;
@@ -116,6 +121,9 @@ pub enum PerValue {
 
 pub trait Aggregation: Send + Sync {
     fn new_state(&self) -> Box<dyn AggregateState>;
+    /// How many leading output columns are the group's key (update mode emits the groups whose
+    /// key an epoch touched).
+    fn key_columns(&self) -> usize;
     /// Declared when the aggregation counts rows per value of these key columns
     /// (group_count): a counting kernel may feed its state through `text_counter`.
     fn counts_by(&self) -> Option<&[usize]> {
@@ -133,13 +141,24 @@ pub trait TextCounter {
 
 pub trait AggregateState: Send {
     fn update(&mut self, batch: &RecordBatch) -> Result<()>;
-    /// Folds another partial state of the same aggregation into this one.
-    fn merge(&mut self, other: Box<dyn AggregateState>);
+    /// Says that the next `update`s hold the rows of morsel `index` (input order), so that
+    /// order-keeping aggregates (`first`, `last`) agree however morsels reach workers.
+    fn begin_morsel(&mut self, index: u64) {
+        let _ = index;
+    }
+    /// Folds another partial state of the same aggregation into this one (an error when a
+    /// checked sum overflows).
+    fn merge(&mut self, other: Box<dyn AggregateState>) -> Result<()>;
     /// The aggregate so far, in a deterministic row order.
     fn result(&self) -> RecordBatch;
     /// How many rows (groups) the state holds.
     fn rows(&self) -> usize;
-    /// Adds the groups of a `result()` table (a checkpoint's state) to this state.
+    /// What a checkpoint saves: by default the `result()`; states whose result does not hold
+    /// all they need (an average's count) save more.
+    fn snapshot(&self) -> RecordBatch {
+        self.result()
+    }
+    /// Adds the groups of a `snapshot()` table (a checkpoint's state) to this state.
     fn restore(&mut self, table: &RecordBatch) -> Result<()>;
     /// For `merge`, which receives another state of its own aggregation.
     fn into_any(self: Box<Self>) -> Box<dyn Any>;

@@ -1,0 +1,693 @@
+//! Evaluates a typed expression a column at a time with Arrow's kernels. A literal stays one
+//! value (`Col::Scalar`) until it meets a column, so `count >= 60` is one comparison kernel
+//! over the column. Nulls propagate as in SQL (and Spark): a comparison or arithmetic with a
+//! null is null, `and`/`or` are three-valued, and a filter keeps only rows that are true.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Datum, Float64Array, Int64Array, RecordBatch, Scalar,
+    StringArray, TimestampMicrosecondArray,
+};
+use arrow_schema::{ArrowError, DataType};
+
+use super::check::{Arith, Cmp, Function, Node, TimeUnit, Type, Typed};
+use crate::data::ValueType;
+
+/// A value of every row, or one value standing for all of them.
+#[derive(Debug, Clone)]
+pub(super) enum Col {
+    Array(ArrayRef),
+    /// A one-row array.
+    Scalar(ArrayRef),
+}
+
+type Out = Result<Col, String>;
+
+impl Col {
+    fn array(&self) -> &ArrayRef {
+        match self {
+            Col::Array(a) | Col::Scalar(a) => a,
+        }
+    }
+
+    fn is_scalar(&self) -> bool {
+        matches!(self, Col::Scalar(_))
+    }
+
+    /// Every row's value (a scalar repeated), as `data_type` when it is a bare null.
+    pub(super) fn into_array(self, rows: usize, data_type: &DataType) -> Result<ArrayRef, String> {
+        let array = match self {
+            Col::Array(a) => a,
+            Col::Scalar(a) => {
+                let indices = arrow_array::UInt32Array::from(vec![0u32; rows]);
+                arrow_select::take::take(a.as_ref(), &indices, None).map_err(message)?
+            }
+        };
+        if array.data_type() == &DataType::Null && data_type != &DataType::Null {
+            return arrow_cast::cast(&array, data_type).map_err(message);
+        }
+        Ok(array)
+    }
+
+    /// Applies a one-array function, keeping a scalar a scalar.
+    fn map(self, f: impl FnOnce(&ArrayRef) -> Result<ArrayRef, String>) -> Out {
+        Ok(match self {
+            Col::Array(a) => Col::Array(f(&a)?),
+            Col::Scalar(a) => Col::Scalar(f(&a)?),
+        })
+    }
+}
+
+fn message(e: ArrowError) -> String {
+    match e {
+        ArrowError::ArithmeticOverflow(what) => format!("integer overflow ({what})"),
+        ArrowError::ComputeError(what) | ArrowError::CastError(what) => what,
+        other => other.to_string(),
+    }
+}
+
+/// Runs a two-operand kernel on datums (an array or a scalar each).
+fn binary(
+    l: &Col,
+    r: &Col,
+    kernel: impl Fn(&dyn Datum, &dyn Datum) -> Result<ArrayRef, ArrowError>,
+) -> Out {
+    let ls = l.is_scalar().then(|| Scalar::new(l.array().clone()));
+    let rs = r.is_scalar().then(|| Scalar::new(r.array().clone()));
+    let left: &dyn Datum = match &ls {
+        Some(scalar) => scalar,
+        None => l.array(),
+    };
+    let right: &dyn Datum = match &rs {
+        Some(scalar) => scalar,
+        None => r.array(),
+    };
+    let out = kernel(left, right).map_err(message)?;
+    Ok(if l.is_scalar() && r.is_scalar() {
+        Col::Scalar(out)
+    } else {
+        Col::Array(out)
+    })
+}
+
+/// Both operands of one Arrow type: a bare null takes the other's type.
+fn unify(l: Col, r: Col) -> Result<(Col, Col), String> {
+    let (lt, rt) = (l.array().data_type().clone(), r.array().data_type().clone());
+    if lt == DataType::Null && rt != DataType::Null {
+        Ok((l.map(|a| arrow_cast::cast(a, &rt).map_err(message))?, r))
+    } else if rt == DataType::Null && lt != DataType::Null {
+        let r = r.map(|a| arrow_cast::cast(a, &lt).map_err(message))?;
+        Ok((l, r))
+    } else {
+        Ok((l, r))
+    }
+}
+
+/// Both as arrays of `rows` (for kernels without scalar forms).
+fn arrays(l: Col, r: Col, rows: usize) -> Result<(ArrayRef, ArrayRef, bool), String> {
+    let scalar = l.is_scalar() && r.is_scalar();
+    let n = if scalar { 1 } else { rows };
+    let lt = l.array().data_type().clone();
+    let rt = r.array().data_type().clone();
+    Ok((l.into_array(n, &rt)?, r.into_array(n, &lt)?, scalar))
+}
+
+fn wrap(array: ArrayRef, scalar: bool) -> Col {
+    if scalar {
+        Col::Scalar(array)
+    } else {
+        Col::Array(array)
+    }
+}
+
+fn as_bool(col: Col, rows: usize) -> Result<(BooleanArray, bool), String> {
+    let scalar = col.is_scalar();
+    let array = col.into_array(if scalar { 1 } else { rows }, &DataType::Boolean)?;
+    Ok((array.as_boolean().clone(), scalar))
+}
+
+pub(super) fn eval(t: &Typed, batch: &RecordBatch) -> Out {
+    let rows = batch.num_rows();
+    match &t.node {
+        Node::Column(index) => Ok(Col::Array(batch.column(*index).clone())),
+        Node::Literal(value) => Ok(Col::Scalar(value.clone())),
+        Node::Neg(inner) => eval(inner, batch)?.map(|a| {
+            if a.data_type() == &DataType::Null {
+                return Ok(a.clone());
+            }
+            arrow_arith::numeric::neg(a.as_ref()).map_err(message)
+        }),
+        Node::Not(inner) => {
+            let (b, scalar) = as_bool(eval(inner, batch)?, rows)?;
+            Ok(wrap(
+                Arc::new(arrow_arith::boolean::not(&b).map_err(message)?),
+                scalar,
+            ))
+        }
+        Node::And(l, r) | Node::Or(l, r) => {
+            let (lb, ls) = as_bool(eval(l, batch)?, rows)?;
+            let (rb, rs) = as_bool(eval(r, batch)?, rows)?;
+            let (lb, rb) = match (ls, rs) {
+                (true, false) => (broadcast_bool(&lb, rows), rb),
+                (false, true) => (lb, broadcast_bool(&rb, rows)),
+                _ => (lb, rb),
+            };
+            let out = if matches!(t.node, Node::And(..)) {
+                arrow_arith::boolean::and_kleene(&lb, &rb)
+            } else {
+                arrow_arith::boolean::or_kleene(&lb, &rb)
+            }
+            .map_err(message)?;
+            Ok(wrap(Arc::new(out), ls && rs))
+        }
+        Node::Arith(op, l, r) => arith(*op, eval(l, batch)?, eval(r, batch)?, rows),
+        Node::Compare(op, l, r) => compare(*op, eval(l, batch)?, eval(r, batch)?, rows),
+        Node::In(value, items, negated) => {
+            let v = eval(value, batch)?;
+            let mut any: Option<Col> = None;
+            for item in items {
+                let hit = compare(Cmp::Eq, v.clone(), eval(item, batch)?, rows)?;
+                any = Some(match any {
+                    None => hit,
+                    Some(so_far) => {
+                        let (a, s1) = as_bool(so_far, rows)?;
+                        let (b, s2) = as_bool(hit, rows)?;
+                        let (a, b) = match (s1, s2) {
+                            (true, false) => (broadcast_bool(&a, rows), b),
+                            (false, true) => (a, broadcast_bool(&b, rows)),
+                            _ => (a, b),
+                        };
+                        wrap(
+                            Arc::new(arrow_arith::boolean::or_kleene(&a, &b).map_err(message)?),
+                            s1 && s2,
+                        )
+                    }
+                });
+            }
+            let found = match any {
+                Some(found) => found,
+                None => Col::Scalar(Arc::new(BooleanArray::from(vec![false]))),
+            };
+            if *negated {
+                let (b, scalar) = as_bool(found, rows)?;
+                Ok(wrap(
+                    Arc::new(arrow_arith::boolean::not(&b).map_err(message)?),
+                    scalar,
+                ))
+            } else {
+                Ok(found)
+            }
+        }
+        Node::IsNull(value, negated) => eval(value, batch)?.map(|a| {
+            let out = if *negated {
+                arrow_arith::boolean::is_not_null(a.as_ref())
+            } else {
+                arrow_arith::boolean::is_null(a.as_ref())
+            };
+            Ok(Arc::new(out.map_err(message)?) as ArrayRef)
+        }),
+        Node::Like(value, pattern, negated) => {
+            let v = eval(value, batch)?;
+            let p = Col::Scalar(Arc::new(StringArray::from(vec![pattern.as_str()])));
+            let (v, p) = unify(v, p)?;
+            binary(&v, &p, |a, b| {
+                let out = if *negated {
+                    arrow_string::like::nlike(a, b)
+                } else {
+                    arrow_string::like::like(a, b)
+                };
+                out.map(|o| Arc::new(o) as ArrayRef)
+            })
+        }
+        Node::Matches(value, regex, negated) => eval(value, batch)?.map(|a| {
+            let a = text_of(a)?;
+            let out: BooleanArray = a
+                .iter()
+                .map(|s| s.map(|s| regex.is_match(s) != *negated))
+                .collect();
+            Ok(Arc::new(out) as ArrayRef)
+        }),
+        Node::Cast(value, to, try_) => cast(eval(value, batch)?, *to, *try_),
+        Node::Call(function, args) => call(function, args, batch, t.ty),
+    }
+}
+
+fn broadcast_bool(one: &BooleanArray, rows: usize) -> BooleanArray {
+    if one.is_null(0) {
+        BooleanArray::new_null(rows)
+    } else {
+        BooleanArray::from(vec![one.value(0); rows])
+    }
+}
+
+fn text_of(a: &ArrayRef) -> Result<StringArray, String> {
+    if a.data_type() == &DataType::Null {
+        return Ok(StringArray::new_null(a.len()));
+    }
+    Ok(a.as_string::<i32>().clone())
+}
+
+fn arith(op: Arith, l: Col, r: Col, rows: usize) -> Out {
+    let (l, r) = unify(l, r)?;
+    if l.array().data_type() == &DataType::Null {
+        return Ok(l);
+    }
+    let _ = rows;
+    // Division and remainder by zero give null, as in Spark (not an error, not infinity).
+    let zero_is_null = |r: Col| -> Out {
+        r.map(|a| {
+            let zero: ArrayRef = match a.data_type() {
+                DataType::Int64 => Arc::new(Int64Array::from(vec![0])),
+                _ => Arc::new(Float64Array::from(vec![0.0])),
+            };
+            let is_zero = arrow_ord::cmp::eq(a, &Scalar::new(zero)).map_err(message)?;
+            arrow_select::nullif::nullif(a.as_ref(), &is_zero).map_err(message)
+        })
+    };
+    let r = if matches!(op, Arith::Div | Arith::Rem) {
+        zero_is_null(r)?
+    } else {
+        r
+    };
+    binary(&l, &r, |a, b| match op {
+        Arith::Add => arrow_arith::numeric::add(a, b),
+        Arith::Sub => arrow_arith::numeric::sub(a, b),
+        Arith::Mul => arrow_arith::numeric::mul(a, b),
+        Arith::Div => arrow_arith::numeric::div(a, b),
+        Arith::Rem => arrow_arith::numeric::rem(a, b),
+    })
+}
+
+fn compare(op: Cmp, l: Col, r: Col, rows: usize) -> Out {
+    let (l, r) = unify(l, r)?;
+    let (lt, rt) = (l.array().data_type().clone(), r.array().data_type().clone());
+    if lt != rt {
+        // An integer and a float: compared exactly (an i64 above 2^53 has no f64 twin).
+        let (la, ra, scalar) = arrays(l, r, rows)?;
+        let out: BooleanArray = match (lt, rt) {
+            (DataType::Int64, _) => exact(
+                op,
+                la.as_primitive::<Int64Type>(),
+                ra.as_primitive::<Float64Type>(),
+                false,
+            ),
+            _ => exact(
+                op,
+                ra.as_primitive::<Int64Type>(),
+                la.as_primitive::<Float64Type>(),
+                true,
+            ),
+        };
+        return Ok(wrap(Arc::new(out), scalar));
+    }
+    if lt == DataType::Null {
+        return Ok(Col::Scalar(Arc::new(BooleanArray::new_null(1))));
+    }
+    if let DataType::List(_) = lt {
+        let (la, ra, scalar) = arrays(l, r, rows)?;
+        let equal = arrow_ord::cmp::eq(&la, &ra).map_err(message);
+        let out = match equal {
+            Ok(out) => out,
+            Err(_) => (0..la.len())
+                .map(|i| {
+                    (la.is_valid(i) && ra.is_valid(i)).then(|| {
+                        let a = la.as_list::<i32>().value(i);
+                        let b = ra.as_list::<i32>().value(i);
+                        a.as_string::<i32>().iter().eq(b.as_string::<i32>().iter())
+                    })
+                })
+                .collect(),
+        };
+        let out = if op == Cmp::Ne {
+            arrow_arith::boolean::not(&out).map_err(message)?
+        } else {
+            out
+        };
+        return Ok(wrap(Arc::new(out), scalar));
+    }
+    binary(&l, &r, |a, b| {
+        let out = match op {
+            Cmp::Eq => arrow_ord::cmp::eq(a, b),
+            Cmp::Ne => arrow_ord::cmp::neq(a, b),
+            Cmp::Lt => arrow_ord::cmp::lt(a, b),
+            Cmp::Le => arrow_ord::cmp::lt_eq(a, b),
+            Cmp::Gt => arrow_ord::cmp::gt(a, b),
+            Cmp::Ge => arrow_ord::cmp::gt_eq(a, b),
+        };
+        out.map(|o| Arc::new(o) as ArrayRef)
+    })
+}
+
+/// `int op float` for each row (`float op int` when `swapped`), exactly.
+fn exact(
+    op: Cmp,
+    ints: &arrow_array::PrimitiveArray<Int64Type>,
+    floats: &arrow_array::PrimitiveArray<Float64Type>,
+    swapped: bool,
+) -> BooleanArray {
+    use std::cmp::Ordering;
+    ints.iter()
+        .zip(floats.iter())
+        .map(|(i, f)| {
+            let (i, f) = (i?, f?);
+            let order = super::int_cmp_float(i, f);
+            let order = if swapped {
+                order.map(Ordering::reverse)
+            } else {
+                order
+            };
+            Some(match (op, order) {
+                (Cmp::Ne, None) => true,
+                (_, None) => false,
+                (Cmp::Eq, Some(o)) => o == Ordering::Equal,
+                (Cmp::Ne, Some(o)) => o != Ordering::Equal,
+                (Cmp::Lt, Some(o)) => o == Ordering::Less,
+                (Cmp::Le, Some(o)) => o != Ordering::Greater,
+                (Cmp::Gt, Some(o)) => o == Ordering::Greater,
+                (Cmp::Ge, Some(o)) => o != Ordering::Less,
+            })
+        })
+        .collect()
+}
+
+fn cast(value: Col, to: ValueType, try_: bool) -> Out {
+    value.map(|a| {
+        let from = a.data_type().clone();
+        let target = to.data_type();
+        if from == target {
+            return Ok(a.clone());
+        }
+        let fail = |what: String| -> String {
+            format!("{what}; `try_cast` gives null instead of failing")
+        };
+        match (ValueType::of(&from), to) {
+            (Some(ValueType::Integer), ValueType::Timestamp) => {
+                let out: TimestampMicrosecondArray = a
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|v| match v.map(|s| s.checked_mul(1_000_000)) {
+                        Some(None) if !try_ => Err(fail(format!(
+                            "{} seconds is out of the timestamps' range",
+                            v.unwrap_or(0)
+                        ))),
+                        Some(None) => Ok(None),
+                        Some(Some(m)) => Ok(Some(m)),
+                        None => Ok(None),
+                    })
+                    .collect::<Result<_, String>>()?;
+                Ok(Arc::new(out.with_timezone("UTC")) as ArrayRef)
+            }
+            (Some(ValueType::Float), ValueType::Timestamp) => {
+                let out: TimestampMicrosecondArray = a
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .map(|v| {
+                        v.and_then(|s| {
+                            let m = s * 1e6;
+                            (m.is_finite() && m.abs() < 9.2e18).then(|| m.round() as i64)
+                        })
+                    })
+                    .collect();
+                Ok(Arc::new(out.with_timezone("UTC")) as ArrayRef)
+            }
+            (Some(ValueType::Timestamp), ValueType::Integer) => {
+                let out: Int64Array = a
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .iter()
+                    .map(|v| v.map(|m| m.div_euclid(1_000_000)))
+                    .collect();
+                Ok(Arc::new(out) as ArrayRef)
+            }
+            (Some(ValueType::Timestamp), ValueType::Float) => {
+                let out: Float64Array = a
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .iter()
+                    .map(|v| v.map(|m| m as f64 / 1e6))
+                    .collect();
+                Ok(Arc::new(out) as ArrayRef)
+            }
+            (Some(ValueType::Timestamp), ValueType::Text) => {
+                let out: StringArray = a
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .iter()
+                    .map(|v| v.map(crate::data::format_timestamp))
+                    .collect();
+                Ok(Arc::new(out) as ArrayRef)
+            }
+            (Some(ValueType::Text), ValueType::Timestamp) => {
+                let out: TimestampMicrosecondArray = a
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| match v {
+                        None => Ok(None),
+                        Some(s) => match crate::data::parse_timestamp(s) {
+                            Some(m) => Ok(Some(m)),
+                            None if try_ => Ok(None),
+                            None => Err(fail(format!(
+                                "cannot cast \"{}\" to a timestamp",
+                                crate::error::escape_controls(s)
+                            ))),
+                        },
+                    })
+                    .collect::<Result<_, String>>()?;
+                Ok(Arc::new(out.with_timezone("UTC")) as ArrayRef)
+            }
+            _ => {
+                let options = arrow_cast::CastOptions {
+                    safe: try_,
+                    ..Default::default()
+                };
+                arrow_cast::cast_with_options(a, &target, &options)
+                    .map_err(|e| fail(crate::error::escape_controls(&message(e)).into_owned()))
+            }
+        }
+    })
+}
+
+fn string_map(a: &ArrayRef, f: impl Fn(&str) -> String) -> Result<ArrayRef, String> {
+    let out: StringArray = text_of(a)?.iter().map(|s| s.map(&f)).collect();
+    Ok(Arc::new(out))
+}
+
+fn call(function: &Function, args: &[Typed], batch: &RecordBatch, ty: Type) -> Out {
+    let rows = batch.num_rows();
+    let arg = |i: usize| eval(&args[i], batch);
+    match function {
+        Function::Length => arg(0)?.map(|a| {
+            let out: Int64Array = match a.data_type() {
+                DataType::List(_) => {
+                    let list = a.as_list::<i32>();
+                    (0..list.len())
+                        .map(|i| list.is_valid(i).then(|| list.value_length(i) as i64))
+                        .collect()
+                }
+                _ => text_of(a)?
+                    .iter()
+                    .map(|s| s.map(|s| s.chars().count() as i64))
+                    .collect(),
+            };
+            Ok(Arc::new(out) as ArrayRef)
+        }),
+        Function::Lower => arg(0)?.map(|a| string_map(a, str::to_lowercase)),
+        Function::Upper => arg(0)?.map(|a| string_map(a, str::to_uppercase)),
+        Function::Trim => arg(0)?.map(|a| string_map(a, |s| s.trim().to_owned())),
+        Function::Contains | Function::StartsWith | Function::EndsWith => {
+            let (l, r, scalar) = arrays(arg(0)?, arg(1)?, rows)?;
+            let (l, r) = (text_of(&l)?, text_of(&r)?);
+            let out: BooleanArray = l
+                .iter()
+                .zip(r.iter())
+                .map(|(a, b)| {
+                    let (a, b) = (a?, b?);
+                    Some(match function {
+                        Function::Contains => a.contains(b),
+                        Function::StartsWith => a.starts_with(b),
+                        _ => a.ends_with(b),
+                    })
+                })
+                .collect();
+            Ok(wrap(Arc::new(out), scalar))
+        }
+        Function::Substr(start, len) => {
+            arg(0)?.map(|a| string_map(a, |s| substring(s, *start, *len)))
+        }
+        Function::Split(separator) => arg(0)?.map(|a| {
+            let mut builder =
+                arrow_array::builder::ListBuilder::new(arrow_array::builder::StringBuilder::new());
+            for value in text_of(a)?.iter() {
+                match value {
+                    Some(s) => {
+                        for piece in s.split(separator.as_str()) {
+                            builder.values().append_value(piece);
+                        }
+                        builder.append(true);
+                    }
+                    None => builder.append(false),
+                }
+            }
+            Ok(Arc::new(builder.finish()) as ArrayRef)
+        }),
+        Function::RegexExtract(regex, group) => arg(0)?.map(|a| {
+            // As Spark's `regexp_extract`: the empty string when nothing matches.
+            string_map(a, |s| {
+                regex
+                    .captures(s)
+                    .and_then(|c| c.get(*group))
+                    .map_or(String::new(), |m| m.as_str().to_owned())
+            })
+        }),
+        Function::Coalesce => {
+            let target = match ty {
+                Type::Of(t) => t.data_type(),
+                Type::Null => DataType::Null,
+            };
+            let values = args
+                .iter()
+                .map(|a| eval(a, batch))
+                .collect::<Result<Vec<_>, _>>()?;
+            let scalar = values.iter().all(Col::is_scalar);
+            let n = if scalar { 1 } else { rows };
+            let mut out: Option<ArrayRef> = None;
+            for value in values {
+                let next = value.into_array(n, &target)?;
+                out = Some(match out {
+                    None => next,
+                    Some(so_far) => {
+                        let present =
+                            arrow_arith::boolean::is_not_null(so_far.as_ref()).map_err(message)?;
+                        arrow_select::zip::zip(&present, &so_far, &next).map_err(message)?
+                    }
+                });
+            }
+            Ok(wrap(
+                out.unwrap_or_else(|| arrow_array::new_null_array(&target, n)),
+                scalar,
+            ))
+        }
+        Function::Abs => arg(0)?.map(|a| match a.data_type() {
+            DataType::Int64 => {
+                let out = a
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|v| match v {
+                        None => Ok(None),
+                        Some(v) => v
+                            .checked_abs()
+                            .map(Some)
+                            .ok_or_else(|| format!("integer overflow (abs({v}))")),
+                    })
+                    .collect::<Result<Int64Array, String>>()?;
+                Ok(Arc::new(out) as ArrayRef)
+            }
+            DataType::Float64 => {
+                let out: Float64Array = a.as_primitive::<Float64Type>().unary(f64::abs);
+                Ok(Arc::new(out) as ArrayRef)
+            }
+            _ => Ok(a.clone()),
+        }),
+        Function::Round(digits) => arg(0)?.map(|a| match a.data_type() {
+            DataType::Float64 => {
+                let scale = 10f64.powi(*digits);
+                // Half away from zero, as Spark's HALF_UP.
+                let out: Float64Array = a.as_primitive::<Float64Type>().unary(|x| {
+                    if scale.is_finite() && scale != 0.0 {
+                        (x * scale).round() / scale
+                    } else {
+                        x
+                    }
+                });
+                Ok(Arc::new(out) as ArrayRef)
+            }
+            DataType::Int64 if *digits < 0 => {
+                let unit = 10i64.pow(digits.unsigned_abs());
+                let out = a
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .map(|v| match v {
+                        None => Ok(None),
+                        Some(v) => {
+                            let down = v - v % unit;
+                            let rest = (v % unit).abs();
+                            let rounded = if rest * 2 >= unit {
+                                down.checked_add(if v < 0 { -unit } else { unit })
+                            } else {
+                                Some(down)
+                            };
+                            rounded
+                                .map(Some)
+                                .ok_or_else(|| format!("integer overflow (round({v}, {digits}))"))
+                        }
+                    })
+                    .collect::<Result<Int64Array, String>>()?;
+                Ok(Arc::new(out) as ArrayRef)
+            }
+            _ => Ok(a.clone()),
+        }),
+        Function::DateTrunc(unit) => arg(0)?.map(|a| {
+            if a.data_type() == &DataType::Null {
+                return Ok(arrow_array::new_null_array(
+                    &crate::data::timestamp_type(),
+                    a.len(),
+                ));
+            }
+            let out: TimestampMicrosecondArray = a
+                .as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .map(|v| v.and_then(|m| truncate(m, *unit)))
+                .collect();
+            Ok(Arc::new(out.with_timezone("UTC")) as ArrayRef)
+        }),
+        Function::Now => {
+            let now = chrono::Utc::now().timestamp_micros();
+            Ok(Col::Scalar(Arc::new(
+                TimestampMicrosecondArray::from(vec![now]).with_timezone("UTC"),
+            )))
+        }
+    }
+}
+
+/// Spark's `substring(s, pos, len)`: 1-based; a negative `pos` counts from the end; 0 is 1.
+pub(super) fn substring(s: &str, pos: i64, len: Option<i64>) -> String {
+    let chars = s.chars().count() as i64;
+    let start = match pos {
+        p if p > 0 => p - 1,
+        p if p < 0 => chars + p,
+        _ => 0,
+    };
+    let end = match len {
+        Some(len) => start.saturating_add(len),
+        None => i64::MAX,
+    };
+    let start = start.max(0);
+    if start >= end {
+        return String::new();
+    }
+    s.chars()
+        .skip(start as usize)
+        .take((end - start).min(chars) as usize)
+        .collect()
+}
+
+/// `micros` cut down to the start of its `unit` (UTC; weeks start on Monday).
+fn truncate(micros: i64, unit: TimeUnit) -> Option<i64> {
+    use chrono::{Datelike, Timelike};
+    let t = chrono::DateTime::from_timestamp_micros(micros)?.naive_utc();
+    let date = t.date();
+    let day = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0);
+    let cut = match unit {
+        TimeUnit::Year => day(date.with_month(1)?.with_day(1)?)?,
+        TimeUnit::Quarter => day(date.with_day(1)?.with_month((date.month0() / 3) * 3 + 1)?)?,
+        TimeUnit::Month => day(date.with_day(1)?)?,
+        TimeUnit::Week => {
+            day(date - chrono::Days::new(date.weekday().num_days_from_monday() as u64))?
+        }
+        TimeUnit::Day => day(date)?,
+        TimeUnit::Hour => date.and_hms_opt(t.hour(), 0, 0)?,
+        TimeUnit::Minute => date.and_hms_opt(t.hour(), t.minute(), 0)?,
+        TimeUnit::Second => date.and_hms_opt(t.hour(), t.minute(), t.second())?,
+    };
+    Some(cut.and_utc().timestamp_micros())
+}

@@ -1,0 +1,239 @@
+//! Cuts an expression into tokens, each with the byte offset it starts at (for located errors).
+
+/// One token of an expression.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Token {
+    /// A bare name: a column, a function or a keyword (`and`, `in`, `null`, ...). Dotted names
+    /// (`account.acct`) are one token: nested JSON fields are columns named by their path.
+    Ident(String),
+    /// A name in backticks: always a column, whatever it holds.
+    Quoted(String),
+    Text(String),
+    /// An integer as written (its sign is an operator); past `u64` it is a `Float`.
+    Int(u64),
+    Float(f64),
+    Sym(Sym),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sym {
+    Plus,
+    Minus,
+    Star,
+    Slash,
+    Percent,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    LParen,
+    RParen,
+    LBracket,
+    RBracket,
+    Comma,
+}
+
+impl Token {
+    /// How the token is called in messages.
+    pub(super) fn describe(&self) -> String {
+        match self {
+            Token::Ident(name) => format!("`{name}`"),
+            Token::Quoted(name) => format!("`{name}`"),
+            Token::Text(s) => format!("string \"{s}\""),
+            Token::Int(n) => format!("number {n}"),
+            Token::Float(x) => format!("number {x}"),
+            Token::Sym(sym) => format!("`{}`", sym.text()),
+        }
+    }
+}
+
+impl Sym {
+    pub(super) fn text(self) -> &'static str {
+        match self {
+            Sym::Plus => "+",
+            Sym::Minus => "-",
+            Sym::Star => "*",
+            Sym::Slash => "/",
+            Sym::Percent => "%",
+            Sym::Eq => "==",
+            Sym::Ne => "!=",
+            Sym::Lt => "<",
+            Sym::Le => "<=",
+            Sym::Gt => ">",
+            Sym::Ge => ">=",
+            Sym::LParen => "(",
+            Sym::RParen => ")",
+            Sym::LBracket => "[",
+            Sym::RBracket => "]",
+            Sym::Comma => ",",
+        }
+    }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// The tokens of `src`, or the offset and reason of the first thing that is not one.
+pub(super) fn lex(src: &str) -> Result<Vec<(usize, Token)>, (usize, String)> {
+    let bytes = src.as_bytes();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let start = i;
+        let next = bytes.get(i + 1).copied();
+        let (token, len) = match c {
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                i += 1;
+                continue;
+            }
+            b'(' => (Token::Sym(Sym::LParen), 1),
+            b')' => (Token::Sym(Sym::RParen), 1),
+            b'[' => (Token::Sym(Sym::LBracket), 1),
+            b']' => (Token::Sym(Sym::RBracket), 1),
+            b',' => (Token::Sym(Sym::Comma), 1),
+            b'+' => (Token::Sym(Sym::Plus), 1),
+            b'-' => (Token::Sym(Sym::Minus), 1),
+            b'*' => (Token::Sym(Sym::Star), 1),
+            b'/' => (Token::Sym(Sym::Slash), 1),
+            b'%' => (Token::Sym(Sym::Percent), 1),
+            b'=' if next == Some(b'=') => (Token::Sym(Sym::Eq), 2),
+            b'=' => return Err((i, "`=` is not a comparison; use `==`".into())),
+            b'!' if next == Some(b'=') => (Token::Sym(Sym::Ne), 2),
+            b'<' if next == Some(b'>') => (Token::Sym(Sym::Ne), 2),
+            b'<' if next == Some(b'=') => (Token::Sym(Sym::Le), 2),
+            b'<' => (Token::Sym(Sym::Lt), 1),
+            b'>' if next == Some(b'=') => (Token::Sym(Sym::Ge), 2),
+            b'>' => (Token::Sym(Sym::Gt), 1),
+            b'"' | b'\'' => {
+                let mut value = String::new();
+                let mut chars = src[i + 1..].char_indices();
+                let end = loop {
+                    match chars.next() {
+                        None => return Err((start, "this string has no closing quote".into())),
+                        Some((_, '\\')) => match chars.next() {
+                            Some((_, 'n')) => value.push('\n'),
+                            Some((_, 't')) => value.push('\t'),
+                            Some((_, other)) => value.push(other),
+                            None => return Err((start, "this string has no closing quote".into())),
+                        },
+                        Some((offset, q)) if q as u32 == c as u32 => break offset,
+                        Some((_, other)) => value.push(other),
+                    }
+                };
+                (Token::Text(value), end + 2)
+            }
+            b'`' => {
+                let end = src[i + 1..]
+                    .find('`')
+                    .ok_or((start, "this column name has no closing backtick".to_owned()))?;
+                (Token::Quoted(src[i + 1..i + 1 + end].to_owned()), end + 2)
+            }
+            b'0'..=b'9' | b'.' if c != b'.' || next.is_some_and(|n| n.is_ascii_digit()) => {
+                let mut end = i + 1;
+                while end < bytes.len() {
+                    let b = bytes[end];
+                    let exponent_sign =
+                        matches!(b, b'+' | b'-') && matches!(bytes[end - 1], b'e' | b'E');
+                    if b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'_') || exponent_sign
+                    {
+                        end += 1;
+                    } else {
+                        break;
+                    }
+                }
+                let written = &src[i..end];
+                let text = written.replace('_', "");
+                let token = match text.parse::<u64>() {
+                    Ok(int) => Token::Int(int),
+                    Err(_) => Token::Float(
+                        text.parse()
+                            .map_err(|_| (start, format!("`{written}` is not a number")))?,
+                    ),
+                };
+                (token, end - i)
+            }
+            _ => {
+                let rest = &src[i..];
+                let mut len = 0;
+                let mut chars = rest.char_indices().peekable();
+                while let Some((at, ch)) = chars.next() {
+                    let dotted = ch == '.'
+                        && len > 0
+                        && chars.peek().is_some_and(|(_, after)| is_name_char(*after));
+                    if is_name_char(ch) || dotted {
+                        len = at + ch.len_utf8();
+                    } else {
+                        break;
+                    }
+                }
+                if len == 0 || rest.as_bytes()[0].is_ascii_digit() {
+                    let ch = rest.chars().next().unwrap_or('?');
+                    return Err((i, format!("unexpected character `{ch}`")));
+                }
+                (Token::Ident(rest[..len].to_owned()), len)
+            }
+        };
+        tokens.push((start, token));
+        i += len;
+    }
+    Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(src: &str) -> Vec<Token> {
+        lex(src).unwrap().into_iter().map(|(_, t)| t).collect()
+    }
+
+    #[test]
+    fn names_numbers_strings_and_operators() {
+        assert_eq!(
+            tokens("account.acct >= 1.5e-3 and `a b` <> 'x\\'y' % 7"),
+            [
+                Token::Ident("account.acct".into()),
+                Token::Sym(Sym::Ge),
+                Token::Float(1.5e-3),
+                Token::Ident("and".into()),
+                Token::Quoted("a b".into()),
+                Token::Sym(Sym::Ne),
+                Token::Text("x'y".into()),
+                Token::Sym(Sym::Percent),
+                Token::Int(7),
+            ]
+        );
+        assert_eq!(
+            tokens("n-1"),
+            [
+                Token::Ident("n".into()),
+                Token::Sym(Sym::Minus),
+                Token::Int(1)
+            ]
+        );
+        assert_eq!(tokens("1_000"), [Token::Int(1000)]);
+        assert_eq!(
+            tokens("18446744073709551616"),
+            [Token::Float(1.8446744073709552e19)]
+        );
+    }
+
+    #[test]
+    fn bad_characters_are_located() {
+        assert_eq!(lex("a = 1").unwrap_err().0, 2);
+        assert!(lex("a ~ 1")
+            .unwrap_err()
+            .1
+            .contains("unexpected character `~`"));
+        assert!(lex("\u{596}")
+            .unwrap_err()
+            .1
+            .contains("unexpected character"));
+        assert!(lex("'abc").unwrap_err().1.contains("no closing quote"));
+        assert!(lex("1.2.3").unwrap_err().1.contains("is not a number"));
+    }
+}

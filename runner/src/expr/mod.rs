@@ -1,0 +1,271 @@
+//! The expression language shared by `filter` (`where:`), `select`, `with_column` and
+//! `aggregate`: arithmetic (`+ - * / %`), comparisons (`== != < <= > >=`), `and`/`or`/`not`,
+//! `in [..]`, `between`, `is [not] null`, `like`, `matches` (a regular expression), functions
+//! (`length`, `lower`, `substr`, `cast(x as integer)`, `date_trunc`, ...), string, number,
+//! boolean and `null` literals and column names (bare, dotted for nested JSON fields, or in
+//! backticks).
+//!
+//! An expression is parsed (`parse`), typed against the input schema when the pipeline is
+//! validated (`check`: a mistake is reported with its position before any data is read), and
+//! evaluated a column at a time with Arrow's kernels (`eval`). The language is runner's own
+//! (`==`, `in [..]`, `matches` are not SQL), so it has its own small parser rather than a SQL one.
+
+mod check;
+mod eval;
+mod lex;
+mod parse;
+
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+
+use crate::data::ValueType;
+use check::{Checker, Node, Type, Typed};
+
+/// A compiled, typed expression.
+#[derive(Debug, Clone)]
+pub struct Expr {
+    root: Typed,
+    source: String,
+}
+
+/// A compiled expression that is a condition (`filter`'s `where:`).
+#[derive(Debug, Clone)]
+pub struct Predicate {
+    expr: Expr,
+}
+
+/// Parses and types `source` against `schema`.
+pub fn compile_expr(source: &str, schema: &Schema) -> Result<Expr, String> {
+    let ast = parse::Parser::new(source)?.expression()?;
+    typed(ast, source, schema)
+}
+
+fn typed(ast: parse::Ast, source: &str, schema: &Schema) -> Result<Expr, String> {
+    let root = Checker { schema, source }.check(&ast)?;
+    Ok(Expr {
+        root,
+        source: source.to_owned(),
+    })
+}
+
+/// An item of `select`: an expression and the name of its column (`... as name`; a bare
+/// column keeps its name; anything else is named by its text).
+pub fn compile_named(source: &str, schema: &Schema) -> Result<(Expr, String), String> {
+    let (ast, alias) = parse::Parser::new(source)?.named()?;
+    let name = match (alias, &ast.kind) {
+        (Some(alias), _) => alias,
+        (None, parse::Kind::Column(column)) => column.clone(),
+        (None, _) => source.trim().to_owned(),
+    };
+    Ok((typed(ast, source, schema)?, name))
+}
+
+/// Parses and types a condition.
+pub fn compile(source: &str, schema: &Schema) -> Result<Predicate, String> {
+    let expr = compile_expr(source, schema)?;
+    match expr.root.ty {
+        Type::Of(ValueType::Bool) => Ok(Predicate { expr }),
+        other => Err(format!(
+            "`{source}` is {}, not a condition; compare it, e.g. `{source} > 0`",
+            other.label()
+        )),
+    }
+}
+
+/// An aggregate function of `aggregate`'s `aggs:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateFunction {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    CountDistinct,
+    First,
+    Last,
+    CollectList,
+}
+
+/// Parses `name(expr)` (or `count()`) as an aggregate call over `schema`.
+pub fn compile_aggregate(
+    source: &str,
+    schema: &Schema,
+) -> Result<(AggregateFunction, Option<Expr>), String> {
+    let ast = parse::Parser::new(source)?.expression()?;
+    let parse::Kind::Call(name, args) = &ast.kind else {
+        return Err(format!(
+            "`{source}` is not an aggregate call; write e.g. `sum(amount)` or `count()`"
+        ));
+    };
+    use AggregateFunction as A;
+    let function = match name.as_str() {
+        "count" => A::Count,
+        "sum" => A::Sum,
+        "min" => A::Min,
+        "max" => A::Max,
+        "avg" | "mean" => A::Avg,
+        "count_distinct" => A::CountDistinct,
+        "first" => A::First,
+        "last" => A::Last,
+        "collect_list" => A::CollectList,
+        other => {
+            let names = check::AGGREGATES;
+            return Err(format!(
+                "`{other}` is not an aggregate function{} (aggregates: {})",
+                crate::data::closest(other, names.iter().copied())
+                    .map_or(String::new(), |b| format!(", did you mean `{b}`?")),
+                names.join(", ")
+            ));
+        }
+    };
+    let expr = match (function, args.as_slice()) {
+        (A::Count, []) => None,
+        (_, [arg]) => Some(typed(arg.clone(), source, schema)?),
+        _ => {
+            return Err(format!(
+                "`{source}`: `{name}` takes one argument{}",
+                if function == A::Count {
+                    " (or none: `count()` counts rows)"
+                } else {
+                    ""
+                }
+            ))
+        }
+    };
+    if let Some(e) = &expr {
+        let t = e.value_type();
+        let numeric = matches!(t, ValueType::Integer | ValueType::Float);
+        let ordered =
+            numeric || matches!(t, ValueType::Text | ValueType::Timestamp | ValueType::Bool);
+        let ok = match function {
+            A::Sum | A::Avg => numeric,
+            A::Min | A::Max => ordered,
+            _ => t != ValueType::TextList || matches!(function, A::Count | A::First | A::Last),
+        };
+        if !ok {
+            return Err(format!(
+                "`{source}`: `{name}` cannot take {}",
+                Type::Of(t).label()
+            ));
+        }
+    }
+    Ok((function, expr))
+}
+
+impl Expr {
+    /// The type of its values (a bare `null` is text).
+    pub fn value_type(&self) -> ValueType {
+        match self.root.ty {
+            Type::Of(t) => t,
+            Type::Null => ValueType::Text,
+        }
+    }
+
+    pub fn data_type(&self) -> DataType {
+        self.value_type().data_type()
+    }
+
+    /// The output field for the expression's column `name`.
+    pub fn field(&self, name: &str, schema: &Schema) -> Field {
+        match self.root.node {
+            // A column passed through keeps its field (nullability included).
+            Node::Column(index) => schema.field(index).clone().with_name(name),
+            _ => Field::new(name, self.data_type(), true),
+        }
+    }
+
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The input column it is, when it is just one.
+    pub fn as_column(&self) -> Option<usize> {
+        match self.root.node {
+            Node::Column(index) => Some(index),
+            _ => None,
+        }
+    }
+
+    /// The value of every row of `batch`.
+    pub fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef, String> {
+        eval::eval(&self.root, batch)
+            .and_then(|col| col.into_array(batch.num_rows(), &self.data_type()))
+            .map_err(|e| format!("`{}`: {e}", self.source))
+    }
+
+    /// The columns it reads, in order, each once.
+    pub fn columns(&self) -> Vec<usize> {
+        fn walk(t: &Typed, out: &mut Vec<usize>) {
+            match &t.node {
+                Node::Column(index) => out.push(*index),
+                Node::Literal(_) => {}
+                Node::Neg(a)
+                | Node::Not(a)
+                | Node::IsNull(a, _)
+                | Node::Like(a, _, _)
+                | Node::Matches(a, _, _)
+                | Node::Cast(a, _, _) => walk(a, out),
+                Node::Arith(_, a, b)
+                | Node::Compare(_, a, b)
+                | Node::And(a, b)
+                | Node::Or(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                Node::In(a, items, _) => {
+                    walk(a, out);
+                    items.iter().for_each(|i| walk(i, out));
+                }
+                Node::Call(_, args) => args.iter().for_each(|a| walk(a, out)),
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+impl Predicate {
+    /// The columns it reads, in order, each once.
+    pub fn columns(&self) -> Vec<usize> {
+        self.expr.columns()
+    }
+
+    /// Whether each row is kept: true; false and null (unknown) are not.
+    pub fn evaluate(&self, batch: &RecordBatch) -> Result<BooleanArray, String> {
+        let values = self.expr.evaluate(batch)?;
+        let values = arrow_array::cast::AsArray::as_boolean(values.as_ref()).clone();
+        if values.null_count() == 0 {
+            return Ok(values);
+        }
+        // Null (unknown) is not kept.
+        Ok(arrow_select::filter::prep_null_mask_filter(&values))
+    }
+}
+
+/// `int` against `float` by their exact values (`None` for NaN).
+fn int_cmp_float(int: i64, float: f64) -> Option<std::cmp::Ordering> {
+    use std::cmp::Ordering;
+    if float.is_nan() {
+        return None;
+    }
+    // 2^63 is exact as f64; every f64 in [-2^63, 2^63) truncates to an i64 exactly.
+    if float >= 9_223_372_036_854_775_808.0 {
+        return Some(Ordering::Less);
+    }
+    if float < -9_223_372_036_854_775_808.0 {
+        return Some(Ordering::Greater);
+    }
+    let whole = float.trunc();
+    Some(int.cmp(&(whole as i64)).then_with(|| {
+        let fraction = float - whole;
+        0.0f64.partial_cmp(&fraction).unwrap_or(Ordering::Equal)
+    }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,401 @@
+use super::*;
+use arrow_array::{Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use std::sync::Arc;
+
+fn batch() -> RecordBatch {
+    crate::data::word_counts(&["romeo", "thou", "i’ll", "one"], &[298, 277, 59, 60])
+}
+
+fn keep_in(expr: &str, batch: &RecordBatch) -> Vec<bool> {
+    let p = compile(expr, &batch.schema()).unwrap_or_else(|e| panic!("{e}"));
+    p.evaluate(batch)
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .collect()
+}
+
+fn keep(expr: &str) -> Vec<bool> {
+    keep_in(expr, &batch())
+}
+
+fn error(expr: &str) -> String {
+    compile(expr, &batch().schema()).unwrap_err()
+}
+
+/// Every row's value of `expr` over `batch`, as text (null as `null`).
+fn values_in(expr: &str, batch: &RecordBatch) -> Vec<String> {
+    let e = compile_expr(expr, &batch.schema()).unwrap_or_else(|e| panic!("{e}"));
+    let out = e.evaluate(batch).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.len(), batch.num_rows());
+    assert_eq!(out.data_type(), &e.data_type(), "{expr}");
+    (0..out.len())
+        .map(|row| match crate::data::cell(out.as_ref(), row) {
+            crate::data::Cell::Null => "null".into(),
+            cell => cell.to_text(),
+        })
+        .collect()
+}
+
+fn values(expr: &str) -> Vec<String> {
+    values_in(expr, &batch())
+}
+
+/// A batch with nulls in every column: `s` text, `n` integer, `x` float, `t` timestamp.
+fn nullable() -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("s", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+        Field::new("x", DataType::Float64, true),
+        Field::new("t", crate::data::timestamp_type(), true),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec![Some("Ab c"), None, Some("ΣΑΣ x")])),
+            Arc::new(Int64Array::from(vec![Some(7), Some(-2), None])),
+            Arc::new(Float64Array::from(vec![Some(2.5), None, Some(-0.5)])),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![
+                    Some(1_714_564_800_000_000), // 2024-05-01T12:00:00Z
+                    None,
+                    Some(1_714_569_330_500_000), // 2024-05-01T13:15:30.5Z
+                ])
+                .with_timezone("UTC"),
+            ),
+        ],
+    )
+    .unwrap()
+}
+
+#[test]
+fn comparisons_and_logic() {
+    assert_eq!(keep("count >= 60"), [true, true, false, true]);
+    assert_eq!(
+        keep("count < 100 and not (word == 'one')"),
+        [false, false, true, false]
+    );
+    assert_eq!(
+        keep("word == \"romeo\" or count == 60"),
+        [true, false, false, true]
+    );
+    assert_eq!(
+        keep("word in [\"thou\", 'one']"),
+        [false, true, false, true]
+    );
+    assert_eq!(keep("word not in ('thou')"), [true, false, true, true]);
+    assert_eq!(
+        keep("word != 'i’ll' and count > 1e2"),
+        [true, true, false, false]
+    );
+    assert_eq!(keep("`count` <= -1"), [false, false, false, false]);
+    assert_eq!(keep("count between 60 and 277"), [false, true, false, true]);
+    assert_eq!(
+        keep("count not between 60 and 277"),
+        [true, false, true, false]
+    );
+    assert_eq!(
+        keep("word like 'th%' or word like '_n_'"),
+        [false, true, false, true]
+    );
+    assert_eq!(keep("word matches '^[a-z]+$'"), [true, true, false, true]);
+    assert_eq!(keep("word not matches 'o'"), [false, false, true, false]);
+    assert_eq!(
+        keep("length(word) >= 4 AND count % 2 == 0"),
+        [true, false, false, false]
+    );
+    assert_eq!(keep("count * 2 - 1 > 500"), [true, true, false, false]);
+}
+
+#[test]
+fn arithmetic_and_functions() {
+    assert_eq!(values("count + 1"), ["299", "278", "60", "61"]);
+    assert_eq!(values("count / 2"), ["149", "138.5", "29.5", "30"]);
+    assert_eq!(values("count % 7"), ["4", "4", "3", "4"]);
+    assert_eq!(values("-count * 1.5"), ["-447", "-415.5", "-88.5", "-90"]);
+    assert_eq!(values("upper(word)"), ["ROMEO", "THOU", "I’LL", "ONE"]);
+    assert_eq!(values("length(word)"), ["5", "4", "4", "3"]);
+    assert_eq!(values("substr(word, 2, 2)"), ["om", "ho", "’l", "ne"]);
+    assert_eq!(values("substr(word, -2)"), ["eo", "ou", "ll", "ne"]);
+    assert_eq!(
+        values("regex_extract(word, '([aeiou])(.)', 2)"),
+        ["m", "u", "’", "n"]
+    );
+    assert_eq!(
+        values("contains(word, 'o') and ends_with(word, 'e')"),
+        ["false", "false", "false", "true"]
+    );
+    assert_eq!(values("split(word, 'o')"), ["r me ", "th u", "i’ll", " ne"]);
+    assert_eq!(values("length(split(word, 'o'))"), ["3", "2", "1", "2"]);
+    assert_eq!(values("cast(count as text)"), ["298", "277", "59", "60"]);
+    assert_eq!(
+        values("cast(count as float) / 4"),
+        ["74.5", "69.25", "14.75", "15"]
+    );
+    assert_eq!(
+        values("round(count / 7, 1)"),
+        ["42.6", "39.6", "8.4", "8.6"]
+    );
+    assert_eq!(values("round(count, -1)"), ["300", "280", "60", "60"]);
+    assert_eq!(values("abs(60 - count)"), ["238", "217", "1", "0"]);
+    assert_eq!(values("'x'"), ["x", "x", "x", "x"]);
+    assert_eq!(values("count > 100"), ["true", "true", "false", "false"]);
+}
+
+#[test]
+fn nulls_propagate_as_in_sql() {
+    let b = nullable();
+    assert_eq!(values_in("n + 1", &b), ["8", "-1", "null"]);
+    assert_eq!(values_in("n / 0", &b), ["null", "null", "null"]);
+    assert_eq!(values_in("n % 0", &b), ["null", "null", "null"]);
+    assert_eq!(values_in("x > 0", &b), ["true", "null", "false"]);
+    assert_eq!(values_in("x > 0 or n > 0", &b), ["true", "null", "null"]);
+    assert_eq!(values_in("x > 0 and n > 0", &b), ["true", "false", "false"]);
+    assert_eq!(keep_in("not (x > 0)", &b), [false, false, true]);
+    assert_eq!(keep_in("s is null", &b), [false, true, false]);
+    assert_eq!(
+        keep_in("s is not null and n is not null", &b),
+        [true, false, false]
+    );
+    assert_eq!(values_in("coalesce(n, x, 0)", &b), ["7", "-2", "-0.5"]);
+    assert_eq!(
+        values_in("coalesce(s, 'none')", &b),
+        ["Ab c", "none", "ΣΑΣ x"]
+    );
+    assert_eq!(values_in("lower(s)", &b), ["ab c", "null", "σας x"]);
+    assert_eq!(values_in("length(null)", &b), ["null", "null", "null"]);
+    assert_eq!(values_in("n in [7, 8]", &b), ["true", "false", "null"]);
+    assert_eq!(values_in("trim(s)", &b), ["Ab c", "null", "ΣΑΣ x"]);
+    let err = compile("n == null", &b.schema()).unwrap_err();
+    assert!(err.contains("use `is null`"), "{err}");
+}
+
+#[test]
+fn timestamps_compare_truncate_and_cast() {
+    let b = nullable();
+    assert_eq!(
+        values_in("t", &b),
+        ["2024-05-01T12:00:00Z", "null", "2024-05-01T13:15:30.500Z"]
+    );
+    assert_eq!(
+        keep_in("t > '2024-05-01T12:30:00Z'", &b),
+        [false, false, true]
+    );
+    assert_eq!(keep_in("t >= '2024-05-01'", &b), [true, false, true]);
+    assert_eq!(
+        values_in("date_trunc('hour', t)", &b),
+        ["2024-05-01T12:00:00Z", "null", "2024-05-01T13:00:00Z"]
+    );
+    assert_eq!(
+        values_in("date_trunc('week', t)", &b),
+        ["2024-04-29T00:00:00Z", "null", "2024-04-29T00:00:00Z"]
+    );
+    assert_eq!(
+        values_in("cast(t as integer)", &b),
+        ["1714564800", "null", "1714569330"]
+    );
+    assert_eq!(
+        values_in("cast(1714564800 as timestamp)", &b)[0],
+        "2024-05-01T12:00:00Z"
+    );
+    assert_eq!(
+        values_in("cast('2024-05-01 14:00:00+02:00' as timestamp)", &b)[0],
+        "2024-05-01T12:00:00Z"
+    );
+    assert!(keep_in("now() > t", &b) == [true, false, true]);
+    let err = compile("t > 'yesterday'", &b.schema()).unwrap_err();
+    assert!(err.contains("is not a timestamp"), "{err}");
+}
+
+#[test]
+fn run_time_errors_name_the_expression() {
+    let b = nullable();
+    let overflow = compile_expr("n + 9223372036854775807", &b.schema()).unwrap();
+    let err = overflow.evaluate(&b).unwrap_err();
+    assert!(err.contains("integer overflow"), "{err}");
+    let bad_cast = compile_expr("cast(s as integer)", &b.schema()).unwrap();
+    let err = bad_cast.evaluate(&b).unwrap_err();
+    assert!(
+        err.starts_with("`cast(s as integer)`") && err.contains("try_cast"),
+        "{err}"
+    );
+    let tried = compile_expr("try_cast(s as integer)", &b.schema()).unwrap();
+    assert_eq!(tried.evaluate(&b).unwrap().null_count(), 3);
+    assert_eq!(
+        values_in("-9223372036854775808", &b)[0],
+        i64::MIN.to_string()
+    );
+}
+
+#[test]
+fn type_errors_are_found_before_data() {
+    assert!(error("count >= 'a'").contains("cannot compare an integer with text"));
+    assert!(error("cuont > 1").contains("did you mean `count`?"));
+    assert!(error("count").contains("not a condition"));
+    assert!(error("count > 1 and word").contains("`and` needs a condition"));
+    assert!(error("word in [1, 2]").contains("list holds an integer"));
+    assert!(error("count = 5").contains("use `==`"));
+    assert!(error("(count > 1").contains("expected `)`"));
+    assert!(error("count > ").contains("ends too early"));
+    assert!(error("word == 'x").contains("no closing quote"));
+    assert!(error("count > 1 2").contains("unexpected number"));
+    assert!(error("count ~ 1").contains("character 7"));
+    assert!(error("lenght(word) > 5").contains("did you mean `length`?"));
+    assert!(error("sum(count) > 5").contains("is an aggregate"));
+    assert!(error("word + 1 > 0").contains("`+` needs numbers, found text"));
+    assert!(error("length(count) > 1").contains("needs text or a list"));
+    assert!(error("substr(word, count) == 'a'").contains("must be an integer written"));
+    assert!(error("word matches '('").contains("not a valid regular expression"));
+    assert!(
+        error("cast(word as date) == 1").contains("did you mean `float`?")
+            || error("cast(word as date) == 1").contains("not a type")
+    );
+    assert!(error("regex_extract(word, 'a', 1) == ''").contains("group 1 does not exist"));
+}
+
+#[test]
+fn select_items_are_named() {
+    let schema = batch().schema();
+    assert_eq!(
+        compile_named("length(word) as len", &schema).unwrap().1,
+        "len"
+    );
+    assert_eq!(compile_named("word", &schema).unwrap().1, "word");
+    assert_eq!(
+        compile_named(" count + 1 ", &schema).unwrap().1,
+        "count + 1"
+    );
+    assert!(compile_named("word as", &schema)
+        .unwrap_err()
+        .contains("needs the new column's name"));
+}
+
+#[test]
+fn aggregate_calls() {
+    let schema = batch().schema();
+    let (f, e) = compile_aggregate("sum(count * 2)", &schema).unwrap();
+    assert_eq!(f, AggregateFunction::Sum);
+    assert_eq!(e.unwrap().value_type(), ValueType::Integer);
+    assert_eq!(
+        compile_aggregate("count()", &schema).unwrap().0,
+        AggregateFunction::Count
+    );
+    assert!(compile_aggregate("sum(word)", &schema)
+        .unwrap_err()
+        .contains("cannot take text"));
+    assert!(compile_aggregate("summ(count)", &schema)
+        .unwrap_err()
+        .contains("did you mean `sum`?"));
+    assert!(compile_aggregate("count", &schema)
+        .unwrap_err()
+        .contains("not an aggregate call"));
+}
+
+/// Found by the `where_expr` fuzz target (10-minute run): 3,600 `(` overflowed the stack.
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let deep = format!("{}count > 1{}", "(".repeat(5000), ")".repeat(5000));
+    assert!(
+        error(&deep).contains("nests more than 64 levels"),
+        "{}",
+        error(&deep)
+    );
+    assert!(error(&"not ".repeat(5000)).contains("nests more than 64 levels"));
+    assert!(error(&"-".repeat(5000)).contains("nests more than 64 levels"));
+    assert!(
+        error(&format!("{}1{}", "abs(".repeat(100), ")".repeat(100)))
+            .contains("nests more than 64")
+    );
+    let chain = vec!["count > 1"; 10_000].join(" and ");
+    assert!(error(&chain).contains("more than 256 operators"));
+    let fine = format!("{}count > 1{}", "(".repeat(60), ")".repeat(60));
+    assert_eq!(keep(&fine), [true, true, true, true]);
+    let long = vec!["count > 1"; 128].join(" or ");
+    assert_eq!(keep(&long), [true, true, true, true]);
+}
+
+#[test]
+fn integers_compare_exactly_above_2_pow_53() {
+    let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+    let big = 9_007_199_254_740_993i64; // 2^53 + 1: as f64 it would be 2^53
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(Int64Array::from(vec![
+            big - 1,
+            big,
+            big + 1,
+            i64::MAX,
+        ]))],
+    )
+    .unwrap();
+    assert_eq!(
+        keep_in("n == 9007199254740993", &batch),
+        [false, true, false, false]
+    );
+    assert_eq!(
+        keep_in("n > 9007199254740992", &batch),
+        [false, true, true, true]
+    );
+    assert_eq!(
+        keep_in("n < 9007199254740994.0", &batch),
+        [true, true, false, false]
+    );
+    assert_eq!(
+        keep_in("9007199254740994.0 > n", &batch),
+        [true, true, false, false]
+    );
+    assert_eq!(keep_in("n < 0.5", &batch), [false, false, false, false]);
+    assert_eq!(
+        keep_in("n >= 9223372036854775807", &batch),
+        [false, false, false, true]
+    );
+    assert_eq!(keep_in("n < 1e30", &batch), [true, true, true, true]);
+    assert_eq!(
+        keep_in("n in [9007199254740994]", &batch),
+        [false, false, true, false]
+    );
+}
+
+/// Found by the `where_expr` fuzz target: a non-ASCII character that is not alphanumeric
+/// (here the combining mark U+0596) after a name made the lexer loop forever.
+#[test]
+fn a_non_alphanumeric_character_is_an_error_not_a_hang() {
+    assert!(error("word\u{596}n in [1, 2]").contains("unexpected character `\u{596}`"));
+    assert!(error("\u{2603} == 'x'").contains("at character 1: unexpected character"));
+}
+
+proptest::proptest! {
+    /// Whatever combination of operators, a filter's answer for a row is the answer for that
+    /// row alone: evaluating the whole batch equals evaluating each row as a batch of one.
+    #[test]
+    fn whole_batches_and_single_rows_agree(
+        rows in proptest::collection::vec(
+            (proptest::option::of("[a-c]{0,2}"), proptest::option::of(-3i64..4),
+             proptest::option::of(proptest::sample::select(vec![-1.5, 0.0, 2.0, f64::NAN]))),
+            1..30,
+        ),
+        expr in proptest::sample::select(vec![
+            "count >= 1", "1 < count", "count != 2 and word == 'b'", "not (word < 'b') or x > 0",
+            "x == 2", "not x != 2", "2 >= x and not (count <= -1)", "word >= 'ab' or count == 0",
+            "count + x > 1", "count / x < 1", "coalesce(word, 'z') like 'a%'", "count in [1, x]",
+            "length(word) between count and 3", "x is null or count % 2 == 1",
+        ]),
+    ) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("word", DataType::Utf8, true),
+            Field::new("count", DataType::Int64, true),
+            Field::new("x", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![
+            Arc::new(rows.iter().map(|r| r.0.clone()).collect::<StringArray>()),
+            Arc::new(rows.iter().map(|r| r.1).collect::<Int64Array>()),
+            Arc::new(rows.iter().map(|r| r.2).collect::<Float64Array>()),
+        ]).unwrap();
+        let predicate = compile(expr, &schema).unwrap();
+        let whole: Vec<bool> = predicate.evaluate(&batch).unwrap().iter().map(|v| v.unwrap()).collect();
+        let single: Vec<bool> = (0..batch.num_rows())
+            .map(|row| predicate.evaluate(&batch.slice(row, 1)).unwrap().value(0))
+            .collect();
+        proptest::prop_assert_eq!(whole, single, "{}", expr);
+    }
+}

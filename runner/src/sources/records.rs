@@ -1,0 +1,537 @@
+//! Records in text: CSV and JSON lines, one record per line, decoded by Arrow's readers
+//! (arrow-csv, arrow-json) into the model's types. Shared by the sources that read lines.
+//!
+//! A morsel of whole lines is decoded in one go; when that fails, its lines are decoded one by
+//! one, so a bad record is found with its line number and, under `on_error: skip`, left out
+//! alone. Timestamps are read as text and parsed by runner (RFC 3339 / ISO 8601, or epoch
+//! seconds or milliseconds), which Arrow's readers do not all accept.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use serde::Deserialize;
+
+use crate::data::{ValueType, BATCH_ROWS};
+
+/// How records are written in the input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// Each line is one row of one text column.
+    #[default]
+    Lines,
+    /// Comma-separated values with a header line (RFC 4180 quoting; one record per line).
+    Csv,
+    /// One JSON object per line (newline-delimited JSON).
+    Jsonl,
+    /// Apache Parquet files (files only).
+    Parquet,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Lines => "lines",
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+            Format::Parquet => "parquet",
+        }
+    }
+}
+
+/// What happens to a record that does not parse or lacks a required field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Stop the run with the record's line number and the reason.
+    #[default]
+    Fail,
+    /// Leave the record out, count it in the warnings, and go on.
+    Skip,
+}
+
+/// One column to read: its name in the output, its type, whether a record must have it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnSpec {
+    /// As written in `columns:` (a dotted path for a nested JSON field).
+    pub name: String,
+    pub value_type: ValueType,
+    pub required: bool,
+}
+
+impl ColumnSpec {
+    /// Parses a `columns:` entry: `name: type`, with `?` after the type for an optional field
+    /// (missing or empty gives null).
+    pub fn parse(name: &str, type_text: &str) -> Result<ColumnSpec, String> {
+        let (type_text, required) = match type_text.trim().strip_suffix('?') {
+            Some(t) => (t, false),
+            None => (type_text.trim(), true),
+        };
+        Ok(ColumnSpec {
+            name: name.to_owned(),
+            value_type: ValueType::parse(type_text).map_err(|e| format!("columns: {name}: {e}"))?,
+            required,
+        })
+    }
+}
+
+/// A record left out (or the one that stopped the run).
+#[derive(Debug, Clone)]
+pub struct BadRecord {
+    /// Index of the line in the decoded bytes (0-based).
+    pub line: usize,
+    pub reason: String,
+}
+
+/// Decodes lines of CSV or JSON into batches of `schema`.
+pub struct RecordDecoder {
+    format: Format,
+    columns: Vec<ColumnSpec>,
+    /// What the Arrow reader is asked for (timestamps as text; JSON paths as nested structs).
+    read_schema: SchemaRef,
+    /// What comes out.
+    schema: SchemaRef,
+    delimiter: u8,
+    /// CSV: the header's names, and which of them are read (in `columns` order).
+    header: Vec<String>,
+    projection: Option<Vec<usize>>,
+}
+
+impl RecordDecoder {
+    pub fn new(format: Format, columns: Vec<ColumnSpec>, delimiter: u8) -> Result<Self, String> {
+        if columns.is_empty() {
+            return Err("columns: no columns to read".into());
+        }
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.value_type.data_type(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let read_type = |c: &ColumnSpec| match c.value_type {
+            ValueType::Timestamp => DataType::Utf8,
+            other => other.data_type(),
+        };
+        let read_schema = match format {
+            Format::Jsonl => Arc::new(Schema::new(nested_fields(
+                &columns
+                    .iter()
+                    .map(|c| (c.name.as_str(), read_type(c)))
+                    .collect::<Vec<_>>(),
+            )?)),
+            _ => Arc::new(Schema::new(
+                columns
+                    .iter()
+                    .map(|c| Field::new(&c.name, read_type(c), true))
+                    .collect::<Vec<_>>(),
+            )),
+        };
+        Ok(RecordDecoder {
+            format,
+            columns,
+            read_schema,
+            schema,
+            delimiter,
+            header: Vec::new(),
+            projection: None,
+        })
+    }
+
+    /// A CSV decoder for files whose header is `header`: the declared columns are found in
+    /// it by name (the others are read as text and dropped).
+    pub fn csv(
+        header: Vec<String>,
+        columns: Vec<ColumnSpec>,
+        delimiter: u8,
+    ) -> Result<Self, String> {
+        let mut decoder = RecordDecoder::new(Format::Csv, columns, delimiter)?;
+        let mut fields: Vec<Field> = header
+            .iter()
+            .map(|n| Field::new(n, DataType::Utf8, true))
+            .collect();
+        let mut projection = Vec::with_capacity(decoder.columns.len());
+        for (spec, read) in decoder.columns.iter().zip(decoder.read_schema.fields()) {
+            let index = header.iter().position(|h| h == &spec.name).ok_or_else(|| {
+                format!(
+                    "the CSV header has no column `{}`{} (header: {})",
+                    spec.name,
+                    crate::data::closest(&spec.name, header.iter().map(String::as_str))
+                        .map_or(String::new(), |b| format!(", did you mean `{b}`?")),
+                    header.join(", ")
+                )
+            })?;
+            fields[index] = read.as_ref().clone();
+            projection.push(index);
+        }
+        decoder.read_schema = Arc::new(Schema::new(fields));
+        decoder.header = header;
+        decoder.projection = Some(projection);
+        Ok(decoder)
+    }
+
+    /// The CSV header this decoder was made for.
+    pub fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Decodes the lines of `bytes` (whole lines; blank lines are not records). Bad records are
+    /// returned, not decoded; the caller decides between failing and skipping.
+    pub fn decode(&self, bytes: &[u8]) -> Result<(Vec<RecordBatch>, Vec<BadRecord>), String> {
+        let mut records: Vec<(usize, &[u8])> = Vec::new();
+        let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        if !bytes.is_empty() {
+            for (index, raw) in body.split(|&b| b == b'\n').enumerate() {
+                let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+                if !line.iter().all(u8::is_ascii_whitespace) {
+                    records.push((index, line));
+                }
+            }
+        }
+        let mut batches = Vec::new();
+        let mut bad = Vec::new();
+        for chunk in records.chunks(BATCH_ROWS) {
+            match self.decode_lines(chunk) {
+                Ok((batch, mut rejected)) => {
+                    batches.push(batch);
+                    bad.append(&mut rejected);
+                }
+                Err(_) => {
+                    // Find the bad lines one by one; keep the good ones in order.
+                    let mut good = Vec::new();
+                    for record in chunk {
+                        match self.decode_lines(std::slice::from_ref(record)) {
+                            Ok((batch, mut rejected)) => {
+                                good.push(batch);
+                                bad.append(&mut rejected);
+                            }
+                            Err(reason) => bad.push(BadRecord {
+                                line: record.0,
+                                reason,
+                            }),
+                        }
+                    }
+                    if !good.is_empty() {
+                        batches.push(
+                            arrow_select::concat::concat_batches(&self.schema, &good)
+                                .map_err(|e| e.to_string())?,
+                        );
+                    }
+                }
+            }
+        }
+        Ok((batches, bad))
+    }
+
+    /// Decodes records (line index, bytes) into one batch; rows that lack a required field or
+    /// hold a bad timestamp are left out and returned.
+    fn decode_lines(
+        &self,
+        records: &[(usize, &[u8])],
+    ) -> Result<(RecordBatch, Vec<BadRecord>), String> {
+        let read = match self.format {
+            Format::Csv => self.read_csv(records)?,
+            _ => self.read_json(records)?,
+        };
+        if read.num_rows() != records.len() {
+            return Err(format!(
+                "{} records read from {} lines",
+                read.num_rows(),
+                records.len()
+            ));
+        }
+        let columns: Vec<ArrayRef> = match self.format {
+            Format::Jsonl => self
+                .columns
+                .iter()
+                .map(|c| flat_column(&read, &c.name))
+                .collect::<Result<_, String>>()?,
+            _ => read.columns().to_vec(),
+        };
+        let mut bad_rows: BTreeMap<usize, String> = BTreeMap::new();
+        let mut out = Vec::with_capacity(columns.len());
+        for (spec, column) in self.columns.iter().zip(columns) {
+            let column = if spec.value_type == ValueType::Timestamp {
+                let text = column.as_string::<i32>();
+                let mut values = Vec::with_capacity(text.len());
+                for (row, value) in text.iter().enumerate() {
+                    values.push(match value.map(|v| (v, crate::data::parse_timestamp(v))) {
+                        None => None,
+                        Some((_, Some(micros))) => Some(micros),
+                        Some((v, None)) => {
+                            bad_rows.entry(row).or_insert_with(|| {
+                                format!(
+                                    "`{}`: \"{}\" is not a timestamp (RFC 3339, ISO 8601, or epoch seconds or milliseconds)",
+                                    spec.name,
+                                    crate::error::escape_controls(v)
+                                )
+                            });
+                            None
+                        }
+                    });
+                }
+                Arc::new(arrow_array::TimestampMicrosecondArray::from(values).with_timezone("UTC"))
+                    as ArrayRef
+            } else {
+                column
+            };
+            if spec.required && column.null_count() > 0 {
+                for row in (0..column.len()).filter(|&r| column.is_null(r)) {
+                    bad_rows
+                        .entry(row)
+                        .or_insert_with(|| format!("the required field `{}` is missing or empty (write `{}?` in `columns:` to read it as null)", spec.name, spec.value_type.name()));
+                }
+            }
+            out.push(column);
+        }
+        let batch = RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            out,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(records.len())),
+        )
+        .map_err(|e| e.to_string())?;
+        if bad_rows.is_empty() {
+            return Ok((batch, Vec::new()));
+        }
+        let keep: arrow_array::BooleanArray = (0..records.len())
+            .map(|r| Some(!bad_rows.contains_key(&r)))
+            .collect();
+        let kept =
+            arrow_select::filter::filter_record_batch(&batch, &keep).map_err(|e| e.to_string())?;
+        let bad = bad_rows
+            .into_iter()
+            .map(|(row, reason)| BadRecord {
+                line: records[row].0,
+                reason,
+            })
+            .collect();
+        Ok((kept, bad))
+    }
+
+    fn read_csv(&self, records: &[(usize, &[u8])]) -> Result<RecordBatch, String> {
+        let mut builder = arrow_csv::ReaderBuilder::new(self.read_schema.clone());
+        if let Some(projection) = &self.projection {
+            builder = builder.with_projection(projection.clone());
+        }
+        let mut decoder = builder
+            .with_header(false)
+            .with_delimiter(self.delimiter)
+            .with_batch_size(records.len().max(1))
+            .build_decoder();
+        for (_, line) in records {
+            let mut input: Vec<u8> = Vec::with_capacity(line.len() + 1);
+            input.extend_from_slice(line);
+            input.push(b'\n');
+            let mut fed = 0;
+            while fed < input.len() {
+                let used = decoder.decode(&input[fed..]).map_err(csv_message)?;
+                if used == 0 {
+                    break;
+                }
+                fed += used;
+            }
+        }
+        match decoder.flush().map_err(csv_message)? {
+            Some(batch) => Ok(batch),
+            None => Ok(RecordBatch::new_empty(self.projected_schema())),
+        }
+    }
+
+    fn projected_schema(&self) -> SchemaRef {
+        match &self.projection {
+            Some(p) => Arc::new(
+                self.read_schema
+                    .project(p)
+                    .expect("projection from the header"),
+            ),
+            None => self.read_schema.clone(),
+        }
+    }
+
+    fn read_json(&self, records: &[(usize, &[u8])]) -> Result<RecordBatch, String> {
+        let mut decoder = arrow_json::ReaderBuilder::new(self.read_schema.clone())
+            .with_batch_size(records.len().max(1))
+            .with_coerce_primitive(true)
+            .build_decoder()
+            .map_err(|e| e.to_string())?;
+        for (_, line) in records {
+            let mut fed = 0;
+            while fed < line.len() {
+                let used = decoder
+                    .decode(&line[fed..])
+                    .map_err(|e| json_message(e.to_string()))?;
+                if used == 0 {
+                    break;
+                }
+                fed += used;
+            }
+            // A line holding a partial object is not a record: the next line must not finish it.
+            if decoder.has_partial_record() {
+                return Err("the JSON object does not end on its line".into());
+            }
+        }
+        match decoder.flush().map_err(|e| json_message(e.to_string()))? {
+            Some(batch) => Ok(batch),
+            None => Ok(RecordBatch::new_empty(self.read_schema.clone())),
+        }
+    }
+}
+
+fn csv_message(e: arrow_schema::ArrowError) -> String {
+    let text = match e {
+        arrow_schema::ArrowError::ParseError(m) | arrow_schema::ArrowError::CsvError(m) => m,
+        other => other.to_string(),
+    };
+    crate::error::escape_controls(&text).into_owned()
+}
+
+fn json_message(text: String) -> String {
+    crate::error::escape_controls(text.trim_start_matches("Json error: ")).into_owned()
+}
+
+/// Fields for dotted paths (`account.acct`) as nested structs (`account: {acct}`).
+fn nested_fields(paths: &[(&str, DataType)]) -> Result<Vec<Field>, String> {
+    /// A first path segment: its deeper paths, and its own type when it is a leaf.
+    type Group = (String, Vec<(String, DataType)>, Option<DataType>);
+    let mut groups: Vec<Group> = Vec::new();
+    for (path, data_type) in paths {
+        let (head, rest) = match path.split_once('.') {
+            Some((h, r)) => (h, Some(r)),
+            None => (*path, None),
+        };
+        let position = match groups.iter().position(|g| g.0 == head) {
+            Some(p) => p,
+            None => {
+                groups.push((head.to_owned(), Vec::new(), None));
+                groups.len() - 1
+            }
+        };
+        match rest {
+            Some(rest) => groups[position]
+                .1
+                .push((rest.to_owned(), data_type.clone())),
+            None => groups[position].2 = Some(data_type.clone()),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(name, children, leaf)| match (leaf, children.is_empty()) {
+            (Some(t), true) => Ok(Field::new(name, t, true)),
+            (None, false) => {
+                let refs: Vec<(&str, DataType)> = children
+                    .iter()
+                    .map(|(n, t)| (n.as_str(), t.clone()))
+                    .collect();
+                Ok(Field::new(
+                    name,
+                    DataType::Struct(Fields::from(nested_fields(&refs)?)),
+                    true,
+                ))
+            }
+            _ => Err(format!(
+                "columns: `{name}` is read both as a value and as an object with fields"
+            )),
+        })
+        .collect()
+}
+
+/// The column at dotted `path` of a batch read with `nested_fields` (null where a parent is).
+fn flat_column(batch: &RecordBatch, path: &str) -> Result<ArrayRef, String> {
+    let mut parts = path.split('.');
+    let first = parts.next().unwrap_or(path);
+    let mut column = batch
+        .column_by_name(first)
+        .cloned()
+        .ok_or_else(|| format!("no field `{first}`"))?;
+    for part in parts {
+        let parent = column.as_struct().clone();
+        let child = parent
+            .column_by_name(part)
+            .cloned()
+            .ok_or_else(|| format!("no field `{part}` in `{path}`"))?;
+        column = match parent.nulls() {
+            Some(nulls) if nulls.null_count() > 0 => {
+                let data = child.to_data();
+                let merged = arrow_buffer::NullBuffer::union(Some(nulls), data.nulls());
+                arrow_array::make_array(
+                    data.into_builder()
+                        .nulls(merged)
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            _ => child,
+        };
+    }
+    Ok(column)
+}
+
+/// Columns inferred from the first lines of a CSV file (header first) or JSON lines: text,
+/// integer, float, bool, timestamp, list of text; nested objects become dotted paths.
+pub fn infer_columns(
+    format: Format,
+    head: &[u8],
+    delimiter: u8,
+) -> Result<Vec<ColumnSpec>, String> {
+    let schema = match format {
+        Format::Csv => {
+            let (schema, _) = arrow_csv::reader::Format::default()
+                .with_header(true)
+                .with_delimiter(delimiter)
+                .infer_schema(std::io::Cursor::new(head), Some(1000))
+                .map_err(|e| format!("cannot infer the columns: {e}"))?;
+            schema
+        }
+        _ => {
+            let (schema, _) =
+                arrow_json::reader::infer_json_schema(std::io::Cursor::new(head), Some(1000))
+                    .map_err(|e| {
+                        format!("cannot infer the columns: {}", json_message(e.to_string()))
+                    })?;
+            schema
+        }
+    };
+    let mut columns = Vec::new();
+    fn walk(prefix: &str, fields: &Fields, out: &mut Vec<ColumnSpec>) {
+        for field in fields {
+            let name = if prefix.is_empty() {
+                field.name().clone()
+            } else {
+                format!("{prefix}.{}", field.name())
+            };
+            if let DataType::Struct(children) = field.data_type() {
+                walk(&name, children, out);
+                continue;
+            }
+            let value_type = match field.data_type() {
+                DataType::Int64 | DataType::Int32 => ValueType::Integer,
+                DataType::Float64 => ValueType::Float,
+                DataType::Boolean => ValueType::Bool,
+                DataType::Timestamp(..) | DataType::Date32 | DataType::Date64 => {
+                    ValueType::Timestamp
+                }
+                DataType::List(_) => ValueType::TextList,
+                _ => ValueType::Text,
+            };
+            out.push(ColumnSpec {
+                name,
+                value_type,
+                required: false,
+            });
+        }
+    }
+    walk("", schema.fields(), &mut columns);
+    if columns.is_empty() {
+        return Err("cannot infer the columns: the first lines hold none".into());
+    }
+    Ok(columns)
+}
+
+#[cfg(test)]
+mod tests;

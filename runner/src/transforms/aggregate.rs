@@ -1,0 +1,810 @@
+//! `aggregate`: group rows by zero or more key expressions and compute aggregates per group
+//! (`count`, `sum`, `min`, `max`, `avg`, `count_distinct`, `first`, `last`, `collect_list`).
+//!
+//! Each worker aggregates into its own table; tables are merged once (Spark's partial
+//! aggregation). Keys are encoded with Arrow's row format, so any number and type of key
+//! columns hash and sort as bytes; the result is ordered by key. `first`/`last`/`collect_list`
+//! follow input order: rows carry their morsel's index, so the answer does not depend on which
+//! worker saw which rows.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_row::{RowConverter, SortField};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+
+use super::{AggregateState, Aggregation, BuildContext, BuildTransform, Stage, StageKind};
+use crate::data::ValueType;
+use crate::error::{Error, Result};
+use crate::expr::{compile_aggregate, compile_named, AggregateFunction, Expr};
+
+/// Group rows and compute aggregates.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateConfig {
+    /// Key columns or expressions (`"date_trunc('hour', created_at) as hour"`); none: one
+    /// group of all rows.
+    #[serde(default)]
+    pub by: Option<super::group_count::OneOrMany>,
+    /// Output column to aggregate call, in the order written, e.g. `{total: sum(amount), n:
+    /// count(), buyers: count_distinct(customer)}`.
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
+    pub aggs: indexmap::IndexMap<String, String>,
+}
+
+impl BuildTransform for AggregateConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
+        let by = self.by.as_ref().map(|b| b.to_vec()).unwrap_or_default();
+        if self.aggs.is_empty() {
+            return Err("`aggs` is empty: name at least one aggregate, e.g. `{n: count()}`".into());
+        }
+        let mut fields: Vec<Field> = Vec::new();
+        let mut keys = Vec::new();
+        for item in &by {
+            let (expr, name) = compile_named(item, ctx.input).map_err(|e| format!("by: {e}"))?;
+            if expr.value_type() == ValueType::TextList {
+                return Err(format!(
+                    "by: cannot group by `{name}`: it holds lists (explode it first)"
+                ));
+            }
+            if fields.iter().any(|f| f.name() == &name) {
+                return Err(format!("by: `{name}` is listed twice"));
+            }
+            fields.push(Field::new(&name, expr.data_type(), true));
+            keys.push(expr);
+        }
+        let mut aggs = Vec::new();
+        for (name, call) in &self.aggs {
+            if fields.iter().any(|f| f.name() == name) {
+                return Err(format!(
+                    "aggs: the column `{name}` clashes with a key column"
+                ));
+            }
+            let (function, expr) =
+                compile_aggregate(call, ctx.input).map_err(|e| format!("aggs: {name}: {e}"))?;
+            let input = expr.as_ref().map(Expr::value_type);
+            let output = output_type(function, input);
+            let nullable = !matches!(
+                function,
+                AggregateFunction::Count | AggregateFunction::CountDistinct
+            );
+            fields.push(Field::new(name, output.data_type(), nullable));
+            aggs.push(Agg {
+                function,
+                expr,
+                input,
+            });
+        }
+        let key_fields: Vec<SortField> =
+            keys.iter().map(|k| SortField::new(k.data_type())).collect();
+        let output: SchemaRef = Arc::new(Schema::new(fields));
+        Ok(Stage {
+            output: output.clone(),
+            kind: StageKind::Aggregate(Box::new(Aggregate {
+                keys,
+                key_fields,
+                aggs: Arc::new(aggs),
+                output,
+            })),
+        })
+    }
+}
+
+fn output_type(function: AggregateFunction, input: Option<ValueType>) -> ValueType {
+    use AggregateFunction as A;
+    match function {
+        A::Count | A::CountDistinct => ValueType::Integer,
+        A::Avg => ValueType::Float,
+        A::CollectList => ValueType::TextList,
+        A::Sum | A::Min | A::Max | A::First | A::Last => input.unwrap_or(ValueType::Integer),
+    }
+}
+
+struct Agg {
+    function: AggregateFunction,
+    expr: Option<Expr>,
+    input: Option<ValueType>,
+}
+
+pub struct Aggregate {
+    keys: Vec<Expr>,
+    key_fields: Vec<SortField>,
+    aggs: Arc<Vec<Agg>>,
+    output: SchemaRef,
+}
+
+impl Aggregation for Aggregate {
+    fn key_columns(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn new_state(&self) -> Box<dyn AggregateState> {
+        let mut table = Box::new(AggregateTable {
+            keys: self.keys.clone(),
+            converter: RowConverter::new(self.key_fields.clone())
+                .expect("key types are the model's, which the row format encodes"),
+            aggs: self.aggs.clone(),
+            output: self.output.clone(),
+            groups: HashMap::new(),
+            accumulators: Vec::new(),
+            morsel: 0,
+            row: 0,
+        });
+        if self.keys.is_empty() {
+            // Without keys there is one group, even over no rows (`count()` is then 0).
+            table.new_group(Box::new([]));
+        }
+        table
+    }
+}
+
+/// One value read from a column, for the accumulators that keep values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Value {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Timestamp(i64),
+}
+
+impl Value {
+    fn read(array: &dyn Array, row: usize) -> Option<Value> {
+        if array.is_null(row) {
+            return None;
+        }
+        Some(match array.data_type() {
+            DataType::Utf8 => Value::Text(array.as_string::<i32>().value(row).to_owned()),
+            DataType::Int64 => Value::Int(array.as_primitive::<Int64Type>().value(row)),
+            DataType::Float64 => Value::Float(array.as_primitive::<Float64Type>().value(row)),
+            DataType::Boolean => Value::Bool(array.as_boolean().value(row)),
+            DataType::Timestamp(..) => {
+                Value::Timestamp(array.as_primitive::<TimestampMicrosecondType>().value(row))
+            }
+            _ => return None,
+        })
+    }
+
+    /// Orders values of one column (floats totally: NaN above every number, as in Spark).
+    fn cmp(&self, other: &Value) -> std::cmp::Ordering {
+        match (self, other) {
+            (Value::Text(a), Value::Text(b)) => a.cmp(b),
+            (Value::Int(a), Value::Int(b)) | (Value::Timestamp(a), Value::Timestamp(b)) => a.cmp(b),
+            (Value::Float(a), Value::Float(b)) => a
+                .partial_cmp(b)
+                .unwrap_or_else(|| a.is_nan().cmp(&b.is_nan())),
+            (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+            _ => std::cmp::Ordering::Equal,
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Value::Text(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(x) => x.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Timestamp(t) => crate::data::format_timestamp(*t),
+        }
+    }
+}
+
+/// Where a row is in the input: its morsel, then its place among the rows this state saw of
+/// that morsel (a state sees a morsel's rows in order).
+type Order = (u64, u64);
+
+/// One aggregate's state for one group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Acc {
+    Count(i64),
+    SumInt(Option<i64>),
+    SumFloat(Option<f64>),
+    Avg { sum: f64, int_sum: i128, count: i64 },
+    Min(Option<Value>),
+    Max(Option<Value>),
+    Distinct(std::collections::HashSet<DistinctKey>),
+    First(Option<(Order, Option<Value>)>),
+    Last(Option<(Order, Option<Value>)>),
+    List(Vec<(Order, String)>),
+}
+
+/// A value as a hashable key (floats by their bits, with every NaN one value and -0 as 0).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+enum DistinctKey {
+    Text(String),
+    Int(i64),
+    Bits(u64),
+    Bool(bool),
+}
+
+impl DistinctKey {
+    fn of(value: Value) -> DistinctKey {
+        match value {
+            Value::Text(s) => DistinctKey::Text(s),
+            Value::Int(i) | Value::Timestamp(i) => DistinctKey::Int(i),
+            Value::Float(x) if x.is_nan() => DistinctKey::Bits(f64::NAN.to_bits()),
+            Value::Float(x) => DistinctKey::Bits((x + 0.0).to_bits()),
+            Value::Bool(b) => DistinctKey::Bool(b),
+        }
+    }
+}
+
+impl Agg {
+    fn empty(&self) -> Acc {
+        use AggregateFunction as A;
+        match self.function {
+            A::Count => Acc::Count(0),
+            A::Sum if self.input == Some(ValueType::Float) => Acc::SumFloat(None),
+            A::Sum => Acc::SumInt(None),
+            A::Avg => Acc::Avg {
+                sum: 0.0,
+                int_sum: 0,
+                count: 0,
+            },
+            A::Min => Acc::Min(None),
+            A::Max => Acc::Max(None),
+            A::CountDistinct => Acc::Distinct(Default::default()),
+            A::First => Acc::First(None),
+            A::Last => Acc::Last(None),
+            A::CollectList => Acc::List(Vec::new()),
+        }
+    }
+}
+
+fn overflow(what: &str) -> Error {
+    Error::runtime(format!(
+        "aggregate: integer overflow in `{what}`: the sum passes {} (cast the column to float to sum it approximately)",
+        i64::MAX
+    ))
+}
+
+impl Acc {
+    /// The latest morsel an order-keeping accumulator holds a row of.
+    fn latest_morsel(&self) -> Option<u64> {
+        match self {
+            Acc::First(Some(((m, _), _))) | Acc::Last(Some(((m, _), _))) => Some(*m),
+            Acc::List(items) => items.iter().map(|((m, _), _)| *m).max(),
+            _ => None,
+        }
+    }
+
+    /// Adds row `row` of `values` (the aggregate's argument; `None` for `count()`).
+    fn add(
+        &mut self,
+        values: Option<&ArrayRef>,
+        row: usize,
+        order: Order,
+        call: &str,
+    ) -> Result<()> {
+        let present = values.is_none_or(|v| v.is_valid(row));
+        match self {
+            Acc::Count(n) => *n += i64::from(present),
+            _ if !present && !matches!(self, Acc::First(_) | Acc::Last(_)) => {}
+            Acc::SumInt(sum) => {
+                let v = values
+                    .expect("sum has an argument")
+                    .as_primitive::<Int64Type>()
+                    .value(row);
+                *sum = Some(
+                    sum.unwrap_or(0)
+                        .checked_add(v)
+                        .ok_or_else(|| overflow(call))?,
+                );
+            }
+            Acc::SumFloat(sum) => {
+                let v = values
+                    .expect("sum has an argument")
+                    .as_primitive::<Float64Type>()
+                    .value(row);
+                *sum = Some(sum.unwrap_or(0.0) + v);
+            }
+            Acc::Avg {
+                sum,
+                int_sum,
+                count,
+            } => {
+                let array = values.expect("avg has an argument");
+                match array.data_type() {
+                    DataType::Int64 => {
+                        *int_sum += i128::from(array.as_primitive::<Int64Type>().value(row))
+                    }
+                    _ => *sum += array.as_primitive::<Float64Type>().value(row),
+                }
+                *count += 1;
+            }
+            Acc::Min(best) => {
+                if let Some(v) = Value::read(values.expect("min has an argument").as_ref(), row) {
+                    if best.as_ref().is_none_or(|b| v.cmp(b).is_lt()) {
+                        *best = Some(v);
+                    }
+                }
+            }
+            Acc::Max(best) => {
+                if let Some(v) = Value::read(values.expect("max has an argument").as_ref(), row) {
+                    if best.as_ref().is_none_or(|b| v.cmp(b).is_gt()) {
+                        *best = Some(v);
+                    }
+                }
+            }
+            Acc::Distinct(set) => {
+                if let Some(v) = Value::read(
+                    values.expect("count_distinct has an argument").as_ref(),
+                    row,
+                ) {
+                    set.insert(DistinctKey::of(v));
+                }
+            }
+            Acc::First(kept) => {
+                if kept.as_ref().is_none_or(|(o, _)| order < *o) {
+                    *kept = Some((order, values.and_then(|v| Value::read(v.as_ref(), row))));
+                }
+            }
+            Acc::Last(kept) => {
+                if kept.as_ref().is_none_or(|(o, _)| order > *o) {
+                    *kept = Some((order, values.and_then(|v| Value::read(v.as_ref(), row))));
+                }
+            }
+            Acc::List(items) => {
+                if let Some(v) = values.and_then(|v| Value::read(v.as_ref(), row)) {
+                    items.push((order, v.text()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Acc, call: &str) -> Result<()> {
+        match (self, other) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::SumInt(a), Acc::SumInt(b)) => {
+                *a = match (*a, b) {
+                    (Some(x), Some(y)) => Some(x.checked_add(y).ok_or_else(|| overflow(call))?),
+                    (x, y) => x.or(y),
+                }
+            }
+            (Acc::SumFloat(a), Acc::SumFloat(b)) => {
+                *a = match (*a, b) {
+                    (Some(x), Some(y)) => Some(x + y),
+                    (x, y) => x.or(y),
+                }
+            }
+            (
+                Acc::Avg {
+                    sum,
+                    int_sum,
+                    count,
+                },
+                Acc::Avg {
+                    sum: s,
+                    int_sum: i,
+                    count: c,
+                },
+            ) => {
+                *sum += s;
+                *int_sum += i;
+                *count += c;
+            }
+            (Acc::Min(a), Acc::Min(b)) => {
+                if let Some(b) = b {
+                    if a.as_ref().is_none_or(|x| b.cmp(x).is_lt()) {
+                        *a = Some(b);
+                    }
+                }
+            }
+            (Acc::Max(a), Acc::Max(b)) => {
+                if let Some(b) = b {
+                    if a.as_ref().is_none_or(|x| b.cmp(x).is_gt()) {
+                        *a = Some(b);
+                    }
+                }
+            }
+            (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b),
+            (Acc::First(a), Acc::First(b)) => {
+                if let Some(b) = b {
+                    if a.as_ref().is_none_or(|x| b.0 < x.0) {
+                        *a = Some(b);
+                    }
+                }
+            }
+            (Acc::Last(a), Acc::Last(b)) => {
+                if let Some(b) = b {
+                    if a.as_ref().is_none_or(|x| b.0 > x.0) {
+                        *a = Some(b);
+                    }
+                }
+            }
+            (Acc::List(a), Acc::List(b)) => a.extend(b),
+            _ => return Err(Error::runtime(
+                "aggregate: states of different aggregates cannot merge (a damaged checkpoint?)",
+            )),
+        }
+        Ok(())
+    }
+}
+
+pub struct AggregateTable {
+    keys: Vec<Expr>,
+    converter: RowConverter,
+    aggs: Arc<Vec<Agg>>,
+    output: SchemaRef,
+    /// Encoded key to group number.
+    groups: HashMap<Box<[u8]>, usize>,
+    /// Per group, one accumulator per aggregate.
+    accumulators: Vec<Vec<Acc>>,
+    /// The morsel being read and the rows of it seen so far (see `Order`).
+    morsel: u64,
+    row: u64,
+}
+
+impl AggregateTable {
+    fn evaluate_keys(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        self.keys
+            .iter()
+            .map(|k| {
+                k.evaluate(batch)
+                    .map_err(|e| Error::runtime(format!("aggregate: by: {e}")))
+            })
+            .collect()
+    }
+
+    /// The group number of each row of `keys` (new groups created empty).
+    fn group_ids(&mut self, keys: &[ArrayRef], rows: usize) -> Result<Vec<usize>> {
+        if keys.is_empty() {
+            return Ok(vec![0; rows]);
+        }
+        let encoded = self
+            .converter
+            .convert_columns(keys)
+            .map_err(|e| Error::runtime(format!("aggregate: {e}")))?;
+        let mut ids = Vec::with_capacity(rows);
+        for row in encoded.iter() {
+            let bytes = row.as_ref();
+            let id = match self.groups.get(bytes) {
+                Some(&id) => id,
+                None => self.new_group(bytes.into()),
+            };
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    fn new_group(&mut self, key: Box<[u8]>) -> usize {
+        let id = self.accumulators.len();
+        self.groups.insert(key, id);
+        self.accumulators
+            .push(self.aggs.iter().map(Agg::empty).collect());
+        id
+    }
+
+    /// Groups in key order (nulls first), with their encoded keys.
+    fn sorted(&self) -> Vec<(&[u8], usize)> {
+        let mut groups: Vec<(&[u8], usize)> = self
+            .groups
+            .iter()
+            .map(|(k, &id)| (k.as_ref(), id))
+            .collect();
+        groups.sort_unstable();
+        groups
+    }
+
+    fn key_columns(&self, sorted: &[(&[u8], usize)]) -> Result<Vec<ArrayRef>> {
+        if self.keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let parser = self.converter.parser();
+        let rows: Vec<_> = sorted.iter().map(|(k, _)| parser.parse(k)).collect();
+        self.converter
+            .convert_rows(rows)
+            .map_err(|e| Error::runtime(format!("aggregate: {e}")))
+    }
+
+    fn aggregate_column(&self, index: usize, ids: &[usize], field: &Field) -> ArrayRef {
+        use arrow_array::builder::*;
+        let accs = ids.iter().map(|&id| &self.accumulators[id][index]);
+        let value_of = |acc: &Acc| -> Option<Value> {
+            match acc {
+                Acc::Min(v) | Acc::Max(v) => v.clone(),
+                Acc::First(v) | Acc::Last(v) => v.as_ref().and_then(|(_, v)| v.clone()),
+                _ => None,
+            }
+        };
+        match self.aggs[index].function {
+            AggregateFunction::Count => Arc::new(
+                accs.map(|a| match a {
+                    Acc::Count(n) => *n,
+                    _ => 0,
+                })
+                .collect::<arrow_array::Int64Array>(),
+            ),
+            AggregateFunction::CountDistinct => Arc::new(
+                accs.map(|a| match a {
+                    Acc::Distinct(s) => s.len() as i64,
+                    _ => 0,
+                })
+                .collect::<arrow_array::Int64Array>(),
+            ),
+            AggregateFunction::Avg => Arc::new(
+                accs.map(|a| match a {
+                    Acc::Avg { count: 0, .. } => None,
+                    Acc::Avg {
+                        sum,
+                        int_sum,
+                        count,
+                    } => Some((*sum + *int_sum as f64) / *count as f64),
+                    _ => None,
+                })
+                .collect::<arrow_array::Float64Array>(),
+            ),
+            AggregateFunction::CollectList => {
+                let mut builder = ListBuilder::new(StringBuilder::new());
+                for acc in accs {
+                    if let Acc::List(items) = acc {
+                        let mut items: Vec<_> = items.iter().collect();
+                        items.sort_by_key(|(order, _)| *order);
+                        for (_, item) in items {
+                            builder.values().append_value(item);
+                        }
+                    }
+                    builder.append(true);
+                }
+                Arc::new(builder.finish())
+            }
+            AggregateFunction::Sum => match field.data_type() {
+                DataType::Float64 => Arc::new(
+                    accs.map(|a| match a {
+                        Acc::SumFloat(s) => *s,
+                        _ => None,
+                    })
+                    .collect::<arrow_array::Float64Array>(),
+                ),
+                _ => Arc::new(
+                    accs.map(|a| match a {
+                        Acc::SumInt(s) => *s,
+                        _ => None,
+                    })
+                    .collect::<arrow_array::Int64Array>(),
+                ),
+            },
+            _ => {
+                let values: Vec<Option<Value>> = accs.map(value_of).collect();
+                values_array(&values, field.data_type())
+            }
+        }
+    }
+}
+
+fn values_array(values: &[Option<Value>], data_type: &DataType) -> ArrayRef {
+    match data_type {
+        DataType::Utf8 => Arc::new(
+            values
+                .iter()
+                .map(|v| match v {
+                    Some(Value::Text(s)) => Some(s.as_str()),
+                    _ => None,
+                })
+                .collect::<arrow_array::StringArray>(),
+        ),
+        DataType::Int64 => Arc::new(
+            values
+                .iter()
+                .map(|v| match v {
+                    Some(Value::Int(i)) => Some(*i),
+                    _ => None,
+                })
+                .collect::<arrow_array::Int64Array>(),
+        ),
+        DataType::Float64 => Arc::new(
+            values
+                .iter()
+                .map(|v| match v {
+                    Some(Value::Float(x)) => Some(*x),
+                    _ => None,
+                })
+                .collect::<arrow_array::Float64Array>(),
+        ),
+        DataType::Boolean => Arc::new(
+            values
+                .iter()
+                .map(|v| match v {
+                    Some(Value::Bool(b)) => Some(*b),
+                    _ => None,
+                })
+                .collect::<arrow_array::BooleanArray>(),
+        ),
+        _ => Arc::new(
+            values
+                .iter()
+                .map(|v| match v {
+                    Some(Value::Timestamp(t)) => Some(*t),
+                    _ => None,
+                })
+                .collect::<arrow_array::TimestampMicrosecondArray>()
+                .with_timezone("UTC"),
+        ),
+    }
+}
+
+impl AggregateState for AggregateTable {
+    fn begin_morsel(&mut self, index: u64) {
+        self.morsel = index;
+        self.row = 0;
+    }
+
+    fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        let rows = batch.num_rows();
+        let keys = self.evaluate_keys(batch)?;
+        let ids = self.group_ids(&keys, rows)?;
+        let aggs = self.aggs.clone();
+        for (index, agg) in aggs.iter().enumerate() {
+            let values = match &agg.expr {
+                Some(e) => Some(
+                    e.evaluate(batch)
+                        .map_err(|e| Error::runtime(format!("aggregate: {e}")))?,
+                ),
+                None => None,
+            };
+            let call = agg.expr.as_ref().map_or("count()", |e| e.source());
+            for (row, &id) in ids.iter().enumerate() {
+                let order = (self.morsel, self.row + row as u64);
+                self.accumulators[id][index].add(values.as_ref(), row, order, call)?;
+            }
+        }
+        self.row += rows as u64;
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Box<dyn AggregateState>) -> Result<()> {
+        let other = other
+            .into_any()
+            .downcast::<AggregateTable>()
+            .expect("merging states of one aggregation");
+        let AggregateTable {
+            groups,
+            accumulators,
+            ..
+        } = *other;
+        let mut accumulators: Vec<Option<Vec<Acc>>> = accumulators.into_iter().map(Some).collect();
+        for (key, id) in groups {
+            let theirs = accumulators[id].take().expect("each group once");
+            match self.groups.get(&key) {
+                Some(&mine) => {
+                    for (index, acc) in theirs.into_iter().enumerate() {
+                        let call = self.aggs[index]
+                            .expr
+                            .as_ref()
+                            .map_or("count()", |e| e.source())
+                            .to_owned();
+                        self.accumulators[mine][index].merge(acc, &call)?;
+                    }
+                }
+                None => {
+                    let mine = self.accumulators.len();
+                    self.groups.insert(key, mine);
+                    self.accumulators.push(theirs);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn result(&self) -> RecordBatch {
+        let sorted = self.sorted();
+        let ids: Vec<usize> = sorted.iter().map(|(_, id)| *id).collect();
+        let mut columns = self
+            .key_columns(&sorted)
+            .expect("keys encoded by this converter decode");
+        let key_count = columns.len();
+        for index in 0..self.aggs.len() {
+            columns.push(self.aggregate_column(index, &ids, self.output.field(key_count + index)));
+        }
+        RecordBatch::try_new_with_options(
+            self.output.clone(),
+            columns,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(ids.len())),
+        )
+        .expect("columns built from the output schema")
+    }
+
+    /// The key columns and, per group, the accumulators as JSON (`state`): everything needed to
+    /// go on counting (an average's sum and count, the distinct values), not only the result.
+    fn snapshot(&self) -> RecordBatch {
+        let sorted = self.sorted();
+        let mut columns = self
+            .key_columns(&sorted)
+            .expect("keys encoded by this converter decode");
+        let mut fields: Vec<Field> = self.output.fields()[..columns.len()]
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let states: arrow_array::StringArray = sorted
+            .iter()
+            .map(|(_, id)| serde_json::to_string(&self.accumulators[*id]).ok())
+            .collect();
+        columns.push(Arc::new(states));
+        fields.push(Field::new("state", DataType::Utf8, true));
+        RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            columns,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(sorted.len())),
+        )
+        .expect("columns built from their fields")
+    }
+
+    fn restore(&mut self, table: &RecordBatch) -> Result<()> {
+        let damaged =
+            |why: String| Error::runtime(format!("the saved aggregate state is damaged: {why}"));
+        let key_count = self.keys.len();
+        let expected: Vec<_> = self.output.fields()[..key_count]
+            .iter()
+            .map(|f| f.data_type().clone())
+            .chain([DataType::Utf8])
+            .collect();
+        let found: Vec<_> = table
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        if expected != found {
+            return Err(damaged(format!(
+                "its columns are {found:?}, this step needs {expected:?}"
+            )));
+        }
+        let keys: Vec<ArrayRef> = table.columns()[..key_count].to_vec();
+        let states = table.column(key_count).as_string::<i32>().clone();
+        let ids = self.group_ids(&keys, table.num_rows())?;
+        for (row, id) in ids.into_iter().enumerate() {
+            let text = states
+                .is_valid(row)
+                .then(|| states.value(row))
+                .ok_or_else(|| damaged("a group has no state".into()))?;
+            let accs: Vec<Acc> = serde_json::from_str(text).map_err(|e| damaged(e.to_string()))?;
+            if accs.len() != self.aggs.len() {
+                return Err(damaged(format!(
+                    "{} aggregates saved, {} here",
+                    accs.len(),
+                    self.aggs.len()
+                )));
+            }
+            for (index, acc) in accs.into_iter().enumerate() {
+                let kind_matches = std::mem::discriminant(&acc)
+                    == std::mem::discriminant(&self.aggs[index].empty());
+                if !kind_matches {
+                    return Err(damaged(format!(
+                        "aggregate {} was saved as another kind",
+                        index + 1
+                    )));
+                }
+                self.accumulators[id][index].merge(acc, "restored state")?;
+            }
+        }
+        // Rows read from now on come after every restored one.
+        let latest = self
+            .accumulators
+            .iter()
+            .flatten()
+            .filter_map(Acc::latest_morsel)
+            .max();
+        if let Some(latest) = latest {
+            self.morsel = self.morsel.max(latest + 1);
+            self.row = 0;
+        }
+        Ok(())
+    }
+
+    fn rows(&self) -> usize {
+        self.accumulators.len()
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests;

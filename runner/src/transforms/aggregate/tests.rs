@@ -1,0 +1,217 @@
+use super::*;
+use crate::transforms::compliance::texts;
+use arrow_array::{Float64Array, Int64Array, StringArray};
+
+/// `customer` text, `amount` integer, `price` float; nulls in each.
+fn sales() -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("customer", DataType::Utf8, true),
+        Field::new("amount", DataType::Int64, true),
+        Field::new("price", DataType::Float64, true),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec![
+                Some("ana"),
+                Some("bo"),
+                Some("ana"),
+                None,
+                Some("zoë"),
+                Some("bo"),
+            ])),
+            Arc::new(Int64Array::from(vec![
+                Some(3),
+                Some(5),
+                None,
+                Some(7),
+                Some(1),
+                Some(5),
+            ])),
+            Arc::new(Float64Array::from(vec![
+                Some(1.5),
+                Some(2.0),
+                Some(0.5),
+                None,
+                Some(4.0),
+                Some(-1.0),
+            ])),
+        ],
+    )
+    .unwrap()
+}
+
+fn aggregation(yaml: &str) -> (Box<dyn Aggregation>, SchemaRef) {
+    let config: AggregateConfig = serde_saphyr::from_str(yaml).unwrap();
+    let stage = config
+        .build(&BuildContext {
+            input: &sales().schema(),
+            base_dir: std::path::Path::new("."),
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let StageKind::Aggregate(a) = stage.kind else {
+        panic!("an aggregate stage")
+    };
+    (a, stage.output)
+}
+
+fn error(yaml: &str) -> String {
+    let config: AggregateConfig = serde_saphyr::from_str(yaml).unwrap();
+    config
+        .build(&BuildContext {
+            input: &sales().schema(),
+            base_dir: std::path::Path::new("."),
+        })
+        .err()
+        .unwrap()
+}
+
+fn one_state(yaml: &str, batch: &RecordBatch) -> RecordBatch {
+    let (a, output) = aggregation(yaml);
+    let mut state = a.new_state();
+    state.begin_morsel(0);
+    state.update(batch).unwrap();
+    let result = state.result();
+    assert_eq!(result.schema(), output);
+    result
+}
+
+const ALL: &str = "{by: customer, aggs: {n: count(), amounts: count(amount), total: sum(amount), mean: avg(amount), low: min(price), high: max(customer), kinds: count_distinct(amount), first: first(amount), last: last(price), all: collect_list(amount)}}";
+
+#[test]
+fn every_aggregate_by_key_with_nulls() {
+    let out = one_state(ALL, &sales());
+    // Key order, null first.
+    assert_eq!(texts(&out, "customer"), ["", "ana", "bo", "zoë"]);
+    assert_eq!(out.column(0).null_count(), 1);
+    assert_eq!(texts(&out, "n"), ["1", "2", "2", "1"]);
+    assert_eq!(texts(&out, "amounts"), ["1", "1", "2", "1"]);
+    assert_eq!(texts(&out, "total"), ["7", "3", "10", "1"]);
+    assert_eq!(texts(&out, "mean"), ["7", "3", "5", "1"]);
+    assert_eq!(texts(&out, "low"), ["", "0.5", "-1", "4"]);
+    assert_eq!(texts(&out, "high"), ["", "ana", "bo", "zoë"]);
+    assert_eq!(texts(&out, "kinds"), ["1", "1", "1", "1"]);
+    assert_eq!(texts(&out, "first"), ["7", "3", "5", "1"]);
+    assert_eq!(texts(&out, "last"), ["", "0.5", "-1", "4"]);
+    assert_eq!(texts(&out, "all"), ["7", "3", "5 5", "1"]);
+}
+
+#[test]
+fn no_keys_is_one_group_even_over_no_rows() {
+    let out = one_state(
+        "aggs: {n: count(), total: sum(amount), mean: avg(price)}",
+        &sales(),
+    );
+    assert_eq!(texts(&out, "n"), ["6"]);
+    assert_eq!(texts(&out, "total"), ["21"]);
+    assert_eq!(texts(&out, "mean"), ["1.4"]);
+    let empty = one_state(
+        "aggs: {n: count(), total: sum(amount)}",
+        &sales().slice(0, 0),
+    );
+    assert_eq!(texts(&empty, "n"), ["0"]);
+    assert_eq!(
+        empty.column(1).null_count(),
+        1,
+        "a sum of no values is null"
+    );
+}
+
+#[test]
+fn key_expressions_and_several_keys() {
+    let out = one_state(
+        "{by: [\"amount > 2 as big\", \"upper(coalesce(customer, '?')) as who\"], aggs: {n: count()}}",
+        &sales(),
+    );
+    assert_eq!(texts(&out, "big"), ["", "false", "true", "true", "true"]);
+    assert_eq!(texts(&out, "who"), ["ANA", "ZOË", "?", "ANA", "BO"]);
+    assert_eq!(texts(&out, "n"), ["1", "1", "1", "1", "2"]);
+}
+
+/// Split into morsels handed to states in any order, merged: the same answer as one state,
+/// `first`/`last`/`collect_list` included (they follow input order, not arrival).
+#[test]
+fn partial_states_merge_to_the_answer_of_one() {
+    let batch = sales();
+    let expected = one_state(ALL, &batch);
+    let (a, _) = aggregation(ALL);
+    for split in 1..batch.num_rows() {
+        let mut late = a.new_state();
+        late.begin_morsel(1);
+        late.update(&batch.slice(split, batch.num_rows() - split))
+            .unwrap();
+        let mut early = a.new_state();
+        early.begin_morsel(0);
+        early.update(&batch.slice(0, split)).unwrap();
+        let mut merged = a.new_state();
+        merged.merge(late).unwrap();
+        merged.merge(early).unwrap();
+        assert_eq!(merged.result(), expected, "split at {split}");
+    }
+}
+
+#[test]
+fn a_snapshot_restores_everything_needed_to_go_on() {
+    let batch = sales();
+    let (a, _) = aggregation(ALL);
+    let mut before = a.new_state();
+    before.update(&batch.slice(0, 3)).unwrap();
+    let mut restored = a.new_state();
+    restored.restore(&before.snapshot()).unwrap();
+    restored.update(&batch.slice(3, 3)).unwrap();
+    assert_eq!(restored.result(), one_state(ALL, &batch));
+    // A damaged snapshot is an error, not a panic.
+    let mut snapshot = before.snapshot();
+    let states: StringArray = vec![Some("[{\"Count\": 1}]"); snapshot.num_rows()].into();
+    let mut columns = snapshot.columns().to_vec();
+    *columns.last_mut().unwrap() = Arc::new(states);
+    snapshot = RecordBatch::try_new(snapshot.schema(), columns).unwrap();
+    let err = a.new_state().restore(&snapshot).unwrap_err().to_string();
+    assert!(err.contains("damaged"), "{err}");
+}
+
+#[test]
+fn an_integer_sum_that_overflows_is_an_error() {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "amount",
+        DataType::Int64,
+        true,
+    )]));
+    let big = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(Int64Array::from(vec![i64::MAX, 1]))],
+    )
+    .unwrap();
+    let config: AggregateConfig =
+        serde_saphyr::from_str("aggs: {total: sum(amount), mean: avg(amount)}").unwrap();
+    let stage = config
+        .build(&BuildContext {
+            input: &schema,
+            base_dir: std::path::Path::new("."),
+        })
+        .unwrap();
+    let StageKind::Aggregate(a) = stage.kind else {
+        panic!()
+    };
+    let mut state = a.new_state();
+    let err = state.update(&big).unwrap_err().to_string();
+    assert!(err.contains("integer overflow in `sum(amount)`"), "{err}");
+    // Across states too (each alone fits).
+    let one =
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![i64::MAX]))]).unwrap();
+    let mut left = a.new_state();
+    left.update(&one).unwrap();
+    let mut right = a.new_state();
+    right.update(&one).unwrap();
+    assert!(left.merge(right).is_err());
+}
+
+#[test]
+fn mistakes_are_found_at_validation() {
+    assert!(error("{by: customer, aggs: {}}").contains("`aggs` is empty"));
+    assert!(error("{by: custmer, aggs: {n: count()}}").contains("did you mean `customer`?"));
+    assert!(error("{by: customer, aggs: {customer: count()}}").contains("clashes with a key"));
+    assert!(error("{aggs: {t: sum(customer)}}").contains("cannot take text"));
+    assert!(error("{aggs: {t: total(amount)}}").contains("not an aggregate function"));
+    assert!(error("{aggs: {t: \"sum(amount, price)\"}}").contains("takes one argument"));
+}

@@ -1,0 +1,88 @@
+//! `drop`: leave columns out.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Schema, SchemaRef};
+use serde::Deserialize;
+
+use super::{BuildContext, BuildTransform, MapTransform, Stage, StageKind};
+use crate::data::column_index;
+use crate::error::{Error, Result};
+
+/// Remove columns.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DropConfig {
+    /// The columns to remove.
+    pub columns: Vec<String>,
+}
+
+impl BuildTransform for DropConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
+        let mut dropped = Vec::new();
+        for name in &self.columns {
+            dropped.push(column_index(ctx.input, name).map_err(|e| format!("columns: {e}"))?);
+        }
+        let kept: Vec<usize> = (0..ctx.input.fields().len())
+            .filter(|i| !dropped.contains(i))
+            .collect();
+        if kept.is_empty() {
+            return Err("columns: this drops every column".into());
+        }
+        let output: SchemaRef = Arc::new(Schema::new(
+            kept.iter()
+                .map(|&i| ctx.input.field(i).clone())
+                .collect::<Vec<_>>(),
+        ));
+        Ok(Stage {
+            output: output.clone(),
+            kind: StageKind::Map(Box::new(Drop { kept, output })),
+        })
+    }
+}
+
+pub struct Drop {
+    kept: Vec<usize>,
+    output: SchemaRef,
+}
+
+impl MapTransform for Drop {
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let columns = self.kept.iter().map(|&i| batch.column(i).clone()).collect();
+        RecordBatch::try_new(self.output.clone(), columns)
+            .map_err(|e| Error::runtime(format!("drop: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transforms::compliance::run;
+
+    fn build(yaml: &str) -> Result<Stage, String> {
+        let batch = crate::data::word_counts(&["a"], &[1]);
+        let config: DropConfig = serde_saphyr::from_str(yaml).unwrap();
+        config.build(&BuildContext {
+            input: &batch.schema(),
+            base_dir: std::path::Path::new("."),
+        })
+    }
+
+    #[test]
+    fn drops_named_columns() {
+        let out = run(
+            &build("columns: [count]").unwrap(),
+            crate::data::word_counts(&["a"], &[1]),
+        );
+        assert_eq!(out.num_columns(), 1);
+        assert!(build("columns: [word, count]")
+            .err()
+            .unwrap()
+            .contains("drops every column"));
+        assert!(build("columns: [cuont]")
+            .err()
+            .unwrap()
+            .contains("did you mean `count`?"));
+    }
+}

@@ -1,0 +1,91 @@
+//! `rename`: give columns new names.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Schema, SchemaRef};
+use serde::Deserialize;
+
+use super::{BuildContext, BuildTransform, MapTransform, Stage, StageKind};
+use crate::data::column_index;
+use crate::error::{Error, Result};
+
+/// Rename columns.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenameConfig {
+    /// Old name to new name, e.g. `{word: token, count: n}`.
+    pub columns: BTreeMap<String, String>,
+}
+
+impl BuildTransform for RenameConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
+        let mut fields: Vec<_> = ctx
+            .input
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        for (old, new) in &self.columns {
+            let index = column_index(ctx.input, old).map_err(|e| format!("columns: {e}"))?;
+            fields[index] = fields[index].clone().with_name(new);
+        }
+        let mut names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+        names.sort_unstable();
+        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!(
+                "columns: two columns would be called `{}`",
+                twice[0]
+            ));
+        }
+        let output: SchemaRef = Arc::new(Schema::new(fields));
+        Ok(Stage {
+            output: output.clone(),
+            kind: StageKind::Map(Box::new(Rename { output })),
+        })
+    }
+}
+
+pub struct Rename {
+    output: SchemaRef,
+}
+
+impl MapTransform for Rename {
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        RecordBatch::try_new(self.output.clone(), batch.columns().to_vec())
+            .map_err(|e| Error::runtime(format!("rename: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transforms::compliance::run;
+
+    fn build(yaml: &str) -> Result<Stage, String> {
+        let batch = crate::data::word_counts(&["a"], &[1]);
+        let config: RenameConfig = serde_saphyr::from_str(yaml).unwrap();
+        config.build(&BuildContext {
+            input: &batch.schema(),
+            base_dir: std::path::Path::new("."),
+        })
+    }
+
+    #[test]
+    fn renames_and_refuses_clashes() {
+        let out = run(
+            &build("columns: {word: token}").unwrap(),
+            crate::data::word_counts(&["a"], &[1]),
+        );
+        assert_eq!(out.schema().field(0).name(), "token");
+        assert!(build("columns: {word: count}")
+            .err()
+            .unwrap()
+            .contains("two columns would be called `count`"));
+        assert!(build("columns: {wrod: x}")
+            .err()
+            .unwrap()
+            .contains("did you mean `word`?"));
+    }
+}

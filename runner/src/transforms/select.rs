@@ -1,0 +1,112 @@
+//! `select`: the output columns, each a column or an expression (`"length(word) as len"`).
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::Schema;
+use serde::Deserialize;
+
+use super::{BuildContext, BuildTransform, MapTransform, Stage, StageKind};
+use crate::error::{Error, Result};
+use crate::expr::{compile_named, Expr};
+
+/// Keep, compute and reorder columns.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SelectConfig {
+    /// The output columns in order: a column name, or an expression with `as name`, e.g.
+    /// `[word, "length(word) as len", "count * 2 as double"]`.
+    #[serde(deserialize_with = "crate::settings::env::strings")]
+    pub columns: Vec<String>,
+}
+
+impl BuildTransform for SelectConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
+        if self.columns.is_empty() {
+            return Err("`columns` is empty: select at least one column".into());
+        }
+        let mut exprs = Vec::with_capacity(self.columns.len());
+        let mut fields = Vec::with_capacity(self.columns.len());
+        for item in &self.columns {
+            let (expr, name) =
+                compile_named(item, ctx.input).map_err(|e| format!("columns: {e}"))?;
+            if fields
+                .iter()
+                .any(|f: &arrow_schema::Field| f.name() == &name)
+            {
+                return Err(format!(
+                    "columns: `{name}` is selected twice; name one of them with `as`"
+                ));
+            }
+            fields.push(expr.field(&name, ctx.input));
+            exprs.push(expr);
+        }
+        let output = Arc::new(Schema::new(fields));
+        Ok(Stage {
+            output: output.clone(),
+            kind: StageKind::Map(Box::new(Select { exprs, output })),
+        })
+    }
+}
+
+pub struct Select {
+    exprs: Vec<Expr>,
+    output: arrow_schema::SchemaRef,
+}
+
+impl MapTransform for Select {
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let columns = self
+            .exprs
+            .iter()
+            .map(|e| e.evaluate(batch))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| Error::runtime(format!("select: {e}")))?;
+        RecordBatch::try_new_with_options(
+            self.output.clone(),
+            columns,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )
+        .map_err(|e| Error::runtime(format!("select: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transforms::compliance::{run, texts};
+
+    fn build(yaml: &str) -> Result<Stage, String> {
+        let batch = crate::data::word_counts(&["a"], &[1]);
+        let config: SelectConfig = serde_saphyr::from_str(yaml).unwrap();
+        config.build(&BuildContext {
+            input: &batch.schema(),
+            base_dir: std::path::Path::new("."),
+        })
+    }
+
+    #[test]
+    fn computes_renames_and_reorders() {
+        let stage = build("columns: [count, \"upper(word) as shout\", \"count * 2\"]").unwrap();
+        let out = run(
+            &stage,
+            crate::data::word_counts(&["romeo", "thou"], &[3, 2]),
+        );
+        assert_eq!(texts(&out, "shout"), ["ROMEO", "THOU"]);
+        assert_eq!(texts(&out, "count * 2"), ["6", "4"]);
+        assert_eq!(out.schema().field(0).name(), "count");
+    }
+
+    #[test]
+    fn mistakes_are_found_at_validation() {
+        assert!(build("columns: [wrod]")
+            .err()
+            .unwrap()
+            .contains("did you mean `word`?"));
+        assert!(build("columns: [word, word]")
+            .err()
+            .unwrap()
+            .contains("selected twice"));
+        assert!(build("columns: []").err().unwrap().contains("is empty"));
+    }
+}

@@ -1,0 +1,108 @@
+//! `with_column`: add a column computed by an expression (or replace one of the same name).
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Schema, SchemaRef};
+use serde::Deserialize;
+
+use super::{BuildContext, BuildTransform, MapTransform, Stage, StageKind};
+use crate::error::{Error, Result};
+use crate::expr::{compile_expr, Expr};
+
+/// Add or replace a computed column.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithColumnConfig {
+    /// The column's name; an existing column of this name is replaced in place.
+    pub name: String,
+    /// The expression computing it, e.g. `length(word)` or `round(amount * 1.2, 2)`.
+    #[serde(deserialize_with = "crate::settings::env::string")]
+    pub expr: String,
+}
+
+impl BuildTransform for WithColumnConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
+        if self.name.is_empty() {
+            return Err("`name` is empty".into());
+        }
+        let expr = compile_expr(&self.expr, ctx.input).map_err(|e| format!("expr: {e}"))?;
+        let field = expr.field(&self.name, ctx.input);
+        let mut fields: Vec<_> = ctx
+            .input
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        let position = ctx.input.index_of(&self.name).ok();
+        match position {
+            Some(i) => fields[i] = field,
+            None => fields.push(field),
+        }
+        let output: SchemaRef = Arc::new(Schema::new(fields));
+        Ok(Stage {
+            output: output.clone(),
+            kind: StageKind::Map(Box::new(WithColumn {
+                expr,
+                position,
+                output,
+            })),
+        })
+    }
+}
+
+pub struct WithColumn {
+    expr: Expr,
+    /// The column it replaces; `None`: it is added last.
+    position: Option<usize>,
+    output: SchemaRef,
+}
+
+impl MapTransform for WithColumn {
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let value = self
+            .expr
+            .evaluate(batch)
+            .map_err(|e| Error::runtime(format!("with_column: {e}")))?;
+        let mut columns = batch.columns().to_vec();
+        match self.position {
+            Some(i) => columns[i] = value,
+            None => columns.push(value),
+        }
+        RecordBatch::try_new(self.output.clone(), columns)
+            .map_err(|e| Error::runtime(format!("with_column: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transforms::compliance::{run, texts};
+
+    fn build(yaml: &str) -> Result<Stage, String> {
+        let batch = crate::data::word_counts(&["a"], &[1]);
+        let config: WithColumnConfig = serde_saphyr::from_str(yaml).unwrap();
+        config.build(&BuildContext {
+            input: &batch.schema(),
+            base_dir: std::path::Path::new("."),
+        })
+    }
+
+    #[test]
+    fn adds_or_replaces() {
+        let input = crate::data::word_counts(&["romeo", "thou"], &[3, 2]);
+        let out = run(
+            &build("{name: len, expr: length(word)}").unwrap(),
+            input.clone(),
+        );
+        assert_eq!(texts(&out, "len"), ["5", "4"]);
+        assert_eq!(out.num_columns(), 3);
+        let out = run(&build("{name: count, expr: count * 10}").unwrap(), input);
+        assert_eq!(texts(&out, "count"), ["30", "20"]);
+        assert_eq!(out.num_columns(), 2);
+        assert!(build("{name: x, expr: 'lenght(word)'}")
+            .err()
+            .unwrap()
+            .contains("did you mean `length`?"));
+    }
+}

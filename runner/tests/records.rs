@@ -1,0 +1,191 @@
+//! Records end to end: CSV, JSON lines and Parquet files through expressions and `aggregate`
+//! to typed output, and bad records under `on_error`.
+
+mod common;
+
+use common::{run_pipeline, write};
+
+const SALES: &str = "customer,region,amount,price,at\n\
+ana,north,3,1.5,2024-05-01T12:00:00Z\n\
+bo,south,5,2.0,2024-05-01T12:30:00Z\n\
+ana,north,,0.5,1714568400\n\
+\"zoë, jr\",south,1,4.0,2024-05-01 14:00:00\n\
+bo,south,5,-1.0,2024-05-01T15:59:59.5Z\n";
+
+fn jsonl_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn csv_through_expressions_and_aggregate_to_typed_jsonl() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "sales.csv", SALES);
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        r#"name: sales
+source:
+  type: file
+  path: sales.csv
+  format: csv
+  columns: {customer: text, amount: integer?, price: float, at: timestamp}
+transforms:
+  - type: with_column
+    name: hour
+    expr: date_trunc('hour', at)
+  - type: filter
+    where: price > 0 and customer != 'nobody'
+  - type: aggregate
+    by: [customer]
+    aggs:
+      n: count()
+      total: sum(amount)
+      mean: avg(price)
+      first_hour: min(hour)
+      hours: count_distinct(hour)
+sinks:
+  - {type: stdout, format: jsonl}
+"#,
+    );
+    let (code, stdout, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let rows = jsonl_lines(&stdout);
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"customer": "ana", "n": 2, "total": 3, "mean": 1.0, "first_hour": "2024-05-01T12:00:00Z", "hours": 2}),
+            serde_json::json!({"customer": "bo", "n": 1, "total": 5, "mean": 2.0, "first_hour": "2024-05-01T12:00:00Z", "hours": 1}),
+            serde_json::json!({"customer": "zoë, jr", "n": 1, "total": 1, "mean": 4.0, "first_hour": "2024-05-01T14:00:00Z", "hours": 1}),
+        ]
+    );
+}
+
+#[test]
+fn inferred_csv_columns_select_and_rename() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "sales.csv", SALES);
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: sales.csv, format: csv}\ntransforms:\n  - {type: select, columns: [customer, \"amount * 2 as double\", \"upper(region) as r\"]}\n  - {type: rename, columns: {customer: who}}\n  - {type: drop, columns: [r]}\n  - {type: limit, n: 2}\nsinks:\n  - {type: stdout, format: tsv}\n",
+    );
+    let (code, stdout, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "who\tdouble\nana\t6\nbo\t10\n");
+}
+
+const TOOTS: &str = r#"{"created_at":"2024-05-01T12:00:00Z","language":"en","account":{"acct":"ana"}}
+{"created_at":"2024-05-01T12:10:00Z","language":"de","account":{"acct":"bo"}}
+not json at all
+{"created_at":"2024-05-01T13:00:00Z","language":null,"account":{"acct":"ana"}}
+{"created_at":"2024-05-01T13:05:00Z","language":"en"}
+"#;
+
+#[test]
+fn json_lines_with_bad_records_fail_with_the_line_or_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "toots.jsonl", TOOTS);
+    let pipeline = |on_error: &str| {
+        write(
+            dir.path(),
+            &format!("{on_error}.yaml"),
+            &format!(
+                "name: t\nsource:\n  type: file\n  path: toots.jsonl\n  format: jsonl\n  on_error: {on_error}\n  columns: {{created_at: timestamp, language: text?, account.acct: text}}\ntransforms:\n  - type: aggregate\n    by: [\"date_trunc('hour', created_at) as hour\", language]\n    aggs: {{statuses: count(), people: count_distinct(account.acct)}}\nsinks:\n  - {{type: stdout, format: jsonl}}\n"
+            ),
+        )
+    };
+    let (code, _, stderr) = run_pipeline(&pipeline("fail"), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("toots.jsonl line 3: the jsonl record cannot be read"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run_pipeline(&pipeline("skip"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        jsonl_lines(&stdout),
+        [
+            serde_json::json!({"hour": "2024-05-01T12:00:00Z", "language": "de", "statuses": 1, "people": 1}),
+            serde_json::json!({"hour": "2024-05-01T12:00:00Z", "language": "en", "statuses": 1, "people": 1}),
+            serde_json::json!({"hour": "2024-05-01T13:00:00Z", "language": null, "statuses": 1, "people": 1}),
+        ]
+    );
+    assert!(
+        stderr.contains("2 jsonl record(s) could not be read and were skipped")
+            && stderr.contains("line 3"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn parquet_files_are_read_by_row_group_with_their_types() {
+    use arrow_array::{Int32Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("tag", arrow_schema::DataType::Utf8, true),
+        arrow_schema::Field::new("n", arrow_schema::DataType::Int32, true),
+    ]));
+    let file = std::fs::File::create(dir.path().join("t.parquet")).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(3))
+        .build();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
+    let tags: Vec<&str> = vec!["a", "b", "a", "c", "a", "b", "a"];
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(tags.clone())),
+            Arc::new(Int32Array::from((1..=7).collect::<Vec<i32>>())),
+        ],
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: t.parquet, format: parquet}\ntransforms:\n  - type: aggregate\n    by: tag\n    aggs: {n: count(), total: sum(n), first: first(n), last: last(n), all: collect_list(n)}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let (code, stdout, stderr) = run_pipeline(&pipeline, &["--cores", "2"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        jsonl_lines(&stdout),
+        [
+            serde_json::json!({"tag": "a", "n": 4, "total": 16, "first": 1, "last": 7, "all": ["1", "3", "5", "7"]}),
+            serde_json::json!({"tag": "b", "n": 2, "total": 8, "first": 2, "last": 6, "all": ["2", "6"]}),
+            serde_json::json!({"tag": "c", "n": 1, "total": 4, "first": 4, "last": 4, "all": ["4"]}),
+        ]
+    );
+    // A file that is not Parquet: a clear error, exit 1... or 2 at validation.
+    write(dir.path(), "bad.parquet", "not parquet");
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "name: t\nsource: {type: file, path: bad.parquet, format: parquet}\nsinks:\n  - {type: stdout}\n",
+    );
+    let (code, _, stderr) = run_pipeline(&bad, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not a readable Parquet file"), "{stderr}");
+}
+
+#[test]
+fn a_csv_column_missing_from_the_header_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "sales.csv", SALES);
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: sales.csv, format: csv, columns: {custmer: text}}\nsinks:\n  - {type: stdout}\n",
+    );
+    let (code, _, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("the CSV header has no column `custmer`, did you mean `customer`?"),
+        "{stderr}"
+    );
+}
