@@ -118,6 +118,8 @@ component_enum!(TransformConfig, "transform", BuildTransform, [
         : "Keep rows matching an expression such as `count >= 60 and word != \"thou\"`",
     "aggregate" => Aggregate(transforms::aggregate::AggregateConfig)
         : "Group by key expressions and compute count, sum, min, max, avg, count_distinct, first, last, collect_list",
+    "parse_json" => ParseJson(transforms::parse_json::ParseJsonConfig)
+        : "Parse a text column of JSON objects (a socket's lines) into typed columns",
     "select" => Select(transforms::select::SelectConfig)
         : "Keep, compute and reorder columns: `[word, \"length(word) as len\"]`",
     "with_column" => WithColumn(transforms::with_column::WithColumnConfig)
@@ -139,6 +141,8 @@ component_enum!(SinkConfig, "sink", BuildSink, [
         : "Print the result: aligned (the chapter's `word: count`), table, bars, tsv or jsonl",
     "csv" => Csv(sinks::csv::CsvSinkConfig)
         : "Write the result to a CSV file, replaced atomically",
+    "file" => File(sinks::file::FileSinkConfig)
+        : "Write the result as JSON lines or Parquet, replaced atomically (a stream's append mode: lines added, or a Parquet part file per epoch)",
     "chart" => Chart(sinks::chart::ChartSinkConfig)
         : "Draw the top rows as a PNG bar chart (embedded font, no system fonts needed)",
     "socket" => Socket(sinks::socket::SocketSinkConfig)

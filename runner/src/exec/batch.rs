@@ -163,7 +163,7 @@ pub fn compute(
             for batch in finished_batches(prefix)? {
                 state.update(&batch)?;
             }
-            (state.result(), after)
+            (state.result()?, after)
         }
         _ => {
             let mut pieces: Vec<(usize, Vec<RecordBatch>)> = source
@@ -251,7 +251,7 @@ pub(crate) fn run_after_aggregation(
             StageKind::Map(map) => map.apply(&result),
             StageKind::Aggregate(aggregation) => {
                 let mut state = aggregation.new_state();
-                state.update(&result).map(|_| state.result())
+                state.update(&result).and_then(|_| state.result())
             }
             StageKind::Global(global) => match first_rows {
                 Some(rows) => global.apply_first(result, rows),

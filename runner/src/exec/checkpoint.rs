@@ -310,7 +310,7 @@ impl Checkpoint {
     ) -> Result<()> {
         let (state_file, state_rows) = match state {
             Some(state) => {
-                let table = state.snapshot();
+                let table = state.snapshot()?;
                 let name = format!("state-{epoch}.arrow");
                 write_table(&self.dir.join(&name), &table)?;
                 (Some(name), table.num_rows())
@@ -450,8 +450,8 @@ mod tests {
         fn merge(&mut self, _: Box<dyn AggregateState>) -> Result<()> {
             Ok(())
         }
-        fn result(&self) -> RecordBatch {
-            self.0.clone()
+        fn result(&self) -> Result<RecordBatch> {
+            Ok(self.0.clone())
         }
         fn rows(&self) -> usize {
             self.0.num_rows()

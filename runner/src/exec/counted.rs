@@ -194,11 +194,11 @@ impl AggregateState for CountedState {
         self.inner.begin_morsel(index);
     }
 
-    fn result(&self) -> RecordBatch {
+    fn result(&self) -> Result<RecordBatch> {
         self.inner.result()
     }
 
-    fn snapshot(&self) -> RecordBatch {
+    fn snapshot(&self) -> Result<RecordBatch> {
         self.inner.snapshot()
     }
 

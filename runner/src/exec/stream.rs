@@ -703,10 +703,10 @@ impl<'a> Engine<'a> {
     ) -> Result<RecordBatch> {
         let result = match (self.aggregation, state) {
             (Some(aggregation), Some(state)) => {
-                let table = state.result();
+                let table = state.result()?;
                 match (self.mode, pending.changed) {
                     (OutputMode::Update, Some(changed)) => {
-                        rows_with_keys(&table, &changed.result(), aggregation.key_columns())?
+                        rows_with_keys(&table, &changed.result()?, aggregation.key_columns())?
                     }
                     _ => table,
                 }

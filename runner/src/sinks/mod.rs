@@ -3,6 +3,7 @@
 
 pub mod chart;
 pub mod csv;
+pub mod file;
 pub mod socket;
 pub mod stdout;
 

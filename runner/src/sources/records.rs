@@ -187,7 +187,11 @@ impl RecordDecoder {
         let mut records: Vec<(usize, &[u8])> = Vec::new();
         let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
         if !bytes.is_empty() {
-            for (index, raw) in body.split(|&b| b == b'\n').enumerate() {
+            let mut start = 0;
+            let ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
+            for (index, end) in ends.enumerate() {
+                let raw = &body[start..end];
+                start = end + 1;
                 let line = raw.strip_suffix(b"\r").unwrap_or(raw);
                 if !line.iter().all(u8::is_ascii_whitespace) {
                     records.push((index, line));
@@ -197,7 +201,7 @@ impl RecordDecoder {
         let mut batches = Vec::new();
         let mut bad = Vec::new();
         for chunk in records.chunks(BATCH_ROWS) {
-            match self.decode_lines(chunk) {
+            match self.decode_lines(chunk, contiguous(bytes, chunk)) {
                 Ok((batch, mut rejected)) => {
                     batches.push(batch);
                     bad.append(&mut rejected);
@@ -206,7 +210,7 @@ impl RecordDecoder {
                     // Find the bad lines one by one; keep the good ones in order.
                     let mut good = Vec::new();
                     for record in chunk {
-                        match self.decode_lines(std::slice::from_ref(record)) {
+                        match self.decode_lines(std::slice::from_ref(record), None) {
                             Ok((batch, mut rejected)) => {
                                 good.push(batch);
                                 bad.append(&mut rejected);
@@ -230,14 +234,17 @@ impl RecordDecoder {
     }
 
     /// Decodes records (line index, bytes) into one batch; rows that lack a required field or
-    /// hold a bad timestamp are left out and returned.
+    /// hold a bad timestamp are left out and returned. `whole`: the records' bytes as one
+    /// slice, when they are consecutive lines ending in a newline (the readers then take them
+    /// without a copy).
     fn decode_lines(
         &self,
         records: &[(usize, &[u8])],
+        whole: Option<&[u8]>,
     ) -> Result<(RecordBatch, Vec<BadRecord>), String> {
         let read = match self.format {
-            Format::Csv => self.read_csv(records)?,
-            _ => self.read_json(records)?,
+            Format::Csv => self.read_csv(records, whole)?,
+            _ => self.read_json(records, whole)?,
         };
         if read.num_rows() != records.len() {
             return Err(format!(
@@ -314,7 +321,11 @@ impl RecordDecoder {
         Ok((kept, bad))
     }
 
-    fn read_csv(&self, records: &[(usize, &[u8])]) -> Result<RecordBatch, String> {
+    fn read_csv(
+        &self,
+        records: &[(usize, &[u8])],
+        whole: Option<&[u8]>,
+    ) -> Result<RecordBatch, String> {
         let mut builder = arrow_csv::ReaderBuilder::new(self.read_schema.clone());
         if let Some(projection) = &self.projection {
             builder = builder.with_projection(projection.clone());
@@ -324,6 +335,20 @@ impl RecordDecoder {
             .with_delimiter(self.delimiter)
             .with_batch_size(records.len().max(1))
             .build_decoder();
+        if let Some(whole) = whole {
+            let mut fed = 0;
+            while fed < whole.len() {
+                let used = decoder.decode(&whole[fed..]).map_err(csv_message)?;
+                if used == 0 {
+                    break;
+                }
+                fed += used;
+            }
+            return match decoder.flush().map_err(csv_message)? {
+                Some(batch) => Ok(batch),
+                None => Ok(RecordBatch::new_empty(self.projected_schema())),
+            };
+        }
         for (_, line) in records {
             let mut input: Vec<u8> = Vec::with_capacity(line.len() + 1);
             input.extend_from_slice(line);
@@ -354,12 +379,23 @@ impl RecordDecoder {
         }
     }
 
-    fn read_json(&self, records: &[(usize, &[u8])]) -> Result<RecordBatch, String> {
+    fn read_json(
+        &self,
+        records: &[(usize, &[u8])],
+        whole: Option<&[u8]>,
+    ) -> Result<RecordBatch, String> {
         let mut decoder = arrow_json::ReaderBuilder::new(self.read_schema.clone())
             .with_batch_size(records.len().max(1))
             .with_coerce_primitive(true)
             .build_decoder()
             .map_err(|e| e.to_string())?;
+        // A whole run of lines is read at once (each line one object is checked by the row
+        // count); when that fails the lines are read one by one, which finds the bad one.
+        let whole_run = whole.map(|w| [(0usize, w)]);
+        let records = match &whole_run {
+            Some(one) => &one[..],
+            None => records,
+        };
         for (_, line) in records {
             let mut fed = 0;
             while fed < line.len() {
@@ -372,7 +408,7 @@ impl RecordDecoder {
                 fed += used;
             }
             // A line holding a partial object is not a record: the next line must not finish it.
-            if decoder.has_partial_record() {
+            if whole.is_none() && decoder.has_partial_record() {
                 return Err("the JSON object does not end on its line".into());
             }
         }
@@ -381,6 +417,24 @@ impl RecordDecoder {
             None => Ok(RecordBatch::new_empty(self.read_schema.clone())),
         }
     }
+}
+
+/// The bytes of `records` as one slice of `bytes` when they are consecutive lines and the last
+/// one ends in a newline.
+fn contiguous<'a>(bytes: &'a [u8], records: &[(usize, &'a [u8])]) -> Option<&'a [u8]> {
+    let (first, last) = (records.first()?, records.last()?);
+    if last.0 - first.0 + 1 != records.len() {
+        return None;
+    }
+    let start = first.1.as_ptr() as usize - bytes.as_ptr() as usize;
+    let line_end = last.1.as_ptr() as usize - bytes.as_ptr() as usize + last.1.len();
+    // The line's own end: `\n`, or `\r\n` (the `\r` was cut from the record).
+    let end = match bytes.get(line_end..) {
+        Some([b'\n', ..]) => line_end + 1,
+        Some([b'\r', b'\n', ..]) => line_end + 2,
+        _ => return None,
+    };
+    Some(&bytes[start..end])
 }
 
 fn csv_message(e: arrow_schema::ArrowError) -> String {

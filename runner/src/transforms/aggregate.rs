@@ -131,7 +131,8 @@ impl Aggregation for Aggregate {
             aggs: self.aggs.clone(),
             output: self.output.clone(),
             groups: HashMap::new(),
-            accumulators: Vec::new(),
+            columns: self.aggs.iter().map(AccColumn::new).collect(),
+            group_count: 0,
             morsel: 0,
             row: 0,
         });
@@ -202,9 +203,15 @@ type Order = (u64, u64);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Acc {
     Count(i64),
-    SumInt(Option<i64>),
+    /// Summed exactly (an i128 cannot overflow on fewer than 2^64 values); the result must
+    /// fit an i64.
+    SumInt(Option<i128>),
     SumFloat(Option<f64>),
-    Avg { sum: f64, int_sum: i128, count: i64 },
+    Avg {
+        sum: f64,
+        int_sum: i128,
+        count: i64,
+    },
     Min(Option<Value>),
     Max(Option<Value>),
     Distinct(std::collections::HashSet<DistinctKey>),
@@ -292,7 +299,7 @@ impl Acc {
                     .value(row);
                 *sum = Some(
                     sum.unwrap_or(0)
-                        .checked_add(v)
+                        .checked_add(i128::from(v))
                         .ok_or_else(|| overflow(call))?,
                 );
             }
@@ -434,8 +441,10 @@ pub struct AggregateTable {
     output: SchemaRef,
     /// Encoded key to group number.
     groups: HashMap<Box<[u8]>, usize>,
-    /// Per group, one accumulator per aggregate.
-    accumulators: Vec<Vec<Acc>>,
+    /// Per aggregate, its accumulators by group number.
+    columns: Vec<AccColumn>,
+    /// How many groups there are.
+    group_count: usize,
     /// The morsel being read and the rows of it seen so far (see `Order`).
     morsel: u64,
     row: u64,
@@ -474,10 +483,12 @@ impl AggregateTable {
     }
 
     fn new_group(&mut self, key: Box<[u8]>) -> usize {
-        let id = self.accumulators.len();
+        let id = self.group_count;
         self.groups.insert(key, id);
-        self.accumulators
-            .push(self.aggs.iter().map(Agg::empty).collect());
+        for (column, agg) in self.columns.iter_mut().zip(self.aggs.iter()) {
+            column.push_group(agg);
+        }
+        self.group_count += 1;
         id
     }
 
@@ -503,9 +514,10 @@ impl AggregateTable {
             .map_err(|e| Error::runtime(format!("aggregate: {e}")))
     }
 
-    fn aggregate_column(&self, index: usize, ids: &[usize], field: &Field) -> ArrayRef {
+    fn aggregate_column(&self, index: usize, ids: &[usize], field: &Field) -> Result<ArrayRef> {
         use arrow_array::builder::*;
-        let accs = ids.iter().map(|&id| &self.accumulators[id][index]);
+        let owned: Vec<Acc> = ids.iter().map(|&id| self.columns[index].acc(id)).collect();
+        let accs = owned.iter();
         let value_of = |acc: &Acc| -> Option<Value> {
             match acc {
                 Acc::Min(v) | Acc::Max(v) => v.clone(),
@@ -513,7 +525,7 @@ impl AggregateTable {
                 _ => None,
             }
         };
-        match self.aggs[index].function {
+        Ok(match self.aggs[index].function {
             AggregateFunction::Count => Arc::new(
                 accs.map(|a| match a {
                     Acc::Count(n) => *n,
@@ -562,19 +574,24 @@ impl AggregateTable {
                     })
                     .collect::<arrow_array::Float64Array>(),
                 ),
-                _ => Arc::new(
-                    accs.map(|a| match a {
-                        Acc::SumInt(s) => *s,
-                        _ => None,
-                    })
-                    .collect::<arrow_array::Int64Array>(),
-                ),
+                _ => {
+                    let call = self.aggs[index].expr.as_ref().map_or("sum", |e| e.source());
+                    let sums = accs
+                        .map(|a| match a {
+                            Acc::SumInt(Some(s)) => {
+                                i64::try_from(*s).map(Some).map_err(|_| overflow(call))
+                            }
+                            _ => Ok(None),
+                        })
+                        .collect::<Result<arrow_array::Int64Array>>()?;
+                    Arc::new(sums)
+                }
             },
             _ => {
                 let values: Vec<Option<Value>> = accs.map(value_of).collect();
                 values_array(&values, field.data_type())
             }
-        }
+        })
     }
 }
 
@@ -649,10 +666,7 @@ impl AggregateState for AggregateTable {
                 None => None,
             };
             let call = agg.expr.as_ref().map_or("count()", |e| e.source());
-            for (row, &id) in ids.iter().enumerate() {
-                let order = (self.morsel, self.row + row as u64);
-                self.accumulators[id][index].add(values.as_ref(), row, order, call)?;
-            }
+            self.columns[index].update(values.as_ref(), &ids, (self.morsel, self.row), call)?;
         }
         self.row += rows as u64;
         Ok(())
@@ -665,34 +679,27 @@ impl AggregateState for AggregateTable {
             .expect("merging states of one aggregation");
         let AggregateTable {
             groups,
-            accumulators,
+            mut columns,
             ..
         } = *other;
-        let mut accumulators: Vec<Option<Vec<Acc>>> = accumulators.into_iter().map(Some).collect();
-        for (key, id) in groups {
-            let theirs = accumulators[id].take().expect("each group once");
-            match self.groups.get(&key) {
-                Some(&mine) => {
-                    for (index, acc) in theirs.into_iter().enumerate() {
-                        let call = self.aggs[index]
-                            .expr
-                            .as_ref()
-                            .map_or("count()", |e| e.source())
-                            .to_owned();
-                        self.accumulators[mine][index].merge(acc, &call)?;
-                    }
-                }
-                None => {
-                    let mine = self.accumulators.len();
-                    self.groups.insert(key, mine);
-                    self.accumulators.push(theirs);
-                }
+        for (key, theirs) in groups {
+            let mine = match self.groups.get(&key) {
+                Some(&mine) => mine,
+                None => self.new_group(key),
+            };
+            for (index, column) in columns.iter_mut().enumerate() {
+                let call = self.aggs[index]
+                    .expr
+                    .as_ref()
+                    .map_or("count()", |e| e.source())
+                    .to_owned();
+                self.columns[index].merge(mine, column.take(theirs), &call)?;
             }
         }
         Ok(())
     }
 
-    fn result(&self) -> RecordBatch {
+    fn result(&self) -> Result<RecordBatch> {
         let sorted = self.sorted();
         let ids: Vec<usize> = sorted.iter().map(|(_, id)| *id).collect();
         let mut columns = self
@@ -700,19 +707,23 @@ impl AggregateState for AggregateTable {
             .expect("keys encoded by this converter decode");
         let key_count = columns.len();
         for index in 0..self.aggs.len() {
-            columns.push(self.aggregate_column(index, &ids, self.output.field(key_count + index)));
+            columns.push(self.aggregate_column(
+                index,
+                &ids,
+                self.output.field(key_count + index),
+            )?);
         }
-        RecordBatch::try_new_with_options(
+        Ok(RecordBatch::try_new_with_options(
             self.output.clone(),
             columns,
             &arrow_array::RecordBatchOptions::new().with_row_count(Some(ids.len())),
         )
-        .expect("columns built from the output schema")
+        .expect("columns built from the output schema"))
     }
 
     /// The key columns and, per group, the accumulators as JSON (`state`): everything needed to
     /// go on counting (an average's sum and count, the distinct values), not only the result.
-    fn snapshot(&self) -> RecordBatch {
+    fn snapshot(&self) -> Result<RecordBatch> {
         let sorted = self.sorted();
         let mut columns = self
             .key_columns(&sorted)
@@ -723,16 +734,19 @@ impl AggregateState for AggregateTable {
             .collect();
         let states: arrow_array::StringArray = sorted
             .iter()
-            .map(|(_, id)| serde_json::to_string(&self.accumulators[*id]).ok())
+            .map(|(_, id)| {
+                let accs: Vec<Acc> = self.columns.iter().map(|c| c.acc(*id)).collect();
+                serde_json::to_string(&accs).ok()
+            })
             .collect();
         columns.push(Arc::new(states));
         fields.push(Field::new("state", DataType::Utf8, true));
-        RecordBatch::try_new_with_options(
+        Ok(RecordBatch::try_new_with_options(
             Arc::new(Schema::new(fields)),
             columns,
             &arrow_array::RecordBatchOptions::new().with_row_count(Some(sorted.len())),
         )
-        .expect("columns built from their fields")
+        .expect("columns built from their fields"))
     }
 
     fn restore(&mut self, table: &RecordBatch) -> Result<()> {
@@ -780,15 +794,14 @@ impl AggregateState for AggregateTable {
                         index + 1
                     )));
                 }
-                self.accumulators[id][index].merge(acc, "restored state")?;
+                self.columns[index].merge(id, acc, "restored state")?;
             }
         }
         // Rows read from now on come after every restored one.
         let latest = self
-            .accumulators
+            .columns
             .iter()
-            .flatten()
-            .filter_map(Acc::latest_morsel)
+            .filter_map(AccColumn::latest_morsel)
             .max();
         if let Some(latest) = latest {
             self.morsel = self.morsel.max(latest + 1);
@@ -798,13 +811,16 @@ impl AggregateState for AggregateTable {
     }
 
     fn rows(&self) -> usize {
-        self.accumulators.len()
+        self.group_count
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
     }
 }
+
+mod columns;
+use columns::AccColumn;
 
 #[cfg(test)]
 mod tests;

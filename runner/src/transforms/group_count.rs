@@ -286,17 +286,17 @@ impl AggregateState for GroupCountState {
         Ok(())
     }
 
-    fn result(&self) -> RecordBatch {
+    fn result(&self) -> Result<RecordBatch> {
         if let Table::Text(map, 0) = &self.table {
             // The common case, without copying keys: sort references, build the arrays once.
             let rows = map.sorted();
             let keys = arrow_array::StringArray::from_iter_values(rows.iter().map(|(k, _)| *k));
             let counts = arrow_array::Int64Array::from_iter_values(rows.iter().map(|(_, c)| *c));
-            return RecordBatch::try_new(
+            return Ok(RecordBatch::try_new(
                 self.output.clone(),
                 vec![Arc::new(keys), Arc::new(counts)],
             )
-            .expect("columns built from the output schema");
+            .expect("columns built from the output schema"));
         }
         let rows = self.sorted_keys();
         let mut columns: Vec<ArrayRef> = Vec::new();
@@ -344,8 +344,8 @@ impl AggregateState for GroupCountState {
         columns.push(Arc::new(arrow_array::Int64Array::from_iter_values(
             rows.iter().map(|(_, c)| *c),
         )));
-        RecordBatch::try_new(self.output.clone(), columns)
-            .expect("columns built from the output schema")
+        Ok(RecordBatch::try_new(self.output.clone(), columns)
+            .expect("columns built from the output schema"))
     }
 
     fn rows(&self) -> usize {
@@ -429,7 +429,7 @@ mod tests {
         left.update(&text_batch("word", ["x", "y"])).unwrap();
         right.update(&text_batch("word", ["y", "z", "y"])).unwrap();
         left.merge(right).unwrap();
-        let out = left.result();
+        let out = left.result().unwrap();
         assert_eq!(texts(&out, "word"), ["y", "x", "z"]);
         assert_eq!(texts(&out, "n"), ["3", "1", "1"]);
     }
@@ -493,9 +493,9 @@ mod tests {
             let mut before = agg.new_state();
             before.update(&first).unwrap();
             let mut after = agg.new_state();
-            after.restore(&before.result()).unwrap();
+            after.restore(&before.result().unwrap()).unwrap();
             after.update(&second).unwrap();
-            assert_eq!(after.result(), uninterrupted.result());
+            assert_eq!(after.result().unwrap(), uninterrupted.result().unwrap());
         }
         // A table of other columns is refused, not mixed in.
         let StageKind::Aggregate(agg) = &text.kind else {

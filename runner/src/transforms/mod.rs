@@ -8,6 +8,7 @@ pub mod filter;
 pub mod group_count;
 pub mod limit;
 pub mod lowercase;
+pub mod parse_json;
 pub mod plugin;
 pub mod rename;
 pub mod select;
@@ -150,12 +151,13 @@ pub trait AggregateState: Send {
     /// checked sum overflows).
     fn merge(&mut self, other: Box<dyn AggregateState>) -> Result<()>;
     /// The aggregate so far, in a deterministic row order.
-    fn result(&self) -> RecordBatch;
+    /// An error when a value cannot be given (an integer sum past i64).
+    fn result(&self) -> Result<RecordBatch>;
     /// How many rows (groups) the state holds.
     fn rows(&self) -> usize;
     /// What a checkpoint saves: by default the `result()`; states whose result does not hold
     /// all they need (an average's count) save more.
-    fn snapshot(&self) -> RecordBatch {
+    fn snapshot(&self) -> Result<RecordBatch> {
         self.result()
     }
     /// Adds the groups of a `snapshot()` table (a checkpoint's state) to this state.
@@ -252,7 +254,7 @@ pub(crate) mod compliance {
             StageKind::Aggregate(a) => {
                 let mut state = a.new_state();
                 state.update(&input).unwrap();
-                state.result()
+                state.result().unwrap()
             }
             StageKind::Global(g) => g.apply(input).unwrap(),
         };

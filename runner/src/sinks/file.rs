@@ -1,0 +1,260 @@
+//! `file`: the result as JSON lines or Parquet. A batch run's file is replaced atomically. In a
+//! stream, `complete`/`update` epochs replace the file likewise; `append` epochs add lines to a
+//! JSON-lines file (cut back to whole epochs after a crash, as the csv sink does) or, for
+//! Parquet (which cannot be appended to), write one part file per epoch into the directory
+//! `path` (`part-00000042.parquet`), so a redone epoch rewrites its own part and nothing twice.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use serde::Deserialize;
+
+use super::{BuildSink, Flow, Sink, SinkContext};
+use crate::data::cell;
+use crate::error::{Error, Result};
+use crate::io::atomic;
+
+/// Write the result to a JSON-lines or Parquet file.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// The file to write (for Parquet in a stream's `append` mode: the directory of part
+    /// files), relative to the pipeline file; directories are created if needed.
+    #[serde(deserialize_with = "crate::settings::env::path")]
+    pub path: PathBuf,
+    /// `jsonl` (one JSON object per row: numbers unquoted, timestamps RFC 3339, lists as
+    /// arrays) or `parquet` (the model's types, zstd-compressed).
+    pub format: FileFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFormat {
+    Jsonl,
+    Parquet,
+}
+
+impl BuildSink for FileSinkConfig {
+    fn output_path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, String> {
+        if self.path.as_os_str().is_empty() {
+            return Err("`path` is empty".into());
+        }
+        Ok(Box::new(FileSink {
+            path: crate::settings::resolve_against(ctx.base_dir, &self.path),
+            format: self.format,
+            appending: ctx.appending,
+            schema: ctx.input.clone(),
+            open: None,
+            epoch: 0,
+        }))
+    }
+}
+
+pub struct FileSink {
+    path: PathBuf,
+    format: FileFormat,
+    appending: bool,
+    schema: arrow_schema::SchemaRef,
+    open: Option<Open>,
+    epoch: u64,
+}
+
+enum Open {
+    /// JSON lines into a temporary file renamed over the target at commit.
+    Lines(std::io::BufWriter<tempfile::NamedTempFile>),
+    /// JSON lines added to the target; `length`: where this epoch's start, to cut back.
+    Appended {
+        file: std::io::BufWriter<std::fs::File>,
+        length: u64,
+    },
+    /// Parquet into a temporary file renamed over `target` at commit.
+    Parquet {
+        writer: Box<parquet::arrow::ArrowWriter<tempfile::NamedTempFile>>,
+        target: PathBuf,
+    },
+}
+
+impl FileSink {
+    fn output(&self, source: std::io::Error) -> Error {
+        Error::Output {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn parquet_writer(&self, target: &Path) -> Result<Open> {
+        let temp = atomic::temp_beside(target)?;
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+            .build();
+        let writer = parquet::arrow::ArrowWriter::try_new(temp, self.schema.clone(), Some(props))
+            .map_err(|e| self.output(std::io::Error::other(e)))?;
+        Ok(Open::Parquet {
+            writer: Box::new(writer),
+            target: target.to_path_buf(),
+        })
+    }
+
+    fn abandon(&mut self) {
+        if let Some(Open::Appended { file, length }) = self.open.take() {
+            if let Ok(file) = file.into_inner() {
+                let _ = file.set_len(length);
+            }
+        }
+    }
+}
+
+/// One row as a JSON object, columns in order.
+pub fn json_row(rows: &RecordBatch, row: usize) -> serde_json::Value {
+    let mut object = serde_json::Map::with_capacity(rows.num_columns());
+    for (field, column) in rows.schema().fields().iter().zip(rows.columns()) {
+        object.insert(field.name().clone(), cell(column.as_ref(), row).to_json());
+    }
+    serde_json::Value::Object(object)
+}
+
+fn write_lines(out: &mut dyn Write, rows: &RecordBatch) -> std::io::Result<()> {
+    for row in 0..rows.num_rows() {
+        serde_json::to_writer(&mut *out, &json_row(rows, row))?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+impl Sink for FileSink {
+    fn begin(&mut self, epoch: u64) -> Result<()> {
+        self.abandon();
+        self.epoch = epoch;
+        self.open = Some(match (self.format, self.appending) {
+            (FileFormat::Jsonl, false) => Open::Lines(std::io::BufWriter::with_capacity(
+                1 << 16,
+                atomic::temp_beside(&self.path)?,
+            )),
+            (FileFormat::Jsonl, true) => {
+                if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| self.output(e))?;
+                }
+                let file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&self.path)
+                    .map_err(|e| self.output(e))?;
+                let length = file.metadata().map_err(|e| self.output(e))?.len();
+                Open::Appended {
+                    file: std::io::BufWriter::with_capacity(1 << 16, file),
+                    length,
+                }
+            }
+            (FileFormat::Parquet, false) => self.parquet_writer(&self.path.clone())?,
+            (FileFormat::Parquet, true) => {
+                std::fs::create_dir_all(&self.path).map_err(|e| self.output(e))?;
+                let part = self.path.join(format!("part-{epoch:08}.parquet"));
+                self.parquet_writer(&part)?
+            }
+        });
+        Ok(())
+    }
+
+    fn write(&mut self, rows: &RecordBatch) -> Result<Flow> {
+        let written = match self.open.as_mut() {
+            Some(Open::Lines(out)) => write_lines(out, rows),
+            Some(Open::Appended { file, .. }) => write_lines(file, rows),
+            Some(Open::Parquet { writer, .. }) => writer.write(rows).map_err(std::io::Error::other),
+            None => return Err(Error::runtime("file sink: rows written before `begin`")),
+        };
+        if let Err(e) = written {
+            self.abandon();
+            return Err(self.output(e));
+        }
+        Ok(Flow::More)
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        match self.open.take() {
+            Some(Open::Lines(out)) => {
+                let temp = out.into_inner().map_err(|e| self.output(e.into_error()))?;
+                atomic::persist(temp, &self.path)
+            }
+            Some(Open::Appended { file, length }) => {
+                let synced = file
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .and_then(|f| f.sync_data().map(|_| f));
+                synced.map(|_| ()).map_err(|e| {
+                    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&self.path) {
+                        let _ = f.set_len(length);
+                    }
+                    self.output(e)
+                })
+            }
+            Some(Open::Parquet { writer, target }) => {
+                let temp = writer
+                    .into_inner()
+                    .map_err(|e| self.output(std::io::Error::other(e)))?;
+                atomic::persist(temp, &target)
+            }
+            None => Err(Error::runtime("file sink: commit before `begin`")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::write_result;
+
+    fn sink(dir: &Path, yaml: &str, appending: bool) -> Box<dyn Sink> {
+        let config: FileSinkConfig = serde_saphyr::from_str(yaml).unwrap();
+        let schema = crate::data::word_counts(&["a"], &[1]).schema();
+        config
+            .build(&SinkContext {
+                input: &schema,
+                base_dir: dir,
+                streaming: appending,
+                appending,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn jsonl_replaces_or_appends_and_parquet_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = crate::data::word_counts(&["romeo", "thou"], &[298, 277]);
+        let mut lines = sink(dir.path(), "{path: out/c.jsonl, format: jsonl}", false);
+        write_result(lines.as_mut(), &rows, 0).unwrap();
+        write_result(lines.as_mut(), &rows.slice(0, 1), 0).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("out/c.jsonl")).unwrap();
+        assert_eq!(text, "{\"word\":\"romeo\",\"count\":298}\n");
+        let mut appended = sink(dir.path(), "{path: a.jsonl, format: jsonl}", true);
+        write_result(appended.as_mut(), &rows, 0).unwrap();
+        write_result(appended.as_mut(), &rows.slice(1, 1), 1).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("a.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 3);
+
+        let mut parquet = sink(dir.path(), "{path: c.parquet, format: parquet}", false);
+        write_result(parquet.as_mut(), &rows, 0).unwrap();
+        let file = std::fs::File::open(dir.path().join("c.parquet")).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+        assert_eq!(batches[0].column(1).as_ref(), rows.column(1).as_ref());
+
+        let mut parts = sink(dir.path(), "{path: parts, format: parquet}", true);
+        write_result(parts.as_mut(), &rows, 3).unwrap();
+        write_result(parts.as_mut(), &rows, 4).unwrap();
+        write_result(parts.as_mut(), &rows, 4).unwrap(); // a redone epoch rewrites its part
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("parts"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["part-00000003.parquet", "part-00000004.parquet"]);
+    }
+}

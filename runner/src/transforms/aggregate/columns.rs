@@ -1,0 +1,214 @@
+//! Accumulators stored by aggregate, one vector per aggregate indexed by group number: the
+//! common aggregates (count, sum, avg) update in one tight loop over a batch's rows per
+//! aggregate; the others keep one `Acc` per group.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef};
+use arrow_schema::DataType;
+
+use super::{overflow, Acc, Agg, Order};
+use crate::data::ValueType;
+use crate::error::Result;
+use crate::expr::AggregateFunction;
+
+pub(super) enum AccColumn {
+    /// `count()`, or `count(x)` (rows where x is not null).
+    Count(Vec<i64>),
+    /// `sum` of integers: the sum, and whether any value was seen (else the sum is null).
+    SumInt(Vec<i128>, Vec<bool>),
+    SumFloat(Vec<f64>, Vec<bool>),
+    /// `avg`: float sum, exact integer sum, count.
+    Avg(Vec<f64>, Vec<i128>, Vec<i64>),
+    Generic(Vec<Acc>),
+}
+
+impl AccColumn {
+    pub(super) fn new(agg: &Agg) -> AccColumn {
+        use AggregateFunction as A;
+        match agg.function {
+            A::Count => AccColumn::Count(Vec::new()),
+            A::Sum if agg.input == Some(ValueType::Float) => {
+                AccColumn::SumFloat(Vec::new(), Vec::new())
+            }
+            A::Sum => AccColumn::SumInt(Vec::new(), Vec::new()),
+            A::Avg => AccColumn::Avg(Vec::new(), Vec::new(), Vec::new()),
+            _ => AccColumn::Generic(Vec::new()),
+        }
+    }
+
+    pub(super) fn push_group(&mut self, agg: &Agg) {
+        match self {
+            AccColumn::Count(c) => c.push(0),
+            AccColumn::SumInt(s, seen) => {
+                s.push(0);
+                seen.push(false);
+            }
+            AccColumn::SumFloat(s, seen) => {
+                s.push(0.0);
+                seen.push(false);
+            }
+            AccColumn::Avg(s, i, c) => {
+                s.push(0.0);
+                i.push(0);
+                c.push(0);
+            }
+            AccColumn::Generic(accs) => accs.push(agg.empty()),
+        }
+    }
+
+    /// Adds every row of a batch: `values` is the aggregate's argument (`None` for
+    /// `count()`), `ids` each row's group, `order` the first row's place in the input.
+    pub(super) fn update(
+        &mut self,
+        values: Option<&ArrayRef>,
+        ids: &[usize],
+        order: Order,
+        call: &str,
+    ) -> Result<()> {
+        let valid = |row: usize| values.is_none_or(|v| v.is_valid(row));
+        let all_valid = values.is_none_or(|v| v.null_count() == 0);
+        match self {
+            AccColumn::Count(counts) => {
+                if all_valid {
+                    for &id in ids {
+                        counts[id] += 1;
+                    }
+                } else {
+                    for (row, &id) in ids.iter().enumerate() {
+                        counts[id] += i64::from(valid(row));
+                    }
+                }
+            }
+            AccColumn::SumInt(sums, seen) => {
+                let array = values
+                    .expect("sum has an argument")
+                    .as_primitive::<Int64Type>();
+                let data = array.values();
+                for (row, &id) in ids.iter().enumerate() {
+                    if all_valid || array.is_valid(row) {
+                        sums[id] = sums[id]
+                            .checked_add(i128::from(data[row]))
+                            .ok_or_else(|| overflow(call))?;
+                        seen[id] = true;
+                    }
+                }
+            }
+            AccColumn::SumFloat(sums, seen) => {
+                let array = values
+                    .expect("sum has an argument")
+                    .as_primitive::<Float64Type>();
+                let data = array.values();
+                for (row, &id) in ids.iter().enumerate() {
+                    if all_valid || array.is_valid(row) {
+                        sums[id] += data[row];
+                        seen[id] = true;
+                    }
+                }
+            }
+            AccColumn::Avg(sums, int_sums, counts) => {
+                let array = values.expect("avg has an argument");
+                match array.data_type() {
+                    DataType::Int64 => {
+                        let ints = array.as_primitive::<Int64Type>();
+                        let data = ints.values();
+                        for (row, &id) in ids.iter().enumerate() {
+                            if all_valid || ints.is_valid(row) {
+                                int_sums[id] += i128::from(data[row]);
+                                counts[id] += 1;
+                            }
+                        }
+                    }
+                    _ => {
+                        let floats = array.as_primitive::<Float64Type>();
+                        let data = floats.values();
+                        for (row, &id) in ids.iter().enumerate() {
+                            if all_valid || floats.is_valid(row) {
+                                sums[id] += data[row];
+                                counts[id] += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            AccColumn::Generic(accs) => {
+                for (row, &id) in ids.iter().enumerate() {
+                    accs[id].add(values, row, (order.0, order.1 + row as u64), call)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Group `id`'s state as an `Acc` (for snapshots, merges and results).
+    pub(super) fn acc(&self, id: usize) -> Acc {
+        match self {
+            AccColumn::Count(c) => Acc::Count(c[id]),
+            AccColumn::SumInt(s, seen) => Acc::SumInt(seen[id].then_some(s[id])),
+            AccColumn::SumFloat(s, seen) => Acc::SumFloat(seen[id].then_some(s[id])),
+            AccColumn::Avg(s, i, c) => Acc::Avg {
+                sum: s[id],
+                int_sum: i[id],
+                count: c[id],
+            },
+            AccColumn::Generic(accs) => accs[id].clone(),
+        }
+    }
+
+    /// Folds `other` (a state of the same aggregate) into group `id`.
+    pub(super) fn merge(&mut self, id: usize, other: Acc, call: &str) -> Result<()> {
+        match self {
+            AccColumn::Generic(accs) => accs[id].merge(other, call),
+            fast => {
+                let mut acc = fast.acc(id);
+                acc.merge(other, call)?;
+                fast.set(id, acc);
+                Ok(())
+            }
+        }
+    }
+
+    fn set(&mut self, id: usize, acc: Acc) {
+        match (self, acc) {
+            (AccColumn::Count(c), Acc::Count(n)) => c[id] = n,
+            (AccColumn::SumInt(s, seen), Acc::SumInt(v)) => {
+                s[id] = v.unwrap_or(0);
+                seen[id] = v.is_some();
+            }
+            (AccColumn::SumFloat(s, seen), Acc::SumFloat(v)) => {
+                s[id] = v.unwrap_or(0.0);
+                seen[id] = v.is_some();
+            }
+            (
+                AccColumn::Avg(s, i, c),
+                Acc::Avg {
+                    sum,
+                    int_sum,
+                    count,
+                },
+            ) => {
+                s[id] = sum;
+                i[id] = int_sum;
+                c[id] = count;
+            }
+            (AccColumn::Generic(accs), acc) => accs[id] = acc,
+            _ => unreachable!("merge checked that the kinds match"),
+        }
+    }
+
+    /// The states of `ids` moved out of a table that is being merged away.
+    pub(super) fn take(&mut self, id: usize) -> Acc {
+        match self {
+            AccColumn::Generic(accs) => std::mem::replace(&mut accs[id], Acc::Count(0)),
+            fast => fast.acc(id),
+        }
+    }
+
+    /// The latest morsel an order-keeping accumulator holds a row of.
+    pub(super) fn latest_morsel(&self) -> Option<u64> {
+        match self {
+            AccColumn::Generic(accs) => accs.iter().filter_map(Acc::latest_morsel).max(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! `parse_json`: read a text column of JSON objects (a socket's lines, say) into typed columns,
+//! as the `file` source's `format: jsonl` does: `columns:` with types and dotted paths, and
+//! `on_error` for a value that does not parse or lacks a required field.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_schema::{Schema, SchemaRef};
+use serde::Deserialize;
+
+use super::{BuildContext, BuildTransform, MapTransform, Stage, StageKind};
+use crate::data::text_column_index;
+use crate::error::{Error, Result};
+use crate::sources::records::{ColumnSpec, Format, OnError, RecordDecoder};
+
+/// Parse a text column of JSON objects into typed columns.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParseJsonConfig {
+    /// The text column holding one JSON object per row; it is replaced by the parsed columns.
+    #[serde(default = "default_column")]
+    pub column: String,
+    /// The fields to read and their types, e.g. `{created_at: timestamp, tag: text,
+    /// account.acct: text?}` (`?`: may be missing).
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
+    pub columns: indexmap::IndexMap<String, String>,
+    /// A value that does not parse or lacks a required field: `fail` the run, or `skip` the
+    /// row (counted in the run's warnings).
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+fn default_column() -> String {
+    "line".into()
+}
+
+impl BuildTransform for ParseJsonConfig {
+    fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
+        let column =
+            text_column_index(ctx.input, &self.column).map_err(|e| format!("column: {e}"))?;
+        if self.columns.is_empty() {
+            return Err("columns: name at least one field".into());
+        }
+        let specs = self
+            .columns
+            .iter()
+            .map(|(n, t)| ColumnSpec::parse(n, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let decoder = RecordDecoder::new(Format::Jsonl, specs, b',')?;
+        let mut fields: Vec<_> = ctx
+            .input
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != column)
+            .map(|(_, f)| f.as_ref().clone())
+            .collect();
+        for field in decoder.schema().fields() {
+            if fields.iter().any(|f| f.name() == field.name()) {
+                return Err(format!("columns: `{}` is already a column", field.name()));
+            }
+            fields.push(field.as_ref().clone());
+        }
+        let output: SchemaRef = Arc::new(Schema::new(fields));
+        Ok(Stage {
+            output: output.clone(),
+            kind: StageKind::Map(Box::new(ParseJson {
+                column,
+                decoder,
+                on_error: self.on_error,
+                output,
+                skipped: AtomicU64::new(0),
+            })),
+        })
+    }
+}
+
+pub struct ParseJson {
+    column: usize,
+    decoder: RecordDecoder,
+    on_error: OnError,
+    output: SchemaRef,
+    skipped: AtomicU64,
+}
+
+impl MapTransform for ParseJson {
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let text = batch.column(self.column).as_string::<i32>();
+        // One object per line for the reader; a value that cannot be one line of JSON (null,
+        // blank, or holding a line break) is given as `!`, which is a bad record at its row.
+        let mut bytes = Vec::with_capacity(text.value_data().len() + text.len());
+        for value in text.iter() {
+            match value {
+                Some(v) if !v.trim().is_empty() && !v.contains(['\n', '\r']) => {
+                    bytes.extend_from_slice(v.as_bytes())
+                }
+                _ => bytes.push(b'!'),
+            }
+            bytes.push(b'\n');
+        }
+        let (batches, bad) = self.decoder.decode(&bytes).map_err(Error::runtime)?;
+        if let Some(first) = bad.first() {
+            if self.on_error == OnError::Fail {
+                return Err(Error::runtime(format!(
+                    "parse_json: a value is not a JSON object this step can read: {} (`on_error: skip` leaves such rows out)",
+                    first.reason
+                )));
+            }
+            self.skipped.fetch_add(bad.len() as u64, Ordering::Relaxed);
+            tracing::warn!("parse_json: {} row(s) skipped: {}", bad.len(), first.reason);
+        }
+        let parsed = arrow_select::concat::concat_batches(&self.decoder.schema(), &batches)
+            .map_err(|e| Error::runtime(e.to_string()))?;
+        let others: Vec<usize> = (0..batch.num_columns())
+            .filter(|&i| i != self.column)
+            .collect();
+        let kept = if bad.is_empty() {
+            batch.project(&others)
+        } else {
+            let keep: BooleanArray = {
+                let mut keep = vec![true; batch.num_rows()];
+                for record in &bad {
+                    keep[record.line] = false;
+                }
+                keep.into_iter().map(Some).collect()
+            };
+            arrow_select::filter::filter_record_batch(
+                &batch
+                    .project(&others)
+                    .map_err(|e| Error::runtime(e.to_string()))?,
+                &keep,
+            )
+        }
+        .map_err(|e| Error::runtime(e.to_string()))?;
+        let mut columns = kept.columns().to_vec();
+        columns.extend(parsed.columns().iter().cloned());
+        RecordBatch::try_new_with_options(
+            self.output.clone(),
+            columns,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(parsed.num_rows())),
+        )
+        .map_err(|e| Error::runtime(format!("parse_json: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transforms::compliance::{run, texts};
+
+    fn build(yaml: &str) -> Result<Stage, String> {
+        let schema = crate::data::text_schema("line");
+        let config: ParseJsonConfig = serde_saphyr::from_str(yaml).unwrap();
+        config.build(&BuildContext {
+            input: &schema,
+            base_dir: std::path::Path::new("."),
+        })
+    }
+
+    #[test]
+    fn parses_typed_fields_and_skips_or_fails_on_bad_rows() {
+        let input = crate::data::text_batch(
+            "line",
+            [
+                r#"{"tag":"rust","n":2,"at":"2024-05-01T12:00:00Z","account":{"acct":"ana"}}"#,
+                "not json",
+                "",
+                r#"{"tag":"go","at":1714564800,"account":{"acct":"bo"}}"#,
+            ],
+        );
+        let columns = "{tag: text, n: integer?, at: timestamp, account.acct: text}";
+        let out = run(
+            &build(&format!("{{columns: {columns}, on_error: skip}}")).unwrap(),
+            input.clone(),
+        );
+        assert_eq!(texts(&out, "tag"), ["rust", "go"]);
+        assert_eq!(texts(&out, "n"), ["2", ""]);
+        assert_eq!(texts(&out, "account.acct"), ["ana", "bo"]);
+        assert_eq!(out.num_columns(), 4);
+        let stage = build(&format!("{{columns: {columns}}}")).unwrap();
+        let StageKind::Map(map) = &stage.kind else {
+            panic!()
+        };
+        let err = map.apply(&input).unwrap_err().to_string();
+        assert!(
+            err.contains("parse_json") && err.contains("on_error: skip"),
+            "{err}"
+        );
+        assert!(build("{column: nope, columns: {a: text}}")
+            .err()
+            .unwrap()
+            .contains("no column `nope`"));
+    }
+}
