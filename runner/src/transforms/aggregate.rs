@@ -149,7 +149,7 @@ impl Aggregation for Aggregate {
 enum Value {
     Text(String),
     Int(i64),
-    Float(f64),
+    Float(#[serde(with = "snapshot::f64_bits")] f64),
     Bool(bool),
     Timestamp(i64),
 }
@@ -205,10 +205,12 @@ enum Acc {
     Count(i64),
     /// Summed exactly (an i128 cannot overflow on fewer than 2^64 values); the result must
     /// fit an i64.
-    SumInt(Option<i128>),
-    SumFloat(Option<f64>),
+    SumInt(#[serde(with = "snapshot::opt_i128")] Option<i128>),
+    SumFloat(#[serde(with = "snapshot::opt_f64")] Option<f64>),
     Avg {
+        #[serde(with = "snapshot::f64_bits")]
         sum: f64,
+        #[serde(with = "snapshot::i128_text")]
         int_sum: i128,
         count: i64,
     },
@@ -821,6 +823,62 @@ impl AggregateState for AggregateTable {
 
 mod columns;
 use columns::AccColumn;
+
+/// How numbers JSON cannot hold exactly are written in snapshots: floats by their bits (JSON has
+/// no NaN or infinity), 128-bit sums as decimal text (past u64, JSON readers round them).
+mod snapshot {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub mod f64_bits {
+        use super::*;
+        pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_u64(x.to_bits())
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+            u64::deserialize(d).map(f64::from_bits)
+        }
+    }
+
+    pub mod opt_f64 {
+        use super::*;
+        pub fn serialize<S: Serializer>(x: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+            match x {
+                Some(x) => s.serialize_some(&x.to_bits()),
+                None => s.serialize_none(),
+            }
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+            Option::<u64>::deserialize(d).map(|b| b.map(f64::from_bits))
+        }
+    }
+
+    pub mod i128_text {
+        use super::*;
+        pub fn serialize<S: Serializer>(x: &i128, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&x.to_string())
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
+            String::deserialize(d)?
+                .parse()
+                .map_err(serde::de::Error::custom)
+        }
+    }
+
+    pub mod opt_i128 {
+        use super::*;
+        pub fn serialize<S: Serializer>(x: &Option<i128>, s: S) -> Result<S::Ok, S::Error> {
+            match x {
+                Some(x) => s.serialize_some(&x.to_string()),
+                None => s.serialize_none(),
+            }
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i128>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|t| t.parse().map_err(serde::de::Error::custom))
+                .transpose()
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -210,6 +210,63 @@ fn an_integer_sum_is_exact_and_an_error_only_when_the_total_leaves_i64() {
     assert!(state.result().is_err());
 }
 
+/// Snapshots keep what JSON numbers cannot: NaN and infinite float sums, and integer sums
+/// that pass u64 on the way (exact 128-bit partial sums).
+#[test]
+fn snapshots_keep_nan_infinity_and_wide_sums() {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("amount", DataType::Int64, true),
+        Field::new("price", DataType::Float64, true),
+    ]));
+    let config: AggregateConfig = serde_saphyr::from_str(
+        "aggs: {total: sum(amount), mean: avg(amount), fsum: sum(price), fmean: avg(price), top: max(price)}",
+    )
+    .unwrap();
+    let stage = config
+        .build(&BuildContext {
+            input: &schema,
+            base_dir: std::path::Path::new("."),
+        })
+        .unwrap();
+    let StageKind::Aggregate(a) = stage.kind else {
+        panic!()
+    };
+    let rows = |amounts: Vec<i64>, prices: Vec<f64>| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(amounts)),
+                Arc::new(Float64Array::from(prices)),
+            ],
+        )
+        .unwrap()
+    };
+    let mut before = a.new_state();
+    before
+        .update(&rows(
+            vec![i64::MAX, i64::MAX, i64::MAX],
+            vec![f64::NAN, 1.0, f64::INFINITY],
+        ))
+        .unwrap();
+    let mut restored = a.new_state();
+    restored.restore(&before.snapshot().unwrap()).unwrap();
+    restored
+        .update(&rows(
+            vec![i64::MIN, i64::MIN, i64::MIN],
+            vec![2.0, 3.0, 4.0],
+        ))
+        .unwrap();
+    let out = restored.result().unwrap();
+    assert_eq!(texts(&out, "total"), ["-3"]);
+    assert_eq!(texts(&out, "mean"), ["-0.5"]);
+    assert_eq!(texts(&out, "fsum"), ["NaN"]);
+    assert_eq!(
+        texts(&out, "top"),
+        ["NaN"],
+        "NaN orders above every number, as in Spark"
+    );
+}
+
 #[test]
 fn mistakes_are_found_at_validation() {
     assert!(error("{by: customer, aggs: {}}").contains("`aggs` is empty"));
