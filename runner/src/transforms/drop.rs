@@ -61,12 +61,7 @@ mod tests {
     use crate::transforms::compliance::run;
 
     fn build(yaml: &str) -> Result<Stage, String> {
-        let batch = crate::data::word_counts(&["a"], &[1]);
-        let config: DropConfig = serde_saphyr::from_str(yaml).unwrap();
-        config.build(&BuildContext {
-            input: &batch.schema(),
-            base_dir: std::path::Path::new("."),
-        })
+        crate::transforms::compliance::build_on_word_counts::<DropConfig>(yaml)
     }
 
     #[test]

@@ -246,6 +246,25 @@ pub(crate) mod compliance {
     //! Assertions every transform must pass.
     use super::*;
 
+    /// Builds the step whose config is `yaml` against `input`'s columns.
+    pub fn build<C: BuildTransform + serde::de::DeserializeOwned>(
+        yaml: &str,
+        input: &SchemaRef,
+    ) -> std::result::Result<Stage, String> {
+        let config: C = serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{e}"));
+        config.build(&BuildContext {
+            input,
+            base_dir: std::path::Path::new("."),
+        })
+    }
+
+    /// `build` against a word count's columns (`word`, `count`).
+    pub fn build_on_word_counts<C: BuildTransform + serde::de::DeserializeOwned>(
+        yaml: &str,
+    ) -> std::result::Result<Stage, String> {
+        build::<C>(yaml, &crate::data::word_counts(&["a"], &[1]).schema())
+    }
+
     /// Runs `stage` on `input` (whatever its kind) and checks the output matches the declared
     /// schema; returns the output.
     pub fn run(stage: &Stage, input: RecordBatch) -> RecordBatch {

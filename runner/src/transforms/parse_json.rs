@@ -151,12 +151,10 @@ mod tests {
     use crate::transforms::compliance::{run, texts};
 
     fn build(yaml: &str) -> Result<Stage, String> {
-        let schema = crate::data::text_schema("line");
-        let config: ParseJsonConfig = serde_saphyr::from_str(yaml).unwrap();
-        config.build(&BuildContext {
-            input: &schema,
-            base_dir: std::path::Path::new("."),
-        })
+        crate::transforms::compliance::build::<ParseJsonConfig>(
+            yaml,
+            &crate::data::text_schema("line"),
+        )
     }
 
     #[test]

@@ -80,12 +80,7 @@ mod tests {
     use crate::transforms::compliance::{run, texts};
 
     fn build(yaml: &str) -> Result<Stage, String> {
-        let batch = crate::data::word_counts(&["a"], &[1]);
-        let config: WithColumnConfig = serde_saphyr::from_str(yaml).unwrap();
-        config.build(&BuildContext {
-            input: &batch.schema(),
-            base_dir: std::path::Path::new("."),
-        })
+        crate::transforms::compliance::build_on_word_counts::<WithColumnConfig>(yaml)
     }
 
     #[test]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::transforms::compliance::texts;
+use crate::transforms::compliance::{build, texts};
 use arrow_array::{Float64Array, Int64Array, StringArray};
 
 /// `customer` text, `amount` integer, `price` float; nulls in each.
@@ -41,27 +41,21 @@ fn sales() -> RecordBatch {
     .unwrap()
 }
 
-fn aggregation(yaml: &str) -> (Box<dyn Aggregation>, SchemaRef) {
-    let config: AggregateConfig = serde_saphyr::from_str(yaml).unwrap();
-    let stage = config
-        .build(&BuildContext {
-            input: &sales().schema(),
-            base_dir: std::path::Path::new("."),
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+/// The aggregation `yaml` builds over `input`, and its output schema.
+fn aggregation_over(yaml: &str, input: &SchemaRef) -> (Box<dyn Aggregation>, SchemaRef) {
+    let stage = build::<AggregateConfig>(yaml, input).unwrap_or_else(|e| panic!("{e}"));
     let StageKind::Aggregate(a) = stage.kind else {
         panic!("an aggregate stage")
     };
     (a, stage.output)
 }
 
+fn aggregation(yaml: &str) -> (Box<dyn Aggregation>, SchemaRef) {
+    aggregation_over(yaml, &sales().schema())
+}
+
 fn error(yaml: &str) -> String {
-    let config: AggregateConfig = serde_saphyr::from_str(yaml).unwrap();
-    config
-        .build(&BuildContext {
-            input: &sales().schema(),
-            base_dir: std::path::Path::new("."),
-        })
+    build::<AggregateConfig>(yaml, &sales().schema())
         .err()
         .unwrap()
 }
@@ -180,17 +174,7 @@ fn an_integer_sum_is_exact_and_an_error_only_when_the_total_leaves_i64() {
     let batch = |values: Vec<i64>| {
         RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap()
     };
-    let config: AggregateConfig =
-        serde_saphyr::from_str("aggs: {total: sum(amount), mean: avg(amount)}").unwrap();
-    let stage = config
-        .build(&BuildContext {
-            input: &schema,
-            base_dir: std::path::Path::new("."),
-        })
-        .unwrap();
-    let StageKind::Aggregate(a) = stage.kind else {
-        panic!()
-    };
+    let (a, _) = aggregation_over("aggs: {total: sum(amount), mean: avg(amount)}", &schema);
     // A running sum past i64 that comes back: exact, as DuckDB's.
     let mut state = a.new_state();
     state.update(&batch(vec![i64::MAX, 1, -2])).unwrap();
@@ -218,19 +202,10 @@ fn snapshots_keep_nan_infinity_and_wide_sums() {
         Field::new("amount", DataType::Int64, true),
         Field::new("price", DataType::Float64, true),
     ]));
-    let config: AggregateConfig = serde_saphyr::from_str(
+    let (a, _) = aggregation_over(
         "aggs: {total: sum(amount), mean: avg(amount), fsum: sum(price), fmean: avg(price), top: max(price)}",
-    )
-    .unwrap();
-    let stage = config
-        .build(&BuildContext {
-            input: &schema,
-            base_dir: std::path::Path::new("."),
-        })
-        .unwrap();
-    let StageKind::Aggregate(a) = stage.kind else {
-        panic!()
-    };
+        &schema,
+    );
     let rows = |amounts: Vec<i64>, prices: Vec<f64>| {
         RecordBatch::try_new(
             schema.clone(),
