@@ -98,6 +98,8 @@ pub struct RecordDecoder {
     /// CSV: the header's names, and which of them are read (in `columns` order).
     header: Vec<String>,
     projection: Option<Vec<usize>>,
+    /// JSON decoders that finished cleanly, for reuse.
+    json_decoders: std::sync::Mutex<Vec<arrow_json::reader::Decoder>>,
 }
 
 impl RecordDecoder {
@@ -137,6 +139,7 @@ impl RecordDecoder {
             delimiter,
             header: Vec::new(),
             projection: None,
+            json_decoders: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -384,11 +387,20 @@ impl RecordDecoder {
         records: &[(usize, &[u8])],
         whole: Option<&[u8]>,
     ) -> Result<RecordBatch, String> {
-        let mut decoder = arrow_json::ReaderBuilder::new(self.read_schema.clone())
-            .with_batch_size(records.len().max(1))
-            .with_coerce_primitive(true)
-            .build_decoder()
-            .map_err(|e| e.to_string())?;
+        // Decoders are reused: a fresh one's buffers cost page faults on every morsel.
+        let pooled = self
+            .json_decoders
+            .lock()
+            .ok()
+            .and_then(|mut pool| pool.pop());
+        let mut decoder = match pooled {
+            Some(decoder) => decoder,
+            None => arrow_json::ReaderBuilder::new(self.read_schema.clone())
+                .with_batch_size(BATCH_ROWS)
+                .with_coerce_primitive(true)
+                .build_decoder()
+                .map_err(|e| e.to_string())?,
+        };
         // A whole run of lines is read at once (each line one object is checked by the row
         // count); when that fails the lines are read one by one, which finds the bad one.
         let whole_run = whole.map(|w| [(0usize, w)]);
@@ -407,15 +419,27 @@ impl RecordDecoder {
                 }
                 fed += used;
             }
+            if !line[fed..].iter().all(u8::is_ascii_whitespace) {
+                // The decoder is full: more objects than lines (or than a batch holds).
+                return Err("more than one JSON value on a line".into());
+            }
             // A line holding a partial object is not a record: the next line must not finish it.
             if whole.is_none() && decoder.has_partial_record() {
                 return Err("the JSON object does not end on its line".into());
             }
         }
-        match decoder.flush().map_err(|e| json_message(e.to_string()))? {
-            Some(batch) => Ok(batch),
-            None => Ok(RecordBatch::new_empty(self.read_schema.clone())),
+        let batch = match decoder.flush().map_err(|e| json_message(e.to_string()))? {
+            Some(batch) => batch,
+            None => RecordBatch::new_empty(self.read_schema.clone()),
+        };
+        // Only a decoder that ended cleanly goes back (one that failed may hold a partial
+        // record).
+        if let Ok(mut pool) = self.json_decoders.lock() {
+            if pool.len() < 16 {
+                pool.push(decoder);
+            }
         }
+        Ok(batch)
     }
 }
 

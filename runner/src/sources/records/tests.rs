@@ -88,6 +88,25 @@ not json
     );
 }
 
+/// Two objects on one line are not a record, even when the line count and the object count
+/// would still match over a run of lines read at once (the decoder fills up).
+#[test]
+fn two_json_values_on_one_line_are_a_bad_record() {
+    let d = decoder(Format::Jsonl, &[("n", "integer")]);
+    let mut input = String::from("{\"n\":1}{\"n\":2}\n");
+    for i in 0..(BATCH_ROWS - 1) {
+        input.push_str(&format!("{{\"n\":{i}}}\n"));
+    }
+    let (batches, bad) = d.decode(input.as_bytes()).unwrap();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, BATCH_ROWS - 1);
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].line, 0);
+    // The decoders go on working after the bad line (a failed one is not reused).
+    let (again, bad) = d.decode(b"{\"n\":5}\n").unwrap();
+    assert_eq!((again[0].num_rows(), bad.len()), (1, 0));
+}
+
 #[test]
 fn columns_are_inferred_from_the_first_lines() {
     let csv = infer_columns(
