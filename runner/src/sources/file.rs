@@ -129,14 +129,16 @@ impl BuildSource for FileSourceConfig {
         };
         let schema = match &records {
             None => text_schema(&self.column),
-            Some(r) => RecordDecoder::new(Format::Jsonl, r.columns.clone(), delimiter)?.schema(),
-        };
-        if let Some(r) = &records {
-            if r.format == Format::Jsonl {
-                let decoder = RecordDecoder::new(Format::Jsonl, r.columns.clone(), delimiter)?;
-                let _ = r.decoder.set(decoder);
+            Some(r) => {
+                // A JSON-lines decoder is made now; a CSV one when the header is read.
+                let decoder = RecordDecoder::new(r.format, r.columns.clone(), delimiter)?;
+                let schema = decoder.schema();
+                if r.format == Format::Jsonl {
+                    let _ = r.decoder.set(decoder);
+                }
+                schema
             }
-        }
+        };
         Ok(BuiltSource::Batch(Box::new(FileSource {
             path,
             records,
