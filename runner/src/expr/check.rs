@@ -179,32 +179,31 @@ impl Checker<'_> {
         // One small function per kind: this one recurses once per nesting level, and a frame
         // holding every kind's locals overflowed a 2 MiB stack in debug builds.
         match &ast.kind {
-            Kind::Column(..) => self.check_column(ast),
-            Kind::Text(..) => self.check_text(ast),
-            Kind::Int(..) => self.check_int(ast),
-            Kind::Float(..) => self.check_float(ast),
-            Kind::Bool(..) => self.check_bool(ast),
-            Kind::Null => self.check_null(ast),
-            Kind::Neg(..) => self.check_neg(ast),
-            Kind::Not(..) => self.check_not(ast),
-            Kind::Binary(..) => self.check_binary_op(ast),
-            Kind::Between(..) => self.check_between(ast),
-            Kind::In(..) => self.check_in_list(ast),
-            Kind::IsNull(..) => self.check_is_null(ast),
-            Kind::Like(..) => self.check_like(ast),
-            Kind::Matches(..) => self.check_matches(ast),
-            Kind::Cast(..) => self.check_cast(ast),
-            Kind::Call(..) => self.check_call_op(ast),
+            Kind::Column(name) => self.check_column(name, ast.at),
+            Kind::Text(s) => self.check_text(s),
+            Kind::Int(n) => self.check_int(n, ast.at),
+            Kind::Float(x) => self.check_float(x),
+            Kind::Bool(b) => self.check_bool(b),
+            Kind::Null => self.check_null(),
+            Kind::Neg(inner) => self.check_neg(inner, ast.at),
+            Kind::Not(inner) => self.check_not(inner),
+            Kind::Binary(op, left, right) => self.check_binary_op(op, left, right),
+            Kind::Between(value, low, high, negated) => {
+                self.check_between(value, low, high, negated, ast.at)
+            }
+            Kind::In(value, items, negated) => self.check_in_list(value, items, negated),
+            Kind::IsNull(value, negated) => self.check_is_null(value, negated),
+            Kind::Like(value, pattern, negated) => self.check_like(value, pattern, negated),
+            Kind::Matches(value, pattern, negated) => self.check_matches(value, pattern, negated),
+            Kind::Cast(value, type_name, type_at, try_) => {
+                self.check_cast(value, type_name, type_at, try_, ast.at)
+            }
+            Kind::Call(name, args) => self.check_call_op(name, args, ast.at),
         }
     }
 
     #[inline(never)]
-    fn check_column(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::Column(name) = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
+    fn check_column(&self, name: &str, at: usize) -> Result<Typed, String> {
         Ok({
             let index = column_index(self.schema, name).map_err(|e| self.err(at, e))?;
             let data_type = self.schema.field(index).data_type();
@@ -225,25 +224,15 @@ impl Checker<'_> {
     }
 
     #[inline(never)]
-    fn check_text(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::Text(s) = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
+    fn check_text(&self, s: &str) -> Result<Typed, String> {
         Ok(literal(
-            Arc::new(StringArray::from(vec![s.as_str()])),
+            Arc::new(StringArray::from(vec![s])),
             Type::Of(V::Text),
         ))
     }
 
     #[inline(never)]
-    fn check_int(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::Int(n) = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
+    fn check_int(&self, n: &u64, at: usize) -> Result<Typed, String> {
         Ok({
             let value = i64::try_from(*n).map_err(|_| {
                 self.err(
@@ -259,12 +248,7 @@ impl Checker<'_> {
     }
 
     #[inline(never)]
-    fn check_float(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::Float(x) = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
+    fn check_float(&self, x: &f64) -> Result<Typed, String> {
         Ok(literal(
             Arc::new(Float64Array::from(vec![*x])),
             Type::Of(V::Float),
@@ -272,12 +256,7 @@ impl Checker<'_> {
     }
 
     #[inline(never)]
-    fn check_bool(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::Bool(b) = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
+    fn check_bool(&self, b: &bool) -> Result<Typed, String> {
         Ok(literal(
             Arc::new(BooleanArray::from(vec![*b])),
             Type::Of(V::Bool),
@@ -285,12 +264,7 @@ impl Checker<'_> {
     }
 
     #[inline(never)]
-    fn check_null(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::Null = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
+    fn check_null(&self) -> Result<Typed, String> {
         Ok(literal(
             Arc::new(arrow_array::NullArray::new(1)),
             Type::Null,
@@ -298,12 +272,7 @@ impl Checker<'_> {
     }
 
     #[inline(never)]
-    fn check_neg(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::Neg(inner) = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
+    fn check_neg(&self, inner: &Ast, at: usize) -> Result<Typed, String> {
         Ok({
             // `-9223372036854775808` is a literal, not the negation of one too large.
             if let Kind::Int(n) = inner.kind {
@@ -330,12 +299,7 @@ impl Checker<'_> {
     }
 
     #[inline(never)]
-    fn check_not(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::Not(inner) = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
+    fn check_not(&self, inner: &Ast) -> Result<Typed, String> {
         Ok({
             let value = self.condition(inner, "not")?;
             Typed {
@@ -346,22 +310,19 @@ impl Checker<'_> {
     }
 
     #[inline(never)]
-    fn check_binary_op(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::Binary(op, left, right) = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
-        self.binary(*op, left, right, at)
+    fn check_binary_op(&self, op: &BinOp, left: &Ast, right: &Ast) -> Result<Typed, String> {
+        self.binary(*op, left, right)
     }
 
     #[inline(never)]
-    fn check_between(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::Between(value, low, high, negated) = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
+    fn check_between(
+        &self,
+        value: &Ast,
+        low: &Ast,
+        high: &Ast,
+        negated: &bool,
+        at: usize,
+    ) -> Result<Typed, String> {
         Ok({
             let v = self.check(value)?;
             let ge = self.compare(Cmp::Ge, v.clone(), self.check(low)?, at, low.at)?;
@@ -375,12 +336,7 @@ impl Checker<'_> {
     }
 
     #[inline(never)]
-    fn check_in_list(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::In(value, items, negated) = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
+    fn check_in_list(&self, value: &Ast, items: &[Ast], negated: &bool) -> Result<Typed, String> {
         Ok({
             let v = self.check(value)?;
             let mut typed = Vec::with_capacity(items.len());
@@ -406,12 +362,7 @@ impl Checker<'_> {
     }
 
     #[inline(never)]
-    fn check_is_null(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::IsNull(value, negated) = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
+    fn check_is_null(&self, value: &Ast, negated: &bool) -> Result<Typed, String> {
         Ok(Typed {
             node: Node::IsNull(boxed(self.check(value)?), *negated),
             ty: Type::Of(V::Bool),
@@ -419,12 +370,7 @@ impl Checker<'_> {
     }
 
     #[inline(never)]
-    fn check_like(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::Like(value, pattern, negated) = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
+    fn check_like(&self, value: &Ast, pattern: &Ast, negated: &bool) -> Result<Typed, String> {
         Ok({
             let v = self.text_operand(value, "like")?;
             let pattern = self.text_literal(pattern, "`like`'s pattern")?;
@@ -436,12 +382,7 @@ impl Checker<'_> {
     }
 
     #[inline(never)]
-    fn check_matches(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::Matches(value, pattern, negated) = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
+    fn check_matches(&self, value: &Ast, pattern: &Ast, negated: &bool) -> Result<Typed, String> {
         Ok({
             let v = self.text_operand(value, "matches")?;
             let pattern_at = pattern.at;
@@ -454,12 +395,14 @@ impl Checker<'_> {
     }
 
     #[inline(never)]
-    fn check_cast(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::Cast(value, type_name, type_at, try_) = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
+    fn check_cast(
+        &self,
+        value: &Ast,
+        type_name: &str,
+        type_at: &usize,
+        try_: &bool,
+        at: usize,
+    ) -> Result<Typed, String> {
         Ok({
             let v = self.check(value)?;
             let to = ValueType::parse(type_name).map_err(|e| self.err(*type_at, e))?;
@@ -481,12 +424,7 @@ impl Checker<'_> {
     }
 
     #[inline(never)]
-    fn check_call_op(&self, ast: &Ast) -> Result<Typed, String> {
-        let at = ast.at;
-        let _ = at;
-        let Kind::Call(name, args) = &ast.kind else {
-            unreachable!("dispatched by kind")
-        };
+    fn check_call_op(&self, name: &str, args: &[Ast], at: usize) -> Result<Typed, String> {
         self.call(name, args, at)
     }
 
@@ -562,7 +500,7 @@ impl Checker<'_> {
             .map_err(|e| self.err(at, format!("{what}: not a valid regular expression: {e}")))
     }
 
-    fn binary(&self, op: BinOp, left: &Ast, right: &Ast, at: usize) -> Result<Typed, String> {
+    fn binary(&self, op: BinOp, left: &Ast, right: &Ast) -> Result<Typed, String> {
         let arith = match op {
             BinOp::And | BinOp::Or => {
                 let l = self.condition(left, op.text())?;
@@ -604,7 +542,6 @@ impl Checker<'_> {
                 ));
             }
         }
-        let _ = at;
         // `/` divides as floats (7 / 2 is 3.5, as in Spark); otherwise integers stay integers
         // unless a float is involved.
         let float = arith == Arith::Div || l.ty == Type::Of(V::Float) || r.ty == Type::Of(V::Float);
