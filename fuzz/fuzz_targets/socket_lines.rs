@@ -65,11 +65,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let context = SourceContext {
         base_dir: Path::new("."),
+        streaming: false,
     };
     let Ok(BuiltSource::Stream(source)) = config.build(&context) else {
         panic!("a socket source builds");
     };
-    let batch = source.decode(&chunks);
+    let Ok(batch) = source.decode(&chunks) else {
+        panic!("the socket source's decoding cannot fail")
+    };
     let lines: Vec<String> = (0..batch.num_rows())
         .map(|row| cell(batch.column(0).as_ref(), row).to_text())
         .collect();

@@ -78,6 +78,8 @@ pub struct EpochProgress {
     pub delay: Option<Duration>,
     pub state_rows: usize,
     pub out_rows: usize,
+    /// A windowed aggregation's watermark and late rows.
+    pub event_time: Option<crate::transforms::EventTimeProgress>,
 }
 
 impl EpochProgress {
@@ -88,8 +90,21 @@ impl EpochProgress {
         let per_second = |rows: u64, time: Duration| {
             crate::data::group_digits((rows as f64 / time.as_secs_f64().max(1e-9)).round() as u64)
         };
+        let event_time = self.event_time.map_or(String::new(), |e| {
+            let watermark = e.watermark_ms.map_or(String::new(), |w| {
+                format!(
+                    ", watermark {}",
+                    crate::data::format_timestamp(w.saturating_mul(1000))
+                )
+            });
+            let late = match e.late_rows {
+                0 => String::new(),
+                n => format!(", {} late rows dropped", crate::data::group_digits(n)),
+            };
+            format!("{watermark}{late}")
+        });
         format!(
-            "epoch {}: {} rows in, {} rows/s arriving, {} rows/s processed, {} ms ({} ms in sinks), {} state rows, {} rows out",
+            "epoch {}: {} rows in, {} rows/s arriving, {} rows/s processed, {} ms ({} ms in sinks), {} state rows, {} rows out{event_time}",
             self.epoch,
             crate::data::group_digits(self.rows),
             per_second(self.rows, self.since_previous),
@@ -112,7 +127,7 @@ impl EpochProgress {
         if let Some(delay) = self.delay {
             duration["triggerDelay"] = ms(delay).into();
         }
-        serde_json::json!({
+        let mut progress = serde_json::json!({
             "batchId": self.epoch,
             "timestamp": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             "numInputRows": self.rows,
@@ -121,7 +136,25 @@ impl EpochProgress {
             "durationMs": duration,
             "stateRows": self.state_rows,
             "sink": { "numOutputRows": self.out_rows },
-        })
+        });
+        if let Some(e) = self.event_time {
+            // Spark's fields: the watermark the epoch ran under, and the late rows counted as
+            // its state operator counts them (per window and key); runner adds the rows.
+            if let Some(w) = e.watermark_ms {
+                progress["eventTime"] = serde_json::json!({
+                    "watermark": humantime::format_rfc3339_millis(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_millis(w.max(0) as u64)
+                    ).to_string(),
+                });
+            }
+            progress["stateOperators"] = serde_json::json!([{
+                "numRowsTotal": self.state_rows,
+                "numRowsDroppedByWatermark": e.late_groups,
+                "lateRows": e.late_rows,
+                "windows": e.windows,
+            }]);
+        }
+        progress
     }
 }
 
@@ -251,6 +284,7 @@ mod tests {
             sinks: Duration::from_millis(20),
             delay: None,
             state_rows: 1_234,
+            event_time: None,
             out_rows: 20,
         };
         assert_eq!(

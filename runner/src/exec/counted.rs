@@ -171,6 +171,10 @@ impl Aggregation for CountedAggregation {
     fn key_columns(&self) -> usize {
         self.inner.key_columns()
     }
+
+    fn windowed(&self) -> Option<crate::transforms::Windowing> {
+        self.inner.windowed()
+    }
 }
 
 struct CountedState {
@@ -216,5 +220,9 @@ impl AggregateState for CountedState {
 
     fn text_counter(&mut self) -> Option<&mut dyn crate::transforms::TextCounter> {
         self.inner.text_counter()
+    }
+
+    fn event_time(&mut self) -> Option<&mut dyn crate::transforms::EventTimeState> {
+        self.inner.event_time()
     }
 }

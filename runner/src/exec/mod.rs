@@ -98,7 +98,10 @@ fn build_until(
         .source
         .value
         .builder()
-        .build(&SourceContext { base_dir })
+        .build(&SourceContext {
+            base_dir,
+            streaming: config.mode == Mode::Stream,
+        })
         .map_err(|e| {
             Error::invalid(format!(
                 "{}: source ({}): {e}",
@@ -229,6 +232,14 @@ fn located_error(
     }
 }
 
+/// What a stage declares about its windows, when it is a windowed aggregation.
+fn windowing(stage: &BuiltStage) -> Option<crate::transforms::Windowing> {
+    match &stage.stage.kind {
+        crate::transforms::StageKind::Aggregate(a) => a.windowed(),
+        _ => None,
+    }
+}
+
 /// Checks the streaming settings against the mode, the source and the transforms, as Spark
 /// does when a query starts: an illegal combination never runs.
 /// `partial`: the stages end early (`build_for_plan`), so the checks that need all of them
@@ -277,6 +288,18 @@ fn stream_settings(
         (None, None) if partial => OutputMode::Append,
         (None, Some(_)) => OutputMode::Complete,
         (None, None) => OutputMode::Append,
+        (Some(mode), Some(aggregation))
+            if mode.value == OutputMode::Append && windowing(aggregation).is_some() =>
+        {
+            if windowing(aggregation).is_some_and(|w| w.watermark.is_none()) {
+                return Err(Error::invalid(format!(
+                    "{}: `output_mode: append` emits each window once, when it is final, and only a `watermark` makes windows final: add `watermark: 2m` (say) to {}, as Spark requires",
+                    loaded.at(&mode.referenced),
+                    aggregation.label
+                )));
+            }
+            OutputMode::Append
+        }
         (Some(mode), Some(aggregation)) if mode.value == OutputMode::Append => {
             return Err(Error::invalid(format!(
                 "{}: `output_mode: append` cannot follow {}: its counts keep changing after they are emitted, so no row is ever final. Use `complete` (the whole table each epoch) or `update` (changed rows). Spark rejects this too, without a watermark.",

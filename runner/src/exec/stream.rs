@@ -7,12 +7,12 @@
 //! according to the output mode. Epoch ids start at 0; an epoch with no new rows does not fire
 //! unless `emit_empty` is set.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::{BooleanArray, RecordBatch};
+use arrow_array::RecordBatch;
 use rayon::prelude::*;
 
 use super::checkpoint::{Checkpoint, EpochEnd};
@@ -22,7 +22,9 @@ use crate::data::{concat, BATCH_ROWS};
 use crate::error::{Error, Result};
 use crate::events::{Bus, EpochProgress, Event};
 use crate::sources::{BuiltSource, Chunk, Delivery, SourcePosition, StreamSource};
-use crate::transforms::{AggregateState, StageKind, TextSplit};
+use crate::transforms::{
+    rows_with_keys, AggregateState, Emit, EventTimeProgress, StageKind, TextSplit,
+};
 
 /// When epochs run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +158,13 @@ async fn run_epochs(
     );
     let aggregation = engine.aggregation;
     let mut state = aggregation.map(|a| a.new_state());
+    if let Some(event_time) = state.as_mut().and_then(|s| s.event_time()) {
+        event_time.start_stream(match settings.output_mode {
+            OutputMode::Complete => Emit::All,
+            OutputMode::Update => Emit::Changed,
+            OutputMode::Append => Emit::Final,
+        });
+    }
 
     let positioned = source.positioned();
     let mut checkpoint = settings
@@ -186,6 +195,10 @@ async fn run_epochs(
 
     let mut rows_in = 0u64;
     let mut source_ended = false;
+    // A source that says where epochs end (files) is followed, not the pauses in its input;
+    // it also says when it has nothing more for now.
+    let marked = source.marks_epochs();
+    let mut caught_up = false;
     let mut next_fire = started;
     let reason;
     loop {
@@ -199,6 +212,9 @@ async fn run_epochs(
         let mut received_at = position;
         let mut redo_reached =
             redo_target.is_some_and(|t| position.is_some_and(|p| p.offset >= t.end.offset));
+        // The watermark moved past windows: an epoch is due even without rows (Spark's
+        // no-data batch), unless rows are waiting to go into it.
+        let wants_epoch = epoch_wanted(state.as_mut());
         if processing_time.is_some() && next_fire <= Instant::now() && out.ran > 0 {
             tracing::warn!(
                 "falling behind: epoch {} ended after the next trigger time",
@@ -206,6 +222,15 @@ async fn run_epochs(
             );
         }
         loop {
+            let idle = !marked || caught_up || source_ended;
+            if wants_epoch
+                && processing_time.is_none()
+                && idle
+                && rx.is_empty()
+                && chunks.is_empty()
+            {
+                break;
+            }
             let deadline_sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -220,6 +245,7 @@ async fn run_epochs(
                     _ => std::future::pending().await,
                 }
             };
+            let mut marked_end = false;
             // Appended rows wait for the trigger in memory: past a bound, stop reading.
             let room = pending.buffered_bytes < EPOCH_MAX_BYTES || redo_target.is_some();
             let fired = redo_reached
@@ -235,17 +261,20 @@ async fn run_epochs(
                                 redo_reached = redo_target.is_some_and(|t| {
                                     received_at.is_some_and(|p| p.offset >= t.end.offset)
                                 });
+                                caught_up = delivery.caught_up;
+                                marked_end = delivery.ends_epoch;
                             }
                             None => source_ended = true,
                         }
-                        redo_reached
+                        redo_reached || marked_end
                     }
                     _ = fire => true,
                     _ = wake.notified() => true,
                     _ = deadline_sleep => true,
                 };
             let stopping = stop.load(Ordering::SeqCst);
-            let quiet = processing_time.is_none() && rx.is_empty() && redo_target.is_none();
+            let quiet =
+                processing_time.is_none() && rx.is_empty() && redo_target.is_none() && !marked;
             let take = bytes >= PROCESS_BYTES || fired || source_ended || quiet || stopping;
             if !chunks.is_empty() && take {
                 let batch = std::mem::take(&mut chunks);
@@ -299,7 +328,7 @@ async fn run_epochs(
             );
         }
 
-        if pending.rows > 0 || settings.emit_empty || redo_target.is_some() {
+        if pending.rows > 0 || settings.emit_empty || redo_target.is_some() || wants_epoch {
             let computing = Instant::now();
             let input_rows = pending.rows;
             let absorbed = pending.busy;
@@ -313,7 +342,7 @@ async fn run_epochs(
                     end,
                 })?;
             }
-            let result = engine.result(state.as_deref(), pending, false)?;
+            let (result, event_time) = engine.result(state.as_mut(), pending, false)?;
             let engine_time = absorbed + computing.elapsed();
             let epoch = out.epoch;
             out.emit(
@@ -322,7 +351,10 @@ async fn run_epochs(
                 engine_time,
                 fired_at,
                 delay,
-                state.as_ref().map_or(0, |s| s.rows()),
+                StateFigures {
+                    rows: state.as_ref().map_or(0, |s| s.rows()),
+                    event_time,
+                },
             )?;
             if redo_target.is_some() {
                 redo.pop_front();
@@ -345,7 +377,7 @@ async fn run_epochs(
             reason = "max_epochs reached";
             break;
         }
-        if source_ended && rx.is_empty() {
+        if source_ended && rx.is_empty() && !epoch_wanted(state.as_mut()) {
             reason = "the source ended";
             break;
         }
@@ -357,11 +389,21 @@ async fn run_epochs(
         let computing = Instant::now();
         let mut pending = Pending::new(aggregation, settings.output_mode);
         let last_rows = pool.install(|| engine.absorb_finished(state.as_mut(), &mut pending))?;
-        let result = engine.result(state.as_deref(), pending, true)?;
+        let (result, event_time) = engine.result(state.as_mut(), pending, true)?;
         if last_rows > 0 || result.num_rows() > 0 {
             let state_rows = state.as_ref().map_or(0, |s| s.rows());
             let engine_time = computing.elapsed();
-            out.emit(&result, 0, engine_time, Instant::now(), None, state_rows)?;
+            out.emit(
+                &result,
+                0,
+                engine_time,
+                Instant::now(),
+                None,
+                StateFigures {
+                    rows: state_rows,
+                    event_time,
+                },
+            )?;
         }
     }
     if let Some(checkpoint) = checkpoint.as_mut() {
@@ -459,6 +501,12 @@ fn resume(
     Ok(point)
 }
 
+/// The aggregation's state after an epoch, for its progress.
+struct StateFigures {
+    rows: usize,
+    event_time: Option<EventTimeProgress>,
+}
+
 /// Hands each epoch's result to the sinks and its progress to the bus, and numbers epochs.
 struct Emitter<'p> {
     sinks: &'p mut [Box<dyn crate::sinks::Sink>],
@@ -479,7 +527,7 @@ impl Emitter<'_> {
         engine: Duration,
         fired_at: Instant,
         delay: Option<Duration>,
-        state_rows: usize,
+        state: StateFigures,
     ) -> Result<()> {
         let writing = Instant::now();
         write_sinks(self.sinks, result, self.epoch, self.bus)?;
@@ -490,8 +538,9 @@ impl Emitter<'_> {
             engine,
             sinks: writing.elapsed(),
             delay,
-            state_rows,
+            state_rows: state.rows,
             out_rows: result.num_rows(),
+            event_time: state.event_time,
         }));
         self.previous_fire = fired_at;
         self.rows_out += result.num_rows() as u64;
@@ -543,8 +592,9 @@ impl Pending {
             rows: 0,
             bytes: 0,
             busy: Duration::ZERO,
+            // Windowed state tracks its own changes.
             changed: aggregation
-                .filter(|_| mode == OutputMode::Update)
+                .filter(|a| mode == OutputMode::Update && a.windowed().is_none())
                 .map(|a| a.new_state()),
             appended: Vec::new(),
             buffered_bytes: 0,
@@ -641,7 +691,7 @@ impl<'a> Engine<'a> {
                 return Ok(());
             }
         }
-        let input = self.source.decode(chunks);
+        let input = self.source.decode(chunks)?;
         pending.rows += input.num_rows() as u64;
         let slices: Vec<RecordBatch> = (0..input.num_rows())
             .step_by(BATCH_ROWS)
@@ -697,10 +747,18 @@ impl<'a> Engine<'a> {
     /// (their `finish` runs).
     fn result(
         &self,
-        state: Option<&dyn AggregateState>,
+        state: Option<&mut Box<dyn AggregateState>>,
         pending: Pending,
         last: bool,
-    ) -> Result<RecordBatch> {
+    ) -> Result<(RecordBatch, Option<EventTimeProgress>)> {
+        let mut state = state;
+        if let Some(windowed) = state.as_mut().and_then(|s| s.event_time()) {
+            let (rows, progress) = windowed.end_epoch()?;
+            return Ok((
+                super::batch::run_after_aggregation(rows, self.suffix, last)?,
+                Some(progress),
+            ));
+        }
         let result = match (self.aggregation, state) {
             (Some(aggregation), Some(state)) => {
                 let table = state.result()?;
@@ -719,7 +777,10 @@ impl<'a> Engine<'a> {
                 concat(&schema, &pending.appended)
             }
         };
-        super::batch::run_after_aggregation(result, self.suffix, last)
+        Ok((
+            super::batch::run_after_aggregation(result, self.suffix, last)?,
+            None,
+        ))
     }
 
     /// Whether a row-wise step may return rows from `finish` (a stateful plugin): the stream
@@ -774,40 +835,11 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// The rows of `table` whose key (every column but the last, the count) appears in `keys`.
-fn rows_with_keys(
-    table: &RecordBatch,
-    keys: &RecordBatch,
-    key_columns: usize,
-) -> Result<RecordBatch> {
-    if key_columns == 0 {
-        // One group of all rows: it changed when anything arrived.
-        return Ok(if keys.num_rows() > 0 {
-            table.clone()
-        } else {
-            table.slice(0, 0)
-        });
-    }
-    let fields = table.schema().fields()[..key_columns]
-        .iter()
-        .map(|f| arrow_row::SortField::new(f.data_type().clone()))
-        .collect();
-    // Keys compare by their Arrow row encoding: exact per type, a null apart from every value
-    // (as text, a null group and "" looked the same).
-    let failed = |e: arrow_schema::ArrowError| Error::runtime(format!("update mode keys: {e}"));
-    let converter = arrow_row::RowConverter::new(fields).map_err(failed)?;
-    let wanted_rows = converter
-        .convert_columns(&keys.columns()[..key_columns])
-        .map_err(failed)?;
-    let wanted: HashSet<arrow_row::Row<'_>> = wanted_rows.iter().collect();
-    let table_rows = converter
-        .convert_columns(&table.columns()[..key_columns])
-        .map_err(failed)?;
-    let mask: BooleanArray = table_rows
-        .iter()
-        .map(|row| Some(wanted.contains(&row)))
-        .collect();
-    arrow_select::filter::filter_record_batch(table, &mask).map_err(failed)
+/// Whether event-time state wants an epoch now, rows or not (see `EventTimeState::wants_epoch`).
+fn epoch_wanted(state: Option<&mut Box<dyn AggregateState>>) -> bool {
+    state
+        .and_then(|s| s.event_time())
+        .is_some_and(|e| e.wants_epoch())
 }
 
 /// Hands `result` to every sink as epoch `epoch`, telling the bus.

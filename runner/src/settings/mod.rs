@@ -29,6 +29,10 @@ pub mod duration {
         Ok(parsed)
     }
 
+    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+        parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+
     pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
         match Option::<String>::deserialize(d)? {
             Some(text) => parse(&text).map(Some).map_err(serde::de::Error::custom),

@@ -61,6 +61,16 @@ pub struct FileSourceConfig {
     /// The CSV field separator (one character; default `,`).
     #[serde(default)]
     pub delimiter: Option<char>,
+    /// Stream mode: the most files one epoch takes (Spark's `maxFilesPerTrigger`); default:
+    /// every new file.
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub max_files_per_trigger: Option<std::num::NonZeroUsize>,
+    /// Stream mode: look for new files this often (e.g. `5s`) and never end; without it the
+    /// stream ends after the files there at the start.
+    #[serde(default, deserialize_with = "crate::settings::duration::opt")]
+    #[schemars(with = "Option<String>")]
+    pub poll: Option<std::time::Duration>,
 }
 
 fn default_max_line_bytes() -> usize {
@@ -102,6 +112,12 @@ impl BuildSource for FileSourceConfig {
             }
         }
         let path = crate::settings::resolve_against(ctx.base_dir, &self.path);
+        if ctx.streaming {
+            return self.build_stream(path);
+        }
+        if self.max_files_per_trigger.is_some() || self.poll.is_some() {
+            return Err("`max_files_per_trigger` and `poll` are for `mode: stream`".into());
+        }
         if self.format == Format::Parquet {
             return super::parquet::build(self, path);
         }
@@ -155,6 +171,26 @@ impl BuildSource for FileSourceConfig {
 }
 
 impl FileSourceConfig {
+    /// The stream form: Spark's file stream source.
+    fn build_stream(&self, path: PathBuf) -> Result<BuiltSource, String> {
+        let (decoder, schema) = match self.format {
+            Format::Lines if self.columns.is_some() => {
+                return Err("`columns` is for csv, jsonl and parquet; `format: lines` reads one text column named by `column`".into());
+            }
+            Format::Jsonl => {
+                let decoder = RecordDecoder::new(
+                    Format::Jsonl,
+                    self.column_specs(Format::Jsonl, &path, b',')?,
+                    b',',
+                )?;
+                let schema = decoder.schema();
+                (Some(decoder), schema)
+            }
+            _ => (None, text_schema(&self.column)),
+        };
+        super::file_stream::build(self, path, decoder, schema)
+    }
+
     /// The columns to read: as written in `columns:`, or inferred from the first lines of the
     /// first file.
     fn column_specs(
@@ -972,6 +1008,7 @@ mod tests {
         match config
             .build(&SourceContext {
                 base_dir: Path::new("."),
+                streaming: false,
             })
             .unwrap()
         {
@@ -1122,6 +1159,7 @@ mod tests {
         let BuiltSource::Batch(src) = config
             .build(&SourceContext {
                 base_dir: Path::new("."),
+                streaming: false,
             })
             .unwrap()
         else {
@@ -1153,6 +1191,7 @@ mod tests {
         let error = small
             .build(&SourceContext {
                 base_dir: Path::new("."),
+                streaming: false,
             })
             .err()
             .unwrap();

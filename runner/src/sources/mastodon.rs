@@ -538,8 +538,8 @@ impl StreamSource for MastodonSource {
         })
     }
 
-    fn decode(&self, chunks: &[Chunk]) -> RecordBatch {
-        decode_rows(&status_schema(), chunks, &self.stats.malformed)
+    fn decode(&self, chunks: &[Chunk]) -> crate::error::Result<RecordBatch> {
+        Ok(decode_rows(&status_schema(), chunks, &self.stats.malformed))
     }
 
     fn warnings(&self) -> Vec<String> {

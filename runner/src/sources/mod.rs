@@ -3,6 +3,7 @@
 
 pub mod fetch;
 pub mod file;
+pub mod file_stream;
 pub mod mastodon;
 pub mod parquet;
 pub mod records;
@@ -20,6 +21,9 @@ use crate::error::Result;
 pub struct SourceContext<'a> {
     /// The pipeline file's directory, for relative paths.
     pub base_dir: &'a Path,
+    /// The pipeline runs as a stream (`mode: stream`): a source that can read either way
+    /// (files) builds its stream form.
+    pub streaming: bool,
 }
 
 /// Implemented by every source config.
@@ -69,6 +73,11 @@ pub struct SourcePosition {
 pub struct Delivery {
     pub chunk: Chunk,
     pub resume_at: Option<SourcePosition>,
+    /// A source that `marks_epochs`: the epoch ends after this chunk.
+    pub ends_epoch: bool,
+    /// A source that `marks_epochs`: nothing more is there to read for now (an epoch without
+    /// rows may run, as Spark runs one when the watermark moves and no data is waiting).
+    pub caught_up: bool,
 }
 
 impl From<Chunk> for Delivery {
@@ -76,6 +85,8 @@ impl From<Chunk> for Delivery {
         Delivery {
             chunk,
             resume_at: None,
+            ends_epoch: false,
+            caught_up: false,
         }
     }
 }
@@ -97,8 +108,14 @@ pub trait StreamSource: Send + Sync {
     fn positioned(&self) -> bool {
         false
     }
-    /// Turns chunks into a batch of rows.
-    fn decode(&self, chunks: &[Chunk]) -> RecordBatch;
+    /// Turns chunks into a batch of rows (an error when a record cannot be read and the
+    /// source is told to fail on it).
+    fn decode(&self, chunks: &[Chunk]) -> Result<RecordBatch>;
+    /// Declared when the source says where epochs end (`Delivery::ends_epoch`, a file stream's
+    /// `max_files_per_trigger`): the engine then ends them there, not when the input pauses.
+    fn marks_epochs(&self) -> bool {
+        false
+    }
     /// Declared when every chunk's bytes are whole lines of text and each row is one line in
     /// the only column (a trailing `\r` dropped, invalid UTF-8 handled by `decode`): a kernel
     /// may then read the bytes without decoding them into batches.

@@ -190,8 +190,8 @@ impl StreamSource for ReplaySource {
                 if let Some(row) = event_to_line(&recorded.event, &recorded.data, &filters, &stats)
                 {
                     let delivery = Delivery {
-                        chunk: row,
                         resume_at: Some(position),
+                        ..Delivery::from(row)
                     };
                     if tx.send(delivery).await.is_err() {
                         return Ok(());
@@ -206,8 +206,8 @@ impl StreamSource for ReplaySource {
         true
     }
 
-    fn decode(&self, chunks: &[Chunk]) -> RecordBatch {
-        decode_rows(&status_schema(), chunks, &self.stats.malformed)
+    fn decode(&self, chunks: &[Chunk]) -> crate::error::Result<RecordBatch> {
+        Ok(decode_rows(&status_schema(), chunks, &self.stats.malformed))
     }
 
     fn warnings(&self) -> Vec<String> {

@@ -135,7 +135,7 @@ impl StreamSource for SocketSource {
         })
     }
 
-    fn decode(&self, chunks: &[Chunk]) -> RecordBatch {
+    fn decode(&self, chunks: &[Chunk]) -> crate::error::Result<RecordBatch> {
         let bytes: usize = chunks.iter().map(Vec::len).sum();
         let mut lines = StringBuilder::with_capacity(bytes / 16 + 1, bytes);
         for chunk in chunks {
@@ -154,8 +154,10 @@ impl StreamSource for SocketSource {
                 }
             }
         }
-        RecordBatch::try_new(self.schema.clone(), vec![Arc::new(lines.finish())])
-            .expect("one text column")
+        Ok(
+            RecordBatch::try_new(self.schema.clone(), vec![Arc::new(lines.finish())])
+                .expect("one text column"),
+        )
     }
 
     fn warnings(&self) -> Vec<String> {
@@ -416,6 +418,7 @@ mod tests {
         match config
             .build(&SourceContext {
                 base_dir: std::path::Path::new("."),
+                streaming: false,
             })
             .unwrap()
         {
@@ -427,7 +430,9 @@ mod tests {
     #[test]
     fn decodes_lines_with_crlf_and_bad_bytes() {
         let src = source("port: 1");
-        let batch = src.decode(&[b"a b\r\nc\n".to_vec(), b"d\xff\n".to_vec()]);
+        let batch = src
+            .decode(&[b"a b\r\nc\n".to_vec(), b"d\xff\n".to_vec()])
+            .unwrap();
         let lines: Vec<_> = (0..batch.num_rows())
             .map(|r| crate::data::cell(batch.column(0).as_ref(), r).to_text())
             .collect();
@@ -461,7 +466,7 @@ mod tests {
                 assert!(delivery.resume_at.is_none(), "a socket has no positions");
                 chunks.push(delivery.chunk);
             }
-            let batch = src.decode(&chunks);
+            let batch = src.decode(&chunks).unwrap();
             let lines: Vec<_> = (0..batch.num_rows())
                 .map(|r| crate::data::cell(batch.column(0).as_ref(), r).to_text())
                 .collect();

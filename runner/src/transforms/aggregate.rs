@@ -35,10 +35,50 @@ pub struct AggregateConfig {
     /// count(), buyers: count_distinct(customer)}`.
     #[schemars(with = "std::collections::BTreeMap<String, String>")]
     pub aggs: indexmap::IndexMap<String, String>,
+    /// Aggregate per event-time window: `{column: created_at, size: 10m, slide: 5m}`. The
+    /// output starts with `window_start` and `window_end`.
+    #[serde(default)]
+    pub window: Option<super::window::WindowConfig>,
+    /// Streams: how late a row may arrive (event time behind the latest seen) and still count,
+    /// e.g. `2m`. Windows the watermark passes are final: `append` emits them, and their state
+    /// is freed.
+    #[serde(default, deserialize_with = "crate::settings::duration::opt")]
+    #[schemars(with = "Option<String>")]
+    pub watermark: Option<std::time::Duration>,
 }
 
 impl BuildTransform for AggregateConfig {
     fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
+        let stage = self.build_groups(ctx)?;
+        window_stage(&self.window, self.watermark, ctx, stage, None)
+    }
+}
+
+/// `stage` (an aggregation) computed per window when `window` is set.
+pub(crate) fn window_stage(
+    window: &Option<super::window::WindowConfig>,
+    watermark: Option<std::time::Duration>,
+    ctx: &BuildContext,
+    stage: Stage,
+    count_first: Option<usize>,
+) -> Result<Stage, String> {
+    let Some(window) = window else {
+        if watermark.is_some() {
+            return Err(
+                "`watermark` applies to windows: add `window: {column: ..., size: ...}`".into(),
+            );
+        }
+        return Ok(stage);
+    };
+    let StageKind::Aggregate(inner) = stage.kind else {
+        return Err("a window needs an aggregation".into());
+    };
+    windowed::stage(window, watermark, ctx, inner, &stage.output, count_first)
+}
+
+impl AggregateConfig {
+    /// The aggregation without its window.
+    fn build_groups(&self, ctx: &BuildContext) -> Result<Stage, String> {
         let by = self.by.as_ref().map(|b| b.to_vec()).unwrap_or_default();
         if self.aggs.is_empty() {
             return Err("`aggs` is empty: name at least one aggregate, e.g. `{n: count()}`".into());
@@ -822,6 +862,7 @@ impl AggregateState for AggregateTable {
 }
 
 mod columns;
+pub mod windowed;
 use columns::AccColumn;
 
 /// How numbers JSON cannot hold exactly are written in snapshots: floats by their bits (JSON has

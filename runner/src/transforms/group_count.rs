@@ -33,6 +33,15 @@ pub struct GroupCountConfig {
         deserialize_with = "crate::settings::env::string"
     )]
     pub output: String,
+    /// Count per event-time window: `{column: created_at, size: 10m, slide: 5m}`. The output
+    /// starts with `window_start` and `window_end`; each window's rows come most frequent
+    /// first.
+    #[serde(default)]
+    pub window: Option<super::window::WindowConfig>,
+    /// Streams: how late a row may arrive and still count (see `aggregate`), e.g. `2m`.
+    #[serde(default, deserialize_with = "crate::settings::duration::opt")]
+    #[schemars(with = "Option<String>")]
+    pub watermark: Option<std::time::Duration>,
 }
 
 /// `by: word` or `by: [word, lang]`.
@@ -61,6 +70,26 @@ impl BuildTransform for GroupCountConfig {
         let names = self.by.to_vec();
         if names.is_empty() {
             return Err("`by` needs at least one column".into());
+        }
+        if self.window.is_some() || self.watermark.is_some() {
+            // Windows hold the general aggregation's tables: count() per key.
+            let counting = super::aggregate::AggregateConfig {
+                by: Some(self.by.clone()),
+                aggs: [(self.output.clone(), "count()".to_owned())]
+                    .into_iter()
+                    .collect(),
+                window: None,
+                watermark: None,
+            };
+            let stage = counting.build(ctx)?;
+            let keys = names.len();
+            return super::aggregate::window_stage(
+                &self.window,
+                self.watermark,
+                ctx,
+                stage,
+                Some(keys),
+            );
         }
         let mut keys = Vec::new();
         let mut fields = Vec::new();

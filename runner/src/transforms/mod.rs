@@ -15,6 +15,7 @@ pub mod select;
 pub mod sort;
 pub mod stopwords;
 pub mod tokenize;
+pub mod window;
 pub mod with_column;
 
 use std::any::Any;
@@ -130,6 +131,63 @@ pub trait Aggregation: Send + Sync {
     fn counts_by(&self) -> Option<&[usize]> {
         None
     }
+    /// Declared by an aggregation over event-time windows: its states are `EventTimeState`s,
+    /// and a stream ends each epoch through them.
+    fn windowed(&self) -> Option<Windowing> {
+        None
+    }
+}
+
+/// What a windowed aggregation declares (for the stream settings' checks and the plan).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Windowing {
+    /// The window, as people write it (`10m every 5m`).
+    pub window: String,
+    /// The event-time column.
+    pub column: String,
+    /// `watermark:`, the lateness a stream accepts.
+    pub watermark: Option<std::time::Duration>,
+}
+
+/// What a stream's epoch emits from event-time state, by output mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    /// `complete`: every window, every epoch; nothing is late or evicted.
+    All,
+    /// `update`: the groups the epoch changed.
+    Changed,
+    /// `append`: each window once, when the watermark has passed its end.
+    Final,
+}
+
+/// A windowed aggregation's state in a stream: Spark's watermark, late rows and eviction.
+pub trait EventTimeState {
+    /// Called before the first row of a stream (a batch run never calls it: no watermark,
+    /// every window final at the end).
+    fn start_stream(&mut self, emit: Emit);
+    /// Ends the epoch: the rows it emits and its progress (the watermark it ran under, its late
+    /// rows); final windows are evicted, then the watermark advances.
+    fn end_epoch(&mut self) -> Result<(RecordBatch, EventTimeProgress)>;
+    /// Whether an epoch without new rows would emit or evict a window (Spark's no-data batch).
+    fn wants_epoch(&self) -> bool;
+    /// The event-time figures now.
+    fn progress(&self) -> EventTimeProgress;
+}
+
+/// Event-time figures of a stream's epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EventTimeProgress {
+    /// The watermark in milliseconds since 1970 (with `watermark:` set).
+    pub watermark_ms: Option<i64>,
+    /// Rows dropped this epoch because every window they belong to had passed the watermark.
+    pub late_rows: u64,
+    /// The same late rows counted as Spark's `numRowsDroppedByWatermark` counts them: one per
+    /// (window, key) group they would have gone to.
+    pub late_groups: u64,
+    /// The late rows since the stream started (checkpoints carry it over restarts).
+    pub late_rows_total: u64,
+    /// Windows held in the state.
+    pub windows: usize,
 }
 
 /// A state that counts text keys, fed directly by a counting kernel.
@@ -166,6 +224,10 @@ pub trait AggregateState: Send {
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
     /// The state as a counter of text keys, when it is one (a group_count by one text column).
     fn text_counter(&mut self) -> Option<&mut dyn TextCounter> {
+        None
+    }
+    /// The state as event-time state, when it is one (a windowed aggregation).
+    fn event_time(&mut self) -> Option<&mut dyn EventTimeState> {
         None
     }
 }
@@ -239,6 +301,46 @@ pub(crate) fn schema_replacing(
     }
     fields[index] = arrow_schema::Field::new(name, data_type, false);
     Ok(std::sync::Arc::new(arrow_schema::Schema::new(fields)))
+}
+
+/// The rows of `table` whose key (its first `key_columns` columns) appears in `keys`: the
+/// groups an epoch changed, for `update` mode.
+pub(crate) fn rows_with_keys(
+    table: &RecordBatch,
+    keys: &RecordBatch,
+    key_columns: usize,
+) -> Result<RecordBatch> {
+    use std::collections::HashSet;
+    if key_columns == 0 {
+        // One group of all rows: it changed when anything arrived.
+        return Ok(if keys.num_rows() > 0 {
+            table.clone()
+        } else {
+            table.slice(0, 0)
+        });
+    }
+    let fields = table.schema().fields()[..key_columns]
+        .iter()
+        .map(|f| arrow_row::SortField::new(f.data_type().clone()))
+        .collect();
+    // Keys compare by their Arrow row encoding: exact per type, a null apart from every value
+    // (as text, a null group and "" looked the same).
+    let failed = |e: arrow_schema::ArrowError| {
+        crate::error::Error::runtime(format!("update mode keys: {e}"))
+    };
+    let converter = arrow_row::RowConverter::new(fields).map_err(failed)?;
+    let wanted_rows = converter
+        .convert_columns(&keys.columns()[..key_columns])
+        .map_err(failed)?;
+    let wanted: HashSet<arrow_row::Row<'_>> = wanted_rows.iter().collect();
+    let table_rows = converter
+        .convert_columns(&table.columns()[..key_columns])
+        .map_err(failed)?;
+    let mask: arrow_array::BooleanArray = table_rows
+        .iter()
+        .map(|row| Some(wanted.contains(&row)))
+        .collect();
+    arrow_select::filter::filter_record_batch(table, &mask).map_err(failed)
 }
 
 #[cfg(test)]

@@ -1,0 +1,395 @@
+//! `file` in stream mode: Spark's file stream source (`readStream.json(dir)`). The files that
+//! `path` names are taken in name order, each once; `max_files_per_trigger` caps how many go
+//! into one epoch (without it an epoch takes every new file). With `poll`, the source looks
+//! for new files that often and never ends (move finished files in: a file is read once, when
+//! first seen); without it the stream ends after the files there at the start.
+//!
+//! Formats: `lines` and `jsonl` (CSV and Parquet are read by batch runs).
+
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc::Sender;
+
+use super::file::{EncodingErrors, FileSourceConfig};
+use super::records::{BadRecord, Format, OnError, RecordDecoder};
+use super::{BuiltSource, Chunk, Delivery, SourceCounters, StreamSource};
+use crate::error::{escape_controls, Error, Result};
+
+/// For each chunk sent and not yet decoded: its file and first line number.
+type Origins = Mutex<VecDeque<(Arc<str>, u64)>>;
+
+/// The most bytes handed over in one chunk (whole lines).
+const CHUNK_BYTES: usize = 1 << 20;
+
+pub(super) fn build(
+    config: &FileSourceConfig,
+    path: PathBuf,
+    decoder: Option<RecordDecoder>,
+    schema: SchemaRef,
+) -> Result<BuiltSource, String> {
+    if path == Path::new("-") {
+        return Err("in stream mode `path` names files (a directory or a glob), not standard input: use `mode: batch` to read standard input".into());
+    }
+    if config.fetch.is_some() {
+        return Err("`fetch` is for batch runs; a stream reads the files it finds".into());
+    }
+    if !matches!(config.format, Format::Lines | Format::Jsonl) {
+        return Err(format!(
+            "`format: {}` is read by batch runs; a stream of files reads `lines` or `jsonl`",
+            config.format.name()
+        ));
+    }
+    Ok(BuiltSource::Stream(Box::new(FileStreamSource {
+        path,
+        schema,
+        decoder,
+        on_error: config.on_error,
+        encoding_errors: config.encoding_errors,
+        max_line_bytes: config.max_line_bytes,
+        max_files_per_trigger: config.max_files_per_trigger,
+        poll: config.poll,
+        origins: Arc::new(Mutex::new(VecDeque::new())),
+        stats: Arc::new(Stats::default()),
+    })))
+}
+
+pub struct FileStreamSource {
+    path: PathBuf,
+    schema: SchemaRef,
+    /// `jsonl`: the record decoder; `None`: lines.
+    decoder: Option<RecordDecoder>,
+    on_error: OnError,
+    encoding_errors: EncodingErrors,
+    max_line_bytes: usize,
+    max_files_per_trigger: Option<std::num::NonZeroUsize>,
+    poll: Option<Duration>,
+    /// `jsonl`: for each chunk sent and not yet decoded, its file and first line number (the
+    /// engine decodes every chunk of a record source, in order).
+    origins: Arc<Origins>,
+    stats: Arc<Stats>,
+}
+
+#[derive(Default)]
+struct Stats {
+    files: AtomicU64,
+    long_lines: AtomicU64,
+    bad_utf8: AtomicU64,
+    skipped_utf8: AtomicU64,
+    malformed: AtomicU64,
+    first_bad: Mutex<Option<String>>,
+}
+
+/// The files `path` names now, by name: itself, a directory's files (not hidden ones), or a
+/// glob's matches.
+fn list(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let hidden = |p: &Path| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    };
+    let mut files: Vec<PathBuf> = if path.to_string_lossy().contains(['*', '?', '[']) {
+        glob::glob(&path.to_string_lossy())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?
+            .filter_map(|e| e.ok())
+            .filter(|p| p.is_file() && !hidden(p))
+            .collect()
+    } else if path.is_dir() {
+        std::fs::read_dir(path)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && !hidden(p))
+            .collect()
+    } else if path.is_file() {
+        vec![path.to_path_buf()]
+    } else {
+        Vec::new()
+    };
+    files.sort();
+    Ok(files)
+}
+
+/// Sends one file in chunks of whole lines (lines over `max_line_bytes` skipped and counted).
+/// The last chunk carries `last`'s marks. Returns false when the engine has gone.
+async fn send_file(
+    path: &Path,
+    max_line_bytes: usize,
+    stats: &Stats,
+    origins: Option<&Origins>,
+    tx: &Sender<Delivery>,
+    last: (bool, bool),
+) -> std::result::Result<bool, String> {
+    let origin: Arc<str> = path.display().to_string().into();
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| format!("{}: {e}", escape_controls(&origin)))?;
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut skipping = false;
+    let mut next_line = 1u64;
+    let mut chunk_first_line = 1u64;
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .await
+            .map_err(|e| format!("{}: {e}", escape_controls(&origin)))?;
+        let at_end = n == 0;
+        let mut data = &buffer[..n];
+        while !data.is_empty() {
+            match memchr::memchr(b'\n', data) {
+                Some(end) => {
+                    if !skipping {
+                        pending.extend_from_slice(&data[..=end]);
+                    }
+                    skipping = false;
+                    next_line += 1;
+                    data = &data[end + 1..];
+                }
+                None => {
+                    if !skipping {
+                        pending.extend_from_slice(data);
+                    }
+                    data = &[];
+                }
+            }
+            // A line longer than allowed: drop what there is of it, skip to its end.
+            let tail = pending.len() - memchr::memrchr(b'\n', &pending).map_or(0, |i| i + 1);
+            if tail > max_line_bytes {
+                pending.truncate(pending.len() - tail);
+                skipping = true;
+                stats.long_lines.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if at_end && !pending.is_empty() && !pending.ends_with(b"\n") {
+            pending.push(b'\n');
+            next_line += 1;
+        }
+        let whole = memchr::memrchr(b'\n', &pending).map_or(0, |i| i + 1);
+        if whole > 0 && (whole >= CHUNK_BYTES || at_end) {
+            let rest = pending.split_off(whole);
+            let chunk = std::mem::replace(&mut pending, rest);
+            if let Some(origins) = origins {
+                if let Ok(mut queue) = origins.lock() {
+                    queue.push_back((origin.clone(), chunk_first_line));
+                }
+            }
+            chunk_first_line = next_line - memchr::memchr_iter(b'\n', &pending).count() as u64;
+            let marks = if at_end { last } else { (false, false) };
+            let delivery = Delivery {
+                chunk,
+                resume_at: None,
+                ends_epoch: marks.0,
+                caught_up: marks.1,
+            };
+            if tx.send(delivery).await.is_err() {
+                return Ok(false);
+            }
+        } else if at_end && (last.0 || last.1) {
+            // An empty file still ends its epoch.
+            let delivery = Delivery {
+                chunk: Vec::new(),
+                resume_at: None,
+                ends_epoch: last.0,
+                caught_up: last.1,
+            };
+            if tx.send(delivery).await.is_err() {
+                return Ok(false);
+            }
+        }
+        if at_end {
+            return Ok(true);
+        }
+    }
+}
+
+impl StreamSource for FileStreamSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn raw_text_lines(&self) -> bool {
+        self.decoder.is_none() && self.encoding_errors == EncodingErrors::Replace
+    }
+
+    fn marks_epochs(&self) -> bool {
+        true
+    }
+
+    fn start(
+        &self,
+        tx: Sender<Delivery>,
+        _from: Option<super::SourcePosition>,
+    ) -> tokio::task::JoinHandle<Result<(), String>> {
+        let path = self.path.clone();
+        let stats = self.stats.clone();
+        let max_line_bytes = self.max_line_bytes;
+        let per_epoch = self.max_files_per_trigger.map_or(usize::MAX, |n| n.get());
+        let poll = self.poll;
+        let origins = self.decoder.is_some().then(|| self.origins.clone());
+        tokio::spawn(async move {
+            let mut seen: HashSet<PathBuf> = HashSet::new();
+            loop {
+                let files: Vec<PathBuf> = list(&path)
+                    .map_err(|e| format!("{}: {e}", escape_controls(&path.display().to_string())))?
+                    .into_iter()
+                    .filter(|p| !seen.contains(p))
+                    .collect();
+                let count = files.len();
+                for (index, file) in files.into_iter().enumerate() {
+                    let last_listed = index + 1 == count;
+                    let ends_epoch = last_listed || (index + 1) % per_epoch == 0;
+                    let sent = send_file(
+                        &file,
+                        max_line_bytes,
+                        &stats,
+                        origins.as_deref(),
+                        &tx,
+                        (ends_epoch, last_listed),
+                    )
+                    .await?;
+                    stats.files.fetch_add(1, Ordering::Relaxed);
+                    seen.insert(file);
+                    if !sent {
+                        return Ok(());
+                    }
+                }
+                match poll {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => return Ok(()),
+                }
+            }
+        })
+    }
+
+    fn decode(&self, chunks: &[Chunk]) -> Result<RecordBatch> {
+        match &self.decoder {
+            None => self.decode_lines(chunks),
+            Some(decoder) => self.decode_records(decoder, chunks),
+        }
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let long = self.stats.long_lines.load(Ordering::Relaxed);
+        if long > 0 {
+            warnings.push(format!(
+                "{long} line(s) longer than max_line_bytes ({}) were skipped",
+                self.max_line_bytes
+            ));
+        }
+        let bad = self.stats.bad_utf8.load(Ordering::Relaxed);
+        if bad > 0 {
+            warnings.push(format!(
+                "{bad} line(s) had invalid UTF-8; bad bytes were replaced with U+FFFD"
+            ));
+        }
+        let skipped = self.stats.skipped_utf8.load(Ordering::Relaxed);
+        if skipped > 0 {
+            warnings.push(format!("{skipped} line(s) with invalid UTF-8 were skipped"));
+        }
+        let malformed = self.stats.malformed.load(Ordering::Relaxed);
+        if malformed > 0 {
+            let first = self
+                .stats
+                .first_bad
+                .lock()
+                .ok()
+                .and_then(|f| f.clone())
+                .unwrap_or_default();
+            warnings.push(format!(
+                "{malformed} record(s) could not be read and were skipped; the first: {first}"
+            ));
+        }
+        warnings
+    }
+
+    fn summary(&self) -> Option<String> {
+        Some(format!(
+            "{} file(s) read",
+            self.stats.files.load(Ordering::Relaxed)
+        ))
+    }
+
+    fn counters(&self) -> SourceCounters {
+        SourceCounters {
+            bad_utf8_lines: self.stats.bad_utf8.load(Ordering::Relaxed),
+            skipped_lines: self.stats.long_lines.load(Ordering::Relaxed)
+                + self.stats.skipped_utf8.load(Ordering::Relaxed),
+            malformed_events: self.stats.malformed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl FileStreamSource {
+    fn decode_lines(&self, chunks: &[Chunk]) -> Result<RecordBatch> {
+        let bytes: usize = chunks.iter().map(Vec::len).sum();
+        let mut lines = StringBuilder::with_capacity(bytes / 16 + 1, bytes);
+        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+            let body = chunk.strip_suffix(b"\n").unwrap_or(chunk);
+            for raw in body.split(|&b| b == b'\n') {
+                let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+                match std::str::from_utf8(line) {
+                    Ok(text) => lines.append_value(text),
+                    Err(e) => match self.encoding_errors {
+                        EncodingErrors::Replace => {
+                            self.stats.bad_utf8.fetch_add(1, Ordering::Relaxed);
+                            lines.append_value(String::from_utf8_lossy(line));
+                        }
+                        EncodingErrors::Skip => {
+                            self.stats.skipped_utf8.fetch_add(1, Ordering::Relaxed);
+                        }
+                        EncodingErrors::Fail => {
+                            return Err(Error::runtime(format!(
+                                "{}: a line is not valid UTF-8 ({e}); `encoding_errors: replace` or `skip` reads past it",
+                                self.path.display()
+                            )))
+                        }
+                    },
+                }
+            }
+        }
+        Ok(
+            RecordBatch::try_new(self.schema.clone(), vec![Arc::new(lines.finish())])
+                .expect("one text column"),
+        )
+    }
+
+    fn decode_records(&self, decoder: &RecordDecoder, chunks: &[Chunk]) -> Result<RecordBatch> {
+        let mut batches = Vec::new();
+        for chunk in chunks {
+            let origin = self.origins.lock().ok().and_then(|mut q| q.pop_front());
+            if chunk.is_empty() {
+                continue;
+            }
+            let (decoded, bad) = decoder.decode(chunk).map_err(Error::runtime)?;
+            if let Some(BadRecord { line, reason }) = bad.first() {
+                let at = match &origin {
+                    Some((file, first)) => format!("{file} line {}", first + *line as u64),
+                    None => format!("{} (line {} of a chunk)", self.path.display(), line + 1),
+                };
+                if self.on_error == OnError::Fail {
+                    return Err(Error::runtime(format!(
+                        "{}: the jsonl record cannot be read: {reason} (`on_error: skip` leaves such records out)",
+                        escape_controls(&at)
+                    )));
+                }
+                self.stats
+                    .malformed
+                    .fetch_add(bad.len() as u64, Ordering::Relaxed);
+                if let Ok(mut first) = self.stats.first_bad.lock() {
+                    if first.is_none() {
+                        *first = Some(escape_controls(&format!("{at}: {reason}")).into_owned());
+                    }
+                }
+            }
+            batches.extend(decoded);
+        }
+        Ok(crate::data::concat(&self.schema, &batches))
+    }
+}

@@ -1,0 +1,222 @@
+//! `window:` of `group_count` and `aggregate`: event-time windows, assigned exactly as Spark's
+//! `window(column, size, slide, offset)` assigns them (its `TimeWindowing` analyzer rule):
+//! aligned to the Unix epoch plus the offset, tumbling when `slide` is absent, sliding
+//! otherwise, a window's start inside it and its end not.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `window: {column: created_at, size: 10m, slide: 5m}`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// The timestamp column giving each row's event time; rows where it is null are left out.
+    pub column: String,
+    /// How long each window is (`10m`, `1h`, `30s`).
+    #[serde(deserialize_with = "crate::settings::duration::required")]
+    #[schemars(with = "String")]
+    pub size: Duration,
+    /// How often a window starts (at most `size`); absent: `size` (tumbling windows).
+    #[serde(default, deserialize_with = "crate::settings::duration::opt")]
+    #[schemars(with = "Option<String>")]
+    pub slide: Option<Duration>,
+    /// Shifts the windows from the Unix epoch (`1m`, or `-1m`), less than `slide` either way:
+    /// with `size: 1h, offset: 15m` windows run from a quarter past the hour.
+    #[serde(default)]
+    pub offset: Option<String>,
+}
+
+/// Windows in microseconds, as Spark keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSpec {
+    pub size: i64,
+    pub slide: i64,
+    pub offset: i64,
+}
+
+fn micros(d: Duration, what: &str) -> Result<i64, String> {
+    i64::try_from(d.as_micros()).map_err(|_| format!("window: `{what}` is too long"))
+}
+
+impl WindowConfig {
+    pub fn spec(&self) -> Result<WindowSpec, String> {
+        let size = micros(self.size, "size")?;
+        let slide = match self.slide {
+            Some(slide) => micros(slide, "slide")?,
+            None => size,
+        };
+        if size == 0 || slide == 0 {
+            return Err("window: `size` and `slide` must be at least a microsecond".into());
+        }
+        if slide > size {
+            return Err(format!(
+                "window: `slide` ({}) is longer than `size` ({}): rows between windows would belong to none",
+                humantime::format_duration(self.slide.unwrap_or_default()),
+                humantime::format_duration(self.size)
+            ));
+        }
+        let offset = match &self.offset {
+            None => 0,
+            Some(text) => {
+                let (negative, magnitude) = match text.trim().strip_prefix('-') {
+                    Some(rest) => (true, rest),
+                    None => (false, text.trim()),
+                };
+                let parsed = humantime::parse_duration(magnitude.trim()).map_err(|e| {
+                    format!("window: offset: `{text}` is not a duration ({e}); write it like `1m` or `-30s`")
+                })?;
+                let value = micros(parsed, "offset")?;
+                if negative {
+                    -value
+                } else {
+                    value
+                }
+            }
+        };
+        if offset.abs() >= slide {
+            return Err(format!(
+                "window: `offset` ({}) must be shorter than the slide (as in Spark)",
+                self.offset.as_deref().unwrap_or("0")
+            ));
+        }
+        Ok(WindowSpec {
+            size,
+            slide,
+            offset,
+        })
+    }
+}
+
+impl WindowSpec {
+    /// How many windows may hold one instant.
+    fn overlapping(&self) -> i64 {
+        (self.size + self.slide - 1) / self.slide
+    }
+
+    /// Calls `each` with the start of every window holding event time `t`, latest first.
+    ///
+    /// Exactly Spark's arithmetic, including its truncating `%` and wrapping `Long`s: the last
+    /// start is `t - (t - offset + slide) % slide`; earlier ones step back by `slide`. When
+    /// `slide` does not divide `size`, a candidate that does not hold `t` is left out; when it
+    /// does, Spark keeps every candidate, and so does this (they differ only before 1970).
+    #[inline]
+    pub fn starts(&self, t: i64, mut each: impl FnMut(i64)) {
+        let last = t.wrapping_sub(
+            t.wrapping_sub(self.offset)
+                .wrapping_add(self.slide)
+                .wrapping_rem(self.slide),
+        );
+        let exact = self.size % self.slide == 0;
+        for i in 0..self.overlapping() {
+            let start = last.wrapping_sub(i.wrapping_mul(self.slide));
+            if exact || (t >= start && t < start.wrapping_add(self.size)) {
+                each(start);
+            }
+        }
+    }
+
+    pub fn end(&self, start: i64) -> i64 {
+        start.wrapping_add(self.size)
+    }
+
+    /// The window as people write it: `10m`, or `10m every 5m`.
+    pub fn describe(&self) -> String {
+        let d = |us: i64| humantime::format_duration(Duration::from_micros(us as u64)).to_string();
+        let mut text = d(self.size);
+        if self.slide != self.size {
+            text += &format!(" every {}", d(self.slide));
+        }
+        if self.offset != 0 {
+            let sign = if self.offset < 0 { "-" } else { "+" };
+            text += &format!(" {sign}{}", d(self.offset.abs()));
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000_000;
+
+    fn spec(yaml: &str) -> Result<WindowSpec, String> {
+        serde_saphyr::from_str::<WindowConfig>(yaml)
+            .map_err(|e| e.to_string())?
+            .spec()
+    }
+
+    fn starts(spec: &WindowSpec, t: i64) -> Vec<i64> {
+        let mut out = Vec::new();
+        spec.starts(t, |s| out.push(s));
+        out
+    }
+
+    #[test]
+    fn tumbling_windows_hold_their_start_and_not_their_end() {
+        let s = spec("{column: t, size: 10m}").unwrap();
+        assert_eq!(starts(&s, 0), [0]);
+        assert_eq!(starts(&s, 10 * MIN - 1), [0]);
+        assert_eq!(starts(&s, 10 * MIN), [10 * MIN]);
+        assert_eq!(s.end(10 * MIN), 20 * MIN);
+    }
+
+    #[test]
+    fn sliding_windows_give_every_window_holding_the_instant() {
+        let s = spec("{column: t, size: 10m, slide: 5m}").unwrap();
+        assert_eq!(starts(&s, 12 * MIN), [10 * MIN, 5 * MIN]);
+        assert_eq!(starts(&s, 15 * MIN), [15 * MIN, 10 * MIN]);
+    }
+
+    #[test]
+    fn spark_s_own_example_with_an_offset() {
+        // From the comment of Spark's TimeWindowing: 12:05 with window 12m, slide 5m, start 2m
+        // falls in 11:57-12:09 and 12:02-12:14 (11:52-12:04 does not hold it).
+        let s = spec("{column: t, size: 12m, slide: 5m, offset: 2m}").unwrap();
+        let t = (12 * 60 + 5) * MIN;
+        assert_eq!(starts(&s, t), [(12 * 60 + 2) * MIN, (11 * 60 + 57) * MIN]);
+        let s = spec("{column: t, size: 12m, slide: 5m}").unwrap();
+        assert_eq!(
+            starts(&s, t),
+            [(12 * 60 + 5) * MIN, (12 * 60) * MIN, (11 * 60 + 55) * MIN]
+        );
+    }
+
+    #[test]
+    fn negative_offsets_and_times_before_1970_follow_spark_arithmetic() {
+        let s = spec("{column: t, size: 10m, offset: -1m}").unwrap();
+        assert_eq!(starts(&s, 0), [-MIN]);
+        let s = spec("{column: t, size: 10m}").unwrap();
+        assert_eq!(starts(&s, -MIN), [-10 * MIN]);
+        // Java's `%` truncates: more than a slide before 1970 the "last start" lies after t,
+        // and Spark keeps that window when the slide divides the size.
+        assert_eq!(starts(&s, -11 * MIN), [-10 * MIN]);
+        // Extreme times wrap rather than panic.
+        assert_eq!(starts(&s, i64::MIN).len(), 1);
+        assert_eq!(starts(&s, i64::MAX).len(), 1);
+    }
+
+    #[test]
+    fn bad_windows_are_refused_with_the_reason() {
+        let e = spec("{column: t, size: 5m, slide: 10m}").unwrap_err();
+        assert!(e.contains("longer than `size`"), "{e}");
+        let e = spec("{column: t, size: 10m, slide: 5m, offset: 5m}").unwrap_err();
+        assert!(e.contains("shorter than the slide"), "{e}");
+        let e = spec("{column: t, size: 10m, offset: soon}").unwrap_err();
+        assert!(e.contains("not a duration"), "{e}");
+        let e = spec("{column: t, size: 0s}").unwrap_err();
+        assert!(e.contains("more than zero"), "{e}");
+    }
+
+    #[test]
+    fn describes_itself() {
+        assert_eq!(spec("{column: t, size: 10m}").unwrap().describe(), "10m");
+        assert_eq!(
+            spec("{column: t, size: 10m, slide: 5m, offset: -1m}")
+                .unwrap()
+                .describe(),
+            "10m every 5m -1m"
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! Event-time windows against Spark: the tape in `tests/data/windows/tape` (out-of-order and
+//! late events, one file per epoch) was run through PySpark Structured Streaming by
+//! `bench/spark_windows.py`, and its output committed as `tests/data/windows/spark.json`.
+//! runner must give, epoch by epoch, the same watermark, the same rows dropped as late (as
+//! Spark counts them), the same state size and exactly the same emitted rows; and as a batch
+//! run the same windows as Spark's batch job.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{runner, write};
+use serde_json::Value;
+
+fn tape() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/windows/tape")
+}
+
+fn spark() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/windows/spark.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Spark's "10 minutes" as runner writes it.
+fn duration(spark: &Value) -> Option<String> {
+    let text = spark.as_str()?;
+    let (n, unit) = text.split_once(' ').unwrap();
+    Some(match unit {
+        "minute" | "minutes" => format!("{n}m"),
+        other => panic!("unit {other}"),
+    })
+}
+
+fn window_yaml(scenario: &Value) -> String {
+    let mut window = format!(
+        "{{column: created_at, size: {}",
+        duration(&scenario["size"]).unwrap()
+    );
+    if let Some(slide) = duration(&scenario["slide"]) {
+        window += &format!(", slide: {slide}");
+    }
+    if let Some(offset) = duration(&scenario["offset"]) {
+        window += &format!(", offset: {offset}");
+    }
+    window + "}"
+}
+
+fn micros(text: &Value) -> i64 {
+    runner::data::parse_timestamp(text.as_str().unwrap()).unwrap()
+}
+
+/// Rows as Spark's reference writes them: [start µs, end µs, tag, count], sorted.
+fn rows_of(lines: &[&Value]) -> Vec<Value> {
+    let mut rows: Vec<(i64, i64, String, i64)> = lines
+        .iter()
+        .map(|r| {
+            (
+                micros(&r["window_start"]),
+                micros(&r["window_end"]),
+                r["tag"].as_str().unwrap().to_owned(),
+                r["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows.into_iter()
+        .map(|(s, e, t, c)| serde_json::json!([s, e, t, c]))
+        .collect()
+}
+
+fn sorted(rows: &Value) -> Vec<Value> {
+    let mut rows = rows.as_array().unwrap().clone();
+    rows.sort_by_key(|r| r.to_string());
+    let mut keyed: Vec<(i64, i64, String, Value)> = rows
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].as_i64().unwrap(),
+                r[1].as_i64().unwrap(),
+                r[2].as_str().unwrap().to_owned(),
+                r,
+            )
+        })
+        .collect();
+    keyed.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+    keyed.into_iter().map(|k| k.3).collect()
+}
+
+#[test]
+fn streams_match_spark_epoch_by_epoch() {
+    let spark = spark();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, scenario) in spark["streams"].as_object().unwrap() {
+        let pipeline = write(
+            dir.path(),
+            &format!("{name}.yaml"),
+            &format!(
+                "name: {name}\nmode: stream\ntrigger: {{available_now: true}}\noutput_mode: {mode}\nsource:\n  type: file\n  path: {tape}\n  format: jsonl\n  columns: {{created_at: timestamp?, tag: text}}\n  max_files_per_trigger: 1\ntransforms:\n  - type: group_count\n    by: tag\n    window: {window}\n    watermark: {watermark}\nsinks:\n  - {{type: stdout, format: jsonl}}\n",
+                mode = scenario["mode"].as_str().unwrap(),
+                tape = tape().display(),
+                window = window_yaml(scenario),
+                watermark = duration(&scenario["watermark"]).unwrap(),
+            ),
+        );
+        let out = runner()
+            .args(["run", pipeline.to_str().unwrap(), "--progress", "json"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {stderr}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let emitted: Vec<Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let progress: Vec<Value> = stderr
+            .lines()
+            .filter(|l| l.starts_with("{\"batchId\""))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let expected = scenario["epochs"].as_array().unwrap();
+        assert_eq!(
+            progress.len(),
+            expected.len(),
+            "{name}: epochs run (Spark's include its no-data batch)"
+        );
+        let mut by_epoch: BTreeMap<u64, Vec<&Value>> = BTreeMap::new();
+        for row in &emitted {
+            by_epoch
+                .entry(row["epoch"].as_u64().unwrap())
+                .or_default()
+                .push(row);
+        }
+        for (ours, theirs) in progress.iter().zip(expected) {
+            let epoch = theirs["epoch"].as_u64().unwrap();
+            let at = format!("{name}, epoch {epoch}");
+            assert_eq!(ours["batchId"], theirs["epoch"], "{at}");
+            assert_eq!(
+                ours["numInputRows"], theirs["input_rows"],
+                "{at}: input rows"
+            );
+            assert_eq!(
+                ours["eventTime"]["watermark"], theirs["watermark"],
+                "{at}: watermark"
+            );
+            let state = &ours["stateOperators"][0];
+            assert_eq!(
+                state["numRowsDroppedByWatermark"], theirs["dropped"],
+                "{at}: rows dropped as late"
+            );
+            assert_eq!(
+                state["numRowsTotal"], theirs["state_rows"],
+                "{at}: state rows"
+            );
+            let rows = rows_of(by_epoch.get(&epoch).map_or(&[][..], Vec::as_slice));
+            assert_eq!(rows, sorted(&theirs["rows"]), "{at}: emitted rows");
+        }
+    }
+}
+
+#[test]
+fn batch_windows_match_spark_s_batch_job() {
+    let spark = spark();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, scenario) in spark["batches"].as_object().unwrap() {
+        let pipeline = write(
+            dir.path(),
+            &format!("{name}.yaml"),
+            &format!(
+                "name: {name}\nsource:\n  type: file\n  path: {tape}\n  format: jsonl\n  columns: {{created_at: timestamp?, tag: text}}\ntransforms:\n  - type: group_count\n    by: tag\n    window: {window}\nsinks:\n  - {{type: stdout, format: jsonl}}\n",
+                tape = tape().display(),
+                window = window_yaml(scenario),
+            ),
+        );
+        for cores in ["1", "2"] {
+            let out = runner()
+                .args(["run", pipeline.to_str().unwrap(), "--cores", cores])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let stdout = String::from_utf8(out.stdout).unwrap();
+            let lines: Vec<Value> = stdout
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            let rows = rows_of(&lines.iter().collect::<Vec<_>>());
+            assert_eq!(rows, sorted(&scenario["rows"]), "{name} on {cores} core(s)");
+        }
+    }
+}
