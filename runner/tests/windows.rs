@@ -87,75 +87,126 @@ fn sorted(rows: &Value) -> Vec<Value> {
     keyed.into_iter().map(|k| k.3).collect()
 }
 
+fn stream_pipeline(dir: &Path, name: &str, scenario: &Value, extra: &str) -> std::path::PathBuf {
+    write(
+        dir,
+        &format!("{name}.yaml"),
+        &format!(
+            "name: {name}\nmode: stream\ntrigger: {{available_now: true}}\noutput_mode: {mode}\n{extra}source:\n  type: file\n  path: {tape}\n  format: jsonl\n  columns: {{created_at: timestamp?, tag: text}}\n  max_files_per_trigger: 1\ntransforms:\n  - type: group_count\n    by: tag\n    window: {window}\n    watermark: {watermark}\nsinks:\n  - {{type: stdout, format: jsonl}}\n",
+            mode = scenario["mode"].as_str().unwrap(),
+            tape = tape().display(),
+            window = window_yaml(scenario),
+            watermark = duration(&scenario["watermark"]).unwrap(),
+        ),
+    )
+}
+
+/// Runs a stream pipeline: its progress objects, and its emitted rows by epoch.
+fn run_stream(pipeline: &Path) -> (Vec<Value>, BTreeMap<u64, Vec<Value>>) {
+    let out = runner()
+        .args(["run", pipeline.to_str().unwrap(), "--progress", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", pipeline.display());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut by_epoch: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
+    for line in stdout.lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        by_epoch
+            .entry(row["epoch"].as_u64().unwrap())
+            .or_default()
+            .push(row);
+    }
+    let progress = stderr
+        .lines()
+        .filter(|l| l.starts_with("{\"batchId\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (progress, by_epoch)
+}
+
+/// Checks runner's epochs against Spark's, from Spark's epoch `first` on.
+fn assert_epochs_match(
+    name: &str,
+    progress: &[Value],
+    emitted: &BTreeMap<u64, Vec<Value>>,
+    expected: &[Value],
+) {
+    assert_eq!(
+        progress.len(),
+        expected.len(),
+        "{name}: epochs run (Spark's include its no-data batch)"
+    );
+    for (ours, theirs) in progress.iter().zip(expected) {
+        let epoch = theirs["epoch"].as_u64().unwrap();
+        let at = format!("{name}, epoch {epoch}");
+        assert_eq!(ours["batchId"], theirs["epoch"], "{at}");
+        assert_eq!(
+            ours["numInputRows"], theirs["input_rows"],
+            "{at}: input rows"
+        );
+        assert_eq!(
+            ours["eventTime"]["watermark"], theirs["watermark"],
+            "{at}: watermark"
+        );
+        let state = &ours["stateOperators"][0];
+        assert_eq!(
+            state["numRowsDroppedByWatermark"], theirs["dropped"],
+            "{at}: rows dropped as late"
+        );
+        assert_eq!(
+            state["numRowsTotal"], theirs["state_rows"],
+            "{at}: state rows"
+        );
+        let rows = rows_of(
+            &emitted
+                .get(&epoch)
+                .map_or(Vec::new(), |r| r.iter().collect()),
+        );
+        assert_eq!(rows, sorted(&theirs["rows"]), "{at}: emitted rows");
+    }
+}
+
 #[test]
 fn streams_match_spark_epoch_by_epoch() {
     let spark = spark();
     let dir = tempfile::tempdir().unwrap();
     for (name, scenario) in spark["streams"].as_object().unwrap() {
-        let pipeline = write(
-            dir.path(),
-            &format!("{name}.yaml"),
-            &format!(
-                "name: {name}\nmode: stream\ntrigger: {{available_now: true}}\noutput_mode: {mode}\nsource:\n  type: file\n  path: {tape}\n  format: jsonl\n  columns: {{created_at: timestamp?, tag: text}}\n  max_files_per_trigger: 1\ntransforms:\n  - type: group_count\n    by: tag\n    window: {window}\n    watermark: {watermark}\nsinks:\n  - {{type: stdout, format: jsonl}}\n",
-                mode = scenario["mode"].as_str().unwrap(),
-                tape = tape().display(),
-                window = window_yaml(scenario),
-                watermark = duration(&scenario["watermark"]).unwrap(),
-            ),
-        );
-        let out = runner()
-            .args(["run", pipeline.to_str().unwrap(), "--progress", "json"])
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{name}: {stderr}");
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let emitted: Vec<Value> = stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let progress: Vec<Value> = stderr
-            .lines()
-            .filter(|l| l.starts_with("{\"batchId\""))
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let pipeline = stream_pipeline(dir.path(), name, scenario, "");
+        let (progress, emitted) = run_stream(&pipeline);
         let expected = scenario["epochs"].as_array().unwrap();
-        assert_eq!(
-            progress.len(),
-            expected.len(),
-            "{name}: epochs run (Spark's include its no-data batch)"
+        assert_epochs_match(name, &progress, &emitted, expected);
+    }
+}
+
+#[test]
+fn a_stream_stopped_and_restarted_from_its_checkpoint_goes_on_as_spark_s() {
+    let spark = spark();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["sliding_append", "sliding_update"] {
+        let scenario = &spark["streams"][name];
+        let expected = scenario["epochs"].as_array().unwrap();
+        let checkpoint = dir.path().join(format!("{name}-checkpoint"));
+        let extra = format!("checkpoint: {{dir: {}}}\n", checkpoint.display());
+        // The first run stops after 4 epochs (its state, watermark and file position saved).
+        let first = stream_pipeline(
+            dir.path(),
+            name,
+            scenario,
+            &format!("{extra}max_epochs: 4\n"),
         );
-        let mut by_epoch: BTreeMap<u64, Vec<&Value>> = BTreeMap::new();
-        for row in &emitted {
-            by_epoch
-                .entry(row["epoch"].as_u64().unwrap())
-                .or_default()
-                .push(row);
-        }
-        for (ours, theirs) in progress.iter().zip(expected) {
-            let epoch = theirs["epoch"].as_u64().unwrap();
-            let at = format!("{name}, epoch {epoch}");
-            assert_eq!(ours["batchId"], theirs["epoch"], "{at}");
-            assert_eq!(
-                ours["numInputRows"], theirs["input_rows"],
-                "{at}: input rows"
-            );
-            assert_eq!(
-                ours["eventTime"]["watermark"], theirs["watermark"],
-                "{at}: watermark"
-            );
-            let state = &ours["stateOperators"][0];
-            assert_eq!(
-                state["numRowsDroppedByWatermark"], theirs["dropped"],
-                "{at}: rows dropped as late"
-            );
-            assert_eq!(
-                state["numRowsTotal"], theirs["state_rows"],
-                "{at}: state rows"
-            );
-            let rows = rows_of(by_epoch.get(&epoch).map_or(&[][..], Vec::as_slice));
-            assert_eq!(rows, sorted(&theirs["rows"]), "{at}: emitted rows");
-        }
+        let (progress, emitted) = run_stream(&first);
+        assert_epochs_match(name, &progress, &emitted, &expected[..4]);
+        // The second goes on from epoch 4, reading from the fifth file.
+        let second = stream_pipeline(dir.path(), name, scenario, &extra);
+        let (progress, emitted) = run_stream(&second);
+        assert_epochs_match(
+            &format!("{name} (restarted)"),
+            &progress,
+            &emitted,
+            &expected[4..],
+        );
     }
 }
 

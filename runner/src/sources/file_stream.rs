@@ -5,6 +5,10 @@
 //! first seen); without it the stream ends after the files there at the start.
 //!
 //! Formats: `lines` and `jsonl` (CSV and Parquet are read by batch runs).
+//!
+//! Positions (for checkpoints) count the bytes taken from the files in name order, so a
+//! restarted stream skips what earlier epochs took: files must not change once there, and new
+//! ones must sort after those already read (timestamped names), as with Spark's file source.
 
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -115,35 +119,52 @@ fn list(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Sends one file in chunks of whole lines (lines over `max_line_bytes` skipped and counted).
-/// The last chunk carries `last`'s marks. Returns false when the engine has gone.
+/// Where to read a file from, and the position (bytes of all files) its start is at.
+struct FileRead<'a> {
+    path: &'a Path,
+    skip: u64,
+    base: u64,
+}
+
+/// Sends one file in chunks of whole lines (lines over `max_line_bytes` skipped and counted),
+/// each with the position after it. The last chunk carries `last`'s marks. Returns the
+/// file's size, or `None` when the engine has gone.
 async fn send_file(
-    path: &Path,
+    read: FileRead<'_>,
     max_line_bytes: usize,
     stats: &Stats,
     origins: Option<&Origins>,
     tx: &Sender<Delivery>,
     last: (bool, bool),
-) -> std::result::Result<bool, String> {
+) -> std::result::Result<Option<u64>, String> {
+    use tokio::io::AsyncSeekExt;
+    let path = read.path;
     let origin: Arc<str> = path.display().to_string().into();
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| format!("{}: {e}", escape_controls(&origin)))?;
+    let failed = |e: std::io::Error| format!("{}: {e}", escape_controls(&origin));
+    let mut file = tokio::fs::File::open(path).await.map_err(failed)?;
+    if read.skip > 0 {
+        file.seek(std::io::SeekFrom::Start(read.skip))
+            .await
+            .map_err(failed)?;
+    }
+    // Bytes of the file read, and the offset just after the last line end among them: where a
+    // restart reads from once the lines before it are sent.
+    let mut raw_read = read.skip;
+    let mut line_end_raw = read.skip;
     let mut buffer = vec![0u8; 64 * 1024];
     let mut pending: Vec<u8> = Vec::new();
     let mut skipping = false;
     let mut next_line = 1u64;
     let mut chunk_first_line = 1u64;
     loop {
-        let n = file
-            .read(&mut buffer)
-            .await
-            .map_err(|e| format!("{}: {e}", escape_controls(&origin)))?;
+        let n = file.read(&mut buffer).await.map_err(failed)?;
+        raw_read += n as u64;
         let at_end = n == 0;
         let mut data = &buffer[..n];
         while !data.is_empty() {
             match memchr::memchr(b'\n', data) {
                 Some(end) => {
+                    line_end_raw = raw_read - (data.len() - end - 1) as u64;
                     if !skipping {
                         pending.extend_from_slice(&data[..=end]);
                     }
@@ -166,9 +187,11 @@ async fn send_file(
                 stats.long_lines.fetch_add(1, Ordering::Relaxed);
             }
         }
+        let mut added_newline = false;
         if at_end && !pending.is_empty() && !pending.ends_with(b"\n") {
             pending.push(b'\n');
             next_line += 1;
+            added_newline = true;
         }
         let whole = memchr::memrchr(b'\n', &pending).map_or(0, |i| i + 1);
         if whole > 0 && (whole >= CHUNK_BYTES || at_end) {
@@ -181,29 +204,34 @@ async fn send_file(
             }
             chunk_first_line = next_line - memchr::memchr_iter(b'\n', &pending).count() as u64;
             let marks = if at_end { last } else { (false, false) };
+            let consumed = if added_newline {
+                raw_read
+            } else {
+                line_end_raw
+            };
             let delivery = Delivery {
                 chunk,
-                resume_at: None,
+                resume_at: Some(position(read.base + consumed)),
                 ends_epoch: marks.0,
                 caught_up: marks.1,
             };
             if tx.send(delivery).await.is_err() {
-                return Ok(false);
+                return Ok(None);
             }
         } else if at_end && (last.0 || last.1) {
             // An empty file still ends its epoch.
             let delivery = Delivery {
                 chunk: Vec::new(),
-                resume_at: None,
+                resume_at: Some(position(read.base + raw_read)),
                 ends_epoch: last.0,
                 caught_up: last.1,
             };
             if tx.send(delivery).await.is_err() {
-                return Ok(false);
+                return Ok(None);
             }
         }
         if at_end {
-            return Ok(true);
+            return Ok(Some(raw_read));
         }
     }
 }
@@ -221,11 +249,16 @@ impl StreamSource for FileStreamSource {
         true
     }
 
+    fn positioned(&self) -> bool {
+        true
+    }
+
     fn start(
         &self,
         tx: Sender<Delivery>,
-        _from: Option<super::SourcePosition>,
+        from: Option<super::SourcePosition>,
     ) -> tokio::task::JoinHandle<Result<(), String>> {
+        let mut resume = from.map_or(0, |p| p.offset);
         let path = self.path.clone();
         let stats = self.stats.clone();
         let max_line_bytes = self.max_line_bytes;
@@ -234,18 +267,40 @@ impl StreamSource for FileStreamSource {
         let origins = self.decoder.is_some().then(|| self.origins.clone());
         tokio::spawn(async move {
             let mut seen: HashSet<PathBuf> = HashSet::new();
+            // Bytes of the files taken so far, in name order: the position.
+            let mut taken = 0u64;
             loop {
-                let files: Vec<PathBuf> = list(&path)
+                let mut files: Vec<PathBuf> = list(&path)
                     .map_err(|e| format!("{}: {e}", escape_controls(&path.display().to_string())))?
                     .into_iter()
                     .filter(|p| !seen.contains(p))
                     .collect();
+                // A restart: pass over what earlier runs took.
+                let mut skip = 0;
+                while resume > 0 && !files.is_empty() {
+                    let size = std::fs::metadata(&files[0]).map_or(0, |m| m.len());
+                    if size > resume {
+                        skip = resume;
+                        break;
+                    }
+                    resume -= size;
+                    taken += size;
+                    seen.insert(files.remove(0));
+                }
+                if skip > 0 {
+                    resume = 0;
+                }
                 let count = files.len();
                 for (index, file) in files.into_iter().enumerate() {
                     let last_listed = index + 1 == count;
                     let ends_epoch = last_listed || (index + 1) % per_epoch == 0;
+                    let read = FileRead {
+                        path: &file,
+                        skip: std::mem::take(&mut skip),
+                        base: taken,
+                    };
                     let sent = send_file(
-                        &file,
+                        read,
                         max_line_bytes,
                         &stats,
                         origins.as_deref(),
@@ -255,8 +310,9 @@ impl StreamSource for FileStreamSource {
                     .await?;
                     stats.files.fetch_add(1, Ordering::Relaxed);
                     seen.insert(file);
-                    if !sent {
-                        return Ok(());
+                    match sent {
+                        Some(size) => taken += size,
+                        None => return Ok(()),
                     }
                 }
                 match poll {
@@ -324,6 +380,10 @@ impl StreamSource for FileStreamSource {
             malformed_events: self.stats.malformed.load(Ordering::Relaxed),
         }
     }
+}
+
+fn position(offset: u64) -> super::SourcePosition {
+    super::SourcePosition { offset, time: 0.0 }
 }
 
 impl FileStreamSource {
