@@ -4,6 +4,12 @@ invented accounts and statuses with Zipf-distributed hashtags, a few deletes, ed
 events, at a few statuses per second. No real toot is copied.
 
     python3 bench/make_tape.py pipelines/tapes/sample.jsonl --statuses 600 --seconds 60
+    python3 bench/make_tape.py pipelines/tapes/trending.jsonl --statuses 1200 --seconds 2400 \
+        --jitter 90 --late-every 40
+
+`--jitter S` puts each status's `created_at` up to S seconds before it arrives (out of order),
+and `--late-every N` every Nth one 15 minutes before (later than a watermark lets in): the
+tape of the event-time window pipelines.
 """
 import argparse, json, random
 
@@ -13,7 +19,11 @@ TAGS = ['Rust', 'Python', 'AI', 'Mastodon', 'OpenSource', 'Linux', 'Fediverse', 
         'Café', 'Spark', 'DataScience', 'MachineLearning', 'Cycling']
 WORDS = 'the a streaming count of today with new old good small fast slow data week'.split()
 
-def status(rnd, n, t):
+def stamp(t):
+    t = max(0, int(t))
+    return f'2025-01-15T{12 + t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}.000Z'
+
+def status(rnd, n, t, event_t=None):
     k = rnd.choice([0, 1, 1, 2, 2, 3])
     weights = [1 / (i + 1) for i in range(len(TAGS))]
     tags = list(dict.fromkeys(rnd.choices(TAGS, weights, k=k)))
@@ -23,7 +33,7 @@ def status(rnd, n, t):
     links = ' '.join(f'<a href="https://example.social/tags/{x.lower()}" class="mention hashtag" rel="tag">#<span>{x}</span></a>' for x in tags)
     sid = str(113000000000000000 + n)
     return {
-        'id': sid, 'created_at': f'2025-01-15T12:{int(t) // 60:02d}:{int(t) % 60:02d}.000Z',
+        'id': sid, 'created_at': stamp(t if event_t is None else event_t),
         'in_reply_to_id': None, 'sensitive': False, 'spoiler_text': '', 'visibility': 'public',
         'language': rnd.choice(['en', 'en', 'en', 'de', 'fr', None]),
         'uri': f'https://example.social/users/{user}/statuses/{sid}',
@@ -41,12 +51,19 @@ def main():
     parser.add_argument('--statuses', type=int, default=600)
     parser.add_argument('--seconds', type=float, default=60.0)
     parser.add_argument('--seed', type=int, default=2025)
+    parser.add_argument('--jitter', type=float, default=0.0)
+    parser.add_argument('--late-every', type=int, default=0)
     args = parser.parse_args()
     rnd = random.Random(args.seed)
     with open(args.out, 'w', encoding='utf-8') as out:
         for n in range(args.statuses):
             t = round(args.seconds * n / args.statuses, 3)
-            out.write(json.dumps({'event': 'update', 'data': json.dumps(status(rnd, n, t), ensure_ascii=False, separators=(',', ':')), 't': t}, ensure_ascii=False) + '\n')
+            event_t = None
+            if args.jitter:
+                event_t = t - rnd.uniform(0, args.jitter)
+            if args.late_every and n % args.late_every == args.late_every - 1:
+                event_t = t - 15 * 60
+            out.write(json.dumps({'event': 'update', 'data': json.dumps(status(rnd, n, t, event_t), ensure_ascii=False, separators=(',', ':')), 't': t}, ensure_ascii=False) + '\n')
             if n % 50 == 25:
                 out.write(json.dumps({'event': 'delete', 'data': str(113000000000000000 + n - 10), 't': t}) + '\n')
             if n % 120 == 60:

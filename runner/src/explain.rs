@@ -10,7 +10,6 @@ use crate::exec::stream::Trigger;
 use crate::exec::BuiltPipeline;
 use crate::plan::{LogicalPlan, PhysicalPlan};
 use crate::registry::SourceConfig;
-use crate::transforms::StageKind;
 
 #[derive(Debug, Serialize)]
 pub struct Plan {
@@ -109,10 +108,8 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline, unbuilt: Option<u
                     _ => operator.map_or("", |o| o.runs),
                 },
                 fused: if fused.contains(&i) { kernel } else { None },
-                detail: match &built.stage.kind {
-                    StageKind::Map(map) => map.describe(),
-                    _ => None,
-                },
+                // What the step says of itself, as the logical plan holds it.
+                detail: pipeline.logical.steps.get(i).and_then(|s| s.detail.clone()),
             };
             input = built.stage.output.clone();
             stage

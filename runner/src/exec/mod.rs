@@ -315,6 +315,14 @@ fn stream_settings(
         }
         (Some(mode), _) => mode.value,
     };
+    if let Some(windowed) = aggregation.filter(|a| windowing(a).is_some()) {
+        if output_mode == OutputMode::Complete && !partial {
+            tracing::warn!(
+                "{}: `output_mode: complete` keeps every window for ever (the state grows with the stream); `append` or `update` with a `watermark` frees final windows",
+                windowed.label
+            );
+        }
+    }
     if aggregation.is_some() {
         let aggregations = stages
             .iter()

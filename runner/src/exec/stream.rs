@@ -419,7 +419,16 @@ async fn run_epochs(
         }
     }
     source_outcome(reader, source_ended).await?;
-    let warnings = source.warnings();
+    let mut warnings = source.warnings();
+    if let Some(event_time) = state.as_mut().and_then(|s| s.event_time()) {
+        let late = event_time.progress().late_rows_total;
+        if late > 0 {
+            warnings.push(format!(
+                "{} row(s) arrived behind the watermark, for windows already final, and were left out (raise `watermark:` to accept later rows)",
+                crate::data::group_digits(late)
+            ));
+        }
+    }
     for message in &warnings {
         bus.publish(Event::Warning {
             message: message.clone(),

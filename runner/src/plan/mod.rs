@@ -119,7 +119,14 @@ impl LogicalPlan {
                             let keys: Vec<String> = keys.iter().map(|k| name(*k)).collect();
                             capabilities.push(format!("counts by {}", keys.join(", ")));
                         }
-                        ("aggregate", None)
+                        let described = aggregation.windowed().map(|w| {
+                            capabilities.push("event-time windows".to_owned());
+                            let watermark = w.watermark.map_or(String::new(), |d| {
+                                format!(", watermark {}", humantime::format_duration(d))
+                            });
+                            format!("windows of {} on {}{watermark}", w.window, w.column)
+                        });
+                        ("aggregate", described)
                     }
                     StageKind::Global(global) => {
                         if let Some(rows) = global.first_rows() {

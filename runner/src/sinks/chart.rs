@@ -21,6 +21,8 @@ use plotters::style::RGBColor;
 #[serde(deny_unknown_fields)]
 pub struct ChartSinkConfig {
     /// The PNG file to write, relative to the pipeline file; its directory is created if needed.
+    /// For a windowed result, `{window_start}` in the path draws one chart per window
+    /// (`trending-{window_start}.png`); without it the chart shows the latest window.
     #[serde(deserialize_with = "crate::settings::env::path")]
     pub path: PathBuf,
     /// The category column (one bar per row).
@@ -32,7 +34,8 @@ pub struct ChartSinkConfig {
     /// How many bars: the rows with the largest `y`.
     #[serde(default = "default_top")]
     pub top: usize,
-    /// The caption; `{epoch}` and `{time}` are replaced when it is drawn.
+    /// The caption; `{epoch}`, `{time}` and (for a windowed result) `{window}` are replaced
+    /// when it is drawn.
     #[serde(default, deserialize_with = "crate::settings::env::opt_string")]
     pub title: Option<String>,
     /// Width and height in pixels.
@@ -122,6 +125,20 @@ impl BuildSink for ChartSinkConfig {
         if self.path.as_os_str().is_empty() {
             return Err("`path` must name a file".into());
         }
+        let window = match (
+            ctx.input.index_of(WINDOW_START),
+            ctx.input.index_of(WINDOW_END),
+        ) {
+            (Ok(start), Ok(end)) => Some((start, end)),
+            _ => None,
+        };
+        let per_window = self.path.to_string_lossy().contains("{window_start}");
+        let wants_window = per_window || self.title().contains("{window}");
+        if wants_window && window.is_none() {
+            return Err(format!(
+                "`{{window_start}}` and `{{window}}` name the window of a windowed result, and these rows have no `{WINDOW_START}` and `{WINDOW_END}` (add `window:` to the aggregation)"
+            ));
+        }
         Ok(Box::new(ChartSink {
             spec: ChartSpec {
                 title: self.title(),
@@ -138,7 +155,9 @@ impl BuildSink for ChartSinkConfig {
             top: self.top,
             order: self.sort,
             epoch: 0,
-            bars: Vec::new(),
+            window,
+            per_window,
+            windows: std::collections::BTreeMap::new(),
         }))
     }
 }
@@ -150,9 +169,97 @@ pub struct ChartSink {
     y: usize,
     top: usize,
     order: BarOrder,
-    /// The epoch being drawn, and its bars so far: only `top` are kept, whatever the rows.
+    /// The epoch being drawn.
     epoch: u64,
-    bars: Vec<Bar>,
+    /// The window columns (start, end) of a windowed result.
+    window: Option<(usize, usize)>,
+    /// A chart per window (`{window_start}` in the path), else the latest window's.
+    per_window: bool,
+    /// The epoch's bars so far by window start (one entry without windows), with the window's
+    /// end: only `top` are kept per window, whatever the rows.
+    windows: std::collections::BTreeMap<i64, (i64, Vec<Bar>)>,
+}
+
+use crate::transforms::aggregate::windowed::{WINDOW_END, WINDOW_START};
+
+/// How a window's start goes into a file name: `2026-11-30T12-05-00Z` (no colons).
+fn file_stamp(micros: i64) -> String {
+    crate::data::format_timestamp(micros).replace(':', "-")
+}
+
+/// A window as a caption shows it: `2026-11-30 12:00–12:10 UTC` (both dates when they differ).
+pub fn window_caption(start: i64, end: i64) -> String {
+    let (Some(s), Some(e)) = (
+        chrono::DateTime::from_timestamp_micros(start),
+        chrono::DateTime::from_timestamp_micros(end),
+    ) else {
+        return format!("{start}–{end} µs");
+    };
+    let time = |t: &chrono::DateTime<chrono::Utc>| {
+        if t.timestamp_subsec_micros() == 0 && t.timestamp() % 60 == 0 {
+            t.format("%H:%M").to_string()
+        } else {
+            t.format("%H:%M:%S%.f").to_string()
+        }
+    };
+    if s.date_naive() == e.date_naive() || (end - start <= 86_400_000_000 && time(&e) == "00:00") {
+        format!("{} {}–{} UTC", s.format("%Y-%m-%d"), time(&s), time(&e))
+    } else {
+        format!(
+            "{} {} – {} {} UTC",
+            s.format("%Y-%m-%d"),
+            time(&s),
+            e.format("%Y-%m-%d"),
+            time(&e)
+        )
+    }
+}
+
+impl ChartSink {
+    /// Adds `bars` (of one window) to what the epoch holds for it, keeping `top`.
+    fn add(&mut self, start: i64, end: i64, bars: Vec<Bar>) {
+        let (top, order) = (self.top, self.order);
+        let (_, kept) = self.windows.entry(start).or_insert((end, Vec::new()));
+        match order {
+            BarOrder::Value => {
+                // The top of (the top so far + these) is the top of all rows: the order
+                // (value, then label) is total.
+                kept.extend(bars);
+                kept.sort_by(|a, b| {
+                    b.value
+                        .total_cmp(&a.value)
+                        .then_with(|| a.label.cmp(&b.label))
+                });
+                kept.truncate(top);
+            }
+            BarOrder::Input => {
+                let wanted = top.saturating_sub(kept.len());
+                kept.extend(bars.into_iter().take(wanted));
+            }
+        }
+    }
+
+    fn draw(&self, path: &Path, bars: &[Bar], window: Option<(i64, i64)>) -> Result<()> {
+        let mut title = caption(&self.spec.title, self.epoch);
+        if let Some((start, end)) = window {
+            title = title.replace("{window}", &window_caption(start, end));
+        }
+        let spec = ChartSpec {
+            title,
+            ..self.spec.clone()
+        };
+        let (png, drawn) = render_png(bars, &spec).map_err(|e| {
+            Error::runtime(format!("cannot draw the chart {}: {e}", path.display()))
+        })?;
+        if drawn.missing_glyphs > 0 {
+            tracing::warn!(
+                chart = %path.display(),
+                "{} character(s) in the chart have no glyph in the embedded font and are drawn as `?`",
+                drawn.missing_glyphs
+            );
+        }
+        atomic::write(path, &png)
+    }
 }
 
 /// The `top` rows with the largest values, largest first, ties by label; rows without a value
@@ -197,55 +304,77 @@ pub fn caption(template: &str, epoch: u64) -> String {
 impl Sink for ChartSink {
     fn begin(&mut self, epoch: u64) -> Result<()> {
         self.epoch = epoch;
-        self.bars.clear();
+        self.windows.clear();
         Ok(())
     }
 
     fn write(&mut self, rows: &RecordBatch) -> Result<Flow> {
-        match self.order {
-            BarOrder::Value => {
-                // The top of (the top so far + this batch's top) is the top of all rows: the
-                // order (value, then label) is total.
-                self.bars.extend(top_bars(rows, self.x, self.y, self.top));
-                self.bars.sort_by(|a, b| {
-                    b.value
-                        .total_cmp(&a.value)
-                        .then_with(|| a.label.cmp(&b.label))
-                });
-                self.bars.truncate(self.top);
-                Ok(Flow::More)
-            }
-            BarOrder::Input => {
-                let wanted = self.top.saturating_sub(self.bars.len());
-                self.bars.extend(first_bars(rows, self.x, self.y, wanted));
-                Ok(if self.bars.len() >= self.top {
-                    Flow::Enough
-                } else {
-                    Flow::More
-                })
-            }
+        let Some((start_column, end_column)) = self.window else {
+            let bars = match self.order {
+                BarOrder::Value => top_bars(rows, self.x, self.y, self.top),
+                BarOrder::Input => first_bars(rows, self.x, self.y, self.top),
+            };
+            self.add(i64::MIN, i64::MIN, bars);
+            let full = self.windows.values().all(|(_, b)| b.len() >= self.top);
+            return Ok(if self.order == BarOrder::Input && full {
+                Flow::Enough
+            } else {
+                Flow::More
+            });
+        };
+        // Rows of a window follow each other: cut the batch into runs of one window.
+        let starts = rows.column(start_column);
+        let ends = rows.column(end_column);
+        let time = |column: &arrow_array::ArrayRef, row: usize| match cell(column.as_ref(), row) {
+            Cell::Timestamp(t) => Some(t),
+            _ => None,
+        };
+        let mut row = 0;
+        while row < rows.num_rows() {
+            let start = time(starts, row);
+            let run = (row..rows.num_rows())
+                .take_while(|&r| time(starts, r) == start)
+                .count();
+            let (Some(start), Some(end)) = (start, time(ends, row)) else {
+                row += run;
+                continue;
+            };
+            let part = rows.slice(row, run);
+            let bars = match self.order {
+                BarOrder::Value => top_bars(&part, self.x, self.y, self.top),
+                BarOrder::Input => first_bars(&part, self.x, self.y, self.top),
+            };
+            self.add(start, end, bars);
+            row += run;
         }
+        Ok(Flow::More)
     }
 
     fn commit(&mut self) -> Result<()> {
-        let spec = ChartSpec {
-            title: caption(&self.spec.title, self.epoch),
-            ..self.spec.clone()
-        };
-        let (png, drawn) = render_png(&self.bars, &spec).map_err(|e| {
-            Error::runtime(format!(
-                "cannot draw the chart {}: {e}",
-                self.path.display()
-            ))
-        })?;
-        if drawn.missing_glyphs > 0 {
-            tracing::warn!(
-                chart = %self.path.display(),
-                "{} character(s) in the chart have no glyph in the embedded font and are drawn as `?`",
-                drawn.missing_glyphs
-            );
+        if self.window.is_none() {
+            let bars = self
+                .windows
+                .values()
+                .next()
+                .map_or(&[][..], |(_, b)| b.as_slice());
+            return self.draw(&self.path, bars, None);
         }
-        atomic::write(&self.path, &png)
+        if self.per_window {
+            // One chart per window the epoch emitted (append mode: each final window once).
+            for (start, (end, bars)) in &self.windows {
+                let name = self
+                    .path
+                    .to_string_lossy()
+                    .replace("{window_start}", &file_stamp(*start));
+                self.draw(Path::new(&name), bars, Some((*start, *end)))?;
+            }
+            return Ok(());
+        }
+        // The latest window; an epoch that emitted none leaves the chart as it was.
+        match self.windows.iter().next_back() {
+            Some((start, (end, bars))) => self.draw(&self.path, bars, Some((*start, *end))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -330,5 +459,89 @@ mod tests {
             error.contains("is not `cool`, `tab10` or a colour"),
             "{error}"
         );
+    }
+
+    fn windowed_rows() -> RecordBatch {
+        use arrow_array::TimestampMicrosecondArray;
+        let min = 60_000_000i64;
+        let starts = TimestampMicrosecondArray::from(vec![0, 0, 10 * min]).with_timezone("UTC");
+        let ends = TimestampMicrosecondArray::from(vec![10 * min, 10 * min, 20 * min])
+            .with_timezone("UTC");
+        RecordBatch::try_from_iter([
+            ("window_start", Arc::new(starts) as arrow_array::ArrayRef),
+            ("window_end", Arc::new(ends) as _),
+            ("tag", Arc::new(StringArray::from(vec!["a", "b", "c"])) as _),
+            ("count", Arc::new(Int64Array::from(vec![3, 1, 2])) as _),
+        ])
+        .unwrap()
+    }
+
+    fn chart(
+        dir: &Path,
+        yaml: &str,
+        rows: &RecordBatch,
+    ) -> std::result::Result<Box<dyn Sink>, String> {
+        let config: ChartSinkConfig = serde_saphyr::from_str(yaml).unwrap();
+        config.build(&SinkContext {
+            input: &rows.schema(),
+            base_dir: dir,
+            streaming: true,
+            appending: true,
+        })
+    }
+
+    #[test]
+    fn a_windowed_result_gets_a_chart_per_window_or_its_latest_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = windowed_rows();
+        let mut each = chart(
+            dir.path(),
+            "{path: 'top-{window_start}.png', x: tag, y: count, title: 'Top tags {window}'}",
+            &rows,
+        )
+        .unwrap();
+        crate::sinks::write_result(each.as_mut(), &rows, 0).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "top-1970-01-01T00-00-00Z.png",
+                "top-1970-01-01T00-10-00Z.png"
+            ]
+        );
+        let mut latest = chart(dir.path(), "{path: latest.png, x: tag, y: count}", &rows).unwrap();
+        crate::sinks::write_result(latest.as_mut(), &rows, 0).unwrap();
+        assert!(dir.path().join("latest.png").is_file());
+        assert_eq!(window_caption(0, 600_000_000), "1970-01-01 00:00–00:10 UTC");
+        assert_eq!(
+            window_caption(86_400_000_000 - 300_000_000, 86_400_000_000 + 300_000_000),
+            "1970-01-01 23:55 – 1970-01-02 00:05 UTC"
+        );
+    }
+
+    #[test]
+    fn window_placeholders_need_a_windowed_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = windowed_rows().project(&[2, 3]).unwrap();
+        let err = chart(
+            dir.path(),
+            "{path: 'c-{window_start}.png', x: tag, y: count}",
+            &rows,
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("add `window:`"), "{err}");
+        let err = chart(
+            dir.path(),
+            "{path: c.png, x: tag, y: count, title: '{window}'}",
+            &rows,
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("windowed result"), "{err}");
     }
 }
