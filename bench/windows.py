@@ -131,11 +131,13 @@ def stream():
             f.write(f"""name: windows-stream
 mode: stream
 output_mode: append
-source: {{type: socket, host: 127.0.0.1, port: {port}}}
+source:
+  type: socket
+  host: 127.0.0.1
+  port: {port}
+  format: jsonl
+  columns: {{created_at: timestamp, tag: text, user: text, n: integer}}
 transforms:
-  - type: parse_json
-    column: line
-    columns: {{created_at: timestamp, tag: text, user: text, n: integer}}
   - type: group_count
     by: tag
     window: {{column: created_at, size: 1m}}

@@ -62,6 +62,9 @@ fuzz_target!(|data: &[u8]| {
         max_line_bytes,
         max_clients: 64,
         column: "line".into(),
+        format: Default::default(),
+        columns: None,
+        on_error: Default::default(),
     };
     let context = SourceContext {
         base_dir: Path::new("."),

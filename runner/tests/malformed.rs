@@ -63,6 +63,8 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             vec!["p.yaml:4:", "a stream of files reads `lines` or `jsonl`"]),
         ("a stream of standard input", format!("name: t\nmode: stream\nsource:\n  type: file\n  path: '-'\n{SINKS}"),
             vec!["p.yaml:4:", "not standard input"]),
+        ("JSON lines from a socket without columns", format!("name: t\nmode: stream\nsource:\n  type: socket\n  port: 9876\n  format: jsonl\n{SINKS}"),
+            vec!["p.yaml:4:", "`format: jsonl` needs `columns:`"]),
         ("a window on text", format!("name: t\nmode: stream\nsource:\n  type: socket\n  port: 9876\ntransforms:\n  - {{type: group_count, by: line, window: {{column: line, size: 10m}}}}\n{SINKS}"),
             vec!["transforms.0 (group_count)", "window: `line` holds text, not timestamps"]),
         ("append on windows without a watermark", format!("name: t\nmode: stream\nsource:\n  type: file\n  path: in\n  format: jsonl\n  columns: {{t: timestamp, tag: text}}\ntransforms:\n  - {{type: group_count, by: tag, window: {{column: t, size: 10m}}}}\noutput_mode: append\n{SINKS}"),

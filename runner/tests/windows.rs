@@ -103,6 +103,11 @@ fn stream_pipeline(dir: &Path, name: &str, scenario: &Value, extra: &str) -> std
 
 /// Runs a stream pipeline: its progress objects, and its emitted rows by epoch.
 fn run_stream(pipeline: &Path) -> (Vec<Value>, BTreeMap<u64, Vec<Value>>) {
+    let (progress, emitted, _) = run_stream_with_stderr(pipeline);
+    (progress, emitted)
+}
+
+fn run_stream_with_stderr(pipeline: &Path) -> (Vec<Value>, BTreeMap<u64, Vec<Value>>, String) {
     let out = runner()
         .args(["run", pipeline.to_str().unwrap(), "--progress", "json"])
         .output()
@@ -123,7 +128,7 @@ fn run_stream(pipeline: &Path) -> (Vec<Value>, BTreeMap<u64, Vec<Value>>) {
         .filter(|l| l.starts_with("{\"batchId\""))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    (progress, by_epoch)
+    (progress, by_epoch, stderr.into_owned())
 }
 
 /// Checks runner's epochs against Spark's, from Spark's epoch `first` on.
@@ -243,4 +248,59 @@ fn batch_windows_match_spark_s_batch_job() {
             assert_eq!(rows, sorted(&scenario["rows"]), "{name} on {cores} core(s)");
         }
     }
+}
+
+#[test]
+fn a_socket_stream_in_any_order_ends_with_the_batch_answer() {
+    use std::io::Write;
+    let spark = spark();
+    let expected = sorted(&spark["batches"]["tumbling_append"]["rows"]);
+    // Every line of the tape, far out of order (reversed, then interleaved), and one that is
+    // not JSON at all.
+    let mut lines: Vec<String> = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(tape())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in files {
+        lines.extend(
+            std::fs::read_to_string(file)
+                .unwrap()
+                .lines()
+                .map(str::to_owned),
+        );
+    }
+    lines.reverse();
+    let (odd, even): (Vec<_>, Vec<_>) =
+        lines.into_iter().enumerate().partition(|(i, _)| i % 2 == 1);
+    let mut shuffled: Vec<String> = even.into_iter().chain(odd).map(|(_, l)| l).collect();
+    shuffled.insert(7, "this is not json".to_owned());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut connection, _) = listener.accept().unwrap();
+        for line in &shuffled {
+            writeln!(connection, "{line}").unwrap();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = write(
+        dir.path(),
+        "socket.yaml",
+        &format!(
+            "name: socket-windows\nmode: stream\ntrigger: {{available_now: true}}\noutput_mode: complete\nsource:\n  type: socket\n  host: 127.0.0.1\n  port: {port}\n  format: jsonl\n  columns: {{created_at: timestamp?, tag: text}}\n  on_error: skip\ntransforms:\n  - type: group_count\n    by: tag\n    window: {{column: created_at, size: 10m}}\n    watermark: 2m\nsinks:\n  - {{type: stdout, format: jsonl}}\n"
+        ),
+    );
+    let (_, emitted, stderr) = run_stream_with_stderr(&pipeline);
+    server.join().unwrap();
+    assert!(
+        stderr.contains(
+            "1 record(s) could not be read and were skipped; the first: a line from 127.0.0.1"
+        ),
+        "{stderr}"
+    );
+    // Complete mode keeps every row, late or not: its last epoch is the batch answer.
+    let (_, last) = emitted.iter().next_back().expect("an epoch was emitted");
+    assert_eq!(rows_of(&last.iter().collect::<Vec<_>>()), expected);
 }

@@ -23,7 +23,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::Sender;
 
 use super::file::{EncodingErrors, FileSourceConfig};
-use super::records::{BadRecord, Format, OnError, RecordDecoder};
+use super::records::{Format, RecordDecoder, StreamRecords};
 use super::{BuiltSource, Chunk, Delivery, SourceCounters, StreamSource};
 use crate::error::{escape_controls, Error, Result};
 
@@ -54,8 +54,7 @@ pub(super) fn build(
     Ok(BuiltSource::Stream(Box::new(FileStreamSource {
         path,
         schema,
-        decoder,
-        on_error: config.on_error,
+        records: decoder.map(|d| StreamRecords::new(d, config.on_error)),
         encoding_errors: config.encoding_errors,
         max_line_bytes: config.max_line_bytes,
         max_files_per_trigger: config.max_files_per_trigger,
@@ -68,9 +67,8 @@ pub(super) fn build(
 pub struct FileStreamSource {
     path: PathBuf,
     schema: SchemaRef,
-    /// `jsonl`: the record decoder; `None`: lines.
-    decoder: Option<RecordDecoder>,
-    on_error: OnError,
+    /// `jsonl`: the records; `None`: lines.
+    records: Option<StreamRecords>,
     encoding_errors: EncodingErrors,
     max_line_bytes: usize,
     max_files_per_trigger: Option<std::num::NonZeroUsize>,
@@ -87,8 +85,6 @@ struct Stats {
     long_lines: AtomicU64,
     bad_utf8: AtomicU64,
     skipped_utf8: AtomicU64,
-    malformed: AtomicU64,
-    first_bad: Mutex<Option<String>>,
 }
 
 /// The files `path` names now, by name: itself, a directory's files (not hidden ones), or a
@@ -242,7 +238,7 @@ impl StreamSource for FileStreamSource {
     }
 
     fn raw_text_lines(&self) -> bool {
-        self.decoder.is_none() && self.encoding_errors == EncodingErrors::Replace
+        self.records.is_none() && self.encoding_errors == EncodingErrors::Replace
     }
 
     fn marks_epochs(&self) -> bool {
@@ -264,7 +260,7 @@ impl StreamSource for FileStreamSource {
         let max_line_bytes = self.max_line_bytes;
         let per_epoch = self.max_files_per_trigger.map_or(usize::MAX, |n| n.get());
         let poll = self.poll;
-        let origins = self.decoder.is_some().then(|| self.origins.clone());
+        let origins = self.records.is_some().then(|| self.origins.clone());
         tokio::spawn(async move {
             let mut seen: HashSet<PathBuf> = HashSet::new();
             // Bytes of the files taken so far, in name order: the position.
@@ -324,9 +320,25 @@ impl StreamSource for FileStreamSource {
     }
 
     fn decode(&self, chunks: &[Chunk]) -> Result<RecordBatch> {
-        match &self.decoder {
+        match &self.records {
             None => self.decode_lines(chunks),
-            Some(decoder) => self.decode_records(decoder, chunks),
+            Some(records) => {
+                // Each non-empty chunk has its origin queued, in order.
+                let origins: Vec<Option<(Arc<str>, u64)>> = {
+                    let mut queue = self.origins.lock().ok();
+                    chunks
+                        .iter()
+                        .map(|c| match (&mut queue, c.is_empty()) {
+                            (Some(q), false) => q.pop_front(),
+                            _ => None,
+                        })
+                        .collect()
+                };
+                records.decode(chunks, |chunk, line| match &origins[chunk] {
+                    Some((file, first)) => format!("{file} line {}", first + line as u64),
+                    None => format!("{} (a chunk's line {})", self.path.display(), line + 1),
+                })
+            }
         }
     }
 
@@ -349,19 +361,7 @@ impl StreamSource for FileStreamSource {
         if skipped > 0 {
             warnings.push(format!("{skipped} line(s) with invalid UTF-8 were skipped"));
         }
-        let malformed = self.stats.malformed.load(Ordering::Relaxed);
-        if malformed > 0 {
-            let first = self
-                .stats
-                .first_bad
-                .lock()
-                .ok()
-                .and_then(|f| f.clone())
-                .unwrap_or_default();
-            warnings.push(format!(
-                "{malformed} record(s) could not be read and were skipped; the first: {first}"
-            ));
-        }
+        warnings.extend(self.records.as_ref().and_then(StreamRecords::warning));
         warnings
     }
 
@@ -377,7 +377,7 @@ impl StreamSource for FileStreamSource {
             bad_utf8_lines: self.stats.bad_utf8.load(Ordering::Relaxed),
             skipped_lines: self.stats.long_lines.load(Ordering::Relaxed)
                 + self.stats.skipped_utf8.load(Ordering::Relaxed),
-            malformed_events: self.stats.malformed.load(Ordering::Relaxed),
+            malformed_events: self.records.as_ref().map_or(0, StreamRecords::bad_records),
         }
     }
 }
@@ -418,38 +418,5 @@ impl FileStreamSource {
             RecordBatch::try_new(self.schema.clone(), vec![Arc::new(lines.finish())])
                 .expect("one text column"),
         )
-    }
-
-    fn decode_records(&self, decoder: &RecordDecoder, chunks: &[Chunk]) -> Result<RecordBatch> {
-        let mut batches = Vec::new();
-        for chunk in chunks {
-            let origin = self.origins.lock().ok().and_then(|mut q| q.pop_front());
-            if chunk.is_empty() {
-                continue;
-            }
-            let (decoded, bad) = decoder.decode(chunk).map_err(Error::runtime)?;
-            if let Some(BadRecord { line, reason }) = bad.first() {
-                let at = match &origin {
-                    Some((file, first)) => format!("{file} line {}", first + *line as u64),
-                    None => format!("{} (line {} of a chunk)", self.path.display(), line + 1),
-                };
-                if self.on_error == OnError::Fail {
-                    return Err(Error::runtime(format!(
-                        "{}: the jsonl record cannot be read: {reason} (`on_error: skip` leaves such records out)",
-                        escape_controls(&at)
-                    )));
-                }
-                self.stats
-                    .malformed
-                    .fetch_add(bad.len() as u64, Ordering::Relaxed);
-                if let Ok(mut first) = self.stats.first_bad.lock() {
-                    if first.is_none() {
-                        *first = Some(escape_controls(&format!("{at}: {reason}")).into_owned());
-                    }
-                }
-            }
-            batches.extend(decoded);
-        }
-        Ok(crate::data::concat(&self.schema, &batches))
     }
 }

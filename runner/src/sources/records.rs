@@ -550,6 +550,120 @@ fn flat_column(batch: &RecordBatch, path: &str) -> Result<ArrayRef, String> {
     Ok(column)
 }
 
+/// Records arriving on a stream (a socket's lines, a file stream's chunks): each chunk of whole
+/// lines decoded on its own, chunks in parallel; bad records fail the run or are counted.
+pub struct StreamRecords {
+    decoder: RecordDecoder,
+    on_error: OnError,
+    bad: std::sync::atomic::AtomicU64,
+    first_bad: std::sync::Mutex<Option<String>>,
+}
+
+impl StreamRecords {
+    pub fn new(decoder: RecordDecoder, on_error: OnError) -> Self {
+        StreamRecords {
+            decoder,
+            on_error,
+            bad: Default::default(),
+            first_bad: Default::default(),
+        }
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.decoder.schema()
+    }
+
+    /// Decodes `chunks` into one batch. `at(chunk, line)` says where a bad record is (its
+    /// 0-based line in its chunk), for the error or the warning.
+    ///
+    /// Chunks (a socket's reads are small) are joined into one piece per worker, so the
+    /// readers get long runs of lines, and the pieces are decoded in parallel.
+    pub fn decode(
+        &self,
+        chunks: &[Vec<u8>],
+        at: impl Fn(usize, usize) -> String + Sync,
+    ) -> crate::error::Result<RecordBatch> {
+        use rayon::prelude::*;
+        use std::sync::atomic::Ordering;
+        let total: usize = chunks.iter().map(Vec::len).sum();
+        let pieces = rayon::current_num_threads().max(1);
+        let target = total / pieces + 1;
+        // Consecutive chunks per piece, about `target` bytes each.
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+        let (mut start, mut bytes) = (0, 0);
+        for (index, chunk) in chunks.iter().enumerate() {
+            bytes += chunk.len();
+            if bytes >= target || index + 1 == chunks.len() {
+                groups.push(start..index + 1);
+                start = index + 1;
+                bytes = 0;
+            }
+        }
+        let decoded: Vec<Vec<RecordBatch>> = groups
+            .into_par_iter()
+            .map(|group| -> crate::error::Result<Vec<RecordBatch>> {
+                let parts = &chunks[group.clone()];
+                let joined;
+                let piece: &[u8] = if parts.len() == 1 {
+                    &parts[0]
+                } else {
+                    joined = parts.concat();
+                    &joined
+                };
+                let (batches, bad) = self
+                    .decoder
+                    .decode(piece)
+                    .map_err(crate::error::Error::runtime)?;
+                if let Some(BadRecord { line, reason }) = bad.first() {
+                    // Back from the piece's line to its chunk's.
+                    let mut line = *line;
+                    let mut chunk = group.start;
+                    for (index, part) in parts.iter().enumerate() {
+                        let lines = memchr::memchr_iter(b'\n', part).count();
+                        chunk = group.start + index;
+                        if line < lines {
+                            break;
+                        }
+                        line -= lines;
+                    }
+                    let place = crate::error::escape_controls(&at(chunk, line)).into_owned();
+                    if self.on_error == OnError::Fail {
+                        return Err(crate::error::Error::runtime(format!(
+                            "{place}: the record cannot be read: {reason} (`on_error: skip` leaves such records out)"
+                        )));
+                    }
+                    self.bad.fetch_add(bad.len() as u64, Ordering::Relaxed);
+                    if let Ok(mut first) = self.first_bad.lock() {
+                        first.get_or_insert_with(|| format!("{place}: {reason}"));
+                    }
+                }
+                Ok(batches)
+            })
+            .collect::<crate::error::Result<_>>()?;
+        let batches: Vec<RecordBatch> = decoded.into_iter().flatten().collect();
+        Ok(crate::data::concat(&self.decoder.schema(), &batches))
+    }
+
+    /// Records left out so far (`on_error: skip`).
+    pub fn bad_records(&self) -> u64 {
+        self.bad.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The warning for the end of the run, when records were left out.
+    pub fn warning(&self) -> Option<String> {
+        let bad = self.bad_records();
+        (bad > 0).then(|| {
+            let first = self
+                .first_bad
+                .lock()
+                .ok()
+                .and_then(|f| f.clone())
+                .unwrap_or_default();
+            format!("{bad} record(s) could not be read and were skipped; the first: {first}")
+        })
+    }
+}
+
 /// Columns inferred from the first lines of a CSV file (header first) or JSON lines: text,
 /// integer, float, bool, timestamp, list of text; nested objects become dotted paths.
 pub fn infer_columns(

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::Sender;
 
+use super::records::{ColumnSpec, Format, OnError, RecordDecoder, StreamRecords};
 use super::{BuildSource, BuiltSource, Chunk, Delivery, SourceContext, StreamSource};
 use crate::data::text_schema;
 
@@ -39,12 +40,24 @@ pub struct SocketSourceConfig {
     /// In `listen` mode: the most clients read at once (default 64); more wait to be accepted.
     #[serde(default = "default_max_clients")]
     pub max_clients: usize,
-    /// The output column.
+    /// The output column (`format: lines`).
     #[serde(
         default = "default_column",
         deserialize_with = "crate::settings::env::string"
     )]
     pub column: String,
+    /// `lines` (each line one row of `column`) or `jsonl` (one JSON object per line, read into
+    /// `columns`).
+    #[serde(default)]
+    pub format: Format,
+    /// For `jsonl`: the fields to read and their types, as for the file source (required: a
+    /// socket cannot be looked at in advance).
+    #[serde(default)]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, String>>")]
+    pub columns: Option<indexmap::IndexMap<String, String>>,
+    /// A record that does not parse: `fail` the run (default) or `skip` it (counted).
+    #[serde(default)]
+    pub on_error: OnError,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
@@ -80,10 +93,38 @@ impl BuildSource for SocketSourceConfig {
         if host.is_empty() {
             return Err("`host` is empty".into());
         }
+        let records = match (self.format, &self.columns) {
+            (Format::Lines, None) => None,
+            (Format::Lines, Some(_)) => {
+                return Err("`columns` is for `format: jsonl`; `format: lines` reads one text column named by `column`".into())
+            }
+            (Format::Jsonl, Some(columns)) if !columns.is_empty() => {
+                let specs = columns
+                    .iter()
+                    .map(|(n, t)| ColumnSpec::parse(n, t))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(StreamRecords::new(
+                    RecordDecoder::new(Format::Jsonl, specs, b',')?,
+                    self.on_error,
+                ))
+            }
+            (Format::Jsonl, _) => {
+                return Err("`format: jsonl` needs `columns:` (a socket cannot be looked at in advance), e.g. `{created_at: timestamp, tag: text}`".into())
+            }
+            (other, _) => {
+                return Err(format!(
+                    "`format: {}` is for files; a socket reads `lines` or `jsonl`",
+                    other.name()
+                ))
+            }
+        };
         Ok(BuiltSource::Stream(Box::new(SocketSource {
             config: self.clone(),
             address: format!("{host}:{}", self.port),
-            schema: text_schema(&self.column),
+            schema: records
+                .as_ref()
+                .map_or_else(|| text_schema(&self.column), StreamRecords::schema),
+            records,
             stats: Arc::new(Stats::default()),
         })))
     }
@@ -101,6 +142,8 @@ pub struct SocketSource {
     config: SocketSourceConfig,
     address: String,
     schema: SchemaRef,
+    /// `format: jsonl`.
+    records: Option<StreamRecords>,
     stats: Arc<Stats>,
 }
 
@@ -109,7 +152,7 @@ const READ_BYTES: usize = 64 * 1024;
 
 impl StreamSource for SocketSource {
     fn raw_text_lines(&self) -> bool {
-        true
+        self.records.is_none()
     }
 
     fn schema(&self) -> SchemaRef {
@@ -136,6 +179,9 @@ impl StreamSource for SocketSource {
     }
 
     fn decode(&self, chunks: &[Chunk]) -> crate::error::Result<RecordBatch> {
+        if let Some(records) = &self.records {
+            return records.decode(chunks, |_, _| format!("a line from {}", self.address));
+        }
         let bytes: usize = chunks.iter().map(Vec::len).sum();
         let mut lines = StringBuilder::with_capacity(bytes / 16 + 1, bytes);
         for chunk in chunks {
@@ -181,6 +227,7 @@ impl StreamSource for SocketSource {
                 "{cut} unfinished line(s) of broken connections were dropped"
             ));
         }
+        warnings.extend(self.records.as_ref().and_then(StreamRecords::warning));
         warnings
     }
 
@@ -189,7 +236,7 @@ impl StreamSource for SocketSource {
             bad_utf8_lines: self.stats.bad_utf8.load(Ordering::Relaxed),
             skipped_lines: self.stats.long_lines.load(Ordering::Relaxed)
                 + self.stats.cut_lines.load(Ordering::Relaxed),
-            malformed_events: 0,
+            malformed_events: self.records.as_ref().map_or(0, StreamRecords::bad_records),
         }
     }
 }
