@@ -229,19 +229,38 @@ fn terminal_width() -> usize {
         .unwrap_or(80)
 }
 
-/// Rows as `label ████▍ value` lines: labels aligned, the longest bar filling the width.
+/// Rows as `label ████▍ value` lines: labels aligned, the longest bar filling the width. A
+/// windowed result (`window_start`, `window_end` first) gets a line naming each window, and
+/// its labels are the column after them.
 pub fn bars(batch: &RecordBatch, rows: usize, width: usize) -> String {
     const EIGHTHS: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
     let Some(value_column) = bar_value_column(&batch.schema()) else {
         return String::new();
     };
+    let schema = batch.schema();
+    let windowed = schema.fields().len() > 3
+        && schema.field(0).name() == crate::transforms::aggregate::windowed::WINDOW_START
+        && schema.field(1).name() == crate::transforms::aggregate::windowed::WINDOW_END;
+    let label_column = if windowed { 2 } else { 0 };
+    let window_of = |row: usize| -> Option<String> {
+        match (
+            cell(batch.column(0).as_ref(), row),
+            cell(batch.column(1).as_ref(), row),
+        ) {
+            (crate::data::Cell::Timestamp(start), crate::data::Cell::Timestamp(end)) => {
+                Some(super::chart::window_caption(start, end))
+            }
+            _ => None,
+        }
+    };
     let entries: Vec<(String, f64, String)> = (0..rows)
         .map(|row| {
-            let label: String =
-                crate::error::escape_controls(&cell(batch.column(0).as_ref(), row).to_text())
-                    .chars()
-                    .take(30)
-                    .collect();
+            let label: String = crate::error::escape_controls(
+                &cell(batch.column(label_column).as_ref(), row).to_text(),
+            )
+            .chars()
+            .take(30)
+            .collect();
             let value = match cell(batch.column(value_column).as_ref(), row) {
                 crate::data::Cell::Int(i) => i as f64,
                 crate::data::Cell::Float(f) => f,
@@ -263,7 +282,15 @@ pub fn bars(batch: &RecordBatch, rows: usize, width: usize) -> String {
     let bar_width = width.saturating_sub(label_width + value_width + 3).max(10);
     let max = entries.iter().map(|e| e.1).fold(0.0, f64::max);
     let mut out = String::new();
-    for (label, value, text) in &entries {
+    let mut window = None;
+    for (row, (label, value, text)) in entries.iter().enumerate() {
+        if windowed {
+            let this = window_of(row);
+            if this != window {
+                out.push_str(&format!("{}\n", this.as_deref().unwrap_or("(no window)")));
+                window = this;
+            }
+        }
         let eighths = if max > 0.0 {
             (value.max(0.0) / max * bar_width as f64 * 8.0).round() as usize
         } else {
@@ -494,6 +521,37 @@ mod tests {
         // A table as tall as the screen scrolls it: clear the screen each time.
         assert_eq!(redraw_prefix(Some(22), 60, Some(40)), "\x1b[2J\x1b[H\x1b7");
         assert_eq!(redraw_prefix(Some(60), 22, Some(40)), "\x1b[2J\x1b[H\x1b7");
+    }
+
+    #[test]
+    fn bars_of_windows_name_each_window_and_label_by_key() {
+        use arrow_array::{Int64Array, StringArray, TimestampMicrosecondArray};
+        let min = 60_000_000i64;
+        let batch = RecordBatch::try_from_iter([
+            (
+                "window_start",
+                Arc::new(TimestampMicrosecondArray::from(vec![0, 10 * min]).with_timezone("UTC"))
+                    as arrow_array::ArrayRef,
+            ),
+            (
+                "window_end",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![10 * min, 20 * min]).with_timezone("UTC"),
+                ) as _,
+            ),
+            (
+                "tag",
+                Arc::new(StringArray::from(vec!["rust", "spark"])) as _,
+            ),
+            ("count", Arc::new(Int64Array::from(vec![4, 2])) as _),
+        ])
+        .unwrap();
+        let text = bars(&batch, 2, 40);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "1970-01-01 00:00–00:10 UTC");
+        assert!(lines[1].starts_with(" rust █"), "{text}");
+        assert_eq!(lines[2], "1970-01-01 00:10–00:20 UTC");
+        assert!(lines[3].starts_with("spark █"), "{text}");
     }
 
     #[test]

@@ -820,6 +820,45 @@ mod tests {
     }
 
     #[test]
+    fn aggregate_computes_its_aggregates_per_window_in_key_order() {
+        let rows = events(&[
+            (Some(MIN), "b"),
+            (Some(2 * MIN), "a"),
+            (Some(11 * MIN), "a"),
+        ]);
+        let amounts = arrow_array::Int64Array::from(vec![5, 7, 1]);
+        let mut columns = rows.columns().to_vec();
+        columns.push(Arc::new(amounts));
+        let mut fields: Vec<Field> = rows
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("amount", arrow_schema::DataType::Int64, true));
+        let rows = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let stage = build::<crate::transforms::aggregate::AggregateConfig>(
+            "{by: tag, aggs: {n: count(), total: sum(amount)}, window: {column: created_at, size: 10m}}",
+            &rows.schema(),
+        )
+        .unwrap();
+        let out = crate::transforms::compliance::run(&stage, rows);
+        assert_eq!(
+            crate::data::columns(&out.schema()),
+            [
+                "window_start: timestamp",
+                "window_end: timestamp",
+                "tag: text",
+                "n: integer",
+                "total: integer"
+            ]
+        );
+        assert_eq!(texts(&out, "tag"), ["a", "b", "a"]);
+        assert_eq!(texts(&out, "total"), ["7", "5", "1"]);
+        assert_eq!(texts(&out, "window_start")[2], "1970-01-01T00:10:00Z");
+    }
+
+    #[test]
     fn windows_need_a_timestamp_column_and_their_own_names() {
         let schema = events(&[]).schema();
         let err = build::<GroupCountConfig>(
