@@ -200,6 +200,9 @@ async fn run_epochs(
     let marked = source.marks_epochs();
     let mut caught_up = false;
     let mut next_fire = started;
+    // Whether the last epoch was started by the processing-time trigger (not by the source
+    // ending, a stop, or a moved watermark): only such an epoch can fall behind its schedule.
+    let mut last_on_schedule = false;
     let reason;
     loop {
         // Rows are processed as they arrive (so memory stays bounded and the source is never
@@ -215,7 +218,8 @@ async fn run_epochs(
         // The watermark moved past windows: an epoch is due even without rows (Spark's
         // no-data batch), unless rows are waiting to go into it.
         let wants_epoch = epoch_wanted(state.as_mut());
-        if processing_time.is_some() && next_fire <= Instant::now() && out.ran > 0 {
+        let mut on_schedule = false;
+        if processing_time.is_some() && last_on_schedule && next_fire <= Instant::now() {
             tracing::warn!(
                 "falling behind: epoch {} ended after the next trigger time",
                 out.epoch - 1
@@ -268,7 +272,10 @@ async fn run_epochs(
                         }
                         redo_reached || marked_end
                     }
-                    _ = fire => true,
+                    _ = fire => {
+                        on_schedule = true;
+                        true
+                    }
                     _ = wake.notified() => true,
                     _ = deadline_sleep => true,
                 };
@@ -328,7 +335,9 @@ async fn run_epochs(
             );
         }
 
+        last_on_schedule = false;
         if pending.rows > 0 || settings.emit_empty || redo_target.is_some() || wants_epoch {
+            last_on_schedule = on_schedule;
             let computing = Instant::now();
             let input_rows = pending.rows;
             let absorbed = pending.busy;
