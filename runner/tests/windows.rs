@@ -304,3 +304,64 @@ fn a_socket_stream_in_any_order_ends_with_the_batch_answer() {
     let (_, last) = emitted.iter().next_back().expect("an epoch was emitted");
     assert_eq!(rows_of(&last.iter().collect::<Vec<_>>()), expected);
 }
+
+#[test]
+fn the_trending_replay_pipeline_draws_a_chart_per_final_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let charts = dir.path().join("top-{window_start}.png");
+    let out = runner()
+        .args(["run", "pipelines/trending_replay.yaml", "--progress", "off"])
+        // Ten times faster than shipped, epochs ten times as often: the same event time per
+        // epoch (two minutes), so the tape's far-too-late statuses are late here too.
+        .args([
+            "--set",
+            "source.speed=1200",
+            "--set",
+            "trigger.processing_time=100ms",
+        ])
+        .args([
+            "--set",
+            "sinks.0.format=jsonl",
+            "--set",
+            "sinks.0.limit=100000",
+        ])
+        .arg("--set")
+        .arg(format!("sinks.1.path={}", charts.display()))
+        .current_dir(common::repo_root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Append mode: each final window once, and a chart for each.
+    let mut windows: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["window_start"].as_str().unwrap().to_owned(),
+                r["epoch"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    windows.dedup();
+    let starts: std::collections::BTreeSet<&str> =
+        windows.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        starts.len(),
+        windows.len(),
+        "a window emitted twice: {windows:?}"
+    );
+    assert!(starts.len() >= 6, "{starts:?}");
+    for start in &starts {
+        let png = dir
+            .path()
+            .join(format!("top-{}.png", start.replace(':', "-")));
+        assert!(png.is_file(), "no chart {}", png.display());
+    }
+    // The tape's far-too-late statuses are counted.
+    assert!(stderr.contains("arrived behind the watermark"), "{stderr}");
+}
