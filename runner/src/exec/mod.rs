@@ -315,10 +315,12 @@ fn stream_settings(
         }
         (Some(mode), _) => mode.value,
     };
-    if let Some(windowed) = aggregation.filter(|a| windowing(a).is_some()) {
-        if output_mode == OutputMode::Complete && !partial {
+    if let Some((windowed, window)) = aggregation.and_then(|a| Some((a, windowing(a)?))) {
+        let keeps_all = output_mode == OutputMode::Complete
+            || (output_mode == OutputMode::Update && window.watermark.is_none());
+        if keeps_all && !partial {
             tracing::warn!(
-                "{}: `output_mode: complete` keeps every window for ever (the state grows with the stream); `append` or `update` with a `watermark` frees final windows",
+                "{}: every window is kept for ever (the state grows with the stream): only `append` or `update` with a `watermark` frees final windows",
                 windowed.label
             );
         }

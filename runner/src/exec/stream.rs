@@ -229,6 +229,7 @@ async fn run_epochs(
             let idle = !marked || caught_up || source_ended;
             if wants_epoch
                 && processing_time.is_none()
+                && redo_target.is_none()
                 && idle
                 && rx.is_empty()
                 && chunks.is_empty()
@@ -430,6 +431,13 @@ async fn run_epochs(
     source_outcome(reader, source_ended).await?;
     let mut warnings = source.warnings();
     if let Some(event_time) = state.as_mut().and_then(|s| s.event_time()) {
+        let unplaced = event_time.progress().unplaced_rows_total;
+        if unplaced > 0 {
+            warnings.push(format!(
+                "{} row(s) had event times too far from 1970 for any window and were left out",
+                crate::data::group_digits(unplaced)
+            ));
+        }
         let late = event_time.progress().late_rows_total;
         if late > 0 {
             warnings.push(format!(

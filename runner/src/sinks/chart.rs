@@ -125,11 +125,12 @@ impl BuildSink for ChartSinkConfig {
         if self.path.as_os_str().is_empty() {
             return Err("`path` must name a file".into());
         }
+        let is_time = |i: usize| ctx.input.field(i).data_type() == &crate::data::timestamp_type();
         let window = match (
             ctx.input.index_of(WINDOW_START),
             ctx.input.index_of(WINDOW_END),
         ) {
-            (Ok(start), Ok(end)) => Some((start, end)),
+            (Ok(start), Ok(end)) if is_time(start) && is_time(end) => Some((start, end)),
             _ => None,
         };
         let per_window = self.path.to_string_lossy().contains("{window_start}");

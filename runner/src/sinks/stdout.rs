@@ -238,9 +238,12 @@ pub fn bars(batch: &RecordBatch, rows: usize, width: usize) -> String {
         return String::new();
     };
     let schema = batch.schema();
+    let is_time = |i: usize| schema.field(i).data_type() == &crate::data::timestamp_type();
     let windowed = schema.fields().len() > 3
         && schema.field(0).name() == crate::transforms::aggregate::windowed::WINDOW_START
-        && schema.field(1).name() == crate::transforms::aggregate::windowed::WINDOW_END;
+        && schema.field(1).name() == crate::transforms::aggregate::windowed::WINDOW_END
+        && is_time(0)
+        && is_time(1);
     let label_column = if windowed { 2 } else { 0 };
     let window_of = |row: usize| -> Option<String> {
         match (
@@ -255,12 +258,14 @@ pub fn bars(batch: &RecordBatch, rows: usize, width: usize) -> String {
     };
     let entries: Vec<(String, f64, String)> = (0..rows)
         .map(|row| {
-            let label: String = crate::error::escape_controls(
-                &cell(batch.column(label_column).as_ref(), row).to_text(),
-            )
-            .chars()
-            .take(30)
-            .collect();
+            // One line per bar: line breaks and tabs in a label become spaces.
+            let text = cell(batch.column(label_column).as_ref(), row)
+                .to_text()
+                .replace(['\n', '\r', '\t'], " ");
+            let label: String = crate::error::escape_controls(&text)
+                .chars()
+                .take(30)
+                .collect();
             let value = match cell(batch.column(value_column).as_ref(), row) {
                 crate::data::Cell::Int(i) => i as f64,
                 crate::data::Cell::Float(f) => f,

@@ -120,11 +120,16 @@ struct FileRead<'a> {
     path: &'a Path,
     skip: u64,
     base: u64,
+    /// Chunks end at the first line end past each multiple of this (`CHUNK_BYTES`).
+    chunk_bytes: u64,
 }
 
-/// Sends one file in chunks of whole lines (lines over `max_line_bytes` skipped and counted),
-/// each with the position after it. The last chunk carries `last`'s marks. Returns the
-/// file's size, or `None` when the engine has gone.
+/// Sends one file in chunks of whole lines (a line over `max_line_bytes` is skipped and
+/// counted), each with the position after it. Chunks end at the first line end at or past
+/// each multiple of `CHUNK_BYTES` in the file, wherever reading started: a restarted run cuts
+/// them where the first run did, so a redone epoch ends exactly where it ended before. The
+/// last chunk carries `last`'s marks. Returns the file's size, or `None` when the engine has
+/// gone.
 async fn send_file(
     read: FileRead<'_>,
     max_line_bytes: usize,
@@ -138,98 +143,129 @@ async fn send_file(
     let origin: Arc<str> = path.display().to_string().into();
     let failed = |e: std::io::Error| format!("{}: {e}", escape_controls(&origin));
     let mut file = tokio::fs::File::open(path).await.map_err(failed)?;
-    if read.skip > 0 {
-        file.seek(std::io::SeekFrom::Start(read.skip))
-            .await
-            .map_err(failed)?;
-    }
-    // Bytes of the file read, and the offset just after the last line end among them: where a
-    // restart reads from once the lines before it are sent.
-    let mut raw_read = read.skip;
-    let mut line_end_raw = read.skip;
     let mut buffer = vec![0u8; 64 * 1024];
-    let mut pending: Vec<u8> = Vec::new();
-    let mut skipping = false;
+    // Line numbers go on from where a restart starts reading.
     let mut next_line = 1u64;
-    let mut chunk_first_line = 1u64;
+    let mut counted = 0u64;
+    while counted < read.skip {
+        let want = (read.skip - counted).min(buffer.len() as u64) as usize;
+        let n = file.read(&mut buffer[..want]).await.map_err(failed)?;
+        if n == 0 {
+            break;
+        }
+        next_line += memchr::memchr_iter(b'\n', &buffer[..n]).count() as u64;
+        counted += n as u64;
+    }
+    file.seek(std::io::SeekFrom::Start(read.skip))
+        .await
+        .map_err(failed)?;
+    // Where reading is in the file, where the next chunk may end, and the chunk being filled:
+    // whole lines, then the start of the line being read (from `partial`).
+    let mut at = read.skip;
+    let mut boundary = (read.skip / read.chunk_bytes + 1) * read.chunk_bytes;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut partial = 0usize;
+    let mut skipping = false;
+    let mut chunk_first_line = next_line;
     loop {
         let n = file.read(&mut buffer).await.map_err(failed)?;
-        raw_read += n as u64;
         let at_end = n == 0;
         let mut data = &buffer[..n];
         while !data.is_empty() {
-            match memchr::memchr(b'\n', data) {
-                Some(end) => {
-                    line_end_raw = raw_read - (data.len() - end - 1) as u64;
-                    if !skipping {
-                        pending.extend_from_slice(&data[..=end]);
+            let Some(end) = memchr::memchr(b'\n', data) else {
+                if !skipping {
+                    pending.extend_from_slice(data);
+                    if pending.len() - partial > max_line_bytes {
+                        pending.truncate(partial);
+                        skipping = true;
+                        stats.long_lines.fetch_add(1, Ordering::Relaxed);
                     }
-                    skipping = false;
-                    next_line += 1;
-                    data = &data[end + 1..];
                 }
-                None => {
-                    if !skipping {
-                        pending.extend_from_slice(data);
-                    }
-                    data = &[];
-                }
-            }
-            // A line longer than allowed: drop what there is of it, skip to its end.
-            let tail = pending.len() - memchr::memrchr(b'\n', &pending).map_or(0, |i| i + 1);
-            if tail > max_line_bytes {
-                pending.truncate(pending.len() - tail);
-                skipping = true;
-                stats.long_lines.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        let mut added_newline = false;
-        if at_end && !pending.is_empty() && !pending.ends_with(b"\n") {
-            pending.push(b'\n');
+                at += data.len() as u64;
+                data = &[];
+                continue;
+            };
+            at += end as u64 + 1;
             next_line += 1;
-            added_newline = true;
-        }
-        let whole = memchr::memrchr(b'\n', &pending).map_or(0, |i| i + 1);
-        if whole > 0 && (whole >= CHUNK_BYTES || at_end) {
-            let rest = pending.split_off(whole);
-            let chunk = std::mem::replace(&mut pending, rest);
-            if let Some(origins) = origins {
-                if let Ok(mut queue) = origins.lock() {
-                    queue.push_back((origin.clone(), chunk_first_line));
-                }
-            }
-            chunk_first_line = next_line - memchr::memchr_iter(b'\n', &pending).count() as u64;
-            let marks = if at_end { last } else { (false, false) };
-            let consumed = if added_newline {
-                raw_read
+            if skipping {
+                skipping = false;
+            } else if pending.len() - partial + end > max_line_bytes {
+                pending.truncate(partial);
+                stats.long_lines.fetch_add(1, Ordering::Relaxed);
             } else {
-                line_end_raw
-            };
-            let delivery = Delivery {
-                chunk,
-                resume_at: Some(position(read.base + consumed)),
-                ends_epoch: marks.0,
-                caught_up: marks.1,
-            };
-            if tx.send(delivery).await.is_err() {
-                return Ok(None);
+                pending.extend_from_slice(&data[..=end]);
             }
-        } else if at_end && (last.0 || last.1) {
-            // An empty file still ends its epoch.
-            let delivery = Delivery {
-                chunk: Vec::new(),
-                resume_at: Some(position(read.base + raw_read)),
-                ends_epoch: last.0,
-                caught_up: last.1,
-            };
-            if tx.send(delivery).await.is_err() {
-                return Ok(None);
+            partial = pending.len();
+            data = &data[end + 1..];
+            if at >= boundary && partial > 0 {
+                boundary = (at / read.chunk_bytes + 1) * read.chunk_bytes;
+                let rest = pending.split_off(partial);
+                let chunk = std::mem::replace(&mut pending, rest);
+                partial = 0;
+                let first = std::mem::replace(&mut chunk_first_line, next_line);
+                if !send_chunk(
+                    chunk,
+                    read.base + at,
+                    (&origin, first),
+                    origins,
+                    tx,
+                    (false, false),
+                )
+                .await
+                {
+                    return Ok(None);
+                }
             }
         }
         if at_end {
-            return Ok(Some(raw_read));
+            // A last line without a newline is a line; one being skipped stays skipped.
+            if pending.len() > partial && !skipping {
+                pending.push(b'\n');
+            } else {
+                pending.truncate(partial);
+            }
+            if !send_chunk(
+                pending,
+                read.base + at,
+                (&origin, chunk_first_line),
+                origins,
+                tx,
+                last,
+            )
+            .await
+            {
+                return Ok(None);
+            }
+            return Ok(Some(at));
         }
     }
+}
+
+/// Hands a chunk (possibly empty: it may still end an epoch) to the engine with the position
+/// after it; `false` when the engine has gone.
+async fn send_chunk(
+    chunk: Vec<u8>,
+    at: u64,
+    (origin, first_line): (&Arc<str>, u64),
+    origins: Option<&Origins>,
+    tx: &Sender<Delivery>,
+    marks: (bool, bool),
+) -> bool {
+    if chunk.is_empty() && !marks.0 && !marks.1 {
+        return true;
+    }
+    if let (Some(origins), false) = (origins, chunk.is_empty()) {
+        if let Ok(mut queue) = origins.lock() {
+            queue.push_back((origin.clone(), first_line));
+        }
+    }
+    let delivery = Delivery {
+        chunk,
+        resume_at: Some(position(at)),
+        ends_epoch: marks.0,
+        caught_up: marks.1,
+    };
+    tx.send(delivery).await.is_ok()
 }
 
 impl StreamSource for FileStreamSource {
@@ -274,7 +310,11 @@ impl StreamSource for FileStreamSource {
                 // A restart: pass over what earlier runs took.
                 let mut skip = 0;
                 while resume > 0 && !files.is_empty() {
-                    let size = std::fs::metadata(&files[0]).map_or(0, |m| m.len());
+                    let size = std::fs::metadata(&files[0])
+                        .map_err(|e| {
+                            format!("{}: {e}", escape_controls(&files[0].display().to_string()))
+                        })?
+                        .len();
                     if size > resume {
                         skip = resume;
                         break;
@@ -286,6 +326,14 @@ impl StreamSource for FileStreamSource {
                 if skip > 0 {
                     resume = 0;
                 }
+                if resume > 0 {
+                    // The files are shorter than what earlier runs took: they changed.
+                    return Err(format!(
+                        "{}: the checkpoint says {} more bytes were read than the files now hold (were files removed or shortened?); remove the checkpoint directory to start over",
+                        escape_controls(&path.display().to_string()),
+                        resume
+                    ));
+                }
                 let count = files.len();
                 for (index, file) in files.into_iter().enumerate() {
                     let last_listed = index + 1 == count;
@@ -294,6 +342,7 @@ impl StreamSource for FileStreamSource {
                         path: &file,
                         skip: std::mem::take(&mut skip),
                         base: taken,
+                        chunk_bytes: CHUNK_BYTES as u64,
                     };
                     let sent = send_file(
                         read,
@@ -418,5 +467,85 @@ impl FileStreamSource {
             RecordBatch::try_new(self.schema.clone(), vec![Arc::new(lines.finish())])
                 .expect("one text column"),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every delivery of `path` read from `skip`: (chunk, position, first line numbers queued).
+    fn deliveries(path: &Path, skip: u64, max_line: usize) -> Vec<(Vec<u8>, u64)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+            let stats = Stats::default();
+            let read = FileRead {
+                path,
+                skip,
+                base: 1000,
+                chunk_bytes: 100,
+            };
+            let size = send_file(read, max_line, &stats, None, &tx, (true, true))
+                .await
+                .unwrap();
+            assert_eq!(size, Some(std::fs::metadata(path).unwrap().len()));
+            drop(tx);
+            let mut out = Vec::new();
+            while let Some(d) = rx.recv().await {
+                out.push((d.chunk, d.resume_at.unwrap().offset));
+            }
+            out
+        })
+    }
+
+    #[test]
+    fn chunks_end_at_the_same_lines_wherever_reading_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.jsonl");
+        let mut text = String::new();
+        for i in 0..60 {
+            text += &"x".repeat(5 + i % 23);
+            text += "\n";
+            if i == 30 {
+                text += &"L".repeat(70);
+                text += "\n";
+            }
+        }
+        text += "last line without a newline";
+        std::fs::write(&path, &text).unwrap();
+        let first = deliveries(&path, 0, 40);
+        // Everything but the long line, the last line ended.
+        let joined: Vec<u8> = first.iter().flat_map(|(c, _)| c.clone()).collect();
+        let expected = text.replace(&format!("{}\n", "L".repeat(70)), "") + "\n";
+        assert_eq!(String::from_utf8(joined).unwrap(), expected);
+        assert_eq!(first.last().unwrap().1, 1000 + text.len() as u64);
+        assert!(first.len() > 5);
+        // A restart from any position the first run handed over gets the same chunks after it.
+        for (index, (_, position)) in first.iter().enumerate() {
+            let again = deliveries(&path, position - 1000, 40);
+            let rest = &first[index + 1..];
+            if rest.is_empty() {
+                // At the end: one empty chunk that still carries the marks.
+                assert_eq!(again, [(Vec::new(), *position)]);
+            } else {
+                assert_eq!(again, rest, "restarted at {position}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_line_is_skipped_wherever_its_end_falls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.txt");
+        // 41 bytes with its newline inside the same read as its start.
+        std::fs::write(&path, format!("a\n{}\nb\n", "y".repeat(41))).unwrap();
+        let all: Vec<u8> = deliveries(&path, 0, 40)
+            .into_iter()
+            .flat_map(|(c, _)| c)
+            .collect();
+        assert_eq!(all, b"a\nb\n");
     }
 }

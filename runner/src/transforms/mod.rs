@@ -186,6 +186,8 @@ pub struct EventTimeProgress {
     pub late_groups: u64,
     /// The late rows since the stream started (checkpoints carry it over restarts).
     pub late_rows_total: u64,
+    /// Rows left out because their event time is too far from 1970 for any window.
+    pub unplaced_rows_total: u64,
     /// Windows held in the state.
     pub windows: usize,
 }

@@ -27,6 +27,10 @@ pub struct WindowConfig {
     pub offset: Option<String>,
 }
 
+/// The most windows one row may belong to (`size / slide`): more is a mistake that would
+/// multiply every row.
+const MAX_OVERLAPPING: i64 = 10_000;
+
 /// Windows in microseconds, as Spark keeps them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowSpec {
@@ -74,6 +78,12 @@ impl WindowConfig {
                 }
             }
         };
+        if size / slide > MAX_OVERLAPPING {
+            return Err(format!(
+                "window: a row would belong to {} windows (`size` / `slide`); at most {MAX_OVERLAPPING} are allowed",
+                size / slide
+            ));
+        }
         if offset.abs() >= slide {
             return Err(format!(
                 "window: `offset` ({}) must be shorter than the slide (as in Spark)",
@@ -95,29 +105,40 @@ impl WindowSpec {
     }
 
     /// Calls `each` with the start of every window holding event time `t`, latest first.
+    /// Returns false, calling nothing, when a window holding `t` would start or end outside
+    /// the 64-bit microsecond range (an event time near year ±292,000).
     ///
-    /// Exactly Spark's arithmetic, including its truncating `%` and wrapping `Long`s: the last
-    /// start is `t - (t - offset + slide) % slide`; earlier ones step back by `slide`. When
-    /// `slide` does not divide `size`, a candidate that does not hold `t` is left out; when it
-    /// does, Spark keeps every candidate, and so does this (they differ only before 1970).
+    /// Spark's arithmetic (3.4 on, after SPARK-39347): the last start is `t - r`, where `r` is
+    /// the remainder of `t - offset` by `slide` made non-negative; earlier ones step back by
+    /// `slide`, and a candidate that does not hold `t` is left out.
     #[inline]
-    pub fn starts(&self, t: i64, mut each: impl FnMut(i64)) {
-        let last = t.wrapping_sub(
-            t.wrapping_sub(self.offset)
-                .wrapping_add(self.slide)
-                .wrapping_rem(self.slide),
-        );
-        let exact = self.size % self.slide == 0;
-        for i in 0..self.overlapping() {
-            let start = last.wrapping_sub(i.wrapping_mul(self.slide));
-            if exact || (t >= start && t < start.wrapping_add(self.size)) {
+    pub fn starts(&self, t: i64, mut each: impl FnMut(i64)) -> bool {
+        let Some(last) = t
+            .checked_sub(self.offset)
+            .and_then(|shifted| t.checked_sub(shifted.rem_euclid(self.slide)))
+        else {
+            return false;
+        };
+        let count = self.overlapping();
+        // The earliest candidate and the latest end must exist.
+        let earliest = (count - 1)
+            .checked_mul(self.slide)
+            .and_then(|back| last.checked_sub(back));
+        if earliest.is_none() || last.checked_add(self.size).is_none() {
+            return false;
+        }
+        for i in 0..count {
+            let start = last - i * self.slide;
+            if t >= start && t < start + self.size {
                 each(start);
             }
         }
+        true
     }
 
+    /// The end of the window starting at `start` (a start `starts` gave).
     pub fn end(&self, start: i64) -> i64 {
-        start.wrapping_add(self.size)
+        start.saturating_add(self.size)
     }
 
     /// The window as people write it: `10m`, or `10m every 5m`.
@@ -151,6 +172,10 @@ mod tests {
         let mut out = Vec::new();
         spec.starts(t, |s| out.push(s));
         out
+    }
+
+    fn placed(spec: &WindowSpec, t: i64) -> bool {
+        spec.starts(t, |_| {})
     }
 
     #[test]
@@ -189,12 +214,34 @@ mod tests {
         assert_eq!(starts(&s, 0), [-MIN]);
         let s = spec("{column: t, size: 10m}").unwrap();
         assert_eq!(starts(&s, -MIN), [-10 * MIN]);
-        // Java's `%` truncates: more than a slide before 1970 the "last start" lies after t,
-        // and Spark keeps that window when the slide divides the size.
-        assert_eq!(starts(&s, -11 * MIN), [-10 * MIN]);
-        // Extreme times wrap rather than panic.
-        assert_eq!(starts(&s, i64::MIN).len(), 1);
-        assert_eq!(starts(&s, i64::MAX).len(), 1);
+        // More than a slide before 1970 (PySpark 4.0.1 gives these; before SPARK-39347 Spark
+        // put -11m in [-10m, 0)).
+        assert_eq!(starts(&s, -11 * MIN), [-20 * MIN]);
+        let s = spec("{column: t, size: 10m, slide: 3m, offset: 1m}").unwrap();
+        assert_eq!(
+            starts(&s, -11 * MIN),
+            [-11 * MIN, -14 * MIN, -17 * MIN, -20 * MIN]
+        );
+        assert_eq!(starts(&s, 0), [-2 * MIN, -5 * MIN, -8 * MIN]);
+    }
+
+    #[test]
+    fn times_at_the_ends_of_the_range_are_not_placed_rather_than_wrapped() {
+        let s = spec("{column: t, size: 10m, slide: 5m}").unwrap();
+        assert!(!placed(&s, i64::MIN));
+        assert!(!placed(&s, i64::MAX));
+        assert!(placed(&s, i64::MAX - 10 * MIN - 1));
+        for t in [i64::MIN + 10 * MIN, i64::MAX - 10 * MIN - 1] {
+            for start in starts(&s, t) {
+                assert!(start <= t && t < s.end(start));
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_in_too_many_windows_is_refused() {
+        let e = spec("{column: t, size: 30days, slide: 1s}").unwrap_err();
+        assert!(e.contains("at most 10000"), "{e}");
     }
 
     #[test]

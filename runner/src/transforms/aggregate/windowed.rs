@@ -154,6 +154,7 @@ impl Aggregation for Windowed {
             epoch_max_ms: None,
             late_epoch: 0,
             late_total: 0,
+            unplaced_total: 0,
             late_groups: BTreeMap::new(),
             last_epoch_watermark_ms: 0,
         })
@@ -190,6 +191,9 @@ pub struct WindowedState {
     epoch_max_ms: Option<i64>,
     late_epoch: u64,
     late_total: u64,
+    /// Rows whose event time is too far from 1970 for a window to hold it (near year
+    /// ±292,000): left out and counted.
+    unplaced_total: u64,
     /// This epoch's late rows grouped as the windows group them (what Spark counts).
     late_groups: BTreeMap<i64, Box<dyn AggregateState>>,
     /// The watermark the last epoch ran under: late rows are those behind it, and when the
@@ -335,6 +339,7 @@ impl AggregateState for WindowedState {
         };
         let mut epoch_max = self.epoch_max_ms;
         let mut late = 0u64;
+        let mut unplaced = 0u64;
         for (row, t) in times.iter().enumerate() {
             let Some(t) = t else { continue };
             // Spark takes milliseconds by truncating division.
@@ -342,7 +347,7 @@ impl AggregateState for WindowedState {
             epoch_max = Some(epoch_max.map_or(ms, |m: i64| m.max(ms)));
             let mut kept = false;
             let mut any = false;
-            spec.starts(t, |start| {
+            let placed = spec.starts(t, |start| {
                 any = true;
                 if late_limit.is_some_and(|limit| spec.end(start) <= limit) {
                     late_buckets.push(start, row as u32);
@@ -351,11 +356,13 @@ impl AggregateState for WindowedState {
                 kept = true;
                 buckets.push(start, row as u32);
             });
+            unplaced += u64::from(!placed);
             late += u64::from(any && !kept);
         }
         self.epoch_max_ms = epoch_max;
         self.late_epoch += late;
         self.late_total += late;
+        self.unplaced_total += unplaced;
         for (start, rows) in late_buckets.windows {
             // Spark counts what it drops after grouping: (window, key) groups. Late rows are
             // few; grouping them apart is cheap.
@@ -414,6 +421,7 @@ impl AggregateState for WindowedState {
         };
         self.late_epoch += other.late_epoch;
         self.late_total += other.late_total;
+        self.unplaced_total += other.unplaced_total;
         for (start, theirs) in other.late_groups {
             match self.late_groups.get_mut(&start) {
                 Some(mine) => mine.merge(theirs)?,
@@ -611,6 +619,7 @@ impl EventTimeState for WindowedState {
             late_rows: self.late_epoch,
             late_groups: self.late_groups.values().map(|g| g.rows() as u64).sum(),
             late_rows_total: self.late_total,
+            unplaced_rows_total: self.unplaced_total,
             windows: self.windows.len(),
         }
     }
