@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow_array::builder::StringBuilder;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use tokio::io::AsyncReadExt;
@@ -25,7 +24,7 @@ use tokio::sync::mpsc::Sender;
 use super::file::{EncodingErrors, FileSourceConfig};
 use super::records::{Format, RecordDecoder, StreamRecords};
 use super::{BuiltSource, Chunk, Delivery, SourceCounters, StreamSource};
-use crate::error::{escape_controls, Error, Result};
+use crate::error::{escape_controls, Result};
 
 /// For each chunk sent and not yet decoded: its file and first line number.
 type Origins = Mutex<VecDeque<(Arc<str>, u64)>>;
@@ -82,9 +81,7 @@ pub struct FileStreamSource {
 #[derive(Default)]
 struct Stats {
     files: AtomicU64,
-    long_lines: AtomicU64,
-    bad_utf8: AtomicU64,
-    skipped_utf8: AtomicU64,
+    lines: super::LineCounts,
 }
 
 /// The files `path` names now, by name: itself, a directory's files (not hidden ones), or a
@@ -178,7 +175,7 @@ async fn send_file(
                     if pending.len() - partial > max_line_bytes {
                         pending.truncate(partial);
                         skipping = true;
-                        stats.long_lines.fetch_add(1, Ordering::Relaxed);
+                        stats.lines.long_lines.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 at += data.len() as u64;
@@ -191,7 +188,7 @@ async fn send_file(
                 skipping = false;
             } else if pending.len() - partial + end > max_line_bytes {
                 pending.truncate(partial);
-                stats.long_lines.fetch_add(1, Ordering::Relaxed);
+                stats.lines.long_lines.fetch_add(1, Ordering::Relaxed);
             } else {
                 pending.extend_from_slice(&data[..=end]);
             }
@@ -392,24 +389,7 @@ impl StreamSource for FileStreamSource {
     }
 
     fn warnings(&self) -> Vec<String> {
-        let mut warnings = Vec::new();
-        let long = self.stats.long_lines.load(Ordering::Relaxed);
-        if long > 0 {
-            warnings.push(format!(
-                "{long} line(s) longer than max_line_bytes ({}) were skipped",
-                self.max_line_bytes
-            ));
-        }
-        let bad = self.stats.bad_utf8.load(Ordering::Relaxed);
-        if bad > 0 {
-            warnings.push(format!(
-                "{bad} line(s) had invalid UTF-8; bad bytes were replaced with U+FFFD"
-            ));
-        }
-        let skipped = self.stats.skipped_utf8.load(Ordering::Relaxed);
-        if skipped > 0 {
-            warnings.push(format!("{skipped} line(s) with invalid UTF-8 were skipped"));
-        }
+        let mut warnings = self.stats.lines.warnings(self.max_line_bytes);
         warnings.extend(self.records.as_ref().and_then(StreamRecords::warning));
         warnings
     }
@@ -423,9 +403,9 @@ impl StreamSource for FileStreamSource {
 
     fn counters(&self) -> SourceCounters {
         SourceCounters {
-            bad_utf8_lines: self.stats.bad_utf8.load(Ordering::Relaxed),
-            skipped_lines: self.stats.long_lines.load(Ordering::Relaxed)
-                + self.stats.skipped_utf8.load(Ordering::Relaxed),
+            bad_utf8_lines: self.stats.lines.bad_utf8.load(Ordering::Relaxed),
+            skipped_lines: self.stats.lines.long_lines.load(Ordering::Relaxed)
+                + self.stats.lines.skipped_utf8.load(Ordering::Relaxed),
             malformed_events: self.records.as_ref().map_or(0, StreamRecords::bad_records),
         }
     }
@@ -437,35 +417,11 @@ fn position(offset: u64) -> super::SourcePosition {
 
 impl FileStreamSource {
     fn decode_lines(&self, chunks: &[Chunk]) -> Result<RecordBatch> {
-        let bytes: usize = chunks.iter().map(Vec::len).sum();
-        let mut lines = StringBuilder::with_capacity(bytes / 16 + 1, bytes);
-        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
-            let body = chunk.strip_suffix(b"\n").unwrap_or(chunk);
-            for raw in body.split(|&b| b == b'\n') {
-                let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-                match std::str::from_utf8(line) {
-                    Ok(text) => lines.append_value(text),
-                    Err(e) => match self.encoding_errors {
-                        EncodingErrors::Replace => {
-                            self.stats.bad_utf8.fetch_add(1, Ordering::Relaxed);
-                            lines.append_value(String::from_utf8_lossy(line));
-                        }
-                        EncodingErrors::Skip => {
-                            self.stats.skipped_utf8.fetch_add(1, Ordering::Relaxed);
-                        }
-                        EncodingErrors::Fail => {
-                            return Err(Error::runtime(format!(
-                                "{}: a line is not valid UTF-8 ({e}); `encoding_errors: replace` or `skip` reads past it",
-                                self.path.display()
-                            )))
-                        }
-                    },
-                }
-            }
-        }
-        Ok(
-            RecordBatch::try_new(self.schema.clone(), vec![Arc::new(lines.finish())])
-                .expect("one text column"),
+        self.stats.lines.decode(
+            &self.schema,
+            chunks,
+            self.encoding_errors,
+            &self.path.display(),
         )
     }
 }

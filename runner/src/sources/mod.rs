@@ -229,3 +229,80 @@ pub trait BatchSource: Send + Sync {
         Ok(None)
     }
 }
+
+/// Lines a streaming source of text lines skipped or repaired, counted as it reads and decodes.
+#[derive(Default)]
+pub struct LineCounts {
+    /// Longer than `max_line_bytes`: skipped.
+    pub long_lines: std::sync::atomic::AtomicU64,
+    /// Invalid UTF-8, bad bytes replaced.
+    pub bad_utf8: std::sync::atomic::AtomicU64,
+    /// Invalid UTF-8, left out (`encoding_errors: skip`).
+    pub skipped_utf8: std::sync::atomic::AtomicU64,
+}
+
+impl LineCounts {
+    /// The end-of-run warnings for what was counted.
+    pub fn warnings(&self, max_line_bytes: usize) -> Vec<String> {
+        use std::sync::atomic::Ordering;
+        let mut warnings = Vec::new();
+        let long = self.long_lines.load(Ordering::Relaxed);
+        if long > 0 {
+            warnings.push(format!(
+                "{long} line(s) longer than max_line_bytes ({max_line_bytes}) were skipped"
+            ));
+        }
+        let bad = self.bad_utf8.load(Ordering::Relaxed);
+        if bad > 0 {
+            warnings.push(format!(
+                "{bad} line(s) had invalid UTF-8; bad bytes were replaced with U+FFFD"
+            ));
+        }
+        let skipped = self.skipped_utf8.load(Ordering::Relaxed);
+        if skipped > 0 {
+            warnings.push(format!("{skipped} line(s) with invalid UTF-8 were skipped"));
+        }
+        warnings
+    }
+
+    /// Chunks of whole lines (`\n` or `\r\n` ended) as rows of the one text column of
+    /// `schema`; invalid UTF-8 handled by `encoding` (`fail` names `origin`).
+    pub fn decode(
+        &self,
+        schema: &SchemaRef,
+        chunks: &[Chunk],
+        encoding: file::EncodingErrors,
+        origin: &dyn std::fmt::Display,
+    ) -> Result<RecordBatch> {
+        use std::sync::atomic::Ordering;
+        let bytes: usize = chunks.iter().map(Vec::len).sum();
+        let mut lines = arrow_array::builder::StringBuilder::with_capacity(bytes / 16 + 1, bytes);
+        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+            let body = chunk.strip_suffix(b"\n").unwrap_or(chunk);
+            for raw in body.split(|&b| b == b'\n') {
+                let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+                match std::str::from_utf8(line) {
+                    Ok(text) => lines.append_value(text),
+                    Err(e) => match encoding {
+                        file::EncodingErrors::Replace => {
+                            self.bad_utf8.fetch_add(1, Ordering::Relaxed);
+                            lines.append_value(String::from_utf8_lossy(line));
+                        }
+                        file::EncodingErrors::Skip => {
+                            self.skipped_utf8.fetch_add(1, Ordering::Relaxed);
+                        }
+                        file::EncodingErrors::Fail => {
+                            return Err(crate::error::Error::runtime(format!(
+                                "{origin}: a line is not valid UTF-8 ({e}); `encoding_errors: replace` or `skip` reads past it"
+                            )))
+                        }
+                    },
+                }
+            }
+        }
+        Ok(
+            RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(lines.finish())])
+                .expect("one text column"),
+        )
+    }
+}

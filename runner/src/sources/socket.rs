@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::builder::StringBuilder;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use serde::Deserialize;
@@ -132,8 +131,7 @@ impl BuildSource for SocketSourceConfig {
 
 #[derive(Default)]
 struct Stats {
-    long_lines: AtomicU64,
-    bad_utf8: AtomicU64,
+    lines: super::LineCounts,
     /// Unfinished lines of connections that broke (reset, timeout): dropped, not counted.
     cut_lines: AtomicU64,
 }
@@ -182,45 +180,16 @@ impl StreamSource for SocketSource {
         if let Some(records) = &self.records {
             return records.decode(chunks, |_, _| format!("a line from {}", self.address));
         }
-        let bytes: usize = chunks.iter().map(Vec::len).sum();
-        let mut lines = StringBuilder::with_capacity(bytes / 16 + 1, bytes);
-        for chunk in chunks {
-            let body = chunk.strip_suffix(b"\n").unwrap_or(chunk);
-            if chunk.is_empty() {
-                continue;
-            }
-            for raw in body.split(|&b| b == b'\n') {
-                let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-                match std::str::from_utf8(line) {
-                    Ok(text) => lines.append_value(text),
-                    Err(_) => {
-                        self.stats.bad_utf8.fetch_add(1, Ordering::Relaxed);
-                        lines.append_value(String::from_utf8_lossy(line));
-                    }
-                }
-            }
-        }
-        Ok(
-            RecordBatch::try_new(self.schema.clone(), vec![Arc::new(lines.finish())])
-                .expect("one text column"),
+        self.stats.lines.decode(
+            &self.schema,
+            chunks,
+            super::file::EncodingErrors::Replace,
+            &self.address,
         )
     }
 
     fn warnings(&self) -> Vec<String> {
-        let mut warnings = Vec::new();
-        let long = self.stats.long_lines.load(Ordering::Relaxed);
-        if long > 0 {
-            warnings.push(format!(
-                "{long} line(s) longer than max_line_bytes ({}) were skipped",
-                self.config.max_line_bytes
-            ));
-        }
-        let bad = self.stats.bad_utf8.load(Ordering::Relaxed);
-        if bad > 0 {
-            warnings.push(format!(
-                "{bad} line(s) had invalid UTF-8; bad bytes were replaced with U+FFFD"
-            ));
-        }
+        let mut warnings = self.stats.lines.warnings(self.config.max_line_bytes);
         let cut = self.stats.cut_lines.load(Ordering::Relaxed);
         if cut > 0 {
             warnings.push(format!(
@@ -233,8 +202,8 @@ impl StreamSource for SocketSource {
 
     fn counters(&self) -> super::SourceCounters {
         super::SourceCounters {
-            bad_utf8_lines: self.stats.bad_utf8.load(Ordering::Relaxed),
-            skipped_lines: self.stats.long_lines.load(Ordering::Relaxed)
+            bad_utf8_lines: self.stats.lines.bad_utf8.load(Ordering::Relaxed),
+            skipped_lines: self.stats.lines.long_lines.load(Ordering::Relaxed)
                 + self.stats.cut_lines.load(Ordering::Relaxed),
             malformed_events: self.records.as_ref().map_or(0, StreamRecords::bad_records),
         }
@@ -374,7 +343,7 @@ async fn read_lines(
                 return Ok(());
             }
         };
-        let chunk = lines.push(&buffer[..n], &stats.long_lines);
+        let chunk = lines.push(&buffer[..n], &stats.lines.long_lines);
         if !chunk.is_empty() && tx.send(chunk.into()).await.is_err() {
             return Err(());
         }
