@@ -60,6 +60,8 @@ pub enum Event {
         seconds: f64,
         /// Why it stopped (streams): `the source ended`, `interrupted`, ...
         reason: Option<&'static str>,
+        /// Rows a windowed stream left out as later than its watermark.
+        late_rows: Option<u64>,
     },
 }
 

@@ -74,6 +74,9 @@ pub struct OutputSummary {
 pub struct WarningsSummary {
     #[serde(flatten)]
     pub counts: SourceCounters,
+    /// A windowed stream's rows left out as later than the watermark.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_rows: Option<u64>,
     /// The warnings as printed at the end of the run.
     pub messages: Vec<String>,
 }
@@ -85,6 +88,7 @@ pub struct RunFacts {
     pub rows_out: u64,
     pub epochs: Option<u64>,
     pub warnings: Vec<String>,
+    pub late_rows: Option<u64>,
 }
 
 /// The summary's subscriber to the run's events: what the drivers publish as the run ends.
@@ -112,6 +116,7 @@ impl crate::events::Subscriber for SummaryFeed {
                 rows_in,
                 rows_out,
                 epochs,
+                late_rows,
                 ..
             } => {
                 let warnings = std::mem::take(&mut facts.0);
@@ -120,6 +125,7 @@ impl crate::events::Subscriber for SummaryFeed {
                     rows_out: *rows_out,
                     epochs: *epochs,
                     warnings,
+                    late_rows: *late_rows,
                 });
             }
             _ => {}
@@ -336,6 +342,7 @@ impl Recorder {
         self.summary.rows_out = Some(facts.rows_out);
         self.summary.epochs = facts.epochs;
         self.summary.warnings.messages = facts.warnings;
+        self.summary.warnings.late_rows = facts.late_rows;
     }
 
     /// The finished record of a run that ended with `error` (or succeeded).

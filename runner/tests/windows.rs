@@ -365,3 +365,37 @@ fn the_trending_replay_pipeline_draws_a_chart_per_final_window() {
     // The tape's far-too-late statuses are counted.
     assert!(stderr.contains("arrived behind the watermark"), "{stderr}");
 }
+
+#[test]
+fn the_run_summary_counts_the_late_rows() {
+    let spark = spark();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = &spark["streams"]["tumbling_append"];
+    let pipeline = stream_pipeline(dir.path(), "summary", scenario, "");
+    let summary = dir.path().join("summary.json");
+    let out = runner()
+        .args(["run", pipeline.to_str().unwrap(), "--quiet", "--summary"])
+        .arg(&summary)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    // Spark drops 2 late events in each of epochs 3 to 9 on this tape (tumbling windows: one
+    // group per late event).
+    let spark_dropped: u64 = scenario["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["dropped"].as_u64().unwrap())
+        .sum();
+    assert_eq!(summary["warnings"]["late_rows"], spark_dropped);
+    let messages = summary["warnings"]["messages"].to_string();
+    assert!(
+        messages.contains("arrived behind the watermark"),
+        "{messages}"
+    );
+}

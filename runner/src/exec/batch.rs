@@ -104,6 +104,7 @@ fn finished(bus: &Bus, rows_out: u64, started: Instant, warnings: Vec<String>) -
         epochs: None,
         seconds: started.elapsed().as_secs_f64(),
         reason: None,
+        late_rows: None,
     });
     RunReport {
         rows_out: rows_out as usize,

@@ -430,7 +430,9 @@ async fn run_epochs(
     }
     source_outcome(reader, source_ended).await?;
     let mut warnings = source.warnings();
+    let mut late_rows = None;
     if let Some(event_time) = state.as_mut().and_then(|s| s.event_time()) {
+        late_rows = Some(event_time.progress().late_rows_total);
         let unplaced = event_time.progress().unplaced_rows_total;
         if unplaced > 0 {
             warnings.push(format!(
@@ -457,6 +459,7 @@ async fn run_epochs(
         epochs: Some(out.ran),
         seconds: started.elapsed().as_secs_f64(),
         reason: Some(reason),
+        late_rows,
     });
     Ok(StreamReport {
         epochs: out.ran,
