@@ -399,3 +399,29 @@ fn the_run_summary_counts_the_late_rows() {
         "{messages}"
     );
 }
+
+#[test]
+fn a_file_stream_names_the_line_of_a_bad_record_past_a_skipped_long_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("{{\"tag\":\"{}\"}}", "x".repeat(1_100_000));
+    write(
+        dir.path(),
+        "in/a.jsonl",
+        &format!("{{\"tag\":\"ok\"}}\n{long}\n{{\"tag\":\"fine\"}}\nnot json\n"),
+    );
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nmode: stream\nsource:\n  type: file\n  path: in\n  format: jsonl\n  columns: {tag: text}\n  max_line_bytes: 1048576\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let out = runner()
+        .args(["run", pipeline.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("a.jsonl line 4: the record cannot be read"),
+        "{stderr}"
+    );
+}

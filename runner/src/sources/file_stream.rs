@@ -184,11 +184,18 @@ async fn send_file(
             };
             at += end as u64 + 1;
             next_line += 1;
-            if skipping {
+            let too_long = skipping || pending.len() - partial + end > max_line_bytes;
+            if too_long {
+                if !skipping {
+                    stats.lines.long_lines.fetch_add(1, Ordering::Relaxed);
+                }
                 skipping = false;
-            } else if pending.len() - partial + end > max_line_bytes {
                 pending.truncate(partial);
-                stats.lines.long_lines.fetch_add(1, Ordering::Relaxed);
+                if origins.is_some() {
+                    // Records: a blank line in its place (not a record) keeps the line
+                    // numbers of the records after it right.
+                    pending.push(b'\n');
+                }
             } else {
                 pending.extend_from_slice(&data[..=end]);
             }
