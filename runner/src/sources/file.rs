@@ -161,9 +161,7 @@ impl BuildSource for FileSourceConfig {
             schema,
             encoding_errors: self.encoding_errors,
             fetch: self.fetch.clone(),
-            replaced: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
-            long_lines: Arc::new(AtomicU64::new(0)),
+            lines: Arc::new(super::LineCounts::default()),
             max_line_bytes: self.max_line_bytes,
             buffers: std::sync::Mutex::new(Vec::new()),
         })))
@@ -382,10 +380,8 @@ pub struct FileSource {
     schema: SchemaRef,
     encoding_errors: EncodingErrors,
     fetch: Option<FetchConfig>,
-    replaced: AtomicU64,
-    skipped: AtomicU64,
-    /// Lines longer than `max_line_bytes`, skipped while reading.
-    long_lines: Arc<AtomicU64>,
+    /// Lines skipped (too long, bad UTF-8) or repaired, shared with the readers.
+    lines: Arc<super::LineCounts>,
     max_line_bytes: usize,
     /// Morsel buffers handed back by `recycle`, reused to avoid page faults on fresh memory.
     buffers: std::sync::Mutex<Vec<Vec<u8>>>,
@@ -537,7 +533,7 @@ impl BatchSource for FileSource {
                         done: false,
                         max_line_bytes: self.max_line_bytes,
                         skipping: false,
-                        long_lines: self.long_lines.clone(),
+                        lines: self.lines.clone(),
                     }),
                     Err(source) => Box::new(std::iter::once(Err(Error::Input { path, source }))),
                 }
@@ -580,11 +576,11 @@ impl BatchSource for FileSource {
                 Ok(text) => builder.append_value(text),
                 Err(e) => match self.encoding_errors {
                     EncodingErrors::Replace => {
-                        self.replaced.fetch_add(1, Ordering::Relaxed);
+                        self.lines.bad_utf8.fetch_add(1, Ordering::Relaxed);
                         builder.append_value(String::from_utf8_lossy(line));
                     }
                     EncodingErrors::Skip => {
-                        self.skipped.fetch_add(1, Ordering::Relaxed);
+                        self.lines.skipped_utf8.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     EncodingErrors::Fail => {
@@ -611,19 +607,7 @@ impl BatchSource for FileSource {
     }
 
     fn warnings(&self) -> Vec<String> {
-        let mut warnings = Vec::new();
-        let replaced = self.replaced.load(Ordering::Relaxed);
-        if replaced > 0 {
-            warnings.push(format!(
-                "{replaced} line(s) had invalid UTF-8; bad bytes were replaced with U+FFFD"
-            ));
-        }
-        let skipped = self.skipped.load(Ordering::Relaxed);
-        if skipped > 0 {
-            warnings.push(format!(
-                "{skipped} line(s) had invalid UTF-8 and were skipped"
-            ));
-        }
+        let mut warnings = self.lines.warnings(self.max_line_bytes);
         if let Some(records) = &self.records {
             let bad = records.bad.load(Ordering::Relaxed);
             if bad > 0 {
@@ -639,26 +623,16 @@ impl BatchSource for FileSource {
                 ));
             }
         }
-        let long = self.long_lines.load(Ordering::Relaxed);
-        if long > 0 {
-            warnings.push(format!(
-                "{long} line(s) longer than max_line_bytes ({}) were skipped",
-                self.max_line_bytes
-            ));
-        }
         warnings
     }
 
     fn counters(&self) -> super::SourceCounters {
-        let replaced = self.replaced.load(Ordering::Relaxed);
-        let skipped = self.skipped.load(Ordering::Relaxed);
         super::SourceCounters {
-            bad_utf8_lines: replaced + skipped,
-            skipped_lines: skipped + self.long_lines.load(Ordering::Relaxed),
             malformed_events: self
                 .records
                 .as_ref()
                 .map_or(0, |r| r.bad.load(Ordering::Relaxed)),
+            ..self.lines.counters()
         }
     }
 
@@ -806,7 +780,7 @@ impl FileSource {
             if filled - line_start > self.max_line_bytes {
                 // The last line is too long to hold: drop it (its owner is this piece, the
                 // check above makes sure), and count it once.
-                self.long_lines.fetch_add(1, Ordering::Relaxed);
+                self.lines.long_lines.fetch_add(1, Ordering::Relaxed);
                 filled = line_start;
                 break;
             }
@@ -904,7 +878,7 @@ struct LineMorsels {
     max_line_bytes: usize,
     /// Inside a line longer than `max_line_bytes`: its bytes are dropped until its newline.
     skipping: bool,
-    long_lines: Arc<AtomicU64>,
+    lines: Arc<super::LineCounts>,
 }
 
 impl Iterator for LineMorsels {
@@ -963,7 +937,7 @@ impl Iterator for LineMorsels {
             }
             // A line longer than a morsel: keep reading until it ends, up to max_line_bytes.
             if buffer.len() > self.max_line_bytes {
-                self.long_lines.fetch_add(1, Ordering::Relaxed);
+                self.lines.long_lines.fetch_add(1, Ordering::Relaxed);
                 self.skipping = true;
                 buffer.clear();
             }
@@ -1169,7 +1143,7 @@ mod tests {
         assert_eq!(src.counters().skipped_lines, 1);
         assert!(src.warnings()[0].contains("1 line(s) longer than max_line_bytes"));
         // The sequential reader (pipes, standard input) on the same bytes.
-        let long_lines = Arc::new(AtomicU64::new(0));
+        let lines = Arc::new(super::super::LineCounts::default());
         let morsels = LineMorsels {
             reader: Box::new(std::io::Cursor::new(text.into_bytes())),
             origin: "pipe".into(),
@@ -1179,11 +1153,11 @@ mod tests {
             done: false,
             max_line_bytes: MORSEL_BYTES,
             skipping: false,
-            long_lines: long_lines.clone(),
+            lines: lines.clone(),
         };
         let bytes: Vec<u8> = morsels.flat_map(|m| m.unwrap().bytes).collect();
         assert_eq!(bytes, b"a b\nc d\n");
-        assert_eq!(long_lines.load(Ordering::Relaxed), 1);
+        assert_eq!(lines.long_lines.load(Ordering::Relaxed), 1);
         let small = FileSourceConfig {
             max_line_bytes: 100,
             ..serde_saphyr::from_str(&format!("{{path: '{}'}}", path.display())).unwrap()

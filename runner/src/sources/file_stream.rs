@@ -410,10 +410,8 @@ impl StreamSource for FileStreamSource {
 
     fn counters(&self) -> SourceCounters {
         SourceCounters {
-            bad_utf8_lines: self.stats.lines.bad_utf8.load(Ordering::Relaxed),
-            skipped_lines: self.stats.lines.long_lines.load(Ordering::Relaxed)
-                + self.stats.lines.skipped_utf8.load(Ordering::Relaxed),
             malformed_events: self.records.as_ref().map_or(0, StreamRecords::bad_records),
+            ..self.stats.lines.counters()
         }
     }
 }

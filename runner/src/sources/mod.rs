@@ -242,6 +242,18 @@ pub struct LineCounts {
 }
 
 impl LineCounts {
+    /// The counts for the run summary: a line skipped for bad UTF-8 is both a bad-UTF-8 line
+    /// and a skipped one.
+    pub fn counters(&self) -> SourceCounters {
+        use std::sync::atomic::Ordering;
+        let skipped_utf8 = self.skipped_utf8.load(Ordering::Relaxed);
+        SourceCounters {
+            bad_utf8_lines: self.bad_utf8.load(Ordering::Relaxed) + skipped_utf8,
+            skipped_lines: self.long_lines.load(Ordering::Relaxed) + skipped_utf8,
+            malformed_events: 0,
+        }
+    }
+
     /// The end-of-run warnings for what was counted.
     pub fn warnings(&self, max_line_bytes: usize) -> Vec<String> {
         use std::sync::atomic::Ordering;

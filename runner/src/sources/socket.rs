@@ -201,11 +201,11 @@ impl StreamSource for SocketSource {
     }
 
     fn counters(&self) -> super::SourceCounters {
+        let lines = self.stats.lines.counters();
         super::SourceCounters {
-            bad_utf8_lines: self.stats.lines.bad_utf8.load(Ordering::Relaxed),
-            skipped_lines: self.stats.lines.long_lines.load(Ordering::Relaxed)
-                + self.stats.cut_lines.load(Ordering::Relaxed),
+            skipped_lines: lines.skipped_lines + self.stats.cut_lines.load(Ordering::Relaxed),
             malformed_events: self.records.as_ref().map_or(0, StreamRecords::bad_records),
+            ..lines
         }
     }
 }
