@@ -5,6 +5,7 @@
     python3 bench/bench.py --with-peers       # also DuckDB, Polars (pip, into bench/.venv)
     python3 bench/bench.py --with-peers --with-spark   # and PySpark (needs Java 17)
     python3 bench/bench.py --runs 5 --inputs romeo romeo1000 zipf512 --cores 1 2
+    python3 bench/bench.py --with-spark-connect      # runner on Spark vs PySpark, same server
 
 Corpora come from bench/make_corpus.py (deterministic) and are written to
 bench/corpora/ (not committed). Every tool must print the same top words; the script stops if
@@ -89,6 +90,15 @@ def tools(args):
         if args.with_spark:
             found['PySpark RDD'] = lambda path, thr: [python, os.path.join(peers, 'spark_romeo.py'), path, str(thr)]
             found['Spark DataFrame'] = lambda path, thr: [python, os.path.join(peers, 'spark_df_wc.py'), path, str(thr)]
+    if args.with_spark_connect:
+        remote = args.spark_remote
+        found['runner --engine spark (Spark Connect)'] = lambda path, thr: [
+            RUNNER, 'run', os.path.join(ROOT, 'bench', 'wordcount.yaml'), '-q', '--remote', remote,
+            '--set', f'source.path={os.path.abspath(path)}', '--set', f'transforms.3.where=count >= {thr}']
+        python = args.spark_python
+        peers = os.path.join(ROOT, 'bench', 'peers')
+        found['PySpark DataFrame (Spark Connect)'] = lambda path, thr: [
+            python, os.path.join(peers, 'spark_connect_df_wc.py'), remote, path, str(thr)]
     return found
 
 
@@ -99,8 +109,17 @@ def main():
     parser.add_argument('--cores', nargs='+', type=int, default=[os.cpu_count() or 1])
     parser.add_argument('--with-peers', action='store_true')
     parser.add_argument('--with-spark', action='store_true')
+    parser.add_argument('--with-spark-connect', action='store_true',
+                        help='runner --engine spark and a PySpark DataFrame job through the same '
+                             'Spark Connect server (bench/spark-connect.sh starts it if needed)')
+    parser.add_argument('--spark-remote', default='sc://127.0.0.1:15002')
     parser.add_argument('--no-build', action='store_true')
     args = parser.parse_args()
+    if args.with_spark_connect:
+        subprocess.run(['bash', os.path.join(ROOT, 'bench', 'spark-connect.sh'), 'start'], check=True)
+        args.spark_python = subprocess.run(
+            ['bash', os.path.join(ROOT, 'bench', 'spark-connect.sh'), 'python'],
+            check=True, capture_output=True, text=True).stdout.strip()
 
     if not args.no_build:
         subprocess.run(['cargo', 'build', '--release', '-q', '-p', 'runner'], cwd=ROOT, check=True)

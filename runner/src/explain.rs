@@ -33,6 +33,9 @@ pub struct Plan {
     pub logical: LogicalPlan,
     /// How it runs: the operators the rules made.
     pub physical: PhysicalPlan,
+    /// With `--engine spark`: what Spark runs and what runs here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spark: Option<crate::spark::SparkPlan>,
 }
 
 #[derive(Debug, Serialize)]
@@ -225,6 +228,7 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline, unbuilt: Option<u
             .map(|p| loaded.resolve(p).display().to_string()),
         logical: pipeline.logical.clone(),
         physical: pipeline.plan.clone(),
+        spark: None,
     }
 }
 
@@ -265,6 +269,23 @@ fn reads(loaded: &LoadedPipeline) -> String {
 }
 
 impl Plan {
+    /// The plan of a run on Spark: the steps Spark runs say so (no local kernel runs them).
+    pub fn on_spark(&mut self, spark: crate::spark::SparkPlan) {
+        for stage in &mut self.transforms {
+            let on_spark = spark
+                .on_spark
+                .iter()
+                .any(|s| s.split(' ').next() == Some(stage.step.as_str()));
+            stage.fused = None;
+            stage.runs = if on_spark {
+                "on Spark"
+            } else {
+                "here, on Spark's result"
+            };
+        }
+        self.spark = Some(spark);
+    }
+
     /// The plan as text for people.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
@@ -273,7 +294,28 @@ impl Plan {
             out.push('\n');
         };
         line(format!("pipeline  {} ({})", self.pipeline, self.file));
-        line(format!("mode      {}, {} core(s)", self.mode, self.cores));
+        match &self.spark {
+            None => line(format!("mode      {}, {} core(s)", self.mode, self.cores)),
+            Some(spark) => {
+                line(format!(
+                    "engine    Spark Connect at {} ({} mode; Spark decides the parallelism)",
+                    spark.remote, self.mode
+                ));
+                let mut on_spark = vec!["source".to_owned()];
+                on_spark.extend(spark.on_spark.iter().cloned());
+                line(format!("on Spark  {}", on_spark.join(", ")));
+                line(format!(
+                    "          {}",
+                    spark.program.replace('\n', "\n          ")
+                ));
+                let mut here = spark.locally.clone();
+                here.push("sinks".to_owned());
+                line(format!("here      {}, on Spark's result", here.join(", ")));
+                for warning in &spark.warnings {
+                    line(format!("warning   {warning}"));
+                }
+            }
+        }
         if let Some(trigger) = &self.trigger {
             line(format!(
                 "trigger   {trigger}, output mode {}",
@@ -335,8 +377,15 @@ impl Plan {
                 [first, .., last] => format!("{}(transforms.{first}..{last})", o.name),
             })
             .collect();
-        line(format!("operators {}", operators.join(" -> ")));
-        if let Some(fusion) = &self.physical.fusion {
+        if self.spark.is_none() {
+            line(format!("operators {}", operators.join(" -> ")));
+        }
+        if let Some(fusion) = self
+            .physical
+            .fusion
+            .as_ref()
+            .filter(|_| self.spark.is_none())
+        {
             let steps: Vec<String> = fusion
                 .steps()
                 .iter()

@@ -25,6 +25,7 @@ pub mod schema;
 pub mod settings;
 pub mod sinks;
 pub mod sources;
+pub mod spark;
 pub mod summary;
 pub mod tokenizer;
 pub mod transforms;

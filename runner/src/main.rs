@@ -87,6 +87,14 @@ enum Command {
         /// Write a JSON summary of the run to this file (replaces `summary:` in the pipeline).
         #[arg(long, value_name = "FILE")]
         summary: Option<PathBuf>,
+        /// The engine: runner's own (`local`) or a Spark cluster through Spark Connect
+        /// (`spark`); overrides `engine:` in the file.
+        #[arg(long, value_enum)]
+        engine: Option<runner::spark::EngineKind>,
+        /// The Spark Connect address (`sc://host:15002`) for `--engine spark`; implies it.
+        /// Default: `engine.remote` in the file, then SPARK_REMOTE.
+        #[arg(long, value_name = "URL")]
+        remote: Option<String>,
     },
     /// Show how a pipeline will run (paths, columns per step, fused stages, sinks, trigger,
     /// schedule) without reading any data or loading any plugin (steps from the first plugin
@@ -106,6 +114,14 @@ enum Command {
         /// The plan without the optimizer's rules, as `runner run --no-fusion` runs it.
         #[arg(long)]
         no_fusion: bool,
+        /// The engine: runner's own (`local`) or a Spark cluster through Spark Connect
+        /// (`spark`); overrides `engine:` in the file.
+        #[arg(long, value_enum)]
+        engine: Option<runner::spark::EngineKind>,
+        /// The Spark Connect address (`sc://host:15002`) for `--engine spark`; implies it.
+        /// Default: `engine.remote` in the file, then SPARK_REMOTE.
+        #[arg(long, value_name = "URL")]
+        remote: Option<String>,
     },
     /// Run pipelines on their `schedule:` until SIGTERM or Ctrl-C; a pipeline never overlaps
     /// itself.
@@ -263,6 +279,8 @@ fn main() -> ExitCode {
             wait,
             lock_dir,
             summary,
+            engine,
+            remote,
         } => {
             if let Some(input) = input {
                 // A command-line path is relative to where the command runs (a `path:` in the
@@ -289,6 +307,8 @@ fn main() -> ExitCode {
                 progress,
                 summary,
                 say,
+                engine,
+                remote,
             };
             run(&pipeline, lock_dir.as_deref(), wait, &options)
         }
@@ -298,13 +318,20 @@ fn main() -> ExitCode {
             overrides,
             format,
             no_fusion,
+            engine,
+            remote,
         } => config::load(&pipeline, &overrides).and_then(|loaded| {
             // No plugin is loaded: the steps from the first plugin on are listed unchecked.
             let (mut built, unbuilt) = exec::build_for_plan(&loaded, cores)?;
             if no_fusion {
                 built.without_rules();
             }
-            let plan = runner::explain::plan(&loaded, &built, unbuilt);
+            let mut plan = runner::explain::plan(&loaded, &built, unbuilt);
+            if let Some(settings) =
+                runner::spark::choose(engine, remote.as_deref(), loaded.config.engine.as_ref())?
+            {
+                plan.on_spark(runner::spark::plan(&loaded, &built, unbuilt, &settings)?);
+            }
             match format {
                 PlanFormat::Text => print!("{}", runner::redact::redact(&plan.to_text())),
                 PlanFormat::Json => println!(
@@ -386,6 +413,8 @@ struct RunOptions {
     progress: exec::stream::Progress,
     summary: Option<PathBuf>,
     say: Say,
+    engine: Option<runner::spark::EngineKind>,
+    remote: Option<String>,
 }
 
 /// Takes the pipeline's lock, runs it, then writes its summary (also when it failed, and when
@@ -450,6 +479,22 @@ fn execute(
     let loaded = config::load(path, &options.overrides)?;
     recorder.loaded(&loaded);
     let mut pipeline = exec::build(&loaded, options.cores)?;
+    if let Some(settings) = runner::spark::choose(
+        options.engine,
+        options.remote.as_deref(),
+        loaded.config.engine.as_ref(),
+    )? {
+        let spark = runner::spark::prepare(&loaded, &mut pipeline, &settings)?;
+        for warning in &spark.warnings {
+            say.warning(warning);
+        }
+        tracing::info!(
+            remote = %spark.remote,
+            on_spark = spark.on_spark.join(", "),
+            locally = spark.locally.join(", "),
+            "running on Spark"
+        );
+    }
     if options.no_fusion {
         pipeline.without_rules();
     }

@@ -74,6 +74,10 @@ pub struct PipelineConfig {
     /// time or after a time zone: `CRON_TZ=Europe/Paris 0 3 * * *`.
     #[serde(default)]
     pub schedule: Option<crate::schedule::Schedule>,
+    /// Which engine runs the pipeline: runner's own (`local`, the default) or a Spark cluster
+    /// through Spark Connect (`{type: spark, remote: "sc://host:15002"}`).
+    #[serde(default)]
+    pub engine: Option<crate::spark::EngineConfig>,
     /// Write a JSON summary of every run (status, times, rows per stage, outputs, warnings)
     /// to this file, relative to the pipeline file. `--summary` overrides it.
     #[serde(default, deserialize_with = "env::opt_path")]

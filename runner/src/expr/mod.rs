@@ -14,6 +14,7 @@ mod check;
 mod eval;
 mod lex;
 mod parse;
+mod spark;
 
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
@@ -69,6 +70,13 @@ pub fn compile(source: &str, schema: &Schema) -> Result<Predicate, String> {
             "`{source}` is {}, not a condition; compare it, e.g. `{source} > 0`",
             other.label()
         )),
+    }
+}
+
+impl Predicate {
+    /// The condition as a Spark column (see `Expr::to_spark`).
+    pub fn to_spark(&self, columns: &[String]) -> Result<crate::spark::frame::Column, String> {
+        self.expr.to_spark(columns)
     }
 }
 

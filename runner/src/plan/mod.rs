@@ -139,7 +139,13 @@ impl LogicalPlan {
                     }
                 };
                 let node = StepNode {
-                    step: format!("transforms.{i}"),
+                    // The step's place in the file (a Spark run plans only the steps after
+                    // those Spark ran).
+                    step: built
+                        .label
+                        .split(' ')
+                        .next()
+                        .map_or_else(|| format!("transforms.{i}"), str::to_owned),
                     type_name: built.type_name.to_owned(),
                     input: crate::data::columns(&input),
                     output: crate::data::columns(&built.stage.output),

@@ -90,6 +90,15 @@ fn default_column() -> String {
     "line".into()
 }
 
+/// Whether `path` is a URI (`scheme://...`), which Spark reads as written.
+fn is_uri(path: &str) -> bool {
+    path.split_once("://").is_some_and(|(scheme, _)| {
+        let mut chars = scheme.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-'))
+    })
+}
+
 /// Bytes per morsel: large enough to amortise scheduling, small enough to spread over cores.
 const MORSEL_BYTES: usize = 1 << 20;
 
@@ -156,6 +165,7 @@ impl BuildSource for FileSourceConfig {
             }
         };
         Ok(BuiltSource::Batch(Box::new(FileSource {
+            written: self.path.clone(),
             path,
             records,
             schema,
@@ -375,6 +385,8 @@ fn is_pattern(path: &Path) -> bool {
 
 pub struct FileSource {
     path: PathBuf,
+    /// `path` as the file has it (a URI for Spark stays one).
+    written: PathBuf,
     /// Set for `csv` and `jsonl`; `None` reads lines.
     records: Option<Records>,
     schema: SchemaRef,
@@ -471,6 +483,49 @@ impl BatchSource for FileSource {
                 self.path.display()
             )),
         }
+    }
+
+    /// `spark.read.text`: a URI (`hdfs://`, `s3a://`, `file://`) as written; a path on this
+    /// machine as `file://` with a warning that every executor must see it.
+    fn spark(
+        &self,
+        ctx: &crate::spark::SourceContext,
+    ) -> std::result::Result<crate::spark::Frame, String> {
+        use crate::spark::frame::col;
+        if self.records.is_some() {
+            return Err("only `format: lines` is read on Spark so far; run csv and jsonl with --engine local".into());
+        }
+        if self.encoding_errors != EncodingErrors::Replace {
+            return Err("Spark's text reader has no `encoding_errors: skip` or `fail`; remove it or run with --engine local".into());
+        }
+        if self.path == Path::new("-") {
+            return Err(
+                "standard input is on this machine, out of reach of Spark's executors".into(),
+            );
+        }
+        let written = self.written.to_string_lossy();
+        let (uri, warning) = if is_uri(&written) {
+            (written.into_owned(), None)
+        } else {
+            if ctx.run && !self.path.exists() {
+                if let Some(fetch_config) = &self.fetch {
+                    fetch(fetch_config, &self.path).map_err(|e| e.to_string())?;
+                }
+            }
+            let absolute = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
+            let uri = format!("file://{}", absolute.display());
+            let warning = format!(
+                "the source reads {uri}, a path on this machine: every Spark executor must see it there (a shared file system), or write a URI (hdfs://, s3a://) as `path`"
+            );
+            (uri, Some(warning))
+        };
+        let column = self.schema.field(0).name().clone();
+        let frame = crate::spark::Frame::read_text(vec![uri])
+            .select(vec![col("value").alias(&column)], vec![column]);
+        Ok(match warning {
+            Some(warning) => frame.warn(warning),
+            None => frame,
+        })
     }
 
     fn open(&self) -> Result<Morsels<'_>> {

@@ -515,6 +515,13 @@ enum Ended {
 }
 
 impl StreamSource for MastodonSource {
+    fn spark(
+        &self,
+        _ctx: &crate::spark::SourceContext,
+    ) -> std::result::Result<crate::spark::Frame, String> {
+        Err(crate::spark::MASTODON_REFUSAL.into())
+    }
+
     fn schema(&self) -> SchemaRef {
         status_schema()
     }

@@ -53,6 +53,14 @@ impl BuiltSource {
             BuiltSource::Stream(s) => s.schema(),
         }
     }
+
+    /// See `BatchSource::spark`.
+    pub fn spark(&self, ctx: &crate::spark::SourceContext) -> Result<crate::spark::Frame, String> {
+        match self {
+            BuiltSource::Batch(s) => s.spark(ctx),
+            BuiltSource::Stream(s) => s.spark(ctx),
+        }
+    }
 }
 
 /// Bytes of whole lines (each ending in `\n`) handed from a streaming source to the engine.
@@ -132,6 +140,14 @@ pub trait StreamSource: Send + Sync {
     /// What the source dropped or repaired so far, for the run summary.
     fn counters(&self) -> SourceCounters {
         SourceCounters::default()
+    }
+    /// How Spark reads the same input (`crate::spark`), or why it cannot.
+    fn spark(
+        &self,
+        ctx: &crate::spark::SourceContext,
+    ) -> std::result::Result<crate::spark::Frame, String> {
+        let _ = ctx;
+        Err(crate::spark::SOURCE_NOT_TRANSLATED.into())
     }
 }
 
@@ -227,6 +243,14 @@ pub trait BatchSource: Send + Sync {
     /// missing; `Ok(Some(note))` when something is worth saying (a download on first run).
     fn check_inputs(&self) -> Result<Option<String>, String> {
         Ok(None)
+    }
+    /// How Spark reads the same input (`crate::spark`), or why it cannot.
+    fn spark(
+        &self,
+        ctx: &crate::spark::SourceContext,
+    ) -> std::result::Result<crate::spark::Frame, String> {
+        let _ = ctx;
+        Err(crate::spark::SOURCE_NOT_TRANSLATED.into())
     }
 }
 

@@ -110,6 +110,13 @@ struct Recorded {
 }
 
 impl StreamSource for ReplaySource {
+    fn spark(
+        &self,
+        _ctx: &crate::spark::SourceContext,
+    ) -> std::result::Result<crate::spark::Frame, String> {
+        Err(crate::spark::MASTODON_REFUSAL.into())
+    }
+
     fn schema(&self) -> SchemaRef {
         status_schema()
     }

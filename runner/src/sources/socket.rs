@@ -149,6 +149,27 @@ pub struct SocketSource {
 const READ_BYTES: usize = 64 * 1024;
 
 impl StreamSource for SocketSource {
+    /// `readStream.format("socket")`: Spark connects to the same host and port.
+    fn spark(
+        &self,
+        _ctx: &crate::spark::SourceContext,
+    ) -> std::result::Result<crate::spark::Frame, String> {
+        use crate::spark::frame::col;
+        if self.config.mode != SocketMode::Connect {
+            return Err(
+                "Spark's socket source connects to a server; it cannot listen (`mode: listen`)"
+                    .into(),
+            );
+        }
+        if self.records.is_some() {
+            return Err("only `format: lines` is read on Spark".into());
+        }
+        let host = self.config.host.as_deref().unwrap_or("localhost");
+        let column = self.schema.field(0).name().clone();
+        Ok(crate::spark::Frame::read_socket(host, self.config.port)
+            .select(vec![col("value").alias(&column)], vec![column]))
+    }
+
     fn raw_text_lines(&self) -> bool {
         self.records.is_none()
     }

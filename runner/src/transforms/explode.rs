@@ -108,6 +108,16 @@ pub struct Explode {
 }
 
 impl MapTransform for Explode {
+    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+        Ok(crate::spark::words::split_at(
+            input,
+            self.index,
+            self.output.field(self.index).name(),
+            self.config.separator.as_deref(),
+            self.config.drop_empty,
+        ))
+    }
+
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let column = batch.column(self.index);
         let mut pieces = StringBuilder::new();

@@ -49,6 +49,11 @@ impl MapTransform for Filter {
             .expect("mask has one entry per row"))
     }
 
+    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+        let condition = self.predicate.to_spark(input.columns())?;
+        Ok(input.filter(condition))
+    }
+
     /// An expression of one column (and literals) decides each row by that column's value.
     fn per_value(&self) -> Option<PerValue> {
         match self.predicate.columns().as_slice() {

@@ -164,6 +164,26 @@ impl Aggregation for GroupCount {
     fn key_columns(&self) -> usize {
         self.keys.len()
     }
+
+    /// `groupBy(keys).count()`, then runner's order of the counts: most frequent first, ties
+    /// by the keys ascending (nulls first).
+    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+        use crate::spark::frame::{call, col, lit_i32};
+        let keys: Vec<String> = self
+            .keys
+            .iter()
+            .map(|&k| input.columns()[k].clone())
+            .collect();
+        let count = self.output.field(self.keys.len()).name().clone();
+        let mut order = vec![col(&count).sort_key(true)];
+        order.extend(keys.iter().map(|k| col(k).sort_key(false)));
+        Ok(input
+            .group_by(
+                &keys,
+                vec![(call("count", vec![lit_i32(1)]).alias(&count), count)],
+            )
+            .sort(order))
+    }
 }
 
 /// One part of a group key.

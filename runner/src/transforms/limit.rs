@@ -35,6 +35,12 @@ impl GlobalTransform for Limit {
     fn first_rows(&self) -> Option<usize> {
         Some(self.n)
     }
+
+    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+        let rows = i32::try_from(self.n)
+            .map_err(|_| format!("Spark's limit takes at most {} rows", i32::MAX))?;
+        Ok(input.limit(rows))
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,28 @@ pub struct Lowercase {
 }
 
 impl MapTransform for Lowercase {
+    /// Spark's `lower` is Java's `toLowerCase(Locale.ROOT)`: the same Unicode mapping as
+    /// Rust's `to_lowercase` (final sigma included).
+    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+        use crate::spark::frame::{call, col};
+        if self.list {
+            return Err("lowercasing a list column has no Spark translation yet".into());
+        }
+        let names = input.columns().to_vec();
+        let columns = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                if i == self.index {
+                    call("lower", vec![col(name)]).alias(name)
+                } else {
+                    col(name)
+                }
+            })
+            .collect();
+        Ok(input.select(columns, names))
+    }
+
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let column = batch.column(self.index);
         let lowered: ArrayRef = if self.list {

@@ -92,6 +92,15 @@ pub trait MapTransform: Send + Sync {
     fn per_value(&self) -> Option<PerValue> {
         None
     }
+    /// How the step runs on Spark (`crate::spark`): `input` with the step applied, or why it
+    /// cannot run there.
+    fn spark(
+        &self,
+        input: crate::spark::Frame,
+    ) -> std::result::Result<crate::spark::Frame, String> {
+        let _ = input;
+        Err(crate::spark::NOT_TRANSLATED.into())
+    }
 }
 
 /// How a row-wise stage splits a text column (see `MapTransform::splits_text`).
@@ -135,6 +144,15 @@ pub trait Aggregation: Send + Sync {
     /// and a stream ends each epoch through them.
     fn windowed(&self) -> Option<Windowing> {
         None
+    }
+    /// How the step runs on Spark (`crate::spark`): `input` with the step applied, or why it
+    /// cannot run there.
+    fn spark(
+        &self,
+        input: crate::spark::Frame,
+    ) -> std::result::Result<crate::spark::Frame, String> {
+        let _ = input;
+        Err(crate::spark::NOT_TRANSLATED.into())
     }
 }
 
@@ -253,6 +271,15 @@ pub trait GlobalTransform: Send + Sync {
     /// ties are broken by every column): what comes before it need not keep any order.
     fn order_independent(&self) -> bool {
         false
+    }
+    /// How the step runs on Spark (`crate::spark`): `input` with the step applied, or why it
+    /// cannot run there.
+    fn spark(
+        &self,
+        input: crate::spark::Frame,
+    ) -> std::result::Result<crate::spark::Frame, String> {
+        let _ = input;
+        Err(crate::spark::NOT_TRANSLATED.into())
     }
 }
 

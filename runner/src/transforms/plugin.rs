@@ -3,6 +3,9 @@
 //! validated, so a bad config fails before any data is read. The output columns are learnt by
 //! sending the plugin an empty batch of the input schema; every later batch must have them.
 
+/// Why a plugin cannot run on Spark (after the aggregation it runs here, on the result).
+pub const SPARK_REFUSAL: &str = "a plugin is native code for this machine, which Spark's executors cannot load; put it after the aggregation (it then runs here, on Spark's result) or run the pipeline with --engine local";
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -223,6 +226,11 @@ impl MapTransform for PluginTransform {
 
     fn describe(&self) -> Option<String> {
         Some(format!("plugin {} from {}", self.name, self.path.display()))
+    }
+
+    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+        let _ = input;
+        Err(SPARK_REFUSAL.into())
     }
 
     fn needs_finish(&self) -> bool {

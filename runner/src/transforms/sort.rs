@@ -196,6 +196,19 @@ impl GlobalTransform for Sort {
         true
     }
 
+    /// The same keys, tie-breakers included, with the same null order (first ascending, last
+    /// descending) and byte order of text.
+    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+        let keys = self
+            .keys
+            .iter()
+            .map(|key| {
+                crate::spark::frame::col(&input.columns()[key.column]).sort_key(key.descending)
+            })
+            .collect();
+        Ok(input.sort(keys))
+    }
+
     fn apply_first(&self, batch: RecordBatch, rows: usize) -> Result<RecordBatch> {
         Ok(self.sorted(batch, Some(rows)))
     }

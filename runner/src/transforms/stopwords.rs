@@ -174,6 +174,20 @@ impl MapTransform for Stopwords {
     fn per_value(&self) -> Option<PerValue> {
         Some(PerValue::Keeps { column: self.index })
     }
+
+    /// Keeps nulls, as `apply` does (`x NOT IN (...)` alone would drop them).
+    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+        use crate::spark::frame::{call, col, lit_str};
+        let name = input.columns()[self.index].clone();
+        let mut words: Vec<&str> = self.words.iter().map(|w| &**w).collect();
+        words.sort_unstable();
+        let listed = col(&name).is_in(words.into_iter().map(lit_str).collect());
+        let keep = call(
+            "or",
+            vec![call("isnull", vec![col(&name)]), call("not", vec![listed])],
+        );
+        Ok(input.filter(keep))
+    }
 }
 
 /// A stop-word file is a list people write: past this it is a mistake (`/dev/zero`, a log).

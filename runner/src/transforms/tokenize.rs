@@ -95,6 +95,16 @@ impl Tokenize {
 }
 
 impl MapTransform for Tokenize {
+    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+        let output = self.output.field(self.index).name();
+        Ok(crate::spark::words::tokenize(
+            input,
+            self.index,
+            output,
+            &self.tokenizer,
+        ))
+    }
+
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let lines = text(batch, self.index);
         let mut words = TextColumnBuilder::with_capacity(lines.len() * 8, lines.value_data().len());

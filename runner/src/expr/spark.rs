@@ -1,0 +1,195 @@
+//! Expressions as Spark columns, for running a pipeline on Spark (`crate::spark`), with
+//! runner's semantics kept: `/` divides as floats in both; division and remainder by zero give null (Spark's ANSI mode would
+//! fail), `!=` is `not(==)`, `in` and the logic operators are SQL's three-valued logic in both.
+//! What has no exact Spark twin (regular expressions: Rust's syntax is not Java's; `trim`'s
+//! Unicode whitespace; timestamps' units) is refused with the reason, never approximated.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::Array;
+use arrow_schema::DataType;
+
+use super::check::{Arith, Cmp, Function, Node, Typed};
+use super::Expr;
+use crate::spark::frame::{self as f, call, Column};
+
+impl Expr {
+    /// The expression as a Spark column over columns named `columns` (by input index).
+    pub fn to_spark(&self, columns: &[String]) -> Result<Column, String> {
+        spark(&self.root, columns).map_err(|e| format!("`{}`: {e}", self.source))
+    }
+}
+
+fn spark(t: &Typed, columns: &[String]) -> Result<Column, String> {
+    let go = |t: &Typed| spark(t, columns);
+    Ok(match &t.node {
+        Node::Column(index) => f::col(
+            columns
+                .get(*index)
+                .ok_or_else(|| format!("no column #{index}"))?,
+        ),
+        Node::Literal(array) => literal(array.as_ref())?,
+        Node::Neg(a) => call("negative", vec![go(a)?]),
+        Node::Not(a) => call("not", vec![go(a)?]),
+        Node::Arith(op, a, b) => {
+            let (a, b) = (go(a)?, go(b)?);
+            let zero = || match t.ty {
+                super::check::Type::Of(crate::data::ValueType::Float) => f::lit_f64(0.0),
+                _ => f::lit_i64(0),
+            };
+            match op {
+                Arith::Add => call("+", vec![a, b]),
+                Arith::Sub => call("-", vec![a, b]),
+                Arith::Mul => call("*", vec![a, b]),
+                // `/` divides as floats in both; by zero: null here, an error in Spark's ANSI
+                // mode, hence `nullif`.
+                Arith::Div => call("/", vec![a, call("nullif", vec![b, zero()])]),
+                Arith::Rem => call("%", vec![a, call("nullif", vec![b, zero()])]),
+            }
+        }
+        Node::Compare(op, a, b) => {
+            let (a, b) = (go(a)?, go(b)?);
+            match op {
+                Cmp::Eq => call("==", vec![a, b]),
+                Cmp::Ne => call("not", vec![call("==", vec![a, b])]),
+                Cmp::Lt => call("<", vec![a, b]),
+                Cmp::Le => call("<=", vec![a, b]),
+                Cmp::Gt => call(">", vec![a, b]),
+                Cmp::Ge => call(">=", vec![a, b]),
+            }
+        }
+        Node::And(a, b) => call("and", vec![go(a)?, go(b)?]),
+        Node::Or(a, b) => call("or", vec![go(a)?, go(b)?]),
+        Node::In(value, items, negated) => {
+            let items = items.iter().map(go).collect::<Result<Vec<_>, _>>()?;
+            let found = go(value)?.is_in(items);
+            if *negated {
+                call("not", vec![found])
+            } else {
+                found
+            }
+        }
+        Node::IsNull(a, negated) => call(
+            if *negated { "isnotnull" } else { "isnull" },
+            vec![go(a)?],
+        ),
+        Node::Like(a, pattern, negated) => {
+            let like = call("like", vec![go(a)?, f::lit_str(pattern)]);
+            if *negated {
+                call("not", vec![like])
+            } else {
+                like
+            }
+        }
+        Node::Matches(..) => {
+            return Err("`matches` uses Rust's regular expressions, which Spark (Java's) reads differently; run it with --engine local".into())
+        }
+        // The checker's own widening of an integer operand to a float: exact in both.
+        Node::Cast(a, crate::data::ValueType::Float, false)
+            if matches!(
+                a.ty,
+                super::check::Type::Of(crate::data::ValueType::Integer) | super::check::Type::Null
+            ) =>
+        {
+            call("double", vec![go(a)?])
+        }
+        Node::Cast(..) => {
+            return Err(
+                "`cast` has no Spark translation yet; run it with --engine local".into(),
+            )
+        }
+        Node::Call(function, args) => {
+            let args = args.iter().map(go).collect::<Result<Vec<_>, _>>()?;
+            let name = match function {
+                Function::Length => "char_length",
+                Function::Lower => "lower",
+                Function::Upper => "upper",
+                Function::Contains => "contains",
+                Function::StartsWith => "startswith",
+                Function::EndsWith => "endswith",
+                Function::Coalesce => "coalesce",
+                Function::Abs => "abs",
+                other => {
+                    let name = match other {
+                        Function::Trim => "trim",
+                        Function::Substr(..) => "substr",
+                        Function::Split(_) => "split",
+                        Function::RegexExtract(..) => "regex_extract",
+                        Function::Round(_) => "round",
+                        Function::DateTrunc(_) => "date_trunc",
+                        _ => "now",
+                    };
+                    return Err(format!(
+                        "`{name}` has no Spark translation yet; run it with --engine local"
+                    ));
+                }
+            };
+            call(name, args)
+        }
+    })
+}
+
+fn literal(array: &dyn Array) -> Result<Column, String> {
+    if array.is_null(0) {
+        return Ok(f::lit_null_str());
+    }
+    Ok(match array.data_type() {
+        DataType::Int64 => f::lit_i64(array.as_primitive::<Int64Type>().value(0)),
+        DataType::Float64 => f::lit_f64(array.as_primitive::<Float64Type>().value(0)),
+        DataType::Utf8 => f::lit_str(array.as_string::<i32>().value(0)),
+        DataType::Boolean => f::lit_bool(array.as_boolean().value(0)),
+        other => {
+            return Err(format!(
+                "a literal of {} has no Spark translation yet; run it with --engine local",
+                crate::data::type_label(other)
+            ))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::{Field, Schema};
+
+    use super::*;
+
+    fn translated(source: &str) -> Result<String, String> {
+        let schema = Schema::new(vec![
+            Field::new("word", DataType::Utf8, true),
+            Field::new("count", DataType::Int64, false),
+        ]);
+        let expr = super::super::compile_expr(source, &schema)?;
+        expr.to_spark(&["word".into(), "count".into()])
+            .map(|c| c.text().to_owned())
+    }
+
+    #[test]
+    fn conditions_translate_with_runner_semantics() {
+        assert_eq!(
+            translated("count >= 60 and word != \"thou\"").unwrap(),
+            "((col(\"count\") >= 60) and ~(col(\"word\") == \"thou\"))"
+        );
+        let divided = translated("count / 2 > 3").unwrap();
+        assert!(
+            divided.starts_with("((double(col(\"count\")) / nullif(")
+                && divided.contains(", 0.0))"),
+            "{divided}"
+        );
+        assert_eq!(
+            translated("word not in [\"a\", \"b\"]").unwrap(),
+            "~col(\"word\").isin(\"a\", \"b\")"
+        );
+        assert_eq!(
+            translated("length(word) between 2 and 4").unwrap(),
+            "((char_length(col(\"word\")) >= 2) and (char_length(col(\"word\")) <= 4))"
+        );
+    }
+
+    #[test]
+    fn what_spark_reads_differently_is_refused() {
+        let error = translated("word matches \"^a\"").unwrap_err();
+        assert!(error.contains("Java"), "{error}");
+        let error = translated("trim(word) == \"a\"").unwrap_err();
+        assert!(error.contains("`trim` has no Spark translation"), "{error}");
+    }
+}

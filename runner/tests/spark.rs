@@ -1,0 +1,430 @@
+//! The Spark engine against a real Spark Connect server (Spark 4.0.1 from the `pyspark` wheel,
+//! started by `bench/spark-connect.sh`; `.ci/run` starts one with 2 executor cores at
+//! RUNNER_SPARK_REMOTE and one with 1 at RUNNER_SPARK_REMOTE_1CORE). Every answer is compared
+//! row for row with the local engine's on the same input. Without a server these tests fail
+//! under `CI=true` and say they skipped otherwise.
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+
+/// The address of a running Spark Connect server from `variable`, or `None` (skipped).
+fn spark(variable: &str) -> Option<String> {
+    let remote = std::env::var(variable).ok().filter(|v| !v.is_empty());
+    if remote.is_none() {
+        missing_input(&format!(
+            "{variable} is not set: start a server with `bash bench/spark-connect.sh start` and set {variable}=sc://127.0.0.1:15002"
+        ));
+    }
+    remote
+}
+
+/// Runs `pipeline` with `args` on `engine` (`local`, or Spark at `remote`) writing a CSV of
+/// the result; returns the CSV's text.
+fn run_to_csv(pipeline: &Path, engine: Option<&str>, args: &[String], out: &Path) -> String {
+    let mut cmd = runner();
+    cmd.arg("run").arg(pipeline).arg("-q");
+    match engine {
+        Some(remote) => cmd.args(["--remote", remote]),
+        None => cmd.args(["--engine", "local"]),
+    };
+    for arg in args {
+        cmd.arg("--set").arg(arg);
+    }
+    cmd.arg("--set")
+        .arg(format!("sinks=[{{type: csv, path: {}}}]", out.display()));
+    let output = cmd.current_dir(repo_root()).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{} on {}: {}",
+        pipeline.display(),
+        engine.unwrap_or("local"),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read_to_string(out).unwrap()
+}
+
+/// Whether every step of `pipeline` with `args` runs on Spark (none falls back to running
+/// here on the result), as `runner plan` says.
+fn all_on_spark(remote: &str, pipeline: &Path, args: &[String]) -> bool {
+    let mut cmd = runner();
+    cmd.arg("plan").arg(pipeline).args(["--remote", remote]);
+    for arg in args {
+        cmd.arg("--set").arg(arg);
+    }
+    let output = cmd.current_dir(repo_root()).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).contains("\nhere      sinks, on Spark's result\n")
+}
+
+/// The same pipeline, settings and input on Spark and locally: the same rows, in order; every
+/// step ran on Spark (none was left to run here).
+fn same_on_both(remote: &str, pipeline: &Path, args: &[String]) -> String {
+    assert!(
+        all_on_spark(remote, pipeline, args),
+        "{} with {args:?}: a step runs here, not on Spark",
+        pipeline.display()
+    );
+    same_answer(remote, pipeline, args)
+}
+
+/// The same pipeline, settings and input on Spark (with what Spark cannot run run here) and
+/// locally: the same rows, in order.
+fn same_answer(remote: &str, pipeline: &Path, args: &[String]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let local = run_to_csv(pipeline, None, args, &dir.path().join("local.csv"));
+    let on_spark = run_to_csv(pipeline, Some(remote), args, &dir.path().join("spark.csv"));
+    assert_eq!(on_spark, local, "{} with {args:?}", pipeline.display());
+    assert!(
+        local.lines().count() > 1,
+        "a test must have rows to compare"
+    );
+    local
+}
+
+fn romeo_args(play: &Path, threshold: u32) -> Vec<String> {
+    vec![
+        format!("source.path={}", play.display()),
+        format!("transforms.3.where=count >= {threshold}"),
+    ]
+}
+
+#[test]
+fn the_romeo_answer_on_spark_is_the_local_answer_on_one_and_two_executor_cores() {
+    let Some(play) = romeo_text() else { return };
+    let pipeline = repo_root().join("pipelines/romeo.yaml");
+    for variable in ["RUNNER_SPARK_REMOTE", "RUNNER_SPARK_REMOTE_1CORE"] {
+        let Some(remote) = spark(variable) else {
+            return;
+        };
+        let golden = same_on_both(&remote, &pipeline, &romeo_args(&play, 60));
+        assert_eq!(golden.lines().count(), 26, "{golden}");
+        assert!(
+            golden.starts_with("word,count\nromeo,298\nthou,277\n"),
+            "{golden}"
+        );
+        assert!(golden.ends_with("hath,64\none,60\n"), "{golden}");
+        // Every word (threshold 1): 3,734 rows, ties broken the same way.
+        let all = same_on_both(&remote, &pipeline, &romeo_args(&play, 1));
+        assert_eq!(all.lines().count(), 3735);
+    }
+}
+
+/// Text that tells Python's `str.split()`, `str.lower()` and punctuation stripping apart from
+/// near misses: Unicode spaces, ASCII separators, leading/trailing blanks, punctuation inside
+/// and at the edges, final sigma, dotted capital I, curly quotes, tokens of only punctuation.
+const TRICKY: &str = "  Leading and trailing blanks  \n\
+Tabs\tand\u{0b}vertical\u{0c}feeds\u{1c}file\u{1d}group\u{1e}record\u{1f}unit\n\
+no\u{a0}break\u{2003}em\u{3000}ideographic\u{2028}line\u{85}next \u{200b}zero-width\n\
+\"Quoted,\" (parens) [brackets] don't --- ... e.g. u.s.a. ?!\n\
+ΣΊΣΥΦΟΣ ΟΔΟΣ. İstanbul İİ KELVIN\u{212a} Straße ÉCOLE\n\
+i’ll ‘curly’ “double” — dash… naïve café\n\
+\n\
+MiXeD CaSe mixed case MIXED CASE\n";
+
+fn tricky_pipeline(dir: &Path, tokenize: &str, more: &str) -> PathBuf {
+    write(dir, "tricky.txt", &TRICKY.repeat(3));
+    write(
+        dir,
+        "p.yaml",
+        &format!(
+            "name: tricky\nsource:\n  type: file\n  path: tricky.txt\ntransforms:\n  - type: tokenize\n{tokenize}{more}  - type: group_count\n    by: word\n  - type: sort\n    by: [count desc, word asc]\nsinks:\n  - type: stdout\n"
+        ),
+    )
+}
+
+#[test]
+fn words_split_lowercased_and_stripped_exactly_as_locally() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for tokenize in [
+        "    lowercase: true\n    strip_punctuation: all\n",
+        "    lowercase: true\n    strip_punctuation: edges\n",
+        "    lowercase: false\n    strip_punctuation: none\n",
+        "    lowercase: false\n    strip_punctuation: all\n    drop_empty: false\n",
+    ] {
+        let pipeline = tricky_pipeline(dir.path(), tokenize, "");
+        let rows = same_on_both(&remote, &pipeline, &[]);
+        assert!(rows.lines().count() > 30, "{rows}");
+    }
+}
+
+#[test]
+fn filters_sorts_limits_stopwords_and_explode_translate_exactly() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let Some(play) = romeo_text() else { return };
+    let pipeline = repo_root().join("pipelines/romeo.yaml");
+    let source = format!("source.path={}", play.display());
+    let variants: [&[&str]; 5] = [
+        // The expression language: arithmetic (integer division), between, in, like, length.
+        &["transforms.3.where=count / 7 > 3 and length(word) between 4 and 6 and word not in [\"romeo\", \"juliet\"] or word like \"%’s\""],
+        // Another order, ties broken by the other column; then a limit.
+        &[
+            "transforms.3.where=count >= 5",
+            "transforms.4.by=[word desc]",
+            "transforms.5={type: limit, n: 17}",
+        ],
+        // Stop words of the file's own, replacing the built-in list.
+        &[
+            "transforms.1={type: stopwords, mode: replace, words: [the, and, i, to, a]}",
+            "transforms.3.where=count >= 100",
+        ],
+        // A filter before the aggregation (runs on Spark's executors too).
+        &[
+            "transforms.1={type: filter, where: \"not (word in [\\\"the\\\", \\\"and\\\"]) and length(word) > 2\"}",
+            "transforms.3.where=count between 50 and 400",
+        ],
+        // A limit before the sort's tie-break matters: sort by count only, ties by word.
+        &["transforms.3.where=count >= 30", "transforms.4.by=count asc"],
+    ];
+    for variant in variants {
+        let mut args = vec![source.clone()];
+        args.extend(variant.iter().map(|s| s.to_string()));
+        same_on_both(&remote, &pipeline, &args);
+    }
+    // explode at a separator, then lowercase, counting pairs of columns.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "tags.txt",
+        &"Rust,rust,,SPARK\nspark,Arrow,\n,,\nArrow,ARROW,rust\n".repeat(50),
+    );
+    let exploded = write(
+        dir.path(),
+        "p.yaml",
+        "name: tags\nsource:\n  type: file\n  path: tags.txt\ntransforms:\n  - type: explode\n    column: line\n    separator: \",\"\n    as: tag\n  - type: lowercase\n    column: tag\n  - type: group_count\n    by: tag\nsinks:\n  - type: stdout\n",
+    );
+    let rows = same_on_both(&remote, &exploded, &[]);
+    assert_eq!(rows, "tag,count\narrow,150\nrust,150\nspark,100\n");
+    let rows = same_on_both(
+        &remote,
+        &exploded,
+        &["transforms.0.drop_empty=false".into()],
+    );
+    assert!(rows.contains("\n,"), "empty pieces counted: {rows}");
+}
+
+/// The test plugin `min_length`, built once into target/plugin-tests (as tests/plugins.rs does).
+fn min_length_plugin() -> PathBuf {
+    let target = repo_root().join("target").join("plugin-tests");
+    let mut build =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in
+        std::env::vars().filter(|(k, _)| k.starts_with("CARGO_") || k.starts_with("RUSTC"))
+    {
+        build.env_remove(key);
+    }
+    let out = build
+        .args(["build", "-p", "min_length", "--target-dir"])
+        .arg(&target)
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("debug/libmin_length.so")
+}
+
+#[test]
+fn a_plugin_runs_here_after_the_aggregation_and_is_refused_before_it() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let Some(play) = romeo_text() else { return };
+    let plugin = min_length_plugin();
+    let pipeline = repo_root().join("pipelines/romeo.yaml");
+    let step = format!(
+        "{{type: plugin, path: {}, config: {{column: word, min: 6}}}}",
+        plugin.display()
+    );
+    // After the aggregation: Spark counts, the plugin runs here on the collected rows.
+    let rows = same_answer(
+        &remote,
+        &pipeline,
+        &[
+            format!("source.path={}", play.display()),
+            format!("transforms.5={step}"),
+        ],
+    );
+    assert!(
+        rows.starts_with("word,count\njuliet,178\ncapulet,141\n"),
+        "{rows}"
+    );
+    // Before it: refused at validation, with the reason, before anything runs.
+    let output = runner()
+        .args(["run", "pipelines/romeo.yaml", "--remote", &remote])
+        .arg("--set")
+        .arg(format!("source.path={}", play.display()))
+        .arg("--set")
+        .arg(format!("transforms.1={step}"))
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("transforms.1 (plugin) before the aggregation cannot run on Spark")
+            && stderr.contains("executors cannot load"),
+        "{stderr}"
+    );
+    // `runner plan` says the same without loading the library.
+    let output = runner()
+        .args(["plan", "pipelines/romeo.yaml", "--remote", &remote])
+        .arg("--set")
+        .arg(format!("transforms.1={step}"))
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+}
+
+#[test]
+fn a_result_over_max_collect_rows_fails_clearly() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let Some(play) = romeo_text() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("out.csv");
+    std::fs::write(&csv, "earlier,result\n").unwrap();
+    let output = runner()
+        .args(["run", "pipelines/romeo.yaml", "-q", "--remote", &remote])
+        .arg("--set")
+        .arg(format!("source.path={}", play.display()))
+        .args(["--set", "transforms.3.where=count >= 1"])
+        .args(["--set", "engine={type: spark, max_collect_rows: 1000}"])
+        .arg("--set")
+        .arg(format!("sinks=[{{type: csv, path: {}}}]", csv.display()))
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("more than 1000 rows (engine.max_collect_rows)"),
+        "{stderr}"
+    );
+    // The earlier output is untouched.
+    assert_eq!(std::fs::read_to_string(&csv).unwrap(), "earlier,result\n");
+}
+
+#[test]
+fn spark_down_is_a_clear_error_naming_the_address() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = runner()
+        .args(["run", "pipelines/romeo.yaml", "-q"])
+        .arg("--remote")
+        .arg(format!("sc://127.0.0.1:{port}"))
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach Spark Connect at sc://127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn plan_shows_the_spark_program_and_what_runs_where() {
+    let output = runner()
+        .args(["plan", "pipelines/romeo.yaml", "--engine", "spark"])
+        .env(
+            "SPARK_REMOTE",
+            "sc://spark-master:15002/;use_ssl=true;token=s3cr3t-token",
+        )
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        "engine    Spark Connect at sc://spark-master:15002/;use_ssl=true",
+        "on Spark  source, transforms.0 (tokenize), transforms.1 (stopwords), transforms.2 (group_count), transforms.3 (filter), transforms.4 (sort)",
+        "spark.read.text(\"file://",
+        ".groupBy(\"word\").agg(count(1).alias(\"count\"))",
+        ".filter((col(\"count\") >= 60))",
+        "here      sinks, on Spark's result",
+        "every Spark executor must see it",
+        "transforms.0    tokenize [on Spark]",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("s3cr3t"), "{text}");
+    // --engine local wins over the file and the environment.
+    let output = runner()
+        .args(["plan", "pipelines/romeo.yaml", "--engine", "local"])
+        .env("SPARK_REMOTE", "sc://spark-master:15002")
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("word_count_kernel") && !text.contains("Spark"),
+        "{text}"
+    );
+}
+
+#[test]
+fn what_spark_cannot_run_is_refused_at_validation_with_the_alternative() {
+    for (pipeline, args, expected) in [
+        (
+            "pipelines/hashtags_replay.yaml",
+            vec![],
+            "source (replay) cannot run on Spark: Spark has no Mastodon reader; run `runner run pipelines/toots_to_socket.yaml`",
+        ),
+        (
+            "pipelines/romeo.yaml",
+            vec!["--set", "transforms.1={type: filter, where: 'word matches \"^a\"'}"],
+            "`matches` uses Rust's regular expressions",
+        ),
+        (
+            "pipelines/romeo.yaml",
+            vec!["--remote", "http://spark:15002"],
+            "is not a Spark Connect address",
+        ),
+        (
+            "pipelines/romeo.yaml",
+            vec!["--remote", "sc://spark:15002/;token=s3cr3t-token"],
+            "would travel unencrypted",
+        ),
+    ] {
+        let output = runner()
+            .args(["plan", pipeline, "--engine", "spark"])
+            .args(&args)
+            .env("SPARK_REMOTE", "sc://127.0.0.1:15002")
+            .current_dir(repo_root())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{pipeline} {args:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{pipeline} {args:?}: {stderr}");
+        assert!(!stderr.contains("s3cr3t"), "{stderr}");
+    }
+    // No address anywhere.
+    let output = runner()
+        .args(["plan", "pipelines/romeo.yaml", "--engine", "spark"])
+        .env_remove("SPARK_REMOTE")
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--remote sc://host:15002"));
+}
