@@ -479,12 +479,15 @@ fn execute(
     let loaded = config::load(path, &options.overrides)?;
     recorder.loaded(&loaded);
     let mut pipeline = exec::build(&loaded, options.cores)?;
+    let mut spark_stream = None;
     if let Some(settings) = runner::spark::choose(
         options.engine,
         options.remote.as_deref(),
         loaded.config.engine.as_ref(),
     )? {
-        let spark = runner::spark::prepare(&loaded, &mut pipeline, &settings)?;
+        let prepared = runner::spark::prepare(&loaded, &mut pipeline, &settings)?;
+        spark_stream = prepared.stream;
+        let spark = prepared.plan;
         for warning in &spark.warnings {
             say.warning(warning);
         }
@@ -515,7 +518,11 @@ fn execute(
     runner::progress::meter(&mut pipeline, &bus);
     tracing::info!(pipeline = %pipeline.name, cores = pipeline.cores, "running");
     let ran = if pipeline.stream.is_some() {
-        exec::stream::run(&mut pipeline, &bus).map(|report| {
+        match &spark_stream {
+            Some(query) => runner::spark::stream::run(&mut pipeline, query, &bus),
+            None => exec::stream::run(&mut pipeline, &bus),
+        }
+        .map(|report| {
             say.note(&format!(
                 "stopped ({}): {} epoch(s), {} rows in, {:.1} s",
                 report.reason,

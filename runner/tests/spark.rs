@@ -8,6 +8,7 @@ mod common;
 use common::*;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The address of a running Spark Connect server from `variable`, or `None` (skipped).
 fn spark(variable: &str) -> Option<String> {
@@ -427,4 +428,129 @@ fn what_spark_cannot_run_is_refused_at_validation_with_the_alternative() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--remote sc://host:15002"));
+}
+
+/// A line server for one client: sends `text`, then keeps the connection open until the
+/// returned sender is dropped or sent to (Spark's socket source reads from a server, as the
+/// chapter's forwarder is one). Returns its port.
+fn line_server(text: String, close_after_sending: bool) -> (u16, std::sync::mpsc::Sender<()>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let Ok((mut client, _)) = listener.accept() else {
+            return;
+        };
+        let _ = client.write_all(text.as_bytes());
+        let _ = client.flush();
+        if !close_after_sending {
+            let _ = finished.recv();
+        }
+    });
+    (port, done)
+}
+
+fn hashtag_lines() -> String {
+    let tags = ["#rust", "#spark", "#arrow", "#ai", "#Rust", "#data"];
+    let mut text = String::new();
+    for i in 0..3000usize {
+        let line: Vec<&str> = (0..1 + i % 4)
+            .map(|j| tags[(i * 7 + j * 3) % tags.len()])
+            .collect();
+        text.push_str(&line.join(" "));
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn a_socket_stream_counted_by_spark_equals_the_local_count() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = repo_root().join("pipelines/hashtags_socket.yaml");
+    let lines = hashtag_lines();
+    let sets = |port: u16, csv: &Path| -> Vec<String> {
+        vec![
+            format!("source.port={port}"),
+            "source.host=127.0.0.1".into(),
+            "trigger.processing_time=500ms".into(),
+            format!("sinks=[{{type: csv, path: {}}}]", csv.display()),
+        ]
+    };
+    // The local engine: the server closes after sending, the stream ends with the source.
+    let (port, _server) = line_server(lines.clone(), true);
+    let local_csv = dir.path().join("local.csv");
+    let mut local = runner();
+    local
+        .arg("run")
+        .arg(&pipeline)
+        .args(["-q", "--engine", "local"]);
+    for set in sets(port, &local_csv) {
+        local.arg("--set").arg(set);
+    }
+    let output = local.current_dir(repo_root()).output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let expected = std::fs::read_to_string(&local_csv).unwrap();
+    assert!(expected.lines().count() == 7, "{expected}");
+
+    // On Spark: the same lines; runner writes the CSV after every Spark batch. Once it holds
+    // the local answer, SIGTERM stops the run (and Spark's query) cleanly.
+    let (port, server) = line_server(lines, false);
+    let spark_csv = dir.path().join("spark.csv");
+    let progress = dir.path().join("progress.jsonl");
+    let binary = assert_cmd::cargo::cargo_bin("runner");
+    let mut child = std::process::Command::new(binary);
+    child
+        .arg("run")
+        .arg(&pipeline)
+        .args(["--remote", &remote, "--progress", "json"])
+        .env("RUNNER_LOCK_DIR", unique_lock_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&progress).unwrap());
+    for set in sets(port, &spark_csv) {
+        child.arg("--set").arg(set);
+    }
+    let mut child = child.current_dir(repo_root()).spawn().unwrap();
+    let waited = Instant::now();
+    let answer = loop {
+        let now = std::fs::read_to_string(&spark_csv).unwrap_or_default();
+        if now == expected {
+            break now;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "runner ended ({status}) before Spark's count reached the local one: {}",
+                std::fs::read_to_string(&progress).unwrap()
+            );
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(240),
+            "Spark's count never reached the local one; last: {now}"
+        );
+        // Polls the output file (written atomically, once per Spark batch).
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(answer, expected);
+    // kill(1) with SIGTERM asks runner to stop, as Ctrl-C would.
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    drop(server);
+    let log = std::fs::read_to_string(&progress).unwrap();
+    assert!(status.success(), "{status}: {log}");
+    // Spark's batches were reported, numbered by Spark, with their rows.
+    assert!(log.contains("\"batchId\":1,"), "{log}");
+    let rows: u64 = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("numInputRows").and_then(|n| n.as_u64()))
+        .sum();
+    assert_eq!(rows, 3000, "every line was counted once: {log}");
+    assert!(log.contains("stopped (interrupted)"), "{log}");
 }

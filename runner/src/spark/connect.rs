@@ -152,9 +152,10 @@ fn param_shown(param: &str) -> &str {
 }
 
 /// One Spark Connect session, with the runtime its calls run on (the engine's threads are not
-/// async: each call blocks on it).
+/// async: each call blocks on it). Clones share the connection and the session.
+#[derive(Clone)]
 pub struct Session {
-    runtime: tokio::runtime::Runtime,
+    runtime: std::sync::Arc<tokio::runtime::Runtime>,
     client: SparkConnectServiceClient<Channel>,
     remote: Remote,
     session_id: String,
@@ -207,7 +208,7 @@ impl Session {
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "runner".to_owned());
         Ok(Session {
-            runtime,
+            runtime: std::sync::Arc::new(runtime),
             client,
             remote: remote.clone(),
             session_id: uuid::Uuid::new_v4().to_string(),
@@ -249,9 +250,8 @@ impl Session {
         }
     }
 
-    /// Sends `plan` for execution; its responses are read with `Execution::next_response`, and the
-    /// session comes back with `Execution::finish`.
-    pub fn execute(mut self, plan: pb::plan::OpType) -> Result<Execution> {
+    /// Sends `plan` for execution; its responses are read with `Execution::next_response`.
+    pub fn execute(&self, plan: pb::plan::OpType) -> Result<Execution> {
         let request = self.request(pb::ExecutePlanRequest {
             session_id: self.session_id.clone(),
             client_observed_server_side_session_id: None,
@@ -264,15 +264,14 @@ impl Session {
             request_options: Vec::new(),
             tags: Vec::new(),
         })?;
-        let remote = self.remote.clone();
+        let mut client = self.client.clone();
         let response = self
             .runtime
-            .block_on(self.client.execute_plan(request))
-            .map_err(|status| refused(&remote, &status))?;
-        let _ = remote;
+            .block_on(client.execute_plan(request))
+            .map_err(|status| refused(&self.remote, &status))?;
         Ok(Execution {
             stream: response.into_inner(),
-            session: self,
+            session: self.clone(),
         })
     }
 }
@@ -301,10 +300,30 @@ impl Execution {
         }
         Ok(message)
     }
+}
 
-    /// The session, for the next plan.
-    pub fn finish(self) -> Session {
-        self.session
+impl Session {
+    /// Runs a command (start or ask a streaming query) and returns its responses (a few small
+    /// messages).
+    pub fn command(
+        &self,
+        command: pb::command::CommandType,
+    ) -> Result<Vec<pb::ExecutePlanResponse>> {
+        let mut execution = self.execute(pb::plan::OpType::Command(pb::Command {
+            command_type: Some(command),
+        }))?;
+        let mut responses = Vec::new();
+        while let Some(response) = execution.next_response()? {
+            let complete = matches!(
+                response.response_type,
+                Some(pb::execute_plan_response::ResponseType::ResultComplete(_))
+            );
+            responses.push(response);
+            if complete || responses.len() > 1000 {
+                break;
+            }
+        }
+        Ok(responses)
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod connect;
 pub mod frame;
 pub mod result;
+pub mod stream;
 pub mod words;
 
 use serde::{Deserialize, Serialize};
@@ -173,20 +174,19 @@ fn translate(
             &why,
         )
     })?;
-    if frame.streaming() {
-        return Err(refuse(
-            format!("source ({})", config.source.value.type_name()),
-            &config.source.referenced,
-            "stream mode on Spark is not supported yet; run it with --engine local",
-        ));
-    }
     let last_aggregate = pipeline
         .stages
         .iter()
         .rposition(|s| matches!(s.stage.kind, StageKind::Aggregate(_)));
+    // A stream's steps after the aggregation run here on each epoch's result (Spark's
+    // streaming sorts and limits take only some output modes).
+    let translatable = match (frame.streaming(), last_aggregate) {
+        (true, Some(aggregate)) => aggregate + 1,
+        _ => pipeline.stages.len(),
+    };
     let mut steps = 0;
     let mut refusal = None;
-    for (i, built) in pipeline.stages.iter().enumerate() {
+    for (i, built) in pipeline.stages.iter().enumerate().take(translatable) {
         let translated = match &built.stage.kind {
             StageKind::Map(map) => map.spark(frame.clone()),
             StageKind::Aggregate(aggregation) => aggregation.spark(frame.clone()),
@@ -267,19 +267,62 @@ fn describe(
     }
 }
 
-/// Makes `pipeline` run on Spark: its source becomes Spark's result of the translated steps,
-/// which leave the local plan; the steps after them and the sinks stay.
+/// A pipeline made ready to run on Spark.
+pub struct Prepared {
+    pub plan: SparkPlan,
+    /// Stream mode: the query to start (the pipeline then runs through `stream::run`).
+    pub stream: Option<stream::SparkStream>,
+}
+
+/// Makes `pipeline` run on Spark: the translated steps leave the local plan, the steps after
+/// them and the sinks stay. A batch pipeline's source becomes Spark's result; a stream's query
+/// is returned, to run with `stream::run`.
 pub fn prepare(
     loaded: &LoadedPipeline,
     pipeline: &mut BuiltPipeline,
     settings: &SparkSettings,
-) -> Result<SparkPlan> {
+) -> Result<Prepared> {
     let translation = translate(loaded, pipeline, None, &SourceContext { run: true })?;
     let described = describe(loaded, &translation, settings);
     let schema = match translation.steps {
         0 => pipeline.source.schema(),
         n => pipeline.stages[n - 1].stage.output.clone(),
     };
+    if let Some(stream) = &pipeline.stream {
+        let at = &loaded.display_name;
+        if !translation.frame.streaming() {
+            return Err(Error::invalid(format!(
+                "{at}: this source does not stream on Spark"
+            )));
+        }
+        if stream.checkpoint.is_some() {
+            return Err(Error::invalid(format!(
+                "{at}: `checkpoint:` is not supported on Spark yet (Spark keeps a query's state itself); remove it or run with --engine local"
+            )));
+        }
+        let aggregates = pipeline.stages[..translation.steps]
+            .iter()
+            .any(|s| matches!(s.stage.kind, StageKind::Aggregate(_)));
+        if !aggregates || stream.output_mode == crate::config::OutputMode::Append {
+            return Err(Error::invalid(format!(
+                "{at}: a stream on Spark needs an aggregation, in `complete` or `update` output mode"
+            )));
+        }
+        let query = stream::SparkStream {
+            relation: translation.frame.relation().clone(),
+            remote: settings.remote.clone(),
+            max_rows: settings.max_collect_rows,
+            schema,
+        };
+        pipeline.stages.drain(..translation.steps);
+        pipeline.logical =
+            crate::plan::LogicalPlan::new("spark", &pipeline.source, &pipeline.stages);
+        pipeline.plan = crate::plan::rules::physical(&pipeline.source, &pipeline.stages, false);
+        return Ok(Prepared {
+            plan: described,
+            stream: Some(query),
+        });
+    }
     let result = result::SparkResult::new(
         translation.frame.relation().clone(),
         settings.remote.clone(),
@@ -290,5 +333,8 @@ pub fn prepare(
     pipeline.stages.drain(..translation.steps);
     pipeline.logical = crate::plan::LogicalPlan::new("spark", &pipeline.source, &pipeline.stages);
     pipeline.plan = crate::plan::rules::physical(&pipeline.source, &pipeline.stages, true);
-    Ok(described)
+    Ok(Prepared {
+        plan: described,
+        stream: None,
+    })
 }

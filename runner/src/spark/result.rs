@@ -151,6 +151,34 @@ impl BatchSource for SparkResult {
     }
 }
 
+/// Every row of `relation` run in `session`, as one batch of `schema`'s columns; at most
+/// `max_rows` rows (a stream's result, read once per epoch).
+pub fn collect(
+    session: &Session,
+    relation: &pb::Relation,
+    schema: &SchemaRef,
+    max_rows: u64,
+) -> Result<RecordBatch> {
+    let source = SparkResult::new(
+        relation.clone(),
+        session.remote().clone(),
+        schema.clone(),
+        max_rows,
+    );
+    let batches = Batches {
+        source: &source,
+        execution: Some(session.execute(pb::plan::OpType::Root(relation.clone()))?),
+        announced_rows: 0,
+        index: 0,
+    };
+    let mut decoded = Vec::new();
+    for morsel in batches {
+        decoded.extend(source.decode(morsel?)?);
+    }
+    arrow_select::concat::concat_batches(schema, &decoded)
+        .map_err(|e| Error::runtime(format!("{}: {e}", source.origin)))
+}
+
 /// `batch` as the columns `schema` names: the same names in the same order, each cast to the
 /// type the local plan expects (Spark's string may come as a large string, its timestamps
 /// in the session's time zone), nulls only where the column may hold them.
