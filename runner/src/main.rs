@@ -488,6 +488,7 @@ fn execute(
         let prepared = runner::spark::prepare(&loaded, &mut pipeline, &settings)?;
         spark_stream = prepared.stream;
         let spark = prepared.plan;
+        recorder.on_spark(&spark);
         for warning in &spark.warnings {
             say.warning(warning);
         }
@@ -565,6 +566,12 @@ fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool, say: Say) ->
     for path in paths {
         let checked = config::load(path, overrides).and_then(|loaded| {
             let pipeline = exec::build(&loaded, None)?;
+            // A file that runs on Spark: its translation is checked too (nothing is sent).
+            if let Some(settings) =
+                runner::spark::choose(None, None, loaded.config.engine.as_ref())?
+            {
+                runner::spark::plan(&loaded, &pipeline, None, &settings)?;
+            }
             if let runner::sources::BuiltSource::Batch(source) = &pipeline.source {
                 match source.check_inputs() {
                     Ok(Some(note)) => say.warning(&format!("{}: {note}", path.display())),

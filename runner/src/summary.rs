@@ -44,11 +44,25 @@ pub struct RunSummary {
     pub rows_out: Option<u64>,
     /// Epochs run (streams only).
     pub epochs: Option<u64>,
+    /// Set when the pipeline ran on Spark: where, and the steps Spark ran (they are not in
+    /// `stages`, whose source is then Spark's result).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineSummary>,
     /// The source, each transform and each sink in order.
     pub stages: Vec<StageSummary>,
     /// Files the sinks wrote in this run.
     pub outputs: Vec<OutputSummary>,
     pub warnings: WarningsSummary,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineSummary {
+    #[serde(rename = "type")]
+    pub type_name: &'static str,
+    /// The Spark Connect address (without its token).
+    pub remote: String,
+    /// The steps Spark ran after reading the source.
+    pub on_spark: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -194,6 +208,7 @@ impl Recorder {
                 rows_in: None,
                 rows_out: None,
                 epochs: None,
+                engine: None,
                 stages: Vec::new(),
                 outputs: Vec::new(),
                 warnings: WarningsSummary::default(),
@@ -250,6 +265,22 @@ impl Recorder {
                 (path, before)
             })
             .collect();
+    }
+
+    /// Notes that the source and the first steps run on Spark: they leave `stages` (Spark's
+    /// result is the source of what runs here).
+    pub fn on_spark(&mut self, plan: &crate::spark::SparkPlan) {
+        let steps = plan.on_spark.len();
+        if self.summary.stages.len() > steps {
+            self.summary.stages.drain(1..1 + steps);
+            self.summary.stages[0].type_name = "spark";
+        }
+        self.summary.engine = Some(EngineSummary {
+            type_name: "spark",
+            remote: plan.remote.clone(),
+            on_spark: plan.on_spark.clone(),
+        });
+        self.publish();
     }
 
     /// Wraps the built pipeline's stages in row counters.

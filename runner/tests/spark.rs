@@ -325,10 +325,14 @@ fn spark_down_is_a_clear_error_naming_the_address() {
         .local_addr()
         .unwrap()
         .port();
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.txt", "a b c\n");
     let output = runner()
         .args(["run", "pipelines/romeo.yaml", "-q"])
         .arg("--remote")
         .arg(format!("sc://127.0.0.1:{port}"))
+        .arg("--input")
+        .arg(&input)
         .current_dir(repo_root())
         .output()
         .unwrap();
@@ -419,6 +423,23 @@ fn what_spark_cannot_run_is_refused_at_validation_with_the_alternative() {
         assert!(stderr.contains(expected), "{pipeline} {args:?}: {stderr}");
         assert!(!stderr.contains("s3cr3t"), "{stderr}");
     }
+    // `runner validate` checks the translation of a file that says `engine: spark`.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", "a b\n");
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "name: v\nengine: {type: spark, remote: \"sc://spark-master:15002\"}\nsource: {type: file, path: in.txt}\ntransforms:\n  - {type: tokenize}\n  - {type: filter, where: 'word matches \"x\"'}\n  - {type: group_count, by: word}\nsinks: [{type: stdout}]\n",
+    );
+    let output = runner().arg("validate").arg(&file).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "p.yaml:6:5: transforms.1 (filter) before the aggregation cannot run on Spark"
+        ),
+        "{stderr}"
+    );
     // No address anywhere.
     let output = runner()
         .args(["plan", "pipelines/romeo.yaml", "--engine", "spark"])
@@ -553,4 +574,94 @@ fn a_socket_stream_counted_by_spark_equals_the_local_count() {
         .sum();
     assert_eq!(rows, 3000, "every line was counted once: {log}");
     assert!(log.contains("stopped (interrupted)"), "{log}");
+}
+
+#[test]
+fn the_run_summary_says_what_ran_on_spark_and_counts_what_ran_here() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let Some(play) = romeo_text() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.json");
+    let output = runner()
+        .args(["run", "pipelines/romeo.yaml", "-q", "--remote", &remote])
+        .arg("--set")
+        .arg(format!("source.path={}", play.display()))
+        // Spark has no translation of `matches`: after the aggregation it runs here.
+        .args([
+            "--set",
+            "transforms.3.where=word matches \"^[a-r]\" and count >= 60",
+        ])
+        .arg("--set")
+        .arg(format!(
+            "sinks=[{{type: csv, path: {}}}]",
+            dir.path().join("c.csv").display()
+        ))
+        .arg("--summary")
+        .arg(&summary)
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(summary["engine"]["type"], "spark");
+    assert_eq!(summary["engine"]["remote"], remote.as_str());
+    assert_eq!(
+        summary["engine"]["on_spark"],
+        serde_json::json!([
+            "transforms.0 (tokenize)",
+            "transforms.1 (stopwords)",
+            "transforms.2 (group_count)"
+        ])
+    );
+    let stages = summary["stages"].as_array().unwrap();
+    let steps: Vec<&str> = stages.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["source", "transforms.3", "transforms.4", "sinks.0"]);
+    assert_eq!(stages[0]["type"], "spark");
+    // Every distinct word came back; the filter kept those from a to r with 60 or more.
+    assert_eq!(stages[0]["rows_out"], 3734);
+    assert_eq!(stages[1]["rows_in"], 3734);
+    let kept = stages[1]["rows_out"].as_u64().unwrap();
+    assert!(kept > 0 && kept < 25, "{summary}");
+    assert_eq!(summary["rows_out"].as_u64(), Some(kept));
+}
+
+#[test]
+fn a_peer_that_is_not_spark_connect_is_a_clear_error() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        // An HTTP/1 answer with a terminal escape, then the connection closed: not gRPC.
+        for client in listener.incoming().take(4) {
+            let Ok(mut client) = client else { continue };
+            let _ = client.write_all(b"HTTP/1.1 200 OK\r\n\r\n\x1b[2J\x1b[31mgarbage");
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.txt", "a b c\n");
+    let output = runner()
+        .args(["run", "pipelines/romeo.yaml", "-q"])
+        .arg("--remote")
+        .arg(format!("sc://127.0.0.1:{port}"))
+        .arg("--input")
+        .arg(&input)
+        .current_dir(repo_root())
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot talk to Spark Connect at sc://127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }

@@ -331,12 +331,17 @@ impl Session {
 /// messages name the error class and the column or function at fault).
 fn refused(remote: &Remote, status: &tonic::Status) -> Error {
     use tonic::Code;
-    match status.code() {
-        Code::Unavailable | Code::DeadlineExceeded => Error::runtime(format!(
+    // A failure below gRPC (the peer does not speak HTTP/2, or hung up) carries its cause.
+    match (status.code(), std::error::Error::source(status)) {
+        (Code::Unknown | Code::Cancelled | Code::Internal, Some(cause)) => Error::runtime(format!(
+            "cannot talk to Spark Connect at {remote} (is a Spark Connect server listening there?): {}",
+            clean(&source_chain(cause))
+        )),
+        (Code::Unavailable | Code::DeadlineExceeded, _) => Error::runtime(format!(
             "cannot reach Spark Connect at {remote}: {}",
             clean(&source_chain(status))
         )),
-        Code::Unauthenticated | Code::PermissionDenied => Error::runtime(format!(
+        (Code::Unauthenticated | Code::PermissionDenied, _) => Error::runtime(format!(
             "Spark Connect at {remote} refused the credentials: {}",
             clean(status.message())
         )),
