@@ -58,6 +58,19 @@ pub fn missing_input(what: &str) {
     eprintln!("SKIPPED: {what}");
 }
 
+/// A nested `cargo`, without the variables cargo set for this test binary (they describe the
+/// runner package and must not leak into another build).
+pub fn nested_cargo() -> std::process::Command {
+    let mut command =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (key, _) in
+        std::env::vars().filter(|(k, _)| k.starts_with("CARGO_") || k.starts_with("RUSTC"))
+    {
+        command.env_remove(key);
+    }
+    command
+}
+
 /// Writes `text` as `name` in `dir` and returns its path.
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);

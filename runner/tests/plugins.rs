@@ -20,7 +20,7 @@ fn plugin_dir() -> &'static PathBuf {
             "stemmer",
             "distinct_count",
         ];
-        let mut build = cargo();
+        let mut build = nested_cargo();
         build.arg("build").arg("--target-dir").arg(&target);
         for name in names {
             build.args(["-p", name]);
@@ -40,19 +40,6 @@ fn plugin_dir() -> &'static PathBuf {
         }
         dir
     })
-}
-
-/// A nested `cargo`, without the variables cargo set for this test binary (they describe the
-/// runner package and must not leak into another build).
-fn cargo() -> std::process::Command {
-    let mut command =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    for (key, _) in
-        std::env::vars().filter(|(k, _)| k.starts_with("CARGO_") || k.starts_with("RUSTC"))
-    {
-        command.env_remove(key);
-    }
-    command
 }
 
 fn lib(name: &str) -> String {
@@ -230,7 +217,7 @@ fn plugin_new_writes_a_crate_that_tests_builds_and_loads_from_elsewhere() {
     let manifest = dir.path().join("shout/Cargo.toml");
     let target = repo_root().join("target").join("plugin-tests");
     // Its own cargo build, outside the runner workspace: the template's test passes as is.
-    let tested = cargo()
+    let tested = nested_cargo()
         .args(["test", "-q", "--manifest-path"])
         .arg(&manifest)
         .arg("--target-dir")
@@ -239,13 +226,13 @@ fn plugin_new_writes_a_crate_that_tests_builds_and_loads_from_elsewhere() {
         .unwrap();
     assert!(tested.success(), "the template's own test fails");
     // As the project's own code: formatted, and clean under clippy -D warnings.
-    let formatted = cargo()
+    let formatted = nested_cargo()
         .args(["fmt", "--check", "--manifest-path"])
         .arg(&manifest)
         .status()
         .unwrap();
     assert!(formatted.success(), "the generated crate is not formatted");
-    let linted = cargo()
+    let linted = nested_cargo()
         .args(["clippy", "-q", "--all-targets", "--manifest-path"])
         .arg(&manifest)
         .arg("--target-dir")
@@ -254,7 +241,7 @@ fn plugin_new_writes_a_crate_that_tests_builds_and_loads_from_elsewhere() {
         .status()
         .unwrap();
     assert!(linted.success(), "the generated crate has clippy warnings");
-    let built = cargo()
+    let built = nested_cargo()
         .args(["build", "-q", "--manifest-path"])
         .arg(&manifest)
         .arg("--target-dir")

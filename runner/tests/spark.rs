@@ -213,14 +213,7 @@ fn filters_sorts_limits_stopwords_and_explode_translate_exactly() {
 /// The test plugin `min_length`, built once into target/plugin-tests (as tests/plugins.rs does).
 fn min_length_plugin() -> PathBuf {
     let target = repo_root().join("target").join("plugin-tests");
-    let mut build =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    for (key, _) in
-        std::env::vars().filter(|(k, _)| k.starts_with("CARGO_") || k.starts_with("RUSTC"))
-    {
-        build.env_remove(key);
-    }
-    let out = build
+    let out = nested_cargo()
         .args(["build", "-p", "min_length", "--target-dir"])
         .arg(&target)
         .current_dir(repo_root())

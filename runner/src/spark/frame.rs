@@ -279,6 +279,24 @@ impl Frame {
         self
     }
 
+    /// `.select(...)` of every column as it is but the one at `index`, which becomes `column`
+    /// named `name` (what a step that rewrites one column does).
+    pub fn replacing(self, index: usize, column: Column, name: &str) -> Frame {
+        let mut names = self.columns.clone();
+        names[index] = name.to_owned();
+        let mut column = Some(column.alias(name));
+        let columns = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, existing)| match column.take_if(|_| i == index) {
+                Some(replaced) => replaced,
+                None => col(existing),
+            })
+            .collect();
+        self.select(columns, names)
+    }
+
     /// `.filter(condition)`.
     pub fn filter(mut self, condition: Column) -> Frame {
         self.lines.push(format!(".filter({})", condition.text));

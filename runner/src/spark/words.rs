@@ -25,25 +25,7 @@ fn not_empty(column: Column) -> Column {
 /// `input` with the column at `index` split into words, one row per word in `output` (the
 /// other columns repeated), as `tokenize` does.
 pub fn tokenize(input: Frame, index: usize, output: &str, tokenizer: &Tokenizer) -> Frame {
-    let columns = input.columns().to_vec();
-    let mut names = columns.clone();
-    names[index] = output.to_owned();
-    // Each column as is but the one at `index`, which becomes `replaced`.
-    let with = |replaced: Column| -> Vec<Column> {
-        let mut replaced = Some(replaced);
-        names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                if i == index {
-                    replaced.take().expect("one column is replaced")
-                } else {
-                    col(name)
-                }
-            })
-            .collect()
-    };
-    let text = col(&columns[index]);
+    let text = col(&input.columns()[index]);
     let text = if tokenizer.lowercase() {
         call("lower", vec![text])
     } else {
@@ -55,11 +37,10 @@ pub fn tokenize(input: Frame, index: usize, output: &str, tokenizer: &Tokenizer)
             "split",
             vec![text, lit_str(PYTHON_WHITESPACE), lit_i32(-1)],
         )],
-    )
-    .alias(output);
+    );
     // Leading or trailing whitespace leaves an empty piece, which `str.split()` does not give.
     let frame = input
-        .select(with(pieces), names.clone())
+        .replacing(index, pieces, output)
         .filter(not_empty(col(output)));
     let pattern = match tokenizer.strip() {
         StripPunctuation::None => return frame,
@@ -69,9 +50,8 @@ pub fn tokenize(input: Frame, index: usize, output: &str, tokenizer: &Tokenizer)
     let stripped = call(
         "regexp_replace",
         vec![col(output), lit_str(&pattern), lit_str("")],
-    )
-    .alias(output);
-    let frame = frame.select(with(stripped), names.clone());
+    );
+    let frame = frame.replacing(index, stripped, output);
     if tokenizer.drop_empty() {
         frame.filter(not_empty(col(output)))
     } else {
@@ -79,8 +59,8 @@ pub fn tokenize(input: Frame, index: usize, output: &str, tokenizer: &Tokenizer)
     }
 }
 
-/// `input` with the text column at `index` split at `separator` (taken literally), one row
-/// per piece in `output`, as `explode` of a text column does.
+/// `input` with the text column at `index` split at `separator` (taken literally), or the
+/// list column at `index` exploded, one row per piece in `output`, as `explode` does.
 pub fn split_at(
     input: Frame,
     index: usize,
@@ -88,34 +68,19 @@ pub fn split_at(
     separator: Option<&str>,
     drop_empty: bool,
 ) -> Frame {
-    let columns = input.columns().to_vec();
-    let mut names = columns.clone();
-    names[index] = output.to_owned();
+    let column = col(&input.columns()[index]);
     let list = match separator {
         Some(separator) => call(
             "split",
             vec![
-                col(&columns[index]),
+                column,
                 lit_str(&super::frame::java_quote(separator)),
                 lit_i32(-1),
             ],
         ),
-        None => col(&columns[index]),
+        None => column,
     };
-    let pieces = call("explode", vec![list]).alias(output);
-    let mut pieces = Some(pieces);
-    let selected = names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            if i == index {
-                pieces.take().expect("one column is replaced")
-            } else {
-                col(name)
-            }
-        })
-        .collect();
-    let frame = input.select(selected, names);
+    let frame = input.replacing(index, call("explode", vec![list]), output);
     if drop_empty {
         frame.filter(not_empty(col(output)))
     } else {

@@ -56,19 +56,8 @@ impl MapTransform for Lowercase {
         if self.list {
             return Err("lowercasing a list column has no Spark translation yet".into());
         }
-        let names = input.columns().to_vec();
-        let columns = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| {
-                if i == self.index {
-                    call("lower", vec![col(name)]).alias(name)
-                } else {
-                    col(name)
-                }
-            })
-            .collect();
-        Ok(input.select(columns, names))
+        let name = input.columns()[self.index].clone();
+        Ok(input.replacing(self.index, call("lower", vec![col(&name)]), &name))
     }
 
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
