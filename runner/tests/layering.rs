@@ -1,7 +1,8 @@
 //! The layers of the crate, checked on its source: the data model imports nothing of the
 //! crate's; the components (sources, transforms, sinks) and the settings layer under them never
 //! import the pipeline loader, the plan, the executors, the summary or the events — they
-//! declare what they are, and the layers above read that.
+//! declare what they are, and the layers above read that. Of the Spark engine they use only its
+//! vocabulary (`spark::frame`, `spark::words`), never the translation or the execution.
 
 fn sources_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
@@ -36,6 +37,15 @@ fn components_and_the_data_model_stay_below_the_plan_and_the_executors() {
             let text = std::fs::read_to_string(&file).unwrap();
             for module in above {
                 assert!(!text.contains(module), "{} uses {module}", file.display());
+            }
+            // Of the Spark engine, only the vocabulary components describe themselves in.
+            for (at, _) in text.match_indices("crate::spark::") {
+                let rest = &text[at + "crate::spark::".len()..];
+                assert!(
+                    rest.starts_with("frame") || rest.starts_with("words"),
+                    "{} uses the Spark engine above its frame and words",
+                    file.display()
+                );
             }
             checked += 1;
         }

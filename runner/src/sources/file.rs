@@ -489,8 +489,8 @@ impl BatchSource for FileSource {
     /// machine as `file://` with a warning that every executor must see it.
     fn spark(
         &self,
-        ctx: &crate::spark::SourceContext,
-    ) -> std::result::Result<crate::spark::Frame, String> {
+        ctx: &crate::spark::frame::SourceContext,
+    ) -> std::result::Result<crate::spark::frame::Frame, String> {
         use crate::spark::frame::col;
         if self.records.is_some() {
             return Err("only `format: lines` is read on Spark so far; run csv and jsonl with --engine local".into());
@@ -520,7 +520,7 @@ impl BatchSource for FileSource {
             (uri, Some(warning))
         };
         let column = self.schema.field(0).name().clone();
-        let frame = crate::spark::Frame::read_text(vec![uri])
+        let frame = crate::spark::frame::Frame::read_text(vec![uri])
             .select(vec![col("value").alias(&column)], vec![column]);
         Ok(match warning {
             Some(warning) => frame.warn(warning),

@@ -55,7 +55,10 @@ impl BuiltSource {
     }
 
     /// See `BatchSource::spark`.
-    pub fn spark(&self, ctx: &crate::spark::SourceContext) -> Result<crate::spark::Frame, String> {
+    pub fn spark(
+        &self,
+        ctx: &crate::spark::frame::SourceContext,
+    ) -> Result<crate::spark::frame::Frame, String> {
         match self {
             BuiltSource::Batch(s) => s.spark(ctx),
             BuiltSource::Stream(s) => s.spark(ctx),
@@ -144,10 +147,10 @@ pub trait StreamSource: Send + Sync {
     /// How Spark reads the same input (`crate::spark`), or why it cannot.
     fn spark(
         &self,
-        ctx: &crate::spark::SourceContext,
-    ) -> std::result::Result<crate::spark::Frame, String> {
+        ctx: &crate::spark::frame::SourceContext,
+    ) -> std::result::Result<crate::spark::frame::Frame, String> {
         let _ = ctx;
-        Err(crate::spark::SOURCE_NOT_TRANSLATED.into())
+        Err(crate::spark::frame::SOURCE_NOT_TRANSLATED.into())
     }
 }
 
@@ -247,10 +250,10 @@ pub trait BatchSource: Send + Sync {
     /// How Spark reads the same input (`crate::spark`), or why it cannot.
     fn spark(
         &self,
-        ctx: &crate::spark::SourceContext,
-    ) -> std::result::Result<crate::spark::Frame, String> {
+        ctx: &crate::spark::frame::SourceContext,
+    ) -> std::result::Result<crate::spark::frame::Frame, String> {
         let _ = ctx;
-        Err(crate::spark::SOURCE_NOT_TRANSLATED.into())
+        Err(crate::spark::frame::SOURCE_NOT_TRANSLATED.into())
     }
 }
 

@@ -112,9 +112,9 @@ struct Recorded {
 impl StreamSource for ReplaySource {
     fn spark(
         &self,
-        _ctx: &crate::spark::SourceContext,
-    ) -> std::result::Result<crate::spark::Frame, String> {
-        Err(crate::spark::MASTODON_REFUSAL.into())
+        _ctx: &crate::spark::frame::SourceContext,
+    ) -> std::result::Result<crate::spark::frame::Frame, String> {
+        Err(crate::spark::frame::MASTODON_REFUSAL.into())
     }
 
     fn schema(&self) -> SchemaRef {

@@ -152,8 +152,8 @@ impl StreamSource for SocketSource {
     /// `readStream.format("socket")`: Spark connects to the same host and port.
     fn spark(
         &self,
-        _ctx: &crate::spark::SourceContext,
-    ) -> std::result::Result<crate::spark::Frame, String> {
+        _ctx: &crate::spark::frame::SourceContext,
+    ) -> std::result::Result<crate::spark::frame::Frame, String> {
         use crate::spark::frame::col;
         if self.config.mode != SocketMode::Connect {
             return Err(
@@ -166,8 +166,10 @@ impl StreamSource for SocketSource {
         }
         let host = self.config.host.as_deref().unwrap_or("localhost");
         let column = self.schema.field(0).name().clone();
-        Ok(crate::spark::Frame::read_socket(host, self.config.port)
-            .select(vec![col("value").alias(&column)], vec![column]))
+        Ok(
+            crate::spark::frame::Frame::read_socket(host, self.config.port)
+                .select(vec![col("value").alias(&column)], vec![column]),
+        )
     }
 
     fn raw_text_lines(&self) -> bool {

@@ -1,11 +1,28 @@
 //! DataFrame and column builders for Spark Connect. Each builds the protobuf message Spark
 //! Connect receives (an unresolved plan: Spark analyses it) and, beside it, the same program
 //! as PySpark-like text, which `runner plan --engine spark` shows: what is shown is what is
-//! sent.
+//! sent. This module and `words.rs` are what components (sources, transforms) use to describe
+//! themselves to Spark; the engine (translation, execution) is above them.
 
 use runner_spark_connect_proto as pb;
 
 use pb::expression::{self as ex, literal::LiteralType, sort_order};
+
+/// A step's refusal when it has no translation of its own.
+pub const NOT_TRANSLATED: &str =
+    "this step has no Spark translation yet; run the pipeline with --engine local";
+/// A source's refusal when it has no translation of its own.
+pub const SOURCE_NOT_TRANSLATED: &str =
+    "Spark cannot read this source; run the pipeline with --engine local";
+
+/// Why the Mastodon sources (live and recorded) do not run on Spark, and what does.
+pub const MASTODON_REFUSAL: &str = "Spark has no Mastodon reader; run `runner run pipelines/toots_to_socket.yaml` in front of a `socket` source, which Spark reads";
+
+/// What a source needs to describe itself to Spark.
+pub struct SourceContext {
+    /// A run (not `runner plan`): a missing input with `fetch:` is downloaded first.
+    pub run: bool,
+}
 
 /// A column expression.
 #[derive(Debug, Clone)]

@@ -19,23 +19,13 @@ pub mod words;
 use serde::{Deserialize, Serialize};
 
 pub use connect::Remote;
-pub use frame::Frame;
+pub use frame::{Frame, SourceContext, MASTODON_REFUSAL, NOT_TRANSLATED, SOURCE_NOT_TRANSLATED};
 
 use crate::config::LoadedPipeline;
 use crate::error::{Error, Result};
 use crate::exec::BuiltPipeline;
 use crate::sources::BuiltSource;
 use crate::transforms::StageKind;
-
-/// A step's refusal when it has no translation of its own.
-pub const NOT_TRANSLATED: &str =
-    "this step has no Spark translation yet; run the pipeline with --engine local";
-/// A source's refusal when it has no translation of its own.
-pub const SOURCE_NOT_TRANSLATED: &str =
-    "Spark cannot read this source; run the pipeline with --engine local";
-
-/// Why the Mastodon sources (live and recorded) do not run on Spark, and what does.
-pub const MASTODON_REFUSAL: &str = "Spark has no Mastodon reader; run `runner run pipelines/toots_to_socket.yaml` in front of a `socket` source, which Spark reads";
 
 /// Rows a Spark result may have by default before the run fails rather than fill memory.
 pub const DEFAULT_MAX_COLLECT_ROWS: u64 = 1_000_000;
@@ -122,12 +112,6 @@ pub fn choose(
         remote,
         max_collect_rows,
     }))
-}
-
-/// What a source needs to describe itself to Spark.
-pub struct SourceContext {
-    /// A run (not `runner plan`): a missing input with `fetch:` is downloaded first.
-    pub run: bool,
 }
 
 /// What runs where, for `runner plan` and the run's log.

@@ -108,7 +108,10 @@ pub struct Explode {
 }
 
 impl MapTransform for Explode {
-    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+    fn spark(
+        &self,
+        input: crate::spark::frame::Frame,
+    ) -> Result<crate::spark::frame::Frame, String> {
         Ok(crate::spark::words::split_at(
             input,
             self.index,

@@ -49,7 +49,10 @@ impl MapTransform for Filter {
             .expect("mask has one entry per row"))
     }
 
-    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+    fn spark(
+        &self,
+        input: crate::spark::frame::Frame,
+    ) -> Result<crate::spark::frame::Frame, String> {
         let condition = self.predicate.to_spark(input.columns())?;
         Ok(input.filter(condition))
     }

@@ -167,7 +167,10 @@ impl Aggregation for GroupCount {
 
     /// `groupBy(keys).count()`, then runner's order of the counts: most frequent first, ties
     /// by the keys ascending (nulls first).
-    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+    fn spark(
+        &self,
+        input: crate::spark::frame::Frame,
+    ) -> Result<crate::spark::frame::Frame, String> {
         use crate::spark::frame::{call, col, lit_i32};
         let keys: Vec<String> = self
             .keys

@@ -36,7 +36,10 @@ impl GlobalTransform for Limit {
         Some(self.n)
     }
 
-    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+    fn spark(
+        &self,
+        input: crate::spark::frame::Frame,
+    ) -> Result<crate::spark::frame::Frame, String> {
         let rows = i32::try_from(self.n)
             .map_err(|_| format!("Spark's limit takes at most {} rows", i32::MAX))?;
         Ok(input.limit(rows))

@@ -51,7 +51,10 @@ pub struct Lowercase {
 impl MapTransform for Lowercase {
     /// Spark's `lower` is Java's `toLowerCase(Locale.ROOT)`: the same Unicode mapping as
     /// Rust's `to_lowercase` (final sigma included).
-    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+    fn spark(
+        &self,
+        input: crate::spark::frame::Frame,
+    ) -> Result<crate::spark::frame::Frame, String> {
         use crate::spark::frame::{call, col};
         if self.list {
             return Err("lowercasing a list column has no Spark translation yet".into());

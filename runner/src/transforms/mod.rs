@@ -96,10 +96,10 @@ pub trait MapTransform: Send + Sync {
     /// cannot run there.
     fn spark(
         &self,
-        input: crate::spark::Frame,
-    ) -> std::result::Result<crate::spark::Frame, String> {
+        input: crate::spark::frame::Frame,
+    ) -> std::result::Result<crate::spark::frame::Frame, String> {
         let _ = input;
-        Err(crate::spark::NOT_TRANSLATED.into())
+        Err(crate::spark::frame::NOT_TRANSLATED.into())
     }
 }
 
@@ -149,10 +149,10 @@ pub trait Aggregation: Send + Sync {
     /// cannot run there.
     fn spark(
         &self,
-        input: crate::spark::Frame,
-    ) -> std::result::Result<crate::spark::Frame, String> {
+        input: crate::spark::frame::Frame,
+    ) -> std::result::Result<crate::spark::frame::Frame, String> {
         let _ = input;
-        Err(crate::spark::NOT_TRANSLATED.into())
+        Err(crate::spark::frame::NOT_TRANSLATED.into())
     }
 }
 
@@ -276,10 +276,10 @@ pub trait GlobalTransform: Send + Sync {
     /// cannot run there.
     fn spark(
         &self,
-        input: crate::spark::Frame,
-    ) -> std::result::Result<crate::spark::Frame, String> {
+        input: crate::spark::frame::Frame,
+    ) -> std::result::Result<crate::spark::frame::Frame, String> {
         let _ = input;
-        Err(crate::spark::NOT_TRANSLATED.into())
+        Err(crate::spark::frame::NOT_TRANSLATED.into())
     }
 }
 

@@ -228,7 +228,10 @@ impl MapTransform for PluginTransform {
         Some(format!("plugin {} from {}", self.name, self.path.display()))
     }
 
-    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+    fn spark(
+        &self,
+        input: crate::spark::frame::Frame,
+    ) -> Result<crate::spark::frame::Frame, String> {
         let _ = input;
         Err(SPARK_REFUSAL.into())
     }

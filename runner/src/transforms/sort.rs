@@ -198,7 +198,10 @@ impl GlobalTransform for Sort {
 
     /// The same keys, tie-breakers included, with the same null order (first ascending, last
     /// descending) and byte order of text.
-    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+    fn spark(
+        &self,
+        input: crate::spark::frame::Frame,
+    ) -> Result<crate::spark::frame::Frame, String> {
         let keys = self
             .keys
             .iter()

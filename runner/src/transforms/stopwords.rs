@@ -176,7 +176,10 @@ impl MapTransform for Stopwords {
     }
 
     /// Keeps nulls, as `apply` does (`x NOT IN (...)` alone would drop them).
-    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+    fn spark(
+        &self,
+        input: crate::spark::frame::Frame,
+    ) -> Result<crate::spark::frame::Frame, String> {
         use crate::spark::frame::{call, col, lit_str};
         let name = input.columns()[self.index].clone();
         let mut words: Vec<&str> = self.words.iter().map(|w| &**w).collect();

@@ -95,7 +95,10 @@ impl Tokenize {
 }
 
 impl MapTransform for Tokenize {
-    fn spark(&self, input: crate::spark::Frame) -> Result<crate::spark::Frame, String> {
+    fn spark(
+        &self,
+        input: crate::spark::frame::Frame,
+    ) -> Result<crate::spark::frame::Frame, String> {
         let output = self.output.field(self.index).name();
         Ok(crate::spark::words::tokenize(
             input,
