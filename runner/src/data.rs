@@ -407,6 +407,11 @@ pub(crate) fn word_counts(words: &[&str], counts: &[i64]) -> RecordBatch {
     RecordBatch::try_new(schema, vec![words, counts]).expect("two columns matching the schema")
 }
 
+/// The columns' names, in order.
+pub fn columns_names(schema: &SchemaRef) -> Vec<String> {
+    schema.fields().iter().map(|f| f.name().clone()).collect()
+}
+
 /// `name: type` for each column, as plans and checkpoints show them.
 pub fn columns(schema: &SchemaRef) -> Vec<String> {
     schema

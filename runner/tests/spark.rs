@@ -658,3 +658,23 @@ fn a_peer_that_is_not_spark_connect_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn computed_columns_select_rename_and_drop_translate_exactly() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let Some(play) = romeo_text() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = write(
+        dir.path(),
+        "records.yaml",
+        &format!(
+            "name: records\nsource: {{type: file, path: {}}}\ntransforms:\n  - {{type: tokenize}}\n  - {{type: with_column, name: len, expr: \"length(word)\"}}\n  - {{type: filter, where: \"len >= 7 or word in [\\\"love\\\", \\\"hate\\\"]\"}}\n  - {{type: group_count, by: [len, word]}}\n  - {{type: with_column, name: share, expr: \"count * 100 / 7 - len % 3\"}}\n  - {{type: select, columns: [word, len, count, share, \"count > 20 and len < 9 as common\"]}}\n  - {{type: rename, columns: {{word: w}}}}\n  - {{type: drop, columns: [len]}}\n  - {{type: sort, by: [count desc, w]}}\n  - {{type: limit, n: 40}}\nsinks: [{{type: stdout}}]\n",
+            play.display()
+        ),
+    );
+    let rows = same_on_both(&remote, &pipeline, &[]);
+    assert!(rows.starts_with("w,count,share,common\n"), "{rows}");
+    assert_eq!(rows.lines().count(), 41, "{rows}");
+}

@@ -53,6 +53,19 @@ impl MapTransform for Drop {
         RecordBatch::try_new(self.output.clone(), columns)
             .map_err(|e| Error::runtime(format!("drop: {e}")))
     }
+
+    fn spark(
+        &self,
+        input: crate::spark::frame::Frame,
+    ) -> Result<crate::spark::frame::Frame, String> {
+        let names: Vec<String> = self
+            .kept
+            .iter()
+            .map(|&i| input.columns()[i].clone())
+            .collect();
+        let columns = names.iter().map(|n| crate::spark::frame::col(n)).collect();
+        Ok(input.select(columns, names))
+    }
 }
 
 #[cfg(test)]

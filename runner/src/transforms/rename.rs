@@ -56,6 +56,20 @@ impl MapTransform for Rename {
         RecordBatch::try_new(self.output.clone(), batch.columns().to_vec())
             .map_err(|e| Error::runtime(format!("rename: {e}")))
     }
+
+    fn spark(
+        &self,
+        input: crate::spark::frame::Frame,
+    ) -> Result<crate::spark::frame::Frame, String> {
+        let names = crate::data::columns_names(&self.output);
+        let columns = input
+            .columns()
+            .iter()
+            .zip(&names)
+            .map(|(old, new)| crate::spark::frame::col(old).alias(new))
+            .collect();
+        Ok(input.select(columns, names))
+    }
 }
 
 #[cfg(test)]

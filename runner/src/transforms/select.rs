@@ -69,6 +69,20 @@ impl MapTransform for Select {
         )
         .map_err(|e| Error::runtime(format!("select: {e}")))
     }
+
+    fn spark(
+        &self,
+        input: crate::spark::frame::Frame,
+    ) -> Result<crate::spark::frame::Frame, String> {
+        let names = crate::data::columns_names(&self.output);
+        let columns = self
+            .exprs
+            .iter()
+            .zip(&names)
+            .map(|(expr, name)| Ok(expr.to_spark(input.columns())?.alias(name)))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(input.select(columns, names))
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,29 @@ impl MapTransform for WithColumn {
         RecordBatch::try_new(self.output.clone(), columns)
             .map_err(|e| Error::runtime(format!("with_column: {e}")))
     }
+
+    fn spark(
+        &self,
+        input: crate::spark::frame::Frame,
+    ) -> Result<crate::spark::frame::Frame, String> {
+        let value = self.expr.to_spark(input.columns())?;
+        let name = self
+            .output
+            .field(self.position.unwrap_or(self.output.fields().len() - 1))
+            .name()
+            .clone();
+        Ok(match self.position {
+            Some(i) => input.replacing(i, value, &name),
+            None => {
+                let mut names = input.columns().to_vec();
+                let mut columns: Vec<_> =
+                    names.iter().map(|n| crate::spark::frame::col(n)).collect();
+                columns.push(value.alias(&name));
+                names.push(name);
+                input.select(columns, names)
+            }
+        })
+    }
 }
 
 #[cfg(test)]
