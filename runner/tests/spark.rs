@@ -678,3 +678,53 @@ fn computed_columns_select_rename_and_drop_translate_exactly() {
     assert!(rows.starts_with("w,count,share,common\n"), "{rows}");
     assert_eq!(rows.lines().count(), 41, "{rows}");
 }
+
+#[test]
+fn aggregates_whose_answer_is_order_free_translate_exactly() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let Some(play) = romeo_text() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = |name: &str, aggregate: &str| {
+        write(
+            dir.path(),
+            name,
+            &format!(
+                "name: agg\nsource: {{type: file, path: {}}}\ntransforms:\n  - {{type: tokenize}}\n  - {{type: with_column, name: len, expr: \"length(word)\"}}\n  - {aggregate}\nsinks: [{{type: stdout}}]\n",
+                play.display()
+            ),
+        )
+    };
+    // Keys as expressions, every order-free aggregate, ordered by key as runner orders them.
+    let by_length = pipeline(
+        "by_length.yaml",
+        "{type: aggregate, by: [\"len % 5 as bucket\", \"len > 6 as long\"], aggs: {n: count(), words: count_distinct(word), letters: sum(len), mean: avg(len), first_word: min(word), last_word: max(word), longest: max(len)}}",
+    );
+    let rows = same_on_both(&remote, &by_length, &[]);
+    assert!(
+        rows.starts_with("bucket,long,n,words,letters,mean,first_word,last_word,longest\n"),
+        "{rows}"
+    );
+    // No keys: one row.
+    let total = pipeline(
+        "total.yaml",
+        "{type: aggregate, aggs: {n: count(), distinct: count_distinct(word)}}",
+    );
+    assert_eq!(same_on_both(&remote, &total, &[]).lines().count(), 2);
+    // What depends on the order rows arrive in is refused, with the reason.
+    let ordered = pipeline(
+        "ordered.yaml",
+        "{type: aggregate, by: len, aggs: {first: first(word)}}",
+    );
+    let output = runner()
+        .args(["plan", "--remote", &remote])
+        .arg(&ordered)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("follow input order"),
+        "{output:?}"
+    );
+}

@@ -130,6 +130,18 @@ fn is_operator(name: &str) -> bool {
     )
 }
 
+/// `name(DISTINCT args)`: an aggregate over distinct values (`count_distinct`).
+pub fn call_distinct(name: &str, args: Vec<Column>) -> Column {
+    let text: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
+    let text = format!("{name}_distinct({})", text.join(", "));
+    let mut column = call(name, args);
+    column.text = text;
+    if let Some(ex::ExprType::UnresolvedFunction(f)) = &mut column.expr.expr_type {
+        f.is_distinct = true;
+    }
+    column
+}
+
 impl Column {
     pub fn alias(self, name: &str) -> Column {
         Column {
@@ -325,20 +337,42 @@ impl Frame {
     }
 
     /// `.groupBy(keys).agg(aggregates)`: the keys' columns, then the aggregates'.
-    pub fn group_by(mut self, keys: &[String], aggregates: Vec<(Column, String)>) -> Frame {
-        let shown: Vec<String> = keys.iter().map(|k| python_str(k)).collect();
+    pub fn group_by(self, keys: &[String], aggregates: Vec<(Column, String)>) -> Frame {
+        let keys = keys.iter().map(|k| (col(k), k.clone())).collect();
+        self.group_by_exprs(keys, aggregates)
+    }
+
+    /// `.groupBy(key expressions).agg(aggregates)`, each key named (aliased) as given.
+    pub fn group_by_exprs(
+        mut self,
+        keys: Vec<(Column, String)>,
+        aggregates: Vec<(Column, String)>,
+    ) -> Frame {
+        let shown: Vec<String> = keys
+            .iter()
+            .map(|(column, name)| {
+                if column.text == format!("col({})", python_str(name)) {
+                    python_str(name)
+                } else {
+                    format!("{}.alias({})", column.text, python_str(name))
+                }
+            })
+            .collect();
         let aggs: Vec<&str> = aggregates.iter().map(|(c, _)| c.text.as_str()).collect();
         self.lines.push(format!(
             ".groupBy({}).agg({})",
             shown.join(", "),
             aggs.join(", ")
         ));
-        let mut columns = keys.to_vec();
+        let mut columns: Vec<String> = keys.iter().map(|(_, name)| name.clone()).collect();
         columns.extend(aggregates.iter().map(|(_, name)| name.clone()));
         self.relation = relation(pb::relation::RelType::Aggregate(Box::new(pb::Aggregate {
             input: Some(Box::new(self.relation)),
             group_type: pb::aggregate::GroupType::Groupby as i32,
-            grouping_expressions: keys.iter().map(|k| col(k).expr).collect(),
+            grouping_expressions: keys
+                .into_iter()
+                .map(|(column, name)| column.alias(&name).expr)
+                .collect(),
             aggregate_expressions: aggregates.into_iter().map(|(c, _)| c.expr).collect(),
             pivot: None,
             grouping_sets: Vec::new(),

@@ -163,6 +163,61 @@ impl Aggregation for Aggregate {
         self.keys.len()
     }
 
+    /// `groupBy(keys).agg(...)` then runner's order (by key, nulls first). Only the aggregates
+    /// whose answer does not depend on how rows are split across executors translate: not
+    /// `first`/`last`/`collect_list` (input order) nor float `sum`/`avg` (rounding order).
+    fn spark(
+        &self,
+        input: crate::spark::frame::Frame,
+    ) -> Result<crate::spark::frame::Frame, String> {
+        use crate::spark::frame::{call, call_distinct, col, lit_i32};
+        use AggregateFunction as A;
+        let names = crate::data::columns_names(&self.output);
+        let mut keys = Vec::new();
+        for (expr, name) in self.keys.iter().zip(&names) {
+            if expr.value_type() == ValueType::Float {
+                return Err(format!(
+                    "grouping by a float (`{name}`) orders -0.0 and NaN differently on Spark"
+                ));
+            }
+            keys.push((expr.to_spark(input.columns())?, name.clone()));
+        }
+        let mut aggregates = Vec::new();
+        for (agg, name) in self.aggs.iter().zip(&names[self.keys.len()..]) {
+            let argument = match &agg.expr {
+                Some(expr) => Some(expr.to_spark(input.columns())?),
+                None => None,
+            };
+            let float = agg.input == Some(ValueType::Float);
+            let column = match (agg.function, argument) {
+                (A::Count, None) => call("count", vec![lit_i32(1)]),
+                (A::Count, Some(x)) => call("count", vec![x]),
+                (A::CountDistinct, Some(x)) => call_distinct("count", vec![x]),
+                (A::Sum, Some(x)) if !float => call("sum", vec![x]),
+                (A::Avg, Some(x)) if !float => call("avg", vec![x]),
+                (A::Min, Some(x)) => call("min", vec![x]),
+                (A::Max, Some(x)) => call("max", vec![x]),
+                (A::Sum | A::Avg, _) => {
+                    return Err(format!("`{name}`: a float sum rounds in the order Spark's executors add, not runner's; sum integers, or run it with --engine local"))
+                }
+                _ => {
+                    return Err(format!("`{name}`: first, last and collect_list follow input order, which a cluster does not keep; run it with --engine local"))
+                }
+            };
+            aggregates.push((column.alias(name), name.clone()));
+        }
+        let order: Vec<_> = names[..self.keys.len()]
+            .iter()
+            .map(|k| col(k).sort_key(false))
+            .collect();
+        let grouped = input.group_by_exprs(keys, aggregates);
+        Ok(if order.is_empty() {
+            grouped
+        } else {
+            grouped.sort(order)
+        })
+    }
+
     fn new_state(&self) -> Box<dyn AggregateState> {
         let mut table = Box::new(AggregateTable {
             keys: self.keys.clone(),
