@@ -728,3 +728,41 @@ fn aggregates_whose_answer_is_order_free_translate_exactly() {
         "{output:?}"
     );
 }
+
+#[test]
+fn a_missing_input_with_fetch_is_downloaded_here_before_spark_reads_it() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let Some(play) = romeo_text() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("downloaded/play.txt");
+    let run = |url: &str| {
+        runner()
+            .args(["run", "pipelines/romeo.yaml", "-q", "--remote", &remote])
+            .arg("--set")
+            .arg(format!("source.path={}", target.display()))
+            .arg("--set")
+            .arg(format!("source.fetch.url={url}/play.txt"))
+            .arg("--set")
+            .arg(format!(
+                "sinks=[{{type: csv, path: {}}}]",
+                dir.path().join("c.csv").display()
+            ))
+            .current_dir(repo_root())
+            .output()
+            .unwrap()
+    };
+    // A failed download is a run-time error (exit 1), not a refusal.
+    let failed = run(&http_server("404 Not Found", b"gone".to_vec(), 4));
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    assert!(!String::from_utf8_lossy(&failed.stderr).contains("cannot run on Spark"));
+    let served = run(&http_server("200 OK", std::fs::read(&play).unwrap(), 1));
+    assert!(served.status.success(), "{served:?}");
+    assert!(target.is_file());
+    let rows = std::fs::read_to_string(dir.path().join("c.csv")).unwrap();
+    assert!(
+        rows.starts_with("word,count\nromeo,298\n") && rows.lines().count() == 26,
+        "{rows}"
+    );
+}

@@ -485,12 +485,19 @@ impl BatchSource for FileSource {
         }
     }
 
+    fn fetch_missing(&self) -> Result<()> {
+        match &self.fetch {
+            Some(fetch_config) if !is_pattern(&self.path) && !self.path.exists() => {
+                fetch(fetch_config, &self.path)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// `spark.read.text`: a URI (`hdfs://`, `s3a://`, `file://`) as written; a path on this
-    /// machine as `file://` with a warning that every executor must see it.
-    fn spark(
-        &self,
-        ctx: &crate::spark::frame::SourceContext,
-    ) -> std::result::Result<crate::spark::frame::Frame, String> {
+    /// machine as `file://` with a warning that every executor must see it (`fetch_missing`
+    /// downloads it first).
+    fn spark(&self) -> std::result::Result<crate::spark::frame::Frame, String> {
         use crate::spark::frame::col;
         if self.records.is_some() {
             return Err("only `format: lines` is read on Spark so far; run csv and jsonl with --engine local".into());
@@ -507,11 +514,6 @@ impl BatchSource for FileSource {
         let (uri, warning) = if is_uri(&written) {
             (written.into_owned(), None)
         } else {
-            if ctx.run && !self.path.exists() {
-                if let Some(fetch_config) = &self.fetch {
-                    fetch(fetch_config, &self.path).map_err(|e| e.to_string())?;
-                }
-            }
             let absolute = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
             let uri = format!("file://{}", absolute.display());
             let warning = format!(

@@ -515,10 +515,7 @@ enum Ended {
 }
 
 impl StreamSource for MastodonSource {
-    fn spark(
-        &self,
-        _ctx: &crate::spark::frame::SourceContext,
-    ) -> std::result::Result<crate::spark::frame::Frame, String> {
+    fn spark(&self) -> std::result::Result<crate::spark::frame::Frame, String> {
         Err(crate::spark::frame::MASTODON_REFUSAL.into())
     }
 

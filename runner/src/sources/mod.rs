@@ -55,13 +55,10 @@ impl BuiltSource {
     }
 
     /// See `BatchSource::spark`.
-    pub fn spark(
-        &self,
-        ctx: &crate::spark::frame::SourceContext,
-    ) -> Result<crate::spark::frame::Frame, String> {
+    pub fn spark(&self) -> Result<crate::spark::frame::Frame, String> {
         match self {
-            BuiltSource::Batch(s) => s.spark(ctx),
-            BuiltSource::Stream(s) => s.spark(ctx),
+            BuiltSource::Batch(s) => s.spark(),
+            BuiltSource::Stream(s) => s.spark(),
         }
     }
 }
@@ -145,11 +142,7 @@ pub trait StreamSource: Send + Sync {
         SourceCounters::default()
     }
     /// How Spark reads the same input (`crate::spark`), or why it cannot.
-    fn spark(
-        &self,
-        ctx: &crate::spark::frame::SourceContext,
-    ) -> std::result::Result<crate::spark::frame::Frame, String> {
-        let _ = ctx;
+    fn spark(&self) -> std::result::Result<crate::spark::frame::Frame, String> {
         Err(crate::spark::frame::SOURCE_NOT_TRANSLATED.into())
     }
 }
@@ -242,17 +235,18 @@ pub trait BatchSource: Send + Sync {
     fn input_bytes(&self) -> Option<u64> {
         None
     }
+    /// Before another engine reads the input (Spark): downloads it first when it is missing and
+    /// the source says where from (`fetch:`).
+    fn fetch_missing(&self) -> Result<()> {
+        Ok(())
+    }
     /// For `runner validate`: whether the input is there, without reading it. `Err` when it is
     /// missing; `Ok(Some(note))` when something is worth saying (a download on first run).
     fn check_inputs(&self) -> Result<Option<String>, String> {
         Ok(None)
     }
     /// How Spark reads the same input (`crate::spark`), or why it cannot.
-    fn spark(
-        &self,
-        ctx: &crate::spark::frame::SourceContext,
-    ) -> std::result::Result<crate::spark::frame::Frame, String> {
-        let _ = ctx;
+    fn spark(&self) -> std::result::Result<crate::spark::frame::Frame, String> {
         Err(crate::spark::frame::SOURCE_NOT_TRANSLATED.into())
     }
 }

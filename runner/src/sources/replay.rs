@@ -110,10 +110,7 @@ struct Recorded {
 }
 
 impl StreamSource for ReplaySource {
-    fn spark(
-        &self,
-        _ctx: &crate::spark::frame::SourceContext,
-    ) -> std::result::Result<crate::spark::frame::Frame, String> {
+    fn spark(&self) -> std::result::Result<crate::spark::frame::Frame, String> {
         Err(crate::spark::frame::MASTODON_REFUSAL.into())
     }
 

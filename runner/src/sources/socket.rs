@@ -150,10 +150,7 @@ const READ_BYTES: usize = 64 * 1024;
 
 impl StreamSource for SocketSource {
     /// `readStream.format("socket")`: Spark connects to the same host and port.
-    fn spark(
-        &self,
-        _ctx: &crate::spark::frame::SourceContext,
-    ) -> std::result::Result<crate::spark::frame::Frame, String> {
+    fn spark(&self) -> std::result::Result<crate::spark::frame::Frame, String> {
         use crate::spark::frame::col;
         if self.config.mode != SocketMode::Connect {
             return Err(

@@ -18,12 +18,6 @@ pub const SOURCE_NOT_TRANSLATED: &str =
 /// Why the Mastodon sources (live and recorded) do not run on Spark, and what does.
 pub const MASTODON_REFUSAL: &str = "Spark has no Mastodon reader; run `runner run pipelines/toots_to_socket.yaml` in front of a `socket` source, which Spark reads";
 
-/// What a source needs to describe itself to Spark.
-pub struct SourceContext {
-    /// A run (not `runner plan`): a missing input with `fetch:` is downloaded first.
-    pub run: bool,
-}
-
 /// A column expression.
 #[derive(Debug, Clone)]
 pub struct Column {

@@ -19,7 +19,7 @@ pub mod words;
 use serde::{Deserialize, Serialize};
 
 pub use connect::Remote;
-pub use frame::{Frame, SourceContext, MASTODON_REFUSAL, NOT_TRANSLATED, SOURCE_NOT_TRANSLATED};
+pub use frame::{Frame, MASTODON_REFUSAL, NOT_TRANSLATED, SOURCE_NOT_TRANSLATED};
 
 use crate::config::LoadedPipeline;
 use crate::error::{Error, Result};
@@ -142,7 +142,6 @@ fn translate(
     loaded: &LoadedPipeline,
     pipeline: &BuiltPipeline,
     unbuilt: Option<usize>,
-    ctx: &SourceContext,
 ) -> Result<Translation> {
     let config = &loaded.config;
     let refuse = |what: String, location: &serde_saphyr::Location, why: &str| {
@@ -151,7 +150,7 @@ fn translate(
             loaded.at(location)
         ))
     };
-    let mut frame = pipeline.source.spark(ctx).map_err(|why| {
+    let mut frame = pipeline.source.spark().map_err(|why| {
         refuse(
             format!("source ({})", config.source.value.type_name()),
             &config.source.referenced,
@@ -223,7 +222,7 @@ pub fn plan(
     unbuilt: Option<usize>,
     settings: &SparkSettings,
 ) -> Result<SparkPlan> {
-    let translation = translate(loaded, pipeline, unbuilt, &SourceContext { run: false })?;
+    let translation = translate(loaded, pipeline, unbuilt)?;
     Ok(describe(loaded, &translation, settings))
 }
 
@@ -266,7 +265,11 @@ pub fn prepare(
     pipeline: &mut BuiltPipeline,
     settings: &SparkSettings,
 ) -> Result<Prepared> {
-    let translation = translate(loaded, pipeline, None, &SourceContext { run: true })?;
+    let translation = translate(loaded, pipeline, None)?;
+    // Checked first, downloaded second: a refused pipeline downloads nothing.
+    if let BuiltSource::Batch(source) = &pipeline.source {
+        source.fetch_missing()?;
+    }
     let described = describe(loaded, &translation, settings);
     let schema = match translation.steps {
         0 => pipeline.source.schema(),
