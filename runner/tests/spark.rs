@@ -514,7 +514,6 @@ fn a_socket_stream_counted_by_spark_equals_the_local_count() {
     // the local answer, SIGTERM stops the run (and Spark's query) cleanly.
     let (port, server) = line_server(lines, false);
     let spark_csv = dir.path().join("spark.csv");
-    let progress = dir.path().join("progress.jsonl");
     let binary = assert_cmd::cargo::cargo_bin("runner");
     let mut child = std::process::Command::new(binary);
     child
@@ -523,40 +522,57 @@ fn a_socket_stream_counted_by_spark_equals_the_local_count() {
         .args(["--remote", &remote, "--progress", "json"])
         .env("RUNNER_LOCK_DIR", unique_lock_dir())
         .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&progress).unwrap());
+        .stderr(std::process::Stdio::piped());
     for set in sets(port, &spark_csv) {
         child.arg("--set").arg(set);
     }
     let mut child = child.current_dir(repo_root()).spawn().unwrap();
-    let waited = Instant::now();
-    let answer = loop {
-        let now = std::fs::read_to_string(&spark_csv).unwrap_or_default();
-        if now == expected {
-            break now;
+    // Every stderr line as it comes: an epoch's progress line is written after its sinks.
+    let stderr = child.stderr.take().unwrap();
+    let (line_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line_tx.send(line).is_err() {
+                break;
+            }
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "runner ended ({status}) before Spark's count reached the local one: {}",
-                std::fs::read_to_string(&progress).unwrap()
-            );
+    });
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut log = String::new();
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let line = match lines_rx.recv_timeout(remaining) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("Spark's count never reached the local one: {log}")
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("runner ended before Spark's count reached the local one: {log}")
+            }
+        };
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("\"batchId\"")
+            && std::fs::read_to_string(&spark_csv).unwrap_or_default() == expected
+        {
+            break;
         }
-        assert!(
-            waited.elapsed() < Duration::from_secs(240),
-            "Spark's count never reached the local one; last: {now}"
-        );
-        // Polls the output file (written atomically, once per Spark batch).
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(answer, expected);
+    }
     // kill(1) with SIGTERM asks runner to stop, as Ctrl-C would.
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
+    // The rest of stderr, to its end (the process closing it).
+    log.extend(lines_rx.iter().map(|line| line + "\n"));
     let status = child.wait().unwrap();
     drop(server);
-    let log = std::fs::read_to_string(&progress).unwrap();
+    assert_eq!(std::fs::read_to_string(&spark_csv).unwrap(), expected);
     assert!(status.success(), "{status}: {log}");
     // Spark's batches were reported, numbered by Spark, with their rows.
     assert!(log.contains("\"batchId\":1,"), "{log}");

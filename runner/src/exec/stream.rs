@@ -871,8 +871,9 @@ fn epoch_wanted(state: Option<&mut Box<dyn AggregateState>>) -> bool {
         .is_some_and(|e| e.wants_epoch())
 }
 
-/// Hands `result` to every sink as epoch `epoch`, telling the bus.
-fn write_sinks(
+/// Hands `result` to every sink as epoch `epoch`, telling the bus (the Spark stream driver
+/// too).
+pub(crate) fn write_sinks(
     sinks: &mut [Box<dyn crate::sinks::Sink>],
     result: &RecordBatch,
     epoch: u64,

@@ -325,14 +325,7 @@ fn follow(
         let out = run_suffix(pipeline, emitted)?;
         let engine = latest.duration + computing.elapsed();
         let writing = Instant::now();
-        for (index, sink) in pipeline.sinks.iter_mut().enumerate() {
-            crate::sinks::write_result(sink.as_mut(), &out, latest.batch)?;
-            bus.publish(Event::SinkWrote {
-                sink: index,
-                epoch: latest.batch,
-                rows: out.num_rows() as u64,
-            });
-        }
+        crate::exec::stream::write_sinks(&mut pipeline.sinks, &out, latest.batch, bus)?;
         bus.publish(Event::EpochFinished(EpochProgress {
             epoch: latest.batch,
             rows: input_rows,
