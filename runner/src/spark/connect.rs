@@ -198,7 +198,7 @@ impl Session {
         }
         let channel = runtime
             .block_on(endpoint.connect())
-            .map_err(|e| unreachable(&source_chain(&e)))?;
+            .map_err(|e| unreachable(&crate::error::error_chain(&e)))?;
         let client = SparkConnectServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -335,11 +335,14 @@ fn refused(remote: &Remote, status: &tonic::Status) -> Error {
     match (status.code(), std::error::Error::source(status)) {
         (Code::Unknown | Code::Cancelled | Code::Internal, Some(cause)) => Error::runtime(format!(
             "cannot talk to Spark Connect at {remote} (is a Spark Connect server listening there?): {}",
-            clean(&source_chain(cause))
+            clean(&crate::error::error_chain(cause))
         )),
         (Code::Unavailable | Code::DeadlineExceeded, _) => Error::runtime(format!(
             "cannot reach Spark Connect at {remote}: {}",
-            clean(&source_chain(status))
+            clean(
+                &std::error::Error::source(status)
+                    .map_or_else(|| status.message().to_owned(), crate::error::error_chain)
+            )
         )),
         (Code::Unauthenticated | Code::PermissionDenied, _) => Error::runtime(format!(
             "Spark Connect at {remote} refused the credentials: {}",
@@ -352,28 +355,13 @@ fn refused(remote: &Remote, status: &tonic::Status) -> Error {
     }
 }
 
-/// An error with its causes (tonic's transport errors say "transport error" on top).
-fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(next) = cause {
-        let more = next.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = next.source();
-    }
-    text
-}
-
-/// Text from the server, made safe for a terminal and kept short: control characters go,
-/// at most 20 lines.
+/// Text from the server, made safe for a terminal (control characters escaped) and kept
+/// short: at most 20 lines.
 fn clean(text: &str) -> String {
     let mut lines: Vec<String> = text
         .lines()
         .take(20)
-        .map(|line| line.chars().filter(|c| !c.is_control()).collect())
+        .map(|line| crate::error::escape_controls(line).into_owned())
         .collect();
     if text.lines().count() > 20 {
         lines.push("…".into());
@@ -421,6 +409,6 @@ mod tests {
 
     #[test]
     fn server_text_is_made_safe() {
-        assert_eq!(clean("a\u{1b}[2Jb\nc"), "a[2Jb\nc");
+        assert_eq!(clean("a\u{1b}[2Jb\nc"), "a\\u{1b}[2Jb\nc");
     }
 }

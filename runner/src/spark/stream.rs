@@ -135,10 +135,7 @@ impl Query {
                 let first = message.lines().next().unwrap_or_default().to_owned();
                 return Err(Error::runtime(format!(
                     "Spark's streaming query failed: {}",
-                    first
-                        .chars()
-                        .filter(|c| !c.is_control())
-                        .collect::<String>()
+                    crate::error::escape_controls(&first)
                 )));
             }
         }
