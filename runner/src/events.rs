@@ -50,6 +50,12 @@ pub enum Event {
         epoch: u64,
         rows: u64,
     },
+    /// What the sinks just took, as rows of the run's result (after every sink wrote them).
+    ResultRows {
+        epoch: u64,
+        change: ResultChange,
+        rows: ResultBatch,
+    },
     Warning {
         message: String,
     },
@@ -63,6 +69,28 @@ pub enum Event {
         /// Rows a windowed stream left out as later than its watermark.
         late_rows: Option<u64>,
     },
+}
+
+/// How rows handed to the sinks change the result so far, as the output mode says.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ResultChange {
+    /// They are the whole result (`complete`, a batch run's table).
+    Replace,
+    /// They replace the rows with the same values in `keys` and add new ones (`update`).
+    Upsert { keys: Vec<String> },
+    /// They come after the rows so far (`append`, a batch run without aggregation).
+    Append,
+}
+
+/// Rows in an event: shared with the sinks' copy (an `Arc` clone), told as a count in JSON.
+#[derive(Debug, Clone)]
+pub struct ResultBatch(pub arrow_array::RecordBatch);
+
+impl Serialize for ResultBatch {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(self.0.num_rows() as u64)
+    }
 }
 
 /// What an epoch did: the fields of Spark's `StreamingQueryProgress` that runner has.

@@ -233,7 +233,7 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline, unbuilt: Option<u
 }
 
 /// What the source reads, with paths resolved against the pipeline file.
-fn reads(loaded: &LoadedPipeline) -> String {
+pub(crate) fn reads(loaded: &LoadedPipeline) -> String {
     match &loaded.config.source.value {
         SourceConfig::File(file) => {
             let path = loaded.resolve(&file.path);

@@ -29,5 +29,6 @@ pub mod spark;
 pub mod summary;
 pub mod tokenizer;
 pub mod transforms;
+pub mod ui;
 
 pub use error::{Error, Result};

@@ -95,6 +95,17 @@ enum Command {
         /// Default: `engine.remote` in the file, then SPARK_REMOTE.
         #[arg(long, value_name = "URL")]
         remote: Option<String>,
+        /// Serve a live page of the run (default 127.0.0.1:4040, or the next free port);
+        /// overrides `ui:` in the file. Another machine's address needs --ui-token-env.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
+        ui: Option<String>,
+        /// Keep the live page up this long after the run ends (e.g. 60s); Ctrl-C ends it.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        ui_linger: Option<std::time::Duration>,
+        /// The environment variable holding the live page's token (needed to bind an address
+        /// other machines reach): `Authorization: Bearer TOKEN`, or `?token=TOKEN` once.
+        #[arg(long, value_name = "VAR")]
+        ui_token_env: Option<String>,
     },
     /// Show how a pipeline will run (paths, columns per step, fused stages, sinks, trigger,
     /// schedule) without reading any data or loading any plugin (steps from the first plugin
@@ -196,25 +207,29 @@ fn init_logging(quiet: bool, verbose: u8, format: LogFormat, daemon: bool) {
         (false, 1) => "info",
         (false, _) => "debug",
     };
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| runner::redact::RedactingStderr);
-    if format == LogFormat::Json {
-        logs.json().with_current_span(false).init();
-        return;
-    }
-    let coloured = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    runner::redact::set_coloured_logs(coloured);
-    let logs = logs.with_ansi(coloured);
-    if verbose == 0 && !daemon {
-        // Warnings read as plain sentences; timestamps and module paths come with -v.
-        logs.without_time().with_target(false).init();
+    let logs = tracing_subscriber::fmt::layer().with_writer(|| runner::redact::RedactingStderr);
+    let logs = if format == LogFormat::Json {
+        logs.json().with_current_span(false).boxed()
     } else {
-        logs.with_target(false).init();
-    }
+        let coloured = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        runner::redact::set_coloured_logs(coloured);
+        let logs = logs.with_ansi(coloured);
+        if verbose == 0 && !daemon {
+            // Warnings read as plain sentences; timestamps and module paths come with -v.
+            logs.without_time().with_target(false).boxed()
+        } else {
+            logs.with_target(false).boxed()
+        }
+    };
+    // The live page hears warnings whatever the log level (`-q` included).
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(runner::ui::LogTap.with_filter(tracing_subscriber::filter::LevelFilter::WARN))
+        .init();
 }
 
 /// Messages for the person or program reading stderr: plain lines, or JSON log events.
@@ -281,6 +296,9 @@ fn main() -> ExitCode {
             summary,
             engine,
             remote,
+            ui,
+            ui_linger,
+            ui_token_env,
         } => {
             if let Some(input) = input {
                 // A command-line path is relative to where the command runs (a `path:` in the
@@ -309,6 +327,11 @@ fn main() -> ExitCode {
                 say,
                 engine,
                 remote,
+                ui: runner::ui::UiOptions {
+                    requested: ui.map(|address| Some(address).filter(|a| !a.is_empty())),
+                    linger: ui_linger,
+                    token_env: ui_token_env,
+                },
             };
             run(&pipeline, lock_dir.as_deref(), wait, &options)
         }
@@ -415,6 +438,7 @@ struct RunOptions {
     say: Say,
     engine: Option<runner::spark::EngineKind>,
     remote: Option<String>,
+    ui: runner::ui::UiOptions,
 }
 
 /// Takes the pipeline's lock, runs it, then writes its summary (also when it failed, and when
@@ -427,6 +451,7 @@ fn run(
     options: &RunOptions,
 ) -> Result<(), Error> {
     let mut recorder = runner::summary::Recorder::start(path, options.summary.clone());
+    let mut page = None;
     // Held until the run ends; the kernel releases it if the process dies.
     let outcome = match runner::lock::acquire(path, lock_dir, wait) {
         Err(locked @ Error::Locked(_)) => return Err(locked),
@@ -439,7 +464,7 @@ fn run(
         }
         Ok(lock) => {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                execute(path, options, &mut recorder)
+                execute(path, options, &mut recorder, &mut page)
             }))
             .unwrap_or_else(|payload| Err(runner::error::from_panic(payload.as_ref())));
             drop(lock);
@@ -458,6 +483,23 @@ fn run(
             }
         }
     }
+    if let Some(page) = page {
+        let (code, error) = match &outcome {
+            Ok(_) => (0, None),
+            Err(e) => (
+                e.exit_code(),
+                Some(runner::redact::redact(&e.to_string()).into_owned()),
+            ),
+        };
+        if !page.linger.is_zero() {
+            options.say.note(&format!(
+                "the live page stays up for {} at {} (Ctrl-C ends it)",
+                humantime::format_duration(page.linger),
+                page.url
+            ));
+        }
+        page.finish(code, error);
+    }
     let batch = outcome?;
     if batch {
         options.say.note(&summary.one_line());
@@ -471,6 +513,7 @@ fn execute(
     path: &std::path::Path,
     options: &RunOptions,
     recorder: &mut runner::summary::Recorder,
+    page: &mut Option<runner::ui::Server>,
 ) -> Result<bool, Error> {
     let say = options.say;
     if options.cores == Some(0) {
@@ -479,13 +522,17 @@ fn execute(
     let loaded = config::load(path, &options.overrides)?;
     recorder.loaded(&loaded);
     let mut pipeline = exec::build(&loaded, options.cores)?;
+    // Bound before the run starts: a taken address fails the run before it reads anything.
+    let bound = runner::ui::bind(&options.ui, loaded.config.ui.as_ref())?;
     let mut spark_stream = None;
+    let mut on_spark = false;
     if let Some(settings) = runner::spark::choose(
         options.engine,
         options.remote.as_deref(),
         loaded.config.engine.as_ref(),
     )? {
         let prepared = runner::spark::prepare(&loaded, &mut pipeline, &settings)?;
+        on_spark = true;
         spark_stream = prepared.stream;
         let spark = prepared.plan;
         recorder.on_spark(&spark);
@@ -515,6 +562,15 @@ fn execute(
     bus.subscribe(feed.clone());
     if !say.quiet && !say.json && runner::progress::enabled() {
         bus.subscribe(runner::progress::Bar::new());
+    }
+    if let Some(bound) = bound {
+        let (info, chart) = runner::ui::describe(&loaded, &pipeline, on_spark);
+        let live = runner::ui::live::Live::new(info, chart, recorder.stage_rows());
+        let server = runner::ui::Server::start(bound, live.clone())?;
+        // Printed whatever --quiet says: it is what --ui asked for.
+        eprintln!("live page: {}", server.url);
+        bus.subscribe(runner::ui::live::LiveFeed(live));
+        *page = Some(server);
     }
     runner::progress::meter(&mut pipeline, &bus);
     tracing::info!(pipeline = %pipeline.name, cores = pipeline.cores, "running");

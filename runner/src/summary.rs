@@ -290,6 +290,11 @@ impl Recorder {
         self.publish();
     }
 
+    /// The stages' row counters (after `built`), for watchers that read them live.
+    pub fn stage_rows(&self) -> Vec<std::sync::Arc<crate::exec::counted::StageRows>> {
+        self.counters.clone()
+    }
+
     /// Leaves a copy of what is known so far for `cancel::abort`, which may be called from any
     /// thread while this recorder is busy on the main one.
     fn publish(&self) {

@@ -82,6 +82,11 @@ pub struct PipelineConfig {
     /// to this file, relative to the pipeline file. `--summary` overrides it.
     #[serde(default, deserialize_with = "env::opt_path")]
     pub summary: Option<PathBuf>,
+    /// Serve a live page of every run in the browser (`ui: {}` on 127.0.0.1:4040; `--ui`
+    /// does the same for one run): the result's chart and table, the plan with rows per step,
+    /// epochs, warnings, and `/metrics` for Prometheus.
+    #[serde(default)]
+    pub ui: Option<crate::ui::UiConfig>,
 }
 
 /// When epochs run.

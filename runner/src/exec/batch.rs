@@ -55,7 +55,8 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
             sink.begin(0)?;
         }
         crate::error::failpoint("batch-worker");
-        let rows_out = super::pipelined::run(source, stages, &mut pipeline.sinks, pipeline.cores)?;
+        let rows_out =
+            super::pipelined::run(source, stages, &mut pipeline.sinks, pipeline.cores, bus)?;
         for (index, sink) in pipeline.sinks.iter_mut().enumerate() {
             sink.commit()?;
             bus.publish(Event::SinkWrote {
@@ -75,14 +76,13 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "computed result"
     );
-    for (index, sink) in pipeline.sinks.iter_mut().enumerate() {
-        crate::sinks::write_result(sink.as_mut(), &result, 0)?;
-        bus.publish(Event::SinkWrote {
-            sink: index,
-            epoch: 0,
-            rows: result.num_rows() as u64,
-        });
-    }
+    super::stream::write_sinks(
+        &mut pipeline.sinks,
+        &result,
+        0,
+        &crate::events::ResultChange::Replace,
+        bus,
+    )?;
     Ok(finished(
         bus,
         result.num_rows() as u64,

@@ -31,6 +31,7 @@ pub fn run(
     stages: &[BuiltStage],
     sinks: &mut [Box<dyn Sink>],
     cores: usize,
+    bus: &crate::events::Bus,
 ) -> Result<u64> {
     let parallel = stages
         .iter()
@@ -38,7 +39,7 @@ pub fn run(
         .count();
     let (prefix, rest) = stages.split_at(parallel);
     let mut tail = Tail::new(rest);
-    let mut output = Output::new(sinks);
+    let mut output = Output::new(sinks, bus);
     let feed = Feed::new(source.open()?, window(cores));
     let through_prefix = |morsel: Morsel| super::batch::decode_through(source, prefix, morsel);
 
@@ -296,15 +297,18 @@ impl<'a> Tail<'a> {
 /// The sinks of the run, each until it has enough.
 struct Output<'a> {
     sinks: &'a mut [Box<dyn Sink>],
+    /// Told each batch the sinks took, as rows appended to the result.
+    bus: &'a crate::events::Bus,
     wanting: Vec<bool>,
     rows: u64,
 }
 
 impl<'a> Output<'a> {
-    fn new(sinks: &'a mut [Box<dyn Sink>]) -> Self {
+    fn new(sinks: &'a mut [Box<dyn Sink>], bus: &'a crate::events::Bus) -> Self {
         let wanting = vec![true; sinks.len()];
         Output {
             sinks,
+            bus,
             wanting,
             rows: 0,
         }
@@ -317,6 +321,11 @@ impl<'a> Output<'a> {
                 *wanting = false;
             }
         }
+        self.bus.publish(crate::events::Event::ResultRows {
+            epoch: 0,
+            change: crate::events::ResultChange::Append,
+            rows: crate::events::ResultBatch(batch.clone()),
+        });
         Ok(())
     }
 

@@ -20,7 +20,7 @@ use super::{BuiltPipeline, BuiltStage};
 use crate::config::OutputMode;
 use crate::data::{concat, BATCH_ROWS};
 use crate::error::{Error, Result};
-use crate::events::{Bus, EpochProgress, Event};
+use crate::events::{Bus, EpochProgress, Event, ResultBatch, ResultChange};
 use crate::sources::{BuiltSource, Chunk, Delivery, SourcePosition, StreamSource};
 use crate::transforms::{
     rows_with_keys, AggregateState, Emit, EventTimeProgress, StageKind, TextSplit,
@@ -181,6 +181,7 @@ async fn run_epochs(
     let mut out = Emitter {
         sinks: &mut pipeline.sinks,
         bus,
+        change: engine.change.clone(),
         epoch: next_epoch,
         ran: 0,
         rows_out: 0,
@@ -540,6 +541,7 @@ struct StateFigures {
 struct Emitter<'p> {
     sinks: &'p mut [Box<dyn crate::sinks::Sink>],
     bus: &'p Bus,
+    change: ResultChange,
     /// The next epoch's id.
     epoch: u64,
     /// Epochs this run.
@@ -559,7 +561,7 @@ impl Emitter<'_> {
         state: StateFigures,
     ) -> Result<()> {
         let writing = Instant::now();
-        write_sinks(self.sinks, result, self.epoch, self.bus)?;
+        write_sinks(self.sinks, result, self.epoch, &self.change, self.bus)?;
         self.bus.publish(Event::EpochFinished(EpochProgress {
             epoch: self.epoch,
             rows: input_rows,
@@ -641,6 +643,7 @@ struct Engine<'a> {
     /// The split-count kernel's separator and whether it drops empty pieces, when the plan
     /// runs the prefix and the count in it.
     split: Option<(&'a str, bool)>,
+    change: ResultChange,
 }
 
 impl<'a> Engine<'a> {
@@ -678,6 +681,7 @@ impl<'a> Engine<'a> {
                 },
                 _ => None,
             });
+        let change = result_change(stages, mode);
         Engine {
             source,
             prefix,
@@ -685,6 +689,7 @@ impl<'a> Engine<'a> {
             suffix,
             mode,
             split,
+            change,
         }
     }
     /// Runs newly arrived chunks through the row-wise stages (in parallel over slices when
@@ -871,12 +876,34 @@ fn epoch_wanted(state: Option<&mut Box<dyn AggregateState>>) -> bool {
         .is_some_and(|e| e.wants_epoch())
 }
 
+/// What each epoch's rows are to the result so far, under `mode`, for subscribers that keep
+/// it: in `update` mode, the rows of the aggregation's groups by their key columns.
+pub(crate) fn result_change(stages: &[BuiltStage], mode: OutputMode) -> ResultChange {
+    let aggregation = stages.iter().find_map(|s| match &s.stage.kind {
+        StageKind::Aggregate(a) => Some((a.key_columns(), &s.stage.output)),
+        _ => None,
+    });
+    match (mode, aggregation) {
+        (OutputMode::Complete, _) => ResultChange::Replace,
+        (OutputMode::Update, Some((keys, output))) => ResultChange::Upsert {
+            keys: output
+                .fields()
+                .iter()
+                .take(keys)
+                .map(|f| f.name().clone())
+                .collect(),
+        },
+        _ => ResultChange::Append,
+    }
+}
+
 /// Hands `result` to every sink as epoch `epoch`, telling the bus (the Spark stream driver
-/// too).
+/// too): each sink's write, then the rows themselves as `change` to the result so far.
 pub(crate) fn write_sinks(
     sinks: &mut [Box<dyn crate::sinks::Sink>],
     result: &RecordBatch,
     epoch: u64,
+    change: &ResultChange,
     bus: &Bus,
 ) -> Result<()> {
     for (index, sink) in sinks.iter_mut().enumerate() {
@@ -887,6 +914,11 @@ pub(crate) fn write_sinks(
             rows: result.num_rows() as u64,
         });
     }
+    bus.publish(Event::ResultRows {
+        epoch,
+        change: change.clone(),
+        rows: ResultBatch(result.clone()),
+    });
     Ok(())
 }
 

@@ -300,6 +300,10 @@ pub fn prepare(
             remote: settings.remote.clone(),
             max_rows: settings.max_collect_rows,
             schema,
+            change: crate::exec::stream::result_change(
+                &pipeline.stages[..translation.steps],
+                stream.output_mode,
+            ),
         };
         pipeline.stages.drain(..translation.steps);
         pipeline.logical =

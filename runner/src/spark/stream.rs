@@ -34,6 +34,8 @@ pub struct SparkStream {
     pub max_rows: u64,
     /// The aggregation's output columns.
     pub schema: SchemaRef,
+    /// What each epoch's rows are to the result so far (by the local plan's aggregation).
+    pub change: crate::events::ResultChange,
 }
 
 /// One finished batch, from Spark's progress JSON.
@@ -322,7 +324,13 @@ fn follow(
         let out = run_suffix(pipeline, emitted)?;
         let engine = latest.duration + computing.elapsed();
         let writing = Instant::now();
-        crate::exec::stream::write_sinks(&mut pipeline.sinks, &out, latest.batch, bus)?;
+        crate::exec::stream::write_sinks(
+            &mut pipeline.sinks,
+            &out,
+            latest.batch,
+            &stream.change,
+            bus,
+        )?;
         bus.publish(Event::EpochFinished(EpochProgress {
             epoch: latest.batch,
             rows: input_rows,
