@@ -572,20 +572,19 @@ fn a_page_other_machines_reach_needs_its_token() {
     assert!(stderr.contains("--ui-token-env"), "{stderr}");
 
     let token = "s3cret-token-for-the-page-0123";
-    let mut child = runner_process();
-    child.env("RUNNER_TEST_UI_TOKEN", token);
+    // The same settings from `ui:` in the file.
+    let served = write(
+        dir.path(),
+        "served.yaml",
+        &format!(
+            "{}ui: {{listen: '0.0.0.0:0', token_env: RUNNER_TEST_UI_TOKEN, linger: 10m}}\n",
+            std::fs::read_to_string(&pipeline).unwrap()
+        ),
+    );
     let mut run = {
-        let mut child = child
-            .args([
-                "run",
-                pipeline.to_str().unwrap(),
-                "--ui",
-                "0.0.0.0:0",
-                "--ui-token-env",
-                "RUNNER_TEST_UI_TOKEN",
-                "--ui-linger",
-                "10m",
-            ])
+        let mut child = runner_process()
+            .env("RUNNER_TEST_UI_TOKEN", token)
+            .args(["run", served.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -149,7 +149,8 @@ function tickElapsed() {
   if (!page.run) return;
   const running = page.run.state === "running" || page.run.state === "starting";
   const extra = running ? (performance.now() - page.runSeen) / 1000 : 0;
-  $("elapsed").textContent = `${(page.run.elapsed_seconds + extra).toFixed(1)} s`;
+  const seconds = page.run.elapsed_seconds + extra;
+  $("elapsed").textContent = seconds < 1 ? `${Math.round(seconds * 1000)} ms` : seconds < 60 ? `${seconds.toFixed(1)} s` : `${Math.floor(seconds / 60)} min ${Math.floor(seconds % 60)} s`;
 }
 
 // ---- result: chart and table
