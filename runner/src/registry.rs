@@ -145,6 +145,8 @@ component_enum!(SinkConfig, "sink", BuildSink, [
         : "Write the result as JSON lines or Parquet, replaced atomically (a stream's append mode: lines added, or a Parquet part file per epoch)",
     "chart" => Chart(sinks::chart::ChartSinkConfig)
         : "Draw the top rows as a PNG bar chart (embedded font, no system fonts needed)",
+    "sqlite" => Sqlite(sinks::sqlite::SqliteSinkConfig)
+        : "Write the result into an SQLite table (bundled SQLite): replace, upsert or append, each epoch once",
     "socket" => Socket(sinks::socket::SocketSinkConfig)
         : "Serve rows as lines to a TCP client (listens, waits for it), like the chapter's forwarder",
 ]);

@@ -176,6 +176,9 @@ fn the_image_is_replaced_atomically_under_a_reader() {
             base_dir: dir.path(),
             streaming: false,
             appending: false,
+            updating: false,
+            checkpointed: false,
+            pipeline: "chart-test",
         })
         .unwrap();
     let target = dir.path().join("live.png");

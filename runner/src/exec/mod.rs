@@ -153,6 +153,11 @@ fn build_until(
                 appending: stream
                     .as_ref()
                     .is_some_and(|s| s.output_mode == OutputMode::Append),
+                updating: stream
+                    .as_ref()
+                    .is_some_and(|s| s.output_mode == OutputMode::Update),
+                checkpointed: stream.as_ref().is_some_and(|s| s.checkpoint.is_some()),
+                pipeline: &config.name,
             })
             .map_err(|e| {
                 Error::invalid(format!(

@@ -429,6 +429,9 @@ mod tests {
             base_dir: Path::new("."),
             streaming: false,
             appending: false,
+            updating: false,
+            checkpointed: false,
+            pipeline: "test",
         });
         assert!(sink.is_ok());
         assert_eq!(config.title(), "count by hashtag");
@@ -488,6 +491,9 @@ mod tests {
             base_dir: dir,
             streaming: true,
             appending: true,
+            updating: false,
+            checkpointed: false,
+            pipeline: "test",
         })
     }
 

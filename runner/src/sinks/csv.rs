@@ -267,6 +267,9 @@ mod tests {
                     base_dir: dir.path(),
                     streaming: true,
                     appending: true,
+                    updating: false,
+                    checkpointed: false,
+                    pipeline: "test",
                 })
                 .unwrap()
         };
@@ -300,6 +303,9 @@ mod tests {
                 base_dir: dir.path(),
                 streaming: false,
                 appending: false,
+                updating: false,
+                checkpointed: false,
+                pipeline: "test",
             })
             .unwrap();
         write_result(sink.as_mut(), &batch, 0).unwrap();
@@ -326,6 +332,9 @@ mod tests {
                 base_dir: std::path::Path::new("."),
                 streaming: false,
                 appending: false,
+                updating: false,
+                checkpointed: false,
+                pipeline: "test",
             })
             .unwrap();
         let err = write_result(sink.as_mut(), &batch, 0).unwrap_err();

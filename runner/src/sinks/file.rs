@@ -217,6 +217,9 @@ mod tests {
                 base_dir: dir,
                 streaming: appending,
                 appending,
+                updating: false,
+                checkpointed: false,
+                pipeline: "test",
             })
             .unwrap()
     }

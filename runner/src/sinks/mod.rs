@@ -3,8 +3,10 @@
 
 pub mod chart;
 pub mod csv;
+pub mod database;
 pub mod file;
 pub mod socket;
+pub mod sqlite;
 pub mod stdout;
 
 use std::path::Path;
@@ -25,6 +27,13 @@ pub struct SinkContext<'a> {
     /// Whether each epoch's result holds only its new rows (a stream in `append` output
     /// mode): file sinks add them to what earlier epochs wrote instead of replacing it.
     pub appending: bool,
+    /// Whether each epoch's result holds only the rows that changed (`update` output mode).
+    pub updating: bool,
+    /// Whether the stream keeps a checkpoint, so that a restart redoes epochs a sink may
+    /// have written already.
+    pub checkpointed: bool,
+    /// The pipeline's name (database sinks record their epochs under it).
+    pub pipeline: &'a str,
 }
 
 /// Implemented by every sink config.

@@ -258,6 +258,9 @@ mod tests {
                 base_dir: std::path::Path::new("."),
                 streaming: true,
                 appending: false,
+                updating: false,
+                checkpointed: false,
+                pipeline: "test",
             })
             .unwrap();
         let reader = std::thread::spawn(move || {
@@ -285,6 +288,9 @@ mod tests {
             base_dir: std::path::Path::new("."),
             streaming: false,
             appending: false,
+            updating: false,
+            checkpointed: false,
+            pipeline: "test",
         };
         let config: SocketSinkConfig = serde_saphyr::from_str("{listen: 'localhost'}").unwrap();
         assert!(config.build(&ctx).err().unwrap().contains("not an address"));

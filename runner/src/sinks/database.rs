@@ -1,0 +1,121 @@
+//! What the database sinks share: how a result's rows go into a table (`mode`), the checks
+//! of the table's name and key against the result's columns, and the `runner_epochs` ledger
+//! that makes each epoch's write happen once (Spark's idempotent `foreachBatch` pattern).
+
+use arrow_schema::Schema;
+use serde::Deserialize;
+
+use super::SinkContext;
+
+/// The table that records, per pipeline and target table, the last epoch written (in the
+/// same transaction as the epoch's rows).
+pub const EPOCHS_TABLE: &str = "runner_epochs";
+
+/// How each result goes into the table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DbMode {
+    /// The table holds exactly the latest result: its rows are replaced in one transaction
+    /// (readers see the old rows or the new ones).
+    #[default]
+    Replace,
+    /// Rows replace the ones with the same `key` and new keys are added (a stream's `update`
+    /// output mode).
+    Upsert,
+    /// Rows are added (a stream's `append` output mode, or a log of every result).
+    Append,
+}
+
+/// A SQL identifier in double quotes (a quote inside doubled), as SQLite and PostgreSQL read
+/// it: any name is taken literally, none can end the statement.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Checks `table`, `key` and `mode` against the result the sink will receive; returns the key
+/// columns' indices.
+pub fn check(
+    table: &str,
+    key: &[String],
+    mode: DbMode,
+    ctx: &SinkContext,
+) -> Result<Vec<usize>, String> {
+    if table.trim().is_empty() {
+        return Err("`table` must name a table".into());
+    }
+    if table.contains('\0') {
+        return Err("`table` must not contain a NUL character".into());
+    }
+    if table.eq_ignore_ascii_case(EPOCHS_TABLE) || table.to_ascii_lowercase().starts_with("sqlite_")
+    {
+        return Err(format!(
+            "table `{table}` is reserved (runner keeps its epochs in `{EPOCHS_TABLE}`; `sqlite_` names are SQLite's)"
+        ));
+    }
+    let schema: &Schema = ctx.input;
+    for field in schema.fields() {
+        if crate::data::ValueType::of(field.data_type()).is_none() {
+            return Err(format!(
+                "column `{}` holds {}, which has no database type here",
+                field.name(),
+                crate::data::type_label(field.data_type())
+            ));
+        }
+    }
+    let keys = key
+        .iter()
+        .map(|k| crate::data::column_index(schema, k).map_err(|e| format!("key: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    match mode {
+        DbMode::Upsert if keys.is_empty() => {
+            Err("mode `upsert` needs `key`: the columns that name a row (e.g. `key: [hashtag]`)".into())
+        }
+        DbMode::Replace if ctx.updating => Err(
+            "this stream's `update` output mode hands over only the rows that changed: use `mode: upsert` with `key`, or `output_mode: complete`"
+                .into(),
+        ),
+        _ => Ok(keys),
+    }
+}
+
+/// What `begin` decides for an epoch of a checkpointed stream, from the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochPlan {
+    Write,
+    /// The ledger already holds this epoch (or a later one): a redone epoch after a restart.
+    Skip {
+        last: u64,
+    },
+}
+
+/// Whether epoch `epoch` is written, given the last one the ledger holds. Only a stream
+/// with a checkpoint redoes epochs; other runs number their epochs from 0 each time.
+pub fn plan_epoch(epoch: u64, last: Option<u64>, checkpointed: bool) -> EpochPlan {
+    match last {
+        Some(last) if checkpointed && epoch <= last => EpochPlan::Skip { last },
+        _ => EpochPlan::Write,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_whatever_they_hold() {
+        assert_eq!(quote_ident("counts"), "\"counts\"");
+        assert_eq!(
+            quote_ident("a\"; DROP TABLE x; --"),
+            "\"a\"\"; DROP TABLE x; --\""
+        );
+    }
+
+    #[test]
+    fn only_a_checkpointed_stream_skips_epochs_the_ledger_holds() {
+        assert_eq!(plan_epoch(3, Some(3), true), EpochPlan::Skip { last: 3 });
+        assert_eq!(plan_epoch(2, Some(3), true), EpochPlan::Skip { last: 3 });
+        assert_eq!(plan_epoch(4, Some(3), true), EpochPlan::Write);
+        assert_eq!(plan_epoch(0, Some(3), false), EpochPlan::Write);
+        assert_eq!(plan_epoch(0, None, true), EpochPlan::Write);
+    }
+}

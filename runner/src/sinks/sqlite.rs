@@ -1,0 +1,482 @@
+//! `sqlite`: the result into a table of an SQLite database file (SQLite itself is compiled
+//! into runner: nothing to install). Each result is written in one transaction that also
+//! records the epoch in `runner_epochs`, so a reader sees the old table or the new one, and
+//! an epoch a checkpointed stream redoes after a restart is recognised and skipped. Rows go
+//! through one prepared statement, many rows per transaction.
+
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use rusqlite::types::Value;
+use serde::Deserialize;
+
+use super::database::{self, quote_ident, DbMode, EpochPlan, EPOCHS_TABLE};
+use super::{BuildSink, Flow, Sink, SinkContext};
+use crate::data::{cell, Cell, ValueType};
+use crate::error::{Error, Result};
+
+/// Write the result into an SQLite table.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSinkConfig {
+    /// The database file, relative to the pipeline file; created (with its directory) when
+    /// missing.
+    #[serde(deserialize_with = "crate::settings::env::path")]
+    pub path: PathBuf,
+    /// The table; created from the result's columns when missing (with a primary key on
+    /// `key`).
+    #[serde(deserialize_with = "crate::settings::env::string")]
+    pub table: String,
+    /// The columns that name a row: the table's primary key, and what `upsert` matches on.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// `replace` (default): the table holds the latest result; `upsert`: rows replace the
+    /// ones with the same key; `append`: rows are added.
+    #[serde(default)]
+    pub mode: DbMode,
+}
+
+impl BuildSink for SqliteSinkConfig {
+    fn output_path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+
+    fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, String> {
+        if self.path.as_os_str().is_empty() {
+            return Err("`path` must name a database file".into());
+        }
+        let keys = database::check(&self.table, &self.key, self.mode, ctx)?;
+        let columns: Vec<(String, ValueType)> = ctx
+            .input
+            .fields()
+            .iter()
+            .filter_map(|f| Some((f.name().clone(), ValueType::of(f.data_type())?)))
+            .collect();
+        Ok(Box::new(SqliteSink {
+            path: crate::settings::resolve_against(ctx.base_dir, &self.path),
+            table: self.table.clone(),
+            columns,
+            keys,
+            mode: self.mode,
+            pipeline: ctx.pipeline.to_owned(),
+            checkpointed: ctx.checkpointed,
+            connection: None,
+            epoch: None,
+        }))
+    }
+}
+
+pub struct SqliteSink {
+    path: PathBuf,
+    table: String,
+    columns: Vec<(String, ValueType)>,
+    keys: Vec<usize>,
+    mode: DbMode,
+    pipeline: String,
+    checkpointed: bool,
+    connection: Option<rusqlite::Connection>,
+    /// The epoch being written (`None` between epochs or when it is skipped), with its rows.
+    epoch: Option<(u64, u64)>,
+}
+
+/// A column's type in SQLite: timestamps as RFC 3339 text (SQLite's date functions read it),
+/// lists as JSON text, booleans as 0 and 1.
+fn sql_type(kind: ValueType) -> &'static str {
+    match kind {
+        ValueType::Integer | ValueType::Bool => "INTEGER",
+        ValueType::Float => "REAL",
+        ValueType::Text | ValueType::Timestamp | ValueType::TextList => "TEXT",
+    }
+}
+
+/// A cell as an SQLite value.
+fn sql_value(cell: Cell<'_>) -> Value {
+    match cell {
+        Cell::Null => Value::Null,
+        Cell::Text(s) => Value::Text(s.to_owned()),
+        Cell::Int(i) => Value::Integer(i),
+        Cell::Float(f) if f.is_nan() => Value::Null,
+        Cell::Float(f) => Value::Real(f),
+        Cell::Bool(b) => Value::Integer(i64::from(b)),
+        Cell::Timestamp(_) => Value::Text(cell.to_text()),
+        Cell::List(_) => Value::Text(cell.to_json().to_string()),
+    }
+}
+
+impl SqliteSink {
+    fn error(&self, doing: &str, e: impl std::fmt::Display) -> Error {
+        Error::runtime(format!(
+            "sqlite {} (table `{}`): {doing}: {e}",
+            self.path.display(),
+            self.table
+        ))
+    }
+
+    /// Opens the database on first use: the file and its folder are created, the ledger and
+    /// the table too when missing; an existing table must have the result's columns.
+    fn open(&mut self) -> Result<()> {
+        if self.connection.is_some() {
+            return Ok(());
+        }
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Output {
+                path: self.path.clone(),
+                source: e,
+            })?;
+        }
+        let connection =
+            rusqlite::Connection::open(&self.path).map_err(|e| self.error("cannot open", e))?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(|e| self.error("cannot set a busy timeout", e))?;
+        // Readers are never blocked by a write in progress, and see whole transactions.
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| self.error("cannot use write-ahead logging", e))?;
+        let columns: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(name, kind)| format!("{} {}", quote_ident(name), sql_type(*kind)))
+            .collect();
+        let key = match self.keys.is_empty() {
+            true => String::new(),
+            false => format!(
+                ", PRIMARY KEY ({})",
+                self.keys
+                    .iter()
+                    .map(|&k| quote_ident(&self.columns[k].0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        connection
+            .execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {EPOCHS_TABLE} (pipeline TEXT NOT NULL, target TEXT NOT NULL, epoch INTEGER NOT NULL, rows INTEGER NOT NULL, written_at TEXT NOT NULL, PRIMARY KEY (pipeline, target));
+                 CREATE TABLE IF NOT EXISTS {} ({}{key});",
+                quote_ident(&self.table),
+                columns.join(", ")
+            ))
+            .map_err(|e| self.error("cannot create the tables", e))?;
+        let existing: Vec<String> = {
+            let mut statement = connection
+                .prepare(&format!(
+                    "SELECT name FROM pragma_table_info({})",
+                    sql_text(&self.table)
+                ))
+                .map_err(|e| self.error("cannot read the table's columns", e))?;
+            let names = statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .map_err(|e| self.error("cannot read the table's columns", e))?;
+            names.filter_map(std::result::Result::ok).collect()
+        };
+        if let Some((missing, _)) = self
+            .columns
+            .iter()
+            .find(|(name, _)| !existing.contains(name))
+        {
+            return Err(self.error(
+                "the table exists without a column of the result",
+                format!(
+                    "`{missing}` (it has {}); drop the table or name another one",
+                    existing.join(", ")
+                ),
+            ));
+        }
+        self.connection = Some(connection);
+        Ok(())
+    }
+
+    /// Rolls back a transaction left open by an epoch that failed.
+    fn abandon(&mut self) {
+        if self.epoch.take().is_some() {
+            if let Some(connection) = &self.connection {
+                let _ = connection.execute_batch("ROLLBACK");
+            }
+        }
+    }
+}
+
+/// Text as an SQL string literal (for `pragma_table_info`, which takes no parameter there).
+fn sql_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+impl Sink for SqliteSink {
+    fn begin(&mut self, epoch: u64) -> Result<()> {
+        self.abandon();
+        self.open()?;
+        let Some(connection) = &self.connection else {
+            return Err(Error::runtime("sqlite sink: no connection"));
+        };
+        connection
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.error("cannot start a transaction", e))?;
+        let last: Option<i64> = connection
+            .query_row(
+                &format!("SELECT epoch FROM {EPOCHS_TABLE} WHERE pipeline = ?1 AND target = ?2"),
+                [&self.pipeline, &self.table],
+                |row| row.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+            .map_err(|e| self.error("cannot read runner_epochs", e))?;
+        match database::plan_epoch(epoch, last.map(|l| l.max(0) as u64), self.checkpointed) {
+            EpochPlan::Skip { last } => {
+                let _ = connection.execute_batch("ROLLBACK");
+                tracing::warn!(
+                    "{} table `{}`: epoch {epoch} was written before (runner_epochs holds epoch {last} for pipeline `{}`): skipped, as an epoch redone after a restart is. If the checkpoint was deleted, delete that row of runner_epochs",
+                    self.path.display(),
+                    self.table,
+                    self.pipeline
+                );
+                return Ok(());
+            }
+            EpochPlan::Write => {}
+        }
+        if self.mode == DbMode::Replace {
+            if let Err(e) =
+                connection.execute_batch(&format!("DELETE FROM {}", quote_ident(&self.table)))
+            {
+                let _ = connection.execute_batch("ROLLBACK");
+                return Err(self.error("cannot empty the table", e));
+            }
+        }
+        self.epoch = Some((epoch, 0));
+        Ok(())
+    }
+
+    fn write(&mut self, rows: &RecordBatch) -> Result<Flow> {
+        let Some((epoch, written)) = self.epoch else {
+            // A skipped epoch: nothing of it is written.
+            return Ok(Flow::Enough);
+        };
+        let Some(connection) = &self.connection else {
+            return Err(Error::runtime("sqlite sink: rows written before `begin`"));
+        };
+        let names: Vec<String> = self.columns.iter().map(|(n, _)| quote_ident(n)).collect();
+        let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+        let conflict = match self.mode {
+            DbMode::Upsert => {
+                let keys: Vec<String> = self.keys.iter().map(|&k| names[k].clone()).collect();
+                let updates: Vec<String> = (0..names.len())
+                    .filter(|i| !self.keys.contains(i))
+                    .map(|i| format!("{0} = excluded.{0}", names[i]))
+                    .collect();
+                match updates.is_empty() {
+                    true => format!(" ON CONFLICT ({}) DO NOTHING", keys.join(", ")),
+                    false => format!(
+                        " ON CONFLICT ({}) DO UPDATE SET {}",
+                        keys.join(", "),
+                        updates.join(", ")
+                    ),
+                }
+            }
+            DbMode::Replace | DbMode::Append => String::new(),
+        };
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({}){conflict}",
+            quote_ident(&self.table),
+            names.join(", "),
+            placeholders.join(", ")
+        );
+        let inserted = (|| -> rusqlite::Result<()> {
+            let mut statement = connection.prepare_cached(&sql)?;
+            let mut values: Vec<Value> = Vec::with_capacity(names.len());
+            for row in 0..rows.num_rows() {
+                values.clear();
+                values.extend(
+                    rows.columns()
+                        .iter()
+                        .map(|c| sql_value(cell(c.as_ref(), row))),
+                );
+                statement.execute(rusqlite::params_from_iter(values.iter()))?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = inserted {
+            let error = self.error("cannot insert rows", e);
+            self.abandon();
+            return Err(error);
+        }
+        self.epoch = Some((epoch, written + rows.num_rows() as u64));
+        Ok(Flow::More)
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        let Some((epoch, rows)) = self.epoch.take() else {
+            return Ok(());
+        };
+        let Some(connection) = &self.connection else {
+            return Err(Error::runtime("sqlite sink: commit before `begin`"));
+        };
+        let recorded = connection
+            .execute(
+                &format!(
+                    "INSERT INTO {EPOCHS_TABLE} (pipeline, target, epoch, rows, written_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (pipeline, target) DO UPDATE SET epoch = excluded.epoch, rows = excluded.rows, written_at = excluded.written_at"
+                ),
+                rusqlite::params![
+                    self.pipeline,
+                    self.table,
+                    epoch as i64,
+                    rows as i64,
+                    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+                ],
+            )
+            .and_then(|_| connection.execute_batch("COMMIT"));
+        if let Err(e) = recorded {
+            let _ = connection.execute_batch("ROLLBACK");
+            return Err(self.error("cannot commit", e));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::word_counts;
+
+    fn sink(dir: &Path, yaml: &str, streaming: bool, checkpointed: bool) -> Box<dyn Sink> {
+        let config: SqliteSinkConfig = serde_saphyr::from_str(yaml).unwrap();
+        let schema = word_counts(&["a"], &[1]).schema();
+        config
+            .build(&SinkContext {
+                input: &schema,
+                base_dir: dir,
+                streaming,
+                appending: false,
+                updating: false,
+                checkpointed,
+                pipeline: "p",
+            })
+            .unwrap()
+    }
+
+    fn table(path: &Path, sql: &str) -> Vec<(String, i64)> {
+        let connection = rusqlite::Connection::open(path).unwrap();
+        let mut statement = connection.prepare(sql).unwrap();
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn replace_upsert_and_append_each_do_what_they_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("out/counts.db");
+        for (mode, expected) in [
+            ("replace", vec![("b".to_owned(), 5), ("c".to_owned(), 1)]),
+            (
+                "upsert",
+                vec![
+                    ("a".to_owned(), 1),
+                    ("b".to_owned(), 5),
+                    ("c".to_owned(), 1),
+                ],
+            ),
+            (
+                "append",
+                vec![
+                    ("a".to_owned(), 1),
+                    ("b".to_owned(), 2),
+                    ("b".to_owned(), 5),
+                    ("c".to_owned(), 1),
+                ],
+            ),
+        ] {
+            let mut sink = sink(
+                dir.path(),
+                &match mode {
+                    // A key is the table's primary key: appended rows may repeat a word.
+                    "append" => "{path: out/counts.db, table: append, mode: append}".to_owned(),
+                    _ => {
+                        format!("{{path: out/counts.db, table: {mode}, key: [word], mode: {mode}}}")
+                    }
+                },
+                true,
+                false,
+            );
+            for (epoch, rows) in [
+                word_counts(&["a", "b"], &[1, 2]),
+                word_counts(&["b", "c"], &[5, 1]),
+            ]
+            .iter()
+            .enumerate()
+            {
+                crate::sinks::write_result(sink.as_mut(), rows, epoch as u64).unwrap();
+            }
+            let rows = table(
+                &db,
+                &format!("SELECT word, count FROM \"{mode}\" ORDER BY word, count"),
+            );
+            assert_eq!(rows, expected, "{mode}");
+        }
+        let ledger = table(
+            &db,
+            "SELECT target, epoch FROM runner_epochs ORDER BY target",
+        );
+        assert_eq!(
+            ledger,
+            [
+                ("append".to_owned(), 1),
+                ("replace".to_owned(), 1),
+                ("upsert".to_owned(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_checkpointed_stream_skips_an_epoch_the_ledger_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = "{path: c.db, table: t, mode: append}";
+        let mut first = sink(dir.path(), yaml, true, true);
+        crate::sinks::write_result(first.as_mut(), &word_counts(&["a"], &[1]), 0).unwrap();
+        drop(first);
+        // A restarted run redoes epoch 0, then goes on with epoch 1.
+        let mut again = sink(dir.path(), yaml, true, true);
+        crate::sinks::write_result(again.as_mut(), &word_counts(&["a"], &[1]), 0).unwrap();
+        crate::sinks::write_result(again.as_mut(), &word_counts(&["b"], &[1]), 1).unwrap();
+        let rows = table(
+            &dir.path().join("c.db"),
+            "SELECT word, count FROM t ORDER BY word",
+        );
+        assert_eq!(rows, [("a".to_owned(), 1), ("b".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn a_failed_epoch_leaves_the_table_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = sink(
+            dir.path(),
+            "{path: f.db, table: t, key: [word]}",
+            false,
+            false,
+        );
+        crate::sinks::write_result(sink.as_mut(), &word_counts(&["a"], &[1]), 0).unwrap();
+        // The same key twice breaks the primary key: the whole result is rolled back.
+        let twice = word_counts(&["b", "b"], &[1, 2]);
+        assert!(crate::sinks::write_result(sink.as_mut(), &twice, 0).is_err());
+        let rows = table(&dir.path().join("f.db"), "SELECT word, count FROM t");
+        assert_eq!(rows, [("a".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn a_table_without_the_results_columns_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (other TEXT)")
+            .unwrap();
+        let mut sink = sink(dir.path(), "{path: x.db, table: t}", false, false);
+        let error = sink.begin(0).unwrap_err().to_string();
+        assert!(error.contains("without a column of the result"), "{error}");
+        assert!(error.contains("`word`"), "{error}");
+    }
+}
