@@ -147,6 +147,8 @@ component_enum!(SinkConfig, "sink", BuildSink, [
         : "Draw the top rows as a PNG bar chart (embedded font, no system fonts needed)",
     "sqlite" => Sqlite(sinks::sqlite::SqliteSinkConfig)
         : "Write the result into an SQLite table (bundled SQLite): replace, upsert or append, each epoch once",
+    "postgres" => Postgres(sinks::postgres::PostgresSinkConfig)
+        : "Write the result into a PostgreSQL table (COPY, TLS by rustls): replace, upsert or append, each epoch once",
     "socket" => Socket(sinks::socket::SocketSinkConfig)
         : "Serve rows as lines to a TCP client (listens, waits for it), like the chapter's forwarder",
 ]);

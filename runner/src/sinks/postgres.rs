@@ -1,0 +1,560 @@
+//! `postgres`: the result into a PostgreSQL table (tokio-postgres, TLS by rustls). Each result
+//! is written at `commit` in one transaction: rows go in with `COPY ... FROM STDIN BINARY`
+//! (through a temporary table for `upsert`), and the epoch is recorded in `runner_epochs` in
+//! the same transaction, so a reader sees the old table or the new one and an epoch a
+//! checkpointed stream redoes after a restart is recognised and skipped. A lost connection is
+//! reconnected with backoff and the epoch retried as a whole (its rows are held until it is
+//! committed; the stream waits meanwhile, holding its source back). The URL comes from an
+//! environment variable and its password never reaches a log or a message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use serde::Deserialize;
+use tokio_postgres::types::{ToSql, Type};
+
+use super::database::{self, quote_ident, DbMode, EpochPlan, EPOCHS_TABLE};
+use super::{BuildSink, Flow, Sink, SinkContext};
+use crate::data::{cell, Cell, ValueType};
+use crate::error::{Error, Result};
+
+/// Write the result into a PostgreSQL table.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSinkConfig {
+    /// The environment variable holding the server's URL,
+    /// `postgres://user:password@host:5432/database?sslmode=require` (`sslmode`: `disable`,
+    /// `prefer` (default) or `require`; TLS by rustls with the system's and Mozilla's roots).
+    #[serde(deserialize_with = "crate::settings::env::string")]
+    pub url_env: String,
+    /// The table (in the connection's schema).
+    #[serde(deserialize_with = "crate::settings::env::string")]
+    pub table: String,
+    /// The columns that name a row: the primary key of a table runner creates, and what
+    /// `upsert` matches on.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// `replace` (default): the table holds the latest result; `upsert`: rows replace the
+    /// ones with the same key; `append`: rows are added.
+    #[serde(default)]
+    pub mode: DbMode,
+    /// Create the table from the result's columns when it is missing (default `true`).
+    #[serde(default = "yes")]
+    pub create: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How long a batch run keeps trying to reach the server before it fails (a stream keeps
+/// trying until it is stopped).
+const BATCH_RETRY_FOR: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl BuildSink for PostgresSinkConfig {
+    fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, String> {
+        if self.url_env.trim().is_empty() {
+            return Err("`url_env` must name an environment variable".into());
+        }
+        // The URL and its password are secrets for every output, from the start.
+        if let Ok(url) = std::env::var(&self.url_env) {
+            register_secrets(&url);
+        }
+        let keys = database::check(&self.table, &self.key, self.mode, ctx)?;
+        let columns: Vec<(String, ValueType)> = ctx
+            .input
+            .fields()
+            .iter()
+            .filter_map(|f| Some((f.name().clone(), ValueType::of(f.data_type())?)))
+            .collect();
+        Ok(Box::new(PostgresSink {
+            settings: Arc::new(Settings {
+                url_env: self.url_env.clone(),
+                table: self.table.clone(),
+                columns,
+                keys,
+                mode: self.mode,
+                create: self.create,
+                pipeline: ctx.pipeline.to_owned(),
+                checkpointed: ctx.checkpointed,
+                streaming: ctx.streaming,
+            }),
+            runtime: None,
+            client: None,
+            epoch: None,
+        }))
+    }
+}
+
+/// The URL and the password in it, for the redaction of every output.
+fn register_secrets(url: &str) {
+    crate::redact::register(url);
+    if let Ok(config) = url.parse::<tokio_postgres::Config>() {
+        if let Some(password) = config.get_password() {
+            if let Ok(password) = std::str::from_utf8(password) {
+                crate::redact::register(password);
+            }
+        }
+    }
+}
+
+/// What a commit needs, shared with the thread that runs it.
+struct Settings {
+    url_env: String,
+    table: String,
+    columns: Vec<(String, ValueType)>,
+    keys: Vec<usize>,
+    mode: DbMode,
+    create: bool,
+    pipeline: String,
+    checkpointed: bool,
+    streaming: bool,
+}
+
+pub struct PostgresSink {
+    settings: Arc<Settings>,
+    /// The sink's own runtime: the client's connection runs on it between epochs.
+    runtime: Option<tokio::runtime::Runtime>,
+    client: Option<tokio_postgres::Client>,
+    /// The epoch being written and its rows, held until they are committed.
+    epoch: Option<(u64, Vec<RecordBatch>)>,
+}
+
+/// Why a commit failed: the connection (retried) or anything else (not).
+enum Failure {
+    Connection(String),
+    Fatal(Error),
+}
+
+impl Settings {
+    fn error(&self, doing: &str, e: impl std::fmt::Display) -> Error {
+        Error::runtime(crate::redact::redact(&format!(
+            "postgres table `{}`: {doing}: {e}",
+            self.table
+        )))
+    }
+
+    fn classify(&self, doing: &str, e: tokio_postgres::Error) -> Failure {
+        use tokio_postgres::error::SqlState;
+        let lost = e.is_closed()
+            || e.code().is_none_or(|code| {
+                code.code().starts_with("08")
+                    || [
+                        SqlState::ADMIN_SHUTDOWN,
+                        SqlState::CRASH_SHUTDOWN,
+                        SqlState::CANNOT_CONNECT_NOW,
+                    ]
+                    .contains(code)
+            }) && !is_auth_failure(&e);
+        let message = error_text(&e);
+        if lost {
+            Failure::Connection(crate::redact::redact(&format!("{doing}: {message}")).into_owned())
+        } else {
+            Failure::Fatal(self.error(doing, message))
+        }
+    }
+
+    fn url(&self) -> Result<String> {
+        let url = std::env::var(&self.url_env).map_err(|_| {
+            Error::runtime(format!(
+                "postgres table `{}`: the environment variable {} is not set: export the server's URL in it (postgres://user:password@host:5432/database)",
+                self.table, self.url_env
+            ))
+        })?;
+        register_secrets(&url);
+        Ok(url)
+    }
+}
+
+fn is_auth_failure(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code().is_some_and(|c| {
+        *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+    })
+}
+
+/// The server's message with its detail, else the error and its cause.
+fn error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_owned(),
+        },
+        None => crate::error::error_chain(e),
+    }
+}
+
+/// A column's type in PostgreSQL.
+fn sql_type(kind: ValueType) -> (&'static str, Type) {
+    match kind {
+        ValueType::Text => ("TEXT", Type::TEXT),
+        ValueType::Integer => ("BIGINT", Type::INT8),
+        ValueType::Float => ("DOUBLE PRECISION", Type::FLOAT8),
+        ValueType::Bool => ("BOOLEAN", Type::BOOL),
+        ValueType::Timestamp => ("TIMESTAMPTZ", Type::TIMESTAMPTZ),
+        ValueType::TextList => ("TEXT[]", Type::TEXT_ARRAY),
+    }
+}
+
+/// A cell as a value COPY sends.
+fn sql_value(cell: Cell<'_>) -> Box<dyn ToSql + Sync + Send> {
+    match cell {
+        Cell::Null => Box::new(Option::<String>::None),
+        Cell::Text(s) => Box::new(s.to_owned()),
+        Cell::Int(i) => Box::new(i),
+        Cell::Float(f) => Box::new(f),
+        Cell::Bool(b) => Box::new(b),
+        Cell::Timestamp(t) => Box::new(chrono::DateTime::from_timestamp_micros(t)),
+        Cell::List(items) => Box::new(
+            items
+                .into_iter()
+                .map(|item| match item {
+                    Cell::Null => None,
+                    other => Some(other.to_text()),
+                })
+                .collect::<Vec<Option<String>>>(),
+        ),
+    }
+}
+
+/// TLS by rustls, trusting the system's certificates and Mozilla's (bundled, for hosts
+/// without a certificate store).
+fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+}
+
+impl PostgresSink {
+    /// Connects, writes the epoch's rows and records it, in one transaction; a lost
+    /// connection is tried again with backoff (the whole epoch).
+    fn commit_epoch(&mut self, epoch: u64, batches: &[RecordBatch]) -> Result<()> {
+        let settings = self.settings.clone();
+        if self.runtime.is_none() {
+            self.runtime = Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("runner-postgres")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| settings.error("cannot start its runtime", e))?,
+            );
+        }
+        let url = settings.url()?;
+        let started = std::time::Instant::now();
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let attempt = {
+                let (runtime, client) = (self.runtime.as_ref(), &mut self.client);
+                let Some(runtime) = runtime else {
+                    return Err(settings.error("no runtime", "internal"));
+                };
+                // The run may be on an async thread of its own: this sink's runtime is
+                // entered from a thread that is not.
+                std::thread::scope(|scope| {
+                    scope
+                        .spawn(|| {
+                            runtime.block_on(write_epoch(&settings, &url, client, epoch, batches))
+                        })
+                        .join()
+                        .unwrap_or_else(|_| {
+                            Err(Failure::Fatal(Error::runtime("the postgres sink panicked")))
+                        })
+                })
+            };
+            match attempt {
+                Ok(()) => return Ok(()),
+                Err(Failure::Fatal(error)) => return Err(error),
+                Err(Failure::Connection(why)) => {
+                    self.client = None;
+                    let give_up = crate::cancel::requested()
+                        || (!settings.streaming && started.elapsed() > BATCH_RETRY_FOR);
+                    if give_up {
+                        return Err(Error::runtime(format!(
+                            "postgres table `{}`: {why} (gave up after {:.0} s)",
+                            settings.table,
+                            started.elapsed().as_secs_f64()
+                        )));
+                    }
+                    tracing::warn!(
+                        "postgres table `{}`: {why}; trying epoch {epoch} again in {} ms",
+                        settings.table,
+                        backoff.as_millis()
+                    );
+                    let until = std::time::Instant::now() + backoff;
+                    while std::time::Instant::now() < until && !crate::cancel::requested() {
+                        std::thread::sleep(
+                            crate::cancel::POLL.min(until - std::time::Instant::now()),
+                        );
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// One attempt at an epoch: connect when needed, then the transaction.
+async fn write_epoch(
+    settings: &Settings,
+    url: &str,
+    client: &mut Option<tokio_postgres::Client>,
+    epoch: u64,
+    batches: &[RecordBatch],
+) -> std::result::Result<(), Failure> {
+    if client.as_ref().is_none_or(|c| c.is_closed()) {
+        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            Failure::Fatal(settings.error(
+                &format!("the URL in {} is not a postgres:// URL", settings.url_env),
+                e,
+            ))
+        })?;
+        let (connected, connection) = config
+            .connect(tls())
+            .await
+            .map_err(|e| settings.classify("cannot connect", e))?;
+        tokio::spawn(async move {
+            // Ends with the connection; its error shows in the next statement's.
+            let _ = connection.await;
+        });
+        *client = Some(connected);
+        prepare_tables(settings, client.as_ref().expect("just connected")).await?;
+    }
+    let Some(client) = client.as_mut() else {
+        return Err(Failure::Connection("no connection".into()));
+    };
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|e| settings.classify("cannot start a transaction", e))?;
+    let last: Option<i64> = transaction
+        .query_opt(
+            &format!(
+                "SELECT epoch FROM {EPOCHS_TABLE} WHERE pipeline = $1 AND target = $2 FOR UPDATE"
+            ),
+            &[&settings.pipeline, &settings.table],
+        )
+        .await
+        .map_err(|e| settings.classify("cannot read runner_epochs", e))?
+        .map(|row| row.get(0));
+    if let EpochPlan::Skip { last } =
+        database::plan_epoch(epoch, last.map(|l| l.max(0) as u64), settings.checkpointed)
+    {
+        tracing::warn!(
+            "postgres table `{}`: epoch {epoch} was written before (runner_epochs holds epoch {last} for pipeline `{}`): skipped, as an epoch redone after a restart is. If the checkpoint was deleted, delete that row of runner_epochs",
+            settings.table,
+            settings.pipeline
+        );
+        return Ok(());
+    }
+    let table = quote_ident(&settings.table);
+    let names: Vec<String> = settings
+        .columns
+        .iter()
+        .map(|(n, _)| quote_ident(n))
+        .collect();
+    let types: Vec<Type> = settings
+        .columns
+        .iter()
+        .map(|(_, k)| sql_type(*k).1)
+        .collect();
+    if settings.mode == DbMode::Replace {
+        transaction
+            .batch_execute(&format!("DELETE FROM {table}"))
+            .await
+            .map_err(|e| settings.classify("cannot empty the table", e))?;
+    }
+    // Upserts go through a temporary table: COPY cannot resolve conflicts itself.
+    let copy_into = match settings.mode {
+        DbMode::Upsert => {
+            transaction
+                .batch_execute(&format!(
+                    "CREATE TEMPORARY TABLE runner_incoming (LIKE {table}) ON COMMIT DROP"
+                ))
+                .await
+                .map_err(|e| settings.classify("cannot create a temporary table", e))?;
+            "runner_incoming".to_owned()
+        }
+        DbMode::Replace | DbMode::Append => table.clone(),
+    };
+    let sink = transaction
+        .copy_in(&format!(
+            "COPY {copy_into} ({}) FROM STDIN BINARY",
+            names.join(", ")
+        ))
+        .await
+        .map_err(|e| settings.classify("cannot start COPY", e))?;
+    let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
+    futures_util::pin_mut!(writer);
+    let mut rows = 0u64;
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            let values: Vec<Box<dyn ToSql + Sync + Send>> = batch
+                .columns()
+                .iter()
+                .map(|c| sql_value(cell(c.as_ref(), row)))
+                .collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = values
+                .iter()
+                .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            writer
+                .as_mut()
+                .write(&refs)
+                .await
+                .map_err(|e| settings.classify("cannot send rows", e))?;
+            rows += 1;
+        }
+    }
+    writer
+        .finish()
+        .await
+        .map_err(|e| settings.classify("cannot finish COPY", e))?;
+    if settings.mode == DbMode::Upsert {
+        let keys: Vec<String> = settings.keys.iter().map(|&k| names[k].clone()).collect();
+        let updates: Vec<String> = (0..names.len())
+            .filter(|i| !settings.keys.contains(i))
+            .map(|i| format!("{0} = excluded.{0}", names[i]))
+            .collect();
+        let conflict = match updates.is_empty() {
+            true => format!("ON CONFLICT ({}) DO NOTHING", keys.join(", ")),
+            false => format!(
+                "ON CONFLICT ({}) DO UPDATE SET {}",
+                keys.join(", "),
+                updates.join(", ")
+            ),
+        };
+        transaction
+            .batch_execute(&format!(
+                "INSERT INTO {table} ({0}) SELECT {0} FROM runner_incoming {conflict}",
+                names.join(", ")
+            ))
+            .await
+            .map_err(|e| settings.classify("cannot merge the rows", e))?;
+    }
+    transaction
+        .execute(
+            &format!(
+                "INSERT INTO {EPOCHS_TABLE} (pipeline, target, epoch, rows, written_at) VALUES ($1, $2, $3, $4, now())
+                 ON CONFLICT (pipeline, target) DO UPDATE SET epoch = excluded.epoch, rows = excluded.rows, written_at = excluded.written_at"
+            ),
+            &[&settings.pipeline, &settings.table, &(epoch as i64), &(rows as i64)],
+        )
+        .await
+        .map_err(|e| settings.classify("cannot record the epoch", e))?;
+    transaction
+        .commit()
+        .await
+        .map_err(|e| settings.classify("cannot commit", e))
+}
+
+/// The ledger, and the table when it is missing and may be created; an existing table must
+/// have the result's columns.
+async fn prepare_tables(
+    settings: &Settings,
+    client: &tokio_postgres::Client,
+) -> std::result::Result<(), Failure> {
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {EPOCHS_TABLE} (pipeline TEXT NOT NULL, target TEXT NOT NULL, epoch BIGINT NOT NULL, rows BIGINT NOT NULL, written_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (pipeline, target))"
+        ))
+        .await
+        .map_err(|e| settings.classify("cannot create runner_epochs", e))?;
+    let existing: Vec<String> = client
+        .query(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
+            &[&settings.table],
+        )
+        .await
+        .map_err(|e| settings.classify("cannot read the table's columns", e))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if existing.is_empty() {
+        if !settings.create {
+            return Err(Failure::Fatal(settings.error(
+                "the table does not exist",
+                "create it, or leave `create` at true",
+            )));
+        }
+        let columns: Vec<String> = settings
+            .columns
+            .iter()
+            .map(|(name, kind)| format!("{} {}", quote_ident(name), sql_type(*kind).0))
+            .collect();
+        let key = match settings.keys.is_empty() {
+            true => String::new(),
+            false => format!(
+                ", PRIMARY KEY ({})",
+                settings
+                    .keys
+                    .iter()
+                    .map(|&k| quote_ident(&settings.columns[k].0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        return client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {} ({}{key})",
+                quote_ident(&settings.table),
+                columns.join(", ")
+            ))
+            .await
+            .map_err(|e| settings.classify("cannot create the table", e));
+    }
+    if let Some((missing, _)) = settings
+        .columns
+        .iter()
+        .find(|(name, _)| !existing.contains(name))
+    {
+        return Err(Failure::Fatal(settings.error(
+            "the table exists without a column of the result",
+            format!(
+                "`{missing}` (it has {}); drop the table or name another one",
+                existing.join(", ")
+            ),
+        )));
+    }
+    Ok(())
+}
+
+impl Sink for PostgresSink {
+    fn begin(&mut self, epoch: u64) -> Result<()> {
+        self.epoch = Some((epoch, Vec::new()));
+        Ok(())
+    }
+
+    fn write(&mut self, rows: &RecordBatch) -> Result<Flow> {
+        match self.epoch.as_mut() {
+            // Held (shared, not copied) until the epoch is committed, to retry it whole.
+            Some((_, batches)) => batches.push(rows.clone()),
+            None => return Err(Error::runtime("postgres sink: rows written before `begin`")),
+        }
+        Ok(Flow::More)
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        let Some((epoch, batches)) = self.epoch.take() else {
+            return Err(Error::runtime("postgres sink: commit before `begin`"));
+        };
+        self.commit_epoch(epoch, &batches)
+    }
+}
+
+impl Drop for PostgresSink {
+    fn drop(&mut self) {
+        self.client = None;
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The `postgres` sink against a real PostgreSQL server (`bash .ci/postgres.sh start`, whose
+//! URL `.ci/run` exports as RUNNER_POSTGRES_URL): the word count, a checkpointed stream killed
+//! with SIGKILL and restarted (every row exactly once), the server restarted in the middle of
+//! a stream (reconnected, nothing lost or doubled), a wrong password (exit 1, never printed).
+//! Without the server these tests fail under `CI=true` and print SKIPPED otherwise.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+
+use common::{repo_root, run_pipeline, runner_process, write};
+
+/// The test server's URL, or `None` (the caller returns) outside CI.
+fn server() -> Option<String> {
+    let url = std::env::var("RUNNER_POSTGRES_URL").ok();
+    if url.is_none() {
+        common::missing_input(
+            "RUNNER_POSTGRES_URL is not set: start a server with `bash .ci/postgres.sh start` and export the URL it prints",
+        );
+    }
+    url
+}
+
+/// A unique table name per test, so tests share the server.
+fn table(name: &str) -> String {
+    format!("{name}_{}", std::process::id())
+}
+
+fn query(url: &str, sql: &str) -> Vec<Vec<String>> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .simple_query(sql)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).unwrap_or("NULL").to_owned())
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// The replay tape into `table` in append mode, with a checkpoint every 3 epochs (so a
+/// restart redoes epochs the database already holds).
+fn replay_pipeline(dir: &Path, name: &str, table: &str, speed: &str) -> std::path::PathBuf {
+    write(
+        dir,
+        &format!("{name}.yaml"),
+        &format!(
+            "name: {table}\nmode: stream\nsource: {{type: replay, path: {}, speed: '{speed}'}}\ntransforms:\n  - {{type: select, columns: [id, created_at, language, tags]}}\ntrigger: {{processing_time: 50ms}}\ncheckpoint: {{dir: {name}-state, every: 3}}\nsinks:\n  - {{type: postgres, url_env: RUNNER_POSTGRES_URL, table: {table}, mode: append}}\n",
+            repo_root().join("pipelines/tapes/sample.jsonl").display()
+        ),
+    )
+}
+
+/// Runs `pipeline` with `--progress json`, calling `at_epoch` with each epoch id as it is
+/// reported; it returns `true` to kill the run there (SIGKILL). Returns whether the run ended
+/// by itself with success, and its stderr.
+fn run_watching(pipeline: &Path, mut at_epoch: impl FnMut(u64) -> bool) -> (bool, String) {
+    let mut child = runner_process()
+        .args(["run", "--progress", "json"])
+        .arg(pipeline)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut killed = false;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let epoch = serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|v| v["batchId"].as_u64());
+        seen.push(line);
+        if epoch.is_some_and(&mut at_epoch) {
+            child.kill().unwrap(); // SIGKILL
+            killed = true;
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    (!killed && status.success(), seen.join("\n"))
+}
+
+#[test]
+fn the_word_count_goes_into_postgres_with_the_csvs_rows_run_after_run() {
+    let Some(url) = server() else { return };
+    let Some(play) = common::romeo_text() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let table = table("romeo");
+    let pipeline = write(
+        dir.path(),
+        "romeo.yaml",
+        &format!(
+            "name: romeo-{table}\nsource: {{type: file, path: {}}}\ntransforms:\n  - {{type: tokenize, lowercase: true, strip_punctuation: all}}\n  - {{type: stopwords, language: english}}\n  - {{type: group_count, by: word}}\n  - {{type: filter, where: count >= 60}}\n  - {{type: sort, by: [count desc, word asc]}}\nsinks:\n  - {{type: csv, path: out/counts.csv}}\n  - {{type: postgres, url_env: RUNNER_POSTGRES_URL, table: {table}, key: [word]}}\n",
+            play.display()
+        ),
+    );
+    for _ in 0..2 {
+        let (code, _, stderr) = run_pipeline(&pipeline, &[]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let csv: Vec<Vec<String>> = std::fs::read_to_string(dir.path().join("out/counts.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect();
+    let rows = query(
+        &url,
+        &format!("SELECT word, count FROM {table} ORDER BY count DESC, word"),
+    );
+    assert_eq!(rows, csv);
+    let types = query(
+        &url,
+        &format!("SELECT data_type FROM information_schema.columns WHERE table_name = '{table}' ORDER BY ordinal_position"),
+    );
+    assert_eq!(types, [["text"], ["bigint"]]);
+    let ledger = query(
+        &url,
+        &format!("SELECT epoch, rows FROM runner_epochs WHERE target = '{table}'"),
+    );
+    assert_eq!(ledger, [["0", "25"]]);
+}
+
+#[test]
+fn a_stream_killed_and_restarted_and_a_server_restarted_write_every_row_exactly_once() {
+    let Some(url) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let reference = table("reference");
+    let (ok, log) = run_watching(
+        &replay_pipeline(dir.path(), "reference", &reference, "max"),
+        |_| false,
+    );
+    assert!(ok, "{log}");
+
+    // Killed twice with SIGKILL, then left to finish; the server is restarted under it once.
+    let killed = table("killed");
+    let pipeline = replay_pipeline(dir.path(), "killed", &killed, "20");
+    let mut logs = String::new();
+    for kill_at in [4u64, 10] {
+        let (_, log) = run_watching(&pipeline, |epoch| epoch >= kill_at);
+        logs.push_str(&log);
+    }
+    let port = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .unwrap()
+        .to_owned();
+    let mut restarted = false;
+    let (ok, log) = run_watching(&pipeline, |epoch| {
+        if epoch >= 14 && !restarted {
+            restarted = true;
+            let status = std::process::Command::new("bash")
+                .arg(repo_root().join(".ci/postgres.sh"))
+                .arg("restart")
+                .env("RUNNER_PG_PORT", &port)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        false
+    });
+    logs.push_str(&log);
+    assert!(ok, "{logs}");
+    assert!(restarted, "{logs}");
+    assert!(
+        logs.contains("again in"),
+        "the sink lost its connection with the restart and tried the epoch again: {logs}"
+    );
+    assert!(
+        logs.contains("was written before"),
+        "a restart redid an epoch the table held, and the sink skipped it: {logs}"
+    );
+    let sql = |t: &str| format!("SELECT id, created_at, language, tags FROM {t} ORDER BY id");
+    let expected = query(&url, &sql(&reference));
+    let got = query(&url, &sql(&killed));
+    assert!(expected.len() > 100);
+    assert_eq!(got.len(), expected.len(), "no row written twice, none lost");
+    assert_eq!(got, expected);
+    // Types: timestamps as timestamptz, lists as text arrays.
+    assert!(expected[0][1].contains("+00"), "{:?}", expected[0]);
+    assert!(expected[0][3].starts_with('{'), "{:?}", expected[0]);
+}
+
+#[test]
+fn a_wrong_password_fails_the_run_without_showing_it() {
+    let Some(url) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.txt", "a b\n");
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: t\nsource: {{type: file, path: {}}}\nsinks:\n  - {{type: postgres, url_env: WRONG_URL, table: t}}\n",
+            input.display()
+        ),
+    );
+    let wrong = url.replace("runner-test-password", "not-the-password-4711");
+    let out = common::runner()
+        .arg("run")
+        .arg(&pipeline)
+        .env("WRONG_URL", &wrong)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-password-4711"), "{stderr}");
+    // No variable at all: named.
+    let out = common::runner().arg("run").arg(&pipeline).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("WRONG_URL is not set"), "{stderr}");
+}
