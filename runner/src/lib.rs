@@ -27,6 +27,7 @@ pub mod sinks;
 pub mod sources;
 pub mod spark;
 pub mod summary;
+pub mod testing;
 pub mod tokenizer;
 pub mod transforms;
 pub mod ui;

@@ -159,6 +159,17 @@ enum Command {
         #[arg(long = "set", value_name = "PATH=VALUE")]
         overrides: Vec<Override>,
     },
+    /// Run the tests of whole pipelines: every `*.test.yaml` file in the folders given (or the
+    /// files given). Inputs are fed to each pipeline's source; sinks are captured, never
+    /// written. Exit code 1 when a test fails.
+    Test {
+        /// Test files or folders holding them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// One line per test for people, or JSON lines for CI.
+        #[arg(long, value_enum, default_value = "text")]
+        format: PlanFormat,
+    },
     /// List every source, transform and sink.
     List,
     /// Work with transform plugins.
@@ -401,6 +412,7 @@ fn main() -> ExitCode {
             list();
             Ok(())
         }
+        Command::Test { paths, format } => test(&paths, format == PlanFormat::Json),
         Command::Plugin(PluginCommand::New { name, dir }) => {
             runner::plugin::new::create(&name, &dir).map(|new| {
                 println!("wrote {}", new.path.display());
@@ -620,6 +632,23 @@ fn execute(
 fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool, say: Say) -> Result<(), Error> {
     let mut failures = 0;
     for path in paths {
+        // `pipelines/*.yaml` names the pipelines' tests too: each is checked as a test file.
+        if runner::testing::is_test_file(path) {
+            match runner::testing::validate(path) {
+                Ok((pipeline, tests)) if !quiet => println!(
+                    "ok: {} ({tests} test(s) of {})",
+                    path.display(),
+                    pipeline.display()
+                ),
+                Ok(_) => {}
+                Err(error) if paths.len() == 1 => return Err(error),
+                Err(error) => {
+                    say.error(&error.to_string());
+                    failures += 1;
+                }
+            }
+            continue;
+        }
         let checked = config::load(path, overrides).and_then(|loaded| {
             let pipeline = exec::build(&loaded, None)?;
             // A file that runs on Spark: its translation is checked too (nothing is sent).
@@ -663,6 +692,80 @@ fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool, say: Say) ->
         Err(Error::invalid(format!(
             "{failures} of {} pipeline files are not valid",
             paths.len()
+        )))
+    }
+}
+
+/// `runner test`: like `cargo test`, one line per test, the failures with their diffs, then a
+/// count; `--format json`: one object per test and a summary object.
+fn test(paths: &[PathBuf], json: bool) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    let files = runner::testing::find(paths)?;
+    // Every file is read before anything runs: an invalid one stops the run (exit 2).
+    let mut suites = Vec::new();
+    for path in &files {
+        suites.push((path.clone(), runner::testing::read(path)?));
+    }
+    let total: usize = suites.iter().map(|(_, f)| f.tests.len()).sum();
+    if !json {
+        println!("\nrunning {total} test(s) from {} file(s)", suites.len());
+    }
+    let mut failed: Vec<runner::testing::Outcome> = Vec::new();
+    let mut passed = 0usize;
+    for (path, file) in &suites {
+        runner::testing::run_file(path, file, &mut |outcome| {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"type": "test", "file": outcome.file, "name": outcome.name, "result": if outcome.passed { "ok" } else { "failed" }, "failures": outcome.failures, "seconds": outcome.seconds})
+                );
+            } else {
+                println!(
+                    "test {} :: {} ... {}",
+                    outcome.file,
+                    runner::error::escape_controls(&outcome.name),
+                    if outcome.passed { "ok" } else { "FAILED" }
+                );
+            }
+            if outcome.passed {
+                passed += 1;
+            } else {
+                failed.push(outcome.clone());
+            }
+        });
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"type": "summary", "passed": passed, "failed": failed.len(), "seconds": seconds})
+        );
+    } else {
+        if !failed.is_empty() {
+            println!("\nfailures:");
+            for outcome in &failed {
+                println!(
+                    "\n---- {} :: {} ----",
+                    outcome.file,
+                    runner::error::escape_controls(&outcome.name)
+                );
+                for line in outcome.failures.iter().flat_map(|f| f.lines()) {
+                    println!("{}", runner::error::escape_controls(line));
+                }
+            }
+        }
+        println!(
+            "\ntest result: {}. {passed} passed; {} failed; finished in {seconds:.2}s\n",
+            if failed.is_empty() { "ok" } else { "FAILED" },
+            failed.len()
+        );
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::runtime(format!(
+            "{} of {total} pipeline test(s) failed",
+            failed.len()
         )))
     }
 }

@@ -1,0 +1,136 @@
+//! `runner test`: the tests shipped beside the pipelines pass; a failing test prints its diff
+//! and exits 1, an invalid test file exits 2, `--format json` is one object a line; nothing
+//! is written where the pipelines' sinks point.
+
+mod common;
+
+use common::{repo_root, runner, write};
+
+#[test]
+fn the_shipped_pipeline_tests_pass_and_write_nothing() {
+    let output = repo_root().join("output");
+    let before = std::fs::read_dir(&output)
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    (
+                        e.file_name(),
+                        e.metadata().ok().and_then(|m| m.modified().ok()),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let out = runner()
+        .args(["test", repo_root().join("pipelines").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("test result: ok."), "{stdout}");
+    for file in [
+        "romeo.test.yaml",
+        "hashtags_socket.test.yaml",
+        "hashtags_replay.test.yaml",
+        "hashtags_mastodon.test.yaml",
+        "toots_to_socket.test.yaml",
+        "mastodon_languages.test.yaml",
+    ] {
+        assert!(stdout.contains(file), "{file} ran: {stdout}");
+    }
+    let after = std::fs::read_dir(&output)
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    (
+                        e.file_name(),
+                        e.metadata().ok().and_then(|m| m.modified().ok()),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    assert_eq!(before, after, "output/ untouched");
+}
+
+#[test]
+fn a_failing_test_shows_its_diff_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.yaml",
+        "name: p\nmode: stream\nsource: {type: socket, host: 127.0.0.1, port: 9}\ntransforms:\n  - {type: explode, column: line, separator: ' ', as: tag}\n  - {type: group_count, by: tag}\nsinks:\n  - {type: csv, path: never/written.csv}\n",
+    );
+    write(
+        dir.path(),
+        "p.test.yaml",
+        "pipeline: p.yaml\ntests:\n  - name: right\n    input: {epochs: [[a b, a]]}\n    expect: [{rows: [[a, 2], [b, 1]]}]\n  - name: wrong\n    input: {epochs: [[a b], [b]]}\n    expect:\n      - {epoch: 1, rows: [[b, 1], [a, 1]]}\n      - {epoch: 0, row_count: 2}\n",
+    );
+    let out = runner()
+        .args(["test", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(":: right ... ok"), "{stdout}");
+    assert!(stdout.contains(":: wrong ... FAILED"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "the sinks, epoch 1: rows differ (- expected, + actual):\n+ [b, 2]\n- [b, 1]\n  [a, 1]"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("test result: FAILED. 1 passed; 1 failed"),
+        "{stdout}"
+    );
+    assert!(
+        !dir.path().join("never").exists(),
+        "sinks are captured, never written"
+    );
+
+    let out = runner()
+        .args(["test", "--format", "json", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["result"], "ok");
+    assert_eq!(lines[1]["result"], "failed");
+    assert_eq!(lines[2]["type"], "summary");
+    assert_eq!(lines[2]["failed"], 1);
+}
+
+#[test]
+fn an_invalid_test_file_is_named_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "x.test.yaml",
+        "pipeline: p.yaml\ntests:\n  - name: t\n    input: {lines: [a]}\n    expect: [{sink: 0}]\n",
+    );
+    let out = runner()
+        .args(["test", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("x.test.yaml: test `t`: an expectation states none of"),
+        "{stderr}"
+    );
+    let out = runner()
+        .args(["test", dir.path().join("nothing").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
