@@ -71,6 +71,20 @@ pub fn nested_cargo() -> std::process::Command {
     command
 }
 
+/// `dir/romeo.yaml`: the chapter's word count (romeo.yaml's steps) over `play`, named `name`,
+/// with `sinks` (YAML list items, each a line) in place of romeo.yaml's.
+pub fn romeo_pipeline(dir: &Path, play: &Path, name: &str, sinks: &[&str]) -> PathBuf {
+    let sinks: String = sinks.iter().map(|s| format!("  - {s}\n")).collect();
+    write(
+        dir,
+        "romeo.yaml",
+        &format!(
+            "name: {name}\nsource: {{type: file, path: {}}}\ntransforms:\n  - {{type: tokenize, lowercase: true, strip_punctuation: all}}\n  - {{type: stopwords, language: english}}\n  - {{type: group_count, by: word}}\n  - {{type: filter, where: count >= 60}}\n  - {{type: sort, by: [count desc, word asc]}}\nsinks:\n{sinks}",
+            play.display()
+        ),
+    )
+}
+
 /// Writes `text` as `name` in `dir` and returns its path.
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);

@@ -41,13 +41,14 @@ fn the_word_count_goes_into_sqlite_with_the_csvs_rows_run_after_run() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = write(
+    let pipeline = common::romeo_pipeline(
         dir.path(),
-        "romeo.yaml",
-        &format!(
-            "name: romeo\nsource: {{type: file, path: {}}}\ntransforms:\n  - {{type: tokenize, lowercase: true, strip_punctuation: all}}\n  - {{type: stopwords, language: english}}\n  - {{type: group_count, by: word}}\n  - {{type: filter, where: count >= 60}}\n  - {{type: sort, by: [count desc, word asc]}}\nsinks:\n  - {{type: csv, path: out/counts.csv}}\n  - {{type: sqlite, path: out/romeo.db, table: word_counts, key: [word]}}\n",
-            play.display()
-        ),
+        &play,
+        "romeo",
+        &[
+            "{type: csv, path: out/counts.csv}",
+            "{type: sqlite, path: out/romeo.db, table: word_counts, key: [word]}",
+        ],
     );
     for _ in 0..2 {
         let (code, _, stderr) = run_pipeline(&pipeline, &[]);

@@ -6,10 +6,9 @@ mod common;
 
 use common::{repo_root, runner, write};
 
-#[test]
-fn the_shipped_pipeline_tests_pass_and_write_nothing() {
-    let output = repo_root().join("output");
-    let before = std::fs::read_dir(&output)
+/// The names and modification times of what is in `dir`.
+fn listing(dir: &std::path::Path) -> Vec<(std::ffi::OsString, Option<std::time::SystemTime>)> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
                 .map(|e| {
@@ -18,9 +17,17 @@ fn the_shipped_pipeline_tests_pass_and_write_nothing() {
                         e.metadata().ok().and_then(|m| m.modified().ok()),
                     )
                 })
-                .collect::<Vec<_>>()
+                .collect()
         })
         .unwrap_or_default();
+    entries.sort();
+    entries
+}
+
+#[test]
+fn the_shipped_pipeline_tests_pass_and_write_nothing() {
+    let output = repo_root().join("output");
+    let before = listing(&output);
     let out = runner()
         .args(["test", repo_root().join("pipelines").to_str().unwrap()])
         .output()
@@ -43,18 +50,7 @@ fn the_shipped_pipeline_tests_pass_and_write_nothing() {
     ] {
         assert!(stdout.contains(file), "{file} ran: {stdout}");
     }
-    let after = std::fs::read_dir(&output)
-        .map(|d| {
-            d.flatten()
-                .map(|e| {
-                    (
-                        e.file_name(),
-                        e.metadata().ok().and_then(|m| m.modified().ok()),
-                    )
-                })
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
+    let after = listing(&output);
     assert_eq!(before, after, "output/ untouched");
 }
 

@@ -106,13 +106,13 @@ fn the_word_count_goes_into_postgres_with_the_csvs_rows_run_after_run() {
     };
     let dir = tempfile::tempdir().unwrap();
     let table = table("romeo");
-    let pipeline = write(
+    let postgres =
+        format!("{{type: postgres, url_env: RUNNER_POSTGRES_URL, table: {table}, key: [word]}}");
+    let pipeline = common::romeo_pipeline(
         dir.path(),
-        "romeo.yaml",
-        &format!(
-            "name: romeo-{table}\nsource: {{type: file, path: {}}}\ntransforms:\n  - {{type: tokenize, lowercase: true, strip_punctuation: all}}\n  - {{type: stopwords, language: english}}\n  - {{type: group_count, by: word}}\n  - {{type: filter, where: count >= 60}}\n  - {{type: sort, by: [count desc, word asc]}}\nsinks:\n  - {{type: csv, path: out/counts.csv}}\n  - {{type: postgres, url_env: RUNNER_POSTGRES_URL, table: {table}, key: [word]}}\n",
-            play.display()
-        ),
+        &play,
+        &format!("romeo-{table}"),
+        &["{type: csv, path: out/counts.csv}", &postgres],
     );
     for _ in 0..2 {
         let (code, _, stderr) = run_pipeline(&pipeline, &[]);

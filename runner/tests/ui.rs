@@ -502,13 +502,14 @@ fn a_finished_batch_run_keeps_its_page_up_for_the_linger_time() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let pipeline = write(
+    let pipeline = common::romeo_pipeline(
         dir.path(),
-        "romeo.yaml",
-        &format!(
-            "name: romeo\nsource: {{type: file, path: {}}}\ntransforms:\n  - {{type: tokenize, lowercase: true, strip_punctuation: all}}\n  - {{type: stopwords, language: english}}\n  - {{type: group_count, by: word}}\n  - {{type: filter, where: count >= 60}}\n  - {{type: sort, by: [count desc, word asc]}}\nsinks:\n  - {{type: csv, path: out/counts.csv}}\n  - {{type: chart, path: out/top.png, x: word, y: count, top: 20, title: Top words in Romeo and Juliet}}\n",
-            play.display()
-        ),
+        &play,
+        "romeo",
+        &[
+            "{type: csv, path: out/counts.csv}",
+            "{type: chart, path: out/top.png, x: word, y: count, top: 20, title: Top words in Romeo and Juliet}",
+        ],
     );
     let mut run = Run::start(&pipeline, &["--ui", "127.0.0.1:0", "--ui-linger", "10m"]);
     run.wait_line(|l| l.starts_with("the live page stays up for 10m"));

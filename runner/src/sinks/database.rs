@@ -78,6 +78,63 @@ pub fn check(
     }
 }
 
+/// `CREATE TABLE IF NOT EXISTS` for `columns` (quoted name, SQL type), with a primary key on
+/// the `keys` (indices into `columns`).
+pub fn create_table_sql(table: &str, columns: &[(String, &str)], keys: &[usize]) -> String {
+    let defined: Vec<String> = columns
+        .iter()
+        .map(|(name, kind)| format!("{} {kind}", quote_ident(name)))
+        .collect();
+    let key = match keys.is_empty() {
+        true => String::new(),
+        false => format!(
+            ", PRIMARY KEY ({})",
+            keys.iter()
+                .map(|&k| quote_ident(&columns[k].0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({}{key})",
+        quote_ident(table),
+        defined.join(", ")
+    )
+}
+
+/// The `ON CONFLICT` clause of an upsert: the other columns take the new row's values.
+pub fn upsert_clause(names: &[String], keys: &[usize]) -> String {
+    let key_names: Vec<&str> = keys.iter().map(|&k| names[k].as_str()).collect();
+    let updates: Vec<String> = (0..names.len())
+        .filter(|i| !keys.contains(i))
+        .map(|i| format!("{0} = excluded.{0}", names[i]))
+        .collect();
+    match updates.is_empty() {
+        true => format!("ON CONFLICT ({}) DO NOTHING", key_names.join(", ")),
+        false => format!(
+            "ON CONFLICT ({}) DO UPDATE SET {}",
+            key_names.join(", "),
+            updates.join(", ")
+        ),
+    }
+}
+
+/// The first of the result's columns an existing table lacks, as an error's text.
+pub fn missing_column(
+    wanted: &[(String, crate::data::ValueType)],
+    existing: &[String],
+) -> Option<String> {
+    wanted
+        .iter()
+        .find(|(name, _)| !existing.contains(name))
+        .map(|(missing, _)| {
+            format!(
+                "`{missing}` (it has {}); drop the table or name another one",
+                existing.join(", ")
+            )
+        })
+}
+
 /// What `begin` decides for an epoch of a checkpointed stream, from the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EpochPlan {
@@ -107,6 +164,23 @@ mod tests {
         assert_eq!(
             quote_ident("a\"; DROP TABLE x; --"),
             "\"a\"\"; DROP TABLE x; --\""
+        );
+    }
+
+    #[test]
+    fn upserts_update_the_other_columns_and_tables_get_their_key() {
+        let names = vec!["\"tag\"".to_owned(), "\"count\"".to_owned()];
+        assert_eq!(
+            upsert_clause(&names, &[0]),
+            "ON CONFLICT (\"tag\") DO UPDATE SET \"count\" = excluded.\"count\""
+        );
+        assert_eq!(
+            upsert_clause(&names[..1], &[0]),
+            "ON CONFLICT (\"tag\") DO NOTHING"
+        );
+        assert_eq!(
+            create_table_sql("t", &[("tag".into(), "TEXT"), ("n".into(), "BIGINT")], &[0]),
+            "CREATE TABLE IF NOT EXISTS \"t\" (\"tag\" TEXT, \"n\" BIGINT, PRIMARY KEY (\"tag\"))"
         );
     }
 

@@ -419,19 +419,7 @@ async fn write_epoch(
         .await
         .map_err(|e| settings.classify("cannot finish COPY", e))?;
     if settings.mode == DbMode::Upsert {
-        let keys: Vec<String> = settings.keys.iter().map(|&k| names[k].clone()).collect();
-        let updates: Vec<String> = (0..names.len())
-            .filter(|i| !settings.keys.contains(i))
-            .map(|i| format!("{0} = excluded.{0}", names[i]))
-            .collect();
-        let conflict = match updates.is_empty() {
-            true => format!("ON CONFLICT ({}) DO NOTHING", keys.join(", ")),
-            false => format!(
-                "ON CONFLICT ({}) DO UPDATE SET {}",
-                keys.join(", "),
-                updates.join(", ")
-            ),
-        };
+        let conflict = database::upsert_clause(&names, &settings.keys);
         transaction
             .batch_execute(&format!(
                 "INSERT INTO {table} ({0}) SELECT {0} FROM runner_incoming {conflict}",
@@ -485,44 +473,24 @@ async fn prepare_tables(
                 "create it, or leave `create` at true",
             )));
         }
-        let columns: Vec<String> = settings
+        let columns: Vec<(String, &str)> = settings
             .columns
             .iter()
-            .map(|(name, kind)| format!("{} {}", quote_ident(name), sql_type(*kind).0))
+            .map(|(name, kind)| (name.clone(), sql_type(*kind).0))
             .collect();
-        let key = match settings.keys.is_empty() {
-            true => String::new(),
-            false => format!(
-                ", PRIMARY KEY ({})",
-                settings
-                    .keys
-                    .iter()
-                    .map(|&k| quote_ident(&settings.columns[k].0))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
         return client
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {} ({}{key})",
-                quote_ident(&settings.table),
-                columns.join(", ")
+            .batch_execute(&database::create_table_sql(
+                &settings.table,
+                &columns,
+                &settings.keys,
             ))
             .await
             .map_err(|e| settings.classify("cannot create the table", e));
     }
-    if let Some((missing, _)) = settings
-        .columns
-        .iter()
-        .find(|(name, _)| !existing.contains(name))
-    {
-        return Err(Failure::Fatal(settings.error(
-            "the table exists without a column of the result",
-            format!(
-                "`{missing}` (it has {}); drop the table or name another one",
-                existing.join(", ")
-            ),
-        )));
+    if let Some(missing) = database::missing_column(&settings.columns, &existing) {
+        return Err(Failure::Fatal(
+            settings.error("the table exists without a column of the result", missing),
+        ));
     }
     Ok(())
 }

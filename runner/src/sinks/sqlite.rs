@@ -133,28 +133,16 @@ impl SqliteSink {
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| self.error("cannot use write-ahead logging", e))?;
-        let columns: Vec<String> = self
+        let columns: Vec<(String, &str)> = self
             .columns
             .iter()
-            .map(|(name, kind)| format!("{} {}", quote_ident(name), sql_type(*kind)))
+            .map(|(name, kind)| (name.clone(), sql_type(*kind)))
             .collect();
-        let key = match self.keys.is_empty() {
-            true => String::new(),
-            false => format!(
-                ", PRIMARY KEY ({})",
-                self.keys
-                    .iter()
-                    .map(|&k| quote_ident(&self.columns[k].0))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
         connection
             .execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {EPOCHS_TABLE} (pipeline TEXT NOT NULL, target TEXT NOT NULL, epoch INTEGER NOT NULL, rows INTEGER NOT NULL, written_at TEXT NOT NULL, PRIMARY KEY (pipeline, target));
-                 CREATE TABLE IF NOT EXISTS {} ({}{key});",
-                quote_ident(&self.table),
-                columns.join(", ")
+                 {};",
+                database::create_table_sql(&self.table, &columns, &self.keys)
             ))
             .map_err(|e| self.error("cannot create the tables", e))?;
         let existing: Vec<String> = {
@@ -259,21 +247,7 @@ impl Sink for SqliteSink {
         let names: Vec<String> = self.columns.iter().map(|(n, _)| quote_ident(n)).collect();
         let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
         let conflict = match self.mode {
-            DbMode::Upsert => {
-                let keys: Vec<String> = self.keys.iter().map(|&k| names[k].clone()).collect();
-                let updates: Vec<String> = (0..names.len())
-                    .filter(|i| !self.keys.contains(i))
-                    .map(|i| format!("{0} = excluded.{0}", names[i]))
-                    .collect();
-                match updates.is_empty() {
-                    true => format!(" ON CONFLICT ({}) DO NOTHING", keys.join(", ")),
-                    false => format!(
-                        " ON CONFLICT ({}) DO UPDATE SET {}",
-                        keys.join(", "),
-                        updates.join(", ")
-                    ),
-                }
-            }
+            DbMode::Upsert => format!(" {}", database::upsert_clause(&names, &self.keys)),
             DbMode::Replace | DbMode::Append => String::new(),
         };
         let sql = format!(
