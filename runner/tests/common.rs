@@ -85,6 +85,17 @@ pub fn romeo_pipeline(dir: &Path, play: &Path, name: &str, sinks: &[&str]) -> Pa
     )
 }
 
+/// The records of a CSV file the `csv` sink wrote, without its header, split at commas (for
+/// results whose values hold none).
+pub fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect()
+}
+
 /// Writes `text` as `name` in `dir` and returns its path.
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);

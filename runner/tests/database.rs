@@ -54,12 +54,7 @@ fn the_word_count_goes_into_sqlite_with_the_csvs_rows_run_after_run() {
         let (code, _, stderr) = run_pipeline(&pipeline, &[]);
         assert_eq!(code, 0, "{stderr}");
     }
-    let csv: Vec<Vec<String>> = std::fs::read_to_string(dir.path().join("out/counts.csv"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').map(str::to_owned).collect())
-        .collect();
+    let csv = common::csv_rows(&dir.path().join("out/counts.csv"));
     let db = dir.path().join("out/romeo.db");
     let table = rows(
         &db,
