@@ -91,7 +91,7 @@ fn default_size() -> [u32; 2] {
 
 impl ChartSinkConfig {
     /// The caption: `title:`, else a phrase a reader takes in (not `count by hashtag`).
-    fn title(&self) -> String {
+    pub fn title(&self) -> String {
         self.title.clone().unwrap_or_else(|| match self.sort {
             BarOrder::Value => format!("Top {} {} values by {}", self.top, self.x, self.y),
             BarOrder::Input => format!("{} by {}", self.y, self.x),

@@ -82,12 +82,7 @@ impl ChartChoice {
                 top: chart.top,
                 order: chart.sort,
                 palette: chart.palette,
-                title: chart.title.clone().unwrap_or_else(|| match chart.sort {
-                    BarOrder::Value => {
-                        format!("Top {} {} values by {}", chart.top, chart.x, chart.y)
-                    }
-                    BarOrder::Input => format!("{} by {}", chart.y, chart.x),
-                }),
+                title: chart.title(),
             });
         }
         let fields = schema.fields();
