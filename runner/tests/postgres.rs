@@ -224,6 +224,20 @@ fn a_wrong_password_fails_the_run_without_showing_it() {
         "{stderr}"
     );
     assert!(!stderr.contains("not-the-password-4711"), "{stderr}");
+    // `create: false` and no such table: the error says so.
+    let no_table = write(
+        dir.path(),
+        "no_table.yaml",
+        &format!(
+            "name: t\nsource: {{type: file, path: {}}}\nsinks:\n  - {{type: postgres, url_env: RUNNER_POSTGRES_URL, table: {}, create: false}}\n",
+            input.display(),
+            table("absent")
+        ),
+    );
+    let out = common::runner().arg("run").arg(&no_table).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the table does not exist"), "{stderr}");
     // No variable at all: named.
     let out = common::runner().arg("run").arg(&pipeline).output().unwrap();
     assert_eq!(out.status.code(), Some(1));

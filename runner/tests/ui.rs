@@ -336,6 +336,17 @@ impl Drop for Browser {
     }
 }
 
+/// Sends `burst` (lines of space-separated tags) to the stream's socket, counting its tags
+/// into `counts`; returns the lines sent.
+fn send_burst(feed: &mut TcpStream, burst: &[&str], counts: &mut HashMap<String, i64>) -> u64 {
+    for tag in burst.iter().flat_map(|line| line.split(' ')) {
+        *counts.entry(tag.to_owned()).or_default() += 1;
+    }
+    feed.write_all(format!("{}\n", burst.join("\n")).as_bytes())
+        .unwrap();
+    burst.len() as u64
+}
+
 /// The chart's bars as the page shows them: (label, value).
 const BARS: &str = "[...document.querySelectorAll('#chart g.bar')].map(g => [g.dataset.label, Number(g.dataset.value)])";
 
@@ -397,14 +408,7 @@ fn a_socket_streams_page_follows_every_epoch_in_the_browser_and_the_api() {
         &["ai ai ai", "data", "rust go", "ai"],
     ];
     for burst in bursts {
-        for line in burst {
-            for tag in line.split(' ') {
-                *counts.entry(tag.to_owned()).or_default() += 1;
-            }
-        }
-        feed.write_all(format!("{}\n", burst.join("\n")).as_bytes())
-            .unwrap();
-        lines_sent += burst.len() as u64;
+        lines_sent += send_burst(&mut feed, burst, &mut counts);
         // Every epoch arrives, in order, with its result, until the burst is counted.
         follow_epochs(&events, &mut epochs_seen, &mut rows_seen, lines_sent);
         // The result the API serves is the CSV sink's file.
@@ -450,15 +454,11 @@ fn a_socket_streams_page_follows_every_epoch_in_the_browser_and_the_api() {
     assert_eq!(page_bars(&mut browser), top(&counts, 5));
     let marker: Value = browser.wait_for("(window.sameDocument = 'yes')");
     assert_eq!(marker, "yes");
-    let burst = ["zig zig zig", "zig rust", "zig zig"];
-    for line in burst {
-        for tag in line.split(' ') {
-            *counts.entry(tag.to_owned()).or_default() += 1;
-        }
-    }
-    feed.write_all(format!("{}\n", burst.join("\n")).as_bytes())
-        .unwrap();
-    lines_sent += burst.len() as u64;
+    lines_sent += send_burst(
+        &mut feed,
+        &["zig zig zig", "zig rust", "zig zig"],
+        &mut counts,
+    );
     follow_epochs(&events, &mut epochs_seen, &mut rows_seen, lines_sent);
     let after = *epochs_seen.last().unwrap();
     assert!(after > before);

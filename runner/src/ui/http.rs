@@ -170,24 +170,30 @@ async fn events(
         .data(live.state_json().to_string());
     let updates = live.subscribe();
     let rest = futures_util::stream::unfold(updates, |mut updates| async move {
-        use tokio::sync::broadcast::error::RecvError;
-        let event = match updates.recv().await {
-            Ok(Update { name, id, data }) => {
-                let event = SseEvent::default().event(name).data(&*data);
-                match id {
-                    Some(id) => event.id(id.to_string()),
-                    None => event,
-                }
-            }
-            Err(RecvError::Lagged(missed)) => SseEvent::default()
-                .event("resync")
-                .data(format!("{{\"missed\":{missed}}}")),
-            Err(RecvError::Closed) => return None,
-        };
+        let event = next_event(&mut updates).await?;
         Some((Ok(event), updates))
     });
     Sse::new(futures_util::stream::once(async { Ok(first) }).chain(rest))
         .keep_alive(KeepAlive::default())
+}
+
+/// The next message for a client as an SSE event: `resync` when it fell behind; `None` when
+/// the run's state is gone.
+async fn next_event(updates: &mut tokio::sync::broadcast::Receiver<Update>) -> Option<SseEvent> {
+    use tokio::sync::broadcast::error::RecvError;
+    Some(match updates.recv().await {
+        Ok(Update { name, id, data }) => {
+            let event = SseEvent::default().event(name).data(&*data);
+            match id {
+                Some(id) => event.id(id.to_string()),
+                None => event,
+            }
+        }
+        Err(RecvError::Lagged(missed)) => SseEvent::default()
+            .event("resync")
+            .data(format!("{{\"missed\":{missed}}}")),
+        Err(RecvError::Closed) => return None,
+    })
 }
 
 /// Checks `Host` and the token, and adds the headers every answer carries.
@@ -331,6 +337,32 @@ mod tests {
         assert!(!loopback_host(&host("evil.example:4040"), 4040));
         assert!(!loopback_host(&host("127.0.0.1:4041"), 4040));
         assert!(!loopback_host(&HeaderMap::new(), 4040));
+    }
+
+    #[test]
+    fn a_client_that_fell_behind_is_told_to_resync_and_then_follows_again() {
+        let (tx, mut rx) = tokio::sync::broadcast::channel(4);
+        for epoch in 0..10u64 {
+            tx.send(Update {
+                name: "epoch",
+                id: Some(epoch),
+                data: "{}".into(),
+            })
+            .unwrap();
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let first = runtime.block_on(next_event(&mut rx)).unwrap();
+        assert!(format!("{first:?}").contains("resync"), "{first:?}");
+        assert!(format!("{first:?}").contains("missed\\\":6"), "{first:?}");
+        let next = runtime.block_on(next_event(&mut rx)).unwrap();
+        assert!(format!("{next:?}").contains("id: 6"), "{next:?}");
+        drop(tx);
+        for _ in 0..3 {
+            assert!(runtime.block_on(next_event(&mut rx)).is_some());
+        }
+        assert!(runtime.block_on(next_event(&mut rx)).is_none());
     }
 
     #[test]

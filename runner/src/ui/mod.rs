@@ -100,7 +100,7 @@ pub fn bind(options: &UiOptions, config: Option<&UiConfig>) -> Result<Option<Bou
             let address = listener.local_addr().unwrap_or(address);
             (listener, address)
         }
-        None => first_free_port()?,
+        None => first_free_port(DEFAULT_PORT, DEFAULT_PORTS_TRIED)?,
     };
     listener
         .set_nonblocking(true)
@@ -131,9 +131,10 @@ fn parse_address(text: &str) -> Result<SocketAddr> {
         })
 }
 
-fn first_free_port() -> Result<(TcpListener, SocketAddr)> {
+/// The first of `count` ports from `first` free on the loopback address.
+fn first_free_port(first: u16, count: u16) -> Result<(TcpListener, SocketAddr)> {
     let mut last = None;
-    for port in DEFAULT_PORT..DEFAULT_PORT + DEFAULT_PORTS_TRIED {
+    for port in first..first.saturating_add(count) {
         let address: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, port).into();
         match TcpListener::bind(address) {
             Ok(listener) => return Ok((listener, address)),
@@ -141,8 +142,8 @@ fn first_free_port() -> Result<(TcpListener, SocketAddr)> {
         }
     }
     Err(Error::runtime(format!(
-        "cannot serve the live page: ports {DEFAULT_PORT}–{} on {DEFAULT_HOST} are taken ({}); give --ui HOST:PORT",
-        DEFAULT_PORT + DEFAULT_PORTS_TRIED - 1,
+        "cannot serve the live page: ports {first}–{} on {DEFAULT_HOST} are taken ({}); give --ui HOST:PORT",
+        first.saturating_add(count - 1),
         last.map_or_else(String::new, |e| e.to_string())
     )))
 }
@@ -373,6 +374,19 @@ mod tests {
         };
         let error = bind(&options, None).err().unwrap();
         assert!(error.to_string().contains("is empty or not set"), "{error}");
+    }
+
+    #[test]
+    fn a_taken_default_port_moves_to_the_next_free_one() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        match first_free_port(port, 16) {
+            Ok((_, address)) => assert!(address.port() > port, "{address}"),
+            // The ports after it may all be taken on a busy machine: then the error says so.
+            Err(e) => assert!(e.to_string().contains("are taken"), "{e}"),
+        }
+        let error = first_free_port(port, 1).err().unwrap().to_string();
+        assert!(error.contains(&format!("ports {port}–{port}")), "{error}");
     }
 
     #[test]
