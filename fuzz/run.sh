@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the fuzz targets one after another (one fuzzer process at a time), SECONDS each, and
-# prints the figures the README records: executions, coverage (cov/ft), crashes.
+# prints the figures docs/reliability.md records: executions, coverage (cov/ft), crashes.
 # Usage: fuzz/run.sh [SECONDS] [TARGET...]   (default: 60 s, every target)
 # Needs cargo-fuzz; on a stable toolchain RUSTC_BOOTSTRAP=1 lets it use the sanitizer flags.
 set -uo pipefail

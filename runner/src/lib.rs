@@ -7,6 +7,7 @@ pub mod cancel;
 pub mod config;
 pub mod counts;
 pub mod data;
+pub mod docs;
 pub mod error;
 pub mod events;
 pub mod exec;

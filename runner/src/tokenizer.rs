@@ -6,7 +6,9 @@
 use serde::Deserialize;
 
 /// Which ASCII punctuation a word loses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StripPunctuation {
     #[default]

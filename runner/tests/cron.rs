@@ -401,7 +401,7 @@ fn schedule_refuses_pipelines_without_or_with_a_bad_schedule() {
 
 #[test]
 fn schedule_of_every_pipeline_file_skips_those_without_a_schedule() {
-    // `runner schedule pipelines/*.yaml`, as the README shows it: only romeo.yaml has one
+    // `runner schedule pipelines/*.yaml`, as docs/cron.md shows it: only romeo.yaml has one
     // (and --next loads no plugin, so pipelines whose plugin is not built are fine too).
     let mut files: Vec<String> = std::fs::read_dir(repo_root().join("pipelines"))
         .unwrap()

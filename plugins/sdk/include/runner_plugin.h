@@ -1,5 +1,5 @@
 /* runner transform-plugin ABI, version 1, for plugins written in C (or anything with a C FFI).
- * The Rust SDK (plugins/sdk/src/lib.rs) defines the same layout; see the top-level README.
+ * The Rust SDK (plugins/sdk/src/lib.rs) defines the same layout; see docs/plugins.md.
  *
  * A plugin exports exactly two symbols:
  *   uint32_t runner_plugin_abi_version(void);      returns RUNNER_PLUGIN_ABI_VERSION

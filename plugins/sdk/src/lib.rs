@@ -5,6 +5,85 @@
 //! Interface structs. A plugin author implements [`Transform`] and calls [`export_transform!`];
 //! no `unsafe` is needed in plugin code. Every entry point catches panics, so a panicking plugin
 //! becomes an error in the host, never an abort.
+//!
+//! # A whole plugin
+//!
+//! What `runner plugin new shout` writes into `src/lib.rs` (its tests left out), built and run
+//! as this crate's doctest, so the template always compiles against this SDK (runner's
+//! `plugin::new` tests check that this example is the template):
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use runner_plugin::arrow_array::cast::AsArray;
+//! use runner_plugin::arrow_array::{ArrayRef, RecordBatch, StringArray};
+//! use runner_plugin::{export_transform, serde_json, Transform};
+//! use serde::Deserialize;
+//!
+//! /// The plugin's `config:`. Unknown keys are errors, as in runner's own components.
+//! #[derive(Debug, Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct Config {
+//!     /// The text column to change.
+//!     #[serde(default = "default_column")]
+//!     column: String,
+//!     /// What to append to every value.
+//!     #[serde(default = "default_suffix")]
+//!     suffix: String,
+//! }
+//!
+//! fn default_column() -> String {
+//!     "word".into()
+//! }
+//!
+//! fn default_suffix() -> String {
+//!     "!".into()
+//! }
+//!
+//! /// The plugin's settings and anything it prepares once. `transform` may run on several
+//! /// threads at once, so keep shared state behind a Mutex or atomics.
+//! pub struct Plugin {
+//!     config: Config,
+//! }
+//!
+//! impl Transform for Plugin {
+//!     fn new(config: &serde_json::Value, _threads: usize) -> Result<Self, String> {
+//!         let config = Config::deserialize(config).map_err(|e| e.to_string())?;
+//!         Ok(Plugin { config })
+//!     }
+//!
+//!     /// Appends `suffix` to every value of `column`; other columns pass through unchanged.
+//!     fn transform(&self, input: RecordBatch) -> Result<RecordBatch, String> {
+//!         let Config { column, suffix } = &self.config;
+//!         let index = input
+//!             .schema()
+//!             .index_of(column)
+//!             .map_err(|_| format!("there is no column `{column}`"))?;
+//!         let values = input
+//!             .column(index)
+//!             .as_string_opt::<i32>()
+//!             .ok_or_else(|| format!("`{column}` is not text"))?;
+//!         let changed: StringArray = values
+//!             .iter()
+//!             .map(|v| v.map(|v| format!("{v}{suffix}")))
+//!             .collect();
+//!         let mut columns: Vec<ArrayRef> = input.columns().to_vec();
+//!         columns[index] = Arc::new(changed);
+//!         RecordBatch::try_new(input.schema(), columns).map_err(|e| e.to_string())
+//!     }
+//! }
+//!
+//! export_transform!(Plugin, name = "shout");
+//!
+//! # fn main() {
+//! # use runner_plugin::arrow_schema::{DataType, Field, Schema};
+//! let plugin = Plugin::new(&serde_json::json!({"suffix": "?"}), 1).unwrap();
+//! let schema = Arc::new(Schema::new(vec![Field::new("word", DataType::Utf8, false)]));
+//! let batch = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec!["romeo"]))]).unwrap();
+//! let out = plugin.transform(batch).unwrap();
+//! assert_eq!(out.column(0).as_string::<i32>().value(0), "romeo?");
+//! # }
+//! ```
 
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -118,6 +118,34 @@ pub fn create(name: &str, dir: &Path) -> Result<NewPlugin> {
 mod tests {
     use super::*;
 
+    /// The SDK's rustdoc shows the template as its doctest (so `cargo test --doc` builds it
+    /// against the SDK); this keeps the two the same text.
+    #[test]
+    fn the_sdks_doctest_is_the_template() {
+        let sdk = include_str!("../../../plugins/sdk/src/lib.rs");
+        let doc: Vec<&str> = sdk
+            .lines()
+            .take_while(|l| l.starts_with("//!"))
+            .map(|l| {
+                l.strip_prefix("//! ")
+                    .unwrap_or(l.trim_start_matches("//!"))
+            })
+            .collect();
+        let start = doc
+            .iter()
+            .position(|l| *l == "use std::sync::Arc;")
+            .expect("the SDK's doc example starts with the template's imports");
+        let end = doc
+            .iter()
+            .position(|l| l.starts_with("export_transform!"))
+            .expect("the SDK's doc example exports the plugin");
+        let example = doc[start..=end].join("\n");
+        let from = LIB_RS.find("use std::sync::Arc;").unwrap();
+        let marker = "export_transform!(Plugin, name = \"{name}\");";
+        let to = LIB_RS.find(marker).unwrap() + marker.len();
+        assert_eq!(example, LIB_RS[from..to].replace("{name}", "shout"));
+    }
+
     #[test]
     fn relative_paths_climb_and_descend() {
         assert_eq!(

@@ -16,7 +16,13 @@ use crate::io::atomic;
 pub use crate::render::bar_chart::{render_png, Bar, ChartSpec, Orientation, Palette};
 use plotters::style::RGBColor;
 
-/// Draw a bar chart.
+/// Draws the `top` rows with the largest `y` as a PNG bar chart (`sort: input`: the first
+/// `top` rows in their order, for a histogram): bars by value (ties by label) in seaborn's `cool`
+/// gradient, value labels with grouped digits (`298,000`), a y axis from 0 with ticks, category
+/// labels under the bars (horizontal where they fit, else turned 45°, else 90°) or at the left.
+/// Labels over 20 characters end in `…`; characters the font lacks (CJK, emoji) are drawn as `?`
+/// with a warning. The font (Noto Sans) is embedded: no system font is read, so a chart is the
+/// same on every machine. An empty result draws "no data yet". Written atomically.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChartSinkConfig {
@@ -74,7 +80,9 @@ fn palette<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Palette, D::Error> 
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum BarOrder {
     #[default]

@@ -12,7 +12,10 @@ use crate::data::cell;
 use crate::error::{Error, Result};
 use crate::io::atomic;
 
-/// Write a CSV file.
+/// Writes a CSV file (quoting by the csv crate) to a temporary file in the same directory,
+/// flushed and renamed, so a reader or a killed run never sees half a file; the directory is
+/// created if needed. In a stream's `append` output mode, each epoch's rows are added (the
+/// header once; a partial last line left by a killed run is cut first).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CsvSinkConfig {

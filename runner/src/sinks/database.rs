@@ -12,7 +12,9 @@ use super::SinkContext;
 pub const EPOCHS_TABLE: &str = "runner_epochs";
 
 /// How each result goes into the table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DbMode {
     /// The table holds exactly the latest result: its rows are replaced in one transaction

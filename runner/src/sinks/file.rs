@@ -15,7 +15,11 @@ use crate::data::cell;
 use crate::error::{Error, Result};
 use crate::io::atomic;
 
-/// Write the result to a JSON-lines or Parquet file.
+/// JSON lines (one object per row: numbers unquoted, timestamps RFC 3339, lists as arrays) or
+/// Parquet (the model's types, zstd), replaced atomically. In a stream's `append` output mode,
+/// JSON lines are added to the file (cut back to whole epochs after a crash); Parquet writes one
+/// part file per epoch into the directory `path` (`part-00000042.parquet`), so a redone epoch
+/// rewrites its own part.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {

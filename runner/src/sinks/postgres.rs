@@ -19,7 +19,13 @@ use super::{BuildSink, Flow, Sink, SinkContext};
 use crate::data::{cell, Cell, ValueType};
 use crate::error::{Error, Result};
 
-/// Write the result into a PostgreSQL table.
+/// The URL (`postgres://user:password@host:5432/db?sslmode=require`) is read from the variable
+/// `url_env` names, never from the file, and never printed. Rows go by binary `COPY` in one
+/// transaction per result, which also records its epoch in `runner_epochs`, so a checkpointed
+/// stream's redone epoch is skipped: every epoch is written once. TLS is rustls. A lost
+/// connection is reconnected with backoff and the epoch retried whole (a batch run gives up
+/// after 60 s). Modes as the `sqlite` sink's. Types and guarantees: [Results into a
+/// database](../../databases.md).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresSinkConfig {

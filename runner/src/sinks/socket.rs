@@ -13,7 +13,10 @@ use super::{BuildSink, Flow, Sink, SinkContext};
 use crate::data::{cell, column_index, type_label};
 use crate::error::{Error, Result};
 
-/// Write rows as lines to a TCP client.
+/// Listens, logs "waiting for a connection", then writes one line per row of `column`
+/// (`joined`: a list column's elements joined with spaces). If the client goes away it waits for
+/// the next one (at most once, like Spark's socket source); a client that reads nothing for
+/// `write_timeout` is dropped. The chapter's forwarder: `pipelines/toots_to_socket.yaml`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SocketSinkConfig {
@@ -33,7 +36,9 @@ pub struct SocketSinkConfig {
     pub write_timeout: Option<std::time::Duration>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SocketFormat {
     #[default]

@@ -15,7 +15,13 @@ use super::{BuildSink, Flow, Sink, SinkContext};
 use crate::data::{cell, Cell, ValueType};
 use crate::error::{Error, Result};
 
-/// Write the result into an SQLite table.
+/// SQLite is compiled in: nothing to install. The table is created from the result's
+/// columns when missing (primary key on `key`); an existing one must have them. Each result is
+/// written in one transaction that also records its epoch in the `runner_epochs` table, so a
+/// checkpointed stream's redone epoch is skipped: every epoch is written once. `replace`: the
+/// table holds the latest result; `upsert`: rows replace those with the same key (a stream in
+/// `update` mode); `append`: rows are added. Types and guarantees: [Results into a
+/// database](../../databases.md).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqliteSinkConfig {

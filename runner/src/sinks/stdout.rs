@@ -11,7 +11,13 @@ use super::{BuildSink, Flow, Sink, SinkContext};
 use crate::data::cell;
 use crate::error::{Error, Result};
 
-/// Print to standard output.
+/// Prints the result. `aligned` is the chapter's `f'{word:>{max_len}}: {count}'`; `table` a
+/// table; `tsv` escapes tabs and newlines; `jsonl` one object a row (numbers unquoted,
+/// timestamps RFC 3339, lists as arrays); `bars` a horizontal bar chart in Unicode blocks, scaled
+/// to the terminal's width (the last numeric column is the length). In a stream every epoch is
+/// printed under `EPOCH N` (on a terminal, redrawn in place); in `jsonl` and `tsv` the epoch is
+/// data (an `"epoch"` field, a leading `epoch` column). Control characters from the data are
+/// escaped; a closed pipe (`| head`) is not an error.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutSinkConfig {
@@ -23,7 +29,9 @@ pub struct StdoutSinkConfig {
     pub limit: Option<usize>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StdoutFormat {
     Aligned,

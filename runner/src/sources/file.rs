@@ -18,7 +18,18 @@ use super::{BatchSource, BuildSource, BuiltSource, Morsel, Morsels, Position, So
 use crate::data::{text_schema, TextColumnBuilder, BATCH_ROWS};
 use crate::error::{Error, Result};
 
-/// Read lines from files.
+/// Reads a file, every file of a directory (in name order), the files a glob matches, or
+/// standard input (`-`); several files are read as one input, and FIFOs are read sequentially.
+/// Each line becomes a row of one text column (`column`); with `format`, each record a row of
+/// typed columns (see [Records](../../records.md)).
+///
+/// Invalid UTF-8 is replaced, skipped or fails the run (`encoding_errors`, naming the file and
+/// line); replaced and skipped lines are counted in a warning at the end. With `fetch`, a missing
+/// input is downloaded once over HTTPS (rustls), its SHA-256 checked, and moved into place
+/// atomically; a mismatch saves nothing.
+///
+/// In a stream the files there at the start are read, then, with `poll`, new files as they
+/// appear; a `checkpoint:` records how far they were read.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSourceConfig {
@@ -77,7 +88,9 @@ fn default_max_line_bytes() -> usize {
     64 << 20
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EncodingErrors {
     #[default]

@@ -22,7 +22,19 @@ use tokio::sync::mpsc::Sender;
 
 use super::{BuildSource, BuiltSource, Chunk, Delivery, SourceContext, StreamSource};
 
-/// Read a Mastodon live stream.
+/// Stream mode. The streaming host is found through the instance's `/api/v2/instance`
+/// (`configuration.urls.streaming`), falling back to the instance. One row per `update` event:
+/// `id`, `created_at` (a timestamp), `username`, `acct`, `language`, `content` (the HTML as plain
+/// text), `tags` (a list of the tag names as sent: `explode` it, then `lowercase`) and `url`.
+/// `delete` and `status.update` events are counted and otherwise ignored, unknown events skipped,
+/// malformed ones skipped and counted; the counts are printed when the stream stops.
+///
+/// The access token (scope `read` or `read:statuses`; Mastodon 4.2+ requires one for every
+/// stream) is read from the variable `token_env` names, sent as `Authorization: Bearer`, and
+/// never logged, written or shown in an error. 401 and 400 answers end the run (exit 1) with the
+/// server's message; 429 (after its `Retry-After`), 5xx answers, stalls and dropped connections
+/// reconnect with exponential backoff and jitter. Mastodon does not replay what was missed while
+/// disconnected.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MastodonSourceConfig {

@@ -17,7 +17,9 @@ use serde::Deserialize;
 use crate::data::{ValueType, BATCH_ROWS};
 
 /// How records are written in the input.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// Each line is one row of one text column.
@@ -43,7 +45,9 @@ impl Format {
 }
 
 /// What happens to a record that does not parse or lacks a required field.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
     /// Stop the run with the record's line number and the reason.

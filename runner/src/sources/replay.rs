@@ -18,7 +18,11 @@ use super::{
     BuildSource, BuiltSource, Chunk, Delivery, SourceContext, SourcePosition, StreamSource,
 };
 
-/// Replay a recorded Mastodon stream.
+/// Stream mode. `path` is a tape the `mastodon` source wrote with `record_to` (one JSON line
+/// per event: `event`, `data`, `t` seconds since the start); its events go through the same
+/// handling as the live stream's and give the same columns. With a `checkpoint:`, a restarted
+/// stream goes on from where the last commit stopped. `pipelines/tapes/sample.jsonl` is a
+/// synthetic tape (invented accounts and hashtags) made by `python3 bench/make_tape.py`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaySourceConfig {
@@ -42,6 +46,16 @@ pub enum Speed {
 impl Default for Speed {
     fn default() -> Self {
         Speed::Factor(1.0)
+    }
+}
+
+/// As it is written in YAML (the reference pages show the default through it).
+impl serde::Serialize for Speed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Speed::Factor(n) => s.serialize_f64(*n),
+            Speed::Max => s.serialize_str("max"),
+        }
     }
 }
 

@@ -17,7 +17,16 @@ use super::records::{ColumnSpec, Format, OnError, RecordDecoder, StreamRecords};
 use super::{BuildSource, BuiltSource, Chunk, Delivery, SourceContext, StreamSource};
 use crate::data::text_schema;
 
-/// Read lines from a TCP socket.
+/// Stream mode. With `mode: connect` (the default) it is a TCP client like Spark's socket
+/// source: it waits for the server, retrying with backoff (50 ms doubling to 2 s), and ends when
+/// the server closes, unless `reconnect: true`. With `mode: listen` it accepts clients (up to
+/// `max_clients` at once) and reads lines from all of them.
+///
+/// UTF-8 lines, CRLF or LF; a final line without a newline is kept, a line cut by a connection
+/// reset is dropped and reported; invalid UTF-8 is replaced with U+FFFD and counted. A line
+/// longer than `max_line_bytes` is skipped and counted, never buffered whole. When the pipeline
+/// falls behind, the source stops reading (backpressure). With `format: jsonl` each line is a
+/// JSON object read into `columns`, as the file source reads them.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SocketSourceConfig {
@@ -59,7 +68,9 @@ pub struct SocketSourceConfig {
     pub on_error: OnError,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SocketMode {
     #[default]

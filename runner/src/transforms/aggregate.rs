@@ -23,7 +23,13 @@ use crate::data::ValueType;
 use crate::error::{Error, Result};
 use crate::expr::{compile_aggregate, compile_named, AggregateFunction, Expr};
 
-/// Group rows and compute aggregates.
+/// One row per group (per window with `window`): the keys, then the aggregates in the order
+/// written. `count()`, `count(x)`, `sum`, `min`, `max`, `avg`, `count_distinct`, `first`, `last`
+/// (in input order, whatever the cores) and `collect_list`. Rows come ordered by key, nulls
+/// first. Sums of integers are exact; a total past i64 is an error, not a wrap. Each worker
+/// aggregates into its own table, merged once; in a stream the state persists across epochs,
+/// and a checkpoint saves what each group needs to go on. See
+/// [Records](../../records.md#aggregate).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateConfig {

@@ -10,7 +10,7 @@ use super::{BuildContext, BuildTransform, MapTransform, Stage, StageKind};
 use crate::data::column_index;
 use crate::error::{Error, Result};
 
-/// Remove columns.
+/// Removes the columns named; the others keep their order.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DropConfig {

@@ -16,7 +16,10 @@ use super::{
 use crate::data::{column_index, type_label};
 use crate::error::Result;
 
-/// Split a column into rows.
+/// One row per piece of a text column split on `separator`, or per element of a list column;
+/// other columns repeat. The input column is replaced by the output column (`as`). In a stream,
+/// `explode` straight into `group_count` is counted from the socket's bytes without building
+/// rows.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExplodeConfig {

@@ -7,7 +7,10 @@ use super::{BuildContext, BuildTransform, MapTransform, PerValue, Stage, StageKi
 use crate::error::Result;
 use crate::expr::{compile, Predicate};
 
-/// Keep matching rows.
+/// Keeps the rows where the expression is true: `count >= 60 and word not in ["thou",
+/// "thy"]`, `length(word) > 3`. A comparison with null is null, and the row is dropped. Type
+/// errors are reported when the pipeline is validated, at their position. The expression
+/// language and its functions: [Records](../../records.md#expressions).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {

@@ -20,7 +20,11 @@ use crate::counts::TextCounts;
 use crate::data::{column_index, type_label};
 use crate::error::Result;
 
-/// Count rows per group.
+/// One row per distinct key with its count: the `by` columns, then `count` (`as`), most
+/// frequent first, ties by key. Counted per worker and merged once; in a stream the counts
+/// persist across epochs and checkpoints. With `window`, counts per event-time window, as
+/// Spark's `window()` does (see [Streaming](../../streaming.md#windows-and-watermarks)). The
+/// shorthand of `aggregate` with `count()`, with the fused word-count speed.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupCountConfig {

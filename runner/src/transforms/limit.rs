@@ -6,7 +6,8 @@ use serde::Deserialize;
 use super::{BuildContext, BuildTransform, GlobalTransform, Stage, StageKind};
 use crate::error::Result;
 
-/// Keep the first rows.
+/// Keeps the first `n` rows. In a batch pipeline without an aggregation or a sort, a reached
+/// limit stops the reading of the input.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitConfig {

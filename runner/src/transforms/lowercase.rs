@@ -13,7 +13,8 @@ use super::{BuildContext, BuildTransform, MapTransform, PerValue, Stage, StageKi
 use crate::data::{column_index, type_label};
 use crate::error::Result;
 
-/// Lowercase a column.
+/// Lowercases a text column, or every element of a list-of-text column, in place, with
+/// Unicode's case mapping (as Python's `str.lower()`, final sigma included).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LowercaseConfig {

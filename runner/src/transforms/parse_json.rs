@@ -15,7 +15,9 @@ use crate::data::text_column_index;
 use crate::error::{Error, Result};
 use crate::sources::records::{ColumnSpec, Format, OnError, RecordDecoder};
 
-/// Parse a text column of JSON objects into typed columns.
+/// Reads a text column of JSON objects (a socket's lines, say) into typed columns, as the file
+/// source's `format: jsonl` does; the text column is replaced by them. Nested fields by dotted
+/// path (`account.acct`).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParseJsonConfig {

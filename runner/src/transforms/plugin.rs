@@ -19,7 +19,13 @@ use super::{BuildContext, BuildTransform, MapTransform, Stage, StageKind};
 use crate::error::{Error, Result};
 use crate::plugin::Instance;
 
-/// Run a plugin.
+/// A custom transform from a shared library built with the runner-plugin SDK (see
+/// [Plugins](../../plugins.md)). `runner validate` loads it, checks its ABI version, creates it
+/// with `config` and learns its output columns from an empty batch. A batch that takes the
+/// plugin longer than `warn_after` is logged while it works; past `timeout` the run fails with
+/// exit 1 (a call into a plugin cannot be cancelled, so the process ends; outputs keep their
+/// previous contents). A stateful plugin's `finish` runs after the input in a batch run, and as
+/// one more epoch when a stream stops. A pipeline file is code: load only plugins you trust.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {

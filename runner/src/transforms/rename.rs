@@ -11,7 +11,7 @@ use super::{BuildContext, BuildTransform, MapTransform, Stage, StageKind};
 use crate::data::column_index;
 use crate::error::{Error, Result};
 
-/// Rename columns.
+/// Renames columns, `{old: new}`; every column keeps its place.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameConfig {

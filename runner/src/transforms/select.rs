@@ -10,7 +10,8 @@ use super::{BuildContext, BuildTransform, MapTransform, Stage, StageKind};
 use crate::error::{Error, Result};
 use crate::expr::{compile_named, Expr};
 
-/// Keep, compute and reorder columns.
+/// The output columns in order, each a column or `expression as name`: `[word, "length(word)
+/// as len"]`. Expressions: [Records](../../records.md#expressions).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SelectConfig {

@@ -16,7 +16,11 @@ use super::{BuildContext, BuildTransform, GlobalTransform, Stage, StageKind};
 use crate::data::{cell, column_index, type_label, Cell};
 use crate::error::Result;
 
-/// Order rows.
+/// Orders rows by `column [asc|desc]` keys. Ties are broken by the remaining columns,
+/// ascending, so the output is the same on every run and core count. Nulls come first ascending
+/// and last descending (Spark's order); text compares by bytes. Right before a `limit`, it picks
+/// the first `n` rows without ordering the rest (the run summary then shows `n` rows out of the
+/// sort). A sort needs its whole input before it gives a row.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SortConfig {

@@ -14,7 +14,9 @@ use super::{BuildContext, BuildTransform, MapTransform, PerValue, Stage, StageKi
 use crate::data::{text, text_column_index};
 use crate::error::Result;
 
-/// Drop stop words.
+/// Drops rows whose word is a stop word. NLTK's lists are built in (the stop-words crate;
+/// English has 198 words: NLTK's classic 179 plus 19 contractions). `words` and `file` (one word
+/// a line, `#` comments, at most 64 MiB) add to the list or replace it (`mode`).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StopwordsConfig {
@@ -41,7 +43,9 @@ pub struct StopwordsConfig {
     pub mode: StopwordsMode,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StopwordsMode {
     #[default]

@@ -16,7 +16,12 @@ use crate::error::Result;
 // The splitter's settings type is this transform's too; `is_python_whitespace` for references.
 pub use crate::tokenizer::{is_python_whitespace, StripPunctuation, Tokenizer};
 
-/// Split a text column into words.
+/// One row per token of a text column: splits on Unicode whitespace like Python's
+/// `str.split()`, lowercases like `str.lower()`, and removes ASCII punctuation (Python's
+/// `string.punctuation`) anywhere in the word or at its edges. Curly apostrophes (`i’ll`) are not
+/// ASCII and stay. The text column is replaced by the word column; other columns repeat. Before
+/// a `group_count` by the word it runs inside the fused word-count kernel (`runner plan` shows
+/// it).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenizeConfig {

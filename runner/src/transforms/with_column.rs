@@ -10,7 +10,8 @@ use super::{BuildContext, BuildTransform, MapTransform, Stage, StageKind};
 use crate::error::{Error, Result};
 use crate::expr::{compile_expr, Expr};
 
-/// Add or replace a computed column.
+/// Adds a column computed by an expression; a column of the same name is replaced in
+/// place. Expressions: [Records](../../records.md#expressions).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithColumnConfig {
