@@ -376,10 +376,12 @@ impl WordCounts {
         self.slots.len() * std::mem::size_of::<Slot>() > LARGE_TABLE_BYTES
     }
 
+    /// The number of distinct words in the table.
     pub fn len(&self) -> usize {
         self.used
     }
 
+    /// Whether no word has been counted yet.
     pub fn is_empty(&self) -> bool {
         self.used == 0
     }
@@ -519,6 +521,7 @@ impl Default for TextCounts {
 }
 
 impl TextCounts {
+    /// Adds `count` to `word`'s count, adding the word when it is new.
     #[inline]
     pub fn add(&mut self, word: &str, count: i64) {
         self.add_bytes(word.as_bytes(), count);
@@ -562,10 +565,12 @@ impl TextCounts {
         }
     }
 
+    /// The number of distinct words.
     pub fn len(&self) -> usize {
         self.words.len()
     }
 
+    /// Whether no word has been added yet.
     pub fn is_empty(&self) -> bool {
         self.words.is_empty()
     }

@@ -20,16 +20,22 @@ pub const BATCH_ROWS: usize = 8192;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ValueType {
+    /// UTF-8 text (Arrow `Utf8`).
     Text,
+    /// A 64-bit signed integer (Arrow `Int64`).
     Integer,
+    /// A 64-bit float (Arrow `Float64`).
     Float,
+    /// `true` or `false` (Arrow `Boolean`).
     Bool,
     /// Microseconds since the Unix epoch, UTC (Arrow `Timestamp(µs, "UTC")`).
     Timestamp,
+    /// A list of text values, such as tokens (Arrow `List(Utf8)`).
     TextList,
 }
 
 impl ValueType {
+    /// Every type, in the order messages list them.
     pub const ALL: [ValueType; 6] = [
         ValueType::Text,
         ValueType::Integer,
@@ -69,6 +75,7 @@ impl ValueType {
         })
     }
 
+    /// The type's name as pipelines and messages write it (`text`, `list of text`).
     pub fn name(self) -> &'static str {
         match self {
             ValueType::Text => "text",
@@ -80,6 +87,7 @@ impl ValueType {
         }
     }
 
+    /// The Arrow type a column of this type is stored as.
     pub fn data_type(self) -> DataType {
         match self {
             ValueType::Text => DataType::Utf8,
@@ -321,13 +329,19 @@ pub fn text(batch: &RecordBatch, index: usize) -> &StringArray {
 /// One cell, borrowed from a batch, for sinks and sorting.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell<'a> {
+    /// An empty cell.
     Null,
+    /// A text value.
     Text(&'a str),
+    /// An integer.
     Int(i64),
+    /// A float.
     Float(f64),
+    /// A boolean.
     Bool(bool),
     /// Microseconds since the epoch, UTC.
     Timestamp(i64),
+    /// A list of cells (a `list of text` column's value).
     List(Vec<Cell<'a>>),
 }
 
@@ -349,6 +363,8 @@ impl Cell<'_> {
         }
     }
 
+    /// The cell as a JSON value: timestamps as RFC 3339 text, lists as arrays; a NaN or infinite
+    /// float becomes `null`.
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Cell::Null => serde_json::Value::Null,
@@ -468,6 +484,7 @@ pub struct TextColumnBuilder {
 }
 
 impl TextColumnBuilder {
+    /// An empty builder with room for `rows` values of `bytes` bytes in all.
     pub fn with_capacity(rows: usize, bytes: usize) -> Self {
         let mut offsets = Vec::with_capacity(rows + 1);
         offsets.push(0);
@@ -485,6 +502,7 @@ impl TextColumnBuilder {
         self.offsets.push(self.values.len() as i32);
     }
 
+    /// The number of values appended since the last `finish`.
     pub fn rows(&self) -> usize {
         self.offsets.len() - 1
     }

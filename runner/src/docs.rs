@@ -16,7 +16,9 @@ use crate::registry::{self, ComponentInfo};
 /// One generated page: its path under the reference folder and its Markdown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
+    /// The page's path under the reference folder, `/`-separated (`sources/file.md`).
     pub path: String,
+    /// The page's Markdown.
     pub text: String,
 }
 
@@ -349,7 +351,14 @@ fn keys_table(out: &mut String, root: &Value, object: &Value, nested: &mut Vec<(
             .map(cell)
             .unwrap_or_default();
         let choices = choice_descriptions(root, property);
-        if !choices.is_empty() {
+        // A key whose own text already names every choice needs no list of them.
+        let all_named = choices.iter().all(|choice| {
+            choice
+                .split(':')
+                .next()
+                .is_some_and(|value| meaning.contains(value))
+        });
+        if !choices.is_empty() && !all_named {
             meaning.push_str("<br>");
             meaning.push_str(&choices.join("<br>"));
         }
@@ -403,6 +412,9 @@ fn is_object(schema: &Value) -> bool {
 
 /// A short type for people: `text`, `integer`, `list of text`, `` `a` | `b` ``.
 fn type_text(root: &Value, schema: &Value) -> String {
+    if let Some(components) = component_choice(schema) {
+        return components;
+    }
     let schema = resolve(root, schema);
     if let Some(value) = schema.get("const") {
         return format!("`{}`", inline_yaml(value));
@@ -454,6 +466,26 @@ fn type_text(root: &Value, schema: &Value) -> String {
         },
         other => other.into(),
     }
+}
+
+/// For a property holding a source, transforms or sinks (a `$ref` to one of the registry's
+/// enums): the components it may hold, linked to their pages (from the reference's root).
+fn component_choice(schema: &Value) -> Option<String> {
+    let reference = schema["$ref"]
+        .as_str()
+        .or_else(|| schema["allOf"][0]["$ref"].as_str())
+        .or_else(|| schema["items"]["$ref"].as_str())?;
+    let (what, table) = match reference.trim_start_matches("#/definitions/") {
+        "SourceConfig" => ("a source", registry::SourceConfig::ALL),
+        "TransformConfig" => ("a list of transforms", registry::TransformConfig::ALL),
+        "SinkConfig" => ("a list of sinks", registry::SinkConfig::ALL),
+        _ => return None,
+    };
+    let links: Vec<String> = table
+        .iter()
+        .map(|info| format!("[`{}`]({})", info.name, page_path(info)))
+        .collect();
+    Some(format!("{what}: {}", links.join(", ")))
 }
 
 /// `` `lines`: Each line is one row… `` for each choice of an enumeration that documents its
@@ -558,9 +590,26 @@ mod tests {
         assert!(file
             .text
             .contains("| `encoding_errors` | `replace` \\| `skip` \\| `fail` | `replace` |"));
-        assert!(file.text.contains("`jsonl`: One JSON object per line"));
+        // `format`'s own text names every choice: no list of them.
+        assert!(!file.text.contains("`jsonl`: One JSON object per line"));
+        let window = pages
+            .iter()
+            .find(|p| p.path == "transforms/aggregate.md")
+            .unwrap();
+        assert!(window.text.contains("### `window`"));
         assert!(file.text.contains("### `fetch`"));
         assert!(file.text.contains("| `sha256` | text | required |"));
+        let pipeline = pages.iter().find(|p| p.path == "pipeline.md").unwrap();
+        assert!(
+            pipeline.text.contains(
+                "| `source` | a source: [`file`](sources/file.md), [`socket`](sources/socket.md),"
+            ),
+            "{}",
+            pipeline.text
+        );
+        assert!(pipeline
+            .text
+            .contains("[`group_count`](transforms/group_count.md)"));
         let chart = pages.iter().find(|p| p.path == "sinks/chart.md").unwrap();
         assert!(
             chart

@@ -9,6 +9,7 @@ pub const EXIT_INVALID: i32 = 2;
 /// Exit code when another run of the same pipeline holds its lock.
 pub const EXIT_LOCKED: i32 = 3;
 
+/// A result whose error is runner's [`Error`] unless another is named.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Where and why the last panic happened, as the panic hook saw it.
@@ -103,6 +104,7 @@ pub fn escape_terminal(text: &str, allow_colour: bool) -> std::borrow::Cow<'_, s
     std::borrow::Cow::Owned(out)
 }
 
+/// Why a run or a command failed; each kind has its exit code ([`Error::exit_code`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The pipeline file is not valid: YAML syntax, unknown keys, wrong types, bad expressions.
@@ -113,21 +115,27 @@ pub enum Error {
     /// The pipeline file itself could not be read.
     #[error("cannot read pipeline file {}: {source}", path.display())]
     PipelineFile {
+        /// The pipeline file as given.
         path: PathBuf,
+        /// Why it could not be read.
         source: std::io::Error,
     },
 
     /// An input could not be read.
     #[error("cannot read input {}: {source}", path.display())]
     Input {
+        /// The input's path (`-` for standard input).
         path: PathBuf,
+        /// Why it could not be read.
         source: std::io::Error,
     },
 
     /// An output could not be written.
     #[error("cannot write output {}: {source}", path.display())]
     Output {
+        /// The output's path.
         path: PathBuf,
+        /// Why it could not be written.
         source: std::io::Error,
     },
 
@@ -141,14 +149,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// An [`Error::InvalidPipeline`] with `message` (which should name file, line and column).
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidPipeline(message.into())
     }
 
+    /// An [`Error::Runtime`] with `message`, a complete sentence.
     pub fn runtime(message: impl Into<String>) -> Self {
         Error::Runtime(message.into())
     }
 
+    /// The process exit code: [`EXIT_INVALID`] for the pipeline file, [`EXIT_LOCKED`] when locked,
+    /// else [`EXIT_RUNTIME`].
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::InvalidPipeline(_) => EXIT_INVALID,

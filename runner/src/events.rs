@@ -15,19 +15,27 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// The run began (published first).
     RunStarted {
+        /// The pipeline's `name`.
         pipeline: String,
+        /// `batch` or `stream`.
         mode: &'static str,
+        /// Worker threads the run uses.
         cores: usize,
     },
     /// The physical plan the run executes.
     Planned {
+        /// The plan, as `runner plan` shows it.
         plan: crate::plan::PhysicalPlan,
     },
     /// A stream continues from its checkpoint.
     Resumed {
+        /// The checkpoint directory, as a path for people.
         dir: String,
+        /// The number of the first epoch this run makes (the epoch after the last committed one).
         next_epoch: u64,
+        /// Rows of aggregation state restored from the checkpoint (0 without state).
         state_rows: usize,
         /// Where a positioned source resumes reading.
         from_byte: Option<u64>,
@@ -36,33 +44,49 @@ pub enum Event {
     },
     /// The size of a batch run's input, when known before reading it.
     InputSize {
+        /// The input's total size in bytes.
         bytes: u64,
     },
     /// Bytes of input read (a morsel).
     InputRead {
+        /// Bytes in this morsel.
         bytes: u64,
     },
     /// An epoch's result went to the sinks (a batch run is epoch 0).
     EpochFinished(EpochProgress),
     /// A sink took a result.
     SinkWrote {
+        /// The sink's index in the pipeline's `sinks:` list, from 0.
         sink: usize,
+        /// The epoch written (0 in a batch run).
         epoch: u64,
+        /// Rows the sink took in this epoch.
         rows: u64,
     },
     /// What the sinks just took, as rows of the run's result (after every sink wrote them).
     ResultRows {
+        /// The epoch whose result this is (0 in a batch run).
         epoch: u64,
+        /// How these rows change the result so far.
         change: ResultChange,
+        /// The rows themselves (a count in JSON).
         rows: ResultBatch,
     },
+    /// A warning for the user, published before [`Event::RunFinished`].
     Warning {
+        /// The warning, one sentence.
         message: String,
     },
+    /// The run ended well (published last; a failed run ends without it).
     RunFinished {
+        /// Input rows this run took (streams); `None` in a batch run. A resumed stream counts only
+        /// its own rows.
         rows_in: Option<u64>,
+        /// Rows handed to the sinks, summed over epochs.
         rows_out: u64,
+        /// Epochs this run made (streams); `None` in a batch run.
         epochs: Option<u64>,
+        /// Wall-clock time from the start of the run, in seconds.
         seconds: f64,
         /// Why it stopped (streams): `the source ended`, `interrupted`, ...
         reason: Option<&'static str>,
@@ -78,7 +102,10 @@ pub enum ResultChange {
     /// They are the whole result (`complete`, a batch run's table).
     Replace,
     /// They replace the rows with the same values in `keys` and add new ones (`update`).
-    Upsert { keys: Vec<String> },
+    Upsert {
+        /// The result's key columns: a row replaces the earlier row with the same values in these.
+        keys: Vec<String>,
+    },
     /// They come after the rows so far (`append`, a batch run without aggregation).
     Append,
 }
@@ -96,6 +123,7 @@ impl Serialize for ResultBatch {
 /// What an epoch did: the fields of Spark's `StreamingQueryProgress` that runner has.
 #[derive(Debug, Clone, Serialize)]
 pub struct EpochProgress {
+    /// The epoch's number: from 0, or after a checkpoint's last epoch; a batch run's is 0.
     pub epoch: u64,
     /// Input rows taken into the epoch.
     pub rows: u64,
@@ -103,10 +131,13 @@ pub struct EpochProgress {
     pub since_previous: Duration,
     /// Processing the rows and computing the result, without the sinks.
     pub engine: Duration,
+    /// Writing the result to every sink.
     pub sinks: Duration,
     /// How late a processing-time trigger fired.
     pub delay: Option<Duration>,
+    /// Rows of aggregation state after the epoch (0 without an aggregation).
     pub state_rows: usize,
+    /// Rows handed to the sinks in this epoch.
     pub out_rows: usize,
     /// A windowed aggregation's watermark and late rows.
     pub event_time: Option<crate::transforms::EventTimeProgress>,
@@ -190,6 +221,7 @@ impl EpochProgress {
 
 /// Receives every event of a run, in order, on the thread that published it.
 pub trait Subscriber: Send {
+    /// Handles one event; it should be quick, as the publisher waits for it.
     fn notify(&mut self, event: &Event);
 }
 
@@ -200,10 +232,12 @@ pub struct Bus {
 }
 
 impl Bus {
+    /// A bus with no subscribers.
     pub fn new() -> Self {
         Bus::default()
     }
 
+    /// Adds a subscriber for every event published from now on.
     pub fn subscribe(&self, subscriber: impl Subscriber + 'static) {
         self.lock().push(Box::new(subscriber));
     }
@@ -236,6 +270,7 @@ pub enum Progress {
 
 /// Prints epochs (and a stream's resumption) on stderr, as a line or a JSON object.
 pub struct ProgressPrinter {
+    /// Whether to print a line, a JSON object, or nothing.
     pub format: Progress,
 }
 

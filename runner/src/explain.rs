@@ -11,23 +11,35 @@ use crate::exec::BuiltPipeline;
 use crate::plan::{LogicalPlan, PhysicalPlan};
 use crate::registry::SourceConfig;
 
+/// What `runner plan` shows of a pipeline, as text or JSON.
 #[derive(Debug, Serialize)]
 pub struct Plan {
+    /// The pipeline's `name`.
     pub pipeline: String,
+    /// The pipeline file, as messages name it.
     pub file: String,
+    /// `batch` or `stream`.
     pub mode: &'static str,
+    /// Worker threads the run would use (resolved: never 0).
     pub cores: usize,
+    /// The source and the columns it gives.
     pub source: PlanSource,
+    /// Each transform, in pipeline order.
     pub transforms: Vec<PlanStage>,
+    /// Each sink, in pipeline order.
     pub sinks: Vec<PlanSink>,
     /// Stream mode: when epochs run, and what sinks receive.
     pub trigger: Option<String>,
+    /// Stream mode: what sinks receive each epoch (`complete`, `update`, `append`); `None` in batch
+    /// mode.
     pub output_mode: Option<&'static str>,
     /// Stream mode: where the checkpoint is kept and how often it is saved.
     pub checkpoint: Option<String>,
     /// Stream mode: when the stream stops by itself (`stop_after`, `max_epochs`).
     pub stops: Option<String>,
+    /// When `runner schedule` runs the pipeline; `None` without `schedule:`.
     pub schedule: Option<PlanSchedule>,
+    /// Where the run summary is written, resolved; `None` without `summary:`.
     pub summary: Option<String>,
     /// The pipeline as typed nodes with their declared capabilities.
     pub logical: LogicalPlan,
@@ -38,21 +50,29 @@ pub struct Plan {
     pub spark: Option<crate::spark::SparkPlan>,
 }
 
+/// The source in a plan.
 #[derive(Debug, Serialize)]
 pub struct PlanSource {
+    /// The source's YAML `type:` name.
     #[serde(rename = "type")]
     pub type_name: &'static str,
     /// Where it reads, with paths resolved.
     pub reads: String,
+    /// The columns it gives, as `name: type`.
     pub columns: Vec<String>,
 }
 
+/// One transform in a plan.
 #[derive(Debug, Serialize)]
 pub struct PlanStage {
+    /// Its place in the pipeline file (`transforms.2`).
     pub step: String,
+    /// The transform's YAML `type:` name.
     #[serde(rename = "type")]
     pub type_name: &'static str,
+    /// The columns it receives, as `name: type`; empty when not checked (after an unloaded plugin).
     pub input: Vec<String>,
+    /// The columns it gives, as `name: type`; empty when not checked (after an unloaded plugin).
     pub output: Vec<String>,
     /// How the stage is executed: per batch on every worker, per worker then merged, or once
     /// on the whole result.
@@ -64,17 +84,25 @@ pub struct PlanStage {
     pub detail: Option<String>,
 }
 
+/// One sink in a plan.
 #[derive(Debug, Serialize)]
 pub struct PlanSink {
+    /// Its place in the pipeline file (`sinks.0`).
     pub step: String,
+    /// The sink's YAML `type:` name.
     #[serde(rename = "type")]
     pub type_name: &'static str,
+    /// The file it writes, resolved; `None` for a sink that writes no file (stdout, socket,
+    /// PostgreSQL).
     pub writes: Option<String>,
 }
 
+/// The pipeline's `schedule:` in a plan.
 #[derive(Debug, Serialize)]
 pub struct PlanSchedule {
+    /// The cron expression as written (with its `CRON_TZ=` prefix, if any).
     pub expression: String,
+    /// The time zone it runs in: an IANA name, or `local time`.
     pub zone: String,
     /// The next five run times.
     pub next: Vec<String>,

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 /// A held lock; released when dropped (or when the process ends).
 pub struct RunLock {
     _file: File,
+    /// The lock file, named in the message a second run prints.
     pub path: PathBuf,
 }
 

@@ -41,6 +41,7 @@ pub struct Bar {
 }
 
 impl Bar {
+    /// A bar that stays hidden until the input's size is known.
     pub fn new() -> Self {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
         bar.set_style(

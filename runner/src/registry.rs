@@ -9,8 +9,12 @@ use crate::transforms::{self, BuildTransform};
 /// One row of `runner list`.
 #[derive(Debug, Clone, Copy)]
 pub struct ComponentInfo {
+    /// `source`, `transform` or `sink`.
     pub kind: &'static str,
+    /// The YAML `type:` name (`file`, `tokenize`, `csv`, ...).
     pub name: &'static str,
+    /// What the component does, in one line without a final period: `runner list` shows it,
+    /// and the reference page opens with it.
     pub summary: &'static str,
     /// The component as it is written in a pipeline file (YAML), for the reference pages;
     /// a test checks that it loads.
@@ -26,9 +30,13 @@ macro_rules! component_enum {
     ($enum:ident, $kind:literal, $builder:path, [
         $( $tag:literal => $variant:ident($config:ty) : $summary:literal ; $example:literal ),+ $(,)?
     ]) => {
+        #[doc = concat!("A ", $kind, "'s settings, chosen by its YAML `type:`.")]
         #[derive(Debug, Clone)]
         pub enum $enum {
-            $( $variant($config) ),+
+            $(
+                #[doc = concat!("`type: ", $tag, "`: ", $summary, ".")]
+                $variant($config)
+            ),+
         }
 
         impl $enum {

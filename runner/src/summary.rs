@@ -25,16 +25,22 @@ pub struct RunSummary {
     pub file: String,
     /// SHA-256 of the pipeline file's bytes, to tell which version ran.
     pub file_sha256: Option<String>,
+    /// `batch` or `stream`; absent when the pipeline could not be loaded.
     pub mode: Option<&'static str>,
     /// Start and end, RFC 3339 in UTC.
     pub started: String,
+    /// When the run ended, RFC 3339 in UTC.
     pub ended: String,
+    /// Wall-clock time from start to end, in seconds (to the microsecond).
     pub duration_seconds: f64,
     /// `ok`, `failed` (exit 1) or `invalid` (exit 2).
     pub status: &'static str,
+    /// The process's exit code: 0, 1 (failed) or 2 (invalid). A run refused by the lock (exit
+    /// 3) writes no summary: the file belongs to the run holding the lock.
     pub exit_code: i32,
     /// The error message when the run failed.
     pub error: Option<String>,
+    /// Worker threads the run used; absent when the pipeline was not built.
     pub cores: Option<usize>,
     /// Input bytes (the input files' sizes; absent for pipes and network sources).
     pub bytes_read: Option<u64>,
@@ -52,11 +58,14 @@ pub struct RunSummary {
     pub stages: Vec<StageSummary>,
     /// Files the sinks wrote in this run.
     pub outputs: Vec<OutputSummary>,
+    /// What the source repaired or dropped, and the warnings printed at the end.
     pub warnings: WarningsSummary,
 }
 
+/// The engine a pipeline ran on, when it was not runner's own.
 #[derive(Debug, Clone, Serialize)]
 pub struct EngineSummary {
+    /// `spark`.
     #[serde(rename = "type")]
     pub type_name: &'static str,
     /// The Spark Connect address (without its token).
@@ -65,27 +74,38 @@ pub struct EngineSummary {
     pub on_spark: Vec<String>,
 }
 
+/// One step of the run (the source, a transform or a sink) and the rows through it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StageSummary {
     /// `source`, `transforms.N` or `sinks.N`, as in error messages.
     pub step: String,
+    /// The step's YAML `type:` name (`spark` for a source replaced by Spark's result).
     #[serde(rename = "type")]
     pub type_name: &'static str,
+    /// Rows the step received, summed over epochs; `None` when not known (inside a fused kernel, a
+    /// failed run, the source).
     pub rows_in: Option<u64>,
+    /// Rows the step gave out, summed over epochs; `None` when not known (inside a fused kernel, a
+    /// failed run, a sink).
     pub rows_out: Option<u64>,
     /// Set when the stage ran inside a fused loop (its own rows are not materialised).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fused: Option<&'static str>,
 }
 
+/// A file a sink wrote in this run (its modification time changed).
 #[derive(Debug, Clone, Serialize)]
 pub struct OutputSummary {
+    /// The file's path, resolved against the pipeline file's directory.
     pub path: String,
+    /// Its size in bytes at the end of the run.
     pub bytes: u64,
 }
 
+/// What the run repaired, dropped or warned about.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct WarningsSummary {
+    /// Input the source repaired or dropped, by cause (flattened into this object in JSON).
     #[serde(flatten)]
     pub counts: SourceCounters,
     /// A windowed stream's rows left out as later than the watermark.
@@ -98,10 +118,15 @@ pub struct WarningsSummary {
 /// What the executors report back, for the summary.
 #[derive(Debug, Default)]
 pub struct RunFacts {
+    /// Rows the source produced (streams); `None` in a batch run.
     pub source_rows: Option<u64>,
+    /// Rows handed to the sinks, summed over epochs.
     pub rows_out: u64,
+    /// Epochs run (streams); `None` in a batch run.
     pub epochs: Option<u64>,
+    /// The warnings published at the end of the run, one sentence each.
     pub warnings: Vec<String>,
+    /// A windowed stream's rows left out as later than the watermark; `None` without windows.
     pub late_rows: Option<u64>,
 }
 

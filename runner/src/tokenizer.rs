@@ -11,9 +11,12 @@ use serde::Deserialize;
 )]
 #[serde(rename_all = "snake_case")]
 pub enum StripPunctuation {
+    /// Anywhere in the word, as the chapter's `strip_punc` (`o'er` becomes `oer`); the default.
     #[default]
     All,
+    /// At the start and end of the word only (`'tis` becomes `tis`, `o'er` stays).
     Edges,
+    /// Nowhere: words keep their punctuation.
     None,
 }
 
@@ -41,6 +44,8 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
+    /// A splitter that lowercases words (Unicode-aware) when `lowercase`, strips punctuation as
+    /// `strip` says, and leaves out empty words when `drop_empty`.
     pub fn new(lowercase: bool, strip: StripPunctuation, drop_empty: bool) -> Self {
         let mut map = [0u16; 256];
         for (b, slot) in map.iter_mut().enumerate() {
@@ -65,14 +70,17 @@ impl Tokenizer {
         }
     }
 
+    /// Whether words are lowercased.
     pub fn lowercase(&self) -> bool {
         self.lowercase
     }
 
+    /// Which ASCII punctuation words lose.
     pub fn strip(&self) -> StripPunctuation {
         self.strip
     }
 
+    /// Whether words left empty (only punctuation) are left out.
     pub fn drop_empty(&self) -> bool {
         self.drop_empty
     }
@@ -179,7 +187,9 @@ impl Tokenizer {
 /// Token flags passed by `split_whitespace`: the token has an ASCII capital letter, ASCII
 /// punctuation, or a non-ASCII byte. A token with none of them is already normalised.
 pub const HAS_UPPER: u8 = 1;
+/// Token flag: the token has ASCII punctuation.
 pub const HAS_PUNCT: u8 = 2;
+/// Token flag: the token has a non-ASCII byte.
 pub const HAS_NON_ASCII: u8 = 4;
 
 /// Calls `emit` with every maximal run of non-whitespace characters of `text` (Python's

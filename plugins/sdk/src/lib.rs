@@ -85,6 +85,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -100,20 +102,30 @@ compile_error!("runner plugins must be built with panic = \"unwind\": an abortin
 pub const ABI_VERSION: u32 = 1;
 
 /// Status codes returned by the table's functions.
+///
+/// Status: the call succeeded.
 pub const OK: i32 = 0;
+/// Status: the call failed; the message is in the `RunnerError` passed to it.
 pub const ERROR: i32 = 1;
+/// Status: the plugin panicked (or aborted) and the panic was caught; the message is in the
+/// `RunnerError`, and the host never calls that instance again, not even `destroy`.
 pub const PANICKED: i32 = 2;
 
 /// An error message owned by the plugin, released by its own callback.
 #[repr(C)]
 pub struct RunnerError {
+    /// The message as UTF-8 bytes, not NUL-terminated; null when no message was set.
     pub msg: *const u8,
+    /// Length of the message at `msg`, in bytes.
     pub len: usize,
+    /// Frees the message, set by the side that filled it; `None` when there is nothing to free.
     pub release: Option<unsafe extern "C" fn(*mut RunnerError)>,
+    /// Owned by the side that filled the error (the SDK keeps the boxed message here).
     pub private_data: *mut c_void,
 }
 
 impl RunnerError {
+    /// An error with no message and nothing to release, for the host to pass to a call.
     pub fn empty() -> Self {
         RunnerError {
             msg: std::ptr::null(),
@@ -196,11 +208,18 @@ pub unsafe fn set_error(err: *mut RunnerError, message: String) {
 /// The function table a plugin exports through `runner_plugin_v1`.
 #[repr(C)]
 pub struct RunnerPluginV1 {
+    /// The ABI version of this table, [`ABI_VERSION`].
     pub abi_version: u32,
     /// `size_of::<RunnerPluginV1>()`: fields may only ever be appended.
     pub struct_size: u32,
+    /// The plugin's name as a static NUL-terminated string, used in the host's messages; when
+    /// null, the host uses the library's file name.
     pub name: *const c_char,
+    /// The plugin's version as a static NUL-terminated string, for diagnostics
+    /// ([`export_transform!`] gives the crate's version; a C plugin sets its own).
     pub version: *const c_char,
+    /// Builds an instance from the pipeline's `config:` map (`len` bytes of JSON; none means an
+    /// empty map) and the host's worker count, writing it to `*state`; returns a status code.
     pub create: unsafe extern "C" fn(
         config_json: *const u8,
         len: usize,
@@ -208,6 +227,8 @@ pub struct RunnerPluginV1 {
         state: *mut *mut c_void,
         err: *mut RunnerError,
     ) -> i32,
+    /// Transforms one batch: the input array moves to the plugin, the output array and schema
+    /// move to the host; returns a status code. May be called from several threads at once.
     pub transform: unsafe extern "C" fn(
         state: *mut c_void,
         input: *mut FFI_ArrowArray,
@@ -216,6 +237,8 @@ pub struct RunnerPluginV1 {
         output_schema: *mut FFI_ArrowSchema,
         err: *mut RunnerError,
     ) -> i32,
+    /// Called once after the last batch; an output left empty (released) means no batch.
+    /// `None` (NULL in C) when the plugin has no end step.
     pub finish: Option<
         unsafe extern "C" fn(
             state: *mut c_void,
@@ -224,6 +247,7 @@ pub struct RunnerPluginV1 {
             err: *mut RunnerError,
         ) -> i32,
     >,
+    /// Frees an instance made by `create`; never called after a call on it panicked.
     pub destroy: unsafe extern "C" fn(state: *mut c_void),
 }
 

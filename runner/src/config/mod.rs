@@ -133,13 +133,16 @@ fn every_epoch() -> std::num::NonZeroU64 {
     std::num::NonZeroU64::MIN
 }
 
+/// How the pipeline runs: once over its input, or as a stream of micro-batches.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
+    /// Runs once to the end of the input (the default).
     #[default]
     Batch,
+    /// Runs micro-batches on a trigger until stopped.
     Stream,
 }
 
@@ -152,6 +155,7 @@ pub struct LoadedPipeline {
     pub base_dir: PathBuf,
     /// How messages name the file (notes `--set` when locations refer to the overridden text).
     pub display_name: String,
+    /// The parsed pipeline, with `--set` overrides applied.
     pub config: PipelineConfig,
     /// The document as written (after `--set`), untyped: each step's settings in a canonical
     /// form (keys sorted, comments and layout gone), for checkpoint identity.

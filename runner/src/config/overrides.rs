@@ -5,8 +5,11 @@ use serde_json::Value;
 /// One `--set` argument, parsed.
 #[derive(Debug, Clone)]
 pub struct Override {
+    /// The dotted path split at dots (`["transforms", "3", "where"]`); list indices stay as text.
     pub path: Vec<String>,
+    /// The value read as YAML; an empty value is the empty string and a lone `-` is the string `-`.
     pub value: Value,
+    /// The argument as given (`PATH=VALUE`), for messages.
     pub raw: String,
 }
 

@@ -22,8 +22,11 @@ use crate::plan::Fusion;
 /// What a finished run did.
 #[derive(Debug)]
 pub struct RunReport {
+    /// Rows of the result handed to the sinks.
     pub rows_out: usize,
+    /// Wall-clock time of the run, sinks included.
     pub elapsed: Duration,
+    /// The source's warnings (bad records, decode errors), one sentence each.
     pub warnings: Vec<String>,
 }
 

@@ -32,11 +32,14 @@ use crate::transforms::AggregateState;
 pub struct Identity {
     /// The source's type and columns, and for a positioned source what it reads.
     pub source: String,
+    /// The transforms up to and including the aggregation, in pipeline order.
     pub stages: Vec<StageIdentity>,
 }
 
+/// What a checkpoint records of one transform, to tell whether it changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageIdentity {
+    /// The step's label for messages (`transforms.0 (explode)`).
     pub step: String,
     /// The stage's settings as the loader read them.
     pub settings: String,
@@ -77,9 +80,12 @@ struct Commit {
     identity: Identity,
 }
 
+/// Where the source stood at the end of one epoch (an entry of `offsets.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EpochEnd {
+    /// The epoch's id.
     pub epoch: u64,
+    /// The source's position after the epoch's last chunk.
     pub end: SourcePosition,
 }
 
@@ -88,7 +94,9 @@ pub struct EpochEnd {
 pub struct Resume {
     /// The id of the next epoch.
     pub next_epoch: u64,
+    /// Input rows taken in by every run up to the commit.
     pub rows_in: u64,
+    /// The source's position at the commit; `None` for a source without positions.
     pub position: Option<SourcePosition>,
     /// The aggregation's table, to restore the state from.
     pub state: Option<RecordBatch>,
@@ -109,6 +117,7 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// A checkpoint in `dir` saving after every `every` epochs; reads and writes nothing yet.
     pub fn new(dir: PathBuf, every: NonZeroU64, pipeline: &str, identity: Identity) -> Self {
         Checkpoint {
             dir,
@@ -120,6 +129,7 @@ impl Checkpoint {
         }
     }
 
+    /// The checkpoint directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

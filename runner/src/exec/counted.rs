@@ -33,14 +33,18 @@ impl StageRows {
         self.rows_out.fetch_add(rows as u64, Ordering::Relaxed);
     }
 
+    /// Whether the stage was handed any batch; a stage a kernel replaced never is.
     pub fn was_called(&self) -> bool {
         self.called.load(Ordering::Relaxed) == 1
     }
 
+    /// Rows the stage received, summed over epochs.
     pub fn rows_in(&self) -> u64 {
         self.rows_in.load(Ordering::Relaxed)
     }
 
+    /// Rows the stage emitted, summed over epochs (an aggregation's stay 0: the next stage counts
+    /// them).
     pub fn rows_out(&self) -> u64 {
         self.rows_out.load(Ordering::Relaxed)
     }

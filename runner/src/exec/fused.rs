@@ -30,12 +30,16 @@ use crate::transforms::{PerValue, StageKind, TextSplit};
 /// The parts of the pipeline the word-count kernel needs, read from what the fused steps
 /// declare (see `plan::rules`).
 pub struct WordCount<'a> {
+    /// The split step's tokenizer, whose settings the kernel applies.
     pub tokenizer: &'a Tokenizer,
     /// Steps applied to the distinct words after counting, with what each declares.
     per_value: Vec<(&'a BuiltStage, PerValue)>,
     /// The columns of the words (the split step's output: the word alone).
     words_schema: SchemaRef,
+    /// The columns the count emits (the word and its count).
     pub output: SchemaRef,
+    /// Whether to sort the counts as `group_count` does (most frequent first, ties by word); false
+    /// when a later step orders the rows anyway.
     pub order_rows: bool,
 }
 

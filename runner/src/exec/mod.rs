@@ -26,11 +26,15 @@ pub use crate::plan::BuiltStage;
 
 /// A validated pipeline, ready to run.
 pub struct BuiltPipeline {
+    /// The pipeline's `name`.
     pub name: String,
+    /// The source, batch or stream.
     pub source: BuiltSource,
+    /// The transforms, in pipeline order, each checked against its input columns.
     pub stages: Vec<BuiltStage>,
     /// The schema the sinks receive.
     pub output: SchemaRef,
+    /// The sinks, in pipeline order; each receives the same result.
     pub sinks: Vec<Box<dyn Sink>>,
     /// Worker threads (already resolved: never 0).
     pub cores: usize,

@@ -40,19 +40,30 @@ pub enum Trigger {
 /// The stream settings of a validated pipeline.
 #[derive(Debug, Clone)]
 pub struct StreamSettings {
+    /// When epochs run (`trigger:`; continuous when omitted).
     pub trigger: Trigger,
+    /// What sinks receive each epoch, resolved: `output_mode:`, else `complete` with an aggregation
+    /// and `append` without.
     pub output_mode: OutputMode,
+    /// Stop this long after the start (`stop_after:`); `None` runs until the source ends or a
+    /// signal.
     pub stop_after: Option<Duration>,
+    /// Stop after this many epochs (`max_epochs:`); `None` for no limit.
     pub max_epochs: Option<u64>,
+    /// Whether an epoch runs even when no new rows arrived (`emit_empty:`).
     pub emit_empty: bool,
+    /// Where and how often to save the stream's progress; `None` without `checkpoint:`.
     pub checkpoint: Option<CheckpointSettings>,
 }
 
 /// `checkpoint:` with its directory resolved and the pipeline's identity.
 #[derive(Debug, Clone)]
 pub struct CheckpointSettings {
+    /// The checkpoint directory, resolved against the pipeline file's directory.
     pub dir: std::path::PathBuf,
+    /// Save after every this many epochs (and always when the stream stops).
     pub every: std::num::NonZeroU64,
+    /// What a saved checkpoint must match to be continued.
     pub identity: super::checkpoint::Identity,
 }
 
@@ -61,11 +72,15 @@ pub use crate::events::Progress;
 /// What a finished stream did.
 #[derive(Debug)]
 pub struct StreamReport {
+    /// Epochs this run made (a resumed stream counts only its own).
     pub epochs: u64,
+    /// Input rows this run took, summed over epochs.
     pub rows_in: u64,
     /// Rows handed to the sinks, summed over epochs.
     pub rows_out: u64,
+    /// Wall-clock time of the run.
     pub elapsed: Duration,
+    /// The run's warnings (the source's, late or unplaced rows), one sentence each.
     pub warnings: Vec<String>,
     /// What the source read, in a line.
     pub source_summary: Option<String>,

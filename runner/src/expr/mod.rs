@@ -84,14 +84,23 @@ impl Predicate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AggregateFunction {
+    /// `count()`: rows in the group; `count(x)`: rows where `x` is not null.
     Count,
+    /// `sum(x)`: the total of the non-null values (integers exactly; a total past i64 is an error).
     Sum,
+    /// `min(x)`: the smallest non-null value.
     Min,
+    /// `max(x)`: the largest non-null value.
     Max,
+    /// `avg(x)` (or `mean`): the mean of the non-null values, as a float.
     Avg,
+    /// `count_distinct(x)`: the number of distinct non-null values.
     CountDistinct,
+    /// `first(x)`: the value of the group's first row in input order (null when that row's is).
     First,
+    /// `last(x)`: the value of the group's last row in input order (null when that row's is).
     Last,
+    /// `collect_list(x)`: the non-null values as a list of text, in input order.
     CollectList,
 }
 
@@ -170,6 +179,7 @@ impl Expr {
         }
     }
 
+    /// The Arrow type of its values (see [`Expr::value_type`]).
     pub fn data_type(&self) -> DataType {
         self.value_type().data_type()
     }

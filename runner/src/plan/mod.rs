@@ -23,20 +23,26 @@ pub struct BuiltStage {
     pub label: String,
     /// The YAML `type:` name.
     pub type_name: &'static str,
+    /// The built transform: its output columns and how it runs.
     pub stage: Stage,
 }
 
 /// The pipeline as typed nodes, with what each declares about itself.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LogicalPlan {
+    /// The source node.
     pub source: SourceNode,
+    /// One node per transform, in pipeline order.
     pub steps: Vec<StepNode>,
 }
 
+/// The source in the logical plan.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SourceNode {
+    /// The source's YAML `type:` name.
     #[serde(rename = "type")]
     pub type_name: String,
+    /// The columns it gives, as `name: type`.
     pub columns: Vec<String>,
     /// `bounded` (read to its end) or `unbounded` (read as it arrives).
     pub input: &'static str,
@@ -44,13 +50,17 @@ pub struct SourceNode {
     pub capabilities: Vec<String>,
 }
 
+/// One transform in the logical plan.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StepNode {
     /// `transforms.N`.
     pub step: String,
+    /// The transform's YAML `type:` name.
     #[serde(rename = "type")]
     pub type_name: String,
+    /// The columns it receives, as `name: type`.
     pub input: Vec<String>,
+    /// The columns it gives, as `name: type`.
     pub output: Vec<String>,
     /// `row_wise`, `aggregate` or `whole_input` (needs all its input at once: sort, limit).
     pub role: &'static str,
@@ -175,6 +185,7 @@ impl LogicalPlan {
 /// How the pipeline runs: operators in order, each covering some steps.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhysicalPlan {
+    /// The operators, from the scan to the last step.
     pub operators: Vec<Operator>,
     /// The rules that rewrote the plan (empty with `--no-fusion`).
     pub rules_applied: Vec<&'static str>,
@@ -185,6 +196,7 @@ pub struct PhysicalPlan {
     pub streams_to_sinks: bool,
 }
 
+/// One operator of the physical plan: how some steps run.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Operator {
     /// What runs: `scan`, `row_wise`, `word_count_kernel`, `hash_aggregate`, ...

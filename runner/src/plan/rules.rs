@@ -52,6 +52,7 @@ impl Kernel {
 /// The steps a kernel runs in place of their own code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Fusion {
+    /// Which kernel runs the steps.
     pub kernel: Kernel,
     /// The step that splits the text (its settings are the kernel's).
     pub split: usize,

@@ -22,29 +22,49 @@ use arrow_schema::{DataType, Schema};
 /// builds the structs a misbehaving plugin would.
 #[repr(C)]
 pub struct RawSchema {
+    /// The type as an Arrow format string (`u` for UTF-8, `+s` for a struct, ...); must not be
+    /// null.
     pub format: *const c_char,
+    /// The field's name, NUL-terminated; may be null.
     pub name: *const c_char,
+    /// Arrow's binary key-value metadata; may be null.
     pub metadata: *const c_char,
+    /// `ARROW_FLAG_*` bits (dictionary ordered, nullable, map keys sorted).
     pub flags: i64,
+    /// The number of entries in `children`.
     pub n_children: i64,
+    /// The child schemas (a struct's fields, a list's item).
     pub children: *const *const RawSchema,
+    /// The dictionary's value schema for a dictionary-encoded type; null otherwise.
     pub dictionary: *const RawSchema,
+    /// Frees the schema; `None` marks a released schema.
     pub release: Option<unsafe extern "C" fn(*mut RawSchema)>,
+    /// Owned by the producer's `release`.
     pub private_data: *mut c_void,
 }
 
 /// The C Data Interface's `ArrowArray`, likewise.
 #[repr(C)]
 pub struct RawArray {
+    /// The number of elements, after `offset`.
     pub length: i64,
+    /// The number of nulls, or -1 when not computed.
     pub null_count: i64,
+    /// The first element's index in the buffers.
     pub offset: i64,
+    /// The number of entries in `buffers`, fixed by the type.
     pub n_buffers: i64,
+    /// The number of entries in `children`.
     pub n_children: i64,
+    /// The buffers (validity first), each pointer possibly null where the type allows.
     pub buffers: *const *const c_void,
+    /// The child arrays (a struct's columns, a list's values).
     pub children: *const *const RawArray,
+    /// The dictionary's values for a dictionary-encoded array; null otherwise.
     pub dictionary: *const RawArray,
+    /// Frees the array; `None` marks a released array.
     pub release: Option<unsafe extern "C" fn(*mut RawArray)>,
+    /// Owned by the producer's `release`.
     pub private_data: *mut c_void,
 }
 

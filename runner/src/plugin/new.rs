@@ -11,6 +11,7 @@ const README: &str = include_str!("../templates/plugin_README.md");
 /// What `create` wrote.
 #[derive(Debug)]
 pub struct NewPlugin {
+    /// The crate's directory.
     pub path: PathBuf,
     /// Whether the crate is a member of a runner checkout's workspace (`plugins/NAME`), so
     /// cargo builds it with `-p NAME` from there; else it is a workspace of its own.

@@ -16,9 +16,12 @@ use super::text::{drawable, glyph_font, paint_text, push, style, text_width, Tex
 /// How bars are coloured.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub enum Palette {
+    /// The `cool` gradient of seaborn, cyan to magenta across the bars (the default).
     #[default]
     Cool,
+    /// The ten categorical colours of matplotlib's `tab10`, repeated past ten bars.
     Tab10,
+    /// One colour for every bar.
     Single(RGBColor),
 }
 
@@ -47,13 +50,16 @@ impl Palette {
     }
 }
 
+/// Which way the bars run.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Orientation {
+    /// Bars rise from the x axis, category labels below them (the default).
     #[default]
     Vertical,
+    /// Bars run right from the y axis, category labels on the left.
     Horizontal,
 }
 
@@ -68,18 +74,26 @@ const GRID: RGBColor = RGBColor(228, 228, 228);
 pub struct ChartSpec {
     /// The caption, placeholders already replaced.
     pub title: String,
+    /// The category column's name: the title of the category axis.
     pub x_name: String,
+    /// The value column's name: the title of the value axis.
     pub y_name: String,
+    /// Image width in pixels.
     pub width: u32,
+    /// Image height in pixels; text and margins scale with it (720 pixels = 1).
     pub height: u32,
+    /// Which way the bars run.
     pub orientation: Orientation,
+    /// How the bars are coloured.
     pub palette: Palette,
 }
 
 /// One bar.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bar {
+    /// The category label (cut to 20 characters with `…` when drawn).
     pub label: String,
+    /// The bar's length, on an axis from 0.
     pub value: f64,
 }
 
@@ -97,6 +111,7 @@ struct Frame<'a> {
 pub struct Drawn {
     /// The plot area: left, top, right, bottom, in pixels.
     pub plot: (i32, i32, i32, i32),
+    /// The number of bars drawn.
     pub bars: usize,
     /// Characters replaced by `?` because the font has no glyph for them.
     pub missing_glyphs: usize,

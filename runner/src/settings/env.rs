@@ -57,11 +57,13 @@ fn from_env(text: &str) -> Result<String, String> {
     })
 }
 
+/// A string with `${VAR}` replaced (`deserialize_with`); an unset variable is an error.
 pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let raw = String::deserialize(d)?;
     from_env(&raw).map_err(serde::de::Error::custom)
 }
 
+/// [`string`] for an optional value.
 pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     match Option::<String>::deserialize(d)? {
         Some(raw) => from_env(&raw).map(Some).map_err(serde::de::Error::custom),
@@ -78,14 +80,17 @@ pub fn spanned_string<'de, D: Deserializer<'de>>(
     Ok(spanned)
 }
 
+/// [`string`] as a path, as written (resolved against the pipeline file later).
 pub fn path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     string(d).map(PathBuf::from)
 }
 
+/// [`path`] for an optional value.
 pub fn opt_path<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
     opt_string(d).map(|s| s.map(PathBuf::from))
 }
 
+/// A list of strings, `${VAR}` replaced in each.
 pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Vec::<String>::deserialize(d)?
         .iter()

@@ -16,6 +16,7 @@ pub mod duration {
     /// longer ones are mistakes, and instants that far ahead cannot be represented.
     pub const MAX: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 24 * 3600);
 
+    /// Parses `10s`, `500ms`, `1h 30m`; zero and more than [`MAX`] are errors.
     pub fn parse(text: &str) -> Result<std::time::Duration, String> {
         let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
             format!("`{text}` is not a duration ({e}); write it like `10s`, `500ms` or `2m`")
@@ -29,10 +30,12 @@ pub mod duration {
         Ok(parsed)
     }
 
+    /// A duration setting (`deserialize_with`), read by [`parse`].
     pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
         parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 
+    /// An optional duration setting (`deserialize_with`), read by [`parse`].
     pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
         match Option::<String>::deserialize(d)? {
             Some(text) => parse(&text).map(Some).map_err(serde::de::Error::custom),

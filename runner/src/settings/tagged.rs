@@ -29,6 +29,8 @@ pub trait TaggedConfig: Sized {
     fn from_tag_buffered(tag: &str, rest: serde_json::Value) -> Result<Self, serde_json::Error>;
 }
 
+/// Reads a `type:`-tagged map as `T` (`deserialize_with`), keeping YAML error locations; an unknown
+/// `type` names the valid ones.
 pub fn deserialize<'de, T: TaggedConfig, D: de::Deserializer<'de>>(d: D) -> Result<T, D::Error> {
     d.deserialize_map(TaggedVisitor::<T>(PhantomData))
 }

@@ -80,13 +80,16 @@ fn palette<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Palette, D::Error> 
     }
 }
 
+/// Which rows become bars, in which order.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum BarOrder {
+    /// The `top` rows with the largest `y`, largest first.
     #[default]
     Value,
+    /// The first `top` rows in the order they come (a histogram keeps its bins in order).
     Input,
 }
 
@@ -171,6 +174,8 @@ impl BuildSink for ChartSinkConfig {
     }
 }
 
+/// The `chart` sink at run time: draws each result (or each window's) into a PNG file, replaced
+/// atomically.
 pub struct ChartSink {
     spec: ChartSpec,
     path: PathBuf,

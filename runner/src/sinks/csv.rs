@@ -54,6 +54,8 @@ impl BuildSink for CsvSinkConfig {
     }
 }
 
+/// The `csv` sink at run time: writes each result to its file, replacing it or, in `append` output
+/// mode, adding to it.
 pub struct CsvSink {
     path: PathBuf,
     header: bool,

@@ -140,9 +140,11 @@ pub fn missing_column(
 /// What `begin` decides for an epoch of a checkpointed stream, from the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EpochPlan {
+    /// Write the epoch: the ledger does not hold it, or the run redoes no epochs.
     Write,
     /// The ledger already holds this epoch (or a later one): a redone epoch after a restart.
     Skip {
+        /// The last epoch the ledger holds.
         last: u64,
     },
 }

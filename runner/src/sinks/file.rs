@@ -32,10 +32,13 @@ pub struct FileSinkConfig {
     pub format: FileFormat,
 }
 
+/// How the `file` sink encodes rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FileFormat {
+    /// One JSON object per row: numbers unquoted, timestamps RFC 3339, lists as arrays.
     Jsonl,
+    /// Parquet with the model's types, zstd-compressed.
     Parquet,
 }
 
@@ -59,6 +62,7 @@ impl BuildSink for FileSinkConfig {
     }
 }
 
+/// The `file` sink at run time: writes each result as JSON lines or Parquet.
 pub struct FileSink {
     path: PathBuf,
     format: FileFormat,

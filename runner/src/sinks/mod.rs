@@ -39,6 +39,8 @@ pub struct SinkContext<'a> {
 
 /// Implemented by every sink config.
 pub trait BuildSink: Send + Sync {
+    /// Builds the sink for a result with `ctx.input`'s columns; an `Err` (a sentence for the user)
+    /// when the settings do not fit them.
     fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, String>;
     /// The file the sink writes, as written in the pipeline (relative to its directory), for
     /// plans and run summaries; `None` for sinks that write no file.
@@ -50,6 +52,7 @@ pub trait BuildSink: Send + Sync {
 /// Whether a sink wants more rows of the current result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
+    /// It takes more rows.
     More,
     /// It has all it will use (a `limit` reached, standard output closed, a stop requested):
     /// when every sink says so, the run stops reading its input.

@@ -120,6 +120,8 @@ struct Settings {
     streaming: bool,
 }
 
+/// The `postgres` sink at run time: holds each result's rows until commit, then writes them in one
+/// transaction (connecting when needed).
 pub struct PostgresSink {
     settings: Arc<Settings>,
     /// The sink's own runtime: the client's connection runs on it between epochs.

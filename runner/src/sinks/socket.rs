@@ -36,13 +36,16 @@ pub struct SocketSinkConfig {
     pub write_timeout: Option<std::time::Duration>,
 }
 
+/// How the `socket` sink turns a cell into a line.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum SocketFormat {
+    /// The value as text (a list's elements joined with spaces); the default.
     #[default]
     Lines,
+    /// A list column's elements joined with spaces (the column must be a list).
     Joined,
 }
 
@@ -81,6 +84,7 @@ impl BuildSink for SocketSinkConfig {
 
 const DEFAULT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The `socket` sink at run time: listens on first use and writes each row to the connected client.
 pub struct SocketSink {
     address: String,
     column: usize,

@@ -72,6 +72,8 @@ impl BuildSink for SqliteSinkConfig {
     }
 }
 
+/// The `sqlite` sink at run time: opens the database on first use and writes each result in one
+/// transaction.
 pub struct SqliteSink {
     path: PathBuf,
     table: String,

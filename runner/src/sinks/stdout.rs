@@ -29,15 +29,21 @@ pub struct StdoutSinkConfig {
     pub limit: Option<usize>,
 }
 
+/// How the `stdout` sink prints a result.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum StdoutFormat {
+    /// The first column right-aligned, then `: ` and the rest (the chapter's `word: count`).
     Aligned,
+    /// A table with a header row and numbers right-aligned (the default).
     #[default]
     Table,
+    /// Tab-separated values with a header row; tabs, newlines and backslashes escaped as `\t`,
+    /// `\n`, `\\`.
     Tsv,
+    /// One JSON object per row: numbers unquoted, timestamps RFC 3339, lists as arrays.
     Jsonl,
     /// A horizontal bar chart in Unicode blocks, scaled to the terminal width.
     Bars,
@@ -67,6 +73,7 @@ enum Output {
     Buffer(Arc<Mutex<Vec<u8>>>),
 }
 
+/// The `stdout` sink at run time: prints each result (each epoch under its header in a stream).
 pub struct StdoutSink {
     config: StdoutSinkConfig,
     out: Output,

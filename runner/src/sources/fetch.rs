@@ -31,6 +31,8 @@ fn default_max_bytes() -> u64 {
 }
 
 impl FetchConfig {
+    /// Checks the settings before anything is downloaded: an `http(s)://` URL and a SHA-256 of 64
+    /// hex digits.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.url.starts_with("https://") || self.url.starts_with("http://")) {
             return Err(format!(

@@ -88,14 +88,18 @@ fn default_max_line_bytes() -> usize {
     64 << 20
 }
 
+/// What the `file` source does with bytes that are not UTF-8.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum EncodingErrors {
+    /// Replace them with U+FFFD and keep the line (the default).
     #[default]
     Replace,
+    /// Leave the line out, counted in the run's warnings.
     Skip,
+    /// Stop the run with an error naming the file and line.
     Fail,
 }
 
@@ -396,6 +400,7 @@ fn is_pattern(path: &Path) -> bool {
     path.to_string_lossy().contains(['*', '?', '['])
 }
 
+/// The `file` source in batch mode: one file, a glob or standard input, read in morsels.
 pub struct FileSource {
     path: PathBuf,
     /// `path` as the file has it (a URI for Spark stays one).

@@ -63,6 +63,8 @@ pub(super) fn build(
     })))
 }
 
+/// The `file` source in stream mode: the files `path` names (a directory or a glob), each read once
+/// in name order.
 pub struct FileStreamSource {
     path: PathBuf,
     schema: SchemaRef,

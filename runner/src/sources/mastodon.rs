@@ -100,6 +100,7 @@ pub struct EventFramer {
 }
 
 impl EventFramer {
+    /// A framer that drops events longer than `cap` bytes.
     pub fn new(cap: usize) -> Self {
         EventFramer {
             event: Vec::new(),
@@ -241,17 +242,24 @@ impl BuildSource for MastodonSourceConfig {
 /// What the event handling saw, for the end-of-run summary.
 #[derive(Default)]
 pub struct EventStats {
+    /// `update` events that became rows.
     pub updates: AtomicU64,
+    /// `delete` events, ignored.
     pub deletes: AtomicU64,
+    /// `status.update` events (edits), ignored.
     pub edits: AtomicU64,
+    /// Events of any other kind, skipped.
     pub unknown: AtomicU64,
+    /// Events whose JSON could not be read (an `update`'s status, a row line), skipped.
     pub malformed: AtomicU64,
+    /// Statuses left out by `only_with_tags` or `languages`.
     pub filtered: AtomicU64,
     /// Events longer than `max_event_bytes`, skipped.
     pub oversized: AtomicU64,
 }
 
 impl EventStats {
+    /// The counts in one line for the end of the run.
     pub fn summary(&self) -> String {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
@@ -264,6 +272,7 @@ impl EventStats {
         )
     }
 
+    /// The counts the run summary reports: malformed and oversized events.
     pub fn counters(&self) -> super::SourceCounters {
         super::SourceCounters {
             malformed_events: self.malformed.load(Ordering::Relaxed)
@@ -272,6 +281,8 @@ impl EventStats {
         }
     }
 
+    /// A warning per kind of event skipped as unreadable (malformed or oversized); empty when none
+    /// was.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         let malformed = self.malformed.load(Ordering::Relaxed);
@@ -337,7 +348,9 @@ struct Row {
 /// Filters applied to statuses before they become rows.
 #[derive(Clone)]
 pub struct Filters {
+    /// Leave out statuses without a hashtag.
     pub only_with_tags: bool,
+    /// Keep only statuses in these languages (ISO 639-1 codes); empty keeps every language.
     pub languages: Vec<String>,
 }
 
@@ -502,6 +515,8 @@ pub fn decode_rows(schema: &SchemaRef, chunks: &[Chunk], malformed: &AtomicU64) 
     RecordBatch::try_new(schema.clone(), columns).expect("columns follow the status schema")
 }
 
+/// The `mastodon` source at run time: statuses from an instance's live stream (recorded to a tape
+/// with `record_to`).
 pub struct MastodonSource {
     config: MastodonSourceConfig,
     instance: String,

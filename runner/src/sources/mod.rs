@@ -28,13 +28,17 @@ pub struct SourceContext<'a> {
 
 /// Implemented by every source config.
 pub trait BuildSource: Send + Sync {
+    /// Builds the source (its stream form when `ctx.streaming` and it has one); an `Err` (a
+    /// sentence for the user) when the settings cannot be used.
     fn build(&self, ctx: &SourceContext) -> Result<BuiltSource, String>;
 }
 
 /// A bounded input read to its end (batch mode), or an unbounded one read as it arrives
 /// (stream mode).
 pub enum BuiltSource {
+    /// A bounded input, read to its end in morsels.
     Batch(Box<dyn BatchSource>),
+    /// An unbounded input, read as it arrives.
     Stream(Box<dyn StreamSource>),
 }
 
@@ -47,6 +51,7 @@ impl BuiltSource {
         }
     }
 
+    /// The columns every batch from the source has.
     pub fn schema(&self) -> SchemaRef {
         match self {
             BuiltSource::Batch(s) => s.schema(),
@@ -79,7 +84,9 @@ pub struct SourcePosition {
 /// A chunk on its way from a source to the engine, with the position after it when the
 /// source has positions.
 pub struct Delivery {
+    /// Whole lines of input.
     pub chunk: Chunk,
+    /// Where a restarted run resumes after this chunk; `None` for a source without positions.
     pub resume_at: Option<SourcePosition>,
     /// A source that `marks_epochs`: the epoch ends after this chunk.
     pub ends_epoch: bool,
@@ -102,6 +109,7 @@ impl From<Chunk> for Delivery {
 /// A source that runs as a tokio task and pushes chunks into a bounded channel: when the
 /// engine falls behind, `send` waits and the source stops reading (backpressure).
 pub trait StreamSource: Send + Sync {
+    /// The columns every batch from this source has.
     fn schema(&self) -> SchemaRef;
     /// Starts reading (a positioned source from `from` when given); the source ends (for
     /// good) when it drops `tx`. An `Err` is a fatal problem (a rejected token, say) that ends
@@ -162,6 +170,7 @@ pub struct SourceCounters {
 
 /// A raw piece of input, cut at a record boundary.
 pub struct Morsel {
+    /// The input's bytes, ending at a record boundary.
     pub bytes: Vec<u8>,
     /// Where it came from, for error messages.
     pub origin: std::sync::Arc<str>,
@@ -170,18 +179,25 @@ pub struct Morsel {
     pub position: Position,
 }
 
+/// Where a morsel starts in its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
+    /// The 1-based number of its first line.
     Line(u64),
+    /// Its byte offset from the start of the input (the line is found on demand).
     Offset(u64),
 }
 
 /// The morsels of an input: read one after another (pipes, standard input), or independently
 /// by index (regular files, read with positional reads by whichever worker takes the index).
 pub enum Morsels<'a> {
+    /// Morsels read in order by one iterator.
     Sequential(Box<dyn Iterator<Item = Result<Morsel>> + Send + 'a>),
+    /// Morsels read independently, by index.
     Indexed {
+        /// The number of morsels.
         count: usize,
+        /// Reads morsel `i` (0 to `count - 1`); any worker may call it.
         read: Box<dyn Fn(usize) -> Result<Morsel> + Send + Sync + 'a>,
     },
 }
@@ -209,6 +225,8 @@ impl<'a> Morsels<'a> {
     }
 }
 
+/// A bounded input (a file, standard input) read in morsels that any worker can decode (batch
+/// mode).
 pub trait BatchSource: Send + Sync {
     /// The columns every batch from this source has.
     fn schema(&self) -> SchemaRef;

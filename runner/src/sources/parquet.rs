@@ -73,6 +73,8 @@ fn file_schema(path: &Path) -> Result<SchemaRef, String> {
     Ok(builder.schema().clone())
 }
 
+/// The `file` source for `format: parquet`: one morsel per row group, decoded by the worker that
+/// takes it.
 pub struct ParquetSource {
     path: PathBuf,
     columns: Vec<ColumnSpec>,

@@ -34,6 +34,7 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format's name as `format:` writes it.
     pub fn name(self) -> &'static str {
         match self {
             Format::Lines => "lines",
@@ -62,7 +63,10 @@ pub enum OnError {
 pub struct ColumnSpec {
     /// As written in `columns:` (a dotted path for a nested JSON field).
     pub name: String,
+    /// The column's type; values are converted to it as they are read.
     pub value_type: ValueType,
+    /// Whether a record without the field (or with it empty) is bad; `false` (`type?`) gives null
+    /// instead.
     pub required: bool,
 }
 
@@ -87,6 +91,7 @@ impl ColumnSpec {
 pub struct BadRecord {
     /// Index of the line in the decoded bytes (0-based).
     pub line: usize,
+    /// Why the record could not be read, one phrase.
     pub reason: String,
 }
 
@@ -107,6 +112,9 @@ pub struct RecordDecoder {
 }
 
 impl RecordDecoder {
+    /// A decoder of `format` records into `columns` (CSV fields by position: [`RecordDecoder::csv`]
+    /// finds them by header name); an error when there are no columns or a JSON path is both a
+    /// value and an object.
     pub fn new(format: Format, columns: Vec<ColumnSpec>, delimiter: u8) -> Result<Self, String> {
         if columns.is_empty() {
             return Err("columns: no columns to read".into());
@@ -184,6 +192,7 @@ impl RecordDecoder {
         &self.header
     }
 
+    /// The columns the decoded batches have, as `columns:` declares them.
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -564,6 +573,7 @@ pub struct StreamRecords {
 }
 
 impl StreamRecords {
+    /// Decodes with `decoder`; a bad record fails the run or is counted, as `on_error` says.
     pub fn new(decoder: RecordDecoder, on_error: OnError) -> Self {
         StreamRecords {
             decoder,
@@ -573,6 +583,7 @@ impl StreamRecords {
         }
     }
 
+    /// The columns the decoded batches have.
     pub fn schema(&self) -> SchemaRef {
         self.decoder.schema()
     }

@@ -37,9 +37,13 @@ pub struct ReplaySourceConfig {
     pub only_with_tags: bool,
 }
 
+/// How fast a tape is replayed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Speed {
+    /// The recorded timing divided by this factor (`1` is real time, `10` ten times faster); always
+    /// above 0.
     Factor(f64),
+    /// As fast as possible, without waiting.
     Max,
 }
 
@@ -109,6 +113,8 @@ impl BuildSource for ReplaySourceConfig {
     }
 }
 
+/// The `replay` source at run time: a recorded tape's events, paced by `speed`, through the live
+/// stream's handling.
 pub struct ReplaySource {
     config: ReplaySourceConfig,
     path: PathBuf,

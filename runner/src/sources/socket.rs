@@ -68,13 +68,17 @@ pub struct SocketSourceConfig {
     pub on_error: OnError,
 }
 
+/// Whether the `socket` source connects to a server or accepts clients.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum SocketMode {
+    /// Connect to a server at `host:port` as a TCP client, like Spark's socket source (the
+    /// default).
     #[default]
     Connect,
+    /// Listen on `host:port` and read lines from every client, up to `max_clients` at once.
     Listen,
 }
 
@@ -147,6 +151,7 @@ struct Stats {
     cut_lines: AtomicU64,
 }
 
+/// The `socket` source at run time: lines (or JSON lines) from TCP connections.
 pub struct SocketSource {
     config: SocketSourceConfig,
     address: String,
@@ -397,6 +402,7 @@ pub struct LineReader {
 }
 
 impl LineReader {
+    /// A reader that skips lines longer than `max_line_bytes` (not counting the `\n`).
     pub fn new(max_line_bytes: usize) -> Self {
         LineReader {
             max_line_bytes,

@@ -23,10 +23,15 @@ const MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// `user_id`; other parameters travel as gRPC headers, as PySpark sends them).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Remote {
+    /// The server's host name or address.
     pub host: String,
+    /// The server's port; [`DEFAULT_PORT`] (15002) when the address has none.
     pub port: u16,
     token: Option<String>,
+    /// Whether to connect with TLS (`;use_ssl=true`); a token requires it unless the host is a
+    /// loopback address.
     pub use_ssl: bool,
+    /// The user the session runs as (`;user_id=`); `None` uses `$USER`, else `runner`.
     pub user_id: Option<String>,
     headers: Vec<(String, String)>,
 }
@@ -216,6 +221,7 @@ impl Session {
         })
     }
 
+    /// The address the session is connected to.
     pub fn remote(&self) -> &Remote {
         &self.remote
     }

@@ -55,22 +55,27 @@ fn literal(value: LiteralType, text: String) -> Column {
     }
 }
 
+/// A text literal (`lit('word')`).
 pub fn lit_str(value: &str) -> Column {
     literal(LiteralType::String(value.to_owned()), python_str(value))
 }
 
+/// A 64-bit integer literal (Spark's `long`).
 pub fn lit_i64(value: i64) -> Column {
     literal(LiteralType::Long(value), value.to_string())
 }
 
+/// A 32-bit integer literal (Spark's `int`).
 pub fn lit_i32(value: i32) -> Column {
     literal(LiteralType::Integer(value), value.to_string())
 }
 
+/// A double literal.
 pub fn lit_f64(value: f64) -> Column {
     literal(LiteralType::Double(value), format!("{value:?}"))
 }
 
+/// A boolean literal (`True` or `False` in the text).
 pub fn lit_bool(value: bool) -> Column {
     literal(
         LiteralType::Boolean(value),
@@ -137,6 +142,7 @@ pub fn call_distinct(name: &str, args: Vec<Column>) -> Column {
 }
 
 impl Column {
+    /// The column under the name `name` (`.alias(name)`).
     pub fn alias(self, name: &str) -> Column {
         Column {
             text: format!("{}.alias({})", self.text, python_str(name)),
@@ -163,6 +169,7 @@ impl Column {
         column
     }
 
+    /// The column as PySpark-like text, as `runner plan --engine spark` shows it.
     pub fn text(&self) -> &str {
         &self.text
     }
@@ -276,6 +283,7 @@ impl Frame {
         &self.columns
     }
 
+    /// Whether the frame is a stream (`readStream`) rather than a batch read.
     pub fn streaming(&self) -> bool {
         self.streaming
     }
@@ -286,6 +294,7 @@ impl Frame {
         self
     }
 
+    /// The warnings attached with [`Frame::warn`], in order.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }

@@ -72,7 +72,10 @@ pub struct EngineConfig {
 /// Where and how a pipeline runs on Spark.
 #[derive(Debug, Clone)]
 pub struct SparkSettings {
+    /// The Spark Connect server, parsed from `--remote`, `engine.remote` or `SPARK_REMOTE`.
     pub remote: Remote,
+    /// The most rows Spark's result may have (`engine.max_collect_rows`, default 1,000,000); past
+    /// it the run fails.
     pub max_collect_rows: u64,
 }
 
@@ -252,6 +255,7 @@ fn describe(
 
 /// A pipeline made ready to run on Spark.
 pub struct Prepared {
+    /// What `runner plan` shows: the program sent to Spark, and which steps run where.
     pub plan: SparkPlan,
     /// Stream mode: the query to start (the pipeline then runs through `stream::run`).
     pub stream: Option<stream::SparkStream>,

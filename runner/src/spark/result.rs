@@ -15,6 +15,7 @@ use super::connect::{Execution, Remote, Session};
 use crate::error::{Error, Result};
 use crate::sources::{BatchSource, Morsel, Morsels, Position};
 
+/// A plan's result on Spark, read as a batch source: each Arrow batch the server sends is a morsel.
 pub struct SparkResult {
     relation: pb::Relation,
     remote: Remote,
@@ -27,6 +28,8 @@ pub struct SparkResult {
 }
 
 impl SparkResult {
+    /// The result of `relation` on `remote`, expected to have the columns `schema`; more than
+    /// `max_rows` rows fail the run. Nothing is sent until it is opened.
     pub fn new(relation: pb::Relation, remote: Remote, schema: SchemaRef, max_rows: u64) -> Self {
         let origin: Arc<str> = Arc::from(format!("the result from Spark Connect at {remote}"));
         SparkResult {

@@ -30,7 +30,10 @@ const POLL: Duration = Duration::from_millis(200);
 pub struct SparkStream {
     /// The streaming frame, up to and including the aggregation.
     pub relation: pb::Relation,
+    /// The Spark Connect server that runs the query.
     pub remote: Remote,
+    /// The most rows one epoch's result may have (`engine.max_collect_rows`); past it the run
+    /// fails.
     pub max_rows: u64,
     /// The aggregation's output columns.
     pub schema: SchemaRef,

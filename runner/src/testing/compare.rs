@@ -11,7 +11,9 @@ use crate::data::cell;
 
 /// What one run of a pipeline handed its sinks.
 pub struct Run {
+    /// Each epoch's id and its whole result (one epoch, 0, in a batch run).
     pub epochs: Vec<(u64, RecordBatch)>,
+    /// The result's column names, in order.
     pub columns: Vec<String>,
     /// `the sinks` or `transforms.N`, for messages.
     pub label: String,

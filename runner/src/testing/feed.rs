@@ -14,7 +14,9 @@ use crate::sources::{Chunk, Delivery, SourcePosition, StreamSource};
 /// A stream source's decoding with the test's input: each epoch's lines (whole lines, as the
 /// source's reader would cut them) arrive as one delivery that ends the epoch.
 pub struct FedStream {
+    /// The pipeline's own source, whose decoder reads the lines.
     pub inner: Box<dyn StreamSource>,
+    /// The lines of each epoch, in order: one delivery per epoch.
     pub epochs: Vec<Vec<String>>,
 }
 

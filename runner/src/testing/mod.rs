@@ -23,6 +23,7 @@ use feed::{CaptureSink, Captured, FedStream};
 pub struct TestFile {
     /// The pipeline file, relative to this file.
     pub pipeline: PathBuf,
+    /// The tests, run in order.
     pub tests: Vec<TestCase>,
 }
 
@@ -30,11 +31,14 @@ pub struct TestFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestCase {
+    /// The test's name, shown in the report.
     pub name: String,
     /// `--set` overrides for this test, e.g. `{"transforms.3.where": "count >= 2"}`.
     #[serde(default)]
     pub set: indexmap::IndexMap<String, serde_json::Value>,
+    /// What the source reads instead of its own input.
     pub input: Input,
+    /// What must hold of the result; at least one.
     pub expect: Vec<Expectation>,
 }
 
@@ -87,11 +91,15 @@ pub struct Expectation {
 /// How one test ended.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Outcome {
+    /// The test file, as given.
     pub file: String,
+    /// The test's `name`.
     pub name: String,
+    /// Whether every expectation held.
     pub passed: bool,
     /// What did not hold (or the error that stopped the test).
     pub failures: Vec<String>,
+    /// How long the test took, in seconds.
     pub seconds: f64,
 }
 

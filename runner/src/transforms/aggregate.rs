@@ -157,6 +157,8 @@ struct Agg {
     input: Option<ValueType>,
 }
 
+/// The built `aggregate` transform: its key expressions and aggregate calls, checked against the
+/// input.
 pub struct Aggregate {
     keys: Vec<Expr>,
     key_fields: Vec<SortField>,
@@ -537,6 +539,7 @@ impl Acc {
     }
 }
 
+/// An `aggregate` state: one accumulator per aggregate call for each group, by encoded key.
 pub struct AggregateTable {
     keys: Vec<Expr>,
     converter: RowConverter,

@@ -42,6 +42,7 @@ impl BuildTransform for DropConfig {
     }
 }
 
+/// The built `drop` transform: the input columns it keeps, in order.
 pub struct Drop {
     kept: Vec<usize>,
     output: SchemaRef,

@@ -94,6 +94,7 @@ impl Explode {
         self.config.separator.as_deref()
     }
 
+    /// Whether empty pieces are left out.
     pub fn drop_empty(&self) -> bool {
         self.config.drop_empty
     }
@@ -104,6 +105,7 @@ impl Explode {
     }
 }
 
+/// The built `explode` transform: one row per piece of its column, other columns repeated.
 pub struct Explode {
     config: ExplodeConfig,
     index: usize,

@@ -38,6 +38,7 @@ impl BuildTransform for FilterConfig {
     }
 }
 
+/// The built `filter` transform: keeps the rows where its `where:` predicate holds.
 pub struct Filter {
     predicate: Predicate,
 }

@@ -52,11 +52,14 @@ pub struct GroupCountConfig {
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
+    /// One column, written as a string.
     One(String),
+    /// Several columns, written as a list.
     Many(Vec<String>),
 }
 
 impl OneOrMany {
+    /// The column names, in order.
     pub fn to_vec(&self) -> Vec<String> {
         match self {
             OneOrMany::One(one) => vec![one.clone()],
@@ -130,6 +133,7 @@ impl BuildTransform for GroupCountConfig {
     }
 }
 
+/// The built `group_count` transform: counts rows per distinct key.
 pub struct GroupCount {
     keys: Vec<usize>,
     output: SchemaRef,
@@ -141,6 +145,7 @@ impl GroupCount {
         &self.keys
     }
 
+    /// The columns it gives: the keys, then the count.
     pub fn output(&self) -> &SchemaRef {
         &self.output
     }
@@ -209,6 +214,7 @@ enum Table {
     Keys(HashMap<Vec<Key>, i64>),
 }
 
+/// A `group_count` state: the count of each key seen so far.
 pub struct GroupCountState {
     keys: Vec<usize>,
     output: SchemaRef,
@@ -270,6 +276,7 @@ impl GroupCountState {
         }
     }
 
+    /// Whether no row has been counted yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

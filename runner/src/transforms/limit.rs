@@ -24,6 +24,7 @@ impl BuildTransform for LimitConfig {
     }
 }
 
+/// The built `limit` transform: keeps the first `n` rows.
 pub struct Limit {
     n: usize,
 }

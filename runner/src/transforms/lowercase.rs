@@ -44,6 +44,8 @@ impl BuildTransform for LowercaseConfig {
     }
 }
 
+/// The built `lowercase` transform: lowercases a text column, or each element of a list column, in
+/// place.
 pub struct Lowercase {
     index: usize,
     list: bool,

@@ -52,7 +52,9 @@ pub trait BuildTransform: Send + Sync {
 
 /// A built transform and the schema it produces.
 pub struct Stage {
+    /// The columns the stage gives out.
     pub output: SchemaRef,
+    /// How the stage runs: row-wise, as an aggregation or on the whole input.
     pub kind: StageKind,
 }
 
@@ -66,7 +68,9 @@ pub enum StageKind {
     Global(Box<dyn GlobalTransform>),
 }
 
+/// A stateless stage that turns each batch into another, on any worker.
 pub trait MapTransform: Send + Sync {
+    /// Transforms one batch; an error stops the run.
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch>;
     /// Called once after the last batch (batch mode); stateful transforms (plugins with
     /// `finish`) may return a last batch, which flows on like any other.
@@ -107,13 +111,18 @@ pub trait MapTransform: Send + Sync {
 pub enum TextSplit<'a> {
     /// Into words, as `tokenizer` does (tokenize).
     Words {
+        /// The index of the text column split.
         column: usize,
+        /// The tokenizer whose words the stage emits.
         tokenizer: &'a tokenize::Tokenizer,
     },
     /// At every `separator` (explode of a text column).
     Separator {
+        /// The index of the text column split.
         column: usize,
+        /// The separator between pieces.
         separator: &'a str,
+        /// Whether empty pieces are left out.
         drop_empty: bool,
     },
 }
@@ -125,12 +134,21 @@ pub enum TextSplit<'a> {
 pub enum PerValue {
     /// Keeps or drops the row (filter, stopwords): its output rows are some of its input rows,
     /// in order, unchanged.
-    Keeps { column: usize },
+    Keeps {
+        /// The index of the column the decision reads.
+        column: usize,
+    },
     /// Replaces the value with another, one row out per row in (lowercase).
-    Maps { column: usize },
+    Maps {
+        /// The index of the column whose value is replaced.
+        column: usize,
+    },
 }
 
+/// A stage that aggregates rows into groups: each worker fills its own state, and the states are
+/// merged.
 pub trait Aggregation: Send + Sync {
+    /// An empty state, one per worker (and one per window for a windowed aggregation).
     fn new_state(&self) -> Box<dyn AggregateState>;
     /// How many leading output columns are the group's key (update mode emits the groups whose
     /// key an epoch touched).
@@ -218,7 +236,9 @@ pub trait TextCounter {
     fn add_each_text(&mut self, keys: &[&[u8]]);
 }
 
+/// The partial result of an [`Aggregation`]: the groups seen so far.
 pub trait AggregateState: Send {
+    /// Adds a batch's rows to the groups; an error when a value cannot be added (a sum past i64).
     fn update(&mut self, batch: &RecordBatch) -> Result<()>;
     /// Says that the next `update`s hold the rows of morsel `index` (input order), so that
     /// order-keeping aggregates (`first`, `last`) agree however morsels reach workers.
@@ -252,7 +272,9 @@ pub trait AggregateState: Send {
     }
 }
 
+/// A stage that needs its whole input at once, in input order (sort, limit).
 pub trait GlobalTransform: Send + Sync {
+    /// Transforms the whole input, given as one batch.
     fn apply(&self, batch: RecordBatch) -> Result<RecordBatch>;
 
     /// `apply` where only the first `rows` rows of the output are used (a `limit` follows):

@@ -79,6 +79,7 @@ impl BuildTransform for ParseJsonConfig {
     }
 }
 
+/// The built `parse_json` transform: reads a text column of JSON objects into typed columns.
 pub struct ParseJson {
     column: usize,
     decoder: RecordDecoder,

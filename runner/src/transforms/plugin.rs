@@ -84,6 +84,8 @@ impl BuildTransform for PluginConfig {
     }
 }
 
+/// The built `plugin` transform: an instance of a plugin library, created when the pipeline is
+/// validated.
 pub struct PluginTransform {
     instance: Instance,
     name: &'static str,

@@ -47,6 +47,7 @@ impl BuildTransform for RenameConfig {
     }
 }
 
+/// The built `rename` transform: the same columns under new names.
 pub struct Rename {
     output: SchemaRef,
 }

@@ -50,6 +50,7 @@ impl BuildTransform for SelectConfig {
     }
 }
 
+/// The built `select` transform: one expression per output column.
 pub struct Select {
     exprs: Vec<Expr>,
     output: arrow_schema::SchemaRef,

@@ -98,6 +98,7 @@ impl BuildTransform for SortConfig {
     }
 }
 
+/// The built `sort` transform: orders rows by its keys, ties broken by every other column.
 pub struct Sort {
     keys: Vec<SortKey>,
 }

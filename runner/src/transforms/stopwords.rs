@@ -43,13 +43,16 @@ pub struct StopwordsConfig {
     pub mode: StopwordsMode,
 }
 
+/// How `words` and `file` combine with the built-in list.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum StopwordsMode {
+    /// Add them to the built-in list (the default).
     #[default]
     Add,
+    /// Use them instead of the built-in list.
     Replace,
 }
 
@@ -149,6 +152,7 @@ impl BuildTransform for StopwordsConfig {
     }
 }
 
+/// The built `stopwords` transform: drops rows whose word is in its stop list.
 pub struct Stopwords {
     index: usize,
     words: WordSet,
@@ -160,6 +164,7 @@ impl Stopwords {
         self.index
     }
 
+    /// Whether `word` is a stop word (matched exactly, case included).
     pub fn contains(&self, word: &str) -> bool {
         self.words.contains(word)
     }

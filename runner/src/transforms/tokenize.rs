@@ -82,6 +82,7 @@ impl BuildTransform for TokenizeConfig {
     }
 }
 
+/// The built `tokenize` transform: one row per word of its column.
 pub struct Tokenize {
     tokenizer: Tokenizer,
     index: usize,
@@ -89,6 +90,7 @@ pub struct Tokenize {
 }
 
 impl Tokenize {
+    /// The splitter, with the step's settings.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }

@@ -34,8 +34,12 @@ const MAX_OVERLAPPING: i64 = 10_000;
 /// Windows in microseconds, as Spark keeps them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowSpec {
+    /// How long each window is, in microseconds.
     pub size: i64,
+    /// How often a window starts, in microseconds (`size` for tumbling windows).
     pub slide: i64,
+    /// Where windows start, relative to the Unix epoch, in microseconds; less than `slide` either
+    /// way.
     pub offset: i64,
 }
 
@@ -44,6 +48,9 @@ fn micros(d: Duration, what: &str) -> Result<i64, String> {
 }
 
 impl WindowConfig {
+    /// The windows in microseconds; an error when `size` or `slide` is under a microsecond or too
+    /// long, `slide` exceeds `size`, a row would be in more than 10,000 windows, or the offset is
+    /// not shorter than `slide`.
     pub fn spec(&self) -> Result<WindowSpec, String> {
         let size = micros(self.size, "size")?;
         let slide = match self.slide {

@@ -52,6 +52,7 @@ impl BuildTransform for WithColumnConfig {
     }
 }
 
+/// The built `with_column` transform: adds a computed column, or replaces the one of the same name.
 pub struct WithColumn {
     expr: Expr,
     /// The column it replaces; `None`: it is added last.

@@ -34,11 +34,15 @@ const CSV_PIECE_ROWS: usize = 4096;
 /// Who may read the page.
 #[derive(Clone)]
 pub struct Access {
+    /// The token a browser must present; `None` when the page is open to whoever reaches it
+    /// (loopback addresses only).
     pub token: Option<Arc<str>>,
     /// The port of a loopback address: `Host` must be a loopback name with it.
     pub loopback_port: Option<u16>,
 }
 
+/// The page's routes (the page itself, its assets, `/api/*`, `/metrics`), behind the `Host` and
+/// token checks of `access`.
 pub fn router(live: Arc<Live>, access: Access) -> Router {
     Router::new()
         .route(

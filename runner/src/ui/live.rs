@@ -34,20 +34,31 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 /// One message to every page: an SSE event's name and its JSON data.
 #[derive(Debug, Clone)]
 pub struct Update {
+    /// The SSE event's name: `state`, `epoch`, `result` or `warning`.
     pub name: &'static str,
+    /// The SSE event's id: the epoch, for `epoch` and `result` events; `None` for the others.
     pub id: Option<u64>,
+    /// The event's data, as JSON text.
     pub data: Arc<str>,
 }
 
 /// What the run is, known before it starts.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunInfo {
+    /// The pipeline's `name`.
     pub pipeline: String,
+    /// The pipeline file, as given.
     pub file: String,
+    /// `batch` or `stream`.
     pub mode: &'static str,
+    /// Worker threads the run uses.
     pub cores: usize,
+    /// Streams: the trigger (`continuous`, `processing_time 10s`, `available_now`); `None` in batch
+    /// mode.
     pub trigger: Option<String>,
+    /// Streams: the output mode (`complete`, `update`, `append`); `None` in batch mode.
     pub output_mode: Option<&'static str>,
+    /// `local` or `spark`.
     pub engine: &'static str,
     /// The source's label (`source (file: /path)`).
     pub source: String,
@@ -61,11 +72,17 @@ pub struct RunInfo {
 /// text column against its last number column.
 #[derive(Debug, Clone)]
 pub struct ChartChoice {
+    /// The category column (one bar per row).
     pub x: String,
+    /// The numeric column (bar length).
     pub y: String,
+    /// How many bars.
     pub top: usize,
+    /// Which rows become bars, in which order.
     pub order: BarOrder,
+    /// How the bars are coloured.
     pub palette: Palette,
+    /// The chart's caption.
     pub title: String,
 }
 
@@ -297,10 +314,15 @@ struct Warning {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
+    /// The page is up; the run has not started yet.
     Starting,
+    /// The run has started.
     Running,
+    /// A batch run ended well.
     Finished,
+    /// A stream stopped without an error.
     Stopped,
+    /// The run failed.
     Failed,
 }
 
@@ -338,6 +360,8 @@ pub struct Live {
 }
 
 impl Live {
+    /// The live state of a run about to start, described by `info`, with the page's chart (`None`:
+    /// no chart) and the stages' row counters.
     pub fn new(
         info: RunInfo,
         chart: Option<ChartChoice>,
@@ -652,14 +676,19 @@ impl Live {
 
 /// The current result, held without the lock.
 pub struct ResultSnapshot {
+    /// The epoch the result is from; `None` before the first result.
     pub epoch: Option<u64>,
+    /// When the result last changed; `None` before the first result.
     pub updated: Option<SystemTime>,
+    /// The result's rows (for an upsert result, the latest row per key).
     pub batches: Vec<RecordBatch>,
+    /// Rows of an appended result no longer held (only the latest [`TAIL_ROWS`] are).
     pub dropped: u64,
     chart: Option<ChartChoice>,
 }
 
 impl ResultSnapshot {
+    /// The number of rows held.
     pub fn rows(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }

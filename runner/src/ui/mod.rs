@@ -38,7 +38,9 @@ pub struct UiConfig {
 pub struct UiOptions {
     /// `--ui` (with its address, when given).
     pub requested: Option<Option<String>>,
+    /// `--ui-linger`: how long a finished run keeps its page up; `None` leaves it to `ui.linger`.
     pub linger: Option<Duration>,
+    /// `--ui-token-env`: the variable holding the page's token; `None` leaves it to `ui.token_env`.
     pub token_env: Option<String>,
 }
 
@@ -52,7 +54,9 @@ const MIN_TOKEN_CHARS: usize = 16;
 /// Resolved settings: bound and checked, not serving yet.
 pub struct Bound {
     listener: TcpListener,
+    /// The address bound (with the port actually taken).
     pub address: SocketAddr,
+    /// How long a finished run keeps its page up (zero: it goes with the process).
     pub linger: Duration,
     token: Option<String>,
 }
@@ -205,8 +209,11 @@ pub fn describe(
 
 /// A running page server.
 pub struct Server {
+    /// The run's live state, which the bus subscriber updates and the page reads.
     pub live: Arc<live::Live>,
+    /// The page's address, `http://host:port/`.
     pub url: String,
+    /// How long a finished run keeps its page up (zero: it goes with the process).
     pub linger: Duration,
     runtime: Option<tokio::runtime::Runtime>,
 }

@@ -39,8 +39,11 @@ const LAST_EPOCH_WATERMARK_KEY: &str = "runner.last_epoch_watermark_ms";
 
 /// Names of the two columns a windowed aggregation puts first.
 pub const WINDOW_START: &str = "window_start";
+/// The window's end, exclusive: `window_start` plus the window's size.
 pub const WINDOW_END: &str = "window_end";
 
+/// An aggregation over event-time windows (`window:`): the inner aggregation per window, with
+/// Spark's watermark in a stream.
 pub struct Windowed {
     shared: Arc<Shared>,
 }
@@ -175,6 +178,7 @@ struct Window {
     morsel: Option<u64>,
 }
 
+/// A windowed aggregation's state: one inner state per window, by window start.
 pub struct WindowedState {
     shared: Arc<Shared>,
     /// By window start (every window has the same size, so this is also end order).
