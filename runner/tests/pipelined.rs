@@ -1,6 +1,7 @@
 //! A pipeline without an aggregation streams its rows to the sinks: memory stays bounded
 //! whatever the input's size, and a reached `limit` or a closed standard output stops the
-//! reading early.
+//! reading early. A sort of such an input spills sorted runs to disk and merges them, or keeps
+//! only the first rows before a limit, in bounded memory too.
 
 mod common;
 
@@ -176,4 +177,110 @@ fn non_aggregating_pipelines_stream_in_bounded_memory_and_stop_early() {
         read < LINES as u64 / 4,
         "a closed stdout still read {read} rows"
     );
+}
+
+/// The number at the end of a generated line (`... 0000042`), quoted by CSV or not.
+fn line_number(line: &[u8]) -> usize {
+    let text = std::str::from_utf8(line)
+        .unwrap()
+        .trim_end()
+        .trim_end_matches('"');
+    text[text.len() - 7..].parse().unwrap()
+}
+
+#[test]
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
+fn a_sort_of_a_large_input_spills_and_merges_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = big_input(dir.path());
+
+    // Every line, largest first: the lines differ only in their numbers, so the output runs
+    // from the last line's number down to 0.
+    let sorted = pipeline(
+        dir.path(),
+        "sorted",
+        &input,
+        "transforms:\n  - {type: sort, by: line desc}\nsinks:\n  - {type: csv, path: sorted.csv}\n",
+    );
+    let plan = runner_process()
+        .args(["plan", "--format", "json"])
+        .arg(&sorted)
+        .output()
+        .unwrap();
+    assert!(plan.status.success());
+    let plan = String::from_utf8(plan.stdout).unwrap();
+    assert!(plan.contains("\"external_sort\""), "{plan}");
+    let summary = dir.path().join("sorted.json");
+    let child = runner_process()
+        .args(["run", "--summary"])
+        .arg(&summary)
+        .arg(&sorted)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (code, peak_mb) = wait_with_peak_rss(&child);
+    assert_eq!(code, Some(0));
+    assert!(
+        peak_mb < 200.0,
+        "file → sort → csv: peak RSS {peak_mb:.0} MB over 512 MiB"
+    );
+    let mut written =
+        std::io::BufReader::new(std::fs::File::open(dir.path().join("sorted.csv")).unwrap());
+    let mut line = Vec::new();
+    written.read_until(b'\n', &mut line).unwrap();
+    assert_eq!(line, b"line\n");
+    let mut expected = LINES;
+    line.clear();
+    while written.read_until(b'\n', &mut line).unwrap() > 0 {
+        expected -= 1;
+        assert_eq!(line_number(&line), expected, "out of order");
+        line.clear();
+    }
+    assert_eq!(expected, 0, "{expected} rows missing");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(summary["stages"][1]["type"], "sort");
+    assert_eq!(summary["stages"][1]["rows_in"], LINES as u64);
+    assert_eq!(summary["stages"][1]["rows_out"], LINES as u64);
+    std::fs::remove_file(dir.path().join("sorted.csv")).unwrap();
+
+    // Before a limit the sort keeps only the first rows: the five largest.
+    let top = pipeline(
+        dir.path(),
+        "top",
+        &input,
+        "transforms:\n  - {type: sort, by: line desc}\n  - {type: limit, n: 5}\nsinks:\n  - {type: stdout, format: tsv}\n",
+    );
+    let plan = runner_process()
+        .args(["plan", "--format", "json"])
+        .arg(&top)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(plan.stdout)
+        .unwrap()
+        .contains("\"top_k\""));
+    let mut child = runner_process()
+        .arg("run")
+        .arg(&top)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut text).unwrap();
+        text
+    });
+    let (code, peak_mb) = wait_with_peak_rss(&child);
+    assert_eq!(code, Some(0));
+    assert!(peak_mb < 200.0, "sort → limit 5: peak RSS {peak_mb:.0} MB");
+    let text = reader.join().unwrap();
+    let numbers: Vec<usize> = text
+        .lines()
+        .skip(1)
+        .map(|l| line_number(l.as_bytes()))
+        .collect();
+    assert_eq!(numbers, (LINES - 5..LINES).rev().collect::<Vec<_>>());
 }

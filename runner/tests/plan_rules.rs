@@ -137,6 +137,12 @@ fn batch_pipeline(random: &mut Random) -> String {
         if random.chance(60) {
             steps.push_str("  - {type: sort, by: [count desc, word]}\n");
         }
+    } else if random.chance(60) {
+        // Without a count the sort takes every row: the rules run it as an external sort.
+        steps.push_str(random.pick(&[
+            "  - {type: sort, by: word}\n",
+            "  - {type: sort, by: word desc}\n",
+        ]));
     }
     if random.chance(40) {
         steps.push_str(&format!(

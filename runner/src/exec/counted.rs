@@ -153,6 +153,15 @@ impl GlobalTransform for CountedGlobal {
     fn order_independent(&self) -> bool {
         self.inner.order_independent()
     }
+
+    fn sort_keys(&self) -> Option<Vec<crate::transforms::SortKey>> {
+        self.inner.sort_keys()
+    }
+
+    fn record_rows(&self, rows_in: usize, rows_out: usize) {
+        self.rows.add_in(rows_in);
+        self.rows.add_out(rows_out);
+    }
 }
 
 struct CountedAggregation {

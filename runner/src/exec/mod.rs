@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod counted;
+pub mod external_sort;
 pub mod fused;
 #[cfg(target_arch = "x86_64")]
 pub mod fused_avx512;

@@ -1,8 +1,10 @@
-//! A batch pipeline without an aggregation or a sort streams (the plan's `stream_to_sinks`): `cores` workers decode morsels
-//! and run the row-wise stages on them, and this thread hands the results to the sinks in
-//! input order as they complete. At most a window of morsels is between reading and writing,
-//! so memory is bounded whatever the input's size; a `limit` that is reached, or sinks that
-//! want no more (standard output closed), stop the reading.
+//! A batch pipeline without an aggregation streams (the plan's `stream_to_sinks`): `cores`
+//! workers decode morsels and run the row-wise stages on them, and this thread hands the
+//! results to the sinks in input order as they complete. At most a window of morsels is between
+//! reading and writing, so memory is bounded whatever the input's size; a `limit` that is
+//! reached, or sinks that want no more (standard output closed), stop the reading. A `sort`
+//! among the steps takes the rows instead, in bounded memory (`external_sort`), and hands them
+//! on in key order once the input has ended.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -10,6 +12,7 @@ use std::sync::{Condvar, Mutex};
 
 use arrow_array::RecordBatch;
 
+use super::external_sort::ExternalSort;
 use super::BuiltStage;
 use crate::error::{Error, Result};
 use crate::sinks::{Flow, Sink};
@@ -38,8 +41,35 @@ pub fn run(
         .take_while(|s| matches!(s.stage.kind, StageKind::Map(_)))
         .count();
     let (prefix, rest) = stages.split_at(parallel);
-    let mut tail = Tail::new(rest);
-    let mut output = Output::new(sinks, bus);
+    // A sort splits the rest: the steps before it stream into it, those after it get its rows.
+    let sort_at = rest.iter().position(|s| match &s.stage.kind {
+        StageKind::Global(global) => global.sort_keys().is_some(),
+        _ => false,
+    });
+    let (before, sort, after) = match sort_at {
+        Some(i) => (&rest[..i], Some(&rest[i]), &rest[i + 1..]),
+        None => (rest, None, &rest[rest.len()..]),
+    };
+    let mut tail = Tail::new(before);
+    let sorter = sort.and_then(|stage| {
+        let StageKind::Global(global) = &stage.stage.kind else {
+            return None;
+        };
+        let first = after.first().and_then(|next| match &next.stage.kind {
+            StageKind::Global(limit) => limit.first_rows(),
+            _ => None,
+        });
+        Some(ExternalSort::new(
+            stage.stage.output.clone(),
+            global.sort_keys()?,
+            first,
+        ))
+    });
+    let mut delivery = Delivery {
+        output: Output::new(sinks, bus),
+        sorter,
+        sorted_in: 0,
+    };
     let feed = Feed::new(source.open()?, window(cores));
     let through_prefix = |morsel: Morsel| super::batch::decode_through(source, prefix, morsel);
 
@@ -72,7 +102,7 @@ pub fn run(
             }
         }
         drop(tx);
-        let written = write_in_order(&rx, &feed, &mut tail, &mut output);
+        let written = write_in_order(&rx, &feed, &mut tail, &mut delivery);
         // Whatever happened, the workers stop taking morsels.
         feed.stop();
         drop(rx);
@@ -81,19 +111,72 @@ pub fn run(
     let input_ended = outcome?;
     // The last rows of stateful row-wise stages (a plugin's `finish`), where they are still
     // wanted: after the whole input, or after a limit that was reached.
-    if output.wants_more() {
+    if delivery.wants_more() {
         if input_ended && !tail.exhausted() {
             for batch in super::batch::finished_batches(prefix)? {
                 if let Some(batch) = tail.push(batch)? {
-                    output.write(&batch)?;
+                    delivery.deliver(batch)?;
                 }
             }
         }
         for batch in tail.finish()? {
-            output.write(&batch)?;
+            delivery.deliver(batch)?;
+        }
+    }
+    let Delivery {
+        mut output,
+        sorter,
+        sorted_in,
+    } = delivery;
+    if let (Some(sorter), Some(stage)) = (sorter, sort) {
+        let mut after_tail = Tail::new(after);
+        let mut sorted_out = 0;
+        if output.wants_more() {
+            sorter
+                .finish(|batch| {
+                    sorted_out += batch.num_rows();
+                    if let Some(batch) = after_tail.push(batch)? {
+                        output.write(&batch)?;
+                    }
+                    Ok(output.wants_more() && !after_tail.exhausted())
+                })
+                .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
+            if output.wants_more() {
+                for batch in after_tail.finish()? {
+                    output.write(&batch)?;
+                }
+            }
+        }
+        if let StageKind::Global(global) = &stage.stage.kind {
+            global.record_rows(sorted_in, sorted_out);
         }
     }
     Ok(output.rows)
+}
+
+/// Where the writer hands the rows of the streamed steps: the sinks, or a sort.
+struct Delivery<'a> {
+    output: Output<'a>,
+    sorter: Option<ExternalSort>,
+    /// Rows handed to the sort.
+    sorted_in: usize,
+}
+
+impl Delivery<'_> {
+    fn deliver(&mut self, batch: RecordBatch) -> Result<()> {
+        match self.sorter.as_mut() {
+            Some(sorter) => {
+                self.sorted_in += batch.num_rows();
+                sorter.push(batch)
+            }
+            None => self.output.write(&batch),
+        }
+    }
+
+    /// Whether more rows are wanted: a sort takes every row; the sinks until they stop.
+    fn wants_more(&self) -> bool {
+        self.sorter.is_some() || self.output.wants_more()
+    }
 }
 
 /// Receives worker results and writes them in input order. Returns whether the whole input
@@ -102,7 +185,7 @@ fn write_in_order(
     rx: &std::sync::mpsc::Receiver<(usize, Result<Vec<RecordBatch>>)>,
     feed: &Feed,
     tail: &mut Tail,
-    output: &mut Output,
+    output: &mut Delivery,
 ) -> Result<bool> {
     let mut waiting: BTreeMap<usize, Result<Vec<RecordBatch>>> = BTreeMap::new();
     let mut next = 0usize;
@@ -114,7 +197,7 @@ fn write_in_order(
         while let Some(result) = waiting.remove(&next) {
             for batch in result? {
                 if let Some(batch) = tail.push(batch)? {
-                    output.write(&batch)?;
+                    output.deliver(batch)?;
                 }
                 if tail.exhausted() || !output.wants_more() {
                     return Ok(false);

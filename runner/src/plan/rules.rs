@@ -11,9 +11,11 @@
 //!   followed by re-adding the counts of values that became equal). Batch runs have the
 //!   word kernel; streams the separator kernel, without per-piece steps (a stream's state is
 //!   checkpointed, and must hold what the unfused steps would have counted).
-//! - **stream to sinks**: a batch pipeline of row-wise steps and limits (no aggregation, no
-//!   sort) hands its rows to the sinks as they are produced, in input order, with bounded
-//!   memory; a reached limit stops the reading.
+//! - **stream to sinks**: a batch pipeline of row-wise steps, limits and at most one sort (no
+//!   aggregation) hands its rows to the sinks as they are produced, in input order, with
+//!   bounded memory; a reached limit stops the reading. A sort (a step that declares
+//!   `sort_keys`) takes the rows in bounded memory instead: sorted runs spilled to temporary
+//!   files and merged (`external_sort`), or only the first rows before a limit (`top_k`).
 
 use serde::Serialize;
 
@@ -127,6 +129,22 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
             StageKind::Map(_) => ("row_wise", "on every worker"),
             StageKind::Aggregate(_) if streaming => ("hash_aggregate", "state kept across epochs"),
             StageKind::Aggregate(_) => ("hash_aggregate", "per worker, then merged"),
+            StageKind::Global(global) if streams && global.sort_keys().is_some() => {
+                let before_limit = stages.get(i + 1).is_some_and(|next| {
+                    matches!(&next.stage.kind, StageKind::Global(g) if g.first_rows().is_some())
+                });
+                if before_limit {
+                    (
+                        "top_k",
+                        "keeps only the first rows in key order, in bounded memory",
+                    )
+                } else {
+                    (
+                        "external_sort",
+                        "in bounded memory: sorted runs spilled to temporary files, then merged",
+                    )
+                }
+            }
             StageKind::Global(_) if streams => {
                 ("limit", "in input order; stops the reading once reached")
             }
@@ -154,13 +172,19 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
     }
 }
 
-/// Row-wise steps and limits only: nothing needs the whole input.
+/// Row-wise steps, limits and at most one sort: nothing holds the whole input in memory.
 fn rules_stream_to_sinks(stages: &[BuiltStage]) -> bool {
-    stages.iter().all(|s| match &s.stage.kind {
+    let mut sorts = 0;
+    let streamable = stages.iter().all(|s| match &s.stage.kind {
         StageKind::Map(_) => true,
+        StageKind::Global(global) if global.sort_keys().is_some() => {
+            sorts += 1;
+            true
+        }
         StageKind::Global(global) => global.first_rows().is_some(),
         StageKind::Aggregate(_) => false,
-    })
+    });
+    streamable && sorts <= 1
 }
 
 /// The count-split-text rule (see the module's documentation).

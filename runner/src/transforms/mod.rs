@@ -272,6 +272,15 @@ pub trait AggregateState: Send {
     }
 }
 
+/// One key of a sort: a column and its direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortKey {
+    /// The column's index in the step's input.
+    pub column: usize,
+    /// Largest first (nulls then come last).
+    pub descending: bool,
+}
+
 /// A stage that needs its whole input at once, in input order (sort, limit).
 pub trait GlobalTransform: Send + Sync {
     /// Transforms the whole input, given as one batch.
@@ -293,6 +302,20 @@ pub trait GlobalTransform: Send + Sync {
     /// ties are broken by every column): what comes before it need not keep any order.
     fn order_independent(&self) -> bool {
         false
+    }
+
+    /// Declared by a step whose output is its input ordered by these keys, most significant
+    /// first (nulls smallest, floats in total order, text by bytes), rows equal on every key
+    /// in input order (`sort`). A driver may then sort an input larger than memory itself, in
+    /// sorted runs merged by the keys, instead of calling `apply` on the whole input.
+    fn sort_keys(&self) -> Option<Vec<SortKey>> {
+        None
+    }
+
+    /// Told the rows a driver ordered on the step's behalf (through `sort_keys`), for the
+    /// step's row counts.
+    fn record_rows(&self, rows_in: usize, rows_out: usize) {
+        let _ = (rows_in, rows_out);
     }
     /// How the step runs on Spark (`crate::spark`): `input` with the step applied, or why it
     /// cannot run there.

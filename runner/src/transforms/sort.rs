@@ -1,7 +1,8 @@
 //! `sort`: order rows by `column [asc|desc]` keys. Ties are broken by every remaining column in
 //! ascending order, so the output is the same whatever the input order or number of cores.
 //! Nulls order as in Spark: first when ascending, last when descending (a null is smaller than
-//! every value); NaN is larger than every number.
+//! every value); NaN is larger than every number. Keys may be text, numbers, booleans or
+//! timestamps.
 
 use std::cmp::Ordering;
 
@@ -12,26 +13,23 @@ use arrow_schema::DataType;
 use serde::Deserialize;
 
 use super::group_count::OneOrMany;
-use super::{BuildContext, BuildTransform, GlobalTransform, Stage, StageKind};
+use super::{BuildContext, BuildTransform, GlobalTransform, SortKey, Stage, StageKind};
 use crate::data::{cell, column_index, type_label, Cell};
 use crate::error::Result;
 
-/// Orders rows by `column [asc|desc]` keys. Ties are broken by the remaining columns,
-/// ascending, so the output is the same on every run and core count. Nulls come first ascending
-/// and last descending (Spark's order); text compares by bytes. Right before a `limit`, it picks
-/// the first `n` rows without ordering the rest (the run summary then shows `n` rows out of the
-/// sort). A sort needs its whole input before it gives a row.
+/// Orders rows by `column [asc|desc]` keys (text, numbers, booleans or timestamps). Ties are
+/// broken by the remaining columns, ascending, so the output is the same on every run and core
+/// count. Nulls come first ascending and last descending (Spark's order); text compares by
+/// bytes. Right before a `limit`, it picks the first `n` rows without ordering the rest (the
+/// run summary then shows `n` rows out of the sort). A sort gives no row before its input has
+/// ended; in a batch run without an aggregation it holds at most about 16 MiB of rows, writing
+/// sorted runs to temporary files (under `TMPDIR`) past that and merging them, so any input
+/// can be sorted.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SortConfig {
     /// Sort keys, most significant first: `count desc`, `word` (ascending by default).
     pub by: OneOrMany,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct SortKey {
-    column: usize,
-    descending: bool,
 }
 
 fn parse_key(spec: &str, ctx: &BuildContext) -> Result<SortKey, String> {
@@ -55,7 +53,11 @@ fn parse_key(spec: &str, ctx: &BuildContext) -> Result<SortKey, String> {
     let data_type = ctx.input.field(column).data_type();
     if !matches!(
         data_type,
-        DataType::Utf8 | DataType::Int64 | DataType::Float64 | DataType::Boolean
+        DataType::Utf8
+            | DataType::Int64
+            | DataType::Float64
+            | DataType::Boolean
+            | DataType::Timestamp(..)
     ) {
         return Err(format!(
             "cannot sort by `{name}`: it holds {}",
@@ -82,7 +84,11 @@ impl BuildTransform for SortConfig {
         for (column, field) in ctx.input.fields().iter().enumerate() {
             let sortable = matches!(
                 field.data_type(),
-                DataType::Utf8 | DataType::Int64 | DataType::Float64 | DataType::Boolean
+                DataType::Utf8
+                    | DataType::Int64
+                    | DataType::Float64
+                    | DataType::Boolean
+                    | DataType::Timestamp(..)
             );
             if sortable && !keys.iter().any(|k| k.column == column) {
                 keys.push(SortKey {
@@ -109,6 +115,7 @@ fn compare(a: &Cell, b: &Cell) -> Ordering {
         (Cell::Int(x), Cell::Int(y)) => x.cmp(y),
         (Cell::Float(x), Cell::Float(y)) => x.total_cmp(y),
         (Cell::Bool(x), Cell::Bool(y)) => x.cmp(y),
+        (Cell::Timestamp(x), Cell::Timestamp(y)) => x.cmp(y),
         // A null is smallest: first ascending, last descending (Spark's default order).
         (Cell::Null, Cell::Null) => Ordering::Equal,
         (Cell::Null, _) => Ordering::Less,
@@ -201,6 +208,11 @@ impl GlobalTransform for Sort {
         true
     }
 
+    /// The keys, tie-breakers included; its comparison is the one `sort_keys` promises.
+    fn sort_keys(&self) -> Option<Vec<SortKey>> {
+        Some(self.keys.clone())
+    }
+
     /// The same keys, tie-breakers included, with the same null order (first ascending, last
     /// descending) and byte order of text.
     fn spark(
@@ -240,6 +252,44 @@ mod tests {
             input: &counts().schema(),
             base_dir: std::path::Path::new("."),
         })
+    }
+
+    #[test]
+    fn timestamps_sort_with_nulls_first_ascending_and_last_descending() {
+        use arrow_array::{Int64Array, TimestampMicrosecondArray};
+        let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("hour", crate::data::timestamp_type(), true),
+            arrow_schema::Field::new("n", DataType::Int64, false),
+        ]));
+        let hours = TimestampMicrosecondArray::from(vec![Some(7_200_000_000), None, Some(0)])
+            .with_timezone("UTC");
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                std::sync::Arc::new(hours),
+                std::sync::Arc::new(Int64Array::from(vec![1, 2, 3])),
+            ],
+        )
+        .unwrap();
+        for (by, expected) in [("by: hour", [2, 3, 1]), ("by: hour desc", [1, 3, 2])] {
+            let config: SortConfig = serde_saphyr::from_str(by).unwrap();
+            let stage = config
+                .build(&BuildContext {
+                    input: &schema,
+                    base_dir: std::path::Path::new("."),
+                })
+                .unwrap();
+            let StageKind::Global(sort) = stage.kind else {
+                panic!("sort is a global stage")
+            };
+            let sorted = sort.apply(batch.clone()).unwrap();
+            let n: Vec<i64> = sorted
+                .column(1)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec();
+            assert_eq!(n, expected, "{by}");
+        }
     }
 
     #[test]

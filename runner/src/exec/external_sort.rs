@@ -1,0 +1,589 @@
+//! A sort over an input of any size in bounded memory (the plan's `external_sort`), the way
+//! DataFusion and Spark sort: rows are buffered up to a budget, each full buffer is sorted and
+//! written to a temporary file (a sorted run, Arrow IPC), and at the end the runs are merged,
+//! batch by batch, by the sort's keys. Before a `limit` of `k` rows only the first `k` rows of
+//! each buffer are kept (a top-k), so a sort with a limit holds about `k` rows.
+//!
+//! Rows are compared by their keys encoded with `arrow-row` (nulls smallest, floats in IEEE
+//! total order, text by bytes: the order of the `sort` step's own comparison), and rows equal
+//! on every key keep their input order, as the step's stable sort does: runs are cut in input
+//! order and a tie goes to the earlier run.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::PathBuf;
+
+use arrow_array::{RecordBatch, UInt32Array};
+use arrow_row::{RowConverter, Rows, SortField};
+use arrow_schema::{SchemaRef, SortOptions};
+
+use crate::error::{Error, Result};
+use crate::transforms::SortKey;
+
+/// Bytes of buffered rows before a sorted run is written out. Sorting a buffer takes about
+/// three times its size (the rows, their encoded keys, the sorted copy).
+pub const MEMORY_BUDGET: usize = 16 << 20;
+
+/// Rows per batch handed on from the sort (at most).
+const BATCH_ROWS: usize = 4096;
+
+/// Bytes per batch of a run on disk: the merge holds one batch of every run at once.
+const RUN_BATCH_BYTES: usize = 256 << 10;
+
+/// The most runs merged at once; more are first merged in groups (files open at once stay few).
+const MERGE_WIDTH: usize = 64;
+
+/// Orders every row pushed into it, in bounded memory.
+pub struct ExternalSort {
+    schema: SchemaRef,
+    keys: Vec<SortKey>,
+    /// Only the first rows are wanted (a `limit` follows).
+    first: Option<usize>,
+    budget: usize,
+    buffered: Vec<RecordBatch>,
+    buffered_rows: usize,
+    buffered_bytes: usize,
+    /// Sorted runs written so far, in input order.
+    runs: Vec<PathBuf>,
+    /// Created with the first run; removed with everything in it when the sort is dropped.
+    spill_dir: Option<tempfile::TempDir>,
+}
+
+impl ExternalSort {
+    /// A sort of rows of `schema` by `keys`; `first`: only that many rows are wanted.
+    pub fn new(schema: SchemaRef, keys: Vec<SortKey>, first: Option<usize>) -> Self {
+        Self::with_budget(schema, keys, first, MEMORY_BUDGET)
+    }
+
+    /// As `new`, with another memory budget (the tests make runs with small ones).
+    pub fn with_budget(
+        schema: SchemaRef,
+        keys: Vec<SortKey>,
+        first: Option<usize>,
+        budget: usize,
+    ) -> Self {
+        ExternalSort {
+            schema,
+            keys,
+            first,
+            budget: budget.max(1),
+            buffered: Vec::new(),
+            buffered_rows: 0,
+            buffered_bytes: 0,
+            runs: Vec::new(),
+            spill_dir: None,
+        }
+    }
+
+    /// Sorted runs written to disk so far.
+    pub fn runs(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// Takes rows in input order.
+    pub fn push(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.buffered_rows += batch.num_rows();
+        self.buffered_bytes += batch.get_array_memory_size();
+        self.buffered.push(batch);
+        if let Some(first) = self.first {
+            // A top-k: the buffer is cut back to the first rows once it holds twice as many.
+            if self.buffered_rows >= first.saturating_mul(2).saturating_add(BATCH_ROWS)
+                && self.buffered_bytes <= self.budget
+            {
+                let kept = self.sorted_buffer()?;
+                self.buffered_rows = kept.num_rows();
+                self.buffered_bytes = kept.get_array_memory_size();
+                self.buffered = vec![kept];
+                return Ok(());
+            }
+        }
+        if self.buffered_bytes > self.budget {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the sorted rows to `emit` batch by batch, until the end or until it returns
+    /// `false` (nothing more is wanted).
+    pub fn finish(mut self, mut emit: impl FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
+        if self.runs.is_empty() {
+            let sorted = self.sorted_buffer()?;
+            let mut offset = 0;
+            while offset < sorted.num_rows() {
+                let length = BATCH_ROWS.min(sorted.num_rows() - offset);
+                if !emit(sorted.slice(offset, length))? {
+                    break;
+                }
+                offset += length;
+            }
+            return Ok(());
+        }
+        if self.buffered_rows > 0 {
+            self.spill()?;
+        }
+        let mut runs = std::mem::take(&mut self.runs);
+        while runs.len() > MERGE_WIDTH {
+            let group: Vec<PathBuf> = runs.drain(..MERGE_WIDTH).collect();
+            let path = self.next_run_path()?;
+            let mut writer = RunWriter::create(&path, &self.schema)?;
+            self.merge(&group, |batch| writer.write(&batch).map(|_| true))?;
+            writer.finish()?;
+            for done in &group {
+                let _ = std::fs::remove_file(done);
+            }
+            // The merged group holds the earliest rows of those left: it goes first.
+            runs.insert(0, path);
+        }
+        self.merge(&runs, emit)
+    }
+
+    /// The buffer in key order (only the first rows before a limit); empties the buffer.
+    fn sorted_buffer(&mut self) -> Result<RecordBatch> {
+        let batches = std::mem::take(&mut self.buffered);
+        self.buffered_rows = 0;
+        self.buffered_bytes = 0;
+        let all = crate::data::concat(&self.schema, &batches);
+        drop(batches);
+        let rows = self.encode(&all)?;
+        let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
+        // Stable: rows equal on every key keep their input order.
+        order.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+        if let Some(first) = self.first {
+            order.truncate(first);
+        }
+        arrow_select::take::take_record_batch(&all, &UInt32Array::from(order))
+            .map_err(|e| Error::runtime(format!("sort: {e}")))
+    }
+
+    /// Sorts the buffer and writes it out as a run.
+    fn spill(&mut self) -> Result<()> {
+        let sorted = self.sorted_buffer()?;
+        let path = self.next_run_path()?;
+        let mut writer = RunWriter::create(&path, &self.schema)?;
+        let row_bytes = sorted.get_array_memory_size() / sorted.num_rows().max(1);
+        let rows_per_batch = (RUN_BATCH_BYTES / row_bytes.max(1)).clamp(1, BATCH_ROWS);
+        let mut offset = 0;
+        while offset < sorted.num_rows() {
+            let length = rows_per_batch.min(sorted.num_rows() - offset);
+            writer.write(&sorted.slice(offset, length))?;
+            offset += length;
+        }
+        writer.finish()?;
+        self.runs.push(path);
+        Ok(())
+    }
+
+    fn next_run_path(&mut self) -> Result<PathBuf> {
+        if self.spill_dir.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix("runner-sort-")
+                .tempdir()
+                .map_err(|e| {
+                    Error::runtime(format!(
+                        "sort: cannot create a folder for sorted runs in {}: {e}",
+                        std::env::temp_dir().display()
+                    ))
+                })?;
+            self.spill_dir = Some(dir);
+        }
+        let dir = self.spill_dir.as_ref().expect("created above").path();
+        // Names never repeat within one sort: runs are counted, merged groups too.
+        let taken = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        Ok(dir.join(format!("run-{:06}-{}.arrows", self.runs.len(), taken)))
+    }
+
+    /// The sort keys of `batch`, encoded so that comparing the bytes compares the rows.
+    fn encode(&self, batch: &RecordBatch) -> Result<Rows> {
+        let converter = self.converter()?;
+        let columns: Vec<_> = self
+            .keys
+            .iter()
+            .map(|key| batch.column(key.column).clone())
+            .collect();
+        converter
+            .convert_columns(&columns)
+            .map_err(|e| Error::runtime(format!("sort: {e}")))
+    }
+
+    fn converter(&self) -> Result<RowConverter> {
+        let fields = self
+            .keys
+            .iter()
+            .map(|key| {
+                // A null is the smallest value: first ascending, last descending.
+                let options = SortOptions {
+                    descending: key.descending,
+                    nulls_first: !key.descending,
+                };
+                SortField::new_with_options(
+                    self.schema.field(key.column).data_type().clone(),
+                    options,
+                )
+            })
+            .collect();
+        RowConverter::new(fields).map_err(|e| Error::runtime(format!("sort: {e}")))
+    }
+
+    /// Merges sorted runs (in input order) into `emit`, `BATCH_ROWS` rows at a time.
+    fn merge(
+        &self,
+        runs: &[PathBuf],
+        mut emit: impl FnMut(RecordBatch) -> Result<bool>,
+    ) -> Result<()> {
+        let converter = self.converter()?;
+        let mut cursors = Vec::with_capacity(runs.len());
+        for path in runs {
+            if let Some(cursor) = Cursor::open(path, self, &converter)? {
+                cursors.push(cursor);
+            }
+        }
+        // A binary heap of cursor indices, smallest current row on top; ties by run.
+        let less = |cursors: &[Cursor], a: usize, b: usize| {
+            let (x, y) = (&cursors[a], &cursors[b]);
+            match x.rows.row(x.index).cmp(&y.rows.row(y.index)) {
+                std::cmp::Ordering::Equal => a < b,
+                ordering => ordering == std::cmp::Ordering::Less,
+            }
+        };
+        let mut heap: Vec<usize> = (0..cursors.len()).collect();
+        for start in (0..heap.len() / 2).rev() {
+            sift_down(&mut heap, start, |a, b| less(&cursors, a, b));
+        }
+        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(BATCH_ROWS);
+        while let Some(&top) = heap.first() {
+            picks.push((top, cursors[top].index));
+            cursors[top].index += 1;
+            let exhausted_batch = cursors[top].index == cursors[top].batch.num_rows();
+            if picks.len() == BATCH_ROWS || exhausted_batch {
+                // The picks point into the cursors' current batches: hand them on before a
+                // cursor moves to its next batch.
+                if !emit(interleave(&cursors, &picks)?)? {
+                    return Ok(());
+                }
+                picks.clear();
+            }
+            if exhausted_batch && !cursors[top].advance(self, &converter)? {
+                let last = heap.pop().expect("the heap is not empty");
+                if heap.is_empty() {
+                    break;
+                }
+                heap[0] = last;
+            }
+            sift_down(&mut heap, 0, |a, b| less(&cursors, a, b));
+        }
+        if !picks.is_empty() {
+            emit(interleave(&cursors, &picks)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The rows picked from the cursors' current batches, as one batch.
+fn interleave(cursors: &[Cursor], picks: &[(usize, usize)]) -> Result<RecordBatch> {
+    let batches: Vec<&RecordBatch> = cursors.iter().map(|c| &c.batch).collect();
+    arrow_select::interleave::interleave_record_batch(&batches, picks)
+        .map_err(|e| Error::runtime(format!("sort: {e}")))
+}
+
+fn sift_down(heap: &mut [usize], mut at: usize, less: impl Fn(usize, usize) -> bool) {
+    loop {
+        let (left, right) = (2 * at + 1, 2 * at + 2);
+        let mut smallest = at;
+        if left < heap.len() && less(heap[left], heap[smallest]) {
+            smallest = left;
+        }
+        if right < heap.len() && less(heap[right], heap[smallest]) {
+            smallest = right;
+        }
+        if smallest == at {
+            return;
+        }
+        heap.swap(at, smallest);
+        at = smallest;
+    }
+}
+
+/// One run being merged: its current batch and that batch's encoded keys.
+struct Cursor {
+    reader: arrow_ipc::reader::StreamReader<BufReader<File>>,
+    batch: RecordBatch,
+    rows: Rows,
+    index: usize,
+}
+
+impl Cursor {
+    /// The run's first batch; `None` for a run without rows.
+    fn open(path: &PathBuf, sort: &ExternalSort, converter: &RowConverter) -> Result<Option<Self>> {
+        let file = File::open(path).map_err(|source| Error::Input {
+            path: path.clone(),
+            source,
+        })?;
+        let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None)
+            .map_err(|e| Error::runtime(format!("sort: reading {}: {e}", path.display())))?;
+        let empty = RecordBatch::new_empty(sort.schema.clone());
+        let mut cursor = Cursor {
+            reader,
+            rows: converter.empty_rows(0, 0),
+            batch: empty,
+            index: 0,
+        };
+        Ok(cursor.advance(sort, converter)?.then_some(cursor))
+    }
+
+    /// Moves to the run's next batch with rows; `false` at the run's end.
+    fn advance(&mut self, sort: &ExternalSort, converter: &RowConverter) -> Result<bool> {
+        for batch in self.reader.by_ref() {
+            let batch = batch.map_err(|e| Error::runtime(format!("sort: reading a run: {e}")))?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let columns: Vec<_> = sort
+                .keys
+                .iter()
+                .map(|key| batch.column(key.column).clone())
+                .collect();
+            self.rows = converter
+                .convert_columns(&columns)
+                .map_err(|e| Error::runtime(format!("sort: {e}")))?;
+            self.batch = batch;
+            self.index = 0;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// Writes one sorted run.
+struct RunWriter {
+    path: PathBuf,
+    writer: arrow_ipc::writer::StreamWriter<BufWriter<File>>,
+}
+
+impl RunWriter {
+    fn create(path: &PathBuf, schema: &SchemaRef) -> Result<Self> {
+        let output_error = |source| Error::Output {
+            path: path.clone(),
+            source,
+        };
+        let file = File::create(path).map_err(output_error)?;
+        let writer = arrow_ipc::writer::StreamWriter::try_new(BufWriter::new(file), schema)
+            .map_err(|e| Error::runtime(format!("sort: writing {}: {e}", path.display())))?;
+        Ok(RunWriter {
+            path: path.clone(),
+            writer,
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch).map_err(|e| {
+            Error::runtime(format!(
+                "sort: writing a sorted run to {}: {e}",
+                self.path.display()
+            ))
+        })
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.writer.finish().map_err(|e| {
+            Error::runtime(format!(
+                "sort: writing a sorted run to {}: {e}",
+                self.path.display()
+            ))
+        })?;
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| Error::runtime(format!("sort: {e}")))?;
+        file.into_inner()
+            .map_err(|e| Error::runtime(format!("sort: {}: {e}", self.path.display())))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    /// Random rows with many ties, nulls, NaN, -0.0 and Unicode, in batches of random sizes.
+    fn input(seed: u64, rows: usize) -> (SchemaRef, Vec<RecordBatch>) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("word", DataType::Utf8, true),
+            Field::new("count", DataType::Int64, true),
+            Field::new("score", DataType::Float64, true),
+            Field::new("flag", DataType::Boolean, true),
+            Field::new("id", DataType::Int64, false),
+        ]));
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let words = ["a", "b", "é", "ß", "Z", "", "zz", "日本"];
+        let floats = [0.0, -0.0, 1.5, f64::NAN, -f64::NAN, f64::INFINITY, -2.0];
+        let mut batches = Vec::new();
+        let mut id = 0i64;
+        while (id as usize) < rows {
+            let size = (1 + next() % 300) as usize;
+            let size = size.min(rows - id as usize);
+            let mut word = Vec::new();
+            let mut count = Vec::new();
+            let mut score = Vec::new();
+            let mut flag = Vec::new();
+            let mut ids = Vec::new();
+            for _ in 0..size {
+                let r = next();
+                word.push((r % 10 != 0).then(|| words[(r >> 8) as usize % words.len()]));
+                count.push((r % 7 != 0).then_some(((r >> 16) % 5) as i64));
+                score.push((r % 9 != 0).then_some(floats[(r >> 24) as usize % floats.len()]));
+                flag.push((r % 11 != 0).then_some((r >> 32) % 2 == 0));
+                ids.push(id);
+                id += 1;
+            }
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(word)),
+                Arc::new(Int64Array::from(count)),
+                Arc::new(Float64Array::from(score)),
+                Arc::new(BooleanArray::from(flag)),
+                Arc::new(Int64Array::from(ids)),
+            ];
+            batches.push(RecordBatch::try_new(schema.clone(), columns).unwrap());
+        }
+        (schema, batches)
+    }
+
+    /// The `sort` step itself on the whole input, as the batch path runs it.
+    fn reference(
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+        by: &str,
+        first: Option<usize>,
+    ) -> RecordBatch {
+        use crate::transforms::{BuildContext, BuildTransform, StageKind};
+        let config: crate::transforms::sort::SortConfig = serde_saphyr::from_str(by).unwrap();
+        let stage = config
+            .build(&BuildContext {
+                input: schema,
+                base_dir: std::path::Path::new("."),
+            })
+            .unwrap();
+        let StageKind::Global(sort) = stage.kind else {
+            panic!("sort is global")
+        };
+        let all = crate::data::concat(schema, batches);
+        let sorted = match first {
+            Some(n) => sort.apply_first(all, n).unwrap(),
+            None => sort.apply(all).unwrap(),
+        };
+        let keep = first.unwrap_or(usize::MAX).min(sorted.num_rows());
+        sorted.slice(0, keep)
+    }
+
+    fn external(
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+        by: &str,
+        first: Option<usize>,
+        budget: usize,
+    ) -> (RecordBatch, usize) {
+        use crate::transforms::{BuildContext, BuildTransform, StageKind};
+        let config: crate::transforms::sort::SortConfig = serde_saphyr::from_str(by).unwrap();
+        let stage = config
+            .build(&BuildContext {
+                input: schema,
+                base_dir: std::path::Path::new("."),
+            })
+            .unwrap();
+        let StageKind::Global(sort) = stage.kind else {
+            panic!("sort is global")
+        };
+        let keys = sort.sort_keys().expect("a sort declares its keys");
+        let mut external = ExternalSort::with_budget(schema.clone(), keys, first, budget);
+        for batch in batches {
+            external.push(batch.clone()).unwrap();
+        }
+        let runs = external.runs();
+        let mut out = Vec::new();
+        let mut taken = 0;
+        external
+            .finish(|batch| {
+                taken += batch.num_rows();
+                out.push(batch);
+                Ok(first.is_none_or(|n| taken < n))
+            })
+            .unwrap();
+        let all = crate::data::concat(schema, &out);
+        let keep = first.unwrap_or(usize::MAX).min(all.num_rows());
+        (all.slice(0, keep), runs)
+    }
+
+    #[test]
+    fn sorted_runs_merge_into_the_sort_steps_own_order() {
+        for (seed, by) in [
+            (1, "by: word"),
+            (2, "by: [count desc, word]"),
+            (3, "by: [score, flag desc]"),
+            (4, "by: [flag, score desc, word desc]"),
+        ] {
+            let (schema, batches) = input(seed, 20_000);
+            let expected = reference(&schema, &batches, by, None);
+            // In memory, a few runs, and more runs than one merge takes (merged in groups).
+            for budget in [usize::MAX, 200_000, 6_000] {
+                let (actual, runs) = external(&schema, &batches, by, None, budget);
+                assert_eq!(actual, expected, "{by}, budget {budget}, {runs} runs");
+                if budget == 6_000 {
+                    assert!(runs > MERGE_WIDTH, "{runs} runs");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_rows_are_those_of_the_full_sort_whatever_the_budget() {
+        let (schema, batches) = input(9, 30_000);
+        for first in [0, 1, 7, 4_096, 25_000] {
+            let expected = reference(&schema, &batches, "by: [count desc, word]", Some(first));
+            for budget in [usize::MAX, 100_000] {
+                let (actual, _) = external(
+                    &schema,
+                    &batches,
+                    "by: [count desc, word]",
+                    Some(first),
+                    budget,
+                );
+                assert_eq!(actual, expected, "first {first}, budget {budget}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_run_files_go_with_the_sort() {
+        let (schema, batches) = input(5, 5_000);
+        let keys = vec![SortKey {
+            column: 0,
+            descending: false,
+        }];
+        let mut external = ExternalSort::with_budget(schema, keys, None, 10_000);
+        for batch in batches {
+            external.push(batch).unwrap();
+        }
+        let dir = external.spill_dir.as_ref().unwrap().path().to_path_buf();
+        assert!(dir.is_dir() && external.runs() > 1);
+        let mut rows = 0;
+        external
+            .finish(|batch| {
+                rows += batch.num_rows();
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(rows, 5_000);
+        assert!(!dir.exists(), "{} is left behind", dir.display());
+    }
+}
