@@ -7,7 +7,8 @@ use std::collections::HashSet;
 type WordSet = HashSet<Box<str>, foldhash::fast::RandomState>;
 use std::path::PathBuf;
 
-use arrow_array::{BooleanArray, RecordBatch};
+use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_buffer::BooleanBuffer;
 use serde::Deserialize;
 
 use super::{BuildContext, BuildTransform, MapTransform, PerValue, Stage, StageKind};
@@ -145,9 +146,14 @@ impl BuildTransform for StopwordsConfig {
     fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
         let index = text_column_index(ctx.input, &self.column)?;
         let words = self.word_set(ctx)?;
+        let lookup = StopSet::new(&words);
         Ok(Stage {
             output: ctx.input.clone(),
-            kind: StageKind::Map(Box::new(Stopwords { index, words })),
+            kind: StageKind::Map(Box::new(Stopwords {
+                index,
+                words,
+                lookup,
+            })),
         })
     }
 }
@@ -156,9 +162,37 @@ impl BuildTransform for StopwordsConfig {
 pub struct Stopwords {
     index: usize,
     words: WordSet,
+    /// The same words, laid out for lookups of a few nanoseconds (one per row).
+    lookup: StopSet,
 }
 
 impl Stopwords {
+    /// One bit per row: set where the word is kept (not a stop word, or null). Built 64 rows
+    /// to a word in a plain loop, so the lookup inlines into it.
+    fn keep_mask(&self, words: &arrow_array::StringArray) -> BooleanBuffer {
+        let (offsets, values) = (words.value_offsets(), words.value_data());
+        let rows = words.len();
+        let stop = |i: usize| {
+            let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+            self.lookup
+                .contains_in(values, start, end.saturating_sub(start))
+        };
+        let mut bits = Vec::with_capacity(rows.div_ceil(64));
+        for chunk in 0..rows.div_ceil(64) {
+            let mut word = 0u64;
+            for bit in 0..64.min(rows - chunk * 64) {
+                word |= u64::from(!stop(chunk * 64 + bit)) << bit;
+            }
+            bits.push(word);
+        }
+        let keep = BooleanBuffer::new(arrow_buffer::Buffer::from_vec(bits), 0, rows);
+        // Nulls are kept (a null is no stop word).
+        match words.nulls() {
+            Some(nulls) => &keep | &!nulls.inner(),
+            None => keep,
+        }
+    }
+
     /// The column it tests.
     pub fn column(&self) -> usize {
         self.index
@@ -166,18 +200,21 @@ impl Stopwords {
 
     /// Whether `word` is a stop word (matched exactly, case included).
     pub fn contains(&self, word: &str) -> bool {
-        self.words.contains(word)
+        self.lookup.contains(word)
     }
 }
 
 impl MapTransform for Stopwords {
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let keep: BooleanArray = text(batch, self.index)
-            .iter()
-            .map(|w| Some(w.is_none_or(|w| !self.contains(w))))
-            .collect();
-        Ok(arrow_select::filter::filter_record_batch(batch, &keep)
-            .expect("mask has one entry per row"))
+        let words = text(batch, self.index);
+        let keep = self.keep_mask(words);
+        if keep.count_set_bits() == words.len() {
+            return Ok(batch.clone());
+        }
+        Ok(
+            arrow_select::filter::filter_record_batch(batch, &BooleanArray::new(keep, None))
+                .expect("mask has one entry per row"),
+        )
     }
 
     fn per_value(&self) -> Option<PerValue> {
@@ -199,6 +236,159 @@ impl MapTransform for Stopwords {
             vec![call("isnull", vec![col(&name)]), call("not", vec![listed])],
         );
         Ok(input.filter(keep))
+    }
+}
+
+/// Words of up to this many bytes are kept inline in the lookup table (all of NLTK's are).
+const INLINE: usize = 16;
+
+/// Past this many words the inline table would cost more memory than it saves time.
+const MAX_INLINE_WORDS: usize = 1 << 16;
+
+/// A stop list laid out for one lookup per row: words of up to 16 bytes inline in an
+/// open-addressing table (a hash of two 8-byte loads, two compares), the rest in a hash set.
+/// Measured on the romeo ×1000 word count without fusion, lookups went from a sixth of the
+/// time to a few per cent.
+struct StopSet {
+    /// Empty slots have `len == 0`; a power of two long.
+    slots: Vec<Slot>,
+    /// Bits of the hash that pick a slot.
+    bits: u32,
+    /// Words longer than every stop word are none.
+    longest: usize,
+    /// Whether the empty word is listed.
+    empty: bool,
+    /// Words too long for a slot, or every word of a very long list.
+    others: WordSet,
+    /// Whether short words are in `slots` (`false`: every word is in `others`).
+    inline: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    head: [u64; 2],
+    len: u8,
+}
+
+/// The word's bytes, zero-padded to 16, as two integers (`word` has 1 to 16 bytes). Loads of
+/// fixed width, overlapping where the word is shorter: a copy of variable length would be a
+/// call to `memcpy` per row.
+#[inline(always)]
+fn head(word: &[u8]) -> [u64; 2] {
+    let len = word.len();
+    let load8 = |at: usize| u64::from_le_bytes(word[at..at + 8].try_into().expect("8 bytes"));
+    let load4 = |at: usize| {
+        u64::from(u32::from_le_bytes(
+            word[at..at + 4].try_into().expect("4 bytes"),
+        ))
+    };
+    if len >= 8 {
+        // The second integer holds bytes 8..len: the top of the last eight bytes.
+        let high = if len > 8 {
+            load8(len - 8) >> (8 * (16 - len))
+        } else {
+            0
+        };
+        [load8(0), high]
+    } else if len >= 4 {
+        // Bytes 0..4 and len-4..len overlap where they meet; the bytes there are the same.
+        [load4(0) | (load4(len - 4) << (8 * (len - 4))), 0]
+    } else {
+        let low = word
+            .iter()
+            .enumerate()
+            .fold(0u64, |v, (i, &b)| v | (u64::from(b) << (8 * i)));
+        [low, 0]
+    }
+}
+
+impl StopSet {
+    fn new(words: &WordSet) -> Self {
+        let inline = words.len() <= MAX_INLINE_WORDS;
+        let short = words
+            .iter()
+            .filter(|w| inline && !w.is_empty() && w.len() <= INLINE)
+            .count();
+        // At most a quarter full: probes stay short.
+        let size = (short * 4).next_power_of_two().max(16);
+        let mut set = StopSet {
+            slots: vec![Slot::default(); size],
+            bits: size.trailing_zeros(),
+            longest: words.iter().map(|w| w.len()).max().unwrap_or(0),
+            empty: words.contains(""),
+            others: WordSet::default(),
+            inline,
+        };
+        for word in words {
+            let bytes = word.as_bytes();
+            if !inline || bytes.len() > INLINE {
+                set.others.insert(word.clone());
+            } else if !bytes.is_empty() {
+                let head = head(bytes);
+                let mut at = set.slot_of(head, bytes.len());
+                while set.slots[at].len != 0 {
+                    at = (at + 1) & (set.slots.len() - 1);
+                }
+                set.slots[at] = Slot {
+                    head,
+                    len: bytes.len() as u8,
+                };
+            }
+        }
+        set
+    }
+
+    #[inline(always)]
+    fn slot_of(&self, head: [u64; 2], len: usize) -> usize {
+        let mixed = (head[0] ^ head[1].rotate_left(29) ^ ((len as u64) << 59))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (mixed >> (64 - self.bits)) as usize
+    }
+
+    #[inline(always)]
+    fn contains(&self, word: &str) -> bool {
+        self.contains_in(word.as_bytes(), 0, word.len())
+    }
+
+    /// Whether the `len` bytes at `start` of `text` (UTF-8 there) are a stop word. Where 16
+    /// bytes follow `start` in `text`, the word is read with one 16-byte load and masked to its
+    /// length, without a branch on the length: word lengths in text are unpredictable.
+    #[inline(always)]
+    fn contains_in(&self, text: &[u8], start: usize, len: usize) -> bool {
+        if len > self.longest {
+            return false;
+        }
+        if len == 0 {
+            return self.empty;
+        }
+        if len > INLINE || !self.inline {
+            return std::str::from_utf8(&text[start..start + len])
+                .is_ok_and(|word| self.others.contains(word));
+        }
+        let head = match text.get(start..start + INLINE) {
+            Some(sixteen) => {
+                let all = u128::from_le_bytes(sixteen.try_into().expect("16 bytes"));
+                let mask = if len == INLINE {
+                    u128::MAX
+                } else {
+                    (1u128 << (8 * len)) - 1
+                };
+                let word = all & mask;
+                [word as u64, (word >> 64) as u64]
+            }
+            None => head(&text[start..start + len]),
+        };
+        let mut at = self.slot_of(head, len);
+        loop {
+            let slot = &self.slots[at];
+            // Found or not is a coin toss in text (half its words are stop words): computed
+            // without branching; only a taken slot of another word (rare) loops.
+            let found = (slot.len as usize == len) & (slot.head == head);
+            if found | (slot.len == 0) {
+                return found;
+            }
+            at = (at + 1) & (self.slots.len() - 1);
+        }
     }
 }
 
@@ -224,6 +414,137 @@ fn read_capped(path: &std::path::Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nulls_are_kept_and_every_row_is_tested_past_64() {
+        let schema =
+            std::sync::Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+                "word",
+                arrow_schema::DataType::Utf8,
+                true,
+            )]));
+        let StageKind::Map(stopwords) =
+            crate::transforms::compliance::build::<StopwordsConfig>("{}", &schema)
+                .unwrap()
+                .kind
+        else {
+            panic!("stopwords is row-wise")
+        };
+        let values: Vec<Option<&str>> = (0..150)
+            .map(|i| match i % 5 {
+                0 => None,
+                1 => Some("the"),
+                2 => Some("romeo"),
+                3 => Some("and"),
+                _ => Some("juliet"),
+            })
+            .collect();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![std::sync::Arc::new(arrow_array::StringArray::from(
+                values.clone(),
+            ))],
+        )
+        .unwrap();
+        let out = stopwords.apply(&batch).unwrap();
+        let kept: Vec<Option<&str>> = out
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap()
+            .iter()
+            .collect();
+        let expected: Vec<Option<&str>> = values
+            .into_iter()
+            .filter(|w| !matches!(w, Some("the" | "and")))
+            .collect();
+        assert_eq!(kept, expected);
+    }
+
+    #[test]
+    fn heads_are_the_zero_padded_bytes() {
+        for len in 1..=16 {
+            let word: Vec<u8> = (1..=len as u8).collect();
+            let mut padded = [0u8; 16];
+            padded[..len].copy_from_slice(&word);
+            let expected = [
+                u64::from_le_bytes(padded[..8].try_into().unwrap()),
+                u64::from_le_bytes(padded[8..].try_into().unwrap()),
+            ];
+            assert_eq!(head(&word), expected, "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn the_lookup_table_agrees_with_a_hash_set() {
+        let mut words: WordSet = builtin("english")
+            .unwrap()
+            .iter()
+            .map(|w| Box::from(*w))
+            .collect();
+        for extra in [
+            "",
+            "a-very-long-stop-word-indeed",
+            "exactly16bytes!!",
+            "ünïcödé",
+            "x",
+        ] {
+            words.insert(Box::from(extra));
+        }
+        let set = StopSet::new(&words);
+        let probes = [
+            "",
+            "the",
+            "The",
+            "thee",
+            "a",
+            "an",
+            "and",
+            "x",
+            "y",
+            "exactly16bytes!!",
+            "exactly16bytes!?",
+            "a-very-long-stop-word-indeed",
+            "a-very-long-stop-word-indeeD",
+            "ünïcödé",
+            "ünïcöde",
+            "yourselves",
+            "yourselvesx",
+            "mustn't",
+            "romeo",
+        ];
+        for probe in probes {
+            assert_eq!(set.contains(probe), words.contains(probe), "{probe:?}");
+        }
+        for word in &words {
+            assert!(set.contains(word), "{word:?}");
+        }
+        // Inside a longer text, as `apply` reads them: the bytes after each word are not zero.
+        let mut text = Vec::new();
+        let mut spans = Vec::new();
+        for probe in probes
+            .iter()
+            .chain(words.iter().map(|w| &**w).collect::<Vec<_>>().iter())
+        {
+            spans.push((*probe, text.len()));
+            text.extend_from_slice(probe.as_bytes());
+            text.extend_from_slice(b"zzzzzzzzzzzzzzzz");
+        }
+        for (probe, start) in spans {
+            assert_eq!(
+                set.contains_in(&text, start, probe.len()),
+                words.contains(probe),
+                "{probe:?} in a text"
+            );
+        }
+        // A list too long for the inline table still answers exactly.
+        let many: WordSet = (0..MAX_INLINE_WORDS + 1)
+            .map(|i| format!("w{i}").into_boxed_str())
+            .collect();
+        let set = StopSet::new(&many);
+        assert!(set.contains("w0") && set.contains("w65536") && !set.contains("w65537"));
+        assert!(!set.contains(""));
+    }
     use crate::data::{text_batch, text_schema};
     use crate::transforms::compliance::{run, texts};
 
