@@ -42,6 +42,18 @@ fn pipeline(
     )
 }
 
+/// Runs `runner ARGS`, output discarded; its exit code and peak RSS in MB.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
+fn run_measured(args: &[&std::ffi::OsStr]) -> (Option<i32>, f64) {
+    let child = runner_process()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_with_peak_rss(&child)
+}
+
 /// The rows the source produced, from the run summary.
 fn source_rows(summary: &std::path::Path) -> u64 {
     let summary: serde_json::Value =
@@ -104,14 +116,7 @@ fn non_aggregating_pipelines_stream_in_bounded_memory_and_stop_early() {
         &input,
         "sinks:\n  - {type: csv, path: out.csv}\n",
     );
-    let child = runner_process()
-        .arg("run")
-        .arg(&csv)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (code, peak_mb) = wait_with_peak_rss(&child);
+    let (code, peak_mb) = run_measured(&["run".as_ref(), csv.as_os_str()]);
     assert_eq!(code, Some(0));
     assert!(
         peak_mb < 200.0,
@@ -211,15 +216,12 @@ fn a_sort_of_a_large_input_spills_and_merges_in_bounded_memory() {
     let plan = String::from_utf8(plan.stdout).unwrap();
     assert!(plan.contains("\"external_sort\""), "{plan}");
     let summary = dir.path().join("sorted.json");
-    let child = runner_process()
-        .args(["run", "--summary"])
-        .arg(&summary)
-        .arg(&sorted)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (code, peak_mb) = wait_with_peak_rss(&child);
+    let (code, peak_mb) = run_measured(&[
+        "run".as_ref(),
+        "--summary".as_ref(),
+        summary.as_os_str(),
+        sorted.as_os_str(),
+    ]);
     assert_eq!(code, Some(0));
     assert!(
         peak_mb < 200.0,
@@ -243,6 +245,28 @@ fn a_sort_of_a_large_input_spills_and_merges_in_bounded_memory() {
     assert_eq!(summary["stages"][1]["type"], "sort");
     assert_eq!(summary["stages"][1]["rows_in"], LINES as u64);
     assert_eq!(summary["stages"][1]["rows_out"], LINES as u64);
+    // No place for the sorted runs: a clear error, exit 1, and the previous output intact.
+    let before = std::fs::metadata(dir.path().join("sorted.csv"))
+        .unwrap()
+        .len();
+    let out = runner_process()
+        .arg("run")
+        .arg(&sorted)
+        .env("TMPDIR", dir.path().join("no-such-folder"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot create a folder for sorted runs"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::metadata(dir.path().join("sorted.csv"))
+            .unwrap()
+            .len(),
+        before
+    );
     std::fs::remove_file(dir.path().join("sorted.csv")).unwrap();
 
     // Before a limit the sort keeps only the first rows: the five largest.

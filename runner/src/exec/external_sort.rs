@@ -459,13 +459,8 @@ mod tests {
         (schema, batches)
     }
 
-    /// The `sort` step itself on the whole input, as the batch path runs it.
-    fn reference(
-        schema: &SchemaRef,
-        batches: &[RecordBatch],
-        by: &str,
-        first: Option<usize>,
-    ) -> RecordBatch {
+    /// The `sort` step configured by `by` (YAML) on `schema`.
+    fn sort_step(schema: &SchemaRef, by: &str) -> Box<dyn crate::transforms::GlobalTransform> {
         use crate::transforms::{BuildContext, BuildTransform, StageKind};
         let config: crate::transforms::sort::SortConfig = serde_saphyr::from_str(by).unwrap();
         let stage = config
@@ -477,6 +472,17 @@ mod tests {
         let StageKind::Global(sort) = stage.kind else {
             panic!("sort is global")
         };
+        sort
+    }
+
+    /// The `sort` step itself on the whole input, as the batch path runs it.
+    fn reference(
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+        by: &str,
+        first: Option<usize>,
+    ) -> RecordBatch {
+        let sort = sort_step(schema, by);
         let all = crate::data::concat(schema, batches);
         let sorted = match first {
             Some(n) => sort.apply_first(all, n).unwrap(),
@@ -493,18 +499,9 @@ mod tests {
         first: Option<usize>,
         budget: usize,
     ) -> (RecordBatch, usize) {
-        use crate::transforms::{BuildContext, BuildTransform, StageKind};
-        let config: crate::transforms::sort::SortConfig = serde_saphyr::from_str(by).unwrap();
-        let stage = config
-            .build(&BuildContext {
-                input: schema,
-                base_dir: std::path::Path::new("."),
-            })
-            .unwrap();
-        let StageKind::Global(sort) = stage.kind else {
-            panic!("sort is global")
-        };
-        let keys = sort.sort_keys().expect("a sort declares its keys");
+        let keys = sort_step(schema, by)
+            .sort_keys()
+            .expect("a sort declares its keys");
         let mut external = ExternalSort::with_budget(schema.clone(), keys, first, budget);
         for batch in batches {
             external.push(batch.clone()).unwrap();
