@@ -37,6 +37,18 @@ need_pyspark() {
   "$venv/bin/pip" install -q "pyspark[connect]==$version"
 }
 
+# Installs what is missing, one script at a time: .ci/run starts two servers at once, and two
+# pip installs into one venv break each other.
+install_once() {
+  local lock=${TMPDIR:-/tmp}/runner-spark-connect-install.lock
+  exec 9>"$lock"
+  flock 9
+  need_java
+  need_pyspark
+  flock -u 9
+  exec 9>&-
+}
+
 running() {
   [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
 }
@@ -46,8 +58,7 @@ start() {
     echo "spark-connect: already running (pid $(cat "$pidfile")) on sc://127.0.0.1:$port"
     return
   fi
-  need_java
-  need_pyspark
+  install_once
   mkdir -p "$state"
   local spark_home jar
   spark_home=$("$venv/bin/python" -c 'import pyspark, os; print(os.path.dirname(pyspark.__file__))')

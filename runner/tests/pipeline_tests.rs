@@ -107,6 +107,35 @@ fn a_failing_test_shows_its_diff_and_exits_1() {
 }
 
 #[test]
+fn an_update_mode_aggregate_without_keys_emits_only_when_rows_reach_it() {
+    // Spark's update mode emits the groups an epoch updated: an epoch whose rows were all
+    // filtered out before the aggregation updated none.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.yaml",
+        "name: p\nmode: stream\nsource: {type: socket, host: 127.0.0.1, port: 9}\ntransforms:\n  - {type: filter, where: \"line != 'skip'\"}\n  - {type: aggregate, aggs: {n: count()}}\noutput_mode: update\nsinks:\n  - {type: stdout}\n",
+    );
+    write(
+        dir.path(),
+        "p.test.yaml",
+        "pipeline: p.yaml\ntests:\n  - name: one group\n    input: {epochs: [[a, b], [skip], [c]]}\n    expect:\n      - {epoch: 0, rows: [[2]]}\n      - {epoch: 1, row_count: 0}\n      - {epoch: 2, rows: [[3]]}\n",
+    );
+    let out = runner()
+        .args(["test", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(":: one group ... ok"), "{stdout}");
+}
+
+#[test]
 fn an_invalid_test_file_is_named_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(

@@ -627,6 +627,8 @@ struct Pending {
     busy: Duration,
     /// Update mode: the groups this epoch touched.
     changed: Option<Box<dyn AggregateState>>,
+    /// Rows that reached the aggregation in this epoch (after the steps before it).
+    aggregated: u64,
     /// Without an aggregation: the epoch's transformed rows, waiting for the trigger.
     appended: Vec<RecordBatch>,
     buffered_bytes: usize,
@@ -644,6 +646,7 @@ impl Pending {
                 .map(|a| a.new_state()),
             appended: Vec::new(),
             buffered_bytes: 0,
+            aggregated: 0,
         }
     }
 }
@@ -766,6 +769,7 @@ impl<'a> Engine<'a> {
             Some(state) => {
                 for batch in &mapped {
                     state.update(batch)?;
+                    pending.aggregated += batch.num_rows() as u64;
                     if let Some(changed) = pending.changed.as_mut() {
                         changed.update(batch)?;
                     }
@@ -812,6 +816,15 @@ impl<'a> Engine<'a> {
             (Some(aggregation), Some(state)) => {
                 let table = state.result()?;
                 match (self.mode, pending.changed) {
+                    // One group of all rows (no keys): it changed only when rows reached it,
+                    // not whenever the epoch ran (its rows may all have been filtered out).
+                    (OutputMode::Update, Some(_)) if aggregation.key_columns() == 0 => {
+                        if pending.aggregated > 0 {
+                            table
+                        } else {
+                            table.slice(0, 0)
+                        }
+                    }
                     (OutputMode::Update, Some(changed)) => {
                         rows_with_keys(&table, &changed.result()?, aggregation.key_columns())?
                     }
@@ -873,6 +886,7 @@ impl<'a> Engine<'a> {
             Some(state) => {
                 for batch in &batches {
                     state.update(batch)?;
+                    pending.aggregated += batch.num_rows() as u64;
                     if let Some(changed) = pending.changed.as_mut() {
                         changed.update(batch)?;
                     }
