@@ -115,7 +115,7 @@ macro_rules! component_enum {
 
 component_enum!(SourceConfig, "source", BuildSource, [
     "file" => File(sources::file::FileSourceConfig)
-        : "Lines of text files, a directory, a glob or standard input (column `line`)"
+        : "Lines of text files (column `line`), or CSV, JSON-lines and Parquet records; a file, a directory, a glob or standard input"
         ; "type: file\npath: ../data/RomeoAndJuliet.txt\nfetch:\n  url: https://raw.githubusercontent.com/pdeitel/PythonDataScienceFullThrottle/master/ch16/RomeoAndJuliet.txt\n  sha256: bf8e99f2edb49e1692038870eae947dfbd9547c2dc91fcbb7d1c71fe96d91589\n",
     "socket" => Socket(sources::socket::SocketSourceConfig)
         : "Lines from TCP: connect to a server (like Spark's socket source) or listen for clients (stream mode)"
