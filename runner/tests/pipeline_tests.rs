@@ -24,6 +24,16 @@ fn listing(dir: &std::path::Path) -> Vec<(std::ffi::OsString, Option<std::time::
     entries
 }
 
+/// `runner test DIR`: the process's output and its standard output as text.
+fn run_tests(dir: &std::path::Path) -> (std::process::Output, String) {
+    let out = runner()
+        .args(["test", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out, stdout)
+}
+
 #[test]
 fn the_shipped_pipeline_tests_pass_and_write_nothing() {
     let output = repo_root().join("output");
@@ -67,11 +77,7 @@ fn a_failing_test_shows_its_diff_and_exits_1() {
         "p.test.yaml",
         "pipeline: p.yaml\ntests:\n  - name: right\n    input: {epochs: [[a b, a]]}\n    expect: [{rows: [[a, 2], [b, 1]]}]\n  - name: wrong\n    input: {epochs: [[a b], [b]]}\n    expect:\n      - {epoch: 1, rows: [[b, 1], [a, 1]]}\n      - {epoch: 0, row_count: 2}\n",
     );
-    let out = runner()
-        .args(["test", dir.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (out, stdout) = run_tests(dir.path());
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains(":: right ... ok"), "{stdout}");
     assert!(stdout.contains(":: wrong ... FAILED"), "{stdout}");
@@ -121,11 +127,7 @@ fn an_update_mode_aggregate_without_keys_emits_only_when_rows_reach_it() {
         "p.test.yaml",
         "pipeline: p.yaml\ntests:\n  - name: one group\n    input: {epochs: [[a, b], [skip], [c]]}\n    expect:\n      - {epoch: 0, rows: [[2]]}\n      - {epoch: 1, row_count: 0}\n      - {epoch: 2, rows: [[3]]}\n",
     );
-    let out = runner()
-        .args(["test", dir.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (out, stdout) = run_tests(dir.path());
     assert_eq!(
         out.status.code(),
         Some(0),
