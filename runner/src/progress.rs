@@ -92,6 +92,14 @@ impl BatchSource for WithProgress {
         self.inner.raw_text_lines()
     }
 
+    fn raw_csv_records(&self) -> bool {
+        self.inner.raw_csv_records()
+    }
+
+    fn csv_layout(&self) -> Option<crate::sources::records::CsvLayout> {
+        self.inner.csv_layout()
+    }
+
     fn schema(&self) -> SchemaRef {
         self.inner.schema()
     }

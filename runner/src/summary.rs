@@ -343,7 +343,11 @@ impl Recorder {
         for (i, rows) in self.counters.iter().enumerate() {
             let stage = &mut self.summary.stages[1 + i];
             if fused.contains(&i) {
-                stage.fused = Some("word count");
+                stage.fused = pipeline.plan.fusion.as_ref().map(|f| f.kernel.short_name());
+                // A kernel that feeds the stage's own state (the CSV aggregate) counts its rows.
+                if rows.was_called() {
+                    stage.rows_in = Some(rows.rows_in());
+                }
             } else if rows.was_called() {
                 stage.rows_in = Some(rows.rows_in());
                 // An aggregation's output is counted by whatever takes it next.
@@ -358,8 +362,8 @@ impl Recorder {
         let Some(facts) = facts else { return };
         let source_rows = facts.source_rows.or_else(|| match transforms {
             0 => Some(facts.rows_out),
-            _ if fused.is_empty() => self.summary.stages[1].rows_in,
-            _ => None,
+            // Unknown (None) when a kernel replaced the first stage without counting.
+            _ => self.summary.stages[1].rows_in,
         });
         self.summary.stages[0].rows_out = source_rows;
         // An aggregation emits what the next stage takes in; the last stage, the result.

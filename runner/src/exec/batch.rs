@@ -127,6 +127,10 @@ pub fn compute(
             let result = fused_word_count(source, &word_count)?;
             return finish(result, &stages[fusion.count + 1..]);
         }
+        if let Some(kernel) = super::csv_aggregate::CsvAggregate::new(fusion, source, stages) {
+            let result = kernel.run(source)?;
+            return finish(result, &stages[fusion.count + 1..]);
+        }
     }
     let parallel = stages
         .iter()
@@ -303,7 +307,7 @@ fn fused_word_count(source: &dyn BatchSource, word_count: &WordCount) -> Result<
 
 /// One accumulator per worker thread. rayon's `fold` makes one per split of the work, which
 /// can be many more than threads; with large aggregation tables that multiplies memory.
-struct PerWorker<T> {
+pub(super) struct PerWorker<T> {
     slots: Vec<Padded<std::sync::Mutex<Option<T>>>>,
 }
 
@@ -314,7 +318,7 @@ struct Padded<T>(T);
 
 impl<T> PerWorker<T> {
     /// Slots for the threads of the current rayon pool.
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         PerWorker {
             slots: (0..rayon::current_num_threads())
                 .map(|_| Padded(std::sync::Mutex::new(None)))
@@ -324,7 +328,7 @@ impl<T> PerWorker<T> {
 
     /// Runs `f` on this thread's accumulator, creating it with `init` on first use. Each slot
     /// is only ever locked by its own thread, so the lock is never contended.
-    fn with<R>(&self, init: impl FnOnce() -> T, f: impl FnOnce(&mut T) -> R) -> R {
+    pub(super) fn with<R>(&self, init: impl FnOnce() -> T, f: impl FnOnce(&mut T) -> R) -> R {
         let index = rayon::current_thread_index().unwrap_or(0) % self.slots.len();
         let mut slot = self.slots[index]
             .0
@@ -333,7 +337,7 @@ impl<T> PerWorker<T> {
         f(slot.get_or_insert_with(init))
     }
 
-    fn into_iter(self) -> impl Iterator<Item = T> {
+    pub(super) fn into_iter(self) -> impl Iterator<Item = T> {
         self.slots
             .into_iter()
             .filter_map(|slot| slot.0.into_inner().unwrap_or_else(|p| p.into_inner()))

@@ -188,6 +188,10 @@ impl Aggregation for CountedAggregation {
     fn windowed(&self) -> Option<crate::transforms::Windowing> {
         self.inner.windowed()
     }
+
+    fn plain_columns(&self) -> Option<crate::transforms::PlainColumns> {
+        self.inner.plain_columns()
+    }
 }
 
 struct CountedState {
@@ -237,5 +241,30 @@ impl AggregateState for CountedState {
 
     fn event_time(&mut self) -> Option<&mut dyn crate::transforms::EventTimeState> {
         self.inner.event_time()
+    }
+
+    fn grouped(&mut self) -> Option<&mut dyn crate::transforms::GroupedRows> {
+        // Rows a kernel adds are counted here, as `update`'s are.
+        self.inner.grouped()?;
+        Some(self)
+    }
+}
+
+impl crate::transforms::GroupedRows for CountedState {
+    fn group_of(&mut self, keys: &[arrow_array::ArrayRef]) -> Result<usize> {
+        self.inner_grouped()?.group_of(keys)
+    }
+
+    fn add_grouped(&mut self, ids: &[usize], args: &[Option<arrow_array::ArrayRef>]) -> Result<()> {
+        self.rows.add_in(ids.len());
+        self.inner_grouped()?.add_grouped(ids, args)
+    }
+}
+
+impl CountedState {
+    fn inner_grouped(&mut self) -> Result<&mut dyn crate::transforms::GroupedRows> {
+        self.inner.grouped().ok_or_else(|| {
+            crate::error::Error::runtime("the aggregation's state does not take grouped rows")
+        })
     }
 }

@@ -50,7 +50,7 @@ impl<'a> WordCount<'a> {
             StageKind::Map(m) => Some(m.as_ref()),
             _ => None,
         };
-        let Some(TextSplit::Words { tokenizer, .. }) = map(fusion.split)?.splits_text() else {
+        let Some(TextSplit::Words { tokenizer, .. }) = map(fusion.split?)?.splits_text() else {
             return None;
         };
         let per_value = fusion
@@ -61,7 +61,7 @@ impl<'a> WordCount<'a> {
         Some(WordCount {
             tokenizer,
             per_value,
-            words_schema: stages[fusion.split].stage.output.clone(),
+            words_schema: stages[fusion.split?].stage.output.clone(),
             output: stages[fusion.count].stage.output.clone(),
             order_rows: fusion.order_rows,
         })

@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod counted;
+pub mod csv_aggregate;
 pub mod external_sort;
 pub mod fused;
 #[cfg(target_arch = "x86_64")]

@@ -688,7 +688,7 @@ impl<'a> Engine<'a> {
         };
         let split = fusion
             .filter(|f| f.kernel == crate::plan::Kernel::SplitCount && f.per_value.is_empty())
-            .and_then(|f| match &stages.get(f.split)?.stage.kind {
+            .and_then(|f| match &stages.get(f.split?)?.stage.kind {
                 StageKind::Map(map) => match map.splits_text()? {
                     TextSplit::Separator {
                         separator,

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::sources::BuiltSource;
 use crate::transforms::{PerValue, Stage, StageKind, TextSplit};
 
-pub use rules::{Fusion, Kernel};
+pub use rules::{csv_fields_readable, Fusion, Kernel};
 
 /// A transform ready to run, with what messages need to name it.
 pub struct BuiltStage {

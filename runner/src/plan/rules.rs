@@ -11,6 +11,13 @@
 //!   followed by re-adding the counts of values that became equal). Batch runs have the
 //!   word kernel; streams the separator kernel, without per-piece steps (a stream's state is
 //!   checkpointed, and must hold what the unfused steps would have counted).
+//! - **aggregate CSV fields**: a batch source of raw CSV records followed at once by an
+//!   aggregation whose keys (text or integer) and arguments (text, integer or float) are input
+//!   columns as they are → one kernel that splits each record's fields where it reads them,
+//!   parses only the fields the aggregation needs, and finds each row's group from the key's
+//!   bytes, feeding the aggregation's own per-worker states. A morsel the kernel cannot read
+//!   alone (quotes, a bad record, invalid UTF-8) goes through the source's reader into the same
+//!   state, so the answer and the errors are the unfused ones.
 //! - **stream to sinks**: a batch pipeline of row-wise steps, limits and at most one sort (no
 //!   aggregation) hands its rows to the sinks as they are produced, in input order, with
 //!   bounded memory; a reached limit stops the reading. A sort (a step that declares
@@ -31,6 +38,8 @@ pub enum Kernel {
     WordCount,
     /// Pieces between separators (explode) counted from input bytes into the state (stream).
     SplitCount,
+    /// CSV fields aggregated as the records are split (batch).
+    CsvAggregate,
 }
 
 impl Kernel {
@@ -39,6 +48,16 @@ impl Kernel {
         match self {
             Kernel::WordCount => "word_count_kernel",
             Kernel::SplitCount => "split_count_kernel",
+            Kernel::CsvAggregate => "csv_aggregate_kernel",
+        }
+    }
+
+    /// Its short name, as the run summary's `fused` gives it.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Kernel::WordCount => "word count",
+            Kernel::SplitCount => "split count",
+            Kernel::CsvAggregate => "CSV aggregate",
         }
     }
 
@@ -47,6 +66,7 @@ impl Kernel {
         match self {
             Kernel::WordCount => "word-count kernel",
             Kernel::SplitCount => "split-count kernel",
+            Kernel::CsvAggregate => "CSV aggregate kernel",
         }
     }
 }
@@ -56,11 +76,13 @@ impl Kernel {
 pub struct Fusion {
     /// Which kernel runs the steps.
     pub kernel: Kernel,
-    /// The step that splits the text (its settings are the kernel's).
-    pub split: usize,
+    /// The step that splits the text (its settings are the kernel's); none for a kernel that
+    /// reads records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub split: Option<usize>,
     /// Steps applied to the distinct pieces after counting, in order.
     pub per_value: Vec<usize>,
-    /// The count.
+    /// The aggregation the kernel feeds (the count, for the text kernels).
     pub count: usize,
     /// Whether the counts must come out in the count's own order (no step after it orders
     /// the rows whatever their input order).
@@ -70,7 +92,7 @@ pub struct Fusion {
 impl Fusion {
     /// Every step the kernel covers, in order.
     pub fn steps(&self) -> Vec<usize> {
-        let mut steps = vec![self.split];
+        let mut steps: Vec<usize> = self.split.into_iter().collect();
         steps.extend(&self.per_value);
         steps.push(self.count);
         steps
@@ -80,16 +102,17 @@ impl Fusion {
 /// The physical plan of a pipeline; `rules: false` (`--no-fusion`) runs every step as itself.
 pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> PhysicalPlan {
     let streaming = matches!(source, BuiltSource::Stream(_));
-    let fusion = if rules {
-        count_split_text(source, stages, streaming)
+    let (fusion, rule) = if !rules {
+        (None, None)
+    } else if let Some(fusion) = count_split_text(source, stages, streaming) {
+        (Some(fusion), Some("count_split_text"))
+    } else if let Some(fusion) = aggregate_csv_fields(source, stages) {
+        (Some(fusion), Some("aggregate_csv_fields"))
     } else {
-        None
+        (None, None)
     };
     let streams = !streaming && rules_stream_to_sinks(stages);
-    let mut rules_applied = Vec::new();
-    if fusion.is_some() {
-        rules_applied.push("count_split_text");
-    }
+    let mut rules_applied: Vec<&'static str> = rule.into_iter().collect();
     if streams {
         rules_applied.push("stream_to_sinks");
     }
@@ -110,6 +133,7 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
             runs: match fusion.kernel {
                 Kernel::WordCount => "from input bytes into per-worker counts, merged once",
                 Kernel::SplitCount => "from each epoch's input bytes into the kept state",
+                Kernel::CsvAggregate => "from input bytes into per-worker groups, merged once",
             },
         });
     }
@@ -238,9 +262,60 @@ fn count_split_text(
         });
     Some(Fusion {
         kernel,
-        split: 0,
+        split: Some(0),
         per_value,
         count: next,
         order_rows,
     })
+}
+
+/// The aggregate-CSV-fields rule (see the module's documentation).
+fn aggregate_csv_fields(source: &BuiltSource, stages: &[BuiltStage]) -> Option<Fusion> {
+    let BuiltSource::Batch(source) = source else {
+        return None;
+    };
+    if !source.raw_csv_records() {
+        return None;
+    }
+    let StageKind::Aggregate(aggregation) = &stages.first()?.stage.kind else {
+        return None;
+    };
+    if aggregation.windowed().is_some() {
+        return None;
+    }
+    let plain = aggregation.plain_columns()?;
+    let types = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| crate::data::ValueType::of(f.data_type()))
+        .collect::<Option<Vec<_>>>()?;
+    csv_fields_readable(&plain, &types).then(|| Fusion {
+        kernel: Kernel::CsvAggregate,
+        split: None,
+        per_value: Vec::new(),
+        count: 0,
+        order_rows: true,
+    })
+}
+
+/// Whether the CSV aggregate kernel reads an aggregation of these columns (the source's columns
+/// have `types`): keys of text or integers, arguments of text, integers or floats, and every
+/// declared column one it can check as the source's reader does (not a list).
+pub fn csv_fields_readable(
+    plain: &crate::transforms::PlainColumns,
+    types: &[crate::data::ValueType],
+) -> bool {
+    use crate::data::ValueType as T;
+    let type_of = |column: &usize| types.get(*column).copied();
+    plain
+        .keys
+        .iter()
+        .all(|k| matches!(type_of(k), Some(T::Text | T::Integer)))
+        && plain
+            .args
+            .iter()
+            .flatten()
+            .all(|a| matches!(type_of(a), Some(T::Text | T::Integer | T::Float)))
+        && !types.contains(&T::TextList)
 }

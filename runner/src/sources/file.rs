@@ -616,6 +616,21 @@ impl BatchSource for FileSource {
         ))))
     }
 
+    fn raw_csv_records(&self) -> bool {
+        self.records
+            .as_ref()
+            .is_some_and(|r| r.format == Format::Csv)
+    }
+
+    fn csv_layout(&self) -> Option<super::records::CsvLayout> {
+        self.records
+            .as_ref()
+            .filter(|r| r.format == Format::Csv)?
+            .decoder
+            .get()?
+            .csv_layout()
+    }
+
     fn recycle(&self, mut bytes: Vec<u8>) {
         bytes.clear();
         if let Ok(mut pool) = self.buffers.lock() {

@@ -241,6 +241,18 @@ pub trait BatchSource: Send + Sync {
         false
     }
 
+    /// Declared when every morsel's bytes are CSV records, one per line, that `decode` reads
+    /// with Arrow's CSV reader and nothing else (no encoding repair): a kernel may then split
+    /// the fields itself, at the places `csv_layout` gives, and hand `decode` a morsel it
+    /// cannot read alone.
+    fn raw_csv_records(&self) -> bool {
+        false
+    }
+    /// Where the columns are in each record, once the header is read (from `open` on).
+    fn csv_layout(&self) -> Option<records::CsvLayout> {
+        None
+    }
+
     /// Takes back a morsel's buffer for reuse (fresh buffers cost page faults).
     fn recycle(&self, _bytes: Vec<u8>) {}
     /// Things worth telling the user at the end (replaced or skipped bad lines, ...).

@@ -95,6 +95,19 @@ pub struct BadRecord {
     pub reason: String,
 }
 
+/// Where the declared columns are in a CSV record, for a kernel that splits records itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsvLayout {
+    /// The field separator.
+    pub delimiter: u8,
+    /// How many fields every record has (the header's).
+    pub fields: usize,
+    /// For each output column (schema order), its field's index in the record.
+    pub positions: Vec<usize>,
+    /// The output columns as declared (type, whether required).
+    pub columns: Vec<ColumnSpec>,
+}
+
 /// Decodes lines of CSV or JSON into batches of `schema`.
 pub struct RecordDecoder {
     format: Format,
@@ -185,6 +198,16 @@ impl RecordDecoder {
         decoder.header = header;
         decoder.projection = Some(projection);
         Ok(decoder)
+    }
+
+    /// Where each declared column is in a record (CSV decoders made from a header).
+    pub fn csv_layout(&self) -> Option<CsvLayout> {
+        Some(CsvLayout {
+            delimiter: self.delimiter,
+            fields: self.header.len(),
+            positions: self.projection.clone()?,
+            columns: self.columns.clone(),
+        })
     }
 
     /// The CSV header this decoder was made for.

@@ -18,7 +18,10 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
-use super::{AggregateState, Aggregation, BuildContext, BuildTransform, Stage, StageKind};
+use super::{
+    AggregateState, Aggregation, BuildContext, BuildTransform, GroupedRows, PlainColumns, Stage,
+    StageKind,
+};
 use crate::data::ValueType;
 use crate::error::{Error, Result};
 use crate::expr::{compile_aggregate, compile_named, AggregateFunction, Expr};
@@ -223,6 +226,24 @@ impl Aggregation for Aggregate {
             grouped
         } else {
             grouped.sort(order)
+        })
+    }
+
+    fn plain_columns(&self) -> Option<PlainColumns> {
+        Some(PlainColumns {
+            keys: self
+                .keys
+                .iter()
+                .map(Expr::as_column)
+                .collect::<Option<_>>()?,
+            args: self
+                .aggs
+                .iter()
+                .map(|agg| match &agg.expr {
+                    Some(expr) => expr.as_column().map(Some),
+                    None => Some(None),
+                })
+                .collect::<Option<_>>()?,
         })
     }
 
@@ -759,23 +780,26 @@ impl AggregateState for AggregateTable {
     }
 
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        let rows = batch.num_rows();
         let keys = self.evaluate_keys(batch)?;
-        let ids = self.group_ids(&keys, rows)?;
-        let aggs = self.aggs.clone();
-        for (index, agg) in aggs.iter().enumerate() {
-            let values = match &agg.expr {
-                Some(e) => Some(
-                    e.evaluate(batch)
-                        .map_err(|e| Error::runtime(format!("aggregate: {e}")))?,
-                ),
-                None => None,
-            };
-            let call = agg.expr.as_ref().map_or("count()", |e| e.source());
-            self.columns[index].update(values.as_ref(), &ids, (self.morsel, self.row), call)?;
-        }
-        self.row += rows as u64;
-        Ok(())
+        let ids = self.group_ids(&keys, batch.num_rows())?;
+        let args = self
+            .aggs
+            .iter()
+            .map(|agg| {
+                agg.expr
+                    .as_ref()
+                    .map(|e| {
+                        e.evaluate(batch)
+                            .map_err(|e| Error::runtime(format!("aggregate: {e}")))
+                    })
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.add_grouped(&ids, &args)
+    }
+
+    fn grouped(&mut self) -> Option<&mut dyn GroupedRows> {
+        Some(self)
     }
 
     fn merge(&mut self, other: Box<dyn AggregateState>) -> Result<()> {
@@ -928,6 +952,23 @@ impl AggregateState for AggregateTable {
 mod columns;
 pub mod windowed;
 use columns::AccColumn;
+
+impl GroupedRows for AggregateTable {
+    fn group_of(&mut self, keys: &[ArrayRef]) -> Result<usize> {
+        Ok(self.group_ids(keys, 1)?.first().copied().unwrap_or(0))
+    }
+
+    fn add_grouped(&mut self, ids: &[usize], args: &[Option<ArrayRef>]) -> Result<()> {
+        let aggs = self.aggs.clone();
+        for (index, agg) in aggs.iter().enumerate() {
+            let call = agg.expr.as_ref().map_or("count()", |e| e.source());
+            let values = args.get(index).and_then(Option::as_ref);
+            self.columns[index].update(values, ids, (self.morsel, self.row), call)?;
+        }
+        self.row += ids.len() as u64;
+        Ok(())
+    }
+}
 
 /// How numbers JSON cannot hold exactly are written in snapshots: floats by their bits (JSON has
 /// no NaN or infinity), 128-bit sums as decimal text (past u64, JSON readers round them).

@@ -158,6 +158,12 @@ pub trait Aggregation: Send + Sync {
     fn counts_by(&self) -> Option<&[usize]> {
         None
     }
+    /// Declared when every key and every aggregate's argument is an input column as it is (no
+    /// expression): a kernel that reads those columns from the input itself may find the groups
+    /// and add the rows through [`AggregateState::grouped`].
+    fn plain_columns(&self) -> Option<PlainColumns> {
+        None
+    }
     /// Declared by an aggregation over event-time windows: its states are `EventTimeState`s,
     /// and a stream ends each epoch through them.
     fn windowed(&self) -> Option<Windowing> {
@@ -236,6 +242,27 @@ pub trait TextCounter {
     fn add_each_text(&mut self, keys: &[&[u8]]);
 }
 
+/// The input columns an aggregation reads, when each key and argument is one column (see
+/// [`Aggregation::plain_columns`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainColumns {
+    /// The key columns, in key order.
+    pub keys: Vec<usize>,
+    /// Each aggregate's argument column, in the order written; `None` for `count()`.
+    pub args: Vec<Option<usize>>,
+}
+
+/// An aggregate state fed by a kernel that reads the key and argument columns itself.
+pub trait GroupedRows {
+    /// The number of the group whose keys are `keys` (one array per key, of one value each),
+    /// created empty when new. A group keeps its number for the state's life.
+    fn group_of(&mut self, keys: &[arrow_array::ArrayRef]) -> Result<usize>;
+    /// Adds rows whose groups are known: row `i` belongs to group `ids[i]`, and `args[a]` holds
+    /// aggregate `a`'s argument for every row (`None` for `count()`). The rows come after those
+    /// added before, in input order (see `AggregateState::begin_morsel`).
+    fn add_grouped(&mut self, ids: &[usize], args: &[Option<arrow_array::ArrayRef>]) -> Result<()>;
+}
+
 /// The partial result of an [`Aggregation`]: the groups seen so far.
 pub trait AggregateState: Send {
     /// Adds a batch's rows to the groups; an error when a value cannot be added (a sum past i64).
@@ -268,6 +295,10 @@ pub trait AggregateState: Send {
     }
     /// The state as event-time state, when it is one (a windowed aggregation).
     fn event_time(&mut self) -> Option<&mut dyn EventTimeState> {
+        None
+    }
+    /// The state fed by groups a kernel found, for aggregations that declare `plain_columns`.
+    fn grouped(&mut self) -> Option<&mut dyn GroupedRows> {
         None
     }
 }
