@@ -565,6 +565,25 @@ impl TextCounts {
         }
     }
 
+    /// The id of `word`, added with a count of 0 when new: ids stay the same for the table's
+    /// life (see `add_to`).
+    pub fn id_of(&mut self, word: &str) -> usize {
+        let (id, new) = self
+            .ids
+            .get_or_insert(word.as_bytes(), self.words.len() as u64);
+        if new {
+            self.words.push(word.into());
+            self.counts.push(0);
+        }
+        id as usize
+    }
+
+    /// Adds `count` to the word whose id `id_of` gave.
+    #[inline]
+    pub fn add_to(&mut self, id: usize, count: i64) {
+        self.counts[id] += count;
+    }
+
     /// The number of distinct words.
     pub fn len(&self) -> usize {
         self.words.len()

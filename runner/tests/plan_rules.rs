@@ -365,7 +365,7 @@ struct Shape {
     lone_cr: bool,
 }
 
-fn csv_aggregate_pipeline(random: &mut Random, on_error: &str) -> String {
+fn csv_aggregate_pipeline(random: &mut Random, on_error: &str, group_count: bool) -> String {
     let region = random.pick(&["text", "text?"]);
     // A declared column no aggregate reads is checked all the same.
     let at = random.pick(&["", ", at: timestamp?"]);
@@ -405,10 +405,22 @@ fn csv_aggregate_pipeline(random: &mut Random, on_error: &str) -> String {
     } else {
         after
     };
+    // `group_count`, the shorthand, by one text column.
+    let step = if group_count {
+        let after = if after.contains("a10") { "" } else { after };
+        format!(
+            "  - {{type: group_count, by: {}}}\n{after}",
+            random.pick(&["region", "product"])
+        )
+    } else {
+        format!(
+            "  - type: aggregate\n    by: [{}]\n    aggs: {{{}}}\n{after}",
+            keys.join(", "),
+            aggs.join(", ")
+        )
+    };
     format!(
-        "name: random-csv\nsource:\n  type: file\n  path: sales.csv\n  format: csv\n  on_error: {on_error}\n  columns: {{region: {region}, product: text, amount: integer?, price: float?{at}}}\ntransforms:\n  - type: aggregate\n    by: [{}]\n    aggs: {{{}}}\n{after}sinks:\n  - {{type: stdout, format: jsonl}}\n",
-        keys.join(", "),
-        aggs.join(", ")
+        "name: random-csv\nsource:\n  type: file\n  path: sales.csv\n  format: csv\n  on_error: {on_error}\n  columns: {{region: {region}, product: text, amount: integer?, price: float?{at}}}\ntransforms:\n{step}sinks:\n  - {{type: stdout, format: jsonl}}\n"
     )
 }
 
@@ -416,7 +428,7 @@ fn csv_aggregate_pipeline(random: &mut Random, on_error: &str) -> String {
 fn random_csv_aggregates_give_the_same_answer_with_and_without_the_kernel() {
     let dir = tempfile::tempdir().unwrap();
     let mut random = Random(19);
-    let mut fused_cases = 0;
+    let (mut fused_cases, mut counted_cases) = (0, 0);
     for case in 0..18 {
         // Some inputs span several 1 MiB morsels, some of them quoted (read by Arrow's reader).
         let size = if case % 3 == 0 { 3_000_000 } else { 30_000 };
@@ -431,7 +443,7 @@ fn random_csv_aggregates_give_the_same_answer_with_and_without_the_kernel() {
         let csv = sales_csv(&mut random, size, case, shape);
         std::fs::write(dir.path().join("sales.csv"), csv).unwrap();
         let on_error = if bad && case % 8 == 1 { "fail" } else { "skip" };
-        let yaml = csv_aggregate_pipeline(&mut random, on_error);
+        let yaml = csv_aggregate_pipeline(&mut random, on_error, case % 4 == 2);
         let p = write(dir.path(), "p.yaml", &yaml);
         let plan = runner()
             .args(["plan", "--format", "json"])
@@ -442,6 +454,7 @@ fn random_csv_aggregates_give_the_same_answer_with_and_without_the_kernel() {
             .unwrap_or_else(|e| panic!("{e}: {}\n{yaml}", String::from_utf8_lossy(&plan.stderr)));
         if plan["physical"]["fusion"]["kernel"] == "csv_aggregate" {
             fused_cases += 1;
+            counted_cases += usize::from(yaml.contains("group_count"));
         }
         let reference = run_pipeline(&p, &["--no-fusion", "--cores", "1"]);
         if on_error == "fail" {
@@ -467,4 +480,8 @@ fn random_csv_aggregates_give_the_same_answer_with_and_without_the_kernel() {
         }
     }
     assert!(fused_cases >= 12, "only {fused_cases} cases were fused");
+    assert!(
+        counted_cases >= 2,
+        "only {counted_cases} cases were group_counts"
+    );
 }

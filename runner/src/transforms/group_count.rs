@@ -170,6 +170,16 @@ impl Aggregation for GroupCount {
         Some(&self.keys)
     }
 
+    /// Declared for one text key (its state then takes grouped rows): `count()` per key.
+    fn plain_columns(&self) -> Option<super::PlainColumns> {
+        (self.keys.len() == 1 && self.output.field(0).data_type() == &DataType::Utf8).then(|| {
+            super::PlainColumns {
+                keys: self.keys.clone(),
+                args: vec![None],
+            }
+        })
+    }
+
     fn key_columns(&self) -> usize {
         self.keys.len()
     }
@@ -298,6 +308,39 @@ impl GroupCountState {
         // Most frequent first, ties by key: deterministic, and what a `limit` or a reader wants.
         rows.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         rows
+    }
+}
+
+/// The group number `GroupedRows` gives the null key (text keys have their `TextCounts` ids).
+const NULL_GROUP: usize = usize::MAX;
+
+impl super::GroupedRows for GroupCountState {
+    fn group_of(&mut self, keys: &[ArrayRef]) -> Result<usize> {
+        let Table::Text(map, _) = &mut self.table else {
+            return Err(crate::error::Error::runtime(
+                "group_count: grouped rows need one text key",
+            ));
+        };
+        let key = keys.first().filter(|k| k.is_valid(0));
+        Ok(match key.and_then(|k| k.as_string_opt::<i32>()) {
+            Some(text) => map.id_of(text.value(0)),
+            None => NULL_GROUP,
+        })
+    }
+
+    fn add_grouped(&mut self, ids: &[usize], _args: &[Option<ArrayRef>]) -> Result<()> {
+        let Table::Text(map, nulls) = &mut self.table else {
+            return Err(crate::error::Error::runtime(
+                "group_count: grouped rows need one text key",
+            ));
+        };
+        for &id in ids {
+            match id {
+                NULL_GROUP => *nulls += 1,
+                id => map.add_to(id, 1),
+            }
+        }
+        Ok(())
     }
 }
 
@@ -448,6 +491,13 @@ impl AggregateState for GroupCountState {
     }
 
     fn text_counter(&mut self) -> Option<&mut dyn TextCounter> {
+        match self.table {
+            Table::Text(..) => Some(self),
+            Table::Keys(_) => None,
+        }
+    }
+
+    fn grouped(&mut self) -> Option<&mut dyn super::GroupedRows> {
         match self.table {
             Table::Text(..) => Some(self),
             Table::Keys(_) => None,
