@@ -344,11 +344,10 @@ impl Recorder {
             let stage = &mut self.summary.stages[1 + i];
             if fused.contains(&i) {
                 stage.fused = pipeline.plan.fusion.as_ref().map(|f| f.kernel.short_name());
-                // A kernel that feeds the stage's own state (the CSV aggregate) counts its rows.
-                if rows.was_called() {
-                    stage.rows_in = Some(rows.rows_in());
-                }
-            } else if rows.was_called() {
+            }
+            // A kernel that calls a stage's own masks or state (the CSV aggregate) has its
+            // rows counted too; the word count's stages are never called.
+            if rows.was_called() {
                 stage.rows_in = Some(rows.rows_in());
                 // An aggregation's output is counted by whatever takes it next.
                 let aggregate = matches!(

@@ -405,6 +405,14 @@ fn csv_aggregate_pipeline(random: &mut Random, on_error: &str, group_count: bool
     } else {
         after
     };
+    // Filters by one column's value run inside the kernel too.
+    let filters = random.pick(&[
+        "",
+        "",
+        "  - {type: filter, where: amount > 0}\n",
+        "  - {type: filter, where: region != 'north'}\n",
+        "  - {type: filter, where: price between -100 and 100}\n  - {type: filter, where: \"product like 'p1%'\"}\n",
+    ]);
     // `group_count`, the shorthand, by one text column.
     let step = if group_count {
         let after = if after.contains("a10") { "" } else { after };
@@ -420,7 +428,7 @@ fn csv_aggregate_pipeline(random: &mut Random, on_error: &str, group_count: bool
         )
     };
     format!(
-        "name: random-csv\nsource:\n  type: file\n  path: sales.csv\n  format: csv\n  on_error: {on_error}\n  columns: {{region: {region}, product: text, amount: integer?, price: float?{at}}}\ntransforms:\n{step}sinks:\n  - {{type: stdout, format: jsonl}}\n"
+        "name: random-csv\nsource:\n  type: file\n  path: sales.csv\n  format: csv\n  on_error: {on_error}\n  columns: {{region: {region}, product: text, amount: integer?, price: float?{at}}}\ntransforms:\n{filters}{step}sinks:\n  - {{type: stdout, format: jsonl}}\n"
     )
 }
 
@@ -428,7 +436,7 @@ fn csv_aggregate_pipeline(random: &mut Random, on_error: &str, group_count: bool
 fn random_csv_aggregates_give_the_same_answer_with_and_without_the_kernel() {
     let dir = tempfile::tempdir().unwrap();
     let mut random = Random(19);
-    let (mut fused_cases, mut counted_cases) = (0, 0);
+    let (mut fused_cases, mut counted_cases, mut filtered_cases) = (0, 0, 0);
     for case in 0..18 {
         // Some inputs span several 1 MiB morsels, some of them quoted (read by Arrow's reader).
         let size = if case % 3 == 0 { 3_000_000 } else { 30_000 };
@@ -455,6 +463,11 @@ fn random_csv_aggregates_give_the_same_answer_with_and_without_the_kernel() {
         if plan["physical"]["fusion"]["kernel"] == "csv_aggregate" {
             fused_cases += 1;
             counted_cases += usize::from(yaml.contains("group_count"));
+            filtered_cases += usize::from(
+                yaml.contains("type: filter, where: amount")
+                    || yaml.contains("type: filter, where: region")
+                    || yaml.contains("type: filter, where: price"),
+            );
         }
         let reference = run_pipeline(&p, &["--no-fusion", "--cores", "1"]);
         if on_error == "fail" {
@@ -483,5 +496,9 @@ fn random_csv_aggregates_give_the_same_answer_with_and_without_the_kernel() {
     assert!(
         counted_cases >= 2,
         "only {counted_cases} cases were group_counts"
+    );
+    assert!(
+        filtered_cases >= 3,
+        "only {filtered_cases} fused cases had filters"
     );
 }

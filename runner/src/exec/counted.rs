@@ -124,6 +124,15 @@ impl MapTransform for CountedMap {
     fn per_value(&self) -> Option<crate::transforms::PerValue> {
         self.inner.per_value()
     }
+
+    fn keep_mask(&self, batch: &RecordBatch) -> Option<Result<arrow_array::BooleanArray>> {
+        let mask = self.inner.keep_mask(batch)?;
+        if let Ok(mask) = &mask {
+            self.rows.add_in(batch.num_rows());
+            self.rows.add_out(mask.true_count());
+        }
+        Some(mask)
+    }
 }
 
 struct CountedGlobal {

@@ -15,7 +15,9 @@
 use std::sync::Arc;
 
 use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, RecordBatchOptions, StringArray,
+};
 use arrow_buffer::{NullBuffer, ScalarBuffer};
 use arrow_cast::parse::Parser;
 use rayon::prelude::*;
@@ -28,17 +30,25 @@ use crate::error::{Error, Result};
 use crate::plan::{Fusion, Kernel};
 use crate::sources::records::CsvLayout;
 use crate::sources::BatchSource;
-use crate::transforms::{AggregateState, Aggregation, PlainColumns, StageKind};
+use crate::transforms::{
+    AggregateState, Aggregation, MapTransform, PerValue, PlainColumns, StageKind,
+};
 
 /// The fused aggregation: which columns it reads and how.
 pub struct CsvAggregate<'a> {
     aggregation: &'a dyn Aggregation,
+    /// The steps before the aggregation (filters, run by their masks), and for each the
+    /// column it decides by.
+    filters: Vec<(&'a dyn MapTransform, usize)>,
+    /// The same steps as built, for morsels the source's reader reads.
+    prefix: &'a [BuiltStage],
     plain: PlainColumns,
-    /// Whether each output column is a key or an argument (its values are kept); the others
-    /// are only checked, as the source's reader checks every declared column.
+    /// Whether each output column is a key, an argument or filtered (its values are kept);
+    /// the others are only checked, as the source's reader checks every declared column.
     used: Vec<bool>,
-    /// Each output column's type.
+    /// Each output column's type, and the columns as the source gives them.
     types: Vec<ValueType>,
+    schema: arrow_schema::SchemaRef,
 }
 
 impl<'a> CsvAggregate<'a> {
@@ -56,8 +66,20 @@ impl<'a> CsvAggregate<'a> {
         };
         let plain = aggregation.plain_columns()?;
         aggregation.new_state().grouped()?;
-        let types = source
-            .schema()
+        let filters = fusion
+            .row_wise
+            .iter()
+            .map(|&i| match &stages.get(i)?.stage.kind {
+                StageKind::Map(step) => match step.per_value()? {
+                    PerValue::Keeps { column } => Some((step.as_ref(), column)),
+                    PerValue::Maps { .. } => None,
+                },
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let filtered: Vec<usize> = filters.iter().map(|(_, column)| *column).collect();
+        let schema = source.schema();
+        let types = schema
             .fields()
             .iter()
             .map(|f| ValueType::of(f.data_type()))
@@ -66,11 +88,17 @@ impl<'a> CsvAggregate<'a> {
         for &column in plain.keys.iter().chain(plain.args.iter().flatten()) {
             *used.get_mut(column)? = true;
         }
-        crate::plan::csv_fields_readable(&plain, &types).then_some(CsvAggregate {
+        for &column in &filtered {
+            *used.get_mut(column)? = true;
+        }
+        crate::plan::csv_fields_readable(&plain, &filtered, &types).then_some(CsvAggregate {
             aggregation: aggregation.as_ref(),
+            filters,
+            prefix: &stages[..fusion.count],
             plain,
             used,
             types,
+            schema,
         })
     }
 
@@ -95,7 +123,7 @@ impl<'a> CsvAggregate<'a> {
                             source.recycle(morsel.bytes);
                             return Ok(());
                         }
-                        for batch in source.decode(morsel)? {
+                        for batch in super::batch::decode_through(source, self.prefix, morsel)? {
                             worker.state.update(&batch)?;
                         }
                         Ok(())
@@ -243,6 +271,27 @@ impl Values {
         }
     }
 
+    /// The values as an Arrow array, copied (for the filters; the values stay).
+    fn to_array(&self, text: &str) -> ArrayRef {
+        let nulls = |valid: &[bool]| valid.iter().any(|v| !v).then(|| NullBuffer::from(valid));
+        match self {
+            Values::Check(_) => Arc::new(StringArray::new_null(0)),
+            Values::Text(spans) => Arc::new(
+                spans
+                    .iter()
+                    .map(|span| span.and_then(|(s, e)| text.get(s as usize..e as usize)))
+                    .collect::<StringArray>(),
+            ),
+            Values::Integer(v, valid) => {
+                Arc::new(Int64Array::new(ScalarBuffer::from(v.clone()), nulls(valid)))
+            }
+            Values::Float(v, valid) => Arc::new(Float64Array::new(
+                ScalarBuffer::from(v.clone()),
+                nulls(valid),
+            )),
+        }
+    }
+
     /// The values as an Arrow array (moved out; the buffers start again empty).
     fn take_array(&mut self, text: &str) -> ArrayRef {
         fn nulls(valid: &mut Vec<bool>) -> Option<NullBuffer> {
@@ -353,6 +402,8 @@ struct Worker {
     /// The layout `slots` was made for.
     layout: Option<CsvLayout>,
     ids: Vec<usize>,
+    /// The rows the filters kept.
+    kept: Vec<usize>,
     /// The morsel's keys, one after another (`key_ends`), and their hashes and heads.
     key: Vec<u8>,
     key_ends: Vec<usize>,
@@ -371,6 +422,7 @@ impl Worker {
             required: Vec::new(),
             layout: None,
             ids: Vec::new(),
+            kept: Vec::new(),
             key: Vec::new(),
         }
     }
@@ -501,8 +553,57 @@ impl Worker {
         Some(())
     }
 
+    /// Which rows the filters keep (`None`: no filter, every row): each filter is asked for
+    /// its mask on the rows the ones before it kept, as when they run one after another.
+    fn keep(&self, kernel: &CsvAggregate, text: &str, rows: usize) -> Result<Option<BooleanArray>> {
+        if kernel.filters.is_empty() {
+            return Ok(None);
+        }
+        let columns: Vec<ArrayRef> = (0..kernel.types.len())
+            .map(|column| {
+                if kernel.filters.iter().any(|&(_, c)| c == column) {
+                    self.values[column].to_array(text)
+                } else {
+                    arrow_array::new_null_array(&kernel.types[column].data_type(), rows)
+                }
+            })
+            .collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        let mut batch = RecordBatch::try_new_with_options(kernel.schema.clone(), columns, &options)
+            .map_err(|e| Error::runtime(format!("the CSV aggregate kernel: {e}")))?;
+        let mut kept: Vec<usize> = (0..rows).collect();
+        for (index, &(filter, _)) in kernel.filters.iter().enumerate() {
+            let label = &kernel.prefix[index].label;
+            let mask = filter
+                .keep_mask(&batch)
+                .ok_or_else(|| Error::runtime(format!("{label}: gave no mask to the kernel")))?
+                .map_err(|e| Error::runtime(format!("{label}: {e}")))?;
+            kept = kept
+                .into_iter()
+                .zip(mask.values().iter())
+                .filter_map(|(row, keep)| keep.then_some(row))
+                .collect();
+            if index + 1 < kernel.filters.len() {
+                batch = arrow_select::filter::filter_record_batch(&batch, &mask)
+                    .map_err(|e| Error::runtime(format!("{label}: {e}")))?;
+            }
+        }
+        let mut bits = arrow_buffer::BooleanBufferBuilder::new(rows);
+        bits.append_n(rows, false);
+        for row in kept {
+            bits.set_bit(row, true);
+        }
+        Ok(Some(BooleanArray::new(bits.finish(), None)))
+    }
+
     /// Finds the groups of the rows split and adds them to the state.
     fn add(&mut self, kernel: &CsvAggregate, text: &str, rows: usize) -> Result<()> {
+        let keep = self.keep(kernel, text, rows)?;
+        self.kept.clear();
+        match &keep {
+            Some(mask) => self.kept.extend(mask.values().set_indices()),
+            None => self.kept.extend(0..rows),
+        }
         let key_slots = &kernel.plain.keys;
         self.ids.clear();
         let grouped = self
@@ -514,7 +615,7 @@ impl Worker {
         self.key.clear();
         self.key_ends.clear();
         self.hashes.clear();
-        for row in 0..rows {
+        for &row in &self.kept {
             for &slot in key_slots {
                 self.values[slot].key_bytes(text, row, &mut self.key);
             }
@@ -532,14 +633,14 @@ impl Worker {
             self.groups.prefetch(hash);
         }
         let mut start = 0;
-        for row in 0..rows {
-            if let Some(&(hash, _)) = self.hashes.get(row + AHEAD) {
+        for (index, &row) in self.kept.iter().enumerate() {
+            if let Some(&(hash, _)) = self.hashes.get(index + AHEAD) {
                 self.groups.prefetch(hash);
             }
-            let end = self.key_ends[row];
+            let end = self.key_ends[index];
             let key = &self.key[start..end];
             start = end;
-            let (hash, head) = self.hashes[row];
+            let (hash, head) = self.hashes[index];
             // The slot's value is the state's group number, set when the key is new.
             let (id, new) = self.groups.get_or_insert_hashed(hash, head, key, 0);
             let id = if new {
@@ -568,6 +669,17 @@ impl Worker {
                 })
             })
             .collect();
+        let args = match &keep {
+            Some(mask) => args
+                .into_iter()
+                .map(|arg| {
+                    arg.map(|array| arrow_select::filter::filter(&array, mask))
+                        .transpose()
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::runtime(format!("the CSV aggregate kernel: {e}")))?,
+            None => args,
+        };
         grouped.add_grouped(&self.ids, &args)
     }
 }

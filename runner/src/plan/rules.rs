@@ -11,11 +11,12 @@
 //!   followed by re-adding the counts of values that became equal). Batch runs have the
 //!   word kernel; streams the separator kernel, without per-piece steps (a stream's state is
 //!   checkpointed, and must hold what the unfused steps would have counted).
-//! - **aggregate CSV fields**: a batch source of raw CSV records followed at once by an
-//!   aggregation whose keys (text or integer) and arguments (text, integer or float) are input
-//!   columns as they are → one kernel that splits each record's fields where it reads them,
-//!   parses only the fields the aggregation needs, and finds each row's group from the key's
-//!   bytes, feeding the aggregation's own per-worker states. A morsel the kernel cannot read
+//! - **aggregate CSV fields**: a batch source of raw CSV records, any steps that keep rows by
+//!   one column's value (filters), then an aggregation whose keys (text or integer) and
+//!   arguments (text, integer or float) are input columns as they are → one kernel that
+//!   splits each record's fields where it reads them, parses only the fields the steps need,
+//!   asks the filters for their masks, and finds each kept row's group from the key's bytes,
+//!   feeding the aggregation's own per-worker states. A morsel the kernel cannot read
 //!   alone (quotes, a bad record, invalid UTF-8) goes through the source's reader into the same
 //!   state, so the answer and the errors are the unfused ones.
 //! - **stream to sinks**: a batch pipeline of row-wise steps, limits and at most one sort (no
@@ -80,6 +81,10 @@ pub struct Fusion {
     /// reads records.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub split: Option<usize>,
+    /// Steps that keep or drop rows, run by the kernel on the rows it reads (the CSV
+    /// aggregate's filters), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub row_wise: Vec<usize>,
     /// Steps applied to the distinct pieces after counting, in order.
     pub per_value: Vec<usize>,
     /// The aggregation the kernel feeds (the count, for the text kernels).
@@ -93,6 +98,7 @@ impl Fusion {
     /// Every step the kernel covers, in order.
     pub fn steps(&self) -> Vec<usize> {
         let mut steps: Vec<usize> = self.split.into_iter().collect();
+        steps.extend(&self.row_wise);
         steps.extend(&self.per_value);
         steps.push(self.count);
         steps
@@ -263,6 +269,7 @@ fn count_split_text(
     Some(Fusion {
         kernel,
         split: Some(0),
+        row_wise: Vec::new(),
         per_value,
         count: next,
         order_rows,
@@ -277,7 +284,20 @@ fn aggregate_csv_fields(source: &BuiltSource, stages: &[BuiltStage]) -> Option<F
     if !source.raw_csv_records() {
         return None;
     }
-    let StageKind::Aggregate(aggregation) = &stages.first()?.stage.kind else {
+    // Steps that keep rows by one column's value (filters), then the aggregation.
+    let mut row_wise = Vec::new();
+    let mut filtered = Vec::new();
+    while let Some(StageKind::Map(step)) = stages.get(row_wise.len()).map(|s| &s.stage.kind) {
+        match step.per_value() {
+            Some(PerValue::Keeps { column }) if !step.needs_finish() => {
+                filtered.push(column);
+                row_wise.push(row_wise.len());
+            }
+            _ => return None,
+        }
+    }
+    let count = row_wise.len();
+    let StageKind::Aggregate(aggregation) = &stages.get(count)?.stage.kind else {
         return None;
     };
     if aggregation.windowed().is_some() {
@@ -290,20 +310,23 @@ fn aggregate_csv_fields(source: &BuiltSource, stages: &[BuiltStage]) -> Option<F
         .iter()
         .map(|f| crate::data::ValueType::of(f.data_type()))
         .collect::<Option<Vec<_>>>()?;
-    csv_fields_readable(&plain, &types).then(|| Fusion {
+    csv_fields_readable(&plain, &filtered, &types).then(|| Fusion {
         kernel: Kernel::CsvAggregate,
         split: None,
+        row_wise,
         per_value: Vec::new(),
-        count: 0,
+        count,
         order_rows: true,
     })
 }
 
-/// Whether the CSV aggregate kernel reads an aggregation of these columns (the source's columns
-/// have `types`): keys of text or integers, arguments of text, integers or floats, and every
-/// declared column one it can check as the source's reader does (not a list).
+/// Whether the CSV aggregate kernel reads an aggregation of these columns after filters of
+/// the `filtered` columns (the source's columns have `types`): keys of text or integers,
+/// arguments and filtered columns of text, integers or floats, and every declared column one
+/// it can check as the source's reader does (not a list).
 pub fn csv_fields_readable(
     plain: &crate::transforms::PlainColumns,
+    filtered: &[usize],
     types: &[crate::data::ValueType],
 ) -> bool {
     use crate::data::ValueType as T;
@@ -316,6 +339,7 @@ pub fn csv_fields_readable(
             .args
             .iter()
             .flatten()
+            .chain(filtered)
             .all(|a| matches!(type_of(a), Some(T::Text | T::Integer | T::Float)))
         && !types.contains(&T::TextList)
 }

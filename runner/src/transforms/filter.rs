@@ -61,6 +61,19 @@ impl MapTransform for Filter {
         Ok(input.filter(condition))
     }
 
+    /// Rows where the condition is true (null is not).
+    fn keep_mask(&self, batch: &RecordBatch) -> Option<Result<arrow_array::BooleanArray>> {
+        Some(
+            self.predicate
+                .evaluate(batch)
+                .map(|keep| match arrow_array::Array::null_count(&keep) {
+                    0 => keep,
+                    _ => arrow_select::filter::prep_null_mask_filter(&keep),
+                })
+                .map_err(|e| crate::error::Error::runtime(format!("filter: {e}"))),
+        )
+    }
+
     /// An expression of one column (and literals) decides each row by that column's value.
     fn per_value(&self) -> Option<PerValue> {
         match self.predicate.columns().as_slice() {

@@ -96,6 +96,13 @@ pub trait MapTransform: Send + Sync {
     fn per_value(&self) -> Option<PerValue> {
         None
     }
+    /// For a step that keeps or drops rows (`PerValue::Keeps`): which rows of `batch` it keeps,
+    /// exactly those `apply` would, without building them. `None` where the step does not
+    /// say; a kernel then runs `apply`.
+    fn keep_mask(&self, batch: &RecordBatch) -> Option<Result<arrow_array::BooleanArray>> {
+        let _ = batch;
+        None
+    }
     /// How the step runs on Spark (`crate::spark`): `input` with the step applied, or why it
     /// cannot run there.
     fn spark(

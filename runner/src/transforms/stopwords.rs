@@ -169,7 +169,7 @@ pub struct Stopwords {
 impl Stopwords {
     /// One bit per row: set where the word is kept (not a stop word, or null). Built 64 rows
     /// to a word in a plain loop, so the lookup inlines into it.
-    fn keep_mask(&self, words: &arrow_array::StringArray) -> BooleanBuffer {
+    fn keep_bits(&self, words: &arrow_array::StringArray) -> BooleanBuffer {
         let (offsets, values) = (words.value_offsets(), words.value_data());
         let rows = words.len();
         let stop = |i: usize| {
@@ -207,7 +207,7 @@ impl Stopwords {
 impl MapTransform for Stopwords {
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let words = text(batch, self.index);
-        let keep = self.keep_mask(words);
+        let keep = self.keep_bits(words);
         if keep.count_set_bits() == words.len() {
             return Ok(batch.clone());
         }
@@ -219,6 +219,13 @@ impl MapTransform for Stopwords {
 
     fn per_value(&self) -> Option<PerValue> {
         Some(PerValue::Keeps { column: self.index })
+    }
+
+    fn keep_mask(&self, batch: &RecordBatch) -> Option<Result<BooleanArray>> {
+        Some(Ok(BooleanArray::new(
+            self.keep_bits(text(batch, self.index)),
+            None,
+        )))
     }
 
     /// Keeps nulls, as `apply` does (`x NOT IN (...)` alone would drop them).
