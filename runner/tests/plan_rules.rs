@@ -408,10 +408,10 @@ fn csv_aggregate_pipeline(random: &mut Random, on_error: &str, group_count: bool
     // Filters by one column's value run inside the kernel too.
     let filters = random.pick(&[
         "",
-        "",
         "  - {type: filter, where: amount > 0}\n",
         "  - {type: filter, where: region != 'north'}\n",
         "  - {type: filter, where: price between -100 and 100}\n  - {type: filter, where: \"product like 'p1%'\"}\n",
+        "  - {type: stopwords, column: region, words: [north, центр, '']}\n",
     ]);
     // `group_count`, the shorthand, by one text column.
     let step = if group_count {
@@ -466,7 +466,8 @@ fn random_csv_aggregates_give_the_same_answer_with_and_without_the_kernel() {
             filtered_cases += usize::from(
                 yaml.contains("type: filter, where: amount")
                     || yaml.contains("type: filter, where: region")
-                    || yaml.contains("type: filter, where: price"),
+                    || yaml.contains("type: filter, where: price")
+                    || yaml.contains("type: stopwords"),
             );
         }
         let reference = run_pipeline(&p, &["--no-fusion", "--cores", "1"]);
