@@ -275,7 +275,7 @@ impl Values {
         }
     }
 
-    /// The values as an Arrow array, copied (for the filters; the values stay).
+    /// The values as an Arrow array (copied: a filter and an aggregate may read one column).
     fn to_array(&self, text: &str) -> ArrayRef {
         let nulls = |valid: &[bool]| valid.iter().any(|v| !v).then(|| NullBuffer::from(valid));
         match self {
@@ -293,43 +293,6 @@ impl Values {
                 ScalarBuffer::from(v.clone()),
                 nulls(valid),
             )),
-        }
-    }
-
-    /// The values as an Arrow array (moved out; the buffers start again empty).
-    fn take_array(&mut self, text: &str) -> ArrayRef {
-        fn nulls(valid: &mut Vec<bool>) -> Option<NullBuffer> {
-            let nulls = valid
-                .iter()
-                .any(|v| !v)
-                .then(|| NullBuffer::from(valid.as_slice()));
-            valid.clear();
-            nulls
-        }
-        match self {
-            Values::Check(_) => Arc::new(StringArray::new_null(0)),
-            Values::Text(spans) => {
-                let array: StringArray = spans
-                    .iter()
-                    .map(|span| span.and_then(|(s, e)| text.get(s as usize..e as usize)))
-                    .collect();
-                spans.clear();
-                Arc::new(array)
-            }
-            Values::Integer(v, valid) => {
-                let nulls = nulls(valid);
-                Arc::new(Int64Array::new(
-                    ScalarBuffer::from(std::mem::take(v)),
-                    nulls,
-                ))
-            }
-            Values::Float(v, valid) => {
-                let nulls = nulls(valid);
-                Arc::new(Float64Array::new(
-                    ScalarBuffer::from(std::mem::take(v)),
-                    nulls,
-                ))
-            }
         }
     }
 }
@@ -668,7 +631,7 @@ impl Worker {
             .map(|arg| {
                 arg.map(|column| {
                     arrays[column]
-                        .get_or_insert_with(|| self.values[column].take_array(text))
+                        .get_or_insert_with(|| self.values[column].to_array(text))
                         .clone()
                 })
             })
