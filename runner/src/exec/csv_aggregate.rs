@@ -415,17 +415,17 @@ impl Worker {
     /// through the source's reader instead.
     fn read(&mut self, kernel: &CsvAggregate, layout: &CsvLayout, bytes: &[u8]) -> Result<bool> {
         self.prepare(kernel, layout);
-        let Some(rows) = self.split(layout, bytes) else {
+        let Some((rows, text)) = self.split(layout, bytes) else {
             return Ok(false);
         };
-        let text = simdutf8::basic::from_utf8(bytes).expect("checked by split");
         self.add(kernel, text, rows)?;
         Ok(true)
     }
 
-    /// Splits and parses every record; the number of rows, or `None` for a morsel the kernel
-    /// does not read (see the module's documentation).
-    fn split(&mut self, layout: &CsvLayout, bytes: &[u8]) -> Option<usize> {
+    /// Splits and parses every record; the number of rows and the morsel as text (validated
+    /// once, here), or `None` for a morsel the kernel does not read (see the module's
+    /// documentation).
+    fn split<'b>(&mut self, layout: &CsvLayout, bytes: &'b [u8]) -> Option<(usize, &'b str)> {
         for values in &mut self.values {
             values.truncate(0);
         }
@@ -467,7 +467,7 @@ impl Worker {
         if line.start < bytes.len() {
             self.end_line(layout, text, &mut line, bytes.len())?;
         }
-        Some(line.rows)
+        Some((line.rows, text))
     }
 
     /// The field of `line` that ends at `at` (a delimiter or the line's end).
@@ -719,7 +719,7 @@ mod tests {
         );
         let mut worker = worker_for(&layout, &[0, 1]);
         let good = b"north,TRUE,5\r\n\n  \nsouth,,\nwest,false,-7";
-        assert_eq!(worker.split(&layout, good), Some(3));
+        assert_eq!(worker.split(&layout, good).map(|(rows, _)| rows), Some(3));
         let Values::Integer(v, valid) = &worker.values[1] else {
             panic!("integers")
         };
@@ -738,7 +738,7 @@ mod tests {
             b"nor\xffth,true,5\n",           // invalid UTF-8
         ] {
             assert_eq!(
-                worker.split(&layout, bad),
+                worker.split(&layout, bad).map(|(rows, _)| rows),
                 None,
                 "{:?}",
                 String::from_utf8_lossy(bad)
@@ -817,7 +817,7 @@ mod tests {
         let (mut seed, mut read) = (0x2545_F491_4F6C_DD1D_u64, 0);
         for _ in 0..20_000 {
             let bytes = random_morsel(&mut seed);
-            let Some(rows) = worker.split(&layout, &bytes) else {
+            let Some((rows, text)) = worker.split(&layout, &bytes) else {
                 continue;
             };
             read += 1;
@@ -826,7 +826,6 @@ mod tests {
             assert!(bad.is_empty(), "{shown:?}: the reader found {bad:?}");
             let batch = crate::data::concat(&decoder.schema(), &batches);
             assert_eq!(batch.num_rows(), rows, "{shown:?}");
-            let text = std::str::from_utf8(&bytes).unwrap();
             let Values::Text(spans) = &worker.values[0] else {
                 panic!("text")
             };
