@@ -49,8 +49,15 @@ impl MapTransform for Filter {
             .predicate
             .evaluate(batch)
             .map_err(|e| crate::error::Error::runtime(format!("filter: {e}")))?;
-        Ok(arrow_select::filter::filter_record_batch(batch, &keep)
-            .expect("mask has one entry per row"))
+        // A null predicate drops the row, as in SQL.
+        let keep = match arrow_array::Array::null_count(&keep) {
+            0 => keep,
+            _ => arrow_select::filter::prep_null_mask_filter(&keep),
+        };
+        if keep.true_count() == batch.num_rows() {
+            return Ok(batch.clone());
+        }
+        crate::data::filter_batch(batch, keep.values()).map_err(crate::error::Error::runtime)
     }
 
     fn spark(

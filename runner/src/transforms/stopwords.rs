@@ -211,10 +211,7 @@ impl MapTransform for Stopwords {
         if keep.count_set_bits() == words.len() {
             return Ok(batch.clone());
         }
-        Ok(
-            arrow_select::filter::filter_record_batch(batch, &BooleanArray::new(keep, None))
-                .expect("mask has one entry per row"),
-        )
+        crate::data::filter_batch(batch, &keep).map_err(crate::error::Error::runtime)
     }
 
     fn per_value(&self) -> Option<PerValue> {
@@ -249,6 +246,21 @@ impl MapTransform for Stopwords {
 /// Words of up to this many bytes are kept inline in the lookup table (all of NLTK's are).
 const INLINE: usize = 16;
 
+/// Hash multipliers `StopSet` chooses from: odd, with bits spread (a golden-ratio constant, then
+/// a fixed sequence of its odd multiples by a second one: no randomness, the same table on
+/// every run).
+const MULTIPLIERS: [u64; 64] = {
+    let mut all = [0u64; 64];
+    let mut i = 0;
+    while i < 64 {
+        all[i] = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(2 * i as u64 + 1)
+            ^ (i as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)
+            | 1;
+        i += 1;
+    }
+    all
+};
+
 /// Past this many words the inline table would cost more memory than it saves time.
 const MAX_INLINE_WORDS: usize = 1 << 16;
 
@@ -261,6 +273,8 @@ struct StopSet {
     slots: Vec<Slot>,
     /// Bits of the hash that pick a slot.
     bits: u32,
+    /// The odd constant the hash multiplies by, one of `MULTIPLIERS`.
+    multiplier: u64,
     /// Words longer than every stop word are none.
     longest: usize,
     /// Whether the empty word is listed.
@@ -269,6 +283,10 @@ struct StopSet {
     others: WordSet,
     /// Whether short words are in `slots` (`false`: every word is in `others`).
     inline: bool,
+    /// The farthest any word sits from its home slot: a lookup reads that many slots more,
+    /// always, instead of stopping at a match (found or not is a coin toss in text, and a
+    /// mispredicted branch cost more than the lookup).
+    max_probe: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -311,6 +329,23 @@ fn head(word: &[u8]) -> [u64; 2] {
 
 impl StopSet {
     fn new(words: &WordSet) -> Self {
+        // Every lookup reads `max_probe + 1` slots: of a few hash multipliers, the one that
+        // packs the list with the shortest longest probe (198 English words: 5 with the first,
+        // 1 with the best of 64).
+        let mut best = Self::with_multiplier(words, MULTIPLIERS[0]);
+        for multiplier in MULTIPLIERS.iter().skip(1) {
+            if best.max_probe <= 1 {
+                break;
+            }
+            let other = Self::with_multiplier(words, *multiplier);
+            if other.max_probe < best.max_probe {
+                best = other;
+            }
+        }
+        best
+    }
+
+    fn with_multiplier(words: &WordSet, multiplier: u64) -> Self {
         let inline = words.len() <= MAX_INLINE_WORDS;
         let short = words
             .iter()
@@ -321,10 +356,12 @@ impl StopSet {
         let mut set = StopSet {
             slots: vec![Slot::default(); size],
             bits: size.trailing_zeros(),
+            multiplier,
             longest: words.iter().map(|w| w.len()).max().unwrap_or(0),
             empty: words.contains(""),
             others: WordSet::default(),
             inline,
+            max_probe: 0,
         };
         for word in words {
             let bytes = word.as_bytes();
@@ -333,9 +370,12 @@ impl StopSet {
             } else if !bytes.is_empty() {
                 let head = head(bytes);
                 let mut at = set.slot_of(head, bytes.len());
+                let mut probe = 0;
                 while set.slots[at].len != 0 {
                     at = (at + 1) & (set.slots.len() - 1);
+                    probe += 1;
                 }
+                set.max_probe = set.max_probe.max(probe);
                 set.slots[at] = Slot {
                     head,
                     len: bytes.len() as u8,
@@ -348,7 +388,7 @@ impl StopSet {
     #[inline(always)]
     fn slot_of(&self, head: [u64; 2], len: usize) -> usize {
         let mixed = (head[0] ^ head[1].rotate_left(29) ^ ((len as u64) << 59))
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            .wrapping_mul(self.multiplier);
         (mixed >> (64 - self.bits)) as usize
     }
 
@@ -362,15 +402,9 @@ impl StopSet {
     /// length, without a branch on the length: word lengths in text are unpredictable.
     #[inline(always)]
     fn contains_in(&self, text: &[u8], start: usize, len: usize) -> bool {
-        if len > self.longest {
-            return false;
-        }
-        if len == 0 {
-            return self.empty;
-        }
-        if len > INLINE || !self.inline {
-            return std::str::from_utf8(&text[start..start + len])
-                .is_ok_and(|word| self.others.contains(word));
+        // Empty, longer than a slot, or no slots: rare, so a predictable branch.
+        if len.wrapping_sub(1) >= INLINE || !self.inline {
+            return self.contains_unusual(text, start, len);
         }
         let head = match text.get(start..start + INLINE) {
             Some(sixteen) => {
@@ -386,15 +420,26 @@ impl StopSet {
             None => head(&text[start..start + len]),
         };
         let mut at = self.slot_of(head, len);
-        loop {
+        let mut found = false;
+        for _ in 0..=self.max_probe {
             let slot = &self.slots[at];
-            // Found or not is a coin toss in text (half its words are stop words): computed
-            // without branching; only a taken slot of another word (rare) loops.
-            let found = (slot.len as usize == len) & (slot.head == head);
-            if found | (slot.len == 0) {
-                return found;
-            }
+            found |= (slot.len as usize == len)
+                & (((slot.head[0] ^ head[0]) | (slot.head[1] ^ head[1])) == 0);
             at = (at + 1) & (self.slots.len() - 1);
+        }
+        found
+    }
+
+    /// `contains_in` for the empty word, words longer than a slot, and lists kept in `others`.
+    #[cold]
+    fn contains_unusual(&self, text: &[u8], start: usize, len: usize) -> bool {
+        if len > self.longest {
+            false
+        } else if len == 0 {
+            self.empty
+        } else {
+            std::str::from_utf8(&text[start..start + len])
+                .is_ok_and(|word| self.others.contains(word))
         }
     }
 }
