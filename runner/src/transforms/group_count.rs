@@ -349,6 +349,10 @@ impl AggregateState for GroupCountState {
         match &mut self.table {
             Table::Text(map, nulls) => {
                 let column = batch.column(self.keys[0]).as_string::<i32>();
+                if column.null_count() == 0 {
+                    map.add_column(column);
+                    return Ok(());
+                }
                 for word in column.iter() {
                     match word {
                         Some(word) => map.add(word, 1),
