@@ -48,6 +48,7 @@ pub mod render;
 pub mod schedule;
 pub mod schema;
 pub mod settings;
+pub mod short_words;
 pub mod sinks;
 pub mod sources;
 pub mod spark;

@@ -162,23 +162,34 @@ impl Tokenizer {
     #[cold]
     fn slow_word(&self, raw: &str, scratch: &mut Vec<u8>) {
         scratch.clear();
-        let mut utf8 = [0u8; 4];
-        let mut push = |c: char, scratch: &mut Vec<u8>| {
-            if !(self.strip == StripPunctuation::All && c.is_ascii_punctuation()) {
-                scratch.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-            }
-        };
-        if self.lowercase && raw.contains('Σ') {
+        // Capital sigma (UTF-8 `CE A3`) lowercases by its neighbours: the whole word at once.
+        if self.lowercase && raw.as_bytes().windows(2).any(|pair| pair == [0xCE, 0xA3]) {
+            let mut utf8 = [0u8; 4];
             for c in raw.to_lowercase().chars() {
-                push(c, scratch);
+                if !(self.strip == StripPunctuation::All && c.is_ascii_punctuation()) {
+                    scratch.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+                }
             }
-        } else if self.lowercase {
-            for c in raw.chars().flat_map(char::to_lowercase) {
-                push(c, scratch);
-            }
-        } else {
-            for c in raw.chars() {
-                push(c, scratch);
+            return;
+        }
+        let mut utf8 = [0u8; 4];
+        for c in raw.chars() {
+            if c.is_ascii() {
+                // ASCII by the table: lowercased, or skipped when punctuation is stripped.
+                let action = self.map[c as usize];
+                if action < SKIP {
+                    scratch.push(action as u8);
+                }
+            } else if !self.lowercase || ('\u{2000}'..='\u{206F}').contains(&c) {
+                // General Punctuation (’ ‘ — “ ”: most non-ASCII in English text) has no case.
+                scratch.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            } else {
+                for lower in c.to_lowercase() {
+                    // A non-ASCII capital may lowercase to ASCII (the Kelvin sign to `k`).
+                    if !(self.strip == StripPunctuation::All && lower.is_ascii_punctuation()) {
+                        scratch.extend_from_slice(lower.encode_utf8(&mut utf8).as_bytes());
+                    }
+                }
             }
         }
     }
@@ -231,6 +242,19 @@ pub fn flags_of(token: &[u8]) -> u8 {
 /// `split_whitespace` for a `TokenSink`.
 #[inline(always)]
 pub fn split_tokens<S: TokenSink>(text: &str, sink: &mut S) {
+    split_tokens_breaking(text, sink, |_| 0)
+}
+
+/// `split_tokens` over text that is several values laid end to end (a text column's buffer):
+/// `breaks(base)` gives the bits of the 64 bytes at `base` where a value starts, and a token
+/// never runs across one. One pass over the whole buffer instead of one call per value saves
+/// the partial block every short value would cost. `base` only grows from call to call.
+#[inline(always)]
+pub fn split_tokens_breaking<S: TokenSink>(
+    text: &str,
+    sink: &mut S,
+    mut breaks: impl FnMut(usize) -> u64,
+) {
     let bytes = text.as_bytes();
     let n = bytes.len();
     let mut token_start: Option<usize> = None;
@@ -256,8 +280,10 @@ pub fn split_tokens<S: TokenSink>(text: &str, sink: &mut S) {
         // so each token costs two bit scans.
         let word = !masks.space;
         let after_word = (word << 1) | open as u64;
-        let mut starts = word & !after_word;
-        let mut ends = masks.space & after_word;
+        // A value's first byte ends the token before it and starts one of its own.
+        let value_starts = breaks(base);
+        let mut starts = word & (!after_word | value_starts);
+        let mut ends = (masks.space | value_starts) & after_word;
         if let Some(start) = token_start {
             if ends == 0 {
                 if S::FLAGS {

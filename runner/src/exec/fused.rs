@@ -20,11 +20,11 @@ use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::SchemaRef;
 
 use super::BuiltStage;
-use crate::counts::{head_of, PendingWords, INLINE};
+use crate::counts::PendingWords;
 pub use crate::counts::{WordCounts, WordHasher};
 use crate::error::{Error, Result};
 use crate::plan::Fusion;
-use crate::tokenizer::{flags_of, split_tokens, StripPunctuation, TokenSink, Tokenizer};
+use crate::tokenizer::{StripPunctuation, Tokenizer};
 use crate::transforms::{PerValue, StageKind, TextSplit};
 
 /// The parts of the pipeline the word-count kernel needs, read from what the fused steps
@@ -262,7 +262,7 @@ impl CountKernel {
                 kernels.push(CountKernel::Avx512Blocks);
                 kernels.push(CountKernel::Avx512Words);
             }
-            if bmi2_available() {
+            if crate::short_words::bmi2_available() {
                 kernels.push(CountKernel::Bmi2);
             }
         }
@@ -278,7 +278,7 @@ impl CountKernel {
             if super::fused_avx512::available() {
                 return CountKernel::Avx512Blocks;
             }
-            if bmi2_available() {
+            if crate::short_words::bmi2_available() {
                 return CountKernel::Bmi2;
             }
         }
@@ -339,262 +339,32 @@ pub fn count_text_using(
             };
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    if kernel != CountKernel::Portable && bmi2_available() {
-        // SAFETY: the CPU has every feature the kernel enables, checked just above.
-        return unsafe { count_text_bmi2(counts, tokenizer, text, scratch) };
-    }
-    // SAFETY: without PEXT the kernel needs no CPU feature.
-    unsafe { count_text_with::<false>(counts, tokenizer, text, scratch) }
-}
-
-/// Whether this CPU has every feature `count_text_bmi2` enables.
-#[cfg(target_arch = "x86_64")]
-fn bmi2_available() -> bool {
-    std::arch::is_x86_feature_detected!("bmi2") && std::arch::is_x86_feature_detected!("popcnt")
-}
-
-/// The kernel compiled with BMI2, whose `pext` removes punctuation bytes from a word held in
-/// two registers in a few cycles.
-///
-/// # Safety
-/// The CPU must have BMI2 and POPCNT (`bmi2_available`).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "bmi2,popcnt")]
-unsafe fn count_text_bmi2(
-    counts: &mut WordCounts,
-    tokenizer: &Tokenizer,
-    text: &str,
-    scratch: &mut Vec<u8>,
-) {
-    // SAFETY: the caller guarantees BMI2.
-    unsafe { count_text_with::<true>(counts, tokenizer, text, scratch) }
-}
-
-/// # Safety
-/// With `PEXT`, the CPU must have BMI2 (the kernel it builds calls `pext`).
-#[inline(always)]
-unsafe fn count_text_with<const PEXT: bool>(
-    counts: &mut WordCounts,
-    tokenizer: &Tokenizer,
-    text: &str,
-    scratch: &mut Vec<u8>,
-) {
-    let mut kernel = Kernel::<PEXT> {
+    let mut out = Counting {
         counts,
-        tokenizer,
-        text,
-        scratch,
-        lowercase: tokenizer.lowercase(),
-        strip: tokenizer.strip() == StripPunctuation::All,
-        drop_empty: tokenizer.drop_empty(),
         pending: PendingWords::default(),
     };
-    split_tokens(text, &mut kernel);
-    kernel.counts.count_pending(&mut kernel.pending);
+    let pext = kernel != CountKernel::Portable;
+    crate::short_words::split_words(tokenizer, text, scratch, &mut out, pext, |_| 0);
+    out.counts.count_pending(&mut out.pending);
 }
 
-/// Normalises each token of up to 16 bytes in two registers (lowercase by arithmetic,
-/// punctuation removed by compaction) and counts it without copying it anywhere. Longer tokens,
-/// and tokens with non-ASCII characters other than general punctuation such as `’`, take the
-/// tokenizer's own path.
-struct Kernel<'a, const PEXT: bool> {
+/// Counts the short-word kernel's words: each short word's table slot is prefetched and the
+/// word counted a few words later (`PendingWords`).
+struct Counting<'a> {
     counts: &'a mut WordCounts,
-    tokenizer: &'a Tokenizer,
-    text: &'a str,
-    scratch: &'a mut Vec<u8>,
-    lowercase: bool,
-    strip: bool,
-    drop_empty: bool,
     pending: PendingWords,
 }
 
-impl<const PEXT: bool> TokenSink for Kernel<'_, PEXT> {
-    /// The kernel finds what it needs from the word's own registers.
-    const FLAGS: bool = false;
+impl crate::short_words::WordOut for Counting<'_> {
+    #[inline(always)]
+    fn short(&mut self, _start: usize, head: [u64; 2], len: usize) {
+        self.counts.add_short_soon(&mut self.pending, head, len, 1);
+    }
 
     #[inline(always)]
-    fn token(&mut self, start: usize, end: usize, flags: u8) {
-        let bytes = self.text.as_bytes();
-        let len = end - start;
-        if len <= INLINE {
-            let head = match bytes.get(start..).and_then(|b| b.first_chunk::<INLINE>()) {
-                // One 16-byte load, masked to the token: cheaper than assembling it.
-                Some(wide) => {
-                    let wide = u128::from_le_bytes(*wide) & (u128::MAX >> (128 - 8 * len));
-                    [wide as u64, (wide >> 64) as u64]
-                }
-                None => head_of(&bytes[start..end]),
-            };
-            if (head[0] | head[1]) & HIGH_BITS == 0 || only_general_punctuation(&bytes[start..end])
-            {
-                let (head, len) = self.normalise(head, len);
-                if len > 0 || !self.drop_empty {
-                    self.counts.add_short_soon(&mut self.pending, head, len, 1);
-                }
-                return;
-            }
-        }
-        let counts = &mut *self.counts;
-        let token = &self.text[start..end];
-        debug_assert_eq!(flags, 0, "FLAGS is false");
-        self.tokenizer.token(
-            token,
-            flags_of(token.as_bytes()),
-            self.scratch,
-            &mut |word| counts.add(word, 1),
-        );
+    fn other(&mut self, _start: usize, word: &[u8]) {
+        self.counts.add(word, 1);
     }
-}
-
-impl<const PEXT: bool> Kernel<'_, PEXT> {
-    /// The word as the tokenizer would make it, for a token without case-changing non-ASCII.
-    /// Both steps run on every word: they cost less than a mispredicted branch would.
-    #[inline(always)]
-    fn normalise(&self, mut head: [u64; 2], mut len: usize) -> ([u64; 2], usize) {
-        let (upper, punct) = classify(head);
-        if self.lowercase {
-            head = [
-                head[0] | (upper[0] & 0x2020_2020_2020_2020),
-                head[1] | (upper[1] & 0x2020_2020_2020_2020),
-            ];
-        }
-        if self.strip {
-            len -= ((punct[0].count_ones() + punct[1].count_ones()) / 8) as usize;
-            // 0xFF for every byte to keep (the zero padding included: it stays zero).
-            let keep = [!punct[0], !punct[1]];
-            let (low, high) = if PEXT {
-                // SAFETY: a `Kernel::<true>` is only made by `count_text_with::<true>`, whose
-                // caller guarantees BMI2.
-                unsafe {
-                    (
-                        compact_pext(head[0], keep[0]),
-                        compact_pext(head[1], keep[1]),
-                    )
-                }
-            } else {
-                (
-                    compact_scalar(head[0], keep[0]),
-                    compact_scalar(head[1], keep[1]),
-                )
-            };
-            let joined = low as u128 | ((high as u128) << keep[0].count_ones());
-            head = [joined as u64, (joined >> 64) as u64];
-        }
-        (head, len)
-    }
-}
-
-const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
-
-/// Byte masks (0xFF per matching byte) of the ASCII capitals and of the ASCII punctuation
-/// (Python's `string.punctuation`) in a 16-byte word.
-#[inline(always)]
-fn classify(head: [u64; 2]) -> ([u64; 2], [u64; 2]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is part of the x86-64 baseline; no memory is touched.
-        unsafe {
-            let v = _mm_set_epi64x(head[1] as i64, head[0] as i64);
-            let punct = crate::tokenizer::sse2_ascii_punctuation(v);
-            let upper = crate::tokenizer::sse2_within(v, b'A', b'Z');
-            let halves = |x: __m128i| {
-                [
-                    _mm_cvtsi128_si64(x) as u64,
-                    _mm_cvtsi128_si64(_mm_unpackhi_epi64(x, x)) as u64,
-                ]
-            };
-            (halves(upper), halves(punct))
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let bytes = |f: fn(u64) -> u64| head.map(|w| (f(w) >> 7) * 0xFF);
-        (
-            bytes(|w| swar::ascii_bytes_within(w, b'A', b'Z')),
-            bytes(swar::ascii_punctuation),
-        )
-    }
-}
-
-/// Byte-parallel tests on a `u64` for targets without SSE2 (and the tests).
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
-mod swar {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    use super::HIGH_BITS;
-
-    /// 0x80 in every byte of `word` that is ASCII and within `lo..=hi` (`lo` > 0), else 0. No
-    /// carry crosses a byte because each sum stays below 0x100.
-    #[inline(always)]
-    pub fn ascii_bytes_within(word: u64, lo: u8, hi: u8) -> u64 {
-        let low7 = word & !HIGH_BITS;
-        let at_least_lo = low7 + ONES * (0x80 - lo as u64);
-        let above_hi = low7 + ONES * (0x7f - hi as u64);
-        at_least_lo & !above_hi & !word & HIGH_BITS
-    }
-
-    /// 0x80 in every byte of `word` that is ASCII punctuation.
-    #[inline(always)]
-    pub fn ascii_punctuation(word: u64) -> u64 {
-        ascii_bytes_within(word, 0x21, 0x2f)
-            | ascii_bytes_within(word, 0x3a, 0x40)
-            | ascii_bytes_within(word, 0x5b, 0x60)
-            | ascii_bytes_within(word, 0x7b, 0x7e)
-    }
-}
-
-/// The bytes of `word` where `keep` is 0xFF, moved down to the low end, zeros above.
-///
-/// # Safety
-/// The CPU must have BMI2.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "bmi2")]
-unsafe fn compact_pext(word: u64, keep: u64) -> u64 {
-    std::arch::x86_64::_pext_u64(word, keep)
-}
-
-/// Without `pext` (other architectures) the scalar compaction does the same.
-///
-/// # Safety
-/// None: `unsafe` only to match the x86-64 signature.
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-unsafe fn compact_pext(word: u64, keep: u64) -> u64 {
-    compact_scalar(word, keep)
-}
-
-#[inline(always)]
-fn compact_scalar(word: u64, keep: u64) -> u64 {
-    let mut out = 0u64;
-    let mut shift = 0;
-    for i in 0..8 {
-        if (keep >> (i * 8)) & 1 != 0 {
-            out |= ((word >> (i * 8)) & 0xFF) << shift;
-            shift += 8;
-        }
-    }
-    out
-}
-
-/// Whether every non-ASCII character of `token` is in U+2000..U+203F (general punctuation and
-/// spaces, none of which has a case): then ASCII rules normalise the token exactly, as Python
-/// would. That covers the curly apostrophes and dashes of English text.
-#[inline(always)]
-pub(crate) fn only_general_punctuation(token: &[u8]) -> bool {
-    let mut at = 0;
-    while let Some(offset) = token[at..].iter().position(|&b| b >= 0x80) {
-        at += offset;
-        if token.get(at..at + 2) != Some(&[0xE2, 0x80]) {
-            return false;
-        }
-        at += 3;
-        if at >= token.len() {
-            return true;
-        }
-    }
-    true
 }
 
 #[cfg(test)]
@@ -787,29 +557,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn compaction_keeps_the_marked_bytes_in_order() {
-        let word = u64::from_le_bytes(*b"a,b.c!de");
-        let keep = u64::from_le_bytes([0xFF, 0, 0xFF, 0, 0xFF, 0, 0xFF, 0xFF]);
-        assert_eq!(
-            compact_scalar(word, keep),
-            u64::from_le_bytes(*b"abcde\0\0\0")
-        );
-        #[cfg(target_arch = "x86_64")]
-        if bmi2_available() {
-            // SAFETY: the CPU has BMI2, checked just above.
-            let pext = unsafe { compact_pext(word, keep) };
-            assert_eq!(pext, compact_scalar(word, keep));
-        }
-    }
-
-    #[test]
-    fn general_punctuation_is_the_only_non_ascii_fast_path() {
-        assert!(only_general_punctuation("i’ll".as_bytes()));
-        assert!(only_general_punctuation("—“a”".as_bytes()));
-        assert!(!only_general_punctuation("été".as_bytes()));
-        assert!(!only_general_punctuation("a’é".as_bytes()));
     }
 }

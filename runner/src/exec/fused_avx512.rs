@@ -12,8 +12,8 @@
 
 use std::arch::x86_64::*;
 
-use super::fused::only_general_punctuation;
 use crate::counts::{PendingWords, WordCounts, INLINE};
+use crate::short_words::only_general_punctuation;
 use crate::tokenizer::{flags_of, non_ascii_space, Tokenizer};
 
 /// Whether this CPU runs the kernel (checked once; the answer cannot change): every feature
