@@ -71,5 +71,63 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(wordcount, benches);
+/// The general operators of the word count (`--no-fusion`), each on the play cut into the
+/// chunks the batch driver runs them on (2048 lines), with the output of the one before.
+fn unfused(c: &mut Criterion) {
+    use runner::data::{text_batch, text_schema};
+    use runner::transforms::{BuildContext, BuildTransform, StageKind};
+    let text = play();
+    let lines: Vec<&str> = text.lines().collect();
+    let chunks: Vec<_> = lines.chunks(2048).map(|c| text_batch("line", c)).collect();
+    let build = |config: &dyn BuildTransform, input| {
+        config
+            .build(&BuildContext {
+                input,
+                base_dir: std::path::Path::new("."),
+            })
+            .expect("builds")
+    };
+    let map = |stage: &runner::transforms::Stage, batches: &[arrow_array::RecordBatch]| {
+        let StageKind::Map(map) = &stage.kind else {
+            panic!("a row-wise step")
+        };
+        batches
+            .iter()
+            .map(|b| map.apply(b).expect("applies"))
+            .collect::<Vec<_>>()
+    };
+    let tokenize: runner::transforms::tokenize::TokenizeConfig =
+        serde_saphyr::from_str("{lowercase: true, strip_punctuation: all}").unwrap();
+    let line_schema = text_schema("line");
+    let tokenize = build(&tokenize, &line_schema);
+    let stopwords: runner::transforms::stopwords::StopwordsConfig =
+        serde_saphyr::from_str("{language: english}").unwrap();
+    let stopwords = build(&stopwords, &tokenize.output);
+    let group_count: runner::transforms::group_count::GroupCountConfig =
+        serde_saphyr::from_str("{by: word}").unwrap();
+    let group_count = build(&group_count, &stopwords.output);
+    let words = map(&tokenize, &chunks);
+    let kept = map(&stopwords, &words);
+
+    let mut group = c.benchmark_group("unfused");
+    group.throughput(Throughput::Bytes(text.len() as u64));
+    group.sample_size(20);
+    group.bench_function("tokenize", |b| b.iter(|| map(&tokenize, &chunks).len()));
+    group.bench_function("stopwords", |b| b.iter(|| map(&stopwords, &words).len()));
+    group.bench_function("group_count", |b| {
+        let StageKind::Aggregate(aggregation) = &group_count.kind else {
+            panic!("an aggregation")
+        };
+        b.iter(|| {
+            let mut state = aggregation.new_state();
+            for batch in &kept {
+                state.update(batch).expect("counts");
+            }
+            state.result().expect("result").num_rows()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(wordcount, benches, unfused);
 criterion_main!(wordcount);

@@ -153,12 +153,12 @@ pub fn compute(
                 .open()?
                 .into_par_iter()
                 .try_for_each(|(index, morsel)| -> Result<()> {
-                    let batches = through_prefix(morsel?)?;
+                    let morsel = morsel?;
                     states.with(
                         || aggregation.new_state(),
                         |state| {
                             state.begin_morsel(index as u64);
-                            batches.iter().try_for_each(|batch| state.update(batch))
+                            for_each_through(source, prefix, morsel, |batch| state.update(batch))
                         },
                     )
                 })?;
@@ -208,6 +208,46 @@ pub(crate) fn decode_through(
         }
     }
     Ok(batches)
+}
+
+/// Rows a chunk of a morsel holds while it goes through the row-wise stages: small enough
+/// that every stage's output stays in the core's cache for the next one (a whole 1 MiB morsel
+/// of lines becomes several MiB of words and offsets, read back from memory by each stage).
+/// Measured on the romeo ×1000 word count without fusion, 2 cores: 1024 rows 0.44 s, 2048
+/// 0.42 s, 4096 0.58 s, whole morsels 0.85 s.
+const CHUNK_ROWS: usize = 2048;
+
+/// A morsel decoded and run through the leading row-wise stages a cache-sized chunk at a time,
+/// each chunk through every stage before the next chunk; `consume` gets the non-empty results
+/// in input order. A stage's error names the stage.
+pub(crate) fn for_each_through(
+    source: &dyn BatchSource,
+    prefix: &[BuiltStage],
+    morsel: crate::sources::Morsel,
+    mut consume: impl FnMut(&RecordBatch) -> Result<()>,
+) -> Result<()> {
+    for batch in source.decode(morsel)? {
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let len = CHUNK_ROWS.min(batch.num_rows() - start);
+            let mut chunk = batch.slice(start, len);
+            start += len;
+            for stage in prefix {
+                if let StageKind::Map(map) = &stage.stage.kind {
+                    chunk = map
+                        .apply(&chunk)
+                        .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
+                }
+                if chunk.num_rows() == 0 {
+                    break;
+                }
+            }
+            if chunk.num_rows() > 0 {
+                consume(&chunk)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// After the input: the last batches of stateful row-wise stages (their `finish`), each sent
