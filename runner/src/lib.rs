@@ -49,6 +49,8 @@ pub mod schedule;
 pub mod schema;
 pub mod settings;
 pub mod short_words;
+#[cfg(target_arch = "x86_64")]
+pub mod short_words_avx512;
 pub mod sinks;
 pub mod sources;
 pub mod spark;

@@ -5,7 +5,7 @@
 //! takes longer tokens and tokens with case-changing non-ASCII. The fused count hashes the
 //! words it gets; `tokenize` writes them into a column.
 
-use crate::counts::{head_of, INLINE};
+use crate::counts::{head_of, PendingWords, WordCounts, INLINE};
 use crate::tokenizer::{flags_of, split_tokens_breaking, StripPunctuation, TokenSink, Tokenizer};
 
 /// Where the kernel's words go.
@@ -15,6 +15,68 @@ pub trait WordOut {
     /// Any other word (a long one, or one with case-changing non-ASCII), normalised by the
     /// tokenizer's own path, from the token at `start`.
     fn other(&mut self, start: usize, word: &[u8]);
+}
+
+/// Counts the kernels' words: each short word's table slot is prefetched and the word counted
+/// a few words later (`PendingWords`); `finish` counts the last ones.
+pub struct Counting<'a> {
+    counts: &'a mut WordCounts,
+    pending: PendingWords,
+}
+
+impl<'a> Counting<'a> {
+    /// Counts into `counts`.
+    pub fn new(counts: &'a mut WordCounts) -> Self {
+        Counting {
+            counts,
+            pending: PendingWords::default(),
+        }
+    }
+
+    /// Counts the words still pending.
+    pub fn finish(mut self) {
+        self.counts.count_pending(&mut self.pending);
+    }
+}
+
+impl WordOut for Counting<'_> {
+    #[inline(always)]
+    fn short(&mut self, _start: usize, head: [u64; 2], len: usize) {
+        self.counts.add_short_soon(&mut self.pending, head, len, 1);
+    }
+
+    #[inline(always)]
+    fn other(&mut self, _start: usize, word: &[u8]) {
+        self.counts.add(word, 1);
+    }
+}
+
+/// `split_words` with the fastest kernel this CPU runs: AVX-512 (`short_words_avx512`) where
+/// the CPU has it and the tokenizer strips all punctuation or none, else the register kernel
+/// with `pext` where it can.
+#[inline]
+pub fn split_words_fastest<O: WordOut>(
+    tokenizer: &Tokenizer,
+    text: &str,
+    scratch: &mut Vec<u8>,
+    out: &mut O,
+    breaks: impl FnMut(usize) -> u64,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if tokenizer.strip() != StripPunctuation::Edges && crate::short_words_avx512::available() {
+        use crate::short_words_avx512::split_words as avx512;
+        let all = tokenizer.strip() == StripPunctuation::All;
+        // SAFETY: the CPU has the kernel's features, checked just above.
+        unsafe {
+            return match (tokenizer.lowercase(), all) {
+                (true, true) => avx512::<true, true, O>(out, tokenizer, text, scratch, breaks),
+                (true, false) => avx512::<true, false, O>(out, tokenizer, text, scratch, breaks),
+                (false, true) => avx512::<false, true, O>(out, tokenizer, text, scratch, breaks),
+                (false, false) => avx512::<false, false, O>(out, tokenizer, text, scratch, breaks),
+            };
+        }
+    }
+    split_words(tokenizer, text, scratch, out, true, breaks)
 }
 
 /// The words of `text` as `tokenizer` makes them, to `out`; `breaks` as for

@@ -20,7 +20,6 @@ use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::SchemaRef;
 
 use super::BuiltStage;
-use crate::counts::PendingWords;
 pub use crate::counts::{WordCounts, WordHasher};
 use crate::error::{Error, Result};
 use crate::plan::Fusion;
@@ -244,7 +243,7 @@ pub enum CountKernel {
     /// AVX-512 BW/VL/VBMI2 normalising whole blocks (`fused_avx512_blocks`), with `Avx512Words`
     /// for the segments it hands on.
     Avx512Blocks,
-    /// AVX-512 BW/VL/VBMI2 word by word (`fused_avx512`).
+    /// AVX-512 BW/VL/VBMI2 word by word (`short_words_avx512`).
     Avx512Words,
     /// The register kernel with BMI2's `pext`.
     Bmi2,
@@ -258,7 +257,7 @@ impl CountKernel {
         let mut kernels = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
-            if super::fused_avx512::available() {
+            if crate::short_words_avx512::available() {
                 kernels.push(CountKernel::Avx512Blocks);
                 kernels.push(CountKernel::Avx512Words);
             }
@@ -275,7 +274,7 @@ impl CountKernel {
     pub fn best() -> CountKernel {
         #[cfg(target_arch = "x86_64")]
         {
-            if super::fused_avx512::available() {
+            if crate::short_words_avx512::available() {
                 return CountKernel::Avx512Blocks;
             }
             if crate::short_words::bmi2_available() {
@@ -312,10 +311,10 @@ pub fn count_text_using(
     }
     #[cfg(target_arch = "x86_64")]
     if matches!(kernel, CountKernel::Avx512Blocks | CountKernel::Avx512Words)
-        && super::fused_avx512::available()
+        && crate::short_words_avx512::available()
     {
-        use super::fused_avx512::count_text as words;
         use super::fused_avx512_blocks::count_text as blocks;
+        use crate::short_words_avx512::count_text as words;
         let all = strip == StripPunctuation::All;
         // SAFETY: the CPU has the kernels' features, checked just above.
         unsafe {
@@ -339,32 +338,10 @@ pub fn count_text_using(
             };
         }
     }
-    let mut out = Counting {
-        counts,
-        pending: PendingWords::default(),
-    };
+    let mut out = crate::short_words::Counting::new(counts);
     let pext = kernel != CountKernel::Portable;
     crate::short_words::split_words(tokenizer, text, scratch, &mut out, pext, |_| 0);
-    out.counts.count_pending(&mut out.pending);
-}
-
-/// Counts the short-word kernel's words: each short word's table slot is prefetched and the
-/// word counted a few words later (`PendingWords`).
-struct Counting<'a> {
-    counts: &'a mut WordCounts,
-    pending: PendingWords,
-}
-
-impl crate::short_words::WordOut for Counting<'_> {
-    #[inline(always)]
-    fn short(&mut self, _start: usize, head: [u64; 2], len: usize) {
-        self.counts.add_short_soon(&mut self.pending, head, len, 1);
-    }
-
-    #[inline(always)]
-    fn other(&mut self, _start: usize, word: &[u8]) {
-        self.counts.add(word, 1);
-    }
+    out.finish();
 }
 
 #[cfg(test)]
@@ -453,7 +430,7 @@ mod tests {
     #[test]
     fn kernels_agree_on_block_and_segment_edges() {
         #[cfg(target_arch = "x86_64")]
-        let _ = super::super::fused_avx512::tests::cpu_has_the_kernel_or_skip();
+        let _ = crate::short_words_avx512::tests::cpu_has_the_kernel_or_skip();
         let pad = |n: usize| "a".repeat(n);
         let texts = [
             // A word with a Unicode letter whose first kept bytes are in the block before.

@@ -1,5 +1,5 @@
 //! The fused word count's fastest kernel (x86-64 with AVX-512 BW/VL/VBMI2 and BMI2), chosen at
-//! run time. Where `fused_avx512` normalises word by word, this one normalises whole 64-byte
+//! run time. Where `short_words_avx512` normalises word by word, this one normalises whole 64-byte
 //! blocks: one lowercase add, one punctuation lookup and one `vpcompressb` per block write the
 //! block's kept bytes to a small buffer, and `pext` carries the whitespace mask along, so
 //! per-block work is shared by the ~10 words a block holds. Word boundaries are stored as
@@ -8,7 +8,7 @@
 //!
 //! The text is cut into segments of about `SEGMENT` bytes, just after ASCII whitespace, so no
 //! word spans two. A segment is normalised before anything in it is counted, so when it turns
-//! out to need rules blocks cannot apply it is counted by `fused_avx512` instead, from scratch:
+//! out to need rules blocks cannot apply it is counted by `short_words_avx512` instead, from scratch:
 //! non-ASCII whitespace (it moves word boundaries), or a word running past `SEGMENT_MAX`. A
 //! word with a non-ASCII character other than U+2000..U+203F (no case, not punctuation) is
 //! blanked out of the block and given to the tokenizer's Unicode path on its own.
@@ -16,8 +16,8 @@
 use std::arch::x86_64::*;
 use std::mem::MaybeUninit;
 
-use super::fused_avx512;
 use crate::counts::{PendingWords, WordCounts, INLINE};
+use crate::short_words_avx512;
 use crate::tokenizer::{flags_of, is_python_whitespace, Tokenizer};
 
 /// Bytes per segment: its buffers stay in L1 between the two passes.
@@ -40,7 +40,7 @@ fn is_ascii_space(byte: u8) -> bool {
 /// all punctuation or none, and must not be the `Edges` variant: the caller checks).
 ///
 /// # Safety
-/// The CPU must have the features `fused_avx512::available` checks.
+/// The CPU must have the features `short_words_avx512::available` checks.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,bmi1,bmi2,popcnt,ssse3")]
 pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
     counts: &mut WordCounts,
@@ -52,7 +52,7 @@ pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
         // Words of punctuation alone vanish from the blocks; here they count as "".
         // SAFETY: the caller guarantees the features both kernels need.
         return unsafe {
-            fused_avx512::count_text::<LOWER, STRIP>(counts, tokenizer, text, scratch)
+            short_words_avx512::count_text::<LOWER, STRIP>(counts, tokenizer, text, scratch)
         };
     }
     let mut buffers = Buffers {
@@ -79,7 +79,7 @@ pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
             if segment.len() > SEGMENT_MAX
                 || !count_segment::<LOWER, STRIP>(counts, tokenizer, segment, scratch, &mut buffers)
             {
-                fused_avx512::count_text::<LOWER, STRIP>(counts, tokenizer, segment, scratch);
+                short_words_avx512::count_text::<LOWER, STRIP>(counts, tokenizer, segment, scratch);
             }
         }
         start = end;
@@ -97,7 +97,7 @@ struct Buffers {
 /// counted nothing when it has non-ASCII whitespace or too many words with Unicode characters.
 ///
 /// # Safety
-/// The CPU must have the features `fused_avx512::available` checks; `text` must be at most
+/// The CPU must have the features `short_words_avx512::available` checks; `text` must be at most
 /// `SEGMENT_MAX` bytes (the buffers' size).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,bmi1,bmi2,popcnt,ssse3")]
 unsafe fn count_segment<const LOWER: bool, const STRIP: bool>(
@@ -139,7 +139,7 @@ unsafe fn count_segment<const LOWER: bool, const STRIP: bool>(
         };
         // SAFETY: the mask covers only bytes of `text`; masked-off bytes are not read.
         let block = unsafe { _mm512_maskz_loadu_epi8(valid, bytes.as_ptr().add(base).cast()) };
-        let mut space = fused_avx512::ascii_space(block);
+        let mut space = short_words_avx512::ascii_space(block);
         let lowered = if LOWER {
             let upper = _mm512_cmple_epu8_mask(
                 _mm512_sub_epi8(block, _mm512_set1_epi8(b'A' as i8)),
@@ -382,11 +382,11 @@ unsafe fn head_at(word: *const u8, len: usize) -> [u64; 2] {
 }
 
 /// The bytes of `block` that are ASCII punctuation (Python's `string.punctuation`), from the
-/// same two nibble tables as `fused_avx512`'s, applied to 64 bytes at once.
+/// same two nibble tables as `short_words_avx512`'s, applied to 64 bytes at once.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
 fn punctuation(block: __m512i) -> __mmask64 {
-    let (low_table, high_table) = fused_avx512::PUNCTUATION_NIBBLES;
+    let (low_table, high_table) = short_words_avx512::PUNCTUATION_NIBBLES;
     // SAFETY: the loads read 16 bytes of 16-byte arrays.
     let (low_table, high_table) = unsafe {
         (
@@ -419,7 +419,7 @@ mod tests {
 
     #[test]
     fn positions_cover_the_densest_block() {
-        if !fused_avx512::tests::cpu_has_the_kernel_or_skip() {
+        if !short_words_avx512::tests::cpu_has_the_kernel_or_skip() {
             return;
         }
         let mut out = [0u16; 64 + 32];
@@ -437,7 +437,7 @@ mod tests {
 
     #[test]
     fn punctuation_is_pythons_string_punctuation() {
-        if !fused_avx512::tests::cpu_has_the_kernel_or_skip() {
+        if !short_words_avx512::tests::cpu_has_the_kernel_or_skip() {
             return;
         }
         let bytes: Vec<u8> = (0..=255u8).collect();

@@ -8,8 +8,6 @@ pub mod csv_aggregate;
 pub mod external_sort;
 pub mod fused;
 #[cfg(target_arch = "x86_64")]
-pub mod fused_avx512;
-#[cfg(target_arch = "x86_64")]
 pub mod fused_avx512_blocks;
 pub mod pipelined;
 pub mod split_count;

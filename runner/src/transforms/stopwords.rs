@@ -419,15 +419,35 @@ impl StopSet {
             }
             None => head(&text[start..start + len]),
         };
-        let mut at = self.slot_of(head, len);
+        match self.max_probe {
+            // Unrolled for the usual lists (English packs with 1), the count a constant.
+            0 => self.probe::<1>(head, len),
+            1 => self.probe::<2>(head, len),
+            2 => self.probe::<3>(head, len),
+            _ => self.probe_runs(head, len),
+        }
+    }
+
+    /// Whether one of the `PROBES` slots from the word's own holds it.
+    #[inline(always)]
+    fn probe<const PROBES: usize>(&self, head: [u64; 2], len: usize) -> bool {
+        let first = self.slot_of(head, len);
         let mut found = false;
-        for _ in 0..=self.max_probe {
-            let slot = &self.slots[at];
+        for step in 0..PROBES {
+            let slot = &self.slots[(first + step) & (self.slots.len() - 1)];
             found |= (slot.len as usize == len)
                 & (((slot.head[0] ^ head[0]) | (slot.head[1] ^ head[1])) == 0);
-            at = (at + 1) & (self.slots.len() - 1);
         }
         found
+    }
+
+    /// `probe` for a list that packs with longer runs.
+    fn probe_runs(&self, head: [u64; 2], len: usize) -> bool {
+        let first = self.slot_of(head, len);
+        (0..=self.max_probe).any(|step| {
+            let slot = &self.slots[(first + step) & (self.slots.len() - 1)];
+            slot.len as usize == len && slot.head == head
+        })
     }
 
     /// `contains_in` for the empty word, words longer than a slot, and lists kept in `others`.
@@ -596,6 +616,16 @@ mod tests {
         let set = StopSet::new(&many);
         assert!(set.contains("w0") && set.contains("w65536") && !set.contains("w65537"));
         assert!(!set.contains(""));
+        // A long list that still fits inline packs with runs longer than the unrolled probes.
+        let large: WordSet = (0..20_000)
+            .map(|i| format!("w{i}").into_boxed_str())
+            .collect();
+        let set = StopSet::with_multiplier(&large, MULTIPLIERS[0]);
+        assert!(set.inline && set.max_probe > 2, "{}", set.max_probe);
+        for i in 0..20_000 {
+            assert!(set.contains(&format!("w{i}")));
+        }
+        assert!(!set.contains("w20000") && !set.contains("w"));
     }
     use crate::data::{text_batch, text_schema};
     use crate::transforms::compliance::{run, texts};

@@ -1,19 +1,20 @@
-//! The fused word count's word-by-word kernel for x86-64 CPUs with AVX-512 (BW, VL and VBMI2:
-//! Ice Lake and later, Zen 4 and later). `fused_avx512_blocks`, which normalises whole blocks,
-//! runs first and hands it the segments it cannot take; other CPUs run `fused::count_text`'s
-//! kernels.
+//! The word-by-word AVX-512 kernel for x86-64 CPUs with AVX-512 (BW, VL and VBMI2: Ice Lake
+//! and later, Zen 4 and later), shared like `short_words`: the fused count runs it on the
+//! segments `exec::fused_avx512_blocks` (which normalises whole blocks) hands on, and the
+//! `tokenize` transform runs it over a column's buffer; other CPUs run `short_words`' register
+//! kernel.
 //!
 //! Same semantics as the others (the property test and the fuzz target compare them), fewer
 //! instructions per word: a 64-byte block is one load and three compares into a whitespace bit
 //! mask; a word of up to 16 bytes is one masked load (which cannot read past the text, so no
 //! bounds check and no padding), lowercased by one masked add, and its punctuation, found with
 //! two nibble lookups, removed by one `vpcompressb`. The word never leaves its register until it
-//! is hashed and stored for the batched table lookups.
+//! is handed on (hashed for the count, stored with one 16-byte copy by `tokenize`).
 
 use std::arch::x86_64::*;
 
-use crate::counts::{PendingWords, WordCounts, INLINE};
-use crate::short_words::only_general_punctuation;
+use crate::counts::{WordCounts, INLINE};
+use crate::short_words::{only_general_punctuation, Counting, WordOut};
 use crate::tokenizer::{flags_of, non_ascii_space, Tokenizer};
 
 /// Whether this CPU runs the kernel (checked once; the answer cannot change): every feature
@@ -45,10 +46,30 @@ pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
     text: &str,
     scratch: &mut Vec<u8>,
 ) {
+    let mut out = Counting::new(counts);
+    // SAFETY: the caller guarantees the features.
+    unsafe { split_words::<LOWER, STRIP, _>(&mut out, tokenizer, text, scratch, |_| 0) };
+    out.finish();
+}
+
+/// The words of `text` as `tokenizer` makes them (which must lowercase or not, strip all
+/// punctuation or none, and must not be the `Edges` variant: the caller checks), to `out`;
+/// `breaks(base)` gives the positions in the 64 bytes from `base` where a token must end and
+/// a new one start (the starts of lines laid end to end), called once per 64 bytes, in order.
+///
+/// # Safety
+/// The CPU must have the features `available` checks.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,bmi1,bmi2,popcnt,ssse3")]
+pub unsafe fn split_words<const LOWER: bool, const STRIP: bool, O: WordOut>(
+    out: &mut O,
+    tokenizer: &Tokenizer,
+    text: &str,
+    scratch: &mut Vec<u8>,
+    mut breaks: impl FnMut(usize) -> u64,
+) {
     let bytes = text.as_bytes();
     let n = bytes.len();
     let drop_empty = tokenizer.drop_empty();
-    let mut pending = PendingWords::default();
 
     let mut token = |start: usize, end: usize| {
         let len = end - start;
@@ -80,13 +101,13 @@ pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
                     _mm_cvtsi128_si64(word) as u64,
                     _mm_extract_epi64::<1>(word) as u64,
                 ];
-                counts.add_short_soon(&mut pending, head, word_len as usize, 1);
+                out.short(start, head, word_len as usize);
                 return;
             }
         }
         let token = &text[start..end];
         tokenizer.token(token, flags_of(token.as_bytes()), scratch, &mut |word| {
-            counts.add(word, 1)
+            out.other(start, word)
         });
     };
 
@@ -110,8 +131,10 @@ pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
         space |= non_ascii_space(text, base, _mm512_movepi8_mask(block), &mut space_until);
         let word = !space;
         let after_word = (word << 1) | open as u64;
-        let mut starts = word & !after_word;
-        let mut ends = space & after_word;
+        // A break ends the token before it and starts one at it.
+        let cut = breaks(base);
+        let mut starts = word & (!after_word | cut);
+        let mut ends = (space | cut) & after_word;
         if let Some(start) = carried {
             if ends == 0 {
                 base += 64;
@@ -137,7 +160,6 @@ pub unsafe fn count_text<const LOWER: bool, const STRIP: bool>(
     if let Some(start) = carried {
         token(start, n);
     }
-    counts.count_pending(&mut pending);
 }
 
 /// The bytes of `block` that are Python's ASCII whitespace: space, \t \n \v \f \r, and
