@@ -236,6 +236,40 @@ impl WordCounts {
         }
     }
 
+    /// The value held for a word of up to `INLINE` bytes (its zero-padded head and length,
+    /// hashed by `hash_short`), or `value` stored as its value if the word is new (then the
+    /// flag is true): `get_or_insert_hashed` without the long words' tail.
+    #[inline(always)]
+    pub fn get_or_insert_short(
+        &mut self,
+        hash: u64,
+        head: [u64; 2],
+        len: usize,
+        value: u64,
+    ) -> (u64, bool) {
+        debug_assert!(len <= INLINE);
+        let len = len as u32;
+        let mut at = hash as usize & self.mask;
+        loop {
+            // SAFETY: `mask` is `slots.len() - 1` (a power of two), so `at` is in bounds.
+            let slot = unsafe { self.slots.get_unchecked_mut(at) };
+            if slot.head == head && slot.len == len {
+                return (slot.count, false);
+            }
+            if slot.len == EMPTY {
+                *slot = Slot {
+                    head,
+                    count: value,
+                    len,
+                    tail: 0,
+                };
+                self.inserted();
+                return (value, true);
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+
     /// Counts any word.
     #[inline]
     pub fn add(&mut self, word: &[u8], count: u64) {
@@ -603,7 +637,21 @@ impl TextCounts {
             }
             for (i, &(hash, head)) in hashed[..group].iter().enumerate() {
                 let (start, end) = (offsets[row + i] as usize, offsets[row + i + 1] as usize);
-                self.add_hashed(hash, head, &text[start..end], 1);
+                if end - start > INLINE {
+                    self.add_hashed(hash, head, &text[start..end], 1);
+                    continue;
+                }
+                // Short words (almost all) skip the long words' tail compare.
+                let (id, new) =
+                    self.ids
+                        .get_or_insert_short(hash, head, end - start, self.words.len() as u64);
+                if new {
+                    self.words
+                        .push(String::from_utf8_lossy(&text[start..end]).into());
+                    self.counts.push(1);
+                } else {
+                    self.counts[id as usize] += 1;
+                }
             }
             row += group;
         }
