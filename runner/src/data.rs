@@ -509,9 +509,20 @@ impl TextColumnBuilder {
 
     /// The column; an error when the pieces were not UTF-8 or exceed 2 GiB.
     pub fn finish(&mut self) -> Result<arrow_array::StringArray, String> {
-        let values = std::mem::take(&mut self.values);
-        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        let (values, offsets) = self.take_parts();
         text_column_from_parts(values, offsets)
+    }
+
+    /// The parts so far, leaving room for as many in the next column (not growing from
+    /// nothing again: a copy and page faults at each doubling).
+    fn take_parts(&mut self) -> (Vec<u8>, Vec<i32>) {
+        let next_values = Vec::with_capacity(self.values.capacity());
+        let mut next_offsets = Vec::with_capacity(self.offsets.capacity());
+        next_offsets.push(0);
+        (
+            std::mem::replace(&mut self.values, next_values),
+            std::mem::replace(&mut self.offsets, next_offsets),
+        )
     }
 
     /// `finish` without checking the bytes again; an error past 2 GiB.
@@ -520,8 +531,7 @@ impl TextColumnBuilder {
     /// Every piece pushed since the last `finish` was valid UTF-8 (a line of text already
     /// checked as a whole, cut at ASCII bytes).
     pub unsafe fn finish_valid(&mut self) -> Result<arrow_array::StringArray, String> {
-        let values = std::mem::take(&mut self.values);
-        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        let (values, offsets) = self.take_parts();
         if values.len() > i32::MAX as usize {
             return Err("a text column of more than 2 GiB in one batch".into());
         }
