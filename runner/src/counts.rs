@@ -212,27 +212,9 @@ impl WordCounts {
     /// `add_short` with the hash `hash_short` gave.
     #[inline(always)]
     pub fn add_short_hashed(&mut self, hash: u64, head: [u64; 2], len: usize, count: u64) {
-        debug_assert!(len <= INLINE);
-        let len = len as u32;
-        let mut at = hash as usize & self.mask;
-        loop {
-            // SAFETY: `mask` is `slots.len() - 1` (a power of two), so `at` is in bounds.
-            let slot = unsafe { self.slots.get_unchecked_mut(at) };
-            if slot.head == head && slot.len == len {
-                slot.count += count;
-                return;
-            }
-            if slot.len == EMPTY {
-                *slot = Slot {
-                    head,
-                    count,
-                    len,
-                    tail: 0,
-                };
-                self.inserted();
-                return;
-            }
-            at = (at + 1) & self.mask;
+        if let Some(at) = self.find_or_insert_short(hash, head, len, count) {
+            // SAFETY: `find_or_insert_short` gives the index of a slot.
+            unsafe { self.slots.get_unchecked_mut(at) }.count += count;
         }
     }
 
@@ -247,6 +229,21 @@ impl WordCounts {
         len: usize,
         value: u64,
     ) -> (u64, bool) {
+        match self.find_or_insert_short(hash, head, len, value) {
+            Some(at) => (self.slots[at].count, false),
+            None => (value, true),
+        }
+    }
+
+    /// `find_or_insert` for a word of up to `INLINE` bytes: no tail to compare.
+    #[inline(always)]
+    fn find_or_insert_short(
+        &mut self,
+        hash: u64,
+        head: [u64; 2],
+        len: usize,
+        value: u64,
+    ) -> Option<usize> {
         debug_assert!(len <= INLINE);
         let len = len as u32;
         let mut at = hash as usize & self.mask;
@@ -254,7 +251,7 @@ impl WordCounts {
             // SAFETY: `mask` is `slots.len() - 1` (a power of two), so `at` is in bounds.
             let slot = unsafe { self.slots.get_unchecked_mut(at) };
             if slot.head == head && slot.len == len {
-                return (slot.count, false);
+                return Some(at);
             }
             if slot.len == EMPTY {
                 *slot = Slot {
@@ -264,7 +261,7 @@ impl WordCounts {
                     tail: 0,
                 };
                 self.inserted();
-                return (value, true);
+                return None;
             }
             at = (at + 1) & self.mask;
         }
