@@ -643,21 +643,23 @@ fn filter_text(
     let mut kept_offsets = Vec::with_capacity(keep.count_set_bits() + 1);
     kept_offsets.push(0i32);
     let most = (offsets[text.len()] - offsets[0]) as usize;
-    let mut values = vec![0u8; most + VALUE_COPY];
-    let mut written = 0;
+    // Not zeroed: each value is appended, a short one as 16 bytes cut back to its length
+    // (`truncate` only sets the length).
+    let mut values = Vec::with_capacity(most + VALUE_COPY);
     for row in keep.set_indices() {
         let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
         let len = end - start;
         match data.get(start..start + VALUE_COPY) {
             Some(sixteen) if len <= VALUE_COPY => {
-                values[written..written + VALUE_COPY].copy_from_slice(sixteen)
+                let value_end = values.len() + len;
+                values.extend_from_slice(sixteen);
+                values.truncate(value_end);
             }
-            _ => values[written..written + len].copy_from_slice(&data[start..end]),
+            _ => values.extend_from_slice(&data[start..end]),
         }
-        written += len;
-        kept_offsets.push(written as i32);
+        kept_offsets.push(values.len() as i32);
     }
-    values.truncate(written);
+    let written = values.len();
     if written > i32::MAX as usize {
         return Err("a text column of more than 2 GiB in one batch".into());
     }
