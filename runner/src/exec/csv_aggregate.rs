@@ -7,6 +7,12 @@
 //! key's bytes in a per-worker table, and adds the rows to the aggregation's own per-worker
 //! state, merged once.
 //!
+//! A morsel whose every line is a record (no blank line, no record short or long: the usual
+//! file) is split at a stride: one pass finds every delimiter and newline (`csv_scan`), then
+//! each column's fields are read in a loop of their own, numbers by parsers for their plain
+//! spellings, and text keys that sit next to each other in the record are looked up by their
+//! bytes where they lie. Other morsels are split field by field.
+//!
 //! Arrow's reader builds every declared column of every row and encodes the keys again for
 //! the aggregation; the kernel skips both (1.4–1.9× faster on the records benchmark's CSV,
 //! where parsing the numbers and reading the file are now much of what is left). It handles
@@ -28,7 +34,7 @@ use rayon::prelude::*;
 
 use super::batch::PerWorker;
 use super::BuiltStage;
-use crate::counts::{WordCounts, WordHasher};
+use crate::counts::{WordCounts, WordHasher, INLINE};
 use crate::data::ValueType;
 use crate::error::{Error, Result};
 use crate::plan::{Fusion, Kernel};
@@ -205,14 +211,14 @@ impl Values {
         match self {
             Values::Check(value_type) => return parses(field, *value_type),
             Values::Text(spans) => spans.push(Some((start as u32, end as u32))),
-            Values::Integer(v, valid) => match Int64Type::parse(field) {
+            Values::Integer(v, valid) => match super::csv_scan::parse_integer(text, start, end) {
                 Some(x) => {
                     v.push(x);
                     valid.push(true);
                 }
                 None => return false,
             },
-            Values::Float(v, valid) => match Float64Type::parse(field) {
+            Values::Float(v, valid) => match super::csv_scan::parse_float(text, start, end) {
                 Some(x) => {
                     v.push(x);
                     valid.push(true);
@@ -313,6 +319,165 @@ fn parses(field: &str, value_type: ValueType) -> bool {
     }
 }
 
+/// Where the fields of a morsel split at a stride are (see `Worker::seps`), and the column
+/// readers: each reads one field of every record, `false` when one is refused (does not parse,
+/// or is empty though required).
+struct Places<'a> {
+    seps: &'a [u32],
+    fields: usize,
+    bytes: &'a [u8],
+    carriage_returns: bool,
+}
+
+impl Places<'_> {
+    /// Where field `field` of each of the first `rows` records starts and ends.
+    #[inline(always)]
+    fn of(&self, field: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        // A carriage return before a newline ends the record (lone ones were refused).
+        let strip = self.carriage_returns && field + 1 == self.fields;
+        let starts = self.seps[field..].iter().step_by(self.fields);
+        let ends = self.seps[field + 1..].iter().step_by(self.fields);
+        starts.zip(ends).take(rows).map(move |(&start, &end)| {
+            let (start, mut end) = (start.wrapping_add(1) as usize, end as usize);
+            if strip && end > start && self.bytes[end - 1] == b'\r' {
+                end -= 1;
+            }
+            (start, end)
+        })
+    }
+
+    /// Where field `field` of record `row` starts and ends.
+    #[inline(always)]
+    fn one(&self, row: usize, field: usize) -> (usize, usize) {
+        let start = self.seps[row * self.fields + field].wrapping_add(1) as usize;
+        let mut end = self.seps[row * self.fields + field + 1] as usize;
+        if self.carriage_returns
+            && field + 1 == self.fields
+            && end > start
+            && self.bytes[end - 1] == b'\r'
+        {
+            end -= 1;
+        }
+        (start, end)
+    }
+
+    /// Where the key from field `first` to field `last` of record `row` lies, hashed for
+    /// `groups`, with its slot prefetched: (hash, head, start, length).
+    #[inline(always)]
+    fn key(
+        &self,
+        groups: &WordCounts,
+        row: usize,
+        first: usize,
+        last: usize,
+    ) -> (u64, [u64; 2], usize, usize) {
+        let (start, _) = self.one(row, first);
+        let (_, end) = self.one(row, last);
+        let (hash, head) = groups.hash_in(self.bytes, start, end - start);
+        groups.prefetch(hash);
+        (hash, head, start, end - start)
+    }
+
+    /// Whether no field `field` of the first `rows` records is empty.
+    #[inline(never)]
+    fn none_empty(&self, field: usize, rows: usize) -> bool {
+        self.of(field, rows)
+            .fold(true, |all, (start, end)| all & (start != end))
+    }
+
+    #[inline(never)]
+    fn check(&self, text: &str, field: usize, rows: usize, required: bool, of: ValueType) -> bool {
+        self.of(field, rows).all(|(start, end)| match start == end {
+            true => !required,
+            false => parses(&text[start..end], of),
+        })
+    }
+
+    #[inline(never)]
+    fn spans(
+        &self,
+        field: usize,
+        rows: usize,
+        required: bool,
+        spans: &mut Vec<Option<(u32, u32)>>,
+    ) -> bool {
+        let mut empty = false;
+        spans.extend(self.of(field, rows).map(|(start, end)| {
+            empty |= start == end;
+            (start != end).then_some((start as u32, end as u32))
+        }));
+        !(required && empty)
+    }
+
+    #[inline(never)]
+    fn integers(
+        &self,
+        text: &str,
+        field: usize,
+        rows: usize,
+        required: bool,
+        values: &mut Vec<i64>,
+        valid: &mut Vec<bool>,
+    ) -> bool {
+        let (mut refused, mut empty) = (false, false);
+        values.extend(self.of(field, rows).map(|(start, end)| {
+            let value = super::csv_scan::parse_integer(text, start, end);
+            refused |= value.is_none() && (start != end || required);
+            empty |= start == end;
+            value.unwrap_or(0)
+        }));
+        // A value that did not parse is only an empty field here (a null).
+        self.validity(field, rows, empty, valid);
+        !refused
+    }
+
+    #[inline(never)]
+    fn floats(
+        &self,
+        text: &str,
+        field: usize,
+        rows: usize,
+        required: bool,
+        (values, valid): (&mut Vec<f64>, &mut Vec<bool>),
+        powers: &mut Vec<u8>,
+    ) -> bool {
+        let (mut refused, mut empty) = (false, false);
+        let from = values.len();
+        powers.clear();
+        values.extend(self.of(field, rows).map(|(start, end)| {
+            let value = super::csv_scan::parse_float_parts(text, start, end);
+            refused |= value.is_none() && (start != end || required);
+            empty |= start == end;
+            let (numerator, power) = value.unwrap_or((0.0, 0));
+            powers.push(power as u8);
+            numerator
+        }));
+        super::csv_scan::divide_by_powers(&mut values[from..], powers);
+        self.validity(field, rows, empty, valid);
+        !refused
+    }
+}
+
+impl Places<'_> {
+    /// Which fields are not empty (not null): all, unless `empty` says one is.
+    fn validity(&self, field: usize, rows: usize, empty: bool, valid: &mut Vec<bool>) {
+        match empty {
+            false => valid.resize(valid.len() + rows, true),
+            true => valid.extend(self.of(field, rows).map(|(start, end)| start != end)),
+        }
+    }
+}
+
+/// What `Worker::split_strided` made of a morsel.
+enum Strided {
+    /// Every record read: this many.
+    Rows(usize),
+    /// A field does not parse or a required one is empty: the source's reader says which.
+    Refused,
+    /// Not every line is a record of the layout's fields: split field by field instead.
+    Irregular,
+}
+
 /// Where the splitting is in the current line.
 struct Line {
     /// Records read so far.
@@ -375,6 +540,25 @@ struct Worker {
     key: Vec<u8>,
     key_ends: Vec<usize>,
     hashes: Vec<(u64, [u64; 2])>,
+    /// For a morsel split at a stride (`split_strided`): entry 0 is `u32::MAX` (the place
+    /// before the first field, so that every field starts one past a place), then the place of
+    /// every delimiter and newline; record `r`'s field `f` ends at entry `r * fields + f + 1`.
+    seps: Vec<u32>,
+    /// Whether the current morsel was split at a stride, and whether it has carriage returns.
+    strided: bool,
+    carriage_returns: bool,
+    /// When the keys are text fields next to each other in key order (first and last field):
+    /// a row's key is the bytes from its first key field to its last, delimiters included
+    /// (fields hold no delimiter, so the bytes tell the keys apart; an empty field is null).
+    key_fields: Option<(usize, usize)>,
+    /// Such keys to the state's group number.
+    span_groups: WordCounts,
+    /// For each column, whether it is such a key and nothing else reads it (no places kept).
+    span_key_only: Vec<bool>,
+    /// For each column, its field in the record (the layout's).
+    positions: Vec<usize>,
+    /// Scratch: the powers of ten a float column's numerators are divided by.
+    powers: Vec<u8>,
 }
 
 impl Worker {
@@ -391,6 +575,14 @@ impl Worker {
             ids: Vec::new(),
             kept: Vec::new(),
             key: Vec::new(),
+            seps: Vec::new(),
+            strided: false,
+            carriage_returns: false,
+            key_fields: None,
+            span_groups: WordCounts::new(WordHasher::default()),
+            span_key_only: Vec::new(),
+            positions: Vec::new(),
+            powers: Vec::new(),
         }
     }
 
@@ -408,6 +600,31 @@ impl Worker {
                 .push(Values::new(kernel.types[column], kernel.used[column]));
             self.required.push(layout.columns[column].required);
         }
+        let key_fields: Vec<usize> = kernel
+            .plain
+            .keys
+            .iter()
+            .map(|&column| layout.positions[column])
+            .collect();
+        let text_keys = kernel
+            .plain
+            .keys
+            .iter()
+            .all(|&column| kernel.types[column] == ValueType::Text);
+        let adjacent = key_fields.windows(2).all(|pair| pair[1] == pair[0] + 1);
+        self.key_fields = match (key_fields.first(), key_fields.last()) {
+            (Some(&first), Some(&last)) if text_keys && adjacent => Some((first, last)),
+            _ => None,
+        };
+        self.span_key_only = (0..layout.positions.len())
+            .map(|column| {
+                self.key_fields.is_some()
+                    && kernel.plain.keys.contains(&column)
+                    && !kernel.plain.args.contains(&Some(column))
+                    && !kernel.filters.iter().any(|&(_, c)| c == column)
+            })
+            .collect();
+        self.positions = layout.positions.clone();
         self.layout = Some(layout.clone());
     }
 
@@ -434,10 +651,27 @@ impl Worker {
             return None;
         }
         // Arrow's CSV reader ends a record at a lone `\r` too.
-        if memchr::memchr_iter(b'\r', bytes).any(|at| bytes.get(at + 1) != Some(&b'\n')) {
-            return None;
+        self.strided = false;
+        self.carriage_returns = false;
+        for at in memchr::memchr_iter(b'\r', bytes) {
+            if bytes.get(at + 1) != Some(&b'\n') {
+                return None;
+            }
+            self.carriage_returns = true;
         }
         let text = simdutf8::basic::from_utf8(bytes).ok()?;
+        match self.split_strided(layout, text) {
+            Strided::Rows(rows) => {
+                self.strided = true;
+                return Some((rows, text));
+            }
+            Strided::Refused => return None,
+            Strided::Irregular => {
+                for values in &mut self.values {
+                    values.truncate(0);
+                }
+            }
+        }
         let mut line = Line {
             rows: 0,
             field: 0,
@@ -468,6 +702,78 @@ impl Worker {
             self.end_line(layout, text, &mut line, bytes.len())?;
         }
         Some((line.rows, text))
+    }
+
+    /// Splits a morsel whose every line is a record of the layout's fields (no blank line, no
+    /// record short or long: the usual file), one column at a time: all delimiters and
+    /// newlines are found in one pass, and record `r`'s fields are then at a fixed stride.
+    #[inline(never)]
+    fn split_strided(&mut self, layout: &CsvLayout, text: &str) -> Strided {
+        let bytes = text.as_bytes();
+        let fields = layout.fields;
+        // One field is one place per line: a blank line would look like a record.
+        if fields < 2 || matches!(layout.delimiter, b'\n' | b'\r') {
+            return Strided::Irregular;
+        }
+        let room = bytes.len() + 66;
+        if self.seps.len() < room {
+            self.seps.resize(room, 0);
+        }
+        self.seps[0] = u32::MAX;
+        let (mut count, mut newlines) =
+            super::csv_scan::separators(bytes, layout.delimiter, &mut self.seps, 1);
+        // A last line without its newline ends at the morsel's end.
+        if bytes.last().is_some_and(|&b| b != b'\n') {
+            self.seps[1 + count] = bytes.len() as u32;
+            count += 1;
+            newlines += 1;
+        }
+        let rows = newlines;
+        if count != rows * fields {
+            return Strided::Irregular;
+        }
+        let seps = &self.seps[..1 + count];
+        // As many places as fields, and every `fields`-th one ends a line: so every line has
+        // exactly the layout's fields (the others are delimiters).
+        let whitespace_delimiter = layout.delimiter.is_ascii_whitespace();
+        for row in 0..rows {
+            let end = seps[(row + 1) * fields] as usize;
+            if end != bytes.len() && bytes[end] != b'\n' {
+                return Strided::Irregular;
+            }
+            // With a tab or space delimiter, a line of only those is blank, not a record.
+            if whitespace_delimiter {
+                let start = seps[row * fields].wrapping_add(1) as usize;
+                if bytes[start..end].iter().all(u8::is_ascii_whitespace) {
+                    return Strided::Irregular;
+                }
+            }
+        }
+        let places = Places {
+            seps,
+            fields,
+            bytes,
+            carriage_returns: self.carriage_returns,
+        };
+        for (column, &field) in layout.positions.iter().enumerate() {
+            let required = self.required[column];
+            let read = match &mut self.values[column] {
+                Values::Check(value_type) => places.check(text, field, rows, required, *value_type),
+                // A key read as a span of the record needs no places of its own.
+                Values::Text(_) if self.span_key_only.get(column) == Some(&true) => {
+                    !required || places.none_empty(field, rows)
+                }
+                Values::Text(spans) => places.spans(field, rows, required, spans),
+                Values::Integer(v, valid) => places.integers(text, field, rows, required, v, valid),
+                Values::Float(v, valid) => {
+                    places.floats(text, field, rows, required, (v, valid), &mut self.powers)
+                }
+            };
+            if !read {
+                return Strided::Refused;
+            }
+        }
+        Strided::Rows(rows)
     }
 
     /// The field of `line` that ends at `at` (a delimiter or the line's end).
@@ -571,8 +877,47 @@ impl Worker {
             Some(mask) => self.kept.extend(mask.values().set_indices()),
             None => self.kept.extend(0..rows),
         }
-        let key_slots = &kernel.plain.keys;
         self.ids.clear();
+        if let (true, Some(key_fields)) = (self.strided, self.key_fields) {
+            self.find_span_groups(kernel, text, key_fields)?;
+        } else {
+            self.find_groups(kernel, text)?;
+        }
+        let grouped = self
+            .state
+            .grouped()
+            .ok_or_else(|| Error::runtime("the CSV aggregate kernel needs a grouped state"))?;
+        let mut arrays: Vec<Option<ArrayRef>> = vec![None; self.values.len()];
+        let args: Vec<Option<ArrayRef>> = kernel
+            .plain
+            .args
+            .iter()
+            .map(|arg| {
+                arg.map(|column| {
+                    arrays[column]
+                        .get_or_insert_with(|| self.values[column].to_array(text))
+                        .clone()
+                })
+            })
+            .collect();
+        let args = match &keep {
+            Some(mask) => args
+                .into_iter()
+                .map(|arg| {
+                    arg.map(|array| arrow_select::filter::filter(&array, mask))
+                        .transpose()
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::runtime(format!("the CSV aggregate kernel: {e}")))?,
+            None => args,
+        };
+        grouped.add_grouped(&self.ids, &args)
+    }
+
+    /// The groups of the kept rows (`ids`), from their key bytes (see `Values::key_bytes`).
+    #[inline(never)]
+    fn find_groups(&mut self, kernel: &CsvAggregate, text: &str) -> Result<()> {
+        let key_slots = &kernel.plain.keys;
         let grouped = self
             .state
             .grouped()
@@ -623,31 +968,69 @@ impl Worker {
             };
             self.ids.push(id);
         }
-        let mut arrays: Vec<Option<ArrayRef>> = vec![None; self.values.len()];
-        let args: Vec<Option<ArrayRef>> = kernel
-            .plain
-            .args
-            .iter()
-            .map(|arg| {
-                arg.map(|column| {
-                    arrays[column]
-                        .get_or_insert_with(|| self.values[column].to_array(text))
-                        .clone()
-                })
-            })
-            .collect();
-        let args = match &keep {
-            Some(mask) => args
-                .into_iter()
-                .map(|arg| {
-                    arg.map(|array| arrow_select::filter::filter(&array, mask))
-                        .transpose()
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::runtime(format!("the CSV aggregate kernel: {e}")))?,
-            None => args,
+        Ok(())
+    }
+
+    /// `find_groups` for keys that are one span of each row (`key_fields`): hashed where they
+    /// lie in the morsel, with no copy.
+    #[inline(never)]
+    fn find_span_groups(
+        &mut self,
+        kernel: &CsvAggregate,
+        text: &str,
+        (first, last): (usize, usize),
+    ) -> Result<()> {
+        let bytes = text.as_bytes();
+        let places = Places {
+            seps: &self.seps,
+            fields: self.layout.as_ref().map_or(0, |layout| layout.fields),
+            bytes,
+            carriage_returns: self.carriage_returns,
         };
-        grouped.add_grouped(&self.ids, &args)
+        let grouped = self
+            .state
+            .grouped()
+            .ok_or_else(|| Error::runtime("the CSV aggregate kernel needs a grouped state"))?;
+        let groups = &mut self.span_groups;
+        // Where each row's key lies, hashed and its slot prefetched `AHEAD` rows before its
+        // lookup (a table of thousands of groups lives in L2, not L1).
+        const AHEAD: usize = 8;
+        let kept = &self.kept;
+        let mut ahead = [(0, [0; 2], 0, 0); AHEAD];
+        for (slot, &row) in ahead.iter_mut().zip(kept) {
+            *slot = places.key(groups, row, first, last);
+        }
+        self.ids.clear();
+        for (index, &row) in kept.iter().enumerate() {
+            let (hash, head, start, len) = ahead[index % AHEAD];
+            if let Some(&later) = kept.get(index + AHEAD) {
+                ahead[index % AHEAD] = places.key(groups, later, first, last);
+            }
+            let (id, new) = if len <= INLINE {
+                groups.get_or_insert_short(hash, head, len, 0)
+            } else {
+                groups.get_or_insert_hashed(hash, head, &bytes[start..start + len], 0)
+            };
+            let id = if new {
+                let keys: Vec<ArrayRef> = kernel
+                    .plain
+                    .keys
+                    .iter()
+                    .map(|&column| {
+                        let (start, end) = places.one(row, self.positions[column]);
+                        let value = (start != end).then(|| &text[start..end]);
+                        Arc::new(StringArray::from(vec![value])) as ArrayRef
+                    })
+                    .collect();
+                let id = grouped.group_of(&keys)?;
+                groups.add(&bytes[start..start + len], id as u64);
+                id
+            } else {
+                id as usize
+            };
+            self.ids.push(id);
+        }
+        Ok(())
     }
 }
 
@@ -746,6 +1129,38 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_stride_split_reads_what_the_field_by_field_split_reads() {
+        // Tab-separated (a whitespace delimiter), with CRLF line ends and no newline at the end.
+        let layout = CsvLayout {
+            delimiter: b'\t',
+            ..layout(2, &[(0, "text", true), (1, "float", false)])
+        };
+        let mut worker = worker_for(&layout, &[0, 1]);
+        let plain = b"north\t1.5\r\nsouth\t\r\n\xc3\xa9t\xc3\xa9\t-0.25";
+        assert_eq!(worker.split(&layout, plain).map(|(rows, _)| rows), Some(3));
+        assert!(worker.strided);
+        let Values::Float(v, valid) = &worker.values[1] else {
+            panic!("floats")
+        };
+        assert_eq!(
+            (v.as_slice(), valid.as_slice()),
+            (&[1.5, 0.0, -0.25][..], &[true, false, true][..])
+        );
+        let Values::Text(spans) = &worker.values[0] else {
+            panic!("text")
+        };
+        assert_eq!(spans, &[Some((0, 5)), Some((11, 16)), Some((19, 24))]);
+        // A line of only the delimiter and spaces is blank, not a record: split field by field.
+        let blank = b"north\t1.5\n \t \nsouth\t2\n";
+        assert_eq!(worker.split(&layout, blank).map(|(rows, _)| rows), Some(2));
+        assert!(!worker.strided);
+        // A required field empty, or a value that does not parse: the reader decides.
+        for refused in [&b"north\t1.5\n\t2\n"[..], b"north\tx\n"] {
+            assert_eq!(worker.split(&layout, refused), None);
+        }
+    }
+
     /// Random records of `a` (text), `b` (integer?), `c` (float?), `d` (bool?), valid or
     /// blank lines, and in most morsels one disturbance that changes how Arrow's reader reads
     /// them (a quote, a lone carriage return, invalid UTF-8, a field too many, a value that
@@ -767,8 +1182,23 @@ mod tests {
                 b"0",
                 b"9223372036854775807",
                 b"4 ",
+                b"380",
+                b"-12345678",
             ],
-            &[b"", b"1.5", b"-0.25", b"1e3", b"nan", b"inf", b"7", b"2.5 "],
+            &[
+                b"",
+                b"1.5",
+                b"-0.25",
+                b"1e3",
+                b"nan",
+                b"inf",
+                b"7",
+                b"2.5 ",
+                b"27.50",
+                b"-100.125",
+                b"0.1",
+                b"12345.67",
+            ],
             &[b"", b"true", b"FALSE", b"True"],
         ];
         const DISTURBANCES: &[&[u8]] = &[
@@ -814,13 +1244,14 @@ mod tests {
         let decoder = RecordDecoder::csv(header, columns, b',').unwrap();
         let layout = decoder.csv_layout().unwrap();
         let mut worker = worker_for(&layout, &[0, 1, 2]);
-        let (mut seed, mut read) = (0x2545_F491_4F6C_DD1D_u64, 0);
+        let (mut seed, mut read, mut strided) = (0x2545_F491_4F6C_DD1D_u64, 0, 0);
         for _ in 0..20_000 {
             let bytes = random_morsel(&mut seed);
             let Some((rows, text)) = worker.split(&layout, &bytes) else {
                 continue;
             };
             read += 1;
+            strided += usize::from(worker.strided);
             let (batches, bad) = decoder.decode(&bytes).unwrap();
             let shown = String::from_utf8_lossy(&bytes);
             assert!(bad.is_empty(), "{shown:?}: the reader found {bad:?}");
@@ -854,5 +1285,10 @@ mod tests {
         }
         // Enough morsels were plain for the comparison to mean something.
         assert!(read > 500, "only {read} morsels read by the kernel");
+        // Both splits were compared: the stride's (every line a record) and field by field.
+        assert!(
+            strided > 200 && read - strided > 200,
+            "{strided} of {read} strided"
+        );
     }
 }

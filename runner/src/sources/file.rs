@@ -116,8 +116,15 @@ fn is_uri(path: &str) -> bool {
     })
 }
 
-/// Bytes per morsel: large enough to amortise scheduling, small enough to spread over cores.
+/// Bytes per morsel read from a stream: large enough to amortise scheduling, small enough to
+/// spread over cores.
 const MORSEL_BYTES: usize = 1 << 20;
+
+/// Bytes per piece of a file read by offset: a quarter of a stream's morsel, so that a piece
+/// and what a kernel builds from it stay in a core's L2 cache (measured on the records
+/// benchmark's CSV: 0.35 s with 1 MiB pieces, 0.30 s with 256 KiB; the word count and JSON
+/// lines no slower).
+const PIECE_BYTES: usize = 1 << 18;
 
 impl BuildSource for FileSourceConfig {
     fn build(&self, ctx: &SourceContext) -> Result<BuiltSource, String> {
@@ -775,7 +782,7 @@ impl FileSource {
             );
             let mut start = first;
             while start < len {
-                let end = (start + MORSEL_BYTES as u64).min(len);
+                let end = (start + PIECE_BYTES as u64).min(len);
                 pieces.push(Piece {
                     file: file.clone(),
                     origin: origin.clone(),
