@@ -33,6 +33,7 @@ use arrow_cast::parse::Parser;
 use rayon::prelude::*;
 
 use super::batch::PerWorker;
+use super::csv_scan;
 use super::BuiltStage;
 use crate::counts::{WordCounts, WordHasher, INLINE};
 use crate::data::ValueType;
@@ -346,6 +347,12 @@ impl Places<'_> {
         })
     }
 
+    /// Whether field `field`'s numbers are read eight at a time (`csv_scan::plain_numbers`):
+    /// where the CPU can, and no carriage return is to be cut from the field.
+    fn lanes(&self, field: usize) -> bool {
+        csv_scan::lanes_available() && !(self.carriage_returns && field + 1 == self.fields)
+    }
+
     /// Where field `field` of record `row` starts and ends.
     #[inline(always)]
     fn one(&self, row: usize, field: usize) -> (usize, usize) {
@@ -416,16 +423,31 @@ impl Places<'_> {
         field: usize,
         rows: usize,
         required: bool,
-        values: &mut Vec<i64>,
-        valid: &mut Vec<bool>,
+        (values, valid): (&mut Vec<i64>, &mut Vec<bool>),
+        others: &mut Vec<u32>,
     ) -> bool {
         let (mut refused, mut empty) = (false, false);
-        values.extend(self.of(field, rows).map(|(start, end)| {
-            let value = super::csv_scan::parse_integer(text, start, end);
-            refused |= value.is_none() && (start != end || required);
-            empty |= start == end;
-            value.unwrap_or(0)
-        }));
+        if self.lanes(field) {
+            let from = values.len();
+            values.resize(from + rows, 0);
+            others.clear();
+            let shape = (self.fields, field, rows);
+            csv_scan::plain_numbers(self.bytes, self.seps, shape, &mut values[from..], others);
+            for &row in others.iter() {
+                let (start, end) = self.one(row as usize, field);
+                let value = csv_scan::parse_integer(text, start, end);
+                refused |= value.is_none() && (start != end || required);
+                empty |= start == end;
+                values[from + row as usize] = value.unwrap_or(0);
+            }
+        } else {
+            values.extend(self.of(field, rows).map(|(start, end)| {
+                let value = csv_scan::parse_integer(text, start, end);
+                refused |= value.is_none() && (start != end || required);
+                empty |= start == end;
+                value.unwrap_or(0)
+            }));
+        }
         // A value that did not parse is only an empty field here (a null).
         self.validity(field, rows, empty, valid);
         !refused
@@ -439,20 +461,35 @@ impl Places<'_> {
         rows: usize,
         required: bool,
         (values, valid): (&mut Vec<f64>, &mut Vec<bool>),
-        powers: &mut Vec<u8>,
+        others: &mut Vec<u32>,
     ) -> bool {
         let (mut refused, mut empty) = (false, false);
         let from = values.len();
-        powers.clear();
-        values.extend(self.of(field, rows).map(|(start, end)| {
-            let value = super::csv_scan::parse_float_parts(text, start, end);
-            refused |= value.is_none() && (start != end || required);
-            empty |= start == end;
-            let (numerator, power) = value.unwrap_or((0.0, 0));
-            powers.push(power as u8);
-            numerator
-        }));
-        super::csv_scan::divide_by_powers(&mut values[from..], powers);
+        if self.lanes(field) {
+            values.resize(from + rows, 0.0);
+            others.clear();
+            let shape = (self.fields, field, rows);
+            csv_scan::plain_numbers(self.bytes, self.seps, shape, &mut values[from..], others);
+            for &row in others.iter() {
+                let (start, end) = self.one(row as usize, field);
+                let value = csv_scan::parse_float(text, start, end);
+                refused |= value.is_none() && (start != end || required);
+                empty |= start == end;
+                values[from + row as usize] = value.unwrap_or(0.0);
+            }
+        } else {
+            let powers = others;
+            powers.clear();
+            values.extend(self.of(field, rows).map(|(start, end)| {
+                let value = csv_scan::parse_float_parts(text, start, end);
+                refused |= value.is_none() && (start != end || required);
+                empty |= start == end;
+                let (numerator, power) = value.unwrap_or((0.0, 0));
+                powers.push(power as u32);
+                numerator
+            }));
+            csv_scan::divide_by_powers(&mut values[from..], powers);
+        }
         self.validity(field, rows, empty, valid);
         !refused
     }
@@ -557,8 +594,9 @@ struct Worker {
     span_key_only: Vec<bool>,
     /// For each column, its field in the record (the layout's).
     positions: Vec<usize>,
-    /// Scratch: the powers of ten a float column's numerators are divided by.
-    powers: Vec<u8>,
+    /// Scratch: the records whose number a column's lanes left to the one-field parsers, or
+    /// the powers of ten a float column's numerators are divided by.
+    others: Vec<u32>,
 }
 
 impl Worker {
@@ -582,7 +620,7 @@ impl Worker {
             span_groups: WordCounts::new(WordHasher::default()),
             span_key_only: Vec::new(),
             positions: Vec::new(),
-            powers: Vec::new(),
+            others: Vec::new(),
         }
     }
 
@@ -764,9 +802,11 @@ impl Worker {
                     !required || places.none_empty(field, rows)
                 }
                 Values::Text(spans) => places.spans(field, rows, required, spans),
-                Values::Integer(v, valid) => places.integers(text, field, rows, required, v, valid),
+                Values::Integer(v, valid) => {
+                    places.integers(text, field, rows, required, (v, valid), &mut self.others)
+                }
                 Values::Float(v, valid) => {
-                    places.floats(text, field, rows, required, (v, valid), &mut self.powers)
+                    places.floats(text, field, rows, required, (v, valid), &mut self.others)
                 }
             };
             if !read {

@@ -190,15 +190,15 @@ pub fn parse_float_parts(text: &str, start: usize, end: usize) -> Option<(f64, u
 
 /// Divides each numerator of `values` by ten to its power in `powers` (see
 /// `parse_float_parts`); with one power for all, one division the compiler can vectorise.
-pub fn divide_by_powers(values: &mut [f64], powers: &[u8]) {
+pub fn divide_by_powers(values: &mut [f64], powers: &[u32]) {
     match powers.first() {
         Some(&first) if powers.iter().all(|&p| p == first) => {
-            let divisor = POWERS_OF_TEN[usize::from(first)];
+            let divisor = POWERS_OF_TEN[first as usize % POWERS_OF_TEN.len()];
             values.iter_mut().for_each(|v| *v /= divisor);
         }
         _ => {
             for (v, &p) in values.iter_mut().zip(powers) {
-                *v /= POWERS_OF_TEN[usize::from(p) % POWERS_OF_TEN.len()];
+                *v /= POWERS_OF_TEN[p as usize % POWERS_OF_TEN.len()];
             }
         }
     }
@@ -231,6 +231,262 @@ fn plain_decimal(word: u64, len: usize) -> Option<(u64, usize)> {
         _ => return None,
     };
     Some((eight_digits(digits)?, fraction))
+}
+
+/// Whether this CPU runs `plain_numbers` (checked once).
+pub fn lanes_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static AVAILABLE: OnceLock<bool> = OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512dq")
+                && is_x86_feature_detected!("avx512cd")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// A number column read eight fields at a time: `Integers` into `i64`s, `Floats` into `f64`s.
+pub trait Lanes: Copy + Default {
+    /// Whether the lanes are floats (else integers).
+    const FLOAT: bool;
+}
+impl Lanes for i64 {
+    const FLOAT: bool = false;
+}
+impl Lanes for f64 {
+    const FLOAT: bool = true;
+}
+
+/// Reads field `field` of the first `rows` records of `bytes` (record `r`'s field ends at
+/// `seps[r * fields + field + 1]` and starts one past `seps[r * fields + field]`) as plain
+/// numbers eight at a time: integers of up to eight digits after an optional `-`, and for
+/// floats decimals as `parse_float` reads them, with the same values. Writes `out[r]` for each
+/// such field and pushes every other record's number to `others` (empty fields, other
+/// spellings, fields within eight bytes of the text's start, the last few records): the
+/// caller reads those with `parse_integer` / `parse_float`.
+///
+/// Needs `lanes_available()`; `out` holds `rows` values.
+pub fn plain_numbers<T: Lanes>(
+    bytes: &[u8],
+    seps: &[u32],
+    (fields, field, rows): (usize, usize, usize),
+    out: &mut [T],
+    others: &mut Vec<u32>,
+) {
+    assert!(lanes_available() && field < fields && out.len() >= rows);
+    assert!(seps.len() > rows * fields && i32::try_from(seps.len()).is_ok());
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `lanes_available` checked the features; the asserts above are the rest of
+    // `number_column`'s conditions.
+    unsafe {
+        number_column(bytes, seps, (fields, field, rows), out, others)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (bytes, seps, out);
+        others.extend(0..rows as u32);
+    }
+}
+
+/// `plain_numbers`, eight records at a time.
+///
+/// # Safety
+/// The CPU must have the features `lanes_available` checks; `field < fields`,
+/// `out.len() >= rows`, `seps.len() > rows * fields` and below `i32::MAX`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512dq,avx512cd")]
+unsafe fn number_column<T: Lanes>(
+    bytes: &[u8],
+    seps: &[u32],
+    (fields, field, rows): (usize, usize, usize),
+    out: &mut [T],
+    others: &mut Vec<u32>,
+) {
+    use std::arch::x86_64::*;
+    let whole = rows / 8 * 8;
+    // Entry `lane * fields + field` of `seps` is the place before lane's field.
+    let lanes = _mm256_add_epi32(
+        _mm256_mullo_epi32(
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            _mm256_set1_epi32(fields as i32),
+        ),
+        _mm256_set1_epi32(field as i32),
+    );
+    let text_len = _mm512_set1_epi64(bytes.len() as i64);
+    for first in (0..whole).step_by(8) {
+        let at = _mm256_add_epi32(lanes, _mm256_set1_epi32((first * fields) as i32));
+        // SAFETY: the largest entry read is `(whole - 1) * fields + field + 1`, at most
+        // `rows * fields`, inside `seps` (the caller's promise).
+        let (before, after) = unsafe {
+            (
+                _mm256_i32gather_epi32::<4>(seps.as_ptr().cast(), at),
+                _mm256_i32gather_epi32::<4>(seps.as_ptr().add(1).cast(), at),
+            )
+        };
+        // The place before the first field is `u32::MAX`: one past it is 0 in 32 bits.
+        let start = _mm512_cvtepu32_epi64(_mm256_add_epi32(before, _mm256_set1_epi32(1)));
+        let end = _mm512_cvtepu32_epi64(after);
+        // SAFETY: the features are enabled here; `out[first..]` holds 8 values (`first + 8`
+        // is at most `whole`, at most `rows`).
+        let read = unsafe { number_lanes::<T>(bytes, start, end, text_len, &mut out[first..]) };
+        let mut missed = !read;
+        while missed != 0 {
+            others.push((first + missed.trailing_zeros() as usize) as u32);
+            missed &= missed - 1;
+        }
+    }
+    others.extend(whole as u32..rows as u32);
+}
+
+/// Eight fields (`start`, `end`) of `bytes` read as in `plain_numbers` into `out`; the lanes
+/// read.
+///
+/// # Safety
+/// The CPU must have the features `lanes_available` checks; `out` must hold 8 values;
+/// `text_len` is `bytes.len()` in every lane.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512dq,avx512cd")]
+#[inline]
+unsafe fn number_lanes<T: Lanes>(
+    bytes: &[u8],
+    start: std::arch::x86_64::__m512i,
+    end: std::arch::x86_64::__m512i,
+    text_len: std::arch::x86_64::__m512i,
+    out: &mut [T],
+) -> u8 {
+    use std::arch::x86_64::*;
+    assert!(out.len() >= 8);
+    let one = _mm512_set1_epi64(1);
+    let eight = _mm512_set1_epi64(8);
+    let byte_bits = |x: __m512i| _mm512_slli_epi64::<3>(x);
+    let len = _mm512_sub_epi64(end, start);
+    // Lanes whose eight bytes ending at `end` lie in the text, with a field of 1 to 8 bytes.
+    let mut ok = _mm512_cmpge_epu64_mask(end, eight)
+        & _mm512_cmple_epu64_mask(end, text_len)
+        & _mm512_cmple_epu64_mask(start, end)
+        & _mm512_cmpge_epu64_mask(len, one)
+        & _mm512_cmple_epu64_mask(len, eight);
+    let from = _mm512_sub_epi64(end, eight);
+    // SAFETY: a lane is loaded only where `ok`: its 8 bytes from `end - 8` lie in `bytes`
+    // (8 <= end <= bytes.len()); the others load nothing.
+    let word = unsafe {
+        _mm512_mask_i64gather_epi64::<1>(_mm512_setzero_si512(), ok, from, bytes.as_ptr().cast())
+    };
+    // The field is the top `len` bytes; its first byte may be a minus sign.
+    let first = _mm512_and_si512(
+        _mm512_srlv_epi64(word, byte_bits(_mm512_sub_epi64(eight, len))),
+        _mm512_set1_epi64(0xFF),
+    );
+    let negative = _mm512_cmpeq_epi64_mask(first, _mm512_set1_epi64(b'-' as i64)) & ok;
+    let digits = _mm512_mask_sub_epi64(len, negative, len, one);
+    ok &= _mm512_cmpge_epu64_mask(digits, one);
+    // The bytes below the digits become '0's (leading zeros).
+    let below = _mm512_sub_epi64(
+        _mm512_sllv_epi64(one, byte_bits(_mm512_sub_epi64(eight, digits))),
+        one,
+    );
+    let zeros = _mm512_set1_epi64(ZEROS as i64);
+    let word = _mm512_ternarylogic_epi64::<0xCA>(below, zeros, word);
+    // The bytes equal to '.', as their high bits (exact: no borrow between bytes).
+    let low7 = _mm512_set1_epi64(0x7F7F_7F7F_7F7F_7F7F);
+    let t = _mm512_xor_si512(word, _mm512_set1_epi64(0x2E2E_2E2E_2E2E_2E2E));
+    let dots = _mm512_andnot_si512(
+        _mm512_or_si512(
+            _mm512_or_si512(_mm512_add_epi64(_mm512_and_si512(t, low7), low7), t),
+            low7,
+        ),
+        _mm512_set1_epi64(-1),
+    );
+    let zero = _mm512_setzero_si512();
+    let dotted = _mm512_cmpneq_epi64_mask(dots, zero);
+    // At most one dot (`dots & (dots - 1)` is zero).
+    ok &= _mm512_cmpeq_epi64_mask(_mm512_and_si512(dots, _mm512_sub_epi64(dots, one)), zero);
+    let (word, fraction) = if T::FLOAT {
+        // The dot's byte: 63 less the leading zeros of its bit, over 8.
+        let bit = _mm512_and_si512(dots, _mm512_sub_epi64(zero, dots));
+        let dot = _mm512_srli_epi64::<3>(_mm512_sub_epi64(
+            _mm512_set1_epi64(63),
+            _mm512_lzcnt_epi64(bit),
+        ));
+        // A digit on each side: the dot is neither the field's first byte nor its last.
+        let dot_ok = _mm512_cmpgt_epu64_mask(dot, _mm512_sub_epi64(eight, digits))
+            & _mm512_cmpneq_epi64_mask(dot, _mm512_set1_epi64(7));
+        ok &= !dotted | dot_ok;
+        // The bytes below the dot move up one byte into its place; a '0' comes in below.
+        let under = _mm512_sub_epi64(_mm512_sllv_epi64(one, byte_bits(dot)), one);
+        let above = _mm512_andnot_si512(
+            _mm512_or_si512(_mm512_slli_epi64::<8>(under), _mm512_set1_epi64(0xFF)),
+            word,
+        );
+        let moved = _mm512_or_si512(
+            _mm512_or_si512(_mm512_slli_epi64::<8>(_mm512_and_si512(word, under)), above),
+            _mm512_set1_epi64(0x30),
+        );
+        (
+            _mm512_mask_blend_epi64(dotted, word, moved),
+            _mm512_maskz_sub_epi64(dotted, _mm512_set1_epi64(7), dot),
+        )
+    } else {
+        ok &= !dotted;
+        (word, zero)
+    };
+    // Every byte a digit; then the digits combined, two, four, then eight at a time.
+    let values = _mm512_xor_si512(word, zeros);
+    let high = _mm512_set1_epi64(0x8080_8080_8080_8080u64 as i64);
+    let checked = _mm512_or_si512(
+        _mm512_add_epi64(values, _mm512_set1_epi64(0x7676_7676_7676_7676)),
+        values,
+    );
+    ok &= _mm512_testn_epi64_mask(checked, high);
+    let pairs = _mm512_and_si512(
+        _mm512_add_epi64(
+            _mm512_mullo_epi64(values, _mm512_set1_epi64(10)),
+            _mm512_srli_epi64::<8>(values),
+        ),
+        _mm512_set1_epi64(0x00FF_00FF_00FF_00FF),
+    );
+    let quads = _mm512_and_si512(
+        _mm512_add_epi64(
+            _mm512_mullo_epi64(pairs, _mm512_set1_epi64(100)),
+            _mm512_srli_epi64::<16>(pairs),
+        ),
+        _mm512_set1_epi64(0x0000_FFFF_0000_FFFF),
+    );
+    let number = _mm512_and_si512(
+        _mm512_add_epi64(
+            _mm512_mullo_epi64(quads, _mm512_set1_epi64(10_000)),
+            _mm512_srli_epi64::<32>(quads),
+        ),
+        _mm512_set1_epi64(0xFFFF_FFFF),
+    );
+    let to = out.as_mut_ptr();
+    if T::FLOAT {
+        // Exact conversions (below 2^32) and one correctly rounded division, as `parse_float`.
+        // SAFETY: `POWERS_OF_TEN` holds 16 f64s; the fraction is below 8.
+        let powers = unsafe { _mm512_loadu_pd(POWERS_OF_TEN.as_ptr()) };
+        let quotient = _mm512_div_pd(
+            _mm512_cvtepu64_pd(number),
+            _mm512_permutexvar_pd(fraction, powers),
+        );
+        let sign = _mm512_set1_epi64(i64::MIN);
+        let signed = _mm512_mask_xor_epi64(
+            _mm512_castpd_si512(quotient),
+            negative,
+            _mm512_castpd_si512(quotient),
+            sign,
+        );
+        // SAFETY: `out` holds at least 8 `f64`s (T is f64 here), checked by the caller.
+        unsafe { _mm512_storeu_si512(to.cast(), signed) };
+    } else {
+        let signed = _mm512_mask_sub_epi64(number, negative, zero, number);
+        // SAFETY: `out` holds at least 8 `i64`s (T is i64 here), checked by the caller.
+        unsafe { _mm512_storeu_si512(to.cast(), signed) };
+    }
+    ok
 }
 
 #[cfg(test)]
@@ -270,10 +526,76 @@ mod tests {
         }
     }
 
-    /// Each spelling parsed in the middle of a line (so that eight bytes end at it) and at the
-    /// start of a text (where they do not), against Arrow's parsers.
+    /// The eight-lane reader against the one-field parsers, on every spelling of the test
+    /// below laid out as records of two fields.
     #[test]
-    fn numbers_parse_as_the_reader_parses_them() {
+    fn numbers_read_eight_at_a_time_are_the_same() {
+        if !lanes_available() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI's CPU lacks AVX-512 (F, DQ, CD): the lanes would go untested"
+            );
+            return;
+        }
+        let spellings = spellings();
+        let mut text = String::from("header,x\n");
+        let mut seps = vec![u32::MAX];
+        // The header's places, then each record: a number and a filler.
+        for (i, s) in std::iter::once(&"h".to_string())
+            .chain(&spellings)
+            .enumerate()
+        {
+            if i > 0 {
+                text.push_str(s);
+                seps.push(text.len() as u32);
+                text.push_str(",y\n");
+                seps.push(text.len() as u32 - 1);
+            } else {
+                seps.clear();
+                seps.push(u32::MAX);
+                seps.push(6);
+                seps.push(8);
+            }
+        }
+        let rows = spellings.len() + 1;
+        let mut ints = vec![0i64; rows];
+        let mut floats = vec![0f64; rows];
+        let (mut int_others, mut float_others) = (Vec::new(), Vec::new());
+        plain_numbers(
+            text.as_bytes(),
+            &seps,
+            (2, 0, rows),
+            &mut ints,
+            &mut int_others,
+        );
+        plain_numbers(
+            text.as_bytes(),
+            &seps,
+            (2, 0, rows),
+            &mut floats,
+            &mut float_others,
+        );
+        let (mut lanes_read, mut float_lanes_read) = (0, 0);
+        for row in 1..rows {
+            let s = &spellings[row - 1];
+            if !int_others.contains(&(row as u32)) {
+                lanes_read += 1;
+                assert_eq!(Some(ints[row]), Int64Type::parse(s), "{s:?}");
+            }
+            if !float_others.contains(&(row as u32)) {
+                float_lanes_read += 1;
+                let expected = Float64Type::parse(s).map(f64::to_bits);
+                assert_eq!(Some(floats[row].to_bits()), expected, "{s:?}");
+            }
+        }
+        assert!(lanes_read > rows / 3, "only {lanes_read} read in lanes");
+        assert!(
+            float_lanes_read > rows / 2,
+            "only {float_lanes_read} read in lanes"
+        );
+    }
+
+    fn spellings() -> Vec<String> {
         let mut spellings: Vec<String> = [
             "0",
             "-0",
@@ -302,13 +624,16 @@ mod tests {
             "",
             " 1",
             "1 ",
-            "1,5",
+            "1;5",
             "9223372036854775807",
             "0.1",
             "1234.567",
             "9.999999",
             "0000001.",
             "١٢",
+            "-.5",
+            "-5.",
+            "--1",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -330,6 +655,14 @@ mod tests {
             }
             spellings.push(s);
         }
+        spellings
+    }
+
+    /// Each spelling parsed in the middle of a line (so that eight bytes end at it) and at the
+    /// start of a text (where they do not), against Arrow's parsers.
+    #[test]
+    fn numbers_parse_as_the_reader_parses_them() {
+        let spellings = spellings();
         for s in &spellings {
             for prefix in ["", "abcdefgh,"] {
                 let text = format!("{prefix}{s},x");
