@@ -385,13 +385,6 @@ impl Places<'_> {
         (hash, head, start, end - start)
     }
 
-    /// Whether no field `field` of the first `rows` records is empty.
-    #[inline(never)]
-    fn none_empty(&self, field: usize, rows: usize) -> bool {
-        self.of(field, rows)
-            .fold(true, |all, (start, end)| all & (start != end))
-    }
-
     #[inline(never)]
     fn check(&self, text: &str, field: usize, rows: usize, required: bool, of: ValueType) -> bool {
         self.of(field, rows).all(|(start, end)| match start == end {
@@ -594,6 +587,8 @@ struct Worker {
     span_key_only: Vec<bool>,
     /// For each column, its field in the record (the layout's).
     positions: Vec<usize>,
+    /// The fields of the required columns among those (`span_key_only`).
+    required_span_keys: Vec<usize>,
     /// Scratch: the records whose number a column's lanes left to the one-field parsers, or
     /// the powers of ten a float column's numerators are divided by.
     others: Vec<u32>,
@@ -620,6 +615,7 @@ impl Worker {
             span_groups: WordCounts::new(WordHasher::default()),
             span_key_only: Vec::new(),
             positions: Vec::new(),
+            required_span_keys: Vec::new(),
             others: Vec::new(),
         }
     }
@@ -663,6 +659,10 @@ impl Worker {
             })
             .collect();
         self.positions = layout.positions.clone();
+        self.required_span_keys = (0..layout.positions.len())
+            .filter(|&column| self.span_key_only[column] && self.required[column])
+            .map(|column| layout.positions[column])
+            .collect();
         self.layout = Some(layout.clone());
     }
 
@@ -774,10 +774,17 @@ impl Worker {
         // As many places as fields, and every `fields`-th one ends a line: so every line has
         // exactly the layout's fields (the others are delimiters).
         let whitespace_delimiter = layout.delimiter.is_ascii_whitespace();
+        // Whether a required key read as a span is empty in some record (checked here, where
+        // the record's places are in cache anyway).
+        let mut empty_key = false;
         for row in 0..rows {
             let end = seps[(row + 1) * fields] as usize;
             if end != bytes.len() && bytes[end] != b'\n' {
                 return Strided::Irregular;
+            }
+            for &field in &self.required_span_keys {
+                let at = row * fields + field;
+                empty_key |= seps[at].wrapping_add(1) == seps[at + 1];
             }
             // With a tab or space delimiter, a line of only those is blank, not a record.
             if whitespace_delimiter {
@@ -799,7 +806,7 @@ impl Worker {
                 Values::Check(value_type) => places.check(text, field, rows, required, *value_type),
                 // A key read as a span of the record needs no places of its own.
                 Values::Text(_) if self.span_key_only.get(column) == Some(&true) => {
-                    !required || places.none_empty(field, rows)
+                    !(required && empty_key)
                 }
                 Values::Text(spans) => places.spans(field, rows, required, spans),
                 Values::Integer(v, valid) => {
