@@ -502,6 +502,10 @@ impl Places<'_> {
     }
 }
 
+/// The longest morsel split at a stride: a file's pieces (256 KiB) and a stream's morsels
+/// (1 MiB) with the line that ends them.
+const STRIDED_BYTES: usize = 2 << 20;
+
 /// What `Worker::split_strided` made of a morsel.
 enum Strided {
     /// Every record read: this many.
@@ -753,8 +757,10 @@ impl Worker {
     fn split_strided(&mut self, layout: &CsvLayout, text: &str) -> Strided {
         let bytes = text.as_bytes();
         let fields = layout.fields;
-        // One field is one place per line: a blank line would look like a record.
-        if fields < 2 || matches!(layout.delimiter, b'\n' | b'\r') {
+        // One field is one place per line: a blank line would look like a record. A morsel
+        // made long by a long line is split field by field, so that the places (four bytes
+        // per byte at worst) stay a few MiB per worker.
+        if fields < 2 || matches!(layout.delimiter, b'\n' | b'\r') || bytes.len() > STRIDED_BYTES {
             return Strided::Irregular;
         }
         let room = bytes.len() + 66;

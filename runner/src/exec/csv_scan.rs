@@ -240,7 +240,8 @@ pub fn lanes_available() -> bool {
         use std::sync::OnceLock;
         static AVAILABLE: OnceLock<bool> = OnceLock::new();
         *AVAILABLE.get_or_init(|| {
-            is_x86_feature_detected!("avx512f")
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512dq")
                 && is_x86_feature_detected!("avx512cd")
         })
@@ -249,8 +250,9 @@ pub fn lanes_available() -> bool {
     false
 }
 
-/// A number column read eight fields at a time: `Integers` into `i64`s, `Floats` into `f64`s.
-pub trait Lanes: Copy + Default {
+/// A number column read eight fields at a time: into `i64`s or `f64`s, the only two types
+/// (sealed: the lanes are stored as eight 8-byte values of either).
+pub trait Lanes: sealed::Sealed + Copy + Default {
     /// Whether the lanes are floats (else integers).
     const FLOAT: bool;
 }
@@ -259,6 +261,12 @@ impl Lanes for i64 {
 }
 impl Lanes for f64 {
     const FLOAT: bool = true;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for i64 {}
+    impl Sealed for f64 {}
 }
 
 /// Reads field `field` of the first `rows` records of `bytes` (record `r`'s field ends at

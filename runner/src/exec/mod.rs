@@ -5,7 +5,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod counted;
 pub mod csv_aggregate;
-pub mod csv_scan;
+pub(crate) mod csv_scan;
 pub mod external_sort;
 pub mod fused;
 #[cfg(target_arch = "x86_64")]
