@@ -425,18 +425,13 @@ impl Places<'_> {
     ) -> bool {
         let (mut refused, mut empty) = (false, false);
         if self.lanes(field) {
-            let from = values.len();
-            values.resize(from + rows, 0);
-            others.clear();
-            let shape = (self.fields, field, rows);
-            csv_scan::plain_numbers(self.bytes, self.seps, shape, &mut values[from..], others);
-            for &row in others.iter() {
-                let (start, end) = self.one(row as usize, field);
-                let value = csv_scan::parse_integer(text, start, end);
-                refused |= value.is_none() && (start != end || required);
-                empty |= start == end;
-                values[from + row as usize] = value.unwrap_or(0);
-            }
+            (refused, empty) = self.in_lanes(
+                text,
+                (field, rows, required),
+                values,
+                others,
+                csv_scan::parse_integer,
+            );
         } else {
             values.extend(self.of(field, rows).map(|(start, end)| {
                 let value = csv_scan::parse_integer(text, start, end);
@@ -463,17 +458,13 @@ impl Places<'_> {
         let (mut refused, mut empty) = (false, false);
         let from = values.len();
         if self.lanes(field) {
-            values.resize(from + rows, 0.0);
-            others.clear();
-            let shape = (self.fields, field, rows);
-            csv_scan::plain_numbers(self.bytes, self.seps, shape, &mut values[from..], others);
-            for &row in others.iter() {
-                let (start, end) = self.one(row as usize, field);
-                let value = csv_scan::parse_float(text, start, end);
-                refused |= value.is_none() && (start != end || required);
-                empty |= start == end;
-                values[from + row as usize] = value.unwrap_or(0.0);
-            }
+            (refused, empty) = self.in_lanes(
+                text,
+                (field, rows, required),
+                values,
+                others,
+                csv_scan::parse_float,
+            );
         } else {
             let powers = others;
             powers.clear();
@@ -493,6 +484,33 @@ impl Places<'_> {
 }
 
 impl Places<'_> {
+    /// Field `field` of each record read by `csv_scan::plain_numbers`, and the fields it left
+    /// by `parse`, into `values`: whether one was refused, and whether one was empty.
+    #[inline(always)]
+    fn in_lanes<T: csv_scan::Lanes>(
+        &self,
+        text: &str,
+        (field, rows, required): (usize, usize, bool),
+        values: &mut Vec<T>,
+        others: &mut Vec<u32>,
+        parse: fn(&str, usize, usize) -> Option<T>,
+    ) -> (bool, bool) {
+        let (mut refused, mut empty) = (false, false);
+        let from = values.len();
+        values.resize(from + rows, T::default());
+        others.clear();
+        let shape = (self.fields, field, rows);
+        csv_scan::plain_numbers(self.bytes, self.seps, shape, &mut values[from..], others);
+        for &row in others.iter() {
+            let (start, end) = self.one(row as usize, field);
+            let value = parse(text, start, end);
+            refused |= value.is_none() && (start != end || required);
+            empty |= start == end;
+            values[from + row as usize] = value.unwrap_or_default();
+        }
+        (refused, empty)
+    }
+
     /// Which fields are not empty (not null): all, unless `empty` says one is.
     fn validity(&self, field: usize, rows: usize, empty: bool, valid: &mut Vec<bool>) {
         match empty {
