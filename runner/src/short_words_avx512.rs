@@ -237,16 +237,22 @@ pub(crate) mod tests {
     /// Whether the kernel can be tested here. Under `CI=true` a CPU without it fails the test
     /// (CI must not pass by skipping); `RUNNER_TEST_WITHOUT_AVX512=1` says that is expected.
     pub(crate) fn cpu_has_the_kernel_or_skip() -> bool {
-        if available() {
+        cpu_has_or_skip(available(), "AVX-512 VBMI2")
+    }
+
+    /// `available`, or under `CI=true` a failure unless `RUNNER_TEST_WITHOUT_AVX512=1` says
+    /// a CPU without `features` is expected: a kernel test must not pass by skipping.
+    pub(crate) fn cpu_has_or_skip(available: bool, features: &str) -> bool {
+        if available {
             return true;
         }
         let ci = std::env::var("CI").is_ok_and(|v| v == "true");
         let expected = std::env::var("RUNNER_TEST_WITHOUT_AVX512").is_ok_and(|v| v == "1");
         assert!(
             !ci || expected,
-            "this CPU has no AVX-512 VBMI2, so the fastest kernels are untested (set RUNNER_TEST_WITHOUT_AVX512=1 where that is expected)"
+            "this CPU has no {features}, so the fastest kernels are untested (set RUNNER_TEST_WITHOUT_AVX512=1 where that is expected)"
         );
-        eprintln!("skipped: this CPU has no AVX-512 VBMI2");
+        eprintln!("skipped: this CPU has no {features}");
         false
     }
 
