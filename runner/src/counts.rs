@@ -53,13 +53,47 @@ impl Default for PendingWords {
     }
 }
 
+/// The bytes after the first `INLINE` of the long words of a table, one after another, with
+/// each long word's hash: a long word costs no allocation of its own, and growing the table
+/// hashes none again (millions of long keys, such as timestamps, are common in aggregates).
+#[derive(Default)]
+struct Tails {
+    bytes: Vec<u8>,
+    /// Tail `i` ends at `ends[i]`.
+    ends: Vec<usize>,
+    hashes: Vec<u64>,
+}
+
+impl Tails {
+    /// Keeps a tail and its word's hash; its index, for `get` and `hash`.
+    fn push(&mut self, tail: &[u8], hash: u64) -> u32 {
+        self.bytes.extend_from_slice(tail);
+        self.ends.push(self.bytes.len());
+        self.hashes.push(hash);
+        (self.ends.len() - 1) as u32
+    }
+
+    fn get(&self, index: u32) -> &[u8] {
+        let index = index as usize;
+        let start = match index {
+            0 => 0,
+            _ => self.ends[index - 1],
+        };
+        &self.bytes[start..self.ends[index]]
+    }
+
+    fn hash(&self, index: u32) -> u64 {
+        self.hashes[index as usize]
+    }
+}
+
 /// A per-worker count table: words are looked up by bytes and copied only when first seen.
 pub struct WordCounts {
     slots: Vec<Slot>,
     /// `slots.len() - 1`; the length is a power of two.
     mask: usize,
     used: usize,
-    long_tails: Vec<Box<[u8]>>,
+    long_tails: Tails,
     hasher: WordHasher,
 }
 
@@ -145,7 +179,7 @@ impl WordCounts {
             slots: vec![VACANT; capacity],
             mask: capacity - 1,
             used: 0,
-            long_tails: Vec::new(),
+            long_tails: Tails::default(),
             hasher,
         }
     }
@@ -321,6 +355,16 @@ impl WordCounts {
         }
     }
 
+    /// Makes `value` the value held for `word` (stored if the word is new).
+    pub fn set(&mut self, word: &[u8], value: u64) {
+        let (hash, head) = self.hash_of(word);
+        let long = word.len() > INLINE;
+        let tail = if long { &word[INLINE..] } else { &[][..] };
+        if let Some(at) = self.find_or_insert(hash, head, word.len(), long, tail, value) {
+            self.slots[at].count = value;
+        }
+    }
+
     /// `get_or_insert` with what `hash_of` gave.
     #[inline(always)]
     pub fn get_or_insert_hashed(
@@ -356,14 +400,13 @@ impl WordCounts {
             let slot = &self.slots[at];
             if slot.head == head
                 && slot.len == len
-                && (!long || *self.long_tails[slot.tail as usize] == *tail)
+                && (!long || self.long_tails.get(slot.tail) == tail)
             {
                 return Some(at);
             }
             if slot.len == EMPTY {
                 let tail = if long {
-                    self.long_tails.push(tail.into());
-                    (self.long_tails.len() - 1) as u32
+                    self.long_tails.push(tail, hash)
                 } else {
                     0
                 };
@@ -398,8 +441,7 @@ impl WordCounts {
             let hash = if slot.len as usize <= INLINE {
                 self.hasher.hash_short(slot.head, slot.len as usize)
             } else {
-                let word = Self::word_of(&slot, &self.long_tails);
-                self.hasher.hash(slot.head, &word)
+                self.long_tails.hash(slot.tail)
             };
             let mut at = hash as usize & self.mask;
             while self.slots[at].len != EMPTY {
@@ -409,13 +451,13 @@ impl WordCounts {
         }
     }
 
-    fn word_of(slot: &Slot, long_tails: &[Box<[u8]>]) -> Vec<u8> {
+    fn word_of(slot: &Slot, long_tails: &Tails) -> Vec<u8> {
         let mut head = [0u8; INLINE];
         head[..8].copy_from_slice(&slot.head[0].to_le_bytes());
         head[8..].copy_from_slice(&slot.head[1].to_le_bytes());
         let mut word = head[..(slot.len as usize).min(INLINE)].to_vec();
         if slot.len as usize > INLINE {
-            word.extend_from_slice(&long_tails[slot.tail as usize]);
+            word.extend_from_slice(long_tails.get(slot.tail));
         }
         word
     }
@@ -471,7 +513,7 @@ impl WordCounts {
             } else {
                 long.clear();
                 long.extend_from_slice(&head);
-                long.extend_from_slice(&self.long_tails[slot.tail as usize]);
+                long.extend_from_slice(self.long_tails.get(slot.tail));
                 &long[..]
             };
             let elsewhere = other.map_or(0, |other| other.get_hashed(hash, slot.head, word));
@@ -515,7 +557,7 @@ impl WordCounts {
             let slot = &self.slots[at];
             if slot.head == head
                 && slot.len == len
-                && (!long || *self.long_tails[slot.tail as usize] == word[INLINE..])
+                && (!long || self.long_tails.get(slot.tail) == &word[INLINE..])
             {
                 return slot.count;
             }
