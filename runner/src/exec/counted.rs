@@ -260,8 +260,8 @@ impl AggregateState for CountedState {
 }
 
 impl crate::transforms::GroupedRows for CountedState {
-    fn group_of(&mut self, keys: &[arrow_array::ArrayRef]) -> Result<usize> {
-        self.inner_grouped()?.group_of(keys)
+    fn groups_of(&mut self, keys: &[arrow_array::ArrayRef], rows: usize) -> Result<Vec<usize>> {
+        self.inner_grouped()?.groups_of(keys, rows)
     }
 
     fn add_grouped(&mut self, ids: &[usize], args: &[Option<arrow_array::ArrayRef>]) -> Result<()> {

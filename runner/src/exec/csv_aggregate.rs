@@ -230,19 +230,23 @@ impl Values {
         true
     }
 
-    /// Row `row`'s value as an array of one, for a new group's key.
-    fn one(&self, text: &str, row: usize) -> ArrayRef {
+    /// The values of `rows` (of the morsel), as an array.
+    fn take(&self, text: &str, rows: &[usize]) -> ArrayRef {
         match self {
-            Values::Check(_) => Arc::new(StringArray::from(vec![None::<&str>])),
-            Values::Text(spans) => Arc::new(StringArray::from(vec![
-                spans[row].and_then(|(s, e)| text.get(s as usize..e as usize))
-            ])),
-            Values::Integer(v, valid) => {
-                Arc::new(Int64Array::from(vec![valid[row].then_some(v[row])]))
+            Values::Check(_) => {
+                arrow_array::new_null_array(&arrow_schema::DataType::Utf8, rows.len())
             }
-            Values::Float(v, valid) => {
-                Arc::new(Float64Array::from(vec![valid[row].then_some(v[row])]))
+            Values::Text(spans) => {
+                Arc::new(StringArray::from_iter(rows.iter().map(|&row| {
+                    spans[row].and_then(|(s, e)| text.get(s as usize..e as usize))
+                })))
             }
+            Values::Integer(v, valid) => Arc::new(Int64Array::from_iter(
+                rows.iter().map(|&row| valid[row].then_some(v[row])),
+            )),
+            Values::Float(v, valid) => Arc::new(Float64Array::from_iter(
+                rows.iter().map(|&row| valid[row].then_some(v[row])),
+            )),
         }
     }
 
@@ -618,6 +622,19 @@ struct Worker {
     /// Scratch: the records whose number a column's lanes left to the one-field parsers, or
     /// the powers of ten a float column's numerators are divided by.
     others: Vec<u32>,
+    /// The keys a morsel met first (each its row and the place of its bytes), given group
+    /// numbers by the state all at once after the morsel's lookups (`PENDING`).
+    new_keys: Vec<(usize, usize, usize)>,
+    /// Where `ids` holds a key's place in `new_keys` instead of its group.
+    pending: Vec<usize>,
+}
+
+/// A worker's table holds `PENDING | k` for the `k`th key new in the morsel until the state
+/// numbers it (the state's numbers are below 2^62, or `usize::MAX` for group_count's null).
+const PENDING: u64 = 1 << 62;
+
+fn is_pending(value: u64) -> bool {
+    value >> 62 == 1
 }
 
 impl Worker {
@@ -643,6 +660,8 @@ impl Worker {
             positions: Vec::new(),
             required_span_keys: Vec::new(),
             others: Vec::new(),
+            new_keys: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -1019,29 +1038,41 @@ impl Worker {
         for &(hash, _) in self.hashes.iter().take(AHEAD) {
             self.groups.prefetch(hash);
         }
+        self.new_keys.clear();
+        self.pending.clear();
         let mut start = 0;
-        for (index, &row) in self.kept.iter().enumerate() {
+        for index in 0..self.kept.len() {
             if let Some(&(hash, _)) = self.hashes.get(index + AHEAD) {
                 self.groups.prefetch(hash);
             }
             let end = self.key_ends[index];
             let key = &self.key[start..end];
-            start = end;
             let (hash, head) = self.hashes[index];
-            // The slot's value is the state's group number, set when the key is new.
-            let (id, new) = self.groups.get_or_insert_hashed(hash, head, key, 0);
-            let id = if new {
-                let keys: Vec<ArrayRef> = key_slots
-                    .iter()
-                    .map(|&slot| self.values[slot].one(text, row))
-                    .collect();
-                let id = grouped.group_of(&keys)?;
-                self.groups.add(key, id as u64);
-                id
-            } else {
-                id as usize
-            };
-            self.ids.push(id);
+            let placeholder = PENDING | self.new_keys.len() as u64;
+            let (id, new) = self
+                .groups
+                .get_or_insert_hashed(hash, head, key, placeholder);
+            if new {
+                self.new_keys.push((self.kept[index], start, end - start));
+            }
+            if is_pending(id) {
+                self.pending.push(self.ids.len());
+            }
+            self.ids.push(id as usize);
+            start = end;
+        }
+        if !self.new_keys.is_empty() {
+            let rows: Vec<usize> = self.new_keys.iter().map(|&(row, _, _)| row).collect();
+            let keys: Vec<ArrayRef> = key_slots
+                .iter()
+                .map(|&slot| self.values[slot].take(text, &rows))
+                .collect();
+            let numbers = grouped.groups_of(&keys, rows.len())?;
+            for (&(_, start, len), &number) in self.new_keys.iter().zip(&numbers) {
+                self.groups
+                    .set(&self.key[start..start + len], number as u64);
+            }
+            resolve_pending(&mut self.ids, &self.pending, &numbers);
         }
         Ok(())
     }
@@ -1076,36 +1107,55 @@ impl Worker {
             *slot = places.key(groups, row, first, last);
         }
         self.ids.clear();
+        self.new_keys.clear();
+        self.pending.clear();
         for (index, &row) in kept.iter().enumerate() {
             let (hash, head, start, len) = ahead[index % AHEAD];
             if let Some(&later) = kept.get(index + AHEAD) {
                 ahead[index % AHEAD] = places.key(groups, later, first, last);
             }
+            let placeholder = PENDING | self.new_keys.len() as u64;
             let (id, new) = if len <= INLINE {
-                groups.get_or_insert_short(hash, head, len, 0)
+                groups.get_or_insert_short(hash, head, len, placeholder)
             } else {
-                groups.get_or_insert_hashed(hash, head, &bytes[start..start + len], 0)
+                groups.get_or_insert_hashed(hash, head, &bytes[start..start + len], placeholder)
             };
-            let id = if new {
-                let keys: Vec<ArrayRef> = kernel
-                    .plain
-                    .keys
-                    .iter()
-                    .map(|&column| {
+            if new {
+                self.new_keys.push((row, start, len));
+            }
+            if is_pending(id) {
+                self.pending.push(self.ids.len());
+            }
+            self.ids.push(id as usize);
+        }
+        if !self.new_keys.is_empty() {
+            let keys: Vec<ArrayRef> = kernel
+                .plain
+                .keys
+                .iter()
+                .map(|&column| {
+                    let values = self.new_keys.iter().map(|&(row, _, _)| {
                         let (start, end) = places.one(row, self.positions[column]);
-                        let value = (start != end).then(|| &text[start..end]);
-                        Arc::new(StringArray::from(vec![value])) as ArrayRef
-                    })
-                    .collect();
-                let id = grouped.group_of(&keys)?;
-                groups.add(&bytes[start..start + len], id as u64);
-                id
-            } else {
-                id as usize
-            };
-            self.ids.push(id);
+                        (start != end).then(|| &text[start..end])
+                    });
+                    Arc::new(StringArray::from_iter(values)) as ArrayRef
+                })
+                .collect();
+            let numbers = grouped.groups_of(&keys, self.new_keys.len())?;
+            for (&(_, start, len), &number) in self.new_keys.iter().zip(&numbers) {
+                groups.set(&bytes[start..start + len], number as u64);
+            }
+            resolve_pending(&mut self.ids, &self.pending, &numbers);
         }
         Ok(())
+    }
+}
+
+/// Puts the group numbers the state gave a morsel's new keys (`numbers`, in `new_keys` order)
+/// where `ids` holds their places instead (at `pending`).
+fn resolve_pending(ids: &mut [usize], pending: &[usize], numbers: &[usize]) {
+    for &at in pending {
+        ids[at] = numbers[(ids[at] as u64 & !PENDING) as usize];
     }
 }
 
@@ -1230,8 +1280,15 @@ mod tests {
         let blank = b"north\t1.5\n \t \nsouth\t2\n";
         assert_eq!(worker.split(&layout, blank).map(|(rows, _)| rows), Some(2));
         assert!(!worker.strided);
-        // A required field empty, or a value that does not parse: the reader decides.
-        for refused in [&b"north\t1.5\n\t2\n"[..], b"north\tx\n"] {
+        // A required field empty, a value that does not parse, invalid UTF-8, a quote or a
+        // lone carriage return (found by the stride split's scan): the reader decides.
+        for refused in [
+            &b"north\t1.5\n\t2\n"[..],
+            b"north\tx\n",
+            b"north\t1.5\nso\xffuth\t2\n",
+            b"north\t1.5\n\"south\"\t2\n",
+            b"north\t1.5\rsouth\t2\n",
+        ] {
             assert_eq!(worker.split(&layout, refused), None);
         }
     }

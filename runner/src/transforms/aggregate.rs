@@ -15,7 +15,6 @@ use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_row::{RowConverter, SortField};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -139,6 +138,10 @@ impl AggregateConfig {
                 key_fields,
                 aggs: Arc::new(aggs),
                 output,
+                group_seed: std::hash::BuildHasher::hash_one(
+                    &foldhash::fast::RandomState::default(),
+                    0u8,
+                ),
             })),
         })
     }
@@ -167,6 +170,8 @@ pub struct Aggregate {
     key_fields: Vec<SortField>,
     aggs: Arc<Vec<Agg>>,
     output: SchemaRef,
+    /// Seeds its states' group tables (see `GroupIndex`).
+    group_seed: u64,
 }
 
 impl Aggregation for Aggregate {
@@ -254,15 +259,14 @@ impl Aggregation for Aggregate {
                 .expect("key types are the model's, which the row format encodes"),
             aggs: self.aggs.clone(),
             output: self.output.clone(),
-            groups: HashMap::new(),
+            groups: GroupIndex::new(self.group_seed),
             columns: self.aggs.iter().map(AccColumn::new).collect(),
-            group_count: 0,
             morsel: 0,
             row: 0,
         });
         if self.keys.is_empty() {
             // Without keys there is one group, even over no rows (`count()` is then 0).
-            table.new_group(Box::new([]));
+            table.group_of_key(&[]);
         }
         table
     }
@@ -560,6 +564,9 @@ impl Acc {
     }
 }
 
+/// Results of more groups than this are sorted and decoded on the pool's cores.
+const PARALLEL_GROUPS: usize = 1 << 16;
+
 /// An `aggregate` state: one accumulator per aggregate call for each group, by encoded key.
 pub struct AggregateTable {
     keys: Vec<Expr>,
@@ -567,11 +574,9 @@ pub struct AggregateTable {
     aggs: Arc<Vec<Agg>>,
     output: SchemaRef,
     /// Encoded key to group number.
-    groups: HashMap<Box<[u8]>, usize>,
+    groups: GroupIndex,
     /// Per aggregate, its accumulators by group number.
     columns: Vec<AccColumn>,
-    /// How many groups there are.
-    group_count: usize,
     /// The morsel being read and the rows of it seen so far (see `Order`).
     morsel: u64,
     row: u64,
@@ -599,34 +604,42 @@ impl AggregateTable {
             .map_err(|e| Error::runtime(format!("aggregate: {e}")))?;
         let mut ids = Vec::with_capacity(rows);
         for row in encoded.iter() {
-            let bytes = row.as_ref();
-            let id = match self.groups.get(bytes) {
-                Some(&id) => id,
-                None => self.new_group(bytes.into()),
-            };
-            ids.push(id);
+            ids.push(self.group_of_key(row.as_ref()));
         }
         Ok(ids)
     }
 
-    fn new_group(&mut self, key: Box<[u8]>) -> usize {
-        let id = self.group_count;
-        self.groups.insert(key, id);
-        for (column, agg) in self.columns.iter_mut().zip(self.aggs.iter()) {
-            column.push_group(agg);
+    /// The group of an encoded key, created empty if new.
+    fn group_of_key(&mut self, key: &[u8]) -> usize {
+        let hash = self.groups.hash(key);
+        self.group_of_hashed(hash, key)
+    }
+
+    /// `group_of_key` with the hash `GroupIndex::hash` gave.
+    fn group_of_hashed(&mut self, hash: u64, key: &[u8]) -> usize {
+        let (id, new) = self.groups.find_or_insert(hash, key);
+        if new {
+            for (column, agg) in self.columns.iter_mut().zip(self.aggs.iter()) {
+                column.push_group(agg);
+            }
         }
-        self.group_count += 1;
         id
     }
 
     /// Groups in key order (nulls first), with their encoded keys.
     fn sorted(&self) -> Vec<(&[u8], usize)> {
-        let mut groups: Vec<(&[u8], usize)> = self
-            .groups
-            .iter()
-            .map(|(k, &id)| (k.as_ref(), id))
+        let mut groups: Vec<(&[u8], usize)> = (0..self.groups.len())
+            .map(|id| (self.groups.key(id), id))
             .collect();
-        groups.sort_unstable();
+        // Keys are distinct, so any sort gives one order. On a worker of the run's pool (a
+        // batch's result) its cores sort millions of groups together; elsewhere (a stream's
+        // epoch) the sort stays on its thread.
+        if rayon::current_thread_index().is_some() && groups.len() > PARALLEL_GROUPS {
+            use rayon::slice::ParallelSliceMut;
+            groups.par_sort_unstable();
+        } else {
+            groups.sort_unstable();
+        }
         groups
     }
 
@@ -634,11 +647,29 @@ impl AggregateTable {
         if self.keys.is_empty() {
             return Ok(Vec::new());
         }
-        let parser = self.converter.parser();
-        let rows: Vec<_> = sorted.iter().map(|(k, _)| parser.parse(k)).collect();
-        self.converter
-            .convert_rows(rows)
-            .map_err(|e| Error::runtime(format!("aggregate: {e}")))
+        let decode = |part: &[(&[u8], usize)]| {
+            let parser = self.converter.parser();
+            let rows: Vec<_> = part.iter().map(|(k, _)| parser.parse(k)).collect();
+            self.converter
+                .convert_rows(rows)
+                .map_err(|e| Error::runtime(format!("aggregate: {e}")))
+        };
+        if rayon::current_thread_index().is_none() || sorted.len() <= PARALLEL_GROUPS {
+            return decode(sorted);
+        }
+        // Millions of keys: decoded in parts on the pool's cores, then joined.
+        use rayon::prelude::*;
+        let parts: Vec<Vec<ArrayRef>> = sorted
+            .par_chunks(PARALLEL_GROUPS)
+            .map(decode)
+            .collect::<Result<_>>()?;
+        (0..self.keys.len())
+            .map(|key| {
+                let arrays: Vec<&dyn Array> = parts.iter().map(|part| part[key].as_ref()).collect();
+                arrow_select::concat::concat(&arrays)
+                    .map_err(|e| Error::runtime(format!("aggregate: {e}")))
+            })
+            .collect()
     }
 
     fn aggregate_column(&self, index: usize, ids: &[usize], field: &Field) -> Result<ArrayRef> {
@@ -803,27 +834,36 @@ impl AggregateState for AggregateTable {
     }
 
     fn merge(&mut self, other: Box<dyn AggregateState>) -> Result<()> {
-        let other = other
+        let mut other = other
             .into_any()
             .downcast::<AggregateTable>()
             .expect("merging states of one aggregation");
+        // The smaller table is merged into the larger (the first worker's state into an
+        // empty one costs nothing); which morsel is being read stays this state's.
+        if other.groups.len() > self.groups.len() {
+            let (morsel, row) = (self.morsel, self.row);
+            std::mem::swap(self, &mut *other);
+            (self.morsel, self.row) = (morsel, row);
+        }
         let AggregateTable {
             groups,
             mut columns,
             ..
         } = *other;
-        for (key, theirs) in groups {
-            let mine = match self.groups.get(&key) {
-                Some(&mine) => mine,
-                None => self.new_group(key),
-            };
-            for (index, column) in columns.iter_mut().enumerate() {
-                let call = self.aggs[index]
-                    .expr
+        let calls: Vec<String> = self
+            .aggs
+            .iter()
+            .map(|agg| {
+                agg.expr
                     .as_ref()
                     .map_or("count()", |e| e.source())
-                    .to_owned();
-                self.columns[index].merge(mine, column.take(theirs), &call)?;
+                    .to_owned()
+            })
+            .collect();
+        for (theirs, (key, hash)) in groups.keys_hashed_for(self.groups.seed()).enumerate() {
+            let mine = self.group_of_hashed(hash, key);
+            for (index, column) in columns.iter_mut().enumerate() {
+                self.columns[index].merge(mine, column.take(theirs), &calls[index])?;
             }
         }
         Ok(())
@@ -941,7 +981,7 @@ impl AggregateState for AggregateTable {
     }
 
     fn rows(&self) -> usize {
-        self.group_count
+        self.groups.len()
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
@@ -950,12 +990,14 @@ impl AggregateState for AggregateTable {
 }
 
 mod columns;
+mod group_index;
 pub mod windowed;
 use columns::AccColumn;
+use group_index::GroupIndex;
 
 impl GroupedRows for AggregateTable {
-    fn group_of(&mut self, keys: &[ArrayRef]) -> Result<usize> {
-        Ok(self.group_ids(keys, 1)?.first().copied().unwrap_or(0))
+    fn groups_of(&mut self, keys: &[ArrayRef], rows: usize) -> Result<Vec<usize>> {
+        self.group_ids(keys, rows)
     }
 
     fn add_grouped(&mut self, ids: &[usize], args: &[Option<ArrayRef>]) -> Result<()> {

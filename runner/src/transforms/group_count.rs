@@ -315,17 +315,21 @@ impl GroupCountState {
 const NULL_GROUP: usize = usize::MAX;
 
 impl super::GroupedRows for GroupCountState {
-    fn group_of(&mut self, keys: &[ArrayRef]) -> Result<usize> {
-        let Table::Text(map, _) = &mut self.table else {
+    fn groups_of(&mut self, keys: &[ArrayRef], rows: usize) -> Result<Vec<usize>> {
+        let (Table::Text(map, _), Some(text)) = (
+            &mut self.table,
+            keys.first().and_then(|k| k.as_string_opt::<i32>()),
+        ) else {
             return Err(crate::error::Error::runtime(
                 "group_count: grouped rows need one text key",
             ));
         };
-        let key = keys.first().filter(|k| k.is_valid(0));
-        Ok(match key.and_then(|k| k.as_string_opt::<i32>()) {
-            Some(text) => map.id_of(text.value(0)),
-            None => NULL_GROUP,
-        })
+        Ok((0..rows)
+            .map(|row| match text.is_valid(row) {
+                true => map.id_of(text.value(row)),
+                false => NULL_GROUP,
+            })
+            .collect())
     }
 
     fn add_grouped(&mut self, ids: &[usize], _args: &[Option<ArrayRef>]) -> Result<()> {

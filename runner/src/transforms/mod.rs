@@ -261,9 +261,9 @@ pub struct PlainColumns {
 
 /// An aggregate state fed by a kernel that reads the key and argument columns itself.
 pub trait GroupedRows {
-    /// The number of the group whose keys are `keys` (one array per key, of one value each),
-    /// created empty when new. A group keeps its number for the state's life.
-    fn group_of(&mut self, keys: &[arrow_array::ArrayRef]) -> Result<usize>;
+    /// The numbers of the groups of `rows` rows whose keys are `keys` (one array per key
+    /// column), each created empty when new. A group keeps its number for the state's life.
+    fn groups_of(&mut self, keys: &[arrow_array::ArrayRef], rows: usize) -> Result<Vec<usize>>;
     /// Adds rows whose groups are known: row `i` belongs to group `ids[i]`, and `args[a]` holds
     /// aggregate `a`'s argument for every row (`None` for `count()`). The rows come after those
     /// added before, in input order (see `AggregateState::begin_morsel`).

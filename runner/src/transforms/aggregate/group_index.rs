@@ -1,0 +1,144 @@
+//! The groups of an `aggregate` state: every group's encoded key (Arrow's row format) one after
+//! another in one buffer, with its hash, and a hash table from key to group number that keeps
+//! each key's hash. Growing the table, or merging another state of the same aggregation,
+//! hashes no key again, and a group costs no allocation of its own: with millions of groups
+//! (grouping by a user or a timestamp) a map of boxed keys spent most of its time allocating,
+//! freeing and rehashing.
+
+use std::hash::BuildHasher;
+
+use foldhash::fast::FixedState;
+use hashbrown::HashTable;
+
+/// The groups of one state; all states of one aggregation share `seed`.
+pub(super) struct GroupIndex {
+    /// Every group's key, in group order: group `g`'s ends at `ends[g]`.
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    /// Every group's key hash, in group order.
+    hashes: Vec<u64>,
+    /// (hash, group) of every group.
+    table: HashTable<(u64, usize)>,
+    /// Seeds the hasher: random per aggregation (keys come from the input, so the table must
+    /// not be predictable), shared by its states so that they can merge by hash.
+    seed: u64,
+}
+
+impl GroupIndex {
+    pub(super) fn new(seed: u64) -> GroupIndex {
+        GroupIndex {
+            bytes: Vec::new(),
+            ends: Vec::new(),
+            hashes: Vec::new(),
+            table: HashTable::new(),
+            seed,
+        }
+    }
+
+    /// How many groups there are.
+    pub(super) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Group `group`'s encoded key.
+    pub(super) fn key(&self, group: usize) -> &[u8] {
+        key_in(&self.bytes, &self.ends, group)
+    }
+
+    /// The hash `find_or_insert` wants for `key`.
+    pub(super) fn hash(&self, key: &[u8]) -> u64 {
+        FixedState::with_seed(self.seed).hash_one(key)
+    }
+
+    /// The group of `key` (hashed by `hash`), and whether it is new: a new group is numbered
+    /// `len()` as it was before the call.
+    pub(super) fn find_or_insert(&mut self, hash: u64, key: &[u8]) -> (usize, bool) {
+        let (bytes, ends) = (&self.bytes, &self.ends);
+        let same = |&(h, group): &(u64, usize)| h == hash && key_in(bytes, ends, group) == key;
+        if let Some(&(_, group)) = self.table.find(hash, same) {
+            return (group, false);
+        }
+        let group = self.ends.len();
+        self.table.insert_unique(hash, (hash, group), |&(h, _)| h);
+        self.bytes.extend_from_slice(key);
+        self.ends.push(self.bytes.len());
+        self.hashes.push(hash);
+        (group, true)
+    }
+
+    /// The seed of this table's hasher.
+    pub(super) fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Every group's key and hash, in group order, for a table seeded with `seed`: the hash
+    /// is kept when both share a seed, computed again otherwise.
+    pub(super) fn keys_hashed_for(&self, seed: u64) -> impl Iterator<Item = (&[u8], u64)> + '_ {
+        let rehash = (seed != self.seed).then(|| FixedState::with_seed(seed));
+        (0..self.len()).map(move |group| {
+            let key = self.key(group);
+            let hash = match &rehash {
+                None => self.hashes[group],
+                Some(hasher) => hasher.hash_one(key),
+            };
+            (key, hash)
+        })
+    }
+}
+
+fn key_in<'a>(bytes: &'a [u8], ends: &[usize], group: usize) -> &'a [u8] {
+    let start = match group {
+        0 => 0,
+        _ => ends[group - 1],
+    };
+    &bytes[start..ends[group]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_get_numbers_in_order_and_keep_them_as_the_table_grows() {
+        let mut index = GroupIndex::new(7);
+        let keys: Vec<Vec<u8>> = (0..20_000u32)
+            .map(|i| format!("key-{i}").repeat(1 + i as usize % 3).into_bytes())
+            .collect();
+        for (number, key) in keys.iter().enumerate() {
+            assert_eq!(index.find_or_insert(index.hash(key), key), (number, true));
+        }
+        // The empty key is a key too.
+        assert_eq!(
+            index.find_or_insert(index.hash(b""), b""),
+            (keys.len(), true)
+        );
+        for (number, key) in keys.iter().enumerate() {
+            assert_eq!(index.find_or_insert(index.hash(key), key), (number, false));
+            assert_eq!(index.key(number), &key[..]);
+        }
+        assert_eq!(index.len(), keys.len() + 1);
+    }
+
+    #[test]
+    fn keys_merge_into_a_table_with_another_seed_by_their_bytes() {
+        let mut mine = GroupIndex::new(1);
+        let mut same_seed = GroupIndex::new(1);
+        let mut other_seed = GroupIndex::new(2);
+        for key in [&b"a"[..], b"b", b"c"] {
+            same_seed.find_or_insert(same_seed.hash(key), key);
+            other_seed.find_or_insert(other_seed.hash(key), key);
+        }
+        mine.find_or_insert(mine.hash(b"b"), b"b");
+        for from in [&same_seed, &other_seed] {
+            let groups: Vec<(usize, bool)> = from
+                .keys_hashed_for(mine.seed())
+                .map(|(key, hash)| (key.to_vec(), hash))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|(key, hash)| mine.find_or_insert(hash, &key))
+                .collect();
+            assert_eq!(mine.len(), 3);
+            assert_eq!(groups[1], (0, false), "b was there first");
+        }
+    }
+}
