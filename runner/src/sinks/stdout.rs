@@ -206,26 +206,99 @@ pub fn render(
             }
         }
         StdoutFormat::Bars => out.push_str(&bars(batch, rows, terminal_width())),
-        StdoutFormat::Jsonl => {
-            let schema = batch.schema();
-            for row in 0..rows {
-                let object: serde_json::Map<String, serde_json::Value> = epoch
-                    .map(|epoch| ("epoch".to_owned(), serde_json::Value::from(epoch)))
-                    .into_iter()
-                    .chain(
-                        schema
-                            .fields()
-                            .iter()
-                            .zip(batch.columns())
-                            .map(|(f, c)| (f.name().clone(), cell(c.as_ref(), row).to_json())),
-                    )
-                    .collect();
-                out.push_str(&serde_json::Value::Object(object).to_string());
-                out.push('\n');
-            }
+        StdoutFormat::Jsonl if distinct_names(batch, epoch) => {
+            out = String::from_utf8(jsonl(batch, rows, epoch))
+                .expect("JSON text written from UTF-8 strings");
         }
+        StdoutFormat::Jsonl => out = jsonl_objects(batch, rows, epoch),
     }
     out
+}
+
+/// Whether every key of a jsonl object (the columns, and `epoch` first in a stream) is
+/// distinct, so that `jsonl` writes what building a JSON object per row gives.
+fn distinct_names(batch: &RecordBatch, epoch: Option<u64>) -> bool {
+    let schema = batch.schema();
+    let mut names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    if epoch.is_some() {
+        names.push("epoch");
+    }
+    names.sort_unstable();
+    names.windows(2).all(|pair| pair[0] != pair[1])
+}
+
+/// The first `rows` rows of `batch` as JSON objects, one per line, each built as a JSON object
+/// (the later of two keys of one name wins).
+fn jsonl_objects(batch: &RecordBatch, rows: usize, epoch: Option<u64>) -> String {
+    let mut out = String::new();
+    let schema = batch.schema();
+    for row in 0..rows {
+        let object: serde_json::Map<String, serde_json::Value> = epoch
+            .map(|epoch| ("epoch".to_owned(), serde_json::Value::from(epoch)))
+            .into_iter()
+            .chain(
+                schema
+                    .fields()
+                    .iter()
+                    .zip(batch.columns())
+                    .map(|(f, c)| (f.name().clone(), cell(c.as_ref(), row).to_json())),
+            )
+            .collect();
+        out.push_str(&serde_json::Value::Object(object).to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// `jsonl_objects` for distinct keys, written value by value
+/// (what serde_json gives for an object of `Cell::to_json` values, without building one per
+/// row: a result of millions of groups spent most of its printing there).
+fn jsonl(batch: &RecordBatch, rows: usize, epoch: Option<u64>) -> Vec<u8> {
+    let schema = batch.schema();
+    let keys: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| serde_json::to_string(f.name()).expect("a string serializes") + ":")
+        .collect();
+    let mut out = Vec::with_capacity(rows * 16 * keys.len().max(1));
+    for row in 0..rows {
+        out.push(b'{');
+        if let Some(epoch) = epoch {
+            out.extend_from_slice(format!("\"epoch\":{epoch}").as_bytes());
+        }
+        for (index, (key, column)) in keys.iter().zip(batch.columns()).enumerate() {
+            if index > 0 || epoch.is_some() {
+                out.push(b',');
+            }
+            out.extend_from_slice(key.as_bytes());
+            write_json_value(&mut out, cell(column.as_ref(), row));
+        }
+        out.extend_from_slice(b"}\n");
+    }
+    out
+}
+
+/// One value as `Cell::to_json` serializes.
+fn write_json_value(out: &mut Vec<u8>, value: crate::data::Cell) {
+    use crate::data::Cell;
+    let plain: &[u8] = match value {
+        Cell::Null => b"null",
+        Cell::Int(number) => {
+            out.extend_from_slice(number.to_string().as_bytes());
+            return;
+        }
+        Cell::Float(number) if !number.is_finite() => b"null",
+        Cell::Bool(true) => b"true",
+        Cell::Bool(false) => b"false",
+        Cell::Text(text) => return write_json(out, &text),
+        Cell::Float(number) => return write_json(out, &number),
+        other => return write_json(out, &other.to_json()),
+    };
+    out.extend_from_slice(plain);
+}
+
+fn write_json(out: &mut Vec<u8>, value: &impl serde::Serialize) {
+    serde_json::to_writer(out, value).expect("writing JSON into memory cannot fail");
 }
 
 /// The last numeric column: the bar length.
@@ -362,19 +435,32 @@ impl StdoutSink {
         }
     }
 
-    /// Prints tsv or jsonl rows (tsv's column names before the first rows of the run).
+    /// Prints tsv or jsonl rows (tsv's column names before the first rows of the run), a
+    /// slice at a time: the text of a result of millions of rows is never held whole, and a
+    /// closed pipe stops the printing.
     fn print_rows(&mut self, rows: &RecordBatch) -> Result<()> {
+        const SLICE_ROWS: usize = 8192;
         let epoch = self.streaming.then_some(self.epoch);
-        let mut text = render(rows, self.config.format, None, epoch);
-        if self.config.format == StdoutFormat::Tsv {
-            if self.header_printed {
-                text = text
-                    .split_once('\n')
-                    .map_or(String::new(), |(_, rows)| rows.to_owned());
+        let mut start = 0;
+        // At least once: an empty batch still prints tsv's column names.
+        loop {
+            let length = SLICE_ROWS.min(rows.num_rows() - start);
+            let slice = rows.slice(start, length);
+            start += length;
+            let mut text = render(&slice, self.config.format, None, epoch);
+            if self.config.format == StdoutFormat::Tsv {
+                if self.header_printed {
+                    text = text
+                        .split_once('\n')
+                        .map_or(String::new(), |(_, rows)| rows.to_owned());
+                }
+                self.header_printed = true;
             }
-            self.header_printed = true;
+            self.emit(&text)?;
+            if start >= rows.num_rows() || self.closed {
+                return Ok(());
+            }
         }
-        self.emit(&text)
     }
 
     /// Lays out and prints the rows waiting in `page`.
@@ -503,6 +589,104 @@ mod tests {
 
     fn counts() -> RecordBatch {
         crate::data::word_counts(&["romeo", "thou", "i’ll", "a\tb"], &[298, 277, 61, 60])
+    }
+
+    #[test]
+    fn jsonl_written_value_by_value_is_what_json_objects_give() {
+        use arrow_array::builder::{ListBuilder, StringBuilder};
+        use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+        let text = StringArray::from(vec![
+            Some("plain"),
+            Some("quote \" back\\slash \u{1b}[31m tab\t é ✓"),
+            None,
+            Some(""),
+            Some("\u{7f}\u{2028}"),
+            Some("last"),
+        ]);
+        let ints = Int64Array::from(vec![
+            Some(0),
+            Some(-7),
+            None,
+            Some(i64::MAX),
+            Some(i64::MIN),
+            Some(1),
+        ]);
+        let floats = Float64Array::from(vec![
+            Some(0.1),
+            Some(-0.0),
+            Some(f64::NAN),
+            Some(f64::INFINITY),
+            Some(1e300),
+            None,
+        ]);
+        let flags = BooleanArray::from(vec![
+            Some(true),
+            Some(false),
+            None,
+            Some(true),
+            None,
+            Some(false),
+        ]);
+        let times = arrow_array::TimestampMicrosecondArray::from(vec![
+            Some(0),
+            Some(1_700_000_000_123_456),
+            None,
+            Some(-1),
+            Some(86_400_000_000),
+            Some(1),
+        ])
+        .with_timezone("UTC");
+        let mut lists = ListBuilder::new(StringBuilder::new());
+        for row in 0..6 {
+            match row {
+                2 => lists.append_null(),
+                _ => {
+                    for item in 0..row {
+                        lists.values().append_value(format!("i\"{item}"));
+                    }
+                    lists.append(true);
+                }
+            }
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(text),
+            Arc::new(ints),
+            Arc::new(floats),
+            Arc::new(flags),
+            Arc::new(times),
+            Arc::new(lists.finish()),
+        ];
+        let names = ["t\"ext", "int", "float", "flag", "at", "list"];
+        let fields: Vec<arrow_schema::Field> = names
+            .iter()
+            .zip(&columns)
+            .map(|(name, c)| arrow_schema::Field::new(*name, c.data_type().clone(), true))
+            .collect();
+        let batch =
+            RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).unwrap();
+        for epoch in [None, Some(3)] {
+            for rows in [0, 1, 6] {
+                let fast = String::from_utf8(jsonl(&batch, rows, epoch)).unwrap();
+                assert_eq!(fast, jsonl_objects(&batch, rows, epoch));
+                assert_eq!(fast.lines().count(), rows);
+                assert_eq!(render(&batch, StdoutFormat::Jsonl, Some(rows), epoch), fast);
+            }
+        }
+        // A column named `epoch` in a stream: one key, as a JSON object has it.
+        let clash = crate::data::word_counts(&["a"], &[1]);
+        let renamed = RecordBatch::try_new(
+            Arc::new(arrow_schema::Schema::new(vec![
+                arrow_schema::Field::new("epoch", DataType::Utf8, true),
+                arrow_schema::Field::new("count", DataType::Int64, true),
+            ])),
+            clash.columns().to_vec(),
+        )
+        .unwrap();
+        assert!(!distinct_names(&renamed, Some(1)));
+        assert_eq!(
+            render(&renamed, StdoutFormat::Jsonl, None, Some(1)),
+            "{\"epoch\":\"a\",\"count\":1}\n"
+        );
     }
 
     #[test]
