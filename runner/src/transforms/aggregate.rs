@@ -628,8 +628,20 @@ impl AggregateTable {
 
     /// Groups in key order (nulls first), with their encoded keys.
     fn sorted(&self) -> Vec<(&[u8], usize)> {
-        let mut groups: Vec<(&[u8], usize)> = (0..self.groups.len())
-            .map(|id| (self.groups.key(id), id))
+        // Each key's first 16 bytes (zero-padded, big-endian: ordered as the bytes are) go
+        // with it, so that most comparisons read no key: with millions of groups the keys lie
+        // far apart in memory.
+        let prefix = |key: &[u8]| {
+            let mut head = [0u8; 16];
+            let n = key.len().min(16);
+            head[..n].copy_from_slice(&key[..n]);
+            u128::from_be_bytes(head)
+        };
+        let mut groups: Vec<(u128, &[u8], usize)> = (0..self.groups.len())
+            .map(|id| {
+                let key = self.groups.key(id);
+                (prefix(key), key, id)
+            })
             .collect();
         // Keys are distinct, so any sort gives one order. On a worker of the run's pool (a
         // batch's result) its cores sort millions of groups together; elsewhere (a stream's
@@ -640,7 +652,7 @@ impl AggregateTable {
         } else {
             groups.sort_unstable();
         }
-        groups
+        groups.into_iter().map(|(_, key, id)| (key, id)).collect()
     }
 
     fn key_columns(&self, sorted: &[(&[u8], usize)]) -> Result<Vec<ArrayRef>> {
@@ -672,7 +684,47 @@ impl AggregateTable {
             .collect()
     }
 
+    /// `aggregate_column` for the aggregates kept in plain vectors (`None` for others), read
+    /// without an `Acc` per group.
+    fn plain_column(&self, index: usize, ids: &[usize]) -> Result<Option<ArrayRef>> {
+        use arrow_array::{Float64Array, Int64Array};
+        Ok(Some(match &self.columns[index] {
+            AccColumn::Count(counts) => Arc::new(Int64Array::from_iter_values(
+                ids.iter().map(|&id| counts[id]),
+            )),
+            AccColumn::SumInt(sums, seen) => {
+                let call = self.aggs[index].expr.as_ref().map_or("sum", |e| e.source());
+                let sums = ids
+                    .iter()
+                    .map(|&id| {
+                        seen[id]
+                            .then(|| i64::try_from(sums[id]).map_err(|_| overflow(call)))
+                            .transpose()
+                    })
+                    .collect::<Result<Int64Array>>()?;
+                Arc::new(sums)
+            }
+            AccColumn::SumFloat(sums, seen) => Arc::new(
+                ids.iter()
+                    .map(|&id| seen[id].then_some(sums[id]))
+                    .collect::<Float64Array>(),
+            ),
+            AccColumn::Avg(sums, int_sums, counts) => Arc::new(
+                ids.iter()
+                    .map(|&id| {
+                        (counts[id] != 0)
+                            .then(|| (sums[id] + int_sums[id] as f64) / counts[id] as f64)
+                    })
+                    .collect::<Float64Array>(),
+            ),
+            AccColumn::Generic(_) => return Ok(None),
+        }))
+    }
+
     fn aggregate_column(&self, index: usize, ids: &[usize], field: &Field) -> Result<ArrayRef> {
+        if let Some(array) = self.plain_column(index, ids)? {
+            return Ok(array);
+        }
         use arrow_array::builder::*;
         let owned: Vec<Acc> = ids.iter().map(|&id| self.columns[index].acc(id)).collect();
         let accs = owned.iter();
@@ -860,10 +912,16 @@ impl AggregateState for AggregateTable {
                     .to_owned()
             })
             .collect();
+        // Room for every group of the other table (with millions of distinct keys, most are
+        // new here), so that the table does not grow step by step.
+        self.groups.reserve(groups.len(), groups.key_bytes());
         for (theirs, (key, hash)) in groups.keys_hashed_for(self.groups.seed()).enumerate() {
-            let mine = self.group_of_hashed(hash, key);
+            let (mine, new) = self.groups.find_or_insert(hash, key);
             for (index, column) in columns.iter_mut().enumerate() {
-                self.columns[index].merge(mine, column.take(theirs), &calls[index])?;
+                match new {
+                    true => self.columns[index].push_from(column, theirs),
+                    false => self.columns[index].merge(mine, column.take(theirs), &calls[index])?,
+                }
             }
         }
         Ok(())

@@ -144,6 +144,75 @@ fn partial_states_merge_to_the_answer_of_one() {
     }
 }
 
+/// More groups than are sorted on one thread: states of unequal size merged either way round,
+/// the result taken inside a pool of two (sorted and decoded in parts) and outside it, both
+/// equal to sums computed here.
+#[test]
+fn hundreds_of_thousands_of_groups_merge_sort_and_decode_in_parts_alike() {
+    let groups = 150_000;
+    let rows = 400_000;
+    let schema = sales().schema();
+    let batch = |range: std::ops::Range<usize>| {
+        let keys: StringArray = range
+            .clone()
+            .map(|i| Some(format!("k{}", i % groups)))
+            .collect();
+        let amounts: Int64Array = range.clone().map(|i| Some(i as i64)).collect();
+        let prices: Float64Array = range.map(|i| Some((i % 7) as f64)).collect();
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(keys), Arc::new(amounts), Arc::new(prices)],
+        )
+        .unwrap()
+    };
+    let mut expected = std::collections::BTreeMap::<String, (i64, i64, f64)>::new();
+    for i in 0..rows {
+        let entry = expected.entry(format!("k{}", i % groups)).or_default();
+        entry.0 += 1;
+        entry.1 += i as i64;
+        entry.2 += (i % 7) as f64;
+    }
+    let yaml = "{by: customer, aggs: {n: count(), total: sum(amount), mean: avg(price)}}";
+    let (a, _) = aggregation(yaml);
+    for (small_first, pool) in [(true, true), (false, false), (true, false)] {
+        let (small, large) = (batch(0..50_000), batch(50_000..rows));
+        let mut first = a.new_state();
+        let mut second = a.new_state();
+        let (to_first, to_second) = if small_first {
+            (small, large)
+        } else {
+            (large, small)
+        };
+        first.begin_morsel(0);
+        first.update(&to_first).unwrap();
+        second.begin_morsel(1);
+        second.update(&to_second).unwrap();
+        first.merge(second).unwrap();
+        let result = match pool {
+            true => rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap()
+                .install(move || first.result())
+                .unwrap(),
+            false => first.result().unwrap(),
+        };
+        assert_eq!(result.num_rows(), groups);
+        let keys = texts(&result, "customer");
+        let counts = texts(&result, "n");
+        let totals = texts(&result, "total");
+        let means = result.column(3).as_primitive::<Float64Type>();
+        for (row, (key, (n, total, price_sum))) in expected.iter().enumerate() {
+            assert_eq!(
+                (&keys[row], &counts[row], &totals[row]),
+                (key, &n.to_string(), &total.to_string()),
+                "row {row}"
+            );
+            assert!((means.value(row) - price_sum / *n as f64).abs() < 1e-9);
+        }
+    }
+}
+
 #[test]
 fn a_snapshot_restores_everything_needed_to_go_on() {
     let batch = sales();
