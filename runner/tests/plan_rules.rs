@@ -508,3 +508,44 @@ fn random_csv_aggregates_give_the_same_answer_with_and_without_the_kernel() {
         "only {filtered_cases} fused cases had filters"
     );
 }
+
+/// Hundreds of thousands of groups, most rows a new key: each worker's table passes the size
+/// at which the kernel hands keys straight to the state, on 1 and 2 cores, and later rows meet
+/// keys already there. Adjacent keys (read as one span), keys apart, and a `group_count`, each
+/// the same with and without the kernel.
+#[test]
+fn csv_aggregates_of_many_groups_give_the_same_answer_with_and_without_the_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let distinct = 800_000;
+    let mut csv = String::from("shop,user,amount,price,day\n");
+    for i in 0..900_000usize {
+        let user = match i % 97 {
+            0 => String::new(),
+            _ => format!("u{}", i % distinct),
+        };
+        let shop = ["north", "south", "øst"][i % 3];
+        csv.push_str(&format!(
+            "{shop},{user},{},{}.5,d{}\n",
+            i % 1000,
+            i % 10,
+            i % 5
+        ));
+    }
+    std::fs::write(dir.path().join("sales.csv"), csv).unwrap();
+    let columns = "{shop: text, user: text?, amount: integer, price: float, day: text}";
+    for steps in [
+        "{type: aggregate, by: [shop, user], aggs: {n: count(), total: sum(amount), mean: avg(price)}}",
+        "{type: aggregate, by: [user, day], aggs: {total: sum(amount)}}",
+        "{type: group_count, by: user}",
+    ] {
+        let yaml = format!(
+            "name: groups\nsource: {{type: file, path: sales.csv, format: csv, columns: {columns}}}\ntransforms:\n  - {steps}\nsinks:\n  - {{type: stdout, format: jsonl}}\n"
+        );
+        let p = write(dir.path(), "p.yaml", &yaml);
+        let reference = run(&p, &["--no-fusion", "--cores", "1"]);
+        assert!(reference.lines().count() > distinct / 2, "{steps}");
+        for cores in ["1", "2"] {
+            assert_eq!(run(&p, &["--cores", cores]), reference, "{steps} on {cores} cores");
+        }
+    }
+}

@@ -627,7 +627,13 @@ struct Worker {
     new_keys: Vec<(usize, usize, usize)>,
     /// Where `ids` holds a key's place in `new_keys` instead of its group.
     pending: Vec<usize>,
+    /// Whether the keys go straight to the state (`find_groups_in_state`): set once most rows
+    /// bring new keys to a table of over `DIRECT_GROUPS`.
+    direct: bool,
 }
+
+/// See `Worker::direct`.
+const DIRECT_GROUPS: usize = 1 << 18;
 
 /// A worker's table holds `PENDING | k` for the `k`th key new in the morsel until the state
 /// numbers it (the state's numbers are below 2^62, or `usize::MAX` for group_count's null).
@@ -662,6 +668,7 @@ impl Worker {
             others: Vec::new(),
             new_keys: Vec::new(),
             pending: Vec::new(),
+            direct: false,
         }
     }
 
@@ -972,10 +979,22 @@ impl Worker {
             None => self.kept.extend(0..rows),
         }
         self.ids.clear();
-        if let (true, Some(key_fields)) = (self.strided, self.key_fields) {
-            self.find_span_groups(kernel, text, key_fields)?;
+        if self.direct {
+            self.find_groups_in_state(kernel, text)?;
         } else {
-            self.find_groups(kernel, text)?;
+            if let (true, Some(key_fields)) = (self.strided, self.key_fields) {
+                self.find_span_groups(kernel, text, key_fields)?;
+            } else {
+                self.find_groups(kernel, text)?;
+            }
+            // Most rows bring a new key, and the table is large: it only doubles the state's
+            // work (grouping by a timestamp or an id), so the keys go to the state from now on.
+            let table = self.groups.len() + self.span_groups.len();
+            if self.new_keys.len() * 2 > self.kept.len() && table > DIRECT_GROUPS {
+                self.direct = true;
+                self.groups = WordCounts::new(WordHasher::default());
+                self.span_groups = WordCounts::new(WordHasher::default());
+            }
         }
         let grouped = self
             .state
@@ -1074,6 +1093,38 @@ impl Worker {
             }
             resolve_pending(&mut self.ids, &self.pending, &numbers);
         }
+        Ok(())
+    }
+
+    /// The groups of the kept rows, from the state itself (no table of the worker's own).
+    fn find_groups_in_state(&mut self, kernel: &CsvAggregate, text: &str) -> Result<()> {
+        let places = Places {
+            seps: &self.seps,
+            fields: self.layout.as_ref().map_or(0, |layout| layout.fields),
+            bytes: text.as_bytes(),
+            carriage_returns: self.carriage_returns,
+        };
+        let keys: Vec<ArrayRef> = kernel
+            .plain
+            .keys
+            .iter()
+            .map(|&column| match self.strided && self.span_key_only[column] {
+                // A key read as part of a span has no values of its own.
+                true => {
+                    let values = self.kept.iter().map(|&row| {
+                        let (start, end) = places.one(row, self.positions[column]);
+                        (start != end).then(|| &text[start..end])
+                    });
+                    Arc::new(StringArray::from_iter(values)) as ArrayRef
+                }
+                false => self.values[column].take(text, &self.kept),
+            })
+            .collect();
+        let grouped = self
+            .state
+            .grouped()
+            .ok_or_else(|| Error::runtime("the CSV aggregate kernel needs a grouped state"))?;
+        self.ids = grouped.groups_of(&keys, self.kept.len())?;
         Ok(())
     }
 

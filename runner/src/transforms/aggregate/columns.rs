@@ -196,6 +196,46 @@ impl AccColumn {
         }
     }
 
+    /// Adds a group whose state is group `theirs` of `other` (the same aggregate), moved out
+    /// of a table that is being merged away: a merge's new groups need no merging.
+    pub(super) fn push_from(&mut self, other: &mut AccColumn, theirs: usize) {
+        match (self, other) {
+            (AccColumn::Count(mine), AccColumn::Count(their)) => mine.push(their[theirs]),
+            (AccColumn::SumInt(sums, seen), AccColumn::SumInt(their_sums, their_seen)) => {
+                sums.push(their_sums[theirs]);
+                seen.push(their_seen[theirs]);
+            }
+            (AccColumn::SumFloat(sums, seen), AccColumn::SumFloat(their_sums, their_seen)) => {
+                sums.push(their_sums[theirs]);
+                seen.push(their_seen[theirs]);
+            }
+            (
+                AccColumn::Avg(sums, ints, counts),
+                AccColumn::Avg(their_sums, their_ints, their_counts),
+            ) => {
+                sums.push(their_sums[theirs]);
+                ints.push(their_ints[theirs]);
+                counts.push(their_counts[theirs]);
+            }
+            (AccColumn::Generic(accs), other) => accs.push(other.take(theirs)),
+            (mine, other) => unreachable!(
+                "states of one aggregate keep one kind: {} and {}",
+                mine.kind(),
+                other.kind()
+            ),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            AccColumn::Count(_) => "count",
+            AccColumn::SumInt(..) => "integer sum",
+            AccColumn::SumFloat(..) => "float sum",
+            AccColumn::Avg(..) => "average",
+            AccColumn::Generic(_) => "generic",
+        }
+    }
+
     /// The states of `ids` moved out of a table that is being merged away.
     pub(super) fn take(&mut self, id: usize) -> Acc {
         match self {

@@ -66,6 +66,19 @@ impl GroupIndex {
         (group, true)
     }
 
+    /// Makes room for `groups` more groups of `bytes` key bytes in all.
+    pub(super) fn reserve(&mut self, groups: usize, bytes: usize) {
+        self.table.reserve(groups, |&(hash, _)| hash);
+        self.ends.reserve(groups);
+        self.hashes.reserve(groups);
+        self.bytes.reserve(bytes);
+    }
+
+    /// How many bytes the keys take.
+    pub(super) fn key_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// The seed of this table's hasher.
     pub(super) fn seed(&self) -> u64 {
         self.seed
