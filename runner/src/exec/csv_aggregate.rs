@@ -372,6 +372,15 @@ impl Places<'_> {
         (start, end)
     }
 
+    /// Field `field` of `rows` as text (an empty field is null).
+    fn texts(&self, text: &str, rows: impl Iterator<Item = usize>, field: usize) -> ArrayRef {
+        let values = rows.map(|row| {
+            let (start, end) = self.one(row, field);
+            (start != end).then(|| &text[start..end])
+        });
+        Arc::new(StringArray::from_iter(values))
+    }
+
     /// Where the key from field `first` to field `last` of record `row` lies, hashed for
     /// `groups`, with its slot prefetched: (hash, head, start, length).
     #[inline(always)]
@@ -1110,13 +1119,7 @@ impl Worker {
             .iter()
             .map(|&column| match self.strided && self.span_key_only[column] {
                 // A key read as part of a span has no values of its own.
-                true => {
-                    let values = self.kept.iter().map(|&row| {
-                        let (start, end) = places.one(row, self.positions[column]);
-                        (start != end).then(|| &text[start..end])
-                    });
-                    Arc::new(StringArray::from_iter(values)) as ArrayRef
-                }
+                true => places.texts(text, self.kept.iter().copied(), self.positions[column]),
                 false => self.values[column].take(text, &self.kept),
             })
             .collect();
@@ -1185,11 +1188,8 @@ impl Worker {
                 .keys
                 .iter()
                 .map(|&column| {
-                    let values = self.new_keys.iter().map(|&(row, _, _)| {
-                        let (start, end) = places.one(row, self.positions[column]);
-                        (start != end).then(|| &text[start..end])
-                    });
-                    Arc::new(StringArray::from_iter(values)) as ArrayRef
+                    let rows = self.new_keys.iter().map(|&(row, _, _)| row);
+                    places.texts(text, rows, self.positions[column])
                 })
                 .collect();
             let numbers = grouped.groups_of(&keys, self.new_keys.len())?;
