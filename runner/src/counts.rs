@@ -469,6 +469,13 @@ impl WordCounts {
         self.slots.len() * std::mem::size_of::<Slot>() > LARGE_TABLE_BYTES
     }
 
+    /// Bytes the table and the long words' tails take.
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.long_tails.bytes.capacity()
+            + (self.long_tails.ends.capacity() + self.long_tails.hashes.capacity()) * 8
+    }
+
     /// The number of distinct words in the table.
     pub fn len(&self) -> usize {
         self.used

@@ -17,6 +17,7 @@ use crate::sources::BatchSource;
 use crate::transforms::StageKind;
 
 use super::fused::{WordCount, WordCounts, WordHasher};
+use super::spilled_aggregate::{Aggregated, Spill, SpilledGroups};
 use crate::plan::Fusion;
 
 /// What a finished run did.
@@ -70,10 +71,44 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
         }
         return Ok(finished(bus, rows_out, started, source.warnings()));
     }
-    let result = pool.install(|| {
+    let computed = pool.install(|| {
         crate::error::failpoint("batch-worker");
         compute(source, stages, fusion)
     })?;
+    let result = match computed {
+        Computed::Whole(result) => result,
+        Computed::Spilled { groups, rest, .. } if super::pipelined::streams(rest) => {
+            // The merged groups go through the steps after the aggregation to the sinks as
+            // they are merged: the result is never held whole.
+            tracing::info!(runs = groups.runs(), "aggregate spilled to disk; merging");
+            for sink in &mut pipeline.sinks {
+                sink.begin(0)?;
+            }
+            let rows_out = super::pipelined::deliver(
+                |emit| groups.for_each(emit),
+                rest,
+                &mut pipeline.sinks,
+                bus,
+            )?;
+            for (index, sink) in pipeline.sinks.iter_mut().enumerate() {
+                sink.commit()?;
+                bus.publish(Event::SinkWrote {
+                    sink: index,
+                    epoch: 0,
+                    rows: rows_out,
+                });
+            }
+            return Ok(finished(bus, rows_out, started, source.warnings()));
+        }
+        Computed::Spilled {
+            groups,
+            rest,
+            schema,
+        } => {
+            tracing::info!(runs = groups.runs(), "aggregate spilled to disk; merging");
+            finish(groups.collect(&schema)?, rest)?
+        }
+    };
     tracing::info!(
         rows = result.num_rows(),
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -116,20 +151,56 @@ fn finished(bus: &Bus, rows_out: u64, started: Instant, warnings: Vec<String>) -
     }
 }
 
+/// What a batch pipeline computed, before its sinks.
+pub(crate) enum Computed<'a> {
+    /// The result.
+    Whole(RecordBatch),
+    /// An aggregation spilled to disk: its groups, merged as they are read, go through the
+    /// steps after it (`rest`); `schema` is the aggregation's output.
+    Spilled {
+        groups: SpilledGroups<'a>,
+        rest: &'a [BuiltStage],
+        schema: arrow_schema::SchemaRef,
+    },
+}
+
+/// The steps after an aggregation run on its result, unless it was spilled.
+fn after_aggregation<'a>(
+    aggregated: Aggregated<'a>,
+    aggregation: &BuiltStage,
+    rest: &'a [BuiltStage],
+) -> Result<Computed<'a>> {
+    Ok(match aggregated {
+        Aggregated::Whole(result) => Computed::Whole(finish(result, rest)?),
+        Aggregated::Spilled(groups) => Computed::Spilled {
+            groups,
+            rest,
+            schema: aggregation.stage.output.clone(),
+        },
+    })
+}
+
 /// Computes the pipeline's result (on the current rayon pool) without writing sinks.
-pub fn compute(
+pub(crate) fn compute<'a>(
     source: &dyn BatchSource,
-    stages: &[BuiltStage],
+    stages: &'a [BuiltStage],
     fusion: Option<&Fusion>,
-) -> Result<RecordBatch> {
+) -> Result<Computed<'a>> {
     if let Some(fusion) = fusion {
         if let Some(word_count) = WordCount::new(fusion, stages) {
             let result = fused_word_count(source, &word_count)?;
-            return finish(result, &stages[fusion.count + 1..]);
+            return Ok(Computed::Whole(finish(
+                result,
+                &stages[fusion.count + 1..],
+            )?));
         }
         if let Some(kernel) = super::csv_aggregate::CsvAggregate::new(fusion, source, stages) {
-            let result = kernel.run(source)?;
-            return finish(result, &stages[fusion.count + 1..]);
+            let aggregated = kernel.run(source)?;
+            return after_aggregation(
+                aggregated,
+                &stages[fusion.count],
+                &stages[fusion.count + 1..],
+            );
         }
     }
     let parallel = stages
@@ -149,6 +220,7 @@ pub fn compute(
                 unreachable!("matched above")
             };
             let states = PerWorker::new();
+            let spill = Spill::new(aggregation.as_ref(), rayon::current_num_threads());
             source
                 .open()?
                 .into_par_iter()
@@ -158,20 +230,18 @@ pub fn compute(
                         || aggregation.new_state(),
                         |state| {
                             state.begin_morsel(index as u64);
-                            for_each_through(source, prefix, morsel, |batch| state.update(batch))
+                            for_each_through(source, prefix, morsel, |batch| state.update(batch))?;
+                            spill.check(state, 0).map(|_| ())
                         },
                     )
                 })?;
-            let mut state = aggregation.new_state();
-            for other in states.into_iter() {
-                state.merge(other)?;
-            }
+            let mut state = spill.merge(states.into_iter())?;
             // Rows a plugin's `finish` returns come after every morsel's.
             state.begin_morsel(u64::MAX);
             for batch in finished_batches(prefix)? {
                 state.update(&batch)?;
             }
-            (state.result()?, after)
+            return after_aggregation(spill.finish(state)?, first, after);
         }
         _ => {
             let mut pieces: Vec<(usize, Vec<RecordBatch>)> = source
@@ -186,7 +256,7 @@ pub fn compute(
         }
     };
 
-    finish(result, rest)
+    Ok(Computed::Whole(finish(result, rest)?))
 }
 
 /// A morsel decoded into batches and run through the leading row-wise stages (on a worker);

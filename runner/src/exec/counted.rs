@@ -201,6 +201,10 @@ impl Aggregation for CountedAggregation {
     fn plain_columns(&self) -> Option<crate::transforms::PlainColumns> {
         self.inner.plain_columns()
     }
+
+    fn memory_limit(&self) -> Option<usize> {
+        self.inner.memory_limit()
+    }
 }
 
 struct CountedState {
@@ -234,6 +238,10 @@ impl AggregateState for CountedState {
 
     fn rows(&self) -> usize {
         self.inner.rows()
+    }
+
+    fn spillable_bytes(&self) -> Option<usize> {
+        self.inner.spillable_bytes()
     }
 
     fn restore(&mut self, table: &RecordBatch) -> Result<()> {

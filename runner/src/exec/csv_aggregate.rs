@@ -34,6 +34,7 @@ use rayon::prelude::*;
 
 use super::batch::PerWorker;
 use super::csv_scan;
+use super::spilled_aggregate::{Aggregated, Spill};
 use super::BuiltStage;
 use crate::counts::{WordCounts, WordHasher, INLINE};
 use crate::data::ValueType;
@@ -114,8 +115,9 @@ impl<'a> CsvAggregate<'a> {
     }
 
     /// Aggregates the whole input (on the current rayon pool) into the aggregation's result.
-    pub fn run(&self, source: &dyn BatchSource) -> Result<RecordBatch> {
+    pub(crate) fn run(&self, source: &dyn BatchSource) -> Result<Aggregated<'a>> {
         let workers = PerWorker::new();
+        let spill = Spill::new(self.aggregation, rayon::current_num_threads());
         source
             .open()?
             .into_par_iter()
@@ -132,20 +134,23 @@ impl<'a> CsvAggregate<'a> {
                         };
                         if read {
                             source.recycle(morsel.bytes);
-                            return Ok(());
+                        } else {
+                            for batch in super::batch::decode_through(source, self.prefix, morsel)?
+                            {
+                                worker.state.update(&batch)?;
+                            }
                         }
-                        for batch in super::batch::decode_through(source, self.prefix, morsel)? {
-                            worker.state.update(&batch)?;
+                        let beside =
+                            worker.groups.memory_bytes() + worker.span_groups.memory_bytes();
+                        if spill.check(&mut worker.state, beside)? {
+                            worker.forget_groups();
                         }
                         Ok(())
                     },
                 )
             })?;
-        let mut state = self.aggregation.new_state();
-        for worker in workers.into_iter() {
-            state.merge(worker.state)?;
-        }
-        state.result()
+        let state = spill.merge(workers.into_iter().map(|worker| worker.state))?;
+        spill.finish(state)
     }
 }
 
@@ -679,6 +684,13 @@ impl Worker {
             pending: Vec::new(),
             direct: false,
         }
+    }
+
+    /// Forgets the group numbers of keys seen (the state was spilled and replaced).
+    fn forget_groups(&mut self) {
+        self.groups = WordCounts::new(WordHasher::default());
+        self.span_groups = WordCounts::new(WordHasher::default());
+        self.direct = false;
     }
 
     /// Makes the slots for `layout` (once: every file of a source has the same header).

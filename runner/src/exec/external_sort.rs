@@ -47,6 +47,8 @@ pub struct ExternalSort {
     runs: Vec<PathBuf>,
     /// Created with the first run; removed with everything in it when the sort is dropped.
     spill_dir: Option<tempfile::TempDir>,
+    /// What the runs are for, in messages and in the folder's name.
+    purpose: &'static str,
 }
 
 impl ExternalSort {
@@ -72,7 +74,14 @@ impl ExternalSort {
             buffered_bytes: 0,
             runs: Vec::new(),
             spill_dir: None,
+            purpose: "sort",
         }
+    }
+
+    /// The same sort, its runs for `purpose` (`aggregate`: an aggregation's spilled groups).
+    pub fn for_purpose(mut self, purpose: &'static str) -> Self {
+        self.purpose = purpose;
+        self
     }
 
     /// Sorted runs written to disk so far.
@@ -158,9 +167,23 @@ impl ExternalSort {
             .map_err(|e| Error::runtime(format!("sort: {e}")))
     }
 
+    /// Writes rows already in key order out as a run of their own (an aggregation's groups,
+    /// which its state sorts), after the runs written so far.
+    pub fn push_sorted_run(&mut self, sorted: RecordBatch) -> Result<()> {
+        if sorted.num_rows() == 0 {
+            return Ok(());
+        }
+        self.write_run(sorted)
+    }
+
     /// Sorts the buffer and writes it out as a run.
     fn spill(&mut self) -> Result<()> {
         let sorted = self.sorted_buffer()?;
+        self.write_run(sorted)
+    }
+
+    /// Writes `sorted` to a new run file, in batches of about `RUN_BATCH_BYTES`.
+    fn write_run(&mut self, sorted: RecordBatch) -> Result<()> {
         let path = self.next_run_path()?;
         let mut writer = RunWriter::create(&path, &self.schema)?;
         let row_bytes = sorted.get_array_memory_size() / sorted.num_rows().max(1);
@@ -179,11 +202,12 @@ impl ExternalSort {
     fn next_run_path(&mut self) -> Result<PathBuf> {
         if self.spill_dir.is_none() {
             let dir = tempfile::Builder::new()
-                .prefix("runner-sort-")
+                .prefix(&format!("runner-{}-", self.purpose))
                 .tempdir()
                 .map_err(|e| {
                     Error::runtime(format!(
-                        "sort: cannot create a folder for sorted runs in {}: {e}",
+                        "{}: cannot create a folder for sorted runs in {}: {e}",
+                        self.purpose,
                         std::env::temp_dir().display()
                     ))
                 })?;

@@ -11,6 +11,7 @@ pub mod fused;
 #[cfg(target_arch = "x86_64")]
 pub mod fused_avx512_blocks;
 pub mod pipelined;
+pub(crate) mod spilled_aggregate;
 pub mod split_count;
 pub mod stream;
 

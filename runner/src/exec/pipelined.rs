@@ -41,33 +41,11 @@ pub fn run(
         .take_while(|s| matches!(s.stage.kind, StageKind::Map(_)))
         .count();
     let (prefix, rest) = stages.split_at(parallel);
-    // A sort splits the rest: the steps before it stream into it, those after it get its rows.
-    let sort_at = rest.iter().position(|s| match &s.stage.kind {
-        StageKind::Global(global) => global.sort_keys().is_some(),
-        _ => false,
-    });
-    let (before, sort, after) = match sort_at {
-        Some(i) => (&rest[..i], Some(&rest[i]), &rest[i + 1..]),
-        None => (rest, None, &rest[rest.len()..]),
-    };
+    let (before, sort, after) = split_at_sort(rest);
     let mut tail = Tail::new(before);
-    let sorter = sort.and_then(|stage| {
-        let StageKind::Global(global) = &stage.stage.kind else {
-            return None;
-        };
-        let first = after.first().and_then(|next| match &next.stage.kind {
-            StageKind::Global(limit) => limit.first_rows(),
-            _ => None,
-        });
-        Some(ExternalSort::new(
-            stage.stage.output.clone(),
-            global.sort_keys()?,
-            first,
-        ))
-    });
     let mut delivery = Delivery {
         output: Output::new(sinks, bus),
-        sorter,
+        sorter: sorter(sort, after),
         sorted_in: 0,
     };
     let feed = Feed::new(source.open()?, window(cores));
@@ -123,6 +101,86 @@ pub fn run(
             delivery.deliver(batch)?;
         }
     }
+    drain(delivery, sort, after)
+}
+
+/// Hands the batches `produce` makes (an aggregation's result merged from disk, in order)
+/// through `stages` (row-wise steps, limits and at most one sort: see [`streams`]) into
+/// `sinks` (already begun), until `produce` ends or nothing more is wanted (it is told so by
+/// `false`). Returns the rows the sinks were given.
+pub(crate) fn deliver(
+    produce: impl FnOnce(&mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()>,
+    stages: &[BuiltStage],
+    sinks: &mut [Box<dyn Sink>],
+    bus: &crate::events::Bus,
+) -> Result<u64> {
+    let (before, sort, after) = split_at_sort(stages);
+    let mut tail = Tail::new(before);
+    let mut delivery = Delivery {
+        output: Output::new(sinks, bus),
+        sorter: sorter(sort, after),
+        sorted_in: 0,
+    };
+    produce(&mut |batch| {
+        if let Some(batch) = tail.push(batch)? {
+            delivery.deliver(batch)?;
+        }
+        Ok(!tail.exhausted() && delivery.wants_more())
+    })?;
+    if delivery.wants_more() {
+        for batch in tail.finish()? {
+            delivery.deliver(batch)?;
+        }
+    }
+    drain(delivery, sort, after)
+}
+
+/// Whether `stages` can take their input batch by batch: row-wise steps, limits, and at most
+/// one sort.
+pub(crate) fn streams(stages: &[BuiltStage]) -> bool {
+    let mut sorts = 0;
+    stages.iter().all(|s| match &s.stage.kind {
+        StageKind::Map(_) => true,
+        StageKind::Global(global) if global.sort_keys().is_some() => {
+            sorts += 1;
+            sorts == 1
+        }
+        StageKind::Global(global) => global.first_rows().is_some(),
+        StageKind::Aggregate(_) => false,
+    })
+}
+
+/// A sort splits the steps: those before it stream into it, those after it get its rows.
+fn split_at_sort(stages: &[BuiltStage]) -> (&[BuiltStage], Option<&BuiltStage>, &[BuiltStage]) {
+    let sort_at = stages.iter().position(|s| match &s.stage.kind {
+        StageKind::Global(global) => global.sort_keys().is_some(),
+        _ => false,
+    });
+    match sort_at {
+        Some(i) => (&stages[..i], Some(&stages[i]), &stages[i + 1..]),
+        None => (stages, None, &stages[stages.len()..]),
+    }
+}
+
+/// The sort `sort` stands for, keeping only the first rows when a limit follows it.
+fn sorter(sort: Option<&BuiltStage>, after: &[BuiltStage]) -> Option<ExternalSort> {
+    let StageKind::Global(global) = &sort?.stage.kind else {
+        return None;
+    };
+    let first = after.first().and_then(|next| match &next.stage.kind {
+        StageKind::Global(limit) => limit.first_rows(),
+        _ => None,
+    });
+    Some(ExternalSort::new(
+        sort?.stage.output.clone(),
+        global.sort_keys()?,
+        first,
+    ))
+}
+
+/// After the input: the sort's rows through the steps after it into the sinks. Returns the
+/// rows the sinks were given.
+fn drain(delivery: Delivery, sort: Option<&BuiltStage>, after: &[BuiltStage]) -> Result<u64> {
     let Delivery {
         mut output,
         sorter,

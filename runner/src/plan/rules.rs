@@ -27,6 +27,11 @@
 
 use serde::Serialize;
 
+/// Whether a batch run spills the step's groups to disk past a memory limit.
+fn spills(built: &BuiltStage) -> bool {
+    matches!(&built.stage.kind, StageKind::Aggregate(a) if a.memory_limit().is_some())
+}
+
 use super::{BuiltStage, Operator, PhysicalPlan};
 use crate::sources::BuiltSource;
 use crate::transforms::{PerValue, StageKind, TextSplit};
@@ -133,12 +138,17 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
     }];
     let covered = fusion.as_ref().map_or_else(Vec::new, Fusion::steps);
     if let Some(fusion) = &fusion {
+        let spills = stages.get(fusion.count).is_some_and(spills);
         operators.push(Operator {
             name: fusion.kernel.operator(),
             steps: covered.clone(),
             runs: match fusion.kernel {
                 Kernel::WordCount => "from input bytes into per-worker counts, merged once",
                 Kernel::SplitCount => "from each epoch's input bytes into the kept state",
+                Kernel::CsvAggregate if spills => {
+                    "from input bytes into per-worker groups, merged once; past the memory \
+                     limit, spilled to temporary files and merged by key"
+                }
                 Kernel::CsvAggregate => "from input bytes into per-worker groups, merged once",
             },
         });
@@ -158,6 +168,11 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
             StageKind::Map(_) if streaming => ("row_wise", "on each epoch's new rows"),
             StageKind::Map(_) => ("row_wise", "on every worker"),
             StageKind::Aggregate(_) if streaming => ("hash_aggregate", "state kept across epochs"),
+            StageKind::Aggregate(_) if spills(built) => (
+                "hash_aggregate",
+                "per worker, then merged; past the memory limit, spilled to temporary files \
+                 and merged by key",
+            ),
             StageKind::Aggregate(_) => ("hash_aggregate", "per worker, then merged"),
             StageKind::Global(global) if streams && global.sort_keys().is_some() => {
                 let before_limit = stages.get(i + 1).is_some_and(|next| {

@@ -4,6 +4,7 @@
 //! which import it and never `config` itself: no cycle between them.
 
 pub mod env;
+pub mod size;
 pub mod tagged;
 
 use std::path::{Path, PathBuf};

@@ -29,8 +29,9 @@ use crate::expr::{compile_aggregate, compile_named, AggregateFunction, Expr};
 /// written. `count()`, `count(x)`, `sum`, `min`, `max`, `avg`, `count_distinct`, `first`, `last`
 /// (in input order, whatever the cores) and `collect_list`. Rows come ordered by key, nulls
 /// first. Sums of integers are exact; a total past i64 is an error, not a wrap. Each worker
-/// aggregates into its own table, merged once; in a stream the state persists across epochs,
-/// and a checkpoint saves what each group needs to go on. See
+/// aggregates into its own table, merged once; a batch run spills groups past `memory_limit`
+/// to disk. In a stream the state persists across epochs, and a checkpoint saves what each
+/// group needs to go on. See
 /// [Records](../../records.md#aggregate).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +54,13 @@ pub struct AggregateConfig {
     #[serde(default, deserialize_with = "crate::settings::duration::opt")]
     #[schemars(with = "Option<String>")]
     pub watermark: Option<std::time::Duration>,
+    /// Batch runs: the memory the aggregation may take (all workers together) before its
+    /// groups are spilled to temporary files as sorted runs, merged by key at the end, e.g.
+    /// `512MiB`, `4GB`. Default: half the machine's memory (or of the container's limit).
+    /// Streams keep their state in memory (and in checkpoints).
+    #[serde(default, deserialize_with = "crate::settings::size::opt")]
+    #[schemars(with = "Option<String>")]
+    pub memory_limit: Option<u64>,
 }
 
 impl BuildTransform for AggregateConfig {
@@ -130,6 +138,12 @@ impl AggregateConfig {
         }
         let key_fields: Vec<SortField> =
             keys.iter().map(|k| SortField::new(k.data_type())).collect();
+        if self.memory_limit.is_some() && self.window.is_some() {
+            return Err(
+                "`memory_limit` applies to aggregates without a window (windows are kept in memory)"
+                    .into(),
+            );
+        }
         let output: SchemaRef = Arc::new(Schema::new(fields));
         Ok(Stage {
             output: output.clone(),
@@ -138,6 +152,7 @@ impl AggregateConfig {
                 key_fields,
                 aggs: Arc::new(aggs),
                 output,
+                memory_limit: self.memory_limit,
                 group_seed: std::hash::BuildHasher::hash_one(
                     &foldhash::fast::RandomState::default(),
                     0u8,
@@ -172,11 +187,20 @@ pub struct Aggregate {
     output: SchemaRef,
     /// Seeds its states' group tables (see `GroupIndex`).
     group_seed: u64,
+    /// `memory_limit:` as written (bytes); `None`: the machine's default.
+    memory_limit: Option<u64>,
 }
 
 impl Aggregation for Aggregate {
     fn key_columns(&self) -> usize {
         self.keys.len()
+    }
+
+    fn memory_limit(&self) -> Option<usize> {
+        Some(match self.memory_limit {
+            Some(bytes) => usize::try_from(bytes).unwrap_or(usize::MAX),
+            None => crate::settings::size::default_memory_limit(),
+        })
     }
 
     /// `groupBy(keys).agg(...)` then runner's order (by key, nulls first). Only the aggregates
@@ -263,6 +287,7 @@ impl Aggregation for Aggregate {
             columns: self.aggs.iter().map(AccColumn::new).collect(),
             morsel: 0,
             row: 0,
+            held: 0,
         });
         if self.keys.is_empty() {
             // Without keys there is one group, even over no rows (`count()` is then 0).
@@ -309,6 +334,14 @@ impl Value {
                 .unwrap_or_else(|| a.is_nan().cmp(&b.is_nan())),
             (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
             _ => std::cmp::Ordering::Equal,
+        }
+    }
+
+    /// Bytes the value holds outside itself (a text's characters).
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Value::Text(s) => s.capacity(),
+            _ => 0,
         }
     }
 
@@ -417,8 +450,12 @@ impl Acc {
         row: usize,
         order: Order,
         call: &str,
-    ) -> Result<()> {
+    ) -> Result<isize> {
         let present = values.is_none_or(|v| v.is_valid(row));
+        // What the accumulator grew by outside itself (kept texts, distinct values, list
+        // items), for the state's memory estimate.
+        let mut grew = 0isize;
+        let held = |v: &Option<Value>| v.as_ref().map_or(0, Value::heap_bytes) as isize;
         match self {
             Acc::Count(n) => *n += i64::from(present),
             _ if !present && !matches!(self, Acc::First(_) | Acc::Last(_)) => {}
@@ -457,6 +494,7 @@ impl Acc {
             Acc::Min(best) => {
                 if let Some(v) = Value::read(values.expect("min has an argument").as_ref(), row) {
                     if best.as_ref().is_none_or(|b| v.cmp(b).is_lt()) {
+                        grew = v.heap_bytes() as isize - held(best);
                         *best = Some(v);
                     }
                 }
@@ -464,6 +502,7 @@ impl Acc {
             Acc::Max(best) => {
                 if let Some(v) = Value::read(values.expect("max has an argument").as_ref(), row) {
                     if best.as_ref().is_none_or(|b| v.cmp(b).is_gt()) {
+                        grew = v.heap_bytes() as isize - held(best);
                         *best = Some(v);
                     }
                 }
@@ -473,26 +512,35 @@ impl Acc {
                     values.expect("count_distinct has an argument").as_ref(),
                     row,
                 ) {
-                    set.insert(DistinctKey::of(v));
+                    let bytes = v.heap_bytes() + std::mem::size_of::<DistinctKey>() + 8;
+                    if set.insert(DistinctKey::of(v)) {
+                        grew = bytes as isize;
+                    }
                 }
             }
             Acc::First(kept) => {
                 if kept.as_ref().is_none_or(|(o, _)| order < *o) {
-                    *kept = Some((order, values.and_then(|v| Value::read(v.as_ref(), row))));
+                    let value = values.and_then(|v| Value::read(v.as_ref(), row));
+                    grew = held(&value) - kept.as_ref().map_or(0, |(_, v)| held(v));
+                    *kept = Some((order, value));
                 }
             }
             Acc::Last(kept) => {
                 if kept.as_ref().is_none_or(|(o, _)| order > *o) {
-                    *kept = Some((order, values.and_then(|v| Value::read(v.as_ref(), row))));
+                    let value = values.and_then(|v| Value::read(v.as_ref(), row));
+                    grew = held(&value) - kept.as_ref().map_or(0, |(_, v)| held(v));
+                    *kept = Some((order, value));
                 }
             }
             Acc::List(items) => {
                 if let Some(v) = values.and_then(|v| Value::read(v.as_ref(), row)) {
-                    items.push((order, v.text()));
+                    let text = v.text();
+                    grew = (text.capacity() + std::mem::size_of::<(Order, String)>()) as isize;
+                    items.push((order, text));
                 }
             }
         }
-        Ok(())
+        Ok(grew)
     }
 
     fn merge(&mut self, other: Acc, call: &str) -> Result<()> {
@@ -580,6 +628,8 @@ pub struct AggregateTable {
     /// The morsel being read and the rows of it seen so far (see `Order`).
     morsel: u64,
     row: u64,
+    /// Bytes the accumulators hold outside their vectors, as `update` reported them.
+    held: isize,
 }
 
 impl AggregateTable {
@@ -1042,6 +1092,14 @@ impl AggregateState for AggregateTable {
         self.groups.len()
     }
 
+    /// The groups' keys and table, the accumulators' vectors and what they hold (estimated
+    /// as it was added). The snapshot is in key order and `restore` merges equal keys, as a
+    /// spill needs.
+    fn spillable_bytes(&self) -> Option<usize> {
+        let columns: usize = self.columns.iter().map(AccColumn::memory_bytes).sum();
+        Some(self.groups.memory_bytes() + columns + self.held.max(0) as usize)
+    }
+
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
     }
@@ -1063,7 +1121,7 @@ impl GroupedRows for AggregateTable {
         for (index, agg) in aggs.iter().enumerate() {
             let call = agg.expr.as_ref().map_or("count()", |e| e.source());
             let values = args.get(index).and_then(Option::as_ref);
-            self.columns[index].update(values, ids, (self.morsel, self.row), call)?;
+            self.held += self.columns[index].update(values, ids, (self.morsel, self.row), call)?;
         }
         self.row += ids.len() as u64;
         Ok(())

@@ -87,6 +87,7 @@ impl BuildTransform for GroupCountConfig {
                     .collect(),
                 window: None,
                 watermark: None,
+                memory_limit: None,
             };
             let stage = counting.build(ctx)?;
             let keys = names.len();

@@ -171,6 +171,11 @@ pub trait Aggregation: Send + Sync {
     fn plain_columns(&self) -> Option<PlainColumns> {
         None
     }
+    /// The bytes a batch run's states of this aggregation may hold together before they are
+    /// spilled to disk (states that report `spillable_bytes`); `None`: no limit.
+    fn memory_limit(&self) -> Option<usize> {
+        None
+    }
     /// Declared by an aggregation over event-time windows: its states are `EventTimeState`s,
     /// and a stream ends each epoch through them.
     fn windowed(&self) -> Option<Windowing> {
@@ -287,6 +292,14 @@ pub trait AggregateState: Send {
     fn result(&self) -> Result<RecordBatch>;
     /// How many rows (groups) the state holds.
     fn rows(&self) -> usize;
+    /// For a state a batch run may spill to disk when it outgrows its memory limit: about how
+    /// many bytes it holds. Such a state's `snapshot` is in key order (the key columns first,
+    /// ordered as Arrow's row format orders them, ascending, nulls first) and `restore`
+    /// merges rows of equal keys, so that snapshots written to disk merge back by key.
+    /// `None`: the state stays in memory.
+    fn spillable_bytes(&self) -> Option<usize> {
+        None
+    }
     /// What a checkpoint saves: by default the `result()`; states whose result does not hold
     /// all they need (an average's count) save more.
     fn snapshot(&self) -> Result<RecordBatch> {

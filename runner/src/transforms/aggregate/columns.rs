@@ -59,13 +59,16 @@ impl AccColumn {
 
     /// Adds every row of a batch: `values` is the aggregate's argument (`None` for
     /// `count()`), `ids` each row's group, `order` the first row's place in the input.
+    /// Returns how many bytes the accumulators grew by outside their vector (kept texts,
+    /// distinct values, list items).
     pub(super) fn update(
         &mut self,
         values: Option<&ArrayRef>,
         ids: &[usize],
         order: Order,
         call: &str,
-    ) -> Result<()> {
+    ) -> Result<isize> {
+        let mut grew = 0isize;
         let valid = |row: usize| values.is_none_or(|v| v.is_valid(row));
         let all_valid = values.is_none_or(|v| v.null_count() == 0);
         match self {
@@ -133,11 +136,28 @@ impl AccColumn {
             }
             AccColumn::Generic(accs) => {
                 for (row, &id) in ids.iter().enumerate() {
-                    accs[id].add(values, row, (order.0, order.1 + row as u64), call)?;
+                    grew += accs[id].add(values, row, (order.0, order.1 + row as u64), call)?;
                 }
             }
         }
-        Ok(())
+        Ok(grew)
+    }
+
+    /// Bytes the accumulators' vectors take (what they hold outside them is counted by the
+    /// table from what `update` returns).
+    pub(super) fn memory_bytes(&self) -> usize {
+        use std::mem::size_of;
+        match self {
+            AccColumn::Count(c) => c.capacity() * size_of::<i64>(),
+            AccColumn::SumInt(s, seen) => s.capacity() * size_of::<i128>() + seen.capacity(),
+            AccColumn::SumFloat(s, seen) => s.capacity() * size_of::<f64>() + seen.capacity(),
+            AccColumn::Avg(s, i, c) => {
+                s.capacity() * size_of::<f64>()
+                    + i.capacity() * size_of::<i128>()
+                    + c.capacity() * size_of::<i64>()
+            }
+            AccColumn::Generic(accs) => accs.capacity() * size_of::<Acc>(),
+        }
     }
 
     /// Group `id`'s state as an `Acc` (for snapshots, merges and results).

@@ -74,6 +74,13 @@ impl GroupIndex {
         self.bytes.reserve(bytes);
     }
 
+    /// Bytes the keys, their hashes and the table take.
+    pub(super) fn memory_bytes(&self) -> usize {
+        self.bytes.capacity()
+            + (self.ends.capacity() + self.hashes.capacity()) * 8
+            + self.table.allocation_size()
+    }
+
     /// How many bytes the keys take.
     pub(super) fn key_bytes(&self) -> usize {
         self.bytes.len()

@@ -1,0 +1,400 @@
+//! An aggregation of a batch run in bounded memory, as DuckDB's and Spark's aggregates spill:
+//! when a worker's groups outgrow its share of the aggregation's `memory_limit`, its state is
+//! written to a temporary file as a run sorted by key (the state's `snapshot`, which keeps what
+//! each group needs to go on: an average's sum and count, the distinct values) and the worker
+//! starts an empty one. At the end the runs are merged by key (`ExternalSort`'s merge), a
+//! slice of keys at a time: the rows of one slice, every run's rows of those keys, are restored
+//! into an empty state, which merges equal keys, and its result is handed on. The answer is the
+//! in-memory one, in the same key order; memory holds one slice and one batch of each run.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use arrow_array::RecordBatch;
+use arrow_row::{RowConverter, SortField};
+
+use super::external_sort::ExternalSort;
+use crate::error::{Error, Result};
+use crate::transforms::{AggregateState, Aggregation, SortKey};
+
+/// Rows of runs restored into one state at the end (more when the last key goes on).
+const MERGE_ROWS: usize = 65_536;
+
+/// The spilled runs of one aggregation in a batch run, shared by its workers.
+pub(crate) struct Spill<'a> {
+    aggregation: &'a dyn Aggregation,
+    /// A worker's share of the limit; `None`: states stay in memory.
+    share: Option<usize>,
+    runs: Mutex<Option<ExternalSort>>,
+    spilled: AtomicUsize,
+}
+
+impl<'a> Spill<'a> {
+    /// For `workers` workers sharing the aggregation's `memory_limit`.
+    pub fn new(aggregation: &'a dyn Aggregation, workers: usize) -> Spill<'a> {
+        // Without keys there is one group: nothing to spill it by.
+        // Half the limit for the groups: writing a state out takes about as much again
+        // while it lasts (its snapshot, the order of its keys).
+        let share = match aggregation.key_columns() {
+            0 => None,
+            _ => aggregation
+                .memory_limit()
+                .map(|limit| (limit / 2 / workers.max(1)).max(1)),
+        };
+        Spill {
+            aggregation,
+            share,
+            runs: Mutex::new(None),
+            spilled: AtomicUsize::new(0),
+        }
+    }
+
+    /// After a morsel: when `state` (with `beside` more bytes the worker keeps for it, a
+    /// kernel's lookup table) holds more than a worker's share, writes it out and leaves an
+    /// empty state in its place. Returns whether it did (the worker then forgets what it
+    /// kept for the old state).
+    pub fn check(&self, state: &mut Box<dyn AggregateState>, beside: usize) -> Result<bool> {
+        let (Some(share), Some(bytes)) = (self.share, state.spillable_bytes()) else {
+            return Ok(false);
+        };
+        if bytes + beside <= share {
+            return Ok(false);
+        }
+        let full = std::mem::replace(state, self.aggregation.new_state());
+        self.write(full)?;
+        Ok(true)
+    }
+
+    /// Runs written so far.
+    pub fn runs(&self) -> usize {
+        self.spilled.load(Ordering::Relaxed)
+    }
+
+    fn write(&self, state: Box<dyn AggregateState>) -> Result<()> {
+        if state.rows() == 0 {
+            return Ok(());
+        }
+        let snapshot = state.snapshot()?;
+        drop(state);
+        let keys = self.aggregation.key_columns();
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        let sort = runs.get_or_insert_with(|| {
+            let keys = (0..keys)
+                .map(|column| SortKey {
+                    column,
+                    descending: false,
+                })
+                .collect();
+            ExternalSort::new(snapshot.schema(), keys, None).for_purpose("aggregate")
+        });
+        sort.push_sorted_run(snapshot)
+            .map_err(|e| Error::runtime(format!("spilling groups to disk: {e}")))?;
+        self.spilled.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The workers' states as one: merged in memory when nothing was spilled, else each
+    /// written out as one more run.
+    pub fn merge(
+        &self,
+        states: impl IntoIterator<Item = Box<dyn AggregateState>>,
+    ) -> Result<Box<dyn AggregateState>> {
+        let mut merged = self.aggregation.new_state();
+        for state in states {
+            match self.runs() {
+                0 => merged.merge(state)?,
+                _ => self.write(state)?,
+            }
+        }
+        Ok(merged)
+    }
+
+    /// The aggregate of everything `check` spilled and `state` (the merged rest).
+    pub fn finish(self, state: Box<dyn AggregateState>) -> Result<Aggregated<'a>> {
+        if self.runs() == 0 {
+            return Ok(Aggregated::Whole(state.result()?));
+        }
+        self.write(state)?;
+        let runs = self.runs();
+        let sort = self
+            .runs
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .expect("runs were written");
+        Ok(Aggregated::Spilled(SpilledGroups {
+            aggregation: self.aggregation,
+            sort,
+            runs,
+            merge_rows: MERGE_ROWS,
+        }))
+    }
+}
+
+/// An aggregation's result: whole, or to be merged from runs on disk.
+pub(crate) enum Aggregated<'a> {
+    Whole(RecordBatch),
+    Spilled(SpilledGroups<'a>),
+}
+
+/// Groups spilled to disk in sorted runs, merged as they are handed on.
+pub(crate) struct SpilledGroups<'a> {
+    aggregation: &'a dyn Aggregation,
+    sort: ExternalSort,
+    runs: usize,
+    /// Rows restored into one state at a time (`MERGE_ROWS`; tests make it small).
+    merge_rows: usize,
+}
+
+impl SpilledGroups<'_> {
+    /// Runs on disk (the last one is the groups held at the end).
+    pub fn runs(&self) -> usize {
+        self.runs
+    }
+
+    /// Hands the result to `emit` a slice of keys at a time, in key order, until the end or
+    /// until `emit` returns `false`.
+    pub fn for_each(self, mut emit: impl FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
+        let keys = self.aggregation.key_columns();
+        let aggregation = self.aggregation;
+        let mut pending: Vec<RecordBatch> = Vec::new();
+        let mut pending_rows = 0;
+        let mut wanted = true;
+        let mut converter: Option<RowConverter> = None;
+        let finish_slice = |rows: &RecordBatch| -> Result<RecordBatch> {
+            let mut state = aggregation.new_state();
+            state.restore(rows)?;
+            state.result()
+        };
+        self.sort.finish(|batch| {
+            pending_rows += batch.num_rows();
+            pending.push(batch);
+            if pending_rows < self.merge_rows {
+                return Ok(true);
+            }
+            let all = crate::data::concat(&pending[0].schema(), &pending);
+            pending.clear();
+            // Rows of the last key may go on in the next batch: they wait for it.
+            let converter = match &mut converter {
+                Some(converter) => converter,
+                None => converter.insert(key_converter(&all, keys)?),
+            };
+            let cut = last_key_start(converter, &all, keys)?;
+            let rest = all.slice(cut, all.num_rows() - cut);
+            pending_rows = rest.num_rows();
+            pending.push(rest);
+            if cut == 0 {
+                return Ok(true);
+            }
+            wanted = emit(finish_slice(&all.slice(0, cut))?)?;
+            Ok(wanted)
+        })?;
+        if wanted && pending_rows > 0 {
+            let all = crate::data::concat(&pending[0].schema(), &pending);
+            emit(finish_slice(&all)?)?;
+        }
+        Ok(())
+    }
+
+    /// The whole result as one batch (for steps after the aggregation that need all of it).
+    pub fn collect(self, schema: &arrow_schema::SchemaRef) -> Result<RecordBatch> {
+        let mut parts = Vec::new();
+        self.for_each(|batch| {
+            parts.push(batch);
+            Ok(true)
+        })?;
+        Ok(crate::data::concat(schema, &parts))
+    }
+}
+
+/// Encodes the first `keys` columns of a spilled run as the sort compares them.
+fn key_converter(batch: &RecordBatch, keys: usize) -> Result<RowConverter> {
+    let fields = batch.schema().fields()[..keys]
+        .iter()
+        .map(|f| SortField::new(f.data_type().clone()))
+        .collect();
+    RowConverter::new(fields).map_err(|e| Error::runtime(format!("merging spilled groups: {e}")))
+}
+
+/// Where the rows of `batch`'s last key begin (rows are in key order).
+fn last_key_start(converter: &RowConverter, batch: &RecordBatch, keys: usize) -> Result<usize> {
+    let columns = batch.columns()[..keys].to_vec();
+    let rows = converter
+        .convert_columns(&columns)
+        .map_err(|e| Error::runtime(format!("merging spilled groups: {e}")))?;
+    let last = rows.num_rows() - 1;
+    let mut start = last;
+    while start > 0 && rows.row(start - 1) == rows.row(last) {
+        start -= 1;
+    }
+    Ok(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transforms::aggregate::AggregateConfig;
+    use crate::transforms::compliance::{build, texts};
+    use crate::transforms::StageKind;
+    use arrow_array::{Float64Array, Int64Array, StringArray};
+    use arrow_schema::{DataType, Field, Schema, SchemaRef};
+    use std::sync::Arc;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("user", DataType::Utf8, true),
+            Field::new("tier", DataType::Int64, true),
+            Field::new("city", DataType::Utf8, true),
+            Field::new("amount", DataType::Int64, true),
+            Field::new("price", DataType::Float64, true),
+        ]))
+    }
+
+    /// Morsel `m` of the input: users repeat across morsels, with nulls and Unicode.
+    fn morsel(m: usize) -> RecordBatch {
+        let rows = 2_000;
+        let at = |r: usize| m * rows + r;
+        let users: StringArray = (0..rows)
+            .map(|r| match at(r) % 97 {
+                0 => None,
+                k => Some(format!("ü{}-{k}", at(r) * 7919 % 5_003)),
+            })
+            .collect();
+        let numbers: Int64Array = (0..rows)
+            .map(|r| (at(r) % 13 != 0).then_some((at(r) % 3) as i64 - 1))
+            .collect();
+        let cities: StringArray = (0..rows)
+            .map(|r| ["oslo", "tromsø", "", "ålesund"].get(at(r) % 5).copied())
+            .collect();
+        let amounts: Int64Array = (0..rows)
+            .map(|r| (at(r) % 11 != 0).then_some(at(r) as i64 * 1_000_003 % 2_001 - 1_000))
+            .collect();
+        // Whole numbers: their sums do not depend on the order they are added in.
+        let prices: Float64Array = (0..rows).map(|r| Some((at(r) % 17) as f64)).collect();
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(users),
+                Arc::new(numbers),
+                Arc::new(cities),
+                Arc::new(amounts),
+                Arc::new(prices),
+            ],
+        )
+        .unwrap()
+    }
+
+    const MORSELS: usize = 40;
+
+    fn aggregation(limit: &str) -> (Box<dyn Aggregation>, SchemaRef) {
+        let yaml = format!(
+            "{{by: [user, tier], memory_limit: {limit}, aggs: {{rows: count(), total: sum(amount), \
+             mean: avg(price), low: min(city), high: max(city), cities: count_distinct(city), \
+             first_city: first(city), last_amount: last(amount), all: collect_list(city)}}}}"
+        );
+        let stage = build::<AggregateConfig>(&yaml, &schema()).unwrap_or_else(|e| panic!("{e}"));
+        let StageKind::Aggregate(aggregation) = stage.kind else {
+            panic!("an aggregate stage")
+        };
+        (aggregation, stage.output)
+    }
+
+    /// Every column of `batch` as text, row by row.
+    fn table(batch: &RecordBatch) -> Vec<Vec<String>> {
+        let columns: Vec<Vec<String>> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| texts(batch, f.name()))
+            .collect();
+        (0..batch.num_rows())
+            .map(|row| columns.iter().map(|c| c[row].clone()).collect())
+            .collect()
+    }
+
+    /// The aggregate of every morsel in one state, in input order.
+    fn in_memory() -> RecordBatch {
+        let (aggregation, _) = aggregation("1GiB");
+        let mut state = aggregation.new_state();
+        for m in 0..MORSELS {
+            state.begin_morsel(m as u64);
+            state.update(&morsel(m)).unwrap();
+        }
+        state.result().unwrap()
+    }
+
+    /// Two workers taking morsels in turn, spilling past `limit`.
+    fn spilled<'a>(aggregation: &'a dyn Aggregation, merge_rows: usize) -> SpilledGroups<'a> {
+        let spill = Spill::new(aggregation, 2);
+        let mut workers = [aggregation.new_state(), aggregation.new_state()];
+        for m in 0..MORSELS {
+            let state = &mut workers[m % 2];
+            state.begin_morsel(m as u64);
+            state.update(&morsel(m)).unwrap();
+            spill.check(state, 0).unwrap();
+        }
+        assert!(spill.runs() > 2, "only {} runs", spill.runs());
+        let state = spill.merge(workers).unwrap();
+        match spill.finish(state).unwrap() {
+            Aggregated::Spilled(mut groups) => {
+                groups.merge_rows = merge_rows;
+                groups
+            }
+            Aggregated::Whole(_) => panic!("nothing was spilled"),
+        }
+    }
+
+    #[test]
+    fn groups_spilled_in_runs_merge_into_the_in_memory_answer() {
+        let expected = table(&in_memory());
+        assert!(expected.len() > 5_000, "{} groups", expected.len());
+        let (aggregation, output) = aggregation("200KiB");
+        // Slices of keys smaller than a run's batch, and larger than the whole result.
+        for merge_rows in [1_000, 1 << 20] {
+            let groups = spilled(aggregation.as_ref(), merge_rows);
+            let mut batches = 0;
+            let mut parts = Vec::new();
+            groups
+                .for_each(|batch| {
+                    batches += 1;
+                    parts.push(batch);
+                    Ok(true)
+                })
+                .unwrap();
+            let result = crate::data::concat(&output, &parts);
+            assert_eq!(table(&result), expected, "merge_rows {merge_rows}");
+            if merge_rows == 1_000 {
+                assert!(batches > 5, "{batches} batches");
+            }
+        }
+    }
+
+    #[test]
+    fn merging_stops_when_nothing_more_is_wanted() {
+        let (aggregation, _) = aggregation("200KiB");
+        let groups = spilled(aggregation.as_ref(), 1_000);
+        let mut calls = 0;
+        groups
+            .for_each(|_| {
+                calls += 1;
+                Ok(false)
+            })
+            .unwrap();
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn states_under_the_limit_stay_in_memory() {
+        let (aggregation, _) = aggregation("1GiB");
+        let spill = Spill::new(aggregation.as_ref(), 2);
+        let mut state = aggregation.new_state();
+        state.begin_morsel(0);
+        state.update(&morsel(0)).unwrap();
+        assert!(!spill.check(&mut state, 0).unwrap());
+        assert!(state.rows() > 0);
+        let merged = spill.merge([state]).unwrap();
+        let Aggregated::Whole(result) = spill.finish(merged).unwrap() else {
+            panic!("spilled under the limit")
+        };
+        assert!(result.num_rows() > 0);
+    }
+}

@@ -1,0 +1,183 @@
+//! An `aggregate` of more groups than its `memory_limit` holds: each worker's groups are
+//! spilled to temporary files as sorted runs and merged at the end, giving the answer the
+//! in-memory aggregation gives, byte for byte, through the CSV kernel and without it, with the
+//! steps after the aggregation streamed or not, in less memory.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use common::{runner_process, wait_with_peak_rss, write};
+
+/// Rows of the generated input, and how many users they come from (most are distinct
+/// groups: the state is large, its result too).
+const ROWS: usize = 600_000;
+const USERS: u64 = 2_000_000;
+
+/// `user,city,amount,price`: users with Unicode and empty (null) cities, integers with
+/// empty (null) fields, prices in halves (their sums are exact in any order, so the averages
+/// do not depend on how the rows were split between workers).
+fn sales(dir: &Path) -> PathBuf {
+    let path = dir.join("sales.csv");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    writeln!(file, "user,city,amount,price").unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for row in 0..ROWS {
+        // xorshift: the same input on every run.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let user = x % USERS;
+        let city = ["oslo", "tromsø", "", "ålesund"][(x >> 40) as usize % 4];
+        let amount = match row % 23 {
+            0 => String::new(),
+            _ => ((x >> 20) % 2_001).to_string(),
+        };
+        writeln!(file, "ü{user:07},{city},{amount},{}.5", (x >> 50) % 100).unwrap();
+    }
+    file.flush().unwrap();
+    path
+}
+
+fn pipeline(dir: &Path, name: &str, transforms: &str, limit: Option<&str>) -> PathBuf {
+    let limit = limit.map_or(String::new(), |l| format!("\n    memory_limit: {l}"));
+    let transforms = transforms.replace("$LIMIT", &limit);
+    write(
+        dir,
+        &format!("{name}.yaml"),
+        &format!(
+            "name: {name}\nsource:\n  type: file\n  path: sales.csv\n  format: csv\n  \
+             columns: {{user: text, city: text?, amount: integer?, price: float}}\n\
+             transforms:\n{transforms}\nsinks:\n  - {{type: csv, path: {name}.csv}}\n"
+        ),
+    )
+}
+
+/// Runs the pipeline (with `extra` arguments, `-v` to log): exit code, peak RSS in MB, stderr.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
+fn run(pipeline: &Path, extra: &[&str]) -> (Option<i32>, f64, String) {
+    let stderr = pipeline.with_extension("err");
+    let child = runner_process()
+        .arg("-v")
+        .arg("run")
+        .arg(pipeline)
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let (code, peak) = wait_with_peak_rss(&child);
+    (code, peak, std::fs::read_to_string(&stderr).unwrap())
+}
+
+const SPILLED: &str = "aggregate spilled to disk";
+
+/// Runs `transforms` with a small memory limit and without one (default: half the
+/// machine's memory); both must succeed, the first spilling, with the same output.
+fn same_answer(dir: &Path, name: &str, transforms: &str, extra: &[&str]) -> (f64, f64) {
+    let spilled = pipeline(dir, &format!("{name}_spilled"), transforms, Some("4MiB"));
+    let whole = pipeline(dir, &format!("{name}_whole"), transforms, None);
+    let (code, spilled_peak, stderr) = run(&spilled, extra);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(SPILLED),
+        "{name}: nothing spilled\n{stderr}"
+    );
+    let (code, whole_peak, stderr) = run(&whole, extra);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains(SPILLED), "{name}: spilled without a limit");
+    let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap();
+    let (spilled_out, whole_out) = (
+        read(&format!("{name}_spilled.csv")),
+        read(&format!("{name}_whole.csv")),
+    );
+    assert!(whole_out.lines().count() > 2, "{name}: {whole_out}");
+    assert!(
+        spilled_out == whole_out,
+        "{name}: the spilled answer differs"
+    );
+    eprintln!("{name}: peak RSS {spilled_peak:.0} MB spilled, {whole_peak:.0} MB in memory");
+    (spilled_peak, whole_peak)
+}
+
+#[test]
+fn aggregates_past_their_memory_limit_spill_and_give_the_same_answer_in_less_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    sales(dir.path());
+    let plain = "  - type: aggregate\n    by: [user, city]\n    \
+                 aggs: {total: sum(amount), mean: avg(price), n: count()}$LIMIT";
+    // Through the CSV kernel.
+    let (spilled_peak, whole_peak) = same_answer(dir.path(), "kernel", plain, &[]);
+    assert!(
+        spilled_peak < whole_peak * 0.8,
+        "spilled peak RSS {spilled_peak:.0} MB, in memory {whole_peak:.0} MB"
+    );
+    // Every aggregate, through Arrow's CSV reader and the general state.
+    let every = "  - type: aggregate\n    by: [user, city]\n    \
+                 aggs: {n: count(), total: sum(amount), mean: avg(price), low: min(amount), \
+                 high: max(city), cities: count_distinct(city), first_amount: first(amount), \
+                 last_city: last(city), amounts: collect_list(amount)}$LIMIT";
+    same_answer(dir.path(), "every", every, &["--no-fusion", "--cores", "3"]);
+}
+
+#[test]
+fn steps_after_a_spilled_aggregate_stream_or_take_the_whole_result() {
+    let dir = tempfile::tempdir().unwrap();
+    sales(dir.path());
+    // A filter, a sort and a limit take the merged groups batch by batch.
+    let streamed =
+        "  - type: aggregate\n    by: [user]\n    aggs: {total: sum(amount), n: count()}$LIMIT\n  \
+                    - {type: filter, where: 'n > 1'}\n  \
+                    - {type: sort, by: [total desc, user]}\n  \
+                    - {type: limit, n: 50}";
+    same_answer(dir.path(), "streamed", streamed, &[]);
+    // A second aggregation needs the whole result.
+    let regrouped = "  - type: aggregate\n    by: [user, city]\n    aggs: {n: count()}$LIMIT\n  \
+                     - type: aggregate\n    by: [city]\n    aggs: {users: count(), rows: sum(n)}";
+    same_answer(dir.path(), "regrouped", regrouped, &[]);
+}
+
+#[test]
+fn a_spill_without_a_place_for_its_runs_is_a_clear_error_that_keeps_the_old_output() {
+    let dir = tempfile::tempdir().unwrap();
+    sales(dir.path());
+    let transforms = "  - type: aggregate\n    by: [user]\n    aggs: {n: count()}$LIMIT";
+    let spilled = pipeline(dir.path(), "nowhere", transforms, Some("1MiB"));
+    std::fs::write(dir.path().join("nowhere.csv"), "earlier output\n").unwrap();
+    let out = runner_process()
+        .arg("run")
+        .arg(&spilled)
+        .env("TMPDIR", dir.path().join("no-such-folder"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spilling groups to disk: aggregate: cannot create a folder")
+            && stderr.contains("no-such-folder"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("nowhere.csv")).unwrap(),
+        "earlier output\n"
+    );
+}
+
+#[test]
+fn a_memory_limit_that_is_not_a_size_is_refused_where_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    sales(dir.path());
+    for (limit, says) in [("lots", "is not a size"), ("0MiB", "more than zero")] {
+        let transforms = "  - type: aggregate\n    by: [user]\n    aggs: {n: count()}$LIMIT";
+        let bad = pipeline(dir.path(), "bad", transforms, Some(limit));
+        let out = runner_process().arg("run").arg(&bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{limit}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(says) && stderr.contains("bad.yaml:11:19"),
+            "{limit}: {stderr}"
+        );
+    }
+}
