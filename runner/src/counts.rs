@@ -607,6 +607,8 @@ pub struct TextCounts {
     /// `ranks[id]`: the position of `words[id]` in byte order; covers the first `ranks.len()`
     /// words. Behind a lock because results are made through `&self`.
     ranks: std::sync::Mutex<Vec<u32>>,
+    /// The bytes of every word in `words`.
+    word_bytes: usize,
 }
 
 impl Default for TextCounts {
@@ -615,6 +617,7 @@ impl Default for TextCounts {
             ids: WordCounts::new(WordHasher::default()),
             words: Vec::new(),
             counts: Vec::new(),
+            word_bytes: 0,
             ranks: Default::default(),
         }
     }
@@ -658,8 +661,7 @@ impl TextCounts {
             .ids
             .get_or_insert_hashed(hash, head, word, self.words.len() as u64);
         if new {
-            self.words.push(String::from_utf8_lossy(word).into());
-            self.counts.push(count);
+            self.push_word(String::from_utf8_lossy(word).into(), count);
         } else {
             self.counts[id as usize] += count;
         }
@@ -692,9 +694,7 @@ impl TextCounts {
                     self.ids
                         .get_or_insert_short(hash, head, end - start, self.words.len() as u64);
                 if new {
-                    self.words
-                        .push(String::from_utf8_lossy(&text[start..end]).into());
-                    self.counts.push(1);
+                    self.push_word(String::from_utf8_lossy(&text[start..end]).into(), 1);
                 } else {
                     self.counts[id as usize] += 1;
                 }
@@ -710,10 +710,26 @@ impl TextCounts {
             .ids
             .get_or_insert(word.as_bytes(), self.words.len() as u64);
         if new {
-            self.words.push(word.into());
-            self.counts.push(0);
+            self.push_word(word.into(), 0);
         }
         id as usize
+    }
+
+    /// Keeps a new word (its id is `len()` before the call) with its count.
+    fn push_word(&mut self, word: Box<str>, count: i64) {
+        self.word_bytes += word.len();
+        self.words.push(word);
+        self.counts.push(count);
+    }
+
+    /// About the bytes the table holds: its slots, the words (each its own allocation, with
+    /// the allocator's 16 bytes of overhead) and the counts.
+    pub fn memory_bytes(&self) -> usize {
+        self.ids.memory_bytes()
+            + self.words.capacity() * std::mem::size_of::<Box<str>>()
+            + self.word_bytes
+            + self.words.len() * 16
+            + self.counts.capacity() * std::mem::size_of::<i64>()
     }
 
     /// Adds `count` to the word whose id `id_of` gave.

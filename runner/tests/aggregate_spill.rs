@@ -139,6 +139,17 @@ fn steps_after_a_spilled_aggregate_stream_or_take_the_whole_result() {
 }
 
 #[test]
+fn group_counts_past_their_memory_limit_spill_and_come_out_most_frequent_first() {
+    let dir = tempfile::tempdir().unwrap();
+    sales(dir.path());
+    // By one text column: the CSV kernel; by two: the general state.
+    let by_user = "  - type: group_count\n    by: user$LIMIT";
+    same_answer(dir.path(), "by_user", by_user, &[]);
+    let by_both = "  - type: group_count\n    by: [city, user]$LIMIT\n  - {type: limit, n: 1000}";
+    same_answer(dir.path(), "by_both", by_both, &[]);
+}
+
+#[test]
 fn a_spill_without_a_place_for_its_runs_is_a_clear_error_that_keeps_the_old_output() {
     let dir = tempfile::tempdir().unwrap();
     sales(dir.path());

@@ -205,6 +205,10 @@ impl Aggregation for CountedAggregation {
     fn memory_limit(&self) -> Option<usize> {
         self.inner.memory_limit()
     }
+
+    fn result_order(&self) -> Option<Vec<crate::transforms::SortKey>> {
+        self.inner.result_order()
+    }
 }
 
 struct CountedState {

@@ -151,9 +151,31 @@ impl SpilledGroups<'_> {
         self.runs
     }
 
+    /// Hands the result to `emit` in the aggregation's order, a slice at a time, until the end
+    /// or until `emit` returns `false`. Groups come merged in key order; an aggregation whose
+    /// result has another order (`result_order`) has them sorted into it first, in bounded
+    /// memory too.
+    pub fn for_each(self, emit: impl FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
+        let Some(order) = self.aggregation.result_order() else {
+            return self.in_key_order(emit);
+        };
+        let mut sort: Option<ExternalSort> = None;
+        self.in_key_order(|batch| {
+            let sort = sort.get_or_insert_with(|| {
+                ExternalSort::new(batch.schema(), order.clone(), None).for_purpose("aggregate")
+            });
+            sort.push(batch)?;
+            Ok(true)
+        })?;
+        match sort {
+            Some(sort) => sort.finish(emit),
+            None => Ok(()),
+        }
+    }
+
     /// Hands the result to `emit` a slice of keys at a time, in key order, until the end or
     /// until `emit` returns `false`.
-    pub fn for_each(self, mut emit: impl FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
+    fn in_key_order(self, mut emit: impl FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
         let keys = self.aggregation.key_columns();
         let aggregation = self.aggregation;
         let mut pending: Vec<RecordBatch> = Vec::new();
@@ -256,7 +278,7 @@ mod tests {
         let users: StringArray = (0..rows)
             .map(|r| match at(r) % 97 {
                 0 => None,
-                k => Some(format!("ü{}-{k}", at(r) * 7919 % 5_003)),
+                _ => Some(format!("ü{}", at(r) * 104_729 % 7_001)),
             })
             .collect();
         let numbers: Int64Array = (0..rows)
@@ -365,6 +387,47 @@ mod tests {
             if merge_rows == 1_000 {
                 assert!(batches > 5, "{batches} batches");
             }
+        }
+    }
+
+    /// A `group_count` by `by` over every morsel: in one state, and by two workers spilling
+    /// past a small limit.
+    fn group_counts(by: &str) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+        let yaml = format!("{{by: {by}, memory_limit: 64KiB}}");
+        let stage = build::<crate::transforms::group_count::GroupCountConfig>(&yaml, &schema())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let StageKind::Aggregate(aggregation) = stage.kind else {
+            panic!("an aggregate stage")
+        };
+        let mut whole = aggregation.new_state();
+        for m in 0..MORSELS {
+            whole.update(&morsel(m)).unwrap();
+        }
+        let groups = spilled(aggregation.as_ref(), 1_000);
+        let mut parts = Vec::new();
+        groups
+            .for_each(|batch| {
+                parts.push(batch);
+                Ok(true)
+            })
+            .unwrap();
+        let merged = crate::data::concat(&stage.output, &parts);
+        (table(&merged), table(&whole.result().unwrap()))
+    }
+
+    #[test]
+    fn group_counts_spilled_by_key_come_out_most_frequent_first_as_in_memory() {
+        for by in ["user", "[user, tier]"] {
+            let (spilled, whole) = group_counts(by);
+            assert!(whole.len() > 5_000, "{by}: {} groups", whole.len());
+            assert_eq!(spilled, whole, "{by}");
+            // Most frequent first, which is not the keys' order.
+            let count = |row: &Vec<String>| row.last().unwrap().parse::<i64>().unwrap();
+            assert!(
+                spilled.windows(2).all(|w| count(&w[0]) >= count(&w[1])),
+                "{by}"
+            );
+            assert!(spilled.windows(2).any(|w| w[0][0] > w[1][0]), "{by}");
         }
     }
 

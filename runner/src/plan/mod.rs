@@ -129,6 +129,12 @@ impl LogicalPlan {
                             let keys: Vec<String> = keys.iter().map(|k| name(*k)).collect();
                             capabilities.push(format!("counts by {}", keys.join(", ")));
                         }
+                        if let Some(limit) = aggregation.memory_limit() {
+                            capabilities.push(format!(
+                                "memory limit {} (batch runs)",
+                                bytesize::ByteSize(limit as u64).display().iec()
+                            ));
+                        }
                         let described = aggregation.windowed().map(|w| {
                             capabilities.push("event-time windows".to_owned());
                             let watermark = w.watermark.map_or(String::new(), |d| {

@@ -46,6 +46,13 @@ pub struct GroupCountConfig {
     #[serde(default, deserialize_with = "crate::settings::duration::opt")]
     #[schemars(with = "Option<String>")]
     pub watermark: Option<std::time::Duration>,
+    /// Batch runs: the memory the counts may take (all workers together) before they are
+    /// spilled to temporary files, merged at the end (see `aggregate`), e.g. `512MiB`.
+    /// Default: half the machine's memory (or of the container's limit). The word count
+    /// kernel and streams keep their counts in memory.
+    #[serde(default, deserialize_with = "crate::settings::size::opt")]
+    #[schemars(with = "Option<String>")]
+    pub memory_limit: Option<u64>,
 }
 
 /// `by: word` or `by: [word, lang]`.
@@ -87,7 +94,8 @@ impl BuildTransform for GroupCountConfig {
                     .collect(),
                 window: None,
                 watermark: None,
-                memory_limit: None,
+                // Windows keep their groups in memory: the aggregation refuses a limit.
+                memory_limit: self.memory_limit,
             };
             let stage = counting.build(ctx)?;
             let keys = names.len();
@@ -129,7 +137,11 @@ impl BuildTransform for GroupCountConfig {
         let output: SchemaRef = Arc::new(Schema::new(fields));
         Ok(Stage {
             output: output.clone(),
-            kind: StageKind::Aggregate(Box::new(GroupCount { keys, output })),
+            kind: StageKind::Aggregate(Box::new(GroupCount {
+                keys,
+                output,
+                memory_limit: self.memory_limit,
+            })),
         })
     }
 }
@@ -138,6 +150,8 @@ impl BuildTransform for GroupCountConfig {
 pub struct GroupCount {
     keys: Vec<usize>,
     output: SchemaRef,
+    /// `memory_limit:` as written (bytes); `None`: the machine's default.
+    memory_limit: Option<u64>,
 }
 
 impl GroupCount {
@@ -164,7 +178,28 @@ impl Aggregation for GroupCount {
             } else {
                 Table::Keys(HashMap::new())
             },
+            key_bytes: 0,
         })
+    }
+
+    fn memory_limit(&self) -> Option<usize> {
+        Some(match self.memory_limit {
+            Some(bytes) => usize::try_from(bytes).unwrap_or(usize::MAX),
+            None => crate::settings::size::default_memory_limit(),
+        })
+    }
+
+    /// Most frequent first, then by key.
+    fn result_order(&self) -> Option<Vec<super::SortKey>> {
+        let count = super::SortKey {
+            column: self.keys.len(),
+            descending: true,
+        };
+        let keys = (0..self.keys.len()).map(|column| super::SortKey {
+            column,
+            descending: false,
+        });
+        Some(std::iter::once(count).chain(keys).collect())
     }
 
     fn counts_by(&self) -> Option<&[usize]> {
@@ -230,6 +265,8 @@ pub struct GroupCountState {
     keys: Vec<usize>,
     output: SchemaRef,
     table: Table,
+    /// The bytes of the text in `Table::Keys`' keys.
+    key_bytes: usize,
 }
 
 fn key_at(array: &dyn Array, row: usize) -> Key {
@@ -292,7 +329,8 @@ impl GroupCountState {
         self.len() == 0
     }
 
-    fn sorted_keys(&self) -> Vec<(Vec<Key>, i64)> {
+    /// Every key and its count, most frequent first (`by_count`) or by key alone; ties by key.
+    fn sorted_keys(&self, by_count: bool) -> Vec<(Vec<Key>, i64)> {
         let mut rows: Vec<(Vec<Key>, i64)> = match &self.table {
             Table::Text(map, nulls) => {
                 let mut rows: Vec<_> = map
@@ -307,7 +345,10 @@ impl GroupCountState {
             Table::Keys(map) => map.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         };
         // Most frequent first, ties by key: deterministic, and what a `limit` or a reader wants.
-        rows.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        match by_count {
+            true => rows.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))),
+            false => rows.sort_unstable_by(|a, b| a.0.cmp(&b.0)),
+        }
         rows
     }
 }
@@ -369,7 +410,11 @@ impl AggregateState for GroupCountState {
                 let columns: Vec<&ArrayRef> = self.keys.iter().map(|&k| batch.column(k)).collect();
                 for row in 0..batch.num_rows() {
                     let key: Vec<Key> = columns.iter().map(|c| key_at(c.as_ref(), row)).collect();
-                    *map.entry(key).or_insert(0) += 1;
+                    let entry = map.entry(key);
+                    if let hashbrown::hash_map::Entry::Vacant(_) = &entry {
+                        self.key_bytes += text_bytes(entry.key());
+                    }
+                    *entry.or_insert(0) += 1;
                 }
             }
         }
@@ -381,6 +426,8 @@ impl AggregateState for GroupCountState {
             .into_any()
             .downcast::<GroupCountState>()
             .expect("merging states of one aggregation");
+        // Keys of both (an over-estimate when they share keys).
+        self.key_bytes += other.key_bytes;
         match (&mut self.table, other.table) {
             (Table::Text(mine, my_nulls), Table::Text(mut theirs, nulls)) => {
                 *my_nulls += nulls;
@@ -413,7 +460,66 @@ impl AggregateState for GroupCountState {
             )
             .expect("columns built from the output schema"));
         }
-        let rows = self.sorted_keys();
+        Ok(self.batch_of(&self.sorted_keys(true)))
+    }
+
+    /// In key order, as a spill needs (a checkpoint reads any order).
+    fn snapshot(&self) -> Result<RecordBatch> {
+        Ok(self.batch_of(&self.sorted_keys(false)))
+    }
+
+    fn spillable_bytes(&self) -> Option<usize> {
+        Some(match &self.table {
+            Table::Text(map, _) => map.memory_bytes(),
+            Table::Keys(map) => {
+                let entry = std::mem::size_of::<(Vec<Key>, i64)>() + 1;
+                map.capacity() * entry
+                    + map.len() * (self.keys.len() * std::mem::size_of::<Key>() + 16)
+                    + self.key_bytes
+            }
+        })
+    }
+
+    fn rows(&self) -> usize {
+        self.len()
+    }
+
+    fn restore(&mut self, table: &RecordBatch) -> Result<()> {
+        self.restore_rows(table)
+    }
+
+    fn text_counter(&mut self) -> Option<&mut dyn TextCounter> {
+        match self.table {
+            Table::Text(..) => Some(self),
+            Table::Keys(_) => None,
+        }
+    }
+
+    fn grouped(&mut self) -> Option<&mut dyn super::GroupedRows> {
+        match self.table {
+            Table::Text(..) => Some(self),
+            Table::Keys(_) => None,
+        }
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// The bytes of a key's texts.
+fn text_bytes(key: &[Key]) -> usize {
+    key.iter()
+        .map(|k| match k {
+            Key::Text(t) => t.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+impl GroupCountState {
+    /// The output table of `rows` (keys and counts), in their order.
+    fn batch_of(&self, rows: &[(Vec<Key>, i64)]) -> RecordBatch {
         let mut columns: Vec<ArrayRef> = Vec::new();
         for (position, field) in self
             .output
@@ -425,7 +531,7 @@ impl AggregateState for GroupCountState {
             let column: ArrayRef = match field.data_type() {
                 DataType::Utf8 => {
                     let mut b = StringBuilder::new();
-                    for (key, _) in &rows {
+                    for (key, _) in rows {
                         match &key[position] {
                             Key::Text(s) => b.append_value(s),
                             _ => b.append_null(),
@@ -435,7 +541,7 @@ impl AggregateState for GroupCountState {
                 }
                 DataType::Int64 => {
                     let mut b = Int64Builder::new();
-                    for (key, _) in &rows {
+                    for (key, _) in rows {
                         b.append_option(match key[position] {
                             Key::Int(i) => Some(i),
                             _ => None,
@@ -445,7 +551,7 @@ impl AggregateState for GroupCountState {
                 }
                 _ => {
                     let mut b = BooleanBuilder::new();
-                    for (key, _) in &rows {
+                    for (key, _) in rows {
                         b.append_option(match key[position] {
                             Key::Bool(v) => Some(v),
                             _ => None,
@@ -459,15 +565,12 @@ impl AggregateState for GroupCountState {
         columns.push(Arc::new(arrow_array::Int64Array::from_iter_values(
             rows.iter().map(|(_, c)| *c),
         )));
-        Ok(RecordBatch::try_new(self.output.clone(), columns)
-            .expect("columns built from the output schema"))
+        RecordBatch::try_new(self.output.clone(), columns)
+            .expect("columns built from the output schema")
     }
 
-    fn rows(&self) -> usize {
-        self.len()
-    }
-
-    fn restore(&mut self, table: &RecordBatch) -> Result<()> {
+    /// Adds the counts of a table of this step's output columns (a checkpoint's, a spill's).
+    fn restore_rows(&mut self, table: &RecordBatch) -> Result<()> {
         if table.schema().fields() != self.output.fields() {
             return Err(crate::error::Error::runtime(format!(
                 "the saved state has columns {:?}, group_count gives {:?}",
@@ -492,29 +595,15 @@ impl AggregateState for GroupCountState {
                     let key: Vec<Key> = (0..key_count)
                         .map(|c| key_at(table.column(c).as_ref(), row))
                         .collect();
-                    *map.entry(key).or_insert(0) += count;
+                    let entry = map.entry(key);
+                    if let hashbrown::hash_map::Entry::Vacant(_) = &entry {
+                        self.key_bytes += text_bytes(entry.key());
+                    }
+                    *entry.or_insert(0) += count;
                 }
             }
         }
         Ok(())
-    }
-
-    fn text_counter(&mut self) -> Option<&mut dyn TextCounter> {
-        match self.table {
-            Table::Text(..) => Some(self),
-            Table::Keys(_) => None,
-        }
-    }
-
-    fn grouped(&mut self) -> Option<&mut dyn super::GroupedRows> {
-        match self.table {
-            Table::Text(..) => Some(self),
-            Table::Keys(_) => None,
-        }
-    }
-
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
     }
 }
 

@@ -176,6 +176,11 @@ pub trait Aggregation: Send + Sync {
     fn memory_limit(&self) -> Option<usize> {
         None
     }
+    /// The order of the result's rows when it is not by key (a `group_count`: most frequent
+    /// first): groups merged from disk by key are sorted into it.
+    fn result_order(&self) -> Option<Vec<SortKey>> {
+        None
+    }
     /// Declared by an aggregation over event-time windows: its states are `EventTimeState`s,
     /// and a stream ends each epoch through them.
     fn windowed(&self) -> Option<Windowing> {
