@@ -55,20 +55,11 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
     });
     if pipeline.plan.streams_to_sinks {
         // No aggregation or sort: rows reach the sinks as they are produced.
-        for sink in &mut pipeline.sinks {
-            sink.begin(0)?;
-        }
-        crate::error::failpoint("batch-worker");
-        let rows_out =
-            super::pipelined::run(source, stages, &mut pipeline.sinks, pipeline.cores, bus)?;
-        for (index, sink) in pipeline.sinks.iter_mut().enumerate() {
-            sink.commit()?;
-            bus.publish(Event::SinkWrote {
-                sink: index,
-                epoch: 0,
-                rows: rows_out,
-            });
-        }
+        let cores = pipeline.cores;
+        let rows_out = into_sinks(&mut pipeline.sinks, bus, |sinks| {
+            crate::error::failpoint("batch-worker");
+            super::pipelined::run(source, stages, sinks, cores, bus)
+        })?;
         return Ok(finished(bus, rows_out, started, source.warnings()));
     }
     let computed = pool.install(|| {
@@ -81,23 +72,9 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
             // The merged groups go through the steps after the aggregation to the sinks as
             // they are merged: the result is never held whole.
             tracing::info!(runs = groups.runs(), "aggregate spilled to disk; merging");
-            for sink in &mut pipeline.sinks {
-                sink.begin(0)?;
-            }
-            let rows_out = super::pipelined::deliver(
-                |emit| groups.for_each(emit),
-                rest,
-                &mut pipeline.sinks,
-                bus,
-            )?;
-            for (index, sink) in pipeline.sinks.iter_mut().enumerate() {
-                sink.commit()?;
-                bus.publish(Event::SinkWrote {
-                    sink: index,
-                    epoch: 0,
-                    rows: rows_out,
-                });
-            }
+            let rows_out = into_sinks(&mut pipeline.sinks, bus, |sinks| {
+                super::pipelined::deliver(|emit| groups.for_each(emit), rest, sinks, bus)
+            })?;
             return Ok(finished(bus, rows_out, started, source.warnings()));
         }
         Computed::Spilled {
@@ -127,6 +104,28 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
         started,
         source.warnings(),
     ))
+}
+
+/// Begins every sink, lets `write` hand them rows as they come, and commits them; the rows
+/// they were given.
+fn into_sinks(
+    sinks: &mut [Box<dyn crate::sinks::Sink>],
+    bus: &Bus,
+    write: impl FnOnce(&mut [Box<dyn crate::sinks::Sink>]) -> Result<u64>,
+) -> Result<u64> {
+    for sink in sinks.iter_mut() {
+        sink.begin(0)?;
+    }
+    let rows_out = write(sinks)?;
+    for (index, sink) in sinks.iter_mut().enumerate() {
+        sink.commit()?;
+        bus.publish(Event::SinkWrote {
+            sink: index,
+            epoch: 0,
+            rows: rows_out,
+        });
+    }
+    Ok(rows_out)
 }
 
 /// The report of a run that ended well, told to the bus too.

@@ -4,7 +4,8 @@
 //! reading and writing, so memory is bounded whatever the input's size; a `limit` that is
 //! reached, or sinks that want no more (standard output closed), stop the reading. A `sort`
 //! among the steps takes the rows instead, in bounded memory (`external_sort`), and hands them
-//! on in key order once the input has ended.
+//! on in key order once the input has ended. An aggregation spilled to disk hands the groups it
+//! merges back through the steps after it in the same way (`deliver`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -32,9 +32,9 @@ pub(crate) struct Spill<'a> {
 impl<'a> Spill<'a> {
     /// For `workers` workers sharing the aggregation's `memory_limit`.
     pub fn new(aggregation: &'a dyn Aggregation, workers: usize) -> Spill<'a> {
-        // Without keys there is one group: nothing to spill it by.
         // Half the limit for the groups: writing a state out takes about as much again
-        // while it lasts (its snapshot, the order of its keys).
+        // while it lasts (its snapshot, the order of its keys). Without keys there is one
+        // group: nothing to spill it by.
         let share = match aggregation.key_columns() {
             0 => None,
             _ => aggregation
