@@ -297,6 +297,17 @@ impl Aggregation for Aggregate {
     }
 }
 
+/// The snapshot `state` column of an aggregation whose one aggregate is `count()`, for groups
+/// with these counts (a `group_count`'s checkpoint or spill, in its own form, restored into the
+/// general table).
+pub(crate) fn count_states(counts: &arrow_array::Int64Array) -> ArrayRef {
+    let states: arrow_array::StringArray = counts
+        .iter()
+        .map(|count| serde_json::to_string(&[Acc::Count(count.unwrap_or(0))]).ok())
+        .collect();
+    Arc::new(states)
+}
+
 /// One value read from a column, for the accumulators that keep values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum Value {

@@ -5,12 +5,11 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBuilder, Int64Builder, StringBuilder};
+use arrow_array::builder::{Int64Builder, StringBuilder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use hashbrown::HashMap;
 use serde::Deserialize;
 
 use super::{
@@ -135,14 +134,53 @@ impl BuildTransform for GroupCountConfig {
         }
         fields.push(Field::new(&self.output, DataType::Int64, false));
         let output: SchemaRef = Arc::new(Schema::new(fields));
+        let general = match keys.len() == 1 && output.field(0).data_type() == &DataType::Utf8 {
+            true => None,
+            false => Some(self.general(&names, ctx)?),
+        };
         Ok(Stage {
             output: output.clone(),
             kind: StageKind::Aggregate(Box::new(GroupCount {
                 keys,
                 output,
                 memory_limit: self.memory_limit,
+                general,
             })),
         })
+    }
+}
+
+impl GroupCountConfig {
+    /// For keys other than one text column: the general aggregation counting rows (its table
+    /// keeps every key in one buffer, with no allocation per group), whose result
+    /// `CountFirst` puts most frequent first.
+    fn general(
+        &self,
+        names: &[String],
+        ctx: &BuildContext,
+    ) -> Result<Box<dyn Aggregation>, String> {
+        let by = names
+            .iter()
+            .map(|name| match name.contains('`') {
+                false => Ok(format!("`{name}`")),
+                true => Err(format!(
+                    "cannot group by `{name}`: its name holds a backtick"
+                )),
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let counting = super::aggregate::AggregateConfig {
+            by: Some(OneOrMany::Many(by)),
+            aggs: [(self.output.clone(), "count()".to_owned())]
+                .into_iter()
+                .collect(),
+            window: None,
+            watermark: None,
+            memory_limit: self.memory_limit,
+        };
+        match counting.build(ctx)?.kind {
+            StageKind::Aggregate(aggregation) => Ok(aggregation),
+            _ => unreachable!("an aggregate builds an aggregation"),
+        }
     }
 }
 
@@ -152,6 +190,8 @@ pub struct GroupCount {
     output: SchemaRef,
     /// `memory_limit:` as written (bytes); `None`: the machine's default.
     memory_limit: Option<u64>,
+    /// Keys other than one text column are counted by the general aggregation.
+    general: Option<Box<dyn Aggregation>>,
 }
 
 impl GroupCount {
@@ -168,17 +208,17 @@ impl GroupCount {
 
 impl Aggregation for GroupCount {
     fn new_state(&self) -> Box<dyn AggregateState> {
-        let single_text =
-            self.keys.len() == 1 && self.output.field(0).data_type() == &DataType::Utf8;
+        if let Some(general) = &self.general {
+            return Box::new(CountFirst {
+                inner: general.new_state(),
+                output: self.output.clone(),
+            });
+        }
         Box::new(GroupCountState {
             keys: self.keys.clone(),
             output: self.output.clone(),
-            table: if single_text {
-                Table::Text(TextCounts::default(), 0)
-            } else {
-                Table::Keys(HashMap::new())
-            },
-            key_bytes: 0,
+            words: TextCounts::default(),
+            nulls: 0,
         })
     }
 
@@ -244,41 +284,13 @@ impl Aggregation for GroupCount {
     }
 }
 
-/// One part of a group key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Key {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Text(Box<str>),
-}
-
-enum Table {
-    /// The common case, one text column: look up by `&str`, allocate only for new words.
-    /// The second field counts nulls.
-    Text(TextCounts, i64),
-    Keys(HashMap<Vec<Key>, i64>),
-}
-
-/// A `group_count` state: the count of each key seen so far.
+/// A `group_count` state by one text column: the count of each word seen so far (looked up
+/// by `&str`, allocating only for new words) and of nulls.
 pub struct GroupCountState {
     keys: Vec<usize>,
     output: SchemaRef,
-    table: Table,
-    /// The bytes of the text in `Table::Keys`' keys.
-    key_bytes: usize,
-}
-
-fn key_at(array: &dyn Array, row: usize) -> Key {
-    if array.is_null(row) {
-        return Key::Null;
-    }
-    match array.data_type() {
-        DataType::Utf8 => Key::Text(array.as_string::<i32>().value(row).into()),
-        DataType::Int64 => Key::Int(array.as_primitive::<Int64Type>().value(row)),
-        DataType::Boolean => Key::Bool(array.as_boolean().value(row)),
-        _ => Key::Null,
-    }
+    words: TextCounts,
+    nulls: i64,
 }
 
 impl TextCounter for GroupCountState {
@@ -293,35 +305,19 @@ impl TextCounter for GroupCountState {
 
 impl GroupCountState {
     /// Adds `count` occurrences of `word` (used by fused fast paths that count themselves).
-    /// Returns false when the state is not keyed by one text column.
     #[inline]
-    pub fn add_text(&mut self, word: &str, count: i64) -> bool {
-        match &mut self.table {
-            Table::Text(map, _) => {
-                map.add(word, count);
-                true
-            }
-            Table::Keys(_) => false,
-        }
+    pub fn add_text(&mut self, word: &str, count: i64) {
+        self.words.add(word, count);
     }
 
     /// Adds one of each word (cut from valid UTF-8 at ASCII bytes), faster than one by one.
-    pub fn add_each_text(&mut self, words: &[&[u8]]) -> bool {
-        match &mut self.table {
-            Table::Text(map, _) => {
-                map.add_each(words);
-                true
-            }
-            Table::Keys(_) => false,
-        }
+    pub fn add_each_text(&mut self, words: &[&[u8]]) {
+        self.words.add_each(words);
     }
 
     /// Rows (groups) held so far.
     pub fn len(&self) -> usize {
-        match &self.table {
-            Table::Text(map, nulls) => map.len() + usize::from(*nulls > 0),
-            Table::Keys(map) => map.len(),
-        }
+        self.words.len() + usize::from(self.nulls > 0)
     }
 
     /// Whether no row has been counted yet.
@@ -329,27 +325,27 @@ impl GroupCountState {
         self.len() == 0
     }
 
-    /// Every key and its count, most frequent first (`by_count`) or by key alone; ties by key.
-    fn sorted_keys(&self, by_count: bool) -> Vec<(Vec<Key>, i64)> {
-        let mut rows: Vec<(Vec<Key>, i64)> = match &self.table {
-            Table::Text(map, nulls) => {
-                let mut rows: Vec<_> = map
-                    .iter()
-                    .map(|(k, v)| (vec![Key::Text(k.into())], v))
-                    .collect();
-                if *nulls > 0 {
-                    rows.push((vec![Key::Null], *nulls));
-                }
-                rows
+    /// The words and their counts in this order, after the nulls' count when there are any.
+    fn batch_of(&self, nulls_at: Option<usize>, rows: &[(&str, i64)]) -> RecordBatch {
+        let mut keys = StringBuilder::new();
+        let mut counts = Int64Builder::new();
+        for (at, &(word, count)) in rows.iter().enumerate() {
+            if nulls_at == Some(at) {
+                keys.append_null();
+                counts.append_value(self.nulls);
             }
-            Table::Keys(map) => map.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-        };
-        // Most frequent first, ties by key: deterministic, and what a `limit` or a reader wants.
-        match by_count {
-            true => rows.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))),
-            false => rows.sort_unstable_by(|a, b| a.0.cmp(&b.0)),
+            keys.append_value(word);
+            counts.append_value(count);
         }
-        rows
+        if nulls_at == Some(rows.len()) {
+            keys.append_null();
+            counts.append_value(self.nulls);
+        }
+        RecordBatch::try_new(
+            self.output.clone(),
+            vec![Arc::new(keys.finish()), Arc::new(counts.finish())],
+        )
+        .expect("columns built from the output schema")
     }
 }
 
@@ -358,32 +354,24 @@ const NULL_GROUP: usize = usize::MAX;
 
 impl super::GroupedRows for GroupCountState {
     fn groups_of(&mut self, keys: &[ArrayRef], rows: usize) -> Result<Vec<usize>> {
-        let (Table::Text(map, _), Some(text)) = (
-            &mut self.table,
-            keys.first().and_then(|k| k.as_string_opt::<i32>()),
-        ) else {
+        let Some(text) = keys.first().and_then(|k| k.as_string_opt::<i32>()) else {
             return Err(crate::error::Error::runtime(
                 "group_count: grouped rows need one text key",
             ));
         };
         Ok((0..rows)
             .map(|row| match text.is_valid(row) {
-                true => map.id_of(text.value(row)),
+                true => self.words.id_of(text.value(row)),
                 false => NULL_GROUP,
             })
             .collect())
     }
 
     fn add_grouped(&mut self, ids: &[usize], _args: &[Option<ArrayRef>]) -> Result<()> {
-        let Table::Text(map, nulls) = &mut self.table else {
-            return Err(crate::error::Error::runtime(
-                "group_count: grouped rows need one text key",
-            ));
-        };
         for &id in ids {
             match id {
-                NULL_GROUP => *nulls += 1,
-                id => map.add_to(id, 1),
+                NULL_GROUP => self.nulls += 1,
+                id => self.words.add_to(id, 1),
             }
         }
         Ok(())
@@ -392,92 +380,51 @@ impl super::GroupedRows for GroupCountState {
 
 impl AggregateState for GroupCountState {
     fn update(&mut self, batch: &RecordBatch) -> Result<()> {
-        match &mut self.table {
-            Table::Text(map, nulls) => {
-                let column = batch.column(self.keys[0]).as_string::<i32>();
-                if column.null_count() == 0 {
-                    map.add_column(column);
-                    return Ok(());
-                }
-                for word in column.iter() {
-                    match word {
-                        Some(word) => map.add(word, 1),
-                        None => *nulls += 1,
-                    }
-                }
-            }
-            Table::Keys(map) => {
-                let columns: Vec<&ArrayRef> = self.keys.iter().map(|&k| batch.column(k)).collect();
-                for row in 0..batch.num_rows() {
-                    let key: Vec<Key> = columns.iter().map(|c| key_at(c.as_ref(), row)).collect();
-                    let entry = map.entry(key);
-                    if let hashbrown::hash_map::Entry::Vacant(_) = &entry {
-                        self.key_bytes += text_bytes(entry.key());
-                    }
-                    *entry.or_insert(0) += 1;
-                }
+        let column = batch.column(self.keys[0]).as_string::<i32>();
+        if column.null_count() == 0 {
+            self.words.add_column(column);
+            return Ok(());
+        }
+        for word in column.iter() {
+            match word {
+                Some(word) => self.words.add(word, 1),
+                None => self.nulls += 1,
             }
         }
         Ok(())
     }
 
     fn merge(&mut self, other: Box<dyn AggregateState>) -> Result<()> {
-        let other = other
+        let mut other = other
             .into_any()
             .downcast::<GroupCountState>()
             .expect("merging states of one aggregation");
-        // Keys of both (an over-estimate when they share keys).
-        self.key_bytes += other.key_bytes;
-        match (&mut self.table, other.table) {
-            (Table::Text(mine, my_nulls), Table::Text(mut theirs, nulls)) => {
-                *my_nulls += nulls;
-                if mine.len() < theirs.len() {
-                    std::mem::swap(mine, &mut theirs);
-                }
-                for (k, v) in theirs.iter() {
-                    mine.add(k, v);
-                }
-            }
-            (Table::Keys(mine), Table::Keys(theirs)) => {
-                for (k, v) in theirs {
-                    *mine.entry(k).or_insert(0) += v;
-                }
-            }
-            _ => unreachable!("states of one aggregation have one table kind"),
+        self.nulls += other.nulls;
+        if self.words.len() < other.words.len() {
+            std::mem::swap(&mut self.words, &mut other.words);
+        }
+        for (word, count) in other.words.iter() {
+            self.words.add(word, count);
         }
         Ok(())
     }
 
+    /// Most frequent first, ties by word (nulls first among equal counts).
     fn result(&self) -> Result<RecordBatch> {
-        if let Table::Text(map, 0) = &self.table {
-            // The common case, without copying keys: sort references, build the arrays once.
-            let rows = map.sorted();
-            let keys = arrow_array::StringArray::from_iter_values(rows.iter().map(|(k, _)| *k));
-            let counts = arrow_array::Int64Array::from_iter_values(rows.iter().map(|(_, c)| *c));
-            return Ok(RecordBatch::try_new(
-                self.output.clone(),
-                vec![Arc::new(keys), Arc::new(counts)],
-            )
-            .expect("columns built from the output schema"));
-        }
-        Ok(self.batch_of(&self.sorted_keys(true)))
+        let rows = self.words.sorted();
+        let nulls_at = (self.nulls > 0).then(|| rows.partition_point(|&(_, c)| c > self.nulls));
+        Ok(self.batch_of(nulls_at, &rows))
     }
 
-    /// In key order, as a spill needs (a checkpoint reads any order).
+    /// In key order (nulls first), as a spill needs (a checkpoint reads any order).
     fn snapshot(&self) -> Result<RecordBatch> {
-        Ok(self.batch_of(&self.sorted_keys(false)))
+        let mut rows: Vec<(&str, i64)> = self.words.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        Ok(self.batch_of((self.nulls > 0).then_some(0), &rows))
     }
 
     fn spillable_bytes(&self) -> Option<usize> {
-        Some(match &self.table {
-            Table::Text(map, _) => map.memory_bytes(),
-            Table::Keys(map) => {
-                let entry = std::mem::size_of::<(Vec<Key>, i64)>() + 1;
-                map.capacity() * entry
-                    + map.len() * (self.keys.len() * std::mem::size_of::<Key>() + 16)
-                    + self.key_bytes
-            }
-        })
+        Some(self.words.memory_bytes())
     }
 
     fn rows(&self) -> usize {
@@ -485,92 +432,6 @@ impl AggregateState for GroupCountState {
     }
 
     fn restore(&mut self, table: &RecordBatch) -> Result<()> {
-        self.restore_rows(table)
-    }
-
-    fn text_counter(&mut self) -> Option<&mut dyn TextCounter> {
-        match self.table {
-            Table::Text(..) => Some(self),
-            Table::Keys(_) => None,
-        }
-    }
-
-    fn grouped(&mut self) -> Option<&mut dyn super::GroupedRows> {
-        match self.table {
-            Table::Text(..) => Some(self),
-            Table::Keys(_) => None,
-        }
-    }
-
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
-    }
-}
-
-/// The bytes of a key's texts.
-fn text_bytes(key: &[Key]) -> usize {
-    key.iter()
-        .map(|k| match k {
-            Key::Text(t) => t.len(),
-            _ => 0,
-        })
-        .sum()
-}
-
-impl GroupCountState {
-    /// The output table of `rows` (keys and counts), in their order.
-    fn batch_of(&self, rows: &[(Vec<Key>, i64)]) -> RecordBatch {
-        let mut columns: Vec<ArrayRef> = Vec::new();
-        for (position, field) in self
-            .output
-            .fields()
-            .iter()
-            .enumerate()
-            .take(self.keys.len())
-        {
-            let column: ArrayRef = match field.data_type() {
-                DataType::Utf8 => {
-                    let mut b = StringBuilder::new();
-                    for (key, _) in rows {
-                        match &key[position] {
-                            Key::Text(s) => b.append_value(s),
-                            _ => b.append_null(),
-                        }
-                    }
-                    Arc::new(b.finish())
-                }
-                DataType::Int64 => {
-                    let mut b = Int64Builder::new();
-                    for (key, _) in rows {
-                        b.append_option(match key[position] {
-                            Key::Int(i) => Some(i),
-                            _ => None,
-                        });
-                    }
-                    Arc::new(b.finish())
-                }
-                _ => {
-                    let mut b = BooleanBuilder::new();
-                    for (key, _) in rows {
-                        b.append_option(match key[position] {
-                            Key::Bool(v) => Some(v),
-                            _ => None,
-                        });
-                    }
-                    Arc::new(b.finish())
-                }
-            };
-            columns.push(column);
-        }
-        columns.push(Arc::new(arrow_array::Int64Array::from_iter_values(
-            rows.iter().map(|(_, c)| *c),
-        )));
-        RecordBatch::try_new(self.output.clone(), columns)
-            .expect("columns built from the output schema")
-    }
-
-    /// Adds the counts of a table of this step's output columns (a checkpoint's, a spill's).
-    fn restore_rows(&mut self, table: &RecordBatch) -> Result<()> {
         if table.schema().fields() != self.output.fields() {
             return Err(crate::error::Error::runtime(format!(
                 "the saved state has columns {:?}, group_count gives {:?}",
@@ -578,32 +439,107 @@ impl GroupCountState {
                 crate::data::columns(&self.output)
             )));
         }
-        let key_count = self.keys.len();
-        let counts = table.column(key_count).as_primitive::<Int64Type>();
-        match &mut self.table {
-            Table::Text(map, nulls) => {
-                let words = table.column(0).as_string::<i32>();
-                for (word, count) in words.iter().zip(counts.values()) {
-                    match word {
-                        Some(word) => map.add(word, *count),
-                        None => *nulls += count,
-                    }
-                }
-            }
-            Table::Keys(map) => {
-                for (row, count) in counts.values().iter().enumerate() {
-                    let key: Vec<Key> = (0..key_count)
-                        .map(|c| key_at(table.column(c).as_ref(), row))
-                        .collect();
-                    let entry = map.entry(key);
-                    if let hashbrown::hash_map::Entry::Vacant(_) = &entry {
-                        self.key_bytes += text_bytes(entry.key());
-                    }
-                    *entry.or_insert(0) += count;
-                }
+        let words = table.column(0).as_string::<i32>();
+        let counts = table.column(1).as_primitive::<Int64Type>();
+        for (word, count) in words.iter().zip(counts.values()) {
+            match word {
+                Some(word) => self.words.add(word, *count),
+                None => self.nulls += count,
             }
         }
         Ok(())
+    }
+
+    fn text_counter(&mut self) -> Option<&mut dyn TextCounter> {
+        Some(self)
+    }
+
+    fn grouped(&mut self) -> Option<&mut dyn super::GroupedRows> {
+        Some(self)
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// A `group_count` by keys other than one text column: the general aggregation's state
+/// counting rows, its result most frequent first (ties by key, the order it comes in). Its
+/// snapshot is the step's own columns, keys and counts, in key order, so checkpoints keep
+/// their form.
+struct CountFirst {
+    inner: Box<dyn AggregateState>,
+    output: SchemaRef,
+}
+
+impl AggregateState for CountFirst {
+    fn update(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.inner.update(batch)
+    }
+
+    fn begin_morsel(&mut self, index: u64) {
+        self.inner.begin_morsel(index);
+    }
+
+    fn merge(&mut self, other: Box<dyn AggregateState>) -> Result<()> {
+        let other = other
+            .into_any()
+            .downcast::<CountFirst>()
+            .expect("merging states of one aggregation");
+        self.inner.merge(other.inner)
+    }
+
+    fn result(&self) -> Result<RecordBatch> {
+        let by_key = self.snapshot()?;
+        let counts = by_key
+            .column(by_key.num_columns() - 1)
+            .as_primitive::<Int64Type>()
+            .values();
+        let mut order: Vec<u32> = (0..by_key.num_rows() as u32).collect();
+        // Stable: equal counts keep the keys' order.
+        order.sort_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]));
+        arrow_select::take::take_record_batch(&by_key, &arrow_array::UInt32Array::from(order))
+            .map_err(|e| crate::error::Error::runtime(format!("group_count: {e}")))
+    }
+
+    fn snapshot(&self) -> Result<RecordBatch> {
+        let by_key = self.inner.result()?;
+        RecordBatch::try_new(self.output.clone(), by_key.columns().to_vec())
+            .map_err(|e| crate::error::Error::runtime(format!("group_count: {e}")))
+    }
+
+    fn spillable_bytes(&self) -> Option<usize> {
+        self.inner.spillable_bytes()
+    }
+
+    fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+
+    fn restore(&mut self, table: &RecordBatch) -> Result<()> {
+        if table.schema().fields() != self.output.fields() {
+            return Err(crate::error::Error::runtime(format!(
+                "the saved state has columns {:?}, group_count gives {:?}",
+                crate::data::columns(&table.schema()),
+                crate::data::columns(&self.output)
+            )));
+        }
+        let keys = table.num_columns() - 1;
+        let counts = table.column(keys).as_primitive::<Int64Type>();
+        let mut columns = table.columns()[..keys].to_vec();
+        columns.push(super::aggregate::count_states(counts));
+        let mut fields: Vec<Field> = self.output.fields()[..keys]
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("state", DataType::Utf8, true));
+        let states = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(|e| crate::error::Error::runtime(format!("group_count: {e}")))?;
+        self.inner.restore(&states)
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
     }
 }
 
@@ -703,10 +639,13 @@ mod tests {
             uninterrupted.update(&second).unwrap();
             let mut before = agg.new_state();
             before.update(&first).unwrap();
-            let mut after = agg.new_state();
-            after.restore(&before.result().unwrap()).unwrap();
-            after.update(&second).unwrap();
-            assert_eq!(after.result().unwrap(), uninterrupted.result().unwrap());
+            // From a checkpoint of either form: the result, or the snapshot (in key order).
+            for saved in [before.result().unwrap(), before.snapshot().unwrap()] {
+                let mut after = agg.new_state();
+                after.restore(&saved).unwrap();
+                after.update(&second).unwrap();
+                assert_eq!(after.result().unwrap(), uninterrupted.result().unwrap());
+            }
         }
         // A table of other columns is refused, not mixed in.
         let StageKind::Aggregate(agg) = &text.kind else {
