@@ -760,8 +760,23 @@ impl TextCounts {
     pub fn sorted(&self) -> Vec<(&str, i64)> {
         let mut ranks = self.ranks.lock().unwrap_or_else(|p| p.into_inner());
         if ranks.len() != self.words.len() {
-            let mut by_word: Vec<u32> = (0..self.words.len() as u32).collect();
-            by_word.sort_unstable_by(|&a, &b| self.words[a as usize].cmp(&self.words[b as usize]));
+            // Each word's first 8 bytes (big-endian: ordered as the bytes are) lie beside its
+            // id, so that most comparisons read no word: with millions of words they lie far
+            // apart in memory.
+            let prefix = |word: &str| {
+                let mut head = [0u8; 8];
+                let n = word.len().min(8);
+                head[..n].copy_from_slice(&word.as_bytes()[..n]);
+                u64::from_be_bytes(head)
+            };
+            let mut keyed: Vec<(u64, u32)> = (0..self.words.len())
+                .map(|id| (prefix(&self.words[id]), id as u32))
+                .collect();
+            keyed.sort_unstable_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| self.words[a.1 as usize].cmp(&self.words[b.1 as usize]))
+            });
+            let by_word: Vec<u32> = keyed.into_iter().map(|(_, id)| id).collect();
             ranks.resize(self.words.len(), 0);
             for (rank, &id) in by_word.iter().enumerate() {
                 ranks[id as usize] = rank as u32;
@@ -798,8 +813,44 @@ impl TextCounts {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Words that share their first 8 bytes or are prefixes of one another, as `sorted`'s
+    /// prefix keys must order them: counts descending, then bytes ascending.
+    pub(crate) fn tricky_words() -> Vec<(String, i64)> {
+        let mut words = Vec::new();
+        let stems = [
+            "",
+            "a",
+            "prefixed",
+            "prefixed\0",
+            "prefixed-",
+            "prefixedz",
+            "ünïcødé",
+        ];
+        for (i, stem) in stems.iter().enumerate() {
+            for tail in ["", "\0", "a", "b", "long-tail", "éé"] {
+                let word = format!("{stem}{tail}");
+                if !words.iter().any(|(w, _)| *w == word) {
+                    words.push((word, 1 + (i as i64 * 7 + tail.len() as i64) % 3));
+                }
+            }
+        }
+        words
+    }
+
+    #[test]
+    fn sorted_is_most_frequent_first_then_by_bytes() {
+        let words = tricky_words();
+        let mut counts = TextCounts::default();
+        for (word, count) in words.iter().rev() {
+            counts.add(word, *count);
+        }
+        let mut expected: Vec<(&str, i64)> = words.iter().map(|(w, c)| (w.as_str(), *c)).collect();
+        expected.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        assert_eq!(counts.sorted(), expected);
+    }
 
     #[test]
     fn hash_in_a_buffer_is_hash_of_the_word() {

@@ -192,3 +192,103 @@ fn a_memory_limit_that_is_not_a_size_is_refused_where_it_is_written() {
         );
     }
 }
+
+/// Text of many distinct words (most seen once), in two cases, some longer than the
+/// kernel's inline 16 bytes, some of them stop words, with lines that are not valid UTF-8
+/// (they go through the source's decoder).
+fn many_words(dir: &Path) -> PathBuf {
+    let path = dir.join("words.txt");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for line in 0..60_000 {
+        for _ in 0..8 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let word = match x % 7 {
+                0 => format!("Wörd{}", x % 150_000),
+                1 => format!("wörd{}", x % 150_000),
+                2 => format!("a-rather-long-word-number-{}", x % 90_000),
+                3 => ["the", "The", "AND", "of"][(x >> 30) as usize % 4].to_owned(),
+                _ => format!("w{}", x % 400_000),
+            };
+            write!(file, "{word}, ").unwrap();
+        }
+        if line % 997 == 0 {
+            file.write_all(b"bad \xff bytes").unwrap();
+        }
+        writeln!(file).unwrap();
+    }
+    file.flush().unwrap();
+    path
+}
+
+#[test]
+fn the_word_count_kernel_spills_past_its_memory_limit_and_gives_the_same_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    many_words(dir.path());
+    // `lowercase` maps words after counting: `Wörd7` and `wörd7` counted in different runs
+    // become one word when the runs are merged.
+    let yaml = |name: &str, limit: &str, tail: &str| {
+        write(
+            dir.path(),
+            &format!("{name}.yaml"),
+            &format!(
+                "name: {name}\nsource:\n  type: file\n  path: words.txt\n  \
+                 encoding_errors: replace\ntransforms:\n  \
+                 - {{type: tokenize, lowercase: false}}\n  - {{type: lowercase, column: word}}\n  \
+                 - {{type: stopwords}}\n  - type: group_count\n    by: word{limit}\n{tail}\
+                 sinks:\n  - {{type: csv, path: {name}.csv}}\n"
+            ),
+        )
+    };
+    let limit = "\n    memory_limit: 1MiB";
+    let top = "  - {type: limit, n: 2000}\n";
+    for (name, pipeline, extra) in [
+        ("spilled", yaml("spilled", limit, ""), &[][..]),
+        (
+            "spilled_3",
+            yaml("spilled_3", limit, ""),
+            &["--cores", "3"][..],
+        ),
+        ("whole", yaml("whole", "", ""), &[][..]),
+        ("unfused", yaml("unfused", "", ""), &["--no-fusion"][..]),
+        ("spilled_top", yaml("spilled_top", limit, top), &[][..]),
+        ("whole_top", yaml("whole_top", "", top), &[][..]),
+    ] {
+        let (code, _, stderr) = run(&pipeline, extra);
+        assert_eq!(code, Some(0), "{name}: {stderr}");
+        assert_eq!(
+            stderr.contains(SPILLED),
+            name.starts_with("spilled"),
+            "{name}: {stderr}"
+        );
+    }
+    let plan = runner_process()
+        .arg("plan")
+        .arg(dir.path().join("spilled.yaml"))
+        .output()
+        .unwrap();
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan.contains("word_count_kernel") && plan.contains("merged by word"),
+        "{plan}"
+    );
+    let read =
+        |name: &str| std::fs::read_to_string(dir.path().join(format!("{name}.csv"))).unwrap();
+    let whole = read("whole");
+    assert!(whole.lines().count() > 100_000, "{}", whole.len());
+    assert!(whole.contains("\nwörd"), "lowercased words are counted");
+    assert!(!whole.contains("\nWörd") && !whole.contains("\nthe,"));
+    assert!(
+        read("unfused") == whole,
+        "the kernel differs from the steps"
+    );
+    assert!(read("spilled") == whole, "the spilled answer differs");
+    assert!(
+        read("spilled_3") == whole,
+        "the spilled answer on 3 cores differs"
+    );
+    assert_eq!(read("spilled_top"), read("whole_top"));
+    assert_eq!(read("whole_top").lines().count(), 2001);
+}

@@ -187,11 +187,12 @@ pub(crate) fn compute<'a>(
 ) -> Result<Computed<'a>> {
     if let Some(fusion) = fusion {
         if let Some(word_count) = WordCount::new(fusion, stages) {
-            let result = fused_word_count(source, &word_count)?;
-            return Ok(Computed::Whole(finish(
-                result,
+            let aggregated = fused_word_count(source, &word_count)?;
+            return after_aggregation(
+                aggregated,
+                &stages[fusion.count],
                 &stages[fusion.count + 1..],
-            )?));
+            );
         }
         if let Some(kernel) = super::csv_aggregate::CsvAggregate::new(fusion, source, stages) {
             let aggregated = kernel.run(source)?;
@@ -382,21 +383,35 @@ pub(crate) fn run_after_aggregation(
 
 /// The fused loop: bytes of each morsel straight into a per-worker count table. Morsels that
 /// are not valid UTF-8 go through the source's decoder first, which applies `encoding_errors`.
-fn fused_word_count(source: &dyn BatchSource, word_count: &WordCount) -> Result<RecordBatch> {
+/// A table that outgrows the worker's share of the count's memory limit is written out as a
+/// sorted run, and the worker starts an empty one.
+fn fused_word_count<'a>(
+    source: &dyn BatchSource,
+    word_count: &WordCount<'a>,
+) -> Result<Aggregated<'a>> {
     let hasher = WordHasher::default();
     let tokenizer = word_count.tokenizer;
     let tables = PerWorker::new();
+    let spill = Spill::new(word_count.aggregation, rayon::current_num_threads());
+    let new_table = || (WordCounts::new(hasher.clone()), Vec::new());
     source
         .open()?
         .into_par_iter()
         .try_for_each(|(_, morsel)| -> Result<()> {
             let morsel = morsel?;
-            let new_table = || (WordCounts::new(hasher.clone()), Vec::new());
+            let spill_if_full = |counts: &mut WordCounts| -> Result<()> {
+                if spill.exceeded(counts.memory_bytes()) {
+                    let full = std::mem::replace(counts, WordCounts::new(hasher.clone()));
+                    spill.write_snapshot(word_count.sorted_run(full)?)?;
+                }
+                Ok(())
+            };
             // SIMD validation: several times faster than `std::str::from_utf8` on text.
             if let Ok(valid) = simdutf8::basic::from_utf8(&morsel.bytes) {
                 tables.with(new_table, |(counts, scratch)| {
-                    super::fused::count_text(counts, tokenizer, valid, scratch)
-                });
+                    super::fused::count_text(counts, tokenizer, valid, scratch);
+                    spill_if_full(counts)
+                })?;
                 source.recycle(morsel.bytes);
             } else {
                 let batches = source.decode(morsel)?;
@@ -406,12 +421,19 @@ fn fused_word_count(source: &dyn BatchSource, word_count: &WordCount) -> Result<
                             super::fused::count_text(counts, tokenizer, line, scratch);
                         }
                     }
-                });
+                    spill_if_full(counts)
+                })?;
             }
             Ok(())
         })?;
     let tables: Vec<WordCounts> = tables.into_iter().map(|(counts, _)| counts).collect();
-    word_count.result(tables)
+    if spill.runs() == 0 {
+        return Ok(Aggregated::Whole(word_count.result(tables)?));
+    }
+    for table in tables {
+        spill.write_snapshot(word_count.sorted_run(table)?)?;
+    }
+    spill.finish(word_count.aggregation.new_state())
 }
 
 /// One accumulator per worker thread. rayon's `fold` makes one per split of the work, which

@@ -24,7 +24,7 @@ pub use crate::counts::{WordCounts, WordHasher};
 use crate::error::{Error, Result};
 use crate::plan::Fusion;
 use crate::tokenizer::{StripPunctuation, Tokenizer};
-use crate::transforms::{PerValue, StageKind, TextSplit};
+use crate::transforms::{Aggregation, PerValue, StageKind, TextSplit};
 
 /// The parts of the pipeline the word-count kernel needs, read from what the fused steps
 /// declare (see `plan::rules`).
@@ -40,6 +40,8 @@ pub struct WordCount<'a> {
     /// Whether to sort the counts as `group_count` does (most frequent first, ties by word); false
     /// when a later step orders the rows anyway.
     pub order_rows: bool,
+    /// The count step, whose memory limit the tables keep to (spilled past it).
+    pub aggregation: &'a dyn Aggregation,
 }
 
 impl<'a> WordCount<'a> {
@@ -50,6 +52,9 @@ impl<'a> WordCount<'a> {
             _ => None,
         };
         let Some(TextSplit::Words { tokenizer, .. }) = map(fusion.split?)?.splits_text() else {
+            return None;
+        };
+        let StageKind::Aggregate(aggregation) = &stages.get(fusion.count)?.stage.kind else {
             return None;
         };
         let per_value = fusion
@@ -63,7 +68,43 @@ impl<'a> WordCount<'a> {
             words_schema: stages[fusion.split?].stage.output.clone(),
             output: stages[fusion.count].stage.output.clone(),
             order_rows: fusion.order_rows,
+            aggregation: aggregation.as_ref(),
         })
+    }
+
+    /// One worker's `table` as a sorted run of the count's spill: its words after the
+    /// per-value steps (a step that decides by the word alone gives the same on any part of
+    /// the words; words that one maps to the same value are added up here within the run
+    /// and across runs by the merge), distinct and in word order, nulls first.
+    pub fn sorted_run(&self, table: WordCounts) -> Result<RecordBatch> {
+        let mut words = StringBuilder::with_capacity(table.len(), table.len() * 8);
+        let mut values = Vec::with_capacity(table.len());
+        table.for_each_in_part(0, 1, None, |word, count, _| {
+            words.append_value(word_text(word));
+            values.push(count as i64);
+        });
+        drop(table);
+        let (words, counts) =
+            self.apply_per_value(Arc::new(words.finish()), Arc::new(Int64Array::from(values)))?;
+        let text = words.as_string::<i32>();
+        // Nulls first, then by each word's first 8 bytes kept beside it, then by the word.
+        let mut keyed: Vec<(bool, u64, u32)> = (0..text.len())
+            .map(|row| match text.is_valid(row) {
+                true => (true, word_prefix(text.value(row).as_bytes()), row as u32),
+                false => (false, 0, row as u32),
+            })
+            .collect();
+        keyed.sort_unstable_by(|a, b| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then_with(|| text.value(a.2 as usize).cmp(text.value(b.2 as usize)))
+        });
+        let order = arrow_array::UInt32Array::from_iter_values(keyed.into_iter().map(|k| k.2));
+        let take = |array: &ArrayRef| {
+            arrow_select::take::take(array.as_ref(), &order, None).expect("indices are in bounds")
+        };
+        RecordBatch::try_new(self.output.clone(), vec![take(&words), take(&counts)])
+            .map_err(|e| Error::runtime(format!("counted words: {e}")))
     }
 
     /// The per-value steps applied to the distinct `words` and their `counts`: a step that
@@ -192,13 +233,7 @@ impl<'a> WordCount<'a> {
                         return; // emitted with table 0's
                     }
                     let total = if table == 0 { count + elsewhere } else { count };
-                    // Words are valid UTF-8: cut from valid text at ASCII bytes or whole
-                    // characters (checked anyway: a wrong word must not become a wrong string).
-                    let word = match std::str::from_utf8(word) {
-                        Ok(word) => std::borrow::Cow::Borrowed(word),
-                        Err(_) => String::from_utf8_lossy(word),
-                    };
-                    words.append_value(word);
+                    words.append_value(word_text(word));
                     values.push(total as i64);
                 });
                 let words: ArrayRef = Arc::new(words.finish());
@@ -212,16 +247,33 @@ impl<'a> WordCount<'a> {
         };
         let (mut words, mut values) = self.apply_per_value(column(|p| &p.0), column(|p| &p.1))?;
         if self.order_rows {
-            // As group_count orders them: most frequent first, ties by word.
+            // As group_count orders them: most frequent first, ties by word. Each row's key
+            // (its count, then its word's first 8 bytes, big-endian: ordered as the bytes are)
+            // lies beside it, so that most comparisons read no word: with millions of words
+            // they lie far apart in memory (24 million distinct words: 49 s before, 11 s).
             let (text, number) = (words.as_string::<i32>(), values.as_primitive::<Int64Type>());
-            let mut order: Vec<u32> = (0..text.len() as u32).collect();
-            order.sort_unstable_by(|&a, &b| {
-                let (a, b) = (a as usize, b as usize);
-                number
-                    .value(b)
-                    .cmp(&number.value(a))
-                    .then_with(|| text.value(a).cmp(text.value(b)))
-            });
+            let mut keyed: Vec<(u64, u64, u32)> = (0..text.len())
+                .map(|row| {
+                    let most_first = u64::MAX - number.value(row).max(0) as u64;
+                    (
+                        most_first,
+                        word_prefix(text.value(row).as_bytes()),
+                        row as u32,
+                    )
+                })
+                .collect();
+            let compare = |a: &(u64, u64, u32), b: &(u64, u64, u32)| {
+                (a.0, a.1)
+                    .cmp(&(b.0, b.1))
+                    .then_with(|| text.value(a.2 as usize).cmp(text.value(b.2 as usize)))
+            };
+            if keyed.len() > 1 << 16 {
+                use rayon::slice::ParallelSliceMut;
+                keyed.par_sort_unstable_by(compare);
+            } else {
+                keyed.sort_unstable_by(compare);
+            }
+            let order: Vec<u32> = keyed.into_iter().map(|(_, _, row)| row).collect();
             let order = arrow_array::UInt32Array::from(order);
             let take = |array: &ArrayRef| {
                 arrow_select::take::take(array.as_ref(), &order, None)
@@ -233,6 +285,24 @@ impl<'a> WordCount<'a> {
             RecordBatch::try_new(self.output.clone(), vec![words, values])
                 .expect("word and count columns match group_count's output"),
         )
+    }
+}
+
+/// A word's first 8 bytes, zero-padded, big-endian: ordered as the words' bytes are, up to
+/// ties (which the words themselves then break).
+fn word_prefix(word: &[u8]) -> u64 {
+    let mut head = [0u8; 8];
+    let n = word.len().min(8);
+    head[..n].copy_from_slice(&word[..n]);
+    u64::from_be_bytes(head)
+}
+
+/// A counted word as text. Words are valid UTF-8: cut from valid text at ASCII bytes or whole
+/// characters (checked anyway: a wrong word must not become a wrong string).
+fn word_text(word: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(word) {
+        Ok(word) => std::borrow::Cow::Borrowed(word),
+        Err(_) => String::from_utf8_lossy(word),
     }
 }
 
@@ -475,14 +545,22 @@ mod tests {
     }
 
     #[test]
-    fn results_of_several_tables_are_those_of_their_merge() {
+    fn results_of_several_tables_and_their_sorted_runs_are_those_of_their_merge() {
         let tokenizer = tokenizer(true, StripPunctuation::All, true);
+        let count = crate::transforms::compliance::build::<
+            crate::transforms::group_count::GroupCountConfig,
+        >("{by: word}", &crate::data::text_schema("word"))
+        .unwrap();
+        let StageKind::Aggregate(aggregation) = &count.kind else {
+            panic!("group_count aggregates")
+        };
         let word_count = WordCount {
             tokenizer: &tokenizer,
             per_value: Vec::new(),
             words_schema: crate::data::text_schema("word"),
-            output: crate::data::word_counts(&[], &[]).schema(),
+            output: count.output.clone(),
             order_rows: true,
+            aggregation: aggregation.as_ref(),
         };
         let hasher = WordHasher::default();
         // Enough distinct words for several parts per table; some only in one table.
@@ -516,7 +594,57 @@ mod tests {
             let expected = word_count.result(vec![merged]).unwrap();
             assert!(expected.num_rows() > 30_000);
             assert_eq!(result, expected, "{tables} tables");
+            // As spilled: each table a run of distinct words in order, restored together.
+            let mut state = aggregation.new_state();
+            for text in &texts[..tables] {
+                let run = word_count.sorted_run(table(text)).unwrap();
+                let words = run.column(0).as_string::<i32>();
+                assert!((1..run.num_rows()).all(|i| words.value(i - 1) < words.value(i)));
+                state.restore(&run).unwrap();
+            }
+            assert_eq!(state.result().unwrap(), expected, "{tables} runs");
         }
+    }
+
+    #[test]
+    fn results_and_sorted_runs_order_words_that_share_a_prefix_by_their_bytes() {
+        let count = crate::transforms::compliance::build::<
+            crate::transforms::group_count::GroupCountConfig,
+        >("{by: word}", &crate::data::text_schema("word"))
+        .unwrap();
+        let StageKind::Aggregate(aggregation) = &count.kind else {
+            panic!("group_count aggregates")
+        };
+        let tokenizer = tokenizer(true, StripPunctuation::All, true);
+        let word_count = WordCount {
+            tokenizer: &tokenizer,
+            per_value: Vec::new(),
+            words_schema: crate::data::text_schema("word"),
+            output: count.output.clone(),
+            order_rows: true,
+            aggregation: aggregation.as_ref(),
+        };
+        let words = crate::counts::tests::tricky_words();
+        let table = || {
+            let mut table = WordCounts::new(WordHasher::default());
+            for (word, count) in &words {
+                table.add(word.as_bytes(), *count as u64);
+            }
+            table
+        };
+        let rows = |batch: &RecordBatch| -> Vec<(String, i64)> {
+            let (text, counts) = (batch.column(0).as_string::<i32>(), batch.column(1));
+            let counts = counts.as_primitive::<Int64Type>();
+            (0..batch.num_rows())
+                .map(|i| (text.value(i).to_owned(), counts.value(i)))
+                .collect()
+        };
+        let mut most_first = words.clone();
+        most_first.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        assert_eq!(rows(&word_count.result(vec![table()]).unwrap()), most_first);
+        let mut by_word = words.clone();
+        by_word.sort();
+        assert_eq!(rows(&word_count.sorted_run(table()).unwrap()), by_word);
     }
 
     #[test]

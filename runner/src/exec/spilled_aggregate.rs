@@ -65,6 +65,12 @@ impl<'a> Spill<'a> {
         Ok(true)
     }
 
+    /// Whether a worker's groups of `bytes` outgrow its share of the limit (asked by a kernel
+    /// that counts in its own table, which then writes its groups with `write_snapshot`).
+    pub fn exceeded(&self, bytes: usize) -> bool {
+        self.share.is_some_and(|share| bytes > share)
+    }
+
     /// Runs written so far.
     pub fn runs(&self) -> usize {
         self.spilled.load(Ordering::Relaxed)
@@ -76,6 +82,15 @@ impl<'a> Spill<'a> {
         }
         let snapshot = state.snapshot()?;
         drop(state);
+        self.write_snapshot(snapshot)
+    }
+
+    /// Writes one more run: groups as a state's `snapshot` gives them, distinct and in key
+    /// order (a kernel that counts in its own table writes its groups so).
+    pub fn write_snapshot(&self, snapshot: RecordBatch) -> Result<()> {
+        if snapshot.num_rows() == 0 {
+            return Ok(());
+        }
         let keys = self.aggregation.key_columns();
         let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
         let sort = runs.get_or_insert_with(|| {

@@ -143,6 +143,10 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
             name: fusion.kernel.operator(),
             steps: covered.clone(),
             runs: match fusion.kernel {
+                Kernel::WordCount if spills => {
+                    "from input bytes into per-worker counts, merged once; past the memory \
+                     limit, spilled to temporary files and merged by word"
+                }
                 Kernel::WordCount => "from input bytes into per-worker counts, merged once",
                 Kernel::SplitCount => "from each epoch's input bytes into the kept state",
                 Kernel::CsvAggregate if spills => {

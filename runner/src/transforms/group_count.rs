@@ -47,8 +47,8 @@ pub struct GroupCountConfig {
     pub watermark: Option<std::time::Duration>,
     /// Batch runs: the memory the counts may take (all workers together) before they are
     /// spilled to temporary files, merged at the end (see `aggregate`), e.g. `512MiB`.
-    /// Default: half the machine's memory (or of the container's limit). The word count
-    /// kernel and streams keep their counts in memory.
+    /// Default: half the machine's memory (or of the container's limit). Streams keep their
+    /// counts in memory.
     #[serde(default, deserialize_with = "crate::settings::size::opt")]
     #[schemars(with = "Option<String>")]
     pub memory_limit: Option<u64>,
