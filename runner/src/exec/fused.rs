@@ -544,9 +544,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn results_of_several_tables_and_their_sorted_runs_are_those_of_their_merge() {
-        let tokenizer = tokenizer(true, StripPunctuation::All, true);
+    /// A `group_count` by word, counted by the kernel with `tokenizer`, given to `test`.
+    fn with_word_count(tokenizer: &Tokenizer, test: impl FnOnce(&WordCount, &dyn Aggregation)) {
         let count = crate::transforms::compliance::build::<
             crate::transforms::group_count::GroupCountConfig,
         >("{by: word}", &crate::data::text_schema("word"))
@@ -555,96 +554,91 @@ mod tests {
             panic!("group_count aggregates")
         };
         let word_count = WordCount {
-            tokenizer: &tokenizer,
+            tokenizer,
             per_value: Vec::new(),
             words_schema: crate::data::text_schema("word"),
             output: count.output.clone(),
             order_rows: true,
             aggregation: aggregation.as_ref(),
         };
-        let hasher = WordHasher::default();
-        // Enough distinct words for several parts per table; some only in one table.
-        let texts: Vec<String> = (0..3)
-            .map(|t| {
-                (0..30_000)
-                    .map(|i| {
-                        format!(
-                            "w{} shared a-word-longer-than-sixteen-bytes{} ",
-                            i * (t + 1),
-                            i % 7
-                        )
-                    })
-                    .collect()
-            })
-            .collect();
-        let table = |text: &String| {
-            let mut counts = WordCounts::new(hasher.clone());
-            count_text(&mut counts, &tokenizer, text, &mut Vec::new());
-            counts
-        };
-        for tables in 1..=3 {
-            let result = word_count
-                .result(texts[..tables].iter().map(table).collect())
-                .unwrap();
-            let merged = texts[..tables]
-                .iter()
-                .map(table)
-                .reduce(WordCounts::merge)
-                .unwrap();
-            let expected = word_count.result(vec![merged]).unwrap();
-            assert!(expected.num_rows() > 30_000);
-            assert_eq!(result, expected, "{tables} tables");
-            // As spilled: each table a run of distinct words in order, restored together.
-            let mut state = aggregation.new_state();
-            for text in &texts[..tables] {
-                let run = word_count.sorted_run(table(text)).unwrap();
-                let words = run.column(0).as_string::<i32>();
-                assert!((1..run.num_rows()).all(|i| words.value(i - 1) < words.value(i)));
-                state.restore(&run).unwrap();
+        test(&word_count, aggregation.as_ref());
+    }
+
+    #[test]
+    fn results_of_several_tables_and_their_sorted_runs_are_those_of_their_merge() {
+        let tokenizer = tokenizer(true, StripPunctuation::All, true);
+        with_word_count(&tokenizer, |word_count, aggregation| {
+            let hasher = WordHasher::default();
+            // Enough distinct words for several parts per table; some only in one table.
+            let texts: Vec<String> = (0..3)
+                .map(|t| {
+                    (0..30_000)
+                        .map(|i| {
+                            format!(
+                                "w{} shared a-word-longer-than-sixteen-bytes{} ",
+                                i * (t + 1),
+                                i % 7
+                            )
+                        })
+                        .collect()
+                })
+                .collect();
+            let table = |text: &String| {
+                let mut counts = WordCounts::new(hasher.clone());
+                count_text(&mut counts, &tokenizer, text, &mut Vec::new());
+                counts
+            };
+            for tables in 1..=3 {
+                let result = word_count
+                    .result(texts[..tables].iter().map(table).collect())
+                    .unwrap();
+                let merged = texts[..tables]
+                    .iter()
+                    .map(table)
+                    .reduce(WordCounts::merge)
+                    .unwrap();
+                let expected = word_count.result(vec![merged]).unwrap();
+                assert!(expected.num_rows() > 30_000);
+                assert_eq!(result, expected, "{tables} tables");
+                // As spilled: each table a run of distinct words in order, restored together.
+                let mut state = aggregation.new_state();
+                for text in &texts[..tables] {
+                    let run = word_count.sorted_run(table(text)).unwrap();
+                    let words = run.column(0).as_string::<i32>();
+                    assert!((1..run.num_rows()).all(|i| words.value(i - 1) < words.value(i)));
+                    state.restore(&run).unwrap();
+                }
+                assert_eq!(state.result().unwrap(), expected, "{tables} runs");
             }
-            assert_eq!(state.result().unwrap(), expected, "{tables} runs");
-        }
+        });
     }
 
     #[test]
     fn results_and_sorted_runs_order_words_that_share_a_prefix_by_their_bytes() {
-        let count = crate::transforms::compliance::build::<
-            crate::transforms::group_count::GroupCountConfig,
-        >("{by: word}", &crate::data::text_schema("word"))
-        .unwrap();
-        let StageKind::Aggregate(aggregation) = &count.kind else {
-            panic!("group_count aggregates")
-        };
         let tokenizer = tokenizer(true, StripPunctuation::All, true);
-        let word_count = WordCount {
-            tokenizer: &tokenizer,
-            per_value: Vec::new(),
-            words_schema: crate::data::text_schema("word"),
-            output: count.output.clone(),
-            order_rows: true,
-            aggregation: aggregation.as_ref(),
-        };
-        let words = crate::counts::tests::tricky_words();
-        let table = || {
-            let mut table = WordCounts::new(WordHasher::default());
-            for (word, count) in &words {
-                table.add(word.as_bytes(), *count as u64);
-            }
-            table
-        };
-        let rows = |batch: &RecordBatch| -> Vec<(String, i64)> {
-            let (text, counts) = (batch.column(0).as_string::<i32>(), batch.column(1));
-            let counts = counts.as_primitive::<Int64Type>();
-            (0..batch.num_rows())
-                .map(|i| (text.value(i).to_owned(), counts.value(i)))
-                .collect()
-        };
-        let mut most_first = words.clone();
-        most_first.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        assert_eq!(rows(&word_count.result(vec![table()]).unwrap()), most_first);
-        let mut by_word = words.clone();
-        by_word.sort();
-        assert_eq!(rows(&word_count.sorted_run(table()).unwrap()), by_word);
+        with_word_count(&tokenizer, |word_count, _| {
+            let words = crate::counts::tests::tricky_words();
+            let table = || {
+                let mut table = WordCounts::new(WordHasher::default());
+                for (word, count) in &words {
+                    table.add(word.as_bytes(), *count as u64);
+                }
+                table
+            };
+            let rows = |batch: &RecordBatch| -> Vec<(String, i64)> {
+                let (text, counts) = (batch.column(0).as_string::<i32>(), batch.column(1));
+                let counts = counts.as_primitive::<Int64Type>();
+                (0..batch.num_rows())
+                    .map(|i| (text.value(i).to_owned(), counts.value(i)))
+                    .collect()
+            };
+            let mut most_first = words.clone();
+            most_first.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            assert_eq!(rows(&word_count.result(vec![table()]).unwrap()), most_first);
+            let mut by_word = words.clone();
+            by_word.sort();
+            assert_eq!(rows(&word_count.sorted_run(table()).unwrap()), by_word);
+        });
     }
 
     #[test]
