@@ -595,6 +595,17 @@ impl WordCounts {
     }
 }
 
+/// A word's first 8 bytes, zero-padded, big-endian: ordered as the words' bytes are, up to
+/// ties (which the words themselves then break). Sorts of millions of words compare these,
+/// kept beside each word's id, instead of reading the words from all over memory.
+#[inline]
+pub fn word_prefix(word: &[u8]) -> u64 {
+    let mut head = [0u8; 8];
+    let n = word.len().min(8);
+    head[..n].copy_from_slice(&word[..n]);
+    u64::from_be_bytes(head)
+}
+
 /// Counts per text key with stable ids, for `group_count`: each word is stored once (the
 /// inline-key table maps it to its id), counts live in a plain vector, and results come out
 /// most frequent first, ties by word, sorted on integers: the words' lexical ranks are kept
@@ -760,17 +771,10 @@ impl TextCounts {
     pub fn sorted(&self) -> Vec<(&str, i64)> {
         let mut ranks = self.ranks.lock().unwrap_or_else(|p| p.into_inner());
         if ranks.len() != self.words.len() {
-            // Each word's first 8 bytes (big-endian: ordered as the bytes are) lie beside its
-            // id, so that most comparisons read no word: with millions of words they lie far
-            // apart in memory.
-            let prefix = |word: &str| {
-                let mut head = [0u8; 8];
-                let n = word.len().min(8);
-                head[..n].copy_from_slice(&word.as_bytes()[..n]);
-                u64::from_be_bytes(head)
-            };
+            // Each word's prefix lies beside its id, so that most comparisons read no word:
+            // with millions of words they lie far apart in memory.
             let mut keyed: Vec<(u64, u32)> = (0..self.words.len())
-                .map(|id| (prefix(&self.words[id]), id as u32))
+                .map(|id| (word_prefix(self.words[id].as_bytes()), id as u32))
                 .collect();
             keyed.sort_unstable_by(|a, b| {
                 a.0.cmp(&b.0)

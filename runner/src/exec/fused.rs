@@ -20,6 +20,7 @@ use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
 use arrow_schema::SchemaRef;
 
 use super::BuiltStage;
+use crate::counts::word_prefix;
 pub use crate::counts::{WordCounts, WordHasher};
 use crate::error::{Error, Result};
 use crate::plan::Fusion;
@@ -286,15 +287,6 @@ impl<'a> WordCount<'a> {
                 .expect("word and count columns match group_count's output"),
         )
     }
-}
-
-/// A word's first 8 bytes, zero-padded, big-endian: ordered as the words' bytes are, up to
-/// ties (which the words themselves then break).
-fn word_prefix(word: &[u8]) -> u64 {
-    let mut head = [0u8; 8];
-    let n = word.len().min(8);
-    head[..n].copy_from_slice(&word[..n]);
-    u64::from_be_bytes(head)
 }
 
 /// A counted word as text. Words are valid UTF-8: cut from valid text at ASCII bytes or whole
