@@ -201,17 +201,8 @@ impl WordCounts {
     /// lookup a little later finds it in cache (large tables do not fit in any cache).
     #[inline(always)]
     pub fn prefetch(&self, hash: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            // No bounds check: a prefetch is only a hint, and the masked index is a slot anyway.
-            let slot = self.slots.as_ptr().wrapping_add(hash as usize & self.mask);
-            // SAFETY: prefetching reads nothing the program sees; any address is allowed.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(slot.cast())
-            };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = hash;
+        // No bounds check: a prefetch is only a hint, and the masked index is a slot anyway.
+        prefetch(self.slots.as_ptr().wrapping_add(hash as usize & self.mask));
     }
 
     /// `add_short`, done once the words pending before it are counted: its slot is prefetched
@@ -814,6 +805,20 @@ impl TextCounts {
             .map(|id| (&*self.words[id as usize], self.counts[id as usize]))
             .collect()
     }
+}
+
+/// Asks the CPU to start loading the cache line at `at`, so that a read a little later finds it
+/// in cache (tables of millions of entries fit in no cache). Any address will do: a prefetch
+/// is only a hint.
+#[inline(always)]
+pub fn prefetch<T>(at: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching reads nothing the program sees and faults on no address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 #[cfg(test)]

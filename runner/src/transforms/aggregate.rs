@@ -663,9 +663,22 @@ impl AggregateTable {
             .converter
             .convert_columns(keys)
             .map_err(|e| Error::runtime(format!("aggregate: {e}")))?;
+        // Hashed first, so that each row's slot is loaded a few rows before its lookup (with
+        // millions of groups the table lies in no cache).
+        const AHEAD: usize = 8;
+        let hashes: Vec<u64> = encoded
+            .iter()
+            .map(|row| self.groups.hash(row.as_ref()))
+            .collect();
+        for &hash in hashes.iter().take(AHEAD) {
+            self.groups.prefetch(hash);
+        }
         let mut ids = Vec::with_capacity(rows);
-        for row in encoded.iter() {
-            ids.push(self.group_of_key(row.as_ref()));
+        for (index, row) in encoded.iter().enumerate() {
+            if let Some(&later) = hashes.get(index + AHEAD) {
+                self.groups.prefetch(later);
+            }
+            ids.push(self.group_of_hashed(hashes[index], row.as_ref()));
         }
         Ok(ids)
     }
@@ -687,58 +700,98 @@ impl AggregateTable {
         id
     }
 
-    /// Groups in key order (nulls first), with their encoded keys.
-    fn sorted(&self) -> Vec<(&[u8], usize)> {
-        // Each key's first 16 bytes (zero-padded, big-endian: ordered as the bytes are) go
-        // with it, so that most comparisons read no key: with millions of groups the keys lie
-        // far apart in memory.
-        let prefix = |key: &[u8]| {
-            let mut head = [0u8; 16];
-            let n = key.len().min(16);
+    /// Group numbers in key order (nulls first).
+    fn sorted(&self) -> Vec<usize> {
+        // Each key's first 32 bytes (zero-padded, big-endian: ordered as the bytes are) go
+        // with its group, so that most comparisons read no key: with millions of groups the
+        // keys lie far apart in memory, and keys of two columns often share their first 16
+        // bytes (a product and the year of a date). Equal heads compare the whole keys.
+        let head = |id: usize| {
+            let key = self.groups.key(id);
+            let mut head = [0u8; 32];
+            let n = key.len().min(32);
             head[..n].copy_from_slice(&key[..n]);
-            u128::from_be_bytes(head)
+            let (high, low) = head.split_at(16);
+            let high = u128::from_be_bytes(high.try_into().expect("16 bytes"));
+            let low = u128::from_be_bytes(low.try_into().expect("16 bytes"));
+            (high, low, id)
         };
-        let mut groups: Vec<(u128, &[u8], usize)> = (0..self.groups.len())
-            .map(|id| {
-                let key = self.groups.key(id);
-                (prefix(key), key, id)
-            })
-            .collect();
+        let order = |a: &(u128, u128, usize), b: &(u128, u128, usize)| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then_with(|| self.groups.key(a.2).cmp(self.groups.key(b.2)))
+        };
         // Keys are distinct, so any sort gives one order. On a worker of the run's pool (a
         // batch's result) its cores sort millions of groups together; elsewhere (a stream's
         // epoch) the sort stays on its thread.
-        if rayon::current_thread_index().is_some() && groups.len() > PARALLEL_GROUPS {
-            use rayon::slice::ParallelSliceMut;
-            groups.par_sort_unstable();
+        let mut groups: Vec<(u128, u128, usize)>;
+        if rayon::current_thread_index().is_some() && self.groups.len() > PARALLEL_GROUPS {
+            use rayon::prelude::*;
+            groups = (0..self.groups.len()).into_par_iter().map(head).collect();
+            groups.par_sort_unstable_by(order);
         } else {
-            groups.sort_unstable();
+            groups = (0..self.groups.len()).map(head).collect();
+            groups.sort_unstable_by(order);
         }
-        groups.into_iter().map(|(_, key, id)| (key, id)).collect()
+        groups.into_iter().map(|(_, _, id)| id).collect()
     }
 
-    fn key_columns(&self, sorted: &[(&[u8], usize)]) -> Result<Vec<ArrayRef>> {
+    /// The key columns of `groups`.
+    fn key_columns(&self, groups: &[usize]) -> Result<Vec<ArrayRef>> {
         if self.keys.is_empty() {
             return Ok(Vec::new());
         }
-        let decode = |part: &[(&[u8], usize)]| {
-            let parser = self.converter.parser();
-            let rows: Vec<_> = part.iter().map(|(k, _)| parser.parse(k)).collect();
-            self.converter
-                .convert_rows(rows)
-                .map_err(|e| Error::runtime(format!("aggregate: {e}")))
-        };
-        if rayon::current_thread_index().is_none() || sorted.len() <= PARALLEL_GROUPS {
-            return decode(sorted);
+        // The keys lie scattered over the table, and the decoder reads each once per column:
+        // they are copied into one buffer first, each prefetched a few groups ahead (its
+        // place a few groups before that).
+        const AHEAD: usize = 8;
+        let mut bytes = Vec::with_capacity(groups.len() * 16);
+        let mut ends = Vec::with_capacity(groups.len());
+        for (index, &id) in groups.iter().enumerate() {
+            if let Some(&later) = groups.get(index + 2 * AHEAD) {
+                self.groups.prefetch_ends(later);
+            }
+            if let Some(&later) = groups.get(index + AHEAD) {
+                self.groups.prefetch_key(later);
+            }
+            bytes.extend_from_slice(self.groups.key(id));
+            ends.push(bytes.len());
         }
-        // Millions of keys: decoded in parts on the pool's cores, then joined.
+        let parser = self.converter.parser();
+        let mut start = 0;
+        let rows: Vec<_> = ends
+            .iter()
+            .map(|&end| {
+                let row = parser.parse(&bytes[start..end]);
+                start = end;
+                row
+            })
+            .collect();
+        self.converter
+            .convert_rows(rows)
+            .map_err(|e| Error::runtime(format!("aggregate: {e}")))
+    }
+
+    /// The columns `build` makes of `groups`; with millions of groups, made in parts on the
+    /// pool's cores (each part reads groups scattered over the table) and joined.
+    fn in_parts(
+        &self,
+        groups: &[usize],
+        build: impl Fn(&[usize]) -> Result<Vec<ArrayRef>> + Sync,
+    ) -> Result<Vec<ArrayRef>> {
+        if rayon::current_thread_index().is_none() || groups.len() <= PARALLEL_GROUPS {
+            return build(groups);
+        }
         use rayon::prelude::*;
-        let parts: Vec<Vec<ArrayRef>> = sorted
+        let parts: Vec<Vec<ArrayRef>> = groups
             .par_chunks(PARALLEL_GROUPS)
-            .map(decode)
+            .map(&build)
             .collect::<Result<_>>()?;
-        (0..self.keys.len())
-            .map(|key| {
-                let arrays: Vec<&dyn Array> = parts.iter().map(|part| part[key].as_ref()).collect();
+        let columns = parts.first().map_or(0, Vec::len);
+        (0..columns)
+            .map(|column| {
+                let arrays: Vec<&dyn Array> =
+                    parts.iter().map(|part| part[column].as_ref()).collect();
                 arrow_select::concat::concat(&arrays)
                     .map_err(|e| Error::runtime(format!("aggregate: {e}")))
             })
@@ -976,7 +1029,16 @@ impl AggregateState for AggregateTable {
         // Room for every group of the other table (with millions of distinct keys, most are
         // new here), so that the table does not grow step by step.
         self.groups.reserve(groups.len(), groups.key_bytes());
+        // Each key's slot here is loaded a few keys before its lookup.
+        const AHEAD: usize = 8;
+        let mut ahead = groups.keys_hashed_for(self.groups.seed()).skip(AHEAD);
+        for (_, hash) in groups.keys_hashed_for(self.groups.seed()).take(AHEAD) {
+            self.groups.prefetch(hash);
+        }
         for (theirs, (key, hash)) in groups.keys_hashed_for(self.groups.seed()).enumerate() {
+            if let Some((_, later)) = ahead.next() {
+                self.groups.prefetch(later);
+            }
             let (mine, new) = self.groups.find_or_insert(hash, key);
             for (index, column) in columns.iter_mut().enumerate() {
                 match new {
@@ -990,22 +1052,22 @@ impl AggregateState for AggregateTable {
 
     fn result(&self) -> Result<RecordBatch> {
         let sorted = self.sorted();
-        let ids: Vec<usize> = sorted.iter().map(|(_, id)| *id).collect();
-        let mut columns = self
-            .key_columns(&sorted)
-            .expect("keys encoded by this converter decode");
-        let key_count = columns.len();
-        for index in 0..self.aggs.len() {
-            columns.push(self.aggregate_column(
-                index,
-                &ids,
-                self.output.field(key_count + index),
-            )?);
-        }
+        let key_count = self.keys.len();
+        let columns = self.in_parts(&sorted, |groups| {
+            let mut columns = self.key_columns(groups)?;
+            for index in 0..self.aggs.len() {
+                columns.push(self.aggregate_column(
+                    index,
+                    groups,
+                    self.output.field(key_count + index),
+                )?);
+            }
+            Ok(columns)
+        })?;
         Ok(RecordBatch::try_new_with_options(
             self.output.clone(),
             columns,
-            &arrow_array::RecordBatchOptions::new().with_row_count(Some(ids.len())),
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(sorted.len())),
         )
         .expect("columns built from the output schema"))
     }
@@ -1014,17 +1076,15 @@ impl AggregateState for AggregateTable {
     /// go on counting (an average's sum and count, the distinct values), not only the result.
     fn snapshot(&self) -> Result<RecordBatch> {
         let sorted = self.sorted();
-        let mut columns = self
-            .key_columns(&sorted)
-            .expect("keys encoded by this converter decode");
+        let mut columns = self.in_parts(&sorted, |groups| self.key_columns(groups))?;
         let mut fields: Vec<Field> = self.output.fields()[..columns.len()]
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
         let states: arrow_array::StringArray = sorted
             .iter()
-            .map(|(_, id)| {
-                let accs: Vec<Acc> = self.columns.iter().map(|c| c.acc(*id)).collect();
+            .map(|&id| {
+                let accs: Vec<Acc> = self.columns.iter().map(|c| c.acc(id)).collect();
                 serde_json::to_string(&accs).ok()
             })
             .collect();
