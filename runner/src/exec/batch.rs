@@ -91,13 +91,16 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "computed result"
     );
-    super::stream::write_sinks(
-        &mut pipeline.sinks,
-        &result,
-        0,
-        &crate::events::ResultChange::Replace,
-        bus,
-    )?;
+    // On the run's pool: a sink may render a large result on its cores.
+    pool.install(|| {
+        super::stream::write_sinks(
+            &mut pipeline.sinks,
+            &result,
+            0,
+            &crate::events::ResultChange::Replace,
+            bus,
+        )
+    })?;
     Ok(finished(
         bus,
         result.num_rows() as u64,

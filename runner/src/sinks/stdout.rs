@@ -437,27 +437,49 @@ impl StdoutSink {
 
     /// Prints tsv or jsonl rows (tsv's column names before the first rows of the run), a
     /// slice at a time: the text of a result of millions of rows is never held whole, and a
-    /// closed pipe stops the printing.
+    /// closed pipe stops the printing. A few slices at a time are rendered together on the
+    /// run's cores (a result of millions of rows took a core seconds to print), and printed in
+    /// order.
     fn print_rows(&mut self, rows: &RecordBatch) -> Result<()> {
+        use rayon::prelude::*;
         const SLICE_ROWS: usize = 8192;
+        let together = rayon::current_num_threads().max(1) * 2;
         let epoch = self.streaming.then_some(self.epoch);
+        let format = self.config.format;
         let mut start = 0;
         // At least once: an empty batch still prints tsv's column names.
         loop {
-            let length = SLICE_ROWS.min(rows.num_rows() - start);
-            let slice = rows.slice(start, length);
-            start += length;
-            let mut text = render(&slice, self.config.format, None, epoch);
-            if self.config.format == StdoutFormat::Tsv {
-                if self.header_printed {
-                    text = text
-                        .split_once('\n')
-                        .map_or(String::new(), |(_, rows)| rows.to_owned());
+            let mut slices = Vec::with_capacity(together);
+            while slices.len() < together {
+                let length = SLICE_ROWS.min(rows.num_rows() - start);
+                slices.push(rows.slice(start, length));
+                start += length;
+                if start >= rows.num_rows() {
+                    break;
                 }
-                self.header_printed = true;
             }
-            self.emit(&text)?;
-            if start >= rows.num_rows() || self.closed {
+            let texts: Vec<String> = match slices.len() {
+                1 => vec![render(&slices[0], format, None, epoch)],
+                _ => slices
+                    .par_iter()
+                    .map(|slice| render(slice, format, None, epoch))
+                    .collect(),
+            };
+            for mut text in texts {
+                if format == StdoutFormat::Tsv {
+                    if self.header_printed {
+                        text = text
+                            .split_once('\n')
+                            .map_or(String::new(), |(_, rows)| rows.to_owned());
+                    }
+                    self.header_printed = true;
+                }
+                self.emit(&text)?;
+                if self.closed {
+                    return Ok(());
+                }
+            }
+            if start >= rows.num_rows() {
                 return Ok(());
             }
         }
@@ -816,6 +838,32 @@ mod tests {
             String::from_utf8(buffer.lock().unwrap().clone()).unwrap(),
             "EPOCH 3 (4 rows, first 1 shown)\nromeo: 298\n"
         );
+    }
+
+    #[test]
+    fn many_rows_rendered_on_several_cores_print_in_order_under_one_header() {
+        let words: Vec<String> = (0..100_000).map(|i| format!("w{i}")).collect();
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let counts: Vec<i64> = (0..words.len() as i64).collect();
+        let big = crate::data::word_counts(&words, &counts);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for format in ["jsonl", "tsv"] {
+            let buffer = Arc::new(Mutex::new(Vec::new()));
+            let config: StdoutSinkConfig =
+                serde_saphyr::from_str(&format!("{{format: {format}}}")).unwrap();
+            let mut sink = StdoutSink::new(
+                config.clone(),
+                Output::Buffer(buffer.clone()),
+                big.schema(),
+                false,
+            );
+            pool.install(|| write_result(&mut sink, &big, 0)).unwrap();
+            let printed = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
+            assert_eq!(printed, render(&big, config.format, None, None), "{format}");
+        }
     }
 
     #[test]
