@@ -437,13 +437,18 @@ impl StdoutSink {
 
     /// Prints tsv or jsonl rows (tsv's column names before the first rows of the run), a
     /// slice at a time: the text of a result of millions of rows is never held whole, and a
-    /// closed pipe stops the printing. A few slices at a time are rendered together on the
-    /// run's cores (a result of millions of rows took a core seconds to print), and printed in
-    /// order.
+    /// closed pipe stops the printing. On the run's pool a few slices at a time are rendered
+    /// together on its cores (a result of millions of rows took a core seconds to print), and
+    /// printed in order.
     fn print_rows(&mut self, rows: &RecordBatch) -> Result<()> {
         use rayon::prelude::*;
         const SLICE_ROWS: usize = 8192;
-        let together = rayon::current_num_threads().max(1) * 2;
+        // Only on a pool's worker, which is the run's (a batch's result): elsewhere rayon
+        // would take every core of the machine, not the run's.
+        let together = match rayon::current_thread_index() {
+            Some(_) => rayon::current_num_threads().max(1) * 2,
+            None => 1,
+        };
         let epoch = self.streaming.then_some(self.epoch);
         let format = self.config.format;
         let mut start = 0;
