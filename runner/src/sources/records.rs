@@ -16,6 +16,9 @@ use serde::Deserialize;
 
 use crate::data::{ValueType, BATCH_ROWS};
 
+mod plain_json;
+use plain_json::PlainJson;
+
 /// How records are written in the input.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
@@ -122,6 +125,8 @@ pub struct RecordDecoder {
     projection: Option<Vec<usize>>,
     /// JSON decoders that finished cleanly, for reuse.
     json_decoders: std::sync::Mutex<Vec<arrow_json::reader::Decoder>>,
+    /// JSON lines: reads plain lines' declared fields without Arrow's reader (`plain_json`).
+    plain_json: Option<PlainJson>,
 }
 
 impl RecordDecoder {
@@ -158,13 +163,17 @@ impl RecordDecoder {
         };
         Ok(RecordDecoder {
             format,
-            columns,
             read_schema,
             schema,
             delimiter,
             header: Vec::new(),
             projection: None,
             json_decoders: std::sync::Mutex::new(Vec::new()),
+            plain_json: match format {
+                Format::Jsonl => PlainJson::new(&columns),
+                _ => None,
+            },
+            columns,
         })
     }
 
@@ -281,24 +290,33 @@ impl RecordDecoder {
         records: &[(usize, &[u8])],
         whole: Option<&[u8]>,
     ) -> Result<(RecordBatch, Vec<BadRecord>), String> {
-        let read = match self.format {
-            Format::Csv => self.read_csv(records, whole)?,
-            _ => self.read_json(records, whole)?,
+        let plain = match &self.plain_json {
+            Some(plain) => plain.read(records, whole),
+            None => None,
         };
-        if read.num_rows() != records.len() {
-            return Err(format!(
-                "{} records read from {} lines",
-                read.num_rows(),
-                records.len()
-            ));
-        }
-        let columns: Vec<ArrayRef> = match self.format {
-            Format::Jsonl => self
-                .columns
-                .iter()
-                .map(|c| flat_column(&read, &c.name))
-                .collect::<Result<_, String>>()?,
-            _ => read.columns().to_vec(),
+        let columns: Vec<ArrayRef> = match plain {
+            Some(columns) => columns,
+            None => {
+                let read = match self.format {
+                    Format::Csv => self.read_csv(records, whole)?,
+                    _ => self.read_json(records, whole)?,
+                };
+                if read.num_rows() != records.len() {
+                    return Err(format!(
+                        "{} records read from {} lines",
+                        read.num_rows(),
+                        records.len()
+                    ));
+                }
+                match self.format {
+                    Format::Jsonl => self
+                        .columns
+                        .iter()
+                        .map(|c| flat_column(&read, &c.name))
+                        .collect::<Result<_, String>>()?,
+                    _ => read.columns().to_vec(),
+                }
+            }
         };
         let mut bad_rows: BTreeMap<usize, String> = BTreeMap::new();
         let mut out = Vec::with_capacity(columns.len());

@@ -157,3 +157,192 @@ fn column_types_are_checked() {
         .unwrap()
         .contains("both as a value and as an object"));
 }
+
+/// Random JSON lines: mostly plain objects with the declared fields among others, and lines
+/// that are not plain in every way the plain reader gives back (escapes, numbers for text,
+/// keys twice, bad JSON, deep nesting, invalid UTF-8).
+fn random_json_lines(seed: &mut u64, lines: usize) -> Vec<u8> {
+    let mut next = move |n: u64| {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed % n
+    };
+    // Each list: the plain values first, then (taken one time in six) the others.
+    fn pick<'a>(next: &mut impl FnMut(u64) -> u64, items: &(&[&'a str], &[&'a str])) -> &'a str {
+        match next(6) {
+            0 => items.1[next(items.1.len() as u64) as usize],
+            _ => items.0[next(items.0.len() as u64) as usize],
+        }
+    }
+    let texts: (&[&str], &[&str]) = (
+        &[
+            r#""en""#,
+            r#""de""#,
+            r#""zoë""#,
+            r#""日本""#,
+            r#""""#,
+            r#""2024-05-01T12:00:00Z""#,
+            r#""1714564800""#,
+            r#""never""#,
+            "null",
+            r#""tab	in""#,
+        ],
+        &[r#""a\"b""#, r#""\u00e9""#, "5", "true", "[]"],
+    );
+    let numbers: (&[&str], &[&str]) = (
+        &[
+            "0",
+            "-0",
+            "7",
+            "-42",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "null",
+            "31",
+        ],
+        &[
+            "9223372036854775808",
+            "1.5",
+            "-2.25e3",
+            "1E2",
+            "1e400",
+            "01",
+            "-",
+            "1.",
+            ".5",
+            r#""3""#,
+            "true",
+            "1e-320",
+        ],
+    );
+    let bools: (&[&str], &[&str]) = (&["true", "false", "null"], &["1", r#""true""#, "tru"]);
+    let noise: (&[&str], &[&str]) = (
+        &[
+            "1",
+            "-3.5e-2",
+            r#""plain""#,
+            r#""with \\ \/ \n \u00fc \ud83d\ude00""#,
+            "[]",
+            "[1,[2,{\"k\":null}]]",
+            "{}",
+            r#"{"lang":"inner"}"#,
+            "null",
+            "false",
+        ],
+        &[r#""\ud800""#, r#""\x""#, "[1,]", "{\"a\" 1}", "nul"],
+    );
+    let keys: (&[&str], &[&str]) = (&["id", "text", "tags", ""], &["l\\u0061ng", "lang"]);
+    let mut out = Vec::new();
+    for _ in 0..lines {
+        let mut fields: Vec<String> = Vec::new();
+        if next(4) > 0 {
+            fields.push(format!(r#""lang":{}"#, pick(&mut next, &texts)));
+        }
+        if next(4) > 0 {
+            fields.push(format!(r#""n":{}"#, pick(&mut next, &numbers)));
+        }
+        if next(3) > 0 {
+            fields.push(format!(r#""x":{}"#, pick(&mut next, &numbers)));
+        }
+        if next(3) > 0 {
+            fields.push(format!(r#""at":{}"#, pick(&mut next, &texts)));
+        }
+        match next(6) {
+            0 => fields.push(r#""account":null"#.into()),
+            1 => fields.push(r#""account":"x""#.into()),
+            2 => {}
+            _ => {
+                let mut inner = Vec::new();
+                if next(4) > 0 {
+                    inner.push(format!(r#""acct":{}"#, pick(&mut next, &texts)));
+                }
+                if next(4) > 0 {
+                    inner.push(format!(r#""bot":{}"#, pick(&mut next, &bools)));
+                }
+                if next(3) == 0 {
+                    inner.push(format!(r#""more":{}"#, pick(&mut next, &noise)));
+                }
+                fields.push(format!(r#""account": {{ {} }}"#, inner.join(" , ")));
+            }
+        }
+        for _ in 0..next(3) {
+            let key = pick(&mut next, &keys);
+            fields.push(format!(r#""{key}":{}"#, pick(&mut next, &noise)));
+        }
+        // Fields in any order.
+        for i in (1..fields.len()).rev() {
+            fields.swap(i, next(i as u64 + 1) as usize);
+        }
+        let mut line = format!("{{{}}}", fields.join(","));
+        match next(80) {
+            0 => line.push_str(" {}"),
+            1 => line.insert(0, '['),
+            2 => line = format!("{}{}", "{\"d\":".repeat(70), "}".repeat(70)),
+            3 => line = line.replace(',', ",,"),
+            4 => line.truncate(line.len() / 2),
+            5 => line = format!("  \t{line}\t "),
+            _ => {}
+        }
+        out.extend_from_slice(line.as_bytes());
+        if next(200) == 0 {
+            out.extend_from_slice(b"\"\xff\"");
+        }
+        out.extend_from_slice(if next(20) == 0 { b"\r\n" } else { b"\n" });
+    }
+    out
+}
+
+#[test]
+fn plain_json_reads_what_the_reader_reads() {
+    let columns: &[(&str, &str)] = &[
+        ("lang", "text?"),
+        ("n", "integer?"),
+        ("x", "float?"),
+        ("at", "timestamp?"),
+        ("account.acct", "text?"),
+        ("account.bot", "bool?"),
+    ];
+    let mut strict = columns.to_vec();
+    strict[1].1 = "integer"; // required: a missing n is a bad record
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let (mut plain_lines, mut all_lines) = (0, 0);
+    for case in 0..300 {
+        let input = random_json_lines(&mut seed, 1 + case % 40);
+        let declared = if case % 2 == 0 { columns } else { &strict[..] };
+        let plain = decoder(Format::Jsonl, declared);
+        let mut arrow_only = decoder(Format::Jsonl, declared);
+        assert!(plain.plain_json.is_some());
+        arrow_only.plain_json = None;
+        let shown = String::from_utf8_lossy(&input);
+        match (plain.decode(&input), arrow_only.decode(&input)) {
+            (Ok((got, got_bad)), Ok((want, want_bad))) => {
+                let got = one_batch(got, &plain.schema());
+                let want = one_batch(want, &plain.schema());
+                assert_eq!(got, want, "{shown}");
+                let lines = |bad: &[BadRecord]| {
+                    bad.iter()
+                        .map(|b| (b.line, b.reason.clone()))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(lines(&got_bad), lines(&want_bad), "{shown}");
+            }
+            (got, want) => assert_eq!(got.err(), want.err(), "{shown}"),
+        }
+        for line in input.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            all_lines += 1;
+            plain_lines += plain
+                .plain_json
+                .as_ref()
+                .unwrap()
+                .read(&[(0, line)], None)
+                .is_some() as usize;
+        }
+    }
+    // Both paths were taken often: the comparison covers the plain reader, not only Arrow's.
+    assert!(
+        plain_lines * 4 > all_lines && plain_lines * 4 < all_lines * 3,
+        "{plain_lines} of {all_lines} lines plain"
+    );
+}

@@ -1,0 +1,691 @@
+//! The plain JSON lines reader: reads the declared fields of each line's object straight into
+//! columns and checks, without keeping, everything else on the line.
+//!
+//! Arrow's JSON reader first writes every value of every line onto a tape (each string copied,
+//! each number kept as text) and then builds the declared columns from it: on JSON lines whose
+//! objects hold more than the pipeline reads (the usual case: a status has dozens of fields),
+//! four fifths of a run went to the tape. This reader walks each line once and keeps only the
+//! declared fields (dotted paths go down into nested objects).
+//!
+//! It reads a strict subset of what Arrow's reader reads, and gives the same values for it:
+//! standard JSON (RFC 8259), one object per line, nesting at most `MAX_DEPTH` deep, the declared
+//! fields' keys once per object and unescaped, text values as strings without escapes, integers
+//! and floats as numbers parsed by the parser Arrow's reader uses (`lexical-core`), booleans as
+//! `true`/`false`, any of them `null`. Anything else on a run of lines (an escape in a kept
+//! string, a number given to a text column, a bad line) makes it give the run back, and Arrow's
+//! reader decides, with its own errors and line numbers. The test
+//! `plain_json_reads_what_the_reader_reads` holds it to that on random lines.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+
+use super::ColumnSpec;
+use crate::data::ValueType;
+
+/// Objects nested deeper than this (counting the line's own) go to Arrow's reader.
+const MAX_DEPTH: usize = 64;
+
+/// The declared fields of a JSON lines source, as a tree of keys.
+#[derive(Debug)]
+pub(super) struct PlainJson {
+    root: Node,
+    /// Each output column's kind, in `columns:` order.
+    kinds: Vec<Kind>,
+    /// How many keys the tree has (leaves and objects), for the per-line duplicate check.
+    keys: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Text,
+    Integer,
+    Float,
+    Bool,
+}
+
+/// The keys read at one level of the objects.
+#[derive(Debug, Default)]
+struct Node {
+    children: Vec<Key>,
+}
+
+#[derive(Debug)]
+struct Key {
+    name: Box<[u8]>,
+    /// This key's number among all keys of the tree (see `PlainJson::keys`).
+    id: usize,
+    child: Child,
+}
+
+#[derive(Debug)]
+enum Child {
+    /// A column: its index in `columns:`.
+    Column(usize),
+    /// An object holding deeper declared fields.
+    Object(Node),
+}
+
+/// The columns of a run of lines as they are being read.
+enum Values {
+    Text {
+        offsets: Vec<i32>,
+        bytes: Vec<u8>,
+        valid: Vec<bool>,
+    },
+    Integer(Vec<i64>, Vec<bool>),
+    Float(Vec<f64>, Vec<bool>),
+    Bool(Vec<bool>, Vec<bool>),
+}
+
+impl Values {
+    fn new(kind: Kind, rows: usize) -> Values {
+        match kind {
+            Kind::Text => {
+                let mut offsets = Vec::with_capacity(rows + 1);
+                offsets.push(0);
+                Values::Text {
+                    offsets,
+                    bytes: Vec::with_capacity(rows * 8),
+                    valid: Vec::with_capacity(rows),
+                }
+            }
+            Kind::Integer => Values::Integer(Vec::with_capacity(rows), Vec::with_capacity(rows)),
+            Kind::Float => Values::Float(Vec::with_capacity(rows), Vec::with_capacity(rows)),
+            Kind::Bool => Values::Bool(Vec::with_capacity(rows), Vec::with_capacity(rows)),
+        }
+    }
+
+    fn push_null(&mut self) {
+        match self {
+            Values::Text {
+                offsets,
+                bytes,
+                valid,
+            } => {
+                // The length was checked to fit when the bytes were added.
+                offsets.push(bytes.len() as i32);
+                valid.push(false);
+            }
+            Values::Integer(values, valid) => {
+                values.push(0);
+                valid.push(false);
+            }
+            Values::Float(values, valid) => {
+                values.push(0.0);
+                valid.push(false);
+            }
+            Values::Bool(values, valid) => {
+                values.push(false);
+                valid.push(false);
+            }
+        }
+    }
+
+    /// Adds a text value; `None` when the column's bytes would pass `i32` offsets.
+    fn push_text(&mut self, text: &[u8]) -> Option<()> {
+        if let Values::Text {
+            offsets,
+            bytes,
+            valid,
+        } = self
+        {
+            bytes.extend_from_slice(text);
+            offsets.push(i32::try_from(bytes.len()).ok()?);
+            valid.push(true);
+        }
+        Some(())
+    }
+
+    fn push_integer(&mut self, value: i64) {
+        if let Values::Integer(values, valid) = self {
+            values.push(value);
+            valid.push(true);
+        }
+    }
+
+    fn push_float(&mut self, value: f64) {
+        if let Values::Float(values, valid) = self {
+            values.push(value);
+            valid.push(true);
+        }
+    }
+
+    fn push_bool(&mut self, value: bool) {
+        if let Values::Bool(values, valid) = self {
+            values.push(value);
+            valid.push(true);
+        }
+    }
+
+    fn into_array(self) -> ArrayRef {
+        let nulls = |valid: Vec<bool>| {
+            let nulls = NullBuffer::from(valid);
+            (nulls.null_count() > 0).then_some(nulls)
+        };
+        match self {
+            Values::Text {
+                offsets,
+                bytes,
+                valid,
+            } => Arc::new(StringArray::new(
+                // Offsets only grow, from 0, each by a value's length.
+                OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                bytes.into(),
+                nulls(valid),
+            )),
+            Values::Integer(values, valid) => {
+                Arc::new(Int64Array::new(values.into(), nulls(valid)))
+            }
+            Values::Float(values, valid) => {
+                Arc::new(Float64Array::new(values.into(), nulls(valid)))
+            }
+            Values::Bool(values, valid) => Arc::new(BooleanArray::new(values.into(), nulls(valid))),
+        }
+    }
+}
+
+impl PlainJson {
+    /// The reader for `columns`, or `None` when one has a type it does not read (a list).
+    pub(super) fn new(columns: &[ColumnSpec]) -> Option<PlainJson> {
+        let mut root = Node::default();
+        let mut kinds = Vec::with_capacity(columns.len());
+        let mut keys = 0;
+        for (index, column) in columns.iter().enumerate() {
+            kinds.push(match column.value_type {
+                ValueType::Text | ValueType::Timestamp => Kind::Text,
+                ValueType::Integer => Kind::Integer,
+                ValueType::Float => Kind::Float,
+                ValueType::Bool => Kind::Bool,
+                _ => return None,
+            });
+            let parts: Vec<&str> = column.name.split('.').collect();
+            insert(&mut root, &parts, index, &mut keys)?;
+        }
+        Some(PlainJson { root, kinds, keys })
+    }
+
+    /// The declared columns of `lines` (one object each), in `columns:` order, with the types
+    /// Arrow's reader gives them (timestamps as text); `None` when a line is not plain, for
+    /// Arrow's reader to read.
+    /// `whole`: the lines as one slice, when they are (its UTF-8 is checked at once).
+    pub(super) fn read(
+        &self,
+        lines: &[(usize, &[u8])],
+        whole: Option<&[u8]>,
+    ) -> Option<Vec<ArrayRef>> {
+        // Arrow's reader checks the UTF-8 of strings; invalid bytes elsewhere do not parse.
+        if let Some(whole) = whole {
+            simdutf8::basic::from_utf8(whole).ok()?;
+        }
+        let mut values: Vec<Values> = self
+            .kinds
+            .iter()
+            .map(|&kind| Values::new(kind, lines.len()))
+            .collect();
+        // The line on which each key was last seen (0: never), to find a key given twice.
+        let mut seen = vec![0usize; self.keys];
+        let mut columns_seen = vec![0usize; self.kinds.len()];
+        for (number, (_, line)) in lines.iter().enumerate() {
+            if whole.is_none() {
+                simdutf8::basic::from_utf8(line).ok()?;
+            }
+            let stamp = number + 1;
+            let mut reader = LineReader {
+                line,
+                at: 0,
+                values: &mut values,
+                seen: &mut seen,
+                columns_seen: &mut columns_seen,
+                stamp,
+            };
+            reader.whitespace();
+            if reader.next()? != b'{' {
+                return None;
+            }
+            reader.object(&self.root, 1)?;
+            reader.whitespace();
+            if reader.at != line.len() {
+                return None;
+            }
+            for (column, values) in values.iter_mut().enumerate() {
+                if columns_seen[column] != stamp {
+                    values.push_null();
+                }
+            }
+        }
+        Some(values.into_iter().map(Values::into_array).collect())
+    }
+}
+
+/// Adds the path `parts` of column `index` to the tree; `None` when a path is both a value and
+/// an object (the decoder refuses that before) or declared twice.
+fn insert(node: &mut Node, parts: &[&str], index: usize, keys: &mut usize) -> Option<()> {
+    let (part, rest) = parts.split_first()?;
+    let at = match node
+        .children
+        .iter()
+        .position(|k| *k.name == *part.as_bytes())
+    {
+        Some(at) => at,
+        None => {
+            node.children.push(Key {
+                name: part.as_bytes().into(),
+                id: *keys,
+                child: match rest.is_empty() {
+                    true => Child::Column(index),
+                    false => Child::Object(Node::default()),
+                },
+            });
+            *keys += 1;
+            node.children.len() - 1
+        }
+    };
+    match (&mut node.children[at].child, rest.is_empty()) {
+        (Child::Object(deeper), false) => insert(deeper, rest, index, keys),
+        (Child::Column(existing), true) if *existing == index => Some(()),
+        _ => None,
+    }
+}
+
+/// One line being read; `at` is the next byte.
+struct LineReader<'a, 'v> {
+    line: &'a [u8],
+    at: usize,
+    values: &'v mut [Values],
+    seen: &'v mut [usize],
+    columns_seen: &'v mut [usize],
+    stamp: usize,
+}
+
+impl<'a> LineReader<'a, '_> {
+    fn next(&mut self) -> Option<u8> {
+        let byte = *self.line.get(self.at)?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.line.get(self.at).copied()
+    }
+
+    /// JSON's whitespace (the reader's: space, tab, carriage return, newline).
+    fn whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\r' | b'\n') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    /// The rest of an object whose `{` was read, keeping the keys of `node`.
+    fn object(&mut self, node: &Node, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.whitespace();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            if self.next()? != b'"' {
+                return None;
+            }
+            let name = self.plain_string()?;
+            self.whitespace();
+            if self.next()? != b':' {
+                return None;
+            }
+            self.whitespace();
+            match node.children.iter().find(|k| *k.name == *name) {
+                None => self.skip_value(depth)?,
+                Some(key) => {
+                    if self.seen[key.id] == self.stamp {
+                        return None; // given twice: Arrow's reader keeps the last
+                    }
+                    self.seen[key.id] = self.stamp;
+                    match &key.child {
+                        Child::Column(column) => self.value(*column)?,
+                        Child::Object(deeper) => match self.next()? {
+                            b'{' => self.object(deeper, depth + 1)?,
+                            b'n' => self.literal(b"ull")?,
+                            _ => return None,
+                        },
+                    }
+                }
+            }
+            self.whitespace();
+            match self.next()? {
+                b',' => self.whitespace(),
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A declared field's value, added to its column.
+    fn value(&mut self, column: usize) -> Option<()> {
+        self.columns_seen[column] = self.stamp;
+        let first = self.next()?;
+        if first == b'n' {
+            self.literal(b"ull")?;
+            self.values[column].push_null();
+            return Some(());
+        }
+        let values = &mut self.values[column];
+        match values {
+            Values::Text { .. } => {
+                if first != b'"' {
+                    return None; // Arrow's reader writes numbers and booleans as text
+                }
+                let text = self.plain_string()?;
+                self.values[column].push_text(text)?;
+            }
+            Values::Integer(..) => {
+                let number = lexical_core::parse::<i64>(self.number(first)?).ok()?;
+                self.values[column].push_integer(number);
+            }
+            Values::Float(..) => {
+                let number = lexical_core::parse::<f64>(self.number(first)?).ok()?;
+                self.values[column].push_float(number);
+            }
+            Values::Bool(..) => {
+                let value = match first {
+                    b't' => self.literal(b"rue").map(|_| true)?,
+                    b'f' => self.literal(b"alse").map(|_| false)?,
+                    _ => return None,
+                };
+                self.values[column].push_bool(value);
+            }
+        }
+        Some(())
+    }
+
+    /// The rest of a string whose `"` was read, when it has no escape.
+    fn plain_string(&mut self) -> Option<&'a [u8]> {
+        let start = self.at;
+        let end = start + plain_string_length(&self.line[start..])?;
+        self.at = end + 1;
+        Some(&self.line[start..end])
+    }
+
+    /// The rest of a literal whose first byte was read.
+    fn literal(&mut self, rest: &[u8]) -> Option<()> {
+        let end = self.at + rest.len();
+        (self.line.get(self.at..end)? == rest).then_some(())?;
+        self.at = end;
+        Some(())
+    }
+
+    /// A number whose first byte was read, as JSON writes numbers:
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    fn number(&mut self, first: u8) -> Option<&'a [u8]> {
+        let start = self.at - 1;
+        let first_digit = match first {
+            b'-' => self.next()?,
+            digit => digit,
+        };
+        match first_digit {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            self.one_or_more_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            self.one_or_more_digits()?;
+        }
+        Some(&self.line[start..self.at])
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn one_or_more_digits(&mut self) -> Option<()> {
+        let start = self.at;
+        self.digits();
+        (self.at > start).then_some(())
+    }
+
+    /// Checks a value nobody reads, its first byte not yet read.
+    fn skip_value(&mut self, depth: usize) -> Option<()> {
+        match self.next()? {
+            b'"' => self.skip_string(),
+            b'{' => self.skip_object(depth + 1),
+            b'[' => self.skip_array(depth + 1),
+            b't' => self.literal(b"rue"),
+            b'f' => self.literal(b"alse"),
+            b'n' => self.literal(b"ull"),
+            first @ (b'-' | b'0'..=b'9') => self.number(first).map(|_| ()),
+            _ => None,
+        }
+    }
+
+    fn skip_object(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.whitespace();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            if self.next()? != b'"' {
+                return None;
+            }
+            self.skip_string()?;
+            self.whitespace();
+            if self.next()? != b':' {
+                return None;
+            }
+            self.whitespace();
+            self.skip_value(depth)?;
+            self.whitespace();
+            match self.next()? {
+                b',' => self.whitespace(),
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    fn skip_array(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.whitespace();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            self.skip_value(depth)?;
+            self.whitespace();
+            match self.next()? {
+                b',' => self.whitespace(),
+                b']' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The rest of a string nobody reads, whose `"` was read: its escapes must be JSON's
+    /// (a `\u` escape of a surrogate half only as a high half followed by a low one).
+    fn skip_string(&mut self) -> Option<()> {
+        loop {
+            let rest = &self.line[self.at..];
+            let stop = quote_or_backslash(rest)?;
+            self.at += stop + 1;
+            if rest[stop] == b'"' {
+                return Some(());
+            }
+            match self.next()? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                b'u' => {
+                    let unit = self.hex4()?;
+                    match unit {
+                        0xD800..=0xDBFF => {
+                            self.literal(b"\\u")?;
+                            if !(0xDC00..=0xDFFF).contains(&self.hex4()?) {
+                                return None;
+                            }
+                        }
+                        0xDC00..=0xDFFF => return None,
+                        _ => {}
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let digits = self.line.get(self.at..self.at + 4)?;
+        let mut value = 0;
+        for &digit in digits {
+            value = value * 16 + (digit as char).to_digit(16)?;
+        }
+        self.at += 4;
+        Some(value)
+    }
+}
+
+/// The length of a string's bytes up to its closing `"`, when it has no escape before it.
+fn plain_string_length(rest: &[u8]) -> Option<usize> {
+    let stop = quote_or_backslash(rest)?;
+    (rest[stop] == b'"').then_some(stop)
+}
+
+/// Where the first `"` or `\\` of `rest` is. Eight bytes at a time in a word: keys and most
+/// values are a few bytes long, too short for `memchr`'s vector loop to pay for its start.
+fn quote_or_backslash(rest: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte of `word` equal to `byte` (and perhaps of bytes above the
+    // first such byte, whose borrow the subtraction carried up: only the lowest is used).
+    let equal = |word: u64, byte: u8| {
+        let x = word ^ (ONES * byte as u64);
+        x.wrapping_sub(ONES) & !x & HIGHS
+    };
+    let mut chunks = rest.chunks_exact(8);
+    for (index, chunk) in chunks.by_ref().enumerate() {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let found = equal(word, b'"') | equal(word, b'\\');
+        if found != 0 {
+            return Some(index * 8 + found.trailing_zeros() as usize / 8);
+        }
+    }
+    let tail = chunks.remainder();
+    let at = rest.len() - tail.len();
+    tail.iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|p| at + p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, type_text: &str) -> ColumnSpec {
+        ColumnSpec::parse(name, type_text).unwrap()
+    }
+
+    #[test]
+    fn reads_declared_fields_and_nested_paths_and_gives_back_what_is_not_plain() {
+        let reader = PlainJson::new(&[
+            spec("lang", "text?"),
+            spec("n", "integer?"),
+            spec("account.acct", "text?"),
+            spec("account.bot", "bool?"),
+            spec("x", "float?"),
+        ])
+        .unwrap();
+        let lines: Vec<&[u8]> = vec![
+            br#"{"lang":"en","n":3,"account":{"acct":"ana","bot":false},"x":1.5e1,"skip":[1,{"a":"\u00e9\ud83d\ude00"},null]}"#,
+            br#" { "n" : -7 , "account" : null } "#,
+            br#"{}"#,
+        ];
+        let numbered: Vec<(usize, &[u8])> = lines.iter().copied().enumerate().collect();
+        let columns = reader.read(&numbered, None).unwrap();
+        let text = |c: usize| {
+            let a = columns[c].as_any().downcast_ref::<StringArray>().unwrap();
+            a.iter().map(|v| v.map(str::to_owned)).collect::<Vec<_>>()
+        };
+        assert_eq!(text(0), [Some("en".to_owned()), None, None]);
+        assert_eq!(text(2), [Some("ana".to_owned()), None, None]);
+        let n = columns[1].as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!(n.iter().collect::<Vec<_>>(), [Some(3), Some(-7), None]);
+        let bot = columns[3].as_any().downcast_ref::<BooleanArray>().unwrap();
+        assert_eq!(bot.iter().collect::<Vec<_>>(), [Some(false), None, None]);
+        let x = columns[4].as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!(x.iter().collect::<Vec<_>>(), [Some(15.0), None, None]);
+
+        for not_plain in [
+            &br#"{"lang":"e\"n"}"#[..],       // an escape in a kept string
+            br#"{"lang":5}"#,                 // a number for text
+            br#"{"n":1.5}"#,                  // not an integer
+            br#"{"n":99999999999999999999}"#, // leaves i64
+            br#"{"lang":"en","lang":"de"}"#,  // a key twice
+            br#"{"l\u0061ng":"en"}"#,         // an escaped key
+            br#"{"a":"\ud800"}"#,             // half a surrogate pair
+            br#"{"a":01}"#,                   // not JSON's number
+            br#"{"a":1,}"#,                   // a trailing comma
+            br#"{"a":1} {}"#,                 // two objects
+            br#"[1]"#,                        // not an object
+            br#"{"account":{"acct":[]}}"#,    // a list for text
+            br#"{"account":"x"}"#,            // not an object
+            br#"{"a":"x"#,                    // unfinished
+            b"{\"a\":\"\xff\"}",              // not UTF-8
+        ] {
+            let one = [(0, not_plain)];
+            assert!(
+                reader.read(&one, None).is_none(),
+                "{}",
+                String::from_utf8_lossy(not_plain)
+            );
+        }
+        let deep = format!("{}{}", "{\"a\":".repeat(80), "}".repeat(80));
+        assert!(reader.read(&[(0, deep.as_bytes())], None).is_none());
+    }
+
+    #[test]
+    fn quotes_and_backslashes_are_found_where_memchr_finds_them() {
+        let mut text = Vec::new();
+        for length in 0..40 {
+            for at in 0..=length {
+                for stop in [b'"', b'\\'] {
+                    text.clear();
+                    // Bytes next to the two, zero and high bytes: where a word's test could err.
+                    let filler = [
+                        b'a', 0x00, 0x21, 0x23, 0x5b, 0x5d, 0x80, 0xff, 0xa2, 0xdc, 0x01,
+                    ];
+                    text.extend((0..length).map(|i| filler[(i * 7 + at) % filler.len()]));
+                    if at < length {
+                        text[at] = stop;
+                    }
+                    assert_eq!(
+                        quote_or_backslash(&text),
+                        memchr::memchr2(b'"', b'\\', &text),
+                        "{text:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lists_are_left_to_arrows_reader() {
+        assert!(PlainJson::new(&[spec("tags", "list<text>")]).is_none());
+        assert!(PlainJson::new(&[spec("a", "text"), spec("a.b", "text")]).is_none());
+    }
+}
