@@ -9,11 +9,12 @@
 //!
 //! It reads a strict subset of what Arrow's reader reads, and gives the same values for it:
 //! standard JSON (RFC 8259), one object per line, nesting at most `MAX_DEPTH` deep, the declared
-//! fields' keys once per object and unescaped, text values as strings without escapes, integers
-//! and floats as numbers parsed by the parser Arrow's reader uses (`lexical-core`), booleans as
-//! `true`/`false`, any of them `null`. Anything else on a run of lines (an escape in a kept
-//! string, a number given to a text column, a bad line) makes it give the run back, and Arrow's
-//! reader decides, with its own errors and line numbers. The test
+//! fields' keys once per object and unescaped; text columns take strings (unescaped as Arrow's
+//! reader unescapes them), numbers as written and booleans as `true`/`false`, as Arrow's reader
+//! does; integer and float columns take numbers parsed by the parser Arrow's reader uses
+//! (`lexical-core`; a float for an integer column cut toward zero, as it does); boolean columns `true`/`false`; any column `null`. Anything else on a run of
+//! lines (a string for a number, a number that leaves i64, a bad line) makes it give the run
+//! back, and Arrow's reader decides, with its own errors and line numbers. The test
 //! `plain_json_reads_what_the_reader_reads` holds it to that on random lines.
 
 use std::sync::Arc;
@@ -374,15 +375,44 @@ impl<'a> LineReader<'a, '_> {
         }
         let values = &mut self.values[column];
         match values {
-            Values::Text { .. } => {
-                if first != b'"' {
-                    return None; // Arrow's reader writes numbers and booleans as text
+            Values::Text { .. } => match first {
+                b'"' => {
+                    let line = self.line;
+                    let Values::Text {
+                        offsets,
+                        bytes,
+                        valid,
+                    } = &mut self.values[column]
+                    else {
+                        return None;
+                    };
+                    read_string(line, &mut self.at, Some(bytes))?;
+                    offsets.push(i32::try_from(bytes.len()).ok()?);
+                    valid.push(true);
                 }
-                let text = self.plain_string()?;
-                self.values[column].push_text(text)?;
-            }
+                // Arrow's reader writes numbers as they are written, and booleans, as text.
+                b't' => {
+                    self.literal(b"rue")?;
+                    self.values[column].push_text(b"true")?;
+                }
+                b'f' => {
+                    self.literal(b"alse")?;
+                    self.values[column].push_text(b"false")?;
+                }
+                b'-' | b'0'..=b'9' => {
+                    let number = self.number(first)?;
+                    self.values[column].push_text(number)?;
+                }
+                _ => return None,
+            },
             Values::Integer(..) => {
-                let number = lexical_core::parse::<i64>(self.number(first)?).ok()?;
+                // As Arrow's reader: an integer, or else a float cut to an integer.
+                let token = self.number(first)?;
+                let number = lexical_core::parse::<i64>(token).ok().or_else(|| {
+                    lexical_core::parse::<f64>(token)
+                        .ok()
+                        .and_then(num_traits::NumCast::from)
+                })?;
                 self.values[column].push_integer(number);
             }
             Values::Float(..) => {
@@ -519,45 +549,77 @@ impl<'a> LineReader<'a, '_> {
         }
     }
 
-    /// The rest of a string nobody reads, whose `"` was read: its escapes must be JSON's
-    /// (a `\u` escape of a surrogate half only as a high half followed by a low one).
+    /// The rest of a string nobody reads, whose `"` was read.
     fn skip_string(&mut self) -> Option<()> {
-        loop {
-            let rest = &self.line[self.at..];
-            let stop = quote_or_backslash(rest)?;
-            self.at += stop + 1;
-            if rest[stop] == b'"' {
-                return Some(());
-            }
-            match self.next()? {
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                b'u' => {
-                    let unit = self.hex4()?;
-                    match unit {
-                        0xD800..=0xDBFF => {
-                            self.literal(b"\\u")?;
-                            if !(0xDC00..=0xDFFF).contains(&self.hex4()?) {
-                                return None;
-                            }
-                        }
-                        0xDC00..=0xDFFF => return None,
-                        _ => {}
-                    }
-                }
-                _ => return None,
-            }
-        }
+        read_string(self.line, &mut self.at, None)
     }
+}
 
-    fn hex4(&mut self) -> Option<u32> {
-        let digits = self.line.get(self.at..self.at + 4)?;
-        let mut value = 0;
-        for &digit in digits {
-            value = value * 16 + (digit as char).to_digit(16)?;
+/// The rest of a string whose `"` was read (`at` is past it; it ends past the closing one):
+/// its escapes checked as Arrow's reader checks them (JSON's, a `\u` escape of a surrogate
+/// half only as a high half followed by a low one) and, with `out`, its text unescaped as Arrow's
+/// reader unescapes it, added to `out`.
+fn read_string(line: &[u8], at: &mut usize, mut out: Option<&mut Vec<u8>>) -> Option<()> {
+    loop {
+        let rest = line.get(*at..)?;
+        let stop = quote_or_backslash(rest)?;
+        if let Some(out) = out.as_deref_mut() {
+            out.extend_from_slice(&rest[..stop]);
         }
-        self.at += 4;
-        Some(value)
+        *at += stop + 1;
+        if rest[stop] == b'"' {
+            return Some(());
+        }
+        let escape = *line.get(*at)?;
+        *at += 1;
+        let byte = match escape {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 8,
+            b'f' => 12,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let high = hex4(line, at)?;
+                let c = match char::from_u32(high) {
+                    Some(c) => c,
+                    None if (0xD800..=0xDBFF).contains(&high) => {
+                        if line.get(*at..*at + 2)? != b"\\u" {
+                            return None;
+                        }
+                        *at += 2;
+                        let low = hex4(line, at)?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return None;
+                        }
+                        char::from_u32((((high - 0xD800) << 10) | (low - 0xDC00)) + 0x1_0000)?
+                    }
+                    None => return None,
+                };
+                if let Some(out) = out.as_deref_mut() {
+                    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                }
+                continue;
+            }
+            _ => return None,
+        };
+        if let Some(out) = out.as_deref_mut() {
+            out.push(byte);
+        }
     }
+}
+
+/// Four hexadecimal digits at `at` (moved past them).
+fn hex4(line: &[u8], at: &mut usize) -> Option<u32> {
+    let digits = line.get(*at..*at + 4)?;
+    let mut value = 0;
+    for &digit in digits {
+        value = value * 16 + (digit as char).to_digit(16)?;
+    }
+    *at += 4;
+    Some(value)
 }
 
 /// The length of a string's bytes up to its closing `"`, when it has no escape before it.
@@ -612,8 +674,8 @@ mod tests {
         .unwrap();
         let lines: Vec<&[u8]> = vec![
             br#"{"lang":"en","n":3,"account":{"acct":"ana","bot":false},"x":1.5e1,"skip":[1,{"a":"\u00e9\ud83d\ude00"},null]}"#,
-            br#" { "n" : -7 , "account" : null } "#,
-            br#"{}"#,
+            br#" { "n" : -7 , "account" : null, "lang": 12.50 } "#,
+            br#"{"lang":"a\"b\\c\/\u00e9\ud83d\ude00\n","account":{"acct":true,"bot":true},"n":-2.9}"#,
         ];
         let numbered: Vec<(usize, &[u8])> = lines.iter().copied().enumerate().collect();
         let columns = reader.read(&numbered, None).unwrap();
@@ -621,19 +683,25 @@ mod tests {
             let a = columns[c].as_any().downcast_ref::<StringArray>().unwrap();
             a.iter().map(|v| v.map(str::to_owned)).collect::<Vec<_>>()
         };
-        assert_eq!(text(0), [Some("en".to_owned()), None, None]);
-        assert_eq!(text(2), [Some("ana".to_owned()), None, None]);
+        let some = |text: &str| Some(text.to_owned());
+        assert_eq!(text(0), [some("en"), some("12.50"), some("a\"b\\c/é😀\n")]);
+        assert_eq!(text(2), [some("ana"), None, some("true")]);
         let n = columns[1].as_any().downcast_ref::<Int64Array>().unwrap();
-        assert_eq!(n.iter().collect::<Vec<_>>(), [Some(3), Some(-7), None]);
+        assert_eq!(n.iter().collect::<Vec<_>>(), [Some(3), Some(-7), Some(-2)]);
         let bot = columns[3].as_any().downcast_ref::<BooleanArray>().unwrap();
-        assert_eq!(bot.iter().collect::<Vec<_>>(), [Some(false), None, None]);
+        assert_eq!(
+            bot.iter().collect::<Vec<_>>(),
+            [Some(false), None, Some(true)]
+        );
         let x = columns[4].as_any().downcast_ref::<Float64Array>().unwrap();
         assert_eq!(x.iter().collect::<Vec<_>>(), [Some(15.0), None, None]);
 
         for not_plain in [
-            &br#"{"lang":"e\"n"}"#[..],       // an escape in a kept string
-            br#"{"lang":5}"#,                 // a number for text
-            br#"{"n":1.5}"#,                  // not an integer
+            &br#"{"lang":"e\x"}"#[..],        // not an escape
+            br#"{"lang":"\udc00"}"#,          // half a surrogate pair
+            br#"{"lang":"\ud800\u0041"}"#,    // a high half without a low one
+            br#"{"lang":{}}"#,                // an object for text
+            br#"{"n":"5"}"#,                  // a string for a number
             br#"{"n":99999999999999999999}"#, // leaves i64
             br#"{"lang":"en","lang":"de"}"#,  // a key twice
             br#"{"l\u0061ng":"en"}"#,         // an escaped key

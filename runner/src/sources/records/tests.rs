@@ -188,7 +188,21 @@ fn random_json_lines(seed: &mut u64, lines: usize) -> Vec<u8> {
             "null",
             r#""tab	in""#,
         ],
-        &[r#""a\"b""#, r#""\u00e9""#, "5", "true", "[]"],
+        &[
+            r#""a\"b""#,
+            r#""\u00e9\ud83d\ude00""#,
+            r#""\b\f\n\r\t\/\\ \u0000""#,
+            "-1.50e+2",
+            "5",
+            "true",
+            "[]",
+            "{}",
+            r#""\ud800""#,
+            r#""\udc00x""#,
+            r#""\x""#,
+            r#""\u12""#,
+            "1.5e",
+        ],
     );
     let numbers: (&[&str], &[&str]) = (
         &[
