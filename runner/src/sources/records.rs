@@ -463,6 +463,7 @@ impl RecordDecoder {
             None => records,
         };
         for (_, line) in records {
+            let line = plain_json::surrogate_pairs_as_utf8(line);
             let mut fed = 0;
             while fed < line.len() {
                 let used = decoder

@@ -611,6 +611,50 @@ fn read_string(line: &[u8], at: &mut usize, mut out: Option<&mut Vec<u8>>) -> Op
     }
 }
 
+/// `text` with each escaped surrogate pair (`\ud842\udfb7`) written as its character's UTF-8
+/// instead, for Arrow's reader: arrow-json 60 decodes a pair of a character past U+1FFFF into
+/// a wrong one (it ORs the 0x10000 in rather than adding it: `\ud842\udfb7`, 𠮷 U+20BB7, came
+/// out as U+10BB7). A string may hold the character as it is, so the JSON means the same;
+/// `\\` before a `u` is an escaped backslash, not an escape, and is left alone.
+pub(super) fn surrogate_pairs_as_utf8(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if memchr::memmem::find(text, b"\\u").is_none() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(found) = memchr::memchr(b'\\', &text[at..]) {
+        let escape = at + found;
+        out.extend_from_slice(&text[at..escape]);
+        let pair = (text.get(escape + 1) == Some(&b'u'))
+            .then(|| {
+                let mut next = escape + 2;
+                let high = hex4(text, &mut next)?;
+                (text.get(next..next + 2)? == b"\\u").then_some(())?;
+                next += 2;
+                let low = hex4(text, &mut next)?;
+                let pair = (0xD800..=0xDBFF).contains(&high) && (0xDC00..=0xDFFF).contains(&low);
+                pair.then_some(())?;
+                let c = char::from_u32((((high - 0xD800) << 10) | (low - 0xDC00)) + 0x1_0000)?;
+                Some((c, next))
+            })
+            .flatten();
+        match pair {
+            Some((c, next)) => {
+                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                at = next;
+            }
+            None => {
+                // The escape's two bytes as they are (`\\` stays an escaped backslash).
+                let end = (escape + 2).min(text.len());
+                out.extend_from_slice(&text[escape..end]);
+                at = end;
+            }
+        }
+    }
+    out.extend_from_slice(&text[at..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// Four hexadecimal digits at `at` (moved past them).
 fn hex4(line: &[u8], at: &mut usize) -> Option<u32> {
     let digits = line.get(*at..*at + 4)?;
@@ -748,6 +792,25 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn surrogate_pairs_are_written_as_their_characters_for_arrows_reader() {
+        let cases: [(&[u8], &str); 6] = [
+            (br#"{"a":"\ud842\udfb7 \ud83d\ude00"}"#, "{\"a\":\"𠮷 😀\"}"),
+            (br#""\\ud842\udfb7""#, r#""\\ud842\udfb7""#), // an escaped backslash first
+            (br#""\\\ud840\udc00""#, "\"\\\\\u{20000}\""),
+            (
+                br#""\ud800\u0041 \udc00 \u00e9""#,
+                r#""\ud800\u0041 \udc00 \u00e9""#,
+            ),
+            (br#""\ud842\udf"#, r#""\ud842\udf"#), // cut short
+            (br#"no escapes"#, "no escapes"),
+        ];
+        for (text, want) in cases {
+            let got = surrogate_pairs_as_utf8(text);
+            assert_eq!(String::from_utf8_lossy(&got), want);
         }
     }
 

@@ -191,6 +191,7 @@ fn random_json_lines(seed: &mut u64, lines: usize) -> Vec<u8> {
         &[
             r#""a\"b""#,
             r#""\u00e9\ud83d\ude00""#,
+            r#""\ud842\udfb7\ud840\udc00 \\ud842""#,
             r#""\b\f\n\r\t\/\\ \u0000""#,
             "-1.50e+2",
             "5",
@@ -359,4 +360,19 @@ fn plain_json_reads_what_the_reader_reads() {
         plain_lines * 4 > all_lines && plain_lines * 4 < all_lines * 3,
         "{plain_lines} of {all_lines} lines plain"
     );
+}
+
+#[test]
+fn escaped_characters_past_the_first_astral_plane_are_read_right_by_both_readers() {
+    // arrow-json 60 alone reads `\ud842\udfb7` (U+20BB7) as U+10BB7.
+    let input = "{\"lang\":\"\\ud842\\udfb7 \\ud83d\\ude00\"}\n{\"lang\":\"\\ud842\\udfb7\",\"lang\":\"\\udbff\\udfff\"}\n";
+    let plain = decoder(Format::Jsonl, &[("lang", "text")]);
+    let mut arrow_only = decoder(Format::Jsonl, &[("lang", "text")]);
+    arrow_only.plain_json = None;
+    for d in [&plain, &arrow_only] {
+        let (batches, bad) = d.decode(input.as_bytes()).unwrap();
+        assert!(bad.is_empty());
+        let out = one_batch(batches, &d.schema());
+        assert_eq!(texts(&out, "lang"), ["\u{20BB7} \u{1F600}", "\u{10FFFF}"]);
+    }
 }
