@@ -295,28 +295,33 @@ impl RecordDecoder {
             None => None,
         };
         let columns: Vec<ArrayRef> = match plain {
-            Some(columns) => columns,
-            None => {
-                let read = match self.format {
-                    Format::Csv => self.read_csv(records, whole)?,
-                    _ => self.read_json(records, whole)?,
-                };
-                if read.num_rows() != records.len() {
-                    return Err(format!(
-                        "{} records read from {} lines",
-                        read.num_rows(),
-                        records.len()
-                    ));
+            Some(read) if read.others.is_empty() => read.columns,
+            // The lines the plain reader gave back, read by Arrow's reader (a bad one fails
+            // the run of lines, which is then read line by line) into their rows.
+            Some(read) => {
+                let others: Vec<(usize, &[u8])> = read.others.iter().map(|&i| records[i]).collect();
+                let columns = self.read_records(&others, None)?;
+                let mut from = Vec::with_capacity(records.len());
+                let mut next = read.others.iter().copied().enumerate().peekable();
+                for row in 0..records.len() {
+                    match next.next_if(|&(_, other)| other == row) {
+                        Some((index, _)) => from.push((1, index)),
+                        None => from.push((0, row)),
+                    }
                 }
-                match self.format {
-                    Format::Jsonl => self
-                        .columns
-                        .iter()
-                        .map(|c| flat_column(&read, &c.name))
-                        .collect::<Result<_, String>>()?,
-                    _ => read.columns().to_vec(),
-                }
+                read.columns
+                    .iter()
+                    .zip(&columns)
+                    .map(|(plain, other)| {
+                        arrow_select::interleave::interleave(
+                            &[plain.as_ref(), other.as_ref()],
+                            &from,
+                        )
+                        .map_err(|e| e.to_string())
+                    })
+                    .collect::<Result<_, String>>()?
             }
+            None => self.read_records(records, whole)?,
         };
         let mut bad_rows: BTreeMap<usize, String> = BTreeMap::new();
         let mut out = Vec::with_capacity(columns.len());
@@ -376,6 +381,34 @@ impl RecordDecoder {
             })
             .collect();
         Ok((kept, bad))
+    }
+
+    /// The declared columns of `records` as Arrow's readers read them (before timestamps are
+    /// parsed and required fields checked).
+    fn read_records(
+        &self,
+        records: &[(usize, &[u8])],
+        whole: Option<&[u8]>,
+    ) -> Result<Vec<ArrayRef>, String> {
+        let read = match self.format {
+            Format::Csv => self.read_csv(records, whole)?,
+            _ => self.read_json(records, whole)?,
+        };
+        if read.num_rows() != records.len() {
+            return Err(format!(
+                "{} records read from {} lines",
+                read.num_rows(),
+                records.len()
+            ));
+        }
+        match self.format {
+            Format::Jsonl => self
+                .columns
+                .iter()
+                .map(|c| flat_column(&read, &c.name))
+                .collect(),
+            _ => Ok(read.columns().to_vec()),
+        }
     }
 
     fn read_csv(

@@ -12,10 +12,11 @@
 //! fields' keys once per object and unescaped; text columns take strings (unescaped as Arrow's
 //! reader unescapes them), numbers as written and booleans as `true`/`false`, as Arrow's reader
 //! does; integer and float columns take numbers parsed by the parser Arrow's reader uses
-//! (`lexical-core`; a float for an integer column cut toward zero, as it does); boolean columns `true`/`false`; any column `null`. Anything else on a run of
-//! lines (a string for a number, a number that leaves i64, a bad line) makes it give the run
-//! back, and Arrow's reader decides, with its own errors and line numbers. The test
-//! `plain_json_reads_what_the_reader_reads` holds it to that on random lines.
+//! (`lexical-core`; a float for an integer column cut toward zero, as it does); boolean columns
+//! take `true`/`false`; any column `null`. A line with anything else (a string for a number, a
+//! number that leaves i64, a bad line) it gives back, and Arrow's reader decides, with its own
+//! errors and line numbers. The test `plain_json_reads_what_the_reader_reads` holds it to that
+//! on random lines.
 
 use std::sync::Arc;
 
@@ -124,6 +125,33 @@ impl Values {
         }
     }
 
+    /// Keeps the first `rows` values.
+    fn truncate(&mut self, rows: usize) {
+        match self {
+            Values::Text {
+                offsets,
+                bytes,
+                valid,
+            } => {
+                offsets.truncate(rows + 1);
+                bytes.truncate(offsets[rows] as usize);
+                valid.truncate(rows);
+            }
+            Values::Integer(values, valid) => {
+                values.truncate(rows);
+                valid.truncate(rows);
+            }
+            Values::Float(values, valid) => {
+                values.truncate(rows);
+                valid.truncate(rows);
+            }
+            Values::Bool(values, valid) => {
+                values.truncate(rows);
+                valid.truncate(rows);
+            }
+        }
+    }
+
     /// Adds a text value; `None` when the column's bytes would pass `i32` offsets.
     fn push_text(&mut self, text: &[u8]) -> Option<()> {
         if let Values::Text {
@@ -208,30 +236,24 @@ impl PlainJson {
     }
 
     /// The declared columns of `lines` (one object each), in `columns:` order, with the types
-    /// Arrow's reader gives them (timestamps as text); `None` when a line is not plain, for
-    /// Arrow's reader to read.
+    /// Arrow's reader gives them (timestamps as text), and the lines that are not plain (null
+    /// in those columns, for Arrow's reader to read); `None` when more than one line in eight
+    /// is not plain (Arrow's reader then reads them all, which costs less than line by line).
     /// `whole`: the lines as one slice, when they are (its UTF-8 is checked at once).
-    pub(super) fn read(
-        &self,
-        lines: &[(usize, &[u8])],
-        whole: Option<&[u8]>,
-    ) -> Option<Vec<ArrayRef>> {
+    pub(super) fn read(&self, lines: &[(usize, &[u8])], whole: Option<&[u8]>) -> Option<PlainRead> {
         // Arrow's reader checks the UTF-8 of strings; invalid bytes elsewhere do not parse.
-        if let Some(whole) = whole {
-            simdutf8::basic::from_utf8(whole).ok()?;
-        }
+        let all_utf8 = whole.is_some_and(|whole| simdutf8::basic::from_utf8(whole).is_ok());
+        let most_others = lines.len() / 8 + 1;
         let mut values: Vec<Values> = self
             .kinds
             .iter()
             .map(|&kind| Values::new(kind, lines.len()))
             .collect();
+        let mut others = Vec::new();
         // The line on which each key was last seen (0: never), to find a key given twice.
         let mut seen = vec![0usize; self.keys];
         let mut columns_seen = vec![0usize; self.kinds.len()];
         for (number, (_, line)) in lines.iter().enumerate() {
-            if whole.is_none() {
-                simdutf8::basic::from_utf8(line).ok()?;
-            }
             let stamp = number + 1;
             let mut reader = LineReader {
                 line,
@@ -241,14 +263,19 @@ impl PlainJson {
                 columns_seen: &mut columns_seen,
                 stamp,
             };
-            reader.whitespace();
-            if reader.next()? != b'{' {
-                return None;
-            }
-            reader.object(&self.root, 1)?;
-            reader.whitespace();
-            if reader.at != line.len() {
-                return None;
+            let plain = (all_utf8 || simdutf8::basic::from_utf8(line).is_ok())
+                && reader.whole_line(&self.root).is_some();
+            if !plain {
+                // Its values read so far are taken back; Arrow's reader fills the row.
+                for values in values.iter_mut() {
+                    values.truncate(number);
+                    values.push_null();
+                }
+                others.push(number);
+                if others.len() > most_others {
+                    return None;
+                }
+                continue;
             }
             for (column, values) in values.iter_mut().enumerate() {
                 if columns_seen[column] != stamp {
@@ -256,8 +283,19 @@ impl PlainJson {
                 }
             }
         }
-        Some(values.into_iter().map(Values::into_array).collect())
+        Some(PlainRead {
+            columns: values.into_iter().map(Values::into_array).collect(),
+            others,
+        })
     }
+}
+
+/// What `PlainJson::read` read.
+pub(super) struct PlainRead {
+    /// The declared columns, a row per line.
+    pub columns: Vec<ArrayRef>,
+    /// The lines (indexes into the lines read) that are not plain: null in `columns`.
+    pub others: Vec<usize>,
 }
 
 /// Adds the path `parts` of column `index` to the tree; `None` when a path is both a value and
@@ -301,6 +339,17 @@ struct LineReader<'a, 'v> {
 }
 
 impl<'a> LineReader<'a, '_> {
+    /// The line's one object, with only whitespace around it.
+    fn whole_line(&mut self, root: &Node) -> Option<()> {
+        self.whitespace();
+        if self.next()? != b'{' {
+            return None;
+        }
+        self.object(root, 1)?;
+        self.whitespace();
+        (self.at == self.line.len()).then_some(())
+    }
+
     fn next(&mut self) -> Option<u8> {
         let byte = *self.line.get(self.at)?;
         self.at += 1;
@@ -701,6 +750,7 @@ fn quote_or_backslash(rest: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::Array;
 
     fn spec(name: &str, type_text: &str) -> ColumnSpec {
         ColumnSpec::parse(name, type_text).unwrap()
@@ -722,7 +772,9 @@ mod tests {
             br#"{"lang":"a\"b\\c\/\u00e9\ud83d\ude00\n","account":{"acct":true,"bot":true},"n":-2.9}"#,
         ];
         let numbered: Vec<(usize, &[u8])> = lines.iter().copied().enumerate().collect();
-        let columns = reader.read(&numbered, None).unwrap();
+        let read = reader.read(&numbered, None).unwrap();
+        assert!(read.others.is_empty());
+        let columns = read.columns;
         let text = |c: usize| {
             let a = columns[c].as_any().downcast_ref::<StringArray>().unwrap();
             a.iter().map(|v| v.map(str::to_owned)).collect::<Vec<_>>()
@@ -761,13 +813,48 @@ mod tests {
         ] {
             let one = [(0, not_plain)];
             assert!(
-                reader.read(&one, None).is_none(),
+                reader.read(&one, None).unwrap().others == [0],
                 "{}",
                 String::from_utf8_lossy(not_plain)
             );
         }
         let deep = format!("{}{}", "{\"a\":".repeat(80), "}".repeat(80));
-        assert!(reader.read(&[(0, deep.as_bytes())], None).is_none());
+        let deep = [(0, deep.as_bytes())];
+        assert_eq!(reader.read(&deep, None).unwrap().others, [0]);
+
+        // Lines that are not plain are left null for Arrow's reader, their values taken back;
+        // past one line in eight, Arrow's reader reads them all.
+        let mut mixed: Vec<(usize, &[u8])> = Vec::new();
+        for i in 0..16 {
+            mixed.push((
+                i,
+                match i {
+                    3 => br#"{"lang":"xx","n":2,"account":{"acct":"yy","bot":tru}}"#,
+                    9 => br#"{"n":5,"lang":"de","n":6}"#,
+                    _ => br#"{"lang":"en","n":1}"#,
+                },
+            ));
+        }
+        let read = reader.read(&mixed, None).unwrap();
+        assert_eq!(read.others, [3, 9]);
+        let langs = read.columns[0]
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let ns = read.columns[1]
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        for row in 0..16 {
+            let other = row == 3 || row == 9;
+            assert_eq!(langs.is_null(row), other);
+            assert_eq!(ns.is_null(row), other);
+            assert!(other || langs.value(row) == "en" && ns.value(row) == 1);
+        }
+        assert_eq!(langs.value_data().len(), 14 * 2);
+        mixed[5].1 = b"[]";
+        mixed[7].1 = b"{";
+        assert!(reader.read(&mixed, None).is_none());
     }
 
     #[test]

@@ -161,20 +161,21 @@ fn column_types_are_checked() {
 /// Random JSON lines: mostly plain objects with the declared fields among others, and lines
 /// that are not plain in every way the plain reader gives back (escapes, numbers for text,
 /// keys twice, bad JSON, deep nesting, invalid UTF-8).
-fn random_json_lines(seed: &mut u64, lines: usize) -> Vec<u8> {
+fn random_json_lines(seed: &mut u64, lines: usize, odd: u64) -> Vec<u8> {
     let mut next = move |n: u64| {
         *seed ^= *seed << 13;
         *seed ^= *seed >> 7;
         *seed ^= *seed << 17;
         *seed % n
     };
-    // Each list: the plain values first, then (taken one time in six) the others.
-    fn pick<'a>(next: &mut impl FnMut(u64) -> u64, items: &(&[&'a str], &[&'a str])) -> &'a str {
-        match next(6) {
+    // Each list: the plain values first, then (taken one time in `odd`) the others.
+    let pick =
+        |next: &mut dyn FnMut(u64) -> u64, items: &(&[&'static str], &[&'static str])| match next(
+            odd,
+        ) {
             0 => items.1[next(items.1.len() as u64) as usize],
             _ => items.0[next(items.0.len() as u64) as usize],
-        }
-    }
+        };
     let texts: (&[&str], &[&str]) = (
         &[
             r#""en""#,
@@ -321,9 +322,11 @@ fn plain_json_reads_what_the_reader_reads() {
     let mut strict = columns.to_vec();
     strict[1].1 = "integer"; // required: a missing n is a bad record
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let (mut plain_lines, mut all_lines) = (0, 0);
+    let (mut plain_lines, mut all_lines, mut mixed_runs) = (0, 0, 0);
     for case in 0..300 {
-        let input = random_json_lines(&mut seed, 1 + case % 40);
+        // One run in three with few lines that are not plain: read by both readers at once.
+        let odd = if case % 3 == 0 { 120 } else { 6 };
+        let input = random_json_lines(&mut seed, 1 + case % 40, odd);
         let declared = if case % 2 == 0 { columns } else { &strict[..] };
         let plain = decoder(Format::Jsonl, declared);
         let mut arrow_only = decoder(Format::Jsonl, declared);
@@ -344,22 +347,26 @@ fn plain_json_reads_what_the_reader_reads() {
             }
             (got, want) => assert_eq!(got.err(), want.err(), "{shown}"),
         }
+        let reader = plain.plain_json.as_ref().unwrap();
+        let mut lines = Vec::new();
         for line in input.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             all_lines += 1;
-            plain_lines += plain
-                .plain_json
-                .as_ref()
-                .unwrap()
+            plain_lines += reader
                 .read(&[(0, line)], None)
-                .is_some() as usize;
+                .is_some_and(|read| read.others.is_empty()) as usize;
+            lines.push((lines.len(), line));
         }
+        mixed_runs += reader
+            .read(&lines, None)
+            .is_some_and(|read| !read.others.is_empty()) as usize;
     }
-    // Both paths were taken often: the comparison covers the plain reader, not only Arrow's.
+    // Every path was taken often: the plain reader alone, Arrow's alone, and both in one run.
     assert!(
         plain_lines * 4 > all_lines && plain_lines * 4 < all_lines * 3,
         "{plain_lines} of {all_lines} lines plain"
     );
+    assert!(mixed_runs >= 30, "{mixed_runs} runs read by both");
 }
 
 #[test]
