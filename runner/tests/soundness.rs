@@ -141,6 +141,34 @@ fn a_panic_anywhere_is_one_error_exit_1_and_a_failed_summary() {
 }
 
 #[test]
+fn a_panic_while_spilled_groups_merge_ends_the_run_with_one_clean_error() {
+    // The runs are merged on a thread of their own, ahead of the writer.
+    let dir = tempfile::tempdir().unwrap();
+    let words: String = (0..200_000).map(|i| format!("w{i}\n")).collect();
+    write(dir.path(), "in.txt", &words);
+    let p = write(
+        dir.path(),
+        "m.yaml",
+        "name: m\nsource: {type: file, path: in.txt}\ntransforms:\n  - {type: aggregate, by: line, aggs: {n: count()}, memory_limit: 64KiB}\nsummary: summary.json\nsinks:\n  - {type: stdout, format: tsv}\n",
+    );
+    let out = runner()
+        .args(["run", "--cores", "2"])
+        .arg(&p)
+        .env("RUNNER_FAILPOINT", "spill-merge")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("failpoint spill-merge"), "{stderr}");
+    assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    assert_eq!(summary(dir.path())["status"], "failed");
+    // Without the failpoint the same run merges and prints every group.
+    let out = runner().args(["run", "--cores", "2"]).arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout.iter().filter(|&&b| b == b'\n').count(), 200_000 + 1);
+}
+
+#[test]
 fn a_panic_while_a_streamed_pipeline_takes_a_morsel_ends_the_run_instead_of_hanging() {
     // A worker that dies before it has a morsel's index must not leave the in-order writer
     // waiting for it (and the other workers waiting for the writer).

@@ -252,6 +252,18 @@ impl AggregateState for CountedState {
         self.inner.restore(table)
     }
 
+    fn spill_snapshot(&self) -> Result<RecordBatch> {
+        self.inner.spill_snapshot()
+    }
+
+    fn spill_restore(&mut self, table: &RecordBatch) -> Result<()> {
+        self.inner.spill_restore(table)
+    }
+
+    fn result_of_sorted(self: Box<Self>, table: &RecordBatch) -> Result<RecordBatch> {
+        self.inner.result_of_sorted(table)
+    }
+
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self.inner.into_any()
     }

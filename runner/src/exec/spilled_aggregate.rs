@@ -80,7 +80,7 @@ impl<'a> Spill<'a> {
         if state.rows() == 0 {
             return Ok(());
         }
-        let snapshot = state.snapshot()?;
+        let snapshot = state.spill_snapshot()?;
         drop(state);
         self.write_snapshot(snapshot)
     }
@@ -189,8 +189,47 @@ impl SpilledGroups<'_> {
     }
 
     /// Hands the result to `emit` a slice of keys at a time, in key order, until the end or
-    /// until `emit` returns `false`.
+    /// until `emit` returns `false`. The runs are merged and each slice's groups aggregated on
+    /// a thread of their own, a few slices ahead of `emit` (which writes them out: as long as
+    /// the merge, on the records benchmark).
     fn in_key_order(self, mut emit: impl FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
+        const AHEAD: usize = 2;
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<RecordBatch>>(AHEAD);
+        std::thread::scope(|scope| -> Result<()> {
+            let merger = std::thread::Builder::new()
+                .name("runner-merge".into())
+                .spawn_scoped(scope, move || {
+                    let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        // A send fails once nothing more is wanted: the merge stops there.
+                        self.merge_slices(|batch| Ok(sender.send(Ok(batch)).is_ok()))
+                    }));
+                    let failed = match merged {
+                        Ok(Ok(())) => return,
+                        Ok(Err(error)) => error,
+                        Err(payload) => crate::error::from_panic(payload.as_ref()),
+                    };
+                    let _ = sender.send(Err(failed));
+                })
+                .map_err(|e| Error::runtime(format!("cannot start a thread to merge: {e}")))?;
+            let emitted = (|| {
+                for batch in &receiver {
+                    if !emit(batch?)? {
+                        break;
+                    }
+                }
+                Ok(())
+            })();
+            // The merger's next send fails, whatever it was doing.
+            drop(receiver);
+            let joined = merger.join();
+            emitted?;
+            joined.map_err(|payload| crate::error::from_panic(payload.as_ref()))
+        })
+    }
+
+    /// Merges the runs, handing `emit` the result a slice of keys at a time, in key order,
+    /// until the end or until `emit` returns `false`.
+    fn merge_slices(self, mut emit: impl FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
         let keys = self.aggregation.key_columns();
         let aggregation = self.aggregation;
         let mut pending: Vec<RecordBatch> = Vec::new();
@@ -198,9 +237,7 @@ impl SpilledGroups<'_> {
         let mut wanted = true;
         let mut converter: Option<RowConverter> = None;
         let finish_slice = |rows: &RecordBatch| -> Result<RecordBatch> {
-            let mut state = aggregation.new_state();
-            state.restore(rows)?;
-            state.result()
+            aggregation.new_state().result_of_sorted(rows)
         };
         self.sort.finish(|batch| {
             pending_rows += batch.num_rows();
@@ -222,6 +259,7 @@ impl SpilledGroups<'_> {
             if cut == 0 {
                 return Ok(true);
             }
+            crate::error::failpoint("spill-merge");
             wanted = emit(finish_slice(&all.slice(0, cut))?)?;
             Ok(wanted)
         })?;
@@ -326,7 +364,8 @@ mod tests {
         let yaml = format!(
             "{{by: [user, tier], memory_limit: {limit}, aggs: {{rows: count(), total: sum(amount), \
              mean: avg(price), low: min(city), high: max(city), cities: count_distinct(city), \
-             first_city: first(city), last_amount: last(amount), all: collect_list(city)}}}}"
+             first_city: first(city), last_amount: last(amount), all: collect_list(city), \
+             spent: sum(price), mean_amount: avg(amount), priced: count(price)}}}}"
         );
         let stage = build::<AggregateConfig>(&yaml, &schema()).unwrap_or_else(|e| panic!("{e}"));
         let StageKind::Aggregate(aggregation) = stage.kind else {
@@ -444,6 +483,81 @@ mod tests {
             );
             assert!(spilled.windows(2).any(|w| w[0][0] > w[1][0]), "{by}");
         }
+    }
+
+    #[test]
+    fn a_spilled_run_of_other_columns_is_an_error_not_a_panic() {
+        let (aggregation, _) = aggregation("1GiB");
+        let mut state = aggregation.new_state();
+        state.begin_morsel(0);
+        state.update(&morsel(0)).unwrap();
+        let run = state.spill_snapshot().unwrap();
+        let mut other = aggregation.new_state();
+        other.spill_restore(&run).unwrap();
+        assert_eq!(
+            table(&other.result().unwrap()),
+            table(&state.result().unwrap())
+        );
+        // A run missing its last column, and one with two columns swapped.
+        let short = run
+            .project(&(0..run.num_columns() - 1).collect::<Vec<_>>())
+            .unwrap();
+        let mut swapped: Vec<usize> = (0..run.num_columns()).collect();
+        swapped.swap(2, 3);
+        let swapped = run.project(&swapped).unwrap();
+        for damaged in [short, swapped, state.snapshot().unwrap()] {
+            let error = aggregation
+                .new_state()
+                .spill_restore(&damaged)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("spilled run of the aggregate is damaged"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_error_while_merging_runs_reaches_the_caller() {
+        let yaml = "{by: user, memory_limit: 1KiB, aggs: {total: sum(amount)}}";
+        let stage = build::<AggregateConfig>(yaml, &schema()).unwrap_or_else(|e| panic!("{e}"));
+        let StageKind::Aggregate(aggregation) = stage.kind else {
+            panic!("an aggregate stage")
+        };
+        // Each user's amounts add up past i64 only once the runs are merged.
+        let rows = 500;
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new((0..rows).map(|r| Some(format!("u{r}"))).collect::<StringArray>()),
+                Arc::new(Int64Array::new_null(rows)),
+                Arc::new(StringArray::new_null(rows)),
+                Arc::new(Int64Array::from(vec![i64::MAX / 3; rows])),
+                Arc::new(Float64Array::new_null(rows)),
+            ],
+        )
+        .unwrap();
+        let spill = Spill::new(aggregation.as_ref(), 1);
+        let mut state = aggregation.new_state();
+        for m in 0..4 {
+            state.begin_morsel(m);
+            state.update(&batch).unwrap();
+            assert!(spill.check(&mut state, 0).unwrap(), "morsel {m} not spilled");
+        }
+        let Aggregated::Spilled(groups) = spill.finish(state).unwrap() else {
+            panic!("nothing was spilled")
+        };
+        let mut emitted = 0;
+        let error = groups
+            .for_each(|_| {
+                emitted += 1;
+                Ok(true)
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("integer overflow in `sum(amount)`"), "{error}");
+        assert_eq!(emitted, 0);
     }
 
     #[test]

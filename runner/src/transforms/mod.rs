@@ -312,6 +312,23 @@ pub trait AggregateState: Send {
     }
     /// Adds the groups of a `snapshot()` table (a checkpoint's state) to this state.
     fn restore(&mut self, table: &RecordBatch) -> Result<()>;
+    /// What a spill writes to disk, read back only by `spill_restore` of the same run: by
+    /// default the `snapshot`; a state may write a faster form (typed accumulators, not a
+    /// checkpoint's JSON). Same order as `snapshot`.
+    fn spill_snapshot(&self) -> Result<RecordBatch> {
+        self.snapshot()
+    }
+    /// Adds the groups of a `spill_snapshot()` table to this state.
+    fn spill_restore(&mut self, table: &RecordBatch) -> Result<()> {
+        self.restore(table)
+    }
+    /// For an empty state: the result of a `spill_snapshot()`-form table whose rows are in key
+    /// order (rows of equal keys next to each other, as runs merge), as `spill_restore` then
+    /// `result` give it. A state may do it without a table of its groups.
+    fn result_of_sorted(mut self: Box<Self>, table: &RecordBatch) -> Result<RecordBatch> {
+        self.spill_restore(table)?;
+        self.result()
+    }
     /// For `merge`, which receives another state of its own aggregation.
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
     /// The state as a counter of text keys, when it is one (a group_count by one text column).

@@ -2,14 +2,17 @@
 //! common aggregates (count, sum, avg) update in one tight loop over a batch's rows per
 //! aggregate; the others keep one `Acc` per group.
 
+use std::sync::Arc;
+
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
-use arrow_array::{Array, ArrayRef};
-use arrow_schema::DataType;
+use arrow_array::{Array, ArrayRef, FixedSizeBinaryArray, Float64Array, Int64Array, StringArray};
+use arrow_buffer::{Buffer, NullBuffer, ScalarBuffer};
+use arrow_schema::{DataType, Field};
 
-use super::{Acc, Agg, Order};
+use super::{overflow, Acc, Agg, Order};
 use crate::data::ValueType;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::expr::AggregateFunction;
 
 pub(super) enum AccColumn {
@@ -270,5 +273,140 @@ impl AccColumn {
             AccColumn::Generic(accs) => accs.iter().filter_map(Acc::latest_morsel).max(),
             _ => None,
         }
+    }
+}
+
+/// Integer sums as 16 little-endian bytes in a spilled run (Arrow has no i128 column that
+/// holds every i128).
+const SUM_BYTES: i32 = 16;
+
+impl AccColumn {
+    /// The columns a spilled run holds for this aggregate (named after the output column
+    /// `name`): the accumulators' own values, typed, for count, sum and avg; each group's
+    /// `Acc` as JSON for the others.
+    pub(super) fn spill_fields(&self, name: &str) -> Vec<Field> {
+        let sum = || DataType::FixedSizeBinary(SUM_BYTES);
+        match self {
+            AccColumn::Count(_) => vec![Field::new(name, DataType::Int64, false)],
+            AccColumn::SumInt(..) => vec![Field::new(name, sum(), true)],
+            AccColumn::SumFloat(..) => vec![Field::new(name, DataType::Float64, true)],
+            AccColumn::Avg(..) => vec![
+                Field::new(format!("{name}.sum"), DataType::Float64, false),
+                Field::new(format!("{name}.int_sum"), sum(), false),
+                Field::new(format!("{name}.count"), DataType::Int64, false),
+            ],
+            AccColumn::Generic(_) => vec![Field::new(name, DataType::Utf8, false)],
+        }
+    }
+
+    /// The spilled columns (`spill_fields`) of `groups`, in that order.
+    pub(super) fn spilled(&self, groups: &[usize]) -> Vec<ArrayRef> {
+        // Gathered in loops of their own: the groups lie scattered over vectors larger than
+        // any cache, and a plain loop keeps many loads in flight.
+        fn gather<T: Copy>(values: &[T], groups: &[usize]) -> Vec<T> {
+            groups.iter().map(|&id| values[id]).collect()
+        }
+        fn sums(values: &[i128], groups: &[usize], seen: Option<&[bool]>) -> ArrayRef {
+            // Each sum's bytes little-endian, whatever the machine (`merge_spilled` reads them so).
+            let sums: Vec<i128> = groups.iter().map(|&id| values[id].to_le()).collect();
+            let nulls = seen.map(|seen| NullBuffer::from(gather(seen, groups)));
+            Arc::new(FixedSizeBinaryArray::new(
+                SUM_BYTES,
+                Buffer::from_vec(sums),
+                nulls,
+            ))
+        }
+        match self {
+            AccColumn::Count(counts) => vec![Arc::new(Int64Array::from(gather(counts, groups)))],
+            AccColumn::SumInt(values, seen) => vec![sums(values, groups, Some(seen))],
+            AccColumn::SumFloat(values, seen) => vec![Arc::new(Float64Array::new(
+                ScalarBuffer::from(gather(values, groups)),
+                Some(NullBuffer::from(gather(seen, groups))),
+            ))],
+            AccColumn::Avg(values, int_sums, counts) => vec![
+                Arc::new(Float64Array::from(gather(values, groups))),
+                sums(int_sums, groups, None),
+                Arc::new(Int64Array::from(gather(counts, groups))),
+            ],
+            AccColumn::Generic(accs) => {
+                let texts: StringArray = groups
+                    .iter()
+                    .map(|&id| serde_json::to_string(&accs[id]).ok())
+                    .collect();
+                vec![Arc::new(texts)]
+            }
+        }
+    }
+
+    /// Folds spilled columns (`spill_fields`, checked by the caller) into the groups `ids`,
+    /// one row each. `agg` is this aggregate, to check a JSON state's kind.
+    pub(super) fn merge_spilled(
+        &mut self,
+        agg: &Agg,
+        ids: &[usize],
+        columns: &[ArrayRef],
+        call: &str,
+    ) -> Result<()> {
+        let damaged =
+            |why: &str| Error::runtime(format!("a spilled run of the aggregate is damaged: {why}"));
+        let sum_at = |array: &FixedSizeBinaryArray, row: usize| -> i128 {
+            let mut bytes = [0u8; SUM_BYTES as usize];
+            bytes.copy_from_slice(array.value(row));
+            i128::from_le_bytes(bytes)
+        };
+        match (self, columns) {
+            (AccColumn::Count(counts), [column]) => {
+                let values = column.as_primitive::<Int64Type>().values();
+                for (&id, &count) in ids.iter().zip(values.iter()) {
+                    counts[id] = counts[id].wrapping_add(count);
+                }
+            }
+            (AccColumn::SumInt(sums, seen), [column]) => {
+                let array = column.as_fixed_size_binary();
+                for (row, &id) in ids.iter().enumerate() {
+                    if array.is_valid(row) {
+                        let sum = sum_at(array, row);
+                        sums[id] = match seen[id] {
+                            true => sums[id].checked_add(sum).ok_or_else(|| overflow(call))?,
+                            false => sum,
+                        };
+                        seen[id] = true;
+                    }
+                }
+            }
+            (AccColumn::SumFloat(sums, seen), [column]) => {
+                let array = column.as_primitive::<Float64Type>();
+                for (row, &id) in ids.iter().enumerate() {
+                    if array.is_valid(row) {
+                        sums[id] += array.value(row);
+                        seen[id] = true;
+                    }
+                }
+            }
+            (AccColumn::Avg(sums, int_sums, counts), [sum, int_sum, count]) => {
+                let sum = sum.as_primitive::<Float64Type>().values();
+                let int_sum = int_sum.as_fixed_size_binary();
+                let count = count.as_primitive::<Int64Type>().values();
+                for (row, &id) in ids.iter().enumerate() {
+                    sums[id] += sum[row];
+                    int_sums[id] = int_sums[id].wrapping_add(sum_at(int_sum, row));
+                    counts[id] = counts[id].wrapping_add(count[row]);
+                }
+            }
+            (AccColumn::Generic(accs), [column]) => {
+                let texts = column.as_string::<i32>();
+                let empty = std::mem::discriminant(&agg.empty());
+                for (row, &id) in ids.iter().enumerate() {
+                    let acc: Acc = serde_json::from_str(texts.value(row))
+                        .map_err(|e| damaged(&e.to_string()))?;
+                    if std::mem::discriminant(&acc) != empty {
+                        return Err(damaged("a state of another kind"));
+                    }
+                    accs[id].merge(acc, call)?;
+                }
+            }
+            _ => return Err(damaged("its columns do not match the aggregate")),
+        }
+        Ok(())
     }
 }
