@@ -163,9 +163,21 @@ fn a_panic_while_spilled_groups_merge_ends_the_run_with_one_clean_error() {
     assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
     assert_eq!(summary(dir.path())["status"], "failed");
     // Without the failpoint the same run merges and prints every group.
-    let out = runner().args(["run", "--cores", "2"]).arg(&p).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.stdout.iter().filter(|&&b| b == b'\n').count(), 200_000 + 1);
+    let out = runner()
+        .args(["run", "--cores", "2"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.stdout.iter().filter(|&&b| b == b'\n').count(),
+        200_000 + 1
+    );
 }
 
 #[test]

@@ -71,7 +71,7 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
         Computed::Spilled { groups, rest, .. } if super::pipelined::streams(rest) => {
             // The merged groups go through the steps after the aggregation to the sinks as
             // they are merged: the result is never held whole.
-            tracing::info!(runs = groups.runs(), "aggregate spilled to disk; merging");
+            log_merge(&groups);
             let rows_out = into_sinks(&mut pipeline.sinks, bus, |sinks| {
                 super::pipelined::deliver(|emit| groups.for_each(emit), rest, sinks, bus)
             })?;
@@ -82,7 +82,7 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
             rest,
             schema,
         } => {
-            tracing::info!(runs = groups.runs(), "aggregate spilled to disk; merging");
+            log_merge(&groups);
             finish(groups.collect(&schema)?, rest)?
         }
     };
@@ -150,6 +150,17 @@ fn finished(bus: &Bus, rows_out: u64, started: Instant, warnings: Vec<String>) -
         rows_out: rows_out as usize,
         elapsed: started.elapsed(),
         warnings,
+    }
+}
+
+/// Says how an aggregation's groups are merged in order.
+fn log_merge(groups: &super::spilled_aggregate::SpilledGroups) {
+    match groups.runs_on_disk() {
+        0 => tracing::info!(
+            runs = groups.runs(),
+            "aggregate merging sorted runs in memory"
+        ),
+        _ => tracing::info!(runs = groups.runs(), "aggregate spilled to disk; merging"),
     }
 }
 

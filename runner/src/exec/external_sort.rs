@@ -44,7 +44,7 @@ pub struct ExternalSort {
     buffered_rows: usize,
     buffered_bytes: usize,
     /// Sorted runs written so far, in input order.
-    runs: Vec<PathBuf>,
+    runs: Vec<Run>,
     /// Created with the first run; removed with everything in it when the sort is dropped.
     spill_dir: Option<tempfile::TempDir>,
     /// What the runs are for, in messages and in the folder's name.
@@ -84,9 +84,17 @@ impl ExternalSort {
         self
     }
 
-    /// Sorted runs written to disk so far.
+    /// Sorted runs so far, on disk or in memory.
     pub fn runs(&self) -> usize {
         self.runs.len()
+    }
+
+    /// Sorted runs written to disk so far.
+    pub fn runs_on_disk(&self) -> usize {
+        self.runs
+            .iter()
+            .filter(|run| matches!(run, Run::File(_)))
+            .count()
     }
 
     /// Takes rows in input order.
@@ -135,16 +143,18 @@ impl ExternalSort {
         }
         let mut runs = std::mem::take(&mut self.runs);
         while runs.len() > MERGE_WIDTH {
-            let group: Vec<PathBuf> = runs.drain(..MERGE_WIDTH).collect();
+            let group: Vec<Run> = runs.drain(..MERGE_WIDTH).collect();
             let path = self.next_run_path()?;
             let mut writer = RunWriter::create(&path, &self.schema)?;
             self.merge(&group, |batch| writer.write(&batch).map(|_| true))?;
             writer.finish()?;
             for done in &group {
-                let _ = std::fs::remove_file(done);
+                if let Run::File(done) = done {
+                    let _ = std::fs::remove_file(done);
+                }
             }
             // The merged group holds the earliest rows of those left: it goes first.
-            runs.insert(0, path);
+            runs.insert(0, Run::File(path));
         }
         self.merge(&runs, emit)
     }
@@ -176,6 +186,14 @@ impl ExternalSort {
         self.write_run(sorted)
     }
 
+    /// Keeps rows already in key order as a run in memory, merged with the others at the end
+    /// (an aggregation's groups that fit in memory but merge faster in order).
+    pub fn push_sorted_run_in_memory(&mut self, sorted: RecordBatch) {
+        if sorted.num_rows() > 0 {
+            self.runs.push(Run::Memory(sorted));
+        }
+    }
+
     /// Sorts the buffer and writes it out as a run.
     fn spill(&mut self) -> Result<()> {
         let sorted = self.sorted_buffer()?;
@@ -186,8 +204,7 @@ impl ExternalSort {
     fn write_run(&mut self, sorted: RecordBatch) -> Result<()> {
         let path = self.next_run_path()?;
         let mut writer = RunWriter::create(&path, &self.schema)?;
-        let row_bytes = sorted.get_array_memory_size() / sorted.num_rows().max(1);
-        let rows_per_batch = (RUN_BATCH_BYTES / row_bytes.max(1)).clamp(1, BATCH_ROWS);
+        let rows_per_batch = rows_per_batch(&sorted);
         let mut offset = 0;
         while offset < sorted.num_rows() {
             let length = rows_per_batch.min(sorted.num_rows() - offset);
@@ -195,7 +212,7 @@ impl ExternalSort {
             offset += length;
         }
         writer.finish()?;
-        self.runs.push(path);
+        self.runs.push(Run::File(path));
         Ok(())
     }
 
@@ -252,15 +269,11 @@ impl ExternalSort {
     }
 
     /// Merges sorted runs (in input order) into `emit`, `BATCH_ROWS` rows at a time.
-    fn merge(
-        &self,
-        runs: &[PathBuf],
-        mut emit: impl FnMut(RecordBatch) -> Result<bool>,
-    ) -> Result<()> {
+    fn merge(&self, runs: &[Run], mut emit: impl FnMut(RecordBatch) -> Result<bool>) -> Result<()> {
         let converter = self.converter()?;
         let mut cursors = Vec::with_capacity(runs.len());
-        for path in runs {
-            if let Some(cursor) = Cursor::open(path, self, &converter)? {
+        for run in runs {
+            if let Some(cursor) = Cursor::open(run, self, &converter)? {
                 cursors.push(cursor);
             }
         }
@@ -330,9 +343,56 @@ fn sift_down(heap: &mut [usize], mut at: usize, less: impl Fn(usize, usize) -> b
     }
 }
 
+/// Rows of `run` per batch of about `RUN_BATCH_BYTES`.
+fn rows_per_batch(run: &RecordBatch) -> usize {
+    let row_bytes = run.get_array_memory_size() / run.num_rows().max(1);
+    (RUN_BATCH_BYTES / row_bytes.max(1)).clamp(1, BATCH_ROWS)
+}
+
+/// A sorted run: a file of Arrow IPC batches, or rows kept in memory.
+enum Run {
+    File(PathBuf),
+    Memory(RecordBatch),
+}
+
+/// Where a cursor's batches come from.
+enum RunReader {
+    File(arrow_ipc::reader::StreamReader<BufReader<File>>),
+    /// The rest of a run in memory from `offset`, handed on `rows` rows at a time (as a run on
+    /// disk is written).
+    Memory {
+        run: RecordBatch,
+        offset: usize,
+        rows: usize,
+    },
+}
+
+impl Iterator for RunReader {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        match self {
+            RunReader::File(reader) => Some(
+                reader
+                    .next()?
+                    .map_err(|e| Error::runtime(format!("sort: reading a run: {e}"))),
+            ),
+            RunReader::Memory { run, offset, rows } => {
+                let length = (*rows).min(run.num_rows() - *offset);
+                if length == 0 {
+                    return None;
+                }
+                let batch = run.slice(*offset, length);
+                *offset += length;
+                Some(Ok(batch))
+            }
+        }
+    }
+}
+
 /// One run being merged: its current batch and that batch's encoded keys.
 struct Cursor {
-    reader: arrow_ipc::reader::StreamReader<BufReader<File>>,
+    reader: RunReader,
     batch: RecordBatch,
     rows: Rows,
     index: usize,
@@ -340,13 +400,25 @@ struct Cursor {
 
 impl Cursor {
     /// The run's first batch; `None` for a run without rows.
-    fn open(path: &PathBuf, sort: &ExternalSort, converter: &RowConverter) -> Result<Option<Self>> {
-        let file = File::open(path).map_err(|source| Error::Input {
-            path: path.clone(),
-            source,
-        })?;
-        let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None)
-            .map_err(|e| Error::runtime(format!("sort: reading {}: {e}", path.display())))?;
+    fn open(run: &Run, sort: &ExternalSort, converter: &RowConverter) -> Result<Option<Self>> {
+        let reader = match run {
+            Run::File(path) => {
+                let file = File::open(path).map_err(|source| Error::Input {
+                    path: path.clone(),
+                    source,
+                })?;
+                let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None)
+                    .map_err(|e| {
+                    Error::runtime(format!("sort: reading {}: {e}", path.display()))
+                })?;
+                RunReader::File(reader)
+            }
+            Run::Memory(run) => RunReader::Memory {
+                run: run.clone(),
+                offset: 0,
+                rows: rows_per_batch(run),
+            },
+        };
         let empty = RecordBatch::new_empty(sort.schema.clone());
         let mut cursor = Cursor {
             reader,
@@ -360,7 +432,7 @@ impl Cursor {
     /// Moves to the run's next batch with rows; `false` at the run's end.
     fn advance(&mut self, sort: &ExternalSort, converter: &RowConverter) -> Result<bool> {
         for batch in self.reader.by_ref() {
-            let batch = batch.map_err(|e| Error::runtime(format!("sort: reading a run: {e}")))?;
+            let batch = batch?;
             if batch.num_rows() == 0 {
                 continue;
             }

@@ -20,6 +20,10 @@ use crate::transforms::{AggregateState, Aggregation, SortKey};
 /// Rows of runs restored into one state at the end (more when the last key goes on).
 const MERGE_ROWS: usize = 65_536;
 
+/// Groups held by the workers together past which their states, none spilled, are merged as
+/// sorted runs in memory rather than into one table (see `Spill::merge`).
+const IN_ORDER_GROUPS: usize = 1 << 20;
+
 /// The spilled runs of one aggregation in a batch run, shared by its workers.
 pub(crate) struct Spill<'a> {
     aggregation: &'a dyn Aggregation,
@@ -27,6 +31,10 @@ pub(crate) struct Spill<'a> {
     share: Option<usize>,
     runs: Mutex<Option<ExternalSort>>,
     spilled: AtomicUsize,
+    /// Whether the workers' states were kept as runs in memory at the end (nothing spilled).
+    in_memory: std::sync::atomic::AtomicBool,
+    /// `IN_ORDER_GROUPS` (tests make it small).
+    in_order_groups: usize,
 }
 
 impl<'a> Spill<'a> {
@@ -46,6 +54,8 @@ impl<'a> Spill<'a> {
             share,
             runs: Mutex::new(None),
             spilled: AtomicUsize::new(0),
+            in_memory: std::sync::atomic::AtomicBool::new(false),
+            in_order_groups: IN_ORDER_GROUPS,
         }
     }
 
@@ -71,7 +81,7 @@ impl<'a> Spill<'a> {
         self.share.is_some_and(|share| bytes > share)
     }
 
-    /// Runs written so far.
+    /// Runs written so far (or kept in memory).
     pub fn runs(&self) -> usize {
         self.spilled.load(Ordering::Relaxed)
     }
@@ -82,12 +92,20 @@ impl<'a> Spill<'a> {
         }
         let snapshot = state.spill_snapshot()?;
         drop(state);
-        self.write_snapshot(snapshot)
+        match self.in_memory.load(Ordering::Relaxed) {
+            true => self.add_run(snapshot, false),
+            false => self.write_snapshot(snapshot),
+        }
     }
 
     /// Writes one more run: groups as a state's `snapshot` gives them, distinct and in key
     /// order (a kernel that counts in its own table writes its groups so).
     pub fn write_snapshot(&self, snapshot: RecordBatch) -> Result<()> {
+        self.add_run(snapshot, true)
+    }
+
+    /// One more run, written to disk or kept in memory.
+    fn add_run(&self, snapshot: RecordBatch, on_disk: bool) -> Result<()> {
         if snapshot.num_rows() == 0 {
             return Ok(());
         }
@@ -102,18 +120,42 @@ impl<'a> Spill<'a> {
                 .collect();
             ExternalSort::new(snapshot.schema(), keys, None).for_purpose("aggregate")
         });
-        sort.push_sorted_run(snapshot)
-            .map_err(|e| Error::runtime(format!("spilling groups to disk: {e}")))?;
+        match on_disk {
+            true => sort
+                .push_sorted_run(snapshot)
+                .map_err(|e| Error::runtime(format!("spilling groups to disk: {e}")))?,
+            false => sort.push_sorted_run_in_memory(snapshot),
+        }
         self.spilled.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// The workers' states as one: merged in memory when nothing was spilled, else each
-    /// written out as one more run.
+    /// written out as one more run. Workers' states of more than `IN_ORDER_GROUPS` groups
+    /// together (none spilled) are kept in memory as sorted runs, merged in order at the end
+    /// like spilled ones: each worker's groups sorted apart on all cores, then merged and
+    /// handed on a slice at a time on a thread of their own while the sinks write (with 9.4
+    /// million groups, adding one table's groups into the other's took a core 1.7 s, and the
+    /// whole result was sorted again and written after).
     pub fn merge(
         &self,
         states: impl IntoIterator<Item = Box<dyn AggregateState>>,
     ) -> Result<Box<dyn AggregateState>> {
+        let states: Vec<_> = states.into_iter().filter(|s| s.rows() > 0).collect();
+        let groups: usize = states.iter().map(|s| s.rows()).sum();
+        let in_order = self.runs() == 0
+            && self.share.is_some()
+            && self.aggregation.result_order().is_none()
+            && states.len() > 1
+            && groups > self.in_order_groups
+            && states.iter().all(|s| s.spillable_bytes().is_some());
+        if in_order {
+            self.in_memory.store(true, Ordering::Relaxed);
+            for state in states {
+                self.write(state)?;
+            }
+            return Ok(self.aggregation.new_state());
+        }
         let mut merged = self.aggregation.new_state();
         for state in states {
             match self.runs() {
@@ -138,6 +180,7 @@ impl<'a> Spill<'a> {
             .expect("runs were written");
         Ok(Aggregated::Spilled(SpilledGroups {
             aggregation: self.aggregation,
+            runs_on_disk: sort.runs_on_disk(),
             sort,
             runs,
             merge_rows: MERGE_ROWS,
@@ -156,14 +199,20 @@ pub(crate) struct SpilledGroups<'a> {
     aggregation: &'a dyn Aggregation,
     sort: ExternalSort,
     runs: usize,
+    runs_on_disk: usize,
     /// Rows restored into one state at a time (`MERGE_ROWS`; tests make it small).
     merge_rows: usize,
 }
 
 impl SpilledGroups<'_> {
-    /// Runs on disk (the last one is the groups held at the end).
+    /// Runs to merge (the last one is the groups held at the end).
     pub fn runs(&self) -> usize {
         self.runs
+    }
+
+    /// Of those, the runs written to disk (none: the workers' groups, sorted in memory).
+    pub fn runs_on_disk(&self) -> usize {
+        self.runs_on_disk
     }
 
     /// Hands the result to `emit` in the aggregation's order, a slice at a time, until the end
@@ -486,6 +535,46 @@ mod tests {
     }
 
     #[test]
+    fn many_groups_of_several_workers_merge_in_order_in_memory() {
+        let expected = table(&in_memory());
+        let (aggregation, output) = aggregation("1GiB");
+        let mut spill = Spill::new(aggregation.as_ref(), 2);
+        spill.in_order_groups = 1_000;
+        let mut workers = [aggregation.new_state(), aggregation.new_state()];
+        for m in 0..MORSELS {
+            let state = &mut workers[m % 2];
+            state.begin_morsel(m as u64);
+            state.update(&morsel(m)).unwrap();
+            assert!(!spill.check(state, 0).unwrap());
+        }
+        let state = spill.merge(workers).unwrap();
+        let Aggregated::Spilled(groups) = spill.finish(state).unwrap() else {
+            panic!("merged into one table")
+        };
+        assert_eq!((groups.runs(), groups.runs_on_disk()), (2, 0));
+        let mut parts = Vec::new();
+        groups
+            .for_each(|batch| {
+                parts.push(batch);
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(table(&crate::data::concat(&output, &parts)), expected);
+        // Fewer groups than that: one table, as before.
+        let spill = Spill::new(aggregation.as_ref(), 2);
+        let mut workers = [aggregation.new_state(), aggregation.new_state()];
+        for m in 0..MORSELS {
+            workers[m % 2].begin_morsel(m as u64);
+            workers[m % 2].update(&morsel(m)).unwrap();
+        }
+        let state = spill.merge(workers).unwrap();
+        let Aggregated::Whole(result) = spill.finish(state).unwrap() else {
+            panic!("merged in order")
+        };
+        assert_eq!(table(&result), expected);
+    }
+
+    #[test]
     fn a_spilled_run_of_other_columns_is_an_error_not_a_panic() {
         let (aggregation, _) = aggregation("1GiB");
         let mut state = aggregation.new_state();
@@ -530,7 +619,11 @@ mod tests {
         let batch = RecordBatch::try_new(
             schema(),
             vec![
-                Arc::new((0..rows).map(|r| Some(format!("u{r}"))).collect::<StringArray>()),
+                Arc::new(
+                    (0..rows)
+                        .map(|r| Some(format!("u{r}")))
+                        .collect::<StringArray>(),
+                ),
                 Arc::new(Int64Array::new_null(rows)),
                 Arc::new(StringArray::new_null(rows)),
                 Arc::new(Int64Array::from(vec![i64::MAX / 3; rows])),
@@ -543,7 +636,10 @@ mod tests {
         for m in 0..4 {
             state.begin_morsel(m);
             state.update(&batch).unwrap();
-            assert!(spill.check(&mut state, 0).unwrap(), "morsel {m} not spilled");
+            assert!(
+                spill.check(&mut state, 0).unwrap(),
+                "morsel {m} not spilled"
+            );
         }
         let Aggregated::Spilled(groups) = spill.finish(state).unwrap() else {
             panic!("nothing was spilled")
@@ -556,7 +652,10 @@ mod tests {
             })
             .unwrap_err()
             .to_string();
-        assert!(error.contains("integer overflow in `sum(amount)`"), "{error}");
+        assert!(
+            error.contains("integer overflow in `sum(amount)`"),
+            "{error}"
+        );
         assert_eq!(emitted, 0);
     }
 
