@@ -31,7 +31,7 @@ const BATCH_ROWS: usize = 4096;
 const RUN_BATCH_BYTES: usize = 256 << 10;
 
 /// The most runs merged at once; more are first merged in groups (files open at once stay few).
-const MERGE_WIDTH: usize = 64;
+pub(crate) const MERGE_WIDTH: usize = 64;
 
 /// Orders every row pushed into it, in bounded memory.
 pub struct ExternalSort {

@@ -147,6 +147,9 @@ impl<'a> Spill<'a> {
             && self.share.is_some()
             && self.aggregation.result_order().is_none()
             && states.len() > 1
+            // Few enough to merge at once: runs kept in memory are never written out (a run
+            // that spills nothing must not need a folder to spill to).
+            && states.len() < super::external_sort::MERGE_WIDTH
             && groups > self.in_order_groups
             && states.iter().all(|s| s.spillable_bytes().is_some());
         if in_order {
