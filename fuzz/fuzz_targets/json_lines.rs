@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
         ("at", "timestamp?"),
         ("account.acct", "text?"),
         ("account.bot", "bool?"),
+        ("tags", "list?"),
     ]
     .iter()
     .map(|(name, type_text)| ColumnSpec::parse(name, type_text).expect("a column"))

@@ -13,15 +13,17 @@
 //! reader unescapes them), numbers as written and booleans as `true`/`false`, as Arrow's reader
 //! does; integer and float columns take numbers parsed by the parser Arrow's reader uses
 //! (`lexical-core`; a float for an integer column cut toward zero, as it does); boolean columns
-//! take `true`/`false`; any column `null`. A line with anything else (a string for a number, a
+//! take `true`/`false`; list-of-text columns take arrays of what a text column takes, and
+//! `null`s; any column `null`. A line with anything else (a string for a number, a
 //! number that leaves i64, a bad line) it gives back, and Arrow's reader decides, with its own
 //! errors and line numbers. The test `plain_json_reads_what_the_reader_reads` holds it to that
 //! on random lines.
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, ListArray, StringArray};
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_schema::{DataType, Field};
 
 use super::ColumnSpec;
 use crate::data::ValueType;
@@ -45,6 +47,9 @@ enum Kind {
     Integer,
     Float,
     Bool,
+    /// A list of text: an array of strings (numbers and booleans as their text, as in a text
+    /// column) and nulls.
+    TextList,
 }
 
 /// The keys read at one level of the objects.
@@ -79,6 +84,12 @@ enum Values {
     Integer(Vec<i64>, Vec<bool>),
     Float(Vec<f64>, Vec<bool>),
     Bool(Vec<bool>, Vec<bool>),
+    /// Each row's items in `items` (a `Text`) from `offsets[row]` to `offsets[row + 1]`.
+    TextList {
+        offsets: Vec<i32>,
+        items: Box<Values>,
+        valid: Vec<bool>,
+    },
 }
 
 impl Values {
@@ -96,6 +107,26 @@ impl Values {
             Kind::Integer => Values::Integer(Vec::with_capacity(rows), Vec::with_capacity(rows)),
             Kind::Float => Values::Float(Vec::with_capacity(rows), Vec::with_capacity(rows)),
             Kind::Bool => Values::Bool(Vec::with_capacity(rows), Vec::with_capacity(rows)),
+            Kind::TextList => {
+                let mut offsets = Vec::with_capacity(rows + 1);
+                offsets.push(0);
+                Values::TextList {
+                    offsets,
+                    items: Box::new(Values::new(Kind::Text, rows)),
+                    valid: Vec::with_capacity(rows),
+                }
+            }
+        }
+    }
+
+    /// Values held (rows, or a list's items).
+    fn len(&self) -> usize {
+        match self {
+            Values::Text { valid, .. }
+            | Values::Integer(_, valid)
+            | Values::Float(_, valid)
+            | Values::Bool(_, valid)
+            | Values::TextList { valid, .. } => valid.len(),
         }
     }
 
@@ -120,6 +151,15 @@ impl Values {
             }
             Values::Bool(values, valid) => {
                 values.push(false);
+                valid.push(false);
+            }
+            Values::TextList {
+                offsets,
+                items,
+                valid,
+            } => {
+                // Item counts were checked to fit when the items were added.
+                offsets.push(items.len() as i32);
                 valid.push(false);
             }
         }
@@ -147,6 +187,15 @@ impl Values {
             }
             Values::Bool(values, valid) => {
                 values.truncate(rows);
+                valid.truncate(rows);
+            }
+            Values::TextList {
+                offsets,
+                items,
+                valid,
+            } => {
+                offsets.truncate(rows + 1);
+                items.truncate(offsets[rows] as usize);
                 valid.truncate(rows);
             }
         }
@@ -211,12 +260,24 @@ impl Values {
                 Arc::new(Float64Array::new(values.into(), nulls(valid)))
             }
             Values::Bool(values, valid) => Arc::new(BooleanArray::new(values.into(), nulls(valid))),
+            Values::TextList {
+                offsets,
+                items,
+                valid,
+            } => Arc::new(ListArray::new(
+                // The type `list of text` has (`ValueType::data_type`).
+                Arc::new(Field::new_list_field(DataType::Utf8, true)),
+                // Offsets only grow, from 0, each by a row's item count.
+                OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                items.into_array(),
+                nulls(valid),
+            )),
         }
     }
 }
 
 impl PlainJson {
-    /// The reader for `columns`, or `None` when one has a type it does not read (a list).
+    /// The reader for `columns`, or `None` when their paths clash.
     pub(super) fn new(columns: &[ColumnSpec]) -> Option<PlainJson> {
         let mut root = Node::default();
         let mut kinds = Vec::with_capacity(columns.len());
@@ -227,7 +288,7 @@ impl PlainJson {
                 ValueType::Integer => Kind::Integer,
                 ValueType::Float => Kind::Float,
                 ValueType::Bool => Kind::Bool,
-                _ => return None,
+                ValueType::TextList => Kind::TextList,
             });
             let parts: Vec<&str> = column.name.split('.').collect();
             insert(&mut root, &parts, index, &mut keys)?;
@@ -424,36 +485,21 @@ impl<'a> LineReader<'a, '_> {
         }
         let values = &mut self.values[column];
         match values {
-            Values::Text { .. } => match first {
-                b'"' => {
-                    let line = self.line;
-                    let Values::Text {
-                        offsets,
-                        bytes,
-                        valid,
-                    } = &mut self.values[column]
-                    else {
-                        return None;
-                    };
-                    read_string(line, &mut self.at, Some(bytes))?;
-                    offsets.push(i32::try_from(bytes.len()).ok()?);
-                    valid.push(true);
+            Values::Text { .. } => {
+                text_value(self.line, &mut self.at, first, &mut self.values[column])?
+            }
+            Values::TextList {
+                offsets,
+                items,
+                valid,
+            } => {
+                if first != b'[' {
+                    return None;
                 }
-                // Arrow's reader writes numbers as they are written, and booleans, as text.
-                b't' => {
-                    self.literal(b"rue")?;
-                    self.values[column].push_text(b"true")?;
-                }
-                b'f' => {
-                    self.literal(b"alse")?;
-                    self.values[column].push_text(b"false")?;
-                }
-                b'-' | b'0'..=b'9' => {
-                    let number = self.number(first)?;
-                    self.values[column].push_text(number)?;
-                }
-                _ => return None,
-            },
+                text_items(self.line, &mut self.at, items)?;
+                offsets.push(i32::try_from(items.len()).ok()?);
+                valid.push(true);
+            }
             Values::Integer(..) => {
                 // As Arrow's reader: an integer, or else a float cut to an integer.
                 let token = self.number(first)?;
@@ -490,49 +536,12 @@ impl<'a> LineReader<'a, '_> {
 
     /// The rest of a literal whose first byte was read.
     fn literal(&mut self, rest: &[u8]) -> Option<()> {
-        let end = self.at + rest.len();
-        (self.line.get(self.at..end)? == rest).then_some(())?;
-        self.at = end;
-        Some(())
+        literal(self.line, &mut self.at, rest)
     }
 
-    /// A number whose first byte was read, as JSON writes numbers:
-    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    /// A number whose first byte was read (see `number`).
     fn number(&mut self, first: u8) -> Option<&'a [u8]> {
-        let start = self.at - 1;
-        let first_digit = match first {
-            b'-' => self.next()?,
-            digit => digit,
-        };
-        match first_digit {
-            b'0' => {}
-            b'1'..=b'9' => self.digits(),
-            _ => return None,
-        }
-        if self.peek() == Some(b'.') {
-            self.at += 1;
-            self.one_or_more_digits()?;
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.at += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.at += 1;
-            }
-            self.one_or_more_digits()?;
-        }
-        Some(&self.line[start..self.at])
-    }
-
-    fn digits(&mut self) {
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.at += 1;
-        }
-    }
-
-    fn one_or_more_digits(&mut self) -> Option<()> {
-        let start = self.at;
-        self.digits();
-        (self.at > start).then_some(())
+        number(self.line, &mut self.at, first)
     }
 
     /// Checks a value nobody reads, its first byte not yet read.
@@ -602,6 +611,122 @@ impl<'a> LineReader<'a, '_> {
     fn skip_string(&mut self) -> Option<()> {
         read_string(self.line, &mut self.at, None)
     }
+}
+
+/// A text value whose first byte `first` was read (not `null`; `at` is past it), added to
+/// `values` (a `Text`): a string unescaped, or a number or boolean as written (Arrow's reader
+/// writes them as text).
+fn text_value(line: &[u8], at: &mut usize, first: u8, values: &mut Values) -> Option<()> {
+    match first {
+        b'"' => {
+            let Values::Text {
+                offsets,
+                bytes,
+                valid,
+            } = values
+            else {
+                return None;
+            };
+            read_string(line, at, Some(bytes))?;
+            offsets.push(i32::try_from(bytes.len()).ok()?);
+            valid.push(true);
+        }
+        b't' => {
+            literal(line, at, b"rue")?;
+            values.push_text(b"true")?;
+        }
+        b'f' => {
+            literal(line, at, b"alse")?;
+            values.push_text(b"false")?;
+        }
+        b'-' | b'0'..=b'9' => {
+            let number = number(line, at, first)?;
+            values.push_text(number)?;
+        }
+        _ => return None,
+    }
+    Some(())
+}
+
+/// The rest of a list of text whose `[` was read, its items added to `items` (a `Text`): text
+/// values and nulls (a nested list or an object is not plain).
+fn text_items(line: &[u8], at: &mut usize, items: &mut Values) -> Option<()> {
+    let whitespace = |at: &mut usize| {
+        while let Some(b' ' | b'\t' | b'\r' | b'\n') = line.get(*at) {
+            *at += 1;
+        }
+    };
+    whitespace(at);
+    if *line.get(*at)? == b']' {
+        *at += 1;
+        return Some(());
+    }
+    loop {
+        let first = *line.get(*at)?;
+        *at += 1;
+        match first {
+            b'n' => {
+                literal(line, at, b"ull")?;
+                items.push_null();
+            }
+            first => text_value(line, at, first, items)?,
+        }
+        whitespace(at);
+        let next = *line.get(*at)?;
+        *at += 1;
+        match next {
+            b',' => whitespace(at),
+            b']' => return Some(()),
+            _ => return None,
+        }
+    }
+}
+
+/// The rest of a literal whose first byte was read (`at` is past it).
+fn literal(line: &[u8], at: &mut usize, rest: &[u8]) -> Option<()> {
+    let end = *at + rest.len();
+    (line.get(*at..end)? == rest).then_some(())?;
+    *at = end;
+    Some(())
+}
+
+/// A number whose first byte `first` was read (`at` is past it), as JSON writes numbers:
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn number<'a>(line: &'a [u8], at: &mut usize, first: u8) -> Option<&'a [u8]> {
+    let start = *at - 1;
+    let digits = |at: &mut usize| {
+        let from = *at;
+        while let Some(b'0'..=b'9') = line.get(*at) {
+            *at += 1;
+        }
+        *at > from
+    };
+    let first_digit = match first {
+        b'-' => {
+            *at += 1;
+            *line.get(*at - 1)?
+        }
+        digit => digit,
+    };
+    match first_digit {
+        b'0' => {}
+        b'1'..=b'9' => {
+            digits(at);
+        }
+        _ => return None,
+    }
+    if line.get(*at) == Some(&b'.') {
+        *at += 1;
+        digits(at).then_some(())?;
+    }
+    if let Some(b'e' | b'E') = line.get(*at) {
+        *at += 1;
+        if let Some(b'+' | b'-') = line.get(*at) {
+            *at += 1;
+        }
+        digits(at).then_some(())?;
+    }
+    Some(&line[start..*at])
 }
 
 /// The rest of a string whose `"` was read (`at` is past it; it ends past the closing one):
@@ -902,8 +1027,51 @@ mod tests {
     }
 
     #[test]
-    fn lists_are_left_to_arrows_reader() {
-        assert!(PlainJson::new(&[spec("tags", "list<text>")]).is_none());
+    fn lists_of_text_are_read_and_half_read_ones_taken_back() {
         assert!(PlainJson::new(&[spec("a", "text"), spec("a.b", "text")]).is_none());
+        let reader = PlainJson::new(&[spec("tags", "list<text>"), spec("n", "integer?")]).unwrap();
+        let lines: [&[u8]; 6] = [
+            br#"{"tags":["rust","\u00e9"],"n":1}"#,
+            br#"{"tags":[ ] }"#,
+            br#"{"tags":null}"#,
+            br#"{"tags":["a",null,2.50,true]}"#,
+            br#"{"tags":["a","b",["c"]]}"#, // a nested list: Arrow's reader says what it is
+            br#"{"n":2,"tags":["z"]}"#,
+        ];
+        let numbered: Vec<(usize, &[u8])> = lines.iter().copied().enumerate().collect();
+        let read = reader.read(&numbered, None).unwrap();
+        assert_eq!(read.others, [4]);
+        let tags = read.columns[0]
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .unwrap();
+        assert_eq!(
+            tags.data_type(),
+            &ValueType::TextList.data_type(),
+            "the model's type"
+        );
+        let rows: Vec<Option<Vec<Option<String>>>> = tags
+            .iter()
+            .map(|row| {
+                row.map(|items| {
+                    let items = items.as_any().downcast_ref::<StringArray>().unwrap();
+                    items.iter().map(|v| v.map(str::to_owned)).collect()
+                })
+            })
+            .collect();
+        let some =
+            |items: &[Option<&str>]| Some(items.iter().map(|v| v.map(str::to_owned)).collect());
+        assert_eq!(
+            rows,
+            [
+                some(&[Some("rust"), Some("é")]),
+                some(&[]),
+                None,
+                some(&[Some("a"), None, Some("2.50"), Some("true")]),
+                None, // left for Arrow's reader, its two items read taken back
+                some(&[Some("z")]),
+            ]
+        );
+        assert_eq!(tags.values().len(), 7);
     }
 }

@@ -160,7 +160,8 @@ fn column_types_are_checked() {
 
 /// Random JSON lines: mostly plain objects with the declared fields among others, and lines
 /// that are not plain in every way the plain reader gives back (escapes, numbers for text,
-/// keys twice, bad JSON, deep nesting, invalid UTF-8).
+/// keys twice, bad JSON, deep nesting, invalid UTF-8). A field's value is an odd one one time
+/// in `odd`, a line is disturbed (bad JSON, too deep) about five times in `max(odd, 80)`.
 fn random_json_lines(seed: &mut u64, lines: usize, odd: u64) -> Vec<u8> {
     let mut next = move |n: u64| {
         *seed ^= *seed << 13;
@@ -233,6 +234,30 @@ fn random_json_lines(seed: &mut u64, lines: usize, odd: u64) -> Vec<u8> {
         ],
     );
     let bools: (&[&str], &[&str]) = (&["true", "false", "null"], &["1", r#""true""#, "tru"]);
+    let lists: (&[&str], &[&str]) = (
+        &[
+            "[]",
+            r#"["rust","日本"]"#,
+            r#"[ "a" , null ,"" ]"#,
+            "null",
+            r#"["x"]"#,
+            r#"[1, true, "5", -2.5e3, false]"#,
+        ],
+        &[
+            r#"["a\"b","\u00e9\ud83d\ude00", "\ud842\udfb7"]"#,
+            r#"[["x"]]"#,
+            "[{}]",
+            r#""x""#,
+            r#"["a",]"#,
+            r#"["a" "b"]"#,
+            "[",
+            "{}",
+            "1",
+            "[nul]",
+            r#"["\ud800"]"#,
+            "[01]",
+        ],
+    );
     let noise: (&[&str], &[&str]) = (
         &[
             "1",
@@ -248,7 +273,7 @@ fn random_json_lines(seed: &mut u64, lines: usize, odd: u64) -> Vec<u8> {
         ],
         &[r#""\ud800""#, r#""\x""#, "[1,]", "{\"a\" 1}", "nul"],
     );
-    let keys: (&[&str], &[&str]) = (&["id", "text", "tags", ""], &["l\\u0061ng", "lang"]);
+    let keys: (&[&str], &[&str]) = (&["id", "text", "media", ""], &["l\\u0061ng", "lang"]);
     let mut out = Vec::new();
     for _ in 0..lines {
         let mut fields: Vec<String> = Vec::new();
@@ -263,6 +288,9 @@ fn random_json_lines(seed: &mut u64, lines: usize, odd: u64) -> Vec<u8> {
         }
         if next(3) > 0 {
             fields.push(format!(r#""at":{}"#, pick(&mut next, &texts)));
+        }
+        if next(3) > 0 {
+            fields.push(format!(r#""tags":{}"#, pick(&mut next, &lists)));
         }
         match next(6) {
             0 => fields.push(r#""account":null"#.into()),
@@ -291,7 +319,7 @@ fn random_json_lines(seed: &mut u64, lines: usize, odd: u64) -> Vec<u8> {
             fields.swap(i, next(i as u64 + 1) as usize);
         }
         let mut line = format!("{{{}}}", fields.join(","));
-        match next(80) {
+        match next(odd.max(80)) {
             0 => line.push_str(" {}"),
             1 => line.insert(0, '['),
             2 => line = format!("{}{}", "{\"d\":".repeat(70), "}".repeat(70)),
@@ -318,6 +346,7 @@ fn plain_json_reads_what_the_reader_reads() {
         ("at", "timestamp?"),
         ("account.acct", "text?"),
         ("account.bot", "bool?"),
+        ("tags", "list?"),
     ];
     let mut strict = columns.to_vec();
     strict[1].1 = "integer"; // required: a missing n is a bad record
@@ -325,7 +354,7 @@ fn plain_json_reads_what_the_reader_reads() {
     let (mut plain_lines, mut all_lines, mut mixed_runs) = (0, 0, 0);
     for case in 0..300 {
         // One run in three with few lines that are not plain: read by both readers at once.
-        let odd = if case % 3 == 0 { 120 } else { 6 };
+        let odd = if case % 3 == 0 { 400 } else { 6 };
         let input = random_json_lines(&mut seed, 1 + case % 40, odd);
         let declared = if case % 2 == 0 { columns } else { &strict[..] };
         let plain = decoder(Format::Jsonl, declared);
