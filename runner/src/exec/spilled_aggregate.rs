@@ -510,16 +510,8 @@ mod tests {
         for m in 0..MORSELS {
             whole.update(&morsel(m)).unwrap();
         }
-        let groups = spilled(aggregation.as_ref(), 1_000);
-        let mut parts = Vec::new();
-        groups
-            .for_each(|batch| {
-                parts.push(batch);
-                Ok(true)
-            })
-            .unwrap();
-        let merged = crate::data::concat(&stage.output, &parts);
-        (table(&merged), table(&whole.result().unwrap()))
+        let merged = spilled(aggregation.as_ref(), 1_000).collect(&stage.output);
+        (table(&merged.unwrap()), table(&whole.result().unwrap()))
     }
 
     #[test]
@@ -556,14 +548,7 @@ mod tests {
             panic!("merged into one table")
         };
         assert_eq!((groups.runs(), groups.runs_on_disk()), (2, 0));
-        let mut parts = Vec::new();
-        groups
-            .for_each(|batch| {
-                parts.push(batch);
-                Ok(true)
-            })
-            .unwrap();
-        assert_eq!(table(&crate::data::concat(&output, &parts)), expected);
+        assert_eq!(table(&groups.collect(&output).unwrap()), expected);
         // Fewer groups than that: one table, as before.
         let spill = Spill::new(aggregation.as_ref(), 2);
         let mut workers = [aggregation.new_state(), aggregation.new_state()];

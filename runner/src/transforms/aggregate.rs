@@ -1160,16 +1160,7 @@ impl AggregateState for AggregateTable {
                 self.columns[index].merge(id, acc, "restored state")?;
             }
         }
-        // Rows read from now on come after every restored one.
-        let latest = self
-            .columns
-            .iter()
-            .filter_map(AccColumn::latest_morsel)
-            .max();
-        if let Some(latest) = latest {
-            self.morsel = self.morsel.max(latest + 1);
-            self.row = 0;
-        }
+        self.after_restored();
         Ok(())
     }
 
@@ -1199,15 +1190,7 @@ impl AggregateState for AggregateTable {
         let keys: Vec<ArrayRef> = table.columns()[..key_count].to_vec();
         let ids = self.group_ids(&keys, table.num_rows())?;
         self.merge_spilled(&ids, table)?;
-        let latest = self
-            .columns
-            .iter()
-            .filter_map(AccColumn::latest_morsel)
-            .max();
-        if let Some(latest) = latest {
-            self.morsel = self.morsel.max(latest + 1);
-            self.row = 0;
-        }
+        self.after_restored();
         Ok(())
     }
 
@@ -1281,6 +1264,19 @@ impl AggregateState for AggregateTable {
 }
 
 impl AggregateTable {
+    /// After groups were restored: rows read from now on come after every restored one.
+    fn after_restored(&mut self) {
+        let latest = self
+            .columns
+            .iter()
+            .filter_map(AccColumn::latest_morsel)
+            .max();
+        if let Some(latest) = latest {
+            self.morsel = self.morsel.max(latest + 1);
+            self.row = 0;
+        }
+    }
+
     /// An error unless `table` has the columns of this state's `spill_snapshot`.
     fn check_spilled(&self, table: &RecordBatch) -> Result<()> {
         let expected = self.spill_schema();
