@@ -100,19 +100,11 @@ fn a_panic_anywhere_is_one_error_exit_1_and_a_failed_summary() {
     let dir = tempfile::tempdir().unwrap();
     // In a stream source's task: it used to read as "the source ended", exit 0.
     let p = replay(dir.path(), &sample_tape(), "max", "");
-    let out = runner()
-        .arg("run")
-        .arg(&p)
-        .env("RUNNER_FAILPOINT", "replay-source")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = fails_at(&p, "replay-source", &[]);
     assert!(
         stderr.contains("internal error: runner panicked: failpoint replay-source"),
         "{stderr}"
     );
-    assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
     let written = summary(dir.path());
     assert_eq!(written["status"], "failed");
     assert!(written["error"]
@@ -127,17 +119,25 @@ fn a_panic_anywhere_is_one_error_exit_1_and_a_failed_summary() {
         "b.yaml",
         "name: b\nsource: {type: file, path: in.txt}\ntransforms:\n  - {type: tokenize}\n  - {type: group_count, by: word}\nsummary: summary.json\nsinks:\n  - {type: stdout}\n",
     );
+    fails_at(&p, "batch-worker", &[]);
+    assert_eq!(summary(dir.path())["status"], "failed");
+}
+
+/// Runs `pipeline` with the failpoint `point` (debug builds panic there): it must end as one
+/// error naming it, exit 1, with no backtrace hint. Returns the standard error.
+fn fails_at(pipeline: &Path, point: &str, args: &[&str]) -> String {
     let out = runner()
         .arg("run")
-        .arg(&p)
-        .env("RUNNER_FAILPOINT", "batch-worker")
+        .args(args)
+        .arg(pipeline)
+        .env("RUNNER_FAILPOINT", point)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("failpoint batch-worker"), "{stderr}");
+    assert!(stderr.contains(&format!("failpoint {point}")), "{stderr}");
     assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
-    assert_eq!(summary(dir.path())["status"], "failed");
+    stderr
 }
 
 #[test]
@@ -151,16 +151,7 @@ fn a_panic_while_spilled_groups_merge_ends_the_run_with_one_clean_error() {
         "m.yaml",
         "name: m\nsource: {type: file, path: in.txt}\ntransforms:\n  - {type: aggregate, by: line, aggs: {n: count()}, memory_limit: 64KiB}\nsummary: summary.json\nsinks:\n  - {type: stdout, format: tsv}\n",
     );
-    let out = runner()
-        .args(["run", "--cores", "2"])
-        .arg(&p)
-        .env("RUNNER_FAILPOINT", "spill-merge")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("failpoint spill-merge"), "{stderr}");
-    assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
+    fails_at(&p, "spill-merge", &["--cores", "2"]);
     assert_eq!(summary(dir.path())["status"], "failed");
     // Without the failpoint the same run merges and prints every group.
     let out = runner()
@@ -191,15 +182,7 @@ fn a_panic_while_a_streamed_pipeline_takes_a_morsel_ends_the_run_instead_of_hang
         "s.yaml",
         "name: s\nsource: {type: file, path: in.txt}\ntransforms:\n  - {type: tokenize}\nsinks:\n  - {type: stdout, format: tsv}\n",
     );
-    let out = runner()
-        .args(["run", "--cores", "2"])
-        .arg(&p)
-        .env("RUNNER_FAILPOINT", "morsel-take")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("failpoint morsel-take"), "{stderr}");
+    fails_at(&p, "morsel-take", &["--cores", "2"]);
 }
 
 #[test]

@@ -423,9 +423,7 @@ impl<'a> LineReader<'a, '_> {
 
     /// JSON's whitespace (the reader's: space, tab, carriage return, newline).
     fn whitespace(&mut self) {
-        while let Some(b' ' | b'\t' | b'\r' | b'\n') = self.peek() {
-            self.at += 1;
-        }
+        whitespace(self.line, &mut self.at);
     }
 
     /// The rest of an object whose `{` was read, keeping the keys of `node`.
@@ -651,12 +649,7 @@ fn text_value(line: &[u8], at: &mut usize, first: u8, values: &mut Values) -> Op
 /// The rest of a list of text whose `[` was read, its items added to `items` (a `Text`): text
 /// values and nulls (a nested list or an object is not plain).
 fn text_items(line: &[u8], at: &mut usize, items: &mut Values) -> Option<()> {
-    let whitespace = |at: &mut usize| {
-        while let Some(b' ' | b'\t' | b'\r' | b'\n') = line.get(*at) {
-            *at += 1;
-        }
-    };
-    whitespace(at);
+    whitespace(line, at);
     if *line.get(*at)? == b']' {
         *at += 1;
         return Some(());
@@ -671,14 +664,21 @@ fn text_items(line: &[u8], at: &mut usize, items: &mut Values) -> Option<()> {
             }
             first => text_value(line, at, first, items)?,
         }
-        whitespace(at);
+        whitespace(line, at);
         let next = *line.get(*at)?;
         *at += 1;
         match next {
-            b',' => whitespace(at),
+            b',' => whitespace(line, at),
             b']' => return Some(()),
             _ => return None,
         }
+    }
+}
+
+/// Skips JSON's whitespace (the reader's: space, tab, carriage return, newline).
+fn whitespace(line: &[u8], at: &mut usize) {
+    while let Some(b' ' | b'\t' | b'\r' | b'\n') = line.get(*at) {
+        *at += 1;
     }
 }
 
