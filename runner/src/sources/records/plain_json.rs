@@ -428,48 +428,79 @@ impl<'a> LineReader<'a, '_> {
 
     /// The rest of an object whose `{` was read, keeping the keys of `node`.
     fn object(&mut self, node: &Node, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.whitespace();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            if self.next()? != b'"' {
-                return None;
-            }
-            let name = self.plain_string()?;
-            self.whitespace();
-            if self.next()? != b':' {
-                return None;
-            }
-            self.whitespace();
+        self.members(depth, |this| {
+            let name = this.plain_string()?;
+            this.colon()?;
             match node.children.iter().find(|k| *k.name == *name) {
-                None => self.skip_value(depth)?,
+                None => this.skip_value(depth),
                 Some(key) => {
-                    if self.seen[key.id] == self.stamp {
+                    if this.seen[key.id] == this.stamp {
                         return None; // given twice: Arrow's reader keeps the last
                     }
-                    self.seen[key.id] = self.stamp;
+                    this.seen[key.id] = this.stamp;
                     match &key.child {
-                        Child::Column(column) => self.value(*column)?,
-                        Child::Object(deeper) => match self.next()? {
-                            b'{' => self.object(deeper, depth + 1)?,
-                            b'n' => self.literal(b"ull")?,
-                            _ => return None,
+                        Child::Column(column) => this.value(*column),
+                        Child::Object(deeper) => match this.next()? {
+                            b'{' => this.object(deeper, depth + 1),
+                            b'n' => this.literal(b"ull"),
+                            _ => None,
                         },
                     }
                 }
             }
+        })
+    }
+
+    /// The members of an object whose `{` was read, `depth` deep: `member` reads each one's
+    /// key (its `"` read) and value.
+    #[inline(always)]
+    fn members(
+        &mut self,
+        depth: usize,
+        mut member: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        self.items(depth, b'}', |this| match this.next()? {
+            b'"' => member(this),
+            _ => None,
+        })
+    }
+
+    /// The items of an object or array whose opening byte was read, `depth` deep, up to
+    /// `close`: `item` reads each one; commas and whitespace lie between them.
+    #[inline(always)]
+    fn items(
+        &mut self,
+        depth: usize,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.whitespace();
+        if self.peek()? == close {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            item(self)?;
             self.whitespace();
             match self.next()? {
                 b',' => self.whitespace(),
-                b'}' => return Some(()),
+                byte if byte == close => return Some(()),
                 _ => return None,
             }
         }
+    }
+
+    /// The `:` after a member's key, with the whitespace around it.
+    fn colon(&mut self) -> Option<()> {
+        self.whitespace();
+        if self.next()? != b':' {
+            return None;
+        }
+        self.whitespace();
+        Some(())
     }
 
     /// A declared field's value, added to its column.
@@ -557,52 +588,15 @@ impl<'a> LineReader<'a, '_> {
     }
 
     fn skip_object(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.whitespace();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            if self.next()? != b'"' {
-                return None;
-            }
-            self.skip_string()?;
-            self.whitespace();
-            if self.next()? != b':' {
-                return None;
-            }
-            self.whitespace();
-            self.skip_value(depth)?;
-            self.whitespace();
-            match self.next()? {
-                b',' => self.whitespace(),
-                b'}' => return Some(()),
-                _ => return None,
-            }
-        }
+        self.members(depth, |this| {
+            this.skip_string()?;
+            this.colon()?;
+            this.skip_value(depth)
+        })
     }
 
     fn skip_array(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        self.whitespace();
-        if self.peek()? == b']' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            self.skip_value(depth)?;
-            self.whitespace();
-            match self.next()? {
-                b',' => self.whitespace(),
-                b']' => return Some(()),
-                _ => return None,
-            }
-        }
+        self.items(depth, b']', |this| this.skip_value(depth))
     }
 
     /// The rest of a string nobody reads, whose `"` was read.
