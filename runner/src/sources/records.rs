@@ -428,13 +428,18 @@ impl RecordDecoder {
         if let Some(whole) = whole {
             let mut fed = 0;
             while fed < whole.len() {
-                let used = decoder.decode(&whole[fed..]).map_err(csv_message)?;
+                let used = decoder
+                    .decode(&whole[fed..])
+                    .map_err(|e| csv_message(e, &self.read_schema))?;
                 if used == 0 {
                     break;
                 }
                 fed += used;
             }
-            return match decoder.flush().map_err(csv_message)? {
+            return match decoder
+                .flush()
+                .map_err(|e| csv_message(e, &self.read_schema))?
+            {
                 Some(batch) => Ok(batch),
                 None => Ok(RecordBatch::new_empty(self.projected_schema())),
             };
@@ -445,14 +450,19 @@ impl RecordDecoder {
             input.push(b'\n');
             let mut fed = 0;
             while fed < input.len() {
-                let used = decoder.decode(&input[fed..]).map_err(csv_message)?;
+                let used = decoder
+                    .decode(&input[fed..])
+                    .map_err(|e| csv_message(e, &self.read_schema))?;
                 if used == 0 {
                     break;
                 }
                 fed += used;
             }
         }
-        match decoder.flush().map_err(csv_message)? {
+        match decoder
+            .flush()
+            .map_err(|e| csv_message(e, &self.read_schema))?
+        {
             Some(batch) => Ok(batch),
             None => Ok(RecordBatch::new_empty(self.projected_schema())),
         }
@@ -549,16 +559,85 @@ fn contiguous<'a>(bytes: &'a [u8], records: &[(usize, &'a [u8])]) -> Option<&'a 
     Some(&bytes[start..end])
 }
 
-fn csv_message(e: arrow_schema::ArrowError) -> String {
+/// Arrow's CSV reader's message, in runner's words where it is one of the usual two: the
+/// column named (Arrow numbers it) and Arrow's line number left out (it counts the lines it
+/// was handed, one record when a bad one is looked for; the caller names the file's line).
+fn csv_message(e: arrow_schema::ArrowError, header: &Schema) -> String {
     let text = match e {
         arrow_schema::ArrowError::ParseError(m) | arrow_schema::ArrowError::CsvError(m) => m,
         other => other.to_string(),
     };
+    let text = reworded(&text, header).unwrap_or(text);
     crate::error::escape_controls(&text).into_owned()
 }
 
+/// `csv_message`'s rewording; `None` for another message (or a column not in `header`).
+fn reworded(text: &str, header: &Schema) -> Option<String> {
+    use std::sync::OnceLock;
+    static VALUE: OnceLock<regex::Regex> = OnceLock::new();
+    static FIELDS: OnceLock<regex::Regex> = OnceLock::new();
+    let value = VALUE.get_or_init(|| {
+        regex::Regex::new(
+            r"(?s)^Error while parsing value '(.*)' as type '(\w+)' for column (\d+) at line \d+\. Row data: '.*'$",
+        )
+        .expect("a valid pattern")
+    });
+    if let Some(found) = value.captures(text) {
+        let name = header.fields().get(found[3].parse::<usize>().ok()?)?.name();
+        let kind = type_words(&found[2])?;
+        return Some(format!("`{name}`: \"{}\" is not {kind}", &found[1]));
+    }
+    let fields = FIELDS.get_or_init(|| {
+        regex::Regex::new(
+            r"^incorrect number of fields for line \d+, expected (\d+) got (more than )?(\d+)$",
+        )
+        .expect("a valid pattern")
+    });
+    let found = fields.captures(text)?;
+    let more = found.get(2).map_or("", |_| "more than ");
+    Some(format!(
+        "{more}{} fields where the header has {}",
+        &found[3], &found[1]
+    ))
+}
+
+/// Arrow's JSON reader's message, with the field it was decoding named as `columns:` names it
+/// (`account.acct`, not Arrow's "whilst decoding field" once per level) and a value that does
+/// not parse as its type said as `csv_message` says it.
 fn json_message(text: String) -> String {
-    crate::error::escape_controls(text.trim_start_matches("Json error: ")).into_owned()
+    let mut rest = text.trim_start_matches("Json error: ");
+    let mut path: Vec<&str> = Vec::new();
+    while let Some(inner) = rest.strip_prefix("whilst decoding field '") {
+        let Some((name, after)) = inner.split_once("': ") else {
+            break;
+        };
+        path.push(name);
+        rest = after;
+    }
+    let said = rest
+        .strip_prefix("failed to parse ")
+        .and_then(|r| r.rsplit_once(" as "))
+        .and_then(|(value, kind)| Some(format!("{value} is not {}", type_words(kind)?)))
+        .or_else(|| {
+            let value = rest.strip_prefix("expected boolean got ")?;
+            Some(format!("{value} is not true or false"))
+        });
+    let said = said.as_deref().unwrap_or(rest);
+    let text = match path.is_empty() {
+        true => said.to_owned(),
+        false => format!("`{}`: {said}", path.join(".")),
+    };
+    crate::error::escape_controls(&text).into_owned()
+}
+
+/// How a message says a value is not of Arrow type `kind` (only the types `columns:` reads).
+fn type_words(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "Int64" => "an integer",
+        "Float64" => "a float",
+        "Boolean" => "true or false",
+        _ => return None,
+    })
 }
 
 /// Fields for dotted paths (`account.acct`) as nested structs (`account: {acct}`).
