@@ -346,6 +346,15 @@ pub enum Cell<'a> {
 }
 
 impl Cell<'_> {
+    /// The cell as a field of a delimited file (`tsv`, CSV): as `to_text`, but a list as a
+    /// JSON array, so that its items (which may hold spaces, or be null) read back as they were.
+    pub fn to_field(&self) -> String {
+        match self {
+            Cell::List(_) => self.to_json().to_string(),
+            other => other.to_text(),
+        }
+    }
+
     /// The cell as plain text (lists joined with spaces, null as empty).
     pub fn to_text(&self) -> String {
         match self {

@@ -184,7 +184,7 @@ component_enum!(SinkConfig, "sink", BuildSink, [
         : "Write the result to a CSV file, replaced atomically"
         ; "type: csv\npath: ../output/romeo_counts.csv\n",
     "file" => File(sinks::file::FileSinkConfig)
-        : "Write the result as JSON lines or Parquet, replaced atomically (a stream's append mode: lines added, or a Parquet part file per epoch)"
+        : "Write the result as JSON lines, Parquet or CSV, replaced atomically (a stream's append mode: lines added, or a Parquet part file per epoch)"
         ; "type: file\npath: ../output/counts.parquet\nformat: parquet\n",
     "chart" => Chart(sinks::chart::ChartSinkConfig)
         : "Draw the top rows as a PNG bar chart (embedded font, no system fonts needed)"

@@ -12,9 +12,9 @@ use crate::data::cell;
 use crate::error::{Error, Result};
 use crate::io::atomic;
 
-/// Writes a CSV file (quoting by the csv crate) to a temporary file in the same directory,
-/// flushed and renamed, so a reader or a killed run never sees half a file; the directory is
-/// created if needed. In a stream's `append` output mode, each epoch's rows are added (the
+/// Writes a CSV file (quoting by the csv crate; timestamps RFC 3339, lists as JSON arrays) to a
+/// temporary file in the same directory, flushed and renamed, so a reader or a killed run never
+/// sees half a file; the directory is created if needed. In a stream's `append` output mode, each epoch's rows are added (the
 /// header once; a partial last line left by a killed run is cut first).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -245,7 +245,7 @@ pub fn write_records<W: std::io::Write>(
     for row in 0..result.num_rows() {
         record.clear();
         for column in result.columns() {
-            record.push_field(cell(column.as_ref(), row).to_text().as_bytes());
+            record.push_field(cell(column.as_ref(), row).to_field().as_bytes());
         }
         writer.write_byte_record(&record)?;
     }
@@ -322,6 +322,37 @@ mod tests {
         let mut reader = csv::Reader::from_path(dir.path().join("out/x.csv")).unwrap();
         let back: Vec<String> = reader.records().map(|r| r.unwrap()[0].to_owned()).collect();
         assert_eq!(back, ["plain", "with,comma", "say \"hi\"", "i’ll"]);
+    }
+
+    #[test]
+    fn lists_are_written_as_json_arrays_that_read_back() {
+        use arrow_array::builder::{ListBuilder, StringBuilder};
+        let mut lists = ListBuilder::new(StringBuilder::new());
+        lists.values().append_value("a b");
+        lists.values().append_null();
+        lists.values().append_value("c,\"d\"");
+        lists.append(true);
+        lists.append(true);
+        let batch = RecordBatch::try_from_iter([(
+            "tags",
+            std::sync::Arc::new(lists.finish()) as arrow_array::ArrayRef,
+        )])
+        .unwrap();
+        let mut out = csv::Writer::from_writer(Vec::new());
+        write_records(&mut out, &batch, true).unwrap();
+        let text = String::from_utf8(out.into_inner().unwrap()).unwrap();
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let back: Vec<serde_json::Value> = reader
+            .records()
+            .map(|r| serde_json::from_str(&r.unwrap()[0]).unwrap())
+            .collect();
+        assert_eq!(
+            back,
+            [
+                serde_json::json!(["a b", null, "c,\"d\""]),
+                serde_json::json!([])
+            ]
+        );
     }
 
     #[test]

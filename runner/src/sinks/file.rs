@@ -1,8 +1,9 @@
-//! `file`: the result as JSON lines or Parquet. A batch run's file is replaced atomically. In a
-//! stream, `complete`/`update` epochs replace the file likewise; `append` epochs add lines to a
-//! JSON-lines file (cut back to whole epochs after a crash, as the csv sink does) or, for
-//! Parquet (which cannot be appended to), write one part file per epoch into the directory
-//! `path` (`part-00000042.parquet`), so a redone epoch rewrites its own part and nothing twice.
+//! `file`: the result as JSON lines, Parquet or CSV (the `csv` sink's writer). A batch run's
+//! file is replaced atomically. In a stream, `complete`/`update` epochs replace the file
+//! likewise; `append` epochs add lines to a JSON-lines or CSV file (cut back to whole epochs
+//! after a crash) or, for Parquet (which cannot be appended to), write one part file per epoch
+//! into the directory `path` (`part-00000042.parquet`), so a redone epoch rewrites its own part
+//! and nothing twice.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,9 +16,10 @@ use crate::data::cell;
 use crate::error::{Error, Result};
 use crate::io::atomic;
 
-/// JSON lines (one object per row: numbers unquoted, timestamps RFC 3339, lists as arrays) or
-/// Parquet (the model's types, zstd), replaced atomically. In a stream's `append` output mode,
-/// JSON lines are added to the file (cut back to whole epochs after a crash); Parquet writes one
+/// JSON lines (one object per row: numbers unquoted, timestamps RFC 3339, lists as arrays),
+/// Parquet (the model's types, zstd) or CSV (as the `csv` sink writes it, with a header row),
+/// replaced atomically. In a stream's `append` output mode, JSON lines and CSV rows are
+/// added to the file (cut back to whole epochs after a crash); Parquet writes one
 /// part file per epoch into the directory `path` (`part-00000042.parquet`), so a redone epoch
 /// rewrites its own part.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -28,7 +30,8 @@ pub struct FileSinkConfig {
     #[serde(deserialize_with = "crate::settings::env::path")]
     pub path: PathBuf,
     /// `jsonl` (one JSON object per row: numbers unquoted, timestamps RFC 3339, lists as
-    /// arrays) or `parquet` (the model's types, zstd-compressed).
+    /// arrays), `parquet` (the model's types, zstd-compressed) or `csv` (with a header row;
+    /// the `csv` sink is the same writer with its own settings).
     pub format: FileFormat,
 }
 
@@ -39,6 +42,15 @@ pub enum FileFormat {
     /// One JSON object per row: numbers unquoted, timestamps RFC 3339, lists as arrays.
     Jsonl,
     /// Parquet with the model's types, zstd-compressed.
+    Parquet,
+    /// CSV with a header row, written as the `csv` sink writes it.
+    Csv,
+}
+
+/// The encodings the `file` sink writes itself (CSV goes to the `csv` sink).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Jsonl,
     Parquet,
 }
 
@@ -51,9 +63,20 @@ impl BuildSink for FileSinkConfig {
         if self.path.as_os_str().is_empty() {
             return Err("`path` is empty".into());
         }
+        let format = match self.format {
+            FileFormat::Jsonl => Encoding::Jsonl,
+            FileFormat::Parquet => Encoding::Parquet,
+            FileFormat::Csv => {
+                let csv = super::csv::CsvSinkConfig {
+                    path: self.path.clone(),
+                    header: true,
+                };
+                return csv.build(ctx);
+            }
+        };
         Ok(Box::new(FileSink {
             path: crate::settings::resolve_against(ctx.base_dir, &self.path),
-            format: self.format,
+            format,
             appending: ctx.appending,
             schema: ctx.input.clone(),
             open: None,
@@ -62,10 +85,11 @@ impl BuildSink for FileSinkConfig {
     }
 }
 
-/// The `file` sink at run time: writes each result as JSON lines or Parquet.
+/// The `file` sink at run time: writes each result as JSON lines or Parquet (CSV is the `csv`
+/// sink's).
 pub struct FileSink {
     path: PathBuf,
-    format: FileFormat,
+    format: Encoding,
     appending: bool,
     schema: arrow_schema::SchemaRef,
     open: Option<Open>,
@@ -139,11 +163,11 @@ impl Sink for FileSink {
         self.abandon();
         self.epoch = epoch;
         self.open = Some(match (self.format, self.appending) {
-            (FileFormat::Jsonl, false) => Open::Lines(std::io::BufWriter::with_capacity(
+            (Encoding::Jsonl, false) => Open::Lines(std::io::BufWriter::with_capacity(
                 1 << 16,
                 atomic::temp_beside(&self.path)?,
             )),
-            (FileFormat::Jsonl, true) => {
+            (Encoding::Jsonl, true) => {
                 if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| self.output(e))?;
                 }
@@ -158,8 +182,8 @@ impl Sink for FileSink {
                     length,
                 }
             }
-            (FileFormat::Parquet, false) => self.parquet_writer(&self.path.clone())?,
-            (FileFormat::Parquet, true) => {
+            (Encoding::Parquet, false) => self.parquet_writer(&self.path.clone())?,
+            (Encoding::Parquet, true) => {
                 std::fs::create_dir_all(&self.path).map_err(|e| self.output(e))?;
                 let part = self.path.join(format!("part-{epoch:08}.parquet"));
                 self.parquet_writer(&part)?
@@ -267,5 +291,20 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["part-00000003.parquet", "part-00000004.parquet"]);
+    }
+
+    #[test]
+    fn csv_is_the_csv_sinks_writer_with_a_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = crate::data::word_counts(&["romeo", "a,b"], &[298, 3]);
+        let mut csv = sink(dir.path(), "{path: out/c.csv, format: csv}", false);
+        write_result(csv.as_mut(), &rows, 0).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("out/c.csv")).unwrap();
+        assert_eq!(text, "word,count\nromeo,298\n\"a,b\",3\n");
+        let mut appended = sink(dir.path(), "{path: a.csv, format: csv}", true);
+        write_result(appended.as_mut(), &rows, 0).unwrap();
+        write_result(appended.as_mut(), &rows.slice(1, 1), 1).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("a.csv")).unwrap();
+        assert_eq!(text, "word,count\nromeo,298\n\"a,b\",3\n\"a,b\",3\n");
     }
 }

@@ -40,8 +40,8 @@ pub enum StdoutFormat {
     /// A table with a header row and numbers right-aligned (the default).
     #[default]
     Table,
-    /// Tab-separated values with a header row; tabs, newlines and backslashes escaped as `\t`,
-    /// `\n`, `\\`.
+    /// Tab-separated values with a header row: numbers unquoted, timestamps RFC 3339, lists
+    /// as JSON arrays; tabs, newlines and backslashes escaped as `\t`, `\n`, `\\`.
     Tsv,
     /// One JSON object per row: numbers unquoted, timestamps RFC 3339, lists as arrays.
     Jsonl,
@@ -197,7 +197,15 @@ pub fn render(
             out.push_str(&header.join("\t"));
             out.push('\n');
             for row in 0..rows {
-                let mut cells: Vec<String> = text_row(row).into_iter().map(escape).collect();
+                // A list as a JSON array (`to_field`), so its items read back as they were.
+                let mut cells: Vec<String> = batch
+                    .columns()
+                    .iter()
+                    .map(|c| {
+                        let field = cell(c.as_ref(), row).to_field();
+                        escape(crate::error::escape_controls(&field).into_owned())
+                    })
+                    .collect();
                 if let Some(epoch) = epoch {
                     cells.insert(0, epoch.to_string());
                 }
@@ -792,6 +800,30 @@ mod tests {
         assert!(tsv.ends_with("a\\tb\t60\n"));
         let jsonl = render(&counts(), StdoutFormat::Jsonl, Some(1), None);
         assert_eq!(jsonl, "{\"word\":\"romeo\",\"count\":298}\n");
+    }
+
+    #[test]
+    fn tsv_prints_lists_as_json_arrays_and_timestamps_as_rfc_3339() {
+        use arrow_array::builder::{ListBuilder, StringBuilder};
+        let mut lists = ListBuilder::new(StringBuilder::new());
+        lists.values().append_value("a b");
+        lists.values().append_null();
+        lists.values().append_value("tab\there");
+        lists.append(true);
+        lists.append_null();
+        let at =
+            arrow_array::TimestampMicrosecondArray::from(vec![Some(1_714_564_800_000_000), None])
+                .with_timezone("UTC");
+        let batch = RecordBatch::try_from_iter([
+            ("tags", Arc::new(lists.finish()) as arrow_array::ArrayRef),
+            ("at", Arc::new(at) as arrow_array::ArrayRef),
+        ])
+        .unwrap();
+        let tsv = render(&batch, StdoutFormat::Tsv, None, None);
+        assert_eq!(
+            tsv,
+            "tags\tat\n[\"a b\",null,\"tab\\\\there\"]\t2024-05-01T12:00:00Z\n\t\n"
+        );
     }
 
     #[test]
