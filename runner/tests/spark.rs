@@ -161,9 +161,11 @@ fn filters_sorts_limits_stopwords_and_explode_translate_exactly() {
     let Some(play) = romeo_text() else { return };
     let pipeline = repo_root().join("pipelines/romeo.yaml");
     let source = format!("source.path={}", play.display());
-    let variants: [&[&str]; 5] = [
+    let variants: [&[&str]; 6] = [
         // The expression language: arithmetic (integer division), between, in, like, length.
         &["transforms.3.where=count / 7 > 3 and length(word) between 4 and 6 and word not in [\"romeo\", \"juliet\"] or word like \"%’s\""],
+        // Texts joined (Spark's `concat`).
+        &["transforms.3.where=count >= 20 and concat(word, \"!\", upper(word)) like \"th%!TH%\""],
         // Another order, ties broken by the other column; then a limit.
         &[
             "transforms.3.where=count >= 5",

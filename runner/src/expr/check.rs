@@ -87,6 +87,8 @@ pub(super) enum Function {
     Split(String),
     RegexExtract(regex::Regex, usize),
     Coalesce,
+    /// The texts one after another; null when one is null (as Spark's `concat`).
+    Concat,
     Abs,
     Round(i32),
     DateTrunc(TimeUnit),
@@ -146,6 +148,7 @@ const FUNCTIONS: &[&str] = &[
     "split",
     "regex_extract",
     "coalesce",
+    "concat",
     "cast",
     "try_cast",
     "abs",
@@ -754,6 +757,24 @@ impl Checker<'_> {
                     typed
                 };
                 (Function::Coalesce, typed, ty)
+            }
+            "concat" => {
+                arity(1, usize::MAX)?;
+                let mut typed = Vec::with_capacity(args.len());
+                for arg in args {
+                    let t = self.check(arg)?;
+                    if !t.ty.is(V::Text) {
+                        return Err(self.err(
+                            arg.at,
+                            format!(
+                                "`concat` joins texts, found {}: write `cast(... as text)`",
+                                t.ty.label()
+                            ),
+                        ));
+                    }
+                    typed.push(t);
+                }
+                (Function::Concat, typed, Type::Of(V::Text))
             }
             "abs" => {
                 arity(1, 1)?;

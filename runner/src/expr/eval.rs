@@ -539,6 +539,28 @@ fn call(function: &Function, args: &[Typed], batch: &RecordBatch, ty: Type) -> O
                     .map_or(String::new(), |m| m.as_str().to_owned())
             })
         }),
+        Function::Concat => {
+            let values = args
+                .iter()
+                .map(|a| eval(a, batch))
+                .collect::<Result<Vec<_>, _>>()?;
+            let scalar = values.iter().all(Col::is_scalar);
+            let n = if scalar { 1 } else { rows };
+            let mut out: Option<StringArray> = None;
+            for value in values {
+                let next = value.into_array(n, &DataType::Utf8)?;
+                let next = text_of(&next)?;
+                out = Some(match out {
+                    None => next,
+                    Some(so_far) => {
+                        arrow_string::concat_elements::concat_elements_utf8(&so_far, &next)
+                            .map_err(message)?
+                    }
+                });
+            }
+            let out = out.ok_or("`concat` needs an argument")?;
+            Ok(wrap(Arc::new(out), scalar))
+        }
         Function::Coalesce => {
             let target = match ty {
                 Type::Of(t) => t.data_type(),

@@ -108,6 +108,7 @@ fn spark(t: &Typed, columns: &[String]) -> Result<Column, String> {
                 Function::StartsWith => "startswith",
                 Function::EndsWith => "endswith",
                 Function::Coalesce => "coalesce",
+                Function::Concat => "concat",
                 Function::Abs => "abs",
                 other => {
                     let name = match other {

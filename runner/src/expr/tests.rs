@@ -166,6 +166,19 @@ fn nulls_propagate_as_in_sql() {
     assert_eq!(values_in("length(null)", &b), ["null", "null", "null"]);
     assert_eq!(values_in("n in [7, 8]", &b), ["true", "false", "null"]);
     assert_eq!(values_in("trim(s)", &b), ["Ab c", "null", "ΣΑΣ x"]);
+    // As Spark's `concat`: null when one part is null; literals alone stay one value.
+    assert_eq!(
+        values_in("concat(s, '-', lower(s))", &b),
+        ["Ab c-ab c", "null", "ΣΑΣ x-σας x"]
+    );
+    assert_eq!(values_in("concat('a', 'b')", &b), ["ab", "ab", "ab"]);
+    assert_eq!(values_in("concat(s)", &b), ["Ab c", "null", "ΣΑΣ x"]);
+    assert_eq!(values_in("concat(s, null)", &b), ["null", "null", "null"]);
+    let err = compile_expr("concat(s, n)", &b.schema()).unwrap_err();
+    assert!(
+        err.ends_with("`concat` joins texts, found an integer: write `cast(... as text)`"),
+        "{err}"
+    );
     let err = compile("n == null", &b.schema()).unwrap_err();
     assert!(err.contains("use `is null`"), "{err}");
 }
