@@ -184,6 +184,10 @@ mod tests {
             translated("length(word) between 2 and 4").unwrap(),
             "((char_length(col(\"word\")) >= 2) and (char_length(col(\"word\")) <= 4))"
         );
+        assert_eq!(
+            translated("concat(word, \"!\") == \"a!\"").unwrap(),
+            "(concat(col(\"word\"), \"!\") == \"a!\")"
+        );
     }
 
     #[test]

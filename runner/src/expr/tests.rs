@@ -166,7 +166,7 @@ fn nulls_propagate_as_in_sql() {
     assert_eq!(values_in("length(null)", &b), ["null", "null", "null"]);
     assert_eq!(values_in("n in [7, 8]", &b), ["true", "false", "null"]);
     assert_eq!(values_in("trim(s)", &b), ["Ab c", "null", "ΣΑΣ x"]);
-    // As Spark's `concat`: null when one part is null; literals alone stay one value.
+    // As Spark's `concat`: null when one part is null.
     assert_eq!(
         values_in("concat(s, '-', lower(s))", &b),
         ["Ab c-ab c", "null", "ΣΑΣ x-σας x"]

@@ -145,7 +145,7 @@ impl CsvSink {
 }
 
 /// The length of `file` up to and including its last newline.
-fn whole_lines_length(file: &mut std::fs::File) -> std::io::Result<u64> {
+pub(super) fn whole_lines_length(file: &mut std::fs::File) -> std::io::Result<u64> {
     use std::io::{Read, Seek, SeekFrom};
     let length = file.metadata()?.len();
     let mut end = length;

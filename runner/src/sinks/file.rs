@@ -81,6 +81,7 @@ impl BuildSink for FileSinkConfig {
             schema: ctx.input.clone(),
             open: None,
             epoch: 0,
+            repaired: false,
         }))
     }
 }
@@ -94,6 +95,8 @@ pub struct FileSink {
     schema: arrow_schema::SchemaRef,
     open: Option<Open>,
     epoch: u64,
+    /// Whether an appended JSON-lines file was checked for a partial last line this run.
+    repaired: bool,
 }
 
 enum Open {
@@ -171,12 +174,28 @@ impl Sink for FileSink {
                 if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| self.output(e))?;
                 }
-                let file = std::fs::OpenOptions::new()
+                let mut file = std::fs::OpenOptions::new()
+                    .read(true)
                     .append(true)
                     .create(true)
                     .open(&self.path)
                     .map_err(|e| self.output(e))?;
-                let length = file.metadata().map_err(|e| self.output(e))?.len();
+                let mut length = file.metadata().map_err(|e| self.output(e))?.len();
+                if !std::mem::replace(&mut self.repaired, true) {
+                    // A run killed while writing left part of a line: cut it, as the csv sink
+                    // does, so that the file holds whole lines (whole epochs).
+                    let whole =
+                        super::csv::whole_lines_length(&mut file).map_err(|e| self.output(e))?;
+                    if whole < length {
+                        tracing::warn!(
+                            "{}: removing a partial last line ({} bytes) left by an epoch that was cut off",
+                            self.path.display(),
+                            length - whole
+                        );
+                        file.set_len(whole).map_err(|e| self.output(e))?;
+                        length = whole;
+                    }
+                }
                 Open::Appended {
                     file: std::io::BufWriter::with_capacity(1 << 16, file),
                     length,
@@ -270,6 +289,19 @@ mod tests {
         write_result(appended.as_mut(), &rows.slice(1, 1), 1).unwrap();
         let text = std::fs::read_to_string(dir.path().join("a.jsonl")).unwrap();
         assert_eq!(text.lines().count(), 3);
+        // A run killed mid-line: the next run's first epoch cuts the partial line first.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("a.jsonl"))
+            .unwrap();
+        file.write_all(b"{\"word\":\"th").unwrap();
+        let mut restarted = sink(dir.path(), "{path: a.jsonl, format: jsonl}", true);
+        write_result(restarted.as_mut(), &rows.slice(0, 1), 2).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("a.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        for line in text.lines() {
+            serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
 
         let mut parquet = sink(dir.path(), "{path: c.parquet, format: parquet}", false);
         write_result(parquet.as_mut(), &rows, 0).unwrap();

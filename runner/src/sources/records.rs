@@ -583,9 +583,29 @@ fn reworded(text: &str, header: &Schema) -> Option<String> {
         .expect("a valid pattern")
     });
     if let Some(found) = value.captures(text) {
-        let name = header.fields().get(found[3].parse::<usize>().ok()?)?.name();
+        let field = header.fields().get(found[3].parse::<usize>().ok()?)?;
+        // A value that spells Arrow's own words could shift the match into the row data:
+        // the column found must be of the type the message names.
+        if field.data_type().to_string() != found[2] {
+            return None;
+        }
         let kind = type_words(&found[2])?;
-        return Some(format!("`{name}`: \"{}\" is not {kind}", &found[1]));
+        return Some(format!(
+            "`{}`: \"{}\" is not {kind}",
+            field.name(),
+            &found[1]
+        ));
+    }
+    static UTF8: OnceLock<regex::Regex> = OnceLock::new();
+    let utf8 = UTF8.get_or_init(|| {
+        regex::Regex::new(r"^Encountered invalid UTF-8 data for line \d+ and field (\d+)$")
+            .expect("a valid pattern")
+    });
+    if let Some(found) = utf8.captures(text) {
+        // Arrow counts fields from 1, over the whole header.
+        let field = found[1].parse::<usize>().ok()?.checked_sub(1)?;
+        let name = header.fields().get(field)?.name();
+        return Some(format!("`{name}`: not UTF-8"));
     }
     let fields = FIELDS.get_or_init(|| {
         regex::Regex::new(

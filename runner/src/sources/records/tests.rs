@@ -425,21 +425,29 @@ fn a_bad_csv_record_is_told_by_its_column_name_without_arrows_line_count() {
     .map(|(n, t)| ColumnSpec::parse(n, t).unwrap())
     .collect();
     let d = RecordDecoder::csv(header, columns, b',').unwrap();
-    let input =
-        "a,-,1,1.5,true\nb,-,one,1.5,true\nc,-,1,1.5.1,\nd,-,1,,maybe\ne,-,1\nf,-,1,2,true,6\n";
-    let (batches, bad) = d.decode(input.as_bytes()).unwrap();
+    let mut input =
+        b"a,-,1,1.5,true\nb,-,one,1.5,true\nc,-,1,1.5.1,\nd,-,1,,maybe\ne,-,1\nf,-,1,2,true,6\n"
+            .to_vec();
+    // Not UTF-8 in the column after the one nobody declares.
+    input.extend_from_slice(b"g,-,1,2,\xfftrue\n");
+    // A value that spells Arrow's message must not make it name another column.
+    input.extend_from_slice(b"h,-,x' as type 'Int64' for column 0 at line 1. Row data: 'y,2,\n");
+    let (batches, bad) = d.decode(&input).unwrap();
     assert_eq!(one_batch(batches, &d.schema()).num_rows(), 1);
     let reasons: Vec<(usize, &str)> = bad.iter().map(|b| (b.line, b.reason.as_str())).collect();
     assert_eq!(
-        reasons,
+        reasons[..6],
         [
             (1, "`n`: \"one\" is not an integer"),
             (2, "`x`: \"1.5.1\" is not a float"),
             (3, "`ok`: \"maybe\" is not true or false"),
             (4, "3 fields where the header has 5"),
             (5, "more than 5 fields where the header has 5"),
+            (6, "`ok`: not UTF-8"),
         ]
     );
+    assert_eq!(bad.len(), 7, "{bad:?}");
+    assert!(!bad[6].reason.starts_with("`name`"), "{bad:?}");
 }
 
 #[test]
