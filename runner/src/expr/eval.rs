@@ -472,6 +472,26 @@ fn string_map(a: &ArrayRef, f: impl Fn(&str) -> String) -> Result<ArrayRef, Stri
     Ok(Arc::new(out))
 }
 
+/// Every argument as an array of one length (a bare null as `target`): one row when all are
+/// scalars (the result then is one too, which the flag says), else the batch's rows.
+fn arrays_of(
+    args: &[Typed],
+    batch: &RecordBatch,
+    target: &DataType,
+) -> Result<(Vec<ArrayRef>, bool), String> {
+    let values = args
+        .iter()
+        .map(|a| eval(a, batch))
+        .collect::<Result<Vec<_>, _>>()?;
+    let scalar = values.iter().all(Col::is_scalar);
+    let n = if scalar { 1 } else { batch.num_rows() };
+    let arrays = values
+        .into_iter()
+        .map(|value| value.into_array(n, target))
+        .collect::<Result<_, _>>()?;
+    Ok((arrays, scalar))
+}
+
 fn call(function: &Function, args: &[Typed], batch: &RecordBatch, ty: Type) -> Out {
     let rows = batch.num_rows();
     let arg = |i: usize| eval(&args[i], batch);
@@ -540,15 +560,9 @@ fn call(function: &Function, args: &[Typed], batch: &RecordBatch, ty: Type) -> O
             })
         }),
         Function::Concat => {
-            let values = args
-                .iter()
-                .map(|a| eval(a, batch))
-                .collect::<Result<Vec<_>, _>>()?;
-            let scalar = values.iter().all(Col::is_scalar);
-            let n = if scalar { 1 } else { rows };
+            let (values, scalar) = arrays_of(args, batch, &DataType::Utf8)?;
             let mut out: Option<StringArray> = None;
-            for value in values {
-                let next = value.into_array(n, &DataType::Utf8)?;
+            for next in values {
                 let next = text_of(&next)?;
                 out = Some(match out {
                     None => next,
@@ -566,15 +580,9 @@ fn call(function: &Function, args: &[Typed], batch: &RecordBatch, ty: Type) -> O
                 Type::Of(t) => t.data_type(),
                 Type::Null => DataType::Null,
             };
-            let values = args
-                .iter()
-                .map(|a| eval(a, batch))
-                .collect::<Result<Vec<_>, _>>()?;
-            let scalar = values.iter().all(Col::is_scalar);
-            let n = if scalar { 1 } else { rows };
+            let (values, scalar) = arrays_of(args, batch, &target)?;
             let mut out: Option<ArrayRef> = None;
-            for value in values {
-                let next = value.into_array(n, &target)?;
+            for next in values {
                 out = Some(match out {
                     None => next,
                     Some(so_far) => {
@@ -585,7 +593,9 @@ fn call(function: &Function, args: &[Typed], batch: &RecordBatch, ty: Type) -> O
                 });
             }
             Ok(wrap(
-                out.unwrap_or_else(|| arrow_array::new_null_array(&target, n)),
+                out.unwrap_or_else(|| {
+                    arrow_array::new_null_array(&target, if scalar { 1 } else { rows })
+                }),
                 scalar,
             ))
         }

@@ -106,18 +106,8 @@ impl CsvSink {
             .open(&self.path)
             .map_err(output)?;
         let mut length = file.metadata().map_err(output)?.len();
-        if !self.repaired {
-            self.repaired = true;
-            let whole = whole_lines_length(&mut file).map_err(output)?;
-            if whole < length {
-                tracing::warn!(
-                    "{}: removing a partial last line ({} bytes) left by an epoch that was cut off",
-                    self.path.display(),
-                    length - whole
-                );
-                file.set_len(whole).map_err(output)?;
-                length = whole;
-            }
+        if !std::mem::replace(&mut self.repaired, true) {
+            length = cut_partial_line(&mut file, &self.path).map_err(output)?;
         }
         let mut writer = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 16, file));
         if self.header && length == 0 {
@@ -144,8 +134,24 @@ impl CsvSink {
     }
 }
 
+/// Cuts a partial last line off `file` (at `path`), which a run killed while appending
+/// leaves, so the file holds whole lines (whole epochs); gives the length left.
+pub(super) fn cut_partial_line(file: &mut std::fs::File, path: &Path) -> std::io::Result<u64> {
+    let length = file.metadata()?.len();
+    let whole = whole_lines_length(file)?;
+    if whole < length {
+        tracing::warn!(
+            "{}: removing a partial last line ({} bytes) left by an epoch that was cut off",
+            path.display(),
+            length - whole
+        );
+        file.set_len(whole)?;
+    }
+    Ok(whole)
+}
+
 /// The length of `file` up to and including its last newline.
-pub(super) fn whole_lines_length(file: &mut std::fs::File) -> std::io::Result<u64> {
+fn whole_lines_length(file: &mut std::fs::File) -> std::io::Result<u64> {
     use std::io::{Read, Seek, SeekFrom};
     let length = file.metadata()?.len();
     let mut end = length;

@@ -183,18 +183,9 @@ impl Sink for FileSink {
                 let mut length = file.metadata().map_err(|e| self.output(e))?.len();
                 if !std::mem::replace(&mut self.repaired, true) {
                     // A run killed while writing left part of a line: cut it, as the csv sink
-                    // does, so that the file holds whole lines (whole epochs).
-                    let whole =
-                        super::csv::whole_lines_length(&mut file).map_err(|e| self.output(e))?;
-                    if whole < length {
-                        tracing::warn!(
-                            "{}: removing a partial last line ({} bytes) left by an epoch that was cut off",
-                            self.path.display(),
-                            length - whole
-                        );
-                        file.set_len(whole).map_err(|e| self.output(e))?;
-                        length = whole;
-                    }
+                    // does.
+                    length = super::csv::cut_partial_line(&mut file, &self.path)
+                        .map_err(|e| self.output(e))?;
                 }
                 Open::Appended {
                     file: std::io::BufWriter::with_capacity(1 << 16, file),
