@@ -6,7 +6,7 @@ use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray}
 use arrow_schema::Schema;
 use std::sync::Arc;
 
-use super::parse::{at_column, Ast, BinOp, Kind};
+use super::parse::{at_column, Ast, BinOp, Kind, PIPES};
 use crate::data::{closest, column_index, type_label, ValueType};
 
 /// The type of an expression: one of the model's, or `Null` for a bare `null` (which takes
@@ -758,7 +758,7 @@ impl Checker<'_> {
                 };
                 (Function::Coalesce, typed, ty)
             }
-            "concat" => {
+            "concat" | PIPES => {
                 arity(1, usize::MAX)?;
                 let mut typed = Vec::with_capacity(args.len());
                 for arg in args {
@@ -767,7 +767,7 @@ impl Checker<'_> {
                         return Err(self.err(
                             arg.at,
                             format!(
-                                "`concat` joins texts, found {}: write `cast(... as text)`",
+                                "`{name}` joins texts, found {}: write `cast(... as text)`",
                                 t.ty.label()
                             ),
                         ));

@@ -33,6 +33,8 @@ pub(super) enum Sym {
     LBracket,
     RBracket,
     Comma,
+    /// `||`: joins texts, as SQL's.
+    Pipes,
 }
 
 impl Token {
@@ -68,6 +70,7 @@ impl Sym {
             Sym::LBracket => "[",
             Sym::RBracket => "]",
             Sym::Comma => ",",
+            Sym::Pipes => "||",
         }
     }
 }
@@ -108,6 +111,15 @@ pub(super) fn lex(src: &str) -> Result<Vec<(usize, Token)>, (usize, String)> {
             b'<' => (Token::Sym(Sym::Lt), 1),
             b'>' if next == Some(b'=') => (Token::Sym(Sym::Ge), 2),
             b'>' => (Token::Sym(Sym::Gt), 1),
+            b'|' if next == Some(b'|') => (Token::Sym(Sym::Pipes), 2),
+            b'|' => {
+                return Err((
+                    i,
+                    "`|` is not an operator; write `or`, or `||` to join texts".into(),
+                ))
+            }
+            b'&' => return Err((i, "`&` is not an operator; write `and`".into())),
+            b'!' => return Err((i, "`!` is not an operator; write `not`".into())),
             b'"' | b'\'' => {
                 let mut value = String::new();
                 let mut chars = src[i + 1..].char_indices();
@@ -234,6 +246,17 @@ mod tests {
             .1
             .contains("unexpected character"));
         assert!(lex("'abc").unwrap_err().1.contains("no closing quote"));
+        assert_eq!(
+            tokens("a||'b'"),
+            [
+                Token::Ident("a".into()),
+                Token::Sym(Sym::Pipes),
+                Token::Text("b".into())
+            ]
+        );
+        assert!(lex("a | b").unwrap_err().1.contains("write `or`"));
+        assert!(lex("a && b").unwrap_err().1.contains("write `and`"));
+        assert!(lex("!a").unwrap_err().1.contains("write `not`"));
         assert!(lex("1.2.3").unwrap_err().1.contains("is not a number"));
     }
 }

@@ -73,6 +73,8 @@ impl BinOp {
 #[derive(Clone, Copy)]
 enum Infix {
     Binary(BinOp),
+    /// `a || b`: `concat(a, b)`, a chain of them one call.
+    Pipes,
     /// `is`, `in`, `between`, `like`, `matches` (possibly after `not`).
     Postfix,
 }
@@ -86,6 +88,9 @@ fn op_precedence(op: BinOp) -> u8 {
         BinOp::Mul | BinOp::Div | BinOp::Rem => 6,
     }
 }
+
+/// The call `a || b` is parsed into: `concat` under the name the checker's messages show.
+pub(super) const PIPES: &str = "||";
 
 /// How deeply parentheses, `not`, `-` and calls may nest. Parsing, typing, evaluating and
 /// dropping the tree all recurse once per level, so without a bound a long run of `(`
@@ -281,13 +286,34 @@ impl<'a> Parser<'a> {
                         kind: Kind::Binary(op, Box::new(left), Box::new(right)),
                     }
                 }
+                Infix::Pipes => {
+                    self.pos += 1;
+                    self.count_operator()?;
+                    let right = self.climb(precedence + 1)?;
+                    match left.kind {
+                        Kind::Call(name, mut args) if name == PIPES => {
+                            args.push(right);
+                            Ast {
+                                at: left.at,
+                                kind: Kind::Call(name, args),
+                            }
+                        }
+                        kind => Ast {
+                            at: left.at,
+                            kind: Kind::Call(
+                                PIPES.to_owned(),
+                                vec![Ast { at: left.at, kind }, right],
+                            ),
+                        },
+                    }
+                }
                 Infix::Postfix => self.postfix(left)?,
             };
         }
     }
 
     /// The operator at the current token, with its precedence (`or` 1, `and` 2, comparisons
-    /// and `in`/`between`/`is`/`like`/`matches` 4, `+ -` 5, `* / %` 6).
+    /// and `in`/`between`/`is`/`like`/`matches` 4, `+ - ||` 5, `* / %` 6).
     fn infix(&self) -> Option<(u8, Infix)> {
         let binary = |op| Some((op_precedence(op), Infix::Binary(op)));
         match self.peek()? {
@@ -302,6 +328,8 @@ impl<'a> Parser<'a> {
             Token::Sym(Sym::Star) => binary(BinOp::Mul),
             Token::Sym(Sym::Slash) => binary(BinOp::Div),
             Token::Sym(Sym::Percent) => binary(BinOp::Rem),
+            // Spark's grammar puts `||` beside `+` and `-`.
+            Token::Sym(Sym::Pipes) => Some((5, Infix::Pipes)),
             Token::Ident(w) if w.eq_ignore_ascii_case("or") => binary(BinOp::Or),
             Token::Ident(w) if w.eq_ignore_ascii_case("and") => binary(BinOp::And),
             Token::Ident(_)
@@ -558,6 +586,10 @@ mod tests {
         assert_eq!(parsed("length(lower(w)) > 3"), "(length(lower(w)) > 3)");
         assert_eq!(parsed("cast(n as float) / 2"), "(cast(n as float) / 2)");
         assert_eq!(parsed("now()"), "now()");
+        // `||` beside `+`, left to right; a chain is one call.
+        assert_eq!(parsed("a || b || c + d"), "(||(a, b, c) + d)");
+        assert_eq!(parsed("a || (b || c)"), "||(a, ||(b, c))");
+        assert_eq!(parsed("a || b == c"), "(||(a, b) == c)");
     }
 
     #[test]

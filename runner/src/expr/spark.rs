@@ -188,6 +188,10 @@ mod tests {
             translated("concat(word, \"!\") == \"a!\"").unwrap(),
             "(concat(col(\"word\"), \"!\") == \"a!\")"
         );
+        assert_eq!(
+            translated("word || \"!\" || word == \"a!a\"").unwrap(),
+            "(concat(col(\"word\"), \"!\", col(\"word\")) == \"a!a\")"
+        );
     }
 
     #[test]

@@ -179,6 +179,20 @@ fn nulls_propagate_as_in_sql() {
         err.ends_with("`concat` joins texts, found an integer: write `cast(... as text)`"),
         "{err}"
     );
+    // `||` is `concat`, as in Spark SQL.
+    assert_eq!(
+        values_in("s || '-' || lower(s)", &b),
+        ["Ab c-ab c", "null", "ΣΑΣ x-σας x"]
+    );
+    assert_eq!(
+        values_in("s || 'x' == 'Ab cx'", &b),
+        ["true", "null", "false"]
+    );
+    let err = compile_expr("s || n", &b.schema()).unwrap_err();
+    assert!(
+        err.ends_with("`||` joins texts, found an integer: write `cast(... as text)`"),
+        "{err}"
+    );
     let err = compile("n == null", &b.schema()).unwrap_err();
     assert!(err.contains("use `is null`"), "{err}");
 }

@@ -450,9 +450,10 @@ impl RecordDecoder {
             input.push(b'\n');
             let mut fed = 0;
             while fed < input.len() {
-                let used = decoder
-                    .decode(&input[fed..])
-                    .map_err(|e| csv_message(e, &self.read_schema))?;
+                let used = decoder.decode(&input[fed..]).map_err(|e| {
+                    let message = csv_message(e, &self.read_schema);
+                    with_exact_count(message, line, self.delimiter)
+                })?;
                 if used == 0 {
                     break;
                 }
@@ -569,6 +570,27 @@ fn csv_message(e: arrow_schema::ArrowError, header: &Schema) -> String {
     };
     let text = reworded(&text, header).unwrap_or(text);
     crate::error::escape_controls(&text).into_owned()
+}
+
+/// Arrow stops counting a record's fields one past the header's: "more than 5 fields" is told
+/// with the number the record has (`line` is the one record Arrow was handed).
+fn with_exact_count(message: String, line: &[u8], delimiter: u8) -> String {
+    let Some(rest) = message.strip_prefix("more than ") else {
+        return message;
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(line);
+    let mut record = csv::ByteRecord::new();
+    match reader.read_byte_record(&mut record) {
+        Ok(true) => match rest.split_once(' ') {
+            Some((_, words)) => format!("{} {words}", record.len()),
+            None => message,
+        },
+        _ => message,
+    }
 }
 
 /// `csv_message`'s rewording; `None` for another message (or a column not in `header`).
