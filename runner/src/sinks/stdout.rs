@@ -133,7 +133,8 @@ pub fn render(
         batch
             .columns()
             .iter()
-            .map(|c| crate::error::escape_controls(&cell(c.as_ref(), row).to_text()).into_owned())
+            // A list as a JSON array: items with spaces or nulls stay told apart.
+            .map(|c| crate::error::escape_controls(&cell(c.as_ref(), row).to_field()).into_owned())
             .collect()
     };
     let mut out = String::new();
@@ -803,7 +804,7 @@ mod tests {
     }
 
     #[test]
-    fn tsv_prints_lists_as_json_arrays_and_timestamps_as_rfc_3339() {
+    fn tsv_and_the_views_print_lists_as_json_arrays_and_timestamps_as_rfc_3339() {
         use arrow_array::builder::{ListBuilder, StringBuilder};
         let mut lists = ListBuilder::new(StringBuilder::new());
         lists.values().append_value("a b");
@@ -824,6 +825,10 @@ mod tests {
             tsv,
             "tags\tat\n[\"a b\",null,\"tab\\\\there\"]\t2024-05-01T12:00:00Z\n\t\n"
         );
+        for view in [StdoutFormat::Table, StdoutFormat::Aligned] {
+            let shown = render(&batch, view, None, None);
+            assert!(shown.contains("[\"a b\",null,\"tab\\there\"]"), "{shown}");
+        }
     }
 
     #[test]
