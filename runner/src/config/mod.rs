@@ -253,7 +253,7 @@ pub fn load_text(text: &str, path: &Path, overrides: &[Override]) -> Result<Load
         (config, changed)
     };
     // It parsed as a pipeline, so it parses as a document.
-    let document = serde_saphyr::from_str(&document).unwrap_or(serde_json::Value::Null);
+    let document = from_yaml(&document).unwrap_or(serde_json::Value::Null);
     let display_name = file_name;
     if config.sinks.is_empty() {
         return Err(Error::invalid(format!(
@@ -269,14 +269,23 @@ pub fn load_text(text: &str, path: &Path, overrides: &[Override]) -> Result<Load
     })
 }
 
+/// YAML as runner reads it: YAML 1.2's booleans only (`true`/`false`), so `on`, `off`, `y`, `n`,
+/// `yes` and `no` stay texts (a column renamed to `off`) whether or not `--set` rewrote the file.
+pub fn from_yaml<'de, T: Deserialize<'de>>(
+    text: &'de str,
+) -> std::result::Result<T, serde_saphyr::Error> {
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    serde_saphyr::from_str_with_options(text, options)
+}
+
 /// Parses pipeline YAML; errors name `source_name`, line and column, with a snippet.
 pub fn parse(text: &str, source_name: &str) -> Result<PipelineConfig> {
-    serde_saphyr::from_str::<PipelineConfig>(text).map_err(|e| yaml_error(&e, source_name))
+    from_yaml::<PipelineConfig>(text).map_err(|e| yaml_error(&e, source_name))
 }
 
 fn apply_overrides(text: &str, file_name: &str, overrides: &[Override]) -> Result<String> {
-    let mut doc: serde_json::Value =
-        serde_saphyr::from_str(text).map_err(|e| yaml_error(&e, file_name))?;
+    let mut doc: serde_json::Value = from_yaml(text).map_err(|e| yaml_error(&e, file_name))?;
     for ov in overrides {
         overrides::apply(&mut doc, ov).map_err(Error::invalid)?;
     }
@@ -294,7 +303,7 @@ fn relocate(config: &mut PipelineConfig, original: &str) {
         transforms: Vec<Spanned<serde::de::IgnoredAny>>,
         sinks: Vec<Spanned<serde::de::IgnoredAny>>,
     }
-    let steps: Steps = serde_saphyr::from_str(original).unwrap_or_default();
+    let steps: Steps = from_yaml(original).unwrap_or_default();
     let unknown = Location::UNKNOWN;
     config.source.referenced = steps.source.map_or(unknown, |s| s.referenced);
     for (i, step) in config.transforms.iter_mut().enumerate() {

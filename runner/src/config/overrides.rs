@@ -31,7 +31,7 @@ impl std::str::FromStr for Override {
             // YAML reads a lone `-` as a list of one null; here it is standard input's name.
             Value::String("-".into())
         } else {
-            serde_saphyr::from_str::<Value>(value)
+            super::from_yaml::<Value>(value)
                 .map_err(|e| format!("`{raw}`: the value is not valid YAML: {}", first_line(&e)))?
         };
         Ok(Override {
@@ -132,6 +132,23 @@ mod tests {
         assert_eq!(o.value, json!("count >= 100"));
         let o: Override = "sort.by=[count desc, word]".parse().unwrap();
         assert_eq!(o.value, json!(["count desc", "word"]));
+    }
+
+    #[test]
+    fn yaml_1_1_boolean_words_stay_texts_in_the_rewritten_file() {
+        let o: Override = "transforms.0.columns.a=off".parse().unwrap();
+        assert_eq!(o.value, json!("off"));
+        let o: Override = "header=true".parse().unwrap();
+        assert_eq!(o.value, json!(true));
+        let text = "name: t\nsource: {type: file, path: x.csv}\ntransforms:\n  - {type: rename, columns: {a: off, b: y}}\n  - {type: select, columns: [n, yes]}\nsinks: [{type: stdout}]\n";
+        let overrides = ["cores=1".parse().unwrap()];
+        let loaded =
+            crate::config::load_text(text, std::path::Path::new("t.yaml"), &overrides).unwrap();
+        assert_eq!(
+            loaded.document["transforms"],
+            json!([{"type": "rename", "columns": {"a": "off", "b": "y"}},
+                   {"type": "select", "columns": ["n", "yes"]}])
+        );
     }
 
     #[test]

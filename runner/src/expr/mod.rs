@@ -158,7 +158,10 @@ pub fn compile_aggregate(
         let ok = match function {
             A::Sum | A::Avg => numeric,
             A::Min | A::Max => ordered,
-            _ => t != ValueType::TextList || matches!(function, A::Count | A::First | A::Last),
+            _ => {
+                t != ValueType::TextList
+                    || matches!(function, A::Count | A::CountDistinct | A::First | A::Last)
+            }
         };
         if !ok {
             return Err(format!(

@@ -316,6 +316,8 @@ enum Value {
     Float(#[serde(with = "snapshot::f64_bits")] f64),
     Bool(bool),
     Timestamp(i64),
+    /// A list of text (`first`, `last` and `count_distinct` take lists too, as Spark's do).
+    List(Vec<Option<String>>),
 }
 
 impl Value {
@@ -331,6 +333,16 @@ impl Value {
             DataType::Timestamp(..) => {
                 Value::Timestamp(array.as_primitive::<TimestampMicrosecondType>().value(row))
             }
+            DataType::List(_) => {
+                let items = array.as_list::<i32>().value(row);
+                Value::List(
+                    items
+                        .as_string::<i32>()
+                        .iter()
+                        .map(|item| item.map(str::to_owned))
+                        .collect(),
+                )
+            }
             _ => return None,
         })
     }
@@ -344,6 +356,7 @@ impl Value {
                 .partial_cmp(b)
                 .unwrap_or_else(|| a.is_nan().cmp(&b.is_nan())),
             (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+            (Value::List(a), Value::List(b)) => a.cmp(b),
             _ => std::cmp::Ordering::Equal,
         }
     }
@@ -352,6 +365,10 @@ impl Value {
     fn heap_bytes(&self) -> usize {
         match self {
             Value::Text(s) => s.capacity(),
+            Value::List(items) => {
+                items.capacity() * std::mem::size_of::<Option<String>>()
+                    + items.iter().flatten().map(String::capacity).sum::<usize>()
+            }
             _ => 0,
         }
     }
@@ -363,6 +380,7 @@ impl Value {
             Value::Float(x) => x.to_string(),
             Value::Bool(b) => b.to_string(),
             Value::Timestamp(t) => crate::data::format_timestamp(*t),
+            Value::List(items) => serde_json::Value::from(items.clone()).to_string(),
         }
     }
 }
@@ -401,6 +419,7 @@ enum DistinctKey {
     Int(i64),
     Bits(u64),
     Bool(bool),
+    List(Vec<Option<String>>),
 }
 
 impl DistinctKey {
@@ -411,6 +430,7 @@ impl DistinctKey {
             Value::Float(x) if x.is_nan() => DistinctKey::Bits(f64::NAN.to_bits()),
             Value::Float(x) => DistinctKey::Bits((x + 0.0).to_bits()),
             Value::Bool(b) => DistinctKey::Bool(b),
+            Value::List(items) => DistinctKey::List(items),
         }
     }
 }
@@ -971,6 +991,22 @@ fn values_array(values: &[Option<Value>], data_type: &DataType) -> ArrayRef {
                 })
                 .collect::<arrow_array::BooleanArray>(),
         ),
+        DataType::List(_) => {
+            let mut builder =
+                arrow_array::builder::ListBuilder::new(arrow_array::builder::StringBuilder::new());
+            for value in values {
+                match value {
+                    Some(Value::List(items)) => {
+                        for item in items {
+                            builder.values().append_option(item.as_deref());
+                        }
+                        builder.append(true);
+                    }
+                    _ => builder.append_null(),
+                }
+            }
+            Arc::new(builder.finish())
+        }
         _ => Arc::new(
             values
                 .iter()

@@ -320,3 +320,62 @@ fn mistakes_are_found_at_validation() {
     assert!(error("{aggs: {t: total(amount)}}").contains("not an aggregate function"));
     assert!(error("{aggs: {t: \"sum(amount, price)\"}}").contains("takes one argument"));
 }
+
+#[test]
+fn first_last_and_count_distinct_take_lists() {
+    use arrow_array::builder::{ListBuilder, StringBuilder};
+    let mut lists = ListBuilder::new(StringBuilder::new());
+    let rows: [Option<&[Option<&str>]>; 5] = [
+        Some(&[Some("x"), Some("y")]),
+        None,
+        Some(&[]),
+        Some(&[Some("z"), None]),
+        Some(&[Some("x"), Some("y")]),
+    ];
+    for row in rows {
+        match row {
+            Some(items) => {
+                for item in items {
+                    lists.values().append_option(*item);
+                }
+                lists.append(true);
+            }
+            None => lists.append_null(),
+        }
+    }
+    let batch = RecordBatch::try_from_iter([
+        (
+            "g",
+            Arc::new(StringArray::from(vec!["a", "a", "b", "b", "b"])) as ArrayRef,
+        ),
+        ("l", Arc::new(lists.finish()) as ArrayRef),
+    ])
+    .unwrap();
+    let yaml = "{by: g, aggs: {f: first(l), la: last(l), d: count_distinct(l)}}";
+    let (a, output) = aggregation_over(yaml, &batch.schema());
+    let mut state = a.new_state();
+    state.update(&batch.slice(0, 3)).unwrap();
+    let mut restored = a.new_state();
+    restored.restore(&state.snapshot().unwrap()).unwrap();
+    restored.update(&batch.slice(3, 2)).unwrap();
+    let result = restored.result().unwrap();
+    assert_eq!(result.schema(), output);
+    let rows: Vec<serde_json::Value> = (0..result.num_rows())
+        .map(|row| {
+            let schema = result.schema();
+            let names = schema.fields().iter().map(|f| f.name().clone());
+            names
+                .zip(result.columns())
+                .map(|(name, c)| (name, crate::data::cell(c.as_ref(), row).to_json()))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"g": "a", "f": ["x", "y"], "la": null, "d": 1}),
+            serde_json::json!({"g": "b", "f": [], "la": ["x", "y"], "d": 3}),
+        ]
+    );
+}
