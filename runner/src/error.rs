@@ -64,6 +64,22 @@ pub fn failpoint(name: &str) {
     let _ = name;
 }
 
+/// A value from the data for a one-line message: cut past `SHOWN_CHARS` characters with how
+/// much was left out (a 20 MB value is not a message), then newlines, tabs and other control
+/// characters escaped.
+pub fn shortened(text: &str) -> String {
+    const SHOWN_CHARS: usize = 80;
+    let (shown, left_out) = match text.char_indices().nth(SHOWN_CHARS) {
+        None => (text, String::new()),
+        Some((cut, _)) => (
+            &text[..cut],
+            format!("… ({} more characters)", text[cut..].chars().count()),
+        ),
+    };
+    let one_line = shown.replace('\n', "\\n").replace('\t', "\\t");
+    format!("{}{left_out}", escape_controls(&one_line))
+}
+
 /// `text` with control characters (C0 but newline and tab, DEL, C1) written as `\u{..}`
 /// escapes, so text from data, servers or plugins never reaches a terminal as a control
 /// sequence. Borrowed when there is nothing to escape.

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
-use arrow_schema::{Field, Schema, SchemaRef};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, TimestampMicrosecondType};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
@@ -16,6 +18,105 @@ use super::records::{ColumnSpec, OnError};
 use super::{BatchSource, BuiltSource, Morsel, Morsels, Position};
 use crate::data::{ValueType, BATCH_ROWS};
 use crate::error::{Error, Result};
+
+/// A Parquet column as the type `columns:` (or the file) names, and its rows whose value did
+/// not convert, with why.
+struct Converted {
+    column: ArrayRef,
+    bad: Vec<(usize, String)>,
+}
+
+/// Converts `column` to `to`. Arrow's cast turns a value that does not convert into null and
+/// truncates a float to an integer; here both are bad rows, told with the value, not silent
+/// changes. A time without a zone (and a date) is read as UTC, as a text one is.
+fn convert(column: &ArrayRef, to: &DataType, spec: &ColumnSpec) -> Result<Converted, String> {
+    if column.data_type() == to {
+        return Ok(Converted {
+            column: column.clone(),
+            bad: Vec::new(),
+        });
+    }
+    let is_time = matches!(
+        column.data_type(),
+        DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
+    );
+    let converted: ArrayRef = match to {
+        DataType::Timestamp(unit, Some(zone)) if is_time => {
+            let zone_free = DataType::Timestamp(*unit, None);
+            let instants = match column.data_type() {
+                // Already instants: only the unit changes (a named zone needs no zone database).
+                DataType::Timestamp(_, Some(_)) => arrow_cast::cast(column, to),
+                _ => arrow_cast::cast(column, &zone_free),
+            }
+            .map_err(|e| e.to_string())?;
+            let micros = instants
+                .as_primitive_opt::<TimestampMicrosecondType>()
+                .ok_or("not a timestamp in microseconds")?;
+            Arc::new(micros.clone().with_timezone(zone.clone()))
+        }
+        DataType::Utf8 if is_time => {
+            let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+            let instants = convert(column, &utc, spec)?.column;
+            let micros = instants
+                .as_primitive_opt::<TimestampMicrosecondType>()
+                .ok_or("not a timestamp in microseconds")?;
+            Arc::new(
+                micros
+                    .iter()
+                    .map(|t| t.map(crate::data::format_timestamp))
+                    .collect::<arrow_array::StringArray>(),
+            )
+        }
+        _ => arrow_cast::cast(column, to).map_err(|e| e.to_string())?,
+    };
+    let fractions: Option<ArrayRef> = match (column.data_type(), to) {
+        (from, DataType::Int64) if from.is_floating() || from.is_decimal() => {
+            Some(arrow_cast::cast(column, &DataType::Float64).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    let fractions = fractions.as_ref().map(|f| f.as_primitive::<Float64Type>());
+    let mut bad = Vec::new();
+    for row in (0..column.len()).filter(|&r| column.is_valid(r)) {
+        let why = if converted.is_null(row) {
+            match column.data_type() {
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "",
+                _ => " (out of range)",
+            }
+        } else if fractions.is_some_and(|f| f.value(row).fract() != 0.0) {
+            " (it has a fraction: read it as float)"
+        } else {
+            continue;
+        };
+        bad.push((
+            row,
+            format!(
+                "`{}`: {} cannot be read as {}{why}",
+                spec.name,
+                shown_value(column.as_ref(), row),
+                spec.value_type.name()
+            ),
+        ));
+    }
+    Ok(Converted {
+        column: converted,
+        bad,
+    })
+}
+
+/// A value for a message: texts quoted, cut short, control characters escaped.
+fn shown_value(column: &dyn Array, row: usize) -> String {
+    let options = arrow_cast::display::FormatOptions::default();
+    let text = match arrow_cast::display::ArrayFormatter::try_new(column, &options) {
+        Ok(formatter) => formatter.value(row).to_string(),
+        Err(_) => "the value".to_owned(),
+    };
+    let short = crate::error::shortened(&text);
+    match column.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => format!("\"{short}\""),
+        _ => short,
+    }
+}
 
 pub(super) fn build(config: &FileSourceConfig, path: PathBuf) -> Result<BuiltSource, String> {
     if config.fetch.is_some() {
@@ -187,61 +288,68 @@ impl BatchSource for ParquetSource {
             .build()
             .map_err(|e| Error::runtime(format!("{}: {e}", morsel.origin)))?;
         let mut batches = Vec::new();
+        let mut first_row = 0usize;
         for batch in reader {
             let batch = batch.map_err(|e| {
                 Error::runtime(format!("{}: row group {group}: {e}", morsel.origin))
             })?;
+            let rows = batch.num_rows();
             let mut columns = Vec::with_capacity(self.columns.len());
+            // Per row, why it is bad (the first reason found), if it is.
+            let mut bad: Vec<Option<String>> = vec![None; rows];
             for (spec, field) in self.columns.iter().zip(self.schema.fields()) {
                 let column = batch.column_by_name(&spec.name).ok_or_else(|| {
                     Error::runtime(format!("{}: no column `{}`", morsel.origin, spec.name))
                 })?;
-                let column = if column.data_type() == field.data_type() {
-                    column.clone()
-                } else {
-                    arrow_cast::cast(column, field.data_type()).map_err(|e| {
-                        Error::runtime(format!(
-                            "{}: column `{}` ({}) cannot be read as {}: {e}",
-                            morsel.origin,
-                            spec.name,
-                            column.data_type(),
-                            spec.value_type.name()
-                        ))
-                    })?
-                };
-                columns.push(column);
+                let converted = convert(column, field.data_type(), spec).map_err(|e| {
+                    Error::runtime(format!(
+                        "{}: column `{}` ({}) cannot be read as {}: {e}",
+                        morsel.origin,
+                        spec.name,
+                        column.data_type(),
+                        spec.value_type.name()
+                    ))
+                })?;
+                for (row, reason) in converted.bad {
+                    bad[row].get_or_insert(reason);
+                }
+                if spec.required && converted.column.null_count() > 0 {
+                    for row in (0..rows).filter(|&r| converted.column.is_null(r)) {
+                        bad[row].get_or_insert_with(|| {
+                            format!(
+                                "the required field `{}` is missing (write `{}?` in `columns:` to read it as null)",
+                                spec.name,
+                                spec.value_type.name()
+                            )
+                        });
+                    }
+                }
+                columns.push(converted.column);
             }
             let batch = RecordBatch::try_new(self.schema.clone(), columns)
                 .map_err(|e| Error::runtime(e.to_string()))?;
-            // Rows lacking a required field follow `on_error`.
-            let missing: Vec<usize> = self
-                .columns
-                .iter()
-                .enumerate()
-                .filter(|(i, c)| c.required && batch.column(*i).null_count() > 0)
-                .map(|(i, _)| i)
-                .collect();
-            if missing.is_empty() {
+            let Some(first_bad) = bad.iter().position(Option::is_some) else {
                 batches.push(batch);
+                first_row += rows;
                 continue;
-            }
-            let keep: arrow_array::BooleanArray = (0..batch.num_rows())
-                .map(|r| Some(missing.iter().all(|&c| batch.column(c).is_valid(r))))
-                .collect();
-            let dropped = keep.false_count();
+            };
             if self.on_error == OnError::Fail {
                 return Err(Error::runtime(format!(
-                    "{}: row group {group}: {dropped} row(s) lack the required field `{}` (write `{}?` in `columns:` to read it as null, or `on_error: skip`)",
+                    "{}: row group {group}, row {}: {}; `on_error: skip` leaves such rows out",
                     morsel.origin,
-                    self.columns[missing[0]].name,
-                    self.columns[missing[0]].value_type.name()
+                    first_row + first_bad,
+                    bad[first_bad].as_deref().unwrap_or_default()
                 )));
             }
-            self.bad.fetch_add(dropped as u64, Ordering::Relaxed);
+            let keep: arrow_array::BooleanArray =
+                bad.iter().map(|reason| Some(reason.is_none())).collect();
+            self.bad
+                .fetch_add(keep.false_count() as u64, Ordering::Relaxed);
             batches.push(
                 arrow_select::filter::filter_record_batch(&batch, &keep)
                     .map_err(|e| Error::runtime(e.to_string()))?,
             );
+            first_row += rows;
         }
         Ok(batches)
     }
@@ -250,7 +358,7 @@ impl BatchSource for ParquetSource {
         let bad = self.bad.load(Ordering::Relaxed);
         if bad > 0 {
             vec![format!(
-                "{bad} Parquet row(s) lacked a required field and were skipped"
+                "{bad} Parquet row(s) lacked a required field or held a value not of its column's type, and were skipped"
             )]
         } else {
             Vec::new()
@@ -266,5 +374,88 @@ impl BatchSource for ParquetSource {
 
     fn input_bytes(&self) -> Option<u64> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{
+        Date32Array, Float64Array, StringArray, TimestampMillisecondArray, UInt64Array,
+    };
+
+    fn spec(name: &str, value_type: &str) -> ColumnSpec {
+        ColumnSpec::parse(name, value_type).unwrap()
+    }
+
+    fn texts(column: &ArrayRef) -> Vec<String> {
+        (0..column.len())
+            .map(|r| crate::data::cell(column.as_ref(), r).to_text())
+            .collect()
+    }
+
+    #[test]
+    fn times_without_a_zone_and_dates_are_read_as_utc() {
+        let utc = ValueType::Timestamp.data_type();
+        let naive: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![
+            Some(1_714_564_800_123),
+            None,
+        ]));
+        let read = convert(&naive, &utc, &spec("t", "timestamp?")).unwrap();
+        assert!(read.bad.is_empty());
+        assert_eq!(texts(&read.column), ["2024-05-01T12:00:00.123Z", ""]);
+        let dates: ArrayRef = Arc::new(Date32Array::from(vec![19_844]));
+        let read = convert(&dates, &utc, &spec("d", "timestamp")).unwrap();
+        assert_eq!(texts(&read.column), ["2024-05-01T00:00:00Z"]);
+        // A zone named by the file: the instants stay, printed in UTC, also as text.
+        let oslo: ArrayRef = Arc::new(
+            TimestampMillisecondArray::from(vec![1_714_564_800_000]).with_timezone("Europe/Oslo"),
+        );
+        let read = convert(&oslo, &DataType::Utf8, &spec("z", "text")).unwrap();
+        assert_eq!(texts(&read.column), ["2024-05-01T12:00:00Z"]);
+    }
+
+    #[test]
+    fn a_value_that_does_not_convert_is_a_bad_row_not_a_silent_change() {
+        let to = DataType::Int64;
+        let floats: ArrayRef = Arc::new(Float64Array::from(vec![
+            Some(3.0),
+            Some(2.5),
+            None,
+            Some(f64::NAN),
+        ]));
+        let read = convert(&floats, &to, &spec("f", "integer?")).unwrap();
+        assert_eq!(
+            read.bad,
+            [
+                (
+                    1,
+                    "`f`: 2.5 cannot be read as integer (it has a fraction: read it as float)"
+                        .to_owned()
+                ),
+                (
+                    3,
+                    "`f`: NaN cannot be read as integer (out of range)".to_owned()
+                )
+            ]
+        );
+        let big: ArrayRef = Arc::new(UInt64Array::from(vec![7, u64::MAX]));
+        let read = convert(&big, &to, &spec("u", "integer")).unwrap();
+        assert_eq!(texts(&read.column), ["7", ""]);
+        assert_eq!(read.bad.len(), 1);
+        assert!(read.bad[0]
+            .1
+            .ends_with("18446744073709551615 cannot be read as integer (out of range)"));
+        let long = "x".repeat(1000) + "\n";
+        let words: ArrayRef = Arc::new(StringArray::from(vec!["12", long.as_str()]));
+        let read = convert(&words, &to, &spec("s", "integer")).unwrap();
+        assert_eq!(read.bad.len(), 1);
+        let (row, reason) = &read.bad[0];
+        assert_eq!(*row, 1);
+        assert!(
+            reason.starts_with("`s`: \"xxx")
+                && reason.ends_with("… (921 more characters)\" cannot be read as integer"),
+            "{reason}"
+        );
     }
 }

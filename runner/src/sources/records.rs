@@ -145,6 +145,9 @@ impl RecordDecoder {
         ));
         let read_type = |c: &ColumnSpec| match c.value_type {
             ValueType::Timestamp => DataType::Utf8,
+            // Arrow's JSON reader cuts 2.5 to 2 for an integer column: the number is read as
+            // written and `exact_integers` decides.
+            ValueType::Integer if format == Format::Jsonl => DataType::Utf8,
             other => other.data_type(),
         };
         let read_schema = match format {
@@ -405,7 +408,13 @@ impl RecordDecoder {
             Format::Jsonl => self
                 .columns
                 .iter()
-                .map(|c| flat_column(&read, &c.name))
+                .map(|c| {
+                    let column = flat_column(&read, &c.name)?;
+                    match c.value_type {
+                        ValueType::Integer => exact_integers(&column, &c.name),
+                        _ => Ok(column),
+                    }
+                })
                 .collect(),
             _ => Ok(read.columns().to_vec()),
         }
@@ -507,12 +516,13 @@ impl RecordDecoder {
             None => records,
         };
         for (_, line) in records {
+            strict_json(line)?;
             let line = plain_json::surrogate_pairs_as_utf8(line);
             let mut fed = 0;
             while fed < line.len() {
                 let used = decoder
                     .decode(&line[fed..])
-                    .map_err(|e| json_message(e.to_string()))?;
+                    .map_err(|e| json_message(e.to_string(), &self.columns))?;
                 if used == 0 {
                     break;
                 }
@@ -527,7 +537,10 @@ impl RecordDecoder {
                 return Err("the JSON object does not end on its line".into());
             }
         }
-        let batch = match decoder.flush().map_err(|e| json_message(e.to_string()))? {
+        let batch = match decoder
+            .flush()
+            .map_err(|e| json_message(e.to_string(), &self.columns))?
+        {
             Some(batch) => batch,
             None => RecordBatch::new_empty(self.read_schema.clone()),
         };
@@ -643,10 +656,42 @@ fn reworded(text: &str, header: &Schema) -> Option<String> {
     ))
 }
 
+/// Checks that `lines` are standard JSON (RFC 8259) before Arrow's reader reads them: it takes
+/// `1.5.3`, `01` or a trailing comma into a text column as if they were numbers or nothing.
+/// (The plain JSON reader checks its lines itself.) Raw control characters in strings are let
+/// through, as both readers let them (a tab pasted into a text is common).
+fn strict_json(lines: &[u8]) -> Result<(), String> {
+    let controls = |b: &u8| *b < 0x20 && *b != b'\n';
+    let spaced: Vec<u8>;
+    let lines = if lines.iter().any(controls) {
+        spaced = lines
+            .iter()
+            .map(|&b| if controls(&b) { b' ' } else { b })
+            .collect();
+        &spaced[..]
+    } else {
+        lines
+    };
+    let values = serde_json::Deserializer::from_slice(lines).into_iter::<serde::de::IgnoredAny>();
+    for value in values {
+        if let Err(e) = value {
+            let text = e.to_string();
+            let said = text
+                .rsplit_once(" at line ")
+                .map_or(text.as_str(), |(said, _)| said);
+            return Err(format!(
+                "not valid JSON: {said} at character {}",
+                e.column()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Arrow's JSON reader's message, with the field it was decoding named as `columns:` names it
 /// (`account.acct`, not Arrow's "whilst decoding field" once per level) and a value that does
 /// not parse as its type said as `csv_message` says it.
-fn json_message(text: String) -> String {
+fn json_message(text: String, columns: &[ColumnSpec]) -> String {
     let mut rest = text.trim_start_matches("Json error: ");
     let mut path: Vec<&str> = Vec::new();
     while let Some(inner) = rest.strip_prefix("whilst decoding field '") {
@@ -659,10 +704,28 @@ fn json_message(text: String) -> String {
     let said = rest
         .strip_prefix("failed to parse ")
         .and_then(|r| r.rsplit_once(" as "))
-        .and_then(|(value, kind)| Some(format!("{value} is not {}", type_words(kind)?)))
+        .and_then(|(value, kind)| {
+            let value = crate::error::shortened(value);
+            Some(format!("{value} is not {}", type_words(kind)?))
+        })
         .or_else(|| {
             let value = rest.strip_prefix("expected boolean got ")?;
-            Some(format!("{value} is not true or false"))
+            Some(format!(
+                "{} is not true or false",
+                crate::error::shortened(value)
+            ))
+        })
+        .or_else(|| {
+            // Integers are read as text (see `exact_integers`): an array or object there.
+            let value = rest.strip_prefix("expected string got ")?;
+            let dotted = path.join(".");
+            let spec = columns.iter().find(|c| c.name == dotted)?;
+            let words = match spec.value_type {
+                ValueType::Integer => "an integer",
+                ValueType::Timestamp => "a timestamp",
+                _ => "a text",
+            };
+            Some(format!("{} is not {words}", crate::error::shortened(value)))
         });
     let said = said.as_deref().unwrap_or(rest);
     let text = match path.is_empty() {
@@ -680,6 +743,87 @@ fn type_words(kind: &str) -> Option<&'static str> {
         "Boolean" => "true or false",
         _ => return None,
     })
+}
+
+/// Integers as JSON writes them (and strings holding them): an integer, or a number with no
+/// fraction that a float holds exactly (`1e3`, `12.0`); anything else is an error, not cut to
+/// an integer. The plain JSON reader reads the same.
+fn exact_integers(text: &ArrayRef, name: &str) -> Result<ArrayRef, String> {
+    let text = text.as_string::<i32>();
+    let mut values = Vec::with_capacity(text.len());
+    for value in text.iter() {
+        values.push(match value {
+            None => None,
+            Some(written) => Some(exact_integer(written.as_bytes()).ok_or_else(|| {
+                format!(
+                    "`{name}`: \"{}\" is not an integer",
+                    crate::error::shortened(written)
+                )
+            })?),
+        });
+    }
+    Ok(Arc::new(arrow_array::Int64Array::from(values)))
+}
+
+/// `written` as an integer: a JSON number whose value is a whole number in i64 (`12`, `-0`,
+/// `1e3`, `12.50e1`), decided on its digits, not through a float (which would round
+/// `4503599627370496.5` to a whole number).
+pub(super) fn exact_integer(written: &[u8]) -> Option<i64> {
+    let (negative, rest) = match written.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, written),
+    };
+    // The usual case: digits only (JSON allows no leading zero).
+    if !rest.is_empty()
+        && rest.iter().all(u8::is_ascii_digit)
+        && (rest.len() == 1 || rest[0] != b'0')
+    {
+        return lexical_core::parse::<i64>(written).ok();
+    }
+    let (mantissa, exponent) = match rest.iter().position(|&b| b == b'e' || b == b'E') {
+        Some(at) => {
+            let exponent = &rest[at + 1..];
+            let digits = exponent.strip_prefix(b"-").or(exponent.strip_prefix(b"+"));
+            let digits = digits.unwrap_or(exponent);
+            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let exponent = std::str::from_utf8(exponent).ok()?;
+            (&rest[..at], exponent.parse::<i32>().ok()?)
+        }
+        None => (rest, 0),
+    };
+    let (whole, fraction) = match mantissa.iter().position(|&b| b == b'.') {
+        Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
+        None => (mantissa, &mantissa[mantissa.len()..]),
+    };
+    let well_formed = !whole.is_empty()
+        && (whole == b"0" || whole[0] != b'0')
+        && whole.iter().chain(fraction).all(u8::is_ascii_digit)
+        && (mantissa.len() == whole.len() || !fraction.is_empty());
+    if !well_formed {
+        return None;
+    }
+    // The digits, with the decimal point `point` digits in; past it every digit must be 0.
+    let digits: Vec<u8> = whole.iter().chain(fraction).copied().collect();
+    let point = i64::from(exponent) + whole.len() as i64;
+    let point = usize::try_from(point.max(0)).ok()?;
+    if digits.iter().skip(point).any(|&d| d != b'0') {
+        return None;
+    }
+    let Some(first) = digits.iter().position(|&d| d != b'0') else {
+        return Some(0);
+    };
+    // i64 has 19 digits: more before the point is out of range (and a long loop).
+    if point.saturating_sub(first) > 19 {
+        return None;
+    }
+    let mut magnitude: i128 = 0;
+    for index in first..point {
+        let digit = digits.get(index).map_or(0, |d| i128::from(d - b'0'));
+        magnitude = magnitude * 10 + digit;
+    }
+    i64::try_from(if negative { -magnitude } else { magnitude }).ok()
 }
 
 /// Fields for dotted paths (`account.acct`) as nested structs (`account: {acct}`).
@@ -895,7 +1039,10 @@ pub fn infer_columns(
             let (schema, _) =
                 arrow_json::reader::infer_json_schema(std::io::Cursor::new(head), Some(1000))
                     .map_err(|e| {
-                        format!("cannot infer the columns: {}", json_message(e.to_string()))
+                        format!(
+                            "cannot infer the columns: {}",
+                            json_message(e.to_string(), &[])
+                        )
                     })?;
             schema
         }

@@ -12,7 +12,7 @@
 //! fields' keys once per object and unescaped; text columns take strings (unescaped as Arrow's
 //! reader unescapes them), numbers as written and booleans as `true`/`false`, as Arrow's reader
 //! does; integer and float columns take numbers parsed by the parser Arrow's reader uses
-//! (`lexical-core`; a float for an integer column cut toward zero, as it does); boolean columns
+//! (`lexical-core`; for an integer column, a float only without a fraction); boolean columns
 //! take `true`/`false`; list-of-text columns take arrays of what a text column takes, and
 //! `null`s; any column `null`. A line with anything else (a string for a number, a
 //! number that leaves i64, a bad line) it gives back, and Arrow's reader decides, with its own
@@ -530,13 +530,9 @@ impl<'a> LineReader<'a, '_> {
                 valid.push(true);
             }
             Values::Integer(..) => {
-                // As Arrow's reader: an integer, or else a float cut to an integer.
-                let token = self.number(first)?;
-                let number = lexical_core::parse::<i64>(token).ok().or_else(|| {
-                    lexical_core::parse::<f64>(token)
-                        .ok()
-                        .and_then(num_traits::NumCast::from)
-                })?;
+                // An integer, or a float with no fraction that it holds exactly; anything else
+                // is given back, and found bad.
+                let number = super::exact_integer(self.number(first)?)?;
                 self.values[column].push_integer(number);
             }
             Values::Float(..) => {
@@ -888,7 +884,7 @@ mod tests {
         let lines: Vec<&[u8]> = vec![
             br#"{"lang":"en","n":3,"account":{"acct":"ana","bot":false},"x":1.5e1,"skip":[1,{"a":"\u00e9\ud83d\ude00"},null]}"#,
             br#" { "n" : -7 , "account" : null, "lang": 12.50 } "#,
-            br#"{"lang":"a\"b\\c\/\u00e9\ud83d\ude00\n","account":{"acct":true,"bot":true},"n":-2.9}"#,
+            br#"{"lang":"a\"b\\c\/\u00e9\ud83d\ude00\n","account":{"acct":true,"bot":true},"n":-2e0}"#,
         ];
         let numbered: Vec<(usize, &[u8])> = lines.iter().copied().enumerate().collect();
         let read = reader.read(&numbered, None).unwrap();
@@ -914,6 +910,7 @@ mod tests {
         for not_plain in [
             &br#"{"lang":"e\x"}"#[..],        // not an escape
             br#"{"lang":"\udc00"}"#,          // half a surrogate pair
+            br#"{"n":-2.9}"#,                 // a fraction for an integer
             br#"{"lang":"\ud800\u0041"}"#,    // a high half without a low one
             br#"{"lang":{}}"#,                // an object for text
             br#"{"n":"5"}"#,                  // a string for a number

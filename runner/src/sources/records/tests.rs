@@ -483,6 +483,70 @@ fn a_bad_json_line_is_told_by_the_field_path_as_declared() {
         ],
         "{reasons:?}"
     );
-    assert_eq!(reasons[2].0, 3);
-    assert!(reasons[2].1.starts_with("`n`: "), "{reasons:?}");
+    assert_eq!(reasons[2], (3, "`n`: [3] is not an integer"));
+}
+
+#[test]
+fn json_that_is_not_standard_or_loses_a_fraction_is_a_bad_line() {
+    let d = decoder(Format::Jsonl, &[("n", "integer?"), ("s", "text?")]);
+    let input = concat!(
+        "{\"n\": 1e3, \"s\": \"tab\tin\"}\n",
+        "{\"n\": 2.5}\n",
+        "{\"s\": 1.5.3}\n",
+        "{\"s\": 01}\n",
+        "{\"n\": 2,}\n",
+        "{\"n\": \"-7\", \"\\u0073\": 4}\n",
+        "{\"n\": \"2.5\"}\n",
+    );
+    let (batches, bad) = d.decode(input.as_bytes()).unwrap();
+    let batch = one_batch(batches, &d.schema());
+    assert_eq!(
+        (0..batch.num_rows())
+            .map(|r| crate::data::cell(batch.column(0).as_ref(), r).to_text())
+            .collect::<Vec<_>>(),
+        ["1000", "-7"]
+    );
+    let reasons: Vec<(usize, &str)> = bad.iter().map(|b| (b.line, b.reason.as_str())).collect();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    assert_eq!(reasons[0], (1, "`n`: \"2.5\" is not an integer"));
+    for (line, reason) in &reasons[1..4] {
+        assert!(reason.starts_with("not valid JSON: "), "{line}: {reason}");
+    }
+    assert_eq!(
+        reasons[3].1,
+        "not valid JSON: key must be a string at character 9"
+    );
+    assert_eq!(reasons[4], (6, "`n`: \"2.5\" is not an integer"));
+}
+
+#[test]
+fn json_integers_are_whole_numbers_decided_on_their_digits() {
+    use super::exact_integer as int;
+    for (written, value) in [
+        ("12", Some(12)),
+        ("-0", Some(0)),
+        ("1e3", Some(1000)),
+        ("12.50e1", Some(125)),
+        ("0.0001e22", Some(1_000_000_000_000_000_000)),
+        ("0e999999", Some(0)),
+        ("-9223372036854775808", Some(i64::MIN)),
+        ("-9223372036854775808.0", Some(i64::MIN)),
+        ("9223372036854775807e0", Some(i64::MAX)),
+        ("9223372036854775808.0", None),
+        ("1e19", None),
+        ("1e999999", None),
+        ("2.5", None),
+        ("4503599627370496.5", None),
+        ("9007199254740993.0", Some(9_007_199_254_740_993)),
+        ("1.", None),
+        ("01", None),
+        ("1e", None),
+        ("1e+-5", None),
+        ("+1", None),
+        (" 1", None),
+        ("1.5.3", None),
+        ("", None),
+    ] {
+        assert_eq!(int(written.as_bytes()), value, "{written}");
+    }
 }
