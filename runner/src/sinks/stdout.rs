@@ -134,7 +134,7 @@ pub fn render(
             .columns()
             .iter()
             // A list as a JSON array: items with spaces or nulls stay told apart.
-            .map(|c| crate::error::escape_controls(&cell(c.as_ref(), row).to_field()).into_owned())
+            .map(|c| one_line(&cell(c.as_ref(), row).to_field()))
             .collect()
     };
     let mut out = String::new();
@@ -161,7 +161,7 @@ pub fn render(
         StdoutFormat::Table => {
             let mut table = comfy_table::Table::new();
             table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            table.set_header(batch.schema().fields().iter().map(|f| f.name().clone()));
+            table.set_header(batch.schema().fields().iter().map(|f| one_line(f.name())));
             for row in 0..rows {
                 table.add_row(text_row(row));
             }
@@ -176,21 +176,25 @@ pub fn render(
             out.push('\n');
         }
         StdoutFormat::Tsv => {
-            let escape = |s: String| {
+            // Backslashes doubled first, then tab, line breaks and other control characters
+            // written as escapes: each escape reads back as one thing.
+            let escape = |s: &str| {
                 // One memchr per character: no copy for the usual cell without any.
                 if !['\\', '\t', '\n', '\r'].into_iter().any(|c| s.contains(c)) {
-                    return s;
+                    return crate::error::escape_controls(s).into_owned();
                 }
-                s.replace('\\', "\\\\")
+                let tsv = s
+                    .replace('\\', "\\\\")
                     .replace('\t', "\\t")
                     .replace('\n', "\\n")
-                    .replace('\r', "\\r")
+                    .replace('\r', "\\r");
+                crate::error::escape_controls(&tsv).into_owned()
             };
             let mut header: Vec<String> = batch
                 .schema()
                 .fields()
                 .iter()
-                .map(|f| escape(crate::error::escape_controls(f.name()).into_owned()))
+                .map(|f| escape(f.name()))
                 .collect();
             if epoch.is_some() {
                 header.insert(0, "epoch".into());
@@ -202,10 +206,7 @@ pub fn render(
                 let mut cells: Vec<String> = batch
                     .columns()
                     .iter()
-                    .map(|c| {
-                        let field = cell(c.as_ref(), row).to_field();
-                        escape(crate::error::escape_controls(&field).into_owned())
-                    })
+                    .map(|c| escape(&cell(c.as_ref(), row).to_field()))
                     .collect();
                 if let Some(epoch) = epoch {
                     cells.insert(0, epoch.to_string());
@@ -222,6 +223,17 @@ pub fn render(
         StdoutFormat::Jsonl => out = jsonl_objects(batch, rows, epoch),
     }
     out
+}
+
+/// A cell or column name for the `table` and `aligned` views: line breaks and tabs as `\n`,
+/// `\t` (a value holding a line break would otherwise print as a row of its own) and other
+/// control characters escaped.
+fn one_line(text: &str) -> String {
+    let text = crate::error::escape_controls(text);
+    if !text.contains(['\n', '\t']) {
+        return text.into_owned();
+    }
+    text.replace('\n', "\\n").replace('\t', "\\t")
 }
 
 /// Whether every key of a jsonl object (the columns, and `epoch` first in a stream) is
@@ -829,6 +841,38 @@ mod tests {
             let shown = render(&batch, view, None, None);
             assert!(shown.contains("[\"a b\",null,\"tab\\there\"]"), "{shown}");
         }
+    }
+
+    #[test]
+    fn data_cannot_forge_rows_or_reach_the_terminal_as_control_sequences() {
+        let batch = RecordBatch::try_from_iter([
+            (
+                "k\u{1b}[31m",
+                Arc::new(arrow_array::StringArray::from(vec![
+                    "evil\nfake: 999",
+                    "cr\r esc\u{1b} literal\\u{1b}",
+                ])) as arrow_array::ArrayRef,
+            ),
+            (
+                "v",
+                Arc::new(arrow_array::Int64Array::from(vec![1, 2])) as arrow_array::ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let aligned = render(&batch, StdoutFormat::Aligned, None, None);
+        assert_eq!(aligned.lines().count(), 2, "{aligned}");
+        assert!(aligned.contains("evil\\nfake: 999: 1"), "{aligned}");
+        let table = render(&batch, StdoutFormat::Table, None, None);
+        assert!(
+            !table.contains('\u{1b}') && !table.contains('\r'),
+            "{table}"
+        );
+        assert!(table.contains("k\\u{1b}[31m"), "{table}");
+        let tsv = render(&batch, StdoutFormat::Tsv, None, None);
+        assert_eq!(
+            tsv,
+            "k\\u{1b}[31m\tv\nevil\\nfake: 999\t1\ncr\\r esc\\u{1b} literal\\\\u{1b}\t2\n"
+        );
     }
 
     #[test]
