@@ -190,6 +190,23 @@ pub fn normalized_schema(schema: &Schema) -> Result<SchemaRef, String> {
     Ok(Arc::new(Schema::new(fields)))
 }
 
+/// A float as a grouping key, as Spark groups them: `-0.0` is `0.0` and every NaN is one NaN.
+pub fn float_key(x: f64) -> f64 {
+    if x.is_nan() {
+        f64::NAN
+    } else {
+        x + 0.0
+    }
+}
+
+/// [`float_key`] over a float column; any other column as it is.
+pub fn float_keys(column: ArrayRef) -> ArrayRef {
+    match column.as_primitive_opt::<arrow_array::types::Float64Type>() {
+        Some(floats) => Arc::new(floats.unary::<_, Float64Type>(float_key)),
+        None => column,
+    }
+}
+
 /// Microseconds since the epoch as RFC 3339 in UTC (`2024-05-01T12:00:00Z`, with a fraction
 /// only when there is one), as every sink prints timestamps.
 pub fn format_timestamp(micros: i64) -> String {
@@ -201,7 +218,8 @@ pub fn format_timestamp(micros: i64) -> String {
 
 /// Parses a timestamp as sources read one: RFC 3339 / ISO 8601 (`2024-05-01T12:00:00Z`,
 /// `2024-05-01 12:00:00+02:00`, a date `2024-05-01`; no offset means UTC), or a number of
-/// seconds since the epoch (milliseconds when it has more than 11 digits, microseconds past 14).
+/// seconds since the epoch (milliseconds when it has more than 11 digits, microseconds past 14,
+/// nanoseconds past 17), in the years 1 to 9999.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
     let text = text.trim();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
@@ -228,11 +246,19 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         return Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros());
     }
-    if let Ok(n) = text.parse::<i64>() {
-        return epoch_integer_micros(n);
-    }
-    text.parse::<f64>().ok().and_then(epoch_number_micros)
+    let micros = match text.parse::<i64>() {
+        Ok(n) => epoch_integer_micros(n),
+        Err(_) => text.parse::<f64>().ok().and_then(epoch_number_micros),
+    }?;
+    // Years 1 to 9999, which RFC 3339 writes (and Spark's timestamps hold).
+    (FIRST_MICROS..=LAST_MICROS)
+        .contains(&micros)
+        .then_some(micros)
 }
+
+/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z in microseconds since the epoch.
+const FIRST_MICROS: i64 = -62_135_596_800_000_000;
+const LAST_MICROS: i64 = 253_402_300_799_999_999;
 
 /// `epoch_number_micros` for an integer, exactly.
 pub fn epoch_integer_micros(n: i64) -> Option<i64> {
@@ -241,13 +267,16 @@ pub fn epoch_integer_micros(n: i64) -> Option<i64> {
         n.checked_mul(1_000_000)
     } else if magnitude < 100_000_000_000_000 {
         n.checked_mul(1_000)
-    } else {
+    } else if magnitude < 100_000_000_000_000_000 {
         Some(n)
+    } else {
+        Some(n / 1_000)
     }
 }
 
 /// A number of seconds, milliseconds or microseconds since the epoch, told apart by size
-/// (seconds up to 11 integer digits: year 5138; milliseconds up to 14), in microseconds.
+/// (seconds up to 11 integer digits: year 5138; milliseconds up to 14; microseconds up to 17;
+/// nanoseconds beyond), in microseconds.
 pub fn epoch_number_micros(n: f64) -> Option<i64> {
     if !n.is_finite() {
         return None;
@@ -257,8 +286,10 @@ pub fn epoch_number_micros(n: f64) -> Option<i64> {
         n * 1e6
     } else if magnitude < 1e14 {
         n * 1e3
-    } else {
+    } else if magnitude < 1e17 {
         n
+    } else {
+        n / 1e3
     };
     (micros.abs() < 9.2e18).then(|| micros.round() as i64)
 }

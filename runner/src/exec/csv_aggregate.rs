@@ -284,7 +284,8 @@ impl Values {
             Values::Float(v, valid) => match valid[row] {
                 true => {
                     out.push(1);
-                    out.extend_from_slice(&v[row].to_bits().to_le_bytes());
+                    let bits = crate::data::float_key(v[row]).to_bits();
+                    out.extend_from_slice(&bits.to_le_bytes());
                 }
                 false => out.push(0),
             },

@@ -328,6 +328,16 @@ fn compare(op: Cmp, l: Col, r: Col, rows: usize) -> Out {
         };
         return Ok(wrap(Arc::new(out), scalar));
     }
+    // Arrow orders floats totally, -0.0 below 0.0; Spark has them equal (NaN above every number
+    // and equal to itself, as in Arrow).
+    let (l, r) = if lt == DataType::Float64 {
+        (
+            l.map(|a| Ok(crate::data::float_keys(a.clone())))?,
+            r.map(|a| Ok(crate::data::float_keys(a.clone())))?,
+        )
+    } else {
+        (l, r)
+    };
     binary(&l, &r, |a, b| {
         let out = match op {
             Cmp::Eq => arrow_ord::cmp::eq(a, b),

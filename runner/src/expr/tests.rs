@@ -426,3 +426,41 @@ proptest::proptest! {
         proptest::prop_assert_eq!(whole, single, "{}", expr);
     }
 }
+
+#[test]
+fn floats_compare_as_spark_compares_them() {
+    // NaN is above every number and equal to itself; -0.0 equals 0.0.
+    let x: Arc<dyn arrow_array::Array> = Arc::new(Float64Array::from(vec![
+        f64::NAN,
+        -0.0,
+        0.0,
+        f64::NEG_INFINITY,
+        1.0,
+    ]));
+    let b = RecordBatch::try_from_iter([("x", x)]).unwrap();
+    let expected = [true, false, false, false, true];
+    assert_eq!(keep_in("x > 0", &b), expected);
+    assert_eq!(keep_in("x > 0.0", &b), expected);
+    assert_eq!(keep_in("x == 0", &b), [false, true, true, false, false]);
+    assert_eq!(keep_in("x == 0.0", &b), [false, true, true, false, false]);
+    assert_eq!(keep_in("x == x", &b), [true; 5]);
+    assert_eq!(keep_in("0 < x", &b), expected);
+    assert_eq!(
+        keep_in("x >= 9223372036854775807", &b),
+        [true, false, false, false, false]
+    );
+}
+
+#[test]
+fn epoch_numbers_are_told_apart_by_size_and_stay_in_years_1_to_9999() {
+    use crate::data::parse_timestamp as parse;
+    let at = 1_714_557_600_123_456i64;
+    assert_eq!(parse("1714557600"), Some(1_714_557_600_000_000));
+    assert_eq!(parse("1714557600123"), Some(1_714_557_600_123_000));
+    assert_eq!(parse("1714557600123456"), Some(at));
+    assert_eq!(parse("1714557600123456789"), Some(at));
+    assert_eq!(parse("0001-01-01T00:00:00Z"), Some(-62_135_596_800_000_000));
+    assert_eq!(parse("99999999999"), Some(99_999_999_999_000_000));
+    assert_eq!(parse("9999999999999999"), Some(9_999_999_999_999_999));
+    assert_eq!(parse("-99999999999"), None);
+}

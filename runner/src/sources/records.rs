@@ -339,7 +339,7 @@ impl RecordDecoder {
                         Some((v, None)) => {
                             bad_rows.entry(row).or_insert_with(|| {
                                 format!(
-                                    "`{}`: \"{}\" is not a timestamp (RFC 3339, ISO 8601, or epoch seconds or milliseconds)",
+                                    "`{}`: \"{}\" is not a timestamp (RFC 3339, ISO 8601, or an epoch number; years 1 to 9999)",
                                     spec.name,
                                     crate::error::escape_controls(v)
                                 )

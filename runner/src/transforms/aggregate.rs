@@ -668,8 +668,10 @@ impl AggregateTable {
         self.keys
             .iter()
             .map(|k| {
-                k.evaluate(batch)
-                    .map_err(|e| Error::runtime(format!("aggregate: by: {e}")))
+                let key = k
+                    .evaluate(batch)
+                    .map_err(|e| Error::runtime(format!("aggregate: by: {e}")))?;
+                Ok(crate::data::float_keys(key))
             })
             .collect()
     }
