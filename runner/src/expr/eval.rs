@@ -351,6 +351,58 @@ fn compare(op: Cmp, l: Col, r: Col, rows: usize) -> Out {
     })
 }
 
+/// `x` rounded to `digits` decimals half away from zero, as Spark's `round` on a double: on the
+/// shortest decimal that reads back as `x` (`1.005` is rounded as 1.005, not as the binary
+/// 1.00499999999999989...), so `round(1.005, 2)` is 1.01 and a large `x` stays itself.
+fn round_half_up(x: f64, digits: i32) -> f64 {
+    if !x.is_finite() || x == 0.0 {
+        return x;
+    }
+    // `d.ddde±E`: the digits without the point, and the place of the first one.
+    let shortest = format!("{:e}", x.abs());
+    let Some((mantissa, exponent)) = shortest.split_once('e') else {
+        return x;
+    };
+    let Ok(exponent) = exponent.parse::<i64>() else {
+        return x;
+    };
+    let figures: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    // How many figures are kept: those of places 10^exponent down to 10^-digits.
+    let kept = exponent + 1 + i64::from(digits);
+    if kept >= figures.len() as i64 {
+        return x;
+    }
+    let sign = if x < 0.0 { "-" } else { "" };
+    if kept < 0 {
+        return 0.0;
+    }
+    let kept = kept as usize;
+    let mut number: Vec<u8> = figures[..kept].to_vec();
+    if figures[kept] >= b'5' {
+        // Add one at the last kept place, carrying (999 becomes 1000).
+        let mut at = number.len();
+        loop {
+            if at == 0 {
+                number.insert(0, b'1');
+                break;
+            }
+            at -= 1;
+            if number[at] == b'9' {
+                number[at] = b'0';
+            } else {
+                number[at] += 1;
+                break;
+            }
+        }
+    }
+    if number.is_empty() {
+        return 0.0;
+    }
+    let place = exponent + 1 - kept as i64;
+    let text = format!("{sign}{}e{place}", String::from_utf8_lossy(&number));
+    text.parse().unwrap_or(x)
+}
+
 /// `int op float` for each row (`float op int` when `swapped`), exactly.
 fn exact(
     op: Cmp,
@@ -632,15 +684,9 @@ fn call(function: &Function, args: &[Typed], batch: &RecordBatch, ty: Type) -> O
         }),
         Function::Round(digits) => arg(0)?.map(|a| match a.data_type() {
             DataType::Float64 => {
-                let scale = 10f64.powi(*digits);
-                // Half away from zero, as Spark's HALF_UP.
-                let out: Float64Array = a.as_primitive::<Float64Type>().unary(|x| {
-                    if scale.is_finite() && scale != 0.0 {
-                        (x * scale).round() / scale
-                    } else {
-                        x
-                    }
-                });
+                let out: Float64Array = a
+                    .as_primitive::<Float64Type>()
+                    .unary(|x| round_half_up(x, *digits));
                 Ok(Arc::new(out) as ArrayRef)
             }
             DataType::Int64 if *digits < 0 => {
@@ -732,4 +778,36 @@ fn truncate(micros: i64, unit: TimeUnit) -> Option<i64> {
         TimeUnit::Second => date.and_hms_opt(t.hour(), t.minute(), t.second())?,
     };
     Some(cut.and_utc().timestamp_micros())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_half_up as round;
+
+    #[test]
+    fn rounding_is_half_up_on_the_shortest_decimal_as_in_spark() {
+        for (x, digits, rounded) in [
+            (1.005, 2, 1.01),
+            (0.285, 2, 0.29),
+            (5.015, 2, 5.02),
+            (2.675, 2, 2.68),
+            (-2.5, 0, -3.0),
+            (2.4, 0, 2.0),
+            (9.995, 2, 10.0),
+            (0.0004, 3, 0.0),
+            (0.0005, 3, 0.001),
+            (1234.5, -2, 1200.0),
+            (1250.0, -2, 1300.0),
+            (49.0, -2, 0.0),
+            (1e300, 10, 1e300),
+            (1.7e308, 2, 1.7e308),
+            (-1e300, 9, -1e300),
+            (5e-324, 2, 0.0),
+            (123.456, 18, 123.456),
+        ] {
+            assert_eq!(round(x, digits), rounded, "round({x}, {digits})");
+        }
+        assert!(round(f64::NAN, 2).is_nan());
+        assert_eq!(round(f64::INFINITY, 2), f64::INFINITY);
+    }
 }

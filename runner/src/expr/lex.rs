@@ -126,9 +126,34 @@ pub(super) fn lex(src: &str) -> Result<Vec<(usize, Token)>, (usize, String)> {
                 let end = loop {
                     match chars.next() {
                         None => return Err((start, "this string has no closing quote".into())),
-                        Some((_, '\\')) => match chars.next() {
+                        // Spark SQL's escapes: `\%` and `\_` keep their backslash for `like`.
+                        Some((at, '\\')) => match chars.next() {
                             Some((_, 'n')) => value.push('\n'),
                             Some((_, 't')) => value.push('\t'),
+                            Some((_, 'r')) => value.push('\r'),
+                            Some((_, '0')) => value.push('\0'),
+                            Some((_, c @ ('%' | '_'))) => {
+                                value.push('\\');
+                                value.push(c);
+                            }
+                            Some((_, 'u')) => {
+                                let hex = src[i + 1..].get(at + 2..at + 6).unwrap_or("");
+                                let c = u32::from_str_radix(hex, 16)
+                                    .ok()
+                                    .filter(|_| {
+                                        hex.len() == 4 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                                    })
+                                    .and_then(char::from_u32)
+                                    .ok_or((
+                                        i + 1 + at,
+                                        "`\\u` takes four hex digits of a character (`\\u00e9`)"
+                                            .to_owned(),
+                                    ))?;
+                                value.push(c);
+                                for _ in 0..4 {
+                                    chars.next();
+                                }
+                            }
                             Some((_, other)) => value.push(other),
                             None => return Err((start, "this string has no closing quote".into())),
                         },
@@ -254,6 +279,13 @@ mod tests {
                 Token::Text("b".into())
             ]
         );
+        // Spark SQL's escapes; `\%` and `\_` stay escaped for `like`.
+        assert_eq!(
+            tokens(r"'a\_c\%\n\t\r\u00e9\q\\\''"),
+            [Token::Text("a\\_c\\%\n\t\réq\\'".into())]
+        );
+        assert!(lex(r"'\u00'").unwrap_err().1.contains("four hex digits"));
+        assert!(lex(r"'\ud800'").unwrap_err().1.contains("four hex digits"));
         assert!(lex("a | b").unwrap_err().1.contains("write `or`"));
         assert!(lex("a && b").unwrap_err().1.contains("write `and`"));
         assert!(lex("!a").unwrap_err().1.contains("write `not`"));

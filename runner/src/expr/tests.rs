@@ -464,3 +464,13 @@ fn epoch_numbers_are_told_apart_by_size_and_stay_in_years_1_to_9999() {
     assert_eq!(parse("9999999999999999"), Some(9_999_999_999_999_999));
     assert_eq!(parse("-99999999999"), None);
 }
+
+#[test]
+fn like_escapes_are_spark_sqls() {
+    let s: Arc<dyn arrow_array::Array> =
+        Arc::new(StringArray::from(vec!["a_c", "abc", "a%c", "100%"]));
+    let b = RecordBatch::try_from_iter([("s", s)]).unwrap();
+    assert_eq!(keep_in(r"s like 'a\_c'", &b), [true, false, false, false]);
+    assert_eq!(keep_in(r"s like '%\%'", &b), [false, false, false, true]);
+    assert_eq!(keep_in(r"s like 'a_c'", &b), [true, true, true, false]);
+}
