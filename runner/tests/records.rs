@@ -189,3 +189,40 @@ fn a_csv_column_missing_from_the_header_is_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn now_is_one_time_for_the_whole_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("n\n");
+    for i in 0..200_000 {
+        csv.push_str(&format!("{i}\n"));
+    }
+    write(dir.path(), "n.csv", &csv);
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        r#"name: now
+source: {type: file, path: n.csv, format: csv, columns: {n: integer}}
+transforms:
+  - type: select
+    columns: [n, "now() as a", "now() as b"]
+  - type: aggregate
+    aggs: {times: count_distinct(a), differ: count(a != b or null), first: min(a), last: max(b)}
+sinks:
+  - {type: stdout, format: jsonl}
+"#,
+    );
+    let before = chrono::Utc::now();
+    let (code, stdout, stderr) = run_pipeline(&pipeline, &["--cores", "2"]);
+    let after = chrono::Utc::now();
+    assert_eq!(code, 0, "{stderr}");
+    let rows = jsonl_lines(&stdout);
+    assert_eq!(rows.len(), 1, "{stdout}");
+    assert_eq!(
+        (&rows[0]["times"], &rows[0]["differ"]),
+        (&1.into(), &0.into())
+    );
+    assert_eq!(rows[0]["first"], rows[0]["last"]);
+    let at: chrono::DateTime<chrono::Utc> = rows[0]["first"].as_str().unwrap().parse().unwrap();
+    assert!(before <= at && at <= after, "{at} not in {before}..{after}");
+}

@@ -34,6 +34,7 @@ pub struct RunReport {
 /// Runs the pipeline to the end of its input and writes every sink.
 pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
     let started = Instant::now();
+    crate::expr::start_query_time();
     let pool = super::worker_pool(pipeline.cores)?;
     let source = match &pipeline.source {
         crate::sources::BuiltSource::Batch(source) => source.as_ref(),

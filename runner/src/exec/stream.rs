@@ -97,6 +97,7 @@ const EPOCH_MAX_BYTES: usize = 32 << 20;
 
 /// Runs the stream until the source ends, `stop_after`, `max_epochs`, or SIGINT/SIGTERM.
 pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<StreamReport> {
+    crate::expr::start_query_time();
     let settings = pipeline
         .stream
         .clone()
@@ -592,6 +593,7 @@ impl Emitter<'_> {
         self.rows_out += result.num_rows() as u64;
         self.epoch += 1;
         self.ran += 1;
+        crate::expr::start_query_time();
         Ok(())
     }
 }

@@ -729,7 +729,7 @@ fn call(function: &Function, args: &[Typed], batch: &RecordBatch, ty: Type) -> O
             Ok(Arc::new(out.with_timezone("UTC")) as ArrayRef)
         }),
         Function::Now => {
-            let now = chrono::Utc::now().timestamp_micros();
+            let now = super::query_time();
             Ok(Col::Scalar(Arc::new(
                 TimestampMicrosecondArray::from(vec![now]).with_timezone("UTC"),
             )))

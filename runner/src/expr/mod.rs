@@ -104,6 +104,25 @@ pub enum AggregateFunction {
     CollectList,
 }
 
+/// The time `now()` gives, in microseconds since the epoch; `i64::MIN` until a run sets it.
+static QUERY_TIME: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(i64::MIN);
+
+/// Fixes the time `now()` gives from here on: called when a run starts and when each epoch of
+/// a stream begins, so that a query sees one time, as Spark's `current_timestamp()` (per
+/// micro-batch in a stream).
+pub fn start_query_time() {
+    let now = chrono::Utc::now().timestamp_micros();
+    QUERY_TIME.store(now, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// What `now()` gives: the time `start_query_time` fixed, or the clock's before any run.
+pub(crate) fn query_time() -> i64 {
+    match QUERY_TIME.load(std::sync::atomic::Ordering::Relaxed) {
+        i64::MIN => chrono::Utc::now().timestamp_micros(),
+        fixed => fixed,
+    }
+}
+
 /// Parses `name(expr)` (or `count()`) as an aggregate call over `schema`.
 pub fn compile_aggregate(
     source: &str,
