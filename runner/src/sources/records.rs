@@ -148,6 +148,8 @@ impl RecordDecoder {
             // Arrow's JSON reader cuts 2.5 to 2 for an integer column: the number is read as
             // written and `exact_integers` decides.
             ValueType::Integer if format == Format::Jsonl => DataType::Utf8,
+            // A CSV field holds a list as the sinks write it: a JSON array (`["a b",null]`).
+            ValueType::TextList if format == Format::Csv => DataType::Utf8,
             other => other.data_type(),
         };
         let read_schema = match format {
@@ -350,6 +352,33 @@ impl RecordDecoder {
                 }
                 Arc::new(arrow_array::TimestampMicrosecondArray::from(values).with_timezone("UTC"))
                     as ArrayRef
+            } else if spec.value_type == ValueType::TextList && column.data_type() == &DataType::Utf8 {
+                let text = column.as_string::<i32>();
+                let mut lists = arrow_array::builder::ListBuilder::new(
+                    arrow_array::builder::StringBuilder::new(),
+                );
+                for (row, value) in text.iter().enumerate() {
+                    match value.map(|v| (v, serde_json::from_str::<Vec<Option<String>>>(v))) {
+                        None => lists.append_null(),
+                        Some((_, Ok(items))) => {
+                            for item in items {
+                                lists.values().append_option(item);
+                            }
+                            lists.append(true);
+                        }
+                        Some((v, Err(_))) => {
+                            bad_rows.entry(row).or_insert_with(|| {
+                                format!(
+                                    "`{}`: \"{}\" is not a list (a JSON array of texts, as `[\"a\",null]`)",
+                                    spec.name,
+                                    crate::error::shortened(v)
+                                )
+                            });
+                            lists.append_null();
+                        }
+                    }
+                }
+                Arc::new(lists.finish()) as ArrayRef
             } else {
                 column
             };

@@ -550,3 +550,30 @@ fn json_integers_are_whole_numbers_decided_on_their_digits() {
         assert_eq!(int(written.as_bytes()), value, "{written}");
     }
 }
+
+#[test]
+fn a_csv_list_is_a_json_array_as_the_sinks_write_it() {
+    let d = decoder(Format::Csv, &[("k", "text"), ("l", "list of text?")]);
+    let input = b"b,[]\nc,\"[\"\"a b\"\",null,\"\"x\"\"]\"\nd,\ne,[x\n";
+    let (batches, bad) = d.decode(input).unwrap();
+    let out = one_batch(batches, &d.schema());
+    let lists: Vec<serde_json::Value> = (0..out.num_rows())
+        .map(|r| crate::data::cell(out.column(1).as_ref(), r).to_json())
+        .collect();
+    assert_eq!(
+        lists,
+        [
+            serde_json::json!([]),
+            serde_json::json!(["a b", null, "x"]),
+            serde_json::Value::Null
+        ]
+    );
+    assert_eq!(bad.len(), 1);
+    assert_eq!(
+        (bad[0].line, bad[0].reason.as_str()),
+        (
+            3,
+            "`l`: \"[x\" is not a list (a JSON array of texts, as `[\"a\",null]`)"
+        )
+    );
+}
