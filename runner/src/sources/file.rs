@@ -356,6 +356,7 @@ impl Records {
             .next()
             .and_then(|r| r.ok())
             .map(|r| r.iter().map(str::to_owned).collect())
+            .map(super::records::unique_names)
             .unwrap_or_default();
         if let Some(existing) = self.decoder.get() {
             if existing.header() != names.as_slice() {

@@ -352,7 +352,9 @@ impl RecordDecoder {
                 }
                 Arc::new(arrow_array::TimestampMicrosecondArray::from(values).with_timezone("UTC"))
                     as ArrayRef
-            } else if spec.value_type == ValueType::TextList && column.data_type() == &DataType::Utf8 {
+            } else if spec.value_type == ValueType::TextList
+                && column.data_type() == &DataType::Utf8
+            {
                 let text = column.as_string::<i32>();
                 let mut lists = arrow_array::builder::ListBuilder::new(
                     arrow_array::builder::StringBuilder::new(),
@@ -1109,7 +1111,31 @@ pub fn infer_columns(
     if columns.is_empty() {
         return Err("cannot infer the columns: the first lines hold none".into());
     }
+    if format == Format::Csv {
+        let names = unique_names(columns.iter().map(|c| c.name.clone()).collect());
+        for (column, name) in columns.iter_mut().zip(names) {
+            column.name = name;
+        }
+    }
     Ok(columns)
+}
+
+/// A CSV header's names with each repeated one suffixed as DuckDB does (`a`, `b`, `a_1`), so
+/// that every column can be named and none is dropped unseen.
+pub fn unique_names(names: Vec<String>) -> Vec<String> {
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(names.len());
+    for name in &names {
+        let mut unique = name.clone();
+        let mut suffix = 0;
+        while seen.contains(&unique) || (suffix > 0 && names.contains(&unique)) {
+            suffix += 1;
+            unique = format!("{name}_{suffix}");
+        }
+        seen.insert(unique.clone());
+        out.push(unique);
+    }
+    out
 }
 
 #[cfg(test)]

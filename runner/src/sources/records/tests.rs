@@ -577,3 +577,24 @@ fn a_csv_list_is_a_json_array_as_the_sinks_write_it() {
         )
     );
 }
+
+#[test]
+fn repeated_csv_header_names_are_suffixed_as_duckdb_does() {
+    let names = |n: &[&str]| super::unique_names(n.iter().map(|s| s.to_string()).collect());
+    assert_eq!(names(&["a", "b", "a"]), ["a", "b", "a_1"]);
+    assert_eq!(names(&["a", "a", "a_1", "a"]), ["a", "a_2", "a_1", "a_3"]);
+    assert_eq!(names(&["x", "y"]), ["x", "y"]);
+    let inferred = super::infer_columns(Format::Csv, b"a,b,a\n1,2,x\n", b',').unwrap();
+    let inferred: Vec<(&str, ValueType)> = inferred
+        .iter()
+        .map(|c| (c.name.as_str(), c.value_type))
+        .collect();
+    assert_eq!(
+        inferred,
+        [
+            ("a", ValueType::Integer),
+            ("b", ValueType::Integer),
+            ("a_1", ValueType::Text)
+        ]
+    );
+}
