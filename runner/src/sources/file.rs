@@ -246,7 +246,9 @@ impl FileSourceConfig {
                 path.display()
             )
         })?;
-        let head = read_head(&first, 256 * 1024)
+        // A CSV header and one record, or one JSON line, at least.
+        let lines = if format == Format::Csv { 2 } else { 1 };
+        let head = read_head(&first, 256 * 1024, lines)
             .map_err(|e| format!("cannot infer the columns: {}: {e}", first.display()))?;
         infer_columns(format, &head, delimiter)
             .map_err(|e| format!("{}: {e}; list them in `columns:`", first.display()))
@@ -286,17 +288,29 @@ pub(super) fn first_file(path: &Path) -> Option<PathBuf> {
 }
 
 /// Up to `limit` bytes from the start of `path`, cut after the last whole line.
-fn read_head(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+fn read_head(path: &Path, limit: u64, lines: usize) -> std::io::Result<Vec<u8>> {
+    // Past `limit`, only until `lines` whole lines are in (a first record of 300 KB is read
+    // whole, not cut), up to what a line may hold.
+    const MOST: u64 = 64 << 20;
+    let mut file = std::fs::File::open(path)?;
     let mut head = Vec::new();
-    std::fs::File::open(path)?
-        .take(limit)
-        .read_to_end(&mut head)?;
-    if head.len() as u64 == limit {
-        if let Some(end) = memchr::memrchr(b'\n', &head) {
-            head.truncate(end + 1);
+    let mut wanted = limit;
+    loop {
+        let before = head.len();
+        (&mut file)
+            .take(wanted - before as u64)
+            .read_to_end(&mut head)?;
+        let ended = (head.len() as u64) < wanted;
+        if ended || memchr::memchr_iter(b'\n', &head).count() >= lines || wanted >= MOST {
+            if !ended {
+                if let Some(end) = memchr::memrchr(b'\n', &head) {
+                    head.truncate(end + 1);
+                }
+            }
+            return Ok(head);
         }
+        wanted = (wanted * 2).min(MOST);
     }
-    Ok(head)
 }
 
 /// The first line of `reader` (without its line end), read byte by byte so that nothing after
@@ -1080,6 +1094,23 @@ impl LineMorsels {
 mod tests {
     use super::*;
     use crate::transforms::compliance::texts;
+
+    #[test]
+    fn the_head_for_inference_holds_whole_lines_however_long_the_first_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.csv");
+        let long = "z".repeat(300_000);
+        std::fs::write(&path, format!("a,b\n1,{long}\n2,y\n")).unwrap();
+        let head = read_head(&path, 1024, 2).unwrap();
+        assert!(head.len() >= 4 + 3 + long.len(), "{}", head.len());
+        assert!(head.ends_with(b"\n"));
+        // Within the limit: cut at the last whole line.
+        let head = read_head(&path, 300_010, 1).unwrap();
+        assert_eq!(head.len(), 4 + 3 + long.len());
+        let columns =
+            infer_columns(Format::Csv, &read_head(&path, 1024, 2).unwrap(), b',').unwrap();
+        assert_eq!(columns[0].value_type, crate::data::ValueType::Integer);
+    }
 
     fn source(path: &Path, yaml_extra: &str) -> Box<dyn BatchSource> {
         let yaml = format!("{{path: '{}' {yaml_extra}}}", path.display());
