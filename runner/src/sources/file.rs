@@ -159,6 +159,7 @@ impl BuildSource for FileSourceConfig {
             Some(c) if c.is_ascii() && c != '\n' && c != '\r' && c != '"' => c as u8,
             Some(c) => return Err(format!("delimiter: `{c}` cannot separate CSV fields (use one ASCII character other than a quote or newline)")),
         };
+        let lines = Arc::new(super::LineCounts::default());
         let records = match self.format {
             Format::Lines => {
                 if self.columns.is_some() {
@@ -172,6 +173,8 @@ impl BuildSource for FileSourceConfig {
                 delimiter,
                 decoder: std::sync::OnceLock::new(),
                 on_error: self.on_error,
+                encoding_errors: self.encoding_errors,
+                lines: lines.clone(),
                 bad: AtomicU64::new(0),
                 first_bad: std::sync::Mutex::new(None),
             }),
@@ -195,7 +198,7 @@ impl BuildSource for FileSourceConfig {
             schema,
             encoding_errors: self.encoding_errors,
             fetch: self.fetch.clone(),
-            lines: Arc::new(super::LineCounts::default()),
+            lines,
             max_line_bytes: self.max_line_bytes,
             buffers: std::sync::Mutex::new(Vec::new()),
         })))
@@ -250,6 +253,12 @@ impl FileSourceConfig {
         let lines = if format == Format::Csv { 2 } else { 1 };
         let head = read_head(&first, 256 * 1024, lines)
             .map_err(|e| format!("cannot infer the columns: {}: {e}", first.display()))?;
+        // Invalid UTF-8 is repaired or dropped when records are read; here it must not stop
+        // the inference.
+        let head = match std::str::from_utf8(&head) {
+            Ok(_) => head,
+            Err(_) => String::from_utf8_lossy(&head).into_owned().into_bytes(),
+        };
         infer_columns(format, &head, delimiter)
             .map_err(|e| format!("{}: {e}; list them in `columns:`", first.display()))
     }
@@ -350,6 +359,9 @@ struct Records {
     delimiter: u8,
     decoder: std::sync::OnceLock<RecordDecoder>,
     on_error: OnError,
+    /// What a record with invalid UTF-8 gets, before it is read (as a line gets it).
+    encoding_errors: EncodingErrors,
+    lines: Arc<super::LineCounts>,
     bad: AtomicU64,
     /// The first record left out: where and why, for the warning.
     first_bad: std::sync::Mutex<Option<String>>,
@@ -398,7 +410,13 @@ impl Records {
             // A CSV input without even a header line: no records.
             return Ok(Vec::new());
         };
-        let (batches, bad) = decoder.decode(&morsel.bytes).map_err(Error::runtime)?;
+        let (mut batches, mut bad) = decoder.decode(&morsel.bytes).map_err(Error::runtime)?;
+        // Only a morsel with bad records is checked for invalid UTF-8 (the readers check it
+        // anyway): then `encoding_errors` repairs or drops those lines and it is read again.
+        if !bad.is_empty() && simdutf8::basic::from_utf8(&morsel.bytes).is_err() {
+            let repaired = self.repair_utf8(morsel, &line_number)?;
+            (batches, bad) = decoder.decode(&repaired).map_err(Error::runtime)?;
+        }
         if let Some(BadRecord { line, reason }) = bad.first() {
             let at = format!("{} line {}", morsel.origin, line_number(*line as u64));
             if self.on_error == OnError::Fail {
@@ -415,6 +433,46 @@ impl Records {
             }
         }
         Ok(batches)
+    }
+}
+
+impl Records {
+    /// The morsel with each line of invalid UTF-8 as `encoding_errors` says: its bad bytes
+    /// replaced, or the line left blank (not a record; the lines after keep their numbers), or
+    /// the run failed with its line.
+    fn repair_utf8(
+        &self,
+        morsel: &Morsel,
+        line_number: &impl Fn(u64) -> String,
+    ) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(morsel.bytes.len() + 64);
+        for (index, line) in morsel.bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+            let Err(e) = std::str::from_utf8(line) else {
+                out.extend_from_slice(line);
+                continue;
+            };
+            match self.encoding_errors {
+                EncodingErrors::Replace => {
+                    self.lines.bad_utf8.fetch_add(1, Ordering::Relaxed);
+                    out.extend_from_slice(String::from_utf8_lossy(line).as_bytes());
+                }
+                EncodingErrors::Skip => {
+                    self.lines.skipped_utf8.fetch_add(1, Ordering::Relaxed);
+                    if line.ends_with(b"\n") {
+                        out.push(b'\n');
+                    }
+                }
+                EncodingErrors::Fail => {
+                    return Err(Error::runtime(format!(
+                        "{} line {}: invalid UTF-8 at byte {} of the line; use `encoding_errors: replace` or `skip` to read it anyway",
+                        morsel.origin,
+                        line_number(index as u64),
+                        e.valid_up_to() + 1
+                    )))
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -1141,6 +1199,41 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, bytes).unwrap();
         path
+    }
+
+    #[test]
+    fn records_with_invalid_utf8_follow_encoding_errors_as_lines_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = write(dir.path(), "u.csv", b"a,b\n1,ok\n2,bad\xff\n3,fine\n");
+        let json = write(
+            dir.path(),
+            "u.jsonl",
+            b"{\"a\":1,\"b\":\"ok\"}\n{\"a\":2,\"b\":\"bad\xff\"}\n{\"a\":3,\"b\":\"fine\"}\n",
+        );
+        for (path, format, bad_line) in [(&csv, "csv", 3), (&json, "jsonl", 2)] {
+            let read = |mode: &str| -> Result<Vec<String>> {
+                let src = source(
+                    path,
+                    &format!(", format: {format}, encoding_errors: {mode}, columns: {{a: integer, b: text}}"),
+                );
+                let mut values = Vec::new();
+                for morsel in src.open()?.into_seq_iter() {
+                    for batch in src.decode(morsel?)? {
+                        values.extend(texts(&batch, "b"));
+                    }
+                }
+                Ok(values)
+            };
+            assert_eq!(
+                read("replace").unwrap(),
+                ["ok", "bad\u{fffd}", "fine"],
+                "{format}"
+            );
+            assert_eq!(read("skip").unwrap(), ["ok", "fine"], "{format}");
+            let err = read("fail").unwrap_err().to_string();
+            let said = format!("line {bad_line}: invalid UTF-8 at byte");
+            assert!(err.contains(&said), "{format}: {err}");
+        }
     }
 
     #[test]
