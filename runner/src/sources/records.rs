@@ -429,11 +429,11 @@ impl RecordDecoder {
             _ => self.read_json(records, whole)?,
         };
         if read.num_rows() != records.len() {
-            return Err(format!(
-                "{} records read from {} lines",
-                read.num_rows(),
-                records.len()
-            ));
+            // Read line by line, a CSV line that gives no record has a quote left open.
+            return Err(match (self.format, records.len()) {
+                (Format::Csv, 1) => "a quoted field does not end on its line (runner reads one record per line, as Spark does by default: a field cannot hold a line break)".to_owned(),
+                _ => format!("{} records read from {} lines", read.num_rows(), records.len()),
+            });
         }
         match self.format {
             Format::Jsonl => self

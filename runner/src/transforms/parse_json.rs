@@ -91,13 +91,17 @@ pub struct ParseJson {
 impl MapTransform for ParseJson {
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let text = batch.column(self.column).as_string::<i32>();
-        // One object per line for the reader; a value that cannot be one line of JSON (null,
-        // blank, or holding a line break) is given as `!`, which is a bad record at its row.
+        // One object per line for the reader: line breaks in a value become spaces (JSON's
+        // whitespace between tokens); a null or blank value is given as `!`, a bad record at
+        // its row, told as what it is.
         let mut bytes = Vec::with_capacity(text.value_data().len() + text.len());
         for value in text.iter() {
             match value {
-                Some(v) if !v.trim().is_empty() && !v.contains(['\n', '\r']) => {
-                    bytes.extend_from_slice(v.as_bytes())
+                Some(v) if !v.trim().is_empty() => {
+                    bytes.extend(
+                        v.bytes()
+                            .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+                    )
                 }
                 _ => bytes.push(b'!'),
             }
@@ -105,14 +109,21 @@ impl MapTransform for ParseJson {
         }
         let (batches, bad) = self.decoder.decode(&bytes).map_err(Error::runtime)?;
         if let Some(first) = bad.first() {
+            let said = match text.is_valid(first.line).then(|| text.value(first.line)) {
+                None => "the value is null".to_owned(),
+                Some(v) if v.trim().is_empty() => "the value is blank".to_owned(),
+                Some(v) => format!("{} in \"{}\"", first.reason, crate::error::shortened(v)),
+            };
             if self.on_error == OnError::Fail {
                 return Err(Error::runtime(format!(
-                    "parse_json: a value is not a JSON object this step can read: {} (`on_error: skip` leaves such rows out)",
-                    first.reason
+                    "a value is not a JSON object this step can read: {said} (`on_error: skip` leaves such rows out)"
                 )));
             }
             self.skipped.fetch_add(bad.len() as u64, Ordering::Relaxed);
-            tracing::warn!("parse_json: {} row(s) skipped: {}", bad.len(), first.reason);
+            tracing::warn!(
+                "parse_json: {} row(s) skipped; the first: {said}",
+                bad.len()
+            );
         }
         let parsed = arrow_select::concat::concat_batches(&self.decoder.schema(), &batches)
             .map_err(|e| Error::runtime(e.to_string()))?;
@@ -144,7 +155,7 @@ impl MapTransform for ParseJson {
             columns,
             &arrow_array::RecordBatchOptions::new().with_row_count(Some(parsed.num_rows())),
         )
-        .map_err(|e| Error::runtime(format!("parse_json: {e}")))
+        .map_err(|e| Error::runtime(e.to_string()))
     }
 }
 
@@ -186,9 +197,20 @@ mod tests {
         };
         let err = map.apply(&input).unwrap_err().to_string();
         assert!(
-            err.contains("parse_json") && err.contains("on_error: skip"),
+            err.contains("not valid JSON: ")
+                && err.contains(" in \"not json\"")
+                && err.contains("on_error: skip"),
             "{err}"
         );
+        let blank = crate::data::text_batch("line", ["  "]);
+        let err = map.apply(&blank).unwrap_err().to_string();
+        assert!(err.contains("the value is blank"), "{err}");
+        // Pretty-printed JSON is JSON: its line breaks are whitespace.
+        let pretty = crate::data::text_batch(
+            "line",
+            ["{\n  \"tag\": \"zig\",\n  \"at\": 0,\r\n  \"account\": {\"acct\": \"cy\"}\n}"],
+        );
+        assert_eq!(texts(&run(&stage, pretty), "tag"), ["zig"]);
         assert!(build("{column: nope, columns: {a: text}}")
             .err()
             .unwrap()

@@ -598,3 +598,17 @@ fn repeated_csv_header_names_are_suffixed_as_duckdb_does() {
         ]
     );
 }
+
+#[test]
+fn a_quote_left_open_on_its_line_is_told_so() {
+    let d = decoder(Format::Csv, &[("a", "integer"), ("b", "text")]);
+    let (batches, bad) = d.decode(b"1,\"line1\nline2\"\n2,ok\n").unwrap();
+    assert_eq!(one_batch(batches, &d.schema()).num_rows(), 1);
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert!(
+        bad[0]
+            .reason
+            .starts_with("a quoted field does not end on its line"),
+        "{bad:?}"
+    );
+}
