@@ -153,12 +153,23 @@ impl RecordDecoder {
             other => other.data_type(),
         };
         let read_schema = match format {
-            Format::Jsonl => Arc::new(Schema::new(nested_fields(
-                &columns
-                    .iter()
-                    .map(|c| (c.name.as_str(), read_type(c)))
-                    .collect::<Vec<_>>(),
-            )?)),
+            Format::Jsonl => {
+                let mut fields = nested_fields(
+                    &columns
+                        .iter()
+                        .map(|c| (c.name.as_str(), read_type(c)))
+                        .collect::<Vec<_>>(),
+                )?;
+                // A dotted name is also a key of its own (`{"log.level": "info"}`, as flattened
+                // logs write them), read first.
+                fields.extend(
+                    columns
+                        .iter()
+                        .filter(|c| c.name.contains('.'))
+                        .map(|c| Field::new(&c.name, read_type(c), true)),
+                );
+                Arc::new(Schema::new(fields))
+            }
             _ => Arc::new(Schema::new(
                 columns
                     .iter()
@@ -905,6 +916,20 @@ fn nested_fields(paths: &[(&str, DataType)]) -> Result<Vec<Field>, String> {
 
 /// The column at dotted `path` of a batch read with `nested_fields` (null where a parent is).
 fn flat_column(batch: &RecordBatch, path: &str) -> Result<ArrayRef, String> {
+    let nested = nested_column(batch, path)?;
+    // The key `a.b` itself, where a line has it (see `RecordDecoder::new`).
+    match batch.column_by_name(path) {
+        Some(literal) if path.contains('.') && literal.null_count() < literal.len() => {
+            let has =
+                arrow_arith::boolean::is_not_null(literal.as_ref()).map_err(|e| e.to_string())?;
+            arrow_select::zip::zip(&has, literal, &nested).map_err(|e| e.to_string())
+        }
+        _ => Ok(nested),
+    }
+}
+
+/// The column at dotted `path` of the nested fields.
+fn nested_column(batch: &RecordBatch, path: &str) -> Result<ArrayRef, String> {
     let mut parts = path.split('.');
     let first = parts.next().unwrap_or(path);
     let mut column = batch

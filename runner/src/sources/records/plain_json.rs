@@ -292,6 +292,10 @@ impl PlainJson {
             });
             let parts: Vec<&str> = column.name.split('.').collect();
             insert(&mut root, &parts, index, &mut keys)?;
+            // A dotted name is also a key of its own (`{"log.level": "info"}`).
+            if parts.len() > 1 {
+                insert(&mut root, &[column.name.as_str()], index, &mut keys)?;
+            }
         }
         Some(PlainJson { root, kinds, keys })
     }
@@ -505,6 +509,10 @@ impl<'a> LineReader<'a, '_> {
 
     /// A declared field's value, added to its column.
     fn value(&mut self, column: usize) -> Option<()> {
+        // Both `"a.b"` and `"a": {"b"}` on one line: given back (Arrow's reader takes `"a.b"`).
+        if self.columns_seen[column] == self.stamp {
+            return None;
+        }
         self.columns_seen[column] = self.stamp;
         let first = self.next()?;
         if first == b'n' {

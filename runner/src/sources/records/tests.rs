@@ -612,3 +612,19 @@ fn a_quote_left_open_on_its_line_is_told_so() {
         "{bad:?}"
     );
 }
+
+#[test]
+fn a_dotted_name_is_also_a_key_of_its_own_in_both_readers() {
+    let input = b"{\"a.b\":1}\n{\"a\":{\"b\":2}}\n{\"a.b\":3,\"a\":{\"b\":4}}\n{\"log.level\":\"info\",\"a.b\":5}\n";
+    let declared = [("a.b", "integer?"), ("log.level", "text?")];
+    let plain = decoder(Format::Jsonl, &declared);
+    let mut arrow_only = decoder(Format::Jsonl, &declared);
+    arrow_only.plain_json = None;
+    for d in [&plain, &arrow_only] {
+        let (batches, bad) = d.decode(input).unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        let out = one_batch(batches, &d.schema());
+        assert_eq!(texts(&out, "a.b"), ["1", "2", "3", "5"]);
+        assert_eq!(texts(&out, "log.level"), ["", "", "", "info"]);
+    }
+}
