@@ -540,7 +540,12 @@ impl<'a> LineReader<'a, '_> {
             Values::Integer(..) => {
                 // An integer, or a float with no fraction that it holds exactly; anything else
                 // is given back, and found bad.
-                let number = super::exact_integer(self.number(first)?)?;
+                let token = self.number(first)?;
+                // `number` checked JSON's syntax: digits alone parse as they are.
+                let number = match lexical_core::parse::<i64>(token) {
+                    Ok(number) => number,
+                    Err(_) => super::exact_integer(token)?,
+                };
                 self.values[column].push_integer(number);
             }
             Values::Float(..) => {
