@@ -207,6 +207,12 @@ pub fn float_keys(column: ArrayRef) -> ArrayRef {
     }
 }
 
+/// A float as text, as `cast(x as text)` writes it (Arrow's cast): `1.0`, `0.1`, `1e19`,
+/// `1e-7`, `-0.0`, `inf`, `NaN`, so a float reads as a float and every sink writes it alike.
+pub fn float_text(x: f64) -> String {
+    format!("{x:?}")
+}
+
 /// Microseconds since the epoch as RFC 3339 in UTC (`2024-05-01T12:00:00Z`, with a fraction
 /// only when there is one), as every sink prints timestamps.
 pub fn format_timestamp(micros: i64) -> String {
@@ -238,6 +244,7 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%d %H:%M:%S%.f",
         "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
     ] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
             return Some(t.and_utc().timestamp_micros());
@@ -392,7 +399,7 @@ impl Cell<'_> {
             Cell::Null => String::new(),
             Cell::Text(s) => (*s).to_owned(),
             Cell::Int(i) => i.to_string(),
-            Cell::Float(f) => f.to_string(),
+            Cell::Float(f) => float_text(*f),
             Cell::Bool(b) => b.to_string(),
             Cell::Timestamp(t) => format_timestamp(*t),
             Cell::List(items) => items

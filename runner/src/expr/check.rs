@@ -644,7 +644,11 @@ impl Checker<'_> {
                     at,
                     format!(
                         "`{name}` takes {wanted} argument{}, found {}",
-                        if max == 1 { "" } else { "s" },
+                        if max == 1 || (max == usize::MAX && min == 1) {
+                            ""
+                        } else {
+                            "s"
+                        },
                         args.len()
                     ),
                 ))

@@ -110,9 +110,12 @@ fn comparisons_and_logic() {
 #[test]
 fn arithmetic_and_functions() {
     assert_eq!(values("count + 1"), ["299", "278", "60", "61"]);
-    assert_eq!(values("count / 2"), ["149", "138.5", "29.5", "30"]);
+    assert_eq!(values("count / 2"), ["149.0", "138.5", "29.5", "30.0"]);
     assert_eq!(values("count % 7"), ["4", "4", "3", "4"]);
-    assert_eq!(values("-count * 1.5"), ["-447", "-415.5", "-88.5", "-90"]);
+    assert_eq!(
+        values("-count * 1.5"),
+        ["-447.0", "-415.5", "-88.5", "-90.0"]
+    );
     assert_eq!(values("upper(word)"), ["ROMEO", "THOU", "I’LL", "ONE"]);
     assert_eq!(values("length(word)"), ["5", "4", "4", "3"]);
     assert_eq!(values("substr(word, 2, 2)"), ["om", "ho", "’l", "ne"]);
@@ -130,7 +133,7 @@ fn arithmetic_and_functions() {
     assert_eq!(values("cast(count as text)"), ["298", "277", "59", "60"]);
     assert_eq!(
         values("cast(count as float) / 4"),
-        ["74.5", "69.25", "14.75", "15"]
+        ["74.5", "69.25", "14.75", "15.0"]
     );
     assert_eq!(
         values("round(count / 7, 1)"),
@@ -157,7 +160,7 @@ fn nulls_propagate_as_in_sql() {
         keep_in("s is not null and n is not null", &b),
         [true, false, false]
     );
-    assert_eq!(values_in("coalesce(n, x, 0)", &b), ["7", "-2", "-0.5"]);
+    assert_eq!(values_in("coalesce(n, x, 0)", &b), ["7.0", "-2.0", "-0.5"]);
     assert_eq!(
         values_in("coalesce(s, 'none')", &b),
         ["Ab c", "none", "ΣΑΣ x"]

@@ -154,6 +154,9 @@ impl BuildSource for FileSourceConfig {
         if self.format == Format::Parquet {
             return super::parquet::build(self, path);
         }
+        if self.delimiter.is_some() && self.format != Format::Csv {
+            return Err("`delimiter` is for `format: csv`".into());
+        }
         let delimiter = match self.delimiter {
             None => b',',
             Some(c) if c.is_ascii() && c != '\n' && c != '\r' && c != '"' => c as u8,

@@ -206,14 +206,25 @@ impl RecordDecoder {
             .map(|n| Field::new(n, DataType::Utf8, true))
             .collect();
         let mut projection = Vec::with_capacity(decoder.columns.len());
+        let columns_declared: Vec<&str> = decoder.columns.iter().map(|c| c.name.as_str()).collect();
         for (spec, read) in decoder.columns.iter().zip(decoder.read_schema.fields()) {
             let index = header.iter().position(|h| h == &spec.name).ok_or_else(|| {
+                // A name declared already is no likely typo.
+                let undeclared = header
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|h| !columns_declared.contains(h));
                 format!(
-                    "the CSV header has no column `{}`{} (header: {})",
+                    "the CSV header has no column `{}`{} (header: {}){}",
                     spec.name,
-                    crate::data::closest(&spec.name, header.iter().map(String::as_str))
+                    crate::data::closest(&spec.name, undeclared)
                         .map_or(String::new(), |b| format!(", did you mean `{b}`?")),
-                    header.join(", ")
+                    header.join(", "),
+                    if spec.required {
+                        ""
+                    } else {
+                        "; `?` lets a record's field be empty, the column must still be in the header"
+                    }
                 )
             })?;
             fields[index] = read.as_ref().clone();
@@ -558,6 +569,11 @@ impl RecordDecoder {
             None => records,
         };
         for (_, line) in records {
+            if whole.is_none() && line.trim_ascii_start().first() != Some(&b'{') {
+                return Err(
+                    "the line is not a JSON object (JSON lines hold one object per line)".into(),
+                );
+            }
             strict_json(line)?;
             let line = plain_json::surrogate_pairs_as_utf8(line);
             let mut fed = 0;

@@ -377,7 +377,7 @@ impl Value {
         match self {
             Value::Text(s) => s.clone(),
             Value::Int(i) => i.to_string(),
-            Value::Float(x) => x.to_string(),
+            Value::Float(x) => crate::data::float_text(*x),
             Value::Bool(b) => b.to_string(),
             Value::Timestamp(t) => crate::data::format_timestamp(*t),
             Value::List(items) => serde_json::Value::from(items.clone()).to_string(),

@@ -197,7 +197,7 @@ mod tests {
         };
         let err = map.apply(&input).unwrap_err().to_string();
         assert!(
-            err.contains("not valid JSON: ")
+            err.contains("the line is not a JSON object")
                 && err.contains(" in \"not json\"")
                 && err.contains("on_error: skip"),
             "{err}"

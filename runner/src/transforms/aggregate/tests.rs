@@ -81,12 +81,12 @@ fn every_aggregate_by_key_with_nulls() {
     assert_eq!(texts(&out, "n"), ["1", "2", "2", "1"]);
     assert_eq!(texts(&out, "amounts"), ["1", "1", "2", "1"]);
     assert_eq!(texts(&out, "total"), ["7", "3", "10", "1"]);
-    assert_eq!(texts(&out, "mean"), ["7", "3", "5", "1"]);
-    assert_eq!(texts(&out, "low"), ["", "0.5", "-1", "4"]);
+    assert_eq!(texts(&out, "mean"), ["7.0", "3.0", "5.0", "1.0"]);
+    assert_eq!(texts(&out, "low"), ["", "0.5", "-1.0", "4.0"]);
     assert_eq!(texts(&out, "high"), ["", "ana", "bo", "zoë"]);
     assert_eq!(texts(&out, "kinds"), ["1", "1", "1", "1"]);
     assert_eq!(texts(&out, "first"), ["7", "3", "5", "1"]);
-    assert_eq!(texts(&out, "last"), ["", "0.5", "-1", "4"]);
+    assert_eq!(texts(&out, "last"), ["", "0.5", "-1.0", "4.0"]);
     assert_eq!(texts(&out, "all"), ["7", "3", "5 5", "1"]);
 }
 
