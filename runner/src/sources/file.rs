@@ -51,6 +51,9 @@ pub struct FileSourceConfig {
     pub fetch: Option<FetchConfig>,
     /// A longer line is skipped and counted rather than held in memory (at least 1 MiB;
     /// default 64 MiB): a file without newlines, such as `/dev/zero`, is read in bounded memory.
+    /// Lines are measured as they are read, so one that ends within the read it starts in
+    /// (up to half as long again) is still taken. For `csv` and `jsonl` under `on_error: fail`,
+    /// such a record fails the run.
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
     /// How records are written: `lines` (each line one row of `column`), `csv` (with a header
@@ -692,6 +695,7 @@ impl BatchSource for FileSource {
                         max_line_bytes: self.max_line_bytes,
                         skipping: false,
                         lines: self.lines.clone(),
+                        fail_on_long: self.fails_on_long_records(),
                     }),
                     Err(source) => Box::new(std::iter::once(Err(Error::Input { path, source }))),
                 }
@@ -953,6 +957,12 @@ impl FileSource {
             if filled - line_start > self.max_line_bytes {
                 // The last line is too long to hold: drop it (its owner is this piece, the
                 // check above makes sure), and count it once.
+                if self.fails_on_long_records() {
+                    return Err(long_record(
+                        &piece.path.display().to_string(),
+                        self.max_line_bytes,
+                    ));
+                }
                 self.lines.long_lines.fetch_add(1, Ordering::Relaxed);
                 filled = line_start;
                 break;
@@ -1041,6 +1051,14 @@ impl FileSource {
         Ok(batches)
     }
 
+    /// Whether a line too long to hold fails the run: records under `on_error: fail` (lines
+    /// are skipped and counted, as `max_line_bytes` says).
+    fn fails_on_long_records(&self) -> bool {
+        self.records
+            .as_ref()
+            .is_some_and(|r| r.on_error == OnError::Fail)
+    }
+
     fn finish_batch(&self, builder: &mut StringBuilder) -> RecordBatch {
         RecordBatch::try_new(self.schema.clone(), vec![Arc::new(builder.finish())])
             .expect("one text column")
@@ -1059,6 +1077,8 @@ struct LineMorsels {
     /// Inside a line longer than `max_line_bytes`: its bytes are dropped until its newline.
     skipping: bool,
     lines: Arc<super::LineCounts>,
+    /// Records under `on_error: fail`: a line too long to hold is an error, not skipped.
+    fail_on_long: bool,
 }
 
 impl Iterator for LineMorsels {
@@ -1117,12 +1137,23 @@ impl Iterator for LineMorsels {
             }
             // A line longer than a morsel: keep reading until it ends, up to max_line_bytes.
             if buffer.len() > self.max_line_bytes {
+                if self.fail_on_long {
+                    self.done = true;
+                    return Some(Err(long_record(&self.origin, self.max_line_bytes)));
+                }
                 self.lines.long_lines.fetch_add(1, Ordering::Relaxed);
                 self.skipping = true;
                 buffer.clear();
             }
         }
     }
+}
+
+/// A record too long to hold, under `on_error: fail`.
+fn long_record(origin: &str, max_line_bytes: usize) -> Error {
+    Error::runtime(format!(
+        "{origin}: a record is longer than max_line_bytes ({max_line_bytes} bytes); raise `max_line_bytes`, or `on_error: skip` leaves such records out"
+    ))
 }
 
 /// Reads until `buffer` is full or the input ends; returns the bytes read and whether it ended.
@@ -1202,6 +1233,36 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, bytes).unwrap();
         path
+    }
+
+    #[test]
+    fn a_record_too_long_to_hold_fails_under_on_error_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "y".repeat(3 << 20);
+        let path = write(
+            dir.path(),
+            "long.csv",
+            format!("a,b\n1,x\n2,{long}\n3,z\n").as_bytes(),
+        );
+        let read = |on_error: &str| -> Result<Vec<String>> {
+            let src = source(
+                &path,
+                &format!(", format: csv, on_error: {on_error}, max_line_bytes: 1048576, columns: {{a: integer, b: text}}"),
+            );
+            let mut values = Vec::new();
+            for morsel in src.open()?.into_seq_iter() {
+                for batch in src.decode(morsel?)? {
+                    values.extend(texts(&batch, "a"));
+                }
+            }
+            Ok(values)
+        };
+        assert_eq!(read("skip").unwrap(), ["1", "3"]);
+        let err = read("fail").unwrap_err().to_string();
+        assert!(
+            err.contains("a record is longer than max_line_bytes"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1386,6 +1447,7 @@ mod tests {
             max_line_bytes: MORSEL_BYTES,
             skipping: false,
             lines: lines.clone(),
+            fail_on_long: false,
         };
         let bytes: Vec<u8> = morsels.flat_map(|m| m.unwrap().bytes).collect();
         assert_eq!(bytes, b"a b\nc d\n");
