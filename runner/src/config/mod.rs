@@ -181,10 +181,18 @@ impl LoadedPipeline {
     /// with a caret `offset` characters to the right of it; empty when the file cannot be
     /// read again or the location is unknown.
     pub fn snippet(&self, location: &Location, offset: usize, message: &str) -> String {
+        self.snippet_at(
+            location.line() as usize,
+            location.column() as usize + offset,
+            message,
+        )
+    }
+
+    /// [`LoadedPipeline::snippet`] at `line` and `column` (from 1).
+    pub fn snippet_at(&self, line: usize, column: usize, message: &str) -> String {
         let Ok(text) = std::fs::read_to_string(&self.path) else {
             return String::new();
         };
-        let line = location.line() as usize;
         let lines: Vec<&str> = text.lines().collect();
         if line == 0 || line > lines.len() {
             return String::new();
@@ -194,16 +202,12 @@ impl LoadedPipeline {
         let width = last.to_string().len();
         let mut out = format!(
             "{:width$}--> {}:{}:{}\n{:width$} |\n",
-            "",
-            self.display_name,
-            line,
-            location.column() as usize + offset,
-            ""
+            "", self.display_name, line, column, ""
         );
         for number in first..=last {
             out.push_str(&format!("{number:>width$} | {}\n", lines[number - 1]));
             if number == line {
-                let caret = location.column() as usize - 1 + offset;
+                let caret = column.saturating_sub(1);
                 out.push_str(&format!(
                     "{:width$} | {}^ {message}\n",
                     "",
@@ -269,8 +273,9 @@ pub fn load_text(text: &str, path: &Path, overrides: &[Override]) -> Result<Load
     })
 }
 
-/// YAML as runner reads it: YAML 1.2's booleans only (`true`/`false`), so `on`, `off`, `y`, `n`,
-/// `yes` and `no` stay texts (a column renamed to `off`) whether or not `--set` rewrote the file.
+/// YAML read without a target type (for `--set` to change, and the plan's copy): YAML 1.2's
+/// booleans only, so `on`, `off`, `y`, `n`, `yes` and `no` stay as written (a column renamed
+/// to `off`) for the typed parse to read as its field wants.
 pub fn from_yaml<'de, T: Deserialize<'de>>(
     text: &'de str,
 ) -> std::result::Result<T, serde_saphyr::Error> {
@@ -281,7 +286,7 @@ pub fn from_yaml<'de, T: Deserialize<'de>>(
 
 /// Parses pipeline YAML; errors name `source_name`, line and column, with a snippet.
 pub fn parse(text: &str, source_name: &str) -> Result<PipelineConfig> {
-    from_yaml::<PipelineConfig>(text).map_err(|e| yaml_error(&e, source_name))
+    serde_saphyr::from_str::<PipelineConfig>(text).map_err(|e| yaml_error(&e, source_name))
 }
 
 fn apply_overrides(text: &str, file_name: &str, overrides: &[Override]) -> Result<String> {
@@ -289,7 +294,12 @@ fn apply_overrides(text: &str, file_name: &str, overrides: &[Override]) -> Resul
     for ov in overrides {
         overrides::apply(&mut doc, ov).map_err(Error::invalid)?;
     }
-    serde_saphyr::to_string(&doc)
+    // Written back with YAML 1.2's rules (`no` unquoted, as it was read): each value parses as
+    // it did in the file, a bool field's `no` as false and a text's `no` as text.
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.yaml_12 = true;
+    options.no_lang_directive = true;
+    serde_saphyr::to_string_with_options(&doc, options)
         .map_err(|e| Error::invalid(format!("{file_name}: cannot apply --set: {e}")))
 }
 

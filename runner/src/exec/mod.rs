@@ -207,7 +207,7 @@ fn located_error(
     label: &str,
     message: &str,
 ) -> Error {
-    let Some(value) = builder.error_location().filter(|l| l.line() > 0) else {
+    let Some(value) = builder.error_location(message).filter(|l| l.line() > 0) else {
         return Error::invalid(format!("{}: {label}: {message}", loaded.at(step)));
     };
     // "in `EXPR` at character N: why" gives the offset inside the value.
@@ -216,30 +216,111 @@ fn located_error(
         .and_then(|(_, rest)| rest.split_once(':'))
         .and_then(|(n, _)| n.trim().parse::<usize>().ok())
         .map_or(0, |n| n.saturating_sub(1));
-    // A quoted value starts one character after its location.
-    let quoted = std::fs::read_to_string(&loaded.path)
-        .ok()
-        .and_then(|text| {
-            let line = text.lines().nth(value.line() as usize - 1)?.to_owned();
-            line.chars().nth(value.column() as usize - 1)
-        })
-        .is_some_and(|c| c == '"' || c == '\'');
-    let offset = at_character + usize::from(quoted);
+    // Where that character is in the file: after a quote, on a block scalar's lines, past
+    // escapes.
+    let (line, column) = std::fs::read_to_string(&loaded.path).map_or(
+        (
+            value.line() as usize,
+            value.column() as usize + at_character,
+        ),
+        |text| {
+            position_in_scalar(
+                &text,
+                value.line() as usize,
+                value.column() as usize,
+                at_character,
+            )
+        },
+    );
     let why = message
         .split_once(" at character ")
         .and_then(|(_, rest)| rest.split_once(": "))
         .map_or(message, |(_, why)| why);
-    let snippet = loaded.snippet(&value, offset, why);
-    let at = format!(
-        "{}:{}:{}",
-        loaded.display_name,
-        value.line(),
-        value.column() as usize + offset
-    );
+    let snippet = loaded.snippet_at(line, column, why);
+    let at = format!("{}:{line}:{column}", loaded.display_name);
     if snippet.is_empty() {
         Error::invalid(format!("{at}: {label}: {message}"))
     } else {
         Error::invalid(format!("{at}: {label}: {message}\n{snippet}"))
+    }
+}
+
+/// The line and column (from 1) in `text` of character `at` of the value of the YAML scalar
+/// that starts at `line`, `column`: plain, quoted (escapes and `''` count as the one character
+/// they stand for) or a block scalar (`|` or `>`: its lines below, indentation left out).
+fn position_in_scalar(text: &str, line: usize, column: usize, at: usize) -> (usize, usize) {
+    let lines: Vec<&str> = text.lines().collect();
+    let plain = (line, column + at);
+    let Some(first) = lines.get(line.wrapping_sub(1)) else {
+        return plain;
+    };
+    let raw: Vec<char> = first.chars().skip(column.saturating_sub(1)).collect();
+    let before: String = first.chars().take(column.saturating_sub(1)).collect();
+    // The parser may place a block scalar at its indicator or at its first line of text.
+    let block_text_here = before.trim().is_empty()
+        && line >= 2
+        && lines[..line - 1]
+            .iter()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| {
+                let indicator = l
+                    .trim_end()
+                    .trim_end_matches(|c: char| c == '-' || c == '+' || c.is_ascii_digit());
+                indicator.ends_with('|') || indicator.ends_with('>')
+            });
+    let block = match raw.first() {
+        Some('|' | '>') => Some(line),
+        _ if block_text_here => Some(line - 1),
+        _ => None,
+    };
+    match raw.first() {
+        _ if block.is_some() => {
+            let line = block.unwrap_or(line);
+            let content = &lines[line.min(lines.len())..];
+            let indent = content
+                .iter()
+                .find(|l| !l.trim().is_empty())
+                .map_or(0, |l| l.len() - l.trim_start_matches(' ').len());
+            let mut left = at;
+            for (index, content_line) in content.iter().enumerate() {
+                let blank = content_line.trim().is_empty();
+                if !blank
+                    && content_line.len() - content_line.trim_start_matches(' ').len() < indent
+                {
+                    break;
+                }
+                // Each line is its characters and one more: the line break (or the space a
+                // folded one becomes).
+                let length = if blank {
+                    0
+                } else {
+                    content_line.chars().count() - indent
+                };
+                if left < length {
+                    return (line + 1 + index, indent + left + 1);
+                }
+                left -= (length + 1).min(left);
+            }
+            plain
+        }
+        Some(quote @ ('"' | '\'')) => {
+            let mut raw_at = 1;
+            for _ in 0..at {
+                let step = match (quote, raw.get(raw_at), raw.get(raw_at + 1)) {
+                    ('"', Some('\\'), Some('x')) => 4,
+                    ('"', Some('\\'), Some('u')) => 6,
+                    ('"', Some('\\'), Some('U')) => 10,
+                    ('"', Some('\\'), _) => 2,
+                    ('\'', Some('\''), Some('\'')) => 2,
+                    (_, None, _) => return plain,
+                    _ => 1,
+                };
+                raw_at += step;
+            }
+            (line, column + raw_at)
+        }
+        _ => plain,
     }
 }
 
@@ -444,6 +525,26 @@ fn canonical_json(value: &serde_json::Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::position_in_scalar;
+
+    #[test]
+    fn an_expressions_character_is_found_in_any_yaml_style() {
+        let text = "a:\n  where: |\n    i > 3\n      and bogus > 1\n  b: \"s == '\\u00e9\\u00e9' and boguz\"\n  c: 'it''s or bogy'\n  d: plain bogx\n";
+        // `bogus` is character 12 of "i > 3\n  and bogus > 1" (from 0).
+        assert_eq!(position_in_scalar(text, 2, 10, 12), (4, 11));
+        assert_eq!(position_in_scalar(text, 2, 10, 0), (3, 5));
+        // The same, located at the block's first line of text.
+        assert_eq!(position_in_scalar(text, 3, 5, 12), (4, 11));
+        assert_eq!(position_in_scalar(text, 3, 5, 2), (3, 7));
+        // `boguz`: character 14 of "s == 'éé' and boguz"; each escape is 6 characters.
+        assert_eq!(position_in_scalar(text, 5, 6, 14), (5, 6 + 25));
+        // `bogy`: character 8 of "it's or bogy"; `''` is 2.
+        assert_eq!(position_in_scalar(text, 6, 6, 8), (6, 6 + 1 + 9));
+        assert_eq!(position_in_scalar(text, 7, 6, 6), (7, 12));
+        // Past the text: the plain guess, no panic.
+        assert_eq!(position_in_scalar(text, 99, 1, 3), (99, 4));
+    }
+
     #[test]
     fn identity_ignores_key_order_comments_and_layout_but_not_settings() {
         let dir = tempfile::tempdir().unwrap();

@@ -104,6 +104,9 @@ pub(super) const MAX_OPERATORS: usize = 256;
 /// `in \`source\` at character N: message`.
 /// A long expression is shown only around the position (the YAML snippet has the rest).
 pub(super) fn at_column(source: &str, at: usize, message: &str) -> String {
+    // On one line (a YAML block scalar has line breaks); each is one character still.
+    let one_line = source.replace(['\n', '\r', '\t'], " ");
+    let source = one_line.as_str();
     let at = at.min(source.len());
     let column = source[..at].chars().count() + 1;
     const SHOWN: usize = 60;

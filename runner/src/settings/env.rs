@@ -80,6 +80,17 @@ pub fn spanned_string<'de, D: Deserializer<'de>>(
     Ok(spanned)
 }
 
+/// A list of strings, `${VAR}` replaced in each, with where each is in the file.
+pub fn spanned_strings<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<serde_saphyr::Spanned<String>>, D::Error> {
+    let mut items = Vec::<serde_saphyr::Spanned<String>>::deserialize(d)?;
+    for item in &mut items {
+        item.value = from_env(&item.value).map_err(serde::de::Error::custom)?;
+    }
+    Ok(items)
+}
+
 /// [`string`] as a path, as written (resolved against the pipeline file later).
 pub fn path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     string(d).map(PathBuf::from)

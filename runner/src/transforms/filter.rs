@@ -33,7 +33,7 @@ impl BuildTransform for FilterConfig {
         })
     }
 
-    fn error_location(&self) -> Option<serde_saphyr::Location> {
+    fn error_location(&self, _message: &str) -> Option<serde_saphyr::Location> {
         Some(self.condition.referenced)
     }
 }

@@ -43,9 +43,11 @@ pub trait BuildTransform: Send + Sync {
     fn loads_code(&self) -> Option<&Path> {
         None
     }
-    /// Where in the file a build error points, when that is a value rather than the step
-    /// (a `where:` expression); `None`: the step's `type:`.
-    fn error_location(&self) -> Option<serde_saphyr::Location> {
+    /// Where in the file the build error `message` points, when that is a value rather than
+    /// the step (a `where:` expression, the `select` item it quotes); `None`: the step's
+    /// `type:`.
+    fn error_location(&self, message: &str) -> Option<serde_saphyr::Location> {
+        let _ = message;
         None
     }
 }

@@ -17,8 +17,9 @@ use crate::expr::{compile_named, Expr};
 pub struct SelectConfig {
     /// The output columns in order: a column name, or an expression with `as name`, e.g.
     /// `[word, "length(word) as len", "count * 2 as double"]`.
-    #[serde(deserialize_with = "crate::settings::env::strings")]
-    pub columns: Vec<String>,
+    #[serde(deserialize_with = "crate::settings::env::spanned_strings")]
+    #[schemars(with = "Vec<String>")]
+    pub columns: Vec<serde_saphyr::Spanned<String>>,
 }
 
 impl BuildTransform for SelectConfig {
@@ -30,7 +31,7 @@ impl BuildTransform for SelectConfig {
         let mut fields = Vec::with_capacity(self.columns.len());
         for item in &self.columns {
             let (expr, name) =
-                compile_named(item, ctx.input).map_err(|e| format!("columns: {e}"))?;
+                compile_named(&item.value, ctx.input).map_err(|e| format!("columns: {e}"))?;
             if fields
                 .iter()
                 .any(|f: &arrow_schema::Field| f.name() == &name)
@@ -47,6 +48,17 @@ impl BuildTransform for SelectConfig {
             output: output.clone(),
             kind: StageKind::Map(Box::new(Select { exprs, output })),
         })
+    }
+
+    fn error_location(&self, message: &str) -> Option<serde_saphyr::Location> {
+        // The expression's message quotes the item: "in `ITEM` at character N".
+        self.columns
+            .iter()
+            .find(|item| {
+                let shown = item.value.replace(['\n', '\r', '\t'], " ");
+                message.contains(&format!("in `{shown}` at character"))
+            })
+            .map(|item| item.referenced)
     }
 }
 

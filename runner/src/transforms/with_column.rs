@@ -18,8 +18,9 @@ pub struct WithColumnConfig {
     /// The column's name; an existing column of this name is replaced in place.
     pub name: String,
     /// The expression computing it, e.g. `length(word)` or `round(amount * 1.2, 2)`.
-    #[serde(deserialize_with = "crate::settings::env::string")]
-    pub expr: String,
+    #[serde(deserialize_with = "crate::settings::env::spanned_string")]
+    #[schemars(with = "String")]
+    pub expr: serde_saphyr::Spanned<String>,
 }
 
 impl BuildTransform for WithColumnConfig {
@@ -27,7 +28,7 @@ impl BuildTransform for WithColumnConfig {
         if self.name.is_empty() {
             return Err("`name` is empty".into());
         }
-        let expr = compile_expr(&self.expr, ctx.input).map_err(|e| format!("expr: {e}"))?;
+        let expr = compile_expr(&self.expr.value, ctx.input).map_err(|e| format!("expr: {e}"))?;
         let field = expr.field(&self.name, ctx.input);
         let mut fields: Vec<_> = ctx
             .input
@@ -49,6 +50,12 @@ impl BuildTransform for WithColumnConfig {
                 output,
             })),
         })
+    }
+
+    fn error_location(&self, message: &str) -> Option<serde_saphyr::Location> {
+        message
+            .starts_with("expr: ")
+            .then_some(self.expr.referenced)
     }
 }
 
