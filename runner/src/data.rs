@@ -207,10 +207,10 @@ pub fn float_keys(column: ArrayRef) -> ArrayRef {
     }
 }
 
-/// A float as text, as `cast(x as text)` writes it (Arrow's cast): `1.0`, `0.1`, `1e19`,
+/// A float as text, as `cast(x as text)` writes it (Arrow's cast, with `ryu`): `1.0`, `0.1`, `1e19`,
 /// `1e-7`, `-0.0`, `inf`, `NaN`, so a float reads as a float and every sink writes it alike.
 pub fn float_text(x: f64) -> String {
-    format!("{x:?}")
+    ryu::Buffer::new().format(x).to_owned()
 }
 
 /// Microseconds since the epoch as RFC 3339 in UTC (`2024-05-01T12:00:00Z`, with a fraction
@@ -227,6 +227,15 @@ pub fn format_timestamp(micros: i64) -> String {
 /// seconds since the epoch (milliseconds when it has more than 11 digits, microseconds past 14,
 /// nanoseconds past 17), in the years 1 to 9999.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let micros = parse_any_timestamp(text)?;
+    // Years 1 to 9999, which RFC 3339 writes (and Spark's timestamps hold).
+    (FIRST_MICROS..=LAST_MICROS)
+        .contains(&micros)
+        .then_some(micros)
+}
+
+/// [`parse_timestamp`] without the range check.
+fn parse_any_timestamp(text: &str) -> Option<i64> {
     let text = text.trim();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Some(t.timestamp_micros());
@@ -253,14 +262,10 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         return Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros());
     }
-    let micros = match text.parse::<i64>() {
+    match text.parse::<i64>() {
         Ok(n) => epoch_integer_micros(n),
         Err(_) => text.parse::<f64>().ok().and_then(epoch_number_micros),
-    }?;
-    // Years 1 to 9999, which RFC 3339 writes (and Spark's timestamps hold).
-    (FIRST_MICROS..=LAST_MICROS)
-        .contains(&micros)
-        .then_some(micros)
+    }
 }
 
 /// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z in microseconds since the epoch.

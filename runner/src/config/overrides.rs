@@ -140,7 +140,7 @@ mod tests {
         assert_eq!(o.value, json!("off"));
         let o: Override = "header=true".parse().unwrap();
         assert_eq!(o.value, json!(true));
-        let text = "name: t\nsource: {type: file, path: x.csv}\ntransforms:\n  - {type: rename, columns: {a: off, b: y}}\n  - {type: select, columns: [n, yes]}\nsinks: [{type: stdout}]\n";
+        let text = "name: t\nsource: {type: file, path: x.csv}\ntransforms:\n  - {type: rename, columns: {a: off, b: y}}\n  - {type: select, columns: [n, yes]}\nsinks: [{type: csv, path: o.csv, header: no}]\n";
         let overrides = ["cores=1".parse().unwrap()];
         let loaded =
             crate::config::load_text(text, std::path::Path::new("t.yaml"), &overrides).unwrap();

@@ -330,6 +330,9 @@ async fn run_epochs(
             }
         }
         let fired_at = Instant::now();
+        // The epoch's rows are transformed from here: `now()` is this time, as Spark's batch
+        // timestamp.
+        crate::expr::start_query_time();
         // How late the trigger fired against its schedule (processing-time triggers).
         let delay = processing_time.map(|_| fired_at.saturating_duration_since(next_fire));
         if let Some(interval) = processing_time {
@@ -593,7 +596,6 @@ impl Emitter<'_> {
         self.rows_out += result.num_rows() as u64;
         self.epoch += 1;
         self.ran += 1;
-        crate::expr::start_query_time();
         Ok(())
     }
 }

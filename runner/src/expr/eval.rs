@@ -355,9 +355,27 @@ fn compare(op: Cmp, l: Col, r: Col, rows: usize) -> Out {
 /// shortest decimal that reads back as `x` (`1.005` is rounded as 1.005, not as the binary
 /// 1.00499999999999989...), so `round(1.005, 2)` is 1.01 and a large `x` stays itself.
 fn round_half_up(x: f64, digits: i32) -> f64 {
-    if !x.is_finite() || x == 0.0 {
+    if !x.is_finite() {
         return x;
     }
+    if x == 0.0 {
+        return 0.0;
+    }
+    // Most values are far from a tie: scaled by 10^digits (exact up to 10^15) and more than
+    // the product's error away from .5, they round as their shortest decimal does, and
+    // `n / 10^digits` is the float nearest that decimal, as parsing it gives.
+    if (0..=15).contains(&digits) {
+        let scale = 10f64.powi(digits);
+        let scaled = x * scale;
+        if scaled.abs() < f64::from(1u32 << 30) && (scaled.abs().fract() - 0.5).abs() > 1e-6 {
+            return scaled.round() / scale + 0.0;
+        }
+    }
+    round_on_the_shortest_decimal(x, digits)
+}
+
+/// [`round_half_up`] on the digits of the shortest decimal that reads back as `x` (not 0).
+fn round_on_the_shortest_decimal(x: f64, digits: i32) -> f64 {
     // `d.ddde±E`: the digits without the point, and the place of the first one.
     let shortest = format!("{:e}", x.abs());
     let Some((mantissa, exponent)) = shortest.split_once('e') else {
@@ -783,6 +801,7 @@ fn truncate(micros: i64, unit: TimeUnit) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::round_half_up as round;
+    use super::round_on_the_shortest_decimal as slow;
 
     #[test]
     fn rounding_is_half_up_on_the_shortest_decimal_as_in_spark() {
@@ -808,6 +827,14 @@ mod tests {
             assert_eq!(round(x, digits), rounded, "round({x}, {digits})");
         }
         assert!(round(f64::NAN, 2).is_nan());
+        assert!(round(-0.0, 2).is_sign_positive() && round(-0.0004, 3).is_sign_positive());
+        // The fast path and the decimal one agree wherever both apply.
+        for i in -20_000..20_000 {
+            let x = f64::from(i) * 0.001_7;
+            for digits in 0..4 {
+                assert_eq!(round(x, digits), slow(x, digits), "round({x}, {digits})");
+            }
+        }
         assert_eq!(round(f64::INFINITY, 2), f64::INFINITY);
     }
 }

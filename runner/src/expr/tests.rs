@@ -466,6 +466,9 @@ fn epoch_numbers_are_told_apart_by_size_and_stay_in_years_1_to_9999() {
     assert_eq!(parse("99999999999"), Some(99_999_999_999_000_000));
     assert_eq!(parse("9999999999999999"), Some(9_999_999_999_999_999));
     assert_eq!(parse("-99999999999"), None);
+    assert_eq!(parse("0000-01-01"), None);
+    assert_eq!(parse("0000-01-01T00:00:00+01:00"), None);
+    assert_eq!(parse("9999-12-31T23:59:59Z"), Some(253_402_300_799_000_000));
 }
 
 #[test]
@@ -476,4 +479,27 @@ fn like_escapes_are_spark_sqls() {
     assert_eq!(keep_in(r"s like 'a\_c'", &b), [true, false, false, false]);
     assert_eq!(keep_in(r"s like '%\%'", &b), [false, false, false, true]);
     assert_eq!(keep_in(r"s like 'a_c'", &b), [true, true, true, false]);
+}
+
+#[test]
+fn floats_print_as_cast_prints_them() {
+    let values = vec![
+        1.0,
+        0.1,
+        1e19,
+        1e-7,
+        5e-5,
+        0.00012,
+        -0.0,
+        1e16,
+        1e308,
+        f64::NAN,
+        f64::INFINITY,
+    ];
+    let floats: Arc<dyn arrow_array::Array> = Arc::new(Float64Array::from(values.clone()));
+    let cast = arrow_cast::cast(&floats, &arrow_schema::DataType::Utf8).unwrap();
+    let cast = cast.as_any().downcast_ref::<StringArray>().unwrap();
+    for (row, x) in values.iter().enumerate() {
+        assert_eq!(crate::data::float_text(*x), cast.value(row), "{x}");
+    }
 }

@@ -53,7 +53,7 @@ pub struct FileSourceConfig {
     /// default 64 MiB): a file without newlines, such as `/dev/zero`, is read in bounded memory.
     /// Lines are measured as they are read, so one that ends within the read it starts in
     /// (up to half as long again) is still taken. For `csv` and `jsonl` under `on_error: fail`,
-    /// such a record fails the run.
+    /// such a record fails a batch run (a stream skips and counts it).
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
     /// How records are written: `lines` (each line one row of `column`), `csv` (with a header
@@ -147,6 +147,9 @@ impl BuildSource for FileSourceConfig {
                 return Err("`fetch` needs `path` to be a single file".into());
             }
         }
+        if self.delimiter.is_some() && self.format != Format::Csv {
+            return Err("`delimiter` is for `format: csv`".into());
+        }
         let path = crate::settings::resolve_against(ctx.base_dir, &self.path);
         if ctx.streaming {
             return self.build_stream(path);
@@ -156,9 +159,6 @@ impl BuildSource for FileSourceConfig {
         }
         if self.format == Format::Parquet {
             return super::parquet::build(self, path);
-        }
-        if self.delimiter.is_some() && self.format != Format::Csv {
-            return Err("`delimiter` is for `format: csv`".into());
         }
         let delimiter = match self.delimiter {
             None => b',',
@@ -380,14 +380,28 @@ impl Records {
         let Some(header) = header else {
             return Ok(());
         };
+        if self.encoding_errors == EncodingErrors::Fail {
+            if let Err(e) = std::str::from_utf8(&header) {
+                return Err(Error::runtime(format!(
+                    "{origin} line 1: invalid UTF-8 in the CSV header at byte {}; use `encoding_errors: replace` to read it anyway",
+                    e.valid_up_to() + 1
+                )));
+            }
+        }
+        // Invalid UTF-8 in a name is replaced (as inference reads it), whatever
+        // `encoding_errors` says of records: the header cannot be skipped.
         let names: Vec<String> = csv::ReaderBuilder::new()
             .has_headers(false)
             .delimiter(self.delimiter)
             .from_reader(header.as_slice())
-            .records()
+            .byte_records()
             .next()
             .and_then(|r| r.ok())
-            .map(|r| r.iter().map(str::to_owned).collect())
+            .map(|r| {
+                r.iter()
+                    .map(|name| String::from_utf8_lossy(name).into_owned())
+                    .collect()
+            })
             .map(super::records::unique_names)
             .unwrap_or_default();
         if let Some(existing) = self.decoder.get() {

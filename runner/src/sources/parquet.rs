@@ -69,13 +69,33 @@ fn convert(column: &ArrayRef, to: &DataType, spec: &ColumnSpec) -> Result<Conver
         }
         _ => arrow_cast::cast(column, to).map_err(|e| e.to_string())?,
     };
-    let fractions: Option<ArrayRef> = match (column.data_type(), to) {
+    // Whether a row's number has a fraction (decimals decided on their digits: a float would
+    // round 12345678901234567.01 to a whole number).
+    let fractional: Option<Vec<bool>> = match (column.data_type(), to) {
+        (DataType::Decimal128(_, scale), DataType::Int64) if *scale > 0 => {
+            let unit = 10i128.checked_pow(u32::from(scale.unsigned_abs()));
+            let decimals = column.as_primitive::<arrow_array::types::Decimal128Type>();
+            Some(
+                decimals
+                    .values()
+                    .iter()
+                    .map(|v| unit.is_none_or(|unit| v % unit != 0))
+                    .collect(),
+            )
+        }
         (from, DataType::Int64) if from.is_floating() || from.is_decimal() => {
-            Some(arrow_cast::cast(column, &DataType::Float64).map_err(|e| e.to_string())?)
+            let floats = arrow_cast::cast(column, &DataType::Float64).map_err(|e| e.to_string())?;
+            Some(
+                floats
+                    .as_primitive::<Float64Type>()
+                    .values()
+                    .iter()
+                    .map(|x| x.fract() != 0.0)
+                    .collect(),
+            )
         }
         _ => None,
     };
-    let fractions = fractions.as_ref().map(|f| f.as_primitive::<Float64Type>());
     let mut bad = Vec::new();
     for row in (0..column.len()).filter(|&r| column.is_valid(r)) {
         let why = if converted.is_null(row) {
@@ -83,7 +103,7 @@ fn convert(column: &ArrayRef, to: &DataType, spec: &ColumnSpec) -> Result<Conver
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "",
                 _ => " (out of range)",
             }
-        } else if fractions.is_some_and(|f| f.value(row).fract() != 0.0) {
+        } else if fractional.as_ref().is_some_and(|f| f[row]) {
             " (it has a fraction: read it as float)"
         } else {
             continue;

@@ -365,7 +365,7 @@ impl RecordDecoder {
                                 format!(
                                     "`{}`: \"{}\" is not a timestamp (RFC 3339, ISO 8601, or an epoch number; years 1 to 9999)",
                                     spec.name,
-                                    crate::error::escape_controls(v)
+                                    crate::error::shortened(v)
                                 )
                             });
                             None
@@ -382,15 +382,15 @@ impl RecordDecoder {
                     arrow_array::builder::StringBuilder::new(),
                 );
                 for (row, value) in text.iter().enumerate() {
-                    match value.map(|v| (v, serde_json::from_str::<Vec<Option<String>>>(v))) {
+                    match value.map(|v| (v, csv_list(v))) {
                         None => lists.append_null(),
-                        Some((_, Ok(items))) => {
+                        Some((_, Some(items))) => {
                             for item in items {
                                 lists.values().append_option(item);
                             }
                             lists.append(true);
                         }
-                        Some((v, Err(_))) => {
+                        Some((v, None)) => {
                             bad_rows.entry(row).or_insert_with(|| {
                                 format!(
                                     "`{}`: \"{}\" is not a list (a JSON array of texts, as `[\"a\",null]`)",
@@ -714,12 +714,28 @@ fn reworded(text: &str, header: &Schema) -> Option<String> {
     ))
 }
 
+/// A CSV field's list: a JSON array whose items are what a JSON list column takes (texts,
+/// numbers and booleans as written, nulls); `None` for anything else.
+fn csv_list(field: &str) -> Option<Vec<Option<String>>> {
+    let items: Vec<serde_json::Value> = serde_json::from_str(field).ok()?;
+    items
+        .into_iter()
+        .map(|item| match item {
+            serde_json::Value::Null => Some(None),
+            serde_json::Value::String(text) => Some(Some(text)),
+            serde_json::Value::Number(n) => Some(Some(n.to_string())),
+            serde_json::Value::Bool(b) => Some(Some(b.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Checks that `lines` are standard JSON (RFC 8259) before Arrow's reader reads them: it takes
 /// `1.5.3`, `01` or a trailing comma into a text column as if they were numbers or nothing.
 /// (The plain JSON reader checks its lines itself.) Raw control characters in strings are let
 /// through, as both readers let them (a tab pasted into a text is common).
 fn strict_json(lines: &[u8]) -> Result<(), String> {
-    let controls = |b: &u8| *b < 0x20 && *b != b'\n';
+    let controls = |b: &u8| *b < 0x20 && *b != b'\n' && *b != b'\r';
     let spaced: Vec<u8>;
     let lines = if lines.iter().any(controls) {
         spaced = lines
@@ -737,10 +753,7 @@ fn strict_json(lines: &[u8]) -> Result<(), String> {
             let said = text
                 .rsplit_once(" at line ")
                 .map_or(text.as_str(), |(said, _)| said);
-            return Err(format!(
-                "not valid JSON: {said} at character {}",
-                e.column()
-            ));
+            return Err(format!("not valid JSON: {said} at byte {}", e.column()));
         }
     }
     Ok(())
@@ -839,46 +852,46 @@ pub(super) fn exact_integer(written: &[u8]) -> Option<i64> {
         return lexical_core::parse::<i64>(written).ok();
     }
     let (mantissa, exponent) = match rest.iter().position(|&b| b == b'e' || b == b'E') {
-        Some(at) => {
-            let exponent = &rest[at + 1..];
-            let digits = exponent.strip_prefix(b"-").or(exponent.strip_prefix(b"+"));
-            let digits = digits.unwrap_or(exponent);
-            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            let exponent = std::str::from_utf8(exponent).ok()?;
-            (&rest[..at], exponent.parse::<i32>().ok()?)
-        }
-        None => (rest, 0),
+        Some(at) => (&rest[..at], Some(&rest[at + 1..])),
+        None => (rest, None),
     };
     let (whole, fraction) = match mantissa.iter().position(|&b| b == b'.') {
         Some(at) => (&mantissa[..at], &mantissa[at + 1..]),
         None => (mantissa, &mantissa[mantissa.len()..]),
     };
+    let exponent_digits =
+        exponent.map(|e| e.strip_prefix(b"-").or(e.strip_prefix(b"+")).unwrap_or(e));
     let well_formed = !whole.is_empty()
         && (whole == b"0" || whole[0] != b'0')
         && whole.iter().chain(fraction).all(u8::is_ascii_digit)
-        && (mantissa.len() == whole.len() || !fraction.is_empty());
+        && (mantissa.len() == whole.len() || !fraction.is_empty())
+        && exponent_digits.is_none_or(|e| !e.is_empty() && e.iter().all(u8::is_ascii_digit));
     if !well_formed {
         return None;
     }
-    // The digits, with the decimal point `point` digits in; past it every digit must be 0.
-    let digits: Vec<u8> = whole.iter().chain(fraction).copied().collect();
-    let point = i64::from(exponent) + whole.len() as i64;
-    let point = usize::try_from(point.max(0)).ok()?;
-    if digits.iter().skip(point).any(|&d| d != b'0') {
-        return None;
-    }
-    let Some(first) = digits.iter().position(|&d| d != b'0') else {
+    let digits = || whole.iter().chain(fraction).copied();
+    let Some(first) = digits().position(|d| d != b'0') else {
+        // Zero, whatever its exponent.
         return Some(0);
     };
+    let exponent: i64 = match exponent {
+        None => 0,
+        // Past i32 a nonzero number is out of range or has a fraction either way.
+        Some(e) => std::str::from_utf8(e).ok()?.parse::<i32>().ok()?.into(),
+    };
+    // The decimal point sits `point` digits in; past it every digit must be 0.
+    let point = usize::try_from((exponent + whole.len() as i64).max(0)).ok()?;
+    if digits().skip(point).any(|d| d != b'0') {
+        return None;
+    }
     // i64 has 19 digits: more before the point is out of range (and a long loop).
     if point.saturating_sub(first) > 19 {
         return None;
     }
     let mut magnitude: i128 = 0;
-    for index in first..point {
-        let digit = digits.get(index).map_or(0, |d| i128::from(d - b'0'));
+    let mut written = digits().skip(first);
+    for _ in first..point {
+        let digit = written.next().map_or(0, |d| i128::from(d - b'0'));
         magnitude = magnitude * 10 + digit;
     }
     i64::try_from(if negative { -magnitude } else { magnitude }).ok()
@@ -1164,12 +1177,13 @@ pub fn infer_columns(
 /// A CSV header's names with each repeated one suffixed as DuckDB does (`a`, `b`, `a_1`), so
 /// that every column can be named and none is dropped unseen.
 pub fn unique_names(names: Vec<String>) -> Vec<String> {
+    let written: std::collections::HashSet<&String> = names.iter().collect();
     let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut out = Vec::with_capacity(names.len());
     for name in &names {
         let mut unique = name.clone();
         let mut suffix = 0;
-        while seen.contains(&unique) || (suffix > 0 && names.contains(&unique)) {
+        while seen.contains(&unique) || (suffix > 0 && written.contains(&unique)) {
             suffix += 1;
             unique = format!("{name}_{suffix}");
         }

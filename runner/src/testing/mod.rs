@@ -167,7 +167,7 @@ pub fn read(path: &Path) -> Result<TestFile> {
         path: path.to_path_buf(),
         source,
     })?;
-    let file: TestFile = crate::config::from_yaml(&text).map_err(|e| {
+    let file: TestFile = serde_saphyr::from_str(&text).map_err(|e| {
         Error::invalid(format!(
             "{}: {}",
             path.display(),

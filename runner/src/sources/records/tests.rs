@@ -514,7 +514,7 @@ fn json_that_is_not_standard_or_loses_a_fraction_is_a_bad_line() {
     }
     assert_eq!(
         reasons[3].1,
-        "not valid JSON: key must be a string at character 9"
+        "not valid JSON: key must be a string at byte 9"
     );
     assert_eq!(reasons[4], (6, "`n`: \"2.5\" is not an integer"));
 }
@@ -529,6 +529,10 @@ fn json_integers_are_whole_numbers_decided_on_their_digits() {
         ("12.50e1", Some(125)),
         ("0.0001e22", Some(1_000_000_000_000_000_000)),
         ("0e999999", Some(0)),
+        ("0e9999999999", Some(0)),
+        ("-0.000e-99999999999", Some(0)),
+        ("0e", None),
+        ("1e9999999999", None),
         ("-9223372036854775808", Some(i64::MIN)),
         ("-9223372036854775808.0", Some(i64::MIN)),
         ("9223372036854775807e0", Some(i64::MAX)),
@@ -554,7 +558,7 @@ fn json_integers_are_whole_numbers_decided_on_their_digits() {
 #[test]
 fn a_csv_list_is_a_json_array_as_the_sinks_write_it() {
     let d = decoder(Format::Csv, &[("k", "text"), ("l", "list of text?")]);
-    let input = b"b,[]\nc,\"[\"\"a b\"\",null,\"\"x\"\"]\"\nd,\ne,[x\n";
+    let input = b"b,[]\nc,\"[\"\"a b\"\",null,\"\"x\"\",1.5,true]\"\nd,\ne,[x\nf,[[1]]\n";
     let (batches, bad) = d.decode(input).unwrap();
     let out = one_batch(batches, &d.schema());
     let lists: Vec<serde_json::Value> = (0..out.num_rows())
@@ -564,11 +568,12 @@ fn a_csv_list_is_a_json_array_as_the_sinks_write_it() {
         lists,
         [
             serde_json::json!([]),
-            serde_json::json!(["a b", null, "x"]),
+            serde_json::json!(["a b", null, "x", "1.5", "true"]),
             serde_json::Value::Null
         ]
     );
-    assert_eq!(bad.len(), 1);
+    assert_eq!(bad.len(), 2);
+    assert_eq!(bad[1].line, 4);
     assert_eq!(
         (bad[0].line, bad[0].reason.as_str()),
         (
