@@ -186,10 +186,15 @@ pub(super) fn lex(src: &str) -> Result<Vec<(usize, Token)>, (usize, String)> {
                 let text = written.replace('_', "");
                 let token = match text.parse::<u64>() {
                     Ok(int) => Token::Int(int),
-                    Err(_) => Token::Float(
-                        text.parse()
-                            .map_err(|_| (start, format!("`{written}` is not a number")))?,
-                    ),
+                    Err(_) => {
+                        let x: f64 = text
+                            .parse()
+                            .map_err(|_| (start, format!("`{written}` is not a number")))?;
+                        if !x.is_finite() {
+                            return Err((start, format!("`{written}` is past a float's range")));
+                        }
+                        Token::Float(x)
+                    }
                 };
                 (token, end - i)
             }
@@ -290,5 +295,6 @@ mod tests {
         assert!(lex("a && b").unwrap_err().1.contains("write `and`"));
         assert!(lex("!a").unwrap_err().1.contains("write `not`"));
         assert!(lex("1.2.3").unwrap_err().1.contains("is not a number"));
+        assert!(lex("1e400").unwrap_err().1.contains("past a float's range"));
     }
 }

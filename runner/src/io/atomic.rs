@@ -44,7 +44,7 @@ pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir).map_err(|source| Error::Output {
+    make_dirs(dir).map_err(|source| Error::Output {
         path: target.to_path_buf(),
         source,
     })?;
@@ -187,9 +187,41 @@ pub fn write(target: &Path, bytes: &[u8]) -> Result<()> {
     persist(temp, target)
 }
 
+/// `std::fs::create_dir_all`, saying which file is in the way where a part of `dir` is a file
+/// (the system says only "File exists").
+pub fn make_dirs(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        let in_the_way = dir
+            .ancestors()
+            .find(|part| part.is_file())
+            .map(Path::to_path_buf);
+        match in_the_way {
+            Some(file) => std::io::Error::new(
+                e.kind(),
+                format!("{} is a file, not a directory", file.display()),
+            ),
+            None => e,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_in_the_way_of_a_directory_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let err = make_dirs(&file.join("sub")).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("{} is a file, not a directory", file.display())
+        );
+        make_dirs(&dir.path().join("a/b")).unwrap();
+        assert!(dir.path().join("a/b").is_dir());
+    }
 
     #[test]
     fn replaces_and_leaves_no_temp_files() {

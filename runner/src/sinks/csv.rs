@@ -97,7 +97,7 @@ impl CsvSink {
             source,
         };
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(output)?;
+            crate::io::atomic::make_dirs(dir).map_err(output)?;
         }
         let mut file = std::fs::OpenOptions::new()
             .read(true)

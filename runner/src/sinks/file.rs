@@ -172,7 +172,7 @@ impl Sink for FileSink {
             )),
             (Encoding::Jsonl, true) => {
                 if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| self.output(e))?;
+                    crate::io::atomic::make_dirs(dir).map_err(|e| self.output(e))?;
                 }
                 let mut file = std::fs::OpenOptions::new()
                     .read(true)
@@ -194,7 +194,7 @@ impl Sink for FileSink {
             }
             (Encoding::Parquet, false) => self.parquet_writer(&self.path.clone())?,
             (Encoding::Parquet, true) => {
-                std::fs::create_dir_all(&self.path).map_err(|e| self.output(e))?;
+                crate::io::atomic::make_dirs(&self.path).map_err(|e| self.output(e))?;
                 let part = self.path.join(format!("part-{epoch:08}.parquet"));
                 self.parquet_writer(&part)?
             }

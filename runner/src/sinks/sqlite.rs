@@ -127,7 +127,7 @@ impl SqliteSink {
             return Ok(());
         }
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::Output {
+            crate::io::atomic::make_dirs(dir).map_err(|e| Error::Output {
                 path: self.path.clone(),
                 source: e,
             })?;

@@ -142,6 +142,9 @@ pub(super) fn build(config: &FileSourceConfig, path: PathBuf) -> Result<BuiltSou
     if config.fetch.is_some() {
         return Err("`fetch` is for text files; download the Parquet file first".into());
     }
+    if path == Path::new("-") {
+        return Err("Parquet is read by row group from a file, not from standard input: write it to a file first".into());
+    }
     let columns: Vec<ColumnSpec> = match &config.columns {
         Some(columns) => columns
             .iter()
