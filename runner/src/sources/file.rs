@@ -1234,13 +1234,18 @@ mod tests {
     }
 
     fn read_all(src: &dyn BatchSource) -> Result<Vec<String>> {
-        let mut lines = Vec::new();
+        read_column(src, "line")
+    }
+
+    /// Every value of `column` the source gives, as text, morsel by morsel in order.
+    fn read_column(src: &dyn BatchSource, column: &str) -> Result<Vec<String>> {
+        let mut values = Vec::new();
         for morsel in src.open()?.into_seq_iter() {
             for batch in src.decode(morsel?)? {
-                lines.extend(texts(&batch, "line"));
+                values.extend(texts(&batch, column));
             }
         }
-        Ok(lines)
+        Ok(values)
     }
 
     fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -1263,13 +1268,7 @@ mod tests {
                 &path,
                 &format!(", format: csv, on_error: {on_error}, max_line_bytes: 1048576, columns: {{a: integer, b: text}}"),
             );
-            let mut values = Vec::new();
-            for morsel in src.open()?.into_seq_iter() {
-                for batch in src.decode(morsel?)? {
-                    values.extend(texts(&batch, "a"));
-                }
-            }
-            Ok(values)
+            read_column(src.as_ref(), "a")
         };
         assert_eq!(read("skip").unwrap(), ["1", "3"]);
         let err = read("fail").unwrap_err().to_string();
@@ -1294,13 +1293,7 @@ mod tests {
                     path,
                     &format!(", format: {format}, encoding_errors: {mode}, columns: {{a: integer, b: text}}"),
                 );
-                let mut values = Vec::new();
-                for morsel in src.open()?.into_seq_iter() {
-                    for batch in src.decode(morsel?)? {
-                        values.extend(texts(&batch, "b"));
-                    }
-                }
-                Ok(values)
+                read_column(src.as_ref(), "b")
             };
             assert_eq!(
                 read("replace").unwrap(),
