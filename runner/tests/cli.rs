@@ -599,3 +599,65 @@ fn a_where_error_points_at_the_character_in_the_expression_with_the_line_shown()
             "q.yaml:5:27: transforms.1 (filter): where: in `lenght(word) > 5` at character 1: there is no function `lenght`, did you mean `length`?",
         ));
 }
+
+#[test]
+fn errors_in_aggregate_sort_and_group_count_point_at_the_item_they_are_about() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", WORDS);
+    let check = |name: &str, steps: &str, at: &str, shown: &str| {
+        let p = write(
+            dir.path(),
+            name,
+            &format!(
+                "name: t\nsource: {{type: file, path: in.txt}}\ntransforms:\n  - type: tokenize\n{steps}sinks:\n  - {{type: stdout}}\n"
+            ),
+        );
+        let out = runner().arg("validate").arg(&p).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(at), "wanted {at}:\n{stderr}");
+        assert!(stderr.contains(shown), "wanted {shown}:\n{stderr}");
+    };
+    // An aggregate call: at the character of the unknown column, on the call's own line.
+    check(
+        "a.yaml",
+        "  - type: aggregate\n    by: word\n    aggs:\n      n: count()\n      total: sum(length(wrod))\n",
+        "a.yaml:9:25: transforms.1 (aggregate): aggs: total: in `sum(length(wrod))`",
+        " 9 |       total: sum(length(wrod))\n   |                         ^ there is no column `wrod`",
+    );
+    // A call that is not an aggregate: at the call.
+    check(
+        "b.yaml",
+        "  - type: aggregate\n    by: word\n    aggs: {n: count(), m: median(word)}\n",
+        "b.yaml:7:27: transforms.1 (aggregate): aggs: m:",
+        "^ `median` is not an aggregate function, did you mean `mean`?",
+    );
+    // A key expression in a flow list, quoted: past the quote, at the column.
+    check(
+        "c.yaml",
+        "  - type: aggregate\n    by: [word, \"length(wrd) as len\"]\n    aggs: {n: count()}\n",
+        "c.yaml:6:24: transforms.1 (aggregate): by: in `length(wrd) as len`",
+        "^ there is no column `wrd`",
+    );
+    // A key listed twice: at the first item of that name.
+    check(
+        "d.yaml",
+        "  - type: aggregate\n    by:\n      - word\n      - lower(word) as word\n    aggs: {n: count()}\n",
+        "d.yaml:7:9: transforms.1 (aggregate): by: `word` is listed twice",
+        "7 |       - word\n  |         ^ `word` is listed twice",
+    );
+    // sort: the key whose column is missing.
+    check(
+        "e.yaml",
+        "  - type: sort\n    by: [word, cnt desc]\n",
+        "e.yaml:6:16: transforms.1 (sort):",
+        "there is no column `cnt`",
+    );
+    // group_count with one column written as a string.
+    check(
+        "f.yaml",
+        "  - {type: group_count, by: wrd}\n",
+        "f.yaml:5:29: transforms.1 (group_count):",
+        "there is no column `wrd`",
+    );
+}

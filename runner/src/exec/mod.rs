@@ -235,7 +235,7 @@ fn located_error(
     let why = message
         .split_once(" at character ")
         .and_then(|(_, rest)| rest.split_once(": "))
-        .map_or(message, |(_, why)| why);
+        .map_or_else(|| without_labels(message), |(_, why)| why);
     let snippet = loaded.snippet_at(line, column, why);
     let at = format!("{}:{line}:{column}", loaded.display_name);
     if snippet.is_empty() {
@@ -243,6 +243,19 @@ fn located_error(
     } else {
         Error::invalid(format!("{at}: {label}: {message}\n{snippet}"))
     }
+}
+
+/// `message` without the labels that say which setting it is about (`aggs: total: `), which
+/// the snippet shows by pointing at it.
+fn without_labels(message: &str) -> &str {
+    let mut rest = message;
+    while let Some((label, after)) = rest.split_once(": ") {
+        if label.is_empty() || label.contains([' ', '`']) {
+            break;
+        }
+        rest = after;
+    }
+    rest
 }
 
 /// The line and column (from 1) in `text` of character `at` of the value of the YAML scalar
@@ -525,7 +538,24 @@ fn canonical_json(value: &serde_json::Value) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::position_in_scalar;
+    use super::{position_in_scalar, without_labels};
+
+    #[test]
+    fn labels_are_left_out_of_the_snippet() {
+        assert_eq!(
+            without_labels("aggs: m: `median` is not an aggregate function"),
+            "`median` is not an aggregate function"
+        );
+        assert_eq!(
+            without_labels("by: `word` is listed twice"),
+            "`word` is listed twice"
+        );
+        assert_eq!(
+            without_labels("there is no column `cnt`: see columns"),
+            "there is no column `cnt`: see columns"
+        );
+        assert_eq!(without_labels("where: x"), "x");
+    }
 
     #[test]
     fn an_expressions_character_is_found_in_any_yaml_style() {

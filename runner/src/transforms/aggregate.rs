@@ -43,7 +43,7 @@ pub struct AggregateConfig {
     /// Output column to aggregate call, in the order written, e.g. `{total: sum(amount), n:
     /// count(), buyers: count_distinct(customer)}`.
     #[schemars(with = "std::collections::BTreeMap<String, String>")]
-    pub aggs: indexmap::IndexMap<String, String>,
+    pub aggs: indexmap::IndexMap<String, serde_saphyr::Spanned<String>>,
     /// Aggregate per event-time window: `{column: created_at, size: 10m, slide: 5m}`. The
     /// output starts with `window_start` and `window_end`.
     #[serde(default)]
@@ -67,6 +67,19 @@ impl BuildTransform for AggregateConfig {
     fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
         let stage = self.build_groups(ctx)?;
         window_stage(&self.window, self.watermark, ctx, stage, None)
+    }
+
+    fn error_location(&self, message: &str) -> Option<serde_saphyr::Location> {
+        // "by: ..." is about a key; "aggs: NAME: ..." (or a clash naming NAME) about a call.
+        if message.starts_with("by: ") {
+            return self.by.as_ref().and_then(|by| by.locate(message));
+        }
+        let rest = message.strip_prefix("aggs: ")?;
+        let mut aggs = self.aggs.iter();
+        aggs.clone()
+            .find(|(name, _)| rest.starts_with(&format!("{name}: ")))
+            .or_else(|| aggs.find(|(name, _)| rest.contains(&format!("`{name}`"))))
+            .map(|(_, call)| call.referenced)
     }
 }
 
@@ -121,8 +134,8 @@ impl AggregateConfig {
                     "aggs: the column `{name}` clashes with a key column"
                 ));
             }
-            let (function, expr) =
-                compile_aggregate(call, ctx.input).map_err(|e| format!("aggs: {name}: {e}"))?;
+            let (function, expr) = compile_aggregate(&call.value, ctx.input)
+                .map_err(|e| format!("aggs: {name}: {e}"))?;
             let input = expr.as_ref().map(Expr::value_type);
             let output = output_type(function, input);
             let nullable = !matches!(

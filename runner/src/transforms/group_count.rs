@@ -54,24 +54,114 @@ pub struct GroupCountConfig {
     pub memory_limit: Option<u64>,
 }
 
-/// `by: word` or `by: [word, lang]`.
-#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
-#[serde(untagged)]
+/// `by: word` or `by: [word, lang]`, each item with where it is in the file (errors point at
+/// the item they are about).
+#[derive(Debug, Clone, schemars::JsonSchema)]
+#[schemars(untagged)]
 pub enum OneOrMany {
     /// One column, written as a string.
-    One(String),
+    One(#[schemars(with = "String")] serde_saphyr::Spanned<String>),
     /// Several columns, written as a list.
-    Many(Vec<String>),
+    Many(#[schemars(with = "Vec<String>")] Vec<serde_saphyr::Spanned<String>>),
 }
 
 impl OneOrMany {
-    /// The column names, in order.
-    pub fn to_vec(&self) -> Vec<String> {
+    /// Items built in code (no place in a file).
+    pub fn unplaced(items: impl IntoIterator<Item = String>) -> OneOrMany {
+        let unknown = serde_saphyr::Location::UNKNOWN;
+        OneOrMany::Many(
+            items
+                .into_iter()
+                .map(|item| serde_saphyr::Spanned::new(item, unknown, unknown))
+                .collect(),
+        )
+    }
+
+    /// The items with their places, in order.
+    pub fn items(&self) -> &[serde_saphyr::Spanned<String>] {
         match self {
-            OneOrMany::One(one) => vec![one.clone()],
-            OneOrMany::Many(many) => many.clone(),
+            OneOrMany::One(one) => std::slice::from_ref(one),
+            OneOrMany::Many(many) => many,
         }
     }
+
+    /// The column names, in order.
+    pub fn to_vec(&self) -> Vec<String> {
+        self.items().iter().map(|item| item.value.clone()).collect()
+    }
+
+    /// Where the item that the build error `message` is about is written: the expression it
+    /// quotes (`in `ITEM` at character N`), else the first item it names in backticks, whole
+    /// or by its first word (`count desc`) or its `as` name.
+    pub fn locate(&self, message: &str) -> Option<serde_saphyr::Location> {
+        let items = self.items();
+        let quoted = |text: &str| message.contains(&format!("`{}`", text.trim()));
+        items
+            .iter()
+            .find(|item| {
+                let shown = item.value.replace(['\n', '\r', '\t'], " ");
+                message.contains(&format!("in `{shown}` at character"))
+            })
+            .or_else(|| items.iter().find(|item| quoted(&item.value)))
+            .or_else(|| {
+                items.iter().find(|item| {
+                    let first = item.value.split_whitespace().next().unwrap_or_default();
+                    let alias = item.value.rsplit_once(" as ").map(|(_, alias)| alias);
+                    (!first.is_empty() && quoted(first)) || alias.is_some_and(quoted)
+                })
+            })
+            .map(|item| item.referenced)
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The value as written, before its place is attached to a single item.
+        enum Written {
+            One(String),
+            Many(Vec<serde_saphyr::Spanned<String>>),
+        }
+        struct WrittenVisitor;
+        impl<'de> serde::de::Visitor<'de> for WrittenVisitor {
+            type Value = Written;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a column name or a list of column names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Written, E> {
+                Ok(Written::One(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Written, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Written::Many(items))
+            }
+        }
+        impl<'de> Deserialize<'de> for Written {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(WrittenVisitor)
+            }
+        }
+        let written = serde_saphyr::Spanned::<Written>::deserialize(d)?;
+        Ok(match written.value {
+            Written::One(one) => OneOrMany::One(serde_saphyr::Spanned::new(
+                one,
+                written.referenced,
+                written.defined,
+            )),
+            Written::Many(many) => OneOrMany::Many(many),
+        })
+    }
+}
+
+/// A text built in code, with no place in a file.
+fn unplaced(text: &str) -> serde_saphyr::Spanned<String> {
+    let unknown = serde_saphyr::Location::UNKNOWN;
+    serde_saphyr::Spanned::new(text.to_owned(), unknown, unknown)
 }
 
 fn default_as() -> String {
@@ -88,7 +178,7 @@ impl BuildTransform for GroupCountConfig {
             // Windows hold the general aggregation's tables: count() per key.
             let counting = super::aggregate::AggregateConfig {
                 by: Some(self.by.clone()),
-                aggs: [(self.output.clone(), "count()".to_owned())]
+                aggs: [(self.output.clone(), unplaced("count()"))]
                     .into_iter()
                     .collect(),
                 window: None,
@@ -148,6 +238,10 @@ impl BuildTransform for GroupCountConfig {
             })),
         })
     }
+
+    fn error_location(&self, message: &str) -> Option<serde_saphyr::Location> {
+        self.by.locate(message)
+    }
 }
 
 impl GroupCountConfig {
@@ -169,8 +263,8 @@ impl GroupCountConfig {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let counting = super::aggregate::AggregateConfig {
-            by: Some(OneOrMany::Many(by)),
-            aggs: [(self.output.clone(), "count()".to_owned())]
+            by: Some(OneOrMany::unplaced(by)),
+            aggs: [(self.output.clone(), unplaced("count()"))]
                 .into_iter()
                 .collect(),
             window: None,

@@ -102,6 +102,10 @@ impl BuildTransform for SortConfig {
             kind: StageKind::Global(Box::new(Sort { keys })),
         })
     }
+
+    fn error_location(&self, message: &str) -> Option<serde_saphyr::Location> {
+        self.by.locate(message)
+    }
 }
 
 /// The built `sort` transform: orders rows by its keys, ties broken by every other column.
