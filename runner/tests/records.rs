@@ -121,6 +121,64 @@ fn json_lines_with_bad_records_fail_with_the_line_or_are_skipped_and_counted() {
 }
 
 #[test]
+fn bad_records_among_the_first_lines_are_bad_records_when_the_columns_are_inferred() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "r.csv", "a,b,c\n1,2,3\n4,5\n6,7,8\n");
+    write(
+        dir.path(),
+        "j.jsonl",
+        "{\"a\":1,\"b\":\"x\"}\n{\"a\":2,\n{\"a\":3,\"b\":\"y\"}\n",
+    );
+    let pipeline = |file: &str, format: &str, on_error: &str| {
+        write(
+            dir.path(),
+            &format!("{format}_{on_error}.yaml"),
+            &format!(
+                "name: t\nsource: {{type: file, path: {file}, format: {format}, on_error: {on_error}}}\nsinks:\n  - {{type: stdout, format: jsonl}}\n"
+            ),
+        )
+    };
+    let (code, stdout, stderr) = run_pipeline(&pipeline("r.csv", "csv", "skip"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        jsonl_lines(&stdout),
+        [
+            serde_json::json!({"a": 1, "b": 2, "c": 3}),
+            serde_json::json!({"a": 6, "b": 7, "c": 8}),
+        ]
+    );
+    assert!(
+        stderr.contains("1 csv record(s) could not be read"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("r.csv line 3"), "{stderr}");
+    let (code, _, stderr) = run_pipeline(&pipeline("r.csv", "csv", "fail"), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "r.csv line 3: the csv record cannot be read: 2 fields where the header has 3"
+        ),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run_pipeline(&pipeline("j.jsonl", "jsonl", "skip"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        jsonl_lines(&stdout),
+        [
+            serde_json::json!({"a": 1, "b": "x"}),
+            serde_json::json!({"a": 3, "b": "y"}),
+        ]
+    );
+    assert!(stderr.contains("j.jsonl line 2"), "{stderr}");
+    let (code, _, stderr) = run_pipeline(&pipeline("j.jsonl", "jsonl", "fail"), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("j.jsonl line 2: the jsonl record cannot be read"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn parquet_files_are_read_by_row_group_with_their_types() {
     use arrow_array::{Int32Array, RecordBatch, StringArray};
     use std::sync::Arc;

@@ -1104,6 +1104,53 @@ impl StreamRecords {
     }
 }
 
+/// The header and the records of a CSV `head` with as many fields as the header, as they are
+/// written (each with its line end).
+fn csv_records_as_long_as_the_header(head: &[u8], delimiter: u8) -> Vec<u8> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(head);
+    let mut record = csv::ByteRecord::new();
+    let mut fields = None;
+    let mut kept = Vec::with_capacity(head.len());
+    while let Ok(true) = reader.read_byte_record(&mut record) {
+        let Some(start) = record.position().map(|p| p.byte() as usize) else {
+            break;
+        };
+        let end = (reader.position().byte() as usize).min(head.len());
+        if *fields.get_or_insert(record.len()) == record.len() {
+            kept.extend_from_slice(&head[start.min(end)..end]);
+        }
+    }
+    kept
+}
+
+/// The lines of `head` that hold a JSON object, and what is wrong with the first that does
+/// not (`line N: why`).
+fn json_objects(head: &[u8]) -> (Vec<u8>, Option<String>) {
+    let mut objects = Vec::with_capacity(head.len());
+    let mut first_bad = None;
+    for (index, line) in head.split_inclusive(|&b| b == b'\n').enumerate() {
+        let text = line.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        let why = match serde_json::from_slice::<serde::de::IgnoredAny>(text) {
+            Ok(_) if text.starts_with(b"{") => {
+                objects.extend_from_slice(text);
+                objects.push(b'\n');
+                continue;
+            }
+            Ok(_) => "not a JSON object".to_owned(),
+            Err(e) => crate::error::shortened(&e.to_string()),
+        };
+        first_bad.get_or_insert_with(|| format!("line {}: {why}", index + 1));
+    }
+    (objects, first_bad)
+}
+
 /// Columns inferred from the first lines of a CSV file (header first) or JSON lines: text,
 /// integer, float, bool, timestamp, list of text; nested objects become dotted paths.
 pub fn infer_columns(
@@ -1111,25 +1158,44 @@ pub fn infer_columns(
     head: &[u8],
     delimiter: u8,
 ) -> Result<Vec<ColumnSpec>, String> {
+    // A record that cannot be read is a bad record when the file is read (`on_error`); it
+    // must not stop the inference, nor sway it: the inference is tried again without it.
     let schema = match format {
         Format::Csv => {
-            let (schema, _) = arrow_csv::reader::Format::default()
-                .with_header(true)
-                .with_delimiter(delimiter)
-                .infer_schema(std::io::Cursor::new(head), Some(1000))
-                .map_err(|e| format!("cannot infer the columns: {e}"))?;
-            schema
+            let infer = |head: &[u8]| {
+                arrow_csv::reader::Format::default()
+                    .with_header(true)
+                    .with_delimiter(delimiter)
+                    .infer_schema(std::io::Cursor::new(head), Some(1000))
+                    .map(|(schema, _)| schema)
+            };
+            infer(head)
+                .or_else(|_| infer(&csv_records_as_long_as_the_header(head, delimiter)))
+                .map_err(|e| format!("cannot infer the columns: {e}"))?
         }
         _ => {
-            let (schema, _) =
+            let infer = |head: &[u8]| {
                 arrow_json::reader::infer_json_schema(std::io::Cursor::new(head), Some(1000))
-                    .map_err(|e| {
+                    .map(|(schema, _)| schema)
+            };
+            match infer(head) {
+                Ok(schema) => schema,
+                Err(e) => {
+                    let (objects, first_bad) = json_objects(head);
+                    if objects.is_empty() {
+                        return Err(format!(
+                            "cannot infer the columns: the first lines hold no JSON object ({})",
+                            first_bad.unwrap_or_default()
+                        ));
+                    }
+                    infer(&objects).map_err(|_| {
                         format!(
                             "cannot infer the columns: {}",
                             json_message(e.to_string(), &[])
                         )
-                    })?;
-            schema
+                    })?
+                }
+            }
         }
     };
     let mut columns = Vec::new();

@@ -135,6 +135,52 @@ fn columns_are_inferred_from_the_first_lines() {
 }
 
 #[test]
+fn records_that_cannot_be_read_do_not_stop_or_sway_the_inference() {
+    let types = |columns: Vec<ColumnSpec>| -> Vec<(String, ValueType)> {
+        columns
+            .into_iter()
+            .map(|c| (c.name, c.value_type))
+            .collect()
+    };
+    // Too few and too many fields (a quoted field holding a line end is one record).
+    let csv = infer_columns(
+        Format::Csv,
+        b"a,b,c\n1,2,x\n4,5\n6,\"7\n\",y\nno,no,no,no\n8,9,z",
+        b',',
+    )
+    .unwrap();
+    assert_eq!(
+        types(csv),
+        [
+            ("a".to_owned(), ValueType::Integer),
+            ("b".to_owned(), ValueType::Text),
+            ("c".to_owned(), ValueType::Text)
+        ]
+    );
+    let kept = super::csv_records_as_long_as_the_header(b"a;b\n1;2\n3\n4;5;6\n7;8", b';');
+    assert_eq!(kept, b"a;b\n1;2\n7;8");
+    // Half an object, an array, a string: left out.
+    let json = infer_columns(
+        Format::Jsonl,
+        b"{\"a\":1}\n{\"a\":2,\n[1]\n\"s\"\n\n{\"a\":3,\"b\":true}\n",
+        b',',
+    )
+    .unwrap();
+    assert_eq!(
+        types(json),
+        [
+            ("a".to_owned(), ValueType::Integer),
+            ("b".to_owned(), ValueType::Bool)
+        ]
+    );
+    let none = infer_columns(Format::Jsonl, b"[1]\n{\"a\":", b',').unwrap_err();
+    assert_eq!(
+        none,
+        "cannot infer the columns: the first lines hold no JSON object (line 1: not a JSON object)"
+    );
+}
+
+#[test]
 fn column_types_are_checked() {
     assert!(ColumnSpec::parse("x", "integr")
         .unwrap_err()
