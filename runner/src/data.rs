@@ -229,9 +229,7 @@ pub fn format_timestamp(micros: i64) -> String {
 pub fn parse_timestamp(text: &str) -> Option<i64> {
     let micros = parse_any_timestamp(text)?;
     // Years 1 to 9999, which RFC 3339 writes (and Spark's timestamps hold).
-    (FIRST_MICROS..=LAST_MICROS)
-        .contains(&micros)
-        .then_some(micros)
+    timestamp_in_range(micros).then_some(micros)
 }
 
 /// [`parse_timestamp`] without the range check.
@@ -266,6 +264,11 @@ fn parse_any_timestamp(text: &str) -> Option<i64> {
         Ok(n) => epoch_integer_micros(n),
         Err(_) => text.parse::<f64>().ok().and_then(epoch_number_micros),
     }
+}
+
+/// Whether `micros` since the epoch is in the years 1 to 9999, which every timestamp holds.
+pub fn timestamp_in_range(micros: i64) -> bool {
+    (FIRST_MICROS..=LAST_MICROS).contains(&micros)
 }
 
 /// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z in microseconds since the epoch.

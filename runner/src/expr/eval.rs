@@ -468,9 +468,16 @@ fn cast(value: Col, to: ValueType, try_: bool) -> Out {
                 let out: TimestampMicrosecondArray = a
                     .as_primitive::<Int64Type>()
                     .iter()
-                    .map(|v| match v.map(|s| s.checked_mul(1_000_000)) {
+                    .map(|v| {
+                        let micros = v.map(|s| {
+                            s.checked_mul(1_000_000)
+                                .filter(|&m| crate::data::timestamp_in_range(m))
+                        });
+                        (v, micros)
+                    })
+                    .map(|(v, micros)| match micros {
                         Some(None) if !try_ => Err(fail(format!(
-                            "{} seconds is out of the timestamps' range",
+                            "{} seconds is out of the timestamps' range (years 1 to 9999)",
                             v.unwrap_or(0)
                         ))),
                         Some(None) => Ok(None),
@@ -484,13 +491,24 @@ fn cast(value: Col, to: ValueType, try_: bool) -> Out {
                 let out: TimestampMicrosecondArray = a
                     .as_primitive::<Float64Type>()
                     .iter()
-                    .map(|v| {
-                        v.and_then(|s| {
+                    .map(|v| match v {
+                        None => Ok(None),
+                        Some(s) => {
                             let m = s * 1e6;
-                            (m.is_finite() && m.abs() < 9.2e18).then(|| m.round() as i64)
-                        })
+                            match (m.is_finite() && m.abs() < 9.2e18)
+                                .then(|| m.round() as i64)
+                                .filter(|&m| crate::data::timestamp_in_range(m))
+                            {
+                                Some(m) => Ok(Some(m)),
+                                None if try_ => Ok(None),
+                                None => Err(fail(format!(
+                                    "{} seconds is out of the timestamps' range (years 1 to 9999)",
+                                    crate::data::float_text(s)
+                                ))),
+                            }
+                        }
                     })
-                    .collect();
+                    .collect::<Result<_, String>>()?;
                 Ok(Arc::new(out.with_timezone("UTC")) as ArrayRef)
             }
             (Some(ValueType::Timestamp), ValueType::Integer) => {

@@ -233,6 +233,33 @@ fn timestamps_compare_truncate_and_cast() {
         "2024-05-01T12:00:00Z"
     );
     assert!(keep_in("now() > t", &b) == [true, false, true]);
+    // Numbers past the years 1 to 9999 are no timestamp (RFC 3339 cannot write them).
+    assert_eq!(
+        values_in("cast(253402300799 as timestamp)", &b)[0],
+        "9999-12-31T23:59:59Z"
+    );
+    assert_eq!(
+        values_in("cast(-62135596800.0 as timestamp)", &b)[0],
+        "0001-01-01T00:00:00Z"
+    );
+    for past in [
+        "253402300800",
+        "-62135596801",
+        "9223372036854",
+        "253402300800.0",
+        "-1e300",
+    ] {
+        let cast = compile_expr(&format!("cast({past} as timestamp)"), &b.schema()).unwrap();
+        let err = cast.evaluate(&b).unwrap_err();
+        assert!(
+            err.contains("out of the timestamps' range (years 1 to 9999)"),
+            "{err}"
+        );
+        assert_eq!(
+            values_in(&format!("try_cast({past} as timestamp)"), &b),
+            ["null", "null", "null"]
+        );
+    }
     let err = compile("t > 'yesterday'", &b.schema()).unwrap_err();
     assert!(err.contains("is not a timestamp"), "{err}");
 }
