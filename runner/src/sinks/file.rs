@@ -12,7 +12,6 @@ use arrow_array::RecordBatch;
 use serde::Deserialize;
 
 use super::{BuildSink, Flow, Sink, SinkContext};
-use crate::data::cell;
 use crate::error::{Error, Result};
 use crate::io::atomic;
 
@@ -144,21 +143,10 @@ impl FileSink {
     }
 }
 
-/// One row as a JSON object, columns in order.
-pub fn json_row(rows: &RecordBatch, row: usize) -> serde_json::Value {
-    let mut object = serde_json::Map::with_capacity(rows.num_columns());
-    for (field, column) in rows.schema().fields().iter().zip(rows.columns()) {
-        object.insert(field.name().clone(), cell(column.as_ref(), row).to_json());
-    }
-    serde_json::Value::Object(object)
-}
-
 fn write_lines(out: &mut dyn Write, rows: &RecordBatch) -> std::io::Result<()> {
-    for row in 0..rows.num_rows() {
-        serde_json::to_writer(&mut *out, &json_row(rows, row))?;
-        out.write_all(b"\n")?;
-    }
-    Ok(())
+    let mut lines = Vec::new();
+    super::json_lines::write_rows(&mut lines, rows, rows.num_rows(), None);
+    out.write_all(&lines)
 }
 
 impl Sink for FileSink {

@@ -5,6 +5,7 @@ pub mod chart;
 pub mod csv;
 pub mod database;
 pub mod file;
+pub mod json_lines;
 pub mod postgres;
 pub mod socket;
 pub mod sqlite;

@@ -216,11 +216,11 @@ pub fn render(
             }
         }
         StdoutFormat::Bars => out.push_str(&bars(batch, rows, terminal_width())),
-        StdoutFormat::Jsonl if distinct_names(batch, epoch) => {
-            out = String::from_utf8(jsonl(batch, rows, epoch))
-                .expect("JSON text written from UTF-8 strings");
+        StdoutFormat::Jsonl => {
+            let mut lines = Vec::new();
+            super::json_lines::write_rows(&mut lines, batch, rows, epoch);
+            out = String::from_utf8(lines).expect("JSON text written from UTF-8 strings");
         }
-        StdoutFormat::Jsonl => out = jsonl_objects(batch, rows, epoch),
     }
     out
 }
@@ -234,92 +234,6 @@ fn one_line(text: &str) -> String {
         return text.into_owned();
     }
     text.replace('\n', "\\n").replace('\t', "\\t")
-}
-
-/// Whether every key of a jsonl object (the columns, and `epoch` first in a stream) is
-/// distinct, so that `jsonl` writes what building a JSON object per row gives.
-fn distinct_names(batch: &RecordBatch, epoch: Option<u64>) -> bool {
-    let schema = batch.schema();
-    let mut names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    if epoch.is_some() {
-        names.push("epoch");
-    }
-    names.sort_unstable();
-    names.windows(2).all(|pair| pair[0] != pair[1])
-}
-
-/// The first `rows` rows of `batch` as JSON objects, one per line, each built as a JSON object
-/// (the later of two keys of one name wins).
-fn jsonl_objects(batch: &RecordBatch, rows: usize, epoch: Option<u64>) -> String {
-    let mut out = String::new();
-    let schema = batch.schema();
-    for row in 0..rows {
-        let object: serde_json::Map<String, serde_json::Value> = epoch
-            .map(|epoch| ("epoch".to_owned(), serde_json::Value::from(epoch)))
-            .into_iter()
-            .chain(
-                schema
-                    .fields()
-                    .iter()
-                    .zip(batch.columns())
-                    .map(|(f, c)| (f.name().clone(), cell(c.as_ref(), row).to_json())),
-            )
-            .collect();
-        out.push_str(&serde_json::Value::Object(object).to_string());
-        out.push('\n');
-    }
-    out
-}
-
-/// `jsonl_objects` for distinct keys, written value by value
-/// (what serde_json gives for an object of `Cell::to_json` values, without building one per
-/// row: a result of millions of groups spent most of its printing there).
-fn jsonl(batch: &RecordBatch, rows: usize, epoch: Option<u64>) -> Vec<u8> {
-    let schema = batch.schema();
-    let keys: Vec<String> = schema
-        .fields()
-        .iter()
-        .map(|f| serde_json::to_string(f.name()).expect("a string serializes") + ":")
-        .collect();
-    let mut out = Vec::with_capacity(rows * 16 * keys.len().max(1));
-    for row in 0..rows {
-        out.push(b'{');
-        if let Some(epoch) = epoch {
-            out.extend_from_slice(format!("\"epoch\":{epoch}").as_bytes());
-        }
-        for (index, (key, column)) in keys.iter().zip(batch.columns()).enumerate() {
-            if index > 0 || epoch.is_some() {
-                out.push(b',');
-            }
-            out.extend_from_slice(key.as_bytes());
-            write_json_value(&mut out, cell(column.as_ref(), row));
-        }
-        out.extend_from_slice(b"}\n");
-    }
-    out
-}
-
-/// One value as `Cell::to_json` serializes.
-fn write_json_value(out: &mut Vec<u8>, value: crate::data::Cell) {
-    use crate::data::Cell;
-    let plain: &[u8] = match value {
-        Cell::Null => b"null",
-        Cell::Int(number) => {
-            out.extend_from_slice(number.to_string().as_bytes());
-            return;
-        }
-        Cell::Float(number) if !number.is_finite() => b"null",
-        Cell::Bool(true) => b"true",
-        Cell::Bool(false) => b"false",
-        Cell::Text(text) => return write_json(out, &text),
-        Cell::Float(number) => return write_json(out, &number),
-        other => return write_json(out, &other.to_json()),
-    };
-    out.extend_from_slice(plain);
-}
-
-fn write_json(out: &mut Vec<u8>, value: &impl serde::Serialize) {
-    serde_json::to_writer(out, value).expect("writing JSON into memory cannot fail");
 }
 
 /// The last numeric column: the bar length.
@@ -639,6 +553,29 @@ mod tests {
         crate::data::word_counts(&["romeo", "thou", "i’ll", "a\tb"], &[298, 277, 61, 60])
     }
 
+    /// The first `rows` rows of `batch` as JSON objects, one per line, each built as a JSON object
+    /// (the later of two keys of one name wins).
+    fn jsonl_objects(batch: &RecordBatch, rows: usize, epoch: Option<u64>) -> String {
+        let mut out = String::new();
+        let schema = batch.schema();
+        for row in 0..rows {
+            let object: serde_json::Map<String, serde_json::Value> = epoch
+                .map(|epoch| ("epoch".to_owned(), serde_json::Value::from(epoch)))
+                .into_iter()
+                .chain(
+                    schema
+                        .fields()
+                        .iter()
+                        .zip(batch.columns())
+                        .map(|(f, c)| (f.name().clone(), cell(c.as_ref(), row).to_json())),
+                )
+                .collect();
+            out.push_str(&serde_json::Value::Object(object).to_string());
+            out.push('\n');
+        }
+        out
+    }
+
     #[test]
     fn jsonl_written_value_by_value_is_what_json_objects_give() {
         use arrow_array::builder::{ListBuilder, StringBuilder};
@@ -648,7 +585,7 @@ mod tests {
             Some("quote \" back\\slash \u{1b}[31m tab\t é ✓"),
             None,
             Some(""),
-            Some("\u{7f}\u{2028}"),
+            Some("\u{7f}\u{9b}\u{2028}"),
             Some("last"),
         ]);
         let ints = Int64Array::from(vec![
@@ -714,10 +651,20 @@ mod tests {
             RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).unwrap();
         for epoch in [None, Some(3)] {
             for rows in [0, 1, 6] {
-                let fast = String::from_utf8(jsonl(&batch, rows, epoch)).unwrap();
-                assert_eq!(fast, jsonl_objects(&batch, rows, epoch));
+                let fast = render(&batch, StdoutFormat::Jsonl, Some(rows), epoch);
+                let objects = jsonl_objects(&batch, rows, epoch);
                 assert_eq!(fast.lines().count(), rows);
-                assert_eq!(render(&batch, StdoutFormat::Jsonl, Some(rows), epoch), fast);
+                for (line, object) in fast.lines().zip(objects.lines()) {
+                    let parsed: serde_json::Value = serde_json::from_str(line).unwrap();
+                    let built: serde_json::Value = serde_json::from_str(object).unwrap();
+                    assert_eq!(parsed, built);
+                    // Same keys in the same order; no control character written raw.
+                    assert_eq!(
+                        parsed.as_object().unwrap().keys().collect::<Vec<_>>(),
+                        built.as_object().unwrap().keys().collect::<Vec<_>>()
+                    );
+                    assert!(!line.chars().any(char::is_control), "{line}");
+                }
             }
         }
         // A column named `epoch` in a stream: one key, as a JSON object has it.
@@ -730,7 +677,6 @@ mod tests {
             clash.columns().to_vec(),
         )
         .unwrap();
-        assert!(!distinct_names(&renamed, Some(1)));
         assert_eq!(
             render(&renamed, StdoutFormat::Jsonl, None, Some(1)),
             "{\"epoch\":\"a\",\"count\":1}\n"
