@@ -119,6 +119,21 @@ fn update_mode_emits_only_changed_rows_and_append_emits_new_rows() {
         &format!("  type: socket\n  host: 127.0.0.1\n  port: {port}"),
         "trigger:\n  processing_time: 250ms\noutput_mode: update\n",
     );
+    // A file sink would hold the last epoch's changes alone: refused, as Spark's file sinks do.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("validate")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("sinks.1 (csv): this stream's `update` output mode"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.replace("  - {type: csv, path: counts.csv}\n", "")).unwrap();
     let (code, stdout, stderr) = finish(spawn_runner(&p, &[]));
     assert_eq!(code, 0, "{stderr}");
     let epoch_of = |line: &str| -> u64 {

@@ -43,6 +43,7 @@ impl BuildSink for CsvSinkConfig {
                 self.path.display()
             ));
         }
+        super::refuse_update_mode(ctx)?;
         Ok(Box::new(CsvSink {
             path: crate::settings::resolve_against(ctx.base_dir, &self.path),
             header: self.header,

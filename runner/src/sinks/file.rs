@@ -62,6 +62,7 @@ impl BuildSink for FileSinkConfig {
         if self.path.as_os_str().is_empty() {
             return Err("`path` is empty".into());
         }
+        super::refuse_update_mode(ctx)?;
         let format = match self.format {
             FileFormat::Jsonl => Encoding::Jsonl,
             FileFormat::Parquet => Encoding::Parquet,
@@ -252,6 +253,31 @@ mod tests {
                 pipeline: "test",
             })
             .unwrap()
+    }
+
+    #[test]
+    fn files_refuse_a_stream_in_update_mode() {
+        let schema = crate::data::word_counts(&["a"], &[1]).schema();
+        for yaml in [
+            "{path: o.jsonl, format: jsonl}",
+            "{path: o, format: parquet}",
+            "{path: o.csv, format: csv}",
+        ] {
+            let config: FileSinkConfig = serde_saphyr::from_str(yaml).unwrap();
+            let refused = config
+                .build(&SinkContext {
+                    input: &schema,
+                    base_dir: Path::new("."),
+                    streaming: true,
+                    appending: false,
+                    updating: true,
+                    checkpointed: false,
+                    pipeline: "test",
+                })
+                .err()
+                .unwrap_or_else(|| panic!("{yaml} took update mode"));
+            assert!(refused.contains("`output_mode: complete`"), "{refused}");
+        }
     }
 
     #[test]

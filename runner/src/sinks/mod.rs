@@ -38,6 +38,16 @@ pub struct SinkContext<'a> {
     pub pipeline: &'a str,
 }
 
+/// Refuses a stream's `update` output mode for a sink that writes a file: each epoch hands
+/// over only the rows it changed, so the file would hold the last epoch's changes alone (Spark's
+/// file sinks refuse it too).
+pub fn refuse_update_mode(ctx: &SinkContext) -> Result<(), String> {
+    match ctx.updating {
+        true => Err("this stream's `update` output mode hands over only the rows each epoch changed, so the file would hold the last epoch's changes alone: use `output_mode: complete` (the whole table, the file replaced each epoch), or a database sink with `mode: upsert`".into()),
+        false => Ok(()),
+    }
+}
+
 /// Implemented by every sink config.
 pub trait BuildSink: Send + Sync {
     /// Builds the sink for a result with `ctx.input`'s columns; an `Err` (a sentence for the user)
