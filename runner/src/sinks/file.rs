@@ -1,9 +1,9 @@
 //! `file`: the result as JSON lines, Parquet or CSV (the `csv` sink's writer). A batch run's
-//! file is replaced atomically. In a stream, `complete`/`update` epochs replace the file
-//! likewise; `append` epochs add lines to a JSON-lines or CSV file (cut back to whole epochs
-//! after a crash) or, for Parquet (which cannot be appended to), write one part file per epoch
-//! into the directory `path` (`part-00000042.parquet`), so a redone epoch rewrites its own part
-//! and nothing twice.
+//! file is replaced atomically. In a stream, `complete` epochs replace the file likewise
+//! (`update` is refused); `append` epochs add lines to a JSON-lines or CSV file (cut back to
+//! whole epochs after a crash) or, for Parquet (which cannot be appended to), write one part
+//! file per epoch into the directory `path` (`part-00000042.parquet`), so a redone epoch
+//! rewrites its own part and nothing twice.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,8 +19,9 @@ use crate::io::atomic;
 /// Parquet (the model's types, zstd) or CSV (as the `csv` sink writes it, with a header row),
 /// replaced atomically. In a stream's `append` output mode, JSON lines and CSV rows are
 /// added to the file (cut back to whole epochs after a crash); Parquet writes one
-/// part file per epoch into the directory `path` (`part-00000042.parquet`), so a redone epoch
-/// rewrites its own part.
+/// part file per epoch into the directory `path` (`part-00000042.parquet`): with a checkpoint
+/// the part is named by the epoch, so a redone epoch rewrites its own part; without one, a
+/// run's parts are numbered after the parts already there, so nothing earlier is overwritten.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
@@ -78,6 +79,8 @@ impl BuildSink for FileSinkConfig {
             path: crate::settings::resolve_against(ctx.base_dir, &self.path),
             format,
             appending: ctx.appending,
+            checkpointed: ctx.checkpointed,
+            part_offset: None,
             schema: ctx.input.clone(),
             open: None,
             epoch: 0,
@@ -92,6 +95,11 @@ pub struct FileSink {
     path: PathBuf,
     format: Encoding,
     appending: bool,
+    /// Whether epochs are redone after a restart (parts are then named by epoch alone).
+    checkpointed: bool,
+    /// What this run adds to an epoch's number to name its Parquet part (decided at the first
+    /// part: past the parts already in the directory when there is no checkpoint).
+    part_offset: Option<u64>,
     schema: arrow_schema::SchemaRef,
     open: Option<Open>,
     epoch: u64,
@@ -144,6 +152,23 @@ impl FileSink {
     }
 }
 
+/// One past the highest `part-N.parquet` in `dir` (0 when there is none).
+fn next_part_number(dir: &Path) -> std::io::Result<u64> {
+    let mut next = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let number = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("part-"))
+            .and_then(|n| n.strip_suffix(".parquet"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(number) = number {
+            next = next.max(number.saturating_add(1));
+        }
+    }
+    Ok(next)
+}
+
 fn write_lines(out: &mut dyn Write, rows: &RecordBatch) -> std::io::Result<()> {
     let mut lines = Vec::new();
     super::json_lines::write_rows(&mut lines, rows, rows.num_rows(), None);
@@ -184,7 +209,15 @@ impl Sink for FileSink {
             (Encoding::Parquet, false) => self.parquet_writer(&self.path.clone())?,
             (Encoding::Parquet, true) => {
                 crate::io::atomic::make_dirs(&self.path).map_err(|e| self.output(e))?;
-                let part = self.path.join(format!("part-{epoch:08}.parquet"));
+                let offset = match self.part_offset {
+                    Some(offset) => offset,
+                    None if self.checkpointed => 0,
+                    None => next_part_number(&self.path).map_err(|e| self.output(e))?,
+                };
+                self.part_offset = Some(offset);
+                let part = self
+                    .path
+                    .join(format!("part-{:08}.parquet", offset + epoch));
                 self.parquet_writer(&part)?
             }
         });
@@ -328,6 +361,24 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["part-00000003.parquet", "part-00000004.parquet"]);
+        // A second run without a checkpoint starts at epoch 0 again: its parts come after.
+        let mut again = sink(dir.path(), "{path: parts, format: parquet}", true);
+        write_result(again.as_mut(), &rows.slice(0, 1), 0).unwrap();
+        write_result(again.as_mut(), &rows.slice(0, 1), 1).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("parts"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "part-00000003.parquet",
+                "part-00000004.parquet",
+                "part-00000005.parquet",
+                "part-00000006.parquet"
+            ]
+        );
     }
 
     #[test]
