@@ -15,7 +15,8 @@ use crate::io::atomic;
 /// Writes a CSV file (quoting by the csv crate; timestamps RFC 3339, lists as JSON arrays) to a
 /// temporary file in the same directory, flushed and renamed, so a reader or a killed run never
 /// sees half a file; the directory is created if needed. In a stream's `append` output mode, each epoch's rows are added (the
-/// header once; a partial last line left by a killed run is cut first).
+/// header once; a partial last record left by a killed run is cut first; a file whose header
+/// names other columns is refused).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CsvSinkConfig {
@@ -108,7 +109,10 @@ impl CsvSink {
             .map_err(output)?;
         let mut length = file.metadata().map_err(output)?.len();
         if !std::mem::replace(&mut self.repaired, true) {
-            length = cut_partial_line(&mut file, &self.path).map_err(output)?;
+            length = cut_partial_record(&mut file, &self.path).map_err(output)?;
+            if self.header && length > 0 {
+                self.check_header(&mut file)?;
+            }
         }
         let mut writer = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 16, file));
         if self.header && length == 0 {
@@ -120,6 +124,41 @@ impl CsvSink {
             .map_err(|e| output(std::io::Error::other(e)))?;
         }
         Ok(Open::Append { writer, length })
+    }
+
+    /// Refuses to add rows under another header: the file's first record must name this
+    /// result's columns, in order.
+    fn check_header(&self, file: &mut std::fs::File) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let output = |source: std::io::Error| Error::Output {
+            path: self.path.clone(),
+            source,
+        };
+        file.seek(SeekFrom::Start(0)).map_err(output)?;
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(std::io::Read::take(&mut *file, 1 << 20));
+        let mut found = csv::StringRecord::new();
+        let read = reader.read_record(&mut found).unwrap_or(false);
+        let wanted: Vec<&str> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        let found: Vec<&str> = found.iter().collect();
+        if read && found == wanted {
+            return Ok(());
+        }
+        let shown = |names: &[&str]| {
+            crate::error::shortened(&crate::error::escape_controls(&names.join(",")))
+        };
+        Err(output(std::io::Error::other(format!(
+            "its header is `{}` but this pipeline writes `{}`: rows would go under the wrong columns; write to another file, or move this one away",
+            shown(&found),
+            shown(&wanted)
+        ))))
     }
 
     /// Gives up the result being written: a temporary file is removed, appended rows are cut
@@ -149,6 +188,46 @@ pub(super) fn cut_partial_line(file: &mut std::fs::File, path: &Path) -> std::io
         file.set_len(whole)?;
     }
     Ok(whole)
+}
+
+/// Cuts a partial last record off a CSV `file` (at `path`), which a run killed while
+/// appending leaves; a quoted field may hold line ends, so the whole file is read to find the
+/// last line end outside quotes. Gives the length left.
+fn cut_partial_record(file: &mut std::fs::File, path: &Path) -> std::io::Result<u64> {
+    let length = file.metadata()?.len();
+    let whole = whole_records_length(file)?;
+    if whole < length {
+        tracing::warn!(
+            "{}: removing a partial last record ({} bytes) left by an epoch that was cut off",
+            path.display(),
+            length - whole
+        );
+        file.set_len(whole)?;
+    }
+    Ok(whole)
+}
+
+/// The length of CSV `file` up to and including its last line end outside quotes (a quote
+/// inside a quoted field is written twice, so quotes open and close in turn).
+fn whole_records_length(file: &mut std::fs::File) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0))?;
+    let mut chunk = vec![0u8; 256 * 1024];
+    let (mut offset, mut whole, mut quoted) = (0u64, 0u64, false);
+    loop {
+        let read = file.read(&mut chunk)?;
+        if read == 0 {
+            return Ok(whole);
+        }
+        for at in memchr::memchr2_iter(b'"', b'\n', &chunk[..read]) {
+            match chunk[at] {
+                b'"' => quoted = !quoted,
+                _ if !quoted => whole = offset + at as u64 + 1,
+                _ => {}
+            }
+        }
+        offset += read as u64;
+    }
 }
 
 /// The length of `file` up to and including its last newline.
@@ -299,6 +378,47 @@ mod tests {
         let mut sink = build();
         write_result(sink.as_mut(), &text_batch("tag", ["d"]), 2).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "tag\na\nb\nc\nd\n");
+        // A value holding line ends is quoted; a record cut inside it is cut whole, even
+        // right after one of its line ends.
+        let mut sink = build();
+        write_result(sink.as_mut(), &text_batch("tag", ["e\n\"f\"\n"]), 3).unwrap();
+        let whole = "tag\na\nb\nc\nd\n\"e\n\"\"f\"\"\n\"\n";
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
+        for cut in ["\"g\nh", "\"g\n", "\"g\"\"\n\"\"", "x"] {
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            std::io::Write::write_all(&mut file, cut.as_bytes()).unwrap();
+            let mut sink = build();
+            write_result(sink.as_mut(), &text_batch("tag", [""; 0]), 4).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                whole,
+                "after {cut:?}"
+            );
+        }
+        // Rows of other columns are not added under this header.
+        let other = config
+            .build(&SinkContext {
+                input: &text_batch("label", ["x"]).schema(),
+                base_dir: dir.path(),
+                streaming: true,
+                appending: true,
+                updating: false,
+                checkpointed: false,
+                pipeline: "test",
+            })
+            .unwrap();
+        let mut other = other;
+        let refused = write_result(other.as_mut(), &text_batch("label", ["z"]), 5)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("its header is `tag` but this pipeline writes `label`"),
+            "{refused}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
     }
 
     #[test]
