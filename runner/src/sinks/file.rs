@@ -21,7 +21,8 @@ use crate::io::atomic;
 /// added to the file (cut back to whole epochs after a crash); Parquet writes one
 /// part file per epoch into the directory `path` (`part-00000042.parquet`): with a checkpoint
 /// the part is named by the epoch, so a redone epoch rewrites its own part; without one, a
-/// run's parts are numbered after the parts already there, so nothing earlier is overwritten.
+/// run's parts are numbered after the parts already there, so nothing earlier is overwritten;
+/// the parts there must hold the same columns.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
@@ -143,6 +144,30 @@ impl FileSink {
         })
     }
 
+    /// Refuses to add parts whose columns differ from the `part` already there: readers of
+    /// the directory would mix them up (DuckDB matches columns by position).
+    fn check_columns(&self, part: &Path) -> Result<()> {
+        let wanted = columns_of(&self.schema);
+        match parquet_columns(part) {
+            Ok(found) if found == wanted => Ok(()),
+            Ok(found) => Err(Error::Output {
+                path: part.to_path_buf(),
+                source: std::io::Error::other(format!(
+                    "it holds `{}` but this pipeline writes `{}`: parts of one directory must hold the same columns; write to another directory, or move this one away",
+                    crate::error::shortened(&found.join(", ")),
+                    crate::error::shortened(&wanted.join(", "))
+                )),
+            }),
+            Err(why) => Err(Error::Output {
+                path: part.to_path_buf(),
+                source: std::io::Error::other(format!(
+                    "the part already there cannot be read ({}), so the columns cannot be checked",
+                    crate::error::shortened(&why)
+                )),
+            }),
+        }
+    }
+
     fn abandon(&mut self) {
         if let Some(Open::Appended { file, length }) = self.open.take() {
             if let Ok(file) = file.into_inner() {
@@ -152,21 +177,45 @@ impl FileSink {
     }
 }
 
-/// One past the highest `part-N.parquet` in `dir` (0 when there is none).
-fn next_part_number(dir: &Path) -> std::io::Result<u64> {
-    let mut next = 0;
+/// The highest `part-N.parquet` in `dir`: its number and path.
+fn last_part(dir: &Path) -> std::io::Result<Option<(u64, PathBuf)>> {
+    let mut last: Option<(u64, PathBuf)> = None;
     for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name();
+        let entry = entry?;
+        let name = entry.file_name();
         let number = name
             .to_str()
             .and_then(|n| n.strip_prefix("part-"))
             .and_then(|n| n.strip_suffix(".parquet"))
             .and_then(|n| n.parse::<u64>().ok());
         if let Some(number) = number {
-            next = next.max(number.saturating_add(1));
+            if last.as_ref().is_none_or(|(highest, _)| number > *highest) {
+                last = Some((number, entry.path()));
+            }
         }
     }
-    Ok(next)
+    Ok(last)
+}
+
+/// The columns of a Parquet file as `name: type` texts.
+fn parquet_columns(path: &Path) -> std::result::Result<Vec<String>, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| e.to_string())?;
+    Ok(columns_of(reader.schema()))
+}
+
+fn columns_of(schema: &arrow_schema::Schema) -> Vec<String> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let data_type = f.data_type();
+            let name = crate::data::ValueType::of(data_type)
+                .map_or_else(|| data_type.to_string(), |t| t.name().to_owned());
+            format!("{}: {name}", f.name())
+        })
+        .collect()
 }
 
 fn write_lines(out: &mut dyn Write, rows: &RecordBatch) -> std::io::Result<()> {
@@ -211,8 +260,18 @@ impl Sink for FileSink {
                 crate::io::atomic::make_dirs(&self.path).map_err(|e| self.output(e))?;
                 let offset = match self.part_offset {
                     Some(offset) => offset,
-                    None if self.checkpointed => 0,
-                    None => next_part_number(&self.path).map_err(|e| self.output(e))?,
+                    None => {
+                        // The run's first part: after the parts there (without a
+                        // checkpoint), which must hold the same columns.
+                        let last = last_part(&self.path).map_err(|e| self.output(e))?;
+                        if let Some((_, part)) = &last {
+                            self.check_columns(part)?;
+                        }
+                        match (self.checkpointed, last) {
+                            (false, Some((number, _))) => number.saturating_add(1),
+                            _ => 0,
+                        }
+                    }
                 };
                 self.part_offset = Some(offset);
                 let part = self
@@ -378,6 +437,32 @@ mod tests {
                 "part-00000005.parquet",
                 "part-00000006.parquet"
             ]
+        );
+        // Parts of other columns are not added beside them.
+        let config: FileSinkConfig =
+            serde_saphyr::from_str("{path: parts, format: parquet}").unwrap();
+        let other = crate::data::text_batch("label", ["x"]);
+        let mut other_sink = config
+            .build(&SinkContext {
+                input: &other.schema(),
+                base_dir: dir.path(),
+                streaming: true,
+                appending: true,
+                updating: false,
+                checkpointed: false,
+                pipeline: "test",
+            })
+            .unwrap();
+        let refused = write_result(other_sink.as_mut(), &other, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("part-00000006.parquet: it holds `word: text, count: integer` but this pipeline writes `label: text`"),
+            "{refused}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("parts")).unwrap().count(),
+            4
         );
     }
 
