@@ -73,11 +73,11 @@ pub struct CsvSink {
 /// Where a result's records go until it is committed.
 enum Open {
     /// A temporary file beside the target, renamed over it at commit.
-    Replace(csv::Writer<std::io::BufWriter<tempfile::NamedTempFile>>),
+    Replace(std::io::BufWriter<tempfile::NamedTempFile>),
     /// The target itself, at its end; `length` is where this epoch's rows start, to cut them
     /// back off if they cannot all be written.
     Append {
-        writer: csv::Writer<std::io::BufWriter<std::fs::File>>,
+        writer: std::io::BufWriter<std::fs::File>,
         length: u64,
     },
 }
@@ -114,14 +114,14 @@ impl CsvSink {
                 self.check_header(&mut file)?;
             }
         }
-        let mut writer = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 16, file));
+        let mut writer = std::io::BufWriter::with_capacity(1 << 16, file);
         if self.header && length == 0 {
             write_records(
                 &mut writer,
                 &RecordBatch::new_empty(self.schema.clone()),
                 true,
             )
-            .map_err(|e| output(std::io::Error::other(e)))?;
+            .map_err(output)?;
         }
         Ok(Open::Append { writer, length })
     }
@@ -165,7 +165,7 @@ impl CsvSink {
     /// back off, so the file holds whole epochs.
     fn abandon(&mut self) {
         if let Some(Open::Append { writer, length }) = self.open.take() {
-            if let Ok(file) = writer.into_inner().map(|b| b.into_parts().0) {
+            if let Ok(file) = writer.into_inner() {
                 let _ = file.set_len(length);
             } else if let Ok(file) = std::fs::OpenOptions::new().write(true).open(&self.path) {
                 let _ = file.set_len(length);
@@ -256,15 +256,14 @@ impl Sink for CsvSink {
             self.open_for_append()?
         } else {
             let temp = atomic::temp_beside(&self.path)?;
-            let mut writer =
-                csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 16, temp));
+            let mut writer = std::io::BufWriter::with_capacity(1 << 16, temp);
             if self.header {
                 write_records(
                     &mut writer,
                     &RecordBatch::new_empty(self.schema.clone()),
                     true,
                 )
-                .map_err(|e| self.output_error(std::io::Error::other(e)))?;
+                .map_err(|e| self.output_error(e))?;
             }
             Open::Replace(writer)
         });
@@ -279,7 +278,7 @@ impl Sink for CsvSink {
         };
         if let Err(e) = written {
             self.abandon();
-            return Err(self.output_error(std::io::Error::other(e)));
+            return Err(self.output_error(e));
         }
         Ok(Flow::More)
     }
@@ -287,10 +286,7 @@ impl Sink for CsvSink {
     fn commit(&mut self) -> Result<()> {
         match self.open.take() {
             Some(Open::Replace(writer)) => {
-                let buffered = writer
-                    .into_inner()
-                    .map_err(|e| self.output_error(std::io::Error::other(e.to_string())))?;
-                let temp = buffered
+                let temp = writer
                     .into_inner()
                     .map_err(|e| self.output_error(e.into_error()))?;
                 atomic::persist(temp, &self.path)
@@ -298,8 +294,7 @@ impl Sink for CsvSink {
             Some(Open::Append { writer, length }) => {
                 let synced = writer
                     .into_inner()
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-                    .and_then(|b| b.into_inner().map_err(|e| e.into_error()))
+                    .map_err(|e| e.into_error())
                     .and_then(|file| file.sync_data().map(|_| file));
                 match synced {
                     Ok(_) => Ok(()),
@@ -316,26 +311,110 @@ impl Sink for CsvSink {
     }
 }
 
-/// Writes `result` (after its column names, with `header`) as CSV records: every cell as its
-/// text, quoted by the csv crate where needed. The fuzz target checks that the csv crate's
-/// reader gives every field back.
+/// Writes `result` (after its column names, with `header`) as CSV records, quoted where needed
+/// by csv-core (the csv crate's writer): every cell as its text, an empty text as `""` and a
+/// null as nothing, as Spark writes them, so other readers tell them apart (a record of one
+/// null field is `""` too, as a blank line would be no record). The fuzz target checks that
+/// the csv crate's reader gives every field back.
 pub fn write_records<W: std::io::Write>(
-    writer: &mut csv::Writer<W>,
+    out: &mut W,
     result: &RecordBatch,
     header: bool,
-) -> csv::Result<()> {
+) -> std::io::Result<()> {
+    let mut writer = csv_core::WriterBuilder::new()
+        .terminator(csv_core::Terminator::Any(b'\n'))
+        .build();
+    let mut line = Vec::with_capacity(1 << 16);
+    let lone = result.num_columns() == 1;
     if header {
-        writer.write_record(result.schema().fields().iter().map(|f| f.name()))?;
-    }
-    let mut record = csv::ByteRecord::new();
-    for row in 0..result.num_rows() {
-        record.clear();
-        for column in result.columns() {
-            record.push_field(cell(column.as_ref(), row).to_field().as_bytes());
+        for (index, field) in result.schema().fields().iter().enumerate() {
+            push_field(
+                &mut writer,
+                &mut line,
+                index,
+                Some(field.name().as_bytes()),
+                lone,
+            );
         }
-        writer.write_byte_record(&record)?;
+        end_record(&mut writer, &mut line);
     }
-    Ok(())
+    for row in 0..result.num_rows() {
+        for (index, column) in result.columns().iter().enumerate() {
+            match cell(column.as_ref(), row) {
+                crate::data::Cell::Null => push_field(&mut writer, &mut line, index, None, lone),
+                value => {
+                    let text = value.to_field();
+                    push_field(&mut writer, &mut line, index, Some(text.as_bytes()), lone)
+                }
+            }
+        }
+        end_record(&mut writer, &mut line);
+        if line.len() >= 1 << 16 {
+            out.write_all(&line)?;
+            line.clear();
+        }
+    }
+    out.write_all(&line)
+}
+
+/// Adds field `index` of a record to `line`: `None` (a null) as nothing, an empty text as
+/// `""`, anything else quoted where needed.
+fn push_field(
+    writer: &mut csv_core::Writer,
+    line: &mut Vec<u8>,
+    index: usize,
+    field: Option<&[u8]>,
+    lone: bool,
+) {
+    if index > 0 {
+        write_all(line, |out| {
+            let (result, written) = writer.delimiter(out);
+            (result, 0, written)
+        });
+    }
+    match field {
+        // A record of one empty field: csv-core's line end writes it `""`.
+        None | Some([]) if lone => {}
+        Some([]) => line.extend_from_slice(b"\"\""),
+        None => {}
+        Some(mut input) => {
+            // The whole field goes in one call: csv-core decides its quoting from it.
+            loop {
+                let start = line.len();
+                line.resize(start + input.len() * 2 + 8, 0);
+                let (result, read, written) = writer.field(input, &mut line[start..]);
+                line.truncate(start + written);
+                input = &input[read..];
+                if result == csv_core::WriteResult::InputEmpty {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Ends a record in `line` (its closing quote, if open, and the line end).
+fn end_record(writer: &mut csv_core::Writer, line: &mut Vec<u8>) {
+    write_all(line, |out| {
+        let (result, written) = writer.terminator(out);
+        (result, 0, written)
+    });
+}
+
+/// Runs a csv-core step that writes into `line`, with room for it.
+fn write_all(
+    line: &mut Vec<u8>,
+    mut step: impl FnMut(&mut [u8]) -> (csv_core::WriteResult, usize, usize),
+) {
+    loop {
+        let start = line.len();
+        line.resize(start + 8, 0);
+        let (result, _, written) = step(&mut line[start..]);
+        line.truncate(start + written);
+        if result == csv_core::WriteResult::InputEmpty {
+            break;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -452,6 +531,52 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_text_is_quoted_and_a_null_is_nothing() {
+        use arrow_array::{ArrayRef, Int64Array, StringArray};
+        let batch = RecordBatch::try_from_iter([
+            (
+                "t",
+                std::sync::Arc::new(StringArray::from(vec![
+                    Some(""),
+                    None,
+                    Some("a\r\nb"),
+                    Some(" x"),
+                ])) as ArrayRef,
+            ),
+            (
+                "n",
+                std::sync::Arc::new(Int64Array::from(vec![Some(1), None, None, Some(-2)]))
+                    as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let mut out = Vec::new();
+        write_records(&mut out, &batch, true).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, "t,n\n\"\",1\n,\n\"a\r\nb\",\n x,-2\n");
+        // One column: a null is `""` too, since a blank line is no record.
+        let lone = RecordBatch::try_from_iter([(
+            "t",
+            std::sync::Arc::new(StringArray::from(vec![Some(""), None, Some("z")])) as ArrayRef,
+        )])
+        .unwrap();
+        let mut out = Vec::new();
+        write_records(&mut out, &lone, false).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "\"\"\n\"\"\nz\n");
+        // A long field (past the line buffer) whole, quotes doubled.
+        let long = "\"q\"".repeat(40_000);
+        let mut out = Vec::new();
+        write_records(&mut out, &text_batch("t", [long.as_str()]), false).unwrap();
+        let back: Vec<String> = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(out.as_slice())
+            .records()
+            .map(|r| r.unwrap()[0].to_owned())
+            .collect();
+        assert_eq!(back, [long]);
+    }
+
+    #[test]
     fn lists_are_written_as_json_arrays_that_read_back() {
         use arrow_array::builder::{ListBuilder, StringBuilder};
         let mut lists = ListBuilder::new(StringBuilder::new());
@@ -465,9 +590,9 @@ mod tests {
             std::sync::Arc::new(lists.finish()) as arrow_array::ArrayRef,
         )])
         .unwrap();
-        let mut out = csv::Writer::from_writer(Vec::new());
+        let mut out = Vec::new();
         write_records(&mut out, &batch, true).unwrap();
-        let text = String::from_utf8(out.into_inner().unwrap()).unwrap();
+        let text = String::from_utf8(out).unwrap();
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         let back: Vec<serde_json::Value> = reader
             .records()

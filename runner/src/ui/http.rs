@@ -129,12 +129,9 @@ async fn result(State(live): State<Arc<Live>>, Query(query): Query<ResultQuery>)
                 }
             }
             let body = futures_util::stream::iter(pieces).map(|(piece, header)| {
-                let mut writer = csv::Writer::from_writer(Vec::new());
-                crate::sinks::csv::write_records(&mut writer, &piece, header)
-                    .map_err(std::io::Error::other)?;
-                writer
-                    .into_inner()
-                    .map_err(|e| std::io::Error::other(e.to_string()))
+                let mut body = Vec::new();
+                crate::sinks::csv::write_records(&mut body, &piece, header)?;
+                Ok::<_, std::io::Error>(body)
             });
             let mut response = (
                 [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
