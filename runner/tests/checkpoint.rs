@@ -209,6 +209,59 @@ fn an_uncommitted_epoch_is_redone_over_exactly_its_recorded_input() {
 }
 
 #[test]
+fn first_and_last_keep_input_order_over_a_restart_with_and_without_windows() {
+    for window in ["", "\n    window: {column: ts, size: 10m}"] {
+        let dir = tempfile::tempdir().unwrap();
+        // One file an epoch: 7, then null, then 3 (the last value is 3; with a null last
+        // before it, `last` is null after epoch 1).
+        for (n, v) in [(1, "7"), (2, "null"), (3, "3")] {
+            write(
+                &dir.path().join("in"),
+                &format!("{n}.jsonl"),
+                &format!("{{\"k\":\"a\",\"v\":{v},\"ts\":\"2024-01-01T00:0{n}:00Z\"}}\n"),
+            );
+        }
+        let pipeline = write(
+            dir.path(),
+            "p.yaml",
+            &format!(
+                "name: t\nmode: stream\nsource: {{type: file, path: in, format: jsonl, max_files_per_trigger: 1, columns: {{k: text, v: integer?, ts: timestamp}}}}\ntransforms:\n  - type: aggregate\n    by: [k]{window}\n    aggs: {{f: first(v), l: last(v), n: count()}}\noutput_mode: complete\ncheckpoint: {{dir: ck}}\nsinks:\n  - {{type: stdout, format: jsonl}}\n"
+            ),
+        );
+        let run = |extra: &[&str]| -> Vec<serde_json::Value> {
+            let out = runner()
+                .arg("run")
+                .arg(&pipeline)
+                .arg("-q")
+                .args(extra)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        let straight = run(&["--set", "checkpoint=null"]);
+        // Epoch 1 ends with `last` null (the null came last), epoch 2 with 3.
+        assert_eq!(straight[1]["l"], serde_json::Value::Null, "{straight:?}");
+        assert_eq!(straight[2]["l"], 3, "{straight:?}");
+        // Stopped after epoch 0, then after epoch 1, then to the end.
+        let first = run(&["--set", "max_epochs=1"]);
+        let second = run(&["--set", "max_epochs=1"]);
+        let third = run(&[]);
+        let resumed: Vec<serde_json::Value> =
+            first.into_iter().chain(second).chain(third).collect();
+        assert_eq!(resumed, straight, "window: {window:?}");
+    }
+}
+
+#[test]
 fn a_checkpoint_of_another_pipeline_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = replay_pipeline(dir.path(), "max", "50ms", 1);

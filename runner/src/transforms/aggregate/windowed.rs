@@ -533,6 +533,9 @@ impl AggregateState for WindowedState {
                 .count();
             let mut window = self.new_window();
             window.state.restore(&inner.slice(row, run))?;
+            // Rows read from now on come after the restored ones, which the restored state
+            // knows: it is not told of a new morsel (that would number rows from the start).
+            window.morsel = Some(self.morsel);
             match self.windows.get_mut(&start) {
                 Some(mine) => mine.state.merge(window.state)?,
                 None => {
