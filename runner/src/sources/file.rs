@@ -57,7 +57,8 @@ pub struct FileSourceConfig {
     #[serde(default = "default_max_line_bytes")]
     pub max_line_bytes: usize,
     /// How records are written: `lines` (each line one row of `column`), `csv` (with a header
-    /// line), `jsonl` (one JSON object per line) or `parquet`.
+    /// line), `jsonl` (one JSON object per line) or `parquet`. A stream of files (`mode:
+    /// stream`) reads `lines` or `jsonl`; `csv` and `parquet` are read by batch runs.
     #[serde(default)]
     pub format: Format,
     /// For csv, jsonl and parquet: the fields to read and their types (`text`, `integer`,

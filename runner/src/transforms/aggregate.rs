@@ -360,14 +360,18 @@ impl Value {
         })
     }
 
-    /// Orders values of one column (floats totally: NaN above every number, as in Spark).
+    /// Orders values of one column (floats totally: NaN above every number, as in Spark, and
+    /// -0.0 below 0.0, so `min` and `max` of a group holding both do not depend on which
+    /// worker saw which first).
     fn cmp(&self, other: &Value) -> std::cmp::Ordering {
         match (self, other) {
             (Value::Text(a), Value::Text(b)) => a.cmp(b),
             (Value::Int(a), Value::Int(b)) | (Value::Timestamp(a), Value::Timestamp(b)) => a.cmp(b),
-            (Value::Float(a), Value::Float(b)) => a
-                .partial_cmp(b)
-                .unwrap_or_else(|| a.is_nan().cmp(&b.is_nan())),
+            (Value::Float(a), Value::Float(b)) => match a.partial_cmp(b) {
+                Some(std::cmp::Ordering::Equal) => a.is_sign_positive().cmp(&b.is_sign_positive()),
+                Some(order) => order,
+                None => a.is_nan().cmp(&b.is_nan()),
+            },
             (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
             (Value::List(a), Value::List(b)) => a.cmp(b),
             _ => std::cmp::Ordering::Equal,
@@ -472,7 +476,8 @@ impl Agg {
 
 fn overflow(what: &str) -> Error {
     Error::runtime(format!(
-        "aggregate: integer overflow in `{what}`: the sum passes {} (cast the column to float to sum it approximately)",
+        "aggregate: integer overflow in `{what}`: the sum is outside {} to {} (cast the column to float to sum it approximately)",
+        i64::MIN,
         i64::MAX
     ))
 }

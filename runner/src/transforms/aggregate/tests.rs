@@ -257,6 +257,14 @@ fn an_integer_sum_is_exact_and_an_error_only_when_the_total_leaves_i64() {
     left.merge(right).unwrap();
     let err = left.result().unwrap_err().to_string();
     assert!(err.contains("integer overflow in `sum(amount)`"), "{err}");
+    // Below the range too, and the message names both ends.
+    let mut low = a.new_state();
+    low.update(&batch(vec![i64::MIN, -1])).unwrap();
+    let err = low.result().unwrap_err().to_string();
+    assert!(
+        err.contains("the sum is outside -9223372036854775808 to 9223372036854775807"),
+        "{err}"
+    );
     // The average of the same values is exact too.
     let mut state = a.new_state();
     state.update(&batch(vec![i64::MAX, i64::MAX])).unwrap();
@@ -309,6 +317,34 @@ fn snapshots_keep_nan_infinity_and_wide_sums() {
         ["NaN"],
         "NaN orders above every number, as in Spark"
     );
+}
+
+#[test]
+fn min_and_max_of_both_zeros_do_not_depend_on_which_came_first() {
+    let zeros = |values: Vec<f64>| {
+        RecordBatch::try_from_iter([("price", Arc::new(Float64Array::from(values)) as ArrayRef)])
+            .unwrap()
+    };
+    let (a, _) = aggregation_over(
+        "{aggs: {low: min(price), high: max(price)}}",
+        &zeros(vec![]).schema(),
+    );
+    for order in [vec![0.0, -0.0], vec![-0.0, 0.0]] {
+        // In one state, and split over two merged in either order.
+        let mut one = a.new_state();
+        one.update(&zeros(order.clone())).unwrap();
+        let out = one.result().unwrap();
+        assert_eq!(texts(&out, "low"), ["-0.0"], "{order:?}");
+        assert_eq!(texts(&out, "high"), ["0.0"], "{order:?}");
+        let mut first = a.new_state();
+        first.update(&zeros(vec![order[0]])).unwrap();
+        let mut second = a.new_state();
+        second.update(&zeros(vec![order[1]])).unwrap();
+        first.merge(second).unwrap();
+        let out = first.result().unwrap();
+        assert_eq!(texts(&out, "low"), ["-0.0"], "{order:?}");
+        assert_eq!(texts(&out, "high"), ["0.0"], "{order:?}");
+    }
 }
 
 #[test]
