@@ -277,8 +277,12 @@ fn order(rows: RecordBatch, count_first: Option<usize>) -> Result<RecordBatch> {
 }
 
 /// Rows of one batch per window.
+#[derive(Default)]
 struct Buckets {
     windows: Vec<(i64, Vec<u32>)>,
+    /// Where each window's entry is in `windows` (a batch may meet many windows: sliding
+    /// ones, thousands per row).
+    index: std::collections::HashMap<i64, usize>,
     /// Where the last row went: rows of a tumbling window mostly follow each other.
     last: usize,
 }
@@ -293,13 +297,14 @@ impl Buckets {
             self.windows[self.last].1.push(row);
             return;
         }
-        match self.windows.iter().position(|(s, _)| *s == start) {
-            Some(i) => {
+        match self.index.get(&start) {
+            Some(&i) => {
                 self.last = i;
                 self.windows[i].1.push(row);
             }
             None => {
                 self.last = self.windows.len();
+                self.index.insert(start, self.last);
                 self.windows.push((start, vec![row]));
             }
         }
@@ -333,14 +338,8 @@ impl AggregateState for WindowedState {
             .ok_or_else(|| Error::runtime("window: the event-time column is not a timestamp"))?;
         let late_limit = self.late_limit();
         let spec = self.shared.spec;
-        let mut buckets = Buckets {
-            windows: Vec::new(),
-            last: 0,
-        };
-        let mut late_buckets = Buckets {
-            windows: Vec::new(),
-            last: 0,
-        };
+        let mut buckets = Buckets::default();
+        let mut late_buckets = Buckets::default();
         let mut epoch_max = self.epoch_max_ms;
         let mut late = 0u64;
         let mut unplaced = 0u64;
