@@ -112,7 +112,14 @@ fn rows_of(batch: &RecordBatch) -> Vec<Value> {
                 batch
                     .columns()
                     .iter()
-                    .map(|c| cell(c.as_ref(), row).to_json())
+                    .map(|c| match cell(c.as_ref(), row) {
+                        // JSON has no NaN or infinity: written as the sinks print them
+                        // (`NaN`, `inf`, `-inf`), so a test tells them from null.
+                        crate::data::Cell::Float(x) if !x.is_finite() => {
+                            Value::String(crate::data::float_text(x))
+                        }
+                        value => value.to_json(),
+                    })
                     .collect(),
             )
         })
@@ -258,6 +265,45 @@ mod tests {
             failures,
             ["the sinks: rows differ (- expected, + actual):\n  [romeo, 3]\n+ [thou, 2]\n- [thee, 2]"]
         );
+    }
+
+    #[test]
+    fn nan_and_infinities_are_told_from_null() {
+        let floats = arrow_array::Float64Array::from(vec![
+            Some(f64::NAN),
+            Some(f64::INFINITY),
+            Some(f64::NEG_INFINITY),
+            None,
+        ]);
+        let run = Run {
+            epochs: vec![(
+                0,
+                RecordBatch::try_from_iter([(
+                    "f",
+                    std::sync::Arc::new(floats) as arrow_array::ArrayRef,
+                )])
+                .unwrap(),
+            )],
+            columns: vec!["f".into()],
+            label: "the sinks".into(),
+        };
+        let mut expectation = Expectation {
+            rows: Some(vec![
+                json!(["NaN"]),
+                json!(["inf"]),
+                json!(["-inf"]),
+                json!([null]),
+            ]),
+            ..Expectation::default()
+        };
+        assert!(check(&expectation, &run, false).is_empty());
+        expectation.rows = Some(vec![
+            json!([null]),
+            json!([null]),
+            json!([null]),
+            json!([null]),
+        ]);
+        assert_eq!(check(&expectation, &run, false).len(), 1);
     }
 
     #[test]
