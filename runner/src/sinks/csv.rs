@@ -16,7 +16,8 @@ use crate::io::atomic;
 /// temporary file in the same directory, flushed and renamed, so a reader or a killed run never
 /// sees half a file; the directory is created if needed. In a stream's `append` output mode, each epoch's rows are added (the
 /// header once; a partial last record left by a killed run is cut first; a file whose header
-/// names other columns is refused).
+/// names other columns is refused). With a checkpoint, the ledger `.NAME.epoch` beside the file
+/// records the last epoch added, so an epoch redone after a restart is not added twice.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CsvSinkConfig {
@@ -49,6 +50,13 @@ impl BuildSink for CsvSinkConfig {
             path: crate::settings::resolve_against(ctx.base_dir, &self.path),
             header: self.header,
             appending: ctx.appending,
+            ledger: (ctx.appending && ctx.checkpointed).then(|| {
+                super::epoch_ledger::EpochLedger::beside(&crate::settings::resolve_against(
+                    ctx.base_dir,
+                    &self.path,
+                ))
+            }),
+            epoch: 0,
             repaired: false,
             schema: ctx.input.clone(),
             open: None,
@@ -63,6 +71,10 @@ pub struct CsvSink {
     header: bool,
     /// Add each epoch's rows to the file rather than replace it.
     appending: bool,
+    /// A checkpointed stream's appends: which epochs the file holds (a redone one is skipped).
+    ledger: Option<super::epoch_ledger::EpochLedger>,
+    /// The epoch being written.
+    epoch: u64,
     /// Whether this run has checked the file's end (see `open_for_append`).
     repaired: bool,
     schema: arrow_schema::SchemaRef,
@@ -80,6 +92,8 @@ enum Open {
         writer: std::io::BufWriter<std::fs::File>,
         length: u64,
     },
+    /// A redone epoch the file holds already: its rows are not written again.
+    Skip,
 }
 
 impl CsvSink {
@@ -108,8 +122,27 @@ impl CsvSink {
             .open(&self.path)
             .map_err(output)?;
         let mut length = file.metadata().map_err(output)?.len();
+        let planned = match self.ledger.as_mut() {
+            Some(ledger) => ledger.plan(self.epoch, length).map_err(output)?,
+            None => super::epoch_ledger::Plan::Append { cut_to: None },
+        };
+        match planned {
+            super::epoch_ledger::Plan::Skip => return Ok(Open::Skip),
+            super::epoch_ledger::Plan::Append { cut_to: Some(end) } if end < length => {
+                tracing::warn!(
+                    "{}: removing {} bytes past epoch's end the ledger holds, left by an epoch that was cut off",
+                    self.path.display(),
+                    length - end
+                );
+                file.set_len(end).map_err(output)?;
+                length = end;
+            }
+            _ => {}
+        }
         if !std::mem::replace(&mut self.repaired, true) {
-            length = cut_partial_record(&mut file, &self.path).map_err(output)?;
+            if self.ledger.is_none() {
+                length = cut_partial_record(&mut file, &self.path).map_err(output)?;
+            }
             if self.header && length > 0 {
                 self.check_header(&mut file)?;
             }
@@ -250,8 +283,9 @@ fn whole_lines_length(file: &mut std::fs::File) -> std::io::Result<u64> {
 }
 
 impl Sink for CsvSink {
-    fn begin(&mut self, _epoch: u64) -> Result<()> {
+    fn begin(&mut self, epoch: u64) -> Result<()> {
         self.abandon();
+        self.epoch = epoch;
         self.open = Some(if self.appending {
             self.open_for_append()?
         } else {
@@ -274,6 +308,7 @@ impl Sink for CsvSink {
         let written = match self.open.as_mut() {
             Some(Open::Replace(writer)) => write_records(writer, rows, false),
             Some(Open::Append { writer, .. }) => write_records(writer, rows, false),
+            Some(Open::Skip) => Ok(()),
             None => return Err(Error::runtime("csv sink: rows written before `begin`")),
         };
         if let Err(e) = written {
@@ -291,12 +326,18 @@ impl Sink for CsvSink {
                     .map_err(|e| self.output_error(e.into_error()))?;
                 atomic::persist(temp, &self.path)
             }
+            Some(Open::Skip) => Ok(()),
             Some(Open::Append { writer, length }) => {
                 let synced = writer
                     .into_inner()
                     .map_err(|e| e.into_error())
                     .and_then(|file| file.sync_data().map(|_| file));
-                match synced {
+                let epoch = self.epoch;
+                let recorded = synced.and_then(|file| match self.ledger.as_mut() {
+                    Some(ledger) => ledger.record(epoch, file.metadata()?.len()),
+                    None => Ok(()),
+                });
+                match recorded {
                     Ok(_) => Ok(()),
                     Err(error) => {
                         if let Ok(file) = std::fs::OpenOptions::new().write(true).open(&self.path) {
@@ -498,6 +539,44 @@ mod tests {
             "{refused}"
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
+    }
+
+    #[test]
+    fn a_checkpointed_stream_appends_each_epoch_once_over_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CsvSinkConfig {
+            path: "tags.csv".into(),
+            header: true,
+        };
+        let build = || {
+            config
+                .build(&SinkContext {
+                    input: &text_batch("tag", ["x"]).schema(),
+                    base_dir: dir.path(),
+                    streaming: true,
+                    appending: true,
+                    updating: false,
+                    checkpointed: true,
+                    pipeline: "test",
+                })
+                .unwrap()
+        };
+        let path = dir.path().join("tags.csv");
+        let mut sink = build();
+        write_result(sink.as_mut(), &text_batch("tag", ["a"]), 0).unwrap();
+        write_result(sink.as_mut(), &text_batch("tag", ["b"]), 1).unwrap();
+        // Killed after epoch 1 reached the file but before the checkpoint saved it, and in
+        // the middle of epoch 2: the restart redoes epoch 1, then writes epoch 2 whole.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"c\n\"half").unwrap();
+        let mut restarted = build();
+        write_result(restarted.as_mut(), &text_batch("tag", ["b"]), 1).unwrap();
+        write_result(restarted.as_mut(), &text_batch("tag", ["c", "d"]), 2).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "tag\na\nb\nc\nd\n");
+        assert!(dir.path().join(".tags.csv.epoch").exists());
     }
 
     #[test]

@@ -18,7 +18,9 @@ use crate::io::atomic;
 /// JSON lines (one object per row: numbers unquoted, timestamps RFC 3339, lists as arrays),
 /// Parquet (the model's types, zstd) or CSV (as the `csv` sink writes it, with a header row),
 /// replaced atomically. In a stream's `append` output mode, JSON lines and CSV rows are
-/// added to the file (cut back to whole epochs after a crash); Parquet writes one
+/// added to the file (cut back to whole epochs after a crash; with a checkpoint, the ledger
+/// `.NAME.epoch` beside the file keeps an epoch redone after a restart from being added
+/// twice); Parquet writes one
 /// part file per epoch into the directory `path` (`part-00000042.parquet`): with a checkpoint
 /// the part is named by the epoch, so a redone epoch rewrites its own part; without one, a
 /// run's parts are numbered after the parts already there, so nothing earlier is overwritten;
@@ -81,6 +83,12 @@ impl BuildSink for FileSinkConfig {
             format,
             appending: ctx.appending,
             checkpointed: ctx.checkpointed,
+            ledger: (ctx.appending && ctx.checkpointed && format == Encoding::Jsonl).then(|| {
+                super::epoch_ledger::EpochLedger::beside(&crate::settings::resolve_against(
+                    ctx.base_dir,
+                    &self.path,
+                ))
+            }),
             part_offset: None,
             schema: ctx.input.clone(),
             open: None,
@@ -98,6 +106,8 @@ pub struct FileSink {
     appending: bool,
     /// Whether epochs are redone after a restart (parts are then named by epoch alone).
     checkpointed: bool,
+    /// A checkpointed stream's JSON lines appends: which epochs the file holds.
+    ledger: Option<super::epoch_ledger::EpochLedger>,
     /// What this run adds to an epoch's number to name its Parquet part (decided at the first
     /// part: past the parts already in the directory when there is no checkpoint).
     part_offset: Option<u64>,
@@ -116,6 +126,8 @@ enum Open {
         file: std::io::BufWriter<std::fs::File>,
         length: u64,
     },
+    /// A redone epoch the file holds already (see `EpochLedger`): not written again.
+    Skip,
     /// Parquet into a temporary file renamed over `target` at commit.
     Parquet {
         writer: Box<parquet::arrow::ArrowWriter<tempfile::NamedTempFile>>,
@@ -244,11 +256,29 @@ impl Sink for FileSink {
                     .open(&self.path)
                     .map_err(|e| self.output(e))?;
                 let mut length = file.metadata().map_err(|e| self.output(e))?.len();
-                if !std::mem::replace(&mut self.repaired, true) {
-                    // A run killed while writing left part of a line: cut it, as the csv sink
-                    // does.
-                    length = super::csv::cut_partial_line(&mut file, &self.path)
-                        .map_err(|e| self.output(e))?;
+                let planned = match self.ledger.as_mut() {
+                    Some(ledger) => ledger.plan(epoch, length),
+                    None => Ok(super::epoch_ledger::Plan::Append { cut_to: None }),
+                };
+                match planned.map_err(|e| self.output(e))? {
+                    super::epoch_ledger::Plan::Skip => {
+                        self.open = Some(Open::Skip);
+                        return Ok(());
+                    }
+                    super::epoch_ledger::Plan::Append { cut_to: Some(end) } => {
+                        if end < length {
+                            file.set_len(end).map_err(|e| self.output(e))?;
+                            length = end;
+                        }
+                    }
+                    super::epoch_ledger::Plan::Append { cut_to: None } => {
+                        if !std::mem::replace(&mut self.repaired, true) {
+                            // A run killed while writing left part of a line: cut it, as
+                            // the csv sink does.
+                            length = super::csv::cut_partial_line(&mut file, &self.path)
+                                .map_err(|e| self.output(e))?;
+                        }
+                    }
                 }
                 Open::Appended {
                     file: std::io::BufWriter::with_capacity(1 << 16, file),
@@ -287,6 +317,7 @@ impl Sink for FileSink {
         let written = match self.open.as_mut() {
             Some(Open::Lines(out)) => write_lines(out, rows),
             Some(Open::Appended { file, .. }) => write_lines(file, rows),
+            Some(Open::Skip) => Ok(()),
             Some(Open::Parquet { writer, .. }) => writer.write(rows).map_err(std::io::Error::other),
             None => return Err(Error::runtime("file sink: rows written before `begin`")),
         };
@@ -303,12 +334,18 @@ impl Sink for FileSink {
                 let temp = out.into_inner().map_err(|e| self.output(e.into_error()))?;
                 atomic::persist(temp, &self.path)
             }
+            Some(Open::Skip) => Ok(()),
             Some(Open::Appended { file, length }) => {
                 let synced = file
                     .into_inner()
                     .map_err(|e| e.into_error())
                     .and_then(|f| f.sync_data().map(|_| f));
-                synced.map(|_| ()).map_err(|e| {
+                let epoch = self.epoch;
+                let recorded = synced.and_then(|f| match self.ledger.as_mut() {
+                    Some(ledger) => ledger.record(epoch, f.metadata()?.len()),
+                    None => Ok(()),
+                });
+                recorded.map_err(|e| {
                     if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&self.path) {
                         let _ = f.set_len(length);
                     }
@@ -345,6 +382,40 @@ mod tests {
                 pipeline: "test",
             })
             .unwrap()
+    }
+
+    #[test]
+    fn a_checkpointed_stream_appends_each_jsonl_epoch_once_over_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = crate::data::word_counts(&["a", "b"], &[1, 2]);
+        let build = || {
+            let config: FileSinkConfig =
+                serde_saphyr::from_str("{path: out.jsonl, format: jsonl}").unwrap();
+            config
+                .build(&SinkContext {
+                    input: &rows.schema(),
+                    base_dir: dir.path(),
+                    streaming: true,
+                    appending: true,
+                    updating: false,
+                    checkpointed: true,
+                    pipeline: "test",
+                })
+                .unwrap()
+        };
+        let mut sink = build();
+        write_result(sink.as_mut(), &rows.slice(0, 1), 0).unwrap();
+        write_result(sink.as_mut(), &rows.slice(1, 1), 1).unwrap();
+        let mut restarted = build();
+        // Epochs 0 and 1 redone after a restart: skipped; epoch 2 added.
+        write_result(restarted.as_mut(), &rows.slice(0, 1), 0).unwrap();
+        write_result(restarted.as_mut(), &rows.slice(1, 1), 1).unwrap();
+        write_result(restarted.as_mut(), &rows, 2).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+        assert_eq!(
+            text,
+            "{\"word\":\"a\",\"count\":1}\n{\"word\":\"b\",\"count\":2}\n{\"word\":\"a\",\"count\":1}\n{\"word\":\"b\",\"count\":2}\n"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod chart;
 pub mod csv;
 pub mod database;
+pub mod epoch_ledger;
 pub mod file;
 pub mod json_lines;
 pub mod postgres;

@@ -1,0 +1,137 @@
+//! The ledger of a file that a checkpointed stream appends to: `.NAME.epoch` beside the file
+//! holds the last epoch appended and the file's length after it. After a restart, an epoch
+//! the stream redoes (its checkpoint was not saved, but its rows reached the file) is skipped,
+//! and what an epoch cut off left past the last whole one is cut back, so every epoch is in
+//! the file once. The database sinks keep the same ledger in their database.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The last epoch appended and the file's length after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The epoch's id.
+    pub epoch: u64,
+    /// The file's length, in bytes, once the epoch's rows were written and synced.
+    pub length: u64,
+}
+
+/// What to do with an epoch's rows.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// The file holds the epoch already (a redone epoch): its rows are not written again.
+    Skip,
+    /// Append the rows, after cutting the file back to `cut_to` bytes when given (the end of
+    /// the last epoch the ledger holds).
+    Append {
+        /// The length to cut the file back to first.
+        cut_to: Option<u64>,
+    },
+}
+
+/// The ledger of one appended file.
+pub struct EpochLedger {
+    path: PathBuf,
+    file: PathBuf,
+    /// The ledger's entry, once read.
+    last: Option<Option<Entry>>,
+}
+
+impl EpochLedger {
+    /// The ledger of `file`, kept beside it.
+    pub fn beside(file: &Path) -> EpochLedger {
+        let name = file
+            .file_name()
+            .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+        EpochLedger {
+            path: file.with_file_name(format!(".{name}.epoch")),
+            file: file.to_path_buf(),
+            last: None,
+        }
+    }
+
+    fn entry(&mut self) -> std::io::Result<Option<Entry>> {
+        if let Some(last) = self.last {
+            return Ok(last);
+        }
+        let entry = match std::fs::read(&self.path) {
+            Ok(bytes) => Some(serde_json::from_slice::<Entry>(&bytes).map_err(|e| {
+                std::io::Error::other(format!(
+                    "its ledger {} is damaged ({e}); remove it to append without checking for redone epochs",
+                    self.path.display()
+                ))
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        self.last = Some(entry);
+        Ok(entry)
+    }
+
+    /// What to do with epoch `epoch`'s rows, the file being `length` bytes long now.
+    pub fn plan(&mut self, epoch: u64, length: u64) -> std::io::Result<Plan> {
+        match self.entry()? {
+            None => Ok(Plan::Append { cut_to: None }),
+            Some(last) if length < last.length => Err(std::io::Error::other(format!(
+                "it is {length} bytes long but held {} after epoch {}, by its ledger {}: it was changed outside this stream; move it away (and the ledger) to start a new file",
+                last.length,
+                last.epoch,
+                self.path.display()
+            ))),
+            Some(last) if epoch <= last.epoch => Ok(Plan::Skip),
+            Some(last) => Ok(Plan::Append {
+                cut_to: Some(last.length),
+            }),
+        }
+    }
+
+    /// Records that epoch `epoch` was appended and synced, leaving the file `length` bytes long.
+    pub fn record(&mut self, epoch: u64, length: u64) -> std::io::Result<()> {
+        let entry = Entry { epoch, length };
+        let text = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
+        let dir = self
+            .file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut temp, &text)?;
+        temp.as_file().sync_data()?;
+        temp.persist(&self.path).map_err(|e| e.error)?;
+        self.last = Some(Some(entry));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redone_epochs_are_skipped_and_a_cut_off_one_is_cut_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("out.csv");
+        let mut ledger = EpochLedger::beside(&file);
+        assert_eq!(ledger.plan(0, 0).unwrap(), Plan::Append { cut_to: None });
+        ledger.record(0, 10).unwrap();
+        ledger.record(1, 25).unwrap();
+        assert!(dir.path().join(".out.csv.epoch").exists());
+        // A restart reads the ledger again.
+        let mut again = EpochLedger::beside(&file);
+        assert_eq!(again.plan(0, 25).unwrap(), Plan::Skip);
+        assert_eq!(again.plan(1, 31).unwrap(), Plan::Skip);
+        assert_eq!(
+            again.plan(2, 31).unwrap(),
+            Plan::Append { cut_to: Some(25) }
+        );
+        let shorter = again.plan(2, 20).unwrap_err().to_string();
+        assert!(shorter.contains("changed outside this stream"), "{shorter}");
+        std::fs::write(dir.path().join(".out.csv.epoch"), b"{\"epoch\":").unwrap();
+        let damaged = EpochLedger::beside(&file)
+            .plan(3, 40)
+            .unwrap_err()
+            .to_string();
+        assert!(damaged.contains("is damaged"), "{damaged}");
+    }
+}
