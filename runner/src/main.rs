@@ -82,7 +82,7 @@ enum Command {
         /// exiting with code 3.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         wait: Option<std::time::Duration>,
-        /// Where lock files go (default: the system's temporary directory).
+        /// Where lock files go (default: `$XDG_RUNTIME_DIR/runner-locks`, else `/tmp/runner-<uid>`).
         #[arg(
             long,
             value_name = "DIR",
@@ -417,10 +417,7 @@ fn main() -> ExitCode {
                 } else {
                     std::env::current_dir().map_or(input.clone(), |cwd| cwd.join(&input))
                 };
-                overrides.push(Override::text(
-                    &["source", "path"],
-                    &input.to_string_lossy(),
-                ));
+                overrides.push(Override::input(&input.to_string_lossy()));
             }
             let progress = if cli.quiet {
                 exec::stream::Progress::Off

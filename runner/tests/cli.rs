@@ -601,6 +601,92 @@ fn a_where_error_points_at_the_character_in_the_expression_with_the_line_shown()
 }
 
 #[test]
+fn newcomers_mistakes_get_messages_that_say_what_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "s.csv", "a,n\nx,1\n");
+    let check = |name: &str, text: &str, args: &[&str], wanted: &[&str]| {
+        let p = write(dir.path(), name, text);
+        let out = runner()
+            .arg("validate")
+            .arg(&p)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        for w in wanted {
+            assert!(stderr.contains(w), "{name}: wanted {w}:\n{stderr}");
+        }
+    };
+    // With --set, a value's error is located in the changed text, which it shows.
+    check(
+        "e.yaml",
+        "name: t\nsource: {type: file, path: s.csv, format: csv}\ntransforms:\n  - type: filter\n    where: amout > 1\nsinks:\n  - {type: stdout}\n",
+        &["--set", "cores=1"],
+        &["e.yaml (with --set):", "|   where: amout > 1\n", "^ there is no column `amout`"],
+    );
+    check(
+        "b.yaml",
+        "name: t\nsource: {type: file, path: s.csv, format: csv}\ntransforms:\n  - {type: group_count, by: n}\nsinks:\n  - {type: stdout}\n",
+        &[],
+        &["b.yaml:4:29:", "must be quoted here, e.g. `by: 'n'`"],
+    );
+    check(
+        "n.yaml",
+        "name: \"\"\nsource: {type: file, path: s.csv, format: csv}\nsinks:\n  - {type: stdout}\n",
+        &[],
+        &["`name` is empty"],
+    );
+    check(
+        "m.yaml",
+        "name:\nsource: {type: file, path: s.csv, format: csv}\nsinks:\n  - {type: stdout}\n",
+        &[],
+        &["m.yaml:1:", "a value is missing here"],
+    );
+    let stream = "name: t\nmode: stream\nsource: {type: file, path: ., format: lines, poll: 1s}\ntrigger: {available_now: true}\nsinks:\n  - {type: stdout}\n";
+    check(
+        "p.yaml",
+        stream,
+        &[],
+        &["p.yaml:4:10:", "a `file` source with `poll` never ends"],
+    );
+    check(
+        "z.yaml",
+        stream,
+        &["--set", "max_epochs=0", "--set", "trigger={}"],
+        &["`max_epochs: 0` would run no epoch"],
+    );
+    check(
+        "i.yaml",
+        "name: t\nsource: {type: file, path: s.csv, format: csv}\ntransforms:\n  - type: limit\n     n: 2\nsinks:\n  - {type: stdout}\n",
+        &[],
+        &["is a key on the line after `type: limit` indented further than `type`?"],
+    );
+}
+
+#[test]
+fn input_reads_the_file_given_and_never_downloads_into_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource:\n  type: file\n  path: play.txt\n  fetch: {url: \"http://127.0.0.1:9/play.txt\"}\nsinks:\n  - {type: stdout}\n",
+    );
+    let out = runner()
+        .arg("run")
+        .arg(&p)
+        .args(["--input", "nosuch.txt"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("download"), "{stderr}");
+    assert!(stderr.contains("nosuch.txt"), "{stderr}");
+    assert!(!dir.path().join("nosuch.txt").exists());
+}
+
+#[test]
 fn errors_in_aggregate_sort_and_group_count_point_at_the_item_they_are_about() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "in.txt", WORDS);

@@ -52,7 +52,7 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         ("tab indentation", "name: t\nsource:\n\ttype: file\n\tpath: x\nsinks:\n  - type: stdout\n".into(),
             vec!["p.yaml:3:", "tab"]),
         ("duplicate key", format!("name: t\nname: u\n{SOURCE}{SINKS}"),
-            vec!["p.yaml:2:", "duplicate"]),
+            vec!["p.yaml:2:", "`name` is given twice"]),
         ("bad fetch checksum", "name: t\nsource:\n  type: file\n  path: x.txt\n  fetch:\n    url: https://example.org/x\n    sha256: abc\nsinks:\n  - type: stdout\n".into(),
             vec!["p.yaml:3:", "64 hex digits"]),
         ("bad fetch url", format!("name: t\nsource:\n  type: file\n  path: x.txt\n  fetch:\n    url: ftp://example.org/x\n    sha256: {}\nsinks:\n  - type: stdout\n", "a".repeat(64)),

@@ -59,8 +59,9 @@ pub struct PipelineConfig {
     #[serde(default, deserialize_with = "duration::opt")]
     #[schemars(with = "Option<String>")]
     pub stop_after: Option<std::time::Duration>,
-    /// Streaming: stop after this many epochs.
+    /// Streaming: stop after this many epochs (1 or more).
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub max_epochs: Option<u64>,
     /// Streaming: run an epoch even when no new rows arrived.
     #[serde(default)]
@@ -160,6 +161,9 @@ pub struct LoadedPipeline {
     /// The document as written (after `--set`), untyped: each step's settings in a canonical
     /// form (keys sorted, comments and layout gone), for checkpoint identity.
     pub document: serde_json::Value,
+    /// With `--set`: the changed text, which the locations of values inside steps (a `where:`,
+    /// a `select` item) refer to; steps, `trigger` and `output_mode` are placed in the file.
+    pub rewritten: Option<String>,
 }
 
 impl LoadedPipeline {
@@ -188,9 +192,21 @@ impl LoadedPipeline {
         )
     }
 
-    /// [`LoadedPipeline::snippet`] at `line` and `column` (from 1).
+    /// The text that the locations of values inside steps refer to, and how to name it: the
+    /// file, or with `--set` the changed text (`p.yaml (with --set)`).
+    pub fn value_text(&self) -> Option<(String, String)> {
+        match &self.rewritten {
+            Some(text) => Some((text.clone(), format!("{} (with --set)", self.display_name))),
+            None => std::fs::read_to_string(&self.path)
+                .ok()
+                .map(|text| (text, self.display_name.clone())),
+        }
+    }
+
+    /// [`LoadedPipeline::snippet`] at `line` and `column` (from 1) of a value inside a step
+    /// (see [`LoadedPipeline::value_text`]).
     pub fn snippet_at(&self, line: usize, column: usize, message: &str) -> String {
-        let Ok(text) = std::fs::read_to_string(&self.path) else {
+        let Some((text, name)) = self.value_text() else {
             return String::new();
         };
         let lines: Vec<&str> = text.lines().collect();
@@ -202,7 +218,7 @@ impl LoadedPipeline {
         let width = last.to_string().len();
         let mut out = format!(
             "{:width$}--> {}:{}:{}\n{:width$} |\n",
-            "", self.display_name, line, column, ""
+            "", name, line, column, ""
         );
         for number in first..=last {
             out.push_str(&format!("{number:>width$} | {}\n", lines[number - 1]));
@@ -247,17 +263,18 @@ pub fn load_text(text: &str, path: &Path, overrides: &[Override]) -> Result<Load
             "{file_name} is empty; a pipeline needs at least `name`, `source` and `sinks`"
         )));
     }
-    let (config, document) = if overrides.is_empty() {
-        (parse(text, &file_name)?, text.to_owned())
+    let (config, rewritten) = if overrides.is_empty() {
+        (parse(text, &file_name)?, None)
     } else {
         let changed = apply_overrides(text, &file_name, overrides)?;
         // YAML errors in the changed text can only be located in that text.
         let mut config = parse(&changed, &format!("{file_name} (with --set)"))?;
         relocate(&mut config, text);
-        (config, changed)
+        (config, Some(changed))
     };
     // It parsed as a pipeline, so it parses as a document.
-    let document = from_yaml(&document).unwrap_or(serde_json::Value::Null);
+    let document =
+        from_yaml(rewritten.as_deref().unwrap_or(text)).unwrap_or(serde_json::Value::Null);
     let display_name = file_name;
     if config.sinks.is_empty() {
         return Err(Error::invalid(format!(
@@ -270,6 +287,7 @@ pub fn load_text(text: &str, path: &Path, overrides: &[Override]) -> Result<Load
         display_name,
         config,
         document,
+        rewritten,
     })
 }
 
@@ -312,6 +330,8 @@ fn relocate(config: &mut PipelineConfig, original: &str) {
         source: Option<Spanned<serde::de::IgnoredAny>>,
         transforms: Vec<Spanned<serde::de::IgnoredAny>>,
         sinks: Vec<Spanned<serde::de::IgnoredAny>>,
+        trigger: Option<Spanned<serde::de::IgnoredAny>>,
+        output_mode: Option<Spanned<serde::de::IgnoredAny>>,
     }
     let steps: Steps = from_yaml(original).unwrap_or_default();
     let unknown = Location::UNKNOWN;
@@ -322,10 +342,16 @@ fn relocate(config: &mut PipelineConfig, original: &str) {
     for (i, sink) in config.sinks.iter_mut().enumerate() {
         sink.referenced = steps.sinks.get(i).map_or(unknown, |s| s.referenced);
     }
+    if let Some(trigger) = &mut config.trigger {
+        trigger.referenced = steps.trigger.map_or(unknown, |s| s.referenced);
+    }
+    if let Some(mode) = &mut config.output_mode {
+        mode.referenced = steps.output_mode.map_or(unknown, |s| s.referenced);
+    }
 }
 
 /// Turns a YAML error into `file:line:col: message` plus the snippet serde-saphyr draws.
-fn yaml_error(err: &serde_saphyr::Error, source_name: &str) -> Error {
+pub(crate) fn yaml_error(err: &serde_saphyr::Error, source_name: &str) -> Error {
     let formatter = SuggestingFormatter;
     let message = formatter.format_message(err).into_owned();
     let Some(location) = err.location().filter(|l| l.line() > 0) else {
@@ -361,6 +387,19 @@ impl MessageFormatter for SuggestingFormatter {
             }
             "invalid i64" => Cow::Borrowed("expected a whole number"),
             "invalid f64" => Cow::Borrowed("expected a number"),
+            // serde-saphyr's advice names its own API; say what to write instead.
+            other if other.contains("cannot deserialize null") => {
+                Cow::Borrowed("a value is missing here: write one after the colon")
+            }
+            other if other.starts_with("duplicate mapping key") => {
+                match other
+                    .strip_prefix("duplicate mapping key: ")
+                    .and_then(|rest| rest.split(", set DuplicateKeyPolicy").next())
+                {
+                    Some(key) => Cow::Owned(format!("`{key}` is given twice in this map")),
+                    None => Cow::Borrowed("a key is given twice in this map"),
+                }
+            }
             _ => message,
         }
     }

@@ -11,6 +11,9 @@ pub struct Override {
     pub value: Value,
     /// The argument as given (`PATH=VALUE`), for messages.
     pub raw: String,
+    /// A key removed beside the value set (`--input` removes the source's `fetch`: the file
+    /// given is read, never downloaded into).
+    pub removes: Option<String>,
 }
 
 impl std::str::FromStr for Override {
@@ -38,6 +41,7 @@ impl std::str::FromStr for Override {
             path,
             value,
             raw: raw.to_owned(),
+            removes: None,
         })
     }
 }
@@ -49,6 +53,16 @@ impl Override {
             path: path.iter().map(|s| (*s).to_owned()).collect(),
             value: Value::String(value.to_owned()),
             raw: format!("{}={value}", path.join(".")),
+            removes: None,
+        }
+    }
+
+    /// `--input PATH`: the source's `path`, and no `fetch` (a missing file is an error, not a
+    /// download into a mistyped path).
+    pub fn input(value: &str) -> Override {
+        Override {
+            removes: Some("fetch".into()),
+            ..Override::text(&["source", "path"], value)
         }
     }
 }
@@ -90,9 +104,13 @@ pub fn apply(doc: &mut Value, ov: &Override) -> Result<(), String> {
                     )
                 })?
             }
-            Value::Object(map) => map
-                .entry(segment.clone())
-                .or_insert(Value::Object(Default::default())),
+            Value::Object(map) => {
+                if let Some(removed) = ov.removes.as_ref().filter(|_| last) {
+                    map.remove(removed);
+                }
+                map.entry(segment.clone())
+                    .or_insert(Value::Object(Default::default()))
+            }
             Value::Null => {
                 *node = Value::Object(Default::default());
                 match node {
@@ -121,6 +139,16 @@ mod tests {
 
     fn set(doc: &mut Value, raw: &str) -> Result<(), String> {
         apply(doc, &raw.parse()?)
+    }
+
+    #[test]
+    fn input_sets_the_path_and_removes_fetch() {
+        let mut doc = json!({"source": {"type": "file", "path": "data/a.txt", "fetch": {"url": "https://x"}}});
+        apply(&mut doc, &Override::input("/tmp/b.txt")).unwrap();
+        assert_eq!(
+            doc,
+            json!({"source": {"type": "file", "path": "/tmp/b.txt"}})
+        );
     }
 
     #[test]

@@ -99,6 +99,12 @@ fn build_until(
     stop_before_code: bool,
 ) -> Result<(BuiltPipeline, Option<usize>)> {
     let config = &loaded.config;
+    if config.name.trim().is_empty() {
+        return Err(Error::invalid(format!(
+            "{}: `name` is empty: give the pipeline a short name (logs and summaries use it)",
+            loaded.display_name
+        )));
+    }
     let base_dir = loaded.base_dir.as_path();
     let source = config
         .source
@@ -218,14 +224,15 @@ fn located_error(
         .map_or(0, |n| n.saturating_sub(1));
     // Where that character is in the file: after a quote, on a block scalar's lines, past
     // escapes.
-    let (line, column) = std::fs::read_to_string(&loaded.path).map_or(
+    let text = loaded.value_text();
+    let (line, column) = text.as_ref().map_or(
         (
             value.line() as usize,
             value.column() as usize + at_character,
         ),
-        |text| {
+        |(text, _)| {
             position_in_scalar(
-                &text,
+                text,
                 value.line() as usize,
                 value.column() as usize,
                 at_character,
@@ -237,7 +244,8 @@ fn located_error(
         .and_then(|(_, rest)| rest.split_once(": "))
         .map_or_else(|| without_labels(message), |(_, why)| why);
     let snippet = loaded.snippet_at(line, column, why);
-    let at = format!("{}:{line}:{column}", loaded.display_name);
+    let name = text.map_or_else(|| loaded.display_name.clone(), |(_, name)| name);
+    let at = format!("{name}:{line}:{column}");
     if snippet.is_empty() {
         Error::invalid(format!("{at}: {label}: {message}"))
     } else {
@@ -439,6 +447,11 @@ fn stream_settings(
             return Err(Error::invalid(format!("{file}: a stream can have one aggregation (group_count), this one has {aggregations}")));
         }
     }
+    if config.max_epochs == Some(0) {
+        return Err(Error::invalid(format!(
+            "{file}: `max_epochs: 0` would run no epoch; give 1 or more, or leave it out"
+        )));
+    }
     let trigger = match &config.trigger {
         None => stream::Trigger::Continuous,
         Some(t) => match (t.value.processing_time, t.value.available_now) {
@@ -449,6 +462,15 @@ fn stream_settings(
                 )))
             }
             (Some(interval), false) => stream::Trigger::ProcessingTime(interval),
+            (None, true)
+                if source_type == "file"
+                    && !loaded.document["source"]["poll"].is_null() =>
+            {
+                return Err(Error::invalid(format!(
+                    "{}: `available_now` reads until the source ends, and a `file` source with `poll` never ends: leave out `poll` to read the files there and stop",
+                    loaded.at(&t.referenced)
+                )))
+            }
             (None, true) => stream::Trigger::AvailableNow,
             (None, false) => stream::Trigger::Continuous,
         },

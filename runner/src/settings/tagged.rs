@@ -38,8 +38,15 @@ pub fn deserialize<'de, T: TaggedConfig, D: de::Deserializer<'de>>(d: D) -> Resu
 struct TaggedVisitor<T>(PhantomData<T>);
 
 fn unknown_type<E: de::Error>(kind: &str, tag: &str, tags: &'static [&'static str]) -> E {
+    // `type: limit` with `n: 2` indented deeper on the next line is one text, `limit n: 2`.
+    let indented = match tag.split_once(char::is_whitespace) {
+        Some((first, _)) if tags.contains(&first) => {
+            format!("; is a key on the line after `type: {first}` indented further than `type`?")
+        }
+        _ => String::new(),
+    };
     E::custom(format!(
-        "unknown {kind} type `{tag}`{} (valid types: {}; see `runner list`)",
+        "unknown {kind} type `{tag}`{} (valid types: {}; see `runner list`){indented}",
         crate::settings::suggestion(tag, tags.iter().copied()),
         tags.join(", ")
     ))

@@ -167,13 +167,9 @@ pub fn read(path: &Path) -> Result<TestFile> {
         path: path.to_path_buf(),
         source,
     })?;
-    let file: TestFile = serde_saphyr::from_str(&text).map_err(|e| {
-        Error::invalid(format!(
-            "{}: {}",
-            path.display(),
-            e.to_string().trim_start_matches("error: ")
-        ))
-    })?;
+    // YAML 1.2's booleans: an expected `NO` (Norway) or `n` stays a text.
+    let file: TestFile = crate::config::from_yaml(&text)
+        .map_err(|e| crate::config::yaml_error(&e, &path.display().to_string()))?;
     for case in &file.tests {
         let given = [
             case.input.lines.is_some(),
@@ -259,6 +255,7 @@ fn run_case(base: &Path, pipeline: &Path, case: &TestCase) -> Result<Vec<String>
             path: path.split('.').map(str::to_owned).collect(),
             value: value.clone(),
             raw: format!("{path}={value}"),
+            removes: None,
         })
         .collect();
     let probe = crate::config::load(pipeline, &overrides)?;
@@ -330,10 +327,7 @@ fn run_case(base: &Path, pipeline: &Path, case: &TestCase) -> Result<Vec<String>
             }
         };
         let absolute = std::path::absolute(&path).unwrap_or(path);
-        overrides.push(Override::text(
-            &["source", "path"],
-            &absolute.to_string_lossy(),
-        ));
+        overrides.push(Override::input(&absolute.to_string_lossy()));
     }
     let mut failures = Vec::new();
     let mut targets: Vec<Option<usize>> = case.expect.iter().map(|e| e.step).collect();
@@ -443,5 +437,35 @@ impl crate::sources::StreamSource for Nothing {
     }
     fn warnings(&self) -> Vec<String> {
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_test_file_reads_yaml_1_2_booleans_so_no_and_n_stay_texts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.test.yaml");
+        std::fs::write(
+            &path,
+            "pipeline: p.yaml\ntests:\n  - name: countries\n    input: {lines: [\"NO\", \"n\"]}\n    expect:\n      - rows: [[NO, 1], [n, true]]\n",
+        )
+        .unwrap();
+        let file = super::read(&path).unwrap();
+        assert_eq!(
+            file.tests[0].expect[0].rows,
+            Some(vec![
+                serde_json::json!(["NO", 1]),
+                serde_json::json!(["n", true])
+            ])
+        );
+        std::fs::write(
+            &path,
+            "pipeline: p.yaml\ntests:\n  - name: x\n    expct: []\n",
+        )
+        .unwrap();
+        let error = super::read(&path).unwrap_err().to_string();
+        assert!(error.contains("t.test.yaml:4:5"), "{error}");
+        assert!(!error.contains("<input>"), "{error}");
     }
 }

@@ -130,6 +130,18 @@ impl<'de> Deserialize<'de> for OneOrMany {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Written, E> {
                 Ok(Written::One(v.to_owned()))
             }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Written, E> {
+                Ok(Written::One(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Written, E> {
+                Ok(Written::One(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Written, E> {
+                // YAML reads y, n, yes, no, on, off, true and false as booleans here.
+                Err(E::custom(
+                    "a column named like a YAML boolean (y, n, yes, no, on, off, true, false) must be quoted here, e.g. `by: 'n'`",
+                ))
+            }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
