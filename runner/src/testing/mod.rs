@@ -215,7 +215,48 @@ pub fn read(path: &Path) -> Result<TestFile> {
             }
         }
     }
+    check_references(path, &file)?;
     Ok(file)
+}
+
+/// A test's `set:` as `--set` overrides.
+fn case_overrides(case: &TestCase) -> Vec<Override> {
+    case.set
+        .iter()
+        .map(|(path, value)| Override {
+            path: path.split('.').map(str::to_owned).collect(),
+            value: value.clone(),
+            raw: format!("{path}={value}"),
+            removes: None,
+        })
+        .collect()
+}
+
+/// An error unless every test's pipeline (with its `set:`) can be read and has the steps and
+/// sinks its expectations name: such a test file is invalid (exit 2), not a failed test.
+fn check_references(path: &Path, file: &TestFile) -> Result<()> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    for case in &file.tests {
+        let invalid = |why: String| {
+            Error::invalid(format!("{}: test `{}`: {why}", path.display(), case.name))
+        };
+        let loaded = crate::config::load(&base.join(&file.pipeline), &case_overrides(case))
+            .map_err(|e| invalid(e.to_string()))?;
+        let (steps, sinks) = (loaded.config.transforms.len(), loaded.config.sinks.len());
+        for expectation in &case.expect {
+            if let Some(step) = expectation.step.filter(|&s| s >= steps) {
+                return Err(invalid(format!(
+                    "`step: {step}`: the pipeline has {steps} transform(s), numbered from 0"
+                )));
+            }
+            if let Some(sink) = expectation.sink.filter(|&s| s >= sinks) {
+                return Err(invalid(format!(
+                    "`sink: {sink}`: the pipeline has {sinks} sink(s), numbered from 0"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs every test of `file` (read from `path`), calling `report` after each.
@@ -248,16 +289,7 @@ fn line_of(value: &serde_json::Value) -> String {
 /// Runs one test: the pipeline once for its sinks, once more per step named. Returns what
 /// did not hold.
 fn run_case(base: &Path, pipeline: &Path, case: &TestCase) -> Result<Vec<String>> {
-    let mut overrides: Vec<Override> = case
-        .set
-        .iter()
-        .map(|(path, value)| Override {
-            path: path.split('.').map(str::to_owned).collect(),
-            value: value.clone(),
-            raw: format!("{path}={value}"),
-            removes: None,
-        })
-        .collect();
+    let mut overrides = case_overrides(case);
     let probe = crate::config::load(pipeline, &overrides)?;
     let streaming = probe.config.mode == Mode::Stream;
     let sinks = probe.config.sinks.len();
@@ -447,6 +479,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.test.yaml");
         std::fs::write(
+            dir.path().join("p.yaml"),
+            "name: p\nsource: {type: file, path: in.txt}\nsinks:\n  - {type: stdout}\n",
+        )
+        .unwrap();
+        std::fs::write(
             &path,
             "pipeline: p.yaml\ntests:\n  - name: countries\n    input: {lines: [\"NO\", \"n\"]}\n    expect:\n      - rows: [[NO, 1], [n, true]]\n",
         )
@@ -458,6 +495,30 @@ mod tests {
                 serde_json::json!(["NO", 1]),
                 serde_json::json!(["n", true])
             ])
+        );
+        // A step or sink the pipeline does not have, or no pipeline: an invalid file.
+        for (expect, why) in [
+            (
+                "{step: 0, row_count: 1}",
+                "`step: 0`: the pipeline has 0 transform(s)",
+            ),
+            (
+                "{sink: 1, row_count: 1}",
+                "`sink: 1`: the pipeline has 1 sink(s)",
+            ),
+        ] {
+            let text = format!("pipeline: p.yaml\ntests:\n  - name: x\n    input: {{lines: [a]}}\n    expect: [{expect}]\n");
+            std::fs::write(&path, text).unwrap();
+            let error = super::read(&path).unwrap_err();
+            assert_eq!(error.exit_code(), 2);
+            assert!(error.to_string().contains(why), "{error}");
+        }
+        let text = "pipeline: nosuch.yaml\ntests:\n  - name: x\n    input: {lines: [a]}\n    expect: [{row_count: 1}]\n";
+        std::fs::write(&path, text).unwrap();
+        let error = super::read(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("t.test.yaml: test `x`:") && error.contains("nosuch.yaml"),
+            "{error}"
         );
         std::fs::write(
             &path,

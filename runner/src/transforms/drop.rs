@@ -15,14 +15,17 @@ use crate::error::{Error, Result};
 #[serde(deny_unknown_fields)]
 pub struct DropConfig {
     /// The columns to remove.
-    pub columns: Vec<String>,
+    #[serde(deserialize_with = "crate::settings::env::spanned_strings")]
+    #[schemars(with = "Vec<String>")]
+    pub columns: Vec<serde_saphyr::Spanned<String>>,
 }
 
 impl BuildTransform for DropConfig {
     fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
         let mut dropped = Vec::new();
         for name in &self.columns {
-            dropped.push(column_index(ctx.input, name).map_err(|e| format!("columns: {e}"))?);
+            dropped
+                .push(column_index(ctx.input, &name.value).map_err(|e| format!("columns: {e}"))?);
         }
         let kept: Vec<usize> = (0..ctx.input.fields().len())
             .filter(|i| !dropped.contains(i))
@@ -39,6 +42,14 @@ impl BuildTransform for DropConfig {
             output: output.clone(),
             kind: StageKind::Map(Box::new(Drop { kept, output })),
         })
+    }
+
+    fn error_location(&self, message: &str) -> Option<serde_saphyr::Location> {
+        // "there is no column `x`": the item naming it.
+        self.columns
+            .iter()
+            .find(|item| message.contains(&format!("`{}`", item.value)))
+            .map(|item| item.referenced)
     }
 }
 

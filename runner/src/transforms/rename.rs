@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 #[serde(deny_unknown_fields)]
 pub struct RenameConfig {
     /// Old name to new name, e.g. `{word: token, count: n}`.
-    pub columns: BTreeMap<String, String>,
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub columns: indexmap::IndexMap<serde_saphyr::Spanned<String>, serde_saphyr::Spanned<String>>,
 }
 
 impl BuildTransform for RenameConfig {
@@ -28,8 +29,8 @@ impl BuildTransform for RenameConfig {
             .map(|f| f.as_ref().clone())
             .collect();
         for (old, new) in &self.columns {
-            let index = column_index(ctx.input, old).map_err(|e| format!("columns: {e}"))?;
-            fields[index] = fields[index].clone().with_name(new);
+            let index = column_index(ctx.input, &old.value).map_err(|e| format!("columns: {e}"))?;
+            fields[index] = fields[index].clone().with_name(&new.value);
         }
         let mut names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
         names.sort_unstable();
@@ -43,6 +44,21 @@ impl BuildTransform for RenameConfig {
         Ok(Stage {
             output: output.clone(),
             kind: StageKind::Map(Box::new(Rename { output })),
+        })
+    }
+
+    fn error_location(&self, message: &str) -> Option<serde_saphyr::Location> {
+        // "there is no column `old`" points at the old name; "two columns would be called
+        // `new`" at the new one.
+        let quoted = |text: &str| message.contains(&format!("`{text}`"));
+        self.columns.iter().find_map(|(old, new)| {
+            if message.contains("there is no column") && quoted(&old.value) {
+                Some(old.referenced)
+            } else if message.contains("would be called") && quoted(&new.value) {
+                Some(new.referenced)
+            } else {
+                None
+            }
         })
     }
 }

@@ -51,13 +51,22 @@ impl BuildTransform for SelectConfig {
     }
 
     fn error_location(&self, message: &str) -> Option<serde_saphyr::Location> {
-        // The expression's message quotes the item: "in `ITEM` at character N".
+        // The expression's message quotes the item: "in `ITEM` at character N"; a name selected
+        // twice: the later item giving it.
+        let named = |item: &serde_saphyr::Spanned<String>| {
+            let name = match item.value.rsplit_once(" as ") {
+                Some((_, alias)) => alias.trim(),
+                None => item.value.trim(),
+            };
+            message.contains(&format!("`{name}` is selected twice"))
+        };
         self.columns
             .iter()
             .find(|item| {
                 let shown = item.value.replace(['\n', '\r', '\t'], " ");
                 message.contains(&format!("in `{shown}` at character"))
             })
+            .or_else(|| self.columns.iter().rev().find(|item| named(item)))
             .map(|item| item.referenced)
     }
 }
