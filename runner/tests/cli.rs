@@ -656,6 +656,31 @@ fn newcomers_mistakes_get_messages_that_say_what_to_write() {
         &["--set", "max_epochs=0", "--set", "trigger={}"],
         &["`max_epochs: 0` would run no epoch"],
     );
+    // select, rename and drop point at the item they are about.
+    check(
+        "s.yaml",
+        "name: t\nsource: {type: file, path: s.csv, format: csv}\ntransforms:\n  - type: select\n    columns: [a, n, \"upper(a) as a\"]\nsinks:\n  - {type: stdout}\n",
+        &[],
+        &["s.yaml:5:22:", "`a` is selected twice"],
+    );
+    check(
+        "r.yaml",
+        "name: t\nsource: {type: file, path: s.csv, format: csv}\ntransforms:\n  - type: rename\n    columns: {a: n}\nsinks:\n  - {type: stdout}\n",
+        &[],
+        &["r.yaml:5:18:", "two columns would be called `n`"],
+    );
+    check(
+        "q.yaml",
+        "name: t\nsource: {type: file, path: s.csv, format: csv}\ntransforms:\n  - type: rename\n    columns: {nope: x}\nsinks:\n  - {type: stdout}\n",
+        &[],
+        &["q.yaml:5:15:", "there is no column `nope`"],
+    );
+    check(
+        "d.yaml",
+        "name: t\nsource: {type: file, path: s.csv, format: csv}\ntransforms:\n  - type: drop\n    columns: [a, nope]\nsinks:\n  - {type: stdout}\n",
+        &[],
+        &["d.yaml:5:18:", "there is no column `nope`"],
+    );
     check(
         "i.yaml",
         "name: t\nsource: {type: file, path: s.csv, format: csv}\ntransforms:\n  - type: limit\n     n: 2\nsinks:\n  - {type: stdout}\n",

@@ -168,7 +168,10 @@ fn build_until(
                 updating: stream
                     .as_ref()
                     .is_some_and(|s| s.output_mode == OutputMode::Update),
-                checkpointed: stream.as_ref().is_some_and(|s| s.checkpoint.is_some()),
+                // Only a positioned source's epochs are redone after a restart, with the same
+                // rows; a socket's epoch ids go on with new rows, which must not be skipped.
+                checkpointed: stream.as_ref().is_some_and(|s| s.checkpoint.is_some())
+                    && matches!(&source, BuiltSource::Stream(s) if s.positioned()),
                 pipeline: &config.name,
             })
             .map_err(|e| {

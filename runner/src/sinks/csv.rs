@@ -50,12 +50,12 @@ impl BuildSink for CsvSinkConfig {
             path: crate::settings::resolve_against(ctx.base_dir, &self.path),
             header: self.header,
             appending: ctx.appending,
-            ledger: (ctx.appending && ctx.checkpointed).then(|| {
-                super::epoch_ledger::EpochLedger::beside(&crate::settings::resolve_against(
-                    ctx.base_dir,
-                    &self.path,
-                ))
-            }),
+            ledger: (ctx.appending && ctx.checkpointed)
+                .then(|| crate::settings::resolve_against(ctx.base_dir, &self.path))
+                .filter(|target| {
+                    std::fs::metadata(target).is_ok_and(|m| m.is_file()) || !target.exists()
+                })
+                .map(|target| super::epoch_ledger::EpochLedger::beside(&target)),
             epoch: 0,
             repaired: false,
             schema: ctx.input.clone(),
@@ -126,26 +126,41 @@ impl CsvSink {
             Some(ledger) => ledger.plan(self.epoch, length).map_err(output)?,
             None => super::epoch_ledger::Plan::Append { cut_to: None },
         };
-        match planned {
-            super::epoch_ledger::Plan::Skip => return Ok(Open::Skip),
-            super::epoch_ledger::Plan::Append { cut_to: Some(end) } if end < length => {
+        let cut_to = match planned {
+            super::epoch_ledger::Plan::Skip { cut_to } => {
                 tracing::warn!(
-                    "{}: removing {} bytes past epoch's end the ledger holds, left by an epoch that was cut off",
+                    "{}: epoch {} is in the file already (its ledger says so): a redone epoch, not added again",
+                    self.path.display(),
+                    self.epoch
+                );
+                if cut_to < length {
+                    file.set_len(cut_to).map_err(output)?;
+                }
+                return Ok(Open::Skip);
+            }
+            super::epoch_ledger::Plan::Append { cut_to } => cut_to,
+        };
+        match cut_to {
+            Some(end) if end < length => {
+                tracing::warn!(
+                    "{}: removing {} bytes past the last whole epoch, left by an epoch that was cut off",
                     self.path.display(),
                     length - end
                 );
                 file.set_len(end).map_err(output)?;
                 length = end;
             }
-            _ => {}
-        }
-        if !std::mem::replace(&mut self.repaired, true) {
-            if self.ledger.is_none() {
+            Some(_) => {}
+            None if !self.repaired => {
                 length = cut_partial_record(&mut file, &self.path).map_err(output)?;
+                if let Some(ledger) = self.ledger.as_mut() {
+                    ledger.start(length).map_err(output)?;
+                }
             }
-            if self.header && length > 0 {
-                self.check_header(&mut file)?;
-            }
+            None => {}
+        }
+        if !std::mem::replace(&mut self.repaired, true) && self.header && length > 0 {
+            self.check_header(&mut file)?;
         }
         let mut writer = std::io::BufWriter::with_capacity(1 << 16, file);
         if self.header && length == 0 {
@@ -229,6 +244,15 @@ pub(super) fn cut_partial_line(file: &mut std::fs::File, path: &Path) -> std::io
 fn cut_partial_record(file: &mut std::fs::File, path: &Path) -> std::io::Result<u64> {
     let length = file.metadata()?.len();
     let whole = whole_records_length(file)?;
+    // A record this sink writes ends at a line end outside quotes; a file written otherwise
+    // (a quote escaped with a backslash) can leave a quote open far back: refuse to cut much.
+    const MOST_CUT: u64 = 1 << 20;
+    if length - whole > MOST_CUT && whole < whole_lines_length(file)? {
+        return Err(std::io::Error::other(format!(
+            "its last {} bytes do not end a CSV record (a quote is left open): it was not written by this sink, or is damaged; fix or move it",
+            length - whole
+        )));
+    }
     if whole < length {
         tracing::warn!(
             "{}: removing a partial last record ({} bytes) left by an epoch that was cut off",
@@ -562,8 +586,15 @@ mod tests {
                 .unwrap()
         };
         let path = dir.path().join("tags.csv");
+        // The first run is killed in epoch 0 after some of its rows reached the file: the
+        // restart cuts back to where the stream began (here: nothing) and writes it whole.
+        let mut killed = build();
+        killed.begin(0).unwrap();
+        drop(killed);
+        std::fs::write(&path, "tag\na\n\"ha").unwrap();
         let mut sink = build();
         write_result(sink.as_mut(), &text_batch("tag", ["a"]), 0).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "tag\na\n");
         write_result(sink.as_mut(), &text_batch("tag", ["b"]), 1).unwrap();
         // Killed after epoch 1 reached the file but before the checkpoint saved it, and in
         // the middle of epoch 2: the restart redoes epoch 1, then writes epoch 2 whole.

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 /// The last epoch appended and the file's length after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// The epoch's id.
-    pub epoch: u64,
+    /// The epoch's id; `None`: the file's length before this stream's first epoch.
+    pub epoch: Option<u64>,
     /// The file's length, in bytes, once the epoch's rows were written and synced.
     pub length: u64,
 }
@@ -20,8 +20,12 @@ pub struct Entry {
 /// What to do with an epoch's rows.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Plan {
-    /// The file holds the epoch already (a redone epoch): its rows are not written again.
-    Skip,
+    /// The file holds the epoch already (a redone epoch): its rows are not written again;
+    /// the file is cut back to `cut_to` bytes when longer (what a later epoch cut off left).
+    Skip {
+        /// The length after the last epoch the ledger holds.
+        cut_to: u64,
+    },
     /// Append the rows, after cutting the file back to `cut_to` bytes when given (the end of
     /// the last epoch the ledger holds).
     Append {
@@ -33,7 +37,6 @@ pub enum Plan {
 /// The ledger of one appended file.
 pub struct EpochLedger {
     path: PathBuf,
-    file: PathBuf,
     /// The ledger's entry, once read.
     last: Option<Option<Entry>>,
 }
@@ -46,7 +49,6 @@ impl EpochLedger {
             .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
         EpochLedger {
             path: file.with_file_name(format!(".{name}.epoch")),
-            file: file.to_path_buf(),
             last: None,
         }
     }
@@ -74,12 +76,13 @@ impl EpochLedger {
         match self.entry()? {
             None => Ok(Plan::Append { cut_to: None }),
             Some(last) if length < last.length => Err(std::io::Error::other(format!(
-                "it is {length} bytes long but held {} after epoch {}, by its ledger {}: it was changed outside this stream; move it away (and the ledger) to start a new file",
+                "it is {length} bytes long but its ledger {} says {} bytes: it was changed outside this stream; move it away (and the ledger) to start a new file",
+                self.path.display(),
                 last.length,
-                last.epoch,
-                self.path.display()
             ))),
-            Some(last) if epoch <= last.epoch => Ok(Plan::Skip),
+            Some(last) if last.epoch.is_some_and(|done| epoch <= done) => Ok(Plan::Skip {
+                cut_to: last.length,
+            }),
             Some(last) => Ok(Plan::Append {
                 cut_to: Some(last.length),
             }),
@@ -88,17 +91,30 @@ impl EpochLedger {
 
     /// Records that epoch `epoch` was appended and synced, leaving the file `length` bytes long.
     pub fn record(&mut self, epoch: u64, length: u64) -> std::io::Result<()> {
-        let entry = Entry { epoch, length };
+        self.write(Entry {
+            epoch: Some(epoch),
+            length,
+        })
+    }
+
+    /// Records the file's length before this stream's first epoch (a file without a ledger),
+    /// so that a first epoch cut off is cut back too.
+    pub fn start(&mut self, length: u64) -> std::io::Result<()> {
+        self.write(Entry {
+            epoch: None,
+            length,
+        })
+    }
+
+    fn write(&mut self, entry: Entry) -> std::io::Result<()> {
         let text = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
-        let dir = self
-            .file
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+        // Named as every temporary output file is, so a killed run's leftover is removed.
+        let temp = crate::io::atomic::temp_beside(&self.path)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut temp = temp;
         std::io::Write::write_all(&mut temp, &text)?;
-        temp.as_file().sync_data()?;
-        temp.persist(&self.path).map_err(|e| e.error)?;
+        crate::io::atomic::persist(temp, &self.path)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         self.last = Some(Some(entry));
         Ok(())
     }
@@ -114,13 +130,17 @@ mod tests {
         let file = dir.path().join("out.csv");
         let mut ledger = EpochLedger::beside(&file);
         assert_eq!(ledger.plan(0, 0).unwrap(), Plan::Append { cut_to: None });
+        ledger.start(4).unwrap();
+        // Killed in epoch 0: cut back to where the stream began.
+        let mut first = EpochLedger::beside(&file);
+        assert_eq!(first.plan(0, 9).unwrap(), Plan::Append { cut_to: Some(4) });
         ledger.record(0, 10).unwrap();
         ledger.record(1, 25).unwrap();
         assert!(dir.path().join(".out.csv.epoch").exists());
         // A restart reads the ledger again.
         let mut again = EpochLedger::beside(&file);
-        assert_eq!(again.plan(0, 25).unwrap(), Plan::Skip);
-        assert_eq!(again.plan(1, 31).unwrap(), Plan::Skip);
+        assert_eq!(again.plan(0, 25).unwrap(), Plan::Skip { cut_to: 25 });
+        assert_eq!(again.plan(1, 31).unwrap(), Plan::Skip { cut_to: 25 });
         assert_eq!(
             again.plan(2, 31).unwrap(),
             Plan::Append { cut_to: Some(25) }

@@ -83,12 +83,12 @@ impl BuildSink for FileSinkConfig {
             format,
             appending: ctx.appending,
             checkpointed: ctx.checkpointed,
-            ledger: (ctx.appending && ctx.checkpointed && format == Encoding::Jsonl).then(|| {
-                super::epoch_ledger::EpochLedger::beside(&crate::settings::resolve_against(
-                    ctx.base_dir,
-                    &self.path,
-                ))
-            }),
+            ledger: (ctx.appending && ctx.checkpointed && format == Encoding::Jsonl)
+                .then(|| crate::settings::resolve_against(ctx.base_dir, &self.path))
+                .filter(|target| {
+                    std::fs::metadata(target).is_ok_and(|m| m.is_file()) || !target.exists()
+                })
+                .map(|target| super::epoch_ledger::EpochLedger::beside(&target)),
             part_offset: None,
             schema: ctx.input.clone(),
             open: None,
@@ -261,7 +261,14 @@ impl Sink for FileSink {
                     None => Ok(super::epoch_ledger::Plan::Append { cut_to: None }),
                 };
                 match planned.map_err(|e| self.output(e))? {
-                    super::epoch_ledger::Plan::Skip => {
+                    super::epoch_ledger::Plan::Skip { cut_to } => {
+                        tracing::warn!(
+                            "{}: epoch {epoch} is in the file already (its ledger says so): a redone epoch, not added again",
+                            self.path.display()
+                        );
+                        if cut_to < length {
+                            file.set_len(cut_to).map_err(|e| self.output(e))?;
+                        }
                         self.open = Some(Open::Skip);
                         return Ok(());
                     }
@@ -277,6 +284,9 @@ impl Sink for FileSink {
                             // the csv sink does.
                             length = super::csv::cut_partial_line(&mut file, &self.path)
                                 .map_err(|e| self.output(e))?;
+                            if let Some(ledger) = self.ledger.as_mut() {
+                                ledger.start(length).map_err(|e| self.output(e))?;
+                            }
                         }
                     }
                 }
@@ -304,9 +314,12 @@ impl Sink for FileSink {
                     }
                 };
                 self.part_offset = Some(offset);
-                let part = self
-                    .path
-                    .join(format!("part-{:08}.parquet", offset + epoch));
+                let number = offset.checked_add(epoch).ok_or_else(|| {
+                    self.output(std::io::Error::other(
+                        "its part numbers have run out (a part numbered near 2^64 is there)",
+                    ))
+                })?;
+                let part = self.path.join(format!("part-{number:08}.parquet"));
                 self.parquet_writer(&part)?
             }
         });

@@ -79,7 +79,7 @@ pub fn write_text(out: &mut Vec<u8>, text: &str) {
     let plain = |bytes: &[u8]| {
         !bytes
             .iter()
-            .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0xC2)
+            .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7F || b == 0xC2)
     };
     out.push(b'"');
     if plain(text.as_bytes()) {
@@ -123,6 +123,8 @@ mod tests {
         assert!(!written.chars().any(|c| c.is_control()));
         let back: String = serde_json::from_str(&written).unwrap();
         assert_eq!(back, hostile);
+        // DEL alone (the plain text's fast path) too.
+        assert_eq!(text("a\u{7f}b"), "\"a\\u007fb\"");
         // Â (0xC3 0x82) and ¢ (0xC2 0xA2) are no control characters.
         assert_eq!(text("Â¢"), "\"Â¢\"");
     }

@@ -32,8 +32,8 @@ pub struct SinkContext<'a> {
     pub appending: bool,
     /// Whether each epoch's result holds only the rows that changed (`update` output mode).
     pub updating: bool,
-    /// Whether the stream keeps a checkpoint, so that a restart redoes epochs a sink may
-    /// have written already.
+    /// Whether the stream keeps a checkpoint of a positioned source (a file, a replay tape),
+    /// so that a restart redoes epochs a sink may have written already, with the same rows.
     pub checkpointed: bool,
     /// The pipeline's name (database sinks record their epochs under it).
     pub pipeline: &'a str,

@@ -121,6 +121,8 @@ impl<'de> Deserialize<'de> for OneOrMany {
             One(String),
             Many(Vec<serde_saphyr::Spanned<String>>),
         }
+        // YAML reads `007` as the number 7: the name as written is gone.
+        const NUMBER: &str = "a column named like a number must be quoted here, e.g. `by: '2024'`";
         struct WrittenVisitor;
         impl<'de> serde::de::Visitor<'de> for WrittenVisitor {
             type Value = Written;
@@ -130,11 +132,14 @@ impl<'de> Deserialize<'de> for OneOrMany {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Written, E> {
                 Ok(Written::One(v.to_owned()))
             }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Written, E> {
-                Ok(Written::One(v.to_string()))
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Written, E> {
+                Err(E::custom(NUMBER))
             }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Written, E> {
-                Ok(Written::One(v.to_string()))
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Written, E> {
+                Err(E::custom(NUMBER))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Written, E> {
+                Err(E::custom(NUMBER))
             }
             fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Written, E> {
                 // YAML reads y, n, yes, no, on, off, true and false as booleans here.
