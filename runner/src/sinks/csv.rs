@@ -50,12 +50,10 @@ impl BuildSink for CsvSinkConfig {
             path: crate::settings::resolve_against(ctx.base_dir, &self.path),
             header: self.header,
             appending: ctx.appending,
-            ledger: (ctx.appending && ctx.checkpointed)
-                .then(|| crate::settings::resolve_against(ctx.base_dir, &self.path))
-                .filter(|target| {
-                    std::fs::metadata(target).is_ok_and(|m| m.is_file()) || !target.exists()
-                })
-                .map(|target| super::epoch_ledger::EpochLedger::beside(&target)),
+            ledger: super::epoch_ledger::for_appends(
+                ctx,
+                &crate::settings::resolve_against(ctx.base_dir, &self.path),
+            ),
             epoch: 0,
             repaired: false,
             schema: ctx.input.clone(),
@@ -121,45 +119,20 @@ impl CsvSink {
             .create(true)
             .open(&self.path)
             .map_err(output)?;
-        let mut length = file.metadata().map_err(output)?.len();
-        let planned = match self.ledger.as_mut() {
-            Some(ledger) => ledger.plan(self.epoch, length).map_err(output)?,
-            None => super::epoch_ledger::Plan::Append { cut_to: None },
+        let first = !std::mem::replace(&mut self.repaired, true);
+        let Some(length) = super::epoch_ledger::prepare(
+            self.ledger.as_mut(),
+            self.epoch,
+            &mut file,
+            &self.path,
+            first,
+            cut_partial_record,
+        )
+        .map_err(output)?
+        else {
+            return Ok(Open::Skip);
         };
-        let cut_to = match planned {
-            super::epoch_ledger::Plan::Skip { cut_to } => {
-                tracing::warn!(
-                    "{}: epoch {} is in the file already (its ledger says so): a redone epoch, not added again",
-                    self.path.display(),
-                    self.epoch
-                );
-                if cut_to < length {
-                    file.set_len(cut_to).map_err(output)?;
-                }
-                return Ok(Open::Skip);
-            }
-            super::epoch_ledger::Plan::Append { cut_to } => cut_to,
-        };
-        match cut_to {
-            Some(end) if end < length => {
-                tracing::warn!(
-                    "{}: removing {} bytes past the last whole epoch, left by an epoch that was cut off",
-                    self.path.display(),
-                    length - end
-                );
-                file.set_len(end).map_err(output)?;
-                length = end;
-            }
-            Some(_) => {}
-            None if !self.repaired => {
-                length = cut_partial_record(&mut file, &self.path).map_err(output)?;
-                if let Some(ledger) = self.ledger.as_mut() {
-                    ledger.start(length).map_err(output)?;
-                }
-            }
-            None => {}
-        }
-        if !std::mem::replace(&mut self.repaired, true) && self.header && length > 0 {
+        if first && self.header && length > 0 {
             self.check_header(&mut file)?;
         }
         let mut writer = std::io::BufWriter::with_capacity(1 << 16, file);

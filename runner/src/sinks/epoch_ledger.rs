@@ -34,6 +34,65 @@ pub enum Plan {
     },
 }
 
+/// The ledger of `target` when a checkpointed stream of a positioned source appends to it
+/// and it is (or will be) a regular file (not `/dev/stdout`, a pipe); `None` otherwise.
+pub fn for_appends(ctx: &super::SinkContext, target: &Path) -> Option<EpochLedger> {
+    let regular = std::fs::metadata(target).map_or(true, |m| m.is_file());
+    (ctx.appending && ctx.checkpointed && regular).then(|| EpochLedger::beside(target))
+}
+
+/// Readies `file` (at `path`) to take epoch `epoch`'s rows at its end: `None` when it holds
+/// the epoch already (a redone epoch, whose rows are not added again); else the length its
+/// rows start at, once what a cut-off epoch left is cut back: to the ledger's last whole
+/// epoch, or, on a run's `first` append without one, by `cut_partial` (a partial last record).
+pub fn prepare(
+    ledger: Option<&mut EpochLedger>,
+    epoch: u64,
+    file: &mut std::fs::File,
+    path: &Path,
+    first: bool,
+    cut_partial: impl FnOnce(&mut std::fs::File, &Path) -> std::io::Result<u64>,
+) -> std::io::Result<Option<u64>> {
+    let length = file.metadata()?.len();
+    let Some(ledger) = ledger else {
+        return match first {
+            true => cut_partial(file, path).map(Some),
+            false => Ok(Some(length)),
+        };
+    };
+    let cut_to = match ledger.plan(epoch, length)? {
+        Plan::Skip { cut_to } => {
+            tracing::warn!(
+                "{}: epoch {epoch} is in the file already (its ledger says so): a redone epoch, not added again",
+                path.display()
+            );
+            if cut_to < length {
+                file.set_len(cut_to)?;
+            }
+            return Ok(None);
+        }
+        Plan::Append { cut_to } => cut_to,
+    };
+    match cut_to {
+        Some(end) if end < length => {
+            tracing::warn!(
+                "{}: removing {} bytes past the last whole epoch, left by an epoch that was cut off",
+                path.display(),
+                length - end
+            );
+            file.set_len(end)?;
+            Ok(Some(end))
+        }
+        Some(_) => Ok(Some(length)),
+        None if first => {
+            let length = cut_partial(file, path)?;
+            ledger.start(length)?;
+            Ok(Some(length))
+        }
+        None => Ok(Some(length)),
+    }
+}
+
 /// The ledger of one appended file.
 pub struct EpochLedger {
     path: PathBuf,

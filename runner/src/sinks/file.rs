@@ -83,12 +83,14 @@ impl BuildSink for FileSinkConfig {
             format,
             appending: ctx.appending,
             checkpointed: ctx.checkpointed,
-            ledger: (ctx.appending && ctx.checkpointed && format == Encoding::Jsonl)
-                .then(|| crate::settings::resolve_against(ctx.base_dir, &self.path))
-                .filter(|target| {
-                    std::fs::metadata(target).is_ok_and(|m| m.is_file()) || !target.exists()
+            ledger: (format == Encoding::Jsonl)
+                .then(|| {
+                    super::epoch_ledger::for_appends(
+                        ctx,
+                        &crate::settings::resolve_against(ctx.base_dir, &self.path),
+                    )
                 })
-                .map(|target| super::epoch_ledger::EpochLedger::beside(&target)),
+                .flatten(),
             part_offset: None,
             schema: ctx.input.clone(),
             open: None,
@@ -255,41 +257,21 @@ impl Sink for FileSink {
                     .create(true)
                     .open(&self.path)
                     .map_err(|e| self.output(e))?;
-                let mut length = file.metadata().map_err(|e| self.output(e))?.len();
-                let planned = match self.ledger.as_mut() {
-                    Some(ledger) => ledger.plan(epoch, length),
-                    None => Ok(super::epoch_ledger::Plan::Append { cut_to: None }),
+                let first = !std::mem::replace(&mut self.repaired, true);
+                // A run killed while writing left part of a line: cut it, as the csv sink
+                // does.
+                let prepared = super::epoch_ledger::prepare(
+                    self.ledger.as_mut(),
+                    epoch,
+                    &mut file,
+                    &self.path,
+                    first,
+                    super::csv::cut_partial_line,
+                );
+                let Some(length) = prepared.map_err(|e| self.output(e))? else {
+                    self.open = Some(Open::Skip);
+                    return Ok(());
                 };
-                match planned.map_err(|e| self.output(e))? {
-                    super::epoch_ledger::Plan::Skip { cut_to } => {
-                        tracing::warn!(
-                            "{}: epoch {epoch} is in the file already (its ledger says so): a redone epoch, not added again",
-                            self.path.display()
-                        );
-                        if cut_to < length {
-                            file.set_len(cut_to).map_err(|e| self.output(e))?;
-                        }
-                        self.open = Some(Open::Skip);
-                        return Ok(());
-                    }
-                    super::epoch_ledger::Plan::Append { cut_to: Some(end) } => {
-                        if end < length {
-                            file.set_len(end).map_err(|e| self.output(e))?;
-                            length = end;
-                        }
-                    }
-                    super::epoch_ledger::Plan::Append { cut_to: None } => {
-                        if !std::mem::replace(&mut self.repaired, true) {
-                            // A run killed while writing left part of a line: cut it, as
-                            // the csv sink does.
-                            length = super::csv::cut_partial_line(&mut file, &self.path)
-                                .map_err(|e| self.output(e))?;
-                            if let Some(ledger) = self.ledger.as_mut() {
-                                ledger.start(length).map_err(|e| self.output(e))?;
-                            }
-                        }
-                    }
-                }
                 Open::Appended {
                     file: std::io::BufWriter::with_capacity(1 << 16, file),
                     length,
