@@ -54,9 +54,15 @@ pub fn write_rows(out: &mut Vec<u8>, batch: &RecordBatch, rows: usize, epoch: Op
 pub fn write_value(out: &mut Vec<u8>, value: Cell) {
     match value {
         Cell::Null => out.extend_from_slice(b"null"),
-        Cell::Int(number) => out.extend_from_slice(number.to_string().as_bytes()),
+        Cell::Int(number) => {
+            // Into the buffer, with no string per value (results of millions of rows).
+            let _ = std::io::Write::write_fmt(out, format_args!("{number}"));
+        }
         Cell::Float(number) if !number.is_finite() => out.extend_from_slice(b"null"),
-        Cell::Float(number) => out.extend_from_slice(crate::data::float_text(number).as_bytes()),
+        // As `data::float_text` writes it, without a string per value.
+        Cell::Float(number) => {
+            out.extend_from_slice(ryu::Buffer::new().format_finite(number).as_bytes())
+        }
         Cell::Bool(flag) => out.extend_from_slice(if flag { b"true" } else { b"false" }),
         Cell::Text(text) => write_text(out, text),
         Cell::Timestamp(micros) => write_text(out, &crate::data::format_timestamp(micros)),
@@ -73,16 +79,26 @@ pub fn write_value(out: &mut Vec<u8>, value: Cell) {
     }
 }
 
+/// The bytes a text holding them is escaped for: control characters, `"`, `\`, DEL, and 0xC2,
+/// which starts U+0080 to U+009F (C1 controls) in UTF-8.
+const ESCAPED_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table[0x7F] = true;
+    table[0xC2] = true;
+    table
+};
+
 /// A JSON string: `"` and `\` escaped, control characters as `\n`, `\t`... or `\u00XX`.
 pub fn write_text(out: &mut Vec<u8>, text: &str) {
-    // U+0080 to U+009F are 0xC2 0x80 to 0xC2 0x9F in UTF-8.
-    let plain = |bytes: &[u8]| {
-        !bytes
-            .iter()
-            .any(|&b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7F || b == 0xC2)
-    };
     out.push(b'"');
-    if plain(text.as_bytes()) {
+    if !text.bytes().any(|b| ESCAPED_BYTES[b as usize]) {
         out.extend_from_slice(text.as_bytes());
     } else {
         for c in text.chars() {
