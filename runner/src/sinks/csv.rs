@@ -470,15 +470,12 @@ mod tests {
         };
         let build = || {
             config
-                .build(&SinkContext {
-                    input: &text_batch("tag", ["x"]).schema(),
-                    base_dir: dir.path(),
-                    streaming: true,
-                    appending: true,
-                    updating: false,
-                    checkpointed: false,
-                    pipeline: "test",
-                })
+                .build(&SinkContext::for_test(
+                    &text_batch("tag", ["x"]).schema(),
+                    dir.path(),
+                    true,
+                    false,
+                ))
                 .unwrap()
         };
         let path = dir.path().join("out/tags.csv");
@@ -517,15 +514,12 @@ mod tests {
         }
         // Rows of other columns are not added under this header.
         let other = config
-            .build(&SinkContext {
-                input: &text_batch("label", ["x"]).schema(),
-                base_dir: dir.path(),
-                streaming: true,
-                appending: true,
-                updating: false,
-                checkpointed: false,
-                pipeline: "test",
-            })
+            .build(&SinkContext::for_test(
+                &text_batch("label", ["x"]).schema(),
+                dir.path(),
+                true,
+                false,
+            ))
             .unwrap();
         let mut other = other;
         let refused = write_result(other.as_mut(), &text_batch("label", ["z"]), 5)
@@ -547,15 +541,12 @@ mod tests {
         };
         let build = || {
             config
-                .build(&SinkContext {
-                    input: &text_batch("tag", ["x"]).schema(),
-                    base_dir: dir.path(),
-                    streaming: true,
-                    appending: true,
-                    updating: false,
-                    checkpointed: true,
-                    pipeline: "test",
-                })
+                .build(&SinkContext::for_test(
+                    &text_batch("tag", ["x"]).schema(),
+                    dir.path(),
+                    true,
+                    true,
+                ))
                 .unwrap()
         };
         let path = dir.path().join("tags.csv");
@@ -592,15 +583,12 @@ mod tests {
             header: true,
         };
         let mut sink = config
-            .build(&SinkContext {
-                input: &batch.schema(),
-                base_dir: dir.path(),
-                streaming: false,
-                appending: false,
-                updating: false,
-                checkpointed: false,
-                pipeline: "test",
-            })
+            .build(&SinkContext::for_test(
+                &batch.schema(),
+                dir.path(),
+                false,
+                false,
+            ))
             .unwrap();
         write_result(sink.as_mut(), &batch, 0).unwrap();
         let text = std::fs::read_to_string(dir.path().join("out/x.csv")).unwrap();
@@ -698,15 +686,12 @@ mod tests {
             header: false,
         };
         let mut sink = config
-            .build(&SinkContext {
-                input: &batch.schema(),
-                base_dir: std::path::Path::new("."),
-                streaming: false,
-                appending: false,
-                updating: false,
-                checkpointed: false,
-                pipeline: "test",
-            })
+            .build(&SinkContext::for_test(
+                &batch.schema(),
+                std::path::Path::new("."),
+                false,
+                false,
+            ))
             .unwrap();
         let err = write_result(sink.as_mut(), &batch, 0).unwrap_err();
         assert_eq!(err.exit_code(), 1);

@@ -367,15 +367,7 @@ mod tests {
         let config: FileSinkConfig = serde_saphyr::from_str(yaml).unwrap();
         let schema = crate::data::word_counts(&["a"], &[1]).schema();
         config
-            .build(&SinkContext {
-                input: &schema,
-                base_dir: dir,
-                streaming: appending,
-                appending,
-                updating: false,
-                checkpointed: false,
-                pipeline: "test",
-            })
+            .build(&SinkContext::for_test(&schema, dir, appending, false))
             .unwrap()
     }
 
@@ -387,15 +379,12 @@ mod tests {
             let config: FileSinkConfig =
                 serde_saphyr::from_str("{path: out.jsonl, format: jsonl}").unwrap();
             config
-                .build(&SinkContext {
-                    input: &rows.schema(),
-                    base_dir: dir.path(),
-                    streaming: true,
-                    appending: true,
-                    updating: false,
-                    checkpointed: true,
-                    pipeline: "test",
-                })
+                .build(&SinkContext::for_test(
+                    &rows.schema(),
+                    dir.path(),
+                    true,
+                    true,
+                ))
                 .unwrap()
         };
         let mut sink = build();
@@ -509,15 +498,12 @@ mod tests {
             serde_saphyr::from_str("{path: parts, format: parquet}").unwrap();
         let other = crate::data::text_batch("label", ["x"]);
         let mut other_sink = config
-            .build(&SinkContext {
-                input: &other.schema(),
-                base_dir: dir.path(),
-                streaming: true,
-                appending: true,
-                updating: false,
-                checkpointed: false,
-                pipeline: "test",
-            })
+            .build(&SinkContext::for_test(
+                &other.schema(),
+                dir.path(),
+                true,
+                false,
+            ))
             .unwrap();
         let refused = write_result(other_sink.as_mut(), &other, 0)
             .unwrap_err()

@@ -39,6 +39,28 @@ pub struct SinkContext<'a> {
     pub pipeline: &'a str,
 }
 
+#[cfg(test)]
+impl<'a> SinkContext<'a> {
+    /// A context for tests: a stream in `append` mode when `appending` (a batch run
+    /// otherwise), of a positioned source with a checkpoint when `checkpointed`.
+    pub fn for_test(
+        input: &'a SchemaRef,
+        base_dir: &'a Path,
+        appending: bool,
+        checkpointed: bool,
+    ) -> SinkContext<'a> {
+        SinkContext {
+            input,
+            base_dir,
+            streaming: appending,
+            appending,
+            updating: false,
+            checkpointed,
+            pipeline: "test",
+        }
+    }
+}
+
 /// Refuses a stream's `update` output mode for a sink that writes a file: each epoch hands
 /// over only the rows it changed, so the file would hold the last epoch's changes alone (Spark's
 /// file sinks refuse it too).
