@@ -327,3 +327,133 @@ fn a_socket_stream_carries_its_counts_over_a_restart() {
     assert_eq!(committed["rows_in"], 3);
     assert!(committed["position"].is_null(), "a socket has no position");
 }
+
+/// A stream of the files in `dir/in`, one file an epoch, counting rows by key, checkpointed in
+/// `dir/state`.
+fn files_pipeline(dir: &Path) -> PathBuf {
+    write(
+        dir,
+        "p.yaml",
+        "name: t\nmode: stream\nsource: {type: file, path: in, format: jsonl, max_files_per_trigger: 1, columns: {k: text}}\ntransforms:\n  - {type: group_count, by: k}\noutput_mode: update\ncheckpoint: {dir: state}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    )
+}
+
+/// A file of `rows` rows with key `key` in `dir/in`.
+fn key_file(dir: &Path, name: &str, key: &str, rows: usize) {
+    write(
+        &dir.join("in"),
+        name,
+        &format!("{{\"k\":\"{key}\"}}\n").repeat(rows),
+    );
+}
+
+/// Runs the pipeline; (epoch, stdout rows) of each epoch reported on stderr.
+fn run_files(pipeline: &Path, extra: &[&str]) -> (Vec<(u64, u64)>, Vec<serde_json::Value>) {
+    let dir = pipeline.parent().unwrap();
+    let log = dir.join("run.log");
+    let out = Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .args(["run", "--progress", "json"])
+        .arg(pipeline)
+        .args(extra)
+        .env("RUNNER_LOCK_DIR", unique_lock_dir())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let rows = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (epochs(&log), rows)
+}
+
+#[test]
+fn a_stream_of_files_skips_what_it_took_by_name_after_files_come_and_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = files_pipeline(dir.path());
+    key_file(dir.path(), "b.jsonl", "b", 2);
+    key_file(dir.path(), "c.jsonl", "c", 3);
+    let (ran, _) = run_files(&pipeline, &["--set", "max_epochs=2"]);
+    assert_eq!(ran, [(0, 2), (1, 3)]);
+    // b is read and moved away; a new file sorts before those taken, another after.
+    std::fs::remove_file(dir.path().join("in/b.jsonl")).unwrap();
+    key_file(dir.path(), "a.jsonl", "a", 4);
+    key_file(dir.path(), "d.jsonl", "d", 5);
+    let (ran, rows) = run_files(&pipeline, &[]);
+    assert_eq!(ran, [(2, 4), (3, 5)]);
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"epoch": 2, "k": "a", "count": 4}),
+            serde_json::json!({"epoch": 3, "k": "d", "count": 5})
+        ]
+    );
+    // The commit names the files taken, in the order taken.
+    let taken: Vec<String> = commit(dir.path()).unwrap()["position"]["files"]["whole"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let name = f[0].as_str().unwrap();
+            name[name.len() - 7..].to_owned()
+        })
+        .collect();
+    assert_eq!(taken, ["b.jsonl", "c.jsonl", "a.jsonl", "d.jsonl"]);
+}
+
+#[test]
+fn a_redone_epoch_of_a_stream_of_files_takes_the_files_it_first_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = files_pipeline(dir.path());
+    key_file(dir.path(), "b.jsonl", "b", 2);
+    key_file(dir.path(), "c.jsonl", "c", 3);
+    run_files(&pipeline, &["--set", "max_epochs=1"]);
+    let position = commit(dir.path()).unwrap()["position"].clone();
+    let b = position["files"]["whole"][0].clone();
+    assert_eq!(position["offset"], 20, "{position}");
+    // As if epoch 1 had taken c and been killed after its sinks; then a appeared, sorting
+    // before c.
+    let c_name = b[0].as_str().unwrap().replace("b.jsonl", "c.jsonl");
+    std::fs::write(
+        dir.path().join("state/offsets.json"),
+        serde_json::json!([{"epoch": 1, "end": {"offset": 50, "time": 0, "files": {"whole": [b, [c_name, 30]]}}}]).to_string(),
+    )
+    .unwrap();
+    key_file(dir.path(), "a.jsonl", "a", 4);
+    let (ran, rows) = run_files(&pipeline, &[]);
+    assert_eq!(ran, [(1, 3), (2, 4)]);
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"epoch": 1, "k": "c", "count": 3}),
+            serde_json::json!({"epoch": 2, "k": "a", "count": 4})
+        ]
+    );
+    // The epoch's file gone: the redo cannot be done as it was, and says so.
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = files_pipeline(dir.path());
+    key_file(dir.path(), "b.jsonl", "b", 2);
+    key_file(dir.path(), "c.jsonl", "c", 3);
+    run_files(&pipeline, &["--set", "max_epochs=1"]);
+    let b = commit(dir.path()).unwrap()["position"]["files"]["whole"][0].clone();
+    let c_name = b[0].as_str().unwrap().replace("b.jsonl", "c.jsonl");
+    std::fs::write(
+        dir.path().join("state/offsets.json"),
+        serde_json::json!([{"epoch": 1, "end": {"offset": 50, "time": 0, "files": {"whole": [b, [c_name, 30]]}}}]).to_string(),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.path().join("in/c.jsonl")).unwrap();
+    runner()
+        .arg("run")
+        .arg(&pipeline)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "c.jsonl: an epoch to redo read it, and it is not there now",
+        ));
+}

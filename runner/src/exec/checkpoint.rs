@@ -81,7 +81,7 @@ struct Commit {
 }
 
 /// Where the source stood at the end of one epoch (an entry of `offsets.json`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochEnd {
     /// The epoch's id.
     pub epoch: u64,
@@ -217,12 +217,7 @@ impl Checkpoint {
             ))
         })?;
         if let Some(position) = &commit.position {
-            if !(position.time.is_finite() && position.time >= 0.0) {
-                return Err(damaged(format!(
-                    "its position's time is {}, not a time on the tape",
-                    position.time
-                )));
-            }
+            position.check().map_err(damaged)?;
         }
         self.last_state = commit.state.clone();
         let redo = self.recorded_ends(next_epoch, &path)?;
@@ -278,16 +273,22 @@ impl Checkpoint {
     fn recorded_ends(&self, from: u64, commit: &Path) -> Result<Vec<EpochEnd>> {
         let offsets = self.dir.join(OFFSETS);
         match std::fs::read_to_string(&offsets) {
-            Ok(text) => Ok(serde_json::from_str::<Vec<EpochEnd>>(&text)
-                .map_err(|e| {
+            Ok(text) => {
+                let damaged = |e: String| {
                     Error::runtime(format!(
                         "the checkpoint {} is damaged ({OFFSETS}: {e}); move the directory away to start over",
                         commit.display()
                     ))
-                })?
-                .into_iter()
-                .filter(|e| e.epoch >= from)
-                .collect()),
+                };
+                let ends = serde_json::from_str::<Vec<EpochEnd>>(&text)
+                    .map_err(|e| damaged(e.to_string()))?;
+                for end in &ends {
+                    end.end
+                        .check()
+                        .map_err(|e| damaged(format!("epoch {}: {e}", end.epoch)))?;
+                }
+                Ok(ends.into_iter().filter(|e| e.epoch >= from).collect())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(source) => Err(Error::Input {
                 path: offsets,
@@ -476,10 +477,7 @@ mod tests {
     }
 
     fn position(offset: u64) -> SourcePosition {
-        SourcePosition {
-            offset,
-            time: offset as f64 / 10.0,
-        }
+        SourcePosition::at(offset, offset as f64 / 10.0)
     }
 
     #[test]
@@ -529,7 +527,7 @@ mod tests {
                 epoch,
                 end: position(10 * (epoch + 1)),
             };
-            checkpoint.record_end(end).unwrap();
+            checkpoint.record_end(end.clone()).unwrap();
             if checkpoint.due(epoch) {
                 checkpoint
                     .commit(epoch, epoch, Some(end.end), Some(&state))
@@ -565,7 +563,7 @@ mod tests {
             epoch: 0,
             end: position(10),
         };
-        checkpoint.record_end(end).unwrap();
+        checkpoint.record_end(end.clone()).unwrap();
         // Killed after epoch 0's sinks, before any commit.
         let resume = Checkpoint::new(dir.path().into(), every_three, "p", identity(false))
             .load()
@@ -685,10 +683,7 @@ mod tests {
         checkpoint.commit(u64::MAX, 1, None, None).unwrap();
         let error = checkpoint.load().unwrap_err().to_string();
         assert!(error.contains("the last one there is"), "{error}");
-        let bad_time = SourcePosition {
-            offset: 10,
-            time: -1e300,
-        };
+        let bad_time = SourcePosition::at(10, -1e300);
         checkpoint.commit(3, 1, Some(bad_time), None).unwrap();
         let error = checkpoint.load().unwrap_err().to_string();
         assert!(error.contains("not a time on the tape"), "{error}");

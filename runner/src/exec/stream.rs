@@ -204,7 +204,8 @@ async fn run_epochs(
         previous_fire: started,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Delivery>(CHANNEL_CHUNKS);
-    let reader = source.start(tx, position.filter(|_| positioned));
+    let redo_until = redo.back().map(|e| e.end.clone()).filter(|_| positioned);
+    let reader = source.start(tx, position.clone().filter(|_| positioned), redo_until);
     let processing_time = match settings.trigger {
         Trigger::ProcessingTime(interval) => Some(interval),
         _ => None,
@@ -228,10 +229,10 @@ async fn run_epochs(
         let mut chunks: Vec<Chunk> = Vec::new();
         let mut bytes = 0usize;
         // A recorded epoch being redone takes exactly its recorded input, then fires.
-        let redo_target = redo.front().copied();
-        let mut received_at = position;
+        let redo_target = redo.front().map(|e| (e.epoch, e.end.offset));
+        let mut received_at = position.clone();
         let mut redo_reached =
-            redo_target.is_some_and(|t| position.is_some_and(|p| p.offset >= t.end.offset));
+            redo_target.is_some_and(|(_, end)| position.as_ref().is_some_and(|p| p.offset >= end));
         // The watermark moved past windows: an epoch is due even without rows (Spark's
         // no-data batch), unless rows are waiting to go into it.
         let wants_epoch = epoch_wanted(state.as_mut());
@@ -280,8 +281,8 @@ async fn run_epochs(
                                 if delivery.resume_at.is_some() {
                                     received_at = delivery.resume_at;
                                 }
-                                redo_reached = redo_target.is_some_and(|t| {
-                                    received_at.is_some_and(|p| p.offset >= t.end.offset)
+                                redo_reached = redo_target.is_some_and(|(_, end)| {
+                                    received_at.as_ref().is_some_and(|p| p.offset >= end)
                                 });
                                 caught_up = delivery.caught_up;
                                 marked_end = delivery.ends_epoch;
@@ -314,7 +315,7 @@ async fn run_epochs(
                     pool.install(|| engine.absorb(&batch, state.as_mut(), &mut pending))?;
                 }
                 pending.busy += absorbing.elapsed();
-                position = received_at;
+                position = received_at.clone();
             }
             if fired || source_ended || stopping {
                 break;
@@ -341,18 +342,16 @@ async fn run_epochs(
             next_fire = started + interval.mul_f64(periods as f64);
         }
         let stopping = stop.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d);
-        if let Some(target) = redo_target.filter(|_| !redo_reached) {
+        if let Some((target_epoch, target_end)) = redo_target.filter(|_| !redo_reached) {
             if !source_ended {
                 // Stopped before the recorded input was in: emitting now would give the epoch
                 // other rows than its first run did. The next start redoes it.
-                tracing::info!("stopped while redoing epoch {}", target.epoch);
+                tracing::info!("stopped while redoing epoch {target_epoch}");
                 reason = "interrupted";
                 break;
             }
             tracing::warn!(
-                "the source ended before epoch {}'s recorded end (byte {}): it was shortened",
-                target.epoch,
-                target.end.offset
+                "the source ended before epoch {target_epoch}'s recorded end (byte {target_end}): it was shortened"
             );
         }
 
@@ -364,7 +363,7 @@ async fn run_epochs(
             let absorbed = pending.busy;
             rows_in += input_rows;
             if let (Some(checkpoint), Some(end), None) =
-                (checkpoint.as_mut(), position, redo_target)
+                (checkpoint.as_mut(), position.clone(), redo_target)
             {
                 // Where this epoch's input ends, before any sink sees it (Spark's offset log).
                 checkpoint.record_end(EpochEnd {
@@ -390,7 +389,12 @@ async fn run_epochs(
                 redo.pop_front();
             }
             if let Some(checkpoint) = checkpoint.as_mut().filter(|c| c.due(epoch)) {
-                checkpoint.commit(epoch, rows_before + rows_in, position, state.as_deref())?;
+                checkpoint.commit(
+                    epoch,
+                    rows_before + rows_in,
+                    position.clone(),
+                    state.as_deref(),
+                )?;
                 committed = Some(epoch);
             }
         }
@@ -515,10 +519,7 @@ fn resume(
     let mut point = ResumePoint {
         next_epoch: 0,
         rows_before: 0,
-        position: positioned.then_some(SourcePosition {
-            offset: 0,
-            time: 0.0,
-        }),
+        position: positioned.then_some(SourcePosition::at(0, 0.0)),
         redo: VecDeque::new(),
         committed: None,
     };
@@ -544,7 +545,11 @@ fn resume(
         dir: checkpoint.dir().display().to_string(),
         next_epoch: point.next_epoch,
         state_rows,
-        from_byte: point.position.filter(|_| positioned).map(|p| p.offset),
+        from_byte: point
+            .position
+            .as_ref()
+            .filter(|_| positioned)
+            .map(|p| p.offset),
         redoing: point.redo.len(),
     });
     Ok(point)

@@ -29,7 +29,8 @@ use crate::error::{Error, Result};
 /// atomically; a mismatch saves nothing.
 ///
 /// In a stream the files there at the start are read, then, with `poll`, new files as they
-/// appear; a `checkpoint:` records how far they were read.
+/// appear; a `checkpoint:` records the files taken, by name, and how far the one being read
+/// was read.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSourceConfig {

@@ -6,9 +6,11 @@
 //!
 //! Formats: `lines` and `jsonl` (CSV and Parquet are read by batch runs).
 //!
-//! Positions (for checkpoints) count the bytes taken from the files in name order, so a
-//! restarted stream skips what earlier epochs took: files must not change once there, and new
-//! ones must sort after those already read (timestamped names), as with Spark's file source.
+//! Positions (for checkpoints) name the files taken, in the order taken, and the bytes taken
+//! from the one being read, as Spark's file source logs the files of each batch: a restarted
+//! stream skips the files it took by name (a file deleted since is no loss; one added since is
+//! read, wherever its name sorts) and redoes an epoch over the files that epoch first took, in
+//! the same order. A file must not change once there.
 
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -114,13 +116,173 @@ fn list(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Where to read a file from, and the position (bytes of all files) its start is at.
+/// Where to read a file from.
 struct FileRead<'a> {
     path: &'a Path,
     skip: u64,
-    base: u64,
     /// Chunks end at the first line end past each multiple of this (`CHUNK_BYTES`).
     chunk_bytes: u64,
+}
+
+/// The name a file is kept under in positions: its path as listed.
+fn file_name(path: &Path) -> Arc<str> {
+    path.to_string_lossy().into()
+}
+
+/// The files taken so far in one run: an append-only list that every position handed out
+/// shares (each position says how much of it is its own), so a position per chunk costs no copy.
+type TakenLog = Arc<Mutex<Vec<(Arc<str>, u64)>>>;
+
+fn lock(log: &TakenLog) -> std::sync::MutexGuard<'_, Vec<(Arc<str>, u64)>> {
+    // The list is only appended to: a panic elsewhere cannot leave it half changed.
+    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The files a stream of files has taken, in the order taken: those read to their end with
+/// their sizes, and the one being read with the bytes taken from it.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(from = "StoredFiles", into = "StoredFiles")]
+pub struct FilesTaken {
+    log: TakenLog,
+    /// The first `whole` files of the log.
+    whole: usize,
+    reading: Option<(Arc<str>, u64)>,
+}
+
+/// `FilesTaken` as a checkpoint stores it.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredFiles {
+    /// Each file read to its end: name and size.
+    whole: Vec<(String, u64)>,
+    /// The file being read: name and bytes taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reading: Option<(String, u64)>,
+}
+
+impl From<StoredFiles> for FilesTaken {
+    fn from(stored: StoredFiles) -> Self {
+        let whole: Vec<(Arc<str>, u64)> = stored
+            .whole
+            .into_iter()
+            .map(|(name, size)| (name.into(), size))
+            .collect();
+        FilesTaken {
+            whole: whole.len(),
+            log: Arc::new(Mutex::new(whole)),
+            reading: stored.reading.map(|(name, bytes)| (name.into(), bytes)),
+        }
+    }
+}
+
+impl From<FilesTaken> for StoredFiles {
+    fn from(files: FilesTaken) -> Self {
+        StoredFiles {
+            whole: files
+                .whole_files()
+                .into_iter()
+                .map(|(name, size)| (name.to_string(), size))
+                .collect(),
+            reading: files.reading.map(|(name, bytes)| (name.to_string(), bytes)),
+        }
+    }
+}
+
+impl FilesTaken {
+    /// The files read to their end, in the order taken.
+    fn whole_files(&self) -> Vec<(Arc<str>, u64)> {
+        lock(&self.log)[..self.whole].to_vec()
+    }
+
+    /// The files taken, the one being read last, in the order taken.
+    fn names(&self) -> Vec<Arc<str>> {
+        let mut names: Vec<Arc<str>> = self.whole_files().into_iter().map(|f| f.0).collect();
+        names.extend(self.reading.as_ref().map(|r| r.0.clone()));
+        names
+    }
+
+    /// What is wrong with files read from a checkpoint whose position is `offset`, if
+    /// anything: the bytes must add up to it, and no file may be taken twice.
+    pub fn check(&self, offset: u64) -> Result<(), String> {
+        let mut names = HashSet::new();
+        let mut total = 0u64;
+        let files = self.whole_files();
+        for (name, bytes) in files.iter().chain(&self.reading) {
+            if name.is_empty() || !names.insert(name.clone()) {
+                return Err(format!(
+                    "its position names the file {:?} twice or names an empty one",
+                    escape_controls(name)
+                ));
+            }
+            total = total
+                .checked_add(*bytes)
+                .ok_or("its files' sizes overflow")?;
+        }
+        if total != offset {
+            return Err(format!(
+                "its position's files hold {total} bytes, its offset says {offset}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl PartialEq for FilesTaken {
+    fn eq(&self, other: &Self) -> bool {
+        self.whole == other.whole
+            && self.reading == other.reading
+            && (Arc::ptr_eq(&self.log, &other.log) || self.whole_files() == other.whole_files())
+    }
+}
+
+impl std::fmt::Debug for FilesTaken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilesTaken")
+            .field("whole", &self.whole_files())
+            .field("reading", &self.reading)
+            .finish()
+    }
+}
+
+/// The positions of one file's chunks: the bytes of every file before it (`base`) and the
+/// files taken before it (the log).
+struct Positions<'a> {
+    log: &'a TakenLog,
+    name: Arc<str>,
+    base: u64,
+}
+
+impl Positions<'_> {
+    /// After `at` bytes of the file.
+    fn within(&self, at: u64) -> super::SourcePosition {
+        super::SourcePosition {
+            offset: self.base + at,
+            time: 0.0,
+            files: Some(FilesTaken {
+                whole: lock(self.log).len(),
+                log: self.log.clone(),
+                reading: Some((self.name.clone(), at)),
+            }),
+        }
+    }
+
+    /// After the whole file, `size` bytes: it joins the files taken.
+    fn after(&self, size: u64) -> super::SourcePosition {
+        let whole = {
+            let mut log = lock(self.log);
+            log.push((self.name.clone(), size));
+            log.len()
+        };
+        super::SourcePosition {
+            offset: self.base + size,
+            time: 0.0,
+            files: Some(FilesTaken {
+                whole,
+                log: self.log.clone(),
+                reading: None,
+            }),
+        }
+    }
 }
 
 /// Sends one file in chunks of whole lines (a line over `max_line_bytes` is skipped and
@@ -131,6 +293,7 @@ struct FileRead<'a> {
 /// gone.
 async fn send_file(
     read: FileRead<'_>,
+    positions: &Positions<'_>,
     max_line_bytes: usize,
     stats: &Stats,
     origins: Option<&Origins>,
@@ -139,7 +302,7 @@ async fn send_file(
 ) -> std::result::Result<Option<u64>, String> {
     use tokio::io::AsyncSeekExt;
     let path = read.path;
-    let origin: Arc<str> = path.display().to_string().into();
+    let origin = positions.name.clone();
     let failed = |e: std::io::Error| format!("{}: {e}", escape_controls(&origin));
     let mut file = tokio::fs::File::open(path).await.map_err(failed)?;
     let mut buffer = vec![0u8; 64 * 1024];
@@ -211,7 +374,7 @@ async fn send_file(
                 let first = std::mem::replace(&mut chunk_first_line, next_line);
                 if !send_chunk(
                     chunk,
-                    read.base + at,
+                    positions.within(at),
                     (&origin, first),
                     origins,
                     tx,
@@ -232,7 +395,7 @@ async fn send_file(
             }
             if !send_chunk(
                 pending,
-                read.base + at,
+                positions.after(at),
                 (&origin, chunk_first_line),
                 origins,
                 tx,
@@ -251,7 +414,7 @@ async fn send_file(
 /// after it; `false` when the engine has gone.
 async fn send_chunk(
     chunk: Vec<u8>,
-    at: u64,
+    at: super::SourcePosition,
     (origin, first_line): (&Arc<str>, u64),
     origins: Option<&Origins>,
     tx: &Sender<Delivery>,
@@ -267,11 +430,170 @@ async fn send_chunk(
     }
     let delivery = Delivery {
         chunk,
-        resume_at: Some(position(at)),
+        resume_at: Some(at),
         ends_epoch: marks.0,
         caught_up: marks.1,
     };
     tx.send(delivery).await.is_ok()
+}
+
+/// A file to read next, and how.
+struct Next {
+    path: PathBuf,
+    name: Arc<str>,
+    /// Bytes an earlier run took from it.
+    skip: u64,
+    ends_epoch: bool,
+    caught_up: bool,
+}
+
+/// What a run of the stream has taken: the files read to their end (the log, and their names
+/// to skip in later listings), and what a restart must take first.
+struct Taking {
+    log: TakenLog,
+    seen: HashSet<Arc<str>>,
+    /// Bytes of the files read to their end: where the next file's bytes start.
+    taken: u64,
+    /// The file a stopped run was reading, and the bytes it took.
+    reading: Option<(Arc<str>, u64)>,
+    /// The files the epochs being redone took after the commit, in their order.
+    again: Vec<Arc<str>>,
+    /// A checkpoint written before positions named files: the bytes taken from the files in
+    /// name order.
+    bytes_in_name_order: u64,
+}
+
+impl Taking {
+    /// From a checkpoint's position (`from`), and the end of the last epoch to redo.
+    fn resume(
+        from: Option<super::SourcePosition>,
+        redo_until: Option<super::SourcePosition>,
+    ) -> Result<Self, String> {
+        let mut taking = Taking {
+            log: Arc::new(Mutex::new(Vec::new())),
+            seen: HashSet::new(),
+            taken: 0,
+            reading: None,
+            again: Vec::new(),
+            bytes_in_name_order: 0,
+        };
+        let Some(from) = from else {
+            return Ok(taking);
+        };
+        let Some(files) = from.files else {
+            taking.bytes_in_name_order = from.offset;
+            return Ok(taking);
+        };
+        let whole = files.whole_files();
+        taking.taken = whole.iter().fold(0u64, |sum, f| sum.saturating_add(f.1));
+        taking.seen = whole.iter().map(|f| f.0.clone()).collect();
+        *lock(&taking.log) = whole;
+        taking.reading = files.reading.clone();
+        if let Some(until) = redo_until.and_then(|u| u.files) {
+            let (done, redone) = (files.names(), until.names());
+            // The epochs after the commit took the files after those it names.
+            let before = files.whole;
+            if redone.len() < done.len() || redone[..before] != done[..before] {
+                return Err("the checkpoint is damaged: the files of the epochs to redo do not follow those of its commit; remove the checkpoint directory to start over".into());
+            }
+            taking.again = redone[before..].to_vec();
+        }
+        Ok(taking)
+    }
+
+    /// The files to read from a listing, in order: the one a stopped run was reading, then
+    /// what the epochs being redone took, then the files not taken yet, by name.
+    fn queue(&mut self, listed: Vec<PathBuf>, per_epoch: usize) -> Result<Vec<Next>, String> {
+        let mut fresh: Vec<(Arc<str>, PathBuf)> = listed
+            .into_iter()
+            .map(|p| (file_name(&p), p))
+            .filter(|(name, _)| !self.seen.contains(name))
+            .collect();
+        if self.bytes_in_name_order > 0 {
+            self.skip_in_name_order(&mut fresh)?;
+        }
+        let mut take_out = |name: &Arc<str>, what: &str| {
+            match fresh.iter().position(|(n, _)| n == name) {
+                Some(index) => Ok(fresh.remove(index)),
+                None => Err(format!(
+                    "{}: {what}, and it is not there now; remove the checkpoint directory to start over",
+                    escape_controls(name)
+                )),
+            }
+        };
+        let mut queue = Vec::new();
+        let next = |(name, path): (Arc<str>, PathBuf)| Next {
+            path,
+            name,
+            skip: 0,
+            ends_epoch: false,
+            caught_up: false,
+        };
+        if let Some((name, bytes)) = self.reading.take() {
+            let what = format!("a stopped run read {bytes} bytes of it");
+            let mut file = next(take_out(&name, &what)?);
+            let size = std::fs::metadata(&file.path)
+                .map_err(|e| format!("{}: {e}", escape_controls(&name)))?
+                .len();
+            if size < bytes {
+                return Err(format!(
+                    "{}: a stopped run read {bytes} bytes of it, and it holds {size} now (was it changed?); remove the checkpoint directory to start over",
+                    escape_controls(&name)
+                ));
+            }
+            file.skip = bytes;
+            queue.push(file);
+        }
+        for name in std::mem::take(&mut self.again) {
+            if queue.first().is_some_and(|f: &Next| f.name == name) {
+                continue;
+            }
+            queue.push(next(take_out(&name, "an epoch to redo read it")?));
+        }
+        // Epochs end where the files to redo end (the engine ends each redone epoch where its
+        // first run ended), after each `per_epoch` new files, and at the listing's end.
+        if let Some(last) = queue.last_mut() {
+            last.ends_epoch = true;
+            last.caught_up = fresh.is_empty();
+        }
+        let count = fresh.len();
+        for (index, file) in fresh.into_iter().enumerate() {
+            let last_listed = index + 1 == count;
+            queue.push(Next {
+                ends_epoch: last_listed || (index + 1) % per_epoch == 0,
+                caught_up: last_listed,
+                ..next(file)
+            });
+        }
+        Ok(queue)
+    }
+
+    /// A checkpoint of an earlier version counted bytes in name order: the files it covers are
+    /// taken (and named from now on), the one it ends in is being read.
+    fn skip_in_name_order(&mut self, fresh: &mut Vec<(Arc<str>, PathBuf)>) -> Result<(), String> {
+        while self.bytes_in_name_order > 0 && !fresh.is_empty() {
+            let size = std::fs::metadata(&fresh[0].1)
+                .map_err(|e| format!("{}: {e}", escape_controls(&fresh[0].0)))?
+                .len();
+            if size > self.bytes_in_name_order {
+                self.reading = Some((fresh[0].0.clone(), self.bytes_in_name_order));
+                self.bytes_in_name_order = 0;
+                return Ok(());
+            }
+            let (name, _) = fresh.remove(0);
+            self.bytes_in_name_order -= size;
+            self.taken += size;
+            self.seen.insert(name.clone());
+            lock(&self.log).push((name, size));
+        }
+        if self.bytes_in_name_order > 0 {
+            return Err(format!(
+                "the checkpoint says {} more bytes were read than the files now hold (were files removed or shortened?); remove the checkpoint directory to start over",
+                self.bytes_in_name_order
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl StreamSource for FileStreamSource {
@@ -295,8 +617,8 @@ impl StreamSource for FileStreamSource {
         &self,
         tx: Sender<Delivery>,
         from: Option<super::SourcePosition>,
+        redo_until: Option<super::SourcePosition>,
     ) -> tokio::task::JoinHandle<Result<(), String>> {
-        let mut resume = from.map_or(0, |p| p.offset);
         let path = self.path.clone();
         let stats = self.stats.clone();
         let max_line_bytes = self.max_line_bytes;
@@ -304,65 +626,36 @@ impl StreamSource for FileStreamSource {
         let poll = self.poll;
         let origins = self.records.is_some().then(|| self.origins.clone());
         tokio::spawn(async move {
-            let mut seen: HashSet<PathBuf> = HashSet::new();
-            // Bytes of the files taken so far, in name order: the position.
-            let mut taken = 0u64;
+            let mut taking = Taking::resume(from, redo_until)?;
             loop {
-                let mut files: Vec<PathBuf> = list(&path)
-                    .map_err(|e| format!("{}: {e}", escape_controls(&path.display().to_string())))?
-                    .into_iter()
-                    .filter(|p| !seen.contains(p))
-                    .collect();
-                // A restart: pass over what earlier runs took.
-                let mut skip = 0;
-                while resume > 0 && !files.is_empty() {
-                    let size = std::fs::metadata(&files[0])
-                        .map_err(|e| {
-                            format!("{}: {e}", escape_controls(&files[0].display().to_string()))
-                        })?
-                        .len();
-                    if size > resume {
-                        skip = resume;
-                        break;
-                    }
-                    resume -= size;
-                    taken += size;
-                    seen.insert(files.remove(0));
-                }
-                if skip > 0 {
-                    resume = 0;
-                }
-                if resume > 0 {
-                    // The files are shorter than what earlier runs took: they changed.
-                    return Err(format!(
-                        "{}: the checkpoint says {} more bytes were read than the files now hold (were files removed or shortened?); remove the checkpoint directory to start over",
-                        escape_controls(&path.display().to_string()),
-                        resume
-                    ));
-                }
-                let count = files.len();
-                for (index, file) in files.into_iter().enumerate() {
-                    let last_listed = index + 1 == count;
-                    let ends_epoch = last_listed || (index + 1) % per_epoch == 0;
+                let listed = list(&path).map_err(|e| {
+                    format!("{}: {e}", escape_controls(&path.display().to_string()))
+                })?;
+                for next in taking.queue(listed, per_epoch)? {
                     let read = FileRead {
-                        path: &file,
-                        skip: std::mem::take(&mut skip),
-                        base: taken,
+                        path: &next.path,
+                        skip: next.skip,
                         chunk_bytes: CHUNK_BYTES as u64,
+                    };
+                    let positions = Positions {
+                        log: &taking.log,
+                        name: next.name.clone(),
+                        base: taking.taken,
                     };
                     let sent = send_file(
                         read,
+                        &positions,
                         max_line_bytes,
                         &stats,
                         origins.as_deref(),
                         &tx,
-                        (ends_epoch, last_listed),
+                        (next.ends_epoch, next.caught_up),
                     )
                     .await?;
                     stats.files.fetch_add(1, Ordering::Relaxed);
-                    seen.insert(file);
+                    taking.seen.insert(next.name);
                     match sent {
-                        Some(size) => taken += size,
+                        Some(size) => taking.taken += size,
                         None => return Ok(()),
                     }
                 }
@@ -418,10 +711,6 @@ impl StreamSource for FileStreamSource {
     }
 }
 
-fn position(offset: u64) -> super::SourcePosition {
-    super::SourcePosition { offset, time: 0.0 }
-}
-
 impl FileStreamSource {
     fn decode_lines(&self, chunks: &[Chunk]) -> Result<RecordBatch> {
         self.stats.lines.decode(
@@ -448,10 +737,15 @@ mod tests {
             let read = FileRead {
                 path,
                 skip,
-                base: 1000,
                 chunk_bytes: 100,
             };
-            let size = send_file(read, max_line, &stats, None, &tx, (true, true))
+            let log = TakenLog::default();
+            let positions = Positions {
+                log: &log,
+                name: file_name(path),
+                base: 1000,
+            };
+            let size = send_file(read, &positions, max_line, &stats, None, &tx, (true, true))
                 .await
                 .unwrap();
             assert_eq!(size, Some(std::fs::metadata(path).unwrap().len()));
@@ -510,5 +804,227 @@ mod tests {
             .flat_map(|(c, _)| c)
             .collect();
         assert_eq!(all, b"a\nb\n");
+    }
+
+    /// Files taken as a checkpoint stores them: `whole` read to their end, `reading` part read.
+    fn taken(whole: &[(&str, u64)], reading: Option<(&str, u64)>) -> super::super::SourcePosition {
+        let files = FilesTaken::from(StoredFiles {
+            whole: whole.iter().map(|(n, s)| (n.to_string(), *s)).collect(),
+            reading: reading.map(|(n, b)| (n.to_string(), b)),
+        });
+        let offset = whole.iter().map(|f| f.1).sum::<u64>() + reading.map_or(0, |r| r.1);
+        super::super::SourcePosition {
+            offset,
+            time: 0.0,
+            files: Some(files),
+        }
+    }
+
+    /// Files `names` (each 10 bytes) in a new directory, and their paths by name.
+    fn listing(names: &[&str]) -> (tempfile::TempDir, Vec<PathBuf>) {
+        let dir = tempfile::tempdir().unwrap();
+        for name in names {
+            std::fs::write(dir.path().join(name), "123456789\n").unwrap();
+        }
+        let files = list(dir.path()).unwrap();
+        (dir, files)
+    }
+
+    fn name_in(dir: &tempfile::TempDir, file: &str) -> String {
+        dir.path().join(file).to_string_lossy().into_owned()
+    }
+
+    /// (file, skip, ends_epoch, caught_up) of each file queued.
+    fn queued(queue: &[Next]) -> Vec<(String, u64, bool, bool)> {
+        queue
+            .iter()
+            .map(|n| {
+                let file = n.path.file_name().unwrap().to_string_lossy().into_owned();
+                (file, n.skip, n.ends_epoch, n.caught_up)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restart_skips_the_files_taken_by_name_and_reads_new_ones_wherever_they_sort() {
+        // b and c were taken; b is gone since, a and d are new.
+        let (dir, files) = listing(&["a", "c", "d"]);
+        let from = taken(
+            &[(&name_in(&dir, "b"), 10), (&name_in(&dir, "c"), 10)],
+            None,
+        );
+        let mut taking = Taking::resume(Some(from), None).unwrap();
+        assert_eq!(taking.taken, 20);
+        let queue = taking.queue(files, usize::MAX).unwrap();
+        assert_eq!(
+            queued(&queue),
+            [("a".into(), 0, false, false), ("d".into(), 0, true, true)]
+        );
+    }
+
+    #[test]
+    fn the_file_being_read_goes_on_first_then_the_redone_epochs_files_in_their_order() {
+        let (dir, files) = listing(&["a", "b", "c", "d", "e"]);
+        // Committed: b whole, 4 bytes of e. Epochs to redo took the rest of e, then c.
+        let from = taken(&[(&name_in(&dir, "b"), 10)], Some((&name_in(&dir, "e"), 4)));
+        let until = taken(
+            &[
+                (&name_in(&dir, "b"), 10),
+                (&name_in(&dir, "e"), 10),
+                (&name_in(&dir, "c"), 10),
+            ],
+            None,
+        );
+        let mut taking = Taking::resume(Some(from), Some(until)).unwrap();
+        let queue = taking.queue(files, 1).unwrap();
+        assert_eq!(
+            queued(&queue),
+            [
+                ("e".into(), 4, false, false),
+                ("c".into(), 0, true, false),
+                ("a".into(), 0, true, false),
+                ("d".into(), 0, true, true)
+            ]
+        );
+        // Bytes before the next file: b's.
+        assert_eq!(taking.taken, 10);
+    }
+
+    #[test]
+    fn files_a_restart_needs_must_be_there_as_they_were() {
+        let (dir, files) = listing(&["a"]);
+        let gone = taken(&[], Some((&name_in(&dir, "z"), 4)));
+        let error = Taking::resume(Some(gone), None)
+            .unwrap()
+            .queue(files.clone(), 1)
+            .err()
+            .unwrap();
+        assert!(
+            error.contains("a stopped run read 4 bytes of it, and it is not there now"),
+            "{error}"
+        );
+        let shortened = taken(&[], Some((&name_in(&dir, "a"), 11)));
+        let error = Taking::resume(Some(shortened), None)
+            .unwrap()
+            .queue(files.clone(), 1)
+            .err()
+            .unwrap();
+        assert!(error.contains("holds 10 now"), "{error}");
+        let from = taken(&[], None);
+        let redo_gone = taken(&[(&name_in(&dir, "y"), 10)], None);
+        let error = Taking::resume(Some(from), Some(redo_gone))
+            .unwrap()
+            .queue(files.clone(), 1)
+            .err()
+            .unwrap();
+        assert!(error.contains("an epoch to redo read it"), "{error}");
+        // Epochs to redo that do not start from the commit's files.
+        let from = taken(&[(&name_in(&dir, "a"), 10)], None);
+        let other = taken(&[(&name_in(&dir, "b"), 10)], None);
+        let error = Taking::resume(Some(from), Some(other)).err().unwrap();
+        assert!(
+            error.contains("do not follow those of its commit"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_that_counted_bytes_in_name_order_is_carried_on() {
+        let (_dir, files) = listing(&["a", "b", "c"]);
+        let mut taking =
+            Taking::resume(Some(super::super::SourcePosition::at(14, 0.0)), None).unwrap();
+        let queue = taking.queue(files.clone(), usize::MAX).unwrap();
+        assert_eq!(
+            queued(&queue),
+            [("b".into(), 4, true, false), ("c".into(), 0, true, true)]
+        );
+        assert_eq!((taking.taken, lock(&taking.log).len()), (10, 1));
+        let error = Taking::resume(Some(super::super::SourcePosition::at(31, 0.0)), None)
+            .unwrap()
+            .queue(files, 1)
+            .err()
+            .unwrap();
+        assert!(
+            error.contains("1 more bytes were read than the files now hold"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn stored_files_round_trip_and_are_checked() {
+        let position = taken(&[("in/a", 10), ("in/b", 5)], Some(("in/c", 3)));
+        let json = serde_json::to_string(&position).unwrap();
+        assert_eq!(
+            json,
+            r#"{"offset":18,"time":0.0,"files":{"whole":[["in/a",10],["in/b",5]],"reading":["in/c",3]}}"#
+        );
+        let back: super::super::SourcePosition = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, position);
+        back.check().unwrap();
+        // A position without files (a tape's) reads as before.
+        let tape: super::super::SourcePosition =
+            serde_json::from_str(r#"{"offset":7,"time":1.5}"#).unwrap();
+        assert_eq!(tape, super::super::SourcePosition::at(7, 1.5));
+        for (bad, says) in [
+            (
+                r#"{"offset":19,"time":0,"files":{"whole":[["a",10]],"reading":["c",3]}}"#,
+                "hold 13 bytes, its offset says 19",
+            ),
+            (
+                r#"{"offset":20,"time":0,"files":{"whole":[["a",10],["a",10]]}}"#,
+                "twice",
+            ),
+            (
+                r#"{"offset":0,"time":0,"files":{"whole":[["",0]]}}"#,
+                "empty",
+            ),
+            (
+                r#"{"offset":0,"time":0,"files":{"whole":[["a",18446744073709551615],["b",1]]}}"#,
+                "overflow",
+            ),
+        ] {
+            let position: super::super::SourcePosition = serde_json::from_str(bad).unwrap();
+            let error = position.check().unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+        assert!(serde_json::from_str::<super::super::SourcePosition>(
+            r#"{"offset":0,"time":0,"files":{"whole":[],"extra":1}}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn positions_share_the_list_of_files_and_each_keeps_its_own_part() {
+        let log = TakenLog::default();
+        let first = Positions {
+            log: &log,
+            name: "a".into(),
+            base: 0,
+        };
+        let inside = first.within(4);
+        let after_a = first.after(10);
+        let second = Positions {
+            log: &log,
+            name: "b".into(),
+            base: 10,
+        };
+        let after_b = second.after(5);
+        let json = |p: &super::super::SourcePosition| serde_json::to_string(p).unwrap();
+        assert_eq!(
+            json(&inside),
+            r#"{"offset":4,"time":0.0,"files":{"whole":[],"reading":["a",4]}}"#
+        );
+        assert_eq!(
+            json(&after_a),
+            r#"{"offset":10,"time":0.0,"files":{"whole":[["a",10]]}}"#
+        );
+        assert_eq!(
+            json(&after_b),
+            r#"{"offset":15,"time":0.0,"files":{"whole":[["a",10],["b",5]]}}"#
+        );
+        assert!(Arc::ptr_eq(
+            &after_a.files.unwrap().log,
+            &after_b.files.unwrap().log
+        ));
     }
 }

@@ -554,6 +554,7 @@ impl StreamSource for MastodonSource {
         &self,
         tx: Sender<Delivery>,
         _from: Option<super::SourcePosition>,
+        _redo_until: Option<super::SourcePosition>,
     ) -> tokio::task::JoinHandle<Result<(), String>> {
         let (config, instance, record_to, stats) = (
             self.config.clone(),

@@ -71,14 +71,45 @@ impl BuiltSource {
 /// Bytes of whole lines (each ending in `\n`) handed from a streaming source to the engine.
 pub type Chunk = Vec<u8>;
 
-/// Where a positioned source (a replay tape) resumes after a chunk: a checkpoint stores the
-/// position of the last chunk an epoch took, and a restarted run starts reading there.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+/// Where a positioned source (a replay tape, a stream of files) resumes after a chunk: a
+/// checkpoint stores the position of the last chunk an epoch took, and a restarted run starts
+/// reading there.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SourcePosition {
-    /// Bytes of the input consumed.
+    /// Bytes of the input consumed (of every file, for a stream of files): grows with every
+    /// chunk, so a redone epoch ends where its first run ended.
     pub offset: u64,
     /// The recorded time at that point (seconds since the tape's start), so pacing resumes.
     pub time: f64,
+    /// A stream of files: the files taken, by name, in the order they were taken (a restart
+    /// skips them by name, not by counting bytes in today's listing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<file_stream::FilesTaken>,
+}
+
+impl SourcePosition {
+    /// A position with no files: bytes and a time.
+    pub fn at(offset: u64, time: f64) -> Self {
+        SourcePosition {
+            offset,
+            time,
+            files: None,
+        }
+    }
+
+    /// What is wrong with a position read from a checkpoint, if anything.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.time.is_finite() && self.time >= 0.0) {
+            return Err(format!(
+                "its position's time is {}, not a time on the tape",
+                self.time
+            ));
+        }
+        match &self.files {
+            Some(files) => files.check(self.offset),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A chunk on its way from a source to the engine, with the position after it when the
@@ -114,10 +145,13 @@ pub trait StreamSource: Send + Sync {
     /// Starts reading (a positioned source from `from` when given); the source ends (for
     /// good) when it drops `tx`. An `Err` is a fatal problem (a rejected token, say) that ends
     /// the run with exit code 1.
+    /// `redo_until`: where the last epoch recorded and not committed ended (the source takes
+    /// its input up to there as the first run took it).
     fn start(
         &self,
         tx: tokio::sync::mpsc::Sender<Delivery>,
         from: Option<SourcePosition>,
+        redo_until: Option<SourcePosition>,
     ) -> tokio::task::JoinHandle<Result<(), String>>;
     /// Whether deliveries carry positions a restarted run can resume from (a replay tape can
     /// be re-read; a socket or a live stream cannot).

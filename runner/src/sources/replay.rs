@@ -142,6 +142,7 @@ impl StreamSource for ReplaySource {
         &self,
         tx: Sender<Delivery>,
         from: Option<SourcePosition>,
+        _redo_until: Option<SourcePosition>,
     ) -> tokio::task::JoinHandle<Result<(), String>> {
         let (path, speed, stats) = (self.path.clone(), self.config.speed, self.stats.clone());
         let filters = Filters {
@@ -155,10 +156,7 @@ impl StreamSource for ReplaySource {
             let mut file = tokio::fs::File::open(&path).await.map_err(cannot_read)?;
             // A restarted run goes on where its checkpoint says, with the recorded time there
             // as the new zero, so the pacing carries on rather than catching up.
-            let start = from.unwrap_or(SourcePosition {
-                offset: 0,
-                time: 0.0,
-            });
+            let start = from.unwrap_or(SourcePosition::at(0, 0.0));
             if start.offset > 0 {
                 let length = file.metadata().await.map_err(cannot_read)?.len();
                 if length < start.offset {
@@ -173,7 +171,7 @@ impl StreamSource for ReplaySource {
                     .map_err(cannot_read)?;
             }
             let mut reader = tokio::io::BufReader::new(file);
-            let mut position = start;
+            let mut position = start.clone();
             let started = Instant::now();
             let mut number = 0u64;
             let mut line = String::new();
@@ -214,7 +212,7 @@ impl StreamSource for ReplaySource {
                 if let Some(row) = event_to_line(&recorded.event, &recorded.data, &filters, &stats)
                 {
                     let delivery = Delivery {
-                        resume_at: Some(position),
+                        resume_at: Some(position.clone()),
                         ..Delivery::from(row)
                     };
                     if tx.send(delivery).await.is_err() {

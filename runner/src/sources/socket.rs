@@ -197,6 +197,7 @@ impl StreamSource for SocketSource {
         &self,
         tx: Sender<Delivery>,
         _from: Option<super::SourcePosition>,
+        _redo_until: Option<super::SourcePosition>,
     ) -> tokio::task::JoinHandle<Result<(), String>> {
         let (address, config, stats) = (
             self.address.clone(),
@@ -513,7 +514,7 @@ mod tests {
                 "{{host: 127.0.0.1, port: {port}, max_line_bytes: 100}}"
             ));
             let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-            src.start(tx, None);
+            src.start(tx, None, None);
             let mut chunks = Vec::new();
             while let Some(delivery) = rx.recv().await {
                 assert!(delivery.resume_at.is_none(), "a socket has no positions");

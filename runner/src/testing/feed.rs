@@ -29,6 +29,7 @@ impl StreamSource for FedStream {
         &self,
         tx: tokio::sync::mpsc::Sender<Delivery>,
         _from: Option<SourcePosition>,
+        _redo_until: Option<SourcePosition>,
     ) -> tokio::task::JoinHandle<std::result::Result<(), String>> {
         let epochs = self.epochs.clone();
         tokio::spawn(async move {

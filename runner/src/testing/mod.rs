@@ -461,6 +461,7 @@ impl crate::sources::StreamSource for Nothing {
         &self,
         _tx: tokio::sync::mpsc::Sender<crate::sources::Delivery>,
         _from: Option<crate::sources::SourcePosition>,
+        _redo_until: Option<crate::sources::SourcePosition>,
     ) -> tokio::task::JoinHandle<std::result::Result<(), String>> {
         tokio::spawn(async { Ok(()) })
     }
