@@ -365,3 +365,34 @@ fn one_runner_serves_lines_to_another_over_the_socket_sink() {
         [("ai".into(), 1000), ("rust".into(), 2000)]
     );
 }
+
+#[test]
+fn a_stream_of_files_with_a_backlog_takes_one_trigger_per_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    for (n, rows) in [(1, 2), (2, 3), (3, 4)] {
+        write(
+            &dir.path().join("in"),
+            &format!("{n}.txt"),
+            &"x\n".repeat(rows),
+        );
+    }
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nmode: stream\nsource: {type: file, path: in, max_files_per_trigger: 1}\ntrigger:\n  processing_time: 300ms\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let started = Instant::now();
+    let (code, out, err) = finish(spawn_runner(&p, &["--progress", "json"]));
+    let elapsed = started.elapsed();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 9, "{out}");
+    let epochs: Vec<(u64, u64)> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["batchId"].as_u64()?, v["numInputRows"].as_u64()?)))
+        .collect();
+    // One file an epoch, each at its trigger: epoch 2 cannot start before two intervals have
+    // passed (the backlog used to run its epochs back to back, in a few milliseconds).
+    assert_eq!(epochs, [(0, 2), (1, 3), (2, 4)], "{err}");
+    assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
+}

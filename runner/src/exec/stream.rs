@@ -237,6 +237,11 @@ async fn run_epochs(
         // no-data batch), unless rows are waiting to go into it.
         let wants_epoch = epoch_wanted(state.as_mut());
         let mut on_schedule = false;
+        // A processing-time trigger over a source that marks epochs (files): the epoch's input
+        // stops at the source's mark and waits for the trigger, as Spark takes at most
+        // `maxFilesPerTrigger` files per trigger even with a backlog.
+        let hold_at_marks = processing_time.is_some() && redo_target.is_none();
+        let mut held = false;
         if processing_time.is_some() && last_on_schedule && next_fire <= Instant::now() {
             tracing::warn!(
                 "falling behind: epoch {} ended after the next trigger time",
@@ -273,7 +278,7 @@ async fn run_epochs(
             let room = pending.buffered_bytes < EPOCH_MAX_BYTES || redo_target.is_some();
             let fired = redo_reached
                 || tokio::select! {
-                    delivery = rx.recv(), if !source_ended && room => {
+                    delivery = rx.recv(), if !source_ended && room && !held => {
                         match delivery {
                             Some(delivery) => {
                                 bytes += delivery.chunk.len();
@@ -286,10 +291,11 @@ async fn run_epochs(
                                 });
                                 caught_up = delivery.caught_up;
                                 marked_end = delivery.ends_epoch;
+                                held = marked_end && hold_at_marks;
                             }
                             None => source_ended = true,
                         }
-                        redo_reached || marked_end
+                        redo_reached || (marked_end && !held)
                     }
                     _ = fire => {
                         on_schedule = true;
@@ -301,7 +307,7 @@ async fn run_epochs(
             let stopping = stop.load(Ordering::SeqCst);
             let quiet =
                 processing_time.is_none() && rx.is_empty() && redo_target.is_none() && !marked;
-            let take = bytes >= PROCESS_BYTES || fired || source_ended || quiet || stopping;
+            let take = bytes >= PROCESS_BYTES || fired || source_ended || quiet || stopping || held;
             if !chunks.is_empty() && take {
                 let batch = std::mem::take(&mut chunks);
                 pending.bytes += bytes;
