@@ -396,3 +396,43 @@ fn a_stream_of_files_with_a_backlog_takes_one_trigger_per_epoch() {
     assert_eq!(epochs, [(0, 2), (1, 3), (2, 4)], "{err}");
     assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
 }
+
+#[test]
+fn a_stream_of_records_follows_encoding_errors_as_a_batch_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = b"{\"k\":\"a\"}\n{\"k\":\"b".to_vec();
+    bytes.extend_from_slice(b"\xff\"}\n{\"k\":\"c\"}\n");
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/1.jsonl"), bytes).unwrap();
+    let run = |mode: &str| {
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: t\nmode: stream\nsource: {{type: file, path: in, format: jsonl, columns: {{k: text}}, encoding_errors: {mode}}}\nsinks:\n  - {{type: stdout, format: jsonl}}\n"),
+        );
+        finish(spawn_runner(&p, &[]))
+    };
+    let (code, out, err) = run("replace");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "{\"epoch\":0,\"k\":\"a\"}\n{\"epoch\":0,\"k\":\"b\u{FFFD}\"}\n{\"epoch\":0,\"k\":\"c\"}\n"
+    );
+    assert!(err.contains("1 line(s) had invalid UTF-8"), "{err}");
+    let (code, out, err) = run("skip");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "{\"epoch\":0,\"k\":\"a\"}\n{\"epoch\":0,\"k\":\"c\"}\n"
+    );
+    assert!(
+        err.contains("1 line(s) with invalid UTF-8 were skipped"),
+        "{err}"
+    );
+    let (code, _, err) = run("fail");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("1.jsonl line 2: invalid UTF-8 at byte 8 of the line"),
+        "{err}"
+    );
+}

@@ -55,7 +55,7 @@ pub(super) fn build(
     Ok(BuiltSource::Stream(Box::new(FileStreamSource {
         path,
         schema,
-        records: decoder.map(|d| StreamRecords::new(d, config.on_error)),
+        records: decoder.map(|d| StreamRecords::new(d, config.on_error, config.encoding_errors)),
         encoding_errors: config.encoding_errors,
         max_line_bytes: config.max_line_bytes,
         max_files_per_trigger: config.max_files_per_trigger,
@@ -692,7 +692,7 @@ impl StreamSource for FileStreamSource {
 
     fn warnings(&self) -> Vec<String> {
         let mut warnings = self.stats.lines.warnings(self.max_line_bytes);
-        warnings.extend(self.records.as_ref().and_then(StreamRecords::warning));
+        warnings.extend(self.records.iter().flat_map(StreamRecords::warnings));
         warnings
     }
 
@@ -704,10 +704,8 @@ impl StreamSource for FileStreamSource {
     }
 
     fn counters(&self) -> SourceCounters {
-        SourceCounters {
-            malformed_events: self.records.as_ref().map_or(0, StreamRecords::bad_records),
-            ..self.stats.lines.counters()
-        }
+        let records = self.records.as_ref().map(StreamRecords::counters);
+        self.stats.lines.counters() + records.unwrap_or_default()
     }
 }
 

@@ -202,6 +202,17 @@ pub struct SourceCounters {
     pub malformed_events: u64,
 }
 
+impl std::ops::Add for SourceCounters {
+    type Output = SourceCounters;
+    fn add(self, other: SourceCounters) -> SourceCounters {
+        SourceCounters {
+            bad_utf8_lines: self.bad_utf8_lines + other.bad_utf8_lines,
+            skipped_lines: self.skipped_lines + other.skipped_lines,
+            malformed_events: self.malformed_events + other.malformed_events,
+        }
+    }
+}
+
 /// A raw piece of input, cut at a record boundary.
 pub struct Morsel {
     /// The input's bytes, ending at a record boundary.

@@ -993,16 +993,26 @@ fn nested_column(batch: &RecordBatch, path: &str) -> Result<ArrayRef, String> {
 pub struct StreamRecords {
     decoder: RecordDecoder,
     on_error: OnError,
+    encoding_errors: super::file::EncodingErrors,
+    /// Lines of invalid UTF-8 repaired or left out.
+    utf8: super::LineCounts,
     bad: std::sync::atomic::AtomicU64,
     first_bad: std::sync::Mutex<Option<String>>,
 }
 
 impl StreamRecords {
-    /// Decodes with `decoder`; a bad record fails the run or is counted, as `on_error` says.
-    pub fn new(decoder: RecordDecoder, on_error: OnError) -> Self {
+    /// Decodes with `decoder`; a line of invalid UTF-8 is repaired, left out or fails the run
+    /// as `encoding_errors` says, a bad record as `on_error` says.
+    pub fn new(
+        decoder: RecordDecoder,
+        on_error: OnError,
+        encoding_errors: super::file::EncodingErrors,
+    ) -> Self {
         StreamRecords {
             decoder,
             on_error,
+            encoding_errors,
+            utf8: Default::default(),
             bad: Default::default(),
             first_bad: Default::default(),
         }
@@ -1044,19 +1054,14 @@ impl StreamRecords {
             .map(|group| -> crate::error::Result<Vec<RecordBatch>> {
                 let parts = &chunks[group.clone()];
                 let joined;
-                let piece: &[u8] = if parts.len() == 1 {
+                let mut piece: &[u8] = if parts.len() == 1 {
                     &parts[0]
                 } else {
                     joined = parts.concat();
                     &joined
                 };
-                let (batches, bad) = self
-                    .decoder
-                    .decode(piece)
-                    .map_err(crate::error::Error::runtime)?;
-                if let Some(BadRecord { line, reason }) = bad.first() {
-                    // Back from the piece's line to its chunk's.
-                    let mut line = *line;
+                // Back from the piece's line to its chunk's, for messages.
+                let place = |mut line: usize| {
                     let mut chunk = group.start;
                     for (index, part) in parts.iter().enumerate() {
                         let lines = memchr::memchr_iter(b'\n', part).count();
@@ -1066,7 +1071,19 @@ impl StreamRecords {
                         }
                         line -= lines;
                     }
-                    let place = crate::error::escape_controls(&at(chunk, line)).into_owned();
+                    crate::error::escape_controls(&at(chunk, line)).into_owned()
+                };
+                let repaired;
+                if simdutf8::basic::from_utf8(piece).is_err() {
+                    repaired = self.repair_utf8(piece, &place)?;
+                    piece = &repaired;
+                }
+                let (batches, bad) = self
+                    .decoder
+                    .decode(piece)
+                    .map_err(crate::error::Error::runtime)?;
+                if let Some(BadRecord { line, reason }) = bad.first() {
+                    let place = place(*line);
                     if self.on_error == OnError::Fail {
                         return Err(crate::error::Error::runtime(format!(
                             "{place}: the record cannot be read: {reason} (`on_error: skip` leaves such records out)"
@@ -1084,14 +1101,62 @@ impl StreamRecords {
         Ok(crate::data::concat(&self.decoder.schema(), &batches))
     }
 
-    /// Records left out so far (`on_error: skip`).
-    pub fn bad_records(&self) -> u64 {
-        self.bad.load(std::sync::atomic::Ordering::Relaxed)
+    /// Each line of invalid UTF-8 in `piece` as `encoding_errors` says: its bad bytes
+    /// replaced, or the line left blank (not a record; the lines after keep their numbers), or
+    /// the run failed with its place (`place` of its line in the piece).
+    fn repair_utf8(
+        &self,
+        piece: &[u8],
+        place: &impl Fn(usize) -> String,
+    ) -> crate::error::Result<Vec<u8>> {
+        use super::file::EncodingErrors;
+        use std::sync::atomic::Ordering;
+        let mut out = Vec::with_capacity(piece.len() + 64);
+        for (index, line) in piece.split_inclusive(|&b| b == b'\n').enumerate() {
+            let Err(e) = std::str::from_utf8(line) else {
+                out.extend_from_slice(line);
+                continue;
+            };
+            match self.encoding_errors {
+                EncodingErrors::Replace => {
+                    self.utf8.bad_utf8.fetch_add(1, Ordering::Relaxed);
+                    out.extend_from_slice(String::from_utf8_lossy(line).as_bytes());
+                }
+                EncodingErrors::Skip => {
+                    self.utf8.skipped_utf8.fetch_add(1, Ordering::Relaxed);
+                    if line.ends_with(b"\n") {
+                        out.push(b'\n');
+                    }
+                }
+                EncodingErrors::Fail => {
+                    return Err(crate::error::Error::runtime(format!(
+                        "{}: invalid UTF-8 at byte {} of the line; use `encoding_errors: replace` or `skip` to read it anyway",
+                        place(index),
+                        e.valid_up_to() + 1
+                    )))
+                }
+            }
+        }
+        Ok(out)
     }
 
-    /// The warning for the end of the run, when records were left out.
-    pub fn warning(&self) -> Option<String> {
-        let bad = self.bad_records();
+    /// Records left out (`on_error: skip`) and lines of invalid UTF-8 so far.
+    pub fn counters(&self) -> super::SourceCounters {
+        super::SourceCounters {
+            malformed_events: self.bad.load(std::sync::atomic::Ordering::Relaxed),
+            ..self.utf8.counters()
+        }
+    }
+
+    /// The warnings for the end of the run: lines of invalid UTF-8, records left out.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = self.utf8.warnings(usize::MAX);
+        warnings.extend(self.bad_records_warning());
+        warnings
+    }
+
+    fn bad_records_warning(&self) -> Option<String> {
+        let bad = self.bad.load(std::sync::atomic::Ordering::Relaxed);
         (bad > 0).then(|| {
             let first = self
                 .first_bad

@@ -120,6 +120,8 @@ impl BuildSource for SocketSourceConfig {
                 Some(StreamRecords::new(
                     RecordDecoder::new(Format::Jsonl, specs, b',')?,
                     self.on_error,
+                    // As the socket's lines: bad bytes replaced.
+                    super::file::EncodingErrors::Replace,
                 ))
             }
             (Format::Jsonl, _) => {
@@ -233,7 +235,7 @@ impl StreamSource for SocketSource {
                 "{cut} unfinished line(s) of broken connections were dropped"
             ));
         }
-        warnings.extend(self.records.as_ref().and_then(StreamRecords::warning));
+        warnings.extend(self.records.iter().flat_map(StreamRecords::warnings));
         warnings
     }
 
@@ -241,9 +243,12 @@ impl StreamSource for SocketSource {
         let lines = self.stats.lines.counters();
         super::SourceCounters {
             skipped_lines: lines.skipped_lines + self.stats.cut_lines.load(Ordering::Relaxed),
-            malformed_events: self.records.as_ref().map_or(0, StreamRecords::bad_records),
             ..lines
-        }
+        } + self
+            .records
+            .as_ref()
+            .map(StreamRecords::counters)
+            .unwrap_or_default()
     }
 }
 
