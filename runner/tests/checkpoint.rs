@@ -347,13 +347,22 @@ fn key_file(dir: &Path, name: &str, key: &str, rows: usize) {
     );
 }
 
-/// Runs the pipeline; (epoch, stdout rows) of each epoch reported on stderr.
+/// Runs the pipeline, named by its absolute path, or from its directory with `relative` in
+/// `extra` (positions must not depend on how the pipeline was named); (epoch, stdout rows) of
+/// each epoch reported on stderr.
 fn run_files(pipeline: &Path, extra: &[&str]) -> (Vec<(u64, u64)>, Vec<serde_json::Value>) {
     let dir = pipeline.parent().unwrap();
     let log = dir.join("run.log");
+    let relative = extra.contains(&"relative");
+    let extra: Vec<&str> = extra.iter().copied().filter(|&e| e != "relative").collect();
     let out = Command::new(assert_cmd::cargo::cargo_bin("runner"))
         .args(["run", "--progress", "json"])
-        .arg(pipeline)
+        .arg(if relative {
+            Path::new(pipeline.file_name().unwrap())
+        } else {
+            pipeline
+        })
+        .current_dir(dir)
         .args(extra)
         .env("RUNNER_LOCK_DIR", unique_lock_dir())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -378,8 +387,11 @@ fn a_stream_of_files_skips_what_it_took_by_name_after_files_come_and_go() {
     let pipeline = files_pipeline(dir.path());
     key_file(dir.path(), "b.jsonl", "b", 2);
     key_file(dir.path(), "c.jsonl", "c", 3);
-    let (ran, _) = run_files(&pipeline, &["--set", "max_epochs=2"]);
+    let (ran, _) = run_files(&pipeline, &["relative", "--set", "max_epochs=2"]);
     assert_eq!(ran, [(0, 2), (1, 3)]);
+    // Named by its absolute path now: the files taken are known all the same.
+    let (ran, _) = run_files(&pipeline, &[]);
+    assert_eq!(ran, [], "nothing new to read");
     // b is read and moved away; a new file sorts before those taken, another after.
     std::fs::remove_file(dir.path().join("in/b.jsonl")).unwrap();
     key_file(dir.path(), "a.jsonl", "a", 4);
@@ -454,6 +466,29 @@ fn a_redone_epoch_of_a_stream_of_files_takes_the_files_it_first_took() {
         .assert()
         .code(1)
         .stderr(predicates::str::contains(
-            "c.jsonl: an epoch to redo read it, and it is not there now",
+            "c.jsonl: an epoch to redo read 30 bytes of it, and it is not there now",
         ));
+}
+
+#[test]
+fn epochs_killed_before_the_first_commit_are_redone_over_their_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = files_pipeline(dir.path());
+    key_file(dir.path(), "b.jsonl", "b", 2);
+    key_file(dir.path(), "c.jsonl", "c", 3);
+    // As if epochs 0 (b) and 1 (c) had run their sinks and the run was killed before its
+    // first commit; then a appeared, sorting before both.
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    std::fs::write(
+        dir.path().join("state/offsets.json"),
+        serde_json::json!([
+            {"epoch": 0, "end": {"offset": 20, "time": 0, "files": {"whole": [["b.jsonl", 20]]}}},
+            {"epoch": 1, "end": {"offset": 50, "time": 0, "files": {"whole": [["b.jsonl", 20], ["c.jsonl", 30]]}}}
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    key_file(dir.path(), "a.jsonl", "a", 4);
+    let (ran, _) = run_files(&pipeline, &[]);
+    assert_eq!(ran, [(0, 2), (1, 3), (2, 4)]);
 }

@@ -295,7 +295,8 @@ async fn run_epochs(
                             }
                             None => source_ended = true,
                         }
-                        redo_reached || (marked_end && !held)
+                        // A redone epoch ends at its recorded end alone.
+                        redo_reached || (marked_end && !held && redo_target.is_none())
                     }
                     _ = fire => {
                         on_schedule = true;

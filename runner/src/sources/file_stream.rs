@@ -95,7 +95,7 @@ fn list(path: &Path) -> std::io::Result<Vec<PathBuf>> {
         p.file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with('.'))
     };
-    let mut files: Vec<PathBuf> = if path.to_string_lossy().contains(['*', '?', '[']) {
+    let mut files: Vec<PathBuf> = if is_pattern(path) {
         glob::glob(&path.to_string_lossy())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?
             .filter_map(|e| e.ok())
@@ -122,11 +122,6 @@ struct FileRead<'a> {
     skip: u64,
     /// Chunks end at the first line end past each multiple of this (`CHUNK_BYTES`).
     chunk_bytes: u64,
-}
-
-/// The name a file is kept under in positions: its path as listed.
-fn file_name(path: &Path) -> Arc<str> {
-    path.to_string_lossy().into()
 }
 
 /// The files taken so far in one run: an append-only list that every position handed out
@@ -194,13 +189,6 @@ impl FilesTaken {
         lock(&self.log)[..self.whole].to_vec()
     }
 
-    /// The files taken, the one being read last, in the order taken.
-    fn names(&self) -> Vec<Arc<str>> {
-        let mut names: Vec<Arc<str>> = self.whole_files().into_iter().map(|f| f.0).collect();
-        names.extend(self.reading.as_ref().map(|r| r.0.clone()));
-        names
-    }
-
     /// What is wrong with files read from a checkpoint whose position is `offset`, if
     /// anything: the bytes must add up to it, and no file may be taken twice.
     pub fn check(&self, offset: u64) -> Result<(), String> {
@@ -208,15 +196,21 @@ impl FilesTaken {
         let mut total = 0u64;
         let files = self.whole_files();
         for (name, bytes) in files.iter().chain(&self.reading) {
-            if name.is_empty() || !names.insert(name.clone()) {
+            if name.is_empty() {
+                return Err("its position names a file with an empty name".into());
+            }
+            if !names.insert(name.clone()) {
                 return Err(format!(
-                    "its position names the file {:?} twice or names an empty one",
+                    "its position names the file {} twice",
                     escape_controls(name)
                 ));
             }
+            // No file system holds more than i64::MAX bytes: past it the sizes are not real
+            // (and later offsets could overflow).
             total = total
                 .checked_add(*bytes)
-                .ok_or("its files' sizes overflow")?;
+                .filter(|&t| t <= i64::MAX as u64)
+                .ok_or("its position's files hold more bytes than any file system")?;
         }
         if total != offset {
             return Err(format!(
@@ -256,7 +250,7 @@ impl Positions<'_> {
     /// After `at` bytes of the file.
     fn within(&self, at: u64) -> super::SourcePosition {
         super::SourcePosition {
-            offset: self.base + at,
+            offset: self.base.saturating_add(at),
             time: 0.0,
             files: Some(FilesTaken {
                 whole: lock(self.log).len(),
@@ -274,7 +268,7 @@ impl Positions<'_> {
             log.len()
         };
         super::SourcePosition {
-            offset: self.base + size,
+            offset: self.base.saturating_add(size),
             time: 0.0,
             files: Some(FilesTaken {
                 whole,
@@ -302,7 +296,7 @@ async fn send_file(
 ) -> std::result::Result<Option<u64>, String> {
     use tokio::io::AsyncSeekExt;
     let path = read.path;
-    let origin = positions.name.clone();
+    let origin: Arc<str> = path.display().to_string().into();
     let failed = |e: std::io::Error| format!("{}: {e}", escape_controls(&origin));
     let mut file = tokio::fs::File::open(path).await.map_err(failed)?;
     let mut buffer = vec![0u8; 64 * 1024];
@@ -450,26 +444,59 @@ struct Next {
 /// What a run of the stream has taken: the files read to their end (the log, and their names
 /// to skip in later listings), and what a restart must take first.
 struct Taking {
+    /// Names are paths below this (see `listing_root`).
+    root: PathBuf,
     log: TakenLog,
     seen: HashSet<Arc<str>>,
     /// Bytes of the files read to their end: where the next file's bytes start.
     taken: u64,
     /// The file a stopped run was reading, and the bytes it took.
     reading: Option<(Arc<str>, u64)>,
-    /// The files the epochs being redone took after the commit, in their order.
-    again: Vec<Arc<str>>,
+    /// The files the epochs being redone took after the commit, in their order, each with its
+    /// size (or, for one they were reading, the bytes they took).
+    again: Vec<AgainFile>,
     /// A checkpoint written before positions named files: the bytes taken from the files in
     /// name order.
     bytes_in_name_order: u64,
 }
 
+/// A file an epoch being redone took.
+struct AgainFile {
+    name: Arc<str>,
+    bytes: u64,
+    /// Read to its end (`bytes` is its size), or up to `bytes`.
+    whole: bool,
+}
+
+/// The directory file names are kept relative to: `path` itself when it is a directory, a
+/// glob's directories before its first pattern, a file's directory. Names then stay the same
+/// whichever way the pipeline file was named on the command line, or where the inputs moved.
+fn listing_root(path: &Path) -> PathBuf {
+    if is_pattern(path) {
+        path.components()
+            .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+            .collect()
+    } else if path.is_dir() {
+        path.to_path_buf()
+    } else {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+}
+
+fn is_pattern(path: &Path) -> bool {
+    path.to_string_lossy().contains(['*', '?', '['])
+}
+
 impl Taking {
-    /// From a checkpoint's position (`from`), and the end of the last epoch to redo.
+    /// For the files under `root`, from a checkpoint's position (`from`) and the end of the
+    /// last epoch to redo.
     fn resume(
+        root: PathBuf,
         from: Option<super::SourcePosition>,
         redo_until: Option<super::SourcePosition>,
     ) -> Result<Self, String> {
         let mut taking = Taking {
+            root,
             log: Arc::new(Mutex::new(Vec::new())),
             seen: HashSet::new(),
             taken: 0,
@@ -480,25 +507,74 @@ impl Taking {
         let Some(from) = from else {
             return Ok(taking);
         };
-        let Some(files) = from.files else {
-            taking.bytes_in_name_order = from.offset;
-            return Ok(taking);
+        let files = match from.files {
+            Some(files) => files,
+            // No commit yet: nothing taken.
+            None if from.offset == 0 => FilesTaken::from(StoredFiles {
+                whole: Vec::new(),
+                reading: None,
+            }),
+            None => {
+                taking.bytes_in_name_order = from.offset;
+                return Ok(taking);
+            }
         };
         let whole = files.whole_files();
         taking.taken = whole.iter().fold(0u64, |sum, f| sum.saturating_add(f.1));
         taking.seen = whole.iter().map(|f| f.0.clone()).collect();
-        *lock(&taking.log) = whole;
         taking.reading = files.reading.clone();
         if let Some(until) = redo_until.and_then(|u| u.files) {
-            let (done, redone) = (files.names(), until.names());
-            // The epochs after the commit took the files after those it names.
-            let before = files.whole;
-            if redone.len() < done.len() || redone[..before] != done[..before] {
-                return Err("the checkpoint is damaged: the files of the epochs to redo do not follow those of its commit; remove the checkpoint directory to start over".into());
+            let damaged = |what: &str| {
+                format!("the checkpoint is damaged: {what} (its offsets.json and commit.json disagree); remove the checkpoint directory to start over")
+            };
+            // The epochs after the commit took the files after those it names, beginning
+            // with the rest of the one it was reading.
+            let redone = until.whole_files();
+            if redone.get(..whole.len()) != Some(&whole[..]) {
+                return Err(damaged(
+                    "the files of the epochs to redo do not start with those of its commit",
+                ));
             }
-            taking.again = redone[before..].to_vec();
+            let mut again: Vec<AgainFile> = redone[whole.len()..]
+                .iter()
+                .map(|(name, bytes)| AgainFile {
+                    name: name.clone(),
+                    bytes: *bytes,
+                    whole: true,
+                })
+                .collect();
+            again.extend(until.reading.iter().map(|(name, bytes)| AgainFile {
+                name: name.clone(),
+                bytes: *bytes,
+                whole: false,
+            }));
+            if let Some((name, bytes)) = &files.reading {
+                if again
+                    .first()
+                    .is_none_or(|a| a.name != *name || a.bytes < *bytes)
+                {
+                    return Err(damaged(
+                        "the epochs to redo do not go on with the file its commit was reading",
+                    ));
+                }
+            }
+            taking.again = again;
         }
+        *lock(&taking.log) = whole;
         Ok(taking)
+    }
+
+    /// A file's name as positions keep it.
+    fn name(&self, path: &Path) -> Arc<str> {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into()
+    }
+
+    /// A name as messages show it.
+    fn shown(&self, name: &str) -> String {
+        escape_controls(&self.root.join(name).display().to_string()).into_owned()
     }
 
     /// The files to read from a listing, in order: the one a stopped run was reading, then
@@ -506,63 +582,98 @@ impl Taking {
     fn queue(&mut self, listed: Vec<PathBuf>, per_epoch: usize) -> Result<Vec<Next>, String> {
         let mut fresh: Vec<(Arc<str>, PathBuf)> = listed
             .into_iter()
-            .map(|p| (file_name(&p), p))
+            .map(|p| (self.name(&p), p))
             .filter(|(name, _)| !self.seen.contains(name))
             .collect();
         if self.bytes_in_name_order > 0 {
             self.skip_in_name_order(&mut fresh)?;
         }
-        let mut take_out = |name: &Arc<str>, what: &str| {
-            match fresh.iter().position(|(n, _)| n == name) {
-                Some(index) => Ok(fresh.remove(index)),
-                None => Err(format!(
-                    "{}: {what}, and it is not there now; remove the checkpoint directory to start over",
-                    escape_controls(name)
-                )),
-            }
-        };
-        let mut queue = Vec::new();
-        let next = |(name, path): (Arc<str>, PathBuf)| Next {
-            path,
-            name,
-            skip: 0,
-            ends_epoch: false,
-            caught_up: false,
-        };
-        if let Some((name, bytes)) = self.reading.take() {
-            let what = format!("a stopped run read {bytes} bytes of it");
-            let mut file = next(take_out(&name, &what)?);
-            let size = std::fs::metadata(&file.path)
-                .map_err(|e| format!("{}: {e}", escape_controls(&name)))?
+        let start_over = "remove the checkpoint directory to start over";
+        // A file a restart needs, and its size now.
+        let shown =
+            |name: &str| escape_controls(&self.root.join(name).display().to_string()).into_owned();
+        let mut take_out = |name: &Arc<str>| -> Result<Option<(Next, u64)>, String> {
+            let Some(index) = fresh.iter().position(|(n, _)| n == name) else {
+                return Ok(None);
+            };
+            let (name, path) = fresh.remove(index);
+            let size = std::fs::metadata(&path)
+                .map_err(|e| format!("{}: {e}", shown(&name)))?
                 .len();
+            Ok(Some((
+                Next {
+                    path,
+                    name,
+                    skip: 0,
+                    ends_epoch: false,
+                    caught_up: false,
+                },
+                size,
+            )))
+        };
+        let mut queue: Vec<Next> = Vec::new();
+        if let Some((name, bytes)) = self.reading.take() {
+            let Some((mut file, size)) = take_out(&name)? else {
+                return Err(format!(
+                    "{}: a stopped run read {bytes} bytes of it, and it is not there now; {start_over}",
+                    shown(&name)
+                ));
+            };
             if size < bytes {
                 return Err(format!(
-                    "{}: a stopped run read {bytes} bytes of it, and it holds {size} now (was it changed?); remove the checkpoint directory to start over",
-                    escape_controls(&name)
+                    "{}: a stopped run read {bytes} bytes of it, and it holds {size} now (was it changed?); {start_over}",
+                    shown(&name)
                 ));
             }
             file.skip = bytes;
             queue.push(file);
         }
-        for name in std::mem::take(&mut self.again) {
-            if queue.first().is_some_and(|f: &Next| f.name == name) {
-                continue;
+        for again in std::mem::take(&mut self.again) {
+            let size = if queue.first().is_some_and(|f| f.name == again.name) {
+                std::fs::metadata(&queue[0].path)
+                    .map_err(|e| format!("{}: {e}", shown(&again.name)))?
+                    .len()
+            } else {
+                match take_out(&again.name)? {
+                    Some((file, size)) => {
+                        queue.push(file);
+                        size
+                    }
+                    // An empty file moved away: nothing to redo.
+                    None if again.bytes == 0 => continue,
+                    None => {
+                        return Err(format!(
+                            "{}: an epoch to redo read {} bytes of it, and it is not there now; {start_over}",
+                            shown(&again.name),
+                            again.bytes
+                        ))
+                    }
+                }
+            };
+            if size < again.bytes || (again.whole && size != again.bytes) {
+                return Err(format!(
+                    "{}: an epoch to redo read it when it held {} bytes, and it holds {size} now (was it changed?); {start_over}",
+                    shown(&again.name),
+                    again.bytes
+                ));
             }
-            queue.push(next(take_out(&name, "an epoch to redo read it")?));
         }
-        // Epochs end where the files to redo end (the engine ends each redone epoch where its
-        // first run ended), after each `per_epoch` new files, and at the listing's end.
+        // Where the files of a restart end, an epoch ends (a redone epoch ends at its recorded
+        // end, whatever the marks); then after each `per_epoch` new files, and at the end of
+        // the listing.
         if let Some(last) = queue.last_mut() {
             last.ends_epoch = true;
             last.caught_up = fresh.is_empty();
         }
         let count = fresh.len();
-        for (index, file) in fresh.into_iter().enumerate() {
+        for (index, (name, path)) in fresh.into_iter().enumerate() {
             let last_listed = index + 1 == count;
             queue.push(Next {
+                path,
+                name,
+                skip: 0,
                 ends_epoch: last_listed || (index + 1) % per_epoch == 0,
                 caught_up: last_listed,
-                ..next(file)
             });
         }
         Ok(queue)
@@ -573,7 +684,7 @@ impl Taking {
     fn skip_in_name_order(&mut self, fresh: &mut Vec<(Arc<str>, PathBuf)>) -> Result<(), String> {
         while self.bytes_in_name_order > 0 && !fresh.is_empty() {
             let size = std::fs::metadata(&fresh[0].1)
-                .map_err(|e| format!("{}: {e}", escape_controls(&fresh[0].0)))?
+                .map_err(|e| format!("{}: {e}", self.shown(&fresh[0].0)))?
                 .len();
             if size > self.bytes_in_name_order {
                 self.reading = Some((fresh[0].0.clone(), self.bytes_in_name_order));
@@ -582,7 +693,7 @@ impl Taking {
             }
             let (name, _) = fresh.remove(0);
             self.bytes_in_name_order -= size;
-            self.taken += size;
+            self.taken = self.taken.saturating_add(size);
             self.seen.insert(name.clone());
             lock(&self.log).push((name, size));
         }
@@ -626,7 +737,7 @@ impl StreamSource for FileStreamSource {
         let poll = self.poll;
         let origins = self.records.is_some().then(|| self.origins.clone());
         tokio::spawn(async move {
-            let mut taking = Taking::resume(from, redo_until)?;
+            let mut taking = Taking::resume(listing_root(&path), from, redo_until)?;
             loop {
                 let listed = list(&path).map_err(|e| {
                     format!("{}: {e}", escape_controls(&path.display().to_string()))
@@ -655,7 +766,7 @@ impl StreamSource for FileStreamSource {
                     stats.files.fetch_add(1, Ordering::Relaxed);
                     taking.seen.insert(next.name);
                     match sent {
-                        Some(size) => taking.taken += size,
+                        Some(size) => taking.taken = taking.taken.saturating_add(size),
                         None => return Ok(()),
                     }
                 }
@@ -740,7 +851,7 @@ mod tests {
             let log = TakenLog::default();
             let positions = Positions {
                 log: &log,
-                name: file_name(path),
+                name: path.to_string_lossy().into(),
                 base: 1000,
             };
             let size = send_file(read, &positions, max_line, &stats, None, &tx, (true, true))
@@ -828,8 +939,8 @@ mod tests {
         (dir, files)
     }
 
-    fn name_in(dir: &tempfile::TempDir, file: &str) -> String {
-        dir.path().join(file).to_string_lossy().into_owned()
+    fn root(dir: &tempfile::TempDir) -> PathBuf {
+        listing_root(dir.path())
     }
 
     /// (file, skip, ends_epoch, caught_up) of each file queued.
@@ -847,11 +958,8 @@ mod tests {
     fn a_restart_skips_the_files_taken_by_name_and_reads_new_ones_wherever_they_sort() {
         // b and c were taken; b is gone since, a and d are new.
         let (dir, files) = listing(&["a", "c", "d"]);
-        let from = taken(
-            &[(&name_in(&dir, "b"), 10), (&name_in(&dir, "c"), 10)],
-            None,
-        );
-        let mut taking = Taking::resume(Some(from), None).unwrap();
+        let from = taken(&[("b", 10), ("c", 10)], None);
+        let mut taking = Taking::resume(root(&dir), Some(from), None).unwrap();
         assert_eq!(taking.taken, 20);
         let queue = taking.queue(files, usize::MAX).unwrap();
         assert_eq!(
@@ -864,16 +972,9 @@ mod tests {
     fn the_file_being_read_goes_on_first_then_the_redone_epochs_files_in_their_order() {
         let (dir, files) = listing(&["a", "b", "c", "d", "e"]);
         // Committed: b whole, 4 bytes of e. Epochs to redo took the rest of e, then c.
-        let from = taken(&[(&name_in(&dir, "b"), 10)], Some((&name_in(&dir, "e"), 4)));
-        let until = taken(
-            &[
-                (&name_in(&dir, "b"), 10),
-                (&name_in(&dir, "e"), 10),
-                (&name_in(&dir, "c"), 10),
-            ],
-            None,
-        );
-        let mut taking = Taking::resume(Some(from), Some(until)).unwrap();
+        let from = taken(&[("b", 10)], Some(("e", 4)));
+        let until = taken(&[("b", 10), ("e", 10), ("c", 10)], None);
+        let mut taking = Taking::resume(root(&dir), Some(from), Some(until)).unwrap();
         let queue = taking.queue(files, 1).unwrap();
         assert_eq!(
             queued(&queue),
@@ -891,8 +992,8 @@ mod tests {
     #[test]
     fn files_a_restart_needs_must_be_there_as_they_were() {
         let (dir, files) = listing(&["a"]);
-        let gone = taken(&[], Some((&name_in(&dir, "z"), 4)));
-        let error = Taking::resume(Some(gone), None)
+        let gone = taken(&[], Some(("z", 4)));
+        let error = Taking::resume(root(&dir), Some(gone), None)
             .unwrap()
             .queue(files.clone(), 1)
             .err()
@@ -901,47 +1002,60 @@ mod tests {
             error.contains("a stopped run read 4 bytes of it, and it is not there now"),
             "{error}"
         );
-        let shortened = taken(&[], Some((&name_in(&dir, "a"), 11)));
-        let error = Taking::resume(Some(shortened), None)
+        let shortened = taken(&[], Some(("a", 11)));
+        let error = Taking::resume(root(&dir), Some(shortened), None)
             .unwrap()
             .queue(files.clone(), 1)
             .err()
             .unwrap();
         assert!(error.contains("holds 10 now"), "{error}");
         let from = taken(&[], None);
-        let redo_gone = taken(&[(&name_in(&dir, "y"), 10)], None);
-        let error = Taking::resume(Some(from), Some(redo_gone))
+        let redo_gone = taken(&[("y", 10)], None);
+        let error = Taking::resume(root(&dir), Some(from), Some(redo_gone))
             .unwrap()
             .queue(files.clone(), 1)
             .err()
             .unwrap();
-        assert!(error.contains("an epoch to redo read it"), "{error}");
-        // Epochs to redo that do not start from the commit's files.
-        let from = taken(&[(&name_in(&dir, "a"), 10)], None);
-        let other = taken(&[(&name_in(&dir, "b"), 10)], None);
-        let error = Taking::resume(Some(from), Some(other)).err().unwrap();
         assert!(
-            error.contains("do not follow those of its commit"),
+            error.contains("an epoch to redo read 10 bytes of it, and it is not there now"),
+            "{error}"
+        );
+        // Epochs to redo that do not start from the commit's files.
+        let from = taken(&[("a", 10)], None);
+        let other = taken(&[("b", 10)], None);
+        let error = Taking::resume(root(&dir), Some(from), Some(other))
+            .err()
+            .unwrap();
+        assert!(
+            error.contains("do not start with those of its commit"),
             "{error}"
         );
     }
 
     #[test]
     fn a_checkpoint_that_counted_bytes_in_name_order_is_carried_on() {
-        let (_dir, files) = listing(&["a", "b", "c"]);
-        let mut taking =
-            Taking::resume(Some(super::super::SourcePosition::at(14, 0.0)), None).unwrap();
+        let (dir, files) = listing(&["a", "b", "c"]);
+        let mut taking = Taking::resume(
+            root(&dir),
+            Some(super::super::SourcePosition::at(14, 0.0)),
+            None,
+        )
+        .unwrap();
         let queue = taking.queue(files.clone(), usize::MAX).unwrap();
         assert_eq!(
             queued(&queue),
             [("b".into(), 4, true, false), ("c".into(), 0, true, true)]
         );
         assert_eq!((taking.taken, lock(&taking.log).len()), (10, 1));
-        let error = Taking::resume(Some(super::super::SourcePosition::at(31, 0.0)), None)
-            .unwrap()
-            .queue(files, 1)
-            .err()
-            .unwrap();
+        let error = Taking::resume(
+            root(&dir),
+            Some(super::super::SourcePosition::at(31, 0.0)),
+            None,
+        )
+        .unwrap()
+        .queue(files, 1)
+        .err()
+        .unwrap();
         assert!(
             error.contains("1 more bytes were read than the files now hold"),
             "{error}"
@@ -970,7 +1084,7 @@ mod tests {
             ),
             (
                 r#"{"offset":20,"time":0,"files":{"whole":[["a",10],["a",10]]}}"#,
-                "twice",
+                "names the file a twice",
             ),
             (
                 r#"{"offset":0,"time":0,"files":{"whole":[["",0]]}}"#,
@@ -978,7 +1092,11 @@ mod tests {
             ),
             (
                 r#"{"offset":0,"time":0,"files":{"whole":[["a",18446744073709551615],["b",1]]}}"#,
-                "overflow",
+                "more bytes than any file system",
+            ),
+            (
+                r#"{"offset":9223372036854775808,"time":0,"files":{"whole":[["a",9223372036854775808]]}}"#,
+                "more bytes than any file system",
             ),
         ] {
             let position: super::super::SourcePosition = serde_json::from_str(bad).unwrap();
@@ -1024,5 +1142,92 @@ mod tests {
             &after_a.files.unwrap().log,
             &after_b.files.unwrap().log
         ));
+    }
+
+    #[test]
+    fn a_redo_before_the_first_commit_takes_the_files_its_epochs_took() {
+        // Killed in epoch 1 before any commit: epochs 0 and 1 took c, then b; a is new.
+        let (dir, files) = listing(&["a", "b", "c"]);
+        let until = taken(&[("c", 10), ("b", 10)], None);
+        let mut taking = Taking::resume(
+            root(&dir),
+            Some(super::super::SourcePosition::at(0, 0.0)),
+            Some(until),
+        )
+        .unwrap();
+        assert_eq!(
+            queued(&taking.queue(files, 1).unwrap()),
+            [
+                ("c".into(), 0, false, false),
+                ("b".into(), 0, true, false),
+                ("a".into(), 0, true, true)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_an_epoch_to_redo_took_must_not_have_changed() {
+        let (dir, files) = listing(&["a", "b"]);
+        std::fs::write(dir.path().join("b"), "12345\n").unwrap();
+        for (until, says) in [
+            (
+                taken(&[("a", 10), ("b", 10)], None),
+                "read it when it held 10 bytes, and it holds 6 now",
+            ),
+            (
+                taken(&[("a", 10)], Some(("b", 7))),
+                "read it when it held 7 bytes, and it holds 6 now",
+            ),
+            (
+                taken(&[("a", 9)], None),
+                "read it when it held 9 bytes, and it holds 10 now",
+            ),
+        ] {
+            let error = Taking::resume(root(&dir), Some(taken(&[], None)), Some(until))
+                .unwrap()
+                .queue(files.clone(), 1)
+                .err()
+                .unwrap();
+            assert!(error.contains(says), "{error}");
+        }
+        // A part read is fine as long as the file still holds it; an empty file moved away
+        // leaves nothing to redo.
+        let until = taken(&[("gone", 0), ("a", 10)], Some(("b", 6)));
+        let queue = Taking::resume(root(&dir), Some(taken(&[], None)), Some(until))
+            .unwrap()
+            .queue(files, 1)
+            .unwrap();
+        assert_eq!(
+            queued(&queue),
+            [("a".into(), 0, false, false), ("b".into(), 0, true, true)]
+        );
+        // Epochs to redo that do not go on with the file the commit was reading.
+        let from = taken(&[], Some(("a", 4)));
+        let error = Taking::resume(root(&dir), Some(from), Some(taken(&[("b", 6)], None)))
+            .err()
+            .unwrap();
+        assert!(
+            error.contains("do not go on with the file its commit was reading"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn names_are_kept_below_the_directory_or_the_globs_fixed_part() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("in/x")).unwrap();
+        std::fs::write(dir.path().join("in/x/1.jsonl"), "").unwrap();
+        assert_eq!(listing_root(&dir.path().join("in")), dir.path().join("in"));
+        assert_eq!(
+            listing_root(&dir.path().join("in/*/*.jsonl")),
+            dir.path().join("in")
+        );
+        assert_eq!(
+            listing_root(&dir.path().join("in/x/1.jsonl")),
+            dir.path().join("in/x")
+        );
+        assert_eq!(listing_root(Path::new("1.jsonl")), Path::new(""));
+        let taking = Taking::resume(dir.path().join("in"), None, None).unwrap();
+        assert_eq!(&*taking.name(&dir.path().join("in/x/1.jsonl")), "x/1.jsonl");
     }
 }
