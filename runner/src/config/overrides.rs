@@ -14,6 +14,9 @@ pub struct Override {
     /// A key removed beside the value set (`--input` removes the source's `fetch`: the file
     /// given is read, never downloaded into).
     pub removes: Option<String>,
+    /// The option that made this override, and the source types it applies to (`--input`
+    /// sets a `path`, which only some sources have).
+    pub for_sources: Option<(&'static str, &'static [&'static str])>,
 }
 
 impl std::str::FromStr for Override {
@@ -42,6 +45,7 @@ impl std::str::FromStr for Override {
             value,
             raw: raw.to_owned(),
             removes: None,
+            for_sources: None,
         })
     }
 }
@@ -54,6 +58,7 @@ impl Override {
             value: Value::String(value.to_owned()),
             raw: format!("{}={value}", path.join(".")),
             removes: None,
+            for_sources: None,
         }
     }
 
@@ -62,6 +67,7 @@ impl Override {
     pub fn input(value: &str) -> Override {
         Override {
             removes: Some("fetch".into()),
+            for_sources: Some(("--input", &["file", "replay"])),
             ..Override::text(&["source", "path"], value)
         }
     }
@@ -80,6 +86,20 @@ fn first_line(e: &serde_saphyr::Error) -> String {
 /// Applies `ov` to `doc`, creating maps along the way; a number indexes a list, and the index
 /// just past the end appends.
 pub fn apply(doc: &mut Value, ov: &Override) -> Result<(), String> {
+    if let Some((option, types)) = ov.for_sources {
+        let source = doc
+            .get("source")
+            .and_then(|s| s.get("type"))
+            .and_then(Value::as_str);
+        if let Some(other) = source.filter(|t| !types.contains(t)) {
+            let types: Vec<String> = types.iter().map(|t| format!("`{t}`")).collect();
+            return Err(format!(
+                "{option} names the input file of a {} source; this pipeline's source is `{}`, which has none",
+                types.join(" or "),
+                crate::error::escape_controls(other)
+            ));
+        }
+    }
     let mut node = doc;
     for (depth, segment) in ov.path.iter().enumerate() {
         let last = depth + 1 == ov.path.len();
@@ -139,6 +159,17 @@ mod tests {
 
     fn set(doc: &mut Value, raw: &str) -> Result<(), String> {
         apply(doc, &raw.parse()?)
+    }
+
+    #[test]
+    fn input_is_refused_for_a_source_without_a_path() {
+        let mut doc = json!({"source": {"type": "socket", "port": 9}});
+        let error = apply(&mut doc, &Override::input("/tmp/b.txt")).unwrap_err();
+        assert_eq!(
+            error,
+            "--input names the input file of a `file` or `replay` source; this pipeline's source is `socket`, which has none"
+        );
+        assert_eq!(doc, json!({"source": {"type": "socket", "port": 9}}));
     }
 
     #[test]

@@ -228,6 +228,7 @@ fn case_overrides(case: &TestCase) -> Vec<Override> {
             value: value.clone(),
             raw: format!("{path}={value}"),
             removes: None,
+            for_sources: None,
         })
         .collect()
 }
