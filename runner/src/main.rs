@@ -746,7 +746,11 @@ fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool, say: Say) ->
             continue;
         }
         let checked = config::load(path, overrides).and_then(|loaded| {
-            let pipeline = exec::build(&loaded, None)?;
+            // A missing input makes the file invalid here, as `check_inputs` below says.
+            let pipeline = exec::build(&loaded, None).map_err(|e| match e {
+                Error::Input { .. } => Error::invalid(format!("{}: {e}", path.display())),
+                e => e,
+            })?;
             // A file that runs on Spark: its translation is checked too (nothing is sent).
             if let Some(settings) =
                 runner::spark::choose(None, None, loaded.config.engine.as_ref())?

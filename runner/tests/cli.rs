@@ -772,3 +772,46 @@ fn errors_in_aggregate_sort_and_group_count_point_at_the_item_they_are_about() {
         "there is no column `wrd`",
     );
 }
+
+#[test]
+fn a_missing_input_is_a_runtime_failure_even_when_columns_are_inferred_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: later.csv, format: csv}\nsinks:\n  - {type: stdout}\n",
+    );
+    // `run`: exit 1, as for any missing input (a cron job whose file has not come yet).
+    runner()
+        .arg("run")
+        .arg(&p)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("cannot read input "))
+        .stderr(predicates::str::contains(
+            "later.csv: no such file (its columns are inferred from it; list them in `columns:`",
+        ));
+    // `validate`: a pipeline whose input is missing is not valid (exit 2), as with declared
+    // columns.
+    runner()
+        .arg("validate")
+        .arg(&p)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("later.csv: no such file"));
+    // `--input` on a source without a path says so.
+    let socket = write(
+        dir.path(),
+        "s.yaml",
+        "name: t\nmode: stream\nsource: {type: socket, port: 9}\nsinks:\n  - {type: stdout}\n",
+    );
+    runner()
+        .arg("run")
+        .arg(&socket)
+        .args(["--input", "x.txt"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(
+            "--input names the input file of a `file` or `replay` source; this pipeline's source is `socket`, which has none",
+        ));
+}

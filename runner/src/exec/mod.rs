@@ -106,14 +106,21 @@ fn build_until(
         )));
     }
     let base_dir = loaded.base_dir.as_path();
+    let source_context = SourceContext {
+        base_dir,
+        streaming: config.mode == Mode::Stream,
+    };
+    if let Some((path, why)) = config.source.value.builder().missing_input(&source_context) {
+        return Err(Error::Input {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, why),
+        });
+    }
     let source = config
         .source
         .value
         .builder()
-        .build(&SourceContext {
-            base_dir,
-            streaming: config.mode == Mode::Stream,
-        })
+        .build(&source_context)
         .map_err(|e| {
             Error::invalid(format!(
                 "{}: source ({}): {e}",

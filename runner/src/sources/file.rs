@@ -132,6 +132,20 @@ const MORSEL_BYTES: usize = 1 << 20;
 const PIECE_BYTES: usize = 1 << 18;
 
 impl BuildSource for FileSourceConfig {
+    fn missing_input(&self, ctx: &SourceContext) -> Option<(PathBuf, String)> {
+        let inferred = self.columns.is_none() && self.format != Format::Lines;
+        if !inferred || self.path == Path::new("-") {
+            return None;
+        }
+        let path = crate::settings::resolve_against(ctx.base_dir, &self.path);
+        first_file(&path).is_none().then(|| {
+            (
+                path,
+                "no such file (its columns are inferred from it; list them in `columns:` to run or check the pipeline without it)".into(),
+            )
+        })
+    }
+
     fn build(&self, ctx: &SourceContext) -> Result<BuiltSource, String> {
         if self.path.as_os_str().is_empty() {
             return Err("`path` is empty".into());

@@ -31,6 +31,12 @@ pub trait BuildSource: Send + Sync {
     /// Builds the source (its stream form when `ctx.streaming` and it has one); an `Err` (a
     /// sentence for the user) when the settings cannot be used.
     fn build(&self, ctx: &SourceContext) -> Result<BuiltSource, String>;
+    /// An input that building needs (to infer columns from) and that is not there: a runtime
+    /// failure (exit 1, as any missing input), not an invalid pipeline. Its path and why it is
+    /// needed.
+    fn missing_input(&self, _ctx: &SourceContext) -> Option<(std::path::PathBuf, String)> {
+        None
+    }
 }
 
 /// A bounded input read to its end (batch mode), or an unbounded one read as it arrives
