@@ -110,24 +110,23 @@ fn build_until(
         base_dir,
         streaming: config.mode == Mode::Stream,
     };
-    if let Some((path, why)) = config.source.value.builder().missing_input(&source_context) {
-        return Err(Error::Input {
-            path,
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, why),
-        });
-    }
-    let source = config
-        .source
-        .value
-        .builder()
-        .build(&source_context)
-        .map_err(|e| {
-            Error::invalid(format!(
+    let builder = config.source.value.builder();
+    let source = builder.build(&source_context).map_err(|e| {
+        match builder.missing_input(&source_context) {
+            Some((path, why)) if why == e => Error::Input {
+                path,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file (its columns are inferred from it; list them in `columns:` to run or check the pipeline without it)",
+                ),
+            },
+            _ => Error::invalid(format!(
                 "{}: source ({}): {e}",
                 loaded.at(&config.source.referenced),
                 config.source.value.type_name()
-            ))
-        })?;
+            )),
+        }
+    })?;
 
     let mut schema = source.schema();
     let mut stages = Vec::new();

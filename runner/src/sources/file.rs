@@ -133,17 +133,13 @@ const PIECE_BYTES: usize = 1 << 18;
 
 impl BuildSource for FileSourceConfig {
     fn missing_input(&self, ctx: &SourceContext) -> Option<(PathBuf, String)> {
-        let inferred = self.columns.is_none() && self.format != Format::Lines;
-        if !inferred || self.path == Path::new("-") {
+        if self.columns.is_some() || self.path == Path::new("-") {
             return None;
         }
         let path = crate::settings::resolve_against(ctx.base_dir, &self.path);
-        first_file(&path).is_none().then(|| {
-            (
-                path,
-                "no such file (its columns are inferred from it; list them in `columns:` to run or check the pipeline without it)".into(),
-            )
-        })
+        first_file(&path)
+            .is_none()
+            .then(|| (path.clone(), inferred_input_missing(&path)))
     }
 
     fn build(&self, ctx: &SourceContext) -> Result<BuiltSource, String> {
@@ -265,12 +261,15 @@ impl FileSourceConfig {
                 .map(|(n, t)| ColumnSpec::parse(n, t))
                 .collect();
         }
-        let first = first_file(path).ok_or_else(|| {
-            format!(
-                "cannot infer the columns of {} (it is not there yet, or is standard input): list them in `columns:`",
-                path.display()
-            )
-        })?;
+        let first = match first_file(path) {
+            Some(first) => first,
+            None if path == Path::new("-") => {
+                return Err(
+                    "cannot infer the columns of standard input: list them in `columns:`".into(),
+                )
+            }
+            None => return Err(inferred_input_missing(path)),
+        };
         // A CSV header and one record, or one JSON line, at least.
         let lines = if format == Format::Csv { 2 } else { 1 };
         let head = read_head(&first, 256 * 1024, lines)
@@ -284,6 +283,15 @@ impl FileSourceConfig {
         infer_columns(format, &head, delimiter)
             .map_err(|e| format!("{}: {e}; list them in `columns:`", first.display()))
     }
+}
+
+/// Why a source cannot be built when the input its columns are inferred from is not there
+/// (`BuildSource::missing_input`: a runtime failure, as any missing input).
+pub(super) fn inferred_input_missing(path: &Path) -> String {
+    format!(
+        "no such file (its columns are inferred from it; list them in `columns:` to run or check the pipeline without it): {}",
+        path.display()
+    )
 }
 
 /// The first file `path` names (itself, the first by name in a directory or of a glob).

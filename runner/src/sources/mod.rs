@@ -31,9 +31,9 @@ pub trait BuildSource: Send + Sync {
     /// Builds the source (its stream form when `ctx.streaming` and it has one); an `Err` (a
     /// sentence for the user) when the settings cannot be used.
     fn build(&self, ctx: &SourceContext) -> Result<BuiltSource, String>;
-    /// An input that building needs (to infer columns from) and that is not there: a runtime
-    /// failure (exit 1, as any missing input), not an invalid pipeline. Its path and why it is
-    /// needed.
+    /// When `build` failed: whether it failed for an input it needs (to infer columns from)
+    /// that is not there, a runtime failure (exit 1, as any missing input) rather than an
+    /// invalid pipeline. The input's path and the very message `build` gives then.
     fn missing_input(&self, _ctx: &SourceContext) -> Option<(std::path::PathBuf, String)> {
         None
     }

@@ -151,12 +151,8 @@ pub(super) fn build(config: &FileSourceConfig, path: PathBuf) -> Result<BuiltSou
             .map(|(n, t)| ColumnSpec::parse(n, t))
             .collect::<Result<_, _>>()?,
         None => {
-            let first = first_file(&path).ok_or_else(|| {
-                format!(
-                    "cannot read the schema of {}: no such Parquet file (list the fields in `columns:`)",
-                    path.display()
-                )
-            })?;
+            let first =
+                first_file(&path).ok_or_else(|| super::file::inferred_input_missing(&path))?;
             let file_schema = file_schema(&first)?;
             let normalized = crate::data::normalized_schema(&file_schema).map_err(|e| {
                 format!(
