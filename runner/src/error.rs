@@ -80,9 +80,10 @@ pub fn shortened(text: &str) -> String {
     format!("{}{left_out}", escape_controls(&one_line))
 }
 
-/// `text` with control characters (C0 but newline and tab, DEL, C1) written as `\u{..}`
-/// escapes, so text from data, servers or plugins never reaches a terminal as a control
-/// sequence. Borrowed when there is nothing to escape.
+/// `text` with control characters (C0 but newline and tab, DEL, C1) and the bidirectional
+/// overrides and isolates (U+202A–U+202E, U+2066–U+2069, which reorder what a terminal shows)
+/// written as `\u{..}` escapes, so text from data, servers or plugins never reaches a terminal
+/// as a control sequence. Borrowed when there is nothing to escape.
 pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
     escape_terminal(text, false)
 }
@@ -90,7 +91,10 @@ pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
 /// [`escape_controls`], keeping the colour codes (`ESC [ digits;… m`) when `allow_colour`:
 /// the log formatter's own, on a terminal.
 pub fn escape_terminal(text: &str, allow_colour: bool) -> std::borrow::Cow<'_, str> {
-    let escaped = |c: char| c.is_control() && c != '\n' && c != '\t';
+    let escaped = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
     if !text.chars().any(escaped) {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -218,5 +222,22 @@ mod tests {
         assert_eq!(closest("tranforms", keys), Some("transforms"));
         assert_eq!(closest("sink", keys), Some("sinks"));
         assert_eq!(closest("zzzzzzzz", keys), None);
+    }
+
+    #[test]
+    fn controls_and_bidirectional_overrides_are_escaped_text_is_not() {
+        assert_eq!(
+            escape_controls("a\x1b[31mb\u{202E}c\u{2066}d\u{9b}"),
+            "a\\u{1b}[31mb\\u{202e}c\\u{2066}d\\u{9b}"
+        );
+        // Newlines and tabs stay; right-to-left text itself is not a control.
+        assert!(matches!(
+            escape_controls("שלום\tمرحبا\n"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            escape_terminal("\x1b[1mok\x1b[0m", true),
+            "\x1b[1mok\x1b[0m"
+        );
     }
 }

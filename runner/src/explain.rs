@@ -317,8 +317,9 @@ impl Plan {
     /// The plan as text for people.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
+        // Column names and paths come from the data and the command line.
         let mut line = |text: String| {
-            out.push_str(&text);
+            out.push_str(&crate::error::escape_controls(&text));
             out.push('\n');
         };
         line(format!("pipeline  {} ({})", self.pipeline, self.file));

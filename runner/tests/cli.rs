@@ -815,3 +815,19 @@ fn a_missing_input_is_a_runtime_failure_even_when_columns_are_inferred_from_it()
             "--input names the input file of a `file` or `replay` source; this pipeline's source is `socket`, which has none",
         ));
 }
+
+#[test]
+fn plan_escapes_control_characters_of_column_names_from_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.jsonl", "{\"a\\u001b[31mX\\u202e\":1}\n");
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: in.jsonl, format: jsonl}\nsinks:\n  - {type: stdout}\n",
+    );
+    let out = runner().arg("plan").arg(&p).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("a\\u{1b}[31mX\\u{202e}: integer"), "{stdout}");
+    assert!(!stdout.contains('\u{1b}') && !stdout.contains('\u{202e}'));
+}

@@ -1202,7 +1202,9 @@ fn json_objects(head: &[u8]) -> (Vec<u8>, Option<String>) {
         if text.is_empty() {
             continue;
         }
-        let why = match serde_json::from_slice::<serde::de::IgnoredAny>(text) {
+        // A value, not `IgnoredAny`: that passes numbers out of range (`1e400`), which the
+        // inference then fails on.
+        let why = match serde_json::from_slice::<serde_json::Value>(text) {
             Ok(_) if text.starts_with(b"{") => {
                 objects.extend_from_slice(text);
                 objects.push(b'\n');
@@ -1297,6 +1299,7 @@ pub fn infer_columns(
         return Err("cannot infer the columns: the first lines hold none".into());
     }
     if format == Format::Csv {
+        settle_csv_types(&mut columns, head, delimiter);
         let names = unique_names(columns.iter().map(|c| c.name.clone()).collect());
         for (column, name) in columns.iter_mut().zip(names) {
             column.name = name;
@@ -1305,20 +1308,68 @@ pub fn infer_columns(
     Ok(columns)
 }
 
-/// A CSV header's names with each repeated one suffixed as DuckDB does (`a`, `b`, `a_1`), so
-/// that every column can be named and none is dropped unseen.
-pub fn unique_names(names: Vec<String>) -> Vec<String> {
-    let written: std::collections::HashSet<&String> = names.iter().collect();
-    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut out = Vec::with_capacity(names.len());
-    for name in &names {
-        let mut unique = name.clone();
-        let mut suffix = 0;
-        while seen.contains(&unique) || (suffix > 0 && written.contains(&unique)) {
-            suffix += 1;
-            unique = format!("{name}_{suffix}");
+/// Arrow's inference goes by the look of a value (`2024-02-30` looks like a date): a type that
+/// a value of the sample cannot be read as would make the file's own rows bad records, so such
+/// a column is read as text, as DuckDB's sniffer falls back to VARCHAR.
+fn settle_csv_types(columns: &mut [ColumnSpec], head: &[u8], delimiter: u8) {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .delimiter(delimiter)
+        .from_reader(head);
+    let mut record = csv::StringRecord::new();
+    let mut rows = 0;
+    while rows < 1000 {
+        match reader.read_record(&mut record) {
+            Ok(true) => rows += 1,
+            Ok(false) => break,
+            // Invalid UTF-8 or a broken quote: a bad record when read, not a sample.
+            Err(_) => continue,
         }
-        seen.insert(unique.clone());
+        if record.len() != columns.len() {
+            continue;
+        }
+        for (column, value) in columns.iter_mut().zip(record.iter()) {
+            if value.is_empty() {
+                continue;
+            }
+            let reads = |t: ValueType| match t {
+                ValueType::Integer => value.parse::<i64>().is_ok(),
+                ValueType::Float => value.parse::<f64>().is_ok(),
+                ValueType::Timestamp => crate::data::parse_timestamp(value).is_some(),
+                _ => true,
+            };
+            if !reads(column.value_type) {
+                column.value_type = ValueType::Text;
+            }
+        }
+    }
+}
+
+/// A CSV header's names as DuckDB makes them: each repeated one suffixed (`a`, `b`, `a_1`), a
+/// blank one named by its place (`column1`), so that every column can be named and none is
+/// dropped unseen.
+pub fn unique_names(names: Vec<String>) -> Vec<String> {
+    use std::collections::{HashMap, HashSet};
+    // A blank name is named by its place, zero-padded to the widest place (`column03`).
+    let width = names.len().saturating_sub(1).to_string().len();
+    let mut used: HashSet<String> = HashSet::new();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(names.len());
+    for (place, name) in names.into_iter().enumerate() {
+        let mut unique = if name.trim().is_empty() {
+            format!("column{place:0width$}")
+        } else {
+            name
+        };
+        // A taken name gets its next number (`a_1`, `a_2`); if that is taken too, the same
+        // again on it (`a_1_1`).
+        while used.contains(&unique) {
+            let count = counts.entry(unique.clone()).or_insert(0);
+            *count += 1;
+            unique = format!("{unique}_{count}");
+        }
+        used.insert(unique.clone());
         out.push(unique);
     }
     out

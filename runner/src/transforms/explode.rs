@@ -36,7 +36,8 @@ pub struct ExplodeConfig {
         deserialize_with = "crate::settings::env::opt_string"
     )]
     pub output: Option<String>,
-    /// Drop empty pieces (two separators in a row, a trailing separator).
+    /// Drop empty pieces (two separators in a row, a trailing separator) and a list's empty and
+    /// null items; `false` keeps them (a null item as a null row, as Spark's `explode`).
     #[serde(default = "yes")]
     pub drop_empty: bool,
 }
@@ -76,7 +77,14 @@ impl BuildTransform for ExplodeConfig {
             }
         }
         let name = self.output.clone().unwrap_or_else(|| self.column.clone());
-        let output = schema_replacing(ctx.input, index, &name, DataType::Utf8)?;
+        let mut output = schema_replacing(ctx.input, index, &name, DataType::Utf8)?;
+        if matches!(data_type, DataType::List(_)) && !self.drop_empty {
+            // A list's null items are kept as null rows.
+            let mut fields: Vec<arrow_schema::Field> =
+                output.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields[index] = fields[index].clone().with_nullable(true);
+            output = Arc::new(arrow_schema::Schema::new(fields));
+        }
         Ok(Stage {
             output: output.clone(),
             kind: StageKind::Map(Box::new(Explode {
@@ -130,9 +138,10 @@ impl MapTransform for Explode {
         let column = batch.column(self.index);
         let mut pieces = StringBuilder::new();
         let mut parents = Vec::new();
-        let mut push = |row: usize, piece: &str| {
-            if !(self.config.drop_empty && piece.is_empty()) {
-                pieces.append_value(piece);
+        // A piece, or a list's null item (`None`).
+        let mut push = |row: usize, piece: Option<&str>| {
+            if !(self.config.drop_empty && piece.is_none_or(str::is_empty)) {
+                pieces.append_option(piece);
                 parents.push(row as u32);
             }
         };
@@ -140,7 +149,7 @@ impl MapTransform for Explode {
             Some(separator) => {
                 for (row, value) in column.as_string::<i32>().iter().enumerate() {
                     for piece in value.into_iter().flat_map(|v| v.split(separator.as_str())) {
-                        push(row, piece);
+                        push(row, Some(piece));
                     }
                 }
             }
@@ -153,9 +162,7 @@ impl MapTransform for Explode {
                     }
                     let offsets = lists.value_offsets();
                     for i in offsets[row] as usize..offsets[row + 1] as usize {
-                        if !items.is_null(i) {
-                            push(row, items.value(i));
-                        }
+                        push(row, (!items.is_null(i)).then(|| items.value(i)));
                     }
                 }
             }
@@ -227,6 +234,29 @@ mod tests {
         let out = run(&stage, batch);
         assert_eq!(texts(&out, "hashtag"), ["rust", "ai"]);
         assert_eq!(texts(&out, "id"), ["1", "1"]);
+    }
+
+    #[test]
+    fn a_lists_null_and_empty_items_are_kept_with_drop_empty_false_as_spark_keeps_them() {
+        let mut tags = ListBuilder::new(StringBuilder::new());
+        tags.values().append_value("a");
+        tags.values().append_null();
+        tags.values().append_value("");
+        tags.append(true);
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "tags",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+            true,
+        )]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(tags.finish())]).unwrap();
+        let kept = build("{column: tags, drop_empty: false}", &schema).unwrap();
+        let out = run(&kept, batch.clone());
+        let column = out.column(0).as_string::<i32>();
+        let values: Vec<Option<&str>> = column.iter().collect();
+        assert_eq!(values, [Some("a"), None, Some("")]);
+        assert!(kept.output.field(0).is_nullable());
+        let dropped = build("{column: tags}", &schema).unwrap();
+        assert_eq!(texts(&run(&dropped, batch), "tags"), ["a"]);
     }
 
     #[test]

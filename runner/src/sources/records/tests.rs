@@ -173,6 +173,32 @@ fn records_that_cannot_be_read_do_not_stop_or_sway_the_inference() {
             ("b".to_owned(), ValueType::Bool)
         ]
     );
+    // A number out of range is a bad record too, not the end of the inference.
+    let json = infer_columns(
+        Format::Jsonl,
+        b"{\"x\":1}\n{\"x\":1e400}\n{\"x\":5}\n",
+        b',',
+    )
+    .unwrap();
+    assert_eq!(types(json), [("x".to_owned(), ValueType::Integer)]);
+    // Values that look like a type and are not one (a 30th of February, an integer past i64):
+    // text.
+    let csv = infer_columns(
+        Format::Csv,
+        b"d,t,n,f,m\n2024-05-01,2024-05-01T00:00:00Z,1,2.5,7\n2024-02-30,2024-05-01T25:00:00,9999999999999999999,1e5,\n",
+        b',',
+    )
+    .unwrap();
+    assert_eq!(
+        types(csv),
+        [
+            ("d".to_owned(), ValueType::Text),
+            ("t".to_owned(), ValueType::Text),
+            ("n".to_owned(), ValueType::Text),
+            ("f".to_owned(), ValueType::Float),
+            ("m".to_owned(), ValueType::Integer)
+        ]
+    );
     let none = infer_columns(Format::Jsonl, b"[1]\n{\"a\":", b',').unwrap_err();
     assert_eq!(
         none,
@@ -633,7 +659,20 @@ fn a_csv_list_is_a_json_array_as_the_sinks_write_it() {
 fn repeated_csv_header_names_are_suffixed_as_duckdb_does() {
     let names = |n: &[&str]| super::unique_names(n.iter().map(|s| s.to_string()).collect());
     assert_eq!(names(&["a", "b", "a"]), ["a", "b", "a_1"]);
-    assert_eq!(names(&["a", "a", "a_1", "a"]), ["a", "a_2", "a_1", "a_3"]);
+    // As DuckDB 1.x names them (checked against it).
+    assert_eq!(names(&["a", "a", "a_1", "a"]), ["a", "a_1", "a_1_1", "a_2"]);
+    assert_eq!(names(&["a", "a", "b", "a_1"]), ["a", "a_1", "b", "a_1_1"]);
+    assert_eq!(names(&["a", "a_1", "a"]), ["a", "a_1", "a_1_1"]);
+    assert_eq!(
+        names(&["x", "", "y", " "]),
+        ["x", "column1", "y", "column3"]
+    );
+    let mut twelve = vec!["x".to_string(), String::new(), "y".to_string()];
+    twelve.extend((3..12).map(|_| String::new()));
+    let named = super::unique_names(twelve);
+    assert_eq!(&named[..4], ["x", "column01", "y", "column03"]);
+    assert_eq!(named[11], "column11");
+    assert_eq!(names(&["column1", ""]), ["column1", "column1_1"]);
     assert_eq!(names(&["x", "y"]), ["x", "y"]);
     let inferred = super::infer_columns(Format::Csv, b"a,b,a\n1,2,x\n", b',').unwrap();
     let inferred: Vec<(&str, ValueType)> = inferred
