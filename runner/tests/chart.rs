@@ -178,6 +178,7 @@ fn the_image_is_replaced_atomically_under_a_reader() {
             appending: false,
             updating: false,
             checkpointed: false,
+            fresh_stream: false,
             pipeline: "chart-test",
         })
         .unwrap();

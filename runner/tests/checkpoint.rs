@@ -492,3 +492,79 @@ fn epochs_killed_before_the_first_commit_are_redone_over_their_files() {
     let (ran, _) = run_files(&pipeline, &[]);
     assert_eq!(ran, [(0, 2), (1, 3), (2, 4)]);
 }
+
+#[test]
+fn a_stream_started_over_with_a_new_checkpoint_adds_its_epochs_after_the_earlier_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nmode: stream\nsource: {type: file, path: in, max_files_per_trigger: 1}\ntrigger: {available_now: true}\noutput_mode: append\ncheckpoint: {dir: state}\nsinks:\n  - {type: csv, path: out/rows.csv}\n  - {type: file, path: out/rows.jsonl, format: jsonl}\n  - {type: file, path: out/parts, format: parquet}\n",
+    );
+    for n in 1..=3 {
+        write(
+            &dir.path().join("in"),
+            &format!("{n}.txt"),
+            &format!("first{n}\n"),
+        );
+    }
+    let (ran, _) = run_files(&pipeline, &[]);
+    assert_eq!(ran, [(0, 1), (1, 1), (2, 1)]);
+    // Started over, as runner's messages advise: the checkpoint removed, new input.
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("in")).unwrap();
+    for n in 1..=4 {
+        write(
+            &dir.path().join("in"),
+            &format!("{n}.txt"),
+            &format!("second{n}\n"),
+        );
+    }
+    // In two runs: the second goes on with the new stream's numbering.
+    let (ran, _) = run_files(&pipeline, &["--set", "max_epochs=2"]);
+    assert_eq!(ran, [(0, 1), (1, 1)]);
+    let (ran, _) = run_files(&pipeline, &[]);
+    assert_eq!(ran, [(2, 1), (3, 1)]);
+    let rows = |n: usize, prefix: &str| -> Vec<String> {
+        (1..=n).map(|i| format!("{prefix}{i}")).collect()
+    };
+    let expected: Vec<String> = rows(3, "first")
+        .into_iter()
+        .chain(rows(4, "second"))
+        .collect();
+    let csv = std::fs::read_to_string(dir.path().join("out/rows.csv")).unwrap();
+    assert_eq!(csv.lines().skip(1).collect::<Vec<_>>(), expected);
+    let jsonl = std::fs::read_to_string(dir.path().join("out/rows.jsonl")).unwrap();
+    let lines: Vec<String> = jsonl
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["line"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(lines, expected);
+    // Seven parts: the new stream's after the earlier one's, none replaced.
+    let mut parts: Vec<String> = std::fs::read_dir(dir.path().join("out/parts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    parts.sort();
+    assert_eq!(parts.len(), 7, "{parts:?}");
+    assert_eq!(parts[6], "part-00000006.parquet");
+    // Read back in part order: the earlier stream's rows, then the new one's.
+    let read = Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .args(["run", "-q"])
+        .arg(write(
+            dir.path(),
+            "read.yaml",
+            "name: r\nsource: {type: file, path: out/parts, format: parquet}\nsinks:\n  - {type: stdout, format: tsv}\n",
+        ))
+        .env("RUNNER_LOCK_DIR", unique_lock_dir())
+        .output()
+        .unwrap();
+    let read = String::from_utf8(read.stdout).unwrap();
+    assert_eq!(read.lines().skip(1).collect::<Vec<_>>(), expected);
+}

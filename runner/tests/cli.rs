@@ -828,6 +828,9 @@ fn plan_escapes_control_characters_of_column_names_from_the_data() {
     let out = runner().arg("plan").arg(&p).output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("a\\u{1b}[31mX\\u{202e}: integer"), "{stdout}");
+    assert!(
+        stdout.contains("a\\u{1b}[31mX\\u{202e}: integer"),
+        "{stdout}"
+    );
     assert!(!stdout.contains('\u{1b}') && !stdout.contains('\u{202e}'));
 }

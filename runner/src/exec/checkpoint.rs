@@ -104,6 +104,12 @@ pub struct Resume {
     pub redo: Vec<EpochEnd>,
 }
 
+/// Whether the checkpoint in `dir` holds an epoch: a commit, or an epoch's end recorded before
+/// its sinks ran. Without one, no sink has seen an epoch of this stream.
+pub fn holds_epochs(dir: &Path) -> bool {
+    dir.join(COMMIT).exists() || dir.join(OFFSETS).exists()
+}
+
 /// A stream's checkpoint directory.
 pub struct Checkpoint {
     dir: PathBuf,

@@ -178,6 +178,10 @@ fn build_until(
                 // rows; a socket's epoch ids go on with new rows, which must not be skipped.
                 checkpointed: stream.as_ref().is_some_and(|s| s.checkpoint.is_some())
                     && matches!(&source, BuiltSource::Stream(s) if s.positioned()),
+                fresh_stream: stream
+                    .as_ref()
+                    .and_then(|s| s.checkpoint.as_ref())
+                    .is_some_and(|c| !checkpoint::holds_epochs(&c.dir)),
                 pipeline: &config.name,
             })
             .map_err(|e| {

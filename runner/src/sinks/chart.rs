@@ -444,6 +444,7 @@ mod tests {
             appending: false,
             updating: false,
             checkpointed: false,
+            fresh_stream: false,
             pipeline: "test",
         });
         assert!(sink.is_ok());
@@ -506,6 +507,7 @@ mod tests {
             appending: true,
             updating: false,
             checkpointed: false,
+            fresh_stream: false,
             pipeline: "test",
         })
     }

@@ -38,7 +38,10 @@ pub enum Plan {
 /// and it is (or will be) a regular file (not `/dev/stdout`, a pipe); `None` otherwise.
 pub fn for_appends(ctx: &super::SinkContext, target: &Path) -> Option<EpochLedger> {
     let regular = std::fs::metadata(target).map_or(true, |m| m.is_file());
-    (ctx.appending && ctx.checkpointed && regular).then(|| EpochLedger::beside(target))
+    (ctx.appending && ctx.checkpointed && regular).then(|| EpochLedger {
+        earlier_stream: ctx.fresh_stream,
+        ..EpochLedger::beside(target)
+    })
 }
 
 /// Readies `file` (at `path`) to take epoch `epoch`'s rows at its end: `None` when it holds
@@ -96,6 +99,9 @@ pub fn prepare(
 /// The ledger of one appended file.
 pub struct EpochLedger {
     path: PathBuf,
+    /// The stream is new (its checkpoint holds no epoch): a ledger there is an earlier
+    /// stream's, whose epoch ids this one's do not continue.
+    earlier_stream: bool,
     /// The ledger's entry, once read.
     last: Option<Option<Entry>>,
 }
@@ -108,6 +114,7 @@ impl EpochLedger {
             .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
         EpochLedger {
             path: file.with_file_name(format!(".{name}.epoch")),
+            earlier_stream: false,
             last: None,
         }
     }
@@ -132,6 +139,17 @@ impl EpochLedger {
 
     /// What to do with epoch `epoch`'s rows, the file being `length` bytes long now.
     pub fn plan(&mut self, epoch: u64, length: u64) -> std::io::Result<Plan> {
+        if std::mem::take(&mut self.earlier_stream) {
+            // A new stream (a checkpoint removed to start over): its epochs go after the rows
+            // there, none skipped; the ledger starts again with it.
+            if self.path.exists() {
+                tracing::warn!(
+                    "{}: its ledger is of an earlier stream (this stream's checkpoint is new): this stream's epochs are added after the rows there",
+                    self.path.display()
+                );
+            }
+            self.last = Some(None);
+        }
         match self.entry()? {
             None => Ok(Plan::Append { cut_to: None }),
             Some(last) if length < last.length => Err(std::io::Error::other(format!(

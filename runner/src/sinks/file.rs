@@ -83,6 +83,7 @@ impl BuildSink for FileSinkConfig {
             format,
             appending: ctx.appending,
             checkpointed: ctx.checkpointed,
+            fresh_stream: ctx.fresh_stream,
             ledger: (format == Encoding::Jsonl)
                 .then(|| {
                     super::epoch_ledger::for_appends(
@@ -108,6 +109,8 @@ pub struct FileSink {
     appending: bool,
     /// Whether epochs are redone after a restart (parts are then named by epoch alone).
     checkpointed: bool,
+    /// See `SinkContext::fresh_stream`.
+    fresh_stream: bool,
     /// A checkpointed stream's JSON lines appends: which epochs the file holds.
     ledger: Option<super::epoch_ledger::EpochLedger>,
     /// What this run adds to an epoch's number to name its Parquet part (decided at the first
@@ -188,6 +191,31 @@ impl FileSink {
                 let _ = file.set_len(length);
             }
         }
+    }
+}
+
+/// Where a checkpointed stream's part numbers begin, in the parts' directory (hidden, so that
+/// readers of `*.parquet` pass it by).
+const FIRST_PART: &str = ".first-part";
+
+fn write_first_part(dir: &std::path::Path, number: u64) -> std::io::Result<()> {
+    let mut temp = atomic::temp_beside(&dir.join(FIRST_PART))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    std::io::Write::write_all(&mut temp, number.to_string().as_bytes())?;
+    atomic::persist(temp, &dir.join(FIRST_PART)).map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// A stream's first part number: 0 when its parts came before it was kept.
+fn read_first_part(dir: &std::path::Path) -> std::io::Result<u64> {
+    match std::fs::read_to_string(dir.join(FIRST_PART)) {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            std::io::Error::other(format!(
+                "{} is damaged (not a part number): move the directory away to start over",
+                dir.join(FIRST_PART).display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e),
     }
 }
 
@@ -289,9 +317,19 @@ impl Sink for FileSink {
                         if let Some((_, part)) = &last {
                             self.check_columns(part)?;
                         }
-                        match (self.checkpointed, last) {
-                            (false, Some((number, _))) => number.saturating_add(1),
-                            _ => 0,
+                        let after_last = last.map_or(0, |(number, _)| number.saturating_add(1));
+                        match (self.checkpointed, self.fresh_stream) {
+                            (false, _) => after_last,
+                            // A checkpointed stream names its parts by epoch from where it
+                            // began, kept beside them, so a redone epoch replaces its part.
+                            (true, true) => {
+                                write_first_part(&self.path, after_last)
+                                    .map_err(|e| self.output(e))?;
+                                after_last
+                            }
+                            (true, false) => {
+                                read_first_part(&self.path).map_err(|e| self.output(e))?
+                            }
                         }
                     }
                 };
@@ -419,6 +457,7 @@ mod tests {
                     appending: false,
                     updating: true,
                     checkpointed: false,
+                    fresh_stream: false,
                     pipeline: "test",
                 })
                 .err()

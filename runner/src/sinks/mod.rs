@@ -35,6 +35,10 @@ pub struct SinkContext<'a> {
     /// Whether the stream keeps a checkpoint of a positioned source (a file, a replay tape),
     /// so that a restart redoes epochs a sink may have written already, with the same rows.
     pub checkpointed: bool,
+    /// A checkpointed stream whose checkpoint holds no epoch yet (new, or removed to start
+    /// over): what a sink's ledger says of epochs was written by an earlier stream, whose
+    /// epochs this one does not redo (its ids start at 0 again).
+    pub fresh_stream: bool,
     /// The pipeline's name (database sinks record their epochs under it).
     pub pipeline: &'a str,
 }
@@ -56,6 +60,7 @@ impl<'a> SinkContext<'a> {
             appending,
             updating: false,
             checkpointed,
+            fresh_stream: false,
             pipeline: "test",
         }
     }

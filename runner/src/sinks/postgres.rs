@@ -85,7 +85,8 @@ impl BuildSink for PostgresSinkConfig {
                 mode: self.mode,
                 create: self.create,
                 pipeline: ctx.pipeline.to_owned(),
-                checkpointed: ctx.checkpointed,
+                // A new stream's epoch ids start at 0 again: none is a redone one.
+                checkpointed: ctx.checkpointed && !ctx.fresh_stream,
                 streaming: ctx.streaming,
             }),
             runtime: None,

@@ -269,6 +269,7 @@ mod tests {
                 appending: false,
                 updating: false,
                 checkpointed: false,
+                fresh_stream: false,
                 pipeline: "test",
             })
             .unwrap();
@@ -299,6 +300,7 @@ mod tests {
             appending: false,
             updating: false,
             checkpointed: false,
+            fresh_stream: false,
             pipeline: "test",
         };
         let config: SocketSinkConfig = serde_saphyr::from_str("{listen: 'localhost'}").unwrap();

@@ -65,7 +65,8 @@ impl BuildSink for SqliteSinkConfig {
             keys,
             mode: self.mode,
             pipeline: ctx.pipeline.to_owned(),
-            checkpointed: ctx.checkpointed,
+            // A new stream's epoch ids start at 0 again: none is a redone one.
+            checkpointed: ctx.checkpointed && !ctx.fresh_stream,
             connection: None,
             epoch: None,
         }))
@@ -333,6 +334,7 @@ mod tests {
                 appending: false,
                 updating: false,
                 checkpointed,
+                fresh_stream: false,
                 pipeline: "p",
             })
             .unwrap()
