@@ -120,6 +120,8 @@ pub struct Checkpoint {
     pending: Vec<EpochEnd>,
     /// The state file of the last commit, removed once a newer one is committed.
     last_state: Option<String>,
+    /// The directory's lock, held while this run uses it (`lock`).
+    lock: Option<std::fs::File>,
 }
 
 impl Checkpoint {
@@ -132,6 +134,7 @@ impl Checkpoint {
             identity,
             pending: Vec::new(),
             last_state: None,
+            lock: None,
         }
     }
 
@@ -235,6 +238,61 @@ impl Checkpoint {
             state,
             redo,
         }))
+    }
+
+    /// Takes the directory's lock (`.lock` in it, an OS file lock released when the process
+    /// ends): two streams on one checkpoint, from two pipeline files, would redo, cut and
+    /// overwrite each other's epochs. A second one is refused (exit 3), as a second run of one
+    /// pipeline is.
+    pub fn lock(&mut self) -> Result<()> {
+        use std::io::{Read, Seek, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        atomic::make_dirs(&self.dir).map_err(|source| Error::Output {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let path = self.dir.join(".lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|source| Error::Output {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                return Err(Error::Locked(format!(
+                    "another stream uses the checkpoint {} ({}): two streams on one checkpoint would overwrite each other's epochs; give this one its own `checkpoint: {{dir: ...}}`",
+                    self.dir.display(),
+                    match holder.trim() {
+                        "" => "holder unknown".to_owned(),
+                        holder => crate::error::escape_controls(holder).into_owned(),
+                    }
+                )));
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Output { path, source })
+            }
+        }
+        let note = format!(
+            "pid {}, started {}",
+            std::process::id(),
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        );
+        let _ = file
+            .set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| file.write_all(note.as_bytes()));
+        self.lock = Some(file);
+        Ok(())
     }
 
     /// Without `commit.json`, the directory may only hold what a run killed before its first
@@ -679,6 +737,22 @@ mod tests {
             .unwrap();
         assert!(resume.is_none());
         assert!(!dir.path().join("state-2.arrow").exists());
+    }
+
+    #[test]
+    fn a_second_stream_on_one_checkpoint_is_refused_until_the_first_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().join("ck");
+        let mut first = Checkpoint::new(at.clone(), NonZeroU64::MIN, "p", identity(true));
+        first.lock().unwrap();
+        let mut second = Checkpoint::new(at.clone(), NonZeroU64::MIN, "q", identity(true));
+        let error = second.lock().unwrap_err();
+        assert_eq!(error.exit_code(), 3);
+        let message = error.to_string();
+        assert!(message.contains("another stream uses the checkpoint"), "{message}");
+        assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+        drop(first);
+        second.lock().unwrap();
     }
 
     #[test]

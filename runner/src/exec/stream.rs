@@ -187,6 +187,9 @@ async fn run_epochs(
         .checkpoint
         .as_ref()
         .map(|c| Checkpoint::new(c.dir.clone(), c.every, &name, c.identity.clone()));
+    if let Some(checkpoint) = checkpoint.as_mut() {
+        checkpoint.lock()?;
+    }
     let ResumePoint {
         mut position,
         mut redo,
