@@ -568,3 +568,52 @@ fn a_stream_started_over_with_a_new_checkpoint_adds_its_epochs_after_the_earlier
     let read = String::from_utf8(read.stdout).unwrap();
     assert_eq!(read.lines().skip(1).collect::<Vec<_>>(), expected);
 }
+
+#[test]
+fn pacing_settings_may_change_between_runs_of_a_checkpointed_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = files_pipeline(dir.path());
+    for (n, key) in ["a", "b", "c", "d"].iter().enumerate() {
+        key_file(dir.path(), &format!("{n}.jsonl"), key, 1);
+    }
+    let (ran, _) = run_files(&pipeline, &["--set", "max_epochs=1"]);
+    assert_eq!(ran, [(0, 1)]);
+    // More files an epoch now: the checkpoint is continued, not refused.
+    let (ran, _) = run_files(
+        &pipeline,
+        &[
+            "--set",
+            "source.max_files_per_trigger=3",
+            "--set",
+            "max_epochs=1",
+        ],
+    );
+    assert_eq!(ran, [(1, 3)]);
+    // A change that alters what is read still is refused.
+    let out = Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(&pipeline)
+        .args(["--set", "source.max_line_bytes=100"])
+        .env("RUNNER_LOCK_DIR", unique_lock_dir())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_line_bytes"));
+}
+
+#[test]
+fn a_file_that_changed_after_it_was_read_is_warned_of_at_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = files_pipeline(dir.path());
+    key_file(dir.path(), "a.jsonl", "a", 1);
+    key_file(dir.path(), "b.jsonl", "b", 1);
+    run_files(&pipeline, &["--set", "max_epochs=1"]);
+    key_file(dir.path(), "a.jsonl", "a", 2);
+    let (ran, _) = run_files(&pipeline, &[]);
+    assert_eq!(ran, [(1, 1)], "only b is read");
+    let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
+    assert!(
+        log.contains("a.jsonl: it held 10 bytes when it was read and holds 20 now"),
+        "{log}"
+    );
+}

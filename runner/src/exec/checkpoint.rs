@@ -47,7 +47,38 @@ pub struct StageIdentity {
     pub output: Vec<String>,
 }
 
+/// A positioned source's settings that pace it without changing what it reads: left out of
+/// the identity, so they may change between runs.
+pub const PACING_SETTINGS: [&str; 3] = ["poll", "max_files_per_trigger", "speed"];
+
+/// `settings` (a source's, as JSON) without `PACING_SETTINGS`.
+pub fn without_pacing(settings: &serde_json::Value) -> serde_json::Value {
+    let mut settings = settings.clone();
+    if let Some(map) = settings.as_object_mut() {
+        for key in PACING_SETTINGS {
+            map.shift_remove(key);
+        }
+    }
+    settings
+}
+
 impl Identity {
+    /// The identity with `PACING_SETTINGS` left out of what the source reads (the source is
+    /// written `` `type` with columns [...] reading {settings} ``).
+    fn without_pacing(&self) -> Identity {
+        let source = match self.source.split_once("] reading ") {
+            Some((head, settings)) => match serde_json::from_str::<serde_json::Value>(settings) {
+                Ok(settings) => format!("{head}] reading {}", without_pacing(&settings)),
+                Err(_) => self.source.clone(),
+            },
+            None => self.source.clone(),
+        };
+        Identity {
+            source,
+            stages: self.stages.clone(),
+        }
+    }
+
     /// SHA-256 of the identity's canonical JSON: the compatibility rule in one value.
     pub fn hash(&self) -> String {
         use sha2::Digest;
@@ -152,7 +183,7 @@ impl Checkpoint {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // Killed before its first commit: epochs whose sinks may have run are redone
                 // from the start of the source.
-                let redo = self.recorded_ends(0, &path)?;
+                let redo = self.recorded_ends(0)?;
                 self.check_no_lost_commit(&redo)?;
                 if redo.is_empty() {
                     return Ok(None);
@@ -189,11 +220,18 @@ impl Checkpoint {
             )));
         }
         let commit: Commit = serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
-        let difference = if commit.plan_hash == self.identity.hash() {
+        // Settings that pace the source (how often it looks for files, how many an epoch
+        // takes, a tape's speed) may change between runs; checkpoints written before they were
+        // left out of the identity still name them.
+        let (saved, now) = (
+            commit.identity.without_pacing(),
+            self.identity.without_pacing(),
+        );
+        let difference = if commit.plan_hash == self.identity.hash() || saved == now {
             None
         } else {
             Some(
-                describe_difference(&commit.identity, &self.identity)
+                describe_difference(&saved, &now)
                     .unwrap_or_else(|| "its plan hash differs".to_owned()),
             )
         };
@@ -229,7 +267,7 @@ impl Checkpoint {
             position.check().map_err(damaged)?;
         }
         self.last_state = commit.state.clone();
-        let redo = self.recorded_ends(next_epoch, &path)?;
+        let redo = self.recorded_ends(next_epoch)?;
         self.pending = redo.clone();
         Ok(Some(Resume {
             next_epoch,
@@ -334,14 +372,14 @@ impl Checkpoint {
     }
 
     /// The epoch ends recorded from epoch `from` on (earlier ones are covered by the commit).
-    fn recorded_ends(&self, from: u64, commit: &Path) -> Result<Vec<EpochEnd>> {
+    fn recorded_ends(&self, from: u64) -> Result<Vec<EpochEnd>> {
         let offsets = self.dir.join(OFFSETS);
         match std::fs::read_to_string(&offsets) {
             Ok(text) => {
                 let damaged = |e: String| {
                     Error::runtime(format!(
-                        "the checkpoint {} is damaged ({OFFSETS}: {e}); move the directory away to start over",
-                        commit.display()
+                        "the checkpoint file {} is damaged ({e}); move the directory away to start over",
+                        offsets.display()
                     ))
                 };
                 let ends = serde_json::from_str::<Vec<EpochEnd>>(&text)
@@ -740,6 +778,18 @@ mod tests {
     }
 
     #[test]
+    fn pacing_settings_are_left_out_of_an_identity_written_before() {
+        let old = Identity {
+            source: "`file` with columns [line: text] reading {\"max_files_per_trigger\":1,\"path\":\"in\",\"poll\":\"1s\",\"type\":\"file\"}".into(),
+            stages: Vec::new(),
+        };
+        assert_eq!(
+            old.without_pacing().source,
+            "`file` with columns [line: text] reading {\"path\":\"in\",\"type\":\"file\"}"
+        );
+    }
+
+    #[test]
     fn a_second_stream_on_one_checkpoint_is_refused_until_the_first_ends() {
         let dir = tempfile::tempdir().unwrap();
         let at = dir.path().join("ck");
@@ -749,8 +799,14 @@ mod tests {
         let error = second.lock().unwrap_err();
         assert_eq!(error.exit_code(), 3);
         let message = error.to_string();
-        assert!(message.contains("another stream uses the checkpoint"), "{message}");
-        assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+        assert!(
+            message.contains("another stream uses the checkpoint"),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
         drop(first);
         second.lock().unwrap();
     }

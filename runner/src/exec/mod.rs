@@ -525,7 +525,7 @@ fn checkpoint_identity(
         if stream.positioned() {
             source_identity.push_str(&format!(
                 " reading {}",
-                canonical_json(&loaded.document["source"])
+                canonical_json(&checkpoint::without_pacing(&loaded.document["source"]))
             ));
         }
     }

@@ -208,7 +208,7 @@ async fn run_epochs(
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Delivery>(CHANNEL_CHUNKS);
     let redo_until = redo.back().map(|e| e.end.clone()).filter(|_| positioned);
-    let reader = source.start(tx, position.clone().filter(|_| positioned), redo_until);
+    let mut reader = Some(source.start(tx, position.clone().filter(|_| positioned), redo_until));
     let processing_time = match settings.trigger {
         Trigger::ProcessingTime(interval) => Some(interval),
         _ => None,
@@ -360,6 +360,10 @@ async fn run_epochs(
                 reason = "interrupted";
                 break;
             }
+            // A source that failed says why; one that ended was shortened.
+            if let Some(reader) = reader.take() {
+                source_outcome(reader, true).await?;
+            }
             tracing::warn!(
                 "the source ended before epoch {target_epoch}'s recorded end (byte {target_end}): it was shortened"
             );
@@ -462,7 +466,9 @@ async fn run_epochs(
             )?;
         }
     }
-    source_outcome(reader, source_ended).await?;
+    if let Some(reader) = reader {
+        source_outcome(reader, source_ended).await?;
+    }
     let mut warnings = source.warnings();
     let mut late_rows = None;
     if let Some(event_time) = state.as_mut().and_then(|s| s.event_time()) {

@@ -458,6 +458,8 @@ struct Taking {
     /// A checkpoint written before positions named files: the bytes taken from the files in
     /// name order.
     bytes_in_name_order: u64,
+    /// A restart's first listing: warn of files read whole that changed size since.
+    check_sizes: bool,
 }
 
 /// A file an epoch being redone took.
@@ -503,6 +505,7 @@ impl Taking {
             reading: None,
             again: Vec::new(),
             bytes_in_name_order: 0,
+            check_sizes: false,
         };
         let Some(from) = from else {
             return Ok(taking);
@@ -520,6 +523,7 @@ impl Taking {
             }
         };
         let whole = files.whole_files();
+        taking.check_sizes = !whole.is_empty();
         taking.taken = whole.iter().fold(0u64, |sum, f| sum.saturating_add(f.1));
         taking.seen = whole.iter().map(|f| f.0.clone()).collect();
         taking.reading = files.reading.clone();
@@ -580,6 +584,9 @@ impl Taking {
     /// The files to read from a listing, in order: the one a stopped run was reading, then
     /// what the epochs being redone took, then the files not taken yet, by name.
     fn queue(&mut self, listed: Vec<PathBuf>, per_epoch: usize) -> Result<Vec<Next>, String> {
+        if std::mem::take(&mut self.check_sizes) {
+            self.warn_of_changed_files(&listed);
+        }
         let mut fresh: Vec<(Arc<str>, PathBuf)> = listed
             .into_iter()
             .map(|p| (self.name(&p), p))
@@ -651,10 +658,13 @@ impl Taking {
                 }
             };
             if size < again.bytes || (again.whole && size != again.bytes) {
+                let read = match again.whole {
+                    true => format!("read it whole when it held {} bytes", again.bytes),
+                    false => format!("read {} bytes of it", again.bytes),
+                };
                 return Err(format!(
-                    "{}: an epoch to redo read it when it held {} bytes, and it holds {size} now (was it changed?); {start_over}",
+                    "{}: an epoch to redo {read}, and it holds {size} now (was it changed?); {start_over}",
                     shown(&again.name),
-                    again.bytes
                 ));
             }
         }
@@ -677,6 +687,26 @@ impl Taking {
             });
         }
         Ok(queue)
+    }
+
+    /// Files read whole by earlier runs whose size is not what it was: read once, they are not
+    /// read again, so what changed in them is left out; said once, at a restart.
+    fn warn_of_changed_files(&self, listed: &[PathBuf]) {
+        let sizes: std::collections::HashMap<Arc<str>, u64> =
+            lock(&self.log).iter().cloned().collect();
+        for path in listed {
+            let name = self.name(path);
+            let (Some(&then), Ok(meta)) = (sizes.get(&name), std::fs::metadata(path)) else {
+                continue;
+            };
+            if meta.len() != then {
+                tracing::warn!(
+                    "{}: it held {then} bytes when it was read and holds {} now; a file is read once, so what changed in it is not read (add new files instead)",
+                    self.shown(&name),
+                    meta.len()
+                );
+            }
+        }
     }
 
     /// A checkpoint of an earlier version counted bytes in name order: the files it covers are
@@ -1172,15 +1202,15 @@ mod tests {
         for (until, says) in [
             (
                 taken(&[("a", 10), ("b", 10)], None),
-                "read it when it held 10 bytes, and it holds 6 now",
+                "read it whole when it held 10 bytes, and it holds 6 now",
             ),
             (
                 taken(&[("a", 10)], Some(("b", 7))),
-                "read it when it held 7 bytes, and it holds 6 now",
+                "read 7 bytes of it, and it holds 6 now",
             ),
             (
                 taken(&[("a", 9)], None),
-                "read it when it held 9 bytes, and it holds 10 now",
+                "read it whole when it held 9 bytes, and it holds 10 now",
             ),
         ] {
             let error = Taking::resume(root(&dir), Some(taken(&[], None)), Some(until))
