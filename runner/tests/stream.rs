@@ -436,3 +436,31 @@ fn a_stream_of_records_follows_encoding_errors_as_a_batch_run_does() {
         "{err}"
     );
 }
+
+#[test]
+fn json_lines_after_a_byte_order_mark_are_read_in_batch_and_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(
+        dir.path().join("in/1.jsonl"),
+        b"\xEF\xBB\xBF{\"k\":\"a\"}\n{\"k\":\"b\"}\n",
+    )
+    .unwrap();
+    // Not data, as Spark passes them by: they would fail the run if read.
+    std::fs::write(dir.path().join("in/_SUCCESS"), "{not json").unwrap();
+    std::fs::write(dir.path().join("in/.2.jsonl.tmp"), "{not json").unwrap();
+    for mode in ["batch", "stream"] {
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: t\nmode: {mode}\nsource: {{type: file, path: in, format: jsonl, columns: {{k: text}}}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+        );
+        let (code, out, err) = finish(spawn_runner(&p, &[]));
+        assert_eq!(code, 0, "{mode}: {err}");
+        let keys: Vec<&str> = out
+            .lines()
+            .filter(|l| *l == "a" || l.ends_with("\ta") || *l == "b" || l.ends_with("\tb"))
+            .collect();
+        assert_eq!(keys.len(), 2, "{mode}: {out}");
+    }
+}

@@ -20,6 +20,8 @@ use crate::error::{Error, Result};
 
 /// Reads a file, every file of a directory (in name order), the files a glob matches, or
 /// standard input (`-`); several files are read as one input, and FIFOs are read sequentially.
+/// In a directory or a glob, files whose names start with `.` or `_` (`_SUCCESS`, a file being
+/// written) are passed by, as Spark passes them.
 /// Each line becomes a row of one text column (`column`); with `format`, each record a row of
 /// typed columns (see [Records](../../records.md)).
 ///
@@ -80,7 +82,7 @@ pub struct FileSourceConfig {
     /// Stream mode: the most files one epoch takes (Spark's `maxFilesPerTrigger`); default:
     /// every new file.
     #[serde(default)]
-    #[schemars(with = "Option<u64>")]
+    #[schemars(with = "Option<std::num::NonZeroU64>")]
     pub max_files_per_trigger: Option<std::num::NonZeroUsize>,
     /// Stream mode: look for new files this often (e.g. `5s`) and never end; without it the
     /// stream ends after the files there at the start.
@@ -303,7 +305,7 @@ pub(super) fn first_file(path: &Path) -> Option<PathBuf> {
         let mut files: Vec<PathBuf> = glob::glob(&path.to_string_lossy())
             .ok()?
             .filter_map(|e| e.ok())
-            .filter(|p| p.is_file())
+            .filter(|p| p.is_file() && !is_hidden(p))
             .collect();
         files.sort();
         return files.into_iter().next();
@@ -313,12 +315,7 @@ pub(super) fn first_file(path: &Path) -> Option<PathBuf> {
             .ok()?
             .filter_map(|e| e.ok())
             .map(|e| e.path())
-            .filter(|p| {
-                p.is_file()
-                    && !p
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            })
+            .filter(|p| p.is_file() && !is_hidden(p))
             .collect();
         files.sort();
         return files.into_iter().next();
@@ -454,12 +451,24 @@ impl Records {
             // A CSV input without even a header line: no records.
             return Ok(Vec::new());
         };
-        let (mut batches, mut bad) = decoder.decode(&morsel.bytes).map_err(Error::runtime)?;
+        // A UTF-8 byte order mark before a file's first JSON line (as some Windows tools
+        // write) is not part of the record; the CSV reader passes it by itself.
+        let at_start = matches!(morsel.position, Position::Line(1) | Position::Offset(0));
+        let without_mark = |bytes: &[u8]| -> std::ops::Range<usize> {
+            match at_start && self.format == Format::Jsonl && bytes.starts_with(UTF8_BOM) {
+                true => UTF8_BOM.len()..bytes.len(),
+                false => 0..bytes.len(),
+            }
+        };
+        let records = &morsel.bytes[without_mark(&morsel.bytes)];
+        let (mut batches, mut bad) = decoder.decode(records).map_err(Error::runtime)?;
         // Only a morsel with bad records is checked for invalid UTF-8 (the readers check it
         // anyway): then `encoding_errors` repairs or drops those lines and it is read again.
-        if !bad.is_empty() && simdutf8::basic::from_utf8(&morsel.bytes).is_err() {
+        if !bad.is_empty() && simdutf8::basic::from_utf8(records).is_err() {
             let repaired = self.repair_utf8(morsel, &line_number)?;
-            (batches, bad) = decoder.decode(&repaired).map_err(Error::runtime)?;
+            (batches, bad) = decoder
+                .decode(&repaired[without_mark(&repaired)])
+                .map_err(Error::runtime)?;
         }
         if let Some(BadRecord { line, reason }) = bad.first() {
             let at = format!("{} line {}", morsel.origin, line_number(*line as u64));
@@ -520,6 +529,17 @@ impl Records {
     }
 }
 
+/// A file a directory holds but that is not its data, as Spark and Hadoop pass them by: a
+/// hidden one (`.name`, such as a ledger or a file being written) or one whose name starts
+/// with `_` (`_SUCCESS`, `_temporary`).
+pub(super) fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with(['.', '_']))
+}
+
+/// The UTF-8 byte order mark.
+pub(super) const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 fn is_pattern(path: &Path) -> bool {
     path.to_string_lossy().contains(['*', '?', '['])
 }
@@ -552,7 +572,7 @@ impl FileSource {
             let mut files: Vec<PathBuf> = glob::glob(&pattern)
                 .map_err(|e| Error::runtime(format!("bad glob pattern `{pattern}`: {e}")))?
                 .filter_map(|entry| entry.ok())
-                .filter(|p| !p.is_dir())
+                .filter(|p| !p.is_dir() && !is_hidden(p))
                 .collect();
             files.sort();
             if files.is_empty() {
@@ -581,12 +601,7 @@ impl FileSource {
             let mut files: Vec<PathBuf> = read
                 .filter_map(|e| e.ok())
                 .map(|e| e.path())
-                .filter(|p| {
-                    !p.is_dir()
-                        && !p
-                            .file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                })
+                .filter(|p| !p.is_dir() && !is_hidden(p))
                 .collect();
             files.sort();
             return Ok(files);

@@ -91,10 +91,7 @@ struct Stats {
 /// The files `path` names now, by name: itself, a directory's files (not hidden ones), or a
 /// glob's matches.
 fn list(path: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let hidden = |p: &Path| {
-        p.file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-    };
+    let hidden = |p: &Path| super::file::is_hidden(p);
     let mut files: Vec<PathBuf> = if is_pattern(path) {
         glob::glob(&path.to_string_lossy())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?
@@ -312,13 +309,22 @@ async fn send_file(
         next_line += memchr::memchr_iter(b'\n', &buffer[..n]).count() as u64;
         counted += n as u64;
     }
-    file.seek(std::io::SeekFrom::Start(read.skip))
+    let mut skip = read.skip;
+    if skip == 0 && origins.is_some() {
+        // Records: a UTF-8 byte order mark before the first line is not part of it.
+        let mut head = [0u8; 3];
+        let n = file.read(&mut head).await.map_err(failed)?;
+        if head[..n] == *super::file::UTF8_BOM {
+            skip = 3;
+        }
+    }
+    file.seek(std::io::SeekFrom::Start(skip))
         .await
         .map_err(failed)?;
     // Where reading is in the file, where the next chunk may end, and the chunk being filled:
     // whole lines, then the start of the line being read (from `partial`).
-    let mut at = read.skip;
-    let mut boundary = (read.skip / read.chunk_bytes + 1) * read.chunk_bytes;
+    let mut at = skip;
+    let mut boundary = (skip / read.chunk_bytes + 1) * read.chunk_bytes;
     let mut pending: Vec<u8> = Vec::new();
     let mut partial = 0usize;
     let mut skipping = false;
