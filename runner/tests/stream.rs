@@ -435,6 +435,19 @@ fn a_stream_of_records_follows_encoding_errors_as_a_batch_run_does() {
         err.contains("1.jsonl line 2: invalid UTF-8 at byte 8 of the line"),
         "{err}"
     );
+    // Lines too are named by file and line.
+    std::fs::write(dir.path().join("in/1.jsonl"), b"ok\nok2\nbad\xc3\x28x\n").unwrap();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nmode: stream\nsource: {type: file, path: in, encoding_errors: fail}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let (code, _, err) = finish(spawn_runner(&p, &[]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("1.jsonl line 3: invalid UTF-8 at byte 4 of the line"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -119,6 +119,9 @@ struct FileRead<'a> {
     skip: u64,
     /// Chunks end at the first line end past each multiple of this (`CHUNK_BYTES`).
     chunk_bytes: u64,
+    /// JSON lines (not text lines): a byte order mark before the first is passed by, and a
+    /// line skipped for its length leaves a blank line in its place.
+    records: bool,
 }
 
 /// The files taken so far in one run: an append-only list that every position handed out
@@ -310,7 +313,7 @@ async fn send_file(
         counted += n as u64;
     }
     let mut skip = read.skip;
-    if skip == 0 && origins.is_some() {
+    if skip == 0 && read.records {
         // Records: a UTF-8 byte order mark before the first line is not part of it.
         let mut head = [0u8; 3];
         let n = file.read(&mut head).await.map_err(failed)?;
@@ -356,7 +359,7 @@ async fn send_file(
                 }
                 skipping = false;
                 pending.truncate(partial);
-                if origins.is_some() {
+                if read.records {
                     // Records: a blank line in its place (not a record) keeps the line
                     // numbers of the records after it right.
                     pending.push(b'\n');
@@ -771,7 +774,8 @@ impl StreamSource for FileStreamSource {
         let max_line_bytes = self.max_line_bytes;
         let per_epoch = self.max_files_per_trigger.map_or(usize::MAX, |n| n.get());
         let poll = self.poll;
-        let origins = self.records.is_some().then(|| self.origins.clone());
+        let origins = self.origins.clone();
+        let records = self.records.is_some();
         tokio::spawn(async move {
             let mut taking = Taking::resume(listing_root(&path), from, redo_until)?;
             loop {
@@ -783,6 +787,7 @@ impl StreamSource for FileStreamSource {
                         path: &next.path,
                         skip: next.skip,
                         chunk_bytes: CHUNK_BYTES as u64,
+                        records,
                     };
                     let positions = Positions {
                         log: &taking.log,
@@ -794,7 +799,7 @@ impl StreamSource for FileStreamSource {
                         &positions,
                         max_line_bytes,
                         &stats,
-                        origins.as_deref(),
+                        Some(&origins),
                         &tx,
                         (next.ends_epoch, next.caught_up),
                     )
@@ -818,21 +823,8 @@ impl StreamSource for FileStreamSource {
         match &self.records {
             None => self.decode_lines(chunks),
             Some(records) => {
-                // Each non-empty chunk has its origin queued, in order.
-                let origins: Vec<Option<(Arc<str>, u64)>> = {
-                    let mut queue = self.origins.lock().ok();
-                    chunks
-                        .iter()
-                        .map(|c| match (&mut queue, c.is_empty()) {
-                            (Some(q), false) => q.pop_front(),
-                            _ => None,
-                        })
-                        .collect()
-                };
-                records.decode(chunks, |chunk, line| match &origins[chunk] {
-                    Some((file, first)) => format!("{file} line {}", first + line as u64),
-                    None => format!("{} (a chunk's line {})", self.path.display(), line + 1),
-                })
+                let origins = self.chunk_origins(chunks);
+                records.decode(chunks, |chunk, line| self.place(&origins, chunk, line))
             }
         }
     }
@@ -858,12 +850,34 @@ impl StreamSource for FileStreamSource {
 
 impl FileStreamSource {
     fn decode_lines(&self, chunks: &[Chunk]) -> Result<RecordBatch> {
+        let origins = self.chunk_origins(chunks);
         self.stats.lines.decode(
             &self.schema,
             chunks,
             self.encoding_errors,
-            &self.path.display(),
+            &|chunk, line| self.place(&origins, chunk, line),
         )
+    }
+
+    /// Each chunk's file and first line number (queued in order as the chunks were sent;
+    /// every chunk is decoded, in order).
+    fn chunk_origins(&self, chunks: &[Chunk]) -> Vec<Option<(Arc<str>, u64)>> {
+        let mut queue = self.origins.lock().ok();
+        chunks
+            .iter()
+            .map(|c| match (&mut queue, c.is_empty()) {
+                (Some(q), false) => q.pop_front(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Where line `line` (0-based) of chunk `chunk` is: its file and line number.
+    fn place(&self, origins: &[Option<(Arc<str>, u64)>], chunk: usize, line: usize) -> String {
+        match origins.get(chunk).and_then(Option::as_ref) {
+            Some((file, first)) => format!("{file} line {}", first + line as u64),
+            None => format!("{} (a chunk's line {})", self.path.display(), line + 1),
+        }
     }
 }
 
@@ -883,6 +897,7 @@ mod tests {
                 path,
                 skip,
                 chunk_bytes: 100,
+                records: false,
             };
             let log = TakenLog::default();
             let positions = Positions {

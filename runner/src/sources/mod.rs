@@ -380,20 +380,21 @@ impl LineCounts {
     }
 
     /// Chunks of whole lines (`\n` or `\r\n` ended) as rows of the one text column of
-    /// `schema`; invalid UTF-8 handled by `encoding` (`fail` names `origin`).
+    /// `schema`; invalid UTF-8 handled by `encoding` (`fail` says where the line is:
+    /// `place(chunk, line)`, the line 0-based in its chunk).
     pub fn decode(
         &self,
         schema: &SchemaRef,
         chunks: &[Chunk],
         encoding: file::EncodingErrors,
-        origin: &dyn std::fmt::Display,
+        place: &dyn Fn(usize, usize) -> String,
     ) -> Result<RecordBatch> {
         use std::sync::atomic::Ordering;
         let bytes: usize = chunks.iter().map(Vec::len).sum();
         let mut lines = arrow_array::builder::StringBuilder::with_capacity(bytes / 16 + 1, bytes);
-        for chunk in chunks.iter().filter(|c| !c.is_empty()) {
+        for (index, chunk) in chunks.iter().enumerate().filter(|(_, c)| !c.is_empty()) {
             let body = chunk.strip_suffix(b"\n").unwrap_or(chunk);
-            for raw in body.split(|&b| b == b'\n') {
+            for (line_index, raw) in body.split(|&b| b == b'\n').enumerate() {
                 let line = raw.strip_suffix(b"\r").unwrap_or(raw);
                 match std::str::from_utf8(line) {
                     Ok(text) => lines.append_value(text),
@@ -407,7 +408,9 @@ impl LineCounts {
                         }
                         file::EncodingErrors::Fail => {
                             return Err(crate::error::Error::runtime(format!(
-                                "{origin}: a line is not valid UTF-8 ({e}); `encoding_errors: replace` or `skip` reads past it"
+                                "{}: invalid UTF-8 at byte {} of the line; use `encoding_errors: replace` or `skip` to read it anyway",
+                                crate::error::escape_controls(&place(index, line_index)),
+                                e.valid_up_to() + 1
                             )))
                         }
                     },

@@ -223,7 +223,7 @@ impl StreamSource for SocketSource {
             &self.schema,
             chunks,
             super::file::EncodingErrors::Replace,
-            &self.address,
+            &|_, _| format!("a line from {}", self.address),
         )
     }
 
