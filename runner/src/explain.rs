@@ -319,6 +319,8 @@ impl Plan {
         let mut out = String::new();
         // Column names and paths come from the data and the command line.
         let mut line = |text: String| {
+            // One line each: a newline in a name must not make a line of its own.
+            let text = text.replace('\n', "\\n");
             out.push_str(&crate::error::escape_controls(&text));
             out.push('\n');
         };

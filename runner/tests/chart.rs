@@ -179,6 +179,7 @@ fn the_image_is_replaced_atomically_under_a_reader() {
             updating: false,
             checkpointed: false,
             fresh_stream: false,
+            stream_id: Default::default(),
             pipeline: "chart-test",
         })
         .unwrap();

@@ -567,6 +567,34 @@ fn a_stream_started_over_with_a_new_checkpoint_adds_its_epochs_after_the_earlier
         .unwrap();
     let read = String::from_utf8(read.stdout).unwrap();
     assert_eq!(read.lines().skip(1).collect::<Vec<_>>(), expected);
+
+    // A third stream killed after recording its first epoch's end, before its sinks ran: the
+    // restart is no longer new to the checkpoint, and still is to the sinks' ledgers.
+    std::fs::remove_dir_all(dir.path().join("state")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("in")).unwrap();
+    write(&dir.path().join("in"), "1.txt", "third1\n");
+    std::fs::create_dir(dir.path().join("state")).unwrap();
+    std::fs::write(dir.path().join("state/stream-id"), "third").unwrap();
+    std::fs::write(
+        dir.path().join("state/offsets.json"),
+        r#"[{"epoch":0,"end":{"offset":7,"time":0,"files":{"whole":[["1.txt",7]]}}}]"#,
+    )
+    .unwrap();
+    let (ran, _) = run_files(&pipeline, &[]);
+    assert_eq!(ran, [(0, 1)]);
+    let csv = std::fs::read_to_string(dir.path().join("out/rows.csv")).unwrap();
+    assert_eq!(csv.lines().last(), Some("third1"), "{csv}");
+    let parts = std::fs::read_dir(dir.path().join("out/parts"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".parquet")
+        })
+        .count();
+    assert_eq!(parts, 8);
 }
 
 #[test]
@@ -599,6 +627,21 @@ fn pacing_settings_may_change_between_runs_of_a_checkpointed_stream() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_line_bytes"));
+    // So is another output mode: it decides what the state keeps and what sinks were given.
+    let out = Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(&pipeline)
+        .args(["--set", "output_mode=complete"])
+        .env("RUNNER_LOCK_DIR", unique_lock_dir())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("its output mode was update, this one's is complete"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -834,3 +834,27 @@ fn plan_escapes_control_characters_of_column_names_from_the_data() {
     );
     assert!(!stdout.contains('\u{1b}') && !stdout.contains('\u{202e}'));
 }
+
+#[test]
+fn files_named_with_a_leading_underscore_are_read_when_the_glob_asks_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("in"), "_a.txt", "kept\n");
+    write(&dir.path().join("in"), "b.txt", "plain\n");
+    let read = |path: &str| {
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: t\nsource: {{type: file, path: '{path}'}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+        );
+        let out = runner().arg("run").arg(&p).arg("-q").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(read("in/_*.txt"), "line\nkept\n");
+    assert_eq!(read("in/*.txt"), "line\nplain\n");
+    assert_eq!(read("in"), "line\nplain\n");
+}

@@ -470,6 +470,14 @@ fn json_lines_after_a_byte_order_mark_are_read_in_batch_and_stream() {
         );
         let (code, out, err) = finish(spawn_runner(&p, &[]));
         assert_eq!(code, 0, "{mode}: {err}");
+        // Inferred columns too.
+        let inferred = write(
+            dir.path(),
+            "q.yaml",
+            &format!("name: t\nmode: {mode}\nsource: {{type: file, path: in, format: jsonl}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+        );
+        let (code, _, err) = finish(spawn_runner(&inferred, &[]));
+        assert_eq!(code, 0, "{mode} inferred: {err}");
         let keys: Vec<&str> = out
             .lines()
             .filter(|l| *l == "a" || l.ends_with("\ta") || *l == "b" || l.ends_with("\tb"))

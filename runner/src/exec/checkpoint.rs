@@ -34,6 +34,11 @@ pub struct Identity {
     pub source: String,
     /// The transforms up to and including the aggregation, in pipeline order.
     pub stages: Vec<StageIdentity>,
+    /// The output mode (`append`, `update`, `complete`): it decides what the state keeps and
+    /// when rows are final, and what the sinks were given. Missing in checkpoints written
+    /// before it was recorded (then any mode continues them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_mode: Option<String>,
 }
 
 /// What a checkpoint records of one transform, to tell whether it changed.
@@ -76,6 +81,7 @@ impl Identity {
         Identity {
             source,
             stages: self.stages.clone(),
+            output_mode: self.output_mode.clone(),
         }
     }
 
@@ -92,6 +98,7 @@ impl Identity {
 const FORMAT: u32 = 2;
 const COMMIT: &str = "commit.json";
 const OFFSETS: &str = "offsets.json";
+const STREAM_ID: &str = "stream-id";
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Commit {
@@ -223,10 +230,13 @@ impl Checkpoint {
         // Settings that pace the source (how often it looks for files, how many an epoch
         // takes, a tape's speed) may change between runs; checkpoints written before they were
         // left out of the identity still name them.
-        let (saved, now) = (
+        let (saved, mut now) = (
             commit.identity.without_pacing(),
             self.identity.without_pacing(),
         );
+        if saved.output_mode.is_none() {
+            now.output_mode = None;
+        }
         let difference = if commit.plan_hash == self.identity.hash() || saved == now {
             None
         } else {
@@ -282,7 +292,7 @@ impl Checkpoint {
     /// ends): two streams on one checkpoint, from two pipeline files, would redo, cut and
     /// overwrite each other's epochs. A second one is refused (exit 3), as a second run of one
     /// pipeline is.
-    pub fn lock(&mut self) -> Result<()> {
+    pub fn lock(&mut self) -> Result<String> {
         use std::io::{Read, Seek, Write};
         use std::os::unix::fs::OpenOptionsExt;
         atomic::make_dirs(&self.dir).map_err(|source| Error::Output {
@@ -330,7 +340,27 @@ impl Checkpoint {
             .and_then(|_| file.rewind())
             .and_then(|_| file.write_all(note.as_bytes()));
         self.lock = Some(file);
-        Ok(())
+        self.stream_id()
+    }
+
+    /// The stream's id (`stream-id` in the directory): made when a stream first uses the
+    /// directory, before its first epoch; the sinks' ledgers record it, so that a ledger of an
+    /// earlier stream (its checkpoint removed to start over) is told from this one's.
+    fn stream_id(&self) -> Result<String> {
+        let path = self.dir.join(STREAM_ID);
+        match std::fs::read_to_string(&path) {
+            Ok(id) if !id.trim().is_empty() && id.trim().len() <= 64 => Ok(id.trim().to_owned()),
+            Ok(_) => Err(Error::runtime(format!(
+                "the checkpoint file {} is damaged (not a stream id); move the directory away to start over",
+                path.display()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                atomic::write(&path, id.as_bytes())?;
+                Ok(id)
+            }
+            Err(source) => Err(Error::Input { path, source }),
+        }
     }
 
     /// Without `commit.json`, the directory may only hold what a run killed before its first
@@ -459,6 +489,13 @@ impl Checkpoint {
 
 /// The first difference between a checkpoint's identity and the pipeline's, in words.
 fn describe_difference(saved: &Identity, now: &Identity) -> Option<String> {
+    if saved.output_mode != now.output_mode {
+        return Some(format!(
+            "its output mode was {}, this one's is {}",
+            saved.output_mode.as_deref().unwrap_or("?"),
+            now.output_mode.as_deref().unwrap_or("?")
+        ));
+    }
     if saved.source != now.source {
         return Some(format!(
             "its source was {}, this one's is {}",
@@ -546,6 +583,7 @@ mod tests {
         Identity {
             source: "replay tapes/a.jsonl (text)".into(),
             stages,
+            output_mode: Some("complete".into()),
         }
     }
 
@@ -782,10 +820,33 @@ mod tests {
         let old = Identity {
             source: "`file` with columns [line: text] reading {\"max_files_per_trigger\":1,\"path\":\"in\",\"poll\":\"1s\",\"type\":\"file\"}".into(),
             stages: Vec::new(),
+            output_mode: None,
         };
         assert_eq!(
             old.without_pacing().source,
             "`file` with columns [line: text] reading {\"path\":\"in\",\"type\":\"file\"}"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_written_before_output_modes_were_recorded_is_continued() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut old_identity = identity(true);
+        old_identity.output_mode = None;
+        let mut old = Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", old_identity);
+        old.commit(0, 1, None, None).unwrap();
+        let mut now = Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(true));
+        assert_eq!(now.load().unwrap().unwrap().next_epoch, 1);
+        // Recorded, it must match.
+        let mut other = identity(true);
+        other.output_mode = Some("update".into());
+        let error = Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", other);
+        now.commit(1, 2, None, None).unwrap();
+        let mut error = error;
+        let message = error.load().unwrap_err().to_string();
+        assert!(
+            message.contains("its output mode was complete, this one's is update"),
+            "{message}"
         );
     }
 

@@ -182,6 +182,11 @@ fn build_until(
                     .as_ref()
                     .and_then(|s| s.checkpoint.as_ref())
                     .is_some_and(|c| !checkpoint::holds_epochs(&c.dir)),
+                stream_id: stream
+                    .as_ref()
+                    .and_then(|s| s.checkpoint.as_ref())
+                    .map(|c| c.stream_id.clone())
+                    .unwrap_or_default(),
                 pipeline: &config.name,
             })
             .map_err(|e| {
@@ -494,7 +499,8 @@ fn stream_settings(
         .map(|c| stream::CheckpointSettings {
             dir: loaded.resolve(&c.dir),
             every: c.every,
-            identity: checkpoint_identity(loaded, source, stages),
+            identity: checkpoint_identity(loaded, source, stages, output_mode),
+            stream_id: Default::default(),
         });
     Ok(Some(stream::StreamSettings {
         trigger,
@@ -514,6 +520,7 @@ fn checkpoint_identity(
     loaded: &LoadedPipeline,
     source: &BuiltSource,
     stages: &[BuiltStage],
+    output_mode: OutputMode,
 ) -> checkpoint::Identity {
     let config = &loaded.config;
     let mut source_identity = format!(
@@ -544,6 +551,14 @@ fn checkpoint_identity(
                 output: crate::data::columns(&built.stage.output),
             })
             .collect(),
+        output_mode: Some(
+            match output_mode {
+                OutputMode::Append => "append",
+                OutputMode::Update => "update",
+                OutputMode::Complete => "complete",
+            }
+            .to_owned(),
+        ),
     }
 }
 

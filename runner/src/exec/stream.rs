@@ -65,6 +65,8 @@ pub struct CheckpointSettings {
     pub every: std::num::NonZeroU64,
     /// What a saved checkpoint must match to be continued.
     pub identity: super::checkpoint::Identity,
+    /// The stream's id, set once the checkpoint is locked; the sinks' ledgers record it.
+    pub stream_id: crate::sinks::StreamId,
 }
 
 pub use crate::events::Progress;
@@ -187,8 +189,9 @@ async fn run_epochs(
         .checkpoint
         .as_ref()
         .map(|c| Checkpoint::new(c.dir.clone(), c.every, &name, c.identity.clone()));
-    if let Some(checkpoint) = checkpoint.as_mut() {
-        checkpoint.lock()?;
+    if let (Some(checkpoint), Some(c)) = (checkpoint.as_mut(), settings.checkpoint.as_ref()) {
+        let id = checkpoint.lock()?;
+        let _ = c.stream_id.set(id);
     }
     let ResumePoint {
         mut position,

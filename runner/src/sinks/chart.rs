@@ -445,6 +445,7 @@ mod tests {
             updating: false,
             checkpointed: false,
             fresh_stream: false,
+            stream_id: Default::default(),
             pipeline: "test",
         });
         assert!(sink.is_ok());
@@ -508,6 +509,7 @@ mod tests {
             updating: false,
             checkpointed: false,
             fresh_stream: false,
+            stream_id: Default::default(),
             pipeline: "test",
         })
     }

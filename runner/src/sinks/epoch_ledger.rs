@@ -9,12 +9,16 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// The last epoch appended and the file's length after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// The epoch's id; `None`: the file's length before this stream's first epoch.
     pub epoch: Option<u64>,
     /// The file's length, in bytes, once the epoch's rows were written and synced.
     pub length: u64,
+    /// The stream that wrote it (its checkpoint's `stream-id`); missing in ledgers written
+    /// before streams had ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
 }
 
 /// What to do with an epoch's rows.
@@ -39,7 +43,8 @@ pub enum Plan {
 pub fn for_appends(ctx: &super::SinkContext, target: &Path) -> Option<EpochLedger> {
     let regular = std::fs::metadata(target).map_or(true, |m| m.is_file());
     (ctx.appending && ctx.checkpointed && regular).then(|| EpochLedger {
-        earlier_stream: ctx.fresh_stream,
+        fresh_stream: ctx.fresh_stream,
+        stream: ctx.stream_id.clone(),
         ..EpochLedger::beside(target)
     })
 }
@@ -99,9 +104,12 @@ pub fn prepare(
 /// The ledger of one appended file.
 pub struct EpochLedger {
     path: PathBuf,
-    /// The stream is new (its checkpoint holds no epoch): a ledger there is an earlier
+    /// The stream's checkpoint held no epoch when the run began: a ledger without a stream id
+    /// (written before ledgers had one) is an earlier stream's.
+    fresh_stream: bool,
+    /// This stream's id (set before its first epoch): a ledger naming another is an earlier
     /// stream's, whose epoch ids this one's do not continue.
-    earlier_stream: bool,
+    stream: super::StreamId,
     /// The ledger's entry, once read.
     last: Option<Option<Entry>>,
 }
@@ -114,14 +122,15 @@ impl EpochLedger {
             .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
         EpochLedger {
             path: file.with_file_name(format!(".{name}.epoch")),
-            earlier_stream: false,
+            fresh_stream: false,
+            stream: Default::default(),
             last: None,
         }
     }
 
     fn entry(&mut self) -> std::io::Result<Option<Entry>> {
-        if let Some(last) = self.last {
-            return Ok(last);
+        if let Some(last) = &self.last {
+            return Ok(last.clone());
         }
         let entry = match std::fs::read(&self.path) {
             Ok(bytes) => Some(serde_json::from_slice::<Entry>(&bytes).map_err(|e| {
@@ -133,21 +142,19 @@ impl EpochLedger {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        self.last = Some(entry);
+        self.last = Some(entry.clone());
         Ok(entry)
     }
 
     /// What to do with epoch `epoch`'s rows, the file being `length` bytes long now.
     pub fn plan(&mut self, epoch: u64, length: u64) -> std::io::Result<Plan> {
-        if std::mem::take(&mut self.earlier_stream) {
+        if self.earlier_stream() {
             // A new stream (a checkpoint removed to start over): its epochs go after the rows
             // there, none skipped; the ledger starts again with it.
-            if self.path.exists() {
-                tracing::warn!(
-                    "{}: its ledger is of an earlier stream (this stream's checkpoint is new): this stream's epochs are added after the rows there",
-                    self.path.display()
-                );
-            }
+            tracing::warn!(
+                "{}: its ledger is of an earlier stream (this stream's checkpoint is another): this stream's epochs are added after the rows there",
+                self.path.display()
+            );
             self.last = Some(None);
         }
         match self.entry()? {
@@ -166,11 +173,28 @@ impl EpochLedger {
         }
     }
 
+    /// Whether the ledger there was written by an earlier stream (checked once, before the
+    /// run's first epoch is planned; a damaged ledger is said so by `plan`).
+    fn earlier_stream(&mut self) -> bool {
+        if self.last.is_some() || !self.path.exists() {
+            return false;
+        }
+        let Ok(Some(entry)) = self.entry() else {
+            return false;
+        };
+        match (&entry.stream, self.stream.get()) {
+            (Some(wrote), Some(now)) => wrote != now,
+            (None, _) => self.fresh_stream,
+            (Some(_), None) => false,
+        }
+    }
+
     /// Records that epoch `epoch` was appended and synced, leaving the file `length` bytes long.
     pub fn record(&mut self, epoch: u64, length: u64) -> std::io::Result<()> {
         self.write(Entry {
             epoch: Some(epoch),
             length,
+            stream: self.stream.get().cloned(),
         })
     }
 
@@ -180,6 +204,7 @@ impl EpochLedger {
         self.write(Entry {
             epoch: None,
             length,
+            stream: self.stream.get().cloned(),
         })
     }
 
@@ -230,5 +255,58 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(damaged.contains("is damaged"), "{damaged}");
+    }
+
+    /// A ledger of `file` for the stream `id`, fresh or not.
+    fn of_stream(file: &Path, id: &str, fresh: bool) -> EpochLedger {
+        let stream = super::super::StreamId::default();
+        stream.set(id.to_owned()).unwrap();
+        EpochLedger {
+            fresh_stream: fresh,
+            stream,
+            ..EpochLedger::beside(file)
+        }
+    }
+
+    #[test]
+    fn an_earlier_streams_ledger_is_told_by_its_id_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("out.csv");
+        let mut first = of_stream(&file, "a", true);
+        first.start(0).unwrap();
+        first.record(5, 50).unwrap();
+        // The same stream after a restart: epochs up to 5 are redone, skipped.
+        assert_eq!(
+            of_stream(&file, "a", false).plan(3, 50).unwrap(),
+            Plan::Skip { cut_to: 50 }
+        );
+        // Another stream (its checkpoint new, or killed before its first commit, so no longer
+        // fresh): its epoch 0 goes after the rows there, and the ledger becomes its own.
+        for fresh in [true, false] {
+            let mut other = of_stream(&file, "b", fresh);
+            assert_eq!(other.plan(0, 50).unwrap(), Plan::Append { cut_to: None });
+        }
+        let mut other = of_stream(&file, "b", false);
+        other.plan(0, 50).unwrap();
+        other.start(50).unwrap();
+        other.record(0, 60).unwrap();
+        assert_eq!(
+            of_stream(&file, "b", false).plan(0, 60).unwrap(),
+            Plan::Skip { cut_to: 60 }
+        );
+        // A ledger written before ledgers had ids: an earlier stream's only for a new stream.
+        std::fs::write(
+            dir.path().join(".out.csv.epoch"),
+            br#"{"epoch":2,"length":60}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            of_stream(&file, "c", false).plan(1, 60).unwrap(),
+            Plan::Skip { cut_to: 60 }
+        );
+        assert_eq!(
+            of_stream(&file, "c", true).plan(1, 60).unwrap(),
+            Plan::Append { cut_to: None }
+        );
     }
 }

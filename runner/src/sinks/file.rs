@@ -84,6 +84,7 @@ impl BuildSink for FileSinkConfig {
             appending: ctx.appending,
             checkpointed: ctx.checkpointed,
             fresh_stream: ctx.fresh_stream,
+            stream_id: ctx.stream_id.clone(),
             ledger: (format == Encoding::Jsonl)
                 .then(|| {
                     super::epoch_ledger::for_appends(
@@ -111,6 +112,8 @@ pub struct FileSink {
     checkpointed: bool,
     /// See `SinkContext::fresh_stream`.
     fresh_stream: bool,
+    /// See `SinkContext::stream_id`.
+    stream_id: super::StreamId,
     /// A checkpointed stream's JSON lines appends: which epochs the file holds.
     ledger: Option<super::epoch_ledger::EpochLedger>,
     /// What this run adds to an epoch's number to name its Parquet part (decided at the first
@@ -198,23 +201,32 @@ impl FileSink {
 /// readers of `*.parquet` pass it by).
 const FIRST_PART: &str = ".first-part";
 
-fn write_first_part(dir: &std::path::Path, number: u64) -> std::io::Result<()> {
+/// The stream that writes parts into a directory, and the part its epoch 0 has.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FirstPart {
+    stream: String,
+    part: u64,
+}
+
+fn write_first_part(dir: &std::path::Path, first: &FirstPart) -> std::io::Result<()> {
+    let text = serde_json::to_vec(first).map_err(std::io::Error::other)?;
     let mut temp = atomic::temp_beside(&dir.join(FIRST_PART))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    std::io::Write::write_all(&mut temp, number.to_string().as_bytes())?;
+    std::io::Write::write_all(&mut temp, &text)?;
     atomic::persist(temp, &dir.join(FIRST_PART)).map_err(|e| std::io::Error::other(e.to_string()))
 }
 
-/// A stream's first part number: 0 when its parts came before it was kept.
-fn read_first_part(dir: &std::path::Path) -> std::io::Result<u64> {
-    match std::fs::read_to_string(dir.join(FIRST_PART)) {
-        Ok(text) => text.trim().parse().map_err(|_| {
+/// Which stream writes the parts there, if one is recorded.
+fn read_first_part(dir: &std::path::Path) -> std::io::Result<Option<FirstPart>> {
+    match std::fs::read(dir.join(FIRST_PART)) {
+        Ok(text) => serde_json::from_slice(&text).map(Some).map_err(|e| {
             std::io::Error::other(format!(
-                "{} is damaged (not a part number): move the directory away to start over",
+                "{} is damaged ({e}): move the directory away to start over",
                 dir.join(FIRST_PART).display()
             ))
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -318,18 +330,28 @@ impl Sink for FileSink {
                             self.check_columns(part)?;
                         }
                         let after_last = last.map_or(0, |(number, _)| number.saturating_add(1));
-                        match (self.checkpointed, self.fresh_stream) {
-                            (false, _) => after_last,
+                        if self.checkpointed {
                             // A checkpointed stream names its parts by epoch from where it
-                            // began, kept beside them, so a redone epoch replaces its part.
-                            (true, true) => {
-                                write_first_part(&self.path, after_last)
-                                    .map_err(|e| self.output(e))?;
-                                after_last
+                            // began, kept beside them with its id, so a redone epoch replaces
+                            // its part and a new stream goes after an earlier one's.
+                            let stream = self.stream_id.get().cloned().unwrap_or_default();
+                            let first = read_first_part(&self.path).map_err(|e| self.output(e))?;
+                            match first {
+                                Some(first) if first.stream == stream => first.part,
+                                // Parts of a stream before they were kept: its own.
+                                None if !self.fresh_stream => 0,
+                                _ => {
+                                    let first = FirstPart {
+                                        stream,
+                                        part: after_last,
+                                    };
+                                    write_first_part(&self.path, &first)
+                                        .map_err(|e| self.output(e))?;
+                                    after_last
+                                }
                             }
-                            (true, false) => {
-                                read_first_part(&self.path).map_err(|e| self.output(e))?
-                            }
+                        } else {
+                            after_last
                         }
                     }
                 };
@@ -458,6 +480,7 @@ mod tests {
                     updating: true,
                     checkpointed: false,
                     fresh_stream: false,
+                    stream_id: Default::default(),
                     pipeline: "test",
                 })
                 .err()

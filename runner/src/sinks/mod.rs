@@ -39,6 +39,9 @@ pub struct SinkContext<'a> {
     /// over): what a sink's ledger says of epochs was written by an earlier stream, whose
     /// epochs this one does not redo (its ids start at 0 again).
     pub fresh_stream: bool,
+    /// The checkpointed stream's id, known once its checkpoint is locked (before any epoch):
+    /// a ledger records it, and one that names another id is an earlier stream's.
+    pub stream_id: StreamId,
     /// The pipeline's name (database sinks record their epochs under it).
     pub pipeline: &'a str,
 }
@@ -61,10 +64,14 @@ impl<'a> SinkContext<'a> {
             updating: false,
             checkpointed,
             fresh_stream: false,
+            stream_id: Default::default(),
             pipeline: "test",
         }
     }
 }
+
+/// The id of a checkpointed stream, set when its checkpoint is locked.
+pub type StreamId = std::sync::Arc<std::sync::OnceLock<String>>;
 
 /// Refuses a stream's `update` output mode for a sink that writes a file: each epoch hands
 /// over only the rows it changed, so the file would hold the last epoch's changes alone (Spark's

@@ -270,6 +270,7 @@ mod tests {
                 updating: false,
                 checkpointed: false,
                 fresh_stream: false,
+                stream_id: Default::default(),
                 pipeline: "test",
             })
             .unwrap();
@@ -301,6 +302,7 @@ mod tests {
             updating: false,
             checkpointed: false,
             fresh_stream: false,
+            stream_id: Default::default(),
             pipeline: "test",
         };
         let config: SocketSinkConfig = serde_saphyr::from_str("{listen: 'localhost'}").unwrap();

@@ -335,6 +335,7 @@ mod tests {
                 updating: false,
                 checkpointed,
                 fresh_stream: false,
+                stream_id: Default::default(),
                 pipeline: "p",
             })
             .unwrap()

@@ -274,8 +274,12 @@ impl FileSourceConfig {
         };
         // A CSV header and one record, or one JSON line, at least.
         let lines = if format == Format::Csv { 2 } else { 1 };
-        let head = read_head(&first, 256 * 1024, lines)
+        let mut head = read_head(&first, 256 * 1024, lines)
             .map_err(|e| format!("cannot infer the columns: {}: {e}", first.display()))?;
+        // As when the records are read: a byte order mark is not part of the first line.
+        if format == Format::Jsonl && head.starts_with(UTF8_BOM) {
+            head.drain(..UTF8_BOM.len());
+        }
         // Invalid UTF-8 is repaired or dropped when records are read; here it must not stop
         // the inference.
         let head = match std::str::from_utf8(&head) {
@@ -305,7 +309,7 @@ pub(super) fn first_file(path: &Path) -> Option<PathBuf> {
         let mut files: Vec<PathBuf> = glob::glob(&path.to_string_lossy())
             .ok()?
             .filter_map(|e| e.ok())
-            .filter(|p| p.is_file() && !is_hidden(p))
+            .filter(|p| p.is_file() && !is_hidden_match(path, p))
             .collect();
         files.sort();
         return files.into_iter().next();
@@ -537,6 +541,12 @@ pub(super) fn is_hidden(path: &Path) -> bool {
         .is_some_and(|n| n.to_string_lossy().starts_with(['.', '_']))
 }
 
+/// Whether a glob's match is passed by as hidden: not when the pattern's own last part starts
+/// with `.` or `_` (`logs/_*.csv` asks for such files).
+pub(super) fn is_hidden_match(pattern: &Path, path: &Path) -> bool {
+    is_hidden(path) && !is_hidden(pattern)
+}
+
 /// The UTF-8 byte order mark.
 pub(super) const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -572,11 +582,13 @@ impl FileSource {
             let mut files: Vec<PathBuf> = glob::glob(&pattern)
                 .map_err(|e| Error::runtime(format!("bad glob pattern `{pattern}`: {e}")))?
                 .filter_map(|entry| entry.ok())
-                .filter(|p| !p.is_dir() && !is_hidden(p))
+                .filter(|p| !p.is_dir() && !is_hidden_match(&self.path, p))
                 .collect();
             files.sort();
             if files.is_empty() {
-                return Err(Error::runtime(format!("no files match `{pattern}`")));
+                return Err(Error::runtime(format!(
+                    "no files match `{pattern}` (files whose names start with `.` or `_` are passed by unless the pattern starts so)"
+                )));
             }
             return Ok(files);
         }

@@ -96,7 +96,7 @@ fn list(path: &Path) -> std::io::Result<Vec<PathBuf>> {
         glob::glob(&path.to_string_lossy())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?
             .filter_map(|e| e.ok())
-            .filter(|p| p.is_file() && !hidden(p))
+            .filter(|p| p.is_file() && !super::file::is_hidden_match(path, p))
             .collect()
     } else if path.is_dir() {
         std::fs::read_dir(path)?
@@ -776,6 +776,9 @@ impl StreamSource for FileStreamSource {
         let poll = self.poll;
         let origins = self.origins.clone();
         let records = self.records.is_some();
+        // Origins are taken off the queue by `decode`, which the engine calls for every chunk
+        // unless it splits raw text lines itself (`raw_text_lines`): then none are queued.
+        let queue_origins = !self.raw_text_lines();
         tokio::spawn(async move {
             let mut taking = Taking::resume(listing_root(&path), from, redo_until)?;
             loop {
@@ -799,7 +802,7 @@ impl StreamSource for FileStreamSource {
                         &positions,
                         max_line_bytes,
                         &stats,
-                        Some(&origins),
+                        queue_origins.then_some(&*origins),
                         &tx,
                         (next.ends_epoch, next.caught_up),
                     )

@@ -101,6 +101,9 @@ fn convert(column: &ArrayRef, to: &DataType, spec: &ColumnSpec) -> Result<Conver
         let why = if converted.is_null(row) {
             match column.data_type() {
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "",
+                DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
+                    " (its bytes are not UTF-8)"
+                }
                 _ => " (out of range)",
             }
         } else if fractional.as_ref().is_some_and(|f| f[row]) {
@@ -475,6 +478,19 @@ mod tests {
             reason.starts_with("`s`: \"xxx")
                 && reason.ends_with("… (921 more characters)\" cannot be read as integer"),
             "{reason}"
+        );
+        let bytes: ArrayRef = Arc::new(arrow_array::BinaryArray::from(vec![
+            b"ok".as_slice(),
+            b"\x00\xff".as_slice(),
+        ]));
+        let read = convert(&bytes, &DataType::Utf8, &spec("b", "text")).unwrap();
+        assert_eq!(read.bad.len(), 1);
+        assert!(
+            read.bad[0]
+                .1
+                .ends_with("cannot be read as text (its bytes are not UTF-8)"),
+            "{:?}",
+            read.bad
         );
     }
 }

@@ -1346,28 +1346,40 @@ fn settle_csv_types(columns: &mut [ColumnSpec], head: &[u8], delimiter: u8) {
     }
 }
 
-/// A CSV header's names as DuckDB makes them: each repeated one suffixed (`a`, `b`, `a_1`), a
-/// blank one named by its place (`column1`), so that every column can be named and none is
-/// dropped unseen.
+/// A CSV header's names, so that every column can be named and none is dropped unseen: each
+/// repeated one suffixed (`a`, `b`, `a_1`), a blank one named by its place (`column1`), as
+/// DuckDB names them.
 pub fn unique_names(names: Vec<String>) -> Vec<String> {
     use std::collections::{HashMap, HashSet};
     // A blank name is named by its place, zero-padded to the widest place (`column03`).
     let width = names.len().saturating_sub(1).to_string().len();
+    // A name the header writes is never given to another column (`columns:` finds it by that
+    // name): a repeated or made-up one takes the first suffix free of both (`a,a,a_1` reads
+    // as `a`, `a_2`, `a_1`).
+    let written: HashSet<String> = names
+        .iter()
+        .filter(|n| !n.trim().is_empty())
+        .cloned()
+        .collect();
     let mut used: HashSet<String> = HashSet::new();
     let mut counts: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::with_capacity(names.len());
     for (place, name) in names.into_iter().enumerate() {
-        let mut unique = if name.trim().is_empty() {
-            format!("column{place:0width$}")
-        } else {
-            name
+        let made_up = name.trim().is_empty();
+        let name = match made_up {
+            true => format!("column{place:0width$}"),
+            false => name,
         };
-        // A taken name gets its next number (`a_1`, `a_2`); if that is taken too, the same
-        // again on it (`a_1_1`).
-        while used.contains(&unique) {
-            let count = counts.entry(unique.clone()).or_insert(0);
-            *count += 1;
-            unique = format!("{unique}_{count}");
+        let mut unique = name.clone();
+        if used.contains(&unique) || (made_up && written.contains(&unique)) {
+            let count = counts.entry(name.clone()).or_insert(0);
+            loop {
+                *count += 1;
+                unique = format!("{name}_{count}");
+                if !used.contains(&unique) && !written.contains(&unique) {
+                    break;
+                }
+            }
         }
         used.insert(unique.clone());
         out.push(unique);

@@ -659,10 +659,10 @@ fn a_csv_list_is_a_json_array_as_the_sinks_write_it() {
 fn repeated_csv_header_names_are_suffixed_as_duckdb_does() {
     let names = |n: &[&str]| super::unique_names(n.iter().map(|s| s.to_string()).collect());
     assert_eq!(names(&["a", "b", "a"]), ["a", "b", "a_1"]);
-    // As DuckDB 1.x names them (checked against it).
-    assert_eq!(names(&["a", "a", "a_1", "a"]), ["a", "a_1", "a_1_1", "a_2"]);
-    assert_eq!(names(&["a", "a", "b", "a_1"]), ["a", "a_1", "b", "a_1_1"]);
-    assert_eq!(names(&["a", "a_1", "a"]), ["a", "a_1", "a_1_1"]);
+    // A name the header writes stays that column's (DuckDB would rename the written `a_1`).
+    assert_eq!(names(&["a", "a", "a_1", "a"]), ["a", "a_2", "a_1", "a_3"]);
+    assert_eq!(names(&["a", "a", "b", "a_1"]), ["a", "a_2", "b", "a_1"]);
+    assert_eq!(names(&["a", "a_1", "a"]), ["a", "a_1", "a_2"]);
     assert_eq!(
         names(&["x", "", "y", " "]),
         ["x", "column1", "y", "column3"]
@@ -673,6 +673,7 @@ fn repeated_csv_header_names_are_suffixed_as_duckdb_does() {
     assert_eq!(&named[..4], ["x", "column01", "y", "column03"]);
     assert_eq!(named[11], "column11");
     assert_eq!(names(&["column1", ""]), ["column1", "column1_1"]);
+    assert_eq!(names(&["", "column0"]), ["column0_1", "column0"]);
     assert_eq!(names(&["x", "y"]), ["x", "y"]);
     let inferred = super::infer_columns(Format::Csv, b"a,b,a\n1,2,x\n", b',').unwrap();
     let inferred: Vec<(&str, ValueType)> = inferred
