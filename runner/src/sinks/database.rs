@@ -149,12 +149,54 @@ pub enum EpochPlan {
     },
 }
 
-/// Whether epoch `epoch` is written, given the last one the ledger holds. Only a stream
-/// with a checkpoint redoes epochs; other runs number their epochs from 0 each time.
-pub fn plan_epoch(epoch: u64, last: Option<u64>, checkpointed: bool) -> EpochPlan {
-    match last {
-        Some(last) if checkpointed && epoch <= last => EpochPlan::Skip { last },
-        _ => EpochPlan::Write,
+/// The stream a database sink writes for, as its ledger needs it.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerStream {
+    /// A checkpointed stream of a positioned source: it redoes epochs after a restart.
+    pub checkpointed: bool,
+    /// Its checkpoint held no epoch when the run began.
+    pub fresh: bool,
+    /// Its id, set before its first epoch.
+    pub id: super::StreamId,
+}
+
+impl LedgerStream {
+    /// From the sink's context.
+    pub fn of(ctx: &super::SinkContext) -> LedgerStream {
+        LedgerStream {
+            checkpointed: ctx.checkpointed,
+            fresh: ctx.fresh_stream,
+            id: ctx.stream_id.clone(),
+        }
+    }
+
+    /// The id recorded with each epoch.
+    pub fn id(&self) -> Option<&str> {
+        self.id.get().map(String::as_str)
+    }
+}
+
+/// Whether epoch `epoch` is written, given the last one the ledger holds and the stream that
+/// wrote it. Only a stream with a checkpoint redoes epochs (other runs number their epochs
+/// from 0 each time), and only its own: an earlier stream's ledger (its checkpoint removed to
+/// start over) names another id, or, written before ledgers had ids, comes before a stream
+/// whose checkpoint held no epoch.
+pub fn plan_epoch(
+    epoch: u64,
+    last: Option<(u64, Option<&str>)>,
+    stream: &LedgerStream,
+) -> EpochPlan {
+    let Some((last, wrote)) = last else {
+        return EpochPlan::Write;
+    };
+    let same_stream = match (wrote, stream.id()) {
+        (Some(wrote), Some(now)) => wrote == now,
+        (None, _) => !stream.fresh,
+        (Some(_), None) => true,
+    };
+    match stream.checkpointed && same_stream && epoch <= last {
+        true => EpochPlan::Skip { last },
+        false => EpochPlan::Write,
     }
 }
 
@@ -190,10 +232,37 @@ mod tests {
 
     #[test]
     fn only_a_checkpointed_stream_skips_epochs_the_ledger_holds() {
-        assert_eq!(plan_epoch(3, Some(3), true), EpochPlan::Skip { last: 3 });
-        assert_eq!(plan_epoch(2, Some(3), true), EpochPlan::Skip { last: 3 });
-        assert_eq!(plan_epoch(4, Some(3), true), EpochPlan::Write);
-        assert_eq!(plan_epoch(0, Some(3), false), EpochPlan::Write);
-        assert_eq!(plan_epoch(0, None, true), EpochPlan::Write);
+        let stream = |checkpointed: bool, fresh: bool, id: Option<&str>| {
+            let ids = crate::sinks::StreamId::default();
+            if let Some(id) = id {
+                ids.set(id.to_owned()).unwrap();
+            }
+            LedgerStream {
+                checkpointed,
+                fresh,
+                id: ids,
+            }
+        };
+        let mine = stream(true, false, Some("a"));
+        assert_eq!(
+            plan_epoch(3, Some((3, Some("a"))), &mine),
+            EpochPlan::Skip { last: 3 }
+        );
+        assert_eq!(
+            plan_epoch(2, Some((3, Some("a"))), &mine),
+            EpochPlan::Skip { last: 3 }
+        );
+        assert_eq!(plan_epoch(4, Some((3, Some("a"))), &mine), EpochPlan::Write);
+        assert_eq!(plan_epoch(0, None, &mine), EpochPlan::Write);
+        let unchecked = stream(false, false, None);
+        assert_eq!(plan_epoch(0, Some((3, None)), &unchecked), EpochPlan::Write);
+        // An earlier stream's ledger: by its id, or (without one) before a new checkpoint.
+        assert_eq!(plan_epoch(0, Some((3, Some("b"))), &mine), EpochPlan::Write);
+        assert_eq!(
+            plan_epoch(0, Some((3, None)), &mine),
+            EpochPlan::Skip { last: 3 }
+        );
+        let fresh = stream(true, true, Some("c"));
+        assert_eq!(plan_epoch(0, Some((3, None)), &fresh), EpochPlan::Write);
     }
 }

@@ -86,7 +86,7 @@ impl BuildSink for PostgresSinkConfig {
                 create: self.create,
                 pipeline: ctx.pipeline.to_owned(),
                 // A new stream's epoch ids start at 0 again: none is a redone one.
-                checkpointed: ctx.checkpointed && !ctx.fresh_stream,
+                stream: database::LedgerStream::of(ctx),
                 streaming: ctx.streaming,
             }),
             runtime: None,
@@ -117,7 +117,8 @@ struct Settings {
     mode: DbMode,
     create: bool,
     pipeline: String,
-    checkpointed: bool,
+    /// The stream whose epochs the ledger records.
+    stream: database::LedgerStream,
     streaming: bool,
 }
 
@@ -344,19 +345,20 @@ async fn write_epoch(
         .transaction()
         .await
         .map_err(|e| settings.classify("cannot start a transaction", e))?;
-    let last: Option<i64> = transaction
+    let last: Option<(i64, Option<String>)> = transaction
         .query_opt(
             &format!(
-                "SELECT epoch FROM {EPOCHS_TABLE} WHERE pipeline = $1 AND target = $2 FOR UPDATE"
+                "SELECT epoch, stream FROM {EPOCHS_TABLE} WHERE pipeline = $1 AND target = $2 FOR UPDATE"
             ),
             &[&settings.pipeline, &settings.table],
         )
         .await
         .map_err(|e| settings.classify("cannot read runner_epochs", e))?
-        .map(|row| row.get(0));
-    if let EpochPlan::Skip { last } =
-        database::plan_epoch(epoch, last.map(|l| l.max(0) as u64), settings.checkpointed)
-    {
+        .map(|row| (row.get(0), row.get(1)));
+    let last = last
+        .as_ref()
+        .map(|(l, s)| ((*l).max(0) as u64, s.as_deref()));
+    if let EpochPlan::Skip { last } = database::plan_epoch(epoch, last, &settings.stream) {
         tracing::warn!(
             "postgres table `{}`: epoch {epoch} was written before (runner_epochs holds epoch {last} for pipeline `{}`): skipped, as an epoch redone after a restart is. If the checkpoint was deleted, delete that row of runner_epochs",
             settings.table,
@@ -440,10 +442,16 @@ async fn write_epoch(
     transaction
         .execute(
             &format!(
-                "INSERT INTO {EPOCHS_TABLE} (pipeline, target, epoch, rows, written_at) VALUES ($1, $2, $3, $4, now())
-                 ON CONFLICT (pipeline, target) DO UPDATE SET epoch = excluded.epoch, rows = excluded.rows, written_at = excluded.written_at"
+                "INSERT INTO {EPOCHS_TABLE} (pipeline, target, epoch, rows, written_at, stream) VALUES ($1, $2, $3, $4, now(), $5)
+                 ON CONFLICT (pipeline, target) DO UPDATE SET epoch = excluded.epoch, rows = excluded.rows, written_at = excluded.written_at, stream = excluded.stream"
             ),
-            &[&settings.pipeline, &settings.table, &(epoch as i64), &(rows as i64)],
+            &[
+                &settings.pipeline,
+                &settings.table,
+                &(epoch as i64),
+                &(rows as i64),
+                &settings.stream.id(),
+            ],
         )
         .await
         .map_err(|e| settings.classify("cannot record the epoch", e))?;
@@ -461,7 +469,8 @@ async fn prepare_tables(
 ) -> std::result::Result<(), Failure> {
     client
         .batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {EPOCHS_TABLE} (pipeline TEXT NOT NULL, target TEXT NOT NULL, epoch BIGINT NOT NULL, rows BIGINT NOT NULL, written_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (pipeline, target))"
+            "CREATE TABLE IF NOT EXISTS {EPOCHS_TABLE} (pipeline TEXT NOT NULL, target TEXT NOT NULL, epoch BIGINT NOT NULL, rows BIGINT NOT NULL, written_at TIMESTAMPTZ NOT NULL, stream TEXT, PRIMARY KEY (pipeline, target));
+             ALTER TABLE {EPOCHS_TABLE} ADD COLUMN IF NOT EXISTS stream TEXT"
         ))
         .await
         .map_err(|e| settings.classify("cannot create runner_epochs", e))?;

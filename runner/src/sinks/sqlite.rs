@@ -66,7 +66,7 @@ impl BuildSink for SqliteSinkConfig {
             mode: self.mode,
             pipeline: ctx.pipeline.to_owned(),
             // A new stream's epoch ids start at 0 again: none is a redone one.
-            checkpointed: ctx.checkpointed && !ctx.fresh_stream,
+            stream: database::LedgerStream::of(ctx),
             connection: None,
             epoch: None,
         }))
@@ -82,7 +82,8 @@ pub struct SqliteSink {
     keys: Vec<usize>,
     mode: DbMode,
     pipeline: String,
-    checkpointed: bool,
+    /// The stream whose epochs the ledger records.
+    stream: database::LedgerStream,
     connection: Option<rusqlite::Connection>,
     /// The epoch being written (`None` between epochs or when it is skipped), with its rows.
     epoch: Option<(u64, u64)>,
@@ -149,11 +150,27 @@ impl SqliteSink {
             .collect();
         connection
             .execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS {EPOCHS_TABLE} (pipeline TEXT NOT NULL, target TEXT NOT NULL, epoch INTEGER NOT NULL, rows INTEGER NOT NULL, written_at TEXT NOT NULL, PRIMARY KEY (pipeline, target));
+                "CREATE TABLE IF NOT EXISTS {EPOCHS_TABLE} (pipeline TEXT NOT NULL, target TEXT NOT NULL, epoch INTEGER NOT NULL, rows INTEGER NOT NULL, written_at TEXT NOT NULL, stream TEXT, PRIMARY KEY (pipeline, target));
                  {};",
                 database::create_table_sql(&self.table, &columns, &self.keys)
             ))
             .map_err(|e| self.error("cannot create the tables", e))?;
+        // A ledger from before epochs recorded their stream gets the column.
+        let has_stream: bool = connection
+            .query_row(
+                &format!("SELECT count(*) FROM pragma_table_info('{EPOCHS_TABLE}') WHERE name = 'stream'"),
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.error("cannot read runner_epochs", e))?;
+        if !has_stream {
+            connection
+                .execute_batch(&format!(
+                    "ALTER TABLE {EPOCHS_TABLE} ADD COLUMN stream TEXT"
+                ))
+                .map_err(|e| self.error("cannot add the stream column to runner_epochs", e))?;
+        }
         let existing: Vec<String> = {
             let mut statement = connection
                 .prepare(&format!(
@@ -208,11 +225,13 @@ impl Sink for SqliteSink {
         connection
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| self.error("cannot start a transaction", e))?;
-        let last: Option<i64> = connection
+        let last: Option<(i64, Option<String>)> = connection
             .query_row(
-                &format!("SELECT epoch FROM {EPOCHS_TABLE} WHERE pipeline = ?1 AND target = ?2"),
+                &format!(
+                    "SELECT epoch, stream FROM {EPOCHS_TABLE} WHERE pipeline = ?1 AND target = ?2"
+                ),
                 [&self.pipeline, &self.table],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .map(Some)
             .or_else(|e| match e {
@@ -220,7 +239,10 @@ impl Sink for SqliteSink {
                 e => Err(e),
             })
             .map_err(|e| self.error("cannot read runner_epochs", e))?;
-        match database::plan_epoch(epoch, last.map(|l| l.max(0) as u64), self.checkpointed) {
+        let last = last
+            .as_ref()
+            .map(|(l, s)| ((*l).max(0) as u64, s.as_deref()));
+        match database::plan_epoch(epoch, last, &self.stream) {
             EpochPlan::Skip { last } => {
                 let _ = connection.execute_batch("ROLLBACK");
                 tracing::warn!(
@@ -298,15 +320,16 @@ impl Sink for SqliteSink {
         let recorded = connection
             .execute(
                 &format!(
-                    "INSERT INTO {EPOCHS_TABLE} (pipeline, target, epoch, rows, written_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (pipeline, target) DO UPDATE SET epoch = excluded.epoch, rows = excluded.rows, written_at = excluded.written_at"
+                    "INSERT INTO {EPOCHS_TABLE} (pipeline, target, epoch, rows, written_at, stream) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (pipeline, target) DO UPDATE SET epoch = excluded.epoch, rows = excluded.rows, written_at = excluded.written_at, stream = excluded.stream"
                 ),
                 rusqlite::params![
                     self.pipeline,
                     self.table,
                     epoch as i64,
                     rows as i64,
-                    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+                    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                    self.stream.id()
                 ],
             )
             .and_then(|_| connection.execute_batch("COMMIT"));
@@ -324,8 +347,23 @@ mod tests {
     use crate::data::word_counts;
 
     fn sink(dir: &Path, yaml: &str, streaming: bool, checkpointed: bool) -> Box<dyn Sink> {
+        of_stream(dir, yaml, streaming, checkpointed, None)
+    }
+
+    /// A sink of the checkpointed stream `id` (its checkpoint new when `fresh`).
+    fn of_stream(
+        dir: &Path,
+        yaml: &str,
+        streaming: bool,
+        checkpointed: bool,
+        stream: Option<(&str, bool)>,
+    ) -> Box<dyn Sink> {
         let config: SqliteSinkConfig = serde_saphyr::from_str(yaml).unwrap();
         let schema = word_counts(&["a"], &[1]).schema();
+        let stream_id = crate::sinks::StreamId::default();
+        if let Some((id, _)) = stream {
+            stream_id.set(id.to_owned()).unwrap();
+        }
         config
             .build(&SinkContext {
                 input: &schema,
@@ -334,8 +372,8 @@ mod tests {
                 appending: false,
                 updating: false,
                 checkpointed,
-                fresh_stream: false,
-                stream_id: Default::default(),
+                fresh_stream: stream.is_some_and(|(_, fresh)| fresh),
+                stream_id,
                 pipeline: "p",
             })
             .unwrap()
@@ -432,6 +470,36 @@ mod tests {
             "SELECT word, count FROM t ORDER BY word",
         );
         assert_eq!(rows, [("a".to_owned(), 1), ("b".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn an_earlier_streams_epochs_are_not_taken_for_redone_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = "{path: s.db, table: t, mode: append}";
+        // A ledger from before epochs recorded their stream: no `stream` column.
+        let db = dir.path().join("s.db");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE runner_epochs (pipeline TEXT NOT NULL, target TEXT NOT NULL, epoch INTEGER NOT NULL, rows INTEGER NOT NULL, written_at TEXT NOT NULL, PRIMARY KEY (pipeline, target));
+                 INSERT INTO runner_epochs VALUES ('p', 't', 5, 1, 'then');",
+            )
+            .unwrap();
+        // The same stream restarted (its checkpoint holds epochs): epoch 2 is a redone one.
+        let mut same = of_stream(dir.path(), yaml, true, true, Some(("a", false)));
+        crate::sinks::write_result(same.as_mut(), &word_counts(&["old"], &[1]), 2).unwrap();
+        drop(same);
+        // A new stream (a new checkpoint): its epoch 0 is written, and the ledger names it.
+        let mut new = of_stream(dir.path(), yaml, true, true, Some(("b", true)));
+        crate::sinks::write_result(new.as_mut(), &word_counts(&["b0"], &[1]), 0).unwrap();
+        drop(new);
+        // Another new stream, killed before its first commit (no longer fresh): told by id.
+        let mut third = of_stream(dir.path(), yaml, true, true, Some(("c", false)));
+        crate::sinks::write_result(third.as_mut(), &word_counts(&["c0"], &[1]), 0).unwrap();
+        // Its own epoch 0, redone: skipped.
+        crate::sinks::write_result(third.as_mut(), &word_counts(&["c0"], &[1]), 0).unwrap();
+        let rows = table(&db, "SELECT word, count FROM t ORDER BY word");
+        assert_eq!(rows, [("b0".to_owned(), 1), ("c0".to_owned(), 1)]);
     }
 
     #[test]
