@@ -153,20 +153,33 @@ pub fn acquire(
                     std::thread::sleep(Duration::from_millis(100));
                     continue;
                 }
-                let mut holder = String::new();
-                let _ = file.rewind().and_then(|_| file.read_to_string(&mut holder));
-                let holder = holder.trim();
                 return Err(Error::Locked(format!(
                     "another run of {} is in progress ({}); not starting a second one. Use --wait 5m to wait for it (lock file {})",
                     pipeline.display(),
-                    if holder.is_empty() { "holder unknown".to_owned() } else { holder.to_owned() },
+                    holder(&mut file),
                     path.display()
                 )));
             }
             Err(TryLockError::Error(source)) => return Err(Error::Output { path, source }),
         }
     }
-    // Say who holds it: the next run quotes this.
+    note_holder(&mut file);
+    Ok(RunLock { _file: file, path })
+}
+
+/// Who holds a lock, as its file says (`pid 12, started …`), for the message of a run that
+/// finds it held.
+pub(crate) fn holder(file: &mut File) -> String {
+    let mut holder = String::new();
+    let _ = file.rewind().and_then(|_| file.read_to_string(&mut holder));
+    match holder.trim() {
+        "" => "holder unknown".to_owned(),
+        holder => crate::error::escape_controls(holder).into_owned(),
+    }
+}
+
+/// Writes who holds a lock just taken into its file: the next run quotes it.
+pub(crate) fn note_holder(file: &mut File) {
     let note = format!(
         "pid {}, started {}",
         std::process::id(),
@@ -177,7 +190,6 @@ pub fn acquire(
         .and_then(|_| file.rewind())
         .and_then(|_| file.write_all(note.as_bytes()))
         .and_then(|_| file.flush());
-    Ok(RunLock { _file: file, path })
 }
 
 #[cfg(test)]

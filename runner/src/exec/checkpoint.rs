@@ -293,7 +293,6 @@ impl Checkpoint {
     /// overwrite each other's epochs. A second one is refused (exit 3), as a second run of one
     /// pipeline is.
     pub fn lock(&mut self) -> Result<String> {
-        use std::io::{Read, Seek, Write};
         use std::os::unix::fs::OpenOptionsExt;
         atomic::make_dirs(&self.dir).map_err(|source| Error::Output {
             path: self.dir.clone(),
@@ -315,30 +314,17 @@ impl Checkpoint {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
                 return Err(Error::Locked(format!(
                     "another stream uses the checkpoint {} ({}): two streams on one checkpoint would overwrite each other's epochs; give this one its own `checkpoint: {{dir: ...}}`",
                     self.dir.display(),
-                    match holder.trim() {
-                        "" => "holder unknown".to_owned(),
-                        holder => crate::error::escape_controls(holder).into_owned(),
-                    }
+                    crate::lock::holder(&mut file)
                 )));
             }
             Err(std::fs::TryLockError::Error(source)) => {
                 return Err(Error::Output { path, source })
             }
         }
-        let note = format!(
-            "pid {}, started {}",
-            std::process::id(),
-            humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-        );
-        let _ = file
-            .set_len(0)
-            .and_then(|_| file.rewind())
-            .and_then(|_| file.write_all(note.as_bytes()));
+        crate::lock::note_holder(&mut file);
         self.lock = Some(file);
         self.stream_id()
     }
