@@ -242,12 +242,14 @@ pub fn plan(loaded: &LoadedPipeline, pipeline: &BuiltPipeline, unbuilt: Option<u
             .as_ref()
             .and_then(|s| s.checkpoint.as_ref())
             .map(|c| {
-                let resumes = if c.dir.join("commit.json").exists() {
-                    "a run resumes from it"
-                } else {
-                    "none saved yet"
-                };
-                format!("{} every {} epoch(s); {resumes}", c.dir.display(), c.every)
+                let outlook = crate::exec::checkpoint::Checkpoint::new(
+                    c.dir.clone(),
+                    c.every,
+                    &config.name,
+                    c.identity.clone(),
+                )
+                .outlook();
+                format!("{} every {} epoch(s); {outlook}", c.dir.display(), c.every)
             }),
         schedule,
         summary: config

@@ -181,38 +181,16 @@ impl Checkpoint {
         &self.dir
     }
 
-    /// Reads the last complete checkpoint, if there is one, and checks that it belongs to this
-    /// pipeline.
-    pub fn load(&mut self) -> Result<Option<Resume>> {
-        let path = self.dir.join(COMMIT);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Killed before its first commit: epochs whose sinks may have run are redone
-                // from the start of the source.
-                let redo = self.recorded_ends(0)?;
-                self.check_no_lost_commit(&redo)?;
-                if redo.is_empty() {
-                    return Ok(None);
-                }
-                self.pending = redo.clone();
-                return Ok(Some(Resume {
-                    next_epoch: 0,
-                    rows_in: 0,
-                    position: None,
-                    state: None,
-                    redo,
-                }));
-            }
-            Err(source) => return Err(Error::Input { path, source }),
-        };
+    /// The commit in `text` (read from `path`), checked: its format, and that it belongs to
+    /// this pipeline.
+    fn read_commit(&self, path: &Path, text: &str) -> Result<Commit> {
         let damaged = |what: String| {
             Error::runtime(format!(
                 "the checkpoint {} is damaged ({what}); move the directory away to start over",
                 path.display()
             ))
         };
-        let format = serde_json::from_str::<serde_json::Value>(&text)
+        let format = serde_json::from_str::<serde_json::Value>(text)
             .map_err(|e| damaged(e.to_string()))?["format"]
             .as_u64();
         if format != Some(FORMAT.into()) {
@@ -226,7 +204,7 @@ impl Checkpoint {
                 format.map_or_else(|| "none".to_owned(), |f| f.to_string()),
             )));
         }
-        let commit: Commit = serde_json::from_str(&text).map_err(|e| damaged(e.to_string()))?;
+        let commit: Commit = serde_json::from_str(text).map_err(|e| damaged(e.to_string()))?;
         // Settings that pace the source (how often it looks for files, how many an epoch
         // takes, a tape's speed) may change between runs; checkpoints written before they were
         // left out of the identity still name them.
@@ -253,6 +231,60 @@ impl Checkpoint {
                 self.dir.display()
             )));
         }
+        Ok(commit)
+    }
+
+    /// What a run would do with the directory, for `runner plan` (reads, changes nothing).
+    pub fn outlook(&self) -> String {
+        let path = self.dir.join(COMMIT);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match self.read_commit(&path, &text) {
+                Ok(commit) => format!(
+                    "a run resumes from it (next epoch {})",
+                    commit.epoch.saturating_add(1)
+                ),
+                Err(e) => format!("a run would stop: {e}"),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match holds_epochs(&self.dir) {
+                true => "no commit yet; a run redoes the epochs it recorded".to_owned(),
+                false => "none saved yet".to_owned(),
+            },
+            Err(e) => format!("a run would stop: cannot read {}: {e}", path.display()),
+        }
+    }
+
+    /// Reads the last complete checkpoint, if there is one, and checks that it belongs to this
+    /// pipeline.
+    pub fn load(&mut self) -> Result<Option<Resume>> {
+        let path = self.dir.join(COMMIT);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Killed before its first commit: epochs whose sinks may have run are redone
+                // from the start of the source.
+                let redo = self.recorded_ends(0)?;
+                self.check_no_lost_commit(&redo)?;
+                if redo.is_empty() {
+                    return Ok(None);
+                }
+                self.pending = redo.clone();
+                return Ok(Some(Resume {
+                    next_epoch: 0,
+                    rows_in: 0,
+                    position: None,
+                    state: None,
+                    redo,
+                }));
+            }
+            Err(source) => return Err(Error::Input { path, source }),
+        };
+        let commit = self.read_commit(&path, &text)?;
+        let damaged = |what: String| {
+            Error::runtime(format!(
+                "the checkpoint {} is damaged ({what}); move the directory away to start over",
+                path.display()
+            ))
+        };
         let state = match &commit.state {
             Some(name) => {
                 let table = read_table(&self.dir.join(name)).map_err(damaged)?;
@@ -833,6 +865,33 @@ mod tests {
         assert!(
             message.contains("its output mode was complete, this one's is update"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn the_outlook_says_what_a_run_would_do_without_changing_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |lowercase| {
+            Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(lowercase))
+        };
+        assert_eq!(at(true).outlook(), "none saved yet");
+        at(true).commit(4, 1, None, None).unwrap();
+        assert_eq!(at(true).outlook(), "a run resumes from it (next epoch 5)");
+        let refused = at(false).outlook();
+        assert!(
+            refused.starts_with("a run would stop: the checkpoint in"),
+            "{refused}"
+        );
+        assert!(
+            refused.contains("belongs to a different pipeline"),
+            "{refused}"
+        );
+        std::fs::write(dir.path().join(COMMIT), "{").unwrap();
+        let damaged = at(true).outlook();
+        assert!(damaged.contains("is damaged"), "{damaged}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(COMMIT)).unwrap(),
+            "{"
         );
     }
 
