@@ -1096,6 +1096,9 @@ impl StreamRecords {
                 }
                 Ok(batches)
             })
+            // In chunk order, so the error told is the first in the input, as a batch run's.
+            .collect::<Vec<crate::error::Result<_>>>()
+            .into_iter()
             .collect::<crate::error::Result<_>>()?;
         let batches: Vec<RecordBatch> = decoded.into_iter().flatten().collect();
         Ok(crate::data::concat(&self.decoder.schema(), &batches))

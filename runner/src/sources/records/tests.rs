@@ -719,3 +719,26 @@ fn a_dotted_name_is_also_a_key_of_its_own_in_both_readers() {
         assert_eq!(texts(&out, "log.level"), ["", "", "", "info"]);
     }
 }
+
+#[test]
+fn a_stream_tells_the_first_bad_record_of_an_epoch_whichever_piece_fails_first() {
+    let records = StreamRecords::new(
+        decoder(Format::Jsonl, &[("k", "text")]),
+        OnError::Fail,
+        crate::sources::file::EncodingErrors::Fail,
+    );
+    // Two pieces decoded in parallel: the first ends in half an object, the second (small,
+    // so done first) holds invalid UTF-8.
+    let mut first = "{\"k\":\"a\"}\n".repeat(2000).into_bytes();
+    first.extend_from_slice(b"{\"k\":\n");
+    let second = b"{\"k\":\"\xff\"}\n".to_vec();
+    for _ in 0..20 {
+        let error = records
+            .decode(&[first.clone(), second.clone()], |chunk, line| {
+                format!("chunk {chunk} line {}", line + 1)
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("chunk 0 line 2001"), "{error}");
+    }
+}
