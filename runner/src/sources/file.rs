@@ -494,42 +494,17 @@ impl Records {
 }
 
 impl Records {
-    /// The morsel with each line of invalid UTF-8 as `encoding_errors` says: its bad bytes
-    /// replaced, or the line left blank (not a record; the lines after keep their numbers), or
-    /// the run failed with its line.
+    /// The morsel with each line of invalid UTF-8 as `encoding_errors` says (see
+    /// `LineCounts::repair_utf8`), a failure naming its line.
     fn repair_utf8(
         &self,
         morsel: &Morsel,
         line_number: &impl Fn(u64) -> String,
     ) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(morsel.bytes.len() + 64);
-        for (index, line) in morsel.bytes.split_inclusive(|&b| b == b'\n').enumerate() {
-            let Err(e) = std::str::from_utf8(line) else {
-                out.extend_from_slice(line);
-                continue;
-            };
-            match self.encoding_errors {
-                EncodingErrors::Replace => {
-                    self.lines.bad_utf8.fetch_add(1, Ordering::Relaxed);
-                    out.extend_from_slice(String::from_utf8_lossy(line).as_bytes());
-                }
-                EncodingErrors::Skip => {
-                    self.lines.skipped_utf8.fetch_add(1, Ordering::Relaxed);
-                    if line.ends_with(b"\n") {
-                        out.push(b'\n');
-                    }
-                }
-                EncodingErrors::Fail => {
-                    return Err(Error::runtime(format!(
-                        "{} line {}: invalid UTF-8 at byte {} of the line; use `encoding_errors: replace` or `skip` to read it anyway",
-                        morsel.origin,
-                        line_number(index as u64),
-                        e.valid_up_to() + 1
-                    )))
-                }
-            }
-        }
-        Ok(out)
+        self.lines
+            .repair_utf8(&morsel.bytes, self.encoding_errors, &|index| {
+                format!("{} line {}", morsel.origin, line_number(index as u64))
+            })
     }
 }
 

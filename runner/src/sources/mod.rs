@@ -379,6 +379,46 @@ impl LineCounts {
         warnings
     }
 
+    /// `bytes` (whole lines of records) with each line of invalid UTF-8 as `encoding` says, and
+    /// counted: its bad bytes replaced, or the line left blank (not a record; the lines after
+    /// keep their numbers), or the run failed with the line's place (`place` of its 0-based
+    /// index in `bytes`).
+    pub fn repair_utf8(
+        &self,
+        bytes: &[u8],
+        encoding: file::EncodingErrors,
+        place: &dyn Fn(usize) -> String,
+    ) -> Result<Vec<u8>> {
+        use std::sync::atomic::Ordering;
+        let mut out = Vec::with_capacity(bytes.len() + 64);
+        for (index, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+            let Err(e) = std::str::from_utf8(line) else {
+                out.extend_from_slice(line);
+                continue;
+            };
+            match encoding {
+                file::EncodingErrors::Replace => {
+                    self.bad_utf8.fetch_add(1, Ordering::Relaxed);
+                    out.extend_from_slice(String::from_utf8_lossy(line).as_bytes());
+                }
+                file::EncodingErrors::Skip => {
+                    self.skipped_utf8.fetch_add(1, Ordering::Relaxed);
+                    if line.ends_with(b"\n") {
+                        out.push(b'\n');
+                    }
+                }
+                file::EncodingErrors::Fail => {
+                    return Err(crate::error::Error::runtime(format!(
+                        "{}: invalid UTF-8 at byte {} of the line; use `encoding_errors: replace` or `skip` to read it anyway",
+                        place(index),
+                        e.valid_up_to() + 1
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Chunks of whole lines (`\n` or `\r\n` ended) as rows of the one text column of
     /// `schema`; invalid UTF-8 handled by `encoding` (`fail` says where the line is:
     /// `place(chunk, line)`, the line 0-based in its chunk).

@@ -1075,7 +1075,7 @@ impl StreamRecords {
                 };
                 let repaired;
                 if simdutf8::basic::from_utf8(piece).is_err() {
-                    repaired = self.repair_utf8(piece, &place)?;
+                    repaired = self.utf8.repair_utf8(piece, self.encoding_errors, &place)?;
                     piece = &repaired;
                 }
                 let (batches, bad) = self
@@ -1102,45 +1102,6 @@ impl StreamRecords {
             .collect::<crate::error::Result<_>>()?;
         let batches: Vec<RecordBatch> = decoded.into_iter().flatten().collect();
         Ok(crate::data::concat(&self.decoder.schema(), &batches))
-    }
-
-    /// Each line of invalid UTF-8 in `piece` as `encoding_errors` says: its bad bytes
-    /// replaced, or the line left blank (not a record; the lines after keep their numbers), or
-    /// the run failed with its place (`place` of its line in the piece).
-    fn repair_utf8(
-        &self,
-        piece: &[u8],
-        place: &impl Fn(usize) -> String,
-    ) -> crate::error::Result<Vec<u8>> {
-        use super::file::EncodingErrors;
-        use std::sync::atomic::Ordering;
-        let mut out = Vec::with_capacity(piece.len() + 64);
-        for (index, line) in piece.split_inclusive(|&b| b == b'\n').enumerate() {
-            let Err(e) = std::str::from_utf8(line) else {
-                out.extend_from_slice(line);
-                continue;
-            };
-            match self.encoding_errors {
-                EncodingErrors::Replace => {
-                    self.utf8.bad_utf8.fetch_add(1, Ordering::Relaxed);
-                    out.extend_from_slice(String::from_utf8_lossy(line).as_bytes());
-                }
-                EncodingErrors::Skip => {
-                    self.utf8.skipped_utf8.fetch_add(1, Ordering::Relaxed);
-                    if line.ends_with(b"\n") {
-                        out.push(b'\n');
-                    }
-                }
-                EncodingErrors::Fail => {
-                    return Err(crate::error::Error::runtime(format!(
-                        "{}: invalid UTF-8 at byte {} of the line; use `encoding_errors: replace` or `skip` to read it anyway",
-                        place(index),
-                        e.valid_up_to() + 1
-                    )))
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// Records left out (`on_error: skip`) and lines of invalid UTF-8 so far.
