@@ -418,8 +418,9 @@ fn a_stream_of_files_skips_what_it_took_by_name_after_files_come_and_go() {
     assert_eq!(taken, ["b.jsonl", "c.jsonl", "a.jsonl", "d.jsonl"]);
 }
 
-#[test]
-fn a_redone_epoch_of_a_stream_of_files_takes_the_files_it_first_took() {
+/// Files b and c, epoch 0 (b) committed, and epoch 1 recorded as having taken c, as if killed
+/// after its sinks ran and before its commit.
+fn epoch_1_took_c_and_was_not_committed() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = files_pipeline(dir.path());
     key_file(dir.path(), "b.jsonl", "b", 2);
@@ -428,14 +429,19 @@ fn a_redone_epoch_of_a_stream_of_files_takes_the_files_it_first_took() {
     let position = commit(dir.path()).unwrap()["position"].clone();
     let b = position["files"]["whole"][0].clone();
     assert_eq!(position["offset"], 20, "{position}");
-    // As if epoch 1 had taken c and been killed after its sinks; then a appeared, sorting
-    // before c.
     let c_name = b[0].as_str().unwrap().replace("b.jsonl", "c.jsonl");
     std::fs::write(
         dir.path().join("state/offsets.json"),
         serde_json::json!([{"epoch": 1, "end": {"offset": 50, "time": 0, "files": {"whole": [b, [c_name, 30]]}}}]).to_string(),
     )
     .unwrap();
+    (dir, pipeline)
+}
+
+#[test]
+fn a_redone_epoch_of_a_stream_of_files_takes_the_files_it_first_took() {
+    // Then a appeared, sorting before c.
+    let (dir, pipeline) = epoch_1_took_c_and_was_not_committed();
     key_file(dir.path(), "a.jsonl", "a", 4);
     let (ran, rows) = run_files(&pipeline, &[]);
     assert_eq!(ran, [(1, 3), (2, 4)]);
@@ -447,18 +453,7 @@ fn a_redone_epoch_of_a_stream_of_files_takes_the_files_it_first_took() {
         ]
     );
     // The epoch's file gone: the redo cannot be done as it was, and says so.
-    let dir = tempfile::tempdir().unwrap();
-    let pipeline = files_pipeline(dir.path());
-    key_file(dir.path(), "b.jsonl", "b", 2);
-    key_file(dir.path(), "c.jsonl", "c", 3);
-    run_files(&pipeline, &["--set", "max_epochs=1"]);
-    let b = commit(dir.path()).unwrap()["position"]["files"]["whole"][0].clone();
-    let c_name = b[0].as_str().unwrap().replace("b.jsonl", "c.jsonl");
-    std::fs::write(
-        dir.path().join("state/offsets.json"),
-        serde_json::json!([{"epoch": 1, "end": {"offset": 50, "time": 0, "files": {"whole": [b, [c_name, 30]]}}}]).to_string(),
-    )
-    .unwrap();
+    let (dir, pipeline) = epoch_1_took_c_and_was_not_committed();
     std::fs::remove_file(dir.path().join("in/c.jsonl")).unwrap();
     runner()
         .arg("run")
