@@ -60,7 +60,7 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         ("unknown stop-word language", format!("name: t\n{SOURCE}transforms:\n  - type: tokenize\n  - type: stopwords\n    language: englsh\n{SINKS}"),
             vec!["transforms.1 (stopwords)", "did you mean `english`?"]),
         ("a stream of Parquet files", format!("name: t\nmode: stream\n{SOURCE}  format: parquet\n{SINKS}"),
-            vec!["p.yaml:4:", "a stream of files reads `lines` or `jsonl`"]),
+            vec!["p.yaml:4:", "a stream of files reads `lines`, `jsonl` or `csv`"]),
         ("a stream of standard input", format!("name: t\nmode: stream\nsource:\n  type: file\n  path: '-'\n{SINKS}"),
             vec!["p.yaml:4:", "not standard input"]),
         ("JSON lines from a socket without columns", format!("name: t\nmode: stream\nsource:\n  type: socket\n  port: 9876\n  format: jsonl\n{SINKS}"),

@@ -485,3 +485,125 @@ fn json_lines_after_a_byte_order_mark_are_read_in_batch_and_stream() {
         assert_eq!(keys.len(), 2, "{mode}: {out}");
     }
 }
+
+#[test]
+fn a_stream_of_csv_files_reads_each_file_by_its_own_header() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(
+        dir.path().join("in/1.csv"),
+        "name,amount,city\nann,3,paris\nbob,4,rome\n",
+    )
+    .unwrap();
+    // Another order, a byte order mark, CRLF and a column more: found by name.
+    std::fs::write(
+        dir.path().join("in/2.csv"),
+        "\u{FEFF}city,name,amount,extra\r\nparis,ann,10,x\r\nrome,cid,1,y\r\n",
+    )
+    .unwrap();
+    let pipeline = |columns: &str| {
+        write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: t\nmode: stream\nsource: {{type: file, path: in, format: csv{columns}, max_files_per_trigger: 1}}\ntransforms:\n  - {{type: aggregate, by: [name], aggs: {{total: sum(amount)}}}}\noutput_mode: complete\ncheckpoint: {{dir: ck}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+        )
+    };
+    let p = pipeline(", columns: {name: text, amount: integer}");
+    let (code, out, err) = finish(spawn_runner(&p, &[]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "epoch\tname\ttotal\n0\tann\t3\n0\tbob\t4\n1\tann\t13\n1\tbob\t4\n1\tcid\t1\n"
+    );
+    // A restart goes on from the checkpoint with the next file.
+    std::fs::write(dir.path().join("in/3.csv"), "amount,name\n5,bob\n").unwrap();
+    let (code, out, err) = finish(spawn_runner(&p, &[]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "epoch\tname\ttotal\n2\tann\t13\n2\tbob\t9\n2\tcid\t1\n"
+    );
+    // A file without a declared column, and a value that is not of its type, are named.
+    std::fs::remove_dir_all(dir.path().join("ck")).unwrap();
+    std::fs::write(dir.path().join("in/4.csv"), "name,city\ndan,oslo\n").unwrap();
+    let (code, _, err) = finish(spawn_runner(&p, &[]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("4.csv: the CSV header has no column `amount` (header: name, city)"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("in/4.csv"), "name,amount\ndan,1\neve,zz\n").unwrap();
+    std::fs::remove_dir_all(dir.path().join("ck")).unwrap();
+    let (code, _, err) = finish(spawn_runner(&p, &[]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("4.csv line 3: the record cannot be read: `amount`: \"zz\" is not an integer"),
+        "{err}"
+    );
+    // Columns inferred from the first file: every file must have them.
+    std::fs::remove_file(dir.path().join("in/4.csv")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("ck")).unwrap();
+    let p = pipeline("");
+    let (code, _, err) = finish(spawn_runner(&p, &[]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("3.csv: the CSV header has no column `city` (header: amount, name)"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.path().join("in/3.csv")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("ck")).unwrap();
+    let (code, out, err) = finish(spawn_runner(&p, &[]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with("1\tann\t13\n1\tbob\t4\n1\tcid\t1\n"), "{out}");
+}
+
+#[test]
+fn a_socket_reads_csv_records_into_the_columns_in_order() {
+    let port = line_server(
+        vec![
+            b"ann;3;2024-01-01T00:00:00Z\nbob;x;2024-01-01T00:00:00Z\n".to_vec(),
+            b"\"c;d\";5;1700000000\ntoo;many;fields;here\nann;1;2024-01-02T00:00:00Z\n".to_vec(),
+        ],
+        Duration::from_millis(10),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &format!("name: t\nmode: stream\nsource: {{type: socket, host: 127.0.0.1, port: {port}, format: csv, delimiter: ';', columns: {{name: text, amount: integer, at: timestamp}}, on_error: skip}}\ntransforms:\n  - {{type: aggregate, by: [name], aggs: {{total: sum(amount), last: max(at)}}}}\noutput_mode: complete\ntrigger: {{available_now: true}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+    );
+    let (code, out, err) = finish(spawn_runner(&p, &[]));
+    assert_eq!(code, 0, "{err}");
+    let last_epoch: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_once('\t').unwrap().1)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .take(2)
+        .collect();
+    assert_eq!(
+        last_epoch,
+        [
+            "c;d\t5\t2023-11-14T22:13:20Z",
+            "ann\t4\t2024-01-02T00:00:00Z"
+        ],
+        "{out}"
+    );
+    assert!(
+        err.contains(
+            "2 record(s) could not be read and were skipped; the first: a line from 127.0.0.1"
+        ),
+        "{err}"
+    );
+    // Without columns, a socket cannot know the fields.
+    let p = write(
+        dir.path(),
+        "q.yaml",
+        "name: t\nmode: stream\nsource: {type: socket, port: 9, format: csv}\nsinks:\n  - {type: stdout}\n",
+    );
+    let (code, _, err) = run_pipeline(&p, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`format: csv` needs `columns:`"), "{err}");
+}

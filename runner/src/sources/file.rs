@@ -61,7 +61,8 @@ pub struct FileSourceConfig {
     pub max_line_bytes: usize,
     /// How records are written: `lines` (each line one row of `column`), `csv` (with a header
     /// line), `jsonl` (one JSON object per line) or `parquet`. A stream of files (`mode:
-    /// stream`) reads `lines` or `jsonl`; `csv` and `parquet` are read by batch runs.
+    /// stream`) reads `lines`, `jsonl` or `csv` (each file with its header); `parquet` is read
+    /// by batch runs.
     #[serde(default)]
     pub format: Format,
     /// For csv, jsonl and parquet: the fields to read and their types (`text`, `integer`,
@@ -174,11 +175,7 @@ impl BuildSource for FileSourceConfig {
         if self.format == Format::Parquet {
             return super::parquet::build(self, path);
         }
-        let delimiter = match self.delimiter {
-            None => b',',
-            Some(c) if c.is_ascii() && c != '\n' && c != '\r' && c != '"' => c as u8,
-            Some(c) => return Err(format!("delimiter: `{c}` cannot separate CSV fields (use one ASCII character other than a quote or newline)")),
-        };
+        let delimiter = self.csv_delimiter()?;
         let lines = Arc::new(super::LineCounts::default());
         let records = match self.format {
             Format::Lines => {
@@ -232,11 +229,12 @@ impl FileSourceConfig {
             Format::Lines if self.columns.is_some() => {
                 return Err("`columns` is for csv, jsonl and parquet; `format: lines` reads one text column named by `column`".into());
             }
-            Format::Jsonl => {
+            format @ (Format::Jsonl | Format::Csv) => {
+                let delimiter = self.csv_delimiter()?;
                 let decoder = RecordDecoder::new(
-                    Format::Jsonl,
-                    self.column_specs(Format::Jsonl, &path, b',')?,
-                    b',',
+                    format,
+                    self.column_specs(format, &path, delimiter)?,
+                    delimiter,
                 )?;
                 let schema = decoder.schema();
                 (Some(decoder), schema)
@@ -244,6 +242,11 @@ impl FileSourceConfig {
             _ => (None, text_schema(&self.column)),
         };
         super::file_stream::build(self, path, decoder, schema)
+    }
+
+    /// The CSV field separator (`,` unless `delimiter:` says).
+    fn csv_delimiter(&self) -> Result<u8, String> {
+        csv_delimiter(self.delimiter)
     }
 
     /// The columns to read: as written in `columns:`, or inferred from the first lines of the
@@ -288,6 +291,16 @@ impl FileSourceConfig {
         };
         infer_columns(format, &head, delimiter)
             .map_err(|e| format!("{}: {e}; list them in `columns:`", first.display()))
+    }
+}
+
+/// The CSV field separator `delimiter:` names (`,` without it): one ASCII character other
+/// than a quote or a line end.
+pub(super) fn csv_delimiter(delimiter: Option<char>) -> Result<u8, String> {
+    match delimiter {
+        None => Ok(b','),
+        Some(c) if c.is_ascii() && c != '\n' && c != '\r' && c != '"' => Ok(c as u8),
+        Some(c) => Err(format!("delimiter: `{c}` cannot separate CSV fields (use one ASCII character other than a quote or newline)")),
     }
 }
 
@@ -415,20 +428,7 @@ impl Records {
         }
         // Invalid UTF-8 in a name is replaced (as inference reads it), whatever
         // `encoding_errors` says of records: the header cannot be skipped.
-        let names: Vec<String> = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .delimiter(self.delimiter)
-            .from_reader(header.as_slice())
-            .byte_records()
-            .next()
-            .and_then(|r| r.ok())
-            .map(|r| {
-                r.iter()
-                    .map(|name| String::from_utf8_lossy(name).into_owned())
-                    .collect()
-            })
-            .map(super::records::unique_names)
-            .unwrap_or_default();
+        let names = super::records::csv_header_names(&header, self.delimiter);
         if let Some(existing) = self.decoder.get() {
             if existing.header() != names.as_slice() {
                 return Err(Error::runtime(format!(

@@ -4,7 +4,9 @@
 //! for new files that often and never ends (move finished files in: a file is read once, when
 //! first seen); without it the stream ends after the files there at the start.
 //!
-//! Formats: `lines` and `jsonl` (CSV and Parquet are read by batch runs).
+//! Formats: `lines`, `jsonl` and `csv` (Parquet is read by batch runs). Each CSV file starts
+//! with its header, and its fields are found by name in it: files may order their columns
+//! differently, or add columns, as long as each has the declared ones.
 //!
 //! Positions (for checkpoints) name the files taken, in the order taken, and the bytes taken
 //! from the one being read, as Spark's file source logs the files of each batch: a restarted
@@ -28,8 +30,62 @@ use super::records::{Format, RecordDecoder, StreamRecords};
 use super::{BuiltSource, Chunk, Delivery, SourceCounters, StreamSource};
 use crate::error::{escape_controls, Result};
 
-/// For each chunk sent and not yet decoded: its file and first line number.
-type Origins = Mutex<VecDeque<(Arc<str>, u64)>>;
+/// For each chunk sent and not yet decoded: where it comes from.
+type Origins = Mutex<VecDeque<Origin>>;
+
+/// A chunk's file, its first line number and, for CSV, the file's header line.
+#[derive(Clone)]
+struct Origin {
+    file: Arc<str>,
+    first_line: u64,
+    header: Option<Arc<[u8]>>,
+}
+
+/// `csv`: each file's records are read by its own header.
+struct CsvFiles {
+    columns: Vec<super::records::ColumnSpec>,
+    delimiter: u8,
+    encoding_errors: EncodingErrors,
+    /// Decoders by header line (files of one stream mostly share one header; a few kept).
+    decoders: Mutex<Vec<HeaderDecoder>>,
+}
+
+/// A CSV header line and the decoder of files that start with it.
+type HeaderDecoder = (Arc<[u8]>, Arc<RecordDecoder>);
+
+/// How many headers' decoders a CSV stream keeps.
+const CSV_DECODERS_KEPT: usize = 16;
+
+impl CsvFiles {
+    /// The decoder for a file with this header line.
+    fn decoder(&self, file: &str, header: &Arc<[u8]>) -> Result<Arc<RecordDecoder>> {
+        let mut kept = self
+            .decoders
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, decoder)) = kept.iter().find(|(h, _)| h == header) {
+            return Ok(decoder.clone());
+        }
+        let file = escape_controls(file);
+        if self.encoding_errors == EncodingErrors::Fail {
+            if let Err(e) = std::str::from_utf8(header) {
+                return Err(crate::error::Error::runtime(format!(
+                    "{file} line 1: invalid UTF-8 in the CSV header at byte {}; use `encoding_errors: replace` to read it anyway",
+                    e.valid_up_to() + 1
+                )));
+            }
+        }
+        let names = super::records::csv_header_names(header, self.delimiter);
+        let decoder = RecordDecoder::csv(names, self.columns.clone(), self.delimiter)
+            .map(Arc::new)
+            .map_err(|e| crate::error::Error::runtime(format!("{file}: {e}")))?;
+        if kept.len() == CSV_DECODERS_KEPT {
+            kept.remove(0);
+        }
+        kept.push((header.clone(), decoder.clone()));
+        Ok(decoder)
+    }
+}
 
 /// The most bytes handed over in one chunk (whole lines).
 const CHUNK_BYTES: usize = 1 << 20;
@@ -46,15 +102,25 @@ pub(super) fn build(
     if config.fetch.is_some() {
         return Err("`fetch` is for batch runs; a stream reads the files it finds".into());
     }
-    if !matches!(config.format, Format::Lines | Format::Jsonl) {
+    if !matches!(config.format, Format::Lines | Format::Jsonl | Format::Csv) {
         return Err(format!(
-            "`format: {}` is read by batch runs; a stream of files reads `lines` or `jsonl`",
+            "`format: {}` is read by batch runs; a stream of files reads `lines`, `jsonl` or `csv`",
             config.format.name()
         ));
     }
+    let csv = match (&decoder, config.format) {
+        (Some(decoder), Format::Csv) => Some(CsvFiles {
+            columns: decoder.columns().to_vec(),
+            delimiter: decoder.delimiter(),
+            encoding_errors: config.encoding_errors,
+            decoders: Mutex::new(Vec::new()),
+        }),
+        _ => None,
+    };
     Ok(BuiltSource::Stream(Box::new(FileStreamSource {
         path,
         schema,
+        csv,
         records: decoder.map(|d| StreamRecords::new(d, config.on_error, config.encoding_errors)),
         encoding_errors: config.encoding_errors,
         max_line_bytes: config.max_line_bytes,
@@ -70,14 +136,16 @@ pub(super) fn build(
 pub struct FileStreamSource {
     path: PathBuf,
     schema: SchemaRef,
-    /// `jsonl`: the records; `None`: lines.
+    /// `jsonl` and `csv`: the records; `None`: lines.
     records: Option<StreamRecords>,
+    /// `csv`: the columns to find in each file's header.
+    csv: Option<CsvFiles>,
     encoding_errors: EncodingErrors,
     max_line_bytes: usize,
     max_files_per_trigger: Option<std::num::NonZeroUsize>,
     poll: Option<Duration>,
-    /// `jsonl`: for each chunk sent and not yet decoded, its file and first line number (the
-    /// engine decodes every chunk of a record source, in order).
+    /// Records: for each chunk sent and not yet decoded, where it comes from (the engine
+    /// decodes every chunk of a record source, in order).
     origins: Arc<Origins>,
     stats: Arc<Stats>,
 }
@@ -119,9 +187,11 @@ struct FileRead<'a> {
     skip: u64,
     /// Chunks end at the first line end past each multiple of this (`CHUNK_BYTES`).
     chunk_bytes: u64,
-    /// JSON lines (not text lines): a byte order mark before the first is passed by, and a
-    /// line skipped for its length leaves a blank line in its place.
+    /// JSON lines or CSV (not text lines): a byte order mark before the first is passed by,
+    /// and a line skipped for its length leaves a blank line in its place.
     records: bool,
+    /// CSV: the first line is the file's header, sent with each chunk rather than as a record.
+    header: bool,
 }
 
 /// The files taken so far in one run: an append-only list that every position handed out
@@ -299,6 +369,18 @@ async fn send_file(
     let origin: Arc<str> = path.display().to_string().into();
     let failed = |e: std::io::Error| format!("{}: {e}", escape_controls(&origin));
     let mut file = tokio::fs::File::open(path).await.map_err(failed)?;
+    let header = match read.header {
+        true => first_line(&mut file, max_line_bytes)
+            .await
+            .map_err(|e| format!("{}: the CSV header: {e}", escape_controls(&origin)))?,
+        false => None,
+    };
+    if header.is_some() {
+        // Lines are counted from the start of the file, the header's included.
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(failed)?;
+    }
     let mut buffer = vec![0u8; 64 * 1024];
     // Line numbers go on from where a restart starts reading.
     let mut next_line = 1u64;
@@ -313,7 +395,12 @@ async fn send_file(
         counted += n as u64;
     }
     let mut skip = read.skip;
-    if skip == 0 && read.records {
+    if let Some((_, end)) = &header {
+        if skip < *end {
+            skip = *end;
+            next_line = 2;
+        }
+    } else if skip == 0 && read.records {
         // Records: a UTF-8 byte order mark before the first line is not part of it.
         let mut head = [0u8; 3];
         let n = file.read(&mut head).await.map_err(failed)?;
@@ -324,6 +411,7 @@ async fn send_file(
     file.seek(std::io::SeekFrom::Start(skip))
         .await
         .map_err(failed)?;
+    let header = header.map(|(line, _)| line);
     // Where reading is in the file, where the next chunk may end, and the chunk being filled:
     // whole lines, then the start of the line being read (from `partial`).
     let mut at = skip;
@@ -378,7 +466,7 @@ async fn send_file(
                 if !send_chunk(
                     chunk,
                     positions.within(at),
-                    (&origin, first),
+                    (&origin, first, &header),
                     origins,
                     tx,
                     (false, false),
@@ -399,7 +487,7 @@ async fn send_file(
             if !send_chunk(
                 pending,
                 positions.after(at),
-                (&origin, chunk_first_line),
+                (&origin, chunk_first_line, &header),
                 origins,
                 tx,
                 last,
@@ -413,12 +501,55 @@ async fn send_file(
     }
 }
 
+/// The first line of `file` read from its start (without its line end or a UTF-8 byte order
+/// mark), and where the next line starts; `None` for an empty file. Over `max` bytes: an error.
+async fn first_line(
+    file: &mut tokio::fs::File,
+    max: usize,
+) -> std::io::Result<Option<(Arc<[u8]>, u64)>> {
+    let mut line = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let end = loop {
+        let n = file.read(&mut buffer).await?;
+        if n == 0 {
+            if line.is_empty() {
+                return Ok(None);
+            }
+            break line.len() as u64;
+        }
+        if let Some(at) = memchr::memchr(b'\n', &buffer[..n]) {
+            line.extend_from_slice(&buffer[..at]);
+            break line.len() as u64 + 1;
+        }
+        line.extend_from_slice(&buffer[..n]);
+        if line.len() > max {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("its first line is longer than `max_line_bytes` ({max} bytes)"),
+            ));
+        }
+    };
+    if line.len() > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("its first line is longer than `max_line_bytes` ({max} bytes)"),
+        ));
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    if line.starts_with(super::file::UTF8_BOM) {
+        line.drain(..super::file::UTF8_BOM.len());
+    }
+    Ok(Some((line.into(), end)))
+}
+
 /// Hands a chunk (possibly empty: it may still end an epoch) to the engine with the position
 /// after it; `false` when the engine has gone.
 async fn send_chunk(
     chunk: Vec<u8>,
     at: super::SourcePosition,
-    (origin, first_line): (&Arc<str>, u64),
+    (file, first_line, header): (&Arc<str>, u64, &Option<Arc<[u8]>>),
     origins: Option<&Origins>,
     tx: &Sender<Delivery>,
     marks: (bool, bool),
@@ -428,7 +559,11 @@ async fn send_chunk(
     }
     if let (Some(origins), false) = (origins, chunk.is_empty()) {
         if let Ok(mut queue) = origins.lock() {
-            queue.push_back((origin.clone(), first_line));
+            queue.push_back(Origin {
+                file: file.clone(),
+                first_line,
+                header: header.clone(),
+            });
         }
     }
     let delivery = Delivery {
@@ -776,6 +911,7 @@ impl StreamSource for FileStreamSource {
         let poll = self.poll;
         let origins = self.origins.clone();
         let records = self.records.is_some();
+        let header = self.csv.is_some();
         // Origins are taken off the queue by `decode`, which the engine calls for every chunk
         // unless it splits raw text lines itself (`raw_text_lines`): then none are queued.
         let queue_origins = !self.raw_text_lines();
@@ -791,6 +927,7 @@ impl StreamSource for FileStreamSource {
                         skip: next.skip,
                         chunk_bytes: CHUNK_BYTES as u64,
                         records,
+                        header,
                     };
                     let positions = Positions {
                         log: &taking.log,
@@ -827,7 +964,23 @@ impl StreamSource for FileStreamSource {
             None => self.decode_lines(chunks),
             Some(records) => {
                 let origins = self.chunk_origins(chunks);
-                records.decode(chunks, |chunk, line| self.place(&origins, chunk, line))
+                let decoders = match &self.csv {
+                    None => Vec::new(),
+                    Some(csv) => origins
+                        .iter()
+                        .map(|origin| match origin {
+                            Some(Origin {
+                                file,
+                                header: Some(header),
+                                ..
+                            }) => csv.decoder(file, header).map(Some),
+                            _ => Ok(None),
+                        })
+                        .collect::<Result<_>>()?,
+                };
+                records.decode_each(chunks, &decoders, |chunk, line| {
+                    self.place(&origins, chunk, line)
+                })
             }
         }
     }
@@ -864,7 +1017,7 @@ impl FileStreamSource {
 
     /// Each chunk's file and first line number (queued in order as the chunks were sent;
     /// every chunk is decoded, in order).
-    fn chunk_origins(&self, chunks: &[Chunk]) -> Vec<Option<(Arc<str>, u64)>> {
+    fn chunk_origins(&self, chunks: &[Chunk]) -> Vec<Option<Origin>> {
         let mut queue = self.origins.lock().ok();
         chunks
             .iter()
@@ -876,9 +1029,9 @@ impl FileStreamSource {
     }
 
     /// Where line `line` (0-based) of chunk `chunk` is: its file and line number.
-    fn place(&self, origins: &[Option<(Arc<str>, u64)>], chunk: usize, line: usize) -> String {
+    fn place(&self, origins: &[Option<Origin>], chunk: usize, line: usize) -> String {
         match origins.get(chunk).and_then(Option::as_ref) {
-            Some((file, first)) => format!("{file} line {}", first + line as u64),
+            Some(origin) => format!("{} line {}", origin.file, origin.first_line + line as u64),
             None => format!("{} (a chunk's line {})", self.path.display(), line + 1),
         }
     }
@@ -890,6 +1043,19 @@ mod tests {
 
     /// Every delivery of `path` read from `skip`: (chunk, position, first line numbers queued).
     fn deliveries(path: &Path, skip: u64, max_line: usize) -> Vec<(Vec<u8>, u64)> {
+        csv_deliveries(path, skip, max_line, false)
+            .into_iter()
+            .map(|(chunk, at, _)| (chunk, at))
+            .collect()
+    }
+
+    /// As `deliveries`, reading a CSV header (`header`), with each chunk's origin.
+    fn csv_deliveries(
+        path: &Path,
+        skip: u64,
+        max_line: usize,
+        header: bool,
+    ) -> Vec<(Vec<u8>, u64, Option<Origin>)> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -900,22 +1066,37 @@ mod tests {
                 path,
                 skip,
                 chunk_bytes: 100,
-                records: false,
+                records: header,
+                header,
             };
+            let origins = Origins::default();
             let log = TakenLog::default();
             let positions = Positions {
                 log: &log,
                 name: path.to_string_lossy().into(),
                 base: 1000,
             };
-            let size = send_file(read, &positions, max_line, &stats, None, &tx, (true, true))
-                .await
-                .unwrap();
+            let size = send_file(
+                read,
+                &positions,
+                max_line,
+                &stats,
+                Some(&origins),
+                &tx,
+                (true, true),
+            )
+            .await
+            .unwrap();
             assert_eq!(size, Some(std::fs::metadata(path).unwrap().len()));
             drop(tx);
             let mut out = Vec::new();
+            let mut origins = origins.into_inner().unwrap();
             while let Some(d) = rx.recv().await {
-                out.push((d.chunk, d.resume_at.unwrap().offset));
+                let origin = match d.chunk.is_empty() {
+                    true => None,
+                    false => origins.pop_front(),
+                };
+                out.push((d.chunk, d.resume_at.unwrap().offset, origin));
             }
             out
         })
@@ -967,6 +1148,53 @@ mod tests {
             .flat_map(|(c, _)| c)
             .collect();
         assert_eq!(all, b"a\nb\n");
+    }
+
+    #[test]
+    fn a_csv_files_header_goes_with_every_chunk_wherever_reading_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        let mut text = String::from("\u{FEFF}b,a\r\n");
+        for i in 0..80 {
+            text += &format!("{i},{}\n", "x".repeat(i % 17));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let first = csv_deliveries(&path, 0, 1 << 20, true);
+        assert!(first.len() > 5);
+        let joined: Vec<u8> = first.iter().flat_map(|(c, _, _)| c.clone()).collect();
+        assert_eq!(
+            String::from_utf8(joined).unwrap(),
+            text.split_once('\n').unwrap().1
+        );
+        let mut line = 2;
+        for (chunk, _, origin) in &first {
+            let origin = origin.as_ref().unwrap();
+            assert_eq!(&*origin.header.clone().unwrap(), b"b,a");
+            assert_eq!(origin.first_line, line);
+            line += memchr::memchr_iter(b'\n', chunk).count() as u64;
+        }
+        // A restart (at any position handed over) reads the header again and numbers the
+        // lines as the first run did.
+        for (index, (_, position, _)) in first.iter().enumerate() {
+            let again = csv_deliveries(&path, position - 1000, 1 << 20, true);
+            let rest = &first[index + 1..];
+            if !rest.is_empty() {
+                let strip = |d: &[(Vec<u8>, u64, Option<Origin>)]| -> Vec<(Vec<u8>, u64, u64)> {
+                    d.iter()
+                        .map(|(c, at, o)| (c.clone(), *at, o.as_ref().unwrap().first_line))
+                        .collect()
+                };
+                assert_eq!(strip(&again), strip(rest), "restarted at {position}");
+                assert!(again
+                    .iter()
+                    .all(|(_, _, o)| o.as_ref().unwrap().header.is_some()));
+            }
+        }
+        // An empty file has no header and no records; a header too long is an error.
+        std::fs::write(&path, "").unwrap();
+        assert!(csv_deliveries(&path, 0, 1 << 20, true)
+            .iter()
+            .all(|(c, _, _)| c.is_empty()));
     }
 
     /// Files taken as a checkpoint stores them: `whole` read to their end, `reading` part read.

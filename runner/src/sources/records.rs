@@ -28,7 +28,8 @@ pub enum Format {
     /// Each line is one row of one text column.
     #[default]
     Lines,
-    /// Comma-separated values with a header line (RFC 4180 quoting; one record per line).
+    /// Comma-separated values (RFC 4180 quoting; one record per line), a file starting with its
+    /// header line.
     Csv,
     /// One JSON object per line (newline-delimited JSON).
     Jsonl,
@@ -244,6 +245,16 @@ impl RecordDecoder {
             positions: self.projection.clone()?,
             columns: self.columns.clone(),
         })
+    }
+
+    /// The columns as declared.
+    pub fn columns(&self) -> &[ColumnSpec] {
+        &self.columns
+    }
+
+    /// The CSV field separator.
+    pub fn delimiter(&self) -> u8 {
+        self.delimiter
     }
 
     /// The CSV header this decoder was made for.
@@ -1033,17 +1044,36 @@ impl StreamRecords {
         chunks: &[Vec<u8>],
         at: impl Fn(usize, usize) -> String + Sync,
     ) -> crate::error::Result<RecordBatch> {
+        self.decode_each(chunks, &[], at)
+    }
+
+    /// As [`StreamRecords::decode`], each chunk with its own decoder where `decoders` has one
+    /// (CSV files, each read by its own header), the source's decoder otherwise. The decoders
+    /// must give the source's columns.
+    pub fn decode_each(
+        &self,
+        chunks: &[Vec<u8>],
+        decoders: &[Option<Arc<RecordDecoder>>],
+        at: impl Fn(usize, usize) -> String + Sync,
+    ) -> crate::error::Result<RecordBatch> {
         use rayon::prelude::*;
         use std::sync::atomic::Ordering;
+        let decoder_of = |index: usize| -> &RecordDecoder {
+            match decoders.get(index) {
+                Some(Some(decoder)) => decoder,
+                _ => &self.decoder,
+            }
+        };
         let total: usize = chunks.iter().map(Vec::len).sum();
         let pieces = rayon::current_num_threads().max(1);
         let target = total / pieces + 1;
-        // Consecutive chunks per piece, about `target` bytes each.
+        // Consecutive chunks per piece, about `target` bytes each, all of one decoder.
         let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
         let (mut start, mut bytes) = (0, 0);
         for (index, chunk) in chunks.iter().enumerate() {
             bytes += chunk.len();
-            if bytes >= target || index + 1 == chunks.len() {
+            let last = index + 1 == chunks.len();
+            if bytes >= target || last || !std::ptr::eq(decoder_of(index), decoder_of(index + 1)) {
                 groups.push(start..index + 1);
                 start = index + 1;
                 bytes = 0;
@@ -1078,8 +1108,7 @@ impl StreamRecords {
                     repaired = self.utf8.repair_utf8(piece, self.encoding_errors, &place)?;
                     piece = &repaired;
                 }
-                let (batches, bad) = self
-                    .decoder
+                let (batches, bad) = decoder_of(group.start)
                     .decode(piece)
                     .map_err(crate::error::Error::runtime)?;
                 if let Some(BadRecord { line, reason }) = bad.first() {
@@ -1308,6 +1337,25 @@ fn settle_csv_types(columns: &mut [ColumnSpec], head: &[u8], delimiter: u8) {
             }
         }
     }
+}
+
+/// The names in a CSV header line (without its line end): invalid UTF-8 replaced, made
+/// unique by [`unique_names`].
+pub fn csv_header_names(header: &[u8], delimiter: u8) -> Vec<String> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .delimiter(delimiter)
+        .from_reader(header)
+        .byte_records()
+        .next()
+        .and_then(|r| r.ok())
+        .map(|r| {
+            r.iter()
+                .map(|name| String::from_utf8_lossy(name).into_owned())
+                .collect()
+        })
+        .map(unique_names)
+        .unwrap_or_default()
 }
 
 /// A CSV header's names, so that every column can be named and none is dropped unseen: each

@@ -26,7 +26,8 @@ use crate::data::text_schema;
 /// reset is dropped and reported; invalid UTF-8 is replaced with U+FFFD and counted. A line
 /// longer than `max_line_bytes` is skipped and counted, never buffered whole. When the pipeline
 /// falls behind, the source stops reading (backpressure). With `format: jsonl` each line is a
-/// JSON object read into `columns`, as the file source reads them.
+/// JSON object read into `columns`, as the file source reads them; with `format: csv` each line
+/// is a CSV record without a header, its fields the `columns` in the order written.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SocketSourceConfig {
@@ -54,15 +55,19 @@ pub struct SocketSourceConfig {
         deserialize_with = "crate::settings::env::string"
     )]
     pub column: String,
-    /// `lines` (each line one row of `column`) or `jsonl` (one JSON object per line, read into
-    /// `columns`).
+    /// `lines` (each line one row of `column`), `jsonl` (one JSON object per line, read into
+    /// `columns`) or `csv` (one record per line, no header: its fields are `columns` in order).
     #[serde(default)]
     pub format: Format,
-    /// For `jsonl`: the fields to read and their types, as for the file source (required: a
-    /// socket cannot be looked at in advance).
+    /// For `jsonl` and `csv`: the fields to read and their types, as for the file source
+    /// (required: a socket cannot be looked at in advance). For `csv`, every field of a record
+    /// in the order written: a record with more or fewer fields is a bad record.
     #[serde(default)]
     #[schemars(with = "Option<std::collections::BTreeMap<String, String>>")]
     pub columns: Option<indexmap::IndexMap<String, String>>,
+    /// The CSV field separator (one character; default `,`).
+    #[serde(default)]
+    pub delimiter: Option<char>,
     /// A record that does not parse: `fail` the run (default) or `skip` it (counted).
     #[serde(default)]
     pub on_error: OnError,
@@ -107,18 +112,22 @@ impl BuildSource for SocketSourceConfig {
         if host.is_empty() {
             return Err("`host` is empty".into());
         }
+        if self.delimiter.is_some() && self.format != Format::Csv {
+            return Err("`delimiter` is for `format: csv`".into());
+        }
         let records = match (self.format, &self.columns) {
             (Format::Lines, None) => None,
             (Format::Lines, Some(_)) => {
-                return Err("`columns` is for `format: jsonl`; `format: lines` reads one text column named by `column`".into())
+                return Err("`columns` is for `format: jsonl` or `csv`; `format: lines` reads one text column named by `column`".into())
             }
-            (Format::Jsonl, Some(columns)) if !columns.is_empty() => {
+            (format @ (Format::Jsonl | Format::Csv), Some(columns)) if !columns.is_empty() => {
                 let specs = columns
                     .iter()
                     .map(|(n, t)| ColumnSpec::parse(n, t))
                     .collect::<Result<Vec<_>, _>>()?;
+                let delimiter = super::file::csv_delimiter(self.delimiter)?;
                 Some(StreamRecords::new(
-                    RecordDecoder::new(Format::Jsonl, specs, b',')?,
+                    RecordDecoder::new(format, specs, delimiter)?,
                     self.on_error,
                     // As the socket's lines: bad bytes replaced.
                     super::file::EncodingErrors::Replace,
@@ -127,9 +136,12 @@ impl BuildSource for SocketSourceConfig {
             (Format::Jsonl, _) => {
                 return Err("`format: jsonl` needs `columns:` (a socket cannot be looked at in advance), e.g. `{created_at: timestamp, tag: text}`".into())
             }
+            (Format::Csv, _) => {
+                return Err("`format: csv` needs `columns:`, every field of a record in order (a socket sends no header), e.g. `{name: text, amount: integer}`".into())
+            }
             (other, _) => {
                 return Err(format!(
-                    "`format: {}` is for files; a socket reads `lines` or `jsonl`",
+                    "`format: {}` is for files; a socket reads `lines`, `jsonl` or `csv`",
                     other.name()
                 ))
             }
@@ -158,7 +170,7 @@ pub struct SocketSource {
     config: SocketSourceConfig,
     address: String,
     schema: SchemaRef,
-    /// `format: jsonl`.
+    /// `format: jsonl` or `csv`.
     records: Option<StreamRecords>,
     stats: Arc<Stats>,
 }
