@@ -145,6 +145,13 @@ static int32_t pass_through(struct ArrowArray *in, const struct ArrowSchema *in_
     if (out_schema->release) out_schema->release(out_schema);
     return fail(err, "cannot copy the schema");
   }
+#ifdef HOSTILE_FLIP_NULLABLE
+  /* Batches with rows (not the empty probe) say their columns may not hold nulls: a flag
+   * runner does not hold against a plugin. */
+  if (in->length > 0)
+    for (int64_t i = 0; i < out_schema->n_children; i++)
+      out_schema->children[i]->flags &= ~(int64_t)ARROW_FLAG_NULLABLE;
+#endif
   *out = *in;         /* move the batch: its release callback stays the host's */
   in->release = NULL; /* the host's struct is now empty */
   return RUNNER_OK;
@@ -488,10 +495,20 @@ static void destroy(void *state) { free(state); }
 #define STRUCT_SIZE ((uint32_t)sizeof(RunnerPluginV1))
 #endif
 
-static const RunnerPluginV1 TABLE = {
-    RUNNER_PLUGIN_ABI_VERSION, STRUCT_SIZE, "c_hostile", "0.1.0",
+#ifdef HOSTILE_UNMAPPED_NAME
+#define NAME ((const char *)0x1000)
+#else
+#define NAME "c_hostile"
+#endif
+
+MAYBE_UNUSED static const RunnerPluginV1 TABLE = {
+    RUNNER_PLUGIN_ABI_VERSION, STRUCT_SIZE, NAME, "0.1.0",
     CREATE, TRANSFORM, finish, destroy,
 };
 
 uint32_t runner_plugin_abi_version(void) { return RUNNER_PLUGIN_ABI_VERSION; }
+#ifdef HOSTILE_UNMAPPED_TABLE
+const RunnerPluginV1 *runner_plugin_v1(void) { return (const RunnerPluginV1 *)0x1000; }
+#else
 const RunnerPluginV1 *runner_plugin_v1(void) { return &TABLE; }
+#endif

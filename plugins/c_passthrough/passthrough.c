@@ -3,6 +3,9 @@
  *   cc -shared -fPIC -O2 -I plugins/sdk/include -o libc_passthrough.so plugins/c_passthrough/passthrough.c
  * and use it as `- {type: plugin, path: .../libc_passthrough.so}`. With `config: {"fail": true}`
  * its create returns an error, to show how errors cross the boundary. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
 #include <stdlib.h>
 #include <string.h>
 

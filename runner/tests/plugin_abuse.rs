@@ -126,7 +126,7 @@ fn invalid_batches_from_finish_are_errors_naming_the_plugin() {
 }
 
 #[test]
-fn a_function_table_with_null_entries_or_too_short_is_refused_at_validation() {
+fn a_function_table_with_null_entries_unreadable_pointers_or_too_short_is_refused_at_validation() {
     let dir = tempfile::tempdir().unwrap();
     for (define, expected) in [
         (
@@ -141,6 +141,14 @@ fn a_function_table_with_null_entries_or_too_short_is_refused_at_validation() {
             "-DHOSTILE_SHORT_TABLE",
             "invalid function table: version 1 and size 8",
         ),
+        (
+            "-DHOSTILE_UNMAPPED_TABLE",
+            "invalid function table: a pointer 0x1000 to memory that is not readable",
+        ),
+        (
+            "-DHOSTILE_UNMAPPED_NAME",
+            "invalid function table: its `name` points to memory that is not readable",
+        ),
     ] {
         let Some(library) = hostile(dir.path(), &[define]) else {
             return;
@@ -153,14 +161,17 @@ fn a_function_table_with_null_entries_or_too_short_is_refused_at_validation() {
 #[test]
 fn the_hostile_plugin_passes_rows_through_when_asked_for_no_fault() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(library) = hostile(dir.path(), &[]) else {
-        return;
-    };
-    let p = pipeline(dir.path(), &library, "{}");
-    runner()
-        .arg("run")
-        .arg(&p)
-        .assert()
-        .success()
-        .stdout("word\tcount\nromeo\t50\njuliet\t50\nand\t50\n");
+    // Also when its batches' nullability flags differ from its empty probe's.
+    for defines in [&[][..], &["-DHOSTILE_FLIP_NULLABLE"][..]] {
+        let Some(library) = hostile(dir.path(), defines) else {
+            return;
+        };
+        let p = pipeline(dir.path(), &library, "{}");
+        runner()
+            .arg("run")
+            .arg(&p)
+            .assert()
+            .success()
+            .stdout("word\tcount\nromeo\t50\njuliet\t50\nand\t50\n");
+    }
 }

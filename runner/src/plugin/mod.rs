@@ -124,8 +124,17 @@ pub fn load(path: &Path) -> Result<Plugin, String> {
     if table.is_null() || !table.is_aligned() {
         return Err(invalid(format!("a pointer {table:p}")));
     }
-    // SAFETY: the first two fields are read before `struct_size` says the rest exists; the
-    // table is static data in the library, which is never unloaded.
+    // Pointers from the plugin are checked against the process's readable memory before
+    // they are read, as every pointer in its batches is.
+    let memory = import::Memory::snapshot();
+    if !memory.readable(table.cast(), 8) {
+        return Err(invalid(format!(
+            "a pointer {table:p} to memory that is not readable"
+        )));
+    }
+    // SAFETY: the first two fields (8 readable bytes, checked) are read before
+    // `struct_size` says the rest exists; the table is static data in the library, which is
+    // never unloaded.
     let (abi_version, struct_size) = unsafe { ((*table).abi_version, (*table).struct_size) };
     if abi_version != ABI_VERSION || (struct_size as usize) < std::mem::size_of::<RawTable>() {
         return Err(invalid(format!(
@@ -133,7 +142,12 @@ pub fn load(path: &Path) -> Result<Plugin, String> {
             std::mem::size_of::<RawTable>()
         )));
     }
-    // SAFETY: `struct_size` covers the whole table.
+    if !memory.readable(table.cast(), std::mem::size_of::<RawTable>()) {
+        return Err(invalid(format!(
+            "a pointer {table:p} to memory that is not readable"
+        )));
+    }
+    // SAFETY: `struct_size` says the whole table is there, and its bytes are readable.
     let table = unsafe { &*table };
     let missing = |entry: &str| invalid(format!("its `{entry}` entry is NULL"));
     let name = if table.name.is_null() {
@@ -142,9 +156,8 @@ pub fn load(path: &Path) -> Result<Plugin, String> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     } else {
-        // SAFETY: a NUL-terminated static string in the library.
-        crate::error::escape_controls(&unsafe { CStr::from_ptr(table.name) }.to_string_lossy())
-            .into_owned()
+        let name = import::c_string(&memory, table.name, "its `name`").map_err(invalid)?;
+        crate::error::escape_controls(&name.to_string_lossy()).into_owned()
     };
     let plugin = Plugin {
         create: table.create.ok_or_else(|| missing("create"))?,

@@ -66,7 +66,16 @@ impl BuildTransform for PluginConfig {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let instance = plugin.create(&config, threads)?;
         let probe = instance.transform(&RecordBatch::new_empty(ctx.input.clone()))?;
-        let output = probe.schema();
+        // Every column may hold nulls (as every column of runner's own steps): a plugin's
+        // nullability flags and field metadata are not held against its batches.
+        let output: arrow_schema::SchemaRef = std::sync::Arc::new(arrow_schema::Schema::new(
+            probe
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| arrow_schema::Field::new(f.name(), f.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
         Ok(Stage {
             output: output.clone(),
             kind: StageKind::Map(Box::new(PluginTransform {
@@ -198,7 +207,17 @@ impl Watchdog {
 impl PluginTransform {
     /// Every batch must have the columns the plugin announced when it was built.
     fn check(&self, out: RecordBatch) -> Result<RecordBatch> {
-        if out.schema().fields() != self.output.fields() {
+        let same = |a: &arrow_schema::Field, b: &arrow_schema::Field| {
+            a.name() == b.name() && a.data_type() == b.data_type()
+        };
+        let schema = out.schema();
+        if schema.fields().len() != self.output.fields().len()
+            || !schema
+                .fields()
+                .iter()
+                .zip(self.output.fields())
+                .all(|(a, b)| same(a, b))
+        {
             let names = |s: &arrow_schema::Schema| {
                 s.fields()
                     .iter()
@@ -213,7 +232,12 @@ impl PluginTransform {
                 names(&self.output)
             )));
         }
-        Ok(out)
+        if schema.fields() == self.output.fields() {
+            return Ok(out);
+        }
+        // Only nullability or metadata differ: the announced columns.
+        RecordBatch::try_new(self.output.clone(), out.columns().to_vec())
+            .map_err(|e| Error::runtime(format!("plugin {}: {e}", self.name)))
     }
 }
 
