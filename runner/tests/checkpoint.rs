@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{repo_root, runner, unique_lock_dir, write};
+use common::{repo_root, run_pipeline, runner, unique_lock_dir, write};
 
 fn tape() -> PathBuf {
     repo_root().join("pipelines/tapes/sample.jsonl")
@@ -654,4 +654,39 @@ fn a_file_that_changed_after_it_was_read_is_warned_of_at_a_restart() {
         log.contains("a.jsonl: it held 10 bytes when it was read and holds 20 now"),
         "{log}"
     );
+}
+
+#[test]
+fn a_restart_under_a_processing_time_trigger_takes_its_files_before_moving_the_watermark() {
+    // The third file's row belongs to a window the second file's rows make final: run
+    // uninterrupted, it is counted (late rows go by the previous epoch's watermark). A restart
+    // before it ran an epoch without rows at its first trigger, which moved that watermark
+    // and dropped the row as late.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    for (name, ts) in [("f0", "00:00:30"), ("f1", "00:01:30"), ("f2", "00:00:50")] {
+        std::fs::write(
+            dir.path().join(format!("in/{name}.jsonl")),
+            format!("{{\"ts\":\"2026-01-01T{ts}Z\",\"k\":\"a\"}}\n"),
+        )
+        .unwrap();
+    }
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nmode: stream\nsource: {type: file, path: in, format: jsonl, max_files_per_trigger: 1, columns: {ts: timestamp, k: text}}\ntransforms:\n  - {type: group_count, by: k, window: {column: ts, size: 1m}, watermark: 10s}\noutput_mode: append\ncheckpoint: {dir: ck}\ntrigger: {processing_time: 100ms}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let run = |extra: &[&str]| {
+        let (code, out, err) = run_pipeline(&p, extra);
+        assert_eq!(code, 0, "{err}");
+        (out, err)
+    };
+    let (whole, _) = run(&[]);
+    assert!(whole.contains("\"count\":2"), "{whole}");
+    std::fs::remove_dir_all(dir.path().join("ck")).unwrap();
+    let (first, _) = run(&["--set", "max_epochs=2"]);
+    assert_eq!(first, "");
+    let (rest, err) = run(&[]);
+    assert_eq!(rest, whole, "{err}");
+    assert!(!err.contains("late"), "{err}");
 }

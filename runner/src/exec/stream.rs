@@ -248,6 +248,11 @@ async fn run_epochs(
         // `maxFilesPerTrigger` files per trigger even with a backlog.
         let hold_at_marks = processing_time.is_some() && redo_target.is_none();
         let mut held = false;
+        // The trigger fired while the source was between marks (within the files of an
+        // epoch, or not yet started at a restart): the epoch waits for the mark, or for the
+        // source to say it has nothing more, so that it takes whole files as Spark's batches
+        // do (a restart's first trigger would otherwise run an epoch without its files).
+        let mut due = false;
         if processing_time.is_some() && last_on_schedule && next_fire <= Instant::now() {
             tracing::warn!(
                 "falling behind: epoch {} ended after the next trigger time",
@@ -282,7 +287,9 @@ async fn run_epochs(
             let mut marked_end = false;
             // Appended rows wait for the trigger in memory: past a bound, stop reading.
             let room = pending.buffered_bytes < EPOCH_MAX_BYTES || redo_target.is_some();
+            let between_marks = hold_at_marks && marked && !held && !caught_up && room;
             let fired = redo_reached
+                || (due && !between_marks)
                 || tokio::select! {
                     delivery = rx.recv(), if !source_ended && room && !held => {
                         match delivery {
@@ -302,11 +309,14 @@ async fn run_epochs(
                             None => source_ended = true,
                         }
                         // A redone epoch ends at its recorded end alone.
-                        redo_reached || (marked_end && !held && redo_target.is_none())
+                        redo_reached
+                            || (marked_end && !held && redo_target.is_none())
+                            || (due && (held || caught_up))
                     }
-                    _ = fire => {
+                    _ = fire, if !due => {
                         on_schedule = true;
-                        true
+                        due = between_marks;
+                        !due
                     }
                     _ = wake.notified() => true,
                     _ = deadline_sleep => true,

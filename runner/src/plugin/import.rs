@@ -282,7 +282,11 @@ unsafe fn read<'a, T>(memory: &Memory, ptr: *const T, what: &str) -> Result<&'a 
 }
 
 /// A NUL-terminated string at `ptr` of at most `MAX_STRING` bytes, every byte checked mapped.
-pub(crate) fn c_string<'a>(memory: &Memory, ptr: *const c_char, what: &str) -> Result<&'a CStr, String> {
+pub(crate) fn c_string<'a>(
+    memory: &Memory,
+    ptr: *const c_char,
+    what: &str,
+) -> Result<&'a CStr, String> {
     if ptr.is_null() {
         return Err(format!("{what} is NULL"));
     }

@@ -917,11 +917,28 @@ impl StreamSource for FileStreamSource {
         let queue_origins = !self.raw_text_lines();
         tokio::spawn(async move {
             let mut taking = Taking::resume(listing_root(&path), from, redo_until)?;
+            // Whether the engine knows the source has nothing more for now (the last file
+            // sent says so; a listing with nothing new says so once).
+            let mut said_caught_up = false;
             loop {
                 let listed = list(&path).map_err(|e| {
                     format!("{}: {e}", escape_controls(&path.display().to_string()))
                 })?;
-                for next in taking.queue(listed, per_epoch)? {
+                let queue = taking.queue(listed, per_epoch)?;
+                if queue.is_empty() && !said_caught_up {
+                    said_caught_up = true;
+                    let nothing_new = Delivery {
+                        chunk: Vec::new(),
+                        resume_at: None,
+                        ends_epoch: false,
+                        caught_up: true,
+                    };
+                    if tx.send(nothing_new).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                for next in queue {
+                    said_caught_up = next.caught_up;
                     let read = FileRead {
                         path: &next.path,
                         skip: next.skip,
