@@ -69,6 +69,8 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             vec!["transforms.0 (group_count)", "window: `line` holds text, not timestamps"]),
         ("append on windows without a watermark", format!("name: t\nmode: stream\nsource:\n  type: file\n  path: in\n  format: jsonl\n  columns: {{t: timestamp, tag: text}}\ntransforms:\n  - {{type: group_count, by: tag, window: {{column: t, size: 10m}}}}\noutput_mode: append\n{SINKS}"),
             vec!["`output_mode: append` emits each window once", "add `watermark: 2m`"]),
+        ("a window of a month", format!("name: t\nmode: stream\nsource:\n  type: socket\n  port: 9876\ntransforms:\n  - {{type: with_column, name: t, expr: now()}}\n  - {{type: group_count, by: line, window: {{column: t, size: 1M}}}}\n{SINKS}"),
+            vec!["p.yaml:8:", "`1M`: `M` is a month or a year, which has no fixed length"]),
         ("a slide longer than the window", format!("name: t\nmode: stream\nsource:\n  type: socket\n  port: 9876\ntransforms:\n  - {{type: with_column, name: t, expr: now()}}\n  - {{type: group_count, by: line, window: {{column: t, size: 1m, slide: 2m}}}}\n{SINKS}"),
             vec!["transforms.1 (group_count)", "longer than `size`"]),
         ("socket source in batch mode", format!("name: t\nsource:\n  type: socket\n  port: 9876\n{SINKS}"),

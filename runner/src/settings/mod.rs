@@ -19,21 +19,60 @@ pub mod duration {
 
     /// Parses `10s`, `500ms`, `1h 30m`; zero and more than [`MAX`] are errors.
     pub fn parse(text: &str) -> Result<std::time::Duration, String> {
-        let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
-            format!("`{text}` is not a duration ({e}); write it like `10s`, `500ms` or `2m`")
-        })?;
+        let parsed = parse_delay(text)?;
         if parsed.is_zero() {
             return Err(format!("`{text}`: the duration must be more than zero"));
         }
+        Ok(parsed)
+    }
+
+    /// As [`parse`], zero allowed (a watermark's delay: `0s` keeps no late rows).
+    pub fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
+        fixed_units(text)?;
+        let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
+            format!("`{text}` is not a duration ({e}); write it like `10s`, `500ms` or `2m`")
+        })?;
         if parsed > MAX {
             return Err(format!("`{text}`: durations are limited to 100 years"));
         }
         Ok(parsed)
     }
 
+    /// Refuses months and years (`1M`, `2y`), whose length varies: humantime reads them as
+    /// 30.44 and 365.25 days, and `1M` is an easy slip for `1m`. Spark refuses them in
+    /// windows too.
+    pub fn fixed_units(text: &str) -> Result<(), String> {
+        let units = text
+            .split(|c: char| !c.is_alphabetic())
+            .filter(|unit| !unit.is_empty());
+        for unit in units {
+            if matches!(
+                unit,
+                "M" | "month" | "months" | "y" | "year" | "years" | "mo"
+            ) {
+                return Err(format!(
+                    "`{text}`: `{unit}` is a month or a year, which has no fixed length; write days (`30d`) (minutes are `m`)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A duration setting (`deserialize_with`), read by [`parse`].
     pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
         parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+
+    /// An optional delay setting (`deserialize_with`), read by [`parse_delay`]: zero allowed.
+    pub fn opt_delay<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<std::time::Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(text) => parse_delay(&text)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
     }
 
     /// An optional duration setting (`deserialize_with`), read by [`parse`].
@@ -78,5 +117,31 @@ pub fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>)
     match crate::error::closest(word, candidates) {
         Some(best) => format!(", did you mean `{best}`?"),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_have_fixed_lengths_and_only_delays_may_be_zero() {
+        assert_eq!(duration::parse("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(duration::parse("500ms"), Ok(Duration::from_millis(500)));
+        assert!(duration::parse("0s")
+            .unwrap_err()
+            .contains("more than zero"));
+        assert_eq!(duration::parse_delay("0s"), Ok(Duration::ZERO));
+        for month_or_year in ["1M", "2months", "1y", "1year 2d", "3mo"] {
+            let error = duration::parse(month_or_year).unwrap_err();
+            assert!(
+                error.contains("no fixed length"),
+                "{month_or_year}: {error}"
+            );
+            assert!(duration::parse_delay(month_or_year).is_err());
+        }
+        assert!(duration::parse("101y").is_err());
+        assert!(duration::parse("36600d").unwrap_err().contains("100 years"));
     }
 }

@@ -51,7 +51,7 @@ pub struct AggregateConfig {
     /// Streams: how late a row may arrive (event time behind the latest seen) and still count,
     /// e.g. `2m`. Windows the watermark passes are final: `append` emits them, and their state
     /// is freed.
-    #[serde(default, deserialize_with = "crate::settings::duration::opt")]
+    #[serde(default, deserialize_with = "crate::settings::duration::opt_delay")]
     #[schemars(with = "Option<String>")]
     pub watermark: Option<std::time::Duration>,
     /// Batch runs: the memory the aggregation may take (all workers together) before its

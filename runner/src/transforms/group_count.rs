@@ -42,7 +42,7 @@ pub struct GroupCountConfig {
     #[serde(default)]
     pub window: Option<super::window::WindowConfig>,
     /// Streams: how late a row may arrive and still count (see `aggregate`), e.g. `2m`.
-    #[serde(default, deserialize_with = "crate::settings::duration::opt")]
+    #[serde(default, deserialize_with = "crate::settings::duration::opt_delay")]
     #[schemars(with = "Option<String>")]
     pub watermark: Option<std::time::Duration>,
     /// Batch runs: the memory the counts may take (all workers together) before they are

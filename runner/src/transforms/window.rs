@@ -74,6 +74,8 @@ impl WindowConfig {
                     Some(rest) => (true, rest),
                     None => (false, text.trim()),
                 };
+                crate::settings::duration::fixed_units(magnitude)
+                    .map_err(|e| format!("window: offset: {e}"))?;
                 let parsed = humantime::parse_duration(magnitude.trim()).map_err(|e| {
                     format!("window: offset: `{text}` is not a duration ({e}); write it like `1m` or `-30s`")
                 })?;
