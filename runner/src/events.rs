@@ -47,7 +47,7 @@ pub enum Event {
         /// The input's total size in bytes.
         bytes: u64,
     },
-    /// Bytes of input read (a morsel).
+    /// Bytes of input read (a morsel of a batch run, chunks taken into a stream's epoch).
     InputRead {
         /// Bytes in this morsel.
         bytes: u64,

@@ -553,6 +553,58 @@ fn a_finished_batch_run_keeps_its_page_up_for_the_linger_time() {
 }
 
 #[test]
+fn the_page_counts_rows_out_of_aggregations_and_the_input_of_batch_runs_and_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("k,v\n");
+    for i in 0..30 {
+        csv += &format!("k{},{i}\n", i % 7);
+    }
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/1.csv"), &csv).unwrap();
+    let steps = "transforms:\n  - {type: filter, where: 'v >= 2'}\n  - {type: aggregate, by: [k], aggs: {n: count()}}\n  - {type: filter, where: \"k < 'k5'\"}\n";
+    for mode in ["batch", "stream"] {
+        let pipeline = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: rows\nmode: {mode}\nsource: {{type: file, path: in, format: csv, columns: {{k: text, v: integer}}}}\n{steps}sinks:\n  - {{type: csv, path: out.csv}}\n"),
+        );
+        let mut run = Run::start(&pipeline, &["--ui", "127.0.0.1:0", "--ui-linger", "10m"]);
+        run.wait_line(|l| l.starts_with("the live page stays up for 10m"));
+        let url = run.url.clone();
+        let run_json: Value = get_json(&format!("{url}api/run"));
+        // 28 rows kept, in 7 groups, 5 of them before `k5`.
+        let rows: Vec<(Value, Value)> = run_json["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["rows_in"].clone(), s["rows_out"].clone()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (30.into(), 28.into()),
+                (28.into(), 7.into()),
+                (7.into(), 5.into())
+            ],
+            "{mode}: {run_json}"
+        );
+        assert_eq!(run_json["input_rows"], 30, "{mode}: {run_json}");
+        assert_eq!(run_json["input_bytes"], csv.len() - 4, "{mode}: {run_json}");
+        let metrics = get(&format!("{url}metrics")).text().unwrap();
+        assert!(
+            metrics.contains("runner_stage_rows_out_total{pipeline=\"rows\",stage=\"1\",step=\"transforms.1 (aggregate)\"} 7\n"),
+            "{mode}: {metrics}"
+        );
+        assert!(
+            metrics.contains("runner_input_rows_total{pipeline=\"rows\"} 30\n"),
+            "{mode}: {metrics}"
+        );
+        let (code, stderr) = run.stop();
+        assert_eq!(code, Some(0), "{}", stderr.join("\n"));
+    }
+}
+
+#[test]
 fn a_page_other_machines_reach_needs_its_token() {
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), "in.txt", "a b\nb\n");

@@ -21,6 +21,8 @@ pub struct StageRows {
     rows_out: AtomicU64,
     /// Whether the stage was called at all.
     called: AtomicU64,
+    /// An aggregation: its output is what the next stage takes in (or the result).
+    aggregate: bool,
 }
 
 impl StageRows {
@@ -48,6 +50,25 @@ impl StageRows {
     pub fn rows_out(&self) -> u64 {
         self.rows_out.load(Ordering::Relaxed)
     }
+
+    /// Whether the stage is an aggregation, whose output the next stage counts.
+    pub fn is_aggregate(&self) -> bool {
+        self.aggregate
+    }
+}
+
+/// Rows out of stage `index` of `stages`, `None` when not known: a stage never called (a
+/// kernel ran it), or an aggregation whose next stage was not called. An aggregation's output
+/// is what the next stage took in, the last one's the rows handed to the sinks (`result`).
+pub fn rows_out_of(stages: &[Arc<StageRows>], index: usize, result: u64) -> Option<u64> {
+    let stage = stages.get(index).filter(|s| s.was_called())?;
+    if !stage.is_aggregate() {
+        return Some(stage.rows_out());
+    }
+    match stages.get(index + 1) {
+        Some(next) => next.was_called().then(|| next.rows_in()),
+        None => Some(result),
+    }
 }
 
 /// Wraps every stage of `pipeline` in a counter; returns the counters in stage order.
@@ -58,7 +79,10 @@ pub fn count_rows(pipeline: &mut BuiltPipeline) -> Vec<Arc<StageRows>> {
         .stages
         .iter_mut()
         .map(|built| {
-            let rows = Arc::new(StageRows::default());
+            let rows = Arc::new(StageRows {
+                aggregate: matches!(built.stage.kind, StageKind::Aggregate(_)),
+                ..StageRows::default()
+            });
             let placeholder = StageKind::Global(Box::new(Nothing));
             built.stage.kind = match std::mem::replace(&mut built.stage.kind, placeholder) {
                 StageKind::Map(inner) => StageKind::Map(Box::new(CountedMap {

@@ -328,6 +328,9 @@ async fn run_epochs(
             if !chunks.is_empty() && take {
                 let batch = std::mem::take(&mut chunks);
                 pending.bytes += bytes;
+                bus.publish(Event::InputRead {
+                    bytes: bytes as u64,
+                });
                 bytes = 0;
                 let absorbing = Instant::now();
                 if engine.fused_split().is_some() {

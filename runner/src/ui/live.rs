@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::events::{Event, ResultChange, Subscriber};
-use crate::exec::counted::StageRows;
+use crate::exec::counted::{rows_out_of, StageRows};
 use crate::render::bar_chart::{Bar, Palette};
 use crate::sinks::chart::{first_bars, top_bars, BarOrder};
 
@@ -472,7 +472,7 @@ impl Live {
                     "step": label,
                     "fused": fused,
                     "rows_in": rows_in,
-                    "rows_out": counted.filter(|_| called).map(|c| c.rows_out()),
+                    "rows_out": rows_out_of(&inner.counters, i, inner.output_rows),
                     "rows_per_second": rows_in.map(|r| (r as f64 / elapsed.max(1e-9)).round()),
                 })
             })
@@ -497,7 +497,7 @@ impl Live {
         run["stages"] = stages.into();
         run["sink_rows"] = sinks.into();
         run["epochs"] = inner.epochs_total.into();
-        run["input_rows"] = inner.input_rows.into();
+        run["input_rows"] = inner.input_rows().into();
         run["input_bytes"] = inner.input_bytes.into();
         run["output_rows"] = inner.output_rows.into();
         run["state_rows"] = inner.state_rows.into();
@@ -585,7 +585,7 @@ impl Live {
             "1 for the state the run is in.",
             &state_samples,
         );
-        let stage_samples = |rows: fn(&StageRows) -> u64| -> Vec<(String, String)> {
+        let stage_samples = |rows: &dyn Fn(usize, &StageRows) -> u64| -> Vec<(String, String)> {
             inner
                 .info
                 .steps
@@ -595,7 +595,7 @@ impl Live {
                 .map(|(i, (label, counter))| {
                     (
                         format!(",stage=\"{i}\",step=\"{}\"", label_value(label)),
-                        rows(counter).to_string(),
+                        rows(i, counter).to_string(),
                     )
                 })
                 .collect()
@@ -604,24 +604,26 @@ impl Live {
             "runner_stage_rows_in_total",
             "counter",
             "Rows each step took in (steps a fused kernel runs count none).",
-            &stage_samples(StageRows::rows_in),
+            &stage_samples(&|_, stage| stage.rows_in()),
         );
         family(
             "runner_stage_rows_out_total",
             "counter",
-            "Rows each row-wise step gave out.",
-            &stage_samples(StageRows::rows_out),
+            "Rows each step gave out (an aggregation: what the next step took in, or the result; steps a fused kernel runs count none).",
+            &stage_samples(&|i, _| {
+                rows_out_of(&inner.counters, i, inner.output_rows).unwrap_or(0)
+            }),
         );
         family(
             "runner_input_rows_total",
             "counter",
-            "Input rows taken into epochs.",
-            &one(inner.input_rows.to_string()),
+            "Input rows taken (into epochs, in a stream).",
+            &one(inner.input_rows().to_string()),
         );
         family(
             "runner_input_bytes_total",
             "counter",
-            "Bytes of input read (batch runs).",
+            "Bytes of input read.",
             &one(inner.input_bytes.to_string()),
         );
         family(
@@ -758,6 +760,18 @@ impl ResultSnapshot {
 }
 
 impl Inner {
+    /// Input rows taken so far: a stream's epochs', or what the first step took in (a batch
+    /// run's, which has no epochs; unknown when a kernel runs that step); without steps, the
+    /// rows handed to the sinks.
+    fn input_rows(&self) -> u64 {
+        let first = match self.counters.first() {
+            Some(stage) if stage.was_called() => stage.rows_in(),
+            Some(_) => 0,
+            None => self.output_rows,
+        };
+        self.input_rows.max(first)
+    }
+
     fn elapsed_seconds(&self) -> f64 {
         self.ended
             .unwrap_or_else(Instant::now)
