@@ -160,4 +160,34 @@ fn an_invalid_test_file_is_named_and_exits_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // Epochs for a batch pipeline, no tests, two tests of one name: invalid files, not failures.
+    write(
+        dir.path(),
+        "p.yaml",
+        "name: p\nsource: {type: file, path: in.txt}\nsinks:\n  - {type: stdout}\n",
+    );
+    for (tests, expected) in [
+        (
+            "  - name: t\n    input: {epochs: [[a]]}\n    expect: [{row_count: 1}]\n",
+            "test `t`: `epochs` is for stream pipelines",
+        ),
+        ("  []\n", "`tests` is empty"),
+        (
+            "  - {name: t, input: {lines: [a]}, expect: [{row_count: 1}]}\n  - {name: t, input: {lines: [b]}, expect: [{row_count: 1}]}\n",
+            "two tests are named `t`",
+        ),
+    ] {
+        let file = write(
+            dir.path(),
+            "x.test.yaml",
+            &format!("pipeline: p.yaml\ntests:\n{tests}"),
+        );
+        let out = runner()
+            .args(["test", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
 }

@@ -180,9 +180,35 @@ fn flow(value: &Value) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        Value::String(s) => crate::error::escape_controls(s).into_owned(),
+        Value::String(s) if plain(s) => crate::error::escape_controls(s).into_owned(),
+        // Quoted where written plain it would read as another value (`"1"`, `"null"`) or
+        // not as one value: text and numbers never look alike in a diff.
+        Value::String(s) => {
+            crate::error::escape_controls(&Value::String(s.clone()).to_string()).into_owned()
+        }
         other => other.to_string(),
     }
+}
+
+/// Whether YAML reads `text` written unquoted in a flow sequence as that text.
+fn plain(text: &str) -> bool {
+    let Some(first) = text.chars().next() else {
+        return false;
+    };
+    let lower = text.to_ascii_lowercase();
+    let special_word = matches!(
+        lower.as_str(),
+        "null" | "~" | "true" | "false" | "yes" | "no" | "on" | "off" | ".nan" | ".inf" | "-.inf"
+    );
+    let number = text.parse::<f64>().is_ok()
+        || text.starts_with("0x")
+        || text.starts_with("0o")
+        || text.starts_with("+.");
+    !special_word
+        && !number
+        && !text.contains([',', '[', ']', '{', '}', ':', '#', '"', '\''])
+        && !"-?&*!|>%@`".contains(first)
+        && text.trim() == text
 }
 
 /// A line diff of the rows (longest common subsequence), cut at `DIFF_LINES` lines.
@@ -249,6 +275,15 @@ mod tests {
             columns: vec!["word".into(), "count".into()],
             label: "the sinks".into(),
         }
+    }
+
+    #[test]
+    fn text_that_would_read_as_another_value_is_quoted_in_a_diff() {
+        let row = json!(["romeo", "1", 1, "null", null, "a, b", " x", "", "2.5", true, "true"]);
+        assert_eq!(
+            flow(&row),
+            r#"[romeo, "1", 1, "null", null, "a, b", " x", "", "2.5", true, "true"]"#
+        );
     }
 
     #[test]

@@ -170,7 +170,21 @@ pub fn read(path: &Path) -> Result<TestFile> {
     // YAML 1.2's booleans: an expected `NO` (Norway) or `n` stays a text.
     let file: TestFile = crate::config::from_yaml(&text)
         .map_err(|e| crate::config::yaml_error(&e, &path.display().to_string()))?;
+    if file.tests.is_empty() {
+        return Err(Error::invalid(format!(
+            "{}: `tests` is empty: a test file must hold a test",
+            path.display()
+        )));
+    }
+    let mut names = std::collections::HashSet::new();
     for case in &file.tests {
+        if !names.insert(case.name.as_str()) {
+            return Err(Error::invalid(format!(
+                "{}: two tests are named `{}`: name each test differently, so a failure says which",
+                path.display(),
+                case.name
+            )));
+        }
         let given = [
             case.input.lines.is_some(),
             case.input.jsonl.is_some(),
@@ -243,6 +257,12 @@ fn check_references(path: &Path, file: &TestFile) -> Result<()> {
         };
         let loaded = crate::config::load(&base.join(&file.pipeline), &case_overrides(case))
             .map_err(|e| invalid(e.to_string()))?;
+        if case.input.epochs.is_some() && loaded.config.mode != Mode::Stream {
+            return Err(invalid(
+                "`epochs` is for stream pipelines; give a batch pipeline `lines`, `jsonl` or `file`"
+                    .into(),
+            ));
+        }
         let (steps, sinks) = (loaded.config.transforms.len(), loaded.config.sinks.len());
         for expectation in &case.expect {
             if let Some(step) = expectation.step.filter(|&s| s >= steps) {
