@@ -382,9 +382,11 @@ impl MessageFormatter for SuggestingFormatter {
         }
         // Number parse failures name Rust types; say what a user should write instead.
         match message.as_ref() {
-            "invalid u64" | "invalid usize" | "invalid u32" | "invalid u16" => {
+            "invalid u64" | "invalid usize" | "invalid u32" => {
                 Cow::Borrowed("expected a whole number (0 or more)")
             }
+            // Ports are the only 16-bit settings.
+            "invalid u16" => Cow::Borrowed("expected a whole number from 0 to 65535"),
             "invalid i64" => Cow::Borrowed("expected a whole number"),
             "invalid f64" => Cow::Borrowed("expected a number"),
             // serde-saphyr's advice names its own API; say what to write instead.

@@ -234,8 +234,10 @@ impl Sink for SocketSink {
             }
             Err(e) => {
                 // Like Spark's socket source on the other end, delivery is at most once.
+                // Lines written before the failure may still have sat in the kernel's
+                // buffers, unread: this batch's are a lower bound of what was lost.
                 tracing::warn!(
-                    "dropping the client ({e}); {} line(s) were not delivered",
+                    "dropping the client ({e}); at least {} line(s) were not delivered (lines sent earlier may not have been read either)",
                     result.num_rows()
                 );
                 self.client = None;

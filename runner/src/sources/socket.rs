@@ -105,6 +105,9 @@ impl BuildSource for SocketSourceConfig {
         if self.max_clients == 0 {
             return Err("max_clients must be at least 1".into());
         }
+        if self.port == 0 && self.mode == SocketMode::Connect {
+            return Err("`port: 0` names no server to connect to (it waited for ever)".into());
+        }
         let host = self.host.clone().unwrap_or_else(|| match self.mode {
             SocketMode::Connect => "localhost".into(),
             SocketMode::Listen => "127.0.0.1".into(),
