@@ -27,6 +27,7 @@
  *   control-error              the error "bad \x1b[31mred\x1b[0m thing"
  *   wrong-type                 a top-level int64 array ("l") instead of a struct
  *   dictionary                 the utf8 child array has a dictionary; its schema has none
+ *   status-error               returns status 7 (no such status) without a message
  * Everything handed out is owned here and freed by its own release callback. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
@@ -54,6 +55,7 @@ enum Fault {
   CONTROL_ERROR,
   WRONG_TYPE,
   DICTIONARY,
+  STATUS_ERROR,
   FAULT_COUNT
 };
 
@@ -75,6 +77,7 @@ static const char *const FAULT_NAMES[FAULT_COUNT] = {
     "control-error",
     "wrong-type",
     "dictionary",
+    "status-error",
 };
 
 typedef struct State {
@@ -317,6 +320,8 @@ static int32_t misbehave(enum Fault fault, int64_t n, int64_t flags, struct Arro
   switch (fault) {
     case UNTOUCHED:
       return RUNNER_OK;
+    case STATUS_ERROR:
+      return 7; /* no such status, and no message */
     case HUGE_ERROR:
       return fail_len(err, HUGE_MESSAGE, (size_t)1 << 40);
     case CONTROL_ERROR:

@@ -92,6 +92,10 @@ const FAULTS: &[(&str, &str)] = &[
     ("dictionary", "dictionary"),
     ("huge-error", "[message cut: 1099511627776 bytes claimed]"),
     ("control-error", "bad \\u{1b}[31mred\\u{1b}[0m thing"),
+    (
+        "status-error",
+        "it returned status 7, which the ABI does not have (0 ok, 1 error, 2 a panic), and no message",
+    ),
 ];
 
 #[test]

@@ -168,7 +168,7 @@ fn libraries_that_are_not_plugins_are_refused_clearly() {
     let p = pipeline(dir.path(), "libmissing.so", "{}");
     runner().arg("validate").arg(&p).assert().code(2).stderr(
         predicate::str::contains("cannot open plugin").and(predicate::str::contains(
-            "help: build it first: `cargo build --release -p missing`",
+            "help: build it first: a Rust plugin with `cargo build --release -p missing`",
         )),
     );
     // A real shared library without the plugin symbols.

@@ -85,8 +85,10 @@ pub fn load(path: &Path) -> Result<Plugin, String> {
             .map(|s| s.strip_prefix("lib").map(str::to_owned).unwrap_or(s))
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "NAME".into());
+        // A C plugin is built with the C compiler; the help names both ways.
         format!(
-            "cannot open plugin {}: {e}\nhelp: build it first: `cargo build --release -p {package}`",
+            "cannot open plugin {}: {e}\nhelp: build it first: a Rust plugin with `cargo build --release -p {package}`, a C one with `cc -shared -fPIC -I plugins/sdk/include -o {} ...`",
+            path.display(),
             path.display()
         )
     })?;
@@ -173,7 +175,15 @@ pub fn load(path: &Path) -> Result<Plugin, String> {
 /// Takes the message out of a plugin error (at most `MAX_MESSAGE` bytes of it, checked mapped,
 /// control characters escaped) and releases it through the plugin's callback.
 fn take_message(err: &mut RunnerError, status: i32) -> String {
-    let message = import::message(err.msg, err.len).unwrap_or_else(|| "no message".into());
+    let known = matches!(status, runner_plugin::ERROR | PANICKED);
+    let message = match (import::message(err.msg, err.len), known) {
+        (Some(message), true) => message,
+        (None, true) => "it failed without a message".into(),
+        (message, false) => format!(
+            "it returned status {status}, which the ABI does not have (0 ok, 1 error, 2 a panic){}",
+            message.map_or_else(|| ", and no message".into(), |m| format!(": {m}"))
+        ),
+    };
     // SAFETY: the callback, if any, was set by the plugin for this struct.
     unsafe { err.release() };
     if status == PANICKED {
