@@ -607,3 +607,58 @@ fn a_socket_reads_csv_records_into_the_columns_in_order() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("`format: csv` needs `columns:`"), "{err}");
 }
+
+#[test]
+fn lines_left_out_are_placed_by_file_and_line_in_streams_and_batch_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    // A line over max_line_bytes (1 MiB; a batch run takes one up to half as long again),
+    // then one of invalid UTF-8 on line 3.
+    let mut bytes = b"ok\n".to_vec();
+    bytes.extend(std::iter::repeat_n(b'x', 2 << 20));
+    bytes.extend_from_slice(b"\nbad\xff\nfine\n");
+    std::fs::write(dir.path().join("in/1.txt"), &bytes).unwrap();
+    let run = |mode: &str, encoding: &str| {
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: t\nmode: {mode}\nsource: {{type: file, path: in, max_line_bytes: 1048576, encoding_errors: {encoding}}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+        );
+        finish(spawn_runner(&p, &[]))
+    };
+    // The stream's chunk left the long line out: the bad line is still line 3.
+    let (code, _, err) = run("stream", "fail");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("1.txt line 3: invalid UTF-8 at byte 4 of the line"),
+        "{err}"
+    );
+    for mode in ["stream", "batch"] {
+        let (code, out, err) = run(mode, "replace");
+        assert_eq!(code, 0, "{mode}: {err}");
+        assert!(out.contains("bad\u{FFFD}\n"), "{mode}: {out}");
+        assert!(
+            err.contains("1 line(s) had invalid UTF-8; bad bytes were replaced with U+FFFD (the first seen: ")
+                && err.contains("1.txt line 3)"),
+            "{mode}: {err}"
+        );
+        assert!(
+            err.contains(
+                "1 line(s) longer than max_line_bytes (1048576) were skipped (the first seen: "
+            ) && err.contains("1.txt"),
+            "{mode}: {err}"
+        );
+    }
+    // A kernel reads valid chunks raw and hands the others to the source: the places still
+    // follow the files.
+    std::fs::write(dir.path().join("in/1.txt"), "a b\nb c\n").unwrap();
+    std::fs::write(dir.path().join("in/2.txt"), b"c\nd \xff\n").unwrap();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nmode: stream\nsource: {type: file, path: in, max_files_per_trigger: 1}\ntransforms:\n  - {type: explode, column: line, separator: ' ', as: w}\n  - {type: group_count, by: w}\noutput_mode: complete\nsinks:\n  - {type: stdout, format: tsv}\n",
+    );
+    let (code, _, err) = finish(spawn_runner(&p, &[]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("2.txt line 2)"), "{err}");
+}

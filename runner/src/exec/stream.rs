@@ -781,6 +781,7 @@ impl<'a> Engine<'a> {
                     changed,
                     &mut pending.rows,
                 );
+                self.source.passed(chunks);
                 return Ok(());
             }
         }

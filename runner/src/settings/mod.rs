@@ -28,6 +28,9 @@ pub mod duration {
 
     /// As [`parse`], zero allowed (a watermark's delay: `0s` keeps no late rows).
     pub fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
+        if text.trim().starts_with('-') {
+            return Err(format!("`{text}`: a duration cannot be negative"));
+        }
         fixed_units(text)?;
         let parsed = humantime::parse_duration(text.trim()).map_err(|e| {
             format!("`{text}` is not a duration ({e}); write it like `10s`, `500ms` or `2m`")
@@ -142,6 +145,9 @@ mod tests {
             assert!(duration::parse_delay(month_or_year).is_err());
         }
         assert!(duration::parse("101y").is_err());
+        assert!(duration::parse("-5m")
+            .unwrap_err()
+            .contains("cannot be negative"));
         assert!(duration::parse("36600d").unwrap_err().contains("100 years"));
     }
 }

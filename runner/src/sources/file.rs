@@ -793,11 +793,23 @@ impl BatchSource for FileSource {
                 Ok(text) => builder.append_value(text),
                 Err(e) => match self.encoding_errors {
                     EncodingErrors::Replace => {
-                        self.lines.bad_utf8.fetch_add(1, Ordering::Relaxed);
+                        self.lines.bad_utf8_line(false, || {
+                            format!(
+                                "{} line {}",
+                                morsel.origin,
+                                self.line_number(&morsel, offset as u64)
+                            )
+                        });
                         builder.append_value(String::from_utf8_lossy(line));
                     }
                     EncodingErrors::Skip => {
-                        self.lines.skipped_utf8.fetch_add(1, Ordering::Relaxed);
+                        self.lines.bad_utf8_line(true, || {
+                            format!(
+                                "{} line {}",
+                                morsel.origin,
+                                self.line_number(&morsel, offset as u64)
+                            )
+                        });
                         continue;
                     }
                     EncodingErrors::Fail => {
@@ -1003,7 +1015,7 @@ impl FileSource {
                         self.max_line_bytes,
                     ));
                 }
-                self.lines.long_lines.fetch_add(1, Ordering::Relaxed);
+                self.lines.long_line(|| piece.path.display().to_string());
                 filled = line_start;
                 break;
             }
@@ -1181,7 +1193,7 @@ impl Iterator for LineMorsels {
                     self.done = true;
                     return Some(Err(long_record(&self.origin, self.max_line_bytes)));
                 }
-                self.lines.long_lines.fetch_add(1, Ordering::Relaxed);
+                self.lines.long_line(|| self.origin.to_string());
                 self.skipping = true;
                 buffer.clear();
             }

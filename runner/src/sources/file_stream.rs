@@ -39,6 +39,22 @@ struct Origin {
     file: Arc<str>,
     first_line: u64,
     header: Option<Arc<[u8]>>,
+    /// Text lines: the numbers of lines left out of the chunk for their length, ascending
+    /// (records keep a blank line in their place instead).
+    skipped: Vec<u64>,
+}
+
+impl Origin {
+    /// The number of the chunk's line `index` (0-based, among the lines it holds).
+    fn line_number(&self, index: usize) -> u64 {
+        let mut number = self.first_line + index as u64;
+        for skipped in &self.skipped {
+            if *skipped <= number {
+                number += 1;
+            }
+        }
+        number
+    }
 }
 
 /// `csv`: each file's records are read by its own header.
@@ -420,6 +436,8 @@ async fn send_file(
     let mut partial = 0usize;
     let mut skipping = false;
     let mut chunk_first_line = next_line;
+    // Text lines left out of the chunk being filled, by number.
+    let mut skipped_here: Vec<u64> = Vec::new();
     loop {
         let n = file.read(&mut buffer).await.map_err(failed)?;
         let at_end = n == 0;
@@ -431,7 +449,9 @@ async fn send_file(
                     if pending.len() - partial > max_line_bytes {
                         pending.truncate(partial);
                         skipping = true;
-                        stats.lines.long_lines.fetch_add(1, Ordering::Relaxed);
+                        stats
+                            .lines
+                            .long_line(|| format!("{origin} line {next_line}"));
                     }
                 }
                 at += data.len() as u64;
@@ -443,10 +463,16 @@ async fn send_file(
             let too_long = skipping || pending.len() - partial + end > max_line_bytes;
             if too_long {
                 if !skipping {
-                    stats.lines.long_lines.fetch_add(1, Ordering::Relaxed);
+                    // `next_line` has gone past it.
+                    stats
+                        .lines
+                        .long_line(|| format!("{origin} line {}", next_line - 1));
                 }
                 skipping = false;
                 pending.truncate(partial);
+                if !read.records {
+                    skipped_here.push(next_line - 1);
+                }
                 if read.records {
                     // Records: a blank line in its place (not a record) keeps the line
                     // numbers of the records after it right.
@@ -466,7 +492,12 @@ async fn send_file(
                 if !send_chunk(
                     chunk,
                     positions.within(at),
-                    (&origin, first, &header),
+                    Origin {
+                        file: origin.clone(),
+                        first_line: first,
+                        header: header.clone(),
+                        skipped: std::mem::take(&mut skipped_here),
+                    },
                     origins,
                     tx,
                     (false, false),
@@ -487,7 +518,12 @@ async fn send_file(
             if !send_chunk(
                 pending,
                 positions.after(at),
-                (&origin, chunk_first_line, &header),
+                Origin {
+                    file: origin.clone(),
+                    first_line: chunk_first_line,
+                    header,
+                    skipped: skipped_here,
+                },
                 origins,
                 tx,
                 last,
@@ -549,7 +585,7 @@ async fn first_line(
 async fn send_chunk(
     chunk: Vec<u8>,
     at: super::SourcePosition,
-    (file, first_line, header): (&Arc<str>, u64, &Option<Arc<[u8]>>),
+    origin: Origin,
     origins: Option<&Origins>,
     tx: &Sender<Delivery>,
     marks: (bool, bool),
@@ -559,11 +595,7 @@ async fn send_chunk(
     }
     if let (Some(origins), false) = (origins, chunk.is_empty()) {
         if let Ok(mut queue) = origins.lock() {
-            queue.push_back(Origin {
-                file: file.clone(),
-                first_line,
-                header: header.clone(),
-            });
+            queue.push_back(origin);
         }
     }
     let delivery = Delivery {
@@ -912,9 +944,8 @@ impl StreamSource for FileStreamSource {
         let origins = self.origins.clone();
         let records = self.records.is_some();
         let header = self.csv.is_some();
-        // Origins are taken off the queue by `decode`, which the engine calls for every chunk
-        // unless it splits raw text lines itself (`raw_text_lines`): then none are queued.
-        let queue_origins = !self.raw_text_lines();
+        // Origins are taken off the queue by `decode`, or by `passed` for chunks a kernel
+        // read raw: every chunk is one or the other, in order.
         tokio::spawn(async move {
             let mut taking = Taking::resume(listing_root(&path), from, redo_until)?;
             // Whether the engine knows the source has nothing more for now (the last file
@@ -956,7 +987,7 @@ impl StreamSource for FileStreamSource {
                         &positions,
                         max_line_bytes,
                         &stats,
-                        queue_origins.then_some(&*origins),
+                        Some(&*origins),
                         &tx,
                         (next.ends_epoch, next.caught_up),
                     )
@@ -1000,6 +1031,10 @@ impl StreamSource for FileStreamSource {
                 })
             }
         }
+    }
+
+    fn passed(&self, chunks: &[Chunk]) {
+        self.chunk_origins(chunks);
     }
 
     fn warnings(&self) -> Vec<String> {
@@ -1048,7 +1083,7 @@ impl FileStreamSource {
     /// Where line `line` (0-based) of chunk `chunk` is: its file and line number.
     fn place(&self, origins: &[Option<Origin>], chunk: usize, line: usize) -> String {
         match origins.get(chunk).and_then(Option::as_ref) {
-            Some(origin) => format!("{} line {}", origin.file, origin.first_line + line as u64),
+            Some(origin) => format!("{} line {}", origin.file, origin.line_number(line)),
             None => format!("{} (a chunk's line {})", self.path.display(), line + 1),
         }
     }

@@ -167,6 +167,9 @@ pub trait StreamSource: Send + Sync {
     /// Turns chunks into a batch of rows (an error when a record cannot be read and the
     /// source is told to fail on it).
     fn decode(&self, chunks: &[Chunk]) -> Result<RecordBatch>;
+    /// Chunks a kernel read raw (`raw_text_lines`), in order, without `decode`: a source that
+    /// keeps something for each chunk until it is decoded lets it go.
+    fn passed(&self, _chunks: &[Chunk]) {}
     /// Declared when the source says where epochs end (`Delivery::ends_epoch`, a file stream's
     /// `max_files_per_trigger`): the engine then ends them there, not when the input pauses.
     fn marks_epochs(&self) -> bool {
@@ -341,9 +344,40 @@ pub struct LineCounts {
     pub bad_utf8: std::sync::atomic::AtomicU64,
     /// Invalid UTF-8, left out (`encoding_errors: skip`).
     pub skipped_utf8: std::sync::atomic::AtomicU64,
+    /// Where the first line skipped for its length was seen (a file, a line), for the warning.
+    first_long: std::sync::OnceLock<String>,
+    /// Where the first line of invalid UTF-8 was seen.
+    first_utf8: std::sync::OnceLock<String>,
 }
 
 impl LineCounts {
+    /// Counts a line skipped for its length, seen at `place` (told for the first only).
+    pub fn long_line(&self, place: impl FnOnce() -> String) {
+        self.long_lines
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.first_long.get().is_none() {
+            let _ = self.first_long.set(place());
+        }
+    }
+
+    /// Counts a line of invalid UTF-8, repaired or (`skipped`) left out, seen at `place`.
+    pub fn bad_utf8_line(&self, skipped: bool, place: impl FnOnce() -> String) {
+        let counter = match skipped {
+            true => &self.skipped_utf8,
+            false => &self.bad_utf8,
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.first_utf8.get().is_none() {
+            let _ = self.first_utf8.set(place());
+        }
+    }
+
+    /// ` (the first seen: PLACE)` when a place was told.
+    fn first_seen(place: &std::sync::OnceLock<String>) -> String {
+        place.get().map_or(String::new(), |p| {
+            format!(" (the first seen: {})", crate::error::escape_controls(p))
+        })
+    }
     /// The counts for the run summary: a line skipped for bad UTF-8 is both a bad-UTF-8 line
     /// and a skipped one.
     pub fn counters(&self) -> SourceCounters {
@@ -363,18 +397,23 @@ impl LineCounts {
         let long = self.long_lines.load(Ordering::Relaxed);
         if long > 0 {
             warnings.push(format!(
-                "{long} line(s) longer than max_line_bytes ({max_line_bytes}) were skipped"
+                "{long} line(s) longer than max_line_bytes ({max_line_bytes}) were skipped{}",
+                Self::first_seen(&self.first_long)
             ));
         }
         let bad = self.bad_utf8.load(Ordering::Relaxed);
         if bad > 0 {
             warnings.push(format!(
-                "{bad} line(s) had invalid UTF-8; bad bytes were replaced with U+FFFD"
+                "{bad} line(s) had invalid UTF-8; bad bytes were replaced with U+FFFD{}",
+                Self::first_seen(&self.first_utf8)
             ));
         }
         let skipped = self.skipped_utf8.load(Ordering::Relaxed);
         if skipped > 0 {
-            warnings.push(format!("{skipped} line(s) with invalid UTF-8 were skipped"));
+            warnings.push(format!(
+                "{skipped} line(s) with invalid UTF-8 were skipped{}",
+                Self::first_seen(&self.first_utf8)
+            ));
         }
         warnings
     }
@@ -389,7 +428,6 @@ impl LineCounts {
         encoding: file::EncodingErrors,
         place: &dyn Fn(usize) -> String,
     ) -> Result<Vec<u8>> {
-        use std::sync::atomic::Ordering;
         let mut out = Vec::with_capacity(bytes.len() + 64);
         for (index, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
             let Err(e) = std::str::from_utf8(line) else {
@@ -398,11 +436,11 @@ impl LineCounts {
             };
             match encoding {
                 file::EncodingErrors::Replace => {
-                    self.bad_utf8.fetch_add(1, Ordering::Relaxed);
+                    self.bad_utf8_line(false, || place(index));
                     out.extend_from_slice(String::from_utf8_lossy(line).as_bytes());
                 }
                 file::EncodingErrors::Skip => {
-                    self.skipped_utf8.fetch_add(1, Ordering::Relaxed);
+                    self.bad_utf8_line(true, || place(index));
                     if line.ends_with(b"\n") {
                         out.push(b'\n');
                     }
@@ -429,7 +467,6 @@ impl LineCounts {
         encoding: file::EncodingErrors,
         place: &dyn Fn(usize, usize) -> String,
     ) -> Result<RecordBatch> {
-        use std::sync::atomic::Ordering;
         let bytes: usize = chunks.iter().map(Vec::len).sum();
         let mut lines = arrow_array::builder::StringBuilder::with_capacity(bytes / 16 + 1, bytes);
         for (index, chunk) in chunks.iter().enumerate().filter(|(_, c)| !c.is_empty()) {
@@ -440,11 +477,11 @@ impl LineCounts {
                     Ok(text) => lines.append_value(text),
                     Err(e) => match encoding {
                         file::EncodingErrors::Replace => {
-                            self.bad_utf8.fetch_add(1, Ordering::Relaxed);
+                            self.bad_utf8_line(false, || place(index, line_index));
                             lines.append_value(String::from_utf8_lossy(line));
                         }
                         file::EncodingErrors::Skip => {
-                            self.skipped_utf8.fetch_add(1, Ordering::Relaxed);
+                            self.bad_utf8_line(true, || place(index, line_index));
                         }
                         file::EncodingErrors::Fail => {
                             return Err(crate::error::Error::runtime(format!(

@@ -58,6 +58,10 @@ impl StreamSource for FedStream {
         self.inner.decode(chunks)
     }
 
+    fn passed(&self, chunks: &[Chunk]) {
+        self.inner.passed(chunks)
+    }
+
     fn marks_epochs(&self) -> bool {
         true
     }
