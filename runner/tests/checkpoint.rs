@@ -690,3 +690,54 @@ fn a_restart_under_a_processing_time_trigger_takes_its_files_before_moving_the_w
     assert_eq!(rest, whole, "{err}");
     assert!(!err.contains("late"), "{err}");
 }
+
+#[test]
+fn a_restart_with_nothing_new_runs_the_epoch_its_watermark_calls_for_at_once() {
+    // After epoch 0 (file f0), f1 was read too, and moved the watermark past f0's window: a
+    // restart finds no new file, and its first epoch must emit that window without waiting
+    // for one (it waited until a stop).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    for (name, ts) in [("f0", "00:00:30"), ("f1", "00:01:30")] {
+        std::fs::write(
+            dir.path().join(format!("in/{name}.jsonl")),
+            format!("{{\"ts\":\"2026-01-01T{ts}Z\",\"k\":\"a\"}}\n"),
+        )
+        .unwrap();
+    }
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nmode: stream\nsource: {type: file, path: in, format: jsonl, max_files_per_trigger: 1, poll: 100ms, columns: {ts: timestamp, k: text}}\ntransforms:\n  - {type: group_count, by: k, window: {column: ts, size: 1m}, watermark: 10s}\noutput_mode: append\ncheckpoint: {dir: ck}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let (code, out, err) = run_pipeline(&p, &["--set", "max_epochs=2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "", "{err}");
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(&p)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // The window comes out at once; a minute is far more than any machine needs.
+    let line = rx.recv_timeout(Duration::from_secs(60));
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = line.expect("the restarted stream emitted nothing");
+    assert!(
+        line.contains("\"window_end\":\"2026-01-01T00:01:00Z\"") && line.contains("\"count\":1"),
+        "{line}"
+    );
+}

@@ -191,3 +191,31 @@ fn an_invalid_test_file_is_named_and_exits_2() {
         assert!(stderr.contains(expected), "{stderr}");
     }
 }
+
+#[test]
+fn a_stream_of_csv_files_is_fed_its_header_first() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.yaml",
+        "name: p\nmode: stream\nsource: {type: file, path: in, format: csv, columns: {name: text, amount: integer}}\ntransforms:\n  - {type: aggregate, by: [name], aggs: {total: sum(amount)}}\noutput_mode: complete\nsinks:\n  - {type: stdout}\n",
+    );
+    let file = write(
+        dir.path(),
+        "p.test.yaml",
+        "pipeline: p.yaml\ntests:\n  - name: by header\n    input: {epochs: [[\"amount,name\", \"3,ann\"], [\"4,ann\", \"1,bob\"]]}\n    expect: [{rows: [[ann, 7], [bob, 1]]}]\n  - name: a bad value is placed\n    input: {lines: [\"amount,name\", \"3,ann\", \"x,bob\"]}\n    expect: [{row_count: 1}]\n",
+    );
+    let out = runner()
+        .args(["test", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("by header ... ok"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "the test's input line 3: the record cannot be read: `amount`: \"x\" is not an integer"
+        ),
+        "{stdout}"
+    );
+}

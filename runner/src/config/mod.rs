@@ -94,7 +94,8 @@ pub struct PipelineConfig {
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerConfig {
-    /// One epoch per interval, aligned to multiples of it (`10s`, `500ms`).
+    /// One epoch per interval, aligned to multiples of it (`10s`, `500ms`); a stream of files
+    /// takes its files whole, so a trigger waits for the end of the files being read.
     #[serde(default, deserialize_with = "duration::opt")]
     #[schemars(with = "Option<String>")]
     pub processing_time: Option<std::time::Duration>,

@@ -295,7 +295,12 @@ async fn run_epochs(
                         match delivery {
                             Some(delivery) => {
                                 bytes += delivery.chunk.len();
-                                chunks.push(delivery.chunk);
+                                // A source's word that nothing is new (no bytes, no place)
+                                // leaves nothing to absorb: an epoch the watermark calls for
+                                // may then run at once.
+                                if !delivery.chunk.is_empty() || delivery.resume_at.is_some() {
+                                    chunks.push(delivery.chunk);
+                                }
                                 if delivery.resume_at.is_some() {
                                     received_at = delivery.resume_at;
                                 }

@@ -1037,6 +1037,41 @@ impl StreamSource for FileStreamSource {
         self.chunk_origins(chunks);
     }
 
+    /// Each epoch's lines as one chunk, placed as lines of "the test's input"; for CSV, the
+    /// first line is the header of them all.
+    fn fed(&self, epochs: &[Vec<String>]) -> Vec<Chunk> {
+        let file: Arc<str> = "the test's input".into();
+        let mut lines = epochs.iter().flatten();
+        let mut next_line = 1;
+        let header = match self.csv {
+            Some(_) => lines.next().map(|h| {
+                next_line += 1;
+                Arc::<[u8]>::from(h.trim_start_matches('\u{FEFF}').as_bytes())
+            }),
+            None => None,
+        };
+        let mut skip = usize::from(header.is_some());
+        let mut queue = self.origins.lock().unwrap_or_else(|p| p.into_inner());
+        epochs
+            .iter()
+            .map(|epoch| {
+                let taken = skip.min(epoch.len());
+                skip -= taken;
+                let chunk = super::joined_lines(&epoch[taken..]);
+                if !chunk.is_empty() {
+                    queue.push_back(Origin {
+                        file: file.clone(),
+                        first_line: next_line,
+                        header: header.clone(),
+                        skipped: Vec::new(),
+                    });
+                    next_line += (epoch.len() - taken) as u64;
+                }
+                chunk
+            })
+            .collect()
+    }
+
     fn warnings(&self) -> Vec<String> {
         let mut warnings = self.stats.lines.warnings(self.max_line_bytes);
         warnings.extend(self.records.iter().flat_map(StreamRecords::warnings));
@@ -1247,6 +1282,17 @@ mod tests {
         assert!(csv_deliveries(&path, 0, 1 << 20, true)
             .iter()
             .all(|(c, _, _)| c.is_empty()));
+        std::fs::write(&path, format!("{}\n1\n", "h".repeat(200))).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let error = runtime.block_on(async {
+            let mut file = tokio::fs::File::open(&path).await.unwrap();
+            first_line(&mut file, 100).await.unwrap_err()
+        });
+        assert!(error
+            .to_string()
+            .contains("longer than `max_line_bytes` (100 bytes)"));
     }
 
     /// Files taken as a checkpoint stores them: `whole` read to their end, `reading` part read.

@@ -170,6 +170,12 @@ pub trait StreamSource: Send + Sync {
     /// Chunks a kernel read raw (`raw_text_lines`), in order, without `decode`: a source that
     /// keeps something for each chunk until it is decoded lets it go.
     fn passed(&self, _chunks: &[Chunk]) {}
+    /// A test's input in place of what `start` reads (`runner test`): each epoch's lines as
+    /// the chunk `decode` will be handed, in order. A source whose input starts with a header
+    /// (CSV files) takes the first line as it; the default joins the lines.
+    fn fed(&self, epochs: &[Vec<String>]) -> Vec<Chunk> {
+        epochs.iter().map(|lines| joined_lines(lines)).collect()
+    }
     /// Declared when the source says where epochs end (`Delivery::ends_epoch`, a file stream's
     /// `max_files_per_trigger`): the engine then ends them there, not when the input pauses.
     fn marks_epochs(&self) -> bool {
@@ -196,6 +202,16 @@ pub trait StreamSource: Send + Sync {
     fn spark(&self) -> std::result::Result<crate::spark::frame::Frame, String> {
         Err(crate::spark::frame::SOURCE_NOT_TRANSLATED.into())
     }
+}
+
+/// `lines`, each ended by a newline, as one chunk.
+pub fn joined_lines(lines: &[String]) -> Chunk {
+    let mut chunk: Chunk = Vec::new();
+    for line in lines {
+        chunk.extend_from_slice(line.as_bytes());
+        chunk.push(b'\n');
+    }
+    chunk
 }
 
 /// Input a source repaired or dropped, by cause: the warnings of a run summary.

@@ -28,8 +28,8 @@ pub enum Format {
     /// Each line is one row of one text column.
     #[default]
     Lines,
-    /// Comma-separated values (RFC 4180 quoting; one record per line), a file starting with its
-    /// header line.
+    /// Comma-separated values (RFC 4180 quoting; one record per line): a file starts with its
+    /// header line, a socket's lines have none.
     Csv,
     /// One JSON object per line (newline-delimited JSON).
     Jsonl,

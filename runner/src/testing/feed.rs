@@ -31,15 +31,10 @@ impl StreamSource for FedStream {
         _from: Option<SourcePosition>,
         _redo_until: Option<SourcePosition>,
     ) -> tokio::task::JoinHandle<std::result::Result<(), String>> {
-        let epochs = self.epochs.clone();
+        let chunks = self.inner.fed(&self.epochs);
         tokio::spawn(async move {
-            let count = epochs.len();
-            for (i, lines) in epochs.into_iter().enumerate() {
-                let mut chunk: Chunk = Vec::new();
-                for line in lines {
-                    chunk.extend_from_slice(line.as_bytes());
-                    chunk.push(b'\n');
-                }
+            let count = chunks.len();
+            for (i, chunk) in chunks.into_iter().enumerate() {
                 let delivery = Delivery {
                     chunk,
                     resume_at: None,
