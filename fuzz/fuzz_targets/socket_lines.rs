@@ -64,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
         column: "line".into(),
         format: Default::default(),
         columns: None,
+        delimiter: None,
         on_error: Default::default(),
     };
     let context = SourceContext {
