@@ -741,3 +741,85 @@ fn a_restart_with_nothing_new_runs_the_epoch_its_watermark_calls_for_at_once() {
         "{line}"
     );
 }
+
+/// A stream of one file of 38 MB (more than an epoch's 32 MiB bound on bytes): 100,000 rows
+/// of key `a` an hour after 900,000 rows of key `b`, counted per 10 minutes with a 5-minute
+/// watermark. Cut into several epochs, the `a` rows would move the watermark past `b`'s
+/// window and the `b` rows after the cut would be dropped as late.
+fn one_big_file(trigger: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    let mut text = String::with_capacity(38_000_000);
+    for i in 0..1_000_000 {
+        let (key, hour) = if i < 100_000 { ("a", 1) } else { ("b", 0) };
+        text += &format!(
+            "{{\"k\":\"{key}\",\"ts\":\"2024-05-01T0{hour}:00:{:02}Z\"}}\n",
+            i % 60
+        );
+    }
+    std::fs::write(dir.path().join("in/f1.jsonl"), text).unwrap();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &format!("name: t\nmode: stream\nsource: {{type: file, path: in, format: jsonl, max_files_per_trigger: 1, columns: {{k: text, ts: timestamp}}}}\ntransforms:\n  - {{type: group_count, by: k, window: {{column: ts, size: 10m}}, watermark: 5m}}\noutput_mode: append\ntrigger: {trigger}\ncheckpoint: {{dir: ck}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+    );
+    (dir, p)
+}
+
+#[test]
+fn an_epoch_takes_its_files_whole_whatever_their_size() {
+    let (_dir, p) = one_big_file("{available_now: true}");
+    let (code, out, err) = run_pipeline(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with("\tb\t900000\n"), "{out}\n{err}");
+    assert!(err.contains("epoch 0: 1,000,000 rows in"), "{err}");
+    assert!(!err.contains("late"), "{err}");
+}
+
+#[test]
+fn a_stop_within_an_epochs_files_reads_them_to_their_end_first() {
+    let (dir, p) = one_big_file("{processing_time: 1s}");
+    let child = Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(&p)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stopped once it has read a few MB of the file (of 38): within the epoch's file.
+    let io = format!("/proc/{}/io", child.id());
+    let read = || -> u64 {
+        std::fs::read_to_string(&io)
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("rchar: ").map(|n| n.parse().unwrap_or(0)))
+            })
+            .unwrap_or(0)
+    };
+    let started = std::time::Instant::now();
+    while read() < 4_000_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "it read nothing"
+        );
+        std::thread::yield_now();
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("stopping once this epoch's files are read"),
+        "{err}"
+    );
+    assert!(err.contains("epoch 0: 1,000,000 rows in"), "{err}");
+    // The restart emits the window an uninterrupted run emits, whole.
+    let (code, out, err) = run_pipeline(&p, &["--set", "trigger={available_now: true}"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with("\tb\t900000\n"), "{out}\n{err}");
+    drop(dir);
+}

@@ -253,6 +253,10 @@ async fn run_epochs(
         // source to say it has nothing more, so that it takes whole files as Spark's batches
         // do (a restart's first trigger would otherwise run an epoch without its files).
         let mut due = false;
+        // A stop (signal, `stop_after`) came while the epoch was within its files: it reads on
+        // to their end first, so that the epoch takes them whole and a restart gives what an
+        // uninterrupted run gives (a second Ctrl-C still stops at once).
+        let mut finishing = false;
         if processing_time.is_some() && last_on_schedule && next_fire <= Instant::now() {
             tracing::warn!(
                 "falling behind: epoch {} ended after the next trigger time",
@@ -323,8 +327,8 @@ async fn run_epochs(
                         due = between_marks;
                         !due
                     }
-                    _ = wake.notified() => true,
-                    _ = deadline_sleep => true,
+                    _ = wake.notified(), if !finishing => true,
+                    _ = deadline_sleep, if !finishing => true,
                 };
             let stopping = stop.load(Ordering::SeqCst);
             let quiet =
@@ -348,14 +352,34 @@ async fn run_epochs(
                 pending.busy += absorbing.elapsed();
                 position = received_at.clone();
             }
-            if fired || source_ended || stopping {
+            let stop_asked = stopping || deadline.is_some_and(|d| Instant::now() >= d);
+            let within_files = marked
+                && redo_target.is_none()
+                && !held
+                && !marked_end
+                && !caught_up
+                && !source_ended
+                && pending.buffered_bytes < EPOCH_MAX_BYTES
+                && (pending.bytes > 0 || !chunks.is_empty());
+            if stop_asked && within_files {
+                if !finishing {
+                    tracing::warn!(
+                        "stopping once this epoch's files are read (Ctrl-C again stops at once)"
+                    );
+                }
+                finishing = true;
+                continue;
+            }
+            if fired || source_ended || stopping || finishing {
                 break;
             }
             // Continuous and available-now triggers: an epoch as soon as the data there is in,
             // or once it has taken a bounded amount of input (a source that never pauses would
-            // otherwise keep one epoch open for ever).
-            let full =
-                pending.bytes >= EPOCH_MAX_BYTES || pending.buffered_bytes >= EPOCH_MAX_BYTES;
+            // otherwise keep one epoch open for ever). A stream of files ends its epochs where
+            // the source marks them (whole files, as Spark's batches take them), so only rows
+            // held for the sinks bound it.
+            let full = (!marked && pending.bytes >= EPOCH_MAX_BYTES)
+                || pending.buffered_bytes >= EPOCH_MAX_BYTES;
             let free_running = processing_time.is_none() && redo_target.is_none();
             if free_running && (pending.rows > 0 && quiet || full) {
                 break;
