@@ -193,7 +193,7 @@ fn an_invalid_test_file_is_named_and_exits_2() {
 }
 
 #[test]
-fn a_stream_of_csv_files_is_fed_its_header_first() {
+fn each_epoch_fed_to_a_stream_of_csv_files_is_a_file_with_its_header() {
     let dir = tempfile::tempdir().unwrap();
     write(
         dir.path(),
@@ -203,7 +203,7 @@ fn a_stream_of_csv_files_is_fed_its_header_first() {
     let file = write(
         dir.path(),
         "p.test.yaml",
-        "pipeline: p.yaml\ntests:\n  - name: by header\n    input: {epochs: [[\"amount,name\", \"3,ann\"], [\"4,ann\", \"1,bob\"]]}\n    expect: [{rows: [[ann, 7], [bob, 1]]}]\n  - name: a bad value is placed\n    input: {lines: [\"amount,name\", \"3,ann\", \"x,bob\"]}\n    expect: [{row_count: 1}]\n",
+        "pipeline: p.yaml\ntests:\n  - name: by header\n    input: {epochs: [[\"amount,name\", \"3,ann\"], [\"name,x,amount\", \"ann,y,4\", \"bob,z,1\"]]}\n    expect: [{rows: [[ann, 7], [bob, 1]]}]\n  - name: a bad value is placed\n    input: {lines: [\"amount,name\", \"3,ann\", \"x,bob\"]}\n    expect: [{row_count: 1}]\n",
     );
     let out = runner()
         .args(["test", file.to_str().unwrap()])
@@ -214,7 +214,7 @@ fn a_stream_of_csv_files_is_fed_its_header_first() {
     assert!(stdout.contains("by header ... ok"), "{stdout}");
     assert!(
         stdout.contains(
-            "the test's input line 3: the record cannot be read: `amount`: \"x\" is not an integer"
+            "epoch 0 of the test's input line 3: the record cannot be read: `amount`: \"x\" is not an integer"
         ),
         "{stdout}"
     );

@@ -622,7 +622,7 @@ fn lines_left_out_are_placed_by_file_and_line_in_streams_and_batch_runs() {
         let p = write(
             dir.path(),
             "p.yaml",
-            &format!("name: t\nmode: {mode}\nsource: {{type: file, path: in, max_line_bytes: 1048576, encoding_errors: {encoding}}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+            &format!("name: t\nmode: {mode}\nsource: {{type: file, path: in, max_line_bytes: 1MiB, encoding_errors: {encoding}}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
         );
         finish(spawn_runner(&p, &[]))
     };

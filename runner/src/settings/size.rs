@@ -16,6 +16,12 @@ pub fn parse(text: &str) -> Result<u64, String> {
     Ok(parsed.as_u64())
 }
 
+/// A size setting (`deserialize_with`), read by [`parse`]; a bare number is bytes.
+pub fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let size = opt(d)?.ok_or_else(|| serde::de::Error::custom("a size is missing here"))?;
+    usize::try_from(size).map_err(|_| serde::de::Error::custom("the size is too large"))
+}
+
 /// An optional size setting (`deserialize_with`), read by [`parse`]; a bare number is bytes.
 pub fn opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     #[derive(Deserialize)]

@@ -52,12 +52,16 @@ pub struct FileSourceConfig {
     /// Download the file once when `path` does not exist.
     #[serde(default)]
     pub fetch: Option<FetchConfig>,
-    /// A longer line is skipped and counted rather than held in memory (at least 1 MiB;
-    /// default 64 MiB): a file without newlines, such as `/dev/zero`, is read in bounded memory.
+    /// A longer line is skipped and counted rather than held in memory (a size, `1MiB`, or a
+    /// number of bytes; at least 1 MiB; default 64 MiB): a file without newlines, such as `/dev/zero`, is read in bounded memory.
     /// Lines are measured as they are read, so one that ends within the read it starts in
     /// (up to half as long again) is still taken. For `csv` and `jsonl` under `on_error: fail`,
     /// such a record fails a batch run (a stream skips and counts it).
-    #[serde(default = "default_max_line_bytes")]
+    #[serde(
+        default = "default_max_line_bytes",
+        deserialize_with = "crate::settings::size::bytes"
+    )]
+    #[schemars(with = "String")]
     pub max_line_bytes: usize,
     /// How records are written: `lines` (each line one row of `column`), `csv` (with a header
     /// line), `jsonl` (one JSON object per line) or `parquet`. A stream of files (`mode:

@@ -1037,35 +1037,31 @@ impl StreamSource for FileStreamSource {
         self.chunk_origins(chunks);
     }
 
-    /// Each epoch's lines as one chunk, placed as lines of "the test's input"; for CSV, the
-    /// first line is the header of them all.
+    /// Each epoch's lines as one chunk, as a file of its own (`epoch N of the test's input`):
+    /// for CSV, its first line is its header.
     fn fed(&self, epochs: &[Vec<String>]) -> Vec<Chunk> {
-        let file: Arc<str> = "the test's input".into();
-        let mut lines = epochs.iter().flatten();
-        let mut next_line = 1;
-        let header = match self.csv {
-            Some(_) => lines.next().map(|h| {
-                next_line += 1;
-                Arc::<[u8]>::from(h.trim_start_matches('\u{FEFF}').as_bytes())
-            }),
-            None => None,
-        };
-        let mut skip = usize::from(header.is_some());
         let mut queue = self.origins.lock().unwrap_or_else(|p| p.into_inner());
         epochs
             .iter()
-            .map(|epoch| {
-                let taken = skip.min(epoch.len());
-                skip -= taken;
-                let chunk = super::joined_lines(&epoch[taken..]);
+            .enumerate()
+            .map(|(index, lines)| {
+                let (header, records) = match (&self.csv, lines.split_first()) {
+                    (Some(_), Some((header, records))) => (
+                        Some(Arc::<[u8]>::from(
+                            header.trim_start_matches('\u{FEFF}').as_bytes(),
+                        )),
+                        records,
+                    ),
+                    _ => (None, &lines[..]),
+                };
+                let chunk = super::joined_lines(records);
                 if !chunk.is_empty() {
                     queue.push_back(Origin {
-                        file: file.clone(),
-                        first_line: next_line,
-                        header: header.clone(),
+                        file: format!("epoch {index} of the test's input").into(),
+                        first_line: 1 + u64::from(header.is_some()),
+                        header,
                         skipped: Vec::new(),
                     });
-                    next_line += (epoch.len() - taken) as u64;
                 }
                 chunk
             })

@@ -43,8 +43,13 @@ pub struct SocketSourceConfig {
     /// ending the source.
     #[serde(default)]
     pub reconnect: bool,
-    /// Longer lines are skipped (and counted) rather than held in memory.
-    #[serde(default = "default_max_line")]
+    /// Longer lines are skipped (and counted) rather than held in memory (a size, `64KiB`, or
+    /// a number of bytes; default 1 MiB).
+    #[serde(
+        default = "default_max_line",
+        deserialize_with = "crate::settings::size::bytes"
+    )]
+    #[schemars(with = "String")]
     pub max_line_bytes: usize,
     /// In `listen` mode: the most clients read at once (default 64); more wait to be accepted.
     #[serde(default = "default_max_clients")]

@@ -56,7 +56,8 @@ pub struct Input {
     /// A file read in place of the source's input, relative to the test file.
     #[serde(default)]
     pub file: Option<PathBuf>,
-    /// A stream's input, epoch by epoch: each a list of lines or records.
+    /// A stream's input, epoch by epoch: each a list of lines or records (for a stream of
+    /// CSV files, a file of its own: its first line is its header).
     #[serde(default)]
     pub epochs: Option<Vec<Vec<serde_json::Value>>>,
 }
