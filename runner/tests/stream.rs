@@ -662,3 +662,45 @@ fn lines_left_out_are_placed_by_file_and_line_in_streams_and_batch_runs() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("2.txt line 2)"), "{err}");
 }
+
+#[test]
+fn columns_are_inferred_from_the_first_file_with_records() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/a0.csv"), "").unwrap();
+    std::fs::write(dir.path().join("in/a1.csv"), "k,v\n").unwrap();
+    std::fs::write(dir.path().join("in/a2.csv"), "k,v\nx,1\ny,2.5\n").unwrap();
+    for mode in ["batch", "stream"] {
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: t\nmode: {mode}\nsource: {{type: file, path: in, format: csv}}\ntransforms:\n  - {{type: aggregate, aggs: {{total: sum(v)}}}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+        );
+        let (code, out, err) = finish(spawn_runner(&p, &[]));
+        assert_eq!(code, 0, "{mode}: {err}");
+        // `v` is a float (from a2.csv), not text (from the header-only a1.csv).
+        assert!(out.ends_with("3.5\n"), "{mode}: {out}");
+    }
+}
+
+#[test]
+fn invalid_utf8_in_a_csv_header_is_replaced_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/a.csv"), b"k,v,\xffx\nok,1,2\n").unwrap();
+    for mode in ["batch", "stream"] {
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: t\nmode: {mode}\nsource: {{type: file, path: in, format: csv, columns: {{k: text}}}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+        );
+        let (code, out, err) = finish(spawn_runner(&p, &[]));
+        assert_eq!(code, 0, "{mode}: {err}");
+        assert!(out.ends_with("ok\n"), "{mode}: {out}");
+        assert!(
+            err.contains("1 line(s) had invalid UTF-8; bad bytes were replaced with U+FFFD (the first seen: ")
+                && err.contains("a.csv line 1 (the CSV header))"),
+            "{mode}: {err}"
+        );
+    }
+}

@@ -270,19 +270,38 @@ impl FileSourceConfig {
                 .map(|(n, t)| ColumnSpec::parse(n, t))
                 .collect();
         }
-        let first = match first_file(path) {
-            Some(first) => first,
-            None if path == Path::new("-") => {
-                return Err(
-                    "cannot infer the columns of standard input: list them in `columns:`".into(),
-                )
-            }
-            None => return Err(inferred_input_missing(path)),
-        };
-        // A CSV header and one record, or one JSON line, at least.
+        let files = files_named(path);
+        if files.is_empty() {
+            return Err(match path == Path::new("-") {
+                true => {
+                    "cannot infer the columns of standard input: list them in `columns:`".into()
+                }
+                false => inferred_input_missing(path),
+            });
+        }
+        // A CSV header and one record, or one JSON line, at least: from the first file that
+        // has them (an empty or header-only file first in the listing tells nothing), else
+        // from the first file.
         let lines = if format == Format::Csv { 2 } else { 1 };
-        let mut head = read_head(&first, 256 * 1024, lines)
-            .map_err(|e| format!("cannot infer the columns: {}: {e}", first.display()))?;
+        let mut chosen = None;
+        for file in &files {
+            let head = read_head(file, 256 * 1024, lines)
+                .map_err(|e| format!("cannot infer the columns: {}: {e}", file.display()))?;
+            let written = head
+                .split(|&b| b == b'\n')
+                .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+                .count();
+            let enough = written >= lines;
+            if enough || chosen.is_none() {
+                chosen = Some((file.clone(), head));
+            }
+            if enough {
+                break;
+            }
+        }
+        let Some((first, mut head)) = chosen else {
+            return Err(inferred_input_missing(path));
+        };
         // As when the records are read: a byte order mark is not part of the first line.
         if format == Format::Jsonl && head.starts_with(UTF8_BOM) {
             head.drain(..UTF8_BOM.len());
@@ -319,29 +338,41 @@ pub(super) fn inferred_input_missing(path: &Path) -> String {
 
 /// The first file `path` names (itself, the first by name in a directory or of a glob).
 pub(super) fn first_file(path: &Path) -> Option<PathBuf> {
+    files_named(path).into_iter().next()
+}
+
+/// The files `path` names, in name order: itself, a directory's (not hidden ones) or a glob's
+/// matches.
+fn files_named(path: &Path) -> Vec<PathBuf> {
     if path == Path::new("-") {
-        return None;
+        return Vec::new();
     }
-    if is_pattern(path) {
-        let mut files: Vec<PathBuf> = glob::glob(&path.to_string_lossy())
-            .ok()?
+    let mut files: Vec<PathBuf> = if is_pattern(path) {
+        let Ok(matches) = glob::glob(&path.to_string_lossy()) else {
+            return Vec::new();
+        };
+        matches
             .filter_map(|e| e.ok())
             .filter(|p| p.is_file() && !is_hidden_match(path, p))
-            .collect();
-        files.sort();
-        return files.into_iter().next();
-    }
-    if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .ok()?
+            .collect()
+    } else if path.is_dir() {
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return Vec::new();
+        };
+        entries
             .filter_map(|e| e.ok())
             .map(|e| e.path())
             .filter(|p| p.is_file() && !is_hidden(p))
+            .collect()
+    } else {
+        return path
+            .is_file()
+            .then(|| path.to_path_buf())
+            .into_iter()
             .collect();
-        files.sort();
-        return files.into_iter().next();
-    }
-    path.is_file().then(|| path.to_path_buf())
+    };
+    files.sort();
+    files
 }
 
 /// Up to `limit` bytes from the start of `path`, cut after the last whole line.
@@ -431,7 +462,11 @@ impl Records {
             }
         }
         // Invalid UTF-8 in a name is replaced (as inference reads it), whatever
-        // `encoding_errors` says of records: the header cannot be skipped.
+        // `encoding_errors` says of records: the header cannot be skipped. It is counted.
+        if std::str::from_utf8(&header).is_err() {
+            self.lines
+                .bad_utf8_line(false, || format!("{origin} line 1 (the CSV header)"));
+        }
         let names = super::records::csv_header_names(&header, self.delimiter);
         if let Some(existing) = self.decoder.get() {
             if existing.header() != names.as_slice() {

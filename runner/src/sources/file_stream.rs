@@ -428,6 +428,17 @@ async fn send_file(
         .await
         .map_err(failed)?;
     let header = header.map(|(line, _)| line);
+    // A header's invalid UTF-8 is replaced in the names (a header cannot be skipped), and
+    // counted, once per file (when read from its start).
+    if read.skip == 0
+        && header
+            .as_ref()
+            .is_some_and(|h| std::str::from_utf8(h).is_err())
+    {
+        stats
+            .lines
+            .bad_utf8_line(false, || format!("{origin} line 1 (the CSV header)"));
+    }
     // Where reading is in the file, where the next chunk may end, and the chunk being filled:
     // whole lines, then the start of the line being read (from `partial`).
     let mut at = skip;
