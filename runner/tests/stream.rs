@@ -699,7 +699,7 @@ fn invalid_utf8_in_a_csv_header_is_replaced_and_counted() {
         assert!(out.ends_with("ok\n"), "{mode}: {out}");
         assert!(
             err.contains("1 line(s) had invalid UTF-8; bad bytes were replaced with U+FFFD (the first seen: ")
-                && err.contains("a.csv line 1 (the CSV header))"),
+                && err.contains("a.csv line 1, the CSV header)"),
             "{mode}: {err}"
         );
     }

@@ -93,8 +93,9 @@ pub struct StreamReport {
 /// Chunks (of up to 64 KiB) the channel holds: the most input buffered between the source
 /// and the engine, whatever the source sends.
 const CHANNEL_CHUNKS: usize = 64;
-/// The most input a continuous or available-now epoch takes, and the most appended rows an
-/// epoch buffers before the source is held back.
+/// The most input a continuous or available-now epoch takes (but a stream of files' epochs,
+/// which end where the source marks them), and the most appended rows an epoch buffers before
+/// the source is held back.
 const EPOCH_MAX_BYTES: usize = 32 << 20;
 
 /// Runs the stream until the source ends, `stop_after`, `max_epochs`, or SIGINT/SIGTERM.
@@ -253,10 +254,11 @@ async fn run_epochs(
         // source to say it has nothing more, so that it takes whole files as Spark's batches
         // do (a restart's first trigger would otherwise run an epoch without its files).
         let mut due = false;
-        // A stop (signal, `stop_after`) came while the epoch was within its files: it reads on
-        // to their end first, so that the epoch takes them whole and a restart gives what an
-        // uninterrupted run gives (a second Ctrl-C still stops at once).
-        let mut finishing = false;
+        // A stop (signal, `stop_after`) came while the epoch was within its files, and a
+        // checkpoint will have the next run take them again: the epoch is left undone rather
+        // than cut (a cut epoch moves the watermark mid-file, and a restart would then give
+        // other windows than an uninterrupted run).
+        let mut left_undone = false;
         if processing_time.is_some() && last_on_schedule && next_fire <= Instant::now() {
             tracing::warn!(
                 "falling behind: epoch {} ended after the next trigger time",
@@ -327,8 +329,8 @@ async fn run_epochs(
                         due = between_marks;
                         !due
                     }
-                    _ = wake.notified(), if !finishing => true,
-                    _ = deadline_sleep, if !finishing => true,
+                    _ = wake.notified() => true,
+                    _ = deadline_sleep => true,
                 };
             let stopping = stop.load(Ordering::SeqCst);
             let quiet =
@@ -359,18 +361,12 @@ async fn run_epochs(
                 && !marked_end
                 && !caught_up
                 && !source_ended
-                && pending.buffered_bytes < EPOCH_MAX_BYTES
                 && (pending.bytes > 0 || !chunks.is_empty());
-            if stop_asked && within_files {
-                if !finishing {
-                    tracing::warn!(
-                        "stopping once this epoch's files are read (Ctrl-C again stops at once)"
-                    );
-                }
-                finishing = true;
-                continue;
+            if stop_asked && within_files && checkpoint.is_some() {
+                left_undone = true;
+                break;
             }
-            if fired || source_ended || stopping || finishing {
+            if fired || source_ended || stopping {
                 break;
             }
             // Continuous and available-now triggers: an epoch as soon as the data there is in,
@@ -397,6 +393,18 @@ async fn run_epochs(
             next_fire = started + interval.mul_f64(periods as f64);
         }
         let stopping = stop.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d);
+        if left_undone {
+            tracing::warn!(
+                "stopped within epoch {}'s files: it is left undone, and the next run takes them again from the checkpoint",
+                out.epoch
+            );
+            reason = if stop.load(Ordering::SeqCst) {
+                "interrupted"
+            } else {
+                "stop_after reached"
+            };
+            break;
+        }
         if let Some((target_epoch, target_end)) = redo_target.filter(|_| !redo_reached) {
             if !source_ended {
                 // Stopped before the recorded input was in: emitting now would give the epoch

@@ -465,7 +465,7 @@ impl Records {
         // `encoding_errors` says of records: the header cannot be skipped. It is counted.
         if std::str::from_utf8(&header).is_err() {
             self.lines
-                .bad_utf8_line(false, || format!("{origin} line 1 (the CSV header)"));
+                .bad_utf8_line(false, || format!("{origin} line 1, the CSV header"));
         }
         let names = super::records::csv_header_names(&header, self.delimiter);
         if let Some(existing) = self.decoder.get() {

@@ -437,7 +437,7 @@ async fn send_file(
     {
         stats
             .lines
-            .bad_utf8_line(false, || format!("{origin} line 1 (the CSV header)"));
+            .bad_utf8_line(false, || format!("{origin} line 1, the CSV header"));
     }
     // Where reading is in the file, where the next chunk may end, and the chunk being filled:
     // whole lines, then the start of the line being read (from `partial`).
