@@ -656,17 +656,18 @@ fn a_file_that_changed_after_it_was_read_is_warned_of_at_a_restart() {
     );
 }
 
-#[test]
-fn a_restart_under_a_processing_time_trigger_takes_its_files_before_moving_the_watermark() {
-    // The third file's row belongs to a window the second file's rows make final: run
-    // uninterrupted, it is counted (late rows go by the previous epoch's watermark). A restart
-    // before it ran an epoch without rows at its first trigger, which moved that watermark
-    // and dropped the row as late.
+/// One file (`f0.jsonl`, `f1.jsonl`, ...) per time of `times` (on 2026-01-01, key `a`), counted
+/// per minute with a 10-second watermark in append mode, one file per epoch, checkpointed.
+fn windowed_files(
+    times: &[&str],
+    source_extra: &str,
+    stream_extra: &str,
+) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("in")).unwrap();
-    for (name, ts) in [("f0", "00:00:30"), ("f1", "00:01:30"), ("f2", "00:00:50")] {
+    for (index, ts) in times.iter().enumerate() {
         std::fs::write(
-            dir.path().join(format!("in/{name}.jsonl")),
+            dir.path().join(format!("in/f{index}.jsonl")),
             format!("{{\"ts\":\"2026-01-01T{ts}Z\",\"k\":\"a\"}}\n"),
         )
         .unwrap();
@@ -674,7 +675,21 @@ fn a_restart_under_a_processing_time_trigger_takes_its_files_before_moving_the_w
     let p = write(
         dir.path(),
         "p.yaml",
-        "name: t\nmode: stream\nsource: {type: file, path: in, format: jsonl, max_files_per_trigger: 1, columns: {ts: timestamp, k: text}}\ntransforms:\n  - {type: group_count, by: k, window: {column: ts, size: 1m}, watermark: 10s}\noutput_mode: append\ncheckpoint: {dir: ck}\ntrigger: {processing_time: 100ms}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+        &format!("name: t\nmode: stream\nsource: {{type: file, path: in, format: jsonl, max_files_per_trigger: 1{source_extra}, columns: {{ts: timestamp, k: text}}}}\ntransforms:\n  - {{type: group_count, by: k, window: {{column: ts, size: 1m}}, watermark: 10s}}\noutput_mode: append\ncheckpoint: {{dir: ck}}\n{stream_extra}sinks:\n  - {{type: stdout, format: jsonl}}\n"),
+    );
+    (dir, p)
+}
+
+#[test]
+fn a_restart_under_a_processing_time_trigger_takes_its_files_before_moving_the_watermark() {
+    // The third file's row belongs to a window the second file's rows make final: run
+    // uninterrupted, it is counted (late rows go by the previous epoch's watermark). A restart
+    // before it ran an epoch without rows at its first trigger, which moved that watermark
+    // and dropped the row as late.
+    let (dir, p) = windowed_files(
+        &["00:00:30", "00:01:30", "00:00:50"],
+        "",
+        "trigger: {processing_time: 100ms}\n",
     );
     let run = |extra: &[&str]| {
         let (code, out, err) = run_pipeline(&p, extra);
@@ -696,20 +711,7 @@ fn a_restart_with_nothing_new_runs_the_epoch_its_watermark_calls_for_at_once() {
     // After epoch 0 (file f0), f1 was read too, and moved the watermark past f0's window: a
     // restart finds no new file, and its first epoch must emit that window without waiting
     // for one (it waited until a stop).
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("in")).unwrap();
-    for (name, ts) in [("f0", "00:00:30"), ("f1", "00:01:30")] {
-        std::fs::write(
-            dir.path().join(format!("in/{name}.jsonl")),
-            format!("{{\"ts\":\"2026-01-01T{ts}Z\",\"k\":\"a\"}}\n"),
-        )
-        .unwrap();
-    }
-    let p = write(
-        dir.path(),
-        "p.yaml",
-        "name: t\nmode: stream\nsource: {type: file, path: in, format: jsonl, max_files_per_trigger: 1, poll: 100ms, columns: {ts: timestamp, k: text}}\ntransforms:\n  - {type: group_count, by: k, window: {column: ts, size: 1m}, watermark: 10s}\noutput_mode: append\ncheckpoint: {dir: ck}\nsinks:\n  - {type: stdout, format: jsonl}\n",
-    );
+    let (_dir, p) = windowed_files(&["00:00:30", "00:01:30"], ", poll: 100ms", "");
     let (code, out, err) = run_pipeline(&p, &["--set", "max_epochs=2"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "", "{err}");
