@@ -799,6 +799,21 @@ fn a_missing_input_is_a_runtime_failure_even_when_columns_are_inferred_from_it()
         .assert()
         .code(2)
         .stderr(predicates::str::contains("later.csv: no such file"));
+    // A directory without files yet says so.
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    let p = write(
+        dir.path(),
+        "e.yaml",
+        "name: t\nmode: stream\nsource: {type: file, path: empty, format: csv, poll: 1s}\nsinks:\n  - {type: stdout}\n",
+    );
+    runner()
+        .arg("run")
+        .arg(&p)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+        "no file there yet (the columns are inferred from the first one; list them in `columns:`",
+    ));
     // `--input` on a source without a path says so.
     let socket = write(
         dir.path(),

@@ -113,13 +113,17 @@ fn build_until(
     let builder = config.source.value.builder();
     let source = builder.build(&source_context).map_err(|e| {
         match builder.missing_input(&source_context) {
-            Some((path, why)) if why == e => Error::Input {
-                path,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no such file (its columns are inferred from it; list them in `columns:` to run or check the pipeline without it)",
-                ),
-            },
+            Some((path, why)) if why == e => {
+                // The message without its path, which the error names first.
+                let reason = why
+                    .strip_suffix(&format!(": {}", path.display()))
+                    .unwrap_or(&why)
+                    .to_owned();
+                Error::Input {
+                    path,
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, reason),
+                }
+            }
             _ => Error::invalid(format!(
                 "{}: source ({}): {e}",
                 loaded.at(&config.source.referenced),

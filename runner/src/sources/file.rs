@@ -330,8 +330,13 @@ pub(super) fn csv_delimiter(delimiter: Option<char>) -> Result<u8, String> {
 /// Why a source cannot be built when the input its columns are inferred from is not there
 /// (`BuildSource::missing_input`: a runtime failure, as any missing input).
 pub(super) fn inferred_input_missing(path: &Path) -> String {
+    let what = match path.is_dir() || is_pattern(path) {
+        // A directory or glob without files yet (a stream waiting for them, say).
+        true => "no file there yet (the columns are inferred from the first one",
+        false => "no such file (its columns are inferred from it",
+    };
     format!(
-        "no such file (its columns are inferred from it; list them in `columns:` to run or check the pipeline without it): {}",
+        "{what}; list them in `columns:` to run or check the pipeline without it): {}",
         path.display()
     )
 }
