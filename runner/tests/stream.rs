@@ -540,21 +540,14 @@ fn a_stream_of_csv_files_reads_each_file_by_its_own_header() {
         err.contains("4.csv line 3: the record cannot be read: `amount`: \"zz\" is not an integer"),
         "{err}"
     );
-    // Columns inferred from the first file: every file must have them.
+    // Columns inferred from the first file (name, amount, city): optional, so 3.csv, without
+    // `city`, is read with nulls there.
     std::fs::remove_file(dir.path().join("in/4.csv")).unwrap();
     std::fs::remove_dir_all(dir.path().join("ck")).unwrap();
     let p = pipeline("");
-    let (code, _, err) = finish(spawn_runner(&p, &[]));
-    assert_eq!(code, 1, "{err}");
-    assert!(
-        err.contains("3.csv: the CSV header has no column `city` (header: amount, name)"),
-        "{err}"
-    );
-    std::fs::remove_file(dir.path().join("in/3.csv")).unwrap();
-    std::fs::remove_dir_all(dir.path().join("ck")).unwrap();
     let (code, out, err) = finish(spawn_runner(&p, &[]));
     assert_eq!(code, 0, "{err}");
-    assert!(out.ends_with("1\tann\t13\n1\tbob\t4\n1\tcid\t1\n"), "{out}");
+    assert!(out.ends_with("2\tann\t13\n2\tbob\t9\n2\tcid\t1\n"), "{out}");
 }
 
 #[test]
@@ -703,4 +696,35 @@ fn invalid_utf8_in_a_csv_header_is_replaced_and_counted() {
             "{mode}: {err}"
         );
     }
+}
+
+#[test]
+fn an_optional_column_a_csv_files_header_lacks_is_null() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    // An older file, before the column `v` was added.
+    std::fs::write(dir.path().join("in/1.csv"), "k\na\n").unwrap();
+    std::fs::write(dir.path().join("in/2.csv"), "v,k\n2,a\n").unwrap();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nmode: stream\nsource: {type: file, path: in, format: csv, columns: {k: text, v: integer?}}\ntransforms:\n  - {type: aggregate, by: [k], aggs: {n: count(), with_v: count(v), total: sum(v)}}\noutput_mode: complete\nsinks:\n  - {type: stdout, format: tsv}\n",
+    );
+    let (code, out, err) = finish(spawn_runner(&p, &[]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with("\ta\t2\t1\t2\n"), "{out}");
+    // A required one is still an error that says how to make it optional.
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("integer?", "integer"),
+    )
+    .unwrap();
+    let (code, _, err) = finish(spawn_runner(&p, &[]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("1.csv: the CSV header has no column `v` (header: k); write `integer?` in `columns:` to read it as null where a file lacks it"),
+        "{err}"
+    );
 }

@@ -124,6 +124,9 @@ pub struct RecordDecoder {
     /// CSV: the header's names, and which of them are read (in `columns` order).
     header: Vec<String>,
     projection: Option<Vec<usize>>,
+    /// CSV: optional columns (`?`) the header does not have, by place in `columns`, with the
+    /// type they are read as: null in every record.
+    absent: Vec<(usize, DataType)>,
     /// JSON decoders that finished cleanly, for reuse.
     json_decoders: std::sync::Mutex<Vec<arrow_json::reader::Decoder>>,
     /// JSON lines: reads plain lines' declared fields without Arrow's reader (`plain_json`).
@@ -185,6 +188,7 @@ impl RecordDecoder {
             delimiter,
             header: Vec::new(),
             projection: None,
+            absent: Vec::new(),
             json_decoders: std::sync::Mutex::new(Vec::new()),
             plain_json: match format {
                 Format::Jsonl => PlainJson::new(&columns),
@@ -207,8 +211,20 @@ impl RecordDecoder {
             .map(|n| Field::new(n, DataType::Utf8, true))
             .collect();
         let mut projection = Vec::with_capacity(decoder.columns.len());
+        let mut absent = Vec::new();
         let columns_declared: Vec<&str> = decoder.columns.iter().map(|c| c.name.as_str()).collect();
-        for (spec, read) in decoder.columns.iter().zip(decoder.read_schema.fields()) {
+        for (place, (spec, read)) in decoder
+            .columns
+            .iter()
+            .zip(decoder.read_schema.fields())
+            .enumerate()
+        {
+            // An optional column a file's header lacks (an older file of a stream, say) is
+            // null in its records.
+            if !spec.required && !header.contains(&spec.name) {
+                absent.push((place, read.data_type().clone()));
+                continue;
+            }
             let index = header.iter().position(|h| h == &spec.name).ok_or_else(|| {
                 // A name declared already is no likely typo.
                 let undeclared = header
@@ -216,16 +232,12 @@ impl RecordDecoder {
                     .map(String::as_str)
                     .filter(|h| !columns_declared.contains(h));
                 format!(
-                    "the CSV header has no column `{}`{} (header: {}){}",
+                    "the CSV header has no column `{}`{} (header: {}); write `{}?` in `columns:` to read it as null where a file lacks it",
                     spec.name,
                     crate::data::closest(&spec.name, undeclared)
                         .map_or(String::new(), |b| format!(", did you mean `{b}`?")),
                     header.join(", "),
-                    if spec.required {
-                        ""
-                    } else {
-                        "; `?` lets a record's field be empty, the column must still be in the header"
-                    }
+                    spec.value_type.name()
                 )
             })?;
             fields[index] = read.as_ref().clone();
@@ -234,11 +246,15 @@ impl RecordDecoder {
         decoder.read_schema = Arc::new(Schema::new(fields));
         decoder.header = header;
         decoder.projection = Some(projection);
+        decoder.absent = absent;
         Ok(decoder)
     }
 
     /// Where each declared column is in a record (CSV decoders made from a header).
     pub fn csv_layout(&self) -> Option<CsvLayout> {
+        if !self.absent.is_empty() {
+            return None;
+        }
         Some(CsvLayout {
             delimiter: self.delimiter,
             fields: self.header.len(),
@@ -480,7 +496,16 @@ impl RecordDecoder {
                     }
                 })
                 .collect(),
-            _ => Ok(read.columns().to_vec()),
+            _ => {
+                let mut columns = read.columns().to_vec();
+                for (place, data_type) in &self.absent {
+                    columns.insert(
+                        *place,
+                        arrow_array::new_null_array(data_type, read.num_rows()),
+                    );
+                }
+                Ok(columns)
+            }
         }
     }
 
