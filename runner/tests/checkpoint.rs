@@ -699,8 +699,10 @@ fn a_restart_under_a_processing_time_trigger_takes_its_files_before_moving_the_w
     let (whole, _) = run(&[]);
     assert!(whole.contains("\"count\":2"), "{whole}");
     std::fs::remove_dir_all(dir.path().join("ck")).unwrap();
-    let (first, _) = run(&["--set", "max_epochs=2"]);
+    let (first, err) = run(&["--set", "max_epochs=2"]);
     assert_eq!(first, "");
+    // The files taken into its two epochs, not those the source read ahead.
+    assert!(err.contains("source: 2 file(s) read"), "{err}");
     let (rest, err) = run(&[]);
     assert_eq!(rest, whole, "{err}");
     assert!(!err.contains("late"), "{err}");

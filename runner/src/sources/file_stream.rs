@@ -168,7 +168,13 @@ pub struct FileStreamSource {
 
 #[derive(Default)]
 struct Stats {
+    /// Files taken into epochs: counted when their first rows are (the source reads ahead,
+    /// and a stop may leave what it read untaken), or when read if they hold none.
     files: AtomicU64,
+    /// The file of the last chunk taken, to count files as their chunks come.
+    last_file: Mutex<Option<Arc<str>>>,
+    /// Chunks with rows sent.
+    sent_chunks: AtomicU64,
     lines: super::LineCounts,
 }
 
@@ -500,6 +506,7 @@ async fn send_file(
                 let chunk = std::mem::replace(&mut pending, rest);
                 partial = 0;
                 let first = std::mem::replace(&mut chunk_first_line, next_line);
+                stats.sent_chunks.fetch_add(1, Ordering::Relaxed);
                 if !send_chunk(
                     chunk,
                     positions.within(at),
@@ -525,6 +532,9 @@ async fn send_file(
                 pending.push(b'\n');
             } else {
                 pending.truncate(partial);
+            }
+            if !pending.is_empty() {
+                stats.sent_chunks.fetch_add(1, Ordering::Relaxed);
             }
             if !send_chunk(
                 pending,
@@ -993,6 +1003,7 @@ impl StreamSource for FileStreamSource {
                         name: next.name.clone(),
                         base: taking.taken,
                     };
+                    let chunks_before = stats.sent_chunks.load(Ordering::Relaxed);
                     let sent = send_file(
                         read,
                         &positions,
@@ -1003,7 +1014,10 @@ impl StreamSource for FileStreamSource {
                         (next.ends_epoch, next.caught_up),
                     )
                     .await?;
-                    stats.files.fetch_add(1, Ordering::Relaxed);
+                    if stats.sent_chunks.load(Ordering::Relaxed) == chunks_before {
+                        // No rows: counted now, as no chunk of it will be taken.
+                        stats.files.fetch_add(1, Ordering::Relaxed);
+                    }
                     taking.seen.insert(next.name);
                     match sent {
                         Some(size) => taking.taken = taking.taken.saturating_add(size),
@@ -1113,13 +1127,26 @@ impl FileStreamSource {
     /// every chunk is decoded, in order).
     fn chunk_origins(&self, chunks: &[Chunk]) -> Vec<Option<Origin>> {
         let mut queue = self.origins.lock().ok();
-        chunks
+        let origins: Vec<Option<Origin>> = chunks
             .iter()
             .map(|c| match (&mut queue, c.is_empty()) {
                 (Some(q), false) => q.pop_front(),
                 _ => None,
             })
-            .collect()
+            .collect();
+        // A file is taken when its first chunk is.
+        let mut last = self
+            .stats
+            .last_file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for origin in origins.iter().flatten() {
+            if last.as_ref() != Some(&origin.file) {
+                self.stats.files.fetch_add(1, Ordering::Relaxed);
+                *last = Some(origin.file.clone());
+            }
+        }
+        origins
     }
 
     /// Where line `line` (0-based) of chunk `chunk` is: its file and line number.
