@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{repo_root, run_pipeline, runner, unique_lock_dir, write};
+use common::{repo_root, run_pipeline, runner, runner_process, unique_lock_dir, write};
 
 fn tape() -> PathBuf {
     repo_root().join("pipelines/tapes/sample.jsonl")
@@ -717,7 +717,7 @@ fn a_restart_with_nothing_new_runs_the_epoch_its_watermark_calls_for_at_once() {
     let (code, out, err) = run_pipeline(&p, &["--set", "max_epochs=2"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "", "{err}");
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("runner"))
+    let mut child = runner_process()
         .arg("run")
         .arg(&p)
         .stdout(Stdio::piped())
@@ -783,7 +783,7 @@ fn an_epoch_takes_its_files_whole_whatever_their_size() {
 #[test]
 fn a_stop_within_an_epochs_files_leaves_it_to_the_next_run() {
     let (dir, p) = one_big_file("{processing_time: 1s}");
-    let child = Command::new(assert_cmd::cargo::cargo_bin("runner"))
+    let child = runner_process()
         .arg("run")
         .arg(&p)
         .stdout(Stdio::null())

@@ -179,7 +179,7 @@ impl BuildSource for FileSourceConfig {
         if self.format == Format::Parquet {
             return super::parquet::build(self, path);
         }
-        let delimiter = self.csv_delimiter()?;
+        let delimiter = csv_delimiter(self.delimiter)?;
         let lines = Arc::new(super::LineCounts::default());
         let records = match self.format {
             Format::Lines => {
@@ -234,7 +234,7 @@ impl FileSourceConfig {
                 return Err("`columns` is for csv, jsonl and parquet; `format: lines` reads one text column named by `column`".into());
             }
             format @ (Format::Jsonl | Format::Csv) => {
-                let delimiter = self.csv_delimiter()?;
+                let delimiter = csv_delimiter(self.delimiter)?;
                 let decoder = RecordDecoder::new(
                     format,
                     self.column_specs(format, &path, delimiter)?,
@@ -246,11 +246,6 @@ impl FileSourceConfig {
             _ => (None, text_schema(&self.column)),
         };
         super::file_stream::build(self, path, decoder, schema)
-    }
-
-    /// The CSV field separator (`,` unless `delimiter:` says).
-    fn csv_delimiter(&self) -> Result<u8, String> {
-        csv_delimiter(self.delimiter)
     }
 
     /// The columns to read: as written in `columns:`, or inferred from the first lines of the
