@@ -89,17 +89,45 @@ fn serve(pieces: impl Iterator<Item = Vec<u8>> + Send + 'static, reset: bool) ->
 #[test]
 fn a_line_cut_by_a_reset_is_dropped_and_one_ended_by_a_close_is_kept() {
     let dir = tempfile::tempdir().unwrap();
+    // A broken connection is not the input's end: the rows before it are counted and
+    // written, and the run says so with its exit code.
     let (code, stderr, _) = run(&pipeline(dir.path(), serve(once(b"a b\nc d"), true), ""));
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 1, "{stderr}");
     assert_eq!(counts(dir.path()), "word,count\na,1\nb,1\n");
     assert!(
         stderr.contains("1 unfinished line(s) of broken connections were dropped"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the connection to 127.0.0.1:")
+            && stderr.contains("broke: Connection reset by peer"),
         "{stderr}"
     );
 
     let (code, stderr, _) = run(&pipeline(dir.path(), serve(once(b"a b\nc d"), false), ""));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(counts(dir.path()), "word,count\na,1\nb,1\nc,1\nd,1\n");
+}
+
+#[test]
+fn an_address_in_use_to_listen_on_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let path = dir.path().join("listen.yaml");
+    std::fs::write(
+        &path,
+        format!("name: t\nmode: stream\nsource: {{type: socket, mode: listen, port: {port}}}\nsinks:\n  - {{type: csv, path: lines.csv}}\n"),
+    )
+    .unwrap();
+    let (code, stderr, _) = run(&path);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on 127.0.0.1:{port}: Address already in use"
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]

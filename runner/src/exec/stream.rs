@@ -520,7 +520,13 @@ async fn run_epochs(
         }
     }
     if let Some(reader) = reader {
-        source_outcome(reader, source_ended).await?;
+        if let Err(failed) = source_outcome(reader, source_ended).await {
+            // What the source dropped before it failed is still worth knowing.
+            for message in source.warnings() {
+                tracing::warn!("{message}");
+            }
+            return Err(failed);
+        }
     }
     let mut warnings = source.warnings();
     let mut late_rows = None;

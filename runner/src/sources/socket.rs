@@ -23,7 +23,9 @@ use crate::data::text_schema;
 /// `max_clients` at once) and reads lines from all of them.
 ///
 /// UTF-8 lines, CRLF or LF; a final line without a newline is kept, a line cut by a connection
-/// reset is dropped and reported; invalid UTF-8 is replaced with U+FFFD and counted. A line
+/// reset is dropped and reported. A broken connection (without `reconnect`) ends the run with
+/// exit code 1 once the rows before it are processed; an address in use to listen on is an
+/// error too. Invalid UTF-8 is replaced with U+FFFD and counted. A line
 /// longer than `max_line_bytes` is skipped and counted, never buffered whole. When the pipeline
 /// falls behind, the source stops reading (backpressure). With `format: jsonl` each line is a
 /// JSON object read into `columns`, as the file source reads them; with `format: csv` each line
@@ -231,7 +233,6 @@ impl StreamSource for SocketSource {
                 SocketMode::Connect => connect_loop(&address, &config, &stats, tx).await,
                 SocketMode::Listen => listen_loop(&address, &config, &stats, tx).await,
             }
-            Ok(())
         })
     }
 
@@ -277,7 +278,7 @@ async fn connect_loop(
     config: &SocketSourceConfig,
     stats: &Stats,
     tx: Sender<Delivery>,
-) {
+) -> Result<(), String> {
     let mut backoff = Duration::from_millis(50);
     let mut announced = false;
     loop {
@@ -286,8 +287,21 @@ async fn connect_loop(
                 tracing::info!(%address, "connected");
                 announced = false;
                 let connected = tokio::time::Instant::now();
-                if read_lines(stream, config, stats, &tx).await.is_err() || !config.reconnect {
-                    return;
+                match read_lines(stream, config, stats, &tx).await {
+                    // The engine is gone.
+                    Err(()) => return Ok(()),
+                    // A broken connection is not the end of the input, as a closed one is:
+                    // the run says so with its exit code (its rows so far are processed).
+                    Ok(Some(broke)) if !config.reconnect => {
+                        return Err(format!(
+                            "the connection to {address} broke: {broke} (`reconnect: true` connects again)"
+                        ))
+                    }
+                    Ok(None) if !config.reconnect => return Ok(()),
+                    Ok(Some(broke)) => {
+                        tracing::warn!(%address, "the connection broke: {broke}; reconnecting")
+                    }
+                    Ok(None) => {}
                 }
                 // A server that accepts and closes at once gets the same backoff as one that
                 // refuses: no storm of connections.
@@ -308,7 +322,7 @@ async fn connect_loop(
                     announced = true;
                 }
                 if tx.is_closed() {
-                    return;
+                    return Ok(());
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -322,14 +336,10 @@ async fn listen_loop(
     config: &SocketSourceConfig,
     stats: &Arc<Stats>,
     tx: Sender<Delivery>,
-) {
-    let listener = match tokio::net::TcpListener::bind(address).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            tracing::error!("cannot listen on {address}: {e}");
-            return;
-        }
-    };
+) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))?;
     tracing::info!(%address, "listening for clients");
     let clients = Arc::new(tokio::sync::Semaphore::new(config.max_clients));
     let mut backoff = Duration::from_millis(10);
@@ -340,9 +350,9 @@ async fn listen_loop(
         let permit = tokio::select! {
             permit = clients.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
-                Err(_) => return,
+                Err(_) => return Ok(()),
             },
-            _ = tx.closed() => return,
+            _ = tx.closed() => return Ok(()),
         };
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -351,8 +361,12 @@ async fn listen_loop(
                     tracing::info!(%peer, "client connected");
                     let (config, stats, tx) = (config.clone(), stats.clone(), tx.clone());
                     tokio::spawn(async move {
-                        let _ = read_lines(stream, &config, &stats, &tx).await;
-                        tracing::info!(%peer, "client disconnected");
+                        match read_lines(stream, &config, &stats, &tx).await {
+                            Ok(Some(broke)) => {
+                                tracing::warn!(%peer, "the client's connection broke: {broke}")
+                            }
+                            _ => tracing::info!(%peer, "client disconnected"),
+                        }
                         drop(permit);
                     });
                 }
@@ -371,24 +385,25 @@ async fn listen_loop(
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = tx.closed() => return,
+                        _ = tx.closed() => return Ok(()),
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             },
-            _ = tx.closed() => return,
+            _ = tx.closed() => return Ok(()),
         }
     }
 }
 
-/// Reads one connection to its end, sending chunks of whole lines. `Err` means the engine is
-/// gone (the channel closed), so reading should stop for good.
+/// Reads one connection to its end, sending chunks of whole lines: `Ok(None)` when the peer
+/// closed it, `Ok(Some(why))` when it broke. `Err` means the engine is gone (the channel
+/// closed), so reading should stop for good.
 async fn read_lines(
     mut stream: tokio::net::TcpStream,
     config: &SocketSourceConfig,
     stats: &Stats,
     tx: &Sender<Delivery>,
-) -> Result<(), ()> {
+) -> Result<Option<String>, ()> {
     let mut lines = LineReader::new(config.max_line_bytes);
     let mut buffer = vec![0u8; READ_BYTES];
     loop {
@@ -398,11 +413,10 @@ async fn read_lines(
             Err(e) => {
                 // A line cut by a broken connection is likely a fragment: a closed connection's
                 // last line counts (as a file's does), a broken one's does not.
-                tracing::warn!("reading the socket failed: {e}");
                 if lines.finish().is_some() {
                     stats.cut_lines.fetch_add(1, Ordering::Relaxed);
                 }
-                return Ok(());
+                return Ok(Some(e.to_string()));
             }
         };
         let chunk = lines.push(&buffer[..n], &stats.lines.long_lines);
@@ -413,7 +427,7 @@ async fn read_lines(
     if let Some(last) = lines.finish() {
         tx.send(last.into()).await.map_err(|_| ())?;
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Cuts the bytes of one connection, read in pieces of any size, into chunks of whole lines
