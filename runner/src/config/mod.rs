@@ -305,7 +305,31 @@ pub fn from_yaml<'de, T: Deserialize<'de>>(
 
 /// Parses pipeline YAML; errors name `source_name`, line and column, with a snippet.
 pub fn parse(text: &str, source_name: &str) -> Result<PipelineConfig> {
-    serde_saphyr::from_str::<PipelineConfig>(text).map_err(|e| yaml_error(&e, source_name))
+    serde_saphyr::from_str::<PipelineConfig>(text).map_err(|e| {
+        missing_top_level_field(text, source_name).unwrap_or_else(|| yaml_error(&e, source_name))
+    })
+}
+
+/// A pipeline without `name`, `source` or `sinks`, said plainly: serde-saphyr places a field
+/// missing from the top-level mapping at its last key, which reads as if that key were wrong.
+fn missing_top_level_field(text: &str, source_name: &str) -> Option<Error> {
+    // The keys written (a key without a value is there, and gets its own message).
+    let top: std::collections::HashMap<String, serde::de::IgnoredAny> = from_yaml(text).ok()?;
+    let (field, what) = if !top.contains_key("name") {
+        ("name", "a short name, used in logs: `name: word_count`")
+    } else if !top.contains_key("source") {
+        (
+            "source",
+            "where rows come from, e.g. `source: {type: file, path: input.txt}`",
+        )
+    } else if !top.contains_key("sinks") {
+        ("sinks", "where results go, e.g. `sinks: [{type: stdout}]`")
+    } else {
+        return None;
+    };
+    Some(Error::invalid(format!(
+        "{source_name}: the pipeline has no `{field}:` ({what})"
+    )))
 }
 
 fn apply_overrides(text: &str, file_name: &str, overrides: &[Override]) -> Result<String> {
@@ -446,6 +470,23 @@ mod tests {
 
     fn err(text: &str) -> String {
         parse(text, "p.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_missing_top_level_field_is_named_without_blaming_the_last_key() {
+        assert_eq!(
+            err("source:\n  type: file\n  path: in.txt\nsinks:\n  - type: stdout\n"),
+            "p.yaml: the pipeline has no `name:` (a short name, used in logs: `name: word_count`)"
+        );
+        assert!(err("name: t\nsinks:\n  - type: stdout\n")
+            .starts_with("p.yaml: the pipeline has no `source:`"));
+        assert!(err("name: t\nsource:\n  type: file\n  path: in.txt\n")
+            .starts_with("p.yaml: the pipeline has no `sinks:`"));
+        // A field missing further in is still placed where it is missing.
+        assert!(
+            err("name: t\nsource:\n  type: file\nsinks:\n  - type: stdout\n")
+                .starts_with("p.yaml:3:3: missing field `path`")
+        );
     }
 
     #[test]
