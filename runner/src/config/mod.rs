@@ -414,6 +414,13 @@ impl MessageFormatter for SuggestingFormatter {
             "invalid u16" => Cow::Borrowed("expected a whole number from 0 to 65535"),
             "invalid i64" => Cow::Borrowed("expected a whole number"),
             "invalid f64" => Cow::Borrowed("expected a number"),
+            // The parser's words for a shape; say what to write.
+            "expected mapping start" => Cow::Borrowed(
+                "expected a map here: `key: value` lines indented below, or `{key: value, ...}`",
+            ),
+            "expected sequence start" => Cow::Borrowed(
+                "expected a list here: `- item` lines indented below, or `[item, ...]`",
+            ),
             // serde-saphyr's advice names its own API; say what to write instead.
             other if other.contains("cannot deserialize null") => {
                 Cow::Borrowed("a value is missing here: write one after the colon")
@@ -487,6 +494,14 @@ mod tests {
             err("name: t\nsource:\n  type: file\nsinks:\n  - type: stdout\n")
                 .starts_with("p.yaml:3:3: missing field `path`")
         );
+    }
+
+    #[test]
+    fn a_scalar_where_a_map_or_list_belongs_says_what_to_write() {
+        let text = "name: t\nsource: {type: file, path: x}\nsinks: {type: stdout}\n";
+        assert!(err(text).starts_with("p.yaml:3:8: expected a list here: `- item` lines"));
+        let text = "name: t\nsource: in.txt\nsinks: [{type: stdout}]\n";
+        assert!(err(text).starts_with("p.yaml:2:9: expected a map here: `key: value` lines"));
     }
 
     #[test]
