@@ -199,6 +199,12 @@ pub fn float_key(x: f64) -> f64 {
     }
 }
 
+/// Floats in Spark's order (`SQLOrderingUtil.compareDoubles`): `-0.0` equals `0.0`, and every
+/// NaN, whatever its sign bit, equals every other and is above every number.
+pub fn compare_floats(x: f64, y: f64) -> std::cmp::Ordering {
+    float_key(x).total_cmp(&float_key(y))
+}
+
 /// [`float_key`] over a float column; any other column as it is.
 pub fn float_keys(column: ArrayRef) -> ArrayRef {
     match column.as_primitive_opt::<arrow_array::types::Float64Type>() {

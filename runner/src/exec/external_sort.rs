@@ -242,7 +242,7 @@ impl ExternalSort {
         let columns: Vec<_> = self
             .keys
             .iter()
-            .map(|key| batch.column(key.column).clone())
+            .map(|key| crate::data::float_keys(batch.column(key.column).clone()))
             .collect();
         converter
             .convert_columns(&columns)
@@ -439,7 +439,7 @@ impl Cursor {
             let columns: Vec<_> = sort
                 .keys
                 .iter()
-                .map(|key| batch.column(key.column).clone())
+                .map(|key| crate::data::float_keys(batch.column(key.column).clone()))
                 .collect();
             self.rows = converter
                 .convert_columns(&columns)

@@ -218,12 +218,10 @@ impl BuildTransform for GroupCountConfig {
         for name in &names {
             let index = column_index(ctx.input, name)?;
             let data_type = ctx.input.field(index).data_type();
-            if !matches!(
-                data_type,
-                DataType::Utf8 | DataType::Int64 | DataType::Boolean
-            ) {
+            // Keys of any type `aggregate` groups by (a list is not one).
+            if matches!(data_type, DataType::List(_)) {
                 return Err(format!(
-                    "cannot group by `{name}`: it holds {}",
+                    "cannot group by `{name}`: it holds {} (explode it first)",
                     type_label(data_type)
                 ));
             }
@@ -690,6 +688,56 @@ mod tests {
         let out = left.result().unwrap();
         assert_eq!(texts(&out, "word"), ["y", "x", "z"]);
         assert_eq!(texts(&out, "n"), ["3", "1", "1"]);
+    }
+
+    #[test]
+    fn groups_by_floats_and_timestamps_as_aggregate_does() {
+        use arrow_array::{Float64Array, TimestampMicrosecondArray};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("f", DataType::Float64, true),
+            Field::new("t", crate::data::timestamp_type(), true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Float64Array::from(vec![
+                    Some(0.5),
+                    Some(-0.0),
+                    Some(0.0),
+                    Some(f64::NAN),
+                    Some(-f64::NAN),
+                    Some(0.5),
+                ])),
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![
+                        Some(0),
+                        Some(0),
+                        Some(0),
+                        None,
+                        None,
+                        Some(0),
+                    ])
+                    .with_timezone("UTC"),
+                ),
+            ],
+        )
+        .unwrap();
+        let out = run(&build("by: [f, t]", &schema).unwrap(), batch.clone());
+        // -0.0 is 0.0 and every NaN one NaN, as Spark groups them.
+        assert_eq!(texts(&out, "f"), ["0.0", "0.5", "NaN"]);
+        assert_eq!(texts(&out, "count"), ["2", "2", "2"]);
+        let out = run(&build("by: t", &schema).unwrap(), batch);
+        assert_eq!(texts(&out, "count"), ["4", "2"]);
+        let lists = Arc::new(Schema::new(vec![Field::new(
+            "tags",
+            crate::data::ValueType::TextList.data_type(),
+            true,
+        )]));
+        let error = build("by: tags", &lists).err().unwrap();
+        assert!(
+            error.contains("cannot group by `tags`: it holds lists of text (explode it first)"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -117,7 +117,7 @@ fn compare(a: &Cell, b: &Cell) -> Ordering {
     match (a, b) {
         (Cell::Text(x), Cell::Text(y)) => x.cmp(y),
         (Cell::Int(x), Cell::Int(y)) => x.cmp(y),
-        (Cell::Float(x), Cell::Float(y)) => x.total_cmp(y),
+        (Cell::Float(x), Cell::Float(y)) => crate::data::compare_floats(*x, *y),
         (Cell::Bool(x), Cell::Bool(y)) => x.cmp(y),
         (Cell::Timestamp(x), Cell::Timestamp(y)) => x.cmp(y),
         // A null is smallest: first ascending, last descending (Spark's default order).
@@ -148,7 +148,7 @@ impl KeyColumn<'_> {
         match self {
             KeyColumn::Text(strings) => strings.value(a).cmp(strings.value(b)),
             KeyColumn::Int(values) => values[a].cmp(&values[b]),
-            KeyColumn::Float(values) => values[a].total_cmp(&values[b]),
+            KeyColumn::Float(values) => crate::data::compare_floats(values[a], values[b]),
             KeyColumn::Other(array) => compare(&cell(*array, a), &cell(*array, b)),
         }
     }
@@ -293,6 +293,47 @@ mod tests {
                 .values()
                 .to_vec();
             assert_eq!(n, expected, "{by}");
+        }
+    }
+
+    #[test]
+    fn every_nan_is_above_every_number_and_minus_zero_ties_with_zero_as_in_spark() {
+        use arrow_array::{Float64Array, Int64Array};
+        // `-NaN` (sign bit set, as x86 makes `inf - inf`) came before every number.
+        let batch = RecordBatch::try_from_iter([
+            (
+                "f",
+                std::sync::Arc::new(Float64Array::from(vec![
+                    Some(-f64::NAN),
+                    Some(1.0),
+                    Some(f64::NAN),
+                    None,
+                    Some(f64::NEG_INFINITY),
+                    Some(0.0),
+                    Some(-0.0),
+                ])) as _,
+            ),
+            (
+                "x",
+                std::sync::Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5, 7, 6])) as _,
+            ),
+        ])
+        .unwrap();
+        for (by, expected) in [
+            // NaNs tie, and so do 0.0 and -0.0: `x` breaks both ties.
+            ("by: f", [4, 5, 6, 7, 2, 1, 3]),
+            ("by: f desc", [1, 3, 2, 6, 7, 5, 4]),
+        ] {
+            let config: SortConfig = serde_saphyr::from_str(by).unwrap();
+            let stage = config
+                .build(&BuildContext {
+                    input: &batch.schema(),
+                    base_dir: std::path::Path::new("."),
+                })
+                .unwrap();
+            let out = run(&stage, batch.clone());
+            let x = out.column(1).as_primitive::<Int64Type>().values().to_vec();
+            assert_eq!(x, expected, "{by}");
         }
     }
 
