@@ -136,21 +136,15 @@ pub(super) fn lex(src: &str) -> Result<Vec<(usize, Token)>, (usize, String)> {
                                 value.push('\\');
                                 value.push(c);
                             }
-                            Some((_, 'u')) => {
-                                let hex = src[i + 1..].get(at + 2..at + 6).unwrap_or("");
-                                let c = u32::from_str_radix(hex, 16)
-                                    .ok()
-                                    .filter(|_| {
-                                        hex.len() == 4 && hex.bytes().all(|b| b.is_ascii_hexdigit())
-                                    })
-                                    .and_then(char::from_u32)
-                                    .ok_or((
-                                        i + 1 + at,
-                                        "`\\u` takes four hex digits of a character (`\\u00e9`)"
-                                            .to_owned(),
-                                    ))?;
+                            Some((_, u @ ('u' | 'U'))) => {
+                                // `\uXXXX` (two for a surrogate pair, as Spark's Java strings
+                                // read them) or `\UXXXXXXXX`.
+                                let rest = &src[i + 1 + at..];
+                                let (c, written) = unicode_escape(rest, u == 'U')
+                                    .map_err(|message| (i + 1 + at, message))?;
                                 value.push(c);
-                                for _ in 0..4 {
+                                // The backslash and the `u` are read already.
+                                for _ in 2..written {
                                     chars.next();
                                 }
                             }
@@ -225,6 +219,44 @@ pub(super) fn lex(src: &str) -> Result<Vec<(usize, Token)>, (usize, String)> {
     Ok(tokens)
 }
 
+/// The character a `\u` or `\U` escape at the start of `rest` writes, and how many chars the
+/// escape takes (the backslash included).
+fn unicode_escape(rest: &str, long: bool) -> Result<(char, usize), String> {
+    let hex = |at: usize, digits: usize| {
+        rest.get(at..at + digits)
+            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+    };
+    if long {
+        return hex(2, 8)
+            .and_then(char::from_u32)
+            .map(|c| (c, 10))
+            .ok_or_else(|| {
+                "`\\U` takes eight hex digits of a character (`\\U0001F600`)".to_owned()
+            });
+    }
+    let first = hex(2, 4)
+        .ok_or_else(|| "`\\u` takes four hex digits of a character (`\\u00e9`)".to_owned())?;
+    if let Some(c) = char::from_u32(first) {
+        return Ok((c, 6));
+    }
+    // A surrogate: the high half, then `\u` and the low half.
+    let low = (0xD800..0xDC00)
+        .contains(&first)
+        .then(|| rest.get(6..8).filter(|u| *u == "\\u").and(hex(8, 4)))
+        .flatten()
+        .filter(|low| (0xDC00..0xE000).contains(low));
+    match low {
+        Some(low) => {
+            let c = 0x10000 + ((first - 0xD800) << 10) + (low - 0xDC00);
+            Ok((char::from_u32(c).expect("a surrogate pair is a character"), 12))
+        }
+        None => Err(format!(
+            "`\\u{first:04x}` is half of a surrogate pair: write both halves (`\\ud83d\\ude00`) or the character as `\\U0001f600`"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,7 +322,29 @@ mod tests {
             [Token::Text("a\\_c\\%\n\t\réq\\'".into())]
         );
         assert!(lex(r"'\u00'").unwrap_err().1.contains("four hex digits"));
-        assert!(lex(r"'\ud800'").unwrap_err().1.contains("four hex digits"));
+        // A character past U+FFFF: a surrogate pair (as Spark's Java strings) or `\U`.
+        assert_eq!(
+            tokens(r"'\ud83d\ude00-\U0001F600-\u00e9x'"),
+            [Token::Text("😀-😀-éx".into())]
+        );
+        let (at, message) = lex(r"'ab\ud83dx'").unwrap_err();
+        assert_eq!(at, 3);
+        assert!(
+            message.contains("`\\ud83d` is half of a surrogate pair"),
+            "{message}"
+        );
+        assert!(lex(r"'\ude00\ud83d'")
+            .unwrap_err()
+            .1
+            .contains("half of a surrogate pair"));
+        assert!(lex(r"'\U0001F6'")
+            .unwrap_err()
+            .1
+            .contains("eight hex digits"));
+        assert!(lex(r"'\U00110000'")
+            .unwrap_err()
+            .1
+            .contains("eight hex digits"));
         assert!(lex("a | b").unwrap_err().1.contains("write `or`"));
         assert!(lex("a && b").unwrap_err().1.contains("write `and`"));
         assert!(lex("!a").unwrap_err().1.contains("write `not`"));
