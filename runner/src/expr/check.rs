@@ -736,10 +736,20 @@ impl Checker<'_> {
             }
             "coalesce" => {
                 arity(1, usize::MAX)?;
-                let typed = args
+                let mut typed = args
                     .iter()
                     .map(|a| self.check(a))
                     .collect::<Result<Vec<_>, _>>()?;
+                // Text literals next to a timestamp are timestamps, as in comparisons.
+                if typed.iter().any(|t| t.ty == Type::Of(V::Timestamp)) {
+                    typed = typed
+                        .into_iter()
+                        .zip(args)
+                        .map(|(t, a)| {
+                            self.coerce_timestamp_literal(t, Type::Of(V::Timestamp), a.at)
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
                 let mut ty = Type::Null;
                 for (t, a) in typed.iter().zip(args) {
                     ty = match (ty, t.ty) {

@@ -496,7 +496,8 @@ fn cast(value: Col, to: ValueType, try_: bool) -> Out {
                         Some(s) => {
                             let m = s * 1e6;
                             match (m.is_finite() && m.abs() < 9.2e18)
-                                .then(|| m.round() as i64)
+                                // Truncated toward zero, as Spark's cast does.
+                                .then_some(m as i64)
                                 .filter(|&m| crate::data::timestamp_in_range(m))
                             {
                                 Some(m) => Ok(Some(m)),

@@ -242,6 +242,15 @@ fn timestamps_compare_truncate_and_cast() {
         values_in("cast(-62135596800.0 as timestamp)", &b)[0],
         "0001-01-01T00:00:00Z"
     );
+    // Past microseconds a float's seconds are truncated toward zero, as Spark's cast does.
+    assert_eq!(
+        values_in("cast(1714564800.123456789 as timestamp)", &b)[0],
+        "2024-05-01T12:00:00.123456Z"
+    );
+    assert_eq!(
+        values_in("cast(-0.0000015 as timestamp)", &b)[0],
+        "1969-12-31T23:59:59.999999Z"
+    );
     for past in [
         "253402300800",
         "-62135596801",
@@ -260,6 +269,17 @@ fn timestamps_compare_truncate_and_cast() {
             ["null", "null", "null"]
         );
     }
+    // A text literal beside a timestamp in `coalesce` is one, as in a comparison.
+    assert_eq!(
+        values_in("coalesce(t, '2024-01-01')", &b),
+        [
+            "2024-05-01T12:00:00Z",
+            "2024-01-01T00:00:00Z",
+            "2024-05-01T13:15:30.500Z"
+        ]
+    );
+    let err = compile("coalesce(t, 'soon')", &b.schema()).unwrap_err();
+    assert!(err.contains("\"soon\" is not a timestamp"), "{err}");
     let err = compile("t > 'yesterday'", &b.schema()).unwrap_err();
     assert!(err.contains("is not a timestamp"), "{err}");
 }
