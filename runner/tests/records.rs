@@ -219,6 +219,69 @@ fn parquet_files_are_read_by_row_group_with_their_types() {
             serde_json::json!({"tag": "c", "n": 1, "total": 4, "first": 4, "last": 4, "all": ["4"]}),
         ]
     );
+    // Rows skipped for a missing required value: counted, and the first one placed.
+    let file = std::fs::File::create(dir.path().join("gaps.parquet")).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(3))
+        .build();
+    let gaps = RecordBatch::try_new(
+        batch.schema(),
+        vec![
+            Arc::new(StringArray::from(tags)),
+            Arc::new(Int32Array::from(vec![
+                Some(1),
+                Some(2),
+                Some(3),
+                None,
+                Some(5),
+                None,
+                Some(7),
+            ])),
+        ],
+    )
+    .unwrap();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, gaps.schema(), Some(props)).unwrap();
+    writer.write(&gaps).unwrap();
+    writer.close().unwrap();
+    let pipeline = write(
+        dir.path(),
+        "gaps.yaml",
+        "name: t\nsource: {type: file, path: gaps.parquet, format: parquet, on_error: skip, columns: {tag: text, n: integer}}\ntransforms:\n  - {type: aggregate, aggs: {n: count(), total: sum(n)}}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let (code, stdout, stderr) = run_pipeline(&pipeline, &["--cores", "2"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        jsonl_lines(&stdout),
+        [serde_json::json!({"n": 5, "total": 18})]
+    );
+    assert!(
+        stderr.contains("2 Parquet row(s) lacked a required field or held a value not of its column's type, and were skipped (the first: ")
+            && stderr.contains("gaps.parquet: row group 1, row 0: the required field `n` is missing"),
+        "{stderr}"
+    );
+    // Unsigned 64-bit integers are inferred as integers; one past i64 is a bad row.
+    let unsigned = RecordBatch::try_from_iter([(
+        "u",
+        Arc::new(arrow_array::UInt64Array::from(vec![7, u64::MAX])) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let file = std::fs::File::create(dir.path().join("u.parquet")).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, unsigned.schema(), None).unwrap();
+    writer.write(&unsigned).unwrap();
+    writer.close().unwrap();
+    let pipeline = write(
+        dir.path(),
+        "u.yaml",
+        "name: t\nsource: {type: file, path: u.parquet, format: parquet, on_error: skip}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let (code, stdout, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(jsonl_lines(&stdout), [serde_json::json!({"u": 7})]);
+    assert!(
+        stderr.contains("18446744073709551615 cannot be read as integer (out of range)"),
+        "{stderr}"
+    );
     // A file that is not Parquet: a clear error, exit 1... or 2 at validation.
     write(dir.path(), "bad.parquet", "not parquet");
     let bad = write(

@@ -408,7 +408,19 @@ impl Checker<'_> {
     ) -> Result<Typed, String> {
         Ok({
             let v = self.check(value)?;
-            let to = ValueType::parse(type_name).map_err(|e| self.err(*type_at, e))?;
+            let to = ValueType::parse(type_name).map_err(|_| {
+                // The types a cast goes to (a list is no cast's target).
+                let targets = ["text", "integer", "float", "bool", "timestamp"];
+                let hint = crate::data::closest(&type_name.to_ascii_lowercase(), targets)
+                    .map_or(String::new(), |best| format!(", did you mean `{best}`?"));
+                self.err(
+                    *type_at,
+                    format!(
+                        "`{type_name}` is not a type{hint} (a cast is to {})",
+                        targets.join(", ")
+                    ),
+                )
+            })?;
             let allowed = match (v.ty, to) {
                 (Type::Null, _) => true,
                 (Type::Of(from), to) if from == to => true,
@@ -780,10 +792,16 @@ impl Checker<'_> {
                     if !t.ty.is(V::Text) {
                         return Err(self.err(
                             arg.at,
-                            format!(
-                                "`{name}` joins texts, found {}: write `cast(... as text)`",
-                                t.ty.label()
-                            ),
+                            match t.ty {
+                                // A list has no text cast: its items are texts already.
+                                Type::Of(V::TextList) => format!(
+                                    "`{name}` joins texts, found a list of text: explode it first, or aggregate it"
+                                ),
+                                _ => format!(
+                                    "`{name}` joins texts, found {}: write `cast(... as text)`",
+                                    t.ty.label()
+                                ),
+                            },
                         ));
                     }
                     typed.push(t);

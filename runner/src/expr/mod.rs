@@ -66,10 +66,21 @@ pub fn compile(source: &str, schema: &Schema) -> Result<Predicate, String> {
     let expr = compile_expr(source, schema)?;
     match expr.root.ty {
         Type::Of(ValueType::Bool) => Ok(Predicate { expr }),
-        other => Err(format!(
-            "`{source}` is {}, not a condition; compare it, e.g. `{source} > 0`",
-            other.label()
+        Type::Null => Err(format!(
+            "`{source}` is null, never true: a filter keeps the rows whose condition is true"
         )),
+        Type::Of(other) => {
+            let example = match other {
+                ValueType::Text => format!("`{source} == 'a'` or `{source} is not null`"),
+                ValueType::Timestamp => format!("`{source} >= '2024-05-01'`"),
+                ValueType::TextList => format!("`length({source}) > 0`"),
+                _ => format!("`{source} > 0`"),
+            };
+            Err(format!(
+                "`{source}` is {}, not a condition; compare it, e.g. {example}",
+                Type::Of(other).label()
+            ))
+        }
     }
 }
 

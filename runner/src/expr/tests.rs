@@ -308,7 +308,18 @@ fn run_time_errors_name_the_expression() {
 fn type_errors_are_found_before_data() {
     assert!(error("count >= 'a'").contains("cannot compare an integer with text"));
     assert!(error("cuont > 1").contains("did you mean `count`?"));
-    assert!(error("count").contains("not a condition"));
+    assert!(error("count").contains("not a condition; compare it, e.g. `count > 0`"));
+    // Each type's example is itself a condition.
+    assert!(error("word").contains("e.g. `word == 'a'` or `word is not null`"));
+    let err = error("cast(word as varchar) == 'a'");
+    assert!(
+        err.contains(
+            "`varchar` is not a type (a cast is to text, integer, float, bool, timestamp)"
+        ),
+        "{err}"
+    );
+    assert!(error("cast(word as txt) == 'a'").contains("did you mean `text`?"));
+    assert!(error("null").contains("`null` is null, never true"));
     assert!(error("count > 1 and word").contains("`and` needs a condition"));
     assert!(error("word in [1, 2]").contains("list holds an integer"));
     assert!(error("count = 5").contains("use `==`"));

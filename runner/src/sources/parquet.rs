@@ -157,21 +157,31 @@ pub(super) fn build(config: &FileSourceConfig, path: PathBuf) -> Result<BuiltSou
             let first =
                 first_file(&path).ok_or_else(|| super::file::inferred_input_missing(&path))?;
             let file_schema = file_schema(&first)?;
-            let normalized = crate::data::normalized_schema(&file_schema).map_err(|e| {
-                format!(
-                    "{}: {e}; list the fields to read in `columns:`",
-                    first.display()
-                )
-            })?;
-            normalized
+            file_schema
                 .fields()
                 .iter()
-                .map(|f| ColumnSpec {
-                    name: f.name().clone(),
-                    value_type: ValueType::of(f.data_type()).expect("normalized"),
-                    required: false,
+                .map(|f| {
+                    // Unsigned 64-bit integers are integers too: a value past i64 is a bad
+                    // row, as when the column is declared.
+                    let value_type = match f.data_type() {
+                        arrow_schema::DataType::UInt64 => Some(ValueType::Integer),
+                        other => ValueType::convertible_from(other),
+                    };
+                    let value_type = value_type.ok_or_else(|| {
+                        format!(
+                            "{}: column `{}` holds {}, which runner cannot read (types: text, integer, float, bool, timestamp, list of text); list the fields to read in `columns:`",
+                            first.display(),
+                            f.name(),
+                            f.data_type()
+                        )
+                    })?;
+                    Ok(ColumnSpec {
+                        name: f.name().clone(),
+                        value_type,
+                        required: false,
+                    })
                 })
-                .collect()
+                .collect::<Result<_, String>>()?
         }
     };
     let schema = Arc::new(Schema::new(
@@ -186,6 +196,7 @@ pub(super) fn build(config: &FileSourceConfig, path: PathBuf) -> Result<BuiltSou
         schema,
         on_error: config.on_error,
         bad: AtomicU64::new(0),
+        first_bad: Default::default(),
     })))
 }
 
@@ -196,6 +207,9 @@ fn file_schema(path: &Path) -> Result<SchemaRef, String> {
     Ok(builder.schema().clone())
 }
 
+/// A row left out: its file, row group, row in the group, and why.
+type SkippedRow = (Arc<str>, u64, usize, String);
+
 /// The `file` source for `format: parquet`: one morsel per row group, decoded by the worker that
 /// takes it.
 pub struct ParquetSource {
@@ -204,6 +218,8 @@ pub struct ParquetSource {
     schema: SchemaRef,
     on_error: OnError,
     bad: AtomicU64,
+    /// The first row skipped, in file order.
+    first_bad: std::sync::Mutex<Option<SkippedRow>>,
 }
 
 impl ParquetSource {
@@ -363,6 +379,20 @@ impl BatchSource for ParquetSource {
                     bad[first_bad].as_deref().unwrap_or_default()
                 )));
             }
+            {
+                let place = (morsel.origin.clone(), group, first_row + first_bad);
+                let mut first = self
+                    .first_bad
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                if first
+                    .as_ref()
+                    .is_none_or(|(file, g, row, _)| place < (file.clone(), *g, *row))
+                {
+                    let reason = bad[first_bad].clone().unwrap_or_default();
+                    *first = Some((place.0, place.1, place.2, reason));
+                }
+            }
             let keep: arrow_array::BooleanArray =
                 bad.iter().map(|reason| Some(reason.is_none())).collect();
             self.bad
@@ -379,8 +409,19 @@ impl BatchSource for ParquetSource {
     fn warnings(&self) -> Vec<String> {
         let bad = self.bad.load(Ordering::Relaxed);
         if bad > 0 {
+            let first = self
+                .first_bad
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .as_ref()
+                .map_or(String::new(), |(file, group, row, why)| {
+                    format!(
+                        " (the first: {}: row group {group}, row {row}: {why})",
+                        crate::error::escape_controls(file)
+                    )
+                });
             vec![format!(
-                "{bad} Parquet row(s) lacked a required field or held a value not of its column's type, and were skipped"
+                "{bad} Parquet row(s) lacked a required field or held a value not of its column's type, and were skipped{first}"
             )]
         } else {
             Vec::new()
