@@ -113,6 +113,28 @@ fn a_failing_test_shows_its_diff_and_exits_1() {
 }
 
 #[test]
+fn a_failing_test_says_what_input_the_run_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.yaml",
+        "name: p\nmode: stream\nsource: {type: socket, port: 9, format: jsonl, on_error: skip, columns: {n: integer}}\nsinks:\n  - {type: stdout}\n",
+    );
+    write(
+        dir.path(),
+        "p.test.yaml",
+        "pipeline: p.yaml\ntests:\n  - name: typo\n    input: {epochs: [[{m: 1}, {n: 2}]]}\n    expect: [{rows: [[1], [2]]}]\n",
+    );
+    let (out, stdout) = run_tests(dir.path());
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("(the run warned: 1 ")
+            && stdout.contains("the required field `n` is missing"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn an_update_mode_aggregate_without_keys_emits_only_when_rows_reach_it() {
     // Spark's update mode emits the groups an epoch updated: an epoch whose rows were all
     // filtered out before the aggregation updated none.

@@ -256,9 +256,23 @@ pub struct EventStats {
     pub filtered: AtomicU64,
     /// Events longer than `max_event_bytes`, skipped.
     pub oversized: AtomicU64,
+    /// Why the first malformed event could not be read.
+    first_malformed: std::sync::Mutex<Option<String>>,
 }
 
 impl EventStats {
+    /// Counts a malformed event; returns whether it is the first (its reason is kept).
+    pub fn malformed(&self, why: impl std::fmt::Display) -> bool {
+        let first = self.malformed.fetch_add(1, Ordering::Relaxed) == 0;
+        if first {
+            *self
+                .first_malformed
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(why.to_string());
+        }
+        first
+    }
+
     /// The counts in one line for the end of the run.
     pub fn summary(&self) -> String {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -287,8 +301,16 @@ impl EventStats {
         let mut warnings = Vec::new();
         let malformed = self.malformed.load(Ordering::Relaxed);
         if malformed > 0 {
+            let first = self
+                .first_malformed
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .as_ref()
+                .map_or(String::new(), |why| {
+                    format!(" (the first: {})", crate::error::escape_controls(why))
+                });
             warnings.push(format!(
-                "{malformed} event(s) had malformed JSON and were skipped"
+                "{malformed} event(s) had malformed JSON and were skipped{first}"
             ));
         }
         let oversized = self.oversized.load(Ordering::Relaxed);
@@ -379,7 +401,7 @@ pub fn event_to_line(
     let status: Status = match serde_json::from_str(data) {
         Ok(status) => status,
         Err(e) => {
-            if stats.malformed.fetch_add(1, Ordering::Relaxed) == 0 {
+            if stats.malformed(&e) {
                 tracing::warn!("skipping an update event with malformed JSON ({e}); further ones are only counted");
             }
             return None;
@@ -469,7 +491,7 @@ pub fn html_to_text(html: &str) -> String {
 }
 
 /// Decodes row lines into a batch with the status columns.
-pub fn decode_rows(schema: &SchemaRef, chunks: &[Chunk], malformed: &AtomicU64) -> RecordBatch {
+pub fn decode_rows(schema: &SchemaRef, chunks: &[Chunk], stats: &EventStats) -> RecordBatch {
     let mut text_columns: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
     let mut tags = ListBuilder::new(StringBuilder::new());
     for line in chunks
@@ -477,9 +499,12 @@ pub fn decode_rows(schema: &SchemaRef, chunks: &[Chunk], malformed: &AtomicU64) 
         .flat_map(|c| c.split(|&b| b == b'\n'))
         .filter(|l| !l.is_empty())
     {
-        let Ok(row) = serde_json::from_slice::<Row>(line) else {
-            malformed.fetch_add(1, Ordering::Relaxed);
-            continue;
+        let row = match serde_json::from_slice::<Row>(line) {
+            Ok(row) => row,
+            Err(e) => {
+                stats.malformed(e);
+                continue;
+            }
         };
         let values = [
             Some(row.id),
@@ -571,7 +596,7 @@ impl StreamSource for MastodonSource {
     }
 
     fn decode(&self, chunks: &[Chunk]) -> crate::error::Result<RecordBatch> {
-        Ok(decode_rows(&status_schema(), chunks, &self.stats.malformed))
+        Ok(decode_rows(&status_schema(), chunks, &self.stats))
     }
 
     fn warnings(&self) -> Vec<String> {
@@ -863,7 +888,7 @@ mod tests {
         assert!(event_to_line("status.update", UPDATE, &filters, &stats).is_none());
         assert!(event_to_line("announcement", "{}", &filters, &stats).is_none());
         assert!(event_to_line("update", "{not json", &filters, &stats).is_none());
-        let batch = decode_rows(&status_schema(), &[line], &stats.malformed);
+        let batch = decode_rows(&status_schema(), &[line], &stats);
         assert_eq!(batch.num_rows(), 1);
         let cell = |name: &str| {
             crate::data::cell(

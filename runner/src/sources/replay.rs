@@ -229,7 +229,7 @@ impl StreamSource for ReplaySource {
     }
 
     fn decode(&self, chunks: &[Chunk]) -> crate::error::Result<RecordBatch> {
-        Ok(decode_rows(&status_schema(), chunks, &self.stats.malformed))
+        Ok(decode_rows(&status_schema(), chunks, &self.stats))
     }
 
     fn warnings(&self) -> Vec<String> {

@@ -17,6 +17,8 @@ pub struct Run {
     pub columns: Vec<String>,
     /// `the sinks` or `transforms.N`, for messages.
     pub label: String,
+    /// What the run warned of (input skipped or repaired): a failure may be explained there.
+    pub warnings: Vec<String>,
 }
 
 /// Rows in a diff at most; more are counted.
@@ -274,6 +276,7 @@ mod tests {
             epochs: vec![(0, crate::data::word_counts(words, counts))],
             columns: vec!["word".into(), "count".into()],
             label: "the sinks".into(),
+            warnings: Vec::new(),
         }
     }
 
@@ -321,6 +324,7 @@ mod tests {
             )],
             columns: vec!["f".into()],
             label: "the sinks".into(),
+            warnings: Vec::new(),
         };
         let mut expectation = Expectation {
             rows: Some(vec![

@@ -396,12 +396,22 @@ fn run_case(base: &Path, pipeline: &Path, case: &TestCase) -> Result<Vec<String>
                 continue;
             }
         };
+        let before = failures.len();
         for expectation in case.expect.iter().filter(|e| e.step == target) {
             if let Some(sink) = expectation.sink.filter(|s| *s >= sinks) {
                 failures.push(format!("sinks.{sink}: the pipeline has {sinks} sink(s)"));
                 continue;
             }
             failures.extend(compare::check(expectation, &captured, streaming));
+        }
+        if failures.len() > before {
+            // Input the run left out is the likeliest reason, so say it with the failures.
+            failures.extend(
+                captured
+                    .warnings
+                    .iter()
+                    .map(|warning| format!("(the run warned: {warning})")),
+            );
         }
     }
     Ok(failures)
@@ -437,7 +447,7 @@ fn run_pipeline(
     let captured = Captured::default();
     built.sinks = vec![Box::new(CaptureSink(captured.clone()))];
     let bus = crate::events::Bus::new();
-    if let Some(stream) = built.stream.as_mut() {
+    let warnings = if let Some(stream) = built.stream.as_mut() {
         stream.trigger = crate::exec::stream::Trigger::AvailableNow;
         stream.stop_after = None;
         stream.max_epochs = None;
@@ -451,11 +461,12 @@ fn run_pipeline(
             inner: source,
             epochs: epochs.to_vec(),
         }));
-        crate::exec::stream::run(&mut built, &bus)?;
+        crate::exec::stream::run(&mut built, &bus)?.warnings
     } else {
-        crate::exec::batch::run(&mut built, &bus)?;
-    }
+        crate::exec::batch::run(&mut built, &bus)?.warnings
+    };
     Ok(compare::Run {
+        warnings,
         epochs: captured.epochs(&built.output),
         columns: crate::data::columns_names(&built.output),
         label: match step {
