@@ -164,6 +164,11 @@ fn settings_the_sqlite_sink_refuses_are_named() {
             "is reserved",
         ),
         (
+            "{type: sqlite, path: o.db, table: t, key: [w, w]}",
+            "",
+            "key: `w` is listed twice",
+        ),
+        (
             "{type: sqlite, path: o.db, table: t}",
             "mode: stream\noutput_mode: update\n",
             "use `mode: upsert` with `key`",
@@ -199,4 +204,39 @@ fn settings_the_sqlite_sink_refuses_are_named() {
     let (code, _, stderr) = run_pipeline(&pipeline, &[]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("not-a-db"), "{stderr}");
+}
+
+#[test]
+fn an_upsert_keeps_the_last_row_of_a_key_and_refuses_a_null_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "kv.csv", "k,v\na,1\na,2\nb,3\n");
+    write(dir.path(), "null_key.csv", "k,v\nc,5\n,4\n");
+    let pipeline = |file: &str| {
+        write(
+            dir.path(),
+            "p.yaml",
+            &format!(
+                "name: t\nsource: {{type: file, path: {file}, format: csv, columns: {{k: text?, v: integer}}}}\nsinks:\n  - {{type: sqlite, path: o.db, table: t, key: [k], mode: upsert}}\n"
+            ),
+        )
+    };
+    let (code, _, stderr) = run_pipeline(&pipeline("kv.csv"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let db = dir.path().join("o.db");
+    assert_eq!(
+        rows(&db, "SELECT k, v FROM t ORDER BY k"),
+        [["a", "2"], ["b", "3"]]
+    );
+    // A null key matches no row (SQLite lets it into a primary key): each run added one.
+    let (code, _, stderr) = run_pipeline(&pipeline("null_key.csv"), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("the key column `k` is null in a row, and a database key cannot be null"),
+        "{stderr}"
+    );
+    assert_eq!(
+        rows(&db, "SELECT k, v FROM t ORDER BY k"),
+        [["a", "2"], ["b", "3"]],
+        "nothing of the epoch is written"
+    );
 }

@@ -2,6 +2,7 @@
 //! of the table's name and key against the result's columns, and the `runner_epochs` ledger
 //! that makes each epoch's write happen once (Spark's idempotent `foreachBatch` pattern).
 
+use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use serde::Deserialize;
 
@@ -68,6 +69,13 @@ pub fn check(
         .iter()
         .map(|k| crate::data::column_index(schema, k).map_err(|e| format!("key: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some((i, _)) = keys
+        .iter()
+        .enumerate()
+        .find(|(i, k)| keys[..*i].contains(k))
+    {
+        return Err(format!("key: `{}` is listed twice", key[i]));
+    }
     match mode {
         DbMode::Upsert if keys.is_empty() => {
             Err("mode `upsert` needs `key`: the columns that name a row (e.g. `key: [hashtag]`)".into())
@@ -119,6 +127,17 @@ pub fn upsert_clause(names: &[String], keys: &[usize]) -> String {
             updates.join(", ")
         ),
     }
+}
+
+/// What is wrong with a result's key columns (`keys`, named in `names`), if anything: a
+/// database key cannot be null (a primary key refuses it, or matches no row on upsert).
+pub fn null_key(batch: &RecordBatch, keys: &[usize], names: &[&str]) -> Option<String> {
+    let key = keys.iter().find(|&&k| batch.column(k).null_count() > 0)?;
+    Some(format!(
+        "the key column `{}` is null in a row, and a database key cannot be null: leave such rows out (`filter: {} is not null`) or give them a value (`coalesce`)",
+        names[*key],
+        names[*key]
+    ))
 }
 
 /// The first of the result's columns an existing table lacks, as an error's text.

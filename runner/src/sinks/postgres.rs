@@ -149,8 +149,13 @@ impl Settings {
 
     fn classify(&self, doing: &str, e: tokio_postgres::Error) -> Failure {
         use tokio_postgres::error::SqlState;
-        let lost = e.is_closed()
-            || e.code().is_none_or(|code| {
+        // Lost: closed, failed in the network (an I/O error: refused, reset, timed out,
+        // unresolved), or ended by the server. Anything else (TLS refused, a password
+        // missing, a value refused) fails the same way when tried again.
+        let io = std::error::Error::source(&e).is_some_and(|cause| cause.is::<std::io::Error>());
+        let lost = (e.is_closed()
+            || io
+            || e.code().is_some_and(|code| {
                 code.code().starts_with("08")
                     || [
                         SqlState::ADMIN_SHUTDOWN,
@@ -158,7 +163,8 @@ impl Settings {
                         SqlState::CANNOT_CONNECT_NOW,
                     ]
                     .contains(code)
-            }) && !is_auth_failure(&e);
+            }))
+            && !is_auth_failure(&e);
         let message = error_text(&e);
         if lost {
             Failure::Connection(crate::redact::redact(&format!("{doing}: {message}")).into_owned())
@@ -170,7 +176,7 @@ impl Settings {
     fn url(&self) -> Result<String> {
         let url = std::env::var(&self.url_env).map_err(|_| {
             Error::runtime(format!(
-                "postgres table `{}`: the environment variable {} is not set: export the server's URL in it (postgres://user:password@host:5432/database)",
+                "postgres table `{}`: the environment variable {} is not set: export the server's URL in it: postgres://, then `user:password@` (credentials), `host:5432/database`",
                 self.table, self.url_env
             ))
         })?;
@@ -197,6 +203,10 @@ fn error_text(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// The column of the upsert's temporary table that numbers the rows as sent (a name a
+/// result hardly has; one that does is told that the column exists).
+const INCOMING_ORDER: &str = "\"runner#order\"";
+
 /// A column's type in PostgreSQL.
 fn sql_type(kind: ValueType) -> (&'static str, Type) {
     match kind {
@@ -210,9 +220,17 @@ fn sql_type(kind: ValueType) -> (&'static str, Type) {
 }
 
 /// A cell as a value COPY sends.
-fn sql_value(cell: Cell<'_>) -> Box<dyn ToSql + Sync + Send> {
+fn sql_value(cell: Cell<'_>, kind: ValueType) -> Box<dyn ToSql + Sync + Send> {
     match cell {
-        Cell::Null => Box::new(Option::<String>::None),
+        // A null of the column's own type: binary COPY checks every value's type.
+        Cell::Null => match kind {
+            ValueType::Text => Box::new(Option::<String>::None),
+            ValueType::Integer => Box::new(Option::<i64>::None),
+            ValueType::Float => Box::new(Option::<f64>::None),
+            ValueType::Bool => Box::new(Option::<bool>::None),
+            ValueType::Timestamp => Box::new(Option::<chrono::DateTime<chrono::Utc>>::None),
+            ValueType::TextList => Box::new(Option::<Vec<String>>::None),
+        },
         Cell::Text(s) => Box::new(s.to_owned()),
         Cell::Int(i) => Box::new(i),
         Cell::Float(f) => Box::new(f),
@@ -324,7 +342,7 @@ async fn write_epoch(
         let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
             Failure::Fatal(settings.error(
                 &format!("the URL in {} is not a postgres:// URL", settings.url_env),
-                e,
+                crate::error::error_chain(&e),
             ))
         })?;
         let (connected, connection) = config
@@ -377,6 +395,15 @@ async fn write_epoch(
         .iter()
         .map(|(_, k)| sql_type(*k).1)
         .collect();
+    let column_names: Vec<&str> = settings.columns.iter().map(|(n, _)| n.as_str()).collect();
+    if let Some(problem) = batches
+        .iter()
+        .find_map(|batch| database::null_key(batch, &settings.keys, &column_names))
+    {
+        return Err(Failure::Fatal(
+            settings.error("cannot write the rows", problem),
+        ));
+    }
     if settings.mode == DbMode::Replace {
         transaction
             .batch_execute(&format!("DELETE FROM {table}"))
@@ -386,9 +413,12 @@ async fn write_epoch(
     // Upserts go through a temporary table: COPY cannot resolve conflicts itself.
     let copy_into = match settings.mode {
         DbMode::Upsert => {
+            // Numbered as sent, so that of rows with one key the last is kept, as SQLite's
+            // row-by-row upsert keeps it.
             transaction
                 .batch_execute(&format!(
-                    "CREATE TEMPORARY TABLE runner_incoming (LIKE {table}) ON COMMIT DROP"
+                    "CREATE TEMPORARY TABLE runner_incoming (LIKE {table}) ON COMMIT DROP;
+                     ALTER TABLE runner_incoming ADD COLUMN {INCOMING_ORDER} bigint GENERATED ALWAYS AS IDENTITY"
                 ))
                 .await
                 .map_err(|e| settings.classify("cannot create a temporary table", e))?;
@@ -411,7 +441,8 @@ async fn write_epoch(
             let values: Vec<Box<dyn ToSql + Sync + Send>> = batch
                 .columns()
                 .iter()
-                .map(|c| sql_value(cell(c.as_ref(), row)))
+                .zip(&settings.columns)
+                .map(|(c, (_, kind))| sql_value(cell(c.as_ref(), row), *kind))
                 .collect();
             let refs: Vec<&(dyn ToSql + Sync)> = values
                 .iter()
@@ -431,10 +462,12 @@ async fn write_epoch(
         .map_err(|e| settings.classify("cannot finish COPY", e))?;
     if settings.mode == DbMode::Upsert {
         let conflict = database::upsert_clause(&names, &settings.keys);
+        let keys: Vec<&str> = settings.keys.iter().map(|&k| names[k].as_str()).collect();
         transaction
             .batch_execute(&format!(
-                "INSERT INTO {table} ({0}) SELECT {0} FROM runner_incoming {conflict}",
-                names.join(", ")
+                "INSERT INTO {table} ({0}) SELECT DISTINCT ON ({1}) {0} FROM runner_incoming ORDER BY {1}, {INCOMING_ORDER} DESC {conflict}",
+                names.join(", "),
+                keys.join(", ")
             ))
             .await
             .map_err(|e| settings.classify("cannot merge the rows", e))?;
@@ -474,16 +507,17 @@ async fn prepare_tables(
         ))
         .await
         .map_err(|e| settings.classify("cannot create runner_epochs", e))?;
-    let existing: Vec<String> = client
+    let described: Vec<(String, String)> = client
         .query(
-            "SELECT column_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
+            "SELECT column_name::text, udt_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
             &[&settings.table],
         )
         .await
         .map_err(|e| settings.classify("cannot read the table's columns", e))?
         .iter()
-        .map(|row| row.get(0))
+        .map(|row| (row.get(0), row.get(1)))
         .collect();
+    let existing: Vec<String> = described.iter().map(|(name, _)| name.clone()).collect();
     if existing.is_empty() {
         if !settings.create {
             return Err(Failure::Fatal(settings.error(
@@ -510,7 +544,39 @@ async fn prepare_tables(
             settings.error("the table exists without a column of the result", missing),
         ));
     }
+    // Binary COPY sends each value in its own type's format: a column of another type would
+    // refuse it with a message that names no column.
+    for (name, kind) in &settings.columns {
+        let Some((_, udt)) = described.iter().find(|(column, _)| column == name) else {
+            continue;
+        };
+        let (sql, _) = sql_type(*kind);
+        if !takes(udt, *kind) {
+            return Err(Failure::Fatal(settings.error(
+                "the table exists with a column of another type",
+                format!(
+                    "its column `{name}` is {udt}, the result's is {} ({sql} here): change the column (`ALTER TABLE {} ALTER COLUMN {} TYPE {sql}`), drop the table, or name another one",
+                    kind.name(),
+                    quote_ident(&settings.table),
+                    quote_ident(name)
+                ),
+            )));
+        }
+    }
     Ok(())
+}
+
+/// Whether a column of PostgreSQL's type `udt` (as `information_schema` names it) takes the
+/// values binary COPY sends for `kind`.
+fn takes(udt: &str, kind: ValueType) -> bool {
+    match kind {
+        ValueType::Text => matches!(udt, "text" | "varchar"),
+        ValueType::Integer => udt == "int8",
+        ValueType::Float => udt == "float8",
+        ValueType::Bool => udt == "bool",
+        ValueType::Timestamp => udt == "timestamptz",
+        ValueType::TextList => matches!(udt, "_text" | "_varchar"),
+    }
 }
 
 impl Sink for PostgresSink {

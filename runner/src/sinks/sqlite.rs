@@ -287,6 +287,12 @@ impl Sink for SqliteSink {
             names.join(", "),
             placeholders.join(", ")
         );
+        let names_written: Vec<&str> = self.columns.iter().map(|(n, _)| n.as_str()).collect();
+        if let Some(problem) = database::null_key(rows, &self.keys, &names_written) {
+            let error = self.error("cannot insert rows", problem);
+            self.abandon();
+            return Err(error);
+        }
         let inserted = (|| -> rusqlite::Result<()> {
             let mut statement = connection.prepare_cached(&sql)?;
             let mut values: Vec<Value> = Vec::with_capacity(names.len());
