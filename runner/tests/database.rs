@@ -191,6 +191,23 @@ fn settings_the_sqlite_sink_refuses_are_named() {
         assert!(stderr.contains(expected), "{sink}: {stderr}");
         assert!(stderr.contains("sinks.0 (sqlite)"), "{stderr}");
     }
+    // Names SQLite takes for one column.
+    let pipeline = write(
+        dir.path(),
+        "case.yaml",
+        &format!(
+            "name: t\nsource: {{type: file, path: {}}}\ntransforms:\n  - {{type: with_column, name: LINE, expr: upper(line)}}\nsinks:\n  - {{type: sqlite, path: o.db, table: t}}\n",
+            input.display()
+        ),
+    );
+    let (code, _, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            "columns `line` and `LINE` differ only in case, which SQLite does not tell apart"
+        ),
+        "{stderr}"
+    );
     // A database that cannot be written is a runtime error, and the run says which.
     std::fs::write(dir.path().join("not-a-db"), "plain text, not SQLite").unwrap();
     let pipeline = write(

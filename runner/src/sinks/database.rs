@@ -49,10 +49,14 @@ pub fn check(
     if table.contains('\0') {
         return Err("`table` must not contain a NUL character".into());
     }
-    if table.eq_ignore_ascii_case(EPOCHS_TABLE) || table.to_ascii_lowercase().starts_with("sqlite_")
-    {
+    if table.eq_ignore_ascii_case(EPOCHS_TABLE) {
         return Err(format!(
-            "table `{table}` is reserved (runner keeps its epochs in `{EPOCHS_TABLE}`; `sqlite_` names are SQLite's)"
+            "table `{table}` is reserved: runner keeps its epochs in `{EPOCHS_TABLE}`"
+        ));
+    }
+    if table.to_ascii_lowercase().starts_with("sqlite_") {
+        return Err(format!(
+            "table `{table}` is reserved: `sqlite_` names are SQLite's own"
         ));
     }
     let schema: &Schema = ctx.input;

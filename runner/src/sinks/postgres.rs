@@ -341,7 +341,10 @@ async fn write_epoch(
     if client.as_ref().is_none_or(|c| c.is_closed()) {
         let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
             Failure::Fatal(settings.error(
-                &format!("the URL in {} is not a postgres:// URL", settings.url_env),
+                &format!(
+                    "the URL in {} cannot be read (postgres://host:port/database?option=value)",
+                    settings.url_env
+                ),
                 crate::error::error_chain(&e),
             ))
         })?;

@@ -58,6 +58,17 @@ impl BuildSink for SqliteSinkConfig {
             .iter()
             .filter_map(|f| Some((f.name().clone(), ValueType::of(f.data_type())?)))
             .collect();
+        // SQLite's names ignore ASCII case: `A` and `a` would be one column.
+        for (i, (name, _)) in columns.iter().enumerate() {
+            if let Some((other, _)) = columns[..i]
+                .iter()
+                .find(|(other, _)| other.eq_ignore_ascii_case(name))
+            {
+                return Err(format!(
+                    "columns `{other}` and `{name}` differ only in case, which SQLite does not tell apart: rename one (`rename:`)"
+                ));
+            }
+        }
         Ok(Box::new(SqliteSink {
             path: crate::settings::resolve_against(ctx.base_dir, &self.path),
             table: self.table.clone(),
@@ -122,6 +133,22 @@ impl SqliteSink {
         ))
     }
 
+    /// Why SQLite may have failed where its message does not say: it creates the database
+    /// and, beside it, its `-wal` and `-shm` files, so the folder must be writable.
+    fn folder_hint(&self) -> String {
+        let dir = match self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => dir,
+            None => Path::new("."),
+        };
+        match tempfile::NamedTempFile::new_in(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => format!(
+                " (the folder {} cannot be written: SQLite creates the database and its -wal and -shm files there)",
+                crate::error::escape_controls(&dir.display().to_string())
+            ),
+            _ => String::new(),
+        }
+    }
+
     /// Opens the database on first use: the file and its folder are created, the ledger and
     /// the table too when missing; an existing table must have the result's columns.
     fn open(&mut self) -> Result<()> {
@@ -134,15 +161,20 @@ impl SqliteSink {
                 source: e,
             })?;
         }
-        let connection =
-            rusqlite::Connection::open(&self.path).map_err(|e| self.error("cannot open", e))?;
+        let connection = rusqlite::Connection::open(&self.path)
+            .map_err(|e| self.error("cannot open", format!("{e}{}", self.folder_hint())))?;
         connection
             .busy_timeout(std::time::Duration::from_secs(30))
             .map_err(|e| self.error("cannot set a busy timeout", e))?;
         // Readers are never blocked by a write in progress, and see whole transactions.
         connection
             .pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| self.error("cannot use write-ahead logging", e))?;
+            .map_err(|e| {
+                self.error(
+                    "cannot use write-ahead logging",
+                    format!("{e}{}", self.folder_hint()),
+                )
+            })?;
         let columns: Vec<(String, &str)> = self
             .columns
             .iter()
