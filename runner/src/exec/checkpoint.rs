@@ -309,6 +309,7 @@ impl Checkpoint {
             position.check().map_err(damaged)?;
         }
         self.last_state = commit.state.clone();
+        self.remove_other_states(commit.state.as_deref());
         let redo = self.recorded_ends(next_epoch)?;
         self.pending = redo.clone();
         Ok(Some(Resume {
@@ -318,6 +319,25 @@ impl Checkpoint {
             state,
             redo,
         }))
+    }
+
+    /// Removes the state files the commit does not name: a run killed between writing a
+    /// state and its commit, or between the commit and removing the older state, left one.
+    fn remove_other_states(&self, kept: Option<&str>) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_state = name
+                .strip_prefix("state-")
+                .and_then(|rest| rest.strip_suffix(".arrow"))
+                .is_some_and(|n| n.parse::<u64>().is_ok());
+            if is_state && Some(name.as_str()) != kept {
+                tracing::debug!("removing {name}, a state no commit names");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Takes the directory's lock (`.lock` in it, an OS file lock released when the process
@@ -819,6 +839,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("offsets.json starts at epoch 5"), "{error}");
+    }
+
+    #[test]
+    fn states_a_killed_run_left_beside_the_commit_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoint =
+            Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(true));
+        let state = Fixed(counts(&[("a", 1)]));
+        checkpoint.commit(4, 1, None, Some(&state)).unwrap();
+        // Killed after an older state's commit was replaced, and after a newer state was
+        // written without its commit.
+        std::fs::write(dir.path().join("state-3.arrow"), b"older").unwrap();
+        std::fs::write(dir.path().join("state-5.arrow"), b"newer").unwrap();
+        let resume = Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(true))
+            .load()
+            .unwrap()
+            .unwrap();
+        assert_eq!(resume.next_epoch, 5);
+        let mut files: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.starts_with('.'))
+            .collect();
+        files.sort();
+        assert_eq!(files, ["commit.json", "state-4.arrow"]);
     }
 
     #[test]
