@@ -490,11 +490,13 @@ impl Checker<'_> {
 
     fn int_literal(&self, ast: &Ast, what: &str) -> Result<i64, String> {
         match &ast.kind {
-            Kind::Int(n) => i64::try_from(*n).map_err(|_| self.err(ast.at, "too large")),
+            Kind::Int(n) => i64::try_from(*n)
+                .map_err(|_| self.err(ast.at, format!("{what} is past the integers' range"))),
             Kind::Neg(inner) => match inner.kind {
+                Kind::Int(n) if n == i64::MIN.unsigned_abs() => Ok(i64::MIN),
                 Kind::Int(n) => i64::try_from(n)
                     .map(|n| -n)
-                    .map_err(|_| self.err(ast.at, "too large")),
+                    .map_err(|_| self.err(ast.at, format!("{what} is past the integers' range"))),
                 _ => Err(self.err(
                     ast.at,
                     format!("{what} must be an integer written in the expression"),

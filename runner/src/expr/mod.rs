@@ -193,6 +193,11 @@ pub fn compile_aggregate(
                     || matches!(function, A::Count | A::CountDistinct | A::First | A::Last)
             }
         };
+        if !ok && e.root.ty == Type::Null {
+            return Err(format!(
+                "`{source}`: a bare `null` has no type for `{name}` to take: write e.g. `cast(null as integer)`"
+            ));
+        }
         if !ok {
             return Err(format!(
                 "`{source}`: `{name}` cannot take {}",

@@ -302,6 +302,13 @@ fn run_time_errors_name_the_expression() {
         values_in("-9223372036854775808", &b)[0],
         i64::MIN.to_string()
     );
+    // The same literal where an argument must be written in the expression.
+    assert_eq!(
+        values_in("substr('abc', -9223372036854775808)", &b)[0],
+        "abc"
+    );
+    let err = compile_expr("substr('abc', 9223372036854775808)", &b.schema()).unwrap_err();
+    assert!(err.contains("past the integers' range"), "{err}");
 }
 
 #[test]
@@ -371,6 +378,9 @@ fn aggregate_calls() {
     assert!(compile_aggregate("sum(word)", &schema)
         .unwrap_err()
         .contains("cannot take text"));
+    assert!(compile_aggregate("sum(null)", &schema)
+        .unwrap_err()
+        .contains("a bare `null` has no type for `sum` to take"));
     assert!(compile_aggregate("summ(count)", &schema)
         .unwrap_err()
         .contains("did you mean `sum`?"));
