@@ -256,4 +256,39 @@ fn an_upsert_keeps_the_last_row_of_a_key_and_refuses_a_null_key() {
         [["a", "2"], ["b", "3"]],
         "nothing of the epoch is written"
     );
+    // A NaN key is stored as NULL by SQLite: the same.
+    write(dir.path(), "nan_key.csv", "k,v\n1.5,1\nNaN,2\n");
+    let pipeline = write(
+        dir.path(),
+        "nan.yaml",
+        "name: t\nsource: {type: file, path: nan_key.csv, format: csv, columns: {k: float, v: integer}}\nsinks:\n  - {type: sqlite, path: nan.db, table: t, key: [k], mode: upsert}\n",
+    );
+    let (code, _, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("the key column `k` is NaN in a row, which SQLite stores as NULL"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_existing_tables_columns_are_found_whatever_their_case_as_sqlite_finds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.txt", "a\n");
+    let db = dir.path().join("o.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (Line TEXT)")
+        .unwrap();
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: t\nsource: {{type: file, path: {}}}\nsinks:\n  - {{type: sqlite, path: o.db, table: t, mode: append}}\n",
+            input.display()
+        ),
+    );
+    let (code, _, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(rows(&db, "SELECT Line FROM t"), [["a"]]);
 }

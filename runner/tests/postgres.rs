@@ -336,6 +336,30 @@ fn nulls_of_every_type_land_and_rows_that_cannot_are_refused_at_once() {
         "{stderr}"
     );
 
+    // Columns of types with the same binary format take the values.
+    let alike = table("alike");
+    query(
+        &url,
+        &format!("CREATE TABLE {alike} (k varchar(10), v bigint, t timestamp)"),
+    );
+    let pipeline = write(
+        dir.path(),
+        "alike.yaml",
+        &format!(
+            "name: t\nsource: {{type: file, path: kv.csv, format: csv, columns: {{k: text, v: integer}}}}\ntransforms:\n  - {{type: with_column, name: t, expr: \"cast(v as timestamp)\"}}\nsinks:\n  - {{type: postgres, url_env: PG_URL, table: {alike}, mode: append}}\n"
+        ),
+    );
+    let (code, stderr) = run_with(&pipeline, &url);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        query(&url, &format!("SELECT k, v, t FROM {alike} ORDER BY v")),
+        [
+            ["a", "1", "1970-01-01 00:00:01"],
+            ["a", "2", "1970-01-01 00:00:02"],
+            ["b", "3", "1970-01-01 00:00:03"]
+        ]
+    );
+
     // A setting the server cannot meet fails at once too.
     let (code, stderr) = run_with(&pipeline, &format!("{url}?sslmode=require"));
     assert_eq!(code, Some(1), "{stderr}");

@@ -216,6 +216,25 @@ fn filters_sorts_limits_stopwords_and_explode_translate_exactly() {
     );
 }
 
+#[test]
+fn floats_group_and_sort_as_locally_minus_zero_and_nan_included() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "lines.txt", &"a\nbb\nccc\ndddd\n".repeat(5));
+    // `z`: -0.0 for one-letter lines, 0.0 for the others. `m`: inf - inf (NaN) for lines of
+    // three letters or more, -inf + inf (NaN, with its sign bit set on x86) for one letter,
+    // 0.0 for two.
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: floats\nsource:\n  type: file\n  path: lines.txt\ntransforms:\n  - {type: with_column, name: z, expr: \"(length(line) - 2) * 0.0\"}\n  - {type: with_column, name: m, expr: \"(length(line) - 2) * 1e308 * 10 - (length(line) - 2) * 1e308 * 10\"}\n  - type: aggregate\n    by: [z, m]\n    aggs: {rows: count()}\n  - {type: sort, by: [m desc, z]}\nsinks:\n  - type: stdout\n",
+    );
+    let rows = same_on_both(&remote, &pipeline, &[]);
+    assert_eq!(rows, "z,m,rows\n0.0,NaN,15\n0.0,0.0,5\n");
+}
+
 /// The test plugin `min_length`, built once into target/plugin-tests (as tests/plugins.rs does).
 fn min_length_plugin() -> PathBuf {
     let target = repo_root().join("target").join("plugin-tests");

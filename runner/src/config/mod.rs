@@ -306,7 +306,14 @@ pub fn from_yaml<'de, T: Deserialize<'de>>(
 /// Parses pipeline YAML; errors name `source_name`, line and column, with a snippet.
 pub fn parse(text: &str, source_name: &str) -> Result<PipelineConfig> {
     serde_saphyr::from_str::<PipelineConfig>(text).map_err(|e| {
-        missing_top_level_field(text, source_name).unwrap_or_else(|| yaml_error(&e, source_name))
+        // Only a missing field: a misspelt one is told as unknown, with a suggestion.
+        let missing = serde_saphyr::DefaultMessageFormatter
+            .format_message(&e)
+            .starts_with("missing field `");
+        missing
+            .then(|| missing_top_level_field(text, source_name))
+            .flatten()
+            .unwrap_or_else(|| yaml_error(&e, source_name))
     })
 }
 
@@ -489,6 +496,13 @@ mod tests {
             .starts_with("p.yaml: the pipeline has no `source:`"));
         assert!(err("name: t\nsource:\n  type: file\n  path: in.txt\n")
             .starts_with("p.yaml: the pipeline has no `sinks:`"));
+        // A misspelt one is unknown, with a suggestion.
+        let misspelt =
+            err("nmae: t\nsource:\n  type: file\n  path: in.txt\nsinks:\n  - type: stdout\n");
+        assert!(misspelt.contains("did you mean `name`?"), "{misspelt}");
+        let misspelt =
+            err("name: t\nsource:\n  type: file\n  path: in.txt\nsink:\n  - type: stdout\n");
+        assert!(misspelt.contains("did you mean `sinks`?"), "{misspelt}");
         // A field missing further in is still placed where it is missing.
         assert!(
             err("name: t\nsource:\n  type: file\nsinks:\n  - type: stdout\n")

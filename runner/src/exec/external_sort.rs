@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use arrow_array::{RecordBatch, UInt32Array};
 use arrow_row::{RowConverter, Rows, SortField};
-use arrow_schema::{SchemaRef, SortOptions};
+use arrow_schema::{DataType, SchemaRef, SortOptions};
 
 use crate::error::{Error, Result};
 use crate::transforms::SortKey;
@@ -237,22 +237,39 @@ impl ExternalSort {
     }
 
     /// The sort keys of `batch`, encoded so that comparing the bytes compares the rows.
-    fn encode(&self, batch: &RecordBatch) -> Result<Rows> {
-        let converter = self.converter()?;
-        let columns: Vec<_> = self
+    /// The columns rows are encoded from: the keys (floats in Spark's order, where -0.0 ties
+    /// with 0.0), then each float key as it is, which orders such ties as the in-memory sort
+    /// does.
+    fn key_columns(&self, batch: &RecordBatch) -> Vec<arrow_array::ArrayRef> {
+        let keys = self
             .keys
             .iter()
-            .map(|key| crate::data::float_keys(batch.column(key.column).clone()))
-            .collect();
+            .map(|key| crate::data::float_keys(batch.column(key.column).clone()));
+        let raw_floats = self
+            .keys
+            .iter()
+            .filter(|key| self.schema.field(key.column).data_type() == &DataType::Float64)
+            .map(|key| batch.column(key.column).clone());
+        keys.chain(raw_floats).collect()
+    }
+
+    fn encode(&self, batch: &RecordBatch) -> Result<Rows> {
+        let converter = self.converter()?;
+        let columns = self.key_columns(batch);
         converter
             .convert_columns(&columns)
             .map_err(|e| Error::runtime(format!("sort: {e}")))
     }
 
     fn converter(&self) -> Result<RowConverter> {
+        let raw_floats = self
+            .keys
+            .iter()
+            .filter(|key| self.schema.field(key.column).data_type() == &DataType::Float64);
         let fields = self
             .keys
             .iter()
+            .chain(raw_floats)
             .map(|key| {
                 // A null is the smallest value: first ascending, last descending.
                 let options = SortOptions {
@@ -436,11 +453,7 @@ impl Cursor {
             if batch.num_rows() == 0 {
                 continue;
             }
-            let columns: Vec<_> = sort
-                .keys
-                .iter()
-                .map(|key| crate::data::float_keys(batch.column(key.column).clone()))
-                .collect();
+            let columns = sort.key_columns(&batch);
             self.rows = converter
                 .convert_columns(&columns)
                 .map_err(|e| Error::runtime(format!("sort: {e}")))?;

@@ -135,8 +135,31 @@ pub fn upsert_clause(names: &[String], keys: &[usize]) -> String {
 
 /// What is wrong with a result's key columns (`keys`, named in `names`), if anything: a
 /// database key cannot be null (a primary key refuses it, or matches no row on upsert).
-pub fn null_key(batch: &RecordBatch, keys: &[usize], names: &[&str]) -> Option<String> {
-    let key = keys.iter().find(|&&k| batch.column(k).null_count() > 0)?;
+/// `nan_is_null`: the database stores NaN as NULL (SQLite), so a NaN key is one too.
+pub fn null_key(
+    batch: &RecordBatch,
+    keys: &[usize],
+    names: &[&str],
+    nan_is_null: bool,
+) -> Option<String> {
+    use arrow_array::cast::AsArray;
+    let holds_nan = |k: usize| {
+        nan_is_null
+            && batch
+                .column(k)
+                .as_primitive_opt::<arrow_array::types::Float64Type>()
+                .is_some_and(|floats| floats.iter().flatten().any(f64::is_nan))
+    };
+    let key = keys
+        .iter()
+        .find(|&&k| batch.column(k).null_count() > 0 || holds_nan(k))?;
+    if holds_nan(*key) {
+        return Some(format!(
+            "the key column `{}` is NaN in a row, which SQLite stores as NULL, and a database key cannot be null: leave such rows out (`filter: cast({} as text) != 'NaN'`)",
+            names[*key],
+            names[*key]
+        ));
+    }
     Some(format!(
         "the key column `{}` is null in a row, and a database key cannot be null: leave such rows out (`filter: {} is not null`) or give them a value (`coalesce`)",
         names[*key],

@@ -152,7 +152,16 @@ impl Settings {
         // Lost: closed, failed in the network (an I/O error: refused, reset, timed out,
         // unresolved), or ended by the server. Anything else (TLS refused, a password
         // missing, a value refused) fails the same way when tried again.
-        let io = std::error::Error::source(&e).is_some_and(|cause| cause.is::<std::io::Error>());
+        // A TLS handshake refused (a certificate not trusted, another host's name) comes as
+        // an I/O error too, of invalid data: that fails the same way every time.
+        let io = std::error::Error::source(&e)
+            .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| {
+                io.kind() != std::io::ErrorKind::InvalidData
+                    && !io
+                        .get_ref()
+                        .is_some_and(|inner| inner.is::<rustls::Error>())
+            });
         let lost = (e.is_closed()
             || io
             || e.code().is_some_and(|code| {
@@ -401,7 +410,7 @@ async fn write_epoch(
     let column_names: Vec<&str> = settings.columns.iter().map(|(n, _)| n.as_str()).collect();
     if let Some(problem) = batches
         .iter()
-        .find_map(|batch| database::null_key(batch, &settings.keys, &column_names))
+        .find_map(|batch| database::null_key(batch, &settings.keys, &column_names, false))
     {
         return Err(Failure::Fatal(
             settings.error("cannot write the rows", problem),
@@ -570,15 +579,17 @@ async fn prepare_tables(
 }
 
 /// Whether a column of PostgreSQL's type `udt` (as `information_schema` names it) takes the
-/// values binary COPY sends for `kind`.
+/// values binary COPY sends for `kind`: the same binary format (text's for the character
+/// types; `timestamp` reads `timestamptz`'s microseconds as they are, in UTC). An array's
+/// element type must be the one sent.
 fn takes(udt: &str, kind: ValueType) -> bool {
     match kind {
-        ValueType::Text => matches!(udt, "text" | "varchar"),
+        ValueType::Text => matches!(udt, "text" | "varchar" | "bpchar" | "citext" | "name"),
         ValueType::Integer => udt == "int8",
         ValueType::Float => udt == "float8",
         ValueType::Bool => udt == "bool",
-        ValueType::Timestamp => udt == "timestamptz",
-        ValueType::TextList => matches!(udt, "_text" | "_varchar"),
+        ValueType::Timestamp => matches!(udt, "timestamptz" | "timestamp"),
+        ValueType::TextList => udt == "_text",
     }
 }
 

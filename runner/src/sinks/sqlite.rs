@@ -218,7 +218,8 @@ impl SqliteSink {
         if let Some((missing, _)) = self
             .columns
             .iter()
-            .find(|(name, _)| !existing.contains(name))
+            // SQLite's names ignore ASCII case.
+            .find(|(name, _)| !existing.iter().any(|e| e.eq_ignore_ascii_case(name)))
         {
             return Err(self.error(
                 "the table exists without a column of the result",
@@ -320,7 +321,7 @@ impl Sink for SqliteSink {
             placeholders.join(", ")
         );
         let names_written: Vec<&str> = self.columns.iter().map(|(n, _)| n.as_str()).collect();
-        if let Some(problem) = database::null_key(rows, &self.keys, &names_written) {
+        if let Some(problem) = database::null_key(rows, &self.keys, &names_written, true) {
             let error = self.error("cannot insert rows", problem);
             self.abandon();
             return Err(error);

@@ -197,6 +197,7 @@ pub(super) fn build(config: &FileSourceConfig, path: PathBuf) -> Result<BuiltSou
         on_error: config.on_error,
         bad: AtomicU64::new(0),
         first_bad: Default::default(),
+        file_order: Default::default(),
     })))
 }
 
@@ -207,8 +208,9 @@ fn file_schema(path: &Path) -> Result<SchemaRef, String> {
     Ok(builder.schema().clone())
 }
 
-/// A row left out: its file, row group, row in the group, and why.
-type SkippedRow = (Arc<str>, u64, usize, String);
+/// A row left out: its file's place in the run's files, the file, its row group, its row in
+/// the group, and why.
+type SkippedRow = (usize, Arc<str>, u64, usize, String);
 
 /// The `file` source for `format: parquet`: one morsel per row group, decoded by the worker that
 /// takes it.
@@ -220,6 +222,8 @@ pub struct ParquetSource {
     bad: AtomicU64,
     /// The first row skipped, in file order.
     first_bad: std::sync::Mutex<Option<SkippedRow>>,
+    /// Each file's place in the order `open` took them.
+    file_order: std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>,
 }
 
 impl ParquetSource {
@@ -276,9 +280,14 @@ impl BatchSource for ParquetSource {
 
     fn open(&self) -> Result<Morsels<'_>> {
         let mut groups: Vec<(Arc<str>, u64)> = Vec::new();
-        for path in self.files()? {
+        let mut order = self
+            .file_order
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (index, path) in self.files()?.into_iter().enumerate() {
             let count = self.reader(&path)?.metadata().num_row_groups();
             let origin: Arc<str> = path.display().to_string().into();
+            order.insert(origin.clone(), index);
             groups.extend((0..count as u64).map(|g| (origin.clone(), g)));
         }
         Ok(Morsels::Indexed {
@@ -380,17 +389,24 @@ impl BatchSource for ParquetSource {
                 )));
             }
             {
-                let place = (morsel.origin.clone(), group, first_row + first_bad);
+                let file = self
+                    .file_order
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .get(&morsel.origin)
+                    .copied()
+                    .unwrap_or(usize::MAX);
+                let place = (file, group, first_row + first_bad);
                 let mut first = self
                     .first_bad
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 if first
                     .as_ref()
-                    .is_none_or(|(file, g, row, _)| place < (file.clone(), *g, *row))
+                    .is_none_or(|(file, _, g, row, _)| place < (*file, *g, *row))
                 {
                     let reason = bad[first_bad].clone().unwrap_or_default();
-                    *first = Some((place.0, place.1, place.2, reason));
+                    *first = Some((file, morsel.origin.clone(), group, place.2, reason));
                 }
             }
             let keep: arrow_array::BooleanArray =
@@ -414,7 +430,7 @@ impl BatchSource for ParquetSource {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .as_ref()
-                .map_or(String::new(), |(file, group, row, why)| {
+                .map_or(String::new(), |(_, file, group, row, why)| {
                     format!(
                         " (the first: {}: row group {group}, row {row}: {why})",
                         crate::error::escape_controls(file)

@@ -227,12 +227,9 @@ impl Aggregation for Aggregate {
         use AggregateFunction as A;
         let names = crate::data::columns_names(&self.output);
         let mut keys = Vec::new();
+        // Float keys group and order alike there: -0.0 is 0.0 and every NaN one, above
+        // every number.
         for (expr, name) in self.keys.iter().zip(&names) {
-            if expr.value_type() == ValueType::Float {
-                return Err(format!(
-                    "grouping by a float (`{name}`) orders -0.0 and NaN differently on Spark"
-                ));
-            }
             keys.push((expr.to_spark(input.columns())?, name.clone()));
         }
         let mut aggregates = Vec::new();

@@ -185,6 +185,22 @@ impl Sort {
                     return ordering;
                 }
             }
+            // Spark's order ties -0.0 with 0.0, which print differently: they go in a fixed
+            // order, so that equal rows are identical (the output whatever the input order).
+            for (array, column, descending) in &keys {
+                if let KeyColumn::Float(values) = column {
+                    if array.is_valid(a as usize) && array.is_valid(b as usize) {
+                        let ordering = values[a as usize].total_cmp(&values[b as usize]);
+                        if ordering != Ordering::Equal {
+                            return if *descending {
+                                ordering.reverse()
+                            } else {
+                                ordering
+                            };
+                        }
+                    }
+                }
+            }
             Ordering::Equal
         };
         let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
@@ -335,6 +351,48 @@ mod tests {
             let x = out.column(1).as_primitive::<Int64Type>().values().to_vec();
             assert_eq!(x, expected, "{by}");
         }
+    }
+
+    #[test]
+    fn minus_zero_and_zero_go_in_one_order_whatever_the_input_order() {
+        use arrow_array::Float64Array;
+        let values: Vec<f64> = (0..40)
+            .map(|i| if i % 2 == 0 { 0.0 } else { -0.0 })
+            .chain([1.0, -1.0])
+            .collect();
+        let texts_of = |values: Vec<f64>, first: Option<usize>| {
+            let batch = RecordBatch::try_from_iter([(
+                "f",
+                std::sync::Arc::new(Float64Array::from(values)) as _,
+            )])
+            .unwrap();
+            let StageKind::Global(sort) = build_on(&batch, "by: f").kind else {
+                panic!("sort is a global stage")
+            };
+            let out = match first {
+                Some(rows) => sort.apply_first(batch, rows).unwrap().slice(0, rows),
+                None => sort.apply(batch).unwrap(),
+            };
+            texts(&out, "f")
+        };
+        let mut reversed = values.clone();
+        reversed.reverse();
+        for first in [None, Some(15)] {
+            let expected = texts_of(values.clone(), first);
+            assert_eq!(texts_of(reversed.clone(), first), expected, "{first:?}");
+            assert_eq!(expected[0], "-1.0");
+            assert_eq!(expected[1], "-0.0", "{expected:?}");
+        }
+    }
+
+    fn build_on(batch: &RecordBatch, yaml: &str) -> Stage {
+        let config: SortConfig = serde_saphyr::from_str(yaml).unwrap();
+        config
+            .build(&BuildContext {
+                input: &batch.schema(),
+                base_dir: std::path::Path::new("."),
+            })
+            .unwrap()
     }
 
     #[test]
