@@ -3,7 +3,7 @@
 //! nothing panics. First byte: the filters and the seed of the cuts.
 #![no_main]
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use libfuzzer_sys::fuzz_target;
 use runner::sources::mastodon::{body_to_lines, decode_rows, status_schema, EventStats, Filters};
@@ -49,10 +49,10 @@ fuzz_target!(|data: &[u8]| {
 
     for (lines, stats) in [(&whole, &whole_stats), (&cut, &cut_stats)] {
         assert_eq!(stats.updates.load(Ordering::Relaxed), lines.len() as u64);
-        let malformed = AtomicU64::new(0);
-        let batch = decode_rows(&status_schema(), lines, &malformed);
+        let decoding = EventStats::default();
+        let batch = decode_rows(&status_schema(), lines, &decoding);
         assert_eq!(
-            malformed.load(Ordering::Relaxed),
+            decoding.malformed.load(Ordering::Relaxed),
             0,
             "a row line did not decode"
         );
