@@ -19,6 +19,10 @@ use crate::data::{ValueType, BATCH_ROWS};
 mod plain_json;
 use plain_json::PlainJson;
 
+/// A CSV line the reader took as more than one record: a carriage return alone ends a record
+/// for CSV readers (Spark's, Python's, Arrow's), where runner's records end at line ends.
+const MORE_RECORDS_THAN_LINES: &str = "a carriage return (\\r) inside the line ends a record for CSV readers, so the line holds more than one (runner reads one record per line: quote a field that holds one)";
+
 /// How records are written in the input.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
@@ -534,6 +538,10 @@ impl RecordDecoder {
                 }
                 fed += used;
             }
+            if fed < whole.len() {
+                // The batch is full (as many records as lines) before the bytes end.
+                return Err(MORE_RECORDS_THAN_LINES.to_owned());
+            }
             return match decoder
                 .flush()
                 .map_err(|e| csv_message(e, &self.read_schema))?
@@ -556,6 +564,9 @@ impl RecordDecoder {
                     break;
                 }
                 fed += used;
+            }
+            if fed < input.len() {
+                return Err(MORE_RECORDS_THAN_LINES.to_owned());
             }
         }
         match decoder

@@ -742,3 +742,29 @@ fn a_stream_tells_the_first_bad_record_of_an_epoch_whichever_piece_fails_first()
         assert!(error.starts_with("chunk 0 line 2001"), "{error}");
     }
 }
+
+#[test]
+fn a_carriage_return_inside_a_line_is_a_bad_record_not_a_lost_one() {
+    // Arrow's reader ends a record at a lone `\r`: the line held two, and the last line's
+    // record was dropped without a word.
+    let d = decoder(Format::Csv, &[("a", "integer"), ("b", "integer")]);
+    let (batches, bad) = d.decode(b"1,2\r3,4\n5,6\n7,8\r\n9,10\n").unwrap();
+    let batch = one_batch(batches, &d.schema());
+    assert_eq!(texts(&batch, "a"), ["5", "7", "9"]);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(bad[0].line, 0);
+    assert!(
+        bad[0]
+            .reason
+            .starts_with("a carriage return (\\r) inside the line"),
+        "{bad:?}"
+    );
+    // Inside quotes it is the field's.
+    let (batches, bad) = d.decode(b"1,2\n").unwrap();
+    assert!(bad.is_empty());
+    assert_eq!(one_batch(batches, &d.schema()).num_rows(), 1);
+    let t = decoder(Format::Csv, &[("a", "text"), ("b", "integer")]);
+    let (batches, bad) = t.decode(b"\"x\ry\",1\n").unwrap();
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(texts(&one_batch(batches, &t.schema()), "a"), ["x\ry"]);
+}
