@@ -272,14 +272,30 @@ pub enum Progress {
 pub struct ProgressPrinter {
     /// Whether to print a line, a JSON object, or nothing.
     pub format: Progress,
+    /// Logs are JSON objects (`--log-format json`): lines go out as log events too, so that
+    /// every line on stderr is one.
+    pub json_logs: bool,
+}
+
+impl ProgressPrinter {
+    fn line(&self, text: &str) {
+        if self.json_logs {
+            tracing::info!(target: "runner_note", "{text}");
+        } else {
+            crate::errln!("{text}");
+        }
+    }
 }
 
 impl Subscriber for ProgressPrinter {
     fn notify(&mut self, event: &Event) {
         match (self.format, event) {
             (Progress::Off, _) => {}
-            (Progress::Text, Event::EpochFinished(epoch)) => eprintln!("{}", epoch.text_line()),
-            (Progress::Json, Event::EpochFinished(epoch)) => eprintln!("{}", epoch.spark_json()),
+            (Progress::Text, Event::EpochFinished(epoch)) => self.line(&epoch.text_line()),
+            // A JSON object already: as it is.
+            (Progress::Json, Event::EpochFinished(epoch)) => {
+                crate::errln!("{}", epoch.spark_json())
+            }
             (
                 _,
                 Event::Resumed {
@@ -297,9 +313,9 @@ impl Subscriber for ProgressPrinter {
                     0 => String::new(),
                     n => format!(", redoing {n} uncommitted epoch(s) first"),
                 };
-                eprintln!(
+                self.line(&format!(
                     "resuming from the checkpoint in {dir}: next epoch {next_epoch}, {state_rows} state rows{at}{redo}"
-                );
+                ));
             }
             _ => {}
         }

@@ -223,11 +223,13 @@ enum PlanFormat {
 }
 
 /// `runner docs`: the reference pages, with the command line's page rendered from this parser.
-fn docs(out: &std::path::Path, check: bool) -> Result<(), Error> {
+fn docs(out: &std::path::Path, check: bool, quiet: bool) -> Result<(), Error> {
     let pages = runner::docs::reference_pages(vec![cli_page()]);
     if !check {
         runner::docs::write(out, &pages)?;
-        println!("wrote {} pages in {}", pages.len(), out.display());
+        if !quiet {
+            runner::outln!("wrote {} pages in {}", pages.len(), out.display());
+        }
         return Ok(());
     }
     let problems = runner::docs::check(out, &pages)?;
@@ -235,7 +237,7 @@ fn docs(out: &std::path::Path, check: bool) -> Result<(), Error> {
         return Ok(());
     }
     for problem in &problems {
-        eprintln!("{problem}");
+        runner::errln!("{problem}");
     }
     Err(Error::Runtime(format!(
         "{} reference pages are out of date: run `runner docs --out {}`",
@@ -355,7 +357,7 @@ impl Say {
         if self.json {
             tracing::error!("{message}");
         } else {
-            eprintln!("error: {message}");
+            runner::errln!("error: {message}");
         }
     }
 
@@ -366,7 +368,7 @@ impl Say {
         } else if self.json {
             tracing::warn!("{message}");
         } else {
-            eprintln!("warning: {message}");
+            runner::errln!("warning: {message}");
         }
     }
 
@@ -377,7 +379,7 @@ impl Say {
         } else if self.json {
             tracing::info!(target: "runner_note", "{message}");
         } else {
-            eprintln!("{message}");
+            runner::errln!("{message}");
         }
     }
 }
@@ -462,8 +464,8 @@ fn main() -> ExitCode {
                 plan.on_spark(runner::spark::plan(&loaded, &built, unbuilt, &settings)?);
             }
             match format {
-                PlanFormat::Text => print!("{}", runner::redact::redact(&plan.to_text())),
-                PlanFormat::Json => println!(
+                PlanFormat::Text => runner::out!("{}", runner::redact::redact(&plan.to_text())),
+                PlanFormat::Json => runner::outln!(
                     "{}",
                     runner::redact::redact(
                         &serde_json::to_string_pretty(&plan).unwrap_or_default()
@@ -493,7 +495,7 @@ fn main() -> ExitCode {
         }
         Command::Schema => {
             let schema = runner::schema::pipeline_schema();
-            println!(
+            runner::outln!(
                 "{}",
                 serde_json::to_string_pretty(&schema).unwrap_or_default()
             );
@@ -507,20 +509,20 @@ fn main() -> ExitCode {
             list();
             Ok(())
         }
-        Command::Docs { out, check } => docs(&out, check),
+        Command::Docs { out, check } => docs(&out, check, cli.quiet),
         Command::Test { paths, format } => test(&paths, format == PlanFormat::Json),
         Command::Plugin(PluginCommand::New { name, dir }) => {
             runner::plugin::new::create(&name, &dir).map(|new| {
-                println!("wrote {}", new.path.display());
+                runner::outln!("wrote {}", new.path.display());
                 if new.in_workspace {
-                    println!("next: cargo test -p {name} && cargo build --release -p {name}");
-                    println!("      (the library: target/release/lib{name}.so)");
+                    runner::outln!("next: cargo test -p {name} && cargo build --release -p {name}");
+                    runner::outln!("      (the library: target/release/lib{name}.so)");
                 } else {
-                    println!(
+                    runner::outln!(
                         "next: cd {} && cargo test && cargo build --release",
                         new.path.display()
                     );
-                    println!(
+                    runner::outln!(
                         "      (the library: {}/target/release/lib{name}.so)",
                         new.path.display()
                     );
@@ -528,6 +530,13 @@ fn main() -> ExitCode {
             })
         }
     };
+    // A full disk under standard output fails a command that otherwise went well.
+    let outcome = outcome.and_then(|()| match runner::io::console::stdout_failure() {
+        Some(failure) => Err(Error::runtime(format!(
+            "cannot write to standard output: {failure}"
+        ))),
+        None => Ok(()),
+    });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -665,6 +674,7 @@ fn execute(
     let bus = runner::events::Bus::new();
     bus.subscribe(runner::events::ProgressPrinter {
         format: options.progress,
+        json_logs: say.json,
     });
     let feed = runner::summary::SummaryFeed::default();
     bus.subscribe(feed.clone());
@@ -676,7 +686,7 @@ fn execute(
         let live = runner::ui::live::Live::new(info, chart, recorder.stage_rows());
         let server = runner::ui::Server::start(bound, live.clone())?;
         // Printed whatever --quiet says: it is what --ui asked for.
-        eprintln!("live page: {}", server.url);
+        runner::errln!("live page: {}", server.url);
         bus.subscribe(runner::ui::live::LiveFeed(live));
         *page = Some(server);
     }
@@ -725,16 +735,21 @@ fn execute(
     Ok(batch)
 }
 
+/// A path as a line on a terminal may show it (control characters escaped).
+fn shown(path: &std::path::Path) -> String {
+    runner::error::escape_controls(&path.display().to_string()).into_owned()
+}
+
 fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool, say: Say) -> Result<(), Error> {
     let mut failures = 0;
     for path in paths {
         // `pipelines/*.yaml` names the pipelines' tests too: each is checked as a test file.
         if runner::testing::is_test_file(path) {
             match runner::testing::validate(path) {
-                Ok((pipeline, tests)) if !quiet => println!(
+                Ok((pipeline, tests)) if !quiet => runner::outln!(
                     "ok: {} ({tests} test(s) of {})",
-                    path.display(),
-                    pipeline.display()
+                    shown(path),
+                    shown(&pipeline)
                 ),
                 Ok(_) => {}
                 Err(error) if paths.len() == 1 => return Err(error),
@@ -769,10 +784,10 @@ fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool, say: Say) ->
             Ok((loaded, pipeline))
         });
         match checked {
-            Ok((loaded, pipeline)) if !quiet => println!(
+            Ok((loaded, pipeline)) if !quiet => runner::outln!(
                 "ok: {} ({}: {} source, {} transform(s), {} sink(s))",
-                path.display(),
-                pipeline.name,
+                shown(path),
+                runner::error::escape_controls(&pipeline.name),
                 loaded.config.source.value.type_name(),
                 pipeline.stages.len(),
                 pipeline.sinks.len()
@@ -808,19 +823,19 @@ fn test(paths: &[PathBuf], json: bool) -> Result<(), Error> {
     }
     let total: usize = suites.iter().map(|(_, f)| f.tests.len()).sum();
     if !json {
-        println!("\nrunning {total} test(s) from {} file(s)", suites.len());
+        runner::outln!("\nrunning {total} test(s) from {} file(s)", suites.len());
     }
     let mut failed: Vec<runner::testing::Outcome> = Vec::new();
     let mut passed = 0usize;
     for (path, file) in &suites {
         runner::testing::run_file(path, file, &mut |outcome| {
             if json {
-                println!(
+                runner::outln!(
                     "{}",
                     serde_json::json!({"type": "test", "file": outcome.file, "name": outcome.name, "result": if outcome.passed { "ok" } else { "failed" }, "failures": outcome.failures, "seconds": outcome.seconds})
                 );
             } else {
-                println!(
+                runner::outln!(
                     "test {} :: {} ... {}",
                     outcome.file,
                     runner::error::escape_controls(&outcome.name),
@@ -836,25 +851,25 @@ fn test(paths: &[PathBuf], json: bool) -> Result<(), Error> {
     }
     let seconds = started.elapsed().as_secs_f64();
     if json {
-        println!(
+        runner::outln!(
             "{}",
             serde_json::json!({"type": "summary", "passed": passed, "failed": failed.len(), "seconds": seconds})
         );
     } else {
         if !failed.is_empty() {
-            println!("\nfailures:");
+            runner::outln!("\nfailures:");
             for outcome in &failed {
-                println!(
+                runner::outln!(
                     "\n---- {} :: {} ----",
                     outcome.file,
                     runner::error::escape_controls(&outcome.name)
                 );
                 for line in outcome.failures.iter().flat_map(|f| f.lines()) {
-                    println!("{}", runner::error::escape_controls(line));
+                    runner::outln!("{}", runner::error::escape_controls(line));
                 }
             }
         }
-        println!(
+        runner::outln!(
             "\ntest result: {}. {passed} passed; {} failed; finished in {seconds:.2}s\n",
             if failed.is_empty() { "ok" } else { "FAILED" },
             failed.len()
@@ -876,9 +891,9 @@ fn list() {
     for component in registry::all() {
         if component.kind != kind {
             kind = component.kind;
-            println!("{}s:", kind);
+            runner::outln!("{}s:", kind);
         }
-        println!("  {:width$}  {}", component.name, component.summary);
+        runner::outln!("  {:width$}  {}", component.name, component.summary);
     }
 }
 

@@ -196,15 +196,16 @@ pub fn print_next(paths: &[PathBuf], count: usize) -> Result<()> {
     let jobs = load_jobs(paths, false)?;
     let now = Utc::now();
     for job in &jobs {
-        println!(
+        let shown = |text: &str| crate::error::escape_controls(text).into_owned();
+        crate::outln!(
             "{} ({}): `{}`, {}",
-            job.path.display(),
-            job.name,
-            job.schedule.as_str(),
-            job.schedule.zone_name()
+            shown(&job.path.display().to_string()),
+            shown(&job.name),
+            shown(job.schedule.as_str()),
+            shown(&job.schedule.zone_name())
         );
         for time in job.schedule.upcoming(now, count) {
-            println!("  {}", time.format("%Y-%m-%d %H:%M:%S %:z (%a)"));
+            crate::outln!("  {}", time.format("%Y-%m-%d %H:%M:%S %:z (%a)"));
         }
     }
     Ok(())

@@ -873,3 +873,101 @@ fn files_named_with_a_leading_underscore_are_read_when_the_glob_asks_for_them() 
     assert_eq!(read("in/*.txt"), "line\nplain\n");
     assert_eq!(read("in"), "line\nplain\n");
 }
+
+/// A pipe whose reading end is already closed, as `| head` leaves it: its writing end.
+fn closed_pipe() -> std::fs::File {
+    use std::os::fd::FromRawFd;
+    let mut ends = [0; 2];
+    // SAFETY: `ends` has room for the two descriptors pipe(2) writes.
+    assert_eq!(unsafe { libc::pipe(ends.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just opened and are owned here alone.
+    let (read, write) = unsafe {
+        (
+            std::fs::File::from_raw_fd(ends[0]),
+            std::fs::File::from_raw_fd(ends[1]),
+        )
+    };
+    drop(read);
+    write
+}
+
+#[test]
+fn a_closed_pipe_ends_commands_quietly_and_a_full_disk_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.txt", "a b\n");
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: t\nsource: {{type: file, path: {}}}\nsinks:\n  - {{type: csv, path: out.csv}}\n",
+            input.display()
+        ),
+    );
+    let commands: [&[&str]; 4] = [
+        &["schema"],
+        &["plan", pipeline.to_str().unwrap(), "--format", "json"],
+        &["validate", pipeline.to_str().unwrap()],
+        &["list"],
+    ];
+    for args in commands {
+        // Nothing is read: the first write meets the closed pipe (it panicked: exit 101).
+        let out = runner_process()
+            .args(args)
+            .stdout(closed_pipe())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(out.stderr.is_empty(), "{args:?}: {out:?}");
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = runner_process().args(args).stdout(full).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("error: cannot write to standard output: No space left on device"),
+            "{args:?}: {out:?}"
+        );
+    }
+    // A run whose stderr is closed still ends with its own code.
+    let out = runner_process()
+        .arg("run")
+        .arg(&pipeline)
+        .stderr(closed_pipe())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.csv")).unwrap(),
+        "line\na b\n"
+    );
+}
+
+#[test]
+fn validate_and_schedule_show_names_from_files_with_their_controls_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.txt", "a\n");
+    // The name sets the window title (OSC) and colours (CSI) if it reaches a terminal raw.
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: \"a\\x9b31mb\\e]0;pwned\\a\"\nschedule: \"0 3 * * *\"\nsource: {{type: file, path: {}}}\nsinks:\n  - {{type: csv, path: out.csv}}\n",
+            input.display()
+        ),
+    );
+    for args in [&["validate"][..], &["schedule", "--next"][..]] {
+        let out = runner_process().args(args).arg(&pipeline).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(
+            stdout.contains("a\\u{9b}31mb\\u{1b}]0;pwned\\u{7}"),
+            "{args:?}: {stdout}"
+        );
+        assert!(
+            !stdout.contains(['\u{1b}', '\u{9b}', '\u{7}']),
+            "{args:?}: {stdout:?}"
+        );
+    }
+}

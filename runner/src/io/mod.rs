@@ -2,3 +2,4 @@
 //! checkpoints and run summaries all write through it).
 
 pub mod atomic;
+pub mod console;
