@@ -874,23 +874,6 @@ fn files_named_with_a_leading_underscore_are_read_when_the_glob_asks_for_them() 
     assert_eq!(read("in"), "line\nplain\n");
 }
 
-/// A pipe whose reading end is already closed, as `| head` leaves it: its writing end.
-fn closed_pipe() -> std::fs::File {
-    use std::os::fd::FromRawFd;
-    let mut ends = [0; 2];
-    // SAFETY: `ends` has room for the two descriptors pipe(2) writes.
-    assert_eq!(unsafe { libc::pipe(ends.as_mut_ptr()) }, 0);
-    // SAFETY: both descriptors were just opened and are owned here alone.
-    let (read, write) = unsafe {
-        (
-            std::fs::File::from_raw_fd(ends[0]),
-            std::fs::File::from_raw_fd(ends[1]),
-        )
-    };
-    drop(read);
-    write
-}
-
 #[test]
 fn a_closed_pipe_ends_commands_quietly_and_a_full_disk_is_an_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -179,3 +179,20 @@ pub fn wait_with_peak_rss(child: &std::process::Child) -> (Option<i32>, f64) {
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     (code, usage.ru_maxrss as f64 / 1024.0) // kilobytes on Linux
 }
+
+/// A pipe whose reading end is already closed, as `| head` leaves it: its writing end.
+pub fn closed_pipe() -> std::fs::File {
+    use std::os::fd::FromRawFd;
+    let mut ends = [0; 2];
+    // SAFETY: `ends` has room for the two descriptors pipe(2) writes.
+    assert_eq!(unsafe { libc::pipe(ends.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just opened and are owned here alone.
+    let (read, write) = unsafe {
+        (
+            std::fs::File::from_raw_fd(ends[0]),
+            std::fs::File::from_raw_fd(ends[1]),
+        )
+    };
+    drop(read);
+    write
+}

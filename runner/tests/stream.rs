@@ -728,3 +728,44 @@ fn an_optional_column_a_csv_files_header_lacks_is_null() {
         "{err}"
     );
 }
+
+#[test]
+fn a_stream_whose_only_output_is_closed_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    write(&dir.path().join("in"), "a.txt", "a\nb\n");
+    // It polls for files for ever: only its closed output can end it.
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nmode: stream\nsource: {type: file, path: in, poll: 50ms}\ntrigger: {processing_time: 50ms}\nemit_empty: true\nsinks:\n  - {type: stdout}\n",
+    );
+    let child = runner_process()
+        .arg("run")
+        .arg(&pipeline)
+        .stdout(closed_pipe())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A watchdog, so that a stream that does not stop fails the test rather than hanging it.
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if finished
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .is_err()
+        {
+            // SAFETY: a plain signal to the child this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    watchdog.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("stopped (its output was closed)"),
+        "{stderr}"
+    );
+}

@@ -478,6 +478,10 @@ async fn run_epochs(
             reason = "max_epochs reached";
             break;
         }
+        if out.sinks.iter().all(|sink| sink.closed()) {
+            reason = "its output was closed";
+            break;
+        }
         if source_ended && rx.is_empty() && !epoch_wanted(state.as_mut()) {
             reason = "the source ended";
             break;

@@ -115,6 +115,11 @@ pub trait Sink: Send {
     /// The result is complete: publish it. Files are replaced atomically here, so a reader
     /// sees the old or the new one; a result that never commits leaves the old one.
     fn commit(&mut self) -> Result<()>;
+    /// Closed for good (standard output closed by its reader): a stream whose every sink is
+    /// closed stops, as a batch run stops reading.
+    fn closed(&self) -> bool {
+        false
+    }
 }
 
 /// Rows handed to a sink at a time: a large result arrives in pieces, as it would streamed.

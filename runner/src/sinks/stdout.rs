@@ -542,6 +542,10 @@ impl Sink for StdoutSink {
         }
         Ok(())
     }
+
+    fn closed(&self) -> bool {
+        self.closed
+    }
 }
 
 #[cfg(test)]
