@@ -954,3 +954,22 @@ fn validate_and_schedule_show_names_from_files_with_their_controls_escaped() {
         );
     }
 }
+
+#[test]
+fn a_file_whose_name_reads_as_a_glob_is_that_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "data[1].txt", "x\n");
+    // A file the glob `data[1].txt` would match, and the literal name must not.
+    write(dir.path(), "data1.txt", "wrong\n");
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: \"data[1].txt\"}\nsinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    let (code, _, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.csv")).unwrap(),
+        "line\nx\n"
+    );
+}

@@ -128,8 +128,17 @@ pub fn apply(doc: &mut Value, ov: &Override) -> Result<(), String> {
                 if let Some(removed) = ov.removes.as_ref().filter(|_| last) {
                     map.remove(removed);
                 }
-                map.entry(segment.clone())
-                    .or_insert(Value::Object(Default::default()))
+                // A key not there yet: a list when a number follows (`transforms.0=` on a
+                // file without transforms appends the first), else a map.
+                let next_is_index = ov
+                    .path
+                    .get(depth + 1)
+                    .is_some_and(|next| next.parse::<usize>().is_ok());
+                map.entry(segment.clone()).or_insert(if next_is_index {
+                    Value::Array(Vec::new())
+                } else {
+                    Value::Object(Default::default())
+                })
             }
             Value::Null => {
                 *node = Value::Object(Default::default());
@@ -180,6 +189,19 @@ mod tests {
             doc,
             json!({"source": {"type": "file", "path": "/tmp/b.txt"}})
         );
+    }
+
+    #[test]
+    fn an_index_into_a_list_not_there_yet_starts_it() {
+        let mut doc = json!({"name": "t"});
+        set(&mut doc, "transforms.0={type: limit, n: 3}").unwrap();
+        assert_eq!(
+            doc,
+            json!({"name": "t", "transforms": [{"type": "limit", "n": 3}]})
+        );
+        let mut doc = json!({"name": "t"});
+        let error = set(&mut doc, "transforms.1={type: limit, n: 3}").unwrap_err();
+        assert!(error.contains("there is no 1"), "{error}");
     }
 
     #[test]

@@ -564,8 +564,10 @@ pub(super) fn is_hidden_match(pattern: &Path, path: &Path) -> bool {
 /// The UTF-8 byte order mark.
 pub(super) const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-fn is_pattern(path: &Path) -> bool {
-    path.to_string_lossy().contains(['*', '?', '['])
+/// Whether `path` is a glob: it has `*`, `?` or `[`, and no file or folder has it as its
+/// name (`data[1].csv` that exists is that file).
+pub(super) fn is_pattern(path: &Path) -> bool {
+    path.to_string_lossy().contains(['*', '?', '[']) && !path.exists()
 }
 
 /// The `file` source in batch mode: one file, a glob or standard input, read in morsels.

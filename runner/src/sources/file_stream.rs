@@ -25,6 +25,7 @@ use arrow_schema::SchemaRef;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc::Sender;
 
+use super::file::is_pattern;
 use super::file::{EncodingErrors, FileSourceConfig};
 use super::records::{Format, RecordDecoder, StreamRecords};
 use super::{BuiltSource, Chunk, Delivery, SourceCounters, StreamSource};
@@ -680,10 +681,6 @@ fn listing_root(path: &Path) -> PathBuf {
     } else {
         path.parent().map(Path::to_path_buf).unwrap_or_default()
     }
-}
-
-fn is_pattern(path: &Path) -> bool {
-    path.to_string_lossy().contains(['*', '?', '['])
 }
 
 impl Taking {

@@ -229,7 +229,7 @@ pub struct ParquetSource {
 impl ParquetSource {
     fn files(&self) -> Result<Vec<PathBuf>> {
         let pattern = self.path.to_string_lossy();
-        let mut files: Vec<PathBuf> = if pattern.contains(['*', '?', '[']) {
+        let mut files: Vec<PathBuf> = if super::file::is_pattern(&self.path) {
             glob::glob(&pattern)
                 .map_err(|e| Error::runtime(format!("bad glob pattern `{pattern}`: {e}")))?
                 .filter_map(|e| e.ok())
