@@ -54,6 +54,9 @@ pub enum Event {
     },
     /// An epoch's result went to the sinks (a batch run is epoch 0).
     EpochFinished(EpochProgress),
+    /// A batch run's first rows are about to reach its sinks (a progress bar on the terminal
+    /// they may print to goes first).
+    OutputStarts,
     /// A sink took a result.
     SinkWrote {
         /// The sink's index in the pipeline's `sinks:` list, from 0.

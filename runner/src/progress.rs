@@ -69,7 +69,8 @@ impl Subscriber for Bar {
                 self.bar.set_draw_target(ProgressDrawTarget::stderr());
             }
             Event::InputRead { bytes } => self.bar.inc(*bytes),
-            Event::RunFinished { .. } => self.bar.finish_and_clear(),
+            // Cleared before results print (on the same terminal) and at the end.
+            Event::OutputStarts | Event::RunFinished { .. } => self.bar.finish_and_clear(),
             _ => {}
         }
     }

@@ -457,6 +457,9 @@ impl<'a> Output<'a> {
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.rows == 0 && batch.num_rows() > 0 {
+            self.bus.publish(crate::events::Event::OutputStarts);
+        }
         self.rows += batch.num_rows() as u64;
         for (sink, wanting) in self.sinks.iter_mut().zip(&mut self.wanting) {
             if *wanting && sink.write(batch)? == Flow::Enough {
