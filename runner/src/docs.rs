@@ -56,6 +56,12 @@ pub fn reference_pages(extra: Vec<Page>) -> Vec<Page> {
 /// Writes the pages under `dir` (each replaced atomically) and removes Markdown files there that
 /// are no longer generated (a renamed component's old page).
 pub fn write(dir: &Path, pages: &[Page]) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::invalid(format!(
+            "--out {}: that is a file; name a folder for the pages",
+            crate::error::escape_controls(&dir.display().to_string())
+        )));
+    }
     for page in pages {
         let target = dir.join(&page.path);
         if let Some(parent) = target.parent() {

@@ -49,14 +49,20 @@ fn default_dir() -> PathBuf {
     }
 }
 
+/// The run's lock cannot be taken at `path` (its directory or file), and why: an error of the
+/// lock, not of an output.
+fn lock_failure(path: &Path, source: std::io::Error) -> Error {
+    Error::runtime(format!(
+        "cannot take the run's lock at {}: {source} (--lock-dir or RUNNER_LOCK_DIR moves it)",
+        crate::error::escape_controls(&path.display().to_string())
+    ))
+}
+
 /// Creates `dir` (mode 0700) if missing, and checks that it is a real directory owned by this
 /// user that nobody else can write to.
 fn private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let fail = |why: String| Error::Output {
-        path: dir.to_path_buf(),
-        source: std::io::Error::other(why),
-    };
+    let fail = |why: String| lock_failure(dir, std::io::Error::other(why));
     match std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -64,17 +70,9 @@ fn private_dir(dir: &Path) -> Result<()> {
     {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(source) => {
-            return Err(Error::Output {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(lock_failure(dir, source)),
     }
-    let meta = std::fs::symlink_metadata(dir).map_err(|source| Error::Output {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|source| lock_failure(dir, source))?;
     // SAFETY: getuid cannot fail and has no preconditions.
     let uid = unsafe { libc::getuid() };
     if !meta.file_type().is_dir() {
@@ -104,10 +102,7 @@ pub fn acquire(
         match lock_dir {
             // The default directory is made private and checked.
             None => private_dir(dir)?,
-            Some(_) => std::fs::create_dir_all(dir).map_err(|source| Error::Output {
-                path: dir.to_path_buf(),
-                source,
-            })?,
+            Some(_) => std::fs::create_dir_all(dir).map_err(|source| lock_failure(dir, source))?,
         }
     }
     // Never through a link (a planted one would make this run write where it points), and
@@ -120,27 +115,28 @@ pub fn acquire(
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(&path)
-        .map_err(|source| Error::Output {
-            path: path.clone(),
-            source: if source.raw_os_error() == Some(libc::ELOOP) {
-                std::io::Error::other("the lock file is a symbolic link: refusing to follow it")
-            } else {
-                source
-            },
+        .map_err(|source| {
+            lock_failure(
+                &path,
+                if source.raw_os_error() == Some(libc::ELOOP) {
+                    std::io::Error::other("the lock file is a symbolic link: refusing to follow it")
+                } else {
+                    source
+                },
+            )
         })?;
-    let meta = file.metadata().map_err(|source| Error::Output {
-        path: path.clone(),
-        source,
-    })?;
+    let meta = file
+        .metadata()
+        .map_err(|source| lock_failure(&path, source))?;
     // SAFETY: getuid cannot fail and has no preconditions.
     let uid = unsafe { libc::getuid() };
     if !meta.is_file() || meta.uid() != uid {
-        return Err(Error::Output {
-            path: path.clone(),
-            source: std::io::Error::other(format!(
+        return Err(lock_failure(
+            &path,
+            std::io::Error::other(format!(
                 "the lock file is not a regular file of this user (uid {uid}): refusing to use it"
             )),
-        });
+        ));
     }
     // A wait too long to represent is a wait without end.
     let deadline = wait.and_then(|w| Instant::now().checked_add(w));
@@ -160,7 +156,7 @@ pub fn acquire(
                     path.display()
                 )));
             }
-            Err(TryLockError::Error(source)) => return Err(Error::Output { path, source }),
+            Err(TryLockError::Error(source)) => return Err(lock_failure(&path, source)),
         }
     }
     note_holder(&mut file);

@@ -973,3 +973,38 @@ fn a_file_whose_name_reads_as_a_glob_is_that_file() {
         "line\nx\n"
     );
 }
+
+#[test]
+fn a_file_where_a_folder_belongs_is_named_as_what_it_is_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "in.txt", "a\n");
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: in.txt}\nsinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    let out = runner_process()
+        .arg("run")
+        .arg(&pipeline)
+        .arg("--lock-dir")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot take the run's lock at "),
+        "{stderr}"
+    );
+    let out = runner_process()
+        .args(["docs", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("that is a file; name a folder for the pages"),
+        "{stderr}"
+    );
+}

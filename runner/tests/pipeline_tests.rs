@@ -212,6 +212,17 @@ fn an_invalid_test_file_is_named_and_exits_2() {
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(expected), "{stderr}");
     }
+    // The pipeline itself where its tests belong.
+    let out = runner()
+        .args(["test", dir.path().join("p.yaml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("p.yaml: this is a pipeline, not a test file"),
+        "{stderr}"
+    );
 }
 
 #[test]

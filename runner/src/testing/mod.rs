@@ -169,8 +169,19 @@ pub fn read(path: &Path) -> Result<TestFile> {
         source,
     })?;
     // YAML 1.2's booleans: an expected `NO` (Norway) or `n` stays a text.
-    let file: TestFile = crate::config::from_yaml(&text)
-        .map_err(|e| crate::config::yaml_error(&e, &path.display().to_string()))?;
+    let file: TestFile = crate::config::from_yaml(&text).map_err(|e| {
+        // A pipeline given where its tests belong: say so, not "unknown field `name`".
+        let keys: std::collections::HashMap<String, serde::de::IgnoredAny> =
+            crate::config::from_yaml(&text).unwrap_or_default();
+        if keys.contains_key("source") && keys.contains_key("sinks") && !keys.contains_key("tests")
+        {
+            return Error::invalid(format!(
+                "{}: this is a pipeline, not a test file: a test file names its pipeline (`pipeline: p.yaml`) and lists `tests:` (runner test takes test files, `*.test.yaml`, or a folder of them)",
+                crate::error::escape_controls(&path.display().to_string())
+            ));
+        }
+        crate::config::yaml_error(&e, &path.display().to_string())
+    })?;
     if file.tests.is_empty() {
         return Err(Error::invalid(format!(
             "{}: `tests` is empty: a test file must hold a test",
