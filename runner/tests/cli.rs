@@ -1008,3 +1008,34 @@ fn a_file_where_a_folder_belongs_is_named_as_what_it_is_for() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_pipeline_file_that_is_not_utf8_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("p.yaml");
+    std::fs::write(&pipeline, b"name: t\ndescription: caf\xe9\n").unwrap();
+    let out = runner_process().arg("run").arg(&pipeline).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("p.yaml:2: the pipeline file is not UTF-8 text (byte 24 is not)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn too_many_cores_on_the_command_line_is_said_of_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", "a\n");
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: in.txt}\nsinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    let (code, _, stderr) = run_pipeline(&pipeline, &["--cores", "1025"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: --cores 1025 is more than runner runs on"),
+        "{stderr}"
+    );
+}

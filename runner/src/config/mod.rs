@@ -244,9 +244,18 @@ impl LoadedPipeline {
 
 /// Reads a pipeline file, applies `--set` overrides and parses it.
 pub fn load(path: &Path, overrides: &[Override]) -> Result<LoadedPipeline> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::PipelineFile {
+    let bytes = std::fs::read(path).map_err(|source| Error::PipelineFile {
         path: path.to_path_buf(),
         source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..at];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        Error::invalid(format!(
+            "{}:{line}: the pipeline file is not UTF-8 text (byte {at} is not); save it as UTF-8",
+            crate::error::escape_controls(&path.display().to_string())
+        ))
     })?;
     load_text(&text, path, overrides)
 }

@@ -205,9 +205,13 @@ fn build_until(
 
     let requested_cores = cores.unwrap_or(config.cores);
     if requested_cores > MAX_CORES {
+        // Said where it was given: on the command line, or in the file.
+        let given = match cores {
+            Some(_) => "--cores".to_owned(),
+            None => format!("{}: cores:", loaded.display_name),
+        };
         return Err(Error::invalid(format!(
-            "{}: cores: {requested_cores} is more than runner runs on ({MAX_CORES} at most; 0 means every core)",
-            loaded.display_name
+            "{given} {requested_cores} is more than runner runs on ({MAX_CORES} at most; 0 means every core)"
         )));
     }
     let logical = LogicalPlan::new(config.source.value.type_name(), &source, &stages);

@@ -66,8 +66,19 @@ pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
         .tempfile_in(dir)
         .map_err(|source| Error::Output {
             path: target.to_path_buf(),
-            source,
+            source: without_temporary_name(source),
         })
+}
+
+/// The error without the temporary file's name that `tempfile` adds ("at path
+/// .out.csv.123.x1Y2.tmp"): the message names the output, the file the user knows.
+fn without_temporary_name(error: std::io::Error) -> std::io::Error {
+    // `tempfile` wraps the system's error as text: "{error} at path {name:?}".
+    let text = error.to_string();
+    match text.rfind(" at path \"") {
+        Some(at) => std::io::Error::new(error.kind(), text[..at].to_owned()),
+        None => error,
+    }
 }
 
 /// Removes temporary files of `name` that a killed run left behind (`kill -9` gives it no
@@ -207,6 +218,18 @@ pub fn make_dirs(dir: &Path) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_error_names_the_output_not_its_temporary_file() {
+        let error = std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            "Permission denied (os error 13) at path \"/out/.o.csv.1.aB3.tmp\"",
+        );
+        let shown = without_temporary_name(error);
+        assert_eq!(shown.to_string(), "Permission denied (os error 13)");
+        assert_eq!(shown.kind(), std::io::ErrorKind::PermissionDenied);
+    }
+
     use super::*;
 
     #[test]
