@@ -166,6 +166,15 @@ pub enum Error {
     /// Another run of the same pipeline is in progress.
     #[error("{0}")]
     Locked(String),
+
+    /// A batch run stopped by a signal before it finished.
+    #[error("interrupted by {signal} before the run finished: an output it had not replaced yet is as it was")]
+    Interrupted {
+        /// `SIGINT` or `SIGTERM`.
+        signal: &'static str,
+        /// The exit code: 128 and the signal's number.
+        code: i32,
+    },
 }
 
 impl Error {
@@ -187,6 +196,7 @@ impl Error {
             Error::PipelineFile { .. } => EXIT_INVALID,
             Error::Input { .. } | Error::Output { .. } | Error::Runtime(_) => EXIT_RUNTIME,
             Error::Locked(_) => EXIT_LOCKED,
+            Error::Interrupted { code, .. } => *code,
         }
     }
 }

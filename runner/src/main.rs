@@ -711,6 +711,7 @@ fn execute(
             report.warnings
         })
     } else {
+        let _signals = runner::cancel::abort_on_signals();
         exec::batch::run(&mut pipeline, &bus).map(|report| {
             tracing::info!(
                 rows = report.rows_out,

@@ -1039,3 +1039,51 @@ fn too_many_cores_on_the_command_line_is_said_of_the_flag() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_batch_run_stopped_by_sigterm_says_so_and_leaves_its_outputs_as_they_were() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    // A FIFO as input: opening it for writing returns once the run has opened it to read,
+    // so the signal arrives while the run reads (after it set its signal handling up).
+    let fifo = dir.path().join("in.fifo");
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    write(dir.path(), "out.csv", "earlier\n");
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: in.fifo}\ntransforms:\n  - {type: group_count, by: line}\nsinks:\n  - {type: csv, path: out.csv}\nsummary: run.json\n",
+    );
+    let child = runner_process()
+        .arg("run")
+        .arg(&pipeline)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    input.write_all(b"a\nb\n").unwrap();
+    // SAFETY: a plain signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    drop(input);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(
+        stderr.contains("interrupted by SIGTERM before the run finished"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.csv")).unwrap(),
+        "earlier\n"
+    );
+    let summary = std::fs::read_to_string(dir.path().join("run.json")).unwrap();
+    assert!(summary.contains("\"exit_code\": 143"), "{summary}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

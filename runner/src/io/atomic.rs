@@ -58,7 +58,7 @@ pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
     let mode = std::fs::metadata(target).map_or(0o644, |m| {
         std::os::unix::fs::PermissionsExt::mode(&m.permissions())
     });
-    tempfile::Builder::new()
+    let temp = tempfile::Builder::new()
         // The process id in the name tells a dead run's leftover from a live writer's file.
         .prefix(&format!(".{name}.{}.", std::process::id()))
         .suffix(".tmp")
@@ -67,7 +67,25 @@ pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
         .map_err(|source| Error::Output {
             path: target.to_path_buf(),
             source: without_temporary_name(source),
-        })
+        })?;
+    live_temporaries().push(temp.path().to_path_buf());
+    Ok(temp)
+}
+
+/// The temporary files being written, for a run ended at once (`cancel::abort`) to remove:
+/// each is dropped from the list when it is persisted (one dropped unpersisted removes its
+/// file itself).
+fn live_temporaries() -> std::sync::MutexGuard<'static, Vec<std::path::PathBuf>> {
+    static LIVE: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+    LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes the temporary files still being written (the process is about to exit without
+/// running their destructors).
+pub fn remove_live_temporaries() {
+    for path in live_temporaries().drain(..) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// The error without the temporary file's name that `tempfile` adds ("at path
@@ -129,6 +147,7 @@ fn process_exists(_pid: u32) -> bool {
 
 /// Flushes `temp` and renames it to `target`.
 pub fn persist(mut temp: NamedTempFile, target: &Path) -> Result<()> {
+    live_temporaries().retain(|path| path != temp.path());
     let fail = |source| Error::Output {
         path: target.to_path_buf(),
         source,
