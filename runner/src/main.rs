@@ -319,8 +319,14 @@ fn init_logging(quiet: bool, verbose: u8, format: LogFormat, daemon: bool) {
         (false, _) => "debug",
     };
     use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let mut unread_filter = None;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|e| {
+        // Set but not a filter: said once logging is up, rather than ignored.
+        if std::env::var_os("RUST_LOG").is_some_and(|v| !v.is_empty()) {
+            unread_filter = Some(e.to_string());
+        }
+        tracing_subscriber::EnvFilter::new(default)
+    });
     let logs = tracing_subscriber::fmt::layer().with_writer(|| runner::redact::RedactingStderr);
     let logs = if format == LogFormat::Json {
         logs.json().with_current_span(false).boxed()
@@ -341,6 +347,9 @@ fn init_logging(quiet: bool, verbose: u8, format: LogFormat, daemon: bool) {
         .with(logs.with_filter(filter))
         .with(runner::ui::LogTap.with_filter(tracing_subscriber::filter::LevelFilter::WARN))
         .init();
+    if let Some(why) = unread_filter {
+        tracing::warn!("RUST_LOG is not a log filter ({why}); logging as without it");
+    }
 }
 
 /// Messages for the person or program reading stderr: plain lines, or JSON log events.

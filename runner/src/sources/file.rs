@@ -747,6 +747,12 @@ impl BatchSource for FileSource {
                     path.display().to_string().into()
                 };
                 let reader: std::io::Result<Box<dyn Read + Send>> = if path == Path::new("-") {
+                    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                        // Waiting without a word reads as a hang.
+                        tracing::warn!(
+                            "reading standard input from the terminal: type lines, then Ctrl-D"
+                        );
+                    }
                     Ok(Box::new(std::io::stdin()))
                 } else {
                     std::fs::File::open(&path).map(|f| Box::new(f) as Box<dyn Read + Send>)
