@@ -25,6 +25,8 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             vec!["p.yaml: the pipeline has no `name:`"]),
         ("missing type", format!("name: t\nsource:\n  path: in.txt\n{SINKS}"),
             vec!["p.yaml:", "missing `type`"]),
+        ("a comment cuts an expression", format!("name: t\n{SOURCE}transforms:\n  - type: filter\n    where: line == 'a #b'\n{SINKS}"),
+            vec!["this string has no closing quote (YAML takes ` #` as the start of a comment: put the whole expression in double quotes)"]),
         ("empty sinks", format!("name: t\n{SOURCE}sinks: []\n"),
             vec!["`sinks` is empty"]),
         ("wrong type for cores", format!("name: t\ncores: lots\n{SOURCE}{SINKS}"),

@@ -270,6 +270,18 @@ fn located_error(
         .and_then(|(_, rest)| rest.split_once(": "))
         .map_or_else(|| without_labels(message), |(_, why)| why);
     let snippet = loaded.snippet_at(line, column, why);
+    // YAML ends a plain value at ` #` (a comment): a string cut there has no closing quote.
+    let cut_by_comment = message.contains("has no closing quote")
+        && text.as_ref().is_some_and(|(text, _)| {
+            text.lines()
+                .nth(value.line() as usize - 1)
+                .is_some_and(|l| l.contains(" #"))
+        });
+    let message = if cut_by_comment {
+        format!("{message} (YAML takes ` #` as the start of a comment: put the whole expression in double quotes)")
+    } else {
+        message.to_owned()
+    };
     let name = text.map_or_else(|| loaded.display_name.clone(), |(_, name)| name);
     let at = format!("{name}:{line}:{column}");
     if snippet.is_empty() {
