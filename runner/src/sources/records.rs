@@ -19,6 +19,12 @@ use crate::data::{ValueType, BATCH_ROWS};
 mod plain_json;
 use plain_json::PlainJson;
 
+/// Whether bytes the CSV reader left are only the line ends of its last record (it ends a
+/// record at `\r` and takes the `\n` after it on its next call, which a full batch never makes).
+fn only_line_ends(rest: &[u8]) -> bool {
+    rest.iter().all(|&b| b == b'\r' || b == b'\n')
+}
+
 /// A CSV line the reader took as more than one record: a carriage return alone ends a record
 /// for CSV readers (Spark's, Python's, Arrow's), where runner's records end at line ends.
 const MORE_RECORDS_THAN_LINES: &str = "a carriage return (\\r) inside the line ends a record for CSV readers, so the line holds more than one (runner reads one record per line: quote a field that holds one)";
@@ -538,7 +544,7 @@ impl RecordDecoder {
                 }
                 fed += used;
             }
-            if fed < whole.len() {
+            if !only_line_ends(&whole[fed..]) {
                 // The batch is full (as many records as lines) before the bytes end.
                 return Err(MORE_RECORDS_THAN_LINES.to_owned());
             }
@@ -565,7 +571,7 @@ impl RecordDecoder {
                 }
                 fed += used;
             }
-            if fed < input.len() {
+            if !only_line_ends(&input[fed..]) {
                 return Err(MORE_RECORDS_THAN_LINES.to_owned());
             }
         }
