@@ -42,42 +42,47 @@ pub fn abort(error: crate::error::Error) -> ! {
 /// Ends a batch run at SIGINT or SIGTERM as a failed run (`abort`): its summary says it was
 /// interrupted, its temporary files go, its earlier outputs stay as they were, and it exits
 /// with 130 or 143, as a shell reports a process those signals stopped. A stream stops at its
-/// epoch's end instead (it watches the signals itself).
+/// epoch's end instead (it watches the signals itself). The signals are watched from when this
+/// returns.
 pub fn abort_on_signals() -> SignalsAbort {
     ARMED.store(true, Ordering::SeqCst);
-    let watcher = std::thread::Builder::new()
-        .name("runner-signals".into())
-        .spawn(|| {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async {
-                use tokio::signal::unix::{signal, SignalKind};
-                let (Ok(mut interrupt), Ok(mut terminate)) = (
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::terminate()),
-                ) else {
-                    return;
-                };
-                loop {
-                    let (name, code) = tokio::select! {
-                        _ = interrupt.recv() => ("SIGINT", 130),
-                        _ = terminate.recv() => ("SIGTERM", 143),
-                    };
-                    // Once the run is over, what follows (the live page's linger) hears the
-                    // signal itself.
-                    if ARMED.load(Ordering::SeqCst) {
-                        let error = crate::error::Error::Interrupted { signal: name, code };
-                        tracing::error!("{error}");
-                        abort(error);
+    // Registered here, before the run reads anything; heard on a thread of their own.
+    let setup = (|| -> std::io::Result<_> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let signals = {
+            let _entered = runtime.enter();
+            (
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+            )
+        };
+        Ok((runtime, signals))
+    })();
+    let watching = setup.and_then(|(runtime, (mut interrupt, mut terminate))| {
+        std::thread::Builder::new()
+            .name("runner-signals".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    loop {
+                        let (name, code) = tokio::select! {
+                            _ = interrupt.recv() => ("SIGINT", 130),
+                            _ = terminate.recv() => ("SIGTERM", 143),
+                        };
+                        // Once the run is over, what follows (the live page's linger) hears
+                        // the signal itself; a run ending meanwhile waits for this exit.
+                        if ARMED.load(Ordering::SeqCst) && !CLAIMED.swap(true, Ordering::SeqCst) {
+                            let error = crate::error::Error::Interrupted { signal: name, code };
+                            tracing::error!("{error}");
+                            abort(error);
+                        }
                     }
-                }
-            });
-        });
-    if let Err(e) = watcher {
+                })
+            })
+    });
+    if let Err(e) = watching {
         tracing::warn!("cannot watch SIGINT and SIGTERM: {e}");
     }
     SignalsAbort(())
@@ -85,12 +90,21 @@ pub fn abort_on_signals() -> SignalsAbort {
 
 /// Whether a signal now ends the run (`abort_on_signals`).
 static ARMED: AtomicBool = AtomicBool::new(false);
+/// Taken by whichever comes first: the signal's abort, or the run's end.
+static CLAIMED: AtomicBool = AtomicBool::new(false);
 
 /// While held, SIGINT and SIGTERM end the batch run; dropped when the run is over.
 pub struct SignalsAbort(());
 
 impl Drop for SignalsAbort {
     fn drop(&mut self) {
+        if CLAIMED.swap(true, Ordering::SeqCst) {
+            // A signal's abort is writing the summary and exiting: the run ends with it, not
+            // with a summary of its own.
+            loop {
+                std::thread::park();
+            }
+        }
         ARMED.store(false, Ordering::SeqCst);
     }
 }

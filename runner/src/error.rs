@@ -151,7 +151,7 @@ pub enum Error {
     },
 
     /// An output could not be written.
-    #[error("cannot write output {}: {source}", path.display())]
+    #[error("cannot write output {}: {}", path.display(), crate::io::atomic::without_temporary_name_text(source))]
     Output {
         /// The output's path.
         path: PathBuf,

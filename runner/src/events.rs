@@ -54,8 +54,8 @@ pub enum Event {
     },
     /// An epoch's result went to the sinks (a batch run is epoch 0).
     EpochFinished(EpochProgress),
-    /// A batch run's first rows are about to reach its sinks (a progress bar on the terminal
-    /// they may print to goes first).
+    /// A batch run's first rows are about to reach a sink that prints on the terminal (a
+    /// progress bar there goes first).
     OutputStarts,
     /// A sink took a result.
     SinkWrote {

@@ -212,6 +212,19 @@ fn an_invalid_test_file_is_named_and_exits_2() {
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(expected), "{stderr}");
     }
+    // A test file that is not UTF-8.
+    let latin1 = dir.path().join("latin1.test.yaml");
+    std::fs::write(&latin1, b"pipeline: p.yaml\ntests:\n  - name: caf\xe9\n").unwrap();
+    let out = runner()
+        .args(["test", latin1.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the test file is not UTF-8 text (byte 37 is not)"),
+        "{stderr}"
+    );
     // The pipeline itself where its tests belong.
     let out = runner()
         .args(["test", dir.path().join("p.yaml").to_str().unwrap()])

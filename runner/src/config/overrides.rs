@@ -141,10 +141,26 @@ pub fn apply(doc: &mut Value, ov: &Override) -> Result<(), String> {
                 })
             }
             Value::Null => {
-                *node = Value::Object(Default::default());
-                match node {
-                    Value::Object(map) => map.entry(segment.clone()).or_insert(Value::Null),
-                    _ => unreachable!("just assigned an object"),
+                // An empty key (`transforms:` with nothing after it): a list when this
+                // segment is a number, else a map.
+                if let Ok(index) = segment.parse::<usize>() {
+                    if index != 0 {
+                        return Err(format!(
+                            "--set {}: `{here}` is empty, there is no {index}",
+                            ov.raw
+                        ));
+                    }
+                    *node = Value::Array(vec![Value::Object(Default::default())]);
+                    match node {
+                        Value::Array(items) => &mut items[0],
+                        _ => unreachable!("just assigned a list"),
+                    }
+                } else {
+                    *node = Value::Object(Default::default());
+                    match node {
+                        Value::Object(map) => map.entry(segment.clone()).or_insert(Value::Null),
+                        _ => unreachable!("just assigned an object"),
+                    }
                 }
             }
             other => {
@@ -202,6 +218,13 @@ mod tests {
         let mut doc = json!({"name": "t"});
         let error = set(&mut doc, "transforms.1={type: limit, n: 3}").unwrap_err();
         assert!(error.contains("there is no 1"), "{error}");
+        // `transforms:` written with nothing after it.
+        let mut doc = json!({"name": "t", "transforms": null});
+        set(&mut doc, "transforms.0={type: limit, n: 3}").unwrap();
+        assert_eq!(
+            doc,
+            json!({"name": "t", "transforms": [{"type": "limit", "n": 3}]})
+        );
     }
 
     #[test]

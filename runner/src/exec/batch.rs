@@ -92,7 +92,9 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "computed result"
     );
-    bus.publish(Event::OutputStarts);
+    if pipeline.sinks.iter().any(|sink| sink.prints_to_terminal()) {
+        bus.publish(Event::OutputStarts);
+    }
     // On the run's pool: a sink may render a large result on its cores.
     pool.install(|| {
         super::stream::write_sinks(

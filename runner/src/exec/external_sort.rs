@@ -228,6 +228,7 @@ impl ExternalSort {
                         std::env::temp_dir().display()
                     ))
                 })?;
+            crate::io::atomic::register_temporary_folder(dir.path());
             self.spill_dir = Some(dir);
         }
         let dir = self.spill_dir.as_ref().expect("created above").path();

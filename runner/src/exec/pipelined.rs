@@ -457,7 +457,10 @@ impl<'a> Output<'a> {
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        if self.rows == 0 && batch.num_rows() > 0 {
+        if self.rows == 0
+            && batch.num_rows() > 0
+            && self.sinks.iter().any(|sink| sink.prints_to_terminal())
+        {
             self.bus.publish(crate::events::Event::OutputStarts);
         }
         self.rows += batch.num_rows() as u64;

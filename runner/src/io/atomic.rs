@@ -32,13 +32,15 @@ fn written_through(target: &Path) -> Result<bool> {
 /// temporary directory instead, and `persist` copies it.
 pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
     if written_through(target)? {
-        return tempfile::Builder::new()
+        let temp = tempfile::Builder::new()
             .prefix(".runner-output.")
             .tempfile()
             .map_err(|source| Error::Output {
                 path: target.to_path_buf(),
-                source,
-            });
+                source: without_temporary_name(source),
+            })?;
+        remember(temp.path());
+        return Ok(temp);
     }
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -68,7 +70,7 @@ pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
             path: target.to_path_buf(),
             source: without_temporary_name(source),
         })?;
-    live_temporaries().push(temp.path().to_path_buf());
+    remember(temp.path());
     Ok(temp)
 }
 
@@ -80,22 +82,48 @@ fn live_temporaries() -> std::sync::MutexGuard<'static, Vec<std::path::PathBuf>>
     LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Removes the temporary files still being written (the process is about to exit without
-/// running their destructors).
+/// Adds a temporary folder (a sort's spilled runs) for an ended run to remove.
+pub fn register_temporary_folder(path: &Path) {
+    remember(path);
+}
+
+/// Adds `path` to the temporaries, forgetting those gone already (dropped, or removed by
+/// their owner), so that the list stays as short as what exists.
+fn remember(path: &Path) {
+    let mut live = live_temporaries();
+    live.retain(|known| known.exists());
+    live.push(path.to_path_buf());
+}
+
+/// Removes the temporary files and folders still there (the process is about to exit
+/// without running their destructors).
 pub fn remove_live_temporaries() {
     for path in live_temporaries().drain(..) {
-        let _ = std::fs::remove_file(path);
+        if path.is_dir() {
+            let _ = std::fs::remove_dir_all(&path);
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }
 
 /// The error without the temporary file's name that `tempfile` adds ("at path
 /// .out.csv.123.x1Y2.tmp"): the message names the output, the file the user knows.
-fn without_temporary_name(error: std::io::Error) -> std::io::Error {
-    // `tempfile` wraps the system's error as text: "{error} at path {name:?}".
+/// An error's text without the temporary file's name `tempfile` adds to its writes' errors
+/// too (" at path ...": a full disk while a sink writes), for messages that name the output.
+pub fn without_temporary_name_text(error: &std::io::Error) -> String {
     let text = error.to_string();
     match text.rfind(" at path \"") {
-        Some(at) => std::io::Error::new(error.kind(), text[..at].to_owned()),
-        None => error,
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+fn without_temporary_name(error: std::io::Error) -> std::io::Error {
+    let text = without_temporary_name_text(&error);
+    match text.len() == error.to_string().len() {
+        true => error,
+        false => std::io::Error::new(error.kind(), text),
     }
 }
 
@@ -146,8 +174,15 @@ fn process_exists(_pid: u32) -> bool {
 }
 
 /// Flushes `temp` and renames it to `target`.
-pub fn persist(mut temp: NamedTempFile, target: &Path) -> Result<()> {
-    live_temporaries().retain(|path| path != temp.path());
+pub fn persist(temp: NamedTempFile, target: &Path) -> Result<()> {
+    // Off the list of temporaries once it is gone (renamed, or copied and removed).
+    let temporary = temp.path().to_path_buf();
+    let persisted = persist_named(temp, target);
+    live_temporaries().retain(|path| *path != temporary);
+    persisted
+}
+
+fn persist_named(mut temp: NamedTempFile, target: &Path) -> Result<()> {
     let fail = |source| Error::Output {
         path: target.to_path_buf(),
         source,

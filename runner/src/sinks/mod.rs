@@ -120,6 +120,10 @@ pub trait Sink: Send {
     fn closed(&self) -> bool {
         false
     }
+    /// It prints on the terminal (standard output is one): a progress bar there goes first.
+    fn prints_to_terminal(&self) -> bool {
+        false
+    }
 }
 
 /// Rows handed to a sink at a time: a large result arrives in pieces, as it would streamed.

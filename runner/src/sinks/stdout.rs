@@ -546,6 +546,10 @@ impl Sink for StdoutSink {
     fn closed(&self) -> bool {
         self.closed
     }
+
+    fn prints_to_terminal(&self) -> bool {
+        std::io::IsTerminal::is_terminal(&std::io::stdout())
+    }
 }
 
 #[cfg(test)]

@@ -159,17 +159,17 @@ impl BuildSource for FileSourceConfig {
                 self.max_line_bytes
             ));
         }
+        let path = crate::settings::resolve_against(ctx.base_dir, &self.path);
         if let Some(fetch) = &self.fetch {
             fetch.validate()?;
             // `-` (standard input, e.g. `--input -`) has nothing to download: fetch is ignored.
-            if is_pattern(&self.path) {
+            if is_pattern(&path) {
                 return Err("`fetch` needs `path` to be a single file".into());
             }
         }
         if self.delimiter.is_some() && self.format != Format::Csv {
             return Err("`delimiter` is for `format: csv`".into());
         }
-        let path = crate::settings::resolve_against(ctx.base_dir, &self.path);
         if ctx.streaming {
             return self.build_stream(path);
         }

@@ -164,9 +164,16 @@ pub fn find(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 /// Reads a test file (an invalid one is an error with its location: exit 2).
 pub fn read(path: &Path) -> Result<TestFile> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Input {
+    let bytes = std::fs::read(path).map_err(|source| Error::Input {
         path: path.to_path_buf(),
         source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Error::invalid(format!(
+            "{}: the test file is not UTF-8 text (byte {} is not); save it as UTF-8",
+            crate::error::escape_controls(&path.display().to_string()),
+            e.utf8_error().valid_up_to()
+        ))
     })?;
     // YAML 1.2's booleans: an expected `NO` (Norway) or `n` stays a text.
     let file: TestFile = crate::config::from_yaml(&text).map_err(|e| {

@@ -762,7 +762,10 @@ fn a_carriage_return_inside_a_line_is_a_bad_record_not_a_lost_one() {
     // Windows line ends, and a doubled `\r` before one, are line ends, not records.
     let (batches, bad) = d.decode(b"1,2\r\n3,4\r\n5,6\r\r\n").unwrap();
     assert!(bad.is_empty(), "{bad:?}");
-    assert_eq!(texts(&one_batch(batches, &d.schema()), "a"), ["1", "3", "5"]);
+    assert_eq!(
+        texts(&one_batch(batches, &d.schema()), "a"),
+        ["1", "3", "5"]
+    );
     // ... read together in one pass (not failed, then read line by line).
     let whole: &[u8] = b"1,2\r\n3,4\r\n";
     let records = [(0, &whole[..3]), (1, &whole[5..8])];
