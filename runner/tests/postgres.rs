@@ -365,3 +365,75 @@ fn nulls_of_every_type_land_and_rows_that_cannot_are_refused_at_once() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(!stderr.contains("again"), "{stderr}");
 }
+
+#[test]
+fn a_run_creating_its_tables_while_another_session_does_goes_on() {
+    let Some(url) = server() else { return };
+    // A database of its own, without runner_epochs. This session creates runner_epochs in a
+    // transaction it holds open: the run's CREATE TABLE IF NOT EXISTS waits for it, and then
+    // fails on the catalog's unique index, as two runs starting together on a fresh database
+    // do (seen in CI). The run must take the table the other session made.
+    let database = format!("fresh_{}", std::process::id());
+    query(&url, &format!("CREATE DATABASE {database}"));
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let fresh = format!("{base}/{database}");
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", "a\nb\n");
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: p\nsource: {type: file, path: in.txt}\nsinks:\n  - {type: postgres, url_env: PG_URL, table: t}\n",
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let run = runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&fresh, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute("BEGIN; CREATE TABLE runner_epochs (pipeline TEXT NOT NULL, target TEXT NOT NULL, epoch BIGINT NOT NULL, rows BIGINT NOT NULL, written_at TIMESTAMPTZ NOT NULL, stream TEXT, PRIMARY KEY (pipeline, target))")
+            .await
+            .unwrap();
+        let run = runner_process()
+            .arg("run")
+            .arg(&pipeline)
+            .env("PG_URL", &fresh)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Until the run waits on this session's lock.
+        let (watcher, watching) = tokio_postgres::connect(&fresh, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(watching);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let waiting: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the run never waited");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        client.batch_execute("COMMIT").await.unwrap();
+        run
+    });
+    let out = run.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(query(&fresh, "SELECT count(*) FROM t"), [["2"]]);
+}

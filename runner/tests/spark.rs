@@ -235,6 +235,24 @@ fn floats_group_and_sort_as_locally_minus_zero_and_nan_included() {
     assert_eq!(rows, "z,m,rows\n0.0,NaN,15\n0.0,0.0,5\n");
 }
 
+#[test]
+fn a_file_whose_name_reads_as_a_glob_is_that_file_on_spark_too() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "data[1].txt", &"right\n".repeat(3));
+    // What Hadoop's glob `data[1].txt` would read instead.
+    write(dir.path(), "data1.txt", "wrong\n");
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: bracket\nsource:\n  type: file\n  path: \"data[1].txt\"\ntransforms:\n  - {type: group_count, by: line}\nsinks:\n  - type: stdout\n",
+    );
+    let rows = same_on_both(&remote, &pipeline, &[]);
+    assert_eq!(rows, "line,count\nright,3\n");
+}
+
 /// The test plugin `min_length`, built once into target/plugin-tests (as tests/plugins.rs does).
 fn min_length_plugin() -> PathBuf {
     let target = repo_root().join("target").join("plugin-tests");

@@ -508,17 +508,44 @@ async fn write_epoch(
 
 /// The ledger, and the table when it is missing and may be created; an existing table must
 /// have the result's columns.
+/// Runs `CREATE TABLE IF NOT EXISTS ...` statements. Two sessions creating one table at the same
+/// moment both find it missing, and the second fails on the catalog's unique index (a known
+/// PostgreSQL race): the table is there then, so the statements are run once more.
+async fn create_if_missing(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    use tokio_postgres::error::SqlState;
+    match client.batch_execute(sql).await {
+        Err(e)
+            if e.code().is_some_and(|code| {
+                [
+                    SqlState::UNIQUE_VIOLATION,
+                    SqlState::DUPLICATE_TABLE,
+                    SqlState::DUPLICATE_OBJECT,
+                ]
+                .contains(code)
+            }) =>
+        {
+            client.batch_execute(sql).await
+        }
+        done => done,
+    }
+}
+
 async fn prepare_tables(
     settings: &Settings,
     client: &tokio_postgres::Client,
 ) -> std::result::Result<(), Failure> {
-    client
-        .batch_execute(&format!(
+    create_if_missing(
+        client,
+        &format!(
             "CREATE TABLE IF NOT EXISTS {EPOCHS_TABLE} (pipeline TEXT NOT NULL, target TEXT NOT NULL, epoch BIGINT NOT NULL, rows BIGINT NOT NULL, written_at TIMESTAMPTZ NOT NULL, stream TEXT, PRIMARY KEY (pipeline, target));
              ALTER TABLE {EPOCHS_TABLE} ADD COLUMN IF NOT EXISTS stream TEXT"
-        ))
-        .await
-        .map_err(|e| settings.classify("cannot create runner_epochs", e))?;
+        ),
+    )
+    .await
+    .map_err(|e| settings.classify("cannot create runner_epochs", e))?;
     let described: Vec<(String, String)> = client
         .query(
             "SELECT column_name::text, udt_name::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
@@ -542,14 +569,12 @@ async fn prepare_tables(
             .iter()
             .map(|(name, kind)| (name.clone(), sql_type(*kind).0))
             .collect();
-        return client
-            .batch_execute(&database::create_table_sql(
-                &settings.table,
-                &columns,
-                &settings.keys,
-            ))
-            .await
-            .map_err(|e| settings.classify("cannot create the table", e));
+        return create_if_missing(
+            client,
+            &database::create_table_sql(&settings.table, &columns, &settings.keys),
+        )
+        .await
+        .map_err(|e| settings.classify("cannot create the table", e));
     }
     if let Some(missing) = database::missing_column(&settings.columns, &existing) {
         return Err(Failure::Fatal(

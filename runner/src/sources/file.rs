@@ -700,7 +700,22 @@ impl BatchSource for FileSource {
             (written.into_owned(), None)
         } else {
             let absolute = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
-            let uri = format!("file://{}", absolute.display());
+            let mut shown = absolute.display().to_string();
+            if !is_pattern(&self.path) {
+                // A file whose name holds glob characters (`data[1].txt`): Hadoop globs every
+                // path it reads, so they are escaped to name that file.
+                shown = shown
+                    .chars()
+                    .flat_map(|c| {
+                        let escaped = matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\');
+                        escaped
+                            .then_some('\\')
+                            .into_iter()
+                            .chain(std::iter::once(c))
+                    })
+                    .collect();
+            }
+            let uri = format!("file://{shown}");
             let warning = format!(
                 "the source reads {uri}, a path on this machine: every Spark executor must see it there (a shared file system), or write a URI (hdfs://, s3a://) as `path`"
             );
