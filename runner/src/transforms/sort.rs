@@ -340,14 +340,7 @@ mod tests {
             ("by: f", [4, 5, 6, 7, 2, 1, 3]),
             ("by: f desc", [1, 3, 2, 6, 7, 5, 4]),
         ] {
-            let config: SortConfig = serde_saphyr::from_str(by).unwrap();
-            let stage = config
-                .build(&BuildContext {
-                    input: &batch.schema(),
-                    base_dir: std::path::Path::new("."),
-                })
-                .unwrap();
-            let out = run(&stage, batch.clone());
+            let out = run(&build_on(&batch, by), batch.clone());
             let x = out.column(1).as_primitive::<Int64Type>().values().to_vec();
             assert_eq!(x, expected, "{by}");
         }
@@ -430,14 +423,7 @@ mod tests {
         ])
         .unwrap();
         let sort = |yaml: &str| {
-            let config: SortConfig = serde_saphyr::from_str(yaml).unwrap();
-            let stage = config
-                .build(&BuildContext {
-                    input: &batch.schema(),
-                    base_dir: std::path::Path::new("."),
-                })
-                .unwrap();
-            let out = run(&stage, batch.clone());
+            let out = run(&build_on(&batch, yaml), batch.clone());
             let words = out.column(0).as_string::<i32>();
             (0..out.num_rows())
                 .map(|i| words.is_valid(i).then(|| words.value(i).to_owned()))
