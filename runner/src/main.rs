@@ -519,7 +519,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Docs { out, check } => docs(&out, check, cli.quiet),
-        Command::Test { paths, format } => test(&paths, format == PlanFormat::Json),
+        Command::Test { paths, format } => test(&paths, format == PlanFormat::Json, cli.quiet),
         Command::Plugin(PluginCommand::New { name, dir }) => {
             runner::plugin::new::create(&name, &dir).map(|new| {
                 runner::outln!("wrote {}", new.path.display());
@@ -823,7 +823,8 @@ fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool, say: Say) ->
 
 /// `runner test`: like `cargo test`, one line per test, the failures with their diffs, then a
 /// count; `--format json`: one object per test and a summary object.
-fn test(paths: &[PathBuf], json: bool) -> Result<(), Error> {
+/// `quiet`: only failures and the count (as `cargo test -q` keeps them).
+fn test(paths: &[PathBuf], json: bool, quiet: bool) -> Result<(), Error> {
     let started = std::time::Instant::now();
     let files = runner::testing::find(paths)?;
     // Every file is read before anything runs: an invalid one stops the run (exit 2).
@@ -832,7 +833,7 @@ fn test(paths: &[PathBuf], json: bool) -> Result<(), Error> {
         suites.push((path.clone(), runner::testing::read(path)?));
     }
     let total: usize = suites.iter().map(|(_, f)| f.tests.len()).sum();
-    if !json {
+    if !json && !quiet {
         runner::outln!("\nrunning {total} test(s) from {} file(s)", suites.len());
     }
     let mut failed: Vec<runner::testing::Outcome> = Vec::new();
@@ -844,10 +845,10 @@ fn test(paths: &[PathBuf], json: bool) -> Result<(), Error> {
                     "{}",
                     serde_json::json!({"type": "test", "file": outcome.file, "name": outcome.name, "result": if outcome.passed { "ok" } else { "failed" }, "failures": outcome.failures, "seconds": outcome.seconds})
                 );
-            } else {
+            } else if !(quiet && outcome.passed) {
                 runner::outln!(
                     "test {} :: {} ... {}",
-                    outcome.file,
+                    runner::error::escape_controls(&outcome.file),
                     runner::error::escape_controls(&outcome.name),
                     if outcome.passed { "ok" } else { "FAILED" }
                 );
@@ -871,7 +872,7 @@ fn test(paths: &[PathBuf], json: bool) -> Result<(), Error> {
             for outcome in &failed {
                 runner::outln!(
                     "\n---- {} :: {} ----",
-                    outcome.file,
+                    runner::error::escape_controls(&outcome.file),
                     runner::error::escape_controls(&outcome.name)
                 );
                 for line in outcome.failures.iter().flat_map(|f| f.lines()) {

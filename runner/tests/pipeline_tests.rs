@@ -96,6 +96,23 @@ fn a_failing_test_shows_its_diff_and_exits_1() {
         "sinks are captured, never written"
     );
 
+    // -q: the failures and the count only.
+    let out = runner()
+        .args(["test", "-q", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let quiet = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{quiet}");
+    assert!(
+        !quiet.contains(":: right ... ok") && !quiet.contains("running "),
+        "{quiet}"
+    );
+    assert!(
+        quiet.contains(":: wrong ... FAILED")
+            && quiet.contains("test result: FAILED. 1 passed; 1 failed"),
+        "{quiet}"
+    );
+
     let out = runner()
         .args(["test", "--format", "json", dir.path().to_str().unwrap()])
         .output()
