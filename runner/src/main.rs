@@ -539,13 +539,18 @@ fn main() -> ExitCode {
             })
         }
     };
-    // A full disk under standard output fails a command that otherwise went well.
-    let outcome = outcome.and_then(|()| match runner::io::console::stdout_failure() {
-        Some(failure) => Err(Error::runtime(format!(
-            "cannot write to standard output: {failure}"
-        ))),
-        None => Ok(()),
-    });
+    // A full disk under standard output fails a command that otherwise went well, and is
+    // said besides the error of one that failed.
+    let stdout_failure = runner::io::console::stdout_failure()
+        .map(|failure| format!("cannot write to standard output: {failure}"));
+    let outcome = match (outcome, stdout_failure) {
+        (Ok(()), Some(failure)) => Err(Error::runtime(failure)),
+        (Err(error), Some(failure)) => {
+            say.error(&failure);
+            Err(error)
+        }
+        (outcome, None) => outcome,
+    };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
