@@ -12,15 +12,22 @@ use std::process::Stdio;
 
 use common::{repo_root, run_pipeline, runner_process, write};
 
-/// The test server's URL, or `None` (the caller returns) outside CI.
-fn server() -> Option<String> {
+/// The test server's URL, or `None` (the caller returns) outside CI; with the server to this
+/// test alone while it holds the guard (one test restarts the server, which would close the
+/// others' connections).
+fn server() -> Option<(String, std::sync::MutexGuard<'static, ()>)> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let url = std::env::var("RUNNER_POSTGRES_URL").ok();
     if url.is_none() {
         common::missing_input(
             "RUNNER_POSTGRES_URL is not set: start a server with `bash .ci/postgres.sh start` and export the URL it prints",
         );
     }
-    url
+    // A test that failed holding it leaves the server as usable as before.
+    let guard = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    url.map(|url| (url, guard))
 }
 
 /// A unique table name per test, so tests share the server.
@@ -100,7 +107,9 @@ fn run_watching(pipeline: &Path, mut at_epoch: impl FnMut(u64) -> bool) -> (bool
 
 #[test]
 fn the_word_count_goes_into_postgres_with_the_csvs_rows_run_after_run() {
-    let Some(url) = server() else { return };
+    let Some((url, _alone)) = server() else {
+        return;
+    };
     let Some(play) = common::romeo_text() else {
         return;
     };
@@ -138,7 +147,9 @@ fn the_word_count_goes_into_postgres_with_the_csvs_rows_run_after_run() {
 
 #[test]
 fn a_stream_killed_and_restarted_and_a_server_restarted_write_every_row_exactly_once() {
-    let Some(url) = server() else { return };
+    let Some((url, _alone)) = server() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let reference = table("reference");
     let (ok, log) = run_watching(
@@ -199,7 +210,9 @@ fn a_stream_killed_and_restarted_and_a_server_restarted_write_every_row_exactly_
 
 #[test]
 fn a_wrong_password_fails_the_run_without_showing_it() {
-    let Some(url) = server() else { return };
+    let Some((url, _alone)) = server() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), "in.txt", "a b\n");
     let pipeline = write(
@@ -261,7 +274,9 @@ fn run_with(pipeline: &Path, url: &str) -> (Option<i32>, String) {
 
 #[test]
 fn nulls_of_every_type_land_and_rows_that_cannot_are_refused_at_once() {
-    let Some(url) = server() else { return };
+    let Some((url, _alone)) = server() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     write(
         dir.path(),
@@ -368,7 +383,9 @@ fn nulls_of_every_type_land_and_rows_that_cannot_are_refused_at_once() {
 
 #[test]
 fn a_run_creating_its_tables_while_another_session_does_goes_on() {
-    let Some(url) = server() else { return };
+    let Some((url, _alone)) = server() else {
+        return;
+    };
     // A database of its own, without runner_epochs. This session creates runner_epochs in a
     // transaction it holds open: the run's CREATE TABLE IF NOT EXISTS waits for it, and then
     // fails on the catalog's unique index, as two runs starting together on a fresh database
