@@ -59,7 +59,7 @@ pub fn write(dir: &Path, pages: &[Page]) -> Result<()> {
     if dir.exists() && !dir.is_dir() {
         return Err(Error::invalid(format!(
             "--out {}: that is a file; name a folder for the pages",
-            crate::error::escape_controls(&dir.display().to_string())
+            crate::error::escape_path(dir)
         )));
     }
     for page in pages {

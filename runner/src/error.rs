@@ -88,6 +88,25 @@ pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
     escape_terminal(text, false)
 }
 
+/// A path as a message shows it, with [`escape_controls`] applied (a file name may hold
+/// control characters).
+pub fn escape_path(path: &std::path::Path) -> String {
+    escape_controls(&path.display().to_string()).into_owned()
+}
+
+/// `bytes` read from `path` as UTF-8 text, or an invalid-file error that places the first bad
+/// byte (its line and offset); `what` names the file (`pipeline`, `test`).
+pub fn utf8_text(bytes: Vec<u8>, path: &std::path::Path, what: &str) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        Error::invalid(format!(
+            "{}:{line}: the {what} file is not UTF-8 text (byte {at} is not); save it as UTF-8",
+            escape_path(path)
+        ))
+    })
+}
+
 /// [`escape_controls`], keeping the colour codes (`ESC [ digits;… m`) when `allow_colour`:
 /// the log formatter's own, on a terminal.
 pub fn escape_terminal(text: &str, allow_colour: bool) -> std::borrow::Cow<'_, str> {

@@ -54,7 +54,7 @@ fn default_dir() -> PathBuf {
 fn lock_failure(path: &Path, source: std::io::Error) -> Error {
     Error::runtime(format!(
         "cannot take the run's lock at {}: {source} (--lock-dir or RUNNER_LOCK_DIR moves it)",
-        crate::error::escape_controls(&path.display().to_string())
+        crate::error::escape_path(path)
     ))
 }
 

@@ -750,11 +750,6 @@ fn execute(
     Ok(batch)
 }
 
-/// A path as a line on a terminal may show it (control characters escaped).
-fn shown(path: &std::path::Path) -> String {
-    runner::error::escape_controls(&path.display().to_string()).into_owned()
-}
-
 fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool, say: Say) -> Result<(), Error> {
     let mut failures = 0;
     for path in paths {
@@ -763,8 +758,8 @@ fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool, say: Say) ->
             match runner::testing::validate(path) {
                 Ok((pipeline, tests)) if !quiet => runner::outln!(
                     "ok: {} ({tests} test(s) of {})",
-                    shown(path),
-                    shown(&pipeline)
+                    runner::error::escape_path(path),
+                    runner::error::escape_path(&pipeline)
                 ),
                 Ok(_) => {}
                 Err(error) if paths.len() == 1 => return Err(error),
@@ -801,7 +796,7 @@ fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool, say: Say) ->
         match checked {
             Ok((loaded, pipeline)) if !quiet => runner::outln!(
                 "ok: {} ({}: {} source, {} transform(s), {} sink(s))",
-                shown(path),
+                runner::error::escape_path(path),
                 runner::error::escape_controls(&pipeline.name),
                 loaded.config.source.value.type_name(),
                 pipeline.stages.len(),

@@ -199,7 +199,7 @@ pub fn print_next(paths: &[PathBuf], count: usize) -> Result<()> {
         let shown = |text: &str| crate::error::escape_controls(text).into_owned();
         crate::outln!(
             "{} ({}): `{}`, {}",
-            shown(&job.path.display().to_string()),
+            crate::error::escape_path(&job.path),
             shown(&job.name),
             shown(job.schedule.as_str()),
             shown(&job.schedule.zone_name())

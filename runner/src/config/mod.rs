@@ -248,15 +248,7 @@ pub fn load(path: &Path, overrides: &[Override]) -> Result<LoadedPipeline> {
         path: path.to_path_buf(),
         source,
     })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        let before = &e.as_bytes()[..at];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        Error::invalid(format!(
-            "{}:{line}: the pipeline file is not UTF-8 text (byte {at} is not); save it as UTF-8",
-            crate::error::escape_controls(&path.display().to_string())
-        ))
-    })?;
+    let text = crate::error::utf8_text(bytes, path, "pipeline")?;
     load_text(&text, path, overrides)
 }
 

@@ -143,7 +143,7 @@ impl SqliteSink {
         match tempfile::NamedTempFile::new_in(dir) {
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => format!(
                 " (the folder {} cannot be written: SQLite creates the database and its -wal and -shm files there)",
-                crate::error::escape_controls(&dir.display().to_string())
+                crate::error::escape_path(dir)
             ),
             _ => String::new(),
         }

@@ -772,7 +772,7 @@ impl Taking {
 
     /// A name as messages show it.
     fn shown(&self, name: &str) -> String {
-        escape_controls(&self.root.join(name).display().to_string()).into_owned()
+        crate::error::escape_path(&self.root.join(name))
     }
 
     /// The files to read from a listing, in order: the one a stopped run was reading, then
@@ -791,8 +791,7 @@ impl Taking {
         }
         let start_over = "remove the checkpoint directory to start over";
         // A file a restart needs, and its size now.
-        let shown =
-            |name: &str| escape_controls(&self.root.join(name).display().to_string()).into_owned();
+        let shown = |name: &str| crate::error::escape_path(&self.root.join(name));
         let mut take_out = |name: &Arc<str>| -> Result<Option<(Next, u64)>, String> {
             let Some(index) = fresh.iter().position(|(n, _)| n == name) else {
                 return Ok(None);
@@ -970,9 +969,8 @@ impl StreamSource for FileStreamSource {
             // sent says so; a listing with nothing new says so once).
             let mut said_caught_up = false;
             loop {
-                let listed = list(&path).map_err(|e| {
-                    format!("{}: {e}", escape_controls(&path.display().to_string()))
-                })?;
+                let listed = list(&path)
+                    .map_err(|e| format!("{}: {e}", crate::error::escape_path(&path)))?;
                 let queue = taking.queue(listed, per_epoch)?;
                 if queue.is_empty() && !said_caught_up {
                     said_caught_up = true;

@@ -168,13 +168,7 @@ pub fn read(path: &Path) -> Result<TestFile> {
         path: path.to_path_buf(),
         source,
     })?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        Error::invalid(format!(
-            "{}: the test file is not UTF-8 text (byte {} is not); save it as UTF-8",
-            crate::error::escape_controls(&path.display().to_string()),
-            e.utf8_error().valid_up_to()
-        ))
-    })?;
+    let text = crate::error::utf8_text(bytes, path, "test")?;
     // YAML 1.2's booleans: an expected `NO` (Norway) or `n` stays a text.
     let file: TestFile = crate::config::from_yaml(&text).map_err(|e| {
         // A pipeline given where its tests belong: say so, not "unknown field `name`".
@@ -184,7 +178,7 @@ pub fn read(path: &Path) -> Result<TestFile> {
         {
             return Error::invalid(format!(
                 "{}: this is a pipeline, not a test file: a test file names its pipeline (`pipeline: p.yaml`) and lists `tests:` (runner test takes test files, `*.test.yaml`, or a folder of them)",
-                crate::error::escape_controls(&path.display().to_string())
+                crate::error::escape_path(path)
             ));
         }
         crate::config::yaml_error(&e, &path.display().to_string())
