@@ -105,7 +105,8 @@ enum Command {
         /// overrides `ui:` in the file. Another machine's address needs --ui-token-env.
         #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
         ui: Option<String>,
-        /// Keep the live page up this long after the run ends (e.g. 60s); Ctrl-C ends it.
+        /// Keep the live page up this long after the run ends (e.g. 60s; with --ui or `ui:`);
+        /// Ctrl-C ends it.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         ui_linger: Option<std::time::Duration>,
         /// The environment variable holding the live page's token (needed to bind an address

@@ -972,6 +972,32 @@ fn a_file_whose_name_reads_as_a_glob_is_that_file() {
         std::fs::read_to_string(dir.path().join("out.csv")).unwrap(),
         "line\nx\n"
     );
+
+    // A folder so named, holding the files of a glob, in a batch run and a stream.
+    std::fs::create_dir(dir.path().join("in[1]")).unwrap();
+    std::fs::create_dir(dir.path().join("in1")).unwrap();
+    write(&dir.path().join("in[1]"), "a.txt", "right\n");
+    write(&dir.path().join("in1"), "a.txt", "wrong\n");
+    for (mode, out) in [
+        ("", "batch.csv"),
+        (
+            "mode: stream\ntrigger: {available_now: true}\n",
+            "stream.csv",
+        ),
+    ] {
+        let pipeline = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: t\n{mode}source:\n  type: file\n  path: \"in[1]/*.txt\"\nsinks:\n  - {{type: csv, path: {out}}}\n"),
+        );
+        let (code, _, stderr) = run_pipeline(&pipeline, &[]);
+        assert_eq!(code, 0, "{mode}: {stderr}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(out)).unwrap(),
+            "line\nright\n",
+            "{mode}"
+        );
+    }
 }
 
 #[test]

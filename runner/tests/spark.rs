@@ -251,6 +251,19 @@ fn a_file_whose_name_reads_as_a_glob_is_that_file_on_spark_too() {
     );
     let rows = same_on_both(&remote, &pipeline, &[]);
     assert_eq!(rows, "line,count\nright,3\n");
+
+    // A folder so named, holding the files of a glob.
+    std::fs::create_dir(dir.path().join("in[1]")).unwrap();
+    std::fs::create_dir(dir.path().join("in1")).unwrap();
+    write(&dir.path().join("in[1]"), "a.txt", &"right\n".repeat(2));
+    write(&dir.path().join("in1"), "a.txt", "wrong\n");
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: bracket\nsource:\n  type: file\n  path: \"in[1]/*.txt\"\ntransforms:\n  - {type: group_count, by: line}\nsinks:\n  - type: stdout\n",
+    );
+    let rows = same_on_both(&remote, &pipeline, &[]);
+    assert_eq!(rows, "line,count\nright,2\n");
 }
 
 /// The test plugin `min_length`, built once into target/plugin-tests (as tests/plugins.rs does).

@@ -348,11 +348,11 @@ fn files_named(path: &Path) -> Vec<PathBuf> {
         return Vec::new();
     }
     let mut files: Vec<PathBuf> = if is_pattern(path) {
-        let Ok(matches) = glob::glob(&path.to_string_lossy()) else {
+        let Ok(matches) = glob_matches(path) else {
             return Vec::new();
         };
         matches
-            .filter_map(|e| e.ok())
+            .into_iter()
             .filter(|p| p.is_file() && !is_hidden_match(path, p))
             .collect()
     } else if path.is_dir() {
@@ -570,6 +570,65 @@ pub(super) fn is_pattern(path: &Path) -> bool {
     path.to_string_lossy().contains(['*', '?', '[']) && !path.exists()
 }
 
+/// How many of `path`'s leading components name a folder that exists as written: glob
+/// characters there are part of its name (`in[1]/*.csv` reads the folder `in[1]`).
+fn literal_components(path: &Path) -> usize {
+    let components: Vec<_> = path.components().collect();
+    (0..components.len())
+        .rev()
+        .find(|&n| {
+            n > 0 && {
+                let prefix: PathBuf = components[..n].iter().collect();
+                prefix.is_dir()
+            }
+        })
+        .unwrap_or(0)
+}
+
+/// `path` as a glob pattern written with `escape` for its folders that exist as written (see
+/// [`literal_components`]), the rest as the user wrote it.
+pub(super) fn glob_pattern_with(path: &Path, escape: impl Fn(&str) -> String) -> String {
+    let literal = literal_components(path);
+    let mut prefix: PathBuf = path.components().take(literal).collect();
+    let escaped = escape(&prefix.to_string_lossy());
+    prefix = PathBuf::from(escaped);
+    for component in path.components().skip(literal) {
+        prefix.push(component);
+    }
+    prefix.to_string_lossy().into_owned()
+}
+
+/// `path` as a pattern for the `glob` crate (see [`glob_pattern_with`]).
+pub(super) fn glob_pattern(path: &Path) -> String {
+    glob_pattern_with(path, glob::Pattern::escape)
+}
+
+/// The files a glob `path` matches, as the `glob` crate lists them (errors reading a folder
+/// are passed by).
+pub(super) fn glob_matches(path: &Path) -> std::result::Result<Vec<PathBuf>, String> {
+    let pattern = glob_pattern(path);
+    let matches = glob::glob(&pattern).map_err(|e| {
+        format!(
+            "bad glob pattern `{}`: {e}",
+            crate::error::escape_controls(&path.to_string_lossy())
+        )
+    })?;
+    Ok(matches.filter_map(|entry| entry.ok()).collect())
+}
+
+/// The folder below which a glob's matches lie: its folders before the first that holds a
+/// pattern (folders that exist as written count as folders, [`literal_components`]).
+pub(super) fn glob_root(path: &Path) -> PathBuf {
+    let literal = literal_components(path);
+    path.components()
+        .enumerate()
+        .take_while(|(i, c)| {
+            *i < literal || !c.as_os_str().to_string_lossy().contains(['*', '?', '['])
+        })
+        .map(|(_, c)| c)
+        .collect()
+}
+
 /// The `file` source in batch mode: one file, a glob or standard input, read in morsels.
 pub struct FileSource {
     path: PathBuf,
@@ -595,9 +654,9 @@ impl FileSource {
         }
         if is_pattern(&self.path) {
             let pattern = self.path.to_string_lossy();
-            let mut files: Vec<PathBuf> = glob::glob(&pattern)
-                .map_err(|e| Error::runtime(format!("bad glob pattern `{pattern}`: {e}")))?
-                .filter_map(|entry| entry.ok())
+            let mut files: Vec<PathBuf> = glob_matches(&self.path)
+                .map_err(Error::runtime)?
+                .into_iter()
                 .filter(|p| !p.is_dir() && !is_hidden_match(&self.path, p))
                 .collect();
             files.sort();
@@ -700,12 +759,11 @@ impl BatchSource for FileSource {
             (written.into_owned(), None)
         } else {
             let absolute = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
-            let mut shown = absolute.display().to_string();
-            if !is_pattern(&self.path) {
-                // A file whose name holds glob characters (`data[1].txt`): Hadoop globs every
-                // path it reads, so they are escaped to name that file.
-                shown = shown
-                    .chars()
+            // Hadoop globs every path it reads: glob characters in the names of a file or
+            // folders that exist as written (`data[1].txt`, `in[1]/*.txt`) are escaped to
+            // name them.
+            let hadoop_escape = |text: &str| -> String {
+                text.chars()
                     .flat_map(|c| {
                         let escaped = matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\');
                         escaped
@@ -713,8 +771,13 @@ impl BatchSource for FileSource {
                             .into_iter()
                             .chain(std::iter::once(c))
                     })
-                    .collect();
-            }
+                    .collect()
+            };
+            let shown = if is_pattern(&self.path) {
+                glob_pattern_with(&absolute, hadoop_escape)
+            } else {
+                hadoop_escape(&absolute.display().to_string())
+            };
             let uri = format!("file://{shown}");
             let warning = format!(
                 "the source reads {uri}, a path on this machine: every Spark executor must see it there (a shared file system), or write a URI (hdfs://, s3a://) as `path`"

@@ -184,9 +184,9 @@ struct Stats {
 fn list(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     let hidden = |p: &Path| super::file::is_hidden(p);
     let mut files: Vec<PathBuf> = if is_pattern(path) {
-        glob::glob(&path.to_string_lossy())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?
-            .filter_map(|e| e.ok())
+        super::file::glob_matches(path)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?
+            .into_iter()
             .filter(|p| p.is_file() && !super::file::is_hidden_match(path, p))
             .collect()
     } else if path.is_dir() {
@@ -673,9 +673,7 @@ struct AgainFile {
 /// whichever way the pipeline file was named on the command line, or where the inputs moved.
 fn listing_root(path: &Path) -> PathBuf {
     if is_pattern(path) {
-        path.components()
-            .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
-            .collect()
+        super::file::glob_root(path)
     } else if path.is_dir() {
         path.to_path_buf()
     } else {

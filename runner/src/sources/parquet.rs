@@ -230,9 +230,9 @@ impl ParquetSource {
     fn files(&self) -> Result<Vec<PathBuf>> {
         let pattern = self.path.to_string_lossy();
         let mut files: Vec<PathBuf> = if super::file::is_pattern(&self.path) {
-            glob::glob(&pattern)
-                .map_err(|e| Error::runtime(format!("bad glob pattern `{pattern}`: {e}")))?
-                .filter_map(|e| e.ok())
+            super::file::glob_matches(&self.path)
+                .map_err(Error::runtime)?
+                .into_iter()
                 .filter(|p| p.is_file())
                 .collect()
         } else if self.path.is_dir() {

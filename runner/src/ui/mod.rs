@@ -65,6 +65,15 @@ pub struct Bound {
 /// non-loopback address without a token (exit 2), an address in use (exit 1).
 pub fn bind(options: &UiOptions, config: Option<&UiConfig>) -> Result<Option<Bound>> {
     if options.requested.is_none() && config.is_none() {
+        let stray = [
+            ("--ui-linger", options.linger.is_some()),
+            ("--ui-token-env", options.token_env.is_some()),
+        ];
+        if let Some((flag, _)) = stray.iter().find(|(_, given)| *given) {
+            return Err(Error::invalid(format!(
+                "{flag} is for the live page, which this run does not serve: add --ui (or `ui:` in the pipeline file)"
+            )));
+        }
         return Ok(None);
     }
     let config = config.cloned().unwrap_or_default();
@@ -360,6 +369,23 @@ impl tracing::field::Visit for MessageText {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_options_without_a_page_are_refused() {
+        let linger = UiOptions {
+            linger: Some(Duration::from_secs(60)),
+            ..UiOptions::default()
+        };
+        let err = bind(&linger, None).err().unwrap().to_string();
+        assert!(err.contains("--ui-linger is for the live page"), "{err}");
+        let token = UiOptions {
+            token_env: Some("VAR".into()),
+            ..UiOptions::default()
+        };
+        let err = bind(&token, None).err().unwrap().to_string();
+        assert!(err.contains("--ui-token-env is for the live page"), "{err}");
+        assert!(bind(&UiOptions::default(), None).unwrap().is_none());
+    }
 
     #[test]
     fn another_machines_address_needs_a_token() {
