@@ -783,11 +783,51 @@ fn csv_list(field: &str) -> Option<Vec<Option<String>>> {
         .collect()
 }
 
+/// How deep arrays and objects may nest in a JSON record: Arrow's reader builds its messages
+/// about a value by recursion, which a line of 100,000 `[` would take past the stack (Jackson,
+/// Spark's reader, stops at 1,000 by default).
+pub(crate) const MAX_JSON_NESTING: usize = 1000;
+
+/// An error when arrays and objects in `lines` nest deeper than `limit` (strings are passed by).
+fn nesting_within(lines: &[u8], limit: usize) -> Result<(), String> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (at, &byte) in lines.iter().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Err(format!(
+                        "arrays and objects nest more than {limit} deep (at byte {})",
+                        at + 1
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'\n' => depth = 0,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Checks that `lines` are standard JSON (RFC 8259) before Arrow's reader reads them: it takes
 /// `1.5.3`, `01` or a trailing comma into a text column as if they were numbers or nothing.
 /// (The plain JSON reader checks its lines itself.) Raw control characters in strings are let
 /// through, as both readers let them (a tab pasted into a text is common).
 fn strict_json(lines: &[u8]) -> Result<(), String> {
+    nesting_within(lines, MAX_JSON_NESTING)?;
     let controls = |b: &u8| *b < 0x20 && *b != b'\n' && *b != b'\r';
     let spaced: Vec<u8>;
     let lines = if lines.iter().any(controls) {

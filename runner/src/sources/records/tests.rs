@@ -592,6 +592,32 @@ fn json_that_is_not_standard_or_loses_a_fraction_is_a_bad_line() {
 }
 
 #[test]
+fn json_nested_past_the_limit_is_a_bad_line_not_a_stack_overflow() {
+    let d = decoder(Format::Jsonl, &[("a", "integer"), ("b", "list of text?")]);
+    let deep = 100_000;
+    let input = format!(
+        "{{\"a\":1}}\n{{\"a\":2,\"b\":{}{}}}\n{{\"a\":3,\"s\":\"{}\"}}\n",
+        "[".repeat(deep),
+        "]".repeat(deep),
+        "[".repeat(deep)
+    );
+    let (batches, bad) = d.decode(input.as_bytes()).unwrap();
+    let batch = one_batch(batches, &d.schema());
+    // Brackets inside a string are text, not nesting.
+    assert_eq!(texts(&batch, "a"), ["1", "3"]);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    // Lines count from 0 here.
+    assert_eq!(bad[0].line, 1);
+    assert!(
+        bad[0]
+            .reason
+            .starts_with("arrays and objects nest more than 1000 deep"),
+        "{}",
+        bad[0].reason
+    );
+}
+
+#[test]
 fn json_integers_are_whole_numbers_decided_on_their_digits() {
     use super::exact_integer as int;
     for (written, value) in [
