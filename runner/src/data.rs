@@ -125,13 +125,20 @@ impl ValueType {
             D::Int8 | D::Int16 | D::Int32 | D::Int64 | D::UInt8 | D::UInt16 | D::UInt32 => {
                 ValueType::Integer
             }
-            D::Float16 | D::Float32 | D::Float64 | D::Decimal128(..) | D::Decimal256(..) => {
-                ValueType::Float
-            }
+            D::Float16
+            | D::Float32
+            | D::Float64
+            | D::Decimal32(..)
+            | D::Decimal64(..)
+            | D::Decimal128(..)
+            | D::Decimal256(..) => ValueType::Float,
             D::Boolean => ValueType::Bool,
             D::Timestamp(..) | D::Date32 | D::Date64 => ValueType::Timestamp,
-            D::List(item) | D::LargeList(item) | D::ListView(item)
-                if ValueType::convertible_from(item.data_type()) == Some(ValueType::Text) =>
+            D::List(item) | D::LargeList(item) | D::FixedSizeList(item, _)
+                if matches!(
+                    ValueType::convertible_from(item.data_type()),
+                    Some(ValueType::Text | ValueType::Integer | ValueType::Float | ValueType::Bool)
+                ) && !item.data_type().is_nested() =>
             {
                 ValueType::TextList
             }
@@ -268,8 +275,54 @@ fn parse_any_timestamp(text: &str) -> Option<i64> {
     }
     match text.parse::<i64>() {
         Ok(n) => epoch_integer_micros(n),
-        Err(_) => text.parse::<f64>().ok().and_then(epoch_number_micros),
+        Err(_) => epoch_decimal_micros(text)
+            .unwrap_or_else(|| text.parse::<f64>().ok().and_then(epoch_number_micros)),
     }
+}
+
+/// An epoch number written with a fraction and no exponent (`1714564800.9999996`), decided
+/// on its digits: its unit by the whole part's size, as [`epoch_integer_micros`] decides it,
+/// and the fraction past microseconds cut off, as Spark's cast cuts it (a float would round
+/// `.9999996` up to the next second). `None` when `text` is not so written; `Some(None)` when
+/// it is out of range.
+fn epoch_decimal_micros(text: &str) -> Option<Option<i64>> {
+    let (negative, digits) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (whole, fraction) = digits.split_once('.')?;
+    let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() && fraction.is_empty() || !is_digits(whole) || !is_digits(fraction) {
+        return None;
+    }
+    let Ok(whole) = (if whole.is_empty() {
+        Ok(0)
+    } else {
+        whole.parse::<i64>()
+    }) else {
+        return Some(None);
+    };
+    // The fraction's digits that reach microseconds in the whole part's unit.
+    let (unit, kept) = if whole < 100_000_000_000 {
+        (1_000_000, 6)
+    } else if whole < 100_000_000_000_000 {
+        (1_000, 3)
+    } else if whole < 100_000_000_000_000_000 {
+        (1, 0)
+    } else {
+        return Some(Some(whole / 1_000).map(|m| if negative { -m } else { m }));
+    };
+    let mut part = 0i64;
+    for place in 0..kept {
+        let digit = fraction
+            .as_bytes()
+            .get(place)
+            .map_or(0, |b| i64::from(b - b'0'));
+        part = part * 10 + digit;
+    }
+    let micros = whole.checked_mul(unit).and_then(|m| m.checked_add(part));
+    Some(micros.map(|m| if negative { -m } else { m }))
 }
 
 /// Whether `micros` since the epoch is in the years 1 to 9999, which every timestamp holds.
@@ -291,7 +344,8 @@ pub fn epoch_integer_micros(n: i64) -> Option<i64> {
     } else if magnitude < 100_000_000_000_000_000 {
         Some(n)
     } else {
-        Some(n / 1_000)
+        // Nanoseconds floored, as Spark reads them from Parquet.
+        Some(n.div_euclid(1_000))
     }
 }
 
@@ -312,7 +366,8 @@ pub fn epoch_number_micros(n: f64) -> Option<i64> {
     } else {
         n / 1e3
     };
-    (micros.abs() < 9.2e18).then(|| micros.round() as i64)
+    // Cut off past microseconds, as Spark's cast does.
+    (micros.abs() < 9.2e18).then(|| micros.trunc() as i64)
 }
 
 /// A schema with one non-null UTF-8 column.

@@ -3,6 +3,10 @@
 
 mod common;
 
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
 use common::{run_pipeline, write};
 
 const SALES: &str = "customer,region,amount,price,at\n\
@@ -282,16 +286,89 @@ fn parquet_files_are_read_by_row_group_with_their_types() {
         stderr.contains("18446744073709551615 cannot be read as integer (out of range)"),
         "{stderr}"
     );
-    // A file that is not Parquet: a clear error, exit 1... or 2 at validation.
+    // A file that is not Parquet: an input failure (exit 1), also when the columns are
+    // inferred from it.
     write(dir.path(), "bad.parquet", "not parquet");
-    let bad = write(
-        dir.path(),
-        "bad.yaml",
-        "name: t\nsource: {type: file, path: bad.parquet, format: parquet}\nsinks:\n  - {type: stdout}\n",
+    for columns in ["", ", columns: {a: integer}"] {
+        let bad = write(
+            dir.path(),
+            "bad.yaml",
+            &format!("name: t\nsource: {{type: file, path: bad.parquet, format: parquet{columns}}}\nsinks:\n  - {{type: stdout}}\n"),
+        );
+        let (code, _, stderr) = run_pipeline(&bad, &[]);
+        assert_eq!(code, 1, "{columns}: {stderr}");
+        assert!(stderr.contains("not a readable Parquet file"), "{stderr}");
+    }
+}
+
+fn write_parquet(path: &Path, batch: &RecordBatch, compression: parquet::basic::Compression) {
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(compression)
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn a_parquet_folder_passes_hidden_files_by_and_reads_optional_columns_a_file_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("in");
+    std::fs::create_dir(&folder).unwrap();
+    let ints = |values: Vec<i64>| {
+        RecordBatch::try_from_iter([(
+            "a",
+            Arc::new(arrow_array::Int64Array::from(values)) as arrow_array::ArrayRef,
+        )])
+        .unwrap()
+    };
+    let texts = RecordBatch::try_from_iter([(
+        "b",
+        Arc::new(arrow_array::StringArray::from(vec!["x"])) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let brotli = parquet::basic::Compression::BROTLI(Default::default());
+    write_parquet(&folder.join("p1.parquet"), &ints(vec![1]), brotli);
+    // A part file without the extension is read; hidden ones are not.
+    write_parquet(
+        &folder.join("part-2.snappy.parq"),
+        &texts,
+        parquet::basic::Compression::SNAPPY,
     );
-    let (code, _, stderr) = run_pipeline(&bad, &[]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("not a readable Parquet file"), "{stderr}");
+    write_parquet(&folder.join("_tmp.parquet"), &ints(vec![100]), brotli);
+    write_parquet(&folder.join(".x.parquet"), &ints(vec![200]), brotli);
+    write(&folder, "_SUCCESS", "");
+    for path in ["in", "'in/*'"] {
+        let pipeline = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: t\nsource: {{type: file, path: {path}, format: parquet, columns: {{a: integer?, b: text?}}}}\nsinks:\n  - {{type: stdout, format: jsonl}}\n"),
+        );
+        let (code, stdout, stderr) = run_pipeline(&pipeline, &[]);
+        assert_eq!(code, 0, "{path}: {stderr}");
+        assert_eq!(
+            jsonl_lines(&stdout),
+            [
+                serde_json::json!({"a": 1, "b": null}),
+                serde_json::json!({"a": null, "b": "x"})
+            ],
+            "{path}"
+        );
+    }
+    // A required column a file lacks is named, with the way to read it as null.
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: in, format: parquet, columns: {a: integer, b: text?}}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let (code, _, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("part-2.snappy.parq: no column `a` (columns: b; write `integer?`"),
+        "{stderr}"
+    );
 }
 
 #[test]

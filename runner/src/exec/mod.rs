@@ -124,6 +124,14 @@ fn build_until(
                     source: std::io::Error::new(std::io::ErrorKind::NotFound, reason),
                 }
             }
+            // The input the columns are inferred from cannot be read: an input failure.
+            _ if e.starts_with(crate::sources::file::INFERRED_FROM_INPUT) => {
+                Error::runtime(format!(
+                    "{}: source ({}): {e}",
+                    loaded.at(&config.source.referenced),
+                    config.source.value.type_name()
+                ))
+            }
             _ => Error::invalid(format!(
                 "{}: source ({}): {e}",
                 loaded.at(&config.source.referenced),

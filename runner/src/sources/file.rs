@@ -16,7 +16,7 @@ use super::fetch::{fetch, FetchConfig};
 use super::records::{infer_columns, BadRecord, ColumnSpec, Format, OnError, RecordDecoder};
 use super::{BatchSource, BuildSource, BuiltSource, Morsel, Morsels, Position, SourceContext};
 use crate::data::{text_schema, TextColumnBuilder, BATCH_ROWS};
-use crate::error::{Error, Result};
+use crate::error::{escape_path, Error, Result};
 
 /// Reads a file, every file of a directory (in name order), the files a glob matches, or
 /// standard input (`-`); several files are read as one input, and FIFOs are read sequentially.
@@ -72,8 +72,9 @@ pub struct FileSourceConfig {
     /// For csv, jsonl and parquet: the fields to read and their types (`text`, `integer`,
     /// `float`, `bool`, `timestamp`, `list of text`; `?` after the type: may be missing),
     /// e.g. `{created_at: timestamp, tag: text, account.acct: text?}`. CSV fields by header
-    /// name, nested JSON fields by dotted path. Omitted: inferred from the first lines (from the
-    /// file's schema for Parquet).
+    /// name, nested JSON fields by dotted path, Parquet columns by name (an optional one a file
+    /// lacks is null). Omitted: inferred from the first lines (from the file's schema for
+    /// Parquet).
     #[serde(default)]
     #[schemars(with = "Option<std::collections::BTreeMap<String, String>>")]
     pub columns: Option<indexmap::IndexMap<String, String>>,
@@ -281,7 +282,7 @@ impl FileSourceConfig {
         let mut chosen = None;
         for file in &files {
             let head = read_head(file, 256 * 1024, lines)
-                .map_err(|e| format!("cannot infer the columns: {}: {e}", file.display()))?;
+                .map_err(|e| format!("{INFERRED_FROM_INPUT}{}: {e}", escape_path(file)))?;
             let written = head
                 .split(|&b| b == b'\n')
                 .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
@@ -307,8 +308,13 @@ impl FileSourceConfig {
             Ok(_) => head,
             Err(_) => String::from_utf8_lossy(&head).into_owned().into_bytes(),
         };
-        infer_columns(format, &head, delimiter)
-            .map_err(|e| format!("{}: {e}; list them in `columns:`", first.display()))
+        infer_columns(format, &head, delimiter).map_err(|e| {
+            let why = e.strip_prefix("cannot infer the columns: ").unwrap_or(&e);
+            format!(
+                "{INFERRED_FROM_INPUT}{}: {why}; list them in `columns:`",
+                escape_path(&first)
+            )
+        })
     }
 }
 
@@ -321,6 +327,10 @@ pub(super) fn csv_delimiter(delimiter: Option<char>) -> Result<u8, String> {
         Some(c) => Err(format!("delimiter: `{c}` cannot separate CSV fields (use one ASCII character other than a quote or newline)")),
     }
 }
+
+/// How a build error starts when the input the columns are inferred from cannot be read or
+/// holds nothing to infer them from: an input failure (exit 1), not an invalid pipeline.
+pub(crate) const INFERRED_FROM_INPUT: &str = "cannot infer the columns from ";
 
 /// Why a source cannot be built when the input its columns are inferred from is not there
 /// (`BuildSource::missing_input`: a runtime failure, as any missing input).

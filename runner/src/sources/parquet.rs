@@ -10,7 +10,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ProjectionMask;
 
 use super::file::{first_file, FileSourceConfig};
@@ -26,64 +28,208 @@ struct Converted {
     bad: Vec<(usize, String)>,
 }
 
-/// Converts `column` to `to`. Arrow's cast turns a value that does not convert into null and
-/// truncates a float to an integer; here both are bad rows, told with the value, not silent
-/// changes. A time without a zone (and a date) is read as UTC, as a text one is.
+/// Whether a Parquet column of type `from` can be read as `to` (its values may still fail one
+/// by one): numbers and texts as numbers, texts and booleans as booleans (not numbers: `5` is
+/// not true), times, texts and epoch numbers as timestamps, anything but nested values and raw
+/// bytes as text.
+fn convertible(from: &DataType, to: ValueType) -> bool {
+    use DataType as D;
+    let from = match from {
+        D::Dictionary(_, value) => value.as_ref(),
+        other => other,
+    };
+    let is_text = matches!(from, D::Utf8 | D::LargeUtf8 | D::Utf8View);
+    let is_binary = matches!(from, D::Binary | D::LargeBinary | D::BinaryView);
+    let is_number = from.is_integer() || from.is_floating() || from.is_decimal();
+    let is_time = matches!(from, D::Timestamp(..) | D::Date32 | D::Date64);
+    if from == &D::Null {
+        return true;
+    }
+    match to {
+        ValueType::Text => {
+            is_text || is_binary || is_number || is_time || from == &D::Boolean || is_list(from)
+        }
+        ValueType::Integer | ValueType::Float => is_text || is_number,
+        ValueType::Bool => is_text || from == &D::Boolean,
+        ValueType::Timestamp => is_text || is_number || is_time,
+        ValueType::TextList => is_list(from),
+    }
+}
+
+/// Whether `from` is a list whose items read as text (not lists or structs themselves).
+fn is_list(from: &DataType) -> bool {
+    use DataType as D;
+    match from {
+        D::List(item) | D::LargeList(item) | D::FixedSizeList(item, _) => {
+            let item = item.data_type();
+            !item.is_nested()
+                && !matches!(item, D::Timestamp(..) | D::Date32 | D::Date64)
+                && convertible(item, ValueType::Text)
+        }
+        _ => false,
+    }
+}
+
+/// Converts `column` to the type `spec` declares (`to` is its Arrow type). Arrow's cast turns
+/// a value that does not convert into null, truncates a float to an integer and reads any
+/// number as a boolean; here each is a bad row, told with the value, not a silent change. A
+/// time without a zone (and a date) is read as UTC, as a text one is; texts and numbers are
+/// read as timestamps as the CSV and JSON readers read them (RFC 3339, epoch numbers told
+/// apart by size), and every timestamp must be in the years 1 to 9999.
 fn convert(column: &ArrayRef, to: &DataType, spec: &ColumnSpec) -> Result<Converted, String> {
     if column.data_type() == to {
+        return check_range(column.clone(), spec);
+    }
+    if column.data_type() == &DataType::Null {
         return Ok(Converted {
-            column: column.clone(),
+            column: arrow_array::new_null_array(to, column.len()),
             bad: Vec::new(),
         });
     }
+    if let DataType::Dictionary(_, value) = column.data_type() {
+        let plain = arrow_cast::cast(column, value).map_err(|e| e.to_string())?;
+        return convert(&plain, to, spec);
+    }
+    if !convertible(column.data_type(), spec.value_type) {
+        return Err(format!(
+            "{} cannot be read as {}",
+            column.data_type(),
+            spec.value_type.name()
+        ));
+    }
+    let from = column.data_type();
     let is_time = matches!(
-        column.data_type(),
+        from,
         DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
     );
-    let converted: ArrayRef = match to {
-        DataType::Timestamp(unit, Some(zone)) if is_time => {
-            let zone_free = DataType::Timestamp(*unit, None);
-            let instants = match column.data_type() {
-                // Already instants: only the unit changes (a named zone needs no zone database).
-                DataType::Timestamp(_, Some(_)) => arrow_cast::cast(column, to),
-                _ => arrow_cast::cast(column, &zone_free),
-            }
-            .map_err(|e| e.to_string())?;
-            let micros = instants
-                .as_primitive_opt::<TimestampMicrosecondType>()
-                .ok_or("not a timestamp in microseconds")?;
-            Arc::new(micros.clone().with_timezone(zone.clone()))
+    let is_text = matches!(
+        from,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    );
+    // Per row: the value, or why it is bad (`None` for a null).
+    let converted: ArrayRef = match spec.value_type {
+        ValueType::Timestamp if is_time => {
+            let micros: arrow_array::TimestampMicrosecondArray = match from {
+                // Nanoseconds are floored to microseconds, as Spark reads them (a cast would
+                // round toward zero, moving times before 1970 forward).
+                DataType::Timestamp(TimeUnit::Nanosecond, _) => column
+                    .as_primitive::<arrow_array::types::TimestampNanosecondType>()
+                    .unary(|n: i64| n.div_euclid(1_000)),
+                // Already instants (a named zone needs no zone database) or read as UTC: only
+                // the unit changes.
+                DataType::Timestamp(unit, _) => arrow_cast::cast(
+                    &arrow_cast::cast(column, &DataType::Int64).map_err(|e| e.to_string())?,
+                    &DataType::Timestamp(*unit, None),
+                )
+                .and_then(|t| {
+                    arrow_cast::cast(&t, &DataType::Timestamp(TimeUnit::Microsecond, None))
+                })
+                .map_err(|e| e.to_string())?
+                .as_primitive::<TimestampMicrosecondType>()
+                .clone(),
+                _ => arrow_cast::cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))
+                    .map_err(|e| e.to_string())?
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .clone(),
+            };
+            Arc::new(micros.with_timezone("UTC"))
         }
-        DataType::Utf8 if is_time => {
-            let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-            let instants = convert(column, &utc, spec)?.column;
+        ValueType::Timestamp if is_text => {
+            let text = arrow_cast::cast(column, &DataType::Utf8).map_err(|e| e.to_string())?;
+            let micros: arrow_array::TimestampMicrosecondArray = text
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.and_then(crate::data::parse_timestamp))
+                .collect();
+            Arc::new(micros.with_timezone("UTC"))
+        }
+        ValueType::Timestamp if from.is_integer() => {
+            let integers = arrow_cast::cast(column, &DataType::Int64).map_err(|e| e.to_string())?;
+            let micros: arrow_array::TimestampMicrosecondArray = integers
+                .as_primitive::<arrow_array::types::Int64Type>()
+                .iter()
+                .map(|v| v.and_then(crate::data::epoch_integer_micros))
+                .collect();
+            Arc::new(micros.with_timezone("UTC"))
+        }
+        ValueType::Timestamp => {
+            let floats = arrow_cast::cast(column, &DataType::Float64).map_err(|e| e.to_string())?;
+            let micros: arrow_array::TimestampMicrosecondArray = floats
+                .as_primitive::<Float64Type>()
+                .iter()
+                .map(|v| v.and_then(crate::data::epoch_number_micros))
+                .collect();
+            Arc::new(micros.with_timezone("UTC"))
+        }
+        ValueType::Text if is_time => {
+            let utc = ValueType::Timestamp.data_type();
+            let as_time = ColumnSpec {
+                value_type: ValueType::Timestamp,
+                ..spec.clone()
+            };
+            let instants = convert(column, &utc, &as_time)?;
             let micros = instants
+                .column
                 .as_primitive_opt::<TimestampMicrosecondType>()
                 .ok_or("not a timestamp in microseconds")?;
+            return Ok(Converted {
+                column: Arc::new(
+                    micros
+                        .iter()
+                        .map(|t| t.map(crate::data::format_timestamp))
+                        .collect::<arrow_array::StringArray>(),
+                ),
+                bad: instants.bad,
+            });
+        }
+        ValueType::Text if is_list(from) => {
+            // A list written as text is a JSON array, as the sinks write one.
+            let lists = arrow_cast::cast(column, &ValueType::TextList.data_type())
+                .map_err(|e| e.to_string())?;
             Arc::new(
-                micros
-                    .iter()
-                    .map(|t| t.map(crate::data::format_timestamp))
+                (0..lists.len())
+                    .map(|row| {
+                        lists
+                            .is_valid(row)
+                            .then(|| crate::data::cell(lists.as_ref(), row).to_field())
+                    })
                     .collect::<arrow_array::StringArray>(),
+            )
+        }
+        ValueType::Bool if is_text => {
+            let text = arrow_cast::cast(column, &DataType::Utf8).map_err(|e| e.to_string())?;
+            Arc::new(
+                text.as_string::<i32>()
+                    .iter()
+                    .map(|v| {
+                        v.and_then(|v| match v.trim() {
+                            t if t.eq_ignore_ascii_case("true") => Some(true),
+                            t if t.eq_ignore_ascii_case("false") => Some(false),
+                            _ => None,
+                        })
+                    })
+                    .collect::<arrow_array::BooleanArray>(),
             )
         }
         _ => arrow_cast::cast(column, to).map_err(|e| e.to_string())?,
     };
     // Whether a row's number has a fraction (decimals decided on their digits: a float would
     // round 12345678901234567.01 to a whole number).
-    let fractional: Option<Vec<bool>> = match (column.data_type(), to) {
-        (DataType::Decimal128(_, scale), DataType::Int64) if *scale > 0 => {
-            let unit = 10i128.checked_pow(u32::from(scale.unsigned_abs()));
-            let decimals = column.as_primitive::<arrow_array::types::Decimal128Type>();
+    let fractional: Option<Vec<bool>> = match (from, spec.value_type) {
+        (from, ValueType::Integer) if from.is_decimal() => {
+            let digits = arrow_cast::cast(column, &DataType::Utf8).map_err(|e| e.to_string())?;
             Some(
-                decimals
-                    .values()
+                digits
+                    .as_string::<i32>()
                     .iter()
-                    .map(|v| unit.is_none_or(|unit| v % unit != 0))
+                    .map(|v| {
+                        v.and_then(|v| v.split_once('.'))
+                            .is_some_and(|(_, fraction)| fraction.bytes().any(|b| b != b'0'))
+                    })
                     .collect(),
             )
         }
-        (from, DataType::Int64) if from.is_floating() || from.is_decimal() => {
+        (from, ValueType::Integer) if from.is_floating() => {
             let floats = arrow_cast::cast(column, &DataType::Float64).map_err(|e| e.to_string())?;
             Some(
                 floats
@@ -99,7 +245,11 @@ fn convert(column: &ArrayRef, to: &DataType, spec: &ColumnSpec) -> Result<Conver
     let mut bad = Vec::new();
     for row in (0..column.len()).filter(|&r| column.is_valid(r)) {
         let why = if converted.is_null(row) {
-            match column.data_type() {
+            match from {
+                _ if spec.value_type == ValueType::Timestamp => {
+                    " (RFC 3339, ISO 8601, or an epoch number; years 1 to 9999)"
+                }
+                _ if spec.value_type == ValueType::Bool => " (true or false)",
                 DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "",
                 DataType::Binary | DataType::LargeBinary | DataType::BinaryView => {
                     " (its bytes are not UTF-8)"
@@ -121,10 +271,45 @@ fn convert(column: &ArrayRef, to: &DataType, spec: &ColumnSpec) -> Result<Conver
             ),
         ));
     }
+    if spec.value_type == ValueType::Timestamp {
+        let ranged = check_range(converted, spec)?;
+        let known: std::collections::HashSet<usize> = bad.iter().map(|(row, _)| *row).collect();
+        bad.extend(
+            ranged
+                .bad
+                .into_iter()
+                .filter(|(row, _)| !known.contains(row)),
+        );
+        bad.sort_by_key(|(row, _)| *row);
+        return Ok(Converted {
+            column: ranged.column,
+            bad,
+        });
+    }
     Ok(Converted {
         column: converted,
         bad,
     })
+}
+
+/// A column of the model's type as it is, with its timestamps out of the years 1 to 9999 (which
+/// RFC 3339 writes and Spark holds) as bad rows.
+fn check_range(column: ArrayRef, spec: &ColumnSpec) -> Result<Converted, String> {
+    let mut bad = Vec::new();
+    if let Some(times) = column.as_primitive_opt::<TimestampMicrosecondType>() {
+        for (row, micros) in times.iter().enumerate() {
+            if let Some(micros) = micros.filter(|&m| !crate::data::timestamp_in_range(m)) {
+                bad.push((
+                    row,
+                    format!(
+                        "`{}`: {micros} microseconds since 1970 is out of the timestamps' range (years 1 to 9999)",
+                        spec.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Converted { column, bad })
 }
 
 /// A value for a message: texts quoted, cut short, control characters escaped.
@@ -198,13 +383,25 @@ pub(super) fn build(config: &FileSourceConfig, path: PathBuf) -> Result<BuiltSou
         bad: AtomicU64::new(0),
         first_bad: Default::default(),
         file_order: Default::default(),
+        footers: Default::default(),
     })))
 }
 
 fn file_schema(path: &Path) -> Result<SchemaRef, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| format!("{}: not a readable Parquet file: {e}", path.display()))?;
+    let file = std::fs::File::open(path).map_err(|e| {
+        format!(
+            "{}{}: {e}",
+            super::file::INFERRED_FROM_INPUT,
+            crate::error::escape_path(path)
+        )
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+        format!(
+            "{}{}: not a readable Parquet file: {e}",
+            super::file::INFERRED_FROM_INPUT,
+            crate::error::escape_path(path)
+        )
+    })?;
     Ok(builder.schema().clone())
 }
 
@@ -224,16 +421,20 @@ pub struct ParquetSource {
     first_bad: std::sync::Mutex<Option<SkippedRow>>,
     /// Each file's place in the order `open` took them.
     file_order: std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>,
+    /// Each file's footer, read once by `open` (a file of thousands of row groups would
+    /// otherwise have its footer read again for each one).
+    footers: std::sync::Mutex<std::collections::HashMap<Arc<str>, ArrowReaderMetadata>>,
 }
 
 impl ParquetSource {
+    /// The files to read, by name: the file, a directory's or a glob's (not hidden ones:
+    /// `_SUCCESS`, `.part` files being written, as the `file` source passes them by).
     fn files(&self) -> Result<Vec<PathBuf>> {
-        let pattern = self.path.to_string_lossy();
         let mut files: Vec<PathBuf> = if super::file::is_pattern(&self.path) {
             super::file::glob_matches(&self.path)
                 .map_err(Error::runtime)?
                 .into_iter()
-                .filter(|p| p.is_file())
+                .filter(|p| p.is_file() && !super::file::is_hidden_match(&self.path, p))
                 .collect()
         } else if self.path.is_dir() {
             std::fs::read_dir(&self.path)
@@ -243,29 +444,70 @@ impl ParquetSource {
                 })?
                 .filter_map(|e| e.ok())
                 .map(|e| e.path())
-                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "parquet"))
+                .filter(|p| p.is_file() && !super::file::is_hidden(p))
                 .collect()
         } else {
             vec![self.path.clone()]
         };
         files.sort();
         if files.is_empty() {
-            return Err(Error::runtime(format!("no Parquet files at `{pattern}`")));
+            return Err(Error::runtime(format!(
+                "no Parquet files at `{}` (files whose names start with `.` or `_` are passed by)",
+                crate::error::escape_path(&self.path)
+            )));
         }
         Ok(files)
     }
 
-    fn reader(&self, path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
+    /// The footer of `path`, read from the file.
+    fn footer(path: &Path) -> Result<ArrowReaderMetadata> {
         let file = std::fs::File::open(path).map_err(|source| Error::Input {
             path: path.to_path_buf(),
             source,
         })?;
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+        ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
             Error::runtime(format!(
                 "{}: not a readable Parquet file: {e}",
-                path.display()
+                crate::error::escape_path(path)
             ))
         })
+    }
+
+    /// Checks that `path` has every declared column, each of a type that converts (a file
+    /// without row groups is checked too).
+    fn check_columns(&self, path: &Path, footer: &ArrowReaderMetadata) -> Result<()> {
+        let file_schema = footer.schema();
+        for spec in &self.columns {
+            match file_schema.field_with_name(&spec.name) {
+                Ok(field) => {
+                    if !convertible(field.data_type(), spec.value_type) {
+                        return Err(Error::runtime(format!(
+                            "{}: column `{}` holds {}, which cannot be read as {}",
+                            crate::error::escape_path(path),
+                            spec.name,
+                            field.data_type(),
+                            spec.value_type.name()
+                        )));
+                    }
+                }
+                Err(_) if !spec.required => {}
+                Err(_) => {
+                    return Err(Error::runtime(format!(
+                        "{}: no column `{}` (columns: {}; write `{}?` in `columns:` to read it as null where a file lacks it)",
+                        crate::error::escape_path(path),
+                        spec.name,
+                        file_schema
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        spec.value_type.name()
+                    )))
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -284,10 +526,17 @@ impl BatchSource for ParquetSource {
             .file_order
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut footers = self
+            .footers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         for (index, path) in self.files()?.into_iter().enumerate() {
-            let count = self.reader(&path)?.metadata().num_row_groups();
+            let footer = Self::footer(&path)?;
+            self.check_columns(&path, &footer)?;
+            let count = footer.metadata().num_row_groups();
             let origin: Arc<str> = path.display().to_string().into();
             order.insert(origin.clone(), index);
+            footers.insert(origin.clone(), footer);
             groups.extend((0..count as u64).map(|g| (origin.clone(), g)));
         }
         Ok(Morsels::Indexed {
@@ -308,25 +557,25 @@ impl BatchSource for ParquetSource {
             return Err(Error::runtime("a Parquet morsel names its row group"));
         };
         let path = Path::new(&*morsel.origin);
-        let builder = self.reader(path)?;
+        let footer = self
+            .footers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&morsel.origin)
+            .cloned()
+            .ok_or_else(|| Error::runtime("a Parquet morsel of a file not opened"))?;
+        let file = std::fs::File::open(path).map_err(|source| Error::Input {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, footer);
         let file_schema = builder.schema().clone();
-        let mut leaves = Vec::new();
-        for spec in &self.columns {
-            let index = file_schema.index_of(&spec.name).map_err(|_| {
-                Error::runtime(format!(
-                    "{}: no column `{}` (columns: {})",
-                    morsel.origin,
-                    spec.name,
-                    file_schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })?;
-            leaves.push(index);
-        }
+        // The declared columns the file has (`check_columns` let only optional ones be missing).
+        let leaves: Vec<usize> = self
+            .columns
+            .iter()
+            .filter_map(|spec| file_schema.index_of(&spec.name).ok())
+            .collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), leaves.iter().copied());
         let reader = builder
             .with_row_groups(vec![group as usize])
@@ -345,9 +594,11 @@ impl BatchSource for ParquetSource {
             // Per row, why it is bad (the first reason found), if it is.
             let mut bad: Vec<Option<String>> = vec![None; rows];
             for (spec, field) in self.columns.iter().zip(self.schema.fields()) {
-                let column = batch.column_by_name(&spec.name).ok_or_else(|| {
-                    Error::runtime(format!("{}: no column `{}`", morsel.origin, spec.name))
-                })?;
+                let Some(column) = batch.column_by_name(&spec.name) else {
+                    // An optional column this file lacks: null in its rows.
+                    columns.push(arrow_array::new_null_array(field.data_type(), rows));
+                    continue;
+                };
                 let converted = convert(column, field.data_type(), spec).map_err(|e| {
                     Error::runtime(format!(
                         "{}: column `{}` ({}) cannot be read as {}: {e}",
@@ -548,6 +799,123 @@ mod tests {
                 .ends_with("cannot be read as text (its bytes are not UTF-8)"),
             "{:?}",
             read.bad
+        );
+    }
+
+    /// The rows' values as text and the rows that were bad.
+    fn read_as(column: ArrayRef, declared: &str) -> (Vec<String>, Vec<usize>) {
+        let spec = spec("c", declared);
+        let read = convert(&column, &spec.value_type.data_type(), &spec).unwrap();
+        let bad = read.bad.iter().map(|(row, _)| *row).collect();
+        (texts(&read.column), bad)
+    }
+
+    #[test]
+    fn texts_and_numbers_are_read_as_timestamps_as_csv_and_json_read_them() {
+        let words: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("2024-05-01T12:00:00Z"),
+            Some("1714564800"),
+            Some("not a time"),
+            None,
+        ]));
+        let (values, bad) = read_as(words, "timestamp?");
+        assert_eq!(
+            values[..2],
+            ["2024-05-01T12:00:00Z", "2024-05-01T12:00:00Z"]
+        );
+        assert_eq!(bad, [2]);
+        let seconds: ArrayRef = Arc::new(arrow_array::Int64Array::from(vec![
+            1_714_564_800,
+            1_714_564_800_123,
+            1_714_564_800_123_456_789,
+        ]));
+        let (values, bad) = read_as(seconds, "timestamp");
+        assert_eq!(
+            values,
+            [
+                "2024-05-01T12:00:00Z",
+                "2024-05-01T12:00:00.123Z",
+                "2024-05-01T12:00:00.123456Z"
+            ]
+        );
+        assert!(bad.is_empty());
+        let floats: ArrayRef = Arc::new(Float64Array::from(vec![1_714_564_800.5, f64::NAN]));
+        let (values, bad) = read_as(floats, "timestamp");
+        assert_eq!(values[0], "2024-05-01T12:00:00.500Z");
+        assert_eq!(bad, [1]);
+    }
+
+    #[test]
+    fn timestamps_are_floored_to_microseconds_and_kept_in_years_1_to_9999() {
+        let nanos: ArrayRef = Arc::new(arrow_array::TimestampNanosecondArray::from(vec![
+            -1_999, 1_999,
+        ]));
+        let (values, bad) = read_as(nanos, "timestamp");
+        assert_eq!(
+            values,
+            ["1969-12-31T23:59:59.999998Z", "1970-01-01T00:00:00.000001Z"]
+        );
+        assert!(bad.is_empty());
+        let late: ArrayRef = Arc::new(TimestampMillisecondArray::from(vec![
+            253_402_300_800_000,
+            0,
+        ]));
+        let spec = spec("t", "timestamp");
+        let read = convert(&late, &spec.value_type.data_type(), &spec).unwrap();
+        assert_eq!(read.bad.len(), 1, "{:?}", read.bad);
+        assert!(
+            read.bad[0].1.contains("out of the timestamps' range"),
+            "{:?}",
+            read.bad
+        );
+        // Also as text, and when the file's type is the model's own.
+        assert_eq!(read_as(late.clone(), "text").1, [0]);
+        let own: ArrayRef = Arc::new(
+            arrow_array::TimestampMicrosecondArray::from(vec![253_402_300_800_000_000])
+                .with_timezone("UTC"),
+        );
+        assert_eq!(read_as(own, "timestamp").1, [0]);
+    }
+
+    #[test]
+    fn booleans_lists_decimals_and_nulls_convert_without_silent_changes() {
+        // A number is not a boolean; a text is when it says true or false.
+        let numbers: ArrayRef = Arc::new(arrow_array::Int64Array::from(vec![5, 0]));
+        let spec_bool = spec("b", "bool");
+        let err = convert(&numbers, &DataType::Boolean, &spec_bool)
+            .err()
+            .unwrap();
+        assert_eq!(err, "Int64 cannot be read as bool");
+        let words: ArrayRef = Arc::new(StringArray::from(vec!["TRUE", "false", "yes"]));
+        let (values, bad) = read_as(words, "bool");
+        assert_eq!(values[..2], ["true", "false"]);
+        assert_eq!(bad, [2]);
+        // A list as text is a JSON array: a null item and an empty text stay apart.
+        let mut lists =
+            arrow_array::builder::ListBuilder::new(arrow_array::builder::StringBuilder::new());
+        lists.append_value([Some("a"), None, Some("")]);
+        lists.append_null();
+        let lists: ArrayRef = Arc::new(lists.finish());
+        let (values, bad) = read_as(lists, "text?");
+        assert_eq!(values, ["[\"a\",null,\"\"]", ""]);
+        assert!(bad.is_empty());
+        // A wide decimal's fraction is found on its digits.
+        let wide: ArrayRef = Arc::new(
+            arrow_array::Decimal256Array::from(vec![
+                arrow_buffer::i256::from_i128(1_234_567_890_123_456_701),
+                arrow_buffer::i256::from_i128(1_234_567_890_123_456_700),
+            ])
+            .with_precision_and_scale(40, 2)
+            .unwrap(),
+        );
+        let (values, bad) = read_as(wide, "integer");
+        assert_eq!(values[1], "12345678901234567");
+        assert_eq!(bad, [0]);
+        // A column of nulls only (Arrow's `null` type) is null as any type.
+        let nulls: ArrayRef = Arc::new(arrow_array::NullArray::new(2));
+        assert_eq!(
+            read_as(nulls, "text?"),
+            (vec![String::new(), String::new()], vec![])
         );
     }
 }
