@@ -699,9 +699,15 @@ fn execute(
     if let Some(bound) = bound {
         let (info, chart) = runner::ui::describe(&loaded, &pipeline, on_spark);
         let live = runner::ui::live::Live::new(info, chart, recorder.stage_rows());
+        let elsewhere = !bound.address.ip().is_loopback();
         let server = runner::ui::Server::start(bound, live.clone())?;
         // Printed whatever --quiet says: it is what --ui asked for.
         runner::errln!("live page: {}", server.url);
+        if elsewhere {
+            runner::errln!(
+                "the live page is open to other machines that reach this address (each request needs the token)"
+            );
+        }
         bus.subscribe(runner::ui::live::LiveFeed(live));
         *page = Some(server);
     }

@@ -605,6 +605,109 @@ fn the_page_counts_rows_out_of_aggregations_and_the_input_of_batch_runs_and_stre
 }
 
 #[test]
+fn the_page_shows_large_ids_small_and_negative_numbers_exactly_and_a_streams_last_state() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "in.csv",
+        "id,v\n113000000000000001,-3.25\n113000000000000003,0.001\n9007199254740993,2\n",
+    );
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: numbers\nsource: {type: file, path: in.csv, format: csv, columns: {id: integer, v: float}}\ntransforms:\n  - {type: with_column, name: label, expr: \"cast(id as text)\"}\n  - {type: select, columns: [label, id, v]}\nsinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    let mut run = Run::start(&pipeline, &["--ui", "127.0.0.1:0", "--ui-linger", "10m"]);
+    run.wait_line(|l| l.starts_with("the live page stays up for 10m"));
+    let mut browser = Browser::open(&run.url);
+    browser.wait_for("document.querySelectorAll('#result tbody tr').length === 3");
+    let cells = browser.wait_for(
+        "[...document.querySelectorAll('#result tbody td')].map(c => c.textContent).join('|')",
+    );
+    let cells = cells.as_str().unwrap();
+    for shown in [
+        "113,000,000,000,000,001",
+        "113,000,000,000,000,003",
+        "9,007,199,254,740,993",
+        "0.001",
+        "-3.25",
+    ] {
+        assert!(cells.contains(shown), "{shown} in {cells}");
+    }
+    // The negative value has a bar, below the axis.
+    let negative = browser.wait_for("(() => { const g = [...document.querySelectorAll('#chart g.bar')].find(g => g.dataset.value === '-3.25'); return g && g.querySelector('rect').getAttribute('height') > 0 ? 'drawn' : ''; })()");
+    assert_eq!(negative, "drawn");
+    drop(browser);
+    let (code, stderr) = run.stop();
+    assert_eq!(code, Some(0), "{}", stderr.join("\n"));
+
+    // A stream stopped without linger: its page shows it stopped, not running for ever.
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    write(&dir.path().join("in"), "1.csv", "id,v\n1,2\n");
+    let stream = write(
+        dir.path(),
+        "s.yaml",
+        "name: numbers\nmode: stream\nsource: {type: file, path: in, format: csv, poll: 100ms, columns: {id: integer, v: float}}\ntrigger: {processing_time: 200ms}\nsinks:\n  - {type: csv, path: stream.csv}\n",
+    );
+    let mut run = Run::start(&stream, &["--ui", "127.0.0.1:0"]);
+    let mut browser = Browser::open(&run.url);
+    browser.wait_for("document.getElementById('state').dataset.state === 'running'");
+    browser.wait_for("document.getElementById('connection').textContent === 'live'");
+    run.wait_line(|l| l.contains("epoch 0"));
+    let (code, stderr) = run.stop();
+    assert_eq!(code, Some(0), "{}", stderr.join("\n"));
+    browser.wait_for("document.getElementById('state').dataset.state === 'stopped'");
+}
+
+#[test]
+fn clients_that_send_nothing_are_let_go_and_cannot_crowd_out_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "k\na\nb\n");
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: idle\nsource: {type: file, path: in.csv, format: csv}\nsinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    let mut run = Run::start(&pipeline, &["--ui", "127.0.0.1:0", "--ui-linger", "10m"]);
+    run.wait_line(|l| l.starts_with("the live page stays up for 10m"));
+    let url = run.url.clone();
+    let address = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    // More silent clients than the page serves at once (64), half of them halfway through a
+    // request's headers: each is closed by the server (a read ends) instead of held for ever.
+    let mut idle: Vec<TcpStream> = (0..100)
+        .map(|i| {
+            let mut client = TcpStream::connect(&address).unwrap();
+            if i % 2 == 1 {
+                client
+                    .write_all(b"GET /api/run HTTP/1.1\r\nHost: ")
+                    .unwrap();
+            }
+            client.set_read_timeout(Some(PATIENCE)).unwrap();
+            client
+        })
+        .collect();
+    for client in &mut idle {
+        let mut answer = Vec::new();
+        match std::io::Read::read_to_end(client, &mut answer) {
+            Ok(_) => {}
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{answer}"
+        );
+    }
+    // And the page answers again.
+    assert_eq!(get_json(&format!("{url}api/run"))["state"], "finished");
+    let (code, stderr) = run.stop();
+    assert_eq!(code, Some(0), "{}", stderr.join("\n"));
+}
+
+#[test]
 fn a_page_other_machines_reach_needs_its_token() {
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), "in.txt", "a b\nb\n");

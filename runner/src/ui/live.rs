@@ -405,6 +405,12 @@ impl Live {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether every client has taken every update sent (`false` while one is still queued
+    /// for some client).
+    pub fn delivered(&self) -> bool {
+        self.updates.is_empty()
+    }
+
     /// A new client's queue of updates.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Update> {
         self.updates.subscribe()

@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod live;
+mod serve;
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::{Arc, OnceLock};
@@ -91,7 +92,7 @@ pub fn bind(options: &UiOptions, config: Option<&UiConfig>) -> Result<Option<Bou
             let value = std::env::var(var).unwrap_or_default();
             if value.chars().count() < MIN_TOKEN_CHARS {
                 return Err(Error::invalid(format!(
-                    "the live page's token: `{var}` must hold a token of at least {MIN_TOKEN_CHARS} characters (e.g. `export {var}=$(head -c 24 /dev/urandom | base64)`), and it {}",
+                    "the live page's token: `{var}` must hold a token of at least {MIN_TOKEN_CHARS} characters (e.g. `export {var}=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')`), and it {}",
                     if value.is_empty() { "is empty or not set".to_owned() } else { format!("holds {}", value.chars().count()) }
                 )));
             }
@@ -261,11 +262,7 @@ impl Server {
                 ))
             })?
         };
-        runtime.spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::warn!("the live page stopped serving: {e}");
-            }
-        });
+        runtime.spawn(serve::serve(listener, app));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(live::CLIENT_QUEUE);
         if LOG_TAP.set(tx).is_ok() {
             let warned = live.clone();
@@ -319,7 +316,17 @@ impl Server {
                 }
             });
         }
-        // Open event streams never end by themselves: stop without waiting for them.
+        // The last state reaches the open pages (within a second: a page that reads nothing
+        // does not hold the process), then open event streams, which never end by themselves,
+        // are stopped without waiting for them.
+        runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+            while !self.live.delivered() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // Taken from the queue is not yet written: one more turn for the connections.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        });
         runtime.shutdown_background();
     }
 }

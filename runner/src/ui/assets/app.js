@@ -6,6 +6,13 @@ const SVG = "http://www.w3.org/2000/svg";
 const MAX_TABLE_ROWS = 2000;
 const PLOTTED_EPOCHS = 120;
 const numbers = new Intl.NumberFormat();
+// Fractions: two decimals from 1 on, three significant digits below (0.001 is not 0).
+const fractions = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+const small = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 3 });
+// Characters that reorder the text around them (`\u202e` shows "evil" as "live"): shown as
+// their code instead.
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const isNumber = (v) => typeof v === "number" || typeof v === "bigint";
 const $ = (id) => document.getElementById(id);
 
 const page = {
@@ -34,20 +41,32 @@ function svg(tag, attrs, text) {
 
 function fmt(value) {
   if (value === null || value === undefined) return "–";
-  if (typeof value === "number") return Number.isInteger(value) ? numbers.format(value) : numbers.format(Math.round(value * 100) / 100);
-  return String(value);
+  if (typeof value === "bigint") return numbers.format(value);
+  if (typeof value === "number") {
+    if (Number.isInteger(value)) return numbers.format(value);
+    return Math.abs(value) >= 1 || !Number.isFinite(value) ? fractions.format(value) : small.format(value);
+  }
+  return visible(String(value));
+}
+
+function visible(text) {
+  return text.replace(BIDI_CONTROLS, (c) => `\\u{${c.codePointAt(0).toString(16)}}`);
 }
 
 function cellText(value) {
   if (value === null || value === undefined) return "";
-  if (Array.isArray(value)) return JSON.stringify(value);
-  return String(value);
+  if (Array.isArray(value)) return visible(JSON.stringify(value));
+  return visible(String(value));
 }
 
 async function getJson(path) {
   const response = await fetch(path, { cache: "no-store", credentials: "same-origin" });
   if (!response.ok) throw new Error(`${path}: ${response.status}`);
-  return response.json();
+  // Integers past 2^53 (Mastodon's ids) are read exactly, as BigInt, from their digits.
+  return JSON.parse(await response.text(), (key, value, context) =>
+    typeof value === "number" && Number.isInteger(value) && !Number.isSafeInteger(value) && context && /^-?\d+$/.test(context.source)
+      ? BigInt(context.source)
+      : value);
 }
 
 // ---- tabs (arrow keys move between them, as WAI-ARIA tabs do)
@@ -166,11 +185,14 @@ function drawChart(chart) {
   const [W, H] = [800, 360];
   const left = 56, right = 12, top = 22, bottom = 96;
   const plotW = W - left - right, plotH = H - top - bottom;
-  const max = Math.max(1, ...bars.map((b) => b.value));
-  const step = niceStep(max / 5);
-  const ceiling = Math.ceil(max / step) * step;
-  const y = (v) => top + plotH - (v / ceiling) * plotH;
-  for (let v = 0; v <= ceiling + step / 2; v += step) {
+  const values = bars.map((b) => Number(b.value));
+  const max = Math.max(0, ...values);
+  const min = Math.min(0, ...values);
+  const step = niceStep(Math.max(max - min, 1e-9) / 5);
+  const ceiling = max > 0 || min === 0 ? Math.max(Math.ceil(max / step) * step, min === 0 && max === 0 ? 1 : 0) : 0;
+  const floor = Math.floor(min / step) * step;
+  const y = (v) => top + plotH - ((v - floor) / (ceiling - floor)) * plotH;
+  for (let v = floor; v <= ceiling + step / 2; v += step) {
     box.append(svg("line", { class: "grid", x1: left, x2: W - right, y1: y(v), y2: y(v) }));
     box.append(svg("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, fmt(v)));
   }
@@ -180,13 +202,16 @@ function drawChart(chart) {
     const x = left + i * slot + slot * 0.12;
     const width = slot * 0.76;
     const g = svg("g", { class: "bar", "data-label": bar.label, "data-value": bar.value });
-    const h = Math.max(0, y(0) - y(bar.value));
-    const rect = svg("rect", { x, y: y(bar.value), width, height: h, fill: bar.colour });
-    rect.append(svg("title", {}, `${bar.label}: ${fmt(bar.value)}`));
+    const value = Number(bar.value);
+    const barTop = Math.min(y(0), y(value));
+    const rect = svg("rect", { x, y: barTop, width, height: Math.abs(y(0) - y(value)), fill: bar.colour });
+    rect.append(svg("title", {}, `${visible(bar.label)}: ${fmt(bar.value)}`));
     g.append(rect);
-    g.append(svg("text", { x: x + width / 2, y: y(bar.value) - 4, "text-anchor": "middle", class: "value" }, fmt(bar.value)));
-    const label = bar.label.length > 20 ? bar.label.slice(0, 19) + "…" : bar.label;
-    g.append(svg("text", { x: x + width / 2, y: y(0) + 14, "text-anchor": "end", transform: `rotate(-45 ${x + width / 2} ${y(0) + 14})`, class: "label" }, label));
+    g.append(svg("text", { x: x + width / 2, y: value < 0 ? y(value) + 14 : y(value) - 4, "text-anchor": "middle", class: "value" }, fmt(bar.value)));
+    // Cut on characters, not UTF-16 units (an emoji is not split in two).
+    const characters = [...visible(bar.label)];
+    const label = characters.length > 20 ? characters.slice(0, 19).join("") + "…" : characters.join("");
+    g.append(svg("text", { x: x + width / 2, y: y(floor) + 14, "text-anchor": "end", transform: `rotate(-45 ${x + width / 2} ${y(floor) + 14})`, class: "label" }, label));
     box.append(g);
   });
 }
@@ -230,7 +255,7 @@ function drawTable() {
       if (x === y) return 0;
       if (x === null) return 1;
       if (y === null) return -1;
-      return (typeof x === "number" && typeof y === "number" ? x - y : cellText(x).localeCompare(cellText(y))) * sign;
+      return (isNumber(x) && isNumber(y) ? (x < y ? -1 : x > y ? 1 : 0) : cellText(x).localeCompare(cellText(y))) * sign;
     });
   }
   const shown = rows.slice(0, MAX_TABLE_ROWS);
@@ -276,6 +301,9 @@ async function refreshResult() {
 
 // ---- streaming tab
 function addEpoch(progress) {
+  // One already fetched (an event and a fetch can both bring it) is not added twice.
+  const last = page.epochs[page.epochs.length - 1];
+  if (last && last.epoch >= progress.epoch) return;
   page.epochs.push(progress);
   if (page.epochs.length > 1000) page.epochs.shift();
 }
@@ -341,7 +369,9 @@ async function resync() {
   try {
     const [run, epochs] = await Promise.all([getJson("api/run"), getJson("api/epochs")]);
     showRun(run);
-    page.epochs = epochs;
+    // Epochs that arrived as events while this was fetched are kept (by their number).
+    const known = new Set(epochs.map((e) => e.epoch));
+    page.epochs = epochs.concat(page.epochs.filter((e) => !known.has(e.epoch) && e.epoch > (epochs.length ? epochs[epochs.length - 1].epoch : -1)));
     drawPlots();
     await refreshResult();
   } catch (e) {
@@ -351,9 +381,23 @@ async function resync() {
 
 function follow() {
   const events = new EventSource("events");
-  events.addEventListener("open", () => { $("connection").textContent = "live"; });
+  // Everything is fetched again on each (re)connection, after subscribing: nothing that
+  // happened in between is missed, and a page that outlived its run shows the new one.
+  events.addEventListener("open", () => {
+    $("connection").textContent = "live";
+    resync();
+  });
   events.addEventListener("error", () => {
-    $("connection").textContent = page.run && page.run.state !== "running" ? "closed" : "reconnecting";
+    const running = page.run && (page.run.state === "running" || page.run.state === "starting");
+    $("connection").textContent = running ? "reconnecting" : "closed";
+    if (!running) return;
+    // The server gone while the page said "running": the run's process ended (or was killed).
+    getJson("api/run").then(showRun).catch(() => {
+      if (!page.run || !(page.run.state === "running" || page.run.state === "starting")) return;
+      page.run.elapsed_seconds += (performance.now() - page.runSeen) / 1000;
+      showState({ state: "gone", exit_code: null, error: "the run's process no longer answers: it ended without telling the page" });
+      $("connection").textContent = "closed";
+    });
   });
   events.addEventListener("state", (e) => {
     const state = JSON.parse(e.data);
@@ -381,7 +425,7 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   setupTabs();
   $("filter").addEventListener("input", drawTable);
-  resync().then(follow);
+  follow();
   setInterval(tickElapsed, 500);
   // Rows per stage move between epochs: refresh the run tab while the run goes on.
   setInterval(() => {
