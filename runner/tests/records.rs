@@ -372,6 +372,29 @@ fn a_parquet_folder_passes_hidden_files_by_and_reads_optional_columns_a_file_lac
 }
 
 #[test]
+fn rows_parse_json_skips_are_counted_in_the_runs_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", "{\"a\":1}\nnot json\n{\"a\":2}\n");
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: in.txt}\ntransforms:\n  - {type: parse_json, columns: {a: integer}, on_error: skip}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let summary = dir.path().join("summary.json");
+    let (code, stdout, stderr) = run_pipeline(&pipeline, &["--summary", summary.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        jsonl_lines(&stdout),
+        [serde_json::json!({"a": 1}), serde_json::json!({"a": 2})]
+    );
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        summary.contains("transforms.0 (parse_json): 1 row(s) whose `line` could not be read were skipped (the first: the line is not a JSON object"),
+        "{summary}"
+    );
+}
+
+#[test]
 fn a_csv_column_missing_from_the_header_is_named() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "sales.csv", SALES);

@@ -61,7 +61,12 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
             crate::error::failpoint("batch-worker");
             super::pipelined::run(source, stages, sinks, cores, bus)
         })?;
-        return Ok(finished(bus, rows_out, started, source.warnings()));
+        return Ok(finished(
+            bus,
+            rows_out,
+            started,
+            run_warnings(source, stages),
+        ));
     }
     let computed = pool.install(|| {
         crate::error::failpoint("batch-worker");
@@ -76,7 +81,12 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
             let rows_out = into_sinks(&mut pipeline.sinks, bus, |sinks| {
                 super::pipelined::deliver(|emit| groups.for_each(emit), rest, sinks, bus)
             })?;
-            return Ok(finished(bus, rows_out, started, source.warnings()));
+            return Ok(finished(
+                bus,
+                rows_out,
+                started,
+                run_warnings(source, stages),
+            ));
         }
         Computed::Spilled {
             groups,
@@ -109,8 +119,15 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
         bus,
         result.num_rows() as u64,
         started,
-        source.warnings(),
+        run_warnings(source, stages),
     ))
+}
+
+/// The source's warnings, then the steps'.
+fn run_warnings(source: &dyn BatchSource, stages: &[crate::plan::BuiltStage]) -> Vec<String> {
+    let mut warnings = source.warnings();
+    warnings.extend(crate::plan::stage_warnings(stages));
+    warnings
 }
 
 /// Begins every sink, lets `write` hand them rows as they come, and commits them; the rows

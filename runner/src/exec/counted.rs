@@ -137,6 +137,10 @@ impl MapTransform for CountedMap {
         self.inner.describe()
     }
 
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings()
+    }
+
     fn needs_finish(&self) -> bool {
         self.inner.needs_finish()
     }

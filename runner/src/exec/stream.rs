@@ -533,6 +533,7 @@ async fn run_epochs(
         }
     }
     let mut warnings = source.warnings();
+    warnings.extend(crate::plan::stage_warnings(&pipeline.stages));
     let mut late_rows = None;
     if let Some(event_time) = state.as_mut().and_then(|s| s.event_time()) {
         late_rows = Some(event_time.progress().late_rows_total);

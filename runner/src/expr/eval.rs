@@ -63,7 +63,10 @@ impl Col {
 
 fn message(e: ArrowError) -> String {
     match e {
-        ArrowError::ArithmeticOverflow(what) => format!("integer overflow ({what})"),
+        ArrowError::ArithmeticOverflow(what) => format!(
+            "integer overflow ({}: past the integers' range, i64)",
+            what.trim_start_matches("Overflow happened on: ")
+        ),
         ArrowError::ComputeError(what) | ArrowError::CastError(what) => what,
         other => other.to_string(),
     }

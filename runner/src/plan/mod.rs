@@ -27,6 +27,22 @@ pub struct BuiltStage {
     pub stage: Stage,
 }
 
+/// The warnings of the row-wise stages (rows they left out), each named by its step.
+pub fn stage_warnings(stages: &[BuiltStage]) -> Vec<String> {
+    stages
+        .iter()
+        .filter_map(|s| match &s.stage.kind {
+            crate::transforms::StageKind::Map(map) => Some((s, map.warnings())),
+            _ => None,
+        })
+        .flat_map(|(s, warnings)| {
+            warnings
+                .into_iter()
+                .map(move |w| format!("{}: {w}", s.label))
+        })
+        .collect()
+}
+
 /// The pipeline as typed nodes, with what each declares about itself.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LogicalPlan {

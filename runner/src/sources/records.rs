@@ -329,7 +329,10 @@ impl RecordDecoder {
                             }
                             Err(reason) => bad.push(BadRecord {
                                 line: record.0,
-                                reason,
+                                reason: match self.format {
+                                    Format::Jsonl => unquoted_when_not_a_string(reason, record.1),
+                                    _ => reason,
+                                },
                             }),
                         }
                     }
@@ -852,6 +855,36 @@ fn strict_json(lines: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// A bad JSON line's reason (`` `a`: "1.5" is not an integer``) with the value unquoted when
+/// the line holds it as a number or a boolean, not a string: the quotes would send the reader
+/// looking for a string that is not there.
+fn unquoted_when_not_a_string(reason: String, line: &[u8]) -> String {
+    let Some((path, rest)) = reason.strip_prefix('`').and_then(|r| r.split_once("`: \"")) else {
+        return reason;
+    };
+    let Some((value, why)) = rest.split_once("\" is not ") else {
+        return reason;
+    };
+    fn lookup<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+        let object = value.as_object()?;
+        // A key holding the dot itself first, as the readers read it.
+        if let Some(found) = object.get(path) {
+            return Some(found);
+        }
+        path.match_indices('.')
+            .find_map(|(at, _)| lookup(object.get(&path[..at])?, &path[at + 1..]))
+    }
+    let Ok(parsed) = serde_json::from_slice::<serde_json::Value>(line) else {
+        return reason;
+    };
+    match lookup(&parsed, path) {
+        Some(serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
+            format!("`{path}`: {value} is not {why}")
+        }
+        _ => reason,
+    }
+}
+
 /// Arrow's JSON reader's message, with the field it was decoding named as `columns:` names it
 /// (`account.acct`, not Arrow's "whilst decoding field" once per level) and a value that does
 /// not parse as its type said as `csv_message` says it.
@@ -1267,6 +1300,164 @@ fn csv_records_as_long_as_the_header(head: &[u8], delimiter: u8) -> Vec<u8> {
     kept
 }
 
+/// What the first lines hold at one dotted path.
+#[derive(Default)]
+struct SeenAt {
+    object: bool,
+    boolean: bool,
+    integer: bool,
+    /// Integers past i64 (up to 2^64; larger ones parse as floats), kept as text with every
+    /// digit, as the CSV inference keeps them.
+    wide_integer: bool,
+    float: bool,
+    string: bool,
+    /// Arrays of texts, numbers, booleans and nulls.
+    list: bool,
+    /// Arrays holding arrays or objects.
+    nested_list: bool,
+}
+
+/// Columns inferred from the first JSON lines (up to 1,000 objects): nested objects become
+/// dotted paths; integers → integer, with a fraction or an exponent → float, past i64 → text
+/// (every digit kept), true/false → bool, strings → text (as Spark's inference, which leaves
+/// timestamps as strings unless asked: declare them `timestamp`), arrays of values → list of
+/// text, only nulls → text. What no column type reads (arrays of arrays or objects, a value in
+/// some lines and an object in others, a flattened key under another column's value) is left
+/// out, with a warning that names it.
+fn infer_json_columns(head: &[u8]) -> Result<Vec<ColumnSpec>, String> {
+    fn walk(
+        prefix: &str,
+        object: &serde_json::Map<String, serde_json::Value>,
+        seen: &mut indexmap::IndexMap<String, SeenAt>,
+    ) {
+        use serde_json::Value;
+        for (key, value) in object {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            if let Value::Object(inner) = value {
+                seen.entry(path.clone()).or_default().object = true;
+                walk(&path, inner, seen);
+                continue;
+            }
+            let at = seen.entry(path).or_default();
+            match value {
+                Value::Null | Value::Object(_) => {}
+                Value::Bool(_) => at.boolean = true,
+                Value::Number(n) if n.is_i64() => at.integer = true,
+                Value::Number(n) if n.is_u64() => at.wide_integer = true,
+                Value::Number(_) => at.float = true,
+                Value::String(_) => at.string = true,
+                Value::Array(items) => {
+                    if items
+                        .iter()
+                        .any(|i| matches!(i, Value::Array(_) | Value::Object(_)))
+                    {
+                        at.nested_list = true;
+                    } else {
+                        at.list = true;
+                    }
+                }
+            }
+        }
+    }
+    let (objects, first_bad) = json_objects(head);
+    let mut seen: indexmap::IndexMap<String, SeenAt> = indexmap::IndexMap::new();
+    let mut read = 0;
+    for line in objects.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        if let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(line) {
+            walk("", &object, &mut seen);
+            read += 1;
+            if read == 1000 {
+                break;
+            }
+        }
+    }
+    if read == 0 {
+        return Err(format!(
+            "cannot infer the columns: no JSON object among the first lines could be read ({})",
+            first_bad.unwrap_or_else(|| "they are blank".into())
+        ));
+    }
+    let mut columns = Vec::new();
+    let mut left_out = Vec::new();
+    for (path, at) in &seen {
+        let value = at.boolean || at.integer || at.wide_integer || at.float || at.string;
+        let value_type = if at.nested_list {
+            left_out.push(format!("`{path}` (arrays of arrays or objects)"));
+            continue;
+        } else if at.object && (value || at.list) {
+            left_out.push(format!(
+                "`{path}` (an object in some lines, a value in others)"
+            ));
+            continue;
+        } else if at.object {
+            // Its fields are columns of their own.
+            continue;
+        } else if at.list && value {
+            left_out.push(format!(
+                "`{path}` (an array in some lines, a value in others)"
+            ));
+            continue;
+        } else if at.list {
+            ValueType::TextList
+        } else if at.string || at.wide_integer || (at.boolean && (at.integer || at.float)) {
+            ValueType::Text
+        } else if at.float {
+            ValueType::Float
+        } else if at.integer {
+            ValueType::Integer
+        } else if at.boolean {
+            ValueType::Bool
+        } else {
+            ValueType::Text
+        };
+        // A flattened key under another column's value (`msg` and `msg.len`): the readers
+        // read `msg.len` as a field of `msg`, which is not an object.
+        let under_a_value = columns.iter().any(|c: &ColumnSpec| {
+            path.strip_prefix(c.name.as_str())
+                .is_some_and(|rest| rest.starts_with('.'))
+        }) || seen.iter().any(|(other, o)| {
+            !o.object
+                && other != path
+                && path
+                    .strip_prefix(other.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'))
+        });
+        if under_a_value {
+            left_out.push(format!(
+                "`{path}` (a key under `{}`, which holds a value)",
+                path.split('.').next().unwrap_or(path)
+            ));
+            continue;
+        }
+        columns.push(ColumnSpec {
+            name: path.clone(),
+            value_type,
+            required: false,
+        });
+    }
+    if !left_out.is_empty() {
+        tracing::warn!(
+            "columns inferred from the first JSON lines leave out {}: no column type reads them (list the columns to read in `columns:`)",
+            left_out.join(", ")
+        );
+    }
+    if columns.is_empty() {
+        return Err(format!(
+            "cannot infer the columns: the first lines' objects hold no field that can be read{}",
+            if left_out.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", left_out.join(", "))
+            }
+        ));
+    }
+    Ok(columns)
+}
+
 /// The lines of `head` that hold a JSON object, and what is wrong with the first that does
 /// not (`line N: why`).
 fn json_objects(head: &[u8]) -> (Vec<u8>, Option<String>) {
@@ -1315,30 +1506,7 @@ pub fn infer_columns(
                 .or_else(|_| infer(&csv_records_as_long_as_the_header(head, delimiter)))
                 .map_err(|e| format!("cannot infer the columns: {e}"))?
         }
-        _ => {
-            let infer = |head: &[u8]| {
-                arrow_json::reader::infer_json_schema(std::io::Cursor::new(head), Some(1000))
-                    .map(|(schema, _)| schema)
-            };
-            match infer(head) {
-                Ok(schema) => schema,
-                Err(e) => {
-                    let (objects, first_bad) = json_objects(head);
-                    if objects.is_empty() {
-                        return Err(format!(
-                            "cannot infer the columns: the first lines hold no JSON object ({})",
-                            first_bad.unwrap_or_default()
-                        ));
-                    }
-                    infer(&objects).map_err(|_| {
-                        format!(
-                            "cannot infer the columns: {}",
-                            json_message(e.to_string(), &[])
-                        )
-                    })?
-                }
-            }
-        }
+        _ => return infer_json_columns(head),
     };
     let mut columns = Vec::new();
     fn walk(prefix: &str, fields: &Fields, out: &mut Vec<ColumnSpec>) {

@@ -48,7 +48,7 @@ impl MapTransform for Filter {
         let keep = self
             .predicate
             .evaluate(batch)
-            .map_err(|e| crate::error::Error::runtime(format!("filter: {e}")))?;
+            .map_err(|e| crate::error::Error::runtime(e.to_string()))?;
         // A null predicate drops the row, as in SQL.
         let keep = match arrow_array::Array::null_count(&keep) {
             0 => keep,
@@ -77,7 +77,7 @@ impl MapTransform for Filter {
                     0 => keep,
                     _ => arrow_select::filter::prep_null_mask_filter(&keep),
                 })
-                .map_err(|e| crate::error::Error::runtime(format!("filter: {e}"))),
+                .map_err(|e| crate::error::Error::runtime(e.to_string())),
         )
     }
 

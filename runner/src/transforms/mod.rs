@@ -83,6 +83,11 @@ pub trait MapTransform: Send + Sync {
     fn describe(&self) -> Option<String> {
         None
     }
+    /// What the run's warnings say about the rows the stage left out (`parse_json` with
+    /// `on_error: skip`), one sentence each.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Whether `finish` may return rows (a stateful plugin): the plan says so.
     fn needs_finish(&self) -> bool {
         false

@@ -17,7 +17,8 @@ use crate::sources::records::{ColumnSpec, Format, OnError, RecordDecoder};
 
 /// Reads a text column of JSON objects (a socket's lines, say) into typed columns, as the file
 /// source's `format: jsonl` does; the text column is replaced by them. Nested fields by dotted
-/// path (`account.acct`).
+/// path (`account.acct`). A null value gives null columns (as Spark's `from_json`), a bad row
+/// when one of them is required.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParseJsonConfig {
@@ -73,7 +74,9 @@ impl BuildTransform for ParseJsonConfig {
                 decoder,
                 on_error: self.on_error,
                 output,
+                column_name: self.column.clone(),
                 skipped: AtomicU64::new(0),
+                first_skipped: std::sync::Mutex::new(None),
             })),
         })
     }
@@ -85,15 +88,37 @@ pub struct ParseJson {
     decoder: RecordDecoder,
     on_error: OnError,
     output: SchemaRef,
+    column_name: String,
     skipped: AtomicU64,
+    /// Why the first row skipped was (in the order batches were read).
+    first_skipped: std::sync::Mutex<Option<String>>,
 }
 
 impl MapTransform for ParseJson {
+    fn warnings(&self) -> Vec<String> {
+        let skipped = self.skipped.load(Ordering::Relaxed);
+        if skipped == 0 {
+            return Vec::new();
+        }
+        let first = self
+            .first_skipped
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+            .unwrap_or_default();
+        vec![format!(
+            "{} row(s) whose `{}` could not be read were skipped (the first: {first})",
+            crate::data::group_digits(skipped),
+            self.column_name
+        )]
+    }
+
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let text = batch.column(self.column).as_string::<i32>();
         // One object per line for the reader: line breaks in a value become spaces (JSON's
-        // whitespace between tokens); a null or blank value is given as `!`, a bad record at
-        // its row, told as what it is.
+        // whitespace between tokens). A null is an object without fields (its columns null,
+        // as Spark's `from_json(null)` gives; a required one makes the row bad); a blank value
+        // is given as `!`, a bad record at its row, told as what it is.
         let mut bytes = Vec::with_capacity(text.value_data().len() + text.len());
         for value in text.iter() {
             match value {
@@ -103,27 +128,34 @@ impl MapTransform for ParseJson {
                             .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
                     )
                 }
-                _ => bytes.push(b'!'),
+                None => bytes.extend_from_slice(b"{}"),
+                Some(_) => bytes.push(b'!'),
             }
             bytes.push(b'\n');
         }
         let (batches, bad) = self.decoder.decode(&bytes).map_err(Error::runtime)?;
         if let Some(first) = bad.first() {
             let said = match text.is_valid(first.line).then(|| text.value(first.line)) {
-                None => "the value is null".to_owned(),
+                None => format!("the value is null ({})", first.reason),
                 Some(v) if v.trim().is_empty() => "the value is blank".to_owned(),
                 Some(v) => format!("{} in \"{}\"", first.reason, crate::error::shortened(v)),
             };
             if self.on_error == OnError::Fail {
                 return Err(Error::runtime(format!(
-                    "a value is not a JSON object this step can read: {said} (`on_error: skip` leaves such rows out)"
+                    "parse_json: a value of `{}` cannot be read: {said} (`on_error: skip` leaves such rows out)",
+                    self.column_name
                 )));
             }
             self.skipped.fetch_add(bad.len() as u64, Ordering::Relaxed);
-            tracing::warn!(
-                "parse_json: {} row(s) skipped; the first: {said}",
-                bad.len()
-            );
+            let mut first_skipped = self
+                .first_skipped
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if first_skipped.is_none() {
+                // Said once as it happens (a stream runs long); the count comes at the end.
+                tracing::warn!("parse_json: a row was skipped: {said}");
+                *first_skipped = Some(said);
+            }
         }
         let parsed = arrow_select::concat::concat_batches(&self.decoder.schema(), &batches)
             .map_err(|e| Error::runtime(e.to_string()))?;
@@ -205,6 +237,36 @@ mod tests {
         let blank = crate::data::text_batch("line", ["  "]);
         let err = map.apply(&blank).unwrap_err().to_string();
         assert!(err.contains("the value is blank"), "{err}");
+        // Skipped rows are counted in the run's warnings, with the first reason.
+        let skipping = build(&format!("{{columns: {columns}, on_error: skip}}")).unwrap();
+        let StageKind::Map(skipping) = &skipping.kind else {
+            panic!()
+        };
+        skipping.apply(&input).unwrap();
+        assert_eq!(
+            skipping.warnings(),
+            ["2 row(s) whose `line` could not be read were skipped (the first: the line is not a JSON object (JSON lines hold one object per line) in \"not json\")"]
+        );
+        // A null is read as an object without fields: null columns, when they may be.
+        let nulls: RecordBatch = RecordBatch::try_from_iter([(
+            "line",
+            Arc::new(arrow_array::StringArray::from(vec![
+                None,
+                Some(r#"{"x":"a"}"#),
+            ])) as arrow_array::ArrayRef,
+        )])
+        .unwrap();
+        let optional = build("{columns: {x: text?}}").unwrap();
+        assert_eq!(texts(&run(&optional, nulls.clone()), "x"), ["", "a"]);
+        let required = build("{columns: {x: text}}").unwrap();
+        let StageKind::Map(required) = &required.kind else {
+            panic!()
+        };
+        let err = required.apply(&nulls).unwrap_err().to_string();
+        assert!(
+            err.contains("parse_json: a value of `line` cannot be read: the value is null (the required field `x` is missing"),
+            "{err}"
+        );
         // Pretty-printed JSON is JSON: its line breaks are whitespace.
         let pretty = crate::data::text_batch(
             "line",

@@ -84,13 +84,13 @@ impl MapTransform for Select {
             .iter()
             .map(|e| e.evaluate(batch))
             .collect::<Result<Vec<_>, String>>()
-            .map_err(|e| Error::runtime(format!("select: {e}")))?;
+            .map_err(|e| Error::runtime(e.to_string()))?;
         RecordBatch::try_new_with_options(
             self.output.clone(),
             columns,
             &arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
         )
-        .map_err(|e| Error::runtime(format!("select: {e}")))
+        .map_err(|e| Error::runtime(e.to_string()))
     }
 
     fn spark(

@@ -72,14 +72,14 @@ impl MapTransform for WithColumn {
         let value = self
             .expr
             .evaluate(batch)
-            .map_err(|e| Error::runtime(format!("with_column: {e}")))?;
+            .map_err(|e| Error::runtime(e.to_string()))?;
         let mut columns = batch.columns().to_vec();
         match self.position {
             Some(i) => columns[i] = value,
             None => columns.push(value),
         }
         RecordBatch::try_new(self.output.clone(), columns)
-            .map_err(|e| Error::runtime(format!("with_column: {e}")))
+            .map_err(|e| Error::runtime(e.to_string()))
     }
 
     fn spark(

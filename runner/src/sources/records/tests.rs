@@ -202,7 +202,48 @@ fn records_that_cannot_be_read_do_not_stop_or_sway_the_inference() {
     let none = infer_columns(Format::Jsonl, b"[1]\n{\"a\":", b',').unwrap_err();
     assert_eq!(
         none,
-        "cannot infer the columns: the first lines hold no JSON object (line 1: not a JSON object)"
+        "cannot infer the columns: no JSON object among the first lines could be read (line 1: not a JSON object)"
+    );
+}
+
+#[test]
+fn json_columns_are_inferred_as_the_readers_can_read_them() {
+    let types = |head: &[u8]| -> Vec<(String, ValueType)> {
+        infer_columns(Format::Jsonl, head, b',')
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.name, c.value_type))
+            .collect()
+    };
+    let t = |name: &str, value_type| (name.to_owned(), value_type);
+    // Integers then floats, wide integers, timestamps as strings, mixed kinds, late fields.
+    assert_eq!(
+        types(b"{\"i\":1,\"f\":1,\"w\":5,\"at\":\"2024-05-01T12:00:00Z\",\"m\":true}\n{\"f\":2.5,\"w\":9223372036854775808,\"m\":1,\"late\":null}\n"),
+        [
+            t("i", ValueType::Integer),
+            t("f", ValueType::Float),
+            t("w", ValueType::Text),
+            t("at", ValueType::Text),
+            t("m", ValueType::Text),
+            t("late", ValueType::Text)
+        ]
+    );
+    // A flattened key and the nested field it names are one column; what no type reads is
+    // left out: arrays of objects or arrays, an object in some lines and a value in others, a
+    // flattened key under a value.
+    assert_eq!(
+        types(b"{\"log.level\":\"info\",\"log\":{\"level\":\"x\"},\"objs\":[{\"z\":1}],\"deep\":[[1]],\"tags\":[\"a\",1,null],\"o\":{\"k\":1},\"msg\":\"hi\",\"msg.len\":2}\n{\"o\":5}\n"),
+        [
+            t("log.level", ValueType::Text),
+            t("tags", ValueType::TextList),
+            t("o.k", ValueType::Integer),
+            t("msg", ValueType::Text)
+        ]
+    );
+    let err = infer_columns(Format::Jsonl, b"{}\n{\"a\":[[1]]}\n", b',').unwrap_err();
+    assert_eq!(
+        err,
+        "cannot infer the columns: the first lines' objects hold no field that can be read (`a` (arrays of arrays or objects))"
     );
 }
 
@@ -580,7 +621,8 @@ fn json_that_is_not_standard_or_loses_a_fraction_is_a_bad_line() {
     );
     let reasons: Vec<(usize, &str)> = bad.iter().map(|b| (b.line, b.reason.as_str())).collect();
     assert_eq!(reasons.len(), 5, "{reasons:?}");
-    assert_eq!(reasons[0], (1, "`n`: \"2.5\" is not an integer"));
+    // A number is told without quotes, a string holding it with them.
+    assert_eq!(reasons[0], (1, "`n`: 2.5 is not an integer"));
     for (line, reason) in &reasons[1..4] {
         assert!(reason.starts_with("not valid JSON: "), "{line}: {reason}");
     }
