@@ -282,3 +282,39 @@ fn each_epoch_fed_to_a_stream_of_csv_files_is_a_file_with_its_header() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_test_feeds_a_parquet_file_to_a_parquet_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = arrow_array::RecordBatch::try_from_iter([(
+        "n",
+        std::sync::Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3])) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let file = std::fs::File::create(dir.path().join("x.parquet")).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    write(
+        dir.path(),
+        "p.yaml",
+        "name: p\nsource: {type: file, path: data.parquet, format: parquet}\ntransforms:\n  - {type: aggregate, aggs: {total: sum(n)}}\nsinks:\n  - {type: stdout}\n",
+    );
+    let tests = write(
+        dir.path(),
+        "p.test.yaml",
+        "pipeline: p.yaml\ntests:\n  - name: sums\n    input: {file: x.parquet}\n    expect: [{rows: [[6]]}]\n",
+    );
+    let out = runner()
+        .args(["test", tests.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("sums ... ok"), "{stdout}");
+}

@@ -53,7 +53,8 @@ pub struct Input {
     /// `mastodon` or `replay` source: `{id, created_at, tags, ...}`).
     #[serde(default)]
     pub jsonl: Option<Vec<serde_json::Value>>,
-    /// A file read in place of the source's input, relative to the test file.
+    /// A file read in place of the source's input, relative to the test file (read as the
+    /// source reads its own: a Parquet file for `format: parquet`).
     #[serde(default)]
     pub file: Option<PathBuf>,
     /// A stream's input, epoch by epoch: each a list of lines or records (for a stream of
@@ -368,13 +369,29 @@ fn run_case(base: &Path, pipeline: &Path, case: &TestCase) -> Result<Vec<String>
             Input {
                 file: Some(file), ..
             },
-        ) => {
+        ) if streaming => {
             let path = base.join(file);
             let text = std::fs::read_to_string(&path).map_err(|source| Error::Input {
                 path: path.clone(),
                 source,
             })?;
             vec![text.lines().map(str::to_owned).collect()]
+        }
+        // A batch run reads the file itself, as its source reads it (a Parquet file too).
+        (
+            false,
+            Input {
+                file: Some(file), ..
+            },
+        ) => {
+            let path = base.join(file);
+            if !path.is_file() {
+                return Err(Error::Input {
+                    path,
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                });
+            }
+            Vec::new()
         }
         _ => return Err(Error::invalid("`input` is empty")),
     };
