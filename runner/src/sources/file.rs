@@ -1145,8 +1145,13 @@ impl FileSource {
                 // The last line is too long to hold: drop it (its owner is this piece, the
                 // check above makes sure), and count it once.
                 if self.fails_on_long_records() {
+                    // The line's number costs a count of the newlines before it: done only
+                    // here, as the run stops.
+                    let line_offset = from + line_start as u64;
+                    let line = lines_before(&piece.file, line_offset).map(|n| n + 1);
                     return Err(long_record(
                         &piece.path.display().to_string(),
+                        line,
                         self.max_line_bytes,
                     ));
                 }
@@ -1326,7 +1331,11 @@ impl Iterator for LineMorsels {
             if buffer.len() > self.max_line_bytes {
                 if self.fail_on_long {
                     self.done = true;
-                    return Some(Err(long_record(&self.origin, self.max_line_bytes)));
+                    return Some(Err(long_record(
+                        &self.origin,
+                        Some(self.next_line + 1),
+                        self.max_line_bytes,
+                    )));
                 }
                 self.lines.long_line(|| self.origin.to_string());
                 self.skipping = true;
@@ -1337,10 +1346,28 @@ impl Iterator for LineMorsels {
 }
 
 /// A record too long to hold, under `on_error: fail`.
-fn long_record(origin: &str, max_line_bytes: usize) -> Error {
+fn long_record(origin: &str, line: Option<u64>, max_line_bytes: usize) -> Error {
+    let line = line.map_or(String::new(), |n| format!(" line {n}"));
     Error::runtime(format!(
-        "{origin}: a record is longer than max_line_bytes ({max_line_bytes} bytes); raise `max_line_bytes`, or `on_error: skip` leaves such records out"
+        "{origin}{line}: a record is longer than max_line_bytes ({max_line_bytes} bytes); raise `max_line_bytes`, or `on_error: skip` leaves such records out"
     ))
+}
+
+/// How many newlines `file` holds before byte `offset` (`None` when it cannot be read).
+fn lines_before(file: &std::fs::File, offset: u64) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buffer = vec![0u8; 1 << 20];
+    let (mut at, mut lines) = (0u64, 0u64);
+    while at < offset {
+        let wanted = (offset - at).min(buffer.len() as u64) as usize;
+        let read = file.read_at(&mut buffer[..wanted], at).ok()?;
+        if read == 0 {
+            return None;
+        }
+        lines += memchr::memchr_iter(b'\n', &buffer[..read]).count() as u64;
+        at += read as u64;
+    }
+    Some(lines)
 }
 
 /// Reads until `buffer` is full or the input ends; returns the bytes read and whether it ended.
@@ -1446,7 +1473,7 @@ mod tests {
         assert_eq!(read("skip").unwrap(), ["1", "3"]);
         let err = read("fail").unwrap_err().to_string();
         assert!(
-            err.contains("a record is longer than max_line_bytes"),
+            err.contains("long.csv line 3: a record is longer than max_line_bytes"),
             "{err}"
         );
     }
