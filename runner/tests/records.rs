@@ -357,6 +357,18 @@ fn a_parquet_folder_passes_hidden_files_by_and_reads_optional_columns_a_file_lac
             "{path}"
         );
     }
+    // A Parquet file read without `format: parquet` is named as one.
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: in/p1.parquet}\nsinks:\n  - {type: stdout}\n",
+    );
+    let (code, _, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("p1.parquet is a Parquet file: add `format: parquet`"),
+        "{stderr}"
+    );
     // A required column a file lacks is named, with the way to read it as null.
     let pipeline = write(
         dir.path(),

@@ -180,6 +180,13 @@ impl BuildSource for FileSourceConfig {
         if self.format == Format::Parquet {
             return super::parquet::build(self, path);
         }
+        if let Some(first) = first_file(&path).filter(|f| starts_with(f, b"PAR1")) {
+            return Err(format!(
+                "{} is a Parquet file: add `format: parquet` (it would be read as {})",
+                escape_path(&first),
+                self.format.name()
+            ));
+        }
         let delimiter = csv_delimiter(self.delimiter)?;
         let lines = Arc::new(super::LineCounts::default());
         let records = match self.format {
@@ -383,6 +390,15 @@ fn files_named(path: &Path) -> Vec<PathBuf> {
     };
     files.sort();
     files
+}
+
+/// Whether the file at `path` starts with `magic` (`false` when it cannot be read).
+fn starts_with(path: &Path, magic: &[u8]) -> bool {
+    let mut start = vec![0u8; magic.len()];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut start))
+        .is_ok()
+        && start == magic
 }
 
 /// Up to `limit` bytes from the start of `path`, cut after the last whole line.
