@@ -641,6 +641,22 @@ fn the_page_shows_large_ids_small_and_negative_numbers_exactly_and_a_streams_las
     let (code, stderr) = run.stop();
     assert_eq!(code, Some(0), "{}", stderr.join("\n"));
 
+    // A run that failed says so where its result would be.
+    write(dir.path(), "bad.csv", "id,v\nx,1\n");
+    let failing = write(
+        dir.path(),
+        "f.yaml",
+        "name: failing\nsource: {type: file, path: bad.csv, format: csv, columns: {id: integer, v: float}}\nsinks:\n  - {type: csv, path: failed.csv}\n",
+    );
+    let mut run = Run::start(&failing, &["--ui", "127.0.0.1:0", "--ui-linger", "10m"]);
+    run.wait_line(|l| l.starts_with("the live page stays up for 10m"));
+    let mut browser = Browser::open(&run.url);
+    browser.wait_for("document.getElementById('state').dataset.state === 'failed'");
+    browser.wait_for("document.getElementById('rows-shown').textContent.startsWith('No result: the run failed: ')");
+    drop(browser);
+    let (code, stderr) = run.stop();
+    assert_eq!(code, Some(1), "{}", stderr.join("\n"));
+
     // A stream stopped without linger: its page shows it stopped, not running for ever.
     std::fs::create_dir(dir.path().join("in")).unwrap();
     write(&dir.path().join("in"), "1.csv", "id,v\n1,2\n");

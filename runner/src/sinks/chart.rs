@@ -255,9 +255,11 @@ impl ChartSink {
 
     fn draw(&self, path: &Path, bars: &[Bar], window: Option<(i64, i64)>) -> Result<()> {
         let mut title = caption(&self.spec.title, self.epoch);
-        if let Some((start, end)) = window {
-            title = title.replace("{window}", &window_caption(start, end));
-        }
+        title = match window {
+            Some((start, end)) => title.replace("{window}", &window_caption(start, end)),
+            // No window has rows yet: not the placeholder itself.
+            None => title.replace("{window}", "(no window yet)"),
+        };
         let spec = ChartSpec {
             title,
             ..self.spec.clone()

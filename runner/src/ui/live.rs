@@ -734,9 +734,13 @@ impl ResultSnapshot {
         let chart = self.chart.as_ref().map(|choice| {
             let (bars, window) = choice.bars(&self.batches);
             let mut title = crate::sinks::chart::caption(&choice.title, self.epoch.unwrap_or(0));
-            if let Some((start, end)) = window {
-                title = title.replace("{window}", &crate::sinks::chart::window_caption(start, end));
-            }
+            title = match window {
+                Some((start, end)) => {
+                    title.replace("{window}", &crate::sinks::chart::window_caption(start, end))
+                }
+                // No window has rows yet: not the placeholder itself.
+                None => title.replace("{window}", "(no window yet)"),
+            };
             let count = bars.len();
             json!({
                 "title": title,

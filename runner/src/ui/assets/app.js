@@ -102,6 +102,7 @@ function showState(state) {
   if (page.run) Object.assign(page.run, state);
   page.runSeen = performance.now();
   tickElapsed();
+  if (page.result) drawTable();
 }
 
 function showRun(run) {
@@ -270,6 +271,10 @@ function drawTable() {
   if (needle) note += ` (${fmt(rows.length)} match)`;
   if (result.truncated) note += "; the table holds the first rows, the CSV has all";
   if (result.rows_no_longer_held) note += `; ${fmt(result.rows_no_longer_held)} earlier rows no longer held`;
+  // A run that failed before it had a result says so where the result would be.
+  if (page.run && page.run.state === "failed" && result.total_rows === 0) {
+    note = `No result: the run failed${page.run.error ? `: ${visible(page.run.error)}` : ""}`;
+  }
   $("rows-shown").textContent = note;
 }
 
