@@ -865,9 +865,11 @@ impl Subscriber for LiveFeed {
                     let mut inner = live.lock();
                     inner.output_rows += rows.0.num_rows() as u64;
                     inner.result.apply(*epoch, change, &rows.0);
+                    // The rows this epoch wrote (in update mode the table also holds rows
+                    // replaced since, until they are let go: not a count to show).
                     json!({
                         "epoch": epoch,
-                        "rows": inner.result.held,
+                        "rows": rows.0.num_rows(),
                         "change": change,
                     })
                 };
