@@ -311,7 +311,14 @@ fn epoch_decimal_micros(text: &str) -> Option<Option<i64>> {
     } else if whole < 100_000_000_000_000_000 {
         (1, 0)
     } else {
-        return Some(Some(whole / 1_000).map(|m| if negative { -m } else { m }));
+        // Nanoseconds floored, as `epoch_integer_micros` floors them.
+        let rest = whole % 1_000 != 0 || fraction.bytes().any(|b| b != b'0');
+        let micros = whole / 1_000;
+        return Some(Some(match (negative, rest) {
+            (true, true) => -micros - 1,
+            (true, false) => -micros,
+            (false, _) => micros,
+        }));
     };
     let mut part = 0i64;
     for place in 0..kept {
@@ -355,6 +362,15 @@ pub fn epoch_integer_micros(n: i64) -> Option<i64> {
 pub fn epoch_number_micros(n: f64) -> Option<i64> {
     if !n.is_finite() {
         return None;
+    }
+    // Decided on the float's shortest digits (`1.000001`, not 1.000001 × 10^6 =
+    // 1000000.9999999999 cut to 1000000), as a text number is.
+    let digits = n.to_string();
+    if let Ok(whole) = digits.parse::<i64>() {
+        return epoch_integer_micros(whole);
+    }
+    if let Some(micros) = epoch_decimal_micros(&digits) {
+        return micros;
     }
     let magnitude = n.abs();
     let micros = if magnitude < 1e11 {

@@ -641,6 +641,25 @@ fn the_page_shows_large_ids_small_and_negative_numbers_exactly_and_a_streams_las
     let (code, stderr) = run.stop();
     assert_eq!(code, Some(0), "{}", stderr.join("\n"));
 
+    // An empty result with a chart: no bars, no hang.
+    let empty = write(
+        dir.path(),
+        "e.yaml",
+        "name: empty\nsource: {type: file, path: in.csv, format: csv, columns: {id: integer, v: float}}\ntransforms:\n  - {type: filter, where: v > 100}\n  - {type: with_column, name: label, expr: \"cast(id as text)\"}\n  - {type: select, columns: [label, v]}\nsinks:\n  - {type: csv, path: empty.csv}\n",
+    );
+    let mut run = Run::start(&empty, &["--ui", "127.0.0.1:0", "--ui-linger", "10m"]);
+    run.wait_line(|l| l.starts_with("the live page stays up for 10m"));
+    let mut browser = Browser::open(&run.url);
+    browser.wait_for("document.getElementById('rows-shown').textContent === '0 of 0 rows'");
+    let grid = browser.wait_for("String(document.querySelectorAll('#chart line.grid').length)");
+    assert!(
+        grid.as_str().unwrap().parse::<usize>().unwrap() <= 12,
+        "{grid}"
+    );
+    drop(browser);
+    let (code, stderr) = run.stop();
+    assert_eq!(code, Some(0), "{}", stderr.join("\n"));
+
     // A run that failed says so where its result would be.
     write(dir.path(), "bad.csv", "id,v\nx,1\n");
     let failing = write(
@@ -669,10 +688,25 @@ fn the_page_shows_large_ids_small_and_negative_numbers_exactly_and_a_streams_las
     let mut browser = Browser::open(&run.url);
     browser.wait_for("document.getElementById('state').dataset.state === 'running'");
     browser.wait_for("document.getElementById('connection').textContent === 'live'");
-    run.wait_line(|l| l.contains("epoch 0"));
+    // More files, one epoch each, some while the page loads.
+    for file in 2..=4 {
+        let previous = format!("epoch {}:", file - 2);
+        run.wait_line(|l| l.starts_with(&previous));
+        write(
+            &dir.path().join("in"),
+            &format!("{file}.csv"),
+            "id,v\n1,2\n",
+        );
+    }
+    run.wait_line(|l| l.starts_with("epoch 3:"));
     let (code, stderr) = run.stop();
     assert_eq!(code, Some(0), "{}", stderr.join("\n"));
     browser.wait_for("document.getElementById('state').dataset.state === 'stopped'");
+    // Every epoch once, in order, whether it came as an event or in the first fetch.
+    let ids = browser.wait_for("JSON.stringify(page.epochs.map(e => e.batchId))");
+    let ids: Vec<u64> = serde_json::from_str(ids.as_str().unwrap()).unwrap();
+    assert!(ids.len() >= 4, "{ids:?}");
+    assert_eq!(ids, (0..ids.len() as u64).collect::<Vec<_>>());
 }
 
 #[test]

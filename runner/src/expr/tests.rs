@@ -546,6 +546,15 @@ fn epoch_numbers_are_told_apart_by_size_and_stay_in_years_1_to_9999() {
     assert_eq!(parse("1.5e9"), Some(1_500_000_000_000_000));
     assert_eq!(parse("."), None);
     assert_eq!(parse("1.2.3"), None);
+    // Nanoseconds are floored, written as an integer or with a fraction.
+    assert_eq!(parse("-100000000000000001"), Some(-100_000_000_000_001));
+    assert_eq!(parse("-100000000000000001.0"), Some(-100_000_000_000_001));
+    assert_eq!(parse("-100000000000000000.5"), Some(-100_000_000_000_001));
+    assert_eq!(parse("-100000000000000000.0"), Some(-100_000_000_000_000));
+    // A float is decided on its shortest digits, as the text it prints as.
+    assert_eq!(crate::data::epoch_number_micros(1.000001), Some(1_000_001));
+    assert_eq!(crate::data::epoch_number_micros(-1.5), Some(-1_500_000));
+    assert_eq!(crate::data::epoch_number_micros(1e300), None);
 }
 
 #[test]

@@ -62,8 +62,19 @@ fn is_list(from: &DataType) -> bool {
     match from {
         D::List(item) | D::LargeList(item) | D::FixedSizeList(item, _) => {
             let item = item.data_type();
+            // Not times (Arrow would write them its own way) nor bytes (an item that is not
+            // UTF-8 would turn null unseen).
             !item.is_nested()
-                && !matches!(item, D::Timestamp(..) | D::Date32 | D::Date64)
+                && !matches!(
+                    item,
+                    D::Timestamp(..)
+                        | D::Date32
+                        | D::Date64
+                        | D::Binary
+                        | D::LargeBinary
+                        | D::BinaryView
+                        | D::FixedSizeBinary(_)
+                )
                 && convertible(item, ValueType::Text)
         }
         _ => false,
@@ -134,7 +145,8 @@ fn convert(column: &ArrayRef, to: &DataType, spec: &ColumnSpec) -> Result<Conver
             };
             Arc::new(micros.with_timezone("UTC"))
         }
-        ValueType::Timestamp if is_text => {
+        // Decimals too: decided on their digits, not through a float.
+        ValueType::Timestamp if is_text || from.is_decimal() => {
             let text = arrow_cast::cast(column, &DataType::Utf8).map_err(|e| e.to_string())?;
             let micros: arrow_array::TimestampMicrosecondArray = text
                 .as_string::<i32>()
@@ -422,8 +434,9 @@ pub struct ParquetSource {
     /// Each file's place in the order `open` took them.
     file_order: std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>,
     /// Each file's footer, read once by `open` (a file of thousands of row groups would
-    /// otherwise have its footer read again for each one).
-    footers: std::sync::Mutex<std::collections::HashMap<Arc<str>, ArrowReaderMetadata>>,
+    /// otherwise have its footer read again for each one), with its row groups not yet
+    /// decoded: it is let go with its last one.
+    footers: std::sync::Mutex<std::collections::HashMap<Arc<str>, (ArrowReaderMetadata, usize)>>,
 }
 
 impl ParquetSource {
@@ -536,7 +549,9 @@ impl BatchSource for ParquetSource {
             let count = footer.metadata().num_row_groups();
             let origin: Arc<str> = path.display().to_string().into();
             order.insert(origin.clone(), index);
-            footers.insert(origin.clone(), footer);
+            if count > 0 {
+                footers.insert(origin.clone(), (footer, count));
+            }
             groups.extend((0..count as u64).map(|g| (origin.clone(), g)));
         }
         Ok(Morsels::Indexed {
@@ -557,13 +572,21 @@ impl BatchSource for ParquetSource {
             return Err(Error::runtime("a Parquet morsel names its row group"));
         };
         let path = Path::new(&*morsel.origin);
-        let footer = self
-            .footers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&morsel.origin)
-            .cloned()
-            .ok_or_else(|| Error::runtime("a Parquet morsel of a file not opened"))?;
+        let footer = {
+            let mut footers = self
+                .footers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let (footer, left) = footers
+                .get_mut(&morsel.origin)
+                .ok_or_else(|| Error::runtime("a Parquet morsel of a file not opened"))?;
+            let footer = footer.clone();
+            *left -= 1;
+            if *left == 0 {
+                footers.remove(&morsel.origin);
+            }
+            footer
+        };
         let file = std::fs::File::open(path).map_err(|source| Error::Input {
             path: path.to_path_buf(),
             source,

@@ -1383,15 +1383,42 @@ fn infer_json_columns(head: &[u8]) -> Result<Vec<ColumnSpec>, String> {
     }
     let mut columns = Vec::new();
     let mut left_out = Vec::new();
+    // Paths that hold a value in some line: a path below one is a flattened key the readers
+    // would look for inside that value. Paths left out take the paths below them along.
+    let holds_value = |at: &SeenAt| {
+        at.boolean
+            || at.integer
+            || at.wide_integer
+            || at.float
+            || at.string
+            || at.list
+            || at.nested_list
+    };
+    let mut gone: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (path, at) in &seen {
+        // The nearest path above this one that holds a value or was left out (looked up by
+        // each dotted prefix: linear in the paths, whatever their number).
+        let above = path
+            .match_indices('.')
+            .map(|(i, _)| &path[..i])
+            .find(|prefix| gone.contains(prefix) || seen.get(*prefix).is_some_and(&holds_value));
+        if let Some(prefix) = above {
+            left_out.push(format!(
+                "`{path}` (below `{prefix}`, which holds a value in some lines)"
+            ));
+            gone.insert(path);
+            continue;
+        }
         let value = at.boolean || at.integer || at.wide_integer || at.float || at.string;
         let value_type = if at.nested_list {
             left_out.push(format!("`{path}` (arrays of arrays or objects)"));
+            gone.insert(path);
             continue;
         } else if at.object && (value || at.list) {
             left_out.push(format!(
                 "`{path}` (an object in some lines, a value in others)"
             ));
+            gone.insert(path);
             continue;
         } else if at.object {
             // Its fields are columns of their own.
@@ -1400,6 +1427,7 @@ fn infer_json_columns(head: &[u8]) -> Result<Vec<ColumnSpec>, String> {
             left_out.push(format!(
                 "`{path}` (an array in some lines, a value in others)"
             ));
+            gone.insert(path);
             continue;
         } else if at.list {
             ValueType::TextList
@@ -1414,25 +1442,6 @@ fn infer_json_columns(head: &[u8]) -> Result<Vec<ColumnSpec>, String> {
         } else {
             ValueType::Text
         };
-        // A flattened key under another column's value (`msg` and `msg.len`): the readers
-        // read `msg.len` as a field of `msg`, which is not an object.
-        let under_a_value = columns.iter().any(|c: &ColumnSpec| {
-            path.strip_prefix(c.name.as_str())
-                .is_some_and(|rest| rest.starts_with('.'))
-        }) || seen.iter().any(|(other, o)| {
-            !o.object
-                && other != path
-                && path
-                    .strip_prefix(other.as_str())
-                    .is_some_and(|rest| rest.starts_with('.'))
-        });
-        if under_a_value {
-            left_out.push(format!(
-                "`{path}` (a key under `{}`, which holds a value)",
-                path.split('.').next().unwrap_or(path)
-            ));
-            continue;
-        }
         columns.push(ColumnSpec {
             name: path.clone(),
             value_type,

@@ -236,7 +236,6 @@ fn json_columns_are_inferred_as_the_readers_can_read_them() {
         [
             t("log.level", ValueType::Text),
             t("tags", ValueType::TextList),
-            t("o.k", ValueType::Integer),
             t("msg", ValueType::Text)
         ]
     );

@@ -186,11 +186,13 @@ function drawChart(chart) {
   const [W, H] = [800, 360];
   const left = 56, right = 12, top = 22, bottom = 96;
   const plotW = W - left - right, plotH = H - top - bottom;
-  const values = bars.map((b) => Number(b.value));
-  const max = Math.max(0, ...values);
+  const values = bars.map((b) => Number(b.value)).filter(Number.isFinite);
+  let max = Math.max(0, ...values);
   const min = Math.min(0, ...values);
-  const step = niceStep(Math.max(max - min, 1e-9) / 5);
-  const ceiling = max > 0 || min === 0 ? Math.max(Math.ceil(max / step) * step, min === 0 && max === 0 ? 1 : 0) : 0;
+  // No bars or only zeros: an axis from 0 to 1 (a span of 0 would give a step of 0).
+  if (max === min) max = 1;
+  const step = niceStep((max - min) / 5);
+  const ceiling = Math.ceil(max / step) * step;
   const floor = Math.floor(min / step) * step;
   const y = (v) => top + plotH - ((v - floor) / (ceiling - floor)) * plotH;
   for (let v = floor; v <= ceiling + step / 2; v += step) {
@@ -308,7 +310,7 @@ async function refreshResult() {
 function addEpoch(progress) {
   // One already fetched (an event and a fetch can both bring it) is not added twice.
   const last = page.epochs[page.epochs.length - 1];
-  if (last && last.epoch >= progress.epoch) return;
+  if (last && last.batchId >= progress.batchId) return;
   page.epochs.push(progress);
   if (page.epochs.length > 1000) page.epochs.shift();
 }
@@ -375,8 +377,8 @@ async function resync() {
     const [run, epochs] = await Promise.all([getJson("api/run"), getJson("api/epochs")]);
     showRun(run);
     // Epochs that arrived as events while this was fetched are kept (by their number).
-    const known = new Set(epochs.map((e) => e.epoch));
-    page.epochs = epochs.concat(page.epochs.filter((e) => !known.has(e.epoch) && e.epoch > (epochs.length ? epochs[epochs.length - 1].epoch : -1)));
+    const newest = epochs.length ? epochs[epochs.length - 1].batchId : -1;
+    page.epochs = epochs.concat(page.epochs.filter((e) => e.batchId > newest));
     drawPlots();
     await refreshResult();
   } catch (e) {
