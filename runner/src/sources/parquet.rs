@@ -258,6 +258,12 @@ fn convert(column: &ArrayRef, to: &DataType, spec: &ColumnSpec) -> Result<Conver
     for row in (0..column.len()).filter(|&r| column.is_valid(r)) {
         let why = if converted.is_null(row) {
             match from {
+                _ if spec.value_type == ValueType::Timestamp && is_time => {
+                    " (out of the timestamps' range, years 1 to 9999)"
+                }
+                _ if spec.value_type == ValueType::Timestamp && !is_text => {
+                    " (an epoch number in the years 1 to 9999)"
+                }
                 _ if spec.value_type == ValueType::Timestamp => {
                     " (RFC 3339, ISO 8601, or an epoch number; years 1 to 9999)"
                 }
@@ -326,6 +332,21 @@ fn check_range(column: ArrayRef, spec: &ColumnSpec) -> Result<Converted, String>
 
 /// A value for a message: texts quoted, cut short, control characters escaped.
 fn shown_value(column: &dyn Array, row: usize) -> String {
+    if let DataType::Timestamp(unit, _) = column.data_type() {
+        // A time Arrow cannot print (past the years chrono holds): its number, with its unit.
+        if let Ok(numbers) = arrow_cast::cast(column, &DataType::Int64) {
+            let number = numbers
+                .as_primitive::<arrow_array::types::Int64Type>()
+                .value(row);
+            let unit = match unit {
+                TimeUnit::Second => "seconds",
+                TimeUnit::Millisecond => "milliseconds",
+                TimeUnit::Microsecond => "microseconds",
+                TimeUnit::Nanosecond => "nanoseconds",
+            };
+            return format!("{number} {unit} since 1970");
+        }
+    }
     let options = arrow_cast::display::FormatOptions::default();
     let text = match arrow_cast::display::ArrayFormatter::try_new(column, &options) {
         Ok(formatter) => formatter.value(row).to_string(),
