@@ -162,6 +162,9 @@ impl RecordDecoder {
             // Arrow's JSON reader cuts 2.5 to 2 for an integer column: the number is read as
             // written and `exact_integers` decides.
             ValueType::Integer if format == Format::Jsonl => DataType::Utf8,
+            // Arrow's reader takes `+5`, `012` or `1.5 ` in a string as a float: the number is
+            // read as written and `json_floats` decides, as it decides integers.
+            ValueType::Float if format == Format::Jsonl => DataType::Utf8,
             // A CSV field holds a list as the sinks write it: a JSON array (`["a b",null]`).
             ValueType::TextList if format == Format::Csv => DataType::Utf8,
             other => other.data_type(),
@@ -505,6 +508,7 @@ impl RecordDecoder {
                     let column = flat_column(&read, &c.name)?;
                     match c.value_type {
                         ValueType::Integer => exact_integers(&column, &c.name),
+                        ValueType::Float => json_floats(&column, &c.name),
                         _ => Ok(column),
                     }
                 })
@@ -960,6 +964,56 @@ fn exact_integers(text: &ArrayRef, name: &str) -> Result<ArrayRef, String> {
         });
     }
     Ok(Arc::new(arrow_array::Int64Array::from(values)))
+}
+
+/// Floats as JSON writes them (and strings holding them, or Spark's words for the values JSON
+/// has no number for: `NaN`, `Infinity`, `-Infinity`, `+INF`, `-INF`); anything else (`+5`,
+/// `012`, `1.5 `) is an error. Parsed by the parser Arrow's reader and the plain reader use.
+fn json_floats(text: &ArrayRef, name: &str) -> Result<ArrayRef, String> {
+    let text = text.as_string::<i32>();
+    let mut values = Vec::with_capacity(text.len());
+    for value in text.iter() {
+        values.push(match value {
+            None => None,
+            Some(written) => Some(json_float(written).ok_or_else(|| {
+                format!(
+                    "`{name}`: \"{}\" is not a float",
+                    crate::error::shortened(written)
+                )
+            })?),
+        });
+    }
+    Ok(Arc::new(arrow_array::Float64Array::from(values)))
+}
+
+/// `written` as a float: a JSON number, or one of Spark's words for NaN and the infinities.
+fn json_float(written: &str) -> Option<f64> {
+    match written {
+        "NaN" | "+NaN" | "-NaN" => return Some(f64::NAN),
+        "Infinity" | "+Infinity" | "+INF" => return Some(f64::INFINITY),
+        "-Infinity" | "-INF" => return Some(f64::NEG_INFINITY),
+        _ => {}
+    }
+    let bytes = written.as_bytes();
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    let (mantissa, exponent) = match digits.iter().position(|&b| b == b'e' || b == b'E') {
+        Some(at) => (&digits[..at], Some(&digits[at + 1..])),
+        None => (digits, None),
+    };
+    let (whole, fraction) = match mantissa.iter().position(|&b| b == b'.') {
+        Some(at) => (&mantissa[..at], Some(&mantissa[at + 1..])),
+        None => (mantissa, None),
+    };
+    let all_digits = |part: &[u8]| !part.is_empty() && part.iter().all(u8::is_ascii_digit);
+    let exponent_digits =
+        exponent.map(|e| e.strip_prefix(b"-").or(e.strip_prefix(b"+")).unwrap_or(e));
+    let well_formed = all_digits(whole)
+        && (whole == b"0" || whole[0] != b'0')
+        && fraction.is_none_or(all_digits)
+        && exponent_digits.is_none_or(all_digits);
+    well_formed
+        .then(|| lexical_core::parse::<f64>(bytes).ok())
+        .flatten()
 }
 
 /// `written` as an integer: a JSON number whose value is a whole number in i64 (`12`, `-0`,

@@ -659,6 +659,33 @@ fn json_nested_past_the_limit_is_a_bad_line_not_a_stack_overflow() {
 }
 
 #[test]
+fn json_floats_in_strings_are_json_numbers_or_sparks_words_for_nan_and_infinity() {
+    let d = decoder(Format::Jsonl, &[("x", "float?")]);
+    let input = concat!(
+        "{\"x\": \"1.5\"}\n",
+        "{\"x\": \"+5\"}\n",
+        "{\"x\": \"012\"}\n",
+        "{\"x\": \"1.5 \"}\n",
+        "{\"x\": \"NaN\"}\n",
+        "{\"x\": \"-Infinity\"}\n",
+        "{\"x\": \"-2e3\"}\n",
+        "{\"x\": 7}\n",
+    );
+    let (batches, bad) = d.decode(input.as_bytes()).unwrap();
+    let batch = one_batch(batches, &d.schema());
+    assert_eq!(texts(&batch, "x"), ["1.5", "NaN", "-inf", "-2000.0", "7.0"]);
+    let reasons: Vec<(usize, &str)> = bad.iter().map(|b| (b.line, b.reason.as_str())).collect();
+    assert_eq!(
+        reasons,
+        [
+            (1, "`x`: \"+5\" is not a float"),
+            (2, "`x`: \"012\" is not a float"),
+            (3, "`x`: \"1.5 \" is not a float")
+        ]
+    );
+}
+
+#[test]
 fn json_integers_are_whole_numbers_decided_on_their_digits() {
     use super::exact_integer as int;
     for (written, value) in [
