@@ -337,10 +337,10 @@ impl Plan {
                 let mut on_spark = vec!["source".to_owned()];
                 on_spark.extend(spark.on_spark.iter().cloned());
                 line(format!("on Spark  {}", on_spark.join(", ")));
-                line(format!(
-                    "          {}",
-                    spark.program.replace('\n', "\n          ")
-                ));
+                // Line by line: `line` writes a line break inside a text as `\n`.
+                for program_line in spark.program.lines() {
+                    line(format!("          {program_line}"));
+                }
                 let mut here = spark.locally.clone();
                 here.push("sinks".to_owned());
                 line(format!("here      {}, on Spark's result", here.join(", ")));

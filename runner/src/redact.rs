@@ -49,6 +49,32 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     if out.contains("://") {
         out = Cow::Owned(url_credentials(&out));
     }
+    if out.to_ascii_lowercase().contains(";token=") {
+        out = Cow::Owned(connect_tokens(&out));
+    }
+    out
+}
+
+/// A Spark Connect address's token (`sc://host:15002/;token=SECRET;use_ssl=true`) →
+/// `;token=[redacted]`, whichever case the key is written in: a pipeline file's line shown
+/// around an error holds it as written.
+fn connect_tokens(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut from = 0;
+    while let Some(found) = lower[from..].find(";token=") {
+        let value_start = from + found + ";token=".len();
+        out.push_str(&text[from..value_start]);
+        // The value ends at the next parameter, whitespace or quote.
+        let end = text[value_start..]
+            .find(|c: char| matches!(c, ';' | '"' | '\'' | '`') || c.is_whitespace())
+            .map_or(text.len(), |e| value_start + e);
+        if end > value_start {
+            out.push_str(REDACTED);
+        }
+        from = end;
+    }
+    out.push_str(&text[from..]);
     out
 }
 
@@ -108,6 +134,19 @@ impl std::io::Write for RedactingStderr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spark_connect_token_is_redacted_wherever_it_is_written() {
+        assert_eq!(
+            redact("remote: sc://h:15002/;token=S3cr3tT0ken;use_ssl=true\n"),
+            "remote: sc://h:15002/;token=[redacted];use_ssl=true\n"
+        );
+        assert_eq!(
+            redact("  3 |   remote: \"sc://h/;user_id=a;TOKEN=abc…\""),
+            "  3 |   remote: \"sc://h/;user_id=a;TOKEN=[redacted]\""
+        );
+        assert_eq!(redact("no token here"), "no token here");
+    }
 
     #[test]
     fn registered_secrets_and_url_credentials_are_replaced() {

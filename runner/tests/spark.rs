@@ -236,6 +236,62 @@ fn floats_group_and_sort_as_locally_minus_zero_and_nan_included() {
 }
 
 #[test]
+fn integer_sums_and_averages_are_exact_overflow_fails_and_min_max_of_zeros_agree() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "avg.txt", "bb\na\na\n");
+    // Summed as doubles, Spark's own avg gives 3002399751580330.5 here.
+    let average = write(
+        dir.path(),
+        "avg.yaml",
+        "name: avg\nsource: {type: file, path: avg.txt}\ntransforms:\n  - {type: with_column, name: v, expr: \"(length(line) - 1) * 9007199254740991 + 1\"}\n  - {type: aggregate, aggs: {a: avg(v)}}\nsinks:\n  - type: stdout\n",
+    );
+    assert_eq!(
+        same_on_both(&remote, &average, &[]),
+        "a\n3002399751580331.5\n"
+    );
+    // A running total past i64 whose end fits: Spark's own sum fails on it.
+    write(dir.path(), "sum.txt", "bb\nbb\n\n");
+    let sum = write(
+        dir.path(),
+        "sum.yaml",
+        "name: sum\nsource: {type: file, path: sum.txt}\ntransforms:\n  - {type: with_column, name: v, expr: \"length(line) * 4611686018427387903 - 4000000000000000000\"}\n  - {type: aggregate, aggs: {s: sum(v)}}\nsinks:\n  - type: stdout\n",
+    );
+    assert_eq!(same_on_both(&remote, &sum, &[]), "s\n6446744073709551612\n");
+    // A total past i64 fails on both engines (Spark 3 would wrap it without ANSI mode).
+    let over = write(
+        dir.path(),
+        "over.yaml",
+        "name: over\nsource: {type: file, path: sum.txt}\ntransforms:\n  - {type: with_column, name: v, expr: \"length(line) * 4611686018427387904\"}\n  - {type: aggregate, aggs: {s: sum(v)}}\nsinks:\n  - type: stdout\n",
+    );
+    for engine in [None, Some(remote.as_str())] {
+        let mut command = runner();
+        command.arg("run").arg(&over);
+        if let Some(remote) = engine {
+            command.args(["--remote", remote]);
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(1), "{engine:?}: {output:?}");
+    }
+    // -0.0 and 0.0 are one value to min and max: 0.0 whatever the order.
+    for (name, lines) in [("zeros.txt", "a\nbb\n"), ("swapped.txt", "bb\na\n")] {
+        write(dir.path(), name, lines);
+        let zeros = write(
+            dir.path(),
+            "zeros.yaml",
+            &format!("name: zeros\nsource: {{type: file, path: {name}}}\ntransforms:\n  - {{type: with_column, name: z, expr: \"(length(line) % 2 - 0.5) * 0.0\"}}\n  - {{type: aggregate, aggs: {{low: min(z), high: max(z)}}}}\nsinks:\n  - type: stdout\n"),
+        );
+        assert_eq!(
+            same_on_both(&remote, &zeros, &[]),
+            "low,high\n0.0,0.0\n",
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn a_file_whose_name_reads_as_a_glob_is_that_file_on_spark_too() {
     let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
         return;

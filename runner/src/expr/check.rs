@@ -377,6 +377,22 @@ impl Checker<'_> {
         Ok({
             let v = self.text_operand(value, "like")?;
             let pattern = self.text_literal(pattern, "`like`'s pattern")?;
+            // As Spark SQL reads a pattern: `\\` escapes only `_`, `%` and itself, and may not
+            // end the pattern.
+            let mut chars = pattern.chars();
+            while let Some(c) = chars.next() {
+                if c == '\\' {
+                    match chars.next() {
+                        Some('_' | '%' | '\\') => {}
+                        Some(other) => {
+                            return Err(format!("`like`'s pattern `{}`: `\\{other}` escapes nothing (write `\\_`, `\\%` or `\\\\`; a backslash escapes only those, as in Spark SQL)", crate::error::escape_controls(&pattern)))
+                        }
+                        None => {
+                            return Err(format!("`like`'s pattern `{}` ends with a backslash, which escapes nothing (write `\\\\` for a backslash)", crate::error::escape_controls(&pattern)))
+                        }
+                    }
+                }
+            }
             Typed {
                 node: Node::Like(boxed(v), pattern, *negated),
                 ty: Type::Of(V::Bool),

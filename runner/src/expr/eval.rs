@@ -262,11 +262,18 @@ fn arith(op: Arith, l: Col, r: Col, rows: usize) -> Out {
     // Division and remainder by zero give null, as in Spark (not an error, not infinity).
     let zero_is_null = |r: Col| -> Out {
         r.map(|a| {
-            let zero: ArrayRef = match a.data_type() {
-                DataType::Int64 => Arc::new(Int64Array::from(vec![0])),
-                _ => Arc::new(Float64Array::from(vec![0.0])),
+            let is_zero = match a.data_type() {
+                DataType::Int64 => {
+                    let zero: ArrayRef = Arc::new(Int64Array::from(vec![0]));
+                    arrow_ord::cmp::eq(a, &Scalar::new(zero)).map_err(message)?
+                }
+                // `==`, not Arrow's total order, in which -0.0 is not 0.0.
+                _ => a
+                    .as_primitive::<Float64Type>()
+                    .iter()
+                    .map(|x| x.map(|x| x == 0.0))
+                    .collect(),
             };
-            let is_zero = arrow_ord::cmp::eq(a, &Scalar::new(zero)).map_err(message)?;
             arrow_select::nullif::nullif(a.as_ref(), &is_zero).map_err(message)
         })
     };

@@ -151,6 +151,12 @@ fn nulls_propagate_as_in_sql() {
     assert_eq!(values_in("n + 1", &b), ["8", "-1", "null"]);
     assert_eq!(values_in("n / 0", &b), ["null", "null", "null"]);
     assert_eq!(values_in("n % 0", &b), ["null", "null", "null"]);
+    // -0.0 is zero too (Arrow's total order tells it from 0.0).
+    assert_eq!(values_in("1.0 / -0.0", &b), ["null", "null", "null"]);
+    assert_eq!(
+        values_in("5.0 % (0.0 * -1.0)", &b),
+        ["null", "null", "null"]
+    );
     assert_eq!(values_in("x > 0", &b), ["true", "null", "false"]);
     assert_eq!(values_in("x > 0 or n > 0", &b), ["true", "null", "null"]);
     assert_eq!(values_in("x > 0 and n > 0", &b), ["true", "false", "false"]);
@@ -565,6 +571,11 @@ fn like_escapes_are_spark_sqls() {
     assert_eq!(keep_in(r"s like 'a\_c'", &b), [true, false, false, false]);
     assert_eq!(keep_in(r"s like '%\%'", &b), [false, false, false, true]);
     assert_eq!(keep_in(r"s like 'a_c'", &b), [true, true, true, false]);
+    // Escapes Spark SQL refuses are refused when the pipeline is checked.
+    for bad in [r"s like 'a\\c'", r"s like 'abc\\'"] {
+        let err = compile_expr(bad, &b.schema()).err().unwrap();
+        assert!(err.contains("escapes nothing"), "{bad}: {err}");
+    }
 }
 
 #[test]

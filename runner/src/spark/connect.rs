@@ -15,6 +15,12 @@ use crate::error::{Error, Result};
 pub const DEFAULT_PORT: u16 = 15002;
 /// How long connecting may take before the server counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server has to answer the session's first request (a new session on a busy
+/// cluster takes seconds).
+const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// HTTP/2 pings while connected, and how long one may wait for its answer.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// The largest gRPC message accepted: Spark sends Arrow batches of up to 4 MiB by default
 /// (`spark.connect.grpc.arrow.maxBatchSize`); a message past this is a broken server.
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
@@ -45,7 +51,12 @@ impl std::fmt::Debug for Remote {
 /// The address without its token (safe to print).
 impl std::fmt::Display for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "sc://{}:{}", self.host, self.port)?;
+        if self.host.contains(':') {
+            // An IPv6 address, bracketed as it was written.
+            write!(f, "sc://[{}]:{}", self.host, self.port)?;
+        } else {
+            write!(f, "sc://{}:{}", self.host, self.port)?;
+        }
         if self.use_ssl {
             write!(f, "/;use_ssl=true")?;
         }
@@ -175,9 +186,16 @@ impl Session {
             .build()
             .map_err(|e| Error::runtime(format!("cannot start the Spark Connect client: {e}")))?;
         let unreachable = |e: &dyn std::fmt::Display| {
+            let said = e.to_string();
+            // A server that does not speak TLS answers the handshake with plain bytes.
+            let hint = if remote.use_ssl && said.contains("InvalidContentType") {
+                " (use_ssl=true, and the server did not answer in TLS: does it serve without it?)"
+            } else {
+                ""
+            };
             Error::runtime(format!(
-                "cannot reach Spark Connect at {remote}: {}",
-                clean(&e.to_string())
+                "cannot reach Spark Connect at {remote}: {}{hint}",
+                clean(&said)
             ))
         };
         let scheme = if remote.use_ssl { "https" } else { "http" };
@@ -189,6 +207,11 @@ impl Session {
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{host}:{}", remote.port))
             .map_err(|e| unreachable(&e))?
             .connect_timeout(CONNECT_TIMEOUT)
+            // A server (or a path to it) that stops answering is found by HTTP/2 pings, also
+            // while a query runs: the run fails instead of waiting for ever.
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
             .tcp_nodelay(true)
             .user_agent(format!("runner/{}", env!("CARGO_PKG_VERSION")))
             .map_err(|e| unreachable(&e))?;
@@ -212,13 +235,49 @@ impl Session {
             .clone()
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "runner".to_owned());
-        Ok(Session {
+        let session = Session {
             runtime: std::sync::Arc::new(runtime),
             client,
             remote: remote.clone(),
             session_id: uuid::Uuid::new_v4().to_string(),
             user_id,
-        })
+        };
+        // Spark 3.x wraps an integer overflow round and casts a value that does not fit to
+        // null unless ANSI mode is on; runner fails on both, so the session runs in it (the
+        // default from Spark 4).
+        session.set_config(&[("spark.sql.ansi.enabled", "true")])?;
+        Ok(session)
+    }
+
+    /// Sets the session's Spark SQL settings (the first request: a server that accepts the
+    /// connection and never answers is found here, within `FIRST_ANSWER_TIMEOUT`).
+    fn set_config(&self, pairs: &[(&str, &str)]) -> Result<()> {
+        let mut request = self.request(pb::ConfigRequest {
+            session_id: self.session_id.clone(),
+            client_observed_server_side_session_id: None,
+            user_context: Some(self.user_context()),
+            operation: Some(pb::config_request::Operation {
+                op_type: Some(pb::config_request::operation::OpType::Set(
+                    pb::config_request::Set {
+                        pairs: pairs
+                            .iter()
+                            .map(|(key, value)| pb::KeyValue {
+                                key: (*key).to_owned(),
+                                value: Some((*value).to_owned()),
+                            })
+                            .collect(),
+                        silent: None,
+                    },
+                )),
+            }),
+            client_type: Some(format!("runner/{}", env!("CARGO_PKG_VERSION"))),
+        })?;
+        request.set_timeout(FIRST_ANSWER_TIMEOUT);
+        let mut client = self.client.clone();
+        self.runtime
+            .block_on(client.config(request))
+            .map_err(|status| refused(&self.remote, &status))?;
+        Ok(())
     }
 
     /// The address the session is connected to.
@@ -354,6 +413,13 @@ fn refused(remote: &Remote, status: &tonic::Status) -> Error {
             "Spark Connect at {remote} refused the credentials: {}",
             clean(status.message())
         )),
+        // An HTTP/2 server that is not a gRPC one (a web server, a proxy's error page).
+        (_, _) if status.message().contains("grpc-status header missing") => {
+            Error::runtime(format!(
+                "the server at {remote} answered as a web server, not as Spark Connect (is the address a Spark Connect server's, port 15002 by default?): {}",
+                clean(status.message())
+            ))
+        }
         _ => Error::runtime(format!(
             "Spark at {remote} failed the query: {}",
             clean(status.message())

@@ -142,6 +142,19 @@ pub fn call_distinct(name: &str, args: Vec<Column>) -> Column {
 }
 
 impl Column {
+    /// The column cast to `type_name` (Spark SQL's name: `bigint`, `double`,
+    /// `decimal(38,0)`), failing on a value that does not fit (ANSI), as runner's casts do.
+    pub fn cast(self, type_name: &str) -> Column {
+        Column {
+            text: format!("{}.cast(\"{type_name}\")", self.text),
+            expr: expression(ex::ExprType::Cast(Box::new(ex::Cast {
+                expr: Some(Box::new(self.expr)),
+                cast_to_type: Some(ex::cast::CastToType::TypeStr(type_name.to_owned())),
+                eval_mode: ex::cast::EvalMode::Ansi as i32,
+            }))),
+        }
+    }
+
     /// The column under the name `name` (`.alias(name)`).
     pub fn alias(self, name: &str) -> Column {
         Column {

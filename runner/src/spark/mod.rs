@@ -66,6 +66,7 @@ pub struct EngineConfig {
     /// The most rows Spark's result may have (default 1,000,000): past it the run fails with
     /// a clear error rather than exhausting this machine's memory.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub max_collect_rows: Option<u64>,
 }
 

@@ -223,7 +223,7 @@ impl Aggregation for Aggregate {
         &self,
         input: crate::spark::frame::Frame,
     ) -> Result<crate::spark::frame::Frame, String> {
-        use crate::spark::frame::{call, call_distinct, col, lit_i32};
+        use crate::spark::frame::{call, call_distinct, col, lit_f64, lit_i32};
         use AggregateFunction as A;
         let names = crate::data::columns_names(&self.output);
         let mut keys = Vec::new();
@@ -243,8 +243,24 @@ impl Aggregation for Aggregate {
                 (A::Count, None) => call("count", vec![lit_i32(1)]),
                 (A::Count, Some(x)) => call("count", vec![x]),
                 (A::CountDistinct, Some(x)) => call_distinct("count", vec![x]),
-                (A::Sum, Some(x)) if !float => call("sum", vec![x]),
-                (A::Avg, Some(x)) if !float => call("avg", vec![x]),
+                // Summed exactly, as here (Spark's `sum` of longs fails when a running total
+                // overflows even if the total fits; its `avg` adds doubles): the sum as a
+                // decimal, then an integer (an error when it does not fit), or its double over
+                // the count.
+                (A::Sum, Some(x)) if !float => {
+                    call("sum", vec![x.cast("decimal(38,0)")]).cast("bigint")
+                }
+                (A::Avg, Some(x)) if !float => call(
+                    "/",
+                    vec![
+                        call("sum", vec![x.clone().cast("decimal(38,0)")]).cast("double"),
+                        call("count", vec![x]).cast("double"),
+                    ],
+                ),
+                // -0.0 and 0.0 are one value to both, and Spark returns whichever it met first:
+                // 0.0, as here.
+                (A::Min, Some(x)) if float => call("+", vec![call("min", vec![x]), lit_f64(0.0)]),
+                (A::Max, Some(x)) if float => call("+", vec![call("max", vec![x]), lit_f64(0.0)]),
                 (A::Min, Some(x)) => call("min", vec![x]),
                 (A::Max, Some(x)) => call("max", vec![x]),
                 (A::Sum | A::Avg, _) => {
@@ -331,6 +347,16 @@ enum Value {
 }
 
 impl Value {
+    /// `-0.0` as `0.0`: they are one value to `min` and `max` (as in Spark, which returns
+    /// whichever it met first), so the answer does not depend on the rows' order.
+    fn zero_unsigned(self) -> Value {
+        match self {
+            // A float pattern compares with `==`: -0.0 matches.
+            Value::Float(0.0) => Value::Float(0.0),
+            other => other,
+        }
+    }
+
     fn read(array: &dyn Array, row: usize) -> Option<Value> {
         if array.is_null(row) {
             return None;
@@ -538,7 +564,9 @@ impl Acc {
                 *count += 1;
             }
             Acc::Min(best) => {
-                if let Some(v) = Value::read(values.expect("min has an argument").as_ref(), row) {
+                if let Some(v) = Value::read(values.expect("min has an argument").as_ref(), row)
+                    .map(Value::zero_unsigned)
+                {
                     if best.as_ref().is_none_or(|b| v.cmp(b).is_lt()) {
                         grew = v.heap_bytes() as isize - held(best);
                         *best = Some(v);
@@ -546,7 +574,9 @@ impl Acc {
                 }
             }
             Acc::Max(best) => {
-                if let Some(v) = Value::read(values.expect("max has an argument").as_ref(), row) {
+                if let Some(v) = Value::read(values.expect("max has an argument").as_ref(), row)
+                    .map(Value::zero_unsigned)
+                {
                     if best.as_ref().is_none_or(|b| v.cmp(b).is_gt()) {
                         grew = v.heap_bytes() as isize - held(best);
                         *best = Some(v);
