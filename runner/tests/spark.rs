@@ -292,6 +292,33 @@ fn integer_sums_and_averages_are_exact_overflow_fails_and_min_max_of_zeros_agree
 }
 
 #[test]
+fn lines_end_at_newlines_on_spark_too_byte_order_mark_and_carriage_returns_included() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "cr.txt",
+        "\u{feff}bom first\r\nwin line\r\nmac\rline\rend\nlast",
+    );
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: lines\nsource: {type: file, path: cr.txt}\ntransforms:\n  - {type: with_column, name: n, expr: \"length(line)\"}\n  - {type: aggregate, by: [line], aggs: {n: max(n), rows: count()}}\nsinks:\n  - type: stdout\n",
+    );
+    let rows = same_on_both(&remote, &pipeline, &[]);
+    assert_eq!(
+        rows,
+        "line,n,rows\nbom first,9,1\nlast,4,1\n\"mac\rline\rend\",12,1\nwin line,8,1\n"
+    );
+    // Bytes that are not UTF-8: replaced on both engines, as `encoding_errors: replace` says.
+    std::fs::write(dir.path().join("cr.txt"), b"ok\nbad \xff here\nok\n").unwrap();
+    let rows = same_on_both(&remote, &pipeline, &[]);
+    assert_eq!(rows, "line,n,rows\nbad \u{fffd} here,10,1\nok,2,2\n");
+}
+
+#[test]
 fn a_file_whose_name_reads_as_a_glob_is_that_file_on_spark_too() {
     let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
         return;

@@ -23,7 +23,8 @@ use crate::error::{escape_path, Error, Result};
 /// In a directory or a glob, files whose names start with `.` or `_` (`_SUCCESS`, a file being
 /// written) are passed by, as Spark passes them.
 /// Each line becomes a row of one text column (`column`); with `format`, each record a row of
-/// typed columns (see [Records](../../records.md)).
+/// typed columns (see [Records](../../records.md)). Lines end at `\n` (a `\r` before it is
+/// removed); a UTF-8 byte order mark at the start of a file is not part of its first line.
 ///
 /// Invalid UTF-8 is replaced, skipped or fails the run (`encoding_errors`, naming the file and
 /// line); replaced and skipped lines are counted in a warning at the end. With `fetch`, a missing
@@ -811,8 +812,17 @@ impl BatchSource for FileSource {
             (uri, Some(warning))
         };
         let column = self.schema.field(0).name().clone();
+        // A line's `\r` before its `\n` is not part of it, as here.
+        let line = crate::spark::frame::call(
+            "regexp_replace",
+            vec![
+                col("value"),
+                crate::spark::frame::lit_str("\\r\\z"),
+                crate::spark::frame::lit_str(""),
+            ],
+        );
         let frame = crate::spark::frame::Frame::read_text(vec![uri])
-            .select(vec![col("value").alias(&column)], vec![column]);
+            .select(vec![line.alias(&column)], vec![column]);
         Ok(match warning {
             Some(warning) => frame.warn(warning),
             None => frame,
@@ -1180,7 +1190,13 @@ impl FileSource {
         }
         bytes.truncate(filled);
         let first = if piece.start == 0 {
-            0
+            // A UTF-8 byte order mark is not text of the first line (Spark's text reader, and
+            // Hadoop's under it, pass it by too).
+            if bytes.starts_with(UTF8_BOM) {
+                UTF8_BOM.len()
+            } else {
+                0
+            }
         } else {
             // Skip the line that started in an earlier piece (byte 0 here is byte start - 1).
             match memchr::memchr(b'\n', &bytes[..owned.min(bytes.len())]) {
@@ -1202,20 +1218,9 @@ impl FileSource {
         match morsel.position {
             Position::Line(first) => (first + index).to_string(),
             Position::Offset(offset) => {
-                let counted = std::fs::File::open(&*morsel.origin).ok().and_then(|f| {
-                    let mut reader = std::io::BufReader::new(f).take(offset);
-                    let mut newlines = 0u64;
-                    let mut chunk = vec![0u8; 1 << 16];
-                    loop {
-                        match reader.read(&mut chunk) {
-                            Ok(0) => return Some(newlines),
-                            Ok(n) => {
-                                newlines += memchr::memchr_iter(b'\n', &chunk[..n]).count() as u64
-                            }
-                            Err(_) => return None,
-                        }
-                    }
-                });
+                let counted = std::fs::File::open(&*morsel.origin)
+                    .ok()
+                    .and_then(|f| lines_before(&f, offset));
                 match counted {
                     Some(before) => (before + 1 + index).to_string(),
                     None => format!("at byte {offset}+"),
@@ -1401,8 +1406,12 @@ fn fill(reader: &mut dyn Read, buffer: &mut [u8]) -> std::io::Result<(usize, boo
 }
 
 impl LineMorsels {
-    fn morsel(&mut self, bytes: Vec<u8>) -> Morsel {
+    fn morsel(&mut self, mut bytes: Vec<u8>) -> Morsel {
         let first_line = self.next_line;
+        // As `read_piece`: a file's byte order mark is not text of its first line.
+        if first_line == 1 && bytes.starts_with(UTF8_BOM) {
+            bytes.drain(..UTF8_BOM.len());
+        }
         self.next_line += memchr::memchr_iter(b'\n', &bytes).count() as u64;
         Morsel {
             bytes,
@@ -1555,6 +1564,31 @@ mod tests {
             err.contains("bad.txt line 2: invalid UTF-8 at byte 5"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_text_of_the_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bom.txt");
+        write(dir.path(), "bom.txt", b"\xEF\xBB\xBFfirst\r\nsecond\n");
+        assert_eq!(
+            read_all(source(&path, "").as_ref()).unwrap(),
+            ["first", "second"]
+        );
+        // Read from standard input's reader too (one sequence of morsels).
+        let mut morsels = LineMorsels {
+            reader: Box::new(std::io::Cursor::new(b"\xEF\xBB\xBFfirst\n".to_vec())),
+            origin: "standard input".into(),
+            path: PathBuf::from("-"),
+            carry: Vec::new(),
+            next_line: 1,
+            done: false,
+            max_line_bytes: MORSEL_BYTES,
+            skipping: false,
+            lines: Arc::new(super::super::LineCounts::default()),
+            fail_on_long: false,
+        };
+        assert_eq!(morsels.next().unwrap().unwrap().bytes, b"first\n");
     }
 
     #[test]

@@ -423,8 +423,8 @@ async fn send_file(
             skip = *end;
             next_line = 2;
         }
-    } else if skip == 0 && read.records {
-        // Records: a UTF-8 byte order mark before the first line is not part of it.
+    } else if skip == 0 {
+        // A UTF-8 byte order mark before the first line is not part of it (lines or records).
         let mut head = [0u8; 3];
         let n = file.read(&mut head).await.map_err(failed)?;
         if head[..n] == *super::file::UTF8_BOM {

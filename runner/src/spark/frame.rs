@@ -241,7 +241,9 @@ fn relation(rel_type: pb::relation::RelType) -> pb::Relation {
 }
 
 impl Frame {
-    /// `spark.read.text(paths)`: one row per line, in the column `value`.
+    /// `spark.read.text(paths, lineSep="\n")`: one row per line, in the column `value`,
+    /// lines ended by `\n` only, as runner's reader ends them (Hadoop's default also ends
+    /// one at a lone `\r`); the `\r` of a `\r\n` stays, for the caller to remove.
     pub fn read_text(paths: Vec<String>) -> Frame {
         let shown: Vec<String> = paths.iter().map(|p| python_str(p)).collect();
         Frame {
@@ -250,13 +252,18 @@ impl Frame {
                 read_type: Some(pb::read::ReadType::DataSource(pb::read::DataSource {
                     format: Some("text".to_owned()),
                     schema: None,
-                    options: Default::default(),
+                    options: [("lineSep".to_owned(), "\n".to_owned())]
+                        .into_iter()
+                        .collect(),
                     paths,
                     predicates: Vec::new(),
                     source_name: None,
                 })),
             })),
-            lines: vec![format!("spark.read.text({})", shown.join(", "))],
+            lines: vec![format!(
+                "spark.read.text({}, lineSep=\"\\n\")",
+                shown.join(", ")
+            )],
             columns: vec!["value".to_owned()],
             streaming: false,
             warnings: Vec::new(),
@@ -469,7 +476,7 @@ mod tests {
             .limit(5);
         assert_eq!(
             frame.text(),
-            "spark.read.text(\"file:///data/play.txt\")\n    .select(col(\"value\").alias(\"line\"))\n    .filter((col(\"line\") >= 3))\n    .limit(5)"
+            "spark.read.text(\"file:///data/play.txt\", lineSep=\"\\n\")\n    .select(col(\"value\").alias(\"line\"))\n    .filter((col(\"line\") >= 3))\n    .limit(5)"
         );
         assert_eq!(frame.columns(), ["line"]);
         let Some(pb::relation::RelType::Limit(limit)) = &frame.relation().rel_type else {

@@ -123,8 +123,16 @@ impl BatchSource for SparkResult {
 
     fn decode(&self, morsel: Morsel) -> Result<Vec<RecordBatch>> {
         let bad = |e: &dyn std::fmt::Display| {
+            let said = e.to_string();
+            if said.contains("Invalid UTF8") {
+                // Spark's text reader passes a file's bytes on as they are.
+                return Error::runtime(format!(
+                    "{}: Spark's result holds text that is not UTF-8: the input has bytes that are not UTF-8, which Spark passes on as they are (runner's reader repairs them: run with --engine local, or repair the input)",
+                    self.origin
+                ));
+            }
             Error::runtime(format!(
-                "{}: an Arrow batch that cannot be read: {e}",
+                "{}: an Arrow batch that cannot be read: {said}",
                 self.origin
             ))
         };
