@@ -1001,6 +1001,38 @@ fn a_file_whose_name_reads_as_a_glob_is_that_file() {
 }
 
 #[test]
+fn a_file_uri_is_read_here_and_another_uri_is_left_to_spark() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "in.txt", "x\n");
+    let absolute = std::path::absolute(&input).unwrap();
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: t\nsource: {{type: file, path: \"file://{}\"}}\nsinks:\n  - {{type: csv, path: out.csv}}\n",
+            absolute.display()
+        ),
+    );
+    let (code, _, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.csv")).unwrap(),
+        "line\nx\n"
+    );
+    let hdfs = write(
+        dir.path(),
+        "h.yaml",
+        "name: t\nsource: {type: file, path: \"hdfs://nn/x.txt\"}\nsinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    let (code, _, stderr) = run_pipeline(&hdfs, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("`hdfs://nn/x.txt` is a URI, which only Spark reads"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_file_where_a_folder_belongs_is_named_as_what_it_is_for() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "in.txt", "a\n");

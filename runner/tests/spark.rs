@@ -335,6 +335,26 @@ fn a_file_whose_name_reads_as_a_glob_is_that_file_on_spark_too() {
     let rows = same_on_both(&remote, &pipeline, &[]);
     assert_eq!(rows, "line,count\nright,3\n");
 
+    // A name with `:`, which Hadoop reads as a URI's scheme: refused before anything runs.
+    std::fs::create_dir(dir.path().join("at:10")).unwrap();
+    write(&dir.path().join("at:10"), "f.txt", "x\n");
+    let colon = write(
+        dir.path(),
+        "colon.yaml",
+        "name: colon\nsource: {type: file, path: \"*/f.txt\"}\ntransforms:\n  - {type: group_count, by: line}\nsinks:\n  - type: stdout\n",
+    );
+    let output = runner()
+        .args(["run", "--remote", &remote])
+        .arg(&colon)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("a `:` in a file or folder name"),
+        "{output:?}"
+    );
+    std::fs::remove_dir_all(dir.path().join("at:10")).unwrap();
+
     // A folder so named, holding the files of a glob.
     std::fs::create_dir(dir.path().join("in[1]")).unwrap();
     std::fs::create_dir(dir.path().join("in1")).unwrap();

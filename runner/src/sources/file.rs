@@ -145,7 +145,7 @@ impl BuildSource for FileSourceConfig {
         if self.columns.is_some() || self.path == Path::new("-") {
             return None;
         }
-        let path = crate::settings::resolve_against(ctx.base_dir, &self.path);
+        let path = self.local_path(ctx.base_dir);
         first_file(&path)
             .is_none()
             .then(|| (path.clone(), inferred_input_missing(&path)))
@@ -161,7 +161,7 @@ impl BuildSource for FileSourceConfig {
                 self.max_line_bytes
             ));
         }
-        let path = crate::settings::resolve_against(ctx.base_dir, &self.path);
+        let path = self.local_path(ctx.base_dir);
         if let Some(fetch) = &self.fetch {
             fetch.validate()?;
             // `-` (standard input, e.g. `--input -`) has nothing to download: fetch is ignored.
@@ -236,6 +236,19 @@ impl BuildSource for FileSourceConfig {
 }
 
 impl FileSourceConfig {
+    /// `path` on this machine: resolved against the pipeline file's folder, or a `file://`
+    /// URI's path (as Spark reads one).
+    fn local_path(&self, base_dir: &Path) -> PathBuf {
+        let written = self.path.to_string_lossy();
+        let without_host = written
+            .strip_prefix("file://localhost/")
+            .or_else(|| written.strip_prefix("file:///"));
+        match without_host {
+            Some(rest) => PathBuf::from(format!("/{rest}")),
+            None => crate::settings::resolve_against(base_dir, &self.path),
+        }
+    }
+
     /// The stream form: Spark's file stream source.
     fn build_stream(&self, path: PathBuf) -> Result<BuiltSource, String> {
         let (decoder, schema) = match self.format {
@@ -679,6 +692,13 @@ impl FileSource {
         if self.path == Path::new("-") {
             return Ok(vec![self.path.clone()]);
         }
+        let written = self.written.to_string_lossy();
+        if is_uri(&written) && !written.starts_with("file://") {
+            return Err(Error::runtime(format!(
+                "`{}` is a URI, which only Spark reads: run with --engine spark (a path on this machine is written without a scheme, or as file:///path)",
+                crate::error::escape_controls(&written)
+            )));
+        }
         if is_pattern(&self.path) {
             let pattern = self.path.to_string_lossy();
             let mut files: Vec<PathBuf> = glob_matches(&self.path)
@@ -800,6 +820,22 @@ impl BatchSource for FileSource {
                     })
                     .collect()
             };
+            // Hadoop reads a path as a URI, in which `:` in a name is taken for a scheme: the
+            // path, or a file it matches here.
+            let matched = if is_pattern(&self.path) {
+                glob_matches(&self.path).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            if let Some(colon) = std::iter::once(absolute.clone())
+                .chain(matched)
+                .find(|p| p.to_string_lossy().contains(':'))
+            {
+                return Err(format!(
+                    "Hadoop cannot read the path {}: a `:` in a file or folder name is read as a URI's scheme there; rename it, or run with --engine local",
+                    crate::error::escape_path(&colon)
+                ));
+            }
             let shown = if is_pattern(&self.path) {
                 glob_pattern_with(&absolute, hadoop_escape)
             } else {

@@ -205,10 +205,10 @@ fn translate(
     };
     if let Some((i, why)) = refusal.filter(|_| steps < needed) {
         let step = &config.transforms[i];
-        let position = if last_aggregate.is_some() {
-            "before the aggregation"
-        } else {
-            "in a pipeline without an aggregation"
+        let position = match last_aggregate {
+            Some(aggregate) if aggregate == i => "(the aggregation)",
+            Some(_) => "before the aggregation",
+            None => "in a pipeline without an aggregation",
         };
         return Err(refuse(
             format!("transforms.{i} ({}) {position}", step.value.type_name()),
