@@ -49,7 +49,7 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     if out.contains("://") {
         out = Cow::Owned(url_credentials(&out));
     }
-    if out.to_ascii_lowercase().contains(";token=") {
+    if out.to_ascii_lowercase().contains("token=") {
         out = Cow::Owned(connect_tokens(&out));
     }
     out
@@ -62,9 +62,14 @@ fn connect_tokens(text: &str) -> String {
     let lower = text.to_ascii_lowercase();
     let mut out = String::with_capacity(text.len());
     let mut from = 0;
-    while let Some(found) = lower[from..].find(";token=") {
-        let value_start = from + found + ";token=".len();
+    while let Some(found) = lower[from..].find("token=") {
+        let value_start = from + found + "token=".len();
         out.push_str(&text[from..value_start]);
+        // A parameter of the address: after `;`, or first after the `/` (`sc://h/token=x`).
+        if !matches!(text[..from + found].chars().next_back(), Some(';' | '/')) {
+            from = value_start;
+            continue;
+        }
         // The value ends at the next parameter, whitespace or quote.
         let end = text[value_start..]
             .find(|c: char| matches!(c, ';' | '"' | '\'' | '`') || c.is_whitespace())
@@ -146,6 +151,11 @@ mod tests {
             "  3 |   remote: \"sc://h/;user_id=a;TOKEN=[redacted]\""
         );
         assert_eq!(redact("no token here"), "no token here");
+        assert_eq!(
+            redact("sc://h:15002/token=abcdef;use_ssl=true"),
+            "sc://h:15002/token=[redacted];use_ssl=true"
+        );
+        assert_eq!(redact("a mytoken=abcdef"), "a mytoken=abcdef");
     }
 
     #[test]

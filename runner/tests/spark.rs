@@ -260,11 +260,13 @@ fn integer_sums_and_averages_are_exact_overflow_fails_and_min_max_of_zeros_agree
         "name: sum\nsource: {type: file, path: sum.txt}\ntransforms:\n  - {type: with_column, name: v, expr: \"length(line) * 4611686018427387903 - 4000000000000000000\"}\n  - {type: aggregate, aggs: {s: sum(v)}}\nsinks:\n  - type: stdout\n",
     );
     assert_eq!(same_on_both(&remote, &sum, &[]), "s\n6446744073709551612\n");
-    // A total past i64 fails on both engines (Spark 3 would wrap it without ANSI mode).
+    // A total past i64 fails on both engines (Spark 3 would wrap it without ANSI mode); each
+    // value fits.
+    write(dir.path(), "over.txt", "bb\nbb\nbb\n");
     let over = write(
         dir.path(),
         "over.yaml",
-        "name: over\nsource: {type: file, path: sum.txt}\ntransforms:\n  - {type: with_column, name: v, expr: \"length(line) * 4611686018427387904\"}\n  - {type: aggregate, aggs: {s: sum(v)}}\nsinks:\n  - type: stdout\n",
+        "name: over\nsource: {type: file, path: over.txt}\ntransforms:\n  - {type: with_column, name: v, expr: \"length(line) * 4611686018427387903\"}\n  - {type: aggregate, aggs: {s: sum(v)}}\nsinks:\n  - type: stdout\n",
     );
     for engine in [None, Some(remote.as_str())] {
         let mut command = runner();
@@ -274,6 +276,11 @@ fn integer_sums_and_averages_are_exact_overflow_fails_and_min_max_of_zeros_agree
         }
         let output = command.output().unwrap();
         assert_eq!(output.status.code(), Some(1), "{engine:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
+        assert!(
+            stderr.contains("overflow") && !stderr.contains("with_column"),
+            "{engine:?}: {stderr}"
+        );
     }
     // -0.0 and 0.0 are one value to min and max: 0.0 whatever the order.
     for (name, lines) in [("zeros.txt", "a\nbb\n"), ("swapped.txt", "bb\na\n")] {
@@ -350,7 +357,7 @@ fn a_file_whose_name_reads_as_a_glob_is_that_file_on_spark_too() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("a `:` in a file or folder name"),
+        String::from_utf8_lossy(&output.stderr).contains("a `:` in a name it lists"),
         "{output:?}"
     );
     std::fs::remove_dir_all(dir.path().join("at:10")).unwrap();

@@ -820,19 +820,26 @@ impl BatchSource for FileSource {
                     })
                     .collect()
             };
-            // Hadoop reads a path as a URI, in which `:` in a name is taken for a scheme: the
-            // path, or a file it matches here.
-            let matched = if is_pattern(&self.path) {
-                glob_matches(&self.path).unwrap_or_default()
+            // Hadoop's glob builds the paths it lists from their names, in which a `:` is
+            // then taken for a URI's scheme: a name with one below a glob's fixed folders (the
+            // files it matches here) fails there. (A plain path with `:` is read.)
+            let below_the_glob = if is_pattern(&self.path) {
+                let root = glob_root(&self.path);
+                glob_matches(&self.path)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|p| {
+                        p.strip_prefix(&root)
+                            .unwrap_or(p)
+                            .to_string_lossy()
+                            .contains(':')
+                    })
             } else {
-                Vec::new()
+                None
             };
-            if let Some(colon) = std::iter::once(absolute.clone())
-                .chain(matched)
-                .find(|p| p.to_string_lossy().contains(':'))
-            {
+            if let Some(colon) = below_the_glob {
                 return Err(format!(
-                    "Hadoop cannot read the path {}: a `:` in a file or folder name is read as a URI's scheme there; rename it, or run with --engine local",
+                    "Hadoop's glob cannot read {}: a `:` in a name it lists is read as a URI's scheme there; rename it, name the file without a glob, or run with --engine local",
                     crate::error::escape_path(&colon)
                 ));
             }

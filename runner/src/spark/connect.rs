@@ -18,9 +18,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the server has to answer the session's first request (a new session on a busy
 /// cluster takes seconds).
 const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
-/// HTTP/2 pings while connected, and how long one may wait for its answer.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
-const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// HTTP/2 pings during a query (past grpc-java's `permitKeepAliveTime` of 5 minutes), and how
+/// long one may wait for its answer (a driver's garbage collection can pause it a while).
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(330);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest gRPC message accepted: Spark sends Arrow batches of up to 4 MiB by default
 /// (`spark.connect.grpc.arrow.maxBatchSize`); a message past this is a broken server.
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
@@ -207,11 +208,12 @@ impl Session {
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{host}:{}", remote.port))
             .map_err(|e| unreachable(&e))?
             .connect_timeout(CONNECT_TIMEOUT)
-            // A server (or a path to it) that stops answering is found by HTTP/2 pings, also
-            // while a query runs: the run fails instead of waiting for ever.
+            // A server (or a path to it) that stops answering is found by HTTP/2 pings while a
+            // query runs: the run fails instead of waiting for ever. Not more often: gRPC
+            // servers (Spark's keeps grpc-java's defaults) close a connection that pings more
+            // than every 5 minutes, and a query may be silent that long.
             .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-            .keep_alive_while_idle(true)
             .tcp_nodelay(true)
             .user_agent(format!("runner/{}", env!("CARGO_PKG_VERSION")))
             .map_err(|e| unreachable(&e))?;

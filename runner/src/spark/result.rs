@@ -127,7 +127,7 @@ impl BatchSource for SparkResult {
             if said.contains("Invalid UTF8") {
                 // Spark's text reader passes a file's bytes on as they are.
                 return Error::runtime(format!(
-                    "{}: Spark's result holds text that is not UTF-8: the input has bytes that are not UTF-8, which Spark passes on as they are (runner's reader repairs them: run with --engine local, or repair the input)",
+                    "{}: Spark's result holds text that is not UTF-8 (runner's reader would repair it: run with --engine local, or repair the input)",
                     self.origin
                 ));
             }
