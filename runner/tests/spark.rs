@@ -282,6 +282,14 @@ fn integer_sums_and_averages_are_exact_overflow_fails_and_min_max_of_zeros_agree
             "{engine:?}: {stderr}"
         );
     }
+    // Lengths multiply as 64-bit integers there too (Spark's char_length is 32-bit).
+    write(dir.path(), "long.txt", &format!("{}\n", "x".repeat(46_341)));
+    let squared = write(
+        dir.path(),
+        "squared.yaml",
+        "name: squared\nsource: {type: file, path: long.txt}\ntransforms:\n  - {type: with_column, name: sq, expr: \"length(line) * length(line)\"}\n  - {type: aggregate, aggs: {sq: max(sq)}}\nsinks:\n  - type: stdout\n",
+    );
+    assert_eq!(same_on_both(&remote, &squared, &[]), "sq\n2147488281\n");
     // -0.0 and 0.0 are one value to min and max: 0.0 whatever the order.
     for (name, lines) in [("zeros.txt", "a\nbb\n"), ("swapped.txt", "bb\na\n")] {
         write(dir.path(), name, lines);

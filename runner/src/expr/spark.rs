@@ -125,7 +125,14 @@ fn spark(t: &Typed, columns: &[String]) -> Result<Column, String> {
                     ));
                 }
             };
-            call(name, args)
+            let called = call(name, args);
+            if matches!(function, Function::Length) {
+                // Spark's `char_length` is a 32-bit integer: arithmetic on it would overflow
+                // (an error in ANSI mode) where runner's 64-bit integers do not.
+                called.cast("bigint")
+            } else {
+                called
+            }
         }
     })
 }
@@ -182,7 +189,7 @@ mod tests {
         );
         assert_eq!(
             translated("length(word) between 2 and 4").unwrap(),
-            "((char_length(col(\"word\")) >= 2) and (char_length(col(\"word\")) <= 4))"
+            "((char_length(col(\"word\")).cast(\"bigint\") >= 2) and (char_length(col(\"word\")).cast(\"bigint\") <= 4))"
         );
         assert_eq!(
             translated("concat(word, \"!\") == \"a!\"").unwrap(),
