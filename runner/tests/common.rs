@@ -196,3 +196,19 @@ pub fn closed_pipe() -> std::fs::File {
     drop(read);
     write
 }
+
+/// `batch` as a Parquet file at `path`, one row group, compressed with `compression`.
+pub fn write_parquet(
+    path: &Path,
+    batch: &arrow_array::RecordBatch,
+    compression: parquet::basic::Compression,
+) {
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(compression)
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+}

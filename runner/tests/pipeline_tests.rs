@@ -291,10 +291,11 @@ fn a_test_feeds_a_parquet_file_to_a_parquet_source() {
         std::sync::Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3])) as arrow_array::ArrayRef,
     )])
     .unwrap();
-    let file = std::fs::File::create(dir.path().join("x.parquet")).unwrap();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    common::write_parquet(
+        &dir.path().join("x.parquet"),
+        &batch,
+        parquet::basic::Compression::UNCOMPRESSED,
+    );
     write(
         dir.path(),
         "p.yaml",

@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use common::{run_pipeline, write};
+use common::{run_pipeline, write, write_parquet};
 
 const SALES: &str = "customer,region,amount,price,at\n\
 ana,north,3,1.5,2024-05-01T12:00:00Z\n\
@@ -270,10 +269,11 @@ fn parquet_files_are_read_by_row_group_with_their_types() {
         Arc::new(arrow_array::UInt64Array::from(vec![7, u64::MAX])) as arrow_array::ArrayRef,
     )])
     .unwrap();
-    let file = std::fs::File::create(dir.path().join("u.parquet")).unwrap();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(file, unsigned.schema(), None).unwrap();
-    writer.write(&unsigned).unwrap();
-    writer.close().unwrap();
+    write_parquet(
+        &dir.path().join("u.parquet"),
+        &unsigned,
+        parquet::basic::Compression::UNCOMPRESSED,
+    );
     let pipeline = write(
         dir.path(),
         "u.yaml",
@@ -299,17 +299,6 @@ fn parquet_files_are_read_by_row_group_with_their_types() {
         assert_eq!(code, 1, "{columns}: {stderr}");
         assert!(stderr.contains("not a readable Parquet file"), "{stderr}");
     }
-}
-
-fn write_parquet(path: &Path, batch: &RecordBatch, compression: parquet::basic::Compression) {
-    let props = parquet::file::properties::WriterProperties::builder()
-        .set_compression(compression)
-        .build();
-    let file = std::fs::File::create(path).unwrap();
-    let mut writer =
-        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
-    writer.write(batch).unwrap();
-    writer.close().unwrap();
 }
 
 #[test]
