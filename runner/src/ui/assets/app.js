@@ -201,6 +201,10 @@ function drawChart(chart) {
   }
   box.append(svg("line", { class: "axis", x1: left, x2: W - right, y1: y(0), y2: y(0) }));
   const slot = plotW / Math.max(bars.length, 1);
+  // Many bars: a label every few bars and no value above them, so that texts do not run into
+  // each other (every bar's label and value stay in its tooltip).
+  const labelEvery = Math.max(1, Math.ceil(12 / slot));
+  const showValues = slot >= 28;
   bars.forEach((bar, i) => {
     const x = left + i * slot + slot * 0.12;
     const width = slot * 0.76;
@@ -210,11 +214,11 @@ function drawChart(chart) {
     const rect = svg("rect", { x, y: barTop, width, height: Math.abs(y(0) - y(value)), fill: bar.colour });
     rect.append(svg("title", {}, `${visible(bar.label)}: ${fmt(bar.value)}`));
     g.append(rect);
-    g.append(svg("text", { x: x + width / 2, y: value < 0 ? y(value) + 14 : y(value) - 4, "text-anchor": "middle", class: "value" }, fmt(bar.value)));
+    if (showValues) g.append(svg("text", { x: x + width / 2, y: value < 0 ? y(value) + 14 : y(value) - 4, "text-anchor": "middle", class: "value" }, fmt(bar.value)));
     // Cut on characters, not UTF-16 units (an emoji is not split in two).
     const characters = [...visible(bar.label)];
     const label = characters.length > 20 ? characters.slice(0, 19).join("") + "…" : characters.join("");
-    g.append(svg("text", { x: x + width / 2, y: y(floor) + 14, "text-anchor": "end", transform: `rotate(-45 ${x + width / 2} ${y(floor) + 14})`, class: "label" }, label));
+    if (i % labelEvery === 0) g.append(svg("text", { x: x + width / 2, y: y(floor) + 14, "text-anchor": "end", transform: `rotate(-45 ${x + width / 2} ${y(floor) + 14})`, class: "label" }, label));
     box.append(g);
   });
 }
