@@ -306,11 +306,7 @@ fn a_test_feeds_a_parquet_file_to_a_parquet_source() {
         "p.test.yaml",
         "pipeline: p.yaml\ntests:\n  - name: sums\n    input: {file: x.parquet}\n    expect: [{rows: [[6]]}]\n",
     );
-    let out = runner()
-        .args(["test", tests.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (out, stdout) = run_tests(&tests);
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -49,6 +49,13 @@ impl Run {
         run
     }
 
+    /// A batch run with its page, once the run is over and the page stays up (10 minutes).
+    fn finished_with_page(pipeline: &Path) -> Run {
+        let mut run = Run::start(pipeline, &["--ui", "127.0.0.1:0", "--ui-linger", "10m"]);
+        run.wait_line(|l| l.starts_with("the live page stays up for 10m"));
+        run
+    }
+
     /// The next stderr line that `wanted` accepts (the ones before are kept).
     fn wait_line(&mut self, wanted: impl Fn(&str) -> bool) -> String {
         loop {
@@ -511,8 +518,7 @@ fn a_finished_batch_run_keeps_its_page_up_for_the_linger_time() {
             "{type: chart, path: out/top.png, x: word, y: count, top: 20, title: Top words in Romeo and Juliet}",
         ],
     );
-    let mut run = Run::start(&pipeline, &["--ui", "127.0.0.1:0", "--ui-linger", "10m"]);
-    run.wait_line(|l| l.starts_with("the live page stays up for 10m"));
+    let run = Run::finished_with_page(&pipeline);
     let url = run.url.clone();
     let csv = get(&format!("{url}api/result?format=csv")).text().unwrap();
     let file = std::fs::read_to_string(dir.path().join("out/counts.csv")).unwrap();
@@ -568,8 +574,7 @@ fn the_page_counts_rows_out_of_aggregations_and_the_input_of_batch_runs_and_stre
             "p.yaml",
             &format!("name: rows\nmode: {mode}\nsource: {{type: file, path: in, format: csv, columns: {{k: text, v: integer}}}}\n{steps}sinks:\n  - {{type: csv, path: out.csv}}\n"),
         );
-        let mut run = Run::start(&pipeline, &["--ui", "127.0.0.1:0", "--ui-linger", "10m"]);
-        run.wait_line(|l| l.starts_with("the live page stays up for 10m"));
+        let run = Run::finished_with_page(&pipeline);
         let url = run.url.clone();
         let run_json: Value = get_json(&format!("{url}api/run"));
         // 28 rows kept, in 7 groups, 5 of them before `k5`.
@@ -617,8 +622,7 @@ fn the_page_shows_large_ids_small_and_negative_numbers_exactly_and_a_streams_las
         "p.yaml",
         "name: numbers\nsource: {type: file, path: in.csv, format: csv, columns: {id: integer, v: float}}\ntransforms:\n  - {type: with_column, name: label, expr: \"cast(id as text)\"}\n  - {type: select, columns: [label, id, v]}\nsinks:\n  - {type: csv, path: out.csv}\n",
     );
-    let mut run = Run::start(&pipeline, &["--ui", "127.0.0.1:0", "--ui-linger", "10m"]);
-    run.wait_line(|l| l.starts_with("the live page stays up for 10m"));
+    let run = Run::finished_with_page(&pipeline);
     let mut browser = Browser::open(&run.url);
     browser.wait_for("document.querySelectorAll('#result tbody tr').length === 3");
     let cells = browser.wait_for(
@@ -647,8 +651,7 @@ fn the_page_shows_large_ids_small_and_negative_numbers_exactly_and_a_streams_las
         "e.yaml",
         "name: empty\nsource: {type: file, path: in.csv, format: csv, columns: {id: integer, v: float}}\ntransforms:\n  - {type: filter, where: v > 100}\n  - {type: with_column, name: label, expr: \"cast(id as text)\"}\n  - {type: select, columns: [label, v]}\nsinks:\n  - {type: csv, path: empty.csv}\n",
     );
-    let mut run = Run::start(&empty, &["--ui", "127.0.0.1:0", "--ui-linger", "10m"]);
-    run.wait_line(|l| l.starts_with("the live page stays up for 10m"));
+    let run = Run::finished_with_page(&empty);
     let mut browser = Browser::open(&run.url);
     browser.wait_for("document.getElementById('rows-shown').textContent === '0 of 0 rows'");
     let grid = browser.wait_for("String(document.querySelectorAll('#chart line.grid').length)");
@@ -667,8 +670,7 @@ fn the_page_shows_large_ids_small_and_negative_numbers_exactly_and_a_streams_las
         "f.yaml",
         "name: failing\nsource: {type: file, path: bad.csv, format: csv, columns: {id: integer, v: float}}\nsinks:\n  - {type: csv, path: failed.csv}\n",
     );
-    let mut run = Run::start(&failing, &["--ui", "127.0.0.1:0", "--ui-linger", "10m"]);
-    run.wait_line(|l| l.starts_with("the live page stays up for 10m"));
+    let run = Run::finished_with_page(&failing);
     let mut browser = Browser::open(&run.url);
     browser.wait_for("document.getElementById('state').dataset.state === 'failed'");
     browser.wait_for("document.getElementById('rows-shown').textContent.startsWith('No result: the run failed: ')");
@@ -718,8 +720,7 @@ fn clients_that_send_nothing_are_let_go_and_cannot_crowd_out_the_page() {
         "p.yaml",
         "name: idle\nsource: {type: file, path: in.csv, format: csv}\nsinks:\n  - {type: csv, path: out.csv}\n",
     );
-    let mut run = Run::start(&pipeline, &["--ui", "127.0.0.1:0", "--ui-linger", "10m"]);
-    run.wait_line(|l| l.starts_with("the live page stays up for 10m"));
+    let run = Run::finished_with_page(&pipeline);
     let url = run.url.clone();
     let address = url
         .trim_start_matches("http://")
