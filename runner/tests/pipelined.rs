@@ -26,6 +26,18 @@ fn big_input(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
+/// Held by each test while it has its input: one 512 MiB input, its outputs and its sorted
+/// runs on disk at a time (a machine with little room left in its temporary folder failed the
+/// two tests together), and one big run at a time measured on a 2-core machine.
+static ONE_BIG_INPUT_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_big_input_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    // A test that failed holding it leaves nothing for the other to fear.
+    ONE_BIG_INPUT_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn pipeline(
     dir: &std::path::Path,
     name: &str,
@@ -42,16 +54,18 @@ fn pipeline(
     )
 }
 
-/// Runs `runner ARGS`, output discarded; its exit code and peak RSS in MB.
+/// Runs `runner ARGS`, standard output discarded; its exit code, standard error and peak RSS
+/// in MB.
 #[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
-fn run_measured(args: &[&std::ffi::OsStr]) -> (Option<i32>, f64) {
+fn run_measured(log: &std::path::Path, args: &[&std::ffi::OsStr]) -> (Option<i32>, String, f64) {
     let child = runner_process()
         .args(args)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
-    wait_with_peak_rss(&child)
+    let (code, peak_mb) = wait_with_peak_rss(&child);
+    (code, std::fs::read_to_string(log).unwrap(), peak_mb)
 }
 
 /// The rows the source produced, from the run summary.
@@ -64,6 +78,7 @@ fn source_rows(summary: &std::path::Path) -> u64 {
 #[test]
 #[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
 fn non_aggregating_pipelines_stream_in_bounded_memory_and_stop_early() {
+    let _alone = one_big_input_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let input = big_input(dir.path());
 
@@ -116,8 +131,11 @@ fn non_aggregating_pipelines_stream_in_bounded_memory_and_stop_early() {
         &input,
         "sinks:\n  - {type: csv, path: out.csv}\n",
     );
-    let (code, peak_mb) = run_measured(&["run".as_ref(), csv.as_os_str()]);
-    assert_eq!(code, Some(0));
+    let (code, stderr, peak_mb) = run_measured(
+        &dir.path().join("csv.log"),
+        &["run".as_ref(), csv.as_os_str()],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         peak_mb < 200.0,
         "file → csv: peak RSS {peak_mb:.0} MB over 512 MiB"
@@ -196,6 +214,7 @@ fn line_number(line: &[u8]) -> usize {
 #[test]
 #[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
 fn a_sort_of_a_large_input_spills_and_merges_in_bounded_memory() {
+    let _alone = one_big_input_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let input = big_input(dir.path());
 
@@ -216,13 +235,16 @@ fn a_sort_of_a_large_input_spills_and_merges_in_bounded_memory() {
     let plan = String::from_utf8(plan.stdout).unwrap();
     assert!(plan.contains("\"external_sort\""), "{plan}");
     let summary = dir.path().join("sorted.json");
-    let (code, peak_mb) = run_measured(&[
-        "run".as_ref(),
-        "--summary".as_ref(),
-        summary.as_os_str(),
-        sorted.as_os_str(),
-    ]);
-    assert_eq!(code, Some(0));
+    let (code, stderr, peak_mb) = run_measured(
+        &dir.path().join("sorted.log"),
+        &[
+            "run".as_ref(),
+            "--summary".as_ref(),
+            summary.as_os_str(),
+            sorted.as_os_str(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         peak_mb < 200.0,
         "file → sort → csv: peak RSS {peak_mb:.0} MB over 512 MiB"
