@@ -95,6 +95,8 @@ pub struct WordCounts {
     used: usize,
     long_tails: Tails,
     hasher: WordHasher,
+    /// The most slots the table grows to at its usual load (see `keep_within`).
+    max_slots: usize,
 }
 
 /// Hashes words with per-run random seeds (the words may come from the internet, so the table
@@ -181,7 +183,28 @@ impl WordCounts {
             used: 0,
             long_tails: Tails::default(),
             hasher,
+            max_slots: usize::MAX,
         }
+    }
+
+    /// Keeps the table within about `bytes` while it grows (the old slots and the doubled
+    /// ones are held together then): past the largest size that allows, it fills further
+    /// instead (`is_full` says so), up to 7/8, where it must grow after all. A worker counting
+    /// into it writes it out once it is full (a memory limit's share).
+    pub fn keep_within(mut self, bytes: usize) -> Self {
+        let slot = std::mem::size_of::<Slot>();
+        let mut max_slots = self.slots.len();
+        while (max_slots * 2 + max_slots) * slot <= bytes {
+            max_slots *= 2;
+        }
+        self.max_slots = max_slots;
+        self
+    }
+
+    /// Whether the table holds more words than its usual load, at the size `keep_within`
+    /// keeps it to.
+    pub fn is_full(&self) -> bool {
+        self.used * 8 > self.slots.len() * 5
     }
 
     /// Counts a word of up to `INLINE` bytes given as its zero-padded head (see `head_of`).
@@ -414,11 +437,14 @@ impl WordCounts {
         }
     }
 
-    /// Keeps the table at most 5/8 full, where linear probing stays short.
+    /// Keeps the table at most 5/8 full, where linear probing stays short; at the size
+    /// `keep_within` allows, at most 7/8 full.
     #[inline(always)]
     fn inserted(&mut self) {
         self.used += 1;
-        if self.used * 8 > self.slots.len() * 5 {
+        if self.used * 8 > self.slots.len() * 5
+            && (self.slots.len() < self.max_slots || self.used * 8 > self.slots.len() * 7)
+        {
             self.grow();
         }
     }
@@ -962,6 +988,42 @@ pub(crate) mod tests {
         for i in 0..words {
             assert_eq!(found[word(i).as_bytes()], 3 - (i % 3) as u64, "word {i}");
         }
+    }
+
+    #[test]
+    fn a_table_kept_within_a_size_fills_instead_of_growing_and_still_counts_every_word() {
+        let slot = std::mem::size_of::<Slot>();
+        // Room for 4,096 slots while they grow from 2,048, not for 8,192.
+        let bytes = 4096 * slot * 3 / 2;
+        let mut counts = WordCounts::new(WordHasher::default()).keep_within(bytes);
+        let word = |i: u32| format!("w{i}");
+        for i in 0..3_000 {
+            counts.add(word(i).as_bytes(), 1);
+        }
+        // Past 5/8 of 4,096 slots it fills on: full, at the size it was kept to.
+        assert!(counts.is_full());
+        assert_eq!(counts.memory_bytes(), 4096 * slot);
+        // Past 7/8 it must grow after all, and no count is lost on the way.
+        for i in 0..10_000 {
+            counts.add(word(i).as_bytes(), 1);
+        }
+        assert!(counts.memory_bytes() > 4096 * slot);
+        assert_eq!(counts.len(), 10_000);
+        let found: std::collections::HashMap<Vec<u8>, u64> = counts.entries().collect();
+        for i in 0..10_000 {
+            assert_eq!(
+                found[word(i).as_bytes()],
+                1 + u64::from(i < 3_000),
+                "word {i}"
+            );
+        }
+        // Without a size to keep to, a table grows at 5/8 and is never full.
+        let mut unbounded = WordCounts::new(WordHasher::default());
+        for i in 0..3_000 {
+            unbounded.add(word(i).as_bytes(), 1);
+        }
+        assert!(!unbounded.is_full());
+        assert_eq!(unbounded.memory_bytes(), 8192 * slot);
     }
 
     #[test]

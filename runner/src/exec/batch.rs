@@ -35,6 +35,7 @@ pub struct RunReport {
 pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
     let started = Instant::now();
     crate::expr::start_query_time();
+    super::spilled_aggregate::keep_to_memory_limits(&pipeline.stages);
     let pool = super::worker_pool(pipeline.cores)?;
     let source = match &pipeline.source {
         crate::sources::BuiltSource::Batch(source) => source.as_ref(),
@@ -428,15 +429,19 @@ fn fused_word_count<'a>(
     let tokenizer = word_count.tokenizer;
     let tables = PerWorker::new();
     let spill = Spill::new(word_count.aggregation, rayon::current_num_threads());
-    let new_table = || (WordCounts::new(hasher.clone()), Vec::new());
+    let new_counts = || match spill.share() {
+        Some(share) => WordCounts::new(hasher.clone()).keep_within(share),
+        None => WordCounts::new(hasher.clone()),
+    };
+    let new_table = || (new_counts(), Vec::new());
     source
         .open()?
         .into_par_iter()
         .try_for_each(|(_, morsel)| -> Result<()> {
             let morsel = morsel?;
             let spill_if_full = |counts: &mut WordCounts| -> Result<()> {
-                if spill.exceeded(counts.memory_bytes()) {
-                    let full = std::mem::replace(counts, WordCounts::new(hasher.clone()));
+                if spill.exceeded(counts.memory_bytes()) || counts.is_full() {
+                    let full = std::mem::replace(counts, new_counts());
                     spill.write_snapshot(word_count.sorted_run(full)?)?;
                 }
                 Ok(())

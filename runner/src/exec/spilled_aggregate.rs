@@ -81,6 +81,11 @@ impl<'a> Spill<'a> {
         self.share.is_some_and(|share| bytes > share)
     }
 
+    /// A worker's share of the memory limit, if it has one.
+    pub fn share(&self) -> Option<usize> {
+        self.share
+    }
+
     /// Runs written so far (or kept in memory).
     pub fn runs(&self) -> usize {
         self.spilled.load(Ordering::Relaxed)
@@ -190,6 +195,43 @@ impl<'a> Spill<'a> {
         }))
     }
 }
+
+/// Bytes from which glibc serves an allocation with its own mapping, given back when freed,
+/// while a run keeps to a memory limit (see `keep_to_memory_limits`).
+const OWN_MAPPING_FROM: usize = 4 << 20;
+
+/// Before a batch run whose aggregation has a `memory_limit` below the default: asks glibc to
+/// give large blocks back to the system as soon as they are freed. By default glibc raises that
+/// threshold to the size of each large block freed (up to 32 MiB), then keeps such blocks in
+/// its arenas; the spilled tables' memory stayed with the process and the merge's came on top
+/// (`memory_limit: 512MiB`, 9.4 million groups: 580 MB at the peak, 470 MB with this). It costs
+/// the big in-memory aggregations some 7 % (fresh pages for each large block), so only a run
+/// that asked for less memory than the default pays it.
+pub(crate) fn keep_to_memory_limits(stages: &[crate::plan::BuiltStage]) {
+    let tighter = stages.iter().any(|built| match &built.stage.kind {
+        crate::transforms::StageKind::Aggregate(aggregation) => aggregation
+            .memory_limit()
+            .is_some_and(|limit| limit < crate::settings::size::default_memory_limit()),
+        _ => false,
+    });
+    if tighter {
+        give_large_blocks_back();
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn give_large_blocks_back() {
+    let bytes = libc::c_int::try_from(OWN_MAPPING_FROM).expect("4 MiB fits a c_int");
+    // SAFETY: `mallopt` takes no pointer and has no precondition once the allocator is in use
+    // (this process allocated long before); it sets one of glibc's parameters under the main
+    // arena's lock, the same parameter glibc's own `free` moves on any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, bytes);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn give_large_blocks_back() {}
 
 /// An aggregation's result: whole, or to be merged from runs on disk.
 pub(crate) enum Aggregated<'a> {
