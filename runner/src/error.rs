@@ -42,6 +42,13 @@ fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
+/// What a caught panic said (`payload`, and where the hook saw it happen), for a panic that is
+/// not a bug: a foreign library's on input it did not expect.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    let recorded = LAST_PANIC.lock().ok().and_then(|mut last| last.take());
+    escape_controls(&recorded.unwrap_or_else(|| payload_text(payload))).into_owned()
+}
+
 /// The error for a caught panic (`payload`, and where the hook saw it happen).
 pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Error {
     let recorded = LAST_PANIC.lock().ok().and_then(|mut last| last.take());

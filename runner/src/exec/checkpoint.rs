@@ -5,7 +5,9 @@
 //! The directory holds:
 //! - `commit.json`: the last committed epoch, the rows taken in so far, the source position
 //!   (positioned sources only), the name of the state file and the pipeline's identity;
-//! - `state-<epoch>.arrow`: the aggregation's table at that epoch (Arrow IPC file);
+//! - `state-<epoch>.arrow`: the aggregation's table at that epoch (Arrow IPC file), whose
+//!   SHA-256 the commit records: a state file changed after it was written (a flipped bit, an
+//!   edit, another run's file) is refused, never read as counts;
 //! - `offsets.json`: for positioned sources, where each epoch since the last commit ended,
 //!   written before its sinks run (Spark's offset log): a run killed between its sinks and its
 //!   commit redoes those epochs over exactly the same input, so a sink sees the same rows for
@@ -112,6 +114,9 @@ struct Commit {
     /// The state file in the directory, when the stream has an aggregation.
     state: Option<String>,
     state_rows: usize,
+    /// The state file's SHA-256 (hex); absent in commits written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state_sha256: Option<String>,
     written: String,
     /// `identity.hash()`: what a run compares first.
     plan_hash: String,
@@ -281,13 +286,14 @@ impl Checkpoint {
         let commit = self.read_commit(&path, &text)?;
         let damaged = |what: String| {
             Error::runtime(format!(
-                "the checkpoint {} is damaged ({what}); move the directory away to start over",
-                path.display()
+                "the checkpoint in {} is damaged ({what}); move the directory away to start over",
+                self.dir.display()
             ))
         };
         let state = match &commit.state {
             Some(name) => {
-                let table = read_table(&self.dir.join(name)).map_err(damaged)?;
+                let table = read_table(&self.dir.join(name), commit.state_sha256.as_deref())
+                    .map_err(damaged)?;
                 if table.num_rows() != commit.state_rows {
                     return Err(damaged(format!(
                         "{name} holds {} rows, the commit says {}",
@@ -489,14 +495,14 @@ impl Checkpoint {
         position: Option<SourcePosition>,
         state: Option<&dyn AggregateState>,
     ) -> Result<()> {
-        let (state_file, state_rows) = match state {
+        let (state_file, state_rows, state_sha256) = match state {
             Some(state) => {
                 let table = state.snapshot()?;
                 let name = format!("state-{epoch}.arrow");
-                write_table(&self.dir.join(&name), &table)?;
-                (Some(name), table.num_rows())
+                let sha256 = write_table(&self.dir.join(&name), &table)?;
+                (Some(name), table.num_rows(), Some(sha256))
             }
-            None => (None, 0),
+            None => (None, 0, None),
         };
         let commit = Commit {
             format: FORMAT,
@@ -506,6 +512,7 @@ impl Checkpoint {
             position,
             state: state_file.clone(),
             state_rows,
+            state_sha256,
             written: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             plan_hash: self.identity.hash(),
             identity: self.identity.clone(),
@@ -575,30 +582,80 @@ fn describe_difference(saved: &Identity, now: &Identity) -> Option<String> {
     None
 }
 
-fn write_table(path: &Path, table: &RecordBatch) -> Result<()> {
+/// Writes `table` as an Arrow IPC file; returns the SHA-256 of its bytes (hex).
+fn write_table(path: &Path, table: &RecordBatch) -> Result<String> {
+    use sha2::Digest;
     let mut temp = atomic::temp_beside(path)?;
     let fail = |e: arrow_schema::ArrowError| Error::Output {
         path: path.to_path_buf(),
         source: std::io::Error::other(e),
     };
-    let mut writer = arrow_ipc::writer::FileWriter::try_new(temp.as_file_mut(), &table.schema())
-        .map_err(fail)?;
+    let mut hashed = Hashed {
+        inner: temp.as_file_mut(),
+        sha256: sha2::Sha256::new(),
+    };
+    let mut writer =
+        arrow_ipc::writer::FileWriter::try_new(&mut hashed, &table.schema()).map_err(fail)?;
     writer.write(table).map_err(fail)?;
     writer.finish().map_err(fail)?;
     drop(writer);
-    atomic::persist(temp, path)
+    let sha256 = crate::data::hex(&hashed.sha256.finalize());
+    atomic::persist(temp, path)?;
+    Ok(sha256)
 }
 
-fn read_table(path: &Path) -> Result<RecordBatch, String> {
+/// A writer that hashes what goes through it.
+struct Hashed<W> {
+    inner: W,
+    sha256: sha2::Sha256,
+}
+
+impl<W: std::io::Write> std::io::Write for Hashed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let written = self.inner.write(buf)?;
+        self.sha256.update(&buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Reads a state file, first checked against the SHA-256 its commit recorded. Arrow's reader
+/// trusts the file's own offsets and can panic on a damaged one (a commit written before the
+/// hashes were recorded, or a file made to match one): a panic is damage too.
+fn read_table(path: &Path, sha256: Option<&str>) -> Result<RecordBatch, String> {
+    use sha2::Digest;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let file = std::fs::File::open(path).map_err(|e| format!("{name}: {e}"))?;
-    let reader =
-        arrow_ipc::reader::FileReader::try_new(file, None).map_err(|e| format!("{name}: {e}"))?;
-    let schema = reader.schema();
-    let batches: Vec<RecordBatch> = reader
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{name}: {e}"))?;
-    Ok(crate::data::concat(&schema, &batches))
+    let open = || std::fs::File::open(path).map_err(|e| format!("{name}: {e}"));
+    if let Some(expected) = sha256 {
+        let mut hashed = Hashed {
+            inner: std::io::sink(),
+            sha256: sha2::Sha256::new(),
+        };
+        std::io::copy(&mut open()?, &mut hashed).map_err(|e| format!("{name}: {e}"))?;
+        if !crate::data::hex(&hashed.sha256.finalize()).eq_ignore_ascii_case(expected) {
+            return Err(format!(
+                "{name} is not the file its commit recorded: its SHA-256 differs"
+            ));
+        }
+    }
+    let file = open()?;
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let reader = arrow_ipc::reader::FileReader::try_new(file, None)?;
+        let schema = reader.schema();
+        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>()?;
+        Ok::<_, arrow_schema::ArrowError>(crate::data::concat(&schema, &batches))
+    }));
+    match read {
+        Ok(table) => table.map_err(|e| format!("{name}: {e}")),
+        Err(payload) => Err(format!(
+            "{name} cannot be read: {}",
+            crate::error::panic_text(payload.as_ref())
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -977,6 +1034,69 @@ mod tests {
     }
 
     #[test]
+    fn a_state_file_changed_after_its_commit_is_refused_not_read_as_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoint =
+            Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(true));
+        checkpoint
+            .commit(
+                0,
+                3,
+                None,
+                Some(&Fixed(counts(&[("a", 123_456_789), ("b", 1)]))),
+            )
+            .unwrap();
+        // The count 123,456,789 made 1,000,000: still a well-formed Arrow file.
+        let path = dir.path().join("state-0.arrow");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let count = 123_456_789i64.to_le_bytes();
+        let at = bytes.windows(8).position(|w| w == count).unwrap();
+        bytes[at..at + 8].copy_from_slice(&1_000_000i64.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read_table(&path, None).unwrap().num_rows(), 2);
+        let error = checkpoint.load().unwrap_err().to_string();
+        assert!(
+            error
+                .contains("state-0.arrow is not the file its commit recorded: its SHA-256 differs"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_damaged_state_file_is_an_error_wherever_it_is_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoint =
+            Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(true));
+        let words: Vec<(String, i64)> = (0..40).map(|i| (format!("word{i}"), i)).collect();
+        let words: Vec<(&str, i64)> = words.iter().map(|(w, c)| (w.as_str(), *c)).collect();
+        checkpoint
+            .commit(0, 40, None, Some(&Fixed(counts(&words))))
+            .unwrap();
+        // As a commit written before the hashes were: Arrow's reader alone sees the damage.
+        let commit_path = dir.path().join(COMMIT);
+        let mut commit: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&commit_path).unwrap()).unwrap();
+        commit.as_object_mut().unwrap().remove("state_sha256");
+        std::fs::write(&commit_path, commit.to_string()).unwrap();
+        let path = dir.path().join("state-0.arrow");
+        let good = std::fs::read(&path).unwrap();
+        let mut unreadable = 0;
+        for at in (0..good.len() - 4).step_by(3) {
+            let mut bytes = good.clone();
+            bytes[at..at + 4].copy_from_slice(&[0xff, 0xff, 0xff, 0x7f]);
+            std::fs::write(&path, &bytes).unwrap();
+            // Never a panic: read (the bytes were padding or data), or refused.
+            if let Err(error) = checkpoint.load() {
+                let error = error.to_string();
+                assert!(error.contains("is damaged (state-0.arrow"), "{error}");
+                unreadable += usize::from(error.contains("cannot be read"));
+            }
+        }
+        // Arrow's reader panicked on some (an offset past the buffer's end): caught as damage.
+        assert!(unreadable > 0);
+    }
+
+    #[test]
     fn damaged_files_are_reported_not_trusted() {
         let dir = tempfile::tempdir().unwrap();
         let mut checkpoint =
@@ -985,7 +1105,13 @@ mod tests {
         checkpoint.commit(0, 1, None, Some(&state)).unwrap();
         std::fs::write(dir.path().join("state-0.arrow"), b"not arrow").unwrap();
         let error = checkpoint.load().unwrap_err().to_string();
-        assert!(error.contains("is damaged (state-0.arrow:"), "{error}");
+        assert!(
+            error.contains(&format!(
+                "checkpoint in {} is damaged (state-0.arrow is not the file its commit recorded",
+                dir.path().display()
+            )),
+            "{error}"
+        );
         std::fs::write(dir.path().join("commit.json"), b"{\"format\": 1").unwrap();
         let error = checkpoint.load().unwrap_err().to_string();
         assert!(error.contains("commit.json is damaged"), "{error}");
