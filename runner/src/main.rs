@@ -789,13 +789,15 @@ fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool, say: Say) ->
             {
                 runner::spark::plan(&loaded, &pipeline, None, &settings)?;
             }
-            if let runner::sources::BuiltSource::Batch(source) = &pipeline.source {
-                match source.check_inputs() {
-                    Ok(Some(note)) => say.warning(&format!("{}: {note}", path.display())),
-                    Ok(None) => {}
-                    Err(missing) => {
-                        return Err(Error::invalid(format!("{}: {missing}", path.display())))
-                    }
+            let inputs = match &pipeline.source {
+                runner::sources::BuiltSource::Batch(source) => source.check_inputs(),
+                runner::sources::BuiltSource::Stream(source) => source.check_inputs(),
+            };
+            match inputs {
+                Ok(Some(note)) => say.warning(&format!("{}: {note}", path.display())),
+                Ok(None) => {}
+                Err(missing) => {
+                    return Err(Error::invalid(format!("{}: {missing}", path.display())))
                 }
             }
             Ok((loaded, pipeline))

@@ -122,7 +122,7 @@ component_enum!(SourceConfig, "source", BuildSource, [
         ; "type: socket\nhost: localhost\nport: 9876\nreconnect: true\n",
     "mastodon" => Mastodon(sources::mastodon::MastodonSourceConfig)
         : "Statuses from a Mastodon live stream over HTTPS (SSE), one row per status with its tags (stream mode)"
-        ; "type: mastodon\ninstance: mastodon.social\nstream: public\ntoken_env: MASTODON_ACCESS_TOKEN\nlimit: 1000\nonly_with_tags: true\n",
+        ; "type: mastodon\ninstance: https://mastodon.social\nstream: public\ntoken_env: MASTODON_ACCESS_TOKEN\nlimit: 1000\nonly_with_tags: true\n",
     "replay" => Replay(sources::replay::ReplaySourceConfig)
         : "Replay a recorded Mastodon stream (a tape from `record_to`) at any speed, offline (stream mode)"
         ; "type: replay\npath: tapes/sample.jsonl\nspeed: max\n",

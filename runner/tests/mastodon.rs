@@ -660,3 +660,233 @@ fn a_500_is_retried_with_backoff_then_streams() {
     );
     assert_eq!(counts(&dir.path().join("counts.csv")), expected(3));
 }
+
+/// A replay of `tape` counting hashtags into counts.csv, `extra` lines added to its source.
+fn replay_pipeline(dir: &std::path::Path, tape: &str, extra: &str) -> std::path::PathBuf {
+    write(
+        dir,
+        "replay.yaml",
+        &format!("name: r\nmode: stream\nsource:\n  type: replay\n  path: '{tape}'\n  speed: max\n{extra}transforms:\n  - {{type: explode, column: tags, as: hashtag}}\n  - {{type: lowercase, column: hashtag}}\n  - {{type: group_count, by: hashtag}}\nsinks:\n  - {{type: csv, path: counts.csv}}\n"),
+    )
+}
+
+/// A tape line of status `i`, as `record_to` writes it.
+fn tape_line(i: usize) -> String {
+    let record = serde_json::json!({"event": "update", "data": status(i).0, "t": 0.0});
+    format!("{record}\n")
+}
+
+/// Runs `runner ARGS` with stderr kept: exit code, stderr, peak RSS in MB.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
+fn run_measured(dir: &std::path::Path, args: &[&std::ffi::OsStr]) -> (i32, String, f64) {
+    let log = dir.join("stderr.log");
+    let child = runner_process()
+        .args(args)
+        .current_dir(dir)
+        .env("MASTODON_ACCESS_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let (code, peak_mb) = wait_with_peak_rss(&child);
+    (
+        code.unwrap_or(-1),
+        std::fs::read_to_string(log).unwrap(),
+        peak_mb,
+    )
+}
+
+#[test]
+fn a_tape_that_is_not_lines_of_events_is_refused_by_its_line_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // 300 MB without a newline (a sparse file): refused at its cap, not read into memory.
+    let endless = dir.path().join("endless.jsonl");
+    std::fs::File::create(&endless)
+        .unwrap()
+        .set_len(300 << 20)
+        .unwrap();
+    let p = replay_pipeline(dir.path(), "endless.jsonl", "");
+    let (code, stderr, peak_mb) = run_measured(dir.path(), &["run".as_ref(), p.as_os_str()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("endless.jsonl line 1 is longer than 16777216 bytes (`max_line_bytes`)"),
+        "{stderr}"
+    );
+    assert!(peak_mb < 150.0, "peak RSS {peak_mb:.0} MB");
+
+    // Bytes that are not UTF-8: named by their line.
+    let mut bytes = tape_line(1).into_bytes();
+    bytes.extend_from_slice(b"{\"event\": \"update\", \"data\": \"\xff\xfe\"}\n");
+    std::fs::write(dir.path().join("latin1.jsonl"), bytes).unwrap();
+    let p = replay_pipeline(dir.path(), "latin1.jsonl", "");
+    let (code, stderr, _) = run_measured(dir.path(), &["run".as_ref(), p.as_os_str()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("latin1.jsonl line 2 is not UTF-8 text"),
+        "{stderr}"
+    );
+
+    // A byte order mark before the first event is no part of it.
+    let tape = format!("\u{feff}{}{}", tape_line(1), tape_line(2));
+    std::fs::write(dir.path().join("bom.jsonl"), tape).unwrap();
+    let p = replay_pipeline(dir.path(), "bom.jsonl", "");
+    let (code, stderr, _) = run_measured(dir.path(), &["run".as_ref(), p.as_os_str()]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut want = expected(3);
+    for tag in status(0).1 {
+        *want.get_mut(&tag.to_lowercase()).unwrap() -= 1;
+    }
+    want.retain(|_, n| *n > 0);
+    assert_eq!(counts(&dir.path().join("counts.csv")), want);
+}
+
+#[test]
+fn a_missing_tape_or_standard_input_is_refused_when_the_pipeline_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = replay_pipeline(dir.path(), "nowhere.jsonl", "");
+    let out = runner().arg("validate").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nowhere.jsonl does not exist"), "{stderr}");
+    let p = replay_pipeline(dir.path(), "-", "");
+    let out = runner().arg("validate").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`path: -`: a tape is read from a file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_replay_of_a_fifo_no_one_writes_to_stops_on_sigterm() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("tape.fifo");
+    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: `name` is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let p = replay_pipeline(dir.path(), "tape.fifo", "");
+    let mut child = runner_process()
+        .arg("run")
+        .arg(&p)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A writer that never writes: its open succeeds once runner opened the FIFO to read it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let _writer = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+        {
+            Ok(writer) => break writer,
+            Err(_) if std::time::Instant::now() < deadline => std::thread::yield_now(),
+            Err(e) => panic!("runner never opened the tape: {e}"),
+        }
+    };
+    // SAFETY: kill takes a pid and a signal number; the child is ours and not yet reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a stream blocked reading its tape ignored SIGTERM");
+        }
+        std::thread::yield_now();
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stopped (interrupted)"), "{stderr}");
+}
+
+/// A server that takes connections and never answers them.
+fn silent_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.extend(stream.ok());
+        }
+    });
+    port
+}
+
+#[test]
+fn a_server_that_never_answers_is_a_stall_retried_then_given_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        dir.path(),
+        "  idle_timeout: 1s\n  max_retries: 1\n",
+        silent_server(),
+    );
+    let (code, stderr) = run(&p, Some(TOKEN));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("/api/v2/instance did not answer within 1 s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("giving up on http://127.0.0.1:")
+            && stderr.contains("did not answer within 1 s"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_endless_instance_answer_and_a_web_page_for_a_stream_are_refused_in_bounded_memory() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            if request.contains("/api/v2/instance") {
+                // JSON that never ends, until the client hangs up.
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"x\":\"");
+                let chunk = vec![b'a'; 64 << 10];
+                while stream.write_all(&chunk).is_ok() {}
+            } else {
+                respond(
+                    &mut stream,
+                    "200 OK",
+                    "text/html",
+                    "<html>a web page</html>",
+                );
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    // An earlier recording at `record_to` outlives a run that never streamed.
+    std::fs::write(dir.path().join("tape.jsonl"), tape_line(1)).unwrap();
+    let p = pipeline(dir.path(), "  record_to: tape.jsonl\n", port);
+    let (code, stderr, peak_mb) = run_measured(dir.path(), &["run".as_ref(), p.as_os_str()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("/api/v2/instance answered more than 1024 KiB"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("with `text/html`, not an event stream (text/event-stream)"),
+        "{stderr}"
+    );
+    assert!(peak_mb < 150.0, "peak RSS {peak_mb:.0} MB");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("tape.jsonl")).unwrap(),
+        tape_line(1)
+    );
+}

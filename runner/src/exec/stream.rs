@@ -112,24 +112,39 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<StreamReport> {
         .build()
         .map_err(|e| Error::runtime(format!("cannot start the I/O runtime: {e}")))?;
     let pool = super::worker_pool(pipeline.cores)?;
-    runtime.block_on(run_epochs(pipeline, &settings, &pool, bus))
+    let report = runtime.block_on(run_epochs(pipeline, &settings, &pool, bus));
+    // A source's blocking read can outlive the stream (a tape that is a FIFO no one writes
+    // to): dropping the runtime would wait for it, past SIGTERM and a second Ctrl-C.
+    runtime.shutdown_timeout(SHUTDOWN_WAIT);
+    report
+}
+
+/// How long a stopped stream waits for its sources' blocking reads and writes to end.
+const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The next delivery of `signal`; never, for a signal that could not be watched.
+async fn next_signal(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// SIGINT/SIGTERM set the flag (finish the epoch, flush, exit 0); a second SIGINT exits now.
+/// Both are watched from the call on, before the source starts.
 fn watch_signals(stop: Arc<AtomicBool>, wake: Arc<tokio::sync::Notify>) {
+    let watch = |kind: tokio::signal::unix::SignalKind, name: &str| {
+        tokio::signal::unix::signal(kind)
+            .map_err(|e| tracing::warn!("cannot watch {name}: {e}"))
+            .ok()
+    };
+    let mut interrupt = watch(tokio::signal::unix::SignalKind::interrupt(), "SIGINT");
+    let mut terminate = watch(tokio::signal::unix::SignalKind::terminate(), "SIGTERM");
     tokio::spawn(async move {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => Some(signal),
-                Err(e) => {
-                    tracing::warn!("cannot watch SIGTERM: {e}");
-                    None
-                }
-            };
         loop {
             let interrupted = tokio::select! {
-                result = tokio::signal::ctrl_c() => result.is_ok(),
-                Some(()) = async { match terminate.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => false,
+                Some(()) = next_signal(&mut interrupt) => true,
+                Some(()) = next_signal(&mut terminate) => false,
             };
             if interrupted && stop.load(Ordering::SeqCst) {
                 tracing::error!("interrupted again: exiting without finishing the epoch");

@@ -66,14 +66,16 @@ pub struct MastodonSourceConfig {
     #[serde(default, deserialize_with = "crate::settings::duration::opt")]
     #[schemars(with = "Option<String>")]
     pub connect_timeout: Option<Duration>,
-    /// Reconnect when no byte (heartbeats included) arrives for this long; default 60 s.
+    /// Reconnect when no byte (heartbeats included) arrives for this long, or a request gets
+    /// no answer; default 60 s.
     #[serde(default, deserialize_with = "crate::settings::duration::opt")]
     #[schemars(with = "Option<String>")]
     pub idle_timeout: Option<Duration>,
     /// Give up after this many failed connection attempts in a row (default: never).
     #[serde(default)]
     pub max_retries: Option<u32>,
-    /// Also write every received event (type, payload, receive time) to this JSONL file.
+    /// Also write every received event (type, payload, receive time) to this JSONL file,
+    /// created (or replaced) when the first event arrives.
     #[serde(default, deserialize_with = "crate::settings::env::opt_path")]
     pub record_to: Option<PathBuf>,
     /// A larger event (a status is a few KiB) is skipped and counted instead of held in
@@ -224,6 +226,9 @@ impl BuildSource for MastodonSourceConfig {
             ));
         }
         stream_endpoint(&self.stream)?;
+        if self.limit == Some(0) {
+            return Err("`limit` must be at least 1 (leave it out for no limit)".into());
+        }
         if self.token_env.is_empty() {
             return Err("`token_env` is empty".into());
         }
@@ -626,22 +631,17 @@ async fn run_stream(
         .connect_timeout(config.connect_timeout.unwrap_or(Duration::from_secs(20)))
         .build()
         .map_err(|e| format!("cannot set up HTTPS: {e}"))?;
-    let mut recorder = match &record_to {
-        Some(path) => Some(
-            tokio::fs::File::create(path)
-                .await
-                .map_err(|e| format!("cannot write the recording {}: {e}", path.display()))?,
-        ),
-        None => None,
-    };
-    let streaming = discover_streaming_host(&client, instance).await;
+    // Created at the first event: a run that fails before (a refused token) leaves an earlier
+    // recording at that path as it was.
+    let mut recorder = record_to.map(Recording::Due);
+    let idle = config.idle_timeout.unwrap_or(Duration::from_secs(60));
+    let streaming = discover_streaming_host(&client, instance, idle).await;
     let (path, query) = stream_endpoint(&config.stream)?;
     let url = format!("{streaming}{path}");
     let filters = Filters {
         only_with_tags: config.only_with_tags,
         languages: config.languages.clone(),
     };
-    let idle = config.idle_timeout.unwrap_or(Duration::from_secs(60));
     let started = Instant::now();
     let mut sent = 0u64;
     let mut failures = 0u32;
@@ -693,37 +693,114 @@ async fn run_stream(
     }
 }
 
-/// The streaming base URL from `/api/v2/instance` (`wss://` → `https://`), or the instance.
-async fn discover_streaming_host(client: &reqwest::Client, instance: &str) -> String {
+/// The most bytes of `/api/v2/instance` read (Mastodon's is a few KiB).
+const MAX_INSTANCE_BODY: usize = 1 << 20;
+
+/// The streaming base URL from `/api/v2/instance` (`wss://` → `https://`), or the instance:
+/// when that answer does not come within `wait`, is longer than `MAX_INSTANCE_BODY`, names
+/// no streaming URL, or names one without TLS for an `https://` instance (the token would
+/// travel in clear).
+async fn discover_streaming_host(
+    client: &reqwest::Client,
+    instance: &str,
+    wait: Duration,
+) -> String {
     let found = async {
-        let response = client
+        let mut response = client
             .get(format!("{instance}/api/v2/instance"))
             .send()
             .await
+            .ok()?
+            .error_for_status()
             .ok()?;
-        let text = response.error_for_status().ok()?.text().await.ok()?;
-        let body: serde_json::Value = serde_json::from_str(&text).ok()?;
-        let url = body
-            .pointer("/configuration/urls/streaming")?
-            .as_str()?
-            .trim_end_matches('/')
-            .to_owned();
-        let url = if let Some(rest) = url.strip_prefix("wss://") {
-            format!("https://{rest}")
-        } else if let Some(rest) = url.strip_prefix("ws://") {
-            format!("http://{rest}")
-        } else {
-            url
-        };
-        Some(url)
-    }
-    .await;
-    match found {
-        Some(url) => {
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.ok()? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_INSTANCE_BODY {
+                tracing::warn!(
+                    "{instance}/api/v2/instance answered more than {} KiB: not read further",
+                    MAX_INSTANCE_BODY >> 10
+                );
+                return None;
+            }
+        }
+        let body: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let named = body.pointer("/configuration/urls/streaming")?.as_str()?;
+        streaming_base(instance, named)
+            .map_err(|why| {
+                tracing::warn!(
+                    "{instance} names `{}` as its streaming address: not used ({why}); streaming from the instance",
+                    crate::error::escape_controls(named)
+                )
+            })
+            .ok()
+    };
+    match tokio::time::timeout(wait, found).await {
+        Ok(Some(url)) => {
             tracing::info!(streaming = %url, "streaming host from /api/v2/instance");
             url
         }
-        None => instance.to_owned(),
+        Ok(None) => instance.to_owned(),
+        Err(_) => {
+            tracing::warn!(
+                "{instance}/api/v2/instance did not answer within {} s: streaming from the instance",
+                wait.as_secs_f64()
+            );
+            instance.to_owned()
+        }
+    }
+}
+
+/// The streaming base URL an instance's `configuration.urls.streaming` names, as HTTP(S)
+/// (`wss://` → `https://`); refused when it is no web address, or when it would take the
+/// token off TLS (an `https://` instance naming `ws://` or `http://`).
+fn streaming_base(instance: &str, named: &str) -> Result<String, &'static str> {
+    let named = named.trim_end_matches('/');
+    let url = if let Some(rest) = named.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if let Some(rest) = named.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else {
+        named.to_owned()
+    };
+    if url.starts_with("https://") {
+        Ok(url)
+    } else if !url.starts_with("http://") {
+        Err("not a ws://, wss:// or http(s):// address")
+    } else if instance.starts_with("https://") {
+        Err("the token would leave TLS")
+    } else {
+        Ok(url)
+    }
+}
+
+/// Where received events are recorded (`record_to`): the file is created at the first event.
+enum Recording {
+    Due(PathBuf),
+    Open(tokio::fs::File),
+}
+
+impl Recording {
+    async fn write(&mut self, line: &[u8]) -> Result<(), String> {
+        if let Recording::Due(path) = self {
+            let file = tokio::fs::File::create(&*path)
+                .await
+                .map_err(|e| format!("cannot write the recording {}: {e}", path.display()))?;
+            *self = Recording::Open(file);
+        }
+        match self {
+            Recording::Open(file) => file
+                .write_all(line)
+                .await
+                .map_err(|e| format!("cannot write the recording: {e}")),
+            Recording::Due(_) => Ok(()),
+        }
+    }
+
+    async fn flush(&mut self) {
+        if let Recording::Open(file) = self {
+            let _ = file.flush().await;
+        }
     }
 }
 
@@ -740,21 +817,28 @@ async fn connect_once(
     max_event_bytes: usize,
     sent: &mut u64,
     tx: &Sender<Delivery>,
-    recorder: &mut Option<tokio::fs::File>,
+    recorder: &mut Option<Recording>,
     started: Instant,
 ) -> Result<Ended, String> {
-    let response = match client
+    // A server that takes the connection and never answers is a stall like any other.
+    let request = client
         .get(url)
         .query(query)
         .bearer_auth(token)
         .header("Accept", "text/event-stream")
-        .send()
-        .await
-    {
-        Ok(response) => response,
-        Err(e) => {
+        .send();
+    let response = match tokio::time::timeout(idle, request).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
             return Ok(Ended::Retry(
                 format!("cannot connect to {url}: {}", crate::error::error_chain(&e)),
+                None,
+                false,
+            ))
+        }
+        Err(_) => {
+            return Ok(Ended::Retry(
+                format!("{url} did not answer within {} s", idle.as_secs_f64()),
                 None,
                 false,
             ))
@@ -772,8 +856,8 @@ async fn connect_once(
         let mut response = response;
         let mut head = Vec::new();
         while head.len() < MAX_ERROR_BODY {
-            match response.chunk().await {
-                Ok(Some(chunk)) => head.extend_from_slice(&chunk),
+            match tokio::time::timeout(idle, response.chunk()).await {
+                Ok(Ok(Some(chunk))) => head.extend_from_slice(&chunk),
                 _ => break,
             }
         }
@@ -812,6 +896,22 @@ async fn connect_once(
         };
         return Err(format!("{url} answered {status}: {message}.{hint}"));
     }
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if let Some(content_type) = content_type {
+        if !content_type
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("text/event-stream")
+        {
+            return Err(format!(
+                "{url} answered {status} with `{}`, not an event stream (text/event-stream): is `instance` a Mastodon server?",
+                crate::error::escape_controls(&content_type)
+            ));
+        }
+    }
     tracing::info!(%url, "streaming");
     let last_byte = Arc::new(AtomicU64::new(0));
     let clock = Instant::now();
@@ -834,7 +934,7 @@ async fn connect_once(
                 Some(Err(e)) => return Ok(Ended::Retry(format!("the stream broke: {e}"), None, streamed)),
                 Some(Ok(event)) => {
                     streamed = true;
-                    if let Some(file) = recorder.as_mut() {
+                    if let Some(recording) = recorder.as_mut() {
                         let record = serde_json::json!({
                             "event": event.event,
                             "data": event.data,
@@ -842,7 +942,7 @@ async fn connect_once(
                         });
                         let mut line = record.to_string();
                         line.push('\n');
-                        file.write_all(line.as_bytes()).await.map_err(|e| format!("cannot write the recording: {e}"))?;
+                        recording.write(line.as_bytes()).await?;
                     }
                     if let Some(line) = event_to_line(&event.event, &event.data, filters, stats) {
                         if tx.send(line.into()).await.is_err() {
@@ -851,8 +951,8 @@ async fn connect_once(
                         *sent += 1;
                         if limit.is_some_and(|l| *sent >= l) {
                             tracing::info!("limit of {sent} statuses reached");
-                            if let Some(file) = recorder.as_mut() {
-                                let _ = file.flush().await;
+                            if let Some(recording) = recorder.as_mut() {
+                                recording.flush().await;
                             }
                             return Ok(Ended::Done);
                         }
@@ -949,6 +1049,27 @@ mod tests {
         assert!(stream_endpoint("publc")
             .unwrap_err()
             .contains("did you mean `public`?"));
+    }
+
+    #[test]
+    fn a_streaming_address_is_used_unless_it_takes_the_token_off_tls() {
+        let secure = "https://mastodon.example";
+        assert_eq!(
+            streaming_base(secure, "wss://streaming.mastodon.example/").unwrap(),
+            "https://streaming.mastodon.example"
+        );
+        assert_eq!(
+            streaming_base(secure, "https://s.example").unwrap(),
+            "https://s.example"
+        );
+        assert!(streaming_base(secure, "ws://streaming.mastodon.example").is_err());
+        assert!(streaming_base(secure, "http://streaming.mastodon.example").is_err());
+        assert!(streaming_base(secure, "ftp://s.example").is_err());
+        // A local test server over plain HTTP may name a plain one.
+        assert_eq!(
+            streaming_base("http://127.0.0.1:4000", "ws://127.0.0.1:4000").unwrap(),
+            "http://127.0.0.1:4000"
+        );
     }
 
     #[test]

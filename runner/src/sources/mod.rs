@@ -164,6 +164,11 @@ pub trait StreamSource: Send + Sync {
     fn positioned(&self) -> bool {
         false
     }
+    /// For `runner validate`: whether the input is there, without reading it (`Err` when it
+    /// is missing), as [`BatchSource::check_inputs`].
+    fn check_inputs(&self) -> Result<Option<String>, String> {
+        Ok(None)
+    }
     /// Turns chunks into a batch of rows (an error when a record cannot be read and the
     /// source is told to fail on it).
     fn decode(&self, chunks: &[Chunk]) -> Result<RecordBatch>;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncSeekExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc::Sender;
 
 use super::mastodon::{decode_rows, event_to_line, status_schema, EventStats, Filters};
@@ -35,6 +35,18 @@ pub struct ReplaySourceConfig {
     /// Only statuses with at least one hashtag.
     #[serde(default)]
     pub only_with_tags: bool,
+    /// A longer line of the tape is an error rather than read into memory (a recorded event
+    /// is at most the mastodon source's `max_event_bytes`, JSON-escaped). Default 16 MiB.
+    #[serde(
+        default = "default_max_line_bytes",
+        deserialize_with = "crate::settings::size::bytes"
+    )]
+    #[schemars(with = "String")]
+    pub max_line_bytes: usize,
+}
+
+fn default_max_line_bytes() -> usize {
+    16 << 20
 }
 
 /// How fast a tape is replayed.
@@ -86,6 +98,8 @@ impl<'de> Deserialize<'de> for Speed {
         enum Raw {
             Number(f64),
             Text(String),
+            // Anything else (a bool, a list): said in the setting's own words below.
+            Other(serde::de::IgnoredAny),
         }
         match Raw::deserialize(d)? {
             Raw::Number(n) if n > 0.0 && n.is_finite() => Ok(Speed::Factor(n)),
@@ -99,12 +113,18 @@ impl<'de> Deserialize<'de> for Speed {
             Raw::Number(n) => Err(serde::de::Error::custom(format!(
                 "speed must be above 0, not {n}"
             ))),
+            Raw::Other(_) => Err(serde::de::Error::custom(
+                "speed must be a number above 0 or `max`",
+            )),
         }
     }
 }
 
 impl BuildSource for ReplaySourceConfig {
     fn build(&self, ctx: &SourceContext) -> Result<BuiltSource, String> {
+        if self.path.as_os_str() == "-" {
+            return Err("`path: -`: a tape is read from a file, which a restarted run can read again from its checkpoint's offset; standard input cannot be (save it to a file first)".into());
+        }
         Ok(BuiltSource::Stream(Box::new(ReplaySource {
             config: self.clone(),
             path: crate::settings::resolve_against(ctx.base_dir, &self.path),
@@ -145,6 +165,7 @@ impl StreamSource for ReplaySource {
         _redo_until: Option<SourcePosition>,
     ) -> tokio::task::JoinHandle<Result<(), String>> {
         let (path, speed, stats) = (self.path.clone(), self.config.speed, self.stats.clone());
+        let max_line_bytes = self.config.max_line_bytes;
         let filters = Filters {
             only_with_tags: self.config.only_with_tags,
             languages: vec![],
@@ -174,25 +195,52 @@ impl StreamSource for ReplaySource {
             let mut position = start.clone();
             let started = Instant::now();
             let mut number = 0u64;
-            let mut line = String::new();
+            let mut bytes = Vec::new();
             loop {
-                line.clear();
-                let read = reader.read_line(&mut line).await.map_err(cannot_read)?;
+                bytes.clear();
+                // At most one byte past the cap: a longer line is refused unread.
+                let read = (&mut reader)
+                    .take(max_line_bytes as u64 + 1)
+                    .read_until(b'\n', &mut bytes)
+                    .await
+                    .map_err(cannot_read)?;
                 if read == 0 {
                     break;
                 }
                 number += 1;
-                position.offset += read as u64;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let recorded: Recorded = serde_json::from_str(&line).map_err(|e| {
-                    let at = if start.offset > 0 {
+                let at = || {
+                    if start.offset > 0 {
                         format!("line {number} after byte {}", start.offset)
                     } else {
                         format!("line {number}")
-                    };
-                    format!("{} {at} is not a recorded event: {e}", path.display())
+                    }
+                };
+                if read > max_line_bytes && bytes.last() != Some(&b'\n') {
+                    return Err(format!(
+                        "{} {} is longer than {} bytes (`max_line_bytes`): not a recorded event",
+                        path.display(),
+                        at(),
+                        max_line_bytes
+                    ));
+                }
+                position.offset += read as u64;
+                // A UTF-8 byte order mark at the tape's start is not part of its first event.
+                let mut text = bytes.as_slice();
+                if position.offset == read as u64 {
+                    text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
+                }
+                let line = std::str::from_utf8(text).map_err(|e| {
+                    format!(
+                        "{} {} is not UTF-8 text ({e}): not a recorded event",
+                        path.display(),
+                        at()
+                    )
+                })?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let recorded: Recorded = serde_json::from_str(line).map_err(|e| {
+                    format!("{} {} is not a recorded event: {e}", path.display(), at())
                 })?;
                 if let Speed::Factor(factor) = speed {
                     let wait = ((recorded.t - start.time) / factor).max(0.0);
@@ -201,7 +249,7 @@ impl StreamSource for ReplaySource {
                         .and_then(|wait| started.checked_add(wait))
                         .ok_or_else(|| {
                             format!(
-                                "{} line {number}: its time t = {:e} is {wait:e} s away at speed {factor}, too far to wait for",
+                                "{} line {number}: its time t = {:e} is {wait:e} s away at speed {factor:e}, too far to wait for",
                                 path.display(),
                                 recorded.t
                             )
@@ -226,6 +274,16 @@ impl StreamSource for ReplaySource {
 
     fn positioned(&self) -> bool {
         true
+    }
+
+    fn check_inputs(&self) -> std::result::Result<Option<String>, String> {
+        match self.path.exists() {
+            true => Ok(None),
+            false => Err(format!(
+                "the tape {} does not exist (no such file or directory)",
+                self.path.display()
+            )),
+        }
     }
 
     fn decode(&self, chunks: &[Chunk]) -> crate::error::Result<RecordBatch> {
