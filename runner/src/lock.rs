@@ -102,7 +102,13 @@ pub fn acquire(
         match lock_dir {
             // The default directory is made private and checked.
             None => private_dir(dir)?,
-            Some(_) => std::fs::create_dir_all(dir).map_err(|source| lock_failure(dir, source))?,
+            Some(_) => std::fs::create_dir_all(dir).map_err(|source| {
+                let source = match dir.exists() && !dir.is_dir() {
+                    true => std::io::Error::other("it is a file, not a folder"),
+                    false => source,
+                };
+                lock_failure(dir, source)
+            })?,
         }
     }
     // Never through a link (a planted one would make this run write where it points), and
@@ -149,8 +155,15 @@ pub fn acquire(
                     std::thread::sleep(Duration::from_millis(100));
                     continue;
                 }
+                let advice = match wait {
+                    Some(waited) => format!(
+                        "It was still running after --wait {}",
+                        humantime::format_duration(waited)
+                    ),
+                    None => "Use --wait 5m to wait for it".to_owned(),
+                };
                 return Err(Error::Locked(format!(
-                    "another run of {} is in progress ({}); not starting a second one. Use --wait 5m to wait for it (lock file {})",
+                    "another run of {} is in progress ({}); not starting a second one. {advice} (lock file {})",
                     pipeline.display(),
                     holder(&mut file),
                     path.display()
@@ -207,6 +220,20 @@ mod tests {
         );
         drop(first);
         acquire(&pipeline, Some(dir.path()), Some(Duration::from_secs(1))).unwrap();
+    }
+
+    #[test]
+    fn a_lock_folder_that_is_a_file_is_said_to_be_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = dir.path().join("p.yaml");
+        std::fs::write(&pipeline, "name: t").unwrap();
+        let not_a_folder = dir.path().join("locks");
+        std::fs::write(&not_a_folder, "").unwrap();
+        let error = acquire(&pipeline, Some(&not_a_folder), None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("it is a file, not a folder"), "{error}");
     }
 
     #[test]

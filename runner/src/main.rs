@@ -583,6 +583,9 @@ fn run(
     options: &RunOptions,
 ) -> Result<(), Error> {
     let mut recorder = runner::summary::Recorder::start(path, options.summary.clone());
+    if let Some(refused) = recorder.refused_target() {
+        return Err(Error::invalid(refused));
+    }
     let mut page = None;
     // Held until the run ends; the kernel releases it if the process dies.
     let outcome = match runner::lock::acquire(path, lock_dir, wait) {
@@ -653,6 +656,9 @@ fn execute(
     }
     let loaded = config::load(path, &options.overrides)?;
     recorder.loaded(&loaded);
+    if let Some(refused) = recorder.refused_target() {
+        return Err(Error::invalid(refused));
+    }
     let mut pipeline = exec::build(&loaded, options.cores)?;
     // Bound before the run starts: a taken address fails the run before it reads anything.
     let bound = runner::ui::bind(&options.ui, loaded.config.ui.as_ref())?;

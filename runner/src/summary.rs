@@ -200,6 +200,9 @@ pub struct Recorder {
     /// Each sink's file and its modification time before the run (`None`: it did not exist).
     sink_outputs: Vec<(PathBuf, Option<SystemTime>)>,
     counters: Vec<Arc<StageRows>>,
+    /// Why the summary's path was refused (it is the pipeline file, an output, a folder):
+    /// nothing is written there.
+    refused_target: Option<String>,
 }
 
 impl Recorder {
@@ -211,12 +214,13 @@ impl Recorder {
         let file_sha256 = std::fs::read(file)
             .ok()
             .map(|bytes| crate::data::hex(&Sha256::digest(&bytes)));
-        Recorder {
+        let mut recorder = Recorder {
             file: file.to_path_buf(),
             started,
             target,
             sink_outputs: Vec::new(),
             counters: Vec::new(),
+            refused_target: None,
             summary: RunSummary {
                 pipeline: None,
                 file: file.display().to_string(),
@@ -238,12 +242,54 @@ impl Recorder {
                 outputs: Vec::new(),
                 warnings: WarningsSummary::default(),
             },
-        }
+        };
+        recorder.check_target();
+        recorder
     }
 
     /// Where the summary goes, if anywhere.
     pub fn target(&self) -> Option<&Path> {
         self.target.as_deref()
+    }
+
+    /// Why the summary's path cannot be written (the run is refused), if it cannot.
+    pub fn refused_target(&self) -> Option<&str> {
+        self.refused_target.as_deref()
+    }
+
+    /// Refuses a summary path that would replace the pipeline file or one of its outputs (a
+    /// slip in a crontab, `--summary job.yaml`, would have lost the pipeline) or that is a
+    /// folder: the target is dropped, and the run is refused with the reason.
+    fn check_target(&mut self) {
+        let Some(target) = self.target.as_deref() else {
+            return;
+        };
+        let named = |what: &str| {
+            format!(
+                "the run summary would replace {what} {}: give `--summary` (or `summary:`) another file",
+                crate::error::escape_path(target)
+            )
+        };
+        let refused = if target.is_dir() {
+            Some(format!(
+                "the run summary cannot be written to {}: it is a folder",
+                crate::error::escape_path(target)
+            ))
+        } else if same_file(target, &self.file) {
+            Some(named("the pipeline file"))
+        } else if self
+            .sink_outputs
+            .iter()
+            .any(|(output, _)| same_file(target, output))
+        {
+            Some(named("the output"))
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
+            self.target = None;
+            self.refused_target = Some(refused);
+        }
     }
 
     /// Notes the parsed pipeline: its name, mode, steps, outputs and `summary:` path.
@@ -290,6 +336,7 @@ impl Recorder {
                 (path, before)
             })
             .collect();
+        self.check_target();
     }
 
     /// Notes that the source and the first steps run on Spark: they leave `stages` (Spark's
@@ -445,6 +492,26 @@ impl Recorder {
     pub fn file(&self) -> &Path {
         &self.file
     }
+}
+
+/// Whether two paths name one file: the same file when both exist (links, `..`), else the
+/// same absolute path once their folders are resolved.
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        use std::os::unix::fs::MetadataExt;
+        return a.dev() == b.dev() && a.ino() == b.ino();
+    }
+    let resolved = |path: &Path| {
+        let folder = match path.parent() {
+            Some(folder) if !folder.as_os_str().is_empty() => folder,
+            _ => Path::new("."),
+        };
+        std::fs::canonicalize(folder)
+            .ok()
+            .map(|folder| folder.join(path.file_name().unwrap_or_default()))
+    };
+    matches!((resolved(a), resolved(b)), (Some(a), Some(b)) if a == b)
 }
 
 impl RunSummary {

@@ -204,6 +204,53 @@ fn a_failed_run_writes_its_summary_and_the_pipeline_key_names_the_file() {
 }
 
 #[test]
+fn a_summary_that_would_replace_the_pipeline_or_an_output_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "name: t\nsource:\n  type: file\n  path: in.txt\nsinks:\n  - {type: csv, path: out/counts.csv}\n";
+    let p = write(dir.path(), "p.yaml", text);
+    write(dir.path(), "in.txt", "a\nb\n");
+    runner().arg("run").arg(&p).arg("-q").assert().success();
+    let output = std::fs::read(dir.path().join("out/counts.csv")).unwrap();
+    // The pipeline file, by another spelling of its path too; the output; a folder.
+    for (summary, refusal) in [
+        ("p.yaml", "would replace the pipeline file"),
+        ("out/../p.yaml", "would replace the pipeline file"),
+        ("out/counts.csv", "would replace the output"),
+        ("out", "it is a folder"),
+    ] {
+        runner()
+            .arg("run")
+            .arg(&p)
+            .args(["--summary", summary])
+            .current_dir(dir.path())
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(refusal));
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
+        assert_eq!(
+            std::fs::read(dir.path().join("out/counts.csv")).unwrap(),
+            output
+        );
+    }
+    // Written in the pipeline, the same.
+    let in_file = write(
+        dir.path(),
+        "q.yaml",
+        &format!("{text}summary: out/counts.csv\n"),
+    );
+    runner()
+        .arg("run")
+        .arg(&in_file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("would replace the output"));
+    assert_eq!(
+        std::fs::read(dir.path().join("out/counts.csv")).unwrap(),
+        output
+    );
+}
+
+#[test]
 fn kill_9_leaves_no_lock_and_the_previous_output_intact() {
     let dir = tempfile::tempdir().unwrap();
     let locks = dir.path().join("locks");

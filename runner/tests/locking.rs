@@ -53,6 +53,18 @@ fn a_second_run_is_refused_or_waits() {
                 .and(predicate::str::contains(format!("pid {}", first.id())))
                 .and(predicate::str::contains("--wait")),
         );
+    // A wait that runs out says so.
+    runner()
+        .arg("run")
+        .arg(&p)
+        .arg("--lock-dir")
+        .arg(&locks)
+        .args(["--wait", "100ms"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "It was still running after --wait 100ms",
+        ));
     // Waiting instead: it starts once the first run has stopped, and runs to its own end.
     runner()
         .arg("run")
