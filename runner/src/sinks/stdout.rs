@@ -159,21 +159,8 @@ pub fn render(
             }
         }
         StdoutFormat::Table => {
-            let mut table = comfy_table::Table::new();
-            table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-            table.set_header(batch.schema().fields().iter().map(|f| one_line(f.name())));
-            for row in 0..rows {
-                table.add_row(text_row(row));
-            }
-            for (i, field) in batch.schema().fields().iter().enumerate() {
-                if matches!(field.data_type(), DataType::Int64 | DataType::Float64) {
-                    if let Some(column) = table.column_mut(i) {
-                        column.set_cell_alignment(comfy_table::CellAlignment::Right);
-                    }
-                }
-            }
-            out.push_str(&table.to_string());
-            out.push('\n');
+            let width = terminal_size::terminal_size().map(|(width, _)| width.0);
+            out.push_str(&table(batch, rows, text_row, width));
         }
         StdoutFormat::Tsv => {
             // Backslashes doubled first, then tab, line breaks and other control characters
@@ -223,6 +210,51 @@ pub fn render(
         }
     }
     out
+}
+
+/// `rows` of `batch` as a table. With a `width` (a terminal's) it keeps to it, each row on one
+/// line, long cells cut with `…`: a row wrapped by the terminal scrolled the screen and broke
+/// the in-place redraw of a stream's epochs.
+fn table(
+    batch: &RecordBatch,
+    rows: usize,
+    text_row: impl Fn(usize) -> Vec<String>,
+    width: Option<u16>,
+) -> String {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    let one_row = |cells: Vec<String>| {
+        let mut row = comfy_table::Row::from(cells);
+        if width.is_some() {
+            row.max_height(1);
+        }
+        row
+    };
+    if let Some(width) = width {
+        table
+            .set_width(width)
+            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+            .set_truncation_indicator("…");
+    }
+    table.set_header(one_row(
+        batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| one_line(f.name()))
+            .collect(),
+    ));
+    for row in 0..rows {
+        table.add_row(one_row(text_row(row)));
+    }
+    for (i, field) in batch.schema().fields().iter().enumerate() {
+        if matches!(field.data_type(), DataType::Int64 | DataType::Float64) {
+            if let Some(column) = table.column_mut(i) {
+                column.set_cell_alignment(comfy_table::CellAlignment::Right);
+            }
+        }
+    }
+    format!("{table}\n")
 }
 
 /// A cell or column name for the `table` and `aligned` views: line breaks and tabs as `\n`,
@@ -845,6 +877,40 @@ mod tests {
         );
         let full = lines[0].chars().filter(|c| *c == '█').count();
         assert_eq!(full, 40 - 5 - 3 - 3);
+    }
+
+    #[test]
+    fn a_table_on_a_terminal_keeps_to_its_width_a_row_a_line() {
+        let long = format!("#{}", "verylonghashtag".repeat(30));
+        let batch =
+            crate::data::word_counts(&[long.as_str(), "日本語のハッシュタグ", "rust"], &[3, 2, 1]);
+        let text_row = |row: usize| {
+            batch
+                .columns()
+                .iter()
+                .map(|c| cell(c.as_ref(), row).to_field())
+                .collect::<Vec<_>>()
+        };
+        let drawn = table(&batch, 3, text_row, Some(40));
+        // Borders, the header and three rows, one line each, none wider than 40 columns
+        // (the Japanese characters take two each).
+        assert_eq!(drawn.lines().count(), 7, "{drawn}");
+        for line in drawn.lines() {
+            let columns: usize = line
+                .chars()
+                .map(|c| {
+                    if ('\u{3000}'..='\u{9fff}').contains(&c) {
+                        2
+                    } else {
+                        1
+                    }
+                })
+                .sum();
+            assert!(columns <= 40, "{columns} columns: {line}");
+        }
+        assert!(drawn.contains('…') && drawn.contains("rust"), "{drawn}");
+        // Without a terminal the cells are whole.
+        assert!(table(&batch, 3, text_row, None).contains(&long));
     }
 
     #[test]
