@@ -12,10 +12,7 @@ fn bars() -> Vec<Bar> {
     words
         .iter()
         .enumerate()
-        .map(|(i, w)| Bar {
-            label: (*w).into(),
-            value: (298 - i * 11) as f64,
-        })
+        .map(|(i, w)| Bar::integer(*w, 298 - i as i64 * 11))
         .collect()
 }
 

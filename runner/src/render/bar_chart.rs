@@ -93,8 +93,31 @@ pub struct ChartSpec {
 pub struct Bar {
     /// The category label (cut to 20 characters with `…` when drawn).
     pub label: String,
-    /// The bar's length, on an axis from 0.
+    /// The bar's length, on an axis from 0 (a negative value has no bar).
     pub value: f64,
+    /// The value as its label shows it: an integer's every digit (a float has 53 bits).
+    pub text: String,
+}
+
+impl Bar {
+    /// A bar of a float value.
+    pub fn new(label: impl Into<String>, value: f64) -> Bar {
+        Bar {
+            label: label.into(),
+            value,
+            text: format_value(value),
+        }
+    }
+
+    /// A bar of an integer value, labelled with its exact digits.
+    pub fn integer(label: impl Into<String>, value: i64) -> Bar {
+        let sign = if value < 0 { "-" } else { "" };
+        Bar {
+            label: label.into(),
+            value: value as f64,
+            text: format!("{sign}{}", crate::data::group_digits(value.unsigned_abs())),
+        }
+    }
 }
 
 /// The parts of the layout both orientations share.
@@ -115,6 +138,8 @@ pub struct Drawn {
     pub bars: usize,
     /// Characters replaced by `?` because the font has no glyph for them.
     pub missing_glyphs: usize,
+    /// Bars whose value is below zero: labelled, without a bar (the axis starts at 0).
+    pub negative: usize,
 }
 
 /// The seaborn/matplotlib `cool` colour map: cyan to magenta.
@@ -137,9 +162,15 @@ pub fn bar_colour(index: usize, count: usize) -> RGBColor {
 }
 
 /// The axis top for the largest value `max` (with room for value labels) and its ticks from 0:
-/// steps of 1, 2 or 5 times a power of ten, none above the axis top.
-fn axis(max: f64, headroom: f64) -> (f64, Vec<f64>) {
-    let top = if max > 0.0 { max * headroom } else { 1.0 };
+/// steps of 1, 2 or 5 times a power of ten, none above the axis top; at least 1 when every
+/// value is `whole` (counts have no ticks at 0.5).
+fn axis(max: f64, headroom: f64, whole: bool) -> (f64, Vec<f64>) {
+    // Near f64::MAX the headroom would overflow to infinity.
+    let top = if max > 0.0 {
+        (max * headroom).min(f64::MAX)
+    } else {
+        1.0
+    };
     let rough = top / 5.0;
     let magnitude = 10f64.powf(rough.log10().floor());
     let step = [1.0, 2.0, 5.0, 10.0]
@@ -147,11 +178,14 @@ fn axis(max: f64, headroom: f64) -> (f64, Vec<f64>) {
         .map(|m| m * magnitude)
         .find(|s| *s >= rough)
         .unwrap_or(10.0 * magnitude);
-    let count = (top / step).floor() as usize;
+    let step = if whole { step.max(1.0) } else { step };
+    let count = (top / step).floor().min(20.0) as usize;
     (top, (0..=count).map(|i| i as f64 * step).collect())
 }
 
-/// A value label or tick: digits grouped (`298,000`), two decimals below 100.
+/// A value label or tick: digits grouped (`298,000`), two decimals below 100, and beyond
+/// 10^15 (where a float no longer holds every digit) at most three decimals and a power of
+/// ten (`1.235e17`, `1e308`).
 pub(crate) fn format_value(v: f64) -> String {
     let grouped = |whole: f64| {
         let sign = if whole < 0.0 { "-" } else { "" };
@@ -160,13 +194,27 @@ pub(crate) fn format_value(v: f64) -> String {
             crate::data::group_digits(whole.abs().round() as u64)
         )
     };
-    if v.fract() == 0.0 && v.abs() < 1e15 {
+    if v.abs() >= 1e15 {
+        let text = format!("{v:.3e}");
+        match text.split_once('e') {
+            Some((mantissa, power)) if mantissa.contains('.') => {
+                format!(
+                    "{}e{power}",
+                    mantissa.trim_end_matches('0').trim_end_matches('.')
+                )
+            }
+            _ => text,
+        }
+    } else if v.fract() == 0.0 || v.abs() >= 100.0 {
         grouped(v)
-    } else if v.abs() >= 100.0 && v.abs() < 1e15 {
-        grouped(v.round())
     } else {
         format!("{v:.2}")
     }
+}
+
+/// Whether every bar's value is a whole number.
+fn all_whole(bars: &[Bar]) -> bool {
+    bars.iter().all(|b| b.value.fract() == 0.0)
 }
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
@@ -181,6 +229,7 @@ pub fn render_rgb(bars: &[Bar], spec: &ChartSpec) -> Result<(Vec<u8>, Drawn), St
     let mut pixels = vec![255u8; (w * h * 3) as usize];
     let mut drawn = Drawn {
         bars: bars.len(),
+        negative: bars.iter().filter(|b| b.value < 0.0).count(),
         ..Drawn::default()
     };
     let mut texts: Vec<TextItem> = Vec::new();
@@ -286,7 +335,7 @@ fn draw_vertical(
     let (spec, scale, top) = (frame.spec, frame.scale, frame.top);
     let (w, h) = (spec.width as i32, spec.height as i32);
     let max = bars.iter().map(|b| b.value).fold(0.0, f64::max);
-    let (axis_max, ticks) = axis(max, 1.08);
+    let (axis_max, ticks) = axis(max, 1.08, all_whole(bars));
     let tick_px = 17.0 * scale;
     let axis_title_px = 18.0 * scale;
     let tick_labels: Vec<String> = ticks.iter().map(|t| format_value(*t)).collect();
@@ -376,7 +425,7 @@ fn draw_vertical(
             spec.palette.colour(i, bars.len()).filled(),
         ))
         .map_err(err)?;
-        let value = format_value(bar.value);
+        let value = bar.text.clone();
         let fits = text_width(&value, value_px_base) as f64 <= slot * 0.95;
         let value_px = if fits {
             value_px_base
@@ -442,7 +491,7 @@ fn draw_horizontal(
     let (spec, scale, top) = (frame.spec, frame.scale, frame.top);
     let (w, h) = (spec.width as i32, spec.height as i32);
     let max = bars.iter().map(|b| b.value).fold(0.0, f64::max);
-    let (axis_max, ticks) = axis(max, 1.12);
+    let (axis_max, ticks) = axis(max, 1.12, all_whole(bars));
     let tick_px = 17.0 * scale;
     let axis_title_px = 18.0 * scale;
     let bottom = h - (tick_px * 1.6 + axis_title_px * 1.8) as i32;
@@ -496,7 +545,7 @@ fn draw_horizontal(
         .map_err(err)?;
         push(
             texts,
-            &format_value(bar.value),
+            &bar.text,
             &style(
                 label_px.min(16.0 * scale),
                 &TEXT,
@@ -622,10 +671,7 @@ mod tests {
 
     fn bars(n: usize) -> Vec<Bar> {
         (0..n)
-            .map(|i| Bar {
-                label: format!("word{i:02}"),
-                value: (300 - i * 10) as f64,
-            })
+            .map(|i| Bar::new(format!("word{i:02}"), (300 - i * 10) as f64))
             .collect()
     }
 
@@ -695,27 +741,46 @@ mod tests {
         assert_eq!(missing, 0);
         assert_eq!(drawable("日本", &mut missing), "??");
         assert_eq!(missing, 2);
-        let bars = vec![
-            Bar {
-                label: "日本".into(),
-                value: 3.0,
-            },
-            Bar {
-                label: "café".into(),
-                value: 2.0,
-            },
-        ];
+        let bars = vec![Bar::new("日本", 3.0), Bar::new("café", 2.0)];
         let (_, drawn) = render_png(&bars, &spec(Orientation::Vertical)).unwrap();
         assert_eq!(drawn.missing_glyphs, 2);
     }
 
     #[test]
+    fn huge_integers_keep_their_digits_huge_floats_their_magnitude_and_counts_whole_ticks() {
+        assert_eq!(
+            Bar::integer("x", 12_345_678_901_234_567).text,
+            "12,345,678,901,234,567"
+        );
+        assert_eq!(
+            Bar::integer("x", i64::MIN).text,
+            "-9,223,372,036,854,775,808"
+        );
+        assert_eq!(format_value(1e308), "1e308");
+        assert_eq!(format_value(-2.5e20), "-2.5e20");
+        assert_eq!(format_value(12_345_678_901_234_567.0), "1.235e16");
+        assert_eq!(format_value(999_999_999_999_999.0), "999,999,999,999,999");
+        assert_eq!(axis(2.0, 1.08, true).1, [0.0, 1.0, 2.0]);
+        assert!(axis(2.0, 1.08, false).1.contains(&0.5));
+        // The largest floats and a negative value draw, the negative one without a bar.
+        let bars = vec![
+            Bar::new("max", f64::MAX),
+            Bar::new("big", 1e308),
+            Bar::integer("below", -5),
+        ];
+        for orientation in [Orientation::Vertical, Orientation::Horizontal] {
+            let (_, drawn) = render_png(&bars, &spec(orientation)).unwrap();
+            assert_eq!((drawn.bars, drawn.negative), (3, 1));
+        }
+    }
+
+    #[test]
     fn ticks_are_round_and_stay_below_the_axis_top() {
-        let (top, ticks) = axis(298.0, 1.08);
+        let (top, ticks) = axis(298.0, 1.08, true);
         assert!((top - 321.84).abs() < 1e-9);
         assert_eq!(ticks, [0.0, 100.0, 200.0, 300.0]);
-        assert_eq!(axis(0.0, 1.1).0, 1.0);
-        let (top, ticks) = axis(12345.0, 1.08);
+        assert_eq!(axis(0.0, 1.1, true).0, 1.0);
+        let (top, ticks) = axis(12345.0, 1.08, true);
         assert!(*ticks.last().unwrap() <= top && ticks.len() >= 3);
     }
 

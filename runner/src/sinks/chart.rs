@@ -274,6 +274,13 @@ impl ChartSink {
                 drawn.missing_glyphs
             );
         }
+        if drawn.negative > 0 {
+            tracing::warn!(
+                chart = %path.display(),
+                "{} value(s) below zero are labelled without a bar: the chart's axis starts at 0",
+                drawn.negative
+            );
+        }
         atomic::write(path, &png)
     }
 }
@@ -295,15 +302,12 @@ pub fn top_bars(batch: &RecordBatch, x: usize, y: usize, top: usize) -> Vec<Bar>
 pub fn first_bars(batch: &RecordBatch, x: usize, y: usize, top: usize) -> Vec<Bar> {
     (0..batch.num_rows())
         .filter_map(|row| {
-            let value = match cell(batch.column(y).as_ref(), row) {
-                Cell::Int(i) => i as f64,
-                Cell::Float(f) if f.is_finite() => f,
-                _ => return None,
-            };
-            Some(Bar {
-                label: cell(batch.column(x).as_ref(), row).to_text(),
-                value,
-            })
+            let label = cell(batch.column(x).as_ref(), row).to_text();
+            match cell(batch.column(y).as_ref(), row) {
+                Cell::Int(i) => Some(Bar::integer(label, i)),
+                Cell::Float(f) if f.is_finite() => Some(Bar::new(label, f)),
+                _ => None,
+            }
         })
         .take(top)
         .collect()
