@@ -751,7 +751,7 @@ fn execute(
     let warnings = match ran {
         Ok(warnings) => warnings,
         Err(error) => {
-            recorder.ran(&pipeline, None);
+            recorder.ran(&pipeline, &feed);
             return Err(error);
         }
     };
@@ -759,7 +759,7 @@ fn execute(
         say.warning(warning);
     }
     let batch = pipeline.stream.is_none();
-    recorder.ran(&pipeline, feed.facts());
+    recorder.ran(&pipeline, &feed);
     Ok(batch)
 }
 

@@ -42,9 +42,11 @@ pub struct RunSummary {
     pub error: Option<String>,
     /// Worker threads the run used; absent when the pipeline was not built.
     pub cores: Option<usize>,
-    /// Input bytes (the input files' sizes; absent for pipes and network sources).
+    /// Input bytes: a batch run's input files' sizes (absent for pipes), the bytes a stream's
+    /// epochs took in (records, without CSV headers).
     pub bytes_read: Option<u64>,
-    /// Rows the source produced; absent where a fused loop reads bytes without making rows.
+    /// Rows the source produced; absent where a fused loop reads bytes without making rows. A
+    /// failed stream's `rows_in`, `rows_out` and `epochs` count the epochs that finished.
     pub rows_in: Option<u64>,
     /// Rows the sinks received (summed over epochs in a stream).
     pub rows_out: Option<u64>,
@@ -130,27 +132,55 @@ pub struct RunFacts {
     pub late_rows: Option<u64>,
 }
 
+/// What a stream's finished epochs did, as their events told it: a failed stream's summary
+/// still says what it wrote before the failure.
+#[derive(Debug, Default, Clone, Copy)]
+struct EpochsSoFar {
+    epochs: u64,
+    rows_in: u64,
+    rows_out: u64,
+    /// Bytes taken into epochs (every `InputRead` of a stream).
+    bytes: u64,
+}
+
+#[derive(Default)]
+struct FeedState {
+    warnings: Vec<String>,
+    facts: Option<RunFacts>,
+    so_far: EpochsSoFar,
+}
+
 /// The summary's subscriber to the run's events: what the drivers publish as the run ends.
 #[derive(Clone, Default)]
 pub struct SummaryFeed {
-    facts: std::sync::Arc<std::sync::Mutex<(Vec<String>, Option<RunFacts>)>>,
+    state: std::sync::Arc<std::sync::Mutex<FeedState>>,
 }
 
 impl SummaryFeed {
     /// What the run reported at its end; `None` when it did not end normally.
-    pub fn facts(&self) -> Option<RunFacts> {
-        self.facts.lock().ok()?.1.take()
+    fn facts(&self) -> Option<RunFacts> {
+        self.state.lock().ok()?.facts.take()
+    }
+
+    fn so_far(&self) -> EpochsSoFar {
+        self.state.lock().map(|s| s.so_far).unwrap_or_default()
     }
 }
 
 impl crate::events::Subscriber for SummaryFeed {
     fn notify(&mut self, event: &crate::events::Event) {
         use crate::events::Event;
-        let Ok(mut facts) = self.facts.lock() else {
+        let Ok(mut state) = self.state.lock() else {
             return;
         };
         match event {
-            Event::Warning { message } => facts.0.push(message.clone()),
+            Event::Warning { message } => state.warnings.push(message.clone()),
+            Event::InputRead { bytes } => state.so_far.bytes += bytes,
+            Event::EpochFinished(progress) => {
+                state.so_far.epochs += 1;
+                state.so_far.rows_in += progress.rows;
+                state.so_far.rows_out += progress.out_rows as u64;
+            }
             Event::RunFinished {
                 rows_in,
                 rows_out,
@@ -158,8 +188,8 @@ impl crate::events::Subscriber for SummaryFeed {
                 late_rows,
                 ..
             } => {
-                let warnings = std::mem::take(&mut facts.0);
-                facts.1 = Some(RunFacts {
+                let warnings = std::mem::take(&mut state.warnings);
+                state.facts = Some(RunFacts {
                     source_rows: *rows_in,
                     rows_out: *rows_out,
                     epochs: *epochs,
@@ -375,14 +405,28 @@ impl Recorder {
         }
     }
 
-    /// Reads the counters and the source's statistics once the run is over (or failed).
-    pub fn ran(&mut self, pipeline: &BuiltPipeline, facts: Option<RunFacts>) {
+    /// Reads the counters, the source's statistics and what `feed` heard once the run is over
+    /// (or failed).
+    pub fn ran(&mut self, pipeline: &BuiltPipeline, feed: &SummaryFeed) {
+        let so_far = feed.so_far();
         let (counters, bytes) = match &pipeline.source {
             BuiltSource::Batch(source) => (source.counters(), source.input_bytes()),
-            BuiltSource::Stream(source) => (source.counters(), None),
+            // Spark reads a stream's input itself: its bytes are not known here.
+            BuiltSource::Stream(source) => (
+                source.counters(),
+                self.summary.engine.is_none().then_some(so_far.bytes),
+            ),
         };
         self.summary.warnings.counts = counters;
         self.summary.bytes_read = bytes;
+        let facts = feed.facts();
+        if facts.is_none() && pipeline.stream.is_some() {
+            // A failed stream: the epochs that finished before the failure.
+            self.summary.rows_in = Some(so_far.rows_in);
+            self.summary.rows_out = Some(so_far.rows_out);
+            self.summary.epochs = Some(so_far.epochs);
+            self.summary.stages[0].rows_out = Some(so_far.rows_in);
+        }
         let fused = pipeline.plan.fused_steps();
         let transforms = self.counters.len();
         // Stages counted by their wrappers; the rest (fused, or never reached) stay unknown
@@ -598,7 +642,7 @@ mod tests {
         let feed = SummaryFeed::default();
         bus.subscribe(feed.clone());
         crate::exec::batch::run(&mut built, &bus).unwrap();
-        recorder.ran(&built, feed.facts());
+        recorder.ran(&built, &feed);
         recorder.finish(None)
     }
 

@@ -472,8 +472,14 @@ fn epochs_killed_before_the_first_commit_are_redone_over_their_files() {
     key_file(dir.path(), "b.jsonl", "b", 2);
     key_file(dir.path(), "c.jsonl", "c", 3);
     // As if epochs 0 (b) and 1 (c) had run their sinks and the run was killed before its
-    // first commit; then a appeared, sorting before both.
+    // first commit; then a appeared, sorting before both. (A stream's id is written before
+    // its first epoch.)
     std::fs::create_dir(dir.path().join("state")).unwrap();
+    std::fs::write(
+        dir.path().join("state/stream-id"),
+        "0123456789abcdef0123456789abcdef",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("state/offsets.json"),
         serde_json::json!([
@@ -569,7 +575,11 @@ fn a_stream_started_over_with_a_new_checkpoint_adds_its_epochs_after_the_earlier
     std::fs::remove_dir_all(dir.path().join("in")).unwrap();
     write(&dir.path().join("in"), "1.txt", "third1\n");
     std::fs::create_dir(dir.path().join("state")).unwrap();
-    std::fs::write(dir.path().join("state/stream-id"), "third").unwrap();
+    std::fs::write(
+        dir.path().join("state/stream-id"),
+        "0123456789abcdef0123456789abcdef",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("state/offsets.json"),
         r#"[{"epoch":0,"end":{"offset":7,"time":0,"files":{"whole":[["1.txt",7]]}}}]"#,

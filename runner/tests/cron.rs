@@ -204,6 +204,40 @@ fn a_failed_run_writes_its_summary_and_the_pipeline_key_names_the_file() {
 }
 
 #[test]
+fn a_stream_that_fails_after_an_epoch_says_what_its_epochs_did() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    write(dir.path(), "in/1.csv", "store,amount\na,1\nb,2\n");
+    write(dir.path(), "in/2.csv", "store,amount\na,x\n");
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: s\nmode: stream\nsource: {type: file, path: in, format: csv, max_files_per_trigger: 1, on_error: fail, columns: {store: text, amount: float}}\ntransforms:\n  - {type: aggregate, by: [store], aggs: {total: sum(amount)}}\ntrigger: {available_now: true}\noutput_mode: complete\nsinks:\n  - {type: file, path: out.csv, format: csv}\n",
+    );
+    let summary_path = dir.path().join("summary.json");
+    runner()
+        .arg("run")
+        .arg("--summary")
+        .arg(&summary_path)
+        .arg(&p)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("in/2.csv line 2"));
+    let summary = read_json(&summary_path);
+    assert_eq!(summary["status"], "failed");
+    // Epoch 0 (the first file) was written before the second file failed.
+    assert_eq!(summary["epochs"], 1, "{summary}");
+    assert_eq!(summary["rows_in"], 2, "{summary}");
+    assert_eq!(summary["rows_out"], 2, "{summary}");
+    assert_eq!(stage(&summary, "source")["rows_out"], 2, "{summary}");
+    // The bytes the epochs took in: the records of both files ("a,1\nb,2\n", "a,x\n"), as
+    // the second file's epoch read its record before it failed; headers are not records.
+    assert_eq!(summary["bytes_read"], 12, "{summary}");
+    let written = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    assert_eq!(summary["outputs"][0]["bytes"], written.len(), "{summary}");
+}
+
+#[test]
 fn a_summary_that_would_replace_the_pipeline_or_an_output_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let text = "name: t\nsource:\n  type: file\n  path: in.txt\nsinks:\n  - {type: csv, path: out/counts.csv}\n";

@@ -738,6 +738,41 @@ fn a_tape_that_is_not_lines_of_events_is_refused_by_its_line_in_bounded_memory()
     }
     want.retain(|_, n| *n > 0);
     assert_eq!(counts(&dir.path().join("counts.csv")), want);
+
+    // A recording stopped mid-write: its last line, without a newline, is cut short. The
+    // events before it are counted, the cut one is skipped with a warning, the run succeeds.
+    let last = tape_line(2);
+    let tape = format!(
+        "{}{}{}",
+        tape_line(0),
+        tape_line(1),
+        &last[..last.len() / 2]
+    );
+    std::fs::write(dir.path().join("cut.jsonl"), tape).unwrap();
+    let p = replay_pipeline(dir.path(), "cut.jsonl", "");
+    let (code, stderr, _) = run_measured(dir.path(), &["run".as_ref(), p.as_os_str()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("1 event(s) had malformed JSON and were skipped")
+            && stderr.contains("cut.jsonl line 3, the tape's last, is cut short (no newline)"),
+        "{stderr}"
+    );
+    assert_eq!(counts(&dir.path().join("counts.csv")), expected(2));
+    // The same line cut short before a newline is damage in the middle of the tape.
+    let tape = format!(
+        "{}{}\n{}",
+        tape_line(0),
+        &last[..last.len() / 2],
+        tape_line(1)
+    );
+    std::fs::write(dir.path().join("torn.jsonl"), tape).unwrap();
+    let p = replay_pipeline(dir.path(), "torn.jsonl", "");
+    let (code, stderr, _) = run_measured(dir.path(), &["run".as_ref(), p.as_os_str()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("torn.jsonl line 2 is not a recorded event"),
+        "{stderr}"
+    );
 }
 
 #[test]

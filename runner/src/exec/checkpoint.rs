@@ -392,12 +392,23 @@ impl Checkpoint {
     /// earlier stream (its checkpoint removed to start over) is told from this one's.
     fn stream_id(&self) -> Result<String> {
         let path = self.dir.join(STREAM_ID);
+        // What `uuid`'s simple form writes: 32 lowercase hexadecimal digits.
+        let well_formed =
+            |id: &str| id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         match std::fs::read_to_string(&path) {
-            Ok(id) if !id.trim().is_empty() && id.trim().len() <= 64 => Ok(id.trim().to_owned()),
+            Ok(id) if well_formed(id.trim_end()) => Ok(id.trim_end().to_owned()),
             Ok(_) => Err(Error::runtime(format!(
                 "the checkpoint file {} is damaged (not a stream id); move the directory away to start over",
                 path.display()
             ))),
+            // A new id for a stream that wrote epochs would make its own append ledgers look
+            // like an earlier stream's: its redone epochs would be written twice.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && holds_epochs(&self.dir) => {
+                Err(Error::runtime(format!(
+                    "the checkpoint {} holds epochs but its file {STREAM_ID} is gone: without it the stream's sinks cannot tell its epochs from an earlier stream's; put it back, or move the directory away to start over",
+                    self.dir.display()
+                )))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 atomic::write(&path, id.as_bytes())?;
@@ -1017,6 +1028,38 @@ mod tests {
         );
         drop(first);
         second.lock().unwrap();
+    }
+
+    #[test]
+    fn a_stream_id_is_kept_and_a_changed_or_lost_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let mut checkpoint =
+                Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(true));
+            checkpoint.lock().map(|id| (id, checkpoint))
+        };
+        let (id, mut first) = open().unwrap();
+        assert_eq!(id.len(), 32, "{id}");
+        first.commit(0, 1, None, None).unwrap();
+        drop(first);
+        assert_eq!(open().unwrap().0, id);
+        let path = dir.path().join(STREAM_ID);
+        for garbage in ["", "x", "\u{1b}[31m", &"a".repeat(64), &id.to_uppercase()] {
+            std::fs::write(&path, garbage).unwrap();
+            let error = open().err().unwrap().to_string();
+            assert!(error.contains("is damaged (not a stream id)"), "{error}");
+        }
+        std::fs::remove_file(&path).unwrap();
+        let error = open().err().unwrap().to_string();
+        assert!(
+            error.contains("holds epochs but its file stream-id is gone"),
+            "{error}"
+        );
+        // A directory without epochs is a new stream's: its id is made.
+        let fresh = tempfile::tempdir().unwrap();
+        let mut checkpoint =
+            Checkpoint::new(fresh.path().into(), NonZeroU64::MIN, "p", identity(true));
+        assert_ne!(checkpoint.lock().unwrap(), id);
     }
 
     #[test]

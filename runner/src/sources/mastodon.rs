@@ -247,7 +247,7 @@ impl BuildSource for MastodonSourceConfig {
 /// What the event handling saw, for the end-of-run summary.
 #[derive(Default)]
 pub struct EventStats {
-    /// `update` events that became rows.
+    /// `update` events that became rows of an epoch.
     pub updates: AtomicU64,
     /// `delete` events, ignored.
     pub deletes: AtomicU64,
@@ -421,7 +421,6 @@ pub fn event_to_line(
         stats.filtered.fetch_add(1, Ordering::Relaxed);
         return None;
     }
-    stats.updates.fetch_add(1, Ordering::Relaxed);
     let account = status.account.unwrap_or(Account {
         username: None,
         acct: None,
@@ -505,7 +504,11 @@ pub fn decode_rows(schema: &SchemaRef, chunks: &[Chunk], stats: &EventStats) -> 
         .filter(|l| !l.is_empty())
     {
         let row = match serde_json::from_slice::<Row>(line) {
-            Ok(row) => row,
+            Ok(row) => {
+                // Counted here, not when read: a stream stopped by `max_epochs` has read ahead.
+                stats.updates.fetch_add(1, Ordering::Relaxed);
+                row
+            }
             Err(e) => {
                 stats.malformed(e);
                 continue;

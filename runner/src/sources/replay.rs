@@ -21,7 +21,9 @@ use super::{
 /// Stream mode. `path` is a tape the `mastodon` source wrote with `record_to` (one JSON line
 /// per event: `event`, `data`, `t` seconds since the start); its events go through the same
 /// handling as the live stream's and give the same columns. With a `checkpoint:`, a restarted
-/// stream goes on from where the last commit stopped. `pipelines/tapes/sample.jsonl` is a
+/// stream goes on from where the last commit stopped. A line that is not a recorded event is
+/// an error naming it, except a last line cut short (no newline, as a recording stopped
+/// mid-write leaves it): that one is skipped with a warning. `pipelines/tapes/sample.jsonl` is a
 /// synthetic tape (invented accounts and hashtags) made by `python3 bench/make_tape.py`.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -229,19 +231,30 @@ impl StreamSource for ReplaySource {
                 if position.offset == read as u64 {
                     text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
                 }
-                let line = std::str::from_utf8(text).map_err(|e| {
-                    format!(
-                        "{} {} is not UTF-8 text ({e}): not a recorded event",
-                        path.display(),
-                        at()
-                    )
-                })?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let recorded: Recorded = serde_json::from_str(line).map_err(|e| {
-                    format!("{} {} is not a recorded event: {e}", path.display(), at())
-                })?;
+                // A last line without its newline that does not read is what a recording
+                // stopped mid-write leaves: the events before it stand, it is skipped.
+                let cut_short = bytes.last() != Some(&b'\n');
+                let recorded = std::str::from_utf8(text)
+                    .map_err(|e| format!("is not UTF-8 text ({e}): not a recorded event"))
+                    .and_then(|line| match line.trim().is_empty() {
+                        true => Ok(None),
+                        false => serde_json::from_str::<Recorded>(line)
+                            .map(Some)
+                            .map_err(|e| format!("is not a recorded event: {e}")),
+                    });
+                let recorded = match recorded {
+                    Ok(Some(recorded)) => recorded,
+                    Ok(None) => continue,
+                    Err(why) if cut_short => {
+                        stats.malformed(format!(
+                            "{} {}, the tape's last, is cut short (no newline), as a recording stopped mid-write leaves it: {why}",
+                            path.display(),
+                            at()
+                        ));
+                        break;
+                    }
+                    Err(why) => return Err(format!("{} {} {why}", path.display(), at())),
+                };
                 if let Speed::Factor(factor) = speed {
                     let wait = ((recorded.t - start.time) / factor).max(0.0);
                     let due = Duration::try_from_secs_f64(wait)
