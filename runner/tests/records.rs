@@ -448,3 +448,122 @@ sinks:
     let at: chrono::DateTime<chrono::Utc> = rows[0]["first"].as_str().unwrap().parse().unwrap();
     assert!(before <= at && at <= after, "{at} not in {before}..{after}");
 }
+
+/// A CSV field as a spreadsheet writes it: quoted when it holds a quote, a comma or a line end,
+/// its quotes doubled.
+fn csv_field(text: &str) -> String {
+    match text.contains(['"', ',', '\n', '\r']) {
+        true => format!("\"{}\"", text.replace('"', "\"\"")),
+        false => text.to_owned(),
+    }
+}
+
+#[test]
+fn multi_line_csv_reads_line_breaks_in_quoted_fields_across_morsels() {
+    let dir = tempfile::tempdir().unwrap();
+    // 60,000 records of notes with line breaks (LF and CRLF), quotes and commas: about 3 MiB,
+    // read in 1 MiB morsels, so records of several lines straddle the cuts.
+    let pieces = ["a", "b c", "\n", "\"", ",", "é", "\r\n", "zz"];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut csv = String::from("id,note,amount\r\n");
+    let (mut notes_chars, mut amounts, mut lines_with_breaks) = (0usize, 0i64, 0usize);
+    for id in 0..60_000i64 {
+        let mut note = String::new();
+        for _ in 0..(id % 17) * 3 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            note.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+        }
+        notes_chars += note.chars().count();
+        lines_with_breaks += usize::from(note.contains('\n'));
+        amounts += id * 3;
+        csv.push_str(&format!("{id},{},{}\r\n", csv_field(&note), id * 3));
+    }
+    assert!(csv.len() > 2 << 20 && lines_with_breaks > 10_000);
+    write(dir.path(), "notes.csv", &csv);
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: notes\nsource: {type: file, path: notes.csv, format: csv, multi_line: true, columns: {id: integer, note: text?, amount: integer}}\ntransforms:\n  - {type: aggregate, aggs: {n: count(), ids: count_distinct(id), total: sum(amount), chars: sum(length(note)), broken: \"sum(cast(contains(note, '\\n') as integer))\"}}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let (code, stdout, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        jsonl_lines(&stdout),
+        [
+            serde_json::json!({"n": 60_000, "ids": 60_000, "total": amounts, "chars": notes_chars, "broken": lines_with_breaks})
+        ]
+    );
+    // Without multi_line the first record of several lines is named as such.
+    let (code, _, stderr) = run_pipeline(&pipeline, &["--set", "source.multi_line=false"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("a quoted field does not end on its line"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn multi_line_csv_names_a_bad_records_first_line_and_an_unclosed_quote() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "bad.csv",
+        "name,note,amount\na,\"hello\nworld\",1\nb,\"x\ny\",oops\nc,\"open\nnever closed,3\n",
+    );
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: bad\nsource: {type: file, path: bad.csv, format: csv, multi_line: true, columns: {name: text, note: text, amount: integer}}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let (code, _, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 1);
+    // The record of lines 4 and 5 starts on line 4.
+    assert!(
+        stderr.contains(
+            "bad.csv line 4: the csv record cannot be read: `amount`: \"oops\" is not an integer"
+        ),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run_pipeline(&pipeline, &["--set", "source.on_error=skip"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        jsonl_lines(&stdout),
+        [serde_json::json!({"name": "a", "note": "hello\nworld", "amount": 1})]
+    );
+    assert!(
+        stderr.contains("2 csv record(s) could not be read and were skipped")
+            && !stderr.contains("line 7"),
+        "{stderr}"
+    );
+
+    // Where multi_line cannot apply, validation says why.
+    for (extra, why) in [
+        ("format: jsonl", "`multi_line` is for `format: csv`"),
+        (
+            "format: csv, encoding_errors: skip",
+            "`encoding_errors: skip` leaves out lines",
+        ),
+    ] {
+        let p = write(
+            dir.path(),
+            "refused.yaml",
+            &format!("name: r\nsource: {{type: file, path: bad.csv, {extra}, multi_line: true}}\nsinks:\n  - {{type: stdout}}\n"),
+        );
+        let (code, _, stderr) = run_pipeline(&p, &[]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+    }
+    let p = write(
+        dir.path(),
+        "stream.yaml",
+        "name: s\nmode: stream\nsource: {type: file, path: bad.csv, format: csv, multi_line: true}\nsinks:\n  - {type: stdout}\n",
+    );
+    let (code, _, stderr) = run_pipeline(&p, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("`multi_line` is for batch runs"),
+        "{stderr}"
+    );
+}

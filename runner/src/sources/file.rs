@@ -86,6 +86,14 @@ pub struct FileSourceConfig {
     /// The CSV field separator (one character; default `,`).
     #[serde(default)]
     pub delimiter: Option<char>,
+    /// CSV: a quoted field may hold line breaks (Spark's `multiLine`, as spreadsheets export
+    /// notes and addresses). Records then end at a line break outside quotes, found by
+    /// reading each file from its start: one thread reads it, where one record per line is
+    /// read in parallel pieces, and the CSV kernels are not used. The header is one line; a
+    /// record is at most `max_line_bytes` (a longer one fails the run, as its end cannot be
+    /// found without holding it). Batch runs.
+    #[serde(default)]
+    pub multi_line: bool,
     /// Stream mode: the most files one epoch takes (Spark's `maxFilesPerTrigger`); default:
     /// every new file.
     #[serde(default)]
@@ -172,6 +180,23 @@ impl BuildSource for FileSourceConfig {
         if self.delimiter.is_some() && self.format != Format::Csv {
             return Err("`delimiter` is for `format: csv`".into());
         }
+        if self.multi_line {
+            if self.format != Format::Csv {
+                return Err(
+                    "`multi_line` is for `format: csv` (a JSON line is one record by definition)"
+                        .into(),
+                );
+            }
+            if ctx.streaming {
+                return Err(
+                    "`multi_line` is for batch runs: a stream of files reads one record per line"
+                        .into(),
+                );
+            }
+            if self.encoding_errors == EncodingErrors::Skip {
+                return Err("`encoding_errors: skip` leaves out lines, which would cut records of several lines (`multi_line`): use `replace` or `fail`".into());
+            }
+        }
         if ctx.streaming {
             return self.build_stream(path);
         }
@@ -207,6 +232,7 @@ impl BuildSource for FileSourceConfig {
                 lines: lines.clone(),
                 bad: AtomicU64::new(0),
                 first_bad: std::sync::Mutex::new(None),
+                multi_line: self.multi_line,
             }),
         };
         let schema = match &records {
@@ -484,6 +510,8 @@ struct Records {
     bad: AtomicU64,
     /// The first record left out: where and why, for the warning.
     first_bad: std::sync::Mutex<Option<String>>,
+    /// CSV records may hold line breaks in quoted fields.
+    multi_line: bool,
 }
 
 impl Records {
@@ -519,7 +547,8 @@ impl Records {
             return Ok(());
         }
         let decoder = RecordDecoder::csv(names, self.columns.clone(), self.delimiter)
-            .map_err(|e| Error::runtime(format!("{origin}: {e}")))?;
+            .map_err(|e| Error::runtime(format!("{origin}: {e}")))?
+            .with_multi_line(self.multi_line);
         let _ = self.decoder.set(decoder);
         Ok(())
     }
@@ -878,7 +907,10 @@ impl BatchSource for FileSource {
             .iter()
             .all(|p| p != Path::new("-") && std::fs::metadata(p).is_ok_and(|m| m.is_file()));
         let csv = self.records.as_ref().filter(|r| r.format == Format::Csv);
-        if all_regular {
+        // Records of several lines are found from a file's start: its pieces cannot be read
+        // apart.
+        let multi_line = csv.filter(|r| r.multi_line).map(|r| r.delimiter);
+        if all_regular && multi_line.is_none() {
             let mut starts = Vec::with_capacity(files.len());
             for path in &files {
                 let mut start = 0;
@@ -939,7 +971,8 @@ impl BatchSource for FileSource {
                         max_line_bytes: self.max_line_bytes,
                         skipping: false,
                         lines: self.lines.clone(),
-                        fail_on_long: self.fails_on_long_records(),
+                        fail_on_long: self.fails_on_long_records() || multi_line.is_some(),
+                        multi_line,
                     }),
                     Err(source) => Box::new(std::iter::once(Err(Error::Input { path, source }))),
                 }
@@ -950,7 +983,7 @@ impl BatchSource for FileSource {
     fn raw_csv_records(&self) -> bool {
         self.records
             .as_ref()
-            .is_some_and(|r| r.format == Format::Csv)
+            .is_some_and(|r| r.format == Format::Csv && !r.multi_line)
     }
 
     fn csv_layout(&self) -> Option<super::records::CsvLayout> {
@@ -1335,6 +1368,9 @@ struct LineMorsels {
     lines: Arc<super::LineCounts>,
     /// Records under `on_error: fail`: a line too long to hold is an error, not skipped.
     fail_on_long: bool,
+    /// CSV records of several lines (`multi_line`), with this delimiter: a morsel ends at a
+    /// line break outside quotes.
+    multi_line: Option<u8>,
 }
 
 impl Iterator for LineMorsels {
@@ -1384,9 +1420,15 @@ impl Iterator for LineMorsels {
                 self.done = true;
                 return (!buffer.is_empty()).then(|| Ok(self.morsel(buffer)));
             }
-            // `carry` (before `start`) has no newline: only the new bytes are searched.
-            if let Some(at) = memchr::memrchr(b'\n', &buffer[start..]) {
-                let cut = start + at + 1;
+            // `carry` (before `start`) has no newline: only the new bytes are searched. A
+            // record of several lines is walked from its start, which `carry` holds.
+            let whole = match self.multi_line {
+                Some(delimiter) => {
+                    super::records::multi_line::whole_records_len(&buffer, delimiter)
+                }
+                None => memchr::memrchr(b'\n', &buffer[start..]).map(|at| start + at + 1),
+            };
+            if let Some(cut) = whole {
                 self.carry = buffer[cut..].to_vec();
                 buffer.truncate(cut);
                 return Some(Ok(self.morsel(buffer)));
@@ -1630,6 +1672,7 @@ mod tests {
             skipping: false,
             lines: Arc::new(super::super::LineCounts::default()),
             fail_on_long: false,
+            multi_line: None,
         };
         assert_eq!(morsels.next().unwrap().unwrap().bytes, b"first\n");
     }
@@ -1748,6 +1791,7 @@ mod tests {
             skipping: false,
             lines: lines.clone(),
             fail_on_long: false,
+            multi_line: None,
         };
         let bytes: Vec<u8> = morsels.flat_map(|m| m.unwrap().bytes).collect();
         assert_eq!(bytes, b"a b\nc d\n");

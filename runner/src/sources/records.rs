@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::data::{ValueType, BATCH_ROWS};
 
+pub mod multi_line;
 mod plain_json;
 use plain_json::PlainJson;
 
@@ -141,6 +142,9 @@ pub struct RecordDecoder {
     json_decoders: std::sync::Mutex<Vec<arrow_json::reader::Decoder>>,
     /// JSON lines: reads plain lines' declared fields without Arrow's reader (`plain_json`).
     plain_json: Option<PlainJson>,
+    /// CSV: a quoted field may hold line breaks (`multi_line`), so records are cut where a
+    /// line break falls outside quotes.
+    multi_line: bool,
 }
 
 impl RecordDecoder {
@@ -208,7 +212,14 @@ impl RecordDecoder {
                 _ => None,
             },
             columns,
+            multi_line: false,
         })
+    }
+
+    /// The decoder with CSV records that may hold line breaks in quoted fields (`multi_line`).
+    pub fn with_multi_line(mut self, multi_line: bool) -> Self {
+        self.multi_line = multi_line && self.format == Format::Csv;
+        self
     }
 
     /// A CSV decoder for files whose header is `header`: the declared columns are found in
@@ -265,7 +276,8 @@ impl RecordDecoder {
 
     /// Where each declared column is in a record (CSV decoders made from a header).
     pub fn csv_layout(&self) -> Option<CsvLayout> {
-        if !self.absent.is_empty() {
+        // The kernel that splits records itself splits them at every line break.
+        if !self.absent.is_empty() || self.multi_line {
             return None;
         }
         Some(CsvLayout {
@@ -301,7 +313,14 @@ impl RecordDecoder {
     pub fn decode(&self, bytes: &[u8]) -> Result<(Vec<RecordBatch>, Vec<BadRecord>), String> {
         let mut records: Vec<(usize, &[u8])> = Vec::new();
         let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        if !bytes.is_empty() {
+        if self.multi_line {
+            for (index, raw) in multi_line::records(bytes, self.delimiter) {
+                let record = raw.strip_suffix(b"\r").unwrap_or(raw);
+                if !record.iter().all(u8::is_ascii_whitespace) {
+                    records.push((index, record));
+                }
+            }
+        } else if !bytes.is_empty() {
             let mut start = 0;
             let ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
             for (index, end) in ends.enumerate() {
@@ -316,7 +335,11 @@ impl RecordDecoder {
         let mut batches = Vec::new();
         let mut bad = Vec::new();
         for chunk in records.chunks(BATCH_ROWS) {
-            match self.decode_lines(chunk, contiguous(bytes, chunk)) {
+            let whole = match self.multi_line {
+                true => adjacent(bytes, chunk),
+                false => contiguous(bytes, chunk),
+            };
+            match self.decode_lines(chunk, whole) {
                 Ok((batch, mut rejected)) => {
                     batches.push(batch);
                     bad.append(&mut rejected);
@@ -496,6 +519,7 @@ impl RecordDecoder {
         if read.num_rows() != records.len() {
             // Read line by line, a CSV line that gives no record has a quote left open.
             return Err(match (self.format, records.len()) {
+                (Format::Csv, 1) if self.multi_line => "a quoted field is never closed: its quote runs to the end of the input".to_owned(),
                 (Format::Csv, 1) => "a quoted field does not end on its line (runner reads one record per line, as Spark does by default: a field cannot hold a line break)".to_owned(),
                 _ => format!("{} records read from {} lines", read.num_rows(), records.len()),
             });
@@ -688,6 +712,31 @@ fn contiguous<'a>(bytes: &'a [u8], records: &[(usize, &'a [u8])]) -> Option<&'a 
         Some([b'\r', b'\n', ..]) => line_end + 2,
         _ => return None,
     };
+    Some(&bytes[start..end])
+}
+
+/// The bytes of `records` as one slice of `bytes` when each starts right after the line end
+/// of the one before (records of several lines, `multi_line`) and the last one ends in a
+/// newline.
+fn adjacent<'a>(bytes: &'a [u8], records: &[(usize, &'a [u8])]) -> Option<&'a [u8]> {
+    let offset = |record: &[u8]| record.as_ptr() as usize - bytes.as_ptr() as usize;
+    // Where a record's line end ends: after `\n`, or `\r\n` (the `\r` was cut from it).
+    let after = |record: &[u8]| {
+        let end = offset(record) + record.len();
+        match bytes.get(end..) {
+            Some([b'\n', ..]) => Some(end + 1),
+            Some([b'\r', b'\n', ..]) => Some(end + 2),
+            _ => None,
+        }
+    };
+    let start = offset(records.first()?.1);
+    let mut end = start;
+    for (_, record) in records {
+        if offset(record) != end {
+            return None;
+        }
+        end = after(record)?;
+    }
     Some(&bytes[start..end])
 }
 

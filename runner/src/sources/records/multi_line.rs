@@ -1,0 +1,164 @@
+//! CSV records whose quoted fields may hold line breaks (`multi_line: true`, Spark's
+//! `multiLine`): where each record ends, found by following its quotes from its start as
+//! RFC 4180 (and csv-core, under Arrow's reader) reads them. A line break inside quotes is
+//! text; one outside ends the record.
+
+/// Where the walk is within a record.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    /// At the start of a field (or of the record).
+    FieldStart,
+    /// In a field that did not start with a quote: a quote there is text.
+    Unquoted,
+    /// Inside quotes.
+    Quoted,
+    /// Just after a quote inside quotes: a second quote is an escaped one, anything else
+    /// closes the quotes.
+    QuoteInQuoted,
+}
+
+/// Walks `bytes` from a record's start, calling `ended` with the offset of every `\n` that
+/// ends a record. Returns whether the walk ends outside quotes.
+fn walk(bytes: &[u8], delimiter: u8, mut ended: impl FnMut(usize)) -> bool {
+    let mut state = State::FieldStart;
+    let mut i = 0;
+    while i < bytes.len() {
+        match state {
+            // memchr skips the bulk of a field 16–32 bytes at a time.
+            State::Quoted => match memchr::memchr(b'"', &bytes[i..]) {
+                Some(at) => {
+                    i += at + 1;
+                    state = State::QuoteInQuoted;
+                }
+                None => i = bytes.len(),
+            },
+            State::Unquoted => match memchr::memchr2(delimiter, b'\n', &bytes[i..]) {
+                Some(at) => {
+                    i += at;
+                    if bytes[i] == b'\n' {
+                        ended(i);
+                    }
+                    i += 1;
+                    state = State::FieldStart;
+                }
+                None => i = bytes.len(),
+            },
+            State::FieldStart | State::QuoteInQuoted => {
+                let byte = bytes[i];
+                state = match (state, byte) {
+                    (_, b'"') => State::Quoted,
+                    (_, b'\n') => {
+                        ended(i);
+                        State::FieldStart
+                    }
+                    (_, b) if b == delimiter => State::FieldStart,
+                    _ => State::Unquoted,
+                };
+                i += 1;
+            }
+        }
+    }
+    !matches!(state, State::Quoted)
+}
+
+/// The length of the whole records at the start of `bytes` (which starts a record): the offset
+/// after the last line break outside quotes; `None` when there is none yet.
+pub fn whole_records_len(bytes: &[u8], delimiter: u8) -> Option<usize> {
+    let mut last = None;
+    walk(bytes, delimiter, |at| last = Some(at + 1));
+    last
+}
+
+/// The records of `bytes` (which starts a record), each with the index of the line it starts
+/// on (0-based) and its bytes without its own line break (a `\r` before it is kept). A last
+/// record without a line break is included when it is not empty.
+pub fn records(bytes: &[u8], delimiter: u8) -> Vec<(usize, &[u8])> {
+    let mut records = Vec::new();
+    let (mut start, mut line) = (0, 0);
+    walk(bytes, delimiter, |at| {
+        let record = &bytes[start..at];
+        records.push((line, record));
+        line += 1 + memchr::memchr_iter(b'\n', record).count();
+        start = at + 1;
+    });
+    if start < bytes.len() {
+        records.push((line, &bytes[start..]));
+    }
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(bytes: &[u8]) -> Vec<(usize, String)> {
+        records(bytes, b',')
+            .into_iter()
+            .map(|(line, r)| (line, String::from_utf8(r.to_vec()).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn line_breaks_inside_quotes_are_text_and_outside_end_records() {
+        let csv = b"a,\"one\ntwo\",1\nb,\"say \"\"hi\"\"\nthere\",2\r\nc,plain,3\n";
+        assert_eq!(
+            texts(csv),
+            [
+                (0, "a,\"one\ntwo\",1".to_owned()),
+                (2, "b,\"say \"\"hi\"\"\nthere\",2\r".to_owned()),
+                (4, "c,plain,3".to_owned()),
+            ]
+        );
+        assert_eq!(whole_records_len(csv, b','), Some(csv.len()));
+    }
+
+    #[test]
+    fn a_quote_inside_an_unquoted_field_is_text_as_csv_core_reads_it() {
+        let csv = b"5\" disk,\"x\ny\"\nnext,1\n";
+        assert_eq!(
+            texts(csv),
+            [
+                (0, "5\" disk,\"x\ny\"".to_owned()),
+                (2, "next,1".to_owned())
+            ]
+        );
+        // Checked against the csv crate (csv-core), which Arrow's reader is built on.
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(&csv[..]);
+        let read: Vec<Vec<String>> = reader
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect();
+        assert_eq!(read, [vec!["5\" disk", "x\ny"], vec!["next", "1"]]);
+    }
+
+    #[test]
+    fn an_open_quote_holds_the_rest_and_a_cut_is_made_before_it() {
+        let csv = b"a,1\nb,\"open\nstill open\n";
+        assert_eq!(whole_records_len(csv, b','), Some(4));
+        assert_eq!(
+            texts(csv),
+            [
+                (0, "a,1".to_owned()),
+                (1, "b,\"open\nstill open\n".to_owned())
+            ]
+        );
+        assert_eq!(whole_records_len(b"\"no end\nyet", b','), None);
+        assert!(records(b"", b',').is_empty());
+    }
+
+    #[test]
+    fn the_delimiter_is_the_one_given() {
+        let tsv = b"a\t\"x\ny\"\nb\tz\n";
+        let lines = |delimiter| -> Vec<usize> {
+            records(tsv, delimiter)
+                .into_iter()
+                .map(|(l, _)| l)
+                .collect()
+        };
+        assert_eq!(lines(b'\t'), [0, 2]);
+        // Read with commas, the quote is inside the field `a\t"x`: text, not quotes.
+        assert_eq!(lines(b','), [0, 1, 2]);
+    }
+}
