@@ -3,62 +3,43 @@
 //! RFC 4180 (and csv-core, under Arrow's reader) reads them. A line break inside quotes is
 //! text; one outside ends the record.
 
-/// Where the walk is within a record.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum State {
-    /// At the start of a field (or of the record).
-    FieldStart,
-    /// In a field that did not start with a quote: a quote there is text.
-    Unquoted,
-    /// Inside quotes.
-    Quoted,
-    /// Just after a quote inside quotes: a second quote is an escaped one, anything else
-    /// closes the quotes.
-    QuoteInQuoted,
-}
-
 /// Walks `bytes` from a record's start, calling `ended` with the offset of every `\n` that
 /// ends a record. Returns whether the walk ends outside quotes.
+///
+/// Outside quotes only quotes and line breaks matter, so the walk jumps from one to the next
+/// (a record at a time in the usual file): a quote opens quotes at a field's start (after the
+/// delimiter, a line break or the start) and is text anywhere else, as csv-core reads it.
+/// Inside, a doubled quote is a quote and a single one closes them.
 fn walk(bytes: &[u8], delimiter: u8, mut ended: impl FnMut(usize)) -> bool {
-    let mut state = State::FieldStart;
     let mut i = 0;
-    while i < bytes.len() {
-        match state {
-            // memchr skips the bulk of a field 16–32 bytes at a time.
-            State::Quoted => match memchr::memchr(b'"', &bytes[i..]) {
-                Some(at) => {
-                    i += at + 1;
-                    state = State::QuoteInQuoted;
-                }
-                None => i = bytes.len(),
-            },
-            State::Unquoted => match memchr::memchr2(delimiter, b'\n', &bytes[i..]) {
-                Some(at) => {
-                    i += at;
-                    if bytes[i] == b'\n' {
-                        ended(i);
-                    }
-                    i += 1;
-                    state = State::FieldStart;
-                }
-                None => i = bytes.len(),
-            },
-            State::FieldStart | State::QuoteInQuoted => {
-                let byte = bytes[i];
-                state = match (state, byte) {
-                    (_, b'"') => State::Quoted,
-                    (_, b'\n') => {
-                        ended(i);
-                        State::FieldStart
-                    }
-                    (_, b) if b == delimiter => State::FieldStart,
-                    _ => State::Unquoted,
-                };
-                i += 1;
+    loop {
+        // Outside quotes.
+        let Some(at) = memchr::memchr2(b'"', b'\n', &bytes[i..]) else {
+            return true;
+        };
+        i += at;
+        if bytes[i] == b'\n' {
+            ended(i);
+            i += 1;
+            continue;
+        }
+        let field_start = i == 0 || bytes[i - 1] == delimiter || bytes[i - 1] == b'\n';
+        i += 1;
+        if !field_start {
+            continue;
+        }
+        // Inside quotes: to the quote that closes them.
+        loop {
+            let Some(at) = memchr::memchr(b'"', &bytes[i..]) else {
+                return false;
+            };
+            i += at + 1;
+            if bytes.get(i) != Some(&b'"') {
+                break;
             }
+            i += 1;
         }
     }
-    !matches!(state, State::Quoted)
 }
 
 /// The length of the whole records at the start of `bytes` (which starts a record): the offset
