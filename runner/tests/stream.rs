@@ -769,3 +769,47 @@ fn a_stream_whose_only_output_is_closed_stops() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_idle_stream_whose_stdout_reader_left_stops_without_waiting_for_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    // A server that accepts and then sends nothing: the stream is idle for as long as it lives.
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &format!("name: idle\nmode: stream\nsource: {{type: socket, host: 127.0.0.1, port: {port}}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+    );
+    let log = dir.path().join("stderr.log");
+    // Standard output is a pipe whose reader has gone, as `| head` leaves it.
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("runner"))
+        .arg("run")
+        .arg(&p)
+        .env("RUNNER_LOCK_DIR", unique_lock_dir())
+        .stdout(Stdio::from(closed_pipe()))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let (connection, _) = server.accept().unwrap();
+    // The connection stays open and silent; only the closed pipe can end the run. A limit
+    // keeps a regression from hanging the suite.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("an idle stream kept running with its stdout closed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(connection);
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("stopped (its output was closed): 0 epoch(s)"),
+        "{stderr}"
+    );
+}

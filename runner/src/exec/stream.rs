@@ -173,6 +173,10 @@ async fn run_epochs(
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(tokio::sync::Notify::new());
     watch_signals(stop.clone(), wake.clone());
+    if !pipeline.sinks.is_empty() && pipeline.sinks.iter().all(|s| s.closes_with_stdout()) {
+        let wake = wake.clone();
+        crate::io::console::watch_stdout_reader(move || wake.notify_one());
+    }
 
     let name = pipeline.name.clone();
     bus.publish(Event::RunStarted {

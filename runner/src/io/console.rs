@@ -13,6 +13,54 @@ static STDOUT_DONE: AtomicBool = AtomicBool::new(false);
 /// The first failure to write standard output that was not a closed pipe.
 static STDOUT_FAILURE: Mutex<Option<String>> = Mutex::new(None);
 
+/// Standard output is a pipe whose reader has gone ([`watch_stdout_reader`]).
+static STDOUT_READER_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Whether standard output is known to be closed by its reader before anything failed to be
+/// written there: a stream that writes only there, idle, stops rather than wait for rows
+/// it could not print (`runner run stream.yaml | head -5`).
+pub fn stdout_reader_gone() -> bool {
+    STDOUT_READER_GONE.load(Ordering::Relaxed)
+}
+
+/// When standard output is a pipe, watches it on a thread of its own and calls `gone` once its
+/// reader closes it (a pipe without readers reports an error to poll(2) at once, with nothing
+/// written). A terminal or a file has no reader to lose: nothing is watched. The thread
+/// blocks in poll until then and ends with the process.
+pub fn watch_stdout_reader(gone: impl FnOnce() + Send + 'static) {
+    use std::os::unix::fs::FileTypeExt;
+    let is_pipe = std::fs::metadata("/proc/self/fd/1").is_ok_and(|m| m.file_type().is_fifo());
+    if !is_pipe {
+        return;
+    }
+    let watching = std::thread::Builder::new()
+        .name("stdout-reader".into())
+        .spawn(move || loop {
+            // No events asked: poll reports only POLLERR (no reader left), POLLHUP, POLLNVAL.
+            let mut watched = libc::pollfd {
+                fd: libc::STDOUT_FILENO,
+                events: 0,
+                revents: 0,
+            };
+            // SAFETY: `watched` is one valid `pollfd` that lives across the call, and the count
+            // passed is 1; poll only writes its `revents`.
+            let ready = unsafe { libc::poll(&mut watched, 1, -1) };
+            if ready > 0 && watched.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+                STDOUT_READER_GONE.store(true, Ordering::Relaxed);
+                gone();
+                return;
+            }
+            if ready < 0
+                && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
+            {
+                return;
+            }
+        });
+    if let Err(e) = watching {
+        tracing::debug!("standard output is not watched for its reader: {e}");
+    }
+}
+
 /// Writes `text` to standard output (see the module's note on failures).
 pub fn out(text: std::fmt::Arguments<'_>) {
     if STDOUT_DONE.load(Ordering::Relaxed) {

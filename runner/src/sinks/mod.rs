@@ -124,6 +124,11 @@ pub trait Sink: Send {
     fn prints_to_terminal(&self) -> bool {
         false
     }
+    /// It writes standard output, so it is closed once that pipe's reader goes: a stream of
+    /// such sinks alone watches for it, to stop even while no rows come.
+    fn closes_with_stdout(&self) -> bool {
+        false
+    }
 }
 
 /// Rows handed to a sink at a time: a large result arrives in pieces, as it would streamed.

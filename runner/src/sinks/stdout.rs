@@ -576,7 +576,11 @@ impl Sink for StdoutSink {
     }
 
     fn closed(&self) -> bool {
-        self.closed
+        self.closed || (self.closes_with_stdout() && crate::io::console::stdout_reader_gone())
+    }
+
+    fn closes_with_stdout(&self) -> bool {
+        matches!(self.out, Output::Stdout)
     }
 
     fn prints_to_terminal(&self) -> bool {
