@@ -397,6 +397,12 @@ impl Say {
 fn main() -> ExitCode {
     ignore_file_size_signal();
     runner::error::record_panics();
+    // `RUNNER_LOCK_DIR=` (set but empty) means unset, as an empty variable does for most
+    // tools; clap would refuse it as a missing value of `--lock-dir`. Nothing runs yet on
+    // another thread.
+    if std::env::var_os("RUNNER_LOCK_DIR").is_some_and(|dir| dir.is_empty()) {
+        std::env::remove_var("RUNNER_LOCK_DIR");
+    }
     let cli = Cli::parse();
     let daemon = matches!(&cli.command, Command::Schedule { next: false, .. });
     init_logging(cli.quiet, cli.verbose, cli.log_format, daemon);

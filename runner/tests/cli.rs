@@ -1149,3 +1149,26 @@ fn a_batch_run_stopped_by_sigterm_says_so_and_leaves_its_outputs_as_they_were() 
     assert!(summary.contains("\"exit_code\": 143"), "{summary}");
     assert!(temporaries().is_empty(), "{:?}", temporaries());
 }
+
+#[test]
+fn an_empty_runner_lock_dir_is_unset_not_a_missing_value() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", "a\n");
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: in.txt}\nsinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    let out = runner_process()
+        .arg("run")
+        .arg(&pipeline)
+        .env("RUNNER_LOCK_DIR", "")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.csv")).unwrap(),
+        "line\na\n"
+    );
+}
