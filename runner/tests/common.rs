@@ -180,6 +180,23 @@ pub fn wait_with_peak_rss(child: &std::process::Child) -> (Option<i32>, f64) {
     (code, usage.ru_maxrss as f64 / 1024.0) // kilobytes on Linux
 }
 
+/// Runs `command` (a `runner_process()` with its arguments, and any input or folder) with
+/// stdout dropped and stderr kept in `log`: its exit code (`None` when a signal ended it), its
+/// stderr and its peak resident memory in MB.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
+pub fn run_with_peak_rss(
+    mut command: std::process::Command,
+    log: &Path,
+) -> (Option<i32>, String, f64) {
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let (code, peak_mb) = wait_with_peak_rss(&child);
+    (code, std::fs::read_to_string(log).unwrap(), peak_mb)
+}
+
 /// A pipe whose reading end is already closed, as `| head` leaves it: its writing end.
 pub fn closed_pipe() -> std::fs::File {
     use std::os::fd::FromRawFd;

@@ -241,23 +241,11 @@ fn secrets_in_variables_and_url_credentials_never_reach_any_output() {
 }
 
 /// Runs `runner run pipeline` with `stdin` as standard input: exit code, stderr, peak RSS in MB.
-#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
 fn run_measured(pipeline: &std::path::Path, stdin: std::process::Stdio) -> (i32, String, f64) {
-    let log = pipeline.with_extension("log");
-    let child = runner_process()
-        .arg("run")
-        .arg(pipeline)
-        .stdin(stdin)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let (code, peak_mb) = wait_with_peak_rss(&child);
-    (
-        code.unwrap_or(-1),
-        std::fs::read_to_string(log).unwrap(),
-        peak_mb,
-    )
+    let mut command = runner_process();
+    command.arg("run").arg(pipeline).stdin(stdin);
+    let (code, stderr, peak_mb) = run_with_peak_rss(command, &pipeline.with_extension("log"));
+    (code.unwrap_or(-1), stderr, peak_mb)
 }
 
 #[test]

@@ -677,23 +677,14 @@ fn tape_line(i: usize) -> String {
 }
 
 /// Runs `runner ARGS` with stderr kept: exit code, stderr, peak RSS in MB.
-#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
 fn run_measured(dir: &std::path::Path, args: &[&std::ffi::OsStr]) -> (i32, String, f64) {
-    let log = dir.join("stderr.log");
-    let child = runner_process()
+    let mut command = runner_process();
+    command
         .args(args)
         .current_dir(dir)
-        .env("MASTODON_ACCESS_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let (code, peak_mb) = wait_with_peak_rss(&child);
-    (
-        code.unwrap_or(-1),
-        std::fs::read_to_string(log).unwrap(),
-        peak_mb,
-    )
+        .env("MASTODON_ACCESS_TOKEN", TOKEN);
+    let (code, stderr, peak_mb) = run_with_peak_rss(command, &dir.join("stderr.log"));
+    (code.unwrap_or(-1), stderr, peak_mb)
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{BufRead, Write};
 
-use common::{runner_process, wait_with_peak_rss, write};
+use common::{run_with_peak_rss, runner_process, wait_with_peak_rss, write};
 
 /// Lines in the generated input, and the size of each (1 KiB with its newline).
 const LINES: usize = 1 << 19;
@@ -56,16 +56,10 @@ fn pipeline(
 
 /// Runs `runner ARGS`, standard output discarded; its exit code, standard error and peak RSS
 /// in MB.
-#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
 fn run_measured(log: &std::path::Path, args: &[&std::ffi::OsStr]) -> (Option<i32>, String, f64) {
-    let child = runner_process()
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let (code, peak_mb) = wait_with_peak_rss(&child);
-    (code, std::fs::read_to_string(log).unwrap(), peak_mb)
+    let mut command = runner_process();
+    command.args(args);
+    run_with_peak_rss(command, log)
 }
 
 /// The rows the source produced, from the run summary.

@@ -8,9 +8,8 @@ use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::process::Stdio;
 
-use common::{runner_process, wait_with_peak_rss, write};
+use common::{run_with_peak_rss, runner_process, write};
 
 /// A pipeline counting the space-separated words of the lines from `port` into `counts.csv`.
 fn pipeline(dir: &Path, port: u16, extra: &str) -> std::path::PathBuf {
@@ -24,22 +23,11 @@ fn pipeline(dir: &Path, port: u16, extra: &str) -> std::path::PathBuf {
 }
 
 /// Runs the pipeline to its end: exit code, stderr, and the peak resident memory in MB.
-#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
 fn run(pipeline: &Path) -> (i32, String, f64) {
-    let log = pipeline.with_extension("log");
-    let child = runner_process()
-        .arg("run")
-        .arg(pipeline)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let (code, peak_mb) = wait_with_peak_rss(&child);
-    (
-        code.unwrap_or(-1),
-        std::fs::read_to_string(log).unwrap(),
-        peak_mb,
-    )
+    let mut command = runner_process();
+    command.arg("run").arg(pipeline);
+    let (code, stderr, peak_mb) = run_with_peak_rss(command, &pipeline.with_extension("log"));
+    (code.unwrap_or(-1), stderr, peak_mb)
 }
 
 fn once(bytes: &[u8]) -> std::iter::Once<Vec<u8>> {
