@@ -42,8 +42,9 @@ pub struct RunSummary {
     pub error: Option<String>,
     /// Worker threads the run used; absent when the pipeline was not built.
     pub cores: Option<usize>,
-    /// Input bytes: a batch run's input files' sizes (absent for pipes), the bytes a stream's
-    /// epochs took in (records, without CSV headers).
+    /// Input bytes: a batch run's input files' sizes (absent for pipes); for a stream, the
+    /// bytes of the rows' text its finished epochs took in, as the source hands them (not a CSV
+    /// file's header, nor the events a replay or mastodon source leaves out).
     pub bytes_read: Option<u64>,
     /// Rows the source produced; absent where a fused loop reads bytes without making rows. A
     /// failed stream's `rows_in`, `rows_out` and `epochs` count the epochs that finished.
@@ -139,8 +140,11 @@ struct EpochsSoFar {
     epochs: u64,
     rows_in: u64,
     rows_out: u64,
-    /// Bytes taken into epochs (every `InputRead` of a stream).
+    /// Bytes taken into the finished epochs (a stream's `InputRead`s before each
+    /// `EpochFinished`, and at a normal end all of them).
     bytes: u64,
+    /// Bytes taken into the epoch under way.
+    bytes_pending: u64,
 }
 
 #[derive(Default)]
@@ -175,8 +179,9 @@ impl crate::events::Subscriber for SummaryFeed {
         };
         match event {
             Event::Warning { message } => state.warnings.push(message.clone()),
-            Event::InputRead { bytes } => state.so_far.bytes += bytes,
+            Event::InputRead { bytes } => state.so_far.bytes_pending += bytes,
             Event::EpochFinished(progress) => {
+                state.so_far.bytes += std::mem::take(&mut state.so_far.bytes_pending);
                 state.so_far.epochs += 1;
                 state.so_far.rows_in += progress.rows;
                 state.so_far.rows_out += progress.out_rows as u64;
@@ -188,6 +193,7 @@ impl crate::events::Subscriber for SummaryFeed {
                 late_rows,
                 ..
             } => {
+                state.so_far.bytes += std::mem::take(&mut state.so_far.bytes_pending);
                 let warnings = std::mem::take(&mut state.warnings);
                 state.facts = Some(RunFacts {
                     source_rows: *rows_in,

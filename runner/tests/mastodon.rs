@@ -745,7 +745,8 @@ fn a_tape_that_is_not_lines_of_events_is_refused_by_its_line_in_bounded_memory()
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stderr.contains("1 event(s) had malformed JSON and were skipped")
-            && stderr.contains("cut.jsonl line 3, the tape's last, is cut short (no newline)"),
+            && stderr
+                .contains("cut.jsonl line 3 (the tape's last) is cut short without its newline"),
         "{stderr}"
     );
     assert_eq!(counts(&dir.path().join("counts.csv")), expected(2));

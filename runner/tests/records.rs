@@ -567,3 +567,52 @@ fn multi_line_csv_names_a_bad_records_first_line_and_an_unclosed_quote() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_csv_header_is_one_line_and_a_values_line_break_never_reaches_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |file: &str, text: &str, columns: &str| {
+        write(dir.path(), file, text);
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: h\nsource: {{type: file, path: {file}, format: csv, multi_line: true{columns}}}\nsinks:\n  - {{type: stdout, format: jsonl}}\n"),
+        );
+        run_pipeline(&p, &[])
+    };
+    // A header with a quoted line break: refused, whether its columns are inferred or not.
+    let (code, _, stderr) = run("hq.csv", "\"a\nx\",b\n1,2\n", "");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("a quote in the header does not close on its line"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run("hq.csv", "\"a\nx\",b\n1,2\n", ", columns: {b: integer}");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("hq.csv line 1: a quote in the header does not close"),
+        "{stderr}"
+    );
+    // Lines that end in a lone carriage return: named, not read as no rows.
+    let (code, stdout, stderr) = run("cr.csv", "a,b\r1,2\r3,4\r", ", columns: {a: integer}");
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert!(
+        stderr.contains("cr.csv line 1: the header line holds a carriage return"),
+        "{stderr}"
+    );
+    // A value's line break in a message is written `\n`: it cannot start a line of its own.
+    let (code, _, stderr) = run(
+        "spoof.csv",
+        "a,b\n\"12\nwarning: spoof\",x\n",
+        ", columns: {a: integer, b: text}",
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("\"12\\nwarning: spoof\" is not an integer"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.lines().any(|l| l.starts_with("warning: spoof")),
+        "{stderr}"
+    );
+}

@@ -782,16 +782,19 @@ fn an_idle_stream_whose_stdout_reader_left_stops_without_waiting_for_rows() {
         &format!("name: idle\nmode: stream\nsource: {{type: socket, host: 127.0.0.1, port: {port}}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
     );
     let log = dir.path().join("stderr.log");
-    // Standard output is a pipe whose reader has gone, as `| head` leaves it.
+    // Standard output is a pipe; its reader goes once the stream is connected and idle, as
+    // `| head` leaves it.
+    let (reader, writer) = std::io::pipe().unwrap();
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("runner"))
         .arg("run")
         .arg(&p)
         .env("RUNNER_LOCK_DIR", unique_lock_dir())
-        .stdout(Stdio::from(closed_pipe()))
+        .stdout(Stdio::from(writer))
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let (connection, _) = server.accept().unwrap();
+    drop(reader);
     // The connection stays open and silent; only the closed pipe can end the run. A limit
     // keeps a regression from hanging the suite.
     let deadline = Instant::now() + Duration::from_secs(30);

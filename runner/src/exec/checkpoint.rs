@@ -241,6 +241,9 @@ impl Checkpoint {
 
     /// What a run would do with the directory, for `runner plan` (reads, changes nothing).
     pub fn outlook(&self) -> String {
+        if let Err(e) = self.existing_stream_id() {
+            return format!("a run would stop: {e}");
+        }
         let path = self.dir.join(COMMIT);
         match std::fs::read_to_string(&path) {
             Ok(text) => match self.read_commit(&path, &text) {
@@ -391,16 +394,32 @@ impl Checkpoint {
     /// directory, before its first epoch; the sinks' ledgers record it, so that a ledger of an
     /// earlier stream (its checkpoint removed to start over) is told from this one's.
     fn stream_id(&self) -> Result<String> {
+        match self.existing_stream_id()? {
+            Some(id) => Ok(id),
+            None => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                atomic::write(&self.dir.join(STREAM_ID), id.as_bytes())?;
+                Ok(id)
+            }
+        }
+    }
+
+    /// The stream's id as the directory holds it; `None` where a new stream makes one (no id
+    /// and no epochs). Reads, changes nothing.
+    fn existing_stream_id(&self) -> Result<Option<String>> {
         let path = self.dir.join(STREAM_ID);
         // What `uuid`'s simple form writes: 32 lowercase hexadecimal digits.
         let well_formed =
             |id: &str| id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        match std::fs::read_to_string(&path) {
-            Ok(id) if well_formed(id.trim_end()) => Ok(id.trim_end().to_owned()),
-            Ok(_) => Err(Error::runtime(format!(
+        let damaged = || {
+            Error::runtime(format!(
                 "the checkpoint file {} is damaged (not a stream id); move the directory away to start over",
                 path.display()
-            ))),
+            ))
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(id) if well_formed(id.trim_end()) => Ok(Some(id.trim_end().to_owned())),
+            Ok(_) => Err(damaged()),
             // A new id for a stream that wrote epochs would make its own append ledgers look
             // like an earlier stream's: its redone epochs would be written twice.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && holds_epochs(&self.dir) => {
@@ -409,10 +428,9 @@ impl Checkpoint {
                     self.dir.display()
                 )))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let id = uuid::Uuid::new_v4().simple().to_string();
-                atomic::write(&path, id.as_bytes())?;
-                Ok(id)
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData || path.is_dir() => {
+                Err(damaged())
             }
             Err(source) => Err(Error::Input { path, source }),
         }
@@ -988,6 +1006,8 @@ mod tests {
             Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(lowercase))
         };
         assert_eq!(at(true).outlook(), "none saved yet");
+        // A stream's id is made (by its lock) before its first epoch.
+        at(true).lock().unwrap();
         at(true).commit(4, 1, None, None).unwrap();
         assert_eq!(at(true).outlook(), "a run resumes from it (next epoch 5)");
         let refused = at(false).outlook();
@@ -1055,6 +1075,17 @@ mod tests {
             error.contains("holds epochs but its file stream-id is gone"),
             "{error}"
         );
+        // `runner plan` says so before a run does.
+        let outlook =
+            Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(true)).outlook();
+        assert!(
+            outlook.starts_with("a run would stop: ") && outlook.contains("stream-id is gone"),
+            "{outlook}"
+        );
+        std::fs::create_dir(&path).unwrap();
+        let error = open().err().unwrap().to_string();
+        assert!(error.contains("is damaged (not a stream id)"), "{error}");
+        std::fs::remove_dir(&path).unwrap();
         // A directory without epochs is a new stream's: its id is made.
         let fresh = tempfile::tempdir().unwrap();
         let mut checkpoint =

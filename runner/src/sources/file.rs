@@ -90,8 +90,9 @@ pub struct FileSourceConfig {
     /// notes and addresses). Records then end at a line break outside quotes, found by
     /// reading each file from its start: one thread reads it, where one record per line is
     /// read in parallel pieces, and the CSV kernels are not used. The header is one line; a
-    /// record is at most `max_line_bytes` (a longer one fails the run, as its end cannot be
-    /// found without holding it). Batch runs.
+    /// record is at most `max_line_bytes`, measured as lines are (one that ends within the read
+    /// it starts in is still taken); a longer one fails the run, as its end cannot be found
+    /// without holding it (`on_error: skip` does not apply). Batch runs.
     #[serde(default)]
     pub multi_line: bool,
     /// Stream mode: the most files one epoch takes (Spark's `maxFilesPerTrigger`); default:
@@ -534,6 +535,9 @@ impl Records {
         if std::str::from_utf8(&header).is_err() {
             self.lines
                 .bad_utf8_line(false, || format!("{origin} line 1, the CSV header"));
+        }
+        if let Some(problem) = super::records::multi_line::header_problem(&header, self.delimiter) {
+            return Err(Error::runtime(format!("{origin} line 1: {problem}")));
         }
         let names = super::records::csv_header_names(&header, self.delimiter);
         if let Some(existing) = self.decoder.get() {
@@ -1437,11 +1441,15 @@ impl Iterator for LineMorsels {
             if buffer.len() > self.max_line_bytes {
                 if self.fail_on_long {
                     self.done = true;
-                    return Some(Err(long_record(
-                        &self.origin,
-                        Some(self.next_line + 1),
-                        self.max_line_bytes,
-                    )));
+                    // `buffer` is one unfinished record, from the line `next_line`.
+                    let error = match self.multi_line {
+                        Some(_) => Error::runtime(format!(
+                            "{} line {}: a record is longer than max_line_bytes ({} bytes): raise `max_line_bytes`; a quote that is never closed makes one record of the rest of the input",
+                            self.origin, self.next_line, self.max_line_bytes
+                        )),
+                        None => long_record(&self.origin, Some(self.next_line), self.max_line_bytes),
+                    };
+                    return Some(Err(error));
                 }
                 self.lines.long_line(|| self.origin.to_string());
                 self.skipping = true;
@@ -1584,6 +1592,13 @@ mod tests {
         let err = read("fail").unwrap_err().to_string();
         assert!(
             err.contains("long.csv line 3: a record is longer than max_line_bytes"),
+            "{err}"
+        );
+        // Read in order, from the file's start (records of several lines): the same line.
+        let err = read("fail, multi_line: true").unwrap_err().to_string();
+        assert!(
+            err.contains("long.csv line 3: a record is longer than max_line_bytes")
+                && err.contains("a quote that is never closed"),
             "{err}"
         );
     }

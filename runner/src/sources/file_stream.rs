@@ -92,6 +92,11 @@ impl CsvFiles {
                 )));
             }
         }
+        if let Some(problem) = super::records::multi_line::header_problem(header, self.delimiter) {
+            return Err(crate::error::Error::runtime(format!(
+                "{file} line 1: {problem}"
+            )));
+        }
         let names = super::records::csv_header_names(header, self.delimiter);
         let decoder = RecordDecoder::csv(names, self.columns.clone(), self.delimiter)
             .map(Arc::new)

@@ -30,6 +30,9 @@ fn only_line_ends(rest: &[u8]) -> bool {
 /// for CSV readers (Spark's, Python's, Arrow's), where runner's records end at line ends.
 const MORE_RECORDS_THAN_LINES: &str = "a carriage return (\\r) inside the line ends a record for CSV readers, so the line holds more than one (runner reads one record per line: quote a field that holds one)";
 
+/// [`MORE_RECORDS_THAN_LINES`] where records may span lines (`multi_line`).
+const MORE_RECORDS_THAN_FOUND: &str = "a carriage return (\\r) outside quotes ends a record for CSV readers, so the record holds more than one (quote a field that holds one)";
+
 /// How records are written in the input.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, schemars::JsonSchema,
@@ -520,7 +523,7 @@ impl RecordDecoder {
             // Read line by line, a CSV line that gives no record has a quote left open.
             return Err(match (self.format, records.len()) {
                 (Format::Csv, 1) if self.multi_line => "a quoted field is never closed: its quote runs to the end of the input".to_owned(),
-                (Format::Csv, 1) => "a quoted field does not end on its line (runner reads one record per line, as Spark does by default: a field cannot hold a line break)".to_owned(),
+                (Format::Csv, 1) => "a quoted field does not end on its line (runner reads one record per line, as Spark does by default: `multi_line: true` reads fields that hold line breaks)".to_owned(),
                 _ => format!("{} records read from {} lines", read.num_rows(), records.len()),
             });
         }
@@ -577,7 +580,7 @@ impl RecordDecoder {
             }
             if !only_line_ends(&whole[fed..]) {
                 // The batch is full (as many records as lines) before the bytes end.
-                return Err(MORE_RECORDS_THAN_LINES.to_owned());
+                return Err(self.more_records_than_lines());
             }
             return match decoder
                 .flush()
@@ -603,7 +606,7 @@ impl RecordDecoder {
                 fed += used;
             }
             if !only_line_ends(&input[fed..]) {
-                return Err(MORE_RECORDS_THAN_LINES.to_owned());
+                return Err(self.more_records_than_lines());
             }
         }
         match decoder
@@ -612,6 +615,13 @@ impl RecordDecoder {
         {
             Some(batch) => Ok(batch),
             None => Ok(RecordBatch::new_empty(self.projected_schema())),
+        }
+    }
+
+    fn more_records_than_lines(&self) -> String {
+        match self.multi_line {
+            true => MORE_RECORDS_THAN_FOUND.to_owned(),
+            false => MORE_RECORDS_THAN_LINES.to_owned(),
         }
     }
 
@@ -748,7 +758,8 @@ fn csv_message(e: arrow_schema::ArrowError, header: &Schema) -> String {
         arrow_schema::ArrowError::ParseError(m) | arrow_schema::ArrowError::CsvError(m) => m,
         other => other.to_string(),
     };
-    let text = reworded(&text, header).unwrap_or(text);
+    // Arrow's messages are one line: a line break in one is a value's (a quoted field).
+    let text = reworded(&text, header).unwrap_or_else(|| text.replace('\n', "\\n"));
     crate::error::escape_controls(&text).into_owned()
 }
 
@@ -795,7 +806,7 @@ fn reworded(text: &str, header: &Schema) -> Option<String> {
         return Some(format!(
             "`{}`: \"{}\" is not {kind}",
             field.name(),
-            &found[1]
+            crate::error::shortened(&found[1])
         ));
     }
     static UTF8: OnceLock<regex::Regex> = OnceLock::new();
@@ -1607,6 +1618,11 @@ pub fn infer_columns(
     // must not stop the inference, nor sway it: the inference is tried again without it.
     let schema = match format {
         Format::Csv => {
+            let header = head.split(|&b| b == b'\n').next().unwrap_or_default();
+            let header = header.strip_suffix(b"\r").unwrap_or(header);
+            if let Some(problem) = multi_line::header_problem(header, delimiter) {
+                return Err(format!("cannot infer the columns: {problem}"));
+            }
             let infer = |head: &[u8]| {
                 arrow_csv::reader::Format::default()
                     .with_header(true)

@@ -247,7 +247,7 @@ impl StreamSource for ReplaySource {
                     Ok(None) => continue,
                     Err(why) if cut_short => {
                         stats.malformed(format!(
-                            "{} {}, the tape's last, is cut short (no newline), as a recording stopped mid-write leaves it: {why}",
+                            "{} {} (the tape's last) is cut short without its newline, as a recording stopped mid-write leaves it, and {why}",
                             path.display(),
                             at()
                         ));

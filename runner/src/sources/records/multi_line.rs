@@ -42,6 +42,18 @@ fn walk(bytes: &[u8], delimiter: u8, mut ended: impl FnMut(usize)) -> bool {
     }
 }
 
+/// Why a CSV header line (without its line end) cannot be one, if it cannot: runner reads the
+/// header as one line, whether records span lines or not.
+pub fn header_problem(header: &[u8], delimiter: u8) -> Option<&'static str> {
+    if header.contains(&b'\r') {
+        return Some("the header line holds a carriage return: lines that end in a lone \\r (classic Mac line ends) are not lines here; runner reads lines that end in \\n or \\r\\n (convert the file, e.g. with `tr '\\r' '\\n'`)");
+    }
+    if !walk(header, delimiter, |_| {}) {
+        return Some("a quote in the header does not close on its line: a header is one line (a column name cannot hold a line break)");
+    }
+    None
+}
+
 /// The length of the whole records at the start of `bytes` (which starts a record): the offset
 /// after the last line break outside quotes; `None` when there is none yet.
 pub fn whole_records_len(bytes: &[u8], delimiter: u8) -> Option<usize> {
@@ -127,6 +139,17 @@ mod tests {
         );
         assert_eq!(whole_records_len(b"\"no end\nyet", b','), None);
         assert!(records(b"", b',').is_empty());
+    }
+
+    #[test]
+    fn a_header_is_one_line_without_lone_carriage_returns() {
+        assert_eq!(header_problem(b"a,\"b,c\",d", b','), None);
+        assert!(header_problem(b"a,b\r1,2\r", b',')
+            .unwrap()
+            .contains("carriage return"));
+        assert!(header_problem(b"\"a", b',')
+            .unwrap()
+            .contains("does not close"));
     }
 
     #[test]
