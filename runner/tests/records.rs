@@ -505,6 +505,32 @@ fn multi_line_csv_reads_line_breaks_in_quoted_fields_across_morsels() {
 }
 
 #[test]
+fn multi_line_csv_columns_are_inferred_past_a_first_record_of_many_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first record spans 150,000 lines (300 KB, past the 256 KiB first read).
+    let note = "a\n".repeat(150_000);
+    write(
+        dir.path(),
+        "long.csv",
+        &format!("id,note,flag\n1,\"{note}\",true\n2,short,false\n"),
+    );
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: l\nsource: {type: file, path: long.csv, format: csv, multi_line: true}\ntransforms:\n  - {type: select, columns: [id, flag, \"length(note) as chars\"]}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let (code, stdout, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        jsonl_lines(&stdout),
+        [
+            serde_json::json!({"id": 1, "flag": true, "chars": 300_000}),
+            serde_json::json!({"id": 2, "flag": false, "chars": 5}),
+        ]
+    );
+}
+
+#[test]
 fn multi_line_csv_names_a_bad_records_first_line_and_an_unclosed_quote() {
     let dir = tempfile::tempdir().unwrap();
     write(

@@ -797,16 +797,13 @@ fn an_idle_stream_whose_stdout_reader_left_stops_without_waiting_for_rows() {
     drop(reader);
     // The connection stays open and silent; only the closed pipe can end the run. A limit
     // keeps a regression from hanging the suite.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("an idle stream kept running with its stdout closed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let pid = child.id() as i32;
+    let (exited, exit) = std::sync::mpsc::channel();
+    std::thread::spawn(move || exited.send(child.wait().unwrap()));
+    let Ok(status) = exit.recv_timeout(Duration::from_secs(30)) else {
+        // SAFETY: a plain signal to the child this test started (not yet reaped).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        panic!("an idle stream kept running with its stdout closed");
     };
     drop(connection);
     let stderr = std::fs::read_to_string(&log).unwrap();

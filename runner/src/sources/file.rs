@@ -327,14 +327,22 @@ impl FileSourceConfig {
         // has them (an empty or header-only file first in the listing tells nothing), else
         // from the first file.
         let lines = if format == Format::Csv { 2 } else { 1 };
+        // Records of several lines (`multi_line`) are counted as records, not lines.
+        let records_of = (format == Format::Csv && self.multi_line).then_some(delimiter);
         let mut chosen = None;
         for file in &files {
-            let head = read_head(file, 256 * 1024, lines)
+            let head = read_head(file, 256 * 1024, lines, records_of)
                 .map_err(|e| format!("{INFERRED_FROM_INPUT}{}: {e}", escape_path(file)))?;
-            let written = head
-                .split(|&b| b == b'\n')
-                .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-                .count();
+            let written = match records_of {
+                Some(delimiter) => super::records::multi_line::records(&head, delimiter)
+                    .iter()
+                    .filter(|(_, record)| !record.iter().all(u8::is_ascii_whitespace))
+                    .count(),
+                None => head
+                    .split(|&b| b == b'\n')
+                    .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+                    .count(),
+            };
             let enough = written >= lines;
             if enough || chosen.is_none() {
                 chosen = Some((file.clone(), head));
@@ -442,8 +450,14 @@ fn starts_with(path: &Path, magic: &[u8]) -> bool {
         && start == magic
 }
 
-/// Up to `limit` bytes from the start of `path`, cut after the last whole line.
-fn read_head(path: &Path, limit: u64, lines: usize) -> std::io::Result<Vec<u8>> {
+/// Up to `limit` bytes from the start of `path`, cut after the last whole line (the last whole
+/// CSV record, with `records_of` a delimiter: records of several lines, `multi_line`).
+fn read_head(
+    path: &Path,
+    limit: u64,
+    lines: usize,
+    records_of: Option<u8>,
+) -> std::io::Result<Vec<u8>> {
     // Past `limit`, only until `lines` whole lines are in (a first record of 300 KB is read
     // whole, not cut), up to what a line may hold.
     const MOST: u64 = 64 << 20;
@@ -456,10 +470,17 @@ fn read_head(path: &Path, limit: u64, lines: usize) -> std::io::Result<Vec<u8>> 
             .take(wanted - before as u64)
             .read_to_end(&mut head)?;
         let ended = (head.len() as u64) < wanted;
-        if ended || memchr::memchr_iter(b'\n', &head).count() >= lines || wanted >= MOST {
+        let whole = match records_of {
+            Some(delimiter) => super::records::multi_line::record_ends(&head, delimiter),
+            None => (
+                memchr::memchr_iter(b'\n', &head).count(),
+                memchr::memrchr(b'\n', &head).map(|end| end + 1),
+            ),
+        };
+        if ended || whole.0 >= lines || wanted >= MOST {
             if !ended {
-                if let Some(end) = memchr::memrchr(b'\n', &head) {
-                    head.truncate(end + 1);
+                if let Some(end) = whole.1 {
+                    head.truncate(end);
                 }
             }
             return Ok(head);
@@ -1525,14 +1546,14 @@ mod tests {
         let path = dir.path().join("big.csv");
         let long = "z".repeat(300_000);
         std::fs::write(&path, format!("a,b\n1,{long}\n2,y\n")).unwrap();
-        let head = read_head(&path, 1024, 2).unwrap();
+        let head = read_head(&path, 1024, 2, None).unwrap();
         assert!(head.len() >= 4 + 3 + long.len(), "{}", head.len());
         assert!(head.ends_with(b"\n"));
         // Within the limit: cut at the last whole line.
-        let head = read_head(&path, 300_010, 1).unwrap();
+        let head = read_head(&path, 300_010, 1, None).unwrap();
         assert_eq!(head.len(), 4 + 3 + long.len());
         let columns =
-            infer_columns(Format::Csv, &read_head(&path, 1024, 2).unwrap(), b',').unwrap();
+            infer_columns(Format::Csv, &read_head(&path, 1024, 2, None).unwrap(), b',').unwrap();
         assert_eq!(columns[0].value_type, crate::data::ValueType::Integer);
     }
 

@@ -54,12 +54,21 @@ pub fn header_problem(header: &[u8], delimiter: u8) -> Option<&'static str> {
     None
 }
 
+/// How many records of `bytes` (which starts a record) end in a line break, and the offset
+/// after the last one.
+pub fn record_ends(bytes: &[u8], delimiter: u8) -> (usize, Option<usize>) {
+    let (mut count, mut last) = (0, None);
+    walk(bytes, delimiter, |at| {
+        count += 1;
+        last = Some(at + 1);
+    });
+    (count, last)
+}
+
 /// The length of the whole records at the start of `bytes` (which starts a record): the offset
 /// after the last line break outside quotes; `None` when there is none yet.
 pub fn whole_records_len(bytes: &[u8], delimiter: u8) -> Option<usize> {
-    let mut last = None;
-    walk(bytes, delimiter, |at| last = Some(at + 1));
-    last
+    record_ends(bytes, delimiter).1
 }
 
 /// The records of `bytes` (which starts a record), each with the index of the line it starts
