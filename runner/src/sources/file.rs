@@ -380,7 +380,10 @@ pub(super) fn csv_delimiter(delimiter: Option<char>) -> Result<u8, String> {
     match delimiter {
         None => Ok(b','),
         Some(c) if c.is_ascii() && c != '\n' && c != '\r' && c != '"' => Ok(c as u8),
-        Some(c) => Err(format!("delimiter: `{c}` cannot separate CSV fields (use one ASCII character other than a quote or newline)")),
+        Some(c) => Err(format!(
+            "delimiter: `{}` cannot separate CSV fields (use one ASCII character other than a quote or newline)",
+            c.escape_debug()
+        )),
     }
 }
 
@@ -634,10 +637,12 @@ impl Records {
         morsel: &Morsel,
         line_number: &impl Fn(u64) -> String,
     ) -> Result<Vec<u8>> {
-        self.lines
-            .repair_utf8(&morsel.bytes, self.encoding_errors, &|index| {
-                format!("{} line {}", morsel.origin, line_number(index as u64))
-            })
+        self.lines.repair_utf8(
+            &morsel.bytes,
+            self.encoding_errors,
+            !self.multi_line,
+            &|index| format!("{} line {}", morsel.origin, line_number(index as u64)),
+        )
     }
 }
 
@@ -1890,6 +1895,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("late.txt line 200001: invalid UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn invalid_utf8_hint_names_only_what_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "bad.csv", b"a,b\n1,x\n2,\xff\n");
+        let hint = |extra: &str| {
+            read_all(
+                source(
+                    &path,
+                    &format!(", format: csv, encoding_errors: fail{extra}"),
+                )
+                .as_ref(),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let err = hint("");
+        assert!(
+            err.contains("bad.csv line 3: invalid UTF-8") && err.contains("or `skip`"),
+            "{err}"
+        );
+        // Records of several lines cannot leave a line out: `skip` is refused there.
+        let err = hint(", multi_line: true");
+        assert!(
+            err.contains("bad.csv line 3: invalid UTF-8") && !err.contains("skip"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn delimiter_error_shows_control_characters_escaped() {
+        let err = csv_delimiter(Some('\n')).unwrap_err();
+        assert!(err.starts_with("delimiter: `\\n` cannot"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        assert_eq!(csv_delimiter(Some(';')), Ok(b';'));
     }
 
     #[test]

@@ -442,11 +442,13 @@ impl LineCounts {
     /// `bytes` (whole lines of records) with each line of invalid UTF-8 as `encoding` says, and
     /// counted: its bad bytes replaced, or the line left blank (not a record; the lines after
     /// keep their numbers), or the run failed with the line's place (`place` of its 0-based
-    /// index in `bytes`).
+    /// index in `bytes`). The failure's hint names `skip` only where `skip_allowed` (records of
+    /// several lines cannot leave a line out).
     pub fn repair_utf8(
         &self,
         bytes: &[u8],
         encoding: file::EncodingErrors,
+        skip_allowed: bool,
         place: &dyn Fn(usize) -> String,
     ) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(bytes.len() + 64);
@@ -468,9 +470,10 @@ impl LineCounts {
                 }
                 file::EncodingErrors::Fail => {
                     return Err(crate::error::Error::runtime(format!(
-                        "{}: invalid UTF-8 at byte {} of the line; use `encoding_errors: replace` or `skip` to read it anyway",
+                        "{}: invalid UTF-8 at byte {} of the line; use `encoding_errors: replace`{} to read it anyway",
                         place(index),
-                        e.valid_up_to() + 1
+                        e.valid_up_to() + 1,
+                        if skip_allowed { " or `skip`" } else { "" }
                     )))
                 }
             }

@@ -1334,7 +1334,7 @@ impl StreamRecords {
                 };
                 let repaired;
                 if simdutf8::basic::from_utf8(piece).is_err() {
-                    repaired = self.utf8.repair_utf8(piece, self.encoding_errors, &place)?;
+                    repaired = self.utf8.repair_utf8(piece, self.encoding_errors, true, &place)?;
                     piece = &repaired;
                 }
                 let (batches, bad) = decoder_of(group.start)
