@@ -703,7 +703,7 @@ fn execute(
         format: options.progress,
         json_logs: say.json,
     });
-    let feed = runner::summary::SummaryFeed::default();
+    let feed = runner::summary::SummaryFeed::watching(recorder.stage_rows());
     bus.subscribe(feed.clone());
     if !say.quiet && !say.json && runner::progress::enabled() {
         bus.subscribe(runner::progress::Bar::new());

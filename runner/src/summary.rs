@@ -47,7 +47,8 @@ pub struct RunSummary {
     /// file's header, nor the events a replay or mastodon source leaves out).
     pub bytes_read: Option<u64>,
     /// Rows the source produced; absent where a fused loop reads bytes without making rows. A
-    /// failed stream's `rows_in`, `rows_out` and `epochs` count the epochs that finished.
+    /// failed stream's `rows_in`, `rows_out`, `epochs` and stages' rows count the epochs that
+    /// finished.
     pub rows_in: Option<u64>,
     /// Rows the sinks received (summed over epochs in a stream).
     pub rows_out: Option<u64>,
@@ -152,15 +153,36 @@ struct FeedState {
     warnings: Vec<String>,
     facts: Option<RunFacts>,
     so_far: EpochsSoFar,
+    /// Each stage's counts (called, rows in, rows out) as the last finished epoch left them:
+    /// what a failed stream's stages did in the epochs it finished.
+    stages_so_far: Vec<(bool, u64, u64)>,
 }
 
 /// The summary's subscriber to the run's events: what the drivers publish as the run ends.
 #[derive(Clone, Default)]
 pub struct SummaryFeed {
     state: std::sync::Arc<std::sync::Mutex<FeedState>>,
+    /// The stages' live counters (`Recorder::stage_rows`), read as each epoch finishes.
+    stages: Vec<std::sync::Arc<crate::exec::counted::StageRows>>,
 }
 
 impl SummaryFeed {
+    /// A feed that also keeps the counts of `stages` as each epoch finishes (see
+    /// [`Recorder::stage_rows`]), for the summary of a stream that fails later.
+    pub fn watching(stages: Vec<std::sync::Arc<crate::exec::counted::StageRows>>) -> Self {
+        SummaryFeed {
+            stages,
+            ..Default::default()
+        }
+    }
+
+    fn stages_so_far(&self) -> Vec<(bool, u64, u64)> {
+        self.state
+            .lock()
+            .map(|s| s.stages_so_far.clone())
+            .unwrap_or_default()
+    }
+
     /// What the run reported at its end; `None` when it did not end normally.
     fn facts(&self) -> Option<RunFacts> {
         self.state.lock().ok()?.facts.take()
@@ -185,6 +207,12 @@ impl crate::events::Subscriber for SummaryFeed {
                 state.so_far.epochs += 1;
                 state.so_far.rows_in += progress.rows;
                 state.so_far.rows_out += progress.out_rows as u64;
+                // Published after the epoch's sinks wrote, before the next epoch's rows go in.
+                state.stages_so_far = self
+                    .stages
+                    .iter()
+                    .map(|rows| (rows.was_called(), rows.rows_in(), rows.rows_out()))
+                    .collect();
             }
             Event::RunFinished {
                 rows_in,
@@ -426,32 +454,44 @@ impl Recorder {
         self.summary.warnings.counts = counters;
         self.summary.bytes_read = bytes;
         let facts = feed.facts();
-        if facts.is_none() && pipeline.stream.is_some() {
-            // A failed stream: the epochs that finished before the failure.
+        let failed_stream = facts.is_none() && pipeline.stream.is_some();
+        let transforms = self.counters.len();
+        let mut counted: Vec<(bool, u64, u64)> = self
+            .counters
+            .iter()
+            .map(|rows| (rows.was_called(), rows.rows_in(), rows.rows_out()))
+            .collect();
+        if failed_stream {
+            // A failed stream: the epochs that finished before the failure, not the rows the
+            // failed epoch had taken in.
             self.summary.rows_in = Some(so_far.rows_in);
             self.summary.rows_out = Some(so_far.rows_out);
             self.summary.epochs = Some(so_far.epochs);
             self.summary.stages[0].rows_out = Some(so_far.rows_in);
+            counted = feed.stages_so_far();
+            counted.resize(transforms, (false, 0, 0));
+            for sink in &mut self.summary.stages[1 + transforms..] {
+                sink.rows_in = Some(so_far.rows_out);
+            }
         }
         let fused = pipeline.plan.fused_steps();
-        let transforms = self.counters.len();
         // Stages counted by their wrappers; the rest (fused, or never reached) stay unknown
         // until filled in from their neighbours below.
-        for (i, rows) in self.counters.iter().enumerate() {
+        for (i, &(called, rows_in, rows_out)) in counted.iter().enumerate() {
             let stage = &mut self.summary.stages[1 + i];
             if fused.contains(&i) {
                 stage.fused = pipeline.plan.fusion.as_ref().map(|f| f.kernel.short_name());
             }
             // A kernel that calls a stage's own masks or state (the CSV aggregate) has its
             // rows counted too; the word count's stages are never called.
-            if rows.was_called() {
-                stage.rows_in = Some(rows.rows_in());
+            if called {
+                stage.rows_in = Some(rows_in);
                 // An aggregation's output is counted by whatever takes it next.
                 let aggregate = matches!(
                     pipeline.stages[i].stage.kind,
                     crate::transforms::StageKind::Aggregate(_)
                 );
-                stage.rows_out = (!aggregate).then(|| rows.rows_out());
+                stage.rows_out = (!aggregate).then_some(rows_out);
             }
         }
         // A failed run keeps what its stages counted, and claims nothing more.

@@ -238,6 +238,48 @@ fn a_stream_that_fails_after_an_epoch_says_what_its_epochs_did() {
 }
 
 #[test]
+fn a_failed_streams_stages_count_only_the_epochs_it_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    write(dir.path(), "in/1.csv", "store,amount\na,1\nb,2\nc,-1\n");
+    // Its rows pass the filter and reach the aggregation, whose sum then overflows.
+    write(
+        dir.path(),
+        "in/2.csv",
+        "store,amount\nd,5\na,9223372036854775807\n",
+    );
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: s\nmode: stream\nsource: {type: file, path: in, format: csv, max_files_per_trigger: 1, columns: {store: text, amount: integer}}\ntransforms:\n  - {type: filter, where: amount > 0}\n  - {type: aggregate, by: [store], aggs: {total: sum(amount)}}\ntrigger: {available_now: true}\noutput_mode: complete\nsinks:\n  - {type: file, path: out.csv, format: csv}\n",
+    );
+    let summary_path = dir.path().join("summary.json");
+    runner()
+        .arg("run")
+        .arg("--summary")
+        .arg(&summary_path)
+        .arg(&p)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("overflow"));
+    let summary = read_json(&summary_path);
+    assert_eq!(summary["status"], "failed");
+    assert_eq!(summary["epochs"], 1, "{summary}");
+    assert_eq!(summary["rows_in"], 3, "{summary}");
+    assert_eq!(stage(&summary, "source")["rows_out"], 3, "{summary}");
+    assert_eq!(stage(&summary, "transforms.0")["rows_in"], 3, "{summary}");
+    assert_eq!(stage(&summary, "transforms.0")["rows_out"], 2, "{summary}");
+    assert_eq!(stage(&summary, "transforms.1")["rows_in"], 2, "{summary}");
+    // The first epoch's result: the groups a and b.
+    assert_eq!(summary["rows_out"], 2, "{summary}");
+    assert_eq!(stage(&summary, "sinks.0")["rows_in"], 2, "{summary}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.csv")).unwrap(),
+        "store,total\na,1\nb,2\n"
+    );
+}
+
+#[test]
 fn a_summary_that_would_replace_the_pipeline_or_an_output_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let text = "name: t\nsource:\n  type: file\n  path: in.txt\nsinks:\n  - {type: csv, path: out/counts.csv}\n";
