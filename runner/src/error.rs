@@ -49,6 +49,17 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     escape_controls(&recorded.unwrap_or_else(|| payload_text(payload))).into_owned()
 }
 
+/// Runs `f`, a call into a foreign library that asserts on input it did not expect (a damaged
+/// file): its panic comes back as what it said, without its place in the library's source,
+/// for an error about the input rather than a bug report.
+pub fn unpanicked<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        // The hook's record is of this panic: taken, so no later report repeats it.
+        let _ = LAST_PANIC.lock().map(|mut last| last.take());
+        escape_controls(&payload_text(payload.as_ref())).into_owned()
+    })
+}
+
 /// The error for a caught panic (`payload`, and where the hook saw it happen).
 pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Error {
     let recorded = LAST_PANIC.lock().ok().and_then(|mut last| last.take());

@@ -259,8 +259,8 @@ fn parquet_files_are_read_by_row_group_with_their_types() {
         [serde_json::json!({"n": 5, "total": 18})]
     );
     assert!(
-        stderr.contains("2 Parquet row(s) lacked a required field or held a value not of its column's type, and were skipped (the first: ")
-            && stderr.contains("gaps.parquet: row group 1, row 0: the required field `n` is missing"),
+        stderr.contains("2 Parquet row(s) held a null in a required field or a value not of its column's type, and were skipped (the first: ")
+            && stderr.contains("gaps.parquet: row group 1, row 0: the required field `n` is null"),
         "{stderr}"
     );
     // Unsigned 64-bit integers are inferred as integers; one past i64 is a bad row.

@@ -233,6 +233,7 @@ impl BuildSource for FileSourceConfig {
                 lines: lines.clone(),
                 bad: AtomicU64::new(0),
                 first_bad: std::sync::Mutex::new(None),
+                file_order: Default::default(),
                 multi_line: self.multi_line,
             }),
         };
@@ -371,6 +372,14 @@ impl FileSourceConfig {
                 escape_path(&first)
             )
         })
+    }
+}
+
+/// How messages name the input at `path`.
+fn origin_of(path: &Path) -> Arc<str> {
+    match path == Path::new("-") {
+        true => "standard input".into(),
+        false => path.display().to_string().into(),
     }
 }
 
@@ -533,11 +542,19 @@ struct Records {
     encoding_errors: EncodingErrors,
     lines: Arc<super::LineCounts>,
     bad: AtomicU64,
-    /// The first record left out: where and why, for the warning.
-    first_bad: std::sync::Mutex<Option<String>>,
+    /// The first record left out, in input order (see `BadPlace`): where and why, for the
+    /// warning. Workers find bad records in any order.
+    first_bad: std::sync::Mutex<Option<(BadPlace, String)>>,
+    /// Each input's place in the order the files are read (by its name in messages).
+    file_order: std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>,
     /// CSV records may hold line breaks in quoted fields.
     multi_line: bool,
 }
+
+/// Where a bad record is in the input, ordered as the input is: its file's place in the list,
+/// its morsel's start (a line or a byte offset: one or the other for all of a file's
+/// morsels) and its line in the morsel.
+type BadPlace = (usize, u64, u64);
 
 impl Records {
     /// Takes the CSV header of `origin`: the first file's makes the decoder; every other file
@@ -611,21 +628,42 @@ impl Records {
                 .map_err(Error::runtime)?;
         }
         if let Some(BadRecord { line, reason }) = bad.first() {
-            let at = format!("{} line {}", morsel.origin, line_number(*line as u64));
+            let at = || format!("{} line {}", morsel.origin, line_number(*line as u64));
             if self.on_error == OnError::Fail {
                 return Err(Error::runtime(format!(
-                    "{at}: the {} record cannot be read: {reason} (`on_error: skip` leaves such records out)",
+                    "{}: the {} record cannot be read: {reason} (`on_error: skip` leaves such records out)",
+                    at(),
                     self.format.name()
                 )));
             }
             self.bad.fetch_add(bad.len() as u64, Ordering::Relaxed);
+            let file = self
+                .file_order
+                .lock()
+                .ok()
+                .and_then(|order| order.get(&morsel.origin).copied())
+                .unwrap_or(usize::MAX);
+            let start = match morsel.position {
+                Position::Line(line) | Position::Offset(line) => line,
+            };
+            let place = (file, start, *line as u64);
             if let Ok(mut first) = self.first_bad.lock() {
-                if first.is_none() {
-                    *first = Some(format!("{at}: {reason}"));
+                // The line's number is counted (a read of the file up to the morsel, for one
+                // read in pieces) only for a record before the first so far.
+                if first.as_ref().is_none_or(|(earliest, _)| place < *earliest) {
+                    *first = Some((place, format!("{}: {reason}", at())));
                 }
             }
         }
         Ok(batches)
+    }
+
+    /// Notes the order the inputs named `origins` are read in, for telling the first bad
+    /// record.
+    fn read_in_order(&self, origins: impl Iterator<Item = Arc<str>>) {
+        if let Ok(mut order) = self.file_order.lock() {
+            *order = origins.enumerate().map(|(i, o)| (o, i)).collect();
+        }
     }
 }
 
@@ -933,6 +971,9 @@ impl BatchSource for FileSource {
 
     fn open(&self) -> Result<Morsels<'_>> {
         let files = self.files()?;
+        if let Some(records) = &self.records {
+            records.read_in_order(files.iter().map(|path| origin_of(path)));
+        }
         let all_regular = files
             .iter()
             .all(|p| p != Path::new("-") && std::fs::metadata(p).is_ok_and(|m| m.is_file()));
@@ -960,11 +1001,7 @@ impl BatchSource for FileSource {
         }
         Ok(Morsels::Sequential(Box::new(files.into_iter().flat_map(
             move |path| -> Box<dyn Iterator<Item = Result<Morsel>> + Send> {
-                let origin: Arc<str> = if path == Path::new("-") {
-                    "standard input".into()
-                } else {
-                    path.display().to_string().into()
-                };
+                let origin = origin_of(&path);
                 let reader: std::io::Result<Box<dyn Read + Send>> = if path == Path::new("-") {
                     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
                         // Waiting without a word reads as a hang.
@@ -1111,7 +1148,7 @@ impl BatchSource for FileSource {
                     .first_bad
                     .lock()
                     .ok()
-                    .and_then(|f| f.clone())
+                    .and_then(|f| f.as_ref().map(|(_, first)| first.clone()))
                     .unwrap_or_default();
                 warnings.push(format!(
                     "{bad} {} record(s) could not be read and were skipped (the first: {first})",
@@ -1287,7 +1324,14 @@ impl FileSource {
                         self.max_line_bytes,
                     ));
                 }
-                self.lines.long_line(|| piece.path.display().to_string());
+                // Its number costs a count of the newlines before it: done for the first only.
+                self.lines.long_line(|| {
+                    let at = lines_before(&piece.file, from + line_start as u64);
+                    match at {
+                        Some(before) => format!("{} line {}", piece.path.display(), before + 1),
+                        None => piece.path.display().to_string(),
+                    }
+                });
                 filled = line_start;
                 break;
             }
@@ -1477,7 +1521,8 @@ impl Iterator for LineMorsels {
                     };
                     return Some(Err(error));
                 }
-                self.lines.long_line(|| self.origin.to_string());
+                self.lines
+                    .long_line(|| format!("{} line {}", self.origin, self.next_line));
                 self.skipping = true;
                 buffer.clear();
             }
@@ -1818,7 +1863,12 @@ mod tests {
         };
         assert_eq!(read_all(src.as_ref()).unwrap(), ["a b", "c d"]);
         assert_eq!(src.counters().skipped_lines, 1);
-        assert!(src.warnings()[0].contains("1 line(s) longer than max_line_bytes"));
+        let warning = &src.warnings()[0];
+        assert!(
+            warning.contains("1 line(s) longer than max_line_bytes")
+                && warning.contains("long.txt line 2)"),
+            "{warning}"
+        );
         // The sequential reader (pipes, standard input) on the same bytes.
         let lines = Arc::new(super::super::LineCounts::default());
         let morsels = LineMorsels {
@@ -1837,6 +1887,11 @@ mod tests {
         let bytes: Vec<u8> = morsels.flat_map(|m| m.unwrap().bytes).collect();
         assert_eq!(bytes, b"a b\nc d\n");
         assert_eq!(lines.long_lines.load(Ordering::Relaxed), 1);
+        let warning = &lines.warnings(MORSEL_BYTES)[0];
+        assert!(
+            warning.contains("(the first seen: pipe line 2)"),
+            "{warning}"
+        );
         let small = FileSourceConfig {
             max_line_bytes: 100,
             ..serde_saphyr::from_str(&format!("{{path: '{}'}}", path.display())).unwrap()
@@ -1931,6 +1986,51 @@ mod tests {
         assert!(err.starts_with("delimiter: `\\n` cannot"), "{err}");
         assert!(!err.contains('\n'), "{err}");
         assert_eq!(csv_delimiter(Some(';')), Ok(b';'));
+    }
+
+    #[test]
+    fn the_first_skipped_record_is_the_first_in_input_order_whatever_order_morsels_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        // Several morsels each: bad records early in the first file, late in it, and in the
+        // second.
+        let mut text = String::from("k,v\n");
+        for line in 2..=400_000 {
+            let bad = line == 7 || line == 399_990;
+            text.push_str(if bad { "a,x\n" } else { "a,1\n" });
+        }
+        write(dir.path(), "1.csv", text.as_bytes());
+        write(dir.path(), "2.csv", b"k,v\nb,y\n");
+        let path = dir.path().join("*.csv");
+        let src = source(
+            &path,
+            ", format: csv, on_error: skip, columns: {k: text, v: integer}",
+        );
+        let morsels: Vec<Morsel> = src
+            .open()
+            .unwrap()
+            .into_seq_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert!(morsels.len() > 2, "{} morsels", morsels.len());
+        // Workers finish morsels in any order: the last first here.
+        let mut rows = 0;
+        for morsel in morsels.into_iter().rev() {
+            rows += src
+                .decode(morsel)
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>();
+        }
+        assert_eq!(rows, 399_999 - 2);
+        let warnings = src.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0]
+                .starts_with("3 csv record(s) could not be read and were skipped (the first: ")
+                && warnings[0].contains("1.csv line 7: `v`: \"x\" is not an integer"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::file::{first_file, FileSourceConfig};
 use super::records::{ColumnSpec, OnError};
 use super::{BatchSource, BuiltSource, Morsel, Morsels, Position};
 use crate::data::{ValueType, BATCH_ROWS};
-use crate::error::{Error, Result};
+use crate::error::{unpanicked, Error, Result};
 
 /// A Parquet column as the type `columns:` (or the file) names, and its rows whose value did
 /// not convert, with why.
@@ -428,13 +428,16 @@ fn file_schema(path: &Path) -> Result<SchemaRef, String> {
             crate::error::escape_path(path)
         )
     })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+    let unreadable = |why: String| {
         format!(
-            "{}{}: not a readable Parquet file: {e}",
+            "{}{}: not a readable Parquet file: {why}",
             super::file::INFERRED_FROM_INPUT,
             crate::error::escape_path(path)
         )
-    })?;
+    };
+    let builder = unpanicked(|| ParquetRecordBatchReaderBuilder::try_new(file))
+        .map_err(unreadable)?
+        .map_err(|e| unreadable(e.to_string()))?;
     Ok(builder.schema().clone())
 }
 
@@ -493,18 +496,49 @@ impl ParquetSource {
         Ok(files)
     }
 
-    /// The footer of `path`, read from the file.
+    /// The footer of `path`, read from the file, with each column chunk's place checked
+    /// against the file's size (the `parquet` crate panics on a negative one).
     fn footer(path: &Path) -> Result<ArrowReaderMetadata> {
         let file = std::fs::File::open(path).map_err(|source| Error::Input {
             path: path.to_path_buf(),
             source,
         })?;
-        ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(|e| {
+        let unreadable = |why: String| {
             Error::runtime(format!(
-                "{}: not a readable Parquet file: {e}",
+                "{}: not a readable Parquet file: {why}",
                 crate::error::escape_path(path)
             ))
-        })
+        };
+        let size = file
+            .metadata()
+            .map_err(|source| Error::Input {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
+        let footer = unpanicked(|| ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()))
+            .map_err(unreadable)?
+            .map_err(|e| unreadable(e.to_string()))?;
+        for (group, row_group) in footer.metadata().row_groups().iter().enumerate() {
+            for chunk in row_group.columns() {
+                let start = chunk
+                    .dictionary_page_offset()
+                    .unwrap_or(chunk.data_page_offset());
+                let length = chunk.compressed_size();
+                let inside = u64::try_from(start)
+                    .ok()
+                    .zip(u64::try_from(length).ok())
+                    .and_then(|(start, length)| start.checked_add(length))
+                    .is_some_and(|end| end <= size);
+                if !inside {
+                    return Err(unreadable(format!(
+                        "row group {group}: column `{}` is said to start at byte {start} and take {length} bytes, outside the file's {size} bytes (damaged or cut short)",
+                        crate::error::escape_controls(&chunk.column_path().string())
+                    )));
+                }
+            }
+        }
+        Ok(footer)
     }
 
     /// Checks that `path` has every declared column, each of a type that converts (a file
@@ -543,52 +577,9 @@ impl ParquetSource {
         }
         Ok(())
     }
-}
 
-impl BatchSource for ParquetSource {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn check_inputs(&self) -> std::result::Result<Option<String>, String> {
-        self.files().map(|_| None).map_err(|e| e.to_string())
-    }
-
-    fn open(&self) -> Result<Morsels<'_>> {
-        let mut groups: Vec<(Arc<str>, u64)> = Vec::new();
-        let mut order = self
-            .file_order
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut footers = self
-            .footers
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (index, path) in self.files()?.into_iter().enumerate() {
-            let footer = Self::footer(&path)?;
-            self.check_columns(&path, &footer)?;
-            let count = footer.metadata().num_row_groups();
-            let origin: Arc<str> = path.display().to_string().into();
-            order.insert(origin.clone(), index);
-            if count > 0 {
-                footers.insert(origin.clone(), (footer, count));
-            }
-            groups.extend((0..count as u64).map(|g| (origin.clone(), g)));
-        }
-        Ok(Morsels::Indexed {
-            count: groups.len(),
-            read: Box::new(move |i| {
-                let (origin, group) = &groups[i];
-                Ok(Morsel {
-                    bytes: Vec::new(),
-                    origin: origin.clone(),
-                    position: Position::Offset(*group),
-                })
-            }),
-        })
-    }
-
-    fn decode(&self, morsel: Morsel) -> Result<Vec<RecordBatch>> {
+    /// Reads the row group `morsel` names ([`BatchSource::decode`] without its guard).
+    fn decode_group(&self, morsel: Morsel) -> Result<Vec<RecordBatch>> {
         let Position::Offset(group) = morsel.position else {
             return Err(Error::runtime("a Parquet morsel names its row group"));
         };
@@ -659,7 +650,7 @@ impl BatchSource for ParquetSource {
                     for row in (0..rows).filter(|&r| converted.column.is_null(r)) {
                         bad[row].get_or_insert_with(|| {
                             format!(
-                                "the required field `{}` is missing (write `{}?` in `columns:` to read it as null)",
+                                "the required field `{}` is null (write `{}?` in `columns:` to read it as null)",
                                 spec.name,
                                 spec.value_type.name()
                             )
@@ -716,6 +707,62 @@ impl BatchSource for ParquetSource {
         }
         Ok(batches)
     }
+}
+
+impl BatchSource for ParquetSource {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn check_inputs(&self) -> std::result::Result<Option<String>, String> {
+        self.files().map(|_| None).map_err(|e| e.to_string())
+    }
+
+    fn open(&self) -> Result<Morsels<'_>> {
+        let mut groups: Vec<(Arc<str>, u64)> = Vec::new();
+        let mut order = self
+            .file_order
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut footers = self
+            .footers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (index, path) in self.files()?.into_iter().enumerate() {
+            let footer = Self::footer(&path)?;
+            self.check_columns(&path, &footer)?;
+            let count = footer.metadata().num_row_groups();
+            let origin: Arc<str> = path.display().to_string().into();
+            order.insert(origin.clone(), index);
+            if count > 0 {
+                footers.insert(origin.clone(), (footer, count));
+            }
+            groups.extend((0..count as u64).map(|g| (origin.clone(), g)));
+        }
+        Ok(Morsels::Indexed {
+            count: groups.len(),
+            read: Box::new(move |i| {
+                let (origin, group) = &groups[i];
+                Ok(Morsel {
+                    bytes: Vec::new(),
+                    origin: origin.clone(),
+                    position: Position::Offset(*group),
+                })
+            }),
+        })
+    }
+
+    fn decode(&self, morsel: Morsel) -> Result<Vec<RecordBatch>> {
+        let origin = morsel.origin.clone();
+        // The `parquet` crate asserts on some damage it finds in a file: that is a bad input,
+        // not a bug in runner.
+        unpanicked(|| self.decode_group(morsel)).unwrap_or_else(|why| {
+            Err(Error::runtime(format!(
+                "{}: not a readable Parquet file: {why}",
+                crate::error::escape_controls(&origin)
+            )))
+        })
+    }
 
     fn warnings(&self) -> Vec<String> {
         let bad = self.bad.load(Ordering::Relaxed);
@@ -732,7 +779,7 @@ impl BatchSource for ParquetSource {
                     )
                 });
             vec![format!(
-                "{bad} Parquet row(s) lacked a required field or held a value not of its column's type, and were skipped{first}"
+                "{bad} Parquet row(s) held a null in a required field or a value not of its column's type, and were skipped{first}"
             )]
         } else {
             Vec::new()
@@ -960,6 +1007,84 @@ mod tests {
         assert_eq!(
             read_as(nulls, "text?"),
             (vec![String::new(), String::new()], vec![])
+        );
+    }
+}
+
+#[cfg(test)]
+mod damaged_file_tests {
+    use super::*;
+    use crate::sources::{BuildSource, SourceContext};
+
+    /// Every row of the Parquet file at `path`, read as `columns` says (inferred without),
+    /// or the error that stopped the read.
+    fn read(path: &Path, columns: &str) -> Result<usize> {
+        let yaml = format!("{{path: '{}', format: parquet{columns}}}", path.display());
+        let config: FileSourceConfig = serde_saphyr::from_str(&yaml).unwrap();
+        let built = config
+            .build(&SourceContext {
+                base_dir: Path::new("."),
+                streaming: false,
+            })
+            .map_err(Error::invalid)?;
+        let BuiltSource::Batch(source) = built else {
+            panic!("a Parquet file is read in batch runs");
+        };
+        let mut rows = 0;
+        for morsel in source.open()?.into_seq_iter() {
+            rows += source
+                .decode(morsel?)?
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>();
+        }
+        Ok(rows)
+    }
+
+    #[test]
+    fn a_damaged_file_is_a_bad_input_never_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let batch = RecordBatch::try_from_iter([(
+            "a",
+            Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3])) as ArrayRef,
+        )])
+        .unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            batch.schema(),
+            Some(
+                parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                    .build(),
+            ),
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let good = std::fs::read(&path).unwrap();
+        assert_eq!(read(&path, "").unwrap(), 3);
+        // Each byte in turn set to values a damaged footer holds (a negative size among them).
+        let mut placed_outside = 0;
+        for at in 0..good.len() {
+            for value in [0x00, 0x81, 0xff] {
+                let mut bytes = good.clone();
+                bytes[at] = value;
+                std::fs::write(&path, &bytes).unwrap();
+                for columns in ["", ", columns: {a: integer?}"] {
+                    // A panic fails the test; an error must name the file.
+                    if let Err(e) = read(&path, columns) {
+                        let message = e.to_string();
+                        assert!(message.contains("t.parquet"), "byte {at}: {message}");
+                        assert!(!message.contains(".cargo"), "byte {at}: {message}");
+                        placed_outside += usize::from(message.contains("outside the file's"));
+                    }
+                }
+            }
+        }
+        assert!(
+            placed_outside > 0,
+            "no damage put a column chunk outside the file"
         );
     }
 }

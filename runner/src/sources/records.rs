@@ -338,43 +338,61 @@ impl RecordDecoder {
         let mut batches = Vec::new();
         let mut bad = Vec::new();
         for chunk in records.chunks(BATCH_ROWS) {
-            let whole = match self.multi_line {
-                true => adjacent(bytes, chunk),
-                false => contiguous(bytes, chunk),
-            };
-            match self.decode_lines(chunk, whole) {
-                Ok((batch, mut rejected)) => {
-                    batches.push(batch);
-                    bad.append(&mut rejected);
-                }
-                Err(_) => {
-                    // Find the bad lines one by one; keep the good ones in order.
-                    let mut good = Vec::new();
-                    for record in chunk {
-                        match self.decode_lines(std::slice::from_ref(record), None) {
-                            Ok((batch, mut rejected)) => {
-                                good.push(batch);
-                                bad.append(&mut rejected);
-                            }
-                            Err(reason) => bad.push(BadRecord {
-                                line: record.0,
-                                reason: match self.format {
-                                    Format::Jsonl => unquoted_when_not_a_string(reason, record.1),
-                                    _ => reason,
-                                },
-                            }),
-                        }
-                    }
-                    if !good.is_empty() {
-                        batches.push(
-                            arrow_select::concat::concat_batches(&self.schema, &good)
-                                .map_err(|e| e.to_string())?,
-                        );
-                    }
-                }
+            let mut good = Vec::new();
+            self.decode_halving(bytes, chunk, &mut good, &mut bad);
+            match good.len() {
+                0 => {}
+                1 => batches.append(&mut good),
+                _ => batches.push(
+                    arrow_select::concat::concat_batches(&self.schema, &good)
+                        .map_err(|e| e.to_string())?,
+                ),
             }
         }
         Ok((batches, bad))
+    }
+
+    /// Decodes `records` (lines of `bytes`) into `good` batches, in order, and the records the
+    /// readers refuse into `bad`. A refused run of records is halved until each refused record
+    /// stands alone: a bad record among good ones costs about two reads of its run, where
+    /// reading every record alone would cost a reader per record.
+    fn decode_halving<'a>(
+        &self,
+        bytes: &'a [u8],
+        records: &[(usize, &'a [u8])],
+        good: &mut Vec<RecordBatch>,
+        bad: &mut Vec<BadRecord>,
+    ) {
+        if records.is_empty() {
+            return;
+        }
+        // A record alone is read on its own bytes, which gives the readers' most specific
+        // reason for refusing it.
+        let whole = match (records.len(), self.multi_line) {
+            (1, _) => None,
+            (_, true) => adjacent(bytes, records),
+            (_, false) => contiguous(bytes, records),
+        };
+        match self.decode_lines(records, whole) {
+            Ok((batch, mut rejected)) => {
+                if batch.num_rows() > 0 {
+                    good.push(batch);
+                }
+                bad.append(&mut rejected);
+            }
+            Err(reason) if records.len() == 1 => bad.push(BadRecord {
+                line: records[0].0,
+                reason: match self.format {
+                    Format::Jsonl => unquoted_when_not_a_string(reason, records[0].1),
+                    _ => reason,
+                },
+            }),
+            Err(_) => {
+                let (first, second) = records.split_at(records.len() / 2);
+                self.decode_halving(bytes, first, good, bad);
+                self.decode_halving(bytes, second, good, bad);
+            }
+        }
     }
 
     /// Decodes records (line index, bytes) into one batch; rows that lack a required field or

@@ -873,3 +873,35 @@ fn a_carriage_return_inside_a_line_is_a_bad_record_not_a_lost_one() {
     assert!(bad.is_empty(), "{bad:?}");
     assert_eq!(texts(&one_batch(batches, &t.schema()), "a"), ["x\ry"]);
 }
+
+#[test]
+fn bad_records_scattered_among_many_are_each_found_and_the_rest_kept_in_order() {
+    for format in [Format::Csv, Format::Jsonl] {
+        let d = decoder(format, &[("k", "text"), ("v", "integer")]);
+        let mut input = String::new();
+        let mut expected_bad = Vec::new();
+        let mut expected_values = Vec::new();
+        // More lines than one read takes, bad ones spread unevenly, two side by side.
+        for line in 0..20_000usize {
+            let bad = line % 997 == 3 || line == 10_001 || line == 10_002 || line == 19_999;
+            let value = match bad {
+                true => "x".to_owned(),
+                false => line.to_string(),
+            };
+            match format {
+                Format::Csv => input.push_str(&format!("k{line},{value}\n")),
+                _ => input.push_str(&format!("{{\"k\":\"k{line}\",\"v\":\"{value}\"}}\n")),
+            }
+            match bad {
+                true => expected_bad.push(line),
+                false => expected_values.push(line.to_string()),
+            }
+        }
+        let (batches, bad) = d.decode(input.as_bytes()).unwrap();
+        let lines: Vec<usize> = bad.iter().map(|b| b.line).collect();
+        assert_eq!(lines, expected_bad, "{format:?}");
+        assert!(bad.iter().all(|b| b.reason.contains("\"x\"")), "{bad:?}");
+        let out = one_batch(batches, &d.schema());
+        assert_eq!(texts(&out, "v"), expected_values, "{format:?}");
+    }
+}
