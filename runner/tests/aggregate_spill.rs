@@ -292,3 +292,35 @@ fn the_word_count_kernel_spills_past_its_memory_limit_and_gives_the_same_answer(
     assert_eq!(read("spilled_top"), read("whole_top"));
     assert_eq!(read("whole_top").lines().count(), 2001);
 }
+
+#[test]
+fn the_plan_says_a_groups_distinct_values_and_lists_are_held_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "k,v\na,1\n");
+    let plan_of = |aggs: &str| {
+        let pipeline = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: p\nsource: {{type: file, path: in.csv, format: csv}}\ntransforms:\n  - {{type: aggregate, by: [k], aggs: {aggs}, memory_limit: 128MiB}}\nsinks:\n  - {{type: stdout}}\n"),
+        );
+        let out = runner_process().arg("plan").arg(pipeline).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for aggs in [
+        "{n: count_distinct(v)}",
+        "{all: collect_list(v), n: count()}",
+    ] {
+        let plan = plan_of(aggs);
+        assert!(
+            plan.contains("spilled to temporary files")
+                && plan.contains("distinct values and lists are held whole"),
+            "{aggs}: {plan}"
+        );
+    }
+    let plan = plan_of("{n: count(), top: max(v)}");
+    assert!(
+        plan.contains("spilled to temporary files") && !plan.contains("held whole"),
+        "{plan}"
+    );
+}

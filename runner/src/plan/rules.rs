@@ -32,6 +32,12 @@ fn spills(built: &BuiltStage) -> bool {
     matches!(&built.stage.kind, StageKind::Aggregate(a) if a.memory_limit().is_some())
 }
 
+/// Whether the step's groups hold their values (distinct values, lists), which a memory limit
+/// does not bound.
+fn holds_values(built: &BuiltStage) -> bool {
+    matches!(&built.stage.kind, StageKind::Aggregate(a) if a.holds_values())
+}
+
 use super::{BuiltStage, Operator, PhysicalPlan};
 use crate::sources::BuiltSource;
 use crate::transforms::{PerValue, StageKind, TextSplit};
@@ -139,6 +145,7 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
     let covered = fusion.as_ref().map_or_else(Vec::new, Fusion::steps);
     if let Some(fusion) = &fusion {
         let spills = stages.get(fusion.count).is_some_and(spills);
+        let holds_values = stages.get(fusion.count).is_some_and(holds_values);
         operators.push(Operator {
             name: fusion.kernel.operator(),
             steps: covered.clone(),
@@ -149,6 +156,12 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
                 }
                 Kernel::WordCount => "from input bytes into per-worker counts, merged once",
                 Kernel::SplitCount => "from each epoch's input bytes into the kept state",
+                Kernel::CsvAggregate if spills && holds_values => {
+                    "from input bytes into per-worker groups, merged once; past the memory \
+                     limit, spilled to temporary files and merged by key (a group's distinct \
+                     values and lists are held whole: the limit bounds how many groups are \
+                     held, not one group's values)"
+                }
                 Kernel::CsvAggregate if spills => {
                     "from input bytes into per-worker groups, merged once; past the memory \
                      limit, spilled to temporary files and merged by key"
@@ -172,6 +185,12 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
             StageKind::Map(_) if streaming => ("row_wise", "on each epoch's new rows"),
             StageKind::Map(_) => ("row_wise", "on every worker"),
             StageKind::Aggregate(_) if streaming => ("hash_aggregate", "state kept across epochs"),
+            StageKind::Aggregate(_) if spills(built) && holds_values(built) => (
+                "hash_aggregate",
+                "per worker, then merged; past the memory limit, spilled to temporary files \
+                 and merged by key (a group's distinct values and lists are held whole: the \
+                 limit bounds how many groups are held, not one group's values)",
+            ),
             StageKind::Aggregate(_) if spills(built) => (
                 "hash_aggregate",
                 "per worker, then merged; past the memory limit, spilled to temporary files \

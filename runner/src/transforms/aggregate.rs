@@ -209,6 +209,15 @@ impl Aggregation for Aggregate {
         self.keys.len()
     }
 
+    fn holds_values(&self) -> bool {
+        self.aggs.iter().any(|agg| {
+            matches!(
+                agg.function,
+                AggregateFunction::CountDistinct | AggregateFunction::CollectList
+            )
+        })
+    }
+
     fn memory_limit(&self) -> Option<usize> {
         Some(match self.memory_limit {
             Some(bytes) => usize::try_from(bytes).unwrap_or(usize::MAX),

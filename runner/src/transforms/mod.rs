@@ -183,6 +183,11 @@ pub trait Aggregation: Send + Sync {
     fn memory_limit(&self) -> Option<usize> {
         None
     }
+    /// Whether a group's state holds its values (distinct values, a list), which grow with
+    /// the group's rows: the memory limit bounds the groups held, not one group's values.
+    fn holds_values(&self) -> bool {
+        false
+    }
     /// The order of the result's rows when it is not by key (a `group_count`: most frequent
     /// first): groups merged from disk by key are sorted into it.
     fn result_order(&self) -> Option<Vec<SortKey>> {
