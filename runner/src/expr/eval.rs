@@ -565,12 +565,29 @@ fn cast(value: Col, to: ValueType, try_: bool) -> Out {
                 Ok(Arc::new(out.with_timezone("UTC")) as ArrayRef)
             }
             _ => {
+                // Cast as `try_cast` does (a value that does not convert becomes null), then
+                // tell the first such value as it is written: Arrow's own error names its
+                // types and may show the value changed (lower-cased).
                 let options = arrow_cast::CastOptions {
-                    safe: try_,
+                    safe: true,
                     ..Default::default()
                 };
-                arrow_cast::cast_with_options(a, &target, &options)
-                    .map_err(|e| fail(crate::error::escape_controls(&message(e)).into_owned()))
+                let cast = arrow_cast::cast_with_options(a, &target, &options)
+                    .map_err(|e| fail(crate::error::escape_controls(&message(e)).into_owned()))?;
+                if !try_ && cast.null_count() > a.null_count() {
+                    if let Some(row) = (0..a.len()).find(|&r| a.is_valid(r) && cast.is_null(r)) {
+                        let value = crate::data::cell(a.as_ref(), row).to_text();
+                        let shown = match ValueType::of(&from) {
+                            Some(ValueType::Text) => format!(
+                                "\"{}\"",
+                                crate::error::escape_controls(&crate::error::shortened(&value))
+                            ),
+                            _ => crate::error::escape_controls(&value).into_owned(),
+                        };
+                        return Err(fail(format!("cannot cast {shown} to {}", to.name())));
+                    }
+                }
+                Ok(cast)
             }
         }
     })

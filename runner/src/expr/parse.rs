@@ -516,6 +516,17 @@ impl<'a> Parser<'a> {
                 kind: Kind::Cast(Box::new(value), type_name, type_at, name == "try_cast"),
             });
         }
+        // SQL's `count(*)`: the rows, as `count()` counts them.
+        if name == "count"
+            && self.peek() == Some(&Token::Sym(Sym::Star))
+            && self.tokens.get(self.pos + 1).map(|(_, t)| t) == Some(&Token::Sym(Sym::RParen))
+        {
+            self.pos += 2;
+            return Ok(Ast {
+                at,
+                kind: Kind::Call(name, Vec::new()),
+            });
+        }
         let args = self.items(Sym::RParen)?;
         Ok(Ast {
             at,

@@ -299,7 +299,22 @@ fn run_time_errors_name_the_expression() {
     let bad_cast = compile_expr("cast(s as integer)", &b.schema()).unwrap();
     let err = bad_cast.evaluate(&b).unwrap_err();
     assert!(
-        err.starts_with("`cast(s as integer)`") && err.contains("try_cast"),
+        err.starts_with("`cast(s as integer)`: cannot cast \"Ab c\" to integer;")
+            && err.contains("try_cast"),
+        "{err}"
+    );
+    // The value as written, not as Arrow's message shows it (lower-cased), nor its type names.
+    let err = compile_expr("cast(upper(s) as bool)", &b.schema())
+        .unwrap()
+        .evaluate(&b)
+        .unwrap_err();
+    assert!(err.contains("cannot cast \"AB C\" to bool"), "{err}");
+    let err = compile_expr("cast(x * 1e300 * 1e300 as integer)", &b.schema())
+        .unwrap()
+        .evaluate(&b)
+        .unwrap_err();
+    assert!(
+        err.contains("cannot cast inf to integer") && !err.contains("Int64"),
         "{err}"
     );
     let tried = compile_expr("try_cast(s as integer)", &b.schema()).unwrap();
@@ -381,6 +396,11 @@ fn aggregate_calls() {
         compile_aggregate("count()", &schema).unwrap().0,
         AggregateFunction::Count
     );
+    // SQL's spelling of the same.
+    let (f, e) = compile_aggregate("COUNT( * )", &schema).unwrap();
+    assert_eq!((f, e.is_none()), (AggregateFunction::Count, true));
+    assert!(compile_aggregate("sum(*)", &schema).is_err());
+    assert!(compile_aggregate("count(* 2)", &schema).is_err());
     assert!(compile_aggregate("sum(word)", &schema)
         .unwrap_err()
         .contains("cannot take text"));
