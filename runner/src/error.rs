@@ -70,6 +70,20 @@ pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> Error {
     ))
 }
 
+/// A test hook, in debug builds only: whether a stream should stop as a signal would stop it,
+/// having taken input into epoch `epoch` (`RUNNER_STOP_IN_EPOCH`), so the tests can stop one
+/// within an epoch's files without racing it. Always `false` in release builds.
+#[inline]
+pub fn stop_in_epoch(epoch: u64) -> bool {
+    #[cfg(debug_assertions)]
+    return std::env::var("RUNNER_STOP_IN_EPOCH").is_ok_and(|v| v == epoch.to_string());
+    #[cfg(not(debug_assertions))]
+    {
+        let _ = epoch;
+        false
+    }
+}
+
 /// A test hook, in debug builds only: panics when `RUNNER_FAILPOINT` names this point, so the
 /// tests can check that a panic anywhere ends the run as one clean error with a summary.
 #[inline]

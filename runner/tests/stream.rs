@@ -813,3 +813,54 @@ fn an_idle_stream_whose_stdout_reader_left_stops_without_waiting_for_rows() {
         "{stderr}"
     );
 }
+
+#[test]
+fn rows_held_for_the_sinks_are_measured_once_so_a_file_is_one_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    // 9 MB of lines: about 13 MB as rows, within the 32 MiB an epoch holds for its sinks
+    // (counted once per decoded chunk, not once per slice of it, it was cut at 2 MB).
+    let lines: Vec<String> = (0..1_000_000).map(|i| format!("{i:08}")).collect();
+    std::fs::write(dir.path().join("in/a.txt"), lines.join("\n") + "\n").unwrap();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nmode: stream\nsource: {type: file, path: in}\ntrigger: {available_now: true}\nsinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    let (code, _, err) = run_pipeline(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("epoch 0: 1,000,000 rows in") && err.contains("1 epoch(s)"),
+        "{err}"
+    );
+    let written = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    assert_eq!(written.lines().count(), 1_000_001);
+}
+
+#[test]
+fn a_column_named_epoch_is_refused_where_a_streams_stdout_adds_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in ["jsonl", "tsv"] {
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: t\nmode: stream\nsource: {{type: socket, host: 127.0.0.1, port: 9, format: csv, columns: {{name: text, epoch: integer}}}}\nsinks:\n  - {{type: stdout, format: {format}}}\n"),
+        );
+        let (code, _, err) = run_pipeline(&p, &[]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("sinks.0 (stdout): the column `epoch` clashes with the epoch number"),
+            "{err}"
+        );
+    }
+    // A batch run prints no epoch: the column is the data's own.
+    write(dir.path(), "in.csv", "name,epoch\nx,5\n");
+    let p = write(
+        dir.path(),
+        "b.yaml",
+        "name: t\nsource: {type: file, path: in.csv, format: csv}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let (code, out, err) = run_pipeline(&p, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "{\"name\":\"x\",\"epoch\":5}\n");
+}

@@ -247,6 +247,8 @@ async fn run_epochs(
     // Whether the last epoch was started by the processing-time trigger (not by the source
     // ending, a stop, or a moved watermark): only such an epoch can fall behind its schedule.
     let mut last_on_schedule = false;
+    // The stream stopped within an epoch's files, leaving it undone (see `left_undone`).
+    let mut stopped_undone = false;
     let reason;
     loop {
         // Rows are processed as they arrive (so memory stays bounded and the source is never
@@ -372,8 +374,12 @@ async fn run_epochs(
                 }
                 pending.busy += absorbing.elapsed();
                 position = received_at.clone();
+                if crate::error::stop_in_epoch(out.epoch) {
+                    stop.store(true, Ordering::SeqCst);
+                }
             }
-            let stop_asked = stopping || deadline.is_some_and(|d| Instant::now() >= d);
+            let stop_asked =
+                stop.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d);
             let within_files = marked
                 && redo_target.is_none()
                 && !held
@@ -399,6 +405,16 @@ async fn run_epochs(
             if free_running && (pending.rows > 0 && quiet || full) {
                 break;
             }
+            // A processing-time epoch that holds as many rows for the sinks as it may fires
+            // now rather than hold the source back until its time: its pace would otherwise
+            // be the bound per interval (Spark's next batch, too, starts at once when one is
+            // late).
+            if processing_time.is_some()
+                && redo_target.is_none()
+                && pending.buffered_bytes >= EPOCH_MAX_BYTES
+            {
+                break;
+            }
         }
         let fired_at = Instant::now();
         // The epoch's rows are transformed from here: `now()` is this time, as Spark's batch
@@ -413,6 +429,7 @@ async fn run_epochs(
         }
         let stopping = stop.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d);
         if left_undone {
+            stopped_undone = true;
             tracing::warn!(
                 "stopped within epoch {}'s files: it is left undone, and the next run takes them again from the checkpoint",
                 out.epoch
@@ -531,9 +548,13 @@ async fn run_epochs(
         }
     }
     if let Some(checkpoint) = checkpoint.as_mut() {
-        // A stop is a commit point whatever `every` says.
+        // A stop is a commit point whatever `every` says, unless it left an epoch undone: its
+        // rows taken so far are in the state, or held for the sinks, and the position is past
+        // them, so neither is the end of the last epoch written. The next run then redoes the
+        // epochs written since the last commit, as after a crash (the offsets log has their
+        // ends; the sinks' ledgers skip what they wrote).
         let last = out.epoch.checked_sub(1);
-        if last.is_some() && last != committed && redo.is_empty() {
+        if last.is_some() && last != committed && redo.is_empty() && !stopped_undone {
             checkpoint.commit(
                 out.epoch - 1,
                 rows_before + rows_in,
@@ -723,6 +744,22 @@ async fn source_outcome(
     }
 }
 
+/// The bytes of `batch`'s rows. Not `get_array_memory_size`: the batches of one decoded
+/// chunk are slices of the same arrays, each of which would count them all (an epoch was
+/// cut at a sixteenth of its bound).
+fn held_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            column
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_array_memory_size())
+        })
+        .sum()
+}
+
 /// Input bytes gathered before they are processed, between triggers.
 const PROCESS_BYTES: usize = 1 << 20;
 
@@ -885,10 +922,7 @@ impl<'a> Engine<'a> {
                 }
             }
             None => {
-                pending.buffered_bytes += mapped
-                    .iter()
-                    .map(|b| b.get_array_memory_size())
-                    .sum::<usize>();
+                pending.buffered_bytes += mapped.iter().map(held_bytes).sum::<usize>();
                 pending.appended.extend(mapped);
             }
         }

@@ -57,6 +57,20 @@ impl BuildSink for StdoutSinkConfig {
                     .into(),
             );
         }
+        // A stream's jsonl and tsv carry the epoch as data: a column of the same name would
+        // be overwritten (jsonl) or doubled (tsv).
+        if ctx.streaming
+            && matches!(self.format, StdoutFormat::Jsonl | StdoutFormat::Tsv)
+            && ctx.input.fields().iter().any(|f| f.name() == "epoch")
+        {
+            return Err(format!(
+                "the column `epoch` clashes with the epoch number `format: {}` adds to each row of a stream; rename it first (`- {{type: rename, columns: {{epoch: epoch_time}}}}`)",
+                match self.format {
+                    StdoutFormat::Jsonl => "jsonl",
+                    _ => "tsv",
+                }
+            ));
+        }
         Ok(Box::new(StdoutSink::new(
             self.clone(),
             Output::Stdout,

@@ -590,7 +590,7 @@ impl RecordDecoder {
             while fed < whole.len() {
                 let used = decoder
                     .decode(&whole[fed..])
-                    .map_err(|e| csv_message(e, &self.read_schema))?;
+                    .map_err(|e| csv_message(e, &self.read_schema, !self.header.is_empty()))?;
                 if used == 0 {
                     break;
                 }
@@ -602,7 +602,7 @@ impl RecordDecoder {
             }
             return match decoder
                 .flush()
-                .map_err(|e| csv_message(e, &self.read_schema))?
+                .map_err(|e| csv_message(e, &self.read_schema, !self.header.is_empty()))?
             {
                 Some(batch) => Ok(batch),
                 None => Ok(RecordBatch::new_empty(self.projected_schema())),
@@ -615,7 +615,7 @@ impl RecordDecoder {
             let mut fed = 0;
             while fed < input.len() {
                 let used = decoder.decode(&input[fed..]).map_err(|e| {
-                    let message = csv_message(e, &self.read_schema);
+                    let message = csv_message(e, &self.read_schema, !self.header.is_empty());
                     with_exact_count(message, line, self.delimiter)
                 })?;
                 if used == 0 {
@@ -629,7 +629,7 @@ impl RecordDecoder {
         }
         match decoder
             .flush()
-            .map_err(|e| csv_message(e, &self.read_schema))?
+            .map_err(|e| csv_message(e, &self.read_schema, !self.header.is_empty()))?
         {
             Some(batch) => Ok(batch),
             None => Ok(RecordBatch::new_empty(self.projected_schema())),
@@ -771,13 +771,13 @@ fn adjacent<'a>(bytes: &'a [u8], records: &[(usize, &'a [u8])]) -> Option<&'a [u
 /// Arrow's CSV reader's message, in runner's words where it is one of the usual two: the
 /// column named (Arrow numbers it) and Arrow's line number left out (it counts the lines it
 /// was handed, one record when a bad one is looked for; the caller names the file's line).
-fn csv_message(e: arrow_schema::ArrowError, header: &Schema) -> String {
+fn csv_message(e: arrow_schema::ArrowError, header: &Schema, has_header: bool) -> String {
     let text = match e {
         arrow_schema::ArrowError::ParseError(m) | arrow_schema::ArrowError::CsvError(m) => m,
         other => other.to_string(),
     };
     // Arrow's messages are one line: a line break in one is a value's (a quoted field).
-    let text = reworded(&text, header).unwrap_or_else(|| text.replace('\n', "\\n"));
+    let text = reworded(&text, header, has_header).unwrap_or_else(|| text.replace('\n', "\\n"));
     crate::error::escape_controls(&text).into_owned()
 }
 
@@ -803,7 +803,9 @@ fn with_exact_count(message: String, line: &[u8], delimiter: u8) -> String {
 }
 
 /// `csv_message`'s rewording; `None` for another message (or a column not in `header`).
-fn reworded(text: &str, header: &Schema) -> Option<String> {
+/// Without a header line (a socket's records), the fields are counted against the columns
+/// declared.
+fn reworded(text: &str, header: &Schema, has_header: bool) -> Option<String> {
     use std::sync::OnceLock;
     static VALUE: OnceLock<regex::Regex> = OnceLock::new();
     static FIELDS: OnceLock<regex::Regex> = OnceLock::new();
@@ -846,10 +848,16 @@ fn reworded(text: &str, header: &Schema) -> Option<String> {
     });
     let found = fields.captures(text)?;
     let more = found.get(2).map_or("", |_| "more than ");
-    Some(format!(
-        "{more}{} fields where the header has {}",
-        &found[3], &found[1]
-    ))
+    Some(match has_header {
+        true => format!(
+            "{more}{} fields where the header has {}",
+            &found[3], &found[1]
+        ),
+        false => format!(
+            "{more}{} fields where {} columns are declared",
+            &found[3], &found[1]
+        ),
+    })
 }
 
 /// A CSV field's list: a JSON array whose items are what a JSON list column takes (texts,

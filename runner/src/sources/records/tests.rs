@@ -905,3 +905,18 @@ fn bad_records_scattered_among_many_are_each_found_and_the_rest_kept_in_order() 
         assert_eq!(texts(&out, "v"), expected_values, "{format:?}");
     }
 }
+
+#[test]
+fn records_without_a_header_are_counted_against_the_declared_columns() {
+    // A socket's CSV lines: no header line, the columns as declared.
+    let d = decoder(Format::Csv, &[("name", "text"), ("n", "integer")]);
+    let (_, bad) = d.decode(b"a,1\nb\nc,2,3\n").unwrap();
+    let reasons: Vec<(usize, &str)> = bad.iter().map(|b| (b.line, b.reason.as_str())).collect();
+    assert_eq!(
+        reasons,
+        [
+            (1, "1 fields where 2 columns are declared"),
+            (2, "3 fields where 2 columns are declared")
+        ]
+    );
+}
