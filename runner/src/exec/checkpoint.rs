@@ -246,47 +246,36 @@ impl Checkpoint {
         }
         let path = self.dir.join(COMMIT);
         match std::fs::read_to_string(&path) {
-            Ok(text) => match self.read_commit(&path, &text) {
-                Ok(commit) => format!(
-                    "a run resumes from it (next epoch {})",
-                    commit.epoch.saturating_add(1)
+            Ok(text) => match self
+                .read_commit(&path, &text)
+                .and_then(|commit| self.verified(&commit))
+            {
+                Ok((_, next_epoch, redo)) if redo.is_empty() => {
+                    format!("a run resumes from it (next epoch {next_epoch})")
+                }
+                Ok((_, next_epoch, redo)) => format!(
+                    "a run resumes from it (next epoch {next_epoch}), first redoing the {} epoch(s) it recorded after its commit",
+                    redo.len()
                 ),
                 Err(e) => format!("a run would stop: {e}"),
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => match holds_epochs(&self.dir) {
-                true => "no commit yet; a run redoes the epochs it recorded".to_owned(),
+                true => match self
+                    .recorded_ends(0)
+                    .and_then(|redo| self.check_no_lost_commit(&redo))
+                {
+                    Ok(()) => "no commit yet; a run redoes the epochs it recorded".to_owned(),
+                    Err(e) => format!("a run would stop: {e}"),
+                },
                 false => "none saved yet".to_owned(),
             },
             Err(e) => format!("a run would stop: cannot read {}: {e}", path.display()),
         }
     }
 
-    /// Reads the last complete checkpoint, if there is one, and checks that it belongs to this
-    /// pipeline.
-    pub fn load(&mut self) -> Result<Option<Resume>> {
-        let path = self.dir.join(COMMIT);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Killed before its first commit: epochs whose sinks may have run are redone
-                // from the start of the source.
-                let redo = self.recorded_ends(0)?;
-                self.check_no_lost_commit(&redo)?;
-                if redo.is_empty() {
-                    return Ok(None);
-                }
-                self.pending = redo.clone();
-                return Ok(Some(Resume {
-                    next_epoch: 0,
-                    rows_in: 0,
-                    position: None,
-                    state: None,
-                    redo,
-                }));
-            }
-            Err(source) => return Err(Error::Input { path, source }),
-        };
-        let commit = self.read_commit(&path, &text)?;
+    /// What `commit` names, checked without changing anything: its state (read and its
+    /// digest compared), the next epoch, and the epochs recorded after it to redo.
+    fn verified(&self, commit: &Commit) -> Result<(Option<RecordBatch>, u64, Vec<EpochEnd>)> {
         let damaged = |what: String| {
             Error::runtime(format!(
                 "the checkpoint in {} is damaged ({what}); move the directory away to start over",
@@ -317,9 +306,39 @@ impl Checkpoint {
         if let Some(position) = &commit.position {
             position.check().map_err(damaged)?;
         }
+        let redo = self.recorded_ends(next_epoch)?;
+        Ok((state, next_epoch, redo))
+    }
+
+    /// Reads the last complete checkpoint, if there is one, and checks that it belongs to this
+    /// pipeline.
+    pub fn load(&mut self) -> Result<Option<Resume>> {
+        let path = self.dir.join(COMMIT);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Killed before its first commit: epochs whose sinks may have run are redone
+                // from the start of the source.
+                let redo = self.recorded_ends(0)?;
+                self.check_no_lost_commit(&redo)?;
+                if redo.is_empty() {
+                    return Ok(None);
+                }
+                self.pending = redo.clone();
+                return Ok(Some(Resume {
+                    next_epoch: 0,
+                    rows_in: 0,
+                    position: None,
+                    state: None,
+                    redo,
+                }));
+            }
+            Err(source) => return Err(Error::Input { path, source }),
+        };
+        let commit = self.read_commit(&path, &text)?;
+        let (state, next_epoch, redo) = self.verified(&commit)?;
         self.last_state = commit.state.clone();
         self.remove_other_states(commit.state.as_deref());
-        let redo = self.recorded_ends(next_epoch)?;
         self.pending = redo.clone();
         Ok(Some(Resume {
             next_epoch,
@@ -1010,6 +1029,28 @@ mod tests {
         at(true).lock().unwrap();
         at(true).commit(4, 1, None, None).unwrap();
         assert_eq!(at(true).outlook(), "a run resumes from it (next epoch 5)");
+        // Epochs recorded after the commit are redone first; a damaged record stops the run.
+        let mut recording = at(true);
+        for epoch in [5, 6] {
+            recording
+                .record_end(EpochEnd {
+                    epoch,
+                    end: crate::sources::SourcePosition::at(epoch * 10, 0.0),
+                })
+                .unwrap();
+        }
+        assert_eq!(
+            at(true).outlook(),
+            "a run resumes from it (next epoch 5), first redoing the 2 epoch(s) it recorded after its commit"
+        );
+        let offsets = std::fs::read(dir.path().join(OFFSETS)).unwrap();
+        std::fs::write(dir.path().join(OFFSETS), "garbage").unwrap();
+        let stops = at(true).outlook();
+        assert!(
+            stops.starts_with("a run would stop: ") && stops.contains("damaged"),
+            "{stops}"
+        );
+        std::fs::write(dir.path().join(OFFSETS), offsets).unwrap();
         let refused = at(false).outlook();
         assert!(
             refused.starts_with("a run would stop: the checkpoint in"),
