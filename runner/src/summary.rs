@@ -176,6 +176,14 @@ impl SummaryFeed {
         }
     }
 
+    /// The warnings published so far (a failed run's, which has no `RunFinished`).
+    fn warnings_so_far(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .map(|s| s.warnings.clone())
+            .unwrap_or_default()
+    }
+
     fn stages_so_far(&self) -> Vec<(bool, u64, u64)> {
         self.state
             .lock()
@@ -494,8 +502,12 @@ impl Recorder {
                 stage.rows_out = (!aggregate).then_some(rows_out);
             }
         }
-        // A failed run keeps what its stages counted, and claims nothing more.
-        let Some(facts) = facts else { return };
+        // A failed run keeps what its stages counted and the warnings it gave, and claims
+        // nothing more.
+        let Some(facts) = facts else {
+            self.summary.warnings.messages = feed.warnings_so_far();
+            return;
+        };
         let source_rows = facts.source_rows.or_else(|| match transforms {
             0 => Some(facts.rows_out),
             // Unknown (None) when a kernel replaced the first stage without counting.

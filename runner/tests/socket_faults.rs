@@ -79,13 +79,21 @@ fn a_line_cut_by_a_reset_is_dropped_and_one_ended_by_a_close_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     // A broken connection is not the input's end: the rows before it are counted and
     // written, and the run says so with its exit code.
-    let (code, stderr, _) = run(&pipeline(dir.path(), serve(once(b"a b\nc d"), true), ""));
+    let (code, stderr, _) = run(&pipeline(
+        dir.path(),
+        serve(once(b"a b\nc d"), true),
+        "summary: summary.json\n",
+    ));
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(counts(dir.path()), "word,count\na,1\nb,1\n");
-    assert!(
-        stderr.contains("1 unfinished line(s) of broken connections were dropped"),
-        "{stderr}"
-    );
+    let dropped = "1 unfinished line(s) of broken connections were dropped";
+    assert!(stderr.contains(dropped), "{stderr}");
+    // The failed run's summary keeps the warning, as it counts the line.
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "failed", "{summary}");
+    assert_eq!(summary["warnings"]["skipped_lines"], 1, "{summary}");
+    assert_eq!(summary["warnings"]["messages"][0], dropped, "{summary}");
     assert!(
         stderr.contains("the connection to 127.0.0.1:")
             && stderr.contains("broke: Connection reset by peer"),

@@ -568,6 +568,8 @@ async fn run_epochs(
             // What the source dropped before it failed is still worth knowing.
             for message in source.warnings() {
                 tracing::warn!("{message}");
+                // The run summary and the live page keep it too.
+                bus.publish(Event::Warning { message });
             }
             return Err(failed);
         }
