@@ -112,7 +112,8 @@ pub struct WarningsSummary {
     /// Input the source repaired or dropped, by cause (flattened into this object in JSON).
     #[serde(flatten)]
     pub counts: SourceCounters,
-    /// A windowed stream's rows left out as later than the watermark.
+    /// A windowed stream's rows left out as later than the watermark in this run (not the
+    /// earlier runs a checkpoint carries on from).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub late_rows: Option<u64>,
     /// The warnings as printed at the end of the run.

@@ -398,6 +398,33 @@ fn the_run_summary_counts_the_late_rows() {
         messages.contains("arrived behind the watermark"),
         "{messages}"
     );
+
+    // Run in two parts from a checkpoint, each summary counts its own part's late rows.
+    let pipeline = stream_pipeline(
+        dir.path(),
+        "parts",
+        scenario,
+        "checkpoint: {dir: ck}\nmax_epochs: 6\n",
+    );
+    let part_summary = dir.path().join("part.json");
+    let late_of_part = || -> u64 {
+        let out = runner()
+            .args(["run", pipeline.to_str().unwrap(), "--quiet", "--summary"])
+            .arg(&part_summary)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let part: Value =
+            serde_json::from_str(&std::fs::read_to_string(&part_summary).unwrap()).unwrap();
+        part["warnings"]["late_rows"].as_u64().unwrap()
+    };
+    let (first, second) = (late_of_part(), late_of_part());
+    assert!(first > 0 && second > 0, "{first} then {second}");
+    assert_eq!(first + second, spark_dropped);
 }
 
 #[test]

@@ -220,6 +220,12 @@ async fn run_epochs(
         rows_before,
         next_epoch,
     } = resume(checkpoint.as_mut(), state.as_mut(), positioned, bus)?;
+    // The late rows earlier runs counted (a checkpoint carries the total): this run's summary
+    // and warning tell its own, as its rows and epochs are its own.
+    let late_before = state
+        .as_mut()
+        .and_then(|s| s.event_time())
+        .map_or(0, |e| e.progress().late_rows_total);
     let mut out = Emitter {
         sinks: &mut pipeline.sinks,
         bus,
@@ -578,7 +584,11 @@ async fn run_epochs(
     warnings.extend(crate::plan::stage_warnings(&pipeline.stages));
     let mut late_rows = None;
     if let Some(event_time) = state.as_mut().and_then(|s| s.event_time()) {
-        late_rows = Some(event_time.progress().late_rows_total);
+        let late = event_time
+            .progress()
+            .late_rows_total
+            .saturating_sub(late_before);
+        late_rows = Some(late);
         let unplaced = event_time.progress().unplaced_rows_total;
         if unplaced > 0 {
             warnings.push(format!(
@@ -586,7 +596,6 @@ async fn run_epochs(
                 crate::data::group_digits(unplaced)
             ));
         }
-        let late = event_time.progress().late_rows_total;
         if late > 0 {
             warnings.push(format!(
                 "{} row(s) arrived behind the watermark, for windows already final, and were left out (raise `watermark:` to accept later rows)",
