@@ -599,7 +599,7 @@ impl Recorder {
 
 /// Whether two paths name one file: the same file when both exist (links, `..`), else the
 /// same absolute path once their folders are resolved.
-fn same_file(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     #[cfg(unix)]
     if let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) {
         use std::os::unix::fs::MetadataExt;

@@ -1172,3 +1172,35 @@ fn an_empty_runner_lock_dir_is_unset_not_a_missing_value() {
         "line\na\n"
     );
 }
+
+#[test]
+fn two_sinks_writing_one_path_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "w,n\na,1\n");
+    write(dir.path(), "o.csv", "kept\n");
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: in.csv, format: csv}\nsinks:\n  - {type: file, path: o.csv, format: csv}\n  - {type: csv, path: sub/../o.csv}\n",
+    );
+    let (code, _, err) = run_pipeline(&p, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("sinks.1 (csv): it writes ") && err.contains("as sinks.0 does"),
+        "{err}"
+    );
+    // Nothing was run: the earlier output stands.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("o.csv")).unwrap(),
+        "kept\n"
+    );
+    let p = write(
+        dir.path(),
+        "db.yaml",
+        "name: t\nsource: {type: file, path: in.csv, format: csv}\nsinks:\n  - {type: sqlite, path: o.db, table: first}\n  - {type: sqlite, path: o.db, table: second}\n",
+    );
+    // Two tables of one database: the second sink would wait for the first's lock.
+    let (code, _, err) = run_pipeline(&p, &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("sinks.1 (sqlite): it writes "), "{err}");
+}

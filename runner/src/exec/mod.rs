@@ -172,6 +172,7 @@ fn build_until(
     } else {
         &config.sinks[..]
     };
+    check_outputs_apart(loaded, built_sinks)?;
     for (index, sink) in built_sinks.iter().enumerate() {
         let built = sink
             .value
@@ -236,6 +237,56 @@ fn build_until(
         cores: resolve_cores(requested_cores),
     };
     Ok((pipeline, unbuilt))
+}
+
+/// Refuses two sinks that write one path: a `file` and a `csv` sink to `out.csv` (the last to
+/// finish would replace the other's output without a word), or two `sqlite` sinks to one
+/// database (the second waited for the first's lock, then failed). Paths are compared as
+/// resolved (`out/../a.csv` is `a.csv`), and as files where they exist (links).
+fn check_outputs_apart(
+    loaded: &LoadedPipeline,
+    sinks: &[serde_saphyr::Spanned<crate::registry::SinkConfig>],
+) -> Result<()> {
+    let mut written: Vec<(usize, std::path::PathBuf)> = Vec::new();
+    for (index, sink) in sinks.iter().enumerate() {
+        let Some(path) = sink.value.builder().output_path() else {
+            continue;
+        };
+        let path = lexically_normal(&loaded.resolve(path));
+        if let Some((first, _)) = written
+            .iter()
+            .find(|(_, other)| *other == path || crate::summary::same_file(other, &path))
+        {
+            return Err(Error::invalid(format!(
+                "{}: sinks.{index} ({}): it writes {}, as sinks.{first} does: two sinks cannot share an output (one would replace the other, or wait for its lock); give each sink its own path",
+                loaded.at(&sink.referenced),
+                sink.value.type_name(),
+                crate::error::escape_path(&path)
+            )));
+        }
+        written.push((index, path));
+    }
+    Ok(())
+}
+
+/// `path` made absolute (against the working directory) with `.` and `..` resolved by name.
+fn lexically_normal(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let absolute = match path.is_absolute() {
+        true => path.to_path_buf(),
+        false => std::env::current_dir().unwrap_or_default().join(path),
+    };
+    let mut normal = std::path::PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
+    }
+    normal
 }
 
 /// A step's build error, located at the value it is about (a `where:` expression, at the
