@@ -164,8 +164,28 @@ pub fn values_equal(a: &Value, b: &Value) -> bool {
                 && x.iter()
                     .all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)))
         }
+        // Date-times by the instant they name: `12:00:00Z` is `12:00:00+00:00` and
+        // `13:00:00+01:00` (runner prints timestamps in UTC with `Z`).
+        (Value::String(x), Value::String(y)) if x != y && is_date_time(x) && is_date_time(y) => {
+            matches!(
+                (crate::data::parse_timestamp(x), crate::data::parse_timestamp(y)),
+                (Some(x), Some(y)) if x == y
+            )
+        }
         _ => a == b,
     }
+}
+
+/// Whether `text` is written as a date and time (`2024-05-01T12:00:00Z`, or a space before
+/// the time), not an epoch number or other text that also reads as a timestamp.
+fn is_date_time(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() >= 19
+        && bytes[..4].iter().all(u8::is_ascii_digit)
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && matches!(bytes[10], b'T' | b't' | b' ')
+        && bytes[13] == b':'
 }
 
 /// A row as one line: `[romeo, 298]`, `{word: romeo}`.
@@ -303,6 +323,19 @@ mod tests {
             failures,
             ["the sinks: rows differ (- expected, + actual):\n  [romeo, 3]\n+ [thou, 2]\n- [thee, 2]"]
         );
+    }
+
+    #[test]
+    fn date_times_compare_by_the_instant_they_name() {
+        let text = |s: &str| Value::String(s.into());
+        let at = text("2025-01-15T12:00:00Z");
+        assert!(values_equal(&at, &text("2025-01-15T12:00:00+00:00")));
+        assert!(values_equal(&at, &text("2025-01-15 13:00:00+01:00")));
+        assert!(values_equal(&at, &text("2025-01-15T12:00:00.000Z")));
+        assert!(!values_equal(&at, &text("2025-01-15T12:00:01Z")));
+        // Epoch numbers and other text stay text.
+        assert!(!values_equal(&text("1736942400"), &at));
+        assert!(!values_equal(&text("1"), &text("1.0")));
     }
 
     #[test]
