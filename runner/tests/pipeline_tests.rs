@@ -315,3 +315,24 @@ fn a_test_feeds_a_parquet_file_to_a_parquet_source() {
     );
     assert!(stdout.contains("sums ... ok"), "{stdout}");
 }
+
+#[test]
+fn a_stream_test_stops_at_the_pipelines_max_epochs_as_a_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "p.yaml",
+        "name: p\nmode: stream\nmax_epochs: 2\nsource: {type: socket, port: 9}\nsinks:\n  - {type: stdout}\n",
+    );
+    write(
+        dir.path(),
+        "p.test.yaml",
+        "pipeline: p.yaml\ntests:\n  - name: two\n    input: {epochs: [[a], [b], [c]]}\n    expect:\n      - {epoch: 1, rows: [[b]]}\n  - name: past\n    input: {epochs: [[a], [b], [c]]}\n    expect:\n      - {epoch: 2, rows: [[c]]}\n",
+    );
+    let (out, stdout) = run_tests(dir.path());
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(":: two ... ok") && stdout.contains(":: past ... FAILED"),
+        "{stdout}"
+    );
+}

@@ -479,7 +479,8 @@ fn run_pipeline(
     let warnings = if let Some(stream) = built.stream.as_mut() {
         stream.trigger = crate::exec::stream::Trigger::AvailableNow;
         stream.stop_after = None;
-        stream.max_epochs = None;
+        // `max_epochs` is the pipeline's own: it stops after that many epochs, as a run does
+        // (the later ones fed are not taken).
         stream.checkpoint = None;
         let crate::sources::BuiltSource::Stream(source) =
             std::mem::replace(&mut built.source, placeholder())
