@@ -336,3 +336,24 @@ fn a_stream_test_stops_at_the_pipelines_max_epochs_as_a_run_does() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_step_that_keeps_the_aggregation_keeps_the_pipelines_output_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "s.yaml",
+        "name: s\nmode: stream\nsource: {type: socket, port: 9, format: jsonl, columns: {t: timestamp, k: text}}\ntransforms:\n  - {type: group_count, by: k, window: {column: t, size: 10m}, watermark: 2m}\noutput_mode: append\nsinks:\n  - {type: stdout, format: tsv}\n",
+    );
+    // Epoch 3's row is late: dropped, and nothing is final then. The step shows what the
+    // sinks get in append mode, not the whole table (which held the late row).
+    let epochs = r#"[['{"t":"2025-01-15T12:01:00Z","k":"a"}'], ['{"t":"2025-01-15T12:31:00Z","k":"a"}'], ['{"t":"2025-01-15T12:32:00Z","k":"x"}'], ['{"t":"2025-01-15T12:02:00Z","k":"late"}']]"#;
+    write(
+        dir.path(),
+        "s.test.yaml",
+        &format!("pipeline: s.yaml\ntests:\n  - name: step\n    input: {{epochs: {epochs}}}\n    expect:\n      - {{step: 0, epoch: 3, rows: []}}\n      - {{sink: 0, epoch: 3, rows: []}}\n      - {{step: 0, epoch: 2, rows: [[2025-01-15T12:00:00Z, 2025-01-15T12:10:00Z, a, 1]]}}\n"),
+    );
+    let (out, stdout) = run_tests(dir.path());
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(!stdout.contains("kept for ever"), "{stdout}");
+}

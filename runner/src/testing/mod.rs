@@ -469,8 +469,17 @@ fn run_pipeline(
             )));
         }
         loaded.config.transforms.truncate(step + 1);
-        // The steps kept may have no aggregation: their rows go out as the default says.
-        loaded.config.output_mode = None;
+        // The steps kept may have no aggregation: their rows go out as the default says. With
+        // the aggregation kept, its output mode is the pipeline's (an append stream's step
+        // shows the final windows its sinks get, not the whole table).
+        let aggregates = loaded
+            .config
+            .transforms
+            .iter()
+            .any(|t| matches!(t.value.type_name(), "aggregate" | "group_count"));
+        if !aggregates {
+            loaded.config.output_mode = None;
+        }
     }
     let mut built = crate::exec::build(&loaded, None)?;
     let captured = Captured::default();
