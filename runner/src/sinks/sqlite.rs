@@ -229,8 +229,60 @@ impl SqliteSink {
                 ),
             ));
         }
+        if self.mode == DbMode::Upsert {
+            self.check_upsert_key(&connection)?;
+        }
         self.connection = Some(connection);
         Ok(())
+    }
+
+    /// An existing table an upsert goes to must have the key as its primary key or a unique
+    /// index: SQLite's own error names neither the key nor the fix.
+    fn check_upsert_key(&self, connection: &rusqlite::Connection) -> Result<()> {
+        let keys: Vec<&str> = self
+            .keys
+            .iter()
+            .map(|&k| self.columns[k].0.as_str())
+            .collect();
+        let names = |sql: String| -> rusqlite::Result<Vec<String>> {
+            let mut statement = connection.prepare(&sql)?;
+            let names = statement.query_map([], |row| row.get::<_, String>(0))?;
+            names.collect()
+        };
+        let table = sql_text(&self.table);
+        let read = (|| -> rusqlite::Result<Vec<Vec<String>>> {
+            let mut keyed = vec![names(format!(
+                "SELECT name FROM pragma_table_info({table}) WHERE pk > 0"
+            ))?];
+            for index in names(format!(
+                "SELECT name FROM pragma_index_list({table}) WHERE \"unique\" = 1"
+            ))? {
+                keyed.push(names(format!(
+                    "SELECT name FROM pragma_index_info({})",
+                    sql_text(&index)
+                ))?);
+            }
+            Ok(keyed)
+        })()
+        .map_err(|e| self.error("cannot read the table's keys", e))?;
+        let same = |columns: &Vec<String>| {
+            columns.len() == keys.len()
+                && keys
+                    .iter()
+                    .all(|k| columns.iter().any(|c| c.eq_ignore_ascii_case(k)))
+        };
+        if read.iter().any(same) {
+            return Ok(());
+        }
+        Err(self.error(
+            "the table exists without a key to upsert on",
+            format!(
+                "`upsert` replaces rows with the same ({}), but the table has no primary key or unique index on them; add one (CREATE UNIQUE INDEX ... ON {}({})), or name a new table for runner to create",
+                keys.join(", "),
+                quote_ident(&self.table),
+                keys.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ")
+            ),
+        ))
     }
 
     /// Rolls back a transaction left open by an epoch that failed.
@@ -426,6 +478,39 @@ mod tests {
             .unwrap()
             .map(|r| r.unwrap())
             .collect()
+    }
+
+    #[test]
+    fn an_upsert_into_a_table_without_its_key_says_which_key_to_add() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("k.db");
+        let connection = rusqlite::Connection::open(&db).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE plain (word TEXT, count INTEGER);
+                 CREATE TABLE indexed (word TEXT, count INTEGER);
+                 CREATE UNIQUE INDEX by_word ON indexed (WORD);
+                 CREATE TABLE keyed (word TEXT PRIMARY KEY, count INTEGER);",
+            )
+            .unwrap();
+        drop(connection);
+        let upsert = |table: &str| {
+            let mut sink = sink(
+                dir.path(),
+                &format!("{{path: k.db, table: {table}, key: [word], mode: upsert}}"),
+                false,
+                false,
+            );
+            crate::sinks::write_result(sink.as_mut(), &word_counts(&["a"], &[1]), 0)
+        };
+        let error = upsert("plain").unwrap_err().to_string();
+        assert!(
+            error.contains("the table exists without a key to upsert on")
+                && error.contains("CREATE UNIQUE INDEX ... ON \"plain\"(\"word\")"),
+            "{error}"
+        );
+        upsert("indexed").unwrap();
+        upsert("keyed").unwrap();
     }
 
     #[test]
