@@ -642,3 +642,27 @@ fn a_csv_header_is_one_line_and_a_values_line_break_never_reaches_the_terminal()
         "{stderr}"
     );
 }
+
+#[test]
+fn columns_are_not_inferred_from_a_named_pipe_and_it_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("in.csv");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: in.csv, format: csv}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    // Refused before the pipe is opened: no writer is needed.
+    let (code, _, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("not a regular file, which could be read twice"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no such file"), "{stderr}");
+}

@@ -256,15 +256,19 @@ pub fn write(target: &Path, bytes: &[u8]) -> Result<()> {
 /// (the system says only "File exists").
 pub fn make_dirs(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| {
+        // A file, or a device such as /dev/null, where a directory must be.
         let in_the_way = dir
             .ancestors()
-            .find(|part| part.is_file())
+            .find(|part| part.exists() && !part.is_dir())
             .map(Path::to_path_buf);
         match in_the_way {
-            Some(file) => std::io::Error::new(
+            Some(file) if file.is_file() => std::io::Error::new(
                 e.kind(),
                 format!("{} is a file, not a directory", file.display()),
             ),
+            Some(other) => {
+                std::io::Error::new(e.kind(), format!("{} is not a directory", other.display()))
+            }
             None => e,
         }
     })
@@ -272,6 +276,14 @@ pub fn make_dirs(dir: &Path) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_device_where_a_directory_must_be_is_named() {
+        let error = super::make_dirs(std::path::Path::new("/dev/null/state")).unwrap_err();
+        assert_eq!(error.to_string(), "/dev/null is not a directory");
+        let error = super::make_dirs(std::path::Path::new("/dev/null")).unwrap_err();
+        assert_eq!(error.to_string(), "/dev/null is not a directory");
+    }
 
     #[test]
     fn an_error_names_the_output_not_its_temporary_file() {

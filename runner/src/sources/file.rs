@@ -403,10 +403,14 @@ pub(crate) const INFERRED_FROM_INPUT: &str = "cannot infer the columns from ";
 /// Why a source cannot be built when the input its columns are inferred from is not there
 /// (`BuildSource::missing_input`: a runtime failure, as any missing input).
 pub(super) fn inferred_input_missing(path: &Path) -> String {
-    let what = match path.is_dir() || is_pattern(path) {
+    let what = if path.is_dir() || is_pattern(path) {
         // A directory or glob without files yet (a stream waiting for them, say).
-        true => "no file there yet (the columns are inferred from the first one",
-        false => "no such file (its columns are inferred from it",
+        "no file there yet (the columns are inferred from the first one"
+    } else if path.exists() {
+        // A named pipe or a device: what is read to infer the columns would be gone.
+        "not a regular file, which could be read twice (the columns are inferred from a first read"
+    } else {
+        "no such file (its columns are inferred from it"
     };
     format!(
         "{what}; list them in `columns:` to run or check the pipeline without it): {}",
