@@ -128,6 +128,22 @@ pub(super) fn lex(src: &str) -> Result<Vec<(usize, Token)>, (usize, String)> {
                         None => return Err((start, "this string has no closing quote".into())),
                         // Spark SQL's escapes: `\%` and `\_` keep their backslash for `like`.
                         Some((at, '\\')) => match chars.next() {
+                            // `\101` (three octal digits, the first 0 or 1): that character,
+                            // as Spark's literals read it.
+                            Some((_, d @ ('0' | '1')))
+                                if src.len() >= i + 5 + at
+                                    && src.as_bytes()[i + 3 + at..i + 5 + at]
+                                        .iter()
+                                        .all(|b| (b'0'..=b'7').contains(b)) =>
+                            {
+                                let octal = &src.as_bytes()[i + 3 + at..i + 5 + at];
+                                let code = (d as u32 - '0' as u32) * 64
+                                    + u32::from(octal[0] - b'0') * 8
+                                    + u32::from(octal[1] - b'0');
+                                value.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                                chars.next();
+                                chars.next();
+                            }
                             Some((_, 'n')) => value.push('\n'),
                             Some((_, 't')) => value.push('\t'),
                             Some((_, 'r')) => value.push('\r'),
@@ -324,6 +340,11 @@ mod tests {
             [Token::Text("a\\_c\\%\n\t\réq\\'".into())]
         );
         assert!(lex(r"'\u00'").unwrap_err().1.contains("four hex digits"));
+        // Three octal digits, the first 0 or 1; otherwise `\0` is NUL and a digit itself.
+        assert_eq!(
+            tokens(r"'\101\060x\0\09\2011'"),
+            [Token::Text("A0x\u{0}\u{0}92011".into())]
+        );
         // A character past U+FFFF: a surrogate pair (as Spark's Java strings) or `\U`.
         assert_eq!(
             tokens(r"'\ud83d\ude00-\U0001F600-\u00e9x'"),
