@@ -217,11 +217,7 @@ impl crate::events::Subscriber for SummaryFeed {
                 state.so_far.rows_in += progress.rows;
                 state.so_far.rows_out += progress.out_rows as u64;
                 // Published after the epoch's sinks wrote, before the next epoch's rows go in.
-                state.stages_so_far = self
-                    .stages
-                    .iter()
-                    .map(|rows| (rows.was_called(), rows.rows_in(), rows.rows_out()))
-                    .collect();
+                state.stages_so_far = self.stages.iter().map(|rows| rows.counts()).collect();
             }
             Event::RunFinished {
                 rows_in,
@@ -465,11 +461,8 @@ impl Recorder {
         let facts = feed.facts();
         let failed_stream = facts.is_none() && pipeline.stream.is_some();
         let transforms = self.counters.len();
-        let mut counted: Vec<(bool, u64, u64)> = self
-            .counters
-            .iter()
-            .map(|rows| (rows.was_called(), rows.rows_in(), rows.rows_out()))
-            .collect();
+        let mut counted: Vec<(bool, u64, u64)> =
+            self.counters.iter().map(|rows| rows.counts()).collect();
         if failed_stream {
             // A failed stream: the epochs that finished before the failure, not the rows the
             // failed epoch had taken in.

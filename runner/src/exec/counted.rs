@@ -51,6 +51,11 @@ impl StageRows {
         self.rows_out.load(Ordering::Relaxed)
     }
 
+    /// Whether it was called, and its rows in and out, read together (a summary's snapshot).
+    pub fn counts(&self) -> (bool, u64, u64) {
+        (self.was_called(), self.rows_in(), self.rows_out())
+    }
+
     /// Whether the stage is an aggregation, whose output the next stage counts.
     pub fn is_aggregate(&self) -> bool {
         self.aggregate
