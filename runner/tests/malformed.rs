@@ -25,6 +25,8 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             vec!["p.yaml: the pipeline has no `name:`"]),
         ("missing type", format!("name: t\nsource:\n  path: in.txt\n{SINKS}"),
             vec!["p.yaml:", "missing `type`"]),
+        ("type written as a key", format!("name: t\n{SOURCE}transforms:\n  - aggregate: {{by: [line], aggs: {{n: count()}}}}\n{SINKS}"),
+            vec!["p.yaml:6:5:", "`aggregate:` is not an option; name the transform with `type: aggregate` and put its options beside it"]),
         ("a comment cuts an expression", format!("name: t\n{SOURCE}transforms:\n  - type: filter\n    where: line == 'a #b'\n{SINKS}"),
             vec!["this string has no closing quote (YAML takes ` #` as the start of a comment: put the whole expression in double quotes)"]),
         ("empty sinks", format!("name: t\n{SOURCE}sinks: []\n"),

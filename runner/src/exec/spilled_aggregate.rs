@@ -684,7 +684,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("integer overflow in `sum(amount)`"),
+            error.contains("integer overflow in `sum(amount)` for the group user = 'u0':"),
             "{error}"
         );
         assert_eq!(emitted, 0);

@@ -90,11 +90,19 @@ impl<'de, T: TaggedConfig> Visitor<'de> for TaggedVisitor<T> {
                 )))
             }
             None => {
+                // `- aggregate: {by: …}`: the type written as a key, its options under it.
+                let named = buffered.keys().find(|key| T::TAGS.contains(&key.as_str()));
+                if let (Some(tag), 1) = (named, buffered.len()) {
+                    return Err(de::Error::custom(format!(
+                        "missing `type` in this {kind}: `{tag}:` is not an option; name the {kind} with `type: {tag}` and put its options beside it, as in `{{type: {tag}, ...}}`",
+                        kind = T::KIND
+                    )));
+                }
                 return Err(de::Error::custom(format!(
                     "missing `type` in this {}; valid types: {}",
                     T::KIND,
                     T::TAGS.join(", ")
-                )))
+                )));
             }
         };
         if !T::TAGS.contains(&tag.as_str()) {

@@ -22,7 +22,7 @@ use super::{
     StageKind,
 };
 use crate::data::ValueType;
-use crate::error::{Error, Result};
+use crate::error::{escape_controls, shortened, Error, Result};
 use crate::expr::{compile_aggregate, compile_named, AggregateFunction, Expr};
 
 /// One row per group (per window with `window`): the keys, then the aggregates in the order
@@ -888,9 +888,49 @@ impl AggregateTable {
             .collect()
     }
 
+    /// An overflowing sum's error, naming its group by the key values in row `row` of `keys`
+    /// (a sum over millions of groups is no help without it).
+    fn overflow_in_group(&self, call: &str, keys: &[ArrayRef], row: usize) -> Error {
+        let options = arrow_cast::display::FormatOptions::default().with_null("null");
+        let group: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .map(|(index, key)| {
+                let value = arrow_cast::display::ArrayFormatter::try_new(key.as_ref(), &options)
+                    .map(|format| format.value(row).to_string())
+                    .unwrap_or_default();
+                let quoted = match key.data_type() {
+                    DataType::Utf8 | DataType::LargeUtf8 if key.is_valid(row) => {
+                        format!("'{value}'")
+                    }
+                    _ => value,
+                };
+                format!(
+                    "{} = {}",
+                    escape_controls(self.output.field(index).name()),
+                    shortened(&quoted)
+                )
+            })
+            .collect();
+        if group.is_empty() {
+            return overflow(call);
+        }
+        Error::runtime(format!(
+            "aggregate: integer overflow in `{call}` for the group {}: the sum is outside {} to {} (cast the column to float to sum it approximately)",
+            group.join(", "),
+            i64::MIN,
+            i64::MAX
+        ))
+    }
+
     /// `aggregate_column` for the aggregates kept in plain vectors (`None` for others), read
     /// without an `Acc` per group.
-    fn plain_column(&self, index: usize, ids: &[usize]) -> Result<Option<ArrayRef>> {
+    fn plain_column(
+        &self,
+        index: usize,
+        ids: &[usize],
+        keys: &[ArrayRef],
+    ) -> Result<Option<ArrayRef>> {
         use arrow_array::{Float64Array, Int64Array};
         Ok(Some(match &self.columns[index] {
             AccColumn::Count(counts) => Arc::new(Int64Array::from_iter_values(
@@ -900,9 +940,13 @@ impl AggregateTable {
                 let call = self.aggs[index].expr.as_ref().map_or("sum", |e| e.source());
                 let sums = ids
                     .iter()
-                    .map(|&id| {
+                    .enumerate()
+                    .map(|(row, &id)| {
                         seen[id]
-                            .then(|| i64::try_from(sums[id]).map_err(|_| overflow(call)))
+                            .then(|| {
+                                i64::try_from(sums[id])
+                                    .map_err(|_| self.overflow_in_group(call, keys, row))
+                            })
                             .transpose()
                     })
                     .collect::<Result<Int64Array>>()?;
@@ -925,8 +969,16 @@ impl AggregateTable {
         }))
     }
 
-    fn aggregate_column(&self, index: usize, ids: &[usize], field: &Field) -> Result<ArrayRef> {
-        if let Some(array) = self.plain_column(index, ids)? {
+    /// The output column of aggregate `index` for the groups `ids`, whose key columns (row for
+    /// row) are `keys`: an error names the group.
+    fn aggregate_column(
+        &self,
+        index: usize,
+        ids: &[usize],
+        field: &Field,
+        keys: &[ArrayRef],
+    ) -> Result<ArrayRef> {
+        if let Some(array) = self.plain_column(index, ids, keys)? {
             return Ok(array);
         }
         use arrow_array::builder::*;
@@ -991,10 +1043,11 @@ impl AggregateTable {
                 _ => {
                     let call = self.aggs[index].expr.as_ref().map_or("sum", |e| e.source());
                     let sums = accs
-                        .map(|a| match a {
-                            Acc::SumInt(Some(s)) => {
-                                i64::try_from(*s).map(Some).map_err(|_| overflow(call))
-                            }
+                        .enumerate()
+                        .map(|(row, a)| match a {
+                            Acc::SumInt(Some(s)) => i64::try_from(*s)
+                                .map(Some)
+                                .map_err(|_| self.overflow_in_group(call, keys, row)),
                             _ => Ok(None),
                         })
                         .collect::<Result<arrow_array::Int64Array>>()?;
@@ -1162,11 +1215,13 @@ impl AggregateState for AggregateTable {
         let columns = self.in_parts(&sorted, |groups| {
             let mut columns = self.key_columns(groups)?;
             for index in 0..self.aggs.len() {
-                columns.push(self.aggregate_column(
+                let column = self.aggregate_column(
                     index,
                     groups,
                     self.output.field(key_count + index),
-                )?);
+                    &columns[..key_count],
+                )?;
+                columns.push(column);
             }
             Ok(columns)
         })?;
@@ -1324,11 +1379,13 @@ impl AggregateState for AggregateTable {
             .map_err(|e| Error::runtime(format!("aggregate: {e}")))?;
         let groups: Vec<usize> = (0..firsts.len()).collect();
         for index in 0..self.aggs.len() {
-            columns.push(self.aggregate_column(
+            let column = self.aggregate_column(
                 index,
                 &groups,
                 self.output.field(key_count + index),
-            )?);
+                &columns[..key_count],
+            )?;
+            columns.push(column);
         }
         RecordBatch::try_new_with_options(
             self.output.clone(),

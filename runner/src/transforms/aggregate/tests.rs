@@ -234,6 +234,49 @@ fn a_snapshot_restores_everything_needed_to_go_on() {
 }
 
 #[test]
+fn an_overflowing_sum_names_its_group_with_control_characters_escaped() {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("region", DataType::Utf8, true),
+        Field::new("year", DataType::Int64, true),
+        Field::new("amount", DataType::Int64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec![
+                Some("ok"),
+                Some("bad\x1b[2J"),
+                None,
+            ])),
+            Arc::new(Int64Array::from(vec![Some(2024), Some(2025), None])),
+            Arc::new(Int64Array::from(vec![1, i64::MAX, 2])),
+        ],
+    )
+    .unwrap();
+    let (a, _) = aggregation_over("{by: [region, year], aggs: {total: sum(amount)}}", &schema);
+    let mut state = a.new_state();
+    state.update(&batch).unwrap();
+    state.update(&batch).unwrap();
+    let err = state.result().unwrap_err().to_string();
+    // Only the group of 'bad…' overflows; a null key would be named `null`.
+    assert!(
+        err.contains(
+            "integer overflow in `sum(amount)` for the group region = 'bad\\u{1b}[2J', year = 2025: the sum is outside"
+        ),
+        "{err}"
+    );
+    // With no key there is no group to name.
+    let (a, _) = aggregation_over("aggs: {total: sum(amount)}", &schema);
+    let mut state = a.new_state();
+    state.update(&batch).unwrap();
+    let err = state.result().unwrap_err().to_string();
+    assert!(
+        err.contains("integer overflow in `sum(amount)`: the sum"),
+        "{err}"
+    );
+}
+
+#[test]
 fn an_integer_sum_is_exact_and_an_error_only_when_the_total_leaves_i64() {
     let schema = Arc::new(Schema::new(vec![Field::new(
         "amount",
