@@ -333,6 +333,39 @@ fn nulls_of_every_type_land_and_rows_that_cannot_are_refused_at_once() {
         "nothing of the epoch is written"
     );
 
+    // An existing table without a key on `k` is refused before anything is written, naming
+    // the index to add; with a unique index on it the same upsert runs.
+    let unkeyed = table("unkeyed");
+    query(&url, &format!("CREATE TABLE {unkeyed} (k text, v bigint)"));
+    let pipeline = write(
+        dir.path(),
+        "unkeyed.yaml",
+        &format!(
+            "name: t\nsource: {{type: file, path: kv.csv, format: csv, columns: {{k: text, v: integer}}}}\nsinks:\n  - {{type: postgres, url_env: PG_URL, table: {unkeyed}, key: [k], mode: upsert}}\n"
+        ),
+    );
+    let (code, stderr) = run_with(&pipeline, &url);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the table exists without a key to upsert on: `upsert` replaces rows with the same (k), but the table has no primary key or unique index on them; add one (CREATE UNIQUE INDEX ON \"{unkeyed}\"(\"k\"))"
+        )),
+        "{stderr}"
+    );
+    // A partial unique index is no key for ON CONFLICT (k).
+    query(
+        &url,
+        &format!("CREATE UNIQUE INDEX ON {unkeyed}(k) WHERE v > 0"),
+    );
+    let (code, stderr) = run_with(&pipeline, &url);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("without a key to upsert on"), "{stderr}");
+    query(&url, &format!("CREATE UNIQUE INDEX ON {unkeyed}(k)"));
+    let (code, stderr) = run_with(&pipeline, &url);
+    assert_eq!(code, Some(0), "{stderr}");
+    let rows = query(&url, &format!("SELECT k, v FROM {unkeyed} ORDER BY k"));
+    assert_eq!(rows, [["a", "2"], ["b", "3"]]);
+
     // A table of the same columns with other types: named, not COPY's "incorrect binary
     // data format".
     let typed = table("typed");

@@ -581,6 +581,9 @@ async fn prepare_tables(
             settings.error("the table exists without a column of the result", missing),
         ));
     }
+    if settings.mode == DbMode::Upsert {
+        check_upsert_key(settings, client).await?;
+    }
     // Binary COPY sends each value in its own type's format: a column of another type would
     // refuse it with a message that names no column.
     for (name, kind) in &settings.columns {
@@ -601,6 +604,50 @@ async fn prepare_tables(
         }
     }
     Ok(())
+}
+
+/// An existing table upserted into must have a primary key or unique index on exactly the
+/// sink's `key` columns (without a predicate or expression): `ON CONFLICT` needs one, and
+/// PostgreSQL's own message ("there is no unique or exclusion constraint matching the ON
+/// CONFLICT specification") says neither which columns nor how to add it.
+async fn check_upsert_key(
+    settings: &Settings,
+    client: &tokio_postgres::Client,
+) -> std::result::Result<(), Failure> {
+    let keyed: Vec<Vec<String>> = client
+        .query(
+            "SELECT array_agg(a.attname::text) FROM pg_index i \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+             WHERE i.indrelid = to_regclass(format('%I.%I', current_schema(), $1::text)) \
+             AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL \
+             GROUP BY i.indexrelid",
+            &[&settings.table],
+        )
+        .await
+        .map_err(|e| settings.classify("cannot read the table's keys", e))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let keys: Vec<&str> = settings
+        .keys
+        .iter()
+        .map(|&k| settings.columns[k].0.as_str())
+        .collect();
+    let same = |columns: &Vec<String>| {
+        columns.len() == keys.len() && keys.iter().all(|k| columns.iter().any(|c| c == k))
+    };
+    if keyed.iter().any(same) {
+        return Ok(());
+    }
+    Err(Failure::Fatal(settings.error(
+        "the table exists without a key to upsert on",
+        format!(
+            "`upsert` replaces rows with the same ({}), but the table has no primary key or unique index on them; add one (CREATE UNIQUE INDEX ON {}({})), or name a new table for runner to create",
+            keys.join(", "),
+            quote_ident(&settings.table),
+            keys.iter().map(|k| quote_ident(k)).collect::<Vec<_>>().join(", ")
+        ),
+    )))
 }
 
 /// Whether a column of PostgreSQL's type `udt` (as `information_schema` names it) takes the
