@@ -15,7 +15,8 @@ use crate::io::atomic;
 /// Writes a CSV file (quoting by the csv crate; timestamps RFC 3339, lists as JSON arrays) to a
 /// temporary file in the same directory, flushed and renamed, so a reader or a killed run never
 /// sees half a file; the directory is created if needed. In a stream's `append` output mode, each epoch's rows are added (the
-/// header once; a partial last record left by a killed run is cut first; a file whose header
+/// header once; a partial last record left by a killed run is cut first, while a whole one
+/// without a line end, as another tool may leave it, is kept and ended; a file whose header
 /// names other columns is refused). With a checkpoint, the ledger `.NAME.epoch` beside the file
 /// records the last epoch added, so an epoch redone after a restart is not added twice.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -103,7 +104,7 @@ impl CsvSink {
     }
 
     /// Opens the file to add an epoch's rows at its end (creating it, with the header, when
-    /// it is new or empty). The first append of a run also removes a partial last line left
+    /// it is new or empty). The first append of a run also removes a partial last record left
     /// by a process killed mid-write.
     fn open_for_append(&mut self) -> Result<Open> {
         let output = |source: std::io::Error| Error::Output {
@@ -120,13 +121,14 @@ impl CsvSink {
             .open(&self.path)
             .map_err(output)?;
         let first = !std::mem::replace(&mut self.repaired, true);
+        let columns = self.schema.fields().len();
         let Some(length) = super::epoch_ledger::prepare(
             self.ledger.as_mut(),
             self.epoch,
             &mut file,
             &self.path,
             first,
-            cut_partial_record,
+            |file, path| end_or_cut_last_record(file, path, columns),
         )
         .map_err(output)?
         else {
@@ -195,51 +197,122 @@ impl CsvSink {
     }
 }
 
-/// Cuts a partial last line off `file` (at `path`), which a run killed while appending
-/// leaves, so the file holds whole lines (whole epochs); gives the length left.
-pub(super) fn cut_partial_line(file: &mut std::fs::File, path: &Path) -> std::io::Result<u64> {
+/// The bytes of `file` from `start` to its end (at most a few MiB: see the callers).
+fn tail(file: &mut std::fs::File, start: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Ends `file`'s last line, which has no line end but is whole (a file another tool wrote
+/// without a final newline), so that appended rows start on a line of their own.
+fn end_last_line(file: &mut std::fs::File, path: &Path, length: u64) -> std::io::Result<u64> {
+    use std::io::Write;
+    tracing::warn!(
+        "{}: its last line has no line end; one is added before the rows appended",
+        crate::error::escape_path(path)
+    );
+    file.write_all(b"\n")?;
+    Ok(length + 1)
+}
+
+/// Cuts `file` back to `whole` bytes, saying what is removed (a partial last record a run
+/// killed while appending left), so that a record lost this way can be found again.
+fn cut_back(file: &mut std::fs::File, path: &Path, whole: u64, cut: &[u8]) -> std::io::Result<u64> {
     let length = file.metadata()?.len();
-    let whole = whole_lines_length(file)?;
-    if whole < length {
-        tracing::warn!(
-            "{}: removing a partial last line ({} bytes) left by an epoch that was cut off",
-            path.display(),
-            length - whole
-        );
-        file.set_len(whole)?;
-    }
+    let shown = match cut.is_empty() {
+        true => String::new(),
+        false => format!(
+            ", `{}`",
+            crate::error::shortened(&String::from_utf8_lossy(cut))
+        ),
+    };
+    tracing::warn!(
+        "{}: removing a partial last record ({} bytes{shown}) left by an epoch that was cut off",
+        crate::error::escape_path(path),
+        length - whole,
+    );
+    file.set_len(whole)?;
     Ok(whole)
 }
 
-/// Cuts a partial last record off a CSV `file` (at `path`), which a run killed while
-/// appending leaves; a quoted field may hold line ends, so the whole file is read to find the
-/// last line end outside quotes. Gives the length left.
-fn cut_partial_record(file: &mut std::fs::File, path: &Path) -> std::io::Result<u64> {
+/// The most bytes past the last line end that are read to judge them; more than this is cut
+/// (or refused) unread.
+const MOST_TAIL: u64 = 1 << 20;
+
+/// Readies a JSON-lines `file` (at `path`) to take rows at its end; gives its length then. A
+/// last line without a line end is either part of a line a run killed while appending left
+/// (not a JSON value: cut off) or a whole line another tool wrote without a final newline (a
+/// JSON value: kept, and ended).
+pub(super) fn end_or_cut_last_line(file: &mut std::fs::File, path: &Path) -> std::io::Result<u64> {
     let length = file.metadata()?.len();
-    let whole = whole_records_length(file)?;
+    let whole = whole_lines_length(file)?;
+    if whole == length {
+        return Ok(length);
+    }
+    let cut = match length - whole <= MOST_TAIL {
+        true => tail(file, whole)?,
+        false => Vec::new(),
+    };
+    let text = std::str::from_utf8(&cut).map(str::trim);
+    if matches!(text, Ok(t) if !t.is_empty() && serde_json::from_str::<serde_json::Value>(t).is_ok())
+    {
+        return end_last_line(file, path, length);
+    }
+    cut_back(file, path, whole, &cut)
+}
+
+/// Readies a CSV `file` (at `path`) to take records of `columns` fields at its end; gives its
+/// length then. A quoted field may hold line ends, so the whole file is read to find the last
+/// line end outside quotes. What follows it is either part of a record a run killed while
+/// appending left (cut off) or a whole record another tool wrote without a final line end (its
+/// quotes closed and `columns` fields: kept, and ended).
+fn end_or_cut_last_record(
+    file: &mut std::fs::File,
+    path: &Path,
+    columns: usize,
+) -> std::io::Result<u64> {
+    let length = file.metadata()?.len();
+    let (whole, quote_open) = whole_records_length(file)?;
+    if whole == length {
+        return Ok(length);
+    }
     // A record this sink writes ends at a line end outside quotes; a file written otherwise
     // (a quote escaped with a backslash) can leave a quote open far back: refuse to cut much.
-    const MOST_CUT: u64 = 1 << 20;
-    if length - whole > MOST_CUT && whole < whole_lines_length(file)? {
+    if length - whole > MOST_TAIL && whole < whole_lines_length(file)? {
         return Err(std::io::Error::other(format!(
             "its last {} bytes do not end a CSV record (a quote is left open): it was not written by this sink, or is damaged; fix or move it",
             length - whole
         )));
     }
-    if whole < length {
-        tracing::warn!(
-            "{}: removing a partial last record ({} bytes) left by an epoch that was cut off",
-            path.display(),
-            length - whole
-        );
-        file.set_len(whole)?;
+    let cut = match length - whole <= MOST_TAIL {
+        true => tail(file, whole)?,
+        false => Vec::new(),
+    };
+    if !quote_open && !cut.is_empty() {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(cut.as_slice());
+        let mut record = csv::ByteRecord::new();
+        let one = reader.read_byte_record(&mut record).unwrap_or(false)
+            && record.len() == columns
+            && !reader
+                .read_byte_record(&mut csv::ByteRecord::new())
+                .unwrap_or(true);
+        if one {
+            return end_last_line(file, path, length);
+        }
     }
-    Ok(whole)
+    cut_back(file, path, whole, &cut)
 }
 
 /// The length of CSV `file` up to and including its last line end outside quotes (a quote
-/// inside a quoted field is written twice, so quotes open and close in turn).
-fn whole_records_length(file: &mut std::fs::File) -> std::io::Result<u64> {
+/// inside a quoted field is written twice, so quotes open and close in turn), and whether a
+/// quote is open at its end.
+fn whole_records_length(file: &mut std::fs::File) -> std::io::Result<(u64, bool)> {
     use std::io::{Read, Seek, SeekFrom};
     file.seek(SeekFrom::Start(0))?;
     let mut chunk = vec![0u8; 256 * 1024];
@@ -247,7 +320,7 @@ fn whole_records_length(file: &mut std::fs::File) -> std::io::Result<u64> {
     loop {
         let read = file.read(&mut chunk)?;
         if read == 0 {
-            return Ok(whole);
+            return Ok((whole, quoted));
         }
         for at in memchr::memchr2_iter(b'"', b'\n', &chunk[..read]) {
             match chunk[at] {
@@ -498,7 +571,7 @@ mod tests {
         write_result(sink.as_mut(), &text_batch("tag", ["e\n\"f\"\n"]), 3).unwrap();
         let whole = "tag\na\nb\nc\nd\n\"e\n\"\"f\"\"\n\"\n";
         assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
-        for cut in ["\"g\nh", "\"g\n", "\"g\"\"\n\"\"", "x"] {
+        for cut in ["\"g\nh", "\"g\n", "\"g\"\"\n\"\"", "x,y"] {
             let mut file = std::fs::OpenOptions::new()
                 .append(true)
                 .open(&path)
@@ -512,6 +585,16 @@ mod tests {
                 "after {cut:?}"
             );
         }
+        // A whole last record without a line end (another tool's file) is kept and ended.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"\"x\ny\"").unwrap();
+        let mut sink = build();
+        write_result(sink.as_mut(), &text_batch("tag", ["z"]), 4).unwrap();
+        let whole = format!("{whole}\"x\ny\"\nz\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
         // Rows of other columns are not added under this header.
         let other = config
             .build(&SinkContext::for_test(
@@ -530,6 +613,43 @@ mod tests {
             "{refused}"
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
+    }
+
+    #[test]
+    fn a_whole_last_record_without_a_line_end_is_kept_and_a_partial_one_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
+            arrow_schema::Field::new("id", arrow_schema::DataType::Utf8, true),
+            arrow_schema::Field::new("v", arrow_schema::DataType::Utf8, true),
+        ]));
+        let rows = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                std::sync::Arc::new(arrow_array::StringArray::from(vec!["1"])),
+                std::sync::Arc::new(arrow_array::StringArray::from(vec!["2"])),
+            ],
+        )
+        .unwrap();
+        let config = CsvSinkConfig {
+            path: "out.csv".into(),
+            header: true,
+        };
+        let path = dir.path().join("out.csv");
+        for (before, after) in [
+            // Written by another tool without a final newline: every record kept.
+            ("id,v\n100,200\n101,201", "id,v\n100,200\n101,201\n1,2\n"),
+            ("id,v", "id,v\n1,2\n"),
+            // Fewer fields than the header, or a quote left open: part of a record, cut.
+            ("id,v\n100,200\n101", "id,v\n100,200\n1,2\n"),
+            ("id,v\n100,200\n\"10,1", "id,v\n100,200\n1,2\n"),
+        ] {
+            std::fs::write(&path, before).unwrap();
+            let mut sink = config
+                .build(&SinkContext::for_test(&schema, dir.path(), true, false))
+                .unwrap();
+            write_result(sink.as_mut(), &rows, 0).unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), after, "{before:?}");
+        }
     }
 
     #[test]

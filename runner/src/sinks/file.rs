@@ -18,7 +18,8 @@ use crate::io::atomic;
 /// JSON lines (one object per row: numbers unquoted, timestamps RFC 3339, lists as arrays),
 /// Parquet (the model's types, zstd) or CSV (as the `csv` sink writes it, with a header row),
 /// replaced atomically. In a stream's `append` output mode, JSON lines and CSV rows are
-/// added to the file (cut back to whole epochs after a crash; with a checkpoint, the ledger
+/// added to the file (cut back to whole epochs after a crash, a whole last line without a line
+/// end kept and ended; with a checkpoint, the ledger
 /// `.NAME.epoch` beside the file keeps an epoch redone after a restart from being added
 /// twice); Parquet writes one
 /// part file per epoch into the directory `path` (`part-00000042.parquet`): with a checkpoint
@@ -299,14 +300,14 @@ impl Sink for FileSink {
                     .map_err(|e| self.output(e))?;
                 let first = !std::mem::replace(&mut self.repaired, true);
                 // A run killed while writing left part of a line: cut it, as the csv sink
-                // does.
+                // does (a whole last line without a line end is kept).
                 let prepared = super::epoch_ledger::prepare(
                     self.ledger.as_mut(),
                     epoch,
                     &mut file,
                     &self.path,
                     first,
-                    super::csv::cut_partial_line,
+                    super::csv::end_or_cut_last_line,
                 );
                 let Some(length) = prepared.map_err(|e| self.output(e))? else {
                     self.open = Some(Open::Skip);
@@ -516,6 +517,19 @@ mod tests {
         for line in text.lines() {
             serde_json::from_str::<serde_json::Value>(line).unwrap();
         }
+        // A whole line without a line end (another tool's file) is kept, and ended.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("a.jsonl"))
+            .unwrap();
+        file.write_all(b"{\"word\":\"kept\",\"count\":1}").unwrap();
+        let mut restarted = sink(dir.path(), "{path: a.jsonl, format: jsonl}", true);
+        write_result(restarted.as_mut(), &rows.slice(0, 1), 3).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("a.jsonl")).unwrap();
+        assert!(
+            text.ends_with("{\"word\":\"kept\",\"count\":1}\n{\"word\":\"romeo\",\"count\":298}\n"),
+            "{text}"
+        );
 
         let mut parquet = sink(dir.path(), "{path: c.parquet, format: parquet}", false);
         write_result(parquet.as_mut(), &rows, 0).unwrap();
