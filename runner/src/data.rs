@@ -470,10 +470,16 @@ pub enum Cell<'a> {
 
 impl Cell<'_> {
     /// The cell as a field of a delimited file (`tsv`, CSV): as `to_text`, but a list as a
-    /// JSON array, so that its items (which may hold spaces, or be null) read back as they were.
+    /// JSON array, so that its items (which may hold spaces, or be null) read back as they were,
+    /// and an infinite float as `Infinity` (`inf` is read as null by Spark's CSV reader; runner,
+    /// DuckDB and Polars read both).
     pub fn to_field(&self) -> String {
         match self {
             Cell::List(_) => self.to_json().to_string(),
+            Cell::Float(f) if f.is_infinite() => {
+                let sign = if *f < 0.0 { "-" } else { "" };
+                format!("{sign}Infinity")
+            }
             other => other.to_text(),
         }
     }

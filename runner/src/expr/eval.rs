@@ -564,6 +564,25 @@ fn cast(value: Col, to: ValueType, try_: bool) -> Out {
                     .collect::<Result<_, String>>()?;
                 Ok(Arc::new(out.with_timezone("UTC")) as ArrayRef)
             }
+            (Some(ValueType::Text), ValueType::Bool) => {
+                // Spark's spellings (trimmed, any case), not Arrow's wider set ("on", "tr").
+                let out: BooleanArray = a
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| match v {
+                        None => Ok(None),
+                        Some(s) => match spark_bool(s) {
+                            Some(b) => Ok(Some(b)),
+                            None if try_ => Ok(None),
+                            None => Err(fail(format!(
+                                "cannot cast \"{}\" to bool (true, t, yes, y, 1 or false, f, no, n, 0, in any case)",
+                                crate::error::escape_controls(&crate::error::shortened(s))
+                            ))),
+                        },
+                    })
+                    .collect::<Result<_, String>>()?;
+                Ok(Arc::new(out) as ArrayRef)
+            }
             _ => {
                 // Cast as `try_cast` does (a value that does not convert becomes null), then
                 // tell the first such value as it is written: Arrow's own error names its
@@ -591,6 +610,21 @@ fn cast(value: Col, to: ValueType, try_: bool) -> Out {
             }
         }
     })
+}
+
+/// A text as Spark's cast reads a bool: `true`, `t`, `yes`, `y`, `1` or `false`, `f`, `no`,
+/// `n`, `0`, in any case, with whitespace around it trimmed.
+fn spark_bool(text: &str) -> Option<bool> {
+    let word = text.trim();
+    const TRUE: [&str; 5] = ["true", "t", "yes", "y", "1"];
+    const FALSE: [&str; 5] = ["false", "f", "no", "n", "0"];
+    if TRUE.iter().any(|t| t.eq_ignore_ascii_case(word)) {
+        Some(true)
+    } else if FALSE.iter().any(|f| f.eq_ignore_ascii_case(word)) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 fn string_map(a: &ArrayRef, f: impl Fn(&str) -> String) -> Result<ArrayRef, String> {

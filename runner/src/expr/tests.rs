@@ -333,6 +333,34 @@ fn run_time_errors_name_the_expression() {
 }
 
 #[test]
+fn text_casts_to_bool_as_spark_reads_it() {
+    let spellings = [
+        "true", "T", " Yes ", "y", "1", "FALSE", "f", "no", "N", "0", "on", "off", "tr", "", "2",
+    ];
+    let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+    let b = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(StringArray::from(spellings.to_vec()))],
+    )
+    .unwrap();
+    assert_eq!(
+        values_in("try_cast(s as bool)", &b),
+        [
+            "true", "true", "true", "true", "true", "false", "false", "false", "false", "false",
+            "null", "null", "null", "null", "null"
+        ]
+    );
+    let err = compile_expr("cast(s as bool)", &b.schema())
+        .unwrap()
+        .evaluate(&b)
+        .unwrap_err();
+    assert!(
+        err.contains("cannot cast \"on\" to bool (true, t, yes"),
+        "{err}"
+    );
+}
+
+#[test]
 fn type_errors_are_found_before_data() {
     assert!(error("count >= 'a'").contains("cannot compare an integer with text"));
     assert!(error("cuont > 1").contains("did you mean `count`?"));

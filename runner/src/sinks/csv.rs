@@ -722,6 +722,26 @@ mod tests {
     }
 
     #[test]
+    fn infinite_floats_are_written_as_spark_reads_them() {
+        use arrow_array::{ArrayRef, Float64Array};
+        let batch = RecordBatch::try_from_iter([(
+            "f",
+            std::sync::Arc::new(Float64Array::from(vec![
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NAN,
+                -0.0,
+                1e20,
+            ])) as ArrayRef,
+        )])
+        .unwrap();
+        let mut out = Vec::new();
+        write_records(&mut out, &batch, true).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, "f\nInfinity\n-Infinity\nNaN\n-0.0\n1e20\n");
+    }
+
+    #[test]
     fn an_empty_text_is_quoted_and_a_null_is_nothing() {
         use arrow_array::{ArrayRef, Int64Array, StringArray};
         let batch = RecordBatch::try_from_iter([
