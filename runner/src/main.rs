@@ -666,6 +666,10 @@ fn execute(
         return Err(Error::invalid(refused));
     }
     let mut pipeline = exec::build(&loaded, options.cores)?;
+    // What a sink needs from outside (a database URL's variable), before anything is read.
+    for sink in &pipeline.sinks {
+        sink.ready()?;
+    }
     // Bound before the run starts: a taken address fails the run before it reads anything.
     let bound = runner::ui::bind(&options.ui, loaded.config.ui.as_ref())?;
     let mut spark_stream = None;

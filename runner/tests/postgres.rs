@@ -412,6 +412,119 @@ fn nulls_of_every_type_land_and_rows_that_cannot_are_refused_at_once() {
     let (code, stderr) = run_with(&pipeline, &format!("{url}?sslmode=require"));
     assert_eq!(code, Some(1), "{stderr}");
     assert!(!stderr.contains("again"), "{stderr}");
+
+    // An upsert into a table with columns the result leaves to their defaults (NOT NULL
+    // with a default, an identity) fills them as an append does; a result column named as
+    // the temporary table's numbering column is kept apart from it.
+    let defaulted = table("defaulted");
+    query(
+        &url,
+        &format!("CREATE TABLE {defaulted} (id bigint GENERATED ALWAYS AS IDENTITY, k text PRIMARY KEY, \"runner#order\" bigint, updated_at timestamptz NOT NULL DEFAULT now())"),
+    );
+    let pipeline = write(
+        dir.path(),
+        "defaulted.yaml",
+        &format!(
+            "name: t\nsource: {{type: file, path: kv.csv, format: csv, columns: {{k: text, v: integer}}}}\ntransforms:\n  - {{type: rename, columns: {{v: 'runner#order'}}}}\nsinks:\n  - {{type: postgres, url_env: PG_URL, table: {defaulted}, key: [k], mode: upsert}}\n"
+        ),
+    );
+    let (code, stderr) = run_with(&pipeline, &url);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        query(
+            &url,
+            &format!(
+                "SELECT k, \"runner#order\", updated_at IS NOT NULL FROM {defaulted} ORDER BY k"
+            )
+        ),
+        [["a", "2", "t"], ["b", "3", "t"]]
+    );
+
+    // A NUL character in a text is named by column and row, and nothing is written.
+    write(
+        dir.path(),
+        "nul.jsonl",
+        "{\"k\": \"c\"}\n{\"k\": \"a\\u0000b\"}\n",
+    );
+    let pipeline = write(
+        dir.path(),
+        "nul.yaml",
+        &format!(
+            "name: t\nsource: {{type: file, path: nul.jsonl, format: jsonl, columns: {{k: text}}}}\ntransforms:\n  - {{type: with_column, name: l, expr: \"split(k, 'x')\"}}\nsinks:\n  - {{type: postgres, url_env: PG_URL, table: {defaulted}, key: [k], mode: upsert}}\n"
+        ),
+    );
+    query(
+        &url,
+        &format!("ALTER TABLE {defaulted} ADD COLUMN l text[]"),
+    );
+    let (code, stderr) = run_with(&pipeline, &url);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the text in column `k` of the result's row 2 holds a NUL character (U+0000)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        query(&url, &format!("SELECT count(*) FROM {defaulted}")),
+        [["2"]]
+    );
+}
+
+/// Checked before any data is read, with no server needed: a name PostgreSQL would cut, and
+/// the URL's variable unset (the other sinks have not written when the run stops).
+#[test]
+fn names_postgres_would_cut_and_an_unset_url_fail_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "k,v\na,1\n");
+    let long = "c".repeat(64);
+    let pipeline = write(
+        dir.path(),
+        "long.yaml",
+        &format!(
+            "name: t\nsource: {{type: file, path: in.csv, format: csv, columns: {{k: text, v: integer}}}}\ntransforms:\n  - {{type: rename, columns: {{v: {long}}}}}\nsinks:\n  - {{type: postgres, url_env: RUNNER_TEST_UNSET_URL, table: t}}\n"
+        ),
+    );
+    let out = common::runner()
+        .arg("validate")
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the column name `{long}` is 64 bytes long; PostgreSQL keeps 63"
+        )),
+        "{stderr}"
+    );
+
+    let pipeline = write(
+        dir.path(),
+        "unset.yaml",
+        "name: t\nsource: {type: file, path: in.csv, format: csv}\nsinks:\n  - {type: csv, path: out.csv}\n  - {type: postgres, url_env: RUNNER_TEST_UNSET_URL, table: t}\n",
+    );
+    let out = common::runner()
+        .arg("run")
+        .arg(&pipeline)
+        .env_remove("RUNNER_TEST_UNSET_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the environment variable RUNNER_TEST_UNSET_URL is not set"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out.csv").exists());
+    // `validate` does not ask for it: it may run where the secret is not set.
+    let out = common::runner()
+        .arg("validate")
+        .arg(&pipeline)
+        .env_remove("RUNNER_TEST_UNSET_URL")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
 }
 
 #[test]

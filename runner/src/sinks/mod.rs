@@ -108,6 +108,12 @@ pub enum Flow {
 /// A sink receives each result (the one of a batch run, or each epoch's) as a sequence of
 /// batches between `begin` and `commit`, so a result larger than memory streams through.
 pub trait Sink: Send {
+    /// Checks what the sink needs from outside the pipeline (an environment variable) before
+    /// the run reads any data, so that a run that cannot write fails before the other sinks
+    /// have written; `runner validate` does not ask (it may run where the secret is not set).
+    fn ready(&self) -> Result<()> {
+        Ok(())
+    }
     /// Starts the result of epoch `epoch` (always 0 in batch mode).
     fn begin(&mut self, epoch: u64) -> Result<()>;
     /// The next rows of the result, in order.

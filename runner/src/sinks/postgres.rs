@@ -70,6 +70,23 @@ impl BuildSink for PostgresSinkConfig {
             register_secrets(&url);
         }
         let keys = database::check(&self.table, &self.key, self.mode, ctx)?;
+        // PostgreSQL cuts longer names to 63 bytes without a word: the table would be made
+        // with the shortened name, and the next run would not find the column it writes.
+        let long = std::iter::once(("the table name", self.table.as_str())).chain(
+            ctx.input
+                .fields()
+                .iter()
+                .map(|f| ("the column name", f.name().as_str())),
+        );
+        for (what, name) in long {
+            if name.len() > MAX_NAME_BYTES {
+                return Err(format!(
+                    "{what} `{}` is {} bytes long; PostgreSQL keeps {MAX_NAME_BYTES} of a name and cuts the rest, so a later run would not find it: shorten it (`rename` for a column)",
+                    crate::error::shortened(name),
+                    name.len()
+                ));
+            }
+        }
         let columns: Vec<(String, ValueType)> = ctx
             .input
             .fields()
@@ -95,6 +112,10 @@ impl BuildSink for PostgresSinkConfig {
         }))
     }
 }
+
+/// The longest name (of a table, a column) PostgreSQL keeps whole, in bytes (its
+/// `NAMEDATALEN` less one).
+const MAX_NAME_BYTES: usize = 63;
 
 /// The URL and the password in it, for the redaction of every output.
 fn register_secrets(url: &str) {
@@ -212,9 +233,15 @@ fn error_text(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// The column of the upsert's temporary table that numbers the rows as sent (a name a
-/// result hardly has; one that does is told that the column exists).
-const INCOMING_ORDER: &str = "\"runner#order\"";
+/// The column of the upsert's temporary table that numbers the rows as sent, quoted: a name
+/// a result hardly has, lengthened until none of `columns` has it.
+fn incoming_order(columns: &[(String, ValueType)]) -> String {
+    let mut name = "runner#order".to_owned();
+    while columns.iter().any(|(column, _)| *column == name) {
+        name.push('#');
+    }
+    quote_ident(&name)
+}
 
 /// A column's type in PostgreSQL.
 fn sql_type(kind: ValueType) -> (&'static str, Type) {
@@ -255,6 +282,49 @@ fn sql_value(cell: Cell<'_>, kind: ValueType) -> Box<dyn ToSql + Sync + Send> {
                 .collect::<Vec<Option<String>>>(),
         ),
     }
+}
+
+/// The first text (or list item) of `batch` holding a NUL character, which PostgreSQL's text
+/// cannot hold, named by column and row (counted from 1 over the result, `before` rows
+/// before this batch); COPY's own message names neither.
+fn nul_in_text(batch: &RecordBatch, names: &[&str], before: u64) -> Option<String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::Array;
+    let holds_nul = |texts: &arrow_array::StringArray| -> Option<usize> {
+        memchr::memchr(0, texts.value_data())?;
+        (0..texts.len()).find(|&row| texts.is_valid(row) && texts.value(row).contains('\0'))
+    };
+    for (column, array) in batch.columns().iter().enumerate() {
+        let row = match array.data_type() {
+            arrow_schema::DataType::Utf8 => holds_nul(array.as_string::<i32>()),
+            arrow_schema::DataType::List(_) => {
+                let lists = array.as_list::<i32>();
+                lists
+                    .values()
+                    .as_string_opt::<i32>()
+                    .and_then(holds_nul)
+                    .and_then(|_| {
+                        (0..lists.len()).find(|&row| {
+                            lists.is_valid(row)
+                                && lists
+                                    .value(row)
+                                    .as_string_opt::<i32>()
+                                    .and_then(holds_nul)
+                                    .is_some()
+                        })
+                    })
+            }
+            _ => None,
+        };
+        if let Some(row) = row {
+            return Some(format!(
+                "the text in column `{}` of the result's row {} holds a NUL character (U+0000), which PostgreSQL's text cannot hold; leave such rows out (`filter` with `not contains({0}, '\\0')`)",
+                crate::error::escape_controls(names.get(column).copied().unwrap_or("?")),
+                before + row as u64 + 1
+            ));
+        }
+    }
+    None
 }
 
 /// TLS by rustls, trusting the system's certificates and Mozilla's (bundled, for hosts
@@ -423,14 +493,18 @@ async fn write_epoch(
             .map_err(|e| settings.classify("cannot empty the table", e))?;
     }
     // Upserts go through a temporary table: COPY cannot resolve conflicts itself.
+    let order = incoming_order(&settings.columns);
     let copy_into = match settings.mode {
         DbMode::Upsert => {
             // Numbered as sent, so that of rows with one key the last is kept, as SQLite's
             // row-by-row upsert keeps it.
+            // The result's columns with the table's types and nothing else: `LIKE` would
+            // copy a NOT NULL of a column the result leaves to its default (`updated_at`).
             transaction
                 .batch_execute(&format!(
-                    "CREATE TEMPORARY TABLE runner_incoming (LIKE {table}) ON COMMIT DROP;
-                     ALTER TABLE runner_incoming ADD COLUMN {INCOMING_ORDER} bigint GENERATED ALWAYS AS IDENTITY"
+                    "CREATE TEMPORARY TABLE runner_incoming ON COMMIT DROP AS SELECT {} FROM {table} WITH NO DATA;
+                     ALTER TABLE runner_incoming ADD COLUMN {order} bigint GENERATED ALWAYS AS IDENTITY",
+                    names.join(", ")
                 ))
                 .await
                 .map_err(|e| settings.classify("cannot create a temporary table", e))?;
@@ -449,6 +523,11 @@ async fn write_epoch(
     futures_util::pin_mut!(writer);
     let mut rows = 0u64;
     for batch in batches {
+        if let Some(problem) = nul_in_text(batch, &column_names, rows) {
+            return Err(Failure::Fatal(
+                settings.error("cannot write the rows", problem),
+            ));
+        }
         for row in 0..batch.num_rows() {
             let values: Vec<Box<dyn ToSql + Sync + Send>> = batch
                 .columns()
@@ -477,7 +556,7 @@ async fn write_epoch(
         let keys: Vec<&str> = settings.keys.iter().map(|&k| names[k].as_str()).collect();
         transaction
             .batch_execute(&format!(
-                "INSERT INTO {table} ({0}) SELECT DISTINCT ON ({1}) {0} FROM runner_incoming ORDER BY {1}, {INCOMING_ORDER} DESC {conflict}",
+                "INSERT INTO {table} ({0}) SELECT DISTINCT ON ({1}) {0} FROM runner_incoming ORDER BY {1}, {order} DESC {conflict}",
                 names.join(", "),
                 keys.join(", ")
             ))
@@ -666,6 +745,23 @@ fn takes(udt: &str, kind: ValueType) -> bool {
 }
 
 impl Sink for PostgresSink {
+    /// The URL's variable is set and reads as a URL, before any data is read (connecting
+    /// waits for the first commit: a stream goes on while the server is away).
+    fn ready(&self) -> Result<()> {
+        let url = self.settings.url()?;
+        url.parse::<tokio_postgres::Config>()
+            .map(|_| ())
+            .map_err(|e: tokio_postgres::Error| {
+                self.settings.error(
+                    &format!(
+                        "the URL in {} cannot be read (postgres://host:port/database?option=value)",
+                        self.settings.url_env
+                    ),
+                    crate::error::error_chain(&e),
+                )
+            })
+    }
+
     fn begin(&mut self, epoch: u64) -> Result<()> {
         self.epoch = Some((epoch, Vec::new()));
         Ok(())
