@@ -122,6 +122,11 @@ fn romeo_summary_records_the_run() {
     assert!(summary["started"].as_str().unwrap() <= summary["ended"].as_str().unwrap());
     // The fused word count: its stages are marked, the count's rows feed the filter.
     assert_eq!(stage(&summary, "transforms.0")["fused"], "word count");
+    // The stop words are taken out of the counted words, not out of rows: their rows are
+    // not known (not the distinct words' numbers).
+    assert_eq!(stage(&summary, "transforms.1")["fused"], "word count");
+    assert_eq!(stage(&summary, "transforms.1")["rows_in"], Value::Null);
+    assert_eq!(stage(&summary, "transforms.1")["rows_out"], Value::Null);
     let distinct = &stage(&summary, "transforms.2")["rows_out"];
     assert!(distinct.as_u64().unwrap() > 25);
     assert_eq!(&stage(&summary, "transforms.3")["rows_in"], distinct);

@@ -158,6 +158,10 @@ impl MapTransform for CountedMap {
         self.inner.per_value()
     }
 
+    fn apply_to_distinct(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        self.inner.apply_to_distinct(batch)
+    }
+
     fn keep_mask(&self, batch: &RecordBatch) -> Option<Result<arrow_array::BooleanArray>> {
         let mask = self.inner.keep_mask(batch)?;
         if let Ok(mask) = &mask {

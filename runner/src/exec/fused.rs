@@ -107,7 +107,9 @@ impl<'a> WordCount<'a> {
             let fail = |why: String| Error::runtime(format!("{}: {why}", built.label));
             let batch = RecordBatch::try_new(self.words_schema.clone(), vec![words.clone()])
                 .map_err(|e| fail(e.to_string()))?;
-            let out = map.apply(&batch).map_err(|e| fail(e.to_string()))?;
+            let out = map
+                .apply_to_distinct(&batch)
+                .map_err(|e| fail(e.to_string()))?;
             let before = words.as_string::<i32>();
             match *declared {
                 PerValue::Keeps { column } => {

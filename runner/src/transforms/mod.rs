@@ -103,6 +103,12 @@ pub trait MapTransform: Send + Sync {
     fn per_value(&self) -> Option<PerValue> {
         None
     }
+    /// `apply` on the distinct values of the column `per_value` names, as a counting kernel
+    /// calls it once the values are counted: the same work, but not the stage's rows, so the
+    /// run's row counters leave it out.
+    fn apply_to_distinct(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        self.apply(batch)
+    }
     /// For a step that keeps or drops rows (`PerValue::Keeps`): which rows of `batch` it keeps,
     /// exactly those `apply` would, without building them. `None` where the step does not
     /// say; a kernel then runs `apply`.
