@@ -415,7 +415,12 @@ pub fn column_index(schema: &Schema, name: &str) -> Result<usize, String> {
             } else {
                 names.join(", ")
             }
-        )
+        ) + if names == ["line"] {
+            // The first mistake with a CSV file: the source reads its lines as text.
+            "; the rows are lines of text: to read a file's columns, give its source `format: csv` (or jsonl, parquet)"
+        } else {
+            ""
+        }
     })
 }
 

@@ -16,7 +16,7 @@ Examples:
   runner run pipelines/romeo.yaml                  run a pipeline
   runner run pipelines/romeo.yaml --input notes.txt --cores 2
   cat notes.txt | runner run pipelines/romeo.yaml --input -
-  runner validate pipelines/*.yaml                 check files without reading data
+  runner validate pipelines/*.yaml                 check files (reading only what column inference needs)
   runner plan pipelines/romeo.yaml --format json   how it will run
   runner schedule pipelines/*.yaml                 run the ones with a `schedule:`
 
@@ -25,7 +25,8 @@ Exit codes:
   1  the run failed (input, output, network, plugin, internal error)
   2  invalid pipeline file or command line
   3  another run of the same pipeline holds its lock (see --wait)
-  130  a second Ctrl-C stopped a stream at once
+  130, 143  a batch run stopped by SIGINT (Ctrl-C) or SIGTERM (outputs left as they were);
+       130 also when a second Ctrl-C stopped a stream at once
 
 Security: a pipeline file is code. A `plugin` step loads and runs a shared library, on
 `run` and `validate` (`plan` and `schedule --next` load none); run only pipeline files you

@@ -433,6 +433,19 @@ impl MessageFormatter for SuggestingFormatter {
             other if other.contains("cannot deserialize null") => {
                 Cow::Borrowed("a value is missing here: write one after the colon")
             }
+            // A tab where YAML wants indentation: the parser's words name no cure.
+            other if other.contains("found a tab") || other.contains("found tab") => {
+                Cow::Owned(format!(
+                    "{other}: YAML indents with spaces, never tabs; replace the tabs at the start of this line or the next with spaces"
+                ))
+            }
+            other if other.contains("did not find expected key")
+                || other.contains("did not find expected '-' indicator") =>
+            {
+                Cow::Owned(format!(
+                "{other}: a line here is indented differently from the keys beside it; line up each key of one map, and each `- ` of one list, in the same column"
+            ))
+            }
             other if other.starts_with("duplicate mapping key") => {
                 match other
                     .strip_prefix("duplicate mapping key: ")
