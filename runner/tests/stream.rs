@@ -864,3 +864,35 @@ fn a_column_named_epoch_is_refused_where_a_streams_stdout_adds_its_own() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "{\"name\":\"x\",\"epoch\":5}\n");
 }
+
+#[test]
+fn a_stream_of_a_folder_that_does_not_exist_says_so_then_reads_it_once_made() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nmode: stream\nmax_epochs: 1\nsource: {type: file, path: incoming, poll: 50ms}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let mut child = spawn_runner(&p, &[]);
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "ended: {said}");
+        said.push_str(&line);
+        if line.contains("incoming does not exist (yet): the stream waits for it to appear") {
+            break;
+        }
+    }
+    // Made after the warning (whole, by a rename): its file is read, and the epoch ends the
+    // run.
+    write(&dir.path().join("staging"), "a.txt", "hello\n");
+    std::fs::rename(dir.path().join("staging"), dir.path().join("incoming")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"epoch\":0,\"line\":\"hello\"}\n"
+    );
+}

@@ -971,7 +971,25 @@ impl StreamSource for FileStreamSource {
             // Whether the engine knows the source has nothing more for now (the last file
             // sent says so; a listing with nothing new says so once).
             let mut said_caught_up = false;
+            // A path that does not exist lists nothing, as an empty folder does: said once,
+            // since a mistyped folder would otherwise look like a stream with no data yet.
+            let mut said_missing = false;
             loop {
+                let missing = match is_pattern(&path) {
+                    true => !super::file::glob_root(&path).exists(),
+                    false => !path.exists(),
+                };
+                if missing && !std::mem::replace(&mut said_missing, true) {
+                    let shown = crate::error::escape_path(&path);
+                    match poll {
+                        Some(_) => tracing::warn!(
+                            "{shown} does not exist (yet): the stream waits for it to appear; if no rows come, check the source's `path`"
+                        ),
+                        None => tracing::warn!(
+                            "{shown} does not exist: there is nothing to read (check the source's `path`; `poll` waits for files to appear)"
+                        ),
+                    }
+                }
                 let listed = list(&path)
                     .map_err(|e| format!("{}: {e}", crate::error::escape_path(&path)))?;
                 let queue = taking.queue(listed, per_epoch)?;
