@@ -83,7 +83,7 @@ fn a_failing_test_shows_its_diff_and_exits_1() {
     assert!(stdout.contains(":: wrong ... FAILED"), "{stdout}");
     assert!(
         stdout.contains(
-            "the sinks, epoch 1: rows differ (- expected, + actual):\n+ [b, 2]\n- [b, 1]\n  [a, 1]"
+            "the sinks, epoch 1: rows differ (- expected, + actual):\n- [b, 1]\n+ [b, 2]\n  [a, 1]"
         ),
         "{stdout}"
     );

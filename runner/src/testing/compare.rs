@@ -149,7 +149,8 @@ fn shape(actual: &Value, expected: &Value, columns: &[String]) -> Value {
     }
 }
 
-/// JSON equality with numbers compared by value.
+/// JSON equality of an expected value `a` and an actual one `b`, with numbers compared by
+/// value and timestamps by instant.
 pub fn values_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
@@ -165,12 +166,16 @@ pub fn values_equal(a: &Value, b: &Value) -> bool {
                     .all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w)))
         }
         // Date-times by the instant they name: `12:00:00Z` is `12:00:00+00:00` and
-        // `13:00:00+01:00` (runner prints timestamps in UTC with `Z`).
-        (Value::String(x), Value::String(y)) if x != y && is_date_time(x) && is_date_time(y) => {
-            matches!(
-                (crate::data::parse_timestamp(x), crate::data::parse_timestamp(y)),
-                (Some(x), Some(y)) if x == y
-            )
+        // `13:00:00+01:00`, where the actual value (`b`) is a timestamp as runner prints one
+        // (RFC 3339 in UTC with `Z`); a text written otherwise is compared as text.
+        (Value::String(x), Value::String(y)) if x != y && is_date_time(x) => {
+            match (
+                crate::data::parse_timestamp(x),
+                crate::data::parse_timestamp(y),
+            ) {
+                (Some(x), Some(at)) => x == at && crate::data::format_timestamp(at) == *y,
+                _ => false,
+            }
         }
         _ => a == b,
     }
@@ -265,12 +270,13 @@ fn diff(expected: &[Value], actual: &[Value], columns: &[String]) -> String {
                 lines.push(format!("  {}", flow(&expected[i])));
                 i += 1;
                 j += 1;
-            } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-                lines.push(format!("+ {}", flow(&shaped[j])));
-                j += 1;
-            } else {
+            } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+                // Expected lines first where both differ, as diff and git show them.
                 lines.push(format!("- {}", flow(&expected[i])));
                 i += 1;
+            } else {
+                lines.push(format!("+ {}", flow(&shaped[j])));
+                j += 1;
             }
         }
     }
@@ -321,18 +327,23 @@ mod tests {
         let failures = check(&expectation, &run, false);
         assert_eq!(
             failures,
-            ["the sinks: rows differ (- expected, + actual):\n  [romeo, 3]\n+ [thou, 2]\n- [thee, 2]"]
+            ["the sinks: rows differ (- expected, + actual):\n  [romeo, 3]\n- [thee, 2]\n+ [thou, 2]"]
         );
     }
 
     #[test]
     fn date_times_compare_by_the_instant_they_name() {
         let text = |s: &str| Value::String(s.into());
+        // As runner prints a timestamp: expected values that name its instant agree.
         let at = text("2025-01-15T12:00:00Z");
-        assert!(values_equal(&at, &text("2025-01-15T12:00:00+00:00")));
-        assert!(values_equal(&at, &text("2025-01-15 13:00:00+01:00")));
-        assert!(values_equal(&at, &text("2025-01-15T12:00:00.000Z")));
-        assert!(!values_equal(&at, &text("2025-01-15T12:00:01Z")));
+        assert!(values_equal(&text("2025-01-15T12:00:00+00:00"), &at));
+        assert!(values_equal(&text("2025-01-15 13:00:00+01:00"), &at));
+        assert!(values_equal(&text("2025-01-15T12:00:00.000Z"), &at));
+        assert!(!values_equal(&text("2025-01-15T12:00:01Z"), &at));
+        // A text column that holds a date-time written otherwise is text: a test can tell
+        // that it is not written as expected.
+        assert!(!values_equal(&at, &text("2025-01-15 13:00:00+01:00")));
+        assert!(!values_equal(&at, &text("2025-01-15T12:00:00.000Z")));
         // Epoch numbers and other text stay text.
         assert!(!values_equal(&text("1736942400"), &at));
         assert!(!values_equal(&text("1"), &text("1.0")));
