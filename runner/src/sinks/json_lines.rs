@@ -1,7 +1,8 @@
 //! JSON lines as every sink writes them (`stdout` `jsonl`, the `file` sink's `jsonl`): one
 //! object per row, columns in order, floats as `cast(x as text)` writes them, and every control
-//! character escaped, C1 ones (U+0080 to U+009F) too, so no value reaches a terminal as a
-//! control sequence.
+//! character escaped, C1 ones (U+0080 to U+009F) and the bidirectional overrides and isolates
+//! (U+202A to U+202E, U+2066 to U+2069) too, so no value reaches a terminal as a control
+//! sequence or reorders what it shows (the escapes read back as the same text).
 
 use arrow_array::RecordBatch;
 
@@ -79,8 +80,9 @@ pub fn write_value(out: &mut Vec<u8>, value: Cell) {
     }
 }
 
-/// The bytes a text holding them is escaped for: control characters, `"`, `\`, DEL, and 0xC2,
-/// which starts U+0080 to U+009F (C1 controls) in UTF-8.
+/// The bytes a text holding them is escaped for: control characters, `"`, `\`, DEL, 0xC2,
+/// which starts U+0080 to U+009F (C1 controls) in UTF-8, and 0xE2, which starts the
+/// bidirectional controls (and other characters, which are written as they are).
 const ESCAPED_BYTES: [bool; 256] = {
     let mut table = [false; 256];
     let mut byte = 0;
@@ -92,6 +94,7 @@ const ESCAPED_BYTES: [bool; 256] = {
     table[b'\\' as usize] = true;
     table[0x7F] = true;
     table[0xC2] = true;
+    table[0xE2] = true;
     table
 };
 
@@ -108,7 +111,9 @@ pub fn write_text(out: &mut Vec<u8>, text: &str) {
                 '\n' => out.extend_from_slice(b"\\n"),
                 '\r' => out.extend_from_slice(b"\\r"),
                 '\t' => out.extend_from_slice(b"\\t"),
-                c if c.is_control() => {
+                c if c.is_control()
+                    || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') =>
+                {
                     out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
                 }
                 c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
@@ -143,6 +148,13 @@ mod tests {
         assert_eq!(text("a\u{7f}b"), "\"a\\u007fb\"");
         // Â (0xC3 0x82) and ¢ (0xC2 0xA2) are no control characters.
         assert_eq!(text("Â¢"), "\"Â¢\"");
+        // The bidirectional overrides and isolates are escaped; other characters starting
+        // with the same byte (’, ✓) are not.
+        let reordering = "a\u{202e}b\u{2066}c’✓";
+        let written = text(reordering);
+        assert_eq!(written, "\"a\\u202eb\\u2066c’✓\"");
+        let back: String = serde_json::from_str(&written).unwrap();
+        assert_eq!(back, reordering);
     }
 
     #[test]
