@@ -96,6 +96,35 @@ pub fn failpoint(name: &str) {
     let _ = name;
 }
 
+/// For an input that is not there, the file beside it with the closest name (a typo in a
+/// path is the usual cause): `; is it sales.csv?`. Empty otherwise.
+fn like_named(path: &std::path::Path, error: &std::io::Error) -> String {
+    if error.kind() != std::io::ErrorKind::NotFound {
+        return String::new();
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return String::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        dir
+    };
+    // A folder of a few hundred names at most is read for this.
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return String::new();
+    };
+    let names: Vec<String> = entries
+        .take(1000)
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    match crate::data::closest(name, names.iter().map(String::as_str)) {
+        Some(best) if best != name => format!("; is it {}?", escape_controls(best)),
+        _ => String::new(),
+    }
+}
+
 /// A value from the data for a one-line message: cut past `SHOWN_CHARS` characters with how
 /// much was left out (a 20 MB value is not a message), then newlines, tabs and other control
 /// characters escaped.
@@ -193,7 +222,7 @@ pub enum Error {
     },
 
     /// An input could not be read.
-    #[error("cannot read input {}: {source}", path.display())]
+    #[error("cannot read input {}: {source}{}", path.display(), like_named(.path, .source))]
     Input {
         /// The input's path (`-` for standard input).
         path: PathBuf,

@@ -799,6 +799,14 @@ fn a_missing_input_is_a_runtime_failure_even_when_columns_are_inferred_from_it()
         .assert()
         .code(2)
         .stderr(predicates::str::contains("later.csv: no such file"));
+    // A file beside it with a close name is named (a typo in the path).
+    write(dir.path(), "latter.csv", "a\n1\n");
+    runner()
+        .arg("run")
+        .arg(&p)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("; is it latter.csv?"));
     // A directory without files yet says so.
     std::fs::create_dir(dir.path().join("empty")).unwrap();
     let p = write(
