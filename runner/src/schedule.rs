@@ -25,6 +25,39 @@ pub struct Schedule {
     zone: Option<chrono_tz::Tz>,
 }
 
+/// Which field of a cron `expression` holds a number outside its range (`its hour is 25,
+/// outside 0 to 23`), which the parser's own message ("Number out of bounds") does not say.
+fn out_of_range(expression: &str) -> Option<String> {
+    const FIVE: [(&str, u32, u32); 5] = [
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of the month", 1, 31),
+        ("month", 1, 12),
+        ("day of the week", 0, 7),
+    ];
+    let fields: Vec<&str> = expression.split_whitespace().collect();
+    let named: Vec<(&str, u32, u32)> = match fields.len() {
+        5 => FIVE.to_vec(),
+        6 => std::iter::once(("second", 0, 59)).chain(FIVE).collect(),
+        _ => return None,
+    };
+    for (field, (name, low, high)) in fields.iter().zip(named) {
+        for part in field.split(',') {
+            // `a-b/step`: the step is a count, not a value of the field.
+            let values = part.split('/').next().unwrap_or(part);
+            for value in values.split('-') {
+                let Ok(number) = value.parse::<u32>() else {
+                    continue;
+                };
+                if !(low..=high).contains(&number) {
+                    return Some(format!("its {name} is {number}, outside {low} to {high}"));
+                }
+            }
+        }
+    }
+    None
+}
+
 impl Schedule {
     /// Parses `0 3 * * *`, `*/10 * * * * *` (seconds first), `@daily`, optionally preceded by
     /// `CRON_TZ=<IANA zone>` (or `TZ=`), as cronie and Kubernetes write it.
@@ -48,8 +81,9 @@ impl Schedule {
             .build()
             .parse(expression)
             .map_err(|e| {
+                let why = out_of_range(expression).unwrap_or_else(|| e.to_string());
                 format!(
-                    "`{expression}` is not a valid cron expression ({e}); write five fields, `minute hour day-of-month month day-of-week`, such as `0 3 * * *` (six with seconds first)"
+                    "`{expression}` is not a valid cron expression ({why}); write five fields, `minute hour day-of-month month day-of-week`, such as `0 3 * * *` (six with seconds first)"
                 )
             })?;
         let schedule = Schedule {
@@ -377,9 +411,15 @@ mod tests {
     fn bad_expressions_and_zones_say_what_is_wrong() {
         let e = Schedule::parse("0 25 * * *").unwrap_err();
         assert!(
-            e.contains("`0 25 * * *` is not a valid cron expression"),
+            e.contains(
+                "`0 25 * * *` is not a valid cron expression (its hour is 25, outside 0 to 23)"
+            ),
             "{e}"
         );
+        let e = Schedule::parse("0 0 3 1-13 *").unwrap_err();
+        assert!(e.contains("(its month is 13, outside 1 to 12)"), "{e}");
+        let e = Schedule::parse("60 */5 * * * *").unwrap_err();
+        assert!(e.contains("(its second is 60, outside 0 to 59)"), "{e}");
         let e = Schedule::parse("CRON_TZ=Mars/Olympus 0 3 * * *").unwrap_err();
         assert!(e.contains("unknown time zone `Mars/Olympus`"), "{e}");
         assert!(Schedule::parse("").is_err());
