@@ -255,6 +255,9 @@ fn parse_any_timestamp(text: &str) -> Option<i64> {
         "%Y-%m-%d %H:%M:%S%.f%:z",
         "%Y-%m-%dT%H:%M:%S%.f%z",
         "%Y-%m-%d %H:%M:%S%.f%z",
+        // An offset of hours alone (`+02`), as PostgreSQL prints a `timestamptz`.
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
     ] {
         if let Ok(t) = chrono::DateTime::parse_from_str(text, format) {
             return Some(t.timestamp_micros());

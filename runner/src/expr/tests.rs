@@ -591,6 +591,11 @@ fn epoch_numbers_are_told_apart_by_size_and_stay_in_years_1_to_9999() {
     assert_eq!(parse("0000-01-01"), None);
     assert_eq!(parse("0000-01-01T00:00:00+01:00"), None);
     assert_eq!(parse("9999-12-31T23:59:59Z"), Some(253_402_300_799_000_000));
+    // An offset of hours alone, as PostgreSQL prints a timestamptz.
+    let ten_utc = Some(1_714_557_600_000_000);
+    assert_eq!(parse("2024-05-01 12:00:00+02"), ten_utc);
+    assert_eq!(parse("2024-05-01T12:00:00+0200"), ten_utc);
+    assert_eq!(parse("2024-05-01 09:00:00-01"), ten_utc);
     // A fraction is decided on its digits and cut off past microseconds, as the cast cuts it.
     assert_eq!(parse("1714564800.9999996"), Some(1_714_564_800_999_999));
     assert_eq!(parse("1714564800.123456789"), Some(1_714_564_800_123_456));
