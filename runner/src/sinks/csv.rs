@@ -121,6 +121,13 @@ impl CsvSink {
             .open(&self.path)
             .map_err(output)?;
         let first = !std::mem::replace(&mut self.repaired, true);
+        // Another file's header is refused before its end is touched (cut or ended); a file
+        // without one line end yet is a header cut short, or this sink's own, checked after.
+        let header_first =
+            first && self.header && whole_lines_length(&mut file).map_err(output)? > 0;
+        if header_first {
+            self.check_header(&mut file)?;
+        }
         let columns = self.schema.fields().len();
         let Some(length) = super::epoch_ledger::prepare(
             self.ledger.as_mut(),
@@ -134,7 +141,7 @@ impl CsvSink {
         else {
             return Ok(Open::Skip);
         };
-        if first && self.header && length > 0 {
+        if first && self.header && length > 0 && !header_first {
             self.check_header(&mut file)?;
         }
         let mut writer = std::io::BufWriter::with_capacity(1 << 16, file);
@@ -241,6 +248,28 @@ fn cut_back(file: &mut std::fs::File, path: &Path, whole: u64, cut: &[u8]) -> st
 /// The most bytes past the last line end that are read to judge them; more than this is cut
 /// (or refused) unread.
 const MOST_TAIL: u64 = 1 << 20;
+
+/// Refuses to append JSON lines to a file whose first whole line is not a JSON object (a
+/// file of another kind, named by mistake), before its end is touched.
+pub(super) fn check_json_lines(file: &mut std::fs::File) -> std::io::Result<()> {
+    use std::io::{BufRead, Seek, SeekFrom};
+    if whole_lines_length(file)? == 0 {
+        return Ok(());
+    }
+    file.seek(SeekFrom::Start(0))?;
+    let mut first = Vec::new();
+    std::io::BufReader::new(std::io::Read::take(&mut *file, MOST_TAIL))
+        .read_until(b'\n', &mut first)?;
+    let object = first.ends_with(b"\n")
+        && serde_json::from_slice::<serde_json::Value>(&first).is_ok_and(|v| v.is_object());
+    if object || !first.ends_with(b"\n") && first.len() as u64 == MOST_TAIL {
+        return Ok(());
+    }
+    Err(std::io::Error::other(format!(
+        "its first line is not a JSON object (`{}`): it is not a JSON lines file to add rows to; write to another file, or move this one",
+        crate::error::shortened(&String::from_utf8_lossy(first.trim_ascii_end()))
+    )))
+}
 
 /// Readies a JSON-lines `file` (at `path`) to take rows at its end; gives its length then. A
 /// last line without a line end is either part of a line a run killed while appending left
@@ -613,6 +642,20 @@ mod tests {
             "{refused}"
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
+        // Refused before its end is touched: a last line that would be cut (two fields
+        // where `label` has one) is left as it is.
+        let foreign = format!("{whole}a,b");
+        std::fs::write(&path, &foreign).unwrap();
+        let mut other = config
+            .build(&SinkContext::for_test(
+                &text_batch("label", ["x"]).schema(),
+                dir.path(),
+                true,
+                false,
+            ))
+            .unwrap();
+        assert!(write_result(other.as_mut(), &text_batch("label", ["z"]), 6).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), foreign);
     }
 
     #[test]

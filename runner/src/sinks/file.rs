@@ -19,7 +19,8 @@ use crate::io::atomic;
 /// Parquet (the model's types, zstd) or CSV (as the `csv` sink writes it, with a header row),
 /// replaced atomically. In a stream's `append` output mode, JSON lines and CSV rows are
 /// added to the file (cut back to whole epochs after a crash, a whole last line without a line
-/// end kept and ended; with a checkpoint, the ledger
+/// end kept and ended; a file whose first line is not a JSON object is refused, untouched;
+/// with a checkpoint, the ledger
 /// `.NAME.epoch` beside the file keeps an epoch redone after a restart from being added
 /// twice); Parquet writes one
 /// part file per epoch into the directory `path` (`part-00000042.parquet`): with a checkpoint
@@ -299,6 +300,9 @@ impl Sink for FileSink {
                     .open(&self.path)
                     .map_err(|e| self.output(e))?;
                 let first = !std::mem::replace(&mut self.repaired, true);
+                if first {
+                    super::csv::check_json_lines(&mut file).map_err(|e| self.output(e))?;
+                }
                 // A run killed while writing left part of a line: cut it, as the csv sink
                 // does (a whole last line without a line end is kept).
                 let prepared = super::epoch_ledger::prepare(
@@ -517,6 +521,20 @@ mod tests {
         for line in text.lines() {
             serde_json::from_str::<serde_json::Value>(line).unwrap();
         }
+        // A file of another kind is refused, and left as it was.
+        std::fs::write(dir.path().join("notes.jsonl"), "dear diary\nlast line").unwrap();
+        let mut notes = sink(dir.path(), "{path: notes.jsonl, format: jsonl}", true);
+        let refused = write_result(notes.as_mut(), &rows, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("its first line is not a JSON object (`dear diary`)"),
+            "{refused}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("notes.jsonl")).unwrap(),
+            "dear diary\nlast line"
+        );
         // A whole line without a line end (another tool's file) is kept, and ended.
         let mut file = std::fs::OpenOptions::new()
             .append(true)
