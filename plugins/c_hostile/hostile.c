@@ -28,12 +28,19 @@
  *   wrong-type                 a top-level int64 array ("l") instead of a struct
  *   dictionary                 the utf8 child array has a dictionary; its schema has none
  *   status-error               returns status 7 (no such status) without a message
+ *   copied-input               the input array copied as the output, its release left set
+ *   shared-schema              the input array moved, but the input schema shallow-copied
+ * and, for every batch, the probe included:
+ *   int32-column               the column "word" as int32 (7 in every row)
+ *   duplicate-names            two utf8 columns both named "word"
+ * With "hang":"create" or "hang":"finish", that call never returns (for `timeout`).
  * Everything handed out is owned here and freed by its own release callback. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem */
 #endif
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runner_plugin.h"
 
@@ -56,6 +63,10 @@ enum Fault {
   WRONG_TYPE,
   DICTIONARY,
   STATUS_ERROR,
+  COPIED_INPUT,
+  SHARED_SCHEMA,
+  INT32_COLUMN,
+  DUPLICATE_NAMES,
   FAULT_COUNT
 };
 
@@ -78,11 +89,16 @@ static const char *const FAULT_NAMES[FAULT_COUNT] = {
     "wrong-type",
     "dictionary",
     "status-error",
+    "copied-input",
+    "shared-schema",
+    "int32-column",
+    "duplicate-names",
 };
 
 typedef struct State {
   enum Fault fault;
   int in_finish; /* "in":"finish": the fault comes from finish, transform passes through */
+  int hang_finish; /* "hang":"finish": finish never returns */
 } State;
 
 /* ---- errors ---- */
@@ -406,6 +422,31 @@ static int32_t misbehave(enum Fault fault, int64_t n, int64_t flags, struct Arro
       init_array(&b, &a, n, 1, 1); /* children[0] stays NULL */
       word_schema(&b, &s, "+s", 0, "u", flags);
       break;
+    case INT32_COLUMN:
+      if ((child = struct_array(&b, &a, n))) {
+        Owned *o = init_array(&b, child, n, 2, 0);
+        int32_t *values = own(&b, o, (size_t)n * sizeof(int32_t));
+        if (values && child->buffers) {
+          for (int64_t i = 0; i < n; i++) values[i] = 7;
+          child->buffers[0] = NULL;
+          child->buffers[1] = values;
+        }
+      }
+      word_schema(&b, &s, "+s", 0, "i", flags);
+      break;
+    case DUPLICATE_NAMES: {
+      Owned *o = init_array(&b, &a, n, 1, 2);
+      if (o && a.children) {
+        for (int i = 0; i < 2; i++) {
+          a.children[i] = own(&b, o, sizeof(struct ArrowArray));
+          if (a.children[i]) utf8_array(&b, a.children[i], n, n, 0);
+        }
+      }
+      init_schema(&b, &s, "+s", NULL, 0, 2);
+      for (int i = 0; i < 2 && s.n_children == 2; i++)
+        if (s.children[i]) init_schema(&b, s.children[i], "u", "word", flags, 0);
+      break;
+    }
     case DICTIONARY:
       if ((child = struct_array(&b, &a, n)) && utf8_array(&b, child, n, n, 0)) {
         /* the dictionary struct lives with the parent, which outlives the child's release */
@@ -454,10 +495,13 @@ MAYBE_UNUSED static int32_t create(const uint8_t *config, size_t len, uint32_t t
     }
     if (fault == NONE) return fail(err, "c_hostile: unknown fault in its config");
   }
+  if (has(config, len, "\"hang\":\"create\""))
+    for (;;) pause();
   State *s = malloc(sizeof *s);
   if (!s) return fail(err, "out of memory");
   s->fault = fault;
   s->in_finish = has(config, len, "\"in\":\"finish\"");
+  s->hang_finish = has(config, len, "\"hang\":\"finish\"");
   *state = s;
   return RUNNER_OK;
 }
@@ -467,9 +511,25 @@ MAYBE_UNUSED static int32_t transform(void *state, struct ArrowArray *in,
                                       struct ArrowSchema *out_schema, RunnerError *err) {
   const State *s = state;
   int64_t n = in->length;
+  int64_t flags = word_flags(in_schema);
+  if (s->fault == INT32_COLUMN || s->fault == DUPLICATE_NAMES) {
+    if (in->release) in->release(in);
+    in->release = NULL;
+    return misbehave(s->fault, n, flags, out, out_schema, err);
+  }
   if (s->fault == NONE || s->in_finish || n <= 0)
     return pass_through(in, in_schema, out, out_schema, err);
-  int64_t flags = word_flags(in_schema);
+  if (s->fault == COPIED_INPUT) {
+    if (copy_schema(in_schema, out_schema) != 0) return fail(err, "cannot copy the schema");
+    *out = *in; /* the mistake: in->release is left set, so both would be released */
+    return RUNNER_OK;
+  }
+  if (s->fault == SHARED_SCHEMA) {
+    *out = *in;
+    in->release = NULL;
+    *out_schema = *in_schema; /* the mistake: the host's schema, not a copy */
+    return RUNNER_OK;
+  }
   if (in->release) in->release(in); /* the input is not used: release it */
   in->release = NULL;
   return misbehave(s->fault, n, flags, out, out_schema, err);
@@ -478,6 +538,8 @@ MAYBE_UNUSED static int32_t transform(void *state, struct ArrowArray *in,
 static int32_t finish(void *state, struct ArrowArray *out, struct ArrowSchema *out_schema,
                       RunnerError *err) {
   const State *s = state;
+  if (s->hang_finish)
+    for (;;) pause();
   if (s->fault == NONE || !s->in_finish) return RUNNER_OK; /* out left released: no batch */
   return misbehave(s->fault, 3, ARROW_FLAG_NULLABLE, out, out_schema, err);
 }

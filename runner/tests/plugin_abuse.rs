@@ -179,3 +179,76 @@ fn the_hostile_plugin_passes_rows_through_when_asked_for_no_fault() {
             .stdout("word\tcount\nromeo\t50\njuliet\t50\nand\t50\n");
     }
 }
+
+#[test]
+fn structs_copied_from_the_hosts_without_moving_them_are_refused_not_freed_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(library) = hostile(dir.path(), &[]) else {
+        return;
+    };
+    for (fault, expected) in [
+        (
+            "copied-input",
+            "plugin c_hostile returned the input array as its own without taking it over",
+        ),
+        (
+            "shared-schema",
+            "plugin c_hostile returned the input schema as its own without taking it over",
+        ),
+    ] {
+        let p = pipeline(dir.path(), &library, &format!("{{fault: {fault}}}"));
+        fails_cleanly(&p, "run", 1, expected);
+    }
+}
+
+#[test]
+fn columns_in_other_arrow_types_are_converted_and_a_name_given_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(library) = hostile(dir.path(), &[]) else {
+        return;
+    };
+    // An int32 column is an integer (it was written out as null).
+    let p = pipeline(dir.path(), &library, "{fault: int32-column}");
+    runner()
+        .arg("run")
+        .arg(&p)
+        .assert()
+        .success()
+        .stdout("word\tcount\n7\t150\n");
+    let p = pipeline(dir.path(), &library, "{fault: duplicate-names}");
+    fails_cleanly(
+        &p,
+        "validate",
+        2,
+        "plugin c_hostile returned two columns named `word`",
+    );
+}
+
+#[test]
+fn the_timeout_bounds_create_and_finish_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(library) = hostile(dir.path(), &[]) else {
+        return;
+    };
+    for (hang, command, what) in [
+        ("create", "validate", "`create`"),
+        ("create", "run", "`create`"),
+        ("finish", "run", "`finish`"),
+    ] {
+        write(dir.path(), "in.txt", "romeo\n");
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &format!(
+                "name: t\nsource: {{type: file, path: in.txt}}\ntransforms:\n  - type: plugin\n    path: {}\n    timeout: 200ms\n    config: {{hang: {hang}}}\nsinks:\n  - type: stdout\n",
+                library.display()
+            ),
+        );
+        fails_cleanly(
+            &p,
+            command,
+            1,
+            &format!("plugin c_hostile has spent longer than its timeout (200ms) on {what}"),
+        );
+    }
+}

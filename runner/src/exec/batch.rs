@@ -364,12 +364,13 @@ pub(crate) fn finished_batches(prefix: &[BuiltStage]) -> Result<Vec<RecordBatch>
         let StageKind::Map(map) = &stage.stage.kind else {
             continue;
         };
-        let Some(mut batch) = map.finish()? else {
+        let labelled = |label: &str, e: Error| Error::runtime(format!("{label}: {e}"));
+        let Some(mut batch) = map.finish().map_err(|e| labelled(&stage.label, e))? else {
             continue;
         };
         for later in &prefix[i + 1..] {
             if let StageKind::Map(map) = &later.stage.kind {
-                batch = map.apply(&batch)?;
+                batch = map.apply(&batch).map_err(|e| labelled(&later.label, e))?;
             }
         }
         out.push(batch);

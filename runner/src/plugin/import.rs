@@ -82,6 +82,39 @@ const MAX_CHILDREN: i64 = 100_000;
 /// Bytes of a format string, a column name, or the metadata.
 const MAX_STRING: usize = 64 << 10;
 
+/// Whether the plugin gave back `input`'s own array as `output` without moving it (the
+/// input's `release` left set, so both structs would free the same buffers): the commonest
+/// mistake of a C pass-through, caught before it is a double free.
+pub fn shares_array(input: &FFI_ArrowArray, output: &FFI_ArrowArray) -> bool {
+    let (input, output) = (
+        std::ptr::from_ref(input).cast::<RawArray>(),
+        std::ptr::from_ref(output).cast::<RawArray>(),
+    );
+    // SAFETY: both point to live structs of the C layout (asserted equal in size above); only
+    // their own fields are read.
+    unsafe {
+        (*input).release.is_some()
+            && (*output).release.is_some()
+            && !(*input).private_data.is_null()
+            && (*input).private_data == (*output).private_data
+    }
+}
+
+/// Likewise for the schema: `output` a shallow copy of the (still live) `input` schema.
+pub fn shares_schema(input: &FFI_ArrowSchema, output: &FFI_ArrowSchema) -> bool {
+    let (input, output) = (
+        std::ptr::from_ref(input).cast::<RawSchema>(),
+        std::ptr::from_ref(output).cast::<RawSchema>(),
+    );
+    // SAFETY: as in `shares_array`.
+    unsafe {
+        (*input).release.is_some()
+            && (*output).release.is_some()
+            && !(*input).private_data.is_null()
+            && (*input).private_data == (*output).private_data
+    }
+}
+
 /// Imports the batch a plugin returned in `array`/`schema`, or says what is wrong with it.
 /// Takes ownership of `array` (released when the batch is dropped, or now on error).
 pub fn import_batch(

@@ -289,6 +289,27 @@ impl Instance {
         if status != OK {
             return Err(self.failed(&mut err, status));
         }
+        // Structs copied from runner's own without being moved would be released twice: the
+        // copy is forgotten (runner's struct frees what it holds, once) and the run fails.
+        let array_shared = import::shares_array(&input, &output);
+        let schema_shared = import::shares_schema(&input_schema, &output_schema);
+        if array_shared || schema_shared {
+            if array_shared {
+                std::mem::forget(output);
+            }
+            if schema_shared {
+                std::mem::forget(output_schema);
+            }
+            let what = match (array_shared, schema_shared) {
+                (true, true) => "the input array and schema as its own without taking them",
+                (true, false) => "the input array as its own without taking it",
+                _ => "the input schema as its own without taking it",
+            };
+            return Err(format!(
+                "plugin {} returned {what} over: a copied struct must be moved (set the input's `release` to NULL) and a schema must be the plugin's own copy (see docs/plugins.md)",
+                self.plugin.name
+            ));
+        }
         import::import_batch(output, &output_schema)
             .map_err(|e| format!("plugin {} returned an invalid batch: {e}", self.plugin.name))
     }

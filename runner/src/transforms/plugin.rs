@@ -21,8 +21,10 @@ use crate::plugin::Instance;
 
 /// A custom transform from a shared library built with the runner-plugin SDK (see
 /// [Plugins](../../plugins.md)). `runner validate` loads it, checks its ABI version, creates it
-/// with `config` and learns its output columns from an empty batch. A batch that takes the
-/// plugin longer than `warn_after` is logged while it works; past `timeout` the run fails with
+/// with `config` and learns its output columns from an empty batch (columns of other Arrow types
+/// are converted to runner's, as a Parquet file's are). A call (`create`, a batch, `finish`)
+/// that takes the plugin longer than `warn_after` is logged while it works; past `timeout` the
+/// run fails with
 /// exit 1 (a call into a plugin cannot be cancelled, so the process ends; outputs keep their
 /// previous contents). A stateful plugin's `finish` runs after the input in a batch run, and as
 /// one more epoch when a stream stops. A pipeline file is code: load only plugins you trust.
@@ -35,11 +37,13 @@ pub struct PluginConfig {
     /// Passed to the plugin's `create` as JSON.
     #[serde(default)]
     pub config: serde_json::Value,
-    /// Log a warning when the plugin spends longer than this on one batch (default `10s`).
+    /// Log a warning when the plugin spends longer than this on one call: `create`, a batch,
+    /// `finish` (default `10s`).
     #[serde(default, deserialize_with = "crate::settings::duration::opt")]
     #[schemars(with = "Option<String>")]
     pub warn_after: Option<Duration>,
-    /// Fail the run (exit 1) when the plugin spends longer than this on one batch. A call into
+    /// Fail the run (exit 1) when the plugin spends longer than this on one call: `create`, a
+    /// batch, `finish`. A call into
     /// a plugin cannot be cancelled, so the process ends there; outputs keep their previous
     /// contents. Default: no limit.
     #[serde(default, deserialize_with = "crate::settings::duration::opt")]
@@ -64,30 +68,34 @@ impl BuildTransform for PluginConfig {
             self.config.clone()
         };
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let instance = plugin.create(&config, threads)?;
-        let probe = instance.transform(&RecordBatch::new_empty(ctx.input.clone()))?;
-        // Every column may hold nulls (as every column of runner's own steps): a plugin's
-        // nullability flags and field metadata are not held against its batches.
-        let output: arrow_schema::SchemaRef = std::sync::Arc::new(arrow_schema::Schema::new(
-            probe
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| arrow_schema::Field::new(f.name(), f.data_type().clone(), true))
-                .collect::<Vec<_>>(),
-        ));
+        // Watched from its first call: `timeout` bounds `create` and the probe too.
+        let watchdog = Watchdog::start(
+            plugin.name,
+            self.warn_after.unwrap_or(DEFAULT_WARN_AFTER),
+            self.timeout,
+        );
+        let instance = {
+            let _watched = watchdog.watch(Work::Create);
+            plugin.create(&config, threads)?
+        };
+        let probe = {
+            let _watched = watchdog.watch(Work::Probe);
+            instance.transform(&RecordBatch::new_empty(ctx.input.clone()))?
+        };
+        let announced = probe.schema();
+        // In runner's types (a plugin's int32 is an integer, its large_utf8 a text), every
+        // column nullable (as every column of runner's own steps): a plugin's nullability
+        // flags and field metadata are not held against its batches.
+        let output = model_columns(plugin.name, &announced)?;
         Ok(Stage {
             output: output.clone(),
             kind: StageKind::Map(Box::new(PluginTransform {
                 instance,
                 name: plugin.name,
                 path: path.clone(),
+                announced,
                 output,
-                watchdog: Watchdog::start(
-                    plugin.name,
-                    self.warn_after.unwrap_or(DEFAULT_WARN_AFTER),
-                    self.timeout,
-                ),
+                watchdog,
             })),
         })
     }
@@ -100,6 +108,9 @@ pub struct PluginTransform {
     name: &'static str,
     /// The library, as resolved from the pipeline file.
     path: PathBuf,
+    /// The columns the plugin announced, in its own types: every batch must have them.
+    announced: SchemaRef,
+    /// The same columns in runner's types, as the stage gives them.
     output: SchemaRef,
     watchdog: Arc<Watchdog>,
 }
@@ -119,8 +130,32 @@ struct Watchdog {
 struct Call {
     id: u64,
     started: Instant,
-    rows: usize,
+    work: Work,
     warned: bool,
+}
+
+/// What a watched call into the plugin is doing, for messages.
+#[derive(Clone, Copy)]
+enum Work {
+    /// `create`, with the step's config.
+    Create,
+    /// The empty batch whose answer tells the plugin's columns.
+    Probe,
+    /// A batch of this many rows.
+    Batch(usize),
+    /// `finish`, after the last batch.
+    Finish,
+}
+
+impl std::fmt::Display for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Work::Create => write!(f, "`create`"),
+            Work::Probe => write!(f, "the empty batch that tells its columns"),
+            Work::Batch(rows) => write!(f, "one batch of {rows} rows"),
+            Work::Finish => write!(f, "`finish`"),
+        }
+    }
 }
 
 /// Removes its call from the watch list when the call returns or unwinds.
@@ -162,13 +197,13 @@ impl Watchdog {
         watchdog
     }
 
-    fn watch(&self, rows: usize) -> Watched<'_> {
+    fn watch(&self, work: Work) -> Watched<'_> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut calls) = self.calls.lock() {
             calls.push(Call {
                 id,
                 started: Instant::now(),
-                rows,
+                work,
                 warned: false,
             });
         }
@@ -184,9 +219,9 @@ impl Watchdog {
             if self.timeout.is_some_and(|limit| spent >= limit) {
                 let limit = humantime::format_duration(self.timeout.unwrap_or_default());
                 let message = format!(
-                    "plugin {} has spent longer than its timeout ({limit}) on one batch of {} rows: stopping the run (outputs keep their previous contents)",
+                    "plugin {} has spent longer than its timeout ({limit}) on {}: stopping the run (outputs keep their previous contents)",
                     self.name,
-                    call.rows
+                    call.work
                 );
                 tracing::error!("{message}");
                 crate::cancel::abort(Error::runtime(message));
@@ -194,28 +229,45 @@ impl Watchdog {
             if spent >= self.warn_after && !call.warned {
                 call.warned = true;
                 tracing::warn!(
-                    "plugin {} has spent {:.1} s on one batch of {} rows and is still working",
+                    "plugin {} has spent {:.1} s on {} and is still working",
                     self.name,
                     spent.as_secs_f64(),
-                    call.rows
+                    call.work
                 );
             }
         }
     }
 }
 
+/// The columns a plugin announced, in runner's types (see `ValueType::convertible_from`), or
+/// an error naming a column of a type runner has no place for, or a name given twice (each
+/// step would pick another of the two).
+fn model_columns(name: &str, announced: &arrow_schema::Schema) -> Result<SchemaRef, String> {
+    let mut seen = std::collections::HashSet::new();
+    for field in announced.fields() {
+        if !seen.insert(field.name().as_str()) {
+            return Err(format!(
+                "plugin {name} returned two columns named `{}`; each column needs a name of its own",
+                crate::error::shortened(field.name())
+            ));
+        }
+    }
+    crate::data::normalized_schema(announced).map_err(|e| format!("plugin {name} returned {e}"))
+}
+
 impl PluginTransform {
-    /// Every batch must have the columns the plugin announced when it was built.
+    /// Every batch must have the columns the plugin announced when it was built; it is given
+    /// on in runner's types.
     fn check(&self, out: RecordBatch) -> Result<RecordBatch> {
         let same = |a: &arrow_schema::Field, b: &arrow_schema::Field| {
             a.name() == b.name() && a.data_type() == b.data_type()
         };
         let schema = out.schema();
-        if schema.fields().len() != self.output.fields().len()
+        if schema.fields().len() != self.announced.fields().len()
             || !schema
                 .fields()
                 .iter()
-                .zip(self.output.fields())
+                .zip(self.announced.fields())
                 .all(|(a, b)| same(a, b))
         {
             let names = |s: &arrow_schema::Schema| {
@@ -229,28 +281,31 @@ impl PluginTransform {
                 "plugin {} returned columns ({}) but announced ({})",
                 self.name,
                 names(&out.schema()),
-                names(&self.output)
+                names(&self.announced)
             )));
         }
         if schema.fields() == self.output.fields() {
             return Ok(out);
         }
-        // Only nullability or metadata differ: the announced columns.
-        RecordBatch::try_new(self.output.clone(), out.columns().to_vec())
+        // Other types converted (or only nullability and metadata differ).
+        crate::data::normalize(&out, &self.output)
             .map_err(|e| Error::runtime(format!("plugin {}: {e}", self.name)))
     }
 }
 
 impl MapTransform for PluginTransform {
     fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let watched = self.watchdog.watch(batch.num_rows());
+        let watched = self.watchdog.watch(Work::Batch(batch.num_rows()));
         let out = self.instance.transform(batch).map_err(Error::runtime);
         drop(watched);
         self.check(out?)
     }
 
     fn finish(&self) -> Result<Option<RecordBatch>> {
-        match self.instance.finish().map_err(Error::runtime)? {
+        let watched = self.watchdog.watch(Work::Finish);
+        let last = self.instance.finish().map_err(Error::runtime);
+        drop(watched);
+        match last? {
             Some(out) => self.check(out).map(Some),
             None => Ok(None),
         }
