@@ -237,6 +237,33 @@ mod tests {
     }
 
     #[test]
+    fn a_row_of_many_items_explodes_in_memory_linear_in_them() {
+        // 200,000 tags in one row: the list itself was repeated for each tag (n² bytes,
+        // 160 GB here), which failed the allocation.
+        let mut tags = ListBuilder::new(StringBuilder::new());
+        for i in 0..200_000 {
+            tags.values().append_value(format!("t{i}"));
+        }
+        tags.append(true);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, false),
+            Field::new(
+                "tags",
+                DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+                true,
+            ),
+        ]));
+        let ids = Arc::new(arrow_array::StringArray::from(vec!["1"]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![ids, Arc::new(tags.finish())]).unwrap();
+        let stage = build("{column: tags, as: hashtag}", &schema).unwrap();
+        let out = run(&stage, batch);
+        assert_eq!(out.num_rows(), 200_000);
+        assert!(out.get_array_memory_size() < 64 << 20);
+        assert_eq!(texts(&out, "hashtag")[199_999], "t199999");
+    }
+
+    #[test]
     fn a_lists_null_and_empty_items_are_kept_with_drop_empty_false_as_spark_keeps_them() {
         let mut tags = ListBuilder::new(StringBuilder::new());
         tags.values().append_value("a");
