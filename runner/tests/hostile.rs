@@ -150,7 +150,7 @@ fn a_client_that_stops_reading_is_dropped_after_write_timeout() {
         .spawn()
         .unwrap();
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    // 64 MB of lines into the source: far more than the socket buffers hold.
+    // Lines into the source without end: far more than the socket buffers hold.
     let feeder = std::thread::spawn(move || {
         let mut source = loop {
             if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", source_port)) {
@@ -158,12 +158,9 @@ fn a_client_that_stops_reading_is_dropped_after_write_timeout() {
             }
             std::thread::yield_now();
         };
+        // Until runner stops (its end of the connection closes): every epoch has lines.
         let line = "a line for a client that never reads\n".repeat(1000);
-        for _ in 0..1800 {
-            if source.write_all(line.as_bytes()).is_err() {
-                break;
-            }
-        }
+        while source.write_all(line.as_bytes()).is_ok() {}
     });
     // A client of the sink (which listens from its first epoch on) that never reads.
     let silent = loop {
@@ -173,12 +170,33 @@ fn a_client_that_stops_reading_is_dropped_after_write_timeout() {
         assert!(child.try_wait().unwrap().is_none(), "runner ended early");
         std::thread::yield_now();
     };
-    let seen = read_until(&mut stderr, "dropping the client (it read nothing for 1s");
+    let seen = read_until(
+        &mut stderr,
+        "dropping the client (it had not taken the epoch's lines 1s after the first (write_timeout))",
+    );
     assert!(seen.contains("line(s) were not delivered"), "{seen}");
+    drop(silent);
+    // A client that reads, but a little at a time (paced, 4 KiB every 50 ms): dropped as well
+    // once the epoch's lines are not all taken after 1s (it made progress all along, and was
+    // kept for ever).
+    let slow = std::net::TcpStream::connect(("127.0.0.1", sink_port)).unwrap();
+    let mut reading = slow.try_clone().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while matches!(std::io::Read::read(&mut reading, &mut buffer), Ok(n) if n > 0) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    });
+    read_until(
+        &mut stderr,
+        "dropping the client (it had not taken the epoch's lines 1s after the first (write_timeout))",
+    );
     // SAFETY: a signal to our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    drop(silent);
+    // What the kernel still holds for it is not read to the end.
+    let _ = slow.shutdown(std::net::Shutdown::Both);
+    let _ = reader.join();
     let _ = feeder.join();
 }
 

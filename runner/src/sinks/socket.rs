@@ -29,8 +29,9 @@ pub struct SocketSinkConfig {
     /// `lines`: the value as text; `joined`: a list column's elements joined with spaces.
     #[serde(default)]
     pub format: SocketFormat,
-    /// A client that takes longer than this to accept an epoch's lines (it stopped reading) is
-    /// dropped and logged, and the next one awaited (default `30s`).
+    /// A client that takes longer than this to accept an epoch's lines (from the first written
+    /// to it: one that stopped reading, or reads too slowly) is dropped and logged, and the next
+    /// one awaited (default `30s`).
     #[serde(default, deserialize_with = "crate::settings::duration::opt")]
     #[schemars(with = "Option<String>")]
     pub write_timeout: Option<std::time::Duration>,
@@ -78,6 +79,7 @@ impl BuildSink for SocketSinkConfig {
             listener: None,
             client: None,
             write_timeout: self.write_timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT),
+            deadline: None,
         }))
     }
 }
@@ -91,6 +93,9 @@ pub struct SocketSink {
     listener: Option<TcpListener>,
     client: Option<TcpStream>,
     write_timeout: std::time::Duration,
+    /// When the client must have taken the epoch's lines: `write_timeout` after the epoch's
+    /// first write to it (a client that reads, but too slowly, is dropped there too).
+    deadline: Option<std::time::Instant>,
 }
 
 impl SocketSink {
@@ -154,20 +159,22 @@ fn wait_readable(listener: &TcpListener, timeout: std::time::Duration) {
     unsafe { libc::poll(&mut poll, 1, timeout.as_millis() as libc::c_int) };
 }
 
-/// Writes `bytes` to `client`, giving up after `timeout` without progress, or when a stop is
-/// requested (`Ok(false)`).
+/// Writes `bytes` to `client`, giving up at `deadline` (the epoch's lines not all taken by
+/// then: `timeout` after its first write), or when a stop is requested (`Ok(false)`).
 fn write_all_or_give_up(
     client: &mut TcpStream,
     mut bytes: &[u8],
     timeout: std::time::Duration,
+    deadline: std::time::Instant,
 ) -> std::io::Result<bool> {
-    let mut last_progress = std::time::Instant::now();
     while !bytes.is_empty() {
         match client.write(bytes) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 bytes = &bytes[n..];
-                last_progress = std::time::Instant::now();
+                if !bytes.is_empty() && std::time::Instant::now() >= deadline {
+                    return Err(too_slow(timeout));
+                }
             }
             Err(e)
                 if matches!(
@@ -180,14 +187,8 @@ fn write_all_or_give_up(
                 if crate::cancel::requested() {
                     return Ok(false);
                 }
-                if last_progress.elapsed() >= timeout {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "it read nothing for {} (write_timeout)",
-                            humantime::format_duration(timeout)
-                        ),
-                    ));
+                if std::time::Instant::now() >= deadline {
+                    return Err(too_slow(timeout));
                 }
             }
             Err(e) => return Err(e),
@@ -196,8 +197,19 @@ fn write_all_or_give_up(
     Ok(true)
 }
 
+fn too_slow(timeout: std::time::Duration) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "it had not taken the epoch's lines {} after the first (write_timeout)",
+            humantime::format_duration(timeout)
+        ),
+    )
+}
+
 impl Sink for SocketSink {
     fn begin(&mut self, _epoch: u64) -> Result<()> {
+        self.deadline = None;
         Ok(())
     }
 
@@ -218,15 +230,21 @@ impl Sink for SocketSink {
             text.push('\n');
         }
         let timeout = self.write_timeout;
-        let Some(client) = self.client()? else {
+        if self.client()?.is_none() {
             tracing::warn!(
                 "stopping: no client took these {} line(s) on {}",
                 result.num_rows(),
                 self.address
             );
             return Ok(Flow::Enough);
+        }
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| std::time::Instant::now() + timeout);
+        let Some(client) = self.client.as_mut() else {
+            return Ok(Flow::More);
         };
-        match write_all_or_give_up(client, text.as_bytes(), timeout) {
+        match write_all_or_give_up(client, text.as_bytes(), timeout, deadline) {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!("stopping: the client had not taken all lines of the epoch");
@@ -241,6 +259,8 @@ impl Sink for SocketSink {
                     result.num_rows()
                 );
                 self.client = None;
+                // The next client has the whole `write_timeout` for what is left.
+                self.deadline = None;
             }
         }
         Ok(Flow::More)
