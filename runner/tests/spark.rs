@@ -607,6 +607,26 @@ fn what_spark_cannot_run_is_refused_at_validation_with_the_alternative() {
         ),
         "{stderr}"
     );
+    // A file Spark's listing would pass by (its name starts with `_`): refused, not read as
+    // empty.
+    write(dir.path(), "_part.txt", "a b\n");
+    let hidden = write(
+        dir.path(),
+        "hidden.yaml",
+        "name: h\nsource: {type: file, path: _part.txt}\nsinks: [{type: stdout}]\n",
+    );
+    let output = runner()
+        .arg("plan")
+        .arg(&hidden)
+        .args(["--engine", "spark", "--remote", "sc://127.0.0.1:15002"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Spark passes by files whose names start with `_` or `.`"),
+        "{stderr}"
+    );
     // No address anywhere.
     let output = runner()
         .args(["plan", "pipelines/romeo.yaml", "--engine", "spark"])

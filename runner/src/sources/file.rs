@@ -903,6 +903,15 @@ impl BatchSource for FileSource {
             );
         }
         let written = self.written.to_string_lossy();
+        // Spark's file index passes by names starting with `_` or `.` even when the path
+        // names the file itself (or a glob asks for them): it would read nothing, and say
+        // nothing.
+        if !is_uri(&written) && !self.path.is_dir() && is_hidden(&self.path) {
+            return Err(format!(
+                "Spark passes by files whose names start with `_` or `.`, even named ones, and would read nothing of {}: rename it, or run with --engine local",
+                crate::error::escape_path(&self.path)
+            ));
+        }
         let (uri, warning) = if is_uri(&written) {
             (written.into_owned(), None)
         } else {
