@@ -87,6 +87,65 @@ fn listen_mode_out_of_descriptors_backs_off_and_rate_limits_its_warning() {
     assert!(stderr.len() < 100_000, "{} bytes of stderr", stderr.len());
 }
 
+#[test]
+fn listen_mode_rate_limits_its_warning_for_connections_that_break() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &format!("name: l\nmode: stream\nstop_after: 60s\nsource:\n  type: socket\n  mode: listen\n  port: {port}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+    );
+    let mut child = runner_process()
+        .arg("run")
+        .arg(&p)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    // Clients that send half a line and reset the connection (linger 0: RST, not FIN).
+    let reset = |client: std::net::TcpStream| {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket and a correctly sized option value.
+        let set = unsafe {
+            libc::setsockopt(
+                client.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                std::ptr::from_ref(&linger).cast::<libc::c_void>(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0);
+        drop(client);
+    };
+    let first = loop {
+        if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            break c;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "runner ended early");
+        std::thread::yield_now();
+    };
+    reset(first);
+    let mut seen = read_until(&mut stderr, "the client's connection broke");
+    for _ in 0..200 {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _ = c.write_all(b"cut mid-li");
+        reset(c);
+    }
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{seen}");
+    // 201 broken connections within 10 s: one warning (a warning each flooded the log).
+    assert_eq!(seen.matches("connection broke").count(), 1, "{seen}");
+}
+
 /// Reads `child`'s stderr until a line contains `wanted`; returns what it read.
 fn read_until(stderr: &mut impl std::io::BufRead, wanted: &str) -> String {
     let mut seen = String::new();

@@ -345,6 +345,9 @@ async fn listen_loop(
     let mut backoff = Duration::from_millis(10);
     let mut last_warning: Option<tokio::time::Instant> = None;
     let mut failures_since_warning = 0u64;
+    // Broken connections are told at most every 10 s too, with the count: a peer that opens
+    // and resets thousands of them must not flood the log and the page's warnings.
+    let broken: Arc<std::sync::Mutex<(Option<tokio::time::Instant>, u64)>> = Arc::default();
     loop {
         // At most max_clients at once: the next accept waits for a free place.
         let permit = tokio::select! {
@@ -360,10 +363,27 @@ async fn listen_loop(
                     backoff = Duration::from_millis(10);
                     tracing::info!(%peer, "client connected");
                     let (config, stats, tx) = (config.clone(), stats.clone(), tx.clone());
+                    let broken = broken.clone();
                     tokio::spawn(async move {
                         match read_lines(stream, &config, &stats, &tx).await {
                             Ok(Some(broke)) => {
-                                tracing::warn!(%peer, "the client's connection broke: {broke}")
+                                let mut broken =
+                                    broken.lock().unwrap_or_else(|p| p.into_inner());
+                                let now = tokio::time::Instant::now();
+                                if broken.0.is_none_or(|at| now - at >= Duration::from_secs(10)) {
+                                    let others = match broken.1 {
+                                        0 => String::new(),
+                                        n => format!(" ({n} more broke since the last warning)"),
+                                    };
+                                    tracing::warn!(
+                                        %peer,
+                                        "the client's connection broke: {broke}{others}"
+                                    );
+                                    *broken = (Some(now), 0);
+                                } else {
+                                    broken.1 += 1;
+                                    tracing::info!(%peer, "the client's connection broke: {broke}");
+                                }
                             }
                             _ => tracing::info!(%peer, "client disconnected"),
                         }
