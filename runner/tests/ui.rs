@@ -759,6 +759,70 @@ fn clients_that_send_nothing_are_let_go_and_cannot_crowd_out_the_page() {
 }
 
 #[test]
+fn event_streams_left_open_leave_room_for_the_page_and_a_download_defuses_formulas() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "in.csv",
+        "k,n\n=cmd|' /c calc'!A1,1\n@SUM(1+1),2\nplain,3\n-2,4\n",
+    );
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: open\nsource: {type: file, path: in.csv, format: csv, columns: {k: text, n: integer}}\nsinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    let run = Run::finished_with_page(&pipeline);
+    let url = run.url.clone();
+    let address = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    // Event streams that stay open (their clients never read): half of the server's 64
+    // connections at most; the next is told so at once.
+    let request = format!("GET /events HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    let open: Vec<TcpStream> = (0..32)
+        .map(|_| {
+            let mut client = TcpStream::connect(&address).unwrap();
+            client.write_all(request.as_bytes()).unwrap();
+            let mut first = [0u8; 12];
+            std::io::Read::read_exact(&mut client, &mut first).unwrap();
+            assert_eq!(&first, b"HTTP/1.1 200");
+            client
+        })
+        .collect();
+    let refused = http().get(format!("{url}events")).send().unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    // The page, the API and the metrics are still served.
+    assert_eq!(get_json(&format!("{url}api/run"))["state"], "finished");
+    assert!(get(&format!("{url}metrics"))
+        .text()
+        .unwrap()
+        .contains("runner_"));
+    drop(open);
+    // The API's CSV is the sink's file, byte for byte; the page's download link asks for a
+    // CSV whose texts cannot run as spreadsheet formulas.
+    let csv = get(&format!("{url}api/result?format=csv")).text().unwrap();
+    assert_eq!(
+        csv,
+        std::fs::read_to_string(dir.path().join("out.csv")).unwrap()
+    );
+    let page = get(&url).text().unwrap();
+    assert!(
+        page.contains("api/result?format=csv&amp;for=spreadsheet"),
+        "{page}"
+    );
+    let safe = get(&format!("{url}api/result?format=csv&for=spreadsheet"))
+        .text()
+        .unwrap();
+    assert_eq!(
+        safe,
+        "k,n\n'=cmd|' /c calc'!A1,1\n'@SUM(1+1),2\nplain,3\n'-2,4\n"
+    );
+    let (code, stderr) = run.stop();
+    assert_eq!(code, Some(0), "{}", stderr.join("\n"));
+}
+
+#[test]
 fn a_page_other_machines_reach_needs_its_token() {
     let dir = tempfile::tempdir().unwrap();
     let input = write(dir.path(), "in.txt", "a b\nb\n");

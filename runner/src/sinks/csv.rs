@@ -461,6 +461,30 @@ pub fn write_records<W: std::io::Write>(
     result: &RecordBatch,
     header: bool,
 ) -> std::io::Result<()> {
+    write_records_as(out, result, header, false)
+}
+
+/// [`write_records`] for a spreadsheet: a text that a spreadsheet would take for a formula
+/// (starting with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a `'` before it, as
+/// OWASP advises, so that data never runs as a formula when the file is opened.
+pub fn write_records_for_spreadsheet<W: std::io::Write>(
+    out: &mut W,
+    result: &RecordBatch,
+    header: bool,
+) -> std::io::Result<()> {
+    write_records_as(out, result, header, true)
+}
+
+fn write_records_as<W: std::io::Write>(
+    out: &mut W,
+    result: &RecordBatch,
+    header: bool,
+    for_spreadsheet: bool,
+) -> std::io::Result<()> {
+    let defused = |text: &str| -> Option<String> {
+        (for_spreadsheet && text.starts_with(['=', '+', '-', '@', '\t', '\r']))
+            .then(|| format!("'{text}"))
+    };
     let mut writer = csv_core::WriterBuilder::new()
         .terminator(csv_core::Terminator::Any(b'\n'))
         .build();
@@ -468,11 +492,12 @@ pub fn write_records<W: std::io::Write>(
     let lone = result.num_columns() == 1;
     if header {
         for (index, field) in result.schema().fields().iter().enumerate() {
+            let name = defused(field.name());
             push_field(
                 &mut writer,
                 &mut line,
                 index,
-                Some(field.name().as_bytes()),
+                Some(name.as_deref().unwrap_or(field.name()).as_bytes()),
                 lone,
             );
         }
@@ -482,6 +507,11 @@ pub fn write_records<W: std::io::Write>(
         for (index, column) in result.columns().iter().enumerate() {
             match cell(column.as_ref(), row) {
                 crate::data::Cell::Null => push_field(&mut writer, &mut line, index, None, lone),
+                crate::data::Cell::Text(text) if for_spreadsheet => {
+                    let quoted = defused(text);
+                    let field = quoted.as_deref().unwrap_or(text);
+                    push_field(&mut writer, &mut line, index, Some(field.as_bytes()), lone)
+                }
                 value => {
                     let text = value.to_field();
                     push_field(&mut writer, &mut line, index, Some(text.as_bytes()), lone)

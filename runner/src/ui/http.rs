@@ -99,6 +99,28 @@ async fn epochs(State(live): State<Arc<Live>>, Query(query): Query<EpochsQuery>)
 struct ResultQuery {
     format: Option<String>,
     limit: Option<usize>,
+    /// `for=spreadsheet` (the page's download link): CSV whose texts never run as formulas.
+    #[serde(rename = "for")]
+    for_: Option<String>,
+}
+
+/// JSON results built at once: each is held whole until its client has read it, so a few
+/// clients that never read cannot hold a copy each of a large result (`/api/result` waits
+/// for a turn instead).
+const RESULT_BODIES: usize = 2;
+
+/// `/events` streams open at once, of the server's `MAX_CONNECTIONS`: the rest stay free for
+/// the page, `/api/*` and `/metrics`, however many event streams are kept open.
+const MAX_EVENT_STREAMS: usize = super::serve::MAX_CONNECTIONS / 2;
+
+fn result_bodies() -> &'static Arc<tokio::sync::Semaphore> {
+    static BODIES: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    BODIES.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(RESULT_BODIES)))
+}
+
+fn event_streams() -> &'static Arc<tokio::sync::Semaphore> {
+    static STREAMS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    STREAMS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)))
 }
 
 async fn result(State(live): State<Arc<Live>>, Query(query): Query<ResultQuery>) -> Response {
@@ -108,7 +130,21 @@ async fn result(State(live): State<Arc<Live>>, Query(query): Query<ResultQuery>)
     match query.format.as_deref() {
         None | Some("json") => {
             let limit = query.limit.unwrap_or(DEFAULT_ROWS).min(MAX_ROWS);
-            let mut response = json(snapshot.to_json(limit));
+            let Ok(turn) = result_bodies().clone().acquire_owned().await else {
+                return refuse(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping\n");
+            };
+            let body = snapshot.to_json(limit).to_string();
+            // The turn is given back when the body has been sent (or the client has gone):
+            // the stream ends, and is dropped, only once its one piece was taken.
+            let pieces =
+                futures_util::stream::unfold((Some(body), Some(turn)), |(body, turn)| async move {
+                    body.map(|body| (Ok::<_, Infallible>(body), (None, turn)))
+                });
+            let mut response = (
+                [(header::CONTENT_TYPE, "application/json")],
+                Body::from_stream(pieces),
+            )
+                .into_response();
             response.headers_mut().insert("x-runner-epoch", epoch);
             response
         }
@@ -128,9 +164,15 @@ async fn result(State(live): State<Arc<Live>>, Query(query): Query<ResultQuery>)
                     }
                 }
             }
-            let body = futures_util::stream::iter(pieces).map(|(piece, header)| {
+            let for_spreadsheet = query.for_.as_deref() == Some("spreadsheet");
+            let body = futures_util::stream::iter(pieces).map(move |(piece, header)| {
                 let mut body = Vec::new();
-                crate::sinks::csv::write_records(&mut body, &piece, header)?;
+                match for_spreadsheet {
+                    true => {
+                        crate::sinks::csv::write_records_for_spreadsheet(&mut body, &piece, header)?
+                    }
+                    false => crate::sinks::csv::write_records(&mut body, &piece, header)?,
+                }
                 Ok::<_, std::io::Error>(body)
             });
             let mut response = (
@@ -163,19 +205,25 @@ async fn metrics(State(live): State<Arc<Live>>) -> Response {
 /// Server-Sent Events: `state` first, then `epoch`, `result`, `warning` and `state` as they
 /// happen. A client that falls `CLIENT_QUEUE` messages behind gets `resync` (fetch
 /// everything again) instead of the messages it missed: it never holds the run back.
-async fn events(
-    State(live): State<Arc<Live>>,
-) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+async fn events(State(live): State<Arc<Live>>) -> Response {
+    // Held by the stream, given back when its client goes.
+    let Ok(place) = event_streams().clone().try_acquire_owned() else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many live event streams are open; close a page and reload\n",
+        );
+    };
     let first = SseEvent::default()
         .event("state")
         .data(live.state_json().to_string());
     let updates = live.subscribe();
-    let rest = futures_util::stream::unfold(updates, |mut updates| async move {
+    let rest = futures_util::stream::unfold((updates, place), |(mut updates, place)| async move {
         let event = next_event(&mut updates).await?;
-        Some((Ok(event), updates))
+        Some((Ok::<_, Infallible>(event), (updates, place)))
     });
     Sse::new(futures_util::stream::once(async { Ok(first) }).chain(rest))
         .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// The next message for a client as an SSE event: `resync` when it fell behind; `None` when
