@@ -24,7 +24,7 @@
  *   missing-buffers            utf8 child with n_buffers = 1 (a 1-entry buffers array)
  *   null-child-pointer         struct n_children = 1 with children[0] == NULL
  *   huge-error                 an error whose 64-byte static message claims len 1<<40
- *   control-error              the error "bad \x1b[31mred\x1b[0m thing"
+ *   control-error              the error "bad \x1b[31mred\x1b[0m thing\nerror: forged"
  *   wrong-type                 a top-level int64 array ("l") instead of a struct
  *   dictionary                 the utf8 child array has a dictionary; its schema has none
  *   status-error               returns status 7 (no such status) without a message
@@ -325,7 +325,7 @@ static int64_t word_flags(const struct ArrowSchema *in_schema) {
 /* Builds the faulty output for a batch of n > 0 rows. */
 static int32_t misbehave(enum Fault fault, int64_t n, int64_t flags, struct ArrowArray *out,
                          struct ArrowSchema *out_schema, RunnerError *err) {
-  static const char CONTROL_MESSAGE[] = "bad \x1b[31mred\x1b[0m thing";
+  static const char CONTROL_MESSAGE[] = "bad \x1b[31mred\x1b[0m thing\nerror: forged";
   struct ArrowArray a;
   struct ArrowSchema s;
   struct ArrowArray *child;

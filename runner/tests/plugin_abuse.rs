@@ -91,7 +91,10 @@ const FAULTS: &[(&str, &str)] = &[
     ("wrong-type", "instead of a batch (a struct array)"),
     ("dictionary", "dictionary"),
     ("huge-error", "[message cut: 1099511627776 bytes claimed]"),
-    ("control-error", "bad \\u{1b}[31mred\\u{1b}[0m thing"),
+    (
+        "control-error",
+        "bad \\u{1b}[31mred\\u{1b}[0m thing\\nerror: forged",
+    ),
     (
         "status-error",
         "it returned status 7, which the ABI does not have (0 ok, 1 error, 2 a panic), and no message",

@@ -155,7 +155,13 @@ pub fn import_batch(
             batch.len()
         ));
     }
+    let rows = batch.len();
     let (fields, columns, _) = batch.into_parts();
+    if fields.is_empty() {
+        return Err(format!(
+            "it returned {rows} row(s) without a column; a batch needs at least one"
+        ));
+    }
     RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
         .map_err(|e| e.to_string())
 }
@@ -175,11 +181,17 @@ pub(crate) fn message(msg: *const u8, len: usize) -> Option<String> {
     // SAFETY: `taken` bytes from `msg` are readable; the plugin owns them until released.
     let bytes = unsafe { std::slice::from_raw_parts(msg, taken) };
     let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
-    let mut text = crate::error::escape_controls(&String::from_utf8_lossy(text)).into_owned();
+    // One line: a plugin's line end would start a line that reads as runner's own.
+    let mut text = one_line(&String::from_utf8_lossy(text));
     if taken < len {
         text.push_str(&format!(" [message cut: {len} bytes claimed]"));
     }
     Some(text)
+}
+
+/// Text from a plugin as one line, control characters (line ends and tabs too) escaped.
+pub(crate) fn one_line(text: &str) -> String {
+    crate::error::escape_controls(&text.replace('\n', "\\n").replace('\r', "\\r")).into_owned()
 }
 
 /// The process's readable memory at one moment: the readable ranges of `/proc/self/maps`
@@ -656,6 +668,31 @@ mod tests {
     fn a_valid_batch_comes_back_unchanged() {
         let (array, schema) = exported(sample());
         assert_eq!(import_batch(array, &schema).unwrap(), sample());
+    }
+
+    #[test]
+    fn rows_without_a_column_are_an_error_that_says_so() {
+        let empty = RecordBatch::try_new_with_options(
+            Arc::new(Schema::empty()),
+            Vec::new(),
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(3)),
+        )
+        .unwrap();
+        let data = StructArray::from(empty).into_data();
+        let schema = FFI_ArrowSchema::try_from(data.data_type()).unwrap();
+        let err = import_batch(FFI_ArrowArray::new(&data), &schema).unwrap_err();
+        assert_eq!(
+            err,
+            "it returned 3 row(s) without a column; a batch needs at least one"
+        );
+    }
+
+    #[test]
+    fn text_from_a_plugin_is_one_line() {
+        assert_eq!(
+            one_line("a\nerror: forged\r\x1b"),
+            "a\\nerror: forged\\r\\u{1b}"
+        );
     }
 
     /// Exports `sample()`, lets `damage` change the raw structs, and imports the result.

@@ -159,7 +159,7 @@ pub fn load(path: &Path) -> Result<Plugin, String> {
             .unwrap_or_default()
     } else {
         let name = import::c_string(&memory, table.name, "its `name`").map_err(invalid)?;
-        crate::error::escape_controls(&name.to_string_lossy()).into_owned()
+        import::one_line(&name.to_string_lossy())
     };
     let plugin = Plugin {
         create: table.create.ok_or_else(|| missing("create"))?,
