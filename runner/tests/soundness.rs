@@ -72,6 +72,51 @@ fn a_tape_too_far_ahead_to_wait_for_fails_the_run_with_a_summary() {
 }
 
 #[test]
+fn a_long_pause_on_a_tape_is_said_not_slept_through_quietly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let first = std::fs::read_to_string(sample_tape()).unwrap();
+    let line = first.lines().next().unwrap();
+    let (head, _) = line.rsplit_once("\"t\":").expect("a recorded time");
+    // Unix times: the second event is 31 years after the first.
+    write(
+        dir.path(),
+        "unix.jsonl",
+        &format!("{head}\"t\": 0}}\n{head}\"t\": 1e9}}\n"),
+    );
+    // Bounded: without the warning the run ends at `stop_after` and the test fails.
+    let p = replay(
+        dir.path(),
+        &dir.path().join("unix.jsonl"),
+        "1",
+        "stop_after: 60s\n",
+    );
+    let mut child = common::runner_process()
+        .arg("run")
+        .arg(&p)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        if line.contains("unix.jsonl line 2: its event is 31years") {
+            break;
+        }
+    }
+    assert!(
+        seen.contains("waiting for it; `speed: max` replays without the pauses"),
+        "{seen}"
+    );
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
 fn a_checkpoint_with_a_time_off_the_tape_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let p = replay(

@@ -135,6 +135,9 @@ impl BuildSource for ReplaySourceConfig {
     }
 }
 
+/// A wait for the tape's next event this long or longer is warned of.
+const LONG_WAIT: Duration = Duration::from_secs(60);
+
 /// The `replay` source at run time: a recorded tape's events, paced by `speed`, through the live
 /// stream's handling.
 pub struct ReplaySource {
@@ -267,6 +270,17 @@ impl StreamSource for ReplaySource {
                                 recorded.t
                             )
                         })?;
+                    // A long silence is said, not slept through quietly (a tape whose `t` are
+                    // Unix times jumps decades at its first event).
+                    let ahead = due.saturating_duration_since(std::time::Instant::now());
+                    if ahead >= LONG_WAIT {
+                        tracing::warn!(
+                            "{} line {number}: its event is {} ahead at speed {factor} (t = {}): waiting for it; `speed: max` replays without the pauses",
+                            crate::error::escape_path(&path),
+                            humantime::format_duration(Duration::from_secs(ahead.as_secs())),
+                            recorded.t
+                        );
+                    }
                     tokio::time::sleep_until(due.into()).await;
                 }
                 position.time = recorded.t;
