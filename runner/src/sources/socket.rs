@@ -20,7 +20,10 @@ use crate::data::text_schema;
 /// Stream mode. With `mode: connect` (the default) it is a TCP client like Spark's socket
 /// source: it waits for the server, retrying with backoff (50 ms doubling to 2 s), and ends when
 /// the server closes, unless `reconnect: true`. With `mode: listen` it accepts clients (up to
-/// `max_clients` at once) and reads lines from all of them.
+/// `max_clients` at once) and reads lines from all of them: any client that reaches the address
+/// is a source of rows, so with records (`format: jsonl` or `csv`) and `on_error: fail` (the
+/// default) one bad line from any of them ends the run; listen on loopback, or use
+/// `on_error: skip`, where clients are not all trusted.
 ///
 /// UTF-8 lines, CRLF or LF; a final line without a newline is kept, a line cut by a connection
 /// reset is dropped and reported. A broken connection (without `reconnect`) ends the run with
