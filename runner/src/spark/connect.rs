@@ -430,22 +430,51 @@ fn refused(remote: &Remote, status: &tonic::Status) -> Error {
 }
 
 /// Text from the server, made safe for a terminal (control characters escaped) and kept
-/// short: at most 20 lines.
+/// short: without Java's stack frames, without the advice to turn ANSI mode off (runner sets
+/// it), at most 20 lines.
 fn clean(text: &str) -> String {
-    let mut lines: Vec<String> = text
-        .lines()
+    let stack_frame = |line: &str| {
+        let line = line.trim_start();
+        line.starts_with("at ") && line.ends_with(')')
+            || line.starts_with("... ") && line.ends_with(" more")
+    };
+    let kept: Vec<&str> = text.lines().filter(|line| !stack_frame(line)).collect();
+    let mut lines: Vec<String> = kept
+        .iter()
         .take(20)
-        .map(|line| crate::error::escape_controls(line).into_owned())
+        .map(|line| crate::error::escape_controls(&without_ansi_advice(line)).into_owned())
         .collect();
-    if text.lines().count() > 20 {
+    if kept.len() > 20 {
         lines.push("…".into());
     }
     lines.join("\n")
 }
 
+/// `line` without Spark's advice to set `spark.sql.ansi.enabled` to `false`: runner sets it to
+/// `true` on purpose (as its own engine fails there), so the advice does not apply.
+fn without_ansi_advice(line: &str) -> std::borrow::Cow<'_, str> {
+    const ADVICE: &str = "If necessary set \"spark.sql.ansi.enabled\" to \"false\"";
+    let Some(start) = line.find(ADVICE) else {
+        return line.into();
+    };
+    let rest = &line[start..];
+    // The advice is one sentence ("... to bypass this error."); what follows stays.
+    let end = rest.find(". ").map_or(rest.len(), |at| at + 2);
+    format!("{}{}", &line[..start], &rest[end..]).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spark_messages_lose_java_stack_frames_and_the_ansi_advice() {
+        let message = "[ARITHMETIC_OVERFLOW] long overflow. Use 'try_add' to tolerate overflow and return NULL instead. If necessary set \"spark.sql.ansi.enabled\" to \"false\" to bypass this error. SQLSTATE: 22003\n\tat org.apache.spark.sql.errors.QueryExecutionErrors$.arithmeticOverflowError(QueryExecutionErrors.scala:640)\n\t... 12 more";
+        assert_eq!(
+            clean(message),
+            "[ARITHMETIC_OVERFLOW] long overflow. Use 'try_add' to tolerate overflow and return NULL instead. SQLSTATE: 22003"
+        );
+    }
 
     #[test]
     fn addresses_read_as_pyspark_reads_them() {

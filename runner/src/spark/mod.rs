@@ -205,8 +205,10 @@ fn translate(
     };
     if let Some((i, why)) = refusal.filter(|_| steps < needed) {
         let step = &config.transforms[i];
+        let aggregation = matches!(pipeline.stages[i].stage.kind, StageKind::Aggregate(_));
         let position = match last_aggregate {
             Some(aggregate) if aggregate == i => "(the aggregation)",
+            Some(_) if aggregation => "before the last aggregation",
             Some(_) => "before the aggregation",
             None => "in a pipeline without an aggregation",
         };
