@@ -142,7 +142,8 @@ pub fn shortened(text: &str) -> String {
 }
 
 /// `text` with control characters (C0 but newline and tab, DEL, C1) and the bidirectional
-/// overrides and isolates (U+202A–U+202E, U+2066–U+2069, which reorder what a terminal shows)
+/// controls (overrides and isolates U+202A–U+202E, U+2066–U+2069, and the marks U+200E,
+/// U+200F, U+061C, which reorder what a terminal shows)
 /// written as `\u{..}` escapes, so text from data, servers or plugins never reaches a terminal
 /// as a control sequence. Borrowed when there is nothing to escape.
 pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
@@ -173,7 +174,14 @@ pub fn utf8_text(bytes: Vec<u8>, path: &std::path::Path, what: &str) -> Result<S
 pub fn escape_terminal(text: &str, allow_colour: bool) -> std::borrow::Cow<'_, str> {
     let escaped = |c: char| {
         (c.is_control() && c != '\n' && c != '\t')
-            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+            || matches!(
+                c,
+                '\u{202A}'..='\u{202E}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{200E}'
+                    | '\u{200F}'
+                    | '\u{061C}'
+            )
     };
     if !text.chars().any(escaped) {
         return std::borrow::Cow::Borrowed(text);

@@ -81,8 +81,9 @@ pub fn write_value(out: &mut Vec<u8>, value: Cell) {
 }
 
 /// The bytes a text holding them is escaped for: control characters, `"`, `\`, DEL, 0xC2,
-/// which starts U+0080 to U+009F (C1 controls) in UTF-8, and 0xE2, which starts the
-/// bidirectional controls (and other characters, which are written as they are).
+/// which starts U+0080 to U+009F (C1 controls) in UTF-8, 0xE2, which starts most
+/// bidirectional controls, and 0xD8, which starts U+061C (and other characters, which are
+/// written as they are).
 const ESCAPED_BYTES: [bool; 256] = {
     let mut table = [false; 256];
     let mut byte = 0;
@@ -95,6 +96,7 @@ const ESCAPED_BYTES: [bool; 256] = {
     table[0x7F] = true;
     table[0xC2] = true;
     table[0xE2] = true;
+    table[0xD8] = true;
     table
 };
 
@@ -112,7 +114,14 @@ pub fn write_text(out: &mut Vec<u8>, text: &str) {
                 '\r' => out.extend_from_slice(b"\\r"),
                 '\t' => out.extend_from_slice(b"\\t"),
                 c if c.is_control()
-                    || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') =>
+                    || matches!(
+                        c,
+                        '\u{202A}'..='\u{202E}'
+                            | '\u{2066}'..='\u{2069}'
+                            | '\u{200E}'
+                            | '\u{200F}'
+                            | '\u{061C}'
+                    ) =>
                 {
                     out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
                 }
@@ -150,9 +159,9 @@ mod tests {
         assert_eq!(text("Â¢"), "\"Â¢\"");
         // The bidirectional overrides and isolates are escaped; other characters starting
         // with the same byte (’, ✓) are not.
-        let reordering = "a\u{202e}b\u{2066}c’✓";
+        let reordering = "a\u{202e}b\u{2066}c’✓\u{200f}\u{61c}ب";
         let written = text(reordering);
-        assert_eq!(written, "\"a\\u202eb\\u2066c’✓\"");
+        assert_eq!(written, "\"a\\u202eb\\u2066c’✓\\u200f\\u061cب\"");
         let back: String = serde_json::from_str(&written).unwrap();
         assert_eq!(back, reordering);
     }

@@ -27,7 +27,7 @@ const page = {
 
 function el(tag, text, attrs) {
   const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (text !== undefined && text !== null) node.textContent = visible(String(text));
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
   return node;
 }
@@ -35,7 +35,7 @@ function el(tag, text, attrs) {
 function svg(tag, attrs, text) {
   const node = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-  if (text !== undefined) node.textContent = String(text);
+  if (text !== undefined) node.textContent = visible(String(text));
   return node;
 }
 
@@ -108,8 +108,8 @@ function showState(state) {
 function showRun(run) {
   page.run = run;
   page.runSeen = performance.now();
-  $("pipeline").textContent = run.pipeline;
-  document.title = `${run.pipeline} · runner`;
+  $("pipeline").textContent = visible(run.pipeline);
+  document.title = `${visible(run.pipeline)} · runner`;
   showState(run);
   const facts = $("run-facts");
   facts.replaceChildren();
@@ -181,7 +181,7 @@ function drawChart(chart) {
     $("chart-title").textContent = "No chart: the result has no text column and number column.";
     return;
   }
-  $("chart-title").textContent = chart.title;
+  $("chart-title").textContent = visible(chart.title);
   const bars = chart.bars;
   const [W, H] = [800, 360];
   const left = 56, right = 12, top = 22, bottom = 96;
