@@ -106,13 +106,15 @@ pub fn write_text(out: &mut Vec<u8>, text: &str) {
     if !text.bytes().any(|b| ESCAPED_BYTES[b as usize]) {
         out.extend_from_slice(text.as_bytes());
     } else {
-        for c in text.chars() {
-            match c {
-                '"' => out.extend_from_slice(b"\\\""),
-                '\\' => out.extend_from_slice(b"\\\\"),
-                '\n' => out.extend_from_slice(b"\\n"),
-                '\r' => out.extend_from_slice(b"\\r"),
-                '\t' => out.extend_from_slice(b"\\t"),
+        // Runs of characters written as they are go in one copy; only escapes are built.
+        let mut run_start = 0;
+        for (at, c) in text.char_indices() {
+            let escape: &[u8] = match c {
+                '"' => b"\\\"",
+                '\\' => b"\\\\",
+                '\n' => b"\\n",
+                '\r' => b"\\r",
+                '\t' => b"\\t",
                 c if c.is_control()
                     || matches!(
                         c,
@@ -123,11 +125,18 @@ pub fn write_text(out: &mut Vec<u8>, text: &str) {
                             | '\u{061C}'
                     ) =>
                 {
-                    out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+                    out.extend_from_slice(&text.as_bytes()[run_start..at]);
+                    out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
+                    run_start = at + c.len_utf8();
+                    continue;
                 }
-                c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
-            }
+                _ => continue,
+            };
+            out.extend_from_slice(&text.as_bytes()[run_start..at]);
+            out.extend_from_slice(escape);
+            run_start = at + c.len_utf8();
         }
+        out.extend_from_slice(&text.as_bytes()[run_start..]);
     }
     out.push(b'"');
 }
