@@ -213,13 +213,21 @@ fn tail(file: &mut std::fs::File, start: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Ends `file`'s last line, which has no line end but is whole (a file another tool wrote
-/// without a final newline), so that appended rows start on a line of their own.
-fn end_last_line(file: &mut std::fs::File, path: &Path, length: u64) -> std::io::Result<u64> {
+/// Ends `file`'s last line (`tail`), which has no line end but reads as whole (a file another
+/// tool wrote without a final newline), so that appended rows start on a line of their own. A
+/// run of runner killed inside a record's last field leaves such a line too: nothing tells the
+/// two apart without a checkpoint's ledger, so the line is kept (no row is lost) and shown.
+fn end_last_line(
+    file: &mut std::fs::File,
+    path: &Path,
+    length: u64,
+    tail: &[u8],
+) -> std::io::Result<u64> {
     use std::io::Write;
     tracing::warn!(
-        "{}: its last line has no line end; one is added before the rows appended",
-        crate::error::escape_path(path)
+        "{}: its last line (`{}`) has no line end: it is kept, and ended before the rows appended (if a run was killed while writing it, it may be cut short: check it)",
+        crate::error::escape_path(path),
+        crate::error::shortened(&String::from_utf8_lossy(tail))
     );
     file.write_all(b"\n")?;
     Ok(length + 1)
@@ -288,7 +296,7 @@ pub(super) fn end_or_cut_last_line(file: &mut std::fs::File, path: &Path) -> std
     let text = std::str::from_utf8(&cut).map(str::trim);
     if matches!(text, Ok(t) if !t.is_empty() && serde_json::from_str::<serde_json::Value>(t).is_ok())
     {
-        return end_last_line(file, path, length);
+        return end_last_line(file, path, length, &cut);
     }
     cut_back(file, path, whole, &cut)
 }
@@ -332,7 +340,7 @@ fn end_or_cut_last_record(
                 .read_byte_record(&mut csv::ByteRecord::new())
                 .unwrap_or(true);
         if one {
-            return end_last_line(file, path, length);
+            return end_last_line(file, path, length, &cut);
         }
     }
     cut_back(file, path, whole, &cut)

@@ -317,9 +317,15 @@ fn nul_in_text(batch: &RecordBatch, names: &[&str], before: u64) -> Option<Strin
             _ => None,
         };
         if let Some(row) = row {
+            let name = crate::error::escape_controls(names.get(column).copied().unwrap_or("?"));
+            let cure = match array.data_type() {
+                arrow_schema::DataType::Utf8 => {
+                    format!("leave such rows out (`filter` with `not contains(`{name}`, '\\0')`)")
+                }
+                _ => "leave such rows or items out before the sink".to_owned(),
+            };
             return Some(format!(
-                "the text in column `{}` of the result's row {} holds a NUL character (U+0000), which PostgreSQL's text cannot hold; leave such rows out (`filter` with `not contains({0}, '\\0')`)",
-                crate::error::escape_controls(names.get(column).copied().unwrap_or("?")),
+                "the text in column `{name}` of the result's row {} holds a NUL character (U+0000), which PostgreSQL's text cannot hold; {cure}",
                 before + row as u64 + 1
             ));
         }
@@ -698,7 +704,8 @@ async fn check_upsert_key(
             "SELECT array_agg(a.attname::text) FROM pg_index i \
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
              WHERE i.indrelid = to_regclass(format('%I.%I', current_schema(), $1::text)) \
-             AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL \
+             AND i.indisunique AND i.indisvalid AND i.indimmediate \
+             AND i.indpred IS NULL AND i.indexprs IS NULL \
              GROUP BY i.indexrelid",
             &[&settings.table],
         )

@@ -29,9 +29,9 @@ pub struct SocketSinkConfig {
     /// `lines`: the value as text; `joined`: a list column's elements joined with spaces.
     #[serde(default)]
     pub format: SocketFormat,
-    /// A client that takes longer than this to accept an epoch's lines (from the first written
-    /// to it: one that stopped reading, or reads too slowly) is dropped and logged, and the next
-    /// one awaited (default `30s`).
+    /// A client whose writes of an epoch's lines take longer than this in all (it stopped
+    /// reading, or reads too slowly) is dropped and logged, and the next one awaited (default
+    /// `30s`).
     #[serde(default, deserialize_with = "crate::settings::duration::opt")]
     #[schemars(with = "Option<String>")]
     pub write_timeout: Option<std::time::Duration>,
@@ -79,7 +79,7 @@ impl BuildSink for SocketSinkConfig {
             listener: None,
             client: None,
             write_timeout: self.write_timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT),
-            deadline: None,
+            spent: std::time::Duration::ZERO,
         }))
     }
 }
@@ -93,9 +93,10 @@ pub struct SocketSink {
     listener: Option<TcpListener>,
     client: Option<TcpStream>,
     write_timeout: std::time::Duration,
-    /// When the client must have taken the epoch's lines: `write_timeout` after the epoch's
-    /// first write to it (a client that reads, but too slowly, is dropped there too).
-    deadline: Option<std::time::Instant>,
+    /// The time this epoch's writes to the client have taken so far: past `write_timeout`, a
+    /// client that reads, but too slowly, is dropped too. Only time spent writing counts, not
+    /// the time between the epoch's batches (the pipeline's, or other sinks').
+    spent: std::time::Duration,
 }
 
 impl SocketSink {
@@ -159,11 +160,26 @@ fn wait_readable(listener: &TcpListener, timeout: std::time::Duration) {
     unsafe { libc::poll(&mut poll, 1, timeout.as_millis() as libc::c_int) };
 }
 
-/// Writes `bytes` to `client`, giving up at `deadline` (the epoch's lines not all taken by
-/// then: `timeout` after its first write), or when a stop is requested (`Ok(false)`).
+/// Writes `bytes` to `client`, giving up once the epoch's writes have taken `timeout` in all
+/// (`spent` of it before this call, and what this call takes added to it), or when a stop is
+/// requested (`Ok(false)`).
 fn write_all_or_give_up(
     client: &mut TcpStream,
     mut bytes: &[u8],
+    timeout: std::time::Duration,
+    spent: &mut std::time::Duration,
+) -> std::io::Result<bool> {
+    let started = std::time::Instant::now();
+    let before = *spent;
+    let deadline = started + timeout.saturating_sub(before);
+    let result = write_until(client, &mut bytes, timeout, deadline);
+    *spent = before + started.elapsed();
+    result
+}
+
+fn write_until(
+    client: &mut TcpStream,
+    bytes: &mut &[u8],
     timeout: std::time::Duration,
     deadline: std::time::Instant,
 ) -> std::io::Result<bool> {
@@ -171,7 +187,7 @@ fn write_all_or_give_up(
         match client.write(bytes) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => {
-                bytes = &bytes[n..];
+                *bytes = &bytes[n..];
                 if !bytes.is_empty() && std::time::Instant::now() >= deadline {
                     return Err(too_slow(timeout));
                 }
@@ -201,7 +217,7 @@ fn too_slow(timeout: std::time::Duration) -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::TimedOut,
         format!(
-            "it had not taken the epoch's lines {} after the first (write_timeout)",
+            "writing the epoch's lines to it took longer than {} (write_timeout)",
             humantime::format_duration(timeout)
         ),
     )
@@ -209,7 +225,7 @@ fn too_slow(timeout: std::time::Duration) -> std::io::Error {
 
 impl Sink for SocketSink {
     fn begin(&mut self, _epoch: u64) -> Result<()> {
-        self.deadline = None;
+        self.spent = std::time::Duration::ZERO;
         Ok(())
     }
 
@@ -238,13 +254,10 @@ impl Sink for SocketSink {
             );
             return Ok(Flow::Enough);
         }
-        let deadline = *self
-            .deadline
-            .get_or_insert_with(|| std::time::Instant::now() + timeout);
         let Some(client) = self.client.as_mut() else {
             return Ok(Flow::More);
         };
-        match write_all_or_give_up(client, text.as_bytes(), timeout, deadline) {
+        match write_all_or_give_up(client, text.as_bytes(), timeout, &mut self.spent) {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!("stopping: the client had not taken all lines of the epoch");
@@ -260,7 +273,7 @@ impl Sink for SocketSink {
                 );
                 self.client = None;
                 // The next client has the whole `write_timeout` for what is left.
-                self.deadline = None;
+                self.spent = std::time::Duration::ZERO;
             }
         }
         Ok(Flow::More)

@@ -976,7 +976,11 @@ impl StreamSource for FileStreamSource {
             let mut said_missing = false;
             loop {
                 let missing = match is_pattern(&path) {
-                    true => !super::file::glob_root(&path).exists(),
+                    // A glob in the working directory (`*.jsonl`) has an empty root: `.`.
+                    true => {
+                        let root = super::file::glob_root(&path);
+                        !root.as_os_str().is_empty() && !root.exists()
+                    }
                     false => !path.exists(),
                 };
                 if missing && !std::mem::replace(&mut said_missing, true) {

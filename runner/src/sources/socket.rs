@@ -176,6 +176,9 @@ struct Stats {
     lines: super::LineCounts,
     /// Unfinished lines of connections that broke (reset, timeout): dropped, not counted.
     cut_lines: AtomicU64,
+    /// Listen mode: when a broken connection was last warned of, and how many broke since
+    /// without a warning (told with the next, or at the end).
+    broken: std::sync::Mutex<(Option<tokio::time::Instant>, u64)>,
 }
 
 /// The `socket` source at run time: lines (or JSON lines) from TCP connections.
@@ -257,6 +260,17 @@ impl StreamSource for SocketSource {
         if cut > 0 {
             warnings.push(format!(
                 "{cut} unfinished line(s) of broken connections were dropped"
+            ));
+        }
+        let untold = self
+            .stats
+            .broken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1;
+        if untold > 0 {
+            warnings.push(format!(
+                "{untold} more client connection(s) broke after the last warning of one (told at most every 10 s)"
             ));
         }
         warnings.extend(self.records.iter().flat_map(StreamRecords::warnings));
@@ -348,9 +362,6 @@ async fn listen_loop(
     let mut backoff = Duration::from_millis(10);
     let mut last_warning: Option<tokio::time::Instant> = None;
     let mut failures_since_warning = 0u64;
-    // Broken connections are told at most every 10 s too, with the count: a peer that opens
-    // and resets thousands of them must not flood the log and the page's warnings.
-    let broken: Arc<std::sync::Mutex<(Option<tokio::time::Instant>, u64)>> = Arc::default();
     loop {
         // At most max_clients at once: the next accept waits for a free place.
         let permit = tokio::select! {
@@ -366,12 +377,14 @@ async fn listen_loop(
                     backoff = Duration::from_millis(10);
                     tracing::info!(%peer, "client connected");
                     let (config, stats, tx) = (config.clone(), stats.clone(), tx.clone());
-                    let broken = broken.clone();
                     tokio::spawn(async move {
                         match read_lines(stream, &config, &stats, &tx).await {
+                            // Told at most every 10 s, with the count: a peer that opens and
+                            // resets thousands of connections must not flood the log and the
+                            // page's warnings.
                             Ok(Some(broke)) => {
                                 let mut broken =
-                                    broken.lock().unwrap_or_else(|p| p.into_inner());
+                                    stats.broken.lock().unwrap_or_else(|p| p.into_inner());
                                 let now = tokio::time::Instant::now();
                                 if broken.0.is_none_or(|at| now - at >= Duration::from_secs(10)) {
                                     let others = match broken.1 {

@@ -205,7 +205,11 @@ fn translate(
     };
     if let Some((i, why)) = refusal.filter(|_| steps < needed) {
         let step = &config.transforms[i];
-        let aggregation = matches!(pipeline.stages[i].stage.kind, StageKind::Aggregate(_));
+        // `runner plan` builds no step from the first plugin on: `i` may be past the built.
+        let aggregation = pipeline
+            .stages
+            .get(i)
+            .is_some_and(|s| matches!(s.stage.kind, StageKind::Aggregate(_)));
         let position = match last_aggregate {
             Some(aggregate) if aggregate == i => "(the aggregation)",
             Some(_) if aggregation => "before the last aggregation",
