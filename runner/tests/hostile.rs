@@ -89,7 +89,6 @@ fn listen_mode_out_of_descriptors_backs_off_and_rate_limits_its_warning() {
 
 #[test]
 fn listen_mode_rate_limits_its_warning_for_connections_that_break() {
-    use std::os::fd::AsRawFd;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let p = write(
@@ -107,21 +106,7 @@ fn listen_mode_rate_limits_its_warning_for_connections_that_break() {
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     // Clients that send half a line and reset the connection (linger 0: RST, not FIN).
     let reset = |client: std::net::TcpStream| {
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: a valid socket and a correctly sized option value.
-        let set = unsafe {
-            libc::setsockopt(
-                client.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                std::ptr::from_ref(&linger).cast::<libc::c_void>(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(set, 0);
+        reset_on_close(&client);
         drop(client);
     };
     let first = loop {

@@ -6,7 +6,6 @@ mod common;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use common::{run_with_peak_rss, runner_process, write};
@@ -51,21 +50,7 @@ fn serve(pieces: impl Iterator<Item = Vec<u8>> + Send + 'static, reset: bool) ->
         }
         if reset {
             // Linger 0: close sends RST instead of FIN.
-            let linger = libc::linger {
-                l_onoff: 1,
-                l_linger: 0,
-            };
-            // SAFETY: a valid socket and a correctly sized option value.
-            let set = unsafe {
-                libc::setsockopt(
-                    client.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_LINGER,
-                    &linger as *const libc::linger as *const libc::c_void,
-                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(set, 0);
+            common::reset_on_close(&client);
             // Let the reader take the bytes first, so the reset cuts the unfinished line.
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
