@@ -96,14 +96,7 @@ fn listen_mode_rate_limits_its_warning_for_connections_that_break() {
         "p.yaml",
         &format!("name: l\nmode: stream\nstop_after: 60s\nsource:\n  type: socket\n  mode: listen\n  port: {port}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
     );
-    let mut child = runner_process()
-        .arg("run")
-        .arg(&p)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (mut child, mut stderr) = run_reading_stderr(&p);
     // Clients that send half a line and reset the connection (linger 0: RST, not FIN).
     let reset = |client: std::net::TcpStream| {
         reset_on_close(&client);
@@ -131,6 +124,24 @@ fn listen_mode_rate_limits_its_warning_for_connections_that_break() {
     assert_eq!(seen.matches("connection broke").count(), 1, "{seen}");
 }
 
+/// Starts `runner run pipeline`, its stdout discarded; its stderr to read as it comes.
+fn run_reading_stderr(
+    pipeline: &std::path::Path,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+) {
+    let mut child = runner_process()
+        .arg("run")
+        .arg(pipeline)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    (child, stderr)
+}
+
 /// Reads `child`'s stderr until a line contains `wanted`; returns what it read.
 fn read_until(stderr: &mut impl std::io::BufRead, wanted: &str) -> String {
     let mut seen = String::new();
@@ -155,14 +166,7 @@ fn sigterm_ends_a_socket_sink_waiting_for_a_client_at_once() {
             repo_root().join("pipelines/tapes/sample.jsonl").display()
         ),
     );
-    let mut child = runner_process()
-        .arg("run")
-        .arg(&p)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (mut child, mut stderr) = run_reading_stderr(&p);
     read_until(&mut stderr, "waiting for a connection on");
     let signalled = std::time::Instant::now();
     // SAFETY: a signal to our own child.
@@ -186,14 +190,7 @@ fn a_client_that_stops_reading_is_dropped_after_write_timeout() {
         "p.yaml",
         &format!("name: relay\nmode: stream\nstop_after: 20s\nsource:\n  type: socket\n  mode: listen\n  port: {source_port}\nsinks:\n  - {{type: socket, listen: '127.0.0.1:{sink_port}', write_timeout: 1s}}\n"),
     );
-    let mut child = runner_process()
-        .arg("run")
-        .arg(&p)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (mut child, mut stderr) = run_reading_stderr(&p);
     // Lines into the source without end: far more than the socket buffers hold.
     let feeder = std::thread::spawn(move || {
         let mut source = loop {

@@ -601,6 +601,12 @@ mod tests {
     use crate::data::text_batch;
     use crate::sinks::write_result;
 
+    /// Adds `bytes` at the end of the file at `path`, as a run killed mid-write leaves them.
+    fn append_to(path: &Path, bytes: &[u8]) {
+        let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        std::io::Write::write_all(&mut file, bytes).unwrap();
+    }
+
     #[test]
     fn append_mode_adds_every_epoch_and_repairs_a_cut_one() {
         let dir = tempfile::tempdir().unwrap();
@@ -624,11 +630,7 @@ mod tests {
         write_result(sink.as_mut(), &text_batch("tag", ["c"]), 1).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "tag\na\nb\nc\n");
         // A run killed in the middle of an epoch's write; the next run cuts the partial line.
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
-        std::io::Write::write_all(&mut file, b"d,partial").unwrap();
+        append_to(&path, b"d,partial");
         let mut sink = build();
         write_result(sink.as_mut(), &text_batch("tag", ["d"]), 2).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "tag\na\nb\nc\nd\n");
@@ -639,11 +641,7 @@ mod tests {
         let whole = "tag\na\nb\nc\nd\n\"e\n\"\"f\"\"\n\"\n";
         assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
         for cut in ["\"g\nh", "\"g\n", "\"g\"\"\n\"\"", "x,y"] {
-            let mut file = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .unwrap();
-            std::io::Write::write_all(&mut file, cut.as_bytes()).unwrap();
+            append_to(&path, cut.as_bytes());
             let mut sink = build();
             write_result(sink.as_mut(), &text_batch("tag", [""; 0]), 4).unwrap();
             assert_eq!(
@@ -653,11 +651,7 @@ mod tests {
             );
         }
         // A whole last record without a line end (another tool's file) is kept and ended.
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
-        std::io::Write::write_all(&mut file, b"\"x\ny\"").unwrap();
+        append_to(&path, b"\"x\ny\"");
         let mut sink = build();
         write_result(sink.as_mut(), &text_batch("tag", ["z"]), 4).unwrap();
         let whole = format!("{whole}\"x\ny\"\nz\n");
@@ -763,11 +757,7 @@ mod tests {
         write_result(sink.as_mut(), &text_batch("tag", ["b"]), 1).unwrap();
         // Killed after epoch 1 reached the file but before the checkpoint saved it, and in
         // the middle of epoch 2: the restart redoes epoch 1, then writes epoch 2 whole.
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap();
-        std::io::Write::write_all(&mut file, b"c\n\"half").unwrap();
+        append_to(&path, b"c\n\"half");
         let mut restarted = build();
         write_result(restarted.as_mut(), &text_batch("tag", ["b"]), 1).unwrap();
         write_result(restarted.as_mut(), &text_batch("tag", ["c", "d"]), 2).unwrap();
