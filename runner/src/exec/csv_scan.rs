@@ -19,7 +19,82 @@ pub fn separators(bytes: &[u8], delimiter: u8, out: &mut [u32], from: usize) -> 
         // SAFETY: `available` checked the features; `out` has the room asserted above.
         return unsafe { separators_avx512(bytes, delimiter, out, from) };
     }
+    #[cfg(target_arch = "x86_64")]
+    if avx2_available() {
+        // SAFETY: `avx2_available` checked the features; `out` has the room asserted above.
+        return unsafe { separators_avx2(bytes, delimiter, out, from) };
+    }
     separators_portable(bytes, delimiter, out, from)
+}
+
+/// Whether the CPU has what `separators_avx2` uses (most x86-64 CPUs since 2013; the
+/// development machines without AVX-512 have it).
+#[cfg(target_arch = "x86_64")]
+fn avx2_available() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("bmi1")
+        && is_x86_feature_detected!("popcnt")
+}
+
+/// `separators` with AVX2: two 32-byte compares give each 64 bytes' places as a bit mask,
+/// written out four places at a time (the portable loop, a byte at a time, was a fifth of the
+/// CSV kernel's time on a CPU without AVX-512).
+///
+/// # Safety
+/// The CPU must have the features `avx2_available` checks, and `out` must hold
+/// `from + bytes.len() + 64` entries.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi1,popcnt")]
+unsafe fn separators_avx2(
+    bytes: &[u8],
+    delimiter: u8,
+    out: &mut [u32],
+    from: usize,
+) -> (usize, usize) {
+    use std::arch::x86_64::*;
+    let (mut n, mut newlines) = (from, 0usize);
+    let newline = _mm256_set1_epi8(b'\n' as i8);
+    let delimiters = _mm256_set1_epi8(delimiter as i8);
+    let mut block = [0u8; 64];
+    for (index, chunk) in bytes.chunks(64).enumerate() {
+        let base = (index * 64) as u32;
+        let source = match chunk.len() {
+            64 => chunk.as_ptr(),
+            // Only the last chunk is short: `block` is still all zeros.
+            len => {
+                block[..len].copy_from_slice(chunk);
+                block.as_ptr()
+            }
+        };
+        // SAFETY: `source` points at 64 readable bytes (a whole chunk or the zero-padded
+        // copy, whose zeros are neither a delimiter nor a newline unless the delimiter is 0;
+        // then `valid` masks them off).
+        let (low, high) = unsafe {
+            (
+                _mm256_loadu_si256(source.cast()),
+                _mm256_loadu_si256(source.add(32).cast()),
+            )
+        };
+        let mask = |v: __m256i, of: __m256i| _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, of)) as u32;
+        let valid = u64::MAX >> (64 - chunk.len());
+        let lines = (u64::from(mask(low, newline)) | u64::from(mask(high, newline)) << 32) & valid;
+        let mut places = lines
+            | ((u64::from(mask(low, delimiters)) | u64::from(mask(high, delimiters)) << 32)
+                & valid);
+        newlines += lines.count_ones() as usize;
+        let count = places.count_ones() as usize;
+        // Four places per round, without a branch per place: the writes past `count` (at
+        // most three, each `base + 64`) land in `out`'s room and are overwritten or ignored.
+        let to = &mut out[n..n + count.next_multiple_of(4)];
+        for four in to.chunks_exact_mut(4) {
+            for place in four {
+                *place = base + places.trailing_zeros();
+                places &= places.wrapping_sub(1);
+            }
+        }
+        n += count;
+    }
+    (n - from, newlines)
 }
 
 fn separators_portable(
@@ -530,6 +605,14 @@ mod tests {
                 let mut out = vec![7u32; 3 + len + 64];
                 let (count, lines) = separators_portable(&bytes, delimiter, &mut out, 3);
                 assert_eq!((&out[3..3 + count], lines), (&expected[..], newlines));
+                #[cfg(target_arch = "x86_64")]
+                if avx2_available() {
+                    let mut out = vec![7u32; 3 + len + 64];
+                    // SAFETY: the features were checked; `out` has the room.
+                    let (count, lines) = unsafe { separators_avx2(&bytes, delimiter, &mut out, 3) };
+                    assert_eq!((&out[3..3 + count], lines), (&expected[..], newlines));
+                    assert_eq!(&out[..3], &[7, 7, 7]);
+                }
             }
         }
     }
