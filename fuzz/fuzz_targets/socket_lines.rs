@@ -61,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
         reconnect: false,
         max_line_bytes,
         max_clients: 64,
+        idle_timeout: None,
         column: "line".into(),
         format: Default::default(),
         columns: None,

@@ -124,6 +124,67 @@ fn listen_mode_rate_limits_its_warning_for_connections_that_break() {
     assert_eq!(seen.matches("connection broke").count(), 1, "{seen}");
 }
 
+#[test]
+fn silent_clients_holding_every_place_are_told_of_and_closed_by_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        &format!("name: l\nmode: stream\nstop_after: 60s\nsource:\n  type: socket\n  mode: listen\n  port: {port}\n  max_clients: 2\n  idle_timeout: 1s\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+    );
+    let mut child = runner_process()
+        .arg("run")
+        .arg(&p)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (rows, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(stdout) {
+            let _ = rows.send(line.unwrap());
+        }
+    });
+    // Two clients take both places and send nothing (one a line's start).
+    let first = loop {
+        if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            break c;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "runner ended early");
+        std::thread::yield_now();
+    };
+    let mut second = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    second.write_all(b"never fini").unwrap();
+    let mut third = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    third.write_all(b"hello\n").unwrap();
+    let mut seen = read_until(&mut stderr, "client places (`max_clients`) are taken");
+    assert!(seen.contains("one silent for 1s is closed"), "{seen}");
+    // The silent two are closed after a second; the third's line then comes through.
+    let row = printed
+        .iter()
+        .find(|row| !row.starts_with("epoch\t"))
+        .unwrap();
+    assert!(row.ends_with("\thello"), "{row}");
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    std::io::Read::read_to_string(&mut stderr, &mut seen).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{seen}");
+    assert!(
+        seen.contains("2 client(s) were closed after sending nothing for 1s (`idle_timeout`)"),
+        "{seen}"
+    );
+    assert!(seen.contains("1 unfinished line(s)"), "{seen}");
+    let later: Vec<String> = printed.try_iter().collect();
+    assert!(
+        later.iter().all(|row| row.starts_with("epoch\t")),
+        "the cut line is not a row: {later:?}"
+    );
+    drop((first, second, third));
+}
+
 /// Starts `runner run pipeline`, its stdout discarded; its stderr to read as it comes.
 fn run_reading_stderr(
     pipeline: &std::path::Path,

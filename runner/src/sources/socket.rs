@@ -59,6 +59,12 @@ pub struct SocketSourceConfig {
     /// In `listen` mode: the most clients read at once (default 64); more wait to be accepted.
     #[serde(default = "default_max_clients")]
     pub max_clients: usize,
+    /// In `listen` mode: a client that sends nothing for this long is closed, freeing its
+    /// place (a duration such as `5m`; default: never). Without it, clients that connect and
+    /// stay silent can hold every place; runner warns when the places are all taken.
+    #[serde(default, deserialize_with = "crate::settings::duration::opt")]
+    #[schemars(with = "Option<String>")]
+    pub idle_timeout: Option<Duration>,
     /// The output column (`format: lines`).
     #[serde(
         default = "default_column",
@@ -114,6 +120,9 @@ impl BuildSource for SocketSourceConfig {
         }
         if self.max_clients == 0 {
             return Err("max_clients must be at least 1".into());
+        }
+        if self.mode == SocketMode::Connect && self.idle_timeout.is_some() {
+            return Err("`idle_timeout` is for `mode: listen` (it closes silent clients)".into());
         }
         if self.port == 0 && self.mode == SocketMode::Connect {
             return Err("`port: 0` names no server to connect to (it waited for ever)".into());
@@ -179,6 +188,8 @@ struct Stats {
     /// Listen mode: when a broken connection was last warned of, and how many broke since
     /// without a warning (told with the next, or at the end).
     broken: std::sync::Mutex<(Option<tokio::time::Instant>, u64)>,
+    /// Listen mode: clients closed by `idle_timeout`.
+    idle_closed: AtomicU64,
 }
 
 /// The `socket` source at run time: lines (or JSON lines) from TCP connections.
@@ -273,6 +284,13 @@ impl StreamSource for SocketSource {
                 "{untold} more client connection(s) broke after the last warning of one (told at most every 10 s)"
             ));
         }
+        let idle = self.stats.idle_closed.load(Ordering::Relaxed);
+        if let (Some(timeout), 1..) = (self.config.idle_timeout, idle) {
+            warnings.push(format!(
+                "{idle} client(s) were closed after sending nothing for {} (`idle_timeout`)",
+                humantime::format_duration(timeout)
+            ));
+        }
         warnings.extend(self.records.iter().flat_map(StreamRecords::warnings));
         warnings
     }
@@ -362,71 +380,105 @@ async fn listen_loop(
     let mut backoff = Duration::from_millis(10);
     let mut last_warning: Option<tokio::time::Instant> = None;
     let mut failures_since_warning = 0u64;
+    let mut told_full: Option<tokio::time::Instant> = None;
     loop {
-        // At most max_clients at once: the next accept waits for a free place.
-        let permit = tokio::select! {
-            permit = clients.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return Ok(()),
+        // At most max_clients at once. A client that comes while every place is taken is
+        // accepted and waits for one to free.
+        let (permit, accepted) = match clients.clone().try_acquire_owned() {
+            Ok(permit) => tokio::select! {
+                accepted = listener.accept() => (permit, accepted),
+                _ = tx.closed() => return Ok(()),
             },
-            _ = tx.closed() => return Ok(()),
-        };
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    backoff = Duration::from_millis(10);
-                    tracing::info!(%peer, "client connected");
-                    let (config, stats, tx) = (config.clone(), stats.clone(), tx.clone());
-                    tokio::spawn(async move {
-                        match read_lines(stream, &config, &stats, &tx).await {
-                            // Told at most every 10 s, with the count: a peer that opens and
-                            // resets thousands of connections must not flood the log and the
-                            // page's warnings.
-                            Ok(Some(broke)) => {
-                                let mut broken =
-                                    stats.broken.lock().unwrap_or_else(|p| p.into_inner());
-                                let now = tokio::time::Instant::now();
-                                if broken.0.is_none_or(|at| now - at >= Duration::from_secs(10)) {
-                                    let others = match broken.1 {
-                                        0 => String::new(),
-                                        n => format!(" ({n} more broke since the last warning)"),
-                                    };
-                                    tracing::warn!(
-                                        %peer,
-                                        "the client's connection broke: {broke}{others}"
-                                    );
-                                    *broken = (Some(now), 0);
-                                } else {
-                                    broken.1 += 1;
-                                    tracing::info!(%peer, "the client's connection broke: {broke}");
-                                }
-                            }
-                            _ => tracing::info!(%peer, "client disconnected"),
-                        }
-                        drop(permit);
-                    });
+            Err(_) => {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    // A place freed first: take it as usual.
+                    _ = clients.clone().acquire_owned() => continue,
+                    _ = tx.closed() => return Ok(()),
+                };
+                if accepted.is_ok()
+                    && told_full.is_none_or(|at| at.elapsed() >= Duration::from_secs(600))
+                {
+                    // Clients that stay connected and silent lock the others out: say so
+                    // (at most every ten minutes), with what frees places.
+                    let advice = match config.idle_timeout {
+                        Some(timeout) => format!(
+                            "one silent for {} is closed",
+                            humantime::format_duration(timeout)
+                        ),
+                        None => "`idle_timeout` closes silent clients".to_owned(),
+                    };
+                    tracing::warn!(
+                        "all {} client places (`max_clients`) are taken: a new client waits until one closes ({advice})",
+                        config.max_clients
+                    );
+                    told_full = Some(tokio::time::Instant::now());
                 }
-                Err(e) => {
-                    // Out of descriptors (EMFILE) and the like: the pending connection stays
-                    // queued, so accepting again at once would spin. Back off, and warn at
-                    // most every 10 s with the count.
-                    failures_since_warning += 1;
-                    let now = tokio::time::Instant::now();
-                    if last_warning.is_none_or(|at| now - at >= Duration::from_secs(10)) {
-                        tracing::warn!(
+                let permit = tokio::select! {
+                    permit = clients.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => return Ok(()),
+                    },
+                    _ = tx.closed() => return Ok(()),
+                };
+                (permit, accepted)
+            }
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(10);
+                tracing::info!(%peer, "client connected");
+                let (config, stats, tx) = (config.clone(), stats.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match read_lines(stream, &config, &stats, &tx).await {
+                        // Told at most every 10 s, with the count: a peer that opens and
+                        // resets thousands of connections must not flood the log and the
+                        // page's warnings.
+                        Ok(Some(broke)) => {
+                            let mut broken = stats.broken.lock().unwrap_or_else(|p| p.into_inner());
+                            let now = tokio::time::Instant::now();
+                            if broken
+                                .0
+                                .is_none_or(|at| now - at >= Duration::from_secs(10))
+                            {
+                                let others = match broken.1 {
+                                    0 => String::new(),
+                                    n => format!(" ({n} more broke since the last warning)"),
+                                };
+                                tracing::warn!(
+                                    %peer,
+                                    "the client's connection broke: {broke}{others}"
+                                );
+                                *broken = (Some(now), 0);
+                            } else {
+                                broken.1 += 1;
+                                tracing::info!(%peer, "the client's connection broke: {broke}");
+                            }
+                        }
+                        _ => tracing::info!(%peer, "client disconnected"),
+                    }
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Out of descriptors (EMFILE) and the like: the pending connection stays
+                // queued, so accepting again at once would spin. Back off, and warn at
+                // most every 10 s with the count.
+                failures_since_warning += 1;
+                let now = tokio::time::Instant::now();
+                if last_warning.is_none_or(|at| now - at >= Duration::from_secs(10)) {
+                    tracing::warn!(
                             "accepting a client failed: {e} ({failures_since_warning} time(s) since the last warning); retrying in {backoff:?}"
                         );
-                        last_warning = Some(now);
-                        failures_since_warning = 0;
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = tx.closed() => return Ok(()),
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    last_warning = Some(now);
+                    failures_since_warning = 0;
                 }
-            },
-            _ = tx.closed() => return Ok(()),
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tx.closed() => return Ok(()),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
         }
     }
 }
@@ -443,7 +495,24 @@ async fn read_lines(
     let mut lines = LineReader::new(config.max_line_bytes);
     let mut buffer = vec![0u8; READ_BYTES];
     loop {
-        let n = match stream.read(&mut buffer).await {
+        let read = stream.read(&mut buffer);
+        let read = match config.idle_timeout {
+            Some(timeout) => match tokio::time::timeout(timeout, read).await {
+                Ok(read) => read,
+                Err(_) => {
+                    // Closed like a connection that ended: a last line already sent in part
+                    // is dropped with the connection, as a broken one's is.
+                    stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    if lines.finish().is_some() {
+                        stats.cut_lines.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::info!("a client sent nothing for {timeout:?}: closed");
+                    return Ok(None);
+                }
+            },
+            None => read.await,
+        };
+        let n = match read {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
@@ -554,6 +623,25 @@ mod tests {
             BuiltSource::Stream(s) => s,
             BuiltSource::Batch(_) => panic!("socket is a stream source"),
         }
+    }
+
+    #[test]
+    fn idle_timeout_is_for_listening() {
+        let built = |yaml: &str| {
+            serde_saphyr::from_str::<SocketSourceConfig>(yaml)
+                .unwrap()
+                .build(&SourceContext {
+                    base_dir: std::path::Path::new("."),
+                    streaming: true,
+                })
+                .err()
+        };
+        let connect = built("{port: 1, idle_timeout: 5m}").unwrap();
+        assert!(
+            connect.contains("`idle_timeout` is for `mode: listen`"),
+            "{connect}"
+        );
+        assert!(built("{port: 1, mode: listen, idle_timeout: 5m}").is_none());
     }
 
     #[test]
