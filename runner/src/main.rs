@@ -796,6 +796,10 @@ fn validate(paths: &[PathBuf], overrides: &[Override], quiet: bool, say: Say) ->
         }
         let checked = config::load(path, overrides).and_then(|loaded| {
             // A missing input makes the file invalid here, as `check_inputs` below says.
+            if let Some(ui) = &loaded.config.ui {
+                runner::ui::check_config(ui)
+                    .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+            }
             let pipeline = exec::build(&loaded, None).map_err(|e| match e {
                 Error::Input { .. } => Error::invalid(format!("{}: {e}", path.display())),
                 e => e,

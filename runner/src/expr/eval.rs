@@ -593,7 +593,9 @@ fn cast(value: Col, to: ValueType, try_: bool) -> Out {
                 };
                 let cast = arrow_cast::cast_with_options(a, &target, &options)
                     .map_err(|e| fail(crate::error::escape_controls(&message(e)).into_owned()))?;
-                if !try_ && cast.null_count() > a.null_count() {
+                // A null literal (Arrow's Null type) has no validity buffer: every row is
+                // null already, and casts to null as in Spark.
+                if !try_ && from != DataType::Null && cast.null_count() > a.null_count() {
                     if let Some(row) = (0..a.len()).find(|&r| a.is_valid(r) && cast.is_null(r)) {
                         let value = crate::data::cell(a.as_ref(), row).to_text();
                         let shown = match ValueType::of(&from) {

@@ -653,3 +653,17 @@ fn floats_print_as_cast_prints_them() {
         assert_eq!(crate::data::float_text(*x), cast.value(row), "{x}");
     }
 }
+
+#[test]
+fn a_null_cast_to_any_type_is_null() {
+    let b = nullable();
+    for to in ["integer", "float", "bool", "text", "timestamp"] {
+        let cast = compile_expr(&format!("cast(null as {to})"), &b.schema()).unwrap();
+        let out = cast.evaluate(&b).unwrap();
+        assert_eq!(
+            (out.len(), out.null_count()),
+            (b.num_rows(), b.num_rows()),
+            "{to}"
+        );
+    }
+}

@@ -105,7 +105,8 @@ pub fn bind(options: &UiOptions, config: Option<&UiConfig>) -> Result<Option<Bou
             let address = parse_address(&text)?;
             if !address.ip().is_loopback() && token.is_none() {
                 return Err(Error::invalid(format!(
-                    "the live page on {address} could be reached from other machines: give --ui-token-env VAR (a token in the variable VAR), or serve on 127.0.0.1"
+                    "the live page on {address} could be reached from other machines: {}",
+                    TOKEN_ADVICE
                 )));
             }
             let listener = TcpListener::bind(address).map_err(|e| {
@@ -125,6 +126,24 @@ pub fn bind(options: &UiOptions, config: Option<&UiConfig>) -> Result<Option<Bou
         linger,
         token,
     }))
+}
+
+/// How to serve the page to other machines.
+const TOKEN_ADVICE: &str = "give --ui-token-env VAR or `token_env: VAR` under `ui:` (a token in the variable VAR), or serve on 127.0.0.1";
+
+/// What `validate` can tell of a file's `ui:` without serving the page: its address reads,
+/// and an address other machines could reach names the variable of its token.
+pub fn check_config(config: &UiConfig) -> Result<()> {
+    if let Some(text) = &config.listen {
+        let address = parse_address(text)?;
+        if !address.ip().is_loopback() && config.token_env.is_none() {
+            return Err(Error::invalid(format!(
+                "`ui.listen: {}` could be reached from other machines: {TOKEN_ADVICE}",
+                crate::error::escape_controls(text)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `127.0.0.1:8080`, `localhost:8080`, `[::1]:8080`, `0.0.0.0:4040`, or a port alone.
@@ -403,6 +422,20 @@ mod tests {
         let error = bind(&options, None).err().unwrap();
         assert_eq!(error.exit_code(), 2);
         assert!(error.to_string().contains("--ui-token-env"), "{error}");
+        // `validate` says so of the file's `ui:` too.
+        let file = |listen: &str, token_env: Option<&str>| UiConfig {
+            listen: Some(listen.into()),
+            token_env: token_env.map(Into::into),
+            ..UiConfig::default()
+        };
+        let error = check_config(&file("0.0.0.0:4099", None)).unwrap_err();
+        assert!(
+            error.to_string().contains("`token_env: VAR` under `ui:`"),
+            "{error}"
+        );
+        assert!(check_config(&file("0.0.0.0:4099", Some("TOKEN"))).is_ok());
+        assert!(check_config(&file("127.0.0.1:4099", None)).is_ok());
+        assert!(check_config(&file("not an address", None)).is_err());
     }
 
     #[test]
