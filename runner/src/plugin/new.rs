@@ -18,8 +18,29 @@ pub struct NewPlugin {
     pub in_workspace: bool,
 }
 
+/// The SDK this runner was built with, written beside a crate made outside a checkout (so it
+/// builds anywhere, and its ABI is this runner's).
+const SDK_CARGO_TOML: &str = include_str!("../../../plugins/sdk/Cargo.toml");
+const SDK_LIB_RS: &str = include_str!("../../../plugins/sdk/src/lib.rs");
+const SDK_HEADER: &str = include_str!("../../../plugins/sdk/include/runner_plugin.h");
+/// Where a crate made outside a checkout keeps its copy of the SDK.
+const VENDORED_SDK: &str = "runner-plugin";
+
+/// The SDK's manifest standing alone: the values it takes from runner's workspace written
+/// out (kept the same by a test).
+fn sdk_manifest() -> String {
+    SDK_CARGO_TOML
+        .replace("edition.workspace = true", "edition = \"2021\"")
+        .replace(
+            "license.workspace = true",
+            "license = \"MIT OR Apache-2.0\"",
+        )
+        .replace("rust-version.workspace = true", "rust-version = \"1.89\"")
+        .replace("\n[lints]\nworkspace = true\n", "\n")
+}
+
 /// Where the SDK is: `plugins/sdk` above `dir` (with whether `dir` is that checkout's
-/// `plugins/`, a member of its workspace), else beside the sources runner was built from.
+/// `plugins/`, a member of its workspace); `None` outside a checkout.
 fn find_sdk(dir: &Path) -> Option<(PathBuf, bool)> {
     let absolute = std::env::current_dir().ok()?.join(dir);
     for ancestor in absolute.ancestors() {
@@ -37,11 +58,7 @@ fn find_sdk(dir: &Path) -> Option<(PathBuf, bool)> {
             return Some((candidate, member));
         }
     }
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
-    built_from
-        .join("Cargo.toml")
-        .is_file()
-        .then_some((built_from, false))
+    None
 }
 
 /// The shortest way to write `to` from `from` (both absolute).
@@ -75,20 +92,35 @@ pub fn create(name: &str, dir: &Path) -> Result<NewPlugin> {
             crate_dir.display()
         )));
     }
-    let (sdk, in_workspace) = find_sdk(dir).ok_or_else(|| {
-        Error::invalid(
-            "cannot find the runner-plugin SDK (plugins/sdk): run this from a runner checkout"
-                .to_owned(),
-        )
-    })?;
-    let sdk = sdk.canonicalize().unwrap_or(sdk);
     let fail = |source| Error::Output {
         path: crate_dir.clone(),
         source,
     };
     std::fs::create_dir_all(crate_dir.join("src")).map_err(fail)?;
     let absolute_crate = crate_dir.canonicalize().map_err(fail)?;
-    let sdk_path = relative(&absolute_crate, &sdk);
+    let (sdk_path, in_workspace) = match find_sdk(dir) {
+        Some((sdk, in_workspace)) => {
+            let sdk = sdk.canonicalize().unwrap_or(sdk);
+            (relative(&absolute_crate, &sdk), in_workspace)
+        }
+        None => {
+            // Outside a checkout: a copy of the SDK this runner was built with, inside the
+            // crate (a path on the machine runner was built on would break anywhere else).
+            let sdk = crate_dir.join(VENDORED_SDK);
+            for (file, text) in [
+                ("Cargo.toml", sdk_manifest()),
+                ("src/lib.rs", SDK_LIB_RS.to_owned()),
+                ("include/runner_plugin.h", SDK_HEADER.to_owned()),
+            ] {
+                let path = sdk.join(file);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(fail)?;
+                }
+                std::fs::write(path, text).map_err(fail)?;
+            }
+            (PathBuf::from(VENDORED_SDK), false)
+        }
+    };
     // Outside a runner checkout's plugins/, the crate is its own workspace (so that a cargo
     // workspace it happens to sit in does not claim it).
     let workspace = if in_workspace {
@@ -175,6 +207,43 @@ mod tests {
         assert!(
             manifest.contains("path = \"../../plugins/sdk\"") && manifest.contains("[workspace]")
         );
+        // Outside any checkout: the SDK's copy inside the crate, no path of this machine.
+        let nowhere = tempfile::tempdir().unwrap();
+        let alone = create("apart", nowhere.path()).unwrap();
+        assert!(!alone.in_workspace);
+        let manifest = std::fs::read_to_string(alone.path.join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains("path = \"runner-plugin\"") && manifest.contains("[workspace]"),
+            "{manifest}"
+        );
+        let sdk = alone.path.join("runner-plugin");
+        assert_eq!(
+            std::fs::read_to_string(sdk.join("src/lib.rs")).unwrap(),
+            SDK_LIB_RS
+        );
+        assert!(sdk.join("include/runner_plugin.h").is_file());
+        assert_eq!(
+            std::fs::read_to_string(sdk.join("Cargo.toml")).unwrap(),
+            sdk_manifest()
+        );
+    }
+
+    /// The SDK's copy stands alone with the workspace's own values.
+    #[test]
+    fn the_sdks_copy_takes_the_workspaces_values() {
+        let manifest = sdk_manifest();
+        assert!(!manifest.contains("workspace"), "{manifest}");
+        let root = include_str!("../../../Cargo.toml");
+        for key in ["edition", "license", "rust-version"] {
+            let line = manifest
+                .lines()
+                .find(|l| l.starts_with(&format!("{key} = ")))
+                .unwrap();
+            assert!(
+                root.lines().any(|l| l == line),
+                "{line} is not the workspace's"
+            );
+        }
     }
 
     #[test]
