@@ -31,7 +31,9 @@ const PIPELINE_RULES: &str = "\
 - **Unknown keys are errors**, with the closest valid key suggested (``unknown field
   `tranforms`, did you mean `transforms`?``); an error names the file, line and column.
 - **`${VAR}`** in a string value is replaced from the environment; an unset variable is an
-  error at its line and column. `$${` writes a literal `${`.
+  error at its line and column. `$${` writes a literal `${`. A variable holding a number,
+  `true`, `false` or a number with a unit (`60s`, `64KiB`) fills any field, numbers and
+  booleans too (`port: ${PORT}`).
 - **`--set PATH=VALUE`** changes or adds any value before validation. `PATH` is dotted, with
   list indices as numbers (`transforms.3.where`, `sinks.1.path`); the index just past the end
   appends a step. `VALUE` is read as YAML, so `2`, `true` and `[count desc, word]` work.

@@ -260,6 +260,10 @@ pub fn load_text(text: &str, path: &Path, overrides: &[Override]) -> Result<Load
         _ => PathBuf::from("."),
     };
     let file_name = path.display().to_string();
+    // `${VAR}` holding a number, a boolean, a duration or a size: in the text, so that a
+    // number or boolean field can take it (the others are replaced by the field reading them).
+    let substituted = crate::settings::env::substitute_plain_values(text);
+    let text = substituted.as_str();
     if text.trim().is_empty() {
         return Err(Error::invalid(format!(
             "{file_name} is empty; a pipeline needs at least `name`, `source` and `sinks`"
@@ -314,7 +318,32 @@ pub fn parse(text: &str, source_name: &str) -> Result<PipelineConfig> {
         missing
             .then(|| missing_top_level_field(text, source_name))
             .flatten()
-            .unwrap_or_else(|| yaml_error(&e, source_name))
+            .unwrap_or_else(|| yaml_error_noting(&e, source_name, unreplaced(text, &e).as_deref()))
+    })
+}
+
+/// Why a `${VAR}` where a value failed to read was not replaced: only text fields replace
+/// any value; a number or boolean needs the variable to hold one.
+fn unreplaced(text: &str, err: &serde_saphyr::Error) -> Option<String> {
+    let location = err.location()?;
+    let line = text.lines().nth(location.line().checked_sub(1)? as usize)?;
+    let at = line
+        .char_indices()
+        .nth(location.column().saturating_sub(1) as usize)
+        .map_or(line.len(), |(at, _)| at);
+    let value = line[at..].trim_start_matches(['"', '\'']);
+    let name = value.strip_prefix("${")?;
+    let name = &name[..name.find('}')?];
+    Some(match std::env::var(name) {
+        // A secret's value is never shown.
+        Ok(_) if crate::redact::is_secret_name(name) => format!(
+            "`${{{name}}}` holds a value that is not a number, `true`, `false` or a number with a unit"
+        ),
+        Ok(held) => format!(
+            "`${{{name}}}` holds \"{}\", which is not a number, `true`, `false` or a number with a unit",
+            crate::error::escape_controls(&crate::error::shortened(&held))
+        ),
+        Err(_) => format!("the environment variable `{name}` is not set"),
     })
 }
 
@@ -385,8 +414,16 @@ fn relocate(config: &mut PipelineConfig, original: &str) {
 
 /// Turns a YAML error into `file:line:col: message` plus the snippet serde-saphyr draws.
 pub(crate) fn yaml_error(err: &serde_saphyr::Error, source_name: &str) -> Error {
+    yaml_error_noting(err, source_name, None)
+}
+
+/// [`yaml_error`] with `note` added to its message.
+fn yaml_error_noting(err: &serde_saphyr::Error, source_name: &str, note: Option<&str>) -> Error {
     let formatter = SuggestingFormatter;
-    let message = formatter.format_message(err).into_owned();
+    let mut message = formatter.format_message(err).into_owned();
+    if let Some(note) = note {
+        message = format!("{message} ({note})");
+    }
     let Some(location) = err.location().filter(|l| l.line() > 0) else {
         return Error::invalid(format!("{source_name}: {message}"));
     };
@@ -594,6 +631,35 @@ mod tests {
         let text = "name: t\nsource:\n  type: file\n  path: ${RUNNER_TEST_SURELY_UNSET}/x\nsinks:\n  - type: stdout\n";
         let e = err(text);
         assert!(e.starts_with("p.yaml:4:"), "{e}");
+        assert!(e.contains("`RUNNER_TEST_SURELY_UNSET` is not set"), "{e}");
+    }
+
+    #[test]
+    fn a_variable_holding_a_number_fills_a_number_field() {
+        // Names no other test reads (the environment is the process's).
+        std::env::set_var("RUNNER_TEST_LIMIT_N", "2");
+        std::env::set_var("RUNNER_TEST_LIMIT_WORD", "two");
+        let text = |var: &str| {
+            format!("name: t\nsource: {{type: file, path: in.txt}}\ntransforms:\n  - {{type: limit, n: ${{{var}}}}}\nsinks:\n  - type: stdout\n")
+        };
+        let loaded = load_text(&text("RUNNER_TEST_LIMIT_N"), Path::new("p.yaml"), &[]).unwrap();
+        assert!(
+            loaded.document.to_string().contains("\"n\":2"),
+            "{}",
+            loaded.document
+        );
+        let e = load_text(&text("RUNNER_TEST_LIMIT_WORD"), Path::new("p.yaml"), &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with("p.yaml:4:") && e.contains("`${RUNNER_TEST_LIMIT_WORD}` holds \"two\""),
+            "{e}"
+        );
+        let e = load_text(&text("RUNNER_TEST_SURELY_UNSET"), Path::new("p.yaml"), &[])
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("`RUNNER_TEST_SURELY_UNSET` is not set"), "{e}");
     }
 

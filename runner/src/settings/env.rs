@@ -57,6 +57,71 @@ fn from_env(text: &str) -> Result<String, String> {
     })
 }
 
+/// Whether a variable's value may stand in the YAML text for a `${VAR}`: a number, `true` or
+/// `false`, or a number with a unit (`60s`, `64KiB`). Such a value reads as the same text in
+/// a string field, so replacing it before parsing changes nothing there, and lets numbers,
+/// booleans, durations and sizes come from the environment too. Other values are replaced
+/// field by field (no value can change the file's structure).
+fn is_plain_value(value: &str) -> bool {
+    if value == "true" || value == "false" {
+        return true;
+    }
+    let unsigned = value.strip_prefix('-').unwrap_or(value);
+    let digits = unsigned.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    !digits.is_empty()
+        && digits.starts_with(|c: char| c.is_ascii_digit())
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && digits.matches('.').count() <= 1
+        && !digits.ends_with('.')
+}
+
+/// The pipeline file's text with each `${VAR}` whose variable holds a plain value (see
+/// [`is_plain_value`]) replaced; every other reference is left for the field that reads it
+/// (which reports an unset variable at its line and column). `$${` stays as written.
+pub fn substitute_plain_values(text: &str) -> String {
+    substitute_plain_values_with(text, |name| std::env::var(name).ok())
+}
+
+fn substitute_plain_values_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        if let Some(escaped) = after.strip_prefix("$${") {
+            out.push_str("$${");
+            rest = escaped;
+            continue;
+        }
+        let reference = after
+            .strip_prefix("${")
+            .and_then(|body| Some(&body[..body.find('}')?]));
+        let value = reference
+            .filter(|name| {
+                !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !name.starts_with(|c: char| c.is_ascii_digit())
+            })
+            .and_then(|name| Some((name, lookup(name)?)))
+            .filter(|(_, value)| is_plain_value(value));
+        match value {
+            Some((name, value)) => {
+                if crate::redact::is_secret_name(name) {
+                    crate::redact::register(&value);
+                }
+                out.push_str(&value);
+                rest = &after[name.len() + 3..];
+            }
+            None => {
+                out.push('$');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A string with `${VAR}` replaced (`deserialize_with`); an unset variable is an error.
 pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let raw = String::deserialize(d)?;
@@ -118,6 +183,32 @@ mod tests {
             "HOME" => Some("/home/me".into()),
             "EMPTY" => Some(String::new()),
             _ => None,
+        }
+    }
+
+    #[test]
+    fn plain_values_are_replaced_in_the_text_and_others_left_to_their_field() {
+        let vars = |name: &str| match name {
+            "PORT" => Some("9876".to_owned()),
+            "EVERY" => Some("60s".to_owned()),
+            "ON" => Some("true".to_owned()),
+            "RATE" => Some("-0.5".to_owned()),
+            "HOST" => Some("example.org".to_owned()),
+            "EVIL" => Some("1\nsinks: []".to_owned()),
+            _ => None,
+        };
+        let text = "port: ${PORT}\nstop_after: \"${EVERY}\"\nreconnect: ${ON}\nx: ${RATE}\nhost: ${HOST}\nn: ${EVIL}\nm: ${UNSET}\nkept: $${PORT}\nbad: ${PORT\n";
+        assert_eq!(
+            substitute_plain_values_with(text, vars),
+            "port: 9876\nstop_after: \"60s\"\nreconnect: true\nx: -0.5\nhost: ${HOST}\nn: ${EVIL}\nm: ${UNSET}\nkept: $${PORT}\nbad: ${PORT\n"
+        );
+        for plain in ["0", "42", "-7", "1.5", "64KiB", "5m", "true", "false"] {
+            assert!(is_plain_value(plain), "{plain}");
+        }
+        for other in [
+            "", "-", "1.", ".5", "1.2.3", "yes", "null", "a1", "1 2", "1:2", "1#", "~",
+        ] {
+            assert!(!is_plain_value(other), "{other}");
         }
     }
 
