@@ -353,9 +353,12 @@ impl RecordDecoder {
     }
 
     /// Decodes `records` (lines of `bytes`) into `good` batches, in order, and the records the
-    /// readers refuse into `bad`. A refused run of records is halved until each refused record
-    /// stands alone: a bad record among good ones costs about two reads of its run, where
-    /// reading every record alone would cost a reader per record.
+    /// readers refuse into `bad`. Records are read in runs, the first run all of them. When a
+    /// run is refused and the reader named the record (CSV), the records before it are read
+    /// as one run, it alone, and the next run is twice as long as what was read since the
+    /// last refusal; otherwise the run is halved. A bad record among good ones costs a few
+    /// reads, and a file with many (a messy file under `on_error: skip`) reads runs about as
+    /// long as the gaps between them: halving down to each of them cost a reader per record.
     fn decode_halving<'a>(
         &self,
         bytes: &'a [u8],
@@ -363,34 +366,47 @@ impl RecordDecoder {
         good: &mut Vec<RecordBatch>,
         bad: &mut Vec<BadRecord>,
     ) {
-        if records.is_empty() {
-            return;
-        }
-        // A record alone is read on its own bytes, which gives the readers' most specific
-        // reason for refusing it.
-        let whole = match (records.len(), self.multi_line) {
-            (1, _) => None,
-            (_, true) => adjacent(bytes, records),
-            (_, false) => contiguous(bytes, records),
-        };
-        match self.decode_lines(records, whole) {
-            Ok((batch, mut rejected)) => {
-                if batch.num_rows() > 0 {
-                    good.push(batch);
+        let mut rest = records;
+        let mut run_length = records.len();
+        while !rest.is_empty() {
+            let run = &rest[..run_length.clamp(1, rest.len())];
+            // A record alone is read on its own bytes, which gives the readers' most specific
+            // reason for refusing it.
+            let whole = match (run.len(), self.multi_line) {
+                (1, _) => None,
+                (_, true) => adjacent(bytes, run),
+                (_, false) => contiguous(bytes, run),
+            };
+            match self.decode_lines(run, whole) {
+                Ok((batch, mut rejected)) => {
+                    if batch.num_rows() > 0 {
+                        good.push(batch);
+                    }
+                    bad.append(&mut rejected);
+                    rest = &rest[run.len()..];
+                    run_length = run.len().saturating_mul(2);
                 }
-                bad.append(&mut rejected);
-            }
-            Err(reason) if records.len() == 1 => bad.push(BadRecord {
-                line: records[0].0,
-                reason: match self.format {
-                    Format::Jsonl => unquoted_when_not_a_string(reason, records[0].1),
-                    _ => reason,
-                },
-            }),
-            Err(_) => {
-                let (first, second) = records.split_at(records.len() / 2);
-                self.decode_halving(bytes, first, good, bad);
-                self.decode_halving(bytes, second, good, bad);
+                Err(Refusal { reason, .. }) if run.len() == 1 => {
+                    bad.push(BadRecord {
+                        line: run[0].0,
+                        reason: match self.format {
+                            Format::Jsonl => unquoted_when_not_a_string(reason, run[0].1),
+                            _ => reason,
+                        },
+                    });
+                    rest = &rest[1..];
+                    run_length = 2;
+                }
+                Err(Refusal { at: Some(at), .. }) if at < run.len() => {
+                    if at > 0 {
+                        // Read before the named record, they are most likely good.
+                        self.decode_halving(bytes, &run[..at], good, bad);
+                    }
+                    self.decode_halving(bytes, &run[at..=at], good, bad);
+                    rest = &rest[at + 1..];
+                    run_length = (at + 1).saturating_mul(2).max(16);
+                }
+                Err(_) => run_length = run.len() / 2,
             }
         }
     }
@@ -403,7 +419,7 @@ impl RecordDecoder {
         &self,
         records: &[(usize, &[u8])],
         whole: Option<&[u8]>,
-    ) -> Result<(RecordBatch, Vec<BadRecord>), String> {
+    ) -> Result<(RecordBatch, Vec<BadRecord>), Refusal> {
         let plain = match &self.plain_json {
             Some(plain) => plain.read(records, whole),
             None => None,
@@ -532,7 +548,7 @@ impl RecordDecoder {
         &self,
         records: &[(usize, &[u8])],
         whole: Option<&[u8]>,
-    ) -> Result<Vec<ArrayRef>, String> {
+    ) -> Result<Vec<ArrayRef>, Refusal> {
         let read = match self.format {
             Format::Csv => self.read_csv(records, whole)?,
             _ => self.read_json(records, whole)?,
@@ -543,7 +559,8 @@ impl RecordDecoder {
                 (Format::Csv, 1) if self.multi_line => "a quoted field is never closed: its quote runs to the end of the input".to_owned(),
                 (Format::Csv, 1) => "a quoted field does not end on its line (runner reads one record per line, as Spark does by default: `multi_line: true` reads fields that hold line breaks)".to_owned(),
                 _ => format!("{} records read from {} lines", read.num_rows(), records.len()),
-            });
+            }
+            .into());
         }
         match self.format {
             Format::Jsonl => self
@@ -557,7 +574,8 @@ impl RecordDecoder {
                         _ => Ok(column),
                     }
                 })
-                .collect(),
+                .collect::<Result<_, String>>()
+                .map_err(Refusal::from),
             _ => {
                 let mut columns = read.columns().to_vec();
                 for (place, data_type) in &self.absent {
@@ -575,7 +593,14 @@ impl RecordDecoder {
         &self,
         records: &[(usize, &[u8])],
         whole: Option<&[u8]>,
-    ) -> Result<RecordBatch, String> {
+    ) -> Result<RecordBatch, Refusal> {
+        let refused = |e: arrow_schema::ArrowError| {
+            let at = refused_record(&e);
+            Refusal {
+                reason: csv_message(e, &self.read_schema, !self.header.is_empty()),
+                at,
+            }
+        };
         let mut builder = arrow_csv::ReaderBuilder::new(self.read_schema.clone());
         if let Some(projection) = &self.projection {
             builder = builder.with_projection(projection.clone());
@@ -588,9 +613,7 @@ impl RecordDecoder {
         if let Some(whole) = whole {
             let mut fed = 0;
             while fed < whole.len() {
-                let used = decoder
-                    .decode(&whole[fed..])
-                    .map_err(|e| csv_message(e, &self.read_schema, !self.header.is_empty()))?;
+                let used = decoder.decode(&whole[fed..]).map_err(refused)?;
                 if used == 0 {
                     break;
                 }
@@ -598,12 +621,9 @@ impl RecordDecoder {
             }
             if !only_line_ends(&whole[fed..]) {
                 // The batch is full (as many records as lines) before the bytes end.
-                return Err(self.more_records_than_lines());
+                return Err(self.more_records_than_lines().into());
             }
-            return match decoder
-                .flush()
-                .map_err(|e| csv_message(e, &self.read_schema, !self.header.is_empty()))?
-            {
+            return match decoder.flush().map_err(refused)? {
                 Some(batch) => Ok(batch),
                 None => Ok(RecordBatch::new_empty(self.projected_schema())),
             };
@@ -615,8 +635,11 @@ impl RecordDecoder {
             let mut fed = 0;
             while fed < input.len() {
                 let used = decoder.decode(&input[fed..]).map_err(|e| {
-                    let message = csv_message(e, &self.read_schema, !self.header.is_empty());
-                    with_exact_count(message, line, self.delimiter)
+                    let refusal = refused(e);
+                    Refusal {
+                        reason: with_exact_count(refusal.reason, line, self.delimiter),
+                        ..refusal
+                    }
                 })?;
                 if used == 0 {
                     break;
@@ -624,13 +647,10 @@ impl RecordDecoder {
                 fed += used;
             }
             if !only_line_ends(&input[fed..]) {
-                return Err(self.more_records_than_lines());
+                return Err(self.more_records_than_lines().into());
             }
         }
-        match decoder
-            .flush()
-            .map_err(|e| csv_message(e, &self.read_schema, !self.header.is_empty()))?
-        {
+        match decoder.flush().map_err(refused)? {
             Some(batch) => Ok(batch),
             None => Ok(RecordBatch::new_empty(self.projected_schema())),
         }
@@ -771,6 +791,37 @@ fn adjacent<'a>(bytes: &'a [u8], records: &[(usize, &'a [u8])]) -> Option<&'a [u
 /// Arrow's CSV reader's message, in runner's words where it is one of the usual two: the
 /// column named (Arrow numbers it) and Arrow's line number left out (it counts the lines it
 /// was handed, one record when a bad one is looked for; the caller names the file's line).
+/// Why a run of records was refused, and which record of the run (its index) the reader
+/// named, when it named one: where to look first, not a fact (a wrong index only costs reads).
+struct Refusal {
+    reason: String,
+    at: Option<usize>,
+}
+
+impl From<String> for Refusal {
+    fn from(reason: String) -> Self {
+        Refusal { reason, at: None }
+    }
+}
+
+/// The record of a run that Arrow's CSV reader names in `e` (an index into the run): a
+/// value's parse error says `at line N` counting from 0 (one flush from the run's start),
+/// a record's field count or bad UTF-8 `for line N` counting from 1.
+fn refused_record(e: &arrow_schema::ArrowError) -> Option<usize> {
+    let (arrow_schema::ArrowError::ParseError(text) | arrow_schema::ArrowError::CsvError(text)) = e
+    else {
+        return None;
+    };
+    let number = |after: &str| -> Option<usize> {
+        let rest = &text[text.find(after)? + after.len()..];
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        rest[..digits].parse().ok()
+    };
+    number(" at line ").or_else(|| number(" for line ")?.checked_sub(1))
+}
+
 fn csv_message(e: arrow_schema::ArrowError, header: &Schema, has_header: bool) -> String {
     let text = match e {
         arrow_schema::ArrowError::ParseError(m) | arrow_schema::ArrowError::CsvError(m) => m,

@@ -920,3 +920,37 @@ fn records_without_a_header_are_counted_against_the_declared_columns() {
         ]
     );
 }
+
+/// Many bad records among good ones, of every kind the CSV reader names (a value, a field
+/// count, bad UTF-8) and runs of them: each is told at its own line, and every good record is
+/// read once, in order.
+#[test]
+fn many_bad_csv_records_are_each_told_and_the_good_ones_kept_in_order() {
+    let d = decoder(Format::Csv, &[("k", "text"), ("n", "integer")]);
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut input = Vec::new();
+    let (mut kept, mut refused) = (Vec::new(), Vec::new());
+    for line in 0..20_000usize {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        match seed % 10 {
+            0 => input.extend_from_slice(format!("k{line},n/a\n").as_bytes()),
+            1 if line % 7 == 0 => input.extend_from_slice(format!("k{line},1,extra\n").as_bytes()),
+            2 if line % 5 == 0 => input.extend_from_slice(b"\xff,3\n"),
+            _ => {
+                input.extend_from_slice(format!("k{line},{line}\n").as_bytes());
+                kept.push(line.to_string());
+                continue;
+            }
+        }
+        refused.push(line);
+    }
+    let (batches, bad) = d.decode(&input).unwrap();
+    let out = one_batch(batches, &d.schema());
+    assert_eq!(texts(&out, "n"), kept);
+    assert_eq!(bad.iter().map(|b| b.line).collect::<Vec<_>>(), refused);
+    assert!(bad
+        .iter()
+        .any(|b| b.reason == "`n`: \"n/a\" is not an integer"));
+}
