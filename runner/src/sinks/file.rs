@@ -334,7 +334,9 @@ impl Sink for FileSink {
                         if let Some((_, part)) = &last {
                             self.check_columns(part)?;
                         }
-                        let after_last = last.map_or(0, |(number, _)| number.saturating_add(1));
+                        let after_last = last
+                            .as_ref()
+                            .map_or(0, |(number, _)| number.saturating_add(1));
                         if self.checkpointed {
                             // A checkpointed stream names its parts by epoch from where it
                             // began, kept beside them with its id, so a redone epoch replaces
@@ -343,9 +345,16 @@ impl Sink for FileSink {
                             let first = read_first_part(&self.path).map_err(|e| self.output(e))?;
                             match first {
                                 Some(first) if first.stream == stream => first.part,
-                                // Parts of a stream before they were kept: its own.
-                                None if !self.fresh_stream => 0,
                                 _ => {
+                                    // A stream redoing its first epochs without a record
+                                    // here was cut off before it wrote its first part: the
+                                    // parts there are another stream's, never replaced.
+                                    if first.is_none() && !self.fresh_stream && last.is_some() {
+                                        tracing::warn!(
+                                            "{}: no record of this stream's parts ({FIRST_PART}), so the parts there are taken as an earlier stream's; its parts begin at part {after_last}",
+                                            crate::error::escape_path(&self.path)
+                                        );
+                                    }
                                     let first = FirstPart {
                                         stream,
                                         part: after_last,
@@ -465,6 +474,44 @@ mod tests {
             text,
             "{\"word\":\"a\",\"count\":1}\n{\"word\":\"b\",\"count\":2}\n{\"word\":\"a\",\"count\":1}\n{\"word\":\"b\",\"count\":2}\n"
         );
+    }
+
+    /// A checkpointed stream cut off in its first epoch before this sink wrote its record of
+    /// parts redoes that epoch: the parts already there (an earlier run's) are not its own.
+    #[test]
+    fn a_redone_first_epoch_without_a_record_of_parts_writes_after_the_parts_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = crate::data::word_counts(&["a", "b"], &[1, 2]);
+        let mut earlier = sink(dir.path(), "{path: parts, format: parquet}", true);
+        write_result(earlier.as_mut(), &rows, 0).unwrap();
+        let earlier_part = dir.path().join("parts/part-00000000.parquet");
+        let before = std::fs::read(&earlier_part).unwrap();
+        let config: FileSinkConfig =
+            serde_saphyr::from_str("{path: parts, format: parquet}").unwrap();
+        let schema = rows.schema();
+        let context = SinkContext::for_test(&schema, dir.path(), true, true);
+        context.stream_id.set("stream-b".into()).unwrap();
+        // Not fresh: its checkpoint holds epoch 0 in flight (offsets written, then killed).
+        let mut redoing = config
+            .build(&SinkContext {
+                fresh_stream: false,
+                ..context
+            })
+            .unwrap();
+        write_result(redoing.as_mut(), &rows.slice(0, 1), 0).unwrap();
+        assert_eq!(
+            std::fs::read(&earlier_part).unwrap(),
+            before,
+            "part 0 replaced"
+        );
+        assert!(dir.path().join("parts/part-00000001.parquet").exists());
+        // Its own redone epoch replaces its own part.
+        write_result(redoing.as_mut(), &rows.slice(0, 1), 0).unwrap();
+        let parts = std::fs::read_dir(dir.path().join("parts"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != FIRST_PART)
+            .count();
+        assert_eq!(parts, 2);
     }
 
     #[test]
