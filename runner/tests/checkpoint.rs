@@ -292,6 +292,54 @@ fn a_checkpoint_of_another_pipeline_is_refused_and_left_alone() {
     );
 }
 
+/// A path taken from the environment is the path it names: a checkpoint of `${INDIR}` as
+/// one directory is not continued over another (its files of the same names would be taken
+/// as read).
+#[test]
+fn a_checkpoint_of_a_path_from_the_environment_is_of_the_directory_it_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for (day, files) in [("dayA", &["a,1\n"][..]), ("dayB", &["b,2\n", "c,3\n"][..])] {
+        std::fs::create_dir(dir.path().join(day)).unwrap();
+        for (i, text) in files.iter().enumerate() {
+            std::fs::write(
+                dir.path().join(day).join(format!("part{i}.csv")),
+                format!("k,v\n{text}"),
+            )
+            .unwrap();
+        }
+    }
+    let pipeline = write(
+        dir.path(),
+        "env.yaml",
+        "name: env\nmode: stream\nmax_epochs: 1\nsource: {type: file, path: \"${RUNNER_TEST_INDIR}\", format: csv, columns: {k: text, v: integer}}\ntransforms:\n  - {type: aggregate, by: [k], aggs: {s: sum(v)}}\ncheckpoint: {dir: ck}\nsinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    runner()
+        .arg("run")
+        .arg(&pipeline)
+        .arg("-q")
+        .env("RUNNER_TEST_INDIR", "dayA")
+        .assert()
+        .success();
+    let output = runner()
+        .arg("run")
+        .arg(&pipeline)
+        .arg("-q")
+        .env("RUNNER_TEST_INDIR", "dayB")
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("belongs to a different pipeline") && stderr.contains("dayB"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.csv")).unwrap(),
+        "k,s\na,1\n"
+    );
+}
+
 #[test]
 fn a_socket_stream_carries_its_counts_over_a_restart() {
     let dir = tempfile::tempdir().unwrap();

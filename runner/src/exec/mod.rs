@@ -611,7 +611,9 @@ fn checkpoint_identity(
         if stream.positioned() {
             source_identity.push_str(&format!(
                 " reading {}",
-                canonical_json(&checkpoint::without_pacing(&loaded.document["source"]))
+                canonical_json(&expanded(&checkpoint::without_pacing(
+                    &loaded.document["source"]
+                )))
             ));
         }
     }
@@ -626,7 +628,7 @@ fn checkpoint_identity(
             .enumerate()
             .map(|(index, built)| checkpoint::StageIdentity {
                 step: built.label.clone(),
-                settings: canonical_json(&loaded.document["transforms"][index]),
+                settings: canonical_json(&expanded(&loaded.document["transforms"][index])),
                 output: crate::data::columns(&built.stage.output),
             })
             .collect(),
@@ -638,6 +640,26 @@ fn checkpoint_identity(
             }
             .to_owned(),
         ),
+    }
+}
+
+/// `value` with `${VAR}` replaced in its texts, as the fields reading them replace them: a
+/// checkpoint made with `path: ${INDIR}` must not go on reading another directory (secrets
+/// stay written as `${VAR}`).
+fn expanded(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::String(text) => {
+            serde_json::Value::String(crate::settings::env::expanded_for_record(text))
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(expanded).collect())
+        }
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .map(|(key, value)| (key.clone(), expanded(value)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 

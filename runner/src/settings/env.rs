@@ -122,6 +122,17 @@ fn substitute_plain_values_with(text: &str, lookup: impl Fn(&str) -> Option<Stri
     out
 }
 
+/// `text` with each `${VAR}` replaced as the field reading it replaces it, for a record of
+/// what a run read (a checkpoint's identity): a variable holding a secret, or one not set,
+/// stays written as `${VAR}` (a secret's value is never written to a file).
+pub fn expanded_for_record(text: &str) -> String {
+    substitute(text, |name| match crate::redact::is_secret_name(name) {
+        true => Some(format!("${{{name}}}")),
+        false => Some(std::env::var(name).unwrap_or_else(|_| format!("${{{name}}}"))),
+    })
+    .unwrap_or_else(|_| text.to_owned())
+}
+
 /// A string with `${VAR}` replaced (`deserialize_with`); an unset variable is an error.
 pub fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let raw = String::deserialize(d)?;
