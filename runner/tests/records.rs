@@ -699,3 +699,45 @@ fn columns_are_not_inferred_from_a_named_pipe_and_it_says_so() {
     );
     assert!(!stderr.contains("no such file"), "{stderr}");
 }
+
+/// Compressed and UTF-16 files are named as what they are, in batch (any file of a glob)
+/// and in a stream: read as text they gave garbage rows, or a misleading field count.
+#[test]
+fn compressed_and_utf16_files_are_named_as_such_not_read_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/a.csv"), "k,v\na,1\n").unwrap();
+    std::fs::write(
+        dir.path().join("in/b.csv.gz"),
+        b"\x1f\x8b\x08\x00\x00\x00\x00\x00junk",
+    )
+    .unwrap();
+    let batch = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: 'in/*', format: csv}\nsinks:\n  - {type: stdout}\n",
+    );
+    let (code, _, stderr) = run_pipeline(&batch, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("b.csv.gz is gzip-compressed: decompress it first"),
+        "{stderr}"
+    );
+    std::fs::remove_file(dir.path().join("in/b.csv.gz")).unwrap();
+    let mut utf16 = vec![0xFF, 0xFE];
+    for unit in "k,v\r\nb,2\r\n".encode_utf16() {
+        utf16.extend_from_slice(&unit.to_le_bytes());
+    }
+    std::fs::write(dir.path().join("in/c.csv"), &utf16).unwrap();
+    let stream = write(
+        dir.path(),
+        "s.yaml",
+        "name: s\nmode: stream\nstop_after: 60s\nsource: {type: file, path: in, format: csv, columns: {k: text, v: integer}}\nsinks:\n  - {type: stdout}\n",
+    );
+    let (code, _, stderr) = run_pipeline(&stream, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("c.csv is UTF-16 (its byte-order mark says so): convert it to UTF-8"),
+        "{stderr}"
+    );
+}

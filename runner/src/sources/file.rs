@@ -214,6 +214,11 @@ impl BuildSource for FileSourceConfig {
                 self.format.name()
             ));
         }
+        for file in files_named(&path) {
+            if let Some(what) = file_not_text(&file) {
+                return Err(format!("{} is {what}", escape_path(&file)));
+            }
+        }
         let delimiter = csv_delimiter(self.delimiter)?;
         let lines = Arc::new(super::LineCounts::default());
         let records = match self.format {
@@ -455,6 +460,36 @@ fn files_named(path: &Path) -> Vec<PathBuf> {
     };
     files.sort();
     files
+}
+
+/// What a text file's first bytes say it is when it is not text runner reads (compressed,
+/// UTF-16), with what to do: `None` for anything else (text, or unreadable: reading it says
+/// why). Read as text, such a file gave garbage rows or a misleading field count.
+pub(super) fn not_text(start: &[u8]) -> Option<&'static str> {
+    const KINDS: [(&[u8], &str); 7] = [
+        (b"\x1f\x8b", "gzip-compressed: decompress it first (`gunzip -k FILE`), or pipe it in (`gzip -dc FILE | runner run PIPELINE --input -`)"),
+        (b"\x28\xb5\x2f\xfd", "zstd-compressed: decompress it first (`zstd -d FILE`), or pipe it in (`zstd -dc FILE | runner run PIPELINE --input -`)"),
+        (b"BZh", "bzip2-compressed: decompress it first (`bunzip2 -k FILE`), or pipe it in (`bzip2 -dc FILE | runner run PIPELINE --input -`)"),
+        (b"\xfd7zXZ\x00", "xz-compressed: decompress it first (`unxz -k FILE`), or pipe it in (`xz -dc FILE | runner run PIPELINE --input -`)"),
+        (b"PK\x03\x04", "a zip archive: extract it first (`unzip FILE`)"),
+        (b"\xff\xfe", "UTF-16 (its byte-order mark says so): convert it to UTF-8 first (`iconv -f UTF-16 -t UTF-8 FILE > NEW`)"),
+        (b"\xfe\xff", "UTF-16 (its byte-order mark says so): convert it to UTF-8 first (`iconv -f UTF-16 -t UTF-8 FILE > NEW`)"),
+    ];
+    KINDS
+        .iter()
+        .find(|(magic, _)| start.starts_with(magic))
+        // A bzip2 stream goes on with its block size, a digit 1 to 9 (a text may begin "BZh").
+        .filter(|(magic, _)| *magic != b"BZh" || matches!(start.get(3), Some(b'1'..=b'9')))
+        .map(|(_, what)| *what)
+}
+
+/// `not_text` of the file at `path`.
+fn file_not_text(path: &Path) -> Option<&'static str> {
+    let mut start = Vec::with_capacity(6);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(6).read_to_end(&mut start))
+        .ok()?;
+    not_text(&start)
 }
 
 /// Whether the file at `path` starts with `magic` (`false` when it cannot be read).
@@ -1601,6 +1636,22 @@ impl LineMorsels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compressed_and_utf16_starts_are_told_and_text_is_not() {
+        assert!(not_text(b"\x1f\x8b\x08").unwrap().starts_with("gzip"));
+        assert!(not_text(b"BZh91AY").unwrap().starts_with("bzip2"));
+        assert!(not_text(b"\xff\xfek\x00").unwrap().starts_with("UTF-16"));
+        for text in [
+            &b"BZh is a word"[..],
+            b"k,v\n",
+            b"\xef\xbb\xbfk,v",
+            b"",
+            b"\x1f",
+        ] {
+            assert_eq!(not_text(text), None, "{text:?}");
+        }
+    }
     use crate::transforms::compliance::texts;
 
     #[test]

@@ -397,6 +397,22 @@ async fn send_file(
     let origin: Arc<str> = path.display().to_string().into();
     let failed = |e: std::io::Error| format!("{}: {e}", escape_controls(&origin));
     let mut file = tokio::fs::File::open(path).await.map_err(failed)?;
+    if read.skip == 0 {
+        let mut start = [0u8; 6];
+        let mut filled = 0;
+        while filled < start.len() {
+            match file.read(&mut start[filled..]).await.map_err(failed)? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        if let Some(what) = super::file::not_text(&start[..filled]) {
+            return Err(format!("{} is {what}", escape_controls(&origin)));
+        }
+        file.seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(failed)?;
+    }
     let header = match read.header {
         true => first_line(&mut file, max_line_bytes)
             .await
