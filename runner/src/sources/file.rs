@@ -467,10 +467,10 @@ fn files_named(path: &Path) -> Vec<PathBuf> {
 /// why). Read as text, such a file gave garbage rows or a misleading field count.
 pub(super) fn not_text(start: &[u8]) -> Option<&'static str> {
     const KINDS: [(&[u8], &str); 7] = [
-        (b"\x1f\x8b", "gzip-compressed: decompress it first (`gunzip -k FILE`), or pipe it in (`gzip -dc FILE | runner run PIPELINE --input -`)"),
-        (b"\x28\xb5\x2f\xfd", "zstd-compressed: decompress it first (`zstd -d FILE`), or pipe it in (`zstd -dc FILE | runner run PIPELINE --input -`)"),
-        (b"BZh", "bzip2-compressed: decompress it first (`bunzip2 -k FILE`), or pipe it in (`bzip2 -dc FILE | runner run PIPELINE --input -`)"),
-        (b"\xfd7zXZ\x00", "xz-compressed: decompress it first (`unxz -k FILE`), or pipe it in (`xz -dc FILE | runner run PIPELINE --input -`)"),
+        (b"\x1f\x8b", "gzip-compressed: decompress it first (`gunzip -k FILE`), or pipe it in (`gzip -dc FILE | runner run PIPELINE --input -`; CSV and JSON lines read so need `columns:`)"),
+        (b"\x28\xb5\x2f\xfd", "zstd-compressed: decompress it first (`zstd -d FILE`), or pipe it in (`zstd -dc FILE | runner run PIPELINE --input -`; CSV and JSON lines read so need `columns:`)"),
+        (b"BZh", "bzip2-compressed: decompress it first (`bunzip2 -k FILE`), or pipe it in (`bzip2 -dc FILE | runner run PIPELINE --input -`; CSV and JSON lines read so need `columns:`)"),
+        (b"\xfd7zXZ\x00", "xz-compressed: decompress it first (`unxz -k FILE`), or pipe it in (`xz -dc FILE | runner run PIPELINE --input -`; CSV and JSON lines read so need `columns:`)"),
         (b"PK\x03\x04", "a zip archive: extract it first (`unzip FILE`)"),
         (b"\xff\xfe", "UTF-16 (its byte-order mark says so): convert it to UTF-8 first (`iconv -f UTF-16 -t UTF-8 FILE > NEW`)"),
         (b"\xfe\xff", "UTF-16 (its byte-order mark says so): convert it to UTF-8 first (`iconv -f UTF-16 -t UTF-8 FILE > NEW`)"),
