@@ -939,3 +939,69 @@ fn a_stop_within_an_epochs_files_after_uncommitted_epochs_loses_no_row() {
     assert_eq!(rows.len(), expected.len(), "{err}");
     assert!(rows == expected, "rows lost or doubled");
 }
+
+/// A stream stopped by `max_epochs` while redoing the epochs a killed run did not commit
+/// saves where it got to: the next run goes on from there, instead of redoing the same first
+/// epoch for ever.
+#[test]
+fn a_stream_stopped_while_redoing_commits_what_it_redid() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    for i in 0..6 {
+        std::fs::write(
+            dir.path().join(format!("in/f{i}.csv")),
+            format!("k,v\nk{i},{i}\n"),
+        )
+        .unwrap();
+    }
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: redo\nmode: stream\nsource: {type: file, path: in, format: csv, max_files_per_trigger: 1, columns: {k: text, v: integer}}\ncheckpoint: {dir: state, every: 100}\nsinks:\n  - {type: file, path: out.jsonl, format: jsonl}\n",
+    );
+    let mut child = runner_process()
+        .arg("run")
+        .arg(&pipeline)
+        .arg("-q")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once it has written at least four epochs, none committed (`every: 100`).
+    let lines = || {
+        std::fs::read_to_string(dir.path().join("out.jsonl")).map_or(0, |text| text.lines().count())
+    };
+    while lines() < 4 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the stream ended early"
+        );
+        std::thread::yield_now();
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(commit(dir.path()).is_none(), "nothing was committed");
+    for expected in 0..3u64 {
+        runner()
+            .arg("run")
+            .arg(&pipeline)
+            .args(["-q", "--set", "max_epochs=1"])
+            .assert()
+            .success();
+        let committed = commit(dir.path()).expect("a stop after a redone epoch commits it");
+        assert_eq!(committed["epoch"], expected);
+    }
+    runner()
+        .arg("run")
+        .arg(&pipeline)
+        .arg("-q")
+        .args(["--set", "stop_after=60s"])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
+    let mut keys: Vec<&str> = text.lines().collect();
+    keys.sort();
+    assert_eq!(keys.len(), 6, "each file's row once: {text}");
+    keys.dedup();
+    assert_eq!(keys.len(), 6, "{text}");
+}

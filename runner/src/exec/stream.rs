@@ -255,6 +255,9 @@ async fn run_epochs(
     let mut last_on_schedule = false;
     // The stream stopped within an epoch's files, leaving it undone (see `left_undone`).
     let mut stopped_undone = false;
+    // Where the last epoch redone ended: a stop right after it (nothing taken since) is a
+    // commit point, so a stream stopped by `max_epochs` while redoing moves on next time.
+    let mut redone_end: Option<u64> = None;
     let reason;
     loop {
         // Rows are processed as they arrive (so memory stays bounded and the source is never
@@ -495,7 +498,7 @@ async fn run_epochs(
                 },
             )?;
             if redo_target.is_some() {
-                redo.pop_front();
+                redone_end = redo.pop_front().map(|done| done.end.offset);
             }
             if let Some(checkpoint) = checkpoint.as_mut().filter(|c| c.due(epoch)) {
                 checkpoint.commit(
@@ -560,7 +563,9 @@ async fn run_epochs(
         // epochs written since the last commit, as after a crash (the offsets log has their
         // ends; the sinks' ledgers skip what they wrote).
         let last = out.epoch.checked_sub(1);
-        if last.is_some() && last != committed && redo.is_empty() && !stopped_undone {
+        let redone_whole = redo.is_empty()
+            || redone_end.is_some() && position.as_ref().map(|p| p.offset) == redone_end;
+        if last.is_some() && last != committed && redone_whole && !stopped_undone {
             checkpoint.commit(
                 out.epoch - 1,
                 rows_before + rows_in,
