@@ -248,8 +248,13 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
 /// [`parse_timestamp`] without the range check.
 fn parse_any_timestamp(text: &str) -> Option<i64> {
     let text = text.trim();
+    // chrono reads a leap second (`:60`) as one that rolls into the next minute; Spark reads
+    // it as no timestamp (null), so it is not one here either.
+    fn leap(t: &impl chrono::Timelike) -> bool {
+        t.nanosecond() >= 1_000_000_000
+    }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Some(t.timestamp_micros());
+        return (!leap(&t)).then(|| t.timestamp_micros());
     }
     for format in [
         "%Y-%m-%d %H:%M:%S%.f%:z",
@@ -260,7 +265,7 @@ fn parse_any_timestamp(text: &str) -> Option<i64> {
         "%Y-%m-%dT%H:%M:%S%.f%#z",
     ] {
         if let Ok(t) = chrono::DateTime::parse_from_str(text, format) {
-            return Some(t.timestamp_micros());
+            return (!leap(&t)).then(|| t.timestamp_micros());
         }
     }
     for format in [
@@ -270,7 +275,7 @@ fn parse_any_timestamp(text: &str) -> Option<i64> {
         "%Y-%m-%d %H:%M",
     ] {
         if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
-            return Some(t.and_utc().timestamp_micros());
+            return (!leap(&t)).then(|| t.and_utc().timestamp_micros());
         }
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
@@ -823,6 +828,22 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leap_second_is_no_timestamp_as_in_spark() {
+        for text in [
+            "2024-12-31T23:59:60.5Z",
+            "2024-05-01T12:59:60+02:00",
+            "2024-05-01 12:59:60",
+            "2024-05-01T12:59:60",
+        ] {
+            assert_eq!(parse_timestamp(text), None, "{text}");
+        }
+        assert_eq!(
+            parse_timestamp("2024-12-31T23:59:59.5Z").map(format_timestamp),
+            Some("2024-12-31T23:59:59.500Z".to_owned())
+        );
+    }
 
     #[test]
     fn column_lookup_suggests_close_names() {
