@@ -546,6 +546,38 @@ impl ParquetSource {
     fn check_columns(&self, path: &Path, footer: &ArrowReaderMetadata) -> Result<()> {
         let file_schema = footer.schema();
         for spec in &self.columns {
+            let same_name = file_schema
+                .fields()
+                .iter()
+                .filter(|f| f.name() == &spec.name)
+                .count();
+            if same_name > 1 {
+                // Arrow's lookup takes the first: the other's values would be lost unsaid.
+                return Err(Error::runtime(format!(
+                    "{}: {same_name} columns are named `{}`, which runner cannot tell apart: rename them in the file",
+                    crate::error::escape_path(path),
+                    spec.name
+                )));
+            }
+            if file_schema.field_with_name(&spec.name).is_err() {
+                // `account.acct` of a struct column `account`: read as a JSON path would be,
+                // it was silently null.
+                let parent = spec.name.split_once('.').and_then(|(parent, _)| {
+                    file_schema
+                        .field_with_name(parent)
+                        .ok()
+                        .filter(|f| matches!(f.data_type(), DataType::Struct(_)))
+                });
+                if let Some(parent) = parent {
+                    return Err(Error::runtime(format!(
+                        "{}: `{}` is a field inside the struct column `{}`; runner reads a Parquet file's top-level columns only (flatten it first, e.g. with DuckDB: `COPY (SELECT {}, … FROM 'file.parquet') TO 'flat.parquet'`)",
+                        crate::error::escape_path(path),
+                        spec.name,
+                        parent.name(),
+                        spec.name
+                    )));
+                }
+            }
             match file_schema.field_with_name(&spec.name) {
                 Ok(field) => {
                     if !convertible(field.data_type(), spec.value_type) {
@@ -1039,6 +1071,57 @@ mod damaged_file_tests {
                 .sum::<usize>();
         }
         Ok(rows)
+    }
+
+    /// Two columns of one name, and a dotted name of a struct's field: refused, where they
+    /// lost the second column and read the field as null, silently.
+    #[test]
+    fn a_repeated_column_name_and_a_structs_field_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, batch: RecordBatch| {
+            let path = dir.path().join(name);
+            let mut writer = parquet::arrow::ArrowWriter::try_new(
+                std::fs::File::create(&path).unwrap(),
+                batch.schema(),
+                None,
+            )
+            .unwrap();
+            writer.write(&batch).unwrap();
+            writer.close().unwrap();
+            path
+        };
+        let ints = |v: Vec<i64>| Arc::new(arrow_array::Int64Array::from(v)) as ArrayRef;
+        let twice = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("a", DataType::Int64, true),
+        ]));
+        let twice = write(
+            "twice.parquet",
+            RecordBatch::try_new(twice, vec![ints(vec![1]), ints(vec![3])]).unwrap(),
+        );
+        for columns in ["", ", columns: {a: integer}"] {
+            let err = read(&twice, columns).unwrap_err().to_string();
+            assert!(err.contains("2 columns are named `a`"), "{err}");
+        }
+        let account = arrow_array::StructArray::from(vec![(
+            Arc::new(Field::new("acct", DataType::Utf8, true)),
+            Arc::new(arrow_array::StringArray::from(vec!["alice"])) as ArrayRef,
+        )]);
+        let nested = write(
+            "nested.parquet",
+            RecordBatch::try_from_iter([
+                ("id", ints(vec![1])),
+                ("account", Arc::new(account) as ArrayRef),
+            ])
+            .unwrap(),
+        );
+        let err = read(&nested, ", columns: {id: integer, account.acct: text?}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`account.acct` is a field inside the struct column `account`"),
+            "{err}"
+        );
     }
 
     #[test]
