@@ -116,8 +116,8 @@ enum Command {
         ui_token_env: Option<String>,
     },
     /// Show how a pipeline will run (paths, columns per step, fused stages, sinks, trigger,
-    /// schedule) without reading any data or loading any plugin (steps from the first plugin
-    /// on are listed as not checked).
+    /// schedule) without running it or loading any plugin (steps from the first plugin on are
+    /// listed as not checked). Only the start of an input whose columns are inferred is read.
     Plan {
         /// The pipeline file.
         pipeline: PathBuf,
@@ -162,8 +162,9 @@ enum Command {
     },
     /// Print a JSON Schema of the pipeline format, for editors.
     Schema,
-    /// Check pipeline files without reading any data. A `plugin` step's library is loaded
-    /// and created to check its columns: validate only pipeline files you trust.
+    /// Check pipeline files without running them (only the start of an input whose columns
+    /// are inferred is read). A `plugin` step's library is loaded and created to check its
+    /// columns: validate only pipeline files you trust.
     Validate {
         /// Pipeline files.
         #[arg(required = true)]

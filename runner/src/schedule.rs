@@ -208,6 +208,16 @@ fn load_jobs(paths: &[PathBuf], build: bool) -> Result<Vec<Job>> {
             running: Arc::new(AtomicBool::new(false)),
         });
     }
+    if jobs.is_empty() && unscheduled.is_empty() {
+        return Err(Error::invalid(format!(
+            "{}: only test files (`runner test` runs them); `runner schedule` takes pipeline files",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     if jobs.is_empty() {
         return Err(Error::invalid(format!(
             "{}: no `schedule:` in {}; add one such as `schedule: \"0 3 * * *\"` to run a pipeline with `runner schedule`",

@@ -1212,3 +1212,16 @@ fn two_sinks_writing_one_path_are_refused() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("sinks.1 (sqlite): it writes "), "{err}");
 }
+
+#[test]
+fn a_test_file_given_to_run_plan_or_schedule_says_runner_test_runs_it() {
+    let tests = repo_root().join("pipelines/romeo.test.yaml");
+    for args in [&["run"][..], &["plan"], &["schedule", "--next"]] {
+        runner()
+            .args(args)
+            .arg(&tests)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("`runner test"));
+    }
+}

@@ -244,6 +244,13 @@ impl LoadedPipeline {
 
 /// Reads a pipeline file, applies `--set` overrides and parses it.
 pub fn load(path: &Path, overrides: &[Override]) -> Result<LoadedPipeline> {
+    if crate::testing::is_test_file(path) {
+        return Err(Error::invalid(format!(
+            "{} is a test file: `runner test {}` runs its tests (this command takes a pipeline file)",
+            crate::error::escape_path(path),
+            crate::error::escape_path(path)
+        )));
+    }
     let bytes = std::fs::read(path).map_err(|source| Error::PipelineFile {
         path: path.to_path_buf(),
         source,

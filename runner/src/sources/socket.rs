@@ -375,7 +375,14 @@ async fn listen_loop(
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-    tracing::info!(%address, "listening for clients");
+    match listener.local_addr() {
+        // Port 0 asks the system for a free port: which one is all a client needs.
+        Ok(bound) if config.port == 0 => {
+            tracing::warn!("listening for clients on {bound} (`port: 0` took a free port)")
+        }
+        Ok(bound) => tracing::info!(%bound, "listening for clients"),
+        Err(_) => tracing::info!(%address, "listening for clients"),
+    }
     let clients = Arc::new(tokio::sync::Semaphore::new(config.max_clients));
     let mut backoff = Duration::from_millis(10);
     let mut last_warning: Option<tokio::time::Instant> = None;
