@@ -45,6 +45,11 @@ fn walk(bytes: &[u8], delimiter: u8, mut ended: impl FnMut(usize)) -> bool {
 /// Why a CSV header line (without its line end) cannot be one, if it cannot: runner reads the
 /// header as one line, whether records span lines or not.
 pub fn header_problem(header: &[u8], delimiter: u8) -> Option<&'static str> {
+    let named = header.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(header);
+    if named.iter().all(u8::is_ascii_whitespace) {
+        // Its records would be counted against no columns, or skipped one and all.
+        return Some("the header line is blank: a CSV file's first line names its columns (remove the blank lines before it)");
+    }
     if header.contains(&b'\r') {
         return Some("the header line holds a carriage return: lines that end in a lone \\r (classic Mac line ends) are not lines here; runner reads lines that end in \\n or \\r\\n (convert the file, e.g. with `tr '\\r' '\\n'`)");
     }
@@ -153,6 +158,12 @@ mod tests {
     #[test]
     fn a_header_is_one_line_without_lone_carriage_returns() {
         assert_eq!(header_problem(b"a,\"b,c\",d", b','), None);
+        for blank in [&b""[..], b" ", b"\r", b"\xEF\xBB\xBF"] {
+            assert!(
+                header_problem(blank, b',').unwrap().contains("blank"),
+                "{blank:?}"
+            );
+        }
         assert!(header_problem(b"a,b\r1,2\r", b',')
             .unwrap()
             .contains("carriage return"));
