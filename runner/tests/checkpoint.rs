@@ -1005,3 +1005,33 @@ fn a_stream_stopped_while_redoing_commits_what_it_redid() {
     keys.dedup();
     assert_eq!(keys.len(), 6, "{text}");
 }
+
+/// A checkpoint kept where its file source reads would be read as input (its `stream-id`
+/// and `commit.json` became rows): refused before anything is read.
+#[test]
+fn a_checkpoint_where_the_source_reads_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/a.txt"), "a\n").unwrap();
+    for (source, checkpoint, refused) in [
+        ("in", "in", true),
+        ("'in/*'", "in", true),
+        ("'in/*.txt'", "in", false),
+        ("in", "in/state", false),
+        ("in", "state", false),
+    ] {
+        let pipeline = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: c\nmode: stream\nmax_epochs: 1\nsource: {{type: file, path: {source}}}\ncheckpoint: {{dir: {checkpoint}}}\nsinks:\n  - {{type: stdout}}\n"),
+        );
+        let (code, _, stderr) = run_pipeline(&pipeline, &[]);
+        match refused {
+            true => {
+                assert_eq!(code, 2, "{source} {checkpoint}: {stderr}");
+                assert!(stderr.contains("is where the source reads"), "{stderr}");
+            }
+            false => assert_eq!(code, 0, "{source} {checkpoint}: {stderr}"),
+        }
+    }
+}

@@ -572,6 +572,23 @@ fn stream_settings(
             (None, false) => stream::Trigger::Continuous,
         },
     };
+    if let (Some(c), Some(path)) = (
+        &config.checkpoint,
+        loaded.document["source"]["path"].as_str(),
+    ) {
+        let read = loaded.resolve(std::path::Path::new(
+            &crate::settings::env::expanded_for_record(path),
+        ));
+        if source_type == "file"
+            && crate::sources::file::would_read(&read, &loaded.resolve(&c.dir).join("commit.json"))
+        {
+            return Err(Error::invalid(format!(
+                "{}: the checkpoint's folder `{}` is where the source reads: its files would be read as input; put the checkpoint elsewhere",
+                loaded.display_name,
+                crate::error::escape_path(&c.dir)
+            )));
+        }
+    }
     let checkpoint = config
         .checkpoint
         .as_ref()

@@ -742,6 +742,31 @@ pub(super) const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Whether `path` is a glob: it has `*`, `?` or `[`, and no file or folder has it as its
 /// name (`data[1].csv` that exists is that file).
+/// Whether a `file` source of `source` (a file, a folder or a glob) would read the file
+/// `candidate`, one that runner writes (a checkpoint's): read back, it became rows.
+pub fn would_read(source: &Path, candidate: &Path) -> bool {
+    let absolute = |p: &Path| {
+        std::path::absolute(p)
+            .map(|a| a.components().collect::<PathBuf>())
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    let (source, candidate) = (absolute(source), absolute(candidate));
+    if is_pattern(&source) {
+        return glob::Pattern::new(&glob_pattern(&source))
+            .is_ok_and(|pattern| pattern.matches_path(&candidate));
+    }
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    match source.is_dir() {
+        true => candidate
+            .parent()
+            .is_some_and(|folder| same(folder, &source)),
+        false => same(&source, &candidate),
+    }
+}
+
 pub(super) fn is_pattern(path: &Path) -> bool {
     path.to_string_lossy().contains(['*', '?', '[']) && !path.exists()
 }
