@@ -226,6 +226,22 @@ enum PlanFormat {
 }
 
 /// `runner docs`: the reference pages, with the command line's page rendered from this parser.
+/// `--ui` takes an optional address, so `runner run --ui sales.yaml` read the pipeline file as
+/// the page's address (and then found no pipeline). A `.yaml` or `.yml` right after a bare
+/// `--ui` is the pipeline: the flag is taken as given without an address.
+fn ui_flag_before_a_pipeline(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    for at in 1..args.len() {
+        let pipeline_next = args.get(at + 1).is_some_and(|next| {
+            let next = next.to_string_lossy();
+            next.ends_with(".yaml") || next.ends_with(".yml")
+        });
+        if args[at] == "--ui" && pipeline_next {
+            args[at] = "--ui=".into();
+        }
+    }
+    args
+}
+
 fn docs(out: &std::path::Path, check: bool, quiet: bool) -> Result<(), Error> {
     let pages = runner::docs::reference_pages(vec![cli_page()]);
     if !check {
@@ -405,7 +421,7 @@ fn main() -> ExitCode {
     if std::env::var_os("RUNNER_LOCK_DIR").is_some_and(|dir| dir.is_empty()) {
         std::env::remove_var("RUNNER_LOCK_DIR");
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(ui_flag_before_a_pipeline(std::env::args_os().collect()));
     let daemon = matches!(&cli.command, Command::Schedule { next: false, .. });
     init_logging(cli.quiet, cli.verbose, cli.log_format, daemon);
     let say = Say {

@@ -1225,3 +1225,21 @@ fn a_test_file_given_to_run_plan_or_schedule_says_runner_test_runs_it() {
             .stderr(predicate::str::contains("`runner test"));
     }
 }
+
+/// `--ui` takes an optional address: a pipeline file right after it is the pipeline.
+#[test]
+fn a_pipeline_right_after_a_bare_ui_flag_is_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), WORDS).unwrap();
+    let p = pipeline(
+        dir.path(),
+        "  type: file\n  path: notes.txt",
+        "sinks:\n  - type: stdout\n",
+    );
+    runner()
+        .args(["run", "--ui"])
+        .arg(&p)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("live page: http://"));
+}
