@@ -151,9 +151,11 @@ pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// A path as a message shows it, with [`escape_controls`] applied (a file name may hold
-/// control characters).
+/// control characters), and its line breaks and tabs escaped too: a name holding a line break
+/// would print a forged line of runner's own.
 pub fn escape_path(path: &std::path::Path) -> String {
-    escape_controls(&path.display().to_string()).into_owned()
+    let shown = path.display().to_string();
+    escape_controls(&shown.replace('\n', "\\n").replace('\t', "\\t")).into_owned()
 }
 
 /// `bytes` read from `path` as UTF-8 text, or an invalid-file error that places the first bad
@@ -221,7 +223,7 @@ pub enum Error {
     InvalidPipeline(String),
 
     /// The pipeline file itself could not be read.
-    #[error("cannot read pipeline file {}: {source}", path.display())]
+    #[error("cannot read pipeline file {}: {source}", escape_path(path))]
     PipelineFile {
         /// The pipeline file as given.
         path: PathBuf,
@@ -230,7 +232,7 @@ pub enum Error {
     },
 
     /// An input could not be read.
-    #[error("cannot read input {}: {source}{}", path.display(), like_named(.path, .source))]
+    #[error("cannot read input {}: {source}{}", escape_path(path), like_named(.path, .source))]
     Input {
         /// The input's path (`-` for standard input).
         path: PathBuf,
@@ -239,7 +241,11 @@ pub enum Error {
     },
 
     /// An output could not be written.
-    #[error("cannot write output {}: {}", path.display(), crate::io::atomic::without_temporary_name_text(source))]
+    #[error(
+        "cannot write output {}: {}",
+        escape_path(path),
+        crate::io::atomic::without_temporary_name_text(source)
+    )]
     Output {
         /// The output's path.
         path: PathBuf,
@@ -320,6 +326,17 @@ mod tests {
         assert_eq!(closest("tranforms", keys), Some("transforms"));
         assert_eq!(closest("sink", keys), Some("sinks"));
         assert_eq!(closest("zzzzzzzz", keys), None);
+    }
+
+    #[test]
+    fn a_line_break_in_a_file_name_cannot_forge_a_line() {
+        let path = std::path::Path::new("in/a\nerror: forged\tb.csv");
+        assert_eq!(escape_path(path), "in/a\\nerror: forged\\tb.csv");
+        let error = Error::Input {
+            path: path.to_path_buf(),
+            source: std::io::Error::other("gone"),
+        };
+        assert!(!error.to_string().contains('\n'), "{error}");
     }
 
     #[test]
