@@ -397,12 +397,22 @@ impl RecordDecoder {
                     rest = &rest[1..];
                     run_length = 2;
                 }
-                Err(Refusal { at: Some(at), .. }) if at < run.len() => {
+                Err(Refusal {
+                    at: Some(at),
+                    reason,
+                    own,
+                }) if at < run.len() => {
                     if at > 0 {
                         // Read before the named record, they are most likely good.
                         self.decode_halving(bytes, &run[..at], good, bad);
                     }
-                    self.decode_halving(bytes, &run[at..=at], good, bad);
+                    match own {
+                        true => bad.push(BadRecord {
+                            line: run[at].0,
+                            reason,
+                        }),
+                        false => self.decode_halving(bytes, &run[at..=at], good, bad),
+                    }
                     rest = &rest[at + 1..];
                     run_length = (at + 1).saturating_mul(2).max(16);
                 }
@@ -596,8 +606,12 @@ impl RecordDecoder {
     ) -> Result<RecordBatch, Refusal> {
         let refused = |e: arrow_schema::ArrowError| {
             let at = refused_record(&e);
+            let value = matches!(&e, arrow_schema::ArrowError::ParseError(m) if m.starts_with("Error while parsing value"));
+            let reason = csv_message(e, &self.read_schema, !self.header.is_empty());
             Refusal {
-                reason: csv_message(e, &self.read_schema, !self.header.is_empty()),
+                // Reworded, it no longer counts lines of the run.
+                own: value && !reason.contains(" at line "),
+                reason,
                 at,
             }
         };
@@ -796,11 +810,19 @@ fn adjacent<'a>(bytes: &'a [u8], records: &[(usize, &'a [u8])]) -> Option<&'a [u
 struct Refusal {
     reason: String,
     at: Option<usize>,
+    /// Whether `reason` is the named record's own, as read alone it would be refused: a
+    /// value that does not parse (Arrow reads a column for every record before the next
+    /// column, so the first column it refuses is that record's first bad one too).
+    own: bool,
 }
 
 impl From<String> for Refusal {
     fn from(reason: String) -> Self {
-        Refusal { reason, at: None }
+        Refusal {
+            reason,
+            at: None,
+            own: false,
+        }
     }
 }
 
