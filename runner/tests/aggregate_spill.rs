@@ -121,6 +121,24 @@ fn aggregates_past_their_memory_limit_spill_and_give_the_same_answer_in_less_mem
     same_answer(dir.path(), "every", every, &["--no-fusion", "--cores", "3"]);
 }
 
+/// Writing a worker's groups out sorts them on the pool, which may hand the writing thread
+/// another morsel: with 3 or more threads that morsel's worker waited for the lock the writer
+/// held, for ever. Eight threads, spilling, through the CSV kernel and the general state.
+#[test]
+fn spilling_on_eight_threads_does_not_wait_on_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    sales(dir.path());
+    let plain = "  - type: aggregate\n    by: [user, city]\n    \
+                 aggs: {total: sum(amount), mean: avg(price), n: count()}$LIMIT";
+    same_answer(dir.path(), "kernel8", plain, &["--cores", "8"]);
+    same_answer(
+        dir.path(),
+        "general8",
+        plain,
+        &["--no-fusion", "--cores", "8"],
+    );
+}
+
 #[test]
 fn steps_after_a_spilled_aggregate_stream_or_take_the_whole_result() {
     let dir = tempfile::tempdir().unwrap();
@@ -251,6 +269,12 @@ fn the_word_count_kernel_spills_past_its_memory_limit_and_gives_the_same_answer(
             yaml("spilled_3", limit, ""),
             &["--cores", "3"][..],
         ),
+        // Eight threads: a table written out sorts on the pool (it used to wait on itself).
+        (
+            "spilled_8",
+            yaml("spilled_8", limit, ""),
+            &["--cores", "8"][..],
+        ),
         ("whole", yaml("whole", "", ""), &[][..]),
         ("unfused", yaml("unfused", "", ""), &["--no-fusion"][..]),
         ("spilled_top", yaml("spilled_top", limit, top), &[][..]),
@@ -288,6 +312,10 @@ fn the_word_count_kernel_spills_past_its_memory_limit_and_gives_the_same_answer(
     assert!(
         read("spilled_3") == whole,
         "the spilled answer on 3 cores differs"
+    );
+    assert!(
+        read("spilled_8") == whole,
+        "the spilled answer on 8 cores differs"
     );
     assert_eq!(read("spilled_top"), read("whole_top"));
     assert_eq!(read("whole_top").lines().count(), 2001);

@@ -262,14 +262,19 @@ pub(crate) fn compute<'a>(
                 .into_par_iter()
                 .try_for_each(|(index, morsel)| -> Result<()> {
                     let morsel = morsel?;
-                    states.with(
+                    let full = states.with(
                         || aggregation.new_state(),
-                        |state| {
+                        |state| -> Result<_> {
                             state.begin_morsel(index as u64);
                             for_each_through(source, prefix, morsel, |batch| state.update(batch))?;
-                            spill.check(state, 0).map(|_| ())
+                            Ok(spill.take_full(state, 0))
                         },
-                    )
+                    )?;
+                    // Written with the worker's lock let go (see `Spill::take_full`).
+                    match full {
+                        Some(full) => spill.write_full(full),
+                        None => Ok(()),
+                    }
                 })?;
             let mut state = spill.merge(states.into_iter())?;
             // Rows a plugin's `finish` returns come after every morsel's.
@@ -440,20 +445,21 @@ fn fused_word_count<'a>(
         .into_par_iter()
         .try_for_each(|(_, morsel)| -> Result<()> {
             let morsel = morsel?;
-            let spill_if_full = |counts: &mut WordCounts| -> Result<()> {
-                if spill.exceeded(counts.memory_bytes()) || counts.is_full() {
-                    let full = std::mem::replace(counts, new_counts());
-                    spill.write_snapshot(word_count.sorted_run(full)?)?;
-                }
-                Ok(())
+            // A full table is taken out under the worker's lock and written after it is let
+            // go: writing sorts on the pool, which may hand this thread a morsel whose worker
+            // waits for the same lock (a deadlock with 3 or more threads).
+            let take_if_full = |counts: &mut WordCounts| {
+                (spill.exceeded(counts.memory_bytes()) || counts.is_full())
+                    .then(|| std::mem::replace(counts, new_counts()))
             };
             // SIMD validation: several times faster than `std::str::from_utf8` on text.
-            if let Ok(valid) = simdutf8::basic::from_utf8(&morsel.bytes) {
-                tables.with(new_table, |(counts, scratch)| {
+            let full = if let Ok(valid) = simdutf8::basic::from_utf8(&morsel.bytes) {
+                let full = tables.with(new_table, |(counts, scratch)| {
                     super::fused::count_text(counts, tokenizer, valid, scratch);
-                    spill_if_full(counts)
-                })?;
+                    take_if_full(counts)
+                });
                 source.recycle(morsel.bytes);
+                full
             } else {
                 let batches = source.decode(morsel)?;
                 tables.with(new_table, |(counts, scratch)| {
@@ -462,8 +468,11 @@ fn fused_word_count<'a>(
                             super::fused::count_text(counts, tokenizer, line, scratch);
                         }
                     }
-                    spill_if_full(counts)
-                })?;
+                    take_if_full(counts)
+                })
+            };
+            if let Some(full) = full {
+                spill.write_snapshot(word_count.sorted_run(full)?)?;
             }
             Ok(())
         })?;

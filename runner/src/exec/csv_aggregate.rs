@@ -123,9 +123,9 @@ impl<'a> CsvAggregate<'a> {
             .into_par_iter()
             .try_for_each(|(index, morsel)| -> Result<()> {
                 let morsel = morsel?;
-                workers.with(
+                let full = workers.with(
                     || Worker::new(self.aggregation.new_state()),
-                    |worker| -> Result<()> {
+                    |worker| -> Result<_> {
                         worker.state.begin_morsel(index as u64);
                         let layout = source.csv_layout();
                         let read = match &layout {
@@ -142,12 +142,18 @@ impl<'a> CsvAggregate<'a> {
                         }
                         let beside =
                             worker.groups.memory_bytes() + worker.span_groups.memory_bytes();
-                        if spill.check(&mut worker.state, beside)? {
+                        let full = spill.take_full(&mut worker.state, beside);
+                        if full.is_some() {
                             worker.forget_groups();
                         }
-                        Ok(())
+                        Ok(full)
                     },
-                )
+                )?;
+                // Written with the worker's lock let go (see `Spill::take_full`).
+                match full {
+                    Some(full) => spill.write_full(full),
+                    None => Ok(()),
+                }
             })?;
         let state = spill.merge(workers.into_iter().map(|worker| worker.state))?;
         spill.finish(state)

@@ -63,16 +63,35 @@ impl<'a> Spill<'a> {
     /// kernel's lookup table) holds more than a worker's share, writes it out and leaves an
     /// empty state in its place. Returns whether it did (the worker then forgets what it
     /// kept for the old state).
+    #[cfg(test)]
     pub fn check(&self, state: &mut Box<dyn AggregateState>, beside: usize) -> Result<bool> {
+        match self.take_full(state, beside) {
+            Some(full) => self.write_full(full).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// [`check`](Self::check)'s first half, for a worker holding its state's lock: the full
+    /// state, with an empty one left in its place. The worker writes it with `write_full`
+    /// once the lock is let go: writing sorts on the pool, which may hand this very thread a
+    /// morsel whose worker waits for the same lock (a deadlock with 3 or more threads).
+    pub fn take_full(
+        &self,
+        state: &mut Box<dyn AggregateState>,
+        beside: usize,
+    ) -> Option<Box<dyn AggregateState>> {
         let (Some(share), Some(bytes)) = (self.share, state.spillable_bytes()) else {
-            return Ok(false);
+            return None;
         };
         if bytes + beside <= share {
-            return Ok(false);
+            return None;
         }
-        let full = std::mem::replace(state, self.aggregation.new_state());
-        self.write(full)?;
-        Ok(true)
+        Some(std::mem::replace(state, self.aggregation.new_state()))
+    }
+
+    /// Writes out a state `take_full` took.
+    pub fn write_full(&self, full: Box<dyn AggregateState>) -> Result<()> {
+        self.write(full)
     }
 
     /// Whether a worker's groups of `bytes` outgrow its share of the limit (asked by a kernel
