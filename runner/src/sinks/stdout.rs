@@ -165,11 +165,15 @@ pub fn render(
                 let (first, rest) = row
                     .split_first()
                     .map_or(("", &[][..]), |(f, r)| (f.as_str(), r));
-                if rest.is_empty() {
-                    out.push_str(&format!("{first:>width$}\n"));
-                } else {
-                    out.push_str(&format!("{first:>width$}: {}\n", rest.join(": ")));
+                // Padded by hand: a format width past 65,535 panicked (a long first value).
+                let pad = width.saturating_sub(first.chars().count());
+                out.extend(std::iter::repeat_n(' ', pad));
+                out.push_str(first);
+                if !rest.is_empty() {
+                    out.push_str(": ");
+                    out.push_str(&rest.join(": "));
                 }
+                out.push('\n');
             }
         }
         StdoutFormat::Table => {
@@ -746,6 +750,15 @@ mod tests {
         assert_eq!(
             render(&counts(), StdoutFormat::Aligned, Some(3), None),
             "romeo: 298\n thou: 277\n i’ll: 61\n"
+        );
+        // A first value past 65,535 characters (a format width's most) is padded too.
+        let long = "w".repeat(70_000);
+        let rows = crate::data::word_counts(&[long.as_str(), "a"], &[1, 2]);
+        let text = render(&rows, StdoutFormat::Aligned, None, None);
+        assert!(
+            text.ends_with(&format!("{}a: 2\n", " ".repeat(69_999))),
+            "{}",
+            text.len()
         );
     }
 
