@@ -71,7 +71,7 @@ impl<'a> Spill<'a> {
         }
     }
 
-    /// [`check`](Self::check)'s first half, for a worker holding its state's lock: the full
+    /// The first half of a spill check, for a worker holding its state's lock: the full
     /// state, with an empty one left in its place. The worker writes it with `write_full`
     /// once the lock is let go: writing sorts on the pool, which may hand this very thread a
     /// morsel whose worker waits for the same lock (a deadlock with 3 or more threads).

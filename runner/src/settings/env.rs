@@ -76,7 +76,7 @@ fn is_plain_value(value: &str) -> bool {
 }
 
 /// The pipeline file's text with each `${VAR}` whose variable holds a plain value (see
-/// [`is_plain_value`]) replaced; every other reference is left for the field that reads it
+/// `is_plain_value`) replaced; every other reference is left for the field that reads it
 /// (which reports an unset variable at its line and column). `$${` stays as written.
 pub fn substitute_plain_values(text: &str) -> String {
     substitute_plain_values_with(text, |name| std::env::var(name).ok())
