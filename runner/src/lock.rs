@@ -144,36 +144,51 @@ pub fn acquire(
             )),
         ));
     }
+    match take_waiting(&file, wait) {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return Err(Error::Locked(format!(
+                "another run of {} is in progress ({}); not starting a second one. {} (lock file {})",
+                pipeline.display(),
+                holder(&mut file),
+                wait_advice(wait),
+                path.display()
+            )));
+        }
+        Err(TryLockError::Error(source)) => return Err(lock_failure(&path, source)),
+    }
+    note_holder(&mut file);
+    Ok(RunLock { _file: file, path })
+}
+
+/// Takes `file`'s lock, trying again for up to `wait` while another process holds it;
+/// `WouldBlock` once the wait is over.
+pub(crate) fn take_waiting(file: &File, wait: Option<Duration>) -> Result<(), TryLockError> {
     // A wait too long to represent is a wait without end.
     let deadline = wait.and_then(|w| Instant::now().checked_add(w));
     let forever = wait.is_some() && deadline.is_none();
     loop {
         match file.try_lock() {
-            Ok(()) => break,
-            Err(TryLockError::WouldBlock) => {
-                if forever || deadline.is_some_and(|d| Instant::now() < d) {
-                    std::thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
-                let advice = match wait {
-                    Some(waited) => format!(
-                        "It was still running after --wait {}",
-                        humantime::format_duration(waited)
-                    ),
-                    None => "Use --wait 5m to wait for it".to_owned(),
-                };
-                return Err(Error::Locked(format!(
-                    "another run of {} is in progress ({}); not starting a second one. {advice} (lock file {})",
-                    pipeline.display(),
-                    holder(&mut file),
-                    path.display()
-                )));
+            Err(TryLockError::WouldBlock)
+                if forever || deadline.is_some_and(|d| Instant::now() < d) =>
+            {
+                // An OS lock has no portable wait with a timeout: polled.
+                std::thread::sleep(Duration::from_millis(100));
             }
-            Err(TryLockError::Error(source)) => return Err(lock_failure(&path, source)),
+            taken => return taken,
         }
     }
-    note_holder(&mut file);
-    Ok(RunLock { _file: file, path })
+}
+
+/// What a run refused for a held lock can do, after waiting `wait` (`--wait`).
+pub(crate) fn wait_advice(wait: Option<Duration>) -> String {
+    match wait {
+        Some(waited) => format!(
+            "It was still running after --wait {}",
+            humantime::format_duration(waited)
+        ),
+        None => "Use --wait 5m to wait for it".to_owned(),
+    }
 }
 
 /// Who holds a lock, as its file says (`pid 12, started …`), for the message of a run that

@@ -79,8 +79,8 @@ enum Command {
         /// How stream epochs are reported on stderr.
         #[arg(long, value_enum, default_value = "text")]
         progress: exec::stream::Progress,
-        /// If another run of this pipeline is in progress, wait this long (e.g. 5m) instead of
-        /// exiting with code 3.
+        /// If another run of this pipeline is in progress (or another stream holds its
+        /// checkpoint), wait this long (e.g. 5m) in all instead of exiting with code 3.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         wait: Option<std::time::Duration>,
         /// Where lock files go (default: `$XDG_RUNTIME_DIR/runner-locks`, else `/tmp/runner-<uid>`).
@@ -258,9 +258,12 @@ fn docs(out: &std::path::Path, check: bool, quiet: bool) -> Result<(), Error> {
     for problem in &problems {
         runner::errln!("{problem}");
     }
+    let pages = match problems.len() {
+        1 => "1 reference page is".to_owned(),
+        n => format!("{n} reference pages are"),
+    };
     Err(Error::Runtime(format!(
-        "{} reference pages are out of date: run `runner docs --out {}`",
-        problems.len(),
+        "{pages} out of date: run `runner docs --out {}`",
         out.display()
     )))
 }
@@ -355,8 +358,10 @@ fn init_logging(quiet: bool, verbose: u8, format: LogFormat, daemon: bool) {
         runner::redact::set_coloured_logs(coloured);
         let logs = logs.with_ansi(coloured);
         if verbose == 0 && !daemon {
-            // Warnings read as plain sentences; timestamps and module paths come with -v.
-            logs.without_time().with_target(false).boxed()
+            // Warnings read as runner's own messages (`warning: ...`); timestamps and levels
+            // come with -v.
+            logs.event_format(runner::io::plain_log::PlainEvents)
+                .boxed()
         } else {
             logs.with_target(false).boxed()
         }
@@ -611,6 +616,7 @@ fn run(
         return Err(Error::invalid(refused));
     }
     let mut page = None;
+    let began = std::time::Instant::now();
     // Held until the run ends; the kernel releases it if the process dies.
     let outcome = match runner::lock::acquire(path, lock_dir, wait) {
         Err(locked @ Error::Locked(_)) => return Err(locked),
@@ -622,8 +628,11 @@ fn run(
             Err(error)
         }
         Ok(lock) => {
+            // What is left of --wait is for a stream's checkpoint, which another pipeline
+            // file's stream may hold.
+            let wait_left = wait.map(|w| w.saturating_sub(began.elapsed()));
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                execute(path, options, &mut recorder, &mut page)
+                execute(path, options, wait_left, &mut recorder, &mut page)
             }))
             .unwrap_or_else(|payload| Err(runner::error::from_panic(payload.as_ref())));
             drop(lock);
@@ -671,6 +680,7 @@ fn run(
 fn execute(
     path: &std::path::Path,
     options: &RunOptions,
+    wait: Option<std::time::Duration>,
     recorder: &mut runner::summary::Recorder,
     page: &mut Option<runner::ui::Server>,
 ) -> Result<bool, Error> {
@@ -684,6 +694,9 @@ fn execute(
         return Err(Error::invalid(refused));
     }
     let mut pipeline = exec::build(&loaded, options.cores)?;
+    if let Some(checkpoint) = pipeline.stream.as_mut().and_then(|s| s.checkpoint.as_mut()) {
+        checkpoint.lock_wait = wait;
+    }
     // What a sink needs from outside (a database URL's variable), before anything is read.
     for sink in &pipeline.sinks {
         sink.ready()?;

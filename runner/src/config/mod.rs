@@ -182,6 +182,19 @@ impl LoadedPipeline {
         }
     }
 
+    /// `file:line:1` for a key of the pipeline (`cores:`) written on a line of its own, as in
+    /// block YAML; the file's name alone when it is not found so (a flow-style file).
+    pub fn key_at(&self, key: &str) -> String {
+        let line = self.value_text().and_then(|(text, name)| {
+            let at = text.lines().position(|line| {
+                line.strip_prefix(key)
+                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            })?;
+            Some(format!("{name}:{}:1", at + 1))
+        });
+        line.unwrap_or_else(|| self.display_name.clone())
+    }
+
     /// The lines of the pipeline file around `location`, framed as the parser's errors are,
     /// with a caret `offset` characters to the right of it; empty when the file cannot be
     /// read again or the location is unknown.
@@ -490,6 +503,13 @@ impl MessageFormatter for SuggestingFormatter {
                 "{other}: a line here is indented differently from the keys beside it; line up each key of one map, and each `- ` of one list, in the same column"
             ))
             }
+            // serde-saphyr's advice names its own API; say what to write instead.
+            other if other.contains("multiple YAML documents") => Cow::Borrowed(
+                "a second YAML document (after `---`) starts here: a pipeline file holds one pipeline; put each in a file of its own",
+            ),
+            other if other.contains("while parsing a flow") => Cow::Owned(format!(
+                "{other}: a `{{` or `[` opened above is not closed; close it, or write the entries as indented lines instead"
+            )),
             other if other.starts_with("duplicate mapping key") => {
                 match other
                     .strip_prefix("duplicate mapping key: ")
@@ -521,7 +541,7 @@ fn with_suggestion(message: &str) -> Option<String> {
     } else {
         "variant"
     };
-    let hint = match crate::error::closest(word, candidates.iter().copied()) {
+    let hint = match key_suggestion(word, &candidates) {
         Some(best) => format!(", did you mean `{best}`?"),
         None => String::new(),
     };
@@ -531,6 +551,37 @@ fn with_suggestion(message: &str) -> Option<String> {
         format!("expected one of: {}", candidates.join(", "))
     };
     Some(format!("unknown {kind} `{word}`{hint} ({list})"))
+}
+
+/// Names other tools give to some of runner's keys: pandas' and Polars' `sep`, DuckDB's
+/// `delim`, Polars' `schema`.
+const OTHER_TOOLS_KEYS: &[(&str, &str)] = &[
+    ("sep", "delimiter"),
+    ("separator", "delimiter"),
+    ("delim", "delimiter"),
+    ("schema", "columns"),
+    ("dtypes", "columns"),
+    ("condition", "where"),
+    ("predicate", "where"),
+];
+
+/// The key `word` was likely meant as, among `candidates`: another tool's name for it, a key
+/// it abbreviates (`col` for `column`), or one a typo away.
+fn key_suggestion<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let other_tools = OTHER_TOOLS_KEYS
+        .iter()
+        .filter(|(other, _)| *other == word)
+        .find_map(|(_, key)| candidates.iter().find(|c| *c == key));
+    let abbreviated = || {
+        candidates
+            .iter()
+            .filter(|c| word.len() >= 3 && c.starts_with(word))
+            .min_by_key(|c| c.len())
+    };
+    other_tools
+        .or_else(abbreviated)
+        .copied()
+        .or_else(|| crate::error::closest(word, candidates.iter().copied()))
 }
 
 #[cfg(test)]
@@ -694,6 +745,17 @@ mod tests {
 
     #[test]
     fn suggestion_rewrites_serde_messages() {
+        for (word, meant) in [
+            ("sep", "delimiter"),
+            ("col", "column"),
+            ("delimter", "delimiter"),
+        ] {
+            let m = with_suggestion(&format!(
+                "unknown field `{word}`, expected one of `path`, `column`, `columns`, `delimiter`, `poll`"
+            ))
+            .unwrap();
+            assert!(m.contains(&format!("did you mean `{meant}`?")), "{m}");
+        }
         let m = with_suggestion("unknown field `lowercas`, expected one of `column`, `lowercase`")
             .unwrap();
         assert_eq!(m, "unknown field `lowercas`, did you mean `lowercase`? (expected one of: column, lowercase)");

@@ -371,8 +371,8 @@ impl Checkpoint {
     /// Takes the directory's lock (`.lock` in it, an OS file lock released when the process
     /// ends): two streams on one checkpoint, from two pipeline files, would redo, cut and
     /// overwrite each other's epochs. A second one is refused (exit 3), as a second run of one
-    /// pipeline is.
-    pub fn lock(&mut self) -> Result<String> {
+    /// pipeline is, after waiting up to `wait` (`--wait`) for the other to finish.
+    pub fn lock(&mut self, wait: Option<std::time::Duration>) -> Result<String> {
         use std::os::unix::fs::OpenOptionsExt;
         atomic::make_dirs(&self.dir).map_err(|source| Error::Output {
             path: self.dir.clone(),
@@ -391,13 +391,14 @@ impl Checkpoint {
                 path: path.clone(),
                 source,
             })?;
-        match file.try_lock() {
+        match crate::lock::take_waiting(&file, wait) {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(Error::Locked(format!(
-                    "another stream uses the checkpoint {} ({}): two streams on one checkpoint would overwrite each other's epochs; give this one its own `checkpoint: {{dir: ...}}`",
+                    "another stream uses the checkpoint {} ({}): two streams on one checkpoint would overwrite each other's epochs; give this one its own `checkpoint: {{dir: ...}}`. {}",
                     self.dir.display(),
-                    crate::lock::holder(&mut file)
+                    crate::lock::holder(&mut file),
+                    crate::lock::wait_advice(wait)
                 )));
             }
             Err(std::fs::TryLockError::Error(source)) => {
@@ -1026,7 +1027,7 @@ mod tests {
         };
         assert_eq!(at(true).outlook(), "none saved yet");
         // A stream's id is made (by its lock) before its first epoch.
-        at(true).lock().unwrap();
+        at(true).lock(None).unwrap();
         at(true).commit(4, 1, None, None).unwrap();
         assert_eq!(at(true).outlook(), "a run resumes from it (next epoch 5)");
         // Epochs recorded after the commit are redone first; a damaged record stops the run.
@@ -1074,9 +1075,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let at = dir.path().join("ck");
         let mut first = Checkpoint::new(at.clone(), NonZeroU64::MIN, "p", identity(true));
-        first.lock().unwrap();
+        first.lock(None).unwrap();
         let mut second = Checkpoint::new(at.clone(), NonZeroU64::MIN, "q", identity(true));
-        let error = second.lock().unwrap_err();
+        let error = second.lock(None).unwrap_err();
         assert_eq!(error.exit_code(), 3);
         let message = error.to_string();
         assert!(
@@ -1087,8 +1088,22 @@ mod tests {
             message.contains(&format!("pid {}", std::process::id())),
             "{message}"
         );
-        drop(first);
-        second.lock().unwrap();
+        assert!(message.contains("Use --wait 5m"), "{message}");
+        let waited = second
+            .lock(Some(std::time::Duration::from_millis(30)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            waited.contains("It was still running after --wait 30ms"),
+            "{waited}"
+        );
+        let held = std::thread::spawn(move || {
+            drop(first);
+        });
+        second
+            .lock(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        held.join().unwrap();
     }
 
     #[test]
@@ -1097,7 +1112,7 @@ mod tests {
         let open = || {
             let mut checkpoint =
                 Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(true));
-            checkpoint.lock().map(|id| (id, checkpoint))
+            checkpoint.lock(None).map(|id| (id, checkpoint))
         };
         let (id, mut first) = open().unwrap();
         assert_eq!(id.len(), 32, "{id}");
@@ -1131,7 +1146,7 @@ mod tests {
         let fresh = tempfile::tempdir().unwrap();
         let mut checkpoint =
             Checkpoint::new(fresh.path().into(), NonZeroU64::MIN, "p", identity(true));
-        assert_ne!(checkpoint.lock().unwrap(), id);
+        assert_ne!(checkpoint.lock(None).unwrap(), id);
     }
 
     #[test]

@@ -102,7 +102,7 @@ fn build_until(
     if config.name.trim().is_empty() {
         return Err(Error::invalid(format!(
             "{}: `name` is empty: give the pipeline a short name (logs and summaries use it)",
-            loaded.display_name
+            loaded.key_at("name")
         )));
     }
     let base_dir = loaded.base_dir.as_path();
@@ -217,7 +217,7 @@ fn build_until(
         // Said where it was given: on the command line, or in the file.
         let given = match cores {
             Some(_) => "--cores".to_owned(),
-            None => format!("{}: cores:", loaded.display_name),
+            None => format!("{}: cores:", loaded.key_at("cores")),
         };
         return Err(Error::invalid(format!(
             "{given} {requested_cores} is more than runner runs on ({MAX_CORES} at most; 0 means every core)"
@@ -480,7 +480,8 @@ fn stream_settings(
         ];
         if let Some((key, _)) = stream_only.iter().find(|(_, set)| *set) {
             return Err(Error::invalid(format!(
-                "{file}: `{key}` only applies to `mode: stream`"
+                "{}: `{key}` only applies to `mode: stream`",
+                loaded.key_at(key)
             )));
         }
         return Ok(None);
@@ -546,7 +547,8 @@ fn stream_settings(
     }
     if config.max_epochs == Some(0) {
         return Err(Error::invalid(format!(
-            "{file}: `max_epochs: 0` would run no epoch; give 1 or more, or leave it out"
+            "{}: `max_epochs: 0` would run no epoch; give 1 or more, or leave it out",
+            loaded.key_at("max_epochs")
         )));
     }
     let trigger = match &config.trigger {
@@ -584,7 +586,7 @@ fn stream_settings(
         {
             return Err(Error::invalid(format!(
                 "{}: the checkpoint's folder `{}` is where the source reads: its files would be read as input; put the checkpoint elsewhere",
-                loaded.display_name,
+                loaded.key_at("checkpoint"),
                 crate::error::escape_path(&c.dir)
             )));
         }
@@ -597,6 +599,7 @@ fn stream_settings(
             every: c.every,
             identity: checkpoint_identity(loaded, source, stages, output_mode),
             stream_id: Default::default(),
+            lock_wait: None,
         });
     Ok(Some(stream::StreamSettings {
         trigger,

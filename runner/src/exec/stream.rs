@@ -67,6 +67,8 @@ pub struct CheckpointSettings {
     pub identity: super::checkpoint::Identity,
     /// The stream's id, set once the checkpoint is locked; the sinks' ledgers record it.
     pub stream_id: crate::sinks::StreamId,
+    /// How long to wait for another stream to let go of the checkpoint (`--wait`).
+    pub lock_wait: Option<std::time::Duration>,
 }
 
 pub use crate::events::Progress;
@@ -210,7 +212,7 @@ async fn run_epochs(
         .as_ref()
         .map(|c| Checkpoint::new(c.dir.clone(), c.every, &name, c.identity.clone()));
     if let (Some(checkpoint), Some(c)) = (checkpoint.as_mut(), settings.checkpoint.as_ref()) {
-        let id = checkpoint.lock()?;
+        let id = checkpoint.lock(c.lock_wait)?;
         let _ = c.stream_id.set(id);
     }
     let ResumePoint {

@@ -3,3 +3,4 @@
 
 pub mod atomic;
 pub mod console;
+pub mod plain_log;

@@ -199,6 +199,25 @@ impl FileSink {
     }
 }
 
+/// How much a Parquet row group may buffer before it is written out: the writer keeps a whole
+/// row group in memory, and its own bound (a million rows) is no bound on bytes when values are
+/// long.
+const ROW_GROUP_BYTES: usize = 64 << 20;
+
+/// Writes `rows` into the row group being built, and writes that group out once it holds more
+/// than `limit` bytes.
+fn write_parquet<W: std::io::Write + Send>(
+    writer: &mut parquet::arrow::ArrowWriter<W>,
+    rows: &RecordBatch,
+    limit: usize,
+) -> parquet::errors::Result<()> {
+    writer.write(rows)?;
+    if writer.in_progress_size() > limit {
+        writer.flush()?;
+    }
+    Ok(())
+}
+
 /// Where a checkpointed stream's part numbers begin, in the parts' directory (hidden, so that
 /// readers of `*.parquet` pass it by).
 const FIRST_PART: &str = ".first-part";
@@ -387,7 +406,9 @@ impl Sink for FileSink {
             Some(Open::Lines(out)) => write_lines(out, rows),
             Some(Open::Appended { file, .. }) => write_lines(file, rows),
             Some(Open::Skip) => Ok(()),
-            Some(Open::Parquet { writer, .. }) => writer.write(rows).map_err(std::io::Error::other),
+            Some(Open::Parquet { writer, .. }) => {
+                write_parquet(writer, rows, ROW_GROUP_BYTES).map_err(std::io::Error::other)
+            }
             None => return Err(Error::runtime("file sink: rows written before `begin`")),
         };
         if let Err(e) = written {
@@ -539,6 +560,24 @@ mod tests {
                 .unwrap_or_else(|| panic!("{yaml} took update mode"));
             assert!(refused.contains("`output_mode: complete`"), "{refused}");
         }
+    }
+
+    #[test]
+    fn a_parquet_row_group_is_written_out_once_it_holds_the_bound_in_bytes() {
+        // Distinct values, so that a dictionary does not fold them into one.
+        let long: Vec<String> = (0..50)
+            .map(|i| format!("{i}{}", "x".repeat(10_000)))
+            .collect();
+        let words: Vec<&str> = long.iter().map(String::as_str).collect();
+        let rows = crate::data::word_counts(&words, &[1; 50]);
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(Vec::new(), rows.schema(), None).unwrap();
+        for _ in 0..4 {
+            write_parquet(&mut writer, &rows, 100_000).unwrap();
+        }
+        // Each 500 kB batch fills a group past the 100 kB bound: four groups, not one.
+        assert_eq!(writer.flushed_row_groups().len(), 4);
+        writer.close().unwrap();
     }
 
     #[test]

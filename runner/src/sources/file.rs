@@ -540,33 +540,52 @@ fn read_head(
     }
 }
 
-/// The first line of `reader` (without its line end), read byte by byte so that nothing after
-/// it is consumed; `None` at once at the end. Longer than `max` bytes: an error.
-fn read_header(reader: &mut dyn Read, max: usize) -> std::io::Result<Option<Vec<u8>>> {
+/// The first line of `reader` (without its line end), and the bytes read after it; `None` at
+/// once at the end. Read in blocks, not byte by byte: a header of 100,000 columns is a
+/// megabyte. Longer than `max` bytes: an error.
+fn read_header(reader: &mut dyn Read, max: usize) -> std::io::Result<(Option<Vec<u8>>, Vec<u8>)> {
     let mut line = Vec::new();
-    let mut byte = [0u8; 1];
+    let mut block = vec![0; 64 * 1024];
+    let mut searched = 0;
     loop {
-        match reader.read(&mut byte) {
-            Ok(0) if line.is_empty() => return Ok(None),
-            Ok(0) => break,
-            Ok(_) if byte[0] == b'\n' => break,
-            Ok(_) => {
-                line.push(byte[0]);
-                if line.len() > max {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "the header line is too long",
-                    ));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+        let read = match reader.read(&mut block) {
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
+        };
+        line.extend_from_slice(&block[..read]);
+        let end = memchr::memchr(b'\n', &line[searched..]).map(|at| searched + at);
+        searched = line.len();
+        let (mut header, rest) = match end {
+            Some(end) => {
+                let rest = line[end + 1..].to_vec();
+                line.truncate(end);
+                (line, rest)
+            }
+            None if read == 0 && line.is_empty() => return Ok((None, Vec::new())),
+            None if read == 0 => (line, Vec::new()),
+            None if line.len() > max => {
+                return Err(header_too_long(max));
+            }
+            None => continue,
+        };
+        if header.len() > max {
+            return Err(header_too_long(max));
         }
+        if header.last() == Some(&b'\r') {
+            header.pop();
+        }
+        return Ok((Some(header), rest));
     }
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    Ok(Some(line))
+}
+
+fn header_too_long(max: usize) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!(
+            "the header line is longer than max_line_bytes ({max} bytes); raise `max_line_bytes`"
+        ),
+    )
 }
 
 /// Reading CSV or JSON lines records: the columns, the decoder (for CSV made when the header
@@ -1064,7 +1083,7 @@ impl BatchSource for FileSource {
                         source,
                     };
                     let mut file = std::fs::File::open(path).map_err(fail)?;
-                    let header = read_header(&mut file, self.max_line_bytes).map_err(fail)?;
+                    let (header, _) = read_header(&mut file, self.max_line_bytes).map_err(fail)?;
                     start = header.as_ref().map_or(0, |h| h.len() as u64 + 1);
                     records.header(&path.display().to_string(), header)?;
                 }
@@ -1089,7 +1108,7 @@ impl BatchSource for FileSource {
                 let mut next_line = 1;
                 let reader = reader.and_then(|mut reader| {
                     if let Some(records) = csv {
-                        let header = read_header(&mut reader, self.max_line_bytes)?;
+                        let (header, rest) = read_header(&mut reader, self.max_line_bytes)?;
                         next_line += u64::from(header.is_some());
                         if let Err(e) = records.header(&origin, header) {
                             return Err(std::io::Error::new(
@@ -1097,6 +1116,9 @@ impl BatchSource for FileSource {
                                 e.to_string(),
                             ));
                         }
+                        // The bytes read past the header are the records' first.
+                        let rest = std::io::Cursor::new(rest);
+                        return Ok(Box::new(rest.chain(reader)) as Box<dyn Read + Send>);
                     }
                     Ok(reader)
                 });
@@ -1730,6 +1752,53 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, bytes).unwrap();
         path
+    }
+
+    /// Gives at most `step` bytes a read, as a pipe may.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(out.len()).min(self.bytes.len());
+            out[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_header_is_read_in_blocks_and_the_bytes_after_it_are_handed_on() {
+        let wide: String = (0..100_000).map(|i| format!("c{i},")).collect();
+        let input = format!("{wide}z\r\n1,2\n3,4");
+        for step in [1, 7, 1 << 20] {
+            let mut reader = Trickle {
+                bytes: input.as_bytes(),
+                step,
+            };
+            let (header, rest) = read_header(&mut reader, 1 << 20).unwrap();
+            let mut after = rest;
+            reader.read_to_end(&mut after).unwrap();
+            assert_eq!(header.unwrap(), format!("{wide}z").into_bytes());
+            assert_eq!(after, b"1,2\n3,4");
+        }
+        let mut empty: &[u8] = b"";
+        assert_eq!(read_header(&mut empty, 10).unwrap(), (None, Vec::new()));
+        let mut unended: &[u8] = b"a,b";
+        assert_eq!(
+            read_header(&mut unended, 10).unwrap(),
+            (Some(b"a,b".to_vec()), Vec::new())
+        );
+        for input in [&b"abcdefghijk\n1\n"[..], b"abcdefghijk"] {
+            let mut long = input;
+            let error = read_header(&mut long, 10).unwrap_err().to_string();
+            assert!(
+                error.contains("longer than max_line_bytes (10 bytes)"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

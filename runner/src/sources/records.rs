@@ -240,6 +240,13 @@ impl RecordDecoder {
         let mut projection = Vec::with_capacity(decoder.columns.len());
         let mut absent = Vec::new();
         let columns_declared: Vec<&str> = decoder.columns.iter().map(|c| c.name.as_str()).collect();
+        // Where each name first is: a file may have 100,000 columns, and a search per column
+        // would take time quadratic in them.
+        let mut place_in_header: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::with_capacity(header.len());
+        for (index, name) in header.iter().enumerate() {
+            place_in_header.entry(name.as_str()).or_insert(index);
+        }
         for (place, (spec, read)) in decoder
             .columns
             .iter()
@@ -248,11 +255,12 @@ impl RecordDecoder {
         {
             // An optional column a file's header lacks (an older file of a stream, say) is
             // null in its records.
-            if !spec.required && !header.contains(&spec.name) {
+            let found = place_in_header.get(spec.name.as_str()).copied();
+            if !spec.required && found.is_none() {
                 absent.push((place, read.data_type().clone()));
                 continue;
             }
-            let index = header.iter().position(|h| h == &spec.name).ok_or_else(|| {
+            let index = found.ok_or_else(|| {
                 // A name declared already is no likely typo.
                 let undeclared = header
                     .iter()
