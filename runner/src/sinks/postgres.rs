@@ -454,9 +454,11 @@ async fn write_epoch(
     let last: Option<(i64, Option<String>)> = transaction
         .query_opt(
             &format!(
-                "SELECT epoch, stream FROM {EPOCHS_TABLE} WHERE pipeline = $1 AND target = $2 FOR UPDATE"
+                // This stream's row first, whatever the pipeline was called when it was
+                // written (a renamed pipeline goes on with its checkpoint); else this name's.
+                "SELECT epoch, stream FROM {EPOCHS_TABLE} WHERE target = $2 AND (pipeline = $1 OR stream = $3) ORDER BY COALESCE(stream = $3, false) DESC, epoch DESC LIMIT 1 FOR UPDATE"
             ),
-            &[&settings.pipeline, &settings.table],
+            &[&settings.pipeline, &settings.table, &settings.stream.id()],
         )
         .await
         .map_err(|e| settings.classify("cannot read runner_epochs", e))?
@@ -466,7 +468,7 @@ async fn write_epoch(
         .map(|(l, s)| ((*l).max(0) as u64, s.as_deref()));
     if let EpochPlan::Skip { last } = database::plan_epoch(epoch, last, &settings.stream) {
         tracing::warn!(
-            "postgres table `{}`: epoch {epoch} was written before (runner_epochs holds epoch {last} for pipeline `{}`): skipped, as an epoch redone after a restart is. If the checkpoint was deleted, delete that row of runner_epochs",
+            "postgres table `{}`: epoch {epoch} was written before (runner_epochs holds epoch {last} of this stream, pipeline `{}`): skipped, as an epoch redone after a restart is. If the checkpoint was deleted, delete that row of runner_epochs",
             settings.table,
             settings.pipeline
         );

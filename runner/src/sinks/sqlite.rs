@@ -312,10 +312,12 @@ impl Sink for SqliteSink {
             .map_err(|e| self.error("cannot start a transaction", e))?;
         let last: Option<(i64, Option<String>)> = connection
             .query_row(
+                // This stream's row first, whatever the pipeline was called when it was
+                // written (a renamed pipeline goes on with its checkpoint); else this name's.
                 &format!(
-                    "SELECT epoch, stream FROM {EPOCHS_TABLE} WHERE pipeline = ?1 AND target = ?2"
+                    "SELECT epoch, stream FROM {EPOCHS_TABLE} WHERE target = ?2 AND (pipeline = ?1 OR stream = ?3) ORDER BY coalesce(stream = ?3, 0) DESC, epoch DESC LIMIT 1"
                 ),
-                [&self.pipeline, &self.table],
+                rusqlite::params![&self.pipeline, &self.table, self.stream.id()],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .map(Some)
@@ -331,7 +333,7 @@ impl Sink for SqliteSink {
             EpochPlan::Skip { last } => {
                 let _ = connection.execute_batch("ROLLBACK");
                 tracing::warn!(
-                    "{} table `{}`: epoch {epoch} was written before (runner_epochs holds epoch {last} for pipeline `{}`): skipped, as an epoch redone after a restart is. If the checkpoint was deleted, delete that row of runner_epochs",
+                    "{} table `{}`: epoch {epoch} was written before (runner_epochs holds epoch {last} of this stream, pipeline `{}`): skipped, as an epoch redone after a restart is. If the checkpoint was deleted, delete that row of runner_epochs",
                     self.path.display(),
                     self.table,
                     self.pipeline
@@ -441,8 +443,20 @@ mod tests {
         of_stream(dir, yaml, streaming, checkpointed, None)
     }
 
-    /// A sink of the checkpointed stream `id` (its checkpoint new when `fresh`).
     fn of_stream(
+        dir: &Path,
+        yaml: &str,
+        streaming: bool,
+        checkpointed: bool,
+        stream: Option<(&str, bool)>,
+    ) -> Box<dyn Sink> {
+        of_pipeline("p", dir, yaml, streaming, checkpointed, stream)
+    }
+
+    /// A sink of pipeline `pipeline`'s checkpointed stream `id` (its checkpoint new when
+    /// `fresh`).
+    fn of_pipeline(
+        pipeline: &str,
         dir: &Path,
         yaml: &str,
         streaming: bool,
@@ -465,7 +479,7 @@ mod tests {
                 checkpointed,
                 fresh_stream: stream.is_some_and(|(_, fresh)| fresh),
                 stream_id,
-                pipeline: "p",
+                pipeline,
             })
             .unwrap()
     }
@@ -624,6 +638,32 @@ mod tests {
         crate::sinks::write_result(third.as_mut(), &word_counts(&["c0"], &[1]), 0).unwrap();
         let rows = table(&db, "SELECT word, count FROM t ORDER BY word");
         assert_eq!(rows, [("b0".to_owned(), 1), ("c0".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn a_renamed_pipeline_s_stream_skips_the_epochs_it_wrote_under_its_old_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = "{path: r.db, table: t, mode: append}";
+        let mut first = of_pipeline("old", dir.path(), yaml, true, true, Some(("s", true)));
+        for epoch in 0..3 {
+            let rows = word_counts(&[&format!("e{epoch}")], &[1]);
+            crate::sinks::write_result(first.as_mut(), &rows, epoch).unwrap();
+        }
+        drop(first);
+        // Renamed, restarted from a checkpoint that saved epoch 0: epochs 1 and 2 are redone.
+        let mut renamed = of_pipeline("new", dir.path(), yaml, true, true, Some(("s", false)));
+        for epoch in 1..4 {
+            let rows = word_counts(&[&format!("e{epoch}")], &[1]);
+            crate::sinks::write_result(renamed.as_mut(), &rows, epoch).unwrap();
+        }
+        drop(renamed);
+        // And again, with both names in the ledger: epoch 3 was written under the new one.
+        let mut again = of_pipeline("new", dir.path(), yaml, true, true, Some(("s", false)));
+        crate::sinks::write_result(again.as_mut(), &word_counts(&["e3"], &[1]), 3).unwrap();
+        let db = dir.path().join("r.db");
+        let rows = table(&db, "SELECT word, count FROM t ORDER BY word");
+        let words: Vec<&str> = rows.iter().map(|(w, _)| w.as_str()).collect();
+        assert_eq!(words, ["e0", "e1", "e2", "e3"]);
     }
 
     #[test]
