@@ -59,6 +59,7 @@ impl BuildSink for CsvSinkConfig {
             repaired: false,
             schema: ctx.input.clone(),
             open: None,
+            held: None,
         }))
     }
 }
@@ -79,6 +80,8 @@ pub struct CsvSink {
     schema: arrow_schema::SchemaRef,
     /// The result being written, between `begin` and `commit`.
     open: Option<Open>,
+    /// The file appended to, held for the run (see `epoch_ledger::hold_for_appends`).
+    held: Option<std::fs::File>,
 }
 
 /// Where a result's records go until it is committed.
@@ -121,6 +124,9 @@ impl CsvSink {
             .open(&self.path)
             .map_err(output)?;
         let first = !std::mem::replace(&mut self.repaired, true);
+        if first {
+            self.held = super::epoch_ledger::hold_for_appends(&file, &self.path)?;
+        }
         // Another file's header is refused before its end is touched (cut or ended); a file
         // without one line end yet is a header cut short, or this sink's own, checked after.
         let header_first =

@@ -101,6 +101,32 @@ pub fn prepare(
     }
 }
 
+/// Holds `file` (a regular file a run appends to, opened at `path`) for the rest of the run:
+/// the handle returned keeps an OS lock on it, which another run appending to the same file
+/// is refused (exit 3): two runs adding rows to one file would cut each other's epochs back.
+/// Pipes and terminals (`/dev/stdout`) are shared by nature and not held.
+pub fn hold_for_appends(
+    file: &std::fs::File,
+    path: &Path,
+) -> crate::error::Result<Option<std::fs::File>> {
+    let output = |source| crate::error::Error::Output {
+        path: path.to_path_buf(),
+        source,
+    };
+    if !file.metadata().map_err(output)?.is_file() {
+        return Ok(None);
+    }
+    let held = file.try_clone().map_err(output)?;
+    match held.try_lock() {
+        Ok(()) => Ok(Some(held)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(crate::error::Error::Locked(format!(
+            "another run is appending to {}: two runs adding rows to one file would cut each other's rows; write to another file, or stop the other run",
+            crate::error::escape_path(path)
+        ))),
+        Err(std::fs::TryLockError::Error(source)) => Err(output(source)),
+    }
+}
+
 /// The ledger of one appended file.
 pub struct EpochLedger {
     path: PathBuf,

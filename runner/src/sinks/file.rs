@@ -100,6 +100,7 @@ impl BuildSink for FileSinkConfig {
             open: None,
             epoch: 0,
             repaired: false,
+            held: None,
         }))
     }
 }
@@ -126,6 +127,8 @@ pub struct FileSink {
     epoch: u64,
     /// Whether an appended JSON-lines file was checked for a partial last line this run.
     repaired: bool,
+    /// The file appended to, held for the run (see `epoch_ledger::hold_for_appends`).
+    held: Option<std::fs::File>,
 }
 
 enum Open {
@@ -320,6 +323,7 @@ impl Sink for FileSink {
                     .map_err(|e| self.output(e))?;
                 let first = !std::mem::replace(&mut self.repaired, true);
                 if first {
+                    self.held = super::epoch_ledger::hold_for_appends(&file, &self.path)?;
                     super::csv::check_json_lines(&mut file).map_err(|e| self.output(e))?;
                 }
                 // A run killed while writing left part of a line: cut it, as the csv sink
@@ -578,6 +582,35 @@ mod tests {
         // Each 500 kB batch fills a group past the 100 kB bound: four groups, not one.
         assert_eq!(writer.flushed_row_groups().len(), 4);
         writer.close().unwrap();
+    }
+
+    #[test]
+    fn a_second_run_appending_to_the_same_file_is_refused_while_the_first_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = crate::data::word_counts(&["a"], &[1]);
+        for yaml in [
+            "{path: a.jsonl, format: jsonl}",
+            "{path: a.csv, format: csv}",
+        ] {
+            let mut first = sink(dir.path(), yaml, true);
+            write_result(first.as_mut(), &rows, 0).unwrap();
+            let mut second = sink(dir.path(), yaml, true);
+            let refused = write_result(second.as_mut(), &rows, 0).unwrap_err();
+            assert_eq!(refused.exit_code(), 3, "{refused}");
+            assert!(
+                refused.to_string().contains("another run is appending to"),
+                "{refused}"
+            );
+            // The first goes on; once it ends, the second may append.
+            write_result(first.as_mut(), &rows, 1).unwrap();
+            drop(first);
+            let mut third = sink(dir.path(), yaml, true);
+            write_result(third.as_mut(), &rows, 0).unwrap();
+            let name = yaml[7..].split(',').next().unwrap();
+            let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+            // Three rows of `a`, none cut (the header, `word,count`, has no `a`).
+            assert_eq!(text.matches('a').count(), 3, "{text}");
+        }
     }
 
     #[test]
