@@ -280,7 +280,7 @@ impl Recorder {
         // A run aborted from any thread still leaves its summary.
         crate::cancel::on_abort(write_on_abort);
         let started = SystemTime::now();
-        let file_sha256 = std::fs::read(file)
+        let file_sha256 = crate::config::read_pipeline_file(file)
             .ok()
             .map(|bytes| crate::data::hex(&Sha256::digest(&bytes)));
         let mut recorder = Recorder {

@@ -48,6 +48,34 @@ fn counts_words_of_a_small_file_relative_to_the_pipeline() {
 }
 
 #[test]
+fn a_pipeline_file_given_as_a_pipe_is_read_once_and_its_paths_are_the_working_directory_s() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", WORDS);
+    // In a folder of its own, as `/dev/fd` is: `in.txt` is not there.
+    std::fs::create_dir(dir.path().join("pipes")).unwrap();
+    let fifo = dir.path().join("pipes/pipeline.fifo");
+    let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: `name` is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let text = format!("name: t\nsource:\n  type: file\n  path: in.txt\n{COUNT}");
+    // The writer writes once, as `<(...)` does: a second open for reading would wait for
+    // a writer for ever.
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, text).unwrap())
+    };
+    runner()
+        .args(["run"])
+        .arg(&fifo)
+        .current_dir(dir.path())
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .success()
+        .stdout("word\tcount\ncat\t3\nhat\t2\n");
+    writer.join().unwrap();
+}
+
+#[test]
 fn reads_standard_input_with_dash() {
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(dir.path(), "  type: file\n  path: '-'", COUNT);

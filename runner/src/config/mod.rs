@@ -211,8 +211,9 @@ impl LoadedPipeline {
     pub fn value_text(&self) -> Option<(String, String)> {
         match &self.rewritten {
             Some(text) => Some((text.clone(), format!("{} (with --set)", self.display_name))),
-            None => std::fs::read_to_string(&self.path)
+            None => read_pipeline_file(&self.path)
                 .ok()
+                .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
                 .map(|text| (text, self.display_name.clone())),
         }
     }
@@ -255,6 +256,25 @@ impl LoadedPipeline {
     }
 }
 
+/// The bytes of pipeline file `path`. One that is not a regular file (`runner run <(...)`, a
+/// pipe) can be read once only: its bytes are kept for the rest of the process, so that the
+/// run, its summary and its messages read the same text. A regular file is read each time
+/// (`runner schedule` reads a file again for each run, edits included).
+pub fn read_pipeline_file(path: &Path) -> std::io::Result<std::sync::Arc<[u8]>> {
+    static PIPED: std::sync::Mutex<Vec<(PathBuf, std::sync::Arc<[u8]>)>> =
+        std::sync::Mutex::new(Vec::new());
+    if std::fs::metadata(path)?.is_file() {
+        return Ok(std::fs::read(path)?.into());
+    }
+    let mut piped = PIPED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, bytes)) = piped.iter().find(|(p, _)| p == path) {
+        return Ok(bytes.clone());
+    }
+    let bytes: std::sync::Arc<[u8]> = std::fs::read(path)?.into();
+    piped.push((path.to_path_buf(), bytes.clone()));
+    Ok(bytes)
+}
+
 /// Reads a pipeline file, applies `--set` overrides and parses it.
 pub fn load(path: &Path, overrides: &[Override]) -> Result<LoadedPipeline> {
     if crate::testing::is_test_file(path) {
@@ -264,12 +284,17 @@ pub fn load(path: &Path, overrides: &[Override]) -> Result<LoadedPipeline> {
             crate::error::escape_path(path)
         )));
     }
-    let bytes = std::fs::read(path).map_err(|source| Error::PipelineFile {
+    let bytes = read_pipeline_file(path).map_err(|source| Error::PipelineFile {
         path: path.to_path_buf(),
         source,
     })?;
-    let text = crate::error::utf8_text(bytes, path, "pipeline")?;
-    load_text(&text, path, overrides)
+    let text = crate::error::utf8_text(bytes.to_vec(), path, "pipeline")?;
+    let mut loaded = load_text(&text, path, overrides)?;
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        // A pipe's folder (`/dev/fd`) holds none of the paths the pipeline names.
+        loaded.base_dir = PathBuf::from(".");
+    }
+    Ok(loaded)
 }
 
 /// [`load`] for text already read from `path`: applies `--set` overrides, parses and checks
