@@ -24,6 +24,8 @@ pub const EPOCHS_KEPT: usize = 1000;
 pub const WARNINGS_KEPT: usize = 200;
 /// Rows of an appended result kept: the latest ones (the total is counted).
 pub const TAIL_ROWS: usize = 10_000;
+/// Bytes of an appended result kept: long values make few rows large.
+pub const TAIL_BYTES: usize = 32 << 20;
 /// Messages a client may fall behind by before it is told to fetch everything again.
 pub const CLIENT_QUEUE: usize = 256;
 /// The epoch duration histogram's upper bounds, in seconds (Prometheus' `le`).
@@ -223,21 +225,7 @@ impl ResultTable {
             ResultChange::Append => {
                 self.keys = None;
                 self.push(rows);
-                let mut excess = self.held.saturating_sub(TAIL_ROWS);
-                while excess > 0 && !self.batches.is_empty() {
-                    let first = self.batches[0].num_rows();
-                    if first <= excess {
-                        self.batches.remove(0);
-                        self.held -= first;
-                        self.dropped += first as u64;
-                        excess -= first;
-                    } else {
-                        self.batches[0] = self.batches[0].slice(excess, first - excess);
-                        self.held -= excess;
-                        self.dropped += excess as u64;
-                        excess = 0;
-                    }
-                }
+                self.trim_tail();
             }
             ResultChange::Upsert { keys } => {
                 let named = keys.iter().all(|k| rows.schema().index_of(k).is_ok());
@@ -256,6 +244,37 @@ impl ResultTable {
                     self.compacted = self.held;
                 }
             }
+        }
+    }
+
+    /// Lets go of an appended result's oldest rows past `TAIL_ROWS` rows or `TAIL_BYTES`
+    /// bytes (a single row larger than that is kept: it is the latest).
+    fn trim_tail(&mut self) {
+        let bytes = |batches: &[RecordBatch]| -> usize {
+            batches.iter().map(RecordBatch::get_array_memory_size).sum()
+        };
+        loop {
+            let Some(first) = self.batches.first() else {
+                return;
+            };
+            let rows = first.num_rows();
+            let over_rows = self.held.saturating_sub(TAIL_ROWS);
+            let over_bytes = bytes(&self.batches) > TAIL_BYTES;
+            let excess = match (over_rows, over_bytes) {
+                (0, false) => return,
+                (_, true) if self.batches.len() > 1 => rows,
+                // One batch over the bound in bytes: its older half goes.
+                (over, true) if rows > 1 => over.max(rows / 2),
+                (0, true) => return,
+                (over, _) => over.min(rows),
+            };
+            if excess == rows {
+                self.batches.remove(0);
+            } else {
+                self.batches[0] = owned_slice(first, excess, rows - excess);
+            }
+            self.held -= excess;
+            self.dropped += excess as u64;
         }
     }
 
@@ -900,6 +919,14 @@ impl Subscriber for LiveFeed {
     }
 }
 
+/// Rows `offset..offset + len` of `batch` in buffers of their own: a slice would keep the whole
+/// batch's buffers alive.
+fn owned_slice(batch: &RecordBatch, offset: usize, len: usize) -> RecordBatch {
+    let slice = batch.slice(offset, len);
+    let indices = arrow_array::UInt32Array::from_iter_values(0..len as u32);
+    arrow_select::take::take_record_batch(&slice, &indices).unwrap_or(slice)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -975,6 +1002,40 @@ mod tests {
             crate::data::cell(table.batches[0].column(0).as_ref(), 0).to_text(),
             "5"
         );
+    }
+
+    #[test]
+    fn an_appended_result_of_long_values_is_bounded_in_bytes_not_only_rows() {
+        let mut table = ResultTable::default();
+        let long = "x".repeat(1 << 20);
+        for epoch in 0..100u64 {
+            let words: Vec<String> = (0..4).map(|i| format!("{epoch}.{i}{long}")).collect();
+            let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+            table.apply(epoch, &ResultChange::Append, &word_counts(&refs, &[1; 4]));
+        }
+        let held: usize = table
+            .batches
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        assert!(held <= TAIL_BYTES, "{held} bytes held");
+        assert_eq!(table.held as u64 + table.dropped, 400);
+        // The latest rows are the ones kept.
+        let last = table.batches.last().unwrap();
+        let text = crate::data::cell(last.column(0).as_ref(), last.num_rows() - 1).to_text();
+        assert!(text.starts_with("99.3x"));
+        // One batch of many long rows keeps its latest, in buffers of their own.
+        let mut one = ResultTable::default();
+        let words: Vec<String> = (0..100).map(|i| format!("{i}.{long}")).collect();
+        let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+        one.apply(0, &ResultChange::Append, &word_counts(&refs, &[1; 100]));
+        let held: usize = one
+            .batches
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        assert!(held <= TAIL_BYTES, "{held} bytes held");
+        assert!(one.held >= 1 && one.held < 100);
     }
 
     #[test]
