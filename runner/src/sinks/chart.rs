@@ -39,6 +39,7 @@ pub struct ChartSinkConfig {
     pub y: String,
     /// How many bars: the rows with the largest `y`.
     #[serde(default = "default_top")]
+    #[schemars(range(min = 1))]
     pub top: usize,
     /// The caption; `{epoch}`, `{time}` and (for a windowed result) `{window}` are replaced
     /// when it is drawn.

@@ -55,6 +55,7 @@ pub struct MastodonSourceConfig {
     pub token_env: String,
     /// Stop after this many statuses.
     #[serde(default)]
+    #[schemars(range(min = 1))]
     pub limit: Option<u64>,
     /// Only statuses with at least one hashtag.
     #[serde(default)]

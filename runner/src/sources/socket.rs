@@ -58,6 +58,7 @@ pub struct SocketSourceConfig {
     pub max_line_bytes: usize,
     /// In `listen` mode: the most clients read at once (default 64); more wait to be accepted.
     #[serde(default = "default_max_clients")]
+    #[schemars(range(min = 1))]
     pub max_clients: usize,
     /// In `listen` mode: a client that sends nothing for this long is closed, freeing its
     /// place (a duration such as `5m`; default: never). Without it, clients that connect and

@@ -18,7 +18,7 @@ pub struct SelectConfig {
     /// The output columns in order: a column name, or an expression with `as name`, e.g.
     /// `[word, "length(word) as len", "count * 2 as double"]`.
     #[serde(deserialize_with = "crate::settings::env::spanned_strings")]
-    #[schemars(with = "Vec<String>")]
+    #[schemars(with = "Vec<String>", length(min = 1))]
     pub columns: Vec<serde_saphyr::Spanned<String>>,
 }
 
