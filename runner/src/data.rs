@@ -283,6 +283,11 @@ fn parse_any_timestamp(text: &str) -> Option<i64> {
     }
     match text.parse::<i64>() {
         Ok(n) => epoch_integer_micros(n),
+        // Nanoseconds past i64 (20 digits, after the year 2262): exactly, not through a float.
+        Err(_) if text.parse::<i128>().is_ok() => {
+            let nanos = text.parse::<i128>().ok()?;
+            i64::try_from(nanos.div_euclid(1_000)).ok()
+        }
         Err(_) => epoch_decimal_micros(text)
             .unwrap_or_else(|| text.parse::<f64>().ok().and_then(epoch_number_micros)),
     }
@@ -843,6 +848,21 @@ mod tests {
             parse_timestamp("2024-12-31T23:59:59.5Z").map(format_timestamp),
             Some("2024-12-31T23:59:59.500Z".to_owned())
         );
+    }
+
+    #[test]
+    fn epoch_nanoseconds_past_i64_are_read_exactly() {
+        // 2500-01-01T00:00:00.123456Z, plus 789 ns cut off: a float would round the micros.
+        let micros = 16_725_225_600_123_456i64;
+        assert_eq!(
+            parse_timestamp("16725225600123456789"),
+            Some(micros),
+            "{:?}",
+            parse_timestamp("16725225600123456789").map(format_timestamp)
+        );
+        assert_eq!(parse_timestamp("-16725225600123456789"), Some(-micros - 1));
+        // Past the year 9999: none.
+        assert_eq!(parse_timestamp("999999999999999999999"), None);
     }
 
     #[test]
