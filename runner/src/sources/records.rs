@@ -442,13 +442,45 @@ impl RecordDecoder {
             Some(plain) => plain.read(records, whole),
             None => None,
         };
+        let mut bad_rows: BTreeMap<usize, String> = BTreeMap::new();
         let columns: Vec<ArrayRef> = match plain {
             Some(read) if read.others.is_empty() => read.columns,
-            // The lines the plain reader gave back, read by Arrow's reader (a bad one fails
-            // the run of lines, which is then read line by line) into their rows.
+            // The lines the plain reader gave back, read by Arrow's reader into their rows;
+            // when that fails, each alone: a bad one is among them (the plain reader read the
+            // rest), and it is told from the good ones without reading the run again.
             Some(read) => {
                 let others: Vec<(usize, &[u8])> = read.others.iter().map(|&i| records[i]).collect();
-                let columns = self.read_records(&others, None)?;
+                let columns = match self.read_records(&others, None) {
+                    Ok(columns) => columns,
+                    Err(_) if others.len() > 1 => {
+                        let mut alone = Vec::with_capacity(others.len());
+                        for (index, other) in read.others.iter().zip(&others) {
+                            match self.read_records(std::slice::from_ref(other), None) {
+                                Ok(columns) => alone.push(columns),
+                                Err(refusal) => {
+                                    let reason =
+                                        unquoted_when_not_a_string(refusal.reason, other.1);
+                                    bad_rows.insert(*index, reason);
+                                    // A row of nulls holds its place until it is left out.
+                                    alone.push(
+                                        read.columns
+                                            .iter()
+                                            .map(|c| arrow_array::new_null_array(c.data_type(), 1))
+                                            .collect(),
+                                    );
+                                }
+                            }
+                        }
+                        (0..read.columns.len())
+                            .map(|c| {
+                                let pieces: Vec<&dyn arrow_array::Array> =
+                                    alone.iter().map(|row| row[c].as_ref()).collect();
+                                arrow_select::concat::concat(&pieces).map_err(|e| e.to_string())
+                            })
+                            .collect::<Result<_, String>>()?
+                    }
+                    Err(refusal) => return Err(refusal),
+                };
                 let mut from = Vec::with_capacity(records.len());
                 let mut next = read.others.iter().copied().enumerate().peekable();
                 for row in 0..records.len() {
@@ -471,7 +503,6 @@ impl RecordDecoder {
             }
             None => self.read_records(records, whole)?,
         };
-        let mut bad_rows: BTreeMap<usize, String> = BTreeMap::new();
         let mut out = Vec::with_capacity(columns.len());
         for (spec, column) in self.columns.iter().zip(columns) {
             let column = if spec.value_type == ValueType::Timestamp {
