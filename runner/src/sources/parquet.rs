@@ -435,10 +435,46 @@ fn file_schema(path: &Path) -> Result<SchemaRef, String> {
             crate::error::escape_path(path)
         )
     };
-    let builder = unpanicked(|| ParquetRecordBatchReaderBuilder::try_new(file))
+    let footer = unpanicked(|| read_footer(&file))
         .map_err(unreadable)?
         .map_err(|e| unreadable(e.to_string()))?;
-    Ok(builder.schema().clone())
+    Ok(footer.schema().clone())
+}
+
+/// The file's footer, with INT96 timestamps (Spark's and Hive's default) read as microseconds:
+/// Arrow's default, nanoseconds, holds only the years 1677 to 2262, and a value outside them
+/// would wrap into another date without a word.
+fn read_footer(file: &std::fs::File) -> parquet::errors::Result<ArrowReaderMetadata> {
+    let footer = ArrowReaderMetadata::load(file, ArrowReaderOptions::new())?;
+    let int96: Vec<String> = footer
+        .parquet_schema()
+        .columns()
+        .iter()
+        .filter(|leaf| {
+            leaf.physical_type() == parquet::basic::Type::INT96 && leaf.path().parts().len() == 1
+        })
+        .map(|leaf| leaf.name().to_owned())
+        .collect();
+    if int96.is_empty() {
+        return Ok(footer);
+    }
+    let fields: Vec<Field> = footer
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| match int96.contains(field.name()) {
+            true => field
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::Timestamp(TimeUnit::Microsecond, None)),
+            false => field.as_ref().clone(),
+        })
+        .collect();
+    let hint = Schema::new_with_metadata(fields, footer.schema().metadata().clone());
+    ArrowReaderMetadata::try_new(
+        footer.metadata().clone(),
+        ArrowReaderOptions::new().with_schema(Arc::new(hint)),
+    )
 }
 
 /// A row left out: its file's place in the run's files, the file, its row group, its row in
@@ -516,7 +552,7 @@ impl ParquetSource {
                 source,
             })?
             .len();
-        let footer = unpanicked(|| ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()))
+        let footer = unpanicked(|| read_footer(&file))
             .map_err(unreadable)?
             .map_err(|e| unreadable(e.to_string()))?;
         for (group, row_group) in footer.metadata().row_groups().iter().enumerate() {
@@ -1169,5 +1205,89 @@ mod damaged_file_tests {
             placed_outside > 0,
             "no damage put a column chunk outside the file"
         );
+    }
+}
+
+#[cfg(test)]
+mod int96_tests {
+    use super::*;
+    use crate::sources::{BuildSource, SourceContext};
+
+    /// A file as Spark writes timestamps by default: INT96 (nanoseconds of the day, then the
+    /// Julian day).
+    fn write_int96(path: &Path, values: &[(u32, u64)]) {
+        use parquet::file::writer::SerializedFileWriter;
+        let schema = Arc::new(
+            parquet::schema::parser::parse_message_type("message m { required int96 ts; }")
+                .unwrap(),
+        );
+        let file = std::fs::File::create(path).unwrap();
+        let mut writer = SerializedFileWriter::new(file, schema, Default::default()).unwrap();
+        let mut group = writer.next_row_group().unwrap();
+        let mut column = group.next_column().unwrap().unwrap();
+        let data: Vec<parquet::data_type::Int96> = values
+            .iter()
+            .map(|&(day, nanos)| {
+                let mut value = parquet::data_type::Int96::new();
+                value.set_data(nanos as u32, (nanos >> 32) as u32, day);
+                value
+            })
+            .collect();
+        column
+            .typed::<parquet::data_type::Int96Type>()
+            .write_batch(&data, None, None)
+            .unwrap();
+        column.close().unwrap();
+        group.close().unwrap();
+        writer.close().unwrap();
+    }
+
+    #[test]
+    fn int96_timestamps_outside_the_nanosecond_range_keep_their_dates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spark.parquet");
+        let noon = 12 * 3600 * 1_000_000_000u64;
+        write_int96(
+            &path,
+            &[
+                (2_460_312, 11_045_123_456_000), // 2024-01-02T03:04:05.123456
+                (2_561_118, 0),                  // 2300-01-01
+                (2_305_600, noon),               // 1600-06-01T12:00
+                (5_373_484, 86_399_999_999_000), // 9999-12-31T23:59:59.999999
+                (1_721_426, 0),                  // 0001-01-01
+            ],
+        );
+        for columns in ["", ", columns: {ts: timestamp}"] {
+            let yaml = format!("{{path: '{}', format: parquet{columns}}}", path.display());
+            let config: FileSourceConfig = serde_saphyr::from_str(&yaml).unwrap();
+            let built = config
+                .build(&SourceContext {
+                    base_dir: Path::new("."),
+                    streaming: false,
+                })
+                .unwrap();
+            let BuiltSource::Batch(source) = built else {
+                panic!("a Parquet file is read in batch runs");
+            };
+            let mut values = Vec::new();
+            for morsel in source.open().unwrap().into_seq_iter() {
+                for batch in source.decode(morsel.unwrap()).unwrap() {
+                    for row in 0..batch.num_rows() {
+                        values.push(crate::data::cell(batch.column(0).as_ref(), row).to_text());
+                    }
+                }
+            }
+            assert_eq!(
+                values,
+                [
+                    "2024-01-02T03:04:05.123456Z",
+                    "2300-01-01T00:00:00Z",
+                    "1600-06-01T12:00:00Z",
+                    "9999-12-31T23:59:59.999999Z",
+                    "0001-01-01T00:00:00Z",
+                ],
+                "{columns}"
+            );
+        }
     }
 }
