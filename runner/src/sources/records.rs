@@ -345,6 +345,17 @@ impl RecordDecoder {
         }
         let mut batches = Vec::new();
         let mut bad = Vec::new();
+        if self.format == Format::Csv && memchr::memchr(b'"', bytes).is_some() {
+            records.retain(|&(line, record)| {
+                match multi_line::quote_problem(record, self.delimiter) {
+                    Some(reason) => {
+                        bad.push(BadRecord { line, reason });
+                        false
+                    }
+                    None => true,
+                }
+            });
+        }
         for chunk in records.chunks(BATCH_ROWS) {
             let mut good = Vec::new();
             self.decode_halving(bytes, chunk, &mut good, &mut bad);
@@ -357,6 +368,7 @@ impl RecordDecoder {
                 ),
             }
         }
+        bad.sort_by_key(|b| b.line);
         Ok((batches, bad))
     }
 

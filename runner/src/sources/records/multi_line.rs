@@ -94,9 +94,88 @@ pub fn records(bytes: &[u8], delimiter: u8) -> Vec<(usize, &[u8])> {
     records
 }
 
+/// Why `record` is not quoted as RFC 4180 says, if it is not: text after a field's closing
+/// quote. Arrow's reader (csv-core) would read it anyway, dropping quotes and joining the
+/// pieces (`"a\"b"`, Spark's escaped quote, would become `a\b"`): such a record is a bad one
+/// rather than a wrong value.
+pub fn quote_problem(record: &[u8], delimiter: u8) -> Option<String> {
+    let mut i = 0;
+    let mut field = 1;
+    while i < record.len() {
+        if record[i] != b'"' {
+            // An unquoted field (a quote inside it is text): to the next delimiter.
+            match memchr::memchr(delimiter, &record[i..]) {
+                Some(at) => i += at + 1,
+                None => return None,
+            }
+            field += 1;
+            continue;
+        }
+        // A quoted field: a doubled quote is a quote; a single one closes it.
+        i += 1;
+        loop {
+            let at = i + memchr::memchr(b'"', &record[i..])?;
+            if record.get(at + 1) == Some(&b'"') {
+                i = at + 2;
+                continue;
+            }
+            i = at + 1;
+            break;
+        }
+        match record.get(i) {
+            None => return None,
+            Some(&b) if b == delimiter => {
+                i += 1;
+                field += 1;
+            }
+            Some(b'\r') if i + 1 == record.len() => return None,
+            Some(_) => {
+                let escaped = record[..i - 1].ends_with(b"\\");
+                return Some(format!(
+                    "field {field} has text after its closing quote: a quote inside a quoted field is written doubled (`\"\"`){}",
+                    match escaped {
+                        true => "; this one is escaped with a backslash, as Spark writes CSV by default (write it with `.option(\"escape\", \"\\\"\")` to double quotes)",
+                        false => "",
+                    }
+                ));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_after_a_closing_quote_is_a_quoting_problem() {
+        for good in [
+            &b"a,b,c"[..],
+            b"\"a,b\",c",
+            b"\"say \"\"hi\"\"\",2",
+            b"1,\"\"",
+            b"x\"y,z",
+            b"\"a\"\r",
+            b"\"multi\nline\",1",
+        ] {
+            assert_eq!(
+                quote_problem(good, b','),
+                None,
+                "{}",
+                String::from_utf8_lossy(good)
+            );
+        }
+        let spark = quote_problem(b"1,\"a\\\"b\"", b',').unwrap();
+        assert!(
+            spark.starts_with("field 2 has text after its closing quote"),
+            "{spark}"
+        );
+        assert!(spark.contains("escaped with a backslash"), "{spark}");
+        let loose = quote_problem(b"1,\"x\"y,z", b',').unwrap();
+        assert!(!loose.contains("backslash"), "{loose}");
+        assert!(quote_problem(b"\"a\" ;b", b';').is_some());
+    }
 
     fn texts(bytes: &[u8]) -> Vec<(usize, String)> {
         records(bytes, b',')

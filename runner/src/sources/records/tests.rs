@@ -954,3 +954,23 @@ fn many_bad_csv_records_are_each_told_and_the_good_ones_kept_in_order() {
         .iter()
         .any(|b| b.reason == "`n`: \"n/a\" is not an integer"));
 }
+
+#[test]
+fn a_csv_record_with_text_after_a_closing_quote_is_bad_not_rejoined() {
+    let d = decoder(Format::Csv, &[("a", "integer"), ("b", "text")]);
+    // Spark's escaped quote, a loose quote, then good records around them.
+    let input = b"1,\"a\\\"b\"\n2,\"x\"y\n3,\"say \"\"hi\"\"\"\n4,x\"y\n";
+    let (batches, bad) = d.decode(input).unwrap();
+    let out = one_batch(batches, &d.schema());
+    assert_eq!(texts(&out, "b"), ["say \"hi\"", "x\"y"]);
+    let lines: Vec<usize> = bad.iter().map(|b| b.line).collect();
+    assert_eq!(lines, [0, 1]);
+    assert!(
+        bad[0].reason.contains("escaped with a backslash"),
+        "{}",
+        bad[0].reason
+    );
+    assert!(bad[1]
+        .reason
+        .starts_with("field 2 has text after its closing quote"));
+}
