@@ -245,6 +245,69 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
     timestamp_in_range(micros).then_some(micros)
 }
 
+/// Parses a text as Spark's cast of a text to a timestamp reads it (`cast`, `try_cast`, and a
+/// text compared with a timestamp): the forms [`parse_timestamp`] reads, and Spark's shorter
+/// ones (`2024`, `2024-05`, `2024-05-01 12`) and zone words (`UTC`, `GMT+2`), but no epoch
+/// number: `'2024'` is the year 2024, not 2024 seconds after 1970. Spaces and control
+/// characters around it are trimmed, as Spark trims them.
+pub fn parse_timestamp_text(text: &str) -> Option<i64> {
+    let text = text.trim_matches(|c: char| c <= ' ');
+    // Unicode spaces (U+00A0, U+3000) are not trimmed by Spark: such a text is none.
+    if text.starts_with(char::is_whitespace) || text.ends_with(char::is_whitespace) {
+        return None;
+    }
+    if text.is_empty() || text.parse::<f64>().is_ok() {
+        // A year alone is a timestamp; any other number is none (an epoch number's text).
+        return match text.len() == 4 && text.bytes().all(|b| b.is_ascii_digit()) {
+            true => parse_timestamp(&format!("{text}-01-01")),
+            false => None,
+        };
+    }
+    // `UTC`, `GMT` and `UT`, alone or with an offset, as the zone: an offset or `Z`.
+    let mut zoned = text.to_owned();
+    for word in ["UTC", "GMT", "UT"] {
+        if let Some(at) = zoned.rfind(word) {
+            let offset = zoned[at + word.len()..].to_owned();
+            let before = zoned[..at].trim_end().to_owned();
+            let offset = match offset.as_str() {
+                "" => "Z".to_owned(),
+                o if o.starts_with(['+', '-']) => {
+                    let (sign, rest) = o.split_at(1);
+                    match rest.split_once(':') {
+                        Some((h, m)) if h.len() <= 2 => format!("{sign}{h:0>2}:{m}"),
+                        None if rest.len() <= 2 => format!("{sign}{rest:0>2}:00"),
+                        _ => return None,
+                    }
+                }
+                _ => return None,
+            };
+            zoned = before + &offset;
+            break;
+        }
+    }
+    let (date, time) = match zoned.split_once(['T', ' ']) {
+        Some((date, time)) => (date, Some(time)),
+        None => (zoned.as_str(), None),
+    };
+    // A year and month: its first day.
+    let date = match date.matches('-').count() {
+        1 => format!("{date}-01"),
+        _ => date.to_owned(),
+    };
+    let full = match time {
+        None => date,
+        // An hour alone (with its zone, if any): on the hour.
+        Some(time) => {
+            let digits = time.bytes().take_while(u8::is_ascii_digit).count();
+            match digits > 0 && digits <= 2 && !time[digits..].starts_with(':') {
+                true => format!("{date}T{}:00{}", &time[..digits], &time[digits..]),
+                false => format!("{date}T{time}"),
+            }
+        }
+    };
+    parse_timestamp(&full)
+}
+
 /// [`parse_timestamp`] without the range check.
 fn parse_any_timestamp(text: &str) -> Option<i64> {
     let text = text.trim();
@@ -848,6 +911,33 @@ mod tests {
             parse_timestamp("2024-12-31T23:59:59.5Z").map(format_timestamp),
             Some("2024-12-31T23:59:59.500Z".to_owned())
         );
+    }
+
+    #[test]
+    fn a_text_cast_to_a_timestamp_is_read_as_spark_reads_it() {
+        let at = |text: &str| parse_timestamp_text(text).map(format_timestamp);
+        let cases = [
+            ("2024", Some("2024-01-01T00:00:00Z")),
+            ("2024-05", Some("2024-05-01T00:00:00Z")),
+            ("2024-05-01", Some("2024-05-01T00:00:00Z")),
+            ("2024-05-01 12", Some("2024-05-01T12:00:00Z")),
+            ("2024-05-01T12:00:00 UTC", Some("2024-05-01T12:00:00Z")),
+            ("2024-05-01T12:00:00GMT+2", Some("2024-05-01T10:00:00Z")),
+            ("2024-05-01 12:00:00UTC-01:30", Some("2024-05-01T13:30:00Z")),
+            (" 2024-05-01T12:00:00Z\n", Some("2024-05-01T12:00:00Z")),
+            ("\u{1}2024-05-01", Some("2024-05-01T00:00:00Z")),
+            ("1714564800", None),
+            ("1714564800.5", None),
+            ("-1", None),
+            ("1e9", None),
+            ("12", None),
+            ("", None),
+            ("\u{a0}2024-05-01", None),
+            ("2024-05-01T12:00:00Europe/Paris", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(at(text).as_deref(), want, "{text:?}");
+        }
     }
 
     #[test]

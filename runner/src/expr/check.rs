@@ -640,7 +640,7 @@ impl Checker<'_> {
             return Ok(t);
         };
         let text = arrow_array::cast::AsArray::as_string::<i32>(array.as_ref()).value(0);
-        let micros = crate::data::parse_timestamp(text).ok_or_else(|| {
+        let micros = crate::data::parse_timestamp_text(text).ok_or_else(|| {
             self.err(
                 at,
                 format!("\"{text}\" is not a timestamp (write e.g. \"2024-05-01T12:00:00Z\")"),

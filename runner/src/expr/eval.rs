@@ -552,7 +552,7 @@ fn cast(value: Col, to: ValueType, try_: bool) -> Out {
                     .iter()
                     .map(|v| match v {
                         None => Ok(None),
-                        Some(s) => match crate::data::parse_timestamp(s) {
+                        Some(s) => match crate::data::parse_timestamp_text(s) {
                             Some(m) => Ok(Some(m)),
                             None if try_ => Ok(None),
                             None => Err(fail(format!(
