@@ -231,6 +231,7 @@ impl BuildSource for FileSourceConfig {
             format => Some(Records {
                 format,
                 columns: self.column_specs(format, &path, delimiter)?,
+                inferred: self.columns.is_none(),
                 delimiter,
                 decoder: std::sync::OnceLock::new(),
                 on_error: self.on_error,
@@ -593,6 +594,9 @@ fn header_too_long(max: usize) -> std::io::Error {
 struct Records {
     format: Format,
     columns: Vec<ColumnSpec>,
+    /// The columns were inferred from the input's start (no `columns:`): a later record may
+    /// not fit them.
+    inferred: bool,
     delimiter: u8,
     decoder: std::sync::OnceLock<RecordDecoder>,
     on_error: OnError,
@@ -688,8 +692,12 @@ impl Records {
         if let Some(BadRecord { line, reason }) = bad.first() {
             let at = || format!("{} line {}", morsel.origin, line_number(*line as u64));
             if self.on_error == OnError::Fail {
+                let inferred = match self.inferred {
+                    true => "; the columns were inferred from the input's start (`runner plan` shows them): declare them in `columns:` to read every record",
+                    false => "",
+                };
                 return Err(Error::runtime(format!(
-                    "{}: the {} record cannot be read: {reason} (`on_error: skip` leaves such records out)",
+                    "{}: the {} record cannot be read: {reason} (`on_error: skip` leaves such records out{inferred})",
                     at(),
                     self.format.name()
                 )));
@@ -1799,6 +1807,38 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn a_record_that_does_not_fit_inferred_columns_says_they_were_inferred() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::from("a\n");
+        for i in 0..40_000 {
+            text.push_str(&format!("{i}\n"));
+        }
+        text.push_str("3.5\n");
+        let path = write(dir.path(), "late.csv", text.as_bytes());
+        let err = read_column(source(&path, ", format: csv").as_ref(), "a")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"3.5\" is not an integer"), "{err}");
+        assert!(err.contains("the columns were inferred"), "{err}");
+        let declared = source(&path, ", format: csv, columns: {a: integer}");
+        let err = read_column(declared.as_ref(), "a").unwrap_err().to_string();
+        assert!(!err.contains("inferred"), "{err}");
+        // An empty file has no header to infer from.
+        let empty = write(dir.path(), "empty.csv", b"");
+        let config: FileSourceConfig =
+            serde_saphyr::from_str(&format!("{{path: '{}', format: csv}}", empty.display()))
+                .unwrap();
+        let refused = config
+            .build(&SourceContext {
+                base_dir: dir.path(),
+                streaming: false,
+            })
+            .err()
+            .unwrap();
+        assert!(refused.contains("the input is empty"), "{refused}");
     }
 
     #[test]

@@ -1768,6 +1768,13 @@ pub fn infer_columns(
     // must not stop the inference, nor sway it: the inference is tried again without it.
     let schema = match format {
         Format::Csv => {
+            if head
+                .strip_prefix(b"\xEF\xBB\xBF")
+                .unwrap_or(head)
+                .is_empty()
+            {
+                return Err("cannot infer the columns: the input is empty (a CSV file's first line names its columns)".into());
+            }
             let header = head.split(|&b| b == b'\n').next().unwrap_or_default();
             let header = header.strip_suffix(b"\r").unwrap_or(header);
             if let Some(problem) = multi_line::header_problem(header, delimiter) {
