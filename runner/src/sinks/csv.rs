@@ -637,15 +637,18 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "tag\na\nb\nc\n");
         // A run killed in the middle of an epoch's write; the next run cuts the partial line.
         append_to(&path, b"d,partial");
+        drop(sink); // A run's end lets go of the file.
         let mut sink = build();
         write_result(sink.as_mut(), &text_batch("tag", ["d"]), 2).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "tag\na\nb\nc\nd\n");
         // A value holding line ends is quoted; a record cut inside it is cut whole, even
         // right after one of its line ends.
+        drop(sink); // A run's end lets go of the file.
         let mut sink = build();
         write_result(sink.as_mut(), &text_batch("tag", ["e\n\"f\"\n"]), 3).unwrap();
         let whole = "tag\na\nb\nc\nd\n\"e\n\"\"f\"\"\n\"\n";
         assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
+        drop(sink); // A run's end lets go of the file.
         for cut in ["\"g\nh", "\"g\n", "\"g\"\"\n\"\"", "x,y"] {
             append_to(&path, cut.as_bytes());
             let mut sink = build();
@@ -663,6 +666,7 @@ mod tests {
         let whole = format!("{whole}\"x\ny\"\nz\n");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
         // Rows of other columns are not added under this header.
+        drop(sink);
         let other = config
             .build(&SinkContext::for_test(
                 &text_batch("label", ["x"]).schema(),
@@ -684,6 +688,7 @@ mod tests {
         // where `label` has one) is left as it is.
         let foreign = format!("{whole}a,b");
         std::fs::write(&path, &foreign).unwrap();
+        drop(other);
         let mut other = config
             .build(&SinkContext::for_test(
                 &text_batch("label", ["x"]).schema(),
@@ -764,6 +769,7 @@ mod tests {
         // Killed after epoch 1 reached the file but before the checkpoint saved it, and in
         // the middle of epoch 2: the restart redoes epoch 1, then writes epoch 2 whole.
         append_to(&path, b"c\n\"half");
+        drop(sink);
         let mut restarted = build();
         write_result(restarted.as_mut(), &text_batch("tag", ["b"]), 1).unwrap();
         write_result(restarted.as_mut(), &text_batch("tag", ["c", "d"]), 2).unwrap();

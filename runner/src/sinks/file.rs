@@ -489,6 +489,7 @@ mod tests {
         let mut sink = build();
         write_result(sink.as_mut(), &rows.slice(0, 1), 0).unwrap();
         write_result(sink.as_mut(), &rows.slice(1, 1), 1).unwrap();
+        drop(sink);
         let mut restarted = build();
         // Epochs 0 and 1 redone after a restart: skipped; epoch 2 added.
         write_result(restarted.as_mut(), &rows.slice(0, 1), 0).unwrap();
@@ -633,6 +634,7 @@ mod tests {
             .open(dir.path().join("a.jsonl"))
             .unwrap();
         file.write_all(b"{\"word\":\"th").unwrap();
+        drop(appended);
         let mut restarted = sink(dir.path(), "{path: a.jsonl, format: jsonl}", true);
         write_result(restarted.as_mut(), &rows.slice(0, 1), 2).unwrap();
         let text = std::fs::read_to_string(dir.path().join("a.jsonl")).unwrap();
@@ -660,6 +662,7 @@ mod tests {
             .open(dir.path().join("a.jsonl"))
             .unwrap();
         file.write_all(b"{\"word\":\"kept\",\"count\":1}").unwrap();
+        drop(restarted);
         let mut restarted = sink(dir.path(), "{path: a.jsonl, format: jsonl}", true);
         write_result(restarted.as_mut(), &rows.slice(0, 1), 3).unwrap();
         let text = std::fs::read_to_string(dir.path().join("a.jsonl")).unwrap();

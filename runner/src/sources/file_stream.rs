@@ -62,6 +62,7 @@ impl Origin {
 struct CsvFiles {
     columns: Vec<super::records::ColumnSpec>,
     delimiter: u8,
+    escape: Option<u8>,
     encoding_errors: EncodingErrors,
     /// Decoders by header line (files of one stream mostly share one header; a few kept).
     decoders: Mutex<Vec<HeaderDecoder>>,
@@ -99,6 +100,7 @@ impl CsvFiles {
         }
         let names = super::records::csv_header_names(header, self.delimiter);
         let decoder = RecordDecoder::csv(names, self.columns.clone(), self.delimiter)
+            .map(|d| d.with_escape(self.escape))
             .map(Arc::new)
             .map_err(|e| crate::error::Error::runtime(format!("{file}: {e}")))?;
         if kept.len() == CSV_DECODERS_KEPT {
@@ -134,6 +136,7 @@ pub(super) fn build(
         (Some(decoder), Format::Csv) => Some(CsvFiles {
             columns: decoder.columns().to_vec(),
             delimiter: decoder.delimiter(),
+            escape: decoder.escape(),
             encoding_errors: config.encoding_errors,
             decoders: Mutex::new(Vec::new()),
         }),

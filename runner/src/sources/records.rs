@@ -135,6 +135,8 @@ pub struct RecordDecoder {
     /// What comes out.
     schema: SchemaRef,
     delimiter: u8,
+    /// CSV: the character that escapes a quote in a quoted field, besides doubling it.
+    escape: Option<u8>,
     /// CSV: the header's names, and which of them are read (in `columns` order).
     header: Vec<String>,
     projection: Option<Vec<usize>>,
@@ -206,6 +208,7 @@ impl RecordDecoder {
             read_schema,
             schema,
             delimiter,
+            escape: None,
             header: Vec::new(),
             projection: None,
             absent: Vec::new(),
@@ -309,6 +312,18 @@ impl RecordDecoder {
         self.delimiter
     }
 
+    /// The CSV escape character (`escape:`), if any.
+    pub fn escape(&self) -> Option<u8> {
+        self.escape
+    }
+
+    /// This decoder, reading `escape` before a quote in a quoted field as Spark's CSV writer
+    /// puts it there (`"a\"b"`).
+    pub fn with_escape(mut self, escape: Option<u8>) -> Self {
+        self.escape = escape;
+        self
+    }
+
     /// The CSV header this decoder was made for.
     pub fn header(&self) -> &[String] {
         &self.header
@@ -347,7 +362,7 @@ impl RecordDecoder {
         let mut bad = Vec::new();
         if self.format == Format::Csv && memchr::memchr(b'"', bytes).is_some() {
             records.retain(|&(line, record)| {
-                match multi_line::quote_problem(record, self.delimiter) {
+                match multi_line::quote_problem(record, self.delimiter, self.escape) {
                     Some(reason) => {
                         bad.push(BadRecord { line, reason });
                         false
@@ -670,6 +685,9 @@ impl RecordDecoder {
         if let Some(projection) = &self.projection {
             builder = builder.with_projection(projection.clone());
         }
+        if let Some(escape) = self.escape {
+            builder = builder.with_escape(escape);
+        }
         let mut decoder = builder
             .with_header(false)
             .with_delimiter(self.delimiter)
@@ -702,7 +720,7 @@ impl RecordDecoder {
                 let used = decoder.decode(&input[fed..]).map_err(|e| {
                     let refusal = refused(e);
                     Refusal {
-                        reason: with_exact_count(refusal.reason, line, self.delimiter),
+                        reason: with_exact_count(refusal.reason, line, self.delimiter, self.escape),
                         ..refusal
                     }
                 })?;
@@ -907,7 +925,7 @@ fn csv_message(e: arrow_schema::ArrowError, header: &Schema, has_header: bool) -
 
 /// Arrow stops counting a record's fields one past the header's: "more than 5 fields" is told
 /// with the number the record has (`line` is the one record Arrow was handed).
-fn with_exact_count(message: String, line: &[u8], delimiter: u8) -> String {
+fn with_exact_count(message: String, line: &[u8], delimiter: u8, escape: Option<u8>) -> String {
     let Some(rest) = message.strip_prefix("more than ") else {
         return message;
     };
@@ -915,6 +933,7 @@ fn with_exact_count(message: String, line: &[u8], delimiter: u8) -> String {
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
+        .escape(escape)
         .from_reader(line);
     let mut record = csv::ByteRecord::new();
     match reader.read_byte_record(&mut record) {
@@ -1543,11 +1562,12 @@ impl StreamRecords {
 
 /// The header and the records of a CSV `head` with as many fields as the header, as they are
 /// written (each with its line end).
-fn csv_records_as_long_as_the_header(head: &[u8], delimiter: u8) -> Vec<u8> {
+fn csv_records_as_long_as_the_header(head: &[u8], delimiter: u8, escape: Option<u8>) -> Vec<u8> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
+        .escape(escape)
         .from_reader(head);
     let mut record = csv::ByteRecord::new();
     let mut fields = None;
@@ -1763,6 +1783,7 @@ pub fn infer_columns(
     format: Format,
     head: &[u8],
     delimiter: u8,
+    escape: Option<u8>,
 ) -> Result<Vec<ColumnSpec>, String> {
     // A record that cannot be read is a bad record when the file is read (`on_error`); it
     // must not stop the inference, nor sway it: the inference is tried again without it.
@@ -1781,14 +1802,19 @@ pub fn infer_columns(
                 return Err(format!("cannot infer the columns: {problem}"));
             }
             let infer = |head: &[u8]| {
-                arrow_csv::reader::Format::default()
+                let format = arrow_csv::reader::Format::default();
+                let format = match escape {
+                    Some(escape) => format.with_escape(escape),
+                    None => format,
+                };
+                format
                     .with_header(true)
                     .with_delimiter(delimiter)
                     .infer_schema(std::io::Cursor::new(head), Some(1000))
                     .map(|(schema, _)| schema)
             };
             infer(head)
-                .or_else(|_| infer(&csv_records_as_long_as_the_header(head, delimiter)))
+                .or_else(|_| infer(&csv_records_as_long_as_the_header(head, delimiter, escape)))
                 .map_err(|e| format!("cannot infer the columns: {e}"))?
         }
         _ => return infer_json_columns(head),

@@ -98,7 +98,7 @@ pub fn records(bytes: &[u8], delimiter: u8) -> Vec<(usize, &[u8])> {
 /// quote. Arrow's reader (csv-core) would read it anyway, dropping quotes and joining the
 /// pieces (`"a\"b"`, Spark's escaped quote, would become `a\b"`): such a record is a bad one
 /// rather than a wrong value.
-pub fn quote_problem(record: &[u8], delimiter: u8) -> Option<String> {
+pub fn quote_problem(record: &[u8], delimiter: u8, escape: Option<u8>) -> Option<String> {
     let mut i = 0;
     let mut field = 1;
     while i < record.len() {
@@ -114,7 +114,18 @@ pub fn quote_problem(record: &[u8], delimiter: u8) -> Option<String> {
         // A quoted field: a doubled quote is a quote; a single one closes it.
         i += 1;
         loop {
-            let at = i + memchr::memchr(b'"', &record[i..])?;
+            let at = i + match escape {
+                // An escaped byte is text (`\"`, or the escape itself doubled).
+                Some(escape) => {
+                    let at = memchr::memchr2(b'"', escape, &record[i..])?;
+                    if record[i + at] == escape {
+                        i += at + 2;
+                        continue;
+                    }
+                    at
+                }
+                None => memchr::memchr(b'"', &record[i..])?,
+            };
             if record.get(at + 1) == Some(&b'"') {
                 i = at + 2;
                 continue;
@@ -130,11 +141,11 @@ pub fn quote_problem(record: &[u8], delimiter: u8) -> Option<String> {
             }
             Some(b'\r') if i + 1 == record.len() => return None,
             Some(_) => {
-                let escaped = record[..i - 1].ends_with(b"\\");
+                let escaped = escape.is_none() && record[..i - 1].ends_with(b"\\");
                 return Some(format!(
                     "field {field} has text after its closing quote: a quote inside a quoted field is written doubled (`\"\"`){}",
                     match escaped {
-                        true => "; this one is escaped with a backslash, as Spark writes CSV by default (write it with `.option(\"escape\", \"\\\"\")` to double quotes)",
+                        true => "; this one is escaped with a backslash, as Spark writes CSV by default: `escape: \"\\\\\"` on the source reads it",
                         false => "",
                     }
                 ));
@@ -160,21 +171,26 @@ mod tests {
             b"\"multi\nline\",1",
         ] {
             assert_eq!(
-                quote_problem(good, b','),
+                quote_problem(good, b',', None),
                 None,
                 "{}",
                 String::from_utf8_lossy(good)
             );
         }
-        let spark = quote_problem(b"1,\"a\\\"b\"", b',').unwrap();
+        let spark = quote_problem(b"1,\"a\\\"b\"", b',', None).unwrap();
         assert!(
             spark.starts_with("field 2 has text after its closing quote"),
             "{spark}"
         );
         assert!(spark.contains("escaped with a backslash"), "{spark}");
-        let loose = quote_problem(b"1,\"x\"y,z", b',').unwrap();
+        let loose = quote_problem(b"1,\"x\"y,z", b',', None).unwrap();
         assert!(!loose.contains("backslash"), "{loose}");
-        assert!(quote_problem(b"\"a\" ;b", b';').is_some());
+        assert!(quote_problem(b"\"a\" ;b", b';', None).is_some());
+        // With an escape, an escaped quote (or escape) is text inside the field.
+        let escape = Some(b'\\');
+        assert_eq!(quote_problem(b"1,\"a\\\"b\",2", b',', escape), None);
+        assert_eq!(quote_problem(b"1,\"c\\\\\",2", b',', escape), None);
+        assert!(quote_problem(b"1,\"x\"y", b',', escape).is_some());
     }
 
     fn texts(bytes: &[u8]) -> Vec<(usize, String)> {

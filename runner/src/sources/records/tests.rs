@@ -109,6 +109,7 @@ fn columns_are_inferred_from_the_first_lines() {
         Format::Csv,
         b"name,n,x,ok\nana,1,1.5,true\nbo,2,2,false\n",
         b',',
+        None,
     )
     .unwrap();
     let types: Vec<_> = csv
@@ -128,6 +129,7 @@ fn columns_are_inferred_from_the_first_lines() {
         Format::Jsonl,
         br#"{"a":{"b":1},"tags":["x"],"s":"t"}"#,
         b',',
+        None,
     )
     .unwrap();
     let names: Vec<_> = json.iter().map(|c| c.name.as_str()).collect();
@@ -147,6 +149,7 @@ fn records_that_cannot_be_read_do_not_stop_or_sway_the_inference() {
         Format::Csv,
         b"a,b,c\n1,2,x\n4,5\n6,\"7\n\",y\nno,no,no,no\n8,9,z",
         b',',
+        None,
     )
     .unwrap();
     assert_eq!(
@@ -157,13 +160,14 @@ fn records_that_cannot_be_read_do_not_stop_or_sway_the_inference() {
             ("c".to_owned(), ValueType::Text)
         ]
     );
-    let kept = super::csv_records_as_long_as_the_header(b"a;b\n1;2\n3\n4;5;6\n7;8", b';');
+    let kept = super::csv_records_as_long_as_the_header(b"a;b\n1;2\n3\n4;5;6\n7;8", b';', None);
     assert_eq!(kept, b"a;b\n1;2\n7;8");
     // Half an object, an array, a string: left out.
     let json = infer_columns(
         Format::Jsonl,
         b"{\"a\":1}\n{\"a\":2,\n[1]\n\"s\"\n\n{\"a\":3,\"b\":true}\n",
         b',',
+        None,
     )
     .unwrap();
     assert_eq!(
@@ -178,6 +182,7 @@ fn records_that_cannot_be_read_do_not_stop_or_sway_the_inference() {
         Format::Jsonl,
         b"{\"x\":1}\n{\"x\":1e400}\n{\"x\":5}\n",
         b',',
+        None,
     )
     .unwrap();
     assert_eq!(types(json), [("x".to_owned(), ValueType::Integer)]);
@@ -187,6 +192,7 @@ fn records_that_cannot_be_read_do_not_stop_or_sway_the_inference() {
         Format::Csv,
         b"d,t,n,f,m\n2024-05-01,2024-05-01T00:00:00Z,1,2.5,7\n2024-02-30,2024-05-01T25:00:00,9999999999999999999,1e5,\n",
         b',',
+        None,
     )
     .unwrap();
     assert_eq!(
@@ -199,7 +205,7 @@ fn records_that_cannot_be_read_do_not_stop_or_sway_the_inference() {
             ("m".to_owned(), ValueType::Integer)
         ]
     );
-    let none = infer_columns(Format::Jsonl, b"[1]\n{\"a\":", b',').unwrap_err();
+    let none = infer_columns(Format::Jsonl, b"[1]\n{\"a\":", b',', None).unwrap_err();
     assert_eq!(
         none,
         "cannot infer the columns: no JSON object among the first lines could be read (line 1: not a JSON object)"
@@ -209,7 +215,7 @@ fn records_that_cannot_be_read_do_not_stop_or_sway_the_inference() {
 #[test]
 fn json_columns_are_inferred_as_the_readers_can_read_them() {
     let types = |head: &[u8]| -> Vec<(String, ValueType)> {
-        infer_columns(Format::Jsonl, head, b',')
+        infer_columns(Format::Jsonl, head, b',', None)
             .unwrap()
             .into_iter()
             .map(|c| (c.name, c.value_type))
@@ -239,7 +245,7 @@ fn json_columns_are_inferred_as_the_readers_can_read_them() {
             t("msg", ValueType::Text)
         ]
     );
-    let err = infer_columns(Format::Jsonl, b"{}\n{\"a\":[[1]]}\n", b',').unwrap_err();
+    let err = infer_columns(Format::Jsonl, b"{}\n{\"a\":[[1]]}\n", b',', None).unwrap_err();
     assert_eq!(
         err,
         "cannot infer the columns: the first lines' objects hold no field that can be read (`a` (arrays of arrays or objects))"
@@ -769,7 +775,7 @@ fn repeated_csv_header_names_are_suffixed_as_duckdb_does() {
     assert_eq!(names(&["column1", ""]), ["column1", "column1_1"]);
     assert_eq!(names(&["", "column0"]), ["column0_1", "column0"]);
     assert_eq!(names(&["x", "y"]), ["x", "y"]);
-    let inferred = super::infer_columns(Format::Csv, b"a,b,a\n1,2,x\n", b',').unwrap();
+    let inferred = super::infer_columns(Format::Csv, b"a,b,a\n1,2,x\n", b',', None).unwrap();
     let inferred: Vec<(&str, ValueType)> = inferred
         .iter()
         .map(|c| (c.name.as_str(), c.value_type))
@@ -973,4 +979,21 @@ fn a_csv_record_with_text_after_a_closing_quote_is_bad_not_rejoined() {
     assert!(bad[1]
         .reason
         .starts_with("field 2 has text after its closing quote"));
+}
+
+#[test]
+fn a_csv_escape_reads_quotes_as_spark_writes_them() {
+    let d = decoder(Format::Csv, &[("a", "integer"), ("b", "text")]).with_escape(Some(b'\\'));
+    let input = b"1,\"say \\\"hi\\\"\"\n2,\"c\\\\d\"\n3,\"doubled \"\"too\"\"\"\n4,plain\\text\n";
+    let (batches, bad) = d.decode(input).unwrap();
+    assert!(
+        bad.is_empty(),
+        "{:?}",
+        bad.iter().map(|b| &b.reason).collect::<Vec<_>>()
+    );
+    let out = one_batch(batches, &d.schema());
+    assert_eq!(
+        texts(&out, "b"),
+        ["say \"hi\"", "c\\d", "doubled \"too\"", "plain\\text"]
+    );
 }
