@@ -71,6 +71,8 @@ pub(super) enum TimeUnit {
     Hour,
     Minute,
     Second,
+    Millisecond,
+    Microsecond,
 }
 
 #[derive(Debug, Clone)]
@@ -732,10 +734,8 @@ impl Checker<'_> {
             }
             "split" => {
                 arity(2, 2)?;
+                // An empty separator splits into characters, as Spark's does.
                 let separator = self.text_literal(&args[1], "`split`'s separator")?;
-                if separator.is_empty() {
-                    return Err(self.err(args[1].at, "`split`'s separator is empty"));
-                }
                 (
                     Function::Split(separator),
                     vec![text_arg(0)?],
@@ -869,10 +869,12 @@ impl Checker<'_> {
                     "hour" => TimeUnit::Hour,
                     "minute" => TimeUnit::Minute,
                     "second" => TimeUnit::Second,
+                    "millisecond" => TimeUnit::Millisecond,
+                    "microsecond" => TimeUnit::Microsecond,
                     _ => {
                         return Err(self.err(
                             args[0].at,
-                            format!("`{unit_name}` is not a unit (year, quarter, month, week, day, hour, minute, second)"),
+                            format!("`{unit_name}` is not a unit (year, quarter, month, week, day, hour, minute, second, millisecond, microsecond)"),
                         ))
                     }
                 };

@@ -701,6 +701,13 @@ fn call(function: &Function, args: &[Typed], batch: &RecordBatch, ty: Type) -> O
                 arrow_array::builder::ListBuilder::new(arrow_array::builder::StringBuilder::new());
             for value in text_of(a)?.iter() {
                 match value {
+                    Some(s) if separator.is_empty() && !s.is_empty() => {
+                        let mut chars = [0u8; 4];
+                        for c in s.chars() {
+                            builder.values().append_value(c.encode_utf8(&mut chars));
+                        }
+                        builder.append(true);
+                    }
                     Some(s) => {
                         for piece in s.split(separator.as_str()) {
                             builder.values().append_value(piece);
@@ -876,6 +883,8 @@ fn truncate(micros: i64, unit: TimeUnit) -> Option<i64> {
         TimeUnit::Hour => date.and_hms_opt(t.hour(), 0, 0)?,
         TimeUnit::Minute => date.and_hms_opt(t.hour(), t.minute(), 0)?,
         TimeUnit::Second => date.and_hms_opt(t.hour(), t.minute(), t.second())?,
+        TimeUnit::Millisecond => return Some(micros - micros.rem_euclid(1_000)),
+        TimeUnit::Microsecond => return Some(micros),
     };
     Some(cut.and_utc().timestamp_micros())
 }
@@ -883,6 +892,14 @@ fn truncate(micros: i64, unit: TimeUnit) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::round_half_up as round;
+
+    #[test]
+    fn milliseconds_are_truncated_down_and_microseconds_kept() {
+        use super::{truncate, TimeUnit};
+        assert_eq!(truncate(1_500_123, TimeUnit::Millisecond), Some(1_500_000));
+        assert_eq!(truncate(-1, TimeUnit::Millisecond), Some(-1_000));
+        assert_eq!(truncate(-1, TimeUnit::Microsecond), Some(-1));
+    }
     use super::round_on_the_shortest_decimal as slow;
 
     #[test]

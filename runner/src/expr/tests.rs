@@ -130,6 +130,11 @@ fn arithmetic_and_functions() {
     );
     assert_eq!(values("split(word, 'o')"), ["r me ", "th u", "i’ll", " ne"]);
     assert_eq!(values("length(split(word, 'o'))"), ["3", "2", "1", "2"]);
+    // An empty separator splits into characters, as Spark's `split` does.
+    assert_eq!(
+        values("split(word, '')"),
+        ["r o m e o", "t h o u", "i ’ l l", "o n e"]
+    );
     assert_eq!(values("cast(count as text)"), ["298", "277", "59", "60"]);
     assert_eq!(
         values("cast(count as float) / 4"),
@@ -226,6 +231,13 @@ fn timestamps_compare_truncate_and_cast() {
         values_in("date_trunc('week', t)", &b),
         ["2024-04-29T00:00:00Z", "null", "2024-04-29T00:00:00Z"]
     );
+    for unit in ["millisecond", "MICROSECOND"] {
+        assert_eq!(
+            values_in(&format!("date_trunc('{unit}', t)"), &b),
+            ["2024-05-01T12:00:00Z", "null", "2024-05-01T13:15:30.500Z"],
+            "{unit}"
+        );
+    }
     assert_eq!(
         values_in("cast(t as integer)", &b),
         ["1714564800", "null", "1714569330"]
