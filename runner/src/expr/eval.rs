@@ -591,6 +591,14 @@ fn cast(value: Col, to: ValueType, try_: bool) -> Out {
                     safe: true,
                     ..Default::default()
                 };
+                let trimmed;
+                let a = match (ValueType::of(&from), to) {
+                    (Some(ValueType::Text), ValueType::Integer | ValueType::Float) => {
+                        trimmed = spark_trimmed(a);
+                        &trimmed
+                    }
+                    _ => a,
+                };
                 let cast = arrow_cast::cast_with_options(a, &target, &options)
                     .map_err(|e| fail(crate::error::escape_controls(&message(e)).into_owned()))?;
                 // A null literal (Arrow's Null type) has no validity buffer: every row is
@@ -614,10 +622,32 @@ fn cast(value: Col, to: ValueType, try_: bool) -> Out {
     })
 }
 
+/// What Spark's casts of a text trim around it: spaces and ASCII control characters, not
+/// Unicode's other spaces (U+00A0 stays, and the cast fails).
+fn spark_space(c: char) -> bool {
+    c <= ' '
+}
+
+/// `texts` with what Spark's casts trim taken off each value (the same array when none has
+/// any).
+fn spark_trimmed(texts: &ArrayRef) -> ArrayRef {
+    let strings = texts.as_string::<i32>();
+    let untrimmed = |s: &str| s.starts_with(spark_space) || s.ends_with(spark_space);
+    if !strings.iter().flatten().any(untrimmed) {
+        return texts.clone();
+    }
+    Arc::new(
+        strings
+            .iter()
+            .map(|v| v.map(|s| s.trim_matches(spark_space)))
+            .collect::<StringArray>(),
+    )
+}
+
 /// A text as Spark's cast reads a bool: `true`, `t`, `yes`, `y`, `1` or `false`, `f`, `no`,
 /// `n`, `0`, in any case, with whitespace around it trimmed.
 fn spark_bool(text: &str) -> Option<bool> {
-    let word = text.trim();
+    let word = text.trim_matches(spark_space);
     const TRUE: [&str; 5] = ["true", "t", "yes", "y", "1"];
     const FALSE: [&str; 5] = ["false", "f", "no", "n", "0"];
     if TRUE.iter().any(|t| t.eq_ignore_ascii_case(word)) {

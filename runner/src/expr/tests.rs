@@ -679,3 +679,29 @@ fn a_null_cast_to_any_type_is_null() {
         );
     }
 }
+
+#[test]
+fn casts_of_text_trim_spaces_and_controls_as_spark_not_unicode_spaces() {
+    let s: Arc<dyn arrow_array::Array> = Arc::new(StringArray::from(vec![
+        " 12 ",
+        "\u{1}12",
+        "\u{b}1.5",
+        "\u{a0}12",
+        "\u{3000}true",
+        "\u{1c}true",
+        "\ttrue\n",
+    ]));
+    let b = RecordBatch::try_from_iter([("s", s)]).unwrap();
+    assert_eq!(
+        values_in("try_cast(s as integer)", &b),
+        ["12", "12", "null", "null", "null", "null", "null"]
+    );
+    assert_eq!(
+        values_in("try_cast(s as float)", &b),
+        ["12.0", "12.0", "1.5", "null", "null", "null", "null"]
+    );
+    assert_eq!(
+        values_in("try_cast(s as bool)", &b),
+        ["null", "null", "null", "null", "null", "true", "true"]
+    );
+}
