@@ -627,7 +627,20 @@ impl RecordDecoder {
     ) -> Result<Vec<ArrayRef>, Refusal> {
         let read = match self.format {
             Format::Csv => self.read_csv(records, whole)?,
-            _ => self.read_json(records, whole)?,
+            _ => match self.read_json(records, whole) {
+                Ok(read) => read,
+                // A line alone that holds an object or array where a text is declared: read
+                // with that value as its JSON text, as Spark reads it.
+                Err(refusal) => match (records, whole) {
+                    ([(line, bytes)], None) => match nested_values_as_text(bytes, &self.columns) {
+                        Some(rewritten) => self
+                            .read_json(&[(*line, &rewritten[..])], None)
+                            .map_err(|_| refusal)?,
+                        None => return Err(refusal.into()),
+                    },
+                    _ => return Err(refusal.into()),
+                },
+            },
         };
         if read.num_rows() != records.len() {
             // Read line by line, a CSV line that gives no record has a quote left open.
@@ -1086,6 +1099,47 @@ fn strict_json(lines: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `line` with each object or array found where `columns` declare a text (or as an item of a
+/// list of text) written as its JSON text (`{"b":1}`), as Spark's JSON reader gives it; `None`
+/// when there is none, or the line is not a JSON object.
+fn nested_values_as_text(line: &[u8], columns: &[ColumnSpec]) -> Option<Vec<u8>> {
+    fn find<'a>(value: &'a mut serde_json::Value, path: &str) -> Option<&'a mut serde_json::Value> {
+        let object = value.as_object_mut()?;
+        // A key holding the dot itself first, as the readers read it.
+        if object.contains_key(path) {
+            return object.get_mut(path);
+        }
+        let (at, _) = path
+            .match_indices('.')
+            .find(|(at, _)| object.get(&path[..*at]).is_some_and(|v| v.is_object()))?;
+        find(object.get_mut(&path[..at])?, &path[at + 1..])
+    }
+    let nested = |v: &serde_json::Value| v.is_object() || v.is_array();
+    let mut parsed: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let mut changed = false;
+    for spec in columns {
+        let Some(value) = find(&mut parsed, &spec.name) else {
+            continue;
+        };
+        match spec.value_type {
+            ValueType::Text if nested(value) => {
+                *value = serde_json::Value::String(value.to_string());
+                changed = true;
+            }
+            ValueType::TextList => {
+                for item in value.as_array_mut().into_iter().flatten() {
+                    if nested(item) {
+                        *item = serde_json::Value::String(item.to_string());
+                        changed = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    changed.then(|| serde_json::to_vec(&parsed).ok()).flatten()
 }
 
 /// A bad JSON line's reason (`` `a`: "1.5" is not an integer``) with the value unquoted when

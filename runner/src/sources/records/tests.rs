@@ -997,3 +997,27 @@ fn a_csv_escape_reads_quotes_as_spark_writes_them() {
         ["say \"hi\"", "c\\d", "doubled \"too\"", "plain\\text"]
     );
 }
+
+#[test]
+fn an_object_or_array_where_a_text_is_declared_is_its_json_text_as_in_spark() {
+    let d = decoder(
+        Format::Jsonl,
+        &[("a", "text"), ("n", "integer"), ("l", "list?")],
+    );
+    let input = b"{\"a\":{\"b\":1},\"n\":1}\n{\"a\":[1,\"x\"],\"n\":2}\n{\"a\":\"plain\",\"n\":3}\n{\"a\":{\"b\": [1, {\"c\": null}]},\"n\":4,\"l\":[\"x\",{\"y\":1},[2]]}\n{\"a\":\"ok\",\"n\":\"five\"}\n";
+    let (batches, bad) = d.decode(input).unwrap();
+    let out = one_batch(batches, &d.schema());
+    assert_eq!(
+        texts(&out, "a"),
+        [
+            "{\"b\":1}",
+            "[1,\"x\"]",
+            "plain",
+            "{\"b\":[1,{\"c\":null}]}"
+        ]
+    );
+    assert_eq!(texts(&out, "n"), ["1", "2", "3", "4"]);
+    // A bad value elsewhere on a line is still a bad record.
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].line, 4);
+}
