@@ -236,11 +236,12 @@ pub fn format_timestamp(micros: i64) -> String {
 }
 
 /// Parses a timestamp as sources read one: RFC 3339 / ISO 8601 (`2024-05-01T12:00:00Z`,
-/// `2024-05-01 12:00:00+02:00`, a date `2024-05-01`; no offset means UTC), or a number of
+/// `2024-05-01 12:00:00+02:00`, a date `2024-05-01`; no offset means UTC; Spark's shorter
+/// forms `2024-05` and `2024-05-01 12`, and zones `UTC`, `GMT+2`), or a number of
 /// seconds since the epoch (milliseconds when it has more than 11 digits, microseconds past 14,
 /// nanoseconds past 17), in the years 1 to 9999.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
-    let micros = parse_any_timestamp(text)?;
+    let micros = parse_any_timestamp(text).or_else(|| spark_short_forms(text.trim()))?;
     // Years 1 to 9999, which RFC 3339 writes (and Spark's timestamps hold).
     timestamp_in_range(micros).then_some(micros)
 }
@@ -263,6 +264,13 @@ pub fn parse_timestamp_text(text: &str) -> Option<i64> {
             false => None,
         };
     }
+    parse_timestamp(text)
+}
+
+/// Spark's shorter forms of a timestamp (`2024-05`, `2024-05-01 12`) and its zone words
+/// (`UTC`, `GMT+2`), written out in the forms [`parse_any_timestamp`] reads; `None` when `text`
+/// is none of them.
+fn spark_short_forms(text: &str) -> Option<i64> {
     // `UTC`, `GMT` and `UT`, alone or with an offset, as the zone: an offset or `Z`.
     let mut zoned = text.to_owned();
     for word in ["UTC", "GMT", "UT"] {
@@ -305,7 +313,7 @@ pub fn parse_timestamp_text(text: &str) -> Option<i64> {
             }
         }
     };
-    parse_timestamp(&full)
+    (full != text).then(|| parse_any_timestamp(&full)).flatten()
 }
 
 /// [`parse_timestamp`] without the range check.
@@ -938,6 +946,24 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(at(text).as_deref(), want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn sources_read_sparks_shorter_forms_and_zone_words_but_keep_epoch_numbers() {
+        let at = |text: &str| parse_timestamp(text).map(format_timestamp);
+        assert_eq!(at("2024-01").as_deref(), Some("2024-01-01T00:00:00Z"));
+        assert_eq!(at("2024-01-02T03").as_deref(), Some("2024-01-02T03:00:00Z"));
+        assert_eq!(
+            at("2024-01-02 03:04:05 UTC").as_deref(),
+            Some("2024-01-02T03:04:05Z")
+        );
+        assert_eq!(
+            at("2024-01-02T03:04:05GMT+01:00").as_deref(),
+            Some("2024-01-02T02:04:05Z")
+        );
+        assert_eq!(at("2024").as_deref(), Some("1970-01-01T00:33:44Z"));
+        assert_eq!(at("2024-05-01 12:59:60"), None);
+        assert_eq!(at("never"), None);
     }
 
     #[test]

@@ -1079,25 +1079,33 @@ mod tests {
     }
 }
 
+/// The `file` source of a batch run reading the Parquet file at `path` (`columns`: more keys,
+/// as `, columns: {...}`), or why it cannot be built.
+#[cfg(test)]
+fn batch_source(path: &Path, columns: &str) -> Result<Box<dyn BatchSource>> {
+    use crate::sources::{BuildSource, SourceContext};
+    let yaml = format!("{{path: '{}', format: parquet{columns}}}", path.display());
+    let config: FileSourceConfig = serde_saphyr::from_str(&yaml).unwrap();
+    let built = config
+        .build(&SourceContext {
+            base_dir: Path::new("."),
+            streaming: false,
+        })
+        .map_err(Error::invalid)?;
+    match built {
+        BuiltSource::Batch(source) => Ok(source),
+        _ => panic!("a Parquet file is read in batch runs"),
+    }
+}
+
 #[cfg(test)]
 mod damaged_file_tests {
     use super::*;
-    use crate::sources::{BuildSource, SourceContext};
 
     /// Every row of the Parquet file at `path`, read as `columns` says (inferred without),
     /// or the error that stopped the read.
     fn read(path: &Path, columns: &str) -> Result<usize> {
-        let yaml = format!("{{path: '{}', format: parquet{columns}}}", path.display());
-        let config: FileSourceConfig = serde_saphyr::from_str(&yaml).unwrap();
-        let built = config
-            .build(&SourceContext {
-                base_dir: Path::new("."),
-                streaming: false,
-            })
-            .map_err(Error::invalid)?;
-        let BuiltSource::Batch(source) = built else {
-            panic!("a Parquet file is read in batch runs");
-        };
+        let source = batch_source(path, columns)?;
         let mut rows = 0;
         for morsel in source.open()?.into_seq_iter() {
             rows += source
@@ -1211,7 +1219,6 @@ mod damaged_file_tests {
 #[cfg(test)]
 mod int96_tests {
     use super::*;
-    use crate::sources::{BuildSource, SourceContext};
 
     /// A file as Spark writes timestamps by default: INT96 (nanoseconds of the day, then the
     /// Julian day).
@@ -1258,17 +1265,7 @@ mod int96_tests {
             ],
         );
         for columns in ["", ", columns: {ts: timestamp}"] {
-            let yaml = format!("{{path: '{}', format: parquet{columns}}}", path.display());
-            let config: FileSourceConfig = serde_saphyr::from_str(&yaml).unwrap();
-            let built = config
-                .build(&SourceContext {
-                    base_dir: Path::new("."),
-                    streaming: false,
-                })
-                .unwrap();
-            let BuiltSource::Batch(source) = built else {
-                panic!("a Parquet file is read in batch runs");
-            };
+            let source = super::batch_source(&path, columns).unwrap();
             let mut values = Vec::new();
             for morsel in source.open().unwrap().into_seq_iter() {
                 for batch in source.decode(morsel.unwrap()).unwrap() {
