@@ -306,6 +306,26 @@ fn integer_sums_and_averages_are_exact_overflow_fails_and_min_max_of_zeros_agree
     }
 }
 
+/// An integer against a float is compared as floats on both engines (2^53 + 1 is 2^53 as a
+/// float), in `==` and in an `in` list that holds a float.
+#[test]
+fn integers_against_floats_compare_as_floats_on_both_engines() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "lines.txt", "x\n\nyy\n");
+    let pipeline = write(
+        dir.path(),
+        "compare.yaml",
+        "name: compare\nsource: {type: file, path: lines.txt}\ntransforms:\n  - {type: with_column, name: v, expr: \"length(line) + 9007199254740992\"}\n  - {type: with_column, name: eq, expr: \"v == 9007199254740992.0\"}\n  - {type: with_column, name: listed, expr: \"v in [9007199254740992, 0.5]\"}\n  - {type: select, columns: [v, eq, listed]}\n  - {type: sort, by: [v]}\nsinks:\n  - type: stdout\n",
+    );
+    assert_eq!(
+        same_on_both(&remote, &pipeline, &[]),
+        "v,eq,listed\n9007199254740992,true,true\n9007199254740993,true,true\n9007199254740994,false,false\n"
+    );
+}
+
 #[test]
 fn lines_end_at_newlines_on_spark_too_byte_order_mark_and_carriage_returns_included() {
     let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {

@@ -106,7 +106,7 @@ pub(super) enum Node {
     Not(Box<Typed>),
     /// Operands of one numeric type (integers are widened to floats beforehand).
     Arith(Arith, Box<Typed>, Box<Typed>),
-    /// Operands of one type, or an integer and a float (compared exactly).
+    /// Operands of one type, or an integer and a float (compared as floats, as in Spark).
     Compare(Cmp, Box<Typed>, Box<Typed>),
     And(Box<Typed>, Box<Typed>),
     Or(Box<Typed>, Box<Typed>),

@@ -169,10 +169,20 @@ pub(super) fn eval(t: &Typed, batch: &RecordBatch) -> Out {
         Node::Arith(op, l, r) => arith(*op, eval(l, batch)?, eval(r, batch)?, rows),
         Node::Compare(op, l, r) => compare(*op, eval(l, batch)?, eval(r, batch)?, rows),
         Node::In(value, items, negated) => {
-            let v = eval(value, batch)?;
+            let mut v = eval(value, batch)?;
+            let items = items
+                .iter()
+                .map(|item| eval(item, batch))
+                .collect::<Result<Vec<_>, _>>()?;
+            // As Spark: a float anywhere makes every integer a float, so `n in [2^53 + 1, 0.5]`
+            // holds for 2^53 too.
+            let is = |c: &Col, t: &DataType| c.array().data_type() == t;
+            if is(&v, &DataType::Int64) && items.iter().any(|i| is(i, &DataType::Float64)) {
+                v = v.map(|a| arrow_cast::cast(a, &DataType::Float64).map_err(message))?;
+            }
             let mut any: Option<Col> = None;
             for item in items {
-                let hit = compare(Cmp::Eq, v.clone(), eval(item, batch)?, rows)?;
+                let hit = compare(Cmp::Eq, v.clone(), item, rows)?;
                 any = Some(match any {
                     None => hit,
                     Some(so_far) => {
@@ -293,26 +303,16 @@ fn arith(op: Arith, l: Col, r: Col, rows: usize) -> Out {
 
 fn compare(op: Cmp, l: Col, r: Col, rows: usize) -> Out {
     let (l, r) = unify(l, r)?;
-    let (lt, rt) = (l.array().data_type().clone(), r.array().data_type().clone());
-    if lt != rt {
-        // An integer and a float: compared exactly (an i64 above 2^53 has no f64 twin).
-        let (la, ra, scalar) = arrays(l, r, rows)?;
-        let out: BooleanArray = match (lt, rt) {
-            (DataType::Int64, _) => exact(
-                op,
-                la.as_primitive::<Int64Type>(),
-                ra.as_primitive::<Float64Type>(),
-                false,
-            ),
-            _ => exact(
-                op,
-                ra.as_primitive::<Int64Type>(),
-                la.as_primitive::<Float64Type>(),
-                true,
-            ),
-        };
-        return Ok(wrap(Arc::new(out), scalar));
-    }
+    let (mut lt, rt) = (l.array().data_type().clone(), r.array().data_type().clone());
+    let (l, r) = if lt != rt {
+        // An integer against a float: the integer is made a float, as Spark, DuckDB and Polars
+        // compare them (2^53 + 1 == 2^53 as floats), and so as a `--remote` run computes it.
+        let as_float = |c: Col| c.map(|a| arrow_cast::cast(a, &DataType::Float64).map_err(message));
+        lt = DataType::Float64;
+        (as_float(l)?, as_float(r)?)
+    } else {
+        (l, r)
+    };
     if lt == DataType::Null {
         return Ok(Col::Scalar(Arc::new(BooleanArray::new_null(1))));
     }
@@ -429,38 +429,6 @@ fn round_on_the_shortest_decimal(x: f64, digits: i32) -> f64 {
     let place = exponent + 1 - kept as i64;
     let text = format!("{sign}{}e{place}", String::from_utf8_lossy(&number));
     text.parse().unwrap_or(x)
-}
-
-/// `int op float` for each row (`float op int` when `swapped`), exactly.
-fn exact(
-    op: Cmp,
-    ints: &arrow_array::PrimitiveArray<Int64Type>,
-    floats: &arrow_array::PrimitiveArray<Float64Type>,
-    swapped: bool,
-) -> BooleanArray {
-    use std::cmp::Ordering;
-    ints.iter()
-        .zip(floats.iter())
-        .map(|(i, f)| {
-            let (i, f) = (i?, f?);
-            let order = super::int_cmp_float(i, f);
-            let order = if swapped {
-                order.map(Ordering::reverse)
-            } else {
-                order
-            };
-            Some(match (op, order) {
-                (Cmp::Ne, None) => true,
-                (_, None) => false,
-                (Cmp::Eq, Some(o)) => o == Ordering::Equal,
-                (Cmp::Ne, Some(o)) => o != Ordering::Equal,
-                (Cmp::Lt, Some(o)) => o == Ordering::Less,
-                (Cmp::Le, Some(o)) => o != Ordering::Greater,
-                (Cmp::Gt, Some(o)) => o == Ordering::Greater,
-                (Cmp::Ge, Some(o)) => o != Ordering::Less,
-            })
-        })
-        .collect()
 }
 
 fn cast(value: Col, to: ValueType, try_: bool) -> Out {

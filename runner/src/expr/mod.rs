@@ -303,26 +303,5 @@ impl Predicate {
     }
 }
 
-/// `int` against `float` by their exact values (`None` for NaN).
-fn int_cmp_float(int: i64, float: f64) -> Option<std::cmp::Ordering> {
-    use std::cmp::Ordering;
-    // As Spark orders them: NaN above every number.
-    if float.is_nan() {
-        return Some(Ordering::Less);
-    }
-    // 2^63 is exact as f64; every f64 in [-2^63, 2^63) truncates to an i64 exactly.
-    if float >= 9_223_372_036_854_775_808.0 {
-        return Some(Ordering::Less);
-    }
-    if float < -9_223_372_036_854_775_808.0 {
-        return Some(Ordering::Greater);
-    }
-    let whole = float.trunc();
-    Some(int.cmp(&(whole as i64)).then_with(|| {
-        let fraction = float - whole;
-        0.0f64.partial_cmp(&fraction).unwrap_or(Ordering::Equal)
-    }))
-}
-
 #[cfg(test)]
 mod tests;

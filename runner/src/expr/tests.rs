@@ -478,8 +478,10 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
     assert_eq!(keep(&long), [true, true, true, true]);
 }
 
+/// Integers against integers exactly; an integer against a float as floats, as Spark, DuckDB and
+/// Polars compare them (and as a `--remote` run does).
 #[test]
-fn integers_compare_exactly_above_2_pow_53() {
+fn integers_compare_exactly_and_against_floats_as_floats() {
     let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
     let big = 9_007_199_254_740_993i64; // 2^53 + 1: as f64 it would be 2^53
     let batch = RecordBatch::try_new(
@@ -517,6 +519,24 @@ fn integers_compare_exactly_above_2_pow_53() {
     assert_eq!(
         keep_in("n in [9007199254740994]", &batch),
         [false, false, true, false]
+    );
+    // 2^53 + 1 is 2^53 as a float.
+    assert_eq!(
+        keep_in("n == 9007199254740992.0", &batch),
+        [true, true, false, false]
+    );
+    assert_eq!(
+        keep_in("9007199254740992.0 >= n", &batch),
+        [true, true, false, false]
+    );
+    // A float in the list makes the integers floats, the listed integer too.
+    assert_eq!(
+        keep_in("n in [9007199254740992, 0.5]", &batch),
+        [true, true, false, false]
+    );
+    assert_eq!(
+        keep_in("n not in [9007199254740992, 0.5]", &batch),
+        [false, false, true, true]
     );
 }
 
