@@ -140,6 +140,46 @@ fn missing_input_is_a_runtime_error() {
     );
 }
 
+/// An expression that fails while it runs (a cast of a bad value) names its step's place in the
+/// pipeline file, on the row-wise path and in the CSV aggregate kernel.
+#[test]
+fn a_runtime_expression_error_points_at_its_step_in_the_pipeline_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "k,v\na,1\nb,x\n");
+    let source = "  type: file\n  path: in.csv\n  format: csv\n  columns: {k: text, v: text}";
+    let computed = pipeline(
+        dir.path(),
+        source,
+        "transforms:\n  - type: with_column\n    name: n\n    expr: cast(v as integer) + 1\nsinks:\n  - type: stdout\n",
+    );
+    runner().arg("run").arg(&computed).assert().code(1).stderr(
+        predicate::str::contains(format!(
+            "{}:8:5: transforms.0 (with_column): `cast(v as integer) + 1`: cannot cast \"x\" to integer",
+            computed.display()
+        )),
+    );
+    let kernel = pipeline(
+        dir.path(),
+        source,
+        "transforms:\n  - {type: filter, where: \"k != 'z'\"}\n  - type: filter\n    where: cast(v as integer) > 0\n  - {type: aggregate, by: [k], aggs: {n: count()}}\nsinks:\n  - type: stdout\n",
+    );
+    runner()
+        .args(["plan"])
+        .arg(&kernel)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("csv_aggregate_kernel"));
+    runner()
+        .arg("run")
+        .arg(&kernel)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "{}:9:5: transforms.1 (filter): `cast(v as integer) > 0`: cannot cast \"x\" to integer",
+            kernel.display()
+        )));
+}
+
 #[test]
 fn invalid_utf8_is_replaced_and_reported_or_fails() {
     let dir = tempfile::tempdir().unwrap();

@@ -314,7 +314,7 @@ pub(crate) fn decode_through(
                 .iter()
                 .map(|b| map.apply(b))
                 .collect::<Result<_>>()
-                .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
+                .map_err(|e| stage.failed(e))?;
             batches.retain(|b| b.num_rows() > 0);
         }
     }
@@ -345,9 +345,7 @@ pub(crate) fn for_each_through(
             start += len;
             for stage in prefix {
                 if let StageKind::Map(map) = &stage.stage.kind {
-                    chunk = map
-                        .apply(&chunk)
-                        .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
+                    chunk = map.apply(&chunk).map_err(|e| stage.failed(e))?;
                 }
                 if chunk.num_rows() == 0 {
                     break;
@@ -369,13 +367,12 @@ pub(crate) fn finished_batches(prefix: &[BuiltStage]) -> Result<Vec<RecordBatch>
         let StageKind::Map(map) = &stage.stage.kind else {
             continue;
         };
-        let labelled = |label: &str, e: Error| Error::runtime(format!("{label}: {e}"));
-        let Some(mut batch) = map.finish().map_err(|e| labelled(&stage.label, e))? else {
+        let Some(mut batch) = map.finish().map_err(|e| stage.failed(e))? else {
             continue;
         };
         for later in &prefix[i + 1..] {
             if let StageKind::Map(map) = &later.stage.kind {
-                batch = map.apply(&batch).map_err(|e| labelled(&later.label, e))?;
+                batch = map.apply(&batch).map_err(|e| later.failed(e))?;
             }
         }
         out.push(batch);
@@ -396,7 +393,8 @@ pub(crate) fn run_after_aggregation(
     rest: &[BuiltStage],
     last_input: bool,
 ) -> Result<RecordBatch> {
-    for (i, BuiltStage { label, stage, .. }) in rest.iter().enumerate() {
+    for (i, built) in rest.iter().enumerate() {
+        let stage = &built.stage;
         let first_rows = match rest.get(i + 1).map(|next| &next.stage.kind) {
             Some(StageKind::Global(next)) => next.first_rows(),
             _ => None,
@@ -418,7 +416,7 @@ pub(crate) fn run_after_aggregation(
                 None => global.apply(result),
             },
         }
-        .map_err(|e| Error::runtime(format!("{label}: {e}")))?;
+        .map_err(|e| built.failed(e))?;
     }
     Ok(result)
 }

@@ -975,11 +975,11 @@ impl Worker {
             .map_err(|e| Error::runtime(format!("the CSV aggregate kernel: {e}")))?;
         let mut kept: Vec<usize> = (0..rows).collect();
         for (index, &(filter, _)) in kernel.filters.iter().enumerate() {
-            let label = &kernel.prefix[index].label;
+            let step = &kernel.prefix[index];
             let mask = filter
                 .keep_mask(&batch)
-                .ok_or_else(|| Error::runtime(format!("{label}: gave no mask to the kernel")))?
-                .map_err(|e| Error::runtime(format!("{label}: {e}")))?;
+                .ok_or_else(|| step.failed("gave no mask to the kernel"))?
+                .map_err(|e| step.failed(e))?;
             kept = kept
                 .into_iter()
                 .zip(mask.values().iter())
@@ -987,7 +987,7 @@ impl Worker {
                 .collect();
             if index + 1 < kernel.filters.len() {
                 batch = arrow_select::filter::filter_record_batch(&batch, &mask)
-                    .map_err(|e| Error::runtime(format!("{label}: {e}")))?;
+                    .map_err(|e| step.failed(e))?;
             }
         }
         let mut bits = arrow_buffer::BooleanBufferBuilder::new(rows);

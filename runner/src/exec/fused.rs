@@ -104,7 +104,7 @@ impl<'a> WordCount<'a> {
             let StageKind::Map(map) = &built.stage.kind else {
                 continue;
             };
-            let fail = |why: String| Error::runtime(format!("{}: {why}", built.label));
+            let fail = |why: String| built.failed(why);
             let batch = RecordBatch::try_new(self.words_schema.clone(), vec![words.clone()])
                 .map_err(|e| fail(e.to_string()))?;
             let out = map

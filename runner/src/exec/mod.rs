@@ -159,6 +159,7 @@ fn build_until(
         schema = stage.output.clone();
         stages.push(BuiltStage {
             label,
+            at: loaded.at(&step.referenced),
             type_name: step.value.type_name(),
             stage,
         });

@@ -199,7 +199,7 @@ fn drain(delivery: Delivery, sort: Option<&BuiltStage>, after: &[BuiltStage]) ->
                     }
                     Ok(output.wants_more() && !after_tail.exhausted())
                 })
-                .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
+                .map_err(|e| stage.failed(e))?;
             if output.wants_more() {
                 for batch in after_tail.finish()? {
                     output.write(&batch)?;
@@ -380,19 +380,17 @@ impl<'a> Tail<'a> {
         for (i, stage) in self.stages.iter().enumerate().skip(from) {
             match (&stage.stage.kind, self.remaining[i].as_mut()) {
                 (StageKind::Map(map), _) => {
-                    batch = map
-                        .apply(&batch)
-                        .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
+                    batch = map.apply(&batch).map_err(|e| stage.failed(e))?;
                 }
                 (StageKind::Global(limit), Some(remaining)) => {
                     batch = limit
                         .apply_first(batch, *remaining)
-                        .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
+                        .map_err(|e| stage.failed(e))?;
                     let kept = batch.num_rows().min(*remaining);
                     *remaining -= kept;
                     batch = batch.slice(0, kept);
                 }
-                _ => return Err(Error::runtime(format!("{}: cannot stream", stage.label))),
+                _ => return Err(stage.failed("cannot stream")),
             }
             if batch.num_rows() == 0 {
                 return Ok(None);
@@ -423,9 +421,7 @@ impl<'a> Tail<'a> {
             let StageKind::Map(map) = &self.stages[i].stage.kind else {
                 continue;
             };
-            let last = map
-                .finish()
-                .map_err(|e| Error::runtime(format!("{}: {e}", self.stages[i].label)))?;
+            let last = map.finish().map_err(|e| self.stages[i].failed(e))?;
             if let Some(batch) = last {
                 if let Some(batch) = self.push_from(i + 1, batch)? {
                     out.push(batch);

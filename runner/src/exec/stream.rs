@@ -917,9 +917,7 @@ impl<'a> Engine<'a> {
             let mut batch = batch.clone();
             for stage in self.prefix {
                 if let StageKind::Map(map) = &stage.stage.kind {
-                    batch = map
-                        .apply(&batch)
-                        .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?;
+                    batch = map.apply(&batch).map_err(|e| stage.failed(e))?;
                 }
             }
             Ok(batch)
@@ -1027,17 +1025,12 @@ impl<'a> Engine<'a> {
             let StageKind::Map(map) = &stage.stage.kind else {
                 continue;
             };
-            let Some(mut batch) = map
-                .finish()
-                .map_err(|e| Error::runtime(format!("{}: {e}", stage.label)))?
-            else {
+            let Some(mut batch) = map.finish().map_err(|e| stage.failed(e))? else {
                 continue;
             };
             for later in &self.prefix[i + 1..] {
                 if let StageKind::Map(map) = &later.stage.kind {
-                    batch = map
-                        .apply(&batch)
-                        .map_err(|e| Error::runtime(format!("{}: {e}", later.label)))?;
+                    batch = map.apply(&batch).map_err(|e| later.failed(e))?;
                 }
             }
             batches.push(batch);

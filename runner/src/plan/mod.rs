@@ -21,10 +21,19 @@ pub use rules::{csv_fields_readable, Fusion, Kernel};
 pub struct BuiltStage {
     /// `transforms.N (type)`, for messages.
     pub label: String,
+    /// Where the step is written (`pipeline.yaml:7:5`), so an error while it runs points there.
+    pub at: String,
     /// The YAML `type:` name.
     pub type_name: &'static str,
     /// The built transform: its output columns and how it runs.
     pub stage: Stage,
+}
+
+impl BuiltStage {
+    /// An error of this step while it runs, located in the pipeline file.
+    pub fn failed(&self, why: impl std::fmt::Display) -> crate::error::Error {
+        crate::error::Error::runtime(format!("{}: {}: {why}", self.at, self.label))
+    }
 }
 
 /// The warnings of the row-wise stages (rows they left out), each named by its step.
