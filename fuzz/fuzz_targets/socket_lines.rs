@@ -62,6 +62,7 @@ fuzz_target!(|data: &[u8]| {
         max_line_bytes,
         max_clients: 64,
         idle_timeout: None,
+        connect_timeout: None,
         column: "line".into(),
         format: Default::default(),
         columns: None,

@@ -169,3 +169,44 @@ fn a_flood_faster_than_the_pipeline_drains_stays_in_bounded_memory() {
     assert!(peak_mb < 200.0, "peak RSS {peak_mb:.1} MB under a flood");
     eprintln!("flood: peak RSS {peak_mb:.1} MB");
 }
+
+/// `connect_timeout` ends the wait for a server that is not there (exit 1, naming the address
+/// and the setting), and with `reconnect: true` the wait after a server went away; the rows
+/// read before are written.
+#[test]
+fn connect_timeout_ends_the_wait_for_a_missing_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = |port: u16, more: &str| {
+        write(
+            dir.path(),
+            "p.yaml",
+            &format!(
+                "name: t\nmode: stream\nsource: {{type: socket, host: 127.0.0.1, port: {port}, connect_timeout: 1s{more}}}\ntransforms:\n  - {{type: explode, column: line, separator: ' ', as: word}}\n  - {{type: group_count, by: word}}\nsinks:\n  - {{type: csv, path: counts.csv}}\n"
+            ),
+        )
+    };
+    // A port nobody listens on: taken, then let go.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (code, stderr, _) = run(&source(port, ""));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no connection to 127.0.0.1:{port} for 1s (`connect_timeout`): Connection refused"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("retrying for up to 1s (`connect_timeout`)"),
+        "{stderr}"
+    );
+
+    let port = serve(once(b"a b a\n"), false);
+    let (code, stderr, _) = run(&source(port, ", reconnect: true"));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("(`connect_timeout`)"), "{stderr}");
+    assert_eq!(counts(dir.path()), "word,count\na,2\nb,1\n");
+}

@@ -18,8 +18,8 @@ use super::{BuildSource, BuiltSource, Chunk, Delivery, SourceContext, StreamSour
 use crate::data::text_schema;
 
 /// Stream mode. With `mode: connect` (the default) it is a TCP client like Spark's socket
-/// source: it waits for the server, retrying with backoff (50 ms doubling to 2 s), and ends when
-/// the server closes, unless `reconnect: true`. With `mode: listen` it accepts clients (up to
+/// source: it waits for the server, retrying with backoff (50 ms doubling to 2 s; for ever, or
+/// up to `connect_timeout`), and ends when the server closes, unless `reconnect: true`. With `mode: listen` it accepts clients (up to
 /// `max_clients` at once) and reads lines from all of them: any client that reaches the address
 /// is a source of rows, so with records (`format: jsonl` or `csv`) and `on_error: fail` (the
 /// default) one bad line from any of them ends the run; listen on loopback, or use
@@ -66,6 +66,12 @@ pub struct SocketSourceConfig {
     #[serde(default, deserialize_with = "crate::settings::duration::opt")]
     #[schemars(with = "Option<String>")]
     pub idle_timeout: Option<Duration>,
+    /// In `connect` mode: end the run (exit code 1) when no connection is made for this long, at
+    /// the start or, with `reconnect: true`, after the server closed (a duration such as `30s`;
+    /// default: wait for ever, as for a server started after runner).
+    #[serde(default, deserialize_with = "crate::settings::duration::opt")]
+    #[schemars(with = "Option<String>")]
+    pub connect_timeout: Option<Duration>,
     /// The output column (`format: lines`).
     #[serde(
         default = "default_column",
@@ -124,6 +130,17 @@ impl BuildSource for SocketSourceConfig {
         }
         if self.mode == SocketMode::Connect && self.idle_timeout.is_some() {
             return Err("`idle_timeout` is for `mode: listen` (it closes silent clients)".into());
+        }
+        if self.mode == SocketMode::Listen && self.connect_timeout.is_some() {
+            return Err(
+                "`connect_timeout` is for `mode: connect` (it bounds the wait for the server)"
+                    .into(),
+            );
+        }
+        if self.connect_timeout == Some(Duration::ZERO) {
+            return Err(
+                "`connect_timeout` must be longer than 0s (leave it out to wait for ever)".into(),
+            );
         }
         if self.port == 0 && self.mode == SocketMode::Connect {
             return Err("`port: 0` names no server to connect to (it waited for ever)".into());
@@ -317,8 +334,25 @@ async fn connect_loop(
 ) -> Result<(), String> {
     let mut backoff = Duration::from_millis(50);
     let mut announced = false;
+    // Since when the source has had no connection (for `connect_timeout`).
+    let mut unconnected_since = tokio::time::Instant::now();
     loop {
-        match tokio::net::TcpStream::connect(address).await {
+        let attempt = tokio::net::TcpStream::connect(address);
+        let connected = match config.connect_timeout {
+            // A host that drops the handshake is waited for no longer than the time left.
+            Some(limit) => {
+                let left = limit.saturating_sub(unconnected_since.elapsed());
+                match tokio::time::timeout(left, attempt).await {
+                    Ok(connected) => connected,
+                    Err(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the handshake was not answered",
+                    )),
+                }
+            }
+            None => attempt.await,
+        };
+        match connected {
             Ok(stream) => {
                 tracing::info!(%address, "connected");
                 announced = false;
@@ -349,18 +383,37 @@ async fn connect_loop(
                     backoff = Duration::from_millis(50);
                     tracing::info!(%address, "the server closed the connection; reconnecting");
                 }
+                unconnected_since = tokio::time::Instant::now();
             }
             Err(e) => {
                 if !announced {
-                    tracing::warn!(
-                        "waiting for {address} ({e}); retrying until it accepts connections"
-                    );
+                    let until = match config.connect_timeout {
+                        Some(limit) => format!(
+                            "for up to {} (`connect_timeout`)",
+                            humantime::format_duration(limit)
+                        ),
+                        None => "until it accepts connections (`connect_timeout` bounds the wait)"
+                            .to_owned(),
+                    };
+                    tracing::warn!("waiting for {address} ({e}); retrying {until}");
                     announced = true;
                 }
                 if tx.is_closed() {
                     return Ok(());
                 }
-                tokio::time::sleep(backoff).await;
+                let pause = match config.connect_timeout {
+                    Some(limit) => backoff.min(limit.saturating_sub(unconnected_since.elapsed())),
+                    None => backoff,
+                };
+                tokio::time::sleep(pause).await;
+                if let Some(limit) = config.connect_timeout {
+                    if unconnected_since.elapsed() >= limit {
+                        return Err(format!(
+                            "no connection to {address} for {} (`connect_timeout`): {e}",
+                            humantime::format_duration(limit)
+                        ));
+                    }
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
@@ -650,6 +703,14 @@ mod tests {
             "{connect}"
         );
         assert!(built("{port: 1, mode: listen, idle_timeout: 5m}").is_none());
+        let listen = built("{port: 1, mode: listen, connect_timeout: 5s}").unwrap();
+        assert!(
+            listen.contains("`connect_timeout` is for `mode: connect`"),
+            "{listen}"
+        );
+        let zero = built("{port: 1, connect_timeout: 0s}").unwrap();
+        assert!(zero.contains("longer than 0s"), "{zero}");
+        assert!(built("{port: 1, connect_timeout: 5s}").is_none());
     }
 
     #[test]
