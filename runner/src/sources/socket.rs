@@ -19,8 +19,9 @@ use crate::data::text_schema;
 
 /// Stream mode. With `mode: connect` (the default) it is a TCP client like Spark's socket
 /// source: it waits for the server, retrying with backoff (50 ms doubling to 2 s; for ever, or
-/// up to `connect_timeout`), and ends when the server closes, unless `reconnect: true`. With `mode: listen` it accepts clients (up to
-/// `max_clients` at once) and reads lines from all of them: any client that reaches the address
+/// up to `connect_timeout`), and ends when the server closes, unless `reconnect: true`. With
+/// `mode: listen` it accepts clients (up to `max_clients` at once) and reads lines from all of
+/// them: any client that reaches the address
 /// is a source of rows, so with records (`format: jsonl` or `csv`) and `on_error: fail` (the
 /// default) one bad line from any of them ends the run; listen on loopback, or use
 /// `on_error: skip`, where clients are not all trusted.
@@ -135,11 +136,6 @@ impl BuildSource for SocketSourceConfig {
             return Err(
                 "`connect_timeout` is for `mode: connect` (it bounds the wait for the server)"
                     .into(),
-            );
-        }
-        if self.connect_timeout == Some(Duration::ZERO) {
-            return Err(
-                "`connect_timeout` must be longer than 0s (leave it out to wait for ever)".into(),
             );
         }
         if self.port == 0 && self.mode == SocketMode::Connect {
@@ -708,8 +704,6 @@ mod tests {
             listen.contains("`connect_timeout` is for `mode: connect`"),
             "{listen}"
         );
-        let zero = built("{port: 1, connect_timeout: 0s}").unwrap();
-        assert!(zero.contains("longer than 0s"), "{zero}");
         assert!(built("{port: 1, connect_timeout: 5s}").is_none());
     }
 
