@@ -164,6 +164,32 @@ pub(super) fn lex(src: &str) -> Result<Vec<(usize, Token)>, (usize, String)> {
                                     chars.next();
                                 }
                             }
+                            // Spark drops the backslash of `\d`, `\.` and their kind, so a
+                            // regular expression written with one matches something else,
+                            // silently: refused, with the spelling that means it.
+                            // Spark reads these two as control characters; a pattern means
+                            // a word boundary and the input's end by them.
+                            Some((_, c @ ('b' | 'Z'))) => {
+                                let (what, code) = if c == 'b' {
+                                    ("a backspace", "0008")
+                                } else {
+                                    ("Ctrl-Z", "001a")
+                                };
+                                return Err((
+                                    i + 1 + at,
+                                    format!(
+                                        "`\\{c}` in a string is {what} to Spark SQL; for a regular expression's `\\{c}` write `\\\\{c}`, for {what} `\\u{code}`"
+                                    ),
+                                ));
+                            }
+                            Some((_, other)) if REGEX_ESCAPES.contains(other) => {
+                                return Err((
+                                    i + 1 + at,
+                                    format!(
+                                        "`\\{other}` in a string is `{other}` (Spark SQL's strings drop the backslash of an escape they do not know); for a regular expression's `\\{other}` write `\\\\{other}`, for `{other}` itself write `{other}`"
+                                    ),
+                                ))
+                            }
                             Some((_, other)) => value.push(other),
                             None => return Err((start, "this string has no closing quote".into())),
                         },
@@ -234,6 +260,10 @@ pub(super) fn lex(src: &str) -> Result<Vec<(usize, Token)>, (usize, String)> {
     }
     Ok(tokens)
 }
+
+/// Characters whose escape means something to a regular expression (`\d`, `\.`) and nothing to
+/// a string, which would silently lose its backslash.
+const REGEX_ESCAPES: &str = "dDwWsSBAzpPhHvVkK.()[]{}+*?|^$";
 
 /// The character a `\u` or `\U` escape at the start of `rest` writes, and how many chars the
 /// escape takes (the backslash included).
@@ -368,6 +398,20 @@ mod tests {
             .unwrap_err()
             .1
             .contains("is not a character"));
+        // A regular expression's escape in a string is refused, not silently a letter.
+        let (at, message) = lex(r"s matches '^\d+$'").unwrap_err();
+        assert_eq!(at, 12);
+        assert!(
+            message.contains(r"`\d` in a string is `d`") && message.contains(r"write `\\d`"),
+            "{message}"
+        );
+        assert!(lex(r"'a\.b'").unwrap_err().1.contains(r"`\.` in a string"));
+        assert!(lex(r"'\bx'")
+            .unwrap_err()
+            .1
+            .contains("a backspace to Spark SQL"));
+        assert!(lex(r"'x\Z'").unwrap_err().1.contains(r"Ctrl-Z `\u001a`"));
+        assert_eq!(tokens(r"'^\\d+\\.$'"), [Token::Text(r"^\d+\.$".into())]);
         assert!(lex("a | b").unwrap_err().1.contains("write `or`"));
         assert!(lex("a && b").unwrap_err().1.contains("write `and`"));
         assert!(lex("!a").unwrap_err().1.contains("write `not`"));
