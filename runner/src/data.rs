@@ -508,6 +508,22 @@ pub fn column_index(schema: &Schema, name: &str) -> Result<usize, String> {
     })
 }
 
+/// The column a key names, written as its name (`first name`, spaces and all) or in backticks as
+/// an expression writes it (`` `first name` ``).
+pub fn key_column(schema: &Schema, written: &str) -> Result<usize, String> {
+    if let Ok(index) = schema.index_of(written) {
+        return Ok(index);
+    }
+    match written
+        .strip_prefix('`')
+        .and_then(|w| w.strip_suffix('`'))
+        .filter(|inner| !inner.is_empty() && !inner.contains('`'))
+    {
+        Some(inner) => column_index(schema, inner),
+        None => column_index(schema, written),
+    }
+}
+
 /// The index of column `name`, which must hold text.
 pub fn text_column_index(schema: &Schema, name: &str) -> Result<usize, String> {
     let index = column_index(schema, name)?;
@@ -988,6 +1004,11 @@ mod tests {
             Field::new("count", DataType::Int64, false),
         ]);
         assert_eq!(column_index(&schema, "count").unwrap(), 1);
+        assert_eq!(key_column(&schema, "`count`").unwrap(), 1);
+        assert_eq!(key_column(&schema, "count").unwrap(), 1);
+        assert!(key_column(&schema, "`cuont`")
+            .unwrap_err()
+            .contains("did you mean `count`"));
         let err = column_index(&schema, "cuont").unwrap_err();
         assert!(
             err.contains("did you mean `count`?") && err.contains("word, count"),

@@ -52,7 +52,18 @@ fn typed(ast: parse::Ast, source: &str, schema: &Schema) -> Result<Expr, String>
 /// An item of `select`: an expression and the name of its column (`... as name`; a bare
 /// column keeps its name; anything else is named by its text).
 pub fn compile_named(source: &str, schema: &Schema) -> Result<(Expr, String), String> {
-    let (ast, alias) = parse::Parser::new(source)?.named()?;
+    let parsed = parse::Parser::new(source).and_then(|p| p.named());
+    // A column named like no expression (`first name`) may be written as its name, as in
+    // `sort` and `group_count`.
+    let (ast, alias) = match parsed {
+        Ok(parsed) => parsed,
+        Err(_) if schema.index_of(source).is_ok() && !source.contains('`') => {
+            let quoted = format!("`{source}`");
+            let ast = parse::Parser::new(&quoted)?.expression()?;
+            return Ok((typed(ast, &quoted, schema)?, source.to_owned()));
+        }
+        Err(e) => return Err(e),
+    };
     let name = match (alias, &ast.kind) {
         (Some(alias), _) => alias,
         (None, parse::Kind::Column(column)) => column.clone(),

@@ -725,3 +725,20 @@ fn casts_of_text_trim_spaces_and_controls_as_spark_not_unicode_spaces() {
         ["null", "null", "null", "null", "null", "true", "true"]
     );
 }
+
+/// A `select` item or `aggregate` key that is a column's whole name, spaces and all, is that
+/// column (it parses as no expression); anything else still has to parse.
+#[test]
+fn a_column_named_like_no_expression_is_an_item_by_its_name() {
+    let schema = Schema::new(vec![
+        Field::new("first name", DataType::Utf8, true),
+        Field::new("n", DataType::Int64, true),
+    ]);
+    let (expr, name) = super::compile_named("first name", &schema).unwrap();
+    assert_eq!((expr.as_column(), name.as_str()), (Some(0), "first name"));
+    let (expr, name) = super::compile_named("`first name` as f", &schema).unwrap();
+    assert_eq!((expr.as_column(), name.as_str()), (Some(0), "f"));
+    assert!(super::compile_named("frist name", &schema)
+        .unwrap_err()
+        .contains("unexpected `name`"));
+}

@@ -16,7 +16,7 @@ use super::{
     AggregateState, Aggregation, BuildContext, BuildTransform, Stage, StageKind, TextCounter,
 };
 use crate::counts::TextCounts;
-use crate::data::{column_index, type_label};
+use crate::data::{column_index, key_column, type_label};
 use crate::error::Result;
 
 /// One row per distinct key with its count: the `by` columns, then `count` (`as`), most
@@ -176,6 +176,19 @@ impl<'de> Deserialize<'de> for OneOrMany {
 }
 
 /// A text built in code, with no place in a file.
+/// Column names as expressions name them: in backticks.
+fn backticked(names: &[String]) -> Result<Vec<String>, String> {
+    names
+        .iter()
+        .map(|name| match name.contains('`') {
+            false => Ok(format!("`{name}`")),
+            true => Err(format!(
+                "cannot group by `{name}`: its name holds a backtick"
+            )),
+        })
+        .collect()
+}
+
 fn unplaced(text: &str) -> serde_saphyr::Spanned<String> {
     let unknown = serde_saphyr::Location::UNKNOWN;
     serde_saphyr::Spanned::new(text.to_owned(), unknown, unknown)
@@ -187,14 +200,22 @@ fn default_as() -> String {
 
 impl BuildTransform for GroupCountConfig {
     fn build(&self, ctx: &BuildContext) -> Result<Stage, String> {
-        let names = self.by.to_vec();
+        // Each key as its column's name, however written (bare, or in backticks).
+        let names = self
+            .by
+            .to_vec()
+            .iter()
+            .map(|written| {
+                key_column(ctx.input, written).map(|i| ctx.input.field(i).name().clone())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if names.is_empty() {
             return Err("`by` needs at least one column".into());
         }
         if self.window.is_some() || self.watermark.is_some() {
             // Windows hold the general aggregation's tables: count() per key.
             let counting = super::aggregate::AggregateConfig {
-                by: Some(self.by.clone()),
+                by: Some(OneOrMany::unplaced(backticked(&names)?)),
                 aggs: [(self.output.clone(), unplaced("count()"))]
                     .into_iter()
                     .collect(),
@@ -268,17 +289,8 @@ impl GroupCountConfig {
         names: &[String],
         ctx: &BuildContext,
     ) -> Result<Box<dyn Aggregation>, String> {
-        let by = names
-            .iter()
-            .map(|name| match name.contains('`') {
-                false => Ok(format!("`{name}`")),
-                true => Err(format!(
-                    "cannot group by `{name}`: its name holds a backtick"
-                )),
-            })
-            .collect::<Result<Vec<_>, String>>()?;
         let counting = super::aggregate::AggregateConfig {
-            by: Some(OneOrMany::unplaced(by)),
+            by: Some(OneOrMany::unplaced(backticked(names)?)),
             aggs: [(self.output.clone(), unplaced("count()"))]
                 .into_iter()
                 .collect(),
@@ -672,6 +684,31 @@ mod tests {
         let out = run(&stage, text_batch("word", ["b", "a", "b", "c", "b"]));
         assert_eq!(texts(&out, "word"), ["b", "a", "c"]);
         assert_eq!(texts(&out, "count"), ["3", "1", "1"]);
+    }
+
+    /// A key named with a space, bare or in backticks, keeps the column's own name, in the
+    /// fused count, the general one and the windowed one.
+    #[test]
+    fn a_name_with_spaces_is_a_key_bare_or_in_backticks() {
+        let schema = text_schema("first name");
+        for by in ["by: first name", "by: '`first name`'"] {
+            let out = run(
+                &build(by, &schema).unwrap(),
+                text_batch("first name", ["b", "a", "b"]),
+            );
+            assert_eq!(texts(&out, "first name"), ["b", "a"], "{by}");
+            assert_eq!(texts(&out, "count"), ["2", "1"], "{by}");
+        }
+        let two = Arc::new(Schema::new(vec![
+            Field::new("first name", DataType::Utf8, true),
+            Field::new("t", crate::data::timestamp_type(), true),
+        ]));
+        assert!(build("by: ['`first name`', t]", &two).is_ok());
+        assert!(build("{by: '`first name`', window: {column: t, size: 1m}}", &two).is_ok());
+        assert!(build("by: '`frist name`'", &schema)
+            .err()
+            .unwrap()
+            .contains("did you mean `first name`?"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::group_count::OneOrMany;
 use super::{BuildContext, BuildTransform, GlobalTransform, SortKey, Stage, StageKind};
-use crate::data::{cell, column_index, type_label, Cell};
+use crate::data::{cell, key_column, type_label, Cell};
 use crate::error::Result;
 
 /// Orders rows by `column [asc|desc]` keys (text, numbers, booleans or timestamps). Ties are
@@ -33,23 +33,32 @@ pub struct SortConfig {
 }
 
 fn parse_key(spec: &str, ctx: &BuildContext) -> Result<SortKey, String> {
-    let mut parts = spec.split_whitespace();
-    let name = parts.next().ok_or("an empty sort key")?;
-    let descending = match parts.next().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(other) => {
-            return Err(format!(
-                "`{spec}`: the direction must be `asc` or `desc`, not `{other}`"
-            ))
+    let whole = spec.trim();
+    if whole.is_empty() {
+        return Err("an empty sort key".into());
+    }
+    // A column's whole name (spaces and all), or a name then `asc` or `desc`.
+    let (column, descending) = match key_column(ctx.input, whole) {
+        Ok(column) => (column, false),
+        Err(no_column) => {
+            let Some((name, direction)) = whole.rsplit_once(char::is_whitespace) else {
+                return Err(no_column);
+            };
+            let name = name.trim_end();
+            let descending = match direction.to_ascii_lowercase().as_str() {
+                "asc" => false,
+                "desc" => true,
+                other if key_column(ctx.input, name).is_ok() => {
+                    return Err(format!(
+                        "`{spec}`: the direction must be `asc` or `desc`, not `{other}`"
+                    ))
+                }
+                _ => return Err(no_column),
+            };
+            (key_column(ctx.input, name)?, descending)
         }
     };
-    if parts.next().is_some() {
-        return Err(format!(
-            "`{spec}`: a sort key is `column` or `column asc|desc`"
-        ));
-    }
-    let column = column_index(ctx.input, name)?;
+    let name = ctx.input.field(column).name();
     let data_type = ctx.input.field(column).data_type();
     if !matches!(
         data_type,
@@ -310,6 +319,55 @@ mod tests {
                 .to_vec();
             assert_eq!(n, expected, "{by}");
         }
+    }
+
+    /// A column named with a space is a key written bare or in backticks, with or without a
+    /// direction; a wrong direction after a column is named as such.
+    #[test]
+    fn a_name_with_spaces_is_a_key_bare_or_in_backticks() {
+        use arrow_array::{Int64Array, StringArray};
+        let batch = RecordBatch::try_from_iter([
+            (
+                "first name",
+                std::sync::Arc::new(StringArray::from(vec!["b", "a", "c"])) as _,
+            ),
+            (
+                "n",
+                std::sync::Arc::new(Int64Array::from(vec![1, 2, 3])) as _,
+            ),
+        ])
+        .unwrap();
+        for (by, expected) in [
+            ("by: first name", [2, 1, 3]),
+            ("by: '`first name`'", [2, 1, 3]),
+            ("by: first name desc", [3, 1, 2]),
+            ("by: '`first name` DESC'", [3, 1, 2]),
+        ] {
+            let StageKind::Global(sort) = build_on(&batch, by).kind else {
+                panic!("sort is a global stage")
+            };
+            let sorted = sort.apply(batch.clone()).unwrap();
+            let n = sorted
+                .column(1)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec();
+            assert_eq!(n, expected, "{by}");
+        }
+        let error = |by: &str| {
+            let config: SortConfig = serde_saphyr::from_str(by).unwrap();
+            config
+                .build(&BuildContext {
+                    input: &batch.schema(),
+                    base_dir: std::path::Path::new("."),
+                })
+                .err()
+                .unwrap()
+        };
+        assert!(error("by: first name descending")
+            .contains("the direction must be `asc` or `desc`, not `descending`"));
+        assert!(error("by: frist name")
+            .contains("there is no column `frist name`, did you mean `first name`?"));
     }
 
     #[test]
