@@ -1824,11 +1824,60 @@ fn json_objects(head: &[u8]) -> (Vec<u8>, Option<String>) {
                 continue;
             }
             Ok(_) => "not a JSON object".to_owned(),
+            // `1e400` is past serde_json's range, not the readers' (a float column reads it as
+            // infinity): the line is looked at with such numbers as a float.
+            Err(e) if e.to_string().starts_with("number out of range") => {
+                let finite = infinite_numbers_as_zero(text);
+                if matches!(
+                    serde_json::from_slice::<serde_json::Value>(&finite),
+                    Ok(serde_json::Value::Object(_))
+                ) {
+                    objects.extend_from_slice(&finite);
+                    objects.push(b'\n');
+                    continue;
+                }
+                crate::error::shortened(&e.to_string())
+            }
             Err(e) => crate::error::shortened(&e.to_string()),
         };
         first_bad.get_or_insert_with(|| format!("line {}: {why}", index + 1));
     }
     (objects, first_bad)
+}
+
+/// A JSON line with each number outside strings that is past a float's range (`1e400`)
+/// written `0.0`, so that it is seen as a float.
+fn infinite_numbers_as_zero(line: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut in_string = false;
+    let mut i = 0;
+    while i < line.len() {
+        let b = line[i];
+        if in_string {
+            let step = if b == b'\\' { 2 } else { 1 };
+            out.extend_from_slice(&line[i..(i + step).min(line.len())]);
+            in_string = b != b'"';
+            i += step;
+        } else if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            while i < line.len()
+                && matches!(line[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+            {
+                i += 1;
+            }
+            let token = &line[start..i];
+            let infinite = std::str::from_utf8(token)
+                .ok()
+                .and_then(|t| t.parse::<f64>().ok())
+                .is_some_and(f64::is_infinite);
+            out.extend_from_slice(if infinite { b"0.0" } else { token });
+        } else {
+            in_string = b == b'"';
+            out.push(b);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Columns inferred from the first lines of a CSV file (header first) or JSON lines: text,
@@ -1920,6 +1969,7 @@ pub fn infer_columns(
 /// a value of the sample cannot be read as would make the file's own rows bad records, so such
 /// a column is read as text, as DuckDB's sniffer falls back to VARCHAR.
 fn settle_csv_types(columns: &mut [ColumnSpec], head: &[u8], delimiter: u8) {
+    use arrow_cast::parse::Parser as _;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -1927,6 +1977,13 @@ fn settle_csv_types(columns: &mut [ColumnSpec], head: &[u8], delimiter: u8) {
         .from_reader(head);
     let mut record = csv::StringRecord::new();
     let mut rows = 0;
+    // Text columns whose every value the float reader reads, one at least a word for infinity:
+    // Arrow's look-up takes `inf` and `NaN` for floats but not `Infinity` (the CSV sinks' own
+    // spelling) or `-INF`, which Spark's inference takes, so such a column is a float column.
+    let mut floats: Vec<Option<bool>> = columns
+        .iter()
+        .map(|c| (c.value_type == ValueType::Text).then_some(false))
+        .collect();
     while rows < 1000 {
         match reader.read_record(&mut record) {
             Ok(true) => rows += 1,
@@ -1937,9 +1994,20 @@ fn settle_csv_types(columns: &mut [ColumnSpec], head: &[u8], delimiter: u8) {
         if record.len() != columns.len() {
             continue;
         }
-        for (column, value) in columns.iter_mut().zip(record.iter()) {
+        for ((column, float), value) in columns.iter_mut().zip(&mut floats).zip(record.iter()) {
             if value.is_empty() {
                 continue;
+            }
+            if let Some(infinity_seen) = *float {
+                let reads = !value.bytes().any(|b| b.is_ascii_whitespace())
+                    && arrow_array::types::Float64Type::parse(value).is_some();
+                let infinity = value
+                    .trim_start_matches(['+', '-'])
+                    .eq_ignore_ascii_case("infinity")
+                    || value
+                        .trim_start_matches(['+', '-'])
+                        .eq_ignore_ascii_case("inf");
+                *float = reads.then_some(infinity_seen || infinity);
             }
             let reads = |t: ValueType| match t {
                 ValueType::Integer => value.parse::<i64>().is_ok(),
@@ -1950,6 +2018,11 @@ fn settle_csv_types(columns: &mut [ColumnSpec], head: &[u8], delimiter: u8) {
             if !reads(column.value_type) {
                 column.value_type = ValueType::Text;
             }
+        }
+    }
+    for (column, float) in columns.iter_mut().zip(floats) {
+        if float == Some(true) {
+            column.value_type = ValueType::Float;
         }
     }
 }

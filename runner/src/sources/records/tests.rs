@@ -136,6 +136,52 @@ fn columns_are_inferred_from_the_first_lines() {
     assert_eq!(names, ["a.b", "tags", "s"]);
 }
 
+/// Spark's and the CSV sinks' words for the infinities make a float column, as `inf` and `NaN`
+/// do; a number past a float's range in a JSON line (`1e400`) is a float, not a bad line.
+#[test]
+fn infinities_and_numbers_past_a_floats_range_are_inferred_as_floats() {
+    let types = |format: Format, head: &[u8]| -> Vec<(String, ValueType)> {
+        infer_columns(format, head, b',', None)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.name, c.value_type))
+            .collect()
+    };
+    assert_eq!(
+        types(
+            Format::Csv,
+            b"f,g,h
+1.5,INF,x
+Infinity,-Infinity,Infinity
+,+INF,NaN
+"
+        ),
+        [
+            ("f".to_owned(), ValueType::Float),
+            ("g".to_owned(), ValueType::Float),
+            ("h".to_owned(), ValueType::Text)
+        ]
+    );
+    assert_eq!(
+        types(
+            Format::Jsonl,
+            br#"{"h":1e400,"s":"1e400 \" -1e999","n":-1e999}
+{"h":2,"i":3}
+"#
+        ),
+        [
+            ("h".to_owned(), ValueType::Float),
+            ("s".to_owned(), ValueType::Text),
+            ("n".to_owned(), ValueType::Float),
+            ("i".to_owned(), ValueType::Integer)
+        ]
+    );
+    assert_eq!(
+        infinite_numbers_as_zero(br#"{"a":[1e400,2,-1e999],"s":"\"1e400"}"#),
+        br#"{"a":[0.0,2,0.0],"s":"\"1e400"}"#
+    );
+}
+
 #[test]
 fn records_that_cannot_be_read_do_not_stop_or_sway_the_inference() {
     let types = |columns: Vec<ColumnSpec>| -> Vec<(String, ValueType)> {
@@ -177,7 +223,8 @@ fn records_that_cannot_be_read_do_not_stop_or_sway_the_inference() {
             ("b".to_owned(), ValueType::Bool)
         ]
     );
-    // A number out of range is a bad record too, not the end of the inference.
+    // A number past a float's range is a float (the reader reads it as infinity, as Spark
+    // infers a double), not a bad record.
     let json = infer_columns(
         Format::Jsonl,
         b"{\"x\":1}\n{\"x\":1e400}\n{\"x\":5}\n",
@@ -185,7 +232,7 @@ fn records_that_cannot_be_read_do_not_stop_or_sway_the_inference() {
         None,
     )
     .unwrap();
-    assert_eq!(types(json), [("x".to_owned(), ValueType::Integer)]);
+    assert_eq!(types(json), [("x".to_owned(), ValueType::Float)]);
     // Values that look like a type and are not one (a 30th of February, an integer past i64):
     // text.
     let csv = infer_columns(
