@@ -178,6 +178,29 @@ fn a_runtime_expression_error_points_at_its_step_in_the_pipeline_file() {
             "{}:9:5: transforms.1 (filter): `cast(v as integer) > 0`: cannot cast \"x\" to integer",
             kernel.display()
         )));
+    // An aggregation's own error (a sum past i64), in a batch (fused or not) and a stream.
+    write(dir.path(), "big.csv", "k,a\nx,9223372036854775807\nx,1\n");
+    for (mode, options) in [
+        ("batch", None),
+        ("batch", Some("--no-fusion")),
+        ("stream", None),
+    ] {
+        let summed = pipeline(
+            dir.path(),
+            "  type: file\n  path: big.csv\n  format: csv",
+            &format!("mode: {mode}\ntransforms:\n  - type: aggregate\n    by: [k]\n    aggs: {{s: sum(a)}}\nsinks:\n  - type: stdout\n"),
+        );
+        runner()
+            .arg("run")
+            .arg(&summed)
+            .args(options)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(format!(
+                "{}:8:5: transforms.0 (aggregate): integer overflow in `sum(a)` for the group k = 'x'",
+                summed.display()
+            )));
+    }
 }
 
 #[test]

@@ -215,8 +215,23 @@ fn after_aggregation<'a>(
     })
 }
 
-/// Computes the pipeline's result (on the current rayon pool) without writing sinks.
+/// Computes the pipeline's result (on the current rayon pool) without writing sinks. The
+/// aggregation's own errors name its step in the pipeline file.
 pub(crate) fn compute<'a>(
+    source: &dyn BatchSource,
+    stages: &'a [BuiltStage],
+    fusion: Option<&Fusion>,
+) -> Result<Computed<'a>> {
+    let aggregation = stages
+        .iter()
+        .find(|s| matches!(s.stage.kind, StageKind::Aggregate(_)));
+    compute_unlocated(source, stages, fusion).map_err(|e| match aggregation {
+        Some(step) => step.locate(e),
+        None => e,
+    })
+}
+
+fn compute_unlocated<'a>(
     source: &dyn BatchSource,
     stages: &'a [BuiltStage],
     fusion: Option<&Fusion>,

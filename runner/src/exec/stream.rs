@@ -819,6 +819,8 @@ struct Engine<'a> {
     source: &'a dyn StreamSource,
     prefix: &'a [BuiltStage],
     aggregation: Option<&'a dyn crate::transforms::Aggregation>,
+    /// The aggregation's step, which its errors name.
+    aggregation_step: Option<&'a BuiltStage>,
     suffix: &'a [BuiltStage],
     mode: OutputMode,
     /// The split-count kernel's separator and whether it drops empty pieces, when the plan
@@ -844,6 +846,7 @@ impl<'a> Engine<'a> {
             Some(StageKind::Aggregate(a)) => Some(a.as_ref()),
             _ => None,
         };
+        let aggregation_step = aggregation.and(rest.first());
         let suffix = if aggregation.is_some() {
             &rest[1..]
         } else {
@@ -867,10 +870,19 @@ impl<'a> Engine<'a> {
             source,
             prefix,
             aggregation,
+            aggregation_step,
             suffix,
             mode,
             split,
             change,
+        }
+    }
+
+    /// `error` named by the aggregation's step when it is the aggregation's own.
+    fn located(&self, error: crate::error::Error) -> crate::error::Error {
+        match self.aggregation_step {
+            Some(step) => step.locate(error),
+            None => error,
         }
     }
     /// Runs newly arrived chunks through the row-wise stages (in parallel over slices when
@@ -930,10 +942,10 @@ impl<'a> Engine<'a> {
         match state {
             Some(state) => {
                 for batch in &mapped {
-                    state.update(batch)?;
+                    state.update(batch).map_err(|e| self.located(e))?;
                     pending.aggregated += batch.num_rows() as u64;
                     if let Some(changed) = pending.changed.as_mut() {
-                        changed.update(batch)?;
+                        changed.update(batch).map_err(|e| self.located(e))?;
                     }
                 }
             }
@@ -973,7 +985,7 @@ impl<'a> Engine<'a> {
         }
         let result = match (self.aggregation, state) {
             (Some(aggregation), Some(state)) => {
-                let table = state.result()?;
+                let table = state.result().map_err(|e| self.located(e))?;
                 match (self.mode, pending.changed) {
                     // One group of all rows (no keys): it changed only when rows reached it,
                     // not whenever the epoch ran (its rows may all have been filtered out).
@@ -984,9 +996,11 @@ impl<'a> Engine<'a> {
                             table.slice(0, 0)
                         }
                     }
-                    (OutputMode::Update, Some(changed)) => {
-                        rows_with_keys(&table, &changed.result()?, aggregation.key_columns())?
-                    }
+                    (OutputMode::Update, Some(changed)) => rows_with_keys(
+                        &table,
+                        &changed.result().map_err(|e| self.located(e))?,
+                        aggregation.key_columns(),
+                    )?,
                     _ => table,
                 }
             }
@@ -1039,10 +1053,10 @@ impl<'a> Engine<'a> {
         match state {
             Some(state) => {
                 for batch in &batches {
-                    state.update(batch)?;
+                    state.update(batch).map_err(|e| self.located(e))?;
                     pending.aggregated += batch.num_rows() as u64;
                     if let Some(changed) = pending.changed.as_mut() {
-                        changed.update(batch)?;
+                        changed.update(batch).map_err(|e| self.located(e))?;
                     }
                 }
             }

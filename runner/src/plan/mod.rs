@@ -32,7 +32,30 @@ pub struct BuiltStage {
 impl BuiltStage {
     /// An error of this step while it runs, located in the pipeline file.
     pub fn failed(&self, why: impl std::fmt::Display) -> crate::error::Error {
+        let why = why.to_string();
+        let why = self.own_words(&why).unwrap_or(&why);
         crate::error::Error::runtime(format!("{}: {}: {why}", self.at, self.label))
+    }
+
+    /// `error` located at this step when the step said it (an aggregation's runtime messages
+    /// begin `aggregate: `); any other error as it is.
+    pub fn locate(&self, error: crate::error::Error) -> crate::error::Error {
+        match error {
+            crate::error::Error::Runtime(message) => match self.own_words(&message) {
+                Some(why) => self.failed(why),
+                None => crate::error::Error::Runtime(message),
+            },
+            other => other,
+        }
+    }
+
+    /// A message of this step's own, without the prefix naming the step's type.
+    fn own_words<'m>(&self, message: &'m str) -> Option<&'m str> {
+        let own = |prefix: &str| message.strip_prefix(prefix)?.strip_prefix(": ");
+        own(self.type_name).or_else(|| match self.stage.kind {
+            StageKind::Aggregate(_) => own("aggregate"),
+            _ => None,
+        })
     }
 }
 
