@@ -12,12 +12,13 @@ use crate::data::cell;
 use crate::error::{Error, Result};
 
 /// Prints the result. `aligned` is the chapter's `f'{word:>{max_len}}: {count}'`; `table` a
-/// table; `tsv` escapes tabs and newlines; `jsonl` one object a row (numbers unquoted,
-/// timestamps RFC 3339, lists as arrays); `bars` a horizontal bar chart in Unicode blocks, scaled
-/// to the terminal's width (the last numeric column is the length). In a stream every epoch is
-/// printed under `EPOCH N` (on a terminal, redrawn in place); in `jsonl` and `tsv` the epoch is
-/// data (an `"epoch"` field, a leading `epoch` column). Control characters from the data are
-/// escaped; a closed pipe (`| head`) is not an error.
+/// table; `tsv` writes a tab, line end or backslash in a value as `\t`, `\n`, `\r`, `\\` and
+/// another control character as `\u{7}` (its code in hex); `jsonl` one object a row (numbers
+/// unquoted, timestamps RFC 3339, lists as arrays); `bars` a horizontal bar chart in Unicode
+/// blocks, scaled to the terminal's width (the last numeric column is the length). In a stream
+/// every epoch is printed under `EPOCH N` (on a terminal, redrawn in place); in `jsonl` and
+/// `tsv` the epoch is data (an `"epoch"` field, a leading `epoch` column). Control characters
+/// from the data are escaped; a closed pipe (`| head`) is not an error.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StdoutSinkConfig {
