@@ -717,10 +717,12 @@ fn compressed_and_utf16_files_are_named_as_such_not_read_as_text() {
         "p.yaml",
         "name: t\nsource: {type: file, path: 'in/*', format: csv}\nsinks:\n  - {type: stdout}\n",
     );
+    // An input failure (exit 1), in a batch as in a stream.
     let (code, _, stderr) = run_pipeline(&batch, &[]);
-    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.contains("b.csv.gz is gzip-compressed: decompress it first"),
+        stderr.contains("source (file): the input ")
+            && stderr.contains("b.csv.gz is gzip-compressed: decompress it first"),
         "{stderr}"
     );
     std::fs::remove_file(dir.path().join("in/b.csv.gz")).unwrap();

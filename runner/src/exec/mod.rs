@@ -125,7 +125,9 @@ fn build_until(
                 }
             }
             // The input the columns are inferred from cannot be read: an input failure.
-            _ if e.starts_with(crate::sources::file::INFERRED_FROM_INPUT) => {
+            _ if e.starts_with(crate::sources::file::INFERRED_FROM_INPUT)
+                || e.starts_with(crate::sources::file::NOT_TEXT_INPUT) =>
+            {
                 Error::runtime(format!(
                     "{}: source ({}): {e}",
                     loaded.at(&config.source.referenced),

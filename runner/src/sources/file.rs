@@ -227,7 +227,7 @@ impl BuildSource for FileSourceConfig {
         }
         for file in files_named(&path) {
             if let Some(what) = file_not_text(&file) {
-                return Err(format!("{} is {what}", escape_path(&file)));
+                return Err(format!("{NOT_TEXT_INPUT}{} is {what}", escape_path(&file)));
             }
         }
         let delimiter = csv_delimiter(self.delimiter)?;
@@ -437,6 +437,10 @@ pub(super) fn csv_delimiter(delimiter: Option<char>) -> Result<u8, String> {
 /// How a build error starts when the input the columns are inferred from cannot be read or
 /// holds nothing to infer them from: an input failure (exit 1), not an invalid pipeline.
 pub(crate) const INFERRED_FROM_INPUT: &str = "cannot infer the columns from ";
+
+/// How a build error starts when an input is not text runner reads (compressed, UTF-16): an
+/// input failure (exit 1), as the same file met in a stream is, not an invalid pipeline.
+pub(crate) const NOT_TEXT_INPUT: &str = "the input ";
 
 /// Why a source cannot be built when the input its columns are inferred from is not there
 /// (`BuildSource::missing_input`: a runtime failure, as any missing input).
