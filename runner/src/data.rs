@@ -66,7 +66,7 @@ impl ValueType {
                     "list of text",
                 ];
                 return Err(format!(
-                    "`{name}` is not a type{} (types: {})",
+                    "`{name}` is not a type{} (types: {}; or their usual other names, such as `string`, `int`, `double`)",
                     closest(&lower, names)
                         .map_or(String::new(), |best| format!(", did you mean `{best}`?")),
                     names.join(", ")

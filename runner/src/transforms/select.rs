@@ -16,7 +16,8 @@ use crate::expr::{compile_named, Expr};
 #[serde(deny_unknown_fields)]
 pub struct SelectConfig {
     /// The output columns in order: a column name, or an expression with `as name`, e.g.
-    /// `[word, "length(word) as len", "count * 2 as double"]`.
+    /// `[word, "length(word) as len", "count * 2 as double"]` (without `as`, an expression's
+    /// column is named by its text: `count * 2`).
     #[serde(deserialize_with = "crate::settings::env::spanned_strings")]
     #[schemars(with = "Vec<String>", length(min = 1))]
     pub columns: Vec<serde_saphyr::Spanned<String>>,
