@@ -743,3 +743,41 @@ fn compressed_and_utf16_files_are_named_as_such_not_read_as_text() {
         "{stderr}"
     );
 }
+
+/// A folder of more files than the open-files limit is read: each file is opened when its
+/// first piece is read and closed after its last, in the parallel reader, the CSV aggregate
+/// kernel and a stream. (The limit is set for the run alone, by the shell's `ulimit`.)
+#[test]
+fn a_folder_of_more_files_than_the_open_files_limit_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    for i in 0..600 {
+        std::fs::write(
+            dir.path().join(format!("in/f{i:04}.csv")),
+            format!("k,v\na,{i}\n"),
+        )
+        .unwrap();
+    }
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: in, format: csv}\ntransforms:\n  - {type: aggregate, by: [k], aggs: {s: sum(v), n: count()}}\nsinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    for extra in ["", "--no-fusion", "--set mode=stream"] {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n 128 && exec \"$0\" run \"$1\" {extra}"))
+            .arg(assert_cmd::cargo::cargo_bin("runner"))
+            .arg(&pipeline)
+            .env("RUNNER_LOCK_DIR", dir.path().join("locks"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{extra}: {stderr}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out.csv")).unwrap(),
+            "k,s,n\na,179700,600\n",
+            "{extra}"
+        );
+    }
+}

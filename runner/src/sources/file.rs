@@ -1328,11 +1328,56 @@ impl BatchSource for FileSource {
 
 /// One morsel of a regular file: the lines that start in `start..end`.
 struct Piece {
-    file: Arc<std::fs::File>,
+    file: Arc<InputFile>,
     origin: Arc<str>,
     path: Arc<Path>,
     start: u64,
     end: u64,
+}
+
+/// A file cut into pieces, opened when its first piece is read and closed after its last: a
+/// folder of 100,000 files holds a few open at a time (about one per core), not one each, which
+/// the open-files limit (`ulimit -n`, often 1,024) would refuse.
+struct InputFile {
+    path: Arc<Path>,
+    /// The file's device and inode when the run listed it: a file replaced since (rotated
+    /// away) is an error, not other bytes at the same offsets.
+    identity: (u64, u64),
+    open: std::sync::Mutex<Option<Arc<std::fs::File>>>,
+    /// Pieces not yet read; at 0 the file is closed (a piece read again opens it again).
+    pieces_left: std::sync::atomic::AtomicUsize,
+}
+
+impl InputFile {
+    /// The open file, opened now if no piece holds it.
+    fn handle(&self) -> std::io::Result<Arc<std::fs::File>> {
+        use std::os::unix::fs::MetadataExt;
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = open.as_ref() {
+            return Ok(file.clone());
+        }
+        let file = std::fs::File::open(&self.path)?;
+        let now = file.metadata()?;
+        if (now.dev(), now.ino()) != self.identity {
+            return Err(std::io::Error::other(
+                "the file was replaced by another while the run read it",
+            ));
+        }
+        let file = Arc::new(file);
+        *open = Some(file.clone());
+        Ok(file)
+    }
+
+    /// One piece read: after the last, the file is let go (closed when no read holds it).
+    fn piece_read(&self) {
+        use std::sync::atomic::Ordering;
+        let before = self
+            .pieces_left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if before == Ok(1) {
+            self.open.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
+    }
 }
 
 impl FileSource {
@@ -1340,25 +1385,24 @@ impl FileSource {
     /// positional reads, so reading scales with the cores instead of queueing on one reader.
     /// `starts`: where each file's records begin (after a CSV header).
     fn open_indexed(&self, files: Vec<PathBuf>, starts: Vec<u64>) -> Result<Morsels<'_>> {
+        use std::os::unix::fs::MetadataExt;
         let mut pieces = Vec::new();
         for (path, first) in files.into_iter().zip(starts) {
-            let file = std::fs::File::open(&path).map_err(|source| Error::Input {
+            let metadata = std::fs::metadata(&path).map_err(|source| Error::Input {
                 path: path.clone(),
                 source,
             })?;
-            let len = file
-                .metadata()
-                .map_err(|source| Error::Input {
-                    path: path.clone(),
-                    source,
-                })?
-                .len();
-            let (file, origin, path): (Arc<std::fs::File>, Arc<str>, Arc<Path>) = (
-                Arc::new(file),
-                path.display().to_string().into(),
-                path.into(),
-            );
+            let len = metadata.len();
+            let (origin, path): (Arc<str>, Arc<Path>) =
+                (path.display().to_string().into(), path.into());
+            let file = Arc::new(InputFile {
+                path: path.clone(),
+                identity: (metadata.dev(), metadata.ino()),
+                open: std::sync::Mutex::new(None),
+                pieces_left: std::sync::atomic::AtomicUsize::new(0),
+            });
             let mut start = first;
+            let mut count = 0;
             while start < len {
                 let end = (start + PIECE_BYTES as u64).min(len);
                 pieces.push(Piece {
@@ -1369,11 +1413,19 @@ impl FileSource {
                     end,
                 });
                 start = end;
+                count += 1;
             }
+            file.pieces_left
+                .store(count, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(Morsels::Indexed {
             count: pieces.len(),
-            read: Box::new(move |i| self.read_piece(&pieces[i])),
+            read: Box::new(move |i| {
+                let piece = &pieces[i];
+                let read = self.read_piece(piece);
+                piece.file.piece_read();
+                read
+            }),
         })
     }
 
@@ -1394,6 +1446,7 @@ impl FileSource {
             path: piece.path.to_path_buf(),
             source,
         };
+        let file = piece.file.handle().map_err(fail)?;
         let from = piece.start.saturating_sub(1);
         let mut bytes = self.buffer();
         let mut filled = 0usize;
@@ -1410,10 +1463,7 @@ impl FileSource {
                 bytes.resize(wanted, 0);
             }
             while filled < wanted {
-                match piece
-                    .file
-                    .read_at(&mut bytes[filled..wanted], from + filled as u64)
-                {
+                match file.read_at(&mut bytes[filled..wanted], from + filled as u64) {
                     Ok(0) => {
                         eof = true;
                         break;
@@ -1459,7 +1509,7 @@ impl FileSource {
                     // The line's number costs a count of the newlines before it: done only
                     // here, as the run stops.
                     let line_offset = from + line_start as u64;
-                    let line = lines_before(&piece.file, line_offset).map(|n| n + 1);
+                    let line = lines_before(&file, line_offset).map(|n| n + 1);
                     return Err(long_record(
                         &piece.path.display().to_string(),
                         line,
@@ -1468,7 +1518,7 @@ impl FileSource {
                 }
                 // Its number costs a count of the newlines before it: done for the first only.
                 self.lines.long_line(|| {
-                    let at = lines_before(&piece.file, from + line_start as u64);
+                    let at = lines_before(&file, from + line_start as u64);
                     match at {
                         Some(before) => format!("{} line {}", piece.path.display(), before + 1),
                         None => piece.path.display().to_string(),
@@ -1730,6 +1780,35 @@ impl LineMorsels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file opened when its first piece is read is the file the run listed: one replaced
+    /// since (rotated away, a new one in its place) is an error, not its bytes.
+    #[test]
+    fn an_input_replaced_before_its_first_piece_is_read_is_an_error() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.txt");
+        std::fs::write(&path, "one\n").unwrap();
+        let listed = std::fs::metadata(&path).unwrap();
+        let input = InputFile {
+            path: path.clone().into(),
+            identity: (listed.dev(), listed.ino()),
+            open: std::sync::Mutex::new(None),
+            pieces_left: std::sync::atomic::AtomicUsize::new(2),
+        };
+        let first = input.handle().unwrap();
+        assert!(Arc::ptr_eq(&first, &input.handle().unwrap()));
+        input.piece_read();
+        input.piece_read();
+        assert!(
+            input.open.lock().unwrap().is_none(),
+            "closed after its last piece"
+        );
+        std::fs::write(dir.path().join("b.txt"), "two\n").unwrap();
+        std::fs::rename(dir.path().join("b.txt"), &path).unwrap();
+        let error = input.handle().unwrap_err().to_string();
+        assert!(error.contains("replaced by another"), "{error}");
+    }
 
     #[test]
     fn compressed_and_utf16_starts_are_told_and_text_is_not() {
