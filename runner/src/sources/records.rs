@@ -373,7 +373,7 @@ impl RecordDecoder {
         }
         for chunk in records.chunks(BATCH_ROWS) {
             let mut good = Vec::new();
-            self.decode_halving(bytes, chunk, &mut good, &mut bad);
+            self.decode_halving(bytes, chunk, &mut good, &mut bad, false);
             match good.len() {
                 0 => {}
                 1 => batches.append(&mut good),
@@ -394,12 +394,17 @@ impl RecordDecoder {
     /// last refusal; otherwise the run is halved. A bad record among good ones costs a few
     /// reads, and a file with many (a messy file under `on_error: skip`) reads runs about as
     /// long as the gaps between them: halving down to each of them cost a reader per record.
+    ///
+    /// A CSV value refused (a messy file's usual fault) has the records after it screened once
+    /// ([`Self::csv_value_refusals`]): those the reader would refuse for a value are told so
+    /// at once, and the rest read in runs, instead of a reader for each (`screened`: done).
     fn decode_halving<'a>(
         &self,
         bytes: &'a [u8],
         records: &[(usize, &'a [u8])],
         good: &mut Vec<RecordBatch>,
         bad: &mut Vec<BadRecord>,
+        screened: bool,
     ) {
         let mut rest = records;
         let mut run_length = records.len();
@@ -439,20 +444,104 @@ impl RecordDecoder {
                 }) if at < run.len() => {
                     if at > 0 {
                         // Read before the named record, they are most likely good.
-                        self.decode_halving(bytes, &run[..at], good, bad);
+                        self.decode_halving(bytes, &run[..at], good, bad, screened);
                     }
                     match own {
                         true => bad.push(BadRecord {
                             line: run[at].0,
                             reason,
                         }),
-                        false => self.decode_halving(bytes, &run[at..=at], good, bad),
+                        false => self.decode_halving(bytes, &run[at..=at], good, bad, screened),
                     }
                     rest = &rest[at + 1..];
                     run_length = (at + 1).saturating_mul(2).max(16);
+                    if own && !screened && self.format == Format::Csv && !self.multi_line {
+                        if let Some(refusals) = self.csv_value_refusals(rest) {
+                            let mut readable = Vec::with_capacity(rest.len());
+                            for (&record, refusal) in rest.iter().zip(refusals) {
+                                match refusal {
+                                    Some(reason) => bad.push(BadRecord {
+                                        line: record.0,
+                                        reason,
+                                    }),
+                                    None => readable.push(record),
+                                }
+                            }
+                            self.decode_halving(bytes, &readable, good, bad, true);
+                            return;
+                        }
+                    }
                 }
                 Err(_) => run_length = run.len() / 2,
             }
+        }
+    }
+
+    /// For each CSV record (one a line), the reason Arrow's reader would refuse it for a value,
+    /// found without a reader per record: the fields are split by one `csv` reader, and each
+    /// read column's field parsed as Arrow's reader parses it (`Parser` for numbers, `true` or
+    /// `false` in any case for bool, an empty field null), the first refused in the columns'
+    /// order told in the reader's words. `None` for a record that looks readable or has another
+    /// problem (its field count, invalid UTF-8), which the reader then decides; `None` for all
+    /// when the records do not split one a line.
+    fn csv_value_refusals(&self, records: &[(usize, &[u8])]) -> Option<Vec<Option<String>>> {
+        use arrow_cast::parse::Parser as _;
+        let mut joined = Vec::with_capacity(records.iter().map(|r| r.1.len() + 1).sum());
+        for (_, record) in records {
+            joined.extend_from_slice(record);
+            joined.push(b'\n');
+        }
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(self.delimiter)
+            .escape(self.escape)
+            .from_reader(&joined[..]);
+        let fields = self.read_schema.fields();
+        let read: Vec<usize> = match &self.projection {
+            Some(projection) => projection.clone(),
+            None => (0..fields.len()).collect(),
+        };
+        let mut record = csv::ByteRecord::new();
+        let mut refusals = Vec::with_capacity(records.len());
+        for _ in records {
+            if !reader.read_byte_record(&mut record).ok()? {
+                return None;
+            }
+            if record.len() != fields.len() || std::str::from_utf8(record.as_slice()).is_err() {
+                refusals.push(None);
+                continue;
+            }
+            let refused = read.iter().find_map(|&column| {
+                let value = std::str::from_utf8(record.get(column)?).ok()?;
+                let data_type = fields[column].data_type();
+                let reads = value.is_empty()
+                    || match data_type {
+                        DataType::Int64 => arrow_array::types::Int64Type::parse(value).is_some(),
+                        DataType::Float64 => {
+                            arrow_array::types::Float64Type::parse(value).is_some()
+                        }
+                        DataType::Boolean => {
+                            value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false")
+                        }
+                        _ => true,
+                    };
+                (!reads).then(|| {
+                    csv_message(
+                        arrow_schema::ArrowError::ParseError(format!(
+                            "Error while parsing value '{value}' as type '{data_type}' for column {column} at line 0. Row data: ''"
+                        )),
+                        &self.read_schema,
+                        !self.header.is_empty(),
+                    )
+                })
+            });
+            refusals.push(refused);
+        }
+        // Every record one line: no more of them in the bytes.
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => Some(refusals),
+            _ => None,
         }
     }
 

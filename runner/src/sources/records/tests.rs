@@ -1068,3 +1068,99 @@ fn an_object_or_array_where_a_text_is_declared_is_its_json_text_as_in_spark() {
     assert_eq!(bad.len(), 1);
     assert_eq!(bad[0].line, 4);
 }
+
+/// A messy CSV run (bad values in many records, with wrong field counts, bad UTF-8, missing
+/// required fields and bad timestamps among them) decodes to the rows and the refusals, in the
+/// reader's words, that reading each record alone gives: the screen that tells bad values
+/// without a reader per record agrees with the reader.
+#[test]
+fn a_messy_csv_run_decodes_as_its_records_read_one_by_one() {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let values: [&[&[u8]]; 6] = [
+        &[
+            b"1",
+            b"-7",
+            b"",
+            b"x",
+            b"1.5",
+            b"+3",
+            b"99999999999999999999",
+            b" 4",
+        ],
+        &[b"ana", b"", b"\"q,uoted\"", b"caf\xc3\xa9", b"bad\xff"],
+        &[
+            b"1.5", b"", b"inf", b"NaN", b"1e400", b"1,5", b"abc", b"-0.0",
+        ],
+        &[b"true", b"FALSE", b"", b"yes", b"1", b"True"],
+        &[b"2024-05-01T00:00:00Z", b"", b"2024-02-30", b"nope"],
+        &[b"extra", b"x"],
+    ];
+    let mut text = Vec::new();
+    for _ in 0..3000 {
+        let fields = 5 + usize::from(next(20) == 0);
+        let record: Vec<&[u8]> = (0..fields)
+            .map(|f| values[f][next(values[f].len() as u64) as usize])
+            .collect();
+        text.extend_from_slice(&record.join(&b","[..]));
+        text.push(b'\n');
+    }
+    let header = ["d", "n", "s", "x", "ok", "t"].map(String::from).to_vec();
+    let specs = [
+        ("n", "integer"),
+        ("s", "text?"),
+        ("x", "float?"),
+        ("ok", "bool?"),
+        ("t", "timestamp?"),
+    ]
+    .iter()
+    .map(|(n, t)| ColumnSpec::parse(n, t).unwrap())
+    .collect::<Vec<_>>();
+    // With a header (the first field not read: a projection) and without one.
+    for with_header in [true, false] {
+        let decoder = match with_header {
+            true => RecordDecoder::csv(header.clone(), specs.clone(), b',').unwrap(),
+            false => RecordDecoder::new(Format::Csv, specs.clone(), b',').unwrap(),
+        };
+        let input: Vec<u8> = match with_header {
+            true => text
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .flat_map(|l| [&b"7,"[..], l, b"\n"].concat())
+                .collect(),
+            false => text.clone(),
+        };
+        let (batches, bad) = decoder.decode(&input).unwrap();
+        let rows = one_batch(batches, &decoder.schema());
+        let mut alone_rows = Vec::new();
+        let mut alone_bad = Vec::new();
+        for (index, line) in input
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
+            let (batches, mut refused) = decoder.decode(line).unwrap();
+            alone_rows.extend(batches);
+            refused.iter_mut().for_each(|r| r.line = index);
+            alone_bad.append(&mut refused);
+        }
+        let alone = one_batch(alone_rows, &decoder.schema());
+        assert!(
+            bad.len() > 1000 && rows.num_rows() > 100,
+            "{} bad",
+            bad.len()
+        );
+        let told = |b: &[BadRecord]| {
+            b.iter()
+                .map(|r| (r.line, r.reason.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(told(&bad), told(&alone_bad), "header: {with_header}");
+        assert_eq!(rows, alone, "header: {with_header}");
+    }
+}
