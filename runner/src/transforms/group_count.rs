@@ -48,7 +48,7 @@ pub struct GroupCountConfig {
     /// Batch runs: the memory the counts may take (all workers together) before they are
     /// spilled to temporary files, merged at the end (see `aggregate`), e.g. `512MiB`.
     /// Default: half the machine's memory (or of the container's limit). Streams keep their
-    /// counts in memory.
+    /// counts in memory, and so do windows (a limit with `window` is refused).
     #[serde(default, deserialize_with = "crate::settings::size::opt")]
     #[schemars(with = "Option<String>")]
     pub memory_limit: Option<u64>,
@@ -212,6 +212,13 @@ impl BuildTransform for GroupCountConfig {
         if names.is_empty() {
             return Err("`by` needs at least one column".into());
         }
+        if self.window.is_some() && self.memory_limit.is_some() {
+            // As `aggregate` says it: the limit would be taken and not kept.
+            return Err(
+                "`memory_limit` applies to counts without a window (windows are kept in memory)"
+                    .into(),
+            );
+        }
         if self.window.is_some() || self.watermark.is_some() {
             // Windows hold the general aggregation's tables: count() per key.
             let counting = super::aggregate::AggregateConfig {
@@ -221,8 +228,8 @@ impl BuildTransform for GroupCountConfig {
                     .collect(),
                 window: None,
                 watermark: None,
-                // Windows keep their groups in memory: the aggregation refuses a limit.
-                memory_limit: self.memory_limit,
+                // Windows keep their groups in memory (a limit is refused above).
+                memory_limit: None,
             };
             let stage = counting.build(ctx)?;
             let keys = names.len();
@@ -705,6 +712,13 @@ mod tests {
         ]));
         assert!(build("by: ['`first name`', t]", &two).is_ok());
         assert!(build("{by: '`first name`', window: {column: t, size: 1m}}", &two).is_ok());
+        assert!(build(
+            "{by: t, window: {column: t, size: 1m}, memory_limit: 1MiB}",
+            &two
+        )
+        .err()
+        .unwrap()
+        .contains("`memory_limit` applies to counts without a window"));
         assert!(build("by: '`frist name`'", &schema)
             .err()
             .unwrap()
