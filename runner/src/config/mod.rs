@@ -360,11 +360,63 @@ pub fn parse(text: &str, source_name: &str) -> Result<PipelineConfig> {
         let missing = serde_saphyr::DefaultMessageFormatter
             .format_message(&e)
             .starts_with("missing field `");
-        missing
-            .then(|| missing_top_level_field(text, source_name))
-            .flatten()
-            .unwrap_or_else(|| yaml_error_noting(&e, source_name, unreplaced(text, &e).as_deref()))
+        if missing {
+            if let Some(error) = missing_top_level_field(text, source_name) {
+                return error;
+            }
+            if let Some(step) = step_of_missing_field(text, &e) {
+                return yaml_error_in(&e, source_name, Some(&step), None);
+            }
+        }
+        yaml_error_noting(&e, source_name, unreplaced(text, &e).as_deref())
     })
+}
+
+/// The step a field is missing from (`transforms.1 (with_column)`), found by where the steps
+/// start and where serde-saphyr placed the error (inside the step's mapping), so the message
+/// names it as other step errors do.
+fn step_of_missing_field(text: &str, err: &serde_saphyr::Error) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+    }
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Steps {
+        source: Option<Spanned<Typed>>,
+        transforms: Vec<Spanned<Typed>>,
+        sinks: Vec<Spanned<Typed>>,
+    }
+    let line = err.location()?.line();
+    let steps: Steps = from_yaml(text).ok()?;
+    let named = |what: String, step: &Spanned<Typed>| {
+        let kind = step.value.kind.as_deref().map_or(String::new(), |k| {
+            format!(" ({})", crate::error::escape_controls(k))
+        });
+        (step.referenced.line(), format!("{what}{kind}"))
+    };
+    steps
+        .source
+        .iter()
+        .map(|s| named("source".into(), s))
+        .chain(
+            steps
+                .transforms
+                .iter()
+                .enumerate()
+                .map(|(i, s)| named(format!("transforms.{i}"), s)),
+        )
+        .chain(
+            steps
+                .sinks
+                .iter()
+                .enumerate()
+                .map(|(i, s)| named(format!("sinks.{i}"), s)),
+        )
+        .filter(|(start, _)| *start > 0 && *start <= line)
+        .max_by_key(|(start, _)| *start)
+        .map(|(_, step)| step)
 }
 
 /// Why a `${VAR}` where a value failed to read was not replaced: only text fields replace
@@ -464,10 +516,23 @@ pub(crate) fn yaml_error(err: &serde_saphyr::Error, source_name: &str) -> Error 
 
 /// [`yaml_error`] with `note` added to its message.
 fn yaml_error_noting(err: &serde_saphyr::Error, source_name: &str, note: Option<&str>) -> Error {
+    yaml_error_in(err, source_name, None, note)
+}
+
+/// [`yaml_error_noting`] with the step the error is in named before its message.
+fn yaml_error_in(
+    err: &serde_saphyr::Error,
+    source_name: &str,
+    step: Option<&str>,
+    note: Option<&str>,
+) -> Error {
     let formatter = SuggestingFormatter;
     let mut message = formatter.format_message(err).into_owned();
     if let Some(note) = note {
         message = format!("{message} ({note})");
+    }
+    if let Some(step) = step {
+        message = format!("{step}: {message}");
     }
     let Some(location) = err.location().filter(|l| l.line() > 0) else {
         return Error::invalid(format!("{source_name}: {message}"));
@@ -640,7 +705,21 @@ mod tests {
         // A field missing further in is still placed where it is missing.
         assert!(
             err("name: t\nsource:\n  type: file\nsinks:\n  - type: stdout\n")
-                .starts_with("p.yaml:3:3: missing field `path`")
+                .starts_with("p.yaml:3:3: source (file): missing field `path`")
+        );
+        // In a step, the step is named as other step errors name it.
+        let text = "name: t\nsource: {type: file, path: x}\ntransforms:\n  - type: tokenize\n  - type: with_column\n    name: n\nsinks:\n  - type: stdout\n";
+        assert!(
+            err(text).starts_with("p.yaml:6:5: transforms.1 (with_column): missing field `expr`"),
+            "{}",
+            err(text)
+        );
+        let text =
+            "name: t\nsource: {type: file, path: x}\nsinks:\n  - type: stdout\n  - {type: csv}\n";
+        assert!(
+            err(text).starts_with("p.yaml:5:6: sinks.1 (csv): missing field `path`"),
+            "{}",
+            err(text)
         );
     }
 
