@@ -31,6 +31,13 @@ const PIPELINE_RULES: &str = "\
   working directory).
 - **Unknown keys are errors**, with the closest valid key suggested (``unknown field
   `tranforms`, did you mean `transforms`?``); an error names the file, line and column.
+- **A step may be written as its type's key.** `- select: [word, \"length(word) as len\"]` is
+  `{type: select, columns: [...]}`: `filter`, `select`, `rename`, `drop`, `sort`, `limit`,
+  `group_count`, `explode` and `lowercase` take the value of their main option so (each
+  page says which); the others take their map of options (`- aggregate: {by: word, aggs: {n:
+  count()}}`, `source: {file: {path: in.csv}}`), and one without a required option may be its
+  bare name (`- tokenize`, `sinks: [stdout]`). To give a step more options than its main one,
+  write `type:`. `--set` paths name the options either way (`transforms.0.where`).
 - **`${VAR}`** in a string value is replaced from the environment; an unset variable is an
   error at its line and column. `$${` writes a literal `${`. A variable holding a number,
   `true`, `false` or a number with a unit (`60s`, `64KiB`) fills any field, numbers and
@@ -323,9 +330,31 @@ fn component_page(schema: &Value, info: &ComponentInfo) -> Page {
         out.push_str(line);
         out.push('\n');
     }
+    out.push_str("```\n\n");
+    // The keys beside `type`: with more than the main one, the short form cannot give them.
+    let keys = variant["properties"].as_object().map_or(0, |p| p.len() - 1);
+    let _ = match info.value_option {
+        Some(option) => writeln!(
+            out,
+            "Written as its key, the {kind} takes its `{option}`: `{name}: VALUE` is `{{type: {name}, {option}: VALUE}}`{}.\n",
+            if keys > 1 {
+                format!("; other options need `type: {}`", info.name)
+            } else {
+                String::new()
+            },
+            kind = info.kind,
+            name = info.name
+        ),
+        None => writeln!(
+            out,
+            "Written as its key, the {kind} takes its options under it: `{name}: {{...}}` is `{{type: {name}, ...}}`.\n",
+            kind = info.kind,
+            name = info.name
+        ),
+    };
     let _ = writeln!(
         out,
-        "```\n\n[All components](../README.md) · [The pipeline file](../pipeline.md)"
+        "[All components](../README.md) · [The pipeline file](../pipeline.md)"
     );
     Page {
         path: page_path(info),

@@ -22,13 +22,27 @@ pub struct ComponentInfo {
     /// The config type's path under `runner::` (`sources::file::FileSourceConfig`): where
     /// its keys are documented.
     pub config_type: &'static str,
+    /// The option that the type's key takes as its value when the block is written so
+    /// (`- select: [a, b]` for `columns`); `None`: the key takes the map of options
+    /// (`- aggregate: {by: …}`).
+    pub value_option: Option<&'static str>,
+}
+
+/// `Some(literal)`, or `None` when the macro was given none.
+macro_rules! optional_literal {
+    () => {
+        None
+    };
+    ($value:literal) => {
+        Some($value)
+    };
 }
 
 /// Declares an enum of component configs selected by `type:`, its deserializer (through
 /// `config::tagged`, which keeps YAML error locations) and its table of names.
 macro_rules! component_enum {
     ($enum:ident, $kind:literal, $builder:path, [
-        $( $tag:literal => $variant:ident($config:ty) : $summary:literal ; $example:literal ),+ $(,)?
+        $( $tag:literal => $variant:ident($config:ty) $([$value_option:literal])? : $summary:literal ; $example:literal ),+ $(,)?
     ]) => {
         #[doc = concat!("A ", $kind, "'s settings, chosen by its YAML `type:`.")]
         #[derive(Debug, Clone)]
@@ -48,6 +62,7 @@ macro_rules! component_enum {
                     summary: $summary,
                     example: $example,
                     config_type: stringify!($config),
+                    value_option: optional_literal!($($value_option)?),
                 } ),+
             ];
 
@@ -65,6 +80,8 @@ macro_rules! component_enum {
         impl crate::settings::tagged::TaggedConfig for $enum {
             const KIND: &'static str = $kind;
             const TAGS: &'static [&'static str] = &[ $( $tag ),+ ];
+            const VALUE_OPTIONS: &'static [(&'static str, &'static str)] =
+                &[ $( $( ($tag, $value_option), )? )+ ];
 
             fn from_tag<'de, A: serde::de::MapAccess<'de>>(
                 tag: &str,
@@ -85,21 +102,25 @@ macro_rules! component_enum {
         }
 
         /// A `oneOf` of the components' configs, each with its `type` as a constant, so editors
-        /// complete the keys of the chosen type.
+        /// complete the keys of the chosen type, and each as its type's key (`select: [a]`).
         impl schemars::JsonSchema for $enum {
             fn schema_name() -> std::borrow::Cow<'static, str> {
                 stringify!($enum).into()
             }
 
             fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                let variants = vec![ $( {
+                let mut variants = Vec::new();
+                $( {
                     let schema = <$config as schemars::JsonSchema>::json_schema(generator);
-                    crate::schema::tagged_variant(schema, $tag, $summary)
-                } ),+ ];
+                    variants.extend(crate::schema::variants(
+                        schema,
+                        $tag,
+                        $summary,
+                        optional_literal!($($value_option)?),
+                    ));
+                } )+
                 schemars::json_schema!({
-                    "description": concat!("A ", $kind, ", chosen by its `type`."),
-                    "type": "object",
-                    "required": ["type"],
+                    "description": concat!("A ", $kind, ", chosen by its `type` (or written as its type's key)."),
                     "oneOf": variants,
                 })
             }
@@ -135,16 +156,16 @@ component_enum!(TransformConfig, "transform", BuildTransform, [
     "stopwords" => Stopwords(transforms::stopwords::StopwordsConfig)
         : "Drop rows whose word is a stop word (NLTK English built in, or your own list)"
         ; "type: stopwords\nlanguage: english\nwords: [thee, thy]\n",
-    "explode" => Explode(transforms::explode::ExplodeConfig)
+    "explode" => Explode(transforms::explode::ExplodeConfig) ["column"]
         : "One row per piece of a string column split on a separator, or per element of a list column"
         ; "type: explode\ncolumn: line\nseparator: \" \"\nas: hashtag\n",
-    "lowercase" => Lowercase(transforms::lowercase::LowercaseConfig)
+    "lowercase" => Lowercase(transforms::lowercase::LowercaseConfig) ["column"]
         : "Lowercase a text column (Unicode-aware)"
         ; "type: lowercase\ncolumn: hashtag\n",
-    "group_count" => GroupCount(transforms::group_count::GroupCountConfig)
+    "group_count" => GroupCount(transforms::group_count::GroupCountConfig) ["by"]
         : "Count rows per distinct value of one or more columns (column `count`)"
         ; "type: group_count\nby: hashtag\nwindow: {column: created_at, size: 10m, slide: 5m}\nwatermark: 2m\n",
-    "filter" => Filter(transforms::filter::FilterConfig)
+    "filter" => Filter(transforms::filter::FilterConfig) ["where"]
         : "Keep rows matching an expression such as `count >= 60 and word != \"thou\"`"
         ; "type: filter\nwhere: count >= 60 and word not in [\"thou\", \"thy\"]\n",
     "aggregate" => Aggregate(transforms::aggregate::AggregateConfig)
@@ -153,22 +174,22 @@ component_enum!(TransformConfig, "transform", BuildTransform, [
     "parse_json" => ParseJson(transforms::parse_json::ParseJsonConfig)
         : "Parse a text column of JSON objects (a socket's lines) into typed columns"
         ; "type: parse_json\ncolumn: line\ncolumns: {created_at: timestamp, tag: text, account.acct: text?}\non_error: skip\n",
-    "select" => Select(transforms::select::SelectConfig)
+    "select" => Select(transforms::select::SelectConfig) ["columns"]
         : "Keep, compute and reorder columns: `[word, \"length(word) as len\"]`"
         ; "type: select\ncolumns: [word, \"length(word) as len\"]\n",
     "with_column" => WithColumn(transforms::with_column::WithColumnConfig)
         : "Add (or replace) a column computed by an expression"
         ; "type: with_column\nname: len\nexpr: length(word)\n",
-    "rename" => Rename(transforms::rename::RenameConfig)
+    "rename" => Rename(transforms::rename::RenameConfig) ["columns"]
         : "Rename columns: `{old: new}`"
         ; "type: rename\ncolumns: {count: occurrences}\n",
-    "drop" => Drop(transforms::drop::DropConfig)
+    "drop" => Drop(transforms::drop::DropConfig) ["columns"]
         : "Remove columns"
         ; "type: drop\ncolumns: [line]\n",
-    "sort" => Sort(transforms::sort::SortConfig)
+    "sort" => Sort(transforms::sort::SortConfig) ["by"]
         : "Order rows by columns, ascending or descending; ties broken by the other columns"
         ; "type: sort\nby: [count desc, word]\n",
-    "limit" => Limit(transforms::limit::LimitConfig)
+    "limit" => Limit(transforms::limit::LimitConfig) ["n"]
         : "Keep the first N rows"
         ; "type: limit\nn: 10\n",
     "plugin" => Plugin(transforms::plugin::PluginConfig)

@@ -22,6 +22,41 @@ pub fn pipeline_schema() -> Value {
     schema
 }
 
+/// The ways one component may be written: its config with `type: <tag>` ([`tagged_variant`]),
+/// and as its type's key (`{select: [a]}` holding its `value_option`, or `{aggregate: {…}}`
+/// holding its options without `type`), and as its bare name (`lowercase`) where it needs no
+/// option.
+pub(crate) fn variants(
+    schema: schemars::Schema,
+    tag: &str,
+    summary: &str,
+    value_option: Option<&str>,
+) -> Vec<Value> {
+    let options = schema.clone().to_value();
+    let held = match value_option {
+        Some(option) => options["properties"][option].clone(),
+        None => serde_json::json!({ "anyOf": [options.clone(), { "type": "null" }] }),
+    };
+    let mut written = vec![
+        tagged_variant(schema, tag, summary),
+        serde_json::json!({
+            "title": format!("{tag} (as its key)"),
+            "description": summary,
+            "type": "object",
+            "properties": { tag: held },
+            "required": [tag],
+            "additionalProperties": false,
+        }),
+    ];
+    let needs_nothing = options["required"]
+        .as_array()
+        .is_none_or(|required| required.is_empty());
+    if needs_nothing {
+        written.push(serde_json::json!({ "const": tag, "description": summary }));
+    }
+    written
+}
+
 /// One component's config schema with `type: <tag>` added as a required constant (first, so
 /// editors offer it first).
 pub(crate) fn tagged_variant(schema: schemars::Schema, tag: &str, summary: &str) -> Value {
@@ -84,5 +119,18 @@ mod tests {
         assert!(!validator.is_valid(&unknown_type));
         let missing_key = yaml("name: t\nsource: {type: file}\nsinks: [{type: stdout}]\n");
         assert!(!validator.is_valid(&missing_key));
+        // Steps written as their type's key, as the loader takes them.
+        let short = yaml("name: t\nsource: {file: {path: in.csv}}\ntransforms: [tokenize, {filter: word != 'a'}, {select: [word]}, {aggregate: {by: word, aggs: {n: count()}}}, {limit: 3}]\nsinks: [stdout, {csv: {path: o.csv}}]\n");
+        assert!(validator.is_valid(&short));
+        for wrong in [
+            "[{select: [word], as: x}]",
+            "[{limit: many}]",
+            "[{aggregate: {by: word}}]",
+            "[lowercase]",
+            "[{sort: {by: word}}]",
+        ] {
+            let text = format!("name: t\nsource: {{type: file, path: in.txt}}\ntransforms: {wrong}\nsinks: [stdout]\n");
+            assert!(!validator.is_valid(&yaml(&text)), "{wrong}");
+        }
     }
 }

@@ -324,8 +324,9 @@ pub fn load_text(text: &str, path: &Path, overrides: &[Override]) -> Result<Load
         (config, Some(changed))
     };
     // It parsed as a pipeline, so it parses as a document.
-    let document =
+    let mut document =
         from_yaml(rewritten.as_deref().unwrap_or(text)).unwrap_or(serde_json::Value::Null);
+    expand_shorthands(&mut document);
     let display_name = file_name;
     if config.sinks.is_empty() {
         return Err(Error::invalid(format!(
@@ -364,37 +365,68 @@ pub fn parse(text: &str, source_name: &str) -> Result<PipelineConfig> {
             if let Some(error) = missing_top_level_field(text, source_name) {
                 return error;
             }
-            if let Some(step) = step_of_missing_field(text, &e) {
+            if let Some((step, _)) = step_of_error(text, &e) {
                 return yaml_error_in(&e, source_name, Some(&step), None);
+            }
+        }
+        // `- sort: {by: a}`: the options of a step whose type's key takes one option's value.
+        if let Some((step, serde_json::Value::Object(block))) = step_of_error(text, &e) {
+            if let Some(hint) = options_under_a_value_key(&block) {
+                return yaml_error_in(&e, source_name, Some(&step), Some(&hint));
             }
         }
         yaml_error_noting(&e, source_name, unreplaced(text, &e).as_deref())
     })
 }
 
-/// The step a field is missing from (`transforms.1 (with_column)`), found by where the steps
-/// start and where serde-saphyr placed the error (inside the step's mapping), so the message
-/// names it as other step errors do.
-fn step_of_missing_field(text: &str, err: &serde_saphyr::Error) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Typed {
-        #[serde(rename = "type")]
-        kind: Option<String>,
-    }
+/// Why a step written as its type's key does not read, where it holds a map with that key's
+/// own option in it (`sort: {by: a}`): the key takes the option's value, not the options.
+fn options_under_a_value_key(block: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    use crate::settings::tagged::TaggedConfig;
+    let (tag, serde_json::Value::Object(options)) =
+        block.iter().next().filter(|_| block.len() == 1)?
+    else {
+        return None;
+    };
+    let all = crate::registry::TransformConfig::VALUE_OPTIONS;
+    let &(_, option) = all.iter().find(|(name, _)| name == tag)?;
+    options.contains_key(option).then(|| {
+        format!("`{tag}:` takes the value of `{option}`, not a map of options: write `{tag}: VALUE`, or `type: {tag}` with `{option}:` and the other options beside it")
+    })
+}
+
+/// The step an error lies in (`transforms.1 (with_column)`) and the step as written, found by
+/// where the steps start and where serde-saphyr placed the error (inside the step), so the
+/// message names it as other step errors do.
+fn step_of_error(text: &str, err: &serde_saphyr::Error) -> Option<(String, serde_json::Value)> {
     #[derive(Deserialize, Default)]
     #[serde(default)]
     struct Steps {
-        source: Option<Spanned<Typed>>,
-        transforms: Vec<Spanned<Typed>>,
-        sinks: Vec<Spanned<Typed>>,
+        source: Option<Spanned<serde_json::Value>>,
+        transforms: Vec<Spanned<serde_json::Value>>,
+        sinks: Vec<Spanned<serde_json::Value>>,
     }
     let line = err.location()?.line();
     let steps: Steps = from_yaml(text).ok()?;
-    let named = |what: String, step: &Spanned<Typed>| {
-        let kind = step.value.kind.as_deref().map_or(String::new(), |k| {
+    let named = |what: String, step: &Spanned<serde_json::Value>| {
+        // `type: with_column`, or the type's key of a block written so (`with_column: {…}`).
+        let kind = match &step.value {
+            serde_json::Value::Object(map) => match map.get("type") {
+                Some(kind) => kind.as_str(),
+                None if map.len() == 1 => map.keys().next().map(String::as_str),
+                None => None,
+            },
+            // `- lowercase`: a type's bare name.
+            serde_json::Value::String(kind) => Some(kind.as_str()),
+            _ => None,
+        };
+        let kind = kind.map_or(String::new(), |k| {
             format!(" ({})", crate::error::escape_controls(k))
         });
-        (step.referenced.line(), format!("{what}{kind}"))
+        (
+            step.referenced.line(),
+            (format!("{what}{kind}"), step.value.clone()),
+        )
     };
     steps
         .source
@@ -468,6 +500,7 @@ fn missing_top_level_field(text: &str, source_name: &str) -> Option<Error> {
 
 fn apply_overrides(text: &str, file_name: &str, overrides: &[Override]) -> Result<String> {
     let mut doc: serde_json::Value = from_yaml(text).map_err(|e| yaml_error(&e, file_name))?;
+    expand_shorthands(&mut doc);
     for ov in overrides {
         overrides::apply(&mut doc, ov).map_err(Error::invalid)?;
     }
@@ -478,6 +511,26 @@ fn apply_overrides(text: &str, file_name: &str, overrides: &[Override]) -> Resul
     options.no_lang_directive = true;
     serde_saphyr::to_string_with_options(&doc, options)
         .map_err(|e| Error::invalid(format!("{file_name}: cannot apply --set: {e}")))
+}
+
+/// Blocks written as their type's key (`- select: [a]`) in `doc`, written as `type:` blocks.
+fn expand_shorthands(doc: &mut serde_json::Value) {
+    use crate::registry::{SinkConfig, SourceConfig, TransformConfig};
+    use crate::settings::tagged::expand_shorthand;
+    if let Some(source) = doc.get_mut("source") {
+        expand_shorthand::<SourceConfig>(source);
+    }
+    for (key, expand) in [
+        (
+            "transforms",
+            expand_shorthand::<TransformConfig> as fn(&mut serde_json::Value),
+        ),
+        ("sinks", expand_shorthand::<SinkConfig>),
+    ] {
+        if let Some(serde_json::Value::Array(items)) = doc.get_mut(key) {
+            items.iter_mut().for_each(expand);
+        }
+    }
 }
 
 /// Points the step locations of a config parsed from `--set`-changed text back at the original
@@ -780,6 +833,90 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.name, "2024");
+    }
+
+    #[test]
+    fn a_step_may_be_written_as_its_types_key() {
+        let short = "name: t\nsource: {file: {path: in.csv, format: csv}}\ntransforms:\n  - filter: a > 1\n  - select: [a, \"a * 2 as b\"]\n  - rename: {b: c}\n  - drop: [a]\n  - with_column: {name: d, expr: c + 1}\n  - aggregate: {by: d, aggs: {n: count()}}\n  - sort: n desc\n  - limit: 3\n  - tokenize:\n  - lowercase: word\nsinks: [stdout, {csv: {path: o.csv}}]\n";
+        let long = "name: t\nsource: {type: file, path: in.csv, format: csv}\ntransforms:\n  - {type: filter, where: a > 1}\n  - {type: select, columns: [a, \"a * 2 as b\"]}\n  - {type: rename, columns: {b: c}}\n  - {type: drop, columns: [a]}\n  - {type: with_column, name: d, expr: c + 1}\n  - {type: aggregate, by: d, aggs: {n: count()}}\n  - {type: sort, by: n desc}\n  - {type: limit, n: 3}\n  - {type: tokenize}\n  - {type: lowercase, column: word}\nsinks: [{type: stdout}, {type: csv, path: o.csv}]\n";
+        let path = Path::new("p.yaml");
+        let short = load_text(short, path, &[]).unwrap();
+        let long = load_text(long, path, &[]).unwrap();
+        // The same document, so a checkpoint goes on whichever form the file uses.
+        assert_eq!(short.document, long.document);
+        let types = |p: &LoadedPipeline| -> Vec<&str> {
+            p.config
+                .transforms
+                .iter()
+                .map(|t| t.value.type_name())
+                .collect()
+        };
+        assert_eq!(types(&short), types(&long));
+        match (
+            &short.config.transforms[0].value,
+            &short.config.transforms[7].value,
+        ) {
+            (TransformConfig::Filter(filter), TransformConfig::Limit(limit)) => {
+                assert_eq!(filter.condition.value, "a > 1");
+                // The expression's place is its own, as with `where:`.
+                assert_eq!(filter.condition.referenced.line(), 4);
+                assert_eq!(limit.n, 3);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(short.config.sinks[1].value.type_name(), "csv");
+        // `--set` names the option, whichever form the step was written in.
+        let set: Override = "transforms.0.where=a > 2".parse().unwrap();
+        let changed = load_text(
+            "name: t\nsource: {file: {path: in.csv}}\ntransforms:\n  - filter: a > 1\nsinks: [stdout]\n",
+            path,
+            &[set],
+        )
+        .unwrap();
+        match &changed.config.transforms[0].value {
+            TransformConfig::Filter(filter) => assert_eq!(filter.condition.value, "a > 2"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_step_written_as_its_types_key_with_more_says_how_to_write_it() {
+        let step = |step: &str| {
+            err(&format!("name: t\nsource: {{type: file, path: in.txt}}\ntransforms:\n  - {step}\nsinks: [stdout]\n"))
+        };
+        let beside = step("select: [line]\n    as: x");
+        assert!(beside.contains("p.yaml:4:5: `select:` names this transform and holds its `columns`, so `as` cannot stand beside it"), "{beside}");
+        let options = step("sort: {by: line}");
+        assert!(
+            options.contains("transforms.0 (sort): ")
+                && options.contains("(`sort:` takes the value of `by`, not a map of options"),
+            "{options}"
+        );
+        let options = step("lowercase: {column: line}");
+        assert!(
+            options.contains("(`lowercase:` takes the value of `column`, not a map of options"),
+            "{options}"
+        );
+        let list = step("aggregate: [line]");
+        assert!(
+            list.contains("expected a map of the options of transform `aggregate`"),
+            "{list}"
+        );
+        let among = step("{as: n, group_count: line}");
+        assert!(
+            among.contains("`group_count:` is one key among others"),
+            "{among}"
+        );
+        let missing = step("lowercase");
+        assert!(
+            missing.contains("transforms.0 (lowercase): missing field `column`"),
+            "{missing}"
+        );
+        let unknown = step("lowercas");
+        assert!(
+            unknown.contains("unknown transform type `lowercas`, did you mean `lowercase`?"),
+            "{unknown}"
+        );
     }
 
     #[test]
