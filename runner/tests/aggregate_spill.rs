@@ -150,10 +150,26 @@ fn steps_after_a_spilled_aggregate_stream_or_take_the_whole_result() {
                     - {type: sort, by: [total desc, user]}\n  \
                     - {type: limit, n: 50}";
     same_answer(dir.path(), "streamed", streamed, &[]);
-    // A second aggregation needs the whole result.
+    // A second aggregation takes the merged groups a slice at a time.
     let regrouped = "  - type: aggregate\n    by: [user, city]\n    aggs: {n: count()}$LIMIT\n  \
                      - type: aggregate\n    by: [city]\n    aggs: {users: count(), rows: sum(n)}";
     same_answer(dir.path(), "regrouped", regrouped, &[]);
+    // Through a row-wise step, into a second aggregation of many groups that spills in turn
+    // (under its own limit) rather than holding the first's result whole; `first` and `last`
+    // follow the first's groups in key order, as in memory.
+    let twice = "  - type: aggregate\n    by: [user, city]\n    \
+                 aggs: {n: count(), total: sum(amount)}$LIMIT\n  \
+                 - {type: with_column, name: bucket, expr: 'substr(user, 1, 6)'}\n  \
+                 - type: aggregate\n    by: [bucket]\n    \
+                 aggs: {users: count(), rows: sum(n), total: sum(total), first_user: first(user), \
+                 last_city: last(city), cities: count_distinct(city)}$LIMIT";
+    same_answer(dir.path(), "twice", twice, &["--no-fusion"]);
+    let stderr = std::fs::read_to_string(dir.path().join("twice_spilled.err")).unwrap();
+    assert_eq!(
+        stderr.matches(SPILLED).count(),
+        2,
+        "both aggregations spill\n{stderr}"
+    );
 }
 
 #[test]

@@ -69,34 +69,40 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
             run_warnings(source, stages),
         ));
     }
-    let computed = pool.install(|| {
+    let mut computed = pool.install(|| {
         crate::error::failpoint("batch-worker");
         compute(source, stages, fusion)
     })?;
-    let result = match computed {
-        Computed::Whole(result) => result,
-        Computed::Spilled { groups, rest, .. } if super::pipelined::streams(rest) => {
-            // The merged groups go through the steps after the aggregation to the sinks as
-            // they are merged: the result is never held whole.
-            log_merge(&groups);
-            let rows_out = into_sinks(&mut pipeline.sinks, bus, |sinks| {
-                super::pipelined::deliver(|emit| groups.for_each(emit), rest, sinks, bus)
-            })?;
-            return Ok(finished(
-                bus,
-                rows_out,
-                started,
-                run_warnings(source, stages),
-            ));
-        }
-        Computed::Spilled {
-            groups,
-            rest,
-            schema,
-        } => {
-            log_merge(&groups);
-            finish(groups.collect(&schema)?, rest)?
-        }
+    let result = loop {
+        computed = match computed {
+            Computed::Whole(result) => break result,
+            Computed::Spilled { groups, rest, .. } if super::pipelined::streams(rest) => {
+                // The merged groups go through the steps after the aggregation to the sinks as
+                // they are merged: the result is never held whole.
+                log_merge(&groups);
+                let rows_out = into_sinks(&mut pipeline.sinks, bus, |sinks| {
+                    super::pipelined::deliver(|emit| groups.for_each(emit), rest, sinks, bus)
+                })?;
+                return Ok(finished(
+                    bus,
+                    rows_out,
+                    started,
+                    run_warnings(source, stages),
+                ));
+            }
+            Computed::Spilled { groups, rest, .. } if AggregateAgain::split(rest).is_some() => {
+                log_merge(&groups);
+                pool.install(|| aggregate_again(groups, rest))?
+            }
+            Computed::Spilled {
+                groups,
+                rest,
+                schema,
+            } => {
+                log_merge(&groups);
+                break finish(groups.collect(&schema)?, rest)?;
+            }
+        };
     };
     tracing::info!(
         rows = result.num_rows(),
@@ -213,6 +219,66 @@ fn after_aggregation<'a>(
             schema: aggregation.stage.output.clone(),
         },
     })
+}
+
+/// The steps after a spilled aggregation when another aggregation follows it with only
+/// row-wise steps between.
+struct AggregateAgain<'a> {
+    between: &'a [BuiltStage],
+    second: &'a BuiltStage,
+    after: &'a [BuiltStage],
+}
+
+impl<'a> AggregateAgain<'a> {
+    fn split(rest: &'a [BuiltStage]) -> Option<AggregateAgain<'a>> {
+        let at = rest
+            .iter()
+            .position(|s| !matches!(s.stage.kind, StageKind::Map(_)))?;
+        let second = &rest[at];
+        matches!(second.stage.kind, StageKind::Aggregate(_)).then(|| AggregateAgain {
+            between: &rest[..at],
+            second,
+            after: &rest[at + 1..],
+        })
+    }
+}
+
+/// A second aggregation after a spilled one: the first's groups, merged from their runs a
+/// slice at a time, go through the row-wise steps between into the second, which keeps to
+/// its own memory limit (spilling in turn), so the first's result is never held whole.
+fn aggregate_again<'a>(groups: SpilledGroups<'a>, rest: &'a [BuiltStage]) -> Result<Computed<'a>> {
+    let Some(AggregateAgain {
+        between,
+        second,
+        after,
+    }) = AggregateAgain::split(rest)
+    else {
+        return Err(Error::runtime("no aggregation follows the spilled one"));
+    };
+    let StageKind::Aggregate(aggregation) = &second.stage.kind else {
+        return Err(Error::runtime("no aggregation follows the spilled one"));
+    };
+    // One worker: the slices come in key order from one merge.
+    let spill = Spill::new(aggregation.as_ref(), 1);
+    let mut state = aggregation.new_state();
+    let mut slice = 0;
+    groups.for_each(|batch| {
+        let batch = run_after_aggregation(batch, between, false)?;
+        // Each slice as a morsel of its own, in order: `first` and `last` follow it.
+        state.begin_morsel(slice);
+        slice += 1;
+        state.update(&batch).map_err(|e| second.failed(e))?;
+        if let Some(full) = spill.take_full(&mut state, 0) {
+            spill.write_full(full).map_err(|e| second.failed(e))?;
+        }
+        Ok(true)
+    })?;
+    state.begin_morsel(u64::MAX);
+    for batch in finished_batches(between)? {
+        state.update(&batch).map_err(|e| second.failed(e))?;
+    }
+    let aggregated = spill.finish(state).map_err(|e| second.failed(e))?;
+    after_aggregation(aggregated, second, after)
 }
 
 /// Computes the pipeline's result (on the current rayon pool) without writing sinks. The

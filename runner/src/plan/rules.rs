@@ -185,6 +185,14 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
             StageKind::Map(_) if streaming => ("row_wise", "on each epoch's new rows"),
             StageKind::Map(_) => ("row_wise", "on every worker"),
             StageKind::Aggregate(_) if streaming => ("hash_aggregate", "state kept across epochs"),
+            StageKind::Aggregate(_) if merged && spills(built) => (
+                "hash_aggregate",
+                "on the result of the steps before it; after an aggregation that spilled, on \
+                 its groups as they are merged, itself spilling past the memory limit",
+            ),
+            StageKind::Aggregate(_) if merged => {
+                ("hash_aggregate", "on the result of the steps before it")
+            }
             StageKind::Aggregate(_) if spills(built) && holds_values(built) => (
                 "hash_aggregate",
                 "per worker, then merged; past the memory limit, spilled to temporary files \
