@@ -1035,3 +1035,78 @@ fn a_checkpoint_where_the_source_reads_is_refused() {
         }
     }
 }
+
+/// A commit changed by hand so that it would count again or read elsewhere is refused as
+/// damaged: its source position taken out or nulled (the files would be read again from the
+/// start), its state's digest taken out, its state named outside the directory (read, and
+/// removed after the next commit).
+#[test]
+fn a_commit_edited_to_count_again_or_read_elsewhere_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = files_pipeline(dir.path());
+    key_file(dir.path(), "b.jsonl", "b", 2);
+    let (ran, _) = run_files(&pipeline, &[]);
+    assert_eq!(ran, [(0, 2)]);
+    let path = dir.path().join("state/commit.json");
+    let good = std::fs::read_to_string(&path).unwrap();
+    // The state's copy outside the directory, as a hand would name it.
+    let state_name = commit(dir.path()).unwrap()["state"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let outside = dir.path().join("elsewhere.arrow");
+    std::fs::copy(dir.path().join("state").join(&state_name), &outside).unwrap();
+    type Edit = fn(&mut serde_json::Value);
+    let edits: [(&str, Edit, &str); 4] = [
+        (
+            "no position",
+            |c| {
+                c.as_object_mut().unwrap().remove("position");
+            },
+            "its commit records no source position",
+        ),
+        (
+            "a null position",
+            |c| c["position"] = serde_json::Value::Null,
+            "its commit records no source position",
+        ),
+        (
+            "no digest",
+            |c| {
+                c.as_object_mut().unwrap().remove("state_sha256");
+            },
+            "it records no SHA-256 of",
+        ),
+        (
+            "a state outside",
+            |c| c["state"] = "../elsewhere.arrow".into(),
+            "is not a state file of the directory",
+        ),
+    ];
+    for (what, edit, expected) in edits {
+        let mut commit: serde_json::Value = serde_json::from_str(&good).unwrap();
+        edit(&mut commit);
+        std::fs::write(&path, commit.to_string()).unwrap();
+        let out = Command::new(assert_cmd::cargo::cargo_bin("runner"))
+            .args(["run", "--quiet"])
+            .arg(&pipeline)
+            .env("RUNNER_LOCK_DIR", unique_lock_dir())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+        assert!(
+            stderr.contains("is damaged") && stderr.contains(expected),
+            "{what}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{what}: counted again");
+    }
+    assert!(
+        outside.exists(),
+        "a file outside the checkpoint was removed"
+    );
+    // Put back, it goes on: nothing new.
+    std::fs::write(&path, &good).unwrap();
+    let (ran, _) = run_files(&pipeline, &[]);
+    assert_eq!(ran, []);
+}

@@ -114,7 +114,8 @@ struct Commit {
     /// The state file in the directory, when the stream has an aggregation.
     state: Option<String>,
     state_rows: usize,
-    /// The state file's SHA-256 (hex); absent in commits written before it was recorded.
+    /// The state file's SHA-256 (hex). Commits written before it was recorded lack it, and
+    /// are refused with their state: nothing else would tell a changed state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     state_sha256: Option<String>,
     written: String,
@@ -284,8 +285,28 @@ impl Checkpoint {
         };
         let state = match &commit.state {
             Some(name) => {
-                let table = read_table(&self.dir.join(name), commit.state_sha256.as_deref())
-                    .map_err(damaged)?;
+                // Only a state file this directory holds, as runner names them: a path
+                // elsewhere would be read, and removed after the next commit.
+                if !is_state_name(name) {
+                    return Err(damaged(format!(
+                        "its state `{}` is not a state file of the directory (`state-N.arrow`)",
+                        crate::error::escape_controls(name)
+                    )));
+                }
+                let path = self.dir.join(name);
+                match std::fs::symlink_metadata(&path) {
+                    Ok(meta) if !meta.is_file() => {
+                        return Err(damaged(format!("{name} is not a plain file")))
+                    }
+                    _ => {}
+                }
+                // The digest is what tells a state changed by hand or by a flipped bit.
+                let Some(sha256) = commit.state_sha256.as_deref() else {
+                    return Err(damaged(format!(
+                        "it records no SHA-256 of {name} to check it by"
+                    )));
+                };
+                let table = read_table(&path, Some(sha256)).map_err(damaged)?;
                 if table.num_rows() != commit.state_rows {
                     return Err(damaged(format!(
                         "{name} holds {} rows, the commit says {}",
@@ -333,7 +354,23 @@ impl Checkpoint {
                     redo,
                 }));
             }
-            Err(source) => return Err(Error::Input { path, source }),
+            Err(e) => {
+                // Random bytes, a folder in its place: damage, said as other damage is.
+                let why = match e.kind() {
+                    std::io::ErrorKind::InvalidData => "it is not UTF-8 text".to_owned(),
+                    std::io::ErrorKind::IsADirectory => "it is a folder".to_owned(),
+                    _ => {
+                        return Err(Error::runtime(format!(
+                            "cannot read the checkpoint {}: {e}",
+                            path.display()
+                        )))
+                    }
+                };
+                return Err(Error::runtime(format!(
+                    "the checkpoint {} is damaged ({why}); move the directory away to start over",
+                    path.display()
+                )));
+            }
         };
         let commit = self.read_commit(&path, &text)?;
         let (state, next_epoch, redo) = self.verified(&commit)?;
@@ -357,11 +394,7 @@ impl Checkpoint {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let is_state = name
-                .strip_prefix("state-")
-                .and_then(|rest| rest.strip_suffix(".arrow"))
-                .is_some_and(|n| n.parse::<u64>().is_ok());
-            if is_state && Some(name.as_str()) != kept {
+            if is_state_name(&name) && Some(name.as_str()) != kept {
                 tracing::debug!("removing {name}, a state no commit names");
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -387,9 +420,16 @@ impl Checkpoint {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
-            .map_err(|source| Error::Output {
-                path: path.clone(),
-                source,
+            .map_err(|source| match source.raw_os_error() {
+                // O_NOFOLLOW's answer: a lock taken through a link would lock another file.
+                Some(libc::ELOOP) => Error::runtime(format!(
+                    "cannot lock the checkpoint: {} is a symbolic link, which runner does not follow there; remove it",
+                    path.display()
+                )),
+                _ => Error::Output {
+                    path: path.clone(),
+                    source,
+                },
             })?;
         match crate::lock::take_waiting(&file, wait) {
             Ok(()) => {}
@@ -675,6 +715,13 @@ impl<W: std::io::Write> std::io::Write for Hashed<W> {
 /// Reads a state file, first checked against the SHA-256 its commit recorded. Arrow's reader
 /// trusts the file's own offsets and can panic on a damaged one (a commit written before the
 /// hashes were recorded, or a file made to match one): a panic is damage too.
+/// Whether `name` is a state file's name as runner writes them (`state-7.arrow`).
+fn is_state_name(name: &str) -> bool {
+    name.strip_prefix("state-")
+        .and_then(|rest| rest.strip_suffix(".arrow"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn read_table(path: &Path, sha256: Option<&str>) -> Result<RecordBatch, String> {
     use sha2::Digest;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
@@ -1202,7 +1249,7 @@ mod tests {
         checkpoint
             .commit(0, 40, None, Some(&Fixed(counts(&words))))
             .unwrap();
-        // As a commit written before the hashes were: Arrow's reader alone sees the damage.
+        // As a commit written before the hashes were (or a hand took the hash out).
         let commit_path = dir.path().join(COMMIT);
         let mut commit: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&commit_path).unwrap()).unwrap();
@@ -1211,14 +1258,19 @@ mod tests {
         let path = dir.path().join("state-0.arrow");
         let good = std::fs::read(&path).unwrap();
         let mut unreadable = 0;
+        // Without a digest the commit is refused as it is.
+        let error = checkpoint.load().unwrap_err().to_string();
+        assert!(
+            error.contains("is damaged (it records no SHA-256 of state-0.arrow"),
+            "{error}"
+        );
         for at in (0..good.len() - 4).step_by(3) {
             let mut bytes = good.clone();
             bytes[at..at + 4].copy_from_slice(&[0xff, 0xff, 0xff, 0x7f]);
             std::fs::write(&path, &bytes).unwrap();
             // Never a panic: read (the bytes were padding or data), or refused.
-            if let Err(error) = checkpoint.load() {
-                let error = error.to_string();
-                assert!(error.contains("is damaged (state-0.arrow"), "{error}");
+            if let Err(error) = read_table(&path, None) {
+                assert!(error.starts_with("state-0.arrow"), "{error}");
                 unreadable += usize::from(error.contains("cannot be read"));
             }
         }
@@ -1245,5 +1297,48 @@ mod tests {
         std::fs::write(dir.path().join("commit.json"), b"{\"format\": 1").unwrap();
         let error = checkpoint.load().unwrap_err().to_string();
         assert!(error.contains("commit.json is damaged"), "{error}");
+        // Random bytes, or a folder where the commit belongs.
+        std::fs::write(dir.path().join("commit.json"), [0xff, 0xfe, 0x00, 0x81]).unwrap();
+        let error = checkpoint.load().unwrap_err().to_string();
+        assert!(
+            error
+                .contains("commit.json is damaged (it is not UTF-8 text); move the directory away"),
+            "{error}"
+        );
+        std::fs::remove_file(dir.path().join("commit.json")).unwrap();
+        std::fs::create_dir(dir.path().join("commit.json")).unwrap();
+        let error = checkpoint.load().unwrap_err().to_string();
+        assert!(
+            error.contains("commit.json is damaged (it is a folder)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_state_that_is_no_plain_file_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checkpoint =
+            Checkpoint::new(dir.path().into(), NonZeroU64::MIN, "p", identity(true));
+        checkpoint
+            .commit(0, 1, None, Some(&Fixed(counts(&[("a", 1)]))))
+            .unwrap();
+        // Hashing an endless device would never end.
+        let state = dir.path().join("state-0.arrow");
+        std::fs::remove_file(&state).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &state).unwrap();
+        let error = checkpoint.load().unwrap_err().to_string();
+        assert!(
+            error.contains("is damaged (state-0.arrow is not a plain file)"),
+            "{error}"
+        );
+        assert!(is_state_name("state-12.arrow"));
+        for name in [
+            "state-.arrow",
+            "state-1.arrow/..",
+            "../state-1.arrow",
+            "state-+1.arrow",
+        ] {
+            assert!(!is_state_name(name), "{name}");
+        }
     }
 }

@@ -676,6 +676,14 @@ fn resume(
     point.committed = resume.next_epoch.checked_sub(1);
     point.rows_before = resume.rows_in;
     if positioned {
+        // A commit of a positioned source always records where it stood: without one, the
+        // input would be taken again from the start and counted twice.
+        if resume.position.is_none() && point.committed.is_some() {
+            return Err(Error::runtime(format!(
+                "the checkpoint in {} is damaged (its commit records no source position, and this source reads from one); move the directory away to start over",
+                checkpoint.dir().display()
+            )));
+        }
         point.position = resume.position.or(point.position);
         point.redo = resume.redo.into();
     }
