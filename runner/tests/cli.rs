@@ -238,6 +238,55 @@ fn invalid_utf8_is_replaced_and_reported_or_fails() {
         .stderr(predicate::str::contains("bad.txt line 1: invalid UTF-8"));
 }
 
+/// Workers meet bad lines out of order; the warning names the earliest in the input, the
+/// same whatever the cores, as lines and as CSV records, in two files of a folder.
+#[test]
+fn the_first_bad_line_named_is_the_earliest_whatever_the_cores() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = Vec::new();
+    text.extend_from_slice(b"k,v\n");
+    for line in 2..400_000u32 {
+        match line % 40_000 {
+            // The first bad line is line 7 of b.csv; every later morsel holds one too.
+            7 => text.extend_from_slice(b"caf\xe9,1\n"),
+            _ => text.extend_from_slice(format!("k{},{line}\n", line % 97).as_bytes()),
+        }
+    }
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/b.csv"), &text).unwrap();
+    std::fs::write(dir.path().join("in/c.csv"), &text).unwrap();
+    let as_csv = pipeline(
+        dir.path(),
+        "  type: file\n  path: in\n  format: csv\n  encoding_errors: skip",
+        "transforms:\n  - {type: aggregate, by: k, aggs: {n: count()}}\nsinks:\n  - {type: stdout, format: jsonl}\n",
+    );
+    let as_lines = dir.path().join("lines.yaml");
+    std::fs::write(
+        &as_lines,
+        "name: t\nsource: {type: file, path: in}\ntransforms: [{type: filter, where: line == 'none'}]\nsinks: [{type: stdout}]\n",
+    )
+    .unwrap();
+    let first = format!(
+        "(the first seen: {} line 7)",
+        dir.path().join("in/b.csv").display()
+    );
+    for (p, count) in [
+        (&as_csv, "20 line(s) with invalid UTF-8 were skipped"),
+        (&as_lines, "20 line(s) had invalid UTF-8"),
+    ] {
+        for cores in ["5", "1", "5", "3", "5"] {
+            runner()
+                .arg("run")
+                .arg(p)
+                .args(["--cores", cores])
+                .assert()
+                .success()
+                .stderr(predicate::str::contains(count))
+                .stderr(predicate::str::contains(first.as_str()));
+        }
+    }
+}
+
 #[test]
 fn unwritable_output_fails_and_keeps_the_previous_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -675,7 +675,9 @@ impl Records {
         // `encoding_errors` says of records: the header cannot be skipped. It is counted.
         if std::str::from_utf8(&header).is_err() {
             self.lines
-                .bad_utf8_line(false, || format!("{origin} line 1, the CSV header"));
+                .bad_utf8_line(false, (Arc::from(origin), 0, 0), || {
+                    format!("{origin} line 1, the CSV header")
+                });
         }
         if let Some(problem) = super::records::multi_line::header_problem(&header, self.delimiter) {
             return Err(Error::runtime(format!("{origin} line 1: {problem}")));
@@ -784,6 +786,7 @@ impl Records {
             &morsel.bytes,
             self.encoding_errors,
             !self.multi_line,
+            Some((morsel.origin.clone(), morsel.position.order())),
             &|index| format!("{} line {}", morsel.origin, line_number(index as u64)),
         )
     }
@@ -1239,7 +1242,8 @@ impl BatchSource for FileSource {
                 Ok(text) => builder.append_value(text),
                 Err(e) => match self.encoding_errors {
                     EncodingErrors::Replace => {
-                        self.lines.bad_utf8_line(false, || {
+                        let at = (morsel.origin.clone(), morsel.position.order(), offset as u64);
+                        self.lines.bad_utf8_line(false, at, || {
                             format!(
                                 "{} line {}",
                                 morsel.origin,
@@ -1249,7 +1253,8 @@ impl BatchSource for FileSource {
                         builder.append_value(String::from_utf8_lossy(line));
                     }
                     EncodingErrors::Skip => {
-                        self.lines.bad_utf8_line(true, || {
+                        let at = (morsel.origin.clone(), morsel.position.order(), offset as u64);
+                        self.lines.bad_utf8_line(true, at, || {
                             format!(
                                 "{} line {}",
                                 morsel.origin,
@@ -1517,7 +1522,8 @@ impl FileSource {
                     ));
                 }
                 // Its number costs a count of the newlines before it: done for the first only.
-                self.lines.long_line(|| {
+                let seen = (piece.origin.clone(), from + line_start as u64, 0);
+                self.lines.long_line(seen, || {
                     let at = lines_before(&file, from + line_start as u64);
                     match at {
                         Some(before) => format!("{} line {}", piece.path.display(), before + 1),
@@ -1714,7 +1720,9 @@ impl Iterator for LineMorsels {
                     return Some(Err(error));
                 }
                 self.lines
-                    .long_line(|| format!("{} line {}", self.origin, self.next_line));
+                    .long_line((self.origin.clone(), self.next_line, 0), || {
+                        format!("{} line {}", self.origin, self.next_line)
+                    });
                 self.skipping = true;
                 buffer.clear();
             }

@@ -466,9 +466,10 @@ async fn send_file(
             .as_ref()
             .is_some_and(|h| std::str::from_utf8(h).is_err())
     {
+        let turn = stats.lines.in_turn();
         stats
             .lines
-            .bad_utf8_line(false, || format!("{origin} line 1, the CSV header"));
+            .bad_utf8_line(false, turn, || format!("{origin} line 1, the CSV header"));
     }
     // Where reading is in the file, where the next chunk may end, and the chunk being filled:
     // whole lines, then the start of the line being read (from `partial`).
@@ -491,9 +492,10 @@ async fn send_file(
                     if pending.len() - partial > max_line_bytes {
                         pending.truncate(partial);
                         skipping = true;
+                        let turn = stats.lines.in_turn();
                         stats
                             .lines
-                            .long_line(|| format!("{origin} line {next_line}"));
+                            .long_line(turn, || format!("{origin} line {next_line}"));
                     }
                 }
                 at += data.len() as u64;
@@ -506,9 +508,10 @@ async fn send_file(
             if too_long {
                 if !skipping {
                     // `next_line` has gone past it.
+                    let turn = stats.lines.in_turn();
                     stats
                         .lines
-                        .long_line(|| format!("{origin} line {}", next_line - 1));
+                        .long_line(turn, || format!("{origin} line {}", next_line - 1));
                 }
                 skipping = false;
                 pending.truncate(partial);

@@ -263,6 +263,16 @@ pub enum Position {
     Offset(u64),
 }
 
+impl Position {
+    /// Its line number or byte offset: one kind for each input, so it orders the input's
+    /// morsels.
+    pub fn order(self) -> u64 {
+        match self {
+            Position::Line(n) | Position::Offset(n) => n,
+        }
+    }
+}
+
 /// The morsels of an input: read one after another (pipes, standard input), or independently
 /// by index (regular files, read with positional reads by whichever worker takes the index).
 pub enum Morsels<'a> {
@@ -366,37 +376,70 @@ pub struct LineCounts {
     /// Invalid UTF-8, left out (`encoding_errors: skip`).
     pub skipped_utf8: std::sync::atomic::AtomicU64,
     /// Where the first line skipped for its length was seen (a file, a line), for the warning.
-    first_long: std::sync::OnceLock<String>,
+    first_long: FirstSeen,
     /// Where the first line of invalid UTF-8 was seen.
-    first_utf8: std::sync::OnceLock<String>,
+    first_utf8: FirstSeen,
+    /// For readers that meet lines in input order: the order of the next one met.
+    in_turn: std::sync::atomic::AtomicU64,
 }
 
-impl LineCounts {
-    /// Counts a line skipped for its length, seen at `place` (told for the first only).
-    pub fn long_line(&self, place: impl FnOnce() -> String) {
-        self.long_lines
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if self.first_long.get().is_none() {
-            let _ = self.first_long.set(place());
+/// Where a line lies in the input, in the input's order: its origin (files are read in the
+/// order of their names), the start of its morsel (a line number or a byte offset, one kind
+/// for each origin) and the line's index in the morsel. Workers meet lines out of this order;
+/// the warnings name the earliest, so that a run tells the same place whatever its cores.
+pub type SeenAt = (std::sync::Arc<str>, u64, u64);
+
+/// The earliest place of something counted, by [`SeenAt`].
+#[derive(Default)]
+struct FirstSeen(std::sync::Mutex<Option<(SeenAt, String)>>);
+
+impl FirstSeen {
+    /// Keeps `place()` when `at` comes before the place kept (only then is it worked out: a
+    /// line's number may cost a count of the lines before it).
+    fn note(&self, at: SeenAt, place: impl FnOnce() -> String) {
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.as_ref().is_none_or(|(earliest, _)| at < *earliest) {
+            *kept = Some((at, place()));
         }
     }
 
-    /// Counts a line of invalid UTF-8, repaired or (`skipped`) left out, seen at `place`.
-    pub fn bad_utf8_line(&self, skipped: bool, place: impl FnOnce() -> String) {
+    fn place(&self) -> Option<String> {
+        let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        kept.as_ref().map(|(_, place)| place.clone())
+    }
+}
+
+impl LineCounts {
+    /// Counts a line skipped for its length, at `at`, told as `place` (for the earliest only).
+    pub fn long_line(&self, at: SeenAt, place: impl FnOnce() -> String) {
+        self.long_lines
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.first_long.note(at, place);
+    }
+
+    /// Counts a line of invalid UTF-8, repaired or (`skipped`) left out, at `at`, told as
+    /// `place` (for the earliest only).
+    pub fn bad_utf8_line(&self, skipped: bool, at: SeenAt, place: impl FnOnce() -> String) {
         let counter = match skipped {
             true => &self.skipped_utf8,
             false => &self.bad_utf8,
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if self.first_utf8.get().is_none() {
-            let _ = self.first_utf8.set(place());
-        }
+        self.first_utf8.note(at, place);
+    }
+
+    /// The place of a line met by a reader that meets lines in input order (a stream's).
+    pub fn in_turn(&self) -> SeenAt {
+        let turn = self
+            .in_turn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (std::sync::Arc::from(""), turn, 0)
     }
 
     /// ` (the first seen: PLACE)` when a place was told.
-    fn first_seen(place: &std::sync::OnceLock<String>) -> String {
-        place.get().map_or(String::new(), |p| {
-            format!(" (the first seen: {})", crate::error::escape_controls(p))
+    fn first_seen(place: &FirstSeen) -> String {
+        place.place().map_or(String::new(), |p| {
+            format!(" (the first seen: {})", crate::error::escape_controls(&p))
         })
     }
     /// The counts for the run summary: a line skipped for bad UTF-8 is both a bad-UTF-8 line
@@ -444,13 +487,19 @@ impl LineCounts {
     /// keep their numbers), or the run failed with the line's place (`place` of its 0-based
     /// index in `bytes`). The failure's hint names `skip` only where `skip_allowed` (records of
     /// several lines cannot leave a line out).
+    /// `at` is where `bytes` start (for a stream's reader, `None`: lines are met in turn).
     pub fn repair_utf8(
         &self,
         bytes: &[u8],
         encoding: file::EncodingErrors,
         skip_allowed: bool,
+        at: Option<(std::sync::Arc<str>, u64)>,
         place: &dyn Fn(usize) -> String,
     ) -> Result<Vec<u8>> {
+        let seen = |index: usize| match &at {
+            Some((origin, start)) => (origin.clone(), *start, index as u64),
+            None => self.in_turn(),
+        };
         let mut out = Vec::with_capacity(bytes.len() + 64);
         for (index, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
             let Err(e) = std::str::from_utf8(line) else {
@@ -459,11 +508,11 @@ impl LineCounts {
             };
             match encoding {
                 file::EncodingErrors::Replace => {
-                    self.bad_utf8_line(false, || place(index));
+                    self.bad_utf8_line(false, seen(index), || place(index));
                     out.extend_from_slice(String::from_utf8_lossy(line).as_bytes());
                 }
                 file::EncodingErrors::Skip => {
-                    self.bad_utf8_line(true, || place(index));
+                    self.bad_utf8_line(true, seen(index), || place(index));
                     if line.ends_with(b"\n") {
                         out.push(b'\n');
                     }
@@ -501,11 +550,15 @@ impl LineCounts {
                     Ok(text) => lines.append_value(text),
                     Err(e) => match encoding {
                         file::EncodingErrors::Replace => {
-                            self.bad_utf8_line(false, || place(index, line_index));
+                            self.bad_utf8_line(false, self.in_turn(), || {
+                                place(index, line_index)
+                            });
                             lines.append_value(String::from_utf8_lossy(line));
                         }
                         file::EncodingErrors::Skip => {
-                            self.bad_utf8_line(true, || place(index, line_index));
+                            self.bad_utf8_line(true, self.in_turn(), || {
+                                place(index, line_index)
+                            });
                         }
                         file::EncodingErrors::Fail => {
                             return Err(crate::error::Error::runtime(format!(
@@ -522,5 +575,30 @@ impl LineCounts {
             RecordBatch::try_new(schema.clone(), vec![std::sync::Arc::new(lines.finish())])
                 .expect("one text column"),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_earliest_place_is_kept_whatever_order_lines_are_met_in() {
+        let counts = LineCounts::default();
+        let at = |origin: &str, start: u64, line: u64| (std::sync::Arc::from(origin), start, line);
+        counts.bad_utf8_line(true, at("b.csv", 2_000_000, 3), || {
+            "b.csv line 90000".into()
+        });
+        counts.bad_utf8_line(true, at("b.csv", 1_000_000, 9), || {
+            "b.csv line 50000".into()
+        });
+        // A later place is not even worked out.
+        counts.bad_utf8_line(true, at("c.csv", 0, 0), || unreachable!("later"));
+        counts.bad_utf8_line(true, at("b.csv", 1_000_000, 10), || unreachable!("later"));
+        counts.bad_utf8_line(true, at("b.csv", 0, 7), || "b.csv line 8".into());
+        assert_eq!(
+            counts.warnings(1 << 20),
+            ["5 line(s) with invalid UTF-8 were skipped (the first seen: b.csv line 8)"]
+        );
     }
 }

@@ -1646,7 +1646,9 @@ impl StreamRecords {
                 };
                 let repaired;
                 if simdutf8::basic::from_utf8(piece).is_err() {
-                    repaired = self.utf8.repair_utf8(piece, self.encoding_errors, true, &place)?;
+                    repaired =
+                        self.utf8
+                            .repair_utf8(piece, self.encoding_errors, true, None, &place)?;
                     piece = &repaired;
                 }
                 let (batches, bad) = decoder_of(group.start)
