@@ -896,3 +896,28 @@ fn a_stream_of_a_folder_that_does_not_exist_says_so_then_reads_it_once_made() {
         "{\"epoch\":0,\"line\":\"hello\"}\n"
     );
 }
+
+/// A run that fails still tells what it skipped before: the warnings come before the error,
+/// in a stream as in a batch run.
+#[test]
+fn a_failed_run_still_warns_of_the_records_it_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/1.csv"), "a,b\n1,x\nzz,y\n3,z\n").unwrap();
+    for mode in ["batch", "stream"] {
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: t\nmode: {mode}\nsource: {{type: file, path: in, format: csv, columns: {{a: integer, b: text}}, on_error: skip}}\ntransforms:\n  - {{type: with_column, name: c, expr: cast(b as integer)}}\nsinks:\n  - {{type: stdout, format: jsonl}}\n"),
+        );
+        let (code, _, err) = finish(spawn_runner(&p, &[]));
+        assert_eq!(code, 1, "{mode}: {err}");
+        let warned = err
+            .find("record(s) could not be read and were skipped")
+            .unwrap_or_else(|| panic!("{mode}: {err}"));
+        let failed = err
+            .find("cannot cast \"x\" to integer")
+            .unwrap_or_else(|| panic!("{mode}: {err}"));
+        assert!(warned < failed, "{mode}: {err}");
+    }
+}

@@ -33,6 +33,19 @@ pub struct RunReport {
 
 /// Runs the pipeline to the end of its input and writes every sink.
 pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
+    let outcome = run_to_end(pipeline, bus);
+    if outcome.is_err() {
+        if let crate::sources::BuiltSource::Batch(source) = &pipeline.source {
+            super::tell_warnings_of_failed_run(
+                run_warnings(source.as_ref(), &pipeline.stages),
+                bus,
+            );
+        }
+    }
+    outcome
+}
+
+fn run_to_end(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
     let started = Instant::now();
     crate::expr::start_query_time();
     super::spilled_aggregate::keep_to_memory_limits(&pipeline.stages);

@@ -710,6 +710,15 @@ fn canonical_json(value: &serde_json::Value) -> String {
     sorted(value).to_string()
 }
 
+/// What a run dropped or left out before it failed is still worth knowing: told as the end of
+/// a run tells it, logged, and kept by the run summary and the live page.
+pub(crate) fn tell_warnings_of_failed_run(warnings: Vec<String>, bus: &crate::events::Bus) {
+    for message in warnings {
+        tracing::warn!("{message}");
+        bus.publish(crate::events::Event::Warning { message });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{position_in_scalar, without_labels};

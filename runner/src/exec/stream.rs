@@ -115,6 +115,13 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<StreamReport> {
         .map_err(|e| Error::runtime(format!("cannot start the I/O runtime: {e}")))?;
     let pool = super::worker_pool(pipeline.cores)?;
     let report = runtime.block_on(run_epochs(pipeline, &settings, &pool, bus));
+    if report.is_err() {
+        if let crate::sources::BuiltSource::Stream(source) = &pipeline.source {
+            let mut warnings = source.warnings();
+            warnings.extend(crate::plan::stage_warnings(&pipeline.stages));
+            super::tell_warnings_of_failed_run(warnings, bus);
+        }
+    }
     // A source's blocking read can outlive the stream (a tape that is a FIFO no one writes
     // to): dropping the runtime would wait for it, past SIGTERM and a second Ctrl-C.
     runtime.shutdown_timeout(SHUTDOWN_WAIT);
@@ -577,15 +584,8 @@ async fn run_epochs(
         }
     }
     if let Some(reader) = reader {
-        if let Err(failed) = source_outcome(reader, source_ended).await {
-            // What the source dropped before it failed is still worth knowing.
-            for message in source.warnings() {
-                tracing::warn!("{message}");
-                // The run summary and the live page keep it too.
-                bus.publish(Event::Warning { message });
-            }
-            return Err(failed);
-        }
+        // What the source dropped before it failed is told by `run`.
+        source_outcome(reader, source_ended).await?;
     }
     let mut warnings = source.warnings();
     warnings.extend(crate::plan::stage_warnings(&pipeline.stages));
