@@ -83,6 +83,24 @@ macro_rules! component_enum {
             const VALUE_OPTIONS: &'static [(&'static str, &'static str)] =
                 &[ $( $( ($tag, $value_option), )? )+ ];
 
+            fn is_option_name(name: &str) -> bool {
+                static NAMES: std::sync::OnceLock<std::collections::HashSet<String>> =
+                    std::sync::OnceLock::new();
+                NAMES
+                    .get_or_init(|| {
+                        let mut generator = schemars::SchemaGenerator::default();
+                        let mut names = std::collections::HashSet::new();
+                        $( {
+                            let schema = <$config as schemars::JsonSchema>::json_schema(&mut generator);
+                            if let Some(properties) = schema.to_value()["properties"].as_object() {
+                                names.extend(properties.keys().cloned());
+                            }
+                        } )+
+                        names
+                    })
+                    .contains(name)
+            }
+
             fn from_tag<'de, A: serde::de::MapAccess<'de>>(
                 tag: &str,
                 rest: serde::de::value::MapAccessDeserializer<A>,

@@ -33,9 +33,16 @@ pub(crate) fn variants(
     value_option: Option<&str>,
 ) -> Vec<Value> {
     let options = schema.clone().to_value();
+    let needs_nothing = options["required"]
+        .as_array()
+        .is_none_or(|required| required.is_empty());
     let held = match value_option {
         Some(option) => options["properties"][option].clone(),
-        None => serde_json::json!({ "anyOf": [options.clone(), { "type": "null" }] }),
+        // `tokenize:` with nothing under it, where no option is required.
+        None if needs_nothing => {
+            serde_json::json!({ "anyOf": [options.clone(), { "type": "null" }] })
+        }
+        None => options.clone(),
     };
     let mut written = vec![
         tagged_variant(schema, tag, summary),
@@ -48,9 +55,6 @@ pub(crate) fn variants(
             "additionalProperties": false,
         }),
     ];
-    let needs_nothing = options["required"]
-        .as_array()
-        .is_none_or(|required| required.is_empty());
     if needs_nothing {
         written.push(serde_json::json!({ "const": tag, "description": summary }));
     }
@@ -128,6 +132,7 @@ mod tests {
             "[{aggregate: {by: word}}]",
             "[lowercase]",
             "[{sort: {by: word}}]",
+            "[{aggregate: null}]",
         ] {
             let text = format!("name: t\nsource: {{type: file, path: in.txt}}\ntransforms: {wrong}\nsinks: [stdout]\n");
             assert!(!validator.is_valid(&yaml(&text)), "{wrong}");

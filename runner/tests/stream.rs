@@ -921,3 +921,34 @@ fn a_failed_run_still_warns_of_the_records_it_skipped() {
         assert!(warned < failed, "{mode}: {err}");
     }
 }
+
+/// A stream's epoch is decoded on all cores: the warning still names the earliest bad line
+/// of the epoch, not the first a worker met.
+#[test]
+fn a_stream_names_the_earliest_bad_line_whatever_the_cores() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    for file in 0..40 {
+        let mut bytes = Vec::new();
+        for line in 1..=4000 {
+            match (file, line) {
+                (7, 3000) | (12, 1) => bytes.extend_from_slice(b"{\"k\":\"b\xff\"}\n"),
+                _ => bytes.extend_from_slice(format!("{{\"k\":\"k{}\"}}\n", line % 7).as_bytes()),
+            }
+        }
+        std::fs::write(dir.path().join(format!("in/f{file:02}.jsonl")), bytes).unwrap();
+    }
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nmode: stream\nsource: {type: file, path: in, format: jsonl, columns: {k: text}}\ntransforms:\n  - {type: aggregate, by: k, aggs: {n: count()}}\nsinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    for _ in 0..4 {
+        let (code, _, err) = finish(spawn_runner(&p, &["--cores", "2"]));
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            err.contains("2 line(s) had invalid UTF-8") && err.contains("f07.jsonl line 3000)"),
+            "{err}"
+        );
+    }
+}

@@ -371,7 +371,7 @@ pub fn parse(text: &str, source_name: &str) -> Result<PipelineConfig> {
         }
         // `- sort: {by: a}`: the options of a step whose type's key takes one option's value.
         if let Some((step, serde_json::Value::Object(block))) = step_of_error(text, &e) {
-            if let Some(hint) = options_under_a_value_key(&block) {
+            if let Some(hint) = options_under_a_value_key(&step, &block) {
                 return yaml_error_in(&e, source_name, Some(&step), Some(&hint));
             }
         }
@@ -381,14 +381,23 @@ pub fn parse(text: &str, source_name: &str) -> Result<PipelineConfig> {
 
 /// Why a step written as its type's key does not read, where it holds a map with that key's
 /// own option in it (`sort: {by: a}`): the key takes the option's value, not the options.
-fn options_under_a_value_key(block: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+fn options_under_a_value_key(
+    step: &str,
+    block: &serde_json::Map<String, serde_json::Value>,
+) -> Option<String> {
+    use crate::registry::{SinkConfig, SourceConfig, TransformConfig};
     use crate::settings::tagged::TaggedConfig;
     let (tag, serde_json::Value::Object(options)) =
         block.iter().next().filter(|_| block.len() == 1)?
     else {
         return None;
     };
-    let all = crate::registry::TransformConfig::VALUE_OPTIONS;
+    // The table of the step's own kind (`transforms.1 (sort)`, `sinks.0`, `source`).
+    let all = match step.split('.').next() {
+        Some("transforms") => TransformConfig::VALUE_OPTIONS,
+        Some("sinks") => SinkConfig::VALUE_OPTIONS,
+        _ => SourceConfig::VALUE_OPTIONS,
+    };
     let &(_, option) = all.iter().find(|(name, _)| name == tag)?;
     options.contains_key(option).then(|| {
         format!("`{tag}:` takes the value of `{option}`, not a map of options: write `{tag}: VALUE`, or `type: {tag}` with `{option}:` and the other options beside it")
@@ -912,6 +921,14 @@ mod tests {
             missing.contains("transforms.0 (lowercase): missing field `column`"),
             "{missing}"
         );
+        // `lowercase` is also `tokenize`'s option: with `type:` after it, a tokenize step.
+        let p = parse("name: t\nsource: {type: file, path: in.txt}\ntransforms:\n  - lowercase: false\n    type: tokenize\n  - lowercase: word\nsinks: [stdout]\n", "p.yaml").unwrap();
+        let types: Vec<&str> = p.transforms.iter().map(|t| t.value.type_name()).collect();
+        assert_eq!(types, ["tokenize", "lowercase"]);
+        // A sink is told as a sink, without a transform's advice.
+        let sink =
+            err("name: t\nsource: {type: file, path: in.txt}\nsinks: [{sort: {by: line}}]\n");
+        assert!(!sink.contains("takes the value of"), "{sink}");
         let unknown = step("lowercas");
         assert!(
             unknown.contains("unknown transform type `lowercas`, did you mean `lowercase`?"),

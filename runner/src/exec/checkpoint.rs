@@ -303,7 +303,7 @@ impl Checkpoint {
                 // The digest is what tells a state changed by hand or by a flipped bit.
                 let Some(sha256) = commit.state_sha256.as_deref() else {
                     return Err(damaged(format!(
-                        "it records no SHA-256 of {name} to check it by"
+                        "it records no SHA-256 of {name} to check it by: written by a runner from before 2026-12-07, which did not always record it, or edited"
                     )));
                 };
                 let table = read_table(&path, Some(sha256)).map_err(damaged)?;
@@ -712,9 +712,6 @@ impl<W: std::io::Write> std::io::Write for Hashed<W> {
     }
 }
 
-/// Reads a state file, first checked against the SHA-256 its commit recorded. Arrow's reader
-/// trusts the file's own offsets and can panic on a damaged one (a commit written before the
-/// hashes were recorded, or a file made to match one): a panic is damage too.
 /// Whether `name` is a state file's name as runner writes them (`state-7.arrow`).
 fn is_state_name(name: &str) -> bool {
     name.strip_prefix("state-")
@@ -722,6 +719,9 @@ fn is_state_name(name: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Reads a state file, first checked against the SHA-256 its commit recorded. Arrow's reader
+/// trusts the file's own offsets and can panic on a damaged one (a file made to match the
+/// digest, or read without one by a test): a panic is damage too.
 fn read_table(path: &Path, sha256: Option<&str>) -> Result<RecordBatch, String> {
     use sha2::Digest;
     let name = path.file_name().unwrap_or_default().to_string_lossy();

@@ -171,6 +171,12 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
         });
     }
     let mut merged = fusion.is_some();
+    // After an aggregation that may spill, with only row-wise steps since: a second one takes
+    // its groups as they are merged (`batch::aggregate_again`).
+    let mut after_spilling = !streaming
+        && fusion
+            .as_ref()
+            .is_some_and(|f| stages.get(f.count).is_some_and(spills));
     for (i, built) in stages.iter().enumerate() {
         if covered.contains(&i) {
             continue;
@@ -185,7 +191,7 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
             StageKind::Map(_) if streaming => ("row_wise", "on each epoch's new rows"),
             StageKind::Map(_) => ("row_wise", "on every worker"),
             StageKind::Aggregate(_) if streaming => ("hash_aggregate", "state kept across epochs"),
-            StageKind::Aggregate(_) if merged && spills(built) => (
+            StageKind::Aggregate(_) if after_spilling && spills(built) => (
                 "hash_aggregate",
                 "on the result of the steps before it; after an aggregation that spilled, on \
                  its groups as they are merged, itself spilling past the memory limit",
@@ -228,6 +234,11 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
             StageKind::Global(_) => ("whole_input", "once, on the whole result"),
         };
         merged |= !matches!(built.stage.kind, StageKind::Map(_)) && !streams;
+        after_spilling = match &built.stage.kind {
+            StageKind::Map(_) => after_spilling,
+            StageKind::Aggregate(_) => !streaming && spills(built),
+            StageKind::Global(_) => false,
+        };
         match operators.last_mut() {
             // Consecutive row-wise steps run as one operator (one pass per batch).
             Some(last) if last.name == name && name == "row_wise" && last.runs == runs => {

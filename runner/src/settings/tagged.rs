@@ -28,6 +28,11 @@ pub trait TaggedConfig: Sized {
     /// [a, b]`. The others' key takes their map of options.
     const VALUE_OPTIONS: &'static [(&'static str, &'static str)];
 
+    /// Whether some component of this kind has an option of this name (`tokenize`'s
+    /// `lowercase`): a block whose first key is such a name is read whole before it is known
+    /// to be `type:`-tagged or written as a type's key.
+    fn is_option_name(name: &str) -> bool;
+
     /// Deserializes the config for `tag` from the rest of the map (after the `type` key).
     fn from_tag<'de, A: MapAccess<'de>>(
         tag: &str,
@@ -102,7 +107,7 @@ impl<'de, T: TaggedConfig> Visitor<'de> for TaggedVisitor<T> {
             }
             return T::from_tag(&tag, MapAccessDeserializer::new(map));
         }
-        if T::TAGS.contains(&first.as_str()) {
+        if T::TAGS.contains(&first.as_str()) && !T::is_option_name(&first) {
             return shorthand::<T, A>(&first, map);
         }
         // Fallback: buffer the block (errors inside it then point at the block, not the key).
@@ -119,6 +124,21 @@ impl<'de, T: TaggedConfig> Visitor<'de> for TaggedVisitor<T> {
                     "`type` of a {} must be a string, found {other}",
                     T::KIND
                 )))
+            }
+            // `- lowercase: word`, read whole (`lowercase` is also an option's name).
+            None if buffered.len() == 1 => {
+                let Some((tag, value)) = buffered.into_iter().next() else {
+                    unreachable!("one key")
+                };
+                if !T::TAGS.contains(&tag.as_str()) {
+                    return Err(de::Error::custom(format!(
+                        "missing `type` in this {}; valid types: {}",
+                        T::KIND,
+                        T::TAGS.join(", ")
+                    )));
+                }
+                return shorthand_buffered::<T>(&tag, value)
+                    .map_err(|e| de::Error::custom(format!("in {} `{tag}`: {e}", T::KIND)));
             }
             None => {
                 // `{as: n, group_count: word}`: the type's key among other keys.
@@ -186,6 +206,29 @@ fn shorthand<'de, T: TaggedConfig, A: MapAccess<'de>>(
         }));
     }
     Ok(config)
+}
+
+/// [`shorthand`] for a block read whole.
+fn shorthand_buffered<T: TaggedConfig>(
+    tag: &str,
+    value: serde_json::Value,
+) -> Result<T, serde_json::Error> {
+    let option = T::VALUE_OPTIONS
+        .iter()
+        .find(|(name, _)| *name == tag)
+        .map(|&(_, option)| option);
+    let options = match (option, value) {
+        (Some(option), value) => serde_json::Map::from_iter([(option.to_owned(), value)]),
+        (None, serde_json::Value::Object(options)) => options,
+        (None, serde_json::Value::Null) => serde_json::Map::new(),
+        (None, _) => {
+            return Err(de::Error::custom(format!(
+                "expected a map of the options of {} `{tag}`",
+                T::KIND
+            )))
+        }
+    };
+    T::from_tag_buffered(tag, serde_json::Value::Object(options))
 }
 
 /// The block `{type: tag, option: VALUE}` as a map whose one value is read from the YAML

@@ -675,7 +675,7 @@ impl Records {
         // `encoding_errors` says of records: the header cannot be skipped. It is counted.
         if std::str::from_utf8(&header).is_err() {
             self.lines
-                .bad_utf8_line(false, (Arc::from(origin), 0, 0), || {
+                .bad_utf8_line(false, (self.lines.order_of(origin), 0, 0), || {
                     format!("{origin} line 1, the CSV header")
                 });
         }
@@ -786,7 +786,7 @@ impl Records {
             &morsel.bytes,
             self.encoding_errors,
             !self.multi_line,
-            Some((morsel.origin.clone(), morsel.position.order())),
+            (self.lines.order_of(&morsel.origin), morsel.position.order()),
             &|index| format!("{} line {}", morsel.origin, line_number(index as u64)),
         )
     }
@@ -1113,6 +1113,8 @@ impl BatchSource for FileSource {
 
     fn open(&self) -> Result<Morsels<'_>> {
         let files = self.files()?;
+        self.lines
+            .read_in_order(files.iter().map(|path| origin_of(path)));
         if let Some(records) = &self.records {
             records.read_in_order(files.iter().map(|path| origin_of(path)));
         }
@@ -1242,7 +1244,7 @@ impl BatchSource for FileSource {
                 Ok(text) => builder.append_value(text),
                 Err(e) => match self.encoding_errors {
                     EncodingErrors::Replace => {
-                        let at = (morsel.origin.clone(), morsel.position.order(), offset as u64);
+                        let at = (self.lines.order_of(&morsel.origin), morsel.position.order(), offset as u64);
                         self.lines.bad_utf8_line(false, at, || {
                             format!(
                                 "{} line {}",
@@ -1253,7 +1255,7 @@ impl BatchSource for FileSource {
                         builder.append_value(String::from_utf8_lossy(line));
                     }
                     EncodingErrors::Skip => {
-                        let at = (morsel.origin.clone(), morsel.position.order(), offset as u64);
+                        let at = (self.lines.order_of(&morsel.origin), morsel.position.order(), offset as u64);
                         self.lines.bad_utf8_line(true, at, || {
                             format!(
                                 "{} line {}",
@@ -1522,7 +1524,11 @@ impl FileSource {
                     ));
                 }
                 // Its number costs a count of the newlines before it: done for the first only.
-                let seen = (piece.origin.clone(), from + line_start as u64, 0);
+                let seen = (
+                    self.lines.order_of(&piece.origin),
+                    from + line_start as u64,
+                    0,
+                );
                 self.lines.long_line(seen, || {
                     let at = lines_before(&file, from + line_start as u64);
                     match at {
@@ -1719,10 +1725,10 @@ impl Iterator for LineMorsels {
                     };
                     return Some(Err(error));
                 }
-                self.lines
-                    .long_line((self.origin.clone(), self.next_line, 0), || {
-                        format!("{} line {}", self.origin, self.next_line)
-                    });
+                self.lines.long_line(
+                    (self.lines.order_of(&self.origin), self.next_line, 0),
+                    || format!("{} line {}", self.origin, self.next_line),
+                );
                 self.skipping = true;
                 buffer.clear();
             }

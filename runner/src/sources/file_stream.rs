@@ -466,7 +466,7 @@ async fn send_file(
             .as_ref()
             .is_some_and(|h| std::str::from_utf8(h).is_err())
     {
-        let turn = stats.lines.in_turn();
+        let turn = (stats.lines.in_turn(), 0, 0);
         stats
             .lines
             .bad_utf8_line(false, turn, || format!("{origin} line 1, the CSV header"));
@@ -492,7 +492,7 @@ async fn send_file(
                     if pending.len() - partial > max_line_bytes {
                         pending.truncate(partial);
                         skipping = true;
-                        let turn = stats.lines.in_turn();
+                        let turn = (stats.lines.in_turn(), 0, 0);
                         stats
                             .lines
                             .long_line(turn, || format!("{origin} line {next_line}"));
@@ -508,7 +508,7 @@ async fn send_file(
             if too_long {
                 if !skipping {
                     // `next_line` has gone past it.
-                    let turn = stats.lines.in_turn();
+                    let turn = (stats.lines.in_turn(), 0, 0);
                     stats
                         .lines
                         .long_line(turn, || format!("{origin} line {}", next_line - 1));

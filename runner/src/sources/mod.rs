@@ -379,27 +379,38 @@ pub struct LineCounts {
     first_long: FirstSeen,
     /// Where the first line of invalid UTF-8 was seen.
     first_utf8: FirstSeen,
-    /// For readers that meet lines in input order: the order of the next one met.
+    /// For a stream's readers: the order of the next piece of input met (each epoch's
+    /// chunks are decoded after the last epoch's).
     in_turn: std::sync::atomic::AtomicU64,
+    /// Each input's place in the order the files are read (by its name in messages).
+    file_order: std::sync::Mutex<std::collections::HashMap<std::sync::Arc<str>, u64>>,
 }
 
-/// Where a line lies in the input, in the input's order: its origin (files are read in the
-/// order of their names), the start of its morsel (a line number or a byte offset, one kind
-/// for each origin) and the line's index in the morsel. Workers meet lines out of this order;
-/// the warnings name the earliest, so that a run tells the same place whatever its cores.
-pub type SeenAt = (std::sync::Arc<str>, u64, u64);
+/// Where a line lies in the input, in the input's order: its file's place in the order the
+/// files are read (for a stream: the turn of the piece of input it came in), the start of its
+/// morsel (a line number or a byte offset, one kind for each file; a stream's chunk) and the
+/// line's index there. Workers meet lines out of this order; the warnings name the earliest,
+/// so that a run tells the same place whatever its cores.
+pub type SeenAt = (u64, u64, u64);
 
 /// The earliest place of something counted, by [`SeenAt`].
 #[derive(Default)]
 struct FirstSeen(std::sync::Mutex<Option<(SeenAt, String)>>);
 
 impl FirstSeen {
-    /// Keeps `place()` when `at` comes before the place kept (only then is it worked out: a
-    /// line's number may cost a count of the lines before it).
+    /// Keeps `place()` when `at` comes before the place kept. Only then is it worked out (a
+    /// line's number may cost a count of the lines before it), and not under the lock.
     fn note(&self, at: SeenAt, place: impl FnOnce() -> String) {
+        let earlier = |kept: &Option<(SeenAt, String)>| {
+            kept.as_ref().is_none_or(|(earliest, _)| at < *earliest)
+        };
+        if !earlier(&self.0.lock().unwrap_or_else(|p| p.into_inner())) {
+            return;
+        }
+        let place = place();
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.as_ref().is_none_or(|(earliest, _)| at < *earliest) {
-            *kept = Some((at, place()));
+        if earlier(&kept) {
+            *kept = Some((at, place));
         }
     }
 
@@ -428,12 +439,22 @@ impl LineCounts {
         self.first_utf8.note(at, place);
     }
 
-    /// The place of a line met by a reader that meets lines in input order (a stream's).
-    pub fn in_turn(&self) -> SeenAt {
-        let turn = self
-            .in_turn
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        (std::sync::Arc::from(""), turn, 0)
+    /// The turn of the next piece of a stream's input, in the order they are met.
+    pub fn in_turn(&self) -> u64 {
+        self.in_turn
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Notes the order the inputs named `origins` are read in.
+    pub fn read_in_order(&self, origins: impl Iterator<Item = std::sync::Arc<str>>) {
+        let mut order = self.file_order.lock().unwrap_or_else(|p| p.into_inner());
+        *order = origins.enumerate().map(|(i, o)| (o, i as u64)).collect();
+    }
+
+    /// The place of the input named `origin` in the order the inputs are read.
+    pub fn order_of(&self, origin: &str) -> u64 {
+        let order = self.file_order.lock().unwrap_or_else(|p| p.into_inner());
+        order.get(origin).copied().unwrap_or(u64::MAX)
     }
 
     /// ` (the first seen: PLACE)` when a place was told.
@@ -487,19 +508,16 @@ impl LineCounts {
     /// keep their numbers), or the run failed with the line's place (`place` of its 0-based
     /// index in `bytes`). The failure's hint names `skip` only where `skip_allowed` (records of
     /// several lines cannot leave a line out).
-    /// `at` is where `bytes` start (for a stream's reader, `None`: lines are met in turn).
+    /// `at` is where `bytes` start (the first two parts of a [`SeenAt`]).
     pub fn repair_utf8(
         &self,
         bytes: &[u8],
         encoding: file::EncodingErrors,
         skip_allowed: bool,
-        at: Option<(std::sync::Arc<str>, u64)>,
+        at: (u64, u64),
         place: &dyn Fn(usize) -> String,
     ) -> Result<Vec<u8>> {
-        let seen = |index: usize| match &at {
-            Some((origin, start)) => (origin.clone(), *start, index as u64),
-            None => self.in_turn(),
-        };
+        let seen = |index: usize| (at.0, at.1, index as u64);
         let mut out = Vec::with_capacity(bytes.len() + 64);
         for (index, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
             let Err(e) = std::str::from_utf8(line) else {
@@ -541,6 +559,7 @@ impl LineCounts {
         place: &dyn Fn(usize, usize) -> String,
     ) -> Result<RecordBatch> {
         let bytes: usize = chunks.iter().map(Vec::len).sum();
+        let turn = self.in_turn();
         let mut lines = arrow_array::builder::StringBuilder::with_capacity(bytes / 16 + 1, bytes);
         for (index, chunk) in chunks.iter().enumerate().filter(|(_, c)| !c.is_empty()) {
             let body = chunk.strip_suffix(b"\n").unwrap_or(chunk);
@@ -550,15 +569,13 @@ impl LineCounts {
                     Ok(text) => lines.append_value(text),
                     Err(e) => match encoding {
                         file::EncodingErrors::Replace => {
-                            self.bad_utf8_line(false, self.in_turn(), || {
-                                place(index, line_index)
-                            });
+                            let at = (turn, index as u64, line_index as u64);
+                            self.bad_utf8_line(false, at, || place(index, line_index));
                             lines.append_value(String::from_utf8_lossy(line));
                         }
                         file::EncodingErrors::Skip => {
-                            self.bad_utf8_line(true, self.in_turn(), || {
-                                place(index, line_index)
-                            });
+                            let at = (turn, index as u64, line_index as u64);
+                            self.bad_utf8_line(true, at, || place(index, line_index));
                         }
                         file::EncodingErrors::Fail => {
                             return Err(crate::error::Error::runtime(format!(
@@ -585,20 +602,26 @@ mod tests {
     #[test]
     fn the_earliest_place_is_kept_whatever_order_lines_are_met_in() {
         let counts = LineCounts::default();
-        let at = |origin: &str, start: u64, line: u64| (std::sync::Arc::from(origin), start, line);
-        counts.bad_utf8_line(true, at("b.csv", 2_000_000, 3), || {
-            "b.csv line 90000".into()
+        // Read in this order, whatever their names' order as text (`-` sorts before `/`).
+        counts.read_in_order(
+            ["d/f.csv", "d-1/f.csv"]
+                .into_iter()
+                .map(std::sync::Arc::from),
+        );
+        let at = |origin: &str, start: u64, line: u64| (counts.order_of(origin), start, line);
+        counts.bad_utf8_line(true, at("d/f.csv", 2_000_000, 3), || {
+            "d/f.csv line 90000".into()
         });
-        counts.bad_utf8_line(true, at("b.csv", 1_000_000, 9), || {
-            "b.csv line 50000".into()
+        counts.bad_utf8_line(true, at("d/f.csv", 1_000_000, 9), || {
+            "d/f.csv line 50000".into()
         });
         // A later place is not even worked out.
-        counts.bad_utf8_line(true, at("c.csv", 0, 0), || unreachable!("later"));
-        counts.bad_utf8_line(true, at("b.csv", 1_000_000, 10), || unreachable!("later"));
-        counts.bad_utf8_line(true, at("b.csv", 0, 7), || "b.csv line 8".into());
+        counts.bad_utf8_line(true, at("d-1/f.csv", 0, 0), || unreachable!("later"));
+        counts.bad_utf8_line(true, at("d/f.csv", 1_000_000, 10), || unreachable!("later"));
+        counts.bad_utf8_line(true, at("d/f.csv", 0, 7), || "d/f.csv line 8".into());
         assert_eq!(
             counts.warnings(1 << 20),
-            ["5 line(s) with invalid UTF-8 were skipped (the first seen: b.csv line 8)"]
+            ["5 line(s) with invalid UTF-8 were skipped (the first seen: d/f.csv line 8)"]
         );
     }
 }

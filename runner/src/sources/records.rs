@@ -1620,6 +1620,8 @@ impl StreamRecords {
                 bytes = 0;
             }
         }
+        // The epoch's turn: its lines come after the last epoch's (see `LineCounts`).
+        let turn = self.utf8.in_turn();
         let decoded: Vec<Vec<RecordBatch>> = groups
             .into_par_iter()
             .map(|group| -> crate::error::Result<Vec<RecordBatch>> {
@@ -1646,9 +1648,10 @@ impl StreamRecords {
                 };
                 let repaired;
                 if simdutf8::basic::from_utf8(piece).is_err() {
+                    let at = (turn, group.start as u64);
                     repaired =
                         self.utf8
-                            .repair_utf8(piece, self.encoding_errors, true, None, &place)?;
+                            .repair_utf8(piece, self.encoding_errors, true, at, &place)?;
                     piece = &repaired;
                 }
                 let (batches, bad) = decoder_of(group.start)
