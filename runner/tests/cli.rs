@@ -769,7 +769,7 @@ fn newcomers_mistakes_get_messages_that_say_what_to_write() {
         "b.yaml",
         "name: t\nsource: {type: file, path: s.csv, format: csv}\ntransforms:\n  - {type: group_count, by: n}\nsinks:\n  - {type: stdout}\n",
         &[],
-        &["b.yaml:4:29:", "must be quoted here, e.g. `by: 'n'`"],
+        &["b.yaml:4:29:", "must be quoted here, e.g. `'n'`"],
     );
     check(
         "n.yaml",

@@ -122,7 +122,7 @@ impl<'de> Deserialize<'de> for OneOrMany {
             Many(Vec<serde_saphyr::Spanned<String>>),
         }
         // YAML reads `007` as the number 7: the name as written is gone.
-        const NUMBER: &str = "a column named like a number must be quoted here, e.g. `by: '2024'`";
+        const NUMBER: &str = "a column named like a number must be quoted here, e.g. `'2024'`";
         struct WrittenVisitor;
         impl<'de> serde::de::Visitor<'de> for WrittenVisitor {
             type Value = Written;
@@ -144,7 +144,7 @@ impl<'de> Deserialize<'de> for OneOrMany {
             fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Written, E> {
                 // YAML reads y, n, yes, no, on, off, true and false as booleans here.
                 Err(E::custom(
-                    "a column named like a YAML boolean (y, n, yes, no, on, off, true, false) must be quoted here, e.g. `by: 'n'`",
+                    "a column named like a YAML boolean (y, n, yes, no, on, off, true, false) must be quoted here, e.g. `'n'`",
                 ))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
