@@ -150,6 +150,20 @@ fn steps_after_a_spilled_aggregate_stream_or_take_the_whole_result() {
                     - {type: sort, by: [total desc, user]}\n  \
                     - {type: limit, n: 50}";
     same_answer(dir.path(), "streamed", streamed, &[]);
+    // Two sorts, a filter between: the second takes the first's rows as it merges them (the
+    // result was held whole for a second sort).
+    let sorted_twice =
+        "  - type: aggregate\n    by: [user]\n    aggs: {total: sum(amount), n: count()}$LIMIT\n  \
+                    - sort: total desc\n  \
+                    - filter: n > 1\n  \
+                    - sort: [n, user desc]";
+    same_answer(dir.path(), "sorted_twice", sorted_twice, &[]);
+    let stderr = std::fs::read_to_string(dir.path().join("sorted_twice_spilled.err")).unwrap();
+    assert_eq!(
+        stderr.matches("sort merging its sorted runs").count(),
+        2,
+        "both sorts take the merged rows in turn\n{stderr}"
+    );
     // A second aggregation takes the merged groups a slice at a time.
     let regrouped = "  - type: aggregate\n    by: [user, city]\n    aggs: {n: count()}$LIMIT\n  \
                      - type: aggregate\n    by: [city]\n    aggs: {users: count(), rows: sum(n)}";

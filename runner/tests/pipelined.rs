@@ -323,4 +323,61 @@ fn a_sort_of_a_large_input_spills_and_merges_in_bounded_memory() {
         .map(|l| line_number(l.as_bytes()))
         .collect();
     assert_eq!(numbers, (LINES - 5..LINES).rev().collect::<Vec<_>>());
+
+    // A second sort takes the first one's rows as it merges them, through the steps between,
+    // and spills in turn: memory stays bounded (it held the whole input before).
+    let twice = pipeline(
+        dir.path(),
+        "twice",
+        &input,
+        "transforms:\n  - sort: line desc\n  - filter: ends_with(line, '5')\n  - sort: line\nsinks:\n  - {type: csv, path: twice.csv}\n",
+    );
+    let plan = runner_process()
+        .args(["plan", "--format", "json"])
+        .arg(&twice)
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let operators: Vec<&str> = plan["physical"]["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|operator| operator["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        operators,
+        ["scan", "external_sort", "row_wise", "external_sort"],
+        "{plan}"
+    );
+    let summary = dir.path().join("twice.json");
+    let (code, stderr, peak_mb) = run_measured(
+        &dir.path().join("twice.log"),
+        &[
+            "run".as_ref(),
+            "--summary".as_ref(),
+            summary.as_os_str(),
+            twice.as_os_str(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        peak_mb < 200.0,
+        "file → sort → filter → sort → csv: peak RSS {peak_mb:.0} MB over 512 MiB"
+    );
+    let written = std::fs::read(dir.path().join("twice.csv")).unwrap();
+    let numbers: Vec<usize> = written
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .filter(|line| !line.is_empty())
+        .map(line_number)
+        .collect();
+    let expected: Vec<usize> = (0..LINES).filter(|n| n % 10 == 5).collect();
+    assert_eq!(numbers.len(), expected.len());
+    assert!(numbers == expected, "out of order or rows lost");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(summary["stages"][1]["rows_in"], LINES as u64);
+    assert_eq!(summary["stages"][1]["rows_out"], LINES as u64);
+    assert_eq!(summary["stages"][3]["rows_in"], expected.len() as u64);
+    assert_eq!(summary["stages"][3]["rows_out"], expected.len() as u64);
 }

@@ -136,6 +136,10 @@ fn batch_pipeline(random: &mut Random) -> String {
         }
         if random.chance(60) {
             steps.push_str("  - {type: sort, by: [count desc, word]}\n");
+            // The most frequent words in word order: a second sort of the first one's rows.
+            if random.chance(30) {
+                steps.push_str("  - {type: limit, n: 50}\n  - {type: sort, by: word}\n");
+            }
         }
     } else if random.chance(60) {
         // Without a count the sort takes every row (in bounded memory on both paths: an
@@ -144,6 +148,19 @@ fn batch_pipeline(random: &mut Random) -> String {
             "  - {type: sort, by: word}\n",
             "  - {type: sort, by: word desc}\n",
         ]));
+        // A second sort takes the first one's rows as it merges them (perhaps cut by a
+        // limit, or filtered, between).
+        if random.chance(50) {
+            steps.push_str(random.pick(&[
+                "",
+                "  - {type: limit, n: 700}\n",
+                "  - {type: filter, where: 'length(word) > 2'}\n",
+            ]));
+            steps.push_str(random.pick(&[
+                "  - {type: sort, by: [word desc]}\n",
+                "  - {type: with_column, name: n, expr: 'length(word)'}\n  - {type: sort, by: [n desc]}\n",
+            ]));
+        }
     }
     if random.chance(40) {
         steps.push_str(&format!(
@@ -172,7 +189,7 @@ fn run(pipeline: &std::path::Path, extra: &[&str]) -> String {
 fn random_batch_pipelines_give_the_same_answer_with_and_without_the_rules() {
     let dir = tempfile::tempdir().unwrap();
     let mut random = Random(15);
-    let mut fused_cases = 0;
+    let (mut fused_cases, mut sorted_twice) = (0, 0);
     for case in 0..24 {
         // Some inputs span several 1 MiB morsels.
         let size = if case % 3 == 0 { 2_500_000 } else { 20_000 };
@@ -193,6 +210,7 @@ fn random_batch_pipelines_give_the_same_answer_with_and_without_the_rules() {
         if !plan["physical"]["fusion"].is_null() {
             fused_cases += 1;
         }
+        sorted_twice += usize::from(yaml.matches("type: sort").count() == 2);
         for extra in [
             &["--cores", "1"][..],
             &["--cores", "2"],
@@ -204,6 +222,7 @@ fn random_batch_pipelines_give_the_same_answer_with_and_without_the_rules() {
     }
     // The cases exercise the kernel, not only the plain operators.
     assert!(fused_cases >= 6, "only {fused_cases} cases were fused");
+    assert!(sorted_twice >= 3, "only {sorted_twice} cases sorted twice");
 }
 
 /// A server that sends `bytes` to the one client it accepts, then closes.

@@ -4,7 +4,8 @@
 //! reading and writing, so memory is bounded whatever the input's size; a `limit` that is
 //! reached, or sinks that want no more (standard output closed), stop the reading. A `sort`
 //! among the steps takes the rows instead, in bounded memory (`external_sort`), and hands them
-//! on in key order once the input has ended. An aggregation spilled to disk hands the groups it
+//! on in key order once the input has ended, through the steps after it into the sinks or the
+//! next sort. An aggregation spilled to disk hands the groups it
 //! merges back through the steps after it in the same way (`deliver`).
 
 use std::collections::BTreeMap;
@@ -106,7 +107,7 @@ pub fn run(
 }
 
 /// Hands the batches `produce` makes (an aggregation's result merged from disk, in order)
-/// through `stages` (row-wise steps, limits and at most one sort: see [`streams`]) into
+/// through `stages` (row-wise steps, limits and sorts: see [`streams`]) into
 /// `sinks` (already begun), until `produce` ends or nothing more is wanted (it is told so by
 /// `false`). Returns the rows the sinks were given.
 pub(crate) fn deliver(
@@ -136,16 +137,11 @@ pub(crate) fn deliver(
     drain(delivery, sort, after)
 }
 
-/// Whether `stages` can take their input batch by batch: row-wise steps, limits, and at most
-/// one sort.
+/// Whether `stages` can take their input batch by batch: row-wise steps, limits and sorts.
 pub(crate) fn streams(stages: &[BuiltStage]) -> bool {
-    let mut sorts = 0;
     stages.iter().all(|s| match &s.stage.kind {
         StageKind::Map(_) => true,
-        StageKind::Global(global) if global.sort_keys().is_some() => {
-            sorts += 1;
-            sorts == 1
-        }
+        StageKind::Global(global) if global.sort_keys().is_some() => true,
         StageKind::Global(global) => global.first_rows().is_some(),
         StageKind::Aggregate(_) => false,
     })
@@ -179,36 +175,57 @@ fn sorter(sort: Option<&BuiltStage>, after: &[BuiltStage]) -> Option<ExternalSor
     ))
 }
 
-/// After the input: the sort's rows through the steps after it into the sinks. Returns the
-/// rows the sinks were given.
+/// After the input: the sort's rows through the steps after it, into the next sort or the
+/// sinks, and so on for each sort after it. Returns the rows the sinks were given.
 fn drain(delivery: Delivery, sort: Option<&BuiltStage>, after: &[BuiltStage]) -> Result<u64> {
     let Delivery {
         mut output,
-        sorter,
-        sorted_in,
+        sorter: mut sorting,
+        mut sorted_in,
     } = delivery;
-    if let (Some(sorter), Some(stage)) = (sorter, sort) {
-        let mut after_tail = Tail::new(after);
+    let (mut sort, mut after) = (sort, after);
+    while let (Some(current), Some(stage)) = (sorting.take(), sort) {
+        // The steps up to the next sort take this one's rows as it merges them.
+        let (between, next_sort, next_after) = split_at_sort(after);
+        let mut tail = Tail::new(between);
+        let mut next = Delivery {
+            output,
+            sorter: sorter(next_sort, next_after),
+            sorted_in: 0,
+        };
         let mut sorted_out = 0;
-        if output.wants_more() {
-            sorter
+        tracing::info!(
+            step = %stage.label,
+            runs = current.runs(),
+            on_disk = current.runs_on_disk(),
+            "sort merging its sorted runs"
+        );
+        // Sinks that want no more stop every sort still to merge.
+        if next.output.wants_more() {
+            current
                 .finish(|batch| {
                     sorted_out += batch.num_rows();
-                    if let Some(batch) = after_tail.push(batch)? {
-                        output.write(&batch)?;
+                    if let Some(batch) = tail.push(batch)? {
+                        next.deliver(batch)?;
                     }
-                    Ok(output.wants_more() && !after_tail.exhausted())
+                    Ok(next.wants_more() && next.output.wants_more() && !tail.exhausted())
                 })
                 .map_err(|e| stage.failed(e))?;
-            if output.wants_more() {
-                for batch in after_tail.finish()? {
-                    output.write(&batch)?;
+            if next.wants_more() && next.output.wants_more() {
+                for batch in tail.finish()? {
+                    next.deliver(batch)?;
                 }
             }
         }
         if let StageKind::Global(global) = &stage.stage.kind {
             global.record_rows(sorted_in, sorted_out);
         }
+        Delivery {
+            output,
+            sorter: sorting,
+            sorted_in,
+        } = next;
+        (sort, after) = (next_sort, next_after);
     }
     Ok(output.rows)
 }

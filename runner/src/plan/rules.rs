@@ -19,11 +19,12 @@
 //!   feeding the aggregation's own per-worker states. A morsel the kernel cannot read
 //!   alone (quotes, a bad record, invalid UTF-8) goes through the source's reader into the same
 //!   state, so the answer and the errors are the unfused ones.
-//! - **stream to sinks**: a batch pipeline of row-wise steps, limits and at most one sort (no
+//! - **stream to sinks**: a batch pipeline of row-wise steps, limits and sorts (no
 //!   aggregation) hands its rows to the sinks as they are produced, in input order, with
 //!   bounded memory; a reached limit stops the reading. A sort (a step that declares
 //!   `sort_keys`) takes the rows in bounded memory instead: sorted runs spilled to temporary
-//!   files and merged (`external_sort`), or only the first rows before a limit (`top_k`).
+//!   files and merged (`external_sort`), or only the first rows before a limit (`top_k`);
+//!   the rows it merges go on through the steps after it, into the next sort or the sinks.
 
 use serde::Serialize;
 
@@ -177,6 +178,15 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
         && fusion
             .as_ref()
             .is_some_and(|f| stages.get(f.count).is_some_and(spills));
+    // In a streamed pipeline, after a sort: the steps take its rows as it merges them.
+    let mut sorted = false;
+    // After an aggregation that may spill, with only steps that stream since: they take its
+    // groups as they are merged, a sort in bounded memory (`batch::run`).
+    let mut sorted_after_spilling = !streaming
+        && fusion.as_ref().is_some_and(|f| {
+            stages.get(f.count).is_some_and(spills)
+                && crate::exec::pipelined::streams(&stages[f.count + 1..])
+        });
     for (i, built) in stages.iter().enumerate() {
         if covered.contains(&i) {
             continue;
@@ -184,6 +194,9 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
         let (name, runs) = match &built.stage.kind {
             StageKind::Map(_) if merged && streaming => ("row_wise", "on each epoch's result"),
             StageKind::Map(_) if merged => ("row_wise", "on the merged result"),
+            StageKind::Map(_) if streams && sorted => {
+                ("row_wise", "on the sorted rows as they are merged")
+            }
             StageKind::Map(_) if streams => (
                 "row_wise",
                 "on every worker, streamed to the sinks in input order",
@@ -227,13 +240,27 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
                     )
                 }
             }
+            StageKind::Global(_) if streams && sorted => {
+                ("limit", "in key order; stops the merge once reached")
+            }
             StageKind::Global(_) if streams => {
                 ("limit", "in input order; stops the reading once reached")
             }
             StageKind::Global(_) if streaming => ("whole_input", "on each epoch's result"),
+            StageKind::Global(global) if sorted_after_spilling && global.sort_keys().is_some() => (
+                "whole_input",
+                "once, on the whole result; after an aggregation that spilled, in bounded \
+                 memory (sorted runs spilled to temporary files, then merged)",
+            ),
             StageKind::Global(_) => ("whole_input", "once, on the whole result"),
         };
         merged |= !matches!(built.stage.kind, StageKind::Map(_)) && !streams;
+        sorted |=
+            streams && matches!(&built.stage.kind, StageKind::Global(g) if g.sort_keys().is_some());
+        if let StageKind::Aggregate(_) = &built.stage.kind {
+            sorted_after_spilling =
+                !streaming && spills(built) && crate::exec::pipelined::streams(&stages[i + 1..]);
+        }
         after_spilling = match &built.stage.kind {
             StageKind::Map(_) => after_spilling,
             StageKind::Aggregate(_) => !streaming && spills(built),
@@ -259,19 +286,9 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
     }
 }
 
-/// Row-wise steps, limits and at most one sort: nothing holds the whole input in memory.
+/// Row-wise steps, limits and sorts: nothing holds the whole input in memory.
 fn rules_stream_to_sinks(stages: &[BuiltStage]) -> bool {
-    let mut sorts = 0;
-    let streamable = stages.iter().all(|s| match &s.stage.kind {
-        StageKind::Map(_) => true,
-        StageKind::Global(global) if global.sort_keys().is_some() => {
-            sorts += 1;
-            true
-        }
-        StageKind::Global(global) => global.first_rows().is_some(),
-        StageKind::Aggregate(_) => false,
-    });
-    streamable && sorts <= 1
+    crate::exec::pipelined::streams(stages)
 }
 
 /// The count-split-text rule (see the module's documentation).
