@@ -49,6 +49,20 @@ fn typed(ast: parse::Ast, source: &str, schema: &Schema) -> Result<Expr, String>
     })
 }
 
+/// Column `index` of `schema` as it is (`select`'s `*`); `None` for a type expressions cannot
+/// use.
+pub fn column(index: usize, schema: &Schema) -> Option<Expr> {
+    let field = schema.fields().get(index)?;
+    let ty = crate::data::ValueType::of(field.data_type())?;
+    Some(Expr {
+        root: Typed {
+            node: Node::Column(index),
+            ty: Type::Of(ty),
+        },
+        source: format!("`{}`", field.name()),
+    })
+}
+
 /// An item of `select`: an expression and the name of its column (`... as name`; a bare
 /// column keeps its name; anything else is named by its text).
 pub fn compile_named(source: &str, schema: &Schema) -> Result<(Expr, String), String> {

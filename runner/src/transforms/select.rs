@@ -10,14 +10,19 @@ use super::{BuildContext, BuildTransform, MapTransform, Stage, StageKind};
 use crate::error::{Error, Result};
 use crate::expr::{compile_named, Expr};
 
+/// The item that stands for every input column, in order.
+const EVERY_COLUMN: &str = "*";
+
 /// The output columns in order, each a column or `expression as name`: `[word, "length(word)
-/// as len"]`. Expressions: [Records](../../records.md#expressions).
+/// as len"]`; `*` stands for every input column. Expressions:
+/// [Records](../../records.md#expressions).
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SelectConfig {
     /// The output columns in order: a column name, or an expression with `as name`, e.g.
     /// `[word, "length(word) as len", "count * 2 as double"]` (without `as`, an expression's
-    /// column is named by its text: `count * 2`).
+    /// column is named by its text: `count * 2`). `"*"` is every input column in order:
+    /// `["*", "length(word) as len"]` adds a column after them.
     #[serde(deserialize_with = "crate::settings::env::spanned_strings")]
     #[schemars(with = "Vec<String>", length(min = 1))]
     pub columns: Vec<serde_saphyr::Spanned<String>>,
@@ -30,19 +35,34 @@ impl BuildTransform for SelectConfig {
         }
         let mut exprs = Vec::with_capacity(self.columns.len());
         let mut fields = Vec::with_capacity(self.columns.len());
+        // Which item gave each output column so far.
+        let mut given_by: Vec<&str> = Vec::with_capacity(self.columns.len());
         for item in &self.columns {
-            let (expr, name) =
-                compile_named(&item.value, ctx.input).map_err(|e| format!("columns: {e}"))?;
-            if fields
-                .iter()
-                .any(|f: &arrow_schema::Field| f.name() == &name)
-            {
-                return Err(format!(
-                    "columns: `{name}` is selected twice; name one of them with `as`"
-                ));
+            let items = if item.value.trim() == EVERY_COLUMN {
+                every_column(ctx.input)?
+            } else {
+                vec![compile_named(&item.value, ctx.input).map_err(|e| format!("columns: {e}"))?]
+            };
+            for (expr, name) in items {
+                if let Some(at) = fields
+                    .iter()
+                    .position(|f: &arrow_schema::Field| f.name() == &name)
+                {
+                    let star = [given_by[at], item.value.trim()].contains(&EVERY_COLUMN);
+                    return Err(match star {
+                        true => format!(
+                            "columns: `{name}` is selected twice (`*` selects it too); name the \
+                             other one with `as`, or replace the column with `with_column`"
+                        ),
+                        false => format!(
+                            "columns: `{name}` is selected twice; name one of them with `as`"
+                        ),
+                    });
+                }
+                fields.push(expr.field(&name, ctx.input));
+                exprs.push(expr);
+                given_by.push(item.value.trim());
             }
-            fields.push(expr.field(&name, ctx.input));
-            exprs.push(expr);
         }
         let output = Arc::new(Schema::new(fields));
         Ok(Stage {
@@ -60,6 +80,7 @@ impl BuildTransform for SelectConfig {
                 None => item.value.trim(),
             };
             message.contains(&format!("`{name}` is selected twice"))
+                || (name == EVERY_COLUMN && message.contains("(`*` selects it too)"))
         };
         self.columns
             .iter()
@@ -70,6 +91,23 @@ impl BuildTransform for SelectConfig {
             .or_else(|| self.columns.iter().rev().find(|item| named(item)))
             .map(|item| item.referenced)
     }
+}
+
+/// `*`: every input column as it is, under its name.
+fn every_column(input: &arrow_schema::Schema) -> Result<Vec<(Expr, String)>, String> {
+    (0..input.fields().len())
+        .map(|index| {
+            let field = input.field(index);
+            let expr = crate::expr::column(index, input).ok_or_else(|| {
+                format!(
+                    "columns: `*` takes every column, and `{}` holds a type select cannot \
+                     pass on; list the columns to keep instead",
+                    field.name()
+                )
+            })?;
+            Ok((expr, field.name().clone()))
+        })
+        .collect()
 }
 
 /// The built `select` transform: one expression per output column.
@@ -141,5 +179,35 @@ mod tests {
             .unwrap()
             .contains("selected twice"));
         assert!(build("columns: []").err().unwrap().contains("is empty"));
+    }
+
+    #[test]
+    fn a_star_is_every_input_column_in_order() {
+        let stage = build("columns: ['*', 'count * 2 as double']").unwrap();
+        let out = run(
+            &stage,
+            crate::data::word_counts(&["romeo", "thou"], &[3, 2]),
+        );
+        let names: Vec<String> = out
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names, ["word", "count", "double"]);
+        assert_eq!(texts(&out, "word"), ["romeo", "thou"]);
+        assert_eq!(texts(&out, "double"), ["6", "4"]);
+        // A column the star selects too is refused, saying how to replace it.
+        for yaml in [
+            "columns: ['*', 'upper(word) as word']",
+            "columns: [count, '*']",
+            "columns: ['*', '*']",
+        ] {
+            let error = build(yaml).err().unwrap();
+            assert!(error.contains("(`*` selects it too)"), "{yaml}: {error}");
+            assert!(error.contains("with_column"), "{yaml}: {error}");
+        }
+        // Not an expression anywhere else.
+        assert!(build("columns: ['* 2']").is_err());
     }
 }
