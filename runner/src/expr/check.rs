@@ -89,6 +89,9 @@ pub(super) enum Function {
     Split(String),
     RegexExtract(regex::Regex, usize),
     Coalesce,
+    /// `if(condition, then, else)`: `then` where the condition is true, else `else` (a null
+    /// condition too, as in Spark).
+    If,
     /// The texts one after another; null when one is null (as Spark's `concat`).
     Concat,
     Abs,
@@ -150,6 +153,7 @@ const FUNCTIONS: &[&str] = &[
     "split",
     "regex_extract",
     "coalesce",
+    "if",
     "concat",
     "cast",
     "try_cast",
@@ -766,41 +770,26 @@ impl Checker<'_> {
             }
             "coalesce" => {
                 arity(1, usize::MAX)?;
-                let mut typed = args
-                    .iter()
-                    .map(|a| self.check(a))
-                    .collect::<Result<Vec<_>, _>>()?;
-                // Text literals next to a timestamp are timestamps, as in comparisons.
-                if typed.iter().any(|t| t.ty == Type::Of(V::Timestamp)) {
-                    typed = typed
-                        .into_iter()
-                        .zip(args)
-                        .map(|(t, a)| {
-                            self.coerce_timestamp_literal(t, Type::Of(V::Timestamp), a.at)
-                        })
-                        .collect::<Result<_, _>>()?;
-                }
-                let mut ty = Type::Null;
-                for (t, a) in typed.iter().zip(args) {
-                    ty = match (ty, t.ty) {
-                        (Type::Null, other) | (other, Type::Null) => other,
-                        (x, y) if x == y => x,
-                        (Type::Of(V::Integer), Type::Of(V::Float))
-                        | (Type::Of(V::Float), Type::Of(V::Integer)) => Type::Of(V::Float),
-                        (x, y) => {
-                            return Err(self.err(
-                                a.at,
-                                format!("`coalesce` mixes {} and {}", x.label(), y.label()),
-                            ))
-                        }
-                    };
-                }
-                let typed = if ty == Type::Of(V::Float) {
-                    typed.into_iter().map(to_float).collect()
-                } else {
-                    typed
-                };
+                let (typed, ty) = self.one_type_of(name, args)?;
                 (Function::Coalesce, typed, ty)
+            }
+            "if" => {
+                arity(3, 3)?;
+                let condition = self.check(&args[0])?;
+                if !(condition.ty.is(V::Bool) || condition.ty == Type::Null) {
+                    return Err(self.err(
+                        args[0].at,
+                        format!(
+                            "`if` needs a condition first (`if(amount > 10, 'big', 'small')`), \
+                             found {}",
+                            condition.ty.label()
+                        ),
+                    ));
+                }
+                let (values, ty) = self.one_type_of(name, &args[1..])?;
+                let mut typed = vec![condition];
+                typed.extend(values);
+                (Function::If, typed, ty)
             }
             "concat" | PIPES => {
                 arity(1, usize::MAX)?;
@@ -907,6 +896,47 @@ impl Checker<'_> {
             node: Node::Call(function, typed),
             ty,
         })
+    }
+}
+
+impl Checker<'_> {
+    /// `args` typed as one type, as `coalesce` and `if` give them: integers beside a float
+    /// are floats, text literals beside a timestamp timestamps; anything else mixed is an
+    /// error at the argument that mixes it.
+    fn one_type_of(&self, name: &str, args: &[Ast]) -> Result<(Vec<Typed>, Type), String> {
+        let mut typed = args
+            .iter()
+            .map(|a| self.check(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Text literals next to a timestamp are timestamps, as in comparisons.
+        if typed.iter().any(|t| t.ty == Type::Of(V::Timestamp)) {
+            typed = typed
+                .into_iter()
+                .zip(args)
+                .map(|(t, a)| self.coerce_timestamp_literal(t, Type::Of(V::Timestamp), a.at))
+                .collect::<Result<_, _>>()?;
+        }
+        let mut ty = Type::Null;
+        for (t, a) in typed.iter().zip(args) {
+            ty = match (ty, t.ty) {
+                (Type::Null, other) | (other, Type::Null) => other,
+                (x, y) if x == y => x,
+                (Type::Of(V::Integer), Type::Of(V::Float))
+                | (Type::Of(V::Float), Type::Of(V::Integer)) => Type::Of(V::Float),
+                (x, y) => {
+                    return Err(self.err(
+                        a.at,
+                        format!("`{name}` mixes {} and {}", x.label(), y.label()),
+                    ))
+                }
+            };
+        }
+        let typed = if ty == Type::Of(V::Float) {
+            typed.into_iter().map(to_float).collect()
+        } else {
+            typed
+        };
+        Ok((typed, ty))
     }
 }
 

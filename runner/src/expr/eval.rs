@@ -766,6 +766,28 @@ fn call(function: &Function, args: &[Typed], batch: &RecordBatch, ty: Type) -> O
                 scalar,
             ))
         }
+        Function::If => {
+            let target = match ty {
+                Type::Of(t) => t.data_type(),
+                Type::Null => DataType::Null,
+            };
+            let condition = arg(0)?;
+            let (then, otherwise) = (arg(1)?, arg(2)?);
+            let scalar = condition.is_scalar() && then.is_scalar() && otherwise.is_scalar();
+            let n = if scalar { 1 } else { rows };
+            let condition = condition.into_array(n, &DataType::Boolean)?;
+            // A null condition is not true: the `else` value, as in Spark.
+            let condition = match condition.as_boolean() {
+                c if c.null_count() == 0 => c.clone(),
+                c => arrow_select::filter::prep_null_mask_filter(c),
+            };
+            let (then, otherwise) = (
+                then.into_array(n, &target)?,
+                otherwise.into_array(n, &target)?,
+            );
+            let chosen = arrow_select::zip::zip(&condition, &then, &otherwise).map_err(message)?;
+            Ok(wrap(chosen, scalar))
+        }
         Function::Abs => arg(0)?.map(|a| match a.data_type() {
             DataType::Int64 => {
                 let out = a

@@ -118,6 +118,7 @@ fn spark(t: &Typed, columns: &[String]) -> Result<Column, String> {
                         Function::RegexExtract(..) => "regex_extract",
                         Function::Round(_) => "round",
                         Function::DateTrunc(_) => "date_trunc",
+                        Function::If => "if",
                         _ => "now",
                     };
                     return Err(format!(

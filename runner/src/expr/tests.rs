@@ -176,6 +176,22 @@ fn nulls_propagate_as_in_sql() {
         values_in("coalesce(s, 'none')", &b),
         ["Ab c", "none", "ΣΑΣ x"]
     );
+    // `if`: a null condition takes the `else` value, as in Spark; an integer beside a float
+    // is a float, as in `coalesce`.
+    assert_eq!(
+        values_in("if(x > 0, 'up', 'not up')", &b),
+        ["up", "not up", "not up"]
+    );
+    assert_eq!(values_in("if(n >= 7, n, x)", &b), ["7.0", "null", "-0.5"]);
+    assert_eq!(
+        values_in("if(true, s, null)", &b),
+        ["Ab c", "null", "ΣΑΣ x"]
+    );
+    assert_eq!(values_in("if(null, 1, 2)", &b), ["2", "2", "2"]);
+    let err = compile_expr("if(n, 1, 2)", &b.schema()).unwrap_err();
+    assert!(err.contains("`if` needs a condition first"), "{err}");
+    let err = compile_expr("if(n > 1, 1, 'one')", &b.schema()).unwrap_err();
+    assert!(err.contains("`if` mixes an integer and text"), "{err}");
     assert_eq!(values_in("lower(s)", &b), ["ab c", "null", "σας x"]);
     assert_eq!(values_in("length(null)", &b), ["null", "null", "null"]);
     assert_eq!(values_in("n in [7, 8]", &b), ["true", "false", "null"]);
