@@ -159,9 +159,10 @@ fn steps_after_a_spilled_aggregate_stream_or_take_the_whole_result() {
                     - sort: [n, user desc]";
     same_answer(dir.path(), "sorted_twice", sorted_twice, &[]);
     let stderr = std::fs::read_to_string(dir.path().join("sorted_twice_spilled.err")).unwrap();
+    let sorts = stderr.matches("sort merging its sorted runs").count()
+        + stderr.matches("sort ordering its rows in memory").count();
     assert_eq!(
-        stderr.matches("sort merging its sorted runs").count(),
-        2,
+        sorts, 2,
         "both sorts take the merged rows in turn\n{stderr}"
     );
     // A second aggregation takes the merged groups a slice at a time.

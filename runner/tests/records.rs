@@ -113,6 +113,28 @@ fn inferred_csv_columns_select_and_rename() {
     assert_eq!(stdout, "who\tdouble\nana\t6\nbo\t10\n");
 }
 
+#[test]
+fn an_error_after_a_sort_names_only_the_step_that_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "sales.csv", SALES);
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: sales.csv, format: csv}\ntransforms:\n  - sort: customer\n  - filter: cast(region as integer) > 0\n  - sort: amount\nsinks: [stdout]\n",
+    );
+    let (code, _, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("p.yaml:5:5: transforms.1 (filter): "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("(sort)"), "{stderr}");
+    assert!(
+        stderr.contains(r#"cannot cast "north" to integer"#),
+        "{stderr}"
+    );
+}
+
 const TOOTS: &str = r#"{"created_at":"2024-05-01T12:00:00Z","language":"en","account":{"acct":"ana"}}
 {"created_at":"2024-05-01T12:10:00Z","language":"de","account":{"acct":"bo"}}
 not json at all

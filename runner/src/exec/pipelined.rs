@@ -194,23 +194,39 @@ fn drain(delivery: Delivery, sort: Option<&BuiltStage>, after: &[BuiltStage]) ->
             sorted_in: 0,
         };
         let mut sorted_out = 0;
-        tracing::info!(
-            step = %stage.label,
-            runs = current.runs(),
-            on_disk = current.runs_on_disk(),
-            "sort merging its sorted runs"
-        );
+        match current.runs() {
+            0 => tracing::info!(step = %stage.label, "sort ordering its rows in memory"),
+            runs => tracing::info!(
+                step = %stage.label,
+                runs,
+                on_disk = current.runs_on_disk(),
+                "sort merging its sorted runs"
+            ),
+        }
         // Sinks that want no more stop every sort still to merge.
         if next.output.wants_more() {
+            // A later step's error names that step, not this sort.
+            let mut later_error = None;
             current
                 .finish(|batch| {
                     sorted_out += batch.num_rows();
-                    if let Some(batch) = tail.push(batch)? {
-                        next.deliver(batch)?;
+                    let delivered = tail
+                        .push(batch)
+                        .and_then(|batch| batch.map_or(Ok(()), |batch| next.deliver(batch)));
+                    match delivered {
+                        Ok(()) => {
+                            Ok(next.wants_more() && next.output.wants_more() && !tail.exhausted())
+                        }
+                        Err(e) => {
+                            later_error = Some(e);
+                            Ok(false)
+                        }
                     }
-                    Ok(next.wants_more() && next.output.wants_more() && !tail.exhausted())
                 })
                 .map_err(|e| stage.failed(e))?;
+            if let Some(e) = later_error {
+                return Err(e);
+            }
             if next.wants_more() && next.output.wants_more() {
                 for batch in tail.finish()? {
                     next.deliver(batch)?;
