@@ -165,6 +165,49 @@ fn steps_after_a_spilled_aggregate_stream_or_take_the_whole_result() {
         sorts, 2,
         "both sorts take the merged rows in turn\n{stderr}"
     );
+    // After a sort, an aggregation takes the sorted rows as they are merged and keeps to its
+    // limit (it held the whole input, never spilling); `first` follows the sorted order.
+    let after_sort = "  - sort: [amount desc, user]\n  \
+                      - type: aggregate\n    by: [city]\n    \
+                      aggs: {n: count(), top: first(user), users: count_distinct(user)}$LIMIT";
+    same_answer(dir.path(), "after_sort", after_sort, &[]);
+    // Past a spilled aggregation and a sort, a second aggregation spills in turn.
+    let sorted_between = "  - type: aggregate\n    by: [user, city]\n    \
+                          aggs: {n: count(), total: sum(amount)}$LIMIT\n  \
+                          - sort: [total desc, user, city]\n  \
+                          - type: aggregate\n    by: [user]\n    \
+                          aggs: {cities: count(), best: first(city), total: sum(total)}$LIMIT";
+    same_answer(dir.path(), "sorted_between", sorted_between, &[]);
+    let stderr = std::fs::read_to_string(dir.path().join("sorted_between_spilled.err")).unwrap();
+    assert_eq!(
+        stderr.matches(SPILLED).count(),
+        2,
+        "both aggregations spill\n{stderr}"
+    );
+    // A limit before an aggregation stops the reading once reached.
+    let limited = pipeline(
+        dir.path(),
+        "limited",
+        "  - limit: 1000\n  - type: aggregate\n    by: [city]\n    aggs: {n: count()}",
+        None,
+    );
+    let summary = dir.path().join("limited.json");
+    let (code, _, stderr) = run(&limited, &["--summary", summary.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let read = summary["stages"][0]["rows_out"].as_u64().unwrap();
+    assert!(
+        read < ROWS as u64 / 4,
+        "{read} rows read for a limit of 1000"
+    );
+    let counted = std::fs::read_to_string(dir.path().join("limited.csv")).unwrap();
+    let total: u64 = counted
+        .lines()
+        .skip(1)
+        .map(|line| line.rsplit(',').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 1000, "{counted}");
     // A second aggregation takes the merged groups a slice at a time.
     let regrouped = "  - type: aggregate\n    by: [user, city]\n    aggs: {n: count()}$LIMIT\n  \
                      - type: aggregate\n    by: [city]\n    aggs: {users: count(), rows: sum(n)}";

@@ -103,7 +103,7 @@ fn run_to_end(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
                     run_warnings(source, stages),
                 ));
             }
-            Computed::Spilled { groups, rest, .. } if AggregateAgain::split(rest).is_some() => {
+            Computed::Spilled { groups, rest, .. } if next_aggregation(rest).is_some() => {
                 log_merge(&groups);
                 pool.install(|| aggregate_again(groups, rest))?
             }
@@ -234,64 +234,75 @@ fn after_aggregation<'a>(
     })
 }
 
-/// The steps after a spilled aggregation when another aggregation follows it with only
-/// row-wise steps between.
-struct AggregateAgain<'a> {
-    between: &'a [BuiltStage],
-    second: &'a BuiltStage,
-    after: &'a [BuiltStage],
+/// The first aggregation of `stages` when only row-wise steps, sorts and limits come before
+/// it: those steps can stream their rows into it.
+fn next_aggregation(stages: &[BuiltStage]) -> Option<usize> {
+    let at = stages
+        .iter()
+        .position(|s| matches!(s.stage.kind, StageKind::Aggregate(_)))?;
+    super::pipelined::streams(&stages[..at]).then_some(at)
 }
 
-impl<'a> AggregateAgain<'a> {
-    fn split(rest: &'a [BuiltStage]) -> Option<AggregateAgain<'a>> {
-        let at = rest
-            .iter()
-            .position(|s| !matches!(s.stage.kind, StageKind::Map(_)))?;
-        let second = &rest[at];
-        matches!(second.stage.kind, StageKind::Aggregate(_)).then(|| AggregateAgain {
-            between: &rest[..at],
-            second,
-            after: &rest[at + 1..],
-        })
-    }
-}
-
-/// A second aggregation after a spilled one: the first's groups, merged from their runs a
-/// slice at a time, go through the row-wise steps between into the second, which keeps to
-/// its own memory limit (spilling in turn), so the first's result is never held whole.
+/// Another aggregation after a spilled one: the first's groups, merged from their runs a
+/// slice at a time, go through the steps between (row-wise steps, sorts in their own bounded
+/// memory, limits) into it, so the first's result is never held whole.
 fn aggregate_again<'a>(groups: SpilledGroups<'a>, rest: &'a [BuiltStage]) -> Result<Computed<'a>> {
-    let Some(AggregateAgain {
-        between,
-        second,
-        after,
-    }) = AggregateAgain::split(rest)
-    else {
-        return Err(Error::runtime("no aggregation follows the spilled one"));
+    let at = next_aggregation(rest)
+        .ok_or_else(|| Error::runtime("no aggregation follows the spilled one"))?;
+    let aggregated = aggregate_as_it_comes(&rest[at], |take| {
+        super::pipelined::deliver_into(|emit| groups.for_each(emit), &rest[..at], take)
+    })?;
+    after_aggregation(aggregated, &rest[at], &rest[at + 1..])
+}
+
+/// Aggregates the batches `feed` hands to the function it is given, in order, on this
+/// thread: the aggregation keeps to its own memory limit, spilling in turn.
+fn aggregate_as_it_comes<'a>(
+    aggregating: &'a BuiltStage,
+    feed: impl FnOnce(&mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()>,
+) -> Result<Aggregated<'a>> {
+    let StageKind::Aggregate(aggregation) = &aggregating.stage.kind else {
+        return Err(Error::runtime("the rows were to go into an aggregation"));
     };
-    let StageKind::Aggregate(aggregation) = &second.stage.kind else {
-        return Err(Error::runtime("no aggregation follows the spilled one"));
-    };
-    // One worker: the slices come in key order from one merge.
     let spill = Spill::new(aggregation.as_ref(), 1);
     let mut state = aggregation.new_state();
-    let mut slice = 0;
-    groups.for_each(|batch| {
-        let batch = run_after_aggregation(batch, between, false)?;
-        // Each slice as a morsel of its own, in order: `first` and `last` follow it.
-        state.begin_morsel(slice);
-        slice += 1;
-        state.update(&batch).map_err(|e| second.failed(e))?;
+    // Each batch as a morsel of its own, in order: `first` and `last` follow the rows' order.
+    let mut order = 0;
+    feed(&mut |batch| {
+        state.begin_morsel(order);
+        order += 1;
+        state.update(&batch).map_err(|e| aggregating.failed(e))?;
         if let Some(full) = spill.take_full(&mut state, 0) {
-            spill.write_full(full).map_err(|e| second.failed(e))?;
+            spill.write_full(full).map_err(|e| aggregating.failed(e))?;
         }
         Ok(true)
     })?;
-    state.begin_morsel(u64::MAX);
-    for batch in finished_batches(between)? {
-        state.update(&batch).map_err(|e| second.failed(e))?;
-    }
-    let aggregated = spill.finish(state).map_err(|e| second.failed(e))?;
-    after_aggregation(aggregated, second, after)
+    spill.finish(state).map_err(|e| aggregating.failed(e))
+}
+
+/// Where the first aggregation is when only row-wise steps, sorts and limits come before it,
+/// a sort or a limit among them: the rows stream into it (`aggregate_streamed`).
+pub(crate) fn streams_into_aggregation(stages: &[BuiltStage]) -> Option<usize> {
+    let at = next_aggregation(stages)?;
+    stages[..at]
+        .iter()
+        .any(|s| matches!(s.stage.kind, StageKind::Global(_)))
+        .then_some(at)
+}
+
+/// An aggregation after a sort or a limit: the rows of the steps before it stream into it
+/// in input order (`pipelined`: a sort in bounded memory, a limit reached stops the reading),
+/// on this thread, where it keeps to its memory limit, spilling as after the source.
+fn aggregate_streamed<'a>(
+    source: &dyn BatchSource,
+    stages: &'a [BuiltStage],
+) -> Result<Computed<'a>> {
+    let at = streams_into_aggregation(stages)
+        .ok_or_else(|| Error::runtime("no aggregation takes the streamed rows"))?;
+    let aggregated = aggregate_as_it_comes(&stages[at], |take| {
+        super::pipelined::run_into(source, &stages[..at], rayon::current_num_threads(), take)
+    })?;
+    after_aggregation(aggregated, &stages[at], &stages[at + 1..])
 }
 
 /// Computes the pipeline's result (on the current rayon pool) without writing sinks. The
@@ -377,6 +388,9 @@ fn compute_unlocated<'a>(
                 state.update(&batch)?;
             }
             return after_aggregation(spill.finish(state)?, first, after);
+        }
+        _ if streams_into_aggregation(stages).is_some() => {
+            return aggregate_streamed(source, stages);
         }
         _ => {
             let mut pieces: Vec<(usize, Vec<RecordBatch>)> = source

@@ -38,6 +38,27 @@ pub fn run(
     cores: usize,
     bus: &crate::events::Bus,
 ) -> Result<u64> {
+    run_to(source, stages, Output::new(sinks, bus), cores)
+}
+
+/// Streams the source through `stages` (see [`streams`]) into `take`, batch by batch in
+/// input order, until the input ends or `take` returns `false` (an aggregation after a sort
+/// or a limit takes its rows so).
+pub(crate) fn run_into(
+    source: &dyn BatchSource,
+    stages: &[BuiltStage],
+    cores: usize,
+    take: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+) -> Result<()> {
+    run_to(source, stages, Output::into_function(take), cores).map(|_| ())
+}
+
+fn run_to(
+    source: &dyn BatchSource,
+    stages: &[BuiltStage],
+    output: Output,
+    cores: usize,
+) -> Result<u64> {
     let parallel = stages
         .iter()
         .take_while(|s| matches!(s.stage.kind, StageKind::Map(_)))
@@ -46,7 +67,7 @@ pub fn run(
     let (before, sort, after) = split_at_sort(rest);
     let mut tail = Tail::new(before);
     let mut delivery = Delivery {
-        output: Output::new(sinks, bus),
+        output,
         sorter: sorter(sort, after),
         sorted_in: 0,
     };
@@ -116,10 +137,18 @@ pub(crate) fn deliver(
     sinks: &mut [Box<dyn Sink>],
     bus: &crate::events::Bus,
 ) -> Result<u64> {
+    deliver_to(produce, stages, Output::new(sinks, bus))
+}
+
+fn deliver_to(
+    produce: impl FnOnce(&mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()>,
+    stages: &[BuiltStage],
+    output: Output,
+) -> Result<u64> {
     let (before, sort, after) = split_at_sort(stages);
     let mut tail = Tail::new(before);
     let mut delivery = Delivery {
-        output: Output::new(sinks, bus),
+        output,
         sorter: sorter(sort, after),
         sorted_in: 0,
     };
@@ -135,6 +164,15 @@ pub(crate) fn deliver(
         }
     }
     drain(delivery, sort, after)
+}
+
+/// `deliver`, into `take` (another aggregation) instead of sinks.
+pub(crate) fn deliver_into(
+    produce: impl FnOnce(&mut dyn FnMut(RecordBatch) -> Result<bool>) -> Result<()>,
+    stages: &[BuiltStage],
+    take: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+) -> Result<()> {
+    deliver_to(produce, stages, Output::into_function(take)).map(|_| ())
 }
 
 /// Whether `stages` can take their input batch by batch: row-wise steps, limits and sorts.
@@ -465,48 +503,81 @@ impl<'a> Tail<'a> {
     }
 }
 
-/// The sinks of the run, each until it has enough.
+/// Where the rows end: the sinks of the run, each until it has enough, or a function.
 struct Output<'a> {
-    sinks: &'a mut [Box<dyn Sink>],
-    /// Told each batch the sinks took, as rows appended to the result.
-    bus: &'a crate::events::Bus,
-    wanting: Vec<bool>,
+    target: Target<'a>,
     rows: u64,
+}
+
+enum Target<'a> {
+    Sinks {
+        sinks: &'a mut [Box<dyn Sink>],
+        /// Told each batch the sinks took, as rows appended to the result.
+        bus: &'a crate::events::Bus,
+        wanting: Vec<bool>,
+    },
+    /// Until it returns `false`.
+    Into {
+        take: &'a mut dyn FnMut(RecordBatch) -> Result<bool>,
+        wanting: bool,
+    },
 }
 
 impl<'a> Output<'a> {
     fn new(sinks: &'a mut [Box<dyn Sink>], bus: &'a crate::events::Bus) -> Self {
         let wanting = vec![true; sinks.len()];
         Output {
-            sinks,
-            bus,
-            wanting,
+            target: Target::Sinks {
+                sinks,
+                bus,
+                wanting,
+            },
+            rows: 0,
+        }
+    }
+
+    fn into_function(take: &'a mut dyn FnMut(RecordBatch) -> Result<bool>) -> Self {
+        Output {
+            target: Target::Into {
+                take,
+                wanting: true,
+            },
             rows: 0,
         }
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        if self.rows == 0
-            && batch.num_rows() > 0
-            && self.sinks.iter().any(|sink| sink.prints_to_terminal())
-        {
-            self.bus.publish(crate::events::Event::OutputStarts);
-        }
+        let first = self.rows == 0 && batch.num_rows() > 0;
         self.rows += batch.num_rows() as u64;
-        for (sink, wanting) in self.sinks.iter_mut().zip(&mut self.wanting) {
-            if *wanting && sink.write(batch)? == Flow::Enough {
-                *wanting = false;
+        match &mut self.target {
+            Target::Sinks {
+                sinks,
+                bus,
+                wanting,
+            } => {
+                if first && sinks.iter().any(|sink| sink.prints_to_terminal()) {
+                    bus.publish(crate::events::Event::OutputStarts);
+                }
+                for (sink, wanting) in sinks.iter_mut().zip(wanting.iter_mut()) {
+                    if *wanting && sink.write(batch)? == Flow::Enough {
+                        *wanting = false;
+                    }
+                }
+                bus.publish(crate::events::Event::ResultRows {
+                    epoch: 0,
+                    change: crate::events::ResultChange::Append,
+                    rows: crate::events::ResultBatch(batch.clone()),
+                });
             }
+            Target::Into { take, wanting } => *wanting = take(batch.clone())?,
         }
-        self.bus.publish(crate::events::Event::ResultRows {
-            epoch: 0,
-            change: crate::events::ResultChange::Append,
-            rows: crate::events::ResultBatch(batch.clone()),
-        });
         Ok(())
     }
 
     fn wants_more(&self) -> bool {
-        self.wanting.iter().any(|w| *w)
+        match &self.target {
+            Target::Sinks { wanting, .. } => wanting.iter().any(|w| *w),
+            Target::Into { wanting, .. } => *wanting,
+        }
     }
 }

@@ -180,6 +180,11 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
             .is_some_and(|f| stages.get(f.count).is_some_and(spills));
     // In a streamed pipeline, after a sort: the steps take its rows as it merges them.
     let mut sorted = false;
+    // An aggregation after a sort or a limit: the steps before it stream their rows into it.
+    let streamed_into = match streaming {
+        true => None,
+        false => crate::exec::batch::streams_into_aggregation(stages),
+    };
     // After an aggregation that may spill, with only steps that stream since: they take its
     // groups as they are merged, a sort in bounded memory (`batch::run`).
     let mut sorted_after_spilling = !streaming
@@ -191,15 +196,27 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
         if covered.contains(&i) {
             continue;
         }
+        let streams_here = streams || streamed_into.is_some_and(|at| i < at);
+        // Whether an aggregation here takes its input as it comes (so that it can spill):
+        // from the source, from steps that stream into it, or from a spilled one's merge.
+        let as_it_comes = streamed_into == Some(i)
+            || after_spilling
+            || stages[..i]
+                .iter()
+                .all(|s| matches!(s.stage.kind, StageKind::Map(_)));
         let (name, runs) = match &built.stage.kind {
             StageKind::Map(_) if merged && streaming => ("row_wise", "on each epoch's result"),
             StageKind::Map(_) if merged => ("row_wise", "on the merged result"),
-            StageKind::Map(_) if streams && sorted => {
+            StageKind::Map(_) if streams_here && sorted => {
                 ("row_wise", "on the sorted rows as they are merged")
             }
             StageKind::Map(_) if streams => (
                 "row_wise",
                 "on every worker, streamed to the sinks in input order",
+            ),
+            StageKind::Map(_) if streams_here => (
+                "row_wise",
+                "on every worker, streamed in input order to the steps after it",
             ),
             StageKind::Map(_) if streaming => ("row_wise", "on each epoch's new rows"),
             StageKind::Map(_) => ("row_wise", "on every worker"),
@@ -208,6 +225,20 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
                 "hash_aggregate",
                 "on the result of the steps before it; after an aggregation that spilled, on \
                  its groups as they are merged, itself spilling past the memory limit",
+            ),
+            StageKind::Aggregate(_) if streamed_into == Some(i) && spills(built) => (
+                "hash_aggregate",
+                "on the rows of the steps before it as they come; past the memory limit, \
+                 spilled to temporary files and merged by key",
+            ),
+            StageKind::Aggregate(_) if streamed_into == Some(i) => (
+                "hash_aggregate",
+                "on the rows of the steps before it as they come",
+            ),
+            StageKind::Aggregate(_) if merged && spills(built) && !as_it_comes => (
+                "hash_aggregate",
+                "on the whole result of the steps before it, in memory (its memory limit \
+                 applies where an aggregation takes its input as it comes)",
             ),
             StageKind::Aggregate(_) if merged => {
                 ("hash_aggregate", "on the result of the steps before it")
@@ -224,7 +255,7 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
                  and merged by key",
             ),
             StageKind::Aggregate(_) => ("hash_aggregate", "per worker, then merged"),
-            StageKind::Global(global) if streams && global.sort_keys().is_some() => {
+            StageKind::Global(global) if streams_here && global.sort_keys().is_some() => {
                 let before_limit = stages.get(i + 1).is_some_and(|next| {
                     matches!(&next.stage.kind, StageKind::Global(g) if g.first_rows().is_some())
                 });
@@ -240,31 +271,35 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
                     )
                 }
             }
-            StageKind::Global(_) if streams && sorted => {
+            StageKind::Global(_) if streams_here && sorted => {
                 ("limit", "in key order; stops the merge once reached")
             }
-            StageKind::Global(_) if streams => {
+            StageKind::Global(_) if streams_here => {
                 ("limit", "in input order; stops the reading once reached")
             }
             StageKind::Global(_) if streaming => ("whole_input", "on each epoch's result"),
             StageKind::Global(global) if sorted_after_spilling && global.sort_keys().is_some() => (
                 "whole_input",
-                "once, on the whole result; after an aggregation that spilled, in bounded \
-                 memory (sorted runs spilled to temporary files, then merged)",
+                "once, on the whole result; where the aggregation before it spills, on its \
+                 merged groups in bounded memory (sorted runs spilled to temporary files, then \
+                 merged)",
             ),
             StageKind::Global(_) => ("whole_input", "once, on the whole result"),
         };
-        merged |= !matches!(built.stage.kind, StageKind::Map(_)) && !streams;
-        sorted |=
-            streams && matches!(&built.stage.kind, StageKind::Global(g) if g.sort_keys().is_some());
+        merged |= !matches!(built.stage.kind, StageKind::Map(_)) && !streams_here;
+        sorted = match &built.stage.kind {
+            StageKind::Global(g) if g.sort_keys().is_some() => streams_here,
+            StageKind::Aggregate(_) => false,
+            _ => sorted,
+        };
+        let spilling = !streaming && spills(built) && as_it_comes;
         if let StageKind::Aggregate(_) = &built.stage.kind {
-            sorted_after_spilling =
-                !streaming && spills(built) && crate::exec::pipelined::streams(&stages[i + 1..]);
+            sorted_after_spilling = spilling && crate::exec::pipelined::streams(&stages[i + 1..]);
         }
         after_spilling = match &built.stage.kind {
-            StageKind::Map(_) => after_spilling,
-            StageKind::Aggregate(_) => !streaming && spills(built),
-            StageKind::Global(_) => false,
+            StageKind::Aggregate(_) => spilling,
+            // Sorts and limits stream the merged groups on, as row-wise steps do.
+            _ => after_spilling,
         };
         match operators.last_mut() {
             // Consecutive row-wise steps run as one operator (one pass per batch).
