@@ -536,7 +536,17 @@ impl Checker<'_> {
         regex::RegexBuilder::new(&pattern)
             .size_limit(1 << 20)
             .build()
-            .map_err(|e| self.err(at, format!("{what}: not a valid regular expression: {e}")))
+            .map_err(|e| {
+                // The parser's message spans lines (the pattern, a caret, the reason): only the
+                // reason, which a caret of its own in the pipeline file would not line up with.
+                let text = e.to_string();
+                let reason = text.lines().last().unwrap_or_default();
+                let reason = reason.strip_prefix("error: ").unwrap_or(reason);
+                self.err(
+                    at,
+                    format!("{what}: not a valid regular expression: {reason}"),
+                )
+            })
     }
 
     fn binary(&self, op: BinOp, left: &Ast, right: &Ast) -> Result<Typed, String> {

@@ -188,6 +188,10 @@ fn nulls_propagate_as_in_sql() {
         ["Ab c", "null", "ΣΑΣ x"]
     );
     assert_eq!(values_in("if(null, 1, 2)", &b), ["2", "2", "2"]);
+    // A bad pattern is one line: the reason, not the regex parser's own drawing.
+    let err = compile_expr("s matches '['", &b.schema()).unwrap_err();
+    assert!(err.contains("unclosed character class"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
     let err = compile_expr("if(n, 1, 2)", &b.schema()).unwrap_err();
     assert!(err.contains("`if` needs a condition first"), "{err}");
     let err = compile_expr("if(n > 1, 1, 'one')", &b.schema()).unwrap_err();
