@@ -64,13 +64,7 @@ fn run_to(
         .take_while(|s| matches!(s.stage.kind, StageKind::Map(_)))
         .count();
     let (prefix, rest) = stages.split_at(parallel);
-    let (before, sort, after) = split_at_sort(rest);
-    let mut tail = Tail::new(before);
-    let mut delivery = Delivery {
-        output,
-        sorter: sorter(sort, after),
-        sorted_in: 0,
-    };
+    let (mut tail, mut delivery, sort, after) = up_to_sort(rest, output);
     let feed = Feed::new(source.open()?, window(cores));
     let through_prefix = |morsel: Morsel| super::batch::decode_through(source, prefix, morsel);
 
@@ -145,13 +139,7 @@ fn deliver_to(
     stages: &[BuiltStage],
     output: Output,
 ) -> Result<u64> {
-    let (before, sort, after) = split_at_sort(stages);
-    let mut tail = Tail::new(before);
-    let mut delivery = Delivery {
-        output,
-        sorter: sorter(sort, after),
-        sorted_in: 0,
-    };
+    let (mut tail, mut delivery, sort, after) = up_to_sort(stages, output);
     produce(&mut |batch| {
         if let Some(batch) = tail.push(batch)? {
             delivery.deliver(batch)?;
@@ -183,6 +171,26 @@ pub(crate) fn streams(stages: &[BuiltStage]) -> bool {
         StageKind::Global(global) => global.first_rows().is_some(),
         StageKind::Aggregate(_) => false,
     })
+}
+
+/// The steps up to the first sort of `stages`, where they deliver (that sort, or `output`),
+/// the sort, and the steps after it.
+fn up_to_sort<'s, 'o>(
+    stages: &'s [BuiltStage],
+    output: Output<'o>,
+) -> (
+    Tail<'s>,
+    Delivery<'o>,
+    Option<&'s BuiltStage>,
+    &'s [BuiltStage],
+) {
+    let (before, sort, after) = split_at_sort(stages);
+    let delivery = Delivery {
+        output,
+        sorter: sorter(sort, after),
+        sorted_in: 0,
+    };
+    (Tail::new(before), delivery, sort, after)
 }
 
 /// A sort splits the steps: those before it stream into it, those after it get its rows.
@@ -224,13 +232,7 @@ fn drain(delivery: Delivery, sort: Option<&BuiltStage>, after: &[BuiltStage]) ->
     let (mut sort, mut after) = (sort, after);
     while let (Some(current), Some(stage)) = (sorting.take(), sort) {
         // The steps up to the next sort take this one's rows as it merges them.
-        let (between, next_sort, next_after) = split_at_sort(after);
-        let mut tail = Tail::new(between);
-        let mut next = Delivery {
-            output,
-            sorter: sorter(next_sort, next_after),
-            sorted_in: 0,
-        };
+        let (mut tail, mut next, next_sort, next_after) = up_to_sort(after, output);
         let mut sorted_out = 0;
         match current.runs() {
             0 => tracing::info!(step = %stage.label, "sort ordering its rows in memory"),
