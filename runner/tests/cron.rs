@@ -243,6 +243,31 @@ fn a_stream_that_fails_after_an_epoch_says_what_its_epochs_did() {
 }
 
 #[test]
+fn bytes_read_are_the_inputs_size_when_read_even_where_the_sink_replaces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = "store,amount\na,1\nb,2\na,3\n";
+    write(dir.path(), "sales.csv", input);
+    // The sink writes over the file the run reads, with fewer bytes than it had.
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: b\nsource: {type: file, path: sales.csv, format: csv}\ntransforms:\n  - {type: aggregate, by: [store], aggs: {n: count()}}\nsinks:\n  - {type: file, path: sales.csv, format: csv}\n",
+    );
+    let summary_path = dir.path().join("summary.json");
+    runner()
+        .arg("run")
+        .arg("--summary")
+        .arg(&summary_path)
+        .arg(&p)
+        .assert()
+        .success();
+    let written = std::fs::read_to_string(dir.path().join("sales.csv")).unwrap();
+    assert_eq!(written, "store,n\na,2\nb,1\n");
+    let summary = read_json(&summary_path);
+    assert_eq!(summary["bytes_read"], input.len(), "{summary}");
+}
+
+#[test]
 fn a_failed_streams_stages_count_only_the_epochs_it_finished() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("in")).unwrap();

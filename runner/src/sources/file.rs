@@ -279,6 +279,7 @@ impl BuildSource for FileSourceConfig {
             lines,
             max_line_bytes: self.max_line_bytes,
             buffers: std::sync::Mutex::new(Vec::new()),
+            opened_bytes: std::sync::Mutex::new(None),
         })))
     }
 }
@@ -914,6 +915,9 @@ pub struct FileSource {
     max_line_bytes: usize,
     /// Morsel buffers handed back by `recycle`, reused to avoid page faults on fresh memory.
     buffers: std::sync::Mutex<Vec<Vec<u8>>>,
+    /// The files' sizes when the run opened them: what it reads, even where a sink replaces
+    /// its own input by the end.
+    opened_bytes: std::sync::Mutex<Option<u64>>,
 }
 
 impl FileSource {
@@ -1319,7 +1323,10 @@ impl BatchSource for FileSource {
     }
 
     fn input_bytes(&self) -> Option<u64> {
-        // Listed again after the run; a pipe or standard input has no size.
+        if let Some(opened) = *self.opened_bytes.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Some(opened);
+        }
+        // Not opened as regular files: listed now; a pipe or standard input has no size.
         let files = self.files().ok()?;
         files
             .iter()
@@ -1394,12 +1401,14 @@ impl FileSource {
     fn open_indexed(&self, files: Vec<PathBuf>, starts: Vec<u64>) -> Result<Morsels<'_>> {
         use std::os::unix::fs::MetadataExt;
         let mut pieces = Vec::new();
+        let mut total = 0u64;
         for (path, first) in files.into_iter().zip(starts) {
             let metadata = std::fs::metadata(&path).map_err(|source| Error::Input {
                 path: path.clone(),
                 source,
             })?;
             let len = metadata.len();
+            total = total.saturating_add(len);
             let (origin, path): (Arc<str>, Arc<Path>) =
                 (path.display().to_string().into(), path.into());
             let file = Arc::new(InputFile {
@@ -1425,6 +1434,7 @@ impl FileSource {
             file.pieces_left
                 .store(count, std::sync::atomic::Ordering::Relaxed);
         }
+        *self.opened_bytes.lock().unwrap_or_else(|p| p.into_inner()) = Some(total);
         Ok(Morsels::Indexed {
             count: pieces.len(),
             read: Box::new(move |i| {
