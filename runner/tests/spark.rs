@@ -996,3 +996,75 @@ fn a_missing_input_with_fetch_is_downloaded_here_before_spark_reads_it() {
         "{rows}"
     );
 }
+
+#[test]
+fn text_functions_conditions_and_rounding_translate_exactly() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Separators at the edges and doubled, the empty line, Unicode's spaces (and U+001C, which
+    // is not one), `\Q`/`\E` (how Spark's separator is quoted), characters past the BMP.
+    let lines = [
+        "",
+        "a,b,,c,",
+        ",lead",
+        "  padded\u{a0}",
+        "\u{2003}em space\u{3000}",
+        "\u{1c}file sep\u{1c}",
+        "\tTab\t",
+        "héllo wörld",
+        "日本語,テキスト",
+        "x",
+        "a\\Eb,c\\Q",
+        "ends,with,,",
+        "Straße",
+        "  ",
+        "🙂 emoji,🙃",
+    ];
+    write(dir.path(), "in.txt", &(lines.join("\n") + "\n"));
+    let texts = write(
+        dir.path(),
+        "texts.yaml",
+        r#"name: texts
+source: {type: file, path: in.txt}
+transforms:
+  - {type: with_column, name: pieces, expr: "split(line, ',')"}
+  - {type: with_column, name: chars, expr: "split(line, '')"}
+  - {type: with_column, name: n_pieces, expr: "length(pieces)"}
+  - {type: explode, column: pieces, as: piece, drop_empty: false}
+  - {type: explode, column: chars, as: ch, drop_empty: false}
+  - {type: with_column, name: t, expr: "trim(piece)"}
+  - {type: with_column, name: s, expr: "substr(piece, -3, 2) || '|' || substr(piece, 2) || '|' || substr(piece, 0, 1)"}
+  - {type: with_column, name: big, expr: "if(length(t) > 3, upper(t), if(t == '', null, t))"}
+  - {type: aggregate, by: [piece, ch, t, s, big, n_pieces], aggs: {n: count()}}
+sinks: [{type: stdout}]
+"#,
+    );
+    let rows = same_on_both(&remote, &texts, &[]);
+    // The empty line is one empty piece and one empty character, as Spark splits it.
+    assert!(rows.contains("\n\"\",\"\",\"\",||,,1,1\n"), "{rows}");
+    // Trimmed of Unicode's spaces, not of U+001C.
+    assert!(rows.contains(",em space,"), "{rows}");
+    assert!(rows.contains(",\u{1c}file sep\u{1c},"), "{rows}");
+
+    // Halves, and values whose shortest decimal ends in 5 though the float is below it.
+    let numbers: String = (0..400).map(|n| "x".repeat(n) + "\n").collect();
+    write(dir.path(), "lengths.txt", &numbers);
+    let rounding = write(
+        dir.path(),
+        "rounding.yaml",
+        r#"name: rounding
+source: {type: file, path: lengths.txt}
+transforms:
+  - {type: with_column, name: n, expr: "length(line)"}
+  - {type: select, columns: [n, "round(n / 8, 2) as a", "round(n * 1.005, 2) as b", "round(n / 3, 5) as c", "round(n * 0.1 + 0.05, 1) as d", "round(n * 1000000000000000 / 7, -3) as e", "round(-n / 8, 2) as f", "round(n * 2.675, 2) as g", "round(n * 0.0001 + 0.00005, 4) as h", "round(n * 12345, -2) as i", "round(n / 7 * 1e-10, 12) as j", "round(n / 8) as k", "round(n * 1.5e30, -18) as l"]}
+  - {type: aggregate, by: [n, a, b, c, d, e, f, g, h, i, j, k, l], aggs: {rows: count()}}
+sinks: [{type: stdout}]
+"#,
+    );
+    let rows = same_on_both(&remote, &rounding, &[]);
+    assert_eq!(rows.lines().count(), 401, "{rows}");
+    // 1.005 is a little below 1.005 as a float; both round its decimal half up.
+    assert!(rows.contains("\n1,0.13,1.01,"), "{rows}");
+}

@@ -699,7 +699,12 @@ fn call(function: &Function, args: &[Typed], batch: &RecordBatch, ty: Type) -> O
                 arrow_array::builder::ListBuilder::new(arrow_array::builder::StringBuilder::new());
             for value in text_of(a)?.iter() {
                 match value {
-                    Some(s) if separator.is_empty() && !s.is_empty() => {
+                    Some(s) if separator.is_empty() => {
+                        // Into characters; empty text is one empty piece, as in Spark (and as
+                        // with any other separator).
+                        if s.is_empty() {
+                            builder.values().append_value("");
+                        }
                         let mut chars = [0u8; 4];
                         for c in s.chars() {
                             builder.values().append_value(c.encode_utf8(&mut chars));

@@ -98,9 +98,32 @@ fn spark(t: &Typed, columns: &[String]) -> Result<Column, String> {
                 "`cast` has no Spark translation yet; run it with --engine local".into(),
             )
         }
-        Node::Call(function, args) => {
-            let args = args.iter().map(go).collect::<Result<Vec<_>, _>>()?;
+        Node::Call(function, typed) => {
+            // A `null` among `coalesce`'s or `if`'s values is null of the type the checker
+            // gave them all.
+            let values_type = match function {
+                Function::Coalesce | Function::If => spark_type(t.ty),
+                _ => None,
+            };
+            let mut args = typed
+                .iter()
+                .map(|arg| match (&arg.node, values_type) {
+                    (Node::Literal(value), Some(ty))
+                        if value.data_type() == &DataType::Null || value.is_null(0) =>
+                    {
+                        Ok(f::lit_null_str().cast(ty))
+                    }
+                    _ => go(arg),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let name = match function {
+                // A list's length is its number of items.
+                Function::Length
+                    if typed.first().map(|a| a.ty)
+                        == Some(super::check::Type::Of(crate::data::ValueType::TextList)) =>
+                {
+                    "array_size"
+                }
                 Function::Length => "char_length",
                 Function::Lower => "lower",
                 Function::Upper => "upper",
@@ -110,15 +133,54 @@ fn spark(t: &Typed, columns: &[String]) -> Result<Column, String> {
                 Function::Coalesce => "coalesce",
                 Function::Concat => "concat",
                 Function::Abs => "abs",
+                // Spark's `if`: a null condition gives the `else` value, as here.
+                Function::If => "if",
+                Function::Substr(start, length) => {
+                    // Spark's `substring` is runner's (1-based; a negative start counts from
+                    // the end; 0 is 1), over 32-bit positions.
+                    let int = |n: i64, what: &str| {
+                        i32::try_from(n).map(f::lit_i32).map_err(|_| {
+                            format!("`substr`'s {what} {n} is past Spark's 32-bit positions; run it with --engine local")
+                        })
+                    };
+                    args.push(int(*start, "start")?);
+                    if let Some(length) = length {
+                        args.push(int(*length, "length")?);
+                    }
+                    "substring"
+                }
+                Function::Split(separator) => {
+                    // Spark reads the separator as a regular expression: quoted, it is taken
+                    // literally. An empty one splits into characters in both, as written.
+                    let separator = if separator.is_empty() {
+                        String::new()
+                    } else {
+                        crate::spark::frame::java_quote(separator)
+                    };
+                    args.extend([f::lit_str(&separator), f::lit_i32(-1)]);
+                    "split"
+                }
+                Function::Trim => {
+                    // Spark's `trim` strips spaces only; runner's, Unicode's White_Space,
+                    // which Java's regular expressions name.
+                    args.extend([
+                        f::lit_str(r"\A\p{IsWhite_Space}+|\p{IsWhite_Space}+\z"),
+                        f::lit_str(""),
+                    ]);
+                    "regexp_replace"
+                }
+                Function::Round(digits) => {
+                    // Both round half away from zero on the value's shortest decimal (Spark:
+                    // `BigDecimal(Double.toString(x))`, HALF_UP).
+                    args.push(f::lit_i32(*digits));
+                    "round"
+                }
+                Function::RegexExtract(..) => {
+                    return Err("`regex_extract` uses Rust's regular expressions, which Spark (Java's) reads differently; run it with --engine local".into())
+                }
                 other => {
                     let name = match other {
-                        Function::Trim => "trim",
-                        Function::Substr(..) => "substr",
-                        Function::Split(_) => "split",
-                        Function::RegexExtract(..) => "regex_extract",
-                        Function::Round(_) => "round",
                         Function::DateTrunc(_) => "date_trunc",
-                        Function::If => "if",
                         _ => "now",
                     };
                     return Err(format!(
@@ -128,7 +190,7 @@ fn spark(t: &Typed, columns: &[String]) -> Result<Column, String> {
             };
             let called = call(name, args);
             if matches!(function, Function::Length) {
-                // Spark's `char_length` is a 32-bit integer: arithmetic on it would overflow
+                // Spark's `char_length` and `array_size` are 32-bit integers: arithmetic on them would overflow
                 // (an error in ANSI mode) where runner's 64-bit integers do not.
                 called.cast("bigint")
             } else {
@@ -136,6 +198,20 @@ fn spark(t: &Typed, columns: &[String]) -> Result<Column, String> {
             }
         }
     })
+}
+
+/// Spark's name for a runner type, for casts.
+fn spark_type(ty: super::check::Type) -> Option<&'static str> {
+    use crate::data::ValueType as V;
+    match ty {
+        super::check::Type::Of(V::Text) => Some("string"),
+        super::check::Type::Of(V::Integer) => Some("bigint"),
+        super::check::Type::Of(V::Float) => Some("double"),
+        super::check::Type::Of(V::Bool) => Some("boolean"),
+        super::check::Type::Of(V::Timestamp) => Some("timestamp"),
+        super::check::Type::Of(V::TextList) => Some("array<string>"),
+        super::check::Type::Null => None,
+    }
 }
 
 fn literal(array: &dyn Array) -> Result<Column, String> {
@@ -203,10 +279,50 @@ mod tests {
     }
 
     #[test]
+    fn text_functions_translate_to_their_spark_twins() {
+        assert_eq!(
+            translated("if(count > 2, word, null)").unwrap(),
+            "if((col(\"count\") > 2), col(\"word\"), lit(None).cast(\"string\"))"
+        );
+        assert_eq!(
+            translated("coalesce(null, count, 1.5)").unwrap(),
+            "coalesce(lit(None).cast(\"double\"), double(col(\"count\")), 1.5)"
+        );
+        assert_eq!(
+            translated("substr(word, -3, 2)").unwrap(),
+            "substring(col(\"word\"), -3, 2)"
+        );
+        assert_eq!(
+            translated("substr(word, 2)").unwrap(),
+            "substring(col(\"word\"), 2)"
+        );
+        // The separator is quoted (Spark reads a regular expression); an empty one is not.
+        assert_eq!(
+            translated("split(word, '.')").unwrap(),
+            "split(col(\"word\"), \"\\\\Q.\\\\E\", -1)"
+        );
+        assert_eq!(
+            translated("length(split(word, ''))").unwrap(),
+            "array_size(split(col(\"word\"), \"\", -1)).cast(\"bigint\")"
+        );
+        assert!(translated("trim(word)")
+            .unwrap()
+            .starts_with("regexp_replace(col(\"word\"), \"\\\\A\\\\p{IsWhite_Space}+|"));
+        assert_eq!(
+            translated("round(count, -1)").unwrap(),
+            "round(col(\"count\"), -1)"
+        );
+    }
+
+    #[test]
     fn what_spark_reads_differently_is_refused() {
         let error = translated("word matches \"^a\"").unwrap_err();
         assert!(error.contains("Java"), "{error}");
-        let error = translated("trim(word) == \"a\"").unwrap_err();
-        assert!(error.contains("`trim` has no Spark translation"), "{error}");
+        let error = translated("substr(word, 3000000000)").unwrap_err();
+        assert!(error.contains("32-bit"), "{error}");
+        let error = translated("regex_extract(word, 'a(.)', 1)").unwrap_err();
+        assert!(error.contains("Java"), "{error}");
+        let error = translated("now() is null").unwrap_err();
+        assert!(error.contains("`now` has no Spark translation"), "{error}");
     }
 }

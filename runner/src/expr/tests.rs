@@ -135,6 +135,9 @@ fn arithmetic_and_functions() {
         values("split(word, '')"),
         ["r o m e o", "t h o u", "i ’ l l", "o n e"]
     );
+    // Empty text is one empty piece, whatever the separator.
+    assert_eq!(values("length(split(substr(word, 9), ''))"), ["1"; 4]);
+    assert_eq!(values("length(split(substr(word, 9), 'o'))"), ["1"; 4]);
     assert_eq!(values("cast(count as text)"), ["298", "277", "59", "60"]);
     assert_eq!(
         values("cast(count as float) / 4"),
