@@ -93,10 +93,47 @@ fn spark(t: &Typed, columns: &[String]) -> Result<Column, String> {
         {
             call("double", vec![go(a)?])
         }
-        Node::Cast(..) => {
-            return Err(
-                "`cast` has no Spark translation yet; run it with --engine local".into(),
-            )
+        Node::Cast(value, to, try_) => {
+            use crate::data::ValueType as V;
+            let from = match value.ty {
+                super::check::Type::Of(from) => Some(from),
+                super::check::Type::Null => None,
+            };
+            // The casts whose every value converts as runner's do (checked against Spark):
+            // numbers, bools and texts, but not a float to text (Java writes `1.0E20`, runner
+            // `1e20`) nor timestamps (Spark's depend on the session's time zone).
+            // Nor a text to a float: Java's `parseDouble` also reads `0x1p3` and `1.5d`.
+            let exact = matches!(
+                (from, to),
+                (Some(V::Integer | V::Bool), V::Integer | V::Float | V::Bool | V::Text)
+                    | (Some(V::Text), V::Integer | V::Bool | V::Text)
+                    | (Some(V::Float), V::Integer | V::Float | V::Bool)
+            );
+            let (Some(type_name), true) = (spark_type(super::check::Type::Of(*to)), exact) else {
+                let name = if *try_ { "try_cast" } else { "cast" };
+                if (from, to) == (Some(V::Text), &V::Float) {
+                    return Err(format!(
+                        "`{name}` of a text to a float reads `0x1p3` and `1.5d` on Spark (Java's `parseDouble`), not here; run it with --engine local"
+                    ));
+                }
+                return Err(format!(
+                    "`{name}` from {} to {} has no Spark translation yet; run it with --engine local",
+                    value.ty.label(),
+                    to.name()
+                ));
+            };
+            let mut value = go(value)?;
+            if (from, to) == (Some(V::Float), &V::Integer) {
+                // 2^63 is past the integers here; Spark's check lets it by (as `i64::MAX`).
+                // As NaN it fails there as here (`try_cast`: null).
+                let past = call("==", vec![value.clone(), f::lit_f64(i64::MAX as f64)]);
+                value = call("if", vec![past, f::lit_f64(f64::NAN), value]);
+            }
+            if *try_ {
+                value.try_cast(type_name)
+            } else {
+                value.cast(type_name)
+            }
         }
         Node::Call(function, typed) => {
             // A `null` among `coalesce`'s or `if`'s values is null of the type the checker
@@ -309,6 +346,14 @@ mod tests {
             .unwrap()
             .starts_with("regexp_replace(col(\"word\"), \"\\\\A\\\\p{IsWhite_Space}+|"));
         assert_eq!(
+            translated("cast(count as text) || cast(try_cast(word as integer) as text)").unwrap(),
+            "concat(col(\"count\").cast(\"string\"), col(\"word\").try_cast(\"bigint\").cast(\"string\"))"
+        );
+        assert_eq!(
+            translated("cast(count / 2 as integer)").unwrap(),
+            "if(((double(col(\"count\")) / nullif(double(2), 0.0)) == 9.223372036854776e18), NaN, (double(col(\"count\")) / nullif(double(2), 0.0))).cast(\"bigint\")"
+        );
+        assert_eq!(
             translated("round(count, -1)").unwrap(),
             "round(col(\"count\"), -1)"
         );
@@ -322,6 +367,13 @@ mod tests {
         assert!(error.contains("32-bit"), "{error}");
         let error = translated("regex_extract(word, 'a(.)', 1)").unwrap_err();
         assert!(error.contains("Java"), "{error}");
+        let error = translated("try_cast(word as float) > 1").unwrap_err();
+        assert!(error.contains("parseDouble"), "{error}");
+        let error = translated("cast(count / 2 as text)").unwrap_err();
+        assert!(
+            error.contains("`cast` from a float to text has no Spark translation"),
+            "{error}"
+        );
         let error = translated("now() is null").unwrap_err();
         assert!(error.contains("`now` has no Spark translation"), "{error}");
     }

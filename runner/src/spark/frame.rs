@@ -155,6 +155,18 @@ impl Column {
         }
     }
 
+    /// The column cast to `type_name` as `try_cast` does: null where a value does not fit.
+    pub fn try_cast(self, type_name: &str) -> Column {
+        Column {
+            text: format!("{}.try_cast(\"{type_name}\")", self.text),
+            expr: expression(ex::ExprType::Cast(Box::new(ex::Cast {
+                expr: Some(Box::new(self.expr)),
+                cast_to_type: Some(ex::cast::CastToType::TypeStr(type_name.to_owned())),
+                eval_mode: ex::cast::EvalMode::Try as i32,
+            }))),
+        }
+    }
+
     /// The column under the name `name` (`.alias(name)`).
     pub fn alias(self, name: &str) -> Column {
         Column {
