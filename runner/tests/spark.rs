@@ -1149,6 +1149,108 @@ sinks: [{type: stdout}]
         rows.contains("\n9223372036854775807,9223372036854775807,,9.223372036854776e18,9223372036854775807,,,,true,9.223372036854776e18,,-1152921504606846976,true,1\n"),
         "{rows}"
     );
+    // Texts to floats as Java's `parseDouble` and then Spark read them: hexadecimal digits,
+    // type suffixes, Java's and Spark's spellings of infinity and NaN, the doubles' edges
+    // (rounding ties, below the normal range, past the largest), and random decimal and
+    // hexadecimal numbers (a fixed generator: the same texts each run).
+    let mut floats: Vec<String> = [
+        "-nan",
+        "-NaN",
+        "NAN",
+        "+NaN",
+        "Infinity",
+        "-INFINITY",
+        "+inf",
+        "0x1p3",
+        "0X1P-2",
+        "0x1.8p1",
+        "-0x1p3d",
+        "0x10",
+        "1.5d",
+        "0.1F",
+        "1.5dd",
+        " 1.5d ",
+        "1e",
+        "1.e2",
+        ".e2",
+        "+.5",
+        "1E400",
+        "1e-400",
+        "1.5 d",
+        "NaNd",
+        "0x.p1",
+        "0x1.p1",
+        "0x.8p1",
+        "0x1.00000000000008p0",
+        "0x1.000000000000080000001p0",
+        "0x1.00000000000018p0",
+        "0x1p-1074",
+        "0x1p-1075",
+        "0x1.0000001p-1075",
+        "0x1.8p-1074",
+        "0x1.ffffffffffffe8p-1023",
+        "0x1.fffffffffffff8p1023",
+        "0x1p99999999999999999999",
+        "0x3.3333333333333333333p-2",
+        "2.4703282292062328e-324",
+        "2.4703282292062327e-324",
+        "1.7976931348623159e308",
+        "9007199254740993",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |bound: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % bound
+    };
+    let digits = |next: &mut dyn FnMut(u64) -> u64, alphabet: &[u8], count: u64| -> String {
+        (0..1 + next(count))
+            .map(|_| alphabet[next(alphabet.len() as u64) as usize] as char)
+            .collect()
+    };
+    for _ in 0..150 {
+        let mut text = digits(&mut next, b"0123456789", 20);
+        if next(2) == 0 {
+            text = format!("{text}.{}", digits(&mut next, b"0123456789", 20));
+        }
+        if next(2) == 0 {
+            text = format!("{text}e{}{}", ["", "+", "-"][next(3) as usize], next(330));
+        }
+        floats.push(text);
+        let hex = digits(&mut next, b"0123456789abcdefABCDEF", 20);
+        let point = next(hex.len() as u64 + 1) as usize;
+        floats.push(format!(
+            "{}0x{}.{}p{}{}",
+            ["", "-"][next(2) as usize],
+            &hex[..point],
+            &hex[point..],
+            ["", "+", "-"][next(3) as usize],
+            next(1100)
+        ));
+    }
+    floats.sort();
+    floats.dedup();
+    write(dir.path(), "floats.txt", &(floats.join("\n") + "\n"));
+    let to_floats = write(
+        dir.path(),
+        "floats.yaml",
+        r#"name: floats
+source: {type: file, path: floats.txt}
+transforms:
+  - {type: with_column, name: f, expr: "try_cast(line as float)"}
+  - {type: with_column, name: kind, expr: "if(f is null, 'null', if(f != f, 'nan', if(f > 1e308, 'inf', if(f < -1e308, '-inf', 'number'))))"}
+  - {type: aggregate, by: [line, f, kind], aggs: {n: count()}}
+sinks: [{type: stdout}]
+"#,
+    );
+    let rows = same_on_both(&remote, &to_floats, &[]);
+    assert_eq!(rows.lines().count(), floats.len() + 1, "{rows}");
+    assert!(rows.contains("\n0x1.8p1,3.0,number,1\n"), "{rows}");
+    assert!(rows.contains("\n-nan,,null,1\n"), "{rows}");
+
     // A cast that fails fails on both engines.
     let failing = write(
         dir.path(),

@@ -532,6 +532,26 @@ fn cast(value: Col, to: ValueType, try_: bool) -> Out {
                     .collect::<Result<_, String>>()?;
                 Ok(Arc::new(out.with_timezone("UTC")) as ArrayRef)
             }
+            (Some(ValueType::Text), ValueType::Float) => {
+                // As Spark reads a double (Java's grammar: `0x1p3`, `1.5d`), not as Arrow's
+                // parser does.
+                let out: Float64Array = a
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| match v {
+                        None => Ok(None),
+                        Some(s) => match super::java_double::spark_double(s) {
+                            Some(x) => Ok(Some(x)),
+                            None if try_ => Ok(None),
+                            None => Err(fail(format!(
+                                "cannot cast \"{}\" to float",
+                                crate::error::escape_controls(&crate::error::shortened(s))
+                            ))),
+                        },
+                    })
+                    .collect::<Result<_, String>>()?;
+                Ok(Arc::new(out) as ArrayRef)
+            }
             (Some(ValueType::Text), ValueType::Bool) => {
                 // Spark's spellings (trimmed, any case), not Arrow's wider set ("on", "tr").
                 let out: BooleanArray = a
@@ -561,7 +581,7 @@ fn cast(value: Col, to: ValueType, try_: bool) -> Out {
                 };
                 let trimmed;
                 let a = match (ValueType::of(&from), to) {
-                    (Some(ValueType::Text), ValueType::Integer | ValueType::Float) => {
+                    (Some(ValueType::Text), ValueType::Integer) => {
                         trimmed = spark_trimmed(a);
                         &trimmed
                     }

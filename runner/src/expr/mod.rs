@@ -12,6 +12,7 @@
 
 mod check;
 mod eval;
+mod java_double;
 mod lex;
 mod parse;
 mod spark;
