@@ -584,8 +584,8 @@ fn what_spark_cannot_run_is_refused_at_validation_with_the_alternative() {
         ),
         (
             "pipelines/romeo.yaml",
-            vec!["--set", "transforms.1={type: filter, where: 'word matches \"^a\"'}"],
-            "`matches` uses Rust's regular expressions",
+            vec!["--set", "transforms.1={type: filter, where: 'word matches \"(?m)^a\"'}"],
+            "`matches`: `^ in multi-line mode` (a line anchor or word boundary) reads differently in Java",
         ),
         (
             "pipelines/romeo.yaml",
@@ -616,7 +616,7 @@ fn what_spark_cannot_run_is_refused_at_validation_with_the_alternative() {
     let file = write(
         dir.path(),
         "p.yaml",
-        "name: v\nengine: {type: spark, remote: \"sc://spark-master:15002\"}\nsource: {type: file, path: in.txt}\ntransforms:\n  - {type: tokenize}\n  - {type: filter, where: 'word matches \"x\"'}\n  - {type: group_count, by: word}\nsinks: [{type: stdout}]\n",
+        "name: v\nengine: {type: spark, remote: \"sc://spark-master:15002\"}\nsource: {type: file, path: in.txt}\ntransforms:\n  - {type: tokenize}\n  - {type: filter, where: 'word matches \"(?m)x$\"'}\n  - {type: group_count, by: word}\nsinks: [{type: stdout}]\n",
     );
     let output = runner().arg("validate").arg(&file).output().unwrap();
     assert_eq!(output.status.code(), Some(2), "{output:?}");
@@ -811,7 +811,7 @@ fn the_run_summary_says_what_ran_on_spark_and_counts_what_ran_here() {
         .args(["run", "pipelines/romeo.yaml", "-q", "--remote", &remote])
         .arg("--set")
         .arg(format!("source.path={}", play.display()))
-        // Spark has no translation of `matches`: after the aggregation it runs here.
+        // After the aggregation, the filter runs here on Spark's result.
         .args([
             "--set",
             "transforms.3.where=word matches \"^[a-r]\" and count >= 60",
@@ -1268,4 +1268,148 @@ sinks: [{type: stdout}]
         assert_eq!(output.status.code(), Some(1), "{engine:?}: {stderr}");
         assert!(stderr.contains("cast"), "{engine:?}: {stderr}");
     }
+}
+
+#[test]
+fn regular_expressions_match_the_same_texts_on_spark() {
+    let Some(remote) = spark("RUNNER_SPARK_REMOTE") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Texts where Rust's and Java's readings of a pattern part: line ends other than `\n`
+    // inside a line, case folding (ß, the Kelvin sign, ǅ, final sigma, İ, ﬁ, Roman numerals),
+    // digits and spaces of other scripts, characters past the BMP.
+    let lines = [
+        "",
+        "abc",
+        "a\rc",
+        "a\u{85}c",
+        "a\u{2028}c",
+        "Straße",
+        "STRASSE",
+        "\u{212a}",
+        "k",
+        "ǅ",
+        "ǆ",
+        "Σίσυφος",
+        "ΣΊΣΥΦΟΣ",
+        "ς",
+        "123",
+        "١٢٣",
+        "\u{ff11}",
+        "hello world",
+        "hello\u{a0}world",
+        "hello\u{2003}world",
+        "😀 grin",
+        "tab\there",
+        "xx",
+        "abcd",
+        "  ",
+        "İstanbul",
+        "ﬁ",
+        "fi",
+        "Ⅸ",
+        "ⅸ",
+        "i\u{307}",
+    ];
+    write(dir.path(), "lines.txt", &(lines.join("\n") + "\n"));
+    let patterns = [
+        r"^[a-z]+$",
+        r"\d+",
+        r"^.$",
+        r"(?i)straße",
+        r"(?i)k",
+        r"\w+\s\w+",
+        r"^$",
+        r"a.c",
+        r"^.*$",
+        r"\p{Greek}",
+        r"[[:alpha:]]",
+        r"(a|ab)(c|bcd)",
+        r"^x*$",
+        r"\x{1F600}",
+        r"^[^a]",
+        r"(?i)ǆ",
+        r"(?i)σ",
+        r"^\s*$",
+        r"(?i)ﬁ",
+        r"(?i)ⅸ",
+        r"(?i)İ",
+        r"(?s)a.c",
+        r"[\p{L}&&\p{Lu}]",
+        r"[a-z--[aeiou]]+",
+        r"\W",
+        r"(?i)[a-c]+d",
+        r"x{2}",
+        r"(?U)a+?",
+        r"[^\x00-\x{10FFFF}]",
+    ];
+    let columns: String = patterns
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let expr = format!("line matches '{}' as m{i}", p.replace('\\', "\\\\"));
+            format!("      - {}\n", serde_json::to_string(&expr).unwrap())
+        })
+        .collect();
+    let keys: Vec<String> = (0..patterns.len()).map(|i| format!("m{i}")).collect();
+    let pipeline = write(
+        dir.path(),
+        "matches.yaml",
+        &format!(
+            "name: matches\nsource: {{type: file, path: lines.txt}}\ntransforms:\n  - type: select\n    columns:\n      - line\n{columns}  - {{type: filter, where: \"line not matches '^ab'\"}}\n  - {{type: aggregate, by: [line, {}], aggs: {{n: count()}}}}\nsinks: [{{type: stdout}}]\n",
+            keys.join(", ")
+        ),
+    );
+    let rows = same_on_both(&remote, &pipeline, &[]);
+    assert_eq!(rows.lines().count(), lines.len() - 1, "{rows}");
+    // `.` takes a `\r` in Rust's reading, and so on Spark: `a.c` matches it.
+    let carriage = rows
+        .lines()
+        .find(|row| row.starts_with("\"a\rc\""))
+        .unwrap_or_else(|| panic!("{rows}"));
+    assert_eq!(carriage.split(',').nth(8), Some("true"), "{carriage}");
+
+    // What groups capture, where no group is repeated (a repeated one is refused: Java's
+    // backtracking may keep what a failed attempt captured).
+    let extracts = [
+        (r"(a|ab)(c|bcd)(d*)", 2),
+        (r"(a|ab)(c|bcd)(d*)", 3),
+        (r"(\d+)\D+(\d+)", 2),
+        (r"(?i)(s+)", 1),
+        (r"(.)(.)", 2),
+        (r"(a+?)(a*)", 2),
+        (r"(\p{Greek}+)", 1),
+        (r"()", 1),
+        (r"(a)|(b)", 2),
+        (r"(\S)\S*$", 1),
+        (r"(?i)(k\d)", 1),
+        (r"(.*?)(\d*)$", 2),
+        (r"(.+)(.+)", 1),
+        (r"(\w+)\W+(\w+)", 0),
+    ];
+    let columns: String = extracts
+        .iter()
+        .enumerate()
+        .map(|(i, (p, group))| {
+            let expr = format!(
+                "regex_extract(line, '{}', {group}) as g{i}",
+                p.replace('\\', "\\\\")
+            );
+            format!("      - {}\n", serde_json::to_string(&expr).unwrap())
+        })
+        .collect();
+    let keys: Vec<String> = (0..extracts.len()).map(|i| format!("g{i}")).collect();
+    let pipeline = write(
+        dir.path(),
+        "extracts.yaml",
+        &format!(
+            "name: extracts\nsource: {{type: file, path: lines.txt}}\ntransforms:\n  - type: select\n    columns:\n      - line\n{columns}  - {{type: aggregate, by: [line, {}], aggs: {{n: count()}}}}\nsinks: [{{type: stdout}}]\n",
+            keys.join(", ")
+        ),
+    );
+    let rows = same_on_both(&remote, &pipeline, &[]);
+    assert_eq!(rows.lines().count(), lines.len() + 1, "{rows}");
+    // `abcd`: `a`, then `bcd` (the first alternative that lets the match go on), then `d*` empty.
+    assert!(rows.contains("\nabcd,bcd,\"\","), "{rows}");
 }

@@ -13,6 +13,7 @@
 mod check;
 mod eval;
 mod java_double;
+mod java_regex;
 mod lex;
 mod parse;
 mod spark;

@@ -69,10 +69,9 @@ fn spark(t: &Typed, columns: &[String]) -> Result<Column, String> {
                 found
             }
         }
-        Node::IsNull(a, negated) => call(
-            if *negated { "isnotnull" } else { "isnull" },
-            vec![go(a)?],
-        ),
+        Node::IsNull(a, negated) => {
+            call(if *negated { "isnotnull" } else { "isnull" }, vec![go(a)?])
+        }
         Node::Like(a, pattern, negated) => {
             let like = call("like", vec![go(a)?, f::lit_str(pattern)]);
             if *negated {
@@ -81,8 +80,16 @@ fn spark(t: &Typed, columns: &[String]) -> Result<Column, String> {
                 like
             }
         }
-        Node::Matches(..) => {
-            return Err("`matches` uses Rust's regular expressions, which Spark (Java's) reads differently; run it with --engine local".into())
+        Node::Matches(a, regex, negated) => {
+            // Java reads a pattern differently: it goes as its plain meaning, spelled out.
+            let pattern = super::java_regex::java_pattern(regex.as_str())
+                .map_err(|why| format!("`matches`: {why}; run it with --engine local"))?;
+            let found = call("rlike", vec![go(a)?, f::lit_str(&pattern)]);
+            if *negated {
+                call("not", vec![found])
+            } else {
+                found
+            }
         }
         // The checker's own widening of an integer operand to a float: exact in both.
         Node::Cast(a, crate::data::ValueType::Float, false)
@@ -207,8 +214,16 @@ fn spark(t: &Typed, columns: &[String]) -> Result<Column, String> {
                     args.push(f::lit_i32(*digits));
                     "round"
                 }
-                Function::RegexExtract(..) => {
-                    return Err("`regex_extract` uses Rust's regular expressions, which Spark (Java's) reads differently; run it with --engine local".into())
+                Function::RegexExtract(regex, group) => {
+                    // The pattern's plain meaning, its groups numbered as written; `""` where
+                    // nothing matches (or the group took no part) in both.
+                    let pattern = super::java_regex::java_pattern_with_groups(regex.as_str())
+                        .map_err(|why| {
+                            format!("`regex_extract`: {why}; run it with --engine local")
+                        })?;
+                    let group = i32::try_from(*group).map_err(|_| "too many groups".to_owned())?;
+                    args.extend([f::lit_str(&pattern), f::lit_i32(group)]);
+                    "regexp_extract"
                 }
                 other => {
                     let name = match other {
@@ -356,12 +371,20 @@ mod tests {
 
     #[test]
     fn what_spark_reads_differently_is_refused() {
-        let error = translated("word matches \"^a\"").unwrap_err();
-        assert!(error.contains("Java"), "{error}");
+        let error = translated("word matches \"\\\\ba\"").unwrap_err();
+        assert!(error.contains("reads differently in Java"), "{error}");
+        assert_eq!(
+            translated("word not matches \"^a\"").unwrap(),
+            "~rlike(col(\"word\"), \"(?:\\\\A(?:\\\\x{61}))\")"
+        );
         let error = translated("substr(word, 3000000000)").unwrap_err();
         assert!(error.contains("32-bit"), "{error}");
-        let error = translated("regex_extract(word, 'a(.)', 1)").unwrap_err();
-        assert!(error.contains("Java"), "{error}");
+        let error = translated("regex_extract(word, '(a|b)*c', 1)").unwrap_err();
+        assert!(error.contains("a group inside a repetition"), "{error}");
+        assert_eq!(
+            translated("regex_extract(word, 'a(.)', 1)").unwrap(),
+            "regexp_extract(col(\"word\"), \"(?:(?:\\\\x{61})([\\\\x{0}-\\\\x{9}\\\\x{B}-\\\\x{10FFFF}]))\", 1)"
+        );
         let error = translated("cast(count / 2 as text)").unwrap_err();
         assert!(
             error.contains("`cast` from a float to text has no Spark translation"),
