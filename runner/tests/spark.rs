@@ -811,10 +811,10 @@ fn the_run_summary_says_what_ran_on_spark_and_counts_what_ran_here() {
         .args(["run", "pipelines/romeo.yaml", "-q", "--remote", &remote])
         .arg("--set")
         .arg(format!("source.path={}", play.display()))
-        // After the aggregation, the filter runs here on Spark's result.
+        // A multi-line anchor has no Java twin: the filter runs here, on Spark's result.
         .args([
             "--set",
-            "transforms.3.where=word matches \"^[a-r]\" and count >= 60",
+            "transforms.3.where=word matches \"(?m)^[a-r]\" and count >= 60",
         ])
         .arg("--set")
         .arg(format!(
