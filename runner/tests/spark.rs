@@ -1344,22 +1344,15 @@ fn regular_expressions_match_the_same_texts_on_spark() {
         r"(?U)a+?",
         r"[^\x00-\x{10FFFF}]",
     ];
-    let columns: String = patterns
+    let matches: Vec<String> = patterns
         .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let expr = format!("line matches '{}' as m{i}", p.replace('\\', "\\\\"));
-            format!("      - {}\n", serde_json::to_string(&expr).unwrap())
-        })
+        .map(|p| format!("line matches '{}'", p.replace('\\', "\\\\")))
         .collect();
-    let keys: Vec<String> = (0..patterns.len()).map(|i| format!("m{i}")).collect();
-    let pipeline = write(
+    let pipeline = counted_by_line(
         dir.path(),
-        "matches.yaml",
-        &format!(
-            "name: matches\nsource: {{type: file, path: lines.txt}}\ntransforms:\n  - type: select\n    columns:\n      - line\n{columns}  - {{type: filter, where: \"line not matches '^ab'\"}}\n  - {{type: aggregate, by: [line, {}], aggs: {{n: count()}}}}\nsinks: [{{type: stdout}}]\n",
-            keys.join(", ")
-        ),
+        "matches",
+        &matches,
+        "  - {type: filter, where: \"line not matches '^ab'\"}\n",
     );
     let rows = same_on_both(&remote, &pipeline, &[]);
     assert_eq!(rows.lines().count(), lines.len() - 1, "{rows}");
@@ -1388,28 +1381,40 @@ fn regular_expressions_match_the_same_texts_on_spark() {
         (r"(.+)(.+)", 1),
         (r"(\w+)\W+(\w+)", 0),
     ];
-    let columns: String = extracts
+    let extracts: Vec<String> = extracts
         .iter()
-        .enumerate()
-        .map(|(i, (p, group))| {
-            let expr = format!(
-                "regex_extract(line, '{}', {group}) as g{i}",
+        .map(|(p, group)| {
+            format!(
+                "regex_extract(line, '{}', {group})",
                 p.replace('\\', "\\\\")
-            );
-            format!("      - {}\n", serde_json::to_string(&expr).unwrap())
+            )
         })
         .collect();
-    let keys: Vec<String> = (0..extracts.len()).map(|i| format!("g{i}")).collect();
-    let pipeline = write(
-        dir.path(),
-        "extracts.yaml",
-        &format!(
-            "name: extracts\nsource: {{type: file, path: lines.txt}}\ntransforms:\n  - type: select\n    columns:\n      - line\n{columns}  - {{type: aggregate, by: [line, {}], aggs: {{n: count()}}}}\nsinks: [{{type: stdout}}]\n",
-            keys.join(", ")
-        ),
-    );
+    let pipeline = counted_by_line(dir.path(), "extracts", &extracts, "");
     let rows = same_on_both(&remote, &pipeline, &[]);
     assert_eq!(rows.lines().count(), lines.len() + 1, "{rows}");
     // `abcd`: `a`, then `bcd` (the first alternative that lets the match go on), then `d*` empty.
     assert!(rows.contains("\nabcd,bcd,\"\","), "{rows}");
+}
+
+/// A pipeline over `lines.txt` in `dir`: each line with the value of each expression (as
+/// `c0`, `c1`, ...), `between` (steps, as YAML lines), then the rows counted by all of them.
+fn counted_by_line(dir: &Path, name: &str, expressions: &[String], between: &str) -> PathBuf {
+    let columns: String = expressions
+        .iter()
+        .enumerate()
+        .map(|(i, expr)| {
+            let expr = format!("{expr} as c{i}");
+            format!("      - {}\n", serde_json::to_string(&expr).unwrap())
+        })
+        .collect();
+    let keys: Vec<String> = (0..expressions.len()).map(|i| format!("c{i}")).collect();
+    write(
+        dir,
+        &format!("{name}.yaml"),
+        &format!(
+            "name: {name}\nsource: {{type: file, path: lines.txt}}\ntransforms:\n  - type: select\n    columns:\n      - line\n{columns}{between}  - {{type: aggregate, by: [line, {}], aggs: {{n: count()}}}}\nsinks: [{{type: stdout}}]\n",
+            keys.join(", ")
+        ),
+    )
 }

@@ -612,7 +612,7 @@ fn cast(value: Col, to: ValueType, try_: bool) -> Out {
 
 /// What Spark's casts of a text trim around it: spaces and ASCII control characters, not
 /// Unicode's other spaces (U+00A0 stays, and the cast fails).
-fn spark_space(c: char) -> bool {
+pub(super) fn spark_space(c: char) -> bool {
     c <= ' '
 }
 

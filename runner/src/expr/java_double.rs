@@ -5,15 +5,10 @@
 //! parser (correctly rounded, as Java's is) once the text is known to be in Java's grammar;
 //! hexadecimal ones here (Rust has no such parser), rounded to nearest, ties to even.
 
-/// What Java's `String.trim` and so Spark's casts take off a text: spaces and ASCII control
-/// characters, not Unicode's other spaces.
-fn trimmed(text: &str) -> &str {
-    text.trim_matches(|c: char| c <= ' ')
-}
-
 /// `text` as Spark casts it to a double, or `None` where the cast fails.
 pub(super) fn spark_double(text: &str) -> Option<f64> {
-    let text = trimmed(text);
+    // What Java's `String.trim`, and so Spark's casts, take off a text.
+    let text = text.trim_matches(super::eval::spark_space);
     if let Some(value) = java_parse_double(text) {
         return Some(value);
     }

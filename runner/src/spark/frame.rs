@@ -145,24 +145,22 @@ impl Column {
     /// The column cast to `type_name` (Spark SQL's name: `bigint`, `double`,
     /// `decimal(38,0)`), failing on a value that does not fit (ANSI), as runner's casts do.
     pub fn cast(self, type_name: &str) -> Column {
-        Column {
-            text: format!("{}.cast(\"{type_name}\")", self.text),
-            expr: expression(ex::ExprType::Cast(Box::new(ex::Cast {
-                expr: Some(Box::new(self.expr)),
-                cast_to_type: Some(ex::cast::CastToType::TypeStr(type_name.to_owned())),
-                eval_mode: ex::cast::EvalMode::Ansi as i32,
-            }))),
-        }
+        self.cast_as("cast", type_name, ex::cast::EvalMode::Ansi)
     }
 
     /// The column cast to `type_name` as `try_cast` does: null where a value does not fit.
     pub fn try_cast(self, type_name: &str) -> Column {
+        self.cast_as("try_cast", type_name, ex::cast::EvalMode::Try)
+    }
+
+    /// `Cast` in `mode`, shown as PySpark's `method` of that name.
+    fn cast_as(self, method: &str, type_name: &str, mode: ex::cast::EvalMode) -> Column {
         Column {
-            text: format!("{}.try_cast(\"{type_name}\")", self.text),
+            text: format!("{}.{method}(\"{type_name}\")", self.text),
             expr: expression(ex::ExprType::Cast(Box::new(ex::Cast {
                 expr: Some(Box::new(self.expr)),
                 cast_to_type: Some(ex::cast::CastToType::TypeStr(type_name.to_owned())),
-                eval_mode: ex::cast::EvalMode::Try as i32,
+                eval_mode: mode as i32,
             }))),
         }
     }
