@@ -94,6 +94,7 @@ fn run_to_end(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
                 // they are merged: the result is never held whole.
                 log_merge(&groups);
                 let rows_out = into_sinks(&mut pipeline.sinks, bus, |sinks| {
+                    let groups = groups.only_first(first_rows(rest));
                     super::pipelined::deliver(|emit| groups.for_each(emit), rest, sinks, bus)
                 })?;
                 return Ok(finished(
@@ -105,7 +106,7 @@ fn run_to_end(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
             }
             Computed::Spilled { groups, rest, .. } if next_aggregation(rest).is_some() => {
                 log_merge(&groups);
-                pool.install(|| aggregate_again(groups, rest))?
+                pool.install(|| aggregate_again(*groups, rest))?
             }
             Computed::Spilled {
                 groups,
@@ -212,7 +213,7 @@ pub(crate) enum Computed<'a> {
     /// An aggregation spilled to disk: its groups, merged as they are read, go through the
     /// steps after it (`rest`); `schema` is the aggregation's output.
     Spilled {
-        groups: SpilledGroups<'a>,
+        groups: Box<SpilledGroups<'a>>,
         rest: &'a [BuiltStage],
         schema: arrow_schema::SchemaRef,
     },
@@ -227,7 +228,7 @@ fn after_aggregation<'a>(
     Ok(match aggregated {
         Aggregated::Whole(result) => Computed::Whole(finish(result, rest)?),
         Aggregated::Spilled(groups) => Computed::Spilled {
-            groups,
+            groups: Box::new(groups),
             rest,
             schema: aggregation.stage.output.clone(),
         },
@@ -249,6 +250,7 @@ fn next_aggregation(stages: &[BuiltStage]) -> Option<usize> {
 fn aggregate_again<'a>(groups: SpilledGroups<'a>, rest: &'a [BuiltStage]) -> Result<Computed<'a>> {
     let at = next_aggregation(rest)
         .ok_or_else(|| Error::runtime("no aggregation follows the spilled one"))?;
+    let groups = groups.only_first(first_rows(rest));
     let aggregated = aggregate_as_it_comes(&rest[at], |take| {
         super::pipelined::deliver_into(|emit| groups.for_each(emit), &rest[..at], take)
     })?;
@@ -494,6 +496,14 @@ pub(crate) fn finish(result: RecordBatch, rest: &[BuiltStage]) -> Result<RecordB
     run_after_aggregation(result, rest, true)
 }
 
+/// The rows a `limit` first in `stages` takes.
+fn first_rows(stages: &[BuiltStage]) -> Option<usize> {
+    match &stages.first()?.stage.kind {
+        StageKind::Global(global) => global.first_rows(),
+        _ => None,
+    }
+}
+
 /// The stages after the parallel part; `last_input` says the result is the last they see (a
 /// batch run), so row-wise stages' `finish` runs. A stream's epochs are not.
 pub(crate) fn run_after_aggregation(
@@ -503,10 +513,7 @@ pub(crate) fn run_after_aggregation(
 ) -> Result<RecordBatch> {
     for (i, built) in rest.iter().enumerate() {
         let stage = &built.stage;
-        let first_rows = match rest.get(i + 1).map(|next| &next.stage.kind) {
-            Some(StageKind::Global(next)) => next.first_rows(),
-            _ => None,
-        };
+        let first_rows = first_rows(&rest[i + 1..]);
         result = match &stage.kind {
             StageKind::Map(map) if last_input => map.apply(&result).and_then(|out| {
                 Ok(match map.finish()? {

@@ -12,6 +12,8 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use arrow_array::{RecordBatch, UInt32Array};
 use arrow_row::{RowConverter, Rows, SortField};
@@ -27,8 +29,12 @@ pub const MEMORY_BUDGET: usize = 16 << 20;
 /// Rows per batch handed on from the sort (at most).
 const BATCH_ROWS: usize = 4096;
 
-/// Bytes per batch of a run on disk: the merge holds one batch of every run at once.
+/// Bytes per batch of a run on disk at most: the merge holds one batch of every run at once,
+/// with its encoded keys and its file's read buffer (see `run_batch_bytes`).
 const RUN_BATCH_BYTES: usize = 256 << 10;
+
+/// Bytes per batch of a run on disk at least, however small the budget.
+const MIN_RUN_BATCH_BYTES: usize = 8 << 10;
 
 /// The most runs merged at once; more are first merged in groups (files open at once stay few).
 pub(crate) const MERGE_WIDTH: usize = 64;
@@ -40,6 +46,11 @@ pub struct ExternalSort {
     /// Only the first rows are wanted (a `limit` follows).
     first: Option<usize>,
     budget: usize,
+    /// Bytes per batch of a run written to disk (`run_batch_bytes`).
+    run_batch_bytes: usize,
+    /// The most bytes the merges' current batches and their keys took at once (the tests
+    /// read it once the sort is finished).
+    merge_peak: Arc<AtomicUsize>,
     buffered: Vec<RecordBatch>,
     buffered_rows: usize,
     buffered_bytes: usize,
@@ -69,6 +80,8 @@ impl ExternalSort {
             keys,
             first,
             budget: budget.max(1),
+            run_batch_bytes: run_batch_bytes(budget),
+            merge_peak: Arc::default(),
             buffered: Vec::new(),
             buffered_rows: 0,
             buffered_bytes: 0,
@@ -200,11 +213,11 @@ impl ExternalSort {
         self.write_run(sorted)
     }
 
-    /// Writes `sorted` to a new run file, in batches of about `RUN_BATCH_BYTES`.
+    /// Writes `sorted` to a new run file, in batches of about `run_batch_bytes`.
     fn write_run(&mut self, sorted: RecordBatch) -> Result<()> {
         let path = self.next_run_path()?;
         let mut writer = RunWriter::create(&path, &self.schema)?;
-        let rows_per_batch = rows_per_batch(&sorted);
+        let rows_per_batch = rows_per_batch(&sorted, self.run_batch_bytes);
         let mut offset = 0;
         while offset < sorted.num_rows() {
             let length = rows_per_batch.min(sorted.num_rows() - offset);
@@ -303,6 +316,8 @@ impl ExternalSort {
                 ordering => ordering == std::cmp::Ordering::Less,
             }
         };
+        let mut held: usize = cursors.iter().map(|c| c.bytes).sum();
+        self.merge_peak.fetch_max(held, Ordering::Relaxed);
         let mut heap: Vec<usize> = (0..cursors.len()).collect();
         for start in (0..heap.len() / 2).rev() {
             sift_down(&mut heap, start, |a, b| less(&cursors, a, b));
@@ -320,7 +335,12 @@ impl ExternalSort {
                 }
                 picks.clear();
             }
-            if exhausted_batch && !cursors[top].advance(self, &converter)? {
+            let before = cursors[top].bytes;
+            if exhausted_batch && cursors[top].advance(self, &converter)? {
+                held = held - before + cursors[top].bytes;
+                self.merge_peak.fetch_max(held, Ordering::Relaxed);
+            } else if exhausted_batch {
+                held -= before;
                 let last = heap.pop().expect("the heap is not empty");
                 if heap.is_empty() {
                     break;
@@ -361,10 +381,18 @@ fn sift_down(heap: &mut [usize], mut at: usize, less: impl Fn(usize, usize) -> b
     }
 }
 
-/// Rows of `run` per batch of about `RUN_BATCH_BYTES`.
-fn rows_per_batch(run: &RecordBatch) -> usize {
+/// Rows of `run` per batch of about `batch_bytes`.
+fn rows_per_batch(run: &RecordBatch, batch_bytes: usize) -> usize {
     let row_bytes = run.get_array_memory_size() / run.num_rows().max(1);
-    (RUN_BATCH_BYTES / row_bytes.max(1)).clamp(1, BATCH_ROWS)
+    (batch_bytes / row_bytes.max(1)).clamp(1, BATCH_ROWS)
+}
+
+/// Bytes per batch of a run on disk for a sort of `budget` bytes: the merge of `MERGE_WIDTH`
+/// runs, each holding a batch, its encoded keys (about as large) and a read buffer, then stays
+/// within the budget. With 256 KiB batches whatever the budget, the merge of 64 runs took some
+/// 40 MB: an aggregation under `memory_limit: 16MiB` peaked at about 100 MB.
+fn run_batch_bytes(budget: usize) -> usize {
+    (budget / (MERGE_WIDTH * 5 / 2)).clamp(MIN_RUN_BATCH_BYTES, RUN_BATCH_BYTES)
 }
 
 /// A sorted run: a file of Arrow IPC batches, or rows kept in memory.
@@ -414,6 +442,9 @@ struct Cursor {
     batch: RecordBatch,
     rows: Rows,
     index: usize,
+    /// The bytes the batch's values and its keys take (a batch read from a run shares one
+    /// buffer among its columns: `get_array_memory_size` would count it once per column).
+    bytes: usize,
 }
 
 impl Cursor {
@@ -434,7 +465,7 @@ impl Cursor {
             Run::Memory(run) => RunReader::Memory {
                 run: run.clone(),
                 offset: 0,
-                rows: rows_per_batch(run),
+                rows: rows_per_batch(run, sort.run_batch_bytes),
             },
         };
         let empty = RecordBatch::new_empty(sort.schema.clone());
@@ -443,6 +474,7 @@ impl Cursor {
             rows: converter.empty_rows(0, 0),
             batch: empty,
             index: 0,
+            bytes: 0,
         };
         Ok(cursor.advance(sort, converter)?.then_some(cursor))
     }
@@ -458,6 +490,10 @@ impl Cursor {
             self.rows = converter
                 .convert_columns(&columns)
                 .map_err(|e| Error::runtime(format!("sort: {e}")))?;
+            let values: usize = (batch.columns().iter())
+                .map(|column| column.to_data().get_slice_memory_size().unwrap_or(0))
+                .sum();
+            self.bytes = values + self.rows.size();
             self.batch = batch;
             self.index = 0;
             return Ok(true);
@@ -518,7 +554,6 @@ mod tests {
     use super::*;
     use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
     use arrow_schema::{DataType, Field, Schema};
-    use std::sync::Arc;
 
     /// Random rows with many ties, nulls, NaN, -0.0 and Unicode, in batches of random sizes.
     fn input(seed: u64, rows: usize) -> (SchemaRef, Vec<RecordBatch>) {
@@ -668,6 +703,57 @@ mod tests {
                 assert_eq!(actual, expected, "first {first}, budget {budget}");
             }
         }
+    }
+
+    #[test]
+    fn the_merge_of_many_runs_keeps_within_the_budget() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("word", DataType::Utf8, false),
+            Field::new("id", DataType::Int64, false),
+        ]));
+        let keys = vec![SortKey {
+            column: 0,
+            descending: false,
+        }];
+        let (runs, rows) = (MERGE_WIDTH + 6, 4_000);
+        let budget = 4 << 20;
+        let mut external = ExternalSort::with_budget(schema.clone(), keys, None, budget);
+        for run in 0..runs {
+            // Each run in key order, its words interleaved with the other runs' words.
+            let ids: Vec<i64> = (0..rows).map(|row| (row * runs + run) as i64).collect();
+            let words: Vec<String> = ids.iter().map(|id| format!("{id:0120}")).collect();
+            let sorted = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(words)),
+                    Arc::new(Int64Array::from(ids)),
+                ],
+            )
+            .unwrap();
+            assert!(sorted.get_array_memory_size() > 256 << 10);
+            external.push_sorted_run(sorted).unwrap();
+        }
+        let peak = external.merge_peak.clone();
+        let mut next = 0i64;
+        let mut in_order = true;
+        external
+            .finish(|batch| {
+                let ids = batch
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap();
+                for id in ids.values() {
+                    in_order &= *id == next;
+                    next += 1;
+                }
+                Ok(true)
+            })
+            .unwrap();
+        assert!(in_order && next == (runs * rows) as i64, "{next} rows");
+        // 70 runs merged in two rounds, each holding a batch of up to 64 runs at once.
+        let peak = peak.load(Ordering::Relaxed);
+        assert!(peak > 0 && peak <= budget, "the merge held {peak} bytes");
     }
 
     #[test]

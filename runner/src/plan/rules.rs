@@ -284,6 +284,24 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
                  merged groups in bounded memory (sorted runs spilled to temporary files, then \
                  merged)",
             ),
+            StageKind::Global(global) if sorted_after_spilling && global.first_rows().is_some() => {
+                let by_count = i.checked_sub(1).is_some_and(|before| {
+                    matches!(&stages[before].stage.kind,
+                        StageKind::Aggregate(a) if a.result_order().is_some())
+                });
+                match by_count {
+                    true => (
+                        "whole_input",
+                        "once, on the whole result; where the aggregation before it spills, the \
+                         sort of its merged groups into their order keeps only these first rows",
+                    ),
+                    false => (
+                        "whole_input",
+                        "once, on the whole result; where the aggregation before it spills, on \
+                         its groups as they are merged, stopping the merge once reached",
+                    ),
+                }
+            }
             StageKind::Global(_) => ("whole_input", "once, on the whole result"),
         };
         merged |= !matches!(built.stage.kind, StageKind::Map(_)) && !streams_here;
