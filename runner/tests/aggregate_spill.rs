@@ -426,3 +426,38 @@ fn the_plan_says_a_groups_distinct_values_and_lists_are_held_whole() {
         "{plan}"
     );
 }
+
+#[test]
+fn the_plan_says_what_a_limit_after_a_spilling_aggregation_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.csv", "k,v\na,1\n");
+    let limit_of = |steps: &str| {
+        let pipeline = write(
+            dir.path(),
+            "p.yaml",
+            &format!("name: p\nsource: {{type: file, path: in.csv, format: csv}}\ntransforms:\n{steps}\n  - {{type: limit, n: 3}}\nsinks:\n  - {{type: stdout}}\n"),
+        );
+        let out = runner_process().arg("plan").arg(pipeline).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = plan
+            .lines()
+            .find(|l| l.contains(" limit ["))
+            .map(str::to_owned);
+        line.unwrap_or_else(|| panic!("no limit in {plan}"))
+    };
+    // Most frequent first: the sort into that order keeps only the first rows (a top-k).
+    let line = limit_of("  - {type: group_count, by: k, memory_limit: 16MiB}");
+    assert!(line.contains("keeps only these first rows"), "{line}");
+    // In key order: the merge stops.
+    let line = limit_of("  - {type: aggregate, by: [k], aggs: {n: count()}, memory_limit: 16MiB}");
+    assert!(line.contains("stopping the merge once reached"), "{line}");
+    // After a sort: the sort's rows, as they come.
+    let line = limit_of(
+        "  - {type: aggregate, by: [k], aggs: {n: count()}, memory_limit: 16MiB}\n  - {type: sort, by: [n desc]}",
+    );
+    assert!(
+        line.contains("the rows of the steps before it as they come"),
+        "{line}"
+    );
+}

@@ -285,22 +285,22 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
                  merged)",
             ),
             StageKind::Global(global) if sorted_after_spilling && global.first_rows().is_some() => {
-                let by_count = i.checked_sub(1).is_some_and(|before| {
-                    matches!(&stages[before].stage.kind,
-                        StageKind::Aggregate(a) if a.result_order().is_some())
-                });
-                match by_count {
-                    true => (
-                        "whole_input",
+                let before = i.checked_sub(1).map(|b| &stages[b].stage.kind);
+                let runs = match before {
+                    Some(StageKind::Aggregate(a)) if a.result_order().is_some() => {
                         "once, on the whole result; where the aggregation before it spills, the \
-                         sort of its merged groups into their order keeps only these first rows",
-                    ),
-                    false => (
-                        "whole_input",
+                         sort of its merged groups into their order keeps only these first rows"
+                    }
+                    Some(StageKind::Aggregate(_)) => {
                         "once, on the whole result; where the aggregation before it spills, on \
-                         its groups as they are merged, stopping the merge once reached",
-                    ),
-                }
+                         its groups as they are merged, stopping the merge once reached"
+                    }
+                    _ => {
+                        "once, on the whole result; where the aggregation before it spills, on \
+                         the rows of the steps before it as they come, stopping them once reached"
+                    }
+                };
+                ("whole_input", runs)
             }
             StageKind::Global(_) => ("whole_input", "once, on the whole result"),
         };
