@@ -395,19 +395,27 @@ fn the_word_count_kernel_spills_past_its_memory_limit_and_gives_the_same_answer(
     assert_eq!(read("whole_top").lines().count(), 2001);
 }
 
+/// `runner plan` of a pipeline with `steps` (YAML list items) over a CSV of columns `k,v`.
+fn plan_of(dir: &Path, steps: &str) -> String {
+    write(dir, "in.csv", "k,v\na,1\n");
+    let pipeline = write(
+        dir,
+        "p.yaml",
+        &format!("name: p\nsource: {{type: file, path: in.csv, format: csv}}\ntransforms:\n{steps}\nsinks:\n  - {{type: stdout}}\n"),
+    );
+    let out = runner_process().arg("plan").arg(pipeline).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn the_plan_says_a_groups_distinct_values_and_lists_are_held_whole() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "in.csv", "k,v\na,1\n");
     let plan_of = |aggs: &str| {
-        let pipeline = write(
+        plan_of(
             dir.path(),
-            "p.yaml",
-            &format!("name: p\nsource: {{type: file, path: in.csv, format: csv}}\ntransforms:\n  - {{type: aggregate, by: [k], aggs: {aggs}, memory_limit: 128MiB}}\nsinks:\n  - {{type: stdout}}\n"),
-        );
-        let out = runner_process().arg("plan").arg(pipeline).output().unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+            &format!("  - {{type: aggregate, by: [k], aggs: {aggs}, memory_limit: 128MiB}}"),
+        )
     };
     for aggs in [
         "{n: count_distinct(v)}",
@@ -430,16 +438,8 @@ fn the_plan_says_a_groups_distinct_values_and_lists_are_held_whole() {
 #[test]
 fn the_plan_says_what_a_limit_after_a_spilling_aggregation_stops() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "in.csv", "k,v\na,1\n");
     let limit_of = |steps: &str| {
-        let pipeline = write(
-            dir.path(),
-            "p.yaml",
-            &format!("name: p\nsource: {{type: file, path: in.csv, format: csv}}\ntransforms:\n{steps}\n  - {{type: limit, n: 3}}\nsinks:\n  - {{type: stdout}}\n"),
-        );
-        let out = runner_process().arg("plan").arg(pipeline).output().unwrap();
-        assert!(out.status.success(), "{out:?}");
-        let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+        let plan = plan_of(dir.path(), &format!("{steps}\n  - {{type: limit, n: 3}}"));
         let line = plan
             .lines()
             .find(|l| l.contains(" limit ["))

@@ -633,8 +633,8 @@ mod tests {
     }
 
     /// A `group_count` by `by` over every morsel: in one state, and by two workers spilling
-    /// past a small limit.
-    fn group_counts(by: &str) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    /// past a small limit (`first`: only the first rows are wanted from them).
+    fn group_counts(by: &str, first: Option<usize>) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
         let yaml = format!("{{by: {by}, memory_limit: 64KiB}}");
         let stage = build::<crate::transforms::group_count::GroupCountConfig>(&yaml, &schema())
             .unwrap_or_else(|e| panic!("{e}"));
@@ -645,14 +645,16 @@ mod tests {
         for m in 0..MORSELS {
             whole.update(&morsel(m)).unwrap();
         }
-        let merged = spilled(aggregation.as_ref(), 1_000).collect(&stage.output);
+        let merged = spilled(aggregation.as_ref(), 1_000)
+            .only_first(first)
+            .collect(&stage.output);
         (table(&merged.unwrap()), table(&whole.result().unwrap()))
     }
 
     #[test]
     fn group_counts_spilled_by_key_come_out_most_frequent_first_as_in_memory() {
         for by in ["user", "[user, tier]"] {
-            let (spilled, whole) = group_counts(by);
+            let (spilled, whole) = group_counts(by, None);
             assert!(whole.len() > 5_000, "{by}: {} groups", whole.len());
             assert_eq!(spilled, whole, "{by}");
             // Most frequent first, which is not the keys' order.
@@ -667,20 +669,8 @@ mod tests {
 
     #[test]
     fn a_limit_after_spilled_group_counts_takes_their_first_rows() {
-        let yaml = "{by: user, memory_limit: 64KiB}";
-        let stage = build::<crate::transforms::group_count::GroupCountConfig>(yaml, &schema())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let StageKind::Aggregate(aggregation) = stage.kind else {
-            panic!("an aggregate stage")
-        };
-        let mut whole = aggregation.new_state();
-        for m in 0..MORSELS {
-            whole.update(&morsel(m)).unwrap();
-        }
-        let whole = table(&whole.result().unwrap());
         for first in [0, 1, 7, 100] {
-            let groups = spilled(aggregation.as_ref(), 1_000).only_first(Some(first));
-            let merged = table(&groups.collect(&stage.output).unwrap());
+            let (merged, whole) = group_counts("user", Some(first));
             // The top-k hands on each of its runs' first rows: the limit after it cuts them.
             assert!(
                 merged.len() >= first && merged.len() < whole.len(),
