@@ -152,6 +152,21 @@ fn is_utc(tz: &str) -> bool {
     matches!(tz, "UTC" | "+00:00" | "Z" | "utc" | "Etc/UTC")
 }
 
+/// The bytes of `batch`'s rows. Not `get_array_memory_size`: the batches of one decoded
+/// chunk are slices of the same arrays, each of which would count them all.
+pub fn held_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            column
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_array_memory_size())
+        })
+        .sum()
+}
+
 /// Arrow's type for the model's timestamps.
 pub fn timestamp_type() -> DataType {
     DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, Some("UTC".into()))

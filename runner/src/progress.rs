@@ -129,8 +129,12 @@ impl BatchSource for WithProgress {
         })
     }
 
-    fn decode(&self, morsel: Morsel) -> Result<Vec<RecordBatch>> {
-        self.inner.decode(morsel)
+    fn decode_each(
+        &self,
+        morsel: Morsel,
+        emit: &mut dyn FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        self.inner.decode_each(morsel, emit)
     }
 
     fn recycle(&self, bytes: Vec<u8>) {
@@ -162,8 +166,8 @@ impl BatchSource for Detached {
         Ok(Morsels::Sequential(Box::new(std::iter::empty())))
     }
 
-    fn decode(&self, _: Morsel) -> Result<Vec<RecordBatch>> {
-        Ok(Vec::new())
+    fn decode_each(&self, _: Morsel, _: &mut dyn FnMut(RecordBatch) -> Result<()>) -> Result<()> {
+        Ok(())
     }
 
     fn warnings(&self) -> Vec<String> {

@@ -381,3 +381,145 @@ fn a_sort_of_a_large_input_spills_and_merges_in_bounded_memory() {
     assert_eq!(summary["stages"][3]["rows_in"], expected.len() as u64);
     assert_eq!(summary["stages"][3]["rows_out"], expected.len() as u64);
 }
+
+/// Rows of the one-row-group Parquet file: 192 MB of values once decoded, written as the
+/// `parquet` crate writes pages (20 000 rows each).
+const PARQUET_ROWS: i64 = 12_000_000;
+
+/// One Parquet row group far larger than the bound on memory once decoded (a whole file of one
+/// group, as Spark and pyarrow write large ones) is read in morsels of a few pages, each
+/// decoded a batch at a time and its rows handed on as they come: a filter into a CSV file
+/// and an aggregation keep memory bounded (they held the whole group), and a limit stops
+/// the reading early.
+#[test]
+fn one_large_parquet_row_group_is_read_in_bounded_memory() {
+    use std::sync::Arc;
+    let _alone = one_big_input_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.parquet");
+    {
+        // Written page by page (Arrow's writer would hold the whole group in this process,
+        // whose memory a child started by vfork counts as its own peak).
+        use parquet::data_type::{DoubleType, Int64Type};
+        let schema = parquet::schema::parser::parse_message_type(
+            "message m { required int64 n; required double x; }",
+        )
+        .unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(parquet::file::properties::EnabledStatistics::None)
+            .build();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer = parquet::file::writer::SerializedFileWriter::new(
+            file,
+            Arc::new(schema),
+            Arc::new(props),
+        )
+        .unwrap();
+        let mut group = writer.next_row_group().unwrap();
+        let chunks = || {
+            (0..PARQUET_ROWS)
+                .step_by(1 << 16)
+                .map(|start| start..PARQUET_ROWS.min(start + (1 << 16)))
+        };
+        let mut n = group.next_column().unwrap().unwrap();
+        for rows in chunks() {
+            let values: Vec<i64> = rows.collect();
+            n.typed::<Int64Type>()
+                .write_batch(&values, None, None)
+                .unwrap();
+        }
+        n.close().unwrap();
+        let mut x = group.next_column().unwrap().unwrap();
+        for rows in chunks() {
+            let values: Vec<f64> = rows.map(|i| i as f64).collect();
+            x.typed::<DoubleType>()
+                .write_batch(&values, None, None)
+                .unwrap();
+        }
+        x.close().unwrap();
+        group.close().unwrap();
+        assert_eq!(writer.close().unwrap().num_row_groups(), 1);
+    }
+    let source = format!(
+        "name: p\nsource: {{type: file, path: '{}', format: parquet}}\n",
+        path.display()
+    );
+
+    // A filter into a CSV file: every 100 000th row, in order.
+    let filtered = write(
+        dir.path(),
+        "filtered.yaml",
+        &format!("{source}transforms:\n  - {{type: filter, where: 'n % 100000 == 0'}}\nsinks:\n  - {{type: csv, path: out.csv}}\n"),
+    );
+    let (code, stderr, peak_mb) = run_measured(
+        &dir.path().join("filtered.log"),
+        &[
+            "run".as_ref(),
+            "--cores".as_ref(),
+            "2".as_ref(),
+            filtered.as_os_str(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let written = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    let expected: String = std::iter::once("n,x\n".to_owned())
+        .chain(
+            (0..PARQUET_ROWS)
+                .step_by(100_000)
+                .map(|n| format!("{n},{n}.0\n")),
+        )
+        .collect();
+    assert_eq!(written, expected);
+    assert!(
+        peak_mb < 120.0,
+        "parquet → filter → csv: peak RSS {peak_mb:.0} MB"
+    );
+
+    // An aggregation over every row: the exact sum.
+    let summed = write(
+        dir.path(),
+        "summed.yaml",
+        &format!("{source}transforms:\n  - {{type: aggregate, aggs: {{rows: count(), total: sum(n)}}}}\nsinks:\n  - {{type: csv, path: sum.csv}}\n"),
+    );
+    let (code, stderr, peak_mb) = run_measured(
+        &dir.path().join("summed.log"),
+        &[
+            "run".as_ref(),
+            "--cores".as_ref(),
+            "2".as_ref(),
+            summed.as_os_str(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let total = PARQUET_ROWS * (PARQUET_ROWS - 1) / 2;
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("sum.csv")).unwrap(),
+        format!("rows,total\n{PARQUET_ROWS},{total}\n")
+    );
+    assert!(
+        peak_mb < 120.0,
+        "parquet → aggregate: peak RSS {peak_mb:.0} MB"
+    );
+
+    // limit: 3 stops within the group: a few morsels read, not its 12 million rows.
+    let limited = write(
+        dir.path(),
+        "limited.yaml",
+        &format!("{source}transforms:\n  - {{type: limit, n: 3}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
+    );
+    let summary = dir.path().join("limited.json");
+    let out = runner_process()
+        .args(["run", "--cores", "2", "--summary"])
+        .arg(&summary)
+        .arg(&limited)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "n\tx\n0\t0.0\n1\t1.0\n2\t2.0\n"
+    );
+    let read = source_rows(&summary);
+    assert!(read < PARQUET_ROWS as u64 / 8, "limit: 3 read {read} rows");
+}

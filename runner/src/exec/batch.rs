@@ -417,18 +417,32 @@ pub(crate) fn decode_through(
     prefix: &[BuiltStage],
     morsel: crate::sources::Morsel,
 ) -> Result<Vec<RecordBatch>> {
-    let mut batches = source.decode(morsel)?;
-    for stage in prefix {
-        if let StageKind::Map(map) = &stage.stage.kind {
-            batches = batches
-                .iter()
-                .map(|b| map.apply(b))
-                .collect::<Result<_>>()
-                .map_err(|e| stage.failed(e))?;
-            batches.retain(|b| b.num_rows() > 0);
-        }
-    }
+    let mut batches = Vec::new();
+    decode_through_each(source, prefix, morsel, &mut |batch| {
+        batches.push(batch);
+        Ok(())
+    })?;
     Ok(batches)
+}
+
+/// [`decode_through`], each non-empty batch handed to `emit` as it is made.
+pub(crate) fn decode_through_each(
+    source: &dyn BatchSource,
+    prefix: &[BuiltStage],
+    morsel: crate::sources::Morsel,
+    emit: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    source.decode_each(morsel, &mut |mut batch| {
+        for stage in prefix {
+            if let StageKind::Map(map) = &stage.stage.kind {
+                batch = map.apply(&batch).map_err(|e| stage.failed(e))?;
+            }
+            if batch.num_rows() == 0 {
+                return Ok(());
+            }
+        }
+        emit(batch)
+    })
 }
 
 /// Rows a chunk of a morsel holds while it goes through the row-wise stages: small enough
@@ -447,7 +461,7 @@ pub(crate) fn for_each_through(
     morsel: crate::sources::Morsel,
     mut consume: impl FnMut(&RecordBatch) -> Result<()>,
 ) -> Result<()> {
-    for batch in source.decode(morsel)? {
+    source.decode_each(morsel, &mut |batch| {
         let mut start = 0;
         while start < batch.num_rows() {
             let len = CHUNK_ROWS.min(batch.num_rows() - start);
@@ -465,8 +479,8 @@ pub(crate) fn for_each_through(
                 consume(&chunk)?;
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// After the input: the last batches of stateful row-wise stages (their `finish`), each sent

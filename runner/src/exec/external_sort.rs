@@ -508,10 +508,7 @@ impl Cursor {
             self.rows = converter
                 .convert_columns(&columns)
                 .map_err(|e| Error::runtime(format!("sort: {e}")))?;
-            let values: usize = (batch.columns().iter())
-                .map(|column| column.to_data().get_slice_memory_size().unwrap_or(0))
-                .sum();
-            self.bytes = values + self.rows.size();
+            self.bytes = crate::data::held_bytes(&batch) + self.rows.size();
             self.batch = batch;
             self.index = 0;
             return Ok(true);

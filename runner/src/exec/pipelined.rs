@@ -29,6 +29,18 @@ fn window(cores: usize) -> usize {
     2 * cores + 2
 }
 
+/// The bytes of rows a worker gathers before it sends them on. A morsel's rows (a slice of a
+/// Parquet row group can be tens of MB) are sent in parts of about this size; after each, the
+/// worker waits until its morsel is being written and its parts before that one are written,
+/// so that no more than about a part per morsel of the window waits to be written.
+const PART_BYTES: usize = 8 << 20;
+
+/// Some of a morsel's rows, in order, and whether they are its last (an error is).
+struct Part {
+    batches: Result<Vec<RecordBatch>>,
+    last: bool,
+}
+
 /// Streams the source through `stages` into `sinks` (already begun); returns the rows the
 /// sinks were given.
 pub fn run(
@@ -66,13 +78,42 @@ fn run_to(
     let (prefix, rest) = stages.split_at(parallel);
     let (mut tail, mut delivery, sort, after) = up_to_sort(rest, output);
     let feed = Feed::new(source.open()?, window(cores));
-    let through_prefix = |morsel: Morsel| super::batch::decode_through(source, prefix, morsel);
-
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<RecordBatch>>)>();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Part)>();
+    // A morsel through the row-wise steps, its rows sent in parts as they are made.
+    let through_prefix = |index: usize, morsel: Morsel, tx: &std::sync::mpsc::Sender<_>| {
+        let mut part = Vec::new();
+        let mut bytes = 0;
+        let mut parts = 0;
+        let sent = super::batch::decode_through_each(source, prefix, morsel, &mut |batch| {
+            bytes += crate::data::held_bytes(&batch);
+            part.push(batch);
+            if bytes >= PART_BYTES {
+                bytes = 0;
+                let batches = Ok(std::mem::take(&mut part));
+                parts += 1;
+                if tx
+                    .send((
+                        index,
+                        Part {
+                            batches,
+                            last: false,
+                        },
+                    ))
+                    .is_err()
+                    || !feed.wait_for_parts(index, parts - 1)
+                {
+                    return Err(Error::runtime("stopped"));
+                }
+            }
+            Ok(())
+        });
+        sent.map(|()| part)
+    };
     let outcome = std::thread::scope(|scope| -> Result<bool> {
         for worker in 0..cores {
             let tx = tx.clone();
-            let (feed, through_prefix) = (&feed, &through_prefix);
+            let through_prefix = &through_prefix;
+            let feed = &feed;
             let spawned = std::thread::Builder::new()
                 .name(format!("runner-worker-{worker}"))
                 .spawn_scoped(scope, move || {
@@ -80,15 +121,26 @@ fn run_to(
                     // not wait for a morsel the worker will never send.
                     let worked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         while let Some((index, morsel)) = feed.take() {
-                            let result = morsel.and_then(through_prefix);
-                            if tx.send((index, result)).is_err() {
+                            let batches = morsel.and_then(|m| through_prefix(index, m, &tx));
+                            let last = Part {
+                                batches,
+                                last: true,
+                            };
+                            if tx.send((index, last)).is_err() {
                                 break;
                             }
                         }
                     }));
                     if let Err(payload) = worked {
                         feed.stop();
-                        let _ = tx.send((FAILED, Err(crate::error::from_panic(payload.as_ref()))));
+                        let failed = Err(crate::error::from_panic(payload.as_ref()));
+                        let _ = tx.send((
+                            FAILED,
+                            Part {
+                                batches: failed,
+                                last: true,
+                            },
+                        ));
                     }
                 });
             if let Err(e) = spawned {
@@ -314,29 +366,43 @@ impl Delivery<'_> {
 /// Receives worker results and writes them in input order. Returns whether the whole input
 /// was read (`false`: stopped early by a limit or the sinks).
 fn write_in_order(
-    rx: &std::sync::mpsc::Receiver<(usize, Result<Vec<RecordBatch>>)>,
+    rx: &std::sync::mpsc::Receiver<(usize, Part)>,
     feed: &Feed,
     tail: &mut Tail,
     output: &mut Delivery,
 ) -> Result<bool> {
-    let mut waiting: BTreeMap<usize, Result<Vec<RecordBatch>>> = BTreeMap::new();
+    // Parts of the morsels after the one being written.
+    let mut waiting: BTreeMap<usize, Vec<Part>> = BTreeMap::new();
     let mut next = 0usize;
-    for (index, result) in rx {
+    // Parts of morsel `next` written.
+    let mut parts = 0usize;
+    for (index, part) in rx {
         if index == FAILED {
-            return result.map(|_| false);
+            return part.batches.map(|_| false);
         }
-        waiting.insert(index, result);
-        while let Some(result) = waiting.remove(&next) {
-            for batch in result? {
-                if let Some(batch) = tail.push(batch)? {
-                    output.deliver(batch)?;
+        waiting.entry(index).or_default().push(part);
+        while let Some(waiting_parts) = waiting.remove(&next) {
+            let mut ended = false;
+            for part in waiting_parts {
+                ended = part.last;
+                for batch in part.batches? {
+                    if let Some(batch) = tail.push(batch)? {
+                        output.deliver(batch)?;
+                    }
+                    if tail.exhausted() || !output.wants_more() {
+                        return Ok(false);
+                    }
                 }
-                if tail.exhausted() || !output.wants_more() {
-                    return Ok(false);
-                }
+                parts += 1;
+            }
+            if !ended {
+                // More of this morsel to come.
+                feed.written(next, parts);
+                break;
             }
             next += 1;
-            feed.written(next);
+            parts = 0;
+            feed.written(next, 0);
         }
     }
     Ok(true)
@@ -346,8 +412,8 @@ fn write_in_order(
 struct Feed<'a> {
     morsels: FeedMorsels<'a>,
     window: usize,
-    /// Morsels written so far (the writer's position).
-    written: Mutex<usize>,
+    /// Morsels written so far (the writer's position), and the parts of the next one.
+    written: Mutex<(usize, usize)>,
     moved: Condvar,
     stopped: AtomicBool,
 }
@@ -377,7 +443,7 @@ impl<'a> Feed<'a> {
                 },
             },
             window,
-            written: Mutex::new(0),
+            written: Mutex::new((0, 0)),
             moved: Condvar::new(),
             stopped: AtomicBool::new(false),
         }
@@ -410,14 +476,25 @@ impl<'a> Feed<'a> {
     /// Waits until morsel `index` is within the window of the writer; `false` when stopped.
     fn wait_for_room(&self, index: usize) -> bool {
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        while index >= *written + self.window && !self.stopped.load(Ordering::SeqCst) {
+        while index >= written.0 + self.window && !self.stopped.load(Ordering::SeqCst) {
             written = self.moved.wait(written).unwrap_or_else(|p| p.into_inner());
         }
         !self.stopped.load(Ordering::SeqCst)
     }
 
-    fn written(&self, morsels: usize) {
-        *self.written.lock().unwrap_or_else(|p| p.into_inner()) = morsels;
+    /// Waits until morsel `index` is the one being written and `parts` of its parts are
+    /// written; `false` when stopped.
+    fn wait_for_parts(&self, index: usize, parts: usize) -> bool {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        while (written.0, written.1) < (index, parts) && !self.stopped.load(Ordering::SeqCst) {
+            written = self.moved.wait(written).unwrap_or_else(|p| p.into_inner());
+        }
+        !self.stopped.load(Ordering::SeqCst)
+    }
+
+    /// The writer's position: `morsels` written, and `parts` of the next one.
+    fn written(&self, morsels: usize, parts: usize) {
+        *self.written.lock().unwrap_or_else(|p| p.into_inner()) = (morsels, parts);
         self.moved.notify_all();
     }
 

@@ -770,22 +770,6 @@ async fn source_outcome(
     }
 }
 
-/// The bytes of `batch`'s rows. Not `get_array_memory_size`: the batches of one decoded
-/// chunk are slices of the same arrays, each of which would count them all (an epoch was
-/// cut at a sixteenth of its bound).
-fn held_bytes(batch: &RecordBatch) -> usize {
-    batch
-        .columns()
-        .iter()
-        .map(|column| {
-            column
-                .to_data()
-                .get_slice_memory_size()
-                .unwrap_or_else(|_| column.get_array_memory_size())
-        })
-        .sum()
-}
-
 /// Input bytes gathered before they are processed, between triggers.
 const PROCESS_BYTES: usize = 1 << 20;
 
@@ -958,7 +942,9 @@ impl<'a> Engine<'a> {
                 }
             }
             None => {
-                pending.buffered_bytes += mapped.iter().map(held_bytes).sum::<usize>();
+                // Slice sizes: counted by `get_array_memory_size`, an epoch was cut at a
+                // sixteenth of its bound.
+                pending.buffered_bytes += mapped.iter().map(crate::data::held_bytes).sum::<usize>();
                 pending.appended.extend(mapped);
             }
         }

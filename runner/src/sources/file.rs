@@ -976,9 +976,88 @@ impl FileSource {
         }
         Ok(vec![self.path.clone()])
     }
+
+    /// Every batch of one morsel ([`BatchSource::decode_each`] hands them on).
+    fn batches(&self, morsel: Morsel) -> Result<Vec<RecordBatch>> {
+        if let Some(records) = &self.records {
+            let batches = records.decode(&morsel, |line| self.line_number(&morsel, line))?;
+            self.recycle(morsel.bytes);
+            return Ok(batches);
+        }
+        if let Ok(text) = simdutf8::basic::from_utf8(&morsel.bytes) {
+            // Valid as a whole (the usual case): lines are copied out with no check per line.
+            let batches = self.decode_valid(text)?;
+            self.recycle(morsel.bytes);
+            return Ok(batches);
+        }
+        let mut batches = Vec::new();
+        let mut builder =
+            StringBuilder::with_capacity(BATCH_ROWS, morsel.bytes.len().min(BATCH_ROWS * 128));
+        let mut rows = 0;
+        let body = morsel.bytes.strip_suffix(b"\n").unwrap_or(&morsel.bytes);
+        if morsel.bytes.is_empty() {
+            return Ok(batches);
+        }
+        for (offset, raw) in body.split(|&b| b == b'\n').enumerate() {
+            let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+            match std::str::from_utf8(line) {
+                Ok(text) => builder.append_value(text),
+                Err(e) => match self.encoding_errors {
+                    EncodingErrors::Replace => {
+                        let at = (self.lines.order_of(&morsel.origin), morsel.position.order(), offset as u64);
+                        self.lines.bad_utf8_line(false, at, || {
+                            format!(
+                                "{} line {}",
+                                morsel.origin,
+                                self.line_number(&morsel, offset as u64)
+                            )
+                        });
+                        builder.append_value(String::from_utf8_lossy(line));
+                    }
+                    EncodingErrors::Skip => {
+                        let at = (self.lines.order_of(&morsel.origin), morsel.position.order(), offset as u64);
+                        self.lines.bad_utf8_line(true, at, || {
+                            format!(
+                                "{} line {}",
+                                morsel.origin,
+                                self.line_number(&morsel, offset as u64)
+                            )
+                        });
+                        continue;
+                    }
+                    EncodingErrors::Fail => {
+                        return Err(Error::runtime(format!(
+                            "{} line {}: invalid UTF-8 at byte {} of the line; use `encoding_errors: replace` or `skip` to read it anyway",
+                            morsel.origin,
+                            self.line_number(&morsel, offset as u64),
+                            e.valid_up_to() + 1
+                        )))
+                    }
+                },
+            }
+            rows += 1;
+            if rows == BATCH_ROWS {
+                batches.push(self.finish_batch(&mut builder));
+                rows = 0;
+            }
+        }
+        if rows > 0 {
+            batches.push(self.finish_batch(&mut builder));
+        }
+        self.recycle(morsel.bytes);
+        Ok(batches)
+    }
 }
 
 impl BatchSource for FileSource {
+    fn decode_each(
+        &self,
+        morsel: Morsel,
+        emit: &mut dyn FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        self.batches(morsel)?.into_iter().try_for_each(emit)
+    }
+
     fn raw_text_lines(&self) -> bool {
         self.records.is_none()
     }
@@ -1220,76 +1299,6 @@ impl BatchSource for FileSource {
                 pool.push(bytes);
             }
         }
-    }
-
-    fn decode(&self, morsel: Morsel) -> Result<Vec<RecordBatch>> {
-        if let Some(records) = &self.records {
-            let batches = records.decode(&morsel, |line| self.line_number(&morsel, line))?;
-            self.recycle(morsel.bytes);
-            return Ok(batches);
-        }
-        if let Ok(text) = simdutf8::basic::from_utf8(&morsel.bytes) {
-            // Valid as a whole (the usual case): lines are copied out with no check per line.
-            let batches = self.decode_valid(text)?;
-            self.recycle(morsel.bytes);
-            return Ok(batches);
-        }
-        let mut batches = Vec::new();
-        let mut builder =
-            StringBuilder::with_capacity(BATCH_ROWS, morsel.bytes.len().min(BATCH_ROWS * 128));
-        let mut rows = 0;
-        let body = morsel.bytes.strip_suffix(b"\n").unwrap_or(&morsel.bytes);
-        if morsel.bytes.is_empty() {
-            return Ok(batches);
-        }
-        for (offset, raw) in body.split(|&b| b == b'\n').enumerate() {
-            let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-            match std::str::from_utf8(line) {
-                Ok(text) => builder.append_value(text),
-                Err(e) => match self.encoding_errors {
-                    EncodingErrors::Replace => {
-                        let at = (self.lines.order_of(&morsel.origin), morsel.position.order(), offset as u64);
-                        self.lines.bad_utf8_line(false, at, || {
-                            format!(
-                                "{} line {}",
-                                morsel.origin,
-                                self.line_number(&morsel, offset as u64)
-                            )
-                        });
-                        builder.append_value(String::from_utf8_lossy(line));
-                    }
-                    EncodingErrors::Skip => {
-                        let at = (self.lines.order_of(&morsel.origin), morsel.position.order(), offset as u64);
-                        self.lines.bad_utf8_line(true, at, || {
-                            format!(
-                                "{} line {}",
-                                morsel.origin,
-                                self.line_number(&morsel, offset as u64)
-                            )
-                        });
-                        continue;
-                    }
-                    EncodingErrors::Fail => {
-                        return Err(Error::runtime(format!(
-                            "{} line {}: invalid UTF-8 at byte {} of the line; use `encoding_errors: replace` or `skip` to read it anyway",
-                            morsel.origin,
-                            self.line_number(&morsel, offset as u64),
-                            e.valid_up_to() + 1
-                        )))
-                    }
-                },
-            }
-            rows += 1;
-            if rows == BATCH_ROWS {
-                batches.push(self.finish_batch(&mut builder));
-                rows = 0;
-            }
-        }
-        if rows > 0 {
-            batches.push(self.finish_batch(&mut builder));
-        }
-        self.recycle(morsel.bytes);
-        Ok(batches)
     }
 
     fn warnings(&self) -> Vec<String> {

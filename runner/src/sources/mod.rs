@@ -317,8 +317,23 @@ pub trait BatchSource: Send + Sync {
     fn schema(&self) -> SchemaRef;
     /// Opens the input (fetching it first if configured).
     fn open(&self) -> Result<Morsels<'_>>;
-    /// Turns one morsel into record batches; called from any worker thread.
-    fn decode(&self, morsel: Morsel) -> Result<Vec<RecordBatch>>;
+    /// Turns one morsel into record batches, handed to `emit` in order as they are made;
+    /// called from any worker thread. A morsel may decode into more than should be held at
+    /// once (a slice of a Parquet row group), so a source hands its batches on as it reads.
+    fn decode_each(
+        &self,
+        morsel: Morsel,
+        emit: &mut dyn FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()>;
+    /// Turns one morsel into record batches, all of them at once.
+    fn decode(&self, morsel: Morsel) -> Result<Vec<RecordBatch>> {
+        let mut batches = Vec::new();
+        self.decode_each(morsel, &mut |batch| {
+            batches.push(batch);
+            Ok(())
+        })?;
+        Ok(batches)
+    }
     /// Declared when every morsel's bytes are whole lines of text and each row is one line in
     /// the only column (a trailing `\r` dropped, invalid UTF-8 handled by `decode`): a kernel
     /// may then read the bytes without decoding them into batches.

@@ -1,6 +1,7 @@
 //! `file` with `format: parquet`: Parquet files read with the `parquet` crate's Arrow reader.
-//! A morsel is one row group (its bytes stay empty: the worker that decodes it reads the row
-//! group itself), so row groups are read in parallel and in bounded memory.
+//! A morsel is a slice of a row group's rows, several pages of each column (its bytes stay
+//! empty: the worker that decodes it reads those rows itself), so even a file of one row group
+//! is read in parallel; it is decoded a batch at a time, in bounded memory.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,9 +12,11 @@ use arrow_array::types::{Float64Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
 };
 use parquet::arrow::ProjectionMask;
+use parquet::file::metadata::RowGroupMetaData;
 
 use super::file::{first_file, FileSourceConfig};
 use super::records::{ColumnSpec, OnError};
@@ -416,7 +419,7 @@ pub(super) fn build(config: &FileSourceConfig, path: PathBuf) -> Result<BuiltSou
         bad: AtomicU64::new(0),
         first_bad: Default::default(),
         file_order: Default::default(),
-        footers: Default::default(),
+        plans: Default::default(),
     })))
 }
 
@@ -479,10 +482,139 @@ fn read_footer(file: &std::fs::File) -> parquet::errors::Result<ArrowReaderMetad
 
 /// A row left out: its file's place in the run's files, the file, its row group, its row in
 /// the group, and why.
-type SkippedRow = (usize, Arc<str>, u64, usize, String);
+type SkippedRow = (usize, Arc<str>, usize, usize, String);
 
-/// The `file` source for `format: parquet`: one morsel per row group, decoded by the worker that
-/// takes it.
+/// The fewest rows a morsel of a row group holds: a smaller group is one morsel. A row group
+/// can be a whole file of gigabytes (Spark writes 128 MB of compressed pages per group; pyarrow
+/// once wrote one group per file); cut into morsels, its rows are decoded by every worker.
+const SLICE_MIN_ROWS: u64 = 16 * BATCH_ROWS as u64;
+
+/// The fewest pages of each column a morsel holds: a morsel that starts inside a page decodes
+/// that page to pass its first rows by, so at most one page in this many is decoded twice. A
+/// group written as one page per column (DuckDB writes them so) is one morsel.
+const SLICE_PAGES: u64 = 4;
+
+/// A file's plan, and its morsels not yet decoded.
+type PlanLeft = (Arc<FilePlan>, u64);
+
+/// How a file's row groups are cut into morsels.
+struct FilePlan {
+    footer: ArrowReaderMetadata,
+    /// The row groups that hold rows, in file order.
+    groups: Vec<GroupSlices>,
+    /// The morsels of the whole file.
+    slices: u64,
+}
+
+/// One row group's morsels: `slice_rows` rows each, the last one the rest.
+struct GroupSlices {
+    group: usize,
+    rows: u64,
+    slice_rows: u64,
+    /// The file's morsel number of the group's first.
+    first_slice: u64,
+}
+
+impl FilePlan {
+    /// Cuts each row group of `file` (whose footer is `footer`) by the pages of its columns
+    /// `roots` (top-level column indices); `Err` says why the footer cannot be so (its claims
+    /// do not add up).
+    fn new(
+        file: &std::fs::File,
+        footer: ArrowReaderMetadata,
+        roots: &[usize],
+    ) -> std::result::Result<Self, String> {
+        let mut groups = Vec::new();
+        let mut slices = 0u64;
+        for (group, meta) in footer.metadata().row_groups().iter().enumerate() {
+            let rows = u64::try_from(meta.num_rows())
+                .map_err(|_| format!("row group {group} says it holds {} rows", meta.num_rows()))?;
+            if rows == 0 {
+                continue;
+            }
+            let slice_rows = if rows <= SLICE_MIN_ROWS {
+                rows
+            } else {
+                let pages = SLICE_PAGES.saturating_mul(page_rows(file, &footer, meta, roots));
+                SLICE_MIN_ROWS
+                    .max(
+                        pages
+                            .div_ceil(BATCH_ROWS as u64)
+                            .saturating_mul(BATCH_ROWS as u64),
+                    )
+                    .min(rows)
+            };
+            groups.push(GroupSlices {
+                group,
+                rows,
+                slice_rows,
+                first_slice: slices,
+            });
+            slices = slices
+                .checked_add(rows.div_ceil(slice_rows))
+                .ok_or_else(|| "its row groups claim more rows than can be counted".to_owned())?;
+        }
+        Ok(FilePlan {
+            footer,
+            groups,
+            slices,
+        })
+    }
+
+    /// Morsel `slice`'s row group, its first row in the group and its rows.
+    fn slice(&self, slice: u64) -> Option<(usize, u64, u64)> {
+        let at = self
+            .groups
+            .partition_point(|g| g.first_slice <= slice)
+            .checked_sub(1)?;
+        let group = &self.groups[at];
+        let start = (slice - group.first_slice).checked_mul(group.slice_rows)?;
+        (start < group.rows).then(|| (group.group, start, group.slice_rows.min(group.rows - start)))
+    }
+}
+
+/// The rows (values, for a list) of the first data page of each column `roots` of row group
+/// `group`, the most of them, from the page headers (writers keep to one page size, and the
+/// offset index that would tell every page is often not written: pyarrow and DuckDB leave it
+/// out). The group's own rows where a header cannot be read: its decoding will say why.
+fn page_rows(
+    file: &std::fs::File,
+    footer: &ArrowReaderMetadata,
+    group: &RowGroupMetaData,
+    roots: &[usize],
+) -> u64 {
+    use parquet::column::page::PageReader;
+    let whole = u64::try_from(group.num_rows()).unwrap_or(0);
+    let schema = footer.parquet_schema();
+    let first_page = |chunk: &parquet::file::metadata::ColumnChunkMetaData| -> Option<u64> {
+        let file = Arc::new(file.try_clone().ok()?);
+        let rows = usize::try_from(whole).ok()?;
+        let mut pages =
+            parquet::file::serialized_reader::SerializedPageReader::new(file, chunk, rows, None)
+                .ok()?;
+        loop {
+            let page = pages.peek_next_page().ok()??;
+            if !page.is_dict {
+                return u64::try_from(page.num_rows.or(page.num_levels)?).ok();
+            }
+            pages.skip_next_page().ok()?;
+        }
+    };
+    group
+        .columns()
+        .iter()
+        .enumerate()
+        .filter(|(leaf, _)| {
+            *leaf < schema.num_columns() && roots.contains(&schema.get_column_root_idx(*leaf))
+        })
+        .map(|(_, chunk)| first_page(chunk).unwrap_or(whole))
+        .max()
+        .unwrap_or(whole)
+}
+
+/// The `file` source for `format: parquet`: each row group cut into morsels of several pages
+/// of each column (`SLICE_MIN_ROWS`, `SLICE_PAGES`), each decoded by the worker that takes it, a batch at
+/// a time.
 pub struct ParquetSource {
     path: PathBuf,
     columns: Vec<ColumnSpec>,
@@ -494,9 +626,9 @@ pub struct ParquetSource {
     /// Each file's place in the order `open` took them.
     file_order: std::sync::Mutex<std::collections::HashMap<Arc<str>, usize>>,
     /// Each file's footer, read once by `open` (a file of thousands of row groups would
-    /// otherwise have its footer read again for each one), with its row groups not yet
-    /// decoded: it is let go with its last one.
-    footers: std::sync::Mutex<std::collections::HashMap<Arc<str>, (ArrowReaderMetadata, usize)>>,
+    /// otherwise have its footer read again for each one) with its morsels, and how many of
+    /// those are not yet decoded: it is let go with its last one.
+    plans: std::sync::Mutex<std::collections::HashMap<Arc<str>, PlanLeft>>,
 }
 
 impl ParquetSource {
@@ -646,134 +778,195 @@ impl ParquetSource {
         Ok(())
     }
 
-    /// Reads the row group `morsel` names ([`BatchSource::decode`] without its guard).
-    fn decode_group(&self, morsel: Morsel) -> Result<Vec<RecordBatch>> {
-        let Position::Offset(group) = morsel.position else {
-            return Err(Error::runtime("a Parquet morsel names its row group"));
+    /// The top-level columns of `file_schema` that `columns` declares (`check_columns` let
+    /// only optional ones be missing).
+    fn roots(&self, file_schema: &Schema) -> Vec<usize> {
+        self.columns
+            .iter()
+            .filter_map(|spec| file_schema.index_of(&spec.name).ok())
+            .collect()
+    }
+
+    /// Reads the rows of the row group `morsel` names into `emit`, a batch at a time.
+    fn decode_group(
+        &self,
+        morsel: Morsel,
+        emit: &mut dyn FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        let Position::Offset(slice) = morsel.position else {
+            return Err(Error::runtime(
+                "a Parquet morsel names its slice of the file",
+            ));
         };
         let path = Path::new(&*morsel.origin);
-        let footer = {
-            let mut footers = self
-                .footers
+        let plan = {
+            let mut plans = self
+                .plans
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let (footer, left) = footers
+            let (plan, left) = plans
                 .get_mut(&morsel.origin)
                 .ok_or_else(|| Error::runtime("a Parquet morsel of a file not opened"))?;
-            let footer = footer.clone();
+            let plan = plan.clone();
             *left -= 1;
             if *left == 0 {
-                footers.remove(&morsel.origin);
+                plans.remove(&morsel.origin);
             }
-            footer
+            plan
+        };
+        let (group, start, rows) = plan
+            .slice(slice)
+            .ok_or_else(|| Error::runtime("a Parquet morsel past its file's row groups"))?;
+        let (Ok(start), Ok(rows)) = (usize::try_from(start), usize::try_from(rows)) else {
+            return Err(Error::runtime(format!(
+                "{}: row group {group} holds more rows than this machine can count",
+                morsel.origin
+            )));
         };
         let file = std::fs::File::open(path).map_err(|source| Error::Input {
             path: path.to_path_buf(),
             source,
         })?;
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, footer);
-        let file_schema = builder.schema().clone();
-        // The declared columns the file has (`check_columns` let only optional ones be missing).
-        let leaves: Vec<usize> = self
-            .columns
-            .iter()
-            .filter_map(|spec| file_schema.index_of(&spec.name).ok())
-            .collect();
-        let mask = ProjectionMask::roots(builder.parquet_schema(), leaves.iter().copied());
-        let reader = builder
-            .with_row_groups(vec![group as usize])
-            .with_projection(mask)
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(|e| Error::runtime(format!("{}: {e}", morsel.origin)))?;
-        let mut batches = Vec::new();
-        let mut first_row = 0usize;
-        for batch in reader {
-            let batch = batch.map_err(|e| {
-                Error::runtime(format!("{}: row group {group}: {e}", morsel.origin))
-            })?;
-            let rows = batch.num_rows();
-            let mut columns = Vec::with_capacity(self.columns.len());
-            // Per row, why it is bad (the first reason found), if it is.
-            let mut bad: Vec<Option<String>> = vec![None; rows];
-            for (spec, field) in self.columns.iter().zip(self.schema.fields()) {
-                let Some(column) = batch.column_by_name(&spec.name) else {
-                    // An optional column this file lacks: null in its rows.
-                    columns.push(arrow_array::new_null_array(field.data_type(), rows));
-                    continue;
-                };
-                let converted = convert(column, field.data_type(), spec).map_err(|e| {
-                    Error::runtime(format!(
-                        "{}: column `{}` ({}) cannot be read as {}: {e}",
-                        morsel.origin,
-                        spec.name,
-                        column.data_type(),
-                        spec.value_type.name()
-                    ))
-                })?;
-                for (row, reason) in converted.bad {
-                    bad[row].get_or_insert(reason);
-                }
-                if spec.required && converted.column.null_count() > 0 {
-                    for row in (0..rows).filter(|&r| converted.column.is_null(r)) {
-                        bad[row].get_or_insert_with(|| {
-                            format!(
-                                "the required field `{}` is null (write `{}?` in `columns:` to read it as null)",
-                                spec.name,
-                                spec.value_type.name()
-                            )
-                        });
-                    }
-                }
-                columns.push(converted.column);
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, plan.footer.clone());
+        let roots = self.roots(builder.schema());
+        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        // Pages before the slice are passed by on their headers, not decompressed (columns
+        // without repeated values; a list's pages are decoded to be skipped). A whole group is
+        // read without one, as it was before groups were cut.
+        let whole_group = start == 0
+            && i64::try_from(rows).ok() == Some(plan.footer.metadata().row_group(group).num_rows());
+        let selection = (!whole_group).then(|| {
+            let selectors: Vec<RowSelector> = [RowSelector::skip(start), RowSelector::select(rows)]
+                .into_iter()
+                .filter(|selector| selector.row_count > 0)
+                .collect();
+            RowSelection::from(selectors)
+        });
+        // The `parquet` crate asserts on some damage it finds in a file: that is a bad input,
+        // not a bug in runner (only its own calls are so guarded: a panic in what `emit` runs
+        // is runner's).
+        let damaged = |why: String| {
+            Error::runtime(format!(
+                "{}: not a readable Parquet file: {why}",
+                crate::error::escape_controls(&morsel.origin)
+            ))
+        };
+        let mut reader = unpanicked(|| {
+            let builder = builder
+                .with_row_groups(vec![group])
+                .with_projection(mask)
+                .with_batch_size(BATCH_ROWS);
+            match selection {
+                Some(selection) => builder.with_row_selection(selection).build(),
+                None => builder.build(),
             }
-            let batch = RecordBatch::try_new(self.schema.clone(), columns)
-                .map_err(|e| Error::runtime(e.to_string()))?;
-            let Some(first_bad) = bad.iter().position(Option::is_some) else {
-                batches.push(batch);
-                first_row += rows;
+        })
+        .map_err(damaged)?
+        .map_err(|e| Error::runtime(format!("{}: {e}", morsel.origin)))?;
+        let mut first_row = start;
+        let origin = &morsel.origin;
+        while let Some(read) = unpanicked(|| {
+            reader
+                .next()
+                .map(|batch| self.good_rows(origin, group, first_row, batch))
+        })
+        .map_err(damaged)?
+        {
+            let (batch, rows) = read?;
+            first_row += rows;
+            emit(batch)?;
+        }
+        Ok(())
+    }
+
+    /// A batch read from row group `group` of `origin`, its first row `first_row` of the group,
+    /// in the declared columns and types, without its bad rows (`on_error: skip`; `fail`
+    /// stops at the first); with the rows it was read with.
+    fn good_rows(
+        &self,
+        origin: &Arc<str>,
+        group: usize,
+        first_row: usize,
+        batch: std::result::Result<RecordBatch, arrow_schema::ArrowError>,
+    ) -> Result<(RecordBatch, usize)> {
+        let batch =
+            batch.map_err(|e| Error::runtime(format!("{origin}: row group {group}: {e}")))?;
+        let rows = batch.num_rows();
+        let mut columns = Vec::with_capacity(self.columns.len());
+        // Per row, why it is bad (the first reason found), if it is.
+        let mut bad: Vec<Option<String>> = vec![None; rows];
+        for (spec, field) in self.columns.iter().zip(self.schema.fields()) {
+            let Some(column) = batch.column_by_name(&spec.name) else {
+                // An optional column this file lacks: null in its rows.
+                columns.push(arrow_array::new_null_array(field.data_type(), rows));
                 continue;
             };
-            if self.on_error == OnError::Fail {
-                return Err(Error::runtime(format!(
-                    "{}: row group {group}, row {}: {}; `on_error: skip` leaves such rows out",
-                    morsel.origin,
-                    first_row + first_bad,
-                    bad[first_bad].as_deref().unwrap_or_default()
-                )));
+            let converted = convert(column, field.data_type(), spec).map_err(|e| {
+                Error::runtime(format!(
+                    "{}: column `{}` ({}) cannot be read as {}: {e}",
+                    origin,
+                    spec.name,
+                    column.data_type(),
+                    spec.value_type.name()
+                ))
+            })?;
+            for (row, reason) in converted.bad {
+                bad[row].get_or_insert(reason);
             }
-            {
-                let file = self
-                    .file_order
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .get(&morsel.origin)
-                    .copied()
-                    .unwrap_or(usize::MAX);
-                let place = (file, group, first_row + first_bad);
-                let mut first = self
-                    .first_bad
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                if first
-                    .as_ref()
-                    .is_none_or(|(file, _, g, row, _)| place < (*file, *g, *row))
-                {
-                    let reason = bad[first_bad].clone().unwrap_or_default();
-                    *first = Some((file, morsel.origin.clone(), group, place.2, reason));
+            if spec.required && converted.column.null_count() > 0 {
+                for row in (0..rows).filter(|&r| converted.column.is_null(r)) {
+                    bad[row].get_or_insert_with(|| {
+                        format!(
+                            "the required field `{}` is null (write `{}?` in `columns:` to read it as null)",
+                            spec.name,
+                            spec.value_type.name()
+                        )
+                    });
                 }
             }
-            let keep: arrow_array::BooleanArray =
-                bad.iter().map(|reason| Some(reason.is_none())).collect();
-            self.bad
-                .fetch_add(keep.false_count() as u64, Ordering::Relaxed);
-            batches.push(
-                arrow_select::filter::filter_record_batch(&batch, &keep)
-                    .map_err(|e| Error::runtime(e.to_string()))?,
-            );
-            first_row += rows;
+            columns.push(converted.column);
         }
-        Ok(batches)
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| Error::runtime(e.to_string()))?;
+        let Some(first_bad) = bad.iter().position(Option::is_some) else {
+            return Ok((batch, rows));
+        };
+        if self.on_error == OnError::Fail {
+            return Err(Error::runtime(format!(
+                "{}: row group {group}, row {}: {}; `on_error: skip` leaves such rows out",
+                origin,
+                first_row + first_bad,
+                bad[first_bad].as_deref().unwrap_or_default()
+            )));
+        }
+        {
+            let file = self
+                .file_order
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .get(origin)
+                .copied()
+                .unwrap_or(usize::MAX);
+            let place = (file, group, first_row + first_bad);
+            let mut first = self
+                .first_bad
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if first
+                .as_ref()
+                .is_none_or(|(file, _, g, row, _)| place < (*file, *g, *row))
+            {
+                let reason = bad[first_bad].clone().unwrap_or_default();
+                *first = Some((file, origin.clone(), group, place.2, reason));
+            }
+        }
+        let keep: arrow_array::BooleanArray =
+            bad.iter().map(|reason| Some(reason.is_none())).collect();
+        self.bad
+            .fetch_add(keep.false_count() as u64, Ordering::Relaxed);
+        let kept = arrow_select::filter::filter_record_batch(&batch, &keep)
+            .map_err(|e| Error::runtime(e.to_string()))?;
+        Ok((kept, rows))
     }
 }
 
@@ -787,49 +980,70 @@ impl BatchSource for ParquetSource {
     }
 
     fn open(&self) -> Result<Morsels<'_>> {
-        let mut groups: Vec<(Arc<str>, u64)> = Vec::new();
+        // Each file with morsels, with the run's number of its first morsel.
+        let mut files: Vec<(Arc<str>, u64)> = Vec::new();
+        let mut morsels = 0u64;
         let mut order = self
             .file_order
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut footers = self
-            .footers
+        let mut plans = self
+            .plans
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         for (index, path) in self.files()?.into_iter().enumerate() {
             let footer = Self::footer(&path)?;
             self.check_columns(&path, &footer)?;
-            let count = footer.metadata().num_row_groups();
+            let roots = self.roots(footer.schema());
+            let unreadable = |why: String| {
+                Error::runtime(format!(
+                    "{}: not a readable Parquet file: {why}",
+                    crate::error::escape_path(&path)
+                ))
+            };
+            let file = std::fs::File::open(&path).map_err(|source| Error::Input {
+                path: path.clone(),
+                source,
+            })?;
+            let plan = unpanicked(|| FilePlan::new(&file, footer, &roots))
+                .map_err(&unreadable)?
+                .map_err(&unreadable)?;
             let origin: Arc<str> = path.display().to_string().into();
             order.insert(origin.clone(), index);
-            if count > 0 {
-                footers.insert(origin.clone(), (footer, count));
+            if plan.slices > 0 {
+                files.push((origin.clone(), morsels));
+                morsels = morsels
+                    .checked_add(plan.slices)
+                    .ok_or_else(|| unreadable("too many rows to count".to_owned()))?;
+                let slices = plan.slices;
+                plans.insert(origin, (Arc::new(plan), slices));
             }
-            groups.extend((0..count as u64).map(|g| (origin.clone(), g)));
         }
         Ok(Morsels::Indexed {
-            count: groups.len(),
+            count: usize::try_from(morsels)
+                .map_err(|_| Error::runtime("more Parquet rows than this machine can count"))?,
             read: Box::new(move |i| {
-                let (origin, group) = &groups[i];
+                let i = i as u64;
+                let at = files
+                    .partition_point(|(_, first)| *first <= i)
+                    .checked_sub(1)
+                    .ok_or_else(|| Error::runtime("a Parquet morsel before the first file"))?;
+                let (origin, first) = &files[at];
                 Ok(Morsel {
                     bytes: Vec::new(),
                     origin: origin.clone(),
-                    position: Position::Offset(*group),
+                    position: Position::Offset(i - first),
                 })
             }),
         })
     }
 
-    fn decode(&self, morsel: Morsel) -> Result<Vec<RecordBatch>> {
-        let origin = morsel.origin.clone();
-        // The `parquet` crate asserts on some damage it finds in a file: that is a bad input,
-        // not a bug in runner.
-        unpanicked(|| self.decode_group(morsel)).unwrap_or_else(|why| {
-            Err(Error::runtime(format!(
-                "{}: not a readable Parquet file: {why}",
-                crate::error::escape_controls(&origin)
-            )))
-        })
+    fn decode_each(
+        &self,
+        morsel: Morsel,
+        emit: &mut dyn FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        self.decode_group(morsel, emit)
     }
 
     fn warnings(&self) -> Vec<String> {
@@ -1286,5 +1500,119 @@ mod int96_tests {
                 "{columns}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod slice_tests {
+    use super::*;
+    use arrow_array::types::Int64Type;
+    use arrow_array::Int64Array;
+
+    /// Writes `rows` rows of `n` (0, 1, 2, …; null at `null_at`) as one row group, in pages
+    /// of `page_rows` rows.
+    fn one_group(path: &Path, rows: i64, page_rows: usize, null_at: Option<i64>) {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(None)
+            .set_data_page_row_count_limit(page_rows)
+            .set_data_page_size_limit(usize::MAX)
+            .set_write_batch_size(page_rows.min(1024))
+            .set_dictionary_enabled(false)
+            .build();
+        let file = std::fs::File::create(path).unwrap();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
+        for start in (0..rows).step_by(1 << 16) {
+            let values: Int64Array = (start..rows.min(start + (1 << 16)))
+                .map(|i| (Some(i) != null_at).then_some(i))
+                .collect();
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap();
+            writer.write(&batch).unwrap();
+        }
+        let written = writer.close().unwrap();
+        assert_eq!(written.num_row_groups(), 1);
+    }
+
+    /// Each morsel's values, in morsel order.
+    fn morsels(source: &dyn BatchSource) -> Result<Vec<Vec<i64>>> {
+        source
+            .open()?
+            .into_seq_iter()
+            .map(|morsel| {
+                let mut values = Vec::new();
+                source.decode_each(morsel?, &mut |batch| {
+                    let column = batch.column(0).as_primitive::<Int64Type>();
+                    values.extend(column.values().iter().copied());
+                    Ok(())
+                })?;
+                Ok(values)
+            })
+            .collect()
+    }
+
+    /// One row group is read in morsels (in parallel) when its pages are small, each of
+    /// whole pages, and as one where a page is as large as the group: a morsel starting
+    /// inside it would decode it again.
+    #[test]
+    fn a_row_group_is_cut_into_morsels_of_several_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let min = SLICE_MIN_ROWS as i64;
+        for (rows, page_rows, sizes) in [
+            (
+                5 * min + 123,
+                4096,
+                vec![min; 5].into_iter().chain([123]).collect(),
+            ),
+            (600_000, 1 << 16, vec![262_144, 262_144, 75_712]),
+            (3 * min, usize::MAX, vec![3 * min]),
+            (min, 1024, vec![min]),
+        ] {
+            let path = dir.path().join(format!("{rows}-{page_rows}.parquet"));
+            one_group(&path, rows, page_rows, None);
+            let source = batch_source(&path, "").unwrap();
+            let morsels = morsels(source.as_ref()).unwrap();
+            let got: Vec<i64> = morsels.iter().map(|m| m.len() as i64).collect();
+            assert_eq!(got, sizes, "{rows} rows in pages of {page_rows}");
+            assert!(morsels.concat().into_iter().eq(0..rows));
+        }
+    }
+
+    /// A bad row in a later morsel is told by its row in the group, not in its morsel.
+    #[test]
+    fn a_bad_row_is_placed_in_its_row_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("null.parquet");
+        let null_at = 2 * SLICE_MIN_ROWS as i64 + 17;
+        one_group(&path, 3 * SLICE_MIN_ROWS as i64, 4096, Some(null_at));
+        let source = batch_source(&path, ", columns: {n: integer}").unwrap();
+        let error = morsels(source.as_ref()).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!(
+                "row group 0, row {null_at}: the required field `n` is null"
+            )),
+            "{error}"
+        );
+        let skip = batch_source(&path, ", on_error: skip, columns: {n: integer}").unwrap();
+        let rows = morsels(skip.as_ref()).unwrap().concat();
+        assert_eq!(rows.len(), 3 * SLICE_MIN_ROWS as usize - 1);
+        let warnings = skip.warnings().join("\n");
+        assert!(
+            warnings.contains(&format!("row group 0, row {null_at}:")),
+            "{warnings}"
+        );
+    }
+
+    /// A plan places each morsel in its row group, and none past the last.
+    #[test]
+    fn a_plan_places_its_morsels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small.parquet");
+        one_group(&path, 10, 1024, None);
+        let file = std::fs::File::open(&path).unwrap();
+        let footer = read_footer(&file).unwrap();
+        let plan = FilePlan::new(&file, footer, &[0]).unwrap();
+        assert_eq!((plan.slices, plan.slice(0)), (1, Some((0, 0, 10))));
+        assert_eq!(plan.slice(1), None);
     }
 }

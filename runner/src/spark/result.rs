@@ -104,24 +104,9 @@ impl Iterator for Batches<'_> {
     }
 }
 
-impl BatchSource for SparkResult {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn open(&self) -> Result<Morsels<'_>> {
-        self.rows.store(0, Ordering::Relaxed);
-        let session = Session::connect(&self.remote)?;
-        let execution = session.execute(pb::plan::OpType::Root(self.relation.clone()))?;
-        Ok(Morsels::Sequential(Box::new(Batches {
-            source: self,
-            execution: Some(execution),
-            announced_rows: 0,
-            index: 0,
-        })))
-    }
-
-    fn decode(&self, morsel: Morsel) -> Result<Vec<RecordBatch>> {
+impl SparkResult {
+    /// Every batch of one morsel ([`BatchSource::decode_each`] hands them on).
+    fn batches(&self, morsel: Morsel) -> Result<Vec<RecordBatch>> {
         let bad = |e: &dyn std::fmt::Display| {
             let said = e.to_string();
             if said.contains("Invalid UTF8") {
@@ -155,6 +140,32 @@ impl BatchSource for SparkResult {
             );
         }
         Ok(batches)
+    }
+}
+
+impl BatchSource for SparkResult {
+    fn decode_each(
+        &self,
+        morsel: Morsel,
+        emit: &mut dyn FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<()> {
+        self.batches(morsel)?.into_iter().try_for_each(emit)
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn open(&self) -> Result<Morsels<'_>> {
+        self.rows.store(0, Ordering::Relaxed);
+        let session = Session::connect(&self.remote)?;
+        let execution = session.execute(pb::plan::OpType::Root(self.relation.clone()))?;
+        Ok(Morsels::Sequential(Box::new(Batches {
+            source: self,
+            execution: Some(execution),
+            announced_rows: 0,
+            index: 0,
+        })))
     }
 
     fn warnings(&self) -> Vec<String> {
