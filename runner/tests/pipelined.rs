@@ -69,6 +69,23 @@ fn source_rows(summary: &std::path::Path) -> u64 {
     summary["stages"][0]["rows_out"].as_u64().unwrap()
 }
 
+/// Runs `pipeline` (whose sink is standard output) on 2 cores: what it printed, and the rows
+/// its source read.
+fn run_limited(pipeline: &std::path::Path) -> (String, u64) {
+    let summary = pipeline.with_extension("json");
+    let out = runner_process()
+        .args(["run", "--cores", "2", "--summary"])
+        .arg(&summary)
+        .arg(pipeline)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        source_rows(&summary),
+    )
+}
+
 #[test]
 #[allow(clippy::zombie_processes)] // reaped by wait4, which also gives its resource usage
 fn non_aggregating_pipelines_stream_in_bounded_memory_and_stop_early() {
@@ -155,18 +172,9 @@ fn non_aggregating_pipelines_stream_in_bounded_memory_and_stop_early() {
         &input,
         "transforms:\n  - {type: limit, n: 10}\nsinks:\n  - {type: stdout, format: tsv}\n",
     );
-    let summary = dir.path().join("limited.json");
-    let out = runner_process()
-        .args(["run", "--cores", "2", "--summary"])
-        .arg(&summary)
-        .arg(&limited)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
+    let (text, read) = run_limited(&limited);
     assert_eq!(text.lines().count(), 11, "{text}");
     assert!(text.lines().last().unwrap().ends_with(" 0000009"));
-    let read = source_rows(&summary);
     assert!(
         read <= 16 * (1 << 20) / LINE_BYTES as u64,
         "limit: 10 read {read} rows"
@@ -446,23 +454,32 @@ fn one_large_parquet_row_group_is_read_in_bounded_memory() {
         path.display()
     );
 
+    // Runs `step` on the file into the CSV file `{name}.csv`: what it wrote, and the peak RSS
+    // in MB.
+    let run = |name: &str, step: &str| -> (String, f64) {
+        let pipeline = write(
+            dir.path(),
+            &format!("{name}.yaml"),
+            &format!(
+                "{source}transforms:\n  - {step}\nsinks:\n  - {{type: csv, path: {name}.csv}}\n"
+            ),
+        );
+        let (code, stderr, peak_mb) = run_measured(
+            &dir.path().join(format!("{name}.log")),
+            &[
+                "run".as_ref(),
+                "--cores".as_ref(),
+                "2".as_ref(),
+                pipeline.as_os_str(),
+            ],
+        );
+        assert_eq!(code, Some(0), "{stderr}");
+        let written = std::fs::read_to_string(dir.path().join(format!("{name}.csv"))).unwrap();
+        (written, peak_mb)
+    };
+
     // A filter into a CSV file: every 100 000th row, in order.
-    let filtered = write(
-        dir.path(),
-        "filtered.yaml",
-        &format!("{source}transforms:\n  - {{type: filter, where: 'n % 100000 == 0'}}\nsinks:\n  - {{type: csv, path: out.csv}}\n"),
-    );
-    let (code, stderr, peak_mb) = run_measured(
-        &dir.path().join("filtered.log"),
-        &[
-            "run".as_ref(),
-            "--cores".as_ref(),
-            "2".as_ref(),
-            filtered.as_os_str(),
-        ],
-    );
-    assert_eq!(code, Some(0), "{stderr}");
-    let written = std::fs::read_to_string(dir.path().join("out.csv")).unwrap();
+    let (written, peak_mb) = run("filtered", "{type: filter, where: 'n % 100000 == 0'}");
     let expected: String = std::iter::once("n,x\n".to_owned())
         .chain(
             (0..PARQUET_ROWS)
@@ -477,26 +494,12 @@ fn one_large_parquet_row_group_is_read_in_bounded_memory() {
     );
 
     // An aggregation over every row: the exact sum.
-    let summed = write(
-        dir.path(),
-        "summed.yaml",
-        &format!("{source}transforms:\n  - {{type: aggregate, aggs: {{rows: count(), total: sum(n)}}}}\nsinks:\n  - {{type: csv, path: sum.csv}}\n"),
+    let (written, peak_mb) = run(
+        "summed",
+        "{type: aggregate, aggs: {rows: count(), total: sum(n)}}",
     );
-    let (code, stderr, peak_mb) = run_measured(
-        &dir.path().join("summed.log"),
-        &[
-            "run".as_ref(),
-            "--cores".as_ref(),
-            "2".as_ref(),
-            summed.as_os_str(),
-        ],
-    );
-    assert_eq!(code, Some(0), "{stderr}");
     let total = PARQUET_ROWS * (PARQUET_ROWS - 1) / 2;
-    assert_eq!(
-        std::fs::read_to_string(dir.path().join("sum.csv")).unwrap(),
-        format!("rows,total\n{PARQUET_ROWS},{total}\n")
-    );
+    assert_eq!(written, format!("rows,total\n{PARQUET_ROWS},{total}\n"));
     assert!(
         peak_mb < 120.0,
         "parquet → aggregate: peak RSS {peak_mb:.0} MB"
@@ -508,18 +511,7 @@ fn one_large_parquet_row_group_is_read_in_bounded_memory() {
         "limited.yaml",
         &format!("{source}transforms:\n  - {{type: limit, n: 3}}\nsinks:\n  - {{type: stdout, format: tsv}}\n"),
     );
-    let summary = dir.path().join("limited.json");
-    let out = runner_process()
-        .args(["run", "--cores", "2", "--summary"])
-        .arg(&summary)
-        .arg(&limited)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        "n\tx\n0\t0.0\n1\t1.0\n2\t2.0\n"
-    );
-    let read = source_rows(&summary);
+    let (text, read) = run_limited(&limited);
+    assert_eq!(text, "n\tx\n0\t0.0\n1\t1.0\n2\t2.0\n");
     assert!(read < PARQUET_ROWS as u64 / 8, "limit: 3 read {read} rows");
 }
