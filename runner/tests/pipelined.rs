@@ -391,7 +391,7 @@ fn a_sort_of_a_large_input_spills_and_merges_in_bounded_memory() {
 }
 
 /// Rows of the one-row-group Parquet file: 192 MB of values once decoded, written as the
-/// `parquet` crate writes pages (20 000 rows each).
+/// `parquet` crate writes pages (20 480 rows each: 20 000, rounded up to its batches of 1024).
 const PARQUET_ROWS: i64 = 12_000_000;
 
 /// One Parquet row group far larger than the bound on memory once decoded (a whole file of one

@@ -231,6 +231,22 @@ fn a_panic_while_a_streamed_pipeline_takes_a_morsel_ends_the_run_instead_of_hang
 }
 
 #[test]
+fn a_panic_while_a_streamed_pipeline_writes_ends_the_run_instead_of_hanging() {
+    // The writer dies while the workers read 18 MB, more than a window of 1 MiB morsels: the
+    // run ends as one clean error. (The feed is stopped as the writer unwinds, so a worker
+    // waiting for room is let go too; whether one is waiting when it dies is up to timing,
+    // so this test does not show that part.)
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "in.txt", &"a b c\n".repeat(3_000_000));
+    let p = write(
+        dir.path(),
+        "s.yaml",
+        "name: s\nsource: {type: file, path: in.txt}\ntransforms:\n  - {type: tokenize}\nsinks:\n  - {type: stdout, format: tsv}\n",
+    );
+    fails_at(&p, "morsel-write", &["--cores", "2"]);
+}
+
+#[test]
 fn a_plugin_timeout_and_an_unwritable_lock_directory_still_write_the_summary() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "in.txt", "a b c\n");

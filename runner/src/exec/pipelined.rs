@@ -132,7 +132,8 @@ fn run_to(
                         }
                     }));
                     if let Err(payload) = worked {
-                        feed.stop();
+                        // Sent before the feed stops: a worker the stop wakes sends its
+                        // morsel's end after it, and the writer must see the panic first.
                         let failed = Err(crate::error::from_panic(payload.as_ref()));
                         let _ = tx.send((
                             FAILED,
@@ -141,6 +142,7 @@ fn run_to(
                                 last: true,
                             },
                         ));
+                        feed.stop();
                     }
                 });
             if let Err(e) = spawned {
@@ -149,6 +151,9 @@ fn run_to(
             }
         }
         drop(tx);
+        // Stops the feed should the writer panic (a sink, a step after a limit): the workers
+        // waiting for it would wait forever, and the scope with them.
+        let _stop = StopOnDrop(&feed);
         let written = write_in_order(&rx, &feed, &mut tail, &mut delivery);
         // Whatever happened, the workers stop taking morsels.
         feed.stop();
@@ -385,6 +390,7 @@ fn write_in_order(
             let mut ended = false;
             for part in waiting_parts {
                 ended = part.last;
+                crate::error::failpoint("morsel-write");
                 for batch in part.batches? {
                     if let Some(batch) = tail.push(batch)? {
                         output.deliver(batch)?;
@@ -406,6 +412,15 @@ fn write_in_order(
         }
     }
     Ok(true)
+}
+
+/// Stops its feed when dropped.
+struct StopOnDrop<'f, 'a>(&'f Feed<'a>);
+
+impl Drop for StopOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 /// Hands morsels to workers, at most a window ahead of the writer.

@@ -524,6 +524,13 @@ impl FilePlan {
         footer: ArrowReaderMetadata,
         roots: &[usize],
     ) -> std::result::Result<Self, String> {
+        // A list column's page cannot be passed by on its header (its rows are not counted
+        // there): each morsel would decode every page before its own, so such a group is
+        // one morsel.
+        let schema = footer.parquet_schema();
+        let repeated = schema.columns().iter().enumerate().any(|(leaf, column)| {
+            column.max_rep_level() > 0 && roots.contains(&schema.get_column_root_idx(leaf))
+        });
         let mut groups = Vec::new();
         let mut slices = 0u64;
         for (group, meta) in footer.metadata().row_groups().iter().enumerate() {
@@ -532,7 +539,7 @@ impl FilePlan {
             if rows == 0 {
                 continue;
             }
-            let slice_rows = if rows <= SLICE_MIN_ROWS {
+            let slice_rows = if rows <= SLICE_MIN_ROWS || repeated {
                 rows
             } else {
                 let pages = SLICE_PAGES.saturating_mul(page_rows(file, &footer, meta, roots));
@@ -843,8 +850,8 @@ impl ParquetSource {
             RowSelection::from(selectors)
         });
         // The `parquet` crate asserts on some damage it finds in a file: that is a bad input,
-        // not a bug in runner (only its own calls are so guarded: a panic in what `emit` runs
-        // is runner's).
+        // not a bug in runner. Guarded: its reader, and the conversion of what it returns
+        // (Arrow's kernels on its arrays); not what `emit` runs, which is runner's.
         let damaged = |why: String| {
             Error::runtime(format!(
                 "{}: not a readable Parquet file: {why}",
@@ -1576,6 +1583,47 @@ mod slice_tests {
             assert_eq!(got, sizes, "{rows} rows in pages of {page_rows}");
             assert!(morsels.concat().into_iter().eq(0..rows));
         }
+    }
+
+    /// A row group with a list column read is one morsel: a list's pages cannot be passed by
+    /// on their headers, so each morsel would decode all pages before its own. Without the
+    /// list, the same group is cut.
+    #[test]
+    fn a_row_group_read_with_a_list_column_is_one_morsel() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lists.parquet");
+        let rows = 3 * SLICE_MIN_ROWS as usize;
+        let item = Arc::new(Field::new("item", DataType::Utf8, true));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("tags", DataType::List(item.clone()), true),
+        ]));
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(None)
+            .set_data_page_row_count_limit(4096)
+            .build();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
+        let n = Int64Array::from_iter_values(0..rows as i64);
+        let mut tags =
+            arrow_array::builder::ListBuilder::new(arrow_array::builder::StringBuilder::new())
+                .with_field(item);
+        for i in 0..rows {
+            tags.values().append_value(format!("t{}", i % 7));
+            tags.append(true);
+        }
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(n), Arc::new(tags.finish())])
+                .unwrap();
+        writer.write(&batch).unwrap();
+        assert_eq!(writer.close().unwrap().num_row_groups(), 1);
+        let lists = batch_source(&path, ", columns: {n: integer, tags: list}").unwrap();
+        assert_eq!(morsels(lists.as_ref()).unwrap().len(), 1);
+        let flat = batch_source(&path, ", columns: {n: integer}").unwrap();
+        let morsels = morsels(flat.as_ref()).unwrap();
+        assert_eq!(morsels.len(), 3);
+        assert!(morsels.concat().into_iter().eq(0..rows as i64));
     }
 
     /// A bad row in a later morsel is told by its row in the group, not in its morsel.
