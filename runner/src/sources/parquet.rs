@@ -16,7 +16,6 @@ use parquet::arrow::arrow_reader::{
     RowSelector,
 };
 use parquet::arrow::ProjectionMask;
-use parquet::file::metadata::RowGroupMetaData;
 
 use super::file::{first_file, FileSourceConfig};
 use super::records::{ColumnSpec, OnError};
@@ -444,11 +443,19 @@ fn file_schema(path: &Path) -> Result<SchemaRef, String> {
     Ok(footer.schema().clone())
 }
 
+/// How a footer is read: with the offset index where the file has one (the place and first
+/// row of each page), so that a morsel starting in a row group's middle is sought, not
+/// reached by reading the page headers before it.
+fn reader_options() -> ArrowReaderOptions {
+    ArrowReaderOptions::new()
+        .with_offset_index_policy(parquet::file::metadata::PageIndexPolicy::Optional)
+}
+
 /// The file's footer, with INT96 timestamps (Spark's and Hive's default) read as microseconds:
 /// Arrow's default, nanoseconds, holds only the years 1677 to 2262, and a value outside them
 /// would wrap into another date without a word.
 fn read_footer(file: &std::fs::File) -> parquet::errors::Result<ArrowReaderMetadata> {
-    let footer = ArrowReaderMetadata::load(file, ArrowReaderOptions::new())?;
+    let footer = ArrowReaderMetadata::load(file, reader_options())?;
     let int96: Vec<String> = footer
         .parquet_schema()
         .columns()
@@ -476,7 +483,7 @@ fn read_footer(file: &std::fs::File) -> parquet::errors::Result<ArrowReaderMetad
     let hint = Schema::new_with_metadata(fields, footer.schema().metadata().clone());
     ArrowReaderMetadata::try_new(
         footer.metadata().clone(),
-        ArrowReaderOptions::new().with_schema(Arc::new(hint)),
+        reader_options().with_schema(Arc::new(hint)),
     )
 }
 
@@ -524,13 +531,6 @@ impl FilePlan {
         footer: ArrowReaderMetadata,
         roots: &[usize],
     ) -> std::result::Result<Self, String> {
-        // A list column's page cannot be passed by on its header (its rows are not counted
-        // there): each morsel would decode every page before its own, so such a group is
-        // one morsel.
-        let schema = footer.parquet_schema();
-        let repeated = schema.columns().iter().enumerate().any(|(leaf, column)| {
-            column.max_rep_level() > 0 && roots.contains(&schema.get_column_root_idx(leaf))
-        });
         let mut groups = Vec::new();
         let mut slices = 0u64;
         for (group, meta) in footer.metadata().row_groups().iter().enumerate() {
@@ -539,17 +539,21 @@ impl FilePlan {
             if rows == 0 {
                 continue;
             }
-            let slice_rows = if rows <= SLICE_MIN_ROWS || repeated {
-                rows
-            } else {
-                let pages = SLICE_PAGES.saturating_mul(page_rows(file, &footer, meta, roots));
-                SLICE_MIN_ROWS
-                    .max(
-                        pages
-                            .div_ceil(BATCH_ROWS as u64)
-                            .saturating_mul(BATCH_ROWS as u64),
-                    )
-                    .min(rows)
+            let page = (rows > SLICE_MIN_ROWS)
+                .then(|| page_rows(file, &footer, group, roots))
+                .flatten();
+            let slice_rows = match page {
+                Some(page) => {
+                    let pages = SLICE_PAGES.saturating_mul(page);
+                    SLICE_MIN_ROWS
+                        .max(
+                            pages
+                                .div_ceil(BATCH_ROWS as u64)
+                                .saturating_mul(BATCH_ROWS as u64),
+                        )
+                        .min(rows)
+                }
+                None => rows,
             };
             groups.push(GroupSlices {
                 group,
@@ -580,18 +584,24 @@ impl FilePlan {
     }
 }
 
-/// The rows (values, for a list) of the first data page of each column `roots` of row group
-/// `group`, the most of them, from the page headers (writers keep to one page size, and the
-/// offset index that would tell every page is often not written: pyarrow and DuckDB leave it
-/// out). The group's own rows where a header cannot be read: its decoding will say why.
+/// The most rows of one page among the columns `roots` of row group `group`: from the offset
+/// index where the file has one, otherwise from the first data page's header of each column
+/// (writers keep to one page size; pyarrow and DuckDB write no offset index). `None` where the
+/// group is better read as one morsel: a list column without an offset index, whose pages
+/// cannot be passed by on their headers (they do not count rows), so that each morsel would
+/// decode every page before its own. The group's own rows where a header cannot be read: its
+/// decoding will say why.
 fn page_rows(
     file: &std::fs::File,
     footer: &ArrowReaderMetadata,
-    group: &RowGroupMetaData,
+    group: usize,
     roots: &[usize],
-) -> u64 {
+) -> Option<u64> {
     use parquet::column::page::PageReader;
-    let whole = u64::try_from(group.num_rows()).unwrap_or(0);
+    let metadata = footer.metadata();
+    let chunks = metadata.row_group(group).columns();
+    let whole = u64::try_from(metadata.row_group(group).num_rows()).unwrap_or(0);
+    let index = metadata.page_index_for_row_group(group);
     let schema = footer.parquet_schema();
     let first_page = |chunk: &parquet::file::metadata::ColumnChunkMetaData| -> Option<u64> {
         let file = Arc::new(file.try_clone().ok()?);
@@ -607,21 +617,33 @@ fn page_rows(
             pages.skip_next_page().ok()?;
         }
     };
-    group
-        .columns()
-        .iter()
-        .enumerate()
-        .filter(|(leaf, _)| {
-            *leaf < schema.num_columns() && roots.contains(&schema.get_column_root_idx(*leaf))
-        })
-        .map(|(_, chunk)| first_page(chunk).unwrap_or(whole))
-        .max()
-        .unwrap_or(whole)
+    let mut most = 0;
+    for (leaf, column) in schema.columns().iter().enumerate() {
+        if !roots.contains(&schema.get_column_root_idx(leaf)) {
+            continue;
+        }
+        let rows = match index.page_locations(leaf) {
+            Some(pages) => {
+                let firsts = pages
+                    .iter()
+                    .map(|page| u64::try_from(page.first_row_index).unwrap_or(0));
+                let ends = firsts.clone().skip(1).chain([whole]);
+                firsts
+                    .zip(ends)
+                    .map(|(first, end)| end.saturating_sub(first))
+                    .max()
+            }
+            None if column.max_rep_level() > 0 => return None,
+            None => Some(chunks.get(leaf).and_then(first_page).unwrap_or(whole)),
+        };
+        most = most.max(rows.unwrap_or(whole));
+    }
+    Some(most)
 }
 
 /// The `file` source for `format: parquet`: each row group cut into morsels of several pages
-/// of each column (`SLICE_MIN_ROWS`, `SLICE_PAGES`), each decoded by the worker that takes it, a batch at
-/// a time.
+/// of each column (`SLICE_MIN_ROWS`, `SLICE_PAGES`), each decoded by the worker that takes
+/// it, a batch at a time.
 pub struct ParquetSource {
     path: PathBuf,
     columns: Vec<ColumnSpec>,
@@ -1585,26 +1607,18 @@ mod slice_tests {
         }
     }
 
-    /// A row group with a list column read is one morsel: a list's pages cannot be passed by
-    /// on their headers, so each morsel would decode all pages before its own. Without the
-    /// list, the same group is cut.
+    /// A row group with a list column read is cut by its offset index, and is one morsel
+    /// without one: a list's pages cannot be passed by on their headers, so each morsel would
+    /// decode all pages before its own. Without the list, the same group is cut either way.
     #[test]
-    fn a_row_group_read_with_a_list_column_is_one_morsel() {
+    fn a_row_group_with_a_list_column_is_cut_only_by_its_offset_index() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lists.parquet");
         let rows = 3 * SLICE_MIN_ROWS as usize;
         let item = Arc::new(Field::new("item", DataType::Utf8, true));
         let schema = Arc::new(Schema::new(vec![
             Field::new("n", DataType::Int64, false),
             Field::new("tags", DataType::List(item.clone()), true),
         ]));
-        let props = parquet::file::properties::WriterProperties::builder()
-            .set_max_row_group_row_count(None)
-            .set_data_page_row_count_limit(4096)
-            .build();
-        let file = std::fs::File::create(&path).unwrap();
-        let mut writer =
-            parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
         let n = Int64Array::from_iter_values(0..rows as i64);
         let mut tags =
             arrow_array::builder::ListBuilder::new(arrow_array::builder::StringBuilder::new())
@@ -1616,14 +1630,41 @@ mod slice_tests {
         let batch =
             RecordBatch::try_new(schema.clone(), vec![Arc::new(n), Arc::new(tags.finish())])
                 .unwrap();
-        writer.write(&batch).unwrap();
-        assert_eq!(writer.close().unwrap().num_row_groups(), 1);
-        let lists = batch_source(&path, ", columns: {n: integer, tags: list}").unwrap();
-        assert_eq!(morsels(lists.as_ref()).unwrap().len(), 1);
-        let flat = batch_source(&path, ", columns: {n: integer}").unwrap();
-        let morsels = morsels(flat.as_ref()).unwrap();
-        assert_eq!(morsels.len(), 3);
-        assert!(morsels.concat().into_iter().eq(0..rows as i64));
+        for (no_index, with_list) in [(false, 3), (true, 1)] {
+            let path = dir.path().join(format!("lists-{no_index}.parquet"));
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_max_row_group_row_count(None)
+                .set_data_page_row_count_limit(4096)
+                .set_offset_index_disabled(no_index)
+                .build();
+            let file = std::fs::File::create(&path).unwrap();
+            let mut writer =
+                parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
+            writer.write(&batch).unwrap();
+            assert_eq!(writer.close().unwrap().num_row_groups(), 1);
+            let lists = batch_source(&path, ", columns: {n: integer, tags: list}").unwrap();
+            let mut read = Vec::new();
+            let mut morsels_read = 0;
+            for morsel in lists.open().unwrap().into_seq_iter() {
+                morsels_read += 1;
+                for batch in lists.decode(morsel.unwrap()).unwrap() {
+                    read.extend(
+                        (0..batch.num_rows())
+                            .map(|row| crate::data::cell(batch.column(1).as_ref(), row).to_text()),
+                    );
+                }
+            }
+            assert_eq!(morsels_read, with_list, "offset index disabled: {no_index}");
+            assert!(read
+                .iter()
+                .enumerate()
+                .all(|(i, tags)| tags == &format!("t{}", i % 7)));
+            assert_eq!(read.len(), rows);
+            let flat = batch_source(&path, ", columns: {n: integer}").unwrap();
+            let morsels = morsels(flat.as_ref()).unwrap();
+            assert_eq!(morsels.len(), 3);
+            assert!(morsels.concat().into_iter().eq(0..rows as i64));
+        }
     }
 
     /// A bad row in a later morsel is told by its row in the group, not in its morsel.
