@@ -216,18 +216,24 @@ fn a_panic_while_spilled_groups_merge_ends_the_run_with_one_clean_error() {
     );
 }
 
-#[test]
-fn a_panic_while_a_streamed_pipeline_takes_a_morsel_ends_the_run_instead_of_hanging() {
-    // A worker that dies before it has a morsel's index must not leave the in-order writer
-    // waiting for it (and the other workers waiting for the writer).
+/// Runs a streamed pipeline (file → tokenize → stdout) over `lines` lines of `a b c` on two
+/// cores with the failpoint `point`: it must end as one clean error.
+fn streamed_fails_at(lines: usize, point: &str) {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "in.txt", &"a b c\n".repeat(1_000_000));
+    write(dir.path(), "in.txt", &"a b c\n".repeat(lines));
     let p = write(
         dir.path(),
         "s.yaml",
         "name: s\nsource: {type: file, path: in.txt}\ntransforms:\n  - {type: tokenize}\nsinks:\n  - {type: stdout, format: tsv}\n",
     );
-    fails_at(&p, "morsel-take", &["--cores", "2"]);
+    fails_at(&p, point, &["--cores", "2"]);
+}
+
+#[test]
+fn a_panic_while_a_streamed_pipeline_takes_a_morsel_ends_the_run_instead_of_hanging() {
+    // A worker that dies before it has a morsel's index must not leave the in-order writer
+    // waiting for it (and the other workers waiting for the writer).
+    streamed_fails_at(1_000_000, "morsel-take");
 }
 
 #[test]
@@ -236,14 +242,7 @@ fn a_panic_while_a_streamed_pipeline_writes_ends_the_run_instead_of_hanging() {
     // run ends as one clean error. (The feed is stopped as the writer unwinds, so a worker
     // waiting for room is let go too; whether one is waiting when it dies is up to timing,
     // so this test does not show that part.)
-    let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "in.txt", &"a b c\n".repeat(3_000_000));
-    let p = write(
-        dir.path(),
-        "s.yaml",
-        "name: s\nsource: {type: file, path: in.txt}\ntransforms:\n  - {type: tokenize}\nsinks:\n  - {type: stdout, format: tsv}\n",
-    );
-    fails_at(&p, "morsel-write", &["--cores", "2"]);
+    streamed_fails_at(3_000_000, "morsel-write");
 }
 
 #[test]
