@@ -377,31 +377,34 @@ pub(super) fn build(config: &FileSourceConfig, path: PathBuf) -> Result<BuiltSou
             let first =
                 first_file(&path).ok_or_else(|| super::file::inferred_input_missing(&path))?;
             let file_schema = file_schema(&first)?;
-            file_schema
-                .fields()
-                .iter()
-                .map(|f| {
-                    // Unsigned 64-bit integers are integers too: a value past i64 is a bad
-                    // row, as when the column is declared.
-                    let value_type = match f.data_type() {
-                        arrow_schema::DataType::UInt64 => Some(ValueType::Integer),
-                        other => ValueType::convertible_from(other),
-                    };
-                    let value_type = value_type.ok_or_else(|| {
-                        format!(
-                            "{}: column `{}` holds {}, which runner cannot read (types: text, integer, float, bool, timestamp, list of text); list the fields to read in `columns:`",
-                            first.display(),
-                            f.name(),
-                            f.data_type()
-                        )
-                    })?;
-                    Ok(ColumnSpec {
-                        name: f.name().clone(),
-                        value_type,
-                        required: false,
-                    })
-                })
-                .collect::<Result<_, String>>()?
+            let mut columns = Vec::new();
+            let mut left_out = Vec::new();
+            inferred_columns(
+                file_schema.fields(),
+                &[],
+                file_schema.fields(),
+                &mut columns,
+                &mut left_out,
+            );
+            if !left_out.is_empty() {
+                tracing::warn!(
+                    "columns read from {}'s schema leave out {}: no column type reads them (list the columns to read in `columns:`)",
+                    crate::error::escape_path(&first),
+                    left_out.join(", ")
+                );
+            }
+            if columns.is_empty() {
+                return Err(format!(
+                    "{}: no column can be read{}",
+                    crate::error::escape_path(&first),
+                    if left_out.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", left_out.join(", "))
+                    }
+                ));
+            }
+            columns
         }
     };
     let schema = Arc::new(Schema::new(
@@ -420,6 +423,151 @@ pub(super) fn build(config: &FileSourceConfig, path: PathBuf) -> Result<BuiltSou
         file_order: Default::default(),
         plans: Default::default(),
     })))
+}
+
+/// The columns a file's schema gives without `columns:`: each top-level column, and each
+/// field of a struct column by its dotted path (`account.acct`), as JSON lines' nested
+/// objects are read. What no column type reads (maps, lists of structs, raw bytes) goes to
+/// `left_out`, named with its type, as does a dotted path that names another column first
+/// (a column called `account.acct` beside a struct `account`).
+fn inferred_columns(
+    fields: &arrow_schema::Fields,
+    parents: &[String],
+    top: &arrow_schema::Fields,
+    columns: &mut Vec<ColumnSpec>,
+    left_out: &mut Vec<String>,
+) {
+    for field in fields {
+        let mut path = parents.to_vec();
+        path.push(field.name().clone());
+        let name = path.join(".");
+        if let DataType::Struct(children) = field.data_type() {
+            inferred_columns(children, &path, top, columns, left_out);
+            continue;
+        }
+        // Unsigned 64-bit integers are integers too: a value past i64 is a bad row, as when
+        // the column is declared.
+        let value_type = match field.data_type() {
+            DataType::UInt64 => Some(ValueType::Integer),
+            other => ValueType::convertible_from(other),
+        };
+        match value_type {
+            // Two top-level columns of one name are read once here; `open` refuses them.
+            Some(value_type)
+                if parents.is_empty()
+                    || matches!(field_names(top, &name), Ok(Some(found)) if found == path) =>
+            {
+                columns.push(ColumnSpec {
+                    name,
+                    value_type,
+                    required: false,
+                })
+            }
+            Some(_) => left_out.push(format!("`{name}` (another column has that name)")),
+            None if matches!(
+                field.data_type(),
+                DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+            ) =>
+            {
+                left_out.push(format!(
+                    "`{name}` (raw bytes: declare it `text` to read them)"
+                ))
+            }
+            None => left_out.push(format!("`{name}` ({})", field.data_type())),
+        }
+    }
+}
+
+/// Where the column `name` lies in `fields`: the names from a top-level column down to it.
+/// A name is first a column's own (`log.level`), then a field inside struct columns
+/// (`account.acct`), as a JSON line's dotted path is read. `Ok(None)`: no such column.
+/// `Err`: why it cannot be read (a name two columns share, a field inside a list or map).
+fn field_names(
+    fields: &arrow_schema::Fields,
+    name: &str,
+) -> std::result::Result<Option<Vec<String>>, String> {
+    let named = |wanted: &str| -> std::result::Result<Option<&arrow_schema::FieldRef>, String> {
+        let mut same = fields.iter().filter(|f| f.name() == wanted);
+        match (same.next(), same.count()) {
+            (first, 0) => Ok(first),
+            (_, more) => Err(format!(
+                "{} columns are named `{wanted}`, which runner cannot tell apart: rename them in the file",
+                more + 1
+            )),
+        }
+    };
+    if named(name)?.is_some() {
+        return Ok(Some(vec![name.to_owned()]));
+    }
+    let mut inside_values = None;
+    for (dot, _) in name.match_indices('.') {
+        let (parent, rest) = (&name[..dot], &name[dot + 1..]);
+        let Some(field) = named(parent)? else {
+            continue;
+        };
+        match field.data_type() {
+            DataType::Struct(children) => {
+                if let Some(mut below) = field_names(children, rest)? {
+                    below.insert(0, parent.to_owned());
+                    return Ok(Some(below));
+                }
+            }
+            DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::FixedSizeList(..)
+            | DataType::Map(..) => inside_values = Some(field.clone()),
+            _ => {}
+        }
+    }
+    match inside_values {
+        Some(field) => Err(format!(
+            "`{name}` would be inside the column `{}`, which holds {}: runner reads fields of structs, not of a list's or a map's values",
+            field.name(),
+            field.data_type()
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The column at `names` (from `field_names`) in `batch`, with a struct's nulls as its
+/// fields' nulls (a field's own validity does not say that its struct is null); `None` where
+/// the batch lacks it.
+fn column_at(batch: &RecordBatch, names: &[String]) -> Option<ArrayRef> {
+    let (top, inner) = names.split_first()?;
+    let mut column = batch.column_by_name(top)?.clone();
+    for name in inner {
+        let parent = column.as_struct_opt()?;
+        let child = parent.column_by_name(name)?;
+        let nulls = arrow_buffer::NullBuffer::union(parent.nulls(), child.nulls());
+        let data = child.to_data().into_builder().nulls(nulls).build().ok()?;
+        column = arrow_array::make_array(data);
+    }
+    Some(column)
+}
+
+/// The leaves (the Parquet file's own columns) of the declared columns found in a file:
+/// what is read of it.
+fn declared_leaves(
+    columns: &[ColumnSpec],
+    footer: &ArrowReaderMetadata,
+) -> std::result::Result<Vec<usize>, String> {
+    let mut paths = Vec::new();
+    for spec in columns {
+        if let Some(names) = field_names(footer.schema().fields(), &spec.name)? {
+            paths.push(names);
+        }
+    }
+    Ok(footer
+        .parquet_schema()
+        .columns()
+        .iter()
+        .enumerate()
+        .filter(|(_, leaf)| {
+            let parts = leaf.path().parts();
+            paths.iter().any(|names| parts.starts_with(names))
+        })
+        .map(|(index, _)| index)
+        .collect())
 }
 
 fn file_schema(path: &Path) -> Result<SchemaRef, String> {
@@ -524,12 +672,12 @@ struct GroupSlices {
 
 impl FilePlan {
     /// Cuts each row group of `file` (whose footer is `footer`) by the pages of its columns
-    /// `roots` (top-level column indices); `Err` says why the footer cannot be so (its claims
-    /// do not add up).
+    /// `leaves` (the file's own columns, those read); `Err` says why the footer cannot be so
+    /// (its claims do not add up).
     fn new(
         file: &std::fs::File,
         footer: ArrowReaderMetadata,
-        roots: &[usize],
+        leaves: &[usize],
     ) -> std::result::Result<Self, String> {
         let mut groups = Vec::new();
         let mut slices = 0u64;
@@ -540,7 +688,7 @@ impl FilePlan {
                 continue;
             }
             let page = (rows > SLICE_MIN_ROWS)
-                .then(|| page_rows(file, &footer, group, roots))
+                .then(|| page_rows(file, &footer, group, leaves))
                 .flatten();
             let slice_rows = match page {
                 Some(page) => {
@@ -584,7 +732,7 @@ impl FilePlan {
     }
 }
 
-/// The most rows of one page among the columns `roots` of row group `group`: from the offset
+/// The most rows of one page among the columns `leaves` of row group `group`: from the offset
 /// index where the file has one, otherwise from the first data page's header of each column
 /// (writers keep to one page size; pyarrow and DuckDB write no offset index). `None` where the
 /// group is better read as one morsel: a list column without an offset index, whose pages
@@ -595,7 +743,7 @@ fn page_rows(
     file: &std::fs::File,
     footer: &ArrowReaderMetadata,
     group: usize,
-    roots: &[usize],
+    leaves: &[usize],
 ) -> Option<u64> {
     use parquet::column::page::PageReader;
     let metadata = footer.metadata();
@@ -619,7 +767,7 @@ fn page_rows(
     };
     let mut most = 0;
     for (leaf, column) in schema.columns().iter().enumerate() {
-        if !roots.contains(&schema.get_column_root_idx(leaf)) {
+        if !leaves.contains(&leaf) {
             continue;
         }
         let rows = match index.page_locations(leaf) {
@@ -742,56 +890,56 @@ impl ParquetSource {
     /// without row groups is checked too).
     fn check_columns(&self, path: &Path, footer: &ArrowReaderMetadata) -> Result<()> {
         let file_schema = footer.schema();
+        let refused =
+            |why: String| Error::runtime(format!("{}: {why}", crate::error::escape_path(path)));
         for spec in &self.columns {
-            let same_name = file_schema
-                .fields()
-                .iter()
-                .filter(|f| f.name() == &spec.name)
-                .count();
-            if same_name > 1 {
-                // Arrow's lookup takes the first: the other's values would be lost unsaid.
-                return Err(Error::runtime(format!(
-                    "{}: {same_name} columns are named `{}`, which runner cannot tell apart: rename them in the file",
-                    crate::error::escape_path(path),
-                    spec.name
-                )));
-            }
-            if file_schema.field_with_name(&spec.name).is_err() {
-                // `account.acct` of a struct column `account`: read as a JSON path would be,
-                // it was silently null.
-                let parent = spec.name.split_once('.').and_then(|(parent, _)| {
-                    file_schema
-                        .field_with_name(parent)
-                        .ok()
-                        .filter(|f| matches!(f.data_type(), DataType::Struct(_)))
+            let field = field_names(file_schema.fields(), &spec.name)
+                .map_err(refused)?
+                .map(|names| {
+                    let (top, inner) = names.split_first().expect("a path names a column");
+                    let mut field = file_schema
+                        .field_with_name(top)
+                        .expect("the path's column")
+                        .clone();
+                    for name in inner {
+                        let DataType::Struct(children) = field.data_type() else {
+                            unreachable!("a path goes through structs")
+                        };
+                        field = children
+                            .find(name)
+                            .expect("the path's field")
+                            .1
+                            .as_ref()
+                            .clone();
+                    }
+                    field
                 });
-                if let Some(parent) = parent {
-                    return Err(Error::runtime(format!(
-                        "{}: `{}` is a field inside the struct column `{}`; runner reads a Parquet file's top-level columns only (flatten it first, e.g. with DuckDB: `COPY (SELECT {}, … FROM 'file.parquet') TO 'flat.parquet'`)",
-                        crate::error::escape_path(path),
-                        spec.name,
-                        parent.name(),
-                        spec.name
-                    )));
-                }
-            }
-            match file_schema.field_with_name(&spec.name) {
-                Ok(field) => {
+            match field {
+                Some(field) => {
                     if !convertible(field.data_type(), spec.value_type) {
-                        return Err(Error::runtime(format!(
-                            "{}: column `{}` holds {}, which cannot be read as {}",
-                            crate::error::escape_path(path),
+                        let fields = match field.data_type() {
+                            DataType::Struct(children) => format!(
+                                " (its fields are read by their dotted paths: {})",
+                                children
+                                    .iter()
+                                    .map(|f| format!("`{}.{}`", spec.name, f.name()))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                            _ => String::new(),
+                        };
+                        return Err(refused(format!(
+                            "column `{}` holds {}, which cannot be read as {}{fields}",
                             spec.name,
                             field.data_type(),
                             spec.value_type.name()
                         )));
                     }
                 }
-                Err(_) if !spec.required => {}
-                Err(_) => {
-                    return Err(Error::runtime(format!(
-                        "{}: no column `{}` (columns: {}; write `{}?` in `columns:` to read it as null where a file lacks it)",
-                        crate::error::escape_path(path),
+                None if !spec.required => {}
+                None => {
+                    return Err(refused(format!(
+                        "no column `{}` (columns: {}; write `{}?` in `columns:` to read it as null where a file lacks it)",
                         spec.name,
                         file_schema
                             .fields()
@@ -805,15 +953,6 @@ impl ParquetSource {
             }
         }
         Ok(())
-    }
-
-    /// The top-level columns of `file_schema` that `columns` declares (`check_columns` let
-    /// only optional ones be missing).
-    fn roots(&self, file_schema: &Schema) -> Vec<usize> {
-        self.columns
-            .iter()
-            .filter_map(|spec| file_schema.index_of(&spec.name).ok())
-            .collect()
     }
 
     /// Reads the rows of the row group `morsel` names into `emit`, a batch at a time.
@@ -857,8 +996,8 @@ impl ParquetSource {
             source,
         })?;
         let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, plan.footer.clone());
-        let roots = self.roots(builder.schema());
-        let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let leaves = declared_leaves(&self.columns, &plan.footer).map_err(Error::runtime)?;
+        let mask = ProjectionMask::leaves(builder.parquet_schema(), leaves);
         // Pages before the slice are passed by on their headers, not decompressed (columns
         // without repeated values; a list's pages are decoded to be skipped). A whole group is
         // read without one, as it was before groups were cut.
@@ -925,12 +1064,16 @@ impl ParquetSource {
         // Per row, why it is bad (the first reason found), if it is.
         let mut bad: Vec<Option<String>> = vec![None; rows];
         for (spec, field) in self.columns.iter().zip(self.schema.fields()) {
-            let Some(column) = batch.column_by_name(&spec.name) else {
+            let names = field_names(batch.schema().fields(), &spec.name)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let Some(column) = column_at(&batch, &names) else {
                 // An optional column this file lacks: null in its rows.
                 columns.push(arrow_array::new_null_array(field.data_type(), rows));
                 continue;
             };
-            let converted = convert(column, field.data_type(), spec).map_err(|e| {
+            let converted = convert(&column, field.data_type(), spec).map_err(|e| {
                 Error::runtime(format!(
                     "{}: column `{}` ({}) cannot be read as {}: {e}",
                     origin,
@@ -1023,7 +1166,7 @@ impl BatchSource for ParquetSource {
         for (index, path) in self.files()?.into_iter().enumerate() {
             let footer = Self::footer(&path)?;
             self.check_columns(&path, &footer)?;
-            let roots = self.roots(footer.schema());
+            let leaves = declared_leaves(&self.columns, &footer).map_err(Error::runtime)?;
             let unreadable = |why: String| {
                 Error::runtime(format!(
                     "{}: not a readable Parquet file: {why}",
@@ -1034,7 +1177,7 @@ impl BatchSource for ParquetSource {
                 path: path.clone(),
                 source,
             })?;
-            let plan = unpanicked(|| FilePlan::new(&file, footer, &roots))
+            let plan = unpanicked(|| FilePlan::new(&file, footer, &leaves))
                 .map_err(&unreadable)?
                 .map_err(&unreadable)?;
             let origin: Arc<str> = path.display().to_string().into();
@@ -1344,6 +1487,8 @@ fn batch_source(path: &Path, columns: &str) -> Result<Box<dyn BatchSource>> {
 #[cfg(test)]
 mod damaged_file_tests {
     use super::*;
+    use arrow_array::types::Int64Type;
+    use arrow_array::StringArray;
 
     /// Every row of the Parquet file at `path`, read as `columns` says (inferred without),
     /// or the error that stopped the read.
@@ -1360,53 +1505,190 @@ mod damaged_file_tests {
         Ok(rows)
     }
 
-    /// Two columns of one name, and a dotted name of a struct's field: refused, where they
-    /// lost the second column and read the field as null, silently.
+    /// Two columns of one name: refused, where the second was lost, silently.
     #[test]
-    fn a_repeated_column_name_and_a_structs_field_are_refused() {
+    fn a_repeated_column_name_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str, batch: RecordBatch| {
-            let path = dir.path().join(name);
-            let mut writer = parquet::arrow::ArrowWriter::try_new(
-                std::fs::File::create(&path).unwrap(),
-                batch.schema(),
-                None,
-            )
-            .unwrap();
-            writer.write(&batch).unwrap();
-            writer.close().unwrap();
-            path
-        };
         let ints = |v: Vec<i64>| Arc::new(arrow_array::Int64Array::from(v)) as ArrayRef;
         let twice = Arc::new(Schema::new(vec![
             Field::new("a", DataType::Int64, true),
             Field::new("a", DataType::Int64, true),
         ]));
         let twice = write(
+            dir.path(),
             "twice.parquet",
-            RecordBatch::try_new(twice, vec![ints(vec![1]), ints(vec![3])]).unwrap(),
+            &RecordBatch::try_new(twice, vec![ints(vec![1]), ints(vec![3])]).unwrap(),
         );
         for columns in ["", ", columns: {a: integer}"] {
             let err = read(&twice, columns).unwrap_err().to_string();
             assert!(err.contains("2 columns are named `a`"), "{err}");
         }
-        let account = arrow_array::StructArray::from(vec![(
-            Arc::new(Field::new("acct", DataType::Utf8, true)),
-            Arc::new(arrow_array::StringArray::from(vec!["alice"])) as ArrayRef,
+    }
+
+    /// Writes `batch` as the Parquet file `name` in `dir`.
+    fn write(dir: &Path, name: &str, batch: &RecordBatch) -> PathBuf {
+        let path = dir.join(name);
+        let mut writer = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        writer.write(batch).unwrap();
+        writer.close().unwrap();
+        path
+    }
+
+    /// Every row of the file at `path`, read as `columns` says, as JSON lines.
+    fn json_rows(path: &Path, columns: &str) -> Result<(Vec<String>, Vec<String>)> {
+        let source = batch_source(path, columns)?;
+        let names = source
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| format!("{}: {}", f.name(), f.data_type()))
+            .collect();
+        let mut out = Vec::new();
+        for morsel in source.open()?.into_seq_iter() {
+            for batch in source.decode(morsel?)? {
+                let mut writer = arrow_json::LineDelimitedWriter::new(&mut out);
+                writer.write(&batch).unwrap();
+                writer.finish().unwrap();
+            }
+        }
+        let rows = String::from_utf8(out).unwrap();
+        Ok((names, rows.lines().map(str::to_owned).collect()))
+    }
+
+    /// A struct column's fields are columns of their own by dotted path, as a JSON line's
+    /// nested objects are: inferred, or declared; a null struct makes its fields null
+    /// (whatever values its fields hold under it); a column named with the dot itself comes
+    /// first, as in JSON lines.
+    #[test]
+    fn a_structs_fields_are_read_by_their_dotted_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let geo = arrow_array::StructArray::from(vec![(
+            Arc::new(Field::new("lat", DataType::Float64, true)),
+            Arc::new(arrow_array::Float64Array::from(vec![1.5, 2.5, 3.5])) as ArrayRef,
         )]);
-        let nested = write(
+        let fields = arrow_schema::Fields::from(vec![
+            Field::new("acct", DataType::Utf8, true),
+            Field::new("geo", geo.data_type().clone(), true),
+        ]);
+        // Row 1's struct is null while its fields hold values.
+        let account = arrow_array::StructArray::try_new(
+            fields,
+            vec![
+                Arc::new(StringArray::from(vec!["ana", "hidden", "bo"])) as ArrayRef,
+                Arc::new(geo) as ArrayRef,
+            ],
+            Some(arrow_buffer::NullBuffer::from(vec![true, false, true])),
+        )
+        .unwrap();
+        let tags = arrow_array::ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+            Some(vec![Some(1)]),
+            None,
+            Some(vec![]),
+        ]);
+        let ints = Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3])) as ArrayRef;
+        let path = write(
+            dir.path(),
             "nested.parquet",
-            RecordBatch::try_from_iter([
-                ("id", ints(vec![1])),
+            &RecordBatch::try_from_iter([
+                ("id", ints),
                 ("account", Arc::new(account) as ArrayRef),
+                (
+                    "account.acct",
+                    Arc::new(StringArray::from(vec!["x", "y", "z"])) as ArrayRef,
+                ),
+                ("tags", Arc::new(tags) as ArrayRef),
             ])
             .unwrap(),
         );
-        let err = read(&nested, ", columns: {id: integer, account.acct: text?}")
+        let (names, rows) = json_rows(&path, "").unwrap();
+        assert_eq!(
+            names,
+            [
+                "id: Int64",
+                "account.geo.lat: Float64",
+                "account.acct: Utf8",
+                "tags: List(Utf8)"
+            ]
+        );
+        assert_eq!(
+            rows,
+            [
+                r#"{"id":1,"account.geo.lat":1.5,"account.acct":"x","tags":["1"]}"#,
+                r#"{"id":2,"account.acct":"y"}"#,
+                r#"{"id":3,"account.geo.lat":3.5,"account.acct":"z","tags":[]}"#,
+            ]
+        );
+        let (_, rows) =
+            json_rows(&path, ", columns: {account.geo.lat: float?, id: integer}").unwrap();
+        assert_eq!(
+            rows,
+            [
+                r#"{"account.geo.lat":1.5,"id":1}"#,
+                r#"{"id":2}"#,
+                r#"{"account.geo.lat":3.5,"id":3}"#
+            ]
+        );
+        // Required: the null struct's row is a bad row, told as a null.
+        let err = json_rows(&path, ", columns: {account.geo.lat: float}")
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("`account.acct` is a field inside the struct column `account`"),
+            err.contains("row 1: the required field `account.geo.lat` is null"),
+            "{err}"
+        );
+        let err = json_rows(&path, ", columns: {account.geo: text}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("its fields are read by their dotted paths: `account.geo.lat`"),
+            "{err}"
+        );
+        let (_, rows) = json_rows(&path, ", columns: {account.nope: text?, id: integer}").unwrap();
+        assert_eq!(rows, [r#"{"id":1}"#, r#"{"id":2}"#, r#"{"id":3}"#]);
+    }
+
+    /// A field inside a list's values is not read apart: refused with the reason, and left
+    /// out of the inferred columns.
+    #[test]
+    fn a_field_inside_a_list_is_refused_and_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let item = arrow_array::StructArray::from(vec![(
+            Arc::new(Field::new("k", DataType::Int64, true)),
+            Arc::new(arrow_array::Int64Array::from(vec![7])) as ArrayRef,
+        )]);
+        let items = arrow_array::ListArray::new(
+            Arc::new(Field::new("item", item.data_type().clone(), true)),
+            arrow_buffer::OffsetBuffer::from_lengths([1]),
+            Arc::new(item),
+            None,
+        );
+        let path = write(
+            dir.path(),
+            "items.parquet",
+            &RecordBatch::try_from_iter([
+                (
+                    "id",
+                    Arc::new(arrow_array::Int64Array::from(vec![1])) as ArrayRef,
+                ),
+                ("items", Arc::new(items) as ArrayRef),
+            ])
+            .unwrap(),
+        );
+        let (names, rows) = json_rows(&path, "").unwrap();
+        assert_eq!(
+            (names, rows),
+            (vec!["id: Int64".to_owned()], vec![r#"{"id":1}"#.to_owned()])
+        );
+        let err = json_rows(&path, ", columns: {items.k: integer}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`items.k` would be inside the column `items`"),
             "{err}"
         );
     }
@@ -1665,6 +1947,49 @@ mod slice_tests {
             assert_eq!(morsels.len(), 3);
             assert!(morsels.concat().into_iter().eq(0..rows as i64));
         }
+    }
+
+    /// A struct's field is cut into morsels by its own pages: a list beside it in the struct,
+    /// not read, does not keep the group whole.
+    #[test]
+    fn a_structs_field_is_cut_by_its_own_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = 3 * SLICE_MIN_ROWS as usize;
+        let item = Arc::new(Field::new("item", DataType::Utf8, true));
+        let mut tags =
+            arrow_array::builder::ListBuilder::new(arrow_array::builder::StringBuilder::new())
+                .with_field(item);
+        for i in 0..rows {
+            tags.values().append_value(format!("t{}", i % 7));
+            tags.append(true);
+        }
+        let tags = tags.finish();
+        let inner = arrow_array::StructArray::from(vec![
+            (
+                Arc::new(Field::new("n", DataType::Int64, false)),
+                Arc::new(Int64Array::from_iter_values(0..rows as i64)) as ArrayRef,
+            ),
+            (
+                Arc::new(Field::new("tags", tags.data_type().clone(), true)),
+                Arc::new(tags) as ArrayRef,
+            ),
+        ]);
+        let batch = RecordBatch::try_from_iter([("s", Arc::new(inner) as ArrayRef)]).unwrap();
+        let path = dir.path().join("struct.parquet");
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(None)
+            .set_data_page_row_count_limit(4096)
+            .set_offset_index_disabled(true)
+            .build();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        assert_eq!(writer.close().unwrap().num_row_groups(), 1);
+        let source = batch_source(&path, ", columns: {s.n: integer}").unwrap();
+        let morsels = morsels(source.as_ref()).unwrap();
+        assert_eq!(morsels.len(), 3);
+        assert!(morsels.concat().into_iter().eq(0..rows as i64));
     }
 
     /// A bad row in a later morsel is told by its row in the group, not in its morsel.
