@@ -803,3 +803,59 @@ fn a_folder_of_more_files_than_the_open_files_limit_is_read() {
         );
     }
 }
+
+/// A file's last record that begins in one 256 KiB piece and ends in the next leaves the
+/// last piece without a whole record: the CSV aggregate kernel reads it as no records (it
+/// panicked indexing the places of a record it did not have), as Arrow's reader does.
+#[test]
+fn a_last_record_across_a_piece_boundary_is_read_by_the_csv_kernel() {
+    const PIECE: usize = 256 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: in.csv, format: csv}\ntransforms:\n  - {type: aggregate, by: [k], aggs: {n: count(), s: sum(v)}}\nsinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    // The last record's bytes past the boundary: a few, more than a short field, and all
+    // of a record longer than a piece (its key is the long field).
+    for (pieces, past) in [(1, 6), (2, 10), (1, 1), (1, PIECE + 7)] {
+        let key = if past > PIECE {
+            "b".repeat(past)
+        } else {
+            "a".to_owned()
+        };
+        let last = format!("{key},1234567\n");
+        let start = (pieces * PIECE + past).checked_sub(last.len()).unwrap();
+        let mut text = String::from("k,v\n");
+        let mut rows = 0i64;
+        while text.len() + 4 <= start {
+            text.push_str("a,1\n");
+            rows += 1;
+        }
+        // The last short record's value padded with zeros, to end where the last begins.
+        text.truncate(text.len() - 1);
+        let zeros = start - text.len() - 1;
+        text.push_str(&"0".repeat(zeros));
+        text.push('\n');
+        text.push_str(&last);
+        assert_eq!(text.len(), pieces * PIECE + past);
+        std::fs::write(dir.path().join("in.csv"), &text).unwrap();
+        let padded = 10i64.pow(zeros as u32);
+        let expected = if key == "a" {
+            format!("k,n,s\na,{},{}\n", rows + 1, rows - 1 + padded + 1234567)
+        } else {
+            format!("k,n,s\na,{rows},{}\n{key},1,1234567\n", rows - 1 + padded)
+        };
+        for extra in [&[][..], &["--no-fusion"][..]] {
+            let (code, _, stderr) = run_pipeline(&pipeline, extra);
+            assert_eq!(
+                code, 0,
+                "{pieces} piece(s) + {past} bytes {extra:?}: {stderr}"
+            );
+            assert!(
+                std::fs::read_to_string(dir.path().join("out.csv")).unwrap() == expected,
+                "{pieces} piece(s) + {past} bytes {extra:?}"
+            );
+        }
+    }
+}

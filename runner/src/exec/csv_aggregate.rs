@@ -352,8 +352,11 @@ impl Places<'_> {
     fn of(&self, field: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
         // A carriage return before a newline ends the record (lone ones were refused).
         let strip = self.carriage_returns && field + 1 == self.fields;
-        let starts = self.seps[field..].iter().step_by(self.fields);
-        let ends = self.seps[field + 1..].iter().step_by(self.fields);
+        // A morsel may hold no whole record (the end of one that began in the morsel
+        // before): `seps` then holds less than a record's places.
+        let places = |from: usize| self.seps.get(from..).unwrap_or_default();
+        let starts = places(field).iter().step_by(self.fields);
+        let ends = places(field + 1).iter().step_by(self.fields);
         starts.zip(ends).take(rows).map(move |(&start, &end)| {
             let (start, mut end) = (start.wrapping_add(1) as usize, end as usize);
             if strip && end > start && self.bytes[end - 1] == b'\r' {
