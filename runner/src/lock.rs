@@ -23,17 +23,28 @@ pub fn lock_path(pipeline: &Path, lock_dir: Option<&Path>) -> PathBuf {
     let canonical = pipeline
         .canonicalize()
         .unwrap_or_else(|_| pipeline.to_path_buf());
+    // FNV-1a: stable across runs and versions (the std hasher is not guaranteed to be).
+    let fnv = |bytes: &[u8]| {
+        bytes.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        })
+    };
+    // A pipeline given as a pipe (`runner run <(...)`) is named `/dev/fd/63` whatever it
+    // holds: its lock is its text's, so that two different pipelines so given do not hold
+    // each other off, and the same one given twice does.
+    let piped = !std::fs::metadata(pipeline).is_ok_and(|m| m.is_file());
+    if let Some(text) = piped
+        .then(|| crate::config::read_pipeline_file(pipeline).ok())
+        .flatten()
+    {
+        let dir = lock_dir.map(Path::to_path_buf).unwrap_or_else(default_dir);
+        return dir.join(format!("piped-{:016x}.lock", fnv(&text)));
+    }
     let stem = canonical
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "pipeline".into());
-    // FNV-1a: stable across runs and versions (the std hasher is not guaranteed to be).
-    let hash = canonical
-        .to_string_lossy()
-        .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100000001b3)
-        });
+    let hash = fnv(canonical.to_string_lossy().as_bytes());
     let dir = lock_dir.map(Path::to_path_buf).unwrap_or_else(default_dir);
     dir.join(format!("{stem}-{hash:016x}.lock"))
 }

@@ -101,6 +101,10 @@ impl BatchSource for WithProgress {
         self.inner.csv_layout()
     }
 
+    fn stop_reading(&self) {
+        self.inner.stop_reading()
+    }
+
     fn schema(&self) -> SchemaRef {
         self.inner.schema()
     }

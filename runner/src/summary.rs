@@ -268,6 +268,8 @@ pub struct Recorder {
     summary: RunSummary,
     /// Each sink's file and its modification time before the run (`None`: it did not exist).
     sink_outputs: Vec<(PathBuf, Option<SystemTime>)>,
+    /// What a `file` source reads (a file, a folder, a glob), once the pipeline is loaded.
+    input: Option<PathBuf>,
     counters: Vec<Arc<StageRows>>,
     /// Why the summary's path was refused (it is the pipeline file, an output, a folder):
     /// nothing is written there.
@@ -288,6 +290,7 @@ impl Recorder {
             started,
             target,
             sink_outputs: Vec::new(),
+            input: None,
             counters: Vec::new(),
             refused_target: None,
             summary: RunSummary {
@@ -326,9 +329,10 @@ impl Recorder {
         self.refused_target.as_deref()
     }
 
-    /// Refuses a summary path that would replace the pipeline file or one of its outputs (a
-    /// slip in a crontab, `--summary job.yaml`, would have lost the pipeline) or that is a
-    /// folder: the target is dropped, and the run is refused with the reason.
+    /// Refuses a summary path that would replace the pipeline file, one of its outputs or its
+    /// input, or land where its source reads (a slip in a crontab, `--summary job.yaml`,
+    /// would have lost the pipeline), or that is a folder: the target is dropped, and the run
+    /// is refused with the reason.
     fn check_target(&mut self) {
         let Some(target) = self.target.as_deref() else {
             return;
@@ -353,7 +357,16 @@ impl Recorder {
         {
             Some(named("the output"))
         } else {
-            None
+            self.input
+                .as_deref()
+                .filter(|input| crate::sources::file::would_read(input, target))
+                .map(|input| match same_file(input, target) {
+                    true => named("the input"),
+                    false => format!(
+                        "the run summary {} would be where the source reads, and read as input by the next run: give `--summary` (or `summary:`) another file",
+                        crate::error::escape_path(target)
+                    ),
+                })
         };
         if let Some(refused) = refused {
             self.target = None;
@@ -405,6 +418,7 @@ impl Recorder {
                 (path, before)
             })
             .collect();
+        self.input = crate::exec::file_source_path(loaded);
         self.check_target();
     }
 

@@ -356,6 +356,70 @@ fn a_summary_that_would_replace_the_pipeline_or_an_output_is_refused() {
     );
 }
 
+/// A summary or a sink where the source reads is refused: it would replace the input, or be
+/// read as input by a stream's next epochs or the next run. A batch run that names the very
+/// file it reads as its output replaces it once it has read it (as `sort -o f f`).
+#[test]
+fn a_summary_or_an_output_where_the_source_reads_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: in/a.csv, format: csv}\ntransforms:\n  - {type: aggregate, by: [k], aggs: {n: count()}}\nsinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    let input = "k\na\na\nb\n";
+    write(dir.path(), "in/a.csv", input);
+    let refused = |args: &[&str], refusal: &str| {
+        runner()
+            .arg("run")
+            .arg(&p)
+            .args(args)
+            .current_dir(dir.path())
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(refusal));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("in/a.csv")).unwrap(),
+            input
+        );
+        assert!(!dir.path().join("in/b.csv").exists());
+    };
+    refused(&["--summary", "in/a.csv"], "would replace the input");
+    refused(
+        &["--summary", "in/b.csv", "--set", "source.path=in"],
+        "would be where the source reads",
+    );
+    refused(
+        &["--set", "source.path=in", "--set", "sinks.0.path=in/b.csv"],
+        "where the source reads: its output would be read as input (by the next run)",
+    );
+    refused(
+        &[
+            "--set",
+            "source.path=in/*.csv",
+            "--set",
+            "sinks.0.path=in/b.csv",
+        ],
+        "(by the next run)",
+    );
+    refused(
+        &["--set", "mode=stream", "--set", "sinks.0.path=in/a.csv"],
+        "(by the stream's next epochs)",
+    );
+    // In place: the file is read to its end, then replaced by the result.
+    runner()
+        .arg("run")
+        .arg(&p)
+        .args(["-q", "--set", "sinks.0.path=in/a.csv"])
+        .current_dir(dir.path())
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("in/a.csv")).unwrap(),
+        "k,n\na,2\nb,1\n"
+    );
+}
+
 #[test]
 fn kill_9_leaves_no_lock_and_the_previous_output_intact() {
     let dir = tempfile::tempdir().unwrap();

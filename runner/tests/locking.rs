@@ -77,3 +77,64 @@ fn a_second_run_is_refused_or_waits() {
     let mut first = first;
     assert!(first.wait().unwrap().success());
 }
+
+/// Pipelines given as pipes (`runner run <(...)`) are all named `/dev/fd/63`: each is locked
+/// by its text, so that two different ones run side by side and the same one twice does not.
+#[test]
+fn pipelines_given_as_pipes_are_locked_by_their_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let locks = dir.path().join("locks");
+    let reads_stdin = write(
+        dir.path(),
+        "a.yaml",
+        "name: a\nsource: {type: file, path: \"-\"}\nsinks: [{type: stdout, format: tsv}]\n",
+    );
+    write(dir.path(), "in.txt", "x\n");
+    let reads_a_file = write(
+        dir.path(),
+        "b.yaml",
+        "name: b\nsource: {type: file, path: in.txt}\nsinks: [{type: stdout, format: tsv}]\n",
+    );
+    let piped = |pipeline: &std::path::Path| {
+        let mut command = Command::new("bash");
+        command
+            .arg("-c")
+            .arg("exec \"$0\" run -q --lock-dir \"$1\" <(cat \"$2\")")
+            .arg(assert_cmd::cargo::cargo_bin("runner"))
+            .arg(&locks)
+            .arg(pipeline)
+            .current_dir(dir.path());
+        command
+    };
+    // The first holds its lock while it waits for its standard input; its lock file says
+    // who holds it once it is held.
+    let mut first = piped(&reads_stdin)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let held = || {
+        std::fs::read_dir(&locks).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.len() > 0))
+        })
+    };
+    while !held() {
+        assert!(Instant::now() < deadline, "the first run took no lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let other = piped(&reads_a_file).output().unwrap();
+    assert!(
+        other.status.success(),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&other.stdout), "line\nx\n");
+    let same = piped(&reads_stdin).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(same.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&same.stderr).contains("another run of"));
+    drop(first.stdin.take());
+    assert!(first.wait().unwrap().success());
+}

@@ -515,3 +515,55 @@ fn one_large_parquet_row_group_is_read_in_bounded_memory() {
     assert_eq!(text, "n\tx\n0\t0.0\n1\t1.0\n2\t2.0\n");
     assert!(read < PARQUET_ROWS as u64 / 8, "limit: 3 read {read} rows");
 }
+
+/// A pipe that goes quiet (`tail -f log |`, a slow writer) has what it gave read at once:
+/// its rows reach the sinks as they come, and a `limit` ends the run, without waiting for
+/// a morsel's worth of input or for the writer to close the pipe.
+#[test]
+fn rows_of_a_quiet_pipe_reach_the_sinks_and_a_limit_as_they_come() {
+    let dir = tempfile::tempdir().unwrap();
+    let limited = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nsource: {type: file, path: \"-\"}\ntransforms:\n  - {type: limit, n: 2}\nsinks:\n  - {type: stdout, format: tsv}\n",
+    );
+    let mut child = runner_process()
+        .arg("run")
+        .arg(&limited)
+        .arg("-q")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // One line, then the pipe stays open: the line is printed.
+    stdin.write_all(b"a\n").unwrap();
+    let wait = std::time::Duration::from_secs(20);
+    assert_eq!(received.recv_timeout(wait).unwrap(), "line");
+    assert_eq!(received.recv_timeout(wait).unwrap(), "a");
+    // The second reaches the limit: the run ends with the pipe still open.
+    stdin.write_all(b"b\n").unwrap();
+    assert_eq!(received.recv_timeout(wait).unwrap(), "b");
+    let deadline = std::time::Instant::now() + wait;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not end at its limit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success());
+    drop(stdin);
+}

@@ -269,7 +269,45 @@ fn check_outputs_apart(
         }
         written.push((index, path));
     }
+    // An output where the source reads would be read as input: in a stream by its next
+    // epochs, in a batch run by the next run (a folder's or a glob's files). A batch run
+    // that names the very file it reads replaces it in place: the output takes its place
+    // only once the input has been read to its end.
+    if let Some(read) = file_source_path(loaded) {
+        let in_place = loaded.config.mode != Mode::Stream
+            && !read.is_dir()
+            && !crate::sources::file::is_pattern(&read);
+        for (index, path) in &written {
+            if crate::sources::file::would_read(&read, path) && !in_place {
+                let sink = &sinks[*index];
+                return Err(Error::invalid(format!(
+                    "{}: sinks.{index} ({}): it writes {}, where the source reads: its output would be read as input ({}); write it elsewhere",
+                    loaded.at(&sink.referenced),
+                    sink.value.type_name(),
+                    crate::error::escape_path(path),
+                    match loaded.config.mode {
+                        Mode::Stream => "by the stream's next epochs",
+                        _ => "by the next run",
+                    }
+                )));
+            }
+        }
+    }
     Ok(())
+}
+
+/// The path a `file` source reads, resolved as the source resolves it; `None` for other
+/// sources and for standard input.
+pub(crate) fn file_source_path(loaded: &LoadedPipeline) -> Option<std::path::PathBuf> {
+    if loaded.config.source.value.type_name() != "file" {
+        return None;
+    }
+    let path = loaded.document["source"]["path"].as_str()?;
+    (path != "-").then(|| {
+        loaded.resolve(std::path::Path::new(
+            &crate::settings::env::expanded_for_record(path),
+        ))
+    })
 }
 
 /// `path` made absolute (against the working directory) with `.` and `..` resolved by name.
@@ -577,16 +615,8 @@ fn stream_settings(
             (None, false) => stream::Trigger::Continuous,
         },
     };
-    if let (Some(c), Some(path)) = (
-        &config.checkpoint,
-        loaded.document["source"]["path"].as_str(),
-    ) {
-        let read = loaded.resolve(std::path::Path::new(
-            &crate::settings::env::expanded_for_record(path),
-        ));
-        if source_type == "file"
-            && crate::sources::file::would_read(&read, &loaded.resolve(&c.dir).join("commit.json"))
-        {
+    if let (Some(c), Some(read)) = (&config.checkpoint, file_source_path(loaded)) {
+        if crate::sources::file::would_read(&read, &loaded.resolve(&c.dir).join("commit.json")) {
             return Err(Error::invalid(format!(
                 "{}: the checkpoint's folder `{}` is where the source reads: its files would be read as input; put the checkpoint elsewhere",
                 loaded.key_at("checkpoint"),

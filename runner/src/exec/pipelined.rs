@@ -77,7 +77,7 @@ fn run_to(
         .count();
     let (prefix, rest) = stages.split_at(parallel);
     let (mut tail, mut delivery, sort, after) = up_to_sort(rest, output);
-    let feed = Feed::new(source.open()?, window(cores));
+    let feed = Feed::new(source, window(cores))?;
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Part)>();
     // A morsel through the row-wise steps, its rows sent in parts as they are made.
     let through_prefix = |index: usize, morsel: Morsel, tx: &std::sync::mpsc::Sender<_>| {
@@ -425,6 +425,8 @@ impl Drop for StopOnDrop<'_, '_> {
 
 /// Hands morsels to workers, at most a window ahead of the writer.
 struct Feed<'a> {
+    /// Told to stop reading when the feed stops.
+    source: &'a dyn BatchSource,
     morsels: FeedMorsels<'a>,
     window: usize,
     /// Morsels written so far (the writer's position), and the parts of the next one.
@@ -447,9 +449,11 @@ enum FeedMorsels<'a> {
 }
 
 impl<'a> Feed<'a> {
-    fn new(morsels: Morsels<'a>, window: usize) -> Self {
-        Feed {
-            morsels: match morsels {
+    /// Opens `source`, to hand its morsels a `window` ahead of the writer.
+    fn new(source: &'a dyn BatchSource, window: usize) -> Result<Self> {
+        Ok(Feed {
+            source,
+            morsels: match source.open()? {
                 Morsels::Sequential(iter) => FeedMorsels::Sequential(Mutex::new((0, iter))),
                 Morsels::Indexed { count, read } => FeedMorsels::Indexed {
                     count,
@@ -461,7 +465,7 @@ impl<'a> Feed<'a> {
             written: Mutex::new((0, 0)),
             moved: Condvar::new(),
             stopped: AtomicBool::new(false),
-        }
+        })
     }
 
     /// The next morsel and its index; `None` at the end of the input or once stopped.
@@ -515,6 +519,7 @@ impl<'a> Feed<'a> {
 
     fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
+        self.source.stop_reading();
         let _guard = self.written.lock().unwrap_or_else(|p| p.into_inner());
         self.moved.notify_all();
     }

@@ -3,6 +3,7 @@
 //! CRLF and LF both end a line and are not part of the value.
 
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,6 +21,9 @@ use crate::error::{escape_path, Error, Result};
 
 /// Reads a file, every file of a directory (in name order), the files a glob matches, or
 /// standard input (`-`); several files are read as one input, and FIFOs are read sequentially.
+/// What a pipe (standard input, a FIFO) gives is read as it comes: when it goes quiet for a
+/// moment its rows go on to the sinks, and a reached `limit` ends the run although the
+/// pipe's writer goes on (`tail -f app.log | runner run ...`).
 /// In a directory or a glob, files whose names start with `.` or `_` (`_SUCCESS`, a file being
 /// written) are passed by, as Spark passes them.
 /// Each line becomes a row of one text column (`column`); with `format`, each record a row of
@@ -280,6 +284,7 @@ impl BuildSource for FileSourceConfig {
             max_line_bytes: self.max_line_bytes,
             buffers: std::sync::Mutex::new(Vec::new()),
             opened_bytes: std::sync::Mutex::new(None),
+            reading_stopped: Default::default(),
         })))
     }
 }
@@ -837,7 +842,7 @@ pub fn would_read(source: &Path, candidate: &Path) -> bool {
     }
 }
 
-pub(super) fn is_pattern(path: &Path) -> bool {
+pub(crate) fn is_pattern(path: &Path) -> bool {
     path.to_string_lossy().contains(['*', '?', '[']) && !path.exists()
 }
 
@@ -918,6 +923,8 @@ pub struct FileSource {
     /// The files' sizes when the run opened them: what it reads, even where a sink replaces
     /// its own input by the end.
     opened_bytes: std::sync::Mutex<Option<u64>>,
+    /// Set by `stop_reading`: a read waiting on a pipe gives up (see `fill`).
+    reading_stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FileSource {
@@ -1195,6 +1202,8 @@ impl BatchSource for FileSource {
     }
 
     fn open(&self) -> Result<Morsels<'_>> {
+        self.reading_stopped
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         let files = self.files()?;
         self.lines
             .read_in_order(files.iter().map(|path| origin_of(path)));
@@ -1229,18 +1238,25 @@ impl BatchSource for FileSource {
         Ok(Morsels::Sequential(Box::new(files.into_iter().flat_map(
             move |path| -> Box<dyn Iterator<Item = Result<Morsel>> + Send> {
                 let origin = origin_of(&path);
-                let reader: std::io::Result<Box<dyn Read + Send>> = if path == Path::new("-") {
+                // Standard input is read through a descriptor of its own, unbuffered: `fill`
+                // waits on it, and must not miss bytes held in `Stdin`'s buffer.
+                let reader = if path == Path::new("-") {
                     if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
                         // Waiting without a word reads as a hang.
                         tracing::warn!(
                             "reading standard input from the terminal: type lines, then Ctrl-D"
                         );
                     }
-                    Ok(Box::new(std::io::stdin()))
+                    std::io::stdin()
+                        .as_fd()
+                        .try_clone_to_owned()
+                        .map(std::fs::File::from)
                 } else {
-                    std::fs::File::open(&path).map(|f| Box::new(f) as Box<dyn Read + Send>)
+                    std::fs::File::open(&path)
                 };
                 let mut next_line = 1;
+                // The bytes read past a CSV header are the records' first.
+                let mut pending = Vec::new();
                 let reader = reader.and_then(|mut reader| {
                     if let Some(records) = csv {
                         let (header, rest) = read_header(&mut reader, self.max_line_bytes)?;
@@ -1251,15 +1267,16 @@ impl BatchSource for FileSource {
                                 e.to_string(),
                             ));
                         }
-                        // The bytes read past the header are the records' first.
-                        let rest = std::io::Cursor::new(rest);
-                        return Ok(Box::new(rest.chain(reader)) as Box<dyn Read + Send>);
+                        pending = rest;
                     }
                     Ok(reader)
                 });
                 match reader {
                     Ok(reader) => Box::new(LineMorsels {
-                        reader,
+                        // A pipe (or terminal) is waited on when it goes quiet (see `fill`).
+                        pipe: waited_on(&reader).map(|fd| (fd, self.reading_stopped.clone())),
+                        reader: Box::new(reader),
+                        pending,
                         origin,
                         path,
                         carry: Vec::new(),
@@ -1290,6 +1307,11 @@ impl BatchSource for FileSource {
             .decoder
             .get()?
             .csv_layout()
+    }
+
+    fn stop_reading(&self) {
+        self.reading_stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn recycle(&self, mut bytes: Vec<u8>) {
@@ -1654,6 +1676,11 @@ impl FileSource {
 /// Reads a stream in morsels of about `MORSEL_BYTES`, each ending at a newline (except the last).
 struct LineMorsels {
     reader: Box<dyn Read + Send>,
+    /// The reader's descriptor where it is not a regular file, and the run's wish to stop
+    /// reading (see `fill`).
+    pipe: Option<(Pipe, Arc<std::sync::atomic::AtomicBool>)>,
+    /// Bytes read before the first morsel (past a CSV header), its first.
+    pending: Vec<u8>,
     origin: Arc<str>,
     path: PathBuf,
     carry: Vec<u8>,
@@ -1681,16 +1708,22 @@ impl Iterator for LineMorsels {
         let mut buffer = std::mem::take(&mut self.carry);
         loop {
             let mut start = buffer.len();
-            buffer.resize(start + MORSEL_BYTES, 0);
-            let (filled, eof) = match fill(&mut self.reader, &mut buffer[start..]) {
-                Ok(result) => result,
-                Err(source) => {
-                    self.done = true;
-                    return Some(Err(Error::Input {
-                        path: self.path.clone(),
-                        source,
-                    }));
+            let (filled, eof) = if self.pending.is_empty() {
+                buffer.resize(start + MORSEL_BYTES, 0);
+                let pipe = self.pipe.as_ref().map(|(fd, stop)| (*fd, stop.as_ref()));
+                match fill(&mut self.reader, &mut buffer[start..], pipe) {
+                    Ok(result) => result,
+                    Err(source) => {
+                        self.done = true;
+                        return Some(Err(Error::Input {
+                            path: self.path.clone(),
+                            source,
+                        }));
+                    }
                 }
+            } else {
+                buffer.append(&mut self.pending);
+                (buffer.len() - start, false)
             };
             buffer.truncate(start + filled);
             if self.skipping {
@@ -1781,17 +1814,71 @@ fn lines_before(file: &std::fs::File, offset: u64) -> Option<u64> {
 }
 
 /// Reads until `buffer` is full or the input ends; returns the bytes read and whether it ended.
-fn fill(reader: &mut dyn Read, buffer: &mut [u8]) -> std::io::Result<(usize, bool)> {
+fn fill(
+    reader: &mut dyn Read,
+    buffer: &mut [u8],
+    pipe: Option<(Pipe, &std::sync::atomic::AtomicBool)>,
+) -> std::io::Result<(usize, bool)> {
     let mut filled = 0;
     while filled < buffer.len() {
+        // A pipe is waited on a moment at a time, so that a run that wants no more input (a
+        // limit reached, the sinks closed) ends although the pipe's writer goes on: what was
+        // read is its end.
+        if let Some((pipe, stop)) = pipe {
+            while !pipe.ready_within(crate::cancel::POLL) {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Ok((filled, true));
+                }
+            }
+        }
         match reader.read(&mut buffer[filled..]) {
             Ok(0) => return Ok((filled, true)),
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+        // A pipe that has nothing more for a moment (`tail -f log |`, a slow writer): what
+        // it gave is handed on, so that its rows reach the sinks as they come and a `limit`
+        // stops the run, rather than waiting for a whole morsel.
+        if pipe.is_some_and(|(pipe, _)| !pipe.ready_within(PIPE_QUIET)) {
+            return Ok((filled, false));
+        }
     }
     Ok((filled, false))
+}
+
+/// How long a pipe may be silent before what it gave is handed on.
+const PIPE_QUIET: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// A reader's descriptor, for reading it as soon as it goes quiet.
+#[derive(Clone, Copy)]
+struct Pipe(std::os::fd::RawFd);
+
+/// `reader`'s descriptor where it is not a regular file (a pipe, a FIFO, a terminal).
+fn waited_on<T: std::os::fd::AsFd>(reader: &T) -> Option<Pipe> {
+    let fd = reader.as_fd();
+    let regular = fd
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|file| file.metadata())
+        .is_ok_and(|m| m.is_file());
+    (!regular).then_some(Pipe(std::os::fd::AsRawFd::as_raw_fd(&fd)))
+}
+
+impl Pipe {
+    /// Whether there is more to read (or its end, or an error a read will tell) within
+    /// `wait`.
+    fn ready_within(self, wait: std::time::Duration) -> bool {
+        let mut poll = libc::pollfd {
+            fd: self.0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let millis = libc::c_int::try_from(wait.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid `pollfd`, and its count, 1; `poll` writes only its `revents`.
+        let ready = unsafe { libc::poll(&mut poll, 1, millis) };
+        ready != 0
+    }
 }
 
 impl LineMorsels {
@@ -2134,6 +2221,8 @@ mod tests {
         // Read from standard input's reader too (one sequence of morsels).
         let mut morsels = LineMorsels {
             reader: Box::new(std::io::Cursor::new(b"\xEF\xBB\xBFfirst\n".to_vec())),
+            pipe: None,
+            pending: Vec::new(),
             origin: "standard input".into(),
             path: PathBuf::from("-"),
             carry: Vec::new(),
@@ -2258,6 +2347,8 @@ mod tests {
         let lines = Arc::new(super::super::LineCounts::default());
         let morsels = LineMorsels {
             reader: Box::new(std::io::Cursor::new(text.into_bytes())),
+            pipe: None,
+            pending: Vec::new(),
             origin: "pipe".into(),
             path: "pipe".into(),
             carry: Vec::new(),

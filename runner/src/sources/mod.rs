@@ -355,6 +355,9 @@ pub trait BatchSource: Send + Sync {
 
     /// Takes back a morsel's buffer for reuse (fresh buffers cost page faults).
     fn recycle(&self, _bytes: Vec<u8>) {}
+    /// The run wants no more input (a limit was reached, the sinks closed): a read waiting
+    /// on a pipe gives up, so that the run ends although the pipe's writer goes on.
+    fn stop_reading(&self) {}
     /// Things worth telling the user at the end (replaced or skipped bad lines, ...).
     fn warnings(&self) -> Vec<String>;
     /// What the source dropped or repaired so far, for the run summary.
