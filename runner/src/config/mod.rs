@@ -162,9 +162,10 @@ pub struct LoadedPipeline {
     /// The document as written (after `--set`), untyped: each step's settings in a canonical
     /// form (keys sorted, comments and layout gone), for checkpoint identity.
     pub document: serde_json::Value,
-    /// With `--set`: the changed text, which the locations of values inside steps (a `where:`,
-    /// a `select` item) refer to; steps, `trigger` and `output_mode` are placed in the file.
-    pub rewritten: Option<String>,
+    /// With `--set` (or `--input`): the changed text, which the locations of values inside
+    /// steps (a `where:`, a `select` item) refer to, and the option that changed it; steps,
+    /// `trigger` and `output_mode` are placed in the file.
+    pub rewritten: Option<(String, &'static str)>,
 }
 
 impl LoadedPipeline {
@@ -210,7 +211,9 @@ impl LoadedPipeline {
     /// file, or with `--set` the changed text (`p.yaml (with --set)`).
     pub fn value_text(&self) -> Option<(String, String)> {
         match &self.rewritten {
-            Some(text) => Some((text.clone(), format!("{} (with --set)", self.display_name))),
+            Some((text, flag)) => {
+                Some((text.clone(), format!("{} (with {flag})", self.display_name)))
+            }
             None => read_pipeline_file(&self.path)
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
@@ -318,14 +321,26 @@ pub fn load_text(text: &str, path: &Path, overrides: &[Override]) -> Result<Load
         (parse(text, &file_name)?, None)
     } else {
         let changed = apply_overrides(text, &file_name, overrides)?;
+        // Named by what changed it: `--input` alone, or `--set`.
+        let flag = match overrides
+            .iter()
+            .all(|o| o.for_sources.is_some_and(|(flag, _)| flag == "--input"))
+        {
+            true => "--input",
+            false => "--set",
+        };
         // YAML errors in the changed text can only be located in that text.
-        let mut config = parse(&changed, &format!("{file_name} (with --set)"))?;
+        let mut config = parse(&changed, &format!("{file_name} (with {flag})"))?;
         relocate(&mut config, text);
-        (config, Some(changed))
+        (config, Some((changed, flag)))
     };
     // It parsed as a pipeline, so it parses as a document.
-    let mut document =
-        from_yaml(rewritten.as_deref().unwrap_or(text)).unwrap_or(serde_json::Value::Null);
+    let mut document = from_yaml(
+        rewritten
+            .as_ref()
+            .map_or(text, |(changed, _)| changed.as_str()),
+    )
+    .unwrap_or(serde_json::Value::Null);
     expand_shorthands(&mut document);
     let display_name = file_name;
     if config.sinks.is_empty() {
@@ -513,11 +528,11 @@ fn apply_overrides(text: &str, file_name: &str, overrides: &[Override]) -> Resul
     for ov in overrides {
         overrides::apply(&mut doc, ov).map_err(Error::invalid)?;
     }
-    // Written back with YAML 1.2's rules (`no` unquoted, as it was read): each value parses as
-    // it did in the file, a bool field's `no` as false and a text's `no` as text.
+    // Written back with YAML 1.1's quoting (`'no'`, `'n'`): a text that a column name's
+    // field, reading any scalar, would take for a boolean (`by: "n"`) stays a text, and a
+    // bool field reads a quoted `'no'` as it read `no`.
     let mut options = serde_saphyr::SerializerOptions::default();
-    options.yaml_12 = true;
-    options.no_lang_directive = true;
+    options.yaml_12 = false;
     serde_saphyr::to_string_with_options(&doc, options)
         .map_err(|e| Error::invalid(format!("{file_name}: cannot apply --set: {e}")))
 }

@@ -253,6 +253,16 @@ mod tests {
             json!([{"type": "rename", "columns": {"a": "off", "b": "y"}},
                    {"type": "select", "columns": ["n", "yes"]}])
         );
+        // A column named `n`, quoted where a field reads any scalar (`by`), stays one after
+        // any `--set`: the rewritten file quotes it again, and `header: no` stays false.
+        let text = "name: t\nsource: {type: file, path: x.csv, format: csv, columns: {\"n\": integer}}\ntransforms:\n  - {type: group_count, by: \"n\"}\nsinks: [{type: csv, path: o.csv, header: no}]\n";
+        let loaded =
+            crate::config::load_text(text, std::path::Path::new("t.yaml"), &overrides).unwrap();
+        assert_eq!(loaded.document["transforms"][0]["by"], json!("n"));
+        assert!(matches!(
+            &loaded.config.sinks[0].value,
+            crate::registry::SinkConfig::Csv(csv) if !csv.header
+        ));
     }
 
     #[test]
