@@ -183,6 +183,10 @@ pub fn escape_terminal(text: &str, allow_colour: bool) -> std::borrow::Cow<'_, s
                     | '\u{200E}'
                     | '\u{200F}'
                     | '\u{061C}'
+                    // Line and paragraph separators: a line break to some terminals and
+                    // editors, which would split a message.
+                    | '\u{2028}'
+                    | '\u{2029}'
             )
     };
     if !text.chars().any(escaped) {
@@ -345,6 +349,7 @@ mod tests {
             escape_controls("a\x1b[31mb\u{202E}c\u{2066}d\u{9b}"),
             "a\\u{1b}[31mb\\u{202e}c\\u{2066}d\\u{9b}"
         );
+        assert_eq!(escape_controls("a\u{2028}b"), "a\\u{2028}b");
         // Newlines and tabs stay; right-to-left text itself is not a control.
         assert!(matches!(
             escape_controls("שלום\tمرحبا\n"),

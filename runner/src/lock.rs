@@ -194,9 +194,13 @@ pub(crate) fn take_waiting(file: &File, wait: Option<Duration>) -> Result<(), Tr
 /// What a run refused for a held lock can do, after waiting `wait` (`--wait`).
 pub(crate) fn wait_advice(wait: Option<Duration>) -> String {
     match wait {
+        // What was left of --wait for this lock (a stream's checkpoint is waited for after
+        // the run's own lock), in whole milliseconds.
         Some(waited) => format!(
-            "It was still running after --wait {}",
-            humantime::format_duration(waited)
+            "It was still running after waiting {} (--wait)",
+            humantime::format_duration(Duration::from_millis(
+                u64::try_from(waited.as_millis()).unwrap_or(u64::MAX)
+            ))
         ),
         None => "Use --wait 5m to wait for it".to_owned(),
     }

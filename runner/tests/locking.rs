@@ -63,7 +63,7 @@ fn a_second_run_is_refused_or_waits() {
         .assert()
         .code(3)
         .stderr(predicate::str::contains(
-            "It was still running after --wait 100ms",
+            "It was still running after waiting 100ms (--wait)",
         ));
     // Waiting instead: it starts once the first run has stopped, and runs to its own end.
     runner()

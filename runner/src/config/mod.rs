@@ -605,7 +605,9 @@ fn yaml_error_in(
 ) -> Error {
     let formatter = SuggestingFormatter;
     let mut message = formatter.format_message(err).into_owned();
-    if let Some(note) = note {
+    // A note the message already makes (`${VAR}` not set, said by the substitution) is
+    // not made twice.
+    if let Some(note) = note.filter(|note| !message.contains(note.trim_start_matches("the "))) {
         message = format!("{message} ({note})");
     }
     if let Some(step) = step {

@@ -1141,7 +1141,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            waited.contains("It was still running after --wait 30ms"),
+            waited.contains("It was still running after waiting 30ms (--wait)"),
             "{waited}"
         );
         let held = std::thread::spawn(move || {

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
 use arrow_array::RecordBatch;
 use arrow_schema::DataType;
 use serde::Deserialize;
@@ -171,6 +173,8 @@ impl BuildSink for ChartSinkConfig {
             window,
             per_window,
             windows: std::collections::BTreeMap::new(),
+            not_finite: 0,
+            told_not_finite: false,
         }))
     }
 }
@@ -193,6 +197,9 @@ pub struct ChartSink {
     /// The epoch's bars so far by window start (one entry without windows), with the window's
     /// end: only `top` are kept per window, whatever the rows.
     windows: std::collections::BTreeMap<i64, (i64, Vec<Bar>)>,
+    /// The epoch's values that are NaN or infinite: they have no bar.
+    not_finite: usize,
+    told_not_finite: bool,
 }
 
 use crate::transforms::aggregate::windowed::{WINDOW_END, WINDOW_START};
@@ -326,10 +333,14 @@ impl Sink for ChartSink {
     fn begin(&mut self, epoch: u64) -> Result<()> {
         self.epoch = epoch;
         self.windows.clear();
+        self.not_finite = 0;
         Ok(())
     }
 
     fn write(&mut self, rows: &RecordBatch) -> Result<Flow> {
+        if let Some(values) = rows.column(self.y).as_primitive_opt::<Float64Type>() {
+            self.not_finite += values.iter().flatten().filter(|v| !v.is_finite()).count();
+        }
         let Some((start_column, end_column)) = self.window else {
             let bars = match self.order {
                 BarOrder::Value => top_bars(rows, self.x, self.y, self.top),
@@ -372,6 +383,16 @@ impl Sink for ChartSink {
     }
 
     fn commit(&mut self) -> Result<()> {
+        // Said once (a stream draws every epoch).
+        if self.not_finite > 0 && !self.told_not_finite {
+            self.told_not_finite = true;
+            tracing::warn!(
+                chart = %self.path.display(),
+                "{} value(s) of `{}` that are NaN or infinite have no bar and were left out",
+                self.not_finite,
+                self.spec.y_name
+            );
+        }
         if self.window.is_none() {
             let bars = self
                 .windows

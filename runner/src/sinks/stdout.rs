@@ -336,9 +336,14 @@ pub fn bars(batch: &RecordBatch, rows: usize, width: usize) -> String {
             let text = cell(batch.column(label_column).as_ref(), row)
                 .to_text()
                 .replace(['\n', '\r', '\t'], " ");
+            // At most 30 columns wide (a wide character takes two).
+            let mut columns = 0;
             let label: String = crate::error::escape_controls(&text)
                 .chars()
-                .take(30)
+                .take_while(|c| {
+                    columns += unicode_width::UnicodeWidthChar::width(*c).unwrap_or(0);
+                    columns <= 30
+                })
                 .collect();
             let value = match cell(batch.column(value_column).as_ref(), row) {
                 crate::data::Cell::Int(i) => i as f64,
@@ -348,18 +353,22 @@ pub fn bars(batch: &RecordBatch, rows: usize, width: usize) -> String {
             (
                 label,
                 value,
-                cell(batch.column(value_column).as_ref(), row).to_text(),
+                // As the table writes it (`Infinity`).
+                cell(batch.column(value_column).as_ref(), row).to_field(),
             )
         })
         .collect();
-    let label_width = entries
-        .iter()
-        .map(|e| e.0.chars().count())
-        .max()
-        .unwrap_or(0);
+    let columns = |text: &str| unicode_width::UnicodeWidthStr::width(text);
+    let label_width = entries.iter().map(|e| columns(&e.0)).max().unwrap_or(0);
     let value_width = entries.iter().map(|e| e.2.len()).max().unwrap_or(0);
     let bar_width = width.saturating_sub(label_width + value_width + 3).max(10);
-    let max = entries.iter().map(|e| e.1).fold(0.0, f64::max);
+    // Scaled to the largest finite value: an infinite one fills the width, and does not
+    // shrink every other bar to nothing.
+    let max = entries
+        .iter()
+        .map(|e| e.1)
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
     let mut out = String::new();
     let mut window = None;
     for (row, (label, value, text)) in entries.iter().enumerate() {
@@ -370,15 +379,19 @@ pub fn bars(batch: &RecordBatch, rows: usize, width: usize) -> String {
                 window = this;
             }
         }
-        let eighths = if max > 0.0 {
-            (value.max(0.0) / max * bar_width as f64 * 8.0).round() as usize
+        let share = if *value == f64::INFINITY {
+            1.0
+        } else if max > 0.0 {
+            (value.max(0.0) / max).min(1.0)
         } else {
-            0
+            0.0
         };
+        let eighths = (share * bar_width as f64 * 8.0).round() as usize;
         let bar = "█".repeat(eighths / 8) + EIGHTHS[eighths % 8];
         let pad = bar_width - bar.chars().count().min(bar_width);
         out.push_str(&format!(
-            "{label:>label_width$} {bar}{} {text:>value_width$}\n",
+            "{}{label} {bar}{} {text:>value_width$}\n",
+            " ".repeat(label_width - columns(label)),
             " ".repeat(pad)
         ));
     }
@@ -909,6 +922,42 @@ mod tests {
         );
         let full = lines[0].chars().filter(|c| *c == '█').count();
         assert_eq!(full, 40 - 5 - 3 - 3);
+    }
+
+    /// Labels are aligned by the columns they take (a wide character two), and an infinite
+    /// value fills the width without shrinking the other bars to nothing.
+    #[test]
+    fn bars_align_wide_labels_and_scale_past_an_infinity() {
+        let batch = RecordBatch::try_from_iter([
+            (
+                "k",
+                Arc::new(arrow_array::StringArray::from(vec!["漢字", "ab", "c"]))
+                    as arrow_array::ArrayRef,
+            ),
+            (
+                "v",
+                Arc::new(arrow_array::Float64Array::from(vec![
+                    2.0,
+                    1.0,
+                    f64::INFINITY,
+                ])) as arrow_array::ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let text = bars(&batch, 3, 40);
+        let lines: Vec<&str> = text.lines().collect();
+        let bar_at = |line: &str| {
+            let label = &line[..line.find(['█', '▏', '▎', '▍', '▌', '▋', '▊', '▉']).unwrap()];
+            unicode_width::UnicodeWidthStr::width(label)
+        };
+        assert!(
+            lines.iter().all(|l| bar_at(l) == bar_at(lines[0])),
+            "{text}"
+        );
+        let full = |line: &str| line.chars().filter(|c| *c == '█').count();
+        assert_eq!(full(lines[0]) / 2, full(lines[1]), "{text}");
+        assert!(full(lines[2]) >= full(lines[0]), "{text}");
+        assert!(lines[2].ends_with(" Infinity"), "{text}");
     }
 
     #[test]
