@@ -952,3 +952,27 @@ fn a_stream_names_the_earliest_bad_line_whatever_the_cores() {
         );
     }
 }
+
+/// A FIFO named as a stream's `path` is refused with what reads it: a stream of files found
+/// nothing to list in it, ended at once with exit 0, and left its writer waiting.
+#[test]
+fn a_fifo_is_no_stream_of_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("ff");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: t\nmode: stream\nsource: {type: file, path: ff}\nsinks: [stdout]\n",
+    );
+    let (code, _, stderr) = run_pipeline(&pipeline, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("ff is not one (a FIFO or a device): use `mode: batch` to read it"),
+        "{stderr}"
+    );
+}

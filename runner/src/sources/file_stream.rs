@@ -123,6 +123,14 @@ pub(super) fn build(
     if path == Path::new("-") {
         return Err("in stream mode `path` names files (a directory or a glob), not standard input: use `mode: batch` to read standard input".into());
     }
+    // A FIFO, a socket or a device is no file to list: the stream would find nothing in it
+    // and end at once, its writer left waiting.
+    if std::fs::metadata(&path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return Err(format!(
+            "in stream mode `path` names files (a directory or a glob), and {} is not one (a FIFO or a device): use `mode: batch` to read it, or a `socket` source for a stream of lines",
+            crate::error::escape_path(&path)
+        ));
+    }
     if config.fetch.is_some() {
         return Err("`fetch` is for batch runs; a stream reads the files it finds".into());
     }

@@ -125,7 +125,7 @@ impl<'de> Deserialize<'de> for Speed {
 impl BuildSource for ReplaySourceConfig {
     fn build(&self, ctx: &SourceContext) -> Result<BuiltSource, String> {
         if self.path.as_os_str() == "-" {
-            return Err("`path: -`: a tape is read from a file, which a restarted run can read again from its checkpoint's offset; standard input cannot be (save it to a file first)".into());
+            return Err("`path: -`: a tape is read from a file, by offsets into it (where a run starts, ends and, with a checkpoint, resumes), and standard input has none: save it to a file first".into());
         }
         Ok(BuiltSource::Stream(Box::new(ReplaySource {
             config: self.clone(),
