@@ -1,5 +1,6 @@
-//! `sort`: order rows by `column [asc|desc]` keys. Ties are broken by every remaining column in
-//! ascending order, so the output is the same whatever the input order or number of cores.
+//! `sort`: order rows by `column [asc|desc]` keys. Ties are broken by every remaining column
+//! that could be a key (not lists) in ascending order, so the output is the same whatever the
+//! number of cores.
 //! Nulls order as in Spark: first when ascending, last when descending (a null is smaller than
 //! every value); NaN is larger than every number. Keys may be text, numbers, booleans or
 //! timestamps.
@@ -18,8 +19,8 @@ use crate::data::{cell, key_column, type_label, Cell};
 use crate::error::Result;
 
 /// Orders rows by `column [asc|desc]` keys (text, numbers, booleans or timestamps). Ties are
-/// broken by the remaining columns, ascending, so the output is the same on every run and core
-/// count. Nulls come first ascending and last descending (Spark's order); text compares by
+/// broken by the remaining columns of those types (not lists), ascending, so the output is the
+/// same on every run and core count. Nulls come first ascending and last descending (Spark's order); text compares by
 /// bytes. Right before a `limit`, it picks the first `n` rows without ordering the rest (the
 /// run summary then shows `n` rows out of the sort). A sort gives no row before its input has
 /// ended; in a batch run without an aggregation it holds at most about 16 MiB of rows, writing
