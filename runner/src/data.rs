@@ -496,7 +496,8 @@ pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        // Not a word that changes whole (`zz` is no typo of `a`).
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3) && *d < word.len().max(c.len()))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }

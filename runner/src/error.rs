@@ -330,6 +330,9 @@ mod tests {
         assert_eq!(closest("tranforms", keys), Some("transforms"));
         assert_eq!(closest("sink", keys), Some("sinks"));
         assert_eq!(closest("zzzzzzzz", keys), None);
+        // A short name changed whole is no typo; one letter of two is.
+        assert_eq!(closest("zz", ["a", "k"]), None);
+        assert_eq!(closest("ab", ["ac", "k"]), Some("ac"));
     }
 
     #[test]

@@ -507,8 +507,12 @@ fn stream_settings(
     let source_type = config.source.value.type_name();
     if config.mode == Mode::Batch {
         if let BuiltSource::Stream(_) = source {
+            let why = match source_type {
+                "replay" => "replays its tape as a stream, at the pace it was recorded",
+                _ => "never ends",
+            };
             return Err(Error::invalid(format!(
-                "{source_at}: the `{source_type}` source never ends, so it needs `mode: stream` (with a `trigger`), not `mode: batch`"
+                "{source_at}: the `{source_type}` source {why}, so it needs `mode: stream`, not `mode: batch`"
             )));
         }
         let stream_only = [
@@ -583,7 +587,7 @@ fn stream_settings(
             .filter(|s| matches!(s.stage.kind, crate::transforms::StageKind::Aggregate(_)))
             .count();
         if aggregations > 1 {
-            return Err(Error::invalid(format!("{file}: a stream can have one aggregation (group_count), this one has {aggregations}")));
+            return Err(Error::invalid(format!("{file}: a stream can have one aggregation (`aggregate` or `group_count`), this one has {aggregations}")));
         }
     }
     if config.max_epochs == Some(0) {
