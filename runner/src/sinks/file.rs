@@ -175,14 +175,13 @@ impl FileSink {
         let wanted = columns_of(&self.schema);
         match parquet_columns(part) {
             Ok(found) if found == wanted => Ok(()),
-            Ok(found) => Err(Error::Output {
-                path: part.to_path_buf(),
-                source: std::io::Error::other(format!(
-                    "it holds `{}` but this pipeline writes `{}`: parts of one directory must hold the same columns; write to another directory, or move this one away",
-                    crate::error::shortened(&found.join(", ")),
-                    crate::error::shortened(&wanted.join(", "))
-                )),
-            }),
+            // Named as the part already there, not as one this run writes.
+            Ok(found) => Err(Error::runtime(format!(
+                "cannot add a part beside {}: it holds `{}` but this pipeline writes `{}`: parts of one directory must hold the same columns; write to another directory, or move this one away",
+                crate::error::escape_path(part),
+                crate::error::shortened(&found.join(", ")),
+                crate::error::shortened(&wanted.join(", "))
+            ))),
             Err(why) => Err(Error::Output {
                 path: part.to_path_buf(),
                 source: std::io::Error::other(format!(

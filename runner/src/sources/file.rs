@@ -435,7 +435,11 @@ pub(super) fn csv_delimiter(delimiter: Option<char>) -> Result<u8, String> {
         Some(c) if c.is_ascii() && c != '\n' && c != '\r' && c != '"' => Ok(c as u8),
         Some(c) => Err(format!(
             "delimiter: `{}` cannot separate CSV fields (use one ASCII character other than a quote or newline)",
-            c.escape_debug()
+            // A quote as itself (`escape_debug` writes it `\"`), a line end escaped.
+            match c {
+                '"' => c.to_string(),
+                _ => c.escape_debug().to_string(),
+            }
         )),
     }
 }

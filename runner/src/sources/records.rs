@@ -1289,6 +1289,15 @@ fn json_message(text: String, columns: &[ColumnSpec]) -> String {
             ))
         })
         .or_else(|| {
+            // A value where an object holds the declared fields (`account.acct` of a line
+            // whose `account` is a text).
+            let value = rest.strip_prefix("expected { got ")?;
+            Some(format!(
+                "{} is not an object (a dotted path reads a field of one)",
+                crate::error::shortened(value)
+            ))
+        })
+        .or_else(|| {
             // Integers are read as text (see `exact_integers`): an array or object there.
             let value = rest.strip_prefix("expected string got ")?;
             let dotted = path.join(".");

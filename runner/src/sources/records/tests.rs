@@ -636,6 +636,7 @@ fn a_bad_json_line_is_told_by_the_field_path_as_declared() {
         "{\"n\": \"many\"}\n",
         "{\"n\": 2, \"account\": {\"bot\": \"maybe\"}}\n",
         "{\"n\": [3]}\n",
+        "{\"n\": 4, \"account\": \"ana\"}\n",
     );
     let (batches, bad) = d.decode(input.as_bytes()).unwrap();
     assert_eq!(one_batch(batches, &d.schema()).num_rows(), 1);
@@ -649,6 +650,13 @@ fn a_bad_json_line_is_told_by_the_field_path_as_declared() {
         "{reasons:?}"
     );
     assert_eq!(reasons[2], (3, "`n`: [3] is not an integer"));
+    assert_eq!(
+        reasons[3],
+        (
+            4,
+            "`account`: \"ana\" is not an object (a dotted path reads a field of one)"
+        )
+    );
 }
 
 #[test]
