@@ -376,6 +376,40 @@ fn init_logging(quiet: bool, verbose: u8, format: LogFormat, daemon: bool) {
     }
 }
 
+/// Ends the process on a command line clap refused: as clap says it, or, where the line asks
+/// for `--log-format json`, as one JSON log event (a program reading the log reads this error
+/// too). Help and the version are printed as they are.
+fn usage_error(error: clap::Error, args: &[std::ffi::OsString]) -> ! {
+    use clap::error::ErrorKind;
+    let json = args
+        .windows(2)
+        .any(|pair| pair[0] == "--log-format" && pair[1] == "json")
+        || args.iter().any(|arg| arg == "--log-format=json");
+    let shown = matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if !json || shown {
+        error.exit()
+    }
+    init_logging(false, 0, LogFormat::Json, false);
+    let rendered = error.render().to_string();
+    let message = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Say {
+        json: true,
+        quiet: false,
+    }
+    .error(message.strip_prefix("error: ").unwrap_or(&message));
+    std::process::exit(error.exit_code())
+}
+
 /// Messages for the person or program reading stderr: plain lines, or JSON log events.
 #[derive(Clone, Copy)]
 struct Say {
@@ -426,7 +460,11 @@ fn main() -> ExitCode {
     if std::env::var_os("RUNNER_LOCK_DIR").is_some_and(|dir| dir.is_empty()) {
         std::env::remove_var("RUNNER_LOCK_DIR");
     }
-    let cli = Cli::parse_from(ui_flag_before_a_pipeline(std::env::args_os().collect()));
+    let args = ui_flag_before_a_pipeline(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(error) => usage_error(error, &args),
+    };
     let daemon = matches!(&cli.command, Command::Schedule { next: false, .. });
     init_logging(cli.quiet, cli.verbose, cli.log_format, daemon);
     let say = Say {

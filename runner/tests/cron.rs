@@ -716,6 +716,19 @@ fn no_escape_codes_when_output_is_not_a_terminal() {
     assert_eq!(output.status.code(), Some(2));
     let event: Value = serde_json::from_slice(&output.stderr).unwrap();
     assert_eq!(event["level"], "ERROR");
+    // And a command line the parser refuses, as one event on one line.
+    let output = runner()
+        .args(["--log-format", "json", "run", "--bogus", "p.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let event: Value = serde_json::from_str(&stderr).unwrap();
+    assert_eq!(event["level"], "ERROR");
+    assert!(event["fields"]["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("unexpected argument '--bogus' found")));
 }
 
 #[test]
