@@ -30,15 +30,22 @@ pub fn lock_path(pipeline: &Path, lock_dir: Option<&Path>) -> PathBuf {
         })
     };
     // A pipeline given as a pipe (`runner run <(...)`) is named `/dev/fd/63` whatever it
-    // holds: its lock is its text's, so that two different pipelines so given do not hold
-    // each other off, and the same one given twice does.
+    // holds: its lock is its text's and the folder its paths are read from (the working
+    // directory's), so that two different pipelines so given do not hold each other off, and
+    // the same one given twice does.
     let piped = !std::fs::metadata(pipeline).is_ok_and(|m| m.is_file());
     if let Some(text) = piped
         .then(|| crate::config::read_pipeline_file(pipeline).ok())
         .flatten()
     {
+        let mut key = std::env::current_dir()
+            .unwrap_or_default()
+            .into_os_string()
+            .into_encoded_bytes();
+        key.push(0);
+        key.extend_from_slice(&text);
         let dir = lock_dir.map(Path::to_path_buf).unwrap_or_else(default_dir);
-        return dir.join(format!("piped-{:016x}.lock", fnv(&text)));
+        return dir.join(format!("piped-{:016x}.lock", fnv(&key)));
     }
     let stem = canonical
         .file_stem()

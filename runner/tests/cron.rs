@@ -406,6 +406,31 @@ fn a_summary_or_an_output_where_the_source_reads_is_refused() {
         &["--set", "mode=stream", "--set", "sinks.0.path=in/a.csv"],
         "(by the stream's next epochs)",
     );
+    // What the source passes by is no input: a hidden name in its folder, a file in a
+    // folder below its glob's.
+    for args in [
+        &["--set", "source.path=in", "--summary", "in/_last-run.json"][..],
+        &[
+            "--set",
+            "source.path=in/*.csv",
+            "--set",
+            "sinks.0.path=in/out/b.csv",
+        ][..],
+    ] {
+        runner()
+            .arg("run")
+            .arg(&p)
+            .arg("-q")
+            .args(args)
+            .current_dir(dir.path())
+            .assert()
+            .success();
+    }
+    assert!(dir.path().join("in/_last-run.json").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("in/out/b.csv")).unwrap(),
+        "k,n\na,2\nb,1\n"
+    );
     // In place: the file is read to its end, then replaced by the result.
     runner()
         .arg("run")

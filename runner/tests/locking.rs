@@ -135,6 +135,18 @@ fn pipelines_given_as_pipes_are_locked_by_their_text() {
     let same = piped(&reads_stdin).stdin(Stdio::null()).output().unwrap();
     assert_eq!(same.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&same.stderr).contains("another run of"));
+    // The same text from another folder reads other paths: another job.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let moved = piped(&reads_stdin)
+        .current_dir(elsewhere.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
     drop(first.stdin.take());
     assert!(first.wait().unwrap().success());
 }

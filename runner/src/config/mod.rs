@@ -528,6 +528,14 @@ fn apply_overrides(text: &str, file_name: &str, overrides: &[Override]) -> Resul
     for ov in overrides {
         overrides::apply(&mut doc, ov).map_err(Error::invalid)?;
     }
+    if let Some(source) = doc.get_mut("source") {
+        type_first(source);
+    }
+    for key in ["transforms", "sinks"] {
+        if let Some(serde_json::Value::Array(blocks)) = doc.get_mut(key) {
+            blocks.iter_mut().for_each(type_first);
+        }
+    }
     // Written back with YAML 1.1's quoting (`'no'`, `'n'`): a text that a column name's
     // field, reading any scalar, would take for a boolean (`by: "n"`) stays a text, and a
     // bool field reads a quoted `'no'` as it read `no`.
@@ -535,6 +543,20 @@ fn apply_overrides(text: &str, file_name: &str, overrides: &[Override]) -> Resul
     options.yaml_12 = false;
     serde_saphyr::to_string_with_options(&doc, options)
         .map_err(|e| Error::invalid(format!("{file_name}: cannot apply --set: {e}")))
+}
+
+/// A source's, step's or sink's `type` made its first key: a block read with `type` first
+/// has its settings read by their own types, where one read with `type` later is read
+/// through a JSON value, which takes a quoted `'no'` for a text and refuses it in a bool
+/// field. (Only the block's own keys: a column may be named `type`.)
+fn type_first(block: &mut serde_json::Value) {
+    if let serde_json::Value::Object(map) = block {
+        if let Some(kind) = map.shift_remove("type") {
+            let rest = std::mem::take(map);
+            map.insert("type".to_owned(), kind);
+            map.extend(rest);
+        }
+    }
 }
 
 /// Blocks written as their type's key (`- select: [a]`) in `doc`, written as `type:` blocks.

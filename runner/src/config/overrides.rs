@@ -263,6 +263,14 @@ mod tests {
             &loaded.config.sinks[0].value,
             crate::registry::SinkConfig::Csv(csv) if !csv.header
         ));
+        // A block whose `type` is not its first key: `header: no` is read as false too.
+        let text = "name: t\nsource: {type: file, path: x.txt}\nsinks:\n  - path: o.csv\n    type: csv\n    header: no\n";
+        let loaded =
+            crate::config::load_text(text, std::path::Path::new("t.yaml"), &overrides).unwrap();
+        assert!(matches!(
+            &loaded.config.sinks[0].value,
+            crate::registry::SinkConfig::Csv(csv) if !csv.header
+        ));
     }
 
     #[test]

@@ -819,10 +819,10 @@ pub(super) fn is_hidden_match(pattern: &Path, path: &Path) -> bool {
 /// The UTF-8 byte order mark.
 pub(super) const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// Whether `path` is a glob: it has `*`, `?` or `[`, and no file or folder has it as its
-/// name (`data[1].csv` that exists is that file).
 /// Whether a `file` source of `source` (a file, a folder or a glob) would read the file
-/// `candidate`, one that runner writes (a checkpoint's): read back, it became rows.
+/// `candidate`, one that runner writes (a checkpoint's, a sink's output, a run summary): read
+/// back, it became rows. As the source lists files: a folder's own (not its folders'), a
+/// glob's matches (a `*` within one folder), names starting with `.` or `_` passed by.
 pub fn would_read(source: &Path, candidate: &Path) -> bool {
     let absolute = |p: &Path| {
         std::path::absolute(p)
@@ -831,21 +831,31 @@ pub fn would_read(source: &Path, candidate: &Path) -> bool {
     };
     let (source, candidate) = (absolute(source), absolute(candidate));
     if is_pattern(&source) {
-        return glob::Pattern::new(&glob_pattern(&source))
-            .is_ok_and(|pattern| pattern.matches_path(&candidate));
+        let options = glob::MatchOptions {
+            require_literal_separator: true,
+            ..glob::MatchOptions::new()
+        };
+        return !is_hidden_match(&source, &candidate)
+            && glob::Pattern::new(&glob_pattern(&source))
+                .is_ok_and(|pattern| pattern.matches_path_with(&candidate, options));
     }
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     };
     match source.is_dir() {
-        true => candidate
-            .parent()
-            .is_some_and(|folder| same(folder, &source)),
+        true => {
+            !is_hidden(&candidate)
+                && candidate
+                    .parent()
+                    .is_some_and(|folder| same(folder, &source))
+        }
         false => same(&source, &candidate),
     }
 }
 
+/// Whether `path` is a glob: it has `*`, `?` or `[`, and no file or folder has it as its
+/// name (`data[1].csv` that exists is that file).
 pub(crate) fn is_pattern(path: &Path) -> bool {
     path.to_string_lossy().contains(['*', '?', '[']) && !path.exists()
 }
@@ -1241,6 +1251,14 @@ impl BatchSource for FileSource {
         }
         Ok(Morsels::Sequential(Box::new(files.into_iter().flat_map(
             move |path| -> Box<dyn Iterator<Item = Result<Morsel>> + Send> {
+                // A run that wants no more input opens no more files (a FIFO's open waits
+                // for a writer).
+                if self
+                    .reading_stopped
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    return Box::new(std::iter::empty());
+                }
                 let origin = origin_of(&path);
                 // Standard input is read through a descriptor of its own, unbuffered: `fill`
                 // waits on it, and must not miss bytes held in `Stdin`'s buffer.
@@ -1730,6 +1748,15 @@ impl Iterator for LineMorsels {
                 (buffer.len() - start, false)
             };
             buffer.truncate(start + filled);
+            // Stopped (see `fill`): what was read is not wanted, nor a line it cut.
+            if self
+                .pipe
+                .as_ref()
+                .is_some_and(|(_, stop)| stop.load(std::sync::atomic::Ordering::SeqCst))
+            {
+                self.done = true;
+                return None;
+            }
             if self.skipping {
                 // The rest of a long line: drop bytes up to its newline.
                 match memchr::memchr(b'\n', &buffer) {
@@ -1824,12 +1851,13 @@ fn fill(
     pipe: Option<(Pipe, &std::sync::atomic::AtomicBool)>,
 ) -> std::io::Result<(usize, bool)> {
     let mut filled = 0;
+    // Whether the pipe was just seen to have more (no need to ask again before reading).
+    let mut ready = false;
     while filled < buffer.len() {
         // A pipe is waited on a moment at a time, so that a run that wants no more input (a
-        // limit reached, the sinks closed) ends although the pipe's writer goes on: what was
-        // read is its end.
+        // limit reached, the sinks closed) ends although the pipe's writer goes on.
         if let Some((pipe, stop)) = pipe {
-            while !pipe.ready_within(crate::cancel::POLL) {
+            while !ready && !pipe.ready_within(crate::cancel::POLL) {
                 if stop.load(std::sync::atomic::Ordering::SeqCst) {
                     return Ok((filled, true));
                 }
@@ -1844,8 +1872,11 @@ fn fill(
         // A pipe that has nothing more for a moment (`tail -f log |`, a slow writer): what
         // it gave is handed on, so that its rows reach the sinks as they come and a `limit`
         // stops the run, rather than waiting for a whole morsel.
-        if pipe.is_some_and(|(pipe, _)| !pipe.ready_within(PIPE_QUIET)) {
-            return Ok((filled, false));
+        if let Some((pipe, _)) = pipe.filter(|_| filled < buffer.len()) {
+            ready = pipe.ready_within(PIPE_QUIET);
+            if !ready {
+                return Ok((filled, false));
+            }
         }
     }
     Ok((filled, false))
@@ -1881,7 +1912,10 @@ impl Pipe {
         let millis = libc::c_int::try_from(wait.as_millis()).unwrap_or(libc::c_int::MAX);
         // SAFETY: one valid `pollfd`, and its count, 1; `poll` writes only its `revents`.
         let ready = unsafe { libc::poll(&mut poll, 1, millis) };
-        ready != 0
+        // Interrupted by a signal: not ready, asked again. Another failure: a read tells it.
+        ready > 0
+            || (ready < 0
+                && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
     }
 }
 

@@ -452,7 +452,7 @@ fn inferred_columns(
             other => ValueType::convertible_from(other),
         };
         match value_type {
-            // Two top-level columns of one name are read once here; `open` refuses them.
+            // Two top-level columns of one name are both listed here; `open` refuses them.
             Some(value_type)
                 if parents.is_empty()
                     || matches!(field_names(top, &name), Ok(Some(found)) if found == path) =>
@@ -538,9 +538,16 @@ fn column_at(batch: &RecordBatch, names: &[String]) -> Option<ArrayRef> {
     for name in inner {
         let parent = column.as_struct_opt()?;
         let child = parent.column_by_name(name)?;
-        let nulls = arrow_buffer::NullBuffer::union(parent.nulls(), child.nulls());
-        let data = child.to_data().into_builder().nulls(nulls).build().ok()?;
-        column = arrow_array::make_array(data);
+        column = match parent.nulls() {
+            // No null struct, or a field of nulls only: the field as it is.
+            None => child.clone(),
+            Some(_) if child.data_type() == &DataType::Null => child.clone(),
+            Some(parents) => {
+                let nulls = arrow_buffer::NullBuffer::union(Some(parents), child.nulls());
+                let data = child.to_data().into_builder().nulls(nulls).build().ok()?;
+                arrow_array::make_array(data)
+            }
+        };
     }
     Some(column)
 }
