@@ -1896,19 +1896,9 @@ mod slice_tests {
         }
     }
 
-    /// A row group with a list column read is cut by its offset index, and is one morsel
-    /// without one: a list's pages cannot be passed by on their headers, so each morsel would
-    /// decode all pages before its own. Without the list, the same group is cut either way.
-    #[test]
-    fn a_row_group_with_a_list_column_is_cut_only_by_its_offset_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let rows = 3 * SLICE_MIN_ROWS as usize;
+    /// A list column of `rows` rows, each one tag `t{row % 7}`.
+    fn tags(rows: usize) -> arrow_array::ListArray {
         let item = Arc::new(Field::new("item", DataType::Utf8, true));
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("n", DataType::Int64, false),
-            Field::new("tags", DataType::List(item.clone()), true),
-        ]));
-        let n = Int64Array::from_iter_values(0..rows as i64);
         let mut tags =
             arrow_array::builder::ListBuilder::new(arrow_array::builder::StringBuilder::new())
                 .with_field(item);
@@ -1916,21 +1906,40 @@ mod slice_tests {
             tags.values().append_value(format!("t{}", i % 7));
             tags.append(true);
         }
-        let batch =
-            RecordBatch::try_new(schema.clone(), vec![Arc::new(n), Arc::new(tags.finish())])
-                .unwrap();
+        tags.finish()
+    }
+
+    /// Writes `batch` to `path` as one row group of pages of 4096 rows, with or without the
+    /// offset index.
+    fn write_one_group(path: &Path, batch: &RecordBatch, offset_index: bool) {
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(None)
+            .set_data_page_row_count_limit(4096)
+            .set_offset_index_disabled(!offset_index)
+            .build();
+        let file = std::fs::File::create(path).unwrap();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+        writer.write(batch).unwrap();
+        assert_eq!(writer.close().unwrap().num_row_groups(), 1);
+    }
+
+    /// A row group with a list column read is cut by its offset index, and is one morsel
+    /// without one: a list's pages cannot be passed by on their headers, so each morsel would
+    /// decode all pages before its own. Without the list, the same group is cut either way.
+    #[test]
+    fn a_row_group_with_a_list_column_is_cut_only_by_its_offset_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = 3 * SLICE_MIN_ROWS as usize;
+        let n = Int64Array::from_iter_values(0..rows as i64);
+        let batch = RecordBatch::try_from_iter([
+            ("n", Arc::new(n) as ArrayRef),
+            ("tags", Arc::new(tags(rows)) as ArrayRef),
+        ])
+        .unwrap();
         for (no_index, with_list) in [(false, 3), (true, 1)] {
             let path = dir.path().join(format!("lists-{no_index}.parquet"));
-            let props = parquet::file::properties::WriterProperties::builder()
-                .set_max_row_group_row_count(None)
-                .set_data_page_row_count_limit(4096)
-                .set_offset_index_disabled(no_index)
-                .build();
-            let file = std::fs::File::create(&path).unwrap();
-            let mut writer =
-                parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
-            writer.write(&batch).unwrap();
-            assert_eq!(writer.close().unwrap().num_row_groups(), 1);
+            write_one_group(&path, &batch, !no_index);
             let lists = batch_source(&path, ", columns: {n: integer, tags: list}").unwrap();
             let mut read = Vec::new();
             let mut morsels_read = 0;
@@ -1962,15 +1971,7 @@ mod slice_tests {
     fn a_structs_field_is_cut_by_its_own_pages() {
         let dir = tempfile::tempdir().unwrap();
         let rows = 3 * SLICE_MIN_ROWS as usize;
-        let item = Arc::new(Field::new("item", DataType::Utf8, true));
-        let mut tags =
-            arrow_array::builder::ListBuilder::new(arrow_array::builder::StringBuilder::new())
-                .with_field(item);
-        for i in 0..rows {
-            tags.values().append_value(format!("t{}", i % 7));
-            tags.append(true);
-        }
-        let tags = tags.finish();
+        let tags = tags(rows);
         let inner = arrow_array::StructArray::from(vec![
             (
                 Arc::new(Field::new("n", DataType::Int64, false)),
@@ -1983,16 +1984,7 @@ mod slice_tests {
         ]);
         let batch = RecordBatch::try_from_iter([("s", Arc::new(inner) as ArrayRef)]).unwrap();
         let path = dir.path().join("struct.parquet");
-        let props = parquet::file::properties::WriterProperties::builder()
-            .set_max_row_group_row_count(None)
-            .set_data_page_row_count_limit(4096)
-            .set_offset_index_disabled(true)
-            .build();
-        let file = std::fs::File::create(&path).unwrap();
-        let mut writer =
-            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
-        writer.write(&batch).unwrap();
-        assert_eq!(writer.close().unwrap().num_row_groups(), 1);
+        write_one_group(&path, &batch, false);
         let source = batch_source(&path, ", columns: {s.n: integer}").unwrap();
         let morsels = morsels(source.as_ref()).unwrap();
         assert_eq!(morsels.len(), 3);
