@@ -277,26 +277,24 @@ fn check_outputs_apart(
         let in_place = loaded.config.mode != Mode::Stream
             && !read.is_dir()
             && !crate::sources::file::is_pattern(&read);
-        for (index, path) in &written {
-            // A stream's Parquet appends are a folder of parts, which no source lists (the
-            // output mode is `append` where it is not given and nothing aggregates).
-            let aggregates = loaded
-                .config
-                .transforms
-                .iter()
-                .any(|step| matches!(step.value.type_name(), "aggregate" | "group_count"));
-            let appends = match &loaded.config.output_mode {
+        // A stream's output mode is `append` where it is not given and nothing aggregates.
+        let aggregates = loaded
+            .config
+            .transforms
+            .iter()
+            .any(|step| matches!(step.value.type_name(), "aggregate" | "group_count"));
+        let stream_appends = loaded.config.mode == Mode::Stream
+            && match &loaded.config.output_mode {
                 Some(mode) => mode.value == crate::config::OutputMode::Append,
                 None => !aggregates,
             };
-            let parts = loaded.config.mode == Mode::Stream
-                && appends
-                && matches!(
-                    &sinks[*index].value,
-                    crate::registry::SinkConfig::File(file)
-                        if file.format == crate::sinks::file::FileFormat::Parquet
-                );
-            if crate::sources::file::would_read(&read, path) && !in_place && !parts {
+        for (index, path) in &written {
+            // A folder of files (a stream's Parquet parts) is not listed by any source.
+            let folder = sinks[*index]
+                .value
+                .builder()
+                .writes_a_folder(stream_appends);
+            if crate::sources::file::would_read(&read, path) && !in_place && !folder {
                 let sink = &sinks[*index];
                 return Err(Error::invalid(format!(
                     "{}: sinks.{index} ({}): it writes {}, where the source reads: its output would be read as input ({}); write it elsewhere",

@@ -64,6 +64,11 @@ impl BuildSink for FileSinkConfig {
         Some(&self.path)
     }
 
+    /// Parquet appended in a stream: a part file per epoch in the folder `path`.
+    fn writes_a_folder(&self, stream_appends: bool) -> bool {
+        stream_appends && self.format == FileFormat::Parquet
+    }
+
     fn build(&self, ctx: &SinkContext) -> Result<Box<dyn Sink>, String> {
         if self.path.as_os_str().is_empty() {
             return Err("`path` is empty".into());

@@ -93,6 +93,11 @@ pub trait BuildSink: Send + Sync {
     fn output_path(&self) -> Option<&Path> {
         None
     }
+    /// Whether `output_path` names a folder the sink writes files into, in a stream that
+    /// appends (`stream_appends`) or not.
+    fn writes_a_folder(&self, _stream_appends: bool) -> bool {
+        false
+    }
 }
 
 /// Whether a sink wants more rows of the current result.

@@ -1024,27 +1024,20 @@ impl FileSource {
             match std::str::from_utf8(line) {
                 Ok(text) => builder.append_value(text),
                 Err(e) => match self.encoding_errors {
-                    EncodingErrors::Replace => {
+                    EncodingErrors::Replace | EncodingErrors::Skip => {
+                        let skip = self.encoding_errors == EncodingErrors::Skip;
                         let at = (self.lines.order_of(&morsel.origin), morsel.position.order(), offset as u64);
-                        self.lines.bad_utf8_line(false, at, || {
+                        self.lines.bad_utf8_line(skip, at, || {
                             format!(
                                 "{} line {}",
                                 morsel.origin,
                                 self.line_number(&morsel, offset as u64)
                             )
                         });
+                        if skip {
+                            continue;
+                        }
                         builder.append_value(String::from_utf8_lossy(line));
-                    }
-                    EncodingErrors::Skip => {
-                        let at = (self.lines.order_of(&morsel.origin), morsel.position.order(), offset as u64);
-                        self.lines.bad_utf8_line(true, at, || {
-                            format!(
-                                "{} line {}",
-                                morsel.origin,
-                                self.line_number(&morsel, offset as u64)
-                            )
-                        });
-                        continue;
                     }
                     EncodingErrors::Fail => {
                         return Err(Error::runtime(format!(
