@@ -106,24 +106,20 @@ fn pipelines_given_as_pipes_are_locked_by_their_text() {
             .current_dir(dir.path());
         command
     };
-    // The first holds its lock while it waits for its standard input; its lock file says
-    // who holds it once it is held.
+    // The first holds its lock while it reads its standard input: once it has printed a
+    // row (a quiet pipe's rows go on at once), it holds it.
     let mut first = piped(&reads_stdin)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let held = || {
-        std::fs::read_dir(&locks).is_ok_and(|entries| {
-            entries
-                .flatten()
-                .any(|e| std::fs::metadata(e.path()).is_ok_and(|m| m.len() > 0))
-        })
-    };
-    while !held() {
-        assert!(Instant::now() < deadline, "the first run took no lock");
-        std::thread::sleep(Duration::from_millis(20));
+    {
+        use std::io::{BufRead, Write};
+        let mut stdin = first.stdin.as_ref().unwrap();
+        stdin.write_all(b"x\n").unwrap();
+        let mut printed = std::io::BufReader::new(first.stdout.take().unwrap()).lines();
+        assert_eq!(printed.next().unwrap().unwrap(), "line");
+        assert_eq!(printed.next().unwrap().unwrap(), "x");
     }
     let other = piped(&reads_a_file).output().unwrap();
     assert!(
