@@ -121,6 +121,57 @@ fn aggregates_past_their_memory_limit_spill_and_give_the_same_answer_in_less_mem
     same_answer(dir.path(), "every", every, &["--no-fusion", "--cores", "3"]);
 }
 
+/// `count_distinct` over a few groups of many distinct values: grouped by the value too, the
+/// finer groups spill like any others, and the answer is the distinct values counted here.
+#[test]
+fn distinct_values_of_a_few_groups_spill_and_are_counted_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = std::fs::read_to_string(sales(dir.path())).unwrap();
+    let steps = "  - type: aggregate\n    by: city\n    \
+                 aggs: {users: count_distinct(user), n: count(), total: sum(amount), \
+                 again: count_distinct(user), low: min(user), mean: avg(price)}$LIMIT";
+    let (spilled_peak, whole_peak) = same_answer(dir.path(), "distinct", steps, &[]);
+    assert!(
+        spilled_peak < whole_peak * 0.8,
+        "spilled peak RSS {spilled_peak:.0} MB, in memory {whole_peak:.0} MB"
+    );
+    // Each city's distinct users and rows, counted from the input (empty city: null, first).
+    let mut cities: std::collections::BTreeMap<
+        Option<&str>,
+        (std::collections::HashSet<&str>, u64),
+    > = Default::default();
+    for line in input.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let city = Some(fields[1]).filter(|c| !c.is_empty());
+        let (users, rows) = cities.entry(city).or_default();
+        users.insert(fields[0]);
+        *rows += 1;
+    }
+    let out = std::fs::read_to_string(dir.path().join("distinct_spilled.csv")).unwrap();
+    let counted: Vec<(String, String, String)> = out
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (fields[0].into(), fields[1].into(), fields[2].into())
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> = cities
+        .iter()
+        .map(|(city, (users, rows))| {
+            (
+                city.unwrap_or("").into(),
+                users.len().to_string(),
+                rows.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(counted, expected);
+    assert!(expected
+        .iter()
+        .all(|(_, users, _)| users.parse::<u64>().unwrap() > 100_000));
+}
+
 /// Writing a worker's groups out sorts them on the pool, which may hand the writing thread
 /// another morsel: with 3 or more threads that morsel's worker waited for the lock the writer
 /// held, for ever. Eight threads, spilling, through the CSV kernel and the general state.
@@ -409,7 +460,7 @@ fn plan_of(dir: &Path, steps: &str) -> String {
 }
 
 #[test]
-fn the_plan_says_a_groups_distinct_values_and_lists_are_held_whole() {
+fn the_plan_says_where_a_groups_distinct_values_and_lists_are_held_whole() {
     let dir = tempfile::tempdir().unwrap();
     let plan_of = |aggs: &str| {
         plan_of(
@@ -418,7 +469,7 @@ fn the_plan_says_a_groups_distinct_values_and_lists_are_held_whole() {
         )
     };
     for aggs in [
-        "{n: count_distinct(v)}",
+        "{n: count_distinct(v), first: first(v)}",
         "{all: collect_list(v), n: count()}",
     ] {
         let plan = plan_of(aggs);
@@ -428,6 +479,14 @@ fn the_plan_says_a_groups_distinct_values_and_lists_are_held_whole() {
             "{aggs}: {plan}"
         );
     }
+    // Counted by grouping on the value too, where the other aggregates allow it.
+    let plan = plan_of("{n: count_distinct(v), rows: count()}");
+    assert!(
+        plan.contains("by the keys and the value count_distinct counts")
+            && plan.contains("spilled to temporary files")
+            && !plan.contains("held whole"),
+        "{plan}"
+    );
     let plan = plan_of("{n: count(), top: max(v)}");
     assert!(
         plan.contains("spilled to temporary files") && !plan.contains("held whole"),

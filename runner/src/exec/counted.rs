@@ -246,6 +246,18 @@ impl Aggregation for CountedAggregation {
     fn result_order(&self) -> Option<Vec<crate::transforms::SortKey>> {
         self.inner.result_order()
     }
+
+    fn holds_values(&self) -> bool {
+        self.inner.holds_values()
+    }
+
+    fn sorted_fold(&self) -> Option<Box<dyn crate::transforms::SortedFold + '_>> {
+        self.inner.sorted_fold()
+    }
+
+    fn groups_distinct_values(&self) -> bool {
+        self.inner.groups_distinct_values()
+    }
 }
 
 struct CountedState {

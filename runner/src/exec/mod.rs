@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::plan::{LogicalPlan, PhysicalPlan};
 use crate::sinks::{Sink, SinkContext};
 use crate::sources::{BuiltSource, SourceContext};
-use crate::transforms::BuildContext;
+use crate::transforms::{BuildContext, StageKind};
 
 pub use crate::plan::BuiltStage;
 
@@ -152,12 +152,20 @@ fn build_until(
             unbuilt = Some(index);
             break;
         }
-        let stage = builder
+        let mut stage = builder
             .build(&BuildContext {
                 input: &schema,
                 base_dir,
             })
             .map_err(|e| located_error(loaded, builder, &step.referenced, &label, &e))?;
+        if let StageKind::Aggregate(aggregation) = &stage.kind {
+            match aggregation.batch_form() {
+                Some(in_batch) if config.mode == Mode::Batch => {
+                    stage.kind = StageKind::Aggregate(in_batch)
+                }
+                _ => {}
+            }
+        }
         schema = stage.output.clone();
         stages.push(BuiltStage {
             label,

@@ -424,8 +424,12 @@ impl SpilledGroups<'_> {
         let mut pending_rows = 0;
         let mut wanted = true;
         let mut converter: Option<RowConverter> = None;
-        let finish_slice = |rows: &RecordBatch| -> Result<RecordBatch> {
-            aggregation.new_state().result_of_sorted(rows)
+        let mut fold = aggregation.sorted_fold();
+        let mut finish_slice = |rows: &RecordBatch| -> Result<Option<RecordBatch>> {
+            match &mut fold {
+                Some(fold) => fold.slice(rows),
+                None => aggregation.new_state().result_of_sorted(rows).map(Some),
+            }
         };
         self.sort.finish(|batch| {
             pending_rows += batch.num_rows();
@@ -448,12 +452,22 @@ impl SpilledGroups<'_> {
                 return Ok(true);
             }
             crate::error::failpoint("spill-merge");
-            wanted = emit(finish_slice(&all.slice(0, cut))?)?;
+            if let Some(result) = finish_slice(&all.slice(0, cut))? {
+                wanted = emit(result)?;
+            }
             Ok(wanted)
         })?;
         if wanted && pending_rows > 0 {
             let all = crate::data::concat(&pending[0].schema(), &pending);
-            emit(finish_slice(&all)?)?;
+            if let Some(result) = finish_slice(&all)? {
+                wanted = emit(result)?;
+            }
+        }
+        // The rows a fold held back for a group that might have gone on.
+        if let (true, Some(fold)) = (wanted, &mut fold) {
+            if let Some(result) = fold.end()? {
+                emit(result)?;
+            }
         }
         Ok(())
     }
@@ -470,7 +484,7 @@ impl SpilledGroups<'_> {
 }
 
 /// Encodes the first `keys` columns of a spilled run as the sort compares them.
-fn key_converter(batch: &RecordBatch, keys: usize) -> Result<RowConverter> {
+pub(crate) fn key_converter(batch: &RecordBatch, keys: usize) -> Result<RowConverter> {
     let fields = batch.schema().fields()[..keys]
         .iter()
         .map(|f| SortField::new(f.data_type().clone()))
@@ -479,7 +493,11 @@ fn key_converter(batch: &RecordBatch, keys: usize) -> Result<RowConverter> {
 }
 
 /// Where the rows of `batch`'s last key begin (rows are in key order).
-fn last_key_start(converter: &RowConverter, batch: &RecordBatch, keys: usize) -> Result<usize> {
+pub(crate) fn last_key_start(
+    converter: &RowConverter,
+    batch: &RecordBatch,
+    keys: usize,
+) -> Result<usize> {
     let columns = batch.columns()[..keys].to_vec();
     let rows = converter
         .convert_columns(&columns)
@@ -711,6 +729,60 @@ mod tests {
             panic!("merged in order")
         };
         assert_eq!(table(&result), expected);
+    }
+
+    /// A step whose `count_distinct` a batch run counts by grouping on its value too, as written
+    /// and in its batch form; `by` its keys (`""`: none).
+    fn counting_distinct(by: &str, limit: &str) -> (Box<dyn Aggregation>, Box<dyn Aggregation>) {
+        let yaml = format!(
+            "{{{by} memory_limit: {limit}, aggs: {{rows: count(), kinds: count_distinct(amount), \
+             total: sum(amount), mean: avg(price), low: min(city), high: max(city), \
+             again: count_distinct(amount), cities: count(city), mean_amount: avg(amount)}}}}"
+        );
+        let stage = build::<AggregateConfig>(&yaml, &schema()).unwrap_or_else(|e| panic!("{e}"));
+        let StageKind::Aggregate(written) = stage.kind else {
+            panic!("an aggregate stage")
+        };
+        let in_batch = written
+            .batch_form()
+            .expect("counted by grouping on the value");
+        assert!(in_batch.groups_distinct_values() && !written.groups_distinct_values());
+        (written, in_batch)
+    }
+
+    #[test]
+    fn distinct_values_counted_by_grouping_give_the_answer_of_the_step_as_written() {
+        for by in ["by: [user, tier],", "by: city,", ""] {
+            let (written, in_batch) = counting_distinct(by, "1GiB");
+            let mut state = written.new_state();
+            for m in 0..MORSELS {
+                state.begin_morsel(m as u64);
+                state.update(&morsel(m)).unwrap();
+            }
+            let expected = table(&state.result().unwrap());
+            assert!(!expected.is_empty());
+            // One table in memory, two workers merged.
+            let mut workers = [in_batch.new_state(), in_batch.new_state()];
+            for m in 0..MORSELS {
+                workers[m % 2].begin_morsel(m as u64);
+                workers[m % 2].update(&morsel(m)).unwrap();
+            }
+            let [mut one, other] = workers;
+            one.merge(other).unwrap();
+            assert_eq!(table(&one.result().unwrap()), expected, "{by} in memory");
+            // Spilled past the limit, merged in slices smaller than a group, and larger than
+            // the result: a group's finer groups from every run, across slices, fold into one.
+            let (_, spilling) = counting_distinct(by, "64KiB");
+            for merge_rows in [7, 1_000, 1 << 20] {
+                let groups = spilled(spilling.as_ref(), merge_rows);
+                let folded = groups.collect(&state.result().unwrap().schema()).unwrap();
+                assert_eq!(
+                    table(&folded),
+                    expected,
+                    "{by} spilled, slices of {merge_rows}"
+                );
+            }
+        }
     }
 
     #[test]

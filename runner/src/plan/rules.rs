@@ -33,6 +33,11 @@ fn spills(built: &BuiltStage) -> bool {
     matches!(&built.stage.kind, StageKind::Aggregate(a) if a.memory_limit().is_some())
 }
 
+/// Whether the step counts distinct values by grouping on them (a batch run's `count_distinct`).
+fn groups_distinct(built: &BuiltStage) -> bool {
+    matches!(&built.stage.kind, StageKind::Aggregate(a) if a.groups_distinct_values())
+}
+
 /// Whether the step's groups hold their values (distinct values, lists), which a memory limit
 /// does not bound.
 fn holds_values(built: &BuiltStage) -> bool {
@@ -147,6 +152,7 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
     if let Some(fusion) = &fusion {
         let spills = stages.get(fusion.count).is_some_and(spills);
         let holds_values = stages.get(fusion.count).is_some_and(holds_values);
+        let groups_distinct = stages.get(fusion.count).is_some_and(groups_distinct);
         operators.push(Operator {
             name: fusion.kernel.operator(),
             steps: covered.clone(),
@@ -162,6 +168,11 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
                      limit, spilled to temporary files and merged by key (a group's distinct \
                      values and lists are held whole: the limit bounds how many groups are \
                      held, not one group's values)"
+                }
+                Kernel::CsvAggregate if spills && groups_distinct => {
+                    "from input bytes into per-worker groups by the keys and the value \
+                     count_distinct counts, merged once and counted per key; past the memory \
+                     limit, spilled to temporary files and merged by key"
                 }
                 Kernel::CsvAggregate if spills => {
                     "from input bytes into per-worker groups, merged once; past the memory \
@@ -248,6 +259,12 @@ pub fn physical(source: &BuiltSource, stages: &[BuiltStage], rules: bool) -> Phy
                 "per worker, then merged; past the memory limit, spilled to temporary files \
                  and merged by key (a group's distinct values and lists are held whole: the \
                  limit bounds how many groups are held, not one group's values)",
+            ),
+            StageKind::Aggregate(_) if spills(built) && groups_distinct(built) => (
+                "hash_aggregate",
+                "per worker by the keys and the value count_distinct counts, then merged and \
+                 counted per key; past the memory limit, spilled to temporary files and merged \
+                 by key",
             ),
             StageKind::Aggregate(_) if spills(built) => (
                 "hash_aggregate",

@@ -185,6 +185,7 @@ fn output_type(function: AggregateFunction, input: Option<ValueType>) -> ValueTy
     }
 }
 
+#[derive(Clone)]
 struct Agg {
     function: AggregateFunction,
     expr: Option<Expr>,
@@ -193,6 +194,7 @@ struct Agg {
 
 /// The built `aggregate` transform: its key expressions and aggregate calls, checked against the
 /// input.
+#[derive(Clone)]
 pub struct Aggregate {
     keys: Vec<Expr>,
     key_fields: Vec<SortField>,
@@ -312,7 +314,18 @@ impl Aggregation for Aggregate {
     }
 
     fn new_state(&self) -> Box<dyn AggregateState> {
-        let mut table = Box::new(AggregateTable {
+        Box::new(self.table())
+    }
+
+    fn batch_form(&self) -> Option<Box<dyn Aggregation>> {
+        distinct::DistinctByGrouping::of(self).map(|d| Box::new(d) as Box<dyn Aggregation>)
+    }
+}
+
+impl Aggregate {
+    /// An empty state.
+    fn table(&self) -> AggregateTable {
+        let mut table = AggregateTable {
             keys: self.keys.clone(),
             converter: RowConverter::new(self.key_fields.clone())
                 .expect("key types are the model's, which the row format encodes"),
@@ -323,7 +336,7 @@ impl Aggregation for Aggregate {
             morsel: 0,
             row: 0,
             held: 0,
-        });
+        };
         if self.keys.is_empty() {
             // Without keys there is one group, even over no rows (`count()` is then 0).
             table.group_of_key(&[]);
@@ -1457,6 +1470,7 @@ impl AggregateTable {
 }
 
 mod columns;
+mod distinct;
 mod group_index;
 pub mod windowed;
 use columns::AccColumn;

@@ -199,6 +199,22 @@ pub trait Aggregation: Send + Sync {
     fn result_order(&self) -> Option<Vec<SortKey>> {
         None
     }
+    /// How the aggregation runs in a batch run, when not as it is built (a stream keeps the
+    /// built one: its checkpoints hold that one's state).
+    fn batch_form(&self) -> Option<Box<dyn Aggregation>> {
+        None
+    }
+    /// Declared by an aggregation whose states hold finer groups than its result (a
+    /// `count_distinct` grouped by its value too): what turns their spilled runs, merged in
+    /// key order, into result rows. `None`: each slice of merged runs is restored into an empty
+    /// state, whose `result_of_sorted` is the result of those groups.
+    fn sorted_fold(&self) -> Option<Box<dyn SortedFold + '_>> {
+        None
+    }
+    /// Whether it counts distinct values by grouping on them (`sorted_fold`), for the plan.
+    fn groups_distinct_values(&self) -> bool {
+        false
+    }
     /// Declared by an aggregation over event-time windows: its states are `EventTimeState`s,
     /// and a stream ends each epoch through them.
     fn windowed(&self) -> Option<Windowing> {
@@ -213,6 +229,17 @@ pub trait Aggregation: Send + Sync {
         let _ = input;
         Err(crate::spark::frame::NOT_TRANSLATED.into())
     }
+}
+
+/// Turns the merged runs of an aggregation whose groups are finer than its result (see
+/// [`Aggregation::sorted_fold`]) into result rows, slice after slice.
+pub trait SortedFold {
+    /// The result rows of the groups `rows` completes: `rows` are states' `spill_snapshot`
+    /// rows in key order, after those of the slices before. The last result group may go on
+    /// in the next slice: it is held back until then.
+    fn slice(&mut self, rows: &RecordBatch) -> Result<Option<RecordBatch>>;
+    /// The rows held back, after the last slice.
+    fn end(&mut self) -> Result<Option<RecordBatch>>;
 }
 
 /// What a windowed aggregation declares (for the stream settings' checks and the plan).
