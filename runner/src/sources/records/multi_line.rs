@@ -119,7 +119,8 @@ pub fn quote_problem(record: &[u8], delimiter: u8, escape: Option<u8>) -> Option
                 Some(escape) => {
                     let at = memchr::memchr2(b'"', escape, &record[i..])?;
                     if record[i + at] == escape {
-                        i += at + 2;
+                        // The escape may be the record's last byte (a quote never closed).
+                        i = (i + at + 2).min(record.len());
                         continue;
                     }
                     at
@@ -191,6 +192,10 @@ mod tests {
         assert_eq!(quote_problem(b"1,\"a\\\"b\",2", b',', escape), None);
         assert_eq!(quote_problem(b"1,\"c\\\\\",2", b',', escape), None);
         assert!(quote_problem(b"1,\"x\"y", b',', escape).is_some());
+        // An escape as the last byte, inside a quote never closed.
+        for open in [&b"\"x\\"[..], b"\"\\", b"a,\"x\\\",q\\"] {
+            assert_eq!(quote_problem(open, b',', escape), None);
+        }
     }
 
     fn texts(bytes: &[u8]) -> Vec<(usize, String)> {
