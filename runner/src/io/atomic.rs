@@ -5,21 +5,65 @@
 //! Atomic replacement is for regular files only. A path that exists and is something else —
 //! a device such as `/dev/null`, a FIFO, `/dev/stdout` — is written through (opened and
 //! written, as a shell redirection would), never renamed over: renaming would turn the device
-//! node into a regular file. A directory is an error.
+//! node into a regular file. A directory is an error. A symbolic link is followed: the file it
+//! names is replaced, and the link stays a link. A descriptor of this process by name
+//! (`/dev/stdout`, `/dev/fd/N`, `/proc/self/fd/N`) is written through whatever it is open on:
+//! `runner run ... > out.txt` with an output `/dev/stdout` appends to `out.txt`, as the
+//! process's own writes to its standard output would.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
 
-/// Whether `target` exists and is not a regular file (following symbolic links): such a
-/// target is written through, not replaced. A directory is an error.
-fn written_through(target: &Path) -> Result<bool> {
+/// Symbolic links followed before an output path is given up on (as the system's own limit).
+const MOST_LINKS: usize = 40;
+
+/// Whether `path` names an open descriptor by number (`/dev/fd/1`, `/proc/self/fd/1`,
+/// `/proc/123/fd/1`): its link reads as the file the descriptor is open on (or `pipe:[..]`),
+/// and renaming over it would replace that file, not write to the descriptor.
+fn names_a_descriptor(path: &Path) -> bool {
+    let parts: Vec<&std::ffi::OsStr> = path.components().map(|c| c.as_os_str()).collect();
+    match parts.as_slice() {
+        [root, dev, fd, _] => *root == "/" && *dev == "dev" && *fd == "fd",
+        [root, proc, _, fd, _] => *root == "/" && *proc == "proc" && *fd == "fd",
+        _ => false,
+    }
+}
+
+/// Where an output at `target` is written: `target` itself, or, when it is a symbolic link,
+/// the path it finally names (a link into a descriptor stops there). A dangling link names
+/// the file to create; a loop of links is left to the system's error when it is opened.
+fn destination(target: &Path) -> PathBuf {
+    let mut path = target.to_path_buf();
+    for _ in 0..MOST_LINKS {
+        if names_a_descriptor(&path) {
+            break;
+        }
+        let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+        let Some(link) = is_link.then(|| std::fs::read_link(&path).ok()).flatten() else {
+            break;
+        };
+        path = match path.parent() {
+            Some(dir) if link.is_relative() => dir.join(link),
+            _ => link,
+        };
+    }
+    path
+}
+
+/// Whether `target` exists and is not a regular file (following symbolic links), or names a
+/// descriptor: such a target is written through, not replaced. A directory is an error, which
+/// names the output as written (`named`).
+fn written_through(target: &Path, named: &Path) -> Result<bool> {
+    if names_a_descriptor(target) {
+        return Ok(true);
+    }
     match std::fs::metadata(target) {
         Ok(meta) if meta.is_dir() => Err(Error::Output {
-            path: target.to_path_buf(),
+            path: named.to_path_buf(),
             source: std::io::Error::other("it is a directory; name a file"),
         }),
         Ok(meta) => Ok(!meta.is_file()),
@@ -31,12 +75,14 @@ fn written_through(target: &Path) -> Result<bool> {
 /// that is written through (a device, a FIFO), the temporary file is in the system's
 /// temporary directory instead, and `persist` copies it.
 pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
-    if written_through(target)? {
+    let named = target;
+    let target = &destination(named);
+    if written_through(target, named)? {
         let temp = tempfile::Builder::new()
             .prefix(".runner-output.")
             .tempfile()
             .map_err(|source| Error::Output {
-                path: target.to_path_buf(),
+                path: named.to_path_buf(),
                 source: without_temporary_name(source),
             })?;
         remember(temp.path());
@@ -47,13 +93,10 @@ pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
         _ => Path::new("."),
     };
     make_dirs(dir).map_err(|source| Error::Output {
-        path: target.to_path_buf(),
+        path: named.to_path_buf(),
         source,
     })?;
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = temporary_stem(target);
     remove_leftovers(dir, &name);
     // Temporary files are private (0600); an output keeps the mode of the file it replaces,
     // or gets the usual 0644.
@@ -67,7 +110,7 @@ pub fn temp_beside(target: &Path) -> Result<NamedTempFile> {
         .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))
         .tempfile_in(dir)
         .map_err(|source| Error::Output {
-            path: target.to_path_buf(),
+            path: named.to_path_buf(),
             source: without_temporary_name(source),
         })?;
     remember(temp.path());
@@ -127,6 +170,20 @@ fn without_temporary_name(error: std::io::Error) -> std::io::Error {
     }
 }
 
+/// The output's name as its temporary files begin: cut to 200 bytes (at a character), so that
+/// `.NAME.PID.RANDOM.tmp` fits the 255 bytes a file name may have where the output's name fits.
+fn temporary_stem(target: &Path) -> String {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut end = name.len().min(200);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_owned()
+}
+
 /// Removes temporary files of `name` that a killed run left behind (`kill -9` gives it no
 /// chance to clean up): those whose process no longer exists. Files of live processes (another
 /// run writing the same output at the same moment) are left alone.
@@ -182,13 +239,14 @@ pub fn persist(temp: NamedTempFile, target: &Path) -> Result<()> {
     persisted
 }
 
-fn persist_named(mut temp: NamedTempFile, target: &Path) -> Result<()> {
+fn persist_named(mut temp: NamedTempFile, named: &Path) -> Result<()> {
     let fail = |source| Error::Output {
-        path: target.to_path_buf(),
+        path: named.to_path_buf(),
         source,
     };
+    let target = &destination(named);
     temp.flush().map_err(fail)?;
-    if written_through(target)? {
+    if written_through(target, named)? {
         return write_through(temp, target).map_err(fail);
     }
     temp.as_file().sync_all().map_err(fail)?;
@@ -207,13 +265,18 @@ fn persist_named(mut temp: NamedTempFile, target: &Path) -> Result<()> {
 fn write_through(temp: NamedTempFile, target: &Path) -> std::io::Result<()> {
     use std::io::Seek;
     use std::os::unix::fs::OpenOptionsExt;
+    // Appending: a descriptor open on a regular file (`> out.txt`, `>> log`) is written
+    // after what is there, as the process's own writes to it would be; devices and FIFOs have
+    // no end to append at.
     let mut out = std::fs::OpenOptions::new()
-        .write(true)
+        .append(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(target)
         .map_err(|e| {
             if e.raw_os_error() == Some(libc::ENXIO) {
-                std::io::Error::other("it is a FIFO and nothing is reading it")
+                std::io::Error::other(
+                    "nothing reads it (a FIFO without a reader, or a socket, which cannot be opened by its name)",
+                )
             } else {
                 e
             }
@@ -359,7 +422,7 @@ mod tests {
             match write(&fifo, b"through the pipe") {
                 Ok(()) => break,
                 Err(e) if std::time::Instant::now() < deadline => {
-                    assert!(e.to_string().contains("nothing is reading"), "{e}");
+                    assert!(e.to_string().contains("nothing reads it"), "{e}");
                     std::thread::yield_now();
                 }
                 Err(e) => panic!("{e}"),
@@ -369,12 +432,66 @@ mod tests {
         assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
         // Without a reader: an error, not a hang.
         let error = write(&fifo, b"x").unwrap_err().to_string();
-        assert!(error.contains("nothing is reading it"), "{error}");
+        assert!(error.contains("nothing reads it"), "{error}");
         // A directory is not an output.
         let error = write(dir.path(), b"x").unwrap_err().to_string();
         assert!(error.contains("it is a directory"), "{error}");
         // No temporary file left beside any of them.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_link_is_followed_and_stays_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::fs::write(dir.path().join("real/data.csv"), "old").unwrap();
+        // Relative links, one to another: the file at the end is replaced.
+        std::os::unix::fs::symlink("real/data.csv", dir.path().join("current.csv")).unwrap();
+        std::os::unix::fs::symlink("current.csv", dir.path().join("latest.csv")).unwrap();
+        write(&dir.path().join("latest.csv"), b"new").unwrap();
+        for link in ["current.csv", "latest.csv"] {
+            let meta = std::fs::symlink_metadata(dir.path().join(link)).unwrap();
+            assert!(meta.file_type().is_symlink(), "{link}");
+        }
+        assert_eq!(
+            std::fs::read(dir.path().join("real/data.csv")).unwrap(),
+            b"new"
+        );
+        // A dangling link names the file to create (its folder too).
+        std::os::unix::fs::symlink("later/x.csv", dir.path().join("dangling.csv")).unwrap();
+        write(&dir.path().join("dangling.csv"), b"made").unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("later/x.csv")).unwrap(),
+            b"made"
+        );
+        // Names longer than a temporary name may add to: the output is still written.
+        let long = dir.path().join(format!("{}.csv", "é".repeat(125)));
+        write(&long, b"long").unwrap();
+        assert_eq!(std::fs::read(&long).unwrap(), b"long");
+    }
+
+    #[test]
+    fn a_descriptor_by_name_is_appended_to_never_renamed_over() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        std::fs::write(&path, "before\n").unwrap();
+        // As a shell's `>> out.txt` leaves a descriptor open on the file.
+        let open = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let fd = open.as_raw_fd();
+        for named in [format!("/dev/fd/{fd}"), format!("/proc/self/fd/{fd}")] {
+            write(Path::new(&named), format!("{named}\n").as_bytes()).unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("before\n/dev/fd/{fd}\n/proc/self/fd/{fd}\n")
+        );
+        assert!(names_a_descriptor(Path::new("/proc/123/fd/4")));
+        assert!(!names_a_descriptor(Path::new("/dev/fd")));
+        assert!(!names_a_descriptor(Path::new("dev/fd/1")));
     }
 
     #[test]
