@@ -537,3 +537,32 @@ fn control_sequences_in_logged_text_never_reach_the_terminal() {
         );
     }
 }
+
+/// The kernel's files are listed as empty (`/proc`) or as a page (`/sys`) whatever they hold:
+/// they are read to their end, not by their listed size (`/proc/self/status` was read as empty,
+/// 0 rows and exit 0).
+#[test]
+fn the_kernels_files_are_read_to_their_end_not_by_their_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::path::Path::new("/proc/self/status");
+    assert_eq!(
+        std::fs::metadata(status).unwrap().len(),
+        0,
+        "listed as empty"
+    );
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: p\nsource: {type: file, path: /proc/self/status}\ntransforms:\n  - {type: filter, where: \"line like 'Name:%' or line like 'Pid:%'\"}\nsinks:\n  - {type: stdout, format: tsv}\n",
+    );
+    let out = runner().arg("-q").arg("run").arg(&p).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The process's own status: its name and its process id, each once.
+    let lines: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("Name:") && lines[1].starts_with("Pid:"),
+        "{text}"
+    );
+}

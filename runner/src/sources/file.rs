@@ -1219,7 +1219,7 @@ impl BatchSource for FileSource {
         }
         let all_regular = files
             .iter()
-            .all(|p| p != Path::new("-") && std::fs::metadata(p).is_ok_and(|m| m.is_file()));
+            .all(|p| p != Path::new("-") && read_by_its_size(p));
         let csv = self.records.as_ref().filter(|r| r.format == Format::Csv);
         // Records of several lines are found from a file's start: its pieces cannot be read
         // apart.
@@ -1437,6 +1437,28 @@ impl InputFile {
         if before == Ok(1) {
             self.open.lock().unwrap_or_else(|p| p.into_inner()).take();
         }
+    }
+}
+
+/// Whether `path` is a regular file that holds what its size says, whose pieces can be read at
+/// their offsets. The kernel's files (`/proc`, `/sys`) are listed as empty, or as a page,
+/// whatever they hold: they are read to their end, as a pipe is (`/proc/cpuinfo` was read as
+/// empty). Such a file has no blocks on disk; nor has a file of holes only, which is read to
+/// its end too.
+fn read_by_its_size(path: &Path) -> bool {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    match (meta.is_file(), meta.len(), meta.blocks()) {
+        (false, ..) => false,
+        // An empty file, or one of the kernel's that gives bytes all the same.
+        (true, 0, _) => std::fs::File::open(path)
+            .and_then(|mut file| file.read(&mut [0u8; 1]))
+            .is_ok_and(|read| read == 0),
+        (true, _, 0) => false,
+        (true, ..) => true,
     }
 }
 
