@@ -610,7 +610,9 @@ fn reader_options() -> ArrowReaderOptions {
 /// Arrow's default, nanoseconds, holds only the years 1677 to 2262, and a value outside them
 /// would wrap into another date without a word.
 fn read_footer(file: &std::fs::File) -> parquet::errors::Result<ArrowReaderMetadata> {
+    check_footer_size(file)?;
     let footer = ArrowReaderMetadata::load(file, reader_options())?;
+    check_footer(footer.metadata())?;
     let int96: Vec<String> = footer
         .parquet_schema()
         .columns()
@@ -640,6 +642,80 @@ fn read_footer(file: &std::fs::File) -> parquet::errors::Result<ArrowReaderMetad
         footer.metadata().clone(),
         reader_options().with_schema(Arc::new(hint)),
     )
+}
+
+/// The largest footer read: the `parquet` crate takes the length the file's last bytes give
+/// whole, and a damaged one (2.9 GB in a file of holes) took that much memory.
+const MOST_FOOTER_BYTES: u64 = 128 << 20;
+
+/// The most levels of structs and lists read: decoding recurses once per level, and a file of
+/// 300 nested structs overflowed a worker's stack.
+const MOST_NESTED_LEVELS: usize = 100;
+
+/// Refuses a footer longer than `MOST_FOOTER_BYTES` before it is read.
+fn check_footer_size(file: &std::fs::File) -> parquet::errors::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let size = file.metadata()?.len();
+    let mut tail = [0u8; 8];
+    if size < 12 || file.read_exact_at(&mut tail, size - 8).is_err() {
+        // Too short to be Parquet: the crate's own error says so.
+        return Ok(());
+    }
+    let length = u64::from(u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")));
+    if &tail[4..] == b"PAR1" && length > MOST_FOOTER_BYTES {
+        return Err(parquet::errors::ParquetError::General(format!(
+            "its footer is said to take {length} bytes, more than the {MOST_FOOTER_BYTES} runner reads (damaged?)"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a footer that contradicts itself or nests deeper than `MOST_NESTED_LEVELS`: rows
+/// counted by the file, its row groups and their columns must agree (a file said to hold 0
+/// rows, or a group said to hold 1 of its 1,000, was read as that, without a word).
+fn check_footer(
+    metadata: &parquet::file::metadata::ParquetMetaData,
+) -> parquet::errors::Result<()> {
+    use parquet::errors::ParquetError::General;
+    let schema = metadata.file_metadata().schema_descr();
+    if let Some(deep) = schema
+        .columns()
+        .iter()
+        .find(|leaf| leaf.path().parts().len() > MOST_NESTED_LEVELS)
+    {
+        return Err(General(format!(
+            "its column `{}` is nested {} levels deep; runner reads up to {MOST_NESTED_LEVELS}",
+            crate::error::shortened(&crate::error::escape_controls(&deep.path().parts()[0])),
+            deep.path().parts().len()
+        )));
+    }
+    let groups: i64 = metadata
+        .row_groups()
+        .iter()
+        .map(|group| group.num_rows())
+        .fold(0i64, i64::saturating_add);
+    let said = metadata.file_metadata().num_rows();
+    if groups != said {
+        return Err(General(format!(
+            "it says it holds {said} rows, and its row groups {groups} (damaged?)"
+        )));
+    }
+    for (index, group) in metadata.row_groups().iter().enumerate() {
+        // A column outside any list holds a value (or a null) per row.
+        for (leaf, chunk) in schema.columns().iter().zip(group.columns()) {
+            if leaf.max_rep_level() == 0 && chunk.num_values() != group.num_rows() {
+                return Err(General(format!(
+                    "row group {index} says it holds {} rows, and its column `{}` {} values (damaged?)",
+                    group.num_rows(),
+                    crate::error::shortened(&crate::error::escape_controls(
+                        &chunk.column_path().string()
+                    )),
+                    chunk.num_values()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A row left out: its file's place in the run's files, the file, its row group, its row in
@@ -1530,6 +1606,67 @@ mod damaged_file_tests {
             let err = read(&twice, columns).unwrap_err().to_string();
             assert!(err.contains("2 columns are named `a`"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_footer_that_contradicts_itself_or_nests_too_deep_is_refused() {
+        use parquet::file::metadata::{FileMetaData, ParquetMetaData, RowGroupMetaData};
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "three.parquet",
+            &RecordBatch::try_from_iter([(
+                "x",
+                Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3])) as ArrayRef,
+            )])
+            .unwrap(),
+        );
+        let file = std::fs::File::open(&path).unwrap();
+        let metadata = read_footer(&file).unwrap().metadata().clone();
+        assert!(check_footer(&metadata).is_ok());
+        let own = metadata.file_metadata();
+        let with = |said: i64, groups: Vec<RowGroupMetaData>, schema| {
+            let file = FileMetaData::new(own.version(), said, None, None, schema, None);
+            check_footer(&ParquetMetaData::new(file, groups))
+                .unwrap_err()
+                .to_string()
+        };
+        let schema = own.schema_descr_ptr();
+        let groups = metadata.row_groups().to_vec();
+        // The file says 0 rows, or 1000; its one group holds 3.
+        for said in [0, 1000] {
+            let error = with(said, groups.clone(), schema.clone());
+            assert!(
+                error.contains(&format!("says it holds {said} rows, and its row groups 3")),
+                "{error}"
+            );
+        }
+        // The group says 1 row, its column holds 3 values.
+        let one = RowGroupMetaData::builder(schema.clone())
+            .set_num_rows(1)
+            .set_column_metadata(groups[0].columns().to_vec())
+            .build()
+            .unwrap();
+        let error = with(1, vec![one], schema);
+        assert!(
+            error.contains("row group 0 says it holds 1 rows, and its column `x` 3 values"),
+            "{error}"
+        );
+        // Structs nested past the limit (a file of 300 overflowed a worker's stack).
+        let deep = MOST_NESTED_LEVELS + 1;
+        let message = format!(
+            "message m {{ {} optional int64 v; {} }}",
+            "optional group g {".repeat(deep - 1),
+            "}".repeat(deep - 1)
+        );
+        let schema = Arc::new(parquet::schema::types::SchemaDescriptor::new(Arc::new(
+            parquet::schema::parser::parse_message_type(&message).unwrap(),
+        )));
+        let error = with(0, Vec::new(), schema);
+        assert!(
+            error.contains(&format!("`g` is nested {deep} levels deep")),
+            "{error}"
+        );
     }
 
     /// Writes `batch` as the Parquet file `name` in `dir`.
