@@ -132,6 +132,64 @@ fn as_bool(col: Col, rows: usize) -> Result<(BooleanArray, bool), String> {
     Ok((array.as_boolean().clone(), scalar))
 }
 
+/// `b` with its nulls false.
+fn nulls_false(b: &BooleanArray) -> BooleanArray {
+    match b.nulls() {
+        Some(_) => arrow_select::filter::prep_null_mask_filter(b),
+        None => b.clone(),
+    }
+}
+
+/// Whether evaluating `t` can fail on a row's value (an overflow, a cast that does not take
+/// the text): such a part of `if`, `coalesce`, `and` or `or` is evaluated only on the rows that
+/// need it. Others are evaluated on every row, whose cost is less than picking the rows.
+fn may_fail(t: &Typed) -> bool {
+    match &t.node {
+        Node::Column(_) | Node::Literal(_) => false,
+        Node::Neg(_) | Node::Arith(..) => true,
+        Node::Cast(inner, _, try_) => !*try_ || may_fail(inner),
+        Node::Call(Function::Abs | Function::Round(_) | Function::DateTrunc(_), _) => true,
+        Node::Call(_, args) => args.iter().any(may_fail),
+        Node::Not(a) | Node::IsNull(a, _) | Node::Like(a, ..) | Node::Matches(a, ..) => may_fail(a),
+        Node::Compare(_, a, b) | Node::And(a, b) | Node::Or(a, b) => may_fail(a) || may_fail(b),
+        Node::In(a, items, _) => may_fail(a) || items.iter().any(may_fail),
+    }
+}
+
+/// `t` of the rows of `batch` where `wanted` is true; null on the others, where it is not
+/// evaluated at all (so that its errors are those of the rows that need it).
+fn eval_where(t: &Typed, batch: &RecordBatch, wanted: &BooleanArray) -> Out {
+    let picked = wanted.true_count();
+    if !may_fail(t) || picked == batch.num_rows() {
+        return eval(t, batch);
+    }
+    let data_type = match &t.ty {
+        Type::Of(v) => v.data_type(),
+        Type::Null => DataType::Null,
+    };
+    if picked == 0 {
+        return Ok(Col::Array(arrow_array::new_null_array(
+            &data_type,
+            batch.num_rows(),
+        )));
+    }
+    let rows = arrow_select::filter::filter_record_batch(batch, wanted).map_err(message)?;
+    let values = eval(t, &rows)?.into_array(picked, &data_type)?;
+    // Each wanted row's place among the picked ones; null (a null value) elsewhere.
+    let mut next = 0u32;
+    let places: arrow_array::UInt32Array = wanted
+        .iter()
+        .map(|w| {
+            w.unwrap_or(false).then(|| {
+                next += 1;
+                next - 1
+            })
+        })
+        .collect();
+    let spread = arrow_select::take::take(values.as_ref(), &places, None).map_err(message)?;
+    Ok(Col::Array(spread))
+}
+
 pub(super) fn eval(t: &Typed, batch: &RecordBatch) -> Out {
     let rows = batch.num_rows();
     match &t.node {
@@ -151,14 +209,28 @@ pub(super) fn eval(t: &Typed, batch: &RecordBatch) -> Out {
             ))
         }
         Node::And(l, r) | Node::Or(l, r) => {
+            let and = matches!(t.node, Node::And(..));
             let (lb, ls) = as_bool(eval(l, batch)?, rows)?;
-            let (rb, rs) = as_bool(eval(r, batch)?, rows)?;
+            // The right side only where the left does not decide (false for `and`, true for
+            // `or`), as Spark and SQL evaluate it: `s matches '^\d+$' and cast(s as integer)
+            // > 5` must not fail on a row the left side rules out.
+            let undecided = || -> Result<BooleanArray, String> {
+                let decides = arrow_arith::boolean::not(&lb).map_err(message)?;
+                let decides = if and { decides } else { lb.clone() };
+                let decides = nulls_false(&decides);
+                arrow_arith::boolean::not(&decides).map_err(message)
+            };
+            let right = match ls {
+                false => eval_where(r, batch, &undecided()?)?,
+                true => eval(r, batch)?,
+            };
+            let (rb, rs) = as_bool(right, rows)?;
             let (lb, rb) = match (ls, rs) {
                 (true, false) => (broadcast_bool(&lb, rows), rb),
                 (false, true) => (lb, broadcast_bool(&rb, rows)),
                 _ => (lb, rb),
             };
-            let out = if matches!(t.node, Node::And(..)) {
+            let out = if and {
                 arrow_arith::boolean::and_kleene(&lb, &rb)
             } else {
                 arrow_arith::boolean::or_kleene(&lb, &rb)
@@ -772,6 +844,27 @@ fn call(function: &Function, args: &[Typed], batch: &RecordBatch, ty: Type) -> O
                 Type::Of(t) => t.data_type(),
                 Type::Null => DataType::Null,
             };
+            if args.iter().any(may_fail) {
+                // Each argument only where those before it are null: `coalesce(i, i * 4)`
+                // must not overflow on a row whose `i` is there.
+                let mut out: Option<ArrayRef> = None;
+                for arg in args {
+                    out = Some(match out {
+                        None => eval(arg, batch)?.into_array(rows, &target)?,
+                        Some(so_far) => {
+                            let present = arrow_arith::boolean::is_not_null(so_far.as_ref())
+                                .map_err(message)?;
+                            let missing = arrow_arith::boolean::not(&present).map_err(message)?;
+                            let next =
+                                eval_where(arg, batch, &missing)?.into_array(rows, &target)?;
+                            arrow_select::zip::zip(&present, &so_far, &next).map_err(message)?
+                        }
+                    });
+                }
+                return Ok(Col::Array(
+                    out.unwrap_or_else(|| arrow_array::new_null_array(&target, rows)),
+                ));
+            }
             let (values, scalar) = arrays_of(args, batch, &target)?;
             let mut out: Option<ArrayRef> = None;
             for next in values {
@@ -797,6 +890,17 @@ fn call(function: &Function, args: &[Typed], batch: &RecordBatch, ty: Type) -> O
                 Type::Null => DataType::Null,
             };
             let condition = arg(0)?;
+            if may_fail(&args[1]) || may_fail(&args[2]) {
+                // Each branch only on the rows that take it, as in Spark: `if(s matches
+                // '^\d+$', cast(s as integer), null)` must not fail on a row of letters.
+                let condition = condition.into_array(rows, &DataType::Boolean)?;
+                let chosen = nulls_false(condition.as_boolean());
+                let other = arrow_arith::boolean::not(&chosen).map_err(message)?;
+                let then = eval_where(&args[1], batch, &chosen)?.into_array(rows, &target)?;
+                let otherwise = eval_where(&args[2], batch, &other)?.into_array(rows, &target)?;
+                let out = arrow_select::zip::zip(&chosen, &then, &otherwise).map_err(message)?;
+                return Ok(Col::Array(out));
+            }
             let (then, otherwise) = (arg(1)?, arg(2)?);
             let scalar = condition.is_scalar() && then.is_scalar() && otherwise.is_scalar();
             let n = if scalar { 1 } else { rows };

@@ -765,3 +765,41 @@ fn a_column_named_like_no_expression_is_an_item_by_its_name() {
         .unwrap_err()
         .contains("unexpected `name`"));
 }
+
+/// `if`, `coalesce`, `and` and `or` evaluate a part that can fail only on the rows that need
+/// it, as Spark and SQL do: a guarded cast or a guarded product that would overflow is not an
+/// error on a row the guard rules out.
+#[test]
+fn a_part_a_row_does_not_take_is_not_evaluated_on_it() {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("s", DataType::Utf8, true),
+        Field::new("i", DataType::Int64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec![Some("12"), Some("abc"), None])),
+            Arc::new(Int64Array::from(vec![Some(1), Some(1 << 62), Some(3)])),
+        ],
+    )
+    .unwrap();
+    let values = |expr: &str| values_in(expr, &batch);
+    assert_eq!(
+        values(r"if(s matches '^\\d+$', cast(s as integer), null)"),
+        ["12", "null", "null"]
+    );
+    assert_eq!(values("if(i < 100, i * 4, 0)"), ["4", "0", "12"]);
+    assert_eq!(values("if(i > 100, 0, i * 4)"), ["4", "0", "12"]);
+    assert_eq!(values("i < 100 and i * 4 > 0"), ["true", "false", "true"]);
+    assert_eq!(values("i > 100 or i * 4 > 0"), ["true", "true", "true"]);
+    assert_eq!(
+        values("coalesce(i, i * 4)"),
+        ["1", "4611686018427387904", "3"]
+    );
+    // A null guard decides nothing: the rest is evaluated there.
+    assert_eq!(values("s == '12' and i * 2 > 0"), ["true", "false", "null"]);
+    // A row that takes the failing part still fails, naming the value.
+    let e = compile_expr("if(i > 100, i * 4, i - 1)", &batch.schema()).unwrap();
+    let error = e.evaluate(&batch).unwrap_err().to_string();
+    assert!(error.contains("4611686018427387904 * 4"), "{error}");
+}
