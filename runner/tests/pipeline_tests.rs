@@ -357,3 +357,39 @@ fn a_step_that_keeps_the_aggregation_keeps_the_pipelines_output_mode() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(!stdout.contains("kept for ever"), "{stdout}");
 }
+
+/// `lines: []` is an empty input, as a run on an empty file reads it (it was one blank line:
+/// one row of text, and a CSV source's "the header line is blank").
+#[test]
+fn no_lines_are_an_empty_input() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "text.yaml",
+        "name: text\nsource: {type: file, path: in.txt}\nsinks:\n  - {type: stdout}\n",
+    );
+    write(
+        dir.path(),
+        "records.yaml",
+        "name: records\nsource: {type: file, path: in.csv, format: csv, columns: {k: text}}\nsinks:\n  - {type: stdout}\n",
+    );
+    let nothing = "  - name: nothing\n    input: {lines: []}\n    expect: [{row_count: 0}]\n";
+    write(
+        dir.path(),
+        "records.test.yaml",
+        &format!("pipeline: records.yaml\ntests:\n{nothing}"),
+    );
+    // One blank line is still one line of text.
+    write(
+        dir.path(),
+        "text.test.yaml",
+        &format!("pipeline: text.yaml\ntests:\n{nothing}  - name: blank\n    input: {{lines: [\"\"]}}\n    expect: [{{row_count: 1}}]\n"),
+    );
+    let (out, stdout) = run_tests(dir.path());
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches(" ... ok").count(), 3, "{stdout}");
+}

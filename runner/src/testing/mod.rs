@@ -400,8 +400,12 @@ fn run_case(base: &Path, pipeline: &Path, case: &TestCase) -> Result<Vec<String>
             Some(file) => base.join(file),
             None => {
                 let path = scratch.path().join("input");
-                let mut text = epochs.concat().join("\n");
-                text.push('\n');
+                // Each line ended by a newline; no line, an empty file (not one blank line).
+                let text: String = epochs
+                    .concat()
+                    .iter()
+                    .map(|line| format!("{line}\n"))
+                    .collect();
                 std::fs::write(&path, text).map_err(|source| Error::Output {
                     path: path.clone(),
                     source,
