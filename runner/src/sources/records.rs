@@ -1461,46 +1461,42 @@ pub(super) fn exact_integer(written: &[u8]) -> Option<i64> {
 /// Fields for dotted paths (`account.acct`) as nested structs (`account: {acct}`).
 fn nested_fields(paths: &[(&str, DataType)]) -> Result<Vec<Field>, String> {
     /// A first path segment: its deeper paths, and its own type when it is a leaf.
-    type Group = (String, Vec<(String, DataType)>, Option<DataType>);
-    let mut groups: Vec<Group> = Vec::new();
+    type Group = (Vec<(String, DataType)>, Option<DataType>);
+    // By name, in the order first met (a list searched once per path took seconds for an
+    // object of tens of thousands of keys).
+    let mut groups: indexmap::IndexMap<String, Group> = indexmap::IndexMap::new();
     for (path, data_type) in paths {
         let (head, rest) = match path.split_once('.') {
             Some((h, r)) => (h, Some(r)),
             None => (*path, None),
         };
-        let position = match groups.iter().position(|g| g.0 == head) {
-            Some(p) => p,
-            None => {
-                groups.push((head.to_owned(), Vec::new(), None));
-                groups.len() - 1
-            }
-        };
+        let group = groups.entry(head.to_owned()).or_default();
         match rest {
-            Some(rest) => groups[position]
-                .1
-                .push((rest.to_owned(), data_type.clone())),
-            None => groups[position].2 = Some(data_type.clone()),
+            Some(rest) => group.0.push((rest.to_owned(), data_type.clone())),
+            None => group.1 = Some(data_type.clone()),
         }
     }
     groups
         .into_iter()
-        .map(|(name, children, leaf)| match (leaf, children.is_empty()) {
-            (Some(t), true) => Ok(Field::new(name, t, true)),
-            (None, false) => {
-                let refs: Vec<(&str, DataType)> = children
-                    .iter()
-                    .map(|(n, t)| (n.as_str(), t.clone()))
-                    .collect();
-                Ok(Field::new(
-                    name,
-                    DataType::Struct(Fields::from(nested_fields(&refs)?)),
-                    true,
-                ))
-            }
-            _ => Err(format!(
-                "columns: `{name}` is read both as a value and as an object with fields"
-            )),
-        })
+        .map(
+            |(name, (children, leaf))| match (leaf, children.is_empty()) {
+                (Some(t), true) => Ok(Field::new(name, t, true)),
+                (None, false) => {
+                    let refs: Vec<(&str, DataType)> = children
+                        .iter()
+                        .map(|(n, t)| (n.as_str(), t.clone()))
+                        .collect();
+                    Ok(Field::new(
+                        name,
+                        DataType::Struct(Fields::from(nested_fields(&refs)?)),
+                        true,
+                    ))
+                }
+                _ => Err(format!(
+                    "columns: `{name}` is read both as a value and as an object with fields"
+                )),
+            },
+        )
         .collect()
 }
 

@@ -56,6 +56,38 @@ enum Kind {
 #[derive(Debug, Default)]
 struct Node {
     children: Vec<Key>,
+    /// Each child's place by name, once there are more than `FEW_KEYS` (an object of 60,000
+    /// keys took 20 s searched in a list, once per key).
+    places: std::collections::HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
+}
+
+/// Keys of one level searched in a list, which is quicker than hashing for so few.
+const FEW_KEYS: usize = 16;
+
+impl Node {
+    /// The place of the child named `name`.
+    fn place(&self, name: &[u8]) -> Option<usize> {
+        match self.children.len() > FEW_KEYS {
+            true => self.places.get(name).copied(),
+            false => self.children.iter().position(|k| *k.name == *name),
+        }
+    }
+
+    /// Adds a child, and indexes the children once there are many.
+    fn push(&mut self, key: Key) -> usize {
+        self.children.push(key);
+        let at = self.children.len() - 1;
+        if self.children.len() > FEW_KEYS {
+            if self.places.is_empty() {
+                for (at, key) in self.children.iter().enumerate() {
+                    self.places.insert(key.name.clone(), at);
+                }
+            } else {
+                self.places.insert(self.children[at].name.clone(), at);
+            }
+        }
+        at
+    }
 }
 
 #[derive(Debug)]
@@ -367,23 +399,18 @@ pub(super) struct PlainRead {
 /// an object (the decoder refuses that before) or declared twice.
 fn insert(node: &mut Node, parts: &[&str], index: usize, keys: &mut usize) -> Option<()> {
     let (part, rest) = parts.split_first()?;
-    let at = match node
-        .children
-        .iter()
-        .position(|k| *k.name == *part.as_bytes())
-    {
+    let at = match node.place(part.as_bytes()) {
         Some(at) => at,
         None => {
-            node.children.push(Key {
+            *keys += 1;
+            node.push(Key {
                 name: part.as_bytes().into(),
-                id: *keys,
+                id: *keys - 1,
                 child: match rest.is_empty() {
                     true => Child::Column(index),
                     false => Child::Object(Node::default()),
                 },
-            });
-            *keys += 1;
-            node.children.len() - 1
+            })
         }
     };
     match (&mut node.children[at].child, rest.is_empty()) {
@@ -435,7 +462,7 @@ impl<'a> LineReader<'a, '_> {
         self.members(depth, |this| {
             let name = this.plain_string()?;
             this.colon()?;
-            match node.children.iter().find(|k| *k.name == *name) {
+            match node.place(name).map(|at| &node.children[at]) {
                 None => this.skip_value(depth),
                 Some(key) => {
                     if this.seen[key.id] == this.stamp {

@@ -559,6 +559,48 @@ fn plain_json_reads_what_the_reader_reads() {
     assert!(mixed_runs >= 30, "{mixed_runs} runs read by both");
 }
 
+/// Objects of many keys, declared and not, read alike by both readers (the plain reader finds a
+/// level's keys by name once there are many; an object of 300,000 keys took minutes).
+#[test]
+fn objects_of_many_keys_are_read_alike_by_both_readers() {
+    let declared: Vec<(String, &str)> = (0..40)
+        .map(|k| (format!("k{}", k * 7), "integer?"))
+        .chain([
+            ("deep.k3".to_owned(), "integer?"),
+            ("deep.k39".to_owned(), "integer?"),
+        ])
+        .collect();
+    let columns: Vec<(&str, &str)> = declared.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+    let mut input = String::new();
+    for line in 0..20 {
+        let keys: Vec<String> = (0..300)
+            .filter(|k| (k + line) % 5 != 0)
+            .map(|k| format!("\"k{k}\": {}", k * 1000 + line))
+            .collect();
+        let deep: Vec<String> = (0..40).map(|k| format!("\"k{k}\": {line}")).collect();
+        input.push_str(&format!(
+            "{{{}, \"deep\": {{{}}}}}\n",
+            keys.join(", "),
+            deep.join(", ")
+        ));
+    }
+    let plain = decoder(Format::Jsonl, &columns);
+    let mut arrow_only = decoder(Format::Jsonl, &columns);
+    arrow_only.plain_json = None;
+    let reader = plain.plain_json.as_ref().unwrap();
+    let first = input.lines().next().unwrap().as_bytes();
+    assert!(reader
+        .read(&[(0, first)], None)
+        .is_some_and(|read| read.others.is_empty()));
+    let (got, got_bad) = plain.decode(input.as_bytes()).unwrap();
+    let (want, want_bad) = arrow_only.decode(input.as_bytes()).unwrap();
+    assert!(got_bad.is_empty() && want_bad.is_empty());
+    let got = one_batch(got, &plain.schema());
+    assert_eq!(got, one_batch(want, &plain.schema()));
+    assert_eq!(texts(&got, "k14")[..2], ["14000", ""]);
+    assert_eq!(texts(&got, "k0")[..2], ["", "1"]);
+}
+
 #[test]
 fn escaped_characters_past_the_first_astral_plane_are_read_right_by_both_readers() {
     // arrow-json 60 alone reads `\ud842\udfb7` (U+20BB7) as U+10BB7.
