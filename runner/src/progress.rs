@@ -32,6 +32,7 @@ pub fn meter(pipeline: &mut BuiltPipeline, bus: &Bus) {
     pipeline.source = BuiltSource::Batch(Box::new(WithProgress {
         inner,
         bus: bus.clone(),
+        read: Default::default(),
     }));
 }
 
@@ -86,6 +87,18 @@ impl Drop for Bar {
 struct WithProgress {
     inner: Box<dyn BatchSource>,
     bus: Bus,
+    read: std::sync::Arc<Read>,
+}
+
+/// What the run took of its input.
+#[derive(Default)]
+struct Read {
+    /// The bytes of the morsels handed on.
+    bytes: std::sync::atomic::AtomicU64,
+    /// Morsels handed on, of an input read by index.
+    morsels: std::sync::atomic::AtomicUsize,
+    /// Whether every morsel was handed on (a limit reached or a closed pipe stops before).
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl BatchSource for WithProgress {
@@ -115,21 +128,40 @@ impl BatchSource for WithProgress {
         if let Some(total) = self.inner.input_bytes() {
             self.bus.publish(Event::InputSize { bytes: total });
         }
+        use std::sync::atomic::Ordering::Relaxed;
         let bus = self.bus.clone();
+        let taken = self.read.clone();
+        taken.morsels.store(0, Relaxed);
+        taken.ended.store(false, Relaxed);
         let advance = move |morsel: Result<Morsel>| {
             if let Ok(m) = &morsel {
-                bus.publish(Event::InputRead {
-                    bytes: m.bytes.len() as u64,
-                });
+                let bytes = m.bytes.len() as u64;
+                taken.bytes.fetch_add(bytes, Relaxed);
+                bus.publish(Event::InputRead { bytes });
             }
             morsel
         };
+        let taken = self.read.clone();
         Ok(match morsels {
-            Morsels::Sequential(iter) => Morsels::Sequential(Box::new(iter.map(advance))),
-            Morsels::Indexed { count, read } => Morsels::Indexed {
-                count,
-                read: Box::new(move |i| advance(read(i))),
-            },
+            Morsels::Sequential(iter) => Morsels::Sequential(Box::new(iter.map(advance).chain(
+                std::iter::from_fn(move || {
+                    taken.ended.store(true, Relaxed);
+                    None
+                }),
+            ))),
+            Morsels::Indexed { count, read } => {
+                taken.ended.store(count == 0, Relaxed);
+                Morsels::Indexed {
+                    count,
+                    read: Box::new(move |i| {
+                        let morsel = advance(read(i));
+                        if taken.morsels.fetch_add(1, Relaxed) + 1 == count {
+                            taken.ended.store(true, Relaxed);
+                        }
+                        morsel
+                    }),
+                }
+            }
         })
     }
 
@@ -155,6 +187,17 @@ impl BatchSource for WithProgress {
 
     fn input_bytes(&self) -> Option<u64> {
         self.inner.input_bytes()
+    }
+
+    /// The input's size once every morsel was handed on; before, the bytes of those that were
+    /// (a `limit` reached, or `| head -1`, reads a few MB of a large file).
+    fn bytes_read(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let whole = self.inner.input_bytes()?;
+        Some(match self.read.ended.load(Relaxed) {
+            true => whole,
+            false => self.read.bytes.load(Relaxed).min(whole),
+        })
     }
 }
 

@@ -463,7 +463,7 @@ impl Recorder {
     pub fn ran(&mut self, pipeline: &BuiltPipeline, feed: &SummaryFeed) {
         let so_far = feed.so_far();
         let (counters, bytes) = match &pipeline.source {
-            BuiltSource::Batch(source) => (source.counters(), source.input_bytes()),
+            BuiltSource::Batch(source) => (source.counters(), source.bytes_read()),
             // Spark reads a stream's input itself: its bytes are not known here.
             BuiltSource::Stream(source) => (
                 source.counters(),

@@ -267,6 +267,37 @@ fn bytes_read_are_the_inputs_size_when_read_even_where_the_sink_replaces_it() {
     assert_eq!(summary["bytes_read"], input.len(), "{summary}");
 }
 
+/// A run that stops reading early (a `limit` reached) reports the bytes it read, not the
+/// input's size.
+#[test]
+fn bytes_read_stop_where_the_reading_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = String::from("store,amount\n");
+    for row in 0..800_000 {
+        input.push_str(&format!("s{},{row}\n", row % 97));
+    }
+    write(dir.path(), "sales.csv", &input);
+    let p = write(
+        dir.path(),
+        "p.yaml",
+        "name: b\nsource: {type: file, path: sales.csv, format: csv}\ntransforms:\n  - {type: limit, n: 5}\nsinks:\n  - {type: csv, path: out.csv}\n",
+    );
+    let summary_path = dir.path().join("summary.json");
+    runner()
+        .args(["run", "--cores", "1", "--summary"])
+        .arg(&summary_path)
+        .arg(&p)
+        .assert()
+        .success();
+    let summary = read_json(&summary_path);
+    let read = summary["bytes_read"].as_u64().unwrap();
+    assert!(
+        read > 0 && read < input.len() as u64 / 2,
+        "{read} of {} bytes",
+        input.len()
+    );
+}
+
 #[test]
 fn a_failed_streams_stages_count_only_the_epochs_it_finished() {
     let dir = tempfile::tempdir().unwrap();

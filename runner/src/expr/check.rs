@@ -618,7 +618,7 @@ impl Checker<'_> {
         if l.ty == Type::Null || r.ty == Type::Null {
             return Err(self.err(
                 op_at,
-                "a comparison with null is never true; use `is null` or `is not null`",
+                "a comparison with null is null, neither true nor false; use `is null` or `is not null`",
             ));
         }
         let (left_type, right_type) = (l.ty, r.ty);

@@ -368,6 +368,11 @@ pub trait BatchSource: Send + Sync {
     fn input_bytes(&self) -> Option<u64> {
         None
     }
+    /// The bytes the run read of an input of known size: the whole, unless reading stopped
+    /// early (a `limit` reached, the sinks closed), as the progress meter counts it.
+    fn bytes_read(&self) -> Option<u64> {
+        self.input_bytes()
+    }
     /// Before another engine reads the input (Spark): downloads it first when it is missing and
     /// the source says where from (`fetch:`).
     fn fetch_missing(&self) -> Result<()> {
