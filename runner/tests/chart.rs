@@ -117,14 +117,24 @@ fn non_ascii_labels_draw_and_missing_glyphs_are_reported() {
         "p.yaml",
         &format!("name: t\nsource:\n  type: file\n  path: in.txt\n{COUNTS}sinks:\n  - type: chart\n    path: c.png\n    x: word\n    y: count\n    orientation: horizontal\n"),
     );
+    // Told at the end with the run's other warnings, counted, and kept by the summary.
+    let summary = dir.path().join("summary.json");
     runner()
         .arg("run")
         .arg(&p)
+        .arg("--summary")
+        .arg(&summary)
         .assert()
         .success()
-        .stderr(predicate::str::contains(
-            "2 character(s) in the chart have no glyph",
-        ));
+        .stderr(predicate::str::contains("2 character(s) have no glyph"))
+        .stderr(predicate::str::contains("; 1 warning(s)"));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let messages = summary["warnings"]["messages"].as_array().unwrap();
+    assert!(
+        messages.len() == 1 && messages[0].as_str().unwrap().contains("have no glyph"),
+        "{summary}"
+    );
     let (w, _, pixels) = decode(&std::fs::read(dir.path().join("c.png")).unwrap());
     assert!(w == 1280 && pixels.iter().any(|&c| c < 128));
 }

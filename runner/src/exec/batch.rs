@@ -37,7 +37,7 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
     if outcome.is_err() {
         if let crate::sources::BuiltSource::Batch(source) = &pipeline.source {
             super::tell_warnings_of_failed_run(
-                run_warnings(source.as_ref(), &pipeline.stages),
+                run_warnings(source.as_ref(), &pipeline.stages, &pipeline.sinks),
                 bus,
             );
         }
@@ -79,7 +79,7 @@ fn run_to_end(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
             bus,
             rows_out,
             started,
-            run_warnings(source, stages),
+            run_warnings(source, stages, &pipeline.sinks),
         ));
     }
     let mut computed = pool.install(|| {
@@ -101,7 +101,7 @@ fn run_to_end(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
                     bus,
                     rows_out,
                     started,
-                    run_warnings(source, stages),
+                    run_warnings(source, stages, &pipeline.sinks),
                 ));
             }
             Computed::Spilled { groups, rest, .. } if next_aggregation(rest).is_some() => {
@@ -140,14 +140,19 @@ fn run_to_end(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<RunReport> {
         bus,
         result.num_rows() as u64,
         started,
-        run_warnings(source, stages),
+        run_warnings(source, stages, &pipeline.sinks),
     ))
 }
 
-/// The source's warnings, then the steps'.
-fn run_warnings(source: &dyn BatchSource, stages: &[crate::plan::BuiltStage]) -> Vec<String> {
+/// The source's warnings, then the steps', then the sinks'.
+fn run_warnings(
+    source: &dyn BatchSource,
+    stages: &[crate::plan::BuiltStage],
+    sinks: &[Box<dyn crate::sinks::Sink>],
+) -> Vec<String> {
     let mut warnings = source.warnings();
     warnings.extend(crate::plan::stage_warnings(stages));
+    warnings.extend(sinks.iter().flat_map(|sink| sink.warnings()));
     warnings
 }
 

@@ -589,6 +589,7 @@ async fn run_epochs(
     }
     let mut warnings = source.warnings();
     warnings.extend(crate::plan::stage_warnings(&pipeline.stages));
+    warnings.extend(out.sinks.iter().flat_map(|sink| sink.warnings()));
     let mut late_rows = None;
     if let Some(event_time) = state.as_mut().and_then(|s| s.event_time()) {
         let late = event_time

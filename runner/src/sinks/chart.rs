@@ -174,7 +174,7 @@ impl BuildSink for ChartSinkConfig {
             per_window,
             windows: std::collections::BTreeMap::new(),
             not_finite: 0,
-            told_not_finite: false,
+            told: Default::default(),
         }))
     }
 }
@@ -199,7 +199,8 @@ pub struct ChartSink {
     windows: std::collections::BTreeMap<i64, (i64, Vec<Bar>)>,
     /// The epoch's values that are NaN or infinite: they have no bar.
     not_finite: usize,
-    told_not_finite: bool,
+    /// Warnings by kind, the latest of each (a stream draws every epoch): told at the run's end.
+    told: std::sync::Mutex<std::collections::BTreeMap<&'static str, String>>,
 }
 
 use crate::transforms::aggregate::windowed::{WINDOW_END, WINDOW_START};
@@ -238,6 +239,14 @@ pub fn window_caption(start: i64, end: i64) -> String {
 }
 
 impl ChartSink {
+    /// Keeps `message`, the latest of its `kind`, for the run's end.
+    fn tell(&self, kind: &'static str, message: String) {
+        self.told
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(kind, message);
+    }
+
     /// Adds `bars` (of one window) to what the epoch holds for it, keeping `top`.
     fn add(&mut self, start: i64, end: i64, bars: Vec<Bar>) {
         let (top, order) = (self.top, self.order);
@@ -276,17 +285,23 @@ impl ChartSink {
             Error::runtime(format!("cannot draw the chart {}: {e}", path.display()))
         })?;
         if drawn.missing_glyphs > 0 {
-            tracing::warn!(
-                chart = %path.display(),
-                "{} character(s) in the chart have no glyph in the embedded font and are drawn as `?`",
-                drawn.missing_glyphs
+            self.tell(
+                "glyphs",
+                format!(
+                    "chart {}: {} character(s) have no glyph in the embedded font and are drawn as `?`",
+                    path.display(),
+                    drawn.missing_glyphs
+                ),
             );
         }
         if drawn.negative > 0 {
-            tracing::warn!(
-                chart = %path.display(),
-                "{} value(s) below zero are labelled without a bar: the chart's axis starts at 0",
-                drawn.negative
+            self.tell(
+                "negative",
+                format!(
+                    "chart {}: {} value(s) below zero are labelled without a bar: the chart's axis starts at 0",
+                    path.display(),
+                    drawn.negative
+                ),
             );
         }
         atomic::write(path, &png)
@@ -382,15 +397,21 @@ impl Sink for ChartSink {
         Ok(Flow::More)
     }
 
+    fn warnings(&self) -> Vec<String> {
+        let told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+        told.values().cloned().collect()
+    }
+
     fn commit(&mut self) -> Result<()> {
-        // Said once (a stream draws every epoch).
-        if self.not_finite > 0 && !self.told_not_finite {
-            self.told_not_finite = true;
-            tracing::warn!(
-                chart = %self.path.display(),
-                "{} value(s) of `{}` that are NaN or infinite have no bar and were left out",
-                self.not_finite,
-                self.spec.y_name
+        if self.not_finite > 0 {
+            self.tell(
+                "not finite",
+                format!(
+                    "chart {}: {} value(s) of `{}` that are NaN or infinite have no bar and were left out",
+                    self.path.display(),
+                    self.not_finite,
+                    self.spec.y_name
+                ),
             );
         }
         if self.window.is_none() {

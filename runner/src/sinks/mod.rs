@@ -140,6 +140,11 @@ pub trait Sink: Send {
     fn closes_with_stdout(&self) -> bool {
         false
     }
+    /// What the sink left out or drew otherwise than asked, told at the end of the run with
+    /// the source's and the steps' warnings (and kept by the run summary).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Rows handed to a sink at a time: a large result arrives in pieces, as it would streamed.
