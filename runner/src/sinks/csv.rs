@@ -396,6 +396,22 @@ fn whole_lines_length(file: &mut std::fs::File) -> std::io::Result<u64> {
 }
 
 impl Sink for CsvSink {
+    /// An appending stream's file under another header is refused before any sink writes:
+    /// refused at its first epoch, the sinks before it had appended theirs.
+    fn ready(&self) -> Result<()> {
+        if !(self.appending && self.header) {
+            return Ok(());
+        }
+        let Ok(mut file) = std::fs::File::open(&self.path) else {
+            // None yet (made at the first epoch), or one that cannot be read: told there.
+            return Ok(());
+        };
+        match whole_lines_length(&mut file) {
+            Ok(length) if length > 0 => self.check_header(&mut file),
+            _ => Ok(()),
+        }
+    }
+
     fn begin(&mut self, epoch: u64) -> Result<()> {
         self.abandon();
         self.epoch = epoch;
@@ -676,6 +692,9 @@ mod tests {
             ))
             .unwrap();
         let mut other = other;
+        // Said before the run reads anything (`ready`), so that no sink writes an epoch first.
+        let early = other.ready().unwrap_err().to_string();
+        assert!(early.contains("its header is `tag`"), "{early}");
         let refused = write_result(other.as_mut(), &text_batch("label", ["z"]), 5)
             .unwrap_err()
             .to_string();
