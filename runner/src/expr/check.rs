@@ -246,7 +246,10 @@ impl Checker<'_> {
             let value = i64::try_from(*n).map_err(|_| {
                 self.err(
                     at,
-                    format!("{n} is larger than the largest integer, {}", i64::MAX),
+                    format!(
+                        "{n} is larger than the largest integer, {} (write `{n}.0` for a float)",
+                        i64::MAX
+                    ),
                 )
             })?;
             literal(

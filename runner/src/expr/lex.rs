@@ -222,6 +222,17 @@ pub(super) fn lex(src: &str) -> Result<Vec<(usize, Token)>, (usize, String)> {
                 let text = written.replace('_', "");
                 let token = match text.parse::<u64>() {
                     Ok(int) => Token::Int(int),
+                    // Digits alone past u64 are an integer too large, as past i64 (refused
+                    // when checked), not a float without a word.
+                    Err(_) if text.bytes().all(|b| b.is_ascii_digit()) => {
+                        return Err((
+                            start,
+                            format!(
+                                "{written} is larger than the largest integer, {} (write `{written}.0` for a float)",
+                                i64::MAX
+                            ),
+                        ));
+                    }
                     Err(_) => {
                         let x: f64 = text
                             .parse()
@@ -339,9 +350,12 @@ mod tests {
         );
         assert_eq!(tokens("1_000"), [Token::Int(1000)]);
         assert_eq!(
-            tokens("18446744073709551616"),
+            tokens("18446744073709551616.0"),
             [Token::Float(1.8446744073709552e19)]
         );
+        let (at, why) = lex("n < 1000000000000000000000").unwrap_err();
+        assert_eq!(at, 4);
+        assert!(why.contains("larger than the largest integer"), "{why}");
     }
 
     #[test]
