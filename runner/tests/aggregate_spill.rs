@@ -129,7 +129,7 @@ fn distinct_values_of_a_few_groups_spill_and_are_counted_exactly() {
     let input = std::fs::read_to_string(sales(dir.path())).unwrap();
     let steps = "  - type: aggregate\n    by: city\n    \
                  aggs: {users: count_distinct(user), n: count(), total: sum(amount), \
-                 again: count_distinct(user), low: min(user), mean: avg(price)}$LIMIT";
+                 again: count_distinct(user), low: min(user), mean: avg(amount)}$LIMIT";
     let (spilled_peak, whole_peak) = same_answer(dir.path(), "distinct", steps, &[]);
     assert!(
         spilled_peak < whole_peak * 0.8,

@@ -345,6 +345,33 @@ impl Aggregate {
     }
 }
 
+/// Encodes the first `keys` columns of a spilled run as the sort compares them.
+pub(crate) fn key_converter(batch: &RecordBatch, keys: usize) -> Result<RowConverter> {
+    let fields = batch.schema().fields()[..keys]
+        .iter()
+        .map(|f| SortField::new(f.data_type().clone()))
+        .collect();
+    RowConverter::new(fields).map_err(|e| Error::runtime(format!("merging spilled groups: {e}")))
+}
+
+/// Where the rows of `batch`'s last key begin (rows are in key order).
+pub(crate) fn last_key_start(
+    converter: &RowConverter,
+    batch: &RecordBatch,
+    keys: usize,
+) -> Result<usize> {
+    let columns = batch.columns()[..keys].to_vec();
+    let rows = converter
+        .convert_columns(&columns)
+        .map_err(|e| Error::runtime(format!("merging spilled groups: {e}")))?;
+    let last = rows.num_rows() - 1;
+    let mut start = last;
+    while start > 0 && rows.row(start - 1) == rows.row(last) {
+        start -= 1;
+    }
+    Ok(start)
+}
+
 /// The snapshot `state` column of an aggregation whose one aggregate is `count()`, for groups
 /// with these counts (a `group_count`'s checkpoint or spill, in its own form, restored into the
 /// general table).

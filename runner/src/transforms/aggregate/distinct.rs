@@ -5,8 +5,8 @@
 //! past `memory_limit` like any others, so a group with millions of distinct values no longer
 //! holds them all; the fold holds one group at a time.
 //!
-//! Only where every other aggregate merges whatever the order of its parts (`count`, `sum`,
-//! `min`, `max`, `avg`) and every `count_distinct` counts the same value; otherwise (and in a
+//! Only where every other aggregate merges whatever the order of its parts (`count`, `min`,
+//! `max`, and `sum` and `avg` of integers) and every `count_distinct` counts the same value; otherwise (and in a
 //! stream, whose checkpoints hold the step's own state) the step keeps each group's distinct
 //! values.
 
@@ -62,6 +62,9 @@ impl DistinctByGrouping {
                         _ => value = Some(expr),
                     }
                 }
+                // Floats add up to other last digits in another order: their sums stay as
+                // the step as written adds them.
+                A::Sum | A::Avg if agg.input == Some(ValueType::Float) => return None,
                 A::Count | A::Sum | A::Min | A::Max | A::Avg => {}
                 // They follow input order, which the finer groups do not keep.
                 A::First | A::Last | A::CollectList => return None,
@@ -234,7 +237,7 @@ impl Fold {
 
 impl SortedFold for Fold {
     fn slice(&mut self, rows: &RecordBatch) -> Result<Option<RecordBatch>> {
-        use crate::exec::spilled_aggregate::{key_converter, last_key_start};
+        use super::{key_converter, last_key_start};
         let keys = self.folding.key_count;
         if rows.num_rows() == 0 {
             return Ok(None);
