@@ -173,7 +173,27 @@ fn eval_where(t: &Typed, batch: &RecordBatch, wanted: &BooleanArray) -> Out {
             batch.num_rows(),
         )));
     }
-    let rows = arrow_select::filter::filter_record_batch(batch, wanted).map_err(message)?;
+    // Only the columns `t` reads are picked; the others are cut to length without a copy
+    // (they are not read), so that a wide batch costs no more than a narrow one.
+    let predicate = arrow_select::filter::FilterBuilder::new(wanted)
+        .optimize()
+        .build();
+    let read = super::columns_of(t);
+    let columns = batch
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(index, column)| match read.binary_search(&index) {
+            Ok(_) => predicate.filter(column.as_ref()).map_err(message),
+            Err(_) => Ok(column.slice(0, picked)),
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let rows = RecordBatch::try_new_with_options(
+        batch.schema(),
+        columns,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(picked)),
+    )
+    .map_err(message)?;
     let values = eval(t, &rows)?.into_array(picked, &data_type)?;
     // Each wanted row's place among the picked ones; null (a null value) elsewhere.
     let mut next = 0u32;
@@ -220,6 +240,10 @@ pub(super) fn eval(t: &Typed, batch: &RecordBatch) -> Out {
                 let decides = nulls_false(&decides);
                 arrow_arith::boolean::not(&decides).map_err(message)
             };
+            // A constant left side that decides (`false and ...`, `true or ...`): so be it.
+            if ls && lb.len() == 1 && lb.is_valid(0) && lb.value(0) != and {
+                return Ok(Col::Scalar(Arc::new(lb)));
+            }
             let right = match ls {
                 false => eval_where(r, batch, &undecided()?)?,
                 true => eval(r, batch)?,

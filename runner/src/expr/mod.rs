@@ -280,36 +280,38 @@ impl Expr {
 
     /// The columns it reads, in order, each once.
     pub fn columns(&self) -> Vec<usize> {
-        fn walk(t: &Typed, out: &mut Vec<usize>) {
-            match &t.node {
-                Node::Column(index) => out.push(*index),
-                Node::Literal(_) => {}
-                Node::Neg(a)
-                | Node::Not(a)
-                | Node::IsNull(a, _)
-                | Node::Like(a, _, _)
-                | Node::Matches(a, _, _)
-                | Node::Cast(a, _, _) => walk(a, out),
-                Node::Arith(_, a, b)
-                | Node::Compare(_, a, b)
-                | Node::And(a, b)
-                | Node::Or(a, b) => {
-                    walk(a, out);
-                    walk(b, out);
-                }
-                Node::In(a, items, _) => {
-                    walk(a, out);
-                    items.iter().for_each(|i| walk(i, out));
-                }
-                Node::Call(_, args) => args.iter().for_each(|a| walk(a, out)),
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.root, &mut out);
-        out.sort_unstable();
-        out.dedup();
-        out
+        columns_of(&self.root)
     }
+}
+
+/// The columns `t` reads, in order, each once.
+fn columns_of(t: &Typed) -> Vec<usize> {
+    fn walk(t: &Typed, out: &mut Vec<usize>) {
+        match &t.node {
+            Node::Column(index) => out.push(*index),
+            Node::Literal(_) => {}
+            Node::Neg(a)
+            | Node::Not(a)
+            | Node::IsNull(a, _)
+            | Node::Like(a, _, _)
+            | Node::Matches(a, _, _)
+            | Node::Cast(a, _, _) => walk(a, out),
+            Node::Arith(_, a, b) | Node::Compare(_, a, b) | Node::And(a, b) | Node::Or(a, b) => {
+                walk(a, out);
+                walk(b, out);
+            }
+            Node::In(a, items, _) => {
+                walk(a, out);
+                items.iter().for_each(|i| walk(i, out));
+            }
+            Node::Call(_, args) => args.iter().for_each(|a| walk(a, out)),
+        }
+    }
+    let mut out = Vec::new();
+    walk(t, &mut out);
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 impl Predicate {
