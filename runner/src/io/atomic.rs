@@ -67,6 +67,11 @@ fn written_through(target: &Path, named: &Path) -> Result<bool> {
             source: std::io::Error::other("it is a directory; name a file"),
         }),
         Ok(meta) => Ok(!meta.is_file()),
+        // Links that name each other: an error, not a link replaced by a file.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(Error::Output {
+            path: named.to_path_buf(),
+            source: e,
+        }),
         Err(_) => Ok(false),
     }
 }
@@ -265,11 +270,12 @@ fn persist_named(mut temp: NamedTempFile, named: &Path) -> Result<()> {
 fn write_through(temp: NamedTempFile, target: &Path) -> std::io::Result<()> {
     use std::io::Seek;
     use std::os::unix::fs::OpenOptionsExt;
-    // Appending: a descriptor open on a regular file (`> out.txt`, `>> log`) is written
-    // after what is there, as the process's own writes to it would be; devices and FIFOs have
-    // no end to append at.
+    // A descriptor by name, open on a regular file (`> out.txt`, `>> log`), is written after
+    // what the file holds (its own offset is not the descriptor's); a device or a FIFO from
+    // its start, as before (a block device has no end to append at).
     let mut out = std::fs::OpenOptions::new()
-        .append(true)
+        .write(true)
+        .append(names_a_descriptor(target))
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(target)
         .map_err(|e| {
@@ -457,6 +463,12 @@ mod tests {
             std::fs::read(dir.path().join("real/data.csv")).unwrap(),
             b"new"
         );
+        // Links that name each other: an error, and both stay links.
+        std::os::unix::fs::symlink("b.csv", dir.path().join("a.csv")).unwrap();
+        std::os::unix::fs::symlink("a.csv", dir.path().join("b.csv")).unwrap();
+        assert!(write(&dir.path().join("a.csv"), b"x").is_err());
+        let link = std::fs::symlink_metadata(dir.path().join("a.csv")).unwrap();
+        assert!(link.file_type().is_symlink());
         // A dangling link names the file to create (its folder too).
         std::os::unix::fs::symlink("later/x.csv", dir.path().join("dangling.csv")).unwrap();
         write(&dir.path().join("dangling.csv"), b"made").unwrap();
