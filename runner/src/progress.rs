@@ -189,14 +189,17 @@ impl BatchSource for WithProgress {
         self.inner.input_bytes()
     }
 
-    /// The input's size once every morsel was handed on; before, the bytes of those that were
-    /// (a `limit` reached, or `| head -1`, reads a few MB of a large file).
+    /// The input's size once every morsel was handed on (or the bytes handed on, where the
+    /// listed size is less); before, the bytes of those that were (a `limit` reached, or
+    /// `| head -1`, reads a few MB of a large file).
     fn bytes_read(&self) -> Option<u64> {
         use std::sync::atomic::Ordering::Relaxed;
         let whole = self.inner.input_bytes()?;
+        let handed = self.read.bytes.load(Relaxed);
+        // A file of the kernel's is listed smaller than what it gives (`/proc`: empty).
         Some(match self.read.ended.load(Relaxed) {
-            true => whole,
-            false => self.read.bytes.load(Relaxed).min(whole),
+            true => whole.max(handed),
+            false => handed,
         })
     }
 }

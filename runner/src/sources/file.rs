@@ -1443,23 +1443,13 @@ impl InputFile {
 /// Whether `path` is a regular file that holds what its size says, whose pieces can be read at
 /// their offsets. The kernel's files (`/proc`, `/sys`) are listed as empty, or as a page,
 /// whatever they hold: they are read to their end, as a pipe is (`/proc/cpuinfo` was read as
-/// empty). Such a file has no blocks on disk; nor has a file of holes only, which is read to
-/// its end too.
+/// empty). They are told by where they are, never by reading them (a read of `/proc/kmsg`
+/// takes what it reads, or waits).
 fn read_by_its_size(path: &Path) -> bool {
-    use std::io::Read;
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        return false;
-    };
-    match (meta.is_file(), meta.len(), meta.blocks()) {
-        (false, ..) => false,
-        // An empty file, or one of the kernel's that gives bytes all the same.
-        (true, 0, _) => std::fs::File::open(path)
-            .and_then(|mut file| file.read(&mut [0u8; 1]))
-            .is_ok_and(|read| read == 0),
-        (true, _, 0) => false,
-        (true, ..) => true,
-    }
+    let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+    let kernels = std::fs::canonicalize(path)
+        .is_ok_and(|real| real.starts_with("/proc") || real.starts_with("/sys"));
+    regular && !kernels
 }
 
 impl FileSource {
