@@ -611,7 +611,7 @@ fn reader_options() -> ArrowReaderOptions {
 /// would wrap into another date without a word.
 fn read_footer(file: &std::fs::File) -> parquet::errors::Result<ArrowReaderMetadata> {
     check_footer_size(file)?;
-    let footer = ArrowReaderMetadata::load(file, reader_options())?;
+    let footer = on_a_deep_stack(|| ArrowReaderMetadata::load(file, reader_options()))?;
     check_footer(footer.metadata())?;
     let int96: Vec<String> = footer
         .parquet_schema()
@@ -651,6 +651,28 @@ const MOST_FOOTER_BYTES: u64 = 128 << 20;
 /// The most levels of structs and lists read: decoding recurses once per level, and a file of
 /// 300 nested structs overflowed a worker's stack.
 const MOST_NESTED_LEVELS: usize = 100;
+
+/// The stack a footer is read on: the `parquet` crate recurses once per level of nesting as it
+/// reads one, before its depth can be checked (20,000 levels overflowed the main thread's
+/// 8 MiB; this takes some tens of thousands more). Reserved, not touched, unless used.
+const FOOTER_STACK_BYTES: usize = 128 << 20;
+
+/// `read` on a thread of its own with a `FOOTER_STACK_BYTES` stack; a panic there is an error.
+fn on_a_deep_stack<T: Send>(
+    read: impl FnOnce() -> parquet::errors::Result<T> + Send,
+) -> parquet::errors::Result<T> {
+    use parquet::errors::ParquetError::General;
+    std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("runner-footer".into())
+            .stack_size(FOOTER_STACK_BYTES)
+            .spawn_scoped(scope, read)
+            .map_err(|e| General(format!("cannot start a thread to read the footer: {e}")))?;
+        reader
+            .join()
+            .map_err(|payload| General(crate::error::from_panic(payload.as_ref()).to_string()))?
+    })
+}
 
 /// Refuses a footer longer than `MOST_FOOTER_BYTES` before it is read.
 fn check_footer_size(file: &std::fs::File) -> parquet::errors::Result<()> {
