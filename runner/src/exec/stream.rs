@@ -119,6 +119,7 @@ pub fn run(pipeline: &mut BuiltPipeline, bus: &Bus) -> Result<StreamReport> {
         if let crate::sources::BuiltSource::Stream(source) = &pipeline.source {
             let mut warnings = source.warnings();
             warnings.extend(crate::plan::stage_warnings(&pipeline.stages));
+            warnings.extend(pipeline.sinks.iter().flat_map(|sink| sink.warnings()));
             super::tell_warnings_of_failed_run(warnings, bus);
         }
     }

@@ -402,8 +402,12 @@ impl Sink for CsvSink {
         if !(self.appending && self.header) {
             return Ok(());
         }
+        // A regular file only: opening a FIFO to read waits for a writer.
+        if !std::fs::metadata(&self.path).is_ok_and(|m| m.is_file()) {
+            return Ok(());
+        }
         let Ok(mut file) = std::fs::File::open(&self.path) else {
-            // None yet (made at the first epoch), or one that cannot be read: told there.
+            // One that cannot be read: told at the first epoch.
             return Ok(());
         };
         match whole_lines_length(&mut file) {

@@ -350,6 +350,13 @@ fn follow(
         rows_in += input_rows;
         rows_out += out.num_rows() as u64;
     }
+    // What the sinks left out (a chart's values below zero), told as a local run tells it.
+    let warnings: Vec<String> = pipeline.sinks.iter().flat_map(|s| s.warnings()).collect();
+    for message in &warnings {
+        bus.publish(Event::Warning {
+            message: message.clone(),
+        });
+    }
     bus.publish(Event::RunFinished {
         rows_in: Some(rows_in),
         rows_out,
@@ -363,7 +370,7 @@ fn follow(
         rows_in,
         rows_out,
         elapsed: started.elapsed(),
-        warnings: Vec::new(),
+        warnings,
         source_summary: None,
         reason,
     })
