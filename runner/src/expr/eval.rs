@@ -235,16 +235,20 @@ pub(super) fn eval(t: &Typed, batch: &RecordBatch) -> Out {
             // `or`), as Spark and SQL evaluate it: `s matches '^\d+$' and cast(s as integer)
             // > 5` must not fail on a row the left side rules out.
             let undecided = || -> Result<BooleanArray, String> {
-                let decides = arrow_arith::boolean::not(&lb).map_err(message)?;
-                let decides = if and { decides } else { lb.clone() };
-                let decides = nulls_false(&decides);
-                arrow_arith::boolean::not(&decides).map_err(message)
+                // Where the left is false (`and`) or true (`or`), not null: decided.
+                let decides = match and {
+                    true => arrow_arith::boolean::not(&lb).map_err(message)?,
+                    false => lb.clone(),
+                };
+                arrow_arith::boolean::not(&nulls_false(&decides)).map_err(message)
             };
             // A constant left side that decides (`false and ...`, `true or ...`): so be it.
             if ls && lb.len() == 1 && lb.is_valid(0) && lb.value(0) != and {
                 return Ok(Col::Scalar(Arc::new(lb)));
             }
-            let right = match ls {
+            // The rows left undecided are picked only for a right side that can fail: a plain
+            // `a > 1 and b < 2` (a filter's usual form) runs as it ran, on every row.
+            let right = match ls || !may_fail(r) {
                 false => eval_where(r, batch, &undecided()?)?,
                 true => eval(r, batch)?,
             };
